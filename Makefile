@@ -1,0 +1,38 @@
+# learnsyn: two commands for a fresh machine.
+#   make demo   creates .venv, installs, runs the main job on the CPU
+#   make test   creates .venv if needed, installs, runs the whole suite
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# The CPU wheel of torch: installing it first keeps pip from pulling a multi-GB CUDA build.
+TORCH_CPU ?= torch==2.13.0
+
+.PHONY: demo test lint bench clean install
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_CPU)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	OMP_NUM_THREADS=1 $(VENV)/bin/learnsyn demo --out runs/demo
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: $(STAMP)
+	$(VENV)/bin/learnsyn bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,15 @@
+"""Hand-crafted synapses, installed as ``learnsyn.baselines``; importing registers them all."""
+
+from learnsyn.baselines.benna_fusi import BennaFusiChain
+from learnsyn.baselines.ewc import EWCSynapse
+from learnsyn.baselines.exponential import ExponentialSynapse
+from learnsyn.baselines.finite_state import BinarySwitch, CascadeSynapse, SerialSynapse
+
+__all__ = [
+    "BennaFusiChain",
+    "BinarySwitch",
+    "CascadeSynapse",
+    "EWCSynapse",
+    "ExponentialSynapse",
+    "SerialSynapse",
+]

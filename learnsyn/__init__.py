@@ -1,0 +1,1 @@
+"""learnsyn: meta-trained synapses against tuned hand-crafted baselines."""

@@ -1,0 +1,237 @@
+"""Implementations of the ``learnsyn`` subcommands (argument parsing lives in ``cli.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from learnsyn.evaluate import evaluate
+from learnsyn.io import write_json_output
+from learnsyn.metrics import check_convention, check_metric
+from learnsyn.registry import load_builtin_models, make_model
+from learnsyn.scenario import SCENARIOS, make_scenario
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ValueError(f"device {name!r} is not allowed: expected auto, cpu or cuda")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} is not available on this machine: use cpu or auto")
+    return name
+
+
+def _spec_json(spec) -> dict:
+    default = spec.default
+    if isinstance(default, float) and not math.isfinite(default):
+        default = str(default)
+    return {
+        "name": spec.name,
+        "default": default,
+        "allowed": spec.describe_range(),
+        "help": spec.help,
+    }
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import learnsyn.tasks  # noqa: F401
+
+    models = load_builtin_models()
+    data = {
+        "models": [
+            {
+                "name": cls.info.name,
+                "family": cls.info.family,
+                "summary": cls.info.summary,
+                "reference": cls.info.reference,
+                "params": [_spec_json(s) for s in cls.info.params],
+            }
+            for cls in models.values()
+        ],
+        "scenarios": [
+            {
+                "name": cls.info.name,
+                "summary": cls.info.summary,
+                "reference": cls.info.reference,
+                "tags": list(cls.info.tags),
+                "params": [_spec_json(s) for s in cls.info.params],
+            }
+            for cls in SCENARIOS.values()
+        ],
+    }
+    if args.json:
+        write_json_output(args.json, data)
+        if args.json == "-":
+            return 0
+    for title, entries in (("Models", data["models"]), ("Scenarios", data["scenarios"])):
+        print(f"{title}:")
+        for entry in entries:
+            family = f" [{entry['family']}]" if "family" in entry else ""
+            print(f"  {entry['name']}{family}: {entry['summary']}")
+            print(f"      reference: {entry['reference']}")
+            for p in entry["params"]:
+                print(
+                    f"      --{'param' if title == 'Models' else 'task-param'} "
+                    f"{p['name']}=... default {p['default']}, {p['allowed']}. {p['help']}"
+                )
+        print()
+    return 0
+
+
+def _model_and_task(args):
+    from learnsyn.cli import parse_assignments
+
+    params = parse_assignments(args.param, "--param")
+    task_params = parse_assignments(args.task_param, "--task-param")
+    scenario = make_scenario(args.task, task_params)
+    model = make_model(args.model, params)
+    return model, scenario, params
+
+
+def _check_common(args) -> None:
+    check_convention(args.convention)
+    from learnsyn.evaluate import METHODS
+
+    if args.method not in METHODS:
+        raise ValueError(f"unknown method {args.method!r}; allowed: {', '.join(METHODS)}")
+
+
+def _print_summary(result: dict, out=sys.stderr) -> None:
+    m = result["metrics"]
+    err = result.get("metrics_stderr") or {}
+
+    def fmt(key):
+        return f"{m[key]:.4g}" + (f" +- {err[key]:.2g}" if key in err else "")
+
+    print(
+        f"{result['model']} {result['params']} in {result['task']} {result['task_params']}, "
+        f"N={result['synapses']}, {result['method']}, {result['convention']} convention, "
+        f"threshold {result['threshold']:g}, horizon {result['horizon']}:\n"
+        f"  area {fmt('area')}  lifetime {fmt('lifetime')}"
+        f"{' (censored at horizon)' if result.get('lifetime_censored') else ''}  "
+        f"initial SNR {fmt('initial_snr')}  log-time area {fmt('log_area')}",
+        file=out,
+    )
+
+
+def _plot_one(result: dict, path: str, label: str) -> None:
+    from learnsyn.plotting import plot_snr_curves, save_figure
+
+    fig = plot_snr_curves(
+        [
+            {
+                "label": label,
+                "ages": result["ages"],
+                "snr": result["snr"],
+                "snr_stderr": result["snr_stderr"],
+            }
+        ],
+        synapses=result["synapses"],
+        threshold=result["threshold"],
+        convention=result["convention"],
+        title=f"{label} in {result['task']}",
+    )
+    save_figure(fig, path)
+    print(f"plot written to {path}", file=sys.stderr)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    _check_common(args)
+    model, scenario, _ = _model_and_task(args)
+    device = resolve_device(args.device)
+    result = evaluate(
+        model,
+        scenario,
+        synapses=args.synapses,
+        horizon=args.horizon,
+        method=args.method,
+        convention=args.convention,
+        threshold=args.threshold,
+        batch=args.batch,
+        seed=args.seed,
+        burn_in=args.burn_in,
+        device=device,
+    ).to_json()
+    write_json_output(args.json, result)
+    _print_summary(result)
+    if args.plot:
+        _plot_one(result, args.plot, args.model)
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from learnsyn.tuning import tune
+
+    _check_common(args)
+    check_metric(args.metric)
+    model, scenario, params = _model_and_task(args)
+    start = time.perf_counter()
+
+    def progress(count, trial_params, value):
+        if count % 25 == 0:
+            print(f"  tuning {args.model}: {count} evaluations, last {value:.4g}", file=sys.stderr)
+
+    result = tune(
+        args.model,
+        scenario,
+        synapses=args.synapses,
+        metric=args.metric,
+        fixed=params,
+        max_state=args.max_state,
+        horizon=args.horizon,
+        threshold=args.threshold,
+        convention=args.convention,
+        method=args.method,
+        batch=args.batch,
+        seed=args.seed,
+        progress=progress,
+    )
+    data = result.to_json()
+    write_json_output(args.json, data)
+    print(
+        f"tuned {args.model} for {args.metric} in {time.perf_counter() - start:.1f} s "
+        f"({result.evaluations} evaluations): {json.dumps(result.best_params)}",
+        file=sys.stderr,
+    )
+    _print_summary(data)
+    if args.plot:
+        _plot_one(data, args.plot, f"{args.model} (tuned)")
+    return 0
+
+
+def add_training_commands(sub, positive_int, number) -> None:
+    """train, compare, demo (meta-training); study and bench when present."""
+    from learnsyn import demo
+
+    p = sub.add_parser("demo", help="the main job on the CPU with embedded defaults")
+    p.add_argument("--out", default="runs/demo", help="output directory")
+    p.add_argument("--quick", action="store_true", help="a smaller run (for tests)")
+    p.set_defaults(func=demo.cmd_demo)
+
+    p = sub.add_parser("bench", help="print speed figures (exact evaluation, simulation)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--json", metavar="PATH|-")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from learnsyn import bench
+
+    results = bench.run_benchmarks(resolve_device(args.device), args.quick)
+    bench.print_report(results, sys.stderr if args.json == "-" else sys.stdout)
+    write_json_output(args.json, results)
+    return 0
+
+
+def ensure_directory(path: str | Path) -> Path:
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,1 @@
+"""Degeneracy, not vanishing gradients: deep linear nets, spectra, and the synapse RNN."""

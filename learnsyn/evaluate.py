@@ -1,0 +1,215 @@
+"""The one evaluation path: any synapse, any scenario -> SNR curve, errors and metrics.
+
+``method="auto"`` solves linear synapses and finite-state synapses exactly wherever the scenario
+allows it and runs the paired Monte Carlo estimator otherwise. Scenarios with several kinds of
+tracked memory (importance) report each kind's curve and their weighted sum; metrics are those
+of the weighted curve.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from learnsyn.exact import linear_signal_and_variance, markov_signal_and_variance
+from learnsyn.metrics import (
+    check_convention,
+    compute_metrics,
+    lifetime_censored,
+    snr_from_moments,
+)
+from learnsyn.montecarlo import default_burn_in, jackknife_stderr, simulate_pairs
+from learnsyn.scenario import Scenario
+from learnsyn.synapse import Synapse
+
+METHODS = ("auto", "exact", "monte-carlo")
+
+
+@dataclass
+class Evaluation:
+    """An evaluated SNR curve; ``to_json()`` gives the documented JSON layout."""
+
+    model: str
+    params: dict[str, Any]
+    task: str
+    task_params: dict[str, Any]
+    synapses: int
+    method: str
+    convention: str
+    threshold: float
+    horizon: int
+    ages: list[float]
+    snr: list[float]
+    snr_stderr: list[float] | None
+    metrics: dict[str, float]
+    metrics_stderr: dict[str, float] | None = None
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    lifetime_censored: bool = False
+    monte_carlo: dict[str, Any] | None = None
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return _finite(asdict(self))
+
+
+def _finite(value):
+    """JSON has no inf/nan: write them as strings ("inf", "nan") rather than invalid tokens."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def log_spaced_ages(count: int, max_age: float) -> np.ndarray:
+    """``count`` distinct integer ages from 0 to ``max_age``, spaced evenly in log(age + 1)."""
+    if count > max_age + 1:
+        return np.arange(int(max_age) + 1, dtype=np.float64)
+    points = count
+    while True:
+        ages = np.unique(np.round(np.geomspace(1, max_age + 1, points)) - 1)
+        if len(ages) >= count:
+            return ages[np.round(np.linspace(0, len(ages) - 1, count)).astype(int)]
+        points += count - len(ages)
+
+
+def exact_method_available(model: Synapse, scenario: Scenario) -> bool:
+    if model.linear_form() is not None and scenario.linear_statistics() is not None:
+        return True
+    return model.markov_form() is not None and scenario.markov_statistics() is not None
+
+
+def check_compatible(model: Synapse, scenario: Scenario) -> None:
+    if model.discrete_state and scenario.constrains_state:
+        raise ValueError(
+            f"model {model.info.name!r} has discrete states, which the {scenario.info.name!r} "
+            "scenario's constraint on continuous variables does not apply to; use a "
+            "continuous-state model (exponential, benna-fusi, ewc, learned)"
+        )
+
+
+def resolve_method(model: Synapse, scenario: Scenario, method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
+    check_compatible(model, scenario)
+    if method == "auto":
+        return "exact" if exact_method_available(model, scenario) else "monte-carlo"
+    if method == "exact" and not exact_method_available(model, scenario):
+        raise ValueError(
+            f"method 'exact' is not available for model {model.info.name!r} in scenario "
+            f"{scenario.info.name!r} (only linear or finite-state models in scenarios with "
+            "exact statistics); use --method monte-carlo"
+        )
+    return method
+
+
+def exact_curves(
+    model: Synapse, scenario: Scenario, ages: np.ndarray, synapses: float, convention: str
+) -> np.ndarray:
+    """``[kinds, ages]`` exact SNR curves."""
+    kinds = scenario.tracked_kinds()
+    form = model.linear_form()
+    stats = scenario.linear_statistics()
+    if form is not None and stats is not None:
+        signals, variance = linear_signal_and_variance(form, stats, ages)
+    else:
+        mstats = scenario.markov_statistics()
+        signals, variance = markov_signal_and_variance(model.markov_form(), mstats, kinds, ages)
+    return snr_from_moments(signals, variance, synapses, convention)
+
+
+def evaluate(
+    model: Synapse,
+    scenario: Scenario,
+    *,
+    synapses: int,
+    horizon: int = 1000,
+    method: str = "auto",
+    convention: str = "exact",
+    threshold: float = 1.0,
+    batch: int = 1024,
+    seed: int = 0,
+    burn_in: int | None = None,
+    ages: np.ndarray | None = None,
+    device: str | torch.device = "cpu",
+    groups: int = 16,
+) -> Evaluation:
+    """Evaluate ``model`` in ``scenario`` for ``synapses`` synapses (N) over ages 0..horizon-1
+    (or the given integer ``ages``, exact method only)."""
+    check_convention(convention)
+    if synapses < 1:
+        raise ValueError(f"synapses = {synapses} is not allowed: need N >= 1")
+    if horizon < 1:
+        raise ValueError(f"horizon = {horizon} is not allowed: need horizon >= 1")
+    method = resolve_method(model, scenario, method)
+    if ages is not None and method != "exact":
+        raise ValueError("custom ages need the exact method; Monte Carlo uses 0..horizon-1")
+    ages_array = np.arange(horizon, dtype=np.float64) if ages is None else np.asarray(ages, float)
+    kinds = scenario.tracked_kinds()
+    weights = np.array([k.weight for k in kinds])
+    start = time.perf_counter()
+    stderr = None
+    metrics_stderr = None
+    mc_info = None
+    if method == "exact":
+        curves = exact_curves(model, scenario, ages_array, synapses, convention)
+        combined = weights @ curves
+    else:
+        if batch < 2:
+            raise ValueError(f"batch = {batch} is not allowed: need at least 2 pairs")
+        burn = default_burn_in(model, scenario, horizon) if burn_in is None else int(burn_in)
+        generator = torch.Generator(device=device).manual_seed(seed)
+        per_kind, loo = [], []
+        model = model.to(device)
+        for kind in kinds:
+            moments = simulate_pairs(
+                model,
+                scenario,
+                kind,
+                pairs=batch,
+                burn_in=burn,
+                horizon=horizon,
+                generator=generator,
+                groups=groups,
+                device=device,
+            )
+            per_kind.append(moments.snr(synapses, convention).double().cpu().numpy())
+            loo.append(moments.leave_one_out_snr(synapses, convention).double().cpu())
+        curves = np.stack(per_kind)
+        combined = weights @ curves
+        loo_combined = sum(w * c for w, c in zip(weights, loo))  # [G, T]
+        stderr = jackknife_stderr(loo_combined).numpy().tolist()
+        loo_metrics = [compute_metrics(ages_array, c.numpy(), threshold) for c in loo_combined]
+        metrics_stderr = {
+            key: float(jackknife_stderr(torch.tensor([m[key] for m in loo_metrics])))
+            for key in loo_metrics[0]
+        }
+        mc_info = {"batch_pairs": batch, "burn_in": burn, "seed": seed, "groups": groups}
+    elapsed = time.perf_counter() - start
+    return Evaluation(
+        model=model.info.name,
+        params=model.params_dict(),
+        task=scenario.info.name,
+        task_params=dict(scenario.params),
+        synapses=int(synapses),
+        method=method,
+        convention=convention,
+        threshold=float(threshold),
+        horizon=int(horizon),
+        ages=ages_array.tolist(),
+        snr=np.asarray(combined, dtype=float).tolist(),
+        snr_stderr=stderr,
+        metrics=compute_metrics(ages_array, combined, threshold),
+        metrics_stderr=metrics_stderr,
+        curves={k.name: c.tolist() for k, c in zip(kinds, curves)} if len(kinds) > 1 else {},
+        lifetime_censored=lifetime_censored(ages_array, combined, threshold),
+        monte_carlo=mc_info,
+        seconds=elapsed,
+    )

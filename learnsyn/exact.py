@@ -1,0 +1,226 @@
+"""Exact, simulation-free signal and noise of linear and finite-state synapses.
+
+Linear synapses (``x' = A x + b xi``, ``w = c . x``): the memory kernel is
+``r(tau) = c A^tau b = sum_i alpha_i lambda_i^tau`` with ``alpha = (c V) * (V^-1 b)`` from the
+eigendecomposition ``A = V diag(lambda) V^-1``, so any age (1e8 included) costs O(m). The stationary
+variance is ``sum_ij alpha_i alpha_j / (1 - lambda_i lambda_j)`` (the discrete Lyapunov solution
+``c P c^T`` written in the eigenbasis), with closed-form corrections for correlated events and
+additive state noise. Where the eigenbasis is ill-conditioned (a defective A) the module falls
+back to matrix powers and scipy's Lyapunov solver.
+
+Finite-state synapses (transition matrices ``M+``, ``M-``, weights ``w``): with background chain
+``M_F = p (f+ M+ + f- M-) + (1 - p) I`` and its stationary distribution ``pi``, the signal of a
+tracked event is ``2 f+ f- pi (M+ - M-) M_F^tau w`` and the variance ``pi w^2 - (pi w)^2``
+(Lahiri & Ganguli 2013, in discrete time).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+
+from learnsyn.scenario import InputStatistics, MarkovStatistics, TrackedKind
+from learnsyn.synapse import LinearForm, MarkovForm
+
+_CONDITION_LIMIT = 1e8
+
+
+def _eigen(form: LinearForm) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(lambda, c V, V^-1 b)`` or None if the eigenbasis is too ill-conditioned to trust."""
+    lam, V = np.linalg.eig(form.A)
+    if np.linalg.cond(V) > _CONDITION_LIMIT:
+        return None
+    V_inv = np.linalg.inv(V)
+    return lam, form.c @ V, V_inv @ form.b
+
+
+def _powers(lam: np.ndarray, ages: np.ndarray) -> np.ndarray:
+    """``lam_i ** age_j`` as an [ages, m] complex array, stable for ages up to 1e8 and beyond."""
+    lam = lam.astype(complex)
+    out = np.zeros((len(ages), len(lam)), dtype=complex)
+    nonzero = lam != 0
+    out[:, nonzero] = np.exp(np.outer(ages, np.log(lam[nonzero])))
+    out[ages == 0, :] = 1.0
+    return out
+
+
+def memory_kernel(form: LinearForm, ages: np.ndarray) -> np.ndarray:
+    """``r(tau) = c A^tau b`` at the given integer ages."""
+    ages = np.asarray(ages, dtype=np.float64)
+    eig = _eigen(form)
+    if eig is None:
+        return _kernel_by_powers(form, ages)
+    lam, cV, Vb = eig
+    return np.real(_powers(lam, ages) @ (cV * Vb))
+
+
+def _kernel_by_powers(form: LinearForm, ages: np.ndarray) -> np.ndarray:
+    order = np.argsort(ages)
+    out = np.empty(len(ages))
+    vector = form.b.copy()
+    current = 0
+    for index in order:
+        age = int(ages[index])
+        vector = np.linalg.matrix_power(form.A, age - current) @ vector
+        current = age
+        out[index] = form.c @ vector
+    return out
+
+
+def _correlated_kernel(lam, alpha, ages, rho) -> np.ndarray:
+    """``sum_{j <= tau} rho^j r(tau - j)`` for ``r = sum_i alpha_i lambda_i^tau``."""
+    lam = lam.astype(complex)
+    lam_next = _powers(lam, ages + 1)
+    rho_next = (rho ** (ages + 1))[:, None]
+    diff = lam - rho
+    close = np.abs(diff) < 1e-12
+    terms = np.empty_like(lam_next)
+    safe = np.where(close, 1.0, diff)
+    terms[:, ~close] = ((lam_next - rho_next) / safe)[:, ~close]
+    if close.any():
+        terms[:, close] = ((ages + 1)[:, None] * _powers(lam, ages))[:, close]
+    return np.real(terms @ alpha)
+
+
+def linear_signal_and_variance(
+    form: LinearForm, stats: InputStatistics, ages: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Signals ``[kinds, ages]`` of every tracked kind and the weight variance given the kind
+    ``[kinds, ages]``: the stationary variance with the tracked event's share replaced by the
+    tracked kind's (and, for correlated events, without the tracked event's correlation with the
+    past, which the intervention breaks)."""
+    ages = np.asarray(ages, dtype=np.float64)
+    eig = _eigen(form)
+    if eig is None:
+        return _linear_by_powers(form, stats, ages)
+    lam, cV, Vb = eig
+    alpha = cV * Vb
+    lam_powers = _powers(lam, ages)
+    kernel = np.real(lam_powers @ alpha)
+    rho = stats.correlation
+    if rho == 0:
+        base = kernel
+    else:
+        base = _correlated_kernel(lam, alpha, ages, rho)
+    signals = np.stack([gain * base for gain in stats.gains])
+
+    denominator = 1.0 - np.outer(lam, lam)
+    if np.any(np.abs(denominator) < 1e-15):
+        raise ValueError("the linear synapse is not stable (an eigenvalue has modulus 1)")
+    weight = 1.0 / denominator
+    if rho != 0:
+        boost = rho * lam / (1.0 - rho * lam)
+        weight = weight * (1.0 + boost[:, None] + boost[None, :])
+    variance = stats.variance * np.real(alpha @ weight @ alpha)
+    if stats.state_noise > 0:
+        V_inv = np.linalg.inv(np.linalg.eig(form.A)[1])
+        G = V_inv @ V_inv.T
+        variance += stats.state_noise**2 * np.real(cV @ (G / denominator) @ cV)
+    per_kind = []
+    for index in range(len(stats.gains)):
+        extra = (stats.tracked_variance(index) - stats.variance) * kernel**2
+        per_kind.append(
+            variance + extra - (2 * _past_cross_term(lam, alpha, ages, rho) if rho else 0)
+        )
+    return signals, np.stack(per_kind)
+
+
+def _past_cross_term(lam, alpha, ages, rho) -> np.ndarray:
+    """``sum_{l <= tau < l'} r(l) r(l') rho^(l' - l)``: covariance of the weight's share from the
+    tracked and later events with its share from earlier events, in a stationary stream."""
+    lam = lam.astype(complex)
+    later = _powers(lam, ages + 1) * (rho / (1.0 - lam * rho))  # [T, m], index j
+    lam_next = _powers(lam, ages + 1)
+    rho_next = (rho ** (ages + 1))[:, None]
+    diff = rho - lam
+    close = np.abs(diff) < 1e-12
+    earlier = np.empty_like(lam_next)  # sum_{l <= tau} lambda_i^l rho^(tau - l), index i
+    earlier[:, ~close] = ((rho_next - lam_next) / np.where(close, 1.0, diff))[:, ~close]
+    if close.any():
+        earlier[:, close] = ((ages + 1)[:, None] * _powers(lam, ages))[:, close]
+    return np.real((earlier @ alpha) * (later @ alpha))
+
+
+def _linear_by_powers(form, stats, ages):
+    """Fallback for defective matrices: Lyapunov solver plus matrix powers (no correlation)."""
+    if stats.correlation != 0:
+        raise ValueError("correlated events need a diagonalizable A for exact evaluation")
+    P = scipy.linalg.solve_discrete_lyapunov(form.A, np.outer(form.b, form.b))
+    variance = stats.variance * float(form.c @ P @ form.c)
+    if stats.state_noise > 0:
+        P_noise = scipy.linalg.solve_discrete_lyapunov(form.A, np.eye(len(form.b)))
+        variance += stats.state_noise**2 * float(form.c @ P_noise @ form.c)
+    kernel = _kernel_by_powers(form, ages)
+    variances = np.stack(
+        [
+            variance + (stats.tracked_variance(i) - stats.variance) * kernel**2
+            for i in range(len(stats.gains))
+        ]
+    )
+    return np.stack([gain * kernel for gain in stats.gains]), variances
+
+
+def stationary_linear_variance(form: LinearForm, stats: InputStatistics) -> float:
+    """The stationary weight variance (no tracked event singled out)."""
+    _, variances = linear_signal_and_variance(form, stats, np.array([1e12]))
+    return float(variances[0, 0])
+
+
+def lyapunov_variance(form: LinearForm) -> float:
+    """``c P c^T`` with ``P = A P A^T + b b^T`` by scipy's solver (an independent check)."""
+    P = scipy.linalg.solve_discrete_lyapunov(form.A, np.outer(form.b, form.b))
+    return float(form.c @ P @ form.c)
+
+
+def background_chain(form: MarkovForm, stats: MarkovStatistics) -> np.ndarray:
+    p, f = stats.event_probability, stats.p_plus
+    size = len(form.weights)
+    return p * (f * form.M_plus + (1 - f) * form.M_minus) + (1 - p) * np.eye(size)
+
+
+def stationary_distribution(M: np.ndarray) -> np.ndarray:
+    """Left eigenvector of eigenvalue 1, normalized (solved as a linear system)."""
+    size = M.shape[0]
+    system = np.vstack([(M.T - np.eye(size)), np.ones(size)])
+    rhs = np.zeros(size + 1)
+    rhs[-1] = 1.0
+    pi, *_ = np.linalg.lstsq(system, rhs, rcond=None)
+    return np.clip(pi, 0.0, None) / np.clip(pi, 0.0, None).sum()
+
+
+def markov_signal_and_variance(
+    form: MarkovForm,
+    stats: MarkovStatistics,
+    kinds: tuple[TrackedKind, ...],
+    ages: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Signals and weight variances given the tracked kind, both ``[kinds, ages]``."""
+    M = background_chain(form, stats)
+    pi = stationary_distribution(M)
+    w = form.weights.astype(np.float64)
+    ages = np.asarray(ages, dtype=np.int64)
+    after_plus, after_minus = pi @ form.M_plus, pi @ form.M_minus
+    starts = [k.p_plus * after_plus + (1 - k.p_plus) * after_minus for k in kinds]
+    rows = np.stack([w, *starts])  # propagate w forward (columns) and the kinds' distributions
+    propagated = np.empty((len(ages), len(w)))
+    distributions = np.empty((len(kinds), len(ages), len(w)))
+    current_age, vector, dists = 0, w.copy(), rows[1:].copy()
+    for index in np.argsort(ages):  # powers of the gaps between ages: exact, stable up to 1e8
+        age = int(ages[index])
+        step = np.linalg.matrix_power(M, age - current_age)
+        vector, dists = step @ vector, dists @ step
+        current_age = age
+        propagated[index], distributions[:, index] = vector, dists
+    signals, variances = [], []
+    for k, kind in enumerate(kinds):
+        f = kind.p_plus
+        signals.append(2 * f * (1 - f) * (propagated @ (after_plus - after_minus)))
+        variances.append(distributions[k] @ w**2 - (distributions[k] @ w) ** 2)
+    return np.stack(signals), np.stack(variances)
+
+
+def markov_time_scale(form: MarkovForm, stats: MarkovStatistics) -> float:
+    """Slowest relaxation time of the background chain, in steps."""
+    moduli = np.sort(np.abs(np.linalg.eigvals(background_chain(form, stats))))[::-1]
+    second = moduli[1] if len(moduli) > 1 else 0.0
+    return float("inf") if second >= 1 else 1.0 / max(1.0 - second, 1e-300)

@@ -1,0 +1,106 @@
+"""SNR conventions and the metrics of an SNR curve (science.md sections 1-2).
+
+Conventions, for signal ``S`` and stationary weight variance ``V`` of N independent synapses:
+
+- ``exact`` (the seed's definition, the default for reports):
+  ``SNR = sqrt(N) S / sqrt(V - S^2)``, the noise being the exact std of the overlap;
+- ``large-n`` (Benna-Fusi, Lahiri-Ganguli): ``SNR = sqrt(N) S / sqrt(V)``.
+
+In the exact convention a synapse that stores its newest event perfectly has zero noise at age 0
+and an infinite SNR there, so the area objective is unbounded (an exponential with decay -> 0
+wins). Objectives are therefore optimised in the large-n convention by default; every report
+names the convention it used.
+
+Metrics of a curve over ages (threshold theta): ``area`` = sum max(SNR - theta, 0),
+``lifetime`` = largest age with SNR >= theta (-1 when there is none), ``initial_snr`` = SNR at
+age 0, ``log_area`` = sum max(SNR - theta, 0) / (age + 1). Over consecutive integer ages the sums
+are exact; over sparse ages each value stands for the ages up to the next one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+CONVENTIONS = ("exact", "large-n")
+METRICS = ("area", "lifetime", "initial_snr", "log_area")
+
+
+def check_convention(convention: str) -> str:
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown convention {convention!r}; allowed: {', '.join(CONVENTIONS)}")
+    return convention
+
+
+def check_metric(metric: str, allowed: tuple[str, ...] = METRICS) -> str:
+    if metric not in allowed:
+        raise ValueError(f"unknown metric {metric!r}; allowed: {', '.join(allowed)}")
+    return metric
+
+
+def snr_from_moments(signal, variance, synapses: float, convention: str):
+    """SNR from signal and stationary variance; works on numpy arrays and torch tensors."""
+    check_convention(convention)
+    if isinstance(signal, torch.Tensor):
+        noise2 = variance - signal**2 if convention == "exact" else variance + 0 * signal
+        return math.sqrt(synapses) * signal / noise2.clamp_min(1e-30).sqrt()
+    signal = np.asarray(signal, dtype=np.float64)
+    noise2 = variance - signal**2 if convention == "exact" else variance + 0 * signal
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return math.sqrt(synapses) * signal / np.sqrt(np.maximum(noise2, 1e-300))
+
+
+def age_widths(ages: np.ndarray) -> np.ndarray:
+    """How many integer ages each listed age stands for (all 1 for consecutive ages)."""
+    ages = np.asarray(ages, dtype=np.float64)
+    widths = np.ones_like(ages)
+    if len(ages) > 1:
+        widths[:-1] = np.diff(ages)
+    return widths
+
+
+def compute_metrics(ages, snr, threshold: float = 1.0) -> dict[str, float]:
+    """All four metrics of one curve (numpy)."""
+    ages = np.asarray(ages, dtype=np.float64)
+    snr = np.asarray(snr, dtype=np.float64)
+    excess = np.maximum(snr - threshold, 0.0)
+    widths = age_widths(ages)
+    above = np.nonzero(snr >= threshold)[0]
+    return {
+        "area": float(np.sum(excess * widths)),
+        "lifetime": float(ages[above[-1]]) if len(above) else -1.0,
+        "initial_snr": float(snr[0]) if ages[0] == 0 else float("nan"),
+        "log_area": float(np.sum(excess * widths / (ages + 1.0))),
+    }
+
+
+def lifetime_censored(ages, snr, threshold: float = 1.0) -> bool:
+    """True when the SNR is still above threshold at the last age (lifetime >= horizon)."""
+    return bool(np.asarray(snr)[-1] >= threshold)
+
+
+def smooth_objective(
+    snr: torch.Tensor, ages: torch.Tensor, threshold: float, metric: str, temperature: float
+) -> torch.Tensor:
+    """Differentiable surrogate of a metric (to be maximized).
+
+    ``max(x, 0)`` becomes ``temperature * softplus(x / temperature)`` so curves that are below
+    threshold everywhere still get a gradient; the lifetime becomes the number of ages with
+    ``sigmoid((SNR - theta) / temperature)`` (a smooth count, equal to lifetime + 1 for a
+    decreasing curve). As temperature -> 0 these tend to the exact metrics.
+    """
+    check_metric(metric, ("area", "lifetime", "log_area", "initial_snr"))
+    excess = snr - threshold
+    widths = torch.ones_like(ages, dtype=snr.dtype)
+    if len(ages) > 1:
+        widths[:-1] = (ages[1:] - ages[:-1]).to(snr.dtype)
+    if metric == "initial_snr":
+        return snr[0]
+    if metric == "lifetime":
+        return torch.sum(torch.sigmoid(excess / temperature) * widths)
+    soft = temperature * torch.nn.functional.softplus(excess / temperature)
+    if metric == "area":
+        return torch.sum(soft * widths)
+    return torch.sum(soft * widths / (ages.to(snr.dtype) + 1.0))

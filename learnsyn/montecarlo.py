@@ -1,0 +1,135 @@
+"""Monte Carlo SNR of any synapse: paired streams with common random numbers.
+
+``pairs`` synapse pairs (the Monte Carlo batch B, unrelated to the number N of synapses in the
+memory system) run a burn-in of background events, then receive the tracked event, +1 in the
+first branch and -1 in the second, then ``horizon - 1`` further background events drawn from the
+SAME random numbers in both branches (scenario constraints draw theirs in common too). For a
+linear synapse half the difference of the readouts is then exactly the memory kernel.
+
+Only per-group sums of ``w+, w+^2, w-, w-^2`` are kept at every age (``groups`` groups of pairs),
+so memory does not grow with the batch; the groups give jackknife standard errors of the SNR and
+of every metric. The same code runs with gradients for meta-training (burn-in without them).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from learnsyn.metrics import snr_from_moments
+from learnsyn.scenario import Scenario, TrackedKind
+from learnsyn.synapse import MarkovSynapse, Synapse
+
+
+@dataclass
+class PairMoments:
+    """Per-age, per-group sums ``[T, G, 4]`` of (w+, w+^2, w-, w-^2), ``count`` pairs per group."""
+
+    sums: torch.Tensor
+    count: int
+    p_plus: float
+
+    def moments(self, sums: torch.Tensor, count: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Signal ``2 f+ f- (E+ - E-)`` and stationary variance of the pooled branches."""
+        mean_p, sq_p, mean_m, sq_m = (sums[..., i] / count for i in range(4))
+        var_p = (sq_p - mean_p**2).clamp_min(0)
+        var_m = (sq_m - mean_m**2).clamp_min(0)
+        f = self.p_plus
+        gap = mean_p - mean_m
+        signal = 2 * f * (1 - f) * gap
+        variance = f * var_p + (1 - f) * var_m + f * (1 - f) * gap**2
+        return signal, variance
+
+    def snr(self, synapses: float, convention: str) -> torch.Tensor:
+        """SNR at every age from the whole batch (differentiable)."""
+        signal, variance = self.moments(self.sums.sum(1), self.count * self.sums.shape[1])
+        return snr_from_moments(signal, variance, synapses, convention)
+
+    def leave_one_out_snr(self, synapses: float, convention: str) -> torch.Tensor:
+        """``[G, T]`` SNR curves with one group left out each (for jackknife errors)."""
+        groups = self.sums.shape[1]
+        total = self.sums.sum(1, keepdim=True)
+        rest = (total - self.sums).transpose(0, 1)  # [G, T, 4]
+        signal, variance = self.moments(rest, self.count * (groups - 1))
+        return snr_from_moments(signal, variance, synapses, convention)
+
+
+def jackknife_stderr(values: torch.Tensor) -> torch.Tensor:
+    """Standard error from leave-one-out estimates along dim 0."""
+    groups = values.shape[0]
+    centred = values - values.mean(0, keepdim=True)
+    return torch.sqrt((groups - 1) / groups * (centred**2).sum(0))
+
+
+def simulate_pairs(
+    model: Synapse,
+    scenario: Scenario,
+    kind: TrackedKind,
+    *,
+    pairs: int,
+    burn_in: int,
+    horizon: int,
+    generator: torch.Generator,
+    groups: int = 16,
+    device: torch.device | str = "cpu",
+    grad: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> PairMoments:
+    """Simulate ``pairs`` synapse pairs and return the per-group readout moments."""
+    if pairs < 2:
+        raise ValueError(f"batch (pairs) = {pairs} is not allowed: need at least 2")
+    groups = max(2, min(groups, pairs))
+    per_group = pairs // groups
+    pairs = per_group * groups
+    if isinstance(model, MarkovSynapse):
+        model.use_generator(generator, paired=False)
+    k = scenario.uniforms_per_step
+    size = model.state_size
+    with torch.no_grad():
+        state = model.initial_state(pairs, device=device, dtype=dtype)
+        stream = scenario.new_stream(pairs, device)
+        for _ in range(burn_in):
+            u = torch.rand(pairs, k, generator=generator, device=device, dtype=dtype)
+            events, flags, stream = scenario.next_events(stream, u)
+            state = model.step(state, events, flags)
+            noise = scenario.constraint_noise(pairs, size, generator, device)
+            state = scenario.constrain(state, noise)
+    state = torch.cat([state, state]).detach()
+    if isinstance(model, MarkovSynapse):
+        model.use_generator(generator, paired=True)
+    stream = torch.cat([stream, stream])
+    signs = torch.cat([torch.ones(pairs, device=device), -torch.ones(pairs, device=device)])
+    signs = signs.to(dtype)
+    context = torch.enable_grad() if grad else torch.no_grad()
+    records = []
+    with context:
+        events, flags, stream = scenario.tracked_events(kind, signs, stream)
+        for age in range(horizon):
+            if age > 0:
+                u = torch.rand(pairs, k, generator=generator, device=device, dtype=dtype)
+                events, flags, stream = scenario.next_events(stream, u.repeat(2, 1))
+            state = model.step(state, events, flags)
+            noise = scenario.constraint_noise(pairs, size, generator, device)
+            state = scenario.constrain(state, None if noise is None else noise.repeat(2, 1))
+            w = model.readout(state).view(2, groups, per_group)
+            records.append(torch.stack([w[0], w[0] ** 2, w[1], w[1] ** 2], -1).sum(1))
+    return PairMoments(torch.stack(records), per_group, kind.p_plus)
+
+
+def default_burn_in(model: Synapse, scenario: Scenario, horizon: int, cap: int = 200_000) -> int:
+    """Enough steps for the slowest known time scale to relax (5 time constants), at least the
+    horizon, at most ``cap``; models with no finite time scale get ``4 * horizon``."""
+    from learnsyn.exact import markov_time_scale
+
+    scale = None
+    form = model.markov_form()
+    stats = scenario.markov_statistics()
+    if form is not None and stats is not None:
+        scale = markov_time_scale(form, stats)
+    elif form is None:
+        scale = model.time_scale()
+    if scale is None or not math.isfinite(scale):
+        return min(cap, 4 * horizon)
+    return int(min(cap, max(horizon, math.ceil(5 * scale))))

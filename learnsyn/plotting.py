@@ -1,0 +1,60 @@
+"""Figures: SNR curves on log-log axes, with error bands and the bounds every synapse obeys."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from learnsyn.io import _atomic_replace  # noqa: E402
+
+
+def plot_snr_curves(
+    curves: Sequence[dict],
+    *,
+    synapses: int,
+    threshold: float,
+    convention: str,
+    title: str = "",
+    show_bound: bool = True,
+):
+    """``curves``: dicts with ``label``, ``ages``, ``snr`` and optionally ``snr_stderr``.
+    Returns the matplotlib figure."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    top = 0.0
+    for curve in curves:
+        ages = np.asarray(curve["ages"], dtype=float) + 1.0  # age 0 drawn at x = 1
+        snr = np.asarray(curve["snr"], dtype=float)
+        (line,) = ax.loglog(ages, np.where(snr > 0, snr, np.nan), label=curve["label"])
+        err = curve.get("snr_stderr")
+        if err is not None:
+            err = np.asarray(err, dtype=float)
+            low = np.clip(snr - err, 1e-12, None)
+            ax.fill_between(ages, low, snr + err, color=line.get_color(), alpha=0.2)
+        finite = snr[np.isfinite(snr)]
+        top = max(top, float(finite.max()) if len(finite) else 0.0)
+    ax.axhline(threshold, color="grey", lw=0.8, ls=":", label=f"threshold {threshold:g}")
+    if show_bound and convention == "large-n":
+        bound = math.sqrt(synapses)
+        ax.axhline(bound, color="k", lw=0.8, ls="--", label="bound sqrt(N) (any synapse)")
+    ax.set_xlabel("age + 1 (steps)")
+    ax.set_ylabel(f"SNR ({convention} convention, N = {synapses})")
+    ax.set_ylim(bottom=max(threshold / 10, 1e-2), top=max(top * 2, threshold * 10))
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path: str | Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    _atomic_replace(Path(path), lambda h: h.write(buffer.getvalue()))

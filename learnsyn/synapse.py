@@ -1,0 +1,244 @@
+"""The one synapse interface shared by hand-crafted and learned models.
+
+Every model is a ``torch.nn.Module`` that simulates a batch of independent synapses:
+
+- ``initial_state(batch, device=..., dtype=...)`` returns the state tensor ``[batch, m]``;
+- ``step(state, events, flags)`` applies one plasticity event per synapse (``events``: ``[batch]``
+  values, usually +-1 or 0; ``flags``: ``[batch]`` per-event flags a scenario provides, or None)
+  and returns the new state;
+- ``readout(state)`` returns the synaptic weight ``[batch]``.
+
+Models that are linear (``x' = A x + b xi``, ``w = c . x``) also expose ``linear_form()`` and
+models with a finite number of discrete states expose ``markov_form()``; the evaluation path uses
+them for exact, simulation-free SNR curves. A model that exposes neither is evaluated by Monte
+Carlo. Constraints of a scenario (bounded range and precision, state noise) are applied by the
+simulator to the state of every model alike, after each step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """A tunable model or scenario parameter: its type, default, allowed range and meaning."""
+
+    name: str
+    kind: type
+    default: Any
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    help: str = ""
+    tunable: bool = True
+    #: (low, high, scale) searched when tuned; scale: "linear", "log", or "log1m" (log of 1 - x,
+    #: for decays close to 1). None: the allowed range on a linear scale.
+    search: tuple[float, float, str] | None = None
+
+    def describe_range(self) -> str:
+        if self.kind is bool:
+            return "true or false"
+        lo = "(" if self.low_open else "["
+        hi = ")" if self.high_open else "]"
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        what = "an integer" if self.kind is int else "a number"
+        return f"{what} in {lo}{low}, {high}{hi}"
+
+    def coerce(self, value: Any, owner: str) -> Any:
+        """Convert ``value`` (possibly a command-line string) and check its range."""
+        where = f"{owner} parameter {self.name}={value}"
+        if self.kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"{where} is not allowed: expected true or false")
+        try:
+            if self.kind is int:
+                number = float(value)
+                if not number.is_integer():
+                    raise ValueError
+                converted: Any = int(number)
+            else:
+                converted = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where} is not allowed: expected {self.describe_range()}") from None
+        if not np.isfinite(converted):
+            raise ValueError(f"{where} is not allowed: expected {self.describe_range()}")
+        too_low = self.low is not None and (
+            converted < self.low or (self.low_open and converted == self.low)
+        )
+        too_high = self.high is not None and (
+            converted > self.high or (self.high_open and converted == self.high)
+        )
+        if too_low or too_high:
+            raise ValueError(f"{where} is out of range: expected {self.describe_range()}")
+        return converted
+
+
+def resolve_params(
+    specs: tuple[ParamSpec, ...], given: dict[str, Any] | None, owner: str
+) -> dict[str, Any]:
+    """Defaults updated by ``given``; unknown names and bad values raise one clear ValueError."""
+    given = dict(given or {})
+    known = {spec.name: spec for spec in specs}
+    for name in given:
+        if name not in known:
+            allowed = ", ".join(known) or "none"
+            raise ValueError(f"{owner} has no parameter {name!r}; its parameters are: {allowed}")
+    return {
+        name: spec.coerce(given[name], owner) if name in given else spec.default
+        for name, spec in known.items()
+    }
+
+
+@dataclass(frozen=True)
+class LinearForm:
+    """``x_{t+1} = A x_t + b xi_t``, ``w_t = c . x_t`` (numpy float64 arrays)."""
+
+    A: np.ndarray
+    b: np.ndarray
+    c: np.ndarray
+
+
+@dataclass(frozen=True)
+class MarkovForm:
+    """Finite-state synapse: row-stochastic transition matrices for a +1 and a -1 event, the
+    readout weight of each state. ``p_next = p M`` (row-vector convention)."""
+
+    M_plus: np.ndarray
+    M_minus: np.ndarray
+    weights: np.ndarray
+
+
+@dataclass
+class ModelInfo:
+    """Registry metadata for a model family."""
+
+    name: str
+    summary: str
+    reference: str
+    params: tuple[ParamSpec, ...] = field(default_factory=tuple)
+    family: str = "hand-crafted"
+
+
+class Synapse(nn.Module):
+    """Base class: a batch of independent synapses sharing one set of (meta-)parameters."""
+
+    info: ClassVar[ModelInfo]
+    state_size: int
+
+    def initial_state(
+        self, batch: int, *, device: torch.device | str | None = None, dtype=torch.float32
+    ) -> torch.Tensor:
+        return torch.zeros(batch, self.state_size, device=device, dtype=dtype)
+
+    def step(
+        self, state: torch.Tensor, events: torch.Tensor, flags: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def readout(self, state: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def linear_form(self) -> LinearForm | None:
+        """Exact linear description, or None for a nonlinear model."""
+        return None
+
+    def markov_form(self) -> MarkovForm | None:
+        """Exact finite-state description, or None."""
+        return None
+
+    @property
+    def discrete_state(self) -> bool:
+        """True when the state is a discrete index that range/noise constraints do not apply to."""
+        return self.markov_form() is not None
+
+    def time_scale(self) -> float | None:
+        """Slowest relaxation time in steps when known (used to choose a burn-in)."""
+        return None
+
+    def params_dict(self) -> dict[str, Any]:
+        return dict(getattr(self, "params", {}))
+
+
+class LinearSynapse(Synapse):
+    """A synapse defined by ``(A, b, c)``; simulated with the same matrices it is solved with."""
+
+    def __init__(self, A: np.ndarray, b: np.ndarray, c: np.ndarray):
+        super().__init__()
+        A = np.atleast_2d(np.asarray(A, dtype=np.float64))
+        self.state_size = A.shape[0]
+        self._form = LinearForm(
+            A, np.asarray(b, dtype=np.float64).reshape(-1), np.asarray(c, dtype=np.float64)
+        )
+        self.register_buffer("A_T", torch.tensor(A.T, dtype=torch.float32))
+        self.register_buffer("b", torch.tensor(self._form.b, dtype=torch.float32))
+        self.register_buffer("c", torch.tensor(self._form.c.reshape(-1), dtype=torch.float32))
+
+    def step(self, state, events, flags=None):
+        return state @ self.A_T + events.unsqueeze(-1).to(state.dtype) * self.b
+
+    def readout(self, state):
+        return state @ self.c
+
+    def linear_form(self) -> LinearForm:
+        return self._form
+
+    def time_scale(self) -> float:
+        radius = float(np.max(np.abs(np.linalg.eigvals(self._form.A))))
+        return float("inf") if radius >= 1 else 1.0 / max(1.0 - radius, 1e-300)
+
+
+class MarkovSynapse(Synapse):
+    """A synapse with discrete states; the state tensor holds the state index as a float."""
+
+    state_size = 1
+
+    def __init__(self, form: MarkovForm, initial: int | None = None):
+        super().__init__()
+        self._form = form
+        self.register_buffer("cum_plus", torch.tensor(np.cumsum(form.M_plus, 1)).float())
+        self.register_buffer("cum_minus", torch.tensor(np.cumsum(form.M_minus, 1)).float())
+        self.register_buffer("weights", torch.tensor(form.weights, dtype=torch.float32))
+        self.n_states = len(form.weights)
+        self.initial = self.n_states // 2 if initial is None else initial
+        self._uniform_source: torch.Generator | None = None
+        self._paired = False
+
+    def initial_state(self, batch, *, device=None, dtype=torch.float32):
+        return torch.full((batch, 1), float(self.initial), device=device, dtype=dtype)
+
+    def use_generator(self, generator: torch.Generator | None, paired: bool = False) -> None:
+        """The simulator hands its generator over so that transitions are seeded; ``paired``:
+        the batch is two branches of equal size that share their random numbers."""
+        self._uniform_source = generator
+        self._paired = paired
+
+    def step(self, state, events, flags=None):
+        index = state[:, 0].long()
+        rows = torch.where((events > 0).unsqueeze(-1), self.cum_plus[index], self.cum_minus[index])
+        rows_needed = index.shape[0] // 2 if self._paired else index.shape[0]
+        u = torch.rand(rows_needed, 1, generator=self._uniform_source, device=state.device)
+        if self._paired:
+            u = u.repeat(2, 1)
+        moved = (u > rows).sum(-1).clamp_max(self.n_states - 1)
+        new_index = torch.where(events == 0, index, moved)
+        return new_index.to(state.dtype).unsqueeze(-1)
+
+    def readout(self, state):
+        return self.weights[state[:, 0].long()]
+
+    def markov_form(self) -> MarkovForm:
+        return self._form

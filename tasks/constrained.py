@@ -1,0 +1,78 @@
+"""Scenarios that constrain the state of every synapse model alike: bounded and noisy.
+
+The constraint is applied by the simulator after every step, to every continuous state variable
+of every model (hand-crafted or learned), so comparisons are made under the same limits.
+Discrete-state (Markov) models have no continuous variables to constrain and are rejected.
+"""
+
+import torch
+
+from learnsyn.scenario import InputStatistics, Scenario, ScenarioInfo, register_scenario
+from learnsyn.synapse import ParamSpec
+
+
+@register_scenario
+class BoundedScenario(Scenario):
+    """Each variable kept in [-bound, bound] and on ``levels`` evenly spaced values, reached by
+    stochastic rounding to the two neighbouring levels (unbiased). A range alone would constrain
+    nothing: any linear synapse fits it with a small enough increment; finite precision does."""
+
+    info = ScenarioInfo(
+        name="bounded",
+        summary="ideal events; every state variable clipped to [-bound, bound] and stochastically "
+        "rounded to `levels` levels after each step",
+        reference="Fusi & Abbott 2007 (bounded synapses); Benna & Fusi 2016 (discretized chain)",
+        params=(
+            ParamSpec("bound", float, 1.0, 0.0, None, low_open=True, help="range half-width"),
+            ParamSpec("levels", int, 16, 2, 1e6, help="number of levels per variable"),
+        ),
+        tags=("constrained",),
+    )
+    constrains_state = True
+
+    def constraint_noise(self, batch, size, generator, device):
+        return torch.rand(batch, size, generator=generator, device=device)
+
+    def constrain(self, state, noise):
+        bound = self.params["bound"]
+        spacing = 2.0 * bound / (self.params["levels"] - 1)
+        clipped = state.clamp(-bound, bound)
+        position = (clipped.detach() + bound) / spacing
+        lower = position.floor()
+        rounded = (lower + (noise < position - lower).to(state.dtype)) * spacing - bound
+        rounded = rounded.clamp(-bound, bound)
+        # straight-through: the rounding is unbiased, its gradient is taken as the identity
+        return clipped + (rounded - clipped).detach()
+
+    def linear_statistics(self):
+        return None
+
+    def markov_statistics(self):
+        return None
+
+
+@register_scenario
+class NoisyScenario(Scenario):
+    """Ideal events plus independent Gaussian noise of std ``sigma`` on every state variable."""
+
+    info = ScenarioInfo(
+        name="noisy",
+        summary="ideal events; independent N(0, sigma^2) noise added to every state variable "
+        "each step",
+        reference="science.md section 5",
+        params=(ParamSpec("sigma", float, 0.1, 0.0, None, help="noise std per variable per step"),),
+        tags=("constrained", "exact-linear"),
+    )
+    constrains_state = True
+
+    def constraint_noise(self, batch, size, generator, device):
+        return torch.randn(batch, size, generator=generator, device=device)
+
+    def constrain(self, state, noise):
+        return state + self.params["sigma"] * noise
+
+    def linear_statistics(self):
+        return InputStatistics(1.0, 0.0, self.params["sigma"], (1.0,))
+
+    def markov_statistics(self):
+        return None

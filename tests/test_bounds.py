@@ -1,0 +1,75 @@
+"""Bounds every synapse obeys, derived from the orthonormality of past events.
+
+Past events are orthonormal (balanced, independent, variance 1), so for any synapse
+sum_tau Cov(w, xi(t - tau))^2 <= Var(w). Hence, in the large-n convention,
+SNR(tau) <= sqrt(N) at every age and sum_tau SNR(tau)^2 <= N; so the area above threshold theta
+is at most N / theta. In the exact convention, with s = S^2 / V: SNR^2 = N s / (1 - s), so the
+number of ages with SNR >= theta is at most (N + theta^2) / theta^2 -- but a single age can
+reach infinity, which makes the exact-convention area an ill-posed objective (tested below).
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from learnsyn.evaluate import evaluate
+from learnsyn.registry import make_model
+from learnsyn.scenario import make_scenario
+
+N = 400
+MODELS = [
+    ("exponential", {"decay": 0.9}),
+    ("exponential", {"decay": 0.0}),
+    ("benna-fusi", {"variables": 6}),
+    ("binary", {"q": 1.0}),
+    ("binary", {"q": 0.05}),
+    ("serial", {"states": 6}),
+    ("cascade", {"depth": 6}),
+]
+
+
+@pytest.mark.parametrize("name, params", MODELS)
+def test_exact_curves_obey_universal_bounds(name, params):
+    model = make_model(name, params)
+    result = evaluate(
+        model,
+        make_scenario("ideal"),
+        synapses=N,
+        horizon=20000,
+        convention="large-n",
+        threshold=2.0,
+    )
+    snr = np.array(result.snr)
+    assert np.all(snr <= math.sqrt(N) * (1 + 1e-9))
+    assert np.sum(snr**2) <= N * (1 + 1e-9)
+    assert result.metrics["area"] <= N / 2.0
+    exact = evaluate(model, make_scenario("ideal"), synapses=N, horizon=20000, threshold=2.0)
+    count = np.sum(np.array(exact.snr) >= 2.0)
+    assert count <= (N + 4.0) / 4.0
+
+
+@pytest.mark.parametrize("name, params", [("ewc", {}), ("benna-fusi", {"variables": 3})])
+def test_monte_carlo_estimates_obey_bounds_within_error(name, params):
+    result = evaluate(
+        make_model(name, params),
+        make_scenario("ideal"),
+        synapses=N,
+        horizon=100,
+        method="monte-carlo",
+        batch=512,
+        convention="large-n",
+    )
+    snr, err = np.array(result.snr), np.array(result.snr_stderr)
+    assert np.all(snr - 4 * err <= math.sqrt(N))
+    assert np.sum(snr**2) - 4 * np.sqrt(np.sum((2 * snr * err) ** 2)) <= N
+
+
+def test_exact_convention_area_is_unbounded_as_forgetting_becomes_instant():
+    areas = [
+        evaluate(
+            make_model("exponential", {"decay": d}), make_scenario("ideal"), synapses=N, horizon=100
+        ).metrics["area"]
+        for d in (0.1, 0.01, 0.001)
+    ]
+    assert areas[0] < areas[1] < areas[2] and areas[2] > 100 * math.sqrt(N)

@@ -1,0 +1,202 @@
+"""The learnsyn command end to end: list, evaluate, tune, and one-line errors on bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from learnsyn.cli import main
+
+
+def run(args):
+    return subprocess.run(
+        [sys.executable, "-m", "learnsyn.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_list_prints_models_scenarios_params_and_references(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for word in (
+        "exponential",
+        "benna-fusi",
+        "cascade",
+        "ideal",
+        "bounded",
+        "decay=",
+        "Benna & Fusi 2016",
+    ):
+        assert word in out
+
+
+def test_evaluate_writes_the_documented_json(tmp_path, capsys):
+    path = tmp_path / "r.json"
+    plot = tmp_path / "r.png"
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            "exponential",
+            "--param",
+            "decay=0.95",
+            "--task",
+            "ideal",
+            "--synapses",
+            "1000",
+            "--horizon",
+            "50",
+            "--json",
+            str(path),
+            "--plot",
+            str(plot),
+        ]
+    )
+    assert code == 0
+    data = json.loads(path.read_text())
+    keys = {
+        "model",
+        "params",
+        "task",
+        "task_params",
+        "synapses",
+        "method",
+        "convention",
+        "threshold",
+        "horizon",
+        "ages",
+        "snr",
+        "snr_stderr",
+        "metrics",
+    }
+    assert keys <= set(data)
+    assert set(data["metrics"]) == {"area", "lifetime", "initial_snr", "log_area"}
+    assert data["snr_stderr"] is None and data["method"] == "exact"
+    assert data["convention"] == "exact" and len(data["ages"]) == 50
+    assert plot.stat().st_size > 1000
+
+
+def test_evaluate_monte_carlo_json_to_stdout(capsys):
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            "ewc",
+            "--task",
+            "sparse",
+            "--task-param",
+            "rate=0.5",
+            "--synapses",
+            "100",
+            "--horizon",
+            "20",
+            "--batch",
+            "32",
+            "--json",
+            "-",
+        ]
+    )
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["method"] == "monte-carlo" and len(data["snr_stderr"]) == 20
+
+
+def test_tune_adds_best_params(capsys):
+    code = main(
+        [
+            "tune",
+            "--model",
+            "exponential",
+            "--task",
+            "ideal",
+            "--synapses",
+            "1000",
+            "--metric",
+            "area",
+            "--horizon",
+            "1000",
+            "--json",
+            "-",
+        ]
+    )
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert 0.98 < data["best_params"]["decay"] < 0.999
+    assert data["metrics"]["area"] == pytest.approx(203.6, rel=0.01)
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--model", "nope", "--task", "ideal", "--synapses", "10"], "unknown model 'nope'"),
+        (["--model", "exponential", "--task", "nope", "--synapses", "10"], "unknown scenario"),
+        (
+            ["--model", "exponential", "--param", "bogus=1", "--task", "ideal", "--synapses", "10"],
+            "has no parameter 'bogus'",
+        ),
+        (
+            [
+                "--model",
+                "exponential",
+                "--param",
+                "decay=1.5",
+                "--task",
+                "ideal",
+                "--synapses",
+                "10",
+            ],
+            "decay=1.5",
+        ),
+        (
+            [
+                "--model",
+                "exponential",
+                "--param",
+                "decay=abc",
+                "--task",
+                "ideal",
+                "--synapses",
+                "10",
+            ],
+            "decay=abc",
+        ),
+        (["--model", "exponential", "--task", "ideal", "--synapses", "0"], "synapses (N) 0"),
+        (["--model", "exponential", "--task", "ideal", "--synapses", "x"], "synapses (N) 'x'"),
+        (
+            ["--model", "exponential", "--task", "ideal", "--synapses", "5", "--horizon", "0"],
+            "horizon 0",
+        ),
+        (["--model", "binary", "--task", "bounded", "--synapses", "5"], "discrete states"),
+        (
+            ["--model", "exponential", "--task", "ideal", "--synapses", "5", "--method", "magic"],
+            "unknown method",
+        ),
+        (
+            ["--model", "exponential", "--param", "decay", "--task", "ideal", "--synapses", "5"],
+            "KEY=VALUE",
+        ),
+    ],
+)
+def test_bad_input_exits_non_zero_with_one_clear_line(args, expected):
+    result = run(["evaluate", *args])
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert result.stdout == ""
+
+
+def test_tune_rejects_unknown_metric():
+    result = run(
+        [
+            "tune",
+            "--model",
+            "exponential",
+            "--task",
+            "ideal",
+            "--synapses",
+            "10",
+            "--metric",
+            "speed",
+        ]
+    )
+    assert result.returncode == 2 and "unknown metric 'speed'" in result.stderr

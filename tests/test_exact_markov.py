@@ -1,0 +1,70 @@
+"""Exact SNR of finite-state synapses against closed forms."""
+
+import math
+
+import numpy as np
+import pytest
+
+from learnsyn.evaluate import evaluate
+from learnsyn.registry import make_model
+from learnsyn.scenario import make_scenario
+from learnsyn.tuning import tune
+
+N = 1000
+
+
+@pytest.mark.parametrize("q", [0.05, 0.3, 1.0])
+def test_binary_switch_closed_form(q):
+    # from the stationary state (1/2, 1/2) a +1 event gives E[w|+] = q; the memory then decays
+    # by (1 - q) per step; S = 2 f+ f- (E+ - E-) = q (1-q)^tau, Var w = 1
+    result = evaluate(
+        make_model("binary", {"q": q}),
+        make_scenario("ideal"),
+        synapses=N,
+        horizon=50,
+        convention="large-n",
+    )
+    ages = np.arange(50)
+    assert np.allclose(result.snr, math.sqrt(N) * q * (1 - q) ** ages, atol=1e-9)
+
+
+def test_binary_switch_lifetime_optimum_near_e_over_sqrt_n():
+    result = tune(
+        "binary",
+        make_scenario("ideal"),
+        synapses=N,
+        metric="lifetime",
+        horizon=200,
+        convention="large-n",
+    )
+    q = result.best_params["q"]
+    assert q == pytest.approx(math.e / math.sqrt(N), rel=0.1)
+    assert result.best_value == pytest.approx(math.sqrt(N) / math.e, rel=0.1)
+
+
+@pytest.mark.parametrize("name", ["binary", "serial", "cascade"])
+def test_transition_matrices_are_stochastic(name):
+    form = make_model(name).markov_form()
+    for M in (form.M_plus, form.M_minus):
+        assert np.all(M >= 0) and np.allclose(M.sum(1), 1.0)
+
+
+def test_cascade_forgets_as_a_power_law_then_exponentially():
+    model = make_model("cascade", {"depth": 10})
+    ages = np.array([10, 100, 1000, 10**5])
+    result = evaluate(
+        model, make_scenario("ideal"), synapses=N, ages=ages, horizon=10**5, convention="large-n"
+    )
+    snr = np.array(result.snr)
+    slope = np.log(snr[1] / snr[2]) / np.log(10)
+    assert 0.5 < slope < 1.5  # ~1/t over the cascade's range of time scales (~2^depth)
+    assert snr[3] < 1e-3 * snr[2]  # beyond it the slowest level forgets exponentially
+
+
+def test_sparse_events_slow_forgetting_by_the_rate():
+    binary = make_model("binary", {"q": 0.2})
+    dense = evaluate(binary, make_scenario("ideal"), synapses=N, horizon=40)
+    sparse = evaluate(binary, make_scenario("sparse", {"rate": 0.5}), synapses=N, horizon=80)
+    # half the events: the same curve over twice the ages (exactly, for the large-n signal)
+    assert sparse.snr[0] == pytest.approx(dense.snr[0])
+    assert sparse.metrics["lifetime"] > dense.metrics["lifetime"]

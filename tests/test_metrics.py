@@ -1,0 +1,47 @@
+"""Metrics of SNR curves on hand-made examples."""
+
+import numpy as np
+import pytest
+import torch
+
+from learnsyn.metrics import compute_metrics, smooth_objective, snr_from_moments
+
+
+def test_metrics_of_a_simple_curve():
+    ages = np.arange(5)
+    snr = np.array([5.0, 3.0, 2.0, 0.5, 1.0])
+    m = compute_metrics(ages, snr, threshold=1.0)
+    assert m["area"] == pytest.approx(4 + 2 + 1)
+    assert m["lifetime"] == 4.0  # largest age with SNR >= threshold
+    assert m["initial_snr"] == 5.0
+    assert m["log_area"] == pytest.approx(4 / 1 + 2 / 2 + 1 / 3)
+
+
+def test_threshold_zero_gives_the_plain_area_and_no_age_gives_minus_one():
+    snr = np.array([0.5, 0.25])
+    assert compute_metrics(np.arange(2), snr, threshold=0.0)["area"] == pytest.approx(0.75)
+    assert compute_metrics(np.arange(2), snr, threshold=1.0)["lifetime"] == -1.0
+
+
+def test_sparse_ages_count_the_steps_they_stand_for():
+    ages = np.array([0, 10, 20])
+    m = compute_metrics(ages, np.array([3.0, 2.0, 1.5]), threshold=1.0)
+    assert m["area"] == pytest.approx(2 * 10 + 1 * 10 + 0.5 * 1)
+
+
+def test_conventions_differ_by_the_signal_in_the_noise():
+    large = snr_from_moments(np.array([0.5]), 1.0, 100, "large-n")
+    exact = snr_from_moments(np.array([0.5]), 1.0, 100, "exact")
+    assert large[0] == pytest.approx(5.0) and exact[0] == pytest.approx(10 * 0.5 / np.sqrt(0.75))
+    with pytest.raises(ValueError, match="convention"):
+        snr_from_moments(np.array([0.5]), 1.0, 100, "big")
+
+
+def test_smooth_objective_tends_to_the_metric_and_has_gradient_below_threshold():
+    ages = torch.arange(4.0)
+    snr = torch.tensor([3.0, 2.0, 0.5, 0.2], requires_grad=True)
+    value = smooth_objective(snr, ages, 1.0, "area", temperature=1e-3)
+    assert float(value.detach()) == pytest.approx(3.0, abs=1e-2)
+    low = torch.tensor([0.5, 0.2], requires_grad=True)
+    smooth_objective(low, torch.arange(2.0), 1.0, "area", temperature=0.5).backward()
+    assert torch.all(low.grad > 0)

@@ -1,0 +1,117 @@
+"""Monte Carlo SNR against exact results, within its own reported standard error."""
+
+import math
+
+import numpy as np
+import pytest
+
+from learnsyn.evaluate import evaluate
+from learnsyn.registry import make_model
+from learnsyn.scenario import make_scenario
+
+N = 1000
+
+
+def assert_within_error(exact, mc, z_max=4.0):
+    snr = np.array(exact.snr)
+    est, err = np.array(mc.snr), np.array(mc.snr_stderr)
+    mask = snr >= 1.0
+    assert mask.any()
+    z = np.abs(est[mask] - snr[mask]) / err[mask]
+    assert z.max() < z_max, f"max |z| = {z.max():.2f}"
+
+
+@pytest.mark.parametrize(
+    "name, params, horizon, batch, burn_in",
+    [
+        ("exponential", {"decay": 0.99}, 400, 2048, None),
+        ("benna-fusi", {"variables": 4}, 400, 2048, None),
+        ("benna-fusi", {"variables": 8}, 600, 512, 150_000),
+    ],
+)
+@pytest.mark.parametrize("convention", ["exact", "large-n"])
+def test_linear_baselines_match_exact(name, params, horizon, batch, burn_in, convention):
+    model, scenario = make_model(name, params), make_scenario("ideal")
+    exact = evaluate(model, scenario, synapses=N, horizon=horizon, convention=convention)
+    mc = evaluate(
+        model,
+        scenario,
+        synapses=N,
+        horizon=horizon,
+        convention=convention,
+        method="monte-carlo",
+        batch=batch,
+        seed=1,
+        burn_in=burn_in,
+    )
+    assert exact.method == "exact" and mc.method == "monte-carlo"
+    assert_within_error(exact, mc)
+    assert mc.metrics_stderr["area"] > 0
+
+
+@pytest.mark.parametrize("name", ["binary", "serial", "cascade"])
+def test_markov_baselines_match_exact(name):
+    model, scenario = make_model(name), make_scenario("ideal")
+    exact = evaluate(model, scenario, synapses=N, horizon=60)
+    mc = evaluate(model, scenario, synapses=N, horizon=60, method="monte-carlo", batch=4096)
+    assert_within_error(exact, mc)
+
+
+@pytest.mark.parametrize(
+    "task, params",
+    [
+        ("sparse", {"rate": 0.3, "p_plus": 0.7}),
+        ("correlated", {"repeat": 0.8}),
+        ("importance", {}),
+        ("noisy", {"sigma": 0.5}),
+    ],
+)
+def test_exponential_matches_exact_in_other_scenarios(task, params):
+    model, scenario = make_model("exponential", {"decay": 0.97}), make_scenario(task, params)
+    exact = evaluate(model, scenario, synapses=N, horizon=150)
+    mc = evaluate(model, scenario, synapses=N, horizon=150, method="monte-carlo", batch=4096)
+    assert_within_error(exact, mc)
+
+
+def test_ewc_without_decay_is_a_running_average():
+    # after L background events the tracked one is event L+1; at age tau the weight is the mean
+    # of n = L + 1 + tau events: S = 1/n, Var w = 1/n, large-n SNR = sqrt(N / n)
+    L = 200
+    mc = evaluate(
+        make_model("ewc"),
+        make_scenario("ideal"),
+        synapses=N,
+        horizon=300,
+        method="monte-carlo",
+        batch=4096,
+        burn_in=L,
+        convention="large-n",
+    )
+    n = L + 1 + np.arange(300)
+    expected = np.sqrt(N / n)
+    z = np.abs(np.array(mc.snr) - expected) / np.array(mc.snr_stderr)
+    assert z.max() < 4.0
+    assert mc.snr[-1] / mc.snr[0] == pytest.approx(math.sqrt(n[0] / n[-1]), rel=0.05)
+
+
+def test_ewc_with_decay_becomes_the_exponential():
+    scenario = make_scenario("ideal")
+    exact = evaluate(make_model("exponential", {"decay": 0.98}), scenario, synapses=N, horizon=200)
+    mc = evaluate(
+        make_model("ewc", {"decay": 0.98}),
+        scenario,
+        synapses=N,
+        horizon=200,
+        method="monte-carlo",
+        batch=4096,
+        burn_in=2000,
+    )
+    assert_within_error(exact, mc)
+
+
+def test_monte_carlo_is_reproducible_from_its_seed():
+    model, scenario = make_model("binary", {"q": 0.2}), make_scenario("ideal")
+    a = evaluate(model, scenario, synapses=N, horizon=30, method="monte-carlo", batch=64, seed=5)
+    b = evaluate(model, scenario, synapses=N, horizon=30, method="monte-carlo", batch=64, seed=5)
+    c = evaluate(model, scenario, synapses=N, horizon=30, method="monte-carlo", batch=64, seed=6)
+    assert a.snr == b.snr and a.snr != c.snr

@@ -1,0 +1,54 @@
+"""Every registered scenario with every registered model: evaluated, or rejected clearly."""
+
+import numpy as np
+import pytest
+
+from learnsyn.evaluate import evaluate
+from learnsyn.registry import load_builtin_models, make_model
+from learnsyn.scenario import SCENARIOS, make_scenario
+
+SCENARIO_NAMES = sorted(make_scenario("ideal") and SCENARIOS)
+MODEL_NAMES = sorted(n for n, m in load_builtin_models().items() if m.info.family == "hand-crafted")
+
+
+def test_registries_hold_the_documented_names():
+    assert {"ideal", "bounded", "noisy", "sparse", "correlated", "importance"} <= set(SCENARIOS)
+    assert {"exponential", "benna-fusi", "ewc", "binary", "serial", "cascade"} <= set(MODEL_NAMES)
+
+
+@pytest.mark.parametrize("task", SCENARIO_NAMES)
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_model_in_every_scenario(task, name):
+    model, scenario = make_model(name), make_scenario(task)
+    assert model.info.reference and scenario.info.reference
+    if model.discrete_state and scenario.constrains_state:
+        with pytest.raises(ValueError, match="discrete states"):
+            evaluate(model, scenario, synapses=100, horizon=10)
+        return
+    result = evaluate(model, scenario, synapses=100, horizon=10, batch=16, burn_in=50)
+    assert len(result.snr) == 10 and np.all(np.isfinite(result.snr))
+    mc = evaluate(
+        model, scenario, synapses=100, horizon=10, batch=16, burn_in=50, method="monte-carlo"
+    )
+    assert np.all(np.isfinite(mc.snr)) and mc.snr_stderr is not None
+
+
+@pytest.mark.parametrize("task", SCENARIO_NAMES)
+def test_scenario_parameters_are_checked(task):
+    with pytest.raises(ValueError, match="has no parameter"):
+        make_scenario(task, {"nonsense": 1})
+
+
+def test_bounded_scenario_keeps_states_on_the_grid():
+    scenario = make_scenario("bounded", {"bound": 1.0, "levels": 5})
+    import torch
+
+    state = torch.linspace(-3, 3, 101).unsqueeze(-1)
+    noise = torch.rand(101, 1, generator=torch.Generator().manual_seed(0))
+    out = scenario.constrain(state, noise)
+    assert torch.all(out.abs() <= 1.0)
+    assert torch.allclose(out * 2, torch.round(out * 2))  # levels -1, -0.5, 0, 0.5, 1
+    # stochastic rounding is unbiased inside the range
+    x = torch.full((200000, 1), 0.3)
+    rounded = scenario.constrain(x, torch.rand(200000, 1, generator=torch.Generator()))
+    assert float(rounded.mean()) == pytest.approx(0.3, abs=0.01)
