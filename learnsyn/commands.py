@@ -207,8 +207,43 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def add_training_commands(sub, positive_int, number) -> None:
-    """train, compare, demo (meta-training); study and bench when present."""
+    """train, compare, demo, bench (and study when present)."""
     from learnsyn import demo
+
+    p = sub.add_parser("train", help="meta-train a learned synapse")
+    p.add_argument("--task", required=True, help="scenario name")
+    p.add_argument("--task-param", action="append", metavar="KEY=VALUE")
+    p.add_argument("--synapses", type=int, required=True, help="N (scales SNR by sqrt(N))")
+    p.add_argument("--state-size", type=int, required=True, help="state variables m")
+    p.add_argument("--cell", required=True, help="rnn | gru | chain")
+    p.add_argument("--metric", default="area", help="area | lifetime | log_area")
+    p.add_argument("--iterations", type=int, default=300)
+    p.add_argument("--batch", type=int, default=512, help="Monte Carlo batch B (pairs), not N")
+    p.add_argument("--horizon", type=int, default=600, help="tracked window T (ages 0..T-1)")
+    p.add_argument("--burn-in", type=int, default=None, help="default 2.5 x horizon")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--temperature", type=float, default=0.3, help="surrogate smoothness, start")
+    p.add_argument("--threshold", type=float, default=1.0)
+    p.add_argument("--convention", default="large-n", help="large-n (default) | exact")
+    p.add_argument("--init", default="default", help="default or a degeneracy init name")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--out", default=None, help="run directory (default runs/<task>/<name>)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--overwrite", action="store_true", help="delete an existing run first")
+    p.add_argument("--checkpoint-every", type=int, default=50)
+    p.add_argument("--figure-every", type=int, default=100)
+    p.add_argument("--eval-batch", type=int, default=4096)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("compare", help="compare a trained synapse with tuned baselines")
+    p.add_argument("--run", required=True, help="run directory")
+    p.add_argument("--baselines", default=None, help="comma-separated names (default: all fit)")
+    p.add_argument("--eval-batch", type=int, default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", metavar="PATH|-")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("demo", help="the main job on the CPU with embedded defaults")
     p.add_argument("--out", default="runs/demo", help="output directory")
@@ -220,6 +255,96 @@ def add_training_commands(sub, positive_int, number) -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--json", metavar="PATH|-")
     p.set_defaults(func=cmd_bench)
+
+    try:
+        from learnsyn.study import add_study_parser
+    except ImportError:  # pragma: no cover
+        pass
+    else:
+        add_study_parser(sub)
+
+
+def train_config_from_args(args: argparse.Namespace):
+    from learnsyn.cli import parse_assignments
+    from learnsyn.training import TrainConfig
+
+    scenario_params = parse_assignments(args.task_param, "--task-param")
+    scenario = make_scenario(args.task, scenario_params)
+    config = TrainConfig(
+        task=args.task,
+        task_params=dict(scenario.params),
+        synapses=args.synapses,
+        state_size=args.state_size,
+        cell=args.cell,
+        metric=args.metric,
+        iterations=args.iterations,
+        batch=args.batch,
+        horizon=args.horizon,
+        burn_in=args.burn_in,
+        lr=args.lr,
+        temperature=args.temperature,
+        temperature_final=min(args.temperature, 0.1 * args.temperature),
+        threshold=args.threshold,
+        convention=args.convention,
+        init=args.init,
+        seed=args.seed,
+        device=args.device,
+        checkpoint_every=args.checkpoint_every,
+        figure_every=args.figure_every,
+        eval_batch=args.eval_batch,
+    )
+    config.validate()
+    return config
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from learnsyn.runs import default_run_dir, train
+
+    config = train_config_from_args(args)
+    run_dir = Path(args.out) if args.out else default_run_dir(config)
+    log = _stderr_log
+    try:
+        result = train(
+            config,
+            run_dir,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            log=log,
+        )
+    except KeyboardInterrupt:
+        return 130
+    evaluation = result.get("evaluation", {}).get("metrics", {})
+    log(
+        f"run: {run_dir}  ({result['iterations_done']} iterations, "
+        f"{result['skipped_updates']} skipped updates, "
+        f"{result['synapse_steps_per_second']:.3g} synapse-steps/s forward+backward)"
+    )
+    if evaluation:
+        log(
+            f"final evaluation ({config.convention} convention): "
+            + ", ".join(f"{k} {v:.4g}" for k, v in evaluation.items())
+        )
+    log(f"TensorBoard: tensorboard --logdir {run_dir}")
+    log(f"compare: learnsyn compare --run {run_dir}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from learnsyn.compare import compare_run, print_table
+
+    data = compare_run(args.run, args.baselines, args.eval_batch, args.device, log=_stderr_log)
+    write_json_output(args.json, data)
+    print_table(data, sys.stderr if args.json == "-" else sys.stdout)
+    _stderr_log(
+        f"written: {Path(args.run) / 'comparison.json'}, "
+        f"{Path(args.run) / 'snr_curves.png'}, {Path(args.run) / 'comparison.md'}"
+    )
+    return 0
+
+
+def _stderr_log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -1,0 +1,241 @@
+"""Learned synapse cells: a tanh RNN, a GRU and a structured chain, all behind the one interface.
+
+A cell is shared by all synapses; its input per step is ``(event, flag)`` (flag 0 where the
+scenario provides none) and its readout ``w = c . h`` is learned too. ``init`` selects how the
+recurrent matrix starts:
+
+- ``default``: time scales spread log-uniformly from 2 steps up to ``timescale`` steps (the
+  training horizon): the tanh RNN gets a diagonal recurrent matrix ``1 - 1/T_i``; the GRU gets
+  update-gate biases ``-log(T_i - 1)`` ("chrono" initialization, Tallec & Ollivier 2018) and an
+  orthogonal candidate matrix; the chain starts AT the Benna-Fusi chain (canonical parameters);
+- any name of ``learnsyn.degeneracy.initialization`` (``gaussian``, ``fold1``, ``orthogonal``,
+  ``orthogonal-x0.8``, ...): that draw for the recurrent matrix (the degeneracy experiments).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from learnsyn.synapse import ModelInfo, Synapse
+
+CELLS = ("rnn", "gru", "chain")
+INPUTS = 2  # event value and flag
+
+
+def _timescales(size: int, longest: float) -> torch.Tensor:
+    return torch.tensor(np.geomspace(2.0, max(longest, 2.0), size), dtype=torch.float32)
+
+
+class LearnedSynapse(Synapse):
+    """Common parts: the readout, the recurrent-matrix initialization, the description."""
+
+    info = ModelInfo(
+        name="learned",
+        summary="meta-trained RNN synapse (cells: rnn, gru, chain)",
+        reference="this project; Benna & Fusi 2016 for the chain cell's starting point",
+        family="learned",
+    )
+    cell = "base"
+
+    def __init__(
+        self,
+        state_size: int,
+        init: str = "default",
+        timescale: float = 1000.0,
+        fold_axis: str = "rows",
+        seed: int = 0,
+    ):
+        super().__init__()
+        if state_size < 1:
+            raise ValueError(f"state size m = {state_size} is not allowed: need m >= 1")
+        self.state_size = state_size
+        self.init = init
+        self.timescale = float(timescale)
+        self.fold_axis = fold_axis
+        self.generator = torch.Generator().manual_seed(seed)
+        self.readout_weights = nn.Parameter(torch.empty(state_size))
+        self.params = {
+            "cell": self.cell,
+            "state_size": state_size,
+            "init": init,
+            "timescale": self.timescale,
+        }
+
+    def _init_recurrent(self, weight: torch.Tensor) -> bool:
+        """Apply a named degeneracy init to ``weight``; False when ``init`` is ``default``."""
+        if self.init == "default":
+            return False
+        from learnsyn.degeneracy.initialization import apply_initialization_, parse_init_spec
+
+        spec = parse_init_spec(self.init)
+        apply_initialization_(weight, spec, self.generator, self.fold_axis)
+        return True
+
+    def recurrent_matrix(self) -> torch.Tensor:
+        """The matrix that multiplies the state each step (for degeneracy measures)."""
+        raise NotImplementedError
+
+    def readout(self, state: torch.Tensor) -> torch.Tensor:
+        return state @ self.readout_weights
+
+    @staticmethod
+    def _inputs(events: torch.Tensor, flags: torch.Tensor | None) -> torch.Tensor:
+        flags = torch.zeros_like(events) if flags is None else flags.to(events.dtype)
+        return torch.stack([events, flags], dim=-1)
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self.params)
+
+
+class TanhRNNSynapse(LearnedSynapse):
+    """``h' = tanh(W h + U x + b)``."""
+
+    cell = "rnn"
+
+    def __init__(self, state_size: int, **kwargs):
+        super().__init__(state_size, **kwargs)
+        m = state_size
+        self.W = nn.Parameter(torch.empty(m, m))
+        self.U = nn.Parameter(torch.empty(m, INPUTS))
+        self.bias = nn.Parameter(torch.zeros(m))
+        with torch.no_grad():
+            if not self._init_recurrent(self.W):
+                self.W.copy_(torch.diag(1.0 - 1.0 / _timescales(m, self.timescale)))
+            scale = 1.0 / _timescales(m, self.timescale)
+            signs = torch.where(torch.arange(m) % 2 == 0, 1.0, -1.0)
+            self.U.zero_()
+            self.U[:, 0] = signs * scale.sqrt()
+            self.readout_weights.copy_(signs / math.sqrt(m))
+
+    def step(self, state, events, flags=None):
+        x = self._inputs(events.to(state.dtype), flags)
+        return torch.tanh(state @ self.W.T + x @ self.U.T + self.bias)
+
+    def recurrent_matrix(self):
+        return self.W
+
+
+class GRUSynapse(LearnedSynapse):
+    """``z = s(Wz x + Uz h + bz)``, ``r = s(Wr x + Ur h + br)``,
+    ``h~ = tanh(Wh x + Uh (r * h) + bh)``, ``h' = (1 - z) h + z h~``."""
+
+    cell = "gru"
+
+    def __init__(self, state_size: int, **kwargs):
+        super().__init__(state_size, **kwargs)
+        m = state_size
+        self.W_in = nn.Parameter(torch.empty(3 * m, INPUTS))  # z, r, candidate
+        self.U_zr = nn.Parameter(torch.empty(2 * m, m))
+        self.U_h = nn.Parameter(torch.empty(m, m))
+        self.bias = nn.Parameter(torch.zeros(3 * m))
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(int(self.generator.initial_seed()) + 1)
+            self.W_in.copy_(torch.randn(3 * m, INPUTS, generator=g) * 0.1)
+            self.W_in[2 * m :, 0] = torch.where(torch.arange(m) % 2 == 0, 1.0, -1.0)
+            self.U_zr.copy_(torch.randn(2 * m, m, generator=g) * 0.1 / math.sqrt(m))
+            if not self._init_recurrent(self.U_h):
+                q, _ = torch.linalg.qr(torch.randn(m, m, generator=g))
+                self.U_h.copy_(q * 0.5)
+            self.bias[:m] = -torch.log(_timescales(m, self.timescale) - 1.0)
+            self.bias[m : 2 * m] = 2.0  # reset gate open
+            signs = torch.where(torch.arange(m) % 2 == 0, 1.0, -1.0)
+            self.readout_weights.copy_(signs / math.sqrt(m))
+
+    def step(self, state, events, flags=None):
+        m = self.state_size
+        x = self._inputs(events.to(state.dtype), flags)
+        projected = x @ self.W_in.T + self.bias
+        gates = torch.sigmoid(projected[:, : 2 * m] + state @ self.U_zr.T)
+        z, r = gates[:, :m], gates[:, m:]
+        candidate = torch.tanh(projected[:, 2 * m :] + (r * state) @ self.U_h.T)
+        return state + z * (candidate - state)
+
+    def recurrent_matrix(self):
+        return self.U_h
+
+
+class ChainSynapse(LearnedSynapse):
+    """A learnable linear chain followed by a learnable pointwise nonlinearity.
+
+    The chain keeps the Benna-Fusi structure with learnable log-capacities ``C_k`` and
+    log-conductances ``g_k`` (``g_m`` leaks to ground): ``A = I - C^-1 L(g)``, always a chain of
+    coupled leaky variables. Then ``h' = phi(A h + b x)`` with
+    ``phi(y) = y + alpha * (s tanh(y / s) - y)`` per variable, alpha in [0, 1] (linear at 0,
+    saturating at 1);
+    ``init=default`` starts exactly at the canonical Benna-Fusi chain.
+    """
+
+    cell = "chain"
+
+    def __init__(self, state_size: int, amplitude: float = 1.0, **kwargs):
+        if kwargs.get("init", "default") != "default":
+            raise ValueError("the chain cell has no free recurrent matrix: use init=default")
+        super().__init__(state_size, **kwargs)
+        m = state_size
+        k = torch.arange(m, dtype=torch.float32)
+        self.log_capacity = nn.Parameter(k * math.log(2.0))
+        self.log_conductance = nn.Parameter(math.log(0.125) - k * math.log(2.0))
+        self.B = nn.Parameter(torch.zeros(m, INPUTS))
+        self.alpha = nn.Parameter(torch.zeros(m))
+        self.log_scale = nn.Parameter(torch.zeros(m))
+        self.params["amplitude"] = amplitude
+        with torch.no_grad():
+            self.B[0, 0] = amplitude
+            self.readout_weights.zero_()
+            self.readout_weights[0] = 1.0
+
+    def recurrent_matrix(self) -> torch.Tensor:
+        g = self.log_conductance.exp()
+        inv_c = (-self.log_capacity).exp()
+        m = self.state_size
+        left = torch.cat([g.new_zeros(1), g[:-1]])  # conductance to the previous variable
+        laplacian = torch.diag(g + left)
+        if m > 1:
+            laplacian = laplacian - torch.diag(g[:-1], 1) - torch.diag(g[:-1], -1)
+        return torch.eye(m, dtype=g.dtype, device=g.device) - inv_c.unsqueeze(1) * laplacian
+
+    def step(self, state, events, flags=None):
+        x = self._inputs(events.to(state.dtype), flags)
+        y = state @ self.recurrent_matrix().T + x @ self.B.T
+        scale = self.log_scale.exp()
+        # alpha in [0, 1]: between linear and saturating; alpha < 0 would make phi expand
+        return y + self.alpha.clamp(0.0, 1.0) * (scale * torch.tanh(y / scale) - y)
+
+
+CELL_CLASSES = {"rnn": TanhRNNSynapse, "gru": GRUSynapse, "chain": ChainSynapse}
+
+
+def make_cell(
+    cell: str,
+    state_size: int,
+    *,
+    init: str = "default",
+    timescale: float = 1000.0,
+    seed: int = 0,
+    fold_axis: str = "rows",
+) -> LearnedSynapse:
+    """Build a learned cell; bad names and sizes raise one clear line."""
+    if cell not in CELL_CLASSES:
+        raise ValueError(f"unknown cell {cell!r}; allowed: {', '.join(CELLS)}")
+    if state_size < 1:
+        raise ValueError(f"state size m = {state_size} is not allowed: need m >= 1")
+    if init != "default":
+        from learnsyn.degeneracy.initialization import (
+            check_fold_fits_width,
+            check_width,
+            parse_init_spec,
+        )
+
+        if cell == "chain":
+            raise ValueError("the chain cell has no free recurrent matrix: use init=default")
+        spec = parse_init_spec(init)
+        check_width(state_size)
+        check_fold_fits_width(spec.fold_k, state_size)
+    return CELL_CLASSES[cell](
+        state_size, init=init, timescale=timescale, seed=seed, fold_axis=fold_axis
+    )

@@ -1,0 +1,224 @@
+"""Fair comparison of a trained synapse with tuned baselines, through the one evaluation path.
+
+Every baseline is tuned for the run's scenario, N, metric, convention and horizon, with at most
+the run's state budget m of state variables (finite-state baselines have one discrete state
+variable); the learned synapse is evaluated by Monte Carlo with a large batch. Outputs, in the
+run directory: ``comparison.json``, ``snr_curves.png`` (log-log, with the sqrt(N) bound where it
+applies), ``comparison.md`` (the table, also printed).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from learnsyn.evaluate import check_compatible, evaluate
+from learnsyn.io import atomic_write_json, atomic_write_text
+from learnsyn.registry import load_builtin_models, make_model
+from learnsyn.runs import load_run
+from learnsyn.scenario import make_scenario
+from learnsyn.training import resolve_device
+from learnsyn.tuning import tune
+
+DEFAULT_BASELINES = ("exponential", "benna-fusi", "binary", "serial", "cascade")
+
+
+def default_baselines(scenario) -> list[str]:
+    names = []
+    for name in DEFAULT_BASELINES:
+        try:
+            check_compatible(make_model(name), scenario)
+        except ValueError:
+            continue
+        names.append(name)
+    return names
+
+
+def parse_baselines(text: str | None, scenario) -> list[str]:
+    if text is None:
+        return default_baselines(scenario)
+    known = {n for n, m in load_builtin_models().items() if m.info.family == "hand-crafted"}
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for name in names:
+        if name not in known:
+            raise ValueError(f"unknown baseline {name!r}; known: {', '.join(sorted(known))}")
+        check_compatible(make_model(name), scenario)
+    if not names:
+        raise ValueError("--baselines is empty; give names separated by commas")
+    return names
+
+
+def compare_run(
+    run_dir: str | Path,
+    baselines: str | None = None,
+    eval_batch: int | None = None,
+    device: str = "auto",
+    log=print,
+) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    config, model, checkpoint = load_run(run_dir)
+    scenario = make_scenario(config.task, config.task_params)
+    names = parse_baselines(baselines, scenario)
+    device = resolve_device(device)
+    batch = eval_batch or max(config.eval_batch, 8192)
+    common = dict(
+        synapses=config.synapses,
+        horizon=config.horizon,
+        threshold=config.threshold,
+        convention=config.convention,
+    )
+    log(
+        f"evaluating the learned {config.cell} (m={config.state_size}) by Monte Carlo, "
+        f"{batch} pairs ..."
+    )
+    with torch.no_grad():
+        learned = evaluate(
+            model.to(device),
+            scenario,
+            method="monte-carlo",
+            batch=batch,
+            seed=config.seed + 20_000,
+            burn_in=config.resolved_burn_in(),
+            device=device,
+            **common,
+        )
+    rows = [
+        {
+            "name": "learned",
+            "params": {**model.params_dict(), "iterations": checkpoint["iteration"]},
+            "method": learned.method,
+            "metrics": learned.metrics,
+            "metrics_stderr": learned.metrics_stderr,
+            "ages": learned.ages,
+            "snr": learned.snr,
+            "snr_stderr": learned.snr_stderr,
+        }
+    ]
+    for name in names:
+        log(f"tuning {name} for {config.metric} ...")
+        result = tune(
+            name,
+            scenario,
+            metric=config.metric,
+            max_state=config.state_size,
+            batch=2048,
+            seed=config.seed,
+            **common,
+        )
+        ev = result.evaluation
+        rows.append(
+            {
+                "name": name,
+                "params": result.best_params,
+                "method": ev.method,
+                "metrics": ev.metrics,
+                "metrics_stderr": ev.metrics_stderr or {k: 0.0 for k in ev.metrics},
+                "ages": ev.ages,
+                "snr": ev.snr,
+                "snr_stderr": ev.snr_stderr,
+            }
+        )
+    data = {
+        "task": config.task,
+        "task_params": config.task_params,
+        "synapses": config.synapses,
+        "state_size": config.state_size,
+        "metric": config.metric,
+        "convention": config.convention,
+        "threshold": config.threshold,
+        "horizon": config.horizon,
+        "run": str(run_dir),
+        "models": rows,
+    }
+    data["verdict"] = verdict(data)
+    _write_outputs(run_dir, data)
+    return data
+
+
+def verdict(data: dict[str, Any]) -> dict[str, Any]:
+    """The learned model's metric as a fraction of the best baseline's, with its error."""
+    metric = data["metric"]
+    learned = data["models"][0]
+    baselines = data["models"][1:]
+    if not baselines:
+        return {}
+    best = max(baselines, key=lambda r: r["metrics"][metric])
+    value, best_value = learned["metrics"][metric], best["metrics"][metric]
+    error = (learned["metrics_stderr"] or {}).get(metric, 0.0)
+    ratio = value / best_value if best_value else math.inf
+    return {
+        "metric": metric,
+        "best_baseline": best["name"],
+        "best_baseline_value": best_value,
+        "learned_value": value,
+        "learned_stderr": error,
+        "ratio": ratio,
+        "ratio_stderr": error / best_value if best_value else None,
+    }
+
+
+def markdown_table(data: dict[str, Any]) -> str:
+    keys = ("area", "lifetime", "initial_snr", "log_area")
+    lines = [
+        f"Scenario `{data['task']}` {data['task_params']}, N = {data['synapses']}, state budget "
+        f"m = {data['state_size']}, tuned for `{data['metric']}`, {data['convention']} "
+        f"convention, threshold {data['threshold']:g}, ages 0..{data['horizon'] - 1}.",
+        "",
+        "| model | parameters | area | lifetime | initial SNR | log-time area |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in data["models"]:
+        err = row.get("metrics_stderr") or {}
+        cells = []
+        for key in keys:
+            value = row["metrics"][key]
+            cells.append(
+                f"{value:.4g} +- {err.get(key, 0.0):.2g}" if err.get(key) else f"{value:.4g}"
+            )
+        params = ", ".join(f"{k}={_short(v)}" for k, v in row["params"].items())
+        lines.append(f"| {row['name']} | {params} | " + " | ".join(cells) + " |")
+    v = data.get("verdict") or {}
+    if v:
+        lines += [
+            "",
+            f"learned / best baseline ({v['best_baseline']}) on {v['metric']}: "
+            f"{v['ratio']:.3f} +- {v['ratio_stderr'] or 0:.3f}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _short(value):
+    return f"{value:.4g}" if isinstance(value, float) else value
+
+
+def _write_outputs(run_dir: Path, data: dict[str, Any]) -> None:
+    from learnsyn.plotting import plot_snr_curves, save_figure
+
+    curves = [
+        {
+            "label": r["name"] if r["name"] != "learned" else "learned (this run)",
+            "ages": r["ages"],
+            "snr": r["snr"],
+            "snr_stderr": r["snr_stderr"],
+        }
+        for r in data["models"]
+    ]
+    fig = plot_snr_curves(
+        curves,
+        synapses=data["synapses"],
+        threshold=data["threshold"],
+        convention=data["convention"],
+        title=f"{data['task']}, N={data['synapses']}, m={data['state_size']}, "
+        f"tuned for {data['metric']}",
+    )
+    save_figure(fig, run_dir / "snr_curves.png")
+    atomic_write_json(run_dir / "comparison.json", data)
+    atomic_write_text(run_dir / "comparison.md", markdown_table(data))
+
+
+def print_table(data: dict[str, Any], out=sys.stdout) -> None:
+    out.write(markdown_table(data))

@@ -1,0 +1,298 @@
+"""A meta-training run on disk: ``runs/<experiment>/<run>/`` with its config, TensorBoard events,
+checkpoint (written atomically), and result; resumable, interruptible, never overwritten
+silently.
+
+Layout of a run directory::
+
+    config.json        the resolved TrainConfig
+    checkpoint.pt      model, optimizer, schedule, history, RNG states (atomic)
+    baselines.json     tuned baselines for the TensorBoard figure (cached)
+    events.out.tfevents.*   TensorBoard scalars, figures, histograms, hparams
+    result.json        final metrics (training estimate and a larger-batch evaluation)
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from learnsyn.io import atomic_write_json, read_json
+from learnsyn.scenario import make_scenario
+from learnsyn.training import (
+    CHECKPOINT_NAME,
+    TrainConfig,
+    build_model,
+    load_checkpoint,
+    make_optimizer,
+    meta_objective,
+    resolve_device,
+    save_checkpoint,
+    training_step,
+)
+
+
+def default_run_dir(config: TrainConfig, root: str | Path = "runs") -> Path:
+    name = f"{config.cell}-m{config.state_size}-N{config.synapses}-{config.metric}-s{config.seed}"
+    return Path(root) / config.task / name
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / "config.json").exists()
+
+
+def prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, overwrite: bool) -> bool:
+    """Create or check the run directory; returns True when resuming from a checkpoint."""
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite exclude each other")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if overwrite:
+            if not is_run_dir(run_dir):
+                raise ValueError(f"{run_dir} is not a run directory; refusing to delete it")
+            shutil.rmtree(run_dir)
+        elif resume:
+            if not is_run_dir(run_dir):
+                raise ValueError(f"{run_dir} is not a run directory (no config.json)")
+            saved = TrainConfig.from_dict(read_json(run_dir / "config.json"))
+            differing = _differences(saved, config)
+            if differing:
+                raise ValueError(
+                    f"--resume with a config that differs from the run's in {differing}; "
+                    "resume with the same options (or start a new run)"
+                )
+            return (run_dir / CHECKPOINT_NAME).exists()
+        else:
+            raise ValueError(
+                f"run directory {run_dir} already exists; pass --resume to continue it or "
+                "--overwrite to start over"
+            )
+    elif resume:
+        raise ValueError(f"nothing to resume: {run_dir} does not exist")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "config.json", asdict(config))
+    return False
+
+
+RESUME_FREE = {"device", "checkpoint_every", "log_every", "figure_every"}
+
+
+def _differences(saved: TrainConfig, given: TrainConfig) -> list[str]:
+    a, b = asdict(saved), asdict(given)
+    return sorted(k for k in a if k not in RESUME_FREE and a[k] != b[k])
+
+
+def load_run(run_dir: str | Path) -> tuple[TrainConfig, torch.nn.Module, dict[str, Any]]:
+    """Config, trained model (final checkpoint) and checkpoint dict of a run directory."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or not is_run_dir(run_dir):
+        raise ValueError(f"{run_dir} is not a run directory (no config.json)")
+    config = TrainConfig.from_dict(read_json(run_dir / "config.json"))
+    checkpoint = load_checkpoint(run_dir / CHECKPOINT_NAME)
+    model = build_model(config)
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except (RuntimeError, KeyError) as error:
+        raise ValueError(f"checkpoint in {run_dir} does not fit its config: {error}") from None
+    return config, model, checkpoint
+
+
+class _Interrupt:
+    """Turns SIGINT/SIGTERM into a flag so the loop can checkpoint before exiting."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    objective_fn=meta_objective,
+    stop_after: int | None = None,
+    final_evaluation: bool = True,
+    log=print,
+    on_iteration=None,
+) -> dict[str, Any]:
+    """Run (or resume) meta-training; returns the result dict also written to result.json.
+
+    ``stop_after`` ends the run early after that many iterations of this call (used by tests
+    to simulate an interruption); ``on_iteration(iteration, outcome)`` is called after each
+    step (Optuna reports and prunes through it).
+    """
+    from learnsyn.tensorboard_log import RunLogger
+
+    config.validate()
+    device = resolve_device(config.device)
+    run_dir = Path(run_dir)
+    resuming = prepare_run_dir(run_dir, config, resume, overwrite)
+    scenario = make_scenario(config.task, config.task_params)
+    model = build_model(config).to(device)
+    optimizer, scheduler = make_optimizer(model, config)
+    history: list[dict[str, Any]] = []
+    start_iteration, skipped_total = 0, 0
+    if resuming:
+        checkpoint = load_checkpoint(run_dir / CHECKPOINT_NAME)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        history = checkpoint["history"]
+        start_iteration = checkpoint["iteration"]
+        skipped_total = checkpoint.get("skipped", 0)
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        np.random.set_state(checkpoint["rng"]["numpy"])  # noqa: NPY002
+        log(f"resuming {run_dir} at iteration {start_iteration}")
+    logger = RunLogger(run_dir, config, scenario, device, log=log)
+    ckpt_path = run_dir / CHECKPOINT_NAME
+
+    def checkpoint(iteration: int) -> None:
+        save_checkpoint(
+            ckpt_path,
+            model,
+            optimizer,
+            scheduler,
+            config,
+            iteration,
+            history,
+            {"skipped": skipped_total},
+        )
+
+    bar = _progress_bar(config.iterations, start_iteration, progress)
+    iteration = start_iteration
+    interrupted = False
+    with _Interrupt() as interrupt:
+        while iteration < config.iterations:
+            outcome = training_step(
+                model, scenario, config, optimizer, scheduler, iteration, device, objective_fn
+            )
+            if outcome.skipped:
+                skipped_total += 1
+                log(f"iteration {iteration}: non-finite objective or gradient, update skipped")
+            record = {
+                "iteration": iteration,
+                "objective": outcome.objective,
+                "grad_norm": outcome.grad_norm,
+                "skipped": outcome.skipped,
+                **outcome.result.metrics,
+                "snr_stderr": float(np.mean(outcome.result.snr_stderr)),
+                "synapse_steps_per_second": outcome.result.synapse_steps / outcome.seconds,
+                "lr": scheduler.get_last_lr()[0],
+            }
+            history.append(record)
+            logger.log_iteration(iteration, record, outcome.result, model)
+            iteration += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(objective=f"{outcome.objective:.4g}", area=f"{record['area']:.4g}")
+            if on_iteration is not None:
+                on_iteration(iteration - 1, record)
+            if iteration % config.checkpoint_every == 0:
+                checkpoint(iteration)
+            if interrupt.requested or (
+                stop_after is not None and iteration - start_iteration >= stop_after
+            ):
+                interrupted = interrupt.requested
+                break
+    if bar is not None:
+        bar.close()
+    checkpoint(iteration)
+    if interrupted:
+        log(
+            f"interrupted: checkpoint saved at iteration {iteration} in {run_dir}; "
+            "continue with --resume"
+        )
+        logger.close()
+        raise KeyboardInterrupt
+    result = _result(config, history, iteration, skipped_total, run_dir)
+    if iteration >= config.iterations and final_evaluation:
+        result["evaluation"] = _final_evaluation(model, scenario, config, device)
+        logger.log_hparams(result)
+    logger.close()
+    atomic_write_json(run_dir / "result.json", result)
+    return result
+
+
+def _progress_bar(total: int, initial: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc="meta-training",
+        unit="it",
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+
+
+def _result(config, history, iteration, skipped, run_dir) -> dict[str, Any]:
+    last = history[-1] if history else {}
+    return {
+        "run_dir": str(run_dir),
+        "iterations_done": iteration,
+        "complete": iteration >= config.iterations,
+        "skipped_updates": skipped,
+        "training_estimate": {
+            k: last.get(k) for k in ("area", "lifetime", "initial_snr", "log_area", "objective")
+        },
+        "synapse_steps_per_second": float(
+            np.median([h["synapse_steps_per_second"] for h in history])
+        )
+        if history
+        else None,
+        "convention": config.convention,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def _final_evaluation(model, scenario, config: TrainConfig, device) -> dict[str, Any]:
+    from learnsyn.evaluate import evaluate
+
+    with torch.no_grad():
+        result = evaluate(
+            model,
+            scenario,
+            synapses=config.synapses,
+            horizon=config.horizon,
+            method="monte-carlo",
+            convention=config.convention,
+            threshold=config.threshold,
+            batch=config.eval_batch,
+            seed=config.seed + 10_000,
+            burn_in=config.resolved_burn_in(),
+            device=device,
+        )
+    return {
+        "metrics": result.metrics,
+        "metrics_stderr": result.metrics_stderr,
+        "batch_pairs": config.eval_batch,
+    }

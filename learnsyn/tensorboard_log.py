@@ -1,0 +1,146 @@
+"""TensorBoard logging of a meta-training run: scalars, SNR-curve figures, histograms, hparams.
+
+Scalars (every ``log_every`` iterations): objective, area, lifetime, initial SNR, log-time area,
+estimator standard error, gradient norm, synapse-steps per second, learning rate. Every
+``figure_every`` iterations: the learned SNR curve against the tuned baselines (log-log) and
+histograms of the parameters. At the end: hyperparameters with the final metrics, written in the
+run's own directory.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from learnsyn.io import atomic_write_json, read_json
+
+SCALARS = (
+    "objective",
+    "area",
+    "lifetime",
+    "initial_snr",
+    "log_area",
+    "snr_stderr",
+    "grad_norm",
+    "synapse_steps_per_second",
+    "lr",
+)
+FIGURE_BASELINES = ("exponential", "benna-fusi")
+
+
+def tuned_baseline_curves(config, scenario, log=print) -> list[dict]:
+    """Tuned baselines (exact where possible, a small Monte Carlo tuning otherwise)."""
+    from learnsyn.evaluate import resolve_method
+    from learnsyn.registry import make_model
+    from learnsyn.tuning import tune
+
+    curves = []
+    for name in FIGURE_BASELINES:
+        try:
+            method = resolve_method(make_model(name), scenario, "auto")
+            budget = (
+                {}
+                if method == "exact"
+                else {"batch": 256, "grid_points": 6, "refine_iterations": 15}
+            )
+            result = tune(
+                name,
+                scenario,
+                synapses=config.synapses,
+                metric=config.metric,
+                max_state=config.state_size,
+                horizon=config.horizon,
+                threshold=config.threshold,
+                convention=config.convention,
+                **budget,
+            )
+        except ValueError as error:
+            log(f"baseline {name} skipped for the figure: {error}")
+            continue
+        curves.append(
+            {
+                "label": f"{name} (tuned)",
+                "ages": result.evaluation.ages,
+                "snr": result.evaluation.snr,
+                "params": result.best_params,
+                "metrics": result.evaluation.metrics,
+            }
+        )
+    return curves
+
+
+class RunLogger:
+    def __init__(self, run_dir: Path, config, scenario, device, log=print):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run_dir = Path(run_dir)
+        self.config = config
+        self.scenario = scenario
+        self.log = log
+        self.writer = SummaryWriter(log_dir=str(self.run_dir))
+        self._baselines: list[dict] | None = None
+
+    def baselines(self) -> list[dict]:
+        if self._baselines is None:
+            path = self.run_dir / "baselines.json"
+            if path.exists():
+                self._baselines = read_json(path)
+            else:
+                self._baselines = tuned_baseline_curves(self.config, self.scenario, self.log)
+                atomic_write_json(path, self._baselines)
+        return self._baselines
+
+    def log_iteration(self, iteration: int, record: dict, result, model) -> None:
+        cfg = self.config
+        last = iteration == cfg.iterations - 1
+        if iteration % cfg.log_every == 0 or last:
+            for key in SCALARS:
+                value = record.get(key)
+                if value is not None and math.isfinite(value):
+                    self.writer.add_scalar(f"train/{key}", value, iteration)
+            self.writer.add_scalar("train/skipped", float(record["skipped"]), iteration)
+        if iteration % cfg.figure_every == 0 or last:
+            self._figure(iteration, result)
+            for name, param in model.named_parameters():
+                self.writer.add_histogram(f"params/{name}", param.detach().cpu(), iteration)
+        self.writer.flush()
+
+    def _figure(self, iteration: int, result) -> None:
+        from learnsyn.plotting import plot_snr_curves
+
+        learned = {
+            "label": f"learned {self.config.cell} (iteration {iteration})",
+            "ages": list(range(self.config.horizon)),
+            "snr": result.snr,
+            "snr_stderr": result.snr_stderr,
+        }
+        fig = plot_snr_curves(
+            [learned, *self.baselines()],
+            synapses=self.config.synapses,
+            threshold=self.config.threshold,
+            convention=self.config.convention,
+            title=f"{self.config.task}, N={self.config.synapses}, m={self.config.state_size}",
+        )
+        self.writer.add_figure("snr_curve", fig, iteration, close=True)
+
+    def log_hparams(self, result: dict) -> None:
+        hparams = {
+            k: v
+            for k, v in asdict(self.config).items()
+            if isinstance(v, (int, float, str, bool)) and v is not None
+        }
+        hparams["task_params"] = str(self.config.task_params)
+        metrics = result.get("evaluation", {}).get("metrics") or result["training_estimate"]
+        final = {
+            f"hparam/{k}": float(v)
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and np.isfinite(v)
+        }
+        self.writer.add_hparams(hparams, final, run_name=".")
+
+    def close(self) -> None:
+        self.writer.flush()
+        self.writer.close()

@@ -1,0 +1,135 @@
+"""`learnsyn train` and `learnsyn compare` end to end on a tiny config; errors; Ctrl-C."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from learnsyn.cli import main
+
+TINY = [
+    "--task",
+    "ideal",
+    "--synapses",
+    "100",
+    "--state-size",
+    "2",
+    "--cell",
+    "gru",
+    "--iterations",
+    "4",
+    "--batch",
+    "16",
+    "--horizon",
+    "30",
+    "--burn-in",
+    "30",
+    "--eval-batch",
+    "32",
+    "--no-progress",
+    "--device",
+    "cpu",
+]
+
+
+def run(args, **kwargs):
+    return subprocess.run(
+        [sys.executable, "-m", "learnsyn.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,
+    )
+
+
+def test_train_then_compare(tmp_path, capsys):
+    run_dir = tmp_path / "runs" / "exp" / "tiny"
+    assert main(["train", *TINY, "--out", str(run_dir)]) == 0
+    for name in ("config.json", "checkpoint.pt", "result.json"):
+        assert (run_dir / name).exists()
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "compare",
+                "--run",
+                str(run_dir),
+                "--baselines",
+                "exponential,binary",
+                "--eval-batch",
+                "64",
+                "--json",
+                "-",
+            ]
+        )
+        == 0
+    )
+    data = json.loads(capsys.readouterr().out)
+    assert {"task", "synapses", "state_size", "metric", "models"} <= set(data)
+    names = [m["name"] for m in data["models"]]
+    assert names == ["learned", "exponential", "binary"]
+    for model in data["models"]:
+        assert set(model["metrics"]) == {"area", "lifetime", "initial_snr", "log_area"}
+        assert set(model["metrics_stderr"]) == set(model["metrics"])
+    assert (run_dir / "snr_curves.png").stat().st_size > 1000
+    assert "| learned |" in (run_dir / "comparison.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--state-size", "0"], "state size m = 0"),
+        (["--batch", "1"], "batch B = 1"),
+        (["--lr", "-1"], "learning rate = -1.0"),
+        (["--cell", "lstm"], "unknown cell 'lstm'"),
+    ],
+)
+def test_train_bad_input_one_line(tmp_path, args, expected):
+    result = run(["train", *TINY, "--out", str(tmp_path / "r"), *args])
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_compare_rejects_non_runs_and_corrupt_checkpoints(tmp_path):
+    result = run(["compare", "--run", str(tmp_path)])
+    assert result.returncode == 2 and "is not a run directory" in result.stderr
+    assert main(["train", *TINY, "--out", str(tmp_path / "r")]) == 0
+    (tmp_path / "r" / "checkpoint.pt").write_bytes(b"\x00garbage")
+    result = run(["compare", "--run", str(tmp_path / "r")])
+    assert result.returncode == 2 and "corrupt" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_existing_run_needs_resume_or_overwrite(tmp_path):
+    assert main(["train", *TINY, "--out", str(tmp_path / "r")]) == 0
+    result = run(["train", *TINY, "--out", str(tmp_path / "r")])
+    assert result.returncode == 2 and "--resume" in result.stderr and "--overwrite" in result.stderr
+
+
+def test_ctrl_c_saves_a_checkpoint_then_resume_finishes(tmp_path):
+    out = tmp_path / "r"
+    args = [*TINY, "--out", str(out), "--iterations", "100000", "--checkpoint-every", "100000"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "learnsyn.cli", "train", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("events.out.tfevents.*")):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "checkpoint saved" in err
+    from learnsyn.runs import load_run
+
+    _, _, checkpoint = load_run(out)
+    assert checkpoint["iteration"] > 0

@@ -1,0 +1,164 @@
+"""Meta-training: improvement, exact resume, NaN guard, TensorBoard contents, run directories."""
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from learnsyn.runs import load_run, train
+from learnsyn.scenario import make_scenario
+from learnsyn.training import TrainConfig, build_model, meta_objective
+
+TINY = TrainConfig(
+    task="ideal",
+    synapses=100,
+    state_size=2,
+    cell="gru",
+    iterations=8,
+    batch=16,
+    horizon=30,
+    burn_in=30,
+    lr=0.05,
+    checkpoint_every=2,
+    log_every=1,
+    figure_every=4,
+    eval_batch=64,
+    device="cpu",
+)
+
+
+def quiet(*args, **kwargs):
+    pass
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn", "chain"])
+def test_a_few_iterations_improve_the_objective(tmp_path, cell):
+    config = replace(
+        TINY, cell=cell, iterations=25, batch=64, horizon=40, burn_in=60, figure_every=100
+    )
+    scenario = make_scenario("ideal")
+
+    def fixed_objective(model):
+        with torch.no_grad():
+            return float(
+                meta_objective(
+                    model, scenario, config, 10**6, torch.device("cpu"), grad=False
+                ).value
+            )
+
+    before = fixed_objective(build_model(config))
+    train(config, tmp_path / "run", progress=False, log=quiet, final_evaluation=False)
+    _, trained, _ = load_run(tmp_path / "run")
+    assert fixed_objective(trained) > before
+
+
+def test_resume_reaches_the_same_parameters_as_an_uninterrupted_run(tmp_path):
+    train(TINY, tmp_path / "straight", progress=False, log=quiet, final_evaluation=False)
+    partial = train(
+        TINY, tmp_path / "resumed", progress=False, log=quiet, stop_after=3, final_evaluation=False
+    )
+    assert not partial["complete"]
+    train(
+        TINY, tmp_path / "resumed", resume=True, progress=False, log=quiet, final_evaluation=False
+    )
+    _, a, ca = load_run(tmp_path / "straight")
+    _, b, cb = load_run(tmp_path / "resumed")
+    assert ca["iteration"] == cb["iteration"] == TINY.iterations
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), name
+    assert [h["objective"] for h in ca["history"]] == [h["objective"] for h in cb["history"]]
+
+
+def test_nan_guard_skips_the_update_and_says_so(tmp_path):
+    messages, snapshots = [], []
+
+    def poisoned(model, scenario, config, iteration, device):
+        result = meta_objective(model, scenario, config, iteration, device)
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        if iteration == 2:
+            result.value = result.value * float("nan")
+        return result
+
+    train(
+        TINY,
+        tmp_path / "run",
+        progress=False,
+        log=messages.append,
+        objective_fn=poisoned,
+        final_evaluation=False,
+    )
+    _, model, checkpoint = load_run(tmp_path / "run")
+    assert checkpoint["skipped"] == 1
+    assert [h["skipped"] for h in checkpoint["history"]][:4] == [False, False, True, False]
+    assert any("iteration 2" in m and "skipped" in m for m in messages)
+    for key in snapshots[2]:  # parameters entering iteration 3 equal those entering iteration 2
+        assert torch.equal(snapshots[2][key], snapshots[3][key])
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_tensorboard_holds_scalars_figure_histograms_and_hparams(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(TINY, tmp_path / "run", progress=False, log=quiet)
+    acc = EventAccumulator(str(tmp_path / "run"), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    for key in (
+        "objective",
+        "area",
+        "lifetime",
+        "initial_snr",
+        "snr_stderr",
+        "grad_norm",
+        "synapse_steps_per_second",
+    ):
+        assert f"train/{key}" in tags["scalars"], key
+    assert len(acc.Scalars("train/area")) == TINY.iterations
+    assert "snr_curve" in tags["images"]
+    assert any(t.startswith("params/") for t in tags["histograms"])
+    found = False  # hparams come from a second writer in the same directory
+    for path in tmp_path.joinpath("run").glob("events.out.tfevents.*"):
+        single = EventAccumulator(str(path))
+        single.Reload()
+        try:
+            found |= bool(single.PluginTagToContent("hparams"))
+        except KeyError:
+            pass
+    assert found
+    assert math.isfinite(acc.Scalars("train/area")[-1].value)
+
+
+def test_existing_run_directory_is_never_overwritten_silently(tmp_path):
+    train(TINY, tmp_path / "run", progress=False, log=quiet, final_evaluation=False)
+    with pytest.raises(ValueError, match="already exists; pass --resume"):
+        train(TINY, tmp_path / "run", progress=False, log=quiet)
+    with pytest.raises(ValueError, match="differs from the run's"):
+        train(replace(TINY, lr=0.2), tmp_path / "run", resume=True, progress=False, log=quiet)
+    train(TINY, tmp_path / "run", overwrite=True, progress=False, log=quiet, final_evaluation=False)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"state_size": 0}, "state size m = 0"),
+        ({"batch": 1}, "batch B = 1"),
+        ({"lr": -0.1}, "learning rate = -0.1"),
+        ({"cell": "lstm"}, "unknown cell 'lstm'"),
+        ({"metric": "speed"}, "unknown metric 'speed'"),
+        ({"task": "nope"}, "unknown scenario 'nope'"),
+    ],
+)
+def test_bad_configs_fail_before_any_work(tmp_path, change, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        train(replace(TINY, **change), tmp_path / "run", progress=False, log=quiet)
+    assert not (tmp_path / "run").exists()
+
+
+def test_corrupt_checkpoint_and_non_run_directories_are_reported(tmp_path):
+    with pytest.raises(ValueError, match="is not a run directory"):
+        load_run(tmp_path)
+    train(TINY, tmp_path / "run", progress=False, log=quiet, final_evaluation=False)
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="corrupt"):
+        load_run(tmp_path / "run")
