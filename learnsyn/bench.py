@@ -87,7 +87,8 @@ def run_benchmarks(device: str = "cpu", quick: bool = False) -> dict:
     return results
 
 
-def print_report(results: dict, out=sys.stdout) -> None:
+def print_report(results: dict, out=None) -> None:
+    out = sys.stdout if out is None else out
     print(
         f"learnsyn bench: torch {results['torch']}, {results['threads']} thread(s), "
         f"{results['machine']}",

@@ -103,7 +103,8 @@ def _check_common(args) -> None:
         raise ValueError(f"unknown method {args.method!r}; allowed: {', '.join(METHODS)}")
 
 
-def _print_summary(result: dict, out=sys.stderr) -> None:
+def _print_summary(result: dict, out=None) -> None:
+    out = sys.stderr if out is None else out
     m = result["metrics"]
     err = result.get("metrics_stderr") or {}
 
@@ -221,7 +222,7 @@ def add_training_commands(sub, positive_int, number) -> None:
     p.add_argument("--batch", type=int, default=512, help="Monte Carlo batch B (pairs), not N")
     p.add_argument("--horizon", type=int, default=600, help="tracked window T (ages 0..T-1)")
     p.add_argument("--burn-in", type=int, default=None, help="default 2.5 x horizon")
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--lr", type=float, default=0.005)
     p.add_argument("--temperature", type=float, default=0.3, help="surrogate smoothness, start")
     p.add_argument("--threshold", type=float, default=1.0)
     p.add_argument("--convention", default="large-n", help="large-n (default) | exact")

@@ -220,5 +220,6 @@ def _write_outputs(run_dir: Path, data: dict[str, Any]) -> None:
     atomic_write_text(run_dir / "comparison.md", markdown_table(data))
 
 
-def print_table(data: dict[str, Any], out=sys.stdout) -> None:
+def print_table(data: dict[str, Any], out=None) -> None:
+    out = sys.stdout if out is None else out
     out.write(markdown_table(data))

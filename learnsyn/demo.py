@@ -1,7 +1,9 @@
-"""``make demo``: the main job on the CPU with embedded defaults.
+"""``make demo``: the main job on the CPU with embedded defaults, no server.
 
-Tunes the hand-crafted baselines for the area above threshold in the ideal scenario and plots
-their SNR curves (meta-training of the learned synapse joins here once it is available).
+Meta-trains a small learned synapse (a GRU with m = 2 state variables) in the ideal scenario for
+N = 1000 synapses, then compares it with the hand-crafted baselines tuned for the same scenario,
+N, state budget and metric, prints the table and says where the plot and TensorBoard logs are.
+Run twice, it reuses a finished run and resumes an interrupted one.
 """
 
 from __future__ import annotations
@@ -10,54 +12,73 @@ import argparse
 import sys
 from pathlib import Path
 
-from learnsyn.io import atomic_write_json
-from learnsyn.plotting import plot_snr_curves, save_figure
-from learnsyn.scenario import make_scenario
-from learnsyn.tuning import tune
+from learnsyn.compare import compare_run, print_table
+from learnsyn.io import read_json
+from learnsyn.runs import is_run_dir, train
+from learnsyn.training import CHECKPOINT_NAME, TrainConfig
 
-DEMO_BASELINES = {"exponential": {}, "benna-fusi": {}, "binary": {}, "serial": {}, "cascade": {}}
+DEMO_CONFIG = TrainConfig(
+    task="ideal",
+    synapses=1000,
+    state_size=2,
+    cell="gru",
+    metric="area",
+    iterations=300,
+    batch=512,
+    horizon=600,
+    device="cpu",
+)
+QUICK_CONFIG = TrainConfig(
+    task="ideal",
+    synapses=200,
+    state_size=2,
+    cell="gru",
+    metric="area",
+    iterations=4,
+    batch=16,
+    horizon=40,
+    burn_in=40,
+    eval_batch=64,
+    validate_every=2,
+    device="cpu",
+)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    config = QUICK_CONFIG if args.quick else DEMO_CONFIG
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    synapses, horizon, state_budget = 1000, 2000, 2
-    scenario = make_scenario("ideal")
-    print(
-        f"learnsyn demo: tuning baselines for area (large-n convention), ideal scenario, "
-        f"N={synapses}, state budget m={state_budget}, horizon {horizon}",
-        file=sys.stderr,
+    run_dir = out / "gru-m2"
+    _log(
+        f"learnsyn demo: meta-training a GRU synapse (m={config.state_size}) in the "
+        f"{config.task} scenario, N={config.synapses}, {config.iterations} iterations of "
+        f"{config.batch} synapse pairs on the CPU; objective: area above threshold "
+        f"({config.convention} convention)"
     )
-    rows, curves = [], []
-    for name, fixed in DEMO_BASELINES.items():
-        result = tune(
-            name,
-            scenario,
-            synapses=synapses,
-            metric="area",
-            fixed=fixed,
-            max_state=state_budget,
-            horizon=horizon,
-            convention="large-n",
+    done = (run_dir / "result.json").exists() and read_json(run_dir / "result.json").get("complete")
+    if done:
+        _log(f"reusing the finished run in {run_dir} (delete it to train again)")
+    else:
+        resume = is_run_dir(run_dir) and (run_dir / CHECKPOINT_NAME).exists()
+        train(
+            config,
+            run_dir,
+            resume=resume,
+            overwrite=is_run_dir(run_dir) and not resume,
+            progress=not args.quick,
+            log=_log,
         )
-        data = result.to_json()
-        rows.append(data)
-        curves.append({"label": f"{name} (tuned)", "ages": data["ages"], "snr": data["snr"]})
-        m = data["metrics"]
-        print(
-            f"  {name:12s} area {m['area']:9.2f}  lifetime {m['lifetime']:6.0f}  "
-            f"initial SNR {m['initial_snr']:6.2f}  log area {m['log_area']:7.2f}  "
-            f"params {result.best_params}",
-            file=sys.stderr,
-        )
-    fig = plot_snr_curves(
-        curves,
-        synapses=synapses,
-        threshold=1.0,
-        convention="large-n",
-        title=f"tuned baselines, ideal scenario, N={synapses}",
+    _log("comparing with tuned baselines (same scenario, N, state budget, metric) ...")
+    baselines = "exponential,binary" if args.quick else None
+    data = compare_run(
+        run_dir, baselines, eval_batch=128 if args.quick else None, device="cpu", log=_log
     )
-    save_figure(fig, out / "snr_curves.png")
-    atomic_write_json(out / "baselines.json", rows)
-    print(f"plot: {out / 'snr_curves.png'}\nresults: {out / 'baselines.json'}", file=sys.stderr)
+    print_table(data)
+    _log(
+        f"plot: {run_dir / 'snr_curves.png'}\ntable: {run_dir / 'comparison.md'}\n"
+        f"TensorBoard: tensorboard --logdir {out}"
+    )
     return 0

@@ -36,6 +36,7 @@ from learnsyn.training import (
     resolve_device,
     save_checkpoint,
     training_step,
+    validation_score,
 )
 
 
@@ -80,7 +81,7 @@ def prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, overwrite:
     return False
 
 
-RESUME_FREE = {"device", "checkpoint_every", "log_every", "figure_every"}
+RESUME_FREE = {"device", "checkpoint_every", "log_every", "figure_every", "eval_batch"}
 
 
 def _differences(saved: TrainConfig, given: TrainConfig) -> list[str]:
@@ -88,16 +89,23 @@ def _differences(saved: TrainConfig, given: TrainConfig) -> list[str]:
     return sorted(k for k in a if k not in RESUME_FREE and a[k] != b[k])
 
 
-def load_run(run_dir: str | Path) -> tuple[TrainConfig, torch.nn.Module, dict[str, Any]]:
-    """Config, trained model (final checkpoint) and checkpoint dict of a run directory."""
+def load_run(
+    run_dir: str | Path, which: str = "best"
+) -> tuple[TrainConfig, torch.nn.Module, dict[str, Any]]:
+    """Config, trained model and checkpoint dict of a run directory. ``which="best"``: the
+    parameters that scored best on the validation batch (the last ones if none was scored);
+    ``"last"``: the parameters after the last iteration."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or not is_run_dir(run_dir):
         raise ValueError(f"{run_dir} is not a run directory (no config.json)")
     config = TrainConfig.from_dict(read_json(run_dir / "config.json"))
     checkpoint = load_checkpoint(run_dir / CHECKPOINT_NAME)
     model = build_model(config)
+    state = checkpoint["model"]
+    if which == "best" and checkpoint.get("best") is not None:
+        state = checkpoint["best"]["model"]
     try:
-        model.load_state_dict(checkpoint["model"])
+        model.load_state_dict(state)
     except (RuntimeError, KeyError) as error:
         raise ValueError(f"checkpoint in {run_dir} does not fit its config: {error}") from None
     return config, model, checkpoint
@@ -158,6 +166,7 @@ def train(
     optimizer, scheduler = make_optimizer(model, config)
     history: list[dict[str, Any]] = []
     start_iteration, skipped_total = 0, 0
+    best: dict[str, Any] | None = None
     if resuming:
         checkpoint = load_checkpoint(run_dir / CHECKPOINT_NAME)
         model.load_state_dict(checkpoint["model"])
@@ -166,6 +175,7 @@ def train(
         history = checkpoint["history"]
         start_iteration = checkpoint["iteration"]
         skipped_total = checkpoint.get("skipped", 0)
+        best = checkpoint.get("best")
         torch.set_rng_state(checkpoint["rng"]["torch"])
         np.random.set_state(checkpoint["rng"]["numpy"])  # noqa: NPY002
         log(f"resuming {run_dir} at iteration {start_iteration}")
@@ -181,7 +191,7 @@ def train(
             config,
             iteration,
             history,
-            {"skipped": skipped_total},
+            {"skipped": skipped_total, "best": best},
         )
 
     bar = _progress_bar(config.iterations, start_iteration, progress)
@@ -205,6 +215,16 @@ def train(
                 "synapse_steps_per_second": outcome.result.synapse_steps / outcome.seconds,
                 "lr": scheduler.get_last_lr()[0],
             }
+            if (iteration + 1) % config.validate_every == 0 or iteration + 1 == config.iterations:
+                score = validation_score(model, scenario, config, device)
+                record["validation"] = score
+                logger.writer.add_scalar(f"validation/{config.metric}", score, iteration)
+                if best is None or score > best["score"]:
+                    best = {
+                        "score": score,
+                        "iteration": iteration + 1,
+                        "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+                    }
             history.append(record)
             logger.log_iteration(iteration, record, outcome.result, model)
             iteration += 1
@@ -231,7 +251,11 @@ def train(
         logger.close()
         raise KeyboardInterrupt
     result = _result(config, history, iteration, skipped_total, run_dir)
+    if best is not None:
+        result["selected"] = {"iteration": best["iteration"], "validation": best["score"]}
     if iteration >= config.iterations and final_evaluation:
+        if best is not None:
+            model.load_state_dict(best["model"])
         result["evaluation"] = _final_evaluation(model, scenario, config, device)
         logger.log_hparams(result)
     logger.close()

@@ -51,7 +51,7 @@ class TrainConfig:
     batch: int = 512
     horizon: int = 600
     burn_in: int | None = None  # None: 2.5 x horizon
-    lr: float = 0.01
+    lr: float = 0.005
     lr_final_fraction: float = 0.05
     grad_clip: float = 1.0
     threshold: float = 1.0
@@ -65,6 +65,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     checkpoint_every: int = 50
+    validate_every: int = 25  # model selection on a fixed validation batch
     log_every: int = 10
     figure_every: int = 100
     eval_batch: int = 4096
@@ -97,6 +98,7 @@ class TrainConfig:
             ("iterations", self.iterations, 1),
             ("checkpoint-every", self.checkpoint_every, 1),
             ("eval batch", self.eval_batch, 2),
+            ("validate-every", self.validate_every, 1),
         ]
         for name, value, low in checks:
             if int(value) != value or value < low:
@@ -209,6 +211,17 @@ def meta_objective(
         metrics=compute_metrics(np.arange(config.horizon), snr, config.threshold),
         synapse_steps=steps,
     )
+
+
+VALIDATION_ITERATION = 10**9  # the validation batch's random numbers: never a training batch's
+
+
+def validation_score(model, scenario, config: TrainConfig, device) -> float:
+    """The chosen metric (hard, not the surrogate) on a fixed validation batch."""
+    with torch.no_grad():
+        result = meta_objective(model, scenario, config, VALIDATION_ITERATION, device, grad=False)
+    value = result.metrics[config.metric]
+    return value if math.isfinite(value) else -math.inf
 
 
 def _differentiable_jackknife(loo: torch.Tensor) -> torch.Tensor:

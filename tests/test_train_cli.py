@@ -133,3 +133,11 @@ def test_ctrl_c_saves_a_checkpoint_then_resume_finishes(tmp_path):
 
     _, _, checkpoint = load_run(out)
     assert checkpoint["iteration"] > 0
+
+
+def test_demo_quick_trains_compares_and_reuses_the_run(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr()
+    assert "| learned |" in out.out and "snr_curves.png" in out.err
+    assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
+    assert "reusing the finished run" in capsys.readouterr().err
