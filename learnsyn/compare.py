@@ -58,6 +58,7 @@ def compare_run(
     eval_batch: int | None = None,
     device: str = "auto",
     log=print,
+    tune_batch: int = 1024,
 ) -> dict[str, Any]:
     run_dir = Path(run_dir)
     config, model, checkpoint = load_run(run_dir)
@@ -110,6 +111,18 @@ def compare_run(
             **common,
         )
         ev = result.evaluation
+        if ev.method == "monte-carlo":  # fresh random numbers: no winner's curse from tuning
+            with torch.no_grad():
+                ev = evaluate(
+                    make_model(name, result.best_params),
+                    scenario,
+                    method=ev.method,
+                    batch=batch,
+                    seed=config.seed + 30_000,
+                    burn_in=config.resolved_burn_in(),
+                    device=device,
+                    **common,
+                )
         rows.append(
             {
                 "name": name,

@@ -103,11 +103,16 @@ def tune(
     method: str = "auto",
     batch: int = 512,
     seed: int = 0,
+    burn_in: int | None = None,
     grid_points: int = 12,
     refine_iterations: int = 60,
     progress=None,
 ) -> TuneResult:
-    """Maximize ``metric`` over the model's tunable parameters (the ``fixed`` ones held)."""
+    """Maximize ``metric`` over the model's tunable parameters (the ``fixed`` ones held).
+
+    ``burn_in`` (Monte Carlo only): the stream length before the tracked event, the same for
+    every candidate; None lets each candidate relax for 5 of its slowest time constants.
+    """
     check_metric(metric)
     fixed = dict(fixed or {})
     probe = make_model(model_name, fixed)  # validates names and values before any work
@@ -132,6 +137,7 @@ def tune(
                 threshold=threshold,
                 batch=batch,
                 seed=seed,
+                burn_in=burn_in if method == "monte-carlo" else None,
             )
             value = result.metrics[metric]
             value = value if math.isfinite(value) else -math.inf

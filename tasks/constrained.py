@@ -53,15 +53,21 @@ class BoundedScenario(Scenario):
 
 @register_scenario
 class NoisyScenario(Scenario):
-    """Ideal events plus independent Gaussian noise of std ``sigma`` on every state variable."""
+    """Ideal events plus independent Gaussian noise of std ``sigma`` on every state variable,
+    which is then kept in [-bound, bound]. Noise alone would constrain nothing (a synapse could
+    scale its increments up until the noise is negligible); with the range it limits precision.
+    ``bound = 0`` drops the range (then linear synapses are solved exactly)."""
 
     info = ScenarioInfo(
         name="noisy",
-        summary="ideal events; independent N(0, sigma^2) noise added to every state variable "
-        "each step",
+        summary="ideal events; N(0, sigma^2) noise added to every state variable each step, "
+        "then clipped to [-bound, bound] (bound 0: no range)",
         reference="science.md section 5",
-        params=(ParamSpec("sigma", float, 0.1, 0.0, None, help="noise std per variable per step"),),
-        tags=("constrained", "exact-linear"),
+        params=(
+            ParamSpec("sigma", float, 0.1, 0.0, None, help="noise std per variable per step"),
+            ParamSpec("bound", float, 1.0, 0.0, None, help="range half-width (0: none)"),
+        ),
+        tags=("constrained",),
     )
     constrains_state = True
 
@@ -69,9 +75,13 @@ class NoisyScenario(Scenario):
         return torch.randn(batch, size, generator=generator, device=device)
 
     def constrain(self, state, noise):
-        return state + self.params["sigma"] * noise
+        noisy = state + self.params["sigma"] * noise
+        bound = self.params["bound"]
+        return noisy.clamp(-bound, bound) if bound > 0 else noisy
 
     def linear_statistics(self):
+        if self.params["bound"] > 0:
+            return None
         return InputStatistics(1.0, 0.0, self.params["sigma"], (1.0,))
 
     def markov_statistics(self):

@@ -84,7 +84,7 @@ def test_ages_up_to_1e8_without_stepping():
 def test_noisy_scenario_variance_matches_lyapunov_with_identity_noise():
     sigma = 0.3
     form = make_model("benna-fusi", {"variables": 4}).linear_form()
-    stats = make_scenario("noisy", {"sigma": sigma}).linear_statistics()
+    stats = make_scenario("noisy", {"sigma": sigma, "bound": 0}).linear_statistics()
     variance = stationary_linear_variance(form, stats)
     P_noise = scipy.linalg.solve_discrete_lyapunov(form.A, np.eye(4))
     expected = lyapunov_variance(form) + sigma**2 * form.c @ P_noise @ form.c

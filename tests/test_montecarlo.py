@@ -63,7 +63,7 @@ def test_markov_baselines_match_exact(name):
         ("sparse", {"rate": 0.3, "p_plus": 0.7}),
         ("correlated", {"repeat": 0.8}),
         ("importance", {}),
-        ("noisy", {"sigma": 0.5}),
+        ("noisy", {"sigma": 0.5, "bound": 0}),
     ],
 )
 def test_exponential_matches_exact_in_other_scenarios(task, params):

@@ -1,1 +1,53 @@
-"""Degeneracy, not vanishing gradients: deep linear nets, spectra, and the synapse RNN."""
+"""Degeneracy, not vanishing gradients: deep linear nets, spectra, and the synapse RNN.
+
+Modules, by concept:
+- ``initialization``: Gaussian / Fold k / orthogonal x g square matrices (``InitSpec``,
+  ``parse_init_spec``, ``initialize_square_matrix``, ``apply_initialization_``, ``fold_matrix``);
+- ``measures``: effective rank, participation ratio, fraction of small singular values;
+- ``seed_statistics``: mean +- s.e. over seeds and paired comparisons used to judge claims;
+- ``outputs``: atomic JSON, config.json, PNG figures, TensorBoard scalars, progress bars;
+- ``deep_linear`` (+ ``deep_linear_report``): the post's 30-layer linear network experiment;
+- ``spectra`` (+ ``spectra_report``): singular values of matrix products and of Jacobians;
+- ``cli``: ``learnsyn degeneracy deep-linear|spectra`` (``add_degeneracy_parser``).
+"""
+
+from learnsyn.degeneracy.deep_linear import DeepLinearConfig, run_deep_linear, train_deep_linear
+from learnsyn.degeneracy.initialization import (
+    InitSpec,
+    apply_initialization_,
+    fold_matrix,
+    gaussian_matrix,
+    initialize_square_matrix,
+    orthogonal_matrix,
+    parse_init_spec,
+    seeded_generator,
+)
+from learnsyn.degeneracy.measures import (
+    covariance_degeneracy,
+    effective_rank,
+    fraction_below_threshold,
+    matrix_degeneracy,
+    participation_ratio,
+)
+from learnsyn.degeneracy.spectra import SpectraConfig, run_spectra
+
+__all__ = [
+    "DeepLinearConfig",
+    "InitSpec",
+    "SpectraConfig",
+    "apply_initialization_",
+    "covariance_degeneracy",
+    "effective_rank",
+    "fold_matrix",
+    "fraction_below_threshold",
+    "gaussian_matrix",
+    "initialize_square_matrix",
+    "matrix_degeneracy",
+    "orthogonal_matrix",
+    "parse_init_spec",
+    "participation_ratio",
+    "run_deep_linear",
+    "run_spectra",
+    "seeded_generator",
+    "train_deep_linear",
+]

@@ -1,0 +1,252 @@
+"""The ``learnsyn degeneracy`` command: one subcommand per experiment.
+
+``add_degeneracy_parser(subparsers)`` adds ``degeneracy`` to the main ``learnsyn`` parser, with
+the subcommands ``deep-linear`` and ``spectra`` (``synapse`` is added here by part 3). Each
+subcommand sets ``func``: it takes the parsed ``argparse.Namespace`` and returns an exit code.
+``main(argv)`` is the same command standalone (``python -m learnsyn.degeneracy deep-linear``).
+
+Every subcommand takes ``--quick`` (a size that finishes in seconds), ``--seed``, ``--out``,
+``--threads`` and ``--no-progress``, plus its experiment options; an option left out keeps the
+default of the chosen size. A bad value is reported as one line, ``error: <message>``, on stderr
+with exit code 2, before any work is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from learnsyn.degeneracy.deep_linear import (
+    DEFAULT_CONDITIONS,
+    FOLD_AXES,
+    OPTIMIZERS,
+    DeepLinearConfig,
+    run_deep_linear,
+)
+from learnsyn.degeneracy.initialization import INIT_NAME_HELP
+from learnsyn.degeneracy.spectra import NONLINEARITIES, WEIGHT_KINDS, SpectraConfig, run_spectra
+
+EXIT_BAD_INPUT = 2
+DESCRIPTION = (
+    "Degeneracy, not vanishing gradients: one subcommand per experiment "
+    "(deep-linear, spectra). Each writes PNG figures, results.json, TensorBoard logs and "
+    "config.json to --out."
+)
+
+
+def add_degeneracy_parser(subparsers: Any) -> None:
+    """Add the ``degeneracy`` command (subcommands deep-linear, spectra) to ``subparsers``."""
+    parser = subparsers.add_parser(
+        "degeneracy",
+        help="degeneracy, not vanishing gradients: deep linear nets, spectra",
+        description=DESCRIPTION,
+    )
+    _add_experiment_subcommands(parser)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m learnsyn.degeneracy <experiment> ...``: the command without ``learnsyn``."""
+    parser = argparse.ArgumentParser(prog="python -m learnsyn.degeneracy", description=DESCRIPTION)
+    _add_experiment_subcommands(parser)
+    arguments = parser.parse_args(argv)
+    return arguments.func(arguments)
+
+
+def _add_experiment_subcommands(parser: argparse.ArgumentParser) -> None:
+    experiments = parser.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
+    _add_deep_linear_parser(experiments)
+    _add_spectra_parser(experiments)
+    # Part 3 adds `synapse` here: a parser built like the two above (``_add_common_options``,
+    # its own options defaulting to None, ``set_defaults(func=...)`` around ``_run_experiment``).
+
+
+def _add_common_options(parser: argparse.ArgumentParser, default_out: str) -> None:
+    parser.add_argument(
+        "--quick", action="store_true", help="a small size that finishes in seconds on a CPU"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help=f"output directory (default {default_out}, with -quick appended for --quick)",
+    )
+    # SUPPRESS: a main parser's own --threads (given before the command) is not overwritten.
+    parser.add_argument(
+        "--threads", type=int, default=argparse.SUPPRESS, help="torch threads (default 1)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(default_out=default_out)
+
+
+def _add_deep_linear_parser(experiments: Any) -> None:
+    parser = experiments.add_parser(
+        "deep-linear",
+        help="the post's 30-layer linear network under Fold k / orthogonal x g initializations",
+        description=(
+            "Train depth-layer linear networks on a random linear teacher for every condition "
+            "and seed; write the loss curves, gradient norms w.r.t. every layer's activations, "
+            "degeneracy measures and the verdict on the post's four claims."
+        ),
+    )
+    _add_common_options(parser, "runs/degeneracy-deep-linear")
+    parser.add_argument("--depth", type=int, help="number of layers (default 30)")
+    parser.add_argument("--width", type=int, help="units per layer (default 64)")
+    parser.add_argument(
+        "--conditions",
+        nargs="+",
+        help=f"initializations (default {' '.join(DEFAULT_CONDITIONS)}); names: {INIT_NAME_HELP}",
+    )
+    parser.add_argument("--fold-axis", choices=FOLD_AXES, help="axis Fold k copies (default rows)")
+    parser.add_argument("--seeds", type=int, help="seeds per condition (default 10)")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, help="default adam")
+    parser.add_argument("--lr", type=float, dest="learning_rate", help="default 1e-3")
+    parser.add_argument("--epochs", type=int, help="default 500")
+    parser.add_argument("--train-samples", type=int, help="training set size (default 1024)")
+    parser.add_argument("--batch-size", type=int, help="minibatch size (default 64)")
+    parser.add_argument("--input-std", type=float, help="inputs ~ N(0, std^2 I) (default 1)")
+    parser.add_argument(
+        "--teacher-gain", type=float, help="teacher entries ~ N(0, gain^2/width) (default 1)"
+    )
+    parser.add_argument(
+        "--gradient-epochs",
+        type=int,
+        nargs="+",
+        help="epochs at which gradient norms are recorded (default 0 1 5)",
+    )
+    parser.add_argument(
+        "--measure-points", type=int, help="log-spaced epochs with degeneracy measures (default 40)"
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        dest="small_value_threshold",
+        help="small singular value threshold, relative to the RMS singular value (default 0.1)",
+    )
+    parser.set_defaults(func=_deep_linear_command)
+
+
+def _add_spectra_parser(experiments: Any) -> None:
+    parser = experiments.add_parser(
+        "spectra",
+        help="singular values of random matrix products and of critical networks' Jacobians",
+        description=(
+            "Singular-value spectra of products of L Gaussian / orthogonal / folded matrices, and "
+            "input-output Jacobian spectra of deep linear, hard-tanh and ReLU networks at "
+            "criticality with Gaussian and orthogonal weights, over depth."
+        ),
+    )
+    _add_common_options(parser, "runs/degeneracy-spectra")
+    parser.add_argument("--product-width", type=int, help="matrix size for products (default 256)")
+    parser.add_argument(
+        "--product-depths", type=int, nargs="+", help="L for the histograms (default 1 10 100)"
+    )
+    parser.add_argument(
+        "--product-inits",
+        nargs="+",
+        help=f"matrix kinds (default gaussian orthogonal fold1); names: {INIT_NAME_HELP}",
+    )
+    parser.add_argument("--product-trials", type=int, help="products per kind (default 20)")
+    parser.add_argument("--jacobian-width", type=int, help="network width (default 256)")
+    parser.add_argument(
+        "--jacobian-depths", type=int, nargs="+", help="network depths (default 1 4 16 64)"
+    )
+    parser.add_argument(
+        "--nonlinearities", nargs="+", choices=NONLINEARITIES, help="default: all three"
+    )
+    parser.add_argument("--weight-kinds", nargs="+", choices=WEIGHT_KINDS, help="default: both")
+    parser.add_argument(
+        "--q-stars",
+        type=float,
+        nargs="+",
+        dest="hard_tanh_q_stars",
+        help="hard-tanh fixed-point pre-activation variances q* (default 0.015625 0.25)",
+    )
+    parser.add_argument("--jacobian-trials", type=int, help="networks per setting (default 8)")
+    parser.add_argument("--fold-axis", choices=FOLD_AXES, help="axis Fold k copies (default rows)")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        dest="small_value_threshold",
+        help="small singular value threshold, relative to the RMS singular value (default 0.1)",
+    )
+    parser.set_defaults(func=_spectra_command)
+
+
+def _config_from_arguments(config_type: type, arguments: argparse.Namespace) -> Any:
+    """The quick or full default config with every option that was given applied.
+
+    Only the config's own fields are read from the namespace, so options the main ``learnsyn``
+    parser adds cannot leak in.
+    """
+    given = vars(arguments)
+    options = {
+        field.name: (
+            tuple(given[field.name]) if isinstance(given[field.name], list) else given[field.name]
+        )
+        for field in dataclasses.fields(config_type)
+        if given.get(field.name) is not None
+    }
+    options["show_progress"] = not arguments.no_progress
+    base = config_type.quick() if arguments.quick else config_type()
+    return dataclasses.replace(base, **options)
+
+
+def _output_directory(arguments: argparse.Namespace) -> str:
+    if arguments.out is not None:
+        return arguments.out
+    return arguments.default_out + ("-quick" if arguments.quick else "")
+
+
+def _run_experiment(
+    arguments: argparse.Namespace,
+    config_type: type,
+    run: Callable[[Any, str], dict[str, Any]],
+    report: Callable[[dict[str, Any]], list[str]],
+) -> int:
+    """Build and validate the config (one-line error, exit 2), run, print a short report."""
+    try:
+        config = _config_from_arguments(config_type, arguments)
+        config.validate()
+    except (ValueError, TypeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    out_dir = _output_directory(arguments)
+    summary = run(config, out_dir)
+    for line in report(summary):
+        print(line)
+    print(f"outputs in {out_dir}: results.json, config.json, PNG figures, tensorboard/")
+    return 0
+
+
+def _deep_linear_report(summary: dict[str, Any]) -> list[str]:
+    lines = [f"final training loss (mean +- s.e. over {summary['seeds_per_condition']} seeds):"]
+    for name, final in summary["final_loss"].items():
+        label = summary["conditions"][name]
+        lines.append(f"  {label:28s} {final['mean']:.4g} +- {final['standard_error']:.2g}")
+    lines += [f"  claim: {claim['statement']}: {claim['verdict']}" for claim in summary["claims"]]
+    return lines
+
+
+def _spectra_report(summary: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, entry in summary["jacobians"]["by_network"].items():
+        depths = summary["jacobians"]["depths"]
+        variances = [
+            entry["by_depth"][str(depth)]["variance_squared_singular_value"]["mean"]
+            for depth in depths
+        ]
+        text = ", ".join(f"L={depth}: {value:.3g}" for depth, value in zip(depths, variances))
+        lines.append(f"  Jacobian var(s^2) {name}: {text}")
+    lines += [f"  check: {check['fact']}: {check['holds']}" for check in summary["checks"]]
+    return lines
+
+
+def _deep_linear_command(arguments: argparse.Namespace) -> int:
+    return _run_experiment(arguments, DeepLinearConfig, run_deep_linear, _deep_linear_report)
+
+
+def _spectra_command(arguments: argparse.Namespace) -> int:
+    return _run_experiment(arguments, SpectraConfig, run_spectra, _spectra_report)

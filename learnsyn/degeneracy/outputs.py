@@ -1,0 +1,189 @@
+"""What every degeneracy experiment writes: PNG figures, a JSON of the numbers, TensorBoard, config.
+
+- ``write_json_atomic``: a temp file in the same directory, then ``os.replace``, so a reader never
+  sees a half-written file; tensors, numpy values and dataclasses are converted, NaN/inf -> null.
+- ``save_resolved_config``: ``config.json`` with the resolved config plus the environment
+  (torch version, thread count, command line) next to the outputs.
+- Figures are built on ``matplotlib.figure.Figure`` (the Agg canvas, no pyplot), so importing
+  this module never changes a global backend; ``save_figure`` writes them atomically.
+- ``open_tensorboard_writer`` / ``log_series``: TensorBoard scalars under ``<out>/tensorboard``.
+- ``progress_bar``: tqdm on stderr, switched off by ``enabled=False``; ``torch_threads``: run a
+  block with a stated torch thread count (reported in config.json).
+- ``plot_mean_with_error``: a mean +- 1 s.e. band over seeds (statistics in ``seed_statistics``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from tqdm import tqdm
+
+from learnsyn.degeneracy.seed_statistics import mean_and_standard_error
+
+TENSORBOARD_SUBDIR = "tensorboard"
+RESULTS_FILENAME = "results.json"
+CONFIG_FILENAME = "config.json"
+
+
+def prepare_output_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """Create ``out_dir`` (and parents) and return it as a ``Path``."""
+    path = Path(out_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def to_jsonable(value: Any) -> Any:
+    """Recursively convert tensors, arrays, numpy scalars, dataclasses and paths for ``json``.
+
+    Non-finite floats become ``None`` so the file stays strict JSON.
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(dataclasses.asdict(value))
+    if isinstance(value, torch.Tensor):
+        return to_jsonable(value.detach().cpu().numpy())
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return to_jsonable(value.item())
+    if isinstance(value, dict):
+        return {str(key): to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(item) for item in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any, indent: int | None = 1) -> Path:
+    """Write ``data`` as JSON to ``path`` through a temp file and ``os.replace``.
+
+    ``indent=None`` writes compact JSON (for large result files).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(handle, "w") as stream:
+            separators = (",", ":") if indent is None else None
+            json.dump(
+                to_jsonable(data), stream, indent=indent, separators=separators, allow_nan=False
+            )
+            stream.write("\n")
+        os.chmod(temp_name, 0o644)  # mkstemp creates 0600; results are meant to be shared
+        os.replace(temp_name, target)
+    except BaseException:
+        if os.path.exists(temp_name):
+            os.unlink(temp_name)
+        raise
+    return target
+
+
+def save_resolved_config(out_dir: str | os.PathLike[str], config: Any, **extra: Any) -> Path:
+    """Write ``config.json``: the resolved config, the environment and any ``extra`` entries."""
+    payload = {
+        "config": to_jsonable(config),
+        "environment": {
+            "torch_version": torch.__version__,
+            "python": sys.version.split()[0],
+            "command_line": sys.argv,
+        },
+        **extra,
+    }
+    return write_json_atomic(Path(out_dir) / CONFIG_FILENAME, payload)
+
+
+def save_figure(figure: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
+    """Save a figure as PNG through a temp file and ``os.replace``."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp_path = target.with_name(f".{target.name}.tmp")
+    figure.savefig(temp_path, dpi=dpi, format="png", bbox_inches="tight")
+    os.replace(temp_path, target)
+    return target
+
+
+def new_figure(rows: int = 1, columns: int = 1, panel_size: tuple[float, float] = (4.8, 3.6)):
+    """A ``Figure`` with a grid of axes (always returned as a 2-d numpy array)."""
+    figure = Figure(figsize=(panel_size[0] * columns, panel_size[1] * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False)
+    return figure, axes
+
+
+def plot_mean_with_error(
+    axes: Axes,
+    x: Sequence[float] | np.ndarray,
+    samples: Any,
+    label: str,
+    color: str | None = None,
+    marker: str | None = None,
+    linestyle: str = "-",
+) -> None:
+    """Plot the mean over the first axis of ``samples`` with a +- 1 s.e. band."""
+    mean, standard_error = mean_and_standard_error(samples, axis=0)
+    (line,) = axes.plot(x, mean, linestyle, label=label, color=color, marker=marker, markersize=3)
+    if np.any(np.isfinite(standard_error)):
+        axes.fill_between(
+            x, mean - standard_error, mean + standard_error, color=line.get_color(), alpha=0.25
+        )
+
+
+def open_tensorboard_writer(out_dir: str | os.PathLike[str]):
+    """A ``SummaryWriter`` writing under ``<out_dir>/tensorboard``.
+
+    Event files of an earlier run in the same directory are removed first, so a rerun replaces
+    its TensorBoard series instead of showing both runs' series on top of each other.
+    """
+    from torch.utils.tensorboard import SummaryWriter  # imported lazily: it pulls in tensorboard
+
+    log_dir = Path(out_dir) / TENSORBOARD_SUBDIR
+    for old_events in log_dir.glob("events.out.tfevents.*"):
+        old_events.unlink()
+    return SummaryWriter(log_dir=str(log_dir))
+
+
+def log_series(writer: Any, tag: str, steps: Iterable[int], values: Iterable[float]) -> None:
+    """Log one scalar series (skipping non-finite values, which TensorBoard cannot plot)."""
+    for step, value in zip(steps, values):
+        value = float(value)
+        if math.isfinite(value):
+            writer.add_scalar(tag, value, int(step))
+
+
+def progress_bar(
+    iterable: Iterable[Any] | None = None,
+    total: int | None = None,
+    description: str = "",
+    enabled: bool = True,
+) -> tqdm:
+    """A tqdm progress bar on stderr; ``enabled=False`` makes it silent."""
+    return tqdm(
+        iterable, total=total, desc=description, disable=not enabled, file=sys.stderr, leave=False
+    )
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run a block with ``torch.set_num_threads(count)``, restoring the old count afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

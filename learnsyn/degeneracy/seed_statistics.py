@@ -1,0 +1,58 @@
+"""Statistics over seeds: means, standard errors and paired comparisons for judging claims.
+
+A claim is never judged from one run. Conditions in the degeneracy experiments share their seeds
+(same teacher, data and base draws for seed index s), so two conditions are compared through the
+per-seed *paired* difference, and a difference counts only when it exceeds
+``SIGNIFICANCE_STANDARD_ERRORS`` standard errors of that paired difference.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+SIGNIFICANCE_STANDARD_ERRORS = 2.0
+
+
+def mean_and_standard_error(values: Any, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard error of the mean along ``axis`` (NaN s.e. with fewer than 2 samples)."""
+    array = np.asarray(values, dtype=np.float64)
+    count = array.shape[axis]
+    mean = array.mean(axis=axis)
+    if count < 2:
+        return mean, np.full_like(mean, np.nan)
+    return mean, array.std(axis=axis, ddof=1) / math.sqrt(count)
+
+
+def summarize_over_seeds(values: Any, axis: int = 0) -> dict[str, Any]:
+    """``{"mean", "standard_error", "per_seed"}`` for values with the seed along ``axis``."""
+    mean, standard_error = mean_and_standard_error(values, axis)
+    return {"mean": mean, "standard_error": standard_error, "per_seed": np.asarray(values)}
+
+
+def paired_difference(first: Any, second: Any) -> dict[str, float]:
+    """Mean +- s.e. over seeds of ``first - second`` (1-d arrays indexed by seed)."""
+    difference = np.asarray(first, dtype=np.float64) - np.asarray(second, dtype=np.float64)
+    mean, standard_error = mean_and_standard_error(difference)
+    return {"mean": float(mean), "standard_error": float(standard_error)}
+
+
+def significantly_greater(
+    first: Any, second: Any, standard_errors: float = SIGNIFICANCE_STANDARD_ERRORS
+) -> bool:
+    """True when the paired difference ``first - second`` exceeds ``standard_errors`` s.e.
+
+    With a single seed (no standard error) nothing is significant.
+    """
+    difference = paired_difference(first, second)
+    if not math.isfinite(difference["standard_error"]) or not math.isfinite(difference["mean"]):
+        return False
+    return difference["mean"] > standard_errors * difference["standard_error"]
+
+
+def format_mean_and_error(values: Any, digits: int = 3) -> str:
+    """``"mean +- s.e."`` of 1-d per-seed values, in ``digits`` significant digits."""
+    mean, standard_error = mean_and_standard_error(values)
+    return f"{float(mean):.{digits}g} +- {float(standard_error):.{digits - 1}g}"

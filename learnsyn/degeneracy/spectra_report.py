@@ -1,0 +1,335 @@
+"""Outputs of the spectra experiment: results.json, the facts checked, figures, TensorBoard.
+
+``write_spectra_outputs`` turns the raw per-trial spectra of ``compute_spectra`` into
+- ``results.json``: per init / network and depth, the mean +- s.e. over trials of every statistic
+  (mean and variance of s^2, effective rank, participation ratio, small-value fraction), the
+  plotted histograms, and a list of the expected facts with the numbers that check them;
+- ``product_spectra.png``, ``product_moments_vs_depth.png``, ``jacobian_spectra.png``,
+  ``jacobian_moments_vs_depth.png``;
+- TensorBoard scalars (step = depth) and histograms, and ``config.json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from learnsyn.degeneracy.initialization import parse_init_spec
+from learnsyn.degeneracy.outputs import (
+    RESULTS_FILENAME,
+    log_series,
+    new_figure,
+    open_tensorboard_writer,
+    plot_mean_with_error,
+    prepare_output_dir,
+    save_figure,
+    save_resolved_config,
+    write_json_atomic,
+)
+from learnsyn.degeneracy.seed_statistics import summarize_over_seeds
+from learnsyn.degeneracy.spectra import SpectraConfig
+
+# log10 of singular values below this are numerically zero in float64 products of this length;
+# they are counted in the leftmost histogram bin.
+LOG10_FLOOR = -12.0
+LOG10_CEILING = 3.0
+_MARKERS = ("o", "s", "^", "v", "D", "x", "+", "*")
+STATISTIC_LABELS = {
+    "mean_squared_singular_value": "mean of s^2",
+    "variance_squared_singular_value": "variance of s^2",
+    "effective_rank": "effective rank",
+    "fraction_below_threshold": "fraction of s < threshold x RMS(s)",
+}
+
+
+def _summarize_depths(entries: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """``{depth: {statistic: mean/standard_error/per_trial}}`` from per-trial statistic dicts."""
+    summary = {}
+    for depth, entry in entries.items():
+        names = entry["statistics"][0].keys()
+        per_depth = {
+            name: _rename_seed(summarize_over_seeds([trial[name] for trial in entry["statistics"]]))
+            for name in names
+        }
+        if "active_fraction" in entry:
+            per_depth["active_fraction"] = _rename_seed(
+                summarize_over_seeds(entry["active_fraction"])
+            )
+        summary[str(depth)] = per_depth
+    return summary
+
+
+def _rename_seed(summary: dict[str, Any]) -> dict[str, Any]:
+    # Spectra are averaged over independent draws ("trials"), not over training seeds.
+    return {
+        "mean": summary["mean"],
+        "standard_error": summary["standard_error"],
+        "per_trial": summary["per_seed"],
+    }
+
+
+def _histogram(singular: np.ndarray, bins: int) -> dict[str, Any]:
+    """Fraction of singular values per log10 bin (values below the floor in the first bin)."""
+    logs = np.log10(np.maximum(singular.ravel(), 10.0**LOG10_FLOOR))
+    # Bins centred on whole multiples of the width, so that s = 1 (log 0) is not on an edge.
+    half_width = (LOG10_CEILING - LOG10_FLOOR) / bins / 2
+    edges = np.linspace(LOG10_FLOOR - half_width, LOG10_CEILING + half_width, bins + 2)
+    counts, _ = np.histogram(np.clip(logs, LOG10_FLOOR, LOG10_CEILING), bins=edges)
+    return {"log10_bin_edges": edges, "fraction": counts / max(logs.size, 1)}
+
+
+def summarize_spectra(config: SpectraConfig, raw: dict[str, Any]) -> dict[str, Any]:
+    """Everything plotted, plus the checked facts."""
+    products = {}
+    for init_name, entries in raw["products"].items():
+        products[init_name] = {
+            "label": parse_init_spec(init_name).label(config.fold_axis),
+            "by_depth": _summarize_depths(entries),
+            "histograms": {
+                str(depth): _histogram(entries[depth]["singular_values"], config.histogram_bins)
+                for depth in config.product_depths
+            },
+        }
+    jacobians = {}
+    for network in raw["jacobian_networks"]:
+        entries = raw["jacobians"][network.name]
+        sigma_w, sigma_b = network.weight_and_bias_scale
+        jacobians[network.name] = {
+            "label": network.label,
+            "nonlinearity": network.nonlinearity,
+            "weight_kind": network.weight_kind,
+            "sigma_w": sigma_w,
+            "sigma_b": sigma_b,
+            "q_star": network.q_star if network.nonlinearity == "hard_tanh" else None,
+            "by_depth": _summarize_depths(entries),
+            "histograms": {
+                str(depth): _histogram(entries[depth]["singular_values"], config.histogram_bins)
+                for depth in config.jacobian_depths
+            },
+        }
+    summary = {
+        "experiment": "spectra",
+        "fold_axis": config.fold_axis,
+        "small_value_threshold": config.small_value_threshold,
+        "small_value_threshold_meaning": "fraction of singular values below threshold x RMS",
+        "histogram_note": f"log10 singular values; values below 1e{LOG10_FLOOR:g} in the first bin",
+        "products": {
+            "width": config.product_width,
+            "trials": config.product_trials,
+            "depths": raw["product_depths"],
+            "histogram_depths": list(config.product_depths),
+            "fuss_catalan_variance": {str(depth): depth for depth in raw["product_depths"]},
+            "by_init": products,
+        },
+        "jacobians": {
+            "width": config.jacobian_width,
+            "trials": config.jacobian_trials,
+            "depths": list(config.jacobian_depths),
+            "by_network": jacobians,
+        },
+    }
+    summary["checks"] = check_spectra_facts(config, summary)
+    return summary
+
+
+def _statistic(entry: dict[str, Any], depth: int, name: str) -> tuple[float, float]:
+    values = entry["by_depth"][str(depth)][name]
+    return float(values["mean"]), float(values["standard_error"])
+
+
+def check_spectra_facts(config: SpectraConfig, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The expected facts, each with its numbers and whether they hold in this run."""
+    checks = []
+    depths = summary["products"]["depths"]
+    by_init = summary["products"]["by_init"]
+    for init_name, entry in by_init.items():
+        spec = parse_init_spec(init_name)
+        if spec.kind == "gaussian" and spec.fold_k == 0:
+            means = {
+                depth: _statistic(entry, depth, "mean_squared_singular_value") for depth in depths
+            }
+            variances = {
+                depth: _statistic(entry, depth, "variance_squared_singular_value")[0] / depth
+                for depth in depths
+            }
+            checks.append(
+                {
+                    "fact": f"{init_name} products: mean s^2 stays about g^2={spec.gain**2:g}",
+                    "mean_squared_singular_value_by_depth": {str(d): m for d, m in means.items()},
+                    "holds": all(
+                        abs(m / spec.gain**2 - 1) < max(0.15, 3 * e) for m, e in means.values()
+                    ),
+                    "rule": "|mean/g^2 - 1| < max(0.15, 3 s.e.) at every depth",
+                }
+            )
+            small = [depth for depth in depths if depth <= config.product_width / 8]
+            checks.append(
+                {
+                    "fact": f"{init_name} products: var(s^2) is about L (Fuss-Catalan, large n)",
+                    "variance_over_depth": {str(d): variances[d] for d in depths},
+                    "holds": bool(small) and all(0.8 < variances[d] < 1.25 for d in small),
+                    "rule": "0.8 < var(s^2)/L < 1.25 for L <= n/8 (finite-n terms grow as L/n)",
+                }
+            )
+        if spec.kind == "orthogonal" and spec.fold_k == 0:
+            largest = max(depths)
+            mean, _ = _statistic(entry, largest, "variance_squared_singular_value")
+            checks.append(
+                {
+                    "fact": f"{init_name} products: every singular value equals g^L",
+                    "variance_squared_singular_value_at_max_depth": mean,
+                    "holds": mean < 1e-12 * max(spec.gain ** (4 * largest), 1e-300),
+                    "rule": "var(s^2) < 1e-12 g^(4L) at the largest L",
+                }
+            )
+    networks = summary["jacobians"]["by_network"]
+    deepest = max(summary["jacobians"]["depths"])
+    for name, entry in networks.items():
+        mean_square, error = _statistic(entry, deepest, "mean_squared_singular_value")
+        variance, _ = _statistic(entry, deepest, "variance_squared_singular_value")
+        checks.append(
+            {
+                "fact": f"{name}: critical (mean s^2 about 1) at depth {deepest}",
+                "mean_squared_singular_value": mean_square,
+                "standard_error": error,
+                "variance_squared_singular_value": variance,
+                "holds": abs(mean_square - 1) < max(0.25, 3 * error),
+                "rule": "|mean s^2 - 1| < max(0.25, 3 s.e.)",
+            }
+        )
+    return checks
+
+
+def _plot_histograms(axis, histograms, depths, title: str) -> None:
+    """Overlay the log10 singular value histograms of several depths in one panel."""
+    for depth in depths:
+        histogram = histograms[str(depth)]
+        axis.stairs(histogram["fraction"], histogram["log10_bin_edges"], label=f"L={depth}")
+    axis.set_title(title, fontsize=7)
+    axis.set_xlabel("log10 singular value", fontsize=7)
+    axis.set_ylabel("fraction", fontsize=7)
+    axis.tick_params(labelsize=6)
+    axis.legend(fontsize=6)
+
+
+def _plot_moments(axes_row, entries: dict[str, Any], depths: list[int], reference=None) -> None:
+    for column, statistic in enumerate(STATISTIC_LABELS):
+        axis = axes_row[column]
+        for index, entry in enumerate(entries.values()):
+            values = np.stack(
+                [entry["by_depth"][str(depth)][statistic]["per_trial"] for depth in depths], axis=1
+            )
+            # Distinct markers and dashes: some settings coincide (hard-tanh at small q* is
+            # linear), and their lines lie on top of each other.
+            plot_mean_with_error(
+                axis,
+                depths,
+                values,
+                entry["label"],
+                marker=_MARKERS[index % len(_MARKERS)],
+                linestyle="--" if entry.get("weight_kind") == "orthogonal" else "-",
+            )
+        if statistic == "variance_squared_singular_value":
+            if reference is not None:
+                axis.plot(depths, reference, "k--", label="Fuss-Catalan: L")
+            axis.set_yscale("symlog", linthresh=1e-3)
+        if statistic == "mean_squared_singular_value":
+            axis.set_yscale("log")
+        axis.set(xscale="log", xlabel="depth L", ylabel=STATISTIC_LABELS[statistic])
+
+
+def _legend_below(figure, axis) -> None:
+    handles, labels = axis.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=7)
+
+
+def plot_spectra(config: SpectraConfig, summary: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Write the four PNG figures and return their paths."""
+    paths = []
+    products = summary["products"]
+    inits = products["by_init"]
+    figure, axes = new_figure(1, len(inits), (3.2, 2.6))
+    for column, entry in enumerate(inits.values()):
+        _plot_histograms(
+            axes[0, column], entry["histograms"], config.product_depths, entry["label"]
+        )
+    figure.suptitle(
+        f"singular values of products of L {config.product_width}x{config.product_width} "
+        f"matrices ({config.product_trials} trials); {summary['histogram_note']}",
+        fontsize=8,
+    )
+    paths.append(save_figure(figure, out_dir / "product_spectra.png", dpi=90))
+
+    figure, axes = new_figure(1, len(STATISTIC_LABELS), (3.6, 3.0))
+    _plot_moments(axes[0], inits, products["depths"], reference=products["depths"])
+    _legend_below(figure, axes[0, 1])
+    figure.suptitle(
+        f"products, n={config.product_width}, mean +- s.e. over {config.product_trials} trials; "
+        f"threshold {config.small_value_threshold:g} x RMS",
+        fontsize=8,
+    )
+    paths.append(save_figure(figure, out_dir / "product_moments_vs_depth.png", dpi=90))
+
+    networks = summary["jacobians"]["by_network"]
+    depths = summary["jacobians"]["depths"]
+    columns = min(len(networks), 4)
+    rows = -(-len(networks) // columns)
+    figure, axes = new_figure(rows, columns, (3.0, 2.4))
+    for index, (name, entry) in enumerate(networks.items()):
+        _plot_histograms(axes.flat[index], entry["histograms"], depths, name)
+    for axis in axes.flat[len(networks) :]:
+        axis.set_visible(False)
+    figure.suptitle(
+        f"input-output Jacobian singular values at criticality, n={config.jacobian_width}, "
+        f"{config.jacobian_trials} trials; {summary['histogram_note']}",
+        fontsize=8,
+    )
+    paths.append(save_figure(figure, out_dir / "jacobian_spectra.png", dpi=80))
+
+    figure, axes = new_figure(1, len(STATISTIC_LABELS), (3.6, 3.0))
+    _plot_moments(axes[0], networks, depths)
+    _legend_below(figure, axes[0, 0])
+    figure.suptitle(
+        f"Jacobians at criticality, n={config.jacobian_width}, mean +- s.e. over "
+        f"{config.jacobian_trials} trials",
+        fontsize=8,
+    )
+    paths.append(save_figure(figure, out_dir / "jacobian_moments_vs_depth.png", dpi=90))
+    return paths
+
+
+def log_spectra_tensorboard(summary: dict[str, Any], raw: dict[str, Any], out_dir: Path) -> None:
+    """Statistics vs depth as scalars (step = depth) and the spectra as histograms."""
+    writer = open_tensorboard_writer(out_dir)
+    try:
+        for group, entries, depths in (
+            ("products", summary["products"]["by_init"], summary["products"]["depths"]),
+            ("jacobians", summary["jacobians"]["by_network"], summary["jacobians"]["depths"]),
+        ):
+            for name, entry in entries.items():
+                for statistic in entry["by_depth"][str(depths[0])]:
+                    values = [entry["by_depth"][str(d)][statistic]["mean"] for d in depths]
+                    log_series(writer, f"{group}/{statistic}/{name}", depths, values)
+        for group, spectra in (("products", raw["products"]), ("jacobians", raw["jacobians"])):
+            for name, entries in spectra.items():
+                for depth, entry in entries.items():
+                    logs = np.log10(np.maximum(entry["singular_values"].ravel(), 1e-30))
+                    writer.add_histogram(f"{group}_log10_singular_values/{name}", logs, depth)
+    finally:
+        writer.close()
+
+
+def write_spectra_outputs(
+    config: SpectraConfig, raw: dict[str, Any], out_dir: Path, **extra: Any
+) -> dict[str, Any]:
+    """Write config.json, results.json, figures and TensorBoard logs; return the summary."""
+    out_dir = prepare_output_dir(out_dir)
+    save_resolved_config(out_dir, config, experiment="spectra")
+    summary = summarize_spectra(config, raw)
+    summary.update(extra)
+    summary["figures"] = [path.name for path in plot_spectra(config, summary, out_dir)]
+    write_json_atomic(out_dir / RESULTS_FILENAME, summary, indent=None)
+    log_spectra_tensorboard(summary, raw, out_dir)
+    return summary

@@ -1,0 +1,107 @@
+"""End-to-end tests of the degeneracy command: --quick runs, outputs on disk, bad input."""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from learnsyn.degeneracy.cli import add_degeneracy_parser, main
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def _scalar_tags(out_dir: Path) -> tuple[EventAccumulator, list[str]]:
+    accumulator = EventAccumulator(str(out_dir / "tensorboard"))
+    accumulator.Reload()
+    return accumulator, accumulator.Tags()["scalars"]
+
+
+def _check_common_outputs(out_dir: Path, experiment: str) -> dict:
+    assert list((out_dir / "tensorboard").glob("events.out.tfevents.*"))
+    config = json.loads((out_dir / "config.json").read_text())
+    assert config["experiment"] == experiment
+    assert config["config"]["seed"] == 3
+    assert config["config"]["threads"] == 1 and config["environment"]["torch_version"]
+    results = json.loads((out_dir / "results.json").read_text())
+    for figure in results["figures"]:
+        assert (out_dir / figure).read_bytes().startswith(b"\x89PNG")
+    return results
+
+
+def test_deep_linear_quick_writes_figures_json_tensorboard_and_config(tmp_path, capsys):
+    out_dir = tmp_path / "deep"
+    code = main(["deep-linear", "--quick", "--seed", "3", "--out", str(out_dir), "--no-progress"])
+    assert code == 0
+    results = _check_common_outputs(out_dir, "deep-linear")
+    assert len(results["figures"]) == 4
+    assert results["fold_axis"] == "rows"
+    assert [claim["verdict"] for claim in results["claims"]]
+    accumulator, tags = _scalar_tags(out_dir)
+    assert "loss/fold0" in tags
+    events = accumulator.Scalars("loss/fold0")
+    assert events[0].step == 0
+    assert events[0].value == pytest.approx(results["loss"]["fold0"]["mean"][0], rel=1e-5)
+    assert "claim:" in capsys.readouterr().out
+
+
+def test_spectra_quick_writes_figures_json_tensorboard_and_config(tmp_path):
+    out_dir = tmp_path / "spectra"
+    code = main(["spectra", "--quick", "--seed", "3", "--out", str(out_dir), "--no-progress"])
+    assert code == 0
+    results = _check_common_outputs(out_dir, "spectra")
+    assert len(results["figures"]) == 4
+    accumulator, tags = _scalar_tags(out_dir)
+    tag = "jacobians/variance_squared_singular_value/linear-orthogonal"
+    assert tag in tags
+    assert all(abs(event.value) < 1e-12 for event in accumulator.Scalars(tag))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["deep-linear", "--depth", "0"], "error: depth must be an integer >= 1, got 0"),
+        (["deep-linear", "--width", "1"], "error: width must be an integer >= 2, got 1"),
+        (["deep-linear", "--conditions", "he"], "error: unknown init 'he'; allowed: fold<k>"),
+        (
+            ["deep-linear", "--conditions", "fold6"],
+            "error: fold k=6 needs a width divisible by 2^6=64, but width is 32",
+        ),
+        (["spectra", "--jacobian-depths", "0"], "error: depth must be an integer >= 1, got 0"),
+        (["spectra", "--seed", "-2"], "error: seed must be an integer >= 0, got -2"),
+        (["deep-linear", "--threads", "0"], "error: threads must be > 0, got 0"),
+        (["spectra", "--product-inits", "fold9"], "error: fold k=9 needs a width divisible"),
+    ],
+)
+def test_bad_input_prints_one_line_error_and_exits_2(tmp_path, capsys, arguments, message):
+    out_dir = tmp_path / "never"
+    code = main([*arguments, "--quick", "--out", str(out_dir)])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err.startswith(message)
+    assert captured.err.count("\n") == 1
+    assert not out_dir.exists()
+
+
+def test_add_degeneracy_parser_wires_into_a_main_parser():
+    parser = argparse.ArgumentParser(prog="learnsyn")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_degeneracy_parser(subparsers)
+    arguments = parser.parse_args(["degeneracy", "spectra", "--quick", "--seed", "5"])
+    assert callable(arguments.func) and arguments.seed == 5 and arguments.quick
+
+
+def test_module_entry_point_reports_bad_input():
+    completed = subprocess.run(
+        [sys.executable, "-m", "learnsyn.degeneracy", "deep-linear", "--quick", "--depth", "-1"],
+        capture_output=True,
+        text=True,
+        cwd=REPOSITORY,
+        env={"OMP_NUM_THREADS": "1", "PATH": ""},
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.strip() == "error: depth must be an integer >= 1, got -1"

@@ -1,0 +1,130 @@
+"""Oracle tests for learnsyn.degeneracy.spectra: products and Jacobians of deep networks."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from learnsyn.degeneracy.spectra import (
+    CriticalNetwork,
+    SpectraConfig,
+    hard_tanh_critical_parameters,
+    jacobian_spectra,
+    product_spectra,
+)
+
+torch.set_num_threads(1)
+
+
+def _statistic(entry, name):
+    return np.array([trial[name] for trial in entry["statistics"]])
+
+
+@pytest.mark.parametrize("gain", [1.0, 0.8, 1.1])
+def test_orthogonal_products_have_every_singular_value_equal_to_gain_to_the_L(gain):
+    name = "orthogonal" if gain == 1.0 else f"orthogonal-x{gain}"
+    results = product_spectra(name, width=32, depths=[1, 10, 30], trials=2, seed=0)
+    for depth, entry in results.items():
+        np.testing.assert_allclose(entry["singular_values"], gain**depth, rtol=1e-10)
+
+
+def test_gaussian_products_keep_mean_squared_singular_value_near_one():
+    results = product_spectra("gaussian", width=128, depths=[1, 4, 16], trials=8, seed=1)
+    for entry in results.values():
+        means = _statistic(entry, "mean_squared_singular_value")
+        standard_error = means.std(ddof=1) / math.sqrt(means.size)
+        assert abs(means.mean() - 1.0) < max(0.08, 3 * standard_error)
+
+
+def test_variance_of_squared_singular_values_grows_about_linearly_in_L_for_large_n():
+    depths = [1, 2, 4, 8]
+    results = product_spectra("gaussian", width=256, depths=depths, trials=5, seed=2)
+    ratios = [
+        _statistic(results[depth], "variance_squared_singular_value").mean() / depth
+        for depth in depths
+    ]
+    assert all(0.85 < ratio < 1.2 for ratio in ratios), ratios
+
+
+def test_gaussian_products_become_degenerate_with_depth_but_orthogonal_do_not():
+    gaussian = product_spectra("gaussian", width=64, depths=[1, 30], trials=2, seed=3)
+    orthogonal = product_spectra("orthogonal", width=64, depths=[1, 30], trials=2, seed=3)
+    assert _statistic(gaussian[30], "effective_rank").mean() < 0.3 * 64
+    assert _statistic(gaussian[30], "fraction_below_threshold").mean() > 0.5
+    assert _statistic(orthogonal[30], "effective_rank").mean() == pytest.approx(64.0)
+
+
+def test_fold1_products_have_half_their_singular_values_zero():
+    results = product_spectra("fold1", width=32, depths=[1, 5], trials=2, seed=4)
+    for entry in results.values():
+        tiny = entry["singular_values"] < 1e-8 * entry["singular_values"].max(axis=1, keepdims=True)
+        assert tiny.sum(axis=1).tolist() == [16, 16]
+
+
+def test_orthogonal_linear_network_has_zero_variance_jacobian_spectrum():
+    network = CriticalNetwork("linear", "orthogonal")
+    results = jacobian_spectra(network, width=64, depths=[1, 8, 32], trials=2, seed=0)
+    for entry in results.values():
+        np.testing.assert_allclose(entry["singular_values"], 1.0, rtol=1e-10)
+        assert _statistic(entry, "variance_squared_singular_value").max() < 1e-20
+
+
+@pytest.mark.parametrize("gain", [0.5, 1.0, math.sqrt(2), 2.0, 3.0])
+@pytest.mark.parametrize("bias_std", [0.0, 0.3])
+def test_relu_cannot_reach_a_zero_variance_spectrum_at_any_gain_or_bias(gain, bias_std):
+    """About half the ReLU units are off, so J J^T has about half its eigenvalues at 0: the
+    variance of s^2 relative to its squared mean stays near (1 - p) / p ~ 1 or grows."""
+    generator = torch.Generator().manual_seed(0)
+    width = 64
+    state = torch.randn(width, generator=generator, dtype=torch.float64)
+    jacobian = torch.eye(width, dtype=torch.float64)
+    for _ in range(4):
+        q, r = torch.linalg.qr(torch.randn(width, width, generator=generator, dtype=torch.float64))
+        weight = q * torch.sign(torch.diagonal(r)) * gain
+        bias = bias_std * torch.randn(width, generator=generator, dtype=torch.float64)
+        pre_activation = weight @ state + bias
+        jacobian = (pre_activation > 0).double().unsqueeze(1) * (weight @ jacobian)
+        state = pre_activation.clamp_min(0)
+    squared = torch.linalg.svdvals(jacobian) ** 2
+    assert (squared.var(unbiased=False) / squared.mean() ** 2).item() > 0.5
+
+
+def test_critical_relu_and_small_q_hard_tanh_with_orthogonal_weights_differ_in_width():
+    depths = [16]
+    relu = jacobian_spectra(CriticalNetwork("relu", "orthogonal"), 64, depths, trials=3, seed=0)
+    hard_tanh = jacobian_spectra(
+        CriticalNetwork("hard_tanh", "orthogonal", 1 / 64), 64, depths, trials=3, seed=0
+    )
+    relu_variance = _statistic(relu[16], "normalized_variance_squared_singular_value").mean()
+    hard_tanh_variance = _statistic(hard_tanh[16], "variance_squared_singular_value").mean()
+    assert relu_variance > 2.0
+    assert hard_tanh_variance < 1e-3
+
+
+@pytest.mark.parametrize("q_star", [1 / 64, 1 / 4, 1.0])
+def test_hard_tanh_critical_parameters_give_chi_one_and_fixed_point_q_star(q_star):
+    sigma_w, sigma_b = hard_tanh_critical_parameters(q_star)
+    generator = torch.Generator().manual_seed(0)
+    pre_activation = torch.randn(2_000_000, generator=generator, dtype=torch.float64)
+    pre_activation = pre_activation * math.sqrt(q_star)
+    chi = sigma_w**2 * (pre_activation.abs() < 1).double().mean().item()
+    next_q = sigma_w**2 * (pre_activation.clamp(-1, 1) ** 2).mean().item() + sigma_b**2
+    assert chi == pytest.approx(1.0, abs=3e-3)
+    assert next_q == pytest.approx(q_star, rel=3e-3)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"product_depths": (0, 10)}, "depth must be an integer >= 1, got 0"),
+        ({"jacobian_width": 1}, "width must be an integer >= 2, got 1"),
+        ({"product_inits": ("kaiming",)}, "unknown init 'kaiming'"),
+        ({"product_inits": ("fold3",), "product_width": 20}, "fold k=3 needs a width divisible"),
+        ({"nonlinearities": ("tanh",)}, "unknown nonlinearity 'tanh'"),
+        ({"hard_tanh_q_stars": (0.0,)}, r"q\* must be in \(0, 1\], got 0.0"),
+    ],
+)
+def test_bad_spectra_config_gives_one_line_error(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        SpectraConfig.quick(**overrides).validate()
