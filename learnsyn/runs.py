@@ -232,7 +232,14 @@ def train(
                 bar.update(1)
                 bar.set_postfix(objective=f"{outcome.objective:.4g}", area=f"{record['area']:.4g}")
             if on_iteration is not None:
-                on_iteration(iteration - 1, record)
+                try:
+                    on_iteration(iteration - 1, record)
+                except BaseException:  # e.g. optuna.TrialPruned: keep what was done, close files
+                    checkpoint(iteration)
+                    if bar is not None:
+                        bar.close()
+                    logger.close()
+                    raise
             if iteration % config.checkpoint_every == 0:
                 checkpoint(iteration)
             if interrupt.requested or (

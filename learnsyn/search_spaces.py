@@ -1,0 +1,439 @@
+"""What a study searches: its settings (``StudySettings``) and its search space.
+
+``study_settings`` checks every option of ``learnsyn study`` before any trial (target, task,
+metric, space, fixed values, a probe config or model) and ``learned_config`` turns a learned
+trial's sampled values into a validated ``TrainConfig``.
+
+A space is an ordered ``{name: Dimension}``. The learned synapse declares its space here
+(``learned_space``: cell, state size, learning rate, batch, horizon, initialization,
+temperature); a hand-crafted baseline's space comes from its ``ParamSpec``s through
+``learnsyn.tuning.search_space`` (integers enumerated, continuous ranges on their ``log`` /
+``log1m`` scale), so a new baseline is searchable the moment it declares its parameters.
+
+Users narrow a space with ``--space`` / ``--space-file`` entries, one grammar for both:
+
+- ``lr=0.001:0.02`` a range (``lr=0.001:0.02:linear`` also changes the scale);
+- ``cell=gru,rnn`` a subset of choices (numbers listed this way become choices too);
+- ``cell=gru`` a single value, which fixes the setting (same as ``--fixed cell=gru``).
+
+A ``log1m`` dimension (decays close to 1) is searched as ``1-NAME`` on a log scale; the trial's
+user attributes hold the model's own parameter values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from learnsyn.cells import CELLS
+from learnsyn.synapse import ParamSpec
+
+SCALES = ("linear", "log", "log1m")
+#: the settings that define the objective; every worker of a study must agree on them
+OBJECTIVE_KEYS = (
+    "target",
+    "task",
+    "task_params",
+    "synapses",
+    "metric",
+    "horizon",
+    "threshold",
+    "convention",
+)
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched setting: an ``int`` or ``float`` range on a scale, or ``choice`` values.
+
+    ``allowed`` checks values a user narrows to (None: any value, checked later by the config or
+    model); ``only_if = (other, values)`` searches this setting only when ``other`` took one of
+    ``values`` (the chain cell has no recurrent matrix to initialize).
+    """
+
+    name: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    scale: str = "linear"
+    step: int = 1
+    choices: tuple[Any, ...] = ()
+    allowed: ParamSpec | tuple[Any, ...] | None = None
+    only_if: tuple[str, tuple[Any, ...]] | None = None
+
+    def coerce(self, text: Any) -> Any:
+        """A user-given value of this setting, converted and checked (one-line errors)."""
+        if isinstance(self.allowed, ParamSpec):
+            return self.allowed.coerce(text, "search space")
+        if isinstance(self.allowed, tuple) and str(text) not in self.allowed:
+            raise ValueError(
+                f"search space value {self.name}={text} is not allowed; "
+                f"choices: {', '.join(map(str, self.allowed))}"
+            )
+        return str(text)
+
+    def optuna_name(self) -> str:
+        return f"1-{self.name}" if self.scale == "log1m" else self.name
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"kind": self.kind}
+        if self.kind == "choice":
+            data["choices"] = list(self.choices)
+        else:
+            data.update(low=self.low, high=self.high, scale=self.scale)
+            if self.step != 1:
+                data["step"] = self.step
+        if self.only_if is not None:
+            data["only_if"] = {self.only_if[0]: list(self.only_if[1])}
+        return data
+
+
+Space = dict[str, Dimension]
+
+
+def learned_space() -> Space:
+    """The learned synapse's declared space (meta-training settings of ``TrainConfig``)."""
+    dims = (
+        Dimension("cell", "choice", choices=CELLS, allowed=CELLS),
+        Dimension("state_size", "int", 2, 8, allowed=ParamSpec("state_size", int, 2, 1, 64)),
+        Dimension(
+            "lr", "float", 1e-3, 3e-2, "log", allowed=ParamSpec("lr", float, 0.01, 0, 1, True)
+        ),
+        Dimension("batch", "int", 128, 1024, "log", allowed=ParamSpec("batch", int, 512, 2)),
+        Dimension("horizon", "int", 300, 1000, "log", allowed=ParamSpec("horizon", int, 600, 1)),
+        Dimension(
+            "init",
+            "choice",
+            choices=("default", "orthogonal", "gaussian"),
+            only_if=("cell", ("rnn", "gru")),
+        ),
+        Dimension(
+            "temperature",
+            "float",
+            0.05,
+            1.0,
+            "log",
+            allowed=ParamSpec("temperature", float, 0.3, 0, None, True),
+        ),
+    )
+    return {dim.name: dim for dim in dims}
+
+
+def baseline_space(model_name: str, scenario, fixed: dict[str, Any], max_state: int | None):
+    """A hand-crafted model's space from its ``ParamSpec``s (``fixed`` ones left out)."""
+    from learnsyn.registry import load_builtin_models
+    from learnsyn.tuning import search_space
+
+    specs = {spec.name: spec for spec in load_builtin_models()[model_name].info.params}
+    integers, continuous = search_space(model_name, scenario, fixed, max_state)
+    space: Space = {}
+    for name, values in integers:
+        step = values[1] - values[0] if len(values) > 1 else 1
+        space[name] = Dimension(name, "int", values[0], values[-1], step=step, allowed=specs[name])
+    for name, low, high, scale in continuous:
+        space[name] = Dimension(name, "float", low, high, scale, allowed=specs[name])
+    return space
+
+
+def suggest(trial, space: Space, fixed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Ask the trial for every dimension (in order, honouring ``only_if`` against the values
+    drawn so far and the ``fixed`` ones); returns model-side values."""
+    values: dict[str, Any] = {}
+    for dim in space.values():
+        if dim.only_if is not None:
+            condition, allowed = dim.only_if
+            if values.get(condition, (fixed or {}).get(condition)) not in allowed:
+                continue
+        if dim.kind == "choice":
+            values[dim.name] = trial.suggest_categorical(dim.name, list(dim.choices))
+        elif dim.kind == "int":
+            log = dim.scale == "log"
+            values[dim.name] = trial.suggest_int(
+                dim.name, int(dim.low), int(dim.high), step=1 if log else dim.step, log=log
+            )
+        elif dim.scale == "log1m":
+            distance = trial.suggest_float(dim.optuna_name(), 1 - dim.high, 1 - dim.low, log=True)
+            values[dim.name] = 1.0 - distance
+        else:
+            values[dim.name] = trial.suggest_float(
+                dim.name, dim.low, dim.high, log=dim.scale == "log"
+            )
+    return values
+
+
+def narrow_space(space: Space, entries: dict[str, str], what: str) -> tuple[Space, dict[str, str]]:
+    """Apply ``{name: "LOW:HIGH[:SCALE]" | "A,B" | "VALUE"}``; returns the space and the values
+    it fixes (single values leave the space)."""
+    narrowed = dict(space)
+    fixed: dict[str, str] = {}
+    for name, text in entries.items():
+        if name not in space:
+            known = ", ".join(space) or "none"
+            raise ValueError(
+                f"--space {name}={text}: {name!r} is not a search dimension of {what}; "
+                f"dimensions: {known} (set other settings with --fixed)"
+            )
+        result = _narrow_one(space[name], str(text).strip())
+        if isinstance(result, Dimension):
+            narrowed[name] = result
+        else:
+            del narrowed[name]
+            fixed[name] = result
+    return narrowed, fixed
+
+
+def _narrow_one(dim: Dimension, text: str) -> Dimension | str:
+    where = f"--space {dim.name}={text}"
+    if ":" in text:
+        parts = [part.strip() for part in text.split(":")]
+        if dim.kind == "choice":
+            raise ValueError(f"{where}: {dim.name} takes choices (A,B,...), not a range")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise ValueError(f"{where} is not allowed: expected LOW:HIGH or LOW:HIGH:SCALE")
+        scale = parts[2] if len(parts) == 3 else dim.scale
+        if scale not in SCALES or (dim.kind == "int" and scale == "log1m"):
+            allowed = "linear, log" if dim.kind == "int" else ", ".join(SCALES)
+            raise ValueError(f"{where}: unknown scale {scale!r}; allowed: {allowed}")
+        low, high = dim.coerce(parts[0]), dim.coerce(parts[1])
+        if low > high:
+            raise ValueError(f"{where} is not allowed: LOW must not exceed HIGH")
+        if (scale == "log" and low <= 0) or (scale == "log1m" and high >= 1):
+            need = "LOW > 0" if scale == "log" else "HIGH < 1"
+            raise ValueError(f"{where} is not allowed on a {scale} scale: need {need}")
+        if dim.step > 1 and (low - dim.low) % dim.step:
+            raise ValueError(f"{where}: LOW must lie on the step-{dim.step} grid from {dim.low}")
+        if low == high:
+            return parts[0]
+        return replace(dim, low=low, high=high, scale=scale)
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    if not values:
+        raise ValueError(f"{where} is empty: give a range, choices or a value")
+    coerced = [dim.coerce(value) for value in values]
+    if len(values) == 1:
+        return values[0]
+    return replace(dim, kind="choice", choices=tuple(dict.fromkeys(coerced)), scale="linear")
+
+
+def read_space_file(path: str | Path) -> dict[str, str]:
+    """A JSON object ``{name: entry}``; entries as on the command line, or JSON forms: a number
+    or string (one value), a list (choices), ``{"low", "high", "scale"?}``, ``{"choices"}``."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"--space-file {path}: no such file") from None
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"--space-file {path} is not readable JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--space-file {path} must hold a JSON object {{name: entry}}")
+    return {str(name): _entry_text(name, entry, path) for name, entry in data.items()}
+
+
+def _entry_text(name: str, entry: Any, path: str | Path) -> str:
+    if isinstance(entry, (str, int, float)) and not isinstance(entry, bool):
+        return str(entry)
+    if isinstance(entry, bool):
+        return str(entry).lower()
+    if isinstance(entry, list) and entry:
+        return ",".join(map(str, entry))
+    if isinstance(entry, dict) and {"low", "high"} <= set(entry):
+        return f"{entry['low']}:{entry['high']}" + (
+            f":{entry['scale']}" if "scale" in entry else ""
+        )
+    if isinstance(entry, dict) and isinstance(entry.get("choices"), list) and entry["choices"]:
+        return ",".join(map(str, entry["choices"]))
+    raise ValueError(
+        f"--space-file {path}: entry {name!r} = {json.dumps(entry)} is not allowed; expected a "
+        'value, a list of choices, {"low": L, "high": H, "scale": S} or {"choices": [...]}'
+    )
+
+
+#: TrainConfig fields the study sets from its own options, with the option to use
+TRAIN_FIELDS_FROM_OPTIONS = {
+    "task": "--task",
+    "task_params": "--task-param",
+    "synapses": "--synapses",
+    "metric": "--metric",
+    "seed": "--seed",
+    "threshold": "--threshold",
+    "convention": "--convention",
+}
+
+
+def train_field_values(given: dict[str, str]) -> dict[str, Any]:
+    """``--fixed`` entries of a learned study as typed ``TrainConfig`` values (one-line errors)."""
+    from learnsyn.training import TrainConfig
+
+    types = {f.name: str(f.type) for f in fields(TrainConfig)}
+    values: dict[str, Any] = {}
+    for name, text in given.items():
+        if name in TRAIN_FIELDS_FROM_OPTIONS:
+            raise ValueError(f"--fixed {name}: set it with {TRAIN_FIELDS_FROM_OPTIONS[name]}")
+        if name not in types:
+            allowed = ", ".join(n for n in types if n not in TRAIN_FIELDS_FROM_OPTIONS)
+            raise ValueError(f"--fixed {name}={text}: unknown setting; allowed: {allowed}")
+        values[name] = _typed(name, text, types[name])
+    return values
+
+
+def _typed(name: str, text: str, type_name: str) -> Any:
+    if "None" in type_name and str(text).strip().lower() == "none":
+        return None
+    base = type_name.split("|")[0].strip()
+    try:
+        if base == "int":
+            number = float(text)
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if base == "float":
+            return float(text)
+    except ValueError:
+        raise ValueError(f"--fixed {name}={text} is not allowed: expected {base}") from None
+    return str(text)
+
+
+@dataclass
+class StudySettings:
+    """What a trial optimizes and how it is scored (validated before any trial)."""
+
+    target: str
+    model: str | None
+    task: str
+    task_params: dict[str, Any]
+    synapses: int
+    metric: str
+    horizon: int
+    threshold: float
+    convention: str
+    seed: int
+    space: Space
+    fixed: dict[str, Any]
+    eval_batch: int | None = None
+    method: str = "auto"
+    max_state: int | None = None
+
+    def identity(self) -> dict[str, Any]:
+        data = {key: getattr(self, key) for key in OBJECTIVE_KEYS}
+        data.update(
+            seed=self.seed,
+            fixed=self.fixed,
+            space={name: dim.to_json() for name, dim in self.space.items()},
+            eval_batch=self.eval_batch,
+            method=self.method,
+        )
+        return data
+
+
+def parse_target(target: str | None) -> str | None:
+    """``learned`` -> None, ``baseline:NAME`` -> NAME; anything else is one clear line."""
+    from learnsyn.registry import load_builtin_models
+
+    known = sorted(n for n, m in load_builtin_models().items() if m.info.family == "hand-crafted")
+    if target is None:
+        raise ValueError("--target is required to run a study: learned or baseline:NAME")
+    if target == "learned":
+        return None
+    if target and target.startswith("baseline:") and target.split(":", 1)[1] in known:
+        return target.split(":", 1)[1]
+    raise ValueError(
+        f"unknown target {target!r}; allowed: learned, baseline:NAME with NAME one of "
+        f"{', '.join(known)}"
+    )
+
+
+def study_settings(args: argparse.Namespace) -> StudySettings:
+    """Check every option of a study run and resolve its search space."""
+    from learnsyn.cli import parse_assignments
+    from learnsyn.evaluate import resolve_method
+    from learnsyn.metrics import METRICS, check_convention, check_metric
+    from learnsyn.registry import make_model
+    from learnsyn.scenario import make_scenario
+    from learnsyn.training import TRAIN_METRICS, TrainConfig
+
+    for option in ("task", "synapses"):
+        if getattr(args, option) is None:
+            raise ValueError(f"--{option} is required to run a study (or pass --summary)")
+    model = parse_target(args.target)
+    check_metric(args.metric, TRAIN_METRICS if model is None else METRICS)
+    check_convention(args.convention)
+    if args.synapses < 1:
+        raise ValueError(f"synapses (N) {args.synapses} is not allowed: expected an integer >= 1")
+    if not (math.isfinite(args.threshold) and args.threshold >= 0):
+        raise ValueError(f"threshold {args.threshold} is not allowed: expected a number >= 0")
+    for option, value, low in (
+        ("--horizon", args.horizon, 1),
+        ("--eval-batch", args.eval_batch, 2),
+        ("--max-state", args.max_state, 1),
+    ):
+        if value is not None and value < low:
+            raise ValueError(f"{option} {value} is not allowed: expected an integer >= {low}")
+    scenario = make_scenario(args.task, parse_assignments(args.task_param, "--task-param"))
+    entries = read_space_file(args.space_file) if args.space_file else {}
+    entries.update(parse_assignments(args.space, "--space"))
+    given_fixed = parse_assignments(args.fixed, "--fixed")
+    both = sorted(set(entries) & set(given_fixed))
+    if both:
+        raise ValueError(f"{', '.join(both)} given both in --space and --fixed; keep one")
+    common = dict(
+        target=args.target,
+        model=model,
+        task=args.task,
+        task_params=dict(scenario.params),
+        synapses=args.synapses,
+        metric=args.metric,
+        threshold=args.threshold,
+        convention=args.convention,
+        seed=args.seed,
+    )
+    if model is None:
+        space, from_space = narrow_space(learned_space(), entries, "the learned synapse")
+        fixed = train_field_values({**given_fixed, **from_space})
+        if args.eval_batch is not None:
+            if "eval_batch" in fixed:
+                raise ValueError("eval_batch given both as --eval-batch and --fixed; keep one")
+            fixed["eval_batch"] = args.eval_batch
+        space = {name: dim for name, dim in space.items() if name not in fixed}
+        horizon = args.horizon or fixed.get("horizon") or TrainConfig().horizon
+        settings = StudySettings(horizon=horizon, space=space, fixed=fixed, **common)
+        for cell in space["cell"].choices if "cell" in space else (None,):
+            # fixed values that some cell cannot use fail here, not in a trial
+            learned_config(settings, {} if cell is None else {"cell": cell})
+        return settings
+    space = baseline_space(model, scenario, given_fixed, args.max_state)
+    space, from_space = narrow_space(space, entries, f"baseline {model}")
+    fixed = {**given_fixed, **from_space}
+    resolve_method(make_model(model, fixed), scenario, args.method)
+    return StudySettings(
+        horizon=args.horizon or 1000,
+        space=space,
+        fixed=fixed,
+        eval_batch=args.eval_batch or 1024,
+        method=args.method,
+        max_state=args.max_state,
+        **common,
+    )
+
+
+def learned_config(settings: StudySettings, params: dict[str, Any], seed: int | None = None):
+    """The validated ``TrainConfig`` of a learned trial: fixed values, then sampled ones."""
+    from learnsyn.training import TrainConfig
+
+    values = {**settings.fixed, **params}
+    if "temperature" in values and "temperature_final" not in settings.fixed:
+        values["temperature_final"] = 0.1 * values["temperature"]  # as `learnsyn train` does
+    config = TrainConfig(
+        task=settings.task,
+        task_params=dict(settings.task_params),
+        synapses=settings.synapses,
+        metric=settings.metric,
+        threshold=settings.threshold,
+        convention=settings.convention,
+        seed=settings.seed if seed is None else seed,
+        **values,
+    )
+    config.validate()
+    return config

@@ -1,0 +1,462 @@
+"""``learnsyn study``: an Optuna study whose trials are meta-training runs or baseline tunings.
+
+``--target learned`` searches meta-training settings (``learnsyn.search_spaces.learned_space``);
+each trial is a ``learnsyn.runs.train`` run in ``<out>/<study>/trial_<number>/`` (TensorBoard
+events, checkpoint, config), reports a smoothed training metric every few iterations so the
+pruner can stop poor runs, and is scored by a Monte Carlo evaluation of the trained synapse at
+the study's horizon with one evaluation seed shared by all trials. ``--target baseline:NAME``
+searches a hand-crafted model's parameters; each trial is one ``learnsyn.evaluate`` call.
+
+Every worker runs the same command (same ``--study-name`` and ``--storage``): the study is
+created by the first and joined by the others, the slot lock of ``learnsyn.study_storage`` makes
+them start exactly ``--n-trials`` trials together (failed trials do not count, so a crashed
+trial is replaced), and a worker out of trials to start waits for the others' running trials,
+so that one whose worker died is marked failed by its stale heartbeat and replaced. Re-running
+the command resumes an interrupted study. Non-finite objectives prune the trial. Trial ``k`` of
+a learned study trains with seed ``--seed + k``; its seed, run directory and host are user
+attributes, so any trial can be re-run (``--summary`` prints the command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import socket
+import sys
+import time
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from learnsyn.io import atomic_write_json, write_json_output
+from learnsyn.search_spaces import (
+    OBJECTIVE_KEYS,
+    StudySettings,
+    learned_config,
+    study_settings,
+    suggest,
+)
+from learnsyn.study_storage import StorageLocation, parse_storage, trial_counts
+
+SAMPLERS = ("tpe", "random", "cmaes")
+PRUNERS = ("median", "none")
+STUDY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+EVALUATION_SEED_OFFSET = 10_000
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class IntermediateReporter:
+    """``train(on_iteration=...)`` hook: reports a moving average of the training metric every
+    few iterations and prunes when the pruner says so, or at once when the metric is not
+    finite."""
+
+    def __init__(self, trial, metric: str, iterations: int):
+        self.trial = trial
+        self.metric = metric
+        self.every = max(1, iterations // 20)
+        self.smoothed: float | None = None
+
+    def __call__(self, iteration: int, record: dict[str, Any]) -> None:
+        import optuna
+
+        value = record.get(self.metric)
+        if value is None or not math.isfinite(value):
+            raise optuna.TrialPruned(f"non-finite {self.metric} at iteration {iteration}")
+        self.smoothed = value if self.smoothed is None else 0.7 * self.smoothed + 0.3 * value
+        if (iteration + 1) % self.every == 0:
+            self.trial.report(self.smoothed, iteration)
+            if self.trial.should_prune():
+                raise optuna.TrialPruned(
+                    f"{self.metric} {self.smoothed:.4g} below the median at iteration {iteration}"
+                )
+
+
+class TrialObjective:
+    """The objective of one study: a learned meta-training run or a baseline evaluation."""
+
+    def __init__(self, settings: StudySettings, study_dir: Path, on_trial_start=None, log=_log):
+        self.settings = settings
+        self.study_dir = study_dir
+        self.on_trial_start = on_trial_start
+        self.log = log
+        self.last_number: int | None = None
+        self.last_note = ""
+
+    def __call__(self, trial) -> float:
+        import optuna
+
+        if self.on_trial_start is not None:
+            self.on_trial_start()  # the trial exists: other workers may create theirs now
+        self.last_number, self.last_note = trial.number, ""
+        run_dir = self.study_dir / f"trial_{trial.number}"
+        params = suggest(trial, self.settings.space, self.settings.fixed)
+        for key, value in (("run_dir", str(run_dir)), ("host", socket.gethostname())):
+            trial.set_user_attr(key, value)
+        trial.set_user_attr("pid", os.getpid())
+        try:
+            if self.settings.model is None:
+                value = self._learned(trial, params, run_dir)
+            else:
+                value = self._baseline(trial, params, run_dir)
+            if not math.isfinite(value):
+                raise optuna.TrialPruned(f"non-finite {self.settings.metric} ({value})")
+        except optuna.TrialPruned as pruned:
+            self.last_note = f" ({pruned})"
+            raise
+        return value
+
+    def _learned(self, trial, params: dict[str, Any], run_dir: Path) -> float:
+        import optuna
+        import torch
+
+        from learnsyn import runs
+        from learnsyn.evaluate import evaluate
+        from learnsyn.scenario import make_scenario
+        from learnsyn.tensorboard_log import RunLogger
+        from learnsyn.training import resolve_device
+
+        s = self.settings
+        try:
+            config = learned_config(s, params, seed=s.seed + trial.number)
+        except ValueError as error:  # a combination the user's narrowed space allows
+            raise optuna.TrialPruned(f"settings rejected: {error}") from None
+        trial.set_user_attr("seed", config.seed)
+        trial.set_user_attr("config", asdict(config))
+        described = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+        )
+        self.log(f"trial {trial.number}: training {described or 'the fixed settings'} in {run_dir}")
+        runs.train(
+            config,
+            run_dir,
+            progress=False,
+            final_evaluation=False,
+            log=lambda message: self._run_log(trial.number, message),
+            on_iteration=IntermediateReporter(trial, s.metric, config.iterations),
+        )
+        _, model, _ = runs.load_run(run_dir)
+        scenario = make_scenario(config.task, config.task_params)
+        device = resolve_device(config.device)
+        burn_in = config.burn_in if config.burn_in is not None else int(2.5 * s.horizon)
+        with torch.no_grad():
+            evaluation = evaluate(
+                model.to(device),
+                scenario,
+                synapses=s.synapses,
+                horizon=s.horizon,
+                method="monte-carlo",
+                convention=s.convention,
+                threshold=s.threshold,
+                batch=config.eval_batch,
+                seed=s.seed + EVALUATION_SEED_OFFSET,
+                burn_in=burn_in,
+                device=device,
+            )
+        atomic_write_json(run_dir / "evaluation.json", evaluation.to_json())
+        logger = RunLogger(run_dir, config, scenario, device, log=self.log)
+        logger.log_hparams({"evaluation": {"metrics": evaluation.metrics}})
+        logger.close()
+        return float(evaluation.metrics[s.metric])
+
+    def _run_log(self, number: int, message: str) -> None:
+        if message.startswith("interrupted:"):  # a study resumes with new trials, not --resume
+            message = "interrupted; its checkpoint is kept, the study replaces the trial"
+        self.log(f"trial {number}: {message}")
+
+    def _baseline(self, trial, params: dict[str, Any], run_dir: Path) -> float:
+        import optuna
+        from torch.utils.tensorboard import SummaryWriter
+
+        from learnsyn.evaluate import evaluate
+        from learnsyn.registry import make_model
+        from learnsyn.scenario import make_scenario
+
+        s = self.settings
+        # one seed for all trials: Monte Carlo candidates compare on the same random numbers
+        trial.set_user_attr("seed", s.seed)
+        try:
+            model = make_model(s.model, {**s.fixed, **params})
+            evaluation = evaluate(
+                model,
+                make_scenario(s.task, s.task_params),
+                synapses=s.synapses,
+                horizon=s.horizon,
+                method=s.method,
+                convention=s.convention,
+                threshold=s.threshold,
+                batch=s.eval_batch,
+                seed=s.seed,
+            )
+        except ValueError as error:  # e.g. an unstable combination of parameters
+            raise optuna.TrialPruned(f"parameters rejected: {error}") from None
+        trial.set_user_attr("model_params", evaluation.params)
+        atomic_write_json(run_dir / "evaluation.json", evaluation.to_json())
+        finite = {k: float(v) for k, v in evaluation.metrics.items() if math.isfinite(v)}
+        writer = SummaryWriter(log_dir=str(run_dir))
+        for key, value in finite.items():
+            writer.add_scalar(f"metrics/{key}", value, 0)
+        hparams = {k: v for k, v in evaluation.params.items() if isinstance(v, (int, float))}
+        writer.add_hparams(hparams, {f"hparam/{k}": v for k, v in finite.items()}, run_name=".")
+        writer.close()
+        return float(evaluation.metrics[s.metric])
+
+
+def make_sampler(name: str, seed: int):
+    import optuna
+
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+
+
+def check_sampler_and_pruner(sampler: str, pruner: str) -> None:
+    import importlib.util
+
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; allowed: {', '.join(SAMPLERS)}")
+    if sampler == "cmaes" and importlib.util.find_spec("cmaes") is None:
+        raise ValueError("--sampler cmaes needs the cmaes package: pip install cmaes")
+    if pruner not in PRUNERS:
+        raise ValueError(f"unknown pruner {pruner!r}; allowed: {', '.join(PRUNERS)}")
+
+
+def make_pruner(name: str):
+    import optuna
+
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+
+
+def _check_identity(study, settings: StudySettings) -> None:
+    import json
+
+    mine = json.loads(json.dumps(settings.identity()))
+    theirs = study.user_attrs.get("learnsyn")
+    if theirs is None:
+        study.set_user_attr("learnsyn", mine)
+        return
+    for key in OBJECTIVE_KEYS:
+        if theirs.get(key) != mine[key]:
+            raise ValueError(
+                f"study {study.study_name!r} was created with {key} = {theirs.get(key)!r}, not "
+                f"{mine[key]!r}; run it with the same options or choose another --study-name"
+            )
+
+
+def _fail_stale_trials(study) -> None:
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def run_study(
+    settings: StudySettings,
+    location: StorageLocation,
+    study_name: str,
+    *,
+    n_trials: int,
+    out: Path,
+    timeout: float | None = None,
+    sampler: str = "tpe",
+    pruner: str = "median",
+    heartbeat: int = 60,
+    log=_log,
+) -> dict[str, int]:
+    """Join (or create) the study and run trials until it holds ``n_trials`` counted ones."""
+    import optuna
+
+    heartbeat = heartbeat if location.has_heartbeat else 0
+    study_dir = out / study_name
+    lock = location.slot_lock()
+    try:
+        lock.acquire()  # the first worker creates tables and study while the others wait
+        study = optuna.create_study(
+            storage=location.open(heartbeat or None),
+            study_name=study_name,
+            direction="maximize",
+            pruner=make_pruner(pruner),
+            load_if_exists=True,
+        )
+        _check_identity(study, settings)
+        if not study.get_trials(deepcopy=False) and list(study_dir.glob("trial_*")):
+            raise ValueError(
+                f"{study_dir} holds trial directories of another study named {study_name!r}; "
+                "choose another --study-name or --out"
+            )
+        lock.release()
+        if not lock.exact:
+            log(
+                f"note: no shared lock on {location.display}: workers finishing together may "
+                "start a trial or two beyond --n-trials (SQLite, journal files and PostgreSQL "
+                "have one)"
+            )
+        objective = TrialObjective(settings, study_dir, on_trial_start=lock.release, log=log)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            lock.acquire()
+            _fail_stale_trials(study)
+            counts = trial_counts(study)
+            counted = counts["complete"] + counts["pruned"] + counts["running"] + counts["waiting"]
+            out_of_time = deadline is not None and time.monotonic() > deadline
+            if counted >= n_trials or out_of_time:
+                lock.release()
+                if out_of_time or not counts["running"] or not heartbeat:
+                    break
+                time.sleep(1.0)  # a running trial may belong to a dead worker: poll
+                continue
+            # reseeded per trial: a lone worker's study is reproducible, and two workers do not
+            # draw the same parameters
+            study.sampler = make_sampler(sampler, settings.seed + sum(counts.values()))
+            try:
+                study.optimize(objective, n_trials=1)
+            finally:
+                lock.release()
+            _log_trial(study, objective, log)
+    finally:
+        lock.close()
+    counts = trial_counts(study)
+    log(
+        f"study {study_name}: {counts['complete'] + counts['pruned']} of {n_trials} trials done "
+        f"({counts['complete']} complete, {counts['pruned']} pruned; {counts['fail']} failed, "
+        "not counted)"
+    )
+    return counts
+
+
+def _log_trial(study, objective: TrialObjective, log) -> None:
+    number = objective.last_number
+    trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+    if trial is not None:
+        value = f" {trial.value:.6g}" if trial.value is not None else ""
+        where = trial.user_attrs.get("run_dir", "")
+        log(f"trial {number} {trial.state.name.lower()}{value}{objective.last_note}: {where}")
+
+
+def default_study_name(target: str, task: str, synapses: int) -> str:
+    return f"{target.replace(':', '-')}-{task}-N{synapses}"
+
+
+def _check_study_name(name: str) -> str:
+    if not STUDY_NAME_PATTERN.match(name):
+        raise ValueError(
+            f"study name {name!r} is not allowed: letters, digits, '.', '_' and '-' only "
+            "(it names the study's run directory)"
+        )
+    return name
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    """``learnsyn study``: run trials, or ``--summary`` of a study."""
+    import optuna
+
+    # every trial's outcome is logged below; Optuna's own warnings would repeat failures with a
+    # traceback (even for Ctrl-C)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    out = Path(args.out)
+    location = parse_storage(args.storage or f"sqlite:///{out / 'optuna.db'}")
+    if args.summary:
+        from learnsyn.study_storage import print_summary, study_summary
+
+        data = study_summary(location, args.study_name)
+        path = args.json or str(out / data["study"] / "summary.json")
+        write_json_output(path, data)
+        print_summary(data, path, sys.stderr if path == "-" else sys.stdout)
+        return 0
+    check_sampler_and_pruner(args.sampler, args.pruner)
+    if args.n_trials < 1:
+        raise ValueError(f"--n-trials {args.n_trials} is not allowed: expected an integer >= 1")
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise ValueError(f"--timeout {args.timeout} is not allowed: expected seconds > 0")
+    if args.heartbeat < 0:
+        raise ValueError(f"--heartbeat {args.heartbeat} is not allowed: expected seconds >= 0")
+    settings = study_settings(args)
+    name = _check_study_name(
+        args.study_name or default_study_name(args.target, args.task, args.synapses)
+    )
+    try:
+        run_study(
+            settings,
+            location,
+            name,
+            n_trials=args.n_trials,
+            out=out,
+            timeout=args.timeout,
+            sampler=args.sampler,
+            pruner=args.pruner,
+            heartbeat=args.heartbeat,
+        )
+    except KeyboardInterrupt:
+        _log(f"interrupted: run the same command again to continue study {name}")
+        return 130
+    _log(f"summary: learnsyn study --summary --storage {location.given} --study-name {name}")
+    return 0
+
+
+def add_study_parser(subparsers) -> None:
+    """Register ``learnsyn study``."""
+    p = subparsers.add_parser(
+        "study",
+        help="Optuna study over meta-training runs or baseline parameters",
+        description="An Optuna study whose trials are meta-training runs or baseline tunings; "
+        "every worker runs the same command (docs/studies.md).",
+    )
+    what = p.add_argument_group("what to optimize")
+    what.add_argument("--target", help="learned | baseline:NAME (see `learnsyn list`)")
+    what.add_argument("--task", help="scenario name")
+    what.add_argument("--task-param", action="append", metavar="KEY=VALUE")
+    what.add_argument("--synapses", type=int, help="N (scales SNR by sqrt(N))")
+    what.add_argument("--metric", default="area", help="area | lifetime | log_area | initial_snr")
+    what.add_argument(
+        "--space",
+        action="append",
+        metavar="KEY=LOW:HIGH[:SCALE]|A,B|VALUE",
+        help="narrow a search dimension (a single value fixes it)",
+    )
+    what.add_argument("--space-file", metavar="JSON", help="the same entries as a JSON object")
+    what.add_argument(
+        "--fixed",
+        action="append",
+        metavar="KEY=VALUE",
+        help="hold a setting: a TrainConfig field (learned) or a model parameter (baseline)",
+    )
+    what.add_argument(
+        "--horizon",
+        type=int,
+        help="evaluation horizon (default: learned, the fixed training horizon, else 600; "
+        "baselines, 1000)",
+    )
+    what.add_argument("--threshold", type=float, default=1.0)
+    what.add_argument("--convention", default="large-n", help="large-n (default) | exact")
+    what.add_argument("--eval-batch", type=int, help="Monte Carlo pairs of the evaluation")
+    what.add_argument("--method", default="auto", help="baselines: auto | exact | monte-carlo")
+    what.add_argument("--max-state", type=int, help="baselines: at most m state variables")
+    how = p.add_argument_group("how to run")
+    how.add_argument(
+        "--storage",
+        help="sqlite:///PATH (default <out>/optuna.db), journal:PATH, "
+        "or a SQLAlchemy URL such as postgresql://USER@HOST:PORT/DB",
+    )
+    how.add_argument("--study-name", help="default <target>-<task>-N<synapses>")
+    how.add_argument("--n-trials", type=int, default=20, help="trials of the whole study")
+    how.add_argument("--timeout", type=float, help="seconds after which no trial starts")
+    how.add_argument("--sampler", default="tpe", help="tpe | random | cmaes")
+    how.add_argument("--pruner", default="median", help="median | none")
+    how.add_argument("--seed", type=int, default=0, help="trial k trains with seed + k")
+    how.add_argument("--heartbeat", type=int, default=60, help="seconds; 0: off (databases)")
+    how.add_argument("--out", default="runs", help="trials go to <out>/<study>/trial_<k>/")
+    report = p.add_argument_group("summary")
+    report.add_argument("--summary", action="store_true", help="print the best trial and more")
+    report.add_argument("--json", metavar="PATH|-", help="default <out>/<study>/summary.json")
+    p.set_defaults(func=cmd_study)

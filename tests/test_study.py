@@ -1,0 +1,224 @@
+"""`learnsyn study` in one process: a learned study on SQLite with its summary, baselines,
+pruning of non-finite objectives, resuming an interrupted study, and bad input."""
+
+import json
+import math
+
+import optuna
+import pytest
+
+from learnsyn.cli import main
+
+#: a meta-training run of a fraction of a second
+TINY_LEARNED = [
+    "--fixed",
+    "iterations=4",
+    "--fixed",
+    "batch=8",
+    "--fixed",
+    "horizon=20",
+    "--fixed",
+    "burn_in=20",
+    "--fixed",
+    "eval_batch=16",
+    "--fixed",
+    "device=cpu",
+    "--fixed",
+    "figure_every=1000",
+    "--space",
+    "state_size=2:3",
+]
+
+
+def study_args(tmp_path, target="learned", *extra):
+    return [
+        "study",
+        *(["--target", target] if target else []),
+        "--task",
+        "ideal",
+        "--synapses",
+        "100",
+        "--out",
+        str(tmp_path / "runs"),
+        *extra,
+    ]
+
+
+def load(tmp_path, name):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'runs/optuna.db'}")
+
+
+def test_learned_study_on_sqlite_then_summary_and_compare(tmp_path, capsys):
+    args = study_args(tmp_path, "learned", *TINY_LEARNED, "--n-trials", "3", "--seed", "5")
+    assert main([*args, "--study-name", "tiny"]) == 0
+    study = load(tmp_path, "tiny")
+    trials = study.get_trials()
+    assert [t.number for t in trials] == [0, 1, 2]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    for trial in trials:
+        run_dir = tmp_path / "runs" / "tiny" / f"trial_{trial.number}"
+        assert trial.user_attrs["run_dir"] == str(run_dir)
+        assert trial.user_attrs["seed"] == 5 + trial.number  # seeds per trial, recorded
+        assert json.loads((run_dir / "config.json").read_text())["seed"] == 5 + trial.number
+        assert list(run_dir.glob("events.out.tfevents.*"))  # TensorBoard per trial
+        assert trial.intermediate_values  # reported for the pruner
+    capsys.readouterr()
+
+    summary_path = tmp_path / "summary.json"
+    storage = f"sqlite:///{tmp_path / 'runs/optuna.db'}"
+    summary_args = ["study", "--summary", "--storage", storage, "--study-name", "tiny"]
+    assert main([*summary_args, "--json", str(summary_path)]) == 0
+    printed = capsys.readouterr().out
+    data = json.loads(summary_path.read_text())
+    best = data["best_trial"]
+    assert best["number"] == study.best_trial.number and best["value"] == study.best_value
+    assert best["seed"] == 5 + best["number"]
+    assert f"best trial {best['number']}" in printed
+    assert f"learnsyn compare --run {best['run_dir']}" in printed
+    assert f"--seed {best['seed']}" in best["rerun"]
+    assert set(data["importances"]) <= set(best["params"]) | {"init"}
+    assert f"optuna-dashboard {storage}" in printed
+    assert main(["compare", "--run", best["run_dir"], "--baselines", "exponential"]) == 0
+
+
+def test_baseline_study_summary_to_stdout_and_resume_adds_trials(tmp_path, capsys):
+    args = study_args(tmp_path, "baseline:exponential", "--horizon", "200")
+    assert main([*args, "--n-trials", "4", "--sampler", "random"]) == 0
+    name = "baseline-exponential-ideal-N100"
+    study = load(tmp_path, name)
+    assert len(study.trials) == 4
+    assert all(0 <= t.user_attrs["model_params"]["decay"] < 1 for t in study.trials)
+    assert main([*args, "--n-trials", "6"]) == 0  # the same command, a larger total
+    assert [t.number for t in load(tmp_path, name).trials] == list(range(6))
+    capsys.readouterr()
+    assert main(["study", "--summary", "--out", str(tmp_path / "runs"), "--json", "-"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["study"] == name and data["trials"]["complete"] == 6
+    assert "--model exponential" in data["best_trial"]["rerun"]
+    assert (tmp_path / "runs" / name / "trial_5" / "evaluation.json").exists()
+
+
+def test_summary_with_one_trial_has_no_importances(tmp_path, capsys):
+    args = study_args(tmp_path, "baseline:binary", "--horizon", "50", "--n-trials", "1")
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(["study", "--summary", "--out", str(tmp_path / "runs"), "--json", "-"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["importances"] is None and "at least 2" in data["importances_note"]
+
+
+def test_non_finite_objectives_prune_the_trial_not_the_study(tmp_path, monkeypatch):
+    import learnsyn.evaluate
+    import learnsyn.runs
+
+    real_evaluate = learnsyn.evaluate.evaluate
+    calls = []
+
+    def evaluate_with_a_nan(*args, **kwargs):
+        result = real_evaluate(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            result.metrics["area"] = math.nan
+        return result
+
+    monkeypatch.setattr(learnsyn.evaluate, "evaluate", evaluate_with_a_nan)
+    assert main([*study_args(tmp_path, "baseline:exponential"), "--n-trials", "3"]) == 0
+    states = [t.state.name for t in load(tmp_path, "baseline-exponential-ideal-N100").trials]
+    assert states == ["COMPLETE", "PRUNED", "COMPLETE"]
+
+    def training_gone_wrong(config, run_dir, on_iteration, **kwargs):
+        on_iteration(0, {"area": math.nan, "objective": math.nan})
+
+    monkeypatch.setattr(learnsyn.runs, "train", training_gone_wrong)
+    args = study_args(tmp_path, "learned", *TINY_LEARNED, "--n-trials", "2")
+    assert main(args) == 0
+    trials = load(tmp_path, "learned-ideal-N100").trials
+    assert [t.state.name for t in trials] == ["PRUNED", "PRUNED"]
+
+
+def test_interrupted_study_resumes_with_the_same_command(tmp_path, monkeypatch, capsys):
+    import learnsyn.evaluate
+
+    real_evaluate = learnsyn.evaluate.evaluate
+    calls = []
+
+    def interrupted_on_the_second_trial(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(learnsyn.evaluate, "evaluate", interrupted_on_the_second_trial)
+    args = [*study_args(tmp_path, "baseline:exponential"), "--n-trials", "3"]
+    assert main(args) == 130
+    assert "run the same command again" in capsys.readouterr().err
+    name = "baseline-exponential-ideal-N100"
+    assert [t.state.name for t in load(tmp_path, name).trials] == ["COMPLETE", "FAIL"]
+    assert main(args) == 0
+    states = [t.state.name for t in load(tmp_path, name).trials]
+    assert states == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]  # failed trials do not count
+
+
+def test_joining_a_study_with_another_objective_is_refused(tmp_path, capsys):
+    args = study_args(tmp_path, "baseline:exponential", "--study-name", "s", "--n-trials", "1")
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main([*args, "--metric", "lifetime"]) == 2
+    assert "created with metric = 'area'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["--target", "lstm"], "unknown target 'lstm'"),
+        (["--target", "baseline:nope"], "unknown target 'baseline:nope'"),
+        (["--sampler", "grid"], "unknown sampler 'grid'"),
+        (["--pruner", "hyperband"], "unknown pruner 'hyperband'"),
+        (["--n-trials", "0"], "--n-trials 0 is not allowed"),
+        (["--timeout", "-1"], "--timeout -1.0 is not allowed"),
+        (["--storage", "not a url"], "storage URL 'not a url' is malformed"),
+        (["--storage", "postgres://u@localhost/db"], "unknown database 'postgres'"),
+        (["--storage", "sqlite://"], "in-memory database"),
+        (["--storage", "journal:"], "names no file"),
+        (["--storage", "postgresql://u@127.0.0.1:1/db"], "cannot open storage"),
+        (["--metric", "speed"], "unknown metric 'speed'"),
+        (["--space", "lr=0.1:0.01"], "LOW must not exceed HIGH"),
+        (["--fixed", "lr=0.01", "--space", "lr=0.02"], "both in --space and --fixed"),
+        (["--fixed", "synapses=5"], "set it with --synapses"),
+        (["--fixed", "cell=chain", "--fixed", "init=orthogonal"], "chain cell"),
+        (["--study-name", "a/b"], "study name 'a/b' is not allowed"),
+    ],
+)
+def test_bad_input_is_one_line_before_any_trial(tmp_path, capsys, extra, expected):
+    target = None if "--target" in extra else "learned"
+    args = study_args(tmp_path, target, *TINY_LEARNED)
+    assert main([*args, *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("learnsyn: error: ") and expected in err[0], err
+    assert not (tmp_path / "runs" / "optuna.db").exists() or "a/b" in extra
+    assert not list((tmp_path / "runs").glob("*/trial_*"))
+
+
+def test_summary_of_a_missing_study_names_the_ones_there(tmp_path, capsys):
+    assert main([*study_args(tmp_path, "baseline:binary"), "--n-trials", "1"]) == 0
+    capsys.readouterr()
+    storage = f"sqlite:///{tmp_path / 'runs/optuna.db'}"
+    assert main(["study", "--summary", "--storage", storage, "--study-name", "other"]) == 2
+    assert "studies there: baseline-binary-ideal-N100" in capsys.readouterr().err
+
+
+def test_storage_urls_are_checked_and_shown_without_connecting(tmp_path):
+    from learnsyn.study_storage import parse_storage
+
+    sqlite = parse_storage(f"sqlite:///{tmp_path}/a.db")
+    assert sqlite.kind == "sqlite" and sqlite.has_heartbeat
+    assert sqlite.dashboard_command() == f"optuna-dashboard sqlite:///{tmp_path}/a.db"
+    journal = parse_storage("journal:runs/optuna.journal")
+    assert journal.kind == "journal" and not journal.has_heartbeat
+    assert journal.dashboard_command() == "optuna-dashboard runs/optuna.journal"
+    remote = parse_storage("postgresql://learnsyn:secret@db-host:5432/studies")
+    assert remote.kind == "database" and "secret" not in remote.display
+    assert remote.sqlalchemy_url.startswith("postgresql+psycopg")  # the installed driver
+    assert "secret" in remote.sqlalchemy_url and "***" in remote.dashboard_command()
+    with pytest.raises(ValueError, match="no storage at"):
+        parse_storage(f"sqlite:///{tmp_path}/missing.db").open(create=False)

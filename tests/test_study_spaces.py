@@ -1,0 +1,151 @@
+"""Search spaces of studies: declared spaces, narrowing (command line and files), sampling."""
+
+import json
+import math
+
+import optuna
+import pytest
+
+from learnsyn.scenario import make_scenario
+from learnsyn.search_spaces import (
+    baseline_space,
+    learned_space,
+    narrow_space,
+    read_space_file,
+    suggest,
+    train_field_values,
+)
+from learnsyn.study import IntermediateReporter
+
+
+def sample(space, trials=30, seed=0, fixed=None):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    values = []
+    for _ in range(trials):
+        trial = study.ask()
+        values.append(suggest(trial, space, fixed))
+        study.tell(trial, 0.0)
+    return values
+
+
+def test_learned_space_declares_the_meta_training_settings():
+    space = learned_space()
+    assert {"cell", "state_size", "lr", "batch", "horizon", "init", "temperature"} <= set(space)
+    for values in sample(space):
+        assert 1e-3 <= values["lr"] <= 3e-2 and 2 <= values["state_size"] <= 8
+        # the chain cell has no recurrent matrix to initialize
+        assert ("init" in values) == (values["cell"] != "chain")
+
+
+def test_conditional_dimensions_follow_fixed_values_too():
+    space, fixed = narrow_space(learned_space(), {"cell": "rnn"}, "the learned synapse")
+    assert all("init" in values for values in sample(space, fixed=fixed, trials=5))
+    space, fixed = narrow_space(learned_space(), {"cell": "chain"}, "the learned synapse")
+    assert not any("init" in values for values in sample(space, fixed=fixed, trials=5))
+
+
+def test_narrowing_ranges_choices_and_single_values():
+    space, fixed = narrow_space(
+        learned_space(),
+        {"lr": "0.001:0.02", "cell": "gru,rnn", "state_size": "4", "batch": "64:256:linear"},
+        "the learned synapse",
+    )
+    assert fixed == {"state_size": "4"} and "state_size" not in space
+    assert space["cell"].choices == ("gru", "rnn")
+    assert (space["batch"].low, space["batch"].high, space["batch"].scale) == (64, 256, "linear")
+    for values in sample(space):
+        assert 0.001 <= values["lr"] <= 0.02 and values["cell"] in ("gru", "rnn")
+        assert 64 <= values["batch"] <= 256
+
+
+@pytest.mark.parametrize(
+    "entry, expected",
+    [
+        ({"nope": "1"}, "'nope' is not a search dimension"),
+        ({"lr": "0:0.1"}, "out of range"),
+        ({"lr": "0.1:0.01"}, "LOW must not exceed HIGH"),
+        ({"lr": "0.1:0.2:cubic"}, "unknown scale 'cubic'"),
+        ({"cell": "lstm"}, "cell=lstm is not allowed"),
+        ({"cell": "gru:rnn"}, "takes choices"),
+        ({"state_size": "two"}, "state_size=two is not allowed"),
+    ],
+)
+def test_bad_narrowing_is_one_clear_line(entry, expected):
+    with pytest.raises(ValueError, match=expected) as error:
+        narrow_space(learned_space(), entry, "the learned synapse")
+    assert "\n" not in str(error.value)
+
+
+def test_space_file_takes_the_command_line_grammar_and_json_forms(tmp_path):
+    path = tmp_path / "space.json"
+    entries = {
+        "lr": {"low": 0.002, "high": 0.01, "scale": "log"},
+        "cell": ["gru", "chain"],
+        "batch": "32:64",
+        "state_size": 3,
+    }
+    path.write_text(json.dumps(entries))
+    text = read_space_file(path)
+    expected = {"lr": "0.002:0.01:log", "cell": "gru,chain", "batch": "32:64", "state_size": "3"}
+    assert text == expected
+    space, fixed = narrow_space(learned_space(), text, "the learned synapse")
+    assert fixed == {"state_size": "3"} and space["lr"].low == 0.002
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="JSON object"):
+        read_space_file(path)
+    with pytest.raises(ValueError, match="no such file"):
+        read_space_file(tmp_path / "missing.json")
+
+
+def test_baseline_space_comes_from_the_model_param_specs():
+    ideal = make_scenario("ideal")
+    space = baseline_space("exponential", ideal, {}, None)
+    assert list(space) == ["decay"]  # amplitude only matters under constraints
+    assert space["decay"].scale == "log1m" and space["decay"].optuna_name() == "1-decay"
+    for values in sample(space):
+        assert 0.0 <= values["decay"] < 1.0
+    serial = baseline_space("serial", ideal, {}, None)
+    assert serial["states"].step == 2
+    assert all(v["states"] % 2 == 0 for v in sample(serial))
+    capped = baseline_space("benna-fusi", ideal, {"ratio": "2"}, 3)
+    assert "ratio" not in capped and capped["variables"].high == 3
+    bounded = baseline_space("exponential", make_scenario("bounded"), {}, None)
+    assert "amplitude" in bounded
+
+
+def test_fixed_learned_settings_are_typed_and_reserved_ones_refused():
+    values = train_field_values({"iterations": "5", "lr": "0.01", "burn_in": "none", "cell": "rnn"})
+    assert values == {"iterations": 5, "lr": 0.01, "burn_in": None, "cell": "rnn"}
+    with pytest.raises(ValueError, match="set it with --synapses"):
+        train_field_values({"synapses": "10"})
+    with pytest.raises(ValueError, match="unknown setting"):
+        train_field_values({"speed": "fast"})
+    with pytest.raises(ValueError, match="expected int"):
+        train_field_values({"iterations": "2.5"})
+
+
+class StubTrial:
+    def __init__(self, prune_after=None):
+        self.reports = []
+        self.prune_after = prune_after
+
+    def report(self, value, step):
+        self.reports.append((step, value))
+
+    def should_prune(self):
+        return self.prune_after is not None and len(self.reports) >= self.prune_after
+
+
+def test_reporter_smooths_reports_every_few_iterations_and_prunes():
+    trial = StubTrial()
+    reporter = IntermediateReporter(trial, "area", iterations=40)
+    for iteration in range(40):
+        reporter(iteration, {"area": float(iteration)})
+    assert [step for step, _ in trial.reports] == list(range(1, 40, 2))
+    assert trial.reports[-1][1] < 39  # a moving average lags the last value
+    pruned = IntermediateReporter(StubTrial(prune_after=2), "area", iterations=40)
+    with pytest.raises(optuna.TrialPruned, match="below the median"):
+        for iteration in range(40):
+            pruned(iteration, {"area": 1.0})
+    with pytest.raises(optuna.TrialPruned, match="non-finite area"):
+        IntermediateReporter(StubTrial(), "area", 40)(0, {"area": math.nan})
