@@ -172,18 +172,32 @@ class ChainSynapse(LearnedSynapse):
 
     cell = "chain"
 
-    def __init__(self, state_size: int, amplitude: float = 1.0, **kwargs):
+    def __init__(
+        self,
+        state_size: int,
+        amplitude: float = 1.0,
+        ratio: float = 2.0,
+        first_conductance: float = 0.125,
+        **kwargs,
+    ):
         if kwargs.get("init", "default") != "default":
             raise ValueError("the chain cell has no free recurrent matrix: use init=default")
+        for name, value in (
+            ("amplitude", amplitude),
+            ("ratio", ratio),
+            ("first_conductance", first_conductance),
+        ):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"chain cell parameter {name}={value} is not allowed: need > 0")
         super().__init__(state_size, **kwargs)
         m = state_size
         k = torch.arange(m, dtype=torch.float32)
-        self.log_capacity = nn.Parameter(k * math.log(2.0))
-        self.log_conductance = nn.Parameter(math.log(0.125) - k * math.log(2.0))
+        self.log_capacity = nn.Parameter(k * math.log(ratio))
+        self.log_conductance = nn.Parameter(math.log(first_conductance) - k * math.log(ratio))
         self.B = nn.Parameter(torch.zeros(m, INPUTS))
         self.alpha = nn.Parameter(torch.zeros(m))
         self.log_scale = nn.Parameter(torch.zeros(m))
-        self.params["amplitude"] = amplitude
+        self.params.update(amplitude=amplitude, ratio=ratio, first_conductance=first_conductance)
         with torch.no_grad():
             self.B[0, 0] = amplitude
             self.readout_weights.zero_()
@@ -218,8 +232,23 @@ def make_cell(
     timescale: float = 1000.0,
     seed: int = 0,
     fold_axis: str = "rows",
+    cell_params: dict | None = None,
 ) -> LearnedSynapse:
-    """Build a learned cell; bad names and sizes raise one clear line."""
+    """Build a learned cell; bad names, sizes and parameters raise one clear line.
+
+    ``cell_params``: the chain cell's starting chain (``amplitude``, ``ratio``,
+    ``first_conductance``, as in the ``benna-fusi`` baseline), e.g. a tuned baseline's values."""
+    cell_params = dict(cell_params or {})
+    allowed = {"amplitude", "ratio", "first_conductance"} if cell == "chain" else set()
+    for name in cell_params:
+        if name not in allowed:
+            raise ValueError(
+                f"cell {cell!r} has no parameter {name!r}; allowed: {sorted(allowed) or 'none'}"
+            )
+    try:
+        cell_params = {k: float(v) for k, v in cell_params.items()}
+    except ValueError:
+        raise ValueError(f"cell parameters {cell_params} are not allowed: need numbers") from None
     if cell not in CELL_CLASSES:
         raise ValueError(f"unknown cell {cell!r}; allowed: {', '.join(CELLS)}")
     if state_size < 1:
@@ -237,5 +266,5 @@ def make_cell(
         check_width(state_size)
         check_fold_fits_width(spec.fold_k, state_size)
     return CELL_CLASSES[cell](
-        state_size, init=init, timescale=timescale, seed=seed, fold_axis=fold_axis
+        state_size, init=init, timescale=timescale, seed=seed, fold_axis=fold_axis, **cell_params
     )

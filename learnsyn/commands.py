@@ -227,6 +227,12 @@ def add_training_commands(sub, positive_int, number) -> None:
     p.add_argument("--threshold", type=float, default=1.0)
     p.add_argument("--convention", default="large-n", help="large-n (default) | exact")
     p.add_argument("--init", default="default", help="default or a degeneracy init name")
+    p.add_argument(
+        "--cell-param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="chain cell's starting chain: amplitude, ratio, first_conductance",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--out", default=None, help="run directory (default runs/<task>/<name>)")
@@ -288,6 +294,7 @@ def train_config_from_args(args: argparse.Namespace):
         threshold=args.threshold,
         convention=args.convention,
         init=args.init,
+        cell_params=parse_assignments(args.cell_param, "--cell-param"),
         seed=args.seed,
         device=args.device,
         checkpoint_every=args.checkpoint_every,

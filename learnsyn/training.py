@@ -60,6 +60,7 @@ class TrainConfig:
     temperature_final: float = 0.03
     noise_margin: float = 1.0  # objective on SNR - margin * stderr (a lower confidence bound)
     init: str = "default"
+    cell_params: dict[str, Any] = field(default_factory=dict)  # chain: starting chain
     fold_axis: str = "rows"
     timescale: float | None = None  # None: the horizon
     seed: int = 0
@@ -117,7 +118,13 @@ class TrainConfig:
         if self.grad_clip <= 0:
             raise ValueError(f"grad clip = {self.grad_clip} is not allowed: need > 0")
         make_scenario(self.task, self.task_params)
-        make_cell(self.cell, self.state_size, init=self.init, fold_axis=self.fold_axis)
+        make_cell(
+            self.cell,
+            self.state_size,
+            init=self.init,
+            fold_axis=self.fold_axis,
+            cell_params=self.cell_params,
+        )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -138,6 +145,7 @@ def build_model(config: TrainConfig) -> LearnedSynapse:
         seed=config.seed,
         timescale=config.resolved_timescale(),
         fold_axis=config.fold_axis,
+        cell_params=config.cell_params,
     )
 
 

@@ -162,3 +162,20 @@ def test_corrupt_checkpoint_and_non_run_directories_are_reported(tmp_path):
     (tmp_path / "run" / "checkpoint.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="corrupt"):
         load_run(tmp_path / "run")
+
+
+def test_chain_cell_can_start_at_a_given_chain():
+    import numpy as np
+    from learnsyn.baselines.benna_fusi import chain_matrices
+
+    from learnsyn.cells import make_cell
+
+    params = {"amplitude": 0.2, "ratio": 3.0, "first_conductance": 0.01}
+    cell = make_cell("chain", 3, cell_params=params)
+    A, b, _ = chain_matrices(3, 3.0, 0.01, 0.2)
+    assert np.allclose(cell.recurrent_matrix().detach().numpy(), A, atol=1e-6)
+    assert np.allclose(cell.B[:, 0].detach().numpy(), b)
+    with pytest.raises(ValueError, match="has no parameter 'speed'"):
+        make_cell("chain", 3, cell_params={"speed": 1})
+    with pytest.raises(ValueError, match="has no parameter 'amplitude'"):
+        make_cell("gru", 3, cell_params={"amplitude": 1})
