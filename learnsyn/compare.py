@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from learnsyn.evaluate import check_compatible, evaluate
+from learnsyn.evaluate import check_compatible, evaluate, resolve_method
 from learnsyn.io import atomic_write_json, atomic_write_text
 from learnsyn.registry import load_builtin_models, make_model
 from learnsyn.runs import load_run
@@ -25,6 +25,9 @@ from learnsyn.training import resolve_device
 from learnsyn.tuning import tune
 
 DEFAULT_BASELINES = ("exponential", "benna-fusi", "binary", "serial", "cascade")
+#: Monte Carlo tuning budget: candidates share one seed (sharp comparisons); the winner is then
+#: re-evaluated on fresh random numbers with the large batch
+MONTE_CARLO_TUNING = {"batch": 512, "grid_points": 8, "refine_iterations": 30}
 
 
 def default_baselines(scenario) -> list[str]:
@@ -58,7 +61,6 @@ def compare_run(
     eval_batch: int | None = None,
     device: str = "auto",
     log=print,
-    tune_batch: int = 1024,
 ) -> dict[str, Any]:
     run_dir = Path(run_dir)
     config, model, checkpoint = load_run(run_dir)
@@ -101,13 +103,16 @@ def compare_run(
     ]
     for name in names:
         log(f"tuning {name} for {config.metric} ...")
+        method = resolve_method(make_model(name), scenario, "auto")
+        budget = {} if method == "exact" else MONTE_CARLO_TUNING
         result = tune(
             name,
             scenario,
             metric=config.metric,
             max_state=config.state_size,
-            batch=2048,
             seed=config.seed,
+            burn_in=config.resolved_burn_in(),
+            **budget,
             **common,
         )
         ev = result.evaluation

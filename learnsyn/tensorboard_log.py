@@ -55,6 +55,7 @@ def tuned_baseline_curves(config, scenario, log=print) -> list[dict]:
                 horizon=config.horizon,
                 threshold=config.threshold,
                 convention=config.convention,
+                burn_in=config.resolved_burn_in(),
                 **budget,
             )
         except ValueError as error:
