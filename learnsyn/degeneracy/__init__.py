@@ -8,7 +8,10 @@ Modules, by concept:
 - ``outputs``: atomic JSON, config.json, PNG figures, TensorBoard scalars, progress bars;
 - ``deep_linear`` (+ ``deep_linear_report``): the post's 30-layer linear network experiment;
 - ``spectra`` (+ ``spectra_report``): singular values of matrix products and of Jacobians;
-- ``cli``: ``learnsyn degeneracy deep-linear|spectra`` (``add_degeneracy_parser``).
+- ``recurrent_jacobians``: per-step Jacobians of a learned synapse and their window products;
+- ``synapse`` (+ ``synapse_report``, ``synapse_figures``): the same inits for the learned
+  synapse's recurrent matrix, meta-trained over seeds;
+- ``cli``: ``learnsyn degeneracy deep-linear|spectra|synapse`` (``add_degeneracy_parser``).
 """
 
 from learnsyn.degeneracy.deep_linear import DeepLinearConfig, run_deep_linear, train_deep_linear
@@ -29,12 +32,24 @@ from learnsyn.degeneracy.measures import (
     matrix_degeneracy,
     participation_ratio,
 )
+from learnsyn.degeneracy.recurrent_jacobians import (
+    spectrum_measures,
+    step_with_jacobian,
+    tanh_rnn_jacobian,
+    window_jacobian_products,
+)
 from learnsyn.degeneracy.spectra import SpectraConfig, run_spectra
+from learnsyn.degeneracy.synapse import (
+    SynapseDegeneracyConfig,
+    run_synapse_degeneracy,
+    train_synapse_degeneracy,
+)
 
 __all__ = [
     "DeepLinearConfig",
     "InitSpec",
     "SpectraConfig",
+    "SynapseDegeneracyConfig",
     "apply_initialization_",
     "covariance_degeneracy",
     "effective_rank",
@@ -48,6 +63,12 @@ __all__ = [
     "participation_ratio",
     "run_deep_linear",
     "run_spectra",
+    "run_synapse_degeneracy",
     "seeded_generator",
+    "spectrum_measures",
+    "step_with_jacobian",
+    "tanh_rnn_jacobian",
     "train_deep_linear",
+    "train_synapse_degeneracy",
+    "window_jacobian_products",
 ]

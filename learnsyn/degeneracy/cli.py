@@ -1,8 +1,8 @@
 """The ``learnsyn degeneracy`` command: one subcommand per experiment.
 
 ``add_degeneracy_parser(subparsers)`` adds ``degeneracy`` to the main ``learnsyn`` parser, with
-the subcommands ``deep-linear`` and ``spectra`` (``synapse`` is added here by part 3). Each
-subcommand sets ``func``: it takes the parsed ``argparse.Namespace`` and returns an exit code.
+the subcommands ``deep-linear``, ``spectra`` and ``synapse``. Each subcommand sets ``func``: it
+takes the parsed ``argparse.Namespace`` and returns an exit code.
 ``main(argv)`` is the same command standalone (``python -m learnsyn.degeneracy deep-linear``).
 
 Every subcommand takes ``--quick`` (a size that finishes in seconds), ``--seed``, ``--out``,
@@ -28,20 +28,27 @@ from learnsyn.degeneracy.deep_linear import (
 )
 from learnsyn.degeneracy.initialization import INIT_NAME_HELP
 from learnsyn.degeneracy.spectra import NONLINEARITIES, WEIGHT_KINDS, SpectraConfig, run_spectra
+from learnsyn.degeneracy.synapse import (
+    SYNAPSE_CELLS,
+    TRAIN_METRICS,
+    SynapseDegeneracyConfig,
+    default_inits,
+    run_synapse_degeneracy,
+)
 
 EXIT_BAD_INPUT = 2
 DESCRIPTION = (
     "Degeneracy, not vanishing gradients: one subcommand per experiment "
-    "(deep-linear, spectra). Each writes PNG figures, results.json, TensorBoard logs and "
+    "(deep-linear, spectra, synapse). Each writes PNG figures, results.json, TensorBoard logs and "
     "config.json to --out."
 )
 
 
 def add_degeneracy_parser(subparsers: Any) -> None:
-    """Add the ``degeneracy`` command (subcommands deep-linear, spectra) to ``subparsers``."""
+    """Add the ``degeneracy`` command (deep-linear, spectra, synapse) to ``subparsers``."""
     parser = subparsers.add_parser(
         "degeneracy",
-        help="degeneracy, not vanishing gradients: deep linear nets, spectra",
+        help="degeneracy, not vanishing gradients: deep linear nets, spectra, the synapse RNN",
         description=DESCRIPTION,
     )
     _add_experiment_subcommands(parser)
@@ -59,8 +66,7 @@ def _add_experiment_subcommands(parser: argparse.ArgumentParser) -> None:
     experiments = parser.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
     _add_deep_linear_parser(experiments)
     _add_spectra_parser(experiments)
-    # Part 3 adds `synapse` here: a parser built like the two above (``_add_common_options``,
-    # its own options defaulting to None, ``set_defaults(func=...)`` around ``_run_experiment``).
+    _add_synapse_parser(experiments)
 
 
 def _add_common_options(parser: argparse.ArgumentParser, default_out: str) -> None:
@@ -175,6 +181,81 @@ def _add_spectra_parser(experiments: Any) -> None:
     parser.set_defaults(func=_spectra_command)
 
 
+def _add_synapse_parser(experiments: Any) -> None:
+    parser = experiments.add_parser(
+        "synapse",
+        help="the same initializations for the learned synapse's recurrent matrix, meta-trained",
+        description=(
+            "Meta-train the learned synapse with its recurrent matrix initialized as Fold k / "
+            "orthogonal x g (and the cell's own default) over several seeds; write the "
+            "meta-objective curves, iterations to a fraction of the best final objective, "
+            "meta-gradient norms, degeneracy of the recurrent Jacobian products over the "
+            "training window, and the verdict on the post's claims."
+        ),
+    )
+    _add_common_options(parser, "runs/degeneracy-synapse")
+    parser.add_argument("--cell", choices=SYNAPSE_CELLS, help="learned cell (default rnn)")
+    parser.add_argument("--hidden-size", type=int, help="state size of the cell (default 32)")
+    parser.add_argument(
+        "--inits",
+        nargs="+",
+        help=(
+            f"recurrent-matrix inits (default {' '.join(default_inits())}); names: "
+            f"{INIT_NAME_HELP}, or default (the cell's own init)"
+        ),
+    )
+    parser.add_argument(
+        "--gain", type=float, help="gain g of orthogonal-x<g> in the default init list (0.8)"
+    )
+    parser.add_argument("--fold-axis", choices=FOLD_AXES, help="axis Fold k copies (default rows)")
+    parser.add_argument("--seeds", type=int, help="seeds per init (default 16)")
+    parser.add_argument("--iterations", type=int, help="meta-training iterations (default 400)")
+    parser.add_argument("--task", help="scenario (default ideal)")
+    parser.add_argument(
+        "--task-param",
+        action="append",
+        dest="task_params",
+        metavar="KEY=VALUE",
+        help="scenario parameter (repeatable)",
+    )
+    parser.add_argument("--synapses", type=int, help="number of synapses N (default 1000)")
+    parser.add_argument("--horizon", type=int, help="tracked window length in steps (default 30)")
+    parser.add_argument("--burn-in", type=int, help="steps before the window (2.5 x horizon)")
+    parser.add_argument("--batch", type=int, help="synapse pairs per iteration (default 256)")
+    parser.add_argument("--metric", choices=TRAIN_METRICS, help="meta-objective (default area)")
+    parser.add_argument("--snr-threshold", type=float, help="SNR threshold of the metric (1)")
+    parser.add_argument("--lr", type=float, help="Adam learning rate, cosine-annealed (3e-4)")
+    parser.add_argument("--grad-clip", type=float, help="gradient norm clip (default 1)")
+    parser.add_argument("--temperature", type=float, help="surrogate start temperature (0.3)")
+    parser.add_argument("--temperature-final", type=float, help="surrogate end temperature (0.03)")
+    parser.add_argument(
+        "--noise-margin", type=float, help="objective on SNR - margin x s.e. (default 1)"
+    )
+    parser.add_argument(
+        "--evaluate-every", type=int, help="iterations between fixed-batch evaluations (10)"
+    )
+    parser.add_argument("--eval-batch", type=int, help="pairs in the evaluation batch (1024)")
+    parser.add_argument(
+        "--fraction", type=float, help="fraction of the best final objective to reach (0.9)"
+    )
+    parser.add_argument(
+        "--jacobian-streams", type=int, help="streams for the Jacobian products (default 16)"
+    )
+    parser.add_argument(
+        "--window-lengths", type=int, nargs="+", help="L for P_L (default: log-spaced 1..horizon)"
+    )
+    parser.add_argument(
+        "--measure-points", type=int, help="iterations with Jacobian measures (default 5)"
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        dest="small_value_threshold",
+        help="small singular value threshold, relative to the RMS singular value (default 0.1)",
+    )
+    parser.set_defaults(func=_synapse_command)
+
+
 def _config_from_arguments(config_type: type, arguments: argparse.Namespace) -> Any:
     """The quick or full default config with every option that was given applied.
 
@@ -244,9 +325,36 @@ def _spectra_report(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _synapse_report(summary: dict[str, Any]) -> list[str]:
+    reach = summary["iterations_to_fraction"]
+    lines = [
+        f"final {summary['metric']} (evaluation batch, mean +- s.e. over "
+        f"{summary['seeds_per_init']} seeds); iterations to {reach['fraction']:g} x best final "
+        f"({reach['target']:.4g}):"
+    ]
+    for name, final in summary["final_objective"].items():
+        label = summary["inits"][name]
+        entry = reach["by_init"][name]
+        speed = "never" if not entry["reached"] else f"{entry['mean']:.0f}"
+        if entry["reached"] > 1:
+            speed += f" +- {entry['standard_error']:.2g}"
+        lines.append(
+            f"  {label:28s} {final['mean']:.4g} +- {final['standard_error']:.2g}   "
+            f"{speed} ({entry['reached']}/{entry['seeds']} reached)"
+        )
+    lines += [f"  claim: {claim['statement']}: {claim['verdict']}" for claim in summary["claims"]]
+    return lines
+
+
 def _deep_linear_command(arguments: argparse.Namespace) -> int:
     return _run_experiment(arguments, DeepLinearConfig, run_deep_linear, _deep_linear_report)
 
 
 def _spectra_command(arguments: argparse.Namespace) -> int:
     return _run_experiment(arguments, SpectraConfig, run_spectra, _spectra_report)
+
+
+def _synapse_command(arguments: argparse.Namespace) -> int:
+    return _run_experiment(
+        arguments, SynapseDegeneracyConfig, run_synapse_degeneracy, _synapse_report
+    )

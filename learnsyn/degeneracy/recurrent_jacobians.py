@@ -1,0 +1,119 @@
+"""Recurrent Jacobians of a learned synapse over its tracked window, and their spectra.
+
+Backpropagation through the tracked window multiplies the per-step Jacobians
+``J_t = d h_t / d h_{t-1}``; ``P_L = J_L ... J_1`` carries a gradient back L steps, as the
+product of L layers' Jacobians does in a deep network. For the tanh RNN
+``h_t = tanh(W h_{t-1} + U x_t + b)`` the Jacobian is ``diag(1 - h_t^2) W``; other cells (and
+scenarios that constrain the state) are differentiated by autograd.
+
+``spectrum_measures`` gives the degeneracy measures of ``measures`` (effective rank,
+participation ratio, fraction of small singular values) plus the RMS singular value, the size of
+the product: for an orthogonal W times g in the linear regime it is g^L, the vanishing factor.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from learnsyn.cells import LearnedSynapse, TanhRNNSynapse
+from learnsyn.degeneracy.measures import singular_values, spectrum_degeneracy
+from learnsyn.scenario import Scenario
+from learnsyn.training import TrainConfig
+
+# The last is the size of a product (sqrt of the mean squared singular value): the gain of
+# backpropagation over L steps.
+JACOBIAN_MEASURES = (
+    "effective_rank",
+    "participation_ratio",
+    "fraction_below_threshold",
+    "rms_singular_value",
+)
+DEVICE = torch.device("cpu")
+
+
+def tanh_rnn_jacobian(recurrent: torch.Tensor, next_state: torch.Tensor) -> torch.Tensor:
+    """``d h_{t+1} / d h_t = diag(1 - h_{t+1}^2) W`` for ``h_{t+1} = tanh(W h_t + ...)``.
+
+    ``next_state`` is ``(batch, n)``; returns ``(batch, n, n)``.
+    """
+    return (1.0 - next_state**2).unsqueeze(-1) * recurrent.unsqueeze(0)
+
+
+def step_with_jacobian(
+    model: LearnedSynapse,
+    scenario: Scenario,
+    state: torch.Tensor,
+    events: torch.Tensor,
+    flags: torch.Tensor | None,
+    constraint_noise: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step (constraint included) and its Jacobian ``(batch, n, n)`` w.r.t. the state.
+
+    The tanh RNN without a state constraint uses the closed form; any other cell (or a
+    constrained scenario) uses autograd, one backward pass per state variable.
+    """
+    if isinstance(model, TanhRNNSynapse) and not scenario.constrains_state:
+        with torch.no_grad():
+            next_state = model.step(state, events, flags)
+            return next_state, tanh_rnn_jacobian(model.W.detach(), next_state)
+    with torch.enable_grad():
+        leaf = state.detach().requires_grad_(True)
+        next_state = scenario.constrain(model.step(leaf, events, flags), constraint_noise)
+        # Synapses are independent, so d(sum over the batch of output i)/d h = row i of each
+        # synapse's own Jacobian.
+        rows = [
+            torch.autograd.grad(next_state[:, unit].sum(), leaf, retain_graph=True)[0]
+            for unit in range(next_state.shape[1])
+        ]
+    return next_state.detach(), torch.stack(rows, dim=1)
+
+
+def window_jacobian_products(
+    model: LearnedSynapse,
+    scenario: Scenario,
+    config: TrainConfig,
+    streams: int,
+    window_lengths: tuple[int, ...],
+    generator: torch.Generator,
+) -> dict[int, torch.Tensor]:
+    """``{L: P_L}`` with ``P_L = J_L ... J_1`` (float64, ``(streams, n, n)``) over the window.
+
+    Like one meta-training batch: ``streams`` synapses run the burn-in of background events,
+    then the tracked window starts with the tracked event (random sign) followed by background
+    events; ``J_t`` is the Jacobian of step t of the window w.r.t. the state before it.
+    """
+    size = model.state_size
+    uniforms = scenario.uniforms_per_step
+    wanted, products = set(window_lengths), {}
+    with torch.no_grad():
+        state = model.initial_state(streams, device=DEVICE)
+        stream = scenario.new_stream(streams, DEVICE)
+        for _ in range(config.resolved_burn_in()):
+            draws = torch.rand(streams, uniforms, generator=generator)
+            events, flags, stream = scenario.next_events(stream, draws)
+            state = model.step(state, events, flags)
+            state = scenario.constrain(
+                state, scenario.constraint_noise(streams, size, generator, DEVICE)
+            )
+        kind = scenario.tracked_kinds()[0]
+        signs = torch.where(torch.rand(streams, generator=generator) < kind.p_plus, 1.0, -1.0)
+        events, flags, stream = scenario.tracked_events(kind, signs, stream)
+    product = torch.eye(size, dtype=torch.float64).expand(streams, size, size)
+    for length in range(1, max(window_lengths) + 1):
+        if length > 1:
+            draws = torch.rand(streams, uniforms, generator=generator)
+            events, flags, stream = scenario.next_events(stream, draws)
+        noise = scenario.constraint_noise(streams, size, generator, DEVICE)
+        state, jacobian = step_with_jacobian(model, scenario, state, events, flags, noise)
+        product = jacobian.to(torch.float64) @ product
+        if length in wanted:
+            products[length] = product
+    return products
+
+
+def spectrum_measures(matrices: torch.Tensor, threshold: float) -> dict[str, torch.Tensor]:
+    """``JACOBIAN_MEASURES`` of a batch of matrices ``(..., n, n)`` (one value per matrix)."""
+    spectrum = singular_values(matrices)
+    measures = spectrum_degeneracy(spectrum, threshold)
+    measures["rms_singular_value"] = torch.sqrt((spectrum**2).mean(dim=-1))
+    return measures

@@ -1,0 +1,458 @@
+"""Outputs of the synapse experiment: results.json, the post's claims, figures, TensorBoard.
+
+``write_synapse_outputs`` turns the raw arrays of ``train_synapse_degeneracy`` into
+- ``results.json``: every plotted number (mean, s.e. and per-seed values per init), the
+  iterations to reach the stated fraction of the best final objective, and the verdict on each
+  of the post's claims with the numbers and rule behind it;
+- the PNG figures and TensorBoard scalars of ``synapse_figures``, and ``config.json``.
+
+Claims are judged over seeds with paired differences (``seed_statistics``), never from one run.
+Higher objectives are better (memory area, lifetime, ...), unlike the deep-linear losses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from learnsyn.degeneracy.initialization import parse_init_spec
+from learnsyn.degeneracy.outputs import (
+    RESULTS_FILENAME,
+    prepare_output_dir,
+    save_resolved_config,
+    write_json_atomic,
+)
+from learnsyn.degeneracy.recurrent_jacobians import JACOBIAN_MEASURES
+from learnsyn.degeneracy.seed_statistics import (
+    SIGNIFICANCE_STANDARD_ERRORS,
+    mean_and_standard_error,
+    paired_difference,
+    significantly_greater,
+    summarize_over_seeds,
+)
+from learnsyn.degeneracy.synapse import CELL_DEFAULT_INIT, SynapseDegeneracyConfig, init_label
+from learnsyn.degeneracy.synapse_figures import (
+    PER_ITERATION_SERIES,
+    log_synapse_tensorboard,
+    plot_synapse,
+)
+
+# The final objective is the mean evaluation over this last fraction of training.
+FINAL_WINDOW = 0.1
+# "Trains about as well": a loss against orthogonal below this fraction of its final objective,
+# at the upper end of the 2-s.e. interval of the paired difference.
+EQUIVALENCE_FRACTION = 0.1
+# "Early" gradient norms: the mean over the first iterations / EARLY_FRACTION (at least one).
+EARLY_FRACTION = 20
+
+
+def early_iterations(config: SynapseDegeneracyConfig) -> int:
+    """How many first iterations the early gradient norms average over."""
+    return max(1, config.iterations // EARLY_FRACTION)
+
+
+def final_window_iterations(config: SynapseDegeneracyConfig) -> list[int]:
+    """The evaluated iterations in the last ``FINAL_WINDOW`` of training (at least the last)."""
+    start = config.iterations * (1.0 - FINAL_WINDOW)
+    return [iteration for iteration in config.evaluation_iterations if iteration >= start]
+
+
+def final_objectives(config: SynapseDegeneracyConfig, evaluation: np.ndarray) -> np.ndarray:
+    """Per run ``(inits, seeds)``: the mean evaluation over the final window.
+
+    One evaluation point is a noisy summary of where a run ended (meta-training wanders by
+    +-10 % late in training), so the final objective averages the last ``FINAL_WINDOW``.
+    """
+    count = len(final_window_iterations(config))
+    return evaluation[..., -count:].mean(axis=-1)
+
+
+def iterations_to_fraction(
+    evaluation: np.ndarray, evaluation_iterations: list[int], final: np.ndarray, fraction: float
+) -> tuple[float, int, np.ndarray]:
+    """Target ``fraction x`` best seed-mean final objective, the best init's index, and per run
+    ``(inits, seeds)`` the first evaluated iteration reaching it (NaN: never reached)."""
+    final_means = final.mean(axis=1)
+    best_index = int(np.nanargmax(final_means))
+    target = fraction * float(final_means[best_index])
+    reached = evaluation >= target
+    first = np.argmax(reached, axis=-1)
+    iterations = np.asarray(evaluation_iterations, dtype=np.float64)[first]
+    return target, best_index, np.where(reached.any(axis=-1), iterations, np.nan)
+
+
+def _summarize_reached(values: np.ndarray) -> dict[str, Any]:
+    """Mean +- s.e. over the runs that reached the target; how many did; per-seed (NaN: never)."""
+    reached = values[np.isfinite(values)]
+    mean, standard_error = mean_and_standard_error(reached) if len(reached) else (np.nan, np.nan)
+    return {
+        "reached": int(len(reached)),
+        "seeds": int(len(values)),
+        "mean": float(mean),
+        "standard_error": float(standard_error),
+        "per_seed": values,
+    }
+
+
+def _peak_of_mean(evaluation: np.ndarray, evaluation_iterations: list[int]) -> dict[str, Any]:
+    """Where the seed-mean evaluation curve peaks, with the mean +- s.e. there."""
+    mean, standard_error = mean_and_standard_error(evaluation)
+    index = int(np.nanargmax(mean))
+    return {
+        "iteration": evaluation_iterations[index],
+        "mean": float(mean[index]),
+        "standard_error": float(standard_error[index]),
+    }
+
+
+def summarize_synapse(config: SynapseDegeneracyConfig, raw: dict[str, Any]) -> dict[str, Any]:
+    """Everything plotted, per init, as mean / standard_error / per_seed."""
+    names = config.init_names
+    by_init = {name: index for index, name in enumerate(names)}
+    evaluation = raw["evaluation"]
+    final = final_objectives(config, evaluation)
+    target, best_index, reach = iterations_to_fraction(
+        evaluation, config.evaluation_iterations, final, config.fraction
+    )
+    early = early_iterations(config)
+    summary: dict[str, Any] = {
+        "experiment": "synapse",
+        "cell": config.cell,
+        "hidden_size": config.hidden_size,
+        "fold_axis": config.fold_axis,
+        "task": config.task,
+        "task_params": config.task_param_dict,
+        "metric": config.metric,
+        "horizon": config.horizon,
+        "small_value_threshold": config.small_value_threshold,
+        "small_value_threshold_meaning": "fraction of singular values below threshold x RMS",
+        "inits": {name: init_label(name, config.cell, config.fold_axis) for name in names},
+        "seeds_per_init": config.seeds,
+        "iterations": list(range(config.iterations)),
+        "evaluation_iterations": config.evaluation_iterations,
+        "measurement_iterations": config.measurement_iterations,
+        "window_lengths": list(config.resolved_window_lengths),
+        "early_gradient_iterations": early,
+    }
+    for key in PER_ITERATION_SERIES:
+        summary[key] = {name: summarize_over_seeds(raw[key][by_init[name]]) for name in names}
+    summary["skipped_updates"] = {
+        name: raw["skipped"][by_init[name]].sum(axis=-1) for name in names
+    }
+    summary["evaluation"] = {
+        name: summarize_over_seeds(evaluation[by_init[name]]) for name in names
+    }
+    summary["initial_objective"] = {
+        name: summarize_over_seeds(evaluation[by_init[name], :, 0]) for name in names
+    }
+    summary["final_objective"] = {
+        name: summarize_over_seeds(final[by_init[name]]) for name in names
+    }
+    summary["final_objective_iterations"] = final_window_iterations(config)
+    summary["peak_of_mean_evaluation"] = {
+        name: _peak_of_mean(evaluation[by_init[name]], config.evaluation_iterations)
+        for name in names
+    }
+    summary["iterations_to_fraction"] = {
+        "fraction": config.fraction,
+        "best_init": names[best_index],
+        "best_final_objective": float(final[best_index].mean()),
+        "target": target,
+        "rule": (
+            f"first evaluated iteration (every {config.evaluate_every}) whose fixed-batch "
+            f"{config.metric} is >= {config.fraction:g} x the best init's seed-mean final value"
+        ),
+        "by_init": {name: _summarize_reached(reach[by_init[name]]) for name in names},
+    }
+    for key in ("grad_norm", "recurrent_grad_norm"):
+        summary[f"early_{key}"] = {
+            name: summarize_over_seeds(np.nanmean(raw[key][by_init[name], :, :early], axis=-1))
+            for name in names
+        }
+    points = config.measurement_iterations
+    summary["jacobian_products"] = {
+        measure: {
+            name: {
+                f"iteration_{iteration}": summarize_over_seeds(
+                    raw["jacobian"][measure][by_init[name], :, index]
+                )
+                for index, iteration in enumerate(points)
+            }
+            for name in names
+        }
+        for measure in JACOBIAN_MEASURES
+    }
+    summary["jacobian_full_window_over_training"] = {
+        measure: {
+            name: summarize_over_seeds(raw["jacobian"][measure][by_init[name], :, :, -1])
+            for name in names
+        }
+        for measure in JACOBIAN_MEASURES
+    }
+    summary["recurrent_matrix_over_training"] = {
+        measure: {
+            name: summarize_over_seeds(raw["recurrent_matrix"][measure][by_init[name]])
+            for name in names
+        }
+        for measure in JACOBIAN_MEASURES
+    }
+    summary["run_seconds"] = {name: raw["run_seconds"][by_init[name]] for name in names}
+    summary["claims"] = evaluate_synapse_claims(config, raw, reach)
+    return summary
+
+
+def _find_init(config: SynapseDegeneracyConfig, kind: str, fold_k: int, scaled: bool) -> str | None:
+    for name in config.init_names:
+        if name == CELL_DEFAULT_INIT:
+            continue
+        spec = parse_init_spec(name)
+        if spec.kind == kind and spec.fold_k == fold_k and (spec.gain < 1.0) == scaled:
+            if scaled or spec.gain == 1.0:
+                return name
+    return None
+
+
+def _not_evaluated(statement: str, missing: str) -> dict[str, Any]:
+    return {"statement": statement, "verdict": "not evaluated", "reason": f"needs {missing}"}
+
+
+def _verdict(flag: bool) -> str:
+    return "confirmed" if flag else "not confirmed"
+
+
+def evaluate_synapse_claims(
+    config: SynapseDegeneracyConfig, raw: dict[str, Any], reach: np.ndarray
+) -> list[dict[str, Any]]:
+    """Judge the post's claims for the synapse over seeds; each with statement, rule, verdict."""
+    names = list(config.init_names)
+    fold0 = _find_init(config, "gaussian", 0, scaled=False)
+    fold1 = _find_init(config, "gaussian", 1, scaled=False)
+    orthogonal = _find_init(config, "orthogonal", 0, scaled=False)
+    scaled = _find_init(config, "orthogonal", 0, scaled=True)
+    final_per_run = final_objectives(config, raw["evaluation"])
+    final = {name: final_per_run[names.index(name)] for name in names}
+    early = early_iterations(config)
+    early_recurrent = {
+        name: np.nanmean(raw["recurrent_grad_norm"][names.index(name), :, :early], axis=-1)
+        for name in names
+    }
+    early_total = {
+        name: np.nanmean(raw["grad_norm"][names.index(name), :, :early], axis=-1) for name in names
+    }
+    # Seed-mean RMS singular value of P_L at initialization, over window lengths L.
+    initial_gain = {
+        name: raw["jacobian"]["rms_singular_value"][names.index(name), :, 0].mean(axis=0)
+        for name in names
+    }
+    initial_window_gain = {
+        name: raw["jacobian"]["rms_singular_value"][names.index(name), :, 0, -1] for name in names
+    }
+    initial_rank = {
+        name: raw["jacobian"]["effective_rank"][names.index(name), :, 0, -1] for name in names
+    }
+    # A run that never reaches the target counts as reaching it one evaluation after the end.
+    censored = np.where(np.isfinite(reach), reach, config.iterations + config.evaluate_every)
+    speed = {name: censored[names.index(name)] for name in names}
+    threshold = f"{SIGNIFICANCE_STANDARD_ERRORS:g} s.e. of the paired difference over seeds"
+    horizon = config.horizon
+    claims: list[dict[str, Any]] = []
+
+    statement = (
+        "at initialization the window Jacobian products of Fold 0 and Fold 1 are degenerate "
+        "(the mechanism the post proposes)"
+    )
+    present = [name for name in (fold0, fold1) if name is not None]
+    if orthogonal is None or not present:
+        claims.append(_not_evaluated(statement, "orthogonal and fold0 or fold1"))
+    else:
+        claims.append(
+            {
+                "statement": statement,
+                "rule": (
+                    f"effective rank of P_{horizon} (stream mean) below orthogonal's by > "
+                    f"{threshold}, for each of Fold 0 / Fold 1 that was run"
+                ),
+                "effective_rank_orthogonal_minus_init": {
+                    name: paired_difference(initial_rank[orthogonal], initial_rank[name])
+                    for name in present
+                },
+                "verdict": _verdict(
+                    all(
+                        significantly_greater(initial_rank[orthogonal], initial_rank[name])
+                        for name in present
+                    )
+                ),
+            }
+        )
+
+    statement = (
+        "Fold 0 meta-trains to a worse objective than orthogonal although its gradients are not "
+        "smaller than orthogonal's"
+    )
+    if fold0 is None or orthogonal is None:
+        claims.append(_not_evaluated(statement, "fold0 and orthogonal"))
+    else:
+        worse = significantly_greater(final[orthogonal], final[fold0])
+        smaller_jacobian = significantly_greater(
+            initial_window_gain[orthogonal], initial_window_gain[fold0]
+        )
+        smaller_gradient = significantly_greater(
+            early_recurrent[orthogonal], early_recurrent[fold0]
+        )
+        claims.append(
+            {
+                "statement": statement,
+                "rule": (
+                    f"final objective below orthogonal's by > {threshold}; neither the initial "
+                    f"RMS singular value of P_{horizon} nor the recurrent-matrix meta-gradient "
+                    f"norm over the first {early} iterations below orthogonal's by > {threshold}"
+                ),
+                "final_objective_orthogonal_minus_fold0": paired_difference(
+                    final[orthogonal], final[fold0]
+                ),
+                "initial_window_gain_orthogonal_minus_fold0": paired_difference(
+                    initial_window_gain[orthogonal], initial_window_gain[fold0]
+                ),
+                "early_recurrent_grad_norm_orthogonal_minus_fold0": paired_difference(
+                    early_recurrent[orthogonal], early_recurrent[fold0]
+                ),
+                # Context, not in the rule: through the tanh every init's products shrink with L.
+                "initial_jacobian_gain_spread_over_window": {
+                    name: float(initial_gain[name].max() / initial_gain[name].min())
+                    for name in (fold0, orthogonal)
+                },
+                "verdict": _verdict(worse and not smaller_jacobian and not smaller_gradient),
+            }
+        )
+
+    statement = "Fold 1 has larger gradient norms than Fold 0, yet trains worse"
+    if fold0 is None or fold1 is None:
+        claims.append(_not_evaluated(statement, "fold0 and fold1"))
+    else:
+        larger = significantly_greater(early_recurrent[fold1], early_recurrent[fold0])
+        worse = significantly_greater(final[fold0], final[fold1])
+        claims.append(
+            {
+                "statement": statement,
+                "rule": (
+                    f"recurrent-matrix meta-gradient norm, mean over the first {early} "
+                    f"iterations, above Fold 0's by > {threshold}; final objective below Fold "
+                    f"0's by > {threshold}"
+                ),
+                "early_recurrent_grad_norm_fold1_minus_fold0": paired_difference(
+                    early_recurrent[fold1], early_recurrent[fold0]
+                ),
+                "early_total_grad_norm_fold1_minus_fold0": paired_difference(
+                    early_total[fold1], early_total[fold0]
+                ),
+                "final_objective_fold0_minus_fold1": paired_difference(final[fold0], final[fold1]),
+                "verdict": _verdict(larger and worse),
+            }
+        )
+
+    statement = "degenerate inits (Fold 0, Fold 1) train more slowly than orthogonal"
+    present = [name for name in (fold0, fold1) if name is not None]
+    if orthogonal is None or not present:
+        claims.append(_not_evaluated(statement, "orthogonal and fold0 or fold1"))
+    else:
+        claims.append(
+            {
+                "statement": statement,
+                "rule": (
+                    f"iterations to reach {config.fraction:g} x the best final objective above "
+                    f"orthogonal's by > {threshold}, for each of Fold 0 / Fold 1 that was run "
+                    f"(a run that never reaches it counts as {config.iterations} + "
+                    f"{config.evaluate_every})"
+                ),
+                "iterations_init_minus_orthogonal": {
+                    name: paired_difference(speed[name], speed[orthogonal]) for name in present
+                },
+                "verdict": _verdict(
+                    all(significantly_greater(speed[name], speed[orthogonal]) for name in present)
+                ),
+            }
+        )
+
+    statement = "orthogonal initialization trains best (among the post's initializations)"
+    others = [name for name in names if name not in (orthogonal, CELL_DEFAULT_INIT)]
+    if orthogonal is None or not others:
+        claims.append(_not_evaluated(statement, "orthogonal and another of the post's inits"))
+    else:
+        entry = {
+            "statement": statement,
+            "rule": f"final orthogonal objective above every other init's by > {threshold} "
+            "(the cell's default init is a reference, not part of the rule)",
+            "final_objective_orthogonal_minus_other": {
+                name: paired_difference(final[orthogonal], final[name]) for name in others
+            },
+            "verdict": _verdict(
+                all(significantly_greater(final[orthogonal], final[name]) for name in others)
+            ),
+        }
+        if CELL_DEFAULT_INIT in names:
+            entry["final_objective_orthogonal_minus_cell_default"] = paired_difference(
+                final[orthogonal], final[CELL_DEFAULT_INIT]
+            )
+        claims.append(entry)
+
+    statement = (
+        "orthogonal x g (g < 1) has smaller (vanishing) gradients yet still trains well under Adam"
+    )
+    if scaled is None or orthogonal is None:
+        claims.append(_not_evaluated(statement, "orthogonal-x<g<1> and orthogonal"))
+    else:
+        gain = parse_init_spec(scaled).gain
+        smaller = significantly_greater(
+            initial_window_gain[orthogonal], initial_window_gain[scaled]
+        )
+        # The post: "without much effect on the training performance" (against orthogonal). An
+        # equivalence bound, so that few or noisy seeds cannot confirm it by default.
+        loss = paired_difference(final[orthogonal], final[scaled])
+        allowed = EQUIVALENCE_FRACTION * float(np.mean(final[orthogonal]))
+        trains_well = loss["mean"] + SIGNIFICANCE_STANDARD_ERRORS * loss["standard_error"] < allowed
+        claims.append(
+            {
+                "statement": statement,
+                "init": scaled,
+                "rule": (
+                    f"initial RMS singular value of P_{horizon} below orthogonal's by > "
+                    f"{threshold}; final objective of orthogonal minus that of {scaled}, plus "
+                    f"{SIGNIFICANCE_STANDARD_ERRORS:g} s.e., below {EQUIVALENCE_FRACTION:g} x "
+                    f"orthogonal's final objective (at most a small loss against orthogonal)"
+                ),
+                "initial_window_gain_ratio_to_orthogonal": float(
+                    initial_window_gain[scaled].mean() / initial_window_gain[orthogonal].mean()
+                ),
+                "linear_prediction_gain_power": gain**horizon,
+                "early_recurrent_grad_norm_ratio_to_orthogonal": float(
+                    early_recurrent[scaled].mean() / early_recurrent[orthogonal].mean()
+                ),
+                "early_recurrent_grad_norm_orthogonal_minus_scaled": paired_difference(
+                    early_recurrent[orthogonal], early_recurrent[scaled]
+                ),
+                "final_objective_orthogonal_minus_scaled": loss,
+                "allowed_loss": allowed,
+                "verdict": _verdict(smaller and trains_well),
+            }
+        )
+        if fold0 is not None:  # the deep-linear comparison, reported only
+            claims[-1]["final_objective_scaled_minus_fold0"] = paired_difference(
+                final[scaled], final[fold0]
+            )
+    return claims
+
+
+def write_synapse_outputs(
+    config: SynapseDegeneracyConfig, raw: dict[str, Any], out_dir: Path, **extra: Any
+) -> dict[str, Any]:
+    """Write config.json, results.json, figures and TensorBoard logs; return the summary."""
+    out_dir = prepare_output_dir(out_dir)
+    save_resolved_config(out_dir, config, experiment="synapse")
+    summary = summarize_synapse(config, raw)
+    summary.update(extra)
+    summary["figures"] = [path.name for path in plot_synapse(config, summary, out_dir)]
+    write_json_atomic(out_dir / RESULTS_FILENAME, summary, indent=None)
+    log_synapse_tensorboard(config, summary, out_dir)
+    return summary

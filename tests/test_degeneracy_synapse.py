@@ -1,0 +1,189 @@
+"""Tests of the synapse degeneracy experiment: Jacobian products, paired inits, CLI, bad input."""
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from learnsyn.cells import make_cell
+from learnsyn.degeneracy.cli import main
+from learnsyn.degeneracy.initialization import fold_matrix
+from learnsyn.degeneracy.recurrent_jacobians import (
+    spectrum_measures,
+    step_with_jacobian,
+    tanh_rnn_jacobian,
+    window_jacobian_products,
+)
+from learnsyn.degeneracy.synapse import (
+    SynapseDegeneracyConfig,
+    train_config,
+    train_synapse_degeneracy,
+)
+from learnsyn.degeneracy.synapse_report import iterations_to_fraction
+from learnsyn.scenario import make_scenario
+from learnsyn.training import build_model
+
+
+def test_tanh_rnn_jacobian_matches_a_hand_computation():
+    recurrent = torch.tensor([[0.5, -1.0], [2.0, 0.25]])
+    next_state = torch.tensor([[0.5, 0.0]])
+    # diag(1 - h^2) W with 1 - h^2 = (0.75, 1)
+    expected = torch.tensor([[[0.375, -0.75], [2.0, 0.25]]])
+    assert torch.allclose(tanh_rnn_jacobian(recurrent, next_state), expected)
+
+
+def test_orthogonal_rnn_at_zero_state_has_isometric_window_products():
+    # With no input drive and no bias the state stays at h = 0, so every J_t = W and
+    # P_L = W^L is orthogonal: all singular values 1, effective rank = participation ratio = n.
+    size = 8
+    model = make_cell("rnn", size, init="orthogonal", seed=1)
+    with torch.no_grad():
+        model.U.zero_()
+        model.bias.zero_()
+    config = train_config(SynapseDegeneracyConfig.quick(hidden_size=size, horizon=6), "fold0", 0)
+    products = window_jacobian_products(
+        model, make_scenario("ideal"), config, 3, (1, 3, 6), torch.Generator().manual_seed(0)
+    )
+    weight = model.W.detach().double()
+    for length, product in products.items():
+        assert torch.allclose(product, torch.linalg.matrix_power(weight, length).expand(3, -1, -1))
+        measures = spectrum_measures(product, threshold=0.1)
+        assert torch.allclose(measures["rms_singular_value"], torch.ones(3, dtype=torch.float64))
+        assert torch.allclose(measures["effective_rank"], torch.full((3,), float(size)).double())
+        assert torch.allclose(measures["participation_ratio"], torch.full((3,), 8.0).double())
+        assert torch.all(measures["fraction_below_threshold"] == 0)
+
+
+def test_scaled_orthogonal_products_shrink_as_gain_to_the_power_l():
+    model = make_cell("rnn", 4, init="orthogonal-x0.8", seed=2)
+    with torch.no_grad():
+        model.U.zero_()
+        model.bias.zero_()
+    config = train_config(SynapseDegeneracyConfig.quick(hidden_size=4, horizon=10), "fold0", 0)
+    products = window_jacobian_products(
+        model, make_scenario("ideal"), config, 2, (10,), torch.Generator().manual_seed(0)
+    )
+    rms = spectrum_measures(products[10], threshold=0.1)["rms_singular_value"]
+    assert torch.allclose(rms, torch.full((2,), 0.8**10, dtype=torch.float64), rtol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+def test_step_jacobian_matches_autograd_per_synapse(cell):
+    torch.manual_seed(0)
+    model = make_cell(cell, 6, init="fold0", seed=3)
+    state = torch.randn(3, 6) * 0.5
+    events = torch.tensor([1.0, -1.0, 1.0])
+    scenario = make_scenario("ideal")
+    next_state, jacobian = step_with_jacobian(model, scenario, state, events, None, None)
+    for synapse in range(3):
+
+        def one_step(hidden, synapse=synapse):
+            return model.step(hidden.unsqueeze(0), events[synapse : synapse + 1])[0]
+
+        expected = torch.autograd.functional.jacobian(one_step, state[synapse])
+        assert torch.allclose(jacobian[synapse], expected, atol=1e-6)
+    assert torch.allclose(next_state, model.step(state, events))
+
+
+def test_inits_share_their_seed_draws():
+    config = SynapseDegeneracyConfig.quick()
+    fold0 = build_model(train_config(config, "fold0", 1)).W.detach()
+    fold1 = build_model(train_config(config, "fold1", 1)).W.detach()
+    orthogonal = build_model(train_config(config, "orthogonal", 1)).W.detach()
+    scaled = build_model(train_config(config, "orthogonal-x0.8", 1)).W.detach()
+    assert torch.equal(fold1, fold_matrix(fold0, 1, "rows"))
+    assert torch.allclose(scaled, 0.8 * orthogonal)
+    other_seed = build_model(train_config(config, "fold0", 2)).W.detach()
+    assert not torch.equal(fold0, other_seed)
+
+
+def test_iterations_to_fraction_reports_runs_that_never_reach_it():
+    evaluation = np.array(
+        [[[1.0, 5.0, 10.0], [1.0, 9.0, 10.0]], [[1.0, 2.0, 4.0], [1.0, 9.5, 6.0]]]
+    )  # (inits, seeds, points)
+    final = evaluation[..., -1]
+    target, best, reach = iterations_to_fraction(evaluation, [0, 10, 20], final, 0.9)
+    assert best == 0 and target == pytest.approx(9.0)
+    assert reach[0].tolist() == [20.0, 10.0]
+    assert math.isnan(reach[1, 0]) and reach[1, 1] == 10.0
+
+
+def test_gru_cell_runs_and_records_every_series():
+    config = SynapseDegeneracyConfig.quick(
+        cell="gru", inits=("orthogonal", "default"), seeds=1, iterations=2, horizon=4, batch=8
+    )
+    raw = train_synapse_degeneracy(dataclasses.replace(config, show_progress=False))
+    assert raw["objective"].shape == (2, 1, 2)
+    assert np.all(np.isfinite(raw["recurrent_grad_norm"]))
+    points, lengths = len(config.measurement_iterations), len(config.resolved_window_lengths)
+    assert raw["jacobian"]["effective_rank"].shape == (2, 1, points, lengths)
+
+
+def test_synapse_quick_writes_figures_json_tensorboard_and_config(tmp_path, capsys):
+    out_dir = tmp_path / "synapse"
+    code = main(["synapse", "--quick", "--seed", "3", "--out", str(out_dir), "--no-progress"])
+    assert code == 0
+    config = json.loads((out_dir / "config.json").read_text())
+    assert config["experiment"] == "synapse"
+    assert config["config"]["seed"] == 3 and config["config"]["threads"] == 1
+    assert config["config"]["inits"] == [
+        "fold0",
+        "fold1",
+        "orthogonal",
+        "orthogonal-x0.8",
+        "default",
+    ]
+    results = json.loads((out_dir / "results.json").read_text())
+    assert len(results["figures"]) == 5
+    for figure in results["figures"]:
+        assert (out_dir / figure).read_bytes().startswith(b"\x89PNG")
+    assert results["fold_axis"] == "rows" and results["hidden_size"] == 16
+    assert len(results["evaluation"]["fold0"]["per_seed"]) == 3
+    assert set(results["iterations_to_fraction"]["by_init"]) == set(results["inits"])
+    assert all(claim["verdict"] for claim in results["claims"])
+    accumulator = EventAccumulator(str(out_dir / "tensorboard"))
+    accumulator.Reload()
+    events = accumulator.Scalars("evaluation/fold0")
+    assert events[0].step == 0
+    assert events[0].value == pytest.approx(results["evaluation"]["fold0"]["mean"][0], rel=1e-5)
+    assert (
+        "jacobian_products/effective_rank/iteration_0/orthogonal" in accumulator.Tags()["scalars"]
+    )
+    assert "claim:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--inits", "he"], "error: unknown init 'he'; allowed: fold<k>"),
+        (
+            ["--inits", "fold0", "fold5"],
+            "error: init 'fold5' (hidden size 16): fold k=5 needs a width divisible by 2^5=32",
+        ),
+        (["--hidden-size", "1"], "error: hidden size must be an integer >= 2, got 1"),
+        (["--seeds", "0"], "error: seeds must be an integer >= 1, got 0"),
+        (["--inits", "fold0", "gaussian"], "error: inits must be distinct"),
+        (["--gain", "0.9", "--inits", "fold0"], "error: --gain sets the scaled orthogonal init"),
+        (["--task", "nope"], "error: unknown scenario 'nope'"),
+        (["--window-lengths", "0"], "error: window length 0 is not allowed"),
+        (["--iterations", "0"], "error: iterations must be an integer >= 1, got 0"),
+        (["--horizon", "0"], "error: horizon must be an integer >= 1, got 0"),
+    ],
+)
+def test_bad_input_prints_one_line_error_and_exits_2(tmp_path, capsys, arguments, message):
+    out_dir = tmp_path / "never"
+    code = main(["synapse", "--quick", "--out", str(out_dir), *arguments])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err.startswith(message)
+    assert captured.err.count("\n") == 1
+    assert not out_dir.exists()
+
+
+def test_chain_cell_is_refused_with_one_line():
+    with pytest.raises(ValueError, match="allowed: rnn, gru"):
+        SynapseDegeneracyConfig.quick(cell="chain").validate()
