@@ -21,15 +21,12 @@ import numpy as np
 from learnsyn.degeneracy.deep_linear import DeepLinearConfig
 from learnsyn.degeneracy.measures import MEASURE_NAMES
 from learnsyn.degeneracy.outputs import (
-    RESULTS_FILENAME,
     log_series,
     new_figure,
     open_tensorboard_writer,
     plot_mean_with_error,
-    prepare_output_dir,
     save_figure,
-    save_resolved_config,
-    write_json_atomic,
+    write_experiment_outputs,
 )
 from learnsyn.degeneracy.seed_statistics import (
     SIGNIFICANCE_STANDARD_ERRORS,
@@ -414,11 +411,12 @@ def write_deep_linear_outputs(
     config: DeepLinearConfig, raw: dict[str, Any], out_dir: Path, **extra: Any
 ) -> dict[str, Any]:
     """Write config.json, results.json, figures and TensorBoard logs; return the summary."""
-    out_dir = prepare_output_dir(out_dir)
-    save_resolved_config(out_dir, config, experiment="deep-linear")
-    summary = summarize_deep_linear(config, raw)
-    summary.update(extra)
-    summary["figures"] = [path.name for path in plot_deep_linear(config, summary, out_dir)]
-    write_json_atomic(out_dir / RESULTS_FILENAME, summary, indent=None)
-    log_deep_linear_tensorboard(config, summary, out_dir)
-    return summary
+    return write_experiment_outputs(
+        config,
+        "deep-linear",
+        out_dir,
+        summarize=lambda: summarize_deep_linear(config, raw),
+        plot=lambda summary, out: plot_deep_linear(config, summary, out),
+        log_tensorboard=lambda summary, out: log_deep_linear_tensorboard(config, summary, out),
+        extra=extra,
+    )

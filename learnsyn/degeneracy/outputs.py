@@ -45,6 +45,30 @@ def prepare_output_dir(out_dir: str | os.PathLike[str]) -> Path:
     return path
 
 
+def write_experiment_outputs(
+    config: Any,
+    experiment: str,
+    out_dir: str | os.PathLike[str],
+    summarize,
+    plot,
+    log_tensorboard,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """The one output path of every experiment: resolved config.json, the summary (every plotted
+    number) as results.json, the figures, the TensorBoard logs; returns the summary.
+
+    ``summarize()`` builds the summary, ``plot(summary, out_dir)`` returns the figure paths,
+    ``log_tensorboard(summary, out_dir)`` writes the events."""
+    out_dir = prepare_output_dir(out_dir)
+    save_resolved_config(out_dir, config, experiment=experiment)
+    summary = summarize()
+    summary.update(extra)
+    summary["figures"] = [path.name for path in plot(summary, out_dir)]
+    write_json_atomic(out_dir / RESULTS_FILENAME, summary, indent=None)
+    log_tensorboard(summary, out_dir)
+    return summary
+
+
 def to_jsonable(value: Any) -> Any:
     """Recursively convert tensors, arrays, numpy scalars, dataclasses and paths for ``json``.
 

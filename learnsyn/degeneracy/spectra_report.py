@@ -18,15 +18,12 @@ import numpy as np
 
 from learnsyn.degeneracy.initialization import parse_init_spec
 from learnsyn.degeneracy.outputs import (
-    RESULTS_FILENAME,
     log_series,
     new_figure,
     open_tensorboard_writer,
     plot_mean_with_error,
-    prepare_output_dir,
     save_figure,
-    save_resolved_config,
-    write_json_atomic,
+    write_experiment_outputs,
 )
 from learnsyn.degeneracy.seed_statistics import summarize_over_seeds
 from learnsyn.degeneracy.spectra import SpectraConfig
@@ -325,11 +322,12 @@ def write_spectra_outputs(
     config: SpectraConfig, raw: dict[str, Any], out_dir: Path, **extra: Any
 ) -> dict[str, Any]:
     """Write config.json, results.json, figures and TensorBoard logs; return the summary."""
-    out_dir = prepare_output_dir(out_dir)
-    save_resolved_config(out_dir, config, experiment="spectra")
-    summary = summarize_spectra(config, raw)
-    summary.update(extra)
-    summary["figures"] = [path.name for path in plot_spectra(config, summary, out_dir)]
-    write_json_atomic(out_dir / RESULTS_FILENAME, summary, indent=None)
-    log_spectra_tensorboard(summary, raw, out_dir)
-    return summary
+    return write_experiment_outputs(
+        config,
+        "spectra",
+        out_dir,
+        summarize=lambda: summarize_spectra(config, raw),
+        plot=lambda summary, out: plot_spectra(config, summary, out),
+        log_tensorboard=lambda summary, out: log_spectra_tensorboard(summary, raw, out),
+        extra=extra,
+    )

@@ -19,10 +19,7 @@ import numpy as np
 
 from learnsyn.degeneracy.initialization import parse_init_spec
 from learnsyn.degeneracy.outputs import (
-    RESULTS_FILENAME,
-    prepare_output_dir,
-    save_resolved_config,
-    write_json_atomic,
+    write_experiment_outputs,
 )
 from learnsyn.degeneracy.recurrent_jacobians import JACOBIAN_MEASURES
 from learnsyn.degeneracy.seed_statistics import (
@@ -448,11 +445,12 @@ def write_synapse_outputs(
     config: SynapseDegeneracyConfig, raw: dict[str, Any], out_dir: Path, **extra: Any
 ) -> dict[str, Any]:
     """Write config.json, results.json, figures and TensorBoard logs; return the summary."""
-    out_dir = prepare_output_dir(out_dir)
-    save_resolved_config(out_dir, config, experiment="synapse")
-    summary = summarize_synapse(config, raw)
-    summary.update(extra)
-    summary["figures"] = [path.name for path in plot_synapse(config, summary, out_dir)]
-    write_json_atomic(out_dir / RESULTS_FILENAME, summary, indent=None)
-    log_synapse_tensorboard(config, summary, out_dir)
-    return summary
+    return write_experiment_outputs(
+        config,
+        "synapse",
+        out_dir,
+        summarize=lambda: summarize_synapse(config, raw),
+        plot=lambda summary, out: plot_synapse(config, summary, out),
+        log_tensorboard=lambda summary, out: log_synapse_tensorboard(config, summary, out),
+        extra=extra,
+    )
