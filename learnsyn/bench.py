@@ -102,6 +102,18 @@ def print_report(results: dict, out=None) -> None:
             f"({r['pairs']} pairs, {r['steps']} steps, {r['device']})",
             file=out,
         )
+    rollout = results.get("rollout")
+    if rollout:
+        from learnsyn.rollout_bench import describe_entry
+
+        print(
+            f"  meta-training rollout ({rollout['device_name']}, {rollout['threads']} thread(s), "
+            f"burn-in {rollout['burn_in']}, kernels: {', '.join(rollout['kernels'])}; "
+            f"agreement tolerance {rollout['tolerance']}):",
+            file=out,
+        )
+        for entry in rollout["entries"]:
+            print(f"    {describe_entry(entry)}", file=out)
 
 
 def main(argv: list[str] | None = None) -> int:

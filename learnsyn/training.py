@@ -31,6 +31,7 @@ from learnsyn.metrics import (
     smooth_objective,
 )
 from learnsyn.montecarlo import simulate_pairs
+from learnsyn.rollout import fast_simulate_pairs
 from learnsyn.scenario import Scenario, make_scenario
 
 TRAIN_METRICS = ("area", "lifetime", "log_area")
@@ -67,6 +68,7 @@ class TrainConfig:
     device: str = "auto"
     checkpoint_every: int = 50
     validate_every: int = 25  # model selection on a fixed validation batch
+    rollout: str = "fast"  # "fast": learnsyn.rollout (falls back by itself), "reference"
     log_every: int = 10
     figure_every: int = 100
     eval_batch: int = 4096
@@ -113,6 +115,8 @@ class TrainConfig:
                 raise ValueError(f"{name} = {value} is not allowed: need a number > 0")
         if self.burn_in is not None and self.burn_in < 0:
             raise ValueError(f"burn-in = {self.burn_in} is not allowed: need >= 0")
+        if self.rollout not in ("fast", "reference"):
+            raise ValueError(f"rollout {self.rollout!r} is not allowed: expected fast or reference")
         if not (math.isfinite(self.noise_margin) and self.noise_margin >= 0):
             raise ValueError(f"noise margin = {self.noise_margin} is not allowed: need >= 0")
         if self.grad_clip <= 0:
@@ -177,14 +181,20 @@ def meta_objective(
     iteration: int,
     device: torch.device,
     grad: bool = True,
+    simulate=None,
 ) -> ObjectiveResult:
-    """Simulate one batch and return the smooth objective (with gradient) and the curve."""
+    """Simulate one batch and return the smooth objective (with gradient) and the curve.
+
+    ``simulate``: the rollout (default: the fast path of ``learnsyn.rollout``, which hands
+    what it does not cover to the reference loop ``montecarlo.simulate_pairs``)."""
+    if simulate is None:
+        simulate = simulate_pairs if config.rollout == "reference" else fast_simulate_pairs
     generator = iteration_generator(config.seed, iteration, device)
     ages = torch.arange(config.horizon, device=device, dtype=torch.float32)
     combined, loo_combined = 0.0, 0.0
     burn_in = config.resolved_burn_in()
     for kind in scenario.tracked_kinds():
-        moments = simulate_pairs(
+        moments = simulate(
             model,
             scenario,
             kind,

@@ -1,0 +1,243 @@
+"""One short script for a borrowed GPU: agreement and speed of every CUDA rollout path.
+
+``python -m learnsyn.gpu_checks --out DIR`` (from an installed package or a source checkout)
+prints the device, torch, CUDA and Triton versions, checks each CUDA path's objective and
+gradients against the reference simulator, times the reference, the eager kernel and the Triton
+kernel forward and forward plus backward at a few sizes up to a batch that fills the GPU, and
+writes everything to ``DIR/gpu_checks.json`` (after every measurement, so a run cut short still
+leaves its figures). Every variant runs in its own ``try``: an error is recorded and the script
+goes on. Sizes stop early when ``--budget`` seconds have passed (default 200).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+
+def _ensure_tasks_importable() -> None:
+    """A source checkout that is not installed has ``tasks/`` at the top, not ``learnsyn.tasks``
+    (pyproject maps it at install time): register it under that name."""
+    try:
+        import learnsyn.tasks  # noqa: F401
+    except ImportError:
+        root = Path(__file__).resolve().parent.parent / "tasks"
+        spec = importlib.util.spec_from_file_location(
+            "learnsyn.tasks", root / "__init__.py", submodule_search_locations=[str(root)]
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["learnsyn.tasks"] = module
+        spec.loader.exec_module(module)
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def environment() -> dict:
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda_runtime": torch.version.cuda,
+        "cuda_available": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        info["device_name"] = torch.cuda.get_device_name(0)
+        properties = torch.cuda.get_device_properties(0)
+        info["multiprocessors"] = properties.multi_processor_count
+        info["memory_bytes"] = properties.total_memory
+    try:
+        import triton
+
+        info["triton"] = triton.__version__
+    except ImportError as error:
+        info["triton"] = f"not importable: {error}"
+    return info
+
+
+class Recorder:
+    """Collects results and rewrites the JSON file after each one."""
+
+    def __init__(self, out: Path, budget: float):
+        self.path = out / "gpu_checks.json"
+        self.started = time.perf_counter()
+        self.budget = budget
+        self.data: dict = {"environment": environment(), "agreement": [], "timing": []}
+        self.save()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def over_budget(self) -> bool:
+        return self.elapsed() > self.budget
+
+    def add(self, section: str, entry: dict) -> None:
+        entry["elapsed_seconds"] = round(self.elapsed(), 1)
+        self.data[section].append(entry)
+        self.save()
+        say(f"[{entry['elapsed_seconds']:6.1f}s] {section}: {json.dumps(entry)}")
+
+    def save(self) -> None:
+        self.path.write_text(json.dumps(self.data, indent=1))
+
+
+def _simulators():
+    from learnsyn.montecarlo import simulate_pairs
+    from learnsyn.rollout import fast_simulate_pairs
+
+    def with_kernel(kernel):
+        return lambda *a, **k: fast_simulate_pairs(*a, kernel=kernel, **k)
+
+    return {
+        "reference": simulate_pairs,
+        "eager": with_kernel("eager"),
+        "triton": with_kernel("triton"),
+    }
+
+
+def check_agreement(record: Recorder, device: torch.device) -> None:
+    """Objective and gradients of each CUDA path against the reference, small sizes."""
+    from learnsyn.cells import make_cell
+    from learnsyn.rollout_bench import _agreement, _run
+    from learnsyn.scenario import make_scenario
+
+    simulators = _simulators()
+    cases = [(cell, task, 1024, 200) for cell in ("gru", "rnn") for task in ("ideal", "importance")]
+    cases += [(cell, "ideal", 4096, 2000) for cell in ("gru", "rnn")]
+    for cell, task, pairs, horizon in cases:
+        scenario = make_scenario(task)
+        model = make_cell(cell, 8, timescale=horizon).to(device)
+        size = dict(cell=cell, state=8, pairs=pairs, horizon=horizon)
+        try:
+            reference = _run(simulators["reference"], model, scenario, size, device, True)
+        except Exception as error:  # noqa: BLE001
+            record.add("agreement", dict(cell=cell, task=task, error=repr(error)))
+            continue
+        for path in ("eager", "triton"):
+            entry = dict(cell=cell, task=task, path=path, pairs=pairs, horizon=horizon, state=8)
+            try:
+                fast = _run(simulators[path], model, scenario, size, device, True)
+                entry.update(_agreement(reference, fast))
+            except Exception as error:  # noqa: BLE001
+                entry["error"] = repr(error)
+                entry["trace"] = traceback.format_exc()[-1500:]
+            record.add("agreement", entry)
+
+
+def time_path(record: Recorder, device, path: str, cell: str, state: int, pairs: int, horizon):
+    """Compile/warm-up once, then two timed repeats each of forward and forward plus backward."""
+    from learnsyn.cells import make_cell
+    from learnsyn.rollout_bench import _run, _timed
+    from learnsyn.scenario import make_scenario
+
+    simulate = _simulators()[path]
+    scenario = make_scenario("ideal")
+    model = make_cell(cell, state, timescale=horizon).to(device)
+    size = dict(cell=cell, state=state, pairs=pairs, horizon=horizon)
+    entry = dict(path=path, cell=cell, state_size=state, pairs=pairs, horizon=horizon)
+    steps = 2 * pairs * horizon
+    try:
+        entry["warmup_seconds"] = _timed(
+            lambda: _run(simulate, model, scenario, size, device, True), device
+        )
+        torch.cuda.reset_peak_memory_stats(device)
+        forward = [
+            _timed(lambda: _run(simulate, model, scenario, size, device, False), device)
+            for _ in range(2)
+        ]
+        both = [
+            _timed(lambda: _run(simulate, model, scenario, size, device, True), device)
+            for _ in range(2)
+        ]
+        entry["fwd_steps_per_second"] = steps / min(forward)
+        entry["fwd_bwd_steps_per_second"] = steps / min(both)
+        entry["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device)
+    except Exception as error:  # noqa: BLE001 - record it and go on
+        entry["error"] = repr(error)
+        entry["trace"] = traceback.format_exc()[-1500:]
+    finally:
+        torch.cuda.empty_cache()
+    record.add("timing", entry)
+    return entry
+
+
+def run_timings(record: Recorder, device: torch.device, quick: bool) -> None:
+    # the headline first (a batch that fills the GPU), then the comparisons, then the rest
+    plan = [
+        ("triton", "gru", 8, 2**20, 2000),
+        ("triton", "rnn", 8, 2**20, 2000),
+        ("reference", "gru", 8, 4096, 300),
+        ("reference", "rnn", 8, 4096, 300),
+        ("triton", "gru", 8, 4096, 2000),
+        ("triton", "rnn", 8, 4096, 2000),
+        ("eager", "gru", 8, 4096, 2000),
+        ("eager", "rnn", 8, 4096, 2000),
+        ("triton", "gru", 8, 2**18, 2000),
+        ("eager", "gru", 8, 2**18, 500),
+        ("triton", "gru", 32, 2**18, 2000),
+        ("triton", "rnn", 32, 2**18, 2000),
+    ]
+    if quick:
+        plan = [(p, c, s, min(b, 4096), min(h, 300)) for p, c, s, b, h in plan[:6]]
+    failed: set[tuple[str, str]] = set()
+    for path, cell, state, pairs, horizon in plan:
+        if record.over_budget():
+            say(f"time budget spent: skipping {path} {cell} m={state} B={pairs}")
+            continue
+        if (path, cell) in failed:
+            continue
+        entry = time_path(record, device, path, cell, state, pairs, horizon)
+        if "error" in entry:
+            failed.add((path, cell))
+
+
+def best_figure(record: Recorder) -> dict | None:
+    """The fastest forward-plus-backward figure at state size 8."""
+    timings = [t for t in record.data["timing"] if "fwd_bwd_steps_per_second" in t]
+    timings = [t for t in timings if t["state_size"] == 8 and t["path"] != "reference"]
+    return max(timings, key=lambda t: t["fwd_bwd_steps_per_second"], default=None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m learnsyn.gpu_checks", description=__doc__)
+    parser.add_argument("--out", default=".", help="folder for gpu_checks.json")
+    parser.add_argument("--budget", type=float, default=200.0, help="seconds for everything")
+    parser.add_argument("--quick", action="store_true", help="small sizes only")
+    parser.add_argument("--skip-agreement", action="store_true")
+    args = parser.parse_args(argv)
+    _ensure_tasks_importable()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    record = Recorder(out, args.budget)
+    say(f"environment: {json.dumps(record.data['environment'])}")
+    if not torch.cuda.is_available():
+        say("no CUDA device: nothing to check")
+        return 1
+    device = torch.device("cuda", 0)
+    torch.backends.cuda.matmul.allow_tf32 = False  # the reference in full float32
+    if not args.skip_agreement:
+        check_agreement(record, device)
+    run_timings(record, device, args.quick)
+    best = best_figure(record)
+    record.data["best_fwd_bwd_state8"] = best
+    record.save()
+    if best is not None:
+        say(
+            f"best forward+backward at state 8: {best['fwd_bwd_steps_per_second']:.3g} "
+            f"synapse-steps/s ({best['path']}, {best['cell']}, {best['pairs']} pairs, "
+            f"{record.data['environment'].get('device_name')})"
+        )
+    say(f"written: {record.path} after {record.elapsed():.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

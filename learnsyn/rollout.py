@@ -1,0 +1,404 @@
+"""Fast Monte Carlo rollouts for meta-training, with the reference simulator's exact semantics.
+
+``fast_simulate_pairs`` is a drop-in replacement for ``learnsyn.montecarlo.simulate_pairs`` for
+the learned tanh-RNN and GRU cells in scenarios without state constraints: it draws the same
+random numbers from the generator in the same order, maps them to the same events through the
+scenario, and returns the same ``PairMoments`` up to float rounding, with gradients that reach
+``model.parameters()`` the same way (only through the tracked window; the burn-in has none).
+Anything it does not cover (``supports_fast_path`` is False) is passed to the reference.
+
+Where the time goes instead (see docs/performance.md for the measurements):
+
+- random numbers of many steps are drawn in one call on the CPU (the CPU generator fills a tensor
+  sequentially, so one draw of ``steps x pairs`` numbers equals ``steps`` draws of ``pairs``); on
+  other devices each step's numbers are drawn by their own call, as the reference does;
+- events of many steps are mapped in one call when the scenario's stream has no memory (its
+  ``next_events`` hands the stream back unchanged, checked with a made-up step); scenarios
+  whose stream evolves (correlated events) are mapped step by step; where both branches of a
+  pair see the same inputs (every step after the tracked one, without memory) they are mapped
+  and stored once;
+- the recurrence runs in one of three kernels (``choose_kernel``): ``native``, a compiled C
+  loop on the CPU (``learnsyn.rollout_native``); ``triton`` on CUDA
+  (``learnsyn.rollout_triton``); ``eager``, hand-written backpropagation through time in plain
+  torch operations (``learnsyn.rollout_kernels``) for everything else (float64, no compiler).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from learnsyn import rollout_native
+from learnsyn.montecarlo import PairMoments, simulate_pairs
+from learnsyn.rollout_kernels import (
+    DEFAULT_CHUNK,
+    CellMatrices,
+    TrackedWindow,
+    compiled_matrices,
+    forward_chunk,
+    gru_matrices,
+    new_buffer,
+    rnn_matrices,
+    work_rows,
+)
+from learnsyn.rollout_native import NativeWindow
+from learnsyn.scenario import Scenario, TrackedKind
+from learnsyn.synapse import Synapse
+
+#: steps per chunk of the burn-in and of forward-only windows (bounds the temporary buffers)
+STREAM_CHUNK = 128
+
+
+def supports_fast_path(model: Synapse, scenario: Scenario) -> bool:
+    """True for the tanh-RNN and GRU cells in scenarios that do not constrain the state."""
+    from learnsyn.cells import GRUSynapse, TanhRNNSynapse
+
+    if type(model) not in (GRUSynapse, TanhRNNSynapse):
+        return False
+    kind = type(scenario)
+    return (
+        not scenario.constrains_state
+        and kind.constraint_noise is Scenario.constraint_noise
+        and kind.constrain is Scenario.constrain
+    )
+
+
+def cell_matrices(
+    model: Synapse,
+    inputs: int,
+    dtype: torch.dtype,
+    device: torch.device | str,
+    backend: str = "eager",
+) -> CellMatrices:
+    """The model's effective weights for ``inputs`` input rows (1: event; 2: event and flag):
+    in the ``u = (h + 1) / 2`` form for the eager kernel, in h for the compiled ones."""
+    if backend != "eager":
+        return compiled_matrices(model, inputs, dtype, device)
+    if model.cell == "gru":
+        return gru_matrices(model, inputs, dtype, device)
+    return rnn_matrices(model, inputs, dtype, device)
+
+
+class EventRows:
+    """Turns the generator's uniforms into input rows ``[steps, a, batch]`` (event, flag),
+    consuming exactly the numbers the reference consumes, in the same order."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        generator: torch.Generator,
+        pairs: int,
+        device: torch.device,
+        dtype: torch.dtype,
+    ):
+        self.scenario = scenario
+        self.generator = generator
+        self.pairs = pairs
+        self.device = device
+        self.dtype = dtype
+        self.per_step = scenario.uniforms_per_step
+        self.stream = scenario.new_stream(pairs, device)
+        self.memoryless: bool | None = None  # unknown until the first mapped step
+        self._twins: bool | None = None  # tracked window: are both branches' streams equal?
+
+    def draw(self, steps: int) -> torch.Tensor:
+        """Uniforms ``[steps, pairs, k]``, as ``steps`` calls of ``rand(pairs, k)`` would."""
+        shape = (self.pairs, self.per_step)
+        options = dict(generator=self.generator, device=self.device, dtype=self.dtype)
+        if self.device.type == "cpu":
+            return torch.rand(steps * shape[0], shape[1], **options).view(steps, *shape)
+        return torch.stack([torch.rand(*shape, **options) for _ in range(steps)])
+
+    def probe(self) -> None:
+        """Find out whether the stream has memory: a memoryless scenario hands the very stream
+        object back (``next_events`` draws nothing, so a made-up step costs no numbers)."""
+        if self.memoryless is None:
+            made_up = torch.full(
+                (self.stream.shape[0], self.per_step), 0.25, device=self.device, dtype=self.dtype
+            )
+            self.memoryless = self.scenario.next_events(self.stream, made_up)[2] is self.stream
+
+    def shareable(self) -> bool:
+        """True when both branches of the tracked window get the same inputs after step 0."""
+        self.probe()
+        return bool(self.memoryless) and self.twin_streams()
+
+    def fill(self, rows: torch.Tensor, branches: int, shared: bool = False) -> None:
+        """Write the next ``rows.shape[0]`` background steps; ``branches`` 2 repeats each
+        step's numbers for the second branch of every pair (the tracked window); ``shared``:
+        ``rows`` has one column per pair, the inputs of both branches (``shareable()``)."""
+        steps = rows.shape[0]
+        if steps == 0:
+            return
+        uniforms = self.draw(steps)
+        if shared:
+            self.stream, full = self.stream[: self.pairs], self.stream
+            self.fill_memoryless(rows, uniforms, 0)
+            self.stream = full
+            return
+        if self.memoryless and branches == 2 and self.twin_streams():
+            # both branches see the same numbers and the same stream: map one, write both
+            self.stream, full = self.stream[: self.pairs], self.stream
+            self.fill_memoryless(rows[..., : self.pairs], uniforms, 0)
+            rows[..., self.pairs :] = rows[..., : self.pairs]
+            self.stream = full
+            return
+        if branches == 2:
+            uniforms = uniforms.repeat(1, 2, 1)
+        for step in range(steps):
+            if self.memoryless:
+                self.fill_memoryless(rows, uniforms, step)
+                return
+            events, flags, stream = self.scenario.next_events(self.stream, uniforms[step])
+            if self.memoryless is None:
+                self.memoryless = stream is self.stream
+            self.stream = stream
+            write_inputs(rows[step], events, flags)
+
+    def fill_memoryless(self, rows: torch.Tensor, uniforms: torch.Tensor, step: int) -> None:
+        """Map steps ``step:`` in one call (the stream stays what it is)."""
+        rest, batch = rows.shape[0] - step, rows.shape[-1]
+        flat = uniforms[step:].reshape(rest * batch, self.per_step)
+        events, flags, _ = self.scenario.next_events(self.stream.repeat(rest), flat)
+        write_inputs(rows[step:], events.view(rest, batch), _view(flags, rest, batch))
+
+    def twin_streams(self) -> bool:
+        """True when the second branch's stream equals the first's (checked once)."""
+        if self._twins is None:
+            half = self.stream.shape[0] // 2
+            self._twins = half == self.pairs and torch.equal(self.stream[:half], self.stream[half:])
+        return self._twins
+
+
+def _view(flags: torch.Tensor | None, steps: int, batch: int) -> torch.Tensor | None:
+    return None if flags is None else flags.view(steps, batch)
+
+
+def write_inputs(rows: torch.Tensor, events: torch.Tensor, flags: torch.Tensor | None) -> None:
+    """``rows[..., 0, :] = events``; row 1 (when present) the flags, 0 where there are none."""
+    rows[..., 0, :] = events
+    if rows.shape[-2] > 1:
+        if flags is None:
+            rows[..., 1, :] = 0
+        else:
+            rows[..., 1, :] = flags
+    elif flags is not None and bool((flags != 0).any()):
+        raise RuntimeError("the scenario produced flags where none were expected")
+
+
+def group_sums(readouts: torch.Tensor, groups: int, per_group: int) -> torch.Tensor:
+    """``[T, 2 * pairs]`` readouts -> ``[T, G, 4]`` sums of (w+, w+^2, w-, w-^2) per group."""
+    w = readouts.view(readouts.shape[0], 2, groups, per_group)
+    first = w.sum(-1)
+    second = torch.linalg.vecdot(w, w)
+    return torch.stack([first[:, 0], second[:, 0], first[:, 1], second[:, 1]], -1)
+
+
+class GroupMoments(torch.autograd.Function):
+    """``group_sums(readouts + offset)`` with a one-operation backward (no ``[T, N]``
+    temporaries besides the saved readouts)."""
+
+    @staticmethod
+    def forward(ctx, readouts, offset, groups, per_group):
+        w = readouts.add(offset)
+        ctx.save_for_backward(w)
+        ctx.shape = (groups, per_group)
+        return group_sums(w, groups, per_group)
+
+    @staticmethod
+    def backward(ctx, grad_sums):
+        (w,) = ctx.saved_tensors
+        groups, per_group = ctx.shape
+        steps = w.shape[0]
+        grad = grad_sums.view(steps, groups, 2, 2).transpose(1, 2)  # [T, branch, G, moment]
+        linear, square = grad[..., 0:1], grad[..., 1:2]
+        view = w.view(steps, 2, groups, per_group)
+        grad_w = torch.empty_like(w)
+        torch.addcmul(linear, view, square, value=2.0, out=grad_w.view(view.shape))
+        sums = view.sum(-1, keepdim=True)
+        grad_offset = (linear * per_group + 2.0 * square * sums).sum()
+        return grad_w, grad_offset, None, None
+
+
+def fast_simulate_pairs(
+    model: Synapse,
+    scenario: Scenario,
+    kind: TrackedKind,
+    *,
+    pairs: int,
+    burn_in: int,
+    horizon: int,
+    generator: torch.Generator,
+    groups: int = 16,
+    device: torch.device | str = "cpu",
+    grad: bool = False,
+    dtype: torch.dtype = torch.float32,
+    checkpoint: int | None = DEFAULT_CHUNK,
+    kernel: str = "auto",
+) -> PairMoments:
+    """``simulate_pairs`` on the fast path (or the reference where it does not apply).
+
+    ``checkpoint``: keep the states every that many steps for the backward and recompute the
+    rest (None: keep them all; the compiled kernels always recompute). ``kernel``: ``auto``
+    (``choose_kernel``), ``native``, ``triton`` or ``eager``.
+    """
+    if not supports_fast_path(model, scenario):
+        return simulate_pairs(
+            model,
+            scenario,
+            kind,
+            pairs=pairs,
+            burn_in=burn_in,
+            horizon=horizon,
+            generator=generator,
+            groups=groups,
+            device=device,
+            grad=grad,
+            dtype=dtype,
+        )
+    if pairs < 2:
+        raise ValueError(f"batch (pairs) = {pairs} is not allowed: need at least 2")
+    device = torch.device(device)
+    groups = max(2, min(groups, pairs))
+    per_group = pairs // groups
+    pairs = per_group * groups
+    size = model.state_size
+    inputs = 2 if (scenario.has_flags or kind.flag != 0) else 1
+    source = EventRows(scenario, generator, pairs, device, dtype)
+    with torch.no_grad():
+        start = model.initial_state(pairs, device=device, dtype=dtype).T
+        backend = choose_kernel(start, size, pairs, groups, kernel)
+        if backend == "eager":  # the eager kernel carries u = (h + 1) / 2
+            start = start.add(1).mul(0.5)
+        plain = cell_matrices(model, inputs, dtype, device, backend).detached()
+        start = _burn_in(plain, source, start.contiguous(), burn_in, inputs, backend)
+        start = torch.cat([start, start], 1)
+        signs = torch.cat([torch.ones(pairs, device=device), -torch.ones(pairs, device=device)])
+        stream = torch.cat([source.stream, source.stream])
+        events, flags, source.stream = scenario.tracked_events(kind, signs.to(dtype), stream)
+        head = start.new_empty(inputs, 2 * pairs)
+        write_inputs(head, events, flags)
+        # both branches read one copy of the inputs after step 0 where they are the same
+        lanes = rollout_native.LANES if backend == "native" else 1
+        shared = backend != "eager" and pairs % lanes == 0 and source.shareable()
+    cells = (pairs, groups)
+    if not grad:
+        with torch.no_grad():
+            sums = _forward_only(plain, source, start, head, horizon, cells, backend, shared)
+        return PairMoments(sums, per_group, kind.p_plus)
+    with torch.no_grad():
+        rows = start.new_empty(horizon, inputs, pairs if shared else 2 * pairs)
+        rows[0] = 0 if shared else head
+        for begin in range(1, horizon, STREAM_CHUNK):
+            source.fill(rows[begin : begin + STREAM_CHUNK], branches=2, shared=shared)
+    chunk = horizon if checkpoint is None else int(checkpoint)
+    with torch.enable_grad():
+        mats = cell_matrices(model, inputs, dtype, device, backend)
+        if backend != "eager":
+            window = NativeWindow if backend == "native" else _triton().TritonWindow
+            moments = window.apply(
+                mats.cell,
+                chunk,
+                cells,
+                rows,
+                head if shared else None,
+                start,
+                *mats.tensors(),
+            )
+            sums = moments_by_group(moments, groups)
+        else:
+            readouts = TrackedWindow.apply(mats.cell, chunk, rows, start, *mats.tensors())
+            sums = GroupMoments.apply(readouts, mats.offset, groups, per_group)
+    return PairMoments(sums, per_group, kind.p_plus)
+
+
+def moments_by_group(moments: torch.Tensor, groups: int) -> torch.Tensor:
+    """``[T, 2 groups, 2]`` (branch-major cells; w, w^2) -> ``[T, G, 4]`` (w+, w+^2, w-, w-^2)."""
+    steps = moments.shape[0]
+    return moments.view(steps, 2, groups, 2).transpose(1, 2).reshape(steps, groups, 4)
+
+
+def _triton():
+    from learnsyn import rollout_triton  # Triton and CUDA only where they are used
+
+    return rollout_triton
+
+
+def available_kernels(device: torch.device | str) -> list[str]:
+    """The kernels that can run on ``device`` (float32), fastest first."""
+    device = torch.device(device)
+    probe = torch.empty(0, device=device)
+    kernels = []
+    if rollout_native.usable(probe, 1):
+        kernels.append("native")
+    if _triton().usable(probe, 1, 16, 1):
+        kernels.append("triton")
+    return [*kernels, "eager"]
+
+
+def choose_kernel(like: torch.Tensor, size: int, pairs: int, groups: int, kernel: str) -> str:
+    """``kernel`` if it can run these tensors; ``auto``: native on a CPU, Triton on CUDA,
+    else the eager kernel. A named kernel that cannot run raises ValueError."""
+    if kernel not in ("auto", "native", "triton", "eager"):
+        raise ValueError(f"unknown kernel {kernel!r}; allowed: auto, native, triton, eager")
+    can = {
+        "native": lambda: rollout_native.usable(like, size),
+        "triton": lambda: _triton().usable(like, size, pairs, groups),
+        "eager": lambda: True,
+    }
+    if kernel != "auto":
+        if not can[kernel]():
+            raise ValueError(f"the {kernel} kernel cannot run here ({like.device}, {like.dtype})")
+        return kernel
+    return next(name for name in ("native", "triton", "eager") if can[name]())
+
+
+def _advance(mats, inputs, state, head=None, cells=None, backend="eager"):
+    """Forward through ``inputs`` (``[L, a, columns]``) from ``state`` without gradient:
+    the final state, and the ``[L, G, 4]`` moments of the weights when ``cells`` is given."""
+    if backend != "eager":
+        module = rollout_native if backend == "native" else _triton()
+        moments, final = module.advance(mats.cell, mats.tensors(), inputs, head, state, cells)
+        return (None if cells is None else moments_by_group(moments, cells[1])), final
+    steps, a, batch = inputs.shape[0], inputs.shape[1], state.shape[1]
+    m = state.shape[0]
+    buffer = new_buffer(steps, m, a, state)
+    buffer[0, :m] = state
+    buffer[:steps, m : m + a] = inputs
+    if head is not None:
+        buffer[0, m : m + a] = head
+    work = state.new_empty(work_rows(mats.cell, m), batch)
+    readouts = state.new_empty(steps, batch) if cells is not None else None
+    forward_chunk(mats.cell, buffer, steps, mats.tensors(), work, readouts)
+    final = buffer[steps, :m].clone()
+    if cells is None:
+        return None, final
+    return group_sums(readouts + mats.offset, cells[1], cells[0] // cells[1]), final
+
+
+def _burn_in(mats, source, state, steps, inputs, backend) -> torch.Tensor:
+    """Advance ``state`` (``[m, pairs]``) through ``steps`` background steps without storing."""
+    rows = state.new_empty(min(STREAM_CHUNK, max(steps, 1)), inputs, state.shape[1])
+    for begin in range(0, steps, STREAM_CHUNK):
+        length = min(STREAM_CHUNK, steps - begin)
+        source.fill(rows[:length], branches=1)
+        _, state = _advance(mats, rows[:length], state, backend=backend)
+    return state
+
+
+def _forward_only(mats, source, start, head, horizon, cells, backend, shared) -> torch.Tensor:
+    """Forward-only tracked window, streamed chunk by chunk: per-group sums ``[T, G, 4]``."""
+    pairs = cells[0]
+    inputs = head.shape[0]
+    rows = start.new_empty(min(STREAM_CHUNK, horizon), inputs, pairs if shared else 2 * pairs)
+    state, sums = start, []
+    for begin in range(0, horizon, STREAM_CHUNK):
+        length = min(STREAM_CHUNK, horizon - begin)
+        first = head if begin == 0 else None
+        skip = 1 if begin == 0 else 0
+        if first is not None and not shared:
+            rows[0] = head
+            first = None
+        source.fill(rows[skip:length], branches=2, shared=shared)
+        moments, state = _advance(mats, rows[:length], state, first, cells, backend)
+        sums.append(moments)
+    return torch.cat(sums)

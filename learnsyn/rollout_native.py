@@ -1,0 +1,254 @@
+"""A compiled CPU kernel for the tracked window: the same mathematics as
+``learnsyn.rollout_kernels``, with the loop order turned around.
+
+The eager kernel steps all synapses through one time step per operation, so every state row
+travels through memory a dozen times per step. Here a block of 32 synapses (two AVX-512
+registers) runs through all its time steps while its state stays in the L1 cache; the backward
+recomputes one chunk of states per block from the checkpoints, walks it in reverse and
+multiplies the chunk's pre-activation gradients into per-lane weight-gradient sums, adding the
+lanes up once per block. The moments of the weights are summed inside the kernel, so no
+``[T, N]`` tensor is ever allocated (fresh allocations cost a page fault per 4 KiB here).
+
+The C source (``learnsyn.rollout_native_source``) is compiled once per machine with the system
+C compiler (``cc -O3 -march=native -ffast-math``, linked without it: see ``COMPILE_FLAGS``)
+into a cache folder and loaded with ``ctypes``; where there is no compiler, or it fails,
+``available()`` is False and the eager kernel is used (``LEARNSYN_NATIVE=0`` turns it off).
+Only float32 is compiled. The sigmoid uses an inline exponential (Taylor series to degree 7
+after range reduction) and a reciprocal estimate refined by Newton's method, and sums run in
+another order, so results equal the reference up to float rounding, not bit for bit.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+from learnsyn.rollout_native_source import SOURCE
+
+LANES = 32  # synapses per block: two AVX-512 registers of float32
+# -ffast-math at compile time only: linking a shared library with it adds crtfastmath.o, which
+# turns on flush-to-zero for the whole process when the library loads (changing torch's own
+# results); the kernels flush denormals themselves and restore the caller's state
+COMPILE_FLAGS = ("-O3", "-march=native", "-funroll-loops", "-ffast-math", "-mrecip=all", "-fPIC")
+LINK_FLAGS = ("-shared",)
+MAX_STATE = 64
+
+
+_library: ctypes.CDLL | None = None
+_failure: str | None = None
+
+
+def cache_folder() -> Path:
+    """Where compiled kernels are kept: ``$LEARNSYN_CACHE`` or ``~/.cache/learnsyn``."""
+    root = os.environ.get("LEARNSYN_CACHE") or Path.home() / ".cache" / "learnsyn"
+    return Path(root)
+
+
+def _cpu_signature() -> str:
+    try:
+        flags = next(
+            line for line in Path("/proc/cpuinfo").read_text().splitlines() if "flags" in line
+        )
+    except (OSError, StopIteration):
+        flags = platform.processor()
+    text = SOURCE + " ".join(COMPILE_FLAGS + LINK_FLAGS) + flags + platform.machine()
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class _Window(ctypes.Structure):
+    """The C ``window_t``: one window's sizes, weights and inputs."""
+
+    _fields_ = [
+        *[(name, ctypes.c_int) for name in ("gru", "m", "a", "N", "T", "K", "columns", "cells")],
+        *[
+            (name, ctypes.c_void_p)
+            for name in ("first", "reset", "readout", "inputs", "head", "lane_cell")
+        ],
+    ]
+
+
+def _compile() -> ctypes.CDLL:
+    folder = cache_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"rollout_{_cpu_signature()}.so"
+    if not target.exists():
+        compiler = os.environ.get("CC", "cc")
+        with tempfile.TemporaryDirectory() as scratch:
+            source = Path(scratch) / "rollout.c"
+            source.write_text(SOURCE)
+            built = Path(scratch) / "rollout.so"
+            objects = Path(scratch) / "rollout.o"
+            for command in (
+                [compiler, *COMPILE_FLAGS, "-c", str(source), "-o", str(objects)],
+                [compiler, *LINK_FLAGS, str(objects), "-o", str(built), "-lm"],
+            ):
+                subprocess.run(command, check=True, capture_output=True, timeout=120)
+            os.replace(built, target)  # atomic: a concurrent process sees all or nothing
+    library = ctypes.CDLL(str(target))
+    pointer = ctypes.c_void_p
+    library.window_forward.argtypes = [ctypes.POINTER(_Window)] + [pointer] * 4
+    library.window_backward.argtypes = [ctypes.POINTER(_Window)] + [pointer] * 5
+    library.window_forward.restype = library.window_backward.restype = ctypes.c_int
+    return library
+
+
+def available() -> bool:
+    """True when the kernel is compiled (or compiles now) and loads; False disables it."""
+    global _library, _failure
+    if os.environ.get("LEARNSYN_NATIVE", "1") == "0":
+        return False
+    if _library is None and _failure is None:
+        try:
+            _library = _compile()
+        except (OSError, subprocess.SubprocessError) as error:
+            _failure = f"{type(error).__name__}: {error}"
+    return _library is not None
+
+
+def failure() -> str | None:
+    """Why the kernel is not available (None when it is, or was not tried)."""
+    return _failure
+
+
+def usable(inputs_like: torch.Tensor, state_size: int) -> bool:
+    """Whether a window with these tensors can run here (float32 CPU, small enough state)."""
+    return (
+        inputs_like.device.type == "cpu"
+        and inputs_like.dtype == torch.float32
+        and state_size <= MAX_STATE
+        and available()
+    )
+
+
+def lane_cells(pairs: int, groups: int, width: int) -> torch.Tensor:
+    """Cell ``branch * groups + group`` of every lane of the tracked window (``-1``: padding)."""
+    lanes = torch.arange(width, dtype=torch.int64)
+    per_group = pairs // groups
+    cells = (lanes // pairs) * groups + (lanes % pairs) // per_group
+    return torch.where(lanes < 2 * pairs, cells, -1).to(torch.int32)
+
+
+def padded_width(batch: int) -> int:
+    return -(-batch // LANES) * LANES
+
+
+def _pad(tensor: torch.Tensor | None, width: int) -> torch.Tensor | None:
+    if tensor is None:
+        return None
+    extra = width - tensor.shape[-1]
+    tensor = tensor if extra == 0 else torch.nn.functional.pad(tensor, (0, extra))
+    return tensor.contiguous()
+
+
+def _ptr(tensor: torch.Tensor | None) -> int | None:
+    return None if tensor is None or tensor.numel() == 0 else tensor.data_ptr()
+
+
+class Window:
+    """One call's arguments, padded to whole blocks of ``LANES`` lanes and kept alive.
+
+    ``inputs``: ``[T, a, columns]`` with ``columns`` the batch, or half of it when both branches
+    of every pair share their inputs (then ``head``, ``[a, batch]``, holds step 0's inputs);
+    ``start``: ``[m, batch]``; ``cells``: ``(pairs, groups)`` to accumulate the moments of the
+    weights, or None; ``mats``: ``first``, ``reset`` and the model's readout weights ``c``
+    (``w = c . h``, computed as ``c . (2u - 1)``)."""
+
+    def __init__(self, cell, mats, inputs, head, start, chunk, cells):
+        first, reset, readout = (t.detach().contiguous() for t in mats)
+        steps, a, columns = inputs.shape
+        m, batch = start.shape
+        width = padded_width(batch)
+        shared = columns != batch
+        if shared and (columns % LANES or width != batch):
+            raise ValueError("shared inputs need a batch of whole blocks")
+        self.keep = [first, reset, readout]
+        self.inputs = inputs.contiguous() if shared else _pad(inputs, width)
+        self.head = _pad(head, width)
+        self.start = _pad(start, width)
+        self.batch, self.width, self.steps, self.m = batch, width, steps, m
+        self.cells = None if cells is None else lane_cells(*cells, width)
+        count = 0 if cells is None else 2 * cells[1]
+        self.struct = _Window(
+            int(cell == "gru"),
+            m,
+            a,
+            width,
+            steps,
+            max(1, min(chunk, steps)),
+            self.inputs.shape[-1],
+            count,
+            _ptr(first),
+            _ptr(reset),
+            _ptr(readout),
+            _ptr(self.inputs),
+            _ptr(self.head),
+            _ptr(self.cells),
+        )
+
+    def forward(self, moments: bool, boundaries: bool):
+        """Run: moments ``[T, cells, 2]``, boundaries ``[ceil(T / K), m, width]`` (each when
+        asked for, else None) and the final state ``[m, batch]``."""
+        new = self.start.new_zeros
+        out_moments = new(self.steps, self.struct.cells, 2) if moments else None
+        chunks = -(-self.steps // self.struct.K)
+        out_bounds = self.start.new_empty(chunks, self.m, self.width) if boundaries else None
+        final = self.start.new_empty(self.m, self.width)
+        code = _library.window_forward(
+            ctypes.byref(self.struct),
+            _ptr(self.start),
+            _ptr(out_moments),
+            _ptr(out_bounds),
+            _ptr(final),
+        )
+        if code:
+            raise RuntimeError("the native rollout kernel refused its arguments")
+        return out_moments, out_bounds, final[:, : self.batch]
+
+    def backward(self, boundaries, grad_moments, grad_first, grad_reset, grad_readout):
+        """Add the gradients of the moments to the given tensors."""
+        code = _library.window_backward(
+            ctypes.byref(self.struct),
+            _ptr(boundaries),
+            _ptr(grad_moments.contiguous()),
+            _ptr(grad_first),
+            _ptr(grad_reset),
+            _ptr(grad_readout),
+        )
+        if code:
+            raise RuntimeError("the native rollout kernel refused its arguments")
+
+
+def advance(cell, mats, inputs, head, start, cells=None):
+    """Forward without gradient: (moments ``[T, cells, 2]`` or None, final state)."""
+    window = Window(cell, mats, inputs, head, start, inputs.shape[0], cells)
+    moments, _, final = window.forward(cells is not None, False)
+    return moments, final
+
+
+class NativeWindow(torch.autograd.Function):
+    """Moments ``[T, 2 groups, 2]`` (sums of w and w^2 per branch and group at every age) of
+    the tracked window, differentiable in ``first``, ``reset`` and the readout weights."""
+
+    @staticmethod
+    def forward(ctx, cell, chunk, cells, inputs, head, start, first, reset, weights):
+        window = Window(cell, (first, reset, weights), inputs, head, start, chunk, cells)
+        moments, boundaries, _ = window.forward(True, True)
+        ctx.window = window
+        # saved through autograd (not only held by the window) so that memory probes see them
+        ctx.save_for_backward(first, reset, weights, window.inputs, window.head, boundaries)
+        return moments
+
+    @staticmethod
+    def backward(ctx, grad_moments):
+        first, reset, weights, _, _, boundaries = ctx.saved_tensors
+        grads = [torch.zeros_like(t) for t in (first, reset, weights)]
+        ctx.window.backward(boundaries, grad_moments, *grads)
+        grad_reset = grads[1] if reset.numel() else None
+        return (None,) * 6 + (grads[0], grad_reset, grads[2])

@@ -1,0 +1,390 @@
+"""C source of the compiled CPU rollout kernel (``learnsyn.rollout_native`` builds and loads it).
+
+Layout: rows of ``BS`` lanes (synapses), ``[feature][lane]``; a window's step column is
+``x = [h; inputs; 1]`` (the cell's own state h, unlike the eager kernel's u = (h + 1) / 2: the
+weight gradients then come out without the cancellation that u's offset causes), and the GRU's
+work rows are ``[s; z; r; q = r h]`` with the candidate ``2 s - 1``. ``window_forward`` runs
+each block of lanes through every step (moments of the weights per (branch, group) cell,
+checkpoints every K steps);
+``window_backward`` recomputes a chunk from its checkpoint, walks it in reverse, keeps the
+chunk's pre-activation gradients and multiplies them into per-lane weight-gradient sums.
+"""
+
+SOURCE = r"""
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Flush denormals to zero inside the kernels only (sigmoid tails and their products reach the
+   denormal range, where every operation is a slow microcode assist); the caller's
+   floating-point state is restored on the way out. */
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#define DENORMALS_OFF unsigned int saved_csr = _mm_getcsr(); _mm_setcsr(saved_csr | 0x8040u);
+#define DENORMALS_RESTORE _mm_setcsr(saved_csr);
+#else
+#define DENORMALS_OFF
+#define DENORMALS_RESTORE
+#endif
+#define BS 32
+#define MAXM 64
+
+/* exp(x) = 2^n e^r, n = round(x / ln 2), |r| <= ln(2) / 2: Taylor terms to r^7 leave a
+   truncation error of 5e-9 relative, well under rounding (a one-sided truncation error of one
+   ulp, as degree 6 leaves, biases every step the same way and shows in 2000-step gradients);
+   written inline so that it vectorizes. */
+static inline float exp_inline(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);  /* fminf would not vectorize */
+    float n = rintf(x * 1.44269504088896341f);
+    float r = (x - n * 0.693145751953125f) - n * 1.42860682030941723212e-6f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    union { int i; float f; } scale;
+    scale.i = ((int)n + 127) << 23;
+    return p * scale.f;
+}
+
+static inline float sigm(float x) { return 1.0f / (1.0f + exp_inline(-x)); }
+
+/* x = [h (m rows); inputs (a rows); 1]: rows of BS lanes. first: [rows][C], C = m + a + 1.
+   Two rows at a time: independent accumulators hide the latency of the multiply-adds. */
+static void affine(int rows, int C, int ld, const float *first, float x[][BS],
+                   float out[][BS]) {
+    int r = 0;
+    for (; r + 1 < rows; r += 2) {
+        const float *w = first + (size_t)r * ld, *v = w + ld;
+        float acc[BS], acc2[BS];
+        for (int n = 0; n < BS; n++) acc[n] = acc2[n] = 0.0f;
+        for (int j = 0; j < C; j++) {
+            float wj = w[j], vj = v[j];
+            for (int n = 0; n < BS; n++) {
+                acc[n] += wj * x[j][n];
+                acc2[n] += vj * x[j][n];
+            }
+        }
+        for (int n = 0; n < BS; n++) {
+            out[r][n] = acc[n];
+            out[r + 1][n] = acc2[n];
+        }
+    }
+    for (; r < rows; r++) {
+        const float *w = first + (size_t)r * ld;
+        float acc[BS];
+        for (int n = 0; n < BS; n++) acc[n] = 0.0f;
+        for (int j = 0; j < C; j++) {
+            float wj = w[j];
+            for (int n = 0; n < BS; n++) acc[n] += wj * x[j][n];
+        }
+        for (int n = 0; n < BS; n++) out[r][n] = acc[n];
+    }
+}
+
+/* One GRU step from x (state rows 0..m-1) into next; g receives [s; z; r; q = r h]. The
+   candidate's rows of `first` are zero on the state columns: they use the input columns only. */
+static void gru_step(int m, int C, const float *first, const float *reset,
+                     float x[][BS], float g[][BS], float next[][BS]) {
+    affine(m, C - m, C, first + m, x + m, g);
+    affine(2 * m, C, C, first + (size_t)m * C, x, g + m);
+    for (int r = m; r < 3 * m; r++)
+        for (int n = 0; n < BS; n++) g[r][n] = sigm(g[r][n]);
+    for (int i = 0; i < m; i++)
+        for (int n = 0; n < BS; n++) g[3 * m + i][n] = g[2 * m + i][n] * x[i][n];
+    float (*pre)[BS] = g + 4 * m;  /* scratch rows after the work rows */
+    affine(m, m, m, reset, g + 3 * m, pre);
+    for (int i = 0; i < m; i++)
+        for (int n = 0; n < BS; n++) g[i][n] = sigm(g[i][n] + pre[i][n]);
+    for (int i = 0; i < m; i++)
+        for (int n = 0; n < BS; n++)
+            next[i][n] = x[i][n] + g[m + i][n] * (2.0f * g[i][n] - 1.0f - x[i][n]);
+}
+
+static void rnn_step(int m, int C, const float *first, float x[][BS], float next[][BS]) {
+    affine(m, C, C, first, x, next);
+    for (int i = 0; i < m; i++)
+        for (int n = 0; n < BS; n++) next[i][n] = 2.0f * sigm(next[i][n]) - 1.0f;
+}
+
+typedef struct {
+    int gru, m, a, N, T, K;
+    int columns;           /* input columns per step: N, or N / 2 when both branches share them */
+    int cells;             /* (branch, group) cells of the moments; 0: no moments */
+    const float *first, *reset;
+    const float *readout;  /* the model's c: w = c . h */
+    const float *inputs;   /* [T][a][columns] */
+    const float *head;     /* [a][N]: step 0's inputs for every lane, or NULL */
+    const int *lane_cell;  /* [N]: the cell of each lane (-1: padding) */
+} window_t;
+
+static void load_inputs(const window_t *w, int t, int n0, float x[][BS]) {
+    int m = w->m, a = w->a;
+    for (int k = 0; k < a; k++) {
+        const float *src = (t == 0 && w->head)
+            ? w->head + (size_t)k * w->N + n0
+            : w->inputs + ((size_t)t * a + k) * w->columns + (n0 % w->columns);
+        for (int n = 0; n < BS; n++) x[m + k][n] = src[n];
+    }
+    for (int n = 0; n < BS; n++) x[m + a][n] = 1.0f;
+}
+
+static void weights_of(const window_t *w, const float h[][BS], float y[BS]) {
+    for (int n = 0; n < BS; n++) y[n] = 0.0f;
+    for (int i = 0; i < w->m; i++)
+        for (int n = 0; n < BS; n++) y[n] += w->readout[i] * h[i][n];
+}
+
+/* Add step t's (w, w^2) of one block to moments [T][cells][2]. */
+static void add_moments(const window_t *w, int t, int n0, const float y[BS], float *moments) {
+    const int *cell = w->lane_cell + n0;
+    float *row = moments + (size_t)t * w->cells * 2;
+    if (cell[0] >= 0 && cell[0] == cell[BS - 1]) {  /* cells are runs of lanes */
+        float s1 = 0.0f, s2 = 0.0f;
+        for (int n = 0; n < BS; n++) { s1 += y[n]; s2 += y[n] * y[n]; }
+        row[2 * cell[0]] += s1;
+        row[2 * cell[0] + 1] += s2;
+        return;
+    }
+    for (int n = 0; n < BS; n++)
+        if (cell[n] >= 0) { row[2 * cell[n]] += y[n]; row[2 * cell[n] + 1] += y[n] * y[n]; }
+}
+
+/* dL/dw of step t's weights of one block from grad_moments [T][cells][2]. */
+static void weight_grads(const window_t *w, int t, int n0, const float y[BS],
+                         const float *grad_moments, float dy[BS]) {
+    const int *cell = w->lane_cell + n0;
+    const float *row = grad_moments + (size_t)t * w->cells * 2;
+    if (cell[0] >= 0 && cell[0] == cell[BS - 1]) {
+        float g1 = row[2 * cell[0]], g2 = 2.0f * row[2 * cell[0] + 1];
+        for (int n = 0; n < BS; n++) dy[n] = g1 + g2 * y[n];
+        return;
+    }
+    for (int n = 0; n < BS; n++) {
+        int c = cell[n] < 0 ? 0 : cell[n];
+        float g = row[2 * c] + 2.0f * y[n] * row[2 * c + 1];
+        dy[n] = cell[n] < 0 ? 0.0f : g;
+    }
+}
+
+/* Forward through T steps from start [m][N]. moments [T][cells][2] (+=), boundaries
+   [ceil(T / K)][m][N] (the state at t = c K), final [m][N]: each may be NULL. */
+int window_forward(const window_t *w, const float *start, float *moments, float *boundaries,
+                   float *final) {
+    int m = w->m, N = w->N, T = w->T, K = w->K, C = w->m + w->a + 1;
+    if (m > MAXM || N % BS || w->columns % BS) return 1;
+    DENORMALS_OFF
+    float (*x)[BS] = malloc(sizeof(float[BS]) * (C + 1));
+    float (*next)[BS] = malloc(sizeof(float[BS]) * m);
+    float (*g)[BS] = malloc(sizeof(float[BS]) * 5 * m);
+    for (int n0 = 0; n0 < N; n0 += BS) {
+        for (int i = 0; i < m; i++) memcpy(x[i], start + (size_t)i * N + n0, sizeof(float[BS]));
+        for (int t = 0; t < T; t++) {
+            if (boundaries && t % K == 0)
+                for (int i = 0; i < m; i++)
+                    memcpy(boundaries + ((size_t)(t / K) * m + i) * N + n0, x[i],
+                           sizeof(float[BS]));
+            load_inputs(w, t, n0, x);
+            if (w->gru) gru_step(m, C, w->first, w->reset, x, g, next);
+            else rnn_step(m, C, w->first, x, next);
+            for (int i = 0; i < m; i++) memcpy(x[i], next[i], sizeof(float[BS]));
+            if (moments) {
+                float y[BS];
+                weights_of(w, (const float (*)[BS])x, y);
+                add_moments(w, t, n0, y, moments);
+            }
+        }
+        if (final)
+            for (int i = 0; i < m; i++) memcpy(final + (size_t)i * N + n0, x[i], sizeof(float[BS]));
+    }
+    free(x); free(next); free(g);
+    DENORMALS_RESTORE
+    return 0;
+}
+
+/* acc[r * acc_ld + j] += sum over s < steps of A(s, r) * B(s, j) lane by lane, where
+   A(s, r) = a[s * a_stride + r] and B(s, j) = b[s * b_stride + j]: the weight gradients of a
+   chunk, in register tiles of 2 x 4 (each loaded vector feeds several multiply-adds). */
+static void accumulate(int steps, int R, int J, float a[][BS], int a_stride, float b[][BS],
+                       int b_stride, float acc[][BS], int acc_ld) {
+    int r = 0;
+    for (; r + 1 < R; r += 2) {
+        int j = 0;
+        for (; j + 3 < J; j += 4) {
+            float t[8][BS];
+            for (int q = 0; q < 8; q++)
+                for (int n = 0; n < BS; n++) t[q][n] = 0.0f;
+            for (int s = 0; s < steps; s++) {
+                const float *a0 = a[(size_t)s * a_stride + r], *a1 = a0 + BS;
+                const float *b0 = b[(size_t)s * b_stride + j];
+                for (int q = 0; q < 4; q++)
+                    for (int n = 0; n < BS; n++) {
+                        t[q][n] += a0[n] * b0[q * BS + n];
+                        t[4 + q][n] += a1[n] * b0[q * BS + n];
+                    }
+            }
+            for (int q = 0; q < 4; q++)
+                for (int n = 0; n < BS; n++) {
+                    acc[(size_t)r * acc_ld + j + q][n] += t[q][n];
+                    acc[(size_t)(r + 1) * acc_ld + j + q][n] += t[4 + q][n];
+                }
+        }
+        for (; j < J; j++)
+            for (int rr = r; rr < r + 2; rr++) {
+                float t[BS];
+                for (int n = 0; n < BS; n++) t[n] = 0.0f;
+                for (int s = 0; s < steps; s++)
+                    for (int n = 0; n < BS; n++)
+                        t[n] += a[(size_t)s * a_stride + rr][n] * b[(size_t)s * b_stride + j][n];
+                for (int n = 0; n < BS; n++) acc[(size_t)rr * acc_ld + j][n] += t[n];
+            }
+    }
+    for (; r < R; r++)
+        for (int j = 0; j < J; j++) {
+            float t[BS];
+            for (int n = 0; n < BS; n++) t[n] = 0.0f;
+            for (int s = 0; s < steps; s++)
+                for (int n = 0; n < BS; n++)
+                    t[n] += a[(size_t)s * a_stride + r][n] * b[(size_t)s * b_stride + j][n];
+            for (int n = 0; n < BS; n++) acc[(size_t)r * acc_ld + j][n] += t[n];
+        }
+}
+
+static void add_lanes(float sums[][BS], size_t count, double *total) {
+    for (size_t k = 0; k < count; k++) {
+        float acc = 0.0f;
+        for (int n = 0; n < BS; n++) acc += sums[k][n];
+        total[k] += acc;
+    }
+}
+
+static float *transposed(int rows, int cols, int used_cols, const float *matrix) {
+    float *out = malloc(sizeof(float) * (size_t)used_cols * rows);
+    for (int j = 0; j < used_cols; j++)
+        for (int r = 0; r < rows; r++) out[(size_t)j * rows + r] = matrix[(size_t)r * cols + j];
+    return out;
+}
+
+/* Backward of the moments: grad_first [rows][C], grad_reset [m][m] and grad_readout [m] are
+   added to. The states are recomputed chunk by chunk from boundaries;
+   each chunk's pre-activation gradients are kept, then multiplied into the weight gradients. */
+int window_backward(const window_t *w, const float *boundaries, const float *grad_moments,
+                    float *grad_first, float *grad_reset, float *grad_readout) {
+    int m = w->m, N = w->N, T = w->T, K = w->K, C = w->m + w->a + 1;
+    int gru = w->gru, rows = gru ? 3 * m : m, drows = rows + 1;
+    const float *first = w->first, *reset = w->reset, *readout = w->readout;
+    if (m > MAXM || N % BS || w->columns % BS) return 1;
+    DENORMALS_OFF
+    size_t lane_first = (size_t)rows * C, lane_reset = gru ? (size_t)m * m : 0;
+    float (*gf)[BS] = malloc(sizeof(float[BS]) * lane_first);  /* per-lane gradient sums */
+    float (*gr)[BS] = malloc(sizeof(float[BS]) * (lane_reset + 1));
+    float (*states)[BS] = malloc(sizeof(float[BS]) * (size_t)(K + 1) * (C + 1));
+    float (*gates)[BS] = malloc(sizeof(float[BS]) * ((size_t)K * 4 * m + m + 1));
+    float (*deltas)[BS] = malloc(sizeof(float[BS]) * (size_t)K * drows);
+    float (*du)[BS] = malloc(sizeof(float[BS]) * m);
+    float (*dn)[BS] = malloc(sizeof(float[BS]) * m);
+    float (*dq)[BS] = malloc(sizeof(float[BS]) * m);
+    /* dL/du through `first`: the GRU's candidate rows are zero on the state columns */
+    int skip = gru ? m : 0;
+    float *first_t = transposed(rows - skip, C, m, first + (size_t)skip * C);
+    float *reset_t = gru ? transposed(m, m, m, reset) : NULL;
+    float (*gh)[BS] = malloc(sizeof(float[BS]) * m);  /* per-lane sums of h dy: dL/dc */
+    /* the lanes of a chunk are added up in double: the two branches' gradients nearly cancel */
+    double *total = calloc(lane_first + lane_reset + m, sizeof(double));
+    int chunks = (T + K - 1) / K;
+    for (int n0 = 0; n0 < N; n0 += BS) {
+        for (int c = chunks - 1; c >= 0; c--) {
+            memset(gf, 0, sizeof(float[BS]) * lane_first);
+            memset(gr, 0, sizeof(float[BS]) * (lane_reset + 1));
+            memset(gh, 0, sizeof(float[BS]) * m);
+            int t0 = c * K, len = T - t0 < K ? T - t0 : K;
+            /* recompute: states[s] holds x of step t0 + s ([h; inputs; 1], C rows) */
+            for (int i = 0; i < m; i++)
+                memcpy(states[i], boundaries + ((size_t)c * m + i) * N + n0, sizeof(float[BS]));
+            for (int s = 0; s < len; s++) {
+                float (*x)[BS] = states + (size_t)s * (C + 1);
+                float (*nx)[BS] = states + (size_t)(s + 1) * (C + 1);
+                load_inputs(w, t0 + s, n0, x);
+                if (gru) gru_step(m, C, first, reset, x, gates + (size_t)s * 4 * m, nx);
+                else rnn_step(m, C, first, x, nx);
+            }
+            if (c == chunks - 1) {  /* the last state's weight: dL/du_T */
+                float y[BS], dy[BS];
+                float (*fx)[BS] = states + (size_t)len * (C + 1);
+                weights_of(w, (const float (*)[BS])fx, y);
+                weight_grads(w, T - 1, n0, y, grad_moments, dy);
+                for (int i = 0; i < m; i++)
+                    for (int n = 0; n < BS; n++) {
+                        du[i][n] = readout[i] * dy[n];
+                        gh[i][n] += dy[n] * fx[i][n];
+                    }
+            }
+            for (int s = len - 1; s >= 0; s--) {
+                int t = t0 + s;
+                float (*x)[BS] = states + (size_t)s * (C + 1);
+                float (*nx)[BS] = states + (size_t)(s + 1) * (C + 1);
+                float (*delta)[BS] = deltas + (size_t)s * drows;
+                if (!gru) {
+                    for (int i = 0; i < m; i++)
+                        for (int n = 0; n < BS; n++)
+                            delta[i][n] = du[i][n] * 0.5f * (1.0f - nx[i][n] * nx[i][n]);
+                } else {
+                    float (*g)[BS] = gates + (size_t)s * 4 * m;
+                    for (int i = 0; i < m; i++)
+                        for (int n = 0; n < BS; n++) {
+                            float sv = g[i][n], z = g[m + i][n], h = x[i][n], d = du[i][n];
+                            float dsv = 2.0f * d * z;
+                            delta[m + i][n] = d * (2.0f * sv - 1.0f - h) * z * (1.0f - z);
+                            delta[i][n] = dsv * sv * (1.0f - sv);
+                            dn[i][n] = d * (1.0f - z);
+                        }
+                    affine(m, m, m, reset_t, delta, dq);  /* dL/dq */
+                    for (int i = 0; i < m; i++)
+                        for (int n = 0; n < BS; n++) {
+                            float r = g[2 * m + i][n];
+                            float dr = dq[i][n] * x[i][n];
+                            dn[i][n] += dq[i][n] * r;
+                            delta[2 * m + i][n] = dr * r * (1.0f - r);
+                        }
+                }
+                /* the weight of the state in x (age t - 1) */
+                if (t > 0) {
+                    float y[BS];
+                    weights_of(w, (const float (*)[BS])x, y);
+                    weight_grads(w, t - 1, n0, y, grad_moments, delta[rows]);
+                    for (int i = 0; i < m; i++)
+                        for (int n = 0; n < BS; n++)
+                            gh[i][n] += delta[rows][n] * x[i][n];
+                } else {
+                    for (int n = 0; n < BS; n++) delta[rows][n] = 0.0f;
+                    continue;
+                }
+                affine(m, rows - skip, rows - skip, first_t, delta + skip, du);
+                for (int j = 0; j < m; j++)
+                    for (int n = 0; n < BS; n++)
+                        du[j][n] += (gru ? dn[j][n] : 0.0f) + readout[j] * delta[rows][n];
+            }
+            if (gru) {
+                accumulate(len, m, C - m, deltas, drows, states + m, C + 1, gf + m, C);
+                accumulate(len, m, m, deltas, drows, gates + 3 * m, 4 * m, gr, m);
+            }
+            accumulate(len, rows - skip, C, deltas + skip, drows, states, C + 1,
+                       gf + (size_t)skip * C, C);
+            add_lanes(gf, (size_t)rows * C, total);
+            add_lanes(gr, lane_reset, total + lane_first);
+            add_lanes(gh, (size_t)m, total + lane_first + lane_reset);
+        }
+    }
+    for (size_t k = 0; k < (size_t)rows * C; k++) grad_first[k] += (float)total[k];
+    for (size_t k = 0; k < lane_reset; k++) grad_reset[k] += (float)total[lane_first + k];
+    for (int j = 0; j < m; j++) grad_readout[j] += (float)total[lane_first + lane_reset + j];
+    free(gh); free(total);
+    free(gf); free(gr); free(states); free(gates); free(deltas); free(du); free(dn); free(dq);
+    free(first_t); free(reset_t);
+    DENORMALS_RESTORE
+    return 0;
+}
+"""

@@ -1,0 +1,478 @@
+"""A Triton kernel for the tracked window on CUDA: ``learnsyn.rollout_native`` for the GPU.
+
+One program owns ``BLOCK`` synapses (lanes) and runs them through every time step with the
+state h (the cell's own, as in ``rollout_kernels.compiled_matrices``) in registers as
+``[MP, BLOCK]`` tiles, ``MP`` the state size padded to 16 for ``tl.dot``; the per-step matrix
+products are ``tl.dot`` in full float32 (``input_precision="ieee"``). The moments of the
+weights are written per program and summed on the host (no atomics, so the result is
+deterministic), and so are the weight gradients (in float64: the two branches' nearly cancel).
+The backward recomputes the states chunk by chunk from checkpoints stored every ``K`` steps into
+a scratch buffer, then walks the chunk in reverse, recomputing the gates of each step.
+
+Requirements (``usable``): a CUDA device (or ``TRITON_INTERPRET=1``, which runs the kernels on
+the CPU for the tests), float32, state size <= 32, and a block size (16 to 128) that divides the
+pairs per group (every program then lies in one group of one branch). Without Triton installed
+this module still imports; ``available()`` is then False.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+try:  # Triton ships with the CUDA builds of torch; CPU-only machines usually lack it
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - depends on the installation
+    triton = tl = None
+
+MIN_BLOCK = 16
+MAX_BLOCK = 128
+MAX_STATE = 32
+
+_failure: str | None = None if triton is not None else "Triton is not installed"
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def available() -> bool:
+    """True when Triton imported (the kernels compile on their first launch)."""
+    return triton is not None
+
+
+def failure() -> str | None:
+    return _failure
+
+
+def block_size(pairs: int, groups: int) -> int | None:
+    """The largest power of two in [16, 128] dividing the pairs per group (None: none does)."""
+    per_group = pairs // groups
+    block = MAX_BLOCK
+    while block >= MIN_BLOCK:
+        if per_group % block == 0:
+            return block
+        block //= 2
+    return None
+
+
+def usable(like: torch.Tensor, state_size: int, pairs: int, groups: int) -> bool:
+    on_device = like.device.type == "cuda" or (interpreting() and like.device.type == "cpu")
+    return (
+        on_device
+        and like.dtype == torch.float32
+        and state_size <= MAX_STATE
+        and block_size(pairs, groups) is not None
+        and available()
+    )
+
+
+if triton is not None:
+
+    @triton.jit
+    def load_step(inputs_ptr, head_ptr, t, lanes, columns, N, A: tl.constexpr, HEAD: tl.constexpr):
+        """Event and flag ``[BLOCK]`` of step t (the head's at step 0 when given)."""
+        column = lanes % columns
+        event = tl.load(inputs_ptr + (t * A) * columns + column)
+        if A == 2:
+            flag = tl.load(inputs_ptr + (t * A + 1) * columns + column)
+        else:
+            flag = event * 0.0
+        if HEAD:
+            first = t == 0
+            event = tl.where(first, tl.load(head_ptr + lanes), event)
+            if A == 2:
+                flag = tl.where(first, tl.load(head_ptr + N + lanes), flag)
+        return event, flag
+
+    @triton.jit
+    def affine_in(vec_ptr, block, event, flag, MP: tl.constexpr):
+        """``V[block, 0] event + V[block, 1] flag + V[block, 2]`` as an ``[MP, BLOCK]`` tile."""
+        rows = tl.arange(0, MP)
+        ve = tl.load(vec_ptr + (block * 3 + 0) * MP + rows)
+        vf = tl.load(vec_ptr + (block * 3 + 1) * MP + rows)
+        vb = tl.load(vec_ptr + (block * 3 + 2) * MP + rows)
+        return ve[:, None] * event[None, :] + vf[:, None] * flag[None, :] + vb[:, None]
+
+    @triton.jit
+    def gru_parts(h, event, flag, Wz, Wr, R, vec_ptr, MP: tl.constexpr):
+        z = tl.sigmoid(
+            tl.dot(Wz, h, input_precision="ieee") + affine_in(vec_ptr, 1, event, flag, MP)
+        )
+        r = tl.sigmoid(
+            tl.dot(Wr, h, input_precision="ieee") + affine_in(vec_ptr, 2, event, flag, MP)
+        )
+        q = r * h
+        s = tl.sigmoid(
+            affine_in(vec_ptr, 0, event, flag, MP) + tl.dot(R, q, input_precision="ieee")
+        )
+        return z, r, q, s
+
+    @triton.jit
+    def rnn_next(h, event, flag, W0, vec_ptr, MP: tl.constexpr):
+        pre = tl.dot(W0, h, input_precision="ieee") + affine_in(vec_ptr, 0, event, flag, MP)
+        return 2.0 * tl.sigmoid(pre) - 1.0
+
+    @triton.jit
+    def load_tile(ptr, MP: tl.constexpr):
+        rows = tl.arange(0, MP)
+        return tl.load(ptr + rows[:, None] * MP + rows[None, :])
+
+    @triton.jit
+    def forward_kernel(
+        inputs_ptr,
+        head_ptr,
+        start_ptr,
+        mat_ptr,
+        vec_ptr,
+        reset_ptr,
+        readout_ptr,
+        partial_ptr,
+        bounds_ptr,
+        final_ptr,
+        N,
+        T,
+        K,
+        columns,
+        M: tl.constexpr,
+        MP: tl.constexpr,
+        A: tl.constexpr,
+        BLOCK: tl.constexpr,
+        GRU: tl.constexpr,
+        HEAD: tl.constexpr,
+        MOMENTS: tl.constexpr,
+        BOUNDS: tl.constexpr,
+    ):
+        pid = tl.program_id(0)
+        programs = tl.num_programs(0)
+        lanes = pid * BLOCK + tl.arange(0, BLOCK)
+        rows = tl.arange(0, MP)
+        valid = (rows < M)[:, None]
+        tile = rows[:, None] * N + lanes[None, :]
+        h = tl.load(start_ptr + tile, mask=valid, other=0.0)
+        W0 = load_tile(mat_ptr, MP)
+        Wz = load_tile(mat_ptr + MP * MP, MP)
+        Wr = load_tile(mat_ptr + 2 * MP * MP, MP)
+        R = load_tile(reset_ptr, MP)
+        c = tl.load(readout_ptr + rows)
+        for t in range(T):
+            if BOUNDS:
+                if t % K == 0:
+                    tl.store(bounds_ptr + (t // K) * M * N + tile, h, mask=valid)
+            event, flag = load_step(inputs_ptr, head_ptr, t, lanes, columns, N, A, HEAD)
+            if GRU:
+                z, r, q, s = gru_parts(h, event, flag, Wz, Wr, R, vec_ptr, MP)
+                h = h + z * (2.0 * s - 1.0 - h)
+            else:
+                h = rnn_next(h, event, flag, W0, vec_ptr, MP)
+            if MOMENTS:
+                w = tl.sum(c[:, None] * h, axis=0)
+                base = partial_ptr + (t * programs + pid) * 2
+                tl.store(base, tl.sum(w, axis=0))
+                tl.store(base + 1, tl.sum(w * w, axis=0))
+        tl.store(final_ptr + tile, h, mask=valid)
+
+    @triton.jit
+    def backward_kernel(
+        inputs_ptr,
+        head_ptr,
+        mat_ptr,
+        vec_ptr,
+        reset_ptr,
+        readout_ptr,
+        bounds_ptr,
+        grad_moments_ptr,
+        scratch_ptr,
+        grad_mat_ptr,
+        grad_vec_ptr,
+        N,
+        T,
+        K,
+        columns,
+        pairs,
+        per_group,
+        groups,
+        M: tl.constexpr,
+        MP: tl.constexpr,
+        A: tl.constexpr,
+        BLOCK: tl.constexpr,
+        GRU: tl.constexpr,
+        HEAD: tl.constexpr,
+    ):
+        pid = tl.program_id(0)
+        lanes = pid * BLOCK + tl.arange(0, BLOCK)
+        rows = tl.arange(0, MP)
+        valid = (rows < M)[:, None]
+        tile = rows[:, None] * N + lanes[None, :]
+        local = rows[:, None] * BLOCK + tl.arange(0, BLOCK)[None, :]
+        scratch = scratch_ptr + pid * (K + 1) * MP * BLOCK
+        n0 = pid * BLOCK
+        cell = (n0 // pairs) * groups + (n0 % pairs) // per_group
+        W0 = load_tile(mat_ptr, MP)
+        Wz = load_tile(mat_ptr + MP * MP, MP)
+        Wr = load_tile(mat_ptr + 2 * MP * MP, MP)
+        R = load_tile(reset_ptr, MP)
+        c = tl.load(readout_ptr + rows)
+        zero_tile = tl.zeros((MP, MP), dtype=tl.float32)
+        zero_vec = tl.zeros((MP,), dtype=tl.float32)
+        g_w0, g_wz, g_wr, g_r = zero_tile, zero_tile, zero_tile, zero_tile
+        g_e0, g_f0, g_b0 = zero_vec, zero_vec, zero_vec
+        g_ez, g_fz, g_bz = zero_vec, zero_vec, zero_vec
+        g_er, g_fr, g_br = zero_vec, zero_vec, zero_vec
+        g_c = zero_vec
+        du = tl.zeros((MP, BLOCK), dtype=tl.float32)
+        chunks = (T + K - 1) // K
+        for back in range(chunks):
+            chunk = chunks - 1 - back
+            t0 = chunk * K
+            length = tl.minimum(K, T - t0)
+            h = tl.load(bounds_ptr + chunk * M * N + tile, mask=valid, other=0.0)
+            tl.store(scratch + local, h)
+            for s in range(length):
+                event, flag = load_step(inputs_ptr, head_ptr, t0 + s, lanes, columns, N, A, HEAD)
+                if GRU:
+                    z, r, q, sv = gru_parts(h, event, flag, Wz, Wr, R, vec_ptr, MP)
+                    h = h + z * (2.0 * sv - 1.0 - h)
+                else:
+                    h = rnn_next(h, event, flag, W0, vec_ptr, MP)
+                tl.store(scratch + (s + 1) * MP * BLOCK + local, h)
+            if back == 0:  # the last state's weight
+                w = tl.sum(c[:, None] * h, axis=0)
+                g1 = tl.load(grad_moments_ptr + ((T - 1) * 2 * groups + cell) * 2)
+                g2 = tl.load(grad_moments_ptr + ((T - 1) * 2 * groups + cell) * 2 + 1)
+                dy = g1 + 2.0 * g2 * w
+                du = c[:, None] * dy[None, :]
+                g_c += tl.sum(h * dy[None, :], axis=1)
+            following = h
+            for back_step in range(length):
+                s = length - 1 - back_step
+                t = t0 + s
+                h = tl.load(scratch + s * MP * BLOCK + local)
+                event, flag = load_step(inputs_ptr, head_ptr, t, lanes, columns, N, A, HEAD)
+                if GRU:
+                    z, r, q, sv = gru_parts(h, event, flag, Wz, Wr, R, vec_ptr, MP)
+                    d_s = 2.0 * du * z
+                    d_z = du * (2.0 * sv - 1.0 - h) * z * (1.0 - z)
+                    d_c = d_s * sv * (1.0 - sv)
+                    d_q = tl.dot(tl.trans(R), d_c, input_precision="ieee")
+                    d_r = d_q * h * r * (1.0 - r)
+                    direct = du * (1.0 - z) + d_q * r
+                    g_r += tl.dot(d_c, tl.trans(q), input_precision="ieee")
+                    g_wz += tl.dot(d_z, tl.trans(h), input_precision="ieee")
+                    g_wr += tl.dot(d_r, tl.trans(h), input_precision="ieee")
+                    g_e0 += tl.sum(d_c * event[None, :], axis=1)
+                    g_f0 += tl.sum(d_c * flag[None, :], axis=1)
+                    g_b0 += tl.sum(d_c, axis=1)
+                    g_ez += tl.sum(d_z * event[None, :], axis=1)
+                    g_fz += tl.sum(d_z * flag[None, :], axis=1)
+                    g_bz += tl.sum(d_z, axis=1)
+                    g_er += tl.sum(d_r * event[None, :], axis=1)
+                    g_fr += tl.sum(d_r * flag[None, :], axis=1)
+                    g_br += tl.sum(d_r, axis=1)
+                    du = direct + tl.dot(tl.trans(Wz), d_z, input_precision="ieee")
+                    du += tl.dot(tl.trans(Wr), d_r, input_precision="ieee")
+                else:
+                    delta = du * 0.5 * (1.0 - following * following)
+                    g_w0 += tl.dot(delta, tl.trans(h), input_precision="ieee")
+                    g_e0 += tl.sum(delta * event[None, :], axis=1)
+                    g_f0 += tl.sum(delta * flag[None, :], axis=1)
+                    g_b0 += tl.sum(delta, axis=1)
+                    du = tl.dot(tl.trans(W0), delta, input_precision="ieee")
+                if t > 0:  # the weight of this state, at age t - 1
+                    w = tl.sum(c[:, None] * h, axis=0)
+                    g1 = tl.load(grad_moments_ptr + ((t - 1) * 2 * groups + cell) * 2)
+                    g2 = tl.load(grad_moments_ptr + ((t - 1) * 2 * groups + cell) * 2 + 1)
+                    dy = g1 + 2.0 * g2 * w
+                    du += c[:, None] * dy[None, :]
+                    g_c += tl.sum(h * dy[None, :], axis=1)
+                following = h
+        square = rows[:, None] * MP + rows[None, :]
+        base = grad_mat_ptr + pid * 4 * MP * MP
+        tl.store(base + square, g_w0)
+        tl.store(base + MP * MP + square, g_wz)
+        tl.store(base + 2 * MP * MP + square, g_wr)
+        tl.store(base + 3 * MP * MP + square, g_r)
+        vec = grad_vec_ptr + pid * 10 * MP
+        tl.store(vec + 0 * MP + rows, g_e0)
+        tl.store(vec + 1 * MP + rows, g_f0)
+        tl.store(vec + 2 * MP + rows, g_b0)
+        tl.store(vec + 3 * MP + rows, g_ez)
+        tl.store(vec + 4 * MP + rows, g_fz)
+        tl.store(vec + 5 * MP + rows, g_bz)
+        tl.store(vec + 6 * MP + rows, g_er)
+        tl.store(vec + 7 * MP + rows, g_fr)
+        tl.store(vec + 8 * MP + rows, g_br)
+        tl.store(vec + 9 * MP + rows, g_c)
+
+
+def padded_state(m: int) -> int:
+    return max(16, 1 << (m - 1).bit_length())
+
+
+def pack(cell: str, first: torch.Tensor, reset: torch.Tensor, readout: torch.Tensor, a: int):
+    """The cell matrices as ``[3, MP, MP]`` state parts (candidate or RNN, z, r), ``[3, 3, MP]``
+    event, flag and bias columns, ``[MP, MP]`` reset map and ``[MP]`` readout."""
+    m = readout.shape[0]
+    mp = padded_state(m)
+    mats = first.new_zeros(3, mp, mp)
+    vecs = first.new_zeros(3, 3, mp)
+    blocks = 3 if cell == "gru" else 1
+    for block in range(blocks):
+        part = first[block * m : (block + 1) * m]
+        mats[block, :m, :m] = part[:, :m]
+        vecs[block, 0, :m] = part[:, m]
+        if a == 2:
+            vecs[block, 1, :m] = part[:, m + 1]
+        vecs[block, 2, :m] = part[:, m + a]
+    square = first.new_zeros(mp, mp)
+    if cell == "gru":
+        square[:m, :m] = reset
+    line = first.new_zeros(mp)
+    line[:m] = readout
+    return mats.contiguous(), vecs.contiguous(), square, line
+
+
+class Launch:
+    """One window's arguments for the kernels (kept alive between forward and backward)."""
+
+    def __init__(self, cell, mats, inputs, head, start, chunk, cells):
+        first, reset, readout = (t.detach() for t in mats)
+        self.cell, self.a = cell, inputs.shape[1]
+        self.m = readout.shape[0]
+        self.mp = padded_state(self.m)
+        self.packed = pack(cell, first, reset, readout, self.a)
+        self.inputs = inputs.contiguous()
+        self.head = None if head is None else head.contiguous()
+        self.start = start.contiguous()
+        self.steps, self.batch = inputs.shape[0], start.shape[1]
+        self.chunk = max(1, min(chunk, self.steps))
+        pairs, groups = cells if cells is not None else (self.batch // 2, 1)
+        self.pairs, self.groups = pairs, groups
+        self.block = block_size(pairs, groups) if cells is not None else _plain_block(self.batch)
+        self.programs = self.batch // self.block
+
+    def _common(self):
+        return dict(M=self.m, MP=self.mp, A=self.a, BLOCK=self.block, GRU=self.cell == "gru")
+
+    def forward(self, moments: bool, bounds: bool):
+        new = self.start.new_empty
+        partial = new(self.steps, self.programs, 2) if moments else new(1)
+        chunks = -(-self.steps // self.chunk)
+        boundaries = new(chunks, self.m, self.batch) if bounds else new(1)
+        final = new(self.m, self.batch)
+        head = self.head if self.head is not None else self.inputs
+        mats, vecs, square, line = self.packed
+        forward_kernel[(self.programs,)](
+            self.inputs,
+            head,
+            self.start,
+            mats,
+            vecs,
+            square,
+            line,
+            partial,
+            boundaries,
+            final,
+            self.batch,
+            self.steps,
+            self.chunk,
+            self.inputs.shape[-1],
+            HEAD=self.head is not None,
+            MOMENTS=moments,
+            BOUNDS=bounds,
+            **self._common(),
+        )
+        summed = None
+        if moments:  # programs are ordered cell by cell: sum each cell's programs
+            summed = partial.view(self.steps, 2 * self.groups, -1, 2).sum(2)
+        return summed, (boundaries if bounds else None), final
+
+    def backward(self, boundaries, grad_moments):
+        """Gradients (first, reset, readout) of the moments; the programs' sums are added up
+        in float64 (those of the two branches nearly cancel)."""
+        mp, new = self.mp, self.start.new_zeros
+        scratch = self.start.new_empty(self.programs * (self.chunk + 1) * mp * self.block)
+        grad_mats = new(self.programs, 4, mp, mp)
+        grad_vecs = new(self.programs, 10, mp)
+        head = self.head if self.head is not None else self.inputs
+        mats, vecs, square, line = self.packed
+        backward_kernel[(self.programs,)](
+            self.inputs,
+            head,
+            mats,
+            vecs,
+            square,
+            line,
+            boundaries,
+            grad_moments.contiguous(),
+            scratch,
+            grad_mats,
+            grad_vecs,
+            self.batch,
+            self.steps,
+            self.chunk,
+            self.inputs.shape[-1],
+            self.pairs,
+            self.pairs // self.groups,
+            self.groups,
+            HEAD=self.head is not None,
+            **self._common(),
+        )
+        dtype = grad_mats.dtype
+        return self._unpack(
+            grad_mats.double().sum(0).to(dtype), grad_vecs.double().sum(0).to(dtype)
+        )
+
+    def _unpack(self, grad_mats, grad_vecs):
+        m, a = self.m, self.a
+        blocks = 3 if self.cell == "gru" else 1
+        grad_first = self.start.new_zeros(blocks * m, m + a + 1)
+        for block in range(blocks):
+            part = grad_first[block * m : (block + 1) * m]
+            part[:, :m] = grad_mats[block, :m, :m]
+            part[:, m] = grad_vecs[3 * block, :m]
+            if a == 2:
+                part[:, m + 1] = grad_vecs[3 * block + 1, :m]
+            part[:, m + a] = grad_vecs[3 * block + 2, :m]
+        if self.cell == "gru":
+            grad_first[:m, :m] = 0  # the candidate's state columns are constant zeros
+        grad_reset = grad_mats[3, :m, :m].clone() if self.cell == "gru" else None
+        return grad_first, grad_reset, grad_vecs[9, :m].clone()
+
+
+def _plain_block(batch: int) -> int:
+    block = MAX_BLOCK
+    while block > 1 and batch % block:
+        block //= 2
+    if block < MIN_BLOCK:
+        raise ValueError("the Triton kernel needs a batch divisible by 16")
+    return block
+
+
+def advance(cell, mats, inputs, head, start, cells=None):
+    """Forward without gradient: (moments ``[T, 2 groups, 2]`` or None, final state)."""
+    launch = Launch(cell, mats, inputs, head, start, inputs.shape[0], cells)
+    moments, _, final = launch.forward(cells is not None, False)
+    return moments, final
+
+
+class TritonWindow(torch.autograd.Function):
+    """Same arguments and result as ``rollout_native.NativeWindow``, on the GPU."""
+
+    @staticmethod
+    def forward(ctx, cell, chunk, cells, inputs, head, start, first, reset, readout):
+        launch = Launch(cell, (first, reset, readout), inputs, head, start, chunk, cells)
+        moments, boundaries, _ = launch.forward(True, True)
+        ctx.launch = launch
+        ctx.save_for_backward(first, reset, readout, launch.inputs, launch.head, boundaries)
+        return moments
+
+    @staticmethod
+    def backward(ctx, grad_moments):
+        first, reset, readout, _, _, boundaries = ctx.saved_tensors
+        grad_first, grad_reset, grad_readout = ctx.launch.backward(boundaries, grad_moments)
+        if not reset.numel():
+            grad_reset = None
+        return (None,) * 6 + (grad_first, grad_reset, grad_readout)

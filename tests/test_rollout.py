@@ -1,0 +1,178 @@
+"""The fast rollout equals the reference simulator: moments, gradients, random numbers."""
+
+import pytest
+import torch
+
+from learnsyn.cells import make_cell
+from learnsyn.montecarlo import simulate_pairs
+from learnsyn.rollout import available_kernels, fast_simulate_pairs, supports_fast_path
+from learnsyn.scenario import make_scenario
+
+# float32, relative to the largest entry: the order of the sums alone moves the gradients of an
+# SNR objective after 70 steps by about 2e-4
+SUMS_TOLERANCE = 1e-5
+GRAD_TOLERANCE = 5e-4
+KERNELS = [k for k in available_kernels("cpu") if k != "triton"]
+SCENARIOS = [
+    ("ideal", {}),
+    ("sparse", {"rate": 0.3, "p_plus": 0.3}),
+    ("correlated", {"repeat": 0.8}),
+    ("importance", {}),
+]
+
+
+def simulate(function, model, scenario, kind, *, grad, seed=5, **options):
+    """Run one simulation; return sums, parameter gradients and the generator's next number."""
+    settings = dict(pairs=64, burn_in=13, horizon=40, groups=8)
+    settings.update(options)
+    generator = torch.Generator().manual_seed(seed)
+    model.zero_grad(set_to_none=True)
+    moments = function(model, scenario, kind, generator=generator, grad=grad, **settings)
+    grads = []
+    if grad:
+        value = moments.snr(100.0, "large-n").sum() + moments.leave_one_out_snr(100.0, "large-n")
+        value.sum().backward()
+        grads = [p.grad.clone() for p in model.parameters()]
+    return moments, grads, torch.rand(1, generator=generator)
+
+
+def relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach(), b.detach()
+    return float((a - b).abs().max() / a.abs().max().clamp_min(1e-30))
+
+
+def assert_same(reference, fast):
+    (ref_moments, ref_grads, ref_next), (fast_moments, fast_grads, fast_next) = reference, fast
+    assert fast_moments.sums.shape == ref_moments.sums.shape
+    assert fast_moments.count == ref_moments.count and fast_moments.p_plus == ref_moments.p_plus
+    assert relative(ref_moments.sums, fast_moments.sums.detach()) < SUMS_TOLERANCE
+    assert torch.equal(ref_next, fast_next), "a different count of random numbers was drawn"
+    for ref_grad, fast_grad in zip(ref_grads, fast_grads, strict=True):
+        assert relative(ref_grad, fast_grad) < GRAD_TOLERANCE
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+@pytest.mark.parametrize("name, params", SCENARIOS)
+def test_fast_path_matches_reference(kernel, cell, name, params):
+    scenario = make_scenario(name, params)
+    model = make_cell(cell, 4, timescale=30, seed=1)
+    for kind in scenario.tracked_kinds():
+        for grad in (False, True):
+            reference = simulate(simulate_pairs, model, scenario, kind, grad=grad)
+            fast = simulate(fast_simulate_pairs, model, scenario, kind, grad=grad, kernel=kernel)
+            assert_same(reference, fast)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(pairs=50, groups=3),  # blocks that straddle groups
+        dict(pairs=45, groups=4),  # 44 pairs: lanes padded to whole blocks
+        dict(horizon=1, burn_in=3),
+        dict(horizon=33, checkpoint=1),
+        dict(horizon=33, checkpoint=None),
+        dict(horizon=70, checkpoint=32, pairs=96, groups=2),
+    ],
+)
+def test_fast_path_edge_sizes(kernel, options):
+    scenario = make_scenario("importance")
+    kind = scenario.tracked_kinds()[0]
+    for cell in ("rnn", "gru"):
+        model = make_cell(cell, 5, timescale=20, seed=2)
+        reference_options = {k: v for k, v in options.items() if k != "checkpoint"}
+        reference = simulate(simulate_pairs, model, scenario, kind, grad=True, **reference_options)
+        fast = simulate(
+            fast_simulate_pairs, model, scenario, kind, grad=True, kernel=kernel, **options
+        )
+        assert_same(reference, fast)
+
+
+def test_no_burn_in_forward_only():
+    scenario = make_scenario("sparse")
+    kind = scenario.tracked_kinds()[0]
+    model = make_cell("gru", 4)
+    reference = simulate(simulate_pairs, model, scenario, kind, grad=False, burn_in=0)
+    fast = simulate(fast_simulate_pairs, model, scenario, kind, grad=False, burn_in=0)
+    assert_same(reference, fast)
+
+
+def test_float64_uses_the_eager_kernel_and_matches():
+    scenario = make_scenario("correlated")
+    kind = scenario.tracked_kinds()[0]
+    model = make_cell("gru", 3, timescale=20).double()
+    reference = simulate(simulate_pairs, model, scenario, kind, grad=True, dtype=torch.float64)
+    fast = simulate(fast_simulate_pairs, model, scenario, kind, grad=True, dtype=torch.float64)
+    assert fast[0].sums.dtype == torch.float64
+    assert relative(reference[0].sums, fast[0].sums.detach()) < 1e-12
+    for a, b in zip(reference[1], fast[1], strict=True):
+        assert relative(a, b) < 1e-10
+
+
+def test_unsupported_models_and_scenarios_fall_back_to_the_reference():
+    chain = make_cell("chain", 3)
+    gru = make_cell("gru", 3)
+    bounded = make_scenario("bounded")
+    ideal = make_scenario("ideal")
+    assert not supports_fast_path(chain, ideal)
+    assert not supports_fast_path(gru, bounded)
+    assert supports_fast_path(gru, ideal) and supports_fast_path(make_cell("rnn", 2), ideal)
+    for model, scenario in ((chain, ideal), (gru, bounded)):
+        kind = scenario.tracked_kinds()[0]
+        reference = simulate(simulate_pairs, model, scenario, kind, grad=True)
+        fast = simulate(fast_simulate_pairs, model, scenario, kind, grad=True)
+        assert torch.equal(reference[0].sums, fast[0].sums)
+
+
+def test_gradient_reaches_every_parameter_and_only_through_the_window():
+    scenario = make_scenario("importance")
+    kind = scenario.tracked_kinds()[0]
+    model = make_cell("gru", 3, timescale=20)
+    _, grads, _ = simulate(fast_simulate_pairs, model, scenario, kind, grad=True)
+    assert all(g is not None and bool(torch.isfinite(g).all()) for g in grads)
+    assert all(float(g.abs().max()) > 0 for g in grads)
+    moments, _, _ = simulate(fast_simulate_pairs, model, scenario, kind, grad=False)
+    assert not moments.sums.requires_grad
+
+
+def test_backward_twice_with_retained_graph_gives_the_same_gradient():
+    scenario = make_scenario("ideal")
+    kind = scenario.tracked_kinds()[0]
+    model = make_cell("gru", 3)
+    for kernel in KERNELS:
+        generator = torch.Generator().manual_seed(1)
+        moments = fast_simulate_pairs(
+            model, scenario, kind, pairs=64, burn_in=5, horizon=20, generator=generator,
+            grad=True, kernel=kernel,
+        )  # fmt: skip
+        value = moments.snr(100.0, "large-n").sum()
+        model.zero_grad(set_to_none=True)
+        value.backward(retain_graph=True)
+        first = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad(set_to_none=True)
+        value.backward()
+        for a, b in zip(first, (p.grad for p in model.parameters()), strict=True):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.skipif("native" not in KERNELS, reason="no C compiler here")
+def test_native_kernel_leaves_the_floating_point_state_alone():
+    from learnsyn import rollout_native
+
+    assert rollout_native.available()
+    tiny = torch.tensor([1e-40])  # a denormal: flush-to-zero would make it 0
+    assert float(tiny * 1.0) > 0.0
+
+
+def test_unknown_kernel_is_refused():
+    scenario = make_scenario("ideal")
+    with pytest.raises(ValueError, match="unknown kernel"):
+        simulate(
+            fast_simulate_pairs,
+            make_cell("rnn", 2),
+            scenario,
+            scenario.tracked_kinds()[0],
+            grad=False,
+            kernel="fortran",
+        )

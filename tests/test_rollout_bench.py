@@ -1,0 +1,46 @@
+"""The rollout benchmark's quick mode: documented keys, a speedup per fast path, agreement."""
+
+import io
+
+from learnsyn.bench import print_report
+from learnsyn.rollout_bench import bench_rollouts
+
+ENTRY_KEYS = {
+    "path",
+    "cell",
+    "state_size",
+    "pairs",
+    "horizon",
+    "device",
+    "threads",
+    "fwd_steps_per_second",
+    "fwd_bwd_steps_per_second",
+    "backward_memory_bytes",
+}
+
+
+def test_quick_bench_reports_every_path_with_speedup_and_agreement():
+    results = bench_rollouts("cpu", quick=True)
+    assert {"device", "threads", "torch", "kernels", "tolerance", "entries"} <= set(results)
+    entries = results["entries"]
+    paths = {entry["path"] for entry in entries}
+    assert "reference" in paths and set(results["kernels"]) <= paths
+    for entry in entries:
+        assert ENTRY_KEYS <= set(entry)
+        assert entry["fwd_steps_per_second"] > 0 and entry["fwd_bwd_steps_per_second"] > 0
+        assert entry["backward_memory_bytes"] > 0
+        if entry["path"] != "reference":
+            assert entry["speedup"] > 0
+            assert entry["agreement"]["ok"], entry["agreement"]
+    report = {
+        "torch": results["torch"],
+        "threads": results["threads"],
+        "machine": "test",
+        "exact": {"what": "exact", "median_seconds": 0.0, "ages": 1},
+        "monte_carlo": [],
+        "rollout": results,
+    }
+    out = io.StringIO()
+    print_report(report, out)
+    text = out.getvalue()
+    assert "meta-training rollout" in text and "speedup" in text and "agreement ok" in text
