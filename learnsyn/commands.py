@@ -16,16 +16,11 @@ from learnsyn.registry import load_builtin_models, make_model
 from learnsyn.scenario import SCENARIOS, make_scenario
 
 
-def resolve_device(name: str):
-    import torch
+def resolve_device(name: str) -> str:
+    """The device name for ``--device`` (auto, cpu, cuda[:N]); one rule, in training."""
+    from learnsyn.training import resolve_device as resolve
 
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise ValueError(f"device {name!r} is not allowed: expected auto, cpu or cuda")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} is not available on this machine: use cpu or auto")
-    return name
+    return str(resolve(name))
 
 
 def _spec_json(spec) -> dict:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from learnsyn.montecarlo import PairMoments
+from learnsyn.montecarlo import PairMoments, pair_groups
 from learnsyn.rollout import fast_simulate_pairs
 from learnsyn.scenario import Scenario, TrackedKind
 from learnsyn.synapse import Synapse
@@ -85,10 +85,7 @@ class GroupedSimulator:
         grad: bool = False,
         dtype: torch.dtype = torch.float32,
     ) -> PairMoments:
-        if pairs < 2:
-            raise ValueError(f"batch (pairs) = {pairs} is not allowed: need at least 2")
-        groups = max(2, min(groups, pairs))
-        per_group = pairs // groups
+        groups, per_group = pair_groups(pairs, groups)
         base = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
         context = torch.enable_grad() if grad else torch.no_grad()
         parts = []

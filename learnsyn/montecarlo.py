@@ -63,6 +63,15 @@ def jackknife_stderr(values: torch.Tensor) -> torch.Tensor:
     return torch.sqrt((groups - 1) / groups * (centred**2).sum(0))
 
 
+def pair_groups(pairs: int, groups: int) -> tuple[int, int]:
+    """The batch layout every simulator uses: ``(groups, pairs per group)``; pairs beyond
+    ``groups * per_group`` are dropped. Fewer than 2 pairs is one clear error."""
+    if pairs < 2:
+        raise ValueError(f"batch (pairs) = {pairs} is not allowed: need at least 2")
+    groups = max(2, min(groups, pairs))
+    return groups, pairs // groups
+
+
 def simulate_pairs(
     model: Synapse,
     scenario: Scenario,
@@ -78,10 +87,7 @@ def simulate_pairs(
     dtype: torch.dtype = torch.float32,
 ) -> PairMoments:
     """Simulate ``pairs`` synapse pairs and return the per-group readout moments."""
-    if pairs < 2:
-        raise ValueError(f"batch (pairs) = {pairs} is not allowed: need at least 2")
-    groups = max(2, min(groups, pairs))
-    per_group = pairs // groups
+    groups, per_group = pair_groups(pairs, groups)
     pairs = per_group * groups
     if isinstance(model, MarkovSynapse):
         model.use_generator(generator, paired=False)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 
 from learnsyn import rollout_native
-from learnsyn.montecarlo import PairMoments, simulate_pairs
+from learnsyn.montecarlo import PairMoments, pair_groups, simulate_pairs
 from learnsyn.rollout_kernels import (
     DEFAULT_CHUNK,
     CellMatrices,
@@ -255,11 +255,8 @@ def fast_simulate_pairs(
             grad=grad,
             dtype=dtype,
         )
-    if pairs < 2:
-        raise ValueError(f"batch (pairs) = {pairs} is not allowed: need at least 2")
+    groups, per_group = pair_groups(pairs, groups)
     device = torch.device(device)
-    groups = max(2, min(groups, pairs))
-    per_group = pairs // groups
     pairs = per_group * groups
     size = model.state_size
     inputs = 2 if (scenario.has_flags or kind.flag != 0) else 1
