@@ -25,13 +25,13 @@ from learnsyn.synapse import LinearForm, MarkovForm
 _CONDITION_LIMIT = 1e8
 
 
-def _eigen(form: LinearForm) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """``(lambda, c V, V^-1 b)`` or None if the eigenbasis is too ill-conditioned to trust."""
+def _eigen(form: LinearForm) -> tuple[np.ndarray, ...] | None:
+    """``(lambda, c V, V^-1 b, V^-1)`` or None if the eigenbasis is too ill-conditioned."""
     lam, V = np.linalg.eig(form.A)
     if np.linalg.cond(V) > _CONDITION_LIMIT:
         return None
     V_inv = np.linalg.inv(V)
-    return lam, form.c @ V, V_inv @ form.b
+    return lam, form.c @ V, V_inv @ form.b, V_inv
 
 
 def _powers(lam: np.ndarray, ages: np.ndarray) -> np.ndarray:
@@ -50,7 +50,7 @@ def memory_kernel(form: LinearForm, ages: np.ndarray) -> np.ndarray:
     eig = _eigen(form)
     if eig is None:
         return _kernel_by_powers(form, ages)
-    lam, cV, Vb = eig
+    lam, cV, Vb, _ = eig
     return np.real(_powers(lam, ages) @ (cV * Vb))
 
 
@@ -93,7 +93,7 @@ def linear_signal_and_variance(
     eig = _eigen(form)
     if eig is None:
         return _linear_by_powers(form, stats, ages)
-    lam, cV, Vb = eig
+    lam, cV, Vb, V_inv = eig
     alpha = cV * Vb
     lam_powers = _powers(lam, ages)
     kernel = np.real(lam_powers @ alpha)
@@ -113,32 +113,19 @@ def linear_signal_and_variance(
         weight = weight * (1.0 + boost[:, None] + boost[None, :])
     variance = stats.variance * np.real(alpha @ weight @ alpha)
     if stats.state_noise > 0:
-        V_inv = np.linalg.inv(np.linalg.eig(form.A)[1])
         G = V_inv @ V_inv.T
         variance += stats.state_noise**2 * np.real(cV @ (G / denominator) @ cV)
-    per_kind = []
-    for index in range(len(stats.gains)):
-        extra = (stats.tracked_variance(index) - stats.variance) * kernel**2
-        per_kind.append(
-            variance + extra - (2 * _past_cross_term(lam, alpha, ages, rho) if rho else 0)
-        )
+    if rho != 0:
+        # the intervention breaks the tracked event's correlation with earlier events: drop
+        # sum_{l <= tau < l'} r(l) r(l') rho^(l' - l)
+        #   = base(tau) * sum_{l' > tau} r(l') rho^(l' - tau)
+        later = _powers(lam, ages + 1) * (rho / (1.0 - lam.astype(complex) * rho))
+        variance = variance - 2 * base * np.real(later @ alpha)
+    per_kind = [
+        variance + (stats.tracked_variance(index) - stats.variance) * kernel**2
+        for index in range(len(stats.gains))
+    ]
     return signals, np.stack(per_kind)
-
-
-def _past_cross_term(lam, alpha, ages, rho) -> np.ndarray:
-    """``sum_{l <= tau < l'} r(l) r(l') rho^(l' - l)``: covariance of the weight's share from the
-    tracked and later events with its share from earlier events, in a stationary stream."""
-    lam = lam.astype(complex)
-    later = _powers(lam, ages + 1) * (rho / (1.0 - lam * rho))  # [T, m], index j
-    lam_next = _powers(lam, ages + 1)
-    rho_next = (rho ** (ages + 1))[:, None]
-    diff = rho - lam
-    close = np.abs(diff) < 1e-12
-    earlier = np.empty_like(lam_next)  # sum_{l <= tau} lambda_i^l rho^(tau - l), index i
-    earlier[:, ~close] = ((rho_next - lam_next) / np.where(close, 1.0, diff))[:, ~close]
-    if close.any():
-        earlier[:, close] = ((ages + 1)[:, None] * _powers(lam, ages))[:, close]
-    return np.real((earlier @ alpha) * (later @ alpha))
 
 
 def _linear_by_powers(form, stats, ages):

@@ -156,8 +156,6 @@ def tune(
         value, params = _search_continuous(ints, continuous, score, grid_points, refine_iterations)
         if value > best_value:
             best_value, best_params = value, params
-    if not math.isfinite(best_value) and not best_params:
-        best_params = {}
     value, evaluation = score(best_params)
     if evaluation is None:
         raise ValueError(f"no valid parameters found for model {model_name!r}")
