@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=commands.cmd_tune)
 
-    commands.add_training_commands(sub, _positive_int, _number)
+    commands.add_training_commands(sub)
     try:
         from learnsyn.degeneracy.cli import add_degeneracy_parser
     except ImportError:  # pragma: no cover - the module is optional while it is being written

@@ -202,7 +202,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_training_commands(sub, positive_int, number) -> None:
+def add_training_commands(sub) -> None:
     """train, compare, demo, bench (and study when present)."""
     from learnsyn import demo
 
