@@ -8,7 +8,7 @@ recurrent matrix starts:
   training horizon): the tanh RNN gets a diagonal recurrent matrix ``1 - 1/T_i``; the GRU gets
   update-gate biases ``-log(T_i - 1)`` ("chrono" initialization, Tallec & Ollivier 2018) and an
   orthogonal candidate matrix; the chain starts AT the Benna-Fusi chain (canonical parameters);
-- any name of ``learnsyn.degeneracy.initialization`` (``gaussian``, ``fold1``, ``orthogonal``,
+- any name of ``learnsyn.initialization`` (``gaussian``, ``fold1``, ``orthogonal``,
   ``orthogonal-x0.8``, ...): that draw for the recurrent matrix (the degeneracy experiments).
 """
 
@@ -21,57 +21,70 @@ import numpy as np
 import torch
 from torch import nn
 
-from learnsyn.synapse import ModelInfo, Synapse
+from learnsyn.initialization import (
+    apply_initialization_,
+    check_fold_fits_width,
+    check_width,
+    parse_init_spec,
+)
+from learnsyn.registry import register_model
+from learnsyn.synapse import ModelInfo, ParamSpec, Synapse, resolve_params
 
-CELLS = ("rnn", "gru", "chain")
 INPUTS = 2  # event value and flag
+#: parameters every cell takes (the chain cell adds its starting chain's)
+CELL_PARAMS = (
+    ParamSpec("state_size", int, 2, 1, 4096, help="state variables m", tunable=False),
+    ParamSpec("init", str, "default", help="recurrent init: default or a degeneracy init name"),
+    ParamSpec(
+        "timescale", float, 1000.0, 0.0, None, low_open=True, help="longest initial time scale"
+    ),
+    ParamSpec("fold_axis", str, "rows", choices=("rows", "columns"), help="axis of Fold k inits"),
+    ParamSpec("seed", int, 0, 0, None, help="seed of the initialization", tunable=False),
+)
 
 
 def _timescales(size: int, longest: float) -> torch.Tensor:
     return torch.tensor(np.geomspace(2.0, max(longest, 2.0), size), dtype=torch.float32)
 
 
-class LearnedSynapse(Synapse):
-    """Common parts: the readout, the recurrent-matrix initialization, the description."""
+def _cell_info(name: str, summary: str, reference: str, extra=()) -> ModelInfo:
+    return ModelInfo(name, summary, reference, CELL_PARAMS + tuple(extra), family="learned")
 
-    info = ModelInfo(
-        name="learned",
-        summary="meta-trained RNN synapse (cells: rnn, gru, chain)",
-        reference="this project; Benna & Fusi 2016 for the chain cell's starting point",
-        family="learned",
-    )
+
+class LearnedSynapse(Synapse):
+    """Common parts: parameters, the readout, the recurrent-matrix initialization."""
+
     cell = "base"
 
-    def __init__(
-        self,
-        state_size: int,
-        init: str = "default",
-        timescale: float = 1000.0,
-        fold_axis: str = "rows",
-        seed: int = 0,
-    ):
+    def __init__(self, state_size: int = 2, **given: Any):
         super().__init__()
-        if state_size < 1:
-            raise ValueError(f"state size m = {state_size} is not allowed: need m >= 1")
-        self.state_size = state_size
+        params = resolve_params(
+            self.info.params, {"state_size": state_size, **given}, f"cell {self.cell!r}"
+        )
+        init = params["init"]
+        if init != "default":
+            if not self.has_recurrent_matrix:
+                raise ValueError(
+                    f"the {self.cell} cell has no free recurrent matrix: use init=default"
+                )
+            spec = parse_init_spec(init)
+            check_width(params["state_size"])
+            check_fold_fits_width(spec.fold_k, params["state_size"])
+        self.state_size = params["state_size"]
         self.init = init
-        self.timescale = float(timescale)
-        self.fold_axis = fold_axis
-        self.generator = torch.Generator().manual_seed(seed)
-        self.readout_weights = nn.Parameter(torch.empty(state_size))
-        self.params = {
-            "cell": self.cell,
-            "state_size": state_size,
-            "init": init,
-            "timescale": self.timescale,
-        }
+        self.timescale = params["timescale"]
+        self.fold_axis = params["fold_axis"]
+        self.generator = torch.Generator().manual_seed(params["seed"])
+        self.readout_weights = nn.Parameter(torch.empty(self.state_size))
+        hidden = {"seed", "fold_axis"}  # not part of the model's description (as before)
+        self.params = {"cell": self.cell, **{k: v for k, v in params.items() if k not in hidden}}
+
+    has_recurrent_matrix = True
 
     def _init_recurrent(self, weight: torch.Tensor) -> bool:
         """Apply a named degeneracy init to ``weight``; False when ``init`` is ``default``."""
         if self.init == "default":
             return False
-        from learnsyn.degeneracy.initialization import apply_initialization_, parse_init_spec
-
         spec = parse_init_spec(self.init)
         apply_initialization_(weight, spec, self.generator, self.fold_axis)
         return True
@@ -92,12 +105,18 @@ class LearnedSynapse(Synapse):
         return dict(self.params)
 
 
+@register_model
 class TanhRNNSynapse(LearnedSynapse):
     """``h' = tanh(W h + U x + b)``."""
 
     cell = "rnn"
+    info = _cell_info(
+        "rnn",
+        "learned tanh RNN cell h' = tanh(W h + U x + b), readout w = c.h",
+        "this project (meta-trained); Elman 1990",
+    )
 
-    def __init__(self, state_size: int, **kwargs):
+    def __init__(self, state_size: int = 2, **kwargs):
         super().__init__(state_size, **kwargs)
         m = state_size
         self.W = nn.Parameter(torch.empty(m, m))
@@ -120,13 +139,19 @@ class TanhRNNSynapse(LearnedSynapse):
         return self.W
 
 
+@register_model
 class GRUSynapse(LearnedSynapse):
     """``z = s(Wz x + Uz h + bz)``, ``r = s(Wr x + Ur h + br)``,
     ``h~ = tanh(Wh x + Uh (r * h) + bh)``, ``h' = (1 - z) h + z h~``."""
 
     cell = "gru"
+    info = _cell_info(
+        "gru",
+        "learned GRU cell (chrono-initialized update gates), readout w = c.h",
+        "this project (meta-trained); Cho et al. 2014; Tallec & Ollivier 2018",
+    )
 
-    def __init__(self, state_size: int, **kwargs):
+    def __init__(self, state_size: int = 2, **kwargs):
         super().__init__(state_size, **kwargs)
         m = state_size
         self.W_in = nn.Parameter(torch.empty(3 * m, INPUTS))  # z, r, candidate
@@ -159,6 +184,7 @@ class GRUSynapse(LearnedSynapse):
         return self.U_h
 
 
+@register_model
 class ChainSynapse(LearnedSynapse):
     """A learnable linear chain followed by a learnable pointwise nonlinearity.
 
@@ -171,33 +197,34 @@ class ChainSynapse(LearnedSynapse):
     """
 
     cell = "chain"
+    has_recurrent_matrix = False
+    info = _cell_info(
+        "chain",
+        "learned Benna-Fusi chain (log-capacities, log-conductances, input and readout "
+        "weights) followed by a learnable pointwise saturation; starts at the chain",
+        "this project (meta-trained); Benna & Fusi 2016 for its starting point",
+        extra=tuple(
+            ParamSpec(name, float, default, 0.0, None, low_open=True, help=text)
+            for name, default, text in (
+                ("amplitude", 1.0, "starting increment per event"),
+                ("ratio", 2.0, "starting capacity ratio"),
+                ("first_conductance", 0.125, "starting g_{1,2}"),
+            )
+        ),
+    )
 
-    def __init__(
-        self,
-        state_size: int,
-        amplitude: float = 1.0,
-        ratio: float = 2.0,
-        first_conductance: float = 0.125,
-        **kwargs,
-    ):
-        if kwargs.get("init", "default") != "default":
-            raise ValueError("the chain cell has no free recurrent matrix: use init=default")
-        for name, value in (
-            ("amplitude", amplitude),
-            ("ratio", ratio),
-            ("first_conductance", first_conductance),
-        ):
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"chain cell parameter {name}={value} is not allowed: need > 0")
+    def __init__(self, state_size: int = 2, **kwargs):
         super().__init__(state_size, **kwargs)
-        m = state_size
+        amplitude, ratio, first_conductance = (
+            self.params[k] for k in ("amplitude", "ratio", "first_conductance")
+        )
+        m = self.state_size
         k = torch.arange(m, dtype=torch.float32)
         self.log_capacity = nn.Parameter(k * math.log(ratio))
         self.log_conductance = nn.Parameter(math.log(first_conductance) - k * math.log(ratio))
         self.B = nn.Parameter(torch.zeros(m, INPUTS))
         self.alpha = nn.Parameter(torch.zeros(m))
         self.log_scale = nn.Parameter(torch.zeros(m))
-        self.params.update(amplitude=amplitude, ratio=ratio, first_conductance=first_conductance)
         with torch.no_grad():
             self.B[0, 0] = amplitude
             self.readout_weights.zero_()
@@ -221,9 +248,6 @@ class ChainSynapse(LearnedSynapse):
         return y + self.alpha.clamp(0.0, 1.0) * (scale * torch.tanh(y / scale) - y)
 
 
-CELL_CLASSES = {"rnn": TanhRNNSynapse, "gru": GRUSynapse, "chain": ChainSynapse}
-
-
 def make_cell(
     cell: str,
     state_size: int,
@@ -234,37 +258,21 @@ def make_cell(
     fold_axis: str = "rows",
     cell_params: dict | None = None,
 ) -> LearnedSynapse:
-    """Build a learned cell; bad names, sizes and parameters raise one clear line.
+    """Build a learned cell from the registry; bad names, sizes and parameters raise one clear
+    line. ``cell_params``: the cell's own parameters (the chain cell's starting chain:
+    ``amplitude``, ``ratio``, ``first_conductance``, e.g. a tuned baseline's values)."""
+    from learnsyn.registry import model_class
 
-    ``cell_params``: the chain cell's starting chain (``amplitude``, ``ratio``,
-    ``first_conductance``, as in the ``benna-fusi`` baseline), e.g. a tuned baseline's values."""
-    cell_params = dict(cell_params or {})
-    allowed = {"amplitude", "ratio", "first_conductance"} if cell == "chain" else set()
-    for name in cell_params:
-        if name not in allowed:
-            raise ValueError(
-                f"cell {cell!r} has no parameter {name!r}; allowed: {sorted(allowed) or 'none'}"
-            )
-    try:
-        cell_params = {k: float(v) for k, v in cell_params.items()}
-    except ValueError:
-        raise ValueError(f"cell parameters {cell_params} are not allowed: need numbers") from None
-    if cell not in CELL_CLASSES:
-        raise ValueError(f"unknown cell {cell!r}; allowed: {', '.join(CELLS)}")
-    if state_size < 1:
-        raise ValueError(f"state size m = {state_size} is not allowed: need m >= 1")
-    if init != "default":
-        from learnsyn.degeneracy.initialization import (
-            check_fold_fits_width,
-            check_width,
-            parse_init_spec,
-        )
-
-        if cell == "chain":
-            raise ValueError("the chain cell has no free recurrent matrix: use init=default")
-        spec = parse_init_spec(init)
-        check_width(state_size)
-        check_fold_fits_width(spec.fold_k, state_size)
-    return CELL_CLASSES[cell](
-        state_size, init=init, timescale=timescale, seed=seed, fold_axis=fold_axis, **cell_params
+    own = {spec.name for spec in CELL_PARAMS}
+    for name in cell_params or {}:
+        if name in own:
+            raise ValueError(f"cell parameter {name!r} is a setting of its own, not a cell param")
+    cls = model_class(cell, "learned")
+    return cls(
+        state_size,
+        init=init,
+        timescale=timescale,
+        seed=seed,
+        fold_axis=fold_axis,
+        **(cell_params or {}),
     )

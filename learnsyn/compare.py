@@ -16,42 +16,46 @@ from typing import Any
 
 import torch
 
-from learnsyn.evaluate import check_compatible, evaluate, resolve_method
+from learnsyn.config import resolve_device, stream_seed
+from learnsyn.evaluate import check_compatible, evaluate
 from learnsyn.io import atomic_write_json, atomic_write_text
-from learnsyn.registry import load_builtin_models, make_model
-from learnsyn.runs import load_run
+from learnsyn.registry import make_model, model_class, model_names
+from learnsyn.runs import evaluate_trained, load_run
 from learnsyn.scenario import make_scenario
-from learnsyn.training import resolve_device
-from learnsyn.tuning import tune
+from learnsyn.tuning import check_state_budget, tune_baselines_for_run
 
 DEFAULT_BASELINES = ("exponential", "benna-fusi", "binary", "serial", "cascade")
-#: Monte Carlo tuning budget: candidates share one seed (sharp comparisons); the winner is then
-#: re-evaluated on fresh random numbers with the large batch
-MONTE_CARLO_TUNING = {"batch": 512, "grid_points": 8, "refine_iterations": 30}
 
 
-def default_baselines(scenario) -> list[str]:
+def default_baselines(scenario, max_state: int | None = None) -> list[str]:
+    """The default baselines that apply in ``scenario`` within the state budget."""
     names = []
     for name in DEFAULT_BASELINES:
         try:
             check_compatible(make_model(name), scenario)
+            check_state_budget(name, {}, max_state)
         except ValueError:
             continue
         names.append(name)
     return names
 
 
-def parse_baselines(text: str | None, scenario) -> list[str]:
+def parse_baselines(text: str | None, scenario, max_state: int | None = None) -> list[str]:
+    """``--baselines`` names (hand-crafted models only), checked against the scenario and the
+    state budget; None: the defaults that apply."""
     if text is None:
-        return default_baselines(scenario)
-    known = {n for n, m in load_builtin_models().items() if m.info.family == "hand-crafted"}
+        return default_baselines(scenario, max_state)
     names = [n.strip() for n in text.split(",") if n.strip()]
-    for name in names:
-        if name not in known:
-            raise ValueError(f"unknown baseline {name!r}; known: {', '.join(sorted(known))}")
-        check_compatible(make_model(name), scenario)
     if not names:
         raise ValueError("--baselines is empty; give names separated by commas")
+    for name in names:
+        try:
+            model_class(name, "hand-crafted")
+        except ValueError:
+            known = ", ".join(model_names("hand-crafted"))
+            raise ValueError(f"unknown baseline {name!r}; known: {known}") from None
+        check_compatible(make_model(name), scenario)
+        check_state_budget(name, {}, max_state)
     return names
 
 
@@ -65,30 +69,16 @@ def compare_run(
     run_dir = Path(run_dir)
     config, model, checkpoint = load_run(run_dir)
     scenario = make_scenario(config.task, config.task_params)
-    names = parse_baselines(baselines, scenario)
+    names = parse_baselines(baselines, scenario, config.state_size)
     device = resolve_device(device)
     batch = eval_batch or max(config.eval_batch, 8192)
-    common = dict(
-        synapses=config.synapses,
-        horizon=config.horizon,
-        threshold=config.threshold,
-        convention=config.convention,
-    )
     log(
         f"evaluating the learned {config.cell} (m={config.state_size}) by Monte Carlo, "
         f"{batch} pairs ..."
     )
-    with torch.no_grad():
-        learned = evaluate(
-            model.to(device),
-            scenario,
-            method="monte-carlo",
-            batch=batch,
-            seed=config.seed + 20_000,
-            burn_in=config.resolved_burn_in(),
-            device=device,
-            **common,
-        )
+    learned = evaluate_trained(
+        model, config, batch=batch, seed=stream_seed(config.seed, "compare"), device=device
+    )
     rows = [
         {
             "name": "learned",
@@ -101,45 +91,33 @@ def compare_run(
             "snr_stderr": learned.snr_stderr,
         }
     ]
-    for name in names:
-        log(f"tuning {name} for {config.metric} ...")
-        method = resolve_method(make_model(name), scenario, "auto")
-        budget = {} if method == "exact" else MONTE_CARLO_TUNING
-        result = tune(
-            name,
-            scenario,
-            metric=config.metric,
-            max_state=config.state_size,
-            seed=config.seed,
-            burn_in=config.resolved_burn_in(),
-            **budget,
-            **common,
-        )
-        ev = result.evaluation
-        if ev.method == "monte-carlo":  # fresh random numbers: no winner's curse from tuning
+    tuned = tune_baselines_for_run(config, scenario, names, run_dir / "baselines.json", log)
+    for row in tuned:
+        row = {key: row[key] for key in rows[0]}
+        if row["method"] == "monte-carlo":  # fresh random numbers: no winner's curse from tuning
             with torch.no_grad():
                 ev = evaluate(
-                    make_model(name, result.best_params),
+                    make_model(row["name"], row["params"]),
                     scenario,
-                    method=ev.method,
+                    method="monte-carlo",
                     batch=batch,
-                    seed=config.seed + 30_000,
+                    seed=stream_seed(config.seed, "baseline-reevaluation"),
                     burn_in=config.resolved_burn_in(),
                     device=device,
-                    **common,
+                    synapses=config.synapses,
+                    horizon=config.horizon,
+                    threshold=config.threshold,
+                    convention=config.convention,
                 )
-        rows.append(
-            {
-                "name": name,
-                "params": result.best_params,
-                "method": ev.method,
-                "metrics": ev.metrics,
-                "metrics_stderr": ev.metrics_stderr or {k: 0.0 for k in ev.metrics},
-                "ages": ev.ages,
-                "snr": ev.snr,
-                "snr_stderr": ev.snr_stderr,
-            }
-        )
+            row.update(
+                metrics=ev.metrics,
+                metrics_stderr=ev.metrics_stderr,
+                ages=ev.ages,
+                snr=ev.snr,
+                snr_stderr=ev.snr_stderr,
+            )
+        row["metrics_stderr"] = row["metrics_stderr"] or {k: 0.0 for k in row["metrics"]}
+        rows.append(row)
     data = {
         "task": config.task,
         "task_params": config.task_params,

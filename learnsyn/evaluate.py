@@ -8,7 +8,6 @@ of the weighted curve.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -16,14 +15,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from learnsyn.exact import linear_signal_and_variance, markov_signal_and_variance
-from learnsyn.metrics import (
+from learnsyn.estimate.exact import linear_signal_and_variance, markov_signal_and_variance
+from learnsyn.estimate.montecarlo import default_burn_in, simulate_pairs
+from learnsyn.estimate.snr import (
     check_convention,
     compute_metrics,
+    curve_from_pairs,
     lifetime_censored,
+    metrics_with_errors,
     snr_from_moments,
 )
-from learnsyn.montecarlo import default_burn_in, jackknife_stderr, simulate_pairs
+from learnsyn.io import to_jsonable
 from learnsyn.scenario import Scenario
 from learnsyn.synapse import Synapse
 
@@ -54,18 +56,8 @@ class Evaluation:
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return _finite(asdict(self))
-
-
-def _finite(value):
-    """JSON has no inf/nan: write them as strings ("inf", "nan") rather than invalid tokens."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
+        """Strict-JSON-ready dict (non-finite numbers as in ``learnsyn.io``)."""
+        return to_jsonable(asdict(self))
 
 
 def log_spaced_ages(count: int, max_age: float) -> np.ndarray:
@@ -166,10 +158,9 @@ def evaluate(
             raise ValueError(f"batch = {batch} is not allowed: need at least 2 pairs")
         burn = default_burn_in(model, scenario, horizon) if burn_in is None else int(burn_in)
         generator = torch.Generator(device=device).manual_seed(seed)
-        per_kind, loo = [], []
         model = model.to(device)
-        for kind in kinds:
-            moments = simulate_pairs(
+        moments = [
+            simulate_pairs(
                 model,
                 scenario,
                 kind,
@@ -180,17 +171,13 @@ def evaluate(
                 groups=groups,
                 device=device,
             )
-            per_kind.append(moments.snr(synapses, convention).double().cpu().numpy())
-            loo.append(moments.leave_one_out_snr(synapses, convention).double().cpu())
-        curves = np.stack(per_kind)
-        combined = weights @ curves
-        loo_combined = sum(w * c for w, c in zip(weights, loo))  # [G, T]
-        stderr = jackknife_stderr(loo_combined).numpy().tolist()
-        loo_metrics = [compute_metrics(ages_array, c.numpy(), threshold) for c in loo_combined]
-        metrics_stderr = {
-            key: float(jackknife_stderr(torch.tensor([m[key] for m in loo_metrics])))
-            for key in loo_metrics[0]
-        }
+            for kind in kinds
+        ]
+        estimate = curve_from_pairs(moments, weights, synapses, convention)
+        curves = estimate.per_kind.double().cpu().numpy()
+        combined = estimate.snr.double().cpu().numpy()
+        stderr = estimate.stderr.double().cpu().numpy().tolist()
+        _, metrics_stderr = metrics_with_errors(ages_array, estimate, threshold)
         mc_info = {"batch_pairs": batch, "burn_in": burn, "seed": seed, "groups": groups}
     elapsed = time.perf_counter() - start
     return Evaluation(

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from learnsyn.config import stream_seed
 from learnsyn.io import atomic_write_json, read_json
 from learnsyn.scenario import make_scenario
 from learnsyn.training import (
@@ -305,23 +306,49 @@ def _result(config, history, iteration, skipped, run_dir) -> dict[str, Any]:
     }
 
 
-def _final_evaluation(model, scenario, config: TrainConfig, device) -> dict[str, Any]:
+def evaluate_trained(
+    model: torch.nn.Module,
+    config: TrainConfig,
+    *,
+    batch: int,
+    seed: int,
+    device,
+    horizon: int | None = None,
+    scenario=None,
+):
+    """The one evaluation of a trained synapse: Monte Carlo in the run's scenario, N,
+    convention and threshold, over ``horizon`` ages (the run's by default) after the run's
+    burn-in (2.5 x the horizon when the run left it unset)."""
     from learnsyn.evaluate import evaluate
 
+    horizon = config.horizon if horizon is None else int(horizon)
+    burn_in = config.burn_in if config.burn_in is not None else int(2.5 * horizon)
+    scenario = scenario or make_scenario(config.task, config.task_params)
     with torch.no_grad():
-        result = evaluate(
-            model,
+        return evaluate(
+            model.to(device),
             scenario,
             synapses=config.synapses,
-            horizon=config.horizon,
+            horizon=horizon,
             method="monte-carlo",
             convention=config.convention,
             threshold=config.threshold,
-            batch=config.eval_batch,
-            seed=config.seed + 10_000,
-            burn_in=config.resolved_burn_in(),
+            batch=batch,
+            seed=seed,
+            burn_in=burn_in,
             device=device,
         )
+
+
+def _final_evaluation(model, scenario, config: TrainConfig, device) -> dict[str, Any]:
+    result = evaluate_trained(
+        model,
+        config,
+        batch=config.eval_batch,
+        seed=stream_seed(config.seed, "final-evaluation"),
+        device=device,
+        scenario=scenario,
+    )
     return {
         "metrics": result.metrics,
         "metrics_stderr": result.metrics_stderr,

@@ -41,10 +41,14 @@ class ParamSpec:
     #: (low, high, scale) searched when tuned; scale: "linear", "log", or "log1m" (log of 1 - x,
     #: for decays close to 1). None: the allowed range on a linear scale.
     search: tuple[float, float, str] | None = None
+    #: allowed values of a ``str`` parameter (empty: any name, checked by the model)
+    choices: tuple[str, ...] = ()
 
     def describe_range(self) -> str:
         if self.kind is bool:
             return "true or false"
+        if self.kind is str:
+            return "one of " + ", ".join(self.choices) if self.choices else "a name"
         lo = "(" if self.low_open else "["
         hi = ")" if self.high_open else "]"
         low = "-inf" if self.low is None else f"{self.low:g}"
@@ -64,6 +68,10 @@ class ParamSpec:
             if text in ("0", "false", "no", "off"):
                 return False
             raise ValueError(f"{where} is not allowed: expected true or false")
+        if self.kind is str:
+            if self.choices and str(value) not in self.choices:
+                raise ValueError(f"{where} is not allowed: expected {self.describe_range()}")
+            return str(value)
         try:
             if self.kind is int:
                 number = float(value)
@@ -122,9 +130,14 @@ class MarkovForm:
     weights: np.ndarray
 
 
+#: model families: hand-crafted baselines and meta-trained cells
+FAMILIES = ("hand-crafted", "learned")
+
+
 @dataclass
 class ModelInfo:
-    """Registry metadata for a model family."""
+    """Registry metadata for a model family: name, summary, reference, parameters, and
+    ``family`` (``hand-crafted`` or ``learned``)."""
 
     name: str
     summary: str

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from learnsyn.io import atomic_write_json, read_json
-
 SCALARS = (
     "objective",
     "area",
@@ -31,48 +29,6 @@ SCALARS = (
 FIGURE_BASELINES = ("exponential", "benna-fusi")
 
 
-def tuned_baseline_curves(config, scenario, log=print) -> list[dict]:
-    """Tuned baselines (exact where possible, a small Monte Carlo tuning otherwise)."""
-    from learnsyn.evaluate import resolve_method
-    from learnsyn.registry import make_model
-    from learnsyn.tuning import tune
-
-    curves = []
-    for name in FIGURE_BASELINES:
-        try:
-            method = resolve_method(make_model(name), scenario, "auto")
-            budget = (
-                {}
-                if method == "exact"
-                else {"batch": 256, "grid_points": 6, "refine_iterations": 15}
-            )
-            result = tune(
-                name,
-                scenario,
-                synapses=config.synapses,
-                metric=config.metric,
-                max_state=config.state_size,
-                horizon=config.horizon,
-                threshold=config.threshold,
-                convention=config.convention,
-                burn_in=config.resolved_burn_in(),
-                **budget,
-            )
-        except ValueError as error:
-            log(f"baseline {name} skipped for the figure: {error}")
-            continue
-        curves.append(
-            {
-                "label": f"{name} (tuned)",
-                "ages": result.evaluation.ages,
-                "snr": result.evaluation.snr,
-                "params": result.best_params,
-                "metrics": result.evaluation.metrics,
-            }
-        )
-    return curves
-
-
 class RunLogger:
     def __init__(self, run_dir: Path, config, scenario, device, log=print):
         from torch.utils.tensorboard import SummaryWriter
@@ -85,13 +41,18 @@ class RunLogger:
         self._baselines: list[dict] | None = None
 
     def baselines(self) -> list[dict]:
+        """The figure's tuned baselines, tuned once per run (``baselines.json``, which
+        ``compare`` reuses)."""
         if self._baselines is None:
-            path = self.run_dir / "baselines.json"
-            if path.exists():
-                self._baselines = read_json(path)
-            else:
-                self._baselines = tuned_baseline_curves(self.config, self.scenario, self.log)
-                atomic_write_json(path, self._baselines)
+            from learnsyn.tuning import tune_baselines_for_run
+
+            self._baselines = tune_baselines_for_run(
+                self.config,
+                self.scenario,
+                FIGURE_BASELINES,
+                self.run_dir / "baselines.json",
+                self.log,
+            )
         return self._baselines
 
     def log_iteration(self, iteration: int, record: dict, result, model) -> None:

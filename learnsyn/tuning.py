@@ -12,19 +12,18 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.optimize
 
+from learnsyn.estimate.snr import check_metric
 from learnsyn.evaluate import Evaluation, evaluate, resolve_method
-from learnsyn.metrics import check_metric
-from learnsyn.registry import load_builtin_models, make_model
+from learnsyn.registry import make_model, model_class
 from learnsyn.scenario import Scenario
 from learnsyn.synapse import ParamSpec
 
-#: parameters that count state variables, capped by the state budget m in comparisons
-STATE_PARAMS = {"variables"}
 #: parameters that only matter when the state is constrained (SNR is scale-free otherwise)
 SCALE_PARAMS = {"amplitude"}
 INTEGER_CAP = {"variables": 12, "states": 16, "depth": 10}
@@ -68,7 +67,8 @@ def search_space(
     max_state: int | None = None,
 ) -> tuple[list[tuple[str, list[int]]], list[tuple[str, float, float, str]]]:
     """Integer grids and continuous (name, low, high, scale) ranges of the tunable parameters."""
-    spec_list: tuple[ParamSpec, ...] = load_builtin_models()[model_name].info.params
+    cls = model_class(model_name, "hand-crafted")
+    spec_list: tuple[ParamSpec, ...] = cls.info.params
     integers, continuous = [], []
     for spec in spec_list:
         if spec.name in fixed or not spec.tunable:
@@ -77,9 +77,11 @@ def search_space(
             continue
         if spec.kind is int:
             high = int(min(spec.high, INTEGER_CAP.get(spec.name, spec.high)))
-            if spec.name in STATE_PARAMS and max_state is not None:
-                high = min(high, max_state)
-            values = list(range(int(spec.low), high + 1))
+            values = [
+                v
+                for v in range(int(spec.low), high + 1)
+                if fits_state_budget(model_name, {**fixed, spec.name: v}, max_state)
+            ]
             if model_name == "serial":
                 values = [v for v in values if v % 2 == 0]
             integers.append((spec.name, values))
@@ -87,6 +89,32 @@ def search_space(
             low, high, scale = spec.search or (spec.low, spec.high, "linear")
             continuous.append((spec.name, low, high, scale))
     return integers, continuous
+
+
+def fits_state_budget(name: str, params: dict[str, Any], max_state: int | None) -> bool:
+    """True when the model built with ``params`` has at most ``max_state`` state variables
+    (its ``state_size``; finite-state models have one discrete variable). Invalid parameter
+    combinations count as not fitting."""
+    if max_state is None:
+        return True
+    try:
+        return make_model(name, params).state_size <= max_state
+    except ValueError:
+        return False
+
+
+def check_state_budget(name: str, fixed: dict[str, Any], max_state: int | None) -> None:
+    """One clear line when even the smallest member of the model's family (its tunable integer
+    parameters at their lowest) has more state variables than the budget ``max_state``."""
+    if max_state is None:
+        return
+    lowest = {s.name: int(s.low) for s in model_class(name).info.params if s.kind is int}
+    smallest = make_model(name, {**lowest, **fixed}).state_size
+    if smallest > max_state:
+        raise ValueError(
+            f"model {name!r} needs {smallest} state variables, more than the state budget "
+            f"m = {max_state}"
+        )
 
 
 def tune(
@@ -115,7 +143,9 @@ def tune(
     """
     check_metric(metric)
     fixed = dict(fixed or {})
+    model_class(model_name, "hand-crafted")  # learned cells are trained, not tuned
     probe = make_model(model_name, fixed)  # validates names and values before any work
+    check_state_budget(model_name, fixed, max_state)
     method = resolve_method(probe, scenario, method)
     integers, continuous = search_space(model_name, scenario, fixed, max_state)
     trials: list[dict[str, Any]] = []
@@ -202,3 +232,65 @@ def _search_continuous(ints, continuous, score, grid_points, refine_iterations):
         if -result.fun > best_value:
             best_value, best_z = -result.fun, result.x
     return best_value, to_params(best_z)
+
+
+#: Monte Carlo tuning budget for a run's baselines: candidates share one seed (sharp
+#: comparisons); ``compare`` then re-evaluates the winner on fresh random numbers
+MONTE_CARLO_TUNING = {"batch": 512, "grid_points": 8, "refine_iterations": 30}
+
+
+def tune_baselines_for_run(
+    config, scenario: Scenario, names, cache: Path | None = None, log=print
+) -> list[dict[str, Any]]:
+    """Tune each named baseline for a run (its scenario, N, metric, convention, threshold,
+    horizon, burn-in and state budget m), exactly where possible and with
+    ``MONTE_CARLO_TUNING`` otherwise. Results are cached in ``cache`` (a run's
+    ``baselines.json``), one row per baseline, so TensorBoard and ``compare`` tune once.
+    A baseline that cannot be tuned there is logged and left out."""
+    from learnsyn.io import atomic_write_json, read_json
+
+    rows = read_json(cache) if cache is not None and Path(cache).exists() else []
+    by_name = {row.get("name"): row for row in rows}
+    wanted = []
+    for name in names:
+        if name not in by_name:
+            try:
+                by_name[name] = _tune_row(name, config, scenario, log)
+            except ValueError as error:
+                log(f"baseline {name} left out: {error}")
+                continue
+            rows.append(by_name[name])
+            if cache is not None:
+                atomic_write_json(cache, rows)
+        wanted.append(by_name[name])
+    return wanted
+
+
+def _tune_row(name: str, config, scenario: Scenario, log) -> dict[str, Any]:
+    method = resolve_method(make_model(name), scenario, "auto")
+    log(f"tuning {name} for {config.metric} ({method}) ...")
+    result = tune(
+        name,
+        scenario,
+        synapses=config.synapses,
+        metric=config.metric,
+        max_state=config.state_size,
+        horizon=config.horizon,
+        threshold=config.threshold,
+        convention=config.convention,
+        seed=config.seed,
+        burn_in=config.resolved_burn_in(),
+        **({} if method == "exact" else MONTE_CARLO_TUNING),
+    )
+    ev = result.evaluation
+    return {
+        "name": name,
+        "label": f"{name} (tuned)",
+        "params": result.best_params,
+        "method": ev.method,
+        "metrics": ev.metrics,
+        "metrics_stderr": ev.metrics_stderr,
+        "ages": ev.ages,
+        "snr": ev.snr,
+        "snr_stderr": ev.snr_stderr,
+    }

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from learnsyn.degeneracy.cli import add_degeneracy_parser, main
+from learnsyn.cli.degeneracy import add_degeneracy_commands, main
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -63,17 +63,26 @@ def test_spectra_quick_writes_figures_json_tensorboard_and_config(tmp_path):
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["deep-linear", "--depth", "0"], "error: depth must be an integer >= 1, got 0"),
-        (["deep-linear", "--width", "1"], "error: width must be an integer >= 2, got 1"),
-        (["deep-linear", "--conditions", "he"], "error: unknown init 'he'; allowed: fold<k>"),
+        (["deep-linear", "--depth", "0"], "learnsyn: error: depth must be an integer >= 1, got 0"),
+        (["deep-linear", "--width", "1"], "learnsyn: error: width must be an integer >= 2, got 1"),
+        (
+            ["deep-linear", "--conditions", "he"],
+            "learnsyn: error: unknown init 'he'; allowed: fold<k>",
+        ),
         (
             ["deep-linear", "--conditions", "fold6"],
-            "error: fold k=6 needs a width divisible by 2^6=64, but width is 32",
+            "learnsyn: error: fold k=6 needs a width divisible by 2^6=64, but width is 32",
         ),
-        (["spectra", "--jacobian-depths", "0"], "error: depth must be an integer >= 1, got 0"),
-        (["spectra", "--seed", "-2"], "error: seed must be an integer >= 0, got -2"),
-        (["deep-linear", "--threads", "0"], "error: threads must be > 0, got 0"),
-        (["spectra", "--product-inits", "fold9"], "error: fold k=9 needs a width divisible"),
+        (
+            ["spectra", "--jacobian-depths", "0"],
+            "learnsyn: error: depth must be an integer >= 1, got 0",
+        ),
+        (["spectra", "--seed", "-2"], "learnsyn: error: seed must be an integer >= 0, got -2"),
+        (["deep-linear", "--threads", "0"], "learnsyn: error: threads must be > 0, got 0"),
+        (
+            ["spectra", "--product-inits", "fold9"],
+            "learnsyn: error: fold k=9 needs a width divisible",
+        ),
     ],
 )
 def test_bad_input_prints_one_line_error_and_exits_2(tmp_path, capsys, arguments, message):
@@ -86,10 +95,10 @@ def test_bad_input_prints_one_line_error_and_exits_2(tmp_path, capsys, arguments
     assert not out_dir.exists()
 
 
-def test_add_degeneracy_parser_wires_into_a_main_parser():
+def test_add_degeneracy_commands_wires_into_a_main_parser():
     parser = argparse.ArgumentParser(prog="learnsyn")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    add_degeneracy_parser(subparsers)
+    add_degeneracy_commands(subparsers)
     arguments = parser.parse_args(["degeneracy", "spectra", "--quick", "--seed", "5"])
     assert callable(arguments.func) and arguments.seed == 5 and arguments.quick
 
@@ -104,4 +113,4 @@ def test_module_entry_point_reports_bad_input():
         check=False,
     )
     assert completed.returncode == 2
-    assert completed.stderr.strip() == "error: depth must be an integer >= 1, got -1"
+    assert completed.stderr.strip() == "learnsyn: error: depth must be an integer >= 1, got -1"

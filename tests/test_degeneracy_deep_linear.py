@@ -16,7 +16,7 @@ from learnsyn.degeneracy.deep_linear import (
     suffix_products,
     train_deep_linear,
 )
-from learnsyn.degeneracy.initialization import fold_matrix
+from learnsyn.initialization import fold_matrix
 
 torch.set_num_threads(1)
 

@@ -1,11 +1,11 @@
-"""Tests for learnsyn.degeneracy.initialization: Fold k, Gaussian, orthogonal x g, bad names."""
+"""Tests for learnsyn.initialization: Fold k, Gaussian, orthogonal x g, bad names."""
 
 import math
 
 import pytest
 import torch
 
-from learnsyn.degeneracy.initialization import (
+from learnsyn.initialization import (
     InitSpec,
     apply_initialization_,
     fold_matrix,

@@ -10,8 +10,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from learnsyn.cells import make_cell
-from learnsyn.degeneracy.cli import main
-from learnsyn.degeneracy.initialization import fold_matrix
+from learnsyn.cli.degeneracy import main
 from learnsyn.degeneracy.recurrent_jacobians import (
     spectrum_measures,
     step_with_jacobian,
@@ -24,6 +23,7 @@ from learnsyn.degeneracy.synapse import (
     train_synapse_degeneracy,
 )
 from learnsyn.degeneracy.synapse_report import iterations_to_fraction
+from learnsyn.initialization import fold_matrix
 from learnsyn.scenario import make_scenario
 from learnsyn.training import build_model
 
@@ -159,19 +159,23 @@ def test_synapse_quick_writes_figures_json_tensorboard_and_config(tmp_path, caps
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--inits", "he"], "error: unknown init 'he'; allowed: fold<k>"),
+        (["--inits", "he"], "learnsyn: error: unknown init 'he'; allowed: fold<k>"),
         (
             ["--inits", "fold0", "fold5"],
-            "error: init 'fold5' (hidden size 16): fold k=5 needs a width divisible by 2^5=32",
+            "learnsyn: error: init 'fold5' (hidden size 16): "
+            "fold k=5 needs a width divisible by 2^5=32",
         ),
-        (["--hidden-size", "1"], "error: hidden size must be an integer >= 2, got 1"),
-        (["--seeds", "0"], "error: seeds must be an integer >= 1, got 0"),
-        (["--inits", "fold0", "gaussian"], "error: inits must be distinct"),
-        (["--gain", "0.9", "--inits", "fold0"], "error: --gain sets the scaled orthogonal init"),
-        (["--task", "nope"], "error: unknown scenario 'nope'"),
-        (["--window-lengths", "0"], "error: window length 0 is not allowed"),
-        (["--iterations", "0"], "error: iterations must be an integer >= 1, got 0"),
-        (["--horizon", "0"], "error: horizon must be an integer >= 1, got 0"),
+        (["--hidden-size", "1"], "learnsyn: error: hidden size must be an integer >= 2, got 1"),
+        (["--seeds", "0"], "learnsyn: error: seeds must be an integer >= 1, got 0"),
+        (["--inits", "fold0", "gaussian"], "learnsyn: error: inits must be distinct"),
+        (
+            ["--gain", "0.9", "--inits", "fold0"],
+            "learnsyn: error: --gain sets the scaled orthogonal init",
+        ),
+        (["--task", "nope"], "learnsyn: error: unknown scenario 'nope'"),
+        (["--window-lengths", "0"], "learnsyn: error: window length 0 is not allowed"),
+        (["--iterations", "0"], "learnsyn: error: iterations must be an integer >= 1, got 0"),
+        (["--horizon", "0"], "learnsyn: error: horizon must be an integer >= 1, got 0"),
     ],
 )
 def test_bad_input_prints_one_line_error_and_exits_2(tmp_path, capsys, arguments, message):

@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from learnsyn.distributed import (
+from learnsyn.rollout.distributed import (
     GroupedSimulator,
     all_reduce_gradients,
     group_range,

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from learnsyn.evaluate import evaluate
-from learnsyn.exact import (
+from learnsyn.estimate.exact import (
     linear_signal_and_variance,
     lyapunov_variance,
     memory_kernel,
     stationary_linear_variance,
 )
+from learnsyn.evaluate import evaluate
 from learnsyn.registry import make_model
 from learnsyn.scenario import InputStatistics, make_scenario
 from learnsyn.synapse import LinearForm

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from learnsyn.metrics import compute_metrics, smooth_objective, snr_from_moments
+from learnsyn.estimate.snr import compute_metrics, smooth_objective, snr_from_moments
 
 
 def test_metrics_of_a_simple_curve():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from learnsyn.cells import make_cell
-from learnsyn.montecarlo import simulate_pairs
+from learnsyn.estimate.montecarlo import simulate_pairs
 from learnsyn.rollout import available_kernels, fast_simulate_pairs, supports_fast_path
 from learnsyn.scenario import make_scenario
 
@@ -158,7 +158,7 @@ def test_backward_twice_with_retained_graph_gives_the_same_gradient():
 
 @pytest.mark.skipif("native" not in KERNELS, reason="no C compiler here")
 def test_native_kernel_leaves_the_floating_point_state_alone():
-    from learnsyn import rollout_native
+    from learnsyn.rollout import native as rollout_native
 
     assert rollout_native.available()
     tiny = torch.tensor([1e-40])  # a denormal: flush-to-zero would make it 0

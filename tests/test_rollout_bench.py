@@ -2,8 +2,8 @@
 
 import io
 
-from learnsyn.bench import print_report
-from learnsyn.rollout_bench import bench_rollouts
+from learnsyn.tools.bench import print_report
+from learnsyn.tools.rollout_bench import bench_rollouts
 
 ENTRY_KEYS = {
     "path",

@@ -10,7 +10,7 @@ import torch
 CHECK = """
 import torch
 from learnsyn.cells import make_cell
-from learnsyn.montecarlo import simulate_pairs
+from learnsyn.estimate.montecarlo import simulate_pairs
 from learnsyn.rollout import fast_simulate_pairs
 from learnsyn.scenario import make_scenario
 

@@ -208,7 +208,7 @@ def test_summary_of_a_missing_study_names_the_ones_there(tmp_path, capsys):
 
 
 def test_storage_urls_are_checked_and_shown_without_connecting(tmp_path):
-    from learnsyn.study_storage import parse_storage
+    from learnsyn.study.storage import parse_storage
 
     sqlite = parse_storage(f"sqlite:///{tmp_path}/a.db")
     assert sqlite.kind == "sqlite" and sqlite.has_heartbeat

@@ -7,7 +7,8 @@ import optuna
 import pytest
 
 from learnsyn.scenario import make_scenario
-from learnsyn.search_spaces import (
+from learnsyn.study.run import IntermediateReporter
+from learnsyn.study.space import (
     baseline_space,
     learned_space,
     narrow_space,
@@ -15,7 +16,6 @@ from learnsyn.search_spaces import (
     suggest,
     train_field_values,
 )
-from learnsyn.study import IntermediateReporter
 
 
 def sample(space, trials=30, seed=0, fixed=None):

@@ -58,7 +58,7 @@ def finish(worker, timeout=240) -> str:
 
 
 def load_trials(storage: str):
-    from learnsyn.study_storage import parse_storage
+    from learnsyn.study.storage import parse_storage
 
     study = optuna.load_study(study_name="w", storage=parse_storage(storage).open(create=False))
     return study.get_trials(deepcopy=False)

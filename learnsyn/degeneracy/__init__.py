@@ -14,17 +14,8 @@ Modules, by concept:
 - ``cli``: ``learnsyn degeneracy deep-linear|spectra|synapse`` (``add_degeneracy_parser``).
 """
 
-from learnsyn.degeneracy.deep_linear import DeepLinearConfig, run_deep_linear, train_deep_linear
-from learnsyn.degeneracy.initialization import (
-    InitSpec,
-    apply_initialization_,
-    fold_matrix,
-    gaussian_matrix,
-    initialize_square_matrix,
-    orthogonal_matrix,
-    parse_init_spec,
-    seeded_generator,
-)
+from learnsyn.degeneracy.deep_linear import DeepLinearConfig, train_deep_linear
+from learnsyn.degeneracy.deep_linear_report import run_deep_linear
 from learnsyn.degeneracy.measures import (
     covariance_degeneracy,
     effective_rank,
@@ -38,11 +29,22 @@ from learnsyn.degeneracy.recurrent_jacobians import (
     tanh_rnn_jacobian,
     window_jacobian_products,
 )
-from learnsyn.degeneracy.spectra import SpectraConfig, run_spectra
+from learnsyn.degeneracy.spectra import SpectraConfig
+from learnsyn.degeneracy.spectra_report import run_spectra
 from learnsyn.degeneracy.synapse import (
     SynapseDegeneracyConfig,
-    run_synapse_degeneracy,
     train_synapse_degeneracy,
+)
+from learnsyn.degeneracy.synapse_report import run_synapse_degeneracy
+from learnsyn.initialization import (
+    InitSpec,
+    apply_initialization_,
+    fold_matrix,
+    gaussian_matrix,
+    initialize_square_matrix,
+    orthogonal_matrix,
+    parse_init_spec,
+    seeded_generator,
 )
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 import sys
 
-from learnsyn.degeneracy.cli import main
+from learnsyn.cli.degeneracy import main  # the entry point of `python -m`
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -25,15 +25,21 @@ so they are computed without extra passes over the data.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from learnsyn.degeneracy.initialization import (
+from learnsyn.degeneracy.measures import (
+    DEFAULT_SMALL_VALUE_THRESHOLD,
+    MEASURE_NAMES,
+    activation_covariance,
+    covariance_degeneracy,
+    matrix_degeneracy,
+)
+from learnsyn.degeneracy.outputs import progress_bar
+from learnsyn.initialization import (
     FOLD_AXES,
     InitSpec,
     check_depth,
@@ -45,14 +51,6 @@ from learnsyn.degeneracy.initialization import (
     parse_init_spec,
     seeded_generator,
 )
-from learnsyn.degeneracy.measures import (
-    DEFAULT_SMALL_VALUE_THRESHOLD,
-    MEASURE_NAMES,
-    activation_covariance,
-    covariance_degeneracy,
-    matrix_degeneracy,
-)
-from learnsyn.degeneracy.outputs import progress_bar, torch_threads
 
 OPTIMIZERS = ("adam", "sgd")
 DEFAULT_CONDITIONS = ("fold0", "fold1", "orthogonal", "orthogonal-x0.8")
@@ -367,28 +365,10 @@ def train_deep_linear(config: DeepLinearConfig) -> dict[str, Any]:
     }
 
 
-def run_deep_linear(config: DeepLinearConfig, out_dir: str | Path) -> dict[str, Any]:
-    """Validate, train, and write figures, results.json, TensorBoard logs and config.json.
-
-    Returns the summary dict that is also written to ``<out_dir>/results.json``.
-    """
-    from learnsyn.degeneracy.deep_linear_report import write_deep_linear_outputs
-
-    config.validate()
-    started = time.perf_counter()
-    with torch_threads(config.threads):
-        raw = train_deep_linear(config)
-    training_seconds = time.perf_counter() - started
-    return write_deep_linear_outputs(
-        config, raw, Path(out_dir), training_seconds=training_seconds, torch_threads=config.threads
-    )
-
-
 __all__ = [
     "DEFAULT_CONDITIONS",
     "FOLD_AXES",
     "OPTIMIZERS",
     "DeepLinearConfig",
-    "run_deep_linear",
     "train_deep_linear",
 ]

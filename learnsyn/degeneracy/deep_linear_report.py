@@ -13,12 +13,13 @@ run; the rules are written next to each verdict.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from learnsyn.degeneracy.deep_linear import DeepLinearConfig
+from learnsyn.degeneracy.deep_linear import DeepLinearConfig, train_deep_linear
 from learnsyn.degeneracy.measures import MEASURE_NAMES
 from learnsyn.degeneracy.outputs import (
     log_series,
@@ -26,6 +27,7 @@ from learnsyn.degeneracy.outputs import (
     open_tensorboard_writer,
     plot_mean_with_error,
     save_figure,
+    torch_threads,
     write_experiment_outputs,
 )
 from learnsyn.degeneracy.seed_statistics import (
@@ -419,4 +421,19 @@ def write_deep_linear_outputs(
         plot=lambda summary, out: plot_deep_linear(config, summary, out),
         log_tensorboard=lambda summary, out: log_deep_linear_tensorboard(config, summary, out),
         extra=extra,
+    )
+
+
+def run_deep_linear(config: DeepLinearConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Validate, train, and write figures, results.json, TensorBoard logs and config.json.
+
+    Returns the summary dict that is also written to ``<out_dir>/results.json``.
+    """
+    config.validate()
+    started = time.perf_counter()
+    with torch_threads(config.threads):
+        raw = train_deep_linear(config)
+    training_seconds = time.perf_counter() - started
+    return write_deep_linear_outputs(
+        config, raw, Path(out_dir), training_seconds=training_seconds, torch_threads=config.threads
     )

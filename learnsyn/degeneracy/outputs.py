@@ -1,7 +1,7 @@
 """What every degeneracy experiment writes: PNG figures, a JSON of the numbers, TensorBoard, config.
 
 - ``write_json_atomic``: a temp file in the same directory, then ``os.replace``, so a reader never
-  sees a half-written file; tensors, numpy values and dataclasses are converted, NaN/inf -> null.
+  sees a half-written file; strict JSON by ``learnsyn.io``'s one rule for non-finite numbers.
 - ``save_resolved_config``: ``config.json`` with the resolved config plus the environment
   (torch version, thread count, command line) next to the outputs.
 - Figures are built on ``matplotlib.figure.Figure`` (the Agg canvas, no pyplot), so importing
@@ -15,12 +15,9 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +29,7 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from learnsyn.degeneracy.seed_statistics import mean_and_standard_error
+from learnsyn.io import atomic_write_json, to_jsonable
 
 TENSORBOARD_SUBDIR = "tensorboard"
 RESULTS_FILENAME = "results.json"
@@ -69,53 +67,11 @@ def write_experiment_outputs(
     return summary
 
 
-def to_jsonable(value: Any) -> Any:
-    """Recursively convert tensors, arrays, numpy scalars, dataclasses and paths for ``json``.
-
-    Non-finite floats become ``None`` so the file stays strict JSON.
-    """
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_jsonable(dataclasses.asdict(value))
-    if isinstance(value, torch.Tensor):
-        return to_jsonable(value.detach().cpu().numpy())
-    if isinstance(value, np.ndarray):
-        return to_jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return to_jsonable(value.item())
-    if isinstance(value, dict):
-        return {str(key): to_jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(item) for item in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def write_json_atomic(path: str | os.PathLike[str], data: Any, indent: int | None = 1) -> Path:
-    """Write ``data`` as JSON to ``path`` through a temp file and ``os.replace``.
-
-    ``indent=None`` writes compact JSON (for large result files).
-    """
+    """Write ``data`` as strict JSON to ``path`` atomically (``learnsyn.io``'s rule for
+    non-finite numbers); ``indent=None`` writes compact JSON (for large result files)."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(handle, "w") as stream:
-            separators = (",", ":") if indent is None else None
-            json.dump(
-                to_jsonable(data), stream, indent=indent, separators=separators, allow_nan=False
-            )
-            stream.write("\n")
-        os.chmod(temp_name, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(temp_name, target)
-    except BaseException:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
-        raise
+    atomic_write_json(target, data, indent=indent)
     return target
 
 

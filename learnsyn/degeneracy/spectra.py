@@ -24,16 +24,21 @@ Two computations, both seeded and both summarized with the degeneracy measures:
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from scipy.special import erf
 
-from learnsyn.degeneracy.initialization import (
+from learnsyn.degeneracy.measures import (
+    DEFAULT_SMALL_VALUE_THRESHOLD,
+    singular_values,
+    spectrum_degeneracy,
+    squared_singular_value_moments,
+)
+from learnsyn.degeneracy.outputs import progress_bar
+from learnsyn.initialization import (
     check_depth,
     check_fold_axis,
     check_fold_fits_width,
@@ -45,13 +50,6 @@ from learnsyn.degeneracy.initialization import (
     parse_init_spec,
     seeded_generator,
 )
-from learnsyn.degeneracy.measures import (
-    DEFAULT_SMALL_VALUE_THRESHOLD,
-    singular_values,
-    spectrum_degeneracy,
-    squared_singular_value_moments,
-)
-from learnsyn.degeneracy.outputs import progress_bar, torch_threads
 
 NONLINEARITIES = ("linear", "hard_tanh", "relu")
 WEIGHT_KINDS = ("gaussian", "orthogonal")
@@ -343,15 +341,3 @@ def compute_spectra(config: SpectraConfig) -> dict[str, Any]:
         "jacobian_networks": networks,
         "jacobians": jacobians,
     }
-
-
-def run_spectra(config: SpectraConfig, out_dir: str | Path) -> dict[str, Any]:
-    """Validate, compute, and write figures, results.json, TensorBoard logs and config.json."""
-    from learnsyn.degeneracy.spectra_report import write_spectra_outputs
-
-    config.validate()
-    started = time.perf_counter()
-    with torch_threads(config.threads):
-        raw = compute_spectra(config)
-    seconds = time.perf_counter() - started
-    return write_spectra_outputs(config, raw, Path(out_dir), compute_seconds=seconds)

@@ -11,22 +11,24 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from learnsyn.degeneracy.initialization import parse_init_spec
 from learnsyn.degeneracy.outputs import (
     log_series,
     new_figure,
     open_tensorboard_writer,
     plot_mean_with_error,
     save_figure,
+    torch_threads,
     write_experiment_outputs,
 )
 from learnsyn.degeneracy.seed_statistics import summarize_over_seeds
-from learnsyn.degeneracy.spectra import SpectraConfig
+from learnsyn.degeneracy.spectra import SpectraConfig, compute_spectra
+from learnsyn.initialization import parse_init_spec
 
 # log10 of singular values below this are numerically zero in float64 products of this length;
 # they are counted in the leftmost histogram bin.
@@ -331,3 +333,13 @@ def write_spectra_outputs(
         log_tensorboard=lambda summary, out: log_spectra_tensorboard(summary, raw, out),
         extra=extra,
     )
+
+
+def run_spectra(config: SpectraConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Validate, compute, and write figures, results.json, TensorBoard logs and config.json."""
+    config.validate()
+    started = time.perf_counter()
+    with torch_threads(config.threads):
+        raw = compute_spectra(config)
+    seconds = time.perf_counter() - started
+    return write_spectra_outputs(config, raw, Path(out_dir), compute_seconds=seconds)

@@ -32,29 +32,28 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 import torch
 
 from learnsyn.cells import LearnedSynapse
-from learnsyn.degeneracy.initialization import (
+from learnsyn.degeneracy.measures import DEFAULT_SMALL_VALUE_THRESHOLD
+from learnsyn.degeneracy.outputs import progress_bar
+from learnsyn.degeneracy.recurrent_jacobians import (
+    DEVICE,
+    JACOBIAN_MEASURES,
+    spectrum_measures,
+    window_jacobian_products,
+)
+from learnsyn.initialization import (
     FOLD_AXES,
     check_fold_axis,
     check_fold_fits_width,
     check_seed,
     parse_init_spec,
     seeded_generator,
-)
-from learnsyn.degeneracy.measures import DEFAULT_SMALL_VALUE_THRESHOLD
-from learnsyn.degeneracy.outputs import progress_bar, torch_threads
-from learnsyn.degeneracy.recurrent_jacobians import (
-    DEVICE,
-    JACOBIAN_MEASURES,
-    spectrum_measures,
-    window_jacobian_products,
 )
 from learnsyn.scenario import Scenario, make_scenario
 from learnsyn.training import (
@@ -261,34 +260,26 @@ def run_seed(base_seed: int, seed_index: int) -> int:
     return int(np.random.SeedSequence([base_seed, seed_index, _RUN_STREAM]).generate_state(1)[0])
 
 
+#: settings of the experiment that mean something else in TrainConfig (or are per run)
+_NOT_TRAIN_SETTINGS = {"task_params", "seed", "batch", "init"}
+
+
 def train_config(
     config: SynapseDegeneracyConfig, init: str, seed_index: int, evaluation: bool = False
 ) -> TrainConfig:
-    """The ``TrainConfig`` of one run (``evaluation``: the same with the evaluation batch)."""
+    """The ``TrainConfig`` of one run (``evaluation``: the same with the evaluation batch):
+    every setting the two configs share by name, then the ones named differently here."""
+    train_names = {f.name for f in fields(TrainConfig)} - _NOT_TRAIN_SETTINGS
+    shared = {name: getattr(config, name) for name in train_names if hasattr(config, name)}
     return TrainConfig(
-        task=config.task,
+        **shared,
         task_params=config.task_param_dict,
-        synapses=config.synapses,
         state_size=config.hidden_size,
-        cell=config.cell,
-        metric=config.metric,
-        iterations=config.iterations,
-        batch=config.eval_batch if evaluation else config.batch,
-        horizon=config.horizon,
-        burn_in=config.burn_in,
-        lr=config.lr,
-        lr_final_fraction=config.lr_final_fraction,
-        grad_clip=config.grad_clip,
         threshold=config.snr_threshold,
-        temperature=config.temperature,
-        temperature_final=config.temperature_final,
-        noise_margin=config.noise_margin,
+        batch=config.eval_batch if evaluation else config.batch,
         init=init,
-        fold_axis=config.fold_axis,
-        timescale=config.timescale,
         seed=run_seed(config.seed, seed_index),
         device="cpu",
-        eval_batch=config.eval_batch,
     )
 
 
@@ -454,30 +445,11 @@ def train_synapse_degeneracy(config: SynapseDegeneracyConfig) -> dict[str, Any]:
     return raw
 
 
-def run_synapse_degeneracy(config: SynapseDegeneracyConfig, out_dir: str | Path) -> dict[str, Any]:
-    """Validate, train, and write figures, results.json, TensorBoard logs and config.json.
-
-    Returns the summary dict that is also written to ``<out_dir>/results.json``.
-    """
-    from learnsyn.degeneracy.synapse_report import write_synapse_outputs
-
-    config.validate()
-    config = config.resolved()
-    started = time.perf_counter()
-    with torch_threads(config.threads):
-        raw = train_synapse_degeneracy(config)
-    training_seconds = time.perf_counter() - started
-    return write_synapse_outputs(
-        config, raw, Path(out_dir), training_seconds=training_seconds, torch_threads=config.threads
-    )
-
-
 __all__ = [
     "FOLD_AXES",
     "SYNAPSE_CELLS",
     "TRAIN_METRICS",
     "SynapseDegeneracyConfig",
     "default_inits",
-    "run_synapse_degeneracy",
     "train_synapse_degeneracy",
 ]

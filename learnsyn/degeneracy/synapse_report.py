@@ -12,13 +12,14 @@ Higher objectives are better (memory area, lifetime, ...), unlike the deep-linea
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from learnsyn.degeneracy.initialization import parse_init_spec
 from learnsyn.degeneracy.outputs import (
+    torch_threads,
     write_experiment_outputs,
 )
 from learnsyn.degeneracy.recurrent_jacobians import JACOBIAN_MEASURES
@@ -29,12 +30,18 @@ from learnsyn.degeneracy.seed_statistics import (
     significantly_greater,
     summarize_over_seeds,
 )
-from learnsyn.degeneracy.synapse import CELL_DEFAULT_INIT, SynapseDegeneracyConfig, init_label
+from learnsyn.degeneracy.synapse import (
+    CELL_DEFAULT_INIT,
+    SynapseDegeneracyConfig,
+    init_label,
+    train_synapse_degeneracy,
+)
 from learnsyn.degeneracy.synapse_figures import (
     PER_ITERATION_SERIES,
     log_synapse_tensorboard,
     plot_synapse,
 )
+from learnsyn.initialization import parse_init_spec
 
 # The final objective is the mean evaluation over this last fraction of training.
 FINAL_WINDOW = 0.1
@@ -453,4 +460,20 @@ def write_synapse_outputs(
         plot=lambda summary, out: plot_synapse(config, summary, out),
         log_tensorboard=lambda summary, out: log_synapse_tensorboard(config, summary, out),
         extra=extra,
+    )
+
+
+def run_synapse_degeneracy(config: SynapseDegeneracyConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Validate, train, and write figures, results.json, TensorBoard logs and config.json.
+
+    Returns the summary dict that is also written to ``<out_dir>/results.json``.
+    """
+    config.validate()
+    config = config.resolved()
+    started = time.perf_counter()
+    with torch_threads(config.threads):
+        raw = train_synapse_degeneracy(config)
+    training_seconds = time.perf_counter() - started
+    return write_synapse_outputs(
+        config, raw, Path(out_dir), training_seconds=training_seconds, torch_threads=config.threads
     )

@@ -1,5 +1,5 @@
 """A compiled CPU kernel for the tracked window: the same mathematics as
-``learnsyn.rollout_kernels``, with the loop order turned around.
+``learnsyn.rollout.kernels``, with the loop order turned around.
 
 The eager kernel steps all synapses through one time step per operation, so every state row
 travels through memory a dozen times per step. Here a block of 32 synapses (two AVX-512
@@ -9,7 +9,8 @@ multiplies the chunk's pre-activation gradients into per-lane weight-gradient su
 lanes up once per block. The moments of the weights are summed inside the kernel, so no
 ``[T, N]`` tensor is ever allocated (fresh allocations cost a page fault per 4 KiB here).
 
-The C source (``learnsyn.rollout_native_source``) is compiled once per machine with the system
+The C source (``native.c`` beside this module, shipped as package data) is compiled once per
+machine with the system
 C compiler (``cc -O3 -march=native -ffast-math``, linked without it: see ``COMPILE_FLAGS``)
 into a cache folder and loaded with ``ctypes``; where there is no compiler, or it fails,
 ``available()`` is False and the eager kernel is used (``LEARNSYN_NATIVE=0`` turns it off).
@@ -30,8 +31,6 @@ from pathlib import Path
 
 import torch
 
-from learnsyn.rollout_native_source import SOURCE
-
 LANES = 32  # synapses per block: two AVX-512 registers of float32
 # -ffast-math at compile time only: linking a shared library with it adds crtfastmath.o, which
 # turns on flush-to-zero for the whole process when the library loads (changing torch's own
@@ -39,6 +38,7 @@ LANES = 32  # synapses per block: two AVX-512 registers of float32
 COMPILE_FLAGS = ("-O3", "-march=native", "-funroll-loops", "-ffast-math", "-mrecip=all", "-fPIC")
 LINK_FLAGS = ("-shared",)
 MAX_STATE = 64
+SOURCE = (Path(__file__).parent / "native.c").read_text()
 
 
 _library: ctypes.CDLL | None = None

@@ -1,6 +1,6 @@
 """One short script for a borrowed GPU: agreement and speed of every CUDA rollout path.
 
-``python -m learnsyn.gpu_checks --out DIR`` (from an installed package or a source checkout)
+``python -m learnsyn.tools.gpu_checks --out DIR`` (from an installed package or a source checkout)
 prints the device, torch, CUDA and Triton versions, checks each CUDA path's objective and
 gradients against the reference simulator, times the reference, the eager kernel and the Triton
 kernel forward and forward plus backward at a few sizes up to a batch that fills the GPU, and
@@ -90,7 +90,7 @@ class Recorder:
 
 
 def _simulators():
-    from learnsyn.montecarlo import simulate_pairs
+    from learnsyn.estimate.montecarlo import simulate_pairs
     from learnsyn.rollout import fast_simulate_pairs
 
     def with_kernel(kernel):
@@ -106,8 +106,8 @@ def _simulators():
 def check_agreement(record: Recorder, device: torch.device) -> None:
     """Objective and gradients of each CUDA path against the reference, small sizes."""
     from learnsyn.cells import make_cell
-    from learnsyn.rollout_bench import _agreement, _run
     from learnsyn.scenario import make_scenario
+    from learnsyn.tools.rollout_bench import _agreement, _run
 
     simulators = _simulators()
     cases = [(cell, task, 1024, 200) for cell in ("gru", "rnn") for task in ("ideal", "importance")]
@@ -135,8 +135,8 @@ def check_agreement(record: Recorder, device: torch.device) -> None:
 def time_path(record: Recorder, device, path: str, cell: str, state: int, pairs: int, horizon):
     """Compile/warm-up once, then two timed repeats each of forward and forward plus backward."""
     from learnsyn.cells import make_cell
-    from learnsyn.rollout_bench import _run, _timed
     from learnsyn.scenario import make_scenario
+    from learnsyn.tools.rollout_bench import _run, _timed
 
     simulate = _simulators()[path]
     scenario = make_scenario("ideal")
@@ -207,7 +207,9 @@ def best_figure(record: Recorder) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m learnsyn.gpu_checks", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m learnsyn.tools.gpu_checks", description=__doc__
+    )
     parser.add_argument("--out", default=".", help="folder for gpu_checks.json")
     parser.add_argument("--budget", type=float, default=200.0, help="seconds for everything")
     parser.add_argument("--quick", action="store_true", help="small sizes only")

@@ -1,4 +1,11 @@
-"""SNR conventions and the metrics of an SNR curve (science.md sections 1-2).
+"""From signal and variance to an SNR curve, its errors and its metrics (science.md 1-2).
+
+This is the one place where ``N`` (``synapses``) and the noise convention are applied: the
+estimators (``exact``, ``montecarlo``) return signals and variances of one synapse, and
+``snr_from_moments`` turns them into SNR. ``curve_from_pairs`` turns simulated pairs (one
+``PairMoments`` per tracked kind) into the combined SNR curve with its jackknife errors; both
+``learnsyn.evaluate`` and meta-training (``learnsyn.training``) call it, so the estimate a model
+is trained on is the one it is evaluated with.
 
 Conventions, for signal ``S`` and stationary weight variance ``V`` of N independent synapses:
 
@@ -20,6 +27,8 @@ are exact; over sparse ages each value stands for the ages up to the next one.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -52,12 +61,14 @@ def snr_from_moments(signal, variance, synapses: float, convention: str):
         return math.sqrt(synapses) * signal / np.sqrt(np.maximum(noise2, 1e-300))
 
 
-def age_widths(ages: np.ndarray) -> np.ndarray:
-    """How many integer ages each listed age stands for (all 1 for consecutive ages)."""
-    ages = np.asarray(ages, dtype=np.float64)
-    widths = np.ones_like(ages)
+def age_widths(ages):
+    """How many integer ages each listed age stands for (all 1 for consecutive ages); numpy in,
+    numpy out, torch in, torch out."""
+    if not isinstance(ages, torch.Tensor):
+        ages = np.asarray(ages, dtype=np.float64)
+    widths = ages * 0 + 1
     if len(ages) > 1:
-        widths[:-1] = np.diff(ages)
+        widths[:-1] = ages[1:] - ages[:-1]
     return widths
 
 
@@ -93,9 +104,7 @@ def smooth_objective(
     """
     check_metric(metric, ("area", "lifetime", "log_area", "initial_snr"))
     excess = snr - threshold
-    widths = torch.ones_like(ages, dtype=snr.dtype)
-    if len(ages) > 1:
-        widths[:-1] = (ages[1:] - ages[:-1]).to(snr.dtype)
+    widths = age_widths(ages.to(snr.dtype))
     if metric == "initial_snr":
         return snr[0]
     if metric == "lifetime":
@@ -104,3 +113,58 @@ def smooth_objective(
     if metric == "area":
         return torch.sum(soft * widths)
     return torch.sum(soft * widths / (ages.to(snr.dtype) + 1.0))
+
+
+def jackknife_stderr(values: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
+    """Standard error from leave-one-out estimates along dim 0 (differentiable; ``floor`` under
+    the square root keeps its gradient finite where the spread is zero)."""
+    groups = values.shape[0]
+    centred = values - values.mean(0, keepdim=True)
+    return torch.sqrt((groups - 1) / groups * (centred**2).sum(0) + floor)
+
+
+@dataclass
+class CurveEstimate:
+    """A Monte Carlo SNR curve: ``snr`` ``[T]`` (the tracked kinds combined with their weights),
+    ``per_kind`` ``[kinds, T]``, ``leave_one_out`` ``[groups, T]`` and ``stderr`` ``[T]``, all
+    tensors that keep the graph of the simulation when it had one."""
+
+    snr: torch.Tensor
+    per_kind: torch.Tensor
+    leave_one_out: torch.Tensor
+    stderr: torch.Tensor
+
+
+def curve_from_pairs(
+    moments: Sequence,
+    weights: Sequence[float],
+    synapses: float,
+    convention: str,
+    stderr_floor: float = 0.0,
+) -> CurveEstimate:
+    """The SNR curve and its jackknife error from simulated pairs (``PairMoments``, one per
+    tracked kind, combined with ``weights``)."""
+    per_kind = [m.snr(synapses, convention) for m in moments]
+    loo = [m.leave_one_out_snr(synapses, convention) for m in moments]
+    combined = sum(w * c for w, c in zip(weights, per_kind))
+    loo_combined = sum(w * c for w, c in zip(weights, loo))
+    return CurveEstimate(
+        snr=combined,
+        per_kind=torch.stack(per_kind),
+        leave_one_out=loo_combined,
+        stderr=jackknife_stderr(loo_combined, stderr_floor),
+    )
+
+
+def metrics_with_errors(
+    ages, estimate: CurveEstimate, threshold: float
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Every metric of the estimated curve and its jackknife standard error."""
+    snr = estimate.snr.detach().double().cpu().numpy()
+    loo = estimate.leave_one_out.detach().double().cpu()
+    loo_metrics = [compute_metrics(ages, curve.numpy(), threshold) for curve in loo]
+    errors = {
+        key: float(jackknife_stderr(torch.tensor([m[key] for m in loo_metrics])))
+        for key in loo_metrics[0]
+    }
+    return compute_metrics(ages, snr, threshold), errors

@@ -1,7 +1,7 @@
-"""A Triton kernel for the tracked window on CUDA: ``learnsyn.rollout_native`` for the GPU.
+"""A Triton kernel for the tracked window on CUDA: ``learnsyn.rollout.native`` for the GPU.
 
 One program owns ``BLOCK`` synapses (lanes) and runs them through every time step with the
-state h (the cell's own, as in ``rollout_kernels.compiled_matrices``) in registers as
+state h (the cell's own, as in ``kernels.compiled_matrices``) in registers as
 ``[MP, BLOCK]`` tiles, ``MP`` the state size padded to 16 for ``tl.dot``; the per-step matrix
 products are ``tl.dot`` in full float32 (``input_precision="ieee"``). The moments of the
 weights are written per program and summed on the host (no atomics, so the result is
@@ -459,7 +459,7 @@ def advance(cell, mats, inputs, head, start, cells=None):
 
 
 class TritonWindow(torch.autograd.Function):
-    """Same arguments and result as ``rollout_native.NativeWindow``, on the GPU."""
+    """Same arguments and result as ``native.NativeWindow``, on the GPU."""
 
     @staticmethod
     def forward(ctx, cell, chunk, cells, inputs, head, start, first, reset, readout):

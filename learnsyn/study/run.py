@@ -1,6 +1,6 @@
 """``learnsyn study``: an Optuna study whose trials are meta-training runs or baseline tunings.
 
-``--target learned`` searches meta-training settings (``learnsyn.search_spaces.learned_space``);
+``--target learned`` searches meta-training settings (``learnsyn.study.space.learned_space``);
 each trial is a ``learnsyn.runs.train`` run in ``<out>/<study>/trial_<number>/`` (TensorBoard
 events, checkpoint, config), reports a smoothed training metric every few iterations so the
 pruner can stop poor runs, and is scored by a Monte Carlo evaluation of the trained synapse at
@@ -8,7 +8,7 @@ the study's horizon with one evaluation seed shared by all trials. ``--target ba
 searches a hand-crafted model's parameters; each trial is one ``learnsyn.evaluate`` call.
 
 Every worker runs the same command (same ``--study-name`` and ``--storage``): the study is
-created by the first and joined by the others, the slot lock of ``learnsyn.study_storage`` makes
+created by the first and joined by the others, the slot lock of ``learnsyn.study.storage`` makes
 them start exactly ``--n-trials`` trials together (failed trials do not count, so a crashed
 trial is replaced), and a worker out of trials to start waits for the others' running trials,
 so that one whose worker died is marked failed by its stale heartbeat and replaced. Re-running
@@ -19,7 +19,6 @@ attributes, so any trial can be re-run (``--summary`` prints the command).
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import re
@@ -31,20 +30,18 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from learnsyn.io import atomic_write_json, write_json_output
-from learnsyn.search_spaces import (
+from learnsyn.io import atomic_write_json
+from learnsyn.study.space import (
     OBJECTIVE_KEYS,
     StudySettings,
     learned_config,
-    study_settings,
     suggest,
 )
-from learnsyn.study_storage import StorageLocation, parse_storage, trial_counts
+from learnsyn.study.storage import StorageLocation, trial_counts
 
 SAMPLERS = ("tpe", "random", "cmaes")
 PRUNERS = ("median", "none")
 STUDY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-EVALUATION_SEED_OFFSET = 10_000
 
 
 def _log(message: str) -> None:
@@ -113,13 +110,11 @@ class TrialObjective:
 
     def _learned(self, trial, params: dict[str, Any], run_dir: Path) -> float:
         import optuna
-        import torch
 
         from learnsyn import runs
-        from learnsyn.evaluate import evaluate
+        from learnsyn.config import resolve_device, stream_seed
         from learnsyn.scenario import make_scenario
         from learnsyn.tensorboard_log import RunLogger
-        from learnsyn.training import resolve_device
 
         s = self.settings
         try:
@@ -143,21 +138,15 @@ class TrialObjective:
         _, model, _ = runs.load_run(run_dir)
         scenario = make_scenario(config.task, config.task_params)
         device = resolve_device(config.device)
-        burn_in = config.burn_in if config.burn_in is not None else int(2.5 * s.horizon)
-        with torch.no_grad():
-            evaluation = evaluate(
-                model.to(device),
-                scenario,
-                synapses=s.synapses,
-                horizon=s.horizon,
-                method="monte-carlo",
-                convention=s.convention,
-                threshold=s.threshold,
-                batch=config.eval_batch,
-                seed=s.seed + EVALUATION_SEED_OFFSET,
-                burn_in=burn_in,
-                device=device,
-            )
+        evaluation = runs.evaluate_trained(
+            model,
+            config,
+            batch=config.eval_batch,
+            seed=stream_seed(s.seed, "study-evaluation"),
+            device=device,
+            horizon=s.horizon,
+            scenario=scenario,
+        )
         atomic_write_json(run_dir / "evaluation.json", evaluation.to_json())
         logger = RunLogger(run_dir, config, scenario, device, log=self.log)
         logger.log_hparams({"evaluation": {"metrics": evaluation.metrics}})
@@ -341,122 +330,3 @@ def _log_trial(study, objective: TrialObjective, log) -> None:
         value = f" {trial.value:.6g}" if trial.value is not None else ""
         where = trial.user_attrs.get("run_dir", "")
         log(f"trial {number} {trial.state.name.lower()}{value}{objective.last_note}: {where}")
-
-
-def default_study_name(target: str, task: str, synapses: int) -> str:
-    return f"{target.replace(':', '-')}-{task}-N{synapses}"
-
-
-def _check_study_name(name: str) -> str:
-    if not STUDY_NAME_PATTERN.match(name):
-        raise ValueError(
-            f"study name {name!r} is not allowed: letters, digits, '.', '_' and '-' only "
-            "(it names the study's run directory)"
-        )
-    return name
-
-
-def cmd_study(args: argparse.Namespace) -> int:
-    """``learnsyn study``: run trials, or ``--summary`` of a study."""
-    import optuna
-
-    # every trial's outcome is logged below; Optuna's own warnings would repeat failures with a
-    # traceback (even for Ctrl-C)
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    out = Path(args.out)
-    location = parse_storage(args.storage or f"sqlite:///{out / 'optuna.db'}")
-    if args.summary:
-        from learnsyn.study_storage import print_summary, study_summary
-
-        data = study_summary(location, args.study_name)
-        path = args.json or str(out / data["study"] / "summary.json")
-        write_json_output(path, data)
-        print_summary(data, path, sys.stderr if path == "-" else sys.stdout)
-        return 0
-    check_sampler_and_pruner(args.sampler, args.pruner)
-    if args.n_trials < 1:
-        raise ValueError(f"--n-trials {args.n_trials} is not allowed: expected an integer >= 1")
-    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
-        raise ValueError(f"--timeout {args.timeout} is not allowed: expected seconds > 0")
-    if args.heartbeat < 0:
-        raise ValueError(f"--heartbeat {args.heartbeat} is not allowed: expected seconds >= 0")
-    settings = study_settings(args)
-    name = _check_study_name(
-        args.study_name or default_study_name(args.target, args.task, args.synapses)
-    )
-    try:
-        run_study(
-            settings,
-            location,
-            name,
-            n_trials=args.n_trials,
-            out=out,
-            timeout=args.timeout,
-            sampler=args.sampler,
-            pruner=args.pruner,
-            heartbeat=args.heartbeat,
-        )
-    except KeyboardInterrupt:
-        _log(f"interrupted: run the same command again to continue study {name}")
-        return 130
-    _log(f"summary: learnsyn study --summary --storage {location.given} --study-name {name}")
-    return 0
-
-
-def add_study_parser(subparsers) -> None:
-    """Register ``learnsyn study``."""
-    p = subparsers.add_parser(
-        "study",
-        help="Optuna study over meta-training runs or baseline parameters",
-        description="An Optuna study whose trials are meta-training runs or baseline tunings; "
-        "every worker runs the same command (docs/studies.md).",
-    )
-    what = p.add_argument_group("what to optimize")
-    what.add_argument("--target", help="learned | baseline:NAME (see `learnsyn list`)")
-    what.add_argument("--task", help="scenario name")
-    what.add_argument("--task-param", action="append", metavar="KEY=VALUE")
-    what.add_argument("--synapses", type=int, help="N (scales SNR by sqrt(N))")
-    what.add_argument("--metric", default="area", help="area | lifetime | log_area | initial_snr")
-    what.add_argument(
-        "--space",
-        action="append",
-        metavar="KEY=LOW:HIGH[:SCALE]|A,B|VALUE",
-        help="narrow a search dimension (a single value fixes it)",
-    )
-    what.add_argument("--space-file", metavar="JSON", help="the same entries as a JSON object")
-    what.add_argument(
-        "--fixed",
-        action="append",
-        metavar="KEY=VALUE",
-        help="hold a setting: a TrainConfig field (learned) or a model parameter (baseline)",
-    )
-    what.add_argument(
-        "--horizon",
-        type=int,
-        help="evaluation horizon (default: learned, the fixed training horizon, else 600; "
-        "baselines, 1000)",
-    )
-    what.add_argument("--threshold", type=float, default=1.0)
-    what.add_argument("--convention", default="large-n", help="large-n (default) | exact")
-    what.add_argument("--eval-batch", type=int, help="Monte Carlo pairs of the evaluation")
-    what.add_argument("--method", default="auto", help="baselines: auto | exact | monte-carlo")
-    what.add_argument("--max-state", type=int, help="baselines: at most m state variables")
-    how = p.add_argument_group("how to run")
-    how.add_argument(
-        "--storage",
-        help="sqlite:///PATH (default <out>/optuna.db), journal:PATH, "
-        "or a SQLAlchemy URL such as postgresql://USER@HOST:PORT/DB",
-    )
-    how.add_argument("--study-name", help="default <target>-<task>-N<synapses>")
-    how.add_argument("--n-trials", type=int, default=20, help="trials of the whole study")
-    how.add_argument("--timeout", type=float, help="seconds after which no trial starts")
-    how.add_argument("--sampler", default="tpe", help="tpe | random | cmaes")
-    how.add_argument("--pruner", default="median", help="median | none")
-    how.add_argument("--seed", type=int, default=0, help="trial k trains with seed + k")
-    how.add_argument("--heartbeat", type=int, default=60, help="seconds; 0: off (databases)")
-    how.add_argument("--out", default="runs", help="trials go to <out>/<study>/trial_<k>/")
-    report = p.add_argument_group("summary")
-    report.add_argument("--summary", action="store_true", help="print the best trial and more")
-    report.add_argument("--json", metavar="PATH|-", help="default <out>/<study>/summary.json")
-    p.set_defaults(func=cmd_study)

@@ -1,13 +1,14 @@
 """The ``learnsyn degeneracy`` command: one subcommand per experiment.
 
-``add_degeneracy_parser(subparsers)`` adds ``degeneracy`` to the main ``learnsyn`` parser, with
+``add_degeneracy_commands(subparsers)`` adds ``degeneracy`` to the main ``learnsyn`` parser, with
 the subcommands ``deep-linear``, ``spectra`` and ``synapse``. Each subcommand sets ``func``: it
 takes the parsed ``argparse.Namespace`` and returns an exit code.
 ``main(argv)`` is the same command standalone (``python -m learnsyn.degeneracy deep-linear``).
 
 Every subcommand takes ``--quick`` (a size that finishes in seconds), ``--seed``, ``--out``,
 ``--threads`` and ``--no-progress``, plus its experiment options; an option left out keeps the
-default of the chosen size. A bad value is reported as one line, ``error: <message>``, on stderr
+default of the chosen size. A bad value is reported as one line,
+``learnsyn: error: <message>``, on stderr
 with exit code 2, before any work is done.
 """
 
@@ -19,22 +20,24 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from learnsyn.cli.options import Parser
 from learnsyn.degeneracy.deep_linear import (
     DEFAULT_CONDITIONS,
     FOLD_AXES,
     OPTIMIZERS,
     DeepLinearConfig,
-    run_deep_linear,
 )
-from learnsyn.degeneracy.initialization import INIT_NAME_HELP
-from learnsyn.degeneracy.spectra import NONLINEARITIES, WEIGHT_KINDS, SpectraConfig, run_spectra
+from learnsyn.degeneracy.deep_linear_report import run_deep_linear
+from learnsyn.degeneracy.spectra import NONLINEARITIES, WEIGHT_KINDS, SpectraConfig
+from learnsyn.degeneracy.spectra_report import run_spectra
 from learnsyn.degeneracy.synapse import (
     SYNAPSE_CELLS,
     TRAIN_METRICS,
     SynapseDegeneracyConfig,
     default_inits,
-    run_synapse_degeneracy,
 )
+from learnsyn.degeneracy.synapse_report import run_synapse_degeneracy
+from learnsyn.initialization import INIT_NAME_HELP
 
 EXIT_BAD_INPUT = 2
 DESCRIPTION = (
@@ -44,7 +47,7 @@ DESCRIPTION = (
 )
 
 
-def add_degeneracy_parser(subparsers: Any) -> None:
+def add_degeneracy_commands(subparsers: Any) -> None:
     """Add the ``degeneracy`` command (deep-linear, spectra, synapse) to ``subparsers``."""
     parser = subparsers.add_parser(
         "degeneracy",
@@ -56,7 +59,7 @@ def add_degeneracy_parser(subparsers: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m learnsyn.degeneracy <experiment> ...``: the command without ``learnsyn``."""
-    parser = argparse.ArgumentParser(prog="python -m learnsyn.degeneracy", description=DESCRIPTION)
+    parser = Parser(prog="python -m learnsyn.degeneracy", description=DESCRIPTION)
     _add_experiment_subcommands(parser)
     arguments = parser.parse_args(argv)
     return arguments.func(arguments)
@@ -292,7 +295,7 @@ def _run_experiment(
         config = _config_from_arguments(config_type, arguments)
         config.validate()
     except (ValueError, TypeError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"learnsyn: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     out_dir = _output_directory(arguments)
     summary = run(config, out_dir)

@@ -17,7 +17,7 @@ process with all groups and any number of ranks with a share each simulate the s
 (This is a different draw from the single-generator ``simulate_pairs``; with one process it is
 the same estimator.)
 
-Launch: ``torchrun --nproc_per_node=2 -m learnsyn.distributed --iterations 5`` (gloo on the
+Launch: ``torchrun --nproc_per_node=2 -m learnsyn.rollout.distributed --iterations 5`` (gloo on the
 CPU, NCCL when every rank has a GPU).
 """
 
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from learnsyn.montecarlo import PairMoments, pair_groups
+from learnsyn.estimate.montecarlo import PairMoments, pair_groups
 from learnsyn.rollout import fast_simulate_pairs
 from learnsyn.scenario import Scenario, TrackedKind
 from learnsyn.synapse import Synapse
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     from learnsyn.training import TrainConfig, build_model, make_optimizer, training_step
 
     parser = argparse.ArgumentParser(
-        prog="torchrun --nproc_per_node=N -m learnsyn.distributed",
+        prog="torchrun --nproc_per_node=N -m learnsyn.rollout.distributed",
         description=__doc__.splitlines()[0],
     )
     parser.add_argument("--task", default="ideal")

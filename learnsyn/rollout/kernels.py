@@ -1,6 +1,7 @@
 """Hand-written backpropagation through time for the tanh-RNN and GRU synapse cells.
 
-The reference simulator (``learnsyn.montecarlo.simulate_pairs``) records a dozen autograd nodes
+The reference simulator (``learnsyn.estimate.montecarlo.simulate_pairs``) records a dozen
+autograd nodes
 per time step; at state sizes of 2-32 their bookkeeping costs far more than the arithmetic. Here
 one ``torch.autograd.Function`` covers the whole tracked window: its forward runs the recurrence
 with a handful of in-place operations per step and keeps the states only every ``chunk`` steps;

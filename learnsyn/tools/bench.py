@@ -1,6 +1,6 @@
 """Benchmarks that print figures (never timed tests): exact evaluation and Monte Carlo speed.
 
-``learnsyn bench`` (or ``python -m learnsyn.bench``) prints, with the thread count and sizes:
+``learnsyn bench`` (or ``python -m learnsyn.tools.bench``) prints, with the thread count and sizes:
 - the time of an exact SNR curve of the Benna-Fusi chain (m = 12) at 1000 log-spaced ages up to
   1e8 (target: well under 0.1 s);
 - Monte Carlo throughput of the evaluation simulator in synapse-steps per second.
@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import argparse
 import platform
 import sys
 import time
@@ -79,7 +78,7 @@ def run_benchmarks(device: str = "cpu", quick: bool = False) -> dict:
         ],
     }
     try:  # the rollout kernels of the meta-training (when present)
-        from learnsyn.rollout_bench import bench_rollouts
+        from learnsyn.tools.rollout_bench import bench_rollouts
     except ImportError:
         pass
     else:
@@ -104,7 +103,7 @@ def print_report(results: dict, out=None) -> None:
         )
     rollout = results.get("rollout")
     if rollout:
-        from learnsyn.rollout_bench import describe_entry
+        from learnsyn.tools.rollout_bench import describe_entry
 
         print(
             f"  meta-training rollout ({rollout['device_name']}, {rollout['threads']} thread(s), "
@@ -114,24 +113,3 @@ def print_report(results: dict, out=None) -> None:
         )
         for entry in rollout["entries"]:
             print(f"    {describe_entry(entry)}", file=out)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="learnsyn bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", metavar="PATH|-")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    results = run_benchmarks(args.device, args.quick)
-    print_report(results, sys.stderr if args.json == "-" else sys.stdout)
-    if args.json:
-        from learnsyn.io import write_json_output
-
-        write_json_output(args.json, results)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

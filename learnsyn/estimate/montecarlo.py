@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from learnsyn.metrics import snr_from_moments
+from learnsyn.estimate.snr import snr_from_moments
 from learnsyn.scenario import Scenario, TrackedKind
 from learnsyn.synapse import MarkovSynapse, Synapse
 
@@ -54,13 +54,6 @@ class PairMoments:
         rest = (total - self.sums).transpose(0, 1)  # [G, T, 4]
         signal, variance = self.moments(rest, self.count * (groups - 1))
         return snr_from_moments(signal, variance, synapses, convention)
-
-
-def jackknife_stderr(values: torch.Tensor) -> torch.Tensor:
-    """Standard error from leave-one-out estimates along dim 0."""
-    groups = values.shape[0]
-    centred = values - values.mean(0, keepdim=True)
-    return torch.sqrt((groups - 1) / groups * (centred**2).sum(0))
 
 
 def pair_groups(pairs: int, groups: int) -> tuple[int, int]:
@@ -127,7 +120,7 @@ def simulate_pairs(
 def default_burn_in(model: Synapse, scenario: Scenario, horizon: int, cap: int = 200_000) -> int:
     """Enough steps for the slowest known time scale to relax (5 time constants), at least the
     horizon, at most ``cap``; models with no finite time scale get ``4 * horizon``."""
-    from learnsyn.exact import markov_time_scale
+    from learnsyn.estimate.exact import markov_time_scale
 
     scale = None
     form = model.markov_form()

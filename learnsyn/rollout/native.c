@@ -1,16 +1,14 @@
-"""C source of the compiled CPU rollout kernel (``learnsyn.rollout_native`` builds and loads it).
+/* C source of the compiled CPU rollout kernel (learnsyn.rollout.native builds and loads it).
 
-Layout: rows of ``BS`` lanes (synapses), ``[feature][lane]``; a window's step column is
-``x = [h; inputs; 1]`` (the cell's own state h, unlike the eager kernel's u = (h + 1) / 2: the
-weight gradients then come out without the cancellation that u's offset causes), and the GRU's
-work rows are ``[s; z; r; q = r h]`` with the candidate ``2 s - 1``. ``window_forward`` runs
-each block of lanes through every step (moments of the weights per (branch, group) cell,
-checkpoints every K steps);
-``window_backward`` recomputes a chunk from its checkpoint, walks it in reverse, keeps the
-chunk's pre-activation gradients and multiplies them into per-lane weight-gradient sums.
-"""
-
-SOURCE = r"""
+   Layout: rows of BS lanes (synapses), [feature][lane]; a window's step column is
+   x = [h; inputs; 1] (the cell's own state h, unlike the eager kernel's u = (h + 1) / 2: the
+   weight gradients then come out without the cancellation that u's offset causes), and the GRU's
+   work rows are [s; z; r; q = r h] with the candidate 2 s - 1. window_forward runs
+   each block of lanes through every step (moments of the weights per (branch, group) cell,
+   checkpoints every K steps);
+   window_backward recomputes a chunk from its checkpoint, walks it in reverse, keeps the
+   chunk's pre-activation gradients and multiplies them into per-lane weight-gradient sums.
+*/
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -387,4 +385,3 @@ int window_backward(const window_t *w, const float *boundaries, const float *gra
     DENORMALS_RESTORE
     return 0;
 }
-"""

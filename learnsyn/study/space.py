@@ -29,7 +29,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from learnsyn.cells import CELLS
+from learnsyn.registry import model_names
 from learnsyn.synapse import ParamSpec
 
 SCALES = ("linear", "log", "log1m")
@@ -97,8 +97,9 @@ Space = dict[str, Dimension]
 
 def learned_space() -> Space:
     """The learned synapse's declared space (meta-training settings of ``TrainConfig``)."""
+    cells = tuple(model_names("learned"))
     dims = (
-        Dimension("cell", "choice", choices=CELLS, allowed=CELLS),
+        Dimension("cell", "choice", choices=cells, allowed=cells),
         Dimension("state_size", "int", 2, 8, allowed=ParamSpec("state_size", int, 2, 1, 64)),
         Dimension(
             "lr", "float", 1e-3, 3e-2, "log", allowed=ParamSpec("lr", float, 0.01, 0, 1, True)
@@ -123,12 +124,40 @@ def learned_space() -> Space:
     return {dim.name: dim for dim in dims}
 
 
+def config_dimension(config_type: type, name: str) -> Dimension | None:
+    """A study dimension for any int, float or str field of ``config_type`` (``TrainConfig``):
+    a new field is searchable with ``--space NAME=LOW:HIGH`` (or ``A,B``) at once."""
+    from learnsyn.config import field_kind
+
+    if name not in {f.name for f in fields(config_type)} or name in TRAIN_FIELDS_FROM_OPTIONS:
+        return None
+    kind = field_kind(config_type, name)
+    if kind in (int, float):
+        default = getattr(config_type(), name)
+        allowed = ParamSpec(name, kind, default)
+        return Dimension(name, kind.__name__, None, None, allowed=allowed)
+    if kind is str:
+        return Dimension(name, "choice", choices=(), allowed=None)
+    return None
+
+
+def with_config_dimensions(space: Space, names, config_type: type) -> Space:
+    """``space`` plus a dimension for each named config field it lacks."""
+    extended = dict(space)
+    for name in names:
+        if name not in extended:
+            dim = config_dimension(config_type, name)
+            if dim is not None:
+                extended[name] = dim
+    return extended
+
+
 def baseline_space(model_name: str, scenario, fixed: dict[str, Any], max_state: int | None):
     """A hand-crafted model's space from its ``ParamSpec``s (``fixed`` ones left out)."""
-    from learnsyn.registry import load_builtin_models
+    from learnsyn.registry import model_class
     from learnsyn.tuning import search_space
 
-    specs = {spec.name: spec for spec in load_builtin_models()[model_name].info.params}
+    specs = {spec.name: spec for spec in model_class(model_name).info.params}
     integers, continuous = search_space(model_name, scenario, fixed, max_state)
     space: Space = {}
     for name, values in integers:
@@ -330,9 +359,7 @@ class StudySettings:
 
 def parse_target(target: str | None) -> str | None:
     """``learned`` -> None, ``baseline:NAME`` -> NAME; anything else is one clear line."""
-    from learnsyn.registry import load_builtin_models
-
-    known = sorted(n for n, m in load_builtin_models().items() if m.info.family == "hand-crafted")
+    known = model_names("hand-crafted")
     if target is None:
         raise ValueError("--target is required to run a study: learned or baseline:NAME")
     if target == "learned":
@@ -347,9 +374,9 @@ def parse_target(target: str | None) -> str | None:
 
 def study_settings(args: argparse.Namespace) -> StudySettings:
     """Check every option of a study run and resolve its search space."""
-    from learnsyn.cli import parse_assignments
+    from learnsyn.config import parse_assignments
+    from learnsyn.estimate.snr import METRICS, check_convention, check_metric
     from learnsyn.evaluate import resolve_method
-    from learnsyn.metrics import METRICS, check_convention, check_metric
     from learnsyn.registry import make_model
     from learnsyn.scenario import make_scenario
     from learnsyn.training import TRAIN_METRICS, TrainConfig
@@ -390,7 +417,10 @@ def study_settings(args: argparse.Namespace) -> StudySettings:
         seed=args.seed,
     )
     if model is None:
-        space, from_space = narrow_space(learned_space(), entries, "the learned synapse")
+        from learnsyn.config import TrainConfig
+
+        space = with_config_dimensions(learned_space(), entries, TrainConfig)
+        space, from_space = narrow_space(space, entries, "the learned synapse")
         fixed = train_field_values({**given_fixed, **from_space})
         if args.eval_batch is not None:
             if "eval_batch" in fixed:
@@ -423,8 +453,6 @@ def learned_config(settings: StudySettings, params: dict[str, Any], seed: int | 
     from learnsyn.training import TrainConfig
 
     values = {**settings.fixed, **params}
-    if "temperature" in values and "temperature_final" not in settings.fixed:
-        values["temperature_final"] = 0.1 * values["temperature"]  # as `learnsyn train` does
     config = TrainConfig(
         task=settings.task,
         task_params=dict(settings.task_params),

@@ -31,7 +31,7 @@ import hashlib
 import shlex
 import warnings
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -258,29 +258,6 @@ class PostgresSlotLock(SlotLock):
 
 # --- reading a study back: the summary ----------------------------------------------------------
 
-#: TrainConfig fields that `learnsyn train` takes as options (the rest only through config.json)
-TRAIN_OPTIONS = (
-    "task",
-    "synapses",
-    "state_size",
-    "cell",
-    "metric",
-    "iterations",
-    "batch",
-    "horizon",
-    "burn_in",
-    "lr",
-    "temperature",
-    "threshold",
-    "convention",
-    "init",
-    "seed",
-    "device",
-    "checkpoint_every",
-    "figure_every",
-    "eval_batch",
-)
-
 
 def trial_counts(study) -> dict[str, int]:
     """How many trials of the study are complete, pruned, failed (fail), running, waiting."""
@@ -359,24 +336,23 @@ def _importances(study, complete: int) -> tuple[dict[str, float] | None, str | N
 
 
 def _train_command(config: dict[str, Any], run_dir: str) -> tuple[str, str | None]:
-    from learnsyn.training import TrainConfig
+    """The ``learnsyn train`` command that re-runs a trial: every setting that is required or
+    differs from its default, as the option generated from it."""
+    from learnsyn.config import TrainConfig, config_fields, option_name
 
+    defaults = TrainConfig()
     parts = ["learnsyn", "train"]
-    for key in TRAIN_OPTIONS:
-        if config.get(key) is not None:
-            parts += [f"--{key.replace('_', '-')}", str(config[key])]
-    for key, value in config.get("task_params", {}).items():
-        parts += ["--task-param", f"{key}={value}"]
+    for field in config_fields(TrainConfig):
+        value = config.get(field.name)
+        if isinstance(value, dict):
+            for key, item in value.items():
+                parts += [option_name(field), f"{key}={item}"]
+        elif value is not None and (
+            field.metadata.get("required") or value != getattr(defaults, field.name)
+        ):
+            parts += [option_name(field), str(value)]
     parts += ["--out", f"{run_dir}-rerun"]
-    defaults = asdict(TrainConfig())
-    defaults["temperature_final"] = min(config["temperature"], 0.1 * config["temperature"])
-    other = sorted(
-        key
-        for key, value in config.items()
-        if key not in TRAIN_OPTIONS and key != "task_params" and value != defaults.get(key)
-    )
-    note = f"set by hand in config.json: {', '.join(other)}" if other else None
-    return " ".join(shlex.quote(part) for part in parts), note
+    return " ".join(shlex.quote(part) for part in parts), None
 
 
 def _evaluate_command(identity: dict[str, Any], params: dict[str, Any], seed: int | None) -> str:

@@ -31,7 +31,7 @@ from collections.abc import Callable
 import torch
 
 from learnsyn.cells import make_cell
-from learnsyn.montecarlo import simulate_pairs
+from learnsyn.estimate.montecarlo import simulate_pairs
 from learnsyn.rollout import available_kernels, fast_simulate_pairs
 from learnsyn.scenario import make_scenario
 

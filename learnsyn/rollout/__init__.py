@@ -1,6 +1,7 @@
 """Fast Monte Carlo rollouts for meta-training, with the reference simulator's exact semantics.
 
-``fast_simulate_pairs`` is a drop-in replacement for ``learnsyn.montecarlo.simulate_pairs`` for
+``fast_simulate_pairs`` is a drop-in replacement for
+``learnsyn.estimate.montecarlo.simulate_pairs`` for
 the learned tanh-RNN and GRU cells in scenarios without state constraints: it draws the same
 random numbers from the generator in the same order, maps them to the same events through the
 scenario, and returns the same ``PairMoments`` up to float rounding, with gradients that reach
@@ -18,18 +19,18 @@ Where the time goes instead (see docs/performance.md for the measurements):
   pair see the same inputs (every step after the tracked one, without memory) they are mapped
   and stored once;
 - the recurrence runs in one of three kernels (``choose_kernel``): ``native``, a compiled C
-  loop on the CPU (``learnsyn.rollout_native``); ``triton`` on CUDA
-  (``learnsyn.rollout_triton``); ``eager``, hand-written backpropagation through time in plain
-  torch operations (``learnsyn.rollout_kernels``) for everything else (float64, no compiler).
+  loop on the CPU (``learnsyn.rollout.native``); ``triton`` on CUDA
+  (``learnsyn.rollout.triton``); ``eager``, hand-written backpropagation through time in plain
+  torch operations (``learnsyn.rollout.kernels``) for everything else (float64, no compiler).
 """
 
 from __future__ import annotations
 
 import torch
 
-from learnsyn import rollout_native
-from learnsyn.montecarlo import PairMoments, pair_groups, simulate_pairs
-from learnsyn.rollout_kernels import (
+from learnsyn.estimate.montecarlo import PairMoments, pair_groups, simulate_pairs
+from learnsyn.rollout import native as rollout_native
+from learnsyn.rollout.kernels import (
     DEFAULT_CHUNK,
     CellMatrices,
     TrackedWindow,
@@ -40,7 +41,7 @@ from learnsyn.rollout_kernels import (
     rnn_matrices,
     work_rows,
 )
-from learnsyn.rollout_native import NativeWindow
+from learnsyn.rollout.native import NativeWindow
 from learnsyn.scenario import Scenario, TrackedKind
 from learnsyn.synapse import Synapse
 
@@ -315,7 +316,9 @@ def moments_by_group(moments: torch.Tensor, groups: int) -> torch.Tensor:
 
 
 def _triton():
-    from learnsyn import rollout_triton  # Triton and CUDA only where they are used
+    from learnsyn.rollout import (
+        triton as rollout_triton,
+    )  # Triton and CUDA only where they are used
 
     return rollout_triton
 

@@ -1,0 +1,57 @@
+"""The ``learnsyn`` command: list, evaluate, tune, train, compare, demo, study, bench, degeneracy.
+
+One parser, built here from one module per command group (``models``, ``training``, ``study``,
+``tools``, ``degeneracy``); ``train``'s options are generated from ``TrainConfig``. Every
+command checks its input before doing any work: a bad value ends the command with exit code 2
+and one line ``learnsyn: error: ...`` naming the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from learnsyn.cli.options import Parser, positive_int
+
+
+def build_parser() -> Parser:
+    from learnsyn.cli.degeneracy import add_degeneracy_commands
+    from learnsyn.cli.models import add_model_commands
+    from learnsyn.cli.study import add_study_commands
+    from learnsyn.cli.tools import add_tool_commands
+    from learnsyn.cli.training import add_training_commands
+
+    parser = Parser(prog="learnsyn", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--threads",
+        type=positive_int("threads"),
+        default=None,
+        help="torch CPU threads (default 1: the hot loop's small ops lose to thread overhead)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    add_model_commands(sub)
+    add_training_commands(sub)
+    add_study_commands(sub)
+    add_tool_commands(sub)
+    add_degeneracy_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads or int(os.environ.get("LEARNSYN_THREADS", "1")))
+    try:
+        return int(args.func(args) or 0)
+    except ValueError as error:
+        print(f"learnsyn: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("learnsyn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

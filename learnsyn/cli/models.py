@@ -1,0 +1,223 @@
+"""``learnsyn list``, ``evaluate`` and ``tune``: the registered models and scenarios, one model's
+SNR curve, a baseline tuned for a metric."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+
+from learnsyn.cli.options import (
+    add_evaluation_options,
+    add_model_task_options,
+    positive_int,
+)
+from learnsyn.config import parse_assignments, resolve_device
+from learnsyn.estimate.snr import check_convention, check_metric
+from learnsyn.evaluate import evaluate
+from learnsyn.io import write_json_output
+from learnsyn.registry import load_builtin_models, make_model
+from learnsyn.scenario import SCENARIOS, make_scenario
+
+
+def _spec_json(spec) -> dict:
+    default = spec.default
+    if isinstance(default, float) and not math.isfinite(default):
+        default = str(default)
+    return {
+        "name": spec.name,
+        "default": default,
+        "allowed": spec.describe_range(),
+        "help": spec.help,
+    }
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import learnsyn.tasks  # noqa: F401
+
+    models = load_builtin_models()
+    data = {
+        "models": [
+            {
+                "name": cls.info.name,
+                "family": cls.info.family,
+                "summary": cls.info.summary,
+                "reference": cls.info.reference,
+                "params": [_spec_json(s) for s in cls.info.params],
+            }
+            for cls in models.values()
+        ],
+        "scenarios": [
+            {
+                "name": cls.info.name,
+                "summary": cls.info.summary,
+                "reference": cls.info.reference,
+                "tags": list(cls.info.tags),
+                "params": [_spec_json(s) for s in cls.info.params],
+            }
+            for cls in SCENARIOS.values()
+        ],
+    }
+    if args.json:
+        write_json_output(args.json, data)
+        if args.json == "-":
+            return 0
+    for title, entries in (("Models", data["models"]), ("Scenarios", data["scenarios"])):
+        print(f"{title}:")
+        for entry in entries:
+            family = f" [{entry['family']}]" if "family" in entry else ""
+            print(f"  {entry['name']}{family}: {entry['summary']}")
+            print(f"      reference: {entry['reference']}")
+            for p in entry["params"]:
+                print(
+                    f"      --{'param' if title == 'Models' else 'task-param'} "
+                    f"{p['name']}=... default {p['default']}, {p['allowed']}. {p['help']}"
+                )
+        print()
+    return 0
+
+
+def _model_and_task(args):
+    params = parse_assignments(args.param, "--param")
+    task_params = parse_assignments(args.task_param, "--task-param")
+    scenario = make_scenario(args.task, task_params)
+    model = make_model(args.model, params)
+    return model, scenario, params
+
+
+def _check_common(args) -> None:
+    check_convention(args.convention)
+    from learnsyn.evaluate import METHODS
+
+    if args.method not in METHODS:
+        raise ValueError(f"unknown method {args.method!r}; allowed: {', '.join(METHODS)}")
+
+
+def _print_summary(result: dict, out=None) -> None:
+    out = sys.stderr if out is None else out
+    m = result["metrics"]
+    err = result.get("metrics_stderr") or {}
+
+    def fmt(key):
+        return f"{m[key]:.4g}" + (f" +- {err[key]:.2g}" if key in err else "")
+
+    print(
+        f"{result['model']} {result['params']} in {result['task']} {result['task_params']}, "
+        f"N={result['synapses']}, {result['method']}, {result['convention']} convention, "
+        f"threshold {result['threshold']:g}, horizon {result['horizon']}:\n"
+        f"  area {fmt('area')}  lifetime {fmt('lifetime')}"
+        f"{' (censored at horizon)' if result.get('lifetime_censored') else ''}  "
+        f"initial SNR {fmt('initial_snr')}  log-time area {fmt('log_area')}",
+        file=out,
+    )
+
+
+def _plot_one(result: dict, path: str, label: str) -> None:
+    from learnsyn.plotting import plot_snr_curves, save_figure
+
+    fig = plot_snr_curves(
+        [
+            {
+                "label": label,
+                "ages": result["ages"],
+                "snr": result["snr"],
+                "snr_stderr": result["snr_stderr"],
+            }
+        ],
+        synapses=result["synapses"],
+        threshold=result["threshold"],
+        convention=result["convention"],
+        title=f"{label} in {result['task']}",
+    )
+    save_figure(fig, path)
+    print(f"plot written to {path}", file=sys.stderr)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    _check_common(args)
+    model, scenario, _ = _model_and_task(args)
+    device = str(resolve_device(args.device))
+    result = evaluate(
+        model,
+        scenario,
+        synapses=args.synapses,
+        horizon=args.horizon,
+        method=args.method,
+        convention=args.convention,
+        threshold=args.threshold,
+        batch=args.batch,
+        seed=args.seed,
+        burn_in=args.burn_in,
+        device=device,
+    ).to_json()
+    write_json_output(args.json, result)
+    _print_summary(result)
+    if args.plot:
+        _plot_one(result, args.plot, args.model)
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from learnsyn.tuning import tune
+
+    _check_common(args)
+    check_metric(args.metric)
+    model, scenario, params = _model_and_task(args)
+    start = time.perf_counter()
+
+    def progress(count, trial_params, value):
+        if count % 25 == 0:
+            print(f"  tuning {args.model}: {count} evaluations, last {value:.4g}", file=sys.stderr)
+
+    result = tune(
+        args.model,
+        scenario,
+        synapses=args.synapses,
+        metric=args.metric,
+        fixed=params,
+        max_state=args.max_state,
+        horizon=args.horizon,
+        threshold=args.threshold,
+        convention=args.convention,
+        method=args.method,
+        batch=args.batch,
+        seed=args.seed,
+        progress=progress,
+    )
+    data = result.to_json()
+    write_json_output(args.json, data)
+    print(
+        f"tuned {args.model} for {args.metric} in {time.perf_counter() - start:.1f} s "
+        f"({result.evaluations} evaluations): {json.dumps(result.best_params)}",
+        file=sys.stderr,
+    )
+    _print_summary(data)
+    if args.plot:
+        _plot_one(data, args.plot, f"{args.model} (tuned)")
+    return 0
+
+
+def add_model_commands(sub) -> None:
+    """list, evaluate, tune."""
+    p = sub.add_parser("list", help="models (baselines and learned cells) and scenarios")
+    p.add_argument("--json", metavar="PATH|-", help="write the list as JSON ('-' = stdout)")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("evaluate", help="SNR curve and metrics of one model")
+    add_model_task_options(p)
+    add_evaluation_options(p, convention="exact")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("tune", help="tune a baseline's parameters for one metric")
+    add_model_task_options(p)
+    add_evaluation_options(p, convention="large-n")
+    p.add_argument("--metric", default="area", help="area | lifetime | initial_snr | log_area")
+    p.add_argument(
+        "--max-state",
+        type=positive_int("max-state"),
+        default=None,
+        help="state budget m: at most m state variables",
+    )
+    p.set_defaults(func=cmd_tune)

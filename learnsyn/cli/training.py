@@ -1,0 +1,94 @@
+"""``learnsyn train``, ``compare`` and ``demo``: meta-train a learned synapse, compare it with
+tuned baselines, and the two together with embedded defaults (``make demo``).
+
+``train``'s options are generated from ``TrainConfig`` (``learnsyn.cli.options``), plus the
+options of the run directory (``--out``, ``--resume``, ``--overwrite``, ``--no-progress``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from learnsyn.cli.options import add_config_options, config_from_args, log
+from learnsyn.config import TrainConfig
+from learnsyn.io import write_json_output
+
+
+def add_training_commands(sub) -> None:
+    """train, compare, demo."""
+    from learnsyn.cli.demo import cmd_demo
+
+    p = sub.add_parser("train", help="meta-train a learned synapse")
+    add_config_options(p, TrainConfig)
+    p.add_argument("--out", default=None, help="run directory (default runs/<task>/<name>)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--overwrite", action="store_true", help="delete an existing run first")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("compare", help="compare a trained synapse with tuned baselines")
+    p.add_argument("--run", required=True, help="run directory")
+    p.add_argument("--baselines", default=None, help="comma-separated names (default: all fit)")
+    p.add_argument(
+        "--eval-batch",
+        type=int,
+        default=None,
+        help="Monte Carlo pairs of the evaluations (default: the run's, at least 8192)",
+    )
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--json", metavar="PATH|-", help="also write comparison.json here")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("demo", help="the main job on the CPU with embedded defaults")
+    p.add_argument("--out", default="runs/demo", help="output directory")
+    p.add_argument("--quick", action="store_true", help="a smaller run (for tests)")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from learnsyn.runs import default_run_dir, train
+
+    config = config_from_args(args, TrainConfig)
+    run_dir = Path(args.out) if args.out else default_run_dir(config)
+    try:
+        result = train(
+            config,
+            run_dir,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            log=log,
+        )
+    except KeyboardInterrupt:
+        return 130
+    evaluation = result.get("evaluation", {}).get("metrics", {})
+    log(
+        f"run: {run_dir}  ({result['iterations_done']} iterations, "
+        f"{result['skipped_updates']} skipped updates, "
+        f"{result['synapse_steps_per_second']:.3g} synapse-steps/s forward+backward)"
+    )
+    if evaluation:
+        log(
+            f"final evaluation ({config.convention} convention): "
+            + ", ".join(f"{k} {v:.4g}" for k, v in evaluation.items())
+        )
+    log(f"TensorBoard: tensorboard --logdir {run_dir}")
+    log(f"compare: learnsyn compare --run {run_dir}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from learnsyn.compare import compare_run, print_table
+
+    if args.eval_batch is not None and args.eval_batch < 2:
+        raise ValueError(f"--eval-batch {args.eval_batch} is not allowed: need at least 2 pairs")
+    data = compare_run(args.run, args.baselines, args.eval_batch, args.device, log=log)
+    write_json_output(args.json, data)
+    print_table(data, sys.stderr if args.json == "-" else sys.stdout)
+    log(
+        f"written: {Path(args.run) / 'comparison.json'}, "
+        f"{Path(args.run) / 'snr_curves.png'}, {Path(args.run) / 'comparison.md'}"
+    )
+    return 0

@@ -1,0 +1,229 @@
+"""One home for every setting: ``TrainConfig``, the seed streams, devices, ``KEY=VALUE`` input.
+
+``TrainConfig`` is the single declaration of a meta-training run's settings. Each field carries
+its command-line help in its metadata; ``learnsyn.cli.options`` generates the ``learnsyn train``
+options from the fields and ``learnsyn.study.space`` accepts any numeric field as a study
+dimension, so a new field is an option and a searchable setting with no other file touched.
+Derived values (the burn-in, the final temperature, the scenario's resolved parameters) are
+resolved here, once.
+
+**Seed streams.** Every random number of a run comes from the run's ``seed`` through
+``stream_seed(seed, stream)`` (a fixed offset per purpose, so that the streams never overlap
+for seeds below 10,000) or, per training iteration, ``iteration_generator(seed, iteration)``
+(a ``SeedSequence`` of both): the training batches, the validation batch (a reserved iteration
+number), the final evaluation, the comparison's evaluation, the re-evaluation of tuned
+baselines and a study's shared evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import torch
+
+TRAIN_METRICS = ("area", "lifetime", "log_area")
+ROLLOUTS = ("fast", "reference")
+
+#: offsets of the evaluation seed streams from a run's seed
+SEED_STREAMS = {
+    "final-evaluation": 10_000,
+    "study-evaluation": 10_000,
+    "compare": 20_000,
+    "baseline-reevaluation": 30_000,
+}
+#: the iteration number whose batch is the validation batch: never a training iteration
+VALIDATION_ITERATION = 10**9
+
+
+def stream_seed(seed: int, stream: str) -> int:
+    """The seed of one named random-number stream of a run."""
+    return int(seed) + SEED_STREAMS[stream]
+
+
+def iteration_generator(seed: int, iteration: int, device) -> torch.Generator:
+    """The generator of one training iteration: a pure function of (seed, iteration), so a
+    resumed run replays exactly the numbers an uninterrupted one draws."""
+    mixed = np.random.SeedSequence([seed, iteration]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator(device=device).manual_seed(int(mixed) & ((1 << 63) - 1))
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``; one clear line otherwise."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ValueError(f"device {name!r} is not allowed: expected auto, cpu or cuda")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} is not available here (no CUDA): use auto or cpu")
+    return torch.device(name)
+
+
+def parse_assignments(items: list[str] | None, what: str) -> dict[str, str]:
+    """``["k=v", ...]`` -> dict; malformed items raise one clear line."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            raise ValueError(f"{what} {item!r} is not allowed: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def field_kind(config_type: type, name: str) -> type:
+    """The base type of a config field: int, float, str or dict (``X | None`` -> X)."""
+    hint = typing.get_type_hints(config_type)[name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    base = args[0] if args and typing.get_origin(hint) is not dict else hint
+    return dict if typing.get_origin(base) is dict or base is dict else base
+
+
+def option_name(field) -> str:
+    """The command-line option of a config field."""
+    return field.metadata.get("option") or "--" + field.name.replace("_", "-")
+
+
+def config_fields(config_type: type) -> list:
+    """The fields that are command-line options (all but those marked ``cli=False``)."""
+    return [f for f in fields(config_type) if f.metadata.get("cli", True)]
+
+
+def setting(default: Any = MISSING, help: str = "", **meta: Any) -> Any:
+    """A ``TrainConfig`` field with its command-line metadata (``help``; ``required``: the
+    ``train`` option must be given; ``option``: another option name; ``cli=False``: no
+    option)."""
+    metadata = {"help": help, **meta}
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a meta-training run (saved, resolved, as ``config.json``)."""
+
+    task: str = setting("ideal", "scenario name (see `learnsyn list`)", required=True)
+    task_params: dict[str, Any] = setting(
+        {}, "scenario parameter", option="--task-param", metavar="KEY=VALUE"
+    )
+    synapses: int = setting(
+        1000, "N, synapses of the memory system (scales SNR by sqrt(N))", required=True
+    )
+    state_size: int = setting(2, "state variables m of the learned synapse", required=True)
+    cell: str = setting("gru", "learned cell: rnn | gru | chain", required=True)
+    metric: str = setting("area", "meta-objective: area | lifetime | log_area")
+    iterations: int = setting(300, "meta-training iterations (Adam updates)")
+    batch: int = setting(512, "Monte Carlo batch B: synapse pairs per iteration (not N)")
+    horizon: int = setting(600, "tracked window T (ages 0..T-1)")
+    burn_in: int | None = setting(None, "background steps before the tracked event (2.5 x T)")
+    lr: float = setting(0.005, "Adam learning rate (cosine schedule)")
+    lr_final_fraction: float = setting(0.05, "final learning rate as a fraction of --lr")
+    grad_clip: float = setting(1.0, "gradient norm clip")
+    threshold: float = setting(1.0, "SNR threshold theta of the metric")
+    convention: str = setting("large-n", "noise convention: large-n | exact")
+    temperature: float = setting(0.3, "surrogate smoothness at the start")
+    temperature_final: float | None = setting(None, "surrogate smoothness at the end (0.1 x)")
+    noise_margin: float = setting(1.0, "objective on SNR - margin x stderr (lower conf. bound)")
+    init: str = setting("default", "recurrent init: default or a degeneracy init name")
+    cell_params: dict[str, Any] = setting(
+        {},
+        "cell parameter (chain: amplitude, ratio, first_conductance)",
+        option="--cell-param",
+        metavar="KEY=VALUE",
+    )
+    fold_axis: str = setting("rows", "axis of Fold k inits: rows | columns")
+    timescale: float | None = setting(None, "longest initial time scale (the horizon)")
+    seed: int = setting(0, "seed of every random number of the run")
+    device: str = setting("auto", "auto | cpu | cuda[:N]")
+    checkpoint_every: int = setting(50, "iterations between checkpoints")
+    validate_every: int = setting(25, "iterations between validation scores (model selection)")
+    rollout: str = setting("fast", "fast (compiled kernels where they apply) | reference")
+    log_every: int = setting(10, "iterations between TensorBoard scalars")
+    figure_every: int = setting(100, "iterations between TensorBoard SNR figures")
+    eval_batch: int = setting(4096, "pairs of the final Monte Carlo evaluation")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}; allowed: {sorted(known)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def resolved_burn_in(self) -> int:
+        return int(2.5 * self.horizon) if self.burn_in is None else int(self.burn_in)
+
+    def resolved_timescale(self) -> float:
+        return float(self.horizon if self.timescale is None else self.timescale)
+
+    def resolved_temperature_final(self) -> float:
+        """The final surrogate temperature: 0.1 x the starting one unless set."""
+        if self.temperature_final is None:
+            return 0.1 * self.temperature
+        return float(self.temperature_final)
+
+    def validate(self) -> TrainConfig:
+        """Check every value before any work (one clear line per problem) and resolve the
+        derived ones in place: the scenario's full parameters and the final temperature."""
+        from learnsyn.cells import make_cell
+        from learnsyn.estimate.snr import check_convention, check_metric
+        from learnsyn.registry import model_names
+        from learnsyn.scenario import make_scenario
+
+        cells = model_names("learned")
+        if self.cell not in cells:
+            raise ValueError(f"unknown cell {self.cell!r}; allowed: {', '.join(cells)}")
+        check_metric(self.metric, TRAIN_METRICS)
+        check_convention(self.convention)
+        checks = [
+            ("state size m", self.state_size, 1),
+            ("batch B", self.batch, 2),
+            ("synapses N", self.synapses, 1),
+            ("horizon", self.horizon, 1),
+            ("iterations", self.iterations, 1),
+            ("checkpoint-every", self.checkpoint_every, 1),
+            ("eval batch", self.eval_batch, 2),
+            ("validate-every", self.validate_every, 1),
+            ("log-every", self.log_every, 1),
+            ("figure-every", self.figure_every, 1),
+        ]
+        for name, value, low in checks:
+            if isinstance(value, bool) or int(value) != value or value < low:
+                raise ValueError(f"{name} = {value} is not allowed: need an integer >= {low}")
+        self.temperature_final = self.resolved_temperature_final()
+        for name, value in (
+            ("learning rate", self.lr),
+            ("temperature", self.temperature),
+            ("final temperature", self.temperature_final),
+            ("grad clip", self.grad_clip),
+            ("final learning-rate fraction", self.lr_final_fraction),
+        ):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} = {value} is not allowed: need a finite number > 0")
+        if not (math.isfinite(self.threshold) and self.threshold >= 0):
+            raise ValueError(f"threshold = {self.threshold} is not allowed: need a number >= 0")
+        if self.timescale is not None and not (
+            math.isfinite(self.timescale) and self.timescale > 0
+        ):
+            raise ValueError(f"timescale = {self.timescale} is not allowed: need a number > 0")
+        if self.burn_in is not None and self.burn_in < 0:
+            raise ValueError(f"burn-in = {self.burn_in} is not allowed: need >= 0")
+        if self.rollout not in ROLLOUTS:
+            raise ValueError(f"rollout {self.rollout!r} is not allowed: expected fast or reference")
+        if not (math.isfinite(self.noise_margin) and self.noise_margin >= 0):
+            raise ValueError(f"noise margin = {self.noise_margin} is not allowed: need >= 0")
+        self.task_params = dict(make_scenario(self.task, self.task_params).params)
+        make_cell(
+            self.cell,
+            self.state_size,
+            init=self.init,
+            fold_axis=self.fold_axis,
+            cell_params=self.cell_params,
+        )
+        return self
