@@ -136,7 +136,9 @@ def compare_run(
 
 
 def verdict(data: dict[str, Any]) -> dict[str, Any]:
-    """The learned model's metric as a fraction of the best baseline's, with its error."""
+    """The learned model's metric as a fraction of the best baseline's. Its error includes
+    BOTH sides: the learned and the baseline's Monte Carlo errors (independent random
+    numbers) propagated into the ratio; an exact baseline contributes none."""
     metric = data["metric"]
     learned = data["models"][0]
     baselines = data["models"][1:]
@@ -145,15 +147,20 @@ def verdict(data: dict[str, Any]) -> dict[str, Any]:
     best = max(baselines, key=lambda r: r["metrics"][metric])
     value, best_value = learned["metrics"][metric], best["metrics"][metric]
     error = (learned["metrics_stderr"] or {}).get(metric, 0.0)
+    best_error = (best.get("metrics_stderr") or {}).get(metric, 0.0)
     ratio = value / best_value if best_value else math.inf
+    ratio_error = None
+    if best_value and value:
+        ratio_error = abs(ratio) * math.hypot(error / value, best_error / best_value)
     return {
         "metric": metric,
         "best_baseline": best["name"],
         "best_baseline_value": best_value,
+        "best_baseline_stderr": best_error,
         "learned_value": value,
         "learned_stderr": error,
         "ratio": ratio,
-        "ratio_stderr": error / best_value if best_value else None,
+        "ratio_stderr": ratio_error,
     }
 
 

@@ -3,7 +3,9 @@
 Past events are orthonormal (balanced, independent, variance 1), so for any synapse
 sum_tau Cov(w, xi(t - tau))^2 <= Var(w). Hence, in the large-n convention,
 SNR(tau) <= sqrt(N) at every age and sum_tau SNR(tau)^2 <= N; so the area above threshold theta
-is at most N / theta. In the exact convention, with s = S^2 / V: SNR^2 = N s / (1 - s), so the
+is at most N / (4 theta), since max(x - theta, 0) <= x^2 / (4 theta) for every x (tight: a flat
+SNR of 2 theta over N / (4 theta^2) ages attains it). In the exact convention, with
+s = S^2 / V: SNR^2 = N s / (1 - s), so the
 number of ages with SNR >= theta is at most (N + theta^2) / theta^2 -- but a single age can
 reach infinity, which makes the exact-convention area an ill-posed objective (tested below).
 """
@@ -43,7 +45,7 @@ def test_exact_curves_obey_universal_bounds(name, params):
     snr = np.array(result.snr)
     assert np.all(snr <= math.sqrt(N) * (1 + 1e-9))
     assert np.sum(snr**2) <= N * (1 + 1e-9)
-    assert result.metrics["area"] <= N / 2.0
+    assert result.metrics["area"] <= N / (4 * 2.0) * (1 + 1e-9)
     exact = evaluate(model, make_scenario("ideal"), synapses=N, horizon=20000, threshold=2.0)
     count = np.sum(np.array(exact.snr) >= 2.0)
     assert count <= (N + 4.0) / 4.0
@@ -73,3 +75,19 @@ def test_exact_convention_area_is_unbounded_as_forgetting_becomes_instant():
         for d in (0.1, 0.01, 0.001)
     ]
     assert areas[0] < areas[1] < areas[2] and areas[2] > 100 * math.sqrt(N)
+
+
+def test_the_area_bound_is_tight():
+    """A flat SNR of 2 theta held for N / (4 theta^2) ages meets sum SNR^2 <= N with equality and
+    reaches the area bound N / (4 theta); any other flat level falls short of it."""
+    from learnsyn.estimate.snr import compute_metrics
+
+    theta, n = 1.5, 900
+    ages = np.arange(round(n / (4 * theta**2)))
+    flat = np.full(len(ages), 2 * theta)
+    assert np.sum(flat**2) == pytest.approx(n)
+    assert compute_metrics(ages, flat, theta)["area"] == pytest.approx(n / (4 * theta))
+    for level in (1.5 * theta, 3 * theta):
+        length = int(n / level**2)
+        area = compute_metrics(np.arange(length), np.full(length, level), theta)["area"]
+        assert area < 0.95 * n / (4 * theta)
