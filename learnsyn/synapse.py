@@ -17,6 +17,7 @@ simulator to the state of every model alike, after each step.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -45,6 +46,8 @@ class ParamSpec:
     def describe_range(self) -> str:
         if self.kind is bool:
             return "true or false"
+        if self.kind is list:
+            return "a list of numbers (JSON or comma-separated)"
         lo = "(" if self.low_open else "["
         hi = ")" if self.high_open else "]"
         low = "-inf" if self.low is None else f"{self.low:g}"
@@ -64,6 +67,8 @@ class ParamSpec:
             if text in ("0", "false", "no", "off"):
                 return False
             raise ValueError(f"{where} is not allowed: expected true or false")
+        if self.kind is list:
+            return _number_list(value, where)
         try:
             if self.kind is int:
                 number = float(value)
@@ -85,6 +90,29 @@ class ParamSpec:
         if too_low or too_high:
             raise ValueError(f"{where} is out of range: expected {self.describe_range()}")
         return converted
+
+
+def _number_list(value: Any, where: str) -> tuple[float, ...]:
+    """A list parameter: a sequence of numbers, or text in JSON (``[0.9, 0.1]``) or
+    comma-separated (``0.9,0.1``); returned as a tuple of floats."""
+    expected = f"{where} is not allowed: expected a list of finite numbers"
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = (
+                json.loads(text)
+                if text.startswith("[")
+                else [v for v in text.split(",") if v.strip()]
+            )
+        except json.JSONDecodeError:
+            raise ValueError(expected) from None
+    try:
+        numbers = tuple(float(v) for v in np.asarray(value, dtype=object).reshape(-1))
+    except (TypeError, ValueError):
+        raise ValueError(expected) from None
+    if not all(np.isfinite(numbers)):
+        raise ValueError(expected)
+    return numbers
 
 
 def resolve_params(
