@@ -14,8 +14,9 @@ a metric is found by optimizing that closed form:
    surrogate of the metric (``learnsyn.metrics.smooth_objective``) whose temperature is annealed
    towards the exact metric;
 2. where the scenario adds state noise, the SNR also depends on the realization (the basis of
-   the state, in which the noise is isotropic): a polish over the full ``(A, b, c) =
-   (G^-1 D G, G^-1 b~, c~ G)`` with G free follows;
+   the state, in which the noise is isotropic) and on the increments: a polish over the full
+   ``(A, b, c) = (G^-1 D G, b, c)`` with G, b and c free follows (e.g. two identical leaky copies
+   read out as their sum average independent noise, which no single variable can);
 3. the winner is rebuilt as an ``optimal-linear`` model and evaluated by
    ``learnsyn.evaluate.evaluate``, so its number is the one every other model gets.
 
@@ -32,9 +33,11 @@ of b, which matters under clipping and rounding), then runs Nelder-Mead over (am
 on a Monte Carlo estimate with one fixed seed (common random numbers for all candidates) and
 re-evaluates the winner on fresh random numbers.
 
-Without a range, state noise constrains nothing in this family: scaling b up makes the noise
-negligible, so in the ``noisy`` scenario with ``bound = 0`` the optimum tends to the ideal one
-with a growing amplitude (the optimizer stops where the gain no longer shows).
+Without a range, state noise alone constrains nothing: scaling b up makes the noise negligible.
+Under state noise the increments are therefore capped, ``|b_i| <= max_amplitude`` (default 10,
+the amplitude range the other baselines are tuned over). The cap makes the problem well posed for
+every A: the noise that enters along b is processed exactly like the event, so no gain inside
+the synapse can separate the two.
 """
 
 from __future__ import annotations
@@ -319,11 +322,12 @@ def exact_metric(curve: torch.Tensor, setting: Setting) -> float:
 @dataclass(frozen=True)
 class Structure:
     """The block layout of a modal A: ``pairs`` complex-conjugate pairs, ``reals`` real poles;
-    ``noisy``: b carries a free log-amplitude (the scale matters only under state noise)."""
+    ``amplitude_cap``: None (b's scale does not matter), or the largest |b_i|, and then b carries
+    a free amplitude ``cap * sigmoid(a)`` (the scale matters under state noise)."""
 
     pairs: int
     reals: int
-    noisy: bool
+    amplitude_cap: float | None = None
 
     @property
     def size(self) -> int:
@@ -332,7 +336,7 @@ class Structure:
     @property
     def length(self) -> int:
         """Parameters: per pair (s, v, c1, c2), per real pole (u, c), plus the amplitude."""
-        return 4 * self.pairs + 2 * self.reals + (1 if self.noisy else 0)
+        return 4 * self.pairs + 2 * self.reals + (0 if self.amplitude_cap is None else 1)
 
 
 def modal_form(theta: torch.Tensor, structure: Structure):
@@ -356,29 +360,32 @@ def modal_form(theta: torch.Tensor, structure: Structure):
         c_parts.append(weight.reshape(1))
     A = torch.block_diag(*blocks) if blocks else torch.zeros(m, m, dtype=theta.dtype)
     b = torch.cat(b_parts)
-    if structure.noisy:
-        b = b * torch.exp(theta[-1])
+    if structure.amplitude_cap is not None:
+        b = b * structure.amplitude_cap * torch.sigmoid(theta[-1])
     return A, b, torch.cat(c_parts)
 
 
 def full_form(theta: torch.Tensor, structure: Structure):
-    """``(G^-1 D G, G^-1 b~, c~ G)``: the modal parameters of D followed by G (m*m), b~ (m) and
-    c~ (m), all free; every diagonalizable A with that pole layout is reachable."""
+    """``(G^-1 D G, cap * tanh(beta), c)``: the modal vector (only its poles are used: D),
+    then G (m*m), beta (m) and c (m), all free; every diagonalizable A with that pole layout and
+    every b with ``|b_i| < cap`` is reachable (without a cap, b = beta)."""
     m = structure.size
-    modal = theta[: structure.length]
-    D, _, _ = modal_form(modal, structure)
+    D, _, _ = modal_form(theta[: structure.length], structure)
     rest = theta[structure.length :]
     G = rest[: m * m].reshape(m, m)
-    b_tilde, c_tilde = rest[m * m : m * m + m], rest[m * m + m :]
-    A = torch.linalg.solve(G, D @ G)
-    return A, torch.linalg.solve(G, b_tilde), c_tilde @ G
+    beta, c = rest[m * m : m * m + m], rest[m * m + m :]
+    cap = structure.amplitude_cap
+    b = beta if cap is None else cap * torch.tanh(beta)
+    return torch.linalg.solve(G, D @ G), b, c
 
 
 def full_start(theta_modal: torch.Tensor, structure: Structure) -> torch.Tensor:
     """The full parameter vector equal to a modal one (G = I)."""
     _, b, c = modal_form(theta_modal, structure)
+    cap = structure.amplitude_cap
+    beta = b if cap is None else torch.atanh((b / cap).clamp(-1 + 1e-9, 1 - 1e-9))
     eye = torch.eye(structure.size, dtype=theta_modal.dtype).reshape(-1)
-    return torch.cat([theta_modal, eye, b, c]).detach()
+    return torch.cat([theta_modal, eye, beta, c]).detach()
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -399,14 +406,16 @@ def random_modal(structure: Structure, rng: np.random.Generator, horizon: int) -
         decay = 1.0 - 1.0 / np.exp(rng.uniform(0.0, math.log(longest)))
         sign = 1.0 if rng.uniform() < 0.9 else -1.0
         theta += [math.atanh(sign * decay), rng.normal()]
-    if structure.noisy:
-        theta.append(0.0)
+    if structure.amplitude_cap is not None:
+        theta.append(3.0)
     return np.array(theta, dtype=np.float64)
 
 
-def exponential_modal(structure: Structure, decay: float) -> np.ndarray | None:
-    """A single exponential embedded in the structure (other residues 0), or None without a
-    real pole."""
+def exponential_modal(
+    structure: Structure, decay: float, copies: bool = False
+) -> np.ndarray | None:
+    """A single exponential embedded in the structure (other residues 0), or with ``copies``
+    every real pole at that decay, read out with equal weights; None without a real pole."""
     if structure.reals == 0:
         return None
     theta = np.zeros(structure.length)
@@ -414,8 +423,10 @@ def exponential_modal(structure: Structure, decay: float) -> np.ndarray | None:
         theta[4 * k : 4 * k + 2] = (_logit(0.5), _logit(0.25))
     offset = 4 * structure.pairs
     for k in range(structure.reals):
-        theta[offset + 2 * k] = math.atanh(decay ** (2.0**k))
-    theta[offset + 1] = 1.0
+        theta[offset + 2 * k] = math.atanh(decay if copies else decay ** (2.0**k))
+        theta[offset + 2 * k + 1] = 1.0 if copies or k == 0 else 0.0
+    if structure.amplitude_cap is not None:
+        theta[-1] = 3.0
     return theta
 
 
@@ -549,14 +560,16 @@ def optimize_linear_synapse(
     restarts: int = 4,
     candidates: int = 64,
     iterations: int = 60,
+    max_amplitude: float = 10.0,
 ) -> OptimalLinear:
     """The best m-variable linear synapse for ``metric`` in ``scenario`` (exact statistics).
 
     For every number of complex pairs, ``candidates`` seeded random modal vectors (and single
     exponentials on a grid of decays) are scored by the exact metric; the best ``restarts`` are
     optimized by L-BFGS (``iterations`` per surrogate temperature); under state noise the best
-    point is polished over the full (A, b, c). Deterministic for a seed. The returned value is
-    ``evaluate``'s exact metric of the rebuilt ``optimal-linear`` model.
+    point is polished over the full (A, b, c), with increments ``|b_i| <= max_amplitude`` (see
+    the module docstring). Deterministic for a seed. The returned value is ``evaluate``'s exact
+    metric of the rebuilt ``optimal-linear`` model.
     """
     start = time.perf_counter()
     setting = _setting(scenario, synapses, metric, horizon, threshold, convention)
@@ -567,16 +580,23 @@ def optimize_linear_synapse(
             "each must be at least 1"
         )
     noisy = setting.stats.state_noise > 0
+    if not max_amplitude > 0:
+        raise ValueError(f"max_amplitude = {max_amplitude} is not allowed: need a positive number")
+    cap = float(max_amplitude) if noisy else None
     rng = np.random.default_rng(seed)
     decays = 1.0 - np.geomspace(1.0, 1.0 / (20.0 * max(horizon, 2)), 24)[1:]
     evaluations = 0
     best: tuple[float, np.ndarray, Structure] | None = None
     summary = []
     for pairs in range(m // 2 + 1):
-        structure = Structure(pairs, m - 2 * pairs, noisy)
+        structure = Structure(pairs, m - 2 * pairs, cap)
         objective = _Objective(setting, modal_form, structure)
         pool = [random_modal(structure, rng, horizon) for _ in range(candidates)]
-        pool += [t for t in (exponential_modal(structure, d) for d in decays) if t is not None]
+        for copies in (False, True) if noisy else (False,):
+            for decay in decays:
+                theta = exponential_modal(structure, decay, copies)
+                if theta is not None:
+                    pool.append(theta)
         scores = [objective.exact(theta) for theta in pool]
         order = np.argsort(scores)[::-1][:restarts]
         local_best = (-math.inf, pool[order[0]])
