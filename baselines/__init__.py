@@ -4,6 +4,7 @@ from learnsyn.baselines.benna_fusi import BennaFusiChain
 from learnsyn.baselines.ewc import EWCSynapse
 from learnsyn.baselines.exponential import ExponentialSynapse
 from learnsyn.baselines.finite_state import BinarySwitch, CascadeSynapse, SerialSynapse
+from learnsyn.baselines.optimal_linear import OptimalLinearSynapse
 
 __all__ = [
     "BennaFusiChain",
@@ -11,5 +12,6 @@ __all__ = [
     "CascadeSynapse",
     "EWCSynapse",
     "ExponentialSynapse",
+    "OptimalLinearSynapse",
     "SerialSynapse",
 ]

@@ -17,6 +17,7 @@ simulator to the state of every model alike, after each step.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -49,6 +50,8 @@ class ParamSpec:
             return "true or false"
         if self.kind is str:
             return "one of " + ", ".join(self.choices) if self.choices else "a name"
+        if self.kind is list:
+            return "a list of numbers (JSON or comma-separated)"
         lo = "(" if self.low_open else "["
         hi = ")" if self.high_open else "]"
         low = "-inf" if self.low is None else f"{self.low:g}"
@@ -72,6 +75,8 @@ class ParamSpec:
             if self.choices and str(value) not in self.choices:
                 raise ValueError(f"{where} is not allowed: expected {self.describe_range()}")
             return str(value)
+        if self.kind is list:
+            return _number_list(value, where)
         try:
             if self.kind is int:
                 number = float(value)
@@ -93,6 +98,29 @@ class ParamSpec:
         if too_low or too_high:
             raise ValueError(f"{where} is out of range: expected {self.describe_range()}")
         return converted
+
+
+def _number_list(value: Any, where: str) -> tuple[float, ...]:
+    """A list parameter: a sequence of numbers, or text in JSON (``[0.9, 0.1]``) or
+    comma-separated (``0.9,0.1``); returned as a tuple of floats."""
+    expected = f"{where} is not allowed: expected a list of finite numbers"
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = (
+                json.loads(text)
+                if text.startswith("[")
+                else [v for v in text.split(",") if v.strip()]
+            )
+        except json.JSONDecodeError:
+            raise ValueError(expected) from None
+    try:
+        numbers = tuple(float(v) for v in np.asarray(value, dtype=object).reshape(-1))
+    except (TypeError, ValueError):
+        raise ValueError(expected) from None
+    if not all(np.isfinite(numbers)):
+        raise ValueError(expected)
+    return numbers
 
 
 def resolve_params(

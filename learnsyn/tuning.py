@@ -147,6 +147,24 @@ def tune(
     probe = make_model(model_name, fixed)  # validates names and values before any work
     check_state_budget(model_name, fixed, max_state)
     method = resolve_method(probe, scenario, method)
+    optimize = getattr(type(probe), "optimize", None)
+    if optimize is not None:  # a family that computes its own optimum (optimal-linear)
+        return optimize(
+            scenario,
+            synapses=synapses,
+            metric=metric,
+            fixed=fixed,
+            max_state=max_state,
+            horizon=horizon,
+            threshold=threshold,
+            convention=convention,
+            method=method,
+            batch=batch,
+            seed=seed,
+            burn_in=burn_in,
+            refine_iterations=refine_iterations,
+            progress=progress,
+        )
     integers, continuous = search_space(model_name, scenario, fixed, max_state)
     trials: list[dict[str, Any]] = []
     cache: dict[tuple, tuple[float, Evaluation | None]] = {}

@@ -22,8 +22,13 @@ PACKAGE_DIRS = {
     "learnsyn.tasks": ROOT.parent / "tasks",
     "learnsyn.baselines": ROOT.parent / "baselines",
 }
-#: self-registration: a package's __init__ imports its modules, which import the registry
-ALLOWED_CYCLES = {"learnsyn.tasks", "learnsyn.baselines"}
+#: self-registration: the registries load the packages whose modules register themselves; these
+#: edges (and a package __init__ importing its own modules) are the only cycles allowed
+REGISTRATION_EDGES = {
+    ("learnsyn.registry", "learnsyn.baselines"),
+    ("learnsyn.registry", "learnsyn.cells"),
+    ("learnsyn.scenario", "learnsyn.tasks"),
+}
 
 
 def _modules() -> dict[str, Path]:
@@ -89,8 +94,11 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_import_graph_has_no_cycle_but_self_registration():
     graph = import_graph()
     assert len(graph) > 40  # the walk found the package
-    bad = [c for c in _cycles(graph) if not any(pkg in c for pkg in ALLOWED_CYCLES)]
-    assert bad == [], f"import cycles: {bad}"
+    for module, edges in graph.items():
+        registering = {e for e in edges if (module, e) in REGISTRATION_EDGES}
+        own = {e for e in edges if module in ("learnsyn.tasks", "learnsyn.baselines")}
+        graph[module] = edges - registering - own
+    assert _cycles(graph) == [], f"import cycles: {_cycles(graph)}"
 
 
 def test_the_cycle_finder_can_fail():

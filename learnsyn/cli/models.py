@@ -184,6 +184,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         method=args.method,
         batch=args.batch,
         seed=args.seed,
+        burn_in=args.burn_in,
         progress=progress,
     )
     data = result.to_json()

@@ -1,0 +1,825 @@
+"""The optimal general linear synapse of m variables for a metric (science.md section 7).
+
+The family: ``x' = A x + b xi``, ``w = c . x`` with m state variables and A, b, c free (complex
+eigenvalues allowed, so the memory kernel ``r(tau) = c A^tau b`` may be a damped oscillation,
+which no exponential or Benna-Fusi chain can produce). Wherever the scenario has
+``linear_statistics()`` the SNR curve of any member is exact (section 3), so the best member for
+a metric is found by optimizing that closed form:
+
+1. a modal parameterization: real poles ``lambda = tanh(u)`` and complex-conjugate pairs
+   ``rho e^{+-i omega}`` (``rho = sigmoid(s)``, ``omega = pi sigmoid(v)``) as the blocks of a
+   block-diagonal A, so every candidate is stable by construction; every number of complex pairs
+   0..m//2 is enumerated. Many seeded random candidates (plus single exponentials on a grid of
+   decays) are scored by the exact metric and the best ones are optimized by L-BFGS on a smooth
+   surrogate of the metric (``learnsyn.metrics.smooth_objective``) whose temperature is annealed
+   towards the exact metric;
+2. where the scenario adds state noise, the SNR also depends on the realization (the basis of
+   the state, in which the noise is isotropic) and on the increments: a polish over the full
+   ``(A, b, c) = (G^-1 D G, b, c)`` with G, b and c free follows (e.g. two identical leaky copies
+   read out as their sum average independent noise, which no single variable can);
+3. the winner is rebuilt as an ``optimal-linear`` model and evaluated by
+   ``learnsyn.evaluate.evaluate``, so its number is the one every other model gets.
+
+The surrogate and the closed form are differentiable torch code (float64): the matrix powers
+``A^tau`` for all ages by about 2 sqrt(T) products, the stationary covariance by a Kronecker-form
+Lyapunov solve. Correlated events are handled by an augmented state (the event as an AR(1)
+variable), state noise by a second Lyapunov solve, importance by the weighted sum of the kinds'
+curves, exactly as ``evaluate`` does.
+
+For scenarios without linear statistics (bounded; noisy with a range) the model's ``optimize``
+takes a Monte Carlo path: it starts from the exact optimum in the unconstrained ideal scenario,
+realized so that every variable has the same stationary variance, scans the amplitude (the scale
+of b, which matters under clipping and rounding), then runs Nelder-Mead over (amplitude, A, b, c)
+on a Monte Carlo estimate with one fixed seed (common random numbers for all candidates) and
+re-evaluates the winner on fresh random numbers.
+
+Without a range, state noise alone constrains nothing: scaling b up makes the noise negligible.
+Under state noise the increments are therefore capped, ``|b_i| <= max_amplitude`` (default 10,
+the amplitude range the other baselines are tuned over). The cap makes the problem well posed for
+every A: the noise that enters along b is processed exactly like the event, so no gain inside
+the synapse can separate the two.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.optimize
+import torch
+
+from learnsyn.estimate.montecarlo import default_burn_in
+from learnsyn.estimate.snr import (
+    check_convention,
+    check_metric,
+    compute_metrics,
+    smooth_objective,
+    snr_from_moments,
+)
+from learnsyn.evaluate import Evaluation, evaluate
+from learnsyn.registry import register_model
+from learnsyn.scenario import InputStatistics, Scenario, make_scenario
+from learnsyn.synapse import LinearSynapse, ModelInfo, ParamSpec, resolve_params
+from learnsyn.tuning import TuneResult
+
+NAME = "optimal-linear"
+#: surrogate temperatures of the L-BFGS stages, in units of the threshold (0: exact metric)
+TEMPERATURES = (0.3, 0.1, 0.03, 0.01)
+#: the most variables the optimizer accepts (the cost grows as m^4 in the Lyapunov solve)
+MAX_VARIABLES = 8
+DTYPE = torch.float64
+
+
+# --------------------------------------------------------------------------------------------
+# the registered model
+# --------------------------------------------------------------------------------------------
+
+
+def _default_form(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """m leaky copies (decay 0.99, increment 1) read out as their average."""
+    return 0.99 * np.eye(m), np.ones(m), np.full(m, 1.0 / m)
+
+
+@register_model
+class OptimalLinearSynapse(LinearSynapse):
+    """A general linear synapse given by its matrices; ``learnsyn tune`` computes the best ones.
+
+    Parameters: ``variables`` (m) and the entries of A (m*m, row-major), b (m) and c (m), as
+    lists of numbers (JSON or comma-separated text on the command line). Empty A, b, c: m leaky
+    copies with decay 0.99 read out as their average. ``variables`` may be left out when b is
+    given (m = len(b)).
+    """
+
+    info = ModelInfo(
+        name=NAME,
+        summary="general linear synapse x' = A x + b xi, w = c.x with m variables (complex "
+        "eigenvalues allowed); `tune` computes the optimal A, b, c for the metric",
+        reference="science.md sections 3 and 7 (exact linear SNR); Lahiri & Ganguli 2013",
+        params=(
+            ParamSpec("variables", int, 1, 1, 40, help="number of variables m"),
+            ParamSpec(
+                "A",
+                list,
+                (),
+                help="m*m entries of A, row-major (empty: 0.99 times the identity)",
+                tunable=False,
+            ),
+            ParamSpec("b", list, (), help="m entries of b (empty: all 1)", tunable=False),
+            ParamSpec("c", list, (), help="m entries of c (empty: all 1/m)", tunable=False),
+        ),
+    )
+
+    def __init__(self, **params: Any):
+        owner = f"model {NAME!r}"
+        self.params = resolve_params(self.info.params, params, owner)
+        p = self.params
+        m = p["variables"] if "variables" in params or not p["b"] else len(p["b"])
+        A0, b0, c0 = _default_form(m)
+        A = np.asarray(p["A"], dtype=np.float64) if p["A"] else A0.reshape(-1)
+        b = np.asarray(p["b"], dtype=np.float64) if p["b"] else b0
+        c = np.asarray(p["c"], dtype=np.float64) if p["c"] else c0
+        for name, values, size in (("A", A, m * m), ("b", b, m), ("c", c, m)):
+            if len(values) != size:
+                raise ValueError(
+                    f"{owner} parameter {name} has {len(values)} entries: expected {size} "
+                    f"for variables={m}"
+                )
+        A = A.reshape(m, m)
+        radius = float(np.max(np.abs(np.linalg.eigvals(A))))
+        if radius >= 1.0:
+            raise ValueError(
+                f"{owner} is unstable: A has spectral radius {radius:.6g}, expected < 1"
+            )
+        self.params = {
+            "variables": m,
+            "A": tuple(float(v) for v in A.reshape(-1)),
+            "b": tuple(float(v) for v in b),
+            "c": tuple(float(v) for v in c),
+        }
+        super().__init__(A, b, c)
+
+    @classmethod
+    def optimize(
+        cls,
+        scenario: Scenario,
+        *,
+        synapses: int,
+        metric: str = "area",
+        fixed: dict[str, Any] | None = None,
+        max_state: int | None = None,
+        horizon: int = 1000,
+        threshold: float = 1.0,
+        convention: str = "large-n",
+        method: str = "auto",
+        batch: int = 512,
+        seed: int = 0,
+        burn_in: int | None = None,
+        refine_iterations: int = 60,
+        progress: Callable[[int, dict[str, Any], float], None] | None = None,
+        **_: Any,
+    ) -> TuneResult:
+        """``learnsyn.tuning.tune`` for this model: the exact optimizer where the scenario has
+        linear statistics (and ``method`` is not monte-carlo), the Monte Carlo path otherwise
+        (Nelder-Mead budget: 5 x ``refine_iterations`` evaluations). ``max_state`` or a fixed
+        ``variables`` gives m (default 2)."""
+        fixed = dict(fixed or {})
+        extra = sorted(set(fixed) - {"variables"})
+        if extra:
+            raise ValueError(
+                f"model {NAME!r} computes A, b and c itself; only variables can be fixed when "
+                f"tuning (got {', '.join(extra)})"
+            )
+        m = int(fixed.get("variables", max_state if max_state is not None else 2))
+        if max_state is not None and m > max_state:
+            raise ValueError(f"variables={m} exceeds the state budget max_state={max_state}")
+        exact = scenario.linear_statistics() is not None and method != "monte-carlo"
+        if exact:
+            result = optimize_linear_synapse(
+                scenario,
+                state_size=m,
+                synapses=synapses,
+                metric=metric,
+                horizon=horizon,
+                threshold=threshold,
+                convention=convention,
+                seed=seed,
+            )
+            trials = [{"params": result.params, "value": result.value}]
+            if progress is not None:
+                progress(result.evaluations, result.params, result.value)
+            return TuneResult(
+                result.params, result.value, result.evaluation, result.evaluations, trials
+            )
+        mc = optimize_linear_synapse_monte_carlo(
+            scenario,
+            state_size=m,
+            synapses=synapses,
+            metric=metric,
+            horizon=horizon,
+            threshold=threshold,
+            convention=convention,
+            seed=seed,
+            batch=batch,
+            burn_in=burn_in,
+            evaluations=5 * refine_iterations,
+            progress=progress,
+        )
+        return TuneResult(mc.params, mc.value, mc.evaluation, mc.evaluations, mc.trials)
+
+
+def params_from_form(A: np.ndarray, b: np.ndarray, c: np.ndarray) -> dict[str, Any]:
+    """The ``optimal-linear`` parameters of the synapse ``(A, b, c)`` (JSON-ready lists)."""
+    A = np.asarray(A, dtype=np.float64)
+    return {
+        "variables": int(A.shape[0]),
+        "A": [float(v) for v in A.reshape(-1)],
+        "b": [float(v) for v in np.asarray(b, dtype=np.float64).reshape(-1)],
+        "c": [float(v) for v in np.asarray(c, dtype=np.float64).reshape(-1)],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# the exact SNR curve of (A, b, c) in torch (differentiable)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Everything the objective needs besides the synapse."""
+
+    stats: InputStatistics
+    weights: tuple[float, ...]
+    synapses: int
+    horizon: int
+    threshold: float
+    convention: str
+    metric: str
+
+
+def power_stack(M: torch.Tensor, count: int) -> torch.Tensor:
+    """``[M^0, ..., M^(count-1)]`` as ``[count, n, n]`` with about ``2 sqrt(count)`` products."""
+    n = M.shape[0]
+    block = max(1, math.isqrt(max(count - 1, 0)) + 1)
+    small = [torch.eye(n, dtype=M.dtype)]
+    for _ in range(block - 1):
+        small.append(small[-1] @ M)
+    stride = small[-1] @ M
+    big = [torch.eye(n, dtype=M.dtype)]
+    for _ in range(-(-count // block) - 1):
+        big.append(big[-1] @ stride)
+    stack = torch.stack(big)[:, None] @ torch.stack(small)[None]
+    return stack.reshape(-1, n, n)[:count]
+
+
+def lyapunov(A: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
+    """``P = A P A^T + Q`` by the Kronecker form ``(I - A (x) A) vec P = vec Q``."""
+    n = A.shape[0]
+    system = torch.eye(n * n, dtype=A.dtype) - torch.kron(A, A)
+    return torch.linalg.solve(system, Q.reshape(-1)).reshape(n, n)
+
+
+def snr_curve(A: torch.Tensor, b: torch.Tensor, c: torch.Tensor, setting: Setting) -> torch.Tensor:
+    """The (kind-weighted) SNR at ages ``0..horizon-1``, exactly as ``evaluate`` computes it."""
+    stats, count = setting.stats, setting.horizon
+    m = A.shape[0]
+    rho = float(stats.correlation)
+    if rho == 0:
+        powers = power_stack(A, count)
+        kernel = torch.einsum("i,tij,j->t", c, powers, b)
+        base = kernel
+        P = lyapunov(A, torch.outer(b, b))
+        variance = stats.variance * (c @ P @ c)
+    else:
+        # the event as an AR(1) variable u: x' = A x + b u, u' = rho u + innovation
+        top = torch.cat([A, b[:, None]], 1)
+        bottom = torch.cat([torch.zeros(1, m, dtype=A.dtype), torch.full((1, 1), rho)], 1)
+        augmented = torch.cat([top, bottom], 0)
+        powers = power_stack(augmented, count + 1)
+        kernel = torch.einsum("i,tij,j->t", c, powers[:count, :m, :m], b)
+        base = torch.einsum("i,ti->t", c, powers[1:, :m, m])
+        Q = torch.zeros(m + 1, m + 1, dtype=A.dtype)
+        Q[m, m] = stats.variance * (1.0 - rho**2)
+        P = lyapunov(augmented, Q)[:m, :m]
+        variance = c @ P @ c
+    if stats.state_noise > 0:
+        noise = lyapunov(A, torch.eye(m, dtype=A.dtype))
+        variance = variance + stats.state_noise**2 * (c @ noise @ c)
+    variance = variance + 0 * kernel
+    if rho != 0:
+        # the intervention drops the tracked event's correlation with the later events:
+        # later(tau) = sum_{k >= 1} rho^k r(tau + k) = c A^tau rho A (I - rho A)^-1 b
+        eye = torch.eye(m, dtype=A.dtype)
+        b_later = rho * A @ torch.linalg.solve(eye - rho * A, b)
+        later = torch.einsum("i,tij,j->t", c, powers[:count, :m, :m], b_later)
+        variance = variance - 2 * base * later
+    curve = torch.zeros(count, dtype=A.dtype)
+    for index, (gain, weight) in enumerate(zip(stats.gains, setting.weights)):
+        kind_variance = variance + (stats.tracked_variance(index) - stats.variance) * kernel**2
+        snr = snr_from_moments(gain * base, kind_variance, setting.synapses, setting.convention)
+        curve = curve + weight * snr
+    return curve
+
+
+def exact_metric(curve: torch.Tensor, setting: Setting) -> float:
+    """The exact metric of a curve (``learnsyn.metrics.compute_metrics``); -inf if not finite."""
+    values = curve.detach().cpu().numpy()
+    if not np.all(np.isfinite(values)):
+        return -math.inf
+    value = compute_metrics(np.arange(setting.horizon), values, setting.threshold)[setting.metric]
+    return value if math.isfinite(value) else -math.inf
+
+
+# --------------------------------------------------------------------------------------------
+# parameterizations
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Structure:
+    """The block layout of a modal A: ``pairs`` complex-conjugate pairs, ``reals`` real poles;
+    ``amplitude_cap``: None (b's scale does not matter), or the largest |b_i|, and then b carries
+    a free amplitude ``cap * sigmoid(a)`` (the scale matters under state noise)."""
+
+    pairs: int
+    reals: int
+    amplitude_cap: float | None = None
+
+    @property
+    def size(self) -> int:
+        return 2 * self.pairs + self.reals
+
+    @property
+    def length(self) -> int:
+        """Parameters: per pair (s, v, c1, c2), per real pole (u, c), plus the amplitude."""
+        return 4 * self.pairs + 2 * self.reals + (0 if self.amplitude_cap is None else 1)
+
+
+def modal_form(theta: torch.Tensor, structure: Structure):
+    """``(A, b, c)`` of a modal parameter vector: block-diagonal A, b = amplitude * (1, 0) per
+    pair and 1 per real pole, c free."""
+    m = structure.size
+    blocks, b_parts, c_parts = [], [], []
+    for k in range(structure.pairs):
+        s, v, c1, c2 = theta[4 * k : 4 * k + 4]
+        radius = torch.sigmoid(s)
+        angle = math.pi * torch.sigmoid(v)
+        cos, sin = radius * torch.cos(angle), radius * torch.sin(angle)
+        blocks.append(torch.stack([torch.stack([cos, -sin]), torch.stack([sin, cos])]))
+        b_parts.append(torch.tensor([1.0, 0.0], dtype=theta.dtype))
+        c_parts.append(torch.stack([c1, c2]))
+    offset = 4 * structure.pairs
+    for k in range(structure.reals):
+        u, weight = theta[offset + 2 * k : offset + 2 * k + 2]
+        blocks.append(torch.tanh(u).reshape(1, 1))
+        b_parts.append(torch.ones(1, dtype=theta.dtype))
+        c_parts.append(weight.reshape(1))
+    A = torch.block_diag(*blocks) if blocks else torch.zeros(m, m, dtype=theta.dtype)
+    b = torch.cat(b_parts)
+    if structure.amplitude_cap is not None:
+        b = b * structure.amplitude_cap * torch.sigmoid(theta[-1])
+    return A, b, torch.cat(c_parts)
+
+
+def full_form(theta: torch.Tensor, structure: Structure):
+    """``(G^-1 D G, cap * tanh(beta), c)``: the modal vector (only its poles are used: D),
+    then G (m*m), beta (m) and c (m), all free; every diagonalizable A with that pole layout and
+    every b with ``|b_i| < cap`` is reachable (without a cap, b = beta)."""
+    m = structure.size
+    D, _, _ = modal_form(theta[: structure.length], structure)
+    rest = theta[structure.length :]
+    G = rest[: m * m].reshape(m, m)
+    beta, c = rest[m * m : m * m + m], rest[m * m + m :]
+    cap = structure.amplitude_cap
+    b = beta if cap is None else cap * torch.tanh(beta)
+    return torch.linalg.solve(G, D @ G), b, c
+
+
+def full_start(theta_modal: torch.Tensor, structure: Structure) -> torch.Tensor:
+    """The full parameter vector equal to a modal one (G = I)."""
+    _, b, c = modal_form(theta_modal, structure)
+    cap = structure.amplitude_cap
+    beta = b if cap is None else torch.atanh((b / cap).clamp(-1 + 1e-9, 1 - 1e-9))
+    eye = torch.eye(structure.size, dtype=theta_modal.dtype).reshape(-1)
+    return torch.cat([theta_modal, eye, beta, c]).detach()
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    return np.log(p) - np.log1p(-p)
+
+
+def random_modal(structure: Structure, rng: np.random.Generator, horizon: int) -> np.ndarray:
+    """A random modal parameter vector: time scales log-uniform in [1, 20 horizon], periods
+    log-uniform in [2, 40 horizon], residues normal."""
+    theta = []
+    longest = 20.0 * max(horizon, 2)
+    for _ in range(structure.pairs):
+        radius = 1.0 - 1.0 / np.exp(rng.uniform(0.0, math.log(longest)))
+        period = np.exp(rng.uniform(math.log(2.0), math.log(2 * longest)))
+        angle = min(2 * math.pi / period, math.pi * (1 - 1e-6))
+        theta += [_logit(max(radius, 1e-6)), _logit(angle / math.pi), *rng.normal(size=2)]
+    for _ in range(structure.reals):
+        decay = 1.0 - 1.0 / np.exp(rng.uniform(0.0, math.log(longest)))
+        sign = 1.0 if rng.uniform() < 0.9 else -1.0
+        theta += [math.atanh(sign * decay), rng.normal()]
+    if structure.amplitude_cap is not None:
+        theta.append(3.0)
+    return np.array(theta, dtype=np.float64)
+
+
+def exponential_modal(
+    structure: Structure, decay: float, copies: bool = False
+) -> np.ndarray | None:
+    """A single exponential embedded in the structure (other residues 0), or with ``copies``
+    every real pole at that decay, read out with equal weights; None without a real pole."""
+    if structure.reals == 0:
+        return None
+    theta = np.zeros(structure.length)
+    for k in range(structure.pairs):
+        theta[4 * k : 4 * k + 2] = (_logit(0.5), _logit(0.25))
+    offset = 4 * structure.pairs
+    for k in range(structure.reals):
+        theta[offset + 2 * k] = math.atanh(decay if copies else decay ** (2.0**k))
+        theta[offset + 2 * k + 1] = 1.0 if copies or k == 0 else 0.0
+    if structure.amplitude_cap is not None:
+        theta[-1] = 3.0
+    return theta
+
+
+# --------------------------------------------------------------------------------------------
+# the exact optimizer
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class OptimalLinear:
+    """The outcome of ``optimize_linear_synapse``: the parameters of the ``optimal-linear`` model,
+    its exact metric value from ``evaluate``, the evaluation itself and what the search did."""
+
+    params: dict[str, Any]
+    value: float
+    evaluation: Evaluation
+    complex_pairs: int
+    poles: list[complex]
+    evaluations: int
+    seconds: float
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+
+    def form(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(A, b, c)`` as numpy arrays."""
+        m = self.params["variables"]
+        return (
+            np.array(self.params["A"]).reshape(m, m),
+            np.array(self.params["b"]),
+            np.array(self.params["c"]),
+        )
+
+
+def _setting(scenario, synapses, metric, horizon, threshold, convention) -> Setting:
+    check_metric(metric)
+    check_convention(convention)
+    stats = scenario.linear_statistics()
+    if stats is None:
+        raise ValueError(
+            f"scenario {scenario.info.name!r} has no exact linear statistics, so the exact "
+            "optimizer has no path there; use optimize_linear_synapse_monte_carlo (learnsyn "
+            "tune does)"
+        )
+    if synapses < 1:
+        raise ValueError(f"synapses = {synapses} is not allowed: need N >= 1")
+    if horizon < 1:
+        raise ValueError(f"horizon = {horizon} is not allowed: need horizon >= 1")
+    weights = tuple(float(kind.weight) for kind in scenario.tracked_kinds())
+    return Setting(
+        stats, weights, int(synapses), int(horizon), float(threshold), convention, metric
+    )
+
+
+def _check_state_size(state_size: int) -> int:
+    if (
+        isinstance(state_size, bool)
+        or int(state_size) != state_size
+        or not (1 <= state_size <= MAX_VARIABLES)
+    ):
+        raise ValueError(
+            f"state_size = {state_size} is not allowed: expected an integer in [1, {MAX_VARIABLES}]"
+        )
+    return int(state_size)
+
+
+class _Objective:
+    """Counts evaluations; maps a parameter vector to the curve through a form function."""
+
+    def __init__(self, setting: Setting, form: Callable, structure: Structure):
+        self.setting, self.form, self.structure = setting, form, structure
+        self.count = 0
+
+    def curve(self, theta: torch.Tensor) -> torch.Tensor:
+        self.count += 1
+        return snr_curve(*self.form(theta, self.structure), self.setting)
+
+    def exact(self, theta: np.ndarray | torch.Tensor) -> float:
+        with torch.no_grad():
+            try:
+                return exact_metric(self.curve(torch.as_tensor(theta, dtype=DTYPE)), self.setting)
+            except (RuntimeError, ValueError):  # a singular solve at a degenerate point
+                return -math.inf
+
+    def polish(self, theta: np.ndarray, iterations: int) -> tuple[np.ndarray, float]:
+        """L-BFGS on the surrogate at decreasing temperatures; the best exact point seen."""
+        setting = self.setting
+        ages = torch.arange(setting.horizon, dtype=DTYPE)
+        best_theta, best_value = np.array(theta, dtype=np.float64), self.exact(theta)
+        for temperature in TEMPERATURES:
+            tensor = torch.tensor(best_theta, dtype=DTYPE, requires_grad=True)
+            optimizer = torch.optim.LBFGS(
+                [tensor],
+                lr=1.0,
+                max_iter=iterations,
+                tolerance_grad=1e-10,
+                tolerance_change=1e-12,
+                history_size=20,
+                line_search_fn="strong_wolfe",
+            )
+            scale = temperature * max(setting.threshold, 1e-3)
+
+            def closure(tensor=tensor, scale=scale, optimizer=optimizer) -> torch.Tensor:
+                optimizer.zero_grad()
+                curve = self.curve(tensor)
+                loss = -smooth_objective(curve, ages, setting.threshold, setting.metric, scale)
+                if not torch.isfinite(loss):
+                    loss = torch.nan_to_num(loss, nan=1e30, posinf=1e30, neginf=-1e30)
+                loss.backward()
+                return loss
+
+            try:
+                optimizer.step(closure)
+            except (RuntimeError, ValueError):
+                continue
+            candidate = tensor.detach().numpy().copy()
+            value = self.exact(candidate)
+            if np.all(np.isfinite(candidate)) and value >= best_value:
+                best_theta, best_value = candidate, value
+        return best_theta, best_value
+
+
+def optimize_linear_synapse(
+    scenario: Scenario,
+    *,
+    state_size: int,
+    synapses: int,
+    metric: str = "area",
+    horizon: int,
+    threshold: float = 1.0,
+    convention: str = "large-n",
+    seed: int = 0,
+    restarts: int = 4,
+    candidates: int = 64,
+    iterations: int = 60,
+    max_amplitude: float = 10.0,
+) -> OptimalLinear:
+    """The best m-variable linear synapse for ``metric`` in ``scenario`` (exact statistics).
+
+    For every number of complex pairs, ``candidates`` seeded random modal vectors (and single
+    exponentials on a grid of decays) are scored by the exact metric; the best ``restarts`` are
+    optimized by L-BFGS (``iterations`` per surrogate temperature); under state noise the best
+    point is polished over the full (A, b, c), with increments ``|b_i| <= max_amplitude`` (see
+    the module docstring). Deterministic for a seed. The returned value is ``evaluate``'s exact
+    metric of the rebuilt ``optimal-linear`` model.
+    """
+    start = time.perf_counter()
+    setting = _setting(scenario, synapses, metric, horizon, threshold, convention)
+    m = _check_state_size(state_size)
+    if restarts < 1 or candidates < 1 or iterations < 1:
+        raise ValueError(
+            f"restarts = {restarts}, candidates = {candidates}, iterations = {iterations}: "
+            "each must be at least 1"
+        )
+    noisy = setting.stats.state_noise > 0
+    if not max_amplitude > 0:
+        raise ValueError(f"max_amplitude = {max_amplitude} is not allowed: need a positive number")
+    cap = float(max_amplitude) if noisy else None
+    rng = np.random.default_rng(seed)
+    decays = 1.0 - np.geomspace(1.0, 1.0 / (20.0 * max(horizon, 2)), 24)[1:]
+    evaluations = 0
+    best: tuple[float, np.ndarray, Structure] | None = None
+    summary = []
+    for pairs in range(m // 2 + 1):
+        structure = Structure(pairs, m - 2 * pairs, cap)
+        objective = _Objective(setting, modal_form, structure)
+        pool = [random_modal(structure, rng, horizon) for _ in range(candidates)]
+        for copies in (False, True) if noisy else (False,):
+            for decay in decays:
+                theta = exponential_modal(structure, decay, copies)
+                if theta is not None:
+                    pool.append(theta)
+        scores = [objective.exact(theta) for theta in pool]
+        order = np.argsort(scores)[::-1][:restarts]
+        local_best = (-math.inf, pool[order[0]])
+        for index in order:
+            theta, value = objective.polish(pool[index], iterations)
+            if value > local_best[0]:
+                local_best = (value, theta)
+        evaluations += objective.count
+        summary.append({"complex_pairs": pairs, "value": local_best[0]})
+        if best is None or local_best[0] > best[0]:
+            best = (local_best[0], local_best[1], structure)
+    assert best is not None
+    value, theta, structure = best
+    with torch.no_grad():
+        A, b, c = (t.numpy() for t in modal_form(torch.tensor(theta, dtype=DTYPE), structure))
+    if noisy:
+        objective = _Objective(setting, full_form, structure)
+        full = full_start(torch.tensor(theta, dtype=DTYPE), structure).numpy()
+        full, full_value = objective.polish(full, iterations)
+        evaluations += objective.count
+        if full_value > value:
+            with torch.no_grad():
+                forms = full_form(torch.tensor(full, dtype=DTYPE), structure)
+            A, b, c = (t.numpy() for t in forms)
+    return _finish(scenario, setting, A, b, c, structure, evaluations, start, summary)
+
+
+def _finish(scenario, setting, A, b, c, structure, evaluations, start, summary) -> OptimalLinear:
+    params = params_from_form(A, b, c)
+    model = OptimalLinearSynapse(**params)
+    evaluation = evaluate(
+        model,
+        scenario,
+        synapses=setting.synapses,
+        horizon=setting.horizon,
+        method="exact",
+        convention=setting.convention,
+        threshold=setting.threshold,
+    )
+    params = _json_params(model.params_dict())
+    return OptimalLinear(
+        params=params,
+        value=float(evaluation.metrics[setting.metric]),
+        evaluation=evaluation,
+        complex_pairs=structure.pairs,
+        poles=[complex(p) for p in np.linalg.eigvals(A)],
+        evaluations=evaluations,
+        seconds=time.perf_counter() - start,
+        candidates=summary,
+    )
+
+
+def _json_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Tuples as lists, so that the parameters read the same before and after JSON."""
+    return json.loads(json.dumps(params))
+
+
+# --------------------------------------------------------------------------------------------
+# the Monte Carlo path (scenarios without linear statistics)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MonteCarloLinear:
+    """The outcome of ``optimize_linear_synapse_monte_carlo``; ``evaluation`` (and ``value``) come
+    from fresh random numbers, ``tuned_value`` from the seed the search used."""
+
+    params: dict[str, Any]
+    value: float
+    tuned_value: float
+    evaluation: Evaluation
+    start_params: dict[str, Any]
+    evaluations: int
+    seconds: float
+    trials: list[dict[str, Any]] = field(default_factory=list)
+
+
+def equal_variance_realization(
+    A: np.ndarray, b: np.ndarray, c: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The same kernel in the basis where the stationary covariance (unit events) is the
+    identity: every variable then uses the same share of a bounded range."""
+    A, b, c = (np.asarray(v, dtype=np.float64) for v in (A, b, c))
+    P = _numpy_lyapunov(A, np.outer(b, b))
+    eigenvalues, vectors = np.linalg.eigh((P + P.T) / 2)
+    eigenvalues = np.maximum(eigenvalues, 1e-12 * max(eigenvalues.max(), 1e-300))
+    L = vectors * np.sqrt(eigenvalues)  # P = L L^T
+    L_inv = np.linalg.inv(L)
+    c_new = c @ L
+    return L_inv @ A @ L, L_inv @ b, c_new / np.max(np.abs(c_new))
+
+
+def _numpy_lyapunov(A: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    n = A.shape[0]
+    return np.linalg.solve(np.eye(n * n) - np.kron(A, A), Q.reshape(-1)).reshape(n, n)
+
+
+def optimize_linear_synapse_monte_carlo(
+    scenario: Scenario,
+    *,
+    state_size: int,
+    synapses: int,
+    metric: str = "area",
+    horizon: int,
+    threshold: float = 1.0,
+    convention: str = "large-n",
+    seed: int = 0,
+    batch: int = 512,
+    burn_in: int | None = None,
+    evaluations: int = 300,
+    progress: Callable[[int, dict[str, Any], float], None] | None = None,
+) -> MonteCarloLinear:
+    """The best m-variable linear synapse by Monte Carlo (for scenarios without linear
+    statistics, e.g. bounded or noisy with a range).
+
+    Start: the exact optimum in the ideal scenario, in the equal-variance realization; a scan of
+    the amplitude (scale of b) over a log grid; then Nelder-Mead over (log amplitude, A, b
+    direction, c) with at most ``evaluations`` Monte Carlo evaluations, all with the same
+    ``seed`` (common random numbers) and the same ``burn_in`` (None: 5 time constants of the
+    start, at least the horizon). The winner is re-evaluated with a fresh seed (``seed +
+    10007``), which gives ``value`` and ``evaluation``.
+    """
+    start = time.perf_counter()
+    check_metric(metric)
+    check_convention(convention)
+    m = _check_state_size(state_size)
+    if evaluations < 1:
+        raise ValueError(f"evaluations = {evaluations} is not allowed: need at least 1")
+    ideal = optimize_linear_synapse(
+        make_scenario("ideal"),
+        state_size=m,
+        synapses=synapses,
+        metric=metric,
+        horizon=horizon,
+        threshold=threshold,
+        convention=convention,
+        seed=seed,
+    )
+    A0, b0, c0 = equal_variance_realization(*ideal.form())
+    b0 = b0 / np.max(np.abs(b0))
+    if burn_in is None:
+        burn_in = default_burn_in(OptimalLinearSynapse(**ideal.params), scenario, horizon)
+    trials: list[dict[str, Any]] = []
+    cache: dict[bytes, float] = {}
+
+    def unpack(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        amplitude = math.exp(float(np.clip(z[0], -30.0, 30.0)))
+        A = z[1 : 1 + m * m].reshape(m, m)
+        direction = z[1 + m * m : 1 + m * m + m]
+        scale = np.max(np.abs(direction))
+        b = amplitude * direction / (scale if scale > 0 else 1.0)
+        return A, b, z[1 + m * m + m :]
+
+    def score(z: np.ndarray, evaluation_seed: int = seed) -> tuple[float, Evaluation | None]:
+        A, b, c = unpack(z)
+        try:
+            model = OptimalLinearSynapse(**params_from_form(A, b, c))
+            result = evaluate(
+                model,
+                scenario,
+                synapses=synapses,
+                horizon=horizon,
+                method="monte-carlo",
+                convention=convention,
+                threshold=threshold,
+                batch=batch,
+                seed=evaluation_seed,
+                burn_in=burn_in,
+            )
+        except ValueError:  # unstable A
+            return -math.inf, None
+        value = float(result.metrics[metric])
+        return (value if math.isfinite(value) else -math.inf), result
+
+    def cached(z: np.ndarray) -> float:
+        key = np.asarray(z, dtype=np.float64).tobytes()
+        if key not in cache:
+            cache[key] = score(z)[0]
+            params = params_from_form(*unpack(z))
+            trials.append({"params": params, "value": cache[key]})
+            if progress is not None:
+                progress(len(trials), params, cache[key])
+        return cache[key]
+
+    base = np.concatenate([[0.0], A0.reshape(-1), b0, c0])
+    # amplitude scan: stationary std per variable from 1/64 to 2 (unit-amplitude std is 1)
+    scan = np.log(np.geomspace(1.0 / 64.0, 2.0, 8))
+    scan_budget = min(len(scan), evaluations)
+    values = []
+    for log_amplitude in scan[:scan_budget]:
+        z = base.copy()
+        z[0] = log_amplitude
+        values.append(cached(z))
+    best_z = base.copy()
+    best_z[0] = scan[int(np.argmax(values))]
+    remaining = evaluations - len(cache)
+    if remaining > 0:
+        steps = np.concatenate([[0.5], 0.05 * np.ones(m * m), 0.2 * np.ones(2 * m)])
+        simplex = [best_z] + [best_z + step * e for step, e in zip(steps, np.eye(len(best_z)))]
+        outcome = scipy.optimize.minimize(
+            lambda z: -cached(z),
+            best_z,
+            method="Nelder-Mead",
+            options={
+                "initial_simplex": np.array(simplex),
+                "maxfev": remaining,
+                "xatol": 1e-6,
+                "fatol": 1e-9,
+            },
+        )
+        if -outcome.fun > cached(best_z):
+            best_z = outcome.x
+    tuned_value = cached(best_z)
+    value, evaluation = score(best_z, seed + 10007)
+    if evaluation is None:
+        raise ValueError(f"no stable linear synapse found for scenario {scenario.info.name!r}")
+    return MonteCarloLinear(
+        params=_json_params(evaluation.params),
+        value=value,
+        tuned_value=tuned_value,
+        evaluation=evaluation,
+        start_params=ideal.params,
+        evaluations=len(cache) + 1,
+        seconds=time.perf_counter() - start,
+        trials=trials,
+    )
