@@ -19,7 +19,14 @@ import numpy as np
 import torch
 
 from learnsyn.exact import linear_signal_and_variance, markov_signal_and_variance
-from learnsyn.grid_exact import check_grid_size, grid_applies, grid_exact_curves, grid_fits
+from learnsyn.grid_exact import (
+    AUTO_MAX_STATES,
+    MAX_STATES,
+    check_grid_size,
+    grid_applies,
+    grid_exact_curves,
+    grid_fits,
+)
 from learnsyn.metrics import (
     check_convention,
     compute_metrics,
@@ -84,12 +91,16 @@ def log_spaced_ages(count: int, max_age: float) -> np.ndarray:
         points += count - len(ages)
 
 
-def exact_method_available(model: Synapse, scenario: Scenario) -> bool:
+def exact_method_available(
+    model: Synapse, scenario: Scenario, max_grid_states: int = MAX_STATES
+) -> bool:
+    """Linear or finite-state model with exact statistics, or a continuous-state model in
+    bounded whose grid has at most ``max_grid_states`` states."""
     if model.linear_form() is not None and scenario.linear_statistics() is not None:
         return True
     if model.markov_form() is not None and scenario.markov_statistics() is not None:
         return True
-    return grid_fits(model, scenario)
+    return grid_fits(model, scenario, max_grid_states)
 
 
 def uses_grid(model: Synapse, scenario: Scenario) -> bool:
@@ -113,7 +124,8 @@ def resolve_method(model: Synapse, scenario: Scenario, method: str) -> str:
         raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
     check_compatible(model, scenario)
     if method == "auto":
-        return "exact" if exact_method_available(model, scenario) else "monte-carlo"
+        exact = exact_method_available(model, scenario, AUTO_MAX_STATES)
+        return "exact" if exact else "monte-carlo"
     if method == "exact" and not exact_method_available(model, scenario):
         if grid_applies(model, scenario):  # the grid is too large: say so in one line
             check_grid_size(scenario.params["levels"], model.state_size)

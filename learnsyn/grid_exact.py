@@ -43,6 +43,7 @@ Cost: O(S 2^m) per age and per burn-in step; grids above ``MAX_STATES`` states o
 from __future__ import annotations
 
 import copy
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ from learnsyn.synapse import Synapse
 MAX_STATES = 1 << 18
 #: largest number of stored transitions (states x 2^variables) per event matrix
 MAX_TRANSITIONS = 1 << 23
+#: largest grid that method "auto" evaluates exactly (larger grids: Monte Carlo, unless asked)
+AUTO_MAX_STATES = 4096
 #: the scenario whose constraint makes a continuous-state synapse a chain on a grid
 GRID_SCENARIO = "bounded"
 #: P(+1) of a background event in the bounded scenario (balanced events)
@@ -282,9 +285,10 @@ class SparseStochastic:
     def stationary(
         self, *, start: torch.Tensor | None = None, tol: float = 1e-12, max_iter: int = 1_000_000
     ) -> torch.Tensor:
-        """The stationary distribution ``pi = pi M`` ``[S]`` by power iteration from ``start``
-        (uniform by default) to an estimated L1 error ``tol``; differentiable in the values
-        (implicit differentiation). Assumes one recurrent class (and aperiodicity)."""
+        """The stationary distribution ``pi = pi M`` ``[S]``: the limit of power iteration from
+        ``start`` (uniform by default), to an estimated L1 error ``tol``; differentiable in the
+        values by implicit differentiation. Needs an aperiodic chain; its gradient needs a single
+        recurrent class (otherwise the adjoint iteration fails with a clear error)."""
         if start is None:
             start = self.values.new_full((self.size,), 1.0 / self.size)
         return _Stationary.apply(self.values, self, start, tol, max_iter)
@@ -470,8 +474,9 @@ def burn_in_distribution(
     max_iter: int = 1_000_000,
 ) -> torch.Tensor | None:
     """The distribution ``[S]`` after ``burn_in`` background steps from the initial state
-    (None for ``burn_in = 0``: the state is still the off-grid initial state), or the stationary
-    distribution for ``burn_in = None``."""
+    (None for ``burn_in = 0``: the state is still the off-grid initial state), or its limit as
+    the burn-in grows, the stationary distribution, for ``burn_in = None``. Long burn-ins of small
+    grids use dense repeated squaring (exact, differentiable), others sparse steps."""
     f = BACKGROUND_P_PLUS
     if burn_in is not None and burn_in < 0:
         raise ValueError(f"burn_in = {burn_in} is not allowed: need >= 0 (or None: stationary)")
@@ -480,10 +485,33 @@ def burn_in_distribution(
     first = f * chain.from_initial(1.0) + (1 - f) * chain.from_initial(-1.0)
     if burn_in is None:
         return background.stationary(start=first.detach(), tol=tol, max_iter=max_iter)
+    steps = burn_in - 1
+    if _dense_is_cheaper(background, steps):
+        dist, power = first, background.to_dense()
+        while steps:  # p M^n by repeated squaring: log2(n) dense products instead of n sparse
+            if steps & 1:
+                dist = dist @ power
+            steps >>= 1
+            if steps:
+                power = power @ power
+        return dist
     dist = first.unsqueeze(1)
-    for _ in range(burn_in - 1):
+    for _ in range(steps):
         dist = background.propagate(dist)
     return dist.squeeze(1)
+
+
+#: largest grid whose burn-in may use dense matrix squaring
+DENSE_STATES = 2048
+
+
+def _dense_is_cheaper(matrix: SparseStochastic, steps: int) -> bool:
+    """Rough cost model: ``log2(n) S^3`` flops for squaring against ``n`` sparse products of
+    ``4 nnz`` flops plus a fixed overhead (~3e5 flops' worth of call time) each."""
+    if matrix.size > DENSE_STATES or steps < 2:
+        return False
+    dense = math.ceil(math.log2(steps)) * 2 * matrix.size**3
+    return dense < steps * (4 * matrix.nnz + 300_000)
 
 
 def grid_signal_and_variance(
@@ -653,6 +681,7 @@ def describe_grid_bench(results: dict) -> list[str]:
 
 
 __all__ = [
+    "AUTO_MAX_STATES",
     "MAX_STATES",
     "MAX_TRANSITIONS",
     "GridChain",

@@ -12,8 +12,10 @@ from learnsyn.cells import make_cell
 from learnsyn.cli import main
 from learnsyn.evaluate import evaluate, resolve_method
 from learnsyn.grid_exact import (
+    AUTO_MAX_STATES,
     MAX_STATES,
     build_grid_chain,
+    burn_in_distribution,
     check_grid_size,
     grid_bench,
     grid_exact_curves,
@@ -59,6 +61,19 @@ def test_rows_sum_to_one_and_the_stationary_distribution_is_stationary(model):
         dense, 4096
     )
     assert float((long_run - pi).abs().sum()) < 1e-9
+
+
+def test_dense_squaring_burn_in_is_the_sparse_burn_in():
+    model = make_cell("gru", 2, timescale=100).double()
+    with torch.no_grad():
+        chain = build_grid_chain(model, 16, 1.0)
+        background = chain.background()
+        dense = burn_in_distribution(chain, 3001, background)  # 256 states: repeated squaring
+        sparse = 0.5 * (chain.from_initial(1.0) + chain.from_initial(-1.0))
+        sparse = sparse.unsqueeze(1)
+        for _ in range(3000):
+            sparse = background.propagate(sparse)
+    assert float((dense - sparse.squeeze(1)).abs().sum()) < 1e-12
 
 
 def _hand_built_matrix(decay, amplitude, event, levels, bound):
@@ -256,12 +271,14 @@ def _area(model, scenario, burn_in, smooth):
 
 
 @pytest.mark.parametrize(
-    "burn_in, smooth", [(30, True), (30, False), (None, True)], ids=["smooth", "hard", "stationary"]
+    "burn_in, smooth, levels",
+    [(30, True, 8), (30, False, 8), (None, True, 8), (30, True, 16)],
+    ids=["smooth", "hard", "stationary", "sparse-burn-in"],
 )
-def test_area_gradient_matches_central_differences(burn_in, smooth):
-    torch.manual_seed(0)
+def test_area_gradient_matches_central_differences(burn_in, smooth, levels):
+    # 64 states: the burn-in is taken by dense squaring; 256 states: by sparse steps
     model = make_cell("gru", 2, timescale=20, seed=3).double()
-    scenario = make_scenario("bounded", {"levels": 8})
+    scenario = make_scenario("bounded", {"levels": levels})
     params = list(model.parameters())
     area = _area(model, scenario, burn_in, smooth)
     assert 0.5 < area.item() < 100  # the curve crosses the threshold
@@ -291,6 +308,10 @@ def test_auto_picks_the_grid_in_bounded_and_monte_carlo_above_the_limit():
     assert resolve_method(make_model("benna-fusi", {"variables": 2}), bounded, "auto") == "exact"
     assert resolve_method(make_cell("gru", 3), bounded, "auto") == "exact"
     assert resolve_method(make_model("ewc"), bounded, "auto") == "exact"
+    # 65536 states: exact when asked, Monte Carlo for auto (tuning would be slow)
+    assert 16**4 > AUTO_MAX_STATES
+    assert resolve_method(make_model("benna-fusi"), bounded, "auto") == "monte-carlo"
+    assert resolve_method(make_model("benna-fusi"), bounded, "exact") == "exact"
     big = make_model("benna-fusi", {"variables": 6})  # 16^6 states
     assert resolve_method(big, bounded, "auto") == "monte-carlo"
     with pytest.raises(ValueError, match=r"16777216 states .* limit of 262144 states") as error:
