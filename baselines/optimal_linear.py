@@ -11,7 +11,7 @@ a metric is found by optimizing that closed form:
    block-diagonal A, so every candidate is stable by construction; every number of complex pairs
    0..m//2 is enumerated. Many seeded random candidates (plus single exponentials on a grid of
    decays) are scored by the exact metric and the best ones are optimized by L-BFGS on a smooth
-   surrogate of the metric (``learnsyn.metrics.smooth_objective``) whose temperature is annealed
+   surrogate of the metric (``estimate.snr.smooth_objective``) whose temperature is annealed
    towards the exact metric;
 2. where the scenario adds state noise, the SNR also depends on the realization (the basis of
    the state, in which the noise is isotropic) and on the increments: a polish over the full
@@ -306,7 +306,7 @@ def snr_curve(A: torch.Tensor, b: torch.Tensor, c: torch.Tensor, setting: Settin
 
 
 def exact_metric(curve: torch.Tensor, setting: Setting) -> float:
-    """The exact metric of a curve (``learnsyn.metrics.compute_metrics``); -inf if not finite."""
+    """The exact metric of a curve (``estimate.snr.compute_metrics``); -inf if not finite."""
     values = curve.detach().cpu().numpy()
     if not np.all(np.isfinite(values)):
         return -math.inf

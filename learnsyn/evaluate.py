@@ -1,7 +1,9 @@
 """The one evaluation path: any synapse, any scenario -> SNR curve, errors and metrics.
 
 ``method="auto"`` solves linear synapses and finite-state synapses exactly wherever the scenario
-allows it and runs the paired Monte Carlo estimator otherwise. Scenarios with several kinds of
+allows it, continuous-state synapses in the ``bounded`` scenario exactly through their Markov
+chain on the grid (``learnsyn.estimate.grid``) when the grid fits, and runs the paired Monte Carlo
+estimator otherwise. Scenarios with several kinds of
 tracked memory (importance) report each kind's curve and their weighted sum; metrics are those
 of the weighted curve.
 """
@@ -16,6 +18,14 @@ import numpy as np
 import torch
 
 from learnsyn.estimate.exact import linear_signal_and_variance, markov_signal_and_variance
+from learnsyn.estimate.grid import (
+    AUTO_MAX_STATES,
+    MAX_STATES,
+    check_grid_size,
+    grid_applies,
+    grid_exact_curves,
+    grid_fits,
+)
 from learnsyn.estimate.montecarlo import default_burn_in, simulate_pairs
 from learnsyn.estimate.snr import (
     check_convention,
@@ -54,6 +64,7 @@ class Evaluation:
     lifetime_censored: bool = False
     monte_carlo: dict[str, Any] | None = None
     seconds: float = 0.0
+    grid: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Strict-JSON-ready dict (non-finite numbers as in ``learnsyn.io``)."""
@@ -72,10 +83,23 @@ def log_spaced_ages(count: int, max_age: float) -> np.ndarray:
         points += count - len(ages)
 
 
-def exact_method_available(model: Synapse, scenario: Scenario) -> bool:
+def exact_method_available(
+    model: Synapse, scenario: Scenario, max_grid_states: int = MAX_STATES
+) -> bool:
+    """Linear or finite-state model with exact statistics, or a continuous-state model in
+    bounded whose grid has at most ``max_grid_states`` states."""
     if model.linear_form() is not None and scenario.linear_statistics() is not None:
         return True
-    return model.markov_form() is not None and scenario.markov_statistics() is not None
+    if model.markov_form() is not None and scenario.markov_statistics() is not None:
+        return True
+    return grid_fits(model, scenario, max_grid_states)
+
+
+def uses_grid(model: Synapse, scenario: Scenario) -> bool:
+    """True when the exact method goes through the model's chain on the bounded grid."""
+    return not (
+        model.linear_form() is not None and scenario.linear_statistics() is not None
+    ) and grid_applies(model, scenario)
 
 
 def check_compatible(model: Synapse, scenario: Scenario) -> None:
@@ -92,8 +116,11 @@ def resolve_method(model: Synapse, scenario: Scenario, method: str) -> str:
         raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
     check_compatible(model, scenario)
     if method == "auto":
-        return "exact" if exact_method_available(model, scenario) else "monte-carlo"
+        exact = exact_method_available(model, scenario, AUTO_MAX_STATES)
+        return "exact" if exact else "monte-carlo"
     if method == "exact" and not exact_method_available(model, scenario):
+        if grid_applies(model, scenario):  # the grid is too large: say so in one line
+            check_grid_size(scenario.params["levels"], model.state_size)
         raise ValueError(
             f"method 'exact' is not available for model {model.info.name!r} in scenario "
             f"{scenario.info.name!r} (only linear or finite-state models in scenarios with "
@@ -134,7 +161,8 @@ def evaluate(
     groups: int = 16,
 ) -> Evaluation:
     """Evaluate ``model`` in ``scenario`` for ``synapses`` synapses (N) over ages 0..horizon-1
-    (or the given integer ``ages``, exact method only)."""
+    (or the given integer ``ages``, exact method only). ``burn_in`` (default: enough for the
+    model's slowest time scale) applies to Monte Carlo and to the exact grid method."""
     check_convention(convention)
     if synapses < 1:
         raise ValueError(f"synapses = {synapses} is not allowed: need N >= 1")
@@ -150,7 +178,15 @@ def evaluate(
     stderr = None
     metrics_stderr = None
     mc_info = None
-    if method == "exact":
+    grid_info = None
+    if method == "exact" and uses_grid(model, scenario):
+        burn = default_burn_in(model, scenario, horizon) if burn_in is None else int(burn_in)
+        curves = grid_exact_curves(
+            model, scenario, ages_array, synapses, convention, burn_in=burn, device=device
+        )
+        combined = weights @ curves
+        grid_info = {"states": scenario.params["levels"] ** model.state_size, "burn_in": burn}
+    elif method == "exact":
         curves = exact_curves(model, scenario, ages_array, synapses, convention)
         combined = weights @ curves
     else:
@@ -199,4 +235,5 @@ def evaluate(
         lifetime_censored=lifetime_censored(ages_array, combined, threshold),
         monte_carlo=mc_info,
         seconds=elapsed,
+        grid=grid_info,
     )

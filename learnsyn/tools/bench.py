@@ -3,7 +3,9 @@
 ``learnsyn bench`` (or ``python -m learnsyn.tools.bench``) prints, with the thread count and sizes:
 - the time of an exact SNR curve of the Benna-Fusi chain (m = 12) at 1000 log-spaced ages up to
   1e8 (target: well under 0.1 s);
-- Monte Carlo throughput of the evaluation simulator in synapse-steps per second.
+- Monte Carlo throughput of the evaluation simulator in synapse-steps per second;
+- the exact grid SNR in the bounded scenario (``learnsyn.estimate.grid``) for 256, 4096 and 65536
+  states.
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ def run_benchmarks(device: str = "cpu", quick: bool = False) -> dict:
             bench_monte_carlo("binary", {"q": 0.1}, 4096, 400 if quick else 2000, device),
         ],
     }
+    from learnsyn.estimate.grid import grid_bench
+
+    results["grid"] = grid_bench(quick=quick, device=device)
     try:  # the rollout kernels of the meta-training (when present)
         from learnsyn.tools.rollout_bench import bench_rollouts
     except ImportError:
@@ -101,6 +106,11 @@ def print_report(results: dict, out=None) -> None:
             f"({r['pairs']} pairs, {r['steps']} steps, {r['device']})",
             file=out,
         )
+    if results.get("grid"):
+        from learnsyn.estimate.grid import describe_grid_bench
+
+        for line in describe_grid_bench(results["grid"]):
+            print(f"  {line}", file=out)
     rollout = results.get("rollout")
     if rollout:
         from learnsyn.tools.rollout_bench import describe_entry
