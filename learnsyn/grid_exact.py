@@ -707,6 +707,7 @@ __all__ = [
     "build_grid_chain",
     "burn_in_distribution",
     "check_grid_size",
+    "describe_grid_bench",
     "grid_applies",
     "grid_bench",
     "grid_exact_curves",
