@@ -26,6 +26,7 @@ from learnsyn.estimate.snr import smooth_objective
 from learnsyn.evaluate import evaluate, resolve_method
 from learnsyn.registry import make_model
 from learnsyn.scenario import make_scenario
+from learnsyn.synapse import ModelInfo, Synapse
 
 N = 1000
 #: the bounded Benna-Fusi chain tuned for area (README), a long-lived curve
@@ -319,6 +320,31 @@ def test_auto_picks_the_grid_in_bounded_and_monte_carlo_above_the_limit():
     assert "\n" not in str(error.value)
     # the ideal scenario is unchanged: linear models stay on the closed form
     assert evaluate(make_model("benna-fusi"), make_scenario("ideal"), synapses=N).grid is None
+
+
+class _BrokenBelow(Synapse):
+    """``x' = x / 2 + e / 2``, but not a number at the lowest level (reachable from 0)."""
+
+    info = ModelInfo("broken", "test model", "none")
+    state_size = 1
+
+    def step(self, state, events, flags=None):
+        moved = 0.5 * state + 0.5 * events.unsqueeze(-1).to(state.dtype)
+        return torch.where(state < -0.9, torch.nan, moved)
+
+    def readout(self, state):
+        return state[:, 0]
+
+
+def test_reachable_undefined_states_are_an_error_unreachable_ones_are_not():
+    scenario = make_scenario("bounded", {"levels": 4})
+    with pytest.raises(ValueError, match="not a number at 1 grid states"):
+        grid_signal_and_variance(_BrokenBelow(), scenario, np.arange(5), burn_in=10)
+    # EWC is undefined at importance -1 (1 + omega = 0), a level it never reaches
+    ewc = make_model("ewc", {"decay": 0.9}).double()
+    assert bool(build_grid_chain(ewc, 16, 1.0).undefined.any())
+    signal, _ = grid_signal_and_variance(ewc, make_scenario("bounded"), np.arange(5), burn_in=50)
+    assert torch.isfinite(signal).all() and float(signal[0, 0]) > 0
 
 
 def test_check_grid_size_names_the_count_and_the_limit():

@@ -62,6 +62,8 @@ MAX_STATES = 1 << 18
 MAX_TRANSITIONS = 1 << 23
 #: largest grid that method "auto" evaluates exactly (larger grids: Monte Carlo, unless asked)
 AUTO_MAX_STATES = 4096
+#: largest grid whose burn-in may use dense repeated squaring
+DENSE_STATES = 2048
 #: the scenario whose constraint makes a continuous-state synapse a chain on a grid
 GRID_SCENARIO = "bounded"
 #: P(+1) of a background event in the bounded scenario (balanced events)
@@ -96,7 +98,11 @@ def check_grid_size(
 
 
 def level_values(
-    levels: int, bound: float, *, device=None, dtype: torch.dtype = torch.float64
+    levels: int,
+    bound: float,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
     """The ``levels`` values ``-bound + k * spacing`` (as the scenario's rounding produces)."""
     spacing = 2.0 * bound / (levels - 1)
@@ -104,7 +110,12 @@ def level_values(
 
 
 def grid_points(
-    levels: int, bound: float, variables: int, *, device=None, dtype: torch.dtype = torch.float64
+    levels: int,
+    bound: float,
+    variables: int,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
     """All ``L^m`` grid points ``[S, m]``; point ``s`` has level ``(s // L^i) % L`` in variable
     ``i`` (variable 0 varies fastest)."""
@@ -179,40 +190,51 @@ class _Stationary(torch.autograd.Function):
         pi = pi.squeeze(1)
         term = grad - (pi @ grad)
         u = term.clone().unsqueeze(1)
-        increment = u
+        increment, history = u, []
+        scale = max(1.0, float(term.abs().max()))
         for _ in range(ctx.max_iter):
-            increment = matrix.csr @ increment
+            increment = matrix.csr @ increment  # M^j term -> 0 as pi . term = 0; keep it so
+            increment = increment - pi @ increment
             u = u + increment
-            if float(increment.abs().max()) <= ctx.tol * max(1.0, float(u.abs().max())):
+            history.append(float(increment.abs().max()))
+            if _converged(history, ctx.tol * max(scale, float(u.abs().max())), 1e-14 * scale):
                 break
         else:
             raise ValueError(
                 f"the stationary distribution's adjoint did not converge in {ctx.max_iter} "
-                "iterations; use a finite burn-in"
+                "iterations (more than one recurrent class?); use a finite burn-in"
             )
         u = u.squeeze(1)
         return pi[matrix.rows] * u[matrix.cols], None, None, None, None
 
 
+def _converged(history: list[float], tol: float, floor: float, window: int = 10) -> bool:
+    """Geometric convergence test on a history of step sizes ``d_t``: with the contraction
+    ``r`` estimated over the last ``window`` steps, the remaining distance ``d_t r / (1 - r)``
+    is at most ``tol``; or the last step is at the rounding-noise ``floor``."""
+    last = history[-1]
+    if last <= floor:
+        return True
+    if len(history) <= window or history[-1 - window] <= 0:
+        return False
+    ratio = (last / history[-1 - window]) ** (1.0 / window)
+    return ratio < 1.0 and last * ratio / (1.0 - ratio) <= tol
+
+
 def _power_iteration(step, dist: torch.Tensor, tol: float, max_iter: int) -> torch.Tensor:
-    """Iterate ``dist <- step(dist)`` until the estimated L1 distance to the fixed point
-    (change x ratio / (1 - ratio), ratio = successive change ratio) is below ``tol``."""
-    previous_change = None
+    """Iterate ``dist <- step(dist)`` until the estimated L1 distance to the fixed point is
+    below ``tol`` (see ``_converged``)."""
+    history: list[float] = []
     with torch.no_grad():
         for _ in range(max_iter):
             new = step(dist)
-            change = float((new - dist).abs().sum())
+            history.append(float((new - dist).abs().sum()))
             dist = new
-            if change == 0.0:
+            if _converged(history, tol, 1e-15):
                 return dist
-            if previous_change is not None and previous_change > 0:
-                ratio = change / previous_change
-                if ratio < 1.0 and change * ratio / (1.0 - ratio) <= tol:
-                    return dist
-            previous_change = change
     raise ValueError(
         f"power iteration did not reach tolerance {tol:g} in {max_iter} iterations (last change "
-        f"{change:.3g}); use a finite burn-in or raise max_iter"
+        f"{history[-1]:.3g}); use a finite burn-in or raise max_iter"
     )
 
 
@@ -264,6 +286,7 @@ class SparseStochastic:
 
     @property
     def nnz(self) -> int:
+        """Number of stored entries."""
         return int(self.values.numel())
 
     def propagate(self, dist: torch.Tensor) -> torch.Tensor:
@@ -271,14 +294,12 @@ class SparseStochastic:
         in ``dist`` and in the matrix values."""
         return _RowProduct.apply(dist, self.values, self)
 
-    def apply_to_vector(self, vector: torch.Tensor) -> torch.Tensor:
-        """``M v`` for ``v [S]`` or ``[S, B]`` (expectations one step ahead; no gradient)."""
-        return self.csr @ vector
-
     def row_sums(self) -> torch.Tensor:
+        """``M 1`` (all ones for a stochastic matrix), differentiable."""
         return self.values.new_zeros(self.size).index_add(0, self.rows, self.values)
 
     def to_dense(self) -> torch.Tensor:
+        """The dense ``[S, S]`` matrix, differentiable (small grids only)."""
         dense = self.values.new_zeros(self.size, self.size)
         return dense.index_put((self.rows, self.cols), self.values, accumulate=True)
 
@@ -371,6 +392,7 @@ class GridChain:
 
     @property
     def states(self) -> int:
+        """Number of grid points ``S = L^m``."""
         return self.points.shape[0]
 
     def background(self, p_plus: float = BACKGROUND_P_PLUS) -> SparseStochastic:
@@ -499,10 +521,6 @@ def burn_in_distribution(
     for _ in range(steps):
         dist = background.propagate(dist)
     return dist.squeeze(1)
-
-
-#: largest grid whose burn-in may use dense matrix squaring
-DENSE_STATES = 2048
 
 
 def _dense_is_cheaper(matrix: SparseStochastic, steps: int) -> bool:
@@ -689,6 +707,7 @@ __all__ = [
     "build_grid_chain",
     "burn_in_distribution",
     "check_grid_size",
+    "describe_grid_bench",
     "grid_applies",
     "grid_bench",
     "grid_exact_curves",
