@@ -73,6 +73,8 @@ TEMPERATURES = (0.3, 0.1, 0.03, 0.01)
 #: the most variables the optimizer accepts (the cost grows as m^4 in the Lyapunov solve)
 MAX_VARIABLES = 8
 DTYPE = torch.float64
+#: poles are kept at modulus <= MARGIN < 1 (a pole rounded to 1 would be unstable)
+MARGIN = 1.0 - 1e-10
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,13 +265,20 @@ def lyapunov(A: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
     return torch.linalg.solve(system, Q.reshape(-1)).reshape(n, n)
 
 
-def snr_curve(A: torch.Tensor, b: torch.Tensor, c: torch.Tensor, setting: Setting) -> torch.Tensor:
-    """The (kind-weighted) SNR at ages ``0..horizon-1``, exactly as ``evaluate`` computes it."""
+def snr_curve(
+    A: torch.Tensor,
+    b: torch.Tensor,
+    c: torch.Tensor,
+    setting: Setting,
+    powers: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The (kind-weighted) SNR at ages ``0..horizon-1``, exactly as ``evaluate`` computes it;
+    ``powers``: ``A^0..A^(horizon-1)`` when already known (used without correlation)."""
     stats, count = setting.stats, setting.horizon
     m = A.shape[0]
     rho = float(stats.correlation)
     if rho == 0:
-        powers = power_stack(A, count)
+        powers = power_stack(A, count) if powers is None else powers
         kernel = torch.einsum("i,tij,j->t", c, powers, b)
         base = kernel
         P = lyapunov(A, torch.outer(b, b))
@@ -346,7 +355,7 @@ def modal_form(theta: torch.Tensor, structure: Structure):
     blocks, b_parts, c_parts = [], [], []
     for k in range(structure.pairs):
         s, v, c1, c2 = theta[4 * k : 4 * k + 4]
-        radius = torch.sigmoid(s)
+        radius = torch.sigmoid(s) * MARGIN
         angle = math.pi * torch.sigmoid(v)
         cos, sin = radius * torch.cos(angle), radius * torch.sin(angle)
         blocks.append(torch.stack([torch.stack([cos, -sin]), torch.stack([sin, cos])]))
@@ -355,7 +364,7 @@ def modal_form(theta: torch.Tensor, structure: Structure):
     offset = 4 * structure.pairs
     for k in range(structure.reals):
         u, weight = theta[offset + 2 * k : offset + 2 * k + 2]
-        blocks.append(torch.tanh(u).reshape(1, 1))
+        blocks.append((torch.tanh(u) * MARGIN).reshape(1, 1))
         b_parts.append(torch.ones(1, dtype=theta.dtype))
         c_parts.append(weight.reshape(1))
     A = torch.block_diag(*blocks) if blocks else torch.zeros(m, m, dtype=theta.dtype)
@@ -363,6 +372,32 @@ def modal_form(theta: torch.Tensor, structure: Structure):
     if structure.amplitude_cap is not None:
         b = b * structure.amplitude_cap * torch.sigmoid(theta[-1])
     return A, b, torch.cat(c_parts)
+
+
+def modal_powers(theta: torch.Tensor, structure: Structure, count: int) -> torch.Tensor:
+    """``A^0..A^(count-1)`` of ``modal_form``'s block-diagonal A in closed form: ``rho^t`` times
+    a rotation by ``omega t`` per pair, ``lambda^t`` per real pole (``[count, m, m]``)."""
+    m = structure.size
+    ages = torch.arange(count, dtype=theta.dtype)
+    powers = torch.zeros(count, m, m, dtype=theta.dtype)
+    for k in range(structure.pairs):
+        s, v = theta[4 * k], theta[4 * k + 1]
+        log_radius = torch.nn.functional.logsigmoid(s) + math.log(MARGIN)
+        angle = math.pi * torch.sigmoid(v)
+        scale = torch.exp(ages * log_radius)
+        cos, sin = scale * torch.cos(angle * ages), scale * torch.sin(angle * ages)
+        i = 2 * k
+        powers[:, i, i], powers[:, i, i + 1] = cos, -sin
+        powers[:, i + 1, i], powers[:, i + 1, i + 1] = sin, cos
+    offset = 4 * structure.pairs
+    for k in range(structure.reals):
+        pole = torch.tanh(theta[offset + 2 * k]) * MARGIN
+        magnitude = torch.exp(ages * torch.log(pole.abs().clamp_min(1e-300)))
+        odd = torch.remainder(ages, 2) == 1
+        sign = torch.where(odd & (pole < 0), -1.0, 1.0).to(theta.dtype)
+        i = 2 * structure.pairs + k
+        powers[:, i, i] = sign * magnitude
+    return powers
 
 
 def full_form(theta: torch.Tensor, structure: Structure):
@@ -500,7 +535,10 @@ class _Objective:
 
     def curve(self, theta: torch.Tensor) -> torch.Tensor:
         self.count += 1
-        return snr_curve(*self.form(theta, self.structure), self.setting)
+        powers = None
+        if self.form is modal_form and self.setting.stats.correlation == 0:
+            powers = modal_powers(theta, self.structure, self.setting.horizon)
+        return snr_curve(*self.form(theta, self.structure), self.setting, powers)
 
     def exact(self, theta: np.ndarray | torch.Tensor) -> float:
         with torch.no_grad():
@@ -547,6 +585,82 @@ class _Objective:
         return best_theta, best_value
 
 
+def embed_modal(
+    theta: np.ndarray, small: Structure, big: Structure, pole: float, angle: float, residue: float
+) -> np.ndarray:
+    """A smaller modal vector inside a larger structure: the new pairs get radius ``pole`` and
+    ``angle``, the new real poles ``pole``, all with residue ``residue``."""
+    old_pairs = theta[: 4 * small.pairs]
+    old_reals = theta[4 * small.pairs : 4 * small.pairs + 2 * small.reals]
+    new_pair = [_logit(pole), _logit(angle / math.pi), residue, 0.0]
+    new_real = [math.atanh(pole), residue]
+    parts = [
+        old_pairs,
+        np.array(new_pair * (big.pairs - small.pairs)),
+        old_reals,
+        np.array(new_real * (big.reals - small.reals)),
+    ]
+    if big.amplitude_cap is not None:
+        parts.append(theta[-1:] if small.amplitude_cap is not None else np.array([3.0]))
+    return np.concatenate(parts).astype(np.float64)
+
+
+class _ModalSearch:
+    """Multi-start modal search, size by size; ``best[size]`` = (value, theta, structure)."""
+
+    def __init__(self, setting, rng, restarts, candidates, iterations, cap):
+        self.setting, self.rng, self.cap = setting, rng, cap
+        self.restarts, self.candidates, self.iterations = restarts, candidates, iterations
+        self.best: dict[int, tuple[float, np.ndarray, Structure]] = {}
+        self.evaluations = 0
+        self.summary: list[dict[str, Any]] = []
+
+    def warm_starts(self, structure: Structure) -> list[np.ndarray]:
+        horizon = max(self.setting.horizon, 2)
+        starts = []
+        for size in (structure.size - 1, structure.size - 2):
+            if size not in self.best:
+                continue
+            _, theta, small = self.best[size]
+            if small.pairs > structure.pairs or small.reals > structure.reals:
+                continue
+            scale = 0.01 * float(np.max(np.abs(theta[: 4 * small.pairs + 2 * small.reals])))
+            slow = max(0.5, 1 - 2 / horizon)
+            for pole, angle in ((slow, 2 * math.pi / horizon), (0.5, math.pi / 8)):
+                for sign in (1.0, -1.0):
+                    starts.append(embed_modal(theta, small, structure, pole, angle, sign * scale))
+        return starts
+
+    def run(self, size: int) -> None:
+        setting, noisy = self.setting, self.cap is not None
+        decays = 1.0 - np.geomspace(1.0, 1.0 / (20.0 * max(setting.horizon, 2)), 24)[1:]
+        for pairs in range(size // 2 + 1):
+            structure = Structure(pairs, size - 2 * pairs, self.cap)
+            objective = _Objective(setting, modal_form, structure)
+            pool = [
+                random_modal(structure, self.rng, setting.horizon) for _ in range(self.candidates)
+            ]
+            for copies in (False, True) if noisy else (False,):
+                for decay in decays:
+                    theta = exponential_modal(structure, decay, copies)
+                    if theta is not None:
+                        pool.append(theta)
+            warm = self.warm_starts(structure)
+            scores = [objective.exact(theta) for theta in pool]
+            warm_scores = [objective.exact(theta) for theta in warm]
+            chosen = [pool[i] for i in np.argsort(scores)[::-1][: self.restarts]]
+            chosen += [warm[i] for i in np.argsort(warm_scores)[::-1][:2]]
+            local_best = (-math.inf, chosen[0])
+            for theta in chosen:
+                theta, value = objective.polish(theta, self.iterations)
+                if value > local_best[0]:
+                    local_best = (value, theta)
+            self.evaluations += objective.count
+            self.summary.append({"variables": size, "complex_pairs": pairs, "value": local_best[0]})
+            if size not in self.best or local_best[0] > self.best[size][0]:
+                self.best[size] = (local_best[0], local_best[1], structure)
+
+
 def optimize_linear_synapse(
     scenario: Scenario,
     *,
@@ -564,9 +678,12 @@ def optimize_linear_synapse(
 ) -> OptimalLinear:
     """The best m-variable linear synapse for ``metric`` in ``scenario`` (exact statistics).
 
-    For every number of complex pairs, ``candidates`` seeded random modal vectors (and single
-    exponentials on a grid of decays) are scored by the exact metric; the best ``restarts`` are
-    optimized by L-BFGS (``iterations`` per surrogate temperature); under state noise the best
+    Sizes 1..m are searched in turn. For every number of complex pairs, ``candidates`` seeded
+    random modal vectors (and single exponentials on a grid of decays) are scored by the exact
+    metric; the best ``restarts`` of them, and the two best embeddings of the optima of sizes
+    m - 1 and m - 2 (one added pole or pair with a small residue), are optimized by L-BFGS
+    (``iterations`` per surrogate temperature), so the optimum never falls below that of a
+    smaller size. Under state noise the best
     point is polished over the full (A, b, c), with increments ``|b_i| <= max_amplitude`` (see
     the module docstring). Deterministic for a seed. The returned value is ``evaluate``'s exact
     metric of the rebuilt ``optimal-linear`` model.
@@ -584,32 +701,11 @@ def optimize_linear_synapse(
         raise ValueError(f"max_amplitude = {max_amplitude} is not allowed: need a positive number")
     cap = float(max_amplitude) if noisy else None
     rng = np.random.default_rng(seed)
-    decays = 1.0 - np.geomspace(1.0, 1.0 / (20.0 * max(horizon, 2)), 24)[1:]
-    evaluations = 0
-    best: tuple[float, np.ndarray, Structure] | None = None
-    summary = []
-    for pairs in range(m // 2 + 1):
-        structure = Structure(pairs, m - 2 * pairs, cap)
-        objective = _Objective(setting, modal_form, structure)
-        pool = [random_modal(structure, rng, horizon) for _ in range(candidates)]
-        for copies in (False, True) if noisy else (False,):
-            for decay in decays:
-                theta = exponential_modal(structure, decay, copies)
-                if theta is not None:
-                    pool.append(theta)
-        scores = [objective.exact(theta) for theta in pool]
-        order = np.argsort(scores)[::-1][:restarts]
-        local_best = (-math.inf, pool[order[0]])
-        for index in order:
-            theta, value = objective.polish(pool[index], iterations)
-            if value > local_best[0]:
-                local_best = (value, theta)
-        evaluations += objective.count
-        summary.append({"complex_pairs": pairs, "value": local_best[0]})
-        if best is None or local_best[0] > best[0]:
-            best = (local_best[0], local_best[1], structure)
-    assert best is not None
-    value, theta, structure = best
+    search = _ModalSearch(setting, rng, restarts, candidates, iterations, cap)
+    for size in range(1, m + 1):  # smaller sizes first: their optima seed the larger ones
+        search.run(size)
+    value, theta, structure = search.best[m]
+    evaluations, summary = search.evaluations, search.summary
     with torch.no_grad():
         A, b, c = (t.numpy() for t in modal_form(torch.tensor(theta, dtype=DTYPE), structure))
     if noisy:
