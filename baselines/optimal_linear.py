@@ -27,11 +27,14 @@ variable), state noise by a second Lyapunov solve, importance by the weighted su
 curves, exactly as ``evaluate`` does.
 
 For scenarios without linear statistics (bounded; noisy with a range) the model's ``optimize``
-takes a Monte Carlo path: it starts from the exact optimum in the unconstrained ideal scenario,
-realized so that every variable has the same stationary variance, scans the amplitude (the scale
-of b, which matters under clipping and rounding), then runs Nelder-Mead over (amplitude, A, b, c)
-on a Monte Carlo estimate with one fixed seed (common random numbers for all candidates) and
-re-evaluates the winner on fresh random numbers.
+starts from the exact optimum in the unconstrained ideal scenario, realized so that every variable
+has the same stationary variance, scans the amplitude (the scale of b, which matters under
+clipping and rounding), then runs Nelder-Mead over (A, b, c). Its objective: in the bounded
+scenario, where clipping and rounding keep the state on a grid of ``levels^m`` points, the exact
+SNR of that finite chain (science.md section 7; checked against Monte Carlo in the tests);
+elsewhere (or on grids over ``MAX_CHAIN_STATES`` points) a Monte Carlo estimate with one fixed
+seed (common random numbers for all candidates). The winner is evaluated by Monte Carlo on
+fresh random numbers, through ``evaluate`` like every other model.
 
 Without a range, state noise alone constrains nothing: scaling b up makes the noise negligible.
 Under state noise the increments are therefore capped, ``|b_i| <= max_amplitude`` (default 10,
@@ -42,6 +45,7 @@ the synapse can separate the two.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -51,6 +55,8 @@ from typing import Any
 
 import numpy as np
 import scipy.optimize
+import scipy.sparse
+import scipy.sparse.linalg
 import torch
 
 from learnsyn.evaluate import Evaluation, evaluate
@@ -751,18 +757,105 @@ def _json_params(params: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# the Monte Carlo path (scenarios without linear statistics)
+# scenarios without linear statistics: the bounded chain, and the Monte Carlo path
 # --------------------------------------------------------------------------------------------
+
+#: the largest grid (levels^m states) on which the bounded scenario is solved as a finite chain
+MAX_CHAIN_STATES = 1024
+
+
+def chain_applies(scenario: Scenario, state_size: int) -> bool:
+    """True when ``scenario`` is the bounded one and its grid has at most ``MAX_CHAIN_STATES``
+    states for m = ``state_size`` variables."""
+    if scenario.info.name != "bounded":
+        return False
+    return scenario.params["levels"] ** state_size <= MAX_CHAIN_STATES
+
+
+def bounded_chain(
+    A: np.ndarray, b: np.ndarray, c: np.ndarray, bound: float, levels: int
+) -> tuple[scipy.sparse.csr_matrix, scipy.sparse.csr_matrix, np.ndarray]:
+    """A linear synapse in the bounded scenario as a finite chain (science.md section 7).
+
+    After every step each variable is clipped to [-bound, bound] and rounded to one of the two
+    neighbouring levels with the probability that makes the rounding unbiased (the bounded
+    scenario's constraint), so the state lives on the ``levels^m`` grid. Returns the sparse
+    transition matrices after a +1 and after a -1 event (row-stochastic, ``p_next = p M``) and
+    the readout ``c . x`` of every grid state (states in C order of the variables' levels).
+    """
+    A, b, c = (np.asarray(v, dtype=np.float64) for v in (A, b, c))
+    m = len(b)
+    spacing = 2.0 * bound / (levels - 1)
+    digits = np.indices((levels,) * m).reshape(m, -1).T
+    states = -bound + spacing * digits
+    count = len(states)
+    radix = levels ** np.arange(m - 1, -1, -1)
+    rows = np.tile(np.arange(count), 2**m)
+    matrices = []
+    for event in (1.0, -1.0):
+        moved = np.clip(states @ A.T + event * b, -bound, bound)
+        position = (moved + bound) / spacing
+        lower = np.clip(np.floor(position), 0, levels - 1)
+        up = np.clip(position - lower, 0.0, 1.0)
+        columns, probabilities = [], []
+        for corner in itertools.product((0, 1), repeat=m):
+            corner = np.array(corner)
+            probabilities.append(np.prod(np.where(corner == 1, up, 1.0 - up), axis=1))
+            columns.append(np.clip(lower + corner, 0, levels - 1).astype(np.int64) @ radix)
+        matrix = scipy.sparse.csr_matrix(
+            (np.concatenate(probabilities), (rows, np.concatenate(columns))), shape=(count, count)
+        )
+        matrices.append(matrix)
+    return matrices[0], matrices[1], states @ c
+
+
+def bounded_chain_snr(
+    A: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    *,
+    bound: float,
+    levels: int,
+    synapses: int,
+    horizon: int,
+    convention: str = "large-n",
+) -> np.ndarray:
+    """The exact SNR at ages ``0..horizon-1`` of the linear synapse ``(A, b, c)`` in the bounded
+    scenario (balanced +-1 events), from its finite chain: the stationary distribution pi of
+    ``M = (M+ + M-) / 2``, the signal ``(pi M+ - pi M-) M^tau w / 2`` and the stationary
+    variance of w, as for any finite-state synapse (``learnsyn.exact``)."""
+    M_plus, M_minus, weights = bounded_chain(A, b, c, bound, levels)
+    M = (M_plus + M_minus) * 0.5
+    count = M.shape[0]
+    ones = scipy.sparse.csr_matrix(np.ones((1, count)))
+    system = scipy.sparse.bmat(
+        [[M.T - scipy.sparse.identity(count), ones.T], [ones, None]], format="csc"
+    )
+    rhs = np.zeros(count + 1)
+    rhs[-1] = 1.0
+    pi = np.clip(scipy.sparse.linalg.spsolve(system, rhs)[:count], 0.0, None)
+    pi /= pi.sum()
+    vector = 0.5 * (M_plus.T @ pi - M_minus.T @ pi)
+    propagate = M.T.tocsr()
+    signal = np.empty(horizon)
+    for age in range(horizon):
+        signal[age] = vector @ weights
+        vector = propagate @ vector
+    variance = pi @ weights**2 - (pi @ weights) ** 2
+    return snr_from_moments(signal, variance + 0 * signal, synapses, convention)
 
 
 @dataclass
 class MonteCarloLinear:
-    """The outcome of ``optimize_linear_synapse_monte_carlo``; ``evaluation`` (and ``value``) come
-    from fresh random numbers, ``tuned_value`` from the seed the search used."""
+    """The outcome of ``optimize_linear_synapse_monte_carlo``. ``evaluation`` (and ``value``) come
+    from a Monte Carlo evaluation on fresh random numbers; ``search_value`` is what the search
+    saw (the exact chain value, or the Monte Carlo value on the search's seed); ``search`` names
+    the objective: "exact chain" or "monte-carlo"."""
 
     params: dict[str, Any]
     value: float
-    tuned_value: float
+    search_value: float
+    search: str
     evaluation: Evaluation
     start_params: dict[str, Any]
     evaluations: int
@@ -803,24 +896,33 @@ def optimize_linear_synapse_monte_carlo(
     batch: int = 512,
     burn_in: int | None = None,
     evaluations: int = 300,
+    chain_evaluations: int = 3000,
+    final_batch: int = 8192,
     progress: Callable[[int, dict[str, Any], float], None] | None = None,
 ) -> MonteCarloLinear:
-    """The best m-variable linear synapse by Monte Carlo (for scenarios without linear
-    statistics, e.g. bounded or noisy with a range).
+    """The best m-variable linear synapse where the scenario has no linear statistics (bounded,
+    noisy with a range).
 
-    Start: the exact optimum in the ideal scenario, in the equal-variance realization; a scan of
-    the amplitude (scale of b) over a log grid; then Nelder-Mead over (log amplitude, A, b
-    direction, c) with at most ``evaluations`` Monte Carlo evaluations, all with the same
-    ``seed`` (common random numbers) and the same ``burn_in`` (None: 5 time constants of the
-    start, at least the horizon). The winner is re-evaluated with a fresh seed (``seed +
-    10007``), which gives ``value`` and ``evaluation``.
+    Start: the exact optimum in the ideal scenario, in the equal-variance realization, with a
+    scan of the amplitude (max |b_i|: multiples of the level spacing in the bounded scenario, a
+    log grid otherwise). Search: Nelder-Mead over (A, b, c) from the best scan points. The
+    objective is the exact SNR of the finite chain where ``chain_applies`` (bounded, at most
+    ``MAX_CHAIN_STATES`` grid states; budget ``chain_evaluations``), and otherwise a Monte Carlo
+    estimate with ``batch`` pairs and one fixed ``seed`` (common random numbers for every
+    candidate; budget ``evaluations``) after ``burn_in`` steps (None: 5 time constants of the
+    start, at least the horizon). Either way the winner is then evaluated by Monte Carlo on fresh
+    random numbers (``seed + 10007``, ``max(batch, final_batch)`` pairs), which gives ``value``
+    and ``evaluation``.
     """
     start = time.perf_counter()
     check_metric(metric)
     check_convention(convention)
     m = _check_state_size(state_size)
-    if evaluations < 1:
-        raise ValueError(f"evaluations = {evaluations} is not allowed: need at least 1")
+    if evaluations < 1 or chain_evaluations < 1:
+        raise ValueError(
+            f"evaluations = {evaluations}, chain_evaluations = {chain_evaluations}: each must "
+            "be at least 1"
+        )
     ideal = optimize_linear_synapse(
         make_scenario("ideal"),
         state_size=m,
@@ -835,21 +937,17 @@ def optimize_linear_synapse_monte_carlo(
     b0 = b0 / np.max(np.abs(b0))
     if burn_in is None:
         burn_in = default_burn_in(OptimalLinearSynapse(**ideal.params), scenario, horizon)
+    chain = chain_applies(scenario, m)
+    budget = chain_evaluations if chain else evaluations
     trials: list[dict[str, Any]] = []
     cache: dict[bytes, float] = {}
 
     def unpack(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        amplitude = math.exp(float(np.clip(z[0], -30.0, 30.0)))
-        A = z[1 : 1 + m * m].reshape(m, m)
-        direction = z[1 + m * m : 1 + m * m + m]
-        scale = np.max(np.abs(direction))
-        b = amplitude * direction / (scale if scale > 0 else 1.0)
-        return A, b, z[1 + m * m + m :]
+        return z[: m * m].reshape(m, m), z[m * m : m * m + m], z[m * m + m :]
 
-    def score(z: np.ndarray, evaluation_seed: int = seed) -> tuple[float, Evaluation | None]:
-        A, b, c = unpack(z)
+    def monte_carlo(z: np.ndarray, seed: int, pairs: int) -> tuple[float, Evaluation | None]:
         try:
-            model = OptimalLinearSynapse(**params_from_form(A, b, c))
+            model = OptimalLinearSynapse(**params_from_form(*unpack(z)))
             result = evaluate(
                 model,
                 scenario,
@@ -858,8 +956,8 @@ def optimize_linear_synapse_monte_carlo(
                 method="monte-carlo",
                 convention=convention,
                 threshold=threshold,
-                batch=batch,
-                seed=evaluation_seed,
+                batch=pairs,
+                seed=seed,
                 burn_in=burn_in,
             )
         except ValueError:  # unstable A
@@ -867,52 +965,83 @@ def optimize_linear_synapse_monte_carlo(
         value = float(result.metrics[metric])
         return (value if math.isfinite(value) else -math.inf), result
 
-    def cached(z: np.ndarray) -> float:
+    def exact_chain(z: np.ndarray) -> float:
+        A, b, c = unpack(z)
+        if np.max(np.abs(np.linalg.eigvals(A))) >= 1.0:
+            return -math.inf
+        try:
+            snr = bounded_chain_snr(
+                A,
+                b,
+                c,
+                bound=scenario.params["bound"],
+                levels=scenario.params["levels"],
+                synapses=synapses,
+                horizon=horizon,
+                convention=convention,
+            )
+        except (RuntimeError, ValueError, np.linalg.LinAlgError):
+            return -math.inf
+        if not np.all(np.isfinite(snr)):
+            return -math.inf
+        return compute_metrics(np.arange(horizon), snr, threshold)[metric]
+
+    def objective(z: np.ndarray) -> float:
         key = np.asarray(z, dtype=np.float64).tobytes()
         if key not in cache:
-            cache[key] = score(z)[0]
+            cache[key] = exact_chain(z) if chain else monte_carlo(z, seed, batch)[0]
             params = params_from_form(*unpack(z))
             trials.append({"params": params, "value": cache[key]})
             if progress is not None:
                 progress(len(trials), params, cache[key])
         return cache[key]
 
-    base = np.concatenate([[0.0], A0.reshape(-1), b0, c0])
-    # amplitude scan: stationary std per variable from 1/64 to 2 (unit-amplitude std is 1)
-    scan = np.log(np.geomspace(1.0 / 64.0, 2.0, 8))
-    scan_budget = min(len(scan), evaluations)
-    values = []
-    for log_amplitude in scan[:scan_budget]:
-        z = base.copy()
-        z[0] = log_amplitude
-        values.append(cached(z))
-    best_z = base.copy()
-    best_z[0] = scan[int(np.argmax(values))]
-    remaining = evaluations - len(cache)
-    if remaining > 0:
-        steps = np.concatenate([[0.5], 0.05 * np.ones(m * m), 0.2 * np.ones(2 * m)])
-        simplex = [best_z] + [best_z + step * e for step, e in zip(steps, np.eye(len(best_z)))]
-        outcome = scipy.optimize.minimize(
-            lambda z: -cached(z),
-            best_z,
-            method="Nelder-Mead",
-            options={
-                "initial_simplex": np.array(simplex),
-                "maxfev": remaining,
-                "xatol": 1e-6,
-                "fatol": 1e-9,
-            },
-        )
-        if -outcome.fun > cached(best_z):
-            best_z = outcome.x
-    tuned_value = cached(best_z)
-    value, evaluation = score(best_z, seed + 10007)
+    if scenario.info.name == "bounded":
+        spacing = 2.0 * scenario.params["bound"] / (scenario.params["levels"] - 1)
+        amplitudes = spacing * np.array([0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
+    else:
+        amplitudes = np.geomspace(1.0 / 64.0, 2.0, 8)
+    scan = [np.concatenate([A0.reshape(-1), amplitude * b0, c0]) for amplitude in amplitudes]
+    values = [objective(z) for z in scan[:budget]]
+    order = np.argsort(values)[::-1]
+    best_z = scan[int(order[0])]
+    starts, rounds = (2, 2) if chain else (1, 1)  # the chain is cheap: restart Nelder-Mead
+    for index in order[:starts]:
+        z = scan[int(index)]
+        for _ in range(rounds):
+            remaining = budget - len(cache)
+            if remaining <= 0:
+                break
+            amplitude = max(float(np.max(np.abs(unpack(z)[1]))), 1e-12)
+            steps = np.concatenate(
+                [0.005 * np.ones(m * m), 0.2 * amplitude * np.ones(m), 0.2 * np.ones(m)]
+            )
+            simplex = [z] + [z + step * e for step, e in zip(steps, np.eye(len(z)))]
+            outcome = scipy.optimize.minimize(
+                lambda x: -objective(x),
+                z,
+                method="Nelder-Mead",
+                options={
+                    "initial_simplex": np.array(simplex),
+                    "maxfev": max(remaining // (starts * rounds), 1) if chain else remaining,
+                    "xatol": 1e-8,
+                    "fatol": 1e-7,
+                    "adaptive": True,
+                },
+            )
+            if np.all(np.isfinite(outcome.x)) and objective(outcome.x) >= objective(z):
+                z = outcome.x
+        if objective(z) > objective(best_z):
+            best_z = z
+    search_value = objective(best_z)
+    value, evaluation = monte_carlo(best_z, seed + 10007, max(batch, final_batch))
     if evaluation is None:
         raise ValueError(f"no stable linear synapse found for scenario {scenario.info.name!r}")
     return MonteCarloLinear(
         params=_json_params(evaluation.params),
         value=value,
-        tuned_value=tuned_value,
+        search_value=search_value,
+        search="exact chain" if chain else "monte-carlo",
         evaluation=evaluation,
         start_params=ideal.params,
         evaluations=len(cache) + 1,
