@@ -74,7 +74,8 @@ from learnsyn.synapse import LinearSynapse, ModelInfo, ParamSpec, resolve_params
 from learnsyn.tuning import TuneResult
 
 NAME = "optimal-linear"
-#: surrogate temperatures of the L-BFGS stages, in units of the threshold (0: exact metric)
+#: surrogate temperatures of the L-BFGS stages, in units of the threshold (after each stage the
+#: exact metric decides whether the point is kept)
 TEMPERATURES = (0.3, 0.1, 0.03, 0.01)
 #: the most variables the optimizer accepts (the cost grows as m^4 in the Lyapunov solve)
 MAX_VARIABLES = 8
@@ -171,10 +172,11 @@ class OptimalLinearSynapse(LinearSynapse):
         progress: Callable[[int, dict[str, Any], float], None] | None = None,
         **_: Any,
     ) -> TuneResult:
-        """``learnsyn.tuning.tune`` for this model: the exact optimizer where the scenario has
-        linear statistics (and ``method`` is not monte-carlo), the Monte Carlo path otherwise
-        (Nelder-Mead budget: 5 x ``refine_iterations`` evaluations). ``max_state`` or a fixed
-        ``variables`` gives m (default 2)."""
+        """``learnsyn.tuning.tune`` for this model: ``optimize_linear_synapse`` where the
+        scenario has linear statistics (and ``method`` is not monte-carlo), otherwise
+        ``optimize_linear_synapse_monte_carlo`` (the exact chain in the bounded scenario; a Monte
+        Carlo search of 5 x ``refine_iterations`` evaluations elsewhere). A fixed ``variables``
+        or else ``max_state`` gives m (default 2)."""
         fixed = dict(fixed or {})
         extra = sorted(set(fixed) - {"variables"})
         if extra:
@@ -182,7 +184,10 @@ class OptimalLinearSynapse(LinearSynapse):
                 f"model {NAME!r} computes A, b and c itself; only variables can be fixed when "
                 f"tuning (got {', '.join(extra)})"
             )
-        m = int(fixed.get("variables", max_state if max_state is not None else 2))
+        if "variables" in fixed:
+            m = resolve_params(cls.info.params, fixed, f"model {NAME!r}")["variables"]
+        else:
+            m = max_state if max_state is not None else 2
         if max_state is not None and m > max_state:
             raise ValueError(f"variables={m} exceeds the state budget max_state={max_state}")
         exact = scenario.linear_statistics() is not None and method != "monte-carlo"
@@ -500,7 +505,14 @@ class OptimalLinear:
         )
 
 
-def _setting(scenario, synapses, metric, horizon, threshold, convention) -> Setting:
+def _setting(
+    scenario: Scenario,
+    synapses: int,
+    metric: str,
+    horizon: int,
+    threshold: float,
+    convention: str,
+) -> Setting:
     check_metric(metric)
     check_convention(convention)
     stats = scenario.linear_statistics()
@@ -521,11 +533,11 @@ def _setting(scenario, synapses, metric, horizon, threshold, convention) -> Sett
 
 
 def _check_state_size(state_size: int) -> int:
-    if (
-        isinstance(state_size, bool)
-        or int(state_size) != state_size
-        or not (1 <= state_size <= MAX_VARIABLES)
-    ):
+    try:
+        valid = not isinstance(state_size, bool) and int(state_size) == state_size
+    except (TypeError, ValueError):
+        valid = False
+    if not valid or not (1 <= state_size <= MAX_VARIABLES):
         raise ValueError(
             f"state_size = {state_size} is not allowed: expected an integer in [1, {MAX_VARIABLES}]"
         )
@@ -614,7 +626,15 @@ def embed_modal(
 class _ModalSearch:
     """Multi-start modal search, size by size; ``best[size]`` = (value, theta, structure)."""
 
-    def __init__(self, setting, rng, restarts, candidates, iterations, cap):
+    def __init__(
+        self,
+        setting: Setting,
+        rng: np.random.Generator,
+        restarts: int,
+        candidates: int,
+        iterations: int,
+        cap: float | None,
+    ):
         self.setting, self.rng, self.cap = setting, rng, cap
         self.restarts, self.candidates, self.iterations = restarts, candidates, iterations
         self.best: dict[int, tuple[float, np.ndarray, Structure]] = {}
@@ -726,7 +746,17 @@ def optimize_linear_synapse(
     return _finish(scenario, setting, A, b, c, structure, evaluations, start, summary)
 
 
-def _finish(scenario, setting, A, b, c, structure, evaluations, start, summary) -> OptimalLinear:
+def _finish(
+    scenario: Scenario,
+    setting: Setting,
+    A: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    structure: Structure,
+    evaluations: int,
+    start: float,
+    summary: list[dict[str, Any]],
+) -> OptimalLinear:
     params = params_from_form(A, b, c)
     model = OptimalLinearSynapse(**params)
     evaluation = evaluate(

@@ -267,6 +267,7 @@ def test_bad_optimizer_input_gives_one_line_errors_naming_the_value():
         (dict(scenario=ideal, state_size=2, metric="speed"), "'speed'"),
         (dict(scenario=ideal, state_size=0), "state_size = 0"),
         (dict(scenario=ideal, state_size=2.5), "state_size = 2.5"),
+        (dict(scenario=ideal, state_size="two"), "state_size = two"),
         (dict(scenario=make_scenario("bounded"), state_size=2), "'bounded'"),
         (dict(scenario=make_scenario("noisy"), state_size=1), "'noisy'"),
         (dict(scenario=ideal, state_size=1, convention="small-n"), "'small-n'"),
