@@ -27,11 +27,14 @@ variable), state noise by a second Lyapunov solve, importance by the weighted su
 curves, exactly as ``evaluate`` does.
 
 For scenarios without linear statistics (bounded; noisy with a range) the model's ``optimize``
-takes a Monte Carlo path: it starts from the exact optimum in the unconstrained ideal scenario,
-realized so that every variable has the same stationary variance, scans the amplitude (the scale
-of b, which matters under clipping and rounding), then runs Nelder-Mead over (amplitude, A, b, c)
-on a Monte Carlo estimate with one fixed seed (common random numbers for all candidates) and
-re-evaluates the winner on fresh random numbers.
+starts from the exact optimum in the unconstrained ideal scenario, realized so that every variable
+has the same stationary variance, scans the amplitude (the scale of b, which matters under
+clipping and rounding), then runs Nelder-Mead over (A, b, c). Its objective: in the bounded
+scenario, where clipping and rounding keep the state on a grid of ``levels^m`` points, the exact
+SNR of that finite chain (science.md section 7; checked against Monte Carlo in the tests);
+elsewhere (or on grids over ``MAX_CHAIN_STATES`` points) a Monte Carlo estimate with one fixed
+seed (common random numbers for all candidates). The winner is evaluated by Monte Carlo on
+fresh random numbers, through ``evaluate`` like every other model.
 
 Without a range, state noise alone constrains nothing: scaling b up makes the noise negligible.
 Under state noise the increments are therefore capped, ``|b_i| <= max_amplitude`` (default 10,
@@ -42,6 +45,7 @@ the synapse can separate the two.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -51,6 +55,8 @@ from typing import Any
 
 import numpy as np
 import scipy.optimize
+import scipy.sparse
+import scipy.sparse.linalg
 import torch
 
 from learnsyn.estimate.montecarlo import default_burn_in
@@ -68,11 +74,14 @@ from learnsyn.synapse import LinearSynapse, ModelInfo, ParamSpec, resolve_params
 from learnsyn.tuning import TuneResult
 
 NAME = "optimal-linear"
-#: surrogate temperatures of the L-BFGS stages, in units of the threshold (0: exact metric)
+#: surrogate temperatures of the L-BFGS stages, in units of the threshold (after each stage the
+#: exact metric decides whether the point is kept)
 TEMPERATURES = (0.3, 0.1, 0.03, 0.01)
 #: the most variables the optimizer accepts (the cost grows as m^4 in the Lyapunov solve)
 MAX_VARIABLES = 8
 DTYPE = torch.float64
+#: poles are kept at modulus <= MARGIN < 1 (a pole rounded to 1 would be unstable)
+MARGIN = 1.0 - 1e-10
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,10 +172,11 @@ class OptimalLinearSynapse(LinearSynapse):
         progress: Callable[[int, dict[str, Any], float], None] | None = None,
         **_: Any,
     ) -> TuneResult:
-        """``learnsyn.tuning.tune`` for this model: the exact optimizer where the scenario has
-        linear statistics (and ``method`` is not monte-carlo), the Monte Carlo path otherwise
-        (Nelder-Mead budget: 5 x ``refine_iterations`` evaluations). ``max_state`` or a fixed
-        ``variables`` gives m (default 2)."""
+        """``learnsyn.tuning.tune`` for this model: ``optimize_linear_synapse`` where the
+        scenario has linear statistics (and ``method`` is not monte-carlo), otherwise
+        ``optimize_linear_synapse_monte_carlo`` (the exact chain in the bounded scenario; a Monte
+        Carlo search of 5 x ``refine_iterations`` evaluations elsewhere). A fixed ``variables``
+        or else ``max_state`` gives m (default 2)."""
         fixed = dict(fixed or {})
         extra = sorted(set(fixed) - {"variables"})
         if extra:
@@ -174,7 +184,10 @@ class OptimalLinearSynapse(LinearSynapse):
                 f"model {NAME!r} computes A, b and c itself; only variables can be fixed when "
                 f"tuning (got {', '.join(extra)})"
             )
-        m = int(fixed.get("variables", max_state if max_state is not None else 2))
+        if "variables" in fixed:
+            m = resolve_params(cls.info.params, fixed, f"model {NAME!r}")["variables"]
+        else:
+            m = max_state if max_state is not None else 2
         if max_state is not None and m > max_state:
             raise ValueError(f"variables={m} exceeds the state budget max_state={max_state}")
         exact = scenario.linear_statistics() is not None and method != "monte-carlo"
@@ -263,13 +276,20 @@ def lyapunov(A: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
     return torch.linalg.solve(system, Q.reshape(-1)).reshape(n, n)
 
 
-def snr_curve(A: torch.Tensor, b: torch.Tensor, c: torch.Tensor, setting: Setting) -> torch.Tensor:
-    """The (kind-weighted) SNR at ages ``0..horizon-1``, exactly as ``evaluate`` computes it."""
+def snr_curve(
+    A: torch.Tensor,
+    b: torch.Tensor,
+    c: torch.Tensor,
+    setting: Setting,
+    powers: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The (kind-weighted) SNR at ages ``0..horizon-1``, exactly as ``evaluate`` computes it;
+    ``powers``: ``A^0..A^(horizon-1)`` when already known (used without correlation)."""
     stats, count = setting.stats, setting.horizon
     m = A.shape[0]
     rho = float(stats.correlation)
     if rho == 0:
-        powers = power_stack(A, count)
+        powers = power_stack(A, count) if powers is None else powers
         kernel = torch.einsum("i,tij,j->t", c, powers, b)
         base = kernel
         P = lyapunov(A, torch.outer(b, b))
@@ -346,7 +366,7 @@ def modal_form(theta: torch.Tensor, structure: Structure):
     blocks, b_parts, c_parts = [], [], []
     for k in range(structure.pairs):
         s, v, c1, c2 = theta[4 * k : 4 * k + 4]
-        radius = torch.sigmoid(s)
+        radius = torch.sigmoid(s) * MARGIN
         angle = math.pi * torch.sigmoid(v)
         cos, sin = radius * torch.cos(angle), radius * torch.sin(angle)
         blocks.append(torch.stack([torch.stack([cos, -sin]), torch.stack([sin, cos])]))
@@ -355,7 +375,7 @@ def modal_form(theta: torch.Tensor, structure: Structure):
     offset = 4 * structure.pairs
     for k in range(structure.reals):
         u, weight = theta[offset + 2 * k : offset + 2 * k + 2]
-        blocks.append(torch.tanh(u).reshape(1, 1))
+        blocks.append((torch.tanh(u) * MARGIN).reshape(1, 1))
         b_parts.append(torch.ones(1, dtype=theta.dtype))
         c_parts.append(weight.reshape(1))
     A = torch.block_diag(*blocks) if blocks else torch.zeros(m, m, dtype=theta.dtype)
@@ -363,6 +383,32 @@ def modal_form(theta: torch.Tensor, structure: Structure):
     if structure.amplitude_cap is not None:
         b = b * structure.amplitude_cap * torch.sigmoid(theta[-1])
     return A, b, torch.cat(c_parts)
+
+
+def modal_powers(theta: torch.Tensor, structure: Structure, count: int) -> torch.Tensor:
+    """``A^0..A^(count-1)`` of ``modal_form``'s block-diagonal A in closed form: ``rho^t`` times
+    a rotation by ``omega t`` per pair, ``lambda^t`` per real pole (``[count, m, m]``)."""
+    m = structure.size
+    ages = torch.arange(count, dtype=theta.dtype)
+    powers = torch.zeros(count, m, m, dtype=theta.dtype)
+    for k in range(structure.pairs):
+        s, v = theta[4 * k], theta[4 * k + 1]
+        log_radius = torch.nn.functional.logsigmoid(s) + math.log(MARGIN)
+        angle = math.pi * torch.sigmoid(v)
+        scale = torch.exp(ages * log_radius)
+        cos, sin = scale * torch.cos(angle * ages), scale * torch.sin(angle * ages)
+        i = 2 * k
+        powers[:, i, i], powers[:, i, i + 1] = cos, -sin
+        powers[:, i + 1, i], powers[:, i + 1, i + 1] = sin, cos
+    offset = 4 * structure.pairs
+    for k in range(structure.reals):
+        pole = torch.tanh(theta[offset + 2 * k]) * MARGIN
+        magnitude = torch.exp(ages * torch.log(pole.abs().clamp_min(1e-300)))
+        odd = torch.remainder(ages, 2) == 1
+        sign = torch.where(odd & (pole < 0), -1.0, 1.0).to(theta.dtype)
+        i = 2 * structure.pairs + k
+        powers[:, i, i] = sign * magnitude
+    return powers
 
 
 def full_form(theta: torch.Tensor, structure: Structure):
@@ -459,7 +505,14 @@ class OptimalLinear:
         )
 
 
-def _setting(scenario, synapses, metric, horizon, threshold, convention) -> Setting:
+def _setting(
+    scenario: Scenario,
+    synapses: int,
+    metric: str,
+    horizon: int,
+    threshold: float,
+    convention: str,
+) -> Setting:
     check_metric(metric)
     check_convention(convention)
     stats = scenario.linear_statistics()
@@ -480,11 +533,11 @@ def _setting(scenario, synapses, metric, horizon, threshold, convention) -> Sett
 
 
 def _check_state_size(state_size: int) -> int:
-    if (
-        isinstance(state_size, bool)
-        or int(state_size) != state_size
-        or not (1 <= state_size <= MAX_VARIABLES)
-    ):
+    try:
+        valid = not isinstance(state_size, bool) and int(state_size) == state_size
+    except (TypeError, ValueError):
+        valid = False
+    if not valid or not (1 <= state_size <= MAX_VARIABLES):
         raise ValueError(
             f"state_size = {state_size} is not allowed: expected an integer in [1, {MAX_VARIABLES}]"
         )
@@ -500,7 +553,10 @@ class _Objective:
 
     def curve(self, theta: torch.Tensor) -> torch.Tensor:
         self.count += 1
-        return snr_curve(*self.form(theta, self.structure), self.setting)
+        powers = None
+        if self.form is modal_form and self.setting.stats.correlation == 0:
+            powers = modal_powers(theta, self.structure, self.setting.horizon)
+        return snr_curve(*self.form(theta, self.structure), self.setting, powers)
 
     def exact(self, theta: np.ndarray | torch.Tensor) -> float:
         with torch.no_grad():
@@ -547,6 +603,90 @@ class _Objective:
         return best_theta, best_value
 
 
+def embed_modal(
+    theta: np.ndarray, small: Structure, big: Structure, pole: float, angle: float, residue: float
+) -> np.ndarray:
+    """A smaller modal vector inside a larger structure: the new pairs get radius ``pole`` and
+    ``angle``, the new real poles ``pole``, all with residue ``residue``."""
+    old_pairs = theta[: 4 * small.pairs]
+    old_reals = theta[4 * small.pairs : 4 * small.pairs + 2 * small.reals]
+    new_pair = [_logit(pole), _logit(angle / math.pi), residue, 0.0]
+    new_real = [math.atanh(pole), residue]
+    parts = [
+        old_pairs,
+        np.array(new_pair * (big.pairs - small.pairs)),
+        old_reals,
+        np.array(new_real * (big.reals - small.reals)),
+    ]
+    if big.amplitude_cap is not None:
+        parts.append(theta[-1:] if small.amplitude_cap is not None else np.array([3.0]))
+    return np.concatenate(parts).astype(np.float64)
+
+
+class _ModalSearch:
+    """Multi-start modal search, size by size; ``best[size]`` = (value, theta, structure)."""
+
+    def __init__(
+        self,
+        setting: Setting,
+        rng: np.random.Generator,
+        restarts: int,
+        candidates: int,
+        iterations: int,
+        cap: float | None,
+    ):
+        self.setting, self.rng, self.cap = setting, rng, cap
+        self.restarts, self.candidates, self.iterations = restarts, candidates, iterations
+        self.best: dict[int, tuple[float, np.ndarray, Structure]] = {}
+        self.evaluations = 0
+        self.summary: list[dict[str, Any]] = []
+
+    def warm_starts(self, structure: Structure) -> list[np.ndarray]:
+        horizon = max(self.setting.horizon, 2)
+        starts = []
+        for size in (structure.size - 1, structure.size - 2):
+            if size not in self.best:
+                continue
+            _, theta, small = self.best[size]
+            if small.pairs > structure.pairs or small.reals > structure.reals:
+                continue
+            scale = 0.01 * float(np.max(np.abs(theta[: 4 * small.pairs + 2 * small.reals])))
+            slow = max(0.5, 1 - 2 / horizon)
+            for pole, angle in ((slow, 2 * math.pi / horizon), (0.5, math.pi / 8)):
+                for sign in (1.0, -1.0):
+                    starts.append(embed_modal(theta, small, structure, pole, angle, sign * scale))
+        return starts
+
+    def run(self, size: int) -> None:
+        setting, noisy = self.setting, self.cap is not None
+        decays = 1.0 - np.geomspace(1.0, 1.0 / (20.0 * max(setting.horizon, 2)), 24)[1:]
+        for pairs in range(size // 2 + 1):
+            structure = Structure(pairs, size - 2 * pairs, self.cap)
+            objective = _Objective(setting, modal_form, structure)
+            pool = [
+                random_modal(structure, self.rng, setting.horizon) for _ in range(self.candidates)
+            ]
+            for copies in (False, True) if noisy else (False,):
+                for decay in decays:
+                    theta = exponential_modal(structure, decay, copies)
+                    if theta is not None:
+                        pool.append(theta)
+            warm = self.warm_starts(structure)
+            scores = [objective.exact(theta) for theta in pool]
+            warm_scores = [objective.exact(theta) for theta in warm]
+            chosen = [pool[i] for i in np.argsort(scores)[::-1][: self.restarts]]
+            chosen += [warm[i] for i in np.argsort(warm_scores)[::-1][:2]]
+            local_best = (-math.inf, chosen[0])
+            for theta in chosen:
+                theta, value = objective.polish(theta, self.iterations)
+                if value > local_best[0]:
+                    local_best = (value, theta)
+            self.evaluations += objective.count
+            self.summary.append({"variables": size, "complex_pairs": pairs, "value": local_best[0]})
+            if size not in self.best or local_best[0] > self.best[size][0]:
+                self.best[size] = (local_best[0], local_best[1], structure)
+
+
 def optimize_linear_synapse(
     scenario: Scenario,
     *,
@@ -564,9 +704,12 @@ def optimize_linear_synapse(
 ) -> OptimalLinear:
     """The best m-variable linear synapse for ``metric`` in ``scenario`` (exact statistics).
 
-    For every number of complex pairs, ``candidates`` seeded random modal vectors (and single
-    exponentials on a grid of decays) are scored by the exact metric; the best ``restarts`` are
-    optimized by L-BFGS (``iterations`` per surrogate temperature); under state noise the best
+    Sizes 1..m are searched in turn. For every number of complex pairs, ``candidates`` seeded
+    random modal vectors (and single exponentials on a grid of decays) are scored by the exact
+    metric; the best ``restarts`` of them, and the two best embeddings of the optima of sizes
+    m - 1 and m - 2 (one added pole or pair with a small residue), are optimized by L-BFGS
+    (``iterations`` per surrogate temperature), so the optimum never falls below that of a
+    smaller size. Under state noise the best
     point is polished over the full (A, b, c), with increments ``|b_i| <= max_amplitude`` (see
     the module docstring). Deterministic for a seed. The returned value is ``evaluate``'s exact
     metric of the rebuilt ``optimal-linear`` model.
@@ -584,32 +727,11 @@ def optimize_linear_synapse(
         raise ValueError(f"max_amplitude = {max_amplitude} is not allowed: need a positive number")
     cap = float(max_amplitude) if noisy else None
     rng = np.random.default_rng(seed)
-    decays = 1.0 - np.geomspace(1.0, 1.0 / (20.0 * max(horizon, 2)), 24)[1:]
-    evaluations = 0
-    best: tuple[float, np.ndarray, Structure] | None = None
-    summary = []
-    for pairs in range(m // 2 + 1):
-        structure = Structure(pairs, m - 2 * pairs, cap)
-        objective = _Objective(setting, modal_form, structure)
-        pool = [random_modal(structure, rng, horizon) for _ in range(candidates)]
-        for copies in (False, True) if noisy else (False,):
-            for decay in decays:
-                theta = exponential_modal(structure, decay, copies)
-                if theta is not None:
-                    pool.append(theta)
-        scores = [objective.exact(theta) for theta in pool]
-        order = np.argsort(scores)[::-1][:restarts]
-        local_best = (-math.inf, pool[order[0]])
-        for index in order:
-            theta, value = objective.polish(pool[index], iterations)
-            if value > local_best[0]:
-                local_best = (value, theta)
-        evaluations += objective.count
-        summary.append({"complex_pairs": pairs, "value": local_best[0]})
-        if best is None or local_best[0] > best[0]:
-            best = (local_best[0], local_best[1], structure)
-    assert best is not None
-    value, theta, structure = best
+    search = _ModalSearch(setting, rng, restarts, candidates, iterations, cap)
+    for size in range(1, m + 1):  # smaller sizes first: their optima seed the larger ones
+        search.run(size)
+    value, theta, structure = search.best[m]
+    evaluations, summary = search.evaluations, search.summary
     with torch.no_grad():
         A, b, c = (t.numpy() for t in modal_form(torch.tensor(theta, dtype=DTYPE), structure))
     if noisy:
@@ -624,7 +746,17 @@ def optimize_linear_synapse(
     return _finish(scenario, setting, A, b, c, structure, evaluations, start, summary)
 
 
-def _finish(scenario, setting, A, b, c, structure, evaluations, start, summary) -> OptimalLinear:
+def _finish(
+    scenario: Scenario,
+    setting: Setting,
+    A: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    structure: Structure,
+    evaluations: int,
+    start: float,
+    summary: list[dict[str, Any]],
+) -> OptimalLinear:
     params = params_from_form(A, b, c)
     model = OptimalLinearSynapse(**params)
     evaluation = evaluate(
@@ -655,18 +787,105 @@ def _json_params(params: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# the Monte Carlo path (scenarios without linear statistics)
+# scenarios without linear statistics: the bounded chain, and the Monte Carlo path
 # --------------------------------------------------------------------------------------------
+
+#: the largest grid (levels^m states) on which the bounded scenario is solved as a finite chain
+MAX_CHAIN_STATES = 1024
+
+
+def chain_applies(scenario: Scenario, state_size: int) -> bool:
+    """True when ``scenario`` is the bounded one and its grid has at most ``MAX_CHAIN_STATES``
+    states for m = ``state_size`` variables."""
+    if scenario.info.name != "bounded":
+        return False
+    return scenario.params["levels"] ** state_size <= MAX_CHAIN_STATES
+
+
+def bounded_chain(
+    A: np.ndarray, b: np.ndarray, c: np.ndarray, bound: float, levels: int
+) -> tuple[scipy.sparse.csr_matrix, scipy.sparse.csr_matrix, np.ndarray]:
+    """A linear synapse in the bounded scenario as a finite chain (science.md section 7).
+
+    After every step each variable is clipped to [-bound, bound] and rounded to one of the two
+    neighbouring levels with the probability that makes the rounding unbiased (the bounded
+    scenario's constraint), so the state lives on the ``levels^m`` grid. Returns the sparse
+    transition matrices after a +1 and after a -1 event (row-stochastic, ``p_next = p M``) and
+    the readout ``c . x`` of every grid state (states in C order of the variables' levels).
+    """
+    A, b, c = (np.asarray(v, dtype=np.float64) for v in (A, b, c))
+    m = len(b)
+    spacing = 2.0 * bound / (levels - 1)
+    digits = np.indices((levels,) * m).reshape(m, -1).T
+    states = -bound + spacing * digits
+    count = len(states)
+    radix = levels ** np.arange(m - 1, -1, -1)
+    rows = np.tile(np.arange(count), 2**m)
+    matrices = []
+    for event in (1.0, -1.0):
+        moved = np.clip(states @ A.T + event * b, -bound, bound)
+        position = (moved + bound) / spacing
+        lower = np.clip(np.floor(position), 0, levels - 1)
+        up = np.clip(position - lower, 0.0, 1.0)
+        columns, probabilities = [], []
+        for corner in itertools.product((0, 1), repeat=m):
+            corner = np.array(corner)
+            probabilities.append(np.prod(np.where(corner == 1, up, 1.0 - up), axis=1))
+            columns.append(np.clip(lower + corner, 0, levels - 1).astype(np.int64) @ radix)
+        matrix = scipy.sparse.csr_matrix(
+            (np.concatenate(probabilities), (rows, np.concatenate(columns))), shape=(count, count)
+        )
+        matrices.append(matrix)
+    return matrices[0], matrices[1], states @ c
+
+
+def bounded_chain_snr(
+    A: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    *,
+    bound: float,
+    levels: int,
+    synapses: int,
+    horizon: int,
+    convention: str = "large-n",
+) -> np.ndarray:
+    """The exact SNR at ages ``0..horizon-1`` of the linear synapse ``(A, b, c)`` in the bounded
+    scenario (balanced +-1 events), from its finite chain: the stationary distribution pi of
+    ``M = (M+ + M-) / 2``, the signal ``(pi M+ - pi M-) M^tau w / 2`` and the stationary
+    variance of w, as for any finite-state synapse (``learnsyn.exact``)."""
+    M_plus, M_minus, weights = bounded_chain(A, b, c, bound, levels)
+    M = (M_plus + M_minus) * 0.5
+    count = M.shape[0]
+    ones = scipy.sparse.csr_matrix(np.ones((1, count)))
+    system = scipy.sparse.bmat(
+        [[M.T - scipy.sparse.identity(count), ones.T], [ones, None]], format="csc"
+    )
+    rhs = np.zeros(count + 1)
+    rhs[-1] = 1.0
+    pi = np.clip(scipy.sparse.linalg.spsolve(system, rhs)[:count], 0.0, None)
+    pi /= pi.sum()
+    vector = 0.5 * (M_plus.T @ pi - M_minus.T @ pi)
+    propagate = M.T.tocsr()
+    signal = np.empty(horizon)
+    for age in range(horizon):
+        signal[age] = vector @ weights
+        vector = propagate @ vector
+    variance = pi @ weights**2 - (pi @ weights) ** 2
+    return snr_from_moments(signal, variance + 0 * signal, synapses, convention)
 
 
 @dataclass
 class MonteCarloLinear:
-    """The outcome of ``optimize_linear_synapse_monte_carlo``; ``evaluation`` (and ``value``) come
-    from fresh random numbers, ``tuned_value`` from the seed the search used."""
+    """The outcome of ``optimize_linear_synapse_monte_carlo``. ``evaluation`` (and ``value``) come
+    from a Monte Carlo evaluation on fresh random numbers; ``search_value`` is what the search
+    saw (the exact chain value, or the Monte Carlo value on the search's seed); ``search`` names
+    the objective: "exact chain" or "monte-carlo"."""
 
     params: dict[str, Any]
     value: float
-    tuned_value: float
+    search_value: float
+    search: str
     evaluation: Evaluation
     start_params: dict[str, Any]
     evaluations: int
@@ -707,24 +926,33 @@ def optimize_linear_synapse_monte_carlo(
     batch: int = 512,
     burn_in: int | None = None,
     evaluations: int = 300,
+    chain_evaluations: int = 3000,
+    final_batch: int = 8192,
     progress: Callable[[int, dict[str, Any], float], None] | None = None,
 ) -> MonteCarloLinear:
-    """The best m-variable linear synapse by Monte Carlo (for scenarios without linear
-    statistics, e.g. bounded or noisy with a range).
+    """The best m-variable linear synapse where the scenario has no linear statistics (bounded,
+    noisy with a range).
 
-    Start: the exact optimum in the ideal scenario, in the equal-variance realization; a scan of
-    the amplitude (scale of b) over a log grid; then Nelder-Mead over (log amplitude, A, b
-    direction, c) with at most ``evaluations`` Monte Carlo evaluations, all with the same
-    ``seed`` (common random numbers) and the same ``burn_in`` (None: 5 time constants of the
-    start, at least the horizon). The winner is re-evaluated with a fresh seed (``seed +
-    10007``), which gives ``value`` and ``evaluation``.
+    Start: the exact optimum in the ideal scenario, in the equal-variance realization, with a
+    scan of the amplitude (max |b_i|: multiples of the level spacing in the bounded scenario, a
+    log grid otherwise). Search: Nelder-Mead over (A, b, c) from the best scan points. The
+    objective is the exact SNR of the finite chain where ``chain_applies`` (bounded, at most
+    ``MAX_CHAIN_STATES`` grid states; budget ``chain_evaluations``), and otherwise a Monte Carlo
+    estimate with ``batch`` pairs and one fixed ``seed`` (common random numbers for every
+    candidate; budget ``evaluations``) after ``burn_in`` steps (None: 5 time constants of the
+    start, at least the horizon). Either way the winner is then evaluated by Monte Carlo on fresh
+    random numbers (``seed + 10007``, ``max(batch, final_batch)`` pairs), which gives ``value``
+    and ``evaluation``.
     """
     start = time.perf_counter()
     check_metric(metric)
     check_convention(convention)
     m = _check_state_size(state_size)
-    if evaluations < 1:
-        raise ValueError(f"evaluations = {evaluations} is not allowed: need at least 1")
+    if evaluations < 1 or chain_evaluations < 1:
+        raise ValueError(
+            f"evaluations = {evaluations}, chain_evaluations = {chain_evaluations}: each must "
+            "be at least 1"
+        )
     ideal = optimize_linear_synapse(
         make_scenario("ideal"),
         state_size=m,
@@ -739,21 +967,17 @@ def optimize_linear_synapse_monte_carlo(
     b0 = b0 / np.max(np.abs(b0))
     if burn_in is None:
         burn_in = default_burn_in(OptimalLinearSynapse(**ideal.params), scenario, horizon)
+    chain = chain_applies(scenario, m)
+    budget = chain_evaluations if chain else evaluations
     trials: list[dict[str, Any]] = []
     cache: dict[bytes, float] = {}
 
     def unpack(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        amplitude = math.exp(float(np.clip(z[0], -30.0, 30.0)))
-        A = z[1 : 1 + m * m].reshape(m, m)
-        direction = z[1 + m * m : 1 + m * m + m]
-        scale = np.max(np.abs(direction))
-        b = amplitude * direction / (scale if scale > 0 else 1.0)
-        return A, b, z[1 + m * m + m :]
+        return z[: m * m].reshape(m, m), z[m * m : m * m + m], z[m * m + m :]
 
-    def score(z: np.ndarray, evaluation_seed: int = seed) -> tuple[float, Evaluation | None]:
-        A, b, c = unpack(z)
+    def monte_carlo(z: np.ndarray, seed: int, pairs: int) -> tuple[float, Evaluation | None]:
         try:
-            model = OptimalLinearSynapse(**params_from_form(A, b, c))
+            model = OptimalLinearSynapse(**params_from_form(*unpack(z)))
             result = evaluate(
                 model,
                 scenario,
@@ -762,8 +986,8 @@ def optimize_linear_synapse_monte_carlo(
                 method="monte-carlo",
                 convention=convention,
                 threshold=threshold,
-                batch=batch,
-                seed=evaluation_seed,
+                batch=pairs,
+                seed=seed,
                 burn_in=burn_in,
             )
         except ValueError:  # unstable A
@@ -771,52 +995,83 @@ def optimize_linear_synapse_monte_carlo(
         value = float(result.metrics[metric])
         return (value if math.isfinite(value) else -math.inf), result
 
-    def cached(z: np.ndarray) -> float:
+    def exact_chain(z: np.ndarray) -> float:
+        A, b, c = unpack(z)
+        if np.max(np.abs(np.linalg.eigvals(A))) >= 1.0:
+            return -math.inf
+        try:
+            snr = bounded_chain_snr(
+                A,
+                b,
+                c,
+                bound=scenario.params["bound"],
+                levels=scenario.params["levels"],
+                synapses=synapses,
+                horizon=horizon,
+                convention=convention,
+            )
+        except (RuntimeError, ValueError, np.linalg.LinAlgError):
+            return -math.inf
+        if not np.all(np.isfinite(snr)):
+            return -math.inf
+        return compute_metrics(np.arange(horizon), snr, threshold)[metric]
+
+    def objective(z: np.ndarray) -> float:
         key = np.asarray(z, dtype=np.float64).tobytes()
         if key not in cache:
-            cache[key] = score(z)[0]
+            cache[key] = exact_chain(z) if chain else monte_carlo(z, seed, batch)[0]
             params = params_from_form(*unpack(z))
             trials.append({"params": params, "value": cache[key]})
             if progress is not None:
                 progress(len(trials), params, cache[key])
         return cache[key]
 
-    base = np.concatenate([[0.0], A0.reshape(-1), b0, c0])
-    # amplitude scan: stationary std per variable from 1/64 to 2 (unit-amplitude std is 1)
-    scan = np.log(np.geomspace(1.0 / 64.0, 2.0, 8))
-    scan_budget = min(len(scan), evaluations)
-    values = []
-    for log_amplitude in scan[:scan_budget]:
-        z = base.copy()
-        z[0] = log_amplitude
-        values.append(cached(z))
-    best_z = base.copy()
-    best_z[0] = scan[int(np.argmax(values))]
-    remaining = evaluations - len(cache)
-    if remaining > 0:
-        steps = np.concatenate([[0.5], 0.05 * np.ones(m * m), 0.2 * np.ones(2 * m)])
-        simplex = [best_z] + [best_z + step * e for step, e in zip(steps, np.eye(len(best_z)))]
-        outcome = scipy.optimize.minimize(
-            lambda z: -cached(z),
-            best_z,
-            method="Nelder-Mead",
-            options={
-                "initial_simplex": np.array(simplex),
-                "maxfev": remaining,
-                "xatol": 1e-6,
-                "fatol": 1e-9,
-            },
-        )
-        if -outcome.fun > cached(best_z):
-            best_z = outcome.x
-    tuned_value = cached(best_z)
-    value, evaluation = score(best_z, seed + 10007)
+    if scenario.info.name == "bounded":
+        spacing = 2.0 * scenario.params["bound"] / (scenario.params["levels"] - 1)
+        amplitudes = spacing * np.array([0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
+    else:
+        amplitudes = np.geomspace(1.0 / 64.0, 2.0, 8)
+    scan = [np.concatenate([A0.reshape(-1), amplitude * b0, c0]) for amplitude in amplitudes]
+    values = [objective(z) for z in scan[:budget]]
+    order = np.argsort(values)[::-1]
+    best_z = scan[int(order[0])]
+    starts, rounds = (2, 2) if chain else (1, 1)  # the chain is cheap: restart Nelder-Mead
+    for index in order[:starts]:
+        z = scan[int(index)]
+        for _ in range(rounds):
+            remaining = budget - len(cache)
+            if remaining <= 0:
+                break
+            amplitude = max(float(np.max(np.abs(unpack(z)[1]))), 1e-12)
+            steps = np.concatenate(
+                [0.005 * np.ones(m * m), 0.2 * amplitude * np.ones(m), 0.2 * np.ones(m)]
+            )
+            simplex = [z] + [z + step * e for step, e in zip(steps, np.eye(len(z)))]
+            outcome = scipy.optimize.minimize(
+                lambda x: -objective(x),
+                z,
+                method="Nelder-Mead",
+                options={
+                    "initial_simplex": np.array(simplex),
+                    "maxfev": max(remaining // (starts * rounds), 1) if chain else remaining,
+                    "xatol": 1e-8,
+                    "fatol": 1e-7,
+                    "adaptive": True,
+                },
+            )
+            if np.all(np.isfinite(outcome.x)) and objective(outcome.x) >= objective(z):
+                z = outcome.x
+        if objective(z) > objective(best_z):
+            best_z = z
+    search_value = objective(best_z)
+    value, evaluation = monte_carlo(best_z, seed + 10007, max(batch, final_batch))
     if evaluation is None:
         raise ValueError(f"no stable linear synapse found for scenario {scenario.info.name!r}")
     return MonteCarloLinear(
         params=_json_params(evaluation.params),
         value=value,
-        tuned_value=tuned_value,
+        search_value=search_value,
+        search="exact chain" if chain else "monte-carlo",
         evaluation=evaluation,
         start_params=ideal.params,
         evaluations=len(cache) + 1,

@@ -12,6 +12,8 @@ import scipy.optimize
 import torch
 from learnsyn.baselines.optimal_linear import (
     Setting,
+    bounded_chain,
+    bounded_chain_snr,
     optimize_linear_synapse,
     optimize_linear_synapse_monte_carlo,
     params_from_form,
@@ -20,8 +22,10 @@ from learnsyn.baselines.optimal_linear import (
 
 from learnsyn.cli import main
 from learnsyn.evaluate import evaluate
+from learnsyn.exact import markov_signal_and_variance
 from learnsyn.registry import make_model
 from learnsyn.scenario import make_scenario
+from learnsyn.synapse import MarkovForm
 from learnsyn.tuning import tune
 
 EXACT_SCENARIOS = [
@@ -208,7 +212,13 @@ def test_cli_tune_ideal_two_variables_beats_the_tuned_exponential_by_ten_percent
 def test_deterministic_for_a_seed():
     def run(seed):
         return optimize_linear_synapse(
-            make_scenario("correlated"), state_size=2, synapses=300, horizon=80, seed=seed
+            make_scenario("correlated"),
+            state_size=2,
+            synapses=300,
+            horizon=80,
+            seed=seed,
+            restarts=2,
+            candidates=16,
         )
 
     first, second = run(1), run(1)
@@ -257,6 +267,7 @@ def test_bad_optimizer_input_gives_one_line_errors_naming_the_value():
         (dict(scenario=ideal, state_size=2, metric="speed"), "'speed'"),
         (dict(scenario=ideal, state_size=0), "state_size = 0"),
         (dict(scenario=ideal, state_size=2.5), "state_size = 2.5"),
+        (dict(scenario=ideal, state_size="two"), "state_size = two"),
         (dict(scenario=make_scenario("bounded"), state_size=2), "'bounded'"),
         (dict(scenario=make_scenario("noisy"), state_size=1), "'noisy'"),
         (dict(scenario=ideal, state_size=1, convention="small-n"), "'small-n'"),
@@ -271,34 +282,88 @@ def test_bad_optimizer_input_gives_one_line_errors_naming_the_value():
         tune("optimal-linear", ideal, synapses=100, horizon=20, fixed={"variables": 3}, max_state=2)
 
 
-def test_monte_carlo_path_runs_end_to_end_and_rebuilds():
-    scenario = make_scenario("bounded", {"levels": 8})
-    result = tune(
-        "optimal-linear",
-        scenario,
-        synapses=300,
-        horizon=40,
-        max_state=2,
-        batch=64,
-        burn_in=60,
-        refine_iterations=2,  # 10 Monte Carlo evaluations
+def test_bounded_chain_matches_the_markov_path_and_monte_carlo():
+    A = np.array([[0.95, 0.12], [-0.08, 0.9]])
+    b, c = np.array([0.3, -0.1]), np.array([1.0, 0.5])
+    scenario = make_scenario("bounded", {"bound": 1.0, "levels": 6})
+    snr = bounded_chain_snr(A, b, c, bound=1.0, levels=6, synapses=100, horizon=30)
+    # the same chain through learnsyn's exact finite-state path
+    M_plus, M_minus, weights = bounded_chain(A, b, c, 1.0, 6)
+    assert np.allclose(M_plus.sum(1), 1) and np.allclose(M_minus.sum(1), 1)
+    form = MarkovForm(M_plus.toarray(), M_minus.toarray(), weights)
+    ideal = make_scenario("ideal")
+    signals, variances = markov_signal_and_variance(
+        form, ideal.markov_statistics(), ideal.tracked_kinds(), np.arange(30)
     )
-    assert result.evaluation.method == "monte-carlo"
-    assert result.evaluation.monte_carlo["seed"] != 0  # fresh random numbers for the winner
-    assert 1 <= result.evaluations <= 12
-    again = evaluate(
-        make_model("optimal-linear", result.best_params),
+    assert np.allclose(snr, 10 * signals[0] / np.sqrt(variances[0]), rtol=1e-9, atol=1e-12)
+    # and the simulator of the bounded scenario agrees within its errors
+    model = make_model("optimal-linear", params_from_form(A, b, c))
+    mc = evaluate(
+        model,
         scenario,
-        synapses=300,
-        horizon=40,
+        synapses=100,
+        horizon=30,
         method="monte-carlo",
         convention="large-n",
-        batch=64,
-        burn_in=60,
-        seed=result.evaluation.monte_carlo["seed"],
+        batch=8192,
+        burn_in=200,
+        seed=5,
     )
-    assert again.metrics == result.evaluation.metrics
-    direct = optimize_linear_synapse_monte_carlo(
-        scenario, state_size=1, synapses=300, horizon=40, batch=64, burn_in=60, evaluations=3
+    errors = np.abs(np.array(mc.snr) - snr) / np.array(mc.snr_stderr)
+    assert np.median(errors) < 1.5 and errors.max() < 5
+
+
+def test_bounded_search_at_one_variable_matches_a_grid_on_the_exact_chain():
+    levels, N, T = 8, 300, 120
+    scenario = make_scenario("bounded", {"levels": levels})
+    result = optimize_linear_synapse_monte_carlo(
+        scenario,
+        state_size=1,
+        synapses=N,
+        horizon=T,
+        batch=256,
+        burn_in=300,
+        chain_evaluations=600,
     )
-    assert direct.params["variables"] == 1 and direct.evaluations <= 4
+    assert result.search == "exact chain"
+    spacing = 2.0 / (levels - 1)
+    best = -np.inf
+    for decay in np.concatenate([np.linspace(0.5, 0.99, 25), 1 - np.geomspace(1e-2, 1e-6, 15)]):
+        for amplitude in spacing * np.linspace(0.1, 2.5, 25):
+            snr = bounded_chain_snr(
+                [[decay]], [amplitude], [1.0], bound=1.0, levels=levels, synapses=N, horizon=T
+            )
+            best = max(best, _area(snr))
+    assert result.search_value >= best - 1e-3 * best
+
+
+def test_constrained_paths_run_end_to_end_and_rebuild():
+    for name, params in (("bounded", {"levels": 8}), ("noisy", {"bound": 1.0, "sigma": 0.2})):
+        scenario = make_scenario(name, params)
+        result = tune(
+            "optimal-linear",
+            scenario,
+            synapses=300,
+            horizon=40,
+            max_state=2,
+            batch=64,
+            burn_in=60,
+            refine_iterations=2,  # 10 Monte Carlo evaluations (the chain gets its own budget)
+        )
+        info = result.evaluation.monte_carlo
+        assert result.evaluation.method == "monte-carlo"
+        assert info["seed"] != 0  # fresh random numbers for the winner
+        if name == "noisy":
+            assert 1 <= result.evaluations <= 12
+        again = evaluate(
+            make_model("optimal-linear", result.best_params),
+            scenario,
+            synapses=300,
+            horizon=40,
+            method="monte-carlo",
+            convention="large-n",
+            batch=info["batch_pairs"],
+            burn_in=60,
+            seed=info["seed"],
+        )
+        assert again.metrics == result.evaluation.metrics
