@@ -853,7 +853,7 @@ def bounded_chain_snr(
     """The exact SNR at ages ``0..horizon-1`` of the linear synapse ``(A, b, c)`` in the bounded
     scenario (balanced +-1 events), from its finite chain: the stationary distribution pi of
     ``M = (M+ + M-) / 2``, the signal ``(pi M+ - pi M-) M^tau w / 2`` and the stationary
-    variance of w, as for any finite-state synapse (``learnsyn.exact``)."""
+    variance of w, as for any finite-state synapse (``learnsyn.estimate.exact``)."""
     M_plus, M_minus, weights = bounded_chain(A, b, c, bound, levels)
     M = (M_plus + M_minus) * 0.5
     count = M.shape[0]

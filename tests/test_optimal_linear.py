@@ -21,8 +21,8 @@ from learnsyn.baselines.optimal_linear import (
 )
 
 from learnsyn.cli import main
+from learnsyn.estimate.exact import markov_signal_and_variance
 from learnsyn.evaluate import evaluate
-from learnsyn.exact import markov_signal_and_variance
 from learnsyn.registry import make_model
 from learnsyn.scenario import make_scenario
 from learnsyn.synapse import MarkovForm
