@@ -26,7 +26,7 @@ from learnsyn.degeneracy.outputs import (
     write_experiment_outputs,
 )
 from learnsyn.degeneracy.seed_statistics import summarize_over_seeds
-from learnsyn.degeneracy.spectra import SpectraConfig
+from learnsyn.degeneracy.spectra_config import SpectraConfig
 
 # log10 of singular values below this are numerically zero in float64 products of this length;
 # they are counted in the leftmost histogram bin.
