@@ -100,6 +100,25 @@ def product_spectra(
     return results
 
 
+def layer_normalized_variance(weight_kind: str, linear_fraction: float) -> float:
+    """One layer's contribution to var(s^2) / mean(s^2)^2 of the input-output Jacobian.
+
+    Pennington, Schoenholz & Ganguli (2017): for a wide network the squared singular values of
+    ``J`` follow the free multiplicative convolution of the layers' ``W^T D^2 W``, and for
+    mean-one free factors the normalized variances add. With a fraction ``p`` of units in the
+    linear regime (``phi' = 1``, the rest ``phi' = 0``, as for ReLU and hard-tanh), ``D^2`` has
+    normalized variance ``(1 - p) / p``; an orthogonal ``W`` adds nothing and a Gaussian one the
+    Marchenko-Pastur variance 1. So each layer adds ``(1 - p) / p`` (orthogonal) or ``1 / p``
+    (Gaussian): ``L (1 - p) / p`` and ``L / p`` for L layers with the same p (ReLU: p = 1/2;
+    hard-tanh: p = P(|h| < 1); linear: p = 1, giving 0 and L).
+    """
+    if linear_fraction <= 0:
+        return math.inf
+    if weight_kind == "orthogonal":
+        return (1.0 - linear_fraction) / linear_fraction
+    return 1.0 / linear_fraction
+
+
 def jacobian_spectra(
     network: CriticalNetwork,
     width: int,
@@ -111,19 +130,28 @@ def jacobian_spectra(
     """Singular values of the input-output Jacobian at each depth (nested, like the products).
 
     Each trial draws a new network and a new input at the fixed point: ``x_0 = phi(h_0)``,
-    ``h_0 ~ N(0, q*)``. Returns the same structure as ``product_spectra``, plus the fraction of
-    units in the linear range (``phi' = 1``) per depth.
+    ``h_0 ~ N(0, q*)``. Returns the same structure as ``product_spectra``, plus per depth the
+    fraction of units in the linear range (``phi' = 1``) at that layer and the predicted
+    ``var(s^2) / mean(s^2)^2`` (``layer_normalized_variance`` summed over the layers so far,
+    with each layer's measured fraction).
     """
     sigma_w, sigma_b = network.weight_and_bias_scale
     wanted = sorted(set(depths))
     results: dict[int, dict[str, Any]] = {
-        depth: {"singular_values": [], "statistics": [], "active_fraction": []} for depth in wanted
+        depth: {
+            "singular_values": [],
+            "statistics": [],
+            "active_fraction": [],
+            "predicted_normalized_variance": [],
+        }
+        for depth in wanted
     }
     for trial in range(trials):
         generator = seeded_generator(seed, trial, _JACOBIAN_STREAM)
         pre_activation = torch.randn(width, generator=generator, dtype=torch.float64)
         state = network.activation(pre_activation * math.sqrt(network.q_star))
         jacobian = torch.eye(width, dtype=torch.float64)
+        prediction = 0.0
         for depth in range(1, wanted[-1] + 1):
             if network.weight_kind == "orthogonal":
                 weight = orthogonal_matrix(width, generator, sigma_w, torch.float64)
@@ -134,11 +162,13 @@ def jacobian_spectra(
             slope = network.derivative(pre_activation)
             state = network.activation(pre_activation)
             jacobian = slope.unsqueeze(1) * (weight @ jacobian)
+            prediction += layer_normalized_variance(network.weight_kind, float(slope.mean()))
             if depth in results:
                 spectrum = singular_values(jacobian)
                 results[depth]["singular_values"].append(spectrum.numpy())
                 results[depth]["statistics"].append(_spectrum_statistics(spectrum, threshold))
                 results[depth]["active_fraction"].append(float(slope.mean()))
+                results[depth]["predicted_normalized_variance"].append(prediction)
     for entry in results.values():
         entry["singular_values"] = np.stack(entry["singular_values"])
     return results
@@ -212,6 +242,7 @@ __all__ = [
     "compute_spectra",
     "hard_tanh_critical_parameters",
     "jacobian_spectra",
+    "layer_normalized_variance",
     "product_spectra",
     "run_spectra",
 ]
