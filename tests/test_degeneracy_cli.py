@@ -66,7 +66,8 @@ def test_spectra_quick_writes_figures_json_tensorboard_and_config(tmp_path):
     code = main(["spectra", "--quick", "--seed", "3", "--out", str(out_dir), "--no-progress"])
     assert code == 0
     results = _check_common_outputs(out_dir, "spectra")
-    assert len(results["figures"]) == 4
+    assert len(results["figures"]) == 5 and "jacobian_pennington.png" in results["figures"]
+    assert [check["holds"] for check in results["checks"]] == [True] * len(results["checks"])
     accumulator, tags = _scalar_tags(out_dir)
     tag = "jacobians/variance_squared_singular_value/linear-orthogonal"
     assert tag in tags
