@@ -247,7 +247,7 @@ def plot_deep_linear(
             axis.set_title(when, fontsize=9)
     axes[0, 0].legend(fontsize=7)
     figure.suptitle(title, fontsize=8)
-    paths.append(save_figure(figure, out_dir / "gradient_norms.png"))
+    paths.append(save_figure(figure, out_dir / "gradient_norms.png", dpi=90))
     paths.append(plot_gradients_over_training(config, summary, out_dir, title))
 
     groups = list(summary["degeneracy_over_training"])
@@ -341,7 +341,7 @@ def plot_gradients_over_training(
             xscale="symlog",
             yscale="log",
         )
-        axis.legend(fontsize=6)
+        axis.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     start, end = config.judge_window
     note = f"judgement window: epochs {start}-{end}"
     for axis in axes[0]:

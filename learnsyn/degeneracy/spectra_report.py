@@ -287,6 +287,7 @@ def plot_pennington(summary: dict[str, Any], out_dir: Path, config: SpectraConfi
         formula = "L(1-p)/p" if kind == "orthogonal" else "L/p"
         axis.set(xscale="log", xlabel="depth L", ylabel="var(s^2) / mean(s^2)^2")
         axis.set_yscale("symlog", linthresh=1e-2)
+        axis.set_ylim(bottom=0)
         axis.set_title(f"{kind} weights; dashed: prediction {formula}", fontsize=8)
         axis.legend(fontsize=6)
     figure.suptitle(
