@@ -332,7 +332,7 @@ def evaluate_deep_linear_claims(
         loss[fold1][:, end],
         end,
     )
-    if fold0 is not None and fold1 is not None:
+    if "rule" in fold1_claim:  # judged (not missing, diverged or too short)
         # Reported at every recorded epoch (not used by the verdict): the layer mean of log norms
         # weighs every layer equally instead of letting the largest norms dominate.
         fold1_claim["log_gradient_norm_fold1_minus_fold0_all_epochs"] = {
