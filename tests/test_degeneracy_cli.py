@@ -10,6 +10,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from learnsyn.cli.degeneracy import add_degeneracy_commands, main
+from learnsyn.degeneracy.deep_linear_config import DeepLinearConfig
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -37,11 +38,23 @@ def test_deep_linear_quick_writes_figures_json_tensorboard_and_config(tmp_path, 
     code = main(["deep-linear", "--quick", "--seed", "3", "--out", str(out_dir), "--no-progress"])
     assert code == 0
     results = _check_common_outputs(out_dir, "deep-linear")
-    assert len(results["figures"]) == 4
+    assert len(results["figures"]) == 5
+    assert "gradient_norms_over_training.png" in results["figures"]
     assert results["fold_axis"] == "rows"
-    assert [claim["verdict"] for claim in results["claims"]]
+    # 40 epochs end before the judgement window (250-500): no claim gets a verdict.
+    assert results["judge_window"] == [250, 500] and results["judged"] is False
+    assert [claim["verdict"] for claim in results["claims"]] == [
+        "no verdict: run too short to judge"
+    ] * 5
+    section = results["gradient_norms_over_training"]
+    config = DeepLinearConfig.quick()
+    assert section["epochs"] == config.gradient_schedule and len(section["epochs"]) >= 8
+    assert section["epochs"][-1] == config.epochs
+    ratio = section["relative_to_orthogonal"]["fold0"]["gradient_norm_ratio"]
+    assert len(ratio) == len(section["epochs"])
     accumulator, tags = _scalar_tags(out_dir)
     assert "loss/fold0" in tags
+    assert "layer_mean_activation_gradient_norm/fold1" in tags
     events = accumulator.Scalars("loss/fold0")
     assert events[0].step == 0
     assert events[0].value == pytest.approx(results["loss"]["fold0"]["mean"][0], rel=1e-5)
@@ -53,7 +66,8 @@ def test_spectra_quick_writes_figures_json_tensorboard_and_config(tmp_path):
     code = main(["spectra", "--quick", "--seed", "3", "--out", str(out_dir), "--no-progress"])
     assert code == 0
     results = _check_common_outputs(out_dir, "spectra")
-    assert len(results["figures"]) == 4
+    assert len(results["figures"]) == 5 and "jacobian_pennington.png" in results["figures"]
+    assert [check["holds"] for check in results["checks"]] == [True] * len(results["checks"])
     accumulator, tags = _scalar_tags(out_dir)
     tag = "jacobians/variance_squared_singular_value/linear-orthogonal"
     assert tag in tags

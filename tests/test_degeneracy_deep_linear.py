@@ -1,5 +1,6 @@
 """Tests for learnsyn.degeneracy.deep_linear: batching, exact losses, gradient norms, bad input."""
 
+import dataclasses
 import math
 
 import pytest
@@ -125,16 +126,37 @@ def test_train_returns_measures_for_every_network_and_epoch():
     assert product.shape == (networks, points)
     covariance = raw["measures"]["activation_covariance"]["participation_ratio"]
     assert covariance.shape == (networks, points, config.depth)
-    assert raw["activation_gradient_norms"].shape == (networks, 2, config.depth)
+    schedule = config.gradient_schedule
+    assert raw["gradient_epochs"] == schedule
+    assert raw["activation_gradient_norms"].shape == (networks, len(schedule), config.depth)
     # Fold 1 (rows) duplicates units: the activation covariance has rank <= width / 2.
     fold1_rank = raw["measures"]["activation_covariance"]["effective_rank"][config.seeds :, 0]
     assert (fold1_rank <= config.width / 2 + 1e-6).all()
 
 
 def test_sgd_divergence_is_contained_in_its_own_network():
-    config = _tiny_config(conditions=("fold0", "orthogonal"), optimizer="sgd", learning_rate=50.0)
+    """At lr 50 the Fold 0 and orthogonal networks blow up, while orthogonal x 0.1 (gradients
+    shrunk by 0.1^3) does not: it must train exactly as it does alone, with finite losses."""
+    conditions = ("fold0", "orthogonal", "orthogonal-x0.1")
+    config = _tiny_config(conditions=conditions, optimizer="sgd", learning_rate=50.0)
     raw = train_deep_linear(config)
-    assert not torch.isfinite(raw["loss"][:, -1]).all()  # the step is absurd; some diverge
+    seeds = config.seeds
+    assert not torch.isfinite(raw["loss"][: 2 * seeds, -1]).any()  # every big network diverged
+    contained = raw["loss"][2 * seeds :]
+    assert torch.isfinite(contained).all()
+    assert torch.isfinite(raw["activation_gradient_norms"][2 * seeds :]).all()
+    alone = train_deep_linear(dataclasses.replace(config, conditions=("orthogonal-x0.1",)))
+    torch.testing.assert_close(contained, alone["loss"], rtol=1e-5, atol=0)
+
+
+def test_gradient_schedule_is_log_spaced_through_training_with_window_and_early_epochs():
+    config = _tiny_config(epochs=500, gradient_epochs=(0, 1, 5), gradient_points=10)
+    schedule = config.gradient_schedule
+    assert {0, 1, 5, 250, 500} <= set(schedule)
+    assert schedule == sorted(set(schedule))
+    late = [epoch for epoch in schedule if epoch > 5]
+    assert len(late) >= 5 and max(b / a for a, b in zip(late, late[1:])) < 3
+    assert _tiny_config(epochs=3, gradient_points=0).gradient_schedule == [0, 1]
 
 
 def test_measurement_epochs_include_ends_and_extras():
@@ -157,6 +179,8 @@ def test_measurement_epochs_include_ends_and_extras():
         ({"seed": -1}, "seed must be an integer >= 0, got -1"),
         ({"conditions": ("fold0", "gaussian")}, "conditions must be distinct"),
         ({"seeds": 0}, "seeds must be > 0, got 0"),
+        ({"gradient_points": -1}, "gradient_points must be an integer >= 0, got -1"),
+        ({"judge_window": (5, 5)}, r"judge_window must be two epochs \(start, end\)"),
     ],
 )
 def test_bad_config_gives_one_line_error_before_any_work(overrides, message):

@@ -40,7 +40,8 @@ def test_measures_of_a_known_spectrum():
     probabilities = torch.tensor([0.5, 0.25, 0.25])
     expected_rank = math.exp(-(probabilities * probabilities.log()).sum().item())
     assert effective_rank(spectrum).item() == pytest.approx(expected_rank)
-    assert participation_ratio(spectrum).item() == pytest.approx(16 / 6)
+    # (sum s^2)^2 / sum s^4 = (4 + 1 + 1)^2 / (16 + 1 + 1)
+    assert participation_ratio(spectrum).item() == pytest.approx(36 / 18)
     # RMS = sqrt(6/4) = 1.22: thresholds 0.1 and 0.5 leave only the zero below; 1.0 adds the ones
     assert fraction_below_threshold(spectrum, 0.1).item() == pytest.approx(0.25)
     assert fraction_below_threshold(spectrum, 0.5).item() == pytest.approx(0.25)
@@ -81,3 +82,26 @@ def test_squared_singular_value_moments():
     assert moments["mean_squared_singular_value"].item() == pytest.approx(0.5)
     assert moments["variance_squared_singular_value"].item() == pytest.approx(0.25)
     assert moments["normalized_variance_squared_singular_value"].item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("size", [1, 7, 64])
+def test_participation_ratio_of_a_flat_spectrum_is_its_size_at_any_scale(size):
+    for scale in (1e-4, 1.0, 3.0):
+        flat = torch.full((size,), scale, dtype=torch.float64)
+        assert participation_ratio(flat).item() == pytest.approx(size)
+
+
+def test_a_map_and_the_covariance_it_makes_from_white_noise_score_the_same():
+    """The participation ratio is that of s^2 = eigenvalues of M M^T, so M and C = M M^T
+    (the covariance of M x for white x) give equal measures; for C it is the usual
+    (sum lambda)^2 / sum lambda^2."""
+    generator = torch.Generator().manual_seed(1)
+    matrix = torch.randn(6, 6, generator=generator, dtype=torch.float64)
+    matrix = matrix @ torch.diag(torch.tensor([3.0, 2.0, 1.0, 0.5, 0.1, 0.0], dtype=torch.float64))
+    covariance = matrix @ matrix.T
+    from_map, from_covariance = matrix_degeneracy(matrix), covariance_degeneracy(covariance)
+    for name in from_map:
+        assert from_covariance[name].item() == pytest.approx(from_map[name].item(), rel=1e-6)
+    eigenvalues = torch.linalg.eigvalsh(covariance)
+    usual = (eigenvalues.sum() ** 2 / (eigenvalues**2).sum()).item()
+    assert from_covariance["participation_ratio"].item() == pytest.approx(usual)

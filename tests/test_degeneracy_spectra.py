@@ -1,5 +1,6 @@
 """Oracle tests for learnsyn.degeneracy.spectra: products and Jacobians of deep networks."""
 
+import copy
 import math
 
 import numpy as np
@@ -9,10 +10,13 @@ import torch
 from learnsyn.degeneracy.spectra import (
     CriticalNetwork,
     SpectraConfig,
+    compute_spectra,
     hard_tanh_critical_parameters,
     jacobian_spectra,
+    layer_normalized_variance,
     product_spectra,
 )
+from learnsyn.degeneracy.spectra_report import check_spectra_facts, summarize_spectra
 
 torch.set_num_threads(1)
 
@@ -128,3 +132,102 @@ def test_hard_tanh_critical_parameters_give_chi_one_and_fixed_point_q_star(q_sta
 def test_bad_spectra_config_gives_one_line_error(overrides, message):
     with pytest.raises(ValueError, match=message):
         SpectraConfig.quick(**overrides).validate()
+
+
+@pytest.fixture(scope="module")
+def quick_summary():
+    config = SpectraConfig.quick(seed=0, show_progress=False)
+    return config, summarize_spectra(config, compute_spectra(config))
+
+
+def test_every_expected_fact_holds_at_a_fixed_seed(quick_summary):
+    config, summary = quick_summary
+    checks = summary["checks"]
+    networks = [network.name for network in config.jacobian_networks()]
+    assert [check["fact"].split(":")[0] for check in checks] == [
+        "gaussian products",
+        "gaussian products",
+        "orthogonal products",
+        *networks,  # Pennington et al.'s prediction of the normalized variance
+        *networks,  # criticality
+    ]
+    assert [check["holds"] for check in checks] == [True] * len(checks)
+    pennington = [check for check in checks if "Pennington" in check["fact"]]
+    assert all(check["checked_depths"] for check in pennington)
+
+
+def _facts_after(summary, config, edit):
+    changed = copy.deepcopy(summary)
+    edit(changed)
+    return {check["fact"]: check["holds"] for check in check_spectra_facts(config, changed)}
+
+
+def test_the_fact_checks_can_fail(quick_summary):
+    """Each kind of check turns False when its statistic is off by a factor of two."""
+    config, summary = quick_summary
+    products = summary["products"]["by_init"]
+    depth = str(summary["products"]["depths"][1])
+
+    def double(entry, depth, name):
+        entry["by_depth"][depth][name]["mean"] = 2 * entry["by_depth"][depth][name]["mean"]
+
+    facts = _facts_after(
+        summary,
+        config,
+        lambda s: double(
+            s["products"]["by_init"]["gaussian"], depth, "variance_squared_singular_value"
+        ),
+    )
+    assert [fact for fact, holds in facts.items() if not holds] == [
+        "gaussian products: var(s^2) is about L (Fuss-Catalan, large n)"
+    ]
+    facts = _facts_after(
+        summary,
+        config,
+        lambda s: double(
+            s["products"]["by_init"]["gaussian"], depth, "mean_squared_singular_value"
+        ),
+    )
+    assert sum(not holds for holds in facts.values()) == 1
+    largest = str(max(summary["products"]["depths"]))
+
+    def spread_orthogonal(s):
+        s["products"]["by_init"]["orthogonal"]["by_depth"][largest][
+            "variance_squared_singular_value"
+        ]["mean"] = 1e-3
+
+    facts = _facts_after(summary, config, spread_orthogonal)
+    assert not facts["orthogonal products: every singular value equals g^L"]
+    relu = "relu-orthogonal"
+    facts = _facts_after(
+        summary,
+        config,
+        lambda s: double(
+            s["jacobians"]["by_network"][relu], "4", "normalized_variance_squared_singular_value"
+        ),
+    )
+    failed = [fact for fact, holds in facts.items() if not holds]
+    assert len(failed) == 1 and failed[0].startswith(f"{relu}: var(s^2)/mean(s^2)^2 matches")
+    assert products["orthogonal"]["by_depth"][largest]  # the original summary is untouched
+
+
+def test_layer_normalized_variance_is_pennington_per_layer_term():
+    # Orthogonal: (1 - p) / p; Gaussian: 1 / p (Marchenko-Pastur adds 1); linear units: p = 1.
+    assert layer_normalized_variance("orthogonal", 0.5) == pytest.approx(1.0)
+    assert layer_normalized_variance("orthogonal", 1.0) == 0.0
+    assert layer_normalized_variance("gaussian", 0.5) == pytest.approx(2.0)
+    assert layer_normalized_variance("gaussian", 1.0) == pytest.approx(1.0)
+    assert layer_normalized_variance("orthogonal", 0.8) == pytest.approx(0.25)
+
+
+def test_jacobian_normalized_variance_follows_pennington_for_relu_and_hard_tanh():
+    """Width 128, depth 8: orthogonal ReLU about L (1-p)/p = L, Gaussian ReLU about L/p = 2L."""
+    for nonlinearity, q_star in (("relu", 1.0), ("hard_tanh", 0.25)):
+        for kind in ("orthogonal", "gaussian"):
+            network = CriticalNetwork(nonlinearity, kind, q_star)
+            entry = jacobian_spectra(network, 128, [8], trials=3, seed=0)[8]
+            measured = _statistic(entry, "normalized_variance_squared_singular_value").mean()
+            predicted = np.mean(entry["predicted_normalized_variance"])
+            assert measured == pytest.approx(predicted, rel=0.2), (nonlinearity, kind)
+            if nonlinearity == "relu":
+                assert predicted == pytest.approx(8 if kind == "orthogonal" else 16, rel=0.15)

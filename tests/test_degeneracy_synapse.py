@@ -23,6 +23,7 @@ from learnsyn.degeneracy.synapse import (
     train_synapse_degeneracy,
 )
 from learnsyn.degeneracy.synapse_report import iterations_to_fraction
+from learnsyn.degeneracy.verdicts import VERDICTS
 from learnsyn.initialization import fold_matrix
 from learnsyn.scenario import make_scenario
 from learnsyn.training import build_model
@@ -144,7 +145,8 @@ def test_synapse_quick_writes_figures_json_tensorboard_and_config(tmp_path, caps
     assert results["fold_axis"] == "rows" and results["hidden_size"] == 16
     assert len(results["evaluation"]["fold0"]["per_seed"]) == 3
     assert set(results["iterations_to_fraction"]["by_init"]) == set(results["inits"])
-    assert all(claim["verdict"] for claim in results["claims"])
+    assert len(results["claims"]) == 6
+    assert all(claim["verdict"] in VERDICTS for claim in results["claims"])
     accumulator = EventAccumulator(str(out_dir / "tensorboard"))
     accumulator.Reload()
     events = accumulator.Scalars("evaluation/fold0")
@@ -162,8 +164,7 @@ def test_synapse_quick_writes_figures_json_tensorboard_and_config(tmp_path, caps
         (["--inits", "he"], "learnsyn: error: unknown init 'he'; allowed: fold<k>"),
         (
             ["--inits", "fold0", "fold5"],
-            "learnsyn: error: init 'fold5' (hidden size 16): "
-            "fold k=5 needs a width divisible by 2^5=32",
+            "learnsyn: error: init 'fold5' (hidden size 16): fold k=5 needs a width divisible by 2^5=32",  # noqa: E501
         ),
         (["--hidden-size", "1"], "learnsyn: error: hidden size must be an integer >= 2, got 1"),
         (["--seeds", "0"], "learnsyn: error: seeds must be an integer >= 1, got 0"),

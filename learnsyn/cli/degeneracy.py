@@ -12,7 +12,7 @@ default of the chosen size. A bad value is reported as one line,
 with exit code 2, before any work is done.
 """
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: E501
 
 import argparse
 import dataclasses
@@ -26,17 +26,16 @@ from learnsyn.degeneracy.deep_linear import (
     FOLD_AXES,
     OPTIMIZERS,
     DeepLinearConfig,
+    run_deep_linear,
 )
-from learnsyn.degeneracy.deep_linear_report import run_deep_linear
-from learnsyn.degeneracy.spectra import NONLINEARITIES, WEIGHT_KINDS, SpectraConfig
-from learnsyn.degeneracy.spectra_report import run_spectra
+from learnsyn.degeneracy.spectra import NONLINEARITIES, WEIGHT_KINDS, SpectraConfig, run_spectra
 from learnsyn.degeneracy.synapse import (
     SYNAPSE_CELLS,
     TRAIN_METRICS,
     SynapseDegeneracyConfig,
     default_inits,
+    run_synapse_degeneracy,
 )
-from learnsyn.degeneracy.synapse_report import run_synapse_degeneracy
 from learnsyn.initialization import INIT_NAME_HELP
 
 EXIT_BAD_INPUT = 2

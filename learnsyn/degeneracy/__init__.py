@@ -11,11 +11,10 @@ Modules, by concept:
 - ``recurrent_jacobians``: per-step Jacobians of a learned synapse and their window products;
 - ``synapse`` (+ ``synapse_report``, ``synapse_figures``): the same inits for the learned
   synapse's recurrent matrix, meta-trained over seeds;
-- ``cli``: ``learnsyn degeneracy deep-linear|spectra|synapse`` (``add_degeneracy_parser``).
+- ``cli``: ``learnsyn degeneracy deep-linear|spectra|synapse`` (``add_degeneracy_commands``).
 """
 
-from learnsyn.degeneracy.deep_linear import DeepLinearConfig, train_deep_linear
-from learnsyn.degeneracy.deep_linear_report import run_deep_linear
+from learnsyn.degeneracy.deep_linear import DeepLinearConfig, run_deep_linear, train_deep_linear
 from learnsyn.degeneracy.measures import (
     covariance_degeneracy,
     effective_rank,
@@ -29,13 +28,12 @@ from learnsyn.degeneracy.recurrent_jacobians import (
     tanh_rnn_jacobian,
     window_jacobian_products,
 )
-from learnsyn.degeneracy.spectra import SpectraConfig
-from learnsyn.degeneracy.spectra_report import run_spectra
+from learnsyn.degeneracy.spectra import SpectraConfig, run_spectra
 from learnsyn.degeneracy.synapse import (
     SynapseDegeneracyConfig,
+    run_synapse_degeneracy,
     train_synapse_degeneracy,
 )
-from learnsyn.degeneracy.synapse_report import run_synapse_degeneracy
 from learnsyn.initialization import (
     InitSpec,
     apply_initialization_,

@@ -25,129 +25,36 @@ so they are computed without extra passes over the data.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from learnsyn.degeneracy.deep_linear_config import (
+    DEFAULT_CONDITIONS,
+    OPTIMIZERS,
+    DeepLinearConfig,
+    log_spaced_epochs,
+)
+from learnsyn.degeneracy.deep_linear_report import write_deep_linear_outputs
 from learnsyn.degeneracy.measures import (
-    DEFAULT_SMALL_VALUE_THRESHOLD,
     MEASURE_NAMES,
     activation_covariance,
     covariance_degeneracy,
     matrix_degeneracy,
 )
-from learnsyn.degeneracy.outputs import progress_bar
+from learnsyn.degeneracy.outputs import progress_bar, torch_threads
 from learnsyn.initialization import (
     FOLD_AXES,
-    InitSpec,
-    check_depth,
-    check_fold_axis,
-    check_fold_fits_width,
-    check_seed,
-    check_width,
     initialize_square_matrix,
-    parse_init_spec,
     seeded_generator,
 )
 
-OPTIMIZERS = ("adam", "sgd")
-DEFAULT_CONDITIONS = ("fold0", "fold1", "orthogonal", "orthogonal-x0.8")
 # Stream tags for seeded_generator, so data, initial weights and minibatch order never share a
 # random stream.
 _DATA_STREAM, _INIT_STREAM, _SHUFFLE_STREAM = 11, 22, 33
-
-
-@dataclass
-class DeepLinearConfig:
-    """Everything that defines one deep-linear run (saved as config.json next to the outputs).
-
-    The post did not publish learning rate, epochs, sample size, input distribution or teacher
-    scale; the defaults here are our choice (see docs/degeneracy-results.md for the reasoning).
-    """
-
-    depth: int = 30
-    width: int = 64
-    conditions: tuple[str, ...] = DEFAULT_CONDITIONS
-    fold_axis: str = "rows"
-    seeds: int = 10
-    seed: int = 0
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    epochs: int = 500
-    train_samples: int = 1024
-    batch_size: int = 64
-    input_std: float = 1.0
-    teacher_gain: float = 1.0
-    gradient_epochs: tuple[int, ...] = (0, 1, 5)
-    measure_points: int = 40
-    small_value_threshold: float = DEFAULT_SMALL_VALUE_THRESHOLD
-    threads: int = 1
-    show_progress: bool = True
-
-    @classmethod
-    def quick(cls, **overrides: Any) -> DeepLinearConfig:
-        """A few-second version (shallower, narrower, fewer seeds and epochs) for tests/demos."""
-        values: dict[str, Any] = dict(
-            depth=20, width=32, seeds=4, epochs=40, train_samples=256, measure_points=10
-        )
-        values.update(overrides)
-        return cls(**values)
-
-    def validate(self) -> None:
-        """Raise a one-line ``ValueError`` for the first bad setting, before any work."""
-        check_depth(self.depth)
-        check_width(self.width)
-        check_seed(self.seed)
-        check_fold_axis(self.fold_axis)
-        if not self.conditions:
-            raise ValueError("conditions must name at least one init")
-        for name in self.conditions:
-            check_fold_fits_width(parse_init_spec(name).fold_k, self.width)
-        if len({parse_init_spec(name) for name in self.conditions}) != len(self.conditions):
-            raise ValueError(f"conditions must be distinct, got {list(self.conditions)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; allowed: 'adam', 'sgd'")
-        _check_positive("seeds", self.seeds, integer=True)
-        _check_positive("epochs", self.epochs, integer=True)
-        _check_positive("train_samples", self.train_samples, integer=True)
-        _check_positive("batch_size", self.batch_size, integer=True)
-        _check_positive("measure_points", self.measure_points, integer=True)
-        _check_positive("threads", self.threads, integer=True)
-        _check_positive("learning_rate", self.learning_rate)
-        _check_positive("input_std", self.input_std)
-        _check_positive("teacher_gain", self.teacher_gain)
-        _check_positive("small_value_threshold", self.small_value_threshold)
-        if self.batch_size > self.train_samples:
-            raise ValueError(
-                f"batch_size must be <= train_samples ({self.train_samples}), got {self.batch_size}"
-            )
-        if not self.gradient_epochs:
-            raise ValueError("gradient_epochs must name at least one epoch (e.g. 0 1 5)")
-        for epoch in self.gradient_epochs:
-            if not 0 <= epoch <= self.epochs:
-                raise ValueError(
-                    f"gradient epoch {epoch} is outside the run; allowed: 0..{self.epochs} "
-                    "(set gradient_epochs / --gradient-epochs)"
-                )
-
-    @property
-    def init_specs(self) -> list[InitSpec]:
-        """The parsed conditions, in order."""
-        return [parse_init_spec(name) for name in self.conditions]
-
-    @property
-    def steps_per_epoch(self) -> int:
-        """Minibatches per epoch (the last partial batch is dropped)."""
-        return self.train_samples // self.batch_size
-
-
-def _check_positive(name: str, value: float, integer: bool = False) -> None:
-    if integer and int(value) != value:
-        raise ValueError(f"{name} must be an integer, got {value}")
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be > 0, got {value}")
 
 
 @dataclass
@@ -263,18 +170,16 @@ def degeneracy_snapshot(
     }
 
 
-def measurement_epochs(epochs: int, points: int, extra: tuple[int, ...] = ()) -> list[int]:
-    """About ``points`` log-spaced epochs in 0..epochs, plus 0, ``epochs`` and ``extra``."""
-    spaced = np.unique(np.round(np.geomspace(1, epochs, num=max(points - 1, 1))).astype(int))
-    return sorted({0, epochs, *extra, *spaced.tolist()})
+measurement_epochs = log_spaced_epochs
 
 
 def train_deep_linear(config: DeepLinearConfig) -> dict[str, Any]:
     """Train every network and return raw arrays (network axis first, condition-major order).
 
     Keys: ``loss`` and ``population_loss`` ``(networks, epochs + 1)``; ``measure_epochs`` and
-    ``measures[group][measure]`` ``(networks, points[, depth])``; ``gradient_epochs`` with
-    ``activation_gradient_norms`` / ``weight_gradient_norms`` ``(networks, len, depth)``.
+    ``measures[group][measure]`` ``(networks, points[, depth])``; ``gradient_epochs`` (the
+    config's ``gradient_schedule``) with ``activation_gradient_norms`` / ``weight_gradient_norms``
+    ``(networks, len, depth)``.
     """
     config.validate()
     data = make_data(config)
@@ -297,6 +202,7 @@ def train_deep_linear(config: DeepLinearConfig) -> dict[str, Any]:
 
     loss_history = torch.full((networks, config.epochs + 1), math.nan, dtype=torch.float64)
     population_history = torch.full_like(loss_history, math.nan)
+    gradient_schedule = config.gradient_schedule
     epochs_to_measure = measurement_epochs(
         config.epochs, config.measure_points, tuple(config.gradient_epochs)
     )
@@ -319,7 +225,7 @@ def train_deep_linear(config: DeepLinearConfig) -> dict[str, Any]:
                     config.small_value_threshold,
                 )
             )
-        if epoch in config.gradient_epochs:
+        if epoch in gradient_schedule:
             activation_norm, weight_norm = activation_and_weight_gradient_norms(
                 weights, inputs, targets
             )
@@ -359,10 +265,25 @@ def train_deep_linear(config: DeepLinearConfig) -> dict[str, Any]:
         "population_loss": population_history,
         "measure_epochs": epochs_to_measure,
         "measures": measures,
-        "gradient_epochs": sorted(set(config.gradient_epochs)),
+        "gradient_epochs": gradient_schedule,
         "activation_gradient_norms": torch.stack(activation_norms, dim=1),
         "weight_gradient_norms": torch.stack(weight_norms, dim=1),
     }
+
+
+def run_deep_linear(config: DeepLinearConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Validate, train, and write figures, results.json, TensorBoard logs and config.json.
+
+    Returns the summary dict that is also written to ``<out_dir>/results.json``.
+    """
+    config.validate()
+    started = time.perf_counter()
+    with torch_threads(config.threads):
+        raw = train_deep_linear(config)
+    training_seconds = time.perf_counter() - started
+    return write_deep_linear_outputs(
+        config, raw, Path(out_dir), training_seconds=training_seconds, torch_threads=config.threads
+    )
 
 
 __all__ = [
@@ -370,5 +291,6 @@ __all__ = [
     "FOLD_AXES",
     "OPTIMIZERS",
     "DeepLinearConfig",
+    "run_deep_linear",
     "train_deep_linear",
 ]

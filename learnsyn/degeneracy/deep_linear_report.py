@@ -1,25 +1,33 @@
-"""Outputs of the deep-linear experiment: results.json, the four claims, figures, TensorBoard.
+"""Outputs of the deep-linear experiment: results.json, the claims, figures, TensorBoard.
 
 ``write_deep_linear_outputs`` turns the raw arrays of ``train_deep_linear`` into
-- ``results.json``: every plotted number (mean, s.e. and per-seed values per condition) and the
-  verdict on each of the post's four claims with the numbers and rule behind it;
-- ``loss_vs_epoch.png``, ``gradient_norms.png``, ``degeneracy_over_training.png``,
+- ``results.json``: every plotted number (mean, s.e. and per-seed values per condition), the
+  gradient norms through training and their ratio to orthogonal's, and the verdict on each of
+  the post's claims with the numbers and rule behind it (``deep_linear_claims``);
+- ``loss_vs_epoch.png``, ``gradient_norms.png`` (per layer, at the early gradient epochs and
+  the end), ``gradient_norms_over_training.png``, ``degeneracy_over_training.png``,
   ``degeneracy_by_layer.png``;
 - the same series as TensorBoard scalars, and ``config.json``.
 
 Claims are judged over seeds with paired differences (see ``seed_statistics``), never from one
-run; the rules are written next to each verdict.
+run; the rules are written next to each verdict. This module reads a run's results; it does
+not import the training code (``deep_linear`` imports it).
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from learnsyn.degeneracy.deep_linear import DeepLinearConfig, train_deep_linear
+from learnsyn.degeneracy.deep_linear_claims import (
+    by_condition,
+    evaluate_deep_linear_claims,
+    find_condition,
+    layer_mean,
+)
+from learnsyn.degeneracy.deep_linear_config import DeepLinearConfig
 from learnsyn.degeneracy.measures import MEASURE_NAMES
 from learnsyn.degeneracy.outputs import (
     log_series,
@@ -27,26 +35,17 @@ from learnsyn.degeneracy.outputs import (
     open_tensorboard_writer,
     plot_mean_with_error,
     save_figure,
-    torch_threads,
     write_experiment_outputs,
 )
 from learnsyn.degeneracy.seed_statistics import (
-    SIGNIFICANCE_STANDARD_ERRORS,
     mean_and_standard_error,
     paired_difference,
-    significantly_greater,
     summarize_over_seeds,
 )
 
 MEASURE_GROUPS = ("weight_product", "activation_covariance", "layer_to_output_jacobian")
 # Reported over training: the product, and the covariance of the last hidden layer. Reported per
 # layer (at the gradient epochs and the end): the covariances and the layer-to-output Jacobians.
-# Gradient norms "neither vanish nor explode" when the largest and smallest layer's seed-mean
-# norm are within this factor; they "vanish" when the first layer's norm is below 1 / factor of
-# the last layer's.
-GRADIENT_SPREAD_FACTOR = 10.0
-# The loss "plateaus" when it falls by less than this factor over the second half of training.
-PLATEAU_FACTOR = 2.0
 MEASURE_LABELS = {
     "effective_rank": "effective rank",
     "participation_ratio": "participation ratio",
@@ -59,21 +58,69 @@ def last_hidden_layer_index(config: DeepLinearConfig) -> int:
     return max(config.depth - 2, 0)
 
 
-def layer_profile_points(raw: dict[str, Any]) -> list[int]:
-    """Indices into ``measure_epochs`` where per-layer profiles are reported: the gradient
-    epochs and the final epoch."""
-    epochs = raw["measure_epochs"]
-    wanted = {*raw["gradient_epochs"], epochs[-1]}
-    return [index for index, epoch in enumerate(epochs) if epoch in wanted]
+def profile_epochs(config: DeepLinearConfig) -> list[int]:
+    """Epochs with per-layer profiles: the early gradient epochs and the final epoch."""
+    return sorted({*config.gradient_epochs, config.epochs})
 
 
-def _by_condition(values: Any, config: DeepLinearConfig) -> dict[str, np.ndarray]:
-    """Split a network-first array into ``{condition: (seeds, ...)}``."""
-    array = np.asarray(values.detach().cpu().numpy() if hasattr(values, "detach") else values)
-    return {
-        name: array[index * config.seeds : (index + 1) * config.seeds]
-        for index, name in enumerate(config.conditions)
+def layer_profile_points(config: DeepLinearConfig, raw: dict[str, Any]) -> list[int]:
+    """Indices into ``measure_epochs`` where per-layer profiles are reported."""
+    wanted = set(profile_epochs(config))
+    return [index for index, epoch in enumerate(raw["measure_epochs"]) if epoch in wanted]
+
+
+def summarize_gradients_over_training(
+    config: DeepLinearConfig, raw: dict[str, Any]
+) -> dict[str, Any]:
+    """Layer-mean gradient norms and the loss at every recorded gradient epoch, and (when
+    orthogonal was run) each condition's ratio to orthogonal: seed-mean ratios and the paired
+    difference of the logs (the log of the geometric-mean ratio, +- s.e.)."""
+    schedule = list(raw["gradient_epochs"])
+    loss = {name: values[:, schedule] for name, values in by_condition(raw["loss"], config).items()}
+    norms = {
+        key: {name: layer_mean(values) for name, values in by_condition(raw[key], config).items()}
+        for key in ("activation_gradient_norms", "weight_gradient_norms")
     }
+    section: dict[str, Any] = {
+        "epochs": schedule,
+        "layer_mean_activation_gradient_norm": {
+            name: summarize_over_seeds(values)
+            for name, values in norms["activation_gradient_norms"].items()
+        },
+        "layer_mean_weight_gradient_norm": {
+            name: summarize_over_seeds(values)
+            for name, values in norms["weight_gradient_norms"].items()
+        },
+        "loss": {name: summarize_over_seeds(values) for name, values in loss.items()},
+    }
+    orthogonal = find_condition(config, "orthogonal", 0, scaled=False)
+    if orthogonal is None:
+        return section
+    relative = {}
+    activation = norms["activation_gradient_norms"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for name in config.conditions:
+            if name == orthogonal:
+                continue
+            relative[name] = {
+                "gradient_norm_ratio": activation[name].mean(0) / activation[orthogonal].mean(0),
+                "loss_ratio": loss[name].mean(0) / loss[orthogonal].mean(0),
+                "log_gradient_norm_ratio": [
+                    paired_difference(
+                        np.log(activation[name][:, index]), np.log(activation[orthogonal][:, index])
+                    )
+                    for index in range(len(schedule))
+                ],
+                "log_loss_ratio": [
+                    paired_difference(
+                        np.log(loss[name][:, index]), np.log(loss[orthogonal][:, index])
+                    )
+                    for index in range(len(schedule))
+                ],
+            }
+    section["relative_to_orthogonal"] = relative
+    section["reference"] = orthogonal
+    return section
 
 
 def summarize_deep_linear(config: DeepLinearConfig, raw: dict[str, Any]) -> dict[str, Any]:
@@ -82,10 +129,10 @@ def summarize_deep_linear(config: DeepLinearConfig, raw: dict[str, Any]) -> dict
         spec_name: spec.label(config.fold_axis)
         for spec_name, spec in zip(config.conditions, config.init_specs)
     }
-    loss = _by_condition(raw["loss"], config)
-    population = _by_condition(raw["population_loss"], config)
-    activation_norms = _by_condition(raw["activation_gradient_norms"], config)
-    weight_norms = _by_condition(raw["weight_gradient_norms"], config)
+    loss = by_condition(raw["loss"], config)
+    population = by_condition(raw["population_loss"], config)
+    activation_norms = by_condition(raw["activation_gradient_norms"], config)
+    weight_norms = by_condition(raw["weight_gradient_norms"], config)
     summary: dict[str, Any] = {
         "experiment": "deep-linear",
         "fold_axis": config.fold_axis,
@@ -100,6 +147,13 @@ def summarize_deep_linear(config: DeepLinearConfig, raw: dict[str, Any]) -> dict
         },
         "final_loss": {name: summarize_over_seeds(loss[name][:, -1]) for name in config.conditions},
         "gradient_epochs": raw["gradient_epochs"],
+        "early_gradient_epochs": sorted(set(config.gradient_epochs)),
+        "judge_window": list(config.judge_window),
+        "judged": config.judged,
+        "judgement_note": (
+            f"claims compare losses at epoch {config.judge_window[1]} (the plateau: from epoch "
+            f"{config.judge_window[0]}); a run with fewer epochs gets no verdict"
+        ),
         "layers": list(range(1, config.depth + 1)),
         "activation_gradient_norms": {},
         "weight_gradient_norms": {},
@@ -123,12 +177,12 @@ def summarize_deep_linear(config: DeepLinearConfig, raw: dict[str, Any]) -> dict
             for name in config.conditions
         }
     last_hidden = last_hidden_layer_index(config)
-    by_layer_points = layer_profile_points(raw)
+    by_layer_points = layer_profile_points(config, raw)
     for group in MEASURE_GROUPS:
         over_training: dict[str, Any] = {}
         by_layer: dict[str, Any] = {}
         for measure in MEASURE_NAMES:
-            per_condition = _by_condition(raw["measures"][group][measure], config)
+            per_condition = by_condition(raw["measures"][group][measure], config)
             if group == "weight_product":
                 over_training[measure] = {
                     name: summarize_over_seeds(values) for name, values in per_condition.items()
@@ -151,167 +205,15 @@ def summarize_deep_linear(config: DeepLinearConfig, raw: dict[str, Any]) -> dict
             summary["degeneracy_over_training"][key] = over_training
         if by_layer:
             summary["degeneracy_by_layer"][group] = by_layer
+    summary["gradient_norms_over_training"] = summarize_gradients_over_training(config, raw)
     summary["claims"] = evaluate_deep_linear_claims(config, raw)
     return summary
-
-
-def _find_condition(config: DeepLinearConfig, kind: str, fold_k: int, scaled: bool) -> str | None:
-    for name, spec in zip(config.conditions, config.init_specs):
-        if spec.kind == kind and spec.fold_k == fold_k and (spec.gain < 1.0) == scaled:
-            if scaled or spec.gain == 1.0:
-                return name
-    return None
-
-
-def _layer_mean(norms: np.ndarray) -> np.ndarray:
-    return norms.mean(axis=-1)
-
-
-def _not_evaluated(statement: str, missing: str) -> dict[str, Any]:
-    return {"statement": statement, "verdict": "not evaluated", "reason": f"needs {missing}"}
-
-
-def evaluate_deep_linear_claims(
-    config: DeepLinearConfig, raw: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """Judge the post's four claims over seeds; each entry has statement, rule, numbers, verdict."""
-    fold0 = _find_condition(config, "gaussian", 0, scaled=False)
-    fold1 = _find_condition(config, "gaussian", 1, scaled=False)
-    orthogonal = _find_condition(config, "orthogonal", 0, scaled=False)
-    scaled = _find_condition(config, "orthogonal", 0, scaled=True)
-    loss = _by_condition(raw["loss"], config)
-    final = {name: values[:, -1] for name, values in loss.items()}
-    norms = _by_condition(raw["activation_gradient_norms"], config)
-    epochs = raw["gradient_epochs"]
-    init_index = epochs.index(0) if 0 in epochs else None
-    few_index = len(epochs) - 1
-    threshold = f"{SIGNIFICANCE_STANDARD_ERRORS:g} s.e. of the paired difference over seeds"
-
-    def verdict(flag: bool) -> str:
-        return "confirmed" if flag else "not confirmed"
-
-    claims: list[dict[str, Any]] = []
-    statement = (
-        "Fold 0 plateaus at a suboptimal loss although its gradients neither vanish nor explode"
-    )
-    if fold0 is None or orthogonal is None or init_index is None:
-        claims.append(_not_evaluated(statement, "fold0, orthogonal and gradient epoch 0"))
-    else:
-        profile = norms[fold0][:, init_index].mean(axis=0)
-        spread = float(profile.max() / profile.min())
-        halfway = loss[fold0][:, config.epochs // 2]
-        drop = float(np.mean(halfway) / np.mean(final[fold0]))
-        suboptimal = significantly_greater(final[fold0], final[orthogonal])
-        claims.append(
-            {
-                "statement": statement,
-                "rule": (
-                    f"final Fold 0 loss above orthogonal's by > {threshold}; loss falls by less "
-                    f"than x{PLATEAU_FACTOR:g} over the second half of training; at "
-                    f"initialization max/min over layers of the seed-mean activation-gradient "
-                    f"norm < {GRADIENT_SPREAD_FACTOR:g}"
-                ),
-                "final_loss_minus_orthogonal": paired_difference(final[fold0], final[orthogonal]),
-                "loss_drop_factor_second_half": drop,
-                "initial_gradient_norm_spread": spread,
-                "verdict": verdict(
-                    suboptimal and drop < PLATEAU_FACTOR and spread < GRADIENT_SPREAD_FACTOR
-                ),
-            }
-        )
-
-    statement = "Fold 1 has larger gradient norms than Fold 0, yet trains worse"
-    if fold0 is None or fold1 is None:
-        claims.append(_not_evaluated(statement, "fold0 and fold1"))
-    else:
-        larger = {
-            f"epoch_{epoch}": paired_difference(
-                _layer_mean(norms[fold1][:, index]), _layer_mean(norms[fold0][:, index])
-            )
-            for index, epoch in enumerate(epochs)
-        }
-        larger_flags = [
-            significantly_greater(
-                _layer_mean(norms[fold1][:, index]), _layer_mean(norms[fold0][:, index])
-            )
-            for index in sorted({init_index or 0, few_index})
-        ]
-        worse = significantly_greater(final[fold1], final[fold0])
-        claims.append(
-            {
-                "statement": statement,
-                "rule": (
-                    f"layer-mean activation-gradient norm of Fold 1 above Fold 0's by > "
-                    f"{threshold} at epoch {epochs[init_index or 0]} and epoch "
-                    f"{epochs[few_index]}; final loss above Fold 0's by > {threshold}"
-                ),
-                "gradient_norm_fold1_minus_fold0": larger,
-                # Secondary (not used by the verdict): the layer mean of log norms, which weighs
-                # every layer equally instead of letting the largest norms dominate.
-                "log_gradient_norm_fold1_minus_fold0": {
-                    f"epoch_{epoch}": paired_difference(
-                        _layer_mean(np.log(norms[fold1][:, index])),
-                        _layer_mean(np.log(norms[fold0][:, index])),
-                    )
-                    for index, epoch in enumerate(epochs)
-                },
-                "final_loss_fold1_minus_fold0": paired_difference(final[fold1], final[fold0]),
-                "verdict": verdict(all(larger_flags) and worse),
-            }
-        )
-
-    statement = "orthogonal initialization trains best"
-    if orthogonal is None or len(config.conditions) < 2:
-        claims.append(_not_evaluated(statement, "orthogonal and another condition"))
-    else:
-        others = [name for name in config.conditions if name != orthogonal]
-        claims.append(
-            {
-                "statement": statement,
-                "rule": f"final orthogonal loss below every other condition's by > {threshold}",
-                "final_loss_other_minus_orthogonal": {
-                    name: paired_difference(final[name], final[orthogonal]) for name in others
-                },
-                "verdict": verdict(
-                    all(significantly_greater(final[name], final[orthogonal]) for name in others)
-                ),
-            }
-        )
-
-    statement = "orthogonal x g (g < 1) has vanishing gradient norms yet still trains well under "
-    statement += "Adam" if config.optimizer == "adam" else "SGD (the post's claim is for Adam)"
-    if scaled is None or fold0 is None or init_index is None:
-        claims.append(_not_evaluated(statement, "orthogonal-x<g<1>, fold0 and gradient epoch 0"))
-    else:
-        profile = norms[scaled][:, init_index].mean(axis=0)
-        first_to_last = float(profile[0] / profile[-1])
-        gain = config.init_specs[config.conditions.index(scaled)].gain
-        trains_well = significantly_greater(final[fold0], final[scaled])
-        entry = {
-            "statement": statement,
-            "condition": scaled,
-            "optimizer": config.optimizer,
-            "rule": (
-                f"at initialization first-layer / last-layer activation-gradient norm < "
-                f"1/{GRADIENT_SPREAD_FACTOR:g}; final loss below Fold 0's by > {threshold}"
-            ),
-            "initial_first_to_last_gradient_ratio": first_to_last,
-            "expected_ratio_gain_power": gain ** (config.depth - 1),
-            "final_loss_fold0_minus_scaled": paired_difference(final[fold0], final[scaled]),
-            "verdict": verdict(first_to_last < 1 / GRADIENT_SPREAD_FACTOR and trains_well),
-        }
-        if orthogonal is not None:
-            entry["final_loss_ratio_to_orthogonal"] = float(
-                np.mean(final[scaled]) / np.mean(final[orthogonal])
-            )
-        claims.append(entry)
-    return claims
 
 
 def plot_deep_linear(
     config: DeepLinearConfig, summary: dict[str, Any], out_dir: Path
 ) -> list[Path]:
-    """Write the four PNG figures and return their paths."""
+    """Write the five PNG figures and return their paths."""
     names, labels = config.conditions, summary["conditions"]
     title = (
         f"{config.depth}-layer linear net, width {config.width}, {config.optimizer} "
@@ -329,7 +231,7 @@ def plot_deep_linear(
     axes[0, 0].legend(fontsize=8)
     paths.append(save_figure(figure, out_dir / "loss_vs_epoch.png"))
 
-    epochs = summary["gradient_epochs"]
+    epochs = profile_epochs(config)
     figure, axes = new_figure(2, len(epochs), (4.0, 3.2))
     for row, key in enumerate(("activation_gradient_norms", "weight_gradient_norms")):
         for column, epoch in enumerate(epochs):
@@ -345,7 +247,8 @@ def plot_deep_linear(
             axis.set_title(when, fontsize=9)
     axes[0, 0].legend(fontsize=7)
     figure.suptitle(title, fontsize=8)
-    paths.append(save_figure(figure, out_dir / "gradient_norms.png"))
+    paths.append(save_figure(figure, out_dir / "gradient_norms.png", dpi=90))
+    paths.append(plot_gradients_over_training(config, summary, out_dir, title))
 
     groups = list(summary["degeneracy_over_training"])
     figure, axes = new_figure(len(groups), len(MEASURE_NAMES), (4.0, 3.2))
@@ -387,6 +290,70 @@ def plot_deep_linear(
     return paths
 
 
+def plot_gradients_over_training(
+    config: DeepLinearConfig, summary: dict[str, Any], out_dir: Path, title: str
+) -> Path:
+    """Layer-mean gradient norms through training, and their and the loss's ratio to
+    orthogonal's; the judgement window is shaded."""
+    section = summary["gradient_norms_over_training"]
+    epochs, labels = section["epochs"], summary["conditions"]
+    relative = section.get("relative_to_orthogonal", {})
+    figure, axes = new_figure(1, 3 if relative else 2, (4.2, 3.3))
+    for column, (key, what) in enumerate(
+        (
+            ("layer_mean_activation_gradient_norm", "activations"),
+            ("layer_mean_weight_gradient_norm", "weights"),
+        )
+    ):
+        axis = axes[0, column]
+        for name in config.conditions:
+            plot_mean_with_error(
+                axis, epochs, section[key][name]["per_seed"], labels[name], marker="o"
+            )
+        axis.set(xlabel="epoch", ylabel=f"layer mean |dLoss/d {what}|", xscale="symlog")
+        axis.set_yscale("log")
+    if relative:
+        axis = axes[0, 2]
+        for index, name in enumerate(config.conditions):
+            if name not in relative:
+                continue
+            color = f"C{index}"
+            axis.plot(
+                epochs,
+                relative[name]["gradient_norm_ratio"],
+                "-o",
+                color=color,
+                markersize=3,
+                label=f"{labels[name]}: gradient norm",
+            )
+            axis.plot(
+                epochs,
+                relative[name]["loss_ratio"],
+                "--s",
+                color=color,
+                markersize=3,
+                label=f"{labels[name]}: loss",
+            )
+        axis.axhline(1.0, color="k", linewidth=0.6)
+        axis.set(
+            xlabel="epoch",
+            ylabel=f"seed-mean ratio to {labels[section['reference']]}",
+            xscale="symlog",
+            yscale="log",
+        )
+        axis.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    start, end = config.judge_window
+    note = f"judgement window: epochs {start}-{end}"
+    for axis in axes[0]:
+        axis.set_xlim(left=0)
+        if end <= config.epochs:
+            axis.axvspan(start, end, color="0.9", zorder=0)
+    note = f"shaded: {note}" if end <= config.epochs else f"{note}, after the end of this run"
+    axes[0, 0].legend(fontsize=7)
+    figure.suptitle(f"{title}; {note}", fontsize=8)
+    return save_figure(figure, out_dir / "gradient_norms_over_training.png")
+
+
 def log_deep_linear_tensorboard(
     config: DeepLinearConfig, summary: dict[str, Any], out_dir: Path
 ) -> None:
@@ -399,6 +366,10 @@ def log_deep_linear_tensorboard(
                 for epoch in summary["gradient_epochs"]:
                     values = summary[key][name][f"epoch_{epoch}"]["mean"]
                     log_series(writer, f"{key}/epoch_{epoch}/{name}", summary["layers"], values)
+            section = summary["gradient_norms_over_training"]
+            for key in ("layer_mean_activation_gradient_norm", "layer_mean_weight_gradient_norm"):
+                values = section[key][name]["mean"]
+                log_series(writer, f"{key}/{name}", section["epochs"], values)
             for group, measures in summary["degeneracy_over_training"].items():
                 for measure in MEASURE_NAMES:
                     values = measures[measure][name]["mean"]
@@ -421,19 +392,4 @@ def write_deep_linear_outputs(
         plot=lambda summary, out: plot_deep_linear(config, summary, out),
         log_tensorboard=lambda summary, out: log_deep_linear_tensorboard(config, summary, out),
         extra=extra,
-    )
-
-
-def run_deep_linear(config: DeepLinearConfig, out_dir: str | Path) -> dict[str, Any]:
-    """Validate, train, and write figures, results.json, TensorBoard logs and config.json.
-
-    Returns the summary dict that is also written to ``<out_dir>/results.json``.
-    """
-    config.validate()
-    started = time.perf_counter()
-    with torch_threads(config.threads):
-        raw = train_deep_linear(config)
-    training_seconds = time.perf_counter() - started
-    return write_deep_linear_outputs(
-        config, raw, Path(out_dir), training_seconds=training_seconds, torch_threads=config.threads
     )

@@ -1,14 +1,17 @@
 """Degeneracy measures of a spectrum: effective rank, participation ratio, small-value fraction.
 
-All three are computed from the singular values ``s`` of the matrix being measured (a weight
-product, a layer-to-output Jacobian, an activation covariance) and are invariant to the
-matrix's overall scale, so they measure the *shape* of the spectrum, not its size:
+All three are computed from the singular values ``s`` of the linear map being measured (a weight
+product, a layer-to-output Jacobian) and are invariant to its overall scale, so they measure the
+*shape* of the spectrum, not its size. A covariance ``C`` is measured through the map that
+produces it from white noise, ``C^(1/2)``: its "singular values" are ``s = sqrt(eigenvalues of
+C)`` (the singular values of the centered activity, up to a common factor). So a layer's
+activity and the map that produced it from white inputs score the same.
 
 - effective rank  ``exp(H(p))`` with ``p = s / sum(s)`` and H the Shannon entropy (Roy &
   Vetterli 2007); n for an isometry, 1 for a rank-1 matrix;
-- participation ratio  ``(sum s)^2 / sum(s^2)``; for a covariance matrix the singular values
-  are its eigenvalues and this is the usual participation ratio of the activity; for a linear
-  map M it equals ``||M||_*^2 / ||M||_F^2``. Also n for an isometry, 1 for rank 1;
+- participation ratio  ``(sum s^2)^2 / sum(s^4)``: the participation ratio of the eigenvalues
+  ``s^2`` of ``M M^T``; for a covariance ``(sum lambda)^2 / sum(lambda^2)``, the usual
+  participation ratio of the activity. n for a flat spectrum, 1 for rank 1;
 - fraction below threshold  the fraction of ``s`` smaller than ``threshold`` times the RMS
   singular value. Relative to the RMS so that, as in the post, matrices are compared at a
   fixed Frobenius norm: an orthogonal matrix times any gain has fraction 0.
@@ -50,8 +53,8 @@ def singular_values(matrices: torch.Tensor) -> torch.Tensor:
 def covariance_eigenvalues(covariances: torch.Tensor) -> torch.Tensor:
     """Eigenvalues (descending, float64, clipped at 0) of symmetric PSD matrices ``(..., n, n)``.
 
-    These are also the singular values of a covariance, so the measures below apply directly.
-    Matrices with non-finite entries get all-NaN eigenvalues.
+    Their square roots are the spectrum ``covariance_degeneracy`` measures. Matrices with
+    non-finite entries get all-NaN eigenvalues.
     """
     values, finite = _finite_matrices(covariances)
     eigenvalues = torch.linalg.eigvalsh(values).clamp_min(0.0).flip(-1)
@@ -74,9 +77,9 @@ def effective_rank(spectrum: torch.Tensor) -> torch.Tensor:
 
 
 def participation_ratio(spectrum: torch.Tensor) -> torch.Tensor:
-    """``(sum s)^2 / sum(s^2)`` over the last dim; NaN if all zero."""
-    spectrum = spectrum.to(torch.float64)
-    return spectrum.sum(dim=-1) ** 2 / (spectrum**2).sum(dim=-1)
+    """``(sum s^2)^2 / sum(s^4)`` over the last dim (singular values s); NaN if all zero."""
+    squared = spectrum.to(torch.float64) ** 2
+    return squared.sum(dim=-1) ** 2 / (squared**2).sum(dim=-1)
 
 
 def fraction_below_threshold(
@@ -110,8 +113,9 @@ def matrix_degeneracy(
 def covariance_degeneracy(
     covariances: torch.Tensor, threshold: float = DEFAULT_SMALL_VALUE_THRESHOLD
 ) -> dict[str, torch.Tensor]:
-    """The three measures of the eigenvalues of covariance matrices ``(..., n, n)``."""
-    return spectrum_degeneracy(covariance_eigenvalues(covariances), threshold)
+    """The three measures of covariance matrices ``(..., n, n)``, from ``s = sqrt(eigenvalues)``
+    (the participation ratio is then the usual one of the eigenvalues)."""
+    return spectrum_degeneracy(covariance_eigenvalues(covariances).sqrt(), threshold)
 
 
 def squared_singular_value_moments(singular: torch.Tensor) -> dict[str, torch.Tensor]:

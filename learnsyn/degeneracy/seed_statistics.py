@@ -34,8 +34,9 @@ def summarize_over_seeds(values: Any, axis: int = 0) -> dict[str, Any]:
 
 def paired_difference(first: Any, second: Any) -> dict[str, float]:
     """Mean +- s.e. over seeds of ``first - second`` (1-d arrays indexed by seed)."""
-    difference = np.asarray(first, dtype=np.float64) - np.asarray(second, dtype=np.float64)
-    mean, standard_error = mean_and_standard_error(difference)
+    with np.errstate(invalid="ignore", over="ignore"):  # a diverged run: inf - inf
+        difference = np.asarray(first, dtype=np.float64) - np.asarray(second, dtype=np.float64)
+        mean, standard_error = mean_and_standard_error(difference)
     return {"mean": float(mean), "standard_error": float(standard_error)}
 
 
@@ -56,3 +57,15 @@ def format_mean_and_error(values: Any, digits: int = 3) -> str:
     """``"mean +- s.e."`` of 1-d per-seed values, in ``digits`` significant digits."""
     mean, standard_error = mean_and_standard_error(values)
     return f"{float(mean):.{digits}g} +- {float(standard_error):.{digits - 1}g}"
+
+
+def paired_direction(
+    first: Any, second: Any, standard_errors: float = SIGNIFICANCE_STANDARD_ERRORS
+) -> int:
+    """+1 when ``first - second`` is significantly positive, -1 when significantly negative,
+    0 otherwise (within ``standard_errors`` s.e., a single seed, or non-finite values)."""
+    if significantly_greater(first, second, standard_errors):
+        return 1
+    if significantly_greater(second, first, standard_errors):
+        return -1
+    return 0

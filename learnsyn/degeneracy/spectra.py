@@ -24,12 +24,12 @@ Two computations, both seeded and both summarized with the degeneracy measures:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from scipy.special import erf
 
 from learnsyn.degeneracy.measures import (
     DEFAULT_SMALL_VALUE_THRESHOLD,
@@ -37,13 +37,16 @@ from learnsyn.degeneracy.measures import (
     spectrum_degeneracy,
     squared_singular_value_moments,
 )
-from learnsyn.degeneracy.outputs import progress_bar
+from learnsyn.degeneracy.outputs import progress_bar, torch_threads
+from learnsyn.degeneracy.spectra_config import (
+    NONLINEARITIES,
+    WEIGHT_KINDS,
+    CriticalNetwork,
+    SpectraConfig,
+    hard_tanh_critical_parameters,
+)
+from learnsyn.degeneracy.spectra_report import write_spectra_outputs
 from learnsyn.initialization import (
-    check_depth,
-    check_fold_axis,
-    check_fold_fits_width,
-    check_seed,
-    check_width,
     gaussian_matrix,
     initialize_square_matrix,
     orthogonal_matrix,
@@ -51,159 +54,7 @@ from learnsyn.initialization import (
     seeded_generator,
 )
 
-NONLINEARITIES = ("linear", "hard_tanh", "relu")
-WEIGHT_KINDS = ("gaussian", "orthogonal")
 _PRODUCT_STREAM, _JACOBIAN_STREAM = 44, 55
-
-
-@dataclass
-class SpectraConfig:
-    """Sizes of the product and Jacobian spectra computations (saved as config.json)."""
-
-    product_width: int = 256
-    product_depths: tuple[int, ...] = (1, 10, 100)
-    product_inits: tuple[str, ...] = ("gaussian", "orthogonal", "fold1")
-    product_trials: int = 20
-    variance_curve_points: int = 16
-    jacobian_width: int = 256
-    jacobian_depths: tuple[int, ...] = (1, 4, 16, 64)
-    nonlinearities: tuple[str, ...] = NONLINEARITIES
-    weight_kinds: tuple[str, ...] = WEIGHT_KINDS
-    hard_tanh_q_stars: tuple[float, ...] = (1 / 64, 1 / 4)
-    jacobian_trials: int = 8
-    fold_axis: str = "rows"
-    small_value_threshold: float = DEFAULT_SMALL_VALUE_THRESHOLD
-    histogram_bins: int = 60
-    seed: int = 0
-    threads: int = 1
-    show_progress: bool = True
-
-    @classmethod
-    def quick(cls, **overrides: Any) -> SpectraConfig:
-        """A few-second version (narrower, fewer trials, shallower) for tests and demos."""
-        values: dict[str, Any] = dict(
-            product_width=64,
-            product_depths=(1, 4, 16),
-            product_trials=4,
-            variance_curve_points=6,
-            jacobian_width=64,
-            jacobian_depths=(1, 4, 16),
-            jacobian_trials=3,
-        )
-        values.update(overrides)
-        return cls(**values)
-
-    def validate(self) -> None:
-        """Raise a one-line ``ValueError`` for the first bad setting, before any work."""
-        check_width(self.product_width)
-        check_width(self.jacobian_width)
-        check_seed(self.seed)
-        check_fold_axis(self.fold_axis)
-        for depth in (*self.product_depths, *self.jacobian_depths):
-            check_depth(depth)
-        if not self.product_depths or not self.jacobian_depths:
-            raise ValueError("product_depths and jacobian_depths must each name a depth")
-        for name in self.product_inits:
-            check_fold_fits_width(parse_init_spec(name).fold_k, self.product_width)
-        for nonlinearity in self.nonlinearities:
-            if nonlinearity not in NONLINEARITIES:
-                raise ValueError(
-                    f"unknown nonlinearity {nonlinearity!r}; allowed: {', '.join(NONLINEARITIES)}"
-                )
-        for kind in self.weight_kinds:
-            if kind not in WEIGHT_KINDS:
-                raise ValueError(
-                    f"unknown weight kind {kind!r}; allowed: {', '.join(WEIGHT_KINDS)}"
-                )
-        for q_star in self.hard_tanh_q_stars:
-            if not 0 < q_star <= 1:
-                raise ValueError(f"hard-tanh q* must be in (0, 1], got {q_star}")
-            hard_tanh_critical_parameters(q_star)
-        for name in ("product_trials", "jacobian_trials", "variance_curve_points", "threads"):
-            value = getattr(self, name)
-            if int(value) != value or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value}")
-        if self.histogram_bins < 2:
-            raise ValueError(f"histogram_bins must be >= 2, got {self.histogram_bins}")
-        if not self.small_value_threshold > 0:
-            raise ValueError(f"small_value_threshold must be > 0, got {self.small_value_threshold}")
-
-    def jacobian_networks(self) -> list[CriticalNetwork]:
-        """Every (nonlinearity, weight kind[, q*]) combination to measure."""
-        networks = []
-        for nonlinearity in self.nonlinearities:
-            q_stars = self.hard_tanh_q_stars if nonlinearity == "hard_tanh" else (1.0,)
-            for q_star in q_stars:
-                for kind in self.weight_kinds:
-                    networks.append(CriticalNetwork(nonlinearity, kind, q_star))
-        return networks
-
-
-def hard_tanh_critical_parameters(q_star: float) -> tuple[float, float]:
-    """``(sigma_w, sigma_b)`` that make ``q*`` a fixed point with chi = 1 for hard-tanh.
-
-    With ``h ~ N(0, q*)`` and ``a = 1 / sqrt(q*)``: ``P(|h| < 1) = erf(a / sqrt 2)`` and
-    ``E[hardtanh(h)^2] = q* (erf(a / sqrt 2) - 2 a phi(a)) + 1 - erf(a / sqrt 2)``.
-    """
-    a = 1.0 / math.sqrt(q_star)
-    inside = float(erf(a / math.sqrt(2.0)))
-    density = math.exp(-0.5 * a * a) / math.sqrt(2.0 * math.pi)
-    mean_square_output = q_star * (inside - 2.0 * a * density) + (1.0 - inside)
-    weight_variance = 1.0 / inside
-    bias_variance = q_star - weight_variance * mean_square_output
-    if bias_variance < -1e-12:
-        raise ValueError(f"hard-tanh q*={q_star} has no critical point with a real bias")
-    return math.sqrt(weight_variance), math.sqrt(max(bias_variance, 0.0))
-
-
-@dataclass(frozen=True)
-class CriticalNetwork:
-    """A deep network at criticality: nonlinearity, weight kind and (hard-tanh only) q*."""
-
-    nonlinearity: str
-    weight_kind: str
-    q_star: float = 1.0
-
-    @property
-    def weight_and_bias_scale(self) -> tuple[float, float]:
-        """``(sigma_w, sigma_b)``: the weight gain and the bias standard deviation."""
-        if self.nonlinearity == "relu":
-            return math.sqrt(2.0), 0.0
-        if self.nonlinearity == "hard_tanh":
-            return hard_tanh_critical_parameters(self.q_star)
-        return 1.0, 0.0
-
-    @property
-    def name(self) -> str:
-        """A short identifier used as the key in results and TensorBoard tags."""
-        if self.nonlinearity == "hard_tanh":
-            return f"hard_tanh-q{self.q_star:.4g}-{self.weight_kind}"
-        return f"{self.nonlinearity}-{self.weight_kind}"
-
-    @property
-    def label(self) -> str:
-        """A human-readable label for plots."""
-        sigma_w, sigma_b = self.weight_and_bias_scale
-        text = f"{self.nonlinearity}, {self.weight_kind}, sigma_w={sigma_w:.3g}"
-        if self.nonlinearity == "hard_tanh":
-            text += f", sigma_b={sigma_b:.2g}, q*={self.q_star:.3g}"
-        return text
-
-    def activation(self, pre_activation: torch.Tensor) -> torch.Tensor:
-        """phi(h)."""
-        if self.nonlinearity == "relu":
-            return pre_activation.clamp_min(0.0)
-        if self.nonlinearity == "hard_tanh":
-            return pre_activation.clamp(-1.0, 1.0)
-        return pre_activation
-
-    def derivative(self, pre_activation: torch.Tensor) -> torch.Tensor:
-        """phi'(h) (0 or 1 for ReLU and hard-tanh)."""
-        if self.nonlinearity == "relu":
-            return (pre_activation > 0).to(pre_activation.dtype)
-        if self.nonlinearity == "hard_tanh":
-            return (pre_activation.abs() < 1.0).to(pre_activation.dtype)
-        return torch.ones_like(pre_activation)
 
 
 def _spectrum_statistics(spectrum: torch.Tensor, threshold: float) -> dict[str, float]:
@@ -249,6 +100,25 @@ def product_spectra(
     return results
 
 
+def layer_normalized_variance(weight_kind: str, linear_fraction: float) -> float:
+    """One layer's contribution to var(s^2) / mean(s^2)^2 of the input-output Jacobian.
+
+    Pennington, Schoenholz & Ganguli (2017): for a wide network the squared singular values of
+    ``J`` follow the free multiplicative convolution of the layers' ``W^T D^2 W``, and for
+    mean-one free factors the normalized variances add. With a fraction ``p`` of units in the
+    linear regime (``phi' = 1``, the rest ``phi' = 0``, as for ReLU and hard-tanh), ``D^2`` has
+    normalized variance ``(1 - p) / p``; an orthogonal ``W`` adds nothing and a Gaussian one the
+    Marchenko-Pastur variance 1. So each layer adds ``(1 - p) / p`` (orthogonal) or ``1 / p``
+    (Gaussian): ``L (1 - p) / p`` and ``L / p`` for L layers with the same p (ReLU: p = 1/2;
+    hard-tanh: p = P(|h| < 1); linear: p = 1, giving 0 and L).
+    """
+    if linear_fraction <= 0:
+        return math.inf
+    if weight_kind == "orthogonal":
+        return (1.0 - linear_fraction) / linear_fraction
+    return 1.0 / linear_fraction
+
+
 def jacobian_spectra(
     network: CriticalNetwork,
     width: int,
@@ -260,19 +130,28 @@ def jacobian_spectra(
     """Singular values of the input-output Jacobian at each depth (nested, like the products).
 
     Each trial draws a new network and a new input at the fixed point: ``x_0 = phi(h_0)``,
-    ``h_0 ~ N(0, q*)``. Returns the same structure as ``product_spectra``, plus the fraction of
-    units in the linear range (``phi' = 1``) per depth.
+    ``h_0 ~ N(0, q*)``. Returns the same structure as ``product_spectra``, plus per depth the
+    fraction of units in the linear range (``phi' = 1``) at that layer and the predicted
+    ``var(s^2) / mean(s^2)^2`` (``layer_normalized_variance`` summed over the layers so far,
+    with each layer's measured fraction).
     """
     sigma_w, sigma_b = network.weight_and_bias_scale
     wanted = sorted(set(depths))
     results: dict[int, dict[str, Any]] = {
-        depth: {"singular_values": [], "statistics": [], "active_fraction": []} for depth in wanted
+        depth: {
+            "singular_values": [],
+            "statistics": [],
+            "active_fraction": [],
+            "predicted_normalized_variance": [],
+        }
+        for depth in wanted
     }
     for trial in range(trials):
         generator = seeded_generator(seed, trial, _JACOBIAN_STREAM)
         pre_activation = torch.randn(width, generator=generator, dtype=torch.float64)
         state = network.activation(pre_activation * math.sqrt(network.q_star))
         jacobian = torch.eye(width, dtype=torch.float64)
+        prediction = 0.0
         for depth in range(1, wanted[-1] + 1):
             if network.weight_kind == "orthogonal":
                 weight = orthogonal_matrix(width, generator, sigma_w, torch.float64)
@@ -283,11 +162,13 @@ def jacobian_spectra(
             slope = network.derivative(pre_activation)
             state = network.activation(pre_activation)
             jacobian = slope.unsqueeze(1) * (weight @ jacobian)
+            prediction += layer_normalized_variance(network.weight_kind, float(slope.mean()))
             if depth in results:
                 spectrum = singular_values(jacobian)
                 results[depth]["singular_values"].append(spectrum.numpy())
                 results[depth]["statistics"].append(_spectrum_statistics(spectrum, threshold))
                 results[depth]["active_fraction"].append(float(slope.mean()))
+                results[depth]["predicted_normalized_variance"].append(prediction)
     for entry in results.values():
         entry["singular_values"] = np.stack(entry["singular_values"])
     return results
@@ -341,3 +222,27 @@ def compute_spectra(config: SpectraConfig) -> dict[str, Any]:
         "jacobian_networks": networks,
         "jacobians": jacobians,
     }
+
+
+def run_spectra(config: SpectraConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Validate, compute, and write figures, results.json, TensorBoard logs and config.json."""
+    config.validate()
+    started = time.perf_counter()
+    with torch_threads(config.threads):
+        raw = compute_spectra(config)
+    seconds = time.perf_counter() - started
+    return write_spectra_outputs(config, raw, Path(out_dir), compute_seconds=seconds)
+
+
+__all__ = [
+    "NONLINEARITIES",
+    "WEIGHT_KINDS",
+    "CriticalNetwork",
+    "SpectraConfig",
+    "compute_spectra",
+    "hard_tanh_critical_parameters",
+    "jacobian_spectra",
+    "layer_normalized_variance",
+    "product_spectra",
+    "run_spectra",
+]

@@ -5,13 +5,13 @@
   (mean and variance of s^2, effective rank, participation ratio, small-value fraction), the
   plotted histograms, and a list of the expected facts with the numbers that check them;
 - ``product_spectra.png``, ``product_moments_vs_depth.png``, ``jacobian_spectra.png``,
-  ``jacobian_moments_vs_depth.png``;
+  ``jacobian_moments_vs_depth.png``, ``jacobian_pennington.png`` (the normalized variance of
+  s^2 against Pennington et al.'s prediction);
 - TensorBoard scalars (step = depth) and histograms, and ``config.json``.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,10 @@ from learnsyn.degeneracy.outputs import (
     open_tensorboard_writer,
     plot_mean_with_error,
     save_figure,
-    torch_threads,
     write_experiment_outputs,
 )
 from learnsyn.degeneracy.seed_statistics import summarize_over_seeds
-from learnsyn.degeneracy.spectra import SpectraConfig, compute_spectra
+from learnsyn.degeneracy.spectra_config import SpectraConfig
 from learnsyn.initialization import parse_init_spec
 
 # log10 of singular values below this are numerically zero in float64 products of this length;
@@ -35,6 +34,11 @@ from learnsyn.initialization import parse_init_spec
 LOG10_FLOOR = -12.0
 LOG10_CEILING = 3.0
 _MARKERS = ("o", "s", "^", "v", "D", "x", "+", "*")
+# The Pennington check: relative tolerance, the largest prediction / width checked (finite-width
+# corrections grow with it), and the bound on a measured variance whose prediction is 0.
+PENNINGTON_RELATIVE_TOLERANCE = 0.2
+PENNINGTON_MAX_PREDICTION_OVER_WIDTH = 4.0
+PENNINGTON_ZERO_TOLERANCE = 1e-12
 STATISTIC_LABELS = {
     "mean_squared_singular_value": "mean of s^2",
     "variance_squared_singular_value": "variance of s^2",
@@ -52,10 +56,9 @@ def _summarize_depths(entries: dict[int, dict[str, Any]]) -> dict[str, Any]:
             name: _rename_seed(summarize_over_seeds([trial[name] for trial in entry["statistics"]]))
             for name in names
         }
-        if "active_fraction" in entry:
-            per_depth["active_fraction"] = _rename_seed(
-                summarize_over_seeds(entry["active_fraction"])
-            )
+        for key in ("active_fraction", "predicted_normalized_variance"):
+            if key in entry:
+                per_depth[key] = _rename_seed(summarize_over_seeds(entry[key]))
         summary[str(depth)] = per_depth
     return summary
 
@@ -185,6 +188,10 @@ def check_spectra_facts(config: SpectraConfig, summary: dict[str, Any]) -> list[
             )
     networks = summary["jacobians"]["by_network"]
     deepest = max(summary["jacobians"]["depths"])
+    checks += [
+        check_pennington_prediction(name, entry, summary["jacobians"])
+        for name, entry in networks.items()
+    ]
     for name, entry in networks.items():
         mean_square, error = _statistic(entry, deepest, "mean_squared_singular_value")
         variance, _ = _statistic(entry, deepest, "variance_squared_singular_value")
@@ -199,6 +206,96 @@ def check_spectra_facts(config: SpectraConfig, summary: dict[str, Any]) -> list[
             }
         )
     return checks
+
+
+def check_pennington_prediction(
+    name: str, entry: dict[str, Any], jacobians: dict[str, Any]
+) -> dict[str, Any]:
+    """Measured var(s^2)/mean(s^2)^2 of the Jacobian against Pennington et al.'s prediction
+    (``spectra.layer_normalized_variance`` summed over layers, p measured per layer).
+
+    The prediction is for infinite width; finite-width corrections grow with prediction / n,
+    so only depths whose prediction is at most ``n / PENNINGTON_MAX_PREDICTION_OVER_WIDTH``
+    are checked (all are reported).
+    """
+    width = jacobians["width"]
+    limit = width / PENNINGTON_MAX_PREDICTION_OVER_WIDTH
+    by_depth, checked, holds = {}, [], True
+    for depth in jacobians["depths"]:
+        measured, error = _statistic(entry, depth, "normalized_variance_squared_singular_value")
+        predicted, _ = _statistic(entry, depth, "predicted_normalized_variance")
+        by_depth[str(depth)] = {
+            "measured": measured,
+            "standard_error": error,
+            "predicted": predicted,
+        }
+        if predicted > limit:
+            continue
+        checked.append(depth)
+        if predicted == 0:
+            holds = holds and measured < PENNINGTON_ZERO_TOLERANCE
+        else:
+            allowed = max(PENNINGTON_RELATIVE_TOLERANCE, 3 * error / predicted)
+            holds = holds and abs(measured / predicted - 1) < allowed
+    formula = "L(1-p)/p" if entry["weight_kind"] == "orthogonal" else "L/p"
+    return {
+        "fact": (
+            f"{name}: var(s^2)/mean(s^2)^2 matches Pennington et al. ({formula}, p = measured "
+            f"fraction of units in the linear regime, summed over layers)"
+        ),
+        "normalized_variance_by_depth": by_depth,
+        "checked_depths": checked,
+        "holds": bool(checked) and holds,
+        "rule": (
+            f"|measured/predicted - 1| < max({PENNINGTON_RELATIVE_TOLERANCE:g}, 3 s.e./predicted)"
+            f" at every depth whose prediction is <= n/{PENNINGTON_MAX_PREDICTION_OVER_WIDTH:g}"
+            f" (n = {width}); a prediction of 0 needs measured < {PENNINGTON_ZERO_TOLERANCE:g}"
+        ),
+    }
+
+
+def plot_pennington(summary: dict[str, Any], out_dir: Path, config: SpectraConfig) -> Path:
+    """Measured normalized variance of s^2 (mean +- s.e. over trials) against the prediction."""
+    networks = summary["jacobians"]["by_network"]
+    depths = summary["jacobians"]["depths"]
+    figure, axes = new_figure(1, 2, (4.6, 3.6))
+    for column, kind in enumerate(("gaussian", "orthogonal")):
+        axis = axes[0, column]
+        index = 0
+        for entry in networks.values():
+            if entry["weight_kind"] != kind:
+                continue
+            color, marker = f"C{index}", _MARKERS[index % len(_MARKERS)]
+            index += 1
+            values = np.stack(
+                [
+                    entry["by_depth"][str(depth)]["normalized_variance_squared_singular_value"][
+                        "per_trial"
+                    ]
+                    for depth in depths
+                ],
+                axis=1,
+            )
+            plot_mean_with_error(
+                axis, depths, values, entry["label"], color=color, marker=marker, linestyle=""
+            )
+            predicted = [
+                entry["by_depth"][str(depth)]["predicted_normalized_variance"]["mean"]
+                for depth in depths
+            ]
+            axis.plot(depths, predicted, "--", color=color, linewidth=1)
+        formula = "L(1-p)/p" if kind == "orthogonal" else "L/p"
+        axis.set(xscale="log", xlabel="depth L", ylabel="var(s^2) / mean(s^2)^2")
+        axis.set_yscale("symlog", linthresh=1e-2)
+        axis.set_ylim(bottom=0)
+        axis.set_title(f"{kind} weights; dashed: prediction {formula}", fontsize=8)
+        axis.legend(fontsize=6)
+    figure.suptitle(
+        f"Jacobian spectra vs Pennington, Schoenholz & Ganguli (2017), n={config.jacobian_width}, "
+        f"{config.jacobian_trials} trials; p measured per layer",
+        fontsize=8,
+    )
+    return save_figure(figure, out_dir / "jacobian_pennington.png", dpi=90)
 
 
 def _plot_histograms(axis, histograms, depths, title: str) -> None:
@@ -245,7 +342,7 @@ def _legend_below(figure, axis) -> None:
 
 
 def plot_spectra(config: SpectraConfig, summary: dict[str, Any], out_dir: Path) -> list[Path]:
-    """Write the four PNG figures and return their paths."""
+    """Write the five PNG figures and return their paths."""
     paths = []
     products = summary["products"]
     inits = products["by_init"]
@@ -296,6 +393,7 @@ def plot_spectra(config: SpectraConfig, summary: dict[str, Any], out_dir: Path) 
         fontsize=8,
     )
     paths.append(save_figure(figure, out_dir / "jacobian_moments_vs_depth.png", dpi=90))
+    paths.append(plot_pennington(summary, out_dir, config))
     return paths
 
 
@@ -333,13 +431,3 @@ def write_spectra_outputs(
         log_tensorboard=lambda summary, out: log_spectra_tensorboard(summary, raw, out),
         extra=extra,
     )
-
-
-def run_spectra(config: SpectraConfig, out_dir: str | Path) -> dict[str, Any]:
-    """Validate, compute, and write figures, results.json, TensorBoard logs and config.json."""
-    config.validate()
-    started = time.perf_counter()
-    with torch_threads(config.threads):
-        raw = compute_spectra(config)
-    seconds = time.perf_counter() - started
-    return write_spectra_outputs(config, raw, Path(out_dir), compute_seconds=seconds)

@@ -33,6 +33,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,7 @@ import torch
 
 from learnsyn.cells import LearnedSynapse
 from learnsyn.degeneracy.measures import DEFAULT_SMALL_VALUE_THRESHOLD
-from learnsyn.degeneracy.outputs import progress_bar
+from learnsyn.degeneracy.outputs import progress_bar, torch_threads
 from learnsyn.degeneracy.recurrent_jacobians import (
     DEVICE,
     JACOBIAN_MEASURES,
@@ -445,11 +446,30 @@ def train_synapse_degeneracy(config: SynapseDegeneracyConfig) -> dict[str, Any]:
     return raw
 
 
+def run_synapse_degeneracy(config: SynapseDegeneracyConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Validate, train, and write figures, results.json, TensorBoard logs and config.json.
+
+    Returns the summary dict that is also written to ``<out_dir>/results.json``.
+    """
+    from learnsyn.degeneracy.synapse_report import write_synapse_outputs
+
+    config.validate()
+    config = config.resolved()
+    started = time.perf_counter()
+    with torch_threads(config.threads):
+        raw = train_synapse_degeneracy(config)
+    training_seconds = time.perf_counter() - started
+    return write_synapse_outputs(
+        config, raw, Path(out_dir), training_seconds=training_seconds, torch_threads=config.threads
+    )
+
+
 __all__ = [
     "FOLD_AXES",
     "SYNAPSE_CELLS",
     "TRAIN_METRICS",
     "SynapseDegeneracyConfig",
     "default_inits",
+    "run_synapse_degeneracy",
     "train_synapse_degeneracy",
 ]

@@ -15,7 +15,7 @@ Every plotted number is in ``results.json`` (``synapse_report``); TensorBoard ge
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,7 +27,9 @@ from learnsyn.degeneracy.outputs import (
     save_figure,
 )
 from learnsyn.degeneracy.recurrent_jacobians import JACOBIAN_MEASURES
-from learnsyn.degeneracy.synapse import SynapseDegeneracyConfig
+
+if TYPE_CHECKING:  # type only: the experiment imports the report, which imports these figures
+    from learnsyn.degeneracy.synapse import SynapseDegeneracyConfig
 
 PER_ITERATION_SERIES = ("objective", "batch_metric", "grad_norm", "recurrent_grad_norm")
 FIGURE_DPI = 90  # keeps every figure under 300 KB for docs/figures

@@ -12,42 +12,53 @@ Higher objectives are better (memory area, lifetime, ...), unlike the deep-linea
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from learnsyn.degeneracy.outputs import (
-    torch_threads,
     write_experiment_outputs,
 )
 from learnsyn.degeneracy.recurrent_jacobians import JACOBIAN_MEASURES
 from learnsyn.degeneracy.seed_statistics import (
-    SIGNIFICANCE_STANDARD_ERRORS,
     mean_and_standard_error,
     paired_difference,
-    significantly_greater,
     summarize_over_seeds,
 )
-from learnsyn.degeneracy.synapse import (
-    CELL_DEFAULT_INIT,
-    SynapseDegeneracyConfig,
-    init_label,
-    train_synapse_degeneracy,
+from learnsyn.degeneracy.synapse_claims import (
+    FOLD0_STATEMENT,
+    FOLD1_STATEMENT,
+    MECHANISM_STATEMENT,
+    ORTHOGONAL_STATEMENT,
+    SCALED_STATEMENT,
+    SPEED_STATEMENT,
+    judge_fold0_claim,
+    judge_fold1_claim,
+    judge_mechanism_claim,
+    judge_orthogonal_best_claim,
+    judge_scaled_claim,
+    judge_speed_claim,
 )
 from learnsyn.degeneracy.synapse_figures import (
     PER_ITERATION_SERIES,
     log_synapse_tensorboard,
     plot_synapse,
 )
+from learnsyn.degeneracy.synapse_labels import CELL_DEFAULT_INIT, init_label
+from learnsyn.degeneracy.verdicts import (
+    NO_VERDICT_DIVERGED,
+    NOT_EVALUATED,
+    all_finite,
+    no_verdict,
+)
 from learnsyn.initialization import parse_init_spec
+
+if TYPE_CHECKING:  # the report reads a run's results; it never imports the experiment
+    from learnsyn.degeneracy.synapse import SynapseDegeneracyConfig
 
 # The final objective is the mean evaluation over this last fraction of training.
 FINAL_WINDOW = 0.1
-# "Trains about as well": a loss against orthogonal below this fraction of its final objective,
-# at the upper end of the 2-s.e. interval of the paired difference.
-EQUIVALENCE_FRACTION = 0.1
 # "Early" gradient norms: the mean over the first iterations / EARLY_FRACTION (at least one).
 EARLY_FRACTION = 20
 
@@ -219,17 +230,13 @@ def _find_init(config: SynapseDegeneracyConfig, kind: str, fold_k: int, scaled: 
 
 
 def _not_evaluated(statement: str, missing: str) -> dict[str, Any]:
-    return {"statement": statement, "verdict": "not evaluated", "reason": f"needs {missing}"}
-
-
-def _verdict(flag: bool) -> str:
-    return "confirmed" if flag else "not confirmed"
+    return no_verdict(statement, NOT_EVALUATED, f"needs {missing}")
 
 
 def evaluate_synapse_claims(
     config: SynapseDegeneracyConfig, raw: dict[str, Any], reach: np.ndarray
 ) -> list[dict[str, Any]]:
-    """Judge the post's claims for the synapse over seeds; each with statement, rule, verdict."""
+    """Read each claim's per-seed numbers from a run and judge it (``synapse_claims``)."""
     names = list(config.init_names)
     fold0 = _find_init(config, "gaussian", 0, scaled=False)
     fold1 = _find_init(config, "gaussian", 1, scaled=False)
@@ -257,194 +264,110 @@ def evaluate_synapse_claims(
         name: raw["jacobian"]["effective_rank"][names.index(name), :, 0, -1] for name in names
     }
     # A run that never reaches the target counts as reaching it one evaluation after the end.
-    censored = np.where(np.isfinite(reach), reach, config.iterations + config.evaluate_every)
+    censored_at = config.iterations + config.evaluate_every
+    censored = np.where(np.isfinite(reach), reach, censored_at)
     speed = {name: censored[names.index(name)] for name in names}
-    threshold = f"{SIGNIFICANCE_STANDARD_ERRORS:g} s.e. of the paired difference over seeds"
     horizon = config.horizon
+    degenerate = [name for name in (fold0, fold1) if name is not None]
     claims: list[dict[str, Any]] = []
 
-    statement = (
-        "at initialization the window Jacobian products of Fold 0 and Fold 1 are degenerate "
-        "(the mechanism the post proposes)"
-    )
-    present = [name for name in (fold0, fold1) if name is not None]
-    if orthogonal is None or not present:
-        claims.append(_not_evaluated(statement, "orthogonal and fold0 or fold1"))
+    if orthogonal is None or not degenerate:
+        claims.append(_not_evaluated(MECHANISM_STATEMENT, "orthogonal and fold0 or fold1"))
     else:
         claims.append(
-            {
-                "statement": statement,
-                "rule": (
-                    f"effective rank of P_{horizon} (stream mean) below orthogonal's by > "
-                    f"{threshold}, for each of Fold 0 / Fold 1 that was run"
-                ),
-                "effective_rank_orthogonal_minus_init": {
-                    name: paired_difference(initial_rank[orthogonal], initial_rank[name])
-                    for name in present
-                },
-                "verdict": _verdict(
-                    all(
-                        significantly_greater(initial_rank[orthogonal], initial_rank[name])
-                        for name in present
-                    )
-                ),
-            }
+            judge_mechanism_claim(
+                initial_rank[orthogonal], {name: initial_rank[name] for name in degenerate}, horizon
+            )
         )
 
-    statement = (
-        "Fold 0 meta-trains to a worse objective than orthogonal although its gradients are not "
-        "smaller than orthogonal's"
-    )
     if fold0 is None or orthogonal is None:
-        claims.append(_not_evaluated(statement, "fold0 and orthogonal"))
+        claims.append(_not_evaluated(FOLD0_STATEMENT, "fold0 and orthogonal"))
     else:
-        worse = significantly_greater(final[orthogonal], final[fold0])
-        smaller_jacobian = significantly_greater(
-            initial_window_gain[orthogonal], initial_window_gain[fold0]
+        entry = judge_fold0_claim(
+            final[orthogonal],
+            final[fold0],
+            initial_window_gain[orthogonal],
+            initial_window_gain[fold0],
+            early_recurrent[orthogonal],
+            early_recurrent[fold0],
+            horizon,
+            early,
         )
-        smaller_gradient = significantly_greater(
-            early_recurrent[orthogonal], early_recurrent[fold0]
-        )
-        claims.append(
-            {
-                "statement": statement,
-                "rule": (
-                    f"final objective below orthogonal's by > {threshold}; neither the initial "
-                    f"RMS singular value of P_{horizon} nor the recurrent-matrix meta-gradient "
-                    f"norm over the first {early} iterations below orthogonal's by > {threshold}"
-                ),
-                "final_objective_orthogonal_minus_fold0": paired_difference(
-                    final[orthogonal], final[fold0]
-                ),
-                "initial_window_gain_orthogonal_minus_fold0": paired_difference(
-                    initial_window_gain[orthogonal], initial_window_gain[fold0]
-                ),
-                "early_recurrent_grad_norm_orthogonal_minus_fold0": paired_difference(
-                    early_recurrent[orthogonal], early_recurrent[fold0]
-                ),
-                # Context, not in the rule: through the tanh every init's products shrink with L.
-                "initial_jacobian_gain_spread_over_window": {
-                    name: float(initial_gain[name].max() / initial_gain[name].min())
-                    for name in (fold0, orthogonal)
-                },
-                "verdict": _verdict(worse and not smaller_jacobian and not smaller_gradient),
-            }
-        )
+        # Context, not in the rule: through the tanh every init's products shrink with L.
+        entry["initial_jacobian_gain_spread_over_window"] = {
+            name: float(initial_gain[name].max() / initial_gain[name].min())
+            for name in (fold0, orthogonal)
+        }
+        claims.append(entry)
 
-    statement = "Fold 1 has larger gradient norms than Fold 0, yet trains worse"
     if fold0 is None or fold1 is None:
-        claims.append(_not_evaluated(statement, "fold0 and fold1"))
+        claims.append(_not_evaluated(FOLD1_STATEMENT, "fold0 and fold1"))
     else:
-        larger = significantly_greater(early_recurrent[fold1], early_recurrent[fold0])
-        worse = significantly_greater(final[fold0], final[fold1])
-        claims.append(
-            {
-                "statement": statement,
-                "rule": (
-                    f"recurrent-matrix meta-gradient norm, mean over the first {early} "
-                    f"iterations, above Fold 0's by > {threshold}; final objective below Fold "
-                    f"0's by > {threshold}"
-                ),
-                "early_recurrent_grad_norm_fold1_minus_fold0": paired_difference(
-                    early_recurrent[fold1], early_recurrent[fold0]
-                ),
-                "early_total_grad_norm_fold1_minus_fold0": paired_difference(
-                    early_total[fold1], early_total[fold0]
-                ),
-                "final_objective_fold0_minus_fold1": paired_difference(final[fold0], final[fold1]),
-                "verdict": _verdict(larger and worse),
-            }
+        entry = judge_fold1_claim(
+            early_recurrent[fold1], early_recurrent[fold0], final[fold0], final[fold1], early
         )
+        entry["early_total_grad_norm_fold1_minus_fold0"] = paired_difference(
+            early_total[fold1], early_total[fold0]
+        )
+        claims.append(entry)
 
-    statement = "degenerate inits (Fold 0, Fold 1) train more slowly than orthogonal"
-    present = [name for name in (fold0, fold1) if name is not None]
-    if orthogonal is None or not present:
-        claims.append(_not_evaluated(statement, "orthogonal and fold0 or fold1"))
+    if orthogonal is None or not degenerate:
+        claims.append(_not_evaluated(SPEED_STATEMENT, "orthogonal and fold0 or fold1"))
+    elif not all_finite(*[final[name] for name in (orthogonal, *degenerate)]):
+        # A run whose objective is non-finite "never reaches" the target: no speed to compare.
+        claims.append(no_verdict(SPEED_STATEMENT, NO_VERDICT_DIVERGED, "non-finite objective"))
     else:
         claims.append(
-            {
-                "statement": statement,
-                "rule": (
-                    f"iterations to reach {config.fraction:g} x the best final objective above "
-                    f"orthogonal's by > {threshold}, for each of Fold 0 / Fold 1 that was run "
-                    f"(a run that never reaches it counts as {config.iterations} + "
-                    f"{config.evaluate_every})"
-                ),
-                "iterations_init_minus_orthogonal": {
-                    name: paired_difference(speed[name], speed[orthogonal]) for name in present
-                },
-                "verdict": _verdict(
-                    all(significantly_greater(speed[name], speed[orthogonal]) for name in present)
-                ),
-            }
+            judge_speed_claim(
+                speed[orthogonal],
+                {name: speed[name] for name in degenerate},
+                config.fraction,
+                censored_at,
+            )
         )
 
-    statement = "orthogonal initialization trains best (among the post's initializations)"
     others = [name for name in names if name not in (orthogonal, CELL_DEFAULT_INIT)]
     if orthogonal is None or not others:
-        claims.append(_not_evaluated(statement, "orthogonal and another of the post's inits"))
+        claims.append(
+            _not_evaluated(ORTHOGONAL_STATEMENT, "orthogonal and another of the post's inits")
+        )
     else:
-        entry = {
-            "statement": statement,
-            "rule": f"final orthogonal objective above every other init's by > {threshold} "
-            "(the cell's default init is a reference, not part of the rule)",
-            "final_objective_orthogonal_minus_other": {
-                name: paired_difference(final[orthogonal], final[name]) for name in others
-            },
-            "verdict": _verdict(
-                all(significantly_greater(final[orthogonal], final[name]) for name in others)
-            ),
-        }
+        entry = judge_orthogonal_best_claim(
+            final[orthogonal], {name: final[name] for name in others}
+        )
         if CELL_DEFAULT_INIT in names:
             entry["final_objective_orthogonal_minus_cell_default"] = paired_difference(
                 final[orthogonal], final[CELL_DEFAULT_INIT]
             )
         claims.append(entry)
 
-    statement = (
-        "orthogonal x g (g < 1) has smaller (vanishing) gradients yet still trains well under Adam"
-    )
     if scaled is None or orthogonal is None:
-        claims.append(_not_evaluated(statement, "orthogonal-x<g<1> and orthogonal"))
+        claims.append(_not_evaluated(SCALED_STATEMENT, "orthogonal-x<g<1> and orthogonal"))
     else:
-        gain = parse_init_spec(scaled).gain
-        smaller = significantly_greater(
-            initial_window_gain[orthogonal], initial_window_gain[scaled]
+        entry = judge_scaled_claim(
+            initial_window_gain[orthogonal],
+            initial_window_gain[scaled],
+            final[orthogonal],
+            final[scaled],
+            scaled,
+            horizon,
         )
-        # The post: "without much effect on the training performance" (against orthogonal). An
-        # equivalence bound, so that few or noisy seeds cannot confirm it by default.
-        loss = paired_difference(final[orthogonal], final[scaled])
-        allowed = EQUIVALENCE_FRACTION * float(np.mean(final[orthogonal]))
-        trains_well = loss["mean"] + SIGNIFICANCE_STANDARD_ERRORS * loss["standard_error"] < allowed
-        claims.append(
-            {
-                "statement": statement,
-                "init": scaled,
-                "rule": (
-                    f"initial RMS singular value of P_{horizon} below orthogonal's by > "
-                    f"{threshold}; final objective of orthogonal minus that of {scaled}, plus "
-                    f"{SIGNIFICANCE_STANDARD_ERRORS:g} s.e., below {EQUIVALENCE_FRACTION:g} x "
-                    f"orthogonal's final objective (at most a small loss against orthogonal)"
-                ),
-                "initial_window_gain_ratio_to_orthogonal": float(
-                    initial_window_gain[scaled].mean() / initial_window_gain[orthogonal].mean()
-                ),
-                "linear_prediction_gain_power": gain**horizon,
-                "early_recurrent_grad_norm_ratio_to_orthogonal": float(
-                    early_recurrent[scaled].mean() / early_recurrent[orthogonal].mean()
-                ),
-                "early_recurrent_grad_norm_orthogonal_minus_scaled": paired_difference(
-                    early_recurrent[orthogonal], early_recurrent[scaled]
-                ),
-                "final_objective_orthogonal_minus_scaled": loss,
-                "allowed_loss": allowed,
-                "verdict": _verdict(smaller and trains_well),
-            }
+        with np.errstate(divide="ignore", invalid="ignore"):
+            entry["initial_window_gain_ratio_to_orthogonal"] = float(
+                initial_window_gain[scaled].mean() / initial_window_gain[orthogonal].mean()
+            )
+            entry["early_recurrent_grad_norm_ratio_to_orthogonal"] = float(
+                early_recurrent[scaled].mean() / early_recurrent[orthogonal].mean()
+            )
+        entry["linear_prediction_gain_power"] = parse_init_spec(scaled).gain ** horizon
+        entry["early_recurrent_grad_norm_orthogonal_minus_scaled"] = paired_difference(
+            early_recurrent[orthogonal], early_recurrent[scaled]
         )
         if fold0 is not None:  # the deep-linear comparison, reported only
-            claims[-1]["final_objective_scaled_minus_fold0"] = paired_difference(
+            entry["final_objective_scaled_minus_fold0"] = paired_difference(
                 final[scaled], final[fold0]
             )
+        claims.append(entry)
     return claims
 
 
@@ -460,20 +383,4 @@ def write_synapse_outputs(
         plot=lambda summary, out: plot_synapse(config, summary, out),
         log_tensorboard=lambda summary, out: log_synapse_tensorboard(config, summary, out),
         extra=extra,
-    )
-
-
-def run_synapse_degeneracy(config: SynapseDegeneracyConfig, out_dir: str | Path) -> dict[str, Any]:
-    """Validate, train, and write figures, results.json, TensorBoard logs and config.json.
-
-    Returns the summary dict that is also written to ``<out_dir>/results.json``.
-    """
-    config.validate()
-    config = config.resolved()
-    started = time.perf_counter()
-    with torch_threads(config.threads):
-        raw = train_synapse_degeneracy(config)
-    training_seconds = time.perf_counter() - started
-    return write_synapse_outputs(
-        config, raw, Path(out_dir), training_seconds=training_seconds, torch_threads=config.threads
     )

@@ -1,0 +1,390 @@
+"""The post's claims about the deep linear experiment, judged over seeds.
+
+Each ``judge_*`` function takes per-seed numbers (1-d arrays indexed by seed, or
+``(seeds, depth)`` gradient-norm profiles; seeds are paired across conditions) and returns one
+claim entry: ``statement``, ``rule``, the numbers behind it and a ``verdict`` from
+``verdicts``. They know nothing about training, so they are tested on synthetic data with the
+effect present, absent and reversed. ``evaluate_deep_linear_claims`` reads those numbers from a
+run and adds the verdicts that need the run itself: ``not evaluated`` (a condition is missing),
+``no verdict: training diverged`` and ``no verdict: run too short to judge``.
+
+Every claim is judged at absolute epochs, the judgement window ``(start, end)`` of the config:
+losses are compared at ``end`` (not at the run's last epoch), so a 5-epoch run and a 5000-epoch
+run answer the same question, and a run shorter than ``end`` gets no verdict.
+
+Gradient norms are those with respect to each layer's activations, on the whole training set;
+a "layer mean" is the mean over layers of one network's norms.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from learnsyn.degeneracy.deep_linear_config import DeepLinearConfig
+from learnsyn.degeneracy.seed_statistics import (
+    SIGNIFICANCE_STANDARD_ERRORS,
+    paired_difference,
+    paired_direction,
+)
+from learnsyn.degeneracy.verdicts import (
+    CONTRADICTION_RULE,
+    NO_VERDICT_DIVERGED,
+    NO_VERDICT_TOO_SHORT,
+    NOT_EVALUATED,
+    all_finite,
+    combine,
+    no_verdict,
+)
+
+# Gradient norms "neither vanish nor explode" when the largest and smallest layer's seed-mean
+# norm are within this factor; they "vanish" when the first layer's norm is below 1 / factor of
+# the last layer's.
+GRADIENT_SPREAD_FACTOR = 10.0
+# The loss "plateaus" when it falls by less than this factor over the judgement window.
+PLATEAU_FACTOR = 2.0
+# "Trains well" against orthogonal: the geometric-mean ratio of the final losses (scaled /
+# orthogonal), at the upper end of its 2-s.e. interval, is below this factor; it is
+# contradicted when even the lower end is above it.
+ORTHOGONAL_LOSS_FACTOR = 2.0
+SIGNIFICANCE = f"{SIGNIFICANCE_STANDARD_ERRORS:g} s.e. of the paired difference over seeds"
+
+PLATEAU_STATEMENT = (
+    "Fold 0 plateaus at a suboptimal loss although its gradients neither vanish nor explode"
+)
+FOLD1_STATEMENT = "Fold 1 has larger gradient norms than Fold 0, yet trains worse"
+ORTHOGONAL_STATEMENT = "orthogonal initialization trains best"
+GRADIENT_SIZE_STATEMENT = (
+    "late in training the degenerate networks (Fold 0, Fold 1) have larger gradient norms than "
+    "orthogonal, yet a higher loss: gradient size does not track how well a network trains"
+)
+
+
+def scaled_orthogonal_statement(optimizer: str) -> str:
+    """The fourth claim, stating the optimizer it was run with."""
+    statement = "orthogonal x g (g < 1) has vanishing gradient norms yet still trains well under "
+    return statement + ("Adam" if optimizer == "adam" else "SGD (the post's claim is for Adam)")
+
+
+def layer_mean(norms: Any) -> np.ndarray:
+    """Per seed, the mean over layers of a ``(seeds, depth)`` gradient-norm profile."""
+    return np.asarray(norms, dtype=np.float64).mean(axis=-1)
+
+
+def _diverged(statement: str) -> dict[str, Any]:
+    return no_verdict(
+        statement, NO_VERDICT_DIVERGED, "a compared network has a non-finite loss or gradient"
+    )
+
+
+def judge_plateau_claim(
+    fold0_start: Any,
+    fold0_end: Any,
+    orthogonal_end: Any,
+    fold0_initial_norms: Any,
+    window: tuple[int, int],
+) -> dict[str, Any]:
+    """Fold 0's loss at the window end is significantly above orthogonal's, it falls by less
+    than ``PLATEAU_FACTOR`` over the window, and its initial gradient profile spans less than
+    ``GRADIENT_SPREAD_FACTOR`` over layers. Contradicted when Fold 0 ends significantly below
+    orthogonal."""
+    if not all_finite(fold0_start, fold0_end, orthogonal_end, fold0_initial_norms):
+        return _diverged(PLATEAU_STATEMENT)
+    start, end = window
+    profile = np.asarray(fold0_initial_norms, dtype=np.float64).mean(axis=0)
+    spread = float(profile.max() / profile.min())
+    drop = float(np.mean(fold0_start) / np.mean(fold0_end))
+    direction = paired_direction(fold0_end, orthogonal_end)
+    holds = direction > 0 and drop < PLATEAU_FACTOR and spread < GRADIENT_SPREAD_FACTOR
+    return {
+        "statement": PLATEAU_STATEMENT,
+        "rule": (
+            f"Fold 0 loss at epoch {end} above orthogonal's by > {SIGNIFICANCE}; seed-mean loss "
+            f"falls by less than x{PLATEAU_FACTOR:g} from epoch {start} to epoch {end}; at "
+            f"initialization max/min over layers of the seed-mean activation-gradient norm < "
+            f"{GRADIENT_SPREAD_FACTOR:g}; {CONTRADICTION_RULE} (Fold 0 below orthogonal)"
+        ),
+        "judge_window": [start, end],
+        "loss_fold0_minus_orthogonal": paired_difference(fold0_end, orthogonal_end),
+        "loss_drop_factor_over_window": drop,
+        "initial_gradient_norm_spread": spread,
+        "verdict": combine(holds, direction < 0),
+    }
+
+
+def judge_fold1_claim(
+    fold0_norms: dict[int, Any],
+    fold1_norms: dict[int, Any],
+    fold0_end: Any,
+    fold1_end: Any,
+    judged_epoch: int,
+) -> dict[str, Any]:
+    """Fold 1's layer-mean gradient norm is significantly above Fold 0's at every epoch in
+    ``fold0_norms`` (initialization and the last early epoch), and its loss at
+    ``judged_epoch`` is significantly above Fold 0's. Contradicted when Fold 1 ends
+    significantly below Fold 0."""
+    epochs = sorted(fold0_norms)
+    if not all_finite(fold0_end, fold1_end, *fold0_norms.values(), *fold1_norms.values()):
+        return _diverged(FOLD1_STATEMENT)
+    larger = {
+        epoch: paired_direction(layer_mean(fold1_norms[epoch]), layer_mean(fold0_norms[epoch]))
+        for epoch in epochs
+    }
+    direction = paired_direction(fold1_end, fold0_end)
+    holds = all(flag > 0 for flag in larger.values()) and direction > 0
+    epoch_text = " and ".join(f"epoch {epoch}" for epoch in epochs)
+    return {
+        "statement": FOLD1_STATEMENT,
+        "rule": (
+            f"layer-mean activation-gradient norm of Fold 1 above Fold 0's by > {SIGNIFICANCE} "
+            f"at {epoch_text}; loss at epoch {judged_epoch} above Fold 0's by > {SIGNIFICANCE}; "
+            f"{CONTRADICTION_RULE} (Fold 1 below Fold 0)"
+        ),
+        "gradient_norm_fold1_minus_fold0": {
+            f"epoch_{epoch}": paired_difference(
+                layer_mean(fold1_norms[epoch]), layer_mean(fold0_norms[epoch])
+            )
+            for epoch in epochs
+        },
+        "loss_fold1_minus_fold0": paired_difference(fold1_end, fold0_end),
+        "verdict": combine(holds, direction < 0),
+    }
+
+
+def judge_orthogonal_best_claim(
+    orthogonal_end: Any, others_end: dict[str, Any], judged_epoch: int
+) -> dict[str, Any]:
+    """Orthogonal's loss at ``judged_epoch`` is significantly below every other condition's.
+    Contradicted when some other condition ends significantly below orthogonal."""
+    if not all_finite(orthogonal_end, *others_end.values()):
+        return _diverged(ORTHOGONAL_STATEMENT)
+    directions = {name: paired_direction(end, orthogonal_end) for name, end in others_end.items()}
+    return {
+        "statement": ORTHOGONAL_STATEMENT,
+        "rule": (
+            f"orthogonal loss at epoch {judged_epoch} below every other condition's by > "
+            f"{SIGNIFICANCE}; {CONTRADICTION_RULE} (another condition below orthogonal)"
+        ),
+        "loss_other_minus_orthogonal": {
+            name: paired_difference(end, orthogonal_end) for name, end in others_end.items()
+        },
+        "verdict": combine(
+            all(flag > 0 for flag in directions.values()),
+            any(flag < 0 for flag in directions.values()),
+        ),
+    }
+
+
+def judge_scaled_orthogonal_claim(
+    scaled_initial_norms: Any,
+    fold0_end: Any,
+    scaled_end: Any,
+    orthogonal_end: Any,
+    gain: float,
+    optimizer: str,
+    judged_epoch: int,
+) -> dict[str, Any]:
+    """Orthogonal x g has vanishing initial gradients (first / last layer's seed-mean norm
+    below 1 / ``GRADIENT_SPREAD_FACTOR``), and at ``judged_epoch`` its loss is significantly
+    below Fold 0's and within ``ORTHOGONAL_LOSS_FACTOR`` of orthogonal's (geometric mean of the
+    per-seed ratios, upper 2-s.e. end). Contradicted when it ends significantly above Fold 0,
+    or more than the factor above orthogonal even at the lower 2-s.e. end."""
+    statement = scaled_orthogonal_statement(optimizer)
+    if not all_finite(scaled_initial_norms, fold0_end, scaled_end, orthogonal_end):
+        return _diverged(statement)
+    profile = np.asarray(scaled_initial_norms, dtype=np.float64).mean(axis=0)
+    first_to_last = float(profile[0] / profile[-1])
+    depth = profile.shape[0]
+    against_fold0 = paired_direction(fold0_end, scaled_end)
+    log_ratio = paired_difference(np.log(scaled_end), np.log(orthogonal_end))
+    margin = SIGNIFICANCE_STANDARD_ERRORS * log_ratio["standard_error"]
+    bound = float(np.log(ORTHOGONAL_LOSS_FACTOR))
+    within = bool(log_ratio["mean"] + margin < bound)
+    beyond = bool(log_ratio["mean"] - margin > bound)
+    vanishing = first_to_last < 1 / GRADIENT_SPREAD_FACTOR
+    return {
+        "statement": statement,
+        "optimizer": optimizer,
+        "rule": (
+            f"at initialization first-layer / last-layer seed-mean activation-gradient norm < "
+            f"1/{GRADIENT_SPREAD_FACTOR:g}; loss at epoch {judged_epoch} below Fold 0's by > "
+            f"{SIGNIFICANCE}, and its geometric-mean ratio to orthogonal's loss below "
+            f"x{ORTHOGONAL_LOSS_FACTOR:g} at the upper end of the {SIGNIFICANCE_STANDARD_ERRORS:g}"
+            f"-s.e. interval of the paired log ratio; {CONTRADICTION_RULE} (above Fold 0, or "
+            f"above x{ORTHOGONAL_LOSS_FACTOR:g} orthogonal's loss at the lower end)"
+        ),
+        "initial_first_to_last_gradient_ratio": first_to_last,
+        "expected_ratio_gain_power": gain ** (depth - 1),
+        "loss_fold0_minus_scaled": paired_difference(fold0_end, scaled_end),
+        "log_loss_ratio_scaled_to_orthogonal": log_ratio,
+        "loss_ratio_to_orthogonal": float(np.exp(log_ratio["mean"])),
+        "allowed_loss_ratio_to_orthogonal": ORTHOGONAL_LOSS_FACTOR,
+        "verdict": combine(vanishing and against_fold0 > 0 and within, against_fold0 < 0 or beyond),
+    }
+
+
+def judge_gradient_size_claim(
+    degenerate: dict[str, dict[int, tuple[Any, Any]]],
+    orthogonal: dict[int, tuple[Any, Any]],
+) -> dict[str, Any]:
+    """At every judged epoch (the keys of ``orthogonal``), each degenerate condition's
+    layer-mean gradient norm and its loss are significantly above orthogonal's. Values are
+    ``{epoch: (per-seed layer-mean norms, per-seed losses)}``. Contradicted when a degenerate
+    condition's loss is significantly below orthogonal's at a judged epoch."""
+    epochs = sorted(orthogonal)
+    values = [orthogonal[epoch] for epoch in epochs]
+    values += [entry[epoch] for entry in degenerate.values() for epoch in epochs]
+    if not all_finite(*[array for pair in values for array in pair]):
+        return _diverged(GRADIENT_SIZE_STATEMENT)
+    holds, reversed_outcome, numbers = True, False, {}
+    for name, entry in degenerate.items():
+        numbers[name] = {}
+        for epoch in epochs:
+            (norm, loss), (reference_norm, reference_loss) = entry[epoch], orthogonal[epoch]
+            larger = paired_direction(norm, reference_norm)
+            worse = paired_direction(loss, reference_loss)
+            holds = holds and larger > 0 and worse > 0
+            reversed_outcome = reversed_outcome or worse < 0
+            numbers[name][f"epoch_{epoch}"] = {
+                "gradient_norm_ratio": float(np.mean(norm) / np.mean(reference_norm)),
+                "loss_ratio": float(np.mean(loss) / np.mean(reference_loss)),
+                "gradient_norm_minus_orthogonal": paired_difference(norm, reference_norm),
+                "loss_minus_orthogonal": paired_difference(loss, reference_loss),
+            }
+    epoch_text = " and ".join(f"epoch {epoch}" for epoch in epochs)
+    return {
+        "statement": GRADIENT_SIZE_STATEMENT,
+        "rule": (
+            f"at {epoch_text}, for each of Fold 0 / Fold 1 that was run: layer-mean "
+            f"activation-gradient norm and loss both above orthogonal's by > {SIGNIFICANCE}; "
+            f"{CONTRADICTION_RULE} (a degenerate network's loss below orthogonal's)"
+        ),
+        "relative_to_orthogonal": numbers,
+        "verdict": combine(holds and bool(degenerate), reversed_outcome),
+    }
+
+
+def find_condition(config: DeepLinearConfig, kind: str, fold_k: int, scaled: bool) -> str | None:
+    """The first condition of this kind and fold (scaled: gain < 1; else gain exactly 1)."""
+    for name, spec in zip(config.conditions, config.init_specs):
+        if spec.kind == kind and spec.fold_k == fold_k and (spec.gain < 1.0) == scaled:
+            if scaled or spec.gain == 1.0:
+                return name
+    return None
+
+
+def by_condition(values: Any, config: DeepLinearConfig) -> dict[str, np.ndarray]:
+    """Split a network-first array (condition-major) into ``{condition: (seeds, ...)}``."""
+    array = np.asarray(values.detach().cpu().numpy() if hasattr(values, "detach") else values)
+    return {
+        name: array[index * config.seeds : (index + 1) * config.seeds]
+        for index, name in enumerate(config.conditions)
+    }
+
+
+def evaluate_deep_linear_claims(
+    config: DeepLinearConfig, raw: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Judge the post's four claims and the gradient-size claim on a run's raw arrays."""
+    fold0 = find_condition(config, "gaussian", 0, scaled=False)
+    fold1 = find_condition(config, "gaussian", 1, scaled=False)
+    orthogonal = find_condition(config, "orthogonal", 0, scaled=False)
+    scaled = find_condition(config, "orthogonal", 0, scaled=True)
+    loss = by_condition(raw["loss"], config)
+    norms = by_condition(raw["activation_gradient_norms"], config)
+    schedule = list(raw["gradient_epochs"])
+    start, end = config.judge_window
+    early = sorted({0, max(config.gradient_epochs)})
+
+    def gate(statement: str, needed: list[str | None], missing: str) -> dict[str, Any] | None:
+        """The entry of a claim that cannot be judged on this run, or None."""
+        if any(name is None for name in needed):
+            return no_verdict(statement, NOT_EVALUATED, f"needs {missing}")
+        if not all_finite(*[loss[name] for name in needed], *[norms[name] for name in needed]):
+            return _diverged(statement)
+        if not config.judged:
+            return no_verdict(
+                statement,
+                NO_VERDICT_TOO_SHORT,
+                f"judged at epochs {start} and {end}; the run has {config.epochs} epochs",
+            )
+        return None
+
+    def at(name: str, epoch: int) -> np.ndarray:
+        return norms[name][:, schedule.index(epoch)]
+
+    claims = []
+    claims.append(
+        gate(PLATEAU_STATEMENT, [fold0, orthogonal], "fold0 and orthogonal")
+        or judge_plateau_claim(
+            loss[fold0][:, start],
+            loss[fold0][:, end],
+            loss[orthogonal][:, end],
+            at(fold0, 0),
+            (start, end),
+        )
+    )
+    fold1_claim = gate(FOLD1_STATEMENT, [fold0, fold1], "fold0 and fold1") or judge_fold1_claim(
+        {epoch: at(fold0, epoch) for epoch in early},
+        {epoch: at(fold1, epoch) for epoch in early},
+        loss[fold0][:, end],
+        loss[fold1][:, end],
+        end,
+    )
+    if "rule" in fold1_claim:  # judged (not missing, diverged or too short)
+        # Reported at every recorded epoch (not used by the verdict): the layer mean of log norms
+        # weighs every layer equally instead of letting the largest norms dominate.
+        fold1_claim["log_gradient_norm_fold1_minus_fold0_all_epochs"] = {
+            f"epoch_{epoch}": paired_difference(
+                layer_mean(np.log(at(fold1, epoch))), layer_mean(np.log(at(fold0, epoch)))
+            )
+            for epoch in schedule
+        }
+    claims.append(fold1_claim)
+    others = [name for name in config.conditions if name != orthogonal]
+    claims.append(
+        gate(
+            ORTHOGONAL_STATEMENT,
+            [orthogonal, *others] if others else [None],
+            "orthogonal and another condition",
+        )
+        or judge_orthogonal_best_claim(
+            loss[orthogonal][:, end], {name: loss[name][:, end] for name in others}, end
+        )
+    )
+    statement = scaled_orthogonal_statement(config.optimizer)
+    claims.append(
+        gate(statement, [scaled, fold0, orthogonal], "orthogonal-x<g<1>, fold0 and orthogonal")
+        or judge_scaled_orthogonal_claim(
+            at(scaled, 0),
+            loss[fold0][:, end],
+            loss[scaled][:, end],
+            loss[orthogonal][:, end],
+            config.init_specs[config.conditions.index(scaled)].gain if scaled else 1.0,
+            config.optimizer,
+            end,
+        )
+    )
+    degenerate = [name for name in (fold0, fold1) if name is not None]
+    claims.append(
+        gate(
+            GRADIENT_SIZE_STATEMENT,
+            [orthogonal, *degenerate] if degenerate else [None],
+            "orthogonal and fold0 or fold1",
+        )
+        or judge_gradient_size_claim(
+            {
+                name: {
+                    epoch: (layer_mean(at(name, epoch)), loss[name][:, epoch])
+                    for epoch in (start, end)
+                }
+                for name in degenerate
+            },
+            {
+                epoch: (layer_mean(at(orthogonal, epoch)), loss[orthogonal][:, epoch])
+                for epoch in (start, end)
+            },
+        )
+    )
+    return claims

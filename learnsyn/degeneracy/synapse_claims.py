@@ -1,0 +1,230 @@
+"""The post's claims in the learned synapse, judged over seeds (higher objectives are better).
+
+Each ``judge_*`` function takes per-seed numbers (1-d arrays indexed by seed; seeds are paired
+across inits) and returns one claim entry: ``statement``, ``rule``, the numbers behind it and a
+``verdict`` from ``verdicts`` (confirmed / not confirmed / contradicted, or no verdict when a
+compared run has a non-finite number). They know nothing about meta-training, so they are tested
+on synthetic data; ``synapse_report.evaluate_synapse_claims`` reads the numbers from a run.
+
+The names of the numbers: ``final`` the final objective (mean evaluation over the last part of
+training), ``early`` the recurrent-matrix meta-gradient norm over the first iterations,
+``window_gain`` the initial RMS singular value of the window Jacobian product ``P_horizon``,
+``rank`` its initial effective rank, ``speed`` the iterations to reach the target fraction of
+the best final objective (a run that never reaches it counted as one evaluation past the end).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from learnsyn.degeneracy.seed_statistics import (
+    SIGNIFICANCE_STANDARD_ERRORS,
+    paired_difference,
+    paired_direction,
+)
+from learnsyn.degeneracy.verdicts import (
+    CONTRADICTION_RULE,
+    NO_VERDICT_DIVERGED,
+    all_finite,
+    combine,
+    no_verdict,
+)
+
+# "Trains about as well": a loss against orthogonal below this fraction of its final objective,
+# at the upper end of the 2-s.e. interval of the paired difference.
+EQUIVALENCE_FRACTION = 0.1
+SIGNIFICANCE = f"{SIGNIFICANCE_STANDARD_ERRORS:g} s.e. of the paired difference over seeds"
+
+MECHANISM_STATEMENT = (
+    "at initialization the window Jacobian products of Fold 0 and Fold 1 are degenerate "
+    "(the mechanism the post proposes)"
+)
+FOLD0_STATEMENT = (
+    "Fold 0 meta-trains to a worse objective than orthogonal although its gradients are not "
+    "smaller than orthogonal's"
+)
+FOLD1_STATEMENT = "Fold 1 has larger gradient norms than Fold 0, yet trains worse"
+SPEED_STATEMENT = "degenerate inits (Fold 0, Fold 1) train more slowly than orthogonal"
+ORTHOGONAL_STATEMENT = "orthogonal initialization trains best (among the post's initializations)"
+SCALED_STATEMENT = (
+    "orthogonal x g (g < 1) has smaller (vanishing) gradients yet still trains well under Adam"
+)
+
+
+def _diverged(statement: str) -> dict[str, Any]:
+    return no_verdict(
+        statement, NO_VERDICT_DIVERGED, "a compared run has a non-finite objective or measure"
+    )
+
+
+def judge_mechanism_claim(
+    orthogonal_rank: Any, ranks: dict[str, Any], horizon: int
+) -> dict[str, Any]:
+    """The effective rank of ``P_horizon`` at initialization is significantly below
+    orthogonal's for every degenerate init in ``ranks``; contradicted when one is
+    significantly above."""
+    if not all_finite(orthogonal_rank, *ranks.values()):
+        return _diverged(MECHANISM_STATEMENT)
+    directions = [paired_direction(orthogonal_rank, rank) for rank in ranks.values()]
+    return {
+        "statement": MECHANISM_STATEMENT,
+        "rule": (
+            f"effective rank of P_{horizon} (stream mean) below orthogonal's by > "
+            f"{SIGNIFICANCE}, for each of Fold 0 / Fold 1 that was run; contradicted when one "
+            f"is above orthogonal's by > {SIGNIFICANCE}"
+        ),
+        "effective_rank_orthogonal_minus_init": {
+            name: paired_difference(orthogonal_rank, rank) for name, rank in ranks.items()
+        },
+        "verdict": combine(all(d > 0 for d in directions), any(d < 0 for d in directions)),
+    }
+
+
+def judge_fold0_claim(
+    final_orthogonal: Any,
+    final_fold0: Any,
+    window_gain_orthogonal: Any,
+    window_gain_fold0: Any,
+    early_orthogonal: Any,
+    early_fold0: Any,
+    horizon: int,
+    early_iterations: int,
+) -> dict[str, Any]:
+    """Fold 0's final objective is significantly below orthogonal's, and neither its window
+    gain nor its early gradient norm is significantly below orthogonal's; contradicted when
+    Fold 0's final objective is significantly above orthogonal's."""
+    values = (final_orthogonal, final_fold0, window_gain_orthogonal, window_gain_fold0)
+    if not all_finite(*values, early_orthogonal, early_fold0):
+        return _diverged(FOLD0_STATEMENT)
+    worse = paired_direction(final_orthogonal, final_fold0)
+    smaller_jacobian = paired_direction(window_gain_orthogonal, window_gain_fold0) > 0
+    smaller_gradient = paired_direction(early_orthogonal, early_fold0) > 0
+    return {
+        "statement": FOLD0_STATEMENT,
+        "rule": (
+            f"final objective below orthogonal's by > {SIGNIFICANCE}; neither the initial "
+            f"RMS singular value of P_{horizon} nor the recurrent-matrix meta-gradient "
+            f"norm over the first {early_iterations} iterations below orthogonal's by > "
+            f"{SIGNIFICANCE}; {CONTRADICTION_RULE} (Fold 0 above orthogonal)"
+        ),
+        "final_objective_orthogonal_minus_fold0": paired_difference(final_orthogonal, final_fold0),
+        "initial_window_gain_orthogonal_minus_fold0": paired_difference(
+            window_gain_orthogonal, window_gain_fold0
+        ),
+        "early_recurrent_grad_norm_orthogonal_minus_fold0": paired_difference(
+            early_orthogonal, early_fold0
+        ),
+        "verdict": combine(worse > 0 and not smaller_jacobian and not smaller_gradient, worse < 0),
+    }
+
+
+def judge_fold1_claim(
+    early_fold1: Any,
+    early_fold0: Any,
+    final_fold0: Any,
+    final_fold1: Any,
+    early_iterations: int,
+) -> dict[str, Any]:
+    """Fold 1's early gradient norm is significantly above Fold 0's and its final objective
+    significantly below Fold 0's; contradicted when its final objective is significantly
+    above Fold 0's."""
+    if not all_finite(early_fold1, early_fold0, final_fold0, final_fold1):
+        return _diverged(FOLD1_STATEMENT)
+    larger = paired_direction(early_fold1, early_fold0)
+    worse = paired_direction(final_fold0, final_fold1)
+    return {
+        "statement": FOLD1_STATEMENT,
+        "rule": (
+            f"recurrent-matrix meta-gradient norm, mean over the first {early_iterations} "
+            f"iterations, above Fold 0's by > {SIGNIFICANCE}; final objective below Fold "
+            f"0's by > {SIGNIFICANCE}; {CONTRADICTION_RULE} (Fold 1 above Fold 0)"
+        ),
+        "early_recurrent_grad_norm_fold1_minus_fold0": paired_difference(early_fold1, early_fold0),
+        "final_objective_fold0_minus_fold1": paired_difference(final_fold0, final_fold1),
+        "verdict": combine(larger > 0 and worse > 0, worse < 0),
+    }
+
+
+def judge_speed_claim(
+    speed_orthogonal: Any, speeds: dict[str, Any], fraction: float, censored_at: int
+) -> dict[str, Any]:
+    """Every degenerate init in ``speeds`` needs significantly more iterations than orthogonal
+    to reach the target; contradicted when one needs significantly fewer."""
+    if not all_finite(speed_orthogonal, *speeds.values()):
+        return _diverged(SPEED_STATEMENT)
+    directions = [paired_direction(speed, speed_orthogonal) for speed in speeds.values()]
+    return {
+        "statement": SPEED_STATEMENT,
+        "rule": (
+            f"iterations to reach {fraction:g} x the best final objective above "
+            f"orthogonal's by > {SIGNIFICANCE}, for each of Fold 0 / Fold 1 that was run "
+            f"(a run that never reaches it counts as {censored_at}); {CONTRADICTION_RULE} "
+            f"(a degenerate init faster)"
+        ),
+        "iterations_init_minus_orthogonal": {
+            name: paired_difference(speed, speed_orthogonal) for name, speed in speeds.items()
+        },
+        "verdict": combine(all(d > 0 for d in directions), any(d < 0 for d in directions)),
+    }
+
+
+def judge_orthogonal_best_claim(final_orthogonal: Any, others: dict[str, Any]) -> dict[str, Any]:
+    """Orthogonal's final objective is significantly above every other init's; contradicted
+    when another init's is significantly above orthogonal's."""
+    if not all_finite(final_orthogonal, *others.values()):
+        return _diverged(ORTHOGONAL_STATEMENT)
+    directions = [paired_direction(final_orthogonal, final) for final in others.values()]
+    return {
+        "statement": ORTHOGONAL_STATEMENT,
+        "rule": (
+            f"final orthogonal objective above every other init's by > {SIGNIFICANCE} (the "
+            f"cell's default init is a reference, not part of the rule); {CONTRADICTION_RULE} "
+            f"(another init above orthogonal)"
+        ),
+        "final_objective_orthogonal_minus_other": {
+            name: paired_difference(final_orthogonal, final) for name, final in others.items()
+        },
+        "verdict": combine(all(d > 0 for d in directions), any(d < 0 for d in directions)),
+    }
+
+
+def judge_scaled_claim(
+    window_gain_orthogonal: Any,
+    window_gain_scaled: Any,
+    final_orthogonal: Any,
+    final_scaled: Any,
+    scaled: str,
+    horizon: int,
+) -> dict[str, Any]:
+    """Orthogonal x g's window gain is significantly below orthogonal's, and its loss of final
+    objective against orthogonal is below ``EQUIVALENCE_FRACTION`` of orthogonal's final
+    objective even at the upper 2-s.e. end; contradicted when the loss exceeds that bound even
+    at the lower 2-s.e. end."""
+    values = (window_gain_orthogonal, window_gain_scaled, final_orthogonal, final_scaled)
+    if not all_finite(*values):
+        return _diverged(SCALED_STATEMENT)
+    smaller = paired_direction(window_gain_orthogonal, window_gain_scaled) > 0
+    # The post: "without much effect on the training performance" (against orthogonal). An
+    # equivalence bound, so that few or noisy seeds cannot confirm it by default.
+    loss = paired_difference(final_orthogonal, final_scaled)
+    allowed = EQUIVALENCE_FRACTION * float(np.mean(final_orthogonal))
+    margin = SIGNIFICANCE_STANDARD_ERRORS * loss["standard_error"]
+    within = loss["mean"] + margin < allowed
+    beyond = loss["mean"] - margin > allowed
+    return {
+        "statement": SCALED_STATEMENT,
+        "init": scaled,
+        "rule": (
+            f"initial RMS singular value of P_{horizon} below orthogonal's by > "
+            f"{SIGNIFICANCE}; final objective of orthogonal minus that of {scaled}, plus "
+            f"{SIGNIFICANCE_STANDARD_ERRORS:g} s.e., below {EQUIVALENCE_FRACTION:g} x "
+            f"orthogonal's final objective (at most a small loss against orthogonal); "
+            f"{CONTRADICTION_RULE} (the loss minus {SIGNIFICANCE_STANDARD_ERRORS:g} s.e. above "
+            f"that bound)"
+        ),
+        "final_objective_orthogonal_minus_scaled": loss,
+        "allowed_loss": allowed,
+        "verdict": combine(smaller and within, beyond),
+    }

@@ -1,0 +1,188 @@
+"""The synapse verdicts on synthetic per-seed data (higher objectives are better): each claim
+with its effect present, absent and reversed gives exactly confirmed / not confirmed /
+contradicted, and non-finite numbers give no verdict."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from learnsyn.degeneracy import synapse
+from learnsyn.degeneracy.synapse import SynapseDegeneracyConfig
+from learnsyn.degeneracy.synapse_claims import (
+    ORTHOGONAL_STATEMENT,
+    SCALED_STATEMENT,
+    judge_fold0_claim,
+    judge_fold1_claim,
+    judge_mechanism_claim,
+    judge_orthogonal_best_claim,
+    judge_scaled_claim,
+    judge_speed_claim,
+)
+from learnsyn.degeneracy.synapse_labels import CELL_DEFAULT_INIT, init_label
+from learnsyn.degeneracy.synapse_report import evaluate_synapse_claims
+from learnsyn.degeneracy.verdicts import (
+    CONFIRMED,
+    CONTRADICTED,
+    NO_VERDICT_DIVERGED,
+    NOT_CONFIRMED,
+    NOT_EVALUATED,
+)
+
+SEEDS = 8
+JITTER = 0.01 * np.linspace(0.5, 2.0, SEEDS)
+ALTERNATE = np.array([1.0, -1.0] * (SEEDS // 2))
+NAN = np.full(SEEDS, np.nan)
+
+
+def values(level: float) -> np.ndarray:
+    return level * (1.0 + JITTER)
+
+
+def same_as(level: float, wiggle: float) -> np.ndarray:
+    """Equal to ``values(level)`` on average: a paired difference that is never significant."""
+    return values(level) + wiggle * ALTERNATE
+
+
+@pytest.mark.parametrize(
+    ("ranks", "expected"),
+    [
+        ({"fold0": values(3.0), "fold1": values(2.0)}, CONFIRMED),
+        ({"fold0": values(3.0), "fold1": same_as(10.0, 0.5)}, NOT_CONFIRMED),
+        ({"fold0": values(3.0), "fold1": values(20.0)}, CONTRADICTED),
+    ],
+)
+def test_mechanism_claim_three_outcomes(ranks, expected):
+    assert judge_mechanism_claim(values(10.0), ranks, 30)["verdict"] == expected
+
+
+def _fold0(final_fold0, window_gain_fold0=None, early_fold0=None) -> str:
+    window_gain_fold0 = values(1e-3) if window_gain_fold0 is None else window_gain_fold0
+    early_fold0 = values(40.0) if early_fold0 is None else early_fold0
+    claim = judge_fold0_claim(
+        values(75.0),
+        final_fold0,
+        values(1e-3),
+        window_gain_fold0,
+        values(30.0),
+        early_fold0,
+        30,
+        20,
+    )
+    return claim["verdict"]
+
+
+def test_fold0_claim_three_outcomes_and_its_gradient_condition():
+    assert _fold0(values(60.0)) == CONFIRMED
+    assert _fold0(same_as(75.0, 2.0)) == NOT_CONFIRMED
+    assert _fold0(values(90.0)) == CONTRADICTED
+    # Worse, but with smaller gradients than orthogonal: the "although" part fails.
+    assert _fold0(values(60.0), early_fold0=values(10.0)) == NOT_CONFIRMED
+    assert _fold0(values(60.0), window_gain_fold0=values(1e-5)) == NOT_CONFIRMED
+
+
+def test_fold1_claim_three_outcomes():
+    def verdict(early_fold1, final_fold1):
+        return judge_fold1_claim(early_fold1, values(40.0), values(75.0), final_fold1, 20)[
+            "verdict"
+        ]
+
+    assert verdict(values(70.0), values(60.0)) == CONFIRMED
+    assert verdict(same_as(40.0, 1.0), same_as(75.0, 2.0)) == NOT_CONFIRMED
+    assert verdict(values(70.0), values(90.0)) == CONTRADICTED
+    assert verdict(values(20.0), values(60.0)) == NOT_CONFIRMED  # worse, smaller gradients
+
+
+@pytest.mark.parametrize(
+    ("speeds", "expected"),
+    [
+        ({"fold0": values(200.0), "fold1": values(300.0)}, CONFIRMED),
+        ({"fold0": same_as(100.0, 10.0), "fold1": values(300.0)}, NOT_CONFIRMED),
+        ({"fold0": values(50.0), "fold1": values(300.0)}, CONTRADICTED),
+    ],
+)
+def test_speed_claim_three_outcomes(speeds, expected):
+    assert judge_speed_claim(values(100.0), speeds, 0.9, 410)["verdict"] == expected
+
+
+@pytest.mark.parametrize(
+    ("others", "expected"),
+    [
+        ({"fold0": values(60.0), "orthogonal-x0.8": values(70.0)}, CONFIRMED),
+        ({"fold0": values(60.0), "orthogonal-x0.8": same_as(75.0, 2.0)}, NOT_CONFIRMED),
+        ({"fold0": values(80.0), "orthogonal-x0.8": values(70.0)}, CONTRADICTED),
+    ],
+)
+def test_orthogonal_best_claim_three_outcomes(others, expected):
+    assert judge_orthogonal_best_claim(values(75.0), others)["verdict"] == expected
+
+
+def test_scaled_claim_three_outcomes():
+    def verdict(final_scaled, gain_scaled=None):
+        gain_scaled = values(3e-6) if gain_scaled is None else gain_scaled
+        claim = judge_scaled_claim(
+            values(7e-4), gain_scaled, values(70.0), final_scaled, "orthogonal-x0.8", 30
+        )
+        return claim["verdict"]
+
+    assert verdict(values(69.0)) == CONFIRMED  # smaller gradients, trains about as well
+    assert verdict(values(69.0), gain_scaled=same_as(7e-4, 1e-5)) == NOT_CONFIRMED
+    assert verdict(same_as(63.0, 6.0)) == NOT_CONFIRMED  # loss of 7 +- 2: about the bound
+    assert verdict(values(40.0)) == CONTRADICTED  # loses far more than 10 %
+
+
+def test_non_finite_numbers_give_no_verdict_from_every_judge():
+    good = values(1.0)
+    claims = [
+        judge_mechanism_claim(good, {"fold0": NAN}, 30),
+        judge_fold0_claim(good, NAN, good, good, good, good, 30, 20),
+        judge_fold1_claim(good, good, good, NAN, 20),
+        judge_speed_claim(good, {"fold0": NAN}, 0.9, 410),
+        judge_orthogonal_best_claim(NAN, {"fold0": good}),
+        judge_scaled_claim(good, good, good, NAN, "orthogonal-x0.8", 30),
+    ]
+    assert [claim["verdict"] for claim in claims] == [NO_VERDICT_DIVERGED] * len(claims)
+
+
+def _synthetic_raw(config, final_by_init):
+    """A raw result with a flat evaluation curve per init at the given per-seed level."""
+    inits, points = len(config.init_names), len(config.evaluation_iterations)
+    lengths = len(config.resolved_window_lengths)
+    measures = len(config.measurement_iterations)
+    evaluation = np.stack([np.repeat(level[:, None], points, axis=1) for level in final_by_init])
+    ones = np.ones((inits, config.seeds, measures, lengths))
+    return {
+        "evaluation": evaluation,
+        "grad_norm": np.ones((inits, config.seeds, config.iterations)),
+        "recurrent_grad_norm": np.ones((inits, config.seeds, config.iterations)),
+        "jacobian": {"rms_singular_value": ones, "effective_rank": ones},
+    }
+
+
+def test_evaluate_synapse_claims_on_a_run_with_a_non_finite_objective():
+    config = SynapseDegeneracyConfig.quick(seeds=SEEDS).resolved()
+    finals = [values(70.0 + index) for index in range(len(config.init_names))]
+    finals[0] = NAN  # fold0's evaluation is NaN: every claim that compares it has no verdict
+    raw = _synthetic_raw(config, finals)
+    reach = np.zeros((len(config.init_names), SEEDS))
+    verdicts = {
+        claim["statement"]: claim["verdict"]
+        for claim in evaluate_synapse_claims(config, raw, reach)
+    }
+    fold0_claims = [statement for statement in verdicts if "Fold 0" in statement]
+    assert len(fold0_claims) == 4
+    for statement in fold0_claims[1:]:  # the first is about initialization, not training
+        assert verdicts[statement] == NO_VERDICT_DIVERGED
+    assert verdicts[ORTHOGONAL_STATEMENT] == NO_VERDICT_DIVERGED  # compares Fold 0 too
+    assert verdicts[SCALED_STATEMENT] in (CONFIRMED, NOT_CONFIRMED, CONTRADICTED)
+    only_default = dataclasses.replace(config, inits=(CELL_DEFAULT_INIT,))
+    raw = _synthetic_raw(only_default, [values(70.0)])
+    claims = evaluate_synapse_claims(only_default, raw, np.zeros((1, SEEDS)))
+    assert [claim["verdict"] for claim in claims] == [NOT_EVALUATED] * 6
+
+
+def test_shared_init_names_agree_with_the_experiment():
+    assert synapse.CELL_DEFAULT_INIT == CELL_DEFAULT_INIT
+    for name in ("default", "fold1", "orthogonal-x0.8"):
+        for cell in ("rnn", "gru"):
+            assert synapse.init_label(name, cell, "rows") == init_label(name, cell, "rows")
