@@ -181,8 +181,9 @@ def test_evaluate_synapse_claims_on_a_run_with_a_non_finite_objective():
     assert [claim["verdict"] for claim in claims] == [NOT_EVALUATED] * 6
 
 
-def test_shared_init_names_agree_with_the_experiment():
-    assert synapse.CELL_DEFAULT_INIT == CELL_DEFAULT_INIT
-    for name in ("default", "fold1", "orthogonal-x0.8"):
-        for cell in ("rnn", "gru"):
-            assert synapse.init_label(name, cell, "rows") == init_label(name, cell, "rows")
+def test_the_experiment_uses_the_shared_init_names():
+    assert synapse.CELL_DEFAULT_INIT is CELL_DEFAULT_INIT
+    assert CELL_DEFAULT_INIT in synapse.default_inits()
+    assert init_label("default", "rnn", "rows") == "cell default (diag 1 - 1/T)"
+    assert init_label("default", "gru", "rows") == "cell default (orth. x 0.5)"
+    assert init_label("fold1", "rnn", "rows") != init_label("orthogonal", "rnn", "rows")

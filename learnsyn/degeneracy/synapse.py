@@ -48,6 +48,7 @@ from learnsyn.degeneracy.recurrent_jacobians import (
     spectrum_measures,
     window_jacobian_products,
 )
+from learnsyn.degeneracy.synapse_labels import CELL_DEFAULT_INIT
 from learnsyn.initialization import (
     FOLD_AXES,
     check_fold_axis,
@@ -67,7 +68,6 @@ from learnsyn.training import (
 )
 
 SYNAPSE_CELLS = ("rnn", "gru")  # the chain cell has no free recurrent matrix
-CELL_DEFAULT_INIT = "default"
 DEFAULT_GAIN = 0.8
 # The evaluation batch's random numbers: never a training or validation batch's.
 EVALUATION_ITERATION = 2 * 10**9
@@ -282,13 +282,6 @@ def train_config(
         seed=run_seed(config.seed, seed_index),
         device="cpu",
     )
-
-
-def init_label(name: str, cell: str, fold_axis: str) -> str:
-    """A plot label: the init's own label, or what the cell's default init is."""
-    if name == CELL_DEFAULT_INIT:
-        return "cell default (diag 1 - 1/T)" if cell == "rnn" else "cell default (orth. x 0.5)"
-    return parse_init_spec(name).label(fold_axis)
 
 
 def measure_jacobian_products(

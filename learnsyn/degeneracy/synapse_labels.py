@@ -1,8 +1,7 @@
 """Names and plot labels of the synapse experiment's recurrent-matrix inits.
 
 Shared by the experiment (``synapse``), its report and its figures, so that the report never
-imports the experiment. ``synapse`` still defines the same two names itself (it is being
-reorganized separately); a test checks that both definitions agree.
+imports the experiment; ``synapse`` imports them from here.
 """
 
 from __future__ import annotations
