@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # The CPU wheel of torch: installing it first keeps pip from pulling a multi-GB CUDA build.
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: demo test lint bench clean install
+.PHONY: demo test lint bench scoreboard clean install
 
 install: $(STAMP)
 
@@ -33,6 +33,13 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/learnsyn bench
+
+# The N = 1000 cells of the scoreboard (about 20 min on one core; cached, so it resumes);
+# learned runs to score: make scoreboard RUNS="runs/ideal runs/bounded"
+RUNS ?=
+scoreboard: $(STAMP)
+	OMP_NUM_THREADS=1 $(VENV)/bin/learnsyn scoreboard --synapses 1000 --out runs/scoreboard \
+		$(if $(RUNS),--runs $(RUNS))
 
 clean:
 	rm -rf $(VENV) build *.egg-info

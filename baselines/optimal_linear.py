@@ -940,9 +940,10 @@ def optimize_linear_synapse_monte_carlo(
     ``MAX_CHAIN_STATES`` grid states; budget ``chain_evaluations``), and otherwise a Monte Carlo
     estimate with ``batch`` pairs and one fixed ``seed`` (common random numbers for every
     candidate; budget ``evaluations``) after ``burn_in`` steps (None: 5 time constants of the
-    start, at least the horizon). Either way the winner is then evaluated by Monte Carlo on fresh
-    random numbers (``seed + 10007``, ``max(batch, final_batch)`` pairs), which gives ``value``
-    and ``evaluation``.
+    start, at least the horizon). Either way the winner is then evaluated through ``evaluate``
+    with ``method="auto"``: exactly on the bounded grid where it fits, otherwise by Monte Carlo on
+    fresh random numbers (``seed + 10007``, ``max(batch, final_batch)`` pairs); that gives
+    ``value`` and ``evaluation``.
     """
     start = time.perf_counter()
     check_metric(metric)
@@ -975,7 +976,9 @@ def optimize_linear_synapse_monte_carlo(
     def unpack(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return z[: m * m].reshape(m, m), z[m * m : m * m + m], z[m * m + m :]
 
-    def monte_carlo(z: np.ndarray, seed: int, pairs: int) -> tuple[float, Evaluation | None]:
+    def monte_carlo(
+        z: np.ndarray, seed: int, pairs: int, method: str = "monte-carlo"
+    ) -> tuple[float, Evaluation | None]:
         try:
             model = OptimalLinearSynapse(**params_from_form(*unpack(z)))
             result = evaluate(
@@ -983,7 +986,7 @@ def optimize_linear_synapse_monte_carlo(
                 scenario,
                 synapses=synapses,
                 horizon=horizon,
-                method="monte-carlo",
+                method=method,
                 convention=convention,
                 threshold=threshold,
                 batch=pairs,
@@ -1032,6 +1035,27 @@ def optimize_linear_synapse_monte_carlo(
     else:
         amplitudes = np.geomspace(1.0 / 64.0, 2.0, 8)
     scan = [np.concatenate([A0.reshape(-1), amplitude * b0, c0]) for amplitude in amplitudes]
+    smaller = max((k for k in range(1, m) if chain_applies(scenario, k)), default=None)
+    if not chain and smaller is not None:
+        # the exact optimum of the largest size whose grid the chain handles, embedded (its
+        # extra variables get no input and no readout): so m variables never do worse than it
+        small = optimize_linear_synapse_monte_carlo(
+            scenario,
+            state_size=smaller,
+            synapses=synapses,
+            metric=metric,
+            horizon=horizon,
+            threshold=threshold,
+            convention=convention,
+            seed=seed,
+            burn_in=burn_in,
+            chain_evaluations=chain_evaluations,
+        )
+        A = np.eye(m) * 0.5
+        A[:smaller, :smaller] = np.reshape(small.params["A"], (smaller, smaller))
+        b, c = np.zeros(m), np.zeros(m)
+        b[:smaller], c[:smaller] = small.params["b"], small.params["c"]
+        scan.append(np.concatenate([A.reshape(-1), b, c]))
     values = [objective(z) for z in scan[:budget]]
     order = np.argsort(values)[::-1]
     best_z = scan[int(order[0])]
@@ -1064,7 +1088,8 @@ def optimize_linear_synapse_monte_carlo(
         if objective(z) > objective(best_z):
             best_z = z
     search_value = objective(best_z)
-    value, evaluation = monte_carlo(best_z, seed + 10007, max(batch, final_batch))
+    # the winner: exactly on the grid where it fits, else on fresh random numbers
+    value, evaluation = monte_carlo(best_z, seed + 10007, max(batch, final_batch), "auto")
     if evaluation is None:
         raise ValueError(f"no stable linear synapse found for scenario {scenario.info.name!r}")
     return MonteCarloLinear(

@@ -9,7 +9,6 @@ applies), ``comparison.md`` (the table, also printed).
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 
 from learnsyn.config import resolve_device, stream_seed
+from learnsyn.estimate.snr import Ratio, paired_ratio
 from learnsyn.evaluate import check_compatible, evaluate
 from learnsyn.io import atomic_write_json, atomic_write_text
 from learnsyn.registry import make_model, model_class, model_names
@@ -89,35 +89,12 @@ def compare_run(
             "ages": learned.ages,
             "snr": learned.snr,
             "snr_stderr": learned.snr_stderr,
+            "leave_one_out": _leave_one_out(learned),
         }
     ]
     tuned = tune_baselines_for_run(config, scenario, names, run_dir / "baselines.json", log)
-    for row in tuned:
-        row = {key: row[key] for key in rows[0]}
-        if row["method"] == "monte-carlo":  # fresh random numbers: no winner's curse from tuning
-            with torch.no_grad():
-                ev = evaluate(
-                    make_model(row["name"], row["params"]),
-                    scenario,
-                    method="monte-carlo",
-                    batch=batch,
-                    seed=stream_seed(config.seed, "baseline-reevaluation"),
-                    burn_in=config.resolved_burn_in(),
-                    device=device,
-                    synapses=config.synapses,
-                    horizon=config.horizon,
-                    threshold=config.threshold,
-                    convention=config.convention,
-                )
-            row.update(
-                metrics=ev.metrics,
-                metrics_stderr=ev.metrics_stderr,
-                ages=ev.ages,
-                snr=ev.snr,
-                snr_stderr=ev.snr_stderr,
-            )
-        row["metrics_stderr"] = row["metrics_stderr"] or {k: 0.0 for k in row["metrics"]}
-        rows.append(row)
+    seed = stream_seed(config.seed, "compare")
+    rows += [reevaluated(row, config, scenario, batch, seed, device) for row in tuned]
     data = {
         "task": config.task,
         "task_params": config.task_params,
@@ -135,33 +112,84 @@ def compare_run(
     return data
 
 
+def reevaluated(row: dict[str, Any], config, scenario, batch: int, seed: int, device) -> dict:
+    """A tuned baseline's row (``tune_baselines_for_run``) ready for a ratio: a Monte Carlo
+    baseline is evaluated again on fresh random numbers (no winner's curse from tuning), the
+    SAME ones as the learned model's (``seed``, ``batch``, the run's burn-in: common random
+    numbers, so the ratio's errors pair up); an exact one is kept with zero errors."""
+    keys = ("name", "params", "method", "metrics", "metrics_stderr", "ages", "snr", "snr_stderr")
+    row = {key: row.get(key) for key in keys}
+    row["leave_one_out"] = None
+    if row["method"] == "monte-carlo":
+        with torch.no_grad():
+            ev = evaluate(
+                make_model(row["name"], row["params"]),
+                scenario,
+                method="monte-carlo",
+                batch=batch,
+                seed=seed,
+                burn_in=config.resolved_burn_in(),
+                device=device,
+                synapses=config.synapses,
+                horizon=config.horizon,
+                threshold=config.threshold,
+                convention=config.convention,
+            )
+        row.update(
+            metrics=ev.metrics,
+            metrics_stderr=ev.metrics_stderr,
+            ages=ev.ages,
+            snr=ev.snr,
+            snr_stderr=ev.snr_stderr,
+            leave_one_out=_leave_one_out(ev),
+        )
+    row["metrics_stderr"] = row["metrics_stderr"] or {k: 0.0 for k in row["metrics"]}
+    return row
+
+
 def verdict(data: dict[str, Any]) -> dict[str, Any]:
-    """The learned model's metric as a fraction of the best baseline's. Its error includes
-    BOTH sides: the learned and the baseline's Monte Carlo errors (independent random
-    numbers) propagated into the ratio; an exact baseline contributes none."""
+    """The learned model's metric as a fraction of the best baseline's, with an error that
+    includes BOTH sides: a jackknife of the ratio over the Monte Carlo groups, which pair up
+    because both were evaluated on the same seed, batch and groups (an exact baseline
+    contributes no error)."""
     metric = data["metric"]
     learned = data["models"][0]
     baselines = data["models"][1:]
     if not baselines:
         return {}
     best = max(baselines, key=lambda r: r["metrics"][metric])
-    value, best_value = learned["metrics"][metric], best["metrics"][metric]
-    error = (learned["metrics_stderr"] or {}).get(metric, 0.0)
-    best_error = (best.get("metrics_stderr") or {}).get(metric, 0.0)
-    ratio = value / best_value if best_value else math.inf
-    ratio_error = None
-    if best_value and value:
-        ratio_error = abs(ratio) * math.hypot(error / value, best_error / best_value)
+    ratio = row_ratio(learned, best, metric)
     return {
         "metric": metric,
         "best_baseline": best["name"],
-        "best_baseline_value": best_value,
-        "best_baseline_stderr": best_error,
-        "learned_value": value,
-        "learned_stderr": error,
-        "ratio": ratio,
-        "ratio_stderr": ratio_error,
+        "best_baseline_value": best["metrics"][metric],
+        "best_baseline_stderr": (best.get("metrics_stderr") or {}).get(metric, 0.0),
+        "learned_value": learned["metrics"][metric],
+        "learned_stderr": (learned["metrics_stderr"] or {}).get(metric, 0.0),
+        "ratio": ratio.value,
+        "ratio_stderr": ratio.stderr,
+        "ratio_paired": ratio.paired,
     }
+
+
+def row_ratio(numerator: dict[str, Any], denominator: dict[str, Any], metric: str) -> Ratio:
+    """``paired_ratio`` of two result rows (``metrics``, ``metrics_stderr``, ``leave_one_out``)."""
+
+    def loo(row):
+        return (row.get("leave_one_out") or {}).get(metric)
+
+    return paired_ratio(
+        numerator["metrics"][metric],
+        denominator["metrics"][metric],
+        loo(numerator),
+        loo(denominator),
+        (numerator.get("metrics_stderr") or {}).get(metric, 0.0),
+        (denominator.get("metrics_stderr") or {}).get(metric, 0.0),
+    )
+
+
+def _leave_one_out(evaluation) -> dict[str, list] | None:
+    return (evaluation.monte_carlo or {}).get("leave_one_out_metrics")
 
 
 def markdown_table(data: dict[str, Any]) -> str:
@@ -189,7 +217,8 @@ def markdown_table(data: dict[str, Any]) -> str:
         lines += [
             "",
             f"learned / best baseline ({v['best_baseline']}) on {v['metric']}: "
-            f"{v['ratio']:.3f} +- {v['ratio_stderr'] or 0:.3f}",
+            f"{v['ratio']:.3f} +- {v['ratio_stderr'] or 0:.3f}"
+            + (" (paired jackknife, common random numbers)" if v.get("ratio_paired") else ""),
         ]
     return "\n".join(lines) + "\n"
 

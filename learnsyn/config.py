@@ -11,8 +11,8 @@ resolved here, once.
 ``stream_seed(seed, stream)`` (a fixed offset per purpose, so that the streams never overlap
 for seeds below 10,000) or, per training iteration, ``iteration_generator(seed, iteration)``
 (a ``SeedSequence`` of both): the training batches, the validation batch (a reserved iteration
-number), the final evaluation, the comparison's evaluation, the re-evaluation of tuned
-baselines and a study's shared evaluation.
+number), the final evaluation, the comparison's evaluation (the learned model and the
+Monte Carlo baselines on the same numbers) and a study's shared evaluation.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ SEED_STREAMS = {
     "final-evaluation": 10_000,
     "study-evaluation": 10_000,
     "compare": 20_000,
-    "baseline-reevaluation": 30_000,
 }
 #: the iteration number whose batch is the validation batch: never a training iteration
 VALIDATION_ITERATION = 10**9

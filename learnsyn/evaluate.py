@@ -31,8 +31,9 @@ from learnsyn.estimate.snr import (
     check_convention,
     compute_metrics,
     curve_from_pairs,
+    leave_one_out_metrics,
+    leave_one_out_stderr,
     lifetime_censored,
-    metrics_with_errors,
     snr_from_moments,
 )
 from learnsyn.io import to_jsonable
@@ -213,8 +214,15 @@ def evaluate(
         curves = estimate.per_kind.double().cpu().numpy()
         combined = estimate.snr.double().cpu().numpy()
         stderr = estimate.stderr.double().cpu().numpy().tolist()
-        _, metrics_stderr = metrics_with_errors(ages_array, estimate, threshold)
-        mc_info = {"batch_pairs": batch, "burn_in": burn, "seed": seed, "groups": groups}
+        loo_metrics = leave_one_out_metrics(ages_array, estimate, threshold)
+        metrics_stderr = leave_one_out_stderr(loo_metrics)
+        mc_info = {
+            "batch_pairs": batch,
+            "burn_in": burn,
+            "seed": seed,
+            "groups": groups,
+            "leave_one_out_metrics": loo_metrics,
+        }
     elapsed = time.perf_counter() - start
     return Evaluation(
         model=model.info.name,

@@ -26,7 +26,9 @@ from learnsyn.synapse import ParamSpec
 
 #: parameters that only matter when the state is constrained (SNR is scale-free otherwise)
 SCALE_PARAMS = {"amplitude"}
-INTEGER_CAP = {"variables": 12, "states": 16, "depth": 10}
+INTEGER_CAP = {"variables": 12, "states": 32, "depth": 16}
+#: how many times a continuous search range is widened when the optimum sits on its edge
+WIDENINGS = 3
 
 
 @dataclass
@@ -36,11 +38,17 @@ class TuneResult:
     evaluation: Evaluation
     evaluations: int
     trials: list[dict[str, Any]] = field(default_factory=list)
+    #: one line per parameter whose optimum still sits on a limit of the search
+    boundary: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         out = self.evaluation.to_json()
         out["best_params"] = self.best_params
-        out["tuning"] = {"metric_value": self.best_value, "evaluations": self.evaluations}
+        out["tuning"] = {
+            "metric_value": self.best_value,
+            "evaluations": self.evaluations,
+            "on_boundary": self.boundary,
+        }
         return out
 
 
@@ -91,6 +99,19 @@ def search_space(
     return integers, continuous
 
 
+def allowed_range(model_name: str, name: str, scale: str) -> tuple[float, float]:
+    """The parameter's allowed range in the transformed search space (where the search may be
+    widened to)."""
+    spec = next(s for s in model_class(model_name).info.params if s.name == name)
+    low = -math.inf if spec.low is None else spec.low
+    high = math.inf if spec.high is None else spec.high
+    if scale == "log":
+        return (math.log(low) if low > 0 else -math.inf, math.log(high))
+    if scale == "log1m":
+        return (math.log(1 - high) if high < 1 else -math.inf, math.log(1 - low))
+    return (low, high)
+
+
 def fits_state_budget(name: str, params: dict[str, Any], max_state: int | None) -> bool:
     """True when the model built with ``params`` has at most ``max_state`` state variables
     (its ``state_size``; finite-state models have one discrete variable). Invalid parameter
@@ -138,14 +159,21 @@ def tune(
 ) -> TuneResult:
     """Maximize ``metric`` over the model's tunable parameters (the ``fixed`` ones held).
 
-    ``burn_in`` (Monte Carlo only): the stream length before the tracked event, the same for
-    every candidate; None lets each candidate relax for 5 of its slowest time constants.
+    ``burn_in`` (Monte Carlo and the exact bounded grid): the stream length before the tracked
+    event, the same for every candidate; None lets each candidate relax for 5 of its slowest
+    time constants.
     """
     check_metric(metric)
     fixed = dict(fixed or {})
     model_class(model_name, "hand-crafted")  # learned cells are trained, not tuned
     probe = make_model(model_name, fixed)  # validates names and values before any work
     check_state_budget(model_name, fixed, max_state)
+    # "auto": each candidate is evaluated exactly where it can be (a small member of a family
+    # may fit the exact bounded grid when a large one does not); the family's method is that of
+    # its largest member in the budget
+    per_candidate = "auto" if method == "auto" else None
+    if method == "auto":
+        method = resolve_method(largest_member(model_name, fixed, max_state), scenario, method)
     method = resolve_method(probe, scenario, method)
     optimize = getattr(type(probe), "optimize", None)
     if optimize is not None:  # a family that computes its own optimum (optimal-linear)
@@ -180,12 +208,12 @@ def tune(
                 scenario,
                 synapses=synapses,
                 horizon=horizon,
-                method=method,
+                method=per_candidate or method,
                 convention=convention,
                 threshold=threshold,
                 batch=batch,
                 seed=seed,
-                burn_in=burn_in if method == "monte-carlo" else None,
+                burn_in=burn_in,  # Monte Carlo and the exact bounded grid; closed forms ignore it
             )
             value = result.metrics[metric]
             value = value if math.isfinite(value) else -math.inf
@@ -197,44 +225,56 @@ def tune(
             progress(len(trials), params, value)
         return value, result
 
-    best_value, best_params = -math.inf, {}
+    best_value, best_params, boundary = -math.inf, {}, []
     int_names = [name for name, _ in integers]
+    # the amplitude's search range is a cap shared by every family (optimal-linear's
+    # max_amplitude): without a range, state noise alone would reward ever larger increments
+    allowed = [
+        sorted((_forward(c[1], c[3]), _forward(c[2], c[3])))
+        if c[0] in SCALE_PARAMS
+        else allowed_range(model_name, c[0], c[3])
+        for c in continuous
+    ]
     for combo in itertools.product(*[values for _, values in integers]) or [()]:
         ints = dict(zip(int_names, combo))
-        value, params = _search_continuous(ints, continuous, score, grid_points, refine_iterations)
+        value, params, edges = _search_continuous(
+            ints, continuous, allowed, score, grid_points, refine_iterations
+        )
         if value > best_value:
-            best_value, best_params = value, params
+            best_value, best_params, boundary = value, params, edges
     value, evaluation = score(best_params)
     if evaluation is None:
         raise ValueError(f"no valid parameters found for model {model_name!r}")
+    for name, values in integers:
+        budget_allows = fits_state_budget(
+            model_name, {**fixed, **best_params, name: values[-1] + 1}, max_state
+        )
+        if len(values) > 1 and best_params.get(name) == values[-1] and budget_allows:
+            boundary.append(f"{name} = {values[-1]} is the largest value searched")
     full_params = evaluation.params
-    return TuneResult(full_params, value, evaluation, len(cache), trials)
+    return TuneResult(full_params, value, evaluation, len(cache), trials, boundary)
 
 
-def _search_continuous(ints, continuous, score, grid_points, refine_iterations):
+def _search_continuous(ints, continuous, allowed, score, grid_points, refine_iterations):
+    """Grid, then Nelder-Mead from the two best grid points; an optimum on an edge of the search
+    range is refined again with that edge moved out by the range's width (at most
+    ``WIDENINGS`` times, never beyond the allowed range). Returns the best value, its
+    parameters and one line per parameter still on an edge."""
     if not continuous:
-        return score(dict(ints))[0], dict(ints)
+        return score(dict(ints))[0], dict(ints), []
     names = [c[0] for c in continuous]
-    lows = np.array([_forward(c[1], c[3]) for c in continuous])
-    highs = np.array([_forward(c[2], c[3]) for c in continuous])
     scales = [c[3] for c in continuous]
+    ends = [sorted((_forward(c[1], c[3]), _forward(c[2], c[3]))) for c in continuous]
+    lows, highs = np.array([e[0] for e in ends]), np.array([e[1] for e in ends])
     points_per_dim = max(3, int(round(grid_points ** (1.0 / len(continuous)) * 1.5)))
     if len(continuous) == 1:
         points_per_dim = grid_points * 2
 
     def to_params(z: np.ndarray) -> dict[str, Any]:
-        z = np.clip(z, np.minimum(lows, highs), np.maximum(lows, highs))
+        z = np.clip(z, lows, highs)
         return {**ints, **{n: _backward(float(v), s) for n, v, s in zip(names, z, scales)}}
 
-    axes = [np.linspace(lo, hi, points_per_dim) for lo, hi in zip(lows, highs)]
-    grid = [np.array(p) for p in itertools.product(*axes)]
-    values = [score(to_params(z))[0] for z in grid]
-    order = np.argsort(values)[::-1]
-    best_value, best_z = values[order[0]], grid[order[0]]
-    step = np.abs(highs - lows) / (points_per_dim - 1)
-    for start in (grid[i] for i in order[:2]):
-        if not math.isfinite(values[order[0]]):
-            break
+    def refine(start: np.ndarray, step: np.ndarray) -> tuple[float, np.ndarray]:
         simplex = [start] + [start + step * e for e in np.eye(len(start))]
         result = scipy.optimize.minimize(
             lambda z: -score(to_params(z))[0],
@@ -247,9 +287,59 @@ def _search_continuous(ints, continuous, score, grid_points, refine_iterations):
                 "fatol": 1e-6,
             },
         )
-        if -result.fun > best_value:
-            best_value, best_z = -result.fun, result.x
-    return best_value, to_params(best_z)
+        return -result.fun, np.clip(result.x, lows, highs)
+
+    axes = [np.linspace(lo, hi, points_per_dim) for lo, hi in zip(lows, highs)]
+    grid = [np.array(p) for p in itertools.product(*axes)]
+    values = [score(to_params(z))[0] for z in grid]
+    order = np.argsort(values)[::-1]
+    best_value, best_z = values[order[0]], grid[order[0]]
+    step = (highs - lows) / (points_per_dim - 1)
+    for start in (grid[i] for i in order[:2]):
+        if not math.isfinite(values[order[0]]):
+            break
+        value, z = refine(start, step)
+        if value > best_value:
+            best_value, best_z = value, z
+    for _ in range(WIDENINGS):
+        if not math.isfinite(best_value):
+            break
+        width = highs - lows
+        at_low = (best_z - lows <= 0.02 * width) & (lows > [a[0] for a in allowed])
+        at_high = (highs - best_z <= 0.02 * width) & (highs < [a[1] for a in allowed])
+        if not (at_low.any() or at_high.any()):
+            break
+        lows = np.where(at_low, np.maximum(lows - width, [a[0] for a in allowed]), lows)
+        highs = np.where(at_high, np.minimum(highs + width, [a[1] for a in allowed]), highs)
+        value, z = refine(best_z, step * np.where(at_low, -1.0, 1.0))
+        if value > best_value:
+            best_value, best_z = value, z
+    width = highs - lows
+    edges = []
+    for i, name in enumerate(names):
+        value = to_params(best_z)[name]
+        on_low, on_high = (
+            best_z[i] - lows[i] <= 0.02 * width[i],
+            highs[i] - best_z[i] <= 0.02 * width[i],
+        )
+        if (on_low or on_high) and _has_no_effect(score, to_params, best_z, i, lows, highs):
+            continue  # e.g. the ratio of a one-variable chain
+        if (on_low and lows[i] <= allowed[i][0]) or (on_high and highs[i] >= allowed[i][1]):
+            edges.append(f"{name} = {value:.6g} is at the limit of its allowed range")
+        elif on_low or on_high:
+            edges.append(
+                f"{name} = {value:.6g} is on the edge of its search range after {WIDENINGS} "
+                "widenings; the optimum may lie beyond it"
+            )
+    return best_value, to_params(best_z), edges
+
+
+def _has_no_effect(score, to_params, z: np.ndarray, i: int, lows, highs) -> bool:
+    """True when moving parameter ``i`` to the middle of its range leaves the score unchanged."""
+    moved = np.array(z, dtype=float)
+    moved[i] = 0.5 * (lows[i] + highs[i])
+    here, there = score(to_params(z))[0], score(to_params(moved))[0]
+    return here == there or abs(here - there) <= 1e-12 * max(abs(here), 1.0)
 
 
 #: Monte Carlo tuning budget for a run's baselines: candidates share one seed (sharp
@@ -284,8 +374,24 @@ def tune_baselines_for_run(
     return wanted
 
 
+def largest_member(name: str, fixed: dict[str, Any], max_state: int | None):
+    """The model with each integer parameter at the largest value within the state budget (the
+    member whose evaluation method decides how the family is tuned)."""
+    params = dict(fixed)
+    for spec in model_class(name).info.params:
+        if spec.kind is int and spec.tunable and spec.name not in fixed and max_state is not None:
+            fitting = [
+                v
+                for v in range(int(spec.low), int(min(spec.high, 4 * max_state + 64)) + 1)
+                if fits_state_budget(name, {**params, spec.name: v}, max_state)
+            ]
+            if fitting:
+                params[spec.name] = fitting[-1]
+    return make_model(name, params)
+
+
 def _tune_row(name: str, config, scenario: Scenario, log) -> dict[str, Any]:
-    method = resolve_method(make_model(name), scenario, "auto")
+    method = resolve_method(largest_member(name, {}, config.state_size), scenario, "auto")
     log(f"tuning {name} for {config.metric} ({method}) ...")
     result = tune(
         name,
@@ -301,6 +407,8 @@ def _tune_row(name: str, config, scenario: Scenario, log) -> dict[str, Any]:
         **({} if method == "exact" else MONTE_CARLO_TUNING),
     )
     ev = result.evaluation
+    for line in result.boundary:
+        log(f"note: {name}: {line}")
     return {
         "name": name,
         "label": f"{name} (tuned)",
@@ -311,4 +419,5 @@ def _tune_row(name: str, config, scenario: Scenario, log) -> dict[str, Any]:
         "ages": ev.ages,
         "snr": ev.snr,
         "snr_stderr": ev.snr_stderr,
+        "on_boundary": result.boundary,
     }

@@ -23,3 +23,64 @@ def test_ratio_error_propagates_both_sides():
     exact = verdict(_data(110.0, 1.1, 100.0, 0.0))
     assert exact["ratio_stderr"] == pytest.approx(0.011)  # an exact baseline adds nothing
     assert v["ratio_stderr"] > exact["ratio_stderr"]
+
+
+def _mc(decay, seed, batch=512, horizon=300):
+    from learnsyn.evaluate import evaluate
+    from learnsyn.registry import make_model
+    from learnsyn.scenario import make_scenario
+
+    model = make_model("exponential", {"decay": decay})
+    kw = dict(synapses=1000, horizon=horizon, threshold=1.0, convention="large-n")
+    ev = evaluate(model, make_scenario("ideal"), method="monte-carlo", batch=batch, seed=seed,
+                  burn_in=1000, **kw)  # fmt: skip
+    exact = evaluate(model, make_scenario("ideal"), method="exact", **kw)
+    row = {
+        "metrics": ev.metrics,
+        "metrics_stderr": ev.metrics_stderr,
+        "leave_one_out": ev.monte_carlo["leave_one_out_metrics"],
+    }
+    return row, exact.metrics["area"]
+
+
+def test_paired_ratio_error_matches_the_spread_over_seeds_and_beats_propagation():
+    """Two Monte Carlo evaluations on the same seed share their random numbers: the jackknife
+    of the ratio over the paired groups is smaller than the two errors propagated as independent,
+    and it is right: it matches the ratio's spread over seeds, around the exact ratio."""
+    from learnsyn.compare import row_ratio
+
+    ratios, paired, propagated = [], [], []
+    for seed in range(8):
+        a, exact_a = _mc(0.99, seed)
+        b, exact_b = _mc(0.985, seed)
+        r = row_ratio(a, b, "area")
+        assert r.paired
+        ratios.append(r.value)
+        paired.append(r.stderr)
+        ea, eb = a["metrics_stderr"]["area"], b["metrics_stderr"]["area"]
+        va, vb = a["metrics"]["area"], b["metrics"]["area"]
+        propagated.append(r.value * math.hypot(ea / va, eb / vb))
+    spread = float(np_std(ratios))
+    typical = sum(paired) / len(paired)
+    assert typical < 0.6 * sum(propagated) / len(propagated)  # common random numbers pay off
+    assert 0.4 < spread / typical < 2.5  # the paired error is the real error
+    mean = sum(ratios) / len(ratios)
+    assert abs(mean - exact_a / exact_b) < 4 * typical / math.sqrt(len(ratios))
+
+
+def np_std(values):
+    import numpy as np
+
+    return np.std(values, ddof=1)
+
+
+def test_paired_ratio_with_an_exact_side_and_without_groups():
+    from learnsyn.estimate.snr import paired_ratio
+
+    loo = [9.0, 11.0, 10.0, 10.0]
+    r = paired_ratio(10.0, 5.0, loo, None)
+    assert r.paired and r.value == 2.0
+    assert r.stderr == pytest.approx(math.sqrt(3 / 4 * (0.2**2 + 0.2**2)))
+    assert paired_ratio(10.0, 5.0).stderr == 0.0  # both exact
+    r = paired_ratio(10.0, 5.0, [9.0, 11.0], [5.0, 5.0, 5.0])  # groups differ: propagate
+    assert not r.paired

@@ -350,11 +350,23 @@ def test_constrained_paths_run_end_to_end_and_rebuild():
             burn_in=60,
             refine_iterations=2,  # 10 Monte Carlo evaluations (the chain gets its own budget)
         )
+        if name == "bounded":  # the winner's grid fits: evaluated exactly, rebuilt exactly
+            assert result.evaluation.method == "exact"
+            again = evaluate(
+                make_model("optimal-linear", result.best_params),
+                scenario,
+                synapses=300,
+                horizon=40,
+                method="exact",
+                convention="large-n",
+                burn_in=60,
+            )
+            assert again.metrics == result.evaluation.metrics
+            continue
         info = result.evaluation.monte_carlo
         assert result.evaluation.method == "monte-carlo"
         assert info["seed"] != 0  # fresh random numbers for the winner
-        if name == "noisy":
-            assert 1 <= result.evaluations <= 12
+        assert 1 <= result.evaluations <= 12
         again = evaluate(
             make_model("optimal-linear", result.best_params),
             scenario,

@@ -7,32 +7,11 @@ import sys
 import time
 
 import pytest
+from conftest import TINY_TRAIN
 
 from learnsyn.cli import main
 
-TINY = [
-    "--task",
-    "ideal",
-    "--synapses",
-    "100",
-    "--state-size",
-    "2",
-    "--cell",
-    "gru",
-    "--iterations",
-    "4",
-    "--batch",
-    "16",
-    "--horizon",
-    "30",
-    "--burn-in",
-    "30",
-    "--eval-batch",
-    "32",
-    "--no-progress",
-    "--device",
-    "cpu",
-]
+TINY = TINY_TRAIN
 
 
 def run(args, **kwargs):

@@ -47,3 +47,35 @@ def test_fixed_parameters_are_held_and_checked():
     assert result.best_params["variables"] == 2 and result.best_params["ratio"] == 2.0
     with pytest.raises(ValueError, match="has no parameter"):
         tune("benna-fusi", make_scenario("ideal"), synapses=10, fixed={"speed": 1})
+
+
+def test_a_search_range_is_widened_when_the_optimum_sits_on_its_edge():
+    """The optimum x = 100 lies beyond the search range (1, 10): the search widens it and finds
+    it; where the allowed range stops first (20), the result names the limit."""
+    from learnsyn.tuning import _search_continuous
+
+    def score(params):
+        return -((math.log(params["x"]) - math.log(100.0)) ** 2), None
+
+    continuous = [("x", 1.0, 10.0, "log")]
+    value, params, edges = _search_continuous(
+        {}, continuous, [(-math.inf, math.inf)], score, 12, 60
+    )
+    assert params["x"] == pytest.approx(100.0, rel=1e-2) and edges == []
+    value, params, edges = _search_continuous(
+        {}, continuous, [(0.0, math.log(20.0))], score, 12, 60
+    )
+    assert params["x"] == pytest.approx(20.0, rel=1e-6)
+    assert edges == ["x = 20 is at the limit of its allowed range"]
+
+
+def test_serial_is_tuned_past_its_old_cap_of_16_states():
+    """In the ideal scenario (N = 1000, area, ages 0..599) the best serial synapse has more than
+    16 states; the old cap hid it (117.8 at 16 states)."""
+    from learnsyn.scenario import make_scenario
+    from learnsyn.tuning import tune
+
+    result = tune("serial", make_scenario("ideal"), synapses=1000, metric="area", horizon=600,
+                  convention="large-n")  # fmt: skip
+    assert result.best_params["states"] > 16
+    assert result.best_value > 118.0

@@ -1,4 +1,6 @@
-"""The ``learnsyn`` command: list, evaluate, tune, train, compare, demo, study, bench, degeneracy.
+"""The ``learnsyn`` command: models, training, comparisons, studies, benchmarks, degeneracy.
+
+Subcommands: list, evaluate, tune, train, compare, scoreboard, demo, study, bench, degeneracy.
 
 One parser, built here from one module per command group (``models``, ``training``, ``study``,
 ``tools``, ``degeneracy``); ``train``'s options are generated from ``TrainConfig``. Every
@@ -17,6 +19,7 @@ from learnsyn.cli.options import Parser, positive_int
 def build_parser() -> Parser:
     from learnsyn.cli.degeneracy import add_degeneracy_commands
     from learnsyn.cli.models import add_model_commands
+    from learnsyn.cli.scoreboard import add_scoreboard_command
     from learnsyn.cli.study import add_study_commands
     from learnsyn.cli.tools import add_tool_commands
     from learnsyn.cli.training import add_training_commands
@@ -32,6 +35,7 @@ def build_parser() -> Parser:
     add_model_commands(sub)
     add_training_commands(sub)
     add_study_commands(sub)
+    add_scoreboard_command(sub)
     add_tool_commands(sub)
     add_degeneracy_commands(sub)
     return parser

@@ -194,6 +194,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         f"({result.evaluations} evaluations): {json.dumps(result.best_params)}",
         file=sys.stderr,
     )
+    for line in result.boundary:
+        print(f"note: {line}", file=sys.stderr)
     _print_summary(data)
     if args.plot:
         _plot_one(data, args.plot, f"{args.model} (tuned)")

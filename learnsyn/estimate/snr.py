@@ -156,15 +156,70 @@ def curve_from_pairs(
     )
 
 
-def metrics_with_errors(
-    ages, estimate: CurveEstimate, threshold: float
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Every metric of the estimated curve and its jackknife standard error."""
-    snr = estimate.snr.detach().double().cpu().numpy()
+def leave_one_out_metrics(ages, estimate: CurveEstimate, threshold: float) -> dict[str, list]:
+    """Every metric of each leave-one-group-out curve: ``{metric: [groups values]}``. Two
+    evaluations on the same seed, batch and groups (common random numbers) pair group by group,
+    which is what ``paired_ratio`` uses."""
     loo = estimate.leave_one_out.detach().double().cpu()
-    loo_metrics = [compute_metrics(ages, curve.numpy(), threshold) for curve in loo]
-    errors = {
-        key: float(jackknife_stderr(torch.tensor([m[key] for m in loo_metrics])))
-        for key in loo_metrics[0]
-    }
-    return compute_metrics(ages, snr, threshold), errors
+    per_group = [compute_metrics(ages, curve.numpy(), threshold) for curve in loo]
+    return {key: [m[key] for m in per_group] for key in per_group[0]}
+
+
+def leave_one_out_stderr(loo_metrics: dict[str, list]) -> dict[str, float]:
+    """The jackknife standard error of every metric from its leave-one-out values."""
+    return {key: float(jackknife_stderr(torch.tensor(v))) for key, v in loo_metrics.items()}
+
+
+@dataclass
+class Ratio:
+    """``value`` = numerator / denominator with its standard error; ``paired`` says whether the
+    error came from a group-by-group jackknife of both sides (one Monte Carlo seed, batch and
+    groups) rather than from independent errors propagated."""
+
+    value: float
+    stderr: float
+    paired: bool
+
+    def to_json(self) -> dict[str, float | bool]:
+        return {"ratio": self.value, "ratio_stderr": self.stderr, "paired": self.paired}
+
+
+def paired_ratio(
+    numerator: float,
+    denominator: float,
+    numerator_loo: Sequence[float] | None = None,
+    denominator_loo: Sequence[float] | None = None,
+    numerator_stderr: float = 0.0,
+    denominator_stderr: float = 0.0,
+) -> Ratio:
+    """The ratio of two metrics with an error that includes BOTH sides.
+
+    Where each side has leave-one-group-out values (a Monte Carlo estimate) or is exact (None),
+    the ratio's leave-one-out values ``num_g / den_g`` are jackknifed: with common random numbers
+    the two sides' errors partly cancel, without them the jackknife still counts both. Otherwise
+    (group counts differ) the two standard errors are propagated as independent.
+    """
+    value = numerator / denominator if denominator else math.inf
+    if numerator_loo is None and denominator_loo is None:
+        if not (numerator_stderr or denominator_stderr):
+            return Ratio(value, 0.0, paired=True)  # both exact
+        numerator_loo = denominator_loo = []  # errors without groups: propagate them
+    groups = len(numerator_loo if numerator_loo is not None else denominator_loo)
+    same_groups = (
+        numerator_loo is None
+        or denominator_loo is None
+        or len(numerator_loo) == len(denominator_loo)
+    )
+    if same_groups and groups >= 2:
+        num = np.full(groups, numerator) if numerator_loo is None else np.asarray(numerator_loo)
+        den = (
+            np.full(groups, denominator) if denominator_loo is None else np.asarray(denominator_loo)
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = num / den
+        if np.all(np.isfinite(ratios)):
+            return Ratio(value, float(jackknife_stderr(torch.tensor(ratios))), paired=True)
+    if not (numerator and denominator):
+        return Ratio(value, math.nan, paired=False)
+    error = abs(value) * math.hypot(numerator_stderr / numerator, denominator_stderr / denominator)
+    return Ratio(value, error, paired=False)

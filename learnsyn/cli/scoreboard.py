@@ -1,0 +1,80 @@
+"""``learnsyn scoreboard``: every scenario x m x N with its tuned baselines, the bound and the
+learned runs given (``learnsyn.scoreboard``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from learnsyn.cli.options import positive_int
+
+
+def add_scoreboard_command(sub) -> None:
+    from learnsyn import scoreboard
+
+    p = sub.add_parser(
+        "scoreboard",
+        help="tune every baseline for every scenario x m x N cell, add the bound and the given "
+        "learned runs; cached and resumable (N = 1000 cells: about 20 min on one core)",
+    )
+    p.add_argument(
+        "--tasks",
+        default=",".join(scoreboard.TASKS),
+        help=f"scenarios, comma-separated (default {','.join(scoreboard.TASKS)})",
+    )
+    p.add_argument(
+        "--state-sizes",
+        default=",".join(map(str, scoreboard.STATE_SIZES)),
+        help="state budgets m, comma-separated (default 1,2,4)",
+    )
+    p.add_argument(
+        "--synapses",
+        default=",".join(map(str, scoreboard.SYNAPSES)),
+        help="N values, comma-separated (default 1000,10000; 10000 costs about 10x more)",
+    )
+    p.add_argument(
+        "--horizon", type=positive_int("horizon"), help="ages 0..T-1 (default 0.6 N per cell)"
+    )
+    p.add_argument("--metric", default="area", help="area | lifetime | log_area")
+    p.add_argument("--threshold", type=float, default=1.0, help="SNR threshold theta")
+    p.add_argument(
+        "--runs", nargs="+", default=[], metavar="DIR", help="training runs (or folders of runs)"
+    )
+    p.add_argument(
+        "--eval-batch",
+        type=positive_int("eval-batch"),
+        default=scoreboard.EVAL_BATCH,
+        help="Monte Carlo pairs of every final evaluation (learned and baselines)",
+    )
+    p.add_argument("--out", default="runs/scoreboard", help="output and cache directory")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    p.set_defaults(func=cmd_scoreboard)
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        values = [int(float(v)) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{option} {text!r}: expected integers separated by commas") from None
+    if not values:
+        raise ValueError(f"{option} is empty")
+    return values
+
+
+def cmd_scoreboard(args: argparse.Namespace) -> int:
+    from learnsyn import scoreboard
+
+    cells = scoreboard.plan_cells(
+        tasks=[t.strip() for t in args.tasks.split(",") if t.strip()],
+        state_sizes=_ints(args.state_sizes, "--state-sizes"),
+        synapses=_ints(args.synapses, "--synapses"),
+        horizon=args.horizon,
+        metric=args.metric,
+        threshold=args.threshold,
+    )
+    result = scoreboard.build_scoreboard(
+        cells, args.out, runs=args.runs, eval_batch=args.eval_batch, device=args.device
+    )
+    sys.stdout.write(scoreboard.markdown(result))
+    print(f"wrote {args.out}/scoreboard.json, scoreboard.md, scoreboard.png", file=sys.stderr)
+    return 0

@@ -1,0 +1,470 @@
+"""The scoreboard: every scenario x state budget m x N, every baseline tuned for it, the bound,
+and the learned runs it is given, each figure with its error (science.md section 7).
+
+A **cell** is one (scenario, m, N) with the metric, threshold, convention and horizon (by
+default 0.6 N ages, so that the area-optimal curves fit: the tight bound's flat curve lasts
+N / (4 theta^2) ages). In each cell:
+
+- every default baseline that applies there and fits the budget (``compare.default_baselines``,
+  ``optimal-linear`` included) is tuned exactly as ``compare`` tunes a run's baselines
+  (``tuning.tune_baselines_for_run``, cached in the cell's ``baselines.json``); Monte Carlo
+  winners are evaluated again on fresh random numbers, the cell's evaluation seed, shared by
+  every Monte Carlo evaluation of the cell (common random numbers);
+- the **bound** on the area above theta, N / (4 theta), where it is proven for every synapse
+  (balanced independent +-1 events, so the past events are orthonormal: ``ideal``, ``bounded``,
+  ``noisy``);
+- each learned run (``--runs``) is evaluated by Monte Carlo on the same seed and batch as the
+  baselines; runs of one cell and one cell type are grouped: mean over training seeds, its
+  standard error, the paired ratio of each seed to the best baseline (``compare.row_ratio``)
+  and the mean ratio, whose error adds the spread over seeds and the best baseline's own
+  relative error (common to every seed). The verdict needs 3 seeds and says "above", "below"
+  or "matches" at 2 standard errors.
+
+Cells are cached under ``OUT/cells/<key>/cell.json`` (written atomically), learned evaluations
+under ``OUT/learned/``, so an interrupted scoreboard resumes where it stopped. Outputs:
+``scoreboard.json``, ``scoreboard.md`` (the README's tables) and ``scoreboard.png``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from learnsyn.compare import default_baselines, reevaluated, row_ratio
+from learnsyn.config import TrainConfig, resolve_device, stream_seed
+from learnsyn.io import atomic_write_json, atomic_write_text, read_json
+from learnsyn.scenario import make_scenario
+
+TASKS = ("ideal", "bounded", "noisy", "sparse", "correlated", "importance")
+STATE_SIZES = (1, 2, 4)
+SYNAPSES = (1000, 10000)
+#: scenarios where sum_tau SNR(tau)^2 <= N holds for every synapse (orthonormal past events)
+BOUND_TASKS = ("ideal", "bounded", "noisy")
+EVAL_BATCH = 8192
+SEEDS_FOR_A_VERDICT = 3
+
+
+@dataclass(frozen=True)
+class Cell:
+    task: str
+    state_size: int
+    synapses: int
+    horizon: int
+    metric: str = "area"
+    threshold: float = 1.0
+    convention: str = "large-n"
+
+    @property
+    def key(self) -> str:
+        return (
+            f"{self.task}-m{self.state_size}-N{self.synapses}-T{self.horizon}-{self.metric}"
+            f"-theta{self.threshold:g}-{self.convention}"
+        )
+
+    def config(self) -> TrainConfig:
+        """The cell as a run's settings (default scenario parameters, seed 0): the baselines
+        are tuned for it exactly as for a training run of this cell."""
+        return TrainConfig(
+            task=self.task,
+            synapses=self.synapses,
+            state_size=self.state_size,
+            horizon=self.horizon,
+            metric=self.metric,
+            threshold=self.threshold,
+            convention=self.convention,
+        ).validate()
+
+    def bound(self) -> float | None:
+        if self.metric != "area" or self.task not in BOUND_TASKS or self.convention != "large-n":
+            return None
+        return self.synapses / (4 * self.threshold)
+
+
+def default_horizon(synapses: int) -> int:
+    return max(10, int(round(0.6 * synapses)))
+
+
+def cell_of_run(config: TrainConfig) -> Cell | None:
+    """The scoreboard cell a training run belongs to (None when its scenario parameters are not
+    the defaults: the scoreboard's baselines are tuned for the defaults)."""
+    if config.task_params != make_scenario(config.task).params:
+        return None
+    return Cell(
+        config.task,
+        config.state_size,
+        config.synapses,
+        config.horizon,
+        config.metric,
+        config.threshold,
+        config.convention,
+    )
+
+
+def plan_cells(
+    tasks: Sequence[str] = TASKS,
+    state_sizes: Sequence[int] = STATE_SIZES,
+    synapses: Sequence[int] = SYNAPSES,
+    horizon: int | None = None,
+    metric: str = "area",
+    threshold: float = 1.0,
+    convention: str = "large-n",
+) -> list[Cell]:
+    """Every requested cell, checked before any work starts."""
+    for task in tasks:
+        make_scenario(task)  # one clear line for an unknown name
+    for m in state_sizes:
+        if m < 1:
+            raise ValueError(f"state size m = {m} is not allowed: need m >= 1")
+    for n in synapses:
+        if n < 1:
+            raise ValueError(f"N = {n} is not allowed: need N >= 1")
+    cells = [
+        Cell(t, m, n, horizon or default_horizon(n), metric, threshold, convention)
+        for n in synapses
+        for t in tasks
+        for m in state_sizes
+    ]
+    for cell in cells:
+        cell.config()  # metric, threshold, convention, horizon: one clear line if bad
+    return cells
+
+
+def _cell_seed(cell: Cell) -> int:
+    return stream_seed(cell.config().seed, "compare")
+
+
+def compute_cell(
+    cell: Cell, out: Path, eval_batch: int = EVAL_BATCH, device: str = "cpu", log=print
+) -> dict[str, Any]:
+    """Tune and evaluate every baseline of ``cell`` (cached in ``out/cells/<key>/``)."""
+    directory = out / "cells" / cell.key
+    done = directory / "cell.json"
+    if done.exists():
+        data = read_json(done)
+        if data.get("eval_batch") == eval_batch:
+            return data
+    directory.mkdir(parents=True, exist_ok=True)
+    config = cell.config()
+    scenario = make_scenario(cell.task)
+    from learnsyn.tuning import tune_baselines_for_run
+
+    names = default_baselines(scenario, cell.state_size)
+    tuned = tune_baselines_for_run(config, scenario, names, directory / "baselines.json", log)
+    seed = _cell_seed(cell)
+    rows = [reevaluated(row, config, scenario, eval_batch, seed, device) for row in tuned]
+    for row, tuned_row in zip(rows, tuned):
+        row["on_boundary"] = tuned_row.get("on_boundary", [])
+    data = {
+        "cell": asdict(cell),
+        "key": cell.key,
+        "task_params": dict(scenario.params),
+        "eval_batch": eval_batch,
+        "seed": seed,
+        "bound": cell.bound(),
+        "baselines": rows,
+    }
+    atomic_write_json(done, data)
+    return data
+
+
+def evaluate_learned_run(
+    run_dir: Path, out: Path, eval_batch: int = EVAL_BATCH, device: str = "cpu"
+) -> dict[str, Any] | None:
+    """A learned run's row on its cell's evaluation seed and batch (cached); None when the run
+    does not belong to a scoreboard cell."""
+    from learnsyn.runs import evaluate_trained, load_run
+
+    config, model, checkpoint = load_run(run_dir)
+    cell = cell_of_run(config)
+    if cell is None:
+        return None
+    tag = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:12]
+    cache = out / "learned" / f"{run_dir.name}-{tag}.json"
+    if cache.exists():
+        row = read_json(cache)
+        if row.get("eval_batch") == eval_batch and row.get("iteration") == checkpoint["iteration"]:
+            return row
+    ev = evaluate_trained(model, config, batch=eval_batch, seed=_cell_seed(cell), device=device)
+    row = {
+        "run": str(run_dir),
+        "cell_key": cell.key,
+        "cell": asdict(cell),
+        "name": config.cell,
+        "label": learned_label(config),
+        "seed": config.seed,
+        "iteration": checkpoint["iteration"],
+        "eval_batch": eval_batch,
+        "params": model.params_dict(),
+        "metrics": ev.metrics,
+        "metrics_stderr": ev.metrics_stderr,
+        "leave_one_out": ev.monte_carlo["leave_one_out_metrics"],
+        "ages": ev.ages,
+        "snr": ev.snr,
+    }
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(cache, row)
+    return row
+
+
+def learned_label(config: TrainConfig) -> str:
+    """The group a run belongs to: its cell type, and its initialization when not the default."""
+    label = config.cell
+    if config.init != "default":
+        label += f" ({config.init} init)"
+    if config.cell_params:
+        label += " (" + ", ".join(f"{k}={v}" for k, v in sorted(config.cell_params.items())) + ")"
+    return label
+
+
+def find_runs(paths: Sequence[str | Path]) -> list[Path]:
+    """Run directories (holding ``config.json`` and ``checkpoint.pt``) at or under ``paths``."""
+    runs: list[Path] = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise ValueError(f"--runs {path}: no such directory")
+        found = sorted(
+            p.parent for p in path.rglob("checkpoint.pt") if (p.parent / "config.json").exists()
+        )
+        if not found:
+            raise ValueError(f"--runs {path}: no training run (config.json + checkpoint.pt) there")
+        runs += found
+    return list(dict.fromkeys(runs))
+
+
+def learned_groups(cell_data: dict[str, Any], runs: list[dict[str, Any]], metric: str) -> list:
+    """The learned runs of one cell grouped by label, each with its mean, the paired ratios to
+    the cell's best baseline and a verdict."""
+    baselines = cell_data["baselines"]
+    best = max(baselines, key=lambda r: r["metrics"][metric]) if baselines else None
+    groups = []
+    for label in sorted({r["label"] for r in runs}):
+        members = sorted((r for r in runs if r["label"] == label), key=lambda r: r["seed"])
+        values = np.array([r["metrics"][metric] for r in members])
+        n = len(values)
+        group = {
+            "label": label,
+            "seeds": [r["seed"] for r in members],
+            "runs": [r["run"] for r in members],
+            "values": values.tolist(),
+            "value_stderrs": [r["metrics_stderr"][metric] for r in members],
+            "mean": float(values.mean()),
+            "stderr": float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else None,
+        }
+        if best is not None:
+            ratios = [row_ratio(r, best, metric) for r in members]
+            r = np.array([x.value for x in ratios])
+            best_rel = (best["metrics_stderr"] or {}).get(metric, 0.0) / best["metrics"][metric]
+            spread = r.std(ddof=1) / math.sqrt(n) if n > 1 else ratios[0].stderr
+            error = math.hypot(spread, r.mean() * best_rel)
+            group.update(
+                best_baseline=best["name"],
+                ratios=[x.to_json() for x in ratios],
+                ratio=float(r.mean()),
+                ratio_stderr=float(error),
+                verdict=_verdict(float(r.mean()), error, n),
+            )
+        groups.append(group)
+    return groups
+
+
+def _verdict(ratio: float, error: float, seeds: int) -> str:
+    if seeds < SEEDS_FOR_A_VERDICT:
+        return f"no verdict: {seeds} training seed(s), {SEEDS_FOR_A_VERDICT} needed"
+    if ratio - 2 * error > 1:
+        return "above the best baseline"
+    if ratio + 2 * error < 1:
+        return "below the best baseline"
+    return "matches the best baseline (within 2 s.e.)"
+
+
+class Progress:
+    """One line per step on stderr: the step, what it does, elapsed time and an estimate of the
+    time left from the steps done so far."""
+
+    def __init__(self, total: int, out=None):
+        self.total, self.done, self.start = total, 0, time.perf_counter()
+        self.out = out or sys.stderr
+
+    def step(self, what: str) -> None:
+        elapsed = time.perf_counter() - self.start
+        left = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
+        eta = f", about {left / 60:.1f} min left" if math.isfinite(left) else ""
+        bar = "#" * int(20 * self.done / self.total)
+        print(
+            f"[{bar:<20}] {self.done}/{self.total} {what} ({elapsed / 60:.1f} min{eta})",
+            file=self.out,
+            flush=True,
+        )
+        self.done += 1
+
+    def note(self, message: str) -> None:
+        """A line within the current step (which baseline is being tuned, and the like)."""
+        elapsed = time.perf_counter() - self.start
+        print(f"    {message} ({elapsed / 60:.1f} min)", file=self.out, flush=True)
+
+
+def build_scoreboard(
+    cells: list[Cell],
+    out: str | Path,
+    runs: Sequence[str | Path] = (),
+    eval_batch: int = EVAL_BATCH,
+    device: str = "cpu",
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Fill every cell (and the cells of the given runs), write the outputs, return the data."""
+    if eval_batch < 2:
+        raise ValueError(f"--eval-batch {eval_batch} is not allowed: need at least 2 pairs")
+    out = Path(out)
+    device = resolve_device(device)
+    run_dirs = find_runs(runs) if runs else []
+    out.mkdir(parents=True, exist_ok=True)
+    progress = Progress(len(run_dirs) + len(cells))
+    note = log or progress.note
+    learned = []
+    for run_dir in run_dirs:
+        progress.step(f"evaluating {run_dir}")
+        row = evaluate_learned_run(run_dir, out, eval_batch, device)
+        if row is None:
+            print(
+                f"note: {run_dir} left out: its scenario parameters are not the defaults",
+                file=sys.stderr,
+            )
+            continue
+        learned.append(row)
+    wanted = list(dict.fromkeys(cells + [Cell(**row["cell"]) for row in learned]))
+    progress.total = len(run_dirs) + len(wanted)
+    table = []
+    for cell in wanted:
+        progress.step(f"{cell.task} m={cell.state_size} N={cell.synapses}")
+        data = compute_cell(cell, out, eval_batch, device, note)
+        rows = [r for r in learned if r["cell_key"] == cell.key]
+        data["learned"] = learned_groups(data, rows, cell.metric)
+        table.append(data)
+    result = {"eval_batch": eval_batch, "cells": table}
+    atomic_write_json(out / "scoreboard.json", result)
+    atomic_write_text(out / "scoreboard.md", markdown(result))
+    _figure(result, out / "scoreboard.png")
+    progress.step("done")
+    return result
+
+
+def _fmt(value: float, error: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:.1f} +- {error:.1f}" if error else f"{value:.1f}"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """One table per N and metric: a row per (scenario, m), the best member of every family,
+    the bound and the learned groups against the best baseline."""
+    lines = []
+    cells = result["cells"]
+    for n in sorted({c["cell"]["synapses"] for c in cells}):
+        subset = [c for c in cells if c["cell"]["synapses"] == n]
+        names = list(dict.fromkeys(r["name"] for c in subset for r in c["baselines"]))
+        first = subset[0]["cell"]
+        lines += [
+            f"N = {n}, {first['metric']} above theta = {first['threshold']:g}, "
+            f"{first['convention']} convention, ages 0..{first['horizon'] - 1}; every baseline "
+            f"tuned for its cell; Monte Carlo figures on {result['eval_batch']} pairs with their "
+            "standard errors (exact ones without).",
+            "",
+            "| scenario | m | " + " | ".join(names) + " | bound | learned (mean over seeds) "
+            "| learned / best baseline |",
+            "| --- | --- | " + " | ".join("---" for _ in names) + " | --- | --- | --- |",
+        ]
+        for c in subset:
+            metric = c["cell"]["metric"]
+            by_name = {r["name"]: r for r in c["baselines"]}
+            best = (
+                max(c["baselines"], key=lambda r: r["metrics"][metric])["name"] if by_name else None
+            )
+            values = []
+            for name in names:
+                row = by_name.get(name)
+                if row is None:
+                    values.append("n/a")
+                    continue
+                text = _fmt(row["metrics"][metric], (row["metrics_stderr"] or {}).get(metric))
+                values.append(f"**{text}**" if name == best else text)
+            bound = f"{c['bound']:.0f}" if c.get("bound") else "-"
+            learned = "; ".join(
+                f"{g['label']} {_fmt(g['mean'], g['stderr'])} ({len(g['seeds'])} seeds)"
+                for g in c.get("learned", [])
+            )
+            ratio = "; ".join(
+                f"{g['ratio']:.3f} +- {g['ratio_stderr']:.3f}: {g['verdict']}"
+                for g in c.get("learned", [])
+                if "ratio" in g
+            )
+            lines.append(
+                f"| {c['cell']['task']} | {c['cell']['state_size']} | "
+                + " | ".join(values)
+                + f" | {bound} | {learned or '-'} | {ratio or '-'} |"
+            )
+        lines.append("")
+    notes = sorted(
+        {
+            f"{c['key']}: {r['name']}: {line}"
+            for c in cells
+            for r in c["baselines"]
+            for line in r.get("on_boundary") or []
+        }
+    )
+    if notes:
+        lines += ["Tuning notes:", ""] + [f"- {note}" for note in notes] + [""]
+    return "\n".join(lines)
+
+
+def _figure(result: dict[str, Any], path: Path) -> None:
+    """Each model's metric as a fraction of the cell's best baseline (or the bound), per cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from learnsyn.plotting import save_figure
+
+    cells = result["cells"]
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(cells) + 2), 4))
+    names = list(dict.fromkeys(r["name"] for c in cells for r in c["baselines"]))
+    markers = "osD^v<>ph*"
+    for k, name in enumerate(names):
+        xs, ys = [], []
+        for i, c in enumerate(cells):
+            metric = c["cell"]["metric"]
+            best = max((r["metrics"][metric] for r in c["baselines"]), default=0)
+            for r in c["baselines"]:
+                if r["name"] == name and best > 0:
+                    xs.append(i)
+                    ys.append(r["metrics"][metric] / best)
+        ax.plot(xs, ys, markers[k % len(markers)], label=name, alpha=0.8)
+    for i, c in enumerate(cells):
+        metric = c["cell"]["metric"]
+        best = max((r["metrics"][metric] for r in c["baselines"]), default=0)
+        for g in c.get("learned", []):
+            if best > 0:
+                ax.errorbar(i, g["mean"] / best, yerr=(g["stderr"] or 0) / best, fmt="k*", ms=10)
+        if c.get("bound") and best > 0:
+            ax.plot(i, c["bound"] / best, "_", color="gray", ms=14)
+    ax.plot([], [], "k*", label="learned (mean over seeds)")
+    ax.plot([], [], "_", color="gray", label="bound N/(4 theta)")
+    ax.set_xticks(range(len(cells)))
+    ax.set_xticklabels(
+        [f"{c['cell']['task']} m{c['cell']['state_size']} N{c['cell']['synapses']}" for c in cells],
+        rotation=70,
+        fontsize=7,
+    )
+    ax.set_ylabel("metric / best baseline of the cell")
+    ax.axhline(1.0, color="gray", lw=0.5)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    save_figure(fig, path)
