@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 TRAIN_METRICS = ("area", "lifetime", "log_area")
+ESTIMATORS = ("monte-carlo", "grid")
 ROLLOUTS = ("fast", "reference")
 
 #: offsets of the evaluation seed streams from a run's seed
@@ -140,6 +141,11 @@ class TrainConfig:
     checkpoint_every: int = setting(50, "iterations between checkpoints")
     validate_every: int = setting(25, "iterations between validation scores (model selection)")
     rollout: str = setting("fast", "fast (compiled kernels where they apply) | reference")
+    estimator: str = setting(
+        "monte-carlo",
+        "SNR estimate of the objective: monte-carlo | grid (bounded only: the exact chain on "
+        "the level grid, exact gradients, no Monte Carlo noise)",
+    )
     log_every: int = setting(10, "iterations between TensorBoard scalars")
     figure_every: int = setting(100, "iterations between TensorBoard SNR figures")
     eval_batch: int = setting(4096, "pairs of the final Monte Carlo evaluation")
@@ -218,6 +224,25 @@ class TrainConfig:
         if not (math.isfinite(self.noise_margin) and self.noise_margin >= 0):
             raise ValueError(f"noise margin = {self.noise_margin} is not allowed: need >= 0")
         self.task_params = dict(make_scenario(self.task, self.task_params).params)
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(
+                f"estimator {self.estimator!r} is not allowed: expected {' or '.join(ESTIMATORS)}"
+            )
+        if self.estimator == "grid":
+            from learnsyn.estimate.grid import AUTO_MAX_STATES, GRID_SCENARIO
+
+            if self.task != GRID_SCENARIO:
+                raise ValueError(
+                    f"estimator 'grid' needs the {GRID_SCENARIO} scenario (task {self.task!r} "
+                    "does not keep the state on a grid)"
+                )
+            states = self.task_params["levels"] ** self.state_size
+            if states > AUTO_MAX_STATES:
+                raise ValueError(
+                    f"estimator 'grid': levels^m = {self.task_params['levels']}^"
+                    f"{self.state_size} = {states} grid states, more than {AUTO_MAX_STATES}; "
+                    "use fewer levels, a smaller m or --estimator monte-carlo"
+                )
         make_cell(
             self.cell,
             self.state_size,

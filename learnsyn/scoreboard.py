@@ -291,11 +291,14 @@ class Progress:
 
     def __init__(self, total: int, out=None):
         self.total, self.done, self.start = total, 0, time.perf_counter()
+        self.cached = 0  # steps answered from the cache: left out of the time estimate
         self.out = out or sys.stderr
 
-    def step(self, what: str) -> None:
+    def step(self, what: str, cached: bool = False) -> None:
         elapsed = time.perf_counter() - self.start
-        left = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
+        worked = self.done - self.cached
+        left = elapsed / worked * (self.total - self.done) if worked else float("nan")
+        self.cached += cached
         eta = f", about {left / 60:.1f} min left" if math.isfinite(left) else ""
         bar = "#" * int(20 * self.done / self.total)
         print(
@@ -343,7 +346,8 @@ def build_scoreboard(
     progress.total = len(run_dirs) + len(wanted)
     table = []
     for cell in wanted:
-        progress.step(f"{cell.task} m={cell.state_size} N={cell.synapses}")
+        cached = (out / "cells" / cell.key / "cell.json").exists()
+        progress.step(f"{cell.task} m={cell.state_size} N={cell.synapses}", cached)
         data = compute_cell(cell, out, eval_batch, device, note)
         rows = [r for r in learned if r["cell_key"] == cell.key]
         data["learned"] = learned_groups(data, rows, cell.metric)

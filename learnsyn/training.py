@@ -81,6 +81,8 @@ def meta_objective(
 
     ``simulate``: the rollout (default: the fast path of ``learnsyn.rollout``, which hands
     what it does not cover to the reference loop ``montecarlo.simulate_pairs``)."""
+    if config.estimator == "grid":
+        return grid_objective(model, scenario, config, iteration, device, grad)
     if simulate is None:
         simulate = simulate_pairs if config.rollout == "reference" else fast_simulate_pairs
     generator = iteration_generator(config.seed, iteration, device)
@@ -123,6 +125,53 @@ def meta_objective(
         snr_stderr=stderr.detach().double().cpu().numpy(),
         metrics=compute_metrics(np.arange(config.horizon), snr, config.threshold),
         synapse_steps=steps,
+    )
+
+
+def grid_objective(
+    model: LearnedSynapse,
+    scenario: Scenario,
+    config: TrainConfig,
+    iteration: int,
+    device: torch.device,
+    grad: bool = True,
+) -> ObjectiveResult:
+    """The objective on the exact SNR curve of the model's chain on the bounded scenario's level
+    grid (``learnsyn.estimate.grid``): no sampling, so no noise margin and the same value at
+    every iteration for the same parameters; exact gradients through the rounding
+    probabilities. Burn-in from the model's initial state, as in the Monte Carlo estimate."""
+    from learnsyn.estimate.grid import grid_snr
+
+    ages = np.arange(config.horizon)
+    kinds = scenario.tracked_kinds()
+    weights = torch.tensor([k.weight for k in kinds], device=device)
+    context = torch.enable_grad() if grad else torch.no_grad()
+    with context:
+        curves = grid_snr(
+            model,
+            scenario,
+            ages,
+            config.synapses,
+            config.convention,
+            burn_in=config.resolved_burn_in(),
+            device=device,
+        )
+        combined = weights.to(curves.dtype) @ curves
+        value = smooth_objective(
+            combined,
+            torch.as_tensor(ages, device=device, dtype=combined.dtype),
+            config.threshold,
+            config.metric,
+            temperature_at(config, iteration),
+        )
+    snr = combined.detach().double().cpu().numpy()
+    states = scenario.params["levels"] ** config.state_size
+    return ObjectiveResult(
+        value=value,
+        snr=snr,
+        snr_stderr=np.zeros_like(snr),
+        metrics=compute_metrics(ages, snr, config.threshold),
+        synapse_steps=len(kinds) * states * (config.resolved_burn_in() + 2 * config.horizon),
     )
 
 

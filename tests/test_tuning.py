@@ -79,3 +79,17 @@ def test_serial_is_tuned_past_its_old_cap_of_16_states():
                   convention="large-n")  # fmt: skip
     assert result.best_params["states"] > 16
     assert result.best_value > 118.0
+
+
+def test_a_monte_carlo_integer_is_bracketed_not_enumerated():
+    from learnsyn.tuning import _bracket_integer
+
+    for peak in (0, 3, 17, 30):
+        calls = []
+
+        def value(i, peak=peak, calls=calls):
+            calls.append(i)
+            return -abs(i - peak)
+
+        assert _bracket_integer(31, value) == peak
+        assert len(set(calls)) < 16

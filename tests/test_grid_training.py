@@ -1,0 +1,84 @@
+"""Training on the exact bounded-grid objective (``--estimator grid``): the objective is the
+exact curve that ``evaluate --method exact`` gives, deterministic, with exact gradients; it is
+refused where the state is not on a grid."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from learnsyn.config import TrainConfig
+from learnsyn.evaluate import evaluate
+from learnsyn.runs import load_run, train
+from learnsyn.scenario import make_scenario
+from learnsyn.training import build_model, meta_objective
+
+GRID = TrainConfig(
+    task="bounded",
+    task_params={"levels": 6},
+    synapses=100,
+    state_size=2,
+    cell="gru",
+    iterations=6,
+    horizon=40,
+    burn_in=60,
+    lr=0.05,
+    estimator="grid",
+    eval_batch=64,
+    checkpoint_every=3,
+    validate_every=2,
+    figure_every=100,
+    device="cpu",
+)
+
+
+def test_the_grid_objective_is_the_exact_curve_and_its_gradient_is_exact():
+    config = replace(GRID).validate()
+    scenario = make_scenario(config.task, config.task_params)
+    model = build_model(config).double()
+    device = torch.device("cpu")
+    result = meta_objective(model, scenario, config, 0, device)
+    again = meta_objective(model, scenario, config, 7, device, grad=False)
+    np.testing.assert_array_equal(result.snr, again.snr)  # no sampling
+    exact = evaluate(model, scenario, synapses=100, horizon=40, method="exact",
+                     convention="large-n", burn_in=60)  # fmt: skip
+    np.testing.assert_allclose(result.snr, exact.snr, rtol=1e-9, atol=1e-12)
+    result.value.backward()
+    param = next(p for p in model.parameters() if p.requires_grad and p.numel() > 1)
+    analytic = param.grad.flatten()[0].item()
+    eps = 1e-5
+    with torch.no_grad():
+        values = []
+        for sign in (1, -1):
+            param.view(-1)[0] += sign * eps
+            values.append(meta_objective(model, scenario, config, 0, device, grad=False).value)
+            param.view(-1)[0] -= sign * eps
+    numeric = float(values[0] - values[1]) / (2 * eps)
+    assert analytic == pytest.approx(numeric, rel=1e-4, abs=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"task": "ideal", "task_params": {}}, "estimator 'grid' needs the bounded scenario"),
+        ({"state_size": 5}, "6^5 = 7776 grid states"),
+        ({"estimator": "exact"}, "estimator 'exact' is not allowed"),
+    ],
+)
+def test_the_grid_estimator_is_refused_off_the_grid(changes, message):
+    with pytest.raises(ValueError, match=message.replace("^", r"\^").replace("'", "'")):
+        replace(GRID, **changes).validate()
+
+
+def test_training_on_the_grid_improves_the_exact_metric(tmp_path):
+    run = tmp_path / "grid"
+    train(replace(GRID, iterations=12), run, log=lambda *a, **k: None)
+    config, model, checkpoint = load_run(run)
+    assert config.estimator == "grid"
+    scenario = make_scenario(config.task, config.task_params)
+    start = build_model(config)
+    kwargs = dict(synapses=100, horizon=40, method="exact", convention="large-n", burn_in=60)
+    before = evaluate(start, scenario, **kwargs).metrics["area"]
+    after = evaluate(model, scenario, **kwargs).metrics["area"]
+    assert after > before
