@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from learnsyn.config import stream_seed
-from learnsyn.io import atomic_write_json, read_json
+from learnsyn.io import atomic_write_json, check_output_dir, read_json
 from learnsyn.scenario import make_scenario
 from learnsyn.training import (
     CHECKPOINT_NAME,
@@ -50,10 +50,23 @@ def is_run_dir(path: Path) -> bool:
     return (path / "config.json").exists()
 
 
+def read_run_config(run_dir: Path) -> TrainConfig:
+    """The run's config.json as a TrainConfig; a corrupt or foreign file is one line naming it."""
+    path = Path(run_dir) / "config.json"
+    data = read_json(path)
+    try:
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return TrainConfig.from_dict(data)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{path} is not a training run's config ({error})") from None
+
+
 def prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, overwrite: bool) -> bool:
     """Create or check the run directory; returns True when resuming from a checkpoint."""
     if resume and overwrite:
         raise ValueError("--resume and --overwrite exclude each other")
+    check_output_dir(run_dir, "run directory")
     if run_dir.exists() and any(run_dir.iterdir()):
         if overwrite:
             if not is_run_dir(run_dir):
@@ -62,7 +75,7 @@ def prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, overwrite:
         elif resume:
             if not is_run_dir(run_dir):
                 raise ValueError(f"{run_dir} is not a run directory (no config.json)")
-            saved = TrainConfig.from_dict(read_json(run_dir / "config.json"))
+            saved = read_run_config(run_dir)
             differing = _differences(saved, config)
             if differing:
                 raise ValueError(
@@ -76,7 +89,8 @@ def prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, overwrite:
                 "--overwrite to start over"
             )
     elif resume:
-        raise ValueError(f"nothing to resume: {run_dir} does not exist")
+        state = "is empty" if run_dir.exists() else "does not exist"
+        raise ValueError(f"nothing to resume: {run_dir} {state}")
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "config.json", asdict(config))
     return False
@@ -99,7 +113,7 @@ def load_run(
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or not is_run_dir(run_dir):
         raise ValueError(f"{run_dir} is not a run directory (no config.json)")
-    config = TrainConfig.from_dict(read_json(run_dir / "config.json"))
+    config = read_run_config(run_dir)
     checkpoint = load_checkpoint(run_dir / CHECKPOINT_NAME)
     model = build_model(config)
     state = checkpoint["model"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from learnsyn.cli.options import add_config_options, config_from_args, log
 from learnsyn.config import TrainConfig
-from learnsyn.io import write_json_output
+from learnsyn.io import check_output_dir, check_output_file, write_json_output
 
 
 def add_training_commands(sub) -> None:
@@ -52,6 +52,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = config_from_args(args, TrainConfig)
     run_dir = Path(args.out) if args.out else default_run_dir(config)
+    check_output_dir(run_dir, "--out")
     try:
         result = train(
             config,
@@ -84,6 +85,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if args.eval_batch is not None and args.eval_batch < 2:
         raise ValueError(f"--eval-batch {args.eval_batch} is not allowed: need at least 2 pairs")
+    check_output_file(args.json, "--json")
+    check_output_dir(args.run, "--run")
     data = compare_run(args.run, args.baselines, args.eval_batch, args.device, log=log)
     write_json_output(args.json, data)
     print_table(data, sys.stderr if args.json == "-" else sys.stdout)
