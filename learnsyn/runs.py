@@ -126,6 +126,28 @@ def load_run(
     return config, model, checkpoint
 
 
+#: updates in a row that give a non-finite objective, gradient or parameters before a run is
+#: stopped as diverged (the last finite parameters are checkpointed)
+DIVERGENCE_LIMIT = 10
+
+
+class TrainingDiverged(ValueError):
+    """Meta-training stopped: ``DIVERGENCE_LIMIT`` updates in a row were not finite."""
+
+
+def parameters_finite(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def _trailing_skipped(history: list[dict[str, Any]]) -> int:
+    count = 0
+    for record in reversed(history):
+        if not record.get("skipped"):
+            break
+        count += 1
+    return count
+
+
 class _Interrupt:
     """Turns SIGINT/SIGTERM into a flag so the loop can checkpoint before exiting."""
 
@@ -169,6 +191,12 @@ def train(
     ``stop_after`` ends the run early after that many iterations of this call (used by tests
     to simulate an interruption); ``on_iteration(iteration, outcome)`` is called after each
     step (Optuna reports and prunes through it).
+
+    Divergence: an update that makes a parameter non-finite is undone (the parameters before it
+    are restored) and counted like a skipped update; ``DIVERGENCE_LIMIT`` such updates in a row
+    stop the run with ``TrainingDiverged`` after checkpointing the last finite parameters and
+    writing result.json with ``"status": "diverged"``. Model selection starts from the initial
+    parameters (scored at iteration 0), so a run that only got worse keeps its starting point.
     """
     from learnsyn.tensorboard_log import RunLogger
 
@@ -178,9 +206,11 @@ def train(
     resuming = prepare_run_dir(run_dir, config, resume, overwrite)
     scenario = make_scenario(config.task, config.task_params)
     model = build_model(config).to(device)
+    if not parameters_finite(model):
+        raise ValueError(f"the initial parameters of cell {config.cell!r} are not finite")
     optimizer, scheduler = make_optimizer(model, config)
     history: list[dict[str, Any]] = []
-    start_iteration, skipped_total = 0, 0
+    start_iteration, skipped_total, restored_total = 0, 0, 0
     best: dict[str, Any] | None = None
     if resuming:
         checkpoint = load_checkpoint(run_dir / CHECKPOINT_NAME)
@@ -190,11 +220,15 @@ def train(
         history = checkpoint["history"]
         start_iteration = checkpoint["iteration"]
         skipped_total = checkpoint.get("skipped", 0)
+        restored_total = checkpoint.get("restored", 0)
         best = checkpoint.get("best")
         torch.set_rng_state(checkpoint["rng"]["torch"])
         np.random.set_state(checkpoint["rng"]["numpy"])  # noqa: NPY002
         log(f"resuming {run_dir} at iteration {start_iteration}")
-    logger = RunLogger(run_dir, config, scenario, device, log=log)
+    else:  # the starting point is a candidate of model selection too
+        best = _candidate(None, validation_score(model, scenario, config, device), 0, model)
+    bad_streak = _trailing_skipped(history)
+    logger = RunLogger(run_dir, config, scenario, device, log=log, purge_step=start_iteration)
     ckpt_path = run_dir / CHECKPOINT_NAME
 
     def checkpoint(iteration: int) -> None:
@@ -206,20 +240,35 @@ def train(
             config,
             iteration,
             history,
-            {"skipped": skipped_total, "best": best},
+            {"skipped": skipped_total, "restored": restored_total, "best": best},
         )
 
     bar = _progress_bar(config.iterations, start_iteration, progress)
     iteration = start_iteration
-    interrupted = False
+    interrupted = diverged = False
     with _Interrupt() as interrupt:
         while iteration < config.iterations:
+            before = [p.detach().clone() for p in model.parameters()]
             outcome = training_step(
                 model, scenario, config, optimizer, scheduler, iteration, device, objective_fn
             )
+            finite = parameters_finite(model)
+            if outcome.skipped or not finite:  # (an update that failed half-way, too)
+                with torch.no_grad():
+                    for param, kept in zip(model.parameters(), before):
+                        param.copy_(kept)
+            if not finite:
+                outcome.skipped = True
+                restored_total += 1
+                log(
+                    f"iteration {iteration}: the update made parameters non-finite; "
+                    "the parameters before it are restored"
+                )
+            elif outcome.skipped:
+                log(f"iteration {iteration}: non-finite objective, gradient or step; skipped")
             if outcome.skipped:
                 skipped_total += 1
-                log(f"iteration {iteration}: non-finite objective or gradient, update skipped")
+            bad_streak = bad_streak + 1 if outcome.skipped else 0
             record = {
                 "iteration": iteration,
                 "objective": outcome.objective,
@@ -234,12 +283,7 @@ def train(
                 score = validation_score(model, scenario, config, device)
                 record["validation"] = score
                 logger.writer.add_scalar(f"validation/{config.metric}", score, iteration)
-                if best is None or score > best["score"]:
-                    best = {
-                        "score": score,
-                        "iteration": iteration + 1,
-                        "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
-                    }
+                best = _candidate(best, score, iteration + 1, model)
             history.append(record)
             logger.log_iteration(iteration, record, outcome.result, model)
             iteration += 1
@@ -257,6 +301,9 @@ def train(
                     raise
             if iteration % config.checkpoint_every == 0:
                 checkpoint(iteration)
+            if bad_streak >= DIVERGENCE_LIMIT:
+                diverged = True
+                break
             if interrupt.requested or (
                 stop_after is not None and iteration - start_iteration >= stop_after
             ):
@@ -273,8 +320,30 @@ def train(
         logger.close()
         raise KeyboardInterrupt
     result = _result(config, history, iteration, skipped_total, run_dir)
+    result["restored_updates"] = restored_total
     if best is not None:
-        result["selected"] = {"iteration": best["iteration"], "validation": best["score"]}
+        result["selected"] = {
+            "iteration": best["iteration"],
+            "validation": best["score"],
+            "validation_batch_pairs": config.batch,
+            "rule": f"best {config.metric} on the fixed validation batch, iteration 0 "
+            f"(the initial parameters) and every {config.validate_every} iterations",
+        }
+    if diverged:
+        result["status"] = "diverged"
+        logger.close()
+        atomic_write_json(run_dir / "result.json", result)
+        raise TrainingDiverged(
+            f"training diverged: {DIVERGENCE_LIMIT} updates in a row up to iteration "
+            f"{iteration - 1} gave a non-finite objective, gradient or parameters (learning rate "
+            f"{config.lr:g}); the last finite parameters are checkpointed in {run_dir}; "
+            "try a smaller --lr"
+        )
+    if best is not None and best["iteration"] == 0 and iteration > 0:
+        log(
+            "note: no validated iteration scored better than the initial parameters; "
+            "they are the selected ones"
+        )
     if iteration >= config.iterations and final_evaluation:
         if best is not None:
             model.load_state_dict(best["model"])
@@ -283,6 +352,15 @@ def train(
     logger.close()
     atomic_write_json(run_dir / "result.json", result)
     return result
+
+
+def _candidate(best, score: float, iteration: int, model) -> dict[str, Any]:
+    """``best`` or, when ``score`` beats it, the model's current parameters (non-finite scores
+    are -inf, so a finite candidate always beats them)."""
+    if best is not None and not score > best["score"]:
+        return best
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return {"score": score, "iteration": iteration, "model": state}
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
@@ -306,6 +384,7 @@ def _result(config, history, iteration, skipped, run_dir) -> dict[str, Any]:
         "run_dir": str(run_dir),
         "iterations_done": iteration,
         "complete": iteration >= config.iterations,
+        "status": "complete" if iteration >= config.iterations else "stopped",
         "skipped_updates": skipped,
         "training_estimate": {
             k: last.get(k) for k in ("area", "lifetime", "initial_snr", "log_area", "objective")

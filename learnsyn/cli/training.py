@@ -64,16 +64,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         return 130
-    evaluation = result.get("evaluation", {}).get("metrics", {})
+    final = result.get("evaluation", {})
+    evaluation = final.get("metrics", {})
+    errors = final.get("metrics_stderr") or {}
     log(
         f"run: {run_dir}  ({result['iterations_done']} iterations, "
         f"{result['skipped_updates']} skipped updates, "
         f"{result['synapse_steps_per_second']:.3g} synapse-steps/s forward+backward)"
     )
     if evaluation:
+        selected = result.get("selected", {}).get("iteration")
         log(
-            f"final evaluation ({config.convention} convention): "
-            + ", ".join(f"{k} {v:.4g}" for k, v in evaluation.items())
+            f"final evaluation of the parameters selected at iteration {selected} "
+            f"(Monte Carlo, {final.get('batch_pairs')} pairs, its own seed, {config.convention} "
+            "convention; +- one standard error): "
+            + ", ".join(
+                f"{k} {v:.4g}" + (f" +- {errors[k]:.2g}" if k in errors else "")
+                for k, v in evaluation.items()
+            )
         )
     log(f"TensorBoard: tensorboard --logdir {run_dir}")
     log(f"compare: learnsyn compare --run {run_dir}")

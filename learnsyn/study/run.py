@@ -127,14 +127,17 @@ class TrialObjective:
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
         )
         self.log(f"trial {trial.number}: training {described or 'the fixed settings'} in {run_dir}")
-        runs.train(
-            config,
-            run_dir,
-            progress=False,
-            final_evaluation=False,
-            log=lambda message: self._run_log(trial.number, message),
-            on_iteration=IntermediateReporter(trial, s.metric, config.iterations),
-        )
+        try:
+            runs.train(
+                config,
+                run_dir,
+                progress=False,
+                final_evaluation=False,
+                log=lambda message: self._run_log(trial.number, message),
+                on_iteration=IntermediateReporter(trial, s.metric, config.iterations),
+            )
+        except runs.TrainingDiverged as error:
+            raise optuna.TrialPruned(str(error)) from None
         _, model, _ = runs.load_run(run_dir)
         scenario = make_scenario(config.task, config.task_params)
         device = resolve_device(config.device)

@@ -1,0 +1,245 @@
+"""Faults a newcomer meets (issue 14): bad output paths, another command's directory, values
+checked too late, divergence, sizes without bounds, messages, resumed TensorBoard curves.
+
+Every refusal is exit code 2 with one line ``learnsyn: error: ...`` on stderr (no traceback),
+before any work, and leaves the files that were there byte-for-byte unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from learnsyn.cli import main
+from learnsyn.io import read_json
+
+TINY = [
+    "--task",
+    "ideal",
+    "--synapses",
+    "100",
+    "--state-size",
+    "2",
+    "--cell",
+    "gru",
+    "--iterations",
+    "4",
+    "--batch",
+    "8",
+    "--horizon",
+    "20",
+    "--burn-in",
+    "20",
+    "--eval-batch",
+    "16",
+    "--validate-every",
+    "2",
+    "--no-progress",
+]
+EVALUATE = ["evaluate", "--model", "exponential", "--task", "ideal", "--synapses", "100"]
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file under ``root`` (or ``root`` itself) with the hash of its bytes."""
+    root = Path(root)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def refused(capsys, argv: list[str], *expected: str, after_work: bool = False) -> str:
+    """Run ``learnsyn argv``: exit 2 and one line ``learnsyn: error: ...`` naming ``expected``
+    (``after_work``: the command's progress lines come before it)."""
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as stop:  # argparse's own errors
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    if after_work:
+        lines = lines[-1:]
+    assert len(lines) == 1 and lines[0].startswith("learnsyn: error: "), err
+    assert "Traceback" not in err and err.count("error") == 1, err
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def files(tmp_path):
+    """A regular file and a directory with a file in it, to aim outputs at."""
+    (tmp_path / "afile").write_text("precious\n")
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "adir" / "kept.txt").write_text("kept\n")
+    return tmp_path
+
+
+# --- 2. bad output paths --------------------------------------------------------------------
+
+
+def test_a_file_as_out_is_refused_before_any_work(files, capsys):
+    before = snapshot(files)
+    afile = str(files / "afile")
+    under = str(files / "afile" / "sub")
+    refused(capsys, ["train", *TINY, "--out", afile], "--out", "is a file")
+    refused(capsys, ["train", *TINY, "--out", under], "lies under", "which is a file")
+    refused(capsys, ["degeneracy", "synapse", "--quick", "--out", afile], "--out", "is a file")
+    study = ["study", "--target", "baseline:exponential", "--task", "ideal", "--synapses", "10"]
+    refused(capsys, [*study, "--n-trials", "1", "--out", afile], "--out", "is a file")
+    refused(capsys, [*study, "--storage", f"journal:{under}/j.log"], "--storage", "lies under")
+    refused(capsys, [*study, "--storage", f"sqlite:///{under}/o.db"], "--storage", "lies under")
+    refused(capsys, ["demo", "--quick", "--out", afile], "--out", "is a file")
+    assert snapshot(files) == before
+
+
+def test_a_directory_as_json_is_refused_before_any_work(files, capsys):
+    before = snapshot(files)
+    adir, under = str(files / "adir"), str(files / "afile" / "x.json")
+    refused(capsys, [*EVALUATE, "--json", adir], "--json", "is a directory")
+    refused(capsys, [*EVALUATE, "--json", under], "--json", "lies under")
+    refused(capsys, [*EVALUATE, "--plot", adir], "--plot", "is a directory")
+    refused(capsys, ["list", "--json", adir], "--json", "is a directory")
+    refused(capsys, ["compare", "--run", adir, "--json", adir], "--json", "is a directory")
+    refused(capsys, ["study", "--summary", "--json", adir], "--json", "is a directory")
+    refused(capsys, ["bench", "--quick", "--json", adir], "--json", "is a directory")
+    assert snapshot(files) == before
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc (a place nobody can write)")
+def test_an_unwritable_place_is_refused(files, capsys):
+    refused(capsys, [*EVALUATE, "--plot", "/proc/learnsyn/snr.png"], "--plot", "cannot write")
+    refused(capsys, ["train", *TINY, "--out", "/proc/learnsyn-run"], "--out", "cannot write")
+    assert not Path("/proc/learnsyn-run").exists()
+
+
+# --- 1. another command's directory ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A finished tiny training run (shared by the tests that must leave it unchanged)."""
+    run_dir = tmp_path_factory.mktemp("faults") / "run"
+    assert main(["train", *TINY, "--out", str(run_dir)]) == 0
+    return run_dir
+
+
+def test_no_command_writes_into_another_commands_directory(trained_run, capsys):
+    before = snapshot(trained_run)
+    run_dir = str(trained_run)
+    refused(capsys, ["degeneracy", "synapse", "--quick", "--out", run_dir], "learnsyn train")
+    refused(capsys, ["degeneracy", "spectra", "--quick", "--out", run_dir], "--overwrite")
+    refused(capsys, ["train", *TINY, "--out", run_dir], "already exists")
+    study = ["study", "--target", "baseline:exponential", "--task", "ideal", "--synapses", "10"]
+    parent, name = str(trained_run.parent), trained_run.name
+    refused(capsys, [*study, "--out", parent, "--study-name", name], "learnsyn train")
+    assert snapshot(trained_run) == before
+    assert json.loads((trained_run / "config.json").read_text())["cell"] == "gru"
+
+
+# --- 3. values checked up front ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_non_finite_thresholds_are_refused_and_create_nothing(tmp_path, capsys, value):
+    out = tmp_path / "out"
+    refused(capsys, ["train", *TINY, "--threshold", value, "--out", str(out)], "threshold")
+    refused(
+        capsys,
+        ["degeneracy", "synapse", "--quick", "--snr-threshold", value, "--out", str(out)],
+        "threshold",
+    )
+    refused(capsys, [*EVALUATE, "--threshold", value], "threshold")
+    assert not out.exists()
+
+
+# --- 4. divergence ----------------------------------------------------------------------------
+
+
+def test_a_diverging_learning_rate_stops_plainly_and_keeps_finite_parameters(tmp_path, capsys):
+    from learnsyn.runs import DIVERGENCE_LIMIT, load_run, parameters_finite
+
+    run_dir = tmp_path / "diverging"
+    argv = ["train", *TINY, "--iterations", str(DIVERGENCE_LIMIT + 4), "--lr", "1e30"]
+    line = refused(capsys, [*argv, "--out", str(run_dir)], "diverged", "--lr", after_work=True)
+    assert "histogram" not in line
+    result = read_json(run_dir / "result.json")
+    assert result["status"] == "diverged" and not result["complete"]
+    assert result["selected"]["iteration"] == 0  # the initial parameters stay the candidate
+    for which in ("best", "last"):
+        _, model, checkpoint = load_run(run_dir, which)
+        assert parameters_finite(model)
+    assert checkpoint["iteration"] < DIVERGENCE_LIMIT + 4
+    text = (run_dir / "result.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+
+
+def test_a_run_that_only_gets_worse_selects_its_initial_parameters(tmp_path, capsys):
+    run_dir = tmp_path / "worse"
+    assert main(["train", *TINY, "--lr", "1e6", "--out", str(run_dir)]) == 0
+    result = read_json(run_dir / "result.json")
+    assert result["status"] == "complete"
+    assert result["selected"]["iteration"] == 0
+    assert result["evaluation"]["metrics"]["area"] > 0
+    assert "initial parameters" in capsys.readouterr().err
+
+
+def test_an_update_that_makes_parameters_non_finite_is_undone(tmp_path):
+    from learnsyn.config import TrainConfig
+    from learnsyn.runs import load_run, parameters_finite, train
+    from learnsyn.training import meta_objective
+
+    config = TrainConfig(
+        task="ideal", synapses=100, state_size=2, cell="gru", iterations=16, batch=8,
+        horizon=10, burn_in=10, eval_batch=16, validate_every=1, lr=3e37, lr_final_fraction=1.0,
+    )  # fmt: skip
+
+    def pushing(model, scenario, config, iteration, device):
+        """A finite objective whose Adam steps (about lr each) overflow a parameter."""
+        result = meta_objective(model, scenario, config, iteration, device, grad=False)
+        result.value = next(model.parameters()).flatten()[0] * 1.0
+        return result
+
+    messages = []
+    result = train(
+        config, tmp_path / "run", objective_fn=pushing, progress=False, final_evaluation=False,
+        log=messages.append,
+    )  # fmt: skip
+    assert result["restored_updates"] >= 1, messages
+    assert any("restored" in message for message in messages)
+    for which in ("best", "last"):
+        assert parameters_finite(load_run(tmp_path / "run", which)[1])
+
+
+# --- 7. TensorBoard after a resume ------------------------------------------------------------
+
+
+def test_a_resumed_runs_tensorboard_scalars_have_strictly_increasing_steps(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from learnsyn.config import TrainConfig
+    from learnsyn.runs import train
+
+    config = TrainConfig(
+        task="ideal", synapses=100, state_size=2, cell="gru", iterations=8, batch=8,
+        horizon=10, burn_in=10, eval_batch=16, validate_every=2, log_every=1,
+        figure_every=100, checkpoint_every=2,
+    )  # fmt: skip
+    run_dir = tmp_path / "run"
+    options = {"progress": False, "final_evaluation": False, "log": lambda message: None}
+    train(config, run_dir, stop_after=4, **options)
+    saved = (run_dir / "checkpoint.pt").read_bytes()  # iteration 4
+    train(config, run_dir, resume=True, stop_after=3, **options)  # logs 4..6, then "killed"
+    (run_dir / "checkpoint.pt").write_bytes(saved)  # the last checkpoint the kill left
+    time.sleep(1.1)  # a new event file name (it carries the second it was opened)
+    train(config, run_dir, resume=True, **options)
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    for tag in ("train/objective", "train/area", "validation/area"):
+        steps = [event.step for event in events.Scalars(tag)]
+        assert steps == sorted(set(steps)), (tag, steps)
+    assert [event.step for event in events.Scalars("train/objective")] == list(range(8))
