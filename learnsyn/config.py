@@ -173,6 +173,7 @@ class TrainConfig:
         derived ones in place: the scenario's full parameters and the final temperature."""
         from learnsyn.cells import make_cell
         from learnsyn.estimate.snr import check_convention, check_metric
+        from learnsyn.memory import check_training_memory
         from learnsyn.registry import model_names
         from learnsyn.scenario import make_scenario
 
@@ -219,6 +220,7 @@ class TrainConfig:
         if not (math.isfinite(self.noise_margin) and self.noise_margin >= 0):
             raise ValueError(f"noise margin = {self.noise_margin} is not allowed: need >= 0")
         self.task_params = dict(make_scenario(self.task, self.task_params).params)
+        check_training_memory(self)
         make_cell(
             self.cell,
             self.state_size,

@@ -243,3 +243,62 @@ def test_a_resumed_runs_tensorboard_scalars_have_strictly_increasing_steps(tmp_p
         steps = [event.step for event in events.Scalars(tag)]
         assert steps == sorted(set(steps)), (tag, steps)
     assert [event.step for event in events.Scalars("train/objective")] == list(range(8))
+
+
+# --- 5. sizes without bounds ------------------------------------------------------------------
+
+
+def test_a_huge_exact_horizon_streams_in_bounded_memory_with_a_subsampled_curve(tmp_path, capsys):
+    import tracemalloc
+
+    from learnsyn.evaluate import MAX_CURVE_AGES
+
+    out = tmp_path / "result.json"
+    tracemalloc.start()
+    try:
+        assert main([*EVALUATE, "--horizon", "10000000", "--json", str(out)]) == 0
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # one array over every age would be 160 MB per complex array (1.6 GB in all before)
+    assert peak < 80 * 2**20, peak
+    data = read_json(out)
+    assert data["curve_ages_subsampled"] is True and data["horizon"] == 10**7
+    assert len(data["ages"]) == len(data["snr"]) <= MAX_CURVE_AGES
+    assert data["ages"][0] == 0 and data["ages"][-1] == 10**7 - 1
+    assert out.stat().st_size < 200_000
+    assert data["metrics"]["area"] > 0
+
+
+@pytest.mark.parametrize("model", ["exponential", "benna-fusi", "binary", "cascade"])
+def test_streamed_exact_metrics_equal_the_full_curves(model):
+    import numpy as np
+
+    from learnsyn.estimate.snr import compute_metrics
+    from learnsyn.evaluate import MAX_CURVE_AGES, evaluate
+    from learnsyn.registry import make_model
+    from learnsyn.scenario import make_scenario
+
+    horizon = MAX_CURVE_AGES + 1500
+    options = {"synapses": 1000, "method": "exact", "threshold": 1.0}
+    synapse, scenario = make_model(model), make_scenario("ideal", {})
+    streamed = evaluate(synapse, scenario, horizon=horizon, **options)
+    full = evaluate(synapse, scenario, ages=np.arange(horizon), **options)
+    assert streamed.curve_ages_subsampled and not full.curve_ages_subsampled
+    expected = compute_metrics(full.ages, full.snr, 1.0)
+    for key, value in expected.items():
+        assert streamed.metrics[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+    index = [int(age) for age in streamed.ages]
+    assert np.allclose(streamed.snr, np.asarray(full.snr)[index], rtol=1e-9)
+
+
+def test_requests_that_cannot_fit_are_refused_with_the_memory_they_need(tmp_path, capsys):
+    out = tmp_path / "out"
+    monte_carlo = [*EVALUATE, "--method", "monte-carlo"]
+    refused(capsys, [*monte_carlo, "--horizon", "10000000000"], "would need about", "GiB")
+    refused(capsys, [*monte_carlo, "--batch", "100000000000"], "would need about", "memory")
+    refused(capsys, [*EVALUATE, "--horizon", "10000000000"], "horizon")
+    refused(capsys, ["train", *TINY, "--state-size", "100000", "--out", str(out)], "state size")
+    huge = ["--batch", "100000000", "--horizon", "1000000", "--out", str(out)]
+    refused(capsys, ["train", *TINY, *huge], "would need about", "--batch")
+    assert not out.exists()
