@@ -131,6 +131,10 @@ def load_run(
 DIVERGENCE_LIMIT = 10
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped ``train``, which has said where its checkpoint is."""
+
+
 class TrainingDiverged(ValueError):
     """Meta-training stopped: ``DIVERGENCE_LIMIT`` updates in a row were not finite."""
 
@@ -318,7 +322,7 @@ def train(
             "continue with --resume"
         )
         logger.close()
-        raise KeyboardInterrupt
+        raise RunInterrupted
     result = _result(config, history, iteration, skipped_total, run_dir)
     result["restored_updates"] = restored_total
     if best is not None:
@@ -347,7 +351,15 @@ def train(
     if iteration >= config.iterations and final_evaluation:
         if best is not None:
             model.load_state_dict(best["model"])
-        result["evaluation"] = _final_evaluation(model, scenario, config, device)
+        try:
+            result["evaluation"] = _final_evaluation(model, scenario, config, device)
+        except KeyboardInterrupt:
+            logger.close()
+            log(
+                f"interrupted during the final evaluation: training is complete and checkpointed "
+                f"in {run_dir}; --resume runs the final evaluation"
+            )
+            raise RunInterrupted from None
         logger.log_hparams(result)
     logger.close()
     atomic_write_json(run_dir / "result.json", result)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from learnsyn.cli import main
+from learnsyn.cli import build_parser, main
 from learnsyn.io import read_json
 
 TINY = [
@@ -302,3 +304,79 @@ def test_requests_that_cannot_fit_are_refused_with_the_memory_they_need(tmp_path
     huge = ["--batch", "100000000", "--horizon", "1000000", "--out", str(out)]
     refused(capsys, ["train", *TINY, *huge], "would need about", "--batch")
     assert not out.exists()
+
+
+# --- 6. messages ------------------------------------------------------------------------------
+
+
+def test_every_option_of_every_command_has_a_help_line():
+    import argparse
+    import re
+
+    def missing(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from missing(sub, [*path, name])
+            elif action.option_strings and action.help != argparse.SUPPRESS:
+                text = re.sub(r"\(default[^)]*\)", "", action.help or "").strip()
+                if len(text) < 3:
+                    yield f"{' '.join(path)} {'/'.join(action.option_strings)}"
+
+    assert list(missing(build_parser(), ["learnsyn"])) == []
+
+
+def test_a_bare_learnsyn_prints_the_usage(capsys):
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: learnsyn") and "train" in err and "Traceback" not in err
+
+
+def test_ctrl_c_while_importing_is_one_line(monkeypatch, capsys):
+    import learnsyn.cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(learnsyn.cli, "build_parser", interrupted)
+    assert main(["list"]) == 130
+    assert capsys.readouterr().err == "learnsyn: interrupted\n"
+    code = "import sys, learnsyn.cli; print(sorted({'torch', 'numpy'} & set(sys.modules)))"
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert imported.stdout.strip() == "[]", imported.stderr  # the entry point imports lightly
+
+
+def test_ctrl_c_during_the_final_evaluation_says_so_and_resume_finishes(
+    tmp_path, monkeypatch, capsys
+):
+    import learnsyn.runs
+
+    evaluate = learnsyn.runs._final_evaluation
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    run_dir = str(tmp_path / "run")
+    monkeypatch.setattr(learnsyn.runs, "_final_evaluation", interrupted)
+    assert main(["train", *TINY, "--out", run_dir]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted during the final evaluation" in err and "--resume" in err
+    assert not (tmp_path / "run" / "result.json").exists()
+    monkeypatch.setattr(learnsyn.runs, "_final_evaluation", evaluate)
+    assert main(["train", *TINY, "--out", run_dir, "--resume"]) == 0
+    assert read_json(tmp_path / "run" / "result.json")["evaluation"]["metrics"]
+
+
+def test_resume_and_compare_name_what_is_wrong(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused(capsys, ["train", *TINY, "--out", str(empty), "--resume"], "is empty")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    config = str(broken / "config.json")
+    refused(capsys, ["train", *TINY, "--out", str(broken), "--resume"], config)
+    refused(capsys, ["compare", "--run", str(broken)], config)
+    (broken / "config.json").write_text('{"experiment": "spectra"}')
+    refused(capsys, ["compare", "--run", str(broken)], config, "not a training run")
+    refused(capsys, ["compare", "--run", str(broken), "--eval-batch", "0"], "--eval-batch")

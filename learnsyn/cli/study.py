@@ -99,7 +99,9 @@ def add_study_commands(subparsers) -> None:
     what = p.add_argument_group("what to optimize")
     what.add_argument("--target", help="learned | baseline:NAME (see `learnsyn list`)")
     what.add_argument("--task", help="scenario name")
-    what.add_argument("--task-param", action="append", metavar="KEY=VALUE")
+    what.add_argument(
+        "--task-param", action="append", metavar="KEY=VALUE", help="scenario parameter"
+    )
     what.add_argument("--synapses", type=int, help="N (scales SNR by sqrt(N))")
     what.add_argument("--metric", default="area", help="area | lifetime | log_area | initial_snr")
     what.add_argument(
@@ -121,7 +123,9 @@ def add_study_commands(subparsers) -> None:
         help="evaluation horizon (default: learned, the fixed training horizon, else 600; "
         "baselines, 1000)",
     )
-    what.add_argument("--threshold", type=float, default=1.0)
+    what.add_argument(
+        "--threshold", type=float, default=1.0, help="SNR threshold theta of the metric (1)"
+    )
     what.add_argument("--convention", default="large-n", help="large-n (default) | exact")
     what.add_argument("--eval-batch", type=int, help="Monte Carlo pairs of the evaluation")
     what.add_argument("--method", default="auto", help="baselines: auto | exact | monte-carlo")

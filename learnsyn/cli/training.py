@@ -48,7 +48,7 @@ def add_training_commands(sub) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from learnsyn.runs import default_run_dir, train
+    from learnsyn.runs import RunInterrupted, default_run_dir, train
 
     config = config_from_args(args, TrainConfig)
     run_dir = Path(args.out) if args.out else default_run_dir(config)
@@ -62,7 +62,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             log=log,
         )
+    except RunInterrupted:  # train said where its checkpoint is
+        return 130
     except KeyboardInterrupt:
+        log(f"learnsyn: interrupted; {run_dir} keeps its last checkpoint (continue with --resume)")
         return 130
     final = result.get("evaluation", {})
     evaluation = final.get("metrics", {})
