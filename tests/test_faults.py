@@ -380,3 +380,37 @@ def test_resume_and_compare_name_what_is_wrong(tmp_path, capsys):
     (broken / "config.json").write_text('{"experiment": "spectra"}')
     refused(capsys, ["compare", "--run", str(broken)], config, "not a training run")
     refused(capsys, ["compare", "--run", str(broken), "--eval-batch", "0"], "--eval-batch")
+
+
+# --- 8. a journal study's orphaned trial ------------------------------------------------------
+
+
+def test_a_journal_trial_whose_worker_is_gone_is_named_and_replaced(tmp_path, capsys):
+    import socket
+
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = tmp_path / "study.journal"
+    study_args = [
+        "study", "--target", "baseline:exponential", "--task", "ideal", "--synapses", "100",
+        "--horizon", "50", "--study-name", "j", "--storage", f"journal:{journal}",
+        "--out", str(tmp_path),
+    ]  # fmt: skip
+    assert main([*study_args, "--n-trials", "2"]) == 0
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid with no process behind it (reaped)
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+    orphan = optuna.load_study(study_name="j", storage=storage).ask()  # RUNNING, worker gone
+    orphan.set_user_attr("pid", dead.pid)
+    orphan.set_user_attr("host", socket.gethostname())
+    capsys.readouterr()
+    assert main([*study_args, "--summary", "--json", str(tmp_path / "s.json")]) == 0
+    out = capsys.readouterr().out
+    assert f"trial {orphan.number} is RUNNING (pid {dead.pid}" in out and "gone" in out
+    assert main([*study_args, "--n-trials", "3"]) == 0
+    err = capsys.readouterr().err
+    assert f"trial {orphan.number}: its worker (pid {dead.pid} on this host) is gone" in err
+    states = [t.state.name for t in optuna.load_study(study_name="j", storage=storage).trials]
+    assert states.count("COMPLETE") == 3 and states.count("FAIL") == 1, states
+    assert "RUNNING" not in states

@@ -252,6 +252,27 @@ def _fail_stale_trials(study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
+def fail_orphaned_trials(study, log=_log) -> list[int]:
+    """Mark failed the running trials whose worker process is gone (same host, no process with
+    the trial's pid): storages without a heartbeat (journal files, ``--heartbeat 0``) would
+    keep them running forever. Returns their numbers."""
+    from optuna.trial import TrialState
+
+    from learnsyn.study.storage import worker_state
+
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if worker_state(trial) != "gone":
+            continue
+        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        failed.append(trial.number)
+        log(
+            f"trial {trial.number}: its worker (pid {trial.user_attrs.get('pid')} on this host) "
+            "is gone; marked failed, a new trial replaces it"
+        )
+    return failed
+
+
 def run_study(
     settings: StudySettings,
     location: StorageLocation,
@@ -298,6 +319,8 @@ def run_study(
         while True:
             lock.acquire()
             _fail_stale_trials(study)
+            if not heartbeat:
+                fail_orphaned_trials(study, log)
             counts = trial_counts(study)
             counted = counts["complete"] + counts["pruned"] + counts["running"] + counts["waiting"]
             out_of_time = deadline is not None and time.monotonic() > deadline
@@ -323,6 +346,10 @@ def run_study(
         f"({counts['complete']} complete, {counts['pruned']} pruned; {counts['fail']} failed, "
         "not counted)"
     )
+    from learnsyn.study.storage import describe_running
+
+    for line in describe_running(study):
+        log(line)
     return counts
 
 
