@@ -401,6 +401,8 @@ def _result(config, history, iteration, skipped, run_dir) -> dict[str, Any]:
         "training_estimate": {
             k: last.get(k) for k in ("area", "lifetime", "initial_snr", "log_area", "objective")
         },
+        "training_estimate_measured_on": f"the last iteration's parameters on its training batch "
+        f"({config.batch} pairs; noisy, no error); the final evaluation is the figure to quote",
         "synapse_steps_per_second": float(
             np.median([h["synapse_steps_per_second"] for h in history])
         )
@@ -458,4 +460,6 @@ def _final_evaluation(model, scenario, config: TrainConfig, device) -> dict[str,
         "metrics": result.metrics,
         "metrics_stderr": result.metrics_stderr,
         "batch_pairs": config.eval_batch,
+        "measured_on": f"the selected parameters by Monte Carlo, {config.eval_batch} pairs, "
+        "a seed of its own, the run's horizon and burn-in; +- one standard error",
     }

@@ -408,9 +408,50 @@ def test_a_journal_trial_whose_worker_is_gone_is_named_and_replaced(tmp_path, ca
     assert main([*study_args, "--summary", "--json", str(tmp_path / "s.json")]) == 0
     out = capsys.readouterr().out
     assert f"trial {orphan.number} is RUNNING (pid {dead.pid}" in out and "gone" in out
+    assert "(exact, horizon 50)" in out and "biased upward" in out
     assert main([*study_args, "--n-trials", "3"]) == 0
     err = capsys.readouterr().err
     assert f"trial {orphan.number}: its worker (pid {dead.pid} on this host) is gone" in err
     states = [t.state.name for t in optuna.load_study(study_name="j", storage=storage).trials]
     assert states.count("COMPLETE") == 3 and states.count("FAIL") == 1, states
     assert "RUNNING" not in states
+
+
+# --- 9. numbers a newcomer can read ----------------------------------------------------------
+
+
+def test_coinciding_curves_and_single_points_stay_visible_in_the_figures():
+    from learnsyn.plotting import plot_snr_curves
+
+    same = {"ages": [0, 1, 2], "snr": [8.0, 4.0, 2.0]}
+    curves = [
+        {"label": "a", **same},
+        {"label": "b", **same},
+        {"label": "one", "ages": [0], "snr": [5.0]},
+    ]
+    fig = plot_snr_curves(curves, synapses=100, threshold=1.0, convention="exact")
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    styles = {(lines[k].get_linestyle(), lines[k].get_marker()) for k in ("a", "b", "one")}
+    assert len(styles) == 3 and all(lines[k].get_marker() not in ("None", "", None) for k in "ab")
+    assert lines["one"].get_markevery() == [0]
+
+
+def test_train_and_result_say_what_each_figure_was_measured_on(trained_run):
+    result = read_json(trained_run / "result.json")
+    assert result["evaluation"]["metrics_stderr"]["area"] > 0
+    assert "pairs" in result["evaluation"]["measured_on"]
+    assert "training batch" in result["training_estimate_measured_on"]
+    assert "initial parameters" in result["selected"]["rule"]
+
+
+def test_compare_says_what_it_measured_on(trained_run, tmp_path, capsys):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run, run_dir)
+    capsys.readouterr()
+    argv = ["compare", "--run", str(run_dir), "--baselines", "exponential", "--eval-batch", "16"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "+-" in captured.out
+    assert "measured on: the run's selected parameters by Monte Carlo with 16 pairs" in captured.err

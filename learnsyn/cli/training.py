@@ -101,6 +101,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     data = compare_run(args.run, args.baselines, args.eval_batch, args.device, log=log)
     write_json_output(args.json, data)
     print_table(data, sys.stderr if args.json == "-" else sys.stdout)
+    from learnsyn.runs import read_run_config
+
+    run_config = read_run_config(Path(args.run))
+    batch = args.eval_batch or max(run_config.eval_batch, 8192)
+    log(
+        f"measured on: the run's selected parameters by Monte Carlo with {batch} pairs and the "
+        "compare seed (fresh numbers: they differ from train's final evaluation within the "
+        "errors); baselines tuned for the run, exact where possible; +- one standard error"
+    )
     log(
         f"written: {Path(args.run) / 'comparison.json'}, "
         f"{Path(args.run) / 'snr_curves.png'}, {Path(args.run) / 'comparison.md'}"

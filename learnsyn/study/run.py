@@ -151,6 +151,7 @@ class TrialObjective:
             scenario=scenario,
         )
         atomic_write_json(run_dir / "evaluation.json", evaluation.to_json())
+        _record_measurement(trial, evaluation, s.metric)
         logger = RunLogger(run_dir, config, scenario, device, log=self.log)
         logger.log_hparams({"evaluation": {"metrics": evaluation.metrics}})
         logger.close()
@@ -188,6 +189,7 @@ class TrialObjective:
         except ValueError as error:  # e.g. an unstable combination of parameters
             raise optuna.TrialPruned(f"parameters rejected: {error}") from None
         trial.set_user_attr("model_params", evaluation.params)
+        _record_measurement(trial, evaluation, s.metric)
         atomic_write_json(run_dir / "evaluation.json", evaluation.to_json())
         finite = {k: float(v) for k, v in evaluation.metrics.items() if math.isfinite(v)}
         writer = SummaryWriter(log_dir=str(run_dir))
@@ -197,6 +199,20 @@ class TrialObjective:
         writer.add_hparams(hparams, {f"hparam/{k}": v for k, v in finite.items()}, run_name=".")
         writer.close()
         return float(evaluation.metrics[s.metric])
+
+
+def _record_measurement(trial, evaluation, metric: str) -> None:
+    """What the trial's value was measured on, and its standard error (the summary prints
+    them next to the value)."""
+    errors = evaluation.metrics_stderr or {}
+    if errors.get(metric) is not None and math.isfinite(errors[metric]):
+        trial.set_user_attr("value_stderr", float(errors[metric]))
+    if evaluation.method == "monte-carlo":
+        pairs = (evaluation.monte_carlo or {}).get("batch_pairs")
+        measured = f"Monte Carlo, {pairs} pairs, one seed shared by all trials"
+    else:
+        measured = "exact"
+    trial.set_user_attr("measured_on", f"{measured}, horizon {evaluation.horizon}")
 
 
 def make_sampler(name: str, seed: int):

@@ -352,6 +352,8 @@ def _best_trial(trial, identity: dict[str, Any]) -> dict[str, Any]:
         "seed": attrs.get("seed"),
         "run_dir": attrs.get("run_dir"),
         "host": attrs.get("host"),
+        "value_stderr": attrs.get("value_stderr"),
+        "measured_on": attrs.get("measured_on"),
     }
     if "config" in attrs:
         best["config"] = attrs["config"]
@@ -434,7 +436,16 @@ def print_summary(data: dict[str, Any], written_to: str, stream) -> None:
     if best is None:
         say("best trial: none yet (no completed trial)")
     else:
-        say(f"best trial {best['number']}: {metric} = {best['value']:.6g}")
+        error = best.get("value_stderr")
+        say(
+            f"best trial {best['number']}: {metric} = {best['value']:.6g}"
+            + (f" +- {error:.2g}" if error is not None else "")
+            + (f" ({best['measured_on']})" if best.get("measured_on") else "")
+        )
+        say(
+            f"  the best of {counts['complete']} completed trials on the same random numbers, "
+            "so biased upward; `learnsyn compare` re-evaluates on fresh ones"
+        )
         values = best.get("model_params") or best["params"]
         say("  parameters: " + ", ".join(f"{k}={_short(v)}" for k, v in values.items()))
         say(f"  seed {best['seed']}, run {best['run_dir']} (host {best['host']})")
