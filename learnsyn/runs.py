@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from learnsyn.config import stream_seed
-from learnsyn.io import atomic_write_json, check_output_dir, read_json
+from learnsyn.io import atomic_write_json, check_output_dir, output_owner, read_json
 from learnsyn.scenario import make_scenario
 from learnsyn.training import (
     CHECKPOINT_NAME,
@@ -69,7 +69,7 @@ def prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, overwrite:
     check_output_dir(run_dir, "run directory")
     if run_dir.exists() and any(run_dir.iterdir()):
         if overwrite:
-            if not is_run_dir(run_dir):
+            if output_owner(run_dir) != "train":
                 raise ValueError(f"{run_dir} is not a run directory; refusing to delete it")
             shutil.rmtree(run_dir)
         elif resume:

@@ -136,6 +136,11 @@ def test_no_command_writes_into_another_commands_directory(trained_run, capsys):
     refused(capsys, ["degeneracy", "synapse", "--quick", "--out", run_dir], "learnsyn train")
     refused(capsys, ["degeneracy", "spectra", "--quick", "--out", run_dir], "--overwrite")
     refused(capsys, ["train", *TINY, "--out", run_dir], "already exists")
+    spectra = trained_run.parent / "spectra"
+    spectra.mkdir()
+    (spectra / "config.json").write_text('{"experiment": "spectra"}')
+    refused(capsys, ["train", *TINY, "--out", str(spectra), "--overwrite"], "not a run directory")
+    assert (spectra / "config.json").exists()
     study = ["study", "--target", "baseline:exponential", "--task", "ideal", "--synapses", "10"]
     parent, name = str(trained_run.parent), trained_run.name
     refused(capsys, [*study, "--out", parent, "--study-name", name], "learnsyn train")
