@@ -306,7 +306,7 @@ def test_requests_that_cannot_fit_are_refused_with_the_memory_they_need(tmp_path
     refused(capsys, [*monte_carlo, "--batch", "100000000000"], "would need about", "memory")
     refused(capsys, [*EVALUATE, "--horizon", "10000000000"], "horizon")
     refused(capsys, ["train", *TINY, "--state-size", "100000", "--out", str(out)], "state size")
-    huge = ["--batch", "100000000", "--horizon", "1000000", "--out", str(out)]
+    huge = ["--batch", "100000000", "--horizon", "1000000", "--device", "cpu", "--out", str(out)]
     refused(capsys, ["train", *TINY, *huge], "would need about", "--batch")
     assert not out.exists()
 
