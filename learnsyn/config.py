@@ -178,6 +178,7 @@ class TrainConfig:
         derived ones in place: the scenario's full parameters and the final temperature."""
         from learnsyn.cells import make_cell
         from learnsyn.estimate.snr import check_convention, check_metric
+        from learnsyn.memory import check_training_memory
         from learnsyn.registry import model_names
         from learnsyn.scenario import make_scenario
 
@@ -243,6 +244,7 @@ class TrainConfig:
                     f"{self.state_size} = {states} grid states, more than {AUTO_MAX_STATES}; "
                     "use fewer levels, a smaller m or --estimator monte-carlo"
                 )
+        check_training_memory(self)
         make_cell(
             self.cell,
             self.state_size,

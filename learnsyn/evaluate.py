@@ -17,7 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from learnsyn.estimate.exact import linear_signal_and_variance, markov_signal_and_variance
+from learnsyn.estimate.exact import (
+    linear_signal_and_variance,
+    markov_signal_and_variance,
+    markov_signal_and_variance_blocks,
+)
 from learnsyn.estimate.grid import (
     AUTO_MAX_STATES,
     MAX_STATES,
@@ -37,10 +41,17 @@ from learnsyn.estimate.snr import (
     snr_from_moments,
 )
 from learnsyn.io import to_jsonable
+from learnsyn.memory import check_memory
 from learnsyn.scenario import Scenario
 from learnsyn.synapse import Synapse
 
 METHODS = ("auto", "exact", "monte-carlo")
+#: a curve over more ages is reported at this many log-spaced ages (the metrics still sum over
+#: every age); ``Evaluation.curve_ages_subsampled`` says so
+MAX_CURVE_AGES = 2000
+#: the exact closed forms stream over ages in chunks (bounded memory); beyond this horizon the
+#: time (about 5 s per 1e8 ages for a one-variable synapse, more per state variable) is refused
+MAX_EXACT_HORIZON = 10**9
 
 
 @dataclass
@@ -66,6 +77,7 @@ class Evaluation:
     monte_carlo: dict[str, Any] | None = None
     seconds: float = 0.0
     grid: dict[str, Any] | None = None
+    curve_ages_subsampled: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """Strict-JSON-ready dict (non-finite numbers as in ``learnsyn.io``)."""
@@ -82,6 +94,97 @@ def log_spaced_ages(count: int, max_age: float) -> np.ndarray:
         if len(ages) >= count:
             return ages[np.round(np.linspace(0, len(ages) - 1, count)).astype(int)]
         points += count - len(ages)
+
+
+def reported_ages(horizon: int) -> np.ndarray:
+    """The ages a curve over ``0..horizon-1`` is reported at: all of them, or
+    ``MAX_CURVE_AGES`` log-spaced ones (0 and ``horizon - 1`` included)."""
+    if horizon <= MAX_CURVE_AGES:
+        return np.arange(horizon, dtype=np.float64)
+    return log_spaced_ages(MAX_CURVE_AGES, horizon - 1).astype(np.float64)
+
+
+class _MetricStream:
+    """``compute_metrics`` and ``lifetime_censored`` of a curve given in consecutive chunks of
+    ages (every age counted once, width 1)."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+        self.area = self.log_area = 0.0
+        self.lifetime = -1.0
+        self.initial = float("nan")
+        self.last = float("nan")
+
+    def add(self, ages: np.ndarray, snr: np.ndarray) -> None:
+        excess = np.maximum(snr - self.threshold, 0.0)
+        self.area += float(np.sum(excess))
+        self.log_area += float(np.sum(excess / (ages + 1.0)))
+        above = np.nonzero(snr >= self.threshold)[0]
+        if len(above):
+            self.lifetime = float(ages[above[-1]])
+        if ages[0] == 0:
+            self.initial = float(snr[0])
+        self.last = float(snr[-1])
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "area": self.area,
+            "lifetime": self.lifetime,
+            "initial_snr": self.initial,
+            "log_area": self.log_area,
+        }
+
+
+def _streamed_exact_metrics(
+    model: Synapse, scenario: Scenario, horizon: int, synapses: float, convention: str,
+    threshold: float, weights: np.ndarray,
+) -> tuple[dict[str, float], bool]:  # fmt: skip
+    """Metrics and censoring of the exact curve over ``0..horizon-1``, chunk by chunk."""
+    if horizon > MAX_EXACT_HORIZON:
+        raise ValueError(
+            f"horizon {horizon} is not allowed for exact evaluation: it sums the curve over "
+            f"every age, and beyond {MAX_EXACT_HORIZON:.0e} ages that takes too long; give a "
+            "shorter horizon"
+        )
+    form, stats = model.linear_form(), scenario.linear_statistics()
+    if form is not None and stats is not None:
+        chunk = int(min(2**18, max(2**10, 2**22 // max(len(form.b), 1))))
+        chunks = (
+            (ages, linear_signal_and_variance(form, stats, ages))
+            for ages in (
+                np.arange(start, min(start + chunk, horizon), dtype=np.float64)
+                for start in range(0, horizon, chunk)
+            )
+        )
+    else:
+        kinds = scenario.tracked_kinds()
+        chunks = markov_signal_and_variance_blocks(
+            model.markov_form(), scenario.markov_statistics(), kinds, horizon
+        )
+    stream = _MetricStream(threshold)
+    for ages, (signals, variances) in chunks:
+        stream.add(ages, weights @ snr_from_moments(signals, variances, synapses, convention))
+    return stream.metrics(), bool(stream.last >= threshold)
+
+
+def _check_memory(model: Synapse, scenario: Scenario, method: str, horizon: int, batch: int,
+                  groups: int) -> None:  # fmt: skip
+    """Refuse a grid or Monte Carlo evaluation whose per-age records cannot fit."""
+    kinds = len(scenario.tracked_kinds())
+    if method == "exact":  # the grid keeps a few tensors per age
+        check_memory(
+            horizon * kinds * 800.0,
+            f"exact evaluation on the grid over horizon {horizon}",
+            "give a shorter --horizon",
+        )
+        return
+    per_age = kinds * (groups * 4 * 4 + 250) + groups * 8 * 6  # records, jackknife curves
+    state = 2 * batch * (model.state_size + 4) * 4 * 8
+    check_memory(
+        horizon * per_age + state,
+        f"Monte Carlo over horizon {horizon} with {batch} pairs",
+        "give a shorter --horizon or a smaller --batch",
+    )
 
 
 def exact_method_available(
@@ -172,15 +275,31 @@ def evaluate(
     method = resolve_method(model, scenario, method)
     if ages is not None and method != "exact":
         raise ValueError("custom ages need the exact method; Monte Carlo uses 0..horizon-1")
-    ages_array = np.arange(horizon, dtype=np.float64) if ages is None else np.asarray(ages, float)
     kinds = scenario.tracked_kinds()
     weights = np.array([k.weight for k in kinds])
+    grid = method == "exact" and uses_grid(model, scenario)
+    subsampled = ages is None and horizon > MAX_CURVE_AGES
+    streamed = method == "exact" and not grid and subsampled
+    if (grid or method != "exact") and ages is None:
+        _check_memory(model, scenario, method, horizon, batch, groups)
+    if streamed:  # every age is visited in chunks, the curve reported at fewer
+        ages_array = reported_ages(horizon)
+    else:
+        ages_array = (
+            np.arange(horizon, dtype=np.float64) if ages is None else np.asarray(ages, float)
+        )
     start = time.perf_counter()
     stderr = None
-    metrics_stderr = None
+    metrics = metrics_stderr = None
     mc_info = None
     grid_info = None
-    if method == "exact" and uses_grid(model, scenario):
+    if streamed:
+        metrics, censored = _streamed_exact_metrics(
+            model, scenario, horizon, synapses, convention, threshold, weights
+        )
+        curves = exact_curves(model, scenario, ages_array, synapses, convention)
+        combined = weights @ curves
+    elif grid:
         burn = default_burn_in(model, scenario, horizon) if burn_in is None else int(burn_in)
         curves = grid_exact_curves(
             model, scenario, ages_array, synapses, convention, burn_in=burn, device=device
@@ -223,6 +342,13 @@ def evaluate(
             "groups": groups,
             "leave_one_out_metrics": loo_metrics,
         }
+    if metrics is None:
+        metrics = compute_metrics(ages_array, combined, threshold)
+        censored = lifetime_censored(ages_array, combined, threshold)
+    if subsampled and len(ages_array) > MAX_CURVE_AGES:  # a full curve computed: report fewer
+        keep = reported_ages(horizon).astype(np.int64)
+        ages_array, combined, curves = ages_array[keep], np.asarray(combined)[keep], curves[:, keep]
+        stderr = None if stderr is None else np.asarray(stderr)[keep].tolist()
     elapsed = time.perf_counter() - start
     return Evaluation(
         model=model.info.name,
@@ -237,11 +363,12 @@ def evaluate(
         ages=ages_array.tolist(),
         snr=np.asarray(combined, dtype=float).tolist(),
         snr_stderr=stderr,
-        metrics=compute_metrics(ages_array, combined, threshold),
+        metrics=metrics,
         metrics_stderr=metrics_stderr,
         curves={k.name: c.tolist() for k, c in zip(kinds, curves)} if len(kinds) > 1 else {},
-        lifetime_censored=lifetime_censored(ages_array, combined, threshold),
+        lifetime_censored=censored,
         monte_carlo=mc_info,
         seconds=elapsed,
         grid=grid_info,
+        curve_ages_subsampled=subsampled,
     )

@@ -115,3 +115,71 @@ def read_json(path: str | Path) -> Any:
         raise ValueError(f"{path} does not exist") from None
     except (OSError, json.JSONDecodeError) as error:
         raise ValueError(f"{path} is not readable JSON ({error})") from None
+
+
+# --- output paths, checked before any work ------------------------------------------------------
+
+
+def _first_existing(path: Path) -> Path:
+    current = path.absolute()
+    while not os.path.lexists(current):
+        current = current.parent
+    return current
+
+
+def _check_can_create_in(path: Path, option: str, target: str | Path) -> None:
+    """``path`` will be created (with its parents) and written: its nearest existing ancestor
+    must be a writable directory. Probed with a temporary file, removed at once."""
+    ancestor = _first_existing(path)
+    if not ancestor.is_dir():
+        raise ValueError(
+            f"{option} {target} lies under {ancestor}, which is a file, not a directory"
+        )
+    try:
+        with tempfile.TemporaryFile(dir=ancestor):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ValueError(f"{option} {target}: cannot write in {ancestor} ({reason})") from None
+
+
+def check_output_file(path: str | Path | None, option: str) -> None:
+    """Refuse, before any work, an output file the command could not write: a directory, a
+    path under a file, a place without write permission (``None`` and ``-`` are fine)."""
+    if path is None or str(path) == "-":
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"{option} {path} is a directory; give a file path")
+    if os.path.lexists(target) and not target.is_file():
+        raise ValueError(f"{option} {path} exists and is not a regular file")
+    _check_can_create_in(target.parent, option, path)
+
+
+def check_output_dir(path: str | Path, option: str) -> Path:
+    """Refuse, before any work, an output directory the command could not write: an existing
+    file, a path under a file, a place without write permission."""
+    target = Path(path)
+    if os.path.lexists(target) and not target.is_dir():
+        raise ValueError(f"{option} {path} is a file, not a directory")
+    _check_can_create_in(target, option, path)
+    return target
+
+
+def directory_is_empty(path: Path) -> bool:
+    return not path.exists() or not any(path.iterdir())
+
+
+def output_owner(path: str | Path) -> str | None:
+    """What wrote ``path`` (a directory): ``"train"`` for a run directory, the experiment's
+    ``"degeneracy <name>"``, or None when it holds no config.json of learnsyn's."""
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        data = read_json(config)
+    except ValueError:
+        return "unknown"
+    if isinstance(data, dict) and "experiment" in data:
+        return f"degeneracy {data['experiment']}"
+    return "train"

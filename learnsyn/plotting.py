@@ -15,6 +15,16 @@ import numpy as np  # noqa: E402
 
 from learnsyn.io import _atomic_replace  # noqa: E402
 
+LINE_STYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "v", "D", "x", "+", "*")
+
+
+def _marker_positions(count: int, markers: int = 12) -> list[int]:
+    """About ``markers`` indices spread evenly in log(index + 1) (always the first point)."""
+    if count <= markers:
+        return list(range(count))
+    return sorted({int(i) - 1 for i in np.round(np.geomspace(1, count, markers))})
+
 
 def plot_snr_curves(
     curves: Sequence[dict],
@@ -29,10 +39,21 @@ def plot_snr_curves(
     Returns the matplotlib figure."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     top = 0.0
-    for curve in curves:
+    for index, curve in enumerate(curves):
         ages = np.asarray(curve["ages"], dtype=float) + 1.0  # age 0 drawn at x = 1
         snr = np.asarray(curve["snr"], dtype=float)
-        (line,) = ax.loglog(ages, np.where(snr > 0, snr, np.nan), label=curve["label"])
+        # a line style and marker of its own: curves that coincide, or have a single point,
+        # stay visible
+        (line,) = ax.loglog(
+            ages,
+            np.where(snr > 0, snr, np.nan),
+            label=curve["label"],
+            linestyle=LINE_STYLES[index % len(LINE_STYLES)],
+            marker=MARKERS[index % len(MARKERS)],
+            markevery=_marker_positions(len(ages)),
+            markersize=5,
+            fillstyle="none",
+        )
         err = curve.get("snr_stderr")
         if err is not None:
             err = np.asarray(err, dtype=float)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from learnsyn.config import stream_seed
-from learnsyn.io import atomic_write_json, read_json
+from learnsyn.io import atomic_write_json, check_output_dir, output_owner, read_json
 from learnsyn.scenario import make_scenario
 from learnsyn.training import (
     CHECKPOINT_NAME,
@@ -50,19 +50,32 @@ def is_run_dir(path: Path) -> bool:
     return (path / "config.json").exists()
 
 
+def read_run_config(run_dir: Path) -> TrainConfig:
+    """The run's config.json as a TrainConfig; a corrupt or foreign file is one line naming it."""
+    path = Path(run_dir) / "config.json"
+    data = read_json(path)
+    try:
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return TrainConfig.from_dict(data)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{path} is not a training run's config ({error})") from None
+
+
 def prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, overwrite: bool) -> bool:
     """Create or check the run directory; returns True when resuming from a checkpoint."""
     if resume and overwrite:
         raise ValueError("--resume and --overwrite exclude each other")
+    check_output_dir(run_dir, "run directory")
     if run_dir.exists() and any(run_dir.iterdir()):
         if overwrite:
-            if not is_run_dir(run_dir):
+            if output_owner(run_dir) != "train":
                 raise ValueError(f"{run_dir} is not a run directory; refusing to delete it")
             shutil.rmtree(run_dir)
         elif resume:
             if not is_run_dir(run_dir):
                 raise ValueError(f"{run_dir} is not a run directory (no config.json)")
-            saved = TrainConfig.from_dict(read_json(run_dir / "config.json"))
+            saved = read_run_config(run_dir)
             differing = _differences(saved, config)
             if differing:
                 raise ValueError(
@@ -76,7 +89,8 @@ def prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, overwrite:
                 "--overwrite to start over"
             )
     elif resume:
-        raise ValueError(f"nothing to resume: {run_dir} does not exist")
+        state = "is empty" if run_dir.exists() else "does not exist"
+        raise ValueError(f"nothing to resume: {run_dir} {state}")
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "config.json", asdict(config))
     return False
@@ -99,7 +113,7 @@ def load_run(
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or not is_run_dir(run_dir):
         raise ValueError(f"{run_dir} is not a run directory (no config.json)")
-    config = TrainConfig.from_dict(read_json(run_dir / "config.json"))
+    config = read_run_config(run_dir)
     checkpoint = load_checkpoint(run_dir / CHECKPOINT_NAME)
     model = build_model(config)
     state = checkpoint["model"]
@@ -110,6 +124,32 @@ def load_run(
     except (RuntimeError, KeyError) as error:
         raise ValueError(f"checkpoint in {run_dir} does not fit its config: {error}") from None
     return config, model, checkpoint
+
+
+#: updates in a row that give a non-finite objective, gradient or parameters before a run is
+#: stopped as diverged (the last finite parameters are checkpointed)
+DIVERGENCE_LIMIT = 10
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped ``train``, which has said where its checkpoint is."""
+
+
+class TrainingDiverged(ValueError):
+    """Meta-training stopped: ``DIVERGENCE_LIMIT`` updates in a row were not finite."""
+
+
+def parameters_finite(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def _trailing_skipped(history: list[dict[str, Any]]) -> int:
+    count = 0
+    for record in reversed(history):
+        if not record.get("skipped"):
+            break
+        count += 1
+    return count
 
 
 class _Interrupt:
@@ -155,6 +195,12 @@ def train(
     ``stop_after`` ends the run early after that many iterations of this call (used by tests
     to simulate an interruption); ``on_iteration(iteration, outcome)`` is called after each
     step (Optuna reports and prunes through it).
+
+    Divergence: an update that makes a parameter non-finite is undone (the parameters before it
+    are restored) and counted like a skipped update; ``DIVERGENCE_LIMIT`` such updates in a row
+    stop the run with ``TrainingDiverged`` after checkpointing the last finite parameters and
+    writing result.json with ``"status": "diverged"``. Model selection starts from the initial
+    parameters (scored at iteration 0), so a run that only got worse keeps its starting point.
     """
     from learnsyn.tensorboard_log import RunLogger
 
@@ -164,9 +210,11 @@ def train(
     resuming = prepare_run_dir(run_dir, config, resume, overwrite)
     scenario = make_scenario(config.task, config.task_params)
     model = build_model(config).to(device)
+    if not parameters_finite(model):
+        raise ValueError(f"the initial parameters of cell {config.cell!r} are not finite")
     optimizer, scheduler = make_optimizer(model, config)
     history: list[dict[str, Any]] = []
-    start_iteration, skipped_total = 0, 0
+    start_iteration, skipped_total, restored_total = 0, 0, 0
     best: dict[str, Any] | None = None
     if resuming:
         checkpoint = load_checkpoint(run_dir / CHECKPOINT_NAME)
@@ -176,11 +224,15 @@ def train(
         history = checkpoint["history"]
         start_iteration = checkpoint["iteration"]
         skipped_total = checkpoint.get("skipped", 0)
+        restored_total = checkpoint.get("restored", 0)
         best = checkpoint.get("best")
         torch.set_rng_state(checkpoint["rng"]["torch"])
         np.random.set_state(checkpoint["rng"]["numpy"])  # noqa: NPY002
         log(f"resuming {run_dir} at iteration {start_iteration}")
-    logger = RunLogger(run_dir, config, scenario, device, log=log)
+    else:  # the starting point is a candidate of model selection too
+        best = _candidate(None, validation_score(model, scenario, config, device), 0, model)
+    bad_streak = _trailing_skipped(history)
+    logger = RunLogger(run_dir, config, scenario, device, log=log, purge_step=start_iteration)
     ckpt_path = run_dir / CHECKPOINT_NAME
 
     def checkpoint(iteration: int) -> None:
@@ -192,20 +244,35 @@ def train(
             config,
             iteration,
             history,
-            {"skipped": skipped_total, "best": best},
+            {"skipped": skipped_total, "restored": restored_total, "best": best},
         )
 
     bar = _progress_bar(config.iterations, start_iteration, progress)
     iteration = start_iteration
-    interrupted = False
+    interrupted = diverged = False
     with _Interrupt() as interrupt:
         while iteration < config.iterations:
+            before = [p.detach().clone() for p in model.parameters()]
             outcome = training_step(
                 model, scenario, config, optimizer, scheduler, iteration, device, objective_fn
             )
+            finite = parameters_finite(model)
+            if outcome.skipped or not finite:  # (an update that failed half-way, too)
+                with torch.no_grad():
+                    for param, kept in zip(model.parameters(), before):
+                        param.copy_(kept)
+            if not finite:
+                outcome.skipped = True
+                restored_total += 1
+                log(
+                    f"iteration {iteration}: the update made parameters non-finite; "
+                    "the parameters before it are restored"
+                )
+            elif outcome.skipped:
+                log(f"iteration {iteration}: non-finite objective, gradient or step; skipped")
             if outcome.skipped:
                 skipped_total += 1
-                log(f"iteration {iteration}: non-finite objective or gradient, update skipped")
+            bad_streak = bad_streak + 1 if outcome.skipped else 0
             record = {
                 "iteration": iteration,
                 "objective": outcome.objective,
@@ -220,12 +287,7 @@ def train(
                 score = validation_score(model, scenario, config, device)
                 record["validation"] = score
                 logger.writer.add_scalar(f"validation/{config.metric}", score, iteration)
-                if best is None or score > best["score"]:
-                    best = {
-                        "score": score,
-                        "iteration": iteration + 1,
-                        "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
-                    }
+                best = _candidate(best, score, iteration + 1, model)
             history.append(record)
             logger.log_iteration(iteration, record, outcome.result, model)
             iteration += 1
@@ -243,6 +305,9 @@ def train(
                     raise
             if iteration % config.checkpoint_every == 0:
                 checkpoint(iteration)
+            if bad_streak >= DIVERGENCE_LIMIT:
+                diverged = True
+                break
             if interrupt.requested or (
                 stop_after is not None and iteration - start_iteration >= stop_after
             ):
@@ -257,18 +322,57 @@ def train(
             "continue with --resume"
         )
         logger.close()
-        raise KeyboardInterrupt
+        raise RunInterrupted
     result = _result(config, history, iteration, skipped_total, run_dir)
+    result["restored_updates"] = restored_total
     if best is not None:
-        result["selected"] = {"iteration": best["iteration"], "validation": best["score"]}
+        result["selected"] = {
+            "iteration": best["iteration"],
+            "validation": best["score"],
+            "validation_batch_pairs": config.batch,
+            "rule": f"best {config.metric} on the fixed validation batch, iteration 0 "
+            f"(the initial parameters) and every {config.validate_every} iterations",
+        }
+    if diverged:
+        result["status"] = "diverged"
+        logger.close()
+        atomic_write_json(run_dir / "result.json", result)
+        raise TrainingDiverged(
+            f"training diverged: {DIVERGENCE_LIMIT} updates in a row up to iteration "
+            f"{iteration - 1} gave a non-finite objective, gradient or parameters (learning rate "
+            f"{config.lr:g}); the last finite parameters are checkpointed in {run_dir}; "
+            "try a smaller --lr"
+        )
+    if best is not None and best["iteration"] == 0 and iteration > 0:
+        log(
+            "note: no validated iteration scored better than the initial parameters; "
+            "they are the selected ones"
+        )
     if iteration >= config.iterations and final_evaluation:
         if best is not None:
             model.load_state_dict(best["model"])
-        result["evaluation"] = _final_evaluation(model, scenario, config, device)
+        try:
+            result["evaluation"] = _final_evaluation(model, scenario, config, device)
+        except KeyboardInterrupt:
+            logger.close()
+            log(
+                f"interrupted during the final evaluation: training is complete and checkpointed "
+                f"in {run_dir}; --resume runs the final evaluation"
+            )
+            raise RunInterrupted from None
         logger.log_hparams(result)
     logger.close()
     atomic_write_json(run_dir / "result.json", result)
     return result
+
+
+def _candidate(best, score: float, iteration: int, model) -> dict[str, Any]:
+    """``best`` or, when ``score`` beats it, the model's current parameters (non-finite scores
+    are -inf, so a finite candidate always beats them)."""
+    if best is not None and not score > best["score"]:
+        return best
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return {"score": score, "iteration": iteration, "model": state}
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
@@ -292,10 +396,13 @@ def _result(config, history, iteration, skipped, run_dir) -> dict[str, Any]:
         "run_dir": str(run_dir),
         "iterations_done": iteration,
         "complete": iteration >= config.iterations,
+        "status": "complete" if iteration >= config.iterations else "stopped",
         "skipped_updates": skipped,
         "training_estimate": {
             k: last.get(k) for k in ("area", "lifetime", "initial_snr", "log_area", "objective")
         },
+        "training_estimate_measured_on": f"the last iteration's parameters on its training batch "
+        f"({config.batch} pairs; noisy, no error); the final evaluation is the figure to quote",
         "synapse_steps_per_second": float(
             np.median([h["synapse_steps_per_second"] for h in history])
         )
@@ -353,4 +460,6 @@ def _final_evaluation(model, scenario, config: TrainConfig, device) -> dict[str,
         "metrics": result.metrics,
         "metrics_stderr": result.metrics_stderr,
         "batch_pairs": config.eval_batch,
+        "measured_on": f"the selected parameters by Monte Carlo, {config.eval_batch} pairs, "
+        "a seed of its own, the run's horizon and burn-in; +- one standard error",
     }

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import torch
 
 SCALARS = (
     "objective",
@@ -30,14 +31,16 @@ FIGURE_BASELINES = ("exponential", "benna-fusi")
 
 
 class RunLogger:
-    def __init__(self, run_dir: Path, config, scenario, device, log=print):
+    def __init__(self, run_dir: Path, config, scenario, device, log=print, purge_step=None):
+        """``purge_step``: a resumed run's first iteration; TensorBoard drops the events an
+        earlier writer logged at or after it, so the replayed iterations leave one curve."""
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir = Path(run_dir)
         self.config = config
         self.scenario = scenario
         self.log = log
-        self.writer = SummaryWriter(log_dir=str(self.run_dir))
+        self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=purge_step or None)
         self._baselines: list[dict] | None = None
 
     def baselines(self) -> list[dict]:
@@ -67,7 +70,10 @@ class RunLogger:
         if iteration % cfg.figure_every == 0 or last:
             self._figure(iteration, result)
             for name, param in model.named_parameters():
-                self.writer.add_histogram(f"params/{name}", param.detach().cpu(), iteration)
+                values = param.detach().cpu().float()
+                # TensorBoard cannot bin inf or nan, nor values whose squares overflow
+                if bool(torch.isfinite(values.pow(2).sum())):
+                    self.writer.add_histogram(f"params/{name}", values, iteration)
         self.writer.flush()
 
     def _figure(self, iteration: int, result) -> None:

@@ -217,7 +217,12 @@ def training_step(model, scenario, config, optimizer, scheduler, iteration, devi
         skipped = not gradients_finite(model)
         if not skipped:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))
-            optimizer.step()
+            try:
+                optimizer.step()
+            except RuntimeError as error:  # a step too large for the float type (a huge lr)
+                if "overflow" not in str(error):
+                    raise
+                skipped = True  # the caller restores parameters the step may have changed
     optimizer.zero_grad(set_to_none=True)
     scheduler.step()
     return StepOutcome(

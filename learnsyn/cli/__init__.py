@@ -13,12 +13,11 @@ from __future__ import annotations
 import os
 import sys
 
-from learnsyn.cli.options import Parser, positive_int
 
-
-def build_parser() -> Parser:
+def build_parser():
     from learnsyn.cli.degeneracy import add_degeneracy_commands
     from learnsyn.cli.models import add_model_commands
+    from learnsyn.cli.options import Parser, positive_int
     from learnsyn.cli.scoreboard import add_scoreboard_command
     from learnsyn.cli.study import add_study_commands
     from learnsyn.cli.tools import add_tool_commands
@@ -42,12 +41,17 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(args.threads or int(os.environ.get("LEARNSYN_THREADS", "1")))
+    """The command; imports happen in here, so a Ctrl-C at any moment is one line, exit 130
+    (this module imports nothing heavy at its top)."""
     try:
+        parser = build_parser()
+        if not (sys.argv[1:] if argv is None else argv):  # a bare `learnsyn`: the usage
+            parser.print_help(sys.stderr)
+            return 2
+        args = parser.parse_args(argv)
+        import torch
+
+        torch.set_num_threads(args.threads or int(os.environ.get("LEARNSYN_THREADS", "1")))
         return int(args.func(args) or 0)
     except ValueError as error:
         print(f"learnsyn: error: {error}", file=sys.stderr)

@@ -37,6 +37,7 @@ from learnsyn.degeneracy.synapse import (
     run_synapse_degeneracy,
 )
 from learnsyn.initialization import INIT_NAME_HELP
+from learnsyn.io import check_output_dir, directory_is_empty, output_owner
 
 EXIT_BAD_INPUT = 2
 DESCRIPTION = (
@@ -86,6 +87,12 @@ def _add_common_options(parser: argparse.ArgumentParser, default_out: str) -> No
         "--threads", type=int, default=argparse.SUPPRESS, help="torch threads (default 1)"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a non-empty --out that this experiment did not write (its files of "
+        "the same names are replaced)",
+    )
     parser.set_defaults(default_out=default_out)
 
 
@@ -293,15 +300,33 @@ def _run_experiment(
     try:
         config = _config_from_arguments(config_type, arguments)
         config.validate()
+        out_dir = _output_directory(arguments)
+        _check_out_dir(out_dir, arguments.experiment, getattr(arguments, "overwrite", False))
     except (ValueError, TypeError) as error:
         print(f"learnsyn: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    out_dir = _output_directory(arguments)
     summary = run(config, out_dir)
     for line in report(summary):
         print(line)
     print(f"outputs in {out_dir}: results.json, config.json, PNG figures, tensorboard/")
     return 0
+
+
+def _check_out_dir(out_dir: str, experiment: str, overwrite: bool) -> None:
+    """``--out`` must be writable, and empty or this experiment's own (a rerun replaces its
+    outputs); another command's directory (a training run, another experiment) or one with
+    other files needs ``--overwrite``."""
+    path = check_output_dir(out_dir, "--out")
+    if directory_is_empty(path) or overwrite:
+        return
+    owner = output_owner(path)
+    if owner == f"degeneracy {experiment}":
+        return
+    what = f"the outputs of `learnsyn {owner}`" if owner else "other files"
+    raise ValueError(
+        f"--out {out_dir} already holds {what}; choose another --out, or pass --overwrite to "
+        "write into it anyway"
+    )
 
 
 def _deep_linear_report(summary: dict[str, Any]) -> list[str]:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from learnsyn.compare import compare_run, print_table
-from learnsyn.io import read_json
+from learnsyn.io import check_output_dir, read_json
 from learnsyn.runs import is_run_dir, train
 from learnsyn.training import CHECKPOINT_NAME, TrainConfig
 
@@ -50,8 +49,8 @@ def _log(message: str) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     config = QUICK_CONFIG if args.quick else DEMO_CONFIG
-    out = Path(args.out)
-    run_dir = out / "gru-m2"
+    out = check_output_dir(args.out, "--out")
+    run_dir = check_output_dir(out / "gru-m2", "--out")
     _log(
         f"learnsyn demo: meta-training a GRU synapse (m={config.state_size}) in the "
         f"{config.task} scenario, N={config.synapses}, {config.iterations} iterations of "

@@ -17,7 +17,7 @@ from learnsyn.cli.options import (
 from learnsyn.config import parse_assignments, resolve_device
 from learnsyn.estimate.snr import check_convention, check_metric
 from learnsyn.evaluate import evaluate
-from learnsyn.io import write_json_output
+from learnsyn.io import check_output_file, write_json_output
 from learnsyn.registry import load_builtin_models, make_model
 from learnsyn.scenario import SCENARIOS, make_scenario
 
@@ -36,6 +36,8 @@ def _spec_json(spec) -> dict:
 
 def cmd_list(args: argparse.Namespace) -> int:
     import learnsyn.tasks  # noqa: F401
+
+    check_output_file(args.json, "--json")
 
     models = load_builtin_models()
     data = {
@@ -88,6 +90,8 @@ def _model_and_task(args):
 
 
 def _check_common(args) -> None:
+    check_output_file(args.json, "--json")
+    check_output_file(args.plot, "--plot")
     check_convention(args.convention)
     from learnsyn.evaluate import METHODS
 

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from learnsyn.cli.options import log as _log
-from learnsyn.io import write_json_output
+from learnsyn.io import check_output_dir, check_output_file, output_owner, write_json_output
 from learnsyn.study.run import STUDY_NAME_PATTERN, check_sampler_and_pruner, run_study
 from learnsyn.study.space import study_settings
 from learnsyn.study.storage import parse_storage
@@ -42,8 +42,10 @@ def cmd_study(args: argparse.Namespace) -> int:
     if args.summary:
         from learnsyn.study.storage import print_summary, study_summary
 
+        check_output_file(args.json, "--json")
         data = study_summary(location, args.study_name)
         path = args.json or str(out / data["study"] / "summary.json")
+        check_output_file(path, "summary file")
         write_json_output(path, data)
         print_summary(data, path, sys.stderr if path == "-" else sys.stdout)
         return 0
@@ -58,6 +60,15 @@ def cmd_study(args: argparse.Namespace) -> int:
     name = _check_study_name(
         args.study_name or default_study_name(args.target, args.task, args.synapses)
     )
+    check_output_dir(out, "--out")
+    check_output_dir(out / name, "study directory")
+    if output_owner(out / name) is not None:
+        raise ValueError(
+            f"{out / name} holds the outputs of `learnsyn {output_owner(out / name)}`, not a "
+            "study's trials; choose another --out or --study-name"
+        )
+    if location.path is not None:
+        check_output_file(location.path, "--storage")
     try:
         run_study(
             settings,
@@ -88,7 +99,9 @@ def add_study_commands(subparsers) -> None:
     what = p.add_argument_group("what to optimize")
     what.add_argument("--target", help="learned | baseline:NAME (see `learnsyn list`)")
     what.add_argument("--task", help="scenario name")
-    what.add_argument("--task-param", action="append", metavar="KEY=VALUE")
+    what.add_argument(
+        "--task-param", action="append", metavar="KEY=VALUE", help="scenario parameter"
+    )
     what.add_argument("--synapses", type=int, help="N (scales SNR by sqrt(N))")
     what.add_argument("--metric", default="area", help="area | lifetime | log_area | initial_snr")
     what.add_argument(
@@ -110,7 +123,9 @@ def add_study_commands(subparsers) -> None:
         help="evaluation horizon (default: learned, the fixed training horizon, else 600; "
         "baselines, 1000)",
     )
-    what.add_argument("--threshold", type=float, default=1.0)
+    what.add_argument(
+        "--threshold", type=float, default=1.0, help="SNR threshold theta of the metric (1)"
+    )
     what.add_argument("--convention", default="large-n", help="large-n (default) | exact")
     what.add_argument("--eval-batch", type=int, help="Monte Carlo pairs of the evaluation")
     what.add_argument("--method", default="auto", help="baselines: auto | exact | monte-carlo")

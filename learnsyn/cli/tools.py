@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from learnsyn.config import resolve_device
-from learnsyn.io import write_json_output
+from learnsyn.io import check_output_file, write_json_output
 
 
 def add_tool_commands(sub) -> None:
@@ -25,6 +25,7 @@ def add_tool_commands(sub) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     from learnsyn.tools import bench
 
+    check_output_file(args.json, "--json")
     results = bench.run_benchmarks(str(resolve_device(args.device)), args.quick)
     bench.print_report(results, sys.stderr if args.json == "-" else sys.stdout)
     write_json_output(args.json, results)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from learnsyn.cli.options import add_config_options, config_from_args, log
 from learnsyn.config import TrainConfig
-from learnsyn.io import write_json_output
+from learnsyn.io import check_output_dir, check_output_file, write_json_output
 
 
 def add_training_commands(sub) -> None:
@@ -48,10 +48,11 @@ def add_training_commands(sub) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from learnsyn.runs import default_run_dir, train
+    from learnsyn.runs import RunInterrupted, default_run_dir, train
 
     config = config_from_args(args, TrainConfig)
     run_dir = Path(args.out) if args.out else default_run_dir(config)
+    check_output_dir(run_dir, "--out")
     try:
         result = train(
             config,
@@ -61,18 +62,29 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             log=log,
         )
-    except KeyboardInterrupt:
+    except RunInterrupted:  # train said where its checkpoint is
         return 130
-    evaluation = result.get("evaluation", {}).get("metrics", {})
+    except KeyboardInterrupt:
+        log(f"learnsyn: interrupted; {run_dir} keeps its last checkpoint (continue with --resume)")
+        return 130
+    final = result.get("evaluation", {})
+    evaluation = final.get("metrics", {})
+    errors = final.get("metrics_stderr") or {}
     log(
         f"run: {run_dir}  ({result['iterations_done']} iterations, "
         f"{result['skipped_updates']} skipped updates, "
         f"{result['synapse_steps_per_second']:.3g} synapse-steps/s forward+backward)"
     )
     if evaluation:
+        selected = result.get("selected", {}).get("iteration")
         log(
-            f"final evaluation ({config.convention} convention): "
-            + ", ".join(f"{k} {v:.4g}" for k, v in evaluation.items())
+            f"final evaluation of the parameters selected at iteration {selected} "
+            f"(Monte Carlo, {final.get('batch_pairs')} pairs, its own seed, {config.convention} "
+            "convention; +- one standard error): "
+            + ", ".join(
+                f"{k} {v:.4g}" + (f" +- {errors[k]:.2g}" if k in errors else "")
+                for k, v in evaluation.items()
+            )
         )
     log(f"TensorBoard: tensorboard --logdir {run_dir}")
     log(f"compare: learnsyn compare --run {run_dir}")
@@ -84,9 +96,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if args.eval_batch is not None and args.eval_batch < 2:
         raise ValueError(f"--eval-batch {args.eval_batch} is not allowed: need at least 2 pairs")
+    check_output_file(args.json, "--json")
+    check_output_dir(args.run, "--run")
     data = compare_run(args.run, args.baselines, args.eval_batch, args.device, log=log)
     write_json_output(args.json, data)
     print_table(data, sys.stderr if args.json == "-" else sys.stdout)
+    from learnsyn.runs import read_run_config
+
+    run_config = read_run_config(Path(args.run))
+    batch = args.eval_batch or max(run_config.eval_batch, 8192)
+    log(
+        f"measured on: the run's selected parameters by Monte Carlo with {batch} pairs and the "
+        "compare seed (fresh numbers: they differ from train's final evaluation within the "
+        "errors); baselines tuned for the run, exact where possible; +- one standard error"
+    )
     log(
         f"written: {Path(args.run) / 'comparison.json'}, "
         f"{Path(args.run) / 'snr_curves.png'}, {Path(args.run) / 'comparison.md'}"

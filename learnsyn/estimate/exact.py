@@ -211,3 +211,40 @@ def markov_time_scale(form: MarkovForm, stats: MarkovStatistics) -> float:
     moduli = np.sort(np.abs(np.linalg.eigvals(background_chain(form, stats))))[::-1]
     second = moduli[1] if len(moduli) > 1 else 0.0
     return float("inf") if second >= 1 else 1.0 / max(1.0 - second, 1e-300)
+
+
+def markov_signal_and_variance_blocks(
+    form: MarkovForm,
+    stats: MarkovStatistics,
+    kinds: tuple[TrackedKind, ...],
+    horizon: int,
+    block: int | None = None,
+):
+    """``markov_signal_and_variance`` at the consecutive ages ``0..horizon-1``, in blocks of
+    ages (bounded memory, for horizons of 1e8): yields ``(ages, (signals, variances))``.
+
+    The powers ``M^0..M^(block-1)`` are computed once; each block propagates the readout and
+    the kinds' distributions from the block's first age with them, then steps by ``M^block``."""
+    M = background_chain(form, stats)
+    pi = stationary_distribution(M)
+    w = form.weights.astype(np.float64)
+    size = len(w)
+    after_plus, after_minus = pi @ form.M_plus, pi @ form.M_minus
+    dists = np.stack([k.p_plus * after_plus + (1 - k.p_plus) * after_minus for k in kinds])
+    block = int(block or max(16, min(4096, 2**22 // (size * size))))
+    block = max(1, min(block, horizon))
+    powers = np.empty((block, size, size))
+    powers[0] = np.eye(size)
+    for j in range(1, block):
+        powers[j] = powers[j - 1] @ M
+    step = powers[-1] @ M
+    vector, gap = w.copy(), after_plus - after_minus
+    for start in range(0, horizon, block):
+        count = min(block, horizon - start)
+        table = powers[:count]
+        propagated = table @ vector  # [count, size]
+        distributions = np.einsum("ki,jil->kjl", dists, table)  # [kinds, count, size]
+        signals = np.stack([2 * k.p_plus * (1 - k.p_plus) * (propagated @ gap) for k in kinds])
+        variances = distributions @ w**2 - (distributions @ w) ** 2
+        yield np.arange(start, start + count, dtype=np.float64), (signals, variances)
+        vector, dists = step @ vector, dists @ step

@@ -127,14 +127,17 @@ class TrialObjective:
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
         )
         self.log(f"trial {trial.number}: training {described or 'the fixed settings'} in {run_dir}")
-        runs.train(
-            config,
-            run_dir,
-            progress=False,
-            final_evaluation=False,
-            log=lambda message: self._run_log(trial.number, message),
-            on_iteration=IntermediateReporter(trial, s.metric, config.iterations),
-        )
+        try:
+            runs.train(
+                config,
+                run_dir,
+                progress=False,
+                final_evaluation=False,
+                log=lambda message: self._run_log(trial.number, message),
+                on_iteration=IntermediateReporter(trial, s.metric, config.iterations),
+            )
+        except runs.TrainingDiverged as error:
+            raise optuna.TrialPruned(str(error)) from None
         _, model, _ = runs.load_run(run_dir)
         scenario = make_scenario(config.task, config.task_params)
         device = resolve_device(config.device)
@@ -148,6 +151,7 @@ class TrialObjective:
             scenario=scenario,
         )
         atomic_write_json(run_dir / "evaluation.json", evaluation.to_json())
+        _record_measurement(trial, evaluation, s.metric)
         logger = RunLogger(run_dir, config, scenario, device, log=self.log)
         logger.log_hparams({"evaluation": {"metrics": evaluation.metrics}})
         logger.close()
@@ -185,6 +189,7 @@ class TrialObjective:
         except ValueError as error:  # e.g. an unstable combination of parameters
             raise optuna.TrialPruned(f"parameters rejected: {error}") from None
         trial.set_user_attr("model_params", evaluation.params)
+        _record_measurement(trial, evaluation, s.metric)
         atomic_write_json(run_dir / "evaluation.json", evaluation.to_json())
         finite = {k: float(v) for k, v in evaluation.metrics.items() if math.isfinite(v)}
         writer = SummaryWriter(log_dir=str(run_dir))
@@ -194,6 +199,20 @@ class TrialObjective:
         writer.add_hparams(hparams, {f"hparam/{k}": v for k, v in finite.items()}, run_name=".")
         writer.close()
         return float(evaluation.metrics[s.metric])
+
+
+def _record_measurement(trial, evaluation, metric: str) -> None:
+    """What the trial's value was measured on, and its standard error (the summary prints
+    them next to the value)."""
+    errors = evaluation.metrics_stderr or {}
+    if errors.get(metric) is not None and math.isfinite(errors[metric]):
+        trial.set_user_attr("value_stderr", float(errors[metric]))
+    if evaluation.method == "monte-carlo":
+        pairs = (evaluation.monte_carlo or {}).get("batch_pairs")
+        measured = f"Monte Carlo, {pairs} pairs, one seed shared by all trials"
+    else:
+        measured = "exact"
+    trial.set_user_attr("measured_on", f"{measured}, horizon {evaluation.horizon}")
 
 
 def make_sampler(name: str, seed: int):
@@ -249,6 +268,27 @@ def _fail_stale_trials(study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
+def fail_orphaned_trials(study, log=_log) -> list[int]:
+    """Mark failed the running trials whose worker process is gone (same host, no process with
+    the trial's pid): storages without a heartbeat (journal files, ``--heartbeat 0``) would
+    keep them running forever. Returns their numbers."""
+    from optuna.trial import TrialState
+
+    from learnsyn.study.storage import worker_state
+
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if worker_state(trial) != "gone":
+            continue
+        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        failed.append(trial.number)
+        log(
+            f"trial {trial.number}: its worker (pid {trial.user_attrs.get('pid')} on this host) "
+            "is gone; marked failed, a new trial replaces it"
+        )
+    return failed
+
+
 def run_study(
     settings: StudySettings,
     location: StorageLocation,
@@ -295,6 +335,8 @@ def run_study(
         while True:
             lock.acquire()
             _fail_stale_trials(study)
+            if not heartbeat:
+                fail_orphaned_trials(study, log)
             counts = trial_counts(study)
             counted = counts["complete"] + counts["pruned"] + counts["running"] + counts["waiting"]
             out_of_time = deadline is not None and time.monotonic() > deadline
@@ -320,6 +362,10 @@ def run_study(
         f"({counts['complete']} complete, {counts['pruned']} pruned; {counts['fail']} failed, "
         "not counted)"
     )
+    from learnsyn.study.storage import describe_running
+
+    for line in describe_running(study):
+        log(line)
     return counts
 
 

@@ -259,6 +259,48 @@ class PostgresSlotLock(SlotLock):
 # --- reading a study back: the summary ----------------------------------------------------------
 
 
+def worker_state(trial) -> str:
+    """Whether the worker of a running trial is ``"alive"``, ``"gone"`` (this host has no
+    process with its pid) or ``"unknown"`` (another host, or no pid recorded)."""
+    import os
+    import socket
+
+    pid, host = trial.user_attrs.get("pid"), trial.user_attrs.get("host")
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return "unknown"
+    if pid == os.getpid():
+        return "alive"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "gone"
+    except PermissionError:  # a process of another user
+        return "alive"
+    return "alive"
+
+
+def describe_running(study) -> list[str]:
+    """One line per running trial: which worker runs it, and what to do if it is gone."""
+    from optuna.trial import TrialState
+
+    lines = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        attrs = trial.user_attrs
+        where = f"pid {attrs.get('pid', '?')} on host {attrs.get('host', '?')}"
+        state = worker_state(trial)
+        if state == "gone":
+            advice = "that process is gone: re-run the study command to fail and replace it"
+        elif state == "alive":
+            advice = "still running"
+        else:
+            advice = (
+                "if that worker is gone, re-run the study command on its host (or, with a "
+                "database storage, its heartbeat fails the trial)"
+            )
+        lines.append(f"trial {trial.number} is RUNNING ({where}): {advice}")
+    return lines
+
+
 def trial_counts(study) -> dict[str, int]:
     """How many trials of the study are complete, pruned, failed (fail), running, waiting."""
     counts = dict.fromkeys(("complete", "pruned", "fail", "running", "waiting"), 0)
@@ -282,6 +324,7 @@ def study_summary(location: StorageLocation, study_name: str | None) -> dict[str
         )
     study = optuna.load_study(study_name=study_name, storage=storage)
     counts = trial_counts(study)
+    running = describe_running(study)
     identity = study.user_attrs.get("learnsyn", {})
     data: dict[str, Any] = {
         "study": study_name,
@@ -292,6 +335,7 @@ def study_summary(location: StorageLocation, study_name: str | None) -> dict[str
         "importances": None,
         "importances_note": None,
         "dashboard": location.dashboard_command(),
+        "running_trials": running,
     }
     if counts["complete"]:
         data["best_trial"] = _best_trial(study.best_trial, identity)
@@ -308,6 +352,8 @@ def _best_trial(trial, identity: dict[str, Any]) -> dict[str, Any]:
         "seed": attrs.get("seed"),
         "run_dir": attrs.get("run_dir"),
         "host": attrs.get("host"),
+        "value_stderr": attrs.get("value_stderr"),
+        "measured_on": attrs.get("measured_on"),
     }
     if "config" in attrs:
         best["config"] = attrs["config"]
@@ -390,7 +436,16 @@ def print_summary(data: dict[str, Any], written_to: str, stream) -> None:
     if best is None:
         say("best trial: none yet (no completed trial)")
     else:
-        say(f"best trial {best['number']}: {metric} = {best['value']:.6g}")
+        error = best.get("value_stderr")
+        say(
+            f"best trial {best['number']}: {metric} = {best['value']:.6g}"
+            + (f" +- {error:.2g}" if error is not None else "")
+            + (f" ({best['measured_on']})" if best.get("measured_on") else "")
+        )
+        say(
+            f"  the best of {counts['complete']} completed trials on the same random numbers, "
+            "so biased upward; `learnsyn compare` re-evaluates on fresh ones"
+        )
         values = best.get("model_params") or best["params"]
         say("  parameters: " + ", ".join(f"{k}={_short(v)}" for k, v in values.items()))
         say(f"  seed {best['seed']}, run {best['run_dir']} (host {best['host']})")
@@ -399,6 +454,8 @@ def print_summary(data: dict[str, Any], written_to: str, stream) -> None:
         say(f"  re-run: {best['rerun']}")
         if best.get("rerun_note"):
             say(f"  ({best['rerun_note']})")
+    for line in data.get("running_trials", []):
+        say(line)
     if data["importances"]:
         ranked = ", ".join(f"{k} {v:.2f}" for k, v in data["importances"].items())
         say(f"parameter importances: {ranked}")

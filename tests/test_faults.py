@@ -1,0 +1,462 @@
+"""Faults a newcomer meets (issue 14): bad output paths, another command's directory, values
+checked too late, divergence, sizes without bounds, messages, resumed TensorBoard curves.
+
+Every refusal is exit code 2 with one line ``learnsyn: error: ...`` on stderr (no traceback),
+before any work, and leaves the files that were there byte-for-byte unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from learnsyn.cli import build_parser, main
+from learnsyn.io import read_json
+
+TINY = [
+    "--task",
+    "ideal",
+    "--synapses",
+    "100",
+    "--state-size",
+    "2",
+    "--cell",
+    "gru",
+    "--iterations",
+    "4",
+    "--batch",
+    "8",
+    "--horizon",
+    "20",
+    "--burn-in",
+    "20",
+    "--eval-batch",
+    "16",
+    "--validate-every",
+    "2",
+    "--no-progress",
+]
+EVALUATE = ["evaluate", "--model", "exponential", "--task", "ideal", "--synapses", "100"]
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file under ``root`` (or ``root`` itself) with the hash of its bytes."""
+    root = Path(root)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def refused(capsys, argv: list[str], *expected: str, after_work: bool = False) -> str:
+    """Run ``learnsyn argv``: exit 2 and one line ``learnsyn: error: ...`` naming ``expected``
+    (``after_work``: the command's progress lines come before it)."""
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as stop:  # argparse's own errors
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    if after_work:
+        lines = lines[-1:]
+    assert len(lines) == 1 and lines[0].startswith("learnsyn: error: "), err
+    assert "Traceback" not in err and err.count("error") == 1, err
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def files(tmp_path):
+    """A regular file and a directory with a file in it, to aim outputs at."""
+    (tmp_path / "afile").write_text("precious\n")
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "adir" / "kept.txt").write_text("kept\n")
+    return tmp_path
+
+
+# --- 2. bad output paths --------------------------------------------------------------------
+
+
+def test_a_file_as_out_is_refused_before_any_work(files, capsys):
+    before = snapshot(files)
+    afile = str(files / "afile")
+    under = str(files / "afile" / "sub")
+    refused(capsys, ["train", *TINY, "--out", afile], "--out", "is a file")
+    refused(capsys, ["train", *TINY, "--out", under], "lies under", "which is a file")
+    refused(capsys, ["degeneracy", "synapse", "--quick", "--out", afile], "--out", "is a file")
+    study = ["study", "--target", "baseline:exponential", "--task", "ideal", "--synapses", "10"]
+    refused(capsys, [*study, "--n-trials", "1", "--out", afile], "--out", "is a file")
+    refused(capsys, [*study, "--storage", f"journal:{under}/j.log"], "--storage", "lies under")
+    refused(capsys, [*study, "--storage", f"sqlite:///{under}/o.db"], "--storage", "lies under")
+    refused(capsys, ["demo", "--quick", "--out", afile], "--out", "is a file")
+    assert snapshot(files) == before
+
+
+def test_a_directory_as_json_is_refused_before_any_work(files, capsys):
+    before = snapshot(files)
+    adir, under = str(files / "adir"), str(files / "afile" / "x.json")
+    refused(capsys, [*EVALUATE, "--json", adir], "--json", "is a directory")
+    refused(capsys, [*EVALUATE, "--json", under], "--json", "lies under")
+    refused(capsys, [*EVALUATE, "--plot", adir], "--plot", "is a directory")
+    refused(capsys, ["list", "--json", adir], "--json", "is a directory")
+    refused(capsys, ["compare", "--run", adir, "--json", adir], "--json", "is a directory")
+    refused(capsys, ["study", "--summary", "--json", adir], "--json", "is a directory")
+    refused(capsys, ["bench", "--quick", "--json", adir], "--json", "is a directory")
+    assert snapshot(files) == before
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc (a place nobody can write)")
+def test_an_unwritable_place_is_refused(files, capsys):
+    refused(capsys, [*EVALUATE, "--plot", "/proc/learnsyn/snr.png"], "--plot", "cannot write")
+    refused(capsys, ["train", *TINY, "--out", "/proc/learnsyn-run"], "--out", "cannot write")
+    assert not Path("/proc/learnsyn-run").exists()
+
+
+# --- 1. another command's directory ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A finished tiny training run (shared by the tests that must leave it unchanged)."""
+    run_dir = tmp_path_factory.mktemp("faults") / "run"
+    assert main(["train", *TINY, "--out", str(run_dir)]) == 0
+    return run_dir
+
+
+def test_no_command_writes_into_another_commands_directory(trained_run, capsys):
+    before = snapshot(trained_run)
+    run_dir = str(trained_run)
+    refused(capsys, ["degeneracy", "synapse", "--quick", "--out", run_dir], "learnsyn train")
+    refused(capsys, ["degeneracy", "spectra", "--quick", "--out", run_dir], "--overwrite")
+    refused(capsys, ["train", *TINY, "--out", run_dir], "already exists")
+    spectra = trained_run.parent / "spectra"
+    spectra.mkdir()
+    (spectra / "config.json").write_text('{"experiment": "spectra"}')
+    refused(capsys, ["train", *TINY, "--out", str(spectra), "--overwrite"], "not a run directory")
+    assert (spectra / "config.json").exists()
+    study = ["study", "--target", "baseline:exponential", "--task", "ideal", "--synapses", "10"]
+    parent, name = str(trained_run.parent), trained_run.name
+    refused(capsys, [*study, "--out", parent, "--study-name", name], "learnsyn train")
+    assert snapshot(trained_run) == before
+    assert json.loads((trained_run / "config.json").read_text())["cell"] == "gru"
+
+
+# --- 3. values checked up front ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_non_finite_thresholds_are_refused_and_create_nothing(tmp_path, capsys, value):
+    out = tmp_path / "out"
+    refused(capsys, ["train", *TINY, "--threshold", value, "--out", str(out)], "threshold")
+    refused(
+        capsys,
+        ["degeneracy", "synapse", "--quick", "--snr-threshold", value, "--out", str(out)],
+        "threshold",
+    )
+    refused(capsys, [*EVALUATE, "--threshold", value], "threshold")
+    assert not out.exists()
+
+
+# --- 4. divergence ----------------------------------------------------------------------------
+
+
+def test_a_diverging_learning_rate_stops_plainly_and_keeps_finite_parameters(tmp_path, capsys):
+    from learnsyn.runs import DIVERGENCE_LIMIT, load_run, parameters_finite
+
+    run_dir = tmp_path / "diverging"
+    argv = ["train", *TINY, "--iterations", str(DIVERGENCE_LIMIT + 4), "--lr", "1e30"]
+    line = refused(capsys, [*argv, "--out", str(run_dir)], "diverged", "--lr", after_work=True)
+    assert "histogram" not in line
+    result = read_json(run_dir / "result.json")
+    assert result["status"] == "diverged" and not result["complete"]
+    assert result["selected"]["iteration"] == 0  # the initial parameters stay the candidate
+    for which in ("best", "last"):
+        _, model, checkpoint = load_run(run_dir, which)
+        assert parameters_finite(model)
+    assert checkpoint["iteration"] < DIVERGENCE_LIMIT + 4
+    text = (run_dir / "result.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+
+
+def test_a_run_that_only_gets_worse_selects_its_initial_parameters(tmp_path, capsys):
+    run_dir = tmp_path / "worse"
+    assert main(["train", *TINY, "--lr", "1e6", "--out", str(run_dir)]) == 0
+    result = read_json(run_dir / "result.json")
+    assert result["status"] == "complete"
+    assert result["selected"]["iteration"] == 0
+    assert result["evaluation"]["metrics"]["area"] > 0
+    assert "initial parameters" in capsys.readouterr().err
+
+
+def test_an_update_that_makes_parameters_non_finite_is_undone(tmp_path):
+    from learnsyn.config import TrainConfig
+    from learnsyn.runs import load_run, parameters_finite, train
+    from learnsyn.training import meta_objective
+
+    config = TrainConfig(
+        task="ideal", synapses=100, state_size=2, cell="gru", iterations=16, batch=8,
+        horizon=10, burn_in=10, eval_batch=16, validate_every=1, lr=3e37, lr_final_fraction=1.0,
+    )  # fmt: skip
+
+    def pushing(model, scenario, config, iteration, device):
+        """A finite objective whose Adam steps (about lr each) overflow a parameter."""
+        result = meta_objective(model, scenario, config, iteration, device, grad=False)
+        result.value = next(model.parameters()).flatten()[0] * 1.0
+        return result
+
+    messages = []
+    result = train(
+        config, tmp_path / "run", objective_fn=pushing, progress=False, final_evaluation=False,
+        log=messages.append,
+    )  # fmt: skip
+    assert result["restored_updates"] >= 1, messages
+    assert any("restored" in message for message in messages)
+    for which in ("best", "last"):
+        assert parameters_finite(load_run(tmp_path / "run", which)[1])
+
+
+# --- 7. TensorBoard after a resume ------------------------------------------------------------
+
+
+def test_a_resumed_runs_tensorboard_scalars_have_strictly_increasing_steps(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from learnsyn.config import TrainConfig
+    from learnsyn.runs import train
+
+    config = TrainConfig(
+        task="ideal", synapses=100, state_size=2, cell="gru", iterations=8, batch=8,
+        horizon=10, burn_in=10, eval_batch=16, validate_every=2, log_every=1,
+        figure_every=100, checkpoint_every=2,
+    )  # fmt: skip
+    run_dir = tmp_path / "run"
+    options = {"progress": False, "final_evaluation": False, "log": lambda message: None}
+    train(config, run_dir, stop_after=4, **options)
+    saved = (run_dir / "checkpoint.pt").read_bytes()  # iteration 4
+    train(config, run_dir, resume=True, stop_after=3, **options)  # logs 4..6, then "killed"
+    (run_dir / "checkpoint.pt").write_bytes(saved)  # the last checkpoint the kill left
+    time.sleep(1.1)  # a new event file name (it carries the second it was opened)
+    train(config, run_dir, resume=True, **options)
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    for tag in ("train/objective", "train/area", "validation/area"):
+        steps = [event.step for event in events.Scalars(tag)]
+        assert steps == sorted(set(steps)), (tag, steps)
+    assert [event.step for event in events.Scalars("train/objective")] == list(range(8))
+
+
+# --- 5. sizes without bounds ------------------------------------------------------------------
+
+
+def test_a_huge_exact_horizon_streams_in_bounded_memory_with_a_subsampled_curve(tmp_path, capsys):
+    import tracemalloc
+
+    from learnsyn.evaluate import MAX_CURVE_AGES
+
+    out = tmp_path / "result.json"
+    tracemalloc.start()
+    try:
+        assert main([*EVALUATE, "--horizon", "10000000", "--json", str(out)]) == 0
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # one array over every age would be 160 MB per complex array (1.6 GB in all before)
+    assert peak < 80 * 2**20, peak
+    data = read_json(out)
+    assert data["curve_ages_subsampled"] is True and data["horizon"] == 10**7
+    assert len(data["ages"]) == len(data["snr"]) <= MAX_CURVE_AGES
+    assert data["ages"][0] == 0 and data["ages"][-1] == 10**7 - 1
+    assert out.stat().st_size < 200_000
+    assert data["metrics"]["area"] > 0
+
+
+@pytest.mark.parametrize("model", ["exponential", "benna-fusi", "binary", "cascade"])
+def test_streamed_exact_metrics_equal_the_full_curves(model):
+    import numpy as np
+
+    from learnsyn.estimate.snr import compute_metrics
+    from learnsyn.evaluate import MAX_CURVE_AGES, evaluate
+    from learnsyn.registry import make_model
+    from learnsyn.scenario import make_scenario
+
+    horizon = MAX_CURVE_AGES + 1500
+    options = {"synapses": 1000, "method": "exact", "threshold": 1.0}
+    synapse, scenario = make_model(model), make_scenario("ideal", {})
+    streamed = evaluate(synapse, scenario, horizon=horizon, **options)
+    full = evaluate(synapse, scenario, ages=np.arange(horizon), **options)
+    assert streamed.curve_ages_subsampled and not full.curve_ages_subsampled
+    expected = compute_metrics(full.ages, full.snr, 1.0)
+    for key, value in expected.items():
+        assert streamed.metrics[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+    index = [int(age) for age in streamed.ages]
+    assert np.allclose(streamed.snr, np.asarray(full.snr)[index], rtol=1e-9)
+
+
+def test_requests_that_cannot_fit_are_refused_with_the_memory_they_need(tmp_path, capsys):
+    out = tmp_path / "out"
+    monte_carlo = [*EVALUATE, "--method", "monte-carlo"]
+    refused(capsys, [*monte_carlo, "--horizon", "10000000000"], "would need about", "GiB")
+    refused(capsys, [*monte_carlo, "--batch", "100000000000"], "would need about", "memory")
+    refused(capsys, [*EVALUATE, "--horizon", "10000000000"], "horizon")
+    refused(capsys, ["train", *TINY, "--state-size", "100000", "--out", str(out)], "state size")
+    huge = ["--batch", "100000000", "--horizon", "1000000", "--device", "cpu", "--out", str(out)]
+    refused(capsys, ["train", *TINY, *huge], "would need about", "--batch")
+    assert not out.exists()
+
+
+# --- 6. messages ------------------------------------------------------------------------------
+
+
+def test_every_option_of_every_command_has_a_help_line():
+    import argparse
+    import re
+
+    def missing(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from missing(sub, [*path, name])
+            elif action.option_strings and action.help != argparse.SUPPRESS:
+                text = re.sub(r"\(default[^)]*\)", "", action.help or "").strip()
+                if len(text) < 3:
+                    yield f"{' '.join(path)} {'/'.join(action.option_strings)}"
+
+    assert list(missing(build_parser(), ["learnsyn"])) == []
+
+
+def test_a_bare_learnsyn_prints_the_usage(capsys):
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: learnsyn") and "train" in err and "Traceback" not in err
+
+
+def test_ctrl_c_while_importing_is_one_line(monkeypatch, capsys):
+    import learnsyn.cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(learnsyn.cli, "build_parser", interrupted)
+    assert main(["list"]) == 130
+    assert capsys.readouterr().err == "learnsyn: interrupted\n"
+    code = "import sys, learnsyn.cli; print(sorted({'torch', 'numpy'} & set(sys.modules)))"
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert imported.stdout.strip() == "[]", imported.stderr  # the entry point imports lightly
+
+
+def test_ctrl_c_during_the_final_evaluation_says_so_and_resume_finishes(
+    tmp_path, monkeypatch, capsys
+):
+    import learnsyn.runs
+
+    evaluate = learnsyn.runs._final_evaluation
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    run_dir = str(tmp_path / "run")
+    monkeypatch.setattr(learnsyn.runs, "_final_evaluation", interrupted)
+    assert main(["train", *TINY, "--out", run_dir]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted during the final evaluation" in err and "--resume" in err
+    assert not (tmp_path / "run" / "result.json").exists()
+    monkeypatch.setattr(learnsyn.runs, "_final_evaluation", evaluate)
+    assert main(["train", *TINY, "--out", run_dir, "--resume"]) == 0
+    assert read_json(tmp_path / "run" / "result.json")["evaluation"]["metrics"]
+
+
+def test_resume_and_compare_name_what_is_wrong(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused(capsys, ["train", *TINY, "--out", str(empty), "--resume"], "is empty")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    config = str(broken / "config.json")
+    refused(capsys, ["train", *TINY, "--out", str(broken), "--resume"], config)
+    refused(capsys, ["compare", "--run", str(broken)], config)
+    (broken / "config.json").write_text('{"experiment": "spectra"}')
+    refused(capsys, ["compare", "--run", str(broken)], config, "not a training run")
+    refused(capsys, ["compare", "--run", str(broken), "--eval-batch", "0"], "--eval-batch")
+
+
+# --- 8. a journal study's orphaned trial ------------------------------------------------------
+
+
+def test_a_journal_trial_whose_worker_is_gone_is_named_and_replaced(tmp_path, capsys):
+    import socket
+
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = tmp_path / "study.journal"
+    study_args = [
+        "study", "--target", "baseline:exponential", "--task", "ideal", "--synapses", "100",
+        "--horizon", "50", "--study-name", "j", "--storage", f"journal:{journal}",
+        "--out", str(tmp_path),
+    ]  # fmt: skip
+    assert main([*study_args, "--n-trials", "2"]) == 0
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid with no process behind it (reaped)
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+    orphan = optuna.load_study(study_name="j", storage=storage).ask()  # RUNNING, worker gone
+    orphan.set_user_attr("pid", dead.pid)
+    orphan.set_user_attr("host", socket.gethostname())
+    capsys.readouterr()
+    assert main([*study_args, "--summary", "--json", str(tmp_path / "s.json")]) == 0
+    out = capsys.readouterr().out
+    assert f"trial {orphan.number} is RUNNING (pid {dead.pid}" in out and "gone" in out
+    assert "(exact, horizon 50)" in out and "biased upward" in out
+    assert main([*study_args, "--n-trials", "3"]) == 0
+    err = capsys.readouterr().err
+    assert f"trial {orphan.number}: its worker (pid {dead.pid} on this host) is gone" in err
+    states = [t.state.name for t in optuna.load_study(study_name="j", storage=storage).trials]
+    assert states.count("COMPLETE") == 3 and states.count("FAIL") == 1, states
+    assert "RUNNING" not in states
+
+
+# --- 9. numbers a newcomer can read ----------------------------------------------------------
+
+
+def test_coinciding_curves_and_single_points_stay_visible_in_the_figures():
+    from learnsyn.plotting import plot_snr_curves
+
+    same = {"ages": [0, 1, 2], "snr": [8.0, 4.0, 2.0]}
+    curves = [
+        {"label": "a", **same},
+        {"label": "b", **same},
+        {"label": "one", "ages": [0], "snr": [5.0]},
+    ]
+    fig = plot_snr_curves(curves, synapses=100, threshold=1.0, convention="exact")
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    styles = {(lines[k].get_linestyle(), lines[k].get_marker()) for k in ("a", "b", "one")}
+    assert len(styles) == 3 and all(lines[k].get_marker() not in ("None", "", None) for k in "ab")
+    assert lines["one"].get_markevery() == [0]
+
+
+def test_train_and_result_say_what_each_figure_was_measured_on(trained_run):
+    result = read_json(trained_run / "result.json")
+    assert result["evaluation"]["metrics_stderr"]["area"] > 0
+    assert "pairs" in result["evaluation"]["measured_on"]
+    assert "training batch" in result["training_estimate_measured_on"]
+    assert "initial parameters" in result["selected"]["rule"]
+
+
+def test_compare_says_what_it_measured_on(trained_run, tmp_path, capsys):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run, run_dir)
+    capsys.readouterr()
+    argv = ["compare", "--run", str(run_dir), "--baselines", "exponential", "--eval-batch", "16"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "+-" in captured.out
+    assert "measured on: the run's selected parameters by Monte Carlo with 16 pairs" in captured.err
