@@ -64,6 +64,8 @@ class MarkovStatistics:
 
     event_probability: float
     p_plus: float
+    #: P(an event repeats the previous one) for Markov-correlated events; None: independent
+    repeat: float | None = None
 
 
 @dataclass

@@ -83,7 +83,7 @@ class CorrelatedScenario(Scenario):
         return InputStatistics(1.0, 2 * self.params["repeat"] - 1, 0.0, (1.0,))
 
     def markov_statistics(self):
-        return None
+        return MarkovStatistics(1.0, 0.5, repeat=self.params["repeat"])
 
 
 @register_scenario

@@ -160,9 +160,38 @@ def lyapunov_variance(form: LinearForm) -> float:
 
 
 def background_chain(form: MarkovForm, stats: MarkovStatistics) -> np.ndarray:
+    """The chain of one background step (for correlated events: on the augmented form)."""
     p, f = stats.event_probability, stats.p_plus
     size = len(form.weights)
+    if stats.repeat is not None:
+        return _correlated_chain(form, stats)[1]
     return p * (f * form.M_plus + (1 - f) * form.M_minus) + (1 - p) * np.eye(size)
+
+
+def _correlated_chain(form: MarkovForm, stats: MarkovStatistics) -> tuple[MarkovForm, np.ndarray]:
+    """Markov-correlated events (``stats.repeat`` = P(same as previous)) made independent by
+    augmenting the state with the last event: state ``(s, e)`` at index ``2 s + (e == +1)``.
+    A tracked event sets ``e`` whatever it was; a background event repeats ``e`` with
+    probability ``repeat``. Readout ``w(s)`` on both copies."""
+    r = stats.repeat
+    to_plus, to_minus = np.array([[0.0, 1.0], [0.0, 1.0]]), np.array([[1.0, 0.0], [1.0, 0.0]])
+    augmented = MarkovForm(
+        np.kron(form.M_plus, to_plus),
+        np.kron(form.M_minus, to_minus),
+        np.repeat(np.asarray(form.weights, dtype=np.float64), 2),
+    )
+    chain = np.kron(form.M_plus, np.array([[0.0, 1 - r], [0.0, r]])) + np.kron(
+        form.M_minus, np.array([[r, 0.0], [1 - r, 0.0]])
+    )
+    return augmented, chain
+
+
+def markov_chain(form: MarkovForm, stats: MarkovStatistics) -> tuple[MarkovForm, np.ndarray]:
+    """The form the exact formulas run on and its background chain: the model's own form for
+    independent events, the augmented one (``_correlated_chain``) for correlated events."""
+    if stats.repeat is not None:
+        return _correlated_chain(form, stats)
+    return form, background_chain(form, stats)
 
 
 def stationary_distribution(M: np.ndarray) -> np.ndarray:
@@ -182,7 +211,7 @@ def markov_signal_and_variance(
     ages: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Signals and weight variances given the tracked kind, both ``[kinds, ages]``."""
-    M = background_chain(form, stats)
+    form, M = markov_chain(form, stats)
     pi = stationary_distribution(M)
     w = form.weights.astype(np.float64)
     ages = np.asarray(ages, dtype=np.int64)
@@ -225,7 +254,7 @@ def markov_signal_and_variance_blocks(
 
     The powers ``M^0..M^(block-1)`` are computed once; each block propagates the readout and
     the kinds' distributions from the block's first age with them, then steps by ``M^block``."""
-    M = background_chain(form, stats)
+    form, M = markov_chain(form, stats)
     pi = stationary_distribution(M)
     w = form.weights.astype(np.float64)
     size = len(w)
