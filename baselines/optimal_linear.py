@@ -1036,9 +1036,12 @@ def optimize_linear_synapse_monte_carlo(
         amplitudes = np.geomspace(1.0 / 64.0, 2.0, 8)
     scan = [np.concatenate([A0.reshape(-1), amplitude * b0, c0]) for amplitude in amplitudes]
     smaller = max((k for k in range(1, m) if chain_applies(scenario, k)), default=None)
+    if smaller is None and m > 2:
+        smaller = m // 2
     if not chain and smaller is not None:
-        # the exact optimum of the largest size whose grid the chain handles, embedded (its
-        # extra variables get no input and no readout): so m variables never do worse than it
+        # the optimum of a smaller size (the largest whose grid the exact chain handles, else
+        # m // 2), embedded (its extra variables get no input and no readout): so m variables
+        # do not end below it, whatever the start from the ideal optimum gives
         small = optimize_linear_synapse_monte_carlo(
             scenario,
             state_size=smaller,
@@ -1049,6 +1052,7 @@ def optimize_linear_synapse_monte_carlo(
             convention=convention,
             seed=seed,
             burn_in=burn_in,
+            evaluations=evaluations,
             chain_evaluations=chain_evaluations,
         )
         A = np.eye(m) * 0.5

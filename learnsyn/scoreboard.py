@@ -415,16 +415,23 @@ def markdown(result: dict[str, Any]) -> str:
                 + f" | {bound} | {learned or '-'} | {ratio or '-'} |"
             )
         lines.append("")
-    notes = sorted(
-        {
-            f"{c['key']}: {r['name']}: {line}"
-            for c in cells
-            for r in c["baselines"]
-            for line in r.get("on_boundary") or []
-        }
-    )
-    if notes:
-        lines += ["Tuning notes:", ""] + [f"- {note}" for note in notes] + [""]
+    notes = [
+        (f"{c['key']}: {r['name']}: {line}", "may lie beyond" in line)
+        for c in cells
+        for r in c["baselines"]
+        for line in r.get("on_boundary") or []
+    ]
+    open_edges = sorted(note for note, beyond in notes if beyond)
+    if open_edges:
+        lines += ["Optima on the edge of a widened search range:", ""]
+        lines += [f"- {note}" for note in open_edges] + [""]
+    at_limits = sorted({note.split(": ", 1)[1] for note, beyond in notes if not beyond})
+    if at_limits:
+        lines += [
+            f"{len(notes) - len(open_edges)} tuned parameters sit at the limit of their allowed "
+            "range (" + "; ".join(at_limits) + "); details in scoreboard.json.",
+            "",
+        ]
     return "\n".join(lines)
 
 
