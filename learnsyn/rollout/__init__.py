@@ -50,17 +50,49 @@ STREAM_CHUNK = 128
 
 
 def supports_fast_path(model: Synapse, scenario: Scenario) -> bool:
-    """True for the tanh-RNN and GRU cells in scenarios that do not constrain the state."""
+    """True for the tanh-RNN and GRU cells in scenarios that do not constrain the state, and
+    in the ``bounded`` and ``noisy`` scenarios (native kernel only: see ``constraint_kind``)."""
     from learnsyn.cells import GRUSynapse, TanhRNNSynapse
 
     if type(model) not in (GRUSynapse, TanhRNNSynapse):
         return False
+    return unconstrained(scenario) or constraint_kind(scenario) is not None
+
+
+def unconstrained(scenario: Scenario) -> bool:
     kind = type(scenario)
     return (
         not scenario.constrains_state
         and kind.constraint_noise is Scenario.constraint_noise
         and kind.constrain is Scenario.constrain
     )
+
+
+def constraint_kind(scenario: Scenario) -> str | None:
+    """``bounded`` or ``noisy`` when the scenario's constraint is that of
+    ``learnsyn.tasks.constrained`` (which the native kernel applies itself), else None."""
+    from learnsyn.tasks.constrained import BoundedScenario, NoisyScenario
+
+    for name, known in (("bounded", BoundedScenario), ("noisy", NoisyScenario)):
+        kind = type(scenario)
+        if (
+            isinstance(scenario, known)
+            and kind.constrain is known.constrain
+            and kind.constraint_noise is known.constraint_noise
+            and kind.next_events is Scenario.next_events
+        ):
+            return name
+    return None
+
+
+def kernel_constraint(scenario: Scenario, noise: torch.Tensor) -> rollout_native.Constraint:
+    """The scenario's constraint with the numbers ``noise`` (``[T, m, pairs]``) for the kernel."""
+    params = scenario.params
+    if constraint_kind(scenario) == "bounded":
+        bound = float(params["bound"])
+        spacing = 2.0 * bound / (params["levels"] - 1)
+        return rollout_native.Constraint(1, bound, spacing, 0.0, noise)
+    return rollout_native.Constraint(2, float(params["bound"]), 0.0, float(params["sigma"]), noise)
 
 
 def cell_matrices(
@@ -90,6 +122,7 @@ class EventRows:
         pairs: int,
         device: torch.device,
         dtype: torch.dtype,
+        size: int = 0,
     ):
         self.scenario = scenario
         self.generator = generator
@@ -100,9 +133,52 @@ class EventRows:
         self.stream = scenario.new_stream(pairs, device)
         self.memoryless: bool | None = None  # unknown until the first mapped step
         self._twins: bool | None = None  # tracked window: are both branches' streams equal?
+        self.constraint = constraint_kind(scenario)
+        self.size = size
+        self.noise: list[torch.Tensor] = []  # constraint numbers [steps, m, pairs] not yet taken
+
+    def _draw_constrained(self, steps: int, events_from: int) -> torch.Tensor:
+        """``steps`` steps: (from ``events_from`` on) the events' uniforms, then the
+        constraint's numbers (appended to ``noise``), as the reference draws them step by step;
+        through the compiled copy of the CPU generator where it applies, else through torch."""
+        normal = self.constraint == "noisy"
+        drawn = None
+        if self.device.type == "cpu" and self.dtype == torch.float32:
+            drawn = rollout_native.draw_constrained(
+                self.generator, steps, self.pairs, self.per_step, self.size, normal, events_from
+            )
+        if drawn is None:
+            uniforms, noise = [], []
+            options = dict(generator=self.generator, device=self.device)
+            shape = (self.pairs, self.per_step)
+            for step in range(steps):
+                if step >= events_from:
+                    uniforms.append(torch.rand(*shape, dtype=self.dtype, **options))
+                numbers = self.scenario.constraint_noise(self.pairs, self.size, **options)
+                noise.append(numbers.to(torch.float32).T)
+            empty = torch.empty(0, self.pairs, self.per_step, device=self.device, dtype=self.dtype)
+            drawn = (torch.stack(uniforms) if uniforms else empty, torch.stack(noise))
+        self.noise.append(drawn[1])
+        return drawn[0]
+
+    def draw_noise(self) -> None:
+        """The constraint's numbers of a step without background events (the tracked one)."""
+        if self.constraint is not None:
+            self._draw_constrained(1, 1)
+
+    def take_noise(self) -> torch.Tensor | None:
+        """The constraint numbers drawn since the last call, ``[steps, m, pairs]``."""
+        if self.constraint is None:
+            return None
+        noise = self.noise[0] if len(self.noise) == 1 else torch.cat(self.noise)
+        self.noise = []
+        return noise
 
     def draw(self, steps: int) -> torch.Tensor:
-        """Uniforms ``[steps, pairs, k]``, as ``steps`` calls of ``rand(pairs, k)`` would."""
+        """Uniforms ``[steps, pairs, k]``, as ``steps`` calls of ``rand(pairs, k)`` would (in
+        constrained scenarios each step's constraint numbers follow, kept for ``take_noise``)."""
+        if self.constraint is not None:
+            return self._draw_constrained(steps, 0)
         shape = (self.pairs, self.per_step)
         options = dict(generator=self.generator, device=self.device, dtype=self.dtype)
         if self.device.type == "cpu":
@@ -242,29 +318,30 @@ def fast_simulate_pairs(
     rest (None: keep them all; the compiled kernels always recompute). ``kernel``: ``auto``
     (``choose_kernel``), ``native``, ``triton`` or ``eager``.
     """
+    reference = dict(
+        pairs=pairs, burn_in=burn_in, horizon=horizon, generator=generator, groups=groups,
+        device=device, grad=grad, dtype=dtype,
+    )  # fmt: skip
     if not supports_fast_path(model, scenario):
-        return simulate_pairs(
-            model,
-            scenario,
-            kind,
-            pairs=pairs,
-            burn_in=burn_in,
-            horizon=horizon,
-            generator=generator,
-            groups=groups,
-            device=device,
-            grad=grad,
-            dtype=dtype,
-        )
+        return simulate_pairs(model, scenario, kind, **reference)
+    constrained = not unconstrained(scenario)
+    if constrained and kernel not in ("auto", "native"):
+        raise ValueError(f"the {kernel} kernel does not apply state constraints; use native")
     groups, per_group = pair_groups(pairs, groups)
     device = torch.device(device)
+    if constrained and not rollout_native.usable(torch.empty(0, device=device, dtype=dtype), 1):
+        if kernel == "native":
+            raise ValueError(f"the native kernel cannot run here ({device}, {dtype})")
+        return simulate_pairs(model, scenario, kind, **reference)
     pairs = per_group * groups
     size = model.state_size
     inputs = 2 if (scenario.has_flags or kind.flag != 0) else 1
-    source = EventRows(scenario, generator, pairs, device, dtype)
+    source = EventRows(scenario, generator, pairs, device, dtype, size)
     with torch.no_grad():
         start = model.initial_state(pairs, device=device, dtype=dtype).T
         backend = choose_kernel(start, size, pairs, groups, kernel)
+        if constrained and backend != "native":
+            return simulate_pairs(model, scenario, kind, **reference)
         if backend == "eager":  # the eager kernel carries u = (h + 1) / 2
             start = start.add(1).mul(0.5)
         plain = cell_matrices(model, inputs, dtype, device, backend).detached()
@@ -286,14 +363,28 @@ def fast_simulate_pairs(
     with torch.no_grad():
         rows = start.new_empty(horizon, inputs, pairs if shared else 2 * pairs)
         rows[0] = 0 if shared else head
+        source.draw_noise()  # the tracked step's constraint numbers
         for begin in range(1, horizon, STREAM_CHUNK):
             source.fill(rows[begin : begin + STREAM_CHUNK], branches=2, shared=shared)
+        noise = source.take_noise()
+    constraint = None if noise is None else kernel_constraint(scenario, noise)
     chunk = horizon if checkpoint is None else int(checkpoint)
     with torch.enable_grad():
         mats = cell_matrices(model, inputs, dtype, device, backend)
-        if backend != "eager":
-            window = NativeWindow if backend == "native" else _triton().TritonWindow
-            moments = window.apply(
+        if backend == "native":
+            moments = NativeWindow.apply(
+                mats.cell,
+                chunk,
+                cells,
+                constraint,
+                rows,
+                head if shared else None,
+                start,
+                *mats.tensors(),
+            )
+            sums = moments_by_group(moments, groups)
+        elif backend == "triton":
+            moments = _triton().TritonWindow.apply(
                 mats.cell,
                 chunk,
                 cells,
@@ -352,9 +443,15 @@ def choose_kernel(like: torch.Tensor, size: int, pairs: int, groups: int, kernel
     return next(name for name in ("native", "triton", "eager") if can[name]())
 
 
-def _advance(mats, inputs, state, head=None, cells=None, backend="eager"):
+def _advance(mats, inputs, state, head=None, cells=None, backend="eager", constraint=None):
     """Forward through ``inputs`` (``[L, a, columns]``) from ``state`` without gradient:
-    the final state, and the ``[L, G, 4]`` moments of the weights when ``cells`` is given."""
+    the final state, and the ``[L, G, 4]`` moments of the weights when ``cells`` is given
+    (``constraint``: the native kernel's, for these steps)."""
+    if constraint is not None:
+        moments, final = rollout_native.advance(
+            mats.cell, mats.tensors(), inputs, head, state, cells, constraint
+        )
+        return (None if cells is None else moments_by_group(moments, cells[1])), final
     if backend != "eager":
         module = rollout_native if backend == "native" else _triton()
         moments, final = module.advance(mats.cell, mats.tensors(), inputs, head, state, cells)
@@ -381,8 +478,14 @@ def _burn_in(mats, source, state, steps, inputs, backend) -> torch.Tensor:
     for begin in range(0, steps, STREAM_CHUNK):
         length = min(STREAM_CHUNK, steps - begin)
         source.fill(rows[:length], branches=1)
-        _, state = _advance(mats, rows[:length], state, backend=backend)
+        constraint = _constraint(source)
+        _, state = _advance(mats, rows[:length], state, backend=backend, constraint=constraint)
     return state
+
+
+def _constraint(source: EventRows) -> rollout_native.Constraint | None:
+    noise = source.take_noise()
+    return None if noise is None else kernel_constraint(source.scenario, noise)
 
 
 def _forward_only(mats, source, start, head, horizon, cells, backend, shared) -> torch.Tensor:
@@ -398,7 +501,10 @@ def _forward_only(mats, source, start, head, horizon, cells, backend, shared) ->
         if first is not None and not shared:
             rows[0] = head
             first = None
+        if begin == 0:
+            source.draw_noise()  # the tracked step's constraint numbers
         source.fill(rows[skip:length], branches=2, shared=shared)
-        moments, state = _advance(mats, rows[:length], state, first, cells, backend)
+        constraint = _constraint(source)
+        moments, state = _advance(mats, rows[:length], state, first, cells, backend, constraint)
         sums.append(moments)
     return torch.cat(sums)

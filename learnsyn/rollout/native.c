@@ -117,7 +117,53 @@ typedef struct {
     const float *inputs;   /* [T][a][columns] */
     const float *head;     /* [a][N]: step 0's inputs for every lane, or NULL */
     const int *lane_cell;  /* [N]: the cell of each lane (-1: padding) */
+    /* state constraint after every step (the scenario's `constrain`): 0 none, 1 bounded
+       (clip to [-bound, bound], stochastic rounding to levels `spacing` apart, straight-through
+       gradient), 2 noisy (add sigma * noise, then clip to [-bound, bound] when bound > 0) */
+    int constraint;
+    int noise_cols;        /* columns of noise: lane n reads column n % noise_cols */
+    float bound, spacing, sigma;
+    const float *noise;    /* [T][m][noise_cols]: the rounding uniforms or the Gaussian noise */
 } window_t;
+
+/* The constraint's numbers of step t, variable i, for the lanes n0 .. n0 + BS - 1. */
+static const float *noise_row(const window_t *w, int t, int i, int n0, float tmp[BS]) {
+    const float *row = w->noise + ((size_t)t * w->m + i) * w->noise_cols;
+    int P = w->noise_cols;
+    if (P % BS == 0) return row + n0 % P;
+    for (int n = 0; n < BS; n++) tmp[n] = row[(n0 + n) % P];
+    return tmp;
+}
+
+/* Apply step t's constraint to next (in place); scale (when given) is multiplied by the
+   derivative of the constrained state by the unconstrained one (1 inside the range, else 0). */
+static void constrain(const window_t *w, int t, int n0, float next[][BS], float scale[][BS]) {
+    float b = w->bound, spacing = w->spacing, sigma = w->sigma, tmp[BS];
+    for (int i = 0; i < w->m; i++) {
+        const float *u = noise_row(w, t, i, n0, tmp);
+        float *h = next[i];
+        if (w->constraint == 1) {
+            for (int n = 0; n < BS; n++) {
+                float v = h[n];
+                float c = v < -b ? -b : (v > b ? b : v);
+                float pos = (c + b) / spacing;
+                float lo = floorf(pos);
+                float r = (lo + (u[n] < pos - lo ? 1.0f : 0.0f)) * spacing - b;
+                r = r < -b ? -b : (r > b ? b : r);
+                h[n] = r;
+                if (scale) scale[i][n] *= (v >= -b && v <= b) ? 1.0f : 0.0f;
+            }
+        } else if (b > 0.0f) {
+            for (int n = 0; n < BS; n++) {
+                float v = h[n] + sigma * u[n];
+                h[n] = v < -b ? -b : (v > b ? b : v);
+                if (scale) scale[i][n] *= (v >= -b && v <= b) ? 1.0f : 0.0f;
+            }
+        } else {
+            for (int n = 0; n < BS; n++) h[n] += sigma * u[n];
+        }
+    }
+}
 
 static void load_inputs(const window_t *w, int t, int n0, float x[][BS]) {
     int m = w->m, a = w->a;
@@ -188,6 +234,7 @@ int window_forward(const window_t *w, const float *start, float *moments, float 
             load_inputs(w, t, n0, x);
             if (w->gru) gru_step(m, C, w->first, w->reset, x, g, next);
             else rnn_step(m, C, w->first, x, next);
+            if (w->constraint) constrain(w, t, n0, next, NULL);
             for (int i = 0; i < m; i++) memcpy(x[i], next[i], sizeof(float[BS]));
             if (moments) {
                 float y[BS];
@@ -285,6 +332,8 @@ int window_backward(const window_t *w, const float *boundaries, const float *gra
     float (*du)[BS] = malloc(sizeof(float[BS]) * m);
     float (*dn)[BS] = malloc(sizeof(float[BS]) * m);
     float (*dq)[BS] = malloc(sizeof(float[BS]) * m);
+    /* constrained windows: d(constrained h') / d(cell output), times the RNN's tanh' */
+    float (*scale)[BS] = w->constraint ? malloc(sizeof(float[BS]) * (size_t)K * m) : NULL;
     /* dL/du through `first`: the GRU's candidate rows are zero on the state columns */
     int skip = gru ? m : 0;
     float *first_t = transposed(rows - skip, C, m, first + (size_t)skip * C);
@@ -308,6 +357,13 @@ int window_backward(const window_t *w, const float *boundaries, const float *gra
                 load_inputs(w, t0 + s, n0, x);
                 if (gru) gru_step(m, C, first, reset, x, gates + (size_t)s * 4 * m, nx);
                 else rnn_step(m, C, first, x, nx);
+                if (scale) {
+                    float (*sc)[BS] = scale + (size_t)s * m;
+                    for (int i = 0; i < m; i++)
+                        for (int n = 0; n < BS; n++)
+                            sc[i][n] = gru ? 1.0f : 0.5f * (1.0f - nx[i][n] * nx[i][n]);
+                    constrain(w, t0 + s, n0, nx, sc);
+                }
             }
             if (c == chunks - 1) {  /* the last state's weight: dL/du_T */
                 float y[BS], dy[BS];
@@ -325,11 +381,20 @@ int window_backward(const window_t *w, const float *boundaries, const float *gra
                 float (*x)[BS] = states + (size_t)s * (C + 1);
                 float (*nx)[BS] = states + (size_t)(s + 1) * (C + 1);
                 float (*delta)[BS] = deltas + (size_t)s * drows;
-                if (!gru) {
+                if (!gru && scale) {
+                    float (*sc)[BS] = scale + (size_t)s * m;
+                    for (int i = 0; i < m; i++)
+                        for (int n = 0; n < BS; n++) delta[i][n] = du[i][n] * sc[i][n];
+                } else if (!gru) {
                     for (int i = 0; i < m; i++)
                         for (int n = 0; n < BS; n++)
                             delta[i][n] = du[i][n] * 0.5f * (1.0f - nx[i][n] * nx[i][n]);
                 } else {
+                    if (scale) {
+                        float (*sc)[BS] = scale + (size_t)s * m;
+                        for (int i = 0; i < m; i++)
+                            for (int n = 0; n < BS; n++) du[i][n] *= sc[i][n];
+                    }
                     float (*g)[BS] = gates + (size_t)s * 4 * m;
                     for (int i = 0; i < m; i++)
                         for (int n = 0; n < BS; n++) {
@@ -381,7 +446,143 @@ int window_backward(const window_t *w, const float *boundaries, const float *gra
     for (int j = 0; j < m; j++) grad_readout[j] += (float)total[lane_first + lane_reset + j];
     free(gh); free(total);
     free(gf); free(gr); free(states); free(gates); free(deltas); free(du); free(dn); free(dq);
-    free(first_t); free(reset_t);
+    free(first_t); free(reset_t); free(scale);
     DENORMALS_RESTORE
+    return 0;
+}
+
+/* ---- torch's CPU generator, reproduced: the constrained windows' random numbers ----------
+   torch.rand on a CPU generator consumes one 32-bit output of its mt19937 per float32 value,
+   in order (aten/src/ATen/core/MT19937RNGEngine.h; uniform = (y & (2^24 - 1)) 2^-24), and
+   torch.randn of a contiguous float32 tensor of n >= 16 values (n a multiple of 16) draws n such
+   uniforms and maps each block of 16 by Box-Muller (1 - u[j], u[j + 8] -> j, j + 8). Here the
+   same numbers are made several times faster than through torch; the caller reads the
+   generator's state before and writes it back after (learnsyn.rollout.native.draw_constrained). */
+#define MT_N 624
+#define MT_M 397
+
+static inline unsigned int mt_mix(unsigned int u, unsigned int v) {
+    unsigned int y = (u & 0x80000000u) | (v & 0x7fffffffu);
+    return (y >> 1) ^ ((v & 1u) ? 0x9908b0dfu : 0u);
+}
+
+static void mt_twist(unsigned int *p) {
+    for (int i = 0; i < MT_N - MT_M; i++) p[i] = p[i + MT_M] ^ mt_mix(p[i], p[i + 1]);
+    for (int i = MT_N - MT_M; i < MT_N - 1; i++)
+        p[i] = p[i + MT_M - MT_N] ^ mt_mix(p[i], p[i + 1]);
+    p[MT_N - 1] = p[MT_M - 1] ^ mt_mix(p[MT_N - 1], p[0]);
+}
+
+/* n uniforms in [0, 1) as torch.rand(n) would draw them; state[MT_N], left, next as torch's. */
+static void mt_uniforms(unsigned int *state, int *left, int *next, float *out, size_t n) {
+    while (n) {
+        if (*left <= 1) { mt_twist(state); *left = MT_N + 1; *next = 0; }
+        size_t c = (size_t)(*left - 1);
+        if (c > n) c = n;
+        const unsigned int *p = state + *next;
+        for (size_t q = 0; q < c; q++) {
+            unsigned int y = p[q];
+            y ^= y >> 11;
+            y ^= (y << 7) & 0x9d2c5680u;
+            y ^= (y << 15) & 0xefc60000u;
+            y ^= y >> 18;
+            out[q] = (float)(y & 0xffffffu) * (1.0f / 16777216.0f);
+        }
+        *next += (int)c; *left -= (int)c; out += c; n -= c;
+    }
+}
+
+/* log, sine and cosine written inline so that the Box-Muller loop vectorizes (the library's
+   vector versions were not used by the compiler here); errors about 1e-7, against torch's own
+   float32 Box-Muller (within 1e-6 of it, which is what the agreement tests allow for). */
+static inline float log_inline(float x) {  /* x > 0, normal */
+    union { float f; int i; } v = { x };
+    int e = ((v.i >> 23) & 0xff) - 127;
+    v.i = (v.i & 0x007fffff) | 0x3f800000;  /* mantissa in [1, 2) */
+    float mant = v.f;
+    int big = mant > 1.41421356f;
+    mant = big ? 0.5f * mant : mant;
+    e += big;
+    float s = (mant - 1.0f) / (mant + 1.0f), s2 = s * s;
+    float p = 1.0f / 11.0f;
+    p = p * s2 + 1.0f / 9.0f;
+    p = p * s2 + 1.0f / 7.0f;
+    p = p * s2 + 1.0f / 5.0f;
+    p = p * s2 + 1.0f / 3.0f;
+    p = p * s2 + 1.0f;
+    return (float)e * 0.693147180559945309f + 2.0f * s * p;
+}
+
+/* sin and cos of theta in [0, 2 pi) */
+static inline void sincos_inline(float theta, float *sine, float *cosine) {
+    float t = theta - 3.14159265358979324f;  /* [-pi, pi): sin(theta) = -sin t, same for cos */
+    float q = rintf(t * 0.636619772367581343f);
+    float r = (t - q * 1.5703125f) - q * 4.83826794896619231e-4f;
+    float r2 = r * r;
+    float sp = -1.0f / 39916800.0f;
+    sp = sp * r2 + 1.0f / 362880.0f;
+    sp = sp * r2 - 1.0f / 5040.0f;
+    sp = sp * r2 + 1.0f / 120.0f;
+    sp = sp * r2 - 1.0f / 6.0f;
+    sp = sp * r2 + 1.0f;
+    float sr = r * sp;
+    float cp = 1.0f / 3628800.0f;
+    cp = cp * r2 - 1.0f / 40320.0f;
+    cp = cp * r2 + 1.0f / 720.0f;
+    cp = cp * r2 - 1.0f / 24.0f;
+    cp = cp * r2 + 0.5f;
+    float cr = 1.0f - r2 * cp;
+    int k = (int)q & 3;  /* t = k pi / 2 + r */
+    float st = k == 0 ? sr : (k == 1 ? cr : (k == 2 ? -sr : -cr));
+    float ct = k == 0 ? cr : (k == 1 ? -sr : (k == 2 ? -cr : sr));
+    *sine = -st;
+    *cosine = -ct;
+}
+
+/* Box-Muller of blocks of 16 uniforms, in place (torch's normal_fill_16). */
+static void box_muller(float *restrict data, size_t n, float *restrict u1, float *restrict u2) {
+    size_t half = n / 2;
+    for (size_t b = 0; b < n / 16; b++)
+        for (int j = 0; j < 8; j++) {
+            u1[b * 8 + j] = 1.0f - data[b * 16 + j];
+            u2[b * 8 + j] = data[b * 16 + 8 + j];
+        }
+    for (size_t q = 0; q < half; q++) {
+        float radius = sqrtf(-2.0f * log_inline(u1[q]));
+        float sine, cosine;
+        sincos_inline(6.2831853071795864769f * u2[q], &sine, &cosine);
+        u1[q] = radius * cosine;
+        u2[q] = radius * sine;
+    }
+    for (size_t b = 0; b < n / 16; b++)
+        for (int j = 0; j < 8; j++) {
+            data[b * 16 + j] = u1[b * 8 + j];
+            data[b * 16 + 8 + j] = u2[b * 8 + j];
+        }
+}
+
+/* `steps` steps of a constrained window, each drawn as the reference does: (from step
+   `events_from` on) rand(pairs, k) for the events into events [..][pairs][k], then the
+   constraint's rand(pairs, m) (normal = 0) or randn(pairs, m) (normal = 1), written as
+   noise [steps][m][pairs]. randn needs pairs * m a multiple of 16 (checked by the caller). */
+int draw_constrained(unsigned int *state, int *left_next, int steps, int pairs, int k, int m,
+                     int normal, int events_from, float *events, float *noise) {
+    size_t count = (size_t)pairs * m;
+    if (normal && (count % 16 || count < 16)) return 1;
+    float *scratch = malloc(sizeof(float) * (count + 2 * (count / 2 + 1)));
+    float *u1 = scratch + count, *u2 = u1 + count / 2 + 1;
+    int left = left_next[0], next = left_next[1];
+    for (int s = 0; s < steps; s++) {
+        if (s >= events_from)
+            mt_uniforms(state, &left, &next, events + (size_t)(s - events_from) * pairs * k,
+                        (size_t)pairs * k);
+        mt_uniforms(state, &left, &next, scratch, count);
+        if (normal) box_muller(scratch, count, u1, u2);
+        float *out = noise + (size_t)s * count;
+        for (int p = 0; p < pairs; p++)
+            for (int i = 0; i < m; i++) out[(size_t)i * pairs + p] = scratch[(size_t)p * m + i];
+    }
+    left_next[0] = left; left_next[1] = next;
+    free(scratch);
     return 0;
 }

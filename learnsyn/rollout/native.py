@@ -27,6 +27,7 @@ import os
 import platform
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -71,7 +72,28 @@ class _Window(ctypes.Structure):
             (name, ctypes.c_void_p)
             for name in ("first", "reset", "readout", "inputs", "head", "lane_cell")
         ],
+        ("constraint", ctypes.c_int),
+        ("noise_cols", ctypes.c_int),
+        *[(name, ctypes.c_float) for name in ("bound", "spacing", "sigma")],
+        ("noise", ctypes.c_void_p),
     ]
+
+
+@dataclass
+class Constraint:
+    """A state constraint the kernel applies after every step (``learnsyn.tasks.constrained``):
+    ``kind`` 1 bounded (clip, stochastic rounding to levels ``spacing`` apart), 2 noisy
+    (``sigma`` times the noise, then clip when ``bound > 0``); ``noise``: ``[T, m, columns]``,
+    the step's rounding uniforms or Gaussian numbers (lane ``n`` reads column ``n % columns``)."""
+
+    kind: int
+    bound: float
+    spacing: float
+    sigma: float
+    noise: torch.Tensor
+
+    def sliced(self, begin: int, end: int) -> Constraint:
+        return Constraint(self.kind, self.bound, self.spacing, self.sigma, self.noise[begin:end])
 
 
 def _compile() -> ctypes.CDLL:
@@ -96,6 +118,8 @@ def _compile() -> ctypes.CDLL:
     library.window_forward.argtypes = [ctypes.POINTER(_Window)] + [pointer] * 4
     library.window_backward.argtypes = [ctypes.POINTER(_Window)] + [pointer] * 5
     library.window_forward.restype = library.window_backward.restype = ctypes.c_int
+    library.draw_constrained.argtypes = [pointer, pointer] + [ctypes.c_int] * 6 + [pointer] * 2
+    library.draw_constrained.restype = ctypes.c_int
     return library
 
 
@@ -160,7 +184,7 @@ class Window:
     weights, or None; ``mats``: ``first``, ``reset`` and the model's readout weights ``c``
     (``w = c . h``, computed as ``c . (2u - 1)``)."""
 
-    def __init__(self, cell, mats, inputs, head, start, chunk, cells):
+    def __init__(self, cell, mats, inputs, head, start, chunk, cells, constraint=None):
         first, reset, readout = (t.detach().contiguous() for t in mats)
         steps, a, columns = inputs.shape
         m, batch = start.shape
@@ -175,6 +199,13 @@ class Window:
         self.batch, self.width, self.steps, self.m = batch, width, steps, m
         self.cells = None if cells is None else lane_cells(*cells, width)
         count = 0 if cells is None else 2 * cells[1]
+        if constraint is not None:
+            noise = constraint.noise.contiguous()
+            if noise.shape[:2] != (steps, m) or noise.dtype != torch.float32:
+                raise ValueError("the constraint's numbers must be [steps, m, columns] float32")
+            self.noise = noise
+        else:
+            self.noise = None
         self.struct = _Window(
             int(cell == "gru"),
             m,
@@ -190,6 +221,12 @@ class Window:
             _ptr(self.inputs),
             _ptr(self.head),
             _ptr(self.cells),
+            0 if constraint is None else constraint.kind,
+            0 if constraint is None else self.noise.shape[-1],
+            0.0 if constraint is None else constraint.bound,
+            0.0 if constraint is None else constraint.spacing,
+            0.0 if constraint is None else constraint.sigma,
+            _ptr(self.noise),
         )
 
     def forward(self, moments: bool, boundaries: bool):
@@ -225,9 +262,9 @@ class Window:
             raise RuntimeError("the native rollout kernel refused its arguments")
 
 
-def advance(cell, mats, inputs, head, start, cells=None):
+def advance(cell, mats, inputs, head, start, cells=None, constraint=None):
     """Forward without gradient: (moments ``[T, cells, 2]`` or None, final state)."""
-    window = Window(cell, mats, inputs, head, start, inputs.shape[0], cells)
+    window = Window(cell, mats, inputs, head, start, inputs.shape[0], cells, constraint)
     moments, _, final = window.forward(cells is not None, False)
     return moments, final
 
@@ -237,18 +274,63 @@ class NativeWindow(torch.autograd.Function):
     the tracked window, differentiable in ``first``, ``reset`` and the readout weights."""
 
     @staticmethod
-    def forward(ctx, cell, chunk, cells, inputs, head, start, first, reset, weights):
-        window = Window(cell, (first, reset, weights), inputs, head, start, chunk, cells)
+    def forward(ctx, cell, chunk, cells, constraint, inputs, head, start, first, reset, weights):
+        mats = (first, reset, weights)
+        window = Window(cell, mats, inputs, head, start, chunk, cells, constraint)
         moments, boundaries, _ = window.forward(True, True)
         ctx.window = window
         # saved through autograd (not only held by the window) so that memory probes see them
-        ctx.save_for_backward(first, reset, weights, window.inputs, window.head, boundaries)
+        ctx.save_for_backward(
+            first, reset, weights, window.inputs, window.head, boundaries, window.noise
+        )
         return moments
 
     @staticmethod
     def backward(ctx, grad_moments):
-        first, reset, weights, _, _, boundaries = ctx.saved_tensors
+        first, reset, weights, _, _, boundaries, _ = ctx.saved_tensors
         grads = [torch.zeros_like(t) for t in (first, reset, weights)]
         ctx.window.backward(boundaries, grad_moments, *grads)
         grad_reset = grads[1] if reset.numel() else None
-        return (None,) * 6 + (grads[0], grad_reset, grads[2])
+        return (None,) * 7 + (grads[0], grad_reset, grads[2])
+
+
+#: bytes of ``torch.Generator.get_state()`` on the CPU and where its mt19937 fields lie
+_STATE_BYTES, _LEFT, _NEXT, _WORDS = 5056, 8, 16, 24
+
+
+def draw_constrained(generator, steps, pairs, per_step, size, normal, events_from):
+    """``steps`` steps of a constrained window's random numbers, drawn as the reference's
+    calls draw them (from step ``events_from`` on ``rand(pairs, per_step)`` for the events,
+    then ``rand(pairs, size)`` or, ``normal``, ``randn(pairs, size)`` for the constraint) but
+    made by the compiled copy of the CPU generator; the generator's state moves on as it would.
+    Returns (uniforms ``[steps - events_from, pairs, per_step]``, numbers ``[steps, size,
+    pairs]``), or None where this cannot be done exactly (then draw through torch)."""
+    if not (available() and generator.device.type == "cpu") or torch.get_default_dtype() != (
+        torch.float32
+    ):
+        return None
+    if normal and (pairs * size) % 16:
+        return None
+    state = generator.get_state()
+    if state.numel() != _STATE_BYTES:
+        return None
+    raw = state.numpy()
+    words = raw[_WORDS : _WORDS + 8 * 624].view("<u8").astype("<u4")
+    left = int(raw[_LEFT : _LEFT + 4].view("<i4")[0])
+    following = int(raw[_NEXT : _NEXT + 8].view("<u8")[0])
+    mt = torch.from_numpy(words.copy())
+    counters = torch.tensor([left, following], dtype=torch.int32)
+    events = torch.empty(max(steps - events_from, 0), pairs, per_step)
+    noise = torch.empty(steps, size, pairs)
+    code = _library.draw_constrained(
+        mt.data_ptr(), counters.data_ptr(), steps, pairs, per_step, size, int(normal),
+        events_from, _ptr(events), _ptr(noise),
+    )  # fmt: skip
+    if code:
+        return None
+    raw = raw.copy()
+    raw[_WORDS : _WORDS + 8 * 624] = mt.numpy().astype("<u8").view("u1")
+    raw[_LEFT : _LEFT + 4] = counters[:1].numpy().view("u1")
+    raw[_NEXT : _NEXT + 8] = counters[1:].numpy().astype("<u8").view("u1")
+    generator.set_state(torch.from_numpy(raw))
+    return events, noise
