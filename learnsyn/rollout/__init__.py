@@ -85,14 +85,17 @@ def constraint_kind(scenario: Scenario) -> str | None:
     return None
 
 
-def kernel_constraint(scenario: Scenario, noise: torch.Tensor) -> rollout_native.Constraint:
-    """The scenario's constraint with the numbers ``noise`` (``[T, m, pairs]``) for the kernel."""
+def kernel_constraint(
+    scenario: Scenario, noise: torch.Tensor, pairs: int
+) -> rollout_native.Constraint:
+    """The scenario's constraint with its numbers ``noise`` (``EventRows.take_noise``)."""
     params = scenario.params
     if constraint_kind(scenario) == "bounded":
         bound = float(params["bound"])
         spacing = 2.0 * bound / (params["levels"] - 1)
-        return rollout_native.Constraint(1, bound, spacing, 0.0, noise)
-    return rollout_native.Constraint(2, float(params["bound"]), 0.0, float(params["sigma"]), noise)
+        return rollout_native.Constraint(1, bound, spacing, 0.0, noise, pairs)
+    sigma = float(params["sigma"])
+    return rollout_native.Constraint(2, float(params["bound"]), 0.0, sigma, noise, pairs)
 
 
 def cell_matrices(
@@ -135,31 +138,45 @@ class EventRows:
         self._twins: bool | None = None  # tracked window: are both branches' streams equal?
         self.constraint = constraint_kind(scenario)
         self.size = size
-        self.noise: list[torch.Tensor] = []  # constraint numbers [steps, m, pairs] not yet taken
+        self.noise: torch.Tensor | None = None  # the constraint's numbers (``start_noise``)
+        self.noise_at = 0
+
+    def start_noise(self, steps: int) -> None:
+        """Keep the constraint's numbers of the next ``steps`` steps (``take_noise``)."""
+        if self.constraint is not None:
+            blocks = -(-self.pairs // rollout_native.LANES)
+            shape = (blocks, steps, self.size, rollout_native.LANES)
+            self.noise = torch.empty(shape, device=self.device)
+            self.noise_at = 0
 
     def _draw_constrained(self, steps: int, events_from: int) -> torch.Tensor:
         """``steps`` steps: (from ``events_from`` on) the events' uniforms, then the
-        constraint's numbers (appended to ``noise``), as the reference draws them step by step;
+        constraint's numbers (into ``noise``), as the reference draws them step by step;
         through the compiled copy of the CPU generator where it applies, else through torch."""
         normal = self.constraint == "noisy"
-        drawn = None
+        uniforms = None
+        if self.noise is None or self.noise.shape[1] < self.noise_at + steps:
+            raise RuntimeError("start_noise was not called for these steps")
         if self.device.type == "cpu" and self.dtype == torch.float32:
-            drawn = rollout_native.draw_constrained(
-                self.generator, steps, self.pairs, self.per_step, self.size, normal, events_from
-            )
-        if drawn is None:
-            uniforms, noise = [], []
+            uniforms = rollout_native.draw_constrained(
+                self.generator, steps, self.pairs, self.per_step, self.size, normal,
+                events_from, self.noise, self.noise_at,
+            )  # fmt: skip
+        if uniforms is None:
+            drawn, noise = [], []
             options = dict(generator=self.generator, device=self.device)
             shape = (self.pairs, self.per_step)
             for step in range(steps):
                 if step >= events_from:
-                    uniforms.append(torch.rand(*shape, dtype=self.dtype, **options))
+                    drawn.append(torch.rand(*shape, dtype=self.dtype, **options))
                 numbers = self.scenario.constraint_noise(self.pairs, self.size, **options)
                 noise.append(numbers.to(torch.float32).T)
-            empty = torch.empty(0, self.pairs, self.per_step, device=self.device, dtype=self.dtype)
-            drawn = (torch.stack(uniforms) if uniforms else empty, torch.stack(noise))
-        self.noise.append(drawn[1])
-        return drawn[0]
+            at = self.noise_at
+            self.noise[:, at : at + steps] = rollout_native.blocked(torch.stack(noise))
+            empty = torch.empty(0, *shape, device=self.device, dtype=self.dtype)
+            uniforms = torch.stack(drawn) if drawn else empty
+        self.noise_at += steps
+        return uniforms
 
     def draw_noise(self) -> None:
         """The constraint's numbers of a step without background events (the tracked one)."""
@@ -167,11 +184,11 @@ class EventRows:
             self._draw_constrained(1, 1)
 
     def take_noise(self) -> torch.Tensor | None:
-        """The constraint numbers drawn since the last call, ``[steps, m, pairs]``."""
+        """The constraint's numbers drawn since ``start_noise``: ``[blocks, steps, m, LANES]``."""
         if self.constraint is None:
             return None
-        noise = self.noise[0] if len(self.noise) == 1 else torch.cat(self.noise)
-        self.noise = []
+        noise = self.noise[:, : self.noise_at].contiguous()
+        self.noise = None
         return noise
 
     def draw(self, steps: int) -> torch.Tensor:
@@ -363,11 +380,11 @@ def fast_simulate_pairs(
     with torch.no_grad():
         rows = start.new_empty(horizon, inputs, pairs if shared else 2 * pairs)
         rows[0] = 0 if shared else head
+        source.start_noise(horizon)
         source.draw_noise()  # the tracked step's constraint numbers
         for begin in range(1, horizon, STREAM_CHUNK):
             source.fill(rows[begin : begin + STREAM_CHUNK], branches=2, shared=shared)
-        noise = source.take_noise()
-    constraint = None if noise is None else kernel_constraint(scenario, noise)
+        constraint = _constraint(source)
     chunk = horizon if checkpoint is None else int(checkpoint)
     with torch.enable_grad():
         mats = cell_matrices(model, inputs, dtype, device, backend)
@@ -477,6 +494,7 @@ def _burn_in(mats, source, state, steps, inputs, backend) -> torch.Tensor:
     rows = state.new_empty(min(STREAM_CHUNK, max(steps, 1)), inputs, state.shape[1])
     for begin in range(0, steps, STREAM_CHUNK):
         length = min(STREAM_CHUNK, steps - begin)
+        source.start_noise(length)
         source.fill(rows[:length], branches=1)
         constraint = _constraint(source)
         _, state = _advance(mats, rows[:length], state, backend=backend, constraint=constraint)
@@ -485,7 +503,7 @@ def _burn_in(mats, source, state, steps, inputs, backend) -> torch.Tensor:
 
 def _constraint(source: EventRows) -> rollout_native.Constraint | None:
     noise = source.take_noise()
-    return None if noise is None else kernel_constraint(source.scenario, noise)
+    return None if noise is None else kernel_constraint(source.scenario, noise, source.pairs)
 
 
 def _forward_only(mats, source, start, head, horizon, cells, backend, shared) -> torch.Tensor:
@@ -501,6 +519,7 @@ def _forward_only(mats, source, start, head, horizon, cells, backend, shared) ->
         if first is not None and not shared:
             rows[0] = head
             first = None
+        source.start_noise(length)
         if begin == 0:
             source.draw_noise()  # the tracked step's constraint numbers
         source.fill(rows[skip:length], branches=2, shared=shared)

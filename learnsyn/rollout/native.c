@@ -123,15 +123,20 @@ typedef struct {
     int constraint;
     int noise_cols;        /* columns of noise: lane n reads column n % noise_cols */
     float bound, spacing, sigma;
-    const float *noise;    /* [T][m][noise_cols]: the rounding uniforms or the Gaussian noise */
+    /* [ceil(noise_cols / BS)][T][m][BS]: the rounding uniforms or the Gaussian noise, by blocks
+       of columns so that a block of lanes reads its steps' numbers from one stretch of memory */
+    const float *noise;
 } window_t;
 
 /* The constraint's numbers of step t, variable i, for the lanes n0 .. n0 + BS - 1. */
 static const float *noise_row(const window_t *w, int t, int i, int n0, float tmp[BS]) {
-    const float *row = w->noise + ((size_t)t * w->m + i) * w->noise_cols;
     int P = w->noise_cols;
-    if (P % BS == 0) return row + n0 % P;
-    for (int n = 0; n < BS; n++) tmp[n] = row[(n0 + n) % P];
+    size_t per_block = (size_t)w->T * w->m * BS, offset = ((size_t)t * w->m + i) * BS;
+    if (P % BS == 0) return w->noise + (size_t)((n0 % P) / BS) * per_block + offset;
+    for (int n = 0; n < BS; n++) {
+        int col = (n0 + n) % P;
+        tmp[n] = w->noise[(size_t)(col / BS) * per_block + offset + col % BS];
+    }
     return tmp;
 }
 
@@ -563,10 +568,11 @@ static void box_muller(float *restrict data, size_t n, float *restrict u1, float
 
 /* `steps` steps of a constrained window, each drawn as the reference does: (from step
    `events_from` on) rand(pairs, k) for the events into events [..][pairs][k], then the
-   constraint's rand(pairs, m) (normal = 0) or randn(pairs, m) (normal = 1), written as
-   noise [steps][m][pairs]. randn needs pairs * m a multiple of 16 (checked by the caller). */
+   constraint's rand(pairs, m) (normal = 0) or randn(pairs, m) (normal = 1), written as steps
+   t0 .. t0 + steps - 1 of noise [ceil(pairs / BS)][T][m][BS] (the kernel's layout). randn
+   needs pairs * m a multiple of 16 (checked by the caller). */
 int draw_constrained(unsigned int *state, int *left_next, int steps, int pairs, int k, int m,
-                     int normal, int events_from, float *events, float *noise) {
+                     int normal, int events_from, float *events, float *noise, int T, int t0) {
     size_t count = (size_t)pairs * m;
     if (normal && (count % 16 || count < 16)) return 1;
     float *scratch = malloc(sizeof(float) * (count + 2 * (count / 2 + 1)));
@@ -578,9 +584,10 @@ int draw_constrained(unsigned int *state, int *left_next, int steps, int pairs, 
                         (size_t)pairs * k);
         mt_uniforms(state, &left, &next, scratch, count);
         if (normal) box_muller(scratch, count, u1, u2);
-        float *out = noise + (size_t)s * count;
-        for (int p = 0; p < pairs; p++)
-            for (int i = 0; i < m; i++) out[(size_t)i * pairs + p] = scratch[(size_t)p * m + i];
+        for (int p = 0; p < pairs; p++) {
+            float *out = noise + (((size_t)(p / BS) * T + t0 + s) * m) * BS + p % BS;
+            for (int i = 0; i < m; i++) out[(size_t)i * BS] = scratch[(size_t)p * m + i];
+        }
     }
     left_next[0] = left; left_next[1] = next;
     free(scratch);

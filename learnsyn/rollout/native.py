@@ -91,9 +91,14 @@ class Constraint:
     spacing: float
     sigma: float
     noise: torch.Tensor
+    columns: int
 
-    def sliced(self, begin: int, end: int) -> Constraint:
-        return Constraint(self.kind, self.bound, self.spacing, self.sigma, self.noise[begin:end])
+
+def blocked(numbers: torch.Tensor) -> torch.Tensor:
+    """``[T, m, columns]`` -> the kernel's ``[ceil(columns / LANES), T, m, LANES]``."""
+    steps, m, columns = numbers.shape
+    padded = _pad(numbers, padded_width(columns))
+    return padded.view(steps, m, -1, LANES).permute(2, 0, 1, 3)
 
 
 def _compile() -> ctypes.CDLL:
@@ -118,7 +123,9 @@ def _compile() -> ctypes.CDLL:
     library.window_forward.argtypes = [ctypes.POINTER(_Window)] + [pointer] * 4
     library.window_backward.argtypes = [ctypes.POINTER(_Window)] + [pointer] * 5
     library.window_forward.restype = library.window_backward.restype = ctypes.c_int
-    library.draw_constrained.argtypes = [pointer, pointer] + [ctypes.c_int] * 6 + [pointer] * 2
+    library.draw_constrained.argtypes = (
+        [pointer, pointer] + [ctypes.c_int] * 6 + [pointer] * 2 + [ctypes.c_int] * 2
+    )
     library.draw_constrained.restype = ctypes.c_int
     return library
 
@@ -201,8 +208,9 @@ class Window:
         count = 0 if cells is None else 2 * cells[1]
         if constraint is not None:
             noise = constraint.noise.contiguous()
-            if noise.shape[:2] != (steps, m) or noise.dtype != torch.float32:
-                raise ValueError("the constraint's numbers must be [steps, m, columns] float32")
+            blocks = -(-constraint.columns // LANES)
+            if noise.shape != (blocks, steps, m, LANES) or noise.dtype != torch.float32:
+                raise ValueError("the constraint's numbers must be [blocks, T, m, LANES] float32")
             self.noise = noise
         else:
             self.noise = None
@@ -222,7 +230,7 @@ class Window:
             _ptr(self.head),
             _ptr(self.cells),
             0 if constraint is None else constraint.kind,
-            0 if constraint is None else self.noise.shape[-1],
+            0 if constraint is None else constraint.columns,
             0.0 if constraint is None else constraint.bound,
             0.0 if constraint is None else constraint.spacing,
             0.0 if constraint is None else constraint.sigma,
@@ -298,13 +306,14 @@ class NativeWindow(torch.autograd.Function):
 _STATE_BYTES, _LEFT, _NEXT, _WORDS = 5056, 8, 16, 24
 
 
-def draw_constrained(generator, steps, pairs, per_step, size, normal, events_from):
+def draw_constrained(generator, steps, pairs, per_step, size, normal, events_from, noise, at):
     """``steps`` steps of a constrained window's random numbers, drawn as the reference's
     calls draw them (from step ``events_from`` on ``rand(pairs, per_step)`` for the events,
     then ``rand(pairs, size)`` or, ``normal``, ``randn(pairs, size)`` for the constraint) but
     made by the compiled copy of the CPU generator; the generator's state moves on as it would.
-    Returns (uniforms ``[steps - events_from, pairs, per_step]``, numbers ``[steps, size,
-    pairs]``), or None where this cannot be done exactly (then draw through torch)."""
+    The constraint's numbers go to steps ``at ..`` of ``noise`` (``[blocks, T, size, LANES]``,
+    see ``Constraint``); returns the events' uniforms ``[steps - events_from, pairs,
+    per_step]``, or None where this cannot be done exactly (then draw through torch)."""
     if not (available() and generator.device.type == "cpu") or torch.get_default_dtype() != (
         torch.float32
     ):
@@ -321,10 +330,11 @@ def draw_constrained(generator, steps, pairs, per_step, size, normal, events_fro
     mt = torch.from_numpy(words.copy())
     counters = torch.tensor([left, following], dtype=torch.int32)
     events = torch.empty(max(steps - events_from, 0), pairs, per_step)
-    noise = torch.empty(steps, size, pairs)
+    if not noise.is_contiguous() or noise.shape[1] < at + steps:
+        raise ValueError("the constraint numbers' buffer is too short or not contiguous")
     code = _library.draw_constrained(
         mt.data_ptr(), counters.data_ptr(), steps, pairs, per_step, size, int(normal),
-        events_from, _ptr(events), _ptr(noise),
+        events_from, _ptr(events), _ptr(noise), noise.shape[1], at,
     )  # fmt: skip
     if code:
         return None
@@ -333,4 +343,4 @@ def draw_constrained(generator, steps, pairs, per_step, size, normal, events_fro
     raw[_LEFT : _LEFT + 4] = counters[:1].numpy().view("u1")
     raw[_NEXT : _NEXT + 8] = counters[1:].numpy().astype("<u8").view("u1")
     generator.set_state(torch.from_numpy(raw))
-    return events, noise
+    return events
