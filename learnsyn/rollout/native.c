@@ -544,26 +544,19 @@ static inline void sincos_inline(float theta, float *sine, float *cosine) {
     *cosine = -ct;
 }
 
-/* Box-Muller of blocks of 16 uniforms, in place (torch's normal_fill_16). */
-static void box_muller(float *restrict data, size_t n, float *restrict u1, float *restrict u2) {
-    size_t half = n / 2;
-    for (size_t b = 0; b < n / 16; b++)
+/* Box-Muller of blocks of 16 uniforms, in place (torch's normal_fill_16); a block's halves are
+   contiguous, so the loop over j runs on vectors of 8 (a gathered form measured 5x slower). */
+static void box_muller(float *restrict data, size_t n) {
+    for (size_t b = 0; b < n / 16; b++) {
+        float *d = data + b * 16;
         for (int j = 0; j < 8; j++) {
-            u1[b * 8 + j] = 1.0f - data[b * 16 + j];
-            u2[b * 8 + j] = data[b * 16 + 8 + j];
+            float radius = sqrtf(-2.0f * log_inline(1.0f - d[j]));
+            float sine, cosine;
+            sincos_inline(6.2831853071795864769f * d[j + 8], &sine, &cosine);
+            d[j] = radius * cosine;
+            d[j + 8] = radius * sine;
         }
-    for (size_t q = 0; q < half; q++) {
-        float radius = sqrtf(-2.0f * log_inline(u1[q]));
-        float sine, cosine;
-        sincos_inline(6.2831853071795864769f * u2[q], &sine, &cosine);
-        u1[q] = radius * cosine;
-        u2[q] = radius * sine;
     }
-    for (size_t b = 0; b < n / 16; b++)
-        for (int j = 0; j < 8; j++) {
-            data[b * 16 + j] = u1[b * 8 + j];
-            data[b * 16 + 8 + j] = u2[b * 8 + j];
-        }
 }
 
 /* `steps` steps of a constrained window, each drawn as the reference does: (from step
@@ -575,18 +568,20 @@ int draw_constrained(unsigned int *state, int *left_next, int steps, int pairs, 
                      int normal, int events_from, float *events, float *noise, int T, int t0) {
     size_t count = (size_t)pairs * m;
     if (normal && (count % 16 || count < 16)) return 1;
-    float *scratch = malloc(sizeof(float) * (count + 2 * (count / 2 + 1)));
-    float *u1 = scratch + count, *u2 = u1 + count / 2 + 1;
+    float *scratch = malloc(sizeof(float) * count);
     int left = left_next[0], next = left_next[1];
     for (int s = 0; s < steps; s++) {
         if (s >= events_from)
             mt_uniforms(state, &left, &next, events + (size_t)(s - events_from) * pairs * k,
                         (size_t)pairs * k);
         mt_uniforms(state, &left, &next, scratch, count);
-        if (normal) box_muller(scratch, count, u1, u2);
-        for (int p = 0; p < pairs; p++) {
-            float *out = noise + (((size_t)(p / BS) * T + t0 + s) * m) * BS + p % BS;
-            for (int i = 0; i < m; i++) out[(size_t)i * BS] = scratch[(size_t)p * m + i];
+        if (normal) box_muller(scratch, count);
+        for (int p0 = 0; p0 < pairs; p0 += BS) {  /* one block of columns: [BS][m] -> [m][BS] */
+            float *out = noise + (((size_t)(p0 / BS) * T + t0 + s) * m) * BS;
+            const float *in = scratch + (size_t)p0 * m;
+            int lanes = pairs - p0 < BS ? pairs - p0 : BS;
+            for (int i = 0; i < m; i++)
+                for (int n = 0; n < lanes; n++) out[(size_t)i * BS + n] = in[(size_t)n * m + i];
         }
     }
     left_next[0] = left; left_next[1] = next;
