@@ -146,7 +146,7 @@ class EventRows:
         if self.constraint is not None:
             blocks = -(-self.pairs // rollout_native.LANES)
             shape = (blocks, steps, self.size, rollout_native.LANES)
-            self.noise = torch.empty(shape, device=self.device)
+            self.noise = rollout_native.noise_buffer(shape)
             self.noise_at = 0
 
     def _draw_constrained(self, steps: int, events_from: int) -> torch.Tensor:

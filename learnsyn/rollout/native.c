@@ -219,6 +219,16 @@ static void weight_grads(const window_t *w, int t, int n0, const float y[BS],
     }
 }
 
+/* The first lane of the k-th block to run. Where the two branches of a pair read the same
+   columns (inputs shared, or the constraint's numbers), the blocks of the two branches take
+   turns, so that the second reads what the first left in the cache. */
+static int block_start(const window_t *w, int k) {
+    int half = w->N / 2;
+    int paired = w->columns == half || (w->constraint && w->noise_cols == half);
+    if (w->N % (2 * BS) == 0 && paired) return (k & 1) * half + (k >> 1) * BS;
+    return k * BS;
+}
+
 /* Forward through T steps from start [m][N]. moments [T][cells][2] (+=), boundaries
    [ceil(T / K)][m][N] (the state at t = c K), final [m][N]: each may be NULL. */
 int window_forward(const window_t *w, const float *start, float *moments, float *boundaries,
@@ -229,7 +239,8 @@ int window_forward(const window_t *w, const float *start, float *moments, float 
     float (*x)[BS] = malloc(sizeof(float[BS]) * (C + 1));
     float (*next)[BS] = malloc(sizeof(float[BS]) * m);
     float (*g)[BS] = malloc(sizeof(float[BS]) * 5 * m);
-    for (int n0 = 0; n0 < N; n0 += BS) {
+    for (int k = 0; k < N / BS; k++) {
+        int n0 = block_start(w, k);
         for (int i = 0; i < m; i++) memcpy(x[i], start + (size_t)i * N + n0, sizeof(float[BS]));
         for (int t = 0; t < T; t++) {
             if (boundaries && t % K == 0)
@@ -347,7 +358,8 @@ int window_backward(const window_t *w, const float *boundaries, const float *gra
     /* the lanes of a chunk are added up in double: the two branches' gradients nearly cancel */
     double *total = calloc(lane_first + lane_reset + m, sizeof(double));
     int chunks = (T + K - 1) / K;
-    for (int n0 = 0; n0 < N; n0 += BS) {
+    for (int k = 0; k < N / BS; k++) {
+        int n0 = block_start(w, k);
         for (int c = chunks - 1; c >= 0; c--) {
             memset(gf, 0, sizeof(float[BS]) * lane_first);
             memset(gr, 0, sizeof(float[BS]) * (lane_reset + 1));
