@@ -36,6 +36,7 @@ from learnsyn.estimate.snr import (
     snr_from_moments,
 )
 from learnsyn.io import to_jsonable
+from learnsyn.rollout import fast_simulate_pairs
 from learnsyn.scenario import Scenario
 from learnsyn.synapse import Synapse
 
@@ -159,10 +160,14 @@ def evaluate(
     ages: np.ndarray | None = None,
     device: str | torch.device = "cpu",
     groups: int = 16,
+    rollout: str = "fast",
 ) -> Evaluation:
     """Evaluate ``model`` in ``scenario`` for ``synapses`` synapses (N) over ages 0..horizon-1
     (or the given integer ``ages``, exact method only). ``burn_in`` (default: enough for the
-    model's slowest time scale) applies to Monte Carlo and to the exact grid method."""
+    model's slowest time scale) applies to Monte Carlo and to the exact grid method.
+    ``rollout``: Monte Carlo through ``learnsyn.rollout.fast_simulate_pairs`` (``fast``: the
+    forward-only compiled kernels for the learned cells, the same random numbers; other models
+    go to the reference) or ``reference`` (``simulate_pairs``)."""
     check_convention(convention)
     if synapses < 1:
         raise ValueError(f"synapses = {synapses} is not allowed: need N >= 1")
@@ -195,8 +200,11 @@ def evaluate(
         burn = default_burn_in(model, scenario, horizon) if burn_in is None else int(burn_in)
         generator = torch.Generator(device=device).manual_seed(seed)
         model = model.to(device)
+        if rollout not in ("fast", "reference"):
+            raise ValueError(f"rollout {rollout!r} is not allowed: expected fast or reference")
+        simulate = fast_simulate_pairs if rollout == "fast" else simulate_pairs
         moments = [
-            simulate_pairs(
+            simulate(
                 model,
                 scenario,
                 kind,

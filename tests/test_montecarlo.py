@@ -115,3 +115,21 @@ def test_monte_carlo_is_reproducible_from_its_seed():
     b = evaluate(model, scenario, synapses=N, horizon=30, method="monte-carlo", batch=64, seed=5)
     c = evaluate(model, scenario, synapses=N, horizon=30, method="monte-carlo", batch=64, seed=6)
     assert a.snr == b.snr and a.snr != c.snr
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+@pytest.mark.parametrize("task, params", [("ideal", {}), ("bounded", {}), ("noisy", {})])
+def test_fast_monte_carlo_evaluation_matches_the_reference(cell, task, params):
+    """evaluate's Monte Carlo on the fast (forward-only, compiled) path: the reference's
+    figures at the same seed, to float rounding."""
+    from learnsyn.cells import make_cell
+
+    model = make_cell(cell, 4, timescale=30, seed=3)
+    scenario = make_scenario(task, params)
+    options = dict(synapses=100, horizon=60, batch=64, burn_in=40, method="monte-carlo", seed=4)
+    fast = evaluate(model, scenario, rollout="fast", **options)
+    reference = evaluate(model, scenario, rollout="reference", **options)
+    assert np.allclose(fast.snr, reference.snr, rtol=1e-4, atol=1e-6)
+    assert np.allclose(fast.snr_stderr, reference.snr_stderr, rtol=1e-3, atol=1e-6)
+    for name, value in reference.metrics.items():
+        assert fast.metrics[name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
