@@ -13,6 +13,8 @@ path:
   compiled kernels save their inputs and checkpoints through autograd too), and on CUDA
   ``peak_memory_bytes`` (``torch.cuda.max_memory_allocated`` during forward plus backward);
 - ``speedup``: the fast path's forward-plus-backward rate over the reference's;
+- ``scenario``: ``ideal``, or ``bounded`` and ``noisy`` (state constraints: the native kernel
+  only, the other kernels do not apply them);
 - ``agreement``: relative difference of the objective and of the gradients (largest absolute
   difference over the largest reference gradient entry) against the reference, with the
   tolerance ``TOLERANCE`` and whether it held.
@@ -37,8 +39,16 @@ from learnsyn.scenario import make_scenario
 
 TOLERANCE = {"objective": 1e-4, "gradient": 1e-3}
 REFERENCE_MEMORY_CAP = 4 * 2**30
-#: bytes the reference saves per synapse-step and state variable (measured: 44 and 204 at m = 8)
-REFERENCE_BYTES_PER_STATE = {"rnn": 5.5, "gru": 25.5}
+#: bytes the reference saves per synapse-step and state variable (measured at m = 8)
+REFERENCE_BYTES_PER_STATE = {
+    ("ideal", "rnn"): 5.5,
+    ("ideal", "gru"): 25.5,
+    ("bounded", "rnn"): 9.5,
+    ("bounded", "gru"): 29.5,
+    ("noisy", "rnn"): 13.5,
+    ("noisy", "gru"): 29.5,
+}
+CONSTRAINED = ("bounded", "noisy")
 
 
 def objective(moments) -> torch.Tensor:
@@ -50,12 +60,20 @@ def objective(moments) -> torch.Tensor:
 
 def _sizes(device: torch.device, quick: bool) -> list[dict]:
     if quick:
-        return [dict(cell=cell, state=8, pairs=1024, horizon=200) for cell in ("rnn", "gru")]
+        return [dict(cell=cell, state=8, pairs=1024, horizon=200) for cell in ("rnn", "gru")] + [
+            dict(cell="gru", state=8, pairs=1024, horizon=200, scenario="bounded"),
+            dict(cell="rnn", state=8, pairs=1024, horizon=200, scenario="noisy"),
+        ]
     sizes = [
         dict(cell=cell, state=state, pairs=pairs, horizon=2000)
         for cell in ("rnn", "gru")
         for state in (8, 32)
         for pairs in (1024, 4096)
+    ]
+    sizes += [
+        dict(cell=cell, state=8, pairs=4096, horizon=2000, scenario=scenario)
+        for scenario in CONSTRAINED
+        for cell in ("rnn", "gru")
     ]
     if device.type == "cuda":  # a batch that fills the GPU, fast paths only
         sizes += [
@@ -143,19 +161,21 @@ def _agreement(reference, fast) -> dict:
 
 
 def _reference_horizon(size: dict) -> int:
-    per_step = REFERENCE_BYTES_PER_STATE[size["cell"]] * size["state"] * 2 * size["pairs"]
+    key = (size.get("scenario", "ideal"), size["cell"])
+    per_step = REFERENCE_BYTES_PER_STATE[key] * size["state"] * 2 * size["pairs"]
     return int(min(size["horizon"], max(50, REFERENCE_MEMORY_CAP // per_step)))
 
 
 def bench_size(size: dict, device: torch.device, repeats: int, log=None) -> list[dict]:
     """All paths at one size: the reference entry first, then one entry per fast kernel."""
-    scenario = make_scenario("ideal")
+    scenario = make_scenario(size.get("scenario", "ideal"))
     model = make_cell(size["cell"], size["state"], timescale=size["horizon"]).to(device)
     paths: dict[str, Callable] = {}
     if not size.get("fill"):
         paths["reference"] = simulate_pairs
     for kernel in available_kernels(device):
-        paths[kernel] = _with_kernel(kernel)
+        if scenario.info.name not in CONSTRAINED or kernel == "native":
+            paths[kernel] = _with_kernel(kernel)
     horizons = {name: size["horizon"] for name in paths}
     if "reference" in paths:
         horizons["reference"] = _reference_horizon(size)
@@ -182,6 +202,7 @@ def bench_size(size: dict, device: torch.device, repeats: int, log=None) -> list
         steps = 2 * size["pairs"] * horizons[name]
         entry = {
             "path": name,
+            "scenario": scenario.info.name,
             "cell": size["cell"],
             "state_size": size["state"],
             "pairs": size["pairs"],
@@ -261,7 +282,8 @@ def bench_rollouts(device: str | torch.device = "cpu", quick: bool = False, log=
 def describe_entry(entry: dict) -> str:
     """One line of the report."""
     text = (
-        f"{entry['path']:>9} {entry['cell']} m={entry['state_size']} B={entry['pairs']} "
+        f"{entry['path']:>9} {entry.get('scenario', 'ideal')} {entry['cell']} "
+        f"m={entry['state_size']} B={entry['pairs']} "
         f"T={entry['horizon']}: fwd {entry['fwd_steps_per_second']:.3g}/s, "
         f"fwd+bwd {entry['fwd_bwd_steps_per_second']:.3g}/s, "
         f"backward memory {entry['backward_memory_bytes'] / 2**20:.1f} MiB"
