@@ -229,7 +229,10 @@ def test_compiled_generator_draws_what_torch_draws(normal):
     fast, slow = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     torch.rand(700, generator=fast), torch.rand(700, generator=slow)  # mid-state
     noise = torch.empty(2, steps, size, rollout_native.LANES)
-    events = rollout_native.draw_constrained(fast, steps, pairs, 1, size, normal, 1, noise, 0)
+    mode = 2 if normal else 1
+    events = rollout_native.draw_steps(
+        fast, steps, pairs, 1, size=size, mode=mode, events_from=1, noise=noise
+    )
     uniforms, numbers = [], []
     for step in range(steps):
         if step >= 1:
@@ -257,3 +260,14 @@ def test_constrained_windows_only_on_the_native_kernel():
     reference = simulate(simulate_pairs, double, scenario, kind, grad=True, dtype=torch.float64)
     fast = simulate(fast_simulate_pairs, double, scenario, kind, grad=True, dtype=torch.float64)
     assert torch.equal(reference[0].sums, fast[0].sums)
+
+
+@native_only
+def test_compiled_generator_maps_ideal_events():
+    from learnsyn.rollout import native as rollout_native
+
+    fast, slow = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    events = rollout_native.draw_steps(fast, 7, 40, 1, ideal=True)
+    uniforms = torch.rand(7 * 40, 1, generator=slow).view(7, 40)
+    assert torch.equal(events, torch.where(uniforms < 0.5, 1.0, -1.0))
+    assert torch.equal(torch.rand(3, generator=fast), torch.rand(3, generator=slow))

@@ -140,6 +140,10 @@ class EventRows:
         self.size = size
         self.noise: torch.Tensor | None = None  # the constraint's numbers (``start_noise``)
         self.noise_at = 0
+        # the ideal scenario's +-1 events (no stream, no flags): mapped by the compiled generator
+        self.ideal_events = type(scenario).next_events is Scenario.next_events and (
+            self.per_step == 1
+        )
 
     def start_noise(self, steps: int) -> None:
         """Keep the constraint's numbers of the next ``steps`` steps (``take_noise``)."""
@@ -149,39 +153,50 @@ class EventRows:
             self.noise = rollout_native.noise_buffer(shape)
             self.noise_at = 0
 
-    def _draw_constrained(self, steps: int, events_from: int) -> torch.Tensor:
-        """``steps`` steps: (from ``events_from`` on) the events' uniforms, then the
-        constraint's numbers (into ``noise``), as the reference draws them step by step;
-        through the compiled copy of the CPU generator where it applies, else through torch."""
-        normal = self.constraint == "noisy"
-        uniforms = None
-        if self.noise is None or self.noise.shape[1] < self.noise_at + steps:
+    def _draw(self, steps: int, events_from: int = 0) -> tuple[torch.Tensor, bool]:
+        """``steps`` steps of random numbers as the reference draws them: (from
+        ``events_from`` on) the events' uniforms ``[steps', pairs, k]`` and, in constrained
+        scenarios, each step's constraint numbers after them (into ``noise``). Through the
+        compiled copy of the CPU generator where it applies (then, in scenarios with the
+        ideal scenario's events, the events ``[steps', pairs]`` themselves: second value
+        True), else through torch."""
+        mode = {None: 0, "bounded": 1, "noisy": 2}[self.constraint]
+        if mode and (self.noise is None or self.noise.shape[1] < self.noise_at + steps):
             raise RuntimeError("start_noise was not called for these steps")
         if self.device.type == "cpu" and self.dtype == torch.float32:
-            uniforms = rollout_native.draw_constrained(
-                self.generator, steps, self.pairs, self.per_step, self.size, normal,
-                events_from, self.noise, self.noise_at,
+            drawn = rollout_native.draw_steps(
+                self.generator, steps, self.pairs, self.per_step, size=self.size, mode=mode,
+                events_from=events_from, ideal=self.ideal_events, noise=self.noise,
+                at=self.noise_at,
             )  # fmt: skip
-        if uniforms is None:
-            drawn, noise = [], []
-            options = dict(generator=self.generator, device=self.device)
-            shape = (self.pairs, self.per_step)
-            for step in range(steps):
-                if step >= events_from:
-                    drawn.append(torch.rand(*shape, dtype=self.dtype, **options))
-                numbers = self.scenario.constraint_noise(self.pairs, self.size, **options)
-                noise.append(numbers.to(torch.float32).T)
-            at = self.noise_at
-            self.noise[:, at : at + steps] = rollout_native.blocked(torch.stack(noise))
-            empty = torch.empty(0, *shape, device=self.device, dtype=self.dtype)
-            uniforms = torch.stack(drawn) if drawn else empty
+            if drawn is not None:
+                self.noise_at += steps if mode else 0
+                return drawn, self.ideal_events
+        shape = (self.pairs, self.per_step)
+        options = dict(generator=self.generator, device=self.device)
+        if not mode:
+            steps -= events_from
+            if self.device.type == "cpu":
+                uniforms = torch.rand(steps * shape[0], shape[1], dtype=self.dtype, **options)
+                return uniforms.view(steps, *shape), False
+            drawn = [torch.rand(*shape, dtype=self.dtype, **options) for _ in range(steps)]
+            return torch.stack(drawn), False
+        drawn, noise = [], []
+        for step in range(steps):
+            if step >= events_from:
+                drawn.append(torch.rand(*shape, dtype=self.dtype, **options))
+            numbers = self.scenario.constraint_noise(self.pairs, self.size, **options)
+            noise.append(numbers.to(torch.float32).T)
+        at = self.noise_at
+        self.noise[:, at : at + steps] = rollout_native.blocked(torch.stack(noise))
         self.noise_at += steps
-        return uniforms
+        empty = torch.empty(0, *shape, device=self.device, dtype=self.dtype)
+        return (torch.stack(drawn) if drawn else empty), False
 
     def draw_noise(self) -> None:
         """The constraint's numbers of a step without background events (the tracked one)."""
         if self.constraint is not None:
-            self._draw_constrained(1, 1)
+            self._draw(1, 1)
 
     def take_noise(self) -> torch.Tensor | None:
         """The constraint's numbers drawn since ``start_noise``: ``[blocks, steps, m, LANES]``."""
@@ -194,13 +209,10 @@ class EventRows:
     def draw(self, steps: int) -> torch.Tensor:
         """Uniforms ``[steps, pairs, k]``, as ``steps`` calls of ``rand(pairs, k)`` would (in
         constrained scenarios each step's constraint numbers follow, kept for ``take_noise``)."""
-        if self.constraint is not None:
-            return self._draw_constrained(steps, 0)
-        shape = (self.pairs, self.per_step)
-        options = dict(generator=self.generator, device=self.device, dtype=self.dtype)
-        if self.device.type == "cpu":
-            return torch.rand(steps * shape[0], shape[1], **options).view(steps, *shape)
-        return torch.stack([torch.rand(*shape, **options) for _ in range(steps)])
+        uniforms, mapped = self._draw(steps)
+        if mapped:
+            raise RuntimeError("draw() is for scenarios whose events are not mapped here")
+        return uniforms
 
     def probe(self) -> None:
         """Find out whether the stream has memory: a memoryless scenario hands the very stream
@@ -223,7 +235,14 @@ class EventRows:
         steps = rows.shape[0]
         if steps == 0:
             return
-        uniforms = self.draw(steps)
+        uniforms, mapped = self._draw(steps)
+        if mapped:  # the ideal scenario's events, the same for both branches
+            rows[:, 0, : self.pairs] = uniforms
+            if rows.shape[-1] > self.pairs:
+                rows[:, 0, self.pairs :] = uniforms
+            if rows.shape[1] > 1:
+                rows[:, 1] = 0
+            return
         if shared:
             self.stream, full = self.stream[: self.pairs], self.stream
             self.fill_memoryless(rows, uniforms, 0)

@@ -571,23 +571,30 @@ static void box_muller(float *restrict data, size_t n) {
     }
 }
 
-/* `steps` steps of a constrained window, each drawn as the reference does: (from step
-   `events_from` on) rand(pairs, k) for the events into events [..][pairs][k], then the
-   constraint's rand(pairs, m) (normal = 0) or randn(pairs, m) (normal = 1), written as steps
-   t0 .. t0 + steps - 1 of noise [ceil(pairs / BS)][T][m][BS] (the kernel's layout). randn
+/* `steps` steps of a window, each drawn as the reference does: (from step `events_from` on)
+   rand(pairs, k) for the events into events [..][pairs][k] (ideal = 1, k = 1: the events
+   themselves, +1 where the uniform is below 1/2, else -1), then (mode 1) the constraint's
+   rand(pairs, m) or (mode 2) randn(pairs, m), written as steps t0 .. t0 + steps - 1 of noise
+   [ceil(pairs / BS)][T][m][BS] (the kernel's layout); mode 0: no constraint numbers. randn
    needs pairs * m a multiple of 16 (checked by the caller). */
-int draw_constrained(unsigned int *state, int *left_next, int steps, int pairs, int k, int m,
-                     int normal, int events_from, float *events, float *noise, int T, int t0) {
-    size_t count = (size_t)pairs * m;
-    if (normal && (count % 16 || count < 16)) return 1;
-    float *scratch = malloc(sizeof(float) * count);
+int draw_steps(unsigned int *state, int *left_next, int steps, int pairs, int k, int m,
+               int mode, int events_from, int ideal, float *events, float *noise, int T,
+               int t0) {
+    size_t count = mode ? (size_t)pairs * m : 0;
+    if (mode == 2 && (count % 16 || count < 16)) return 1;
+    if (ideal && k != 1) return 1;
+    float *scratch = malloc(sizeof(float) * (count + 1));
     int left = left_next[0], next = left_next[1];
     for (int s = 0; s < steps; s++) {
-        if (s >= events_from)
-            mt_uniforms(state, &left, &next, events + (size_t)(s - events_from) * pairs * k,
-                        (size_t)pairs * k);
+        if (s >= events_from) {
+            float *row = events + (size_t)(s - events_from) * pairs * k;
+            mt_uniforms(state, &left, &next, row, (size_t)pairs * k);
+            if (ideal)
+                for (int p = 0; p < pairs; p++) row[p] = row[p] < 0.5f ? 1.0f : -1.0f;
+        }
+        if (!mode) continue;
         mt_uniforms(state, &left, &next, scratch, count);
-        if (normal) box_muller(scratch, count);
+        if (mode == 2) box_muller(scratch, count);
         for (int p0 = 0; p0 < pairs; p0 += BS) {  /* one block of columns: [BS][m] -> [m][BS] */
             float *out = noise + (((size_t)(p0 / BS) * T + t0 + s) * m) * BS;
             const float *in = scratch + (size_t)p0 * m;

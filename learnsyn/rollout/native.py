@@ -149,10 +149,10 @@ def _compile() -> ctypes.CDLL:
     library.window_forward.argtypes = [ctypes.POINTER(_Window)] + [pointer] * 4
     library.window_backward.argtypes = [ctypes.POINTER(_Window)] + [pointer] * 5
     library.window_forward.restype = library.window_backward.restype = ctypes.c_int
-    library.draw_constrained.argtypes = (
-        [pointer, pointer] + [ctypes.c_int] * 6 + [pointer] * 2 + [ctypes.c_int] * 2
+    library.draw_steps.argtypes = (
+        [pointer, pointer] + [ctypes.c_int] * 7 + [pointer] * 2 + [ctypes.c_int] * 2
     )
-    library.draw_constrained.restype = ctypes.c_int
+    library.draw_steps.restype = ctypes.c_int
     return library
 
 
@@ -332,19 +332,32 @@ class NativeWindow(torch.autograd.Function):
 _STATE_BYTES, _LEFT, _NEXT, _WORDS = 5056, 8, 16, 24
 
 
-def draw_constrained(generator, steps, pairs, per_step, size, normal, events_from, noise, at):
-    """``steps`` steps of a constrained window's random numbers, drawn as the reference's
-    calls draw them (from step ``events_from`` on ``rand(pairs, per_step)`` for the events,
-    then ``rand(pairs, size)`` or, ``normal``, ``randn(pairs, size)`` for the constraint) but
-    made by the compiled copy of the CPU generator; the generator's state moves on as it would.
+def draw_steps(
+    generator: torch.Generator,
+    steps: int,
+    pairs: int,
+    per_step: int,
+    *,
+    size: int = 0,
+    mode: int = 0,
+    events_from: int = 0,
+    ideal: bool = False,
+    noise: torch.Tensor | None = None,
+    at: int = 0,
+) -> torch.Tensor | None:
+    """``steps`` steps of a window's random numbers, drawn as the reference's calls draw them
+    (from step ``events_from`` on ``rand(pairs, per_step)`` for the events, then, ``mode`` 1,
+    ``rand(pairs, size)`` or, ``mode`` 2, ``randn(pairs, size)`` for a constraint) but made by
+    the compiled copy of the CPU generator; the generator's state moves on as it would.
     The constraint's numbers go to steps ``at ..`` of ``noise`` (``[blocks, T, size, LANES]``,
-    see ``Constraint``); returns the events' uniforms ``[steps - events_from, pairs,
-    per_step]``, or None where this cannot be done exactly (then draw through torch)."""
-    if not (available() and generator.device.type == "cpu") or torch.get_default_dtype() != (
-        torch.float32
-    ):
+    see ``Constraint``). Returns the events' uniforms ``[steps - events_from, pairs,
+    per_step]`` (``ideal``: the ideal scenario's events, +1 below 1/2 and -1 above, ``[..,
+    pairs]``), or None where this cannot be done exactly (then draw through torch)."""
+    if not (available() and generator.device.type == "cpu"):
         return None
-    if normal and (pairs * size) % 16:
+    if mode and torch.get_default_dtype() != torch.float32:
+        return None  # the constraint's numbers come in the default dtype
+    if (mode == 2 and (pairs * size) % 16) or (ideal and per_step != 1):
         return None
     state = generator.get_state()
     if state.numel() != _STATE_BYTES:
@@ -355,12 +368,14 @@ def draw_constrained(generator, steps, pairs, per_step, size, normal, events_fro
     following = int(raw[_NEXT : _NEXT + 8].view("<u8")[0])
     mt = torch.from_numpy(words.copy())
     counters = torch.tensor([left, following], dtype=torch.int32)
-    events = torch.empty(max(steps - events_from, 0), pairs, per_step)
-    if not noise.is_contiguous() or noise.shape[1] < at + steps:
+    shape = (max(steps - events_from, 0), pairs) + (() if ideal else (per_step,))
+    events = torch.empty(shape)
+    if mode and (noise is None or not noise.is_contiguous() or noise.shape[1] < at + steps):
         raise ValueError("the constraint numbers' buffer is too short or not contiguous")
-    code = _library.draw_constrained(
-        mt.data_ptr(), counters.data_ptr(), steps, pairs, per_step, size, int(normal),
-        events_from, _ptr(events), _ptr(noise), noise.shape[1], at,
+    code = _library.draw_steps(
+        mt.data_ptr(), counters.data_ptr(), steps, pairs, per_step, size, mode,
+        events_from, int(ideal), _ptr(events), _ptr(noise) if mode else None,
+        noise.shape[1] if mode else 0, at,
     )  # fmt: skip
     if code:
         return None
