@@ -31,7 +31,7 @@
    truncation error of 5e-9 relative, well under rounding (a one-sided truncation error of one
    ulp, as degree 6 leaves, biases every step the same way and shows in 2000-step gradients);
    written inline so that it vectorizes. */
-static inline float exp_inline(float x) {
+static inline __attribute__((always_inline)) float exp_inline(float x) {
     x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);  /* fminf would not vectorize */
     float n = rintf(x * 1.44269504088896341f);
     float r = (x - n * 0.693145751953125f) - n * 1.42860682030941723212e-6f;
@@ -48,11 +48,11 @@ static inline float exp_inline(float x) {
     return p * scale.f;
 }
 
-static inline float sigm(float x) { return 1.0f / (1.0f + exp_inline(-x)); }
+static inline __attribute__((always_inline)) float sigm(float x) { return 1.0f / (1.0f + exp_inline(-x)); }
 
 /* x = [h (m rows); inputs (a rows); 1]: rows of BS lanes. first: [rows][C], C = m + a + 1.
    Two rows at a time: independent accumulators hide the latency of the multiply-adds. */
-static void affine(int rows, int C, int ld, const float *first, float x[][BS],
+static inline __attribute__((always_inline)) void affine(int rows, int C, int ld, const float *first, float x[][BS],
                    float out[][BS]) {
     int r = 0;
     for (; r + 1 < rows; r += 2) {
@@ -85,7 +85,7 @@ static void affine(int rows, int C, int ld, const float *first, float x[][BS],
 
 /* One GRU step from x (state rows 0..m-1) into next; g receives [s; z; r; q = r h]. The
    candidate's rows of `first` are zero on the state columns: they use the input columns only. */
-static void gru_step(int m, int C, const float *first, const float *reset,
+static inline __attribute__((always_inline)) void gru_step(int m, int C, const float *first, const float *reset,
                      float x[][BS], float g[][BS], float next[][BS]) {
     affine(m, C - m, C, first + m, x + m, g);
     affine(2 * m, C, C, first + (size_t)m * C, x, g + m);
@@ -102,7 +102,7 @@ static void gru_step(int m, int C, const float *first, const float *reset,
             next[i][n] = x[i][n] + g[m + i][n] * (2.0f * g[i][n] - 1.0f - x[i][n]);
 }
 
-static void rnn_step(int m, int C, const float *first, float x[][BS], float next[][BS]) {
+static inline __attribute__((always_inline)) void rnn_step(int m, int C, const float *first, float x[][BS], float next[][BS]) {
     affine(m, C, C, first, x, next);
     for (int i = 0; i < m; i++)
         for (int n = 0; n < BS; n++) next[i][n] = 2.0f * sigm(next[i][n]) - 1.0f;
@@ -129,9 +129,10 @@ typedef struct {
 } window_t;
 
 /* The constraint's numbers of step t, variable i, for the lanes n0 .. n0 + BS - 1. */
-static const float *noise_row(const window_t *w, int t, int i, int n0, float tmp[BS]) {
+static inline __attribute__((always_inline)) const float *noise_row(const window_t *w, int m, int t, int i, int n0,
+                                                          float tmp[BS]) {
     int P = w->noise_cols;
-    size_t per_block = (size_t)w->T * w->m * BS, offset = ((size_t)t * w->m + i) * BS;
+    size_t per_block = (size_t)w->T * m * BS, offset = ((size_t)t * m + i) * BS;
     if (P % BS == 0) return w->noise + (size_t)((n0 % P) / BS) * per_block + offset;
     for (int n = 0; n < BS; n++) {
         int col = (n0 + n) % P;
@@ -142,10 +143,11 @@ static const float *noise_row(const window_t *w, int t, int i, int n0, float tmp
 
 /* Apply step t's constraint to next (in place); scale (when given) is multiplied by the
    derivative of the constrained state by the unconstrained one (1 inside the range, else 0). */
-static void constrain(const window_t *w, int t, int n0, float next[][BS], float scale[][BS]) {
+static inline __attribute__((always_inline)) void constrain(const window_t *w, int m, int t, int n0, float next[][BS],
+                                                  float scale[][BS]) {
     float b = w->bound, spacing = w->spacing, sigma = w->sigma, tmp[BS];
-    for (int i = 0; i < w->m; i++) {
-        const float *u = noise_row(w, t, i, n0, tmp);
+    for (int i = 0; i < m; i++) {
+        const float *u = noise_row(w, m, t, i, n0, tmp);
         float *h = next[i];
         if (w->constraint == 1) {
             for (int n = 0; n < BS; n++) {
@@ -170,8 +172,8 @@ static void constrain(const window_t *w, int t, int n0, float next[][BS], float 
     }
 }
 
-static void load_inputs(const window_t *w, int t, int n0, float x[][BS]) {
-    int m = w->m, a = w->a;
+static inline __attribute__((always_inline)) void load_inputs(const window_t *w, int m, int a, int t, int n0,
+                                                    float x[][BS]) {
     for (int k = 0; k < a; k++) {
         const float *src = (t == 0 && w->head)
             ? w->head + (size_t)k * w->N + n0
@@ -181,9 +183,10 @@ static void load_inputs(const window_t *w, int t, int n0, float x[][BS]) {
     for (int n = 0; n < BS; n++) x[m + a][n] = 1.0f;
 }
 
-static void weights_of(const window_t *w, const float h[][BS], float y[BS]) {
+static inline __attribute__((always_inline)) void weights_of(const window_t *w, int m, const float h[][BS],
+                                                   float y[BS]) {
     for (int n = 0; n < BS; n++) y[n] = 0.0f;
-    for (int i = 0; i < w->m; i++)
+    for (int i = 0; i < m; i++)
         for (int n = 0; n < BS; n++) y[n] += w->readout[i] * h[i][n];
 }
 
@@ -229,11 +232,11 @@ static int block_start(const window_t *w, int k) {
     return k * BS;
 }
 
-/* Forward through T steps from start [m][N]. moments [T][cells][2] (+=), boundaries
-   [ceil(T / K)][m][N] (the state at t = c K), final [m][N]: each may be NULL. */
-int window_forward(const window_t *w, const float *start, float *moments, float *boundaries,
-                   float *final) {
-    int m = w->m, N = w->N, T = w->T, K = w->K, C = w->m + w->a + 1;
+/* window_forward's loop, for m state rows and a input rows. */
+static inline __attribute__((always_inline)) int forward_impl(const window_t *w, int m, int a, const float *start,
+                                                   float *moments, float *boundaries,
+                                                   float *final) {
+    int N = w->N, T = w->T, K = w->K, C = m + a + 1;
     if (m > MAXM || N % BS || w->columns % BS) return 1;
     DENORMALS_OFF
     float (*x)[BS] = malloc(sizeof(float[BS]) * (C + 1));
@@ -247,14 +250,14 @@ int window_forward(const window_t *w, const float *start, float *moments, float 
                 for (int i = 0; i < m; i++)
                     memcpy(boundaries + ((size_t)(t / K) * m + i) * N + n0, x[i],
                            sizeof(float[BS]));
-            load_inputs(w, t, n0, x);
+            load_inputs(w, m, a, t, n0, x);
             if (w->gru) gru_step(m, C, w->first, w->reset, x, g, next);
             else rnn_step(m, C, w->first, x, next);
-            if (w->constraint) constrain(w, t, n0, next, NULL);
+            if (w->constraint) constrain(w, m, t, n0, next, NULL);
             for (int i = 0; i < m; i++) memcpy(x[i], next[i], sizeof(float[BS]));
             if (moments) {
                 float y[BS];
-                weights_of(w, (const float (*)[BS])x, y);
+                weights_of(w, m, (const float (*)[BS])x, y);
                 add_moments(w, t, n0, y, moments);
             }
         }
@@ -264,6 +267,19 @@ int window_forward(const window_t *w, const float *start, float *moments, float 
     free(x); free(next); free(g);
     DENORMALS_RESTORE
     return 0;
+}
+
+/* Forward through T steps from start [m][N]. moments [T][cells][2] (+=), boundaries
+   [ceil(T / K)][m][N] (the state at t = c K), final [m][N]: each may be NULL. The common
+   state sizes get their own copy of the loop with the sizes known to the compiler (loops with
+   constant bounds, unrolled: measured 20-40% faster forward). */
+int window_forward(const window_t *w, const float *start, float *moments, float *boundaries,
+                   float *final) {
+#define FORWARD(M, A) \
+    if (w->m == M && w->a == A) return forward_impl(w, M, A, start, moments, boundaries, final);
+    FORWARD(2, 1) FORWARD(2, 2) FORWARD(4, 1) FORWARD(4, 2) FORWARD(8, 1) FORWARD(8, 2)
+#undef FORWARD
+    return forward_impl(w, w->m, w->a, start, moments, boundaries, final);
 }
 
 /* acc[r * acc_ld + j] += sum over s < steps of A(s, r) * B(s, j) lane by lane, where
@@ -371,7 +387,7 @@ int window_backward(const window_t *w, const float *boundaries, const float *gra
             for (int s = 0; s < len; s++) {
                 float (*x)[BS] = states + (size_t)s * (C + 1);
                 float (*nx)[BS] = states + (size_t)(s + 1) * (C + 1);
-                load_inputs(w, t0 + s, n0, x);
+                load_inputs(w, m, w->a, t0 + s, n0, x);
                 if (gru) gru_step(m, C, first, reset, x, gates + (size_t)s * 4 * m, nx);
                 else rnn_step(m, C, first, x, nx);
                 if (scale) {
@@ -379,13 +395,13 @@ int window_backward(const window_t *w, const float *boundaries, const float *gra
                     for (int i = 0; i < m; i++)
                         for (int n = 0; n < BS; n++)
                             sc[i][n] = gru ? 1.0f : 0.5f * (1.0f - nx[i][n] * nx[i][n]);
-                    constrain(w, t0 + s, n0, nx, sc);
+                    constrain(w, m, t0 + s, n0, nx, sc);
                 }
             }
             if (c == chunks - 1) {  /* the last state's weight: dL/du_T */
                 float y[BS], dy[BS];
                 float (*fx)[BS] = states + (size_t)len * (C + 1);
-                weights_of(w, (const float (*)[BS])fx, y);
+                weights_of(w, m, (const float (*)[BS])fx, y);
                 weight_grads(w, T - 1, n0, y, grad_moments, dy);
                 for (int i = 0; i < m; i++)
                     for (int n = 0; n < BS; n++) {
@@ -433,7 +449,7 @@ int window_backward(const window_t *w, const float *boundaries, const float *gra
                 /* the weight of the state in x (age t - 1) */
                 if (t > 0) {
                     float y[BS];
-                    weights_of(w, (const float (*)[BS])x, y);
+                    weights_of(w, m, (const float (*)[BS])x, y);
                     weight_grads(w, t - 1, n0, y, grad_moments, delta[rows]);
                     for (int i = 0; i < m; i++)
                         for (int n = 0; n < BS; n++)
