@@ -38,6 +38,12 @@ from learnsyn.rollout import available_kernels, fast_simulate_pairs
 from learnsyn.scenario import make_scenario
 
 TOLERANCE = {"objective": 1e-4, "gradient": 1e-3}
+#: stochastic rounding (bounded) is discontinuous in the state: float-rounding differences of a
+#: few ulps in the state flip about one rounding decision in a million, each sending one synapse
+#: down another path of the same distribution (at B = 4096, T = 2000 a few hundred of 1.3e8
+#: decisions); the windows then agree to the Monte Carlo error, not to float rounding. Small
+#: windows, where no decision flips, agree to float rounding (tests/test_rollout.py).
+ROUNDING_TOLERANCE = {"objective": 1e-3, "gradient": 1e-2}
 REFERENCE_MEMORY_CAP = 4 * 2**30
 #: bytes the reference saves per synapse-step and state variable (measured at m = 8)
 REFERENCE_BYTES_PER_STATE = {
@@ -147,7 +153,7 @@ def _timed(function: Callable, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def _agreement(reference, fast) -> dict:
+def _agreement(reference, fast, tolerance: dict | None = None) -> dict:
     """Relative differences; the gradients' scale is the largest reference gradient entry over
     all parameters (a parameter whose gradient vanishes by symmetry, as the RNN's bias does in
     the correlated scenario, would make a per-parameter ratio meaningless)."""
@@ -156,8 +162,16 @@ def _agreement(reference, fast) -> dict:
     scale = max(float(a.abs().max()) for a in grads_ref)
     gradient_rel = max(float((b - a).abs().max()) for a, b in zip(grads_ref, grads_fast))
     gradient_rel /= max(scale, 1e-30)
-    ok = objective_rel <= TOLERANCE["objective"] and gradient_rel <= TOLERANCE["gradient"]
-    return {"objective_rel": objective_rel, "gradient_rel": gradient_rel, "ok": ok}
+    tolerance = TOLERANCE if tolerance is None else tolerance
+    ok = objective_rel <= tolerance["objective"] and gradient_rel <= tolerance["gradient"]
+    result = {"objective_rel": objective_rel, "gradient_rel": gradient_rel, "ok": ok}
+    if tolerance is not TOLERANCE:
+        result["tolerance"] = tolerance
+    return result
+
+
+def _tolerance(scenario) -> dict:
+    return ROUNDING_TOLERANCE if scenario.info.name == "bounded" else TOLERANCE
 
 
 def _reference_horizon(size: dict) -> int:
@@ -228,7 +242,9 @@ def bench_size(size: dict, device: torch.device, repeats: int, log=None) -> list
                 entry["speedup"] = entry["fwd_bwd_steps_per_second"] / reference_rate
                 entry["fwd_speedup"] = entry["fwd_steps_per_second"] / _fwd_rate(entries)
                 if horizons["reference"] == horizons[name]:
-                    entry["agreement"] = _agreement(results["reference"], results[name])
+                    entry["agreement"] = _agreement(
+                        results["reference"], results[name], _tolerance(scenario)
+                    )
                 else:
                     entry["agreement"] = _short_agreement(model, scenario, size, device, name)
         entries.append(entry)
@@ -246,7 +262,7 @@ def _short_agreement(model, scenario, size, device, kernel) -> dict:
     short = dict(size, horizon=_reference_horizon(size))
     reference = _run(simulate_pairs, model, scenario, short, device, True)
     fast = _run(_with_kernel(kernel), model, scenario, short, device, True)
-    return dict(_agreement(reference, fast), horizon=short["horizon"])
+    return dict(_agreement(reference, fast, _tolerance(scenario)), horizon=short["horizon"])
 
 
 def _with_kernel(kernel: str) -> Callable:
@@ -270,6 +286,7 @@ def bench_rollouts(device: str | torch.device = "cpu", quick: bool = False, log=
         "torch": torch.__version__,
         "kernels": available_kernels(device),
         "tolerance": TOLERANCE,
+        "rounding_tolerance": ROUNDING_TOLERANCE,
         "burn_in": 0,
         "objective": "mean large-N SNR (N=1000) minus the mean jackknife spread",
         "memory": "backward_memory_bytes: distinct storages saved for backward "
@@ -295,6 +312,8 @@ def describe_entry(entry: dict) -> str:
     if "agreement" in entry:
         agreement = entry["agreement"]
         verdict = "ok" if agreement["ok"] else "MISMATCH"
+        if "tolerance" in agreement:
+            verdict += " (rounding tolerance)"
         text += (
             f", agreement {verdict} (objective {agreement['objective_rel']:.1e}, "
             f"gradient {agreement['gradient_rel']:.1e})"
