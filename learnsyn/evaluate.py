@@ -10,6 +10,7 @@ of the weighted curve.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -160,14 +161,15 @@ def evaluate(
     ages: np.ndarray | None = None,
     device: str | torch.device = "cpu",
     groups: int = 16,
-    rollout: str = "fast",
+    rollout: str | None = None,
 ) -> Evaluation:
     """Evaluate ``model`` in ``scenario`` for ``synapses`` synapses (N) over ages 0..horizon-1
     (or the given integer ``ages``, exact method only). ``burn_in`` (default: enough for the
     model's slowest time scale) applies to Monte Carlo and to the exact grid method.
     ``rollout``: Monte Carlo through ``learnsyn.rollout.fast_simulate_pairs`` (``fast``: the
-    forward-only compiled kernels for the learned cells, the same random numbers; other models
-    go to the reference) or ``reference`` (``simulate_pairs``)."""
+    forward-only compiled kernels for learned cells and linear synapses, the same random
+    numbers; other models go to the reference) or ``reference`` (``simulate_pairs``); None:
+    ``$LEARNSYN_ROLLOUT``, else ``fast``."""
     check_convention(convention)
     if synapses < 1:
         raise ValueError(f"synapses = {synapses} is not allowed: need N >= 1")
@@ -200,6 +202,7 @@ def evaluate(
         burn = default_burn_in(model, scenario, horizon) if burn_in is None else int(burn_in)
         generator = torch.Generator(device=device).manual_seed(seed)
         model = model.to(device)
+        rollout = rollout or os.environ.get("LEARNSYN_ROLLOUT", "fast")
         if rollout not in ("fast", "reference"):
             raise ValueError(f"rollout {rollout!r} is not allowed: expected fast or reference")
         simulate = fast_simulate_pairs if rollout == "fast" else simulate_pairs

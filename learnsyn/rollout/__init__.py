@@ -49,14 +49,42 @@ from learnsyn.synapse import Synapse
 STREAM_CHUNK = 128
 
 
-def supports_fast_path(model: Synapse, scenario: Scenario) -> bool:
+def supports_fast_path(model: Synapse, scenario: Scenario, grad: bool = True) -> bool:
     """True for the tanh-RNN and GRU cells in scenarios that do not constrain the state, and
-    in the ``bounded`` and ``noisy`` scenarios (native kernel only: see ``constraint_kind``)."""
+    in the ``bounded`` and ``noisy`` scenarios (native kernel only: see ``constraint_kind``);
+    without gradient (``grad`` False: evaluation) also for linear synapses (``linear_model``,
+    native kernel only)."""
     from learnsyn.cells import GRUSynapse, TanhRNNSynapse
 
     if type(model) not in (GRUSynapse, TanhRNNSynapse):
-        return False
+        if grad or not linear_model(model):
+            return False
     return unconstrained(scenario) or constraint_kind(scenario) is not None
+
+
+def linear_model(model: Synapse) -> bool:
+    """A ``LinearSynapse`` that steps and reads out as the base class does (``x' = A x + b xi``,
+    ``w = c . x``, the flags ignored, starting from zero): the native kernel's ``linear`` cell."""
+    from learnsyn.synapse import LinearSynapse
+
+    kind = type(model)
+    return (
+        isinstance(model, LinearSynapse)
+        and kind.step is LinearSynapse.step
+        and kind.readout is LinearSynapse.readout
+        and kind.initial_state is Synapse.initial_state
+    )
+
+
+def linear_matrices(model: Synapse, inputs: int, device) -> CellMatrices:
+    """The native kernel's ``linear`` cell: ``first = [A | b | 0 (flag) | 0 (bias)]``."""
+    form = model.linear_form()
+    A = torch.as_tensor(form.A, dtype=torch.float32, device=device)
+    b = torch.as_tensor(form.b, dtype=torch.float32, device=device).reshape(-1, 1)
+    zeros = A.new_zeros(A.shape[0], inputs)  # flag column (if any) and the bias
+    first = torch.cat([A, b, zeros], 1)
+    c = torch.as_tensor(form.c, dtype=torch.float32, device=device).reshape(-1)
+    return CellMatrices("linear", first, first.new_zeros(0), c, c.new_zeros(()))
 
 
 def unconstrained(scenario: Scenario) -> bool:
@@ -358,14 +386,17 @@ def fast_simulate_pairs(
         pairs=pairs, burn_in=burn_in, horizon=horizon, generator=generator, groups=groups,
         device=device, grad=grad, dtype=dtype,
     )  # fmt: skip
-    if not supports_fast_path(model, scenario):
+    if not supports_fast_path(model, scenario, grad):
         return simulate_pairs(model, scenario, kind, **reference)
+    linear = linear_model(model)
     constrained = not unconstrained(scenario)
-    if constrained and kernel not in ("auto", "native"):
-        raise ValueError(f"the {kernel} kernel does not apply state constraints; use native")
+    if (constrained or linear) and kernel not in ("auto", "native"):
+        what = "apply state constraints" if constrained else "run linear synapses"
+        raise ValueError(f"the {kernel} kernel does not {what}; use native")
     groups, per_group = pair_groups(pairs, groups)
     device = torch.device(device)
-    if constrained and not rollout_native.usable(torch.empty(0, device=device, dtype=dtype), 1):
+    native_only = constrained or linear
+    if native_only and not rollout_native.usable(torch.empty(0, device=device, dtype=dtype), 1):
         if kernel == "native":
             raise ValueError(f"the native kernel cannot run here ({device}, {dtype})")
         return simulate_pairs(model, scenario, kind, **reference)
@@ -376,11 +407,14 @@ def fast_simulate_pairs(
     with torch.no_grad():
         start = model.initial_state(pairs, device=device, dtype=dtype).T
         backend = choose_kernel(start, size, pairs, groups, kernel)
-        if constrained and backend != "native":
+        if native_only and backend != "native":
             return simulate_pairs(model, scenario, kind, **reference)
         if backend == "eager":  # the eager kernel carries u = (h + 1) / 2
             start = start.add(1).mul(0.5)
-        plain = cell_matrices(model, inputs, dtype, device, backend).detached()
+        if linear:
+            plain = linear_matrices(model, inputs, device)
+        else:
+            plain = cell_matrices(model, inputs, dtype, device, backend).detached()
         start = _burn_in(plain, source, start.contiguous(), burn_in, inputs, backend)
         start = torch.cat([start, start], 1)
         signs = torch.cat([torch.ones(pairs, device=device), -torch.ones(pairs, device=device)])

@@ -109,7 +109,7 @@ static inline __attribute__((always_inline)) void rnn_step(int m, int C, const f
 }
 
 typedef struct {
-    int gru, m, a, N, T, K;
+    int gru, m, a, N, T, K; /* gru: 1 GRU, 0 tanh RNN, 2 linear (x' = first x; forward only) */
     int columns;           /* input columns per step: N, or N / 2 when both branches share them */
     int cells;             /* (branch, group) cells of the moments; 0: no moments */
     const float *first, *reset;
@@ -251,7 +251,8 @@ static inline __attribute__((always_inline)) int forward_impl(const window_t *w,
                     memcpy(boundaries + ((size_t)(t / K) * m + i) * N + n0, x[i],
                            sizeof(float[BS]));
             load_inputs(w, m, a, t, n0, x);
-            if (w->gru) gru_step(m, C, w->first, w->reset, x, g, next);
+            if (w->gru == 1) gru_step(m, C, w->first, w->reset, x, g, next);
+            else if (w->gru == 2) affine(m, C, C, w->first, x, next);  /* linear */
             else rnn_step(m, C, w->first, x, next);
             if (w->constraint) constrain(w, m, t, n0, next, NULL);
             for (int i = 0; i < m; i++) memcpy(x[i], next[i], sizeof(float[BS]));
@@ -352,6 +353,7 @@ int window_backward(const window_t *w, const float *boundaries, const float *gra
                     float *grad_first, float *grad_reset, float *grad_readout) {
     int m = w->m, N = w->N, T = w->T, K = w->K, C = w->m + w->a + 1;
     int gru = w->gru, rows = gru ? 3 * m : m, drows = rows + 1;
+    if (gru == 2) return 1;  /* linear synapses have no parameters to train */
     const float *first = w->first, *reset = w->reset, *readout = w->readout;
     if (m > MAXM || N % BS || w->columns % BS) return 1;
     DENORMALS_OFF

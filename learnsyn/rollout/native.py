@@ -241,7 +241,7 @@ class Window:
         else:
             self.noise = None
         self.struct = _Window(
-            int(cell == "gru"),
+            {"rnn": 0, "gru": 1, "linear": 2}[cell],
             m,
             a,
             width,
