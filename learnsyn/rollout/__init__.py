@@ -551,6 +551,7 @@ def _burn_in(mats, source, state, steps, inputs, backend) -> torch.Tensor:
         source.fill(rows[:length], branches=1)
         constraint = _constraint(source)
         _, state = _advance(mats, rows[:length], state, backend=backend, constraint=constraint)
+        del constraint  # its buffer is free for the next chunk
     return state
 
 
@@ -578,5 +579,6 @@ def _forward_only(mats, source, start, head, horizon, cells, backend, shared) ->
         source.fill(rows[skip:length], branches=2, shared=shared)
         constraint = _constraint(source)
         moments, state = _advance(mats, rows[:length], state, first, cells, backend, constraint)
+        del constraint  # its buffer is free for the next chunk
         sums.append(moments)
     return torch.cat(sums)

@@ -98,7 +98,7 @@ class Constraint:
 #: buffers for the constraint's numbers, kept between windows: a fresh buffer of that size costs
 #: a page fault per 4 KiB on first touch (about 2.6 us here, 0.17 s for a window of 2000 steps)
 _spare: list[torch.Tensor] = []
-SPARE_BUFFERS = 2
+SPARE_BUFFERS = 3  # a training iteration: burn-in chunks, the window, the last chunk
 
 
 def noise_buffer(shape: tuple[int, ...]) -> torch.Tensor:
@@ -317,13 +317,17 @@ class NativeWindow(torch.autograd.Function):
         ctx.save_for_backward(
             first, reset, weights, window.inputs, window.head, boundaries, window.noise
         )
+        # the constraint's numbers live on only as a saved tensor: autograd frees it after the
+        # backward, and its buffer can serve the next window (``noise_buffer``)
+        window.noise = None
         return moments
 
     @staticmethod
     def backward(ctx, grad_moments):
-        first, reset, weights, _, _, boundaries, _ = ctx.saved_tensors
+        first, reset, weights, _, _, boundaries, noise = ctx.saved_tensors
         grads = [torch.zeros_like(t) for t in (first, reset, weights)]
-        ctx.window.backward(boundaries, grad_moments, *grads)
+        ctx.window.backward(boundaries, grad_moments, *grads)  # reads noise's memory
+        del noise
         grad_reset = grads[1] if reset.numel() else None
         return (None,) * 7 + (grads[0], grad_reset, grads[2])
 
