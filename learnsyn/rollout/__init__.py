@@ -234,14 +234,6 @@ class EventRows:
         self.noise = None
         return noise
 
-    def draw(self, steps: int) -> torch.Tensor:
-        """Uniforms ``[steps, pairs, k]``, as ``steps`` calls of ``rand(pairs, k)`` would (in
-        constrained scenarios each step's constraint numbers follow, kept for ``take_noise``)."""
-        uniforms, mapped = self._draw(steps)
-        if mapped:
-            raise RuntimeError("draw() is for scenarios whose events are not mapped here")
-        return uniforms
-
     def probe(self) -> None:
         """Find out whether the stream has memory: a memoryless scenario hands the very stream
         object back (``next_events`` draws nothing, so a made-up step costs no numbers)."""
