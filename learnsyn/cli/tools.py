@@ -18,7 +18,7 @@ def add_tool_commands(sub) -> None:
     )
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument(
-        "--quick", action="store_true", help="small sizes (about 1.5 minutes; full: about 16)"
+        "--quick", action="store_true", help="small sizes (about 1 minute; full: about 22)"
     )
     p.add_argument("--json", metavar="PATH|-", help="write the figures as JSON ('-' = stdout)")
     p.set_defaults(func=cmd_bench)
