@@ -10,6 +10,7 @@ of the weighted curve.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -42,6 +43,7 @@ from learnsyn.estimate.snr import (
 )
 from learnsyn.io import to_jsonable
 from learnsyn.memory import check_memory
+from learnsyn.rollout import fast_simulate_pairs
 from learnsyn.scenario import Scenario
 from learnsyn.synapse import Synapse
 
@@ -263,10 +265,15 @@ def evaluate(
     ages: np.ndarray | None = None,
     device: str | torch.device = "cpu",
     groups: int = 16,
+    rollout: str | None = None,
 ) -> Evaluation:
     """Evaluate ``model`` in ``scenario`` for ``synapses`` synapses (N) over ages 0..horizon-1
     (or the given integer ``ages``, exact method only). ``burn_in`` (default: enough for the
-    model's slowest time scale) applies to Monte Carlo and to the exact grid method."""
+    model's slowest time scale) applies to Monte Carlo and to the exact grid method.
+    ``rollout``: Monte Carlo through ``learnsyn.rollout.fast_simulate_pairs`` (``fast``: the
+    forward-only compiled kernels for learned cells and linear synapses, the same random
+    numbers; other models go to the reference) or ``reference`` (``simulate_pairs``); None:
+    ``$LEARNSYN_ROLLOUT``, else ``fast``."""
     check_convention(convention)
     if synapses < 1:
         raise ValueError(f"synapses = {synapses} is not allowed: need N >= 1")
@@ -315,8 +322,12 @@ def evaluate(
         burn = default_burn_in(model, scenario, horizon) if burn_in is None else int(burn_in)
         generator = torch.Generator(device=device).manual_seed(seed)
         model = model.to(device)
+        rollout = rollout or os.environ.get("LEARNSYN_ROLLOUT", "fast")
+        if rollout not in ("fast", "reference"):
+            raise ValueError(f"rollout {rollout!r} is not allowed: expected fast or reference")
+        simulate = fast_simulate_pairs if rollout == "fast" else simulate_pairs
         moments = [
-            simulate_pairs(
+            simulate(
                 model,
                 scenario,
                 kind,

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from learnsyn.tasks.constrained import BoundedScenario
 
 from learnsyn.cells import make_cell
 from learnsyn.estimate.montecarlo import simulate_pairs
@@ -110,15 +111,24 @@ def test_float64_uses_the_eager_kernel_and_matches():
         assert relative(a, b) < 1e-10
 
 
+class _RoundedDown(BoundedScenario):
+    """A constraint the kernel does not know (it must go to the reference)."""
+
+    def constrain(self, state, noise):
+        return state.clamp(-0.5, 0.5)
+
+
 def test_unsupported_models_and_scenarios_fall_back_to_the_reference():
     chain = make_cell("chain", 3)
     gru = make_cell("gru", 3)
     bounded = make_scenario("bounded")
+    other = _RoundedDown()
     ideal = make_scenario("ideal")
     assert not supports_fast_path(chain, ideal)
-    assert not supports_fast_path(gru, bounded)
+    assert not supports_fast_path(gru, other)
     assert supports_fast_path(gru, ideal) and supports_fast_path(make_cell("rnn", 2), ideal)
-    for model, scenario in ((chain, ideal), (gru, bounded)):
+    assert supports_fast_path(gru, bounded) == ("native" in KERNELS)
+    for model, scenario in ((chain, ideal), (gru, other)):
         kind = scenario.tracked_kinds()[0]
         reference = simulate(simulate_pairs, model, scenario, kind, grad=True)
         fast = simulate(fast_simulate_pairs, model, scenario, kind, grad=True)
@@ -136,11 +146,12 @@ def test_gradient_reaches_every_parameter_and_only_through_the_window():
     assert not moments.sums.requires_grad
 
 
-def test_backward_twice_with_retained_graph_gives_the_same_gradient():
-    scenario = make_scenario("ideal")
+@pytest.mark.parametrize("name", ["ideal", "bounded"])
+def test_backward_twice_with_retained_graph_gives_the_same_gradient(name):
+    scenario = make_scenario(name)
     kind = scenario.tracked_kinds()[0]
     model = make_cell("gru", 3)
-    for kernel in KERNELS:
+    for kernel in KERNELS if name == "ideal" else [k for k in KERNELS if k == "native"]:
         generator = torch.Generator().manual_seed(1)
         moments = fast_simulate_pairs(
             model, scenario, kind, pairs=64, burn_in=5, horizon=20, generator=generator,
@@ -176,3 +187,88 @@ def test_unknown_kernel_is_refused():
             grad=False,
             kernel="fortran",
         )
+
+
+CONSTRAINED = [
+    ("bounded", {}),
+    ("bounded", {"levels": 5, "bound": 0.5}),
+    ("noisy", {}),
+    ("noisy", {"sigma": 0.05, "bound": 0.0}),
+]
+native_only = pytest.mark.skipif("native" not in KERNELS, reason="no C compiler here")
+
+
+@native_only
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+@pytest.mark.parametrize("name, params", CONSTRAINED)
+def test_constrained_scenarios_on_the_native_kernel_match_reference(cell, name, params):
+    """Clipping, stochastic rounding (straight-through gradient) and state noise inside the
+    native kernel: the same random numbers, moments and gradients as the reference."""
+    scenario = make_scenario(name, params)
+    kind = scenario.tracked_kinds()[0]
+    model = make_cell(cell, 4, timescale=30, seed=1)
+    # 45 pairs (44 used): padded lanes, and randn of 44 x 3 values draws its tail as torch does
+    for options in (dict(), dict(pairs=45, groups=4), dict(horizon=70, checkpoint=32)):
+        chosen = make_cell(cell, 3, timescale=30, seed=2) if "pairs" in options else model
+        for grad in (False, True):
+            reference_options = {k: v for k, v in options.items() if k != "checkpoint"}
+            reference = simulate(
+                simulate_pairs, chosen, scenario, kind, grad=grad, **reference_options
+            )
+            fast = simulate(fast_simulate_pairs, chosen, scenario, kind, grad=grad, **options)
+            assert_same(reference, fast)
+
+
+@native_only
+@pytest.mark.parametrize("normal", [False, True])
+def test_compiled_generator_draws_what_torch_draws(normal):
+    """The compiled copy of the CPU generator: torch.rand's numbers bit for bit, randn's to
+    float rounding, and the generator left where torch's own calls leave it."""
+    from learnsyn.rollout import native as rollout_native
+
+    pairs, size, steps = 48, 4, 3
+    fast, slow = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    torch.rand(700, generator=fast), torch.rand(700, generator=slow)  # mid-state
+    noise = torch.empty(2, steps, size, rollout_native.LANES)
+    mode = 2 if normal else 1
+    events = rollout_native.draw_steps(
+        fast, steps, pairs, 1, size=size, mode=mode, events_from=1, noise=noise
+    )
+    uniforms, numbers = [], []
+    for step in range(steps):
+        if step >= 1:
+            uniforms.append(torch.rand(pairs, 1, generator=slow))
+        numbers.append((torch.randn if normal else torch.rand)(pairs, size, generator=slow).T)
+    assert torch.equal(events, torch.stack(uniforms))
+    expected = rollout_native.blocked(torch.stack(numbers))[..., : pairs - 32]
+    noise = noise[..., : pairs - 32]  # the padding columns are left alone
+    if normal:
+        assert float((noise - expected).abs().max()) < 1e-5
+    else:
+        assert torch.equal(noise, expected)
+    assert torch.equal(torch.rand(8, generator=fast), torch.rand(8, generator=slow))
+
+
+@native_only
+def test_constrained_windows_only_on_the_native_kernel():
+    scenario = make_scenario("noisy")
+    kind = scenario.tracked_kinds()[0]
+    model = make_cell("gru", 3)
+    with pytest.raises(ValueError, match="does not apply state constraints"):
+        simulate(fast_simulate_pairs, model, scenario, kind, grad=False, kernel="eager")
+    # float64 has no compiled kernel: the reference, exactly
+    double = make_cell("gru", 3).double()
+    reference = simulate(simulate_pairs, double, scenario, kind, grad=True, dtype=torch.float64)
+    fast = simulate(fast_simulate_pairs, double, scenario, kind, grad=True, dtype=torch.float64)
+    assert torch.equal(reference[0].sums, fast[0].sums)
+
+
+@native_only
+def test_compiled_generator_maps_ideal_events():
+    from learnsyn.rollout import native as rollout_native
+
+    fast, slow = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    events = rollout_native.draw_steps(fast, 7, 40, 1, ideal=True)
+    uniforms = torch.rand(7 * 40, 1, generator=slow).view(7, 40)
+    assert torch.equal(events, torch.where(uniforms < 0.5, 1.0, -1.0))
+    assert torch.equal(torch.rand(3, generator=fast), torch.rand(3, generator=slow))

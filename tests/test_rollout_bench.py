@@ -44,3 +44,13 @@ def test_quick_bench_reports_every_path_with_speedup_and_agreement():
     print_report(report, out)
     text = out.getvalue()
     assert "meta-training rollout" in text and "speedup" in text and "agreement ok" in text
+
+
+def test_cell_evaluation_bench_reports_both_paths_and_their_agreement():
+    from learnsyn.tools.bench import _cell_evaluation_line, bench_cell_evaluation
+
+    entry = bench_cell_evaluation("gru", "ideal", pairs=64, steps=40, device="cpu", repeats=1)
+    assert entry["speedup"] > 0 and entry["threads"] >= 1
+    assert entry["reference_synapse_steps_per_second"] > 0
+    assert entry["snr_max_relative_difference"] < 1e-4
+    assert "speedup" in _cell_evaluation_line(entry)

@@ -17,7 +17,9 @@ def add_tool_commands(sub) -> None:
         "--quick for a short run",
     )
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
-    p.add_argument("--quick", action="store_true", help="small sizes (about a minute)")
+    p.add_argument(
+        "--quick", action="store_true", help="small sizes (about 1 minute; full: about 22)"
+    )
     p.add_argument("--json", metavar="PATH|-", help="write the figures as JSON ('-' = stdout)")
     p.set_defaults(func=cmd_bench)
 
@@ -26,7 +28,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from learnsyn.tools import bench
 
     check_output_file(args.json, "--json")
-    results = bench.run_benchmarks(str(resolve_device(args.device)), args.quick)
-    bench.print_report(results, sys.stderr if args.json == "-" else sys.stdout)
+    out = sys.stderr if args.json == "-" else sys.stdout
+    results = bench.run_benchmarks(str(resolve_device(args.device)), args.quick, out=out)
     write_json_output(args.json, results)
     return 0

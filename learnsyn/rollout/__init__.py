@@ -49,18 +49,81 @@ from learnsyn.synapse import Synapse
 STREAM_CHUNK = 128
 
 
-def supports_fast_path(model: Synapse, scenario: Scenario) -> bool:
-    """True for the tanh-RNN and GRU cells in scenarios that do not constrain the state."""
+def supports_fast_path(model: Synapse, scenario: Scenario, grad: bool = True) -> bool:
+    """True for the tanh-RNN and GRU cells in scenarios that do not constrain the state, and
+    in the ``bounded`` and ``noisy`` scenarios (native kernel only: see ``constraint_kind``);
+    without gradient (``grad`` False: evaluation) also for linear synapses (``linear_model``,
+    native kernel only)."""
     from learnsyn.cells import GRUSynapse, TanhRNNSynapse
 
     if type(model) not in (GRUSynapse, TanhRNNSynapse):
-        return False
+        if grad or not linear_model(model):
+            return False
+    return unconstrained(scenario) or constraint_kind(scenario) is not None
+
+
+def linear_model(model: Synapse) -> bool:
+    """A ``LinearSynapse`` that steps and reads out as the base class does (``x' = A x + b xi``,
+    ``w = c . x``, the flags ignored, starting from zero): the native kernel's ``linear`` cell."""
+    from learnsyn.synapse import LinearSynapse
+
+    kind = type(model)
+    return (
+        isinstance(model, LinearSynapse)
+        and kind.step is LinearSynapse.step
+        and kind.readout is LinearSynapse.readout
+        and kind.initial_state is Synapse.initial_state
+    )
+
+
+def linear_matrices(model: Synapse, inputs: int, device) -> CellMatrices:
+    """The native kernel's ``linear`` cell: ``first = [A | b | 0 (flag) | 0 (bias)]``."""
+    form = model.linear_form()
+    A = torch.as_tensor(form.A, dtype=torch.float32, device=device)
+    b = torch.as_tensor(form.b, dtype=torch.float32, device=device).reshape(-1, 1)
+    zeros = A.new_zeros(A.shape[0], inputs)  # flag column (if any) and the bias
+    first = torch.cat([A, b, zeros], 1)
+    c = torch.as_tensor(form.c, dtype=torch.float32, device=device).reshape(-1)
+    return CellMatrices("linear", first, first.new_zeros(0), c, c.new_zeros(()))
+
+
+def unconstrained(scenario: Scenario) -> bool:
     kind = type(scenario)
     return (
         not scenario.constrains_state
         and kind.constraint_noise is Scenario.constraint_noise
         and kind.constrain is Scenario.constrain
     )
+
+
+def constraint_kind(scenario: Scenario) -> str | None:
+    """``bounded`` or ``noisy`` when the scenario's constraint is that of
+    ``learnsyn.tasks.constrained`` (which the native kernel applies itself), else None."""
+    from learnsyn.tasks.constrained import BoundedScenario, NoisyScenario
+
+    for name, known in (("bounded", BoundedScenario), ("noisy", NoisyScenario)):
+        kind = type(scenario)
+        if (
+            isinstance(scenario, known)
+            and kind.constrain is known.constrain
+            and kind.constraint_noise is known.constraint_noise
+            and kind.next_events is Scenario.next_events
+        ):
+            return name
+    return None
+
+
+def kernel_constraint(
+    scenario: Scenario, noise: torch.Tensor, pairs: int
+) -> rollout_native.Constraint:
+    """The scenario's constraint with its numbers ``noise`` (``EventRows.take_noise``)."""
+    params = scenario.params
+    if constraint_kind(scenario) == "bounded":
+        bound = float(params["bound"])
+        spacing = 2.0 * bound / (params["levels"] - 1)
+        return rollout_native.Constraint(1, bound, spacing, 0.0, noise, pairs)
+    sigma = float(params["sigma"])
+    return rollout_native.Constraint(2, float(params["bound"]), 0.0, sigma, noise, pairs)
 
 
 def cell_matrices(
@@ -90,6 +153,7 @@ class EventRows:
         pairs: int,
         device: torch.device,
         dtype: torch.dtype,
+        size: int = 0,
     ):
         self.scenario = scenario
         self.generator = generator
@@ -100,14 +164,75 @@ class EventRows:
         self.stream = scenario.new_stream(pairs, device)
         self.memoryless: bool | None = None  # unknown until the first mapped step
         self._twins: bool | None = None  # tracked window: are both branches' streams equal?
+        self.constraint = constraint_kind(scenario)
+        self.size = size
+        self.noise: torch.Tensor | None = None  # the constraint's numbers (``start_noise``)
+        self.noise_at = 0
+        # the ideal scenario's +-1 events (no stream, no flags): mapped by the compiled generator
+        self.ideal_events = type(scenario).next_events is Scenario.next_events and (
+            self.per_step == 1
+        )
 
-    def draw(self, steps: int) -> torch.Tensor:
-        """Uniforms ``[steps, pairs, k]``, as ``steps`` calls of ``rand(pairs, k)`` would."""
+    def start_noise(self, steps: int) -> None:
+        """Keep the constraint's numbers of the next ``steps`` steps (``take_noise``)."""
+        if self.constraint is not None:
+            blocks = -(-self.pairs // rollout_native.LANES)
+            shape = (blocks, steps, self.size, rollout_native.LANES)
+            self.noise = rollout_native.noise_buffer(shape)
+            self.noise_at = 0
+
+    def _draw(self, steps: int, events_from: int = 0) -> tuple[torch.Tensor, bool]:
+        """``steps`` steps of random numbers as the reference draws them: (from
+        ``events_from`` on) the events' uniforms ``[steps', pairs, k]`` and, in constrained
+        scenarios, each step's constraint numbers after them (into ``noise``). Through the
+        compiled copy of the CPU generator where it applies (then, in scenarios with the
+        ideal scenario's events, the events ``[steps', pairs]`` themselves: second value
+        True), else through torch."""
+        mode = {None: 0, "bounded": 1, "noisy": 2}[self.constraint]
+        if mode and (self.noise is None or self.noise.shape[1] < self.noise_at + steps):
+            raise RuntimeError("start_noise was not called for these steps")
+        if self.device.type == "cpu" and self.dtype == torch.float32:
+            drawn = rollout_native.draw_steps(
+                self.generator, steps, self.pairs, self.per_step, size=self.size, mode=mode,
+                events_from=events_from, ideal=self.ideal_events, noise=self.noise,
+                at=self.noise_at,
+            )  # fmt: skip
+            if drawn is not None:
+                self.noise_at += steps if mode else 0
+                return drawn, self.ideal_events
         shape = (self.pairs, self.per_step)
-        options = dict(generator=self.generator, device=self.device, dtype=self.dtype)
-        if self.device.type == "cpu":
-            return torch.rand(steps * shape[0], shape[1], **options).view(steps, *shape)
-        return torch.stack([torch.rand(*shape, **options) for _ in range(steps)])
+        options = dict(generator=self.generator, device=self.device)
+        if not mode:
+            steps -= events_from
+            if self.device.type == "cpu":
+                uniforms = torch.rand(steps * shape[0], shape[1], dtype=self.dtype, **options)
+                return uniforms.view(steps, *shape), False
+            drawn = [torch.rand(*shape, dtype=self.dtype, **options) for _ in range(steps)]
+            return torch.stack(drawn), False
+        drawn, noise = [], []
+        for step in range(steps):
+            if step >= events_from:
+                drawn.append(torch.rand(*shape, dtype=self.dtype, **options))
+            numbers = self.scenario.constraint_noise(self.pairs, self.size, **options)
+            noise.append(numbers.to(torch.float32).T)
+        at = self.noise_at
+        self.noise[:, at : at + steps] = rollout_native.blocked(torch.stack(noise))
+        self.noise_at += steps
+        empty = torch.empty(0, *shape, device=self.device, dtype=self.dtype)
+        return (torch.stack(drawn) if drawn else empty), False
+
+    def draw_noise(self) -> None:
+        """The constraint's numbers of a step without background events (the tracked one)."""
+        if self.constraint is not None:
+            self._draw(1, 1)
+
+    def take_noise(self) -> torch.Tensor | None:
+        """The constraint's numbers drawn since ``start_noise``: ``[blocks, steps, m, LANES]``."""
+        if self.constraint is None:
+            return None
+        noise = self.noise[:, : self.noise_at].contiguous()
+        self.noise = None
+        return noise
 
     def probe(self) -> None:
         """Find out whether the stream has memory: a memoryless scenario hands the very stream
@@ -130,7 +255,14 @@ class EventRows:
         steps = rows.shape[0]
         if steps == 0:
             return
-        uniforms = self.draw(steps)
+        uniforms, mapped = self._draw(steps)
+        if mapped:  # the ideal scenario's events, the same for both branches
+            rows[:, 0, : self.pairs] = uniforms
+            if rows.shape[-1] > self.pairs:
+                rows[:, 0, self.pairs :] = uniforms
+            if rows.shape[1] > 1:
+                rows[:, 1] = 0
+            return
         if shared:
             self.stream, full = self.stream[: self.pairs], self.stream
             self.fill_memoryless(rows, uniforms, 0)
@@ -242,32 +374,39 @@ def fast_simulate_pairs(
     rest (None: keep them all; the compiled kernels always recompute). ``kernel``: ``auto``
     (``choose_kernel``), ``native``, ``triton`` or ``eager``.
     """
-    if not supports_fast_path(model, scenario):
-        return simulate_pairs(
-            model,
-            scenario,
-            kind,
-            pairs=pairs,
-            burn_in=burn_in,
-            horizon=horizon,
-            generator=generator,
-            groups=groups,
-            device=device,
-            grad=grad,
-            dtype=dtype,
-        )
+    reference = dict(
+        pairs=pairs, burn_in=burn_in, horizon=horizon, generator=generator, groups=groups,
+        device=device, grad=grad, dtype=dtype,
+    )  # fmt: skip
+    if not supports_fast_path(model, scenario, grad):
+        return simulate_pairs(model, scenario, kind, **reference)
+    linear = linear_model(model)
+    constrained = not unconstrained(scenario)
+    if (constrained or linear) and kernel not in ("auto", "native"):
+        what = "apply state constraints" if constrained else "run linear synapses"
+        raise ValueError(f"the {kernel} kernel does not {what}; use native")
     groups, per_group = pair_groups(pairs, groups)
     device = torch.device(device)
+    native_only = constrained or linear
+    if native_only and not rollout_native.usable(torch.empty(0, device=device, dtype=dtype), 1):
+        if kernel == "native":
+            raise ValueError(f"the native kernel cannot run here ({device}, {dtype})")
+        return simulate_pairs(model, scenario, kind, **reference)
     pairs = per_group * groups
     size = model.state_size
     inputs = 2 if (scenario.has_flags or kind.flag != 0) else 1
-    source = EventRows(scenario, generator, pairs, device, dtype)
+    source = EventRows(scenario, generator, pairs, device, dtype, size)
     with torch.no_grad():
         start = model.initial_state(pairs, device=device, dtype=dtype).T
         backend = choose_kernel(start, size, pairs, groups, kernel)
+        if native_only and backend != "native":
+            return simulate_pairs(model, scenario, kind, **reference)
         if backend == "eager":  # the eager kernel carries u = (h + 1) / 2
             start = start.add(1).mul(0.5)
-        plain = cell_matrices(model, inputs, dtype, device, backend).detached()
+        if linear:
+            plain = linear_matrices(model, inputs, device)
+        else:
+            plain = cell_matrices(model, inputs, dtype, device, backend).detached()
         start = _burn_in(plain, source, start.contiguous(), burn_in, inputs, backend)
         start = torch.cat([start, start], 1)
         signs = torch.cat([torch.ones(pairs, device=device), -torch.ones(pairs, device=device)])
@@ -286,14 +425,28 @@ def fast_simulate_pairs(
     with torch.no_grad():
         rows = start.new_empty(horizon, inputs, pairs if shared else 2 * pairs)
         rows[0] = 0 if shared else head
+        source.start_noise(horizon)
+        source.draw_noise()  # the tracked step's constraint numbers
         for begin in range(1, horizon, STREAM_CHUNK):
             source.fill(rows[begin : begin + STREAM_CHUNK], branches=2, shared=shared)
+        constraint = _constraint(source)
     chunk = horizon if checkpoint is None else int(checkpoint)
     with torch.enable_grad():
         mats = cell_matrices(model, inputs, dtype, device, backend)
-        if backend != "eager":
-            window = NativeWindow if backend == "native" else _triton().TritonWindow
-            moments = window.apply(
+        if backend == "native":
+            moments = NativeWindow.apply(
+                mats.cell,
+                chunk,
+                cells,
+                constraint,
+                rows,
+                head if shared else None,
+                start,
+                *mats.tensors(),
+            )
+            sums = moments_by_group(moments, groups)
+        elif backend == "triton":
+            moments = _triton().TritonWindow.apply(
                 mats.cell,
                 chunk,
                 cells,
@@ -352,9 +505,15 @@ def choose_kernel(like: torch.Tensor, size: int, pairs: int, groups: int, kernel
     return next(name for name in ("native", "triton", "eager") if can[name]())
 
 
-def _advance(mats, inputs, state, head=None, cells=None, backend="eager"):
+def _advance(mats, inputs, state, head=None, cells=None, backend="eager", constraint=None):
     """Forward through ``inputs`` (``[L, a, columns]``) from ``state`` without gradient:
-    the final state, and the ``[L, G, 4]`` moments of the weights when ``cells`` is given."""
+    the final state, and the ``[L, G, 4]`` moments of the weights when ``cells`` is given
+    (``constraint``: the native kernel's, for these steps)."""
+    if constraint is not None:
+        moments, final = rollout_native.advance(
+            mats.cell, mats.tensors(), inputs, head, state, cells, constraint
+        )
+        return (None if cells is None else moments_by_group(moments, cells[1])), final
     if backend != "eager":
         module = rollout_native if backend == "native" else _triton()
         moments, final = module.advance(mats.cell, mats.tensors(), inputs, head, state, cells)
@@ -380,9 +539,17 @@ def _burn_in(mats, source, state, steps, inputs, backend) -> torch.Tensor:
     rows = state.new_empty(min(STREAM_CHUNK, max(steps, 1)), inputs, state.shape[1])
     for begin in range(0, steps, STREAM_CHUNK):
         length = min(STREAM_CHUNK, steps - begin)
+        source.start_noise(length)
         source.fill(rows[:length], branches=1)
-        _, state = _advance(mats, rows[:length], state, backend=backend)
+        constraint = _constraint(source)
+        _, state = _advance(mats, rows[:length], state, backend=backend, constraint=constraint)
+        del constraint  # its buffer is free for the next chunk
     return state
+
+
+def _constraint(source: EventRows) -> rollout_native.Constraint | None:
+    noise = source.take_noise()
+    return None if noise is None else kernel_constraint(source.scenario, noise, source.pairs)
 
 
 def _forward_only(mats, source, start, head, horizon, cells, backend, shared) -> torch.Tensor:
@@ -398,7 +565,12 @@ def _forward_only(mats, source, start, head, horizon, cells, backend, shared) ->
         if first is not None and not shared:
             rows[0] = head
             first = None
+        source.start_noise(length)
+        if begin == 0:
+            source.draw_noise()  # the tracked step's constraint numbers
         source.fill(rows[skip:length], branches=2, shared=shared)
-        moments, state = _advance(mats, rows[:length], state, first, cells, backend)
+        constraint = _constraint(source)
+        moments, state = _advance(mats, rows[:length], state, first, cells, backend, constraint)
+        del constraint  # its buffer is free for the next chunk
         sums.append(moments)
     return torch.cat(sums)

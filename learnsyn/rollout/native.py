@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
 import os
 import platform
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -71,7 +73,58 @@ class _Window(ctypes.Structure):
             (name, ctypes.c_void_p)
             for name in ("first", "reset", "readout", "inputs", "head", "lane_cell")
         ],
+        ("constraint", ctypes.c_int),
+        ("noise_cols", ctypes.c_int),
+        *[(name, ctypes.c_float) for name in ("bound", "spacing", "sigma")],
+        ("noise", ctypes.c_void_p),
     ]
+
+
+@dataclass
+class Constraint:
+    """A state constraint the kernel applies after every step (``learnsyn.tasks.constrained``):
+    ``kind`` 1 bounded (clip, stochastic rounding to levels ``spacing`` apart), 2 noisy
+    (``sigma`` times the noise, then clip when ``bound > 0``); ``noise``: ``[T, m, columns]``,
+    the step's rounding uniforms or Gaussian numbers (lane ``n`` reads column ``n % columns``)."""
+
+    kind: int
+    bound: float
+    spacing: float
+    sigma: float
+    noise: torch.Tensor
+    columns: int
+
+
+#: buffers for the constraint's numbers, kept between windows: a fresh buffer of that size costs
+#: a page fault per 4 KiB on first touch (about 2.6 us here, 0.17 s for a window of 2000 steps)
+_spare: list[torch.Tensor] = []
+SPARE_BUFFERS = 3  # a training iteration: burn-in chunks, the window, the last chunk
+
+
+def noise_buffer(shape: tuple[int, ...]) -> torch.Tensor:
+    """An uninitialized float32 CPU tensor of ``shape``, reusing a kept buffer that nothing else
+    refers to (a view of it handed out counts as a reference to its storage)."""
+    count = getattr(torch._C, "_storage_Use_Count", None)
+    if count is None:
+        return torch.empty(shape)
+    numel = math.prod(shape)
+    for index, base in enumerate(_spare):
+        # 2: the kept tensor and the temporary storage object of this very call
+        if base.numel() == numel and count(base.untyped_storage()._cdata) <= 2:
+            _spare.append(_spare.pop(index))  # most recently used last
+            return base.view(shape)
+    base = torch.empty(numel)
+    _spare.append(base)
+    if len(_spare) > SPARE_BUFFERS:
+        _spare.pop(0)
+    return base.view(shape)
+
+
+def blocked(numbers: torch.Tensor) -> torch.Tensor:
+    """``[T, m, columns]`` -> the kernel's ``[ceil(columns / LANES), T, m, LANES]``."""
+    steps, m, columns = numbers.shape
+    padded = _pad(numbers, padded_width(columns))
+    return padded.view(steps, m, -1, LANES).permute(2, 0, 1, 3)
 
 
 def _compile() -> ctypes.CDLL:
@@ -96,6 +149,10 @@ def _compile() -> ctypes.CDLL:
     library.window_forward.argtypes = [ctypes.POINTER(_Window)] + [pointer] * 4
     library.window_backward.argtypes = [ctypes.POINTER(_Window)] + [pointer] * 5
     library.window_forward.restype = library.window_backward.restype = ctypes.c_int
+    library.draw_steps.argtypes = (
+        [pointer, pointer] + [ctypes.c_int] * 7 + [pointer] * 2 + [ctypes.c_int] * 2
+    )
+    library.draw_steps.restype = ctypes.c_int
     return library
 
 
@@ -160,7 +217,7 @@ class Window:
     weights, or None; ``mats``: ``first``, ``reset`` and the model's readout weights ``c``
     (``w = c . h``, computed as ``c . (2u - 1)``)."""
 
-    def __init__(self, cell, mats, inputs, head, start, chunk, cells):
+    def __init__(self, cell, mats, inputs, head, start, chunk, cells, constraint=None):
         first, reset, readout = (t.detach().contiguous() for t in mats)
         steps, a, columns = inputs.shape
         m, batch = start.shape
@@ -175,8 +232,16 @@ class Window:
         self.batch, self.width, self.steps, self.m = batch, width, steps, m
         self.cells = None if cells is None else lane_cells(*cells, width)
         count = 0 if cells is None else 2 * cells[1]
+        if constraint is not None:
+            noise = constraint.noise.contiguous()
+            blocks = -(-constraint.columns // LANES)
+            if noise.shape != (blocks, steps, m, LANES) or noise.dtype != torch.float32:
+                raise ValueError("the constraint's numbers must be [blocks, T, m, LANES] float32")
+            self.noise = noise
+        else:
+            self.noise = None
         self.struct = _Window(
-            int(cell == "gru"),
+            {"rnn": 0, "gru": 1, "linear": 2}[cell],
             m,
             a,
             width,
@@ -190,6 +255,12 @@ class Window:
             _ptr(self.inputs),
             _ptr(self.head),
             _ptr(self.cells),
+            0 if constraint is None else constraint.kind,
+            0 if constraint is None else constraint.columns,
+            0.0 if constraint is None else constraint.bound,
+            0.0 if constraint is None else constraint.spacing,
+            0.0 if constraint is None else constraint.sigma,
+            _ptr(self.noise),
         )
 
     def forward(self, moments: bool, boundaries: bool):
@@ -225,9 +296,9 @@ class Window:
             raise RuntimeError("the native rollout kernel refused its arguments")
 
 
-def advance(cell, mats, inputs, head, start, cells=None):
+def advance(cell, mats, inputs, head, start, cells=None, constraint=None):
     """Forward without gradient: (moments ``[T, cells, 2]`` or None, final state)."""
-    window = Window(cell, mats, inputs, head, start, inputs.shape[0], cells)
+    window = Window(cell, mats, inputs, head, start, inputs.shape[0], cells, constraint)
     moments, _, final = window.forward(cells is not None, False)
     return moments, final
 
@@ -237,18 +308,84 @@ class NativeWindow(torch.autograd.Function):
     the tracked window, differentiable in ``first``, ``reset`` and the readout weights."""
 
     @staticmethod
-    def forward(ctx, cell, chunk, cells, inputs, head, start, first, reset, weights):
-        window = Window(cell, (first, reset, weights), inputs, head, start, chunk, cells)
+    def forward(ctx, cell, chunk, cells, constraint, inputs, head, start, first, reset, weights):
+        mats = (first, reset, weights)
+        window = Window(cell, mats, inputs, head, start, chunk, cells, constraint)
         moments, boundaries, _ = window.forward(True, True)
         ctx.window = window
         # saved through autograd (not only held by the window) so that memory probes see them
-        ctx.save_for_backward(first, reset, weights, window.inputs, window.head, boundaries)
+        ctx.save_for_backward(
+            first, reset, weights, window.inputs, window.head, boundaries, window.noise
+        )
+        # the constraint's numbers live on only as a saved tensor: autograd frees it after the
+        # backward, and its buffer can serve the next window (``noise_buffer``)
+        window.noise = None
         return moments
 
     @staticmethod
     def backward(ctx, grad_moments):
-        first, reset, weights, _, _, boundaries = ctx.saved_tensors
+        first, reset, weights, _, _, boundaries, noise = ctx.saved_tensors
         grads = [torch.zeros_like(t) for t in (first, reset, weights)]
-        ctx.window.backward(boundaries, grad_moments, *grads)
+        ctx.window.backward(boundaries, grad_moments, *grads)  # reads noise's memory
+        del noise
         grad_reset = grads[1] if reset.numel() else None
-        return (None,) * 6 + (grads[0], grad_reset, grads[2])
+        return (None,) * 7 + (grads[0], grad_reset, grads[2])
+
+
+#: bytes of ``torch.Generator.get_state()`` on the CPU and where its mt19937 fields lie
+_STATE_BYTES, _LEFT, _NEXT, _WORDS = 5056, 8, 16, 24
+
+
+def draw_steps(
+    generator: torch.Generator,
+    steps: int,
+    pairs: int,
+    per_step: int,
+    *,
+    size: int = 0,
+    mode: int = 0,
+    events_from: int = 0,
+    ideal: bool = False,
+    noise: torch.Tensor | None = None,
+    at: int = 0,
+) -> torch.Tensor | None:
+    """``steps`` steps of a window's random numbers, drawn as the reference's calls draw them
+    (from step ``events_from`` on ``rand(pairs, per_step)`` for the events, then, ``mode`` 1,
+    ``rand(pairs, size)`` or, ``mode`` 2, ``randn(pairs, size)`` for a constraint) but made by
+    the compiled copy of the CPU generator; the generator's state moves on as it would.
+    The constraint's numbers go to steps ``at ..`` of ``noise`` (``[blocks, T, size, LANES]``,
+    see ``Constraint``). Returns the events' uniforms ``[steps - events_from, pairs,
+    per_step]`` (``ideal``: the ideal scenario's events, +1 below 1/2 and -1 above, ``[..,
+    pairs]``), or None where this cannot be done exactly (then draw through torch)."""
+    if not (available() and generator.device.type == "cpu"):
+        return None
+    if mode and torch.get_default_dtype() != torch.float32:
+        return None  # the constraint's numbers come in the default dtype
+    if (mode == 2 and (pairs * size) % 16) or (ideal and per_step != 1):
+        return None
+    state = generator.get_state()
+    if state.numel() != _STATE_BYTES:
+        return None
+    raw = state.numpy()
+    words = raw[_WORDS : _WORDS + 8 * 624].view("<u8").astype("<u4")
+    left = int(raw[_LEFT : _LEFT + 4].view("<i4")[0])
+    following = int(raw[_NEXT : _NEXT + 8].view("<u8")[0])
+    mt = torch.from_numpy(words.copy())
+    counters = torch.tensor([left, following], dtype=torch.int32)
+    shape = (max(steps - events_from, 0), pairs) + (() if ideal else (per_step,))
+    events = torch.empty(shape)
+    if mode and (noise is None or not noise.is_contiguous() or noise.shape[1] < at + steps):
+        raise ValueError("the constraint numbers' buffer is too short or not contiguous")
+    code = _library.draw_steps(
+        mt.data_ptr(), counters.data_ptr(), steps, pairs, per_step, size, mode,
+        events_from, int(ideal), _ptr(events), _ptr(noise) if mode else None,
+        noise.shape[1] if mode else 0, at,
+    )  # fmt: skip
+    if code:
+        return None
+    raw = raw.copy()
+    raw[_WORDS : _WORDS + 8 * 624] = mt.numpy().astype("<u8").view("u1")
+    raw[_LEFT : _LEFT + 4] = counters[:1].numpy().view("u1")
+    raw[_NEXT : _NEXT + 8] = counters[1:].numpy().astype("<u8").view("u1")
+    generator.set_state(torch.from_numpy(raw))
+    return events

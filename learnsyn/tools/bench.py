@@ -4,13 +4,19 @@
 - the time of an exact SNR curve of the Benna-Fusi chain (m = 12) at 1000 log-spaced ages up to
   1e8 (target: well under 0.1 s);
 - Monte Carlo throughput of the evaluation simulator in synapse-steps per second;
+- Monte Carlo evaluation (``evaluate``, method monte-carlo) of learned cells, the reference
+  loop against the fast (forward-only, compiled) rollout, interleaved, with ``speedup``;
 - the exact grid SNR in the bounded scenario (``learnsyn.estimate.grid``) for 256, 4096 and 65536
-  states.
+  states;
+- the meta-training rollouts (``learnsyn.tools.rollout_bench``).
+
+It states its expected duration first and prints each figure as it is measured.
 """
 
 from __future__ import annotations
 
 import platform
+import statistics
 import sys
 import time
 
@@ -67,45 +73,150 @@ def bench_monte_carlo(name: str, params: dict, pairs: int, steps: int, device: s
     }
 
 
-def run_benchmarks(device: str = "cpu", quick: bool = False) -> dict:
+def bench_cell_evaluation(
+    cell: str, scenario: str, pairs: int, steps: int, device: str, repeats: int = 3
+) -> dict:
+    """``evaluate`` (monte-carlo) of a learned cell (state 8), the reference loop against the
+    fast rollout, interleaved in one process; medians of ``repeats``; the figures' largest
+    relative difference (SNR curve) between the two at the same seed."""
+    from learnsyn.cells import make_cell
+
+    model = make_cell(cell, 8, timescale=steps)
+    task = make_scenario(scenario)
+    options = dict(
+        synapses=1000, horizon=steps // 2, burn_in=steps // 2, method="monte-carlo",
+        batch=pairs, device=device,
+    )  # fmt: skip
+    times: dict[str, list[float]] = {"reference": [], "fast": []}
+    curves = {}
+    for _ in range(repeats):
+        for rollout in times:
+            start = time.perf_counter()
+            curves[rollout] = np.array(evaluate(model, task, rollout=rollout, **options).snr)
+            times[rollout].append(time.perf_counter() - start)
+    synapse_steps = pairs * (steps // 2) + 2 * pairs * (steps // 2)
+    reference, fast = (statistics.median(times[k]) for k in ("reference", "fast"))
+    difference = np.abs(curves["fast"] - curves["reference"]).max()
+    return {
+        "what": f"Monte Carlo evaluation, learned {cell} m=8, {scenario}",
+        "pairs": pairs,
+        "steps": steps,
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "reference_synapse_steps_per_second": synapse_steps / reference,
+        "fast_synapse_steps_per_second": synapse_steps / fast,
+        "speedup": reference / fast,
+        "snr_max_relative_difference": float(difference / np.abs(curves["reference"]).max()),
+    }
+
+
+#: what a full and a quick run took on the 2-core build machine, shared with other jobs
+#: (2026-12-01: 21.9 and 0.5 minutes); a guide
+EXPECTED_MINUTES = {False: 22, True: 1}
+
+
+def run_benchmarks(device: str = "cpu", quick: bool = False, out=None) -> dict:
+    """Every benchmark; with ``out``, states the expected duration first and prints each
+    figure as it is measured."""
+
+    def say(line: str) -> None:
+        if out is not None:
+            print(line, file=out, flush=True)
+
+    started = time.perf_counter()
     results = {
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
-        "exact": bench_exact(5 if quick else 20),
-        "monte_carlo": [
-            bench_monte_carlo("exponential", {"decay": 0.99}, 4096, 400 if quick else 2000, device),
-            bench_monte_carlo("benna-fusi", {"variables": 8}, 4096, 400 if quick else 2000, device),
-            bench_monte_carlo("binary", {"q": 0.1}, 4096, 400 if quick else 2000, device),
-        ],
     }
-    from learnsyn.estimate.grid import grid_bench
+    say(_header(results))
+    say(
+        f"  expected duration: about {EXPECTED_MINUTES[quick]:g} minutes"
+        f"{'' if quick else ' (--quick: about 1 minute)'} on one core of a 2-core AMD EPYC"
+    )
+    results["exact"] = bench_exact(5 if quick else 20)
+    say(_exact_line(results["exact"]))
+    steps = 400 if quick else 2000
+    results["monte_carlo"] = []
+    for name, params in (
+        ("exponential", {"decay": 0.99}),
+        ("benna-fusi", {"variables": 8}),
+        ("binary", {"q": 0.1}),
+    ):
+        results["monte_carlo"].append(bench_monte_carlo(name, params, 4096, steps, device))
+        say(_monte_carlo_line(results["monte_carlo"][-1]))
+    results["cell_evaluation"] = []
+    cells = (
+        [("gru", "ideal")] if quick else [("gru", "ideal"), ("rnn", "ideal"), ("gru", "bounded")]
+    )
+    for cell, scenario in cells:
+        entry = bench_cell_evaluation(cell, scenario, 4096, steps, device, 1 if quick else 3)
+        results["cell_evaluation"].append(entry)
+        say(_cell_evaluation_line(entry))
+    from learnsyn.estimate.grid import describe_grid_bench, grid_bench
 
     results["grid"] = grid_bench(quick=quick, device=device)
+    for line in describe_grid_bench(results["grid"]):
+        say(f"  {line}")
     try:  # the rollout kernels of the meta-training (when present)
-        from learnsyn.tools.rollout_bench import bench_rollouts
+        from learnsyn.tools.rollout_bench import bench_rollouts, describe_entry
     except ImportError:
         pass
     else:
-        results["rollout"] = bench_rollouts(device=device, quick=quick)
+        say(_rollout_header(device, quick))
+        results["rollout"] = bench_rollouts(
+            device=device, quick=quick, log=lambda entry: say(f"    {describe_entry(entry)}")
+        )
+    results["seconds"] = time.perf_counter() - started
+    say(f"  done in {results['seconds'] / 60:.1f} minutes")
     return results
 
 
-def print_report(results: dict, out=None) -> None:
-    out = sys.stdout if out is None else out
-    print(
+def _header(results: dict) -> str:
+    return (
         f"learnsyn bench: torch {results['torch']}, {results['threads']} thread(s), "
-        f"{results['machine']}",
-        file=out,
+        f"{results['machine']}"
     )
-    e = results["exact"]
-    print(f"  {e['what']}: median {e['median_seconds'] * 1e3:.2f} ms ({e['ages']} ages)", file=out)
+
+
+def _exact_line(e: dict) -> str:
+    return f"  {e['what']}: median {e['median_seconds'] * 1e3:.2f} ms ({e['ages']} ages)"
+
+
+def _monte_carlo_line(r: dict) -> str:
+    return (
+        f"  {r['what']}: {r['synapse_steps_per_second']:.3g} synapse-steps/s "
+        f"({r['pairs']} pairs, {r['steps']} steps, {r['device']})"
+    )
+
+
+def _cell_evaluation_line(r: dict) -> str:
+    return (
+        f"  {r['what']}: reference {r['reference_synapse_steps_per_second']:.3g}, "
+        f"fast {r['fast_synapse_steps_per_second']:.3g} synapse-steps/s, "
+        f"speedup {r['speedup']:.1f}x ({r['pairs']} pairs, {r['steps']} steps, "
+        f"{r['threads']} thread(s); SNR curves differ by {r['snr_max_relative_difference']:.1e})"
+    )
+
+
+def _rollout_header(device: str, quick: bool) -> str:
+    from learnsyn.tools.rollout_bench import TOLERANCE
+
+    return (
+        f"  meta-training rollout ({device}, {torch.get_num_threads()} thread(s), burn-in 0; "
+        f"agreement tolerance {TOLERANCE}{'; quick sizes' if quick else ''}):"
+    )
+
+
+def print_report(results: dict, out=None) -> None:
+    """The whole report at once (``run_benchmarks`` with ``out`` prints it as it goes)."""
+    out = sys.stdout if out is None else out
+    print(_header(results), file=out)
+    print(_exact_line(results["exact"]), file=out)
     for r in results["monte_carlo"]:
-        print(
-            f"  {r['what']}: {r['synapse_steps_per_second']:.3g} synapse-steps/s "
-            f"({r['pairs']} pairs, {r['steps']} steps, {r['device']})",
-            file=out,
-        )
+        print(_monte_carlo_line(r), file=out)
+    for r in results.get("cell_evaluation", []):
+        print(_cell_evaluation_line(r), file=out)
     if results.get("grid"):
         from learnsyn.estimate.grid import describe_grid_bench
 

@@ -13,6 +13,8 @@ path:
   compiled kernels save their inputs and checkpoints through autograd too), and on CUDA
   ``peak_memory_bytes`` (``torch.cuda.max_memory_allocated`` during forward plus backward);
 - ``speedup``: the fast path's forward-plus-backward rate over the reference's;
+- ``scenario``: ``ideal``, or ``bounded`` and ``noisy`` (state constraints: the native kernel
+  only, the other kernels do not apply them);
 - ``agreement``: relative difference of the objective and of the gradients (largest absolute
   difference over the largest reference gradient entry) against the reference, with the
   tolerance ``TOLERANCE`` and whether it held.
@@ -36,9 +38,23 @@ from learnsyn.rollout import available_kernels, fast_simulate_pairs
 from learnsyn.scenario import make_scenario
 
 TOLERANCE = {"objective": 1e-4, "gradient": 1e-3}
+#: stochastic rounding (bounded) is discontinuous in the state: float-rounding differences of a
+#: few ulps in the state flip about one rounding decision in a million, each sending one synapse
+#: down another path of the same distribution (at B = 4096, T = 2000 a few hundred of 1.3e8
+#: decisions); the windows then agree to the Monte Carlo error, not to float rounding. Small
+#: windows, where no decision flips, agree to float rounding (tests/test_rollout.py).
+ROUNDING_TOLERANCE = {"objective": 1e-3, "gradient": 1e-2}
 REFERENCE_MEMORY_CAP = 4 * 2**30
-#: bytes the reference saves per synapse-step and state variable (measured: 44 and 204 at m = 8)
-REFERENCE_BYTES_PER_STATE = {"rnn": 5.5, "gru": 25.5}
+#: bytes the reference saves per synapse-step and state variable (measured at m = 8)
+REFERENCE_BYTES_PER_STATE = {
+    ("ideal", "rnn"): 5.5,
+    ("ideal", "gru"): 25.5,
+    ("bounded", "rnn"): 9.5,
+    ("bounded", "gru"): 29.5,
+    ("noisy", "rnn"): 13.5,
+    ("noisy", "gru"): 29.5,
+}
+CONSTRAINED = ("bounded", "noisy")
 
 
 def objective(moments) -> torch.Tensor:
@@ -50,12 +66,20 @@ def objective(moments) -> torch.Tensor:
 
 def _sizes(device: torch.device, quick: bool) -> list[dict]:
     if quick:
-        return [dict(cell=cell, state=8, pairs=1024, horizon=200) for cell in ("rnn", "gru")]
+        return [dict(cell=cell, state=8, pairs=1024, horizon=200) for cell in ("rnn", "gru")] + [
+            dict(cell="gru", state=8, pairs=1024, horizon=200, scenario="bounded"),
+            dict(cell="rnn", state=8, pairs=1024, horizon=200, scenario="noisy"),
+        ]
     sizes = [
         dict(cell=cell, state=state, pairs=pairs, horizon=2000)
         for cell in ("rnn", "gru")
         for state in (8, 32)
         for pairs in (1024, 4096)
+    ]
+    sizes += [
+        dict(cell=cell, state=8, pairs=4096, horizon=2000, scenario=scenario)
+        for scenario in CONSTRAINED
+        for cell in ("rnn", "gru")
     ]
     if device.type == "cuda":  # a batch that fills the GPU, fast paths only
         sizes += [
@@ -129,7 +153,7 @@ def _timed(function: Callable, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def _agreement(reference, fast) -> dict:
+def _agreement(reference, fast, tolerance: dict | None = None) -> dict:
     """Relative differences; the gradients' scale is the largest reference gradient entry over
     all parameters (a parameter whose gradient vanishes by symmetry, as the RNN's bias does in
     the correlated scenario, would make a per-parameter ratio meaningless)."""
@@ -138,24 +162,34 @@ def _agreement(reference, fast) -> dict:
     scale = max(float(a.abs().max()) for a in grads_ref)
     gradient_rel = max(float((b - a).abs().max()) for a, b in zip(grads_ref, grads_fast))
     gradient_rel /= max(scale, 1e-30)
-    ok = objective_rel <= TOLERANCE["objective"] and gradient_rel <= TOLERANCE["gradient"]
-    return {"objective_rel": objective_rel, "gradient_rel": gradient_rel, "ok": ok}
+    tolerance = TOLERANCE if tolerance is None else tolerance
+    ok = objective_rel <= tolerance["objective"] and gradient_rel <= tolerance["gradient"]
+    result = {"objective_rel": objective_rel, "gradient_rel": gradient_rel, "ok": ok}
+    if tolerance is not TOLERANCE:
+        result["tolerance"] = tolerance
+    return result
+
+
+def _tolerance(scenario) -> dict:
+    return ROUNDING_TOLERANCE if scenario.info.name == "bounded" else TOLERANCE
 
 
 def _reference_horizon(size: dict) -> int:
-    per_step = REFERENCE_BYTES_PER_STATE[size["cell"]] * size["state"] * 2 * size["pairs"]
+    key = (size.get("scenario", "ideal"), size["cell"])
+    per_step = REFERENCE_BYTES_PER_STATE[key] * size["state"] * 2 * size["pairs"]
     return int(min(size["horizon"], max(50, REFERENCE_MEMORY_CAP // per_step)))
 
 
 def bench_size(size: dict, device: torch.device, repeats: int, log=None) -> list[dict]:
     """All paths at one size: the reference entry first, then one entry per fast kernel."""
-    scenario = make_scenario("ideal")
+    scenario = make_scenario(size.get("scenario", "ideal"))
     model = make_cell(size["cell"], size["state"], timescale=size["horizon"]).to(device)
     paths: dict[str, Callable] = {}
     if not size.get("fill"):
         paths["reference"] = simulate_pairs
     for kernel in available_kernels(device):
-        paths[kernel] = _with_kernel(kernel)
+        if scenario.info.name not in CONSTRAINED or kernel == "native":
+            paths[kernel] = _with_kernel(kernel)
     horizons = {name: size["horizon"] for name in paths}
     if "reference" in paths:
         horizons["reference"] = _reference_horizon(size)
@@ -182,6 +216,7 @@ def bench_size(size: dict, device: torch.device, repeats: int, log=None) -> list
         steps = 2 * size["pairs"] * horizons[name]
         entry = {
             "path": name,
+            "scenario": scenario.info.name,
             "cell": size["cell"],
             "state_size": size["state"],
             "pairs": size["pairs"],
@@ -207,7 +242,9 @@ def bench_size(size: dict, device: torch.device, repeats: int, log=None) -> list
                 entry["speedup"] = entry["fwd_bwd_steps_per_second"] / reference_rate
                 entry["fwd_speedup"] = entry["fwd_steps_per_second"] / _fwd_rate(entries)
                 if horizons["reference"] == horizons[name]:
-                    entry["agreement"] = _agreement(results["reference"], results[name])
+                    entry["agreement"] = _agreement(
+                        results["reference"], results[name], _tolerance(scenario)
+                    )
                 else:
                     entry["agreement"] = _short_agreement(model, scenario, size, device, name)
         entries.append(entry)
@@ -225,7 +262,7 @@ def _short_agreement(model, scenario, size, device, kernel) -> dict:
     short = dict(size, horizon=_reference_horizon(size))
     reference = _run(simulate_pairs, model, scenario, short, device, True)
     fast = _run(_with_kernel(kernel), model, scenario, short, device, True)
-    return dict(_agreement(reference, fast), horizon=short["horizon"])
+    return dict(_agreement(reference, fast, _tolerance(scenario)), horizon=short["horizon"])
 
 
 def _with_kernel(kernel: str) -> Callable:
@@ -249,6 +286,7 @@ def bench_rollouts(device: str | torch.device = "cpu", quick: bool = False, log=
         "torch": torch.__version__,
         "kernels": available_kernels(device),
         "tolerance": TOLERANCE,
+        "rounding_tolerance": ROUNDING_TOLERANCE,
         "burn_in": 0,
         "objective": "mean large-N SNR (N=1000) minus the mean jackknife spread",
         "memory": "backward_memory_bytes: distinct storages saved for backward "
@@ -261,7 +299,8 @@ def bench_rollouts(device: str | torch.device = "cpu", quick: bool = False, log=
 def describe_entry(entry: dict) -> str:
     """One line of the report."""
     text = (
-        f"{entry['path']:>9} {entry['cell']} m={entry['state_size']} B={entry['pairs']} "
+        f"{entry['path']:>9} {entry.get('scenario', 'ideal')} {entry['cell']} "
+        f"m={entry['state_size']} B={entry['pairs']} "
         f"T={entry['horizon']}: fwd {entry['fwd_steps_per_second']:.3g}/s, "
         f"fwd+bwd {entry['fwd_bwd_steps_per_second']:.3g}/s, "
         f"backward memory {entry['backward_memory_bytes'] / 2**20:.1f} MiB"
@@ -273,6 +312,8 @@ def describe_entry(entry: dict) -> str:
     if "agreement" in entry:
         agreement = entry["agreement"]
         verdict = "ok" if agreement["ok"] else "MISMATCH"
+        if "tolerance" in agreement:
+            verdict += " (rounding tolerance)"
         text += (
             f", agreement {verdict} (objective {agreement['objective_rel']:.1e}, "
             f"gradient {agreement['gradient_rel']:.1e})"
