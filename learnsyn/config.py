@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 TRAIN_METRICS = ("area", "lifetime", "log_area")
+OBJECTIVES = ("lcb", "cross-fit")
 ROLLOUTS = ("fast", "reference")
 
 #: offsets of the evaluation seed streams from a run's seed
@@ -126,7 +127,17 @@ class TrainConfig:
     convention: str = setting("large-n", "noise convention: large-n | exact")
     temperature: float = setting(0.3, "surrogate smoothness at the start")
     temperature_final: float | None = setting(None, "surrogate smoothness at the end (0.1 x)")
+    objective: str = setting(
+        "lcb",
+        "surrogate's gradient: lcb (on SNR - margin x stderr) | cross-fit (weights from one "
+        "half of the pair groups, derivative from the other)",
+    )
     noise_margin: float = setting(1.0, "objective on SNR - margin x stderr (lower conf. bound)")
+    late_variance: float = setting(
+        0.0,
+        "divide every age's signal by the weight variance pooled over this last fraction of "
+        "the window (0: each age's own variance, whose gradient misses the burn-in state)",
+    )
     init: str = setting("default", "recurrent init: default or a degeneracy init name")
     cell_params: dict[str, Any] = setting(
         {},
@@ -216,6 +227,14 @@ class TrainConfig:
             raise ValueError(f"burn-in = {self.burn_in} is not allowed: need >= 0")
         if self.rollout not in ROLLOUTS:
             raise ValueError(f"rollout {self.rollout!r} is not allowed: expected fast or reference")
+        if not (math.isfinite(self.late_variance) and 0 <= self.late_variance <= 1):
+            raise ValueError(
+                f"late variance = {self.late_variance} is not allowed: need a fraction in [0, 1]"
+            )
+        if self.objective not in OBJECTIVES:
+            raise ValueError(
+                f"objective {self.objective!r} is not allowed: expected {' or '.join(OBJECTIVES)}"
+            )
         if not (math.isfinite(self.noise_margin) and self.noise_margin >= 0):
             raise ValueError(f"noise margin = {self.noise_margin} is not allowed: need >= 0")
         self.task_params = dict(make_scenario(self.task, self.task_params).params)
