@@ -126,7 +126,7 @@ class LearnedSynapse(Synapse):
 
     has_recurrent_matrix = True
     #: what ``init=default`` means for this cell
-    default_init = "chrono"
+    default_init = "rotation"
 
     def resolved_init(self) -> str:
         """``chrono``, ``rotation`` or a degeneracy init name (``default`` resolved)."""

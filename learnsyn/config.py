@@ -133,6 +133,12 @@ class TrainConfig:
         "half of the pair groups, derivative from the other)",
     )
     noise_margin: float = setting(1.0, "objective on SNR - margin x stderr (lower conf. bound)")
+    gradient_burn_in: int | None = setting(
+        None,
+        "last burn-in steps inside the differentiated window (default: half the burn-in; 0: "
+        "none, the gradient then ignores how the state the tracked event finds depends on the "
+        "parameters, a large bias)",
+    )
     late_variance: float = setting(
         0.0,
         "divide every age's signal by the weight variance pooled over this last fraction of "
@@ -146,7 +152,9 @@ class TrainConfig:
         metavar="KEY=VALUE",
     )
     fold_axis: str = setting("rows", "axis of Fold k inits: rows | columns")
-    timescale: float | None = setting(None, "longest initial time scale (the horizon)")
+    timescale: float | None = setting(
+        None, "longest initial time scale (the horizon, or N / (4 theta^2) when shorter)"
+    )
     seed: int = setting(0, "seed of every random number of the run")
     device: str = setting("auto", "auto | cpu | cuda[:N]")
     checkpoint_every: int = setting(50, "iterations between checkpoints")
@@ -170,8 +178,23 @@ class TrainConfig:
     def resolved_burn_in(self) -> int:
         return int(2.5 * self.horizon) if self.burn_in is None else int(self.burn_in)
 
+    def resolved_gradient_burn_in(self) -> int:
+        """Burn-in steps inside the differentiated window: half the burn-in unless set (the
+        first half, without gradient, brings the state near stationarity; differentiating
+        from the initial state itself would let training tune the transient from it)."""
+        if self.gradient_burn_in is None:
+            return self.resolved_burn_in() // 2
+        return min(int(self.gradient_burn_in), self.resolved_burn_in())
+
     def resolved_timescale(self) -> float:
-        return float(self.horizon if self.timescale is None else self.timescale)
+        """The longest initial time scale: the horizon, or ``N / (4 theta^2)`` when shorter
+        (sum_t SNR(t)^2 <= N, so an SNR above theta cannot last much longer than N / theta^2;
+        the flat curve that maximizes the area holds 2 theta for N / (4 theta^2) ages)."""
+        if self.timescale is not None:
+            return float(self.timescale)
+        if self.threshold > 0:
+            return float(min(self.horizon, self.synapses / (4.0 * self.threshold**2)))
+        return float(self.horizon)
 
     def resolved_temperature_final(self) -> float:
         """The final surrogate temperature: 0.1 x the starting one unless set."""
@@ -223,6 +246,14 @@ class TrainConfig:
             math.isfinite(self.timescale) and self.timescale > 0
         ):
             raise ValueError(f"timescale = {self.timescale} is not allowed: need a number > 0")
+        if self.gradient_burn_in is not None and (
+            isinstance(self.gradient_burn_in, bool)
+            or int(self.gradient_burn_in) != self.gradient_burn_in
+            or self.gradient_burn_in < 0
+        ):
+            raise ValueError(
+                f"gradient burn-in = {self.gradient_burn_in} is not allowed: need an integer >= 0"
+            )
         if self.burn_in is not None and self.burn_in < 0:
             raise ValueError(f"burn-in = {self.burn_in} is not allowed: need >= 0")
         if self.rollout not in ROLLOUTS:

@@ -156,3 +156,77 @@ class LinearizedCell(Synapse):
     def time_scale(self) -> float:
         radius = float(np.max(np.abs(self.linearization.eigenvalues)))
         return float("inf") if radius >= 1 else 1.0 / max(1.0 - radius, 1e-300)
+
+
+def ablation_report(run_dir, eval_batch: int | None = None, device: str = "cpu") -> dict:
+    """The learned synapse of a run directory beside its linearized ablation: eigenvalues of
+    the linearization, and both evaluated by Monte Carlo with the comparison's random numbers
+    (same seed stream and batch as ``learnsyn compare``, so the difference is paired)."""
+    from pathlib import Path
+
+    from learnsyn.config import stream_seed
+    from learnsyn.evaluate import evaluate
+    from learnsyn.runs import evaluate_trained, load_run
+    from learnsyn.scenario import make_scenario
+
+    config, model, _ = load_run(run_dir)
+    lin = linearize(model)
+    batch = eval_batch or max(config.eval_batch, 8192)
+    seed = stream_seed(config.seed, "compare")
+    learned = evaluate_trained(model, config, batch=batch, seed=seed, device=device)
+    ablation = evaluate_trained(LinearizedCell(lin), config, batch=batch, seed=seed, device=device)
+    exact = None
+    scenario = make_scenario(config.task, config.task_params)
+    if scenario.linear_statistics() is not None:  # the ablation's curve in closed form
+        exact = evaluate(
+            LinearizedCell(lin),
+            scenario,
+            synapses=config.synapses,
+            horizon=config.horizon,
+            method="exact",
+            convention=config.convention,
+            threshold=config.threshold,
+        ).metrics
+    report = {
+        "run": str(Path(run_dir)),
+        "task": config.task,
+        "linearization": lin.summary(),
+        "eval_batch": batch,
+        "learned": {"metrics": learned.metrics, "metrics_stderr": learned.metrics_stderr},
+        "linearized": {"metrics": ablation.metrics, "metrics_stderr": ablation.metrics_stderr},
+        "linearized_exact": exact,
+    }
+    return report
+
+
+def main(argv=None) -> int:
+    """``python -m learnsyn.linearization --run DIR``: eigenvalues of the learned cell's
+    linearization and the linearized ablation's metrics; writes DIR/linearization.json."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    from learnsyn.io import atomic_write_json
+
+    parser = argparse.ArgumentParser(prog="python -m learnsyn.linearization")
+    parser.add_argument("--run", required=True, help="run directory")
+    parser.add_argument("--eval-batch", type=int, default=None, help="pairs (default: compare's)")
+    args = parser.parse_args(argv)
+    report = ablation_report(args.run, args.eval_batch)
+    atomic_write_json(Path(args.run) / "linearization.json", report)
+    lin = report["linearization"]
+    eig = ", ".join(
+        f"{re:.5f}{im:+.5f}i" for re, im in zip(lin["eigenvalues_real"], lin["eigenvalues_imag"])
+    )
+    print(f"linearization around h* = {lin['fixed_point']}: eigenvalues {eig}")
+    for name in ("learned", "linearized"):
+        metrics, errors = report[name]["metrics"], report[name]["metrics_stderr"]
+        print(f"{name}: area {metrics['area']:.1f} +- {errors['area']:.1f}")
+    if report["linearized_exact"] is not None:
+        print(f"linearized, exact: area {report['linearized_exact']['area']:.2f}")
+    print(json.dumps({"written": str(Path(args.run) / "linearization.json")}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -17,12 +17,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from learnsyn.burn_in_tail import simulate_pairs_with_tail
 from learnsyn.cells import LearnedSynapse, make_cell
 from learnsyn.config import (  # noqa: F401  (TrainConfig, TRAIN_METRICS: public here too)
     TRAIN_METRICS,
@@ -86,6 +88,12 @@ def meta_objective(
 
     ``simulate``: the rollout (default: the fast path of ``learnsyn.rollout``, which hands
     what it does not cover to the reference loop ``montecarlo.simulate_pairs``)."""
+    if simulate is None and config.resolved_gradient_burn_in() > 0:
+        simulate = partial(
+            simulate_pairs_with_tail,
+            tail=config.resolved_gradient_burn_in(),
+            fast=config.rollout != "reference",
+        )
     if simulate is None:
         simulate = simulate_pairs if config.rollout == "reference" else fast_simulate_pairs
     generator = iteration_generator(config.seed, iteration, device)

@@ -204,3 +204,103 @@ def test_linearized_cell_matches_the_exact_linear_curve():
     assert compute_metrics(np.arange(200), np.asarray(cell.snr))["area"] == pytest.approx(
         exact.metrics["area"], rel=0.1
     )
+
+
+def test_the_burn_in_tail_gradient_is_the_same_on_the_fast_path_and_the_reference():
+    from learnsyn.burn_in_tail import simulate_pairs_with_tail
+
+    scenario = make_scenario("ideal")
+    kind = scenario.tracked_kinds()[0]
+    grads = {}
+    for fast in (True, False):
+        model = make_cell("gru", 2, init="rotation", timescale=30.0)
+        moments = simulate_pairs_with_tail(
+            model,
+            scenario,
+            kind,
+            pairs=64,
+            burn_in=60,
+            horizon=20,
+            generator=torch.Generator().manual_seed(3),
+            tail=30,
+            grad=True,
+            fast=fast,
+        )
+        curve_from_pairs([moments], [1.0], 1000, "large-n").snr.sum().backward()
+        grads[fast] = torch.cat([p.grad.flatten() for p in model.parameters()])
+        assert moments.sums.shape[0] == 20
+    assert torch.allclose(grads[True], grads[False], rtol=1e-3, atol=1e-3)
+
+
+def test_a_tail_of_zero_is_the_plain_rollout():
+    from learnsyn.burn_in_tail import simulate_pairs_with_tail
+
+    scenario = make_scenario("ideal")
+    kind = scenario.tracked_kinds()[0]
+    model = make_cell("rnn", 2, init="rotation", timescale=30.0)
+    common = dict(pairs=32, burn_in=40, horizon=10, grad=True)
+    plain = simulate_pairs(
+        model, scenario, kind, generator=torch.Generator().manual_seed(1), **common
+    )
+    tail = simulate_pairs_with_tail(
+        model,
+        scenario,
+        kind,
+        generator=torch.Generator().manual_seed(1),
+        tail=0,
+        fast=False,
+        **common,
+    )
+    assert torch.allclose(plain.sums, tail.sums)
+
+
+def test_the_tail_removes_the_scale_bias_of_a_linear_synapse():
+    """The SNR of a linear synapse does not depend on the scale of its increment b. Without the
+    burn-in in the gradient the gradient says it does (towards larger b); with a long tail it is
+    about zero."""
+    from learnsyn.burn_in_tail import simulate_pairs_with_tail
+
+    scenario = make_scenario("ideal")
+    kind = scenario.tracked_kinds()[0]
+
+    class Scaled(LinearSynapse):
+        """A linear synapse whose increment is multiplied by a differentiable ``scale``."""
+
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.scale = torch.nn.Parameter(torch.tensor(1.0))
+
+        def step(self, state, events, flags=None):
+            increment = events.unsqueeze(-1).to(state.dtype) * self.b * self.scale
+            return state @ self.A_T + increment
+
+    slopes = {}
+    for tail in (0, 400):
+        model = Scaled(np.diag([0.95, 0.9]), [1.0, 1.0], [1.0, 0.5])
+        moments = simulate_pairs_with_tail(
+            model,
+            scenario,
+            kind,
+            pairs=512,
+            burn_in=400,
+            horizon=20,
+            generator=torch.Generator().manual_seed(0),
+            tail=tail,
+            grad=True,
+            fast=False,
+        )
+        snr = curve_from_pairs([moments], [1.0], 1000, "large-n").snr
+        (slope,) = torch.autograd.grad(snr.sum(), model.scale)
+        slopes[tail] = float(slope) / float(snr.sum().detach())
+    assert slopes[0] > 0.1
+    assert abs(slopes[400]) < 1e-3
+
+
+def test_default_time_scale_and_gradient_burn_in():
+    config = TrainConfig(task="ideal", synapses=1000, state_size=2, cell="gru", horizon=600)
+    assert config.resolved_timescale() == 250.0  # N / (4 theta^2) < horizon
+    assert replace(config, synapses=10_000).resolved_timescale() == 600.0
+    assert replace(config, timescale=42.0).resolved_timescale() == 42.0
+    assert config.resolved_gradient_burn_in() == 750  # half of 2.5 x 600
+    assert replace(config, gradient_burn_in=0).resolved_gradient_burn_in() == 0
+    assert replace(config, gradient_burn_in=10**6).resolved_gradient_burn_in() == 1500
