@@ -12,8 +12,9 @@ recurrent matrix starts:
   radian per time scale, time scales log-spaced up to ``timescale``; see ``rotation_blocks``), so
   the linear regime can represent complex eigenvalue pairs from the start, with a small input
   that keeps the state inside tanh's linear range;
-- ``default``: the cell's ``default_init``; the chain starts AT the Benna-Fusi chain (canonical
-  parameters);
+- ``default``: the cell's ``default_init`` (``chrono`` for the tanh RNN and the GRU; ``learnsyn
+  train`` resolves its own default ``auto`` to ``rotation`` in unconstrained scenarios); the chain
+  starts AT the Benna-Fusi chain (canonical parameters);
 - any name of ``learnsyn.initialization`` (``gaussian``, ``fold1``, ``orthogonal``,
   ``orthogonal-x0.8``, ...): that draw for the recurrent matrix (the degeneracy experiments).
 """
@@ -125,8 +126,8 @@ class LearnedSynapse(Synapse):
         self.params = {"cell": self.cell, **{k: v for k, v in params.items() if k not in hidden}}
 
     has_recurrent_matrix = True
-    #: what ``init=default`` means for this cell
-    default_init = "rotation"
+    #: what ``init=default`` means for this cell (``learnsyn train`` picks its own: ``auto``)
+    default_init = "chrono"
 
     def resolved_init(self) -> str:
         """``chrono``, ``rotation`` or a degeneracy init name (``default`` resolved)."""

@@ -102,6 +102,16 @@ def setting(default: Any = MISSING, help: str = "", **meta: Any) -> Any:
     return field(default=default, metadata=metadata)
 
 
+def resolve_auto_init(init: str, cell: str, scenario) -> str:
+    """``auto``: the rotation init for the tanh RNN and the GRU where the scenario does not
+    constrain the state (measured: it reaches the optimal linear synapse in the ideal scenario,
+    docs/learned-vs-linear.md), the cell's default elsewhere (in bounded its small increments
+    sit far below the grid's precision: area 0 for 100 iterations); any other name unchanged."""
+    if init != "auto":
+        return init
+    return "rotation" if cell in ("gru", "rnn") and not scenario.constrains_state else "default"
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a meta-training run (saved, resolved, as ``config.json``)."""
@@ -144,7 +154,11 @@ class TrainConfig:
         "divide every age's signal by the weight variance pooled over this last fraction of "
         "the window (0: each age's own variance, whose gradient misses the burn-in state)",
     )
-    init: str = setting("default", "recurrent init: default or a degeneracy init name")
+    init: str = setting(
+        "auto",
+        "recurrent init: auto (rotation for rnn/gru in unconstrained scenarios, else default) "
+        "| default | chrono | rotation | a degeneracy init name",
+    )
     cell_params: dict[str, Any] = setting(
         {},
         "cell parameter (chain: amplitude, ratio, first_conductance)",
@@ -268,7 +282,9 @@ class TrainConfig:
             )
         if not (math.isfinite(self.noise_margin) and self.noise_margin >= 0):
             raise ValueError(f"noise margin = {self.noise_margin} is not allowed: need >= 0")
-        self.task_params = dict(make_scenario(self.task, self.task_params).params)
+        scenario = make_scenario(self.task, self.task_params)
+        self.task_params = dict(scenario.params)
+        self.init = resolve_auto_init(self.init, self.cell, scenario)
         make_cell(
             self.cell,
             self.state_size,

@@ -48,10 +48,16 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 
 def build_model(config: TrainConfig) -> LearnedSynapse:
+    from learnsyn.config import resolve_auto_init
+    from learnsyn.scenario import make_scenario
+
+    init = config.init
+    if init == "auto":
+        init = resolve_auto_init(init, config.cell, make_scenario(config.task, config.task_params))
     return make_cell(
         config.cell,
         config.state_size,
-        init=config.init,
+        init=init,
         seed=config.seed,
         timescale=config.resolved_timescale(),
         fold_axis=config.fold_axis,

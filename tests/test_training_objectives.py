@@ -304,3 +304,17 @@ def test_default_time_scale_and_gradient_burn_in():
     assert config.resolved_gradient_burn_in() == 750  # half of 2.5 x 600
     assert replace(config, gradient_burn_in=0).resolved_gradient_burn_in() == 0
     assert replace(config, gradient_burn_in=10**6).resolved_gradient_burn_in() == 1500
+
+
+def test_auto_init_is_the_rotation_where_the_state_is_unconstrained():
+    base = TrainConfig(task="ideal", synapses=100, state_size=2, cell="gru", horizon=20)
+    assert base.init == "auto"
+    assert replace(base).validate().init == "rotation"
+    assert replace(base, cell="rnn").validate().init == "rotation"
+    assert replace(base, cell="chain").validate().init == "default"
+    assert replace(base, task="bounded").validate().init == "default"
+    assert replace(base, init="chrono").validate().init == "chrono"
+    from learnsyn.training import build_model
+
+    assert linearize(build_model(base)).summary()["rotation"]  # unvalidated: resolved too
+    assert make_cell("gru", 2).resolved_init() == "chrono"  # the cell's own default
