@@ -160,8 +160,10 @@ def late_variance_start(horizon: int, fraction: float) -> int:
 
 @dataclass
 class LateVarianceMoments(PairMoments):
-    """Pair moments whose SNR divides the signal of every age by ONE stationary weight
-    variance: the pooled (unconditional) variance averaged over the ages from ``start`` on.
+    """Pair moments whose SNR keeps every age's value but takes the gradient of every age's
+    weight variance from ONE stationary variance: the pooled (unconditional) variance averaged
+    over the ages from ``start`` on (``--late-variance``; superseded by ``--gradient-burn-in``,
+    which removes the bias below for nonlinear cells too).
 
     Why: the burn-in runs without gradient, so the per-age variance at an early age, which is
     mostly the variance of the state the burn-in left, is treated as if it did not depend on the
@@ -171,7 +173,7 @@ class LateVarianceMoments(PairMoments):
     weights drifted at Adam's full rate while the true area fell). At late ages the variance
     comes from events inside the window, so its gradient is right up to the part the burn-in
     state still carries there. For a stationary synapse the unconditional variance is the same
-    at every age, so the estimate is consistent (and averaging over ages makes it less noisy)."""
+    at every age, so its derivative is too."""
 
     start: int = 0
 
