@@ -265,9 +265,10 @@ def validation_score(model, scenario, config: TrainConfig, device) -> float:
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig):
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    lr = config.resolved_lr()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=config.iterations, eta_min=config.lr * config.lr_final_fraction
+        optimizer, T_max=config.iterations, eta_min=lr * config.lr_final_fraction
     )
     return optimizer, scheduler
 

@@ -318,3 +318,11 @@ def test_auto_init_is_the_rotation_where_the_state_is_unconstrained():
 
     assert linearize(build_model(base)).summary()["rotation"]  # unvalidated: resolved too
     assert make_cell("gru", 2).resolved_init() == "chrono"  # the cell's own default
+
+
+def test_default_learning_rate_depends_on_the_cell():
+    base = TrainConfig(task="ideal", synapses=100, state_size=2, cell="gru", horizon=20)
+    assert base.resolved_lr() == 0.005
+    assert replace(base, cell="rnn").resolved_lr() == 0.0005
+    assert replace(base, cell="rnn", lr=0.01).resolved_lr() == 0.01
+    assert replace(base, cell="rnn").validate().lr == 0.0005  # resolved into config.json
