@@ -4,10 +4,17 @@ A cell is shared by all synapses; its input per step is ``(event, flag)`` (flag 
 scenario provides none) and its readout ``w = c . h`` is learned too. ``init`` selects how the
 recurrent matrix starts:
 
-- ``default``: time scales spread log-uniformly from 2 steps up to ``timescale`` steps (the
-  training horizon): the tanh RNN gets a diagonal recurrent matrix ``1 - 1/T_i``; the GRU gets
-  update-gate biases ``-log(T_i - 1)`` ("chrono" initialization, Tallec & Ollivier 2018) and an
-  orthogonal candidate matrix; the chain starts AT the Benna-Fusi chain (canonical parameters);
+- ``chrono``: time scales spread log-uniformly from 2 steps up to ``timescale`` steps: the tanh
+  RNN gets a diagonal recurrent matrix ``1 - 1/T_i``; the GRU gets update-gate biases
+  ``-log(T_i - 1)`` ("chrono" initialization, Tallec & Ollivier 2018) and an orthogonal candidate
+  matrix;
+- ``rotation``: the cell's linearization starts as damped rotations (pairs of variables, one
+  radian per time scale, time scales log-spaced up to ``timescale``; see ``rotation_blocks``), so
+  the linear regime can represent complex eigenvalue pairs from the start, with a small input
+  that keeps the state inside tanh's linear range;
+- ``default``: the cell's ``default_init`` (``chrono`` for the tanh RNN and the GRU; ``learnsyn
+  train`` resolves its own default ``auto`` to ``rotation`` in unconstrained scenarios); the chain
+  starts AT the Benna-Fusi chain (canonical parameters);
 - any name of ``learnsyn.initialization`` (``gaussian``, ``fold1``, ``orthogonal``,
   ``orthogonal-x0.8``, ...): that draw for the recurrent matrix (the degeneracy experiments).
 """
@@ -47,6 +54,43 @@ def _timescales(size: int, longest: float) -> torch.Tensor:
     return torch.tensor(np.geomspace(2.0, max(longest, 2.0), size), dtype=torch.float32)
 
 
+#: the chain cell's starting saturation logit: alpha = sigmoid(-6) = 0.0025, all but linear
+CHAIN_ALPHA_LOGIT_START = -6.0
+#: initializations a cell defines itself (any other name is a degeneracy draw)
+CELL_INITS = ("default", "chrono", "rotation")
+#: the stationary std the ``rotation`` init aims the state at (well inside tanh's linear range)
+ROTATION_STATE_STD = 0.1
+
+
+def rotation_blocks(size: int, longest: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-variable time scales ``T`` and the block-diagonal matrix of the ``rotation`` init.
+
+    Variables are taken in pairs; pair k is a damped rotation ``(1 - 1/T_k) R(1/T_k)`` (one
+    radian per time scale, so the memory kernel is a damped oscillation that crosses zero after
+    about 1.6 time scales), with the pairs' time scales log-spaced from 2 steps (when there are
+    several) up to ``longest``; an odd last variable is a plain leaky variable at ``longest``.
+    Returns ``(T per variable [m], J [m, m])``: the linearization the init gives the cell."""
+    pairs = size // 2
+    scales = np.geomspace(2.0, max(longest, 2.0), pairs) if pairs > 1 else [max(longest, 2.0)]
+    per_variable = np.repeat(np.asarray(scales[:pairs], dtype=np.float64), 2)
+    if size % 2:
+        per_variable = np.append(per_variable, max(longest, 2.0))
+    target = np.zeros((size, size))
+    for k in range(pairs):
+        scale = per_variable[2 * k]
+        rho, omega = 1.0 - 1.0 / scale, 1.0 / scale
+        block = rho * np.array(
+            [[math.cos(omega), math.sin(omega)], [-math.sin(omega), math.cos(omega)]]
+        )
+        target[2 * k : 2 * k + 2, 2 * k : 2 * k + 2] = block
+    if size % 2:
+        target[-1, -1] = 1.0 - 1.0 / per_variable[-1]
+    return (
+        torch.tensor(per_variable, dtype=torch.float32),
+        torch.tensor(target, dtype=torch.float32),
+    )
+
+
 def _cell_info(name: str, summary: str, reference: str, extra=()) -> ModelInfo:
     return ModelInfo(name, summary, reference, CELL_PARAMS + tuple(extra), family="learned")
 
@@ -62,7 +106,9 @@ class LearnedSynapse(Synapse):
             self.info.params, {"state_size": state_size, **given}, f"cell {self.cell!r}"
         )
         init = params["init"]
-        if init != "default":
+        if init != "default" and not self.has_recurrent_matrix:
+            raise ValueError(f"the {self.cell} cell has no free recurrent matrix: use init=default")
+        if init not in CELL_INITS:
             if not self.has_recurrent_matrix:
                 raise ValueError(
                     f"the {self.cell} cell has no free recurrent matrix: use init=default"
@@ -80,10 +126,16 @@ class LearnedSynapse(Synapse):
         self.params = {"cell": self.cell, **{k: v for k, v in params.items() if k not in hidden}}
 
     has_recurrent_matrix = True
+    #: what ``init=default`` means for this cell (``learnsyn train`` picks its own: ``auto``)
+    default_init = "chrono"
+
+    def resolved_init(self) -> str:
+        """``chrono``, ``rotation`` or a degeneracy init name (``default`` resolved)."""
+        return self.default_init if self.init == "default" else self.init
 
     def _init_recurrent(self, weight: torch.Tensor) -> bool:
         """Apply a named degeneracy init to ``weight``; False when ``init`` is ``default``."""
-        if self.init == "default":
+        if self.init in CELL_INITS:
             return False
         spec = parse_init_spec(self.init)
         apply_initialization_(weight, spec, self.generator, self.fold_axis)
@@ -123,12 +175,17 @@ class TanhRNNSynapse(LearnedSynapse):
         self.U = nn.Parameter(torch.empty(m, INPUTS))
         self.bias = nn.Parameter(torch.zeros(m))
         with torch.no_grad():
-            if not self._init_recurrent(self.W):
-                self.W.copy_(torch.diag(1.0 - 1.0 / _timescales(m, self.timescale)))
-            scale = 1.0 / _timescales(m, self.timescale)
             signs = torch.where(torch.arange(m) % 2 == 0, 1.0, -1.0)
             self.U.zero_()
-            self.U[:, 0] = signs * scale.sqrt()
+            if self.resolved_init() == "rotation":
+                scales, target = rotation_blocks(m, self.timescale)
+                self.W.copy_(target)  # h small: tanh' ~ 1, so the linearization is W
+                self.U[:, 0] = signs * ROTATION_STATE_STD * (2.0 / scales).sqrt()
+            else:
+                if not self._init_recurrent(self.W):
+                    self.W.copy_(torch.diag(1.0 - 1.0 / _timescales(m, self.timescale)))
+                scale = 1.0 / _timescales(m, self.timescale)
+                self.U[:, 0] = signs * scale.sqrt()
             self.readout_weights.copy_(signs / math.sqrt(m))
 
     def step(self, state, events, flags=None):
@@ -163,11 +220,23 @@ class GRUSynapse(LearnedSynapse):
             self.W_in.copy_(torch.randn(3 * m, INPUTS, generator=g) * 0.1)
             self.W_in[2 * m :, 0] = torch.where(torch.arange(m) % 2 == 0, 1.0, -1.0)
             self.U_zr.copy_(torch.randn(2 * m, m, generator=g) * 0.1 / math.sqrt(m))
-            if not self._init_recurrent(self.U_h):
-                q, _ = torch.linalg.qr(torch.randn(m, m, generator=g))
-                self.U_h.copy_(q * 0.5)
-            self.bias[:m] = -torch.log(_timescales(m, self.timescale) - 1.0)
             self.bias[m : 2 * m] = 2.0  # reset gate open
+            if self.resolved_init() == "rotation":
+                # z = 1/T per pair; a small candidate input keeps h near 0, where the mean map's
+                # Jacobian is I - Z + Z s r U_h (s = tanh'(input), r = the open reset gate):
+                # choose U_h so that it equals the damped rotations of ``rotation_blocks``
+                scales, target = rotation_blocks(m, self.timescale)
+                z = 1.0 / scales
+                amplitude = ROTATION_STATE_STD * math.sqrt(2.0 / float(scales.max()))
+                gain = (1.0 - math.tanh(amplitude) ** 2) / (1.0 + math.exp(-2.0))
+                self.W_in[2 * m :, 0] *= amplitude
+                self.bias[:m] = -torch.log(scales - 1.0)
+                self.U_h.copy_((target - torch.eye(m) + torch.diag(z)) / (z * gain).unsqueeze(1))
+            else:
+                if not self._init_recurrent(self.U_h):
+                    q, _ = torch.linalg.qr(torch.randn(m, m, generator=g))
+                    self.U_h.copy_(q * 0.5)
+                self.bias[:m] = -torch.log(_timescales(m, self.timescale) - 1.0)
             signs = torch.where(torch.arange(m) % 2 == 0, 1.0, -1.0)
             self.readout_weights.copy_(signs / math.sqrt(m))
 
@@ -191,8 +260,8 @@ class ChainSynapse(LearnedSynapse):
     The chain keeps the Benna-Fusi structure with learnable log-capacities ``C_k`` and
     log-conductances ``g_k`` (``g_m`` leaks to ground): ``A = I - C^-1 L(g)``, always a chain of
     coupled leaky variables. Then ``h' = phi(A h + b x)`` with
-    ``phi(y) = y + alpha * (s tanh(y / s) - y)`` per variable, alpha in [0, 1] (linear at 0,
-    saturating at 1);
+    ``phi(y) = y + alpha * (s tanh(y / s) - y)`` per variable, ``alpha = sigmoid(alpha_logit)`` in
+    (0, 1) (linear towards 0, saturating at 1; starts at 0.0025, all but linear);
     ``init=default`` starts exactly at the canonical Benna-Fusi chain.
     """
 
@@ -223,7 +292,7 @@ class ChainSynapse(LearnedSynapse):
         self.log_capacity = nn.Parameter(k * math.log(ratio))
         self.log_conductance = nn.Parameter(math.log(first_conductance) - k * math.log(ratio))
         self.B = nn.Parameter(torch.zeros(m, INPUTS))
-        self.alpha = nn.Parameter(torch.zeros(m))
+        self.alpha_logit = nn.Parameter(torch.full((m,), CHAIN_ALPHA_LOGIT_START))
         self.log_scale = nn.Parameter(torch.zeros(m))
         with torch.no_grad():
             self.B[0, 0] = amplitude
@@ -244,8 +313,14 @@ class ChainSynapse(LearnedSynapse):
         x = self._inputs(events.to(state.dtype), flags)
         y = state @ self.recurrent_matrix().T + x @ self.B.T
         scale = self.log_scale.exp()
-        # alpha in [0, 1]: between linear and saturating; alpha < 0 would make phi expand
-        return y + self.alpha.clamp(0.0, 1.0) * (scale * torch.tanh(y / scale) - y)
+        # alpha = sigmoid(logit) in (0, 1): between linear and saturating, never expanding;
+        # unlike a clamp it keeps a gradient everywhere, so the saturation can switch on
+        return y + self.alpha * (scale * torch.tanh(y / scale) - y)
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        """The saturation weight per variable, ``sigmoid(alpha_logit)``."""
+        return torch.sigmoid(self.alpha_logit)
 
 
 def make_cell(

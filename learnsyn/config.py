@@ -27,6 +27,7 @@ import torch
 
 TRAIN_METRICS = ("area", "lifetime", "log_area")
 ESTIMATORS = ("monte-carlo", "grid")
+OBJECTIVES = ("lcb", "cross-fit")
 ROLLOUTS = ("fast", "reference")
 
 #: offsets of the evaluation seed streams from a run's seed
@@ -101,6 +102,16 @@ def setting(default: Any = MISSING, help: str = "", **meta: Any) -> Any:
     return field(default=default, metadata=metadata)
 
 
+def resolve_auto_init(init: str, cell: str, scenario) -> str:
+    """``auto``: the rotation init for the tanh RNN and the GRU where the scenario does not
+    constrain the state (measured: it reaches the optimal linear synapse in the ideal scenario,
+    docs/learned-vs-linear.md), the cell's default elsewhere (in bounded its small increments
+    sit far below the grid's precision: area 0 for 100 iterations); any other name unchanged."""
+    if init != "auto":
+        return init
+    return "rotation" if cell in ("gru", "rnn") and not scenario.constrains_state else "default"
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a meta-training run (saved, resolved, as ``config.json``)."""
@@ -119,15 +130,37 @@ class TrainConfig:
     batch: int = setting(512, "Monte Carlo batch B: synapse pairs per iteration (not N)")
     horizon: int = setting(600, "tracked window T (ages 0..T-1)")
     burn_in: int | None = setting(None, "background steps before the tracked event (2.5 x T)")
-    lr: float = setting(0.005, "Adam learning rate (cosine schedule)")
+    lr: float | None = setting(
+        None, "Adam learning rate (cosine schedule; default 0.0005 for rnn, 0.005 otherwise)"
+    )
     lr_final_fraction: float = setting(0.05, "final learning rate as a fraction of --lr")
     grad_clip: float = setting(1.0, "gradient norm clip")
     threshold: float = setting(1.0, "SNR threshold theta of the metric")
     convention: str = setting("large-n", "noise convention: large-n | exact")
     temperature: float = setting(0.3, "surrogate smoothness at the start")
     temperature_final: float | None = setting(None, "surrogate smoothness at the end (0.1 x)")
+    objective: str = setting(
+        "lcb",
+        "surrogate's gradient: lcb (on SNR - margin x stderr) | cross-fit (weights from one "
+        "half of the pair groups, derivative from the other)",
+    )
     noise_margin: float = setting(1.0, "objective on SNR - margin x stderr (lower conf. bound)")
-    init: str = setting("default", "recurrent init: default or a degeneracy init name")
+    gradient_burn_in: int | None = setting(
+        None,
+        "last burn-in steps inside the differentiated window (default: half the burn-in; 0: "
+        "none, the gradient then ignores how the state the tracked event finds depends on the "
+        "parameters, a large bias)",
+    )
+    late_variance: float = setting(
+        0.0,
+        "divide every age's signal by the weight variance pooled over this last fraction of "
+        "the window (0: each age's own variance, whose gradient misses the burn-in state)",
+    )
+    init: str = setting(
+        "auto",
+        "recurrent init: auto (rotation for rnn/gru in unconstrained scenarios, else default) "
+        "| default | chrono | rotation | a degeneracy init name",
+    )
     cell_params: dict[str, Any] = setting(
         {},
         "cell parameter (chain: amplitude, ratio, first_conductance)",
@@ -135,7 +168,9 @@ class TrainConfig:
         metavar="KEY=VALUE",
     )
     fold_axis: str = setting("rows", "axis of Fold k inits: rows | columns")
-    timescale: float | None = setting(None, "longest initial time scale (the horizon)")
+    timescale: float | None = setting(
+        None, "longest initial time scale (the horizon, or N / (4 theta^2) when shorter)"
+    )
     seed: int = setting(0, "seed of every random number of the run")
     device: str = setting("auto", "auto | cpu | cuda[:N]")
     checkpoint_every: int = setting(50, "iterations between checkpoints")
@@ -164,8 +199,31 @@ class TrainConfig:
     def resolved_burn_in(self) -> int:
         return int(2.5 * self.horizon) if self.burn_in is None else int(self.burn_in)
 
+    def resolved_lr(self) -> float:
+        """The learning rate: 0.005, or 0.0005 for the tanh RNN, whose recurrent matrix holds
+        its eigenvalues directly (one Adam step of 0.005 moves a time scale of 250 steps by
+        half; measured in the ideal scenario: 122 +- 9 at 0.005, 230.9 +- 2.6 at 0.0005)."""
+        if self.lr is not None:
+            return float(self.lr)
+        return 0.0005 if self.cell == "rnn" else 0.005
+
+    def resolved_gradient_burn_in(self) -> int:
+        """Burn-in steps inside the differentiated window: half the burn-in unless set (the
+        first half, without gradient, brings the state near stationarity; differentiating
+        from the initial state itself would let training tune the transient from it)."""
+        if self.gradient_burn_in is None:
+            return self.resolved_burn_in() // 2
+        return min(int(self.gradient_burn_in), self.resolved_burn_in())
+
     def resolved_timescale(self) -> float:
-        return float(self.horizon if self.timescale is None else self.timescale)
+        """The longest initial time scale: the horizon, or ``N / (4 theta^2)`` when shorter
+        (sum_t SNR(t)^2 <= N, so an SNR above theta cannot last much longer than N / theta^2;
+        the flat curve that maximizes the area holds 2 theta for N / (4 theta^2) ages)."""
+        if self.timescale is not None:
+            return float(self.timescale)
+        if self.threshold > 0:
+            return float(min(self.horizon, self.synapses / (4.0 * self.threshold**2)))
+        return float(self.horizon)
 
     def resolved_temperature_final(self) -> float:
         """The final surrogate temperature: 0.1 x the starting one unless set."""
@@ -203,6 +261,7 @@ class TrainConfig:
             if isinstance(value, bool) or int(value) != value or value < low:
                 raise ValueError(f"{name} = {value} is not allowed: need an integer >= {low}")
         self.temperature_final = self.resolved_temperature_final()
+        self.lr = self.resolved_lr()
         for name, value in (
             ("learning rate", self.lr),
             ("temperature", self.temperature),
@@ -218,13 +277,31 @@ class TrainConfig:
             math.isfinite(self.timescale) and self.timescale > 0
         ):
             raise ValueError(f"timescale = {self.timescale} is not allowed: need a number > 0")
+        if self.gradient_burn_in is not None and (
+            isinstance(self.gradient_burn_in, bool)
+            or int(self.gradient_burn_in) != self.gradient_burn_in
+            or self.gradient_burn_in < 0
+        ):
+            raise ValueError(
+                f"gradient burn-in = {self.gradient_burn_in} is not allowed: need an integer >= 0"
+            )
         if self.burn_in is not None and self.burn_in < 0:
             raise ValueError(f"burn-in = {self.burn_in} is not allowed: need >= 0")
         if self.rollout not in ROLLOUTS:
             raise ValueError(f"rollout {self.rollout!r} is not allowed: expected fast or reference")
+        if not (math.isfinite(self.late_variance) and 0 <= self.late_variance <= 1):
+            raise ValueError(
+                f"late variance = {self.late_variance} is not allowed: need a fraction in [0, 1]"
+            )
+        if self.objective not in OBJECTIVES:
+            raise ValueError(
+                f"objective {self.objective!r} is not allowed: expected {' or '.join(OBJECTIVES)}"
+            )
         if not (math.isfinite(self.noise_margin) and self.noise_margin >= 0):
             raise ValueError(f"noise margin = {self.noise_margin} is not allowed: need >= 0")
-        self.task_params = dict(make_scenario(self.task, self.task_params).params)
+        scenario = make_scenario(self.task, self.task_params)
+        self.task_params = dict(scenario.params)
+        self.init = resolve_auto_init(self.init, self.cell, scenario)
         if self.estimator not in ESTIMATORS:
             raise ValueError(
                 f"estimator {self.estimator!r} is not allowed: expected {' or '.join(ESTIMATORS)}"

@@ -214,14 +214,36 @@ def evaluate_learned_run(
     return row
 
 
+#: settings that do not change what a run learns (or that define its cell): left out of labels
+UNLABELLED = {
+    "task", "task_params", "synapses", "state_size", "cell", "metric", "horizon", "threshold",
+    "convention", "seed", "device", "checkpoint_every", "log_every", "figure_every",
+    "eval_batch", "rollout",
+}  # fmt: skip
+
+
 def learned_label(config: TrainConfig) -> str:
-    """The group a run belongs to: its cell type, and its initialization when not the default."""
-    label = config.cell
-    if config.init != "default":
-        label += f" ({config.init} init)"
-    if config.cell_params:
-        label += " (" + ", ".join(f"{k}={v}" for k, v in sorted(config.cell_params.items())) + ")"
-    return label
+    """The group a run belongs to: its cell type and every training setting that differs from
+    the defaults of ``learnsyn train`` for that cell (so different recipes never pool)."""
+    from dataclasses import fields
+
+    default = TrainConfig(
+        task=config.task,
+        task_params=config.task_params,
+        synapses=config.synapses,
+        state_size=config.state_size,
+        cell=config.cell,
+        horizon=config.horizon,
+        metric=config.metric,
+        threshold=config.threshold,
+        convention=config.convention,
+    ).validate()
+    changed = [
+        f"{f.name}={getattr(config, f.name)}"
+        for f in fields(TrainConfig)
+        if f.name not in UNLABELLED and getattr(config, f.name) != getattr(default, f.name)
+    ]
+    return config.cell + (f" ({', '.join(changed)})" if changed else " (defaults)")
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Path]:

@@ -17,12 +17,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from learnsyn.burn_in_tail import simulate_pairs_with_tail
 from learnsyn.cells import LearnedSynapse, make_cell
 from learnsyn.config import (  # noqa: F401  (TrainConfig, TRAIN_METRICS: public here too)
     TRAIN_METRICS,
@@ -31,8 +33,13 @@ from learnsyn.config import (  # noqa: F401  (TrainConfig, TRAIN_METRICS: public
     iteration_generator,
     resolve_device,
 )
-from learnsyn.estimate.montecarlo import simulate_pairs
-from learnsyn.estimate.snr import compute_metrics, curve_from_pairs, smooth_objective
+from learnsyn.estimate.montecarlo import PairMoments, simulate_pairs
+from learnsyn.estimate.snr import (
+    compute_metrics,
+    curve_from_pairs,
+    smooth_objective,
+    snr_from_moments,
+)
 from learnsyn.io import atomic_torch_save
 from learnsyn.rollout import fast_simulate_pairs
 from learnsyn.scenario import Scenario
@@ -41,10 +48,16 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 
 def build_model(config: TrainConfig) -> LearnedSynapse:
+    from learnsyn.config import resolve_auto_init
+    from learnsyn.scenario import make_scenario
+
+    init = config.init
+    if init == "auto":
+        init = resolve_auto_init(init, config.cell, make_scenario(config.task, config.task_params))
     return make_cell(
         config.cell,
         config.state_size,
-        init=config.init,
+        init=init,
         seed=config.seed,
         timescale=config.resolved_timescale(),
         fold_axis=config.fold_axis,
@@ -83,6 +96,12 @@ def meta_objective(
     what it does not cover to the reference loop ``montecarlo.simulate_pairs``)."""
     if config.estimator == "grid":
         return grid_objective(model, scenario, config, iteration, device, grad)
+    if simulate is None and config.resolved_gradient_burn_in() > 0:
+        simulate = partial(
+            simulate_pairs_with_tail,
+            tail=config.resolved_gradient_burn_in(),
+            fast=config.rollout != "reference",
+        )
     if simulate is None:
         simulate = simulate_pairs if config.rollout == "reference" else fast_simulate_pairs
     generator = iteration_generator(config.seed, iteration, device)
@@ -103,20 +122,28 @@ def meta_objective(
         )
         for kind in kinds
     ]
-    # The hinge of a noisy estimate is biased upwards, which would reward a synapse for making
-    # the estimator noisy; optimizing the lower confidence bound SNR - margin * stderr removes
-    # that incentive (the jackknife stderr is differentiable).
-    estimate = curve_from_pairs(
-        moments, [k.weight for k in kinds], config.synapses, config.convention, 1e-12
-    )
+    weights = [k.weight for k in kinds]
+    if config.late_variance > 0:
+        start = late_variance_start(config.horizon, config.late_variance)
+        moments = [LateVarianceMoments(m.sums, m.count, m.p_plus, start) for m in moments]
+    estimate = curve_from_pairs(moments, weights, config.synapses, config.convention, 1e-12)
     combined, stderr = estimate.snr, estimate.stderr
-    value = smooth_objective(
-        combined - config.noise_margin * stderr,
-        ages,
-        config.threshold,
-        config.metric,
-        temperature_at(config, iteration),
-    )
+    temperature = temperature_at(config, iteration)
+    if config.objective == "cross-fit":
+        value = cross_fitted_objective(
+            [split_groups(m) for m in moments], weights, ages, config, temperature
+        )
+    else:
+        # The hinge of a noisy estimate is biased upwards, which would reward a synapse for
+        # making the estimator noisy; optimizing the lower confidence bound SNR - margin *
+        # stderr removes that incentive (the jackknife stderr is differentiable).
+        value = smooth_objective(
+            combined - config.noise_margin * stderr,
+            ages,
+            config.threshold,
+            config.metric,
+            temperature,
+        )
     snr = combined.detach().double().cpu().numpy()
     steps = len(kinds) * config.batch * (burn_in + 2 * config.horizon)
     return ObjectiveResult(
@@ -175,6 +202,109 @@ def grid_objective(
     )
 
 
+def late_variance_start(horizon: int, fraction: float) -> int:
+    """The first age of the last ``fraction`` of the window (at least the last age)."""
+    return min(horizon - 1, max(0, int(round(horizon * (1.0 - fraction)))))
+
+
+@dataclass
+class LateVarianceMoments(PairMoments):
+    """Pair moments whose SNR keeps every age's value but takes the gradient of every age's
+    weight variance from ONE stationary variance: the pooled (unconditional) variance averaged
+    over the ages from ``start`` on (``--late-variance``; superseded by ``--gradient-burn-in``,
+    which removes the bias below for nonlinear cells too).
+
+    Why: the burn-in runs without gradient, so the per-age variance at an early age, which is
+    mostly the variance of the state the burn-in left, is treated as if it did not depend on the
+    parameters; the gradient then sees a larger increment raise the signal but not the noise
+    (for a linear synapse the SNR does not depend on the increment's scale at all) and drives
+    increments, gates and the fixed point away (measured: the GRU's update gates and input
+    weights drifted at Adam's full rate while the true area fell). At late ages the variance
+    comes from events inside the window, so its gradient is right up to the part the burn-in
+    state still carries there. For a stationary synapse the unconditional variance is the same
+    at every age, so its derivative is too."""
+
+    start: int = 0
+
+    def _snr(self, sums: torch.Tensor, count: float, synapses: float, convention: str):
+        signal, variance = self.moments(sums, count)
+        late = variance[..., self.start :].mean(-1, keepdim=True).clamp_min(1e-30).log()
+        variance = variance.detach() * torch.exp(late - late.detach())
+        return snr_from_moments(signal, variance, synapses, convention)
+
+    def snr(self, synapses: float, convention: str) -> torch.Tensor:
+        return self._snr(self.sums.sum(1).T, self.count * self.sums.shape[1], synapses, convention)
+
+    def leave_one_out_snr(self, synapses: float, convention: str) -> torch.Tensor:
+        groups = self.sums.shape[1]
+        rest = (self.sums.sum(1, keepdim=True) - self.sums).permute(1, 2, 0)  # [G, 4, T]
+        return self._snr(rest, self.count * (groups - 1), synapses, convention)
+
+    def moments(self, sums: torch.Tensor, count: float):
+        """As ``PairMoments.moments`` with the four sums along dim -2 (ages last)."""
+        return PairMoments.moments(self, sums.movedim(-2, -1), count)
+
+
+def _like(moments: PairMoments, sums: torch.Tensor) -> PairMoments:
+    """The same kind of moments (and options) with other sums."""
+    if isinstance(moments, LateVarianceMoments):
+        return LateVarianceMoments(sums, moments.count, moments.p_plus, moments.start)
+    return PairMoments(sums, moments.count, moments.p_plus)
+
+
+def split_groups(moments: PairMoments) -> tuple[PairMoments, PairMoments]:
+    """The pair groups of one simulation cut into two independent halves."""
+    half = moments.sums.shape[1] // 2
+    if half < 1:
+        raise ValueError("cross-fitting needs at least 2 pair groups")
+    return _like(moments, moments.sums[:, :half]), _like(moments, moments.sums[:, half:])
+
+
+def cross_fitted_objective(
+    halves: list[tuple[PairMoments, PairMoments]],
+    weights: list[float],
+    ages: torch.Tensor,
+    config: TrainConfig,
+    temperature: float,
+) -> torch.Tensor:
+    """The smooth surrogate with a cross-fitted gradient (no lower confidence bound).
+
+    The surrogate ``sum_t g(SNR_t)`` has the gradient ``sum_t g'(SNR_t) dSNR_t``; on a noisy
+    estimate the weight ``g'`` (for the area: how surely age t is above threshold) is correlated
+    with the noise of ``dSNR_t``, which biases the hinge upwards and rewards a noisy estimator.
+    Here the weights come from one half of the pair groups and the derivative from the other
+    half, and the other way round (averaged): the two halves are independent, so the expected
+    gradient is ``E[g'(SNR_A)] dE[SNR_B]``, with no reward for noise. The value is the
+    surrogate of the whole batch (for the logs); only the gradient is cross-fitted."""
+    curves = [
+        curve_from_pairs(
+            [pair[side] for pair in halves], weights, config.synapses, config.convention
+        ).snr
+        for side in (0, 1)
+    ]
+
+    def surrogate(snr: torch.Tensor) -> torch.Tensor:
+        return smooth_objective(snr, ages, config.threshold, config.metric, temperature)
+
+    slopes = []
+    for curve in curves:
+        point = curve.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (slope,) = torch.autograd.grad(surrogate(point), point)
+        slopes.append(slope)
+    correction = 0.5 * (
+        torch.sum(slopes[0] * (curves[1] - curves[1].detach()))
+        + torch.sum(slopes[1] * (curves[0] - curves[0].detach()))
+    )
+    whole = curve_from_pairs(
+        [_like(a, torch.cat([a.sums, b.sums], 1)) for a, b in halves],
+        weights,
+        config.synapses,
+        config.convention,
+    ).snr
+    return surrogate(whole.detach()) + correction
+
+
 def validation_score(model, scenario, config: TrainConfig, device) -> float:
     """The chosen metric (hard, not the surrogate) on a fixed validation batch."""
     with torch.no_grad():
@@ -184,9 +314,10 @@ def validation_score(model, scenario, config: TrainConfig, device) -> float:
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig):
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    lr = config.resolved_lr()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=config.iterations, eta_min=config.lr * config.lr_final_fraction
+        optimizer, T_max=config.iterations, eta_min=lr * config.lr_final_fraction
     )
     return optimizer, scheduler
 

@@ -34,8 +34,17 @@ def quiet(*args, **kwargs):
 
 @pytest.mark.parametrize("cell", ["gru", "rnn", "chain"])
 def test_a_few_iterations_improve_the_objective(tmp_path, cell):
+    # the rnn's default (rotation) init starts near this tiny task's optimum, where lr 0.05
+    # overshoots (measured: 23.5 -> 20.3); at 0.005 it improves (23.5 -> 25.1)
     config = replace(
-        TINY, cell=cell, iterations=25, batch=64, horizon=40, burn_in=60, figure_every=100
+        TINY,
+        cell=cell,
+        iterations=25,
+        batch=64,
+        horizon=40,
+        burn_in=60,
+        figure_every=100,
+        lr=0.005 if cell == "rnn" else TINY.lr,
     )
     scenario = make_scenario("ideal")
 

@@ -1,0 +1,328 @@
+"""The learned-vs-linear training options: cross-fitting, the late-variance SNR, the rotation
+init, the chain's sigmoid saturation and the linearization of a cell (issue 11)."""
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from learnsyn.cells import GRUSynapse, TanhRNNSynapse, make_cell, rotation_blocks
+from learnsyn.estimate.montecarlo import PairMoments, simulate_pairs
+from learnsyn.estimate.snr import compute_metrics, curve_from_pairs
+from learnsyn.evaluate import evaluate
+from learnsyn.linearization import LinearizedCell, linearize
+from learnsyn.scenario import make_scenario
+from learnsyn.synapse import LinearSynapse
+from learnsyn.training import (
+    LateVarianceMoments,
+    TrainConfig,
+    cross_fitted_objective,
+    late_variance_start,
+    meta_objective,
+    split_groups,
+)
+
+#: the exact optimum of 2-variable linear synapses for the area, ideal, N = 1000 (README)
+OPTIMAL_A = np.array(
+    [[0.993385891225646, -0.00791872793908165], [0.00791872793908165, 0.993385891]]
+)
+OPTIMAL_B = np.array([1.0, 0.0])
+OPTIMAL_C = np.array([0.26088789962400966, 0.8448441220404407])
+
+
+def linear_pairs(seed: int, pairs: int = 256, horizon: int = 300):
+    model = LinearSynapse(OPTIMAL_A, OPTIMAL_B, OPTIMAL_C)
+    scenario = make_scenario("ideal")
+    generator = torch.Generator().manual_seed(seed)
+    return simulate_pairs(
+        model,
+        scenario,
+        scenario.tracked_kinds()[0],
+        pairs=pairs,
+        burn_in=1000,
+        horizon=horizon,
+        generator=generator,
+    )
+
+
+def test_split_groups_cuts_the_groups_in_two_halves():
+    moments = linear_pairs(0, pairs=64, horizon=20)
+    first, second = split_groups(moments)
+    assert first.sums.shape[1] + second.sums.shape[1] == moments.sums.shape[1]
+    assert torch.equal(torch.cat([first.sums, second.sums], 1), moments.sums)
+
+
+def test_late_variance_moments_keep_the_value_and_change_only_the_gradient():
+    moments = linear_pairs(1, pairs=64, horizon=40)
+    sums = moments.sums.clone().requires_grad_(True)
+    plain = PairMoments(sums, moments.count, moments.p_plus)
+    late = LateVarianceMoments(sums, moments.count, moments.p_plus, start=30)
+    assert torch.allclose(plain.snr(1000, "large-n"), late.snr(1000, "large-n"))
+    assert torch.allclose(
+        plain.leave_one_out_snr(1000, "large-n"), late.leave_one_out_snr(1000, "large-n")
+    )
+    # the SNR at age 0 no longer depends on the variance at age 0, only on the late ages'
+    (grad,) = torch.autograd.grad(late.snr(1000, "large-n")[0], sums)
+    assert float(grad[0, :, 1].abs().sum()) == 0.0  # w+^2 at age 0
+    assert float(grad[30:, :, 1].abs().sum()) > 0.0
+    assert late_variance_start(600, 0.25) == 450
+    assert late_variance_start(10, 0.0) == 9
+
+
+def test_the_cross_fitted_objective_is_not_rewarded_by_noise():
+    """On a synthetic flat curve right at the threshold, the hinge of a noisy estimate is biased
+    upwards (the plain surrogate grows with the noise); the cross-fitted value stays the true
+    one, and its gradient weights come from the independent half."""
+    torch.manual_seed(0)
+    config = TrainConfig(
+        task="ideal", synapses=1000, state_size=2, cell="gru", horizon=50, threshold=1.0
+    )
+    ages = torch.arange(50, dtype=torch.float32)
+    # per-group sums of a synapse with signal s and unit variance: w+ ~ N(s, 1), w- ~ N(-s, 1)
+    signal = 1.0 / math.sqrt(1000)  # S = signal, V ~ 1: SNR = 1 at every age (large-n)
+    plain_values, crossed = [], []
+    for _ in range(200):
+        count = 32
+        plus = signal + torch.randn(50, 16, count)
+        minus = -signal + torch.randn(50, 16, count)
+        sums = torch.stack([plus.sum(-1), (plus**2).sum(-1), minus.sum(-1), (minus**2).sum(-1)], -1)
+        moments = PairMoments(sums, count, 0.5)
+        snr = curve_from_pairs([moments], [1.0], 1000, "large-n").snr
+        plain_values.append(float((snr - 1).clamp_min(0).sum()))
+        snr_half = [
+            curve_from_pairs([h], [1.0], 1000, "large-n").snr for h in split_groups(moments)
+        ]
+        weights = [(s > 1).float() for s in snr_half]
+        crossed.append(
+            float(
+                0.5
+                * ((weights[0] * (snr_half[1] - 1)).sum() + (weights[1] * (snr_half[0] - 1)).sum())
+            )
+        )
+        value = cross_fitted_objective([split_groups(moments)], [1.0], ages, config, 1e-3)
+        assert torch.isfinite(value)
+    assert np.mean(plain_values) > 2.0  # the true area is 0
+    assert abs(np.mean(crossed)) < 4 * np.std(crossed) / math.sqrt(len(crossed))
+    assert np.mean(crossed) < np.mean(plain_values) / 4
+
+
+def test_meta_objective_runs_with_every_objective_option():
+    config = TrainConfig(
+        task="ideal",
+        synapses=100,
+        state_size=2,
+        cell="gru",
+        batch=32,
+        horizon=20,
+        burn_in=20,
+        device="cpu",
+    )
+    scenario = make_scenario("ideal")
+    for options in (
+        {"objective": "cross-fit"},
+        {"objective": "cross-fit", "late_variance": 0.5},
+        {"late_variance": 0.25},
+    ):
+        model = make_cell("gru", 2, init="rotation", timescale=20)
+        result = meta_objective(model, scenario, replace(config, **options), 0, torch.device("cpu"))
+        result.value.backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("bad", [{"objective": "other"}, {"late_variance": 1.5}])
+def test_bad_objective_options_are_refused(bad):
+    config = replace(TrainConfig(task="ideal", synapses=100, state_size=2, cell="gru"), **bad)
+    with pytest.raises(ValueError):
+        config.validate()
+
+
+def test_rotation_blocks_are_damped_rotations():
+    scales, target = rotation_blocks(2, 250.0)
+    eig = np.linalg.eigvals(target.double().numpy())
+    assert np.allclose(np.abs(eig), 1 - 1 / 250, rtol=1e-6)
+    assert np.allclose(np.abs(np.angle(eig)), 1 / 250, rtol=1e-4)
+    scales, target = rotation_blocks(5, 100.0)
+    assert scales.tolist()[:2] == [2.0, 2.0] and scales[-1] == 100.0
+    assert target[-1, -1] == pytest.approx(0.99)
+
+
+@pytest.mark.parametrize("cls", [GRUSynapse, TanhRNNSynapse])
+def test_rotation_init_linearizes_to_complex_eigenvalues(cls):
+    model = cls(2, init="rotation", timescale=250.0)
+    lin = linearize(model)
+    eig = lin.eigenvalues
+    assert lin.summary()["rotation"]
+    assert np.all(np.abs(eig.imag) > 0)
+    # close to the intended damped rotation (the small input keeps tanh' near 1)
+    assert np.allclose(np.abs(eig), 1 - 1 / 250, atol=2e-4)
+    assert np.allclose(np.abs(np.angle(eig)), 1 / 250, rtol=0.1)
+
+
+def test_chrono_init_is_the_previous_default_and_real():
+    lin = linearize(GRUSynapse(2, init="chrono", timescale=600.0))
+    assert not lin.summary()["rotation"]
+
+
+def test_the_chain_takes_no_other_init():
+    with pytest.raises(ValueError, match="no free recurrent matrix"):
+        make_cell("chain", 2, init="rotation")
+
+
+def test_chain_saturation_has_a_gradient_below_zero():
+    """``alpha = sigmoid(logit)``: unlike the former clamp, the gradient reaches the saturation
+    parameter at negative pre-activations (where the former alphas ended)."""
+    model = make_cell("chain", 2)
+    assert float(model.alpha.detach().max()) < 0.01  # starts all but linear
+    with torch.no_grad():
+        model.alpha_logit.fill_(-3.0)
+    state = torch.full((4, 2), 3.0)
+    out = model.step(state, torch.ones(4))
+    out.sum().backward()
+    assert float(model.alpha_logit.grad.abs().min()) > 0
+
+
+def test_linearization_of_a_linear_synapse_is_itself():
+    lin = linearize(LinearSynapse(OPTIMAL_A, OPTIMAL_B, OPTIMAL_C))
+    assert np.allclose(lin.A, OPTIMAL_A) and np.allclose(lin.b, OPTIMAL_B)
+    assert np.allclose(lin.c, OPTIMAL_C) and np.allclose(lin.fixed_point, 0)
+
+
+def test_linearized_cell_matches_the_exact_linear_curve():
+    """The ablation model in the ideal scenario: its Monte Carlo curve agrees with the exact one
+    of its linear form."""
+    model = GRUSynapse(2, init="rotation", timescale=100.0)
+    ablation = LinearizedCell(linearize(model))
+    scenario = make_scenario("ideal")
+    kwargs = dict(synapses=1000, horizon=200, convention="large-n")
+    exact = evaluate(ablation, scenario, method="exact", **kwargs)
+    mc = evaluate(ablation, scenario, method="monte-carlo", batch=2048, burn_in=1000, **kwargs)
+    area, err = mc.metrics["area"], mc.metrics_stderr["area"]
+    assert abs(area - exact.metrics["area"]) < 4 * err + 1e-6
+    cell = evaluate(model, scenario, method="monte-carlo", batch=2048, burn_in=1000, **kwargs)
+    assert compute_metrics(np.arange(200), np.asarray(cell.snr))["area"] == pytest.approx(
+        exact.metrics["area"], rel=0.1
+    )
+
+
+def test_the_burn_in_tail_gradient_is_the_same_on_the_fast_path_and_the_reference():
+    from learnsyn.burn_in_tail import simulate_pairs_with_tail
+
+    scenario = make_scenario("ideal")
+    kind = scenario.tracked_kinds()[0]
+    grads = {}
+    for fast in (True, False):
+        model = make_cell("gru", 2, init="rotation", timescale=30.0)
+        moments = simulate_pairs_with_tail(
+            model,
+            scenario,
+            kind,
+            pairs=64,
+            burn_in=60,
+            horizon=20,
+            generator=torch.Generator().manual_seed(3),
+            tail=30,
+            grad=True,
+            fast=fast,
+        )
+        curve_from_pairs([moments], [1.0], 1000, "large-n").snr.sum().backward()
+        grads[fast] = torch.cat([p.grad.flatten() for p in model.parameters()])
+        assert moments.sums.shape[0] == 20
+    assert torch.allclose(grads[True], grads[False], rtol=1e-3, atol=1e-3)
+
+
+def test_a_tail_of_zero_is_the_plain_rollout():
+    from learnsyn.burn_in_tail import simulate_pairs_with_tail
+
+    scenario = make_scenario("ideal")
+    kind = scenario.tracked_kinds()[0]
+    model = make_cell("rnn", 2, init="rotation", timescale=30.0)
+    common = dict(pairs=32, burn_in=40, horizon=10, grad=True)
+    plain = simulate_pairs(
+        model, scenario, kind, generator=torch.Generator().manual_seed(1), **common
+    )
+    tail = simulate_pairs_with_tail(
+        model,
+        scenario,
+        kind,
+        generator=torch.Generator().manual_seed(1),
+        tail=0,
+        fast=False,
+        **common,
+    )
+    assert torch.allclose(plain.sums, tail.sums)
+
+
+def test_the_tail_removes_the_scale_bias_of_a_linear_synapse():
+    """The SNR of a linear synapse does not depend on the scale of its increment b. Without the
+    burn-in in the gradient the gradient says it does (towards larger b); with a long tail it is
+    about zero."""
+    from learnsyn.burn_in_tail import simulate_pairs_with_tail
+
+    scenario = make_scenario("ideal")
+    kind = scenario.tracked_kinds()[0]
+
+    class Scaled(LinearSynapse):
+        """A linear synapse whose increment is multiplied by a differentiable ``scale``."""
+
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.scale = torch.nn.Parameter(torch.tensor(1.0))
+
+        def step(self, state, events, flags=None):
+            increment = events.unsqueeze(-1).to(state.dtype) * self.b * self.scale
+            return state @ self.A_T + increment
+
+    slopes = {}
+    for tail in (0, 400):
+        model = Scaled(np.diag([0.95, 0.9]), [1.0, 1.0], [1.0, 0.5])
+        moments = simulate_pairs_with_tail(
+            model,
+            scenario,
+            kind,
+            pairs=512,
+            burn_in=400,
+            horizon=20,
+            generator=torch.Generator().manual_seed(0),
+            tail=tail,
+            grad=True,
+            fast=False,
+        )
+        snr = curve_from_pairs([moments], [1.0], 1000, "large-n").snr
+        (slope,) = torch.autograd.grad(snr.sum(), model.scale)
+        slopes[tail] = float(slope) / float(snr.sum().detach())
+    assert slopes[0] > 0.1
+    assert abs(slopes[400]) < 1e-3
+
+
+def test_default_time_scale_and_gradient_burn_in():
+    config = TrainConfig(task="ideal", synapses=1000, state_size=2, cell="gru", horizon=600)
+    assert config.resolved_timescale() == 250.0  # N / (4 theta^2) < horizon
+    assert replace(config, synapses=10_000).resolved_timescale() == 600.0
+    assert replace(config, timescale=42.0).resolved_timescale() == 42.0
+    assert config.resolved_gradient_burn_in() == 750  # half of 2.5 x 600
+    assert replace(config, gradient_burn_in=0).resolved_gradient_burn_in() == 0
+    assert replace(config, gradient_burn_in=10**6).resolved_gradient_burn_in() == 1500
+
+
+def test_auto_init_is_the_rotation_where_the_state_is_unconstrained():
+    base = TrainConfig(task="ideal", synapses=100, state_size=2, cell="gru", horizon=20)
+    assert base.init == "auto"
+    assert replace(base).validate().init == "rotation"
+    assert replace(base, cell="rnn").validate().init == "rotation"
+    assert replace(base, cell="chain").validate().init == "default"
+    assert replace(base, task="bounded").validate().init == "default"
+    assert replace(base, init="chrono").validate().init == "chrono"
+    from learnsyn.training import build_model
+
+    assert linearize(build_model(base)).summary()["rotation"]  # unvalidated: resolved too
+    assert make_cell("gru", 2).resolved_init() == "chrono"  # the cell's own default
+
+
+def test_default_learning_rate_depends_on_the_cell():
+    base = TrainConfig(task="ideal", synapses=100, state_size=2, cell="gru", horizon=20)
+    assert base.resolved_lr() == 0.005
+    assert replace(base, cell="rnn").resolved_lr() == 0.0005
+    assert replace(base, cell="rnn", lr=0.01).resolved_lr() == 0.01
+    assert replace(base, cell="rnn").validate().lr == 0.0005  # resolved into config.json
