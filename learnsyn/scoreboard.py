@@ -37,9 +37,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from learnsyn.compare import default_baselines, reevaluated, row_ratio
 from learnsyn.config import TrainConfig, resolve_device, stream_seed
+from learnsyn.estimate.snr import jackknife_stderr
 from learnsyn.io import atomic_write_json, atomic_write_text, read_json
 from learnsyn.scenario import make_scenario
 
@@ -263,7 +265,13 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
 
 def learned_groups(cell_data: dict[str, Any], runs: list[dict[str, Any]], metric: str) -> list:
     """The learned runs of one cell grouped by label, each with its mean, the paired ratios to
-    the cell's best baseline and a verdict."""
+    the cell's best baseline and a verdict.
+
+    Errors of the mean over training seeds add two parts: the spread over seeds (training
+    variability) and the Monte Carlo error of the evaluation. Every run of a cell is evaluated on
+    the SAME random numbers, so their Monte Carlo errors do not average out over seeds: that part
+    is the jackknife over the pair groups of the seeds' mean (for the ratio: of the seeds' mean
+    divided by the best baseline, group by group)."""
     baselines = cell_data["baselines"]
     best = max(baselines, key=lambda r: r["metrics"][metric]) if baselines else None
     groups = []
@@ -271,6 +279,8 @@ def learned_groups(cell_data: dict[str, Any], runs: list[dict[str, Any]], metric
         members = sorted((r for r in runs if r["label"] == label), key=lambda r: r["seed"])
         values = np.array([r["metrics"][metric] for r in members])
         n = len(values)
+        mean_loo = _mean_leave_one_out(members, metric)
+        spread = values.std(ddof=1) / math.sqrt(n) if n > 1 else 0.0
         group = {
             "label": label,
             "seeds": [r["seed"] for r in members],
@@ -278,23 +288,44 @@ def learned_groups(cell_data: dict[str, Any], runs: list[dict[str, Any]], metric
             "values": values.tolist(),
             "value_stderrs": [r["metrics_stderr"][metric] for r in members],
             "mean": float(values.mean()),
-            "stderr": float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else None,
+            "stderr": float(math.hypot(spread, _jackknife(mean_loo, members, metric))),
         }
         if best is not None:
             ratios = [row_ratio(r, best, metric) for r in members]
             r = np.array([x.value for x in ratios])
-            best_rel = (best["metrics_stderr"] or {}).get(metric, 0.0) / best["metrics"][metric]
-            spread = r.std(ddof=1) / math.sqrt(n) if n > 1 else ratios[0].stderr
-            error = math.hypot(spread, r.mean() * best_rel)
+            ratio_spread = r.std(ddof=1) / math.sqrt(n) if n > 1 else 0.0
+            if mean_loo is not None:
+                best_loo = (best.get("leave_one_out") or {}).get(metric)
+                denominator = best["metrics"][metric] if best_loo is None else np.asarray(best_loo)
+                monte_carlo = float(jackknife_stderr(torch.tensor(mean_loo / denominator)))
+            else:  # group layouts differ: take the seeds' errors as fully correlated
+                monte_carlo = float(np.mean([x.stderr for x in ratios]))
+            error = math.hypot(ratio_spread, monte_carlo)
             group.update(
                 best_baseline=best["name"],
                 ratios=[x.to_json() for x in ratios],
                 ratio=float(r.mean()),
                 ratio_stderr=float(error),
+                ratio_stderr_parts={"seeds": float(ratio_spread), "monte_carlo": monte_carlo},
                 verdict=_verdict(float(r.mean()), error, n),
             )
         groups.append(group)
     return groups
+
+
+def _mean_leave_one_out(members: list[dict[str, Any]], metric: str) -> np.ndarray | None:
+    """The seeds' mean of the leave-one-group-out values ``[groups]`` (None when the runs'
+    group layouts differ)."""
+    loo = [(r.get("leave_one_out") or {}).get(metric) for r in members]
+    if any(v is None for v in loo) or len({len(v) for v in loo}) != 1:
+        return None
+    return np.mean(np.asarray(loo, dtype=float), axis=0)
+
+
+def _jackknife(mean_loo: np.ndarray | None, members: list[dict[str, Any]], metric: str) -> float:
+    if mean_loo is None:
+        return float(np.mean([r["metrics_stderr"][metric] for r in members]))
+    return float(jackknife_stderr(torch.tensor(mean_loo)))
 
 
 def _verdict(ratio: float, error: float, seeds: int) -> str:

@@ -107,3 +107,18 @@ def test_scoreboard_bad_input_is_one_line(args, message, tmp_path, capsys):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "b").exists()
+
+
+def test_the_common_monte_carlo_error_does_not_average_out_over_seeds():
+    """Three seeds that learned the same synapse, evaluated on the same random numbers, agree
+    to the last digit: their spread is zero, but the evaluation's Monte Carlo error (3 here) is
+    common to all three and must stay in the mean's error. 103 +- 3 against an exact 100 is
+    no win."""
+    loo = [100.0 + 3.0 * x for x in (-1.2, 0.8, 1.5, -0.4, 0.3, -1.0, 0.9, -0.9)]
+    mean = sum(loo) / len(loo) + 3.0  # the same full-batch value for each seed
+    rows = [_row(seed, mean, [v + 3.0 for v in loo]) for seed in range(3)]
+    exact = {"name": "b", "metrics": {"area": 100.0}, "metrics_stderr": {"area": 0.0}}
+    (group,) = scoreboard.learned_groups({"baselines": [exact]}, rows, "area")
+    assert group["ratio_stderr_parts"]["seeds"] == 0.0
+    assert group["ratio_stderr"] > 0.02 and group["stderr"] > 2.0
+    assert group["verdict"] == "matches the best baseline (within 2 s.e.)"
