@@ -34,7 +34,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/learnsyn bench
 
-# The N = 1000 cells of the scoreboard (about 20 min on one core; cached, so it resumes);
+# The N = 1000 cells of the scoreboard (about 5 min on one core; cached, so it resumes);
 # learned runs to score: make scoreboard RUNS="runs/ideal runs/bounded"
 RUNS ?=
 scoreboard: $(STAMP)

@@ -1,4 +1,4 @@
-"""The ``learnsyn`` command: models, training, comparisons, studies, benchmarks, degeneracy.
+"""The learnsyn command: models, training, comparisons, studies, benchmarks, degeneracy.
 
 Subcommands: list, evaluate, tune, train, compare, scoreboard, demo, study, bench, degeneracy.
 

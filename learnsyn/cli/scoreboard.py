@@ -15,7 +15,7 @@ def add_scoreboard_command(sub) -> None:
     p = sub.add_parser(
         "scoreboard",
         help="tune every baseline for every scenario x m x N cell, add the bound and the given "
-        "learned runs; cached and resumable (N = 1000 cells: about 20 min on one core)",
+        "learned runs; cached and resumable (N = 1000 cells: about 5 min on one core)",
     )
     p.add_argument(
         "--tasks",
