@@ -187,9 +187,35 @@ def ablation_report(run_dir, eval_batch: int | None = None, device: str = "cpu")
             convention=config.convention,
             threshold=config.threshold,
         ).metrics
+    from learnsyn.estimate.grid import grid_fits
+    from learnsyn.estimate.snr import paired_ratio
+
+    metric = config.metric
+    ratio = paired_ratio(
+        learned.metrics[metric],
+        ablation.metrics[metric],
+        learned.monte_carlo["leave_one_out_metrics"][metric],
+        ablation.monte_carlo["leave_one_out_metrics"][metric],
+    )
+    grid = None
+    if grid_fits(model, scenario):  # bounded: both exactly on the level grid, no noise at all
+        kwargs = dict(
+            synapses=config.synapses,
+            horizon=config.horizon,
+            method="exact",
+            convention=config.convention,
+            threshold=config.threshold,
+            burn_in=config.resolved_burn_in(),
+        )
+        grid = {
+            "learned": evaluate(model, scenario, **kwargs).metrics,
+            "linearized": evaluate(LinearizedCell(lin), scenario, **kwargs).metrics,
+        }
     report = {
         "run": str(Path(run_dir)),
         "task": config.task,
+        "learned_over_linearized": {"metric": metric, **ratio.to_json()},
+        "exact_on_grid": grid,
         "linearization": lin.summary(),
         "eval_batch": batch,
         "learned": {"metrics": learned.metrics, "metrics_stderr": learned.metrics_stderr},
@@ -224,6 +250,17 @@ def main(argv=None) -> int:
         print(f"{name}: area {metrics['area']:.1f} +- {errors['area']:.1f}")
     if report["linearized_exact"] is not None:
         print(f"linearized, exact: area {report['linearized_exact']['area']:.2f}")
+    r = report["learned_over_linearized"]
+    print(
+        f"learned / linearized ({r['metric']}, paired jackknife on the same random numbers): "
+        f"{r['ratio']:.4f} +- {r['ratio_stderr']:.4f}"
+    )
+    if report["exact_on_grid"] is not None:
+        grid = report["exact_on_grid"]
+        print(
+            f"exact on the level grid: learned {grid['learned']['area']:.2f}, linearized "
+            f"{grid['linearized']['area']:.2f}"
+        )
     print(json.dumps({"written": str(Path(args.run) / "linearization.json")}))
     return 0
 

@@ -82,3 +82,11 @@ def test_training_on_the_grid_improves_the_exact_metric(tmp_path):
     before = evaluate(start, scenario, **kwargs).metrics["area"]
     after = evaluate(model, scenario, **kwargs).metrics["area"]
     assert after > before
+    # the ablation report evaluates the learned cell and its linearization exactly on the grid
+    # too, and pairs their Monte Carlo figures on the same random numbers
+    from learnsyn.linearization import ablation_report
+
+    report = ablation_report(run, eval_batch=64)
+    assert report["exact_on_grid"]["learned"]["area"] == pytest.approx(after, rel=1e-9)
+    ratio = report["learned_over_linearized"]
+    assert ratio["paired"] and np.isfinite(ratio["ratio_stderr"]) and ratio["ratio_stderr"] > 0
