@@ -11,7 +11,7 @@ limits every variable to a range and a number of levels (stochastic rounding).
 import numpy as np
 
 from learnsyn.registry import register_model
-from learnsyn.synapse import LinearSynapse, ModelInfo, ParamSpec, resolve_params
+from learnsyn.synapse import LinearSynapse, ModelInfo, ParamSpec, amplitude_spec, resolve_params
 
 
 def chain_matrices(
@@ -66,16 +66,7 @@ class BennaFusiChain(LinearSynapse):
                 search=(1e-4, 0.5, "log"),
                 help="g_{1,2}",
             ),
-            ParamSpec(
-                "amplitude",
-                float,
-                1.0,
-                0.0,
-                None,
-                low_open=True,
-                search=(1e-3, 10.0, "log"),
-                help="increment per event (matters only under bounded/noisy constraints)",
-            ),
+            amplitude_spec("increment per event"),
         ),
     )
 

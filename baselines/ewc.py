@@ -19,7 +19,7 @@ import math
 import torch
 
 from learnsyn.registry import register_model
-from learnsyn.synapse import ModelInfo, ParamSpec, Synapse, resolve_params
+from learnsyn.synapse import ModelInfo, ParamSpec, Synapse, amplitude_spec, resolve_params
 
 
 @register_model
@@ -54,16 +54,7 @@ class EWCSynapse(Synapse):
             ParamSpec(
                 "initial_importance", float, 0.0, 0.0, None, help="omega at start", tunable=False
             ),
-            ParamSpec(
-                "amplitude",
-                float,
-                1.0,
-                0.0,
-                None,
-                low_open=True,
-                search=(1e-3, 10.0, "log"),
-                help="event amplitude (matters only under bounded/noisy constraints)",
-            ),
+            amplitude_spec("event amplitude"),
         ),
     )
 

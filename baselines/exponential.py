@@ -3,7 +3,7 @@
 import numpy as np
 
 from learnsyn.registry import register_model
-from learnsyn.synapse import LinearSynapse, ModelInfo, ParamSpec, resolve_params
+from learnsyn.synapse import LinearSynapse, ModelInfo, ParamSpec, amplitude_spec, resolve_params
 
 
 @register_model
@@ -26,16 +26,7 @@ class ExponentialSynapse(LinearSynapse):
                 help="per-step decay",
                 search=(0.0, 0.999999, "log1m"),
             ),
-            ParamSpec(
-                "amplitude",
-                float,
-                1.0,
-                0.0,
-                None,
-                low_open=True,
-                search=(1e-3, 10.0, "log"),
-                help="increment per event (matters only under bounded/noisy constraints)",
-            ),
+            amplitude_spec("increment per event"),
         ),
     )
 

@@ -70,7 +70,7 @@ from learnsyn.estimate.snr import (
 from learnsyn.evaluate import Evaluation, evaluate
 from learnsyn.registry import register_model
 from learnsyn.scenario import InputStatistics, Scenario, make_scenario
-from learnsyn.synapse import LinearSynapse, ModelInfo, ParamSpec, resolve_params
+from learnsyn.synapse import AMPLITUDE_SEARCH, LinearSynapse, ModelInfo, ParamSpec, resolve_params
 from learnsyn.tuning import TuneResult
 
 NAME = "optimal-linear"
@@ -700,7 +700,7 @@ def optimize_linear_synapse(
     restarts: int = 4,
     candidates: int = 64,
     iterations: int = 60,
-    max_amplitude: float = 10.0,
+    max_amplitude: float = AMPLITUDE_SEARCH[1],
 ) -> OptimalLinear:
     """The best m-variable linear synapse for ``metric`` in ``scenario`` (exact statistics).
 

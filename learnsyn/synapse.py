@@ -123,6 +123,27 @@ def _number_list(value: Any, where: str) -> tuple[float, ...]:
     return numbers
 
 
+#: where every family's increment per event is searched when tuned; under state noise its top is
+#: a cap shared by every family (``optimal-linear``'s ``max_amplitude``): without a range, noise
+#: alone would reward ever larger increments
+AMPLITUDE_SEARCH = (1e-3, 10.0, "log")
+
+
+def amplitude_spec(help: str = "increment per event") -> ParamSpec:
+    """The ``amplitude`` parameter of a continuous-state baseline (its scale matters only where
+    the scenario constrains the state)."""
+    return ParamSpec(
+        "amplitude",
+        float,
+        1.0,
+        0.0,
+        None,
+        low_open=True,
+        search=AMPLITUDE_SEARCH,
+        help=f"{help} (matters only under bounded/noisy constraints)",
+    )
+
+
 def resolve_params(
     specs: tuple[ParamSpec, ...], given: dict[str, Any] | None, owner: str
 ) -> dict[str, Any]:

@@ -228,8 +228,7 @@ def tune(
 
     best_value, best_params, boundary = -math.inf, {}, []
     int_names = [name for name, _ in integers]
-    # the amplitude's search range is a cap shared by every family (optimal-linear's
-    # max_amplitude): without a range, state noise alone would reward ever larger increments
+    # the amplitude's search range is a cap shared by every family (``synapse.AMPLITUDE_SEARCH``)
     allowed = [
         sorted((_forward(c[1], c[3]), _forward(c[2], c[3])))
         if c[0] in SCALE_PARAMS
