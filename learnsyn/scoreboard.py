@@ -13,7 +13,8 @@ N / (4 theta^2) ages). In each cell:
 - the **bound** on the area above theta, N / (4 theta), where it is proven for every synapse
   (balanced independent +-1 events, so the past events are orthonormal: ``ideal``, ``bounded``,
   ``noisy``);
-- each learned run (``--runs``) is evaluated by Monte Carlo on the same seed and batch as the
+- each learned run (``--runs``) is evaluated exactly where its grid fits (bounded, at most
+  ``AUTO_MAX_STATES`` grid states) and otherwise by Monte Carlo on the same seed and batch as the
   baselines; runs of one cell and one cell type are grouped: mean over training seeds, its
   standard error, the paired ratio of each seed to the best baseline (``compare.row_ratio``)
   and the mean ratio, whose error adds the spread over seeds and the best baseline's own
@@ -41,7 +42,9 @@ import torch
 
 from learnsyn.compare import default_baselines, reevaluated, row_ratio
 from learnsyn.config import TrainConfig, resolve_device, stream_seed
+from learnsyn.estimate.grid import AUTO_MAX_STATES
 from learnsyn.estimate.snr import jackknife_stderr
+from learnsyn.evaluate import evaluate, exact_method_available
 from learnsyn.io import atomic_write_json, atomic_write_text, read_json
 from learnsyn.scenario import make_scenario
 
@@ -192,9 +195,26 @@ def evaluate_learned_run(
     cache = out / "learned" / f"{run_dir.name}-{tag}.json"
     if cache.exists():
         row = read_json(cache)
-        if row.get("eval_batch") == eval_batch and row.get("iteration") == checkpoint["iteration"]:
+        same = (
+            row.get("eval_batch") == eval_batch and row.get("iteration") == checkpoint["iteration"]
+        )
+        if same and "method" in row:
             return row
-    ev = evaluate_trained(model, config, batch=eval_batch, seed=_cell_seed(cell), device=device)
+    scenario = make_scenario(config.task, config.task_params)
+    if exact_method_available(model, scenario, AUTO_MAX_STATES):  # bounded grid: no noise
+        with torch.no_grad():
+            ev = evaluate(
+                model,
+                scenario,
+                synapses=config.synapses,
+                horizon=config.horizon,
+                method="exact",
+                convention=config.convention,
+                threshold=config.threshold,
+                burn_in=config.resolved_burn_in(),
+            )
+    else:
+        ev = evaluate_trained(model, config, batch=eval_batch, seed=_cell_seed(cell), device=device)
     row = {
         "run": str(run_dir),
         "cell_key": cell.key,
@@ -205,9 +225,10 @@ def evaluate_learned_run(
         "iteration": checkpoint["iteration"],
         "eval_batch": eval_batch,
         "params": model.params_dict(),
+        "method": ev.method,
         "metrics": ev.metrics,
-        "metrics_stderr": ev.metrics_stderr,
-        "leave_one_out": ev.monte_carlo["leave_one_out_metrics"],
+        "metrics_stderr": ev.metrics_stderr or {key: 0.0 for key in ev.metrics},
+        "leave_one_out": (ev.monte_carlo or {}).get("leave_one_out_metrics"),
         "ages": ev.ages,
         "snr": ev.snr,
     }

@@ -122,3 +122,24 @@ def test_the_common_monte_carlo_error_does_not_average_out_over_seeds():
     assert group["ratio_stderr_parts"]["seeds"] == 0.0
     assert group["ratio_stderr"] > 0.02 and group["stderr"] > 2.0
     assert group["verdict"] == "matches the best baseline (within 2 s.e.)"
+
+
+def test_learned_runs_on_the_bounded_grid_are_evaluated_exactly(tmp_path):
+    """A learned run in `bounded` whose grid fits is scored by its exact curve (no Monte Carlo
+    noise: zero error, no groups), equal to `evaluate --method exact` with the run's burn-in."""
+    from learnsyn.evaluate import evaluate
+    from learnsyn.runs import load_run
+    from learnsyn.scenario import make_scenario
+
+    run = tmp_path / "run"
+    args = ["train", "--task", "bounded", "--synapses", "100", "--state-size", "2", "--cell",
+            "gru", "--iterations", "2", "--batch", "16", "--horizon", "20", "--burn-in", "20",
+            "--eval-batch", "32", "--no-progress", "--out", str(run)]  # fmt: skip
+    assert main(args) == 0
+    row = scoreboard.evaluate_learned_run(run, tmp_path / "board", eval_batch=64)
+    assert row["method"] == "exact" and row["leave_one_out"] is None
+    assert set(row["metrics_stderr"].values()) == {0.0}
+    _, model, _ = load_run(run)
+    exact = evaluate(model, make_scenario("bounded"), synapses=100, horizon=20, method="exact",
+                     convention="large-n", burn_in=20)  # fmt: skip
+    assert row["metrics"] == exact.metrics
