@@ -27,7 +27,8 @@ SCALARS = (
     "synapse_steps_per_second",
     "lr",
 )
-FIGURE_BASELINES = ("exponential", "benna-fusi")
+#: the strongest baseline of the size (science.md section 7) and the hand-crafted family
+FIGURE_BASELINES = ("optimal-linear", "exponential", "benna-fusi")
 
 
 class RunLogger:

@@ -30,6 +30,9 @@ def test_train_then_compare(tmp_path, capsys):
     for name in ("config.json", "checkpoint.pt", "result.json"):
         assert (run_dir / name).exists()
     assert list(run_dir.glob("events.out.tfevents.*"))
+    # TensorBoard's figure sets the learned curve against the strongest baseline of its size
+    tuned = json.loads((run_dir / "baselines.json").read_text())
+    assert [row["name"] for row in tuned] == ["optimal-linear", "exponential", "benna-fusi"]
     capsys.readouterr()
     assert (
         main(
