@@ -199,17 +199,11 @@ def ablation_report(run_dir, eval_batch: int | None = None, device: str = "cpu")
     )
     grid = None
     if grid_fits(model, scenario):  # bounded: both exactly on the level grid, no noise at all
-        kwargs = dict(
-            synapses=config.synapses,
-            horizon=config.horizon,
-            method="exact",
-            convention=config.convention,
-            threshold=config.threshold,
-            burn_in=config.resolved_burn_in(),
-        )
         grid = {
-            "learned": evaluate(model, scenario, **kwargs).metrics,
-            "linearized": evaluate(LinearizedCell(lin), scenario, **kwargs).metrics,
+            name: evaluate_trained(
+                synapse, config, batch=batch, seed=seed, device=device, method="exact"
+            ).metrics
+            for name, synapse in (("learned", model), ("linearized", LinearizedCell(lin)))
         }
     report = {
         "run": str(Path(run_dir)),

@@ -422,10 +422,12 @@ def evaluate_trained(
     device,
     horizon: int | None = None,
     scenario=None,
+    method: str = "monte-carlo",
 ):
-    """The one evaluation of a trained synapse: Monte Carlo in the run's scenario, N,
-    convention and threshold, over ``horizon`` ages (the run's by default) after the run's
-    burn-in (2.5 x the horizon when the run left it unset)."""
+    """The one evaluation of a trained synapse: Monte Carlo (or ``method="exact"``, on the
+    bounded scenario's level grid) in the run's scenario, N, convention and threshold, over
+    ``horizon`` ages (the run's by default) after the run's burn-in (2.5 x the horizon when the
+    run left it unset)."""
     from learnsyn.evaluate import evaluate
 
     horizon = config.horizon if horizon is None else int(horizon)
@@ -437,7 +439,7 @@ def evaluate_trained(
             scenario,
             synapses=config.synapses,
             horizon=horizon,
-            method="monte-carlo",
+            method=method,
             convention=config.convention,
             threshold=config.threshold,
             batch=batch,

@@ -44,7 +44,7 @@ from learnsyn.compare import default_baselines, reevaluated, row_ratio
 from learnsyn.config import TrainConfig, resolve_device, stream_seed
 from learnsyn.estimate.grid import AUTO_MAX_STATES
 from learnsyn.estimate.snr import jackknife_stderr
-from learnsyn.evaluate import evaluate, exact_method_available
+from learnsyn.evaluate import exact_method_available
 from learnsyn.io import atomic_write_json, atomic_write_text, read_json
 from learnsyn.scenario import make_scenario
 
@@ -201,20 +201,11 @@ def evaluate_learned_run(
         if same and "method" in row:
             return row
     scenario = make_scenario(config.task, config.task_params)
-    if exact_method_available(model, scenario, AUTO_MAX_STATES):  # bounded grid: no noise
-        with torch.no_grad():
-            ev = evaluate(
-                model,
-                scenario,
-                synapses=config.synapses,
-                horizon=config.horizon,
-                method="exact",
-                convention=config.convention,
-                threshold=config.threshold,
-                burn_in=config.resolved_burn_in(),
-            )
-    else:
-        ev = evaluate_trained(model, config, batch=eval_batch, seed=_cell_seed(cell), device=device)
+    # bounded grid: exactly, no noise; elsewhere on the cell's shared random numbers
+    method = "exact" if exact_method_available(model, scenario, AUTO_MAX_STATES) else "monte-carlo"
+    ev = evaluate_trained(
+        model, config, batch=eval_batch, seed=_cell_seed(cell), device=device, method=method
+    )
     row = {
         "run": str(run_dir),
         "cell_key": cell.key,

@@ -200,17 +200,10 @@ def paired_ratio(
     (group counts differ) the two standard errors are propagated as independent.
     """
     value = numerator / denominator if denominator else math.inf
-    if numerator_loo is None and denominator_loo is None:
-        if not (numerator_stderr or denominator_stderr):
-            return Ratio(value, 0.0, paired=True)  # both exact
-        numerator_loo = denominator_loo = []  # errors without groups: propagate them
-    groups = len(numerator_loo if numerator_loo is not None else denominator_loo)
-    same_groups = (
-        numerator_loo is None
-        or denominator_loo is None
-        or len(numerator_loo) == len(denominator_loo)
-    )
-    if same_groups and groups >= 2:
+    lengths = {len(v) for v in (numerator_loo, denominator_loo) if v is not None}
+    if not lengths and not (numerator_stderr or denominator_stderr):
+        return Ratio(value, 0.0, paired=True)  # both exact
+    if len(lengths) == 1 and (groups := lengths.pop()) >= 2:  # the same groups on both sides
         num = np.full(groups, numerator) if numerator_loo is None else np.asarray(numerator_loo)
         den = (
             np.full(groups, denominator) if denominator_loo is None else np.asarray(denominator_loo)
