@@ -60,6 +60,27 @@ CHAIN_ALPHA_LOGIT_START = -6.0
 CELL_INITS = ("default", "chrono", "rotation")
 #: the stationary std the ``rotation`` init aims the state at (well inside tanh's linear range)
 ROTATION_STATE_STD = 0.1
+#: the rotation init's own parameters (the tanh RNN and the GRU)
+ROTATION_PARAMS = (
+    ParamSpec(
+        "state_std",
+        float,
+        ROTATION_STATE_STD,
+        0.0,
+        1.0,
+        low_open=True,
+        help="rotation init: stationary std of each state variable it aims at",
+    ),
+    ParamSpec(
+        "output_scale",
+        float,
+        0.0,
+        0.0,
+        None,
+        help="starting s of a learnable saturation s tanh(y / s) per variable in place of "
+        "tanh(y) (slope 1 at 0, range +-s; 0: plain tanh, range +-1)",
+    ),
+)
 
 
 def rotation_blocks(size: int, longest: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,6 +150,22 @@ class LearnedSynapse(Synapse):
     #: what ``init=default`` means for this cell (``learnsyn train`` picks its own: ``auto``)
     default_init = "chrono"
 
+    def _init_saturation(self) -> None:
+        """The learnable scale of ``saturate`` (log-parameterized), where ``output_scale`` > 0."""
+        scale = self.params.get("output_scale", 0.0)
+        self.log_scale = (
+            nn.Parameter(torch.full((self.state_size,), math.log(scale))) if scale > 0 else None
+        )
+
+    def saturate(self, y: torch.Tensor) -> torch.Tensor:
+        """``tanh(y)``, or ``s tanh(y / s)`` with the learned scale ``s`` (same slope at 0, range
+        +-s: a cell whose state must span a scenario's whole range [-1, 1] can stay linear
+        there, or saturate where that pays)."""
+        if self.log_scale is None:
+            return torch.tanh(y)
+        scale = self.log_scale.exp()
+        return scale * torch.tanh(y / scale)
+
     def resolved_init(self) -> str:
         """``chrono``, ``rotation`` or a degeneracy init name (``default`` resolved)."""
         return self.default_init if self.init == "default" else self.init
@@ -166,6 +203,7 @@ class TanhRNNSynapse(LearnedSynapse):
         "rnn",
         "learned tanh RNN cell h' = tanh(W h + U x + b), readout w = c.h",
         "this project (meta-trained); Elman 1990",
+        extra=ROTATION_PARAMS,
     )
 
     def __init__(self, state_size: int = 2, **kwargs):
@@ -174,13 +212,14 @@ class TanhRNNSynapse(LearnedSynapse):
         self.W = nn.Parameter(torch.empty(m, m))
         self.U = nn.Parameter(torch.empty(m, INPUTS))
         self.bias = nn.Parameter(torch.zeros(m))
+        self._init_saturation()
         with torch.no_grad():
             signs = torch.where(torch.arange(m) % 2 == 0, 1.0, -1.0)
             self.U.zero_()
             if self.resolved_init() == "rotation":
                 scales, target = rotation_blocks(m, self.timescale)
                 self.W.copy_(target)  # h small: tanh' ~ 1, so the linearization is W
-                self.U[:, 0] = signs * ROTATION_STATE_STD * (2.0 / scales).sqrt()
+                self.U[:, 0] = signs * self.params["state_std"] * (2.0 / scales).sqrt()
             else:
                 if not self._init_recurrent(self.W):
                     self.W.copy_(torch.diag(1.0 - 1.0 / _timescales(m, self.timescale)))
@@ -190,7 +229,7 @@ class TanhRNNSynapse(LearnedSynapse):
 
     def step(self, state, events, flags=None):
         x = self._inputs(events.to(state.dtype), flags)
-        return torch.tanh(state @ self.W.T + x @ self.U.T + self.bias)
+        return self.saturate(state @ self.W.T + x @ self.U.T + self.bias)
 
     def recurrent_matrix(self):
         return self.W
@@ -206,6 +245,17 @@ class GRUSynapse(LearnedSynapse):
         "gru",
         "learned GRU cell (chrono-initialized update gates), readout w = c.h",
         "this project (meta-trained); Cho et al. 2014; Tallec & Ollivier 2018",
+        extra=ROTATION_PARAMS
+        + (
+            ParamSpec(
+                "update_gate",
+                float,
+                0.0,
+                0.0,
+                1.0,
+                help="rotation init: every update gate's opening (0: 1 / time scale per pair)",
+            ),
+        ),
     )
 
     def __init__(self, state_size: int = 2, **kwargs):
@@ -215,6 +265,7 @@ class GRUSynapse(LearnedSynapse):
         self.U_zr = nn.Parameter(torch.empty(2 * m, m))
         self.U_h = nn.Parameter(torch.empty(m, m))
         self.bias = nn.Parameter(torch.zeros(3 * m))
+        self._init_saturation()
         with torch.no_grad():
             g = torch.Generator().manual_seed(int(self.generator.initial_seed()) + 1)
             self.W_in.copy_(torch.randn(3 * m, INPUTS, generator=g) * 0.1)
@@ -222,15 +273,22 @@ class GRUSynapse(LearnedSynapse):
             self.U_zr.copy_(torch.randn(2 * m, m, generator=g) * 0.1 / math.sqrt(m))
             self.bias[m : 2 * m] = 2.0  # reset gate open
             if self.resolved_init() == "rotation":
-                # z = 1/T per pair; a small candidate input keeps h near 0, where the mean map's
-                # Jacobian is I - Z + Z s r U_h (s = tanh'(input), r = the open reset gate):
-                # choose U_h so that it equals the damped rotations of ``rotation_blocks``
+                # a small candidate input keeps h near 0, where the mean map's Jacobian is
+                # I - Z + Z s r U_h (s = tanh'(input), r = the open reset gate): choose U_h so
+                # that it equals the damped rotations of ``rotation_blocks``
                 scales, target = rotation_blocks(m, self.timescale)
-                z = 1.0 / scales
-                amplitude = ROTATION_STATE_STD * math.sqrt(2.0 / float(scales.max()))
-                gain = (1.0 - math.tanh(amplitude) ** 2) / (1.0 + math.exp(-2.0))
-                self.W_in[2 * m :, 0] *= amplitude
-                self.bias[:m] = -torch.log(scales - 1.0)
+                gate, std = self.params["update_gate"], self.params["state_std"]
+                if gate > 0:  # every gate open at ``gate``; each event moves variable k by
+                    # std * sqrt(2 / T_k), the increment whose stationary std is ``state_std``
+                    z = torch.full_like(scales, gate)
+                    drive = (std * (2.0 / scales).sqrt() / z).clamp(max=0.5)
+                else:  # gates at 1 / T: the state's std is std / T, far inside tanh's range
+                    z = 1.0 / scales
+                    drive = torch.full_like(scales, std * math.sqrt(2.0 / float(scales.max())))
+                slope = 1.0 - (drive / (self.params["output_scale"] or 1.0)).tanh() ** 2
+                gain = slope / (1.0 + math.exp(-2.0))
+                self.W_in[2 * m :, 0] *= drive
+                self.bias[:m] = torch.log(z / (1.0 - z).clamp(min=1e-6))
                 self.U_h.copy_((target - torch.eye(m) + torch.diag(z)) / (z * gain).unsqueeze(1))
             else:
                 if not self._init_recurrent(self.U_h):
@@ -246,7 +304,7 @@ class GRUSynapse(LearnedSynapse):
         projected = x @ self.W_in.T + self.bias
         gates = torch.sigmoid(projected[:, : 2 * m] + state @ self.U_zr.T)
         z, r = gates[:, :m], gates[:, m:]
-        candidate = torch.tanh(projected[:, 2 * m :] + (r * state) @ self.U_h.T)
+        candidate = self.saturate(projected[:, 2 * m :] + (r * state) @ self.U_h.T)
         return state + z * (candidate - state)
 
     def recurrent_matrix(self):

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 TRAIN_METRICS = ("area", "lifetime", "log_area")
-ESTIMATORS = ("monte-carlo", "grid")
+ESTIMATORS = ("auto", "monte-carlo", "grid")
 OBJECTIVES = ("lcb", "cross-fit")
 ROLLOUTS = ("fast", "reference")
 
@@ -102,14 +102,49 @@ def setting(default: Any = MISSING, help: str = "", **meta: Any) -> Any:
     return field(default=default, metadata=metadata)
 
 
-def resolve_auto_init(init: str, cell: str, scenario) -> str:
-    """``auto``: the rotation init for the tanh RNN and the GRU where the scenario does not
-    constrain the state (measured: it reaches the optimal linear synapse in the ideal scenario,
-    docs/learned-vs-linear.md), the cell's default elsewhere (in bounded its small increments
-    sit far below the grid's precision: area 0 for 100 iterations); any other name unchanged."""
+#: what ``init=auto`` adds to the tanh RNN's and the GRU's cell parameters where the scenario
+#: constrains the state to [-bound, bound] (``bounded``, ``noisy``): a learnable saturation
+#: ``s tanh(y / s)`` starting at s = 4, so that the cell can be linear over the whole range
+#: (a plain tanh cannot: tests/test_cell_saturation.py), a state that fills the range, and for
+#: the GRU update gates open at 1/2, so that an event moves the state by about a grid level
+CONSTRAINED_CELL_PARAMS = {"state_std": 0.8, "output_scale": 4.0}
+CONSTRAINED_GRU_PARAMS = {"update_gate": 0.5}
+
+
+def resolve_auto_init(
+    init: str, cell: str, scenario, cell_params: dict[str, Any] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """``auto``: the rotation init for the tanh RNN and the GRU (measured: it reaches the
+    optimal linear synapse in the ideal scenario, docs/learned-vs-linear.md), sized to the range
+    where the scenario constrains the state (``CONSTRAINED_CELL_PARAMS``; given cell parameters
+    win); the cell's default for the chain. Any other name unchanged. Returns ``(init,
+    cell_params)``."""
+    cell_params = dict(cell_params or {})
     if init != "auto":
-        return init
-    return "rotation" if cell in ("gru", "rnn") and not scenario.constrains_state else "default"
+        return init, cell_params
+    if cell not in ("gru", "rnn"):
+        return "default", cell_params
+    if scenario.constrains_state:
+        sized = dict(CONSTRAINED_CELL_PARAMS)
+        if cell == "gru":
+            sized.update(CONSTRAINED_GRU_PARAMS)
+        cell_params = {**sized, **cell_params}
+    return "rotation", cell_params
+
+
+def resolve_estimator(estimator: str, task: str, task_params: dict, state_size: int) -> str:
+    """``auto``: the exact grid where the scenario keeps the state on a grid that fits
+    (``bounded`` with levels^m <= ``AUTO_MAX_STATES``: exact gradients, no Monte Carlo noise),
+    Monte Carlo elsewhere; any other name unchanged."""
+    if estimator != "auto":
+        return estimator
+    from learnsyn.estimate.grid import AUTO_MAX_STATES, GRID_SCENARIO
+    from learnsyn.scenario import make_scenario
+
+    if task != GRID_SCENARIO:
+        return "monte-carlo"
+    levels = make_scenario(task, task_params).params["levels"]
+    return "grid" if levels**state_size <= AUTO_MAX_STATES else "monte-carlo"
 
 
 @dataclass
@@ -158,8 +193,8 @@ class TrainConfig:
     )
     init: str = setting(
         "auto",
-        "recurrent init: auto (rotation for rnn/gru in unconstrained scenarios, else default) "
-        "| default | chrono | rotation | a degeneracy init name",
+        "recurrent init: auto (rotation for rnn/gru, sized to the range in bounded/noisy; "
+        "default for the chain) | default | chrono | rotation | a degeneracy init name",
     )
     cell_params: dict[str, Any] = setting(
         {},
@@ -177,9 +212,10 @@ class TrainConfig:
     validate_every: int = setting(25, "iterations between validation scores (model selection)")
     rollout: str = setting("fast", "fast (compiled kernels where they apply) | reference")
     estimator: str = setting(
-        "monte-carlo",
-        "SNR estimate of the objective: monte-carlo | grid (bounded only: the exact chain on "
-        "the level grid, exact gradients, no Monte Carlo noise)",
+        "auto",
+        "SNR estimate of the objective: auto (grid where it applies, else monte-carlo) | "
+        "monte-carlo | grid (bounded only: the exact chain on the level grid, exact gradients, "
+        "no Monte Carlo noise)",
     )
     log_every: int = setting(10, "iterations between TensorBoard scalars")
     figure_every: int = setting(100, "iterations between TensorBoard SNR figures")
@@ -202,10 +238,18 @@ class TrainConfig:
     def resolved_lr(self) -> float:
         """The learning rate: 0.005, or 0.0005 for the tanh RNN, whose recurrent matrix holds
         its eigenvalues directly (one Adam step of 0.005 moves a time scale of 250 steps by
-        half; measured in the ideal scenario: 122 +- 9 at 0.005, 230.9 +- 2.6 at 0.0005)."""
+        half; measured in the ideal scenario: 122 +- 9 at 0.005, 230.9 +- 2.6 at 0.0005). On
+        the exact grid, whose gradient has no noise: 0.02 (GRU) and 0.01 (tanh RNN), measured
+        in bounded (the GRU reaches 169 at 0.01 and 176 at 0.02, docs/learned-vs-linear.md)."""
         if self.lr is not None:
             return float(self.lr)
+        if self.resolved_estimator() == "grid":
+            return 0.01 if self.cell == "rnn" else 0.02
         return 0.0005 if self.cell == "rnn" else 0.005
+
+    def resolved_estimator(self) -> str:
+        """``monte-carlo`` or ``grid`` (``auto`` resolved: ``resolve_estimator``)."""
+        return resolve_estimator(self.estimator, self.task, self.task_params, self.state_size)
 
     def resolved_gradient_burn_in(self) -> int:
         """Burn-in steps inside the differentiated window: half the burn-in unless set (the
@@ -301,11 +345,14 @@ class TrainConfig:
             raise ValueError(f"noise margin = {self.noise_margin} is not allowed: need >= 0")
         scenario = make_scenario(self.task, self.task_params)
         self.task_params = dict(scenario.params)
-        self.init = resolve_auto_init(self.init, self.cell, scenario)
+        self.init, self.cell_params = resolve_auto_init(
+            self.init, self.cell, scenario, self.cell_params
+        )
         if self.estimator not in ESTIMATORS:
             raise ValueError(
                 f"estimator {self.estimator!r} is not allowed: expected {' or '.join(ESTIMATORS)}"
             )
+        self.estimator = self.resolved_estimator()
         if self.estimator == "grid":
             from learnsyn.estimate.grid import AUTO_MAX_STATES, GRID_SCENARIO
 

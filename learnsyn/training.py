@@ -51,9 +51,12 @@ def build_model(config: TrainConfig) -> LearnedSynapse:
     from learnsyn.config import resolve_auto_init
     from learnsyn.scenario import make_scenario
 
-    init = config.init
-    if init == "auto":
-        init = resolve_auto_init(init, config.cell, make_scenario(config.task, config.task_params))
+    init, cell_params = resolve_auto_init(
+        config.init,
+        config.cell,
+        make_scenario(config.task, config.task_params),
+        config.cell_params,
+    )
     return make_cell(
         config.cell,
         config.state_size,
@@ -61,7 +64,7 @@ def build_model(config: TrainConfig) -> LearnedSynapse:
         seed=config.seed,
         timescale=config.resolved_timescale(),
         fold_axis=config.fold_axis,
-        cell_params=config.cell_params,
+        cell_params=cell_params,
     )
 
 
@@ -94,7 +97,7 @@ def meta_objective(
 
     ``simulate``: the rollout (default: the fast path of ``learnsyn.rollout``, which hands
     what it does not cover to the reference loop ``montecarlo.simulate_pairs``)."""
-    if config.estimator == "grid":
+    if config.resolved_estimator() == "grid":
         return grid_objective(model, scenario, config, iteration, device, grad)
     if simulate is None and config.resolved_gradient_burn_in() > 0:
         simulate = partial(

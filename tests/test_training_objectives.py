@@ -306,13 +306,19 @@ def test_default_time_scale_and_gradient_burn_in():
     assert replace(config, gradient_burn_in=10**6).resolved_gradient_burn_in() == 1500
 
 
-def test_auto_init_is_the_rotation_where_the_state_is_unconstrained():
+def test_auto_init_is_the_rotation_sized_to_the_range_where_the_state_is_constrained():
     base = TrainConfig(task="ideal", synapses=100, state_size=2, cell="gru", horizon=20)
     assert base.init == "auto"
     assert replace(base).validate().init == "rotation"
+    assert replace(base).validate().cell_params == {}  # ideal: as before
     assert replace(base, cell="rnn").validate().init == "rotation"
     assert replace(base, cell="chain").validate().init == "default"
-    assert replace(base, task="bounded").validate().init == "default"
+    bounded = replace(base, task="bounded").validate()
+    assert bounded.init == "rotation"
+    assert bounded.cell_params == {"state_std": 0.8, "output_scale": 4.0, "update_gate": 0.5}
+    noisy = replace(base, task="noisy", cell="rnn", cell_params={"output_scale": 2.0}).validate()
+    assert noisy.cell_params == {"state_std": 0.8, "output_scale": 2.0}  # given values win
+    assert replace(base, task="bounded", init="rotation").validate().cell_params == {}
     assert replace(base, init="chrono").validate().init == "chrono"
     from learnsyn.training import build_model
 
@@ -326,3 +332,15 @@ def test_default_learning_rate_depends_on_the_cell():
     assert replace(base, cell="rnn").resolved_lr() == 0.0005
     assert replace(base, cell="rnn", lr=0.01).resolved_lr() == 0.01
     assert replace(base, cell="rnn").validate().lr == 0.0005  # resolved into config.json
+
+
+def test_auto_estimator_is_the_grid_where_it_fits():
+    base = TrainConfig(task="bounded", synapses=100, state_size=2, cell="gru", horizon=20)
+    assert base.estimator == "auto"
+    assert replace(base).validate().estimator == "grid"
+    assert replace(base).validate().lr == 0.02
+    assert replace(base, cell="rnn").validate().lr == 0.01
+    assert replace(base, state_size=4).validate().estimator == "monte-carlo"  # 16^4 states
+    assert replace(base, task="noisy").validate().estimator == "monte-carlo"
+    assert replace(base, task="ideal").validate().lr == 0.005  # Monte Carlo: as before
+    assert replace(base, estimator="monte-carlo").validate().lr == 0.005

@@ -50,13 +50,13 @@ STREAM_CHUNK = 128
 
 
 def supports_fast_path(model: Synapse, scenario: Scenario, grad: bool = True) -> bool:
-    """True for the tanh-RNN and GRU cells in scenarios that do not constrain the state, and
-    in the ``bounded`` and ``noisy`` scenarios (native kernel only: see ``constraint_kind``);
-    without gradient (``grad`` False: evaluation) also for linear synapses (``linear_model``,
-    native kernel only)."""
+    """True for the tanh-RNN and GRU cells (plain tanh: no ``output_scale``) in scenarios that
+    do not constrain the state, and in the ``bounded`` and ``noisy`` scenarios (native kernel
+    only: see ``constraint_kind``); without gradient (``grad`` False: evaluation) also for
+    linear synapses (``linear_model``, native kernel only)."""
     from learnsyn.cells import GRUSynapse, TanhRNNSynapse
 
-    if type(model) not in (GRUSynapse, TanhRNNSynapse):
+    if type(model) not in (GRUSynapse, TanhRNNSynapse) or model.log_scale is not None:
         if grad or not linear_model(model):
             return False
     return unconstrained(scenario) or constraint_kind(scenario) is not None
