@@ -20,6 +20,7 @@ of a learned synapse (in a constrained scenario the same constraint applies to i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -100,6 +101,44 @@ def linearize(model: Synapse, steps: int = FIXED_POINT_STEPS) -> Linearization:
     )
 
 
+def linearize_on_states(model: Synapse, states: torch.Tensor) -> Linearization:
+    """The affine synapse closest to ``model`` on the given states (least squares): the mean
+    map fitted as ``a + A h``, ``b`` the mean event increment, ``h*`` the fit's fixed point
+    ``(I - A)^-1 a``; ``residual``: the RMS of the fit's error. For a cell that leans on a
+    scenario's range (its unconstrained fixed point can lie far outside [-1, 1]) this, on its
+    stationary states, is the linear synapse it behaves like; for a linear one it is itself."""
+    model = _double_copy(model)
+    h = states.to(torch.float64)
+    m = h.shape[1]
+    with torch.no_grad():
+        ones = torch.ones(h.shape[0], dtype=torch.float64)
+        up, down = model.step(h, ones), model.step(h, -ones)
+        c = model.readout(torch.eye(m, dtype=torch.float64)) - model.readout(
+            torch.zeros(1, m, dtype=torch.float64)
+        )
+    design = np.hstack([np.ones((h.shape[0], 1)), h.numpy()])
+    mean_map = (0.5 * (up + down)).numpy()
+    coef, *_ = np.linalg.lstsq(design, mean_map, rcond=None)
+    offset, A = coef[0], coef[1:].T
+    fixed_point = np.linalg.lstsq(np.eye(m) - A, offset, rcond=None)[0]
+    residual = float(np.sqrt(np.mean((design @ coef - mean_map) ** 2)))
+    return Linearization(
+        fixed_point=fixed_point,
+        A=A,
+        b=(0.5 * (up - down)).numpy().mean(axis=0),
+        c=c.numpy().copy(),
+        residual=residual,
+    )
+
+
+def linearize_in(model: Synapse, scenario) -> Linearization:
+    """The ablation's linearization: around the mean map's fixed point where the scenario leaves
+    the state free, on the model's stationary states where it constrains it."""
+    if scenario.constrains_state:
+        return linearize_on_states(model, stationary_states(model, scenario))
+    return linearize(model)
+
+
 def _double_copy(model: Synapse) -> Synapse:
     import copy
 
@@ -162,7 +201,6 @@ def ablation_report(run_dir, eval_batch: int | None = None, device: str = "cpu")
     """The learned synapse of a run directory beside its linearized ablation: eigenvalues of
     the linearization, and both evaluated by Monte Carlo with the comparison's random numbers
     (same seed stream and batch as ``learnsyn compare``, so the difference is paired)."""
-    from pathlib import Path
 
     from learnsyn.config import stream_seed
     from learnsyn.evaluate import evaluate
@@ -170,7 +208,7 @@ def ablation_report(run_dir, eval_batch: int | None = None, device: str = "cpu")
     from learnsyn.scenario import make_scenario
 
     config, model, _ = load_run(run_dir)
-    lin = linearize(model)
+    lin = linearize_in(model, make_scenario(config.task, config.task_params))
     batch = eval_batch or max(config.eval_batch, 8192)
     seed = stream_seed(config.seed, "compare")
     learned = evaluate_trained(model, config, batch=batch, seed=seed, device=device)
@@ -219,12 +257,122 @@ def ablation_report(run_dir, eval_batch: int | None = None, device: str = "cpu")
     return report
 
 
+def stationary_states(
+    model: Synapse, scenario, batch: int = 2048, steps: int = 3000, seed: int = 0
+) -> torch.Tensor:
+    """States ``[batch, m]`` of the model after ``steps`` balanced +-1 events with the
+    scenario's constraint applied after every step (a sample of its stationary distribution)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        state = model.initial_state(batch)
+        for _ in range(steps):
+            events = torch.where(torch.rand(batch, generator=generator) < 0.5, 1.0, -1.0)
+            state = model.step(state, events)
+            if scenario.constrains_state:
+                noise = scenario.constraint_noise(batch, state.shape[1], generator, state.device)
+                state = scenario.constrain(state, noise)
+    return state
+
+
+def response_profile(model: Synapse, scenario, lin: Linearization, **options) -> dict:
+    """What the synapse does to an event, as a function of its state, on a sample of its
+    stationary states: per variable, the event's increment ``(F(h, +1) - F(h, -1)) / 2`` and the
+    drift ``mean map(h) - h``, beside what the linearization predicts. ``state_dependence``: the
+    spread of the increment over the states relative to its mean size (0 for a linear
+    synapse); ``drift_residual``: the part of the drift the linearization misses, relative to
+    the drift's spread."""
+    states = stationary_states(model, scenario, **options)
+    ones = torch.ones(states.shape[0])
+    with torch.no_grad():
+        up, down = model.step(states, ones), model.step(states, -ones)
+    h = states.double().numpy()
+    increment = (0.5 * (up - down)).double().numpy()
+    drift = (0.5 * (up + down)).double().numpy() - h
+    predicted = (h - lin.fixed_point) @ (lin.A - np.eye(len(lin.b))).T  # (A - I)(h - h*)
+    size = np.abs(increment).mean(axis=0)
+    return {
+        "states": h,
+        "increment": increment,
+        "drift": drift,
+        "drift_linear": predicted,
+        "state_dependence": (increment.std(axis=0) / np.maximum(size, 1e-300)).tolist(),
+        "drift_residual": (
+            (drift - predicted).std(axis=0) / np.maximum(drift.std(axis=0), 1e-300)
+        ).tolist(),
+        "state_std": h.std(axis=0).tolist(),
+    }
+
+
+def plot_response(profile: dict, lin: Linearization, title: str = ""):
+    """Per state variable: the event's increment and the drift against the variable's value,
+    the cell's (dots) beside its linearization's (lines / crosses)."""
+    from learnsyn.plotting import plt
+
+    h, m = profile["states"], profile["states"].shape[1]
+    rows = 3 if m >= 2 else 2
+    fig, axes = plt.subplots(rows, max(m, 2), figsize=(4.2 * max(m, 2), 3.2 * rows), squeeze=False)
+    for i in range(m):
+        order = np.argsort(h[:, i])
+        top, bottom = axes[0, i], axes[1, i]
+        top.plot(h[:, i], profile["increment"][:, i], ".", ms=2, alpha=0.4, label="learned")
+        top.axhline(lin.b[i], color="k", lw=1, label="linearization")
+        top.set_title(f"variable {i + 1}: increment per event")
+        bottom.plot(h[:, i], profile["drift"][:, i], ".", ms=2, alpha=0.4, label="learned")
+        bottom.plot(
+            h[order, i],
+            profile["drift_linear"][order, i],
+            "x",
+            ms=2,
+            alpha=0.3,
+            color="k",
+            label="linearization",
+        )
+        bottom.set_title(f"variable {i + 1}: drift (mean map - h)")
+        bottom.set_xlabel(f"h{i + 1} (stationary states)")
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    if rows == 3:  # where the synapse lives: the joint stationary distribution of h1, h2
+        joint = axes[2, 0]
+        joint.hist2d(h[:, 0], h[:, 1], bins=40, cmap="viridis", cmin=1)
+        joint.set_xlabel("h1")
+        joint.set_ylabel("h2")
+        joint.set_title("stationary states (h1, h2)")
+        for ax in axes[2, 1:]:
+            ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def write_response(run_dir, report: dict) -> Path:
+    """Add the response profile's summary to ``report`` and write ``run_dir/response.png``."""
+    from learnsyn.plotting import save_figure
+    from learnsyn.runs import load_run
+    from learnsyn.scenario import make_scenario
+
+    config, model, _ = load_run(run_dir)
+    scenario = make_scenario(config.task, config.task_params)
+    lin = linearize_in(model, scenario)
+    profile = response_profile(model, scenario, lin)
+    report["response"] = {
+        key: profile[key] for key in ("state_dependence", "drift_residual", "state_std")
+    }
+    path = Path(run_dir) / "response.png"
+    title = (
+        f"{config.cell}, m = {config.state_size}, {config.task}, N = {config.synapses}: what the "
+        "learned synapse does to an event, on its stationary states"
+    )
+    save_figure(plot_response(profile, lin, title), path)
+    return path
+
+
 def main(argv=None) -> int:
     """``python -m learnsyn.linearization --run DIR``: eigenvalues of the learned cell's
     linearization and the linearized ablation's metrics; writes DIR/linearization.json."""
     import argparse
     import json
-    from pathlib import Path
 
     from learnsyn.io import atomic_write_json
 
@@ -233,6 +381,7 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-batch", type=int, default=None, help="pairs (default: compare's)")
     args = parser.parse_args(argv)
     report = ablation_report(args.run, args.eval_batch)
+    figure = write_response(args.run, report)
     atomic_write_json(Path(args.run) / "linearization.json", report)
     lin = report["linearization"]
     eig = ", ".join(
@@ -255,7 +404,13 @@ def main(argv=None) -> int:
             f"exact on the level grid: learned {grid['learned']['area']:.2f}, linearized "
             f"{grid['linearized']['area']:.2f}"
         )
-    print(json.dumps({"written": str(Path(args.run) / "linearization.json")}))
+    response = report["response"]
+    print(
+        "response (stationary states): increment spread / size per variable "
+        f"{[round(x, 3) for x in response['state_dependence']]} (0: linear); drift the "
+        f"linearization misses {[round(x, 3) for x in response['drift_residual']]}"
+    )
+    print(json.dumps({"written": [str(Path(args.run) / "linearization.json"), str(figure)]}))
     return 0
 
 

@@ -97,3 +97,33 @@ def test_rotation_init_with_an_open_gate_linearizes_to_the_same_rotation(gate):
     assert np.allclose(np.abs(np.angle(eig)), 1 / 100, rtol=0.15)
     if gate:  # each event moves the state by std * sqrt(2 / T), filling the range
         assert np.allclose(np.abs(lin.b), 0.5 * math.sqrt(2 / 100), rtol=0.15)
+
+
+def test_response_profile_is_flat_for_a_linear_synapse_and_not_for_a_saturating_cell():
+    from learnsyn.linearization import linearize, plot_response, response_profile
+    from learnsyn.synapse import LinearSynapse
+
+    scenario = make_scenario("ideal")
+    linear = LinearSynapse(BOUNDED_A.double().numpy(), BOUNDED_B.double().numpy(), [1.0, 0.0])
+    profile = response_profile(linear, scenario, linearize(linear), batch=256, steps=300)
+    assert max(profile["state_dependence"]) < 1e-5 and max(profile["drift_residual"]) < 1e-5
+    saturating = _hand_placed("rnn", 0.3)  # range +-0.3: the increment shrinks near the edges
+    profile = response_profile(saturating, scenario, linearize(saturating), batch=256, steps=300)
+    assert max(profile["state_dependence"]) > 0.05  # measured 0.03 and 0.19
+    plot_response(profile, linearize(saturating))  # draws without error
+
+
+def test_linearization_on_stationary_states_of_a_linear_synapse_is_itself():
+    from learnsyn.linearization import linearize_in, linearize_on_states, stationary_states
+    from learnsyn.synapse import LinearSynapse
+
+    A, b = BOUNDED_A.double().numpy(), BOUNDED_B.double().numpy()
+    linear = LinearSynapse(A, b, [1.0, 0.0])
+    states = stationary_states(linear, make_scenario("ideal"), batch=128, steps=200)
+    lin = linearize_on_states(linear, states)
+    assert np.allclose(lin.A, A, atol=1e-9) and np.allclose(lin.b, b, atol=1e-9)
+    assert lin.residual < 1e-9 and np.allclose(lin.fixed_point, 0, atol=1e-6)
+    # in a constrained scenario the ablation fits the states the synapse visits there: over
+    # [-1, 1] a plain tanh's effective slope is well below its tangent at 0 (measured 0.915)
+    bounded = linearize_in(_hand_placed("rnn", 0.0), make_scenario("bounded"))
+    assert bounded.residual > 0 and bounded.A[1, 1] < float(BOUNDED_A[1, 1]) - 0.02
