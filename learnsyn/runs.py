@@ -450,6 +450,9 @@ def evaluate_trained(
 
 
 def _final_evaluation(model, scenario, config: TrainConfig, device) -> dict[str, Any]:
+    """Exact on the level grid where the run trained on it (no Monte Carlo noise), else Monte
+    Carlo on ``eval_batch`` pairs of a seed of its own."""
+    exact = config.resolved_estimator() == "grid"
     result = evaluate_trained(
         model,
         config,
@@ -457,11 +460,19 @@ def _final_evaluation(model, scenario, config: TrainConfig, device) -> dict[str,
         seed=stream_seed(config.seed, "final-evaluation"),
         device=device,
         scenario=scenario,
+        method="exact" if exact else "monte-carlo",
+    )
+    measured_on = (
+        "the selected parameters, exactly on the scenario's level grid, the run's horizon and "
+        "burn-in"
+        if exact
+        else f"the selected parameters by Monte Carlo, {config.eval_batch} pairs, a seed of its "
+        "own, the run's horizon and burn-in; +- one standard error"
     )
     return {
         "metrics": result.metrics,
         "metrics_stderr": result.metrics_stderr,
-        "batch_pairs": config.eval_batch,
-        "measured_on": f"the selected parameters by Monte Carlo, {config.eval_batch} pairs, "
-        "a seed of its own, the run's horizon and burn-in; +- one standard error",
+        "batch_pairs": None if exact else config.eval_batch,
+        "method": "exact" if exact else "monte-carlo",
+        "measured_on": measured_on,
     }

@@ -73,15 +73,23 @@ def test_the_grid_estimator_is_refused_off_the_grid(changes, message):
 
 def test_training_on_the_grid_improves_the_exact_metric(tmp_path):
     run = tmp_path / "grid"
-    train(replace(GRID, iterations=12), run, log=lambda *a, **k: None)
+    result = train(replace(GRID, iterations=12), run, log=lambda *a, **k: None)
     config, model, checkpoint = load_run(run)
     assert config.estimator == "grid"
+    assert result["evaluation"]["method"] == "exact"  # the final evaluation too: no noise
     scenario = make_scenario(config.task, config.task_params)
     start = build_model(config)
     kwargs = dict(synapses=100, horizon=40, method="exact", convention="large-n", burn_in=60)
     before = evaluate(start, scenario, **kwargs).metrics["area"]
     after = evaluate(model, scenario, **kwargs).metrics["area"]
     assert after > before
+    selected = result["evaluation"]["metrics"]["area"]  # burn-in 60 above, the run's here
+    assert selected == pytest.approx(
+        evaluate(model, scenario, **{**kwargs, "burn_in": config.resolved_burn_in()}).metrics[
+            "area"
+        ],
+        rel=1e-9,
+    )
     # the ablation report evaluates the learned cell and its linearization exactly on the grid
     # too, and pairs their Monte Carlo figures on the same random numbers
     from learnsyn.linearization import ablation_report

@@ -79,8 +79,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         selected = result.get("selected", {}).get("iteration")
         log(
             f"final evaluation of the parameters selected at iteration {selected} "
-            f"(Monte Carlo, {final.get('batch_pairs')} pairs, its own seed, {config.convention} "
-            "convention; +- one standard error): "
+            + (
+                f"(exact on the level grid, {config.convention} convention): "
+                if final.get("method") == "exact"
+                else f"(Monte Carlo, {final.get('batch_pairs')} pairs, its own seed, "
+                f"{config.convention} convention; +- one standard error): "
+            )
             + ", ".join(
                 f"{k} {v:.4g}" + (f" +- {errors[k]:.2g}" if k in errors else "")
                 for k, v in evaluation.items()
