@@ -20,7 +20,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from learnsyn.cli.options import Parser
+from learnsyn.cli.options import Parser, add_config_options, given_options
+from learnsyn.config import TrainConfig
 from learnsyn.degeneracy.deep_linear import (
     DEFAULT_CONDITIONS,
     FOLD_AXES,
@@ -30,11 +31,12 @@ from learnsyn.degeneracy.deep_linear import (
 )
 from learnsyn.degeneracy.spectra import NONLINEARITIES, WEIGHT_KINDS, SpectraConfig, run_spectra
 from learnsyn.degeneracy.synapse import (
-    SYNAPSE_CELLS,
-    TRAIN_METRICS,
+    EXPERIMENT_TRAIN_DEFAULTS,
+    PER_RUN_SETTINGS,
+    TRAIN_OPTION_NAMES,
     SynapseDegeneracyConfig,
-    default_inits,
     run_synapse_degeneracy,
+    synapse_init_help,
 )
 from learnsyn.initialization import INIT_NAME_HELP
 from learnsyn.io import check_output_dir, directory_is_empty, output_owner
@@ -203,64 +205,22 @@ def _add_synapse_parser(experiments: Any) -> None:
         ),
     )
     _add_common_options(parser, "runs/degeneracy-synapse")
-    parser.add_argument("--cell", choices=SYNAPSE_CELLS, help="learned cell (default rnn)")
-    parser.add_argument("--hidden-size", type=int, help="state size of the cell (default 32)")
-    parser.add_argument(
-        "--inits",
-        nargs="+",
-        help=(
-            f"recurrent-matrix inits (default {' '.join(default_inits())}); names: "
-            f"{INIT_NAME_HELP}, or default (the cell's own init)"
-        ),
+    # The experiment's own settings, then every learnsyn train setting a run does not set
+    # itself: both generated from their dataclasses (the defaults are the full experiment's).
+    add_config_options(
+        parser,
+        SynapseDegeneracyConfig,
+        skip=("seed", "threads", "show_progress", "train"),
+        helps={"inits": synapse_init_help()},
     )
-    parser.add_argument(
-        "--gain", type=float, help="gain g of orthogonal-x<g> in the default init list (0.8)"
-    )
-    parser.add_argument("--fold-axis", choices=FOLD_AXES, help="axis Fold k copies (default rows)")
-    parser.add_argument("--seeds", type=int, help="seeds per init (default 16)")
-    parser.add_argument("--iterations", type=int, help="meta-training iterations (default 400)")
-    parser.add_argument("--task", help="scenario (default ideal)")
-    parser.add_argument(
-        "--task-param",
-        action="append",
-        dest="task_params",
-        metavar="KEY=VALUE",
-        help="scenario parameter (repeatable)",
-    )
-    parser.add_argument("--synapses", type=int, help="number of synapses N (default 1000)")
-    parser.add_argument("--horizon", type=int, help="tracked window length in steps (default 30)")
-    parser.add_argument("--burn-in", type=int, help="steps before the window (2.5 x horizon)")
-    parser.add_argument("--batch", type=int, help="synapse pairs per iteration (default 256)")
-    parser.add_argument("--metric", choices=TRAIN_METRICS, help="meta-objective (default area)")
-    parser.add_argument("--snr-threshold", type=float, help="SNR threshold of the metric (1)")
-    parser.add_argument("--lr", type=float, help="Adam learning rate, cosine-annealed (3e-4)")
-    parser.add_argument("--grad-clip", type=float, help="gradient norm clip (default 1)")
-    parser.add_argument("--temperature", type=float, help="surrogate start temperature (0.3)")
-    parser.add_argument("--temperature-final", type=float, help="surrogate end temperature (0.03)")
-    parser.add_argument(
-        "--noise-margin", type=float, help="objective on SNR - margin x s.e. (default 1)"
-    )
-    parser.add_argument(
-        "--evaluate-every", type=int, help="iterations between fixed-batch evaluations (10)"
-    )
-    parser.add_argument("--eval-batch", type=int, help="pairs in the evaluation batch (1024)")
-    parser.add_argument(
-        "--fraction", type=float, help="fraction of the best final objective to reach (0.9)"
-    )
-    parser.add_argument(
-        "--jacobian-streams", type=int, help="streams for the Jacobian products (default 16)"
-    )
-    parser.add_argument(
-        "--window-lengths", type=int, nargs="+", help="L for P_L (default: log-spaced 1..horizon)"
-    )
-    parser.add_argument(
-        "--measure-points", type=int, help="iterations with Jacobian measures (default 5)"
-    )
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        dest="small_value_threshold",
-        help="small singular value threshold, relative to the RMS singular value (default 0.1)",
+    add_config_options(
+        parser,
+        TrainConfig,
+        skip=PER_RUN_SETTINGS,
+        names=TRAIN_OPTION_NAMES,
+        dest_prefix=TRAIN_DEST,
+        defaults=EXPERIMENT_TRAIN_DEFAULTS,
+        required=False,
     )
     parser.set_defaults(func=_synapse_command)
 
@@ -284,6 +244,27 @@ def _config_from_arguments(config_type: type, arguments: argparse.Namespace) -> 
     return dataclasses.replace(base, **options)
 
 
+#: where the parsed ``learnsyn train`` settings of the synapse experiment land in the namespace
+TRAIN_DEST = "train__"
+
+
+def _synapse_config_from_arguments(
+    config_type: type, arguments: argparse.Namespace
+) -> SynapseDegeneracyConfig:
+    """The quick or full config with every given option applied: the experiment's own fields
+    and the ``learnsyn train`` settings (into ``train``)."""
+    values = {
+        **given_options(arguments, config_type),
+        **given_options(arguments, TrainConfig, TRAIN_DEST),
+    }
+    for name in ("seed", "threads"):
+        if getattr(arguments, name, None) is not None:
+            values[name] = getattr(arguments, name)
+    values["show_progress"] = not arguments.no_progress
+    base = config_type.quick() if arguments.quick else config_type()
+    return config_type.from_options(base, **values)
+
+
 def _output_directory(arguments: argparse.Namespace) -> str:
     if arguments.out is not None:
         return arguments.out
@@ -295,10 +276,11 @@ def _run_experiment(
     config_type: type,
     run: Callable[[Any, str], dict[str, Any]],
     report: Callable[[dict[str, Any]], list[str]],
+    build: Callable[[type, argparse.Namespace], Any] | None = None,
 ) -> int:
     """Build and validate the config (one-line error, exit 2), run, print a short report."""
     try:
-        config = _config_from_arguments(config_type, arguments)
+        config = (build or _config_from_arguments)(config_type, arguments)
         config.validate()
         out_dir = _output_directory(arguments)
         _check_out_dir(out_dir, arguments.experiment, getattr(arguments, "overwrite", False))
@@ -353,6 +335,8 @@ def _spectra_report(summary: dict[str, Any]) -> list[str]:
 
 
 def _synapse_report(summary: dict[str, Any]) -> list[str]:
+    if "iterations_to_fraction" not in summary:  # a grid of several points
+        return _synapse_grid_report(summary)
     reach = summary["iterations_to_fraction"]
     lines = [
         f"final {summary['metric']} (evaluation batch, mean +- s.e. over "
@@ -373,6 +357,25 @@ def _synapse_report(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _synapse_grid_report(summary: dict[str, Any]) -> list[str]:
+    lines = ["selected objective, gap to the baseline, iterations to the target (mean +- s.e.):"]
+    for name, point in summary["analysis"].items():
+        for init, entry in point["by_init"].items():
+            selected, speed = entry["selected_objective"], entry["iterations_to_target"]
+            gap = entry.get("gap_to_baseline")
+            gap_text = f"gap {gap['mean']:.3f} +- {gap['standard_error']:.2g}" if gap else ""
+            lines.append(
+                f"  {name} {init:18s} {selected['mean']:.4g} +- {selected['standard_error']:.2g}"
+                f"  {gap_text}  {speed['mean']:.0f} +- {speed['standard_error']:.2g} iterations"
+            )
+        for key, entry in point["rank_correlations"].items():
+            lines.append(
+                f"  {name} rho({key}) = {entry['rho']:.2f} +- {entry['standard_error']:.2f}: "
+                f"{entry['direction']}"
+            )
+    return lines
+
+
 def _deep_linear_command(arguments: argparse.Namespace) -> int:
     return _run_experiment(arguments, DeepLinearConfig, run_deep_linear, _deep_linear_report)
 
@@ -383,5 +386,9 @@ def _spectra_command(arguments: argparse.Namespace) -> int:
 
 def _synapse_command(arguments: argparse.Namespace) -> int:
     return _run_experiment(
-        arguments, SynapseDegeneracyConfig, run_synapse_degeneracy, _synapse_report
+        arguments,
+        SynapseDegeneracyConfig,
+        run_synapse_degeneracy,
+        _synapse_report,
+        build=_synapse_config_from_arguments,
     )
