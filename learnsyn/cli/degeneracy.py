@@ -10,9 +10,9 @@ Every subcommand takes ``--quick`` (a size that finishes in seconds), ``--seed``
 its config dataclass (``learnsyn.cli.options.add_config_options``, as ``learnsyn train``'s from
 ``TrainConfig``); ``synapse`` also takes every ``learnsyn train`` setting that a run does not
 set itself (``--snr-threshold`` is ``train``'s ``--threshold``, ``--evaluate-every`` its
-``--validate-every``). An option left out keeps the default of the chosen size. A bad value is reported as one line,
-``learnsyn: error: <message>``, on stderr
-with exit code 2, before any work is done.
+``--validate-every``). An option left out keeps the default of the chosen size. A bad value is
+reported as one line, ``learnsyn: error: <message>``, on stderr with exit code 2, before any
+work is done.
 """
 
 from __future__ import annotations  # noqa: E501

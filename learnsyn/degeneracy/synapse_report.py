@@ -6,6 +6,13 @@
   of the post's claims with the numbers and rule behind it;
 - the PNG figures and TensorBoard scalars of ``synapse_figures``, and ``config.json``.
 
+``write_synapse_grid_outputs`` does that for every point of a grid (in the output directory for
+one point, in ``<out>/<cell>-m<m>-h<T>/`` for several) and adds the grid summary
+(``point_analysis`` per point: selected objective and its gap to the optimal linear synapse,
+iterations to the target, degeneracy at initialization and along training, time scales used,
+rank correlations across inits with bootstrap errors, the isometric control's window gain) to
+results.json, with its tables in ``summary.md``.
+
 Claims are judged over seeds with paired differences (``seed_statistics``), never from one run.
 Higher objectives are better (memory area, lifetime, ...), unlike the deep-linear losses.
 """
