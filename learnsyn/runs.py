@@ -189,12 +189,21 @@ def train(
     final_evaluation: bool = True,
     log=print,
     on_iteration=None,
+    prepare_model=None,
+    observe=None,
+    figure_baselines: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) meta-training; returns the result dict also written to result.json.
 
     ``stop_after`` ends the run early after that many iterations of this call (used by tests
     to simulate an interruption); ``on_iteration(iteration, outcome)`` is called after each
-    step (Optuna reports and prunes through it).
+    step (Optuna reports and prunes through it). ``prepare_model(model)`` may change a new
+    run's freshly built model in place before anything else sees it (the degeneracy
+    experiment's near-isometric control); ``observe(updates_done, model)`` is called before the
+    first update and after every update (measurements along training; it must not change the
+    model). ``figure_baselines``: rows already tuned for this run's setting (as
+    ``tuning.tune_baselines_for_run`` returns them) for the TensorBoard SNR figure, instead of
+    tuning them in the run.
 
     Divergence: an update that makes a parameter non-finite is undone (the parameters before it
     are restored) and counted like a skipped update; ``DIVERGENCE_LIMIT`` such updates in a row
@@ -210,6 +219,8 @@ def train(
     resuming = prepare_run_dir(run_dir, config, resume, overwrite)
     scenario = make_scenario(config.task, config.task_params)
     model = build_model(config).to(device)
+    if prepare_model is not None and not resuming:
+        prepare_model(model)
     if not parameters_finite(model):
         raise ValueError(f"the initial parameters of cell {config.cell!r} are not finite")
     optimizer, scheduler = make_optimizer(model, config)
@@ -232,7 +243,15 @@ def train(
     else:  # the starting point is a candidate of model selection too
         best = _candidate(None, validation_score(model, scenario, config, device), 0, model)
     bad_streak = _trailing_skipped(history)
-    logger = RunLogger(run_dir, config, scenario, device, log=log, purge_step=start_iteration)
+    logger = RunLogger(
+        run_dir,
+        config,
+        scenario,
+        device,
+        log=log,
+        purge_step=start_iteration,
+        baselines=figure_baselines,
+    )
     ckpt_path = run_dir / CHECKPOINT_NAME
 
     def checkpoint(iteration: int) -> None:
@@ -250,6 +269,8 @@ def train(
     bar = _progress_bar(config.iterations, start_iteration, progress)
     iteration = start_iteration
     interrupted = diverged = False
+    if observe is not None:
+        observe(iteration, model)
     with _Interrupt() as interrupt:
         while iteration < config.iterations:
             before = [p.detach().clone() for p in model.parameters()]
@@ -291,6 +312,8 @@ def train(
             history.append(record)
             logger.log_iteration(iteration, record, outcome.result, model)
             iteration += 1
+            if observe is not None:
+                observe(iteration, model)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(objective=f"{outcome.objective:.4g}", area=f"{record['area']:.4g}")

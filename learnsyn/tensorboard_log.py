@@ -32,9 +32,13 @@ FIGURE_BASELINES = ("optimal-linear", "exponential", "benna-fusi")
 
 
 class RunLogger:
-    def __init__(self, run_dir: Path, config, scenario, device, log=print, purge_step=None):
+    def __init__(
+        self, run_dir: Path, config, scenario, device, log=print, purge_step=None, baselines=None
+    ):
         """``purge_step``: a resumed run's first iteration; TensorBoard drops the events an
-        earlier writer logged at or after it, so the replayed iterations leave one curve."""
+        earlier writer logged at or after it, so the replayed iterations leave one curve.
+        ``baselines``: the figure's baselines already tuned for this run's setting (rows of
+        ``tune_baselines_for_run``), written to ``baselines.json`` so ``compare`` reuses them."""
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir = Path(run_dir)
@@ -43,6 +47,12 @@ class RunLogger:
         self.log = log
         self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=purge_step or None)
         self._baselines: list[dict] | None = None
+        if baselines is not None:
+            from learnsyn.io import atomic_write_json
+
+            self._baselines = list(baselines)
+            if self._baselines:
+                atomic_write_json(self.run_dir / "baselines.json", self._baselines)
 
     def baselines(self) -> list[dict]:
         """The figure's tuned baselines, tuned once per run (``baselines.json``, which

@@ -117,7 +117,8 @@ def test_gru_cell_runs_and_records_every_series():
     config = SynapseDegeneracyConfig.quick(
         cell="gru", inits=("orthogonal", "default"), seeds=1, iterations=2, horizon=4, batch=8
     )
-    raw = train_synapse_degeneracy(dataclasses.replace(config, show_progress=False))
+    trained = train_synapse_degeneracy(dataclasses.replace(config, show_progress=False))
+    raw = trained["points"]["gru-m16-h4"]  # the grid's one point
     assert raw["objective"].shape == (2, 1, 2)
     assert np.all(np.isfinite(raw["recurrent_grad_norm"]))
     points, lengths = len(config.measurement_iterations), len(config.resolved_window_lengths)

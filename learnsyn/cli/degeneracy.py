@@ -6,10 +6,13 @@ takes the parsed ``argparse.Namespace`` and returns an exit code.
 ``main(argv)`` is the same command standalone (``python -m learnsyn.degeneracy deep-linear``).
 
 Every subcommand takes ``--quick`` (a size that finishes in seconds), ``--seed``, ``--out``,
-``--threads`` and ``--no-progress``, plus its experiment options; an option left out keeps the
-default of the chosen size. A bad value is reported as one line,
-``learnsyn: error: <message>``, on stderr
-with exit code 2, before any work is done.
+``--threads`` and ``--no-progress``, plus its experiment options, generated from the fields of
+its config dataclass (``learnsyn.cli.options.add_config_options``, as ``learnsyn train``'s from
+``TrainConfig``); ``synapse`` also takes every ``learnsyn train`` setting that a run does not
+set itself (``--snr-threshold`` is ``train``'s ``--threshold``, ``--evaluate-every`` its
+``--validate-every``). An option left out keeps the default of the chosen size. A bad value is
+reported as one line, ``learnsyn: error: <message>``, on stderr with exit code 2, before any
+work is done.
 """
 
 from __future__ import annotations  # noqa: E501
@@ -20,23 +23,18 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from learnsyn.cli.options import Parser
-from learnsyn.degeneracy.deep_linear import (
-    DEFAULT_CONDITIONS,
-    FOLD_AXES,
-    OPTIMIZERS,
-    DeepLinearConfig,
-    run_deep_linear,
-)
-from learnsyn.degeneracy.spectra import NONLINEARITIES, WEIGHT_KINDS, SpectraConfig, run_spectra
+from learnsyn.cli.options import Parser, add_config_options, given_options
+from learnsyn.config import TrainConfig
+from learnsyn.degeneracy.deep_linear import DeepLinearConfig, run_deep_linear
+from learnsyn.degeneracy.spectra import SpectraConfig, run_spectra
 from learnsyn.degeneracy.synapse import (
-    SYNAPSE_CELLS,
-    TRAIN_METRICS,
+    EXPERIMENT_TRAIN_DEFAULTS,
+    PER_RUN_SETTINGS,
+    TRAIN_OPTION_NAMES,
     SynapseDegeneracyConfig,
-    default_inits,
     run_synapse_degeneracy,
+    synapse_init_help,
 )
-from learnsyn.initialization import INIT_NAME_HELP
 from learnsyn.io import check_output_dir, directory_is_empty, output_owner
 
 EXIT_BAD_INPUT = 2
@@ -96,173 +94,80 @@ def _add_common_options(parser: argparse.ArgumentParser, default_out: str) -> No
     parser.set_defaults(default_out=default_out)
 
 
+def _add_experiment_parser(
+    experiments: Any,
+    name: str,
+    help_text: str,
+    description: str,
+    config_type: type,
+    func: Callable[[argparse.Namespace], int],
+    **option_arguments: Any,
+) -> argparse.ArgumentParser:
+    """One experiment's subcommand: the common options, then one option per field of its
+    config (``add_config_options``; ``seed``, ``threads`` and ``show_progress`` come from the
+    common options)."""
+    parser = experiments.add_parser(name, help=help_text, description=description)
+    _add_common_options(parser, f"runs/degeneracy-{name}")
+    skip = ("seed", "threads", "show_progress", *option_arguments.pop("skip", ()))
+    add_config_options(parser, config_type, skip=skip, **option_arguments)
+    parser.set_defaults(func=func)
+    return parser
+
+
 def _add_deep_linear_parser(experiments: Any) -> None:
-    parser = experiments.add_parser(
+    _add_experiment_parser(
+        experiments,
         "deep-linear",
-        help="the post's 30-layer linear network under Fold k / orthogonal x g initializations",
-        description=(
-            "Train depth-layer linear networks on a random linear teacher for every condition "
-            "and seed; write the loss curves, gradient norms w.r.t. every layer's activations, "
-            "degeneracy measures and the verdict on the post's four claims."
-        ),
+        "the post's 30-layer linear network under Fold k / orthogonal x g initializations",
+        "Train depth-layer linear networks on a random linear teacher for every condition "
+        "and seed; write the loss curves, gradient norms w.r.t. every layer's activations, "
+        "degeneracy measures and the verdict on the post's four claims.",
+        DeepLinearConfig,
+        _deep_linear_command,
     )
-    _add_common_options(parser, "runs/degeneracy-deep-linear")
-    parser.add_argument("--depth", type=int, help="number of layers (default 30)")
-    parser.add_argument("--width", type=int, help="units per layer (default 64)")
-    parser.add_argument(
-        "--conditions",
-        nargs="+",
-        help=f"initializations (default {' '.join(DEFAULT_CONDITIONS)}); names: {INIT_NAME_HELP}",
-    )
-    parser.add_argument("--fold-axis", choices=FOLD_AXES, help="axis Fold k copies (default rows)")
-    parser.add_argument("--seeds", type=int, help="seeds per condition (default 10)")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, help="default adam")
-    parser.add_argument("--lr", type=float, dest="learning_rate", help="default 1e-3")
-    parser.add_argument("--epochs", type=int, help="default 500")
-    parser.add_argument("--train-samples", type=int, help="training set size (default 1024)")
-    parser.add_argument("--batch-size", type=int, help="minibatch size (default 64)")
-    parser.add_argument("--input-std", type=float, help="inputs ~ N(0, std^2 I) (default 1)")
-    parser.add_argument(
-        "--teacher-gain", type=float, help="teacher entries ~ N(0, gain^2/width) (default 1)"
-    )
-    parser.add_argument(
-        "--gradient-epochs",
-        type=int,
-        nargs="+",
-        help="epochs at which gradient norms are recorded (default 0 1 5)",
-    )
-    parser.add_argument(
-        "--measure-points", type=int, help="log-spaced epochs with degeneracy measures (default 40)"
-    )
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        dest="small_value_threshold",
-        help="small singular value threshold, relative to the RMS singular value (default 0.1)",
-    )
-    parser.set_defaults(func=_deep_linear_command)
 
 
 def _add_spectra_parser(experiments: Any) -> None:
-    parser = experiments.add_parser(
+    _add_experiment_parser(
+        experiments,
         "spectra",
-        help="singular values of random matrix products and of critical networks' Jacobians",
-        description=(
-            "Singular-value spectra of products of L Gaussian / orthogonal / folded matrices, and "
-            "input-output Jacobian spectra of deep linear, hard-tanh and ReLU networks at "
-            "criticality with Gaussian and orthogonal weights, over depth."
-        ),
+        "singular values of random matrix products and of critical networks' Jacobians",
+        "Singular-value spectra of products of L Gaussian / orthogonal / folded matrices, and "
+        "input-output Jacobian spectra of deep linear, hard-tanh and ReLU networks at "
+        "criticality with Gaussian and orthogonal weights, over depth.",
+        SpectraConfig,
+        _spectra_command,
     )
-    _add_common_options(parser, "runs/degeneracy-spectra")
-    parser.add_argument("--product-width", type=int, help="matrix size for products (default 256)")
-    parser.add_argument(
-        "--product-depths", type=int, nargs="+", help="L for the histograms (default 1 10 100)"
-    )
-    parser.add_argument(
-        "--product-inits",
-        nargs="+",
-        help=f"matrix kinds (default gaussian orthogonal fold1); names: {INIT_NAME_HELP}",
-    )
-    parser.add_argument("--product-trials", type=int, help="products per kind (default 20)")
-    parser.add_argument("--jacobian-width", type=int, help="network width (default 256)")
-    parser.add_argument(
-        "--jacobian-depths", type=int, nargs="+", help="network depths (default 1 4 16 64)"
-    )
-    parser.add_argument(
-        "--nonlinearities", nargs="+", choices=NONLINEARITIES, help="default: all three"
-    )
-    parser.add_argument("--weight-kinds", nargs="+", choices=WEIGHT_KINDS, help="default: both")
-    parser.add_argument(
-        "--q-stars",
-        type=float,
-        nargs="+",
-        dest="hard_tanh_q_stars",
-        help="hard-tanh fixed-point pre-activation variances q* (default 0.015625 0.25)",
-    )
-    parser.add_argument("--jacobian-trials", type=int, help="networks per setting (default 8)")
-    parser.add_argument("--fold-axis", choices=FOLD_AXES, help="axis Fold k copies (default rows)")
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        dest="small_value_threshold",
-        help="small singular value threshold, relative to the RMS singular value (default 0.1)",
-    )
-    parser.set_defaults(func=_spectra_command)
 
 
 def _add_synapse_parser(experiments: Any) -> None:
-    parser = experiments.add_parser(
+    parser = _add_experiment_parser(
+        experiments,
         "synapse",
-        help="the same initializations for the learned synapse's recurrent matrix, meta-trained",
-        description=(
-            "Meta-train the learned synapse with its recurrent matrix initialized as Fold k / "
-            "orthogonal x g (and the cell's own default) over several seeds; write the "
-            "meta-objective curves, iterations to a fraction of the best final objective, "
-            "meta-gradient norms, degeneracy of the recurrent Jacobian products over the "
-            "training window, and the verdict on the post's claims."
-        ),
+        "the same initializations for the learned synapse's recurrent matrix, meta-trained",
+        "Meta-train the learned synapse (learnsyn.runs.train, with its model selection) for "
+        "every cell x m x horizon of a grid, with its recurrent matrix initialized as Fold k / "
+        "orthogonal x g, the cell's own default, learnsyn train's default (auto) and a "
+        "near-isometric control, over several seeds; write the meta-objective curves, "
+        "iterations to a fraction of the best final objective, meta-gradient norms, "
+        "degeneracy of the window Jacobian products and time scales used along training, the "
+        "gap to the optimal linear synapse, rank correlations across inits, and the verdict "
+        "on the post's claims.",
+        SynapseDegeneracyConfig,
+        _synapse_command,
+        skip=("train",),
+        helps={"inits": synapse_init_help()},
     )
-    _add_common_options(parser, "runs/degeneracy-synapse")
-    parser.add_argument("--cell", choices=SYNAPSE_CELLS, help="learned cell (default rnn)")
-    parser.add_argument("--hidden-size", type=int, help="state size of the cell (default 32)")
-    parser.add_argument(
-        "--inits",
-        nargs="+",
-        help=(
-            f"recurrent-matrix inits (default {' '.join(default_inits())}); names: "
-            f"{INIT_NAME_HELP}, or default (the cell's own init)"
-        ),
+    # Every learnsyn train setting a run does not set itself, generated from TrainConfig.
+    add_config_options(
+        parser,
+        TrainConfig,
+        skip=PER_RUN_SETTINGS,
+        names=TRAIN_OPTION_NAMES,
+        dest_prefix=TRAIN_DEST,
+        defaults=EXPERIMENT_TRAIN_DEFAULTS,
+        required=False,
     )
-    parser.add_argument(
-        "--gain", type=float, help="gain g of orthogonal-x<g> in the default init list (0.8)"
-    )
-    parser.add_argument("--fold-axis", choices=FOLD_AXES, help="axis Fold k copies (default rows)")
-    parser.add_argument("--seeds", type=int, help="seeds per init (default 16)")
-    parser.add_argument("--iterations", type=int, help="meta-training iterations (default 400)")
-    parser.add_argument("--task", help="scenario (default ideal)")
-    parser.add_argument(
-        "--task-param",
-        action="append",
-        dest="task_params",
-        metavar="KEY=VALUE",
-        help="scenario parameter (repeatable)",
-    )
-    parser.add_argument("--synapses", type=int, help="number of synapses N (default 1000)")
-    parser.add_argument("--horizon", type=int, help="tracked window length in steps (default 30)")
-    parser.add_argument("--burn-in", type=int, help="steps before the window (2.5 x horizon)")
-    parser.add_argument("--batch", type=int, help="synapse pairs per iteration (default 256)")
-    parser.add_argument("--metric", choices=TRAIN_METRICS, help="meta-objective (default area)")
-    parser.add_argument("--snr-threshold", type=float, help="SNR threshold of the metric (1)")
-    parser.add_argument("--lr", type=float, help="Adam learning rate, cosine-annealed (3e-4)")
-    parser.add_argument("--grad-clip", type=float, help="gradient norm clip (default 1)")
-    parser.add_argument("--temperature", type=float, help="surrogate start temperature (0.3)")
-    parser.add_argument("--temperature-final", type=float, help="surrogate end temperature (0.03)")
-    parser.add_argument(
-        "--noise-margin", type=float, help="objective on SNR - margin x s.e. (default 1)"
-    )
-    parser.add_argument(
-        "--evaluate-every", type=int, help="iterations between fixed-batch evaluations (10)"
-    )
-    parser.add_argument("--eval-batch", type=int, help="pairs in the evaluation batch (1024)")
-    parser.add_argument(
-        "--fraction", type=float, help="fraction of the best final objective to reach (0.9)"
-    )
-    parser.add_argument(
-        "--jacobian-streams", type=int, help="streams for the Jacobian products (default 16)"
-    )
-    parser.add_argument(
-        "--window-lengths", type=int, nargs="+", help="L for P_L (default: log-spaced 1..horizon)"
-    )
-    parser.add_argument(
-        "--measure-points", type=int, help="iterations with Jacobian measures (default 5)"
-    )
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        dest="small_value_threshold",
-        help="small singular value threshold, relative to the RMS singular value (default 0.1)",
-    )
-    parser.set_defaults(func=_synapse_command)
 
 
 def _config_from_arguments(config_type: type, arguments: argparse.Namespace) -> Any:
@@ -284,6 +189,27 @@ def _config_from_arguments(config_type: type, arguments: argparse.Namespace) -> 
     return dataclasses.replace(base, **options)
 
 
+#: where the parsed ``learnsyn train`` settings of the synapse experiment land in the namespace
+TRAIN_DEST = "train__"
+
+
+def _synapse_config_from_arguments(
+    config_type: type, arguments: argparse.Namespace
+) -> SynapseDegeneracyConfig:
+    """The quick or full config with every given option applied: the experiment's own fields
+    and the ``learnsyn train`` settings (into ``train``)."""
+    values = {
+        **given_options(arguments, config_type),
+        **given_options(arguments, TrainConfig, TRAIN_DEST),
+    }
+    for name in ("seed", "threads"):
+        if getattr(arguments, name, None) is not None:
+            values[name] = getattr(arguments, name)
+    values["show_progress"] = not arguments.no_progress
+    base = config_type.quick() if arguments.quick else config_type()
+    return config_type.from_options(base, **values)
+
+
 def _output_directory(arguments: argparse.Namespace) -> str:
     if arguments.out is not None:
         return arguments.out
@@ -295,10 +221,11 @@ def _run_experiment(
     config_type: type,
     run: Callable[[Any, str], dict[str, Any]],
     report: Callable[[dict[str, Any]], list[str]],
+    build: Callable[[type, argparse.Namespace], Any] | None = None,
 ) -> int:
     """Build and validate the config (one-line error, exit 2), run, print a short report."""
     try:
-        config = _config_from_arguments(config_type, arguments)
+        config = (build or _config_from_arguments)(config_type, arguments)
         config.validate()
         out_dir = _output_directory(arguments)
         _check_out_dir(out_dir, arguments.experiment, getattr(arguments, "overwrite", False))
@@ -353,6 +280,8 @@ def _spectra_report(summary: dict[str, Any]) -> list[str]:
 
 
 def _synapse_report(summary: dict[str, Any]) -> list[str]:
+    if "iterations_to_fraction" not in summary:  # a grid of several points
+        return _synapse_grid_report(summary)
     reach = summary["iterations_to_fraction"]
     lines = [
         f"final {summary['metric']} (evaluation batch, mean +- s.e. over "
@@ -373,6 +302,25 @@ def _synapse_report(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _synapse_grid_report(summary: dict[str, Any]) -> list[str]:
+    lines = ["selected objective, gap to the baseline, iterations to the target (mean +- s.e.):"]
+    for name, point in summary["analysis"].items():
+        for init, entry in point["by_init"].items():
+            selected, speed = entry["selected_objective"], entry["iterations_to_target"]
+            gap = entry.get("gap_to_baseline")
+            gap_text = f"gap {gap['mean']:.3f} +- {gap['standard_error']:.2g}" if gap else ""
+            lines.append(
+                f"  {name} {init:18s} {selected['mean']:.4g} +- {selected['standard_error']:.2g}"
+                f"  {gap_text}  {speed['mean']:.0f} +- {speed['standard_error']:.2g} iterations"
+            )
+        for key, entry in point["rank_correlations"].items():
+            lines.append(
+                f"  {name} rho({key}) = {entry['rho']:.2f} +- {entry['standard_error']:.2f}: "
+                f"{entry['direction']}"
+            )
+    return lines
+
+
 def _deep_linear_command(arguments: argparse.Namespace) -> int:
     return _run_experiment(arguments, DeepLinearConfig, run_deep_linear, _deep_linear_report)
 
@@ -383,5 +331,9 @@ def _spectra_command(arguments: argparse.Namespace) -> int:
 
 def _synapse_command(arguments: argparse.Namespace) -> int:
     return _run_experiment(
-        arguments, SynapseDegeneracyConfig, run_synapse_degeneracy, _synapse_report
+        arguments,
+        SynapseDegeneracyConfig,
+        run_synapse_degeneracy,
+        _synapse_report,
+        build=_synapse_config_from_arguments,
     )

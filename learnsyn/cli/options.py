@@ -1,16 +1,18 @@
 """Command-line options shared by the ``learnsyn`` commands, and the ones generated from configs.
 
-``add_config_options`` turns every field of a config dataclass (``TrainConfig``) into an option:
-``--field-name`` with the field's type and the help in its metadata (``dict`` fields become
-repeatable ``KEY=VALUE`` options, ``required`` ones must be given); ``config_from_args`` builds
-and validates the config back from the parsed options. The options are therefore the config,
-never a copy of it. Values are checked once, by the config's ``validate``.
+``add_config_options`` turns every field of a config dataclass (``TrainConfig``, the degeneracy
+experiments' configs) into an option: ``--field-name`` with the field's type and the help in its
+metadata (``dict`` fields become repeatable ``KEY=VALUE`` options, ``tuple`` fields take several
+values, ``required`` ones must be given); ``config_from_args`` builds and validates the config
+back from the parsed options, ``given_options`` reads what was given. The options are therefore
+the config, never a copy of it. Values are checked once, by the config's ``validate``.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Iterable
 from dataclasses import MISSING
 from typing import Any
 
@@ -77,22 +79,78 @@ def _typed(kind: type, name: str) -> Callable[[str], Any]:
     return convert
 
 
-def add_config_options(parser: argparse.ArgumentParser, config_type: type) -> None:
-    """One option per field of ``config_type`` (defaults shown; None means "derived")."""
+def _option_kind(config_type: type, name: str) -> Any:
+    """``field_kind``, except that a ``tuple[X, ...]`` field (or ``| None``) stays a tuple."""
+    hint = typing.get_type_hints(config_type)[name]
+    for candidate in (hint, *typing.get_args(hint)):
+        if typing.get_origin(candidate) is tuple:
+            return candidate
+    return field_kind(config_type, name)
+
+
+def _shown(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def add_config_options(
+    parser: argparse.ArgumentParser,
+    config_type: type,
+    *,
+    skip: Iterable[str] = (),
+    names: dict[str, str] | None = None,
+    dest_prefix: str = "",
+    defaults: dict[str, Any] | None = None,
+    helps: dict[str, str] | None = None,
+    required: bool = True,
+) -> None:
+    """One option per field of ``config_type`` (defaults shown; None means "derived").
+
+    ``skip``: fields without an option; ``names``: another option name for a field (the other
+    fields keep theirs); ``dest_prefix``: prepended to each option's ``dest``; ``defaults``:
+    the default to show where the caller's differs from the field's; ``helps``: help texts
+    that replace the metadata's; ``required=False`` makes no option required."""
+    names, defaults, helps = names or {}, defaults or {}, helps or {}
     for f in config_fields(config_type):
-        kind = field_kind(config_type, f.name)
+        if f.name in skip:
+            continue
+        kind = _option_kind(config_type, f.name)
         meta = f.metadata
-        help_text = meta.get("help", "")
-        if f.default is not MISSING and f.default is not None and not meta.get("required"):
-            help_text += f" (default {f.default})"
-        options: dict[str, Any] = {"dest": f.name, "help": help_text}
+        help_text = helps.get(f.name, meta.get("help", ""))
+        default = defaults.get(f.name, f.default)
+        must = bool(meta.get("required")) and required
+        if default is not MISSING and default is not None and not must:
+            help_text += f" (default {_shown(default)})"
+        options: dict[str, Any] = {"dest": dest_prefix + f.name, "help": help_text}
+        name = names.get(f.name) or option_name(f)
         if kind is dict:
             options.update(action="append", metavar=meta.get("metavar", "KEY=VALUE"))
         else:
-            options.update(default=None, required=bool(meta.get("required")))
-            if kind in (int, float):
-                options["type"] = _typed(kind, option_name(f).lstrip("-"))
-        parser.add_argument(option_name(f), **options)
+            options.update(default=None, required=must)
+            options["metavar"] = name.lstrip("-").replace("-", "_").upper()
+            element = kind
+            if typing.get_origin(kind) is tuple:
+                element = typing.get_args(kind)[0]
+                options["nargs"] = "+"
+            if element in (int, float):
+                options["type"] = _typed(element, name.lstrip("-"))
+        parser.add_argument(name, **options)
+
+
+def given_options(
+    args: argparse.Namespace, config_type: type, dest_prefix: str = ""
+) -> dict[str, Any]:
+    """The fields of ``config_type`` whose options made by ``add_config_options`` were given
+    (several values as a tuple, ``KEY=VALUE`` items as a dict)."""
+    values: dict[str, Any] = {}
+    for f in config_fields(config_type):
+        given = getattr(args, dest_prefix + f.name, None)
+        if given is None:
+            continue
+        if field_kind(config_type, f.name) is dict:
+            values[f.name] = parse_assignments(given, option_name(f))
+        else:
+            values[f.name] = tuple(given) if isinstance(given, list) else given
+    return values
 
 
 def config_from_args(args: argparse.Namespace, config_type: type):

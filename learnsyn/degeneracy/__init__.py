@@ -10,7 +10,8 @@ Modules, by concept:
 - ``spectra`` (+ ``spectra_report``): singular values of matrix products and of Jacobians;
 - ``recurrent_jacobians``: per-step Jacobians of a learned synapse and their window products;
 - ``synapse`` (+ ``synapse_report``, ``synapse_figures``): the same inits for the learned
-  synapse's recurrent matrix, meta-trained over seeds;
+  synapse's recurrent matrix, meta-trained over seeds through ``learnsyn.runs.train``;
+- ``rank_correlation``: Spearman's rho across inits with a bootstrap over seeds;
 - ``cli``: ``learnsyn degeneracy deep-linear|spectra|synapse`` (``add_degeneracy_commands``).
 """
 

@@ -22,8 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from learnsyn.config import setting
 from learnsyn.degeneracy.measures import DEFAULT_SMALL_VALUE_THRESHOLD
 from learnsyn.initialization import (
+    INIT_NAME_HELP,
     InitSpec,
     check_depth,
     check_fold_axis,
@@ -45,26 +47,36 @@ class DeepLinearConfig:
     scale; the defaults here are our choice (see docs/degeneracy-results.md for the reasoning).
     """
 
-    depth: int = 30
-    width: int = 64
-    conditions: tuple[str, ...] = DEFAULT_CONDITIONS
-    fold_axis: str = "rows"
-    seeds: int = 10
-    seed: int = 0
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    epochs: int = 500
-    train_samples: int = 1024
-    batch_size: int = 64
-    input_std: float = 1.0
-    teacher_gain: float = 1.0
-    gradient_epochs: tuple[int, ...] = (0, 1, 5)
-    gradient_points: int = 16
-    judge_window: tuple[int, int] = (250, 500)
-    measure_points: int = 40
-    small_value_threshold: float = DEFAULT_SMALL_VALUE_THRESHOLD
-    threads: int = 1
-    show_progress: bool = True
+    depth: int = setting(30, "number of layers")
+    width: int = setting(64, "units per layer")
+    conditions: tuple[str, ...] = setting(
+        DEFAULT_CONDITIONS, f"initializations; names: {INIT_NAME_HELP}"
+    )
+    fold_axis: str = setting("rows", "axis Fold k copies: rows | columns")
+    seeds: int = setting(10, "seeds per condition")
+    seed: int = setting(0, "base random seed", cli=False)
+    optimizer: str = setting("adam", "adam | sgd")
+    learning_rate: float = setting(1e-3, "learning rate", option="--lr")
+    epochs: int = setting(500, "training epochs")
+    train_samples: int = setting(1024, "training set size")
+    batch_size: int = setting(64, "minibatch size")
+    input_std: float = setting(1.0, "inputs ~ N(0, std^2 I)")
+    teacher_gain: float = setting(1.0, "teacher entries ~ N(0, gain^2/width)")
+    gradient_epochs: tuple[int, ...] = setting(
+        (0, 1, 5), "epochs at which per-layer gradient norms are recorded"
+    )
+    gradient_points: int = setting(16, "log-spaced epochs with gradient norms through training")
+    judge_window: tuple[int, int] = setting(
+        (250, 500), "START END: epochs of the plateau rule; losses are compared at END"
+    )
+    measure_points: int = setting(40, "log-spaced epochs with degeneracy measures")
+    small_value_threshold: float = setting(
+        DEFAULT_SMALL_VALUE_THRESHOLD,
+        "small singular value threshold, relative to the RMS singular value",
+        option="--threshold",
+    )
+    threads: int = setting(1, "torch threads", cli=False)
+    show_progress: bool = setting(True, "", cli=False)
 
     @classmethod
     def quick(cls, **overrides: Any) -> DeepLinearConfig:

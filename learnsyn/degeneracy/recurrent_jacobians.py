@@ -9,10 +9,21 @@ scenarios that constrain the state) are differentiated by autograd.
 ``spectrum_measures`` gives the degeneracy measures of ``measures`` (effective rank,
 participation ratio, fraction of small singular values) plus the RMS singular value, the size of
 the product: for an orthogonal W times g in the linear regime it is g^L, the vanishing factor.
+
+``timescales_used`` is the effective number of time scales a cell uses over a window of H
+steps: the participation ratio ``(sum a)^2 / sum a^2`` of the memory lengths
+``a_i = sum_{t<H} |lambda_i|^t`` of the eigenvalues of its mean one-step Jacobian (the mean of
+``J_t`` over the streams and the window, ``window_jacobians``). A mode that forgets at once
+counts 1 step, one that keeps its memory over the whole window counts H; two equally slow modes
+(a rotation's complex pair) give 2, one slow mode beside fast ones about 1.
 """
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
+import numpy as np
 import torch
 
 from learnsyn.cells import LearnedSynapse, TanhRNNSynapse
@@ -82,6 +93,19 @@ def window_jacobian_products(
     then the tracked window starts with the tracked event (random sign) followed by background
     events; ``J_t`` is the Jacobian of step t of the window w.r.t. the state before it.
     """
+    return window_jacobians(model, scenario, config, streams, window_lengths, generator)[0]
+
+
+def window_jacobians(
+    model: LearnedSynapse,
+    scenario: Scenario,
+    config: TrainConfig,
+    streams: int,
+    window_lengths: tuple[int, ...],
+    generator: torch.Generator,
+) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+    """``window_jacobian_products`` and the mean one-step Jacobian ``(n, n)`` (float64) over
+    the streams and the first ``max(window_lengths)`` steps of the window."""
     size = model.state_size
     uniforms = scenario.uniforms_per_step
     wanted, products = set(window_lengths), {}
@@ -99,6 +123,7 @@ def window_jacobian_products(
         signs = torch.where(torch.rand(streams, generator=generator) < kind.p_plus, 1.0, -1.0)
         events, flags, stream = scenario.tracked_events(kind, signs, stream)
     product = torch.eye(size, dtype=torch.float64).expand(streams, size, size)
+    total = torch.zeros(size, size, dtype=torch.float64)
     for length in range(1, max(window_lengths) + 1):
         if length > 1:
             draws = torch.rand(streams, uniforms, generator=generator)
@@ -106,9 +131,35 @@ def window_jacobian_products(
         noise = scenario.constraint_noise(streams, size, generator, DEVICE)
         state, jacobian = step_with_jacobian(model, scenario, state, events, flags, noise)
         product = jacobian.to(torch.float64) @ product
+        total += jacobian.to(torch.float64).mean(dim=0)
         if length in wanted:
             products[length] = product
-    return products
+    return products, total / max(window_lengths)
+
+
+def timescales_used(eigenvalues: Any, horizon: int) -> float:
+    """Participation ratio of the memory lengths ``sum_{t<horizon} |lambda|^t`` of the
+    eigenvalues (moduli capped at 1, where the length is ``horizon``); NaN if not finite."""
+    moduli = np.minimum(np.abs(np.asarray(eigenvalues, dtype=np.complex128)), 1.0)
+    if moduli.size == 0 or not np.all(np.isfinite(moduli)):
+        return math.nan
+    lengths = np.where(
+        moduli < 1.0, (1.0 - moduli**horizon) / np.maximum(1.0 - moduli, 1e-300), float(horizon)
+    )
+    return float(lengths.sum() ** 2 / (lengths**2).sum())
+
+
+def mean_jacobian_timescales(mean_jacobian: torch.Tensor, horizon: int) -> dict[str, Any]:
+    """``timescales_used`` of a mean one-step Jacobian, with its eigenvalue moduli
+    (descending)."""
+    matrix = mean_jacobian.detach().to(torch.float64).numpy()
+    if not np.all(np.isfinite(matrix)):
+        return {"timescales_used": math.nan, "eigenvalue_moduli": [math.nan] * len(matrix)}
+    eigenvalues = np.linalg.eigvals(matrix)
+    return {
+        "timescales_used": timescales_used(eigenvalues, horizon),
+        "eigenvalue_moduli": sorted(np.abs(eigenvalues).tolist(), reverse=True),
+    }
 
 
 def spectrum_measures(matrices: torch.Tensor, threshold: float) -> dict[str, torch.Tensor]:

@@ -17,8 +17,10 @@ from typing import Any
 import torch
 from scipy.special import erf
 
+from learnsyn.config import setting
 from learnsyn.degeneracy.measures import DEFAULT_SMALL_VALUE_THRESHOLD
 from learnsyn.initialization import (
+    INIT_NAME_HELP,
     check_depth,
     check_fold_axis,
     check_fold_fits_width,
@@ -35,23 +37,33 @@ WEIGHT_KINDS = ("gaussian", "orthogonal")
 class SpectraConfig:
     """Sizes of the product and Jacobian spectra computations (saved as config.json)."""
 
-    product_width: int = 256
-    product_depths: tuple[int, ...] = (1, 10, 100)
-    product_inits: tuple[str, ...] = ("gaussian", "orthogonal", "fold1")
-    product_trials: int = 20
-    variance_curve_points: int = 16
-    jacobian_width: int = 256
-    jacobian_depths: tuple[int, ...] = (1, 4, 16, 64)
-    nonlinearities: tuple[str, ...] = NONLINEARITIES
-    weight_kinds: tuple[str, ...] = WEIGHT_KINDS
-    hard_tanh_q_stars: tuple[float, ...] = (1 / 64, 1 / 4)
-    jacobian_trials: int = 8
-    fold_axis: str = "rows"
-    small_value_threshold: float = DEFAULT_SMALL_VALUE_THRESHOLD
-    histogram_bins: int = 60
-    seed: int = 0
-    threads: int = 1
-    show_progress: bool = True
+    product_width: int = setting(256, "matrix size for products")
+    product_depths: tuple[int, ...] = setting((1, 10, 100), "L for the histograms")
+    product_inits: tuple[str, ...] = setting(
+        ("gaussian", "orthogonal", "fold1"), f"matrix kinds; names: {INIT_NAME_HELP}"
+    )
+    product_trials: int = setting(20, "products per kind")
+    variance_curve_points: int = setting(16, "depths of the var(s^2) against L curve")
+    jacobian_width: int = setting(256, "network width")
+    jacobian_depths: tuple[int, ...] = setting((1, 4, 16, 64), "network depths")
+    nonlinearities: tuple[str, ...] = setting(NONLINEARITIES, " | ".join(NONLINEARITIES))
+    weight_kinds: tuple[str, ...] = setting(WEIGHT_KINDS, " | ".join(WEIGHT_KINDS))
+    hard_tanh_q_stars: tuple[float, ...] = setting(
+        (1 / 64, 1 / 4),
+        "hard-tanh fixed-point pre-activation variances q*",
+        option="--q-stars",
+    )
+    jacobian_trials: int = setting(8, "networks per setting")
+    fold_axis: str = setting("rows", "axis Fold k copies: rows | columns")
+    small_value_threshold: float = setting(
+        DEFAULT_SMALL_VALUE_THRESHOLD,
+        "small singular value threshold, relative to the RMS singular value",
+        option="--threshold",
+    )
+    histogram_bins: int = setting(60, "bins of the singular value histograms")
+    seed: int = setting(0, "base random seed", cli=False)
+    threads: int = setting(1, "torch threads", cli=False)
+    show_progress: bool = setting(True, "", cli=False)
 
     @classmethod
     def quick(cls, **overrides: Any) -> SpectraConfig:

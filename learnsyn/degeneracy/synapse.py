@@ -3,52 +3,67 @@
 Backpropagation through the ``horizon`` steps of the synapse RNN's tracked window is
 backpropagation through a ``horizon``-layer network with tied weights. This experiment applies
 the deep-linear initializations (Fold k, Gaussian = Fold 0, orthogonal, orthogonal x g) to the
-recurrent matrix of the learned synapse (``W`` of the tanh RNN, ``U_h`` of the GRU), plus the
-cell's own ``default`` initialization as a reference, and meta-trains every init with ``seeds``
-seeds on the same scenario with the project's own training step (``learnsyn.training``).
+recurrent matrix of the learned synapse (``W`` of the tanh RNN, ``U_h`` of the GRU), beside the
+cell's own ``default``, ``learnsyn train``'s default ``auto`` and a near-isometric control
+``isometric`` (see ``make_isometric_``), and meta-trains every (cell, m, horizon, init, seed) of
+a grid on the real training path: ``learnsyn.runs.train`` with its model selection, one run
+directory each under ``<out>/runs/``. The run's ``TrainConfig`` is built from the one dataclass:
+``TrainConfig``'s defaults, the experiment's ``train`` overrides (``--lr``, ``--iterations``,
+any ``learnsyn train`` setting), then the run's cell, m, horizon, init and seed.
 
-Recorded per run:
-- every iteration: the surrogate meta-objective that Adam maximizes, the hard metric on the same
-  training batch, the total meta-gradient norm (before clipping) and the norm of the gradient
-  with respect to the recurrent matrix;
-- every ``evaluate_every`` iterations: the hard metric on a fixed evaluation batch (the same
-  random numbers for every init of a seed), from which the final objective and the iterations
-  to reach ``fraction`` of the best final objective are read;
-- at ``measure_points`` iterations (always the first and the last): the degeneracy of the
-  recurrent Jacobian products over the tracked window, ``P_L = J_L ... J_1`` with
-  ``J_t = d h_t / d h_{t-1}`` (for the tanh RNN ``diag(1 - h_t^2) W``), for several window
-  lengths L, on ``jacobian_streams`` streams after the training burn-in; and the degeneracy of
-  the recurrent matrix itself (``recurrent_jacobians``).
+Recorded per run (``train_one_run``):
+- every iteration: the surrogate meta-objective, the hard metric on the training batch, the total
+  meta-gradient norm (before clipping) and the norm of the gradient w.r.t. the recurrent matrix;
+- the validation score of model selection (the fixed validation batch) at iteration 0 and every
+  ``validate_every`` iterations (``--evaluate-every``): the curve from which the iterations to
+  ``fraction`` of the best final objective are read; the final evaluation of the selected
+  parameters (``selected_objective``), set against the optimal linear synapse of the same m
+  (tuned once per m and horizon, exactly in the ideal scenario);
+- at ``measure_points`` iterations (first and last always): the degeneracy of the window
+  Jacobian products ``P_L = J_L ... J_1`` (``recurrent_jacobians``), the effective number of
+  time scales the cell uses (``timescales_used`` of its mean one-step Jacobian), and the
+  degeneracy of the recurrent matrix itself.
 
 Seeds are paired across inits: seed index s gives every init the same training batches, the
-same evaluation batch and the same Jacobian streams, Fold k folds the same Gaussian draw that
-Fold 0 uses, and orthogonal x g scales the same orthogonal draw. Differences between inits are
-then due to the initialization alone. The figures, results.json and the verdicts on the post's
-claims are written by ``synapse_report``.
+same validation batch and the same Jacobian streams, Fold k folds the same Gaussian draw that
+Fold 0 uses, and orthogonal x g scales the same orthogonal draw. Runs go seed by seed; after the
+first ``pilot_seeds`` seeds the smallest effect the full seed count resolves (2.8 x the pilot's
+s.d. of paired differences / sqrt(seeds)) is written to ``pilot.json`` and logged, before the
+other seeds run. The figures, results.json and the verdicts are written by ``synapse_report``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from learnsyn.cells import LearnedSynapse
+from learnsyn.cells import GRUSynapse, LearnedSynapse, TanhRNNSynapse
+from learnsyn.config import TrainConfig, setting
 from learnsyn.degeneracy.measures import DEFAULT_SMALL_VALUE_THRESHOLD
-from learnsyn.degeneracy.outputs import progress_bar, torch_threads
+from learnsyn.degeneracy.outputs import progress_bar, torch_threads, write_json_atomic
+from learnsyn.degeneracy.rank_correlation import DEFAULT_RESAMPLES, resolvable_rho
 from learnsyn.degeneracy.recurrent_jacobians import (
     DEVICE,
     JACOBIAN_MEASURES,
+    mean_jacobian_timescales,
     spectrum_measures,
-    window_jacobian_products,
+    window_jacobians,
 )
-from learnsyn.degeneracy.synapse_labels import CELL_DEFAULT_INIT
+from learnsyn.degeneracy.synapse_labels import (
+    AUTO_INIT,
+    CELL_DEFAULT_INIT,
+    CONTROL_INITS,
+    ISOMETRIC_INIT,
+    SPECIAL_INITS,
+)
 from learnsyn.initialization import (
     FOLD_AXES,
     check_fold_axis,
@@ -58,21 +73,24 @@ from learnsyn.initialization import (
     seeded_generator,
 )
 from learnsyn.scenario import Scenario, make_scenario
-from learnsyn.training import (
-    TRAIN_METRICS,
-    TrainConfig,
-    build_model,
-    make_optimizer,
-    meta_objective,
-    training_step,
-)
+from learnsyn.training import TRAIN_METRICS, validation_score
 
 SYNAPSE_CELLS = ("rnn", "gru")  # the chain cell has no free recurrent matrix
 DEFAULT_GAIN = 0.8
-# The evaluation batch's random numbers: never a training or validation batch's.
-EVALUATION_ITERATION = 2 * 10**9
+#: the stationary state std the isometric tanh RNN aims at, as sqrt(ISOMETRIC_STATE / horizon):
+#: tanh' = 1 - h^2 then costs about exp(-ISOMETRIC_STATE) of the window product's gain
+ISOMETRIC_STATE = 0.05
+#: TrainConfig fields every run sets itself (the grid point, the init and the run's seed)
+PER_RUN_SETTINGS = ("cell", "state_size", "horizon", "init", "seed", "device")
+#: TrainConfig fields whose experiment option has another name (the older option names)
+TRAIN_OPTION_NAMES = {"threshold": "--snr-threshold", "validate_every": "--evaluate-every"}
+#: what the experiment sets differently from ``learnsyn train`` (a finer validation curve for
+#: the iterations to the target; figures only at the first and last iteration)
+EXPERIMENT_TRAIN_DEFAULTS = {"validate_every": 10, "figure_every": 10**6}
 # Stream tags, so run seeds and Jacobian streams never share a random stream.
 _RUN_STREAM, _JACOBIAN_STREAM = 44, 55
+#: quick() keyword -> (field, as a one-point grid) for the older single-point names
+_POINT_ALIASES = {"cell": "cells", "hidden_size": "hidden_sizes", "horizon": "horizons"}
 
 
 def default_inits(gain: float = DEFAULT_GAIN) -> tuple[str, ...]:
@@ -80,85 +98,222 @@ def default_inits(gain: float = DEFAULT_GAIN) -> tuple[str, ...]:
     return ("fold0", "fold1", "orthogonal", f"orthogonal-x{gain:g}", CELL_DEFAULT_INIT)
 
 
+def synapse_init_help() -> str:
+    from learnsyn.initialization import INIT_NAME_HELP
+
+    return (
+        f"recurrent-matrix inits (default {' '.join(default_inits())}); names: {INIT_NAME_HELP}, "
+        "default (the cell's own init), auto (learnsyn train's default), isometric"
+    )
+
+
 @dataclass
 class SynapseDegeneracyConfig:
-    """Everything that defines one synapse-degeneracy run (saved as config.json).
+    """Everything that defines one synapse-degeneracy experiment (saved as config.json).
 
-    The default size (hidden 32, 5 inits x 16 seeds x 400 iterations, horizon 30, batch 256)
-    takes about 11 minutes on one CPU thread; ``quick()`` well under a minute. ``inits=None``
-    means ``default_inits(gain)`` with ``gain=None`` meaning 0.8; ``window_lengths=None`` means
-    about 8 log-spaced lengths from 1 to ``horizon``. ``run_synapse_degeneracy`` saves the
-    resolved config (``resolved()``).
+    The grid is ``cells x hidden_sizes x horizons``; every point runs ``init_names`` (``inits``,
+    or ``default_inits(gain)`` when None, then ``controls``) with ``seeds`` seeds. ``train``
+    holds the ``TrainConfig`` settings that differ from ``learnsyn train``'s defaults; every
+    other training setting is ``TrainConfig``'s. The default is the full experiment of issue 13
+    (2 cells x 3 m x 3 horizons x 7 inits x 32 seeds: days on one core); ``quick()`` runs in
+    seconds. ``window_lengths=None`` means about 8 log-spaced lengths from 1 to the horizon.
     """
 
-    cell: str = "rnn"
-    hidden_size: int = 32
-    inits: tuple[str, ...] | None = None
-    gain: float | None = None
-    fold_axis: str = "rows"
-    seeds: int = 16
-    seed: int = 0
-    iterations: int = 400
-    task: str = "ideal"
-    task_params: tuple[str, ...] = ()
-    synapses: int = 1000
-    horizon: int = 30
-    burn_in: int | None = None
-    batch: int = 256
-    metric: str = "area"
-    snr_threshold: float = 1.0
-    lr: float = 0.0003
-    lr_final_fraction: float = 0.05
-    grad_clip: float = 1.0
-    temperature: float = 0.3
-    temperature_final: float = 0.03
-    noise_margin: float = 1.0
-    timescale: float | None = None
-    evaluate_every: int = 10
-    eval_batch: int = 1024
-    fraction: float = 0.9
-    jacobian_streams: int = 16
-    window_lengths: tuple[int, ...] | None = None
-    measure_points: int = 5
-    small_value_threshold: float = DEFAULT_SMALL_VALUE_THRESHOLD
-    threads: int = 1
-    show_progress: bool = True
+    cells: tuple[str, ...] = setting(("gru", "rnn"), "learned cells: rnn | gru", option="--cell")
+    hidden_sizes: tuple[int, ...] = setting(
+        (2, 8, 32), "state sizes m of the cell", option="--hidden-size"
+    )
+    horizons: tuple[int, ...] = setting(
+        (30, 100, 600), "tracked windows T in steps (the depth of BPTT)", option="--horizon"
+    )
+    inits: tuple[str, ...] | None = setting(None, "")  # help: synapse_init_help()
+    controls: tuple[str, ...] = setting(
+        CONTROL_INITS,
+        "run beside the inits: auto (learnsyn train's default init) and isometric (the "
+        "near-isometric control); none: neither",
+    )
+    gain: float | None = setting(
+        None, "gain g of orthogonal-x<g> in the default init list (default 0.8)"
+    )
+    seeds: int = setting(32, "seeds per (cell, m, horizon, init)")
+    pilot_seeds: int = setting(
+        4, "first seeds from which the smallest resolvable effect is stated before the rest"
+    )
+    seed: int = setting(0, "base random seed", cli=False)
+    fraction: float = setting(0.9, "fraction of the best final objective to reach")
+    jacobian_streams: int = setting(16, "streams for the Jacobian products")
+    window_lengths: tuple[int, ...] | None = setting(
+        None, "L for P_L (default: log-spaced 1..horizon)"
+    )
+    measure_points: int = setting(5, "iterations with Jacobian measures (first and last too)")
+    small_value_threshold: float = setting(
+        DEFAULT_SMALL_VALUE_THRESHOLD,
+        "small singular value threshold, relative to the RMS singular value",
+        option="--threshold",
+    )
+    isometric_timescale: float = setting(
+        10.0, "the isometric control's time scale, in horizons (its window gain ~ exp(-1/this))"
+    )
+    gap_baseline: str = setting(
+        "optimal-linear", "baseline the gap is measured to (tuned once per m and horizon); none"
+    )
+    bootstrap: int = setting(DEFAULT_RESAMPLES, "bootstrap resamples (over seeds)")
+    train: dict[str, Any] = field(
+        default_factory=lambda: dict(EXPERIMENT_TRAIN_DEFAULTS), metadata={"cli": False}
+    )
+    threads: int = setting(1, "torch threads", cli=False)
+    show_progress: bool = setting(True, "", cli=False)
+
+    def __post_init__(self) -> None:
+        for name in ("cells", "hidden_sizes", "horizons", "controls"):
+            value = getattr(self, name)
+            if isinstance(value, (str, int, float)):
+                setattr(self, name, (value,))
+            else:
+                setattr(self, name, tuple(value))
+        if tuple(self.controls) == ("none",):
+            self.controls = ()
+        for name in ("inits", "window_lengths"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, (value,) if isinstance(value, (str, int)) else tuple(value))
+
+    @classmethod
+    def from_options(cls, base: SynapseDegeneracyConfig | None = None, **values: Any):
+        """``base`` (or the default) with ``values`` applied: the experiment's fields, the
+        single-point names ``cell``/``hidden_size``/``horizon``, or any ``TrainConfig`` field
+        (which goes into ``train``)."""
+        base = base or cls()
+        own = {f.name for f in fields(cls)}
+        train_names = {f.name for f in fields(TrainConfig)} - set(PER_RUN_SETTINGS)
+        train = dict(base.train)
+        changes: dict[str, Any] = {}
+        for name, value in values.items():
+            if name in _POINT_ALIASES:
+                changes[_POINT_ALIASES[name]] = value
+            elif name in own:
+                changes[name] = value
+            elif name in train_names:
+                train[name] = value
+            else:
+                raise TypeError(f"unknown synapse experiment setting {name!r}")
+        return dataclasses.replace(base, **changes, train=train)
 
     @classmethod
     def quick(cls, **overrides: Any) -> SynapseDegeneracyConfig:
-        """A run of seconds (hidden 16, 3 seeds, 30 iterations at lr 1e-3, horizon 12) for tests."""
-        values: dict[str, Any] = dict(
-            hidden_size=16,
+        """A run of seconds (rnn, hidden 16, horizon 12, 3 seeds, 30 iterations at lr 1e-3,
+        no controls, no gap baseline) for tests."""
+        base = cls(
+            cells=("rnn",),
+            hidden_sizes=(16,),
+            horizons=(12,),
+            controls=(),
             seeds=3,
-            iterations=30,
-            horizon=12,
-            batch=64,
-            eval_batch=128,
-            evaluate_every=5,
+            pilot_seeds=2,
             jacobian_streams=4,
             measure_points=3,
-            lr=0.001,
+            gap_baseline="none",
+            bootstrap=200,
+            train={
+                **EXPERIMENT_TRAIN_DEFAULTS,
+                "iterations": 30,
+                "batch": 64,
+                "eval_batch": 128,
+                "validate_every": 5,
+                "lr": 0.001,
+            },
         )
-        values.update(overrides)
-        return cls(**values)
+        return cls.from_options(base, **overrides)
+
+    # -- the grid -------------------------------------------------------------------------
+
+    @property
+    def points(self) -> list[tuple[str, int, int]]:
+        """The grid's (cell, m, horizon), in order."""
+        return [(c, m, h) for c in self.cells for m in self.hidden_sizes for h in self.horizons]
+
+    def point(self, cell: str, hidden_size: int, horizon: int) -> SynapseDegeneracyConfig:
+        """The one-point config of a grid point (what the report reads)."""
+        return dataclasses.replace(
+            self, cells=(cell,), hidden_sizes=(hidden_size,), horizons=(horizon,)
+        )
+
+    def _single(self, name: str) -> Any:
+        values = getattr(self, name)
+        if len(values) != 1:
+            raise ValueError(f"{name} has {len(values)} values; use point(...) for one")
+        return values[0]
+
+    @property
+    def cell(self) -> str:
+        return self._single("cells")
+
+    @property
+    def hidden_size(self) -> int:
+        return self._single("hidden_sizes")
+
+    @property
+    def horizon(self) -> int:
+        return self._single("horizons")
+
+    @property
+    def point_name(self) -> str:
+        return point_name(self.cell, self.hidden_size, self.horizon)
+
+    # -- training settings, all from TrainConfig -----------------------------------------
+
+    def base_train_config(self, cell: str | None = None) -> TrainConfig:
+        """``TrainConfig``'s defaults with ``train`` applied (cell: the grid's first)."""
+        return TrainConfig(**{**self.train, "cell": cell or self.cells[0]})
+
+    @property
+    def iterations(self) -> int:
+        return self.base_train_config().iterations
+
+    @property
+    def evaluate_every(self) -> int:
+        return self.base_train_config().validate_every
+
+    @property
+    def lr(self) -> float:
+        return self.base_train_config().resolved_lr()
+
+    @property
+    def batch(self) -> int:
+        return self.base_train_config().batch
+
+    @property
+    def synapses(self) -> int:
+        return self.base_train_config().synapses
+
+    @property
+    def metric(self) -> str:
+        return self.base_train_config().metric
+
+    @property
+    def task(self) -> str:
+        return self.base_train_config().task
+
+    @property
+    def fold_axis(self) -> str:
+        return self.base_train_config().fold_axis
+
+    @property
+    def task_param_dict(self) -> dict[str, Any]:
+        return dict(self.base_train_config().task_params)
+
+    # -- inits, schedules ----------------------------------------------------------------
 
     @property
     def init_names(self) -> tuple[str, ...]:
-        """The inits to run, in order (the default list when ``inits`` is None)."""
-        if self.inits is not None:
-            return tuple(self.inits)
-        return default_inits(DEFAULT_GAIN if self.gain is None else self.gain)
-
-    @property
-    def task_param_dict(self) -> dict[str, str]:
-        """``task_params`` (``KEY=VALUE`` strings) as a dict; the scenario converts the values."""
-        parsed = {}
-        for item in self.task_params:
-            key, separator, value = item.partition("=")
-            if not separator or not key.strip():
-                raise ValueError(f"task parameter {item!r} is not allowed: expected KEY=VALUE")
-            parsed[key.strip()] = value.strip()
-        return parsed
+        """The inits to run, in order: ``inits`` (the default list when None), then the
+        controls not already named."""
+        base = (
+            tuple(self.inits)
+            if self.inits is not None
+            else default_inits(DEFAULT_GAIN if self.gain is None else self.gain)
+        )
+        return base + tuple(name for name in self.controls if name not in base)
 
     @property
     def resolved_window_lengths(self) -> tuple[int, ...]:
@@ -170,7 +325,8 @@ class SynapseDegeneracyConfig:
 
     @property
     def evaluation_iterations(self) -> list[int]:
-        """Iterations (updates done) at which the fixed evaluation batch is scored."""
+        """Iterations (updates done) with a validation score: 0, every ``validate_every``,
+        and the last (``runs.train``'s model-selection schedule)."""
         return sorted({*range(0, self.iterations + 1, self.evaluate_every), self.iterations})
 
     @property
@@ -180,25 +336,40 @@ class SynapseDegeneracyConfig:
         return sorted({0, self.iterations, *np.round(spaced).astype(int).tolist()})
 
     def resolved(self) -> SynapseDegeneracyConfig:
-        """A copy with the init list and window lengths written out (what config.json holds)."""
-        return dataclasses.replace(
-            self,
-            inits=self.init_names,
-            gain=None,
-            window_lengths=self.resolved_window_lengths,
+        """A copy with the init list written out (what config.json holds)."""
+        base = self.init_names[: len(self.init_names) - len(self._added_controls())]
+        return dataclasses.replace(self, inits=base, gain=None)
+
+    def _added_controls(self) -> tuple[str, ...]:
+        named = (
+            tuple(self.inits)
+            if self.inits is not None
+            else default_inits(DEFAULT_GAIN if self.gain is None else self.gain)
         )
+        return tuple(name for name in self.controls if name not in named)
 
     def validate(self) -> None:
         """Raise a one-line ``ValueError`` for the first bad setting, before any work."""
-        if self.cell not in SYNAPSE_CELLS:
-            raise ValueError(
-                f"cell {self.cell!r} is not allowed: the synapse experiment needs a free "
-                f"recurrent matrix; allowed: {', '.join(SYNAPSE_CELLS)}"
-            )
-        if int(self.hidden_size) != self.hidden_size or self.hidden_size < 2:
-            raise ValueError(f"hidden size must be an integer >= 2, got {self.hidden_size}")
+        for cell in self.cells:
+            if cell not in SYNAPSE_CELLS:
+                raise ValueError(
+                    f"cell {cell!r} is not allowed: the synapse experiment needs a free "
+                    f"recurrent matrix; allowed: {', '.join(SYNAPSE_CELLS)}"
+                )
+        for size in self.hidden_sizes:
+            if isinstance(size, bool) or int(size) != size or size < 2:
+                raise ValueError(f"hidden size must be an integer >= 2, got {size}")
+        for horizon in self.horizons:
+            _check_integer_at_least("horizon", horizon, 1)
+        if not self.cells or not self.hidden_sizes or not self.horizons:
+            raise ValueError("cells, hidden sizes and horizons must each name at least one")
         check_seed(self.seed)
         check_fold_axis(self.fold_axis)
+        for name in self.controls:
+            if name not in CONTROL_INITS:
+                raise ValueError(
+                    f"control {name!r} is not allowed: expected {', '.join(CONTROL_INITS)} or none"
+                )
         if self.gain is not None:
             if self.inits is not None:
                 raise ValueError(
@@ -209,51 +380,64 @@ class SynapseDegeneracyConfig:
         names = self.init_names
         if not names:
             raise ValueError("inits must name at least one init")
-        for name in names:
-            if name == CELL_DEFAULT_INIT:
-                continue
-            spec = parse_init_spec(name)
-            try:
-                check_fold_fits_width(spec.fold_k, self.hidden_size)
-            except ValueError as error:
-                raise ValueError(
-                    f"init {name!r} (hidden size {self.hidden_size}): {error}"
-                ) from None
-        keys = [name if name == CELL_DEFAULT_INIT else parse_init_spec(name) for name in names]
+        for size in self.hidden_sizes:
+            for name in names:
+                if name in SPECIAL_INITS:
+                    continue
+                spec = parse_init_spec(name)
+                try:
+                    check_fold_fits_width(spec.fold_k, size)
+                except ValueError as error:
+                    raise ValueError(f"init {name!r} (hidden size {size}): {error}") from None
+        keys = [name if name in SPECIAL_INITS else parse_init_spec(name) for name in names]
         if len(set(keys)) != len(keys):
             raise ValueError(f"inits must be distinct, got {list(names)}")
-        _check_integer_at_least("horizon", self.horizon, 1)
-        _check_integer_at_least("eval_batch", self.eval_batch, 2)
+        _check_integer_at_least("iterations", self.train.get("iterations", 1), 1)
         for name, value in (
             ("seeds", self.seeds),
-            ("iterations", self.iterations),
-            ("evaluate_every", self.evaluate_every),
+            ("pilot_seeds", self.pilot_seeds),
             ("jacobian_streams", self.jacobian_streams),
             ("threads", self.threads),
+            ("bootstrap", self.bootstrap),
         ):
-            _check_integer_at_least(name, value, 1)
+            _check_integer_at_least(name, value, 1 if name != "pilot_seeds" else 0)
         _check_integer_at_least("measure_points", self.measure_points, 2)
         for name, value in (
             ("small_value_threshold", self.small_value_threshold),
-            ("lr", self.lr),
+            ("isometric_timescale", self.isometric_timescale),
         ):
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be > 0, got {value}")
         if not (math.isfinite(self.fraction) and 0 < self.fraction <= 1):
             raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
-        for length in self.resolved_window_lengths:
-            if int(length) != length or not 1 <= length <= self.horizon:
-                raise ValueError(
-                    f"window length {length} is not allowed: need 1..horizon ({self.horizon})"
-                )
-        # Everything the training step checks (metric, batch, horizon, scenario, ...).
-        train_config(self, names[0], 0).validate()
-        train_config(self, names[0], 0, evaluation=True).validate()
+        for horizon in self.horizons:
+            for length in self.point(
+                self.cells[0], self.hidden_sizes[0], horizon
+            ).resolved_window_lengths:
+                if int(length) != length or not 1 <= length <= horizon:
+                    raise ValueError(
+                        f"window length {length} is not allowed: need 1..horizon ({horizon})"
+                    )
+        if self.gap_baseline != "none":
+            from learnsyn.registry import model_names
+
+            if self.gap_baseline not in model_names():
+                raise ValueError(f"gap baseline {self.gap_baseline!r} is not a model name")
+        # Everything the training path checks (metric, batch, scenario, lr, ...), per point.
+        for cell, size, horizon in self.points:
+            point = self.point(cell, size, horizon)
+            for init in names:
+                train_config(point, init, 0).validate()
 
 
 def _check_integer_at_least(name: str, value: float, low: int) -> None:
-    if int(value) != value or value < low:
+    if isinstance(value, bool) or int(value) != value or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value}")
+
+
+def point_name(cell: str, hidden_size: int, horizon: int) -> str:
+    """The directory and key of a grid point: ``<cell>-m<m>-h<horizon>``."""
+    return f"{cell}-m{hidden_size}-h{horizon}"
 
 
 def run_seed(base_seed: int, seed_index: int) -> int:
@@ -261,202 +445,395 @@ def run_seed(base_seed: int, seed_index: int) -> int:
     return int(np.random.SeedSequence([base_seed, seed_index, _RUN_STREAM]).generate_state(1)[0])
 
 
-#: settings of the experiment that mean something else in TrainConfig (or are per run)
-_NOT_TRAIN_SETTINGS = {"task_params", "seed", "batch", "init"}
-
-
-def train_config(
-    config: SynapseDegeneracyConfig, init: str, seed_index: int, evaluation: bool = False
-) -> TrainConfig:
-    """The ``TrainConfig`` of one run (``evaluation``: the same with the evaluation batch):
-    every setting the two configs share by name, then the ones named differently here."""
-    train_names = {f.name for f in fields(TrainConfig)} - _NOT_TRAIN_SETTINGS
-    shared = {name: getattr(config, name) for name in train_names if hasattr(config, name)}
+def train_config(config: SynapseDegeneracyConfig, init: str, seed_index: int) -> TrainConfig:
+    """The ``TrainConfig`` of one run of a one-point ``config``: TrainConfig's defaults, the
+    experiment's ``train`` settings, then the point, the init and the run's seed. The
+    isometric control starts from ``orthogonal`` (``make_isometric_`` does the rest)."""
     return TrainConfig(
-        **shared,
-        task_params=config.task_param_dict,
-        state_size=config.hidden_size,
-        threshold=config.snr_threshold,
-        batch=config.eval_batch if evaluation else config.batch,
-        init=init,
-        # the gradient stops at the burn-in, as when this experiment was run and reported;
-        # `learnsyn train`'s default moved on (half the burn-in: docs/learned-vs-linear.md)
-        gradient_burn_in=0,
-        seed=run_seed(config.seed, seed_index),
-        device="cpu",
+        **{
+            **config.train,
+            "cell": config.cell,
+            "state_size": config.hidden_size,
+            "horizon": config.horizon,
+            "init": "orthogonal" if init == ISOMETRIC_INIT else init,
+            "seed": run_seed(config.seed, seed_index),
+            "device": "cpu",
+        }
     )
 
 
-def measure_jacobian_products(
+def make_isometric_(model: LearnedSynapse, horizon: int, timescale_in_horizons: float) -> None:
+    """The near-isometric control, in place, on a cell built with ``init="orthogonal"``: every
+    mode keeps its memory over the window, so ``P_L`` stays near an orthogonal matrix.
+
+    - tanh RNN: ``W = (1 - 1/T) Q`` (Q the orthogonal draw, T = ``timescale_in_horizons`` x the
+      horizon) and an input small enough that the stationary state std is
+      ``sqrt(ISOMETRIC_STATE / horizon)``, inside tanh's linear range;
+    - GRU: update gates ``z = 1/T`` (``J = (1 - z) I + z diag(tanh') U_h diag(r)`` + small gate
+      terms, so every eigenvalue is within O(1/T) of the unit circle), ``U_h = Q``.
+    """
+    longest = timescale_in_horizons * horizon
+    with torch.no_grad():
+        if isinstance(model, TanhRNNSynapse):
+            rho = 1.0 - 1.0 / longest
+            model.W.mul_(rho)
+            signs = torch.where(torch.arange(model.state_size) % 2 == 0, 1.0, -1.0)
+            model.U.zero_()
+            model.U[:, 0] = signs * math.sqrt(ISOMETRIC_STATE / horizon * (1.0 - rho**2))
+        elif isinstance(model, GRUSynapse):
+            model.bias[: model.state_size] = -math.log(longest - 1.0)
+        else:
+            raise ValueError(f"no isometric control for cell {model.cell!r}")
+
+
+def measure_model(
     model: LearnedSynapse,
     scenario: Scenario,
     config: TrainConfig,
     experiment: SynapseDegeneracyConfig,
     seed_index: int,
-) -> dict[str, np.ndarray]:
-    """Stream-mean ``JACOBIAN_MEASURES`` of ``P_L`` for every window length: ``(lengths,)``.
+) -> dict[str, Any]:
+    """Stream-mean ``JACOBIAN_MEASURES`` of ``P_L`` for every window length ``(lengths,)``, the
+    ``timescales_used`` of the mean one-step Jacobian and the recurrent matrix's measures.
 
     The streams depend on (base seed, seed index) only, so every init and every measurement
     point of a seed index sees the same event streams.
     """
     generator = seeded_generator(experiment.seed, seed_index, _JACOBIAN_STREAM)
     lengths = experiment.resolved_window_lengths
-    products = window_jacobian_products(
+    products, mean_jacobian = window_jacobians(
         model, scenario, config, experiment.jacobian_streams, lengths, generator
     )
     stacked = torch.stack([products[length] for length in lengths])  # (lengths, streams, n, n)
     measures = spectrum_measures(stacked, experiment.small_value_threshold)
-    return {name: values.mean(dim=1).numpy() for name, values in measures.items()}
-
-
-def evaluate_metric(
-    model: LearnedSynapse, scenario: Scenario, evaluation_config: TrainConfig
-) -> float:
-    """The hard metric on the fixed evaluation batch of this seed (no gradient)."""
-    with torch.no_grad():
-        result = meta_objective(
-            model, scenario, evaluation_config, EVALUATION_ITERATION, DEVICE, grad=False
-        )
-    return float(result.metrics[evaluation_config.metric])
+    matrix = model.recurrent_matrix().detach()
+    return {
+        "jacobian": {name: values.mean(dim=1).numpy() for name, values in measures.items()},
+        "timescales_used": mean_jacobian_timescales(mean_jacobian, config.horizon)[
+            "timescales_used"
+        ],
+        "recurrent_matrix": {
+            name: float(value)
+            for name, value in spectrum_measures(matrix, experiment.small_value_threshold).items()
+        },
+    }
 
 
 def train_one_run(
     experiment: SynapseDegeneracyConfig,
     init: str,
     seed_index: int,
-    scenario: Scenario,
+    run_dir: str | Path,
+    figure_baselines: list[dict[str, Any]] | None = None,
     on_iteration: Any = None,
 ) -> dict[str, Any]:
-    """Meta-train one init with one seed; return its per-iteration, evaluation, measure arrays."""
-    config = train_config(experiment, init, seed_index)
-    evaluation_config = train_config(experiment, init, seed_index, evaluation=True)
-    model = build_model(config)
-    optimizer, scheduler = make_optimizer(model, config)
-    iterations = experiment.iterations
+    """Meta-train one init of a one-point ``experiment`` with one seed through
+    ``runs.train``; return its per-iteration, validation and measurement arrays."""
+    from learnsyn.runs import TrainingDiverged, train
+
+    config = train_config(experiment, init, seed_index).validate()
+    scenario = make_scenario(config.task, config.task_params)
+    iterations = config.iterations
     series = {
         name: np.full(iterations, math.nan)
         for name in ("objective", "batch_metric", "grad_norm", "recurrent_grad_norm")
     }
     skipped = np.zeros(iterations, dtype=bool)
-    evaluations, measures, recurrent = [], [], []
+    evaluations: dict[int, float] = {}
+    measured: dict[int, dict[str, Any]] = {}
     recurrent_gradients: list[float] = []
-    hook = model.recurrent_matrix().register_hook(
-        lambda gradient: recurrent_gradients.append(float(gradient.norm()))
-    )
-    evaluation_points = set(experiment.evaluation_iterations)
     measurement_points = set(experiment.measurement_iterations)
 
-    def checkpoint(iteration: int) -> None:
-        if iteration in evaluation_points:
-            evaluations.append(evaluate_metric(model, scenario, evaluation_config))
-        if iteration in measurement_points:
-            measures.append(
-                measure_jacobian_products(model, scenario, config, experiment, seed_index)
+    def observe(done: int, model: LearnedSynapse) -> None:
+        if done == 0:
+            model.recurrent_matrix().register_hook(
+                lambda gradient: recurrent_gradients.append(float(gradient.norm()))
             )
-            matrix = model.recurrent_matrix().detach()
-            recurrent.append(
-                {
-                    name: float(value)
-                    for name, value in spectrum_measures(
-                        matrix, experiment.small_value_threshold
-                    ).items()
-                }
-            )
+            evaluations[0] = validation_score(model, scenario, config, DEVICE)
+        if done in measurement_points:
+            measured[done] = measure_model(model, scenario, config, experiment, seed_index)
+
+    def record(iteration: int, entry: dict[str, Any]) -> None:
+        series["objective"][iteration] = entry["objective"]
+        series["batch_metric"][iteration] = entry[config.metric]
+        series["grad_norm"][iteration] = entry["grad_norm"]
+        if recurrent_gradients and not entry["skipped"]:
+            series["recurrent_grad_norm"][iteration] = recurrent_gradients[-1]
+        recurrent_gradients.clear()
+        skipped[iteration] = entry["skipped"]
+        if "validation" in entry:
+            evaluations[iteration + 1] = entry["validation"]
+        if on_iteration is not None:
+            on_iteration(entry)
+
+    prepare = None
+    if init == ISOMETRIC_INIT:
+
+        def prepare(model: LearnedSynapse) -> None:
+            make_isometric_(model, config.horizon, experiment.isometric_timescale)
 
     try:
-        for iteration in range(iterations):
-            checkpoint(iteration)
-            recurrent_gradients.clear()
-            outcome = training_step(
-                model, scenario, config, optimizer, scheduler, iteration, DEVICE, meta_objective
-            )
-            series["objective"][iteration] = outcome.objective
-            series["batch_metric"][iteration] = outcome.result.metrics[experiment.metric]
-            series["grad_norm"][iteration] = outcome.grad_norm
-            if recurrent_gradients and not outcome.skipped:
-                series["recurrent_grad_norm"][iteration] = recurrent_gradients[-1]
-            skipped[iteration] = outcome.skipped
-            if on_iteration is not None:
-                on_iteration(outcome)
-        checkpoint(iterations)
-    finally:
-        hook.remove()
+        result = train(
+            config,
+            run_dir,
+            overwrite=True,
+            progress=False,
+            log=lambda message: None,
+            on_iteration=record,
+            prepare_model=prepare,
+            observe=observe,
+            figure_baselines=[] if figure_baselines is None else figure_baselines,
+        )
+        selected = float(result["evaluation"]["metrics"][config.metric])
+        selected_iteration = float(result["selected"]["iteration"])
+        diverged = False
+    except TrainingDiverged:
+        selected, selected_iteration, diverged = math.nan, math.nan, True
+    points = experiment.measurement_iterations
+    lengths = len(experiment.resolved_window_lengths)
+    nan_jacobian = {name: np.full(lengths, math.nan) for name in JACOBIAN_MEASURES}
+    nan_matrix = {name: math.nan for name in JACOBIAN_MEASURES}
+
+    def at(point: int, key: str, default: Any) -> Any:
+        return measured[point][key] if point in measured else default
+
     return {
         **series,
         "skipped": skipped,
-        "evaluation": np.asarray(evaluations),
-        "jacobian": {name: np.stack([m[name] for m in measures]) for name in JACOBIAN_MEASURES},
-        "recurrent_matrix": {
-            name: np.asarray([entry[name] for entry in recurrent]) for name in JACOBIAN_MEASURES
+        "evaluation": np.asarray(
+            [evaluations.get(point, math.nan) for point in experiment.evaluation_iterations]
+        ),
+        "selected_objective": selected,
+        "selected_iteration": selected_iteration,
+        "diverged": diverged,
+        "jacobian": {
+            name: np.stack([at(p, "jacobian", nan_jacobian)[name] for p in points])
+            for name in JACOBIAN_MEASURES
         },
+        "recurrent_matrix": {
+            name: np.asarray([at(p, "recurrent_matrix", nan_matrix)[name] for p in points])
+            for name in JACOBIAN_MEASURES
+        },
+        "timescales_used": np.asarray([at(p, "timescales_used", math.nan) for p in points]),
     }
 
 
-def train_synapse_degeneracy(config: SynapseDegeneracyConfig) -> dict[str, Any]:
-    """Train every (init, seed) and return raw arrays with the init axis first, then the seed.
+def tune_gap_baseline(
+    config: SynapseDegeneracyConfig, hidden_size: int, horizon: int, cache: Path | None
+) -> dict[str, Any] | None:
+    """The gap baseline (``optimal-linear``) tuned for one m and horizon (cell-independent;
+    exact in the ideal scenario), as ``tune_baselines_for_run`` returns its row, or None."""
+    if config.gap_baseline == "none":
+        return None
+    from learnsyn.tuning import tune_baselines_for_run
 
-    Keys: ``objective``, ``batch_metric``, ``grad_norm``, ``recurrent_grad_norm``, ``skipped``
-    ``(inits, seeds, iterations)``; ``evaluation`` ``(inits, seeds, evaluation points)``;
-    ``jacobian[measure]`` ``(inits, seeds, measurement points, window lengths)``;
-    ``recurrent_matrix[measure]`` ``(inits, seeds, measurement points)``; ``run_seconds``.
-    """
-    config.validate()
-    scenario = make_scenario(config.task, config.task_param_dict)
-    names = config.init_names
-    total = len(names) * config.seeds * config.iterations
-    bar = progress_bar(total=total, description="synapse", enabled=config.show_progress)
-    runs: list[list[dict[str, Any]]] = []
-    seconds = np.zeros((len(names), config.seeds))
-    try:
-        for init_index, init in enumerate(names):
-            runs.append([])
-            for seed_index in range(config.seeds):
-                bar.set_description(f"synapse {init} seed {seed_index}", refresh=False)
+    point = config.point(config.cells[0], hidden_size, horizon)
+    train = train_config(point, AUTO_INIT, 0).validate()
+    rows = tune_baselines_for_run(
+        train,
+        make_scenario(train.task, train.task_params),
+        (config.gap_baseline,),
+        cache,
+        log=lambda message: None,
+    )
+    return rows[0] if rows else None
 
-                def advance(outcome: Any) -> None:
-                    bar.update(1)
-                    bar.set_postfix(objective=f"{outcome.objective:.4g}", refresh=False)
 
-                started = time.perf_counter()
-                runs[-1].append(train_one_run(config, init, seed_index, scenario, advance))
-                seconds[init_index, seed_index] = time.perf_counter() - started
-    finally:
-        bar.close()
+def _stack_runs(per_init: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per-run dicts ``[init][seed]`` -> arrays with the init axis first, then the seed."""
 
     def stacked(key: str, group: str | None = None) -> np.ndarray:
         return np.stack(
             [
-                np.stack([run[key] if group is None else run[group][key] for run in per_init])
-                for per_init in runs
+                np.stack(
+                    [np.asarray(run[key] if group is None else run[group][key]) for run in runs]
+                )
+                for runs in per_init
             ]
         )
 
-    raw: dict[str, Any] = {
-        key: stacked(key)
-        for key in ("objective", "batch_metric", "grad_norm", "recurrent_grad_norm", "skipped")
-    }
-    raw["evaluation"] = stacked("evaluation")
+    keys = (
+        "objective",
+        "batch_metric",
+        "grad_norm",
+        "recurrent_grad_norm",
+        "skipped",
+        "evaluation",
+        "selected_objective",
+        "selected_iteration",
+        "diverged",
+        "timescales_used",
+        "run_seconds",
+    )
+    raw: dict[str, Any] = {key: stacked(key) for key in keys}
     for group in ("jacobian", "recurrent_matrix"):
         raw[group] = {name: stacked(name, group) for name in JACOBIAN_MEASURES}
-    raw["run_seconds"] = seconds
     return raw
+
+
+def pilot_statement(
+    config: SynapseDegeneracyConfig, runs: dict[str, list[list[dict[str, Any]]]], pilot: int
+) -> dict[str, Any]:
+    """The smallest effects the full seed count resolves, from the first ``pilot`` seeds.
+
+    Per point and init: the s.d. over the pilot seeds of the paired difference of the selected
+    objective to the point's reference init (``auto`` when run, else the first), and
+    ``2.8 x s.d. / sqrt(seeds)`` (a paired difference at 2 s.e. with 80 % power); and the
+    smallest |rho| that ``inits x seeds`` runs resolve.
+    """
+    names = config.init_names
+    reference = AUTO_INIT if AUTO_INIT in names else names[0]
+    statement: dict[str, Any] = {
+        "pilot_seeds": pilot,
+        "seeds": config.seeds,
+        "reference_init": reference,
+        "rule": "resolvable difference = 2.8 x s.d. of the pilot's paired differences "
+        "/ sqrt(seeds) (2 s.e. for significance, 80 % power); relative: / the reference's "
+        "pilot mean; resolvable rho = 2.8 x 1.06 / sqrt(inits x seeds - 3)",
+        "resolvable_rho": resolvable_rho(len(names) * config.seeds),
+        "points": {},
+    }
+    for name, per_init in runs.items():
+        values = np.asarray(
+            [[run["selected_objective"] for run in seeds[:pilot]] for seeds in per_init]
+        )
+        ref = values[names.index(reference)]
+        by_init = {}
+        for index, init in enumerate(names):
+            if init == reference:
+                continue
+            difference = values[index] - ref
+            sd = float(np.std(difference, ddof=1)) if pilot >= 2 else math.nan
+            resolvable = 2.8 * sd / math.sqrt(config.seeds)
+            by_init[init] = {
+                "pilot_mean_difference": float(np.mean(difference)),
+                "pilot_sd_paired_difference": sd,
+                "resolvable_difference": resolvable,
+                "resolvable_relative": resolvable / float(np.mean(ref)),
+            }
+        relative = [entry["resolvable_relative"] for entry in by_init.values()]
+        statement["points"][name] = {
+            "reference_pilot_mean": float(np.mean(ref)),
+            "by_init": by_init,
+            "median_resolvable_relative": float(np.median(relative)) if relative else math.nan,
+        }
+    return statement
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def train_synapse_degeneracy(
+    config: SynapseDegeneracyConfig, out_dir: str | Path | None = None
+) -> dict[str, Any]:
+    """Train every (point, init, seed), seed by seed; return ``{"points": {name: raw}, "pilot":
+    statement or None, "gap_baselines": {name: row or None}}``.
+
+    Each raw has the init axis first, then the seed: ``objective``, ``batch_metric``,
+    ``grad_norm``, ``recurrent_grad_norm``, ``skipped`` ``(inits, seeds, iterations)``;
+    ``evaluation`` ``(inits, seeds, evaluation points)``; ``selected_objective``,
+    ``selected_iteration``, ``diverged``, ``run_seconds`` ``(inits, seeds)``;
+    ``jacobian[measure]`` ``(inits, seeds, measurement points, window lengths)``;
+    ``recurrent_matrix[measure]`` and ``timescales_used`` ``(inits, seeds, measurement points)``.
+    Run directories go to ``<out_dir>/runs/<point>/<init>/s<seed>`` (a temporary directory
+    when ``out_dir`` is None); the pilot statement to ``<out_dir>/pilot.json``.
+    """
+    import tempfile
+
+    config.validate()
+    names = config.init_names
+    temporary = None
+    if out_dir is None:
+        temporary = tempfile.TemporaryDirectory(prefix="synapse-degeneracy-")
+        root = Path(temporary.name)
+    else:
+        root = Path(out_dir)
+    baselines: dict[str, Any] = {}
+    for _cell, size, horizon in config.points:
+        key = f"m{size}-h{horizon}"
+        if key not in baselines:
+            cache = None if out_dir is None else root / "baselines" / f"{key}.json"
+            if cache is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+            baselines[key] = tune_gap_baseline(config, size, horizon, cache)
+    runs = {point_name(*p): [[] for _ in names] for p in config.points}
+    total = len(config.points) * len(names) * config.seeds * config.iterations
+    bar = progress_bar(total=total, description="synapse", enabled=config.show_progress)
+    pilot = None
+    try:
+        for seed_index in range(config.seeds):
+            if seed_index == config.pilot_seeds and 0 < config.pilot_seeds < config.seeds:
+                pilot = pilot_statement(config, runs, config.pilot_seeds)
+                if out_dir is not None:
+                    write_json_atomic(root / "pilot.json", pilot)
+                _log_pilot(pilot)
+            for cell, size, horizon in config.points:
+                point = config.point(cell, size, horizon)
+                row = baselines[f"m{size}-h{horizon}"]
+                for init_index, init in enumerate(names):
+                    bar.set_description(
+                        f"synapse {point.point_name} {init} seed {seed_index}", refresh=False
+                    )
+                    started = time.perf_counter()
+                    run = train_one_run(
+                        point,
+                        init,
+                        seed_index,
+                        root / "runs" / point.point_name / init / f"s{seed_index}",
+                        figure_baselines=[row] if row is not None else [],
+                        on_iteration=lambda entry: bar.update(1),
+                    )
+                    run["run_seconds"] = time.perf_counter() - started
+                    runs[point.point_name][init_index].append(run)
+    finally:
+        bar.close()
+        if temporary is not None:
+            temporary.cleanup()
+    return {
+        "points": {name: _stack_runs(per_init) for name, per_init in runs.items()},
+        "pilot": pilot,
+        "gap_baselines": {point_name(*p): baselines[f"m{p[1]}-h{p[2]}"] for p in config.points},
+    }
+
+
+def _log_pilot(pilot: dict[str, Any]) -> None:
+    _log(
+        f"pilot ({pilot['pilot_seeds']} seeds): smallest effects {pilot['seeds']} seeds resolve "
+        f"(paired difference to {pilot['reference_init']}, 2 s.e., 80 % power); resolvable "
+        f"rank correlation |rho| >= {pilot['resolvable_rho']:.2f}"
+    )
+    for name, entry in pilot["points"].items():
+        parts = ", ".join(
+            f"{init} {value['resolvable_difference']:.3g} "
+            f"({100 * value['resolvable_relative']:.1f} %)"
+            for init, value in entry["by_init"].items()
+        )
+        _log(f"  {name}: {parts}")
 
 
 def run_synapse_degeneracy(config: SynapseDegeneracyConfig, out_dir: str | Path) -> dict[str, Any]:
     """Validate, train, and write figures, results.json, TensorBoard logs and config.json.
 
-    Returns the summary dict that is also written to ``<out_dir>/results.json``.
+    One grid point: its outputs in ``out_dir``. Several: each point's in ``<out_dir>/<point>/``
+    and the grid summary (per point and init: selected objective, gap to the baseline,
+    degeneracy along training, rank correlations) in ``<out_dir>/results.json``. Returns the
+    summary written to ``<out_dir>/results.json``.
     """
-    from learnsyn.degeneracy.synapse_report import write_synapse_outputs
+    from learnsyn.degeneracy.synapse_report import write_synapse_grid_outputs
 
     config.validate()
     config = config.resolved()
     started = time.perf_counter()
     with torch_threads(config.threads):
-        raw = train_synapse_degeneracy(config)
+        trained = train_synapse_degeneracy(config, out_dir)
     training_seconds = time.perf_counter() - started
-    return write_synapse_outputs(
-        config, raw, Path(out_dir), training_seconds=training_seconds, torch_threads=config.threads
+    return write_synapse_grid_outputs(
+        config,
+        trained,
+        Path(out_dir),
+        training_seconds=training_seconds,
+        torch_threads=config.threads,
     )
 
 
@@ -466,6 +843,10 @@ __all__ = [
     "TRAIN_METRICS",
     "SynapseDegeneracyConfig",
     "default_inits",
+    "synapse_init_help",
+    "make_isometric_",
     "run_synapse_degeneracy",
+    "train_config",
+    "train_one_run",
     "train_synapse_degeneracy",
 ]

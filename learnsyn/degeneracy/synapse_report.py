@@ -6,6 +6,13 @@
   of the post's claims with the numbers and rule behind it;
 - the PNG figures and TensorBoard scalars of ``synapse_figures``, and ``config.json``.
 
+``write_synapse_grid_outputs`` does that for every point of a grid (in the output directory for
+one point, in ``<out>/<cell>-m<m>-h<T>/`` for several) and adds the grid summary
+(``point_analysis`` per point: selected objective and its gap to the optimal linear synapse,
+iterations to the target, degeneracy at initialization and along training, time scales used,
+rank correlations across inits with bootstrap errors, the isometric control's window gain) to
+results.json, with its tables in ``summary.md``.
+
 Claims are judged over seeds with paired differences (``seed_statistics``), never from one run.
 Higher objectives are better (memory area, lifetime, ...), unlike the deep-linear losses.
 """
@@ -20,7 +27,8 @@ import numpy as np
 from learnsyn.degeneracy.outputs import (
     write_experiment_outputs,
 )
-from learnsyn.degeneracy.recurrent_jacobians import JACOBIAN_MEASURES
+from learnsyn.degeneracy.rank_correlation import bootstrap_spearman
+from learnsyn.degeneracy.recurrent_jacobians import JACOBIAN_MEASURES, timescales_used
 from learnsyn.degeneracy.seed_statistics import (
     mean_and_standard_error,
     paired_difference,
@@ -45,7 +53,12 @@ from learnsyn.degeneracy.synapse_figures import (
     log_synapse_tensorboard,
     plot_synapse,
 )
-from learnsyn.degeneracy.synapse_labels import CELL_DEFAULT_INIT, init_label
+from learnsyn.degeneracy.synapse_labels import (
+    CELL_DEFAULT_INIT,
+    ISOMETRIC_INIT,
+    SPECIAL_INITS,
+    init_label,
+)
 from learnsyn.degeneracy.verdicts import (
     NO_VERDICT_DIVERGED,
     NOT_EVALUATED,
@@ -82,6 +95,14 @@ def final_objectives(config: SynapseDegeneracyConfig, evaluation: np.ndarray) ->
     """
     count = len(final_window_iterations(config))
     return evaluation[..., -count:].mean(axis=-1)
+
+
+def selected_objectives(config: SynapseDegeneracyConfig, raw: dict[str, Any]) -> np.ndarray:
+    """Per run ``(inits, seeds)``: the final evaluation of the parameters model selection kept
+    (``runs.train``); the final-window mean of the validation curve for raw arrays without it."""
+    if "selected_objective" in raw:
+        return np.asarray(raw["selected_objective"], dtype=np.float64)
+    return final_objectives(config, raw["evaluation"])
 
 
 def iterations_to_fraction(
@@ -214,13 +235,21 @@ def summarize_synapse(config: SynapseDegeneracyConfig, raw: dict[str, Any]) -> d
         for measure in JACOBIAN_MEASURES
     }
     summary["run_seconds"] = {name: raw["run_seconds"][by_init[name]] for name in names}
+    selected = selected_objectives(config, raw)
+    summary["selected_objective"] = {
+        name: summarize_over_seeds(selected[by_init[name]]) for name in names
+    }
+    summary["selected_objective_meaning"] = (
+        f"{config.metric} of the parameters model selection kept (runs.train: best validation "
+        "score, iteration 0 included), evaluated on the run's own final Monte Carlo batch"
+    )
     summary["claims"] = evaluate_synapse_claims(config, raw, reach)
     return summary
 
 
 def _find_init(config: SynapseDegeneracyConfig, kind: str, fold_k: int, scaled: bool) -> str | None:
     for name in config.init_names:
-        if name == CELL_DEFAULT_INIT:
+        if name in SPECIAL_INITS:
             continue
         spec = parse_init_spec(name)
         if spec.kind == kind and spec.fold_k == fold_k and (spec.gain < 1.0) == scaled:
@@ -242,7 +271,8 @@ def evaluate_synapse_claims(
     fold1 = _find_init(config, "gaussian", 1, scaled=False)
     orthogonal = _find_init(config, "orthogonal", 0, scaled=False)
     scaled = _find_init(config, "orthogonal", 0, scaled=True)
-    final_per_run = final_objectives(config, raw["evaluation"])
+    # The objective of the parameters model selection kept (runs.train's final evaluation).
+    final_per_run = selected_objectives(config, raw)
     final = {name: final_per_run[names.index(name)] for name in names}
     early = early_iterations(config)
     early_recurrent = {
@@ -326,7 +356,7 @@ def evaluate_synapse_claims(
             )
         )
 
-    others = [name for name in names if name not in (orthogonal, CELL_DEFAULT_INIT)]
+    others = [name for name in names if name != orthogonal and name not in SPECIAL_INITS]
     if orthogonal is None or not others:
         claims.append(
             _not_evaluated(ORTHOGONAL_STATEMENT, "orthogonal and another of the post's inits")
@@ -384,3 +414,233 @@ def write_synapse_outputs(
         log_tensorboard=lambda summary, out: log_synapse_tensorboard(config, summary, out),
         extra=extra,
     )
+
+
+def _row_timescales(row: dict[str, Any], hidden_size: int, horizon: int) -> float:
+    """``timescales_used`` of a tuned linear baseline's matrix A (NaN when it has none)."""
+    matrix = row.get("params", {}).get("A")
+    if matrix is None:
+        return float("nan")
+    size = int(round(np.sqrt(len(np.ravel(matrix)))))
+    return timescales_used(np.linalg.eigvals(np.reshape(matrix, (size, size))), horizon)
+
+
+def point_analysis(
+    config: SynapseDegeneracyConfig, raw: dict[str, Any], baseline: dict[str, Any] | None
+) -> dict[str, Any]:
+    """One grid point: per init the selected objective, its gap to the baseline, the
+    iterations to the target, degeneracy at initialization and along training; the rank
+    correlations across inits (bootstrap over seeds); the isometric control's window gain."""
+    names = list(config.init_names)
+    evaluation = raw["evaluation"]
+    final = final_objectives(config, evaluation)
+    target, _, reach = iterations_to_fraction(
+        evaluation, config.evaluation_iterations, final, config.fraction
+    )
+    censored_at = config.iterations + config.evaluate_every
+    speed = np.where(np.isfinite(reach), reach, censored_at)
+    selected = selected_objectives(config, raw)
+    early = early_iterations(config)
+    with np.errstate(invalid="ignore"), warnings_ignored():
+        early_recurrent = np.nanmean(raw["recurrent_grad_norm"][:, :, :early], axis=-1)
+        early_total = np.nanmean(raw["grad_norm"][:, :, :early], axis=-1)
+    jacobian = raw["jacobian"]
+    initial = {key: jacobian[key][:, :, 0, -1] for key in JACOBIAN_MEASURES}
+    after = {key: jacobian[key][:, :, -1, -1] for key in JACOBIAN_MEASURES}
+    timescales = np.asarray(raw["timescales_used"], dtype=np.float64)
+    analysis: dict[str, Any] = {
+        "cell": config.cell,
+        "hidden_size": config.hidden_size,
+        "horizon": config.horizon,
+        "seeds": config.seeds,
+        "lr": config.lr,
+        "iterations": config.iterations,
+        "measurement_iterations": config.measurement_iterations,
+        "target": target,
+        "iterations_to_target_rule": (
+            f"first validation (every {config.evaluate_every}) >= {config.fraction:g} x the best "
+            f"init's seed-mean final-window validation; never = {censored_at}"
+        ),
+        "window": f"P_{config.horizon}, the product of the {config.horizon} window Jacobians",
+    }
+    gap = None
+    if baseline is not None:
+        value = float(baseline["metrics"][config.metric])
+        gap = 1.0 - selected / value
+        analysis["baseline"] = {
+            "name": baseline["name"],
+            "value": value,
+            "method": baseline.get("method"),
+            "timescales_used": _row_timescales(baseline, config.hidden_size, config.horizon),
+            "gap_rule": "gap = 1 - selected objective / baseline value (per run)",
+        }
+    by_init = {}
+    for index, name in enumerate(names):
+        entry = {
+            "label": init_label(name, config.cell, config.fold_axis),
+            "selected_objective": summarize_over_seeds(selected[index]),
+            "iterations_to_target": summarize_over_seeds(speed[index]),
+            "reached_target": int(np.isfinite(reach[index]).sum()),
+            "initial_window_rms": summarize_over_seeds(initial["rms_singular_value"][index]),
+            "initial_window_effective_rank": summarize_over_seeds(initial["effective_rank"][index]),
+            "initial_fraction_below_threshold": summarize_over_seeds(
+                initial["fraction_below_threshold"][index]
+            ),
+            "final_window_effective_rank": summarize_over_seeds(after["effective_rank"][index]),
+            "early_recurrent_grad_norm": summarize_over_seeds(early_recurrent[index]),
+            "early_grad_norm": summarize_over_seeds(early_total[index]),
+            "timescales_used_over_training": summarize_over_seeds(timescales[index]),
+            "diverged_runs": int(np.sum(raw["diverged"][index])),
+        }
+        if gap is not None:
+            entry["gap_to_baseline"] = summarize_over_seeds(gap[index])
+        by_init[name] = entry
+    analysis["by_init"] = by_init
+    resamples, seed = config.bootstrap, config.seed
+    correlations = {
+        "fraction_below_threshold_vs_iterations_to_target": bootstrap_spearman(
+            initial["fraction_below_threshold"], speed, resamples, seed
+        ),
+        "initial_effective_rank_vs_iterations_to_target": bootstrap_spearman(
+            initial["effective_rank"], speed, resamples, seed
+        ),
+        "early_recurrent_grad_norm_vs_iterations_to_target": bootstrap_spearman(
+            early_recurrent, speed, resamples, seed
+        ),
+        "early_grad_norm_vs_iterations_to_target": bootstrap_spearman(
+            early_total, speed, resamples, seed
+        ),
+    }
+    if gap is not None:
+        correlations["final_timescales_used_vs_gap"] = bootstrap_spearman(
+            timescales[:, :, -1], gap, resamples, seed
+        )
+        correlations["final_window_effective_rank_vs_gap"] = bootstrap_spearman(
+            after["effective_rank"], gap, resamples, seed
+        )
+    analysis["rank_correlations"] = correlations
+    analysis["rank_correlation_rule"] = (
+        "Spearman rho over every (init, seed) run of the point; s.e. and 95 % interval from "
+        f"{resamples} bootstrap resamples of whole seeds; direction: the interval excludes 0"
+    )
+    if ISOMETRIC_INIT in names:
+        index = names.index(ISOMETRIC_INIT)
+        analysis["isometric_control"] = {
+            "window_lengths": list(config.resolved_window_lengths),
+            "rms_singular_value_at_init": jacobian["rms_singular_value"][index, :, 0, :].mean(
+                axis=0
+            ),
+            "effective_rank_at_init": jacobian["effective_rank"][index, :, 0, :].mean(axis=0),
+        }
+    return analysis
+
+
+class warnings_ignored:
+    """``with warnings_ignored():`` silences numpy's mean-of-empty warnings (all-NaN runs)."""
+
+    def __enter__(self):
+        import warnings
+
+        self._context = warnings.catch_warnings()
+        self._context.__enter__()
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        return self
+
+    def __exit__(self, *exc):
+        return self._context.__exit__(*exc)
+
+
+def _mean_error(entry: dict[str, Any], digits: int = 3) -> str:
+    mean, error = float(entry["mean"]), float(entry["standard_error"])
+    return f"{mean:.{digits}g} +- {error:.{max(digits - 1, 1)}g}"
+
+
+def grid_markdown(summary: dict[str, Any]) -> str:
+    """The grid summary as markdown tables (``summary.md``): per point and init, then the rank
+    correlations."""
+    lines = [
+        "| point | init | selected | gap to baseline | iterations to target (reached) | "
+        "RMS s of P_T at init | eff. rank of P_T at init | fraction s < thr at init | "
+        "time scales used: init -> end (baseline) | early dObj/dW |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, point in summary["analysis"].items():
+        baseline = point.get("baseline", {})
+        for init, entry in point["by_init"].items():
+            used = entry["timescales_used_over_training"]
+            gap = _mean_error(entry["gap_to_baseline"], 2) if "gap_to_baseline" in entry else "-"
+            lines.append(
+                f"| {name} | {init} | {_mean_error(entry['selected_objective'], 4)} | {gap} | "
+                f"{_mean_error(entry['iterations_to_target'])} "
+                f"({entry['reached_target']}/{point['seeds']}) | "
+                f"{_mean_error(entry['initial_window_rms'], 2)} | "
+                f"{_mean_error(entry['initial_window_effective_rank'])} | "
+                f"{_mean_error(entry['initial_fraction_below_threshold'], 2)} | "
+                f"{float(used['mean'][0]):.2f} -> {float(used['mean'][-1]):.2f} "
+                f"({baseline.get('timescales_used', float('nan')):.2f}) | "
+                f"{_mean_error(entry['early_recurrent_grad_norm'], 2)} |"
+            )
+    lines += [
+        "",
+        "| point | correlation | rho | s.e. | 95 % interval | direction | runs |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, point in summary["analysis"].items():
+        for key, entry in point["rank_correlations"].items():
+            low, high = entry["interval"]
+            lines.append(
+                f"| {name} | {key} | {entry['rho']:.2f} | {entry['standard_error']:.2f} | "
+                f"[{low:.2f}, {high:.2f}] | {entry['direction']} | {entry['runs']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def write_synapse_grid_outputs(
+    config: SynapseDegeneracyConfig, trained: dict[str, Any], out_dir: Path, **extra: Any
+) -> dict[str, Any]:
+    """Every grid point's outputs (``write_synapse_outputs``; in ``out_dir`` itself for a
+    one-point grid, else in ``<out_dir>/<point>/``), the grid summary in results.json (with the
+    point's own keys for a one-point grid) and its tables in ``summary.md``; returns the
+    summary."""
+    from learnsyn.degeneracy.outputs import save_resolved_config, write_json_atomic
+
+    analyses, points = {}, []
+    for cell, size, horizon in config.points:
+        point = config.point(cell, size, horizon)
+        name = point.point_name
+        points.append(point)
+        analyses[name] = point_analysis(
+            point, trained["points"][name], trained["gap_baselines"].get(name)
+        )
+    grid = {
+        "grid": {
+            "cells": list(config.cells),
+            "hidden_sizes": list(config.hidden_sizes),
+            "horizons": list(config.horizons),
+            "inits": list(config.init_names),
+            "seeds": config.seeds,
+            "points": list(analyses),
+        },
+        "pilot": trained["pilot"],
+        "analysis": analyses,
+    }
+    out_dir = Path(out_dir)
+    if len(points) == 1:
+        point = points[0]
+        summary = write_synapse_outputs(
+            point, trained["points"][point.point_name], out_dir, **extra, **grid
+        )
+    else:
+        for point in points:
+            write_synapse_outputs(
+                point,
+                trained["points"][point.point_name],
+                out_dir / point.point_name,
+                **extra,
+                analysis=analyses[point.point_name],
+            )
+        save_resolved_config(out_dir, config, experiment="synapse")
+        summary = {"experiment": "synapse", **grid, **extra}
+        write_json_atomic(out_dir / "results.json", summary, indent=None)
+    (out_dir / "summary.md").write_text(grid_markdown(summary))
+    return summary

@@ -1,0 +1,78 @@
+"""Tests of the rank correlations across initializations: Spearman's rho, the bootstrap over
+seeds and its direction, on synthetic runs with the correlation present, absent and reversed."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from learnsyn.degeneracy.rank_correlation import (
+    NEGATIVE,
+    NONE_RESOLVED,
+    POSITIVE,
+    bootstrap_spearman,
+    resolvable_rho,
+    spearman,
+)
+
+INITS, SEEDS = 5, 32
+
+
+def _runs(slope: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(inits, seeds) degeneracy indices and iterations to threshold = slope x index + noise."""
+    generator = np.random.default_rng(seed)
+    index = generator.uniform(0.0, 1.0, size=(INITS, SEEDS))
+    time = 100.0 + 200.0 * slope * index + generator.normal(0.0, 20.0, size=(INITS, SEEDS))
+    return index, time
+
+
+def test_spearman_matches_scipy_with_ties_and_drops_non_finite_pairs():
+    x = np.array([1.0, 2.0, 2.0, 3.0, 5.0, 4.0, np.nan])
+    y = np.array([10.0, 30.0, 20.0, 20.0, 50.0, 60.0, 1.0])
+    expected = spearmanr(x[:-1], y[:-1]).statistic
+    assert spearman(x, y) == pytest.approx(expected)
+    assert spearman([1.0, 2.0, 3.0], [3.0, 2.0, 1.0]) == pytest.approx(-1.0)
+    assert math.isnan(spearman([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]))  # constant side
+    assert math.isnan(spearman([1.0, 2.0], [1.0, 2.0]))  # too few pairs
+
+
+@pytest.mark.parametrize(
+    ("slope", "direction", "sign"),
+    [(1.0, POSITIVE, 1), (0.0, NONE_RESOLVED, 0), (-1.0, NEGATIVE, -1)],
+)
+def test_bootstrap_over_seeds_finds_present_absent_and_reversed_correlation(slope, direction, sign):
+    index, time = _runs(slope)
+    entry = bootstrap_spearman(index, time, resamples=400, seed=1)
+    assert entry["direction"] == direction
+    assert entry["runs"] == INITS * SEEDS and entry["seeds"] == SEEDS
+    low, high = entry["interval"]
+    assert low <= entry["rho"] <= high
+    if sign:
+        assert sign * entry["rho"] > 0.8  # a strong monotone relation
+    else:
+        assert abs(entry["rho"]) < 3 * entry["standard_error"]
+    # the bootstrap s.e. is near the large-sample s.e. of rho (~(1 - rho^2) / sqrt(n))
+    scale = (1.0 - entry["rho"] ** 2) / math.sqrt(INITS * SEEDS)
+    assert 0.3 < entry["standard_error"] / scale < 3.0
+
+
+def test_bootstrap_resamples_whole_seeds():
+    # every init of a seed shares one value: resampling whole seeds keeps the pairs intact, so
+    # a perfect relation stays perfect in every resample (s.e. 0)
+    x = np.tile(np.arange(SEEDS, dtype=float), (INITS, 1))
+    entry = bootstrap_spearman(x, 2.0 * x + 1.0, resamples=50)
+    assert entry["rho"] == pytest.approx(1.0)
+    assert entry["standard_error"] == pytest.approx(0.0, abs=1e-12)
+    assert entry["direction"] == POSITIVE
+
+
+def test_one_seed_gives_no_error_and_no_direction():
+    entry = bootstrap_spearman(np.arange(5.0)[:, None], np.arange(5.0)[:, None])
+    assert math.isnan(entry["standard_error"]) and entry["direction"] == NONE_RESOLVED
+
+
+def test_resolvable_rho_shrinks_with_the_number_of_runs():
+    assert resolvable_rho(160) == pytest.approx(2.8 * 1.06 / math.sqrt(157))
+    assert resolvable_rho(40) > resolvable_rho(160)
+    assert math.isnan(resolvable_rho(3))

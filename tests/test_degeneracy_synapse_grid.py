@@ -1,0 +1,272 @@
+"""Tests of the synapse experiment on the real training path: the runs go through
+``runs.train`` (its hooks, model selection), the TrainConfig comes from the one dataclass, the
+near-isometric control, the time scales used, the pilot statement and the grid outputs."""
+
+import dataclasses
+import json
+from dataclasses import fields
+
+import numpy as np
+import pytest
+import torch
+
+from learnsyn.cli.degeneracy import main
+from learnsyn.config import TrainConfig
+from learnsyn.degeneracy.recurrent_jacobians import (
+    spectrum_measures,
+    timescales_used,
+    window_jacobians,
+)
+from learnsyn.degeneracy.synapse import (
+    EXPERIMENT_TRAIN_DEFAULTS,
+    PER_RUN_SETTINGS,
+    SynapseDegeneracyConfig,
+    make_isometric_,
+    pilot_statement,
+    train_config,
+)
+from learnsyn.runs import train
+from learnsyn.scenario import make_scenario
+from learnsyn.training import build_model
+
+
+def test_train_config_is_trainconfig_defaults_plus_the_experiments_settings():
+    config = SynapseDegeneracyConfig.from_options(
+        SynapseDegeneracyConfig(), cell="gru", hidden_size=2, horizon=30, lr=0.002
+    )
+    run = train_config(config, "fold0", 3)
+    default = TrainConfig()
+    for f in fields(TrainConfig):
+        if f.name in PER_RUN_SETTINGS:
+            continue
+        expected = {**EXPERIMENT_TRAIN_DEFAULTS, "lr": 0.002}.get(f.name, getattr(default, f.name))
+        assert getattr(run, f.name) == expected, f.name
+    assert (run.cell, run.state_size, run.horizon, run.init) == ("gru", 2, 30, "fold0")
+    # the learning rate of `learnsyn train` when not given: per cell
+    rnn = SynapseDegeneracyConfig.from_options(cell="rnn", hidden_size=2, horizon=30)
+    assert train_config(rnn, "auto", 0).resolved_lr() == TrainConfig(cell="rnn").resolved_lr()
+    with pytest.raises(TypeError, match="unknown synapse experiment setting 'nonsense'"):
+        SynapseDegeneracyConfig.from_options(nonsense=1)
+
+
+@pytest.mark.parametrize(("cell", "horizon"), [("rnn", 30), ("gru", 30), ("rnn", 100)])
+def test_isometric_control_keeps_the_window_product_near_an_isometry(cell, horizon):
+    config = SynapseDegeneracyConfig.from_options(cell=cell, hidden_size=8, horizon=horizon)
+    run = train_config(config, "isometric", 0).validate()
+    model = build_model(run)
+    make_isometric_(model, horizon, config.isometric_timescale)
+    products, mean_jacobian = window_jacobians(
+        model, make_scenario("ideal"), run, 8, (horizon,), torch.Generator().manual_seed(0)
+    )
+    measures = spectrum_measures(products[horizon], threshold=0.1)
+    rms = float(measures["rms_singular_value"].mean())
+    assert 0.75 < rms < 1.05
+    assert float(measures["fraction_below_threshold"].max()) == 0.0
+    assert float(measures["effective_rank"].mean()) > 7.0
+    # against the cell's own orthogonal draw, which the input drive saturates
+    plain = build_model(run)
+    products, _ = window_jacobians(
+        plain, make_scenario("ideal"), run, 8, (horizon,), torch.Generator().manual_seed(0)
+    )
+    assert float(spectrum_measures(products[horizon], 0.1)["rms_singular_value"].mean()) < rms
+    assert mean_jacobian.shape == (8, 8)
+
+
+def test_timescales_used_counts_the_slow_modes():
+    horizon = 100
+    assert timescales_used([0.999, 0.1], horizon) == pytest.approx(1.0, abs=0.05)
+    assert timescales_used([0.999, 0.999], horizon) == pytest.approx(2.0)
+    pair = 0.99 * np.exp(1j * np.array([0.05, -0.05]))  # a damped rotation: one scale, 2 modes
+    assert timescales_used(pair, horizon) == pytest.approx(2.0)
+    assert timescales_used([1.2, 0.0, 0.0], horizon) == pytest.approx(
+        (horizon + 2) ** 2 / (horizon**2 + 2)
+    )
+    assert np.isnan(timescales_used([np.nan, 0.5], horizon))
+
+
+def test_runs_train_hooks_observe_every_update_prepare_and_preset_baselines(tmp_path):
+    config = TrainConfig(
+        cell="rnn",
+        state_size=2,
+        horizon=8,
+        iterations=3,
+        batch=16,
+        eval_batch=32,
+        validate_every=2,
+    )
+    seen, prepared = [], []
+    rows = [{"name": "fake", "label": "fake", "ages": list(range(8)), "snr": [1.0] * 8}]
+
+    def prepare(model):
+        prepared.append(True)
+        with torch.no_grad():
+            model.W.mul_(0.5)
+
+    first_w = build_model(config).W.detach().clone()
+
+    def observe(done, model):
+        if done == 0:
+            assert torch.allclose(model.W.detach(), 0.5 * first_w)
+        seen.append(done)
+
+    result = train(
+        config,
+        tmp_path / "run",
+        progress=False,
+        log=lambda message: None,
+        prepare_model=prepare,
+        observe=observe,
+        figure_baselines=rows,
+    )
+    assert prepared == [True] and seen == [0, 1, 2, 3]
+    assert json.loads((tmp_path / "run" / "baselines.json").read_text())[0]["name"] == "fake"
+    assert result["selected"]["iteration"] in (0, 2, 3)
+
+
+def _tiny(**overrides):
+    values = dict(
+        cells=("rnn",),
+        hidden_sizes=(4,),
+        horizons=(6, 8),
+        inits=("fold0", "orthogonal"),
+        controls=("auto", "isometric"),
+        seeds=3,
+        pilot_seeds=2,
+        iterations=4,
+        batch=16,
+        eval_batch=32,
+        validate_every=2,
+        jacobian_streams=2,
+        measure_points=2,
+        gap_baseline="none",
+        bootstrap=20,
+        show_progress=False,
+    )
+    values.update(overrides)
+    return SynapseDegeneracyConfig.from_options(SynapseDegeneracyConfig.quick(), **values)
+
+
+def test_pilot_states_the_resolvable_effect_from_paired_differences():
+    config = _tiny()
+    runs = {
+        "rnn-m4-h6": [
+            [{"selected_objective": value} for value in values]
+            for values in ([10.0, 12.0, 0], [11.0, 15.0, 0], [20.0, 20.0, 0], [10.0, 10.0, 0])
+        ]
+    }
+    statement = pilot_statement(config, runs, 2)
+    assert statement["reference_init"] == "auto"
+    entry = statement["points"]["rnn-m4-h6"]["by_init"]
+    # inits fold0, orthogonal, auto, isometric; the reference is auto = (20, 20):
+    # fold0 - auto = (-10, -8): s.d. sqrt(2); orthogonal - auto = (-9, -5): s.d. sqrt(8)
+    assert entry["fold0"]["resolvable_difference"] == pytest.approx(2.8 * np.sqrt(2) / np.sqrt(3))
+    assert entry["orthogonal"]["pilot_sd_paired_difference"] == pytest.approx(np.sqrt(8))
+    assert entry["isometric"]["pilot_mean_difference"] == pytest.approx(-10.0)
+    assert entry["isometric"]["resolvable_relative"] == 0.0  # no spread: any effect resolved
+    assert "auto" not in entry
+    assert statement["resolvable_rho"] == pytest.approx(2.8 * 1.06 / np.sqrt(4 * 3 - 3))
+
+
+def test_grid_writes_every_point_the_pilot_and_the_summary(tmp_path, capsys):
+    out = tmp_path / "grid"
+    code = main(
+        [
+            "synapse",
+            "--quick",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--hidden-size",
+            "4",
+            "--horizon",
+            "6",
+            "8",
+            "--inits",
+            "fold0",
+            "orthogonal",
+            "--controls",
+            "auto",
+            "isometric",
+            "--seeds",
+            "3",
+            "--pilot-seeds",
+            "2",
+            "--iterations",
+            "4",
+            "--batch",
+            "16",
+            "--eval-batch",
+            "32",
+            "--evaluate-every",
+            "2",
+            "--jacobian-streams",
+            "2",
+            "--measure-points",
+            "2",
+            "--bootstrap",
+            "20",
+        ]
+    )
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["grid"]["points"] == ["rnn-m4-h6", "rnn-m4-h8"]
+    assert results["grid"]["inits"] == ["fold0", "orthogonal", "auto", "isometric"]
+    pilot = json.loads((out / "pilot.json").read_text())
+    assert pilot["pilot_seeds"] == 2 and set(pilot["points"]) == set(results["grid"]["points"])
+    for name in results["grid"]["points"]:
+        point = json.loads((out / name / "results.json").read_text())
+        assert len(point["selected_objective"]["isometric"]["per_seed"]) == 3
+        analysis = results["analysis"][name]
+        assert set(analysis["by_init"]) == {"fold0", "orthogonal", "auto", "isometric"}
+        assert "fraction_below_threshold_vs_iterations_to_target" in (analysis["rank_correlations"])
+        rms = analysis["isometric_control"]["rms_singular_value_at_init"]
+        assert len(rms) == len(analysis["isometric_control"]["window_lengths"])
+        # every run went through runs.train: its run directory, config and result
+        run_dir = out / "runs" / name / "fold0" / "s0"
+        saved = json.loads((run_dir / "config.json").read_text())
+        assert saved["validate_every"] == 2 and saved["init"] == "fold0"
+        assert json.loads((run_dir / "result.json").read_text())["selected"]["iteration"] >= 0
+    assert "| rnn-m4-h8 | isometric |" in (out / "summary.md").read_text()
+    assert "rho(" in capsys.readouterr().out
+
+
+def test_old_option_names_and_train_settings_reach_the_config():
+    from learnsyn.cli.degeneracy import _synapse_config_from_arguments
+    from learnsyn.cli.options import Parser
+
+    parser = Parser(prog="test")
+    sub = parser.add_subparsers(dest="experiment")
+    from learnsyn.cli.degeneracy import _add_synapse_parser
+
+    _add_synapse_parser(sub)
+    arguments = parser.parse_args(
+        [
+            "synapse",
+            "--cell",
+            "gru",
+            "--hidden-size",
+            "8",
+            "--horizon",
+            "100",
+            "--snr-threshold",
+            "2",
+            "--evaluate-every",
+            "5",
+            "--threshold",
+            "0.2",
+            "--task-param",
+            "p=0.5",
+            "--gradient-burn-in",
+            "0",
+            "--seeds",
+            "8",
+        ]
+    )
+    config = _synapse_config_from_arguments(SynapseDegeneracyConfig, arguments)
+    assert (config.cell, config.hidden_size, config.horizon) == ("gru", 8, 100)
+    assert config.small_value_threshold == 0.2 and config.seeds == 8
+    assert config.train["threshold"] == 2.0 and config.train["validate_every"] == 5
+    assert config.train["gradient_burn_in"] == 0 and config.train["task_params"] == {"p": "0.5"}
+    assert dataclasses.replace(config).evaluate_every == 5
