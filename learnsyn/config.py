@@ -35,6 +35,7 @@ SEED_STREAMS = {
     "final-evaluation": 10_000,
     "study-evaluation": 10_000,
     "compare": 20_000,
+    "stationarity": 30_000,
 }
 #: the iteration number whose batch is the validation batch: never a training iteration
 VALIDATION_ITERATION = 10**9

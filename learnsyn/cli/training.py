@@ -90,6 +90,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                 for k, v in evaluation.items()
             )
         )
+    check = final.get("stationarity")
+    if check and not check["stationary"]:
+        log(
+            f"warning: not stationary: {check['metric']} {check['value']:.4g} after "
+            f"{check['burn_in']} burn-in steps against {evaluation.get(check['metric'], 0):.4g} "
+            "after the run's; training scored the transient from the initial state: use a "
+            "longer --burn-in"
+        )
     log(f"TensorBoard: tensorboard --logdir {run_dir}")
     log(f"compare: learnsyn compare --run {run_dir}")
     return 0
