@@ -197,11 +197,21 @@ static inline __attribute__((always_inline)) const float *noise_row(const window
     return tmp;
 }
 
+/* Steps ahead whose inputs and constraint numbers are prefetched: a block reads one row of
+   128 bytes of inputs per step, each a * columns * 4 bytes after the previous one, a stride the
+   hardware prefetchers do not follow (measured: a fifth of the kernels' time waited for these
+   loads), and m rows of constraint numbers (measured: about as much in bounded and noisy). */
+#define PREFETCH_STEPS 12
+
 /* Apply step t's constraint to next (in place); scale (when given) is multiplied by the
    derivative of the constrained state by the unconstrained one (1 inside the range, else 0). */
 static inline __attribute__((always_inline)) void constrain(const window_t *w, int m, int t, int n0, float next[][BS],
                                                   float scale[][BS]) {
     float b = w->bound, spacing = w->spacing, sigma = w->sigma, tmp[BS];
+    if (t + PREFETCH_STEPS < w->T && w->noise_cols % BS == 0) {
+        const float *ahead = noise_row(w, m, t + PREFETCH_STEPS, 0, n0, tmp);
+        for (int line = 0; line < m * BS; line += 16) __builtin_prefetch(ahead + line);
+    }
     for (int i = 0; i < m; i++) {
         const float *u = noise_row(w, m, t, i, n0, tmp);
         float *h = next[i];
@@ -227,11 +237,6 @@ static inline __attribute__((always_inline)) void constrain(const window_t *w, i
         }
     }
 }
-
-/* Steps ahead whose inputs are prefetched: a block reads one row of 128 bytes per step, each
-   a * columns * 4 bytes after the previous one, a stride the hardware prefetchers do not
-   follow (measured: a fifth of the kernels' time waited for these loads). */
-#define PREFETCH_STEPS 12
 
 static inline __attribute__((always_inline)) void load_inputs(const window_t *w, int m, int a, int t, int n0,
                                                     float x[][BS]) {
