@@ -272,3 +272,36 @@ def test_compiled_generator_maps_ideal_events():
     uniforms = torch.rand(7 * 40, 1, generator=slow).view(7, 40)
     assert torch.equal(events, torch.where(uniforms < 0.5, 1.0, -1.0))
     assert torch.equal(torch.rand(3, generator=fast), torch.rand(3, generator=slow))
+
+
+TAIL_SCENARIOS = [("ideal", {}), ("correlated", {"repeat": 0.8}), *CONSTRAINED]
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+@pytest.mark.parametrize("name, params", TAIL_SCENARIOS)
+def test_burn_in_tail_on_the_fast_path_matches_reference(cell, name, params):
+    """The gradient burn-in tail (``tail`` steps of the burn-in differentiated, shared by both
+    branches) in one kernel call with the window, constrained scenarios included: the same
+    moments, gradients and random numbers as the reference loop's tail."""
+    scenario = make_scenario(name, params)
+    kind = scenario.tracked_kinds()[0]
+    kernels = ["native"] if scenario.constrains_state else KERNELS
+    cases = (
+        dict(burn_in=50, tail=25),
+        dict(burn_in=40, tail=40, pairs=45, groups=4),  # the whole burn-in; padded lanes
+        dict(burn_in=60, tail=37, horizon=70, checkpoint=32),
+    )
+    for options in cases:
+        model = make_cell(cell, 3 if "pairs" in options else 4, timescale=30, seed=1)
+        reference_options = {k: v for k, v in options.items() if k != "checkpoint"}
+        reference = simulate(simulate_pairs, model, scenario, kind, grad=True, **reference_options)
+        for kernel in kernels:
+            fast = simulate(
+                fast_simulate_pairs, model, scenario, kind, grad=True, kernel=kernel, **options
+            )
+            assert_same(reference, fast)
+        # the same numbers without the tail, but another gradient: the tail reaches it
+        untailed = {**reference_options, "tail": 0}
+        plain = simulate(fast_simulate_pairs, model, scenario, kind, grad=True, **untailed)
+        assert relative(plain[0].sums, fast[0].sums) < SUMS_TOLERANCE
+        assert max(relative(a, b) for a, b in zip(reference[1], plain[1], strict=True)) > 1e-3

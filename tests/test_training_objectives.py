@@ -229,7 +229,10 @@ def test_the_burn_in_tail_gradient_is_the_same_on_the_fast_path_and_the_referenc
         curve_from_pairs([moments], [1.0], 1000, "large-n").snr.sum().backward()
         grads[fast] = torch.cat([p.grad.flatten() for p in model.parameters()])
         assert moments.sums.shape[0] == 20
-    assert torch.allclose(grads[True], grads[False], rtol=1e-3, atol=1e-3)
+    # relative to the largest entry, as in tests/test_rollout.py: the small entries are
+    # differences of large per-branch sums and move with float rounding (measured: 3e-5)
+    scale = grads[False].abs().max()
+    assert float((grads[True] - grads[False]).abs().max() / scale) < 1e-4
 
 
 def test_a_tail_of_zero_is_the_plain_rollout():

@@ -8,7 +8,9 @@ linear synapse half the difference of the readouts is then exactly the memory ke
 
 Only per-group sums of ``w+, w+^2, w-, w-^2`` are kept at every age (``groups`` groups of pairs),
 so memory does not grow with the batch; the groups give jackknife standard errors of the SNR and
-of every metric. The same code runs with gradients for meta-training (burn-in without them).
+of every metric. The same code runs with gradients for meta-training: through the tracked window
+and, with ``tail``, the last ``tail`` steps of the burn-in (``learnsyn.burn_in_tail``); the rest
+of the burn-in runs without them.
 """
 
 from __future__ import annotations
@@ -78,10 +80,15 @@ def simulate_pairs(
     device: torch.device | str = "cpu",
     grad: bool = False,
     dtype: torch.dtype = torch.float32,
+    tail: int = 0,
 ) -> PairMoments:
-    """Simulate ``pairs`` synapse pairs and return the per-group readout moments."""
+    """Simulate ``pairs`` synapse pairs and return the per-group readout moments.
+
+    ``tail`` (with ``grad``): the last ``tail`` burn-in steps (at most ``burn_in``) run with
+    gradient too, once for both branches of a pair (``learnsyn.burn_in_tail``)."""
     groups, per_group = pair_groups(pairs, groups)
     pairs = per_group * groups
+    tail = max(0, min(int(tail), int(burn_in))) if grad else 0
     if isinstance(model, MarkovSynapse):
         model.use_generator(generator, paired=False)
     k = scenario.uniforms_per_step
@@ -89,13 +96,14 @@ def simulate_pairs(
     with torch.no_grad():
         state = model.initial_state(pairs, device=device, dtype=dtype)
         stream = scenario.new_stream(pairs, device)
-        for _ in range(burn_in):
+    for step in range(burn_in):
+        with torch.set_grad_enabled(step >= burn_in - tail):
             u = torch.rand(pairs, k, generator=generator, device=device, dtype=dtype)
             events, flags, stream = scenario.next_events(stream, u)
             state = model.step(state, events, flags)
             noise = scenario.constraint_noise(pairs, size, generator, device)
             state = scenario.constrain(state, noise)
-    state = torch.cat([state, state]).detach()
+    state = torch.cat([state, state])
     if isinstance(model, MarkovSynapse):
         model.use_generator(generator, paired=True)
     stream = torch.cat([stream, stream])

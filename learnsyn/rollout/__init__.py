@@ -2,10 +2,12 @@
 
 ``fast_simulate_pairs`` is a drop-in replacement for
 ``learnsyn.estimate.montecarlo.simulate_pairs`` for
-the learned tanh-RNN and GRU cells in scenarios without state constraints: it draws the same
+the learned tanh-RNN and GRU cells in scenarios without state constraints and, on the native
+kernel, in ``bounded`` and ``noisy`` (``supports_fast_path``): it draws the same
 random numbers from the generator in the same order, maps them to the same events through the
 scenario, and returns the same ``PairMoments`` up to float rounding, with gradients that reach
-``model.parameters()`` the same way (only through the tracked window; the burn-in has none).
+``model.parameters()`` the same way (through the tracked window and the last ``tail`` burn-in
+steps; the rest of the burn-in has none).
 Anything it does not cover (``supports_fast_path`` is False) is passed to the reference.
 
 Where the time goes instead (see docs/performance.md for the measurements):
@@ -367,16 +369,20 @@ def fast_simulate_pairs(
     dtype: torch.dtype = torch.float32,
     checkpoint: int | None = DEFAULT_CHUNK,
     kernel: str = "auto",
+    tail: int = 0,
 ) -> PairMoments:
     """``simulate_pairs`` on the fast path (or the reference where it does not apply).
 
     ``checkpoint``: keep the states every that many steps for the backward and recompute the
     rest (None: keep them all; the compiled kernels always recompute). ``kernel``: ``auto``
-    (``choose_kernel``), ``native``, ``triton`` or ``eager``.
+    (``choose_kernel``), ``native``, ``triton`` or ``eager``. ``tail`` (with ``grad``): the last
+    ``tail`` burn-in steps are differentiated too (``learnsyn.burn_in_tail``): they run in the
+    same kernel call as the window, on both branches of every pair with the same inputs (and
+    the same constraint numbers), the tracked event at row ``tail``.
     """
     reference = dict(
         pairs=pairs, burn_in=burn_in, horizon=horizon, generator=generator, groups=groups,
-        device=device, grad=grad, dtype=dtype,
+        device=device, grad=grad, dtype=dtype, tail=tail,
     )  # fmt: skip
     if not supports_fast_path(model, scenario, grad):
         return simulate_pairs(model, scenario, kind, **reference)
@@ -395,6 +401,8 @@ def fast_simulate_pairs(
     pairs = per_group * groups
     size = model.state_size
     inputs = 2 if (scenario.has_flags or kind.flag != 0) else 1
+    tail = max(0, min(int(tail), int(burn_in))) if grad else 0
+    steps = tail + horizon  # the differentiated window: the tail, then the tracked ages
     source = EventRows(scenario, generator, pairs, device, dtype, size)
     with torch.no_grad():
         start = model.initial_state(pairs, device=device, dtype=dtype).T
@@ -407,7 +415,16 @@ def fast_simulate_pairs(
             plain = linear_matrices(model, inputs, device)
         else:
             plain = cell_matrices(model, inputs, dtype, device, backend).detached()
-        start = _burn_in(plain, source, start.contiguous(), burn_in, inputs, backend)
+        start = _burn_in(plain, source, start.contiguous(), burn_in - tail, inputs, backend)
+        rows = None
+        if grad:
+            source.start_noise(steps)
+        if tail:  # one branch's inputs (and constraint numbers), copied for the other
+            rows = start.new_empty(steps, inputs, 2 * pairs)
+            for begin in range(0, tail, STREAM_CHUNK):
+                end = min(begin + STREAM_CHUNK, tail)
+                source.fill(rows[begin:end, :, :pairs], branches=1)
+            rows[:tail, :, pairs:] = rows[:tail, :, :pairs]
         start = torch.cat([start, start], 1)
         signs = torch.cat([torch.ones(pairs, device=device), -torch.ones(pairs, device=device)])
         stream = torch.cat([source.stream, source.stream])
@@ -416,21 +433,21 @@ def fast_simulate_pairs(
         write_inputs(head, events, flags)
         # both branches read one copy of the inputs after step 0 where they are the same
         lanes = rollout_native.LANES if backend == "native" else 1
-        shared = backend != "eager" and pairs % lanes == 0 and source.shareable()
+        shared = not tail and backend != "eager" and pairs % lanes == 0 and source.shareable()
     cells = (pairs, groups)
     if not grad:
         with torch.no_grad():
             sums = _forward_only(plain, source, start, head, horizon, cells, backend, shared)
         return PairMoments(sums, per_group, kind.p_plus)
     with torch.no_grad():
-        rows = start.new_empty(horizon, inputs, pairs if shared else 2 * pairs)
-        rows[0] = 0 if shared else head
-        source.start_noise(horizon)
+        if rows is None:
+            rows = start.new_empty(steps, inputs, pairs if shared else 2 * pairs)
+        rows[tail] = 0 if shared else head
         source.draw_noise()  # the tracked step's constraint numbers
-        for begin in range(1, horizon, STREAM_CHUNK):
+        for begin in range(tail + 1, steps, STREAM_CHUNK):
             source.fill(rows[begin : begin + STREAM_CHUNK], branches=2, shared=shared)
         constraint = _constraint(source)
-    chunk = horizon if checkpoint is None else int(checkpoint)
+    chunk = steps if checkpoint is None else int(checkpoint)
     with torch.enable_grad():
         mats = cell_matrices(model, inputs, dtype, device, backend)
         if backend == "native":
@@ -459,7 +476,7 @@ def fast_simulate_pairs(
         else:
             readouts = TrackedWindow.apply(mats.cell, chunk, rows, start, *mats.tensors())
             sums = GroupMoments.apply(readouts, mats.offset, groups, per_group)
-    return PairMoments(sums, per_group, kind.p_plus)
+    return PairMoments(sums[tail:], per_group, kind.p_plus)
 
 
 def moments_by_group(moments: torch.Tensor, groups: int) -> torch.Tensor:

@@ -27,6 +27,18 @@
 #define BS 32
 #define MAXM 64
 
+/* Vectors of 16 lanes (GCC's vector extension: one AVX-512 register, or two or four narrower
+   ones elsewhere); loads and stores without alignment. */
+#define VL 16
+typedef float vec __attribute__((vector_size(4 * VL)));
+typedef float vec_unaligned __attribute__((vector_size(4 * VL), aligned(4)));
+static inline __attribute__((always_inline)) vec vload(const float *p) {
+    return *(const vec_unaligned *)p;
+}
+static inline __attribute__((always_inline)) void vstore(float *p, vec v) {
+    *(vec_unaligned *)p = v;
+}
+
 /* exp(x) = 2^n e^r, n = round(x / ln 2), |r| <= ln(2) / 2: Taylor terms to r^7 leave a
    truncation error of 5e-9 relative, well under rounding (a one-sided truncation error of one
    ulp, as degree 6 leaves, biases every step the same way and shows in 2000-step gradients);
@@ -50,36 +62,78 @@ static inline __attribute__((always_inline)) float exp_inline(float x) {
 
 static inline __attribute__((always_inline)) float sigm(float x) { return 1.0f / (1.0f + exp_inline(-x)); }
 
+/* sigmoid(a + b) of one row of BS lanes into out (b may be NULL). With AVX-512 the same
+   exponential in registers of 16 lanes, with the scaling by 2^n in one instruction (vscalefps,
+   which also takes arguments below -87 to 0 without a clamp) instead of four; elsewhere the
+   loop above. */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+static inline __attribute__((always_inline)) __m512 sigm16(__m512 x) {
+    /* exp(-x) = 2^n e^r, n = round(-x / ln 2), r = -x - n ln 2 */
+    __m512 y = _mm512_min_ps(_mm512_sub_ps(_mm512_setzero_ps(), x), _mm512_set1_ps(88.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(y, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), y);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682030941723212e-6f), r);
+    __m512 q = _mm512_set1_ps(1.0f / 5040.0f);
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 720.0f));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 120.0f));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 24.0f));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 6.0f));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(0.5f));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f));
+    __m512 d = _mm512_add_ps(_mm512_scalef_ps(q, n), _mm512_set1_ps(1.0f));
+    __m512 e = _mm512_rcp14_ps(d);  /* 1 / d: the estimate, then one Newton step */
+    return _mm512_fmadd_ps(e, _mm512_fnmadd_ps(d, e, _mm512_set1_ps(1.0f)), e);
+}
+#endif
+
+static inline __attribute__((always_inline)) void sigm_row(float *out, const float *a,
+                                                           const float *b) {
+#if defined(__AVX512F__)
+    for (int h = 0; h < BS; h += 16) {
+        __m512 x = _mm512_loadu_ps(a + h);
+        if (b) x = _mm512_add_ps(x, _mm512_loadu_ps(b + h));
+        _mm512_storeu_ps(out + h, sigm16(x));
+    }
+#else
+    for (int n = 0; n < BS; n++) out[n] = sigm(a[n] + (b ? b[n] : 0.0f));
+#endif
+}
+
 /* x = [h (m rows); inputs (a rows); 1]: rows of BS lanes. first: [rows][C], C = m + a + 1.
-   Two rows at a time: independent accumulators hide the latency of the multiply-adds. */
+   Four rows at a time on both halves of the block: eight independent sums hide the latency of
+   the multiply-adds (two per cycle on the Xeon measured) and each loaded x feeds four. */
 static inline __attribute__((always_inline)) void affine(int rows, int C, int ld, const float *first, float x[][BS],
                    float out[][BS]) {
     int r = 0;
-    for (; r + 1 < rows; r += 2) {
-        const float *w = first + (size_t)r * ld, *v = w + ld;
-        float acc[BS], acc2[BS];
-        for (int n = 0; n < BS; n++) acc[n] = acc2[n] = 0.0f;
+    for (; r + 3 < rows; r += 4) {
+        const float *w = first + (size_t)r * ld;
+        vec acc[4][2];
+        for (int q = 0; q < 4; q++) acc[q][0] = acc[q][1] = (vec){0};
         for (int j = 0; j < C; j++) {
-            float wj = w[j], vj = v[j];
-            for (int n = 0; n < BS; n++) {
-                acc[n] += wj * x[j][n];
-                acc2[n] += vj * x[j][n];
+            vec lo = vload(x[j]), hi = vload(x[j] + VL);
+            for (int q = 0; q < 4; q++) {
+                float wj = w[(size_t)q * ld + j];
+                acc[q][0] += wj * lo;
+                acc[q][1] += wj * hi;
             }
         }
-        for (int n = 0; n < BS; n++) {
-            out[r][n] = acc[n];
-            out[r + 1][n] = acc2[n];
+        for (int q = 0; q < 4; q++) {
+            vstore(out[r + q], acc[q][0]);
+            vstore(out[r + q] + VL, acc[q][1]);
         }
     }
     for (; r < rows; r++) {
         const float *w = first + (size_t)r * ld;
-        float acc[BS];
-        for (int n = 0; n < BS; n++) acc[n] = 0.0f;
+        vec lo = (vec){0}, hi = (vec){0};
         for (int j = 0; j < C; j++) {
-            float wj = w[j];
-            for (int n = 0; n < BS; n++) acc[n] += wj * x[j][n];
+            lo += w[j] * vload(x[j]);
+            hi += w[j] * vload(x[j] + VL);
         }
-        for (int n = 0; n < BS; n++) out[r][n] = acc[n];
+        vstore(out[r], lo);
+        vstore(out[r] + VL, hi);
     }
 }
 
@@ -90,13 +144,13 @@ static inline __attribute__((always_inline)) void gru_step(int m, int C, const f
     affine(m, C - m, C, first + m, x + m, g);
     affine(2 * m, C, C, first + (size_t)m * C, x, g + m);
     for (int r = m; r < 3 * m; r++)
-        for (int n = 0; n < BS; n++) g[r][n] = sigm(g[r][n]);
+        sigm_row(g[r], g[r], NULL);
     for (int i = 0; i < m; i++)
         for (int n = 0; n < BS; n++) g[3 * m + i][n] = g[2 * m + i][n] * x[i][n];
     float (*pre)[BS] = g + 4 * m;  /* scratch rows after the work rows */
     affine(m, m, m, reset, g + 3 * m, pre);
     for (int i = 0; i < m; i++)
-        for (int n = 0; n < BS; n++) g[i][n] = sigm(g[i][n] + pre[i][n]);
+        sigm_row(g[i], g[i], pre[i]);
     for (int i = 0; i < m; i++)
         for (int n = 0; n < BS; n++)
             next[i][n] = x[i][n] + g[m + i][n] * (2.0f * g[i][n] - 1.0f - x[i][n]);
@@ -104,8 +158,10 @@ static inline __attribute__((always_inline)) void gru_step(int m, int C, const f
 
 static inline __attribute__((always_inline)) void rnn_step(int m, int C, const float *first, float x[][BS], float next[][BS]) {
     affine(m, C, C, first, x, next);
-    for (int i = 0; i < m; i++)
-        for (int n = 0; n < BS; n++) next[i][n] = 2.0f * sigm(next[i][n]) - 1.0f;
+    for (int i = 0; i < m; i++) {
+        sigm_row(next[i], next[i], NULL);
+        for (int n = 0; n < BS; n++) next[i][n] = 2.0f * next[i][n] - 1.0f;
+    }
 }
 
 typedef struct {
@@ -141,11 +197,21 @@ static inline __attribute__((always_inline)) const float *noise_row(const window
     return tmp;
 }
 
+/* Steps ahead whose inputs and constraint numbers are prefetched: a block reads one row of
+   128 bytes of inputs per step, each a * columns * 4 bytes after the previous one, a stride the
+   hardware prefetchers do not follow (measured: a fifth of the kernels' time waited for these
+   loads), and m rows of constraint numbers (measured: about as much in bounded and noisy). */
+#define PREFETCH_STEPS 12
+
 /* Apply step t's constraint to next (in place); scale (when given) is multiplied by the
    derivative of the constrained state by the unconstrained one (1 inside the range, else 0). */
 static inline __attribute__((always_inline)) void constrain(const window_t *w, int m, int t, int n0, float next[][BS],
                                                   float scale[][BS]) {
     float b = w->bound, spacing = w->spacing, sigma = w->sigma, tmp[BS];
+    if (t + PREFETCH_STEPS < w->T && w->noise_cols % BS == 0) {
+        const float *ahead = noise_row(w, m, t + PREFETCH_STEPS, 0, n0, tmp);
+        for (int line = 0; line < m * BS; line += 16) __builtin_prefetch(ahead + line);
+    }
     for (int i = 0; i < m; i++) {
         const float *u = noise_row(w, m, t, i, n0, tmp);
         float *h = next[i];
@@ -179,6 +245,12 @@ static inline __attribute__((always_inline)) void load_inputs(const window_t *w,
             ? w->head + (size_t)k * w->N + n0
             : w->inputs + ((size_t)t * a + k) * w->columns + (n0 % w->columns);
         for (int n = 0; n < BS; n++) x[m + k][n] = src[n];
+        if (t + PREFETCH_STEPS < w->T) {
+            const float *ahead = w->inputs + ((size_t)(t + PREFETCH_STEPS) * a + k) * w->columns
+                + (n0 % w->columns);
+            __builtin_prefetch(ahead);
+            __builtin_prefetch(ahead + 16);
+        }
     }
     for (int n = 0; n < BS; n++) x[m + a][n] = 1.0f;
 }
@@ -222,13 +294,21 @@ static void weight_grads(const window_t *w, int t, int n0, const float y[BS],
     }
 }
 
-/* The first lane of the k-th block to run. Where the two branches of a pair read the same
-   columns (inputs shared, or the constraint's numbers), the blocks of the two branches take
-   turns, so that the second reads what the first left in the cache. */
-static int block_start(const window_t *w, int k) {
+/* Blocks that run together: 2 where the two branches of a pair read the same columns (inputs
+   shared, or the constraint's numbers), else 1. The blocks of the two branches of the same
+   pairs then run step by step side by side, so that the second reads the step's inputs and
+   constraint numbers from the L1 cache where the first left them (one pass over them instead
+   of two: their reading was the largest cost of the constrained windows). */
+static int ways(const window_t *w) {
     int half = w->N / 2;
     int paired = w->columns == half || (w->constraint && w->noise_cols == half);
-    if (w->N % (2 * BS) == 0 && paired) return (k & 1) * half + (k >> 1) * BS;
+    return w->N % (2 * BS) == 0 && paired ? 2 : 1;
+}
+
+/* The first lane of the k-th block: with 2 ways, blocks k and k + 1 (k even) are the two
+   branches of the same pairs. */
+static int block_start(const window_t *w, int k) {
+    if (ways(w) == 2) return (k & 1) * (w->N / 2) + (k >> 1) * BS;
     return k * BS;
 }
 
@@ -236,36 +316,47 @@ static int block_start(const window_t *w, int k) {
 static inline __attribute__((always_inline)) int forward_impl(const window_t *w, int m, int a, const float *start,
                                                    float *moments, float *boundaries,
                                                    float *final) {
-    int N = w->N, T = w->T, K = w->K, C = m + a + 1;
+    int N = w->N, T = w->T, K = w->K, C = m + a + 1, W = ways(w);
     if (m > MAXM || N % BS || w->columns % BS) return 1;
     DENORMALS_OFF
-    float (*x)[BS] = malloc(sizeof(float[BS]) * (C + 1));
+    float (*xs)[BS] = malloc(sizeof(float[BS]) * (C + 1) * W);
     float (*next)[BS] = malloc(sizeof(float[BS]) * m);
     float (*g)[BS] = malloc(sizeof(float[BS]) * 5 * m);
-    for (int k = 0; k < N / BS; k++) {
-        int n0 = block_start(w, k);
-        for (int i = 0; i < m; i++) memcpy(x[i], start + (size_t)i * N + n0, sizeof(float[BS]));
-        for (int t = 0; t < T; t++) {
-            if (boundaries && t % K == 0)
-                for (int i = 0; i < m; i++)
-                    memcpy(boundaries + ((size_t)(t / K) * m + i) * N + n0, x[i],
-                           sizeof(float[BS]));
-            load_inputs(w, m, a, t, n0, x);
-            if (w->gru == 1) gru_step(m, C, w->first, w->reset, x, g, next);
-            else if (w->gru == 2) affine(m, C, C, w->first, x, next);  /* linear */
-            else rnn_step(m, C, w->first, x, next);
-            if (w->constraint) constrain(w, m, t, n0, next, NULL);
-            for (int i = 0; i < m; i++) memcpy(x[i], next[i], sizeof(float[BS]));
-            if (moments) {
-                float y[BS];
-                weights_of(w, m, (const float (*)[BS])x, y);
-                add_moments(w, t, n0, y, moments);
-            }
+    for (int k = 0; k < N / BS; k += W) {
+        int starts[2];
+        for (int v = 0; v < W; v++) {
+            int n0 = starts[v] = block_start(w, k + v);
+            float (*x)[BS] = xs + (size_t)v * (C + 1);
+            for (int i = 0; i < m; i++)
+                memcpy(x[i], start + (size_t)i * N + n0, sizeof(float[BS]));
         }
+        for (int t = 0; t < T; t++)
+            for (int v = 0; v < W; v++) {
+                int n0 = starts[v];
+                float (*x)[BS] = xs + (size_t)v * (C + 1);
+                if (boundaries && t % K == 0)
+                    for (int i = 0; i < m; i++)
+                        memcpy(boundaries + ((size_t)(t / K) * m + i) * N + n0, x[i],
+                               sizeof(float[BS]));
+                load_inputs(w, m, a, t, n0, x);
+                if (w->gru == 1) gru_step(m, C, w->first, w->reset, x, g, next);
+                else if (w->gru == 2) affine(m, C, C, w->first, x, next);  /* linear */
+                else rnn_step(m, C, w->first, x, next);
+                if (w->constraint) constrain(w, m, t, n0, next, NULL);
+                for (int i = 0; i < m; i++) memcpy(x[i], next[i], sizeof(float[BS]));
+                if (moments) {
+                    float y[BS];
+                    weights_of(w, m, (const float (*)[BS])x, y);
+                    add_moments(w, t, n0, y, moments);
+                }
+            }
         if (final)
-            for (int i = 0; i < m; i++) memcpy(final + (size_t)i * N + n0, x[i], sizeof(float[BS]));
+            for (int v = 0; v < W; v++)
+                for (int i = 0; i < m; i++)
+                    memcpy(final + (size_t)i * N + starts[v], xs[(size_t)v * (C + 1) + i],
+                           sizeof(float[BS]));
     }
-    free(x); free(next); free(g);
+    free(xs); free(next); free(g);
     DENORMALS_RESTORE
     return 0;
 }
@@ -283,52 +374,50 @@ int window_forward(const window_t *w, const float *start, float *moments, float 
     return forward_impl(w, w->m, w->a, start, moments, boundaries, final);
 }
 
+/* One register tile of `accumulate`: RT x JT sums of 16 lanes (lanes h .. h + 15), kept in
+   registers over all steps (RT and JT are constants where it is called). */
+static inline __attribute__((always_inline)) void accumulate_tile(
+    int RT, int JT, int steps, int h, int r, int j, float a[][BS], int a_stride, float b[][BS],
+    int b_stride, float acc[][BS], int acc_ld) {
+    vec t[4][4];
+    for (int q = 0; q < RT; q++)
+        for (int p = 0; p < JT; p++) t[q][p] = (vec){0};
+    for (int s = 0; s < steps; s++) {
+        vec av[4], bv[4];
+        for (int q = 0; q < RT; q++) av[q] = vload(a[(size_t)s * a_stride + r + q] + h);
+        for (int p = 0; p < JT; p++) bv[p] = vload(b[(size_t)s * b_stride + j + p] + h);
+        for (int q = 0; q < RT; q++)
+            for (int p = 0; p < JT; p++) t[q][p] += av[q] * bv[p];
+    }
+    for (int q = 0; q < RT; q++)
+        for (int p = 0; p < JT; p++) {
+            float *out = acc[(size_t)(r + q) * acc_ld + j + p] + h;
+            vstore(out, vload(out) + t[q][p]);
+        }
+}
+
 /* acc[r * acc_ld + j] += sum over s < steps of A(s, r) * B(s, j) lane by lane, where
    A(s, r) = a[s * a_stride + r] and B(s, j) = b[s * b_stride + j]: the weight gradients of a
-   chunk, in register tiles of 2 x 4 (each loaded vector feeds several multiply-adds). */
+   chunk, in register tiles of up to 4 x 4 vectors of 16 lanes (each loaded vector feeds four
+   multiply-adds; 16 independent sums hide the multiply-add latency). */
 static void accumulate(int steps, int R, int J, float a[][BS], int a_stride, float b[][BS],
                        int b_stride, float acc[][BS], int acc_ld) {
-    int r = 0;
-    for (; r + 1 < R; r += 2) {
-        int j = 0;
-        for (; j + 3 < J; j += 4) {
-            float t[8][BS];
-            for (int q = 0; q < 8; q++)
-                for (int n = 0; n < BS; n++) t[q][n] = 0.0f;
-            for (int s = 0; s < steps; s++) {
-                const float *a0 = a[(size_t)s * a_stride + r], *a1 = a0 + BS;
-                const float *b0 = b[(size_t)s * b_stride + j];
-                for (int q = 0; q < 4; q++)
-                    for (int n = 0; n < BS; n++) {
-                        t[q][n] += a0[n] * b0[q * BS + n];
-                        t[4 + q][n] += a1[n] * b0[q * BS + n];
-                    }
-            }
-            for (int q = 0; q < 4; q++)
-                for (int n = 0; n < BS; n++) {
-                    acc[(size_t)r * acc_ld + j + q][n] += t[q][n];
-                    acc[(size_t)(r + 1) * acc_ld + j + q][n] += t[4 + q][n];
+    for (int h = 0; h < BS; h += VL)
+        for (int r = 0; r < R; r += 4)
+            for (int j = 0; j < J; j += 4) {
+                int rt = R - r < 4 ? R - r : 4, jt = J - j < 4 ? J - j : 4;
+                switch (rt * 4 + jt) {
+#define TILE(RT, JT)                                                                          \
+    case RT * 4 + JT:                                                                         \
+        accumulate_tile(RT, JT, steps, h, r, j, a, a_stride, b, b_stride, acc, acc_ld);       \
+        break;
+                    TILE(1, 1) TILE(1, 2) TILE(1, 3) TILE(1, 4)
+                    TILE(2, 1) TILE(2, 2) TILE(2, 3) TILE(2, 4)
+                    TILE(3, 1) TILE(3, 2) TILE(3, 3) TILE(3, 4)
+                    TILE(4, 1) TILE(4, 2) TILE(4, 3) TILE(4, 4)
+#undef TILE
                 }
-        }
-        for (; j < J; j++)
-            for (int rr = r; rr < r + 2; rr++) {
-                float t[BS];
-                for (int n = 0; n < BS; n++) t[n] = 0.0f;
-                for (int s = 0; s < steps; s++)
-                    for (int n = 0; n < BS; n++)
-                        t[n] += a[(size_t)s * a_stride + rr][n] * b[(size_t)s * b_stride + j][n];
-                for (int n = 0; n < BS; n++) acc[(size_t)rr * acc_ld + j][n] += t[n];
             }
-    }
-    for (; r < R; r++)
-        for (int j = 0; j < J; j++) {
-            float t[BS];
-            for (int n = 0; n < BS; n++) t[n] = 0.0f;
-            for (int s = 0; s < steps; s++)
-                for (int n = 0; n < BS; n++)
-                    t[n] += a[(size_t)s * a_stride + r][n] * b[(size_t)s * b_stride + j][n];
-            for (int n = 0; n < BS; n++) acc[(size_t)r * acc_ld + j][n] += t[n];
-        }
 }
 
 static void add_lanes(float sums[][BS], size_t count, double *total) {
@@ -349,9 +438,10 @@ static float *transposed(int rows, int cols, int used_cols, const float *matrix)
 /* Backward of the moments: grad_first [rows][C], grad_reset [m][m] and grad_readout [m] are
    added to. The states are recomputed chunk by chunk from boundaries;
    each chunk's pre-activation gradients are kept, then multiplied into the weight gradients. */
-int window_backward(const window_t *w, const float *boundaries, const float *grad_moments,
-                    float *grad_first, float *grad_reset, float *grad_readout) {
-    int m = w->m, N = w->N, T = w->T, K = w->K, C = w->m + w->a + 1;
+static inline __attribute__((always_inline)) int backward_impl(
+    const window_t *w, int m, int a, const float *boundaries, const float *grad_moments,
+    float *grad_first, float *grad_reset, float *grad_readout) {
+    int N = w->N, T = w->T, K = w->K, C = m + a + 1;
     int gru = w->gru, rows = gru ? 3 * m : m, drows = rows + 1;
     if (gru == 2) return 1;  /* linear synapses have no parameters to train */
     const float *first = w->first, *reset = w->reset, *readout = w->readout;
@@ -363,7 +453,7 @@ int window_backward(const window_t *w, const float *boundaries, const float *gra
     float (*states)[BS] = malloc(sizeof(float[BS]) * (size_t)(K + 1) * (C + 1));
     float (*gates)[BS] = malloc(sizeof(float[BS]) * ((size_t)K * 4 * m + m + 1));
     float (*deltas)[BS] = malloc(sizeof(float[BS]) * (size_t)K * drows);
-    float (*du)[BS] = malloc(sizeof(float[BS]) * m);
+    float (*dus)[BS] = malloc(sizeof(float[BS]) * m * 2);  /* dL/dh carried back, per way */
     float (*dn)[BS] = malloc(sizeof(float[BS]) * m);
     float (*dq)[BS] = malloc(sizeof(float[BS]) * m);
     /* constrained windows: d(constrained h') / d(cell output), times the RNN's tanh' */
@@ -376,9 +466,11 @@ int window_backward(const window_t *w, const float *boundaries, const float *gra
     /* the lanes of a chunk are added up in double: the two branches' gradients nearly cancel */
     double *total = calloc(lane_first + lane_reset + m, sizeof(double));
     int chunks = (T + K - 1) / K;
-    for (int k = 0; k < N / BS; k++) {
-        int n0 = block_start(w, k);
-        for (int c = chunks - 1; c >= 0; c--) {
+    int W = ways(w);  /* the blocks of both branches take turns chunk by chunk */
+    for (int k = 0; k < N / BS; k += W) {
+        for (int turn = 0; turn < chunks * W; turn++) {  /* chunks last to first */
+            int c = chunks - 1 - turn / W, v = turn % W, n0 = block_start(w, k + v);
+            float (*du)[BS] = dus + (size_t)v * m;
             memset(gf, 0, sizeof(float[BS]) * lane_first);
             memset(gr, 0, sizeof(float[BS]) * (lane_reset + 1));
             memset(gh, 0, sizeof(float[BS]) * m);
@@ -389,7 +481,7 @@ int window_backward(const window_t *w, const float *boundaries, const float *gra
             for (int s = 0; s < len; s++) {
                 float (*x)[BS] = states + (size_t)s * (C + 1);
                 float (*nx)[BS] = states + (size_t)(s + 1) * (C + 1);
-                load_inputs(w, m, w->a, t0 + s, n0, x);
+                load_inputs(w, m, a, t0 + s, n0, x);
                 if (gru) gru_step(m, C, first, reset, x, gates + (size_t)s * 4 * m, nx);
                 else rnn_step(m, C, first, x, nx);
                 if (scale) {
@@ -480,10 +572,23 @@ int window_backward(const window_t *w, const float *boundaries, const float *gra
     for (size_t k = 0; k < lane_reset; k++) grad_reset[k] += (float)total[lane_first + k];
     for (int j = 0; j < m; j++) grad_readout[j] += (float)total[lane_first + lane_reset + j];
     free(gh); free(total);
-    free(gf); free(gr); free(states); free(gates); free(deltas); free(du); free(dn); free(dq);
+    free(gf); free(gr); free(states); free(gates); free(deltas); free(dus); free(dn); free(dq);
     free(first_t); free(reset_t); free(scale);
     DENORMALS_RESTORE
     return 0;
+}
+
+/* The backward for the state sizes of window_forward's own copies, and any other. */
+int window_backward(const window_t *w, const float *boundaries, const float *grad_moments,
+                    float *grad_first, float *grad_reset, float *grad_readout) {
+#define BACKWARD(M, A)                                                                    \
+    if (w->m == M && w->a == A)                                                          \
+        return backward_impl(w, M, A, boundaries, grad_moments, grad_first, grad_reset,  \
+                             grad_readout);
+    BACKWARD(2, 1) BACKWARD(2, 2) BACKWARD(4, 1) BACKWARD(4, 2) BACKWARD(8, 1) BACKWARD(8, 2)
+#undef BACKWARD
+    return backward_impl(w, w->m, w->a, boundaries, grad_moments, grad_first, grad_reset,
+                         grad_readout);
 }
 
 /* ---- torch's CPU generator, reproduced: the constrained windows' random numbers ----------
@@ -574,19 +679,51 @@ static inline void sincos_inline(float theta, float *sine, float *cosine) {
     *cosine = -ct;
 }
 
+/* Box-Muller of one pair of uniforms (torch's normal_fill_16: u from 1 - d[j], angle from
+   d[j + 8]). */
+static inline __attribute__((always_inline)) void box_muller_pair(float first, float second,
+                                                                  float *cosine_out,
+                                                                  float *sine_out) {
+    float radius = sqrtf(-2.0f * log_inline(1.0f - first));
+    float sine, cosine;
+    sincos_inline(6.2831853071795864769f * second, &sine, &cosine);
+    *cosine_out = radius * cosine;
+    *sine_out = radius * sine;
+}
+
 /* Box-Muller of blocks of 16 uniforms, in place (torch's normal_fill_16); a block's halves are
-   contiguous, so the loop over j runs on vectors of 8 (a gathered form measured 5x slower). */
+   contiguous, so the loop over j runs on vectors of 8 (a gathered form measured 5x slower);
+   two blocks at a time run on vectors of 16 (their halves side by side). */
 static void box_muller(float *restrict data, size_t n) {
-    for (size_t b = 0; b < n / 16; b++) {
-        float *d = data + b * 16;
+    size_t blocks = n / 16, b = 0;
+    for (; b + 1 < blocks; b += 2) {
+        float *d = data + b * 16, first[16], second[16], cosine[16], sine[16];
         for (int j = 0; j < 8; j++) {
-            float radius = sqrtf(-2.0f * log_inline(1.0f - d[j]));
-            float sine, cosine;
-            sincos_inline(6.2831853071795864769f * d[j + 8], &sine, &cosine);
-            d[j] = radius * cosine;
-            d[j + 8] = radius * sine;
+            first[j] = d[j];
+            first[j + 8] = d[16 + j];
+            second[j] = d[j + 8];
+            second[j + 8] = d[24 + j];
+        }
+        for (int j = 0; j < 16; j++) box_muller_pair(first[j], second[j], &cosine[j], &sine[j]);
+        for (int j = 0; j < 8; j++) {
+            d[j] = cosine[j];
+            d[j + 8] = sine[j];
+            d[16 + j] = cosine[j + 8];
+            d[24 + j] = sine[j + 8];
         }
     }
+    for (; b < blocks; b++) {
+        float *d = data + b * 16;
+        for (int j = 0; j < 8; j++) box_muller_pair(d[j], d[j + 8], &d[j], &d[j + 8]);
+    }
+}
+
+/* [BS][M] -> [M][BS] for a constant M: unrolled, the compiler turns it into shuffles (the
+   general loop ran as scalar moves: half the time of drawing a constraint's numbers). */
+static inline __attribute__((always_inline)) void transpose_block(int M, const float *in,
+                                                                  float *out) {
+    for (int n = 0; n < BS; n++)
+        for (int i = 0; i < M; i++) out[i * BS + n] = in[n * M + i];
 }
 
 /* `steps` steps of a window, each drawn as the reference does: (from step `events_from` on)
@@ -617,8 +754,13 @@ int draw_steps(unsigned int *state, int *left_next, int steps, int pairs, int k,
             float *out = noise + (((size_t)(p0 / BS) * T + t0 + s) * m) * BS;
             const float *in = scratch + (size_t)p0 * m;
             int lanes = pairs - p0 < BS ? pairs - p0 : BS;
-            for (int i = 0; i < m; i++)
-                for (int n = 0; n < lanes; n++) out[(size_t)i * BS + n] = in[(size_t)n * m + i];
+            if (lanes == BS && m == 8) transpose_block(8, in, out);
+            else if (lanes == BS && m == 4) transpose_block(4, in, out);
+            else if (lanes == BS && m == 2) transpose_block(2, in, out);
+            else
+                for (int i = 0; i < m; i++)
+                    for (int n = 0; n < lanes; n++)
+                        out[(size_t)i * BS + n] = in[(size_t)n * m + i];
         }
     }
     left_next[0] = left; left_next[1] = next;

@@ -6,8 +6,10 @@ travels through memory a dozen times per step. Here a block of 32 synapses (two 
 registers) runs through all its time steps while its state stays in the L1 cache; the backward
 recomputes one chunk of states per block from the checkpoints, walks it in reverse and
 multiplies the chunk's pre-activation gradients into per-lane weight-gradient sums, adding the
-lanes up once per block. The moments of the weights are summed inside the kernel, so no
-``[T, N]`` tensor is ever allocated (fresh allocations cost a page fault per 4 KiB here).
+lanes up once per chunk. Where both branches of a pair read the same inputs or constraint
+numbers, the blocks of the two branches run side by side, so that those are read once. The
+moments of the weights are summed inside the kernel, so no ``[T, N]`` tensor is ever allocated
+(fresh allocations cost a page fault per 4 KiB here).
 
 The C source (``native.c`` beside this module, shipped as package data) is compiled once per
 machine with the system
