@@ -18,7 +18,7 @@ from learnsyn.cells import GRUSynapse, TanhRNNSynapse, make_cell
 from learnsyn.estimate.grid import grid_snr
 from learnsyn.estimate.snr import compute_metrics
 from learnsyn.linearization import linearize
-from learnsyn.rollout import supports_fast_path
+from learnsyn.rollout import available_kernels, supports_fast_path
 from learnsyn.scenario import make_scenario
 
 #: the optimal 2-variable linear synapse of ``bounded`` (N = 1000, horizon 600, area above 1;
@@ -82,10 +82,12 @@ def test_saturation_has_slope_one_at_zero_and_range_s(cls):
     assert float(model.log_scale.grad.abs().max()) > 0
 
 
-def test_scaled_cells_take_the_reference_loop():
+def test_scaled_cells_take_the_native_kernel_only():
     scenario = make_scenario("bounded")
+    scaled = make_cell("gru", 2, cell_params={"output_scale": 2.0})
     assert supports_fast_path(make_cell("gru", 2), scenario)
-    assert not supports_fast_path(make_cell("gru", 2, cell_params={"output_scale": 2.0}), scenario)
+    assert supports_fast_path(scaled, scenario) == ("native" in available_kernels("cpu"))
+    assert not supports_fast_path(scaled, scenario, dtype=torch.float64)  # no native kernel
 
 
 @pytest.mark.parametrize("gate", [0.0, 0.5])

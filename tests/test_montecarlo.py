@@ -135,6 +135,26 @@ def test_fast_monte_carlo_evaluation_matches_the_reference(cell, task, params):
         assert fast.metrics[name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
 
 
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+@pytest.mark.parametrize("task", ["ideal", "bounded", "noisy"])
+def test_fast_monte_carlo_of_scaled_cells_matches_the_reference(cell, task, monkeypatch):
+    """Cells with the learned saturation (``output_scale``) run forward-only in the native
+    kernel: the reference's figures at the same seed, to float rounding."""
+    import learnsyn.rollout as rollout
+    from learnsyn.cells import make_cell
+    from learnsyn.rollout import native
+
+    model = make_cell(cell, 4, timescale=30, seed=3, cell_params={"output_scale": 2.0})
+    scenario = make_scenario(task, {})
+    options = dict(synapses=100, horizon=60, batch=64, burn_in=40, method="monte-carlo", seed=4)
+    reference = evaluate(model, scenario, rollout="reference", **options)
+    if native.available():  # the fast path must not hand over to the reference
+        monkeypatch.setattr(rollout, "simulate_pairs", None)
+    fast = evaluate(model, scenario, rollout="fast", **options)
+    assert np.allclose(fast.snr, reference.snr, rtol=1e-4, atol=1e-6)
+    assert np.allclose(fast.snr_stderr, reference.snr_stderr, rtol=1e-3, atol=1e-6)
+
+
 @pytest.mark.parametrize("name, params", [("benna-fusi", {"variables": 3}), ("exponential", {})])
 @pytest.mark.parametrize("task, task_params", [("ideal", {}), ("bounded", {}), ("noisy", {})])
 def test_fast_monte_carlo_of_linear_synapses_matches_the_reference(

@@ -305,3 +305,82 @@ def test_burn_in_tail_on_the_fast_path_matches_reference(cell, name, params):
         plain = simulate(fast_simulate_pairs, model, scenario, kind, grad=True, **untailed)
         assert relative(plain[0].sums, fast[0].sums) < SUMS_TOLERANCE
         assert max(relative(a, b) for a, b in zip(reference[1], plain[1], strict=True)) > 1e-3
+
+
+def scaled_cell(cell: str, size: int, seed: int = 1):
+    """A cell with the learned saturation ``s tanh(y / s)``: ``output_scale`` 3, then a
+    non-uniform ``log_scale`` (some variables saturate below 1, some above)."""
+    model = make_cell(cell, size, timescale=30, seed=seed, cell_params={"output_scale": 3.0})
+    with torch.no_grad():
+        model.log_scale.copy_(torch.tensor([0.2, 1.1, -0.3, 0.7])[:size])
+    return model
+
+
+@native_only
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+@pytest.mark.parametrize("name, params", [("ideal", {}), *CONSTRAINED])
+def test_scaled_cells_on_the_native_kernel_match_reference(cell, name, params, monkeypatch):
+    """Cells with ``output_scale`` on the native kernel (the 1 / s folded into the weights, s
+    multiplied in the kernel): the same moments, gradients (``log_scale``'s included) and random
+    numbers as the reference loop, without and with the burn-in tail."""
+    import learnsyn.rollout as rollout
+
+    scenario = make_scenario(name, params)
+    kind = scenario.tracked_kinds()[0]
+    cases = (
+        dict(),
+        dict(pairs=45, groups=4),  # padded lanes
+        dict(horizon=70, checkpoint=32),
+        dict(burn_in=50, tail=25),
+        dict(burn_in=60, tail=37, horizon=70, checkpoint=32),
+    )
+    for options in cases:
+        model = scaled_cell(cell, 3 if "pairs" in options else 4)
+        assert supports_fast_path(model, scenario)
+        reference_options = {k: v for k, v in options.items() if k != "checkpoint"}
+        for grad in (False, True) if "tail" not in options else (True,):
+            reference = simulate(
+                simulate_pairs, model, scenario, kind, grad=grad, **reference_options
+            )
+            with monkeypatch.context() as patch:  # the fast path itself, not the fallback
+                patch.setattr(rollout, "simulate_pairs", None)
+                fast = simulate(fast_simulate_pairs, model, scenario, kind, grad=grad, **options)
+            assert_same(reference, fast)
+            if grad:
+                assert float(model.log_scale.grad.abs().min()) > 0
+
+
+@native_only
+def test_scaled_cells_with_unit_scale_match_the_plain_cells():
+    """``log_scale`` 0 (s = 1) reproduces the plain tanh cells' numbers to float rounding."""
+    scenario = make_scenario("bounded")
+    kind = scenario.tracked_kinds()[0]
+    for cell in ("rnn", "gru"):
+        plain = make_cell(cell, 4, timescale=30, seed=1)
+        scaled = make_cell(cell, 4, timescale=30, seed=1, cell_params={"output_scale": 1.0})
+        with torch.no_grad():
+            for name, parameter in plain.named_parameters():
+                dict(scaled.named_parameters())[name].copy_(parameter)
+        first = simulate(fast_simulate_pairs, plain, scenario, kind, grad=True)
+        second = simulate(fast_simulate_pairs, scaled, scenario, kind, grad=True)
+        assert relative(first[0].sums, second[0].sums) < SUMS_TOLERANCE
+        for a, b in zip(first[1], second[1][: len(first[1])], strict=True):
+            assert relative(a, b) < GRAD_TOLERANCE
+
+
+@native_only
+def test_scaled_cells_only_on_the_native_kernel():
+    """The eager and Triton kernels have no learned saturation: a named one is refused, and
+    where the native kernel cannot run (float64) the reference loop runs, exactly."""
+    scenario = make_scenario("ideal")
+    kind = scenario.tracked_kinds()[0]
+    model = scaled_cell("gru", 3)
+    with pytest.raises(ValueError, match="does not run scaled cells"):
+        simulate(fast_simulate_pairs, model, scenario, kind, grad=False, kernel="eager")
+    assert not supports_fast_path(model, scenario, dtype=torch.float64)
+    assert not supports_fast_path(model, scenario, device="meta")
+    assert supports_fast_path(make_cell("gru", 3), scenario, dtype=torch.float64)
+    double = scaled_cell("gru", 3).double()
+    reference = simulate(simulate_pairs, double, scenario, kind, grad=True, dtype=torch.float64)
+    fast = simulate(fast_simulate_pairs, double, scenario, kind, grad=True, dtype=torch.float64)
+    assert torch.equal(reference[0].sums, fast[0].sums)

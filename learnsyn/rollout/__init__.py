@@ -3,11 +3,12 @@
 ``fast_simulate_pairs`` is a drop-in replacement for
 ``learnsyn.estimate.montecarlo.simulate_pairs`` for
 the learned tanh-RNN and GRU cells in scenarios without state constraints and, on the native
-kernel, in ``bounded`` and ``noisy`` (``supports_fast_path``): it draws the same
-random numbers from the generator in the same order, maps them to the same events through the
-scenario, and returns the same ``PairMoments`` up to float rounding, with gradients that reach
-``model.parameters()`` the same way (through the tracked window and the last ``tail`` burn-in
-steps; the rest of the burn-in has none).
+kernel, in ``bounded`` and ``noisy``, and for these cells with the learned saturation
+``s tanh(y / s)`` (``output_scale``) on the native kernel (``supports_fast_path``): it draws
+the same random numbers from the generator in the same order, maps them to the same events
+through the scenario, and returns the same ``PairMoments`` up to float rounding, with
+gradients that reach ``model.parameters()`` the same way (through the tracked window and the
+last ``tail`` burn-in steps; the rest of the burn-in has none).
 Anything it does not cover (``supports_fast_path`` is False) is passed to the reference.
 
 Where the time goes instead (see docs/performance.md for the measurements):
@@ -51,17 +52,35 @@ from learnsyn.synapse import Synapse
 STREAM_CHUNK = 128
 
 
-def supports_fast_path(model: Synapse, scenario: Scenario, grad: bool = True) -> bool:
-    """True for the tanh-RNN and GRU cells (plain tanh: no ``output_scale``) in scenarios that
-    do not constrain the state, and in the ``bounded`` and ``noisy`` scenarios (native kernel
-    only: see ``constraint_kind``); without gradient (``grad`` False: evaluation) also for
-    linear synapses (``linear_model``, native kernel only)."""
+def supports_fast_path(
+    model: Synapse,
+    scenario: Scenario,
+    grad: bool = True,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> bool:
+    """True for the tanh-RNN and GRU cells in scenarios that do not constrain the state, and in
+    the ``bounded`` and ``noisy`` scenarios (native kernel only: see ``constraint_kind``);
+    without gradient (``grad`` False: evaluation) also for linear synapses (``linear_model``,
+    native kernel only). Cells with a learned saturation (``output_scale``: ``log_scale``) run
+    on the native kernel only: for them True only where it runs (``device``, ``dtype``)."""
     from learnsyn.cells import GRUSynapse, TanhRNNSynapse
 
-    if type(model) not in (GRUSynapse, TanhRNNSynapse) or model.log_scale is not None:
+    if type(model) not in (GRUSynapse, TanhRNNSynapse):
         if grad or not linear_model(model):
             return False
+    elif scaled_model(model) and not _native_usable(device, dtype, model.state_size):
+        return False
     return unconstrained(scenario) or constraint_kind(scenario) is not None
+
+
+def scaled_model(model: Synapse) -> bool:
+    """A learned cell with the learnable saturation ``s tanh(y / s)`` (native kernel only)."""
+    return getattr(model, "log_scale", None) is not None and model.cell in ("gru", "rnn")
+
+
+def _native_usable(device, dtype, size: int) -> bool:
+    return rollout_native.usable(torch.empty(0, device=device, dtype=dtype), size)
 
 
 def linear_model(model: Synapse) -> bool:
@@ -384,16 +403,22 @@ def fast_simulate_pairs(
         pairs=pairs, burn_in=burn_in, horizon=horizon, generator=generator, groups=groups,
         device=device, grad=grad, dtype=dtype, tail=tail,
     )  # fmt: skip
-    if not supports_fast_path(model, scenario, grad):
-        return simulate_pairs(model, scenario, kind, **reference)
     linear = linear_model(model)
     constrained = not unconstrained(scenario)
-    if (constrained or linear) and kernel not in ("auto", "native"):
-        what = "apply state constraints" if constrained else "run linear synapses"
+    scaled = not linear and scaled_model(model)
+    if (constrained or linear or scaled) and kernel not in ("auto", "native"):
+        if constrained:
+            what = "apply state constraints"
+        else:
+            what = "run linear synapses" if linear else "run scaled cells (output_scale)"
         raise ValueError(f"the {kernel} kernel does not {what}; use native")
+    if not supports_fast_path(model, scenario, grad, device, dtype):
+        if scaled and kernel == "native":
+            raise ValueError(f"the native kernel cannot run here ({device}, {dtype})")
+        return simulate_pairs(model, scenario, kind, **reference)
     groups, per_group = pair_groups(pairs, groups)
     device = torch.device(device)
-    native_only = constrained or linear
+    native_only = constrained or linear or scaled
     if native_only and not rollout_native.usable(torch.empty(0, device=device, dtype=dtype), 1):
         if kernel == "native":
             raise ValueError(f"the native kernel cannot run here ({device}, {dtype})")
@@ -459,7 +484,7 @@ def fast_simulate_pairs(
                 rows,
                 head if shared else None,
                 start,
-                *mats.tensors(),
+                *mats.native_tensors(),
             )
             sums = moments_by_group(moments, groups)
         elif backend == "triton":
@@ -526,14 +551,13 @@ def _advance(mats, inputs, state, head=None, cells=None, backend="eager", constr
     """Forward through ``inputs`` (``[L, a, columns]``) from ``state`` without gradient:
     the final state, and the ``[L, G, 4]`` moments of the weights when ``cells`` is given
     (``constraint``: the native kernel's, for these steps)."""
-    if constraint is not None:
+    if constraint is not None or backend == "native":
         moments, final = rollout_native.advance(
-            mats.cell, mats.tensors(), inputs, head, state, cells, constraint
+            mats.cell, mats.native_tensors(), inputs, head, state, cells, constraint
         )
         return (None if cells is None else moments_by_group(moments, cells[1])), final
-    if backend != "eager":
-        module = rollout_native if backend == "native" else _triton()
-        moments, final = module.advance(mats.cell, mats.tensors(), inputs, head, state, cells)
+    if backend == "triton":
+        moments, final = _triton().advance(mats.cell, mats.tensors(), inputs, head, state, cells)
         return (None if cells is None else moments_by_group(moments, cells[1])), final
     steps, a, batch = inputs.shape[0], inputs.shape[1], state.shape[1]
     m = state.shape[0]

@@ -39,24 +39,43 @@ class CellMatrices:
     the model's parameters. ``first``: ``[rows, m + a + 1]`` applied to ``[u; inputs; 1]``;
     ``reset``: the GRU's ``[m, m]`` map of ``q = r * (u - 1/2)`` (empty for the RNN);
     ``readout``: ``w = readout . u + offset``. The compiled kernels (``compiled_matrices``)
-    use the same layout in the cell's own state h: ``offset`` 0 and ``readout`` the model's."""
+    use the same layout in the cell's own state h: ``offset`` 0 and ``readout`` the model's;
+    ``scale`` (native kernel only): the learned saturation's output multipliers ``s`` (``[m]``,
+    the 1 / s inside already folded into the weights), None for plain tanh."""
 
     cell: str
     first: torch.Tensor
     reset: torch.Tensor
     readout: torch.Tensor
     offset: torch.Tensor
+    scale: torch.Tensor | None = None
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.scale is not None:
+            raise ValueError("a scaled cell's matrices run on the native kernel only")
         return self.first, self.reset, self.readout
 
+    def native_tensors(self) -> tuple[torch.Tensor, ...]:
+        """``first``, ``reset``, ``readout`` and ``scale`` (None: plain tanh)."""
+        return self.first, self.reset, self.readout, self.scale
+
     def detached(self) -> CellMatrices:
-        first, reset, readout, offset = (t.detach() for t in (*self.tensors(), self.offset))
-        return CellMatrices(self.cell, first, reset, readout, offset)
+        first, reset, readout, offset = (
+            t.detach() for t in (self.first, self.reset, self.readout, self.offset)
+        )
+        scale = None if self.scale is None else self.scale.detach()
+        return CellMatrices(self.cell, first, reset, readout, offset, scale)
+
+
+def _plain_tanh(model) -> None:
+    """The eager kernel's matrices have no learned saturation (the native kernel's have)."""
+    if getattr(model, "log_scale", None) is not None:
+        raise ValueError("the eager kernel does not run scaled cells (output_scale); use native")
 
 
 def rnn_matrices(model, inputs: int, dtype: torch.dtype, device) -> CellMatrices:
     """``h' = tanh(W h + U x + b)`` as ``u' = sigmoid(4W u + 2U x + 2(b - W 1))``."""
+    _plain_tanh(model)
     W, U, b, c = (
         p.to(device=device, dtype=dtype)
         for p in (model.W, model.U, model.bias, model.readout_weights)
@@ -68,6 +87,7 @@ def rnn_matrices(model, inputs: int, dtype: torch.dtype, device) -> CellMatrices
 def gru_matrices(model, inputs: int, dtype: torch.dtype, device) -> CellMatrices:
     """The GRU in the ``u`` form. Rows of ``first``: the candidate's input part, the update gate
     z, the reset gate r."""
+    _plain_tanh(model)
     m = model.state_size
     W_in, U_zr, U_h, b, c = (
         p.to(device=device, dtype=dtype)
@@ -89,21 +109,35 @@ def compiled_matrices(model, inputs: int, dtype: torch.dtype, device) -> CellMat
     RNN: ``h' = 2 sigmoid(first [h; x; 1]) - 1`` with ``first = [2W | 2U | 2b]``.
     GRU rows ``[candidate; z; r]``: ``[0 | 2Wc | 2bc]``, ``[Uz | Wz | bz]``, ``[Ur | Wr | br]``;
     ``s = sigmoid(candidate [h; x; 1] + reset (r h))`` with ``reset = 2 U_h``;
-    ``h' = h + z (2s - 1 - h)``. Readout ``w = c . h``."""
+    ``h' = h + z (2s - 1 - h)``. Readout ``w = c . h``.
+
+    A learned saturation ``S tanh(y / S)`` (``log_scale``, native kernel only): the rows that
+    make the saturated pre-activation (the RNN's ``first``, the GRU's candidate rows and
+    ``reset``) are divided by ``S`` here, so that autograd carries their gradient to
+    ``log_scale``, and ``scale = S`` multiplies the tanh in the kernel (the new state of the RNN,
+    the GRU's candidate ``S (2s - 1)``)."""
     m = model.state_size
     c = model.readout_weights.to(device=device, dtype=dtype)
     zero = c.new_zeros(())
+    log_scale = getattr(model, "log_scale", None)
+    scale = None if log_scale is None else log_scale.to(device=device, dtype=dtype).exp()
     if model.cell == "rnn":
         W, U, b = (p.to(device=device, dtype=dtype) for p in (model.W, model.U, model.bias))
         first = 2.0 * torch.cat([W, U[:, :inputs], b[:, None]], 1)
-        return CellMatrices("rnn", first, first.new_zeros(0), c, zero)
+        if scale is not None:
+            first = first / scale[:, None]
+        return CellMatrices("rnn", first, first.new_zeros(0), c, zero, scale)
     W_in, U_zr, U_h, b = (
         p.to(device=device, dtype=dtype) for p in (model.W_in, model.U_zr, model.U_h, model.bias)
     )
     W_in = W_in[:, :inputs]
     candidate = 2.0 * torch.cat([U_h.new_zeros(m, m), W_in[2 * m :], b[2 * m :, None]], 1)
     gates = torch.cat([U_zr, W_in[: 2 * m], b[: 2 * m, None]], 1)
-    return CellMatrices("gru", torch.cat([candidate, gates]), 2.0 * U_h, c, zero)
+    reset = 2.0 * U_h
+    if scale is not None:
+        candidate = candidate / scale[:, None]
+        reset = reset / scale[:, None]
+    return CellMatrices("gru", torch.cat([candidate, gates]), reset, c, zero, scale)
 
 
 def gate_rows(cell: str, m: int) -> int:

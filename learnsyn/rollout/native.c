@@ -140,7 +140,8 @@ static inline __attribute__((always_inline)) void affine(int rows, int C, int ld
 /* One GRU step from x (state rows 0..m-1) into next; g receives [s; z; r; q = r h]. The
    candidate's rows of `first` are zero on the state columns: they use the input columns only. */
 static inline __attribute__((always_inline)) void gru_step(int m, int C, const float *first, const float *reset,
-                     float x[][BS], float g[][BS], float next[][BS]) {
+                     const float *out_scale, float x[][BS], float g[][BS],
+                     float next[][BS]) {
     affine(m, C - m, C, first + m, x + m, g);
     affine(2 * m, C, C, first + (size_t)m * C, x, g + m);
     for (int r = m; r < 3 * m; r++)
@@ -151,16 +152,31 @@ static inline __attribute__((always_inline)) void gru_step(int m, int C, const f
     affine(m, m, m, reset, g + 3 * m, pre);
     for (int i = 0; i < m; i++)
         sigm_row(g[i], g[i], pre[i]);
+    if (out_scale) {  /* the candidate s_i tanh(.) (1 / s_i is folded into its rows) */
+        for (int i = 0; i < m; i++) {
+            float sc = out_scale[i];
+            for (int n = 0; n < BS; n++)
+                next[i][n] = x[i][n] + g[m + i][n] * (sc * (2.0f * g[i][n] - 1.0f) - x[i][n]);
+        }
+        return;
+    }
     for (int i = 0; i < m; i++)
         for (int n = 0; n < BS; n++)
             next[i][n] = x[i][n] + g[m + i][n] * (2.0f * g[i][n] - 1.0f - x[i][n]);
 }
 
-static inline __attribute__((always_inline)) void rnn_step(int m, int C, const float *first, float x[][BS], float next[][BS]) {
+static inline __attribute__((always_inline)) void rnn_step(int m, int C, const float *first,
+                                                          const float *out_scale, float x[][BS],
+                                                          float next[][BS]) {
     affine(m, C, C, first, x, next);
     for (int i = 0; i < m; i++) {
         sigm_row(next[i], next[i], NULL);
-        for (int n = 0; n < BS; n++) next[i][n] = 2.0f * next[i][n] - 1.0f;
+        if (out_scale) {  /* s_i tanh(.) (1 / s_i is folded into the rows of first) */
+            float sc = out_scale[i];
+            for (int n = 0; n < BS; n++) next[i][n] = sc * (2.0f * next[i][n] - 1.0f);
+        } else {
+            for (int n = 0; n < BS; n++) next[i][n] = 2.0f * next[i][n] - 1.0f;
+        }
     }
 }
 
@@ -182,6 +198,9 @@ typedef struct {
     /* [ceil(noise_cols / BS)][T][m][BS]: the rounding uniforms or the Gaussian noise, by blocks
        of columns so that a block of lanes reads its steps' numbers from one stretch of memory */
     const float *noise;
+    /* [m]: the saturation's output multipliers s (h' = s tanh(.), the GRU's candidate likewise;
+       the 1 / s inside is folded into the weights), or NULL for plain tanh */
+    const float *out_scale;
 } window_t;
 
 /* The constraint's numbers of step t, variable i, for the lanes n0 .. n0 + BS - 1. */
@@ -339,9 +358,9 @@ static inline __attribute__((always_inline)) int forward_impl(const window_t *w,
                         memcpy(boundaries + ((size_t)(t / K) * m + i) * N + n0, x[i],
                                sizeof(float[BS]));
                 load_inputs(w, m, a, t, n0, x);
-                if (w->gru == 1) gru_step(m, C, w->first, w->reset, x, g, next);
+                if (w->gru == 1) gru_step(m, C, w->first, w->reset, w->out_scale, x, g, next);
                 else if (w->gru == 2) affine(m, C, C, w->first, x, next);  /* linear */
-                else rnn_step(m, C, w->first, x, next);
+                else rnn_step(m, C, w->first, w->out_scale, x, next);
                 if (w->constraint) constrain(w, m, t, n0, next, NULL);
                 for (int i = 0; i < m; i++) memcpy(x[i], next[i], sizeof(float[BS]));
                 if (moments) {
@@ -435,17 +454,18 @@ static float *transposed(int rows, int cols, int used_cols, const float *matrix)
     return out;
 }
 
-/* Backward of the moments: grad_first [rows][C], grad_reset [m][m] and grad_readout [m] are
-   added to. The states are recomputed chunk by chunk from boundaries;
+/* Backward of the moments: grad_first [rows][C], grad_reset [m][m], grad_readout [m] and
+   (with out_scale) grad_scale [m], the gradient of the output multipliers s, are added to. The states are recomputed chunk by chunk from boundaries;
    each chunk's pre-activation gradients are kept, then multiplied into the weight gradients. */
 static inline __attribute__((always_inline)) int backward_impl(
     const window_t *w, int m, int a, const float *boundaries, const float *grad_moments,
-    float *grad_first, float *grad_reset, float *grad_readout) {
+    float *grad_first, float *grad_reset, float *grad_readout, float *grad_scale) {
     int N = w->N, T = w->T, K = w->K, C = m + a + 1;
     int gru = w->gru, rows = gru ? 3 * m : m, drows = rows + 1;
     if (gru == 2) return 1;  /* linear synapses have no parameters to train */
     const float *first = w->first, *reset = w->reset, *readout = w->readout;
-    if (m > MAXM || N % BS || w->columns % BS) return 1;
+    const float *osc = w->out_scale;  /* the saturation's multipliers s, or NULL */
+    if (m > MAXM || N % BS || w->columns % BS || (osc && !grad_scale)) return 1;
     DENORMALS_OFF
     size_t lane_first = (size_t)rows * C, lane_reset = gru ? (size_t)m * m : 0;
     float (*gf)[BS] = malloc(sizeof(float[BS]) * lane_first);  /* per-lane gradient sums */
@@ -458,13 +478,16 @@ static inline __attribute__((always_inline)) int backward_impl(
     float (*dq)[BS] = malloc(sizeof(float[BS]) * m);
     /* constrained windows: d(constrained h') / d(cell output), times the RNN's tanh' */
     float (*scale)[BS] = w->constraint ? malloc(sizeof(float[BS]) * (size_t)K * m) : NULL;
+    /* the scaled RNN: each step's tanh value (h' / s before the constraint) */
+    float (*taus)[BS] = osc && !gru ? malloc(sizeof(float[BS]) * (size_t)K * m) : NULL;
+    float (*gs)[BS] = malloc(sizeof(float[BS]) * m);  /* per-lane sums of dL/ds */
     /* dL/du through `first`: the GRU's candidate rows are zero on the state columns */
     int skip = gru ? m : 0;
     float *first_t = transposed(rows - skip, C, m, first + (size_t)skip * C);
     float *reset_t = gru ? transposed(m, m, m, reset) : NULL;
     float (*gh)[BS] = malloc(sizeof(float[BS]) * m);  /* per-lane sums of h dy: dL/dc */
     /* the lanes of a chunk are added up in double: the two branches' gradients nearly cancel */
-    double *total = calloc(lane_first + lane_reset + m, sizeof(double));
+    double *total = calloc(lane_first + lane_reset + 2 * (size_t)m, sizeof(double));
     int chunks = (T + K - 1) / K;
     int W = ways(w);  /* the blocks of both branches take turns chunk by chunk */
     for (int k = 0; k < N / BS; k += W) {
@@ -474,6 +497,7 @@ static inline __attribute__((always_inline)) int backward_impl(
             memset(gf, 0, sizeof(float[BS]) * lane_first);
             memset(gr, 0, sizeof(float[BS]) * (lane_reset + 1));
             memset(gh, 0, sizeof(float[BS]) * m);
+            memset(gs, 0, sizeof(float[BS]) * m);
             int t0 = c * K, len = T - t0 < K ? T - t0 : K;
             /* recompute: states[s] holds x of step t0 + s ([h; inputs; 1], C rows) */
             for (int i = 0; i < m; i++)
@@ -482,9 +506,21 @@ static inline __attribute__((always_inline)) int backward_impl(
                 float (*x)[BS] = states + (size_t)s * (C + 1);
                 float (*nx)[BS] = states + (size_t)(s + 1) * (C + 1);
                 load_inputs(w, m, a, t0 + s, n0, x);
-                if (gru) gru_step(m, C, first, reset, x, gates + (size_t)s * 4 * m, nx);
-                else rnn_step(m, C, first, x, nx);
-                if (scale) {
+                if (gru) gru_step(m, C, first, reset, osc, x, gates + (size_t)s * 4 * m, nx);
+                else rnn_step(m, C, first, osc, x, nx);
+                if (taus) {  /* the scaled RNN: the tanh values, and the constraint's mask */
+                    float (*tu)[BS] = taus + (size_t)s * m;
+                    for (int i = 0; i < m; i++) {
+                        float inverse = 1.0f / osc[i];
+                        for (int n = 0; n < BS; n++) tu[i][n] = nx[i][n] * inverse;
+                    }
+                    if (scale) {
+                        float (*sc)[BS] = scale + (size_t)s * m;
+                        for (int i = 0; i < m; i++)
+                            for (int n = 0; n < BS; n++) sc[i][n] = 1.0f;
+                        constrain(w, m, t0 + s, n0, nx, sc);
+                    }
+                } else if (scale) {
                     float (*sc)[BS] = scale + (size_t)s * m;
                     for (int i = 0; i < m; i++)
                         for (int n = 0; n < BS; n++)
@@ -508,7 +544,18 @@ static inline __attribute__((always_inline)) int backward_impl(
                 float (*x)[BS] = states + (size_t)s * (C + 1);
                 float (*nx)[BS] = states + (size_t)(s + 1) * (C + 1);
                 float (*delta)[BS] = deltas + (size_t)s * drows;
-                if (!gru && scale) {
+                if (taus) {  /* h' = s tanh(y): dh'/dy = s (1 - tanh^2), dh'/ds = tanh */
+                    float (*tu)[BS] = taus + (size_t)s * m;
+                    float (*sc)[BS] = scale ? scale + (size_t)s * m : NULL;
+                    for (int i = 0; i < m; i++) {
+                        float S = osc[i];
+                        for (int n = 0; n < BS; n++) {
+                            float d = sc ? du[i][n] * sc[i][n] : du[i][n], tv = tu[i][n];
+                            gs[i][n] += d * tv;
+                            delta[i][n] = d * S * 0.5f * (1.0f - tv * tv);
+                        }
+                    }
+                } else if (!gru && scale) {
                     float (*sc)[BS] = scale + (size_t)s * m;
                     for (int i = 0; i < m; i++)
                         for (int n = 0; n < BS; n++) delta[i][n] = du[i][n] * sc[i][n];
@@ -523,14 +570,28 @@ static inline __attribute__((always_inline)) int backward_impl(
                             for (int n = 0; n < BS; n++) du[i][n] *= sc[i][n];
                     }
                     float (*g)[BS] = gates + (size_t)s * 4 * m;
-                    for (int i = 0; i < m; i++)
-                        for (int n = 0; n < BS; n++) {
-                            float sv = g[i][n], z = g[m + i][n], h = x[i][n], d = du[i][n];
-                            float dsv = 2.0f * d * z;
-                            delta[m + i][n] = d * (2.0f * sv - 1.0f - h) * z * (1.0f - z);
-                            delta[i][n] = dsv * sv * (1.0f - sv);
-                            dn[i][n] = d * (1.0f - z);
+                    if (osc) {  /* candidate S tanh: dh~/dsv = 2 S, dh~/dS = tanh = 2 sv - 1 */
+                        for (int i = 0; i < m; i++) {
+                            float S = osc[i];
+                            for (int n = 0; n < BS; n++) {
+                                float sv = g[i][n], z = g[m + i][n], h = x[i][n], d = du[i][n];
+                                float tv = 2.0f * sv - 1.0f, dz = d * z;
+                                delta[m + i][n] = d * (S * tv - h) * z * (1.0f - z);
+                                delta[i][n] = 2.0f * dz * S * sv * (1.0f - sv);
+                                dn[i][n] = d * (1.0f - z);
+                                gs[i][n] += dz * tv;
+                            }
                         }
+                    } else {
+                        for (int i = 0; i < m; i++)
+                            for (int n = 0; n < BS; n++) {
+                                float sv = g[i][n], z = g[m + i][n], h = x[i][n], d = du[i][n];
+                                float dsv = 2.0f * d * z;
+                                delta[m + i][n] = d * (2.0f * sv - 1.0f - h) * z * (1.0f - z);
+                                delta[i][n] = dsv * sv * (1.0f - sv);
+                                dn[i][n] = d * (1.0f - z);
+                            }
+                    }
                     affine(m, m, m, reset_t, delta, dq);  /* dL/dq */
                     for (int i = 0; i < m; i++)
                         for (int n = 0; n < BS; n++) {
@@ -566,12 +627,15 @@ static inline __attribute__((always_inline)) int backward_impl(
             add_lanes(gf, (size_t)rows * C, total);
             add_lanes(gr, lane_reset, total + lane_first);
             add_lanes(gh, (size_t)m, total + lane_first + lane_reset);
+            if (osc) add_lanes(gs, (size_t)m, total + lane_first + lane_reset + m);
         }
     }
     for (size_t k = 0; k < (size_t)rows * C; k++) grad_first[k] += (float)total[k];
     for (size_t k = 0; k < lane_reset; k++) grad_reset[k] += (float)total[lane_first + k];
     for (int j = 0; j < m; j++) grad_readout[j] += (float)total[lane_first + lane_reset + j];
-    free(gh); free(total);
+    if (osc)
+        for (int j = 0; j < m; j++) grad_scale[j] += (float)total[lane_first + lane_reset + m + j];
+    free(gh); free(gs); free(taus); free(total);
     free(gf); free(gr); free(states); free(gates); free(deltas); free(dus); free(dn); free(dq);
     free(first_t); free(reset_t); free(scale);
     DENORMALS_RESTORE
@@ -580,15 +644,16 @@ static inline __attribute__((always_inline)) int backward_impl(
 
 /* The backward for the state sizes of window_forward's own copies, and any other. */
 int window_backward(const window_t *w, const float *boundaries, const float *grad_moments,
-                    float *grad_first, float *grad_reset, float *grad_readout) {
+                    float *grad_first, float *grad_reset, float *grad_readout,
+                    float *grad_scale) {
 #define BACKWARD(M, A)                                                                    \
     if (w->m == M && w->a == A)                                                          \
         return backward_impl(w, M, A, boundaries, grad_moments, grad_first, grad_reset,  \
-                             grad_readout);
+                             grad_readout, grad_scale);
     BACKWARD(2, 1) BACKWARD(2, 2) BACKWARD(4, 1) BACKWARD(4, 2) BACKWARD(8, 1) BACKWARD(8, 2)
 #undef BACKWARD
     return backward_impl(w, w->m, w->a, boundaries, grad_moments, grad_first, grad_reset,
-                         grad_readout);
+                         grad_readout, grad_scale);
 }
 
 /* ---- torch's CPU generator, reproduced: the constrained windows' random numbers ----------

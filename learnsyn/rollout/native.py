@@ -79,6 +79,7 @@ class _Window(ctypes.Structure):
         ("noise_cols", ctypes.c_int),
         *[(name, ctypes.c_float) for name in ("bound", "spacing", "sigma")],
         ("noise", ctypes.c_void_p),
+        ("out_scale", ctypes.c_void_p),
     ]
 
 
@@ -149,7 +150,7 @@ def _compile() -> ctypes.CDLL:
     library = ctypes.CDLL(str(target))
     pointer = ctypes.c_void_p
     library.window_forward.argtypes = [ctypes.POINTER(_Window)] + [pointer] * 4
-    library.window_backward.argtypes = [ctypes.POINTER(_Window)] + [pointer] * 5
+    library.window_backward.argtypes = [ctypes.POINTER(_Window)] + [pointer] * 6
     library.window_forward.restype = library.window_backward.restype = ctypes.c_int
     library.draw_steps.argtypes = (
         [pointer, pointer] + [ctypes.c_int] * 7 + [pointer] * 2 + [ctypes.c_int] * 2
@@ -217,17 +218,24 @@ class Window:
     of every pair share their inputs (then ``head``, ``[a, batch]``, holds step 0's inputs);
     ``start``: ``[m, batch]``; ``cells``: ``(pairs, groups)`` to accumulate the moments of the
     weights, or None; ``mats``: ``first``, ``reset`` and the model's readout weights ``c``
-    (``w = c . h``, computed as ``c . (2u - 1)``)."""
+    (``w = c . h``, computed as ``c . (2u - 1)``), and optionally the saturation's output
+    multipliers ``s`` (``[m]``, or None: plain tanh; see ``kernels.compiled_matrices``)."""
 
     def __init__(self, cell, mats, inputs, head, start, chunk, cells, constraint=None):
-        first, reset, readout = (t.detach().contiguous() for t in mats)
+        scale = mats[3] if len(mats) > 3 else None
+        first, reset, readout = (t.detach().contiguous() for t in mats[:3])
+        if scale is not None:
+            scale = scale.detach().to(torch.float32).contiguous()
+            if scale.shape != (start.shape[0],):
+                raise ValueError("the output multipliers must be one per state variable")
         steps, a, columns = inputs.shape
         m, batch = start.shape
         width = padded_width(batch)
         shared = columns != batch
         if shared and (columns % LANES or width != batch):
             raise ValueError("shared inputs need a batch of whole blocks")
-        self.keep = [first, reset, readout]
+        self.keep = [first, reset, readout, scale]
+        self.scale = scale
         self.inputs = inputs.contiguous() if shared else _pad(inputs, width)
         self.head = _pad(head, width)
         self.start = _pad(start, width)
@@ -263,6 +271,7 @@ class Window:
             0.0 if constraint is None else constraint.spacing,
             0.0 if constraint is None else constraint.sigma,
             _ptr(self.noise),
+            _ptr(scale),
         )
 
     def forward(self, moments: bool, boundaries: bool):
@@ -284,8 +293,11 @@ class Window:
             raise RuntimeError("the native rollout kernel refused its arguments")
         return out_moments, out_bounds, final[:, : self.batch]
 
-    def backward(self, boundaries, grad_moments, grad_first, grad_reset, grad_readout):
-        """Add the gradients of the moments to the given tensors."""
+    def backward(
+        self, boundaries, grad_moments, grad_first, grad_reset, grad_readout, grad_scale=None
+    ):
+        """Add the gradients of the moments to the given tensors (``grad_scale``: that of the
+        output multipliers, needed when the window has them)."""
         code = _library.window_backward(
             ctypes.byref(self.struct),
             _ptr(boundaries),
@@ -293,6 +305,7 @@ class Window:
             _ptr(grad_first),
             _ptr(grad_reset),
             _ptr(grad_readout),
+            _ptr(grad_scale),
         )
         if code:
             raise RuntimeError("the native rollout kernel refused its arguments")
@@ -307,14 +320,18 @@ def advance(cell, mats, inputs, head, start, cells=None, constraint=None):
 
 class NativeWindow(torch.autograd.Function):
     """Moments ``[T, 2 groups, 2]`` (sums of w and w^2 per branch and group at every age) of
-    the tracked window, differentiable in ``first``, ``reset`` and the readout weights."""
+    the tracked window, differentiable in ``first``, ``reset``, the readout weights and the
+    saturation's output multipliers ``scale`` (``[m]``, or None: plain tanh)."""
 
     @staticmethod
-    def forward(ctx, cell, chunk, cells, constraint, inputs, head, start, first, reset, weights):
-        mats = (first, reset, weights)
+    def forward(
+        ctx, cell, chunk, cells, constraint, inputs, head, start, first, reset, weights, scale=None
+    ):
+        mats = (first, reset, weights, scale)
         window = Window(cell, mats, inputs, head, start, chunk, cells, constraint)
         moments, boundaries, _ = window.forward(True, True)
         ctx.window = window
+        ctx.scaled = scale is not None
         # saved through autograd (not only held by the window) so that memory probes see them
         ctx.save_for_backward(
             first, reset, weights, window.inputs, window.head, boundaries, window.noise
@@ -328,10 +345,11 @@ class NativeWindow(torch.autograd.Function):
     def backward(ctx, grad_moments):
         first, reset, weights, _, _, boundaries, noise = ctx.saved_tensors
         grads = [torch.zeros_like(t) for t in (first, reset, weights)]
-        ctx.window.backward(boundaries, grad_moments, *grads)  # reads noise's memory
+        grad_scale = torch.zeros_like(ctx.window.scale) if ctx.scaled else None
+        ctx.window.backward(boundaries, grad_moments, *grads, grad_scale)  # reads noise's memory
         del noise
         grad_reset = grads[1] if reset.numel() else None
-        return (None,) * 7 + (grads[0], grad_reset, grads[2])
+        return (None,) * 7 + (grads[0], grad_reset, grads[2], grad_scale)
 
 
 #: bytes of ``torch.Generator.get_state()`` on the CPU and where its mt19937 fields lie
