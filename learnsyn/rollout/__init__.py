@@ -404,18 +404,18 @@ def fast_simulate_pairs(
         device=device, grad=grad, dtype=dtype, tail=tail,
     )  # fmt: skip
     linear = linear_model(model)
-    constrained = not unconstrained(scenario)
     scaled = not linear and scaled_model(model)
-    if (constrained or linear or scaled) and kernel not in ("auto", "native"):
-        if constrained:
-            what = "apply state constraints"
-        else:
-            what = "run linear synapses" if linear else "run scaled cells (output_scale)"
-        raise ValueError(f"the {kernel} kernel does not {what}; use native")
-    if not supports_fast_path(model, scenario, grad, device, dtype):
-        if scaled and kernel == "native":
+    if scaled and (unconstrained(scenario) or constraint_kind(scenario) is not None):
+        if kernel in ("eager", "triton"):
+            raise ValueError(f"the {kernel} kernel does not run scaled cells (output_scale)")
+        if kernel == "native" and not _native_usable(device, dtype, model.state_size):
             raise ValueError(f"the native kernel cannot run here ({device}, {dtype})")
+    if not supports_fast_path(model, scenario, grad, device, dtype):
         return simulate_pairs(model, scenario, kind, **reference)
+    constrained = not unconstrained(scenario)
+    if (constrained or linear) and kernel not in ("auto", "native"):
+        what = "apply state constraints" if constrained else "run linear synapses"
+        raise ValueError(f"the {kernel} kernel does not {what}; use native")
     groups, per_group = pair_groups(pairs, groups)
     device = torch.device(device)
     native_only = constrained or linear or scaled

@@ -3,7 +3,8 @@
    Layout: rows of BS lanes (synapses), [feature][lane]; a window's step column is
    x = [h; inputs; 1] (the cell's own state h, unlike the eager kernel's u = (h + 1) / 2: the
    weight gradients then come out without the cancellation that u's offset causes), and the GRU's
-   work rows are [s; z; r; q = r h] with the candidate 2 s - 1. window_forward runs
+   work rows are [s; z; r; q = r h] with the candidate 2 s - 1 (times out_scale[i] where the
+   cell has the learned saturation S tanh(y / S): the 1 / S is in the weights). window_forward runs
    each block of lanes through every step (moments of the weights per (branch, group) cell,
    checkpoints every K steps);
    window_backward recomputes a chunk from its checkpoint, walks it in reverse, keeps the

@@ -16,6 +16,8 @@ machine with the system
 C compiler (``cc -O3 -march=native -ffast-math``, linked without it: see ``COMPILE_FLAGS``)
 into a cache folder and loaded with ``ctypes``; where there is no compiler, or it fails,
 ``available()`` is False and the eager kernel is used (``LEARNSYN_NATIVE=0`` turns it off).
+Cells with the learned saturation ``s tanh(y / s)`` get the multipliers ``s`` (``out_scale``;
+the ``1 / s`` is folded into the weights by ``kernels.compiled_matrices``), and their gradient.
 Only float32 is compiled. The sigmoid uses an inline exponential (Taylor series to degree 7
 after range reduction) and a reciprocal estimate refined by Newton's method, and sums run in
 another order, so results equal the reference up to float rounding, not bit for bit.
