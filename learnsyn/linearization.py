@@ -71,6 +71,13 @@ def _mean_map(model: Synapse, state: torch.Tensor) -> torch.Tensor:
     return 0.5 * (model.step(state, ones) + model.step(state, -ones))
 
 
+def _readout_weights(model: Synapse, m: int) -> torch.Tensor:
+    """``c`` of the (affine) readout ``w = c . h + w0``, float64."""
+    return model.readout(torch.eye(m, dtype=torch.float64)) - model.readout(
+        torch.zeros(1, m, dtype=torch.float64)
+    )
+
+
 def linearize(model: Synapse, steps: int = FIXED_POINT_STEPS) -> Linearization:
     """The linearization of ``model`` around the fixed point of its mean map (float64)."""
     model = _double_copy(model)
@@ -86,9 +93,7 @@ def linearize(model: Synapse, steps: int = FIXED_POINT_STEPS) -> Linearization:
         residual = float((_mean_map(model, state) - state).abs().max())
         ones = torch.ones(1, dtype=torch.float64)
         b = 0.5 * (model.step(state, ones) - model.step(state, -ones))[0]
-        c = model.readout(torch.eye(m, dtype=torch.float64)) - model.readout(
-            torch.zeros(1, m, dtype=torch.float64)
-        )
+        c = _readout_weights(model, m)
     jacobian = torch.autograd.functional.jacobian(
         lambda h: _mean_map(model, h.unsqueeze(0))[0], state[0]
     )
@@ -113,9 +118,7 @@ def linearize_on_states(model: Synapse, states: torch.Tensor) -> Linearization:
     with torch.no_grad():
         ones = torch.ones(h.shape[0], dtype=torch.float64)
         up, down = model.step(h, ones), model.step(h, -ones)
-        c = model.readout(torch.eye(m, dtype=torch.float64)) - model.readout(
-            torch.zeros(1, m, dtype=torch.float64)
-        )
+        c = _readout_weights(model, m)
     design = np.hstack([np.ones((h.shape[0], 1)), h.numpy()])
     mean_map = (0.5 * (up + down)).numpy()
     coef, *_ = np.linalg.lstsq(design, mean_map, rcond=None)
@@ -131,11 +134,14 @@ def linearize_on_states(model: Synapse, states: torch.Tensor) -> Linearization:
     )
 
 
-def linearize_in(model: Synapse, scenario) -> Linearization:
+def linearize_in(model: Synapse, scenario, states: torch.Tensor | None = None) -> Linearization:
     """The ablation's linearization: around the mean map's fixed point where the scenario leaves
-    the state free, on the model's stationary states where it constrains it."""
+    the state free, on the model's stationary states where it constrains it (``states``: a
+    sample of them already drawn, else ``stationary_states``)."""
     if scenario.constrains_state:
-        return linearize_on_states(model, stationary_states(model, scenario))
+        if states is None:
+            states = stationary_states(model, scenario)
+        return linearize_on_states(model, states)
     return linearize(model)
 
 
@@ -200,21 +206,29 @@ class LinearizedCell(Synapse):
 def ablation_report(run_dir, eval_batch: int | None = None, device: str = "cpu") -> dict:
     """The learned synapse of a run directory beside its linearized ablation: eigenvalues of
     the linearization, and both evaluated by Monte Carlo with the comparison's random numbers
-    (same seed stream and batch as ``learnsyn compare``, so the difference is paired)."""
+    (same seed stream and batch as ``learnsyn compare``, so the difference is paired); the
+    summary of its response profile under ``response``."""
+    return _ablation(run_dir, eval_batch, device)[0]
 
+
+def _ablation(run_dir, eval_batch: int | None, device: str):
+    """``(report, response profile, linearization, config)``: one load of the run and one
+    sample of its stationary states serve the ablation and the response figure."""
     from learnsyn.config import stream_seed
     from learnsyn.evaluate import evaluate
     from learnsyn.runs import evaluate_trained, load_run
     from learnsyn.scenario import make_scenario
 
     config, model, _ = load_run(run_dir)
-    lin = linearize_in(model, make_scenario(config.task, config.task_params))
+    scenario = make_scenario(config.task, config.task_params)
+    states = stationary_states(model, scenario)
+    lin = linearize_in(model, scenario, states)
+    profile = response_profile(model, lin, states)
     batch = eval_batch or max(config.eval_batch, 8192)
     seed = stream_seed(config.seed, "compare")
     learned = evaluate_trained(model, config, batch=batch, seed=seed, device=device)
     ablation = evaluate_trained(LinearizedCell(lin), config, batch=batch, seed=seed, device=device)
     exact = None
-    scenario = make_scenario(config.task, config.task_params)
     if scenario.linear_statistics() is not None:  # the ablation's curve in closed form
         exact = evaluate(
             LinearizedCell(lin),
@@ -253,8 +267,11 @@ def ablation_report(run_dir, eval_batch: int | None = None, device: str = "cpu")
         "learned": {"metrics": learned.metrics, "metrics_stderr": learned.metrics_stderr},
         "linearized": {"metrics": ablation.metrics, "metrics_stderr": ablation.metrics_stderr},
         "linearized_exact": exact,
+        "response": {
+            key: profile[key] for key in ("state_dependence", "drift_residual", "state_std")
+        },
     }
-    return report
+    return report, profile, lin, config
 
 
 def stationary_states(
@@ -274,14 +291,13 @@ def stationary_states(
     return state
 
 
-def response_profile(model: Synapse, scenario, lin: Linearization, **options) -> dict:
-    """What the synapse does to an event, as a function of its state, on a sample of its
-    stationary states: per variable, the event's increment ``(F(h, +1) - F(h, -1)) / 2`` and the
-    drift ``mean map(h) - h``, beside what the linearization predicts. ``state_dependence``: the
-    spread of the increment over the states relative to its mean size (0 for a linear
-    synapse); ``drift_residual``: the part of the drift the linearization misses, relative to
-    the drift's spread."""
-    states = stationary_states(model, scenario, **options)
+def response_profile(model: Synapse, lin: Linearization, states: torch.Tensor) -> dict:
+    """What the synapse does to an event, as a function of its state, on ``states`` (a sample
+    of its stationary states, ``stationary_states``): per variable, the event's increment
+    ``(F(h, +1) - F(h, -1)) / 2`` and the drift ``mean map(h) - h``, beside what the
+    linearization predicts. ``state_dependence``: the spread of the increment over the states
+    relative to its mean size (0 for a linear synapse); ``drift_residual``: the part of the
+    drift the linearization misses, relative to the drift's spread."""
     ones = torch.ones(states.shape[0])
     with torch.no_grad():
         up, down = model.step(states, ones), model.step(states, -ones)
@@ -346,19 +362,10 @@ def plot_response(profile: dict, lin: Linearization, title: str = ""):
     return fig
 
 
-def write_response(run_dir, report: dict) -> Path:
-    """Add the response profile's summary to ``report`` and write ``run_dir/response.png``."""
+def write_response(run_dir, config, profile: dict, lin: Linearization) -> Path:
+    """``run_dir/response.png`` from the ablation's response profile."""
     from learnsyn.plotting import save_figure
-    from learnsyn.runs import load_run
-    from learnsyn.scenario import make_scenario
 
-    config, model, _ = load_run(run_dir)
-    scenario = make_scenario(config.task, config.task_params)
-    lin = linearize_in(model, scenario)
-    profile = response_profile(model, scenario, lin)
-    report["response"] = {
-        key: profile[key] for key in ("state_dependence", "drift_residual", "state_std")
-    }
     path = Path(run_dir) / "response.png"
     title = (
         f"{config.cell}, m = {config.state_size}, {config.task}, N = {config.synapses}: what the "
@@ -380,8 +387,8 @@ def main(argv=None) -> int:
     parser.add_argument("--run", required=True, help="run directory")
     parser.add_argument("--eval-batch", type=int, default=None, help="pairs (default: compare's)")
     args = parser.parse_args(argv)
-    report = ablation_report(args.run, args.eval_batch)
-    figure = write_response(args.run, report)
+    report, profile, linearization, config = _ablation(args.run, args.eval_batch, "cpu")
+    figure = write_response(args.run, config, profile, linearization)
     atomic_write_json(Path(args.run) / "linearization.json", report)
     lin = report["linearization"]
     eig = ", ".join(

@@ -102,15 +102,22 @@ def test_rotation_init_with_an_open_gate_linearizes_to_the_same_rotation(gate):
 
 
 def test_response_profile_is_flat_for_a_linear_synapse_and_not_for_a_saturating_cell():
-    from learnsyn.linearization import linearize, plot_response, response_profile
+    from learnsyn.linearization import (
+        linearize,
+        plot_response,
+        response_profile,
+        stationary_states,
+    )
     from learnsyn.synapse import LinearSynapse
 
     scenario = make_scenario("ideal")
     linear = LinearSynapse(BOUNDED_A.double().numpy(), BOUNDED_B.double().numpy(), [1.0, 0.0])
-    profile = response_profile(linear, scenario, linearize(linear), batch=256, steps=300)
+    states = stationary_states(linear, scenario, batch=256, steps=300)
+    profile = response_profile(linear, linearize(linear), states)
     assert max(profile["state_dependence"]) < 1e-5 and max(profile["drift_residual"]) < 1e-5
     saturating = _hand_placed("rnn", 0.3)  # range +-0.3: the increment shrinks near the edges
-    profile = response_profile(saturating, scenario, linearize(saturating), batch=256, steps=300)
+    states = stationary_states(saturating, scenario, batch=256, steps=300)
+    profile = response_profile(saturating, linearize(saturating), states)
     assert max(profile["state_dependence"]) > 0.05  # measured 0.03 and 0.19
     plot_response(profile, linearize(saturating))  # draws without error
 
