@@ -117,20 +117,32 @@ def test_monte_carlo_is_reproducible_from_its_seed():
     assert a.snr == b.snr and a.snr != c.snr
 
 
+def _fast_against_reference(model, scenario, seed: int, monkeypatch):
+    """evaluate's Monte Carlo on the fast (forward-only, compiled) path and on the reference
+    loop at the same seed; the fast one may not hand over to the reference where the native
+    kernel is available. Asserts the curves agree to float rounding."""
+    import learnsyn.rollout as rollout
+    from learnsyn.rollout import native
+
+    options = dict(synapses=100, horizon=60, batch=64, burn_in=40, method="monte-carlo", seed=seed)
+    reference = evaluate(model, scenario, rollout="reference", **options)
+    if native.available():
+        monkeypatch.setattr(rollout, "simulate_pairs", None)
+    fast = evaluate(model, scenario, rollout="fast", **options)
+    assert np.allclose(fast.snr, reference.snr, rtol=1e-4, atol=1e-6)
+    assert np.allclose(fast.snr_stderr, reference.snr_stderr, rtol=1e-3, atol=1e-6)
+    return fast, reference
+
+
 @pytest.mark.parametrize("cell", ["gru", "rnn"])
 @pytest.mark.parametrize("task, params", [("ideal", {}), ("bounded", {}), ("noisy", {})])
-def test_fast_monte_carlo_evaluation_matches_the_reference(cell, task, params):
+def test_fast_monte_carlo_evaluation_matches_the_reference(cell, task, params, monkeypatch):
     """evaluate's Monte Carlo on the fast (forward-only, compiled) path: the reference's
     figures at the same seed, to float rounding."""
     from learnsyn.cells import make_cell
 
     model = make_cell(cell, 4, timescale=30, seed=3)
-    scenario = make_scenario(task, params)
-    options = dict(synapses=100, horizon=60, batch=64, burn_in=40, method="monte-carlo", seed=4)
-    fast = evaluate(model, scenario, rollout="fast", **options)
-    reference = evaluate(model, scenario, rollout="reference", **options)
-    assert np.allclose(fast.snr, reference.snr, rtol=1e-4, atol=1e-6)
-    assert np.allclose(fast.snr_stderr, reference.snr_stderr, rtol=1e-3, atol=1e-6)
+    fast, reference = _fast_against_reference(model, make_scenario(task, params), 4, monkeypatch)
     for name, value in reference.metrics.items():
         assert fast.metrics[name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
 
@@ -140,19 +152,10 @@ def test_fast_monte_carlo_evaluation_matches_the_reference(cell, task, params):
 def test_fast_monte_carlo_of_scaled_cells_matches_the_reference(cell, task, monkeypatch):
     """Cells with the learned saturation (``output_scale``) run forward-only in the native
     kernel: the reference's figures at the same seed, to float rounding."""
-    import learnsyn.rollout as rollout
     from learnsyn.cells import make_cell
-    from learnsyn.rollout import native
 
     model = make_cell(cell, 4, timescale=30, seed=3, cell_params={"output_scale": 2.0})
-    scenario = make_scenario(task, {})
-    options = dict(synapses=100, horizon=60, batch=64, burn_in=40, method="monte-carlo", seed=4)
-    reference = evaluate(model, scenario, rollout="reference", **options)
-    if native.available():  # the fast path must not hand over to the reference
-        monkeypatch.setattr(rollout, "simulate_pairs", None)
-    fast = evaluate(model, scenario, rollout="fast", **options)
-    assert np.allclose(fast.snr, reference.snr, rtol=1e-4, atol=1e-6)
-    assert np.allclose(fast.snr_stderr, reference.snr_stderr, rtol=1e-3, atol=1e-6)
+    _fast_against_reference(model, make_scenario(task, {}), 4, monkeypatch)
 
 
 @pytest.mark.parametrize("name, params", [("benna-fusi", {"variables": 3}), ("exponential", {})])
@@ -161,15 +164,5 @@ def test_fast_monte_carlo_of_linear_synapses_matches_the_reference(
     name, params, task, task_params, monkeypatch
 ):
     """Linear synapses (x' = A x + b xi) run forward-only in the native kernel's linear cell."""
-    import learnsyn.rollout as rollout
-    from learnsyn.rollout import native
-
     model = make_model(name, params)
-    scenario = make_scenario(task, task_params)
-    options = dict(synapses=100, horizon=60, batch=64, burn_in=40, method="monte-carlo", seed=2)
-    reference = evaluate(model, scenario, rollout="reference", **options)
-    if native.available():  # the fast path must not hand over to the reference
-        monkeypatch.setattr(rollout, "simulate_pairs", None)
-    fast = evaluate(model, scenario, rollout="fast", **options)
-    assert np.allclose(fast.snr, reference.snr, rtol=1e-4, atol=1e-6)
-    assert np.allclose(fast.snr_stderr, reference.snr_stderr, rtol=1e-3, atol=1e-6)
+    _fast_against_reference(model, make_scenario(task, task_params), 2, monkeypatch)
