@@ -133,19 +133,27 @@ def resolve_auto_init(
     return "rotation", cell_params
 
 
+def grid_states(task: str, task_params: dict, state_size: int) -> int | None:
+    """The number of states of the level grid the exact estimator would train on (``levels^m``),
+    or None where the scenario keeps no grid."""
+    from learnsyn.estimate.grid import GRID_SCENARIO, grid_size
+    from learnsyn.scenario import make_scenario
+
+    if task != GRID_SCENARIO:
+        return None
+    return grid_size(make_scenario(task, task_params).params["levels"], state_size)[0]
+
+
 def resolve_estimator(estimator: str, task: str, task_params: dict, state_size: int) -> str:
     """``auto``: the exact grid where the scenario keeps the state on a grid that fits
     (``bounded`` with levels^m <= ``AUTO_MAX_STATES``: exact gradients, no Monte Carlo noise),
     Monte Carlo elsewhere; any other name unchanged."""
     if estimator != "auto":
         return estimator
-    from learnsyn.estimate.grid import AUTO_MAX_STATES, GRID_SCENARIO
-    from learnsyn.scenario import make_scenario
+    from learnsyn.estimate.grid import AUTO_MAX_STATES
 
-    if task != GRID_SCENARIO:
-        return "monte-carlo"
-    levels = make_scenario(task, task_params).params["levels"]
-    return "grid" if levels**state_size <= AUTO_MAX_STATES else "monte-carlo"
+    states = grid_states(task, task_params, state_size)
+    return "grid" if states is not None and states <= AUTO_MAX_STATES else "monte-carlo"
 
 
 @dataclass
@@ -357,12 +365,12 @@ class TrainConfig:
         if self.estimator == "grid":
             from learnsyn.estimate.grid import AUTO_MAX_STATES, GRID_SCENARIO
 
-            if self.task != GRID_SCENARIO:
+            states = grid_states(self.task, self.task_params, self.state_size)
+            if states is None:
                 raise ValueError(
                     f"estimator 'grid' needs the {GRID_SCENARIO} scenario (task {self.task!r} "
                     "does not keep the state on a grid)"
                 )
-            states = self.task_params["levels"] ** self.state_size
             if states > AUTO_MAX_STATES:
                 raise ValueError(
                     f"estimator 'grid': levels^m = {self.task_params['levels']}^"
