@@ -69,11 +69,15 @@ class CorrelatedScenario(Scenario):
         return torch.zeros(batch, device=device)  # 0: no previous event yet
 
     def next_events(self, stream, uniforms):
-        u = uniforms[:, 0]
-        fresh = torch.where(u < 0.5, 1.0, -1.0).to(uniforms.dtype)
-        repeat = self.params["repeat"]
-        continued = torch.where(u < repeat, stream, -stream)
-        events = torch.where(stream == 0, fresh, continued)
+        # P(+1) is 1/2 with no previous event, `repeat` after a +1 and 1 - repeat after a -1;
+        # one threshold on u for every stream (a monotone coupling): the two branches of a pair,
+        # which share u but start from opposite tracked events, meet with probability
+        # 1 - |rho| per step and then stay together (common random numbers again). Mapping
+        # "repeat" to u < repeat instead kept the branches opposite forever, so every later
+        # event added to the signal estimate's variance (the area's standard error of a GRU
+        # at N = 1000 was 87 of 333 with 4096 pairs).
+        p_plus = 0.5 + (self.params["repeat"] - 0.5) * stream
+        events = torch.where(uniforms[:, 0] < p_plus, 1.0, -1.0).to(uniforms.dtype)
         return events, None, events
 
     def stream_after_tracked(self, stream, signs):

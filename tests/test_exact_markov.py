@@ -82,8 +82,10 @@ def test_correlated_events_are_exact_through_the_chain_augmented_with_the_last_e
     exact = evaluate(model, scenario, method="exact", **kw)
     assert evaluate(model, scenario, method="auto", **kw).method == "exact"
     mc = evaluate(model, scenario, method="monte-carlo", batch=8192, seed=3, **kw)
-    z = (np.array(mc.snr) - np.array(exact.snr)) / np.array(mc.snr_stderr)
-    assert np.abs(z).max() < 4.0
+    # where every pair's two branches have met (stream and state) the standard error is 0 and
+    # the estimate is off by less than one pair can move it: sqrt(N) / pairs (weights in [-1, 1])
+    difference = np.abs(np.array(mc.snr) - np.array(exact.snr))
+    assert np.all(difference <= 4.0 * np.array(mc.snr_stderr) + np.sqrt(100) / 8192)
     assert abs(mc.metrics["area"] - exact.metrics["area"]) < 3 * mc.metrics_stderr["area"]
     independent = evaluate(
         model, make_scenario("correlated", {"repeat": 0.5}), method="exact", **kw
