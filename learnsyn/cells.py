@@ -80,22 +80,36 @@ ROTATION_PARAMS = (
         help="starting s of a learnable saturation s tanh(y / s) per variable in place of "
         "tanh(y) (slope 1 at 0, range +-s; 0: plain tanh, range +-1)",
     ),
+    ParamSpec(
+        "shortest",
+        float,
+        2.0,
+        1.0,
+        None,
+        low_open=True,
+        help="rotation init: the shortest pair's time scale in steps (pairs log-spaced from it "
+        "up to the longest; capped at the longest)",
+    ),
 )
 
 
-def rotation_blocks(size: int, longest: float) -> tuple[torch.Tensor, torch.Tensor]:
+def rotation_blocks(
+    size: int, longest: float, shortest: float = 2.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-variable time scales ``T`` and the block-diagonal matrix of the ``rotation`` init.
 
     Variables are taken in pairs; pair k is a damped rotation ``(1 - 1/T_k) R(1/T_k)`` (one
     radian per time scale, so the memory kernel is a damped oscillation that crosses zero after
-    about 1.6 time scales), with the pairs' time scales log-spaced from 2 steps (when there are
-    several) up to ``longest``; an odd last variable is a plain leaky variable at ``longest``.
+    about 1.6 time scales), with the pairs' time scales log-spaced from ``shortest`` steps (when
+    there are several) up to ``longest``; an odd last variable is a plain leaky variable at
+    ``longest``.
     Returns ``(T per variable [m], J [m, m])``: the linearization the init gives the cell."""
     pairs = size // 2
-    scales = np.geomspace(2.0, max(longest, 2.0), pairs) if pairs > 1 else [max(longest, 2.0)]
+    longest = max(longest, 2.0)
+    scales = np.geomspace(min(shortest, longest), longest, pairs) if pairs > 1 else [longest]
     per_variable = np.repeat(np.asarray(scales[:pairs], dtype=np.float64), 2)
     if size % 2:
-        per_variable = np.append(per_variable, max(longest, 2.0))
+        per_variable = np.append(per_variable, longest)
     target = np.zeros((size, size))
     for k in range(pairs):
         scale = per_variable[2 * k]
@@ -217,7 +231,7 @@ class TanhRNNSynapse(LearnedSynapse):
             signs = torch.where(torch.arange(m) % 2 == 0, 1.0, -1.0)
             self.U.zero_()
             if self.resolved_init() == "rotation":
-                scales, target = rotation_blocks(m, self.timescale)
+                scales, target = rotation_blocks(m, self.timescale, self.params["shortest"])
                 self.W.copy_(target)  # h small: tanh' ~ 1, so the linearization is W
                 self.U[:, 0] = signs * self.params["state_std"] * (2.0 / scales).sqrt()
             else:
@@ -276,7 +290,7 @@ class GRUSynapse(LearnedSynapse):
                 # a small candidate input keeps h near 0, where the mean map's Jacobian is
                 # I - Z + Z s r U_h (s = tanh'(input), r = the open reset gate): choose U_h so
                 # that it equals the damped rotations of ``rotation_blocks``
-                scales, target = rotation_blocks(m, self.timescale)
+                scales, target = rotation_blocks(m, self.timescale, self.params["shortest"])
                 gate, std = self.params["update_gate"], self.params["state_std"]
                 if gate > 0:  # every gate open at ``gate``; each event moves variable k by
                     # std * sqrt(2 / T_k), the increment whose stationary std is ``state_std``

@@ -146,6 +146,11 @@ def test_rotation_blocks_are_damped_rotations():
     scales, target = rotation_blocks(5, 100.0)
     assert scales.tolist()[:2] == [2.0, 2.0] and scales[-1] == 100.0
     assert target[-1, -1] == pytest.approx(0.99)
+    scales, _ = rotation_blocks(6, 400.0, shortest=25.0)  # pairs at 25, 100 and 400 steps
+    assert scales.tolist() == pytest.approx([25.0, 25.0, 100.0, 100.0, 400.0, 400.0])
+    model = GRUSynapse(4, init="rotation", timescale=250.0, shortest=62.5)
+    moduli = np.sort(np.abs(linearize(model).eigenvalues))
+    assert moduli == pytest.approx([1 - 1 / 62.5] * 2 + [1 - 1 / 250] * 2, abs=2e-4)
 
 
 @pytest.mark.parametrize("cls", [GRUSynapse, TanhRNNSynapse])
