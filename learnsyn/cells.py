@@ -83,30 +83,33 @@ ROTATION_PARAMS = (
     ParamSpec(
         "shortest",
         float,
-        2.0,
-        1.0,
+        0.0,
+        0.0,
         None,
-        low_open=True,
         help="rotation init: the shortest pair's time scale in steps (pairs log-spaced from it "
-        "up to the longest; capped at the longest)",
+        "up to the longest; capped at the longest; 0: a quarter of the longest)",
     ),
 )
 
 
 def rotation_blocks(
-    size: int, longest: float, shortest: float = 2.0
+    size: int, longest: float, shortest: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-variable time scales ``T`` and the block-diagonal matrix of the ``rotation`` init.
 
     Variables are taken in pairs; pair k is a damped rotation ``(1 - 1/T_k) R(1/T_k)`` (one
     radian per time scale, so the memory kernel is a damped oscillation that crosses zero after
     about 1.6 time scales), with the pairs' time scales log-spaced from ``shortest`` steps (when
-    there are several) up to ``longest``; an odd last variable is a plain leaky variable at
-    ``longest``.
+    there are several; 0: ``longest / 4``) up to ``longest``; an odd last variable is a plain
+    leaky variable at ``longest``. The quarter: the area objective uses ages up to about the
+    longest time scale, and a pair far below it starts with nothing to remember (from 2 steps,
+    the former start, the ideal m = 4 GRU ended at 0.966 of the optimal linear synapse, whose
+    two rotations have time scales 101 and 175; from longest / 4, see docs/learned-vs-linear.md).
     Returns ``(T per variable [m], J [m, m])``: the linearization the init gives the cell."""
     pairs = size // 2
     longest = max(longest, 2.0)
-    scales = np.geomspace(min(shortest, longest), longest, pairs) if pairs > 1 else [longest]
+    shortest = min(shortest if shortest > 0 else longest / 4.0, longest)
+    scales = np.geomspace(shortest, longest, pairs) if pairs > 1 else [longest]
     per_variable = np.repeat(np.asarray(scales[:pairs], dtype=np.float64), 2)
     if size % 2:
         per_variable = np.append(per_variable, longest)

@@ -143,8 +143,9 @@ def test_rotation_blocks_are_damped_rotations():
     eig = np.linalg.eigvals(target.double().numpy())
     assert np.allclose(np.abs(eig), 1 - 1 / 250, rtol=1e-6)
     assert np.allclose(np.abs(np.angle(eig)), 1 / 250, rtol=1e-4)
-    scales, target = rotation_blocks(5, 100.0)
-    assert scales.tolist()[:2] == [2.0, 2.0] and scales[-1] == 100.0
+    scales, target = rotation_blocks(5, 100.0)  # default: from a quarter of the longest
+    assert scales.tolist()[:2] == [25.0, 25.0] and scales[-1] == 100.0
+    assert rotation_blocks(5, 100.0, shortest=2.0)[0].tolist()[:2] == [2.0, 2.0]
     assert target[-1, -1] == pytest.approx(0.99)
     scales, _ = rotation_blocks(6, 400.0, shortest=25.0)  # pairs at 25, 100 and 400 steps
     assert scales.tolist() == pytest.approx([25.0, 25.0, 100.0, 100.0, 400.0, 400.0])
