@@ -19,10 +19,24 @@ N / (4 theta^2) ages). In each cell:
   standard error, the paired ratio of each seed to the best baseline (``compare.row_ratio``)
   and the mean ratio, whose error adds the spread over seeds and the best baseline's own
   relative error (common to every seed). The verdict needs 3 seeds and says "above", "below"
-  or "matches" at 2 standard errors.
+  or "matches" at 2 standard errors;
+- each learned run's **linearized ablation**: the same trained cell held to its linearization
+  (``linearization.linearize_in``: around the fixed point of its mean map where the scenario
+  leaves the state free, fitted on its stationary states where it constrains it), evaluated
+  with the learned row's own method, seed and batch, so learned / linearized is paired (exact on
+  both sides on the bounded grid: no error). Per group, "learned / own linearization": the mean
+  of the seeds' ratios, its error combined as above (spread over seeds, Monte Carlo error common
+  to the seeds), and a verdict at 2 standard errors (3 seeds needed): "nonlinearity adds X",
+  "within 2 s.e. of its linearization" or "nonlinearity costs X". In a scenario whose events
+  carry flags (importance) the linearization ignores the flag (``flags_ignored``): a flag can
+  only carry a memory through an event x flag interaction, which is nonlinear. Where no
+  linearization can be built or evaluated the row's ``ablation`` is null, with
+  ``ablation_reason``.
 
 Cells are cached under ``OUT/cells/<key>/cell.json`` (written atomically), learned evaluations
-under ``OUT/learned/``, so an interrupted scoreboard resumes where it stopped. Outputs:
+and their ablations under ``OUT/learned/`` (a row cached before ablations existed is completed
+without evaluating the learned run again), so an interrupted scoreboard resumes where it
+stopped. Outputs:
 ``scoreboard.json``, ``scoreboard.md`` (the README's tables) and ``scoreboard.png``.
 """
 
