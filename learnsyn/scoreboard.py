@@ -306,12 +306,13 @@ def ablate_learned_run(
     """``row`` (from ``evaluate_learned_run``) with its ``ablation``, computed once and cached in
     the row's file (a row cached without one is completed; the learned evaluation is not
     repeated). Where no linearization can be built or evaluated, ``ablation`` is None and
-    ``ablation_reason`` says why: the scoreboard goes on."""
-    if "ablation" in row:
+    ``ablation_reason`` says why: the scoreboard goes on (and tries again on its next run)."""
+    if row.get("ablation") is not None:
         return row
     from learnsyn.runs import load_run
 
     row = dict(row)
+    row.pop("ablation_reason", None)
     try:
         config, model, checkpoint = load_run(run_dir)
         if checkpoint["iteration"] != row["iteration"]:

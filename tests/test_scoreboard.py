@@ -309,6 +309,9 @@ def test_an_ablation_that_fails_is_null_with_a_reason(tiny_runs, tmp_path, monke
     (group,) = scoreboard.learned_groups(cell, rows, "area")
     assert "linearized_ratio" not in group and len(group["linearized_missing"]) == 2
     assert scoreboard._linearized_text(group) == "n/a"
+    monkeypatch.undo()  # the next scoreboard tries again
+    again = scoreboard.ablate_learned_run(tiny_runs / "s0", rows[0], out)
+    assert again["ablation"]["method"] == "monte-carlo" and "ablation_reason" not in again
 
 
 def _ablated(seed, value, over, loo):
