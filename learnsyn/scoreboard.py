@@ -19,10 +19,24 @@ N / (4 theta^2) ages). In each cell:
   standard error, the paired ratio of each seed to the best baseline (``compare.row_ratio``)
   and the mean ratio, whose error adds the spread over seeds and the best baseline's own
   relative error (common to every seed). The verdict needs 3 seeds and says "above", "below"
-  or "matches" at 2 standard errors.
+  or "matches" at 2 standard errors;
+- each learned run's **linearized ablation**: the same trained cell held to its linearization
+  (``linearization.linearize_in``: around the fixed point of its mean map where the scenario
+  leaves the state free, fitted on its stationary states where it constrains it), evaluated
+  with the learned row's own method, seed and batch, so learned / linearized is paired (exact on
+  both sides on the bounded grid: no error). Per group, "learned / own linearization": the mean
+  of the seeds' ratios, its error combined as above (spread over seeds, Monte Carlo error common
+  to the seeds), and a verdict at 2 standard errors (3 seeds needed): "nonlinearity adds X",
+  "within 2 s.e. of its linearization" or "nonlinearity costs X". In a scenario whose events
+  carry flags (importance) the linearization ignores the flag (``flags_ignored``): a flag can
+  only carry a memory through an event x flag interaction, which is nonlinear. Where no
+  linearization can be built or evaluated the row's ``ablation`` is null, with
+  ``ablation_reason``.
 
 Cells are cached under ``OUT/cells/<key>/cell.json`` (written atomically), learned evaluations
-under ``OUT/learned/``, so an interrupted scoreboard resumes where it stopped. Outputs:
+and their ablations under ``OUT/learned/`` (a row cached before ablations existed is completed
+without evaluating the learned run again), so an interrupted scoreboard resumes where it
+stopped. Outputs:
 ``scoreboard.json``, ``scoreboard.md`` (the README's tables) and ``scoreboard.png``.
 """
 
@@ -191,8 +205,7 @@ def evaluate_learned_run(
     cell = cell_of_run(config)
     if cell is None:
         return None
-    tag = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:12]
-    cache = out / "learned" / f"{run_dir.name}-{tag}.json"
+    cache = _learned_cache(run_dir, out)
     if cache.exists():
         row = read_json(cache)
         same = (
@@ -225,6 +238,98 @@ def evaluate_learned_run(
     }
     cache.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(cache, row)
+    return row
+
+
+def _learned_cache(run_dir: Path, out: Path) -> Path:
+    tag = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:12]
+    return out / "learned" / f"{run_dir.name}-{tag}.json"
+
+
+#: what the linearized ablation says in a scenario whose events carry flags
+FLAGS_NOTE = (
+    "the linearization is taken on flag-0 events and its linear synapse ignores the flag: a "
+    "flagged event enters it as its amplitude times the same increment, so any use the cell "
+    "makes of the flag (an event x flag interaction) counts as nonlinearity"
+)
+
+
+def linearized_ablation(
+    model: torch.nn.Module,
+    config: TrainConfig,
+    learned: dict[str, Any],
+    seed: int,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """The learned row's ablation: ``model`` held to its linearization (``linearize_in``: around
+    the mean map's fixed point, or on its stationary states where the scenario constrains the
+    state) and evaluated with the SAME method, seed and batch as the ``learned`` row, so the
+    ratio learned / linearized is paired (exact on both sides: no error at all)."""
+    from learnsyn.linearization import LinearizedCell, linearize_in, stationary_states
+    from learnsyn.runs import evaluate_trained
+
+    scenario = make_scenario(config.task, config.task_params)
+    if getattr(model, "discrete_state", False):
+        raise ValueError(f"{config.cell}: a discrete-state model has no linearization")
+    states = stationary_states(model, scenario) if scenario.constrains_state else None
+    lin = linearize_in(model, scenario, states)
+    ev = evaluate_trained(
+        LinearizedCell(lin),
+        config,
+        batch=learned["eval_batch"],
+        seed=seed,
+        device=device,
+        method=learned["method"],
+    )
+    ablation = {
+        "method": ev.method,
+        "eval_seed": seed,
+        "eval_batch": learned["eval_batch"],
+        "metrics": ev.metrics,
+        "metrics_stderr": ev.metrics_stderr or {key: 0.0 for key in ev.metrics},
+        "leave_one_out": (ev.monte_carlo or {}).get("leave_one_out_metrics"),
+        "linearization": {
+            "around": "stationary states" if scenario.constrains_state else "fixed point",
+            **lin.summary(),
+        },
+    }
+    metric = config.metric
+    ablation.update(metric=metric, **row_ratio(learned, ablation, metric).to_json())
+    if scenario.has_flags:
+        ablation.update(flags_ignored=True, note=FLAGS_NOTE)
+    return ablation
+
+
+def ablate_learned_run(
+    run_dir: Path, row: dict[str, Any], out: Path, device: str = "cpu", log=None
+) -> dict[str, Any]:
+    """``row`` (from ``evaluate_learned_run``) with its ``ablation``, computed once and cached in
+    the row's file (a row cached without one is completed; the learned evaluation is not
+    repeated). Where no linearization can be built or evaluated, ``ablation`` is None and
+    ``ablation_reason`` says why: the scoreboard goes on (and tries again on its next run)."""
+    if row.get("ablation") is not None:
+        return row
+    from learnsyn.runs import load_run
+
+    row = dict(row)
+    row.pop("ablation_reason", None)
+    try:
+        config, model, checkpoint = load_run(run_dir)
+        if checkpoint["iteration"] != row["iteration"]:
+            raise ValueError("the run changed since its row was evaluated")
+        seed = _cell_seed(Cell(**row["cell"]))
+        row["ablation"] = linearized_ablation(model, config, row, seed, device)
+        a = row["ablation"]
+        message = (
+            f"ablation of {run_dir}: learned / own linearization ({a['metric']}, {a['method']}) "
+            f"= {a['ratio']:.4f} +- {a['ratio_stderr']:.4f}"
+        )
+    except Exception as error:  # one run's ablation never stops the scoreboard
+        row["ablation"] = None
+        row["ablation_reason"] = f"{type(error).__name__}: {error}"
+        message = f"ablation of {run_dir}: none ({row['ablation_reason']})"
+    atomic_write_json(_learned_cache(Path(run_dir), out), row)
+    (log or (lambda text: print(text, file=sys.stderr)))(message)
     return row
 
 
@@ -321,8 +426,58 @@ def learned_groups(cell_data: dict[str, Any], runs: list[dict[str, Any]], metric
                 ratio_stderr_parts={"seeds": float(ratio_spread), "monte_carlo": monte_carlo},
                 verdict=_verdict(float(r.mean()), error, n),
             )
+        group.update(_against_linearization(members, metric))
         groups.append(group)
     return groups
+
+
+def _against_linearization(members: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+    """Learned / own linearization over the seeds that have an ablation: the mean of the
+    seeds' paired ratios, its error combined as for learned / best baseline (the spread over
+    seeds and the Monte Carlo error common to every seed, the jackknife over the pair groups of
+    the seeds' mean ratio) and a verdict; the seeds without one under ``linearized_missing``.
+    Nothing for rows that never had an ablation computed."""
+    if not any("ablation" in r for r in members):
+        return {}
+    done = [r for r in members if r.get("ablation")]
+    summary: dict[str, Any] = {
+        "linearized_missing": [
+            {"seed": r["seed"], "reason": r.get("ablation_reason", "not computed")}
+            for r in members
+            if not r.get("ablation")
+        ]
+    }
+    if not done:
+        return summary
+    ratios = [row_ratio(r, r["ablation"], metric) for r in done]
+    values = np.array([x.value for x in ratios])
+    n = len(values)
+    spread = values.std(ddof=1) / math.sqrt(n) if n > 1 else 0.0
+    loo = [
+        [(row.get("leave_one_out") or {}).get(metric) for row in (r, r["ablation"])] for r in done
+    ]
+    if (
+        all(a is not None and b is not None for a, b in loo)
+        and len({len(v) for pair in loo for v in pair}) == 1
+    ):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean_ratio = np.mean([np.asarray(a) / np.asarray(b) for a, b in loo], axis=0)
+        monte_carlo = float(jackknife_stderr(torch.tensor(mean_ratio)))
+    else:  # exact rows (zero error) or layouts that differ: the seeds' errors fully correlated
+        monte_carlo = float(np.mean([x.stderr for x in ratios]))
+    error = math.hypot(spread, monte_carlo)
+    mean = float(values.mean())
+    summary.update(
+        linearized_seeds=[r["seed"] for r in done],
+        linearized_values=[r["ablation"]["metrics"][metric] for r in done],
+        linearized_ratios=[x.to_json() for x in ratios],
+        linearized_ratio=mean,
+        linearized_ratio_stderr=float(error),
+        linearized_ratio_stderr_parts={"seeds": float(spread), "monte_carlo": monte_carlo},
+        linearized_verdict=_linearization_verdict(mean, error, n),
+        linearized_flags_ignored=any(r["ablation"].get("flags_ignored") for r in done),
+    )
+    return summary
 
 
 def _mean_leave_one_out(members: list[dict[str, Any]], metric: str) -> np.ndarray | None:
@@ -348,6 +503,18 @@ def _verdict(ratio: float, error: float, seeds: int) -> str:
     if ratio + 2 * error < 1:
         return "below the best baseline"
     return "matches the best baseline (within 2 s.e.)"
+
+
+def _linearization_verdict(ratio: float, error: float, seeds: int) -> str:
+    if seeds < SEEDS_FOR_A_VERDICT:
+        return f"no verdict: {seeds} training seed(s), {SEEDS_FOR_A_VERDICT} needed"
+    if not (math.isfinite(ratio) and math.isfinite(error)):
+        return "no verdict: the ratio or its error is not finite"
+    if ratio - 2 * error > 1:
+        return f"nonlinearity adds {ratio - 1:.1%} (above its linearization at 2 s.e.)"
+    if ratio + 2 * error < 1:
+        return f"nonlinearity costs {1 - ratio:.1%} (below its linearization at 2 s.e.)"
+    return "within 2 s.e. of its linearization"
 
 
 class Progress:
@@ -406,7 +573,7 @@ def build_scoreboard(
                 file=sys.stderr,
             )
             continue
-        learned.append(row)
+        learned.append(ablate_learned_run(run_dir, row, out, device, note))
     wanted = list(dict.fromkeys(cells + [Cell(**row["cell"]) for row in learned]))
     progress.total = len(run_dirs) + len(wanted)
     table = []
@@ -431,6 +598,19 @@ def _fmt(value: float, error: float | None) -> str:
     return f"{value:.1f} +- {error:.1f}" if error else f"{value:.1f}"
 
 
+def _linearized_text(group: dict[str, Any]) -> str:
+    """A group's learned / own linearization (``n/a`` where no seed has an ablation)."""
+    if "linearized_ratio" not in group:
+        return "n/a"
+    text = (
+        f"{group['linearized_ratio']:.3f} +- {group['linearized_ratio_stderr']:.3f}: "
+        f"{group['linearized_verdict']}"
+    )
+    if group["linearized_missing"]:
+        text += f" ({len(group['linearized_seeds'])} of {len(group['seeds'])} seeds)"
+    return text + (" (flags ignored)" if group.get("linearized_flags_ignored") else "")
+
+
 def markdown(result: dict[str, Any]) -> str:
     """One table per N and metric: a row per (scenario, m), the best member of every family,
     the bound and the learned groups against the best baseline."""
@@ -447,8 +627,8 @@ def markdown(result: dict[str, Any]) -> str:
             "standard errors (exact ones without).",
             "",
             "| scenario | m | " + " | ".join(names) + " | bound | learned (mean over seeds) "
-            "| learned / best baseline |",
-            "| --- | --- | " + " | ".join("---" for _ in names) + " | --- | --- | --- |",
+            "| learned / best baseline | learned / own linearization |",
+            "| --- | --- | " + " | ".join("---" for _ in names) + " | --- | --- | --- | --- |",
         ]
         for c in subset:
             metric = c["cell"]["metric"]
@@ -474,10 +654,11 @@ def markdown(result: dict[str, Any]) -> str:
                 for g in c.get("learned", [])
                 if "ratio" in g
             )
+            own = "; ".join(_linearized_text(g) for g in c.get("learned", []))
             lines.append(
                 f"| {c['cell']['task']} | {c['cell']['state_size']} | "
                 + " | ".join(values)
-                + f" | {bound} | {learned or '-'} | {ratio or '-'} |"
+                + f" | {bound} | {learned or '-'} | {ratio or '-'} | {own or '-'} |"
             )
         lines.append("")
     notes = [

@@ -8,6 +8,9 @@ import pytest
 
 from learnsyn import scoreboard
 from learnsyn.cli import main
+from learnsyn.config import TrainConfig
+from learnsyn.linearization import LinearizedCell, linearize
+from learnsyn.synapse import ModelInfo, Synapse
 
 
 def test_cells_hold_every_baseline_under_the_bound_and_resume_from_the_cache(tmp_path, monkeypatch):
@@ -90,6 +93,11 @@ def test_scoreboard_command_with_learned_runs(tiny_runs, tmp_path, capsys):
     assert all(r["paired"] for r in group["ratios"])
     assert math.isfinite(group["ratio_stderr"]) and group["verdict"]
     assert len(list((out / "learned").glob("*.json"))) == 3
+    assert "learned / own linearization" in printed.out
+    assert printed.err.count("ablation of ") == 3  # one progress line per ablation
+    assert group["linearized_seeds"] == [0, 1, 2] and not group["linearized_missing"]
+    assert all(r["paired"] for r in group["linearized_ratios"])
+    assert math.isfinite(group["linearized_ratio_stderr"]) and group["linearized_verdict"]
 
 
 @pytest.mark.parametrize(
@@ -143,3 +151,192 @@ def test_learned_runs_on_the_bounded_grid_are_evaluated_exactly(tmp_path):
     exact = evaluate(model, make_scenario("bounded"), synapses=100, horizon=20, method="exact",
                      convention="large-n", burn_in=20)  # fmt: skip
     assert row["metrics"] == exact.metrics
+
+
+# --- the linearized ablation: each learned run against the same cell held to its linearization
+
+
+class _Cubic(Synapse):
+    """A one-variable synapse ``h' = 0.95 h + 0.3 xi - k h^3``: linear at k = 0, clearly not at
+    k = 0.3 (its linearization around h* = 0 is the k = 0 synapse)."""
+
+    info = ModelInfo("cubic", "test synapse", "tests", family="learned")
+    state_size = 1
+
+    def __init__(self, k: float):
+        super().__init__()
+        self.k = k
+
+    def step(self, state, events, flags=None):
+        return 0.95 * state + 0.3 * events.unsqueeze(-1).to(state.dtype) - self.k * state**3
+
+    def readout(self, state):
+        return state[:, 0]
+
+
+def _evaluated(model, config, method, batch=128, seed=7):
+    """A learned row's fields for ``model`` (what ``evaluate_learned_run`` stores)."""
+    from learnsyn.runs import evaluate_trained
+
+    ev = evaluate_trained(model, config, batch=batch, seed=seed, device="cpu", method=method)
+    return {
+        "method": ev.method,
+        "eval_batch": batch,
+        "metrics": ev.metrics,
+        "metrics_stderr": ev.metrics_stderr or {k: 0.0 for k in ev.metrics},
+        "leave_one_out": (ev.monte_carlo or {}).get("leave_one_out_metrics"),
+    }
+
+
+def _config(task="ideal", state_size=1):
+    return TrainConfig(task=task, synapses=100, state_size=state_size, horizon=20, burn_in=20)
+
+
+@pytest.mark.parametrize("method", ["monte-carlo", "exact"])
+def test_a_linear_synapse_is_its_own_linearization(method):
+    """Ratio 1 within its error, and with common random numbers the error is ~0 too."""
+    from learnsyn.cells import make_cell
+
+    for model, config in (
+        (_Cubic(0.0), _config()),
+        (LinearizedCell(linearize(make_cell("gru", 2))), _config(state_size=2)),
+    ):
+        if method == "exact" and not isinstance(model, LinearizedCell):
+            continue  # the cubic class has no linear form to solve exactly
+        row = _evaluated(model, config.validate(), method)
+        ablation = scoreboard.linearized_ablation(model, config.validate(), row, seed=7)
+        assert ablation["method"] == method and ablation["paired"]
+        assert abs(ablation["ratio"] - 1) <= 2 * ablation["ratio_stderr"] + 1e-6
+        assert ablation["ratio_stderr"] < 1e-6
+
+
+def test_a_nonlinear_synapse_differs_from_its_linearization():
+    config = _config().validate()
+    model = _Cubic(0.3)
+    row = _evaluated(model, config, "monte-carlo")
+    ablation = scoreboard.linearized_ablation(model, config, row, seed=7)
+    linear = _evaluated(_Cubic(0.0), config, "monte-carlo")  # the linearization, by hand
+    assert ablation["metrics"] == linear["metrics"]
+    assert ablation["ratio"] == pytest.approx(row["metrics"]["area"] / linear["metrics"]["area"])
+    assert ablation["ratio"] < 0.9 and ablation["ratio"] + 3 * ablation["ratio_stderr"] < 1
+
+
+@pytest.mark.parametrize(
+    ("task", "method", "flags"),
+    [("bounded", "exact", False), ("importance", "monte-carlo", True)],
+)
+def test_the_ablation_takes_the_rows_method_and_says_when_flags_are_ignored(task, method, flags):
+    """On the bounded level grid both sides are exact (no error); where events carry flags the
+    linearization ignores them and the ablation says so."""
+    from learnsyn.cells import make_cell
+
+    config = _config(task, state_size=2).validate()
+    model = make_cell("gru", 2)
+    row = _evaluated(model, config, method)
+    ablation = scoreboard.linearized_ablation(model, config, row, seed=7)
+    assert ablation["method"] == method
+    assert ablation["linearization"]["around"] == (
+        "stationary states" if task == "bounded" else "fixed point"
+    )
+    if method == "exact":
+        assert ablation["ratio_stderr"] == 0.0 and ablation["leave_one_out"] is None
+    assert ablation.get("flags_ignored", False) is flags
+    assert ("note" in ablation) is flags
+
+
+def test_ablation_rows_are_paired_cached_and_completed(tiny_runs, tmp_path, monkeypatch):
+    from learnsyn import runs
+    from learnsyn.linearization import linearize_in
+    from learnsyn.scenario import make_scenario
+
+    run, out = tiny_runs / "s0", tmp_path / "board"
+    row = scoreboard.ablate_learned_run(run, scoreboard.evaluate_learned_run(run, out, 64), out)
+    ablation = row["ablation"]
+    assert ablation["method"] == row["method"] == "monte-carlo" and ablation["eval_batch"] == 64
+    assert ablation["ratio"] == pytest.approx(
+        row["metrics"]["area"] / ablation["metrics"]["area"], rel=1e-12
+    )
+    # paired: the same seed and batch as the learned row, so evaluating again gives the same
+    config, model, _ = runs.load_run(run)
+    seed = scoreboard._cell_seed(scoreboard.cell_of_run(config))
+    again = runs.evaluate_trained(
+        LinearizedCell(linearize_in(model, make_scenario("ideal"))), config, batch=64, seed=seed,
+        device="cpu",
+    )  # fmt: skip
+    assert again.metrics == ablation["metrics"]
+    cache = next((out / "learned").glob("*.json"))
+    assert json.loads(cache.read_text())["ablation"]["ratio"] == ablation["ratio"]
+
+    # a row cached without it is completed, and the learned evaluation is not repeated
+    stripped = json.loads(cache.read_text())
+    del stripped["ablation"]
+    cache.write_text(json.dumps(stripped))
+    evaluate = runs.evaluate_trained
+
+    def ablation_only(model, *args, **kwargs):
+        assert isinstance(model, LinearizedCell), "the cached learned row was evaluated again"
+        return evaluate(model, *args, **kwargs)
+
+    monkeypatch.setattr(runs, "evaluate_trained", ablation_only)
+    cached = scoreboard.evaluate_learned_run(run, out, 64)
+    assert "ablation" not in cached
+    completed = scoreboard.ablate_learned_run(run, cached, out)
+    assert completed["ablation"]["metrics"] == ablation["metrics"]
+    assert json.loads(cache.read_text())["ablation"]["ratio"] == ablation["ratio"]
+
+    def no_ablation(*args, **kwargs):
+        raise AssertionError("a cached ablation was computed again")
+
+    monkeypatch.setattr(scoreboard, "linearized_ablation", no_ablation)
+    cached = scoreboard.evaluate_learned_run(run, out, 64)
+    assert scoreboard.ablate_learned_run(run, cached, out)["ablation"] == completed["ablation"]
+
+
+def test_an_ablation_that_fails_is_null_with_a_reason(tiny_runs, tmp_path, monkeypatch):
+    def fails(*args, **kwargs):
+        raise RuntimeError("no linearization here")
+
+    monkeypatch.setattr("learnsyn.linearization.linearize_in", fails)
+    out = tmp_path / "board"
+    rows = [
+        scoreboard.ablate_learned_run(run, scoreboard.evaluate_learned_run(run, out, 64), out)
+        for run in (tiny_runs / "s0", tiny_runs / "s1")
+    ]
+    assert all(r["ablation"] is None for r in rows)
+    assert rows[0]["ablation_reason"] == "RuntimeError: no linearization here"
+    cell = {"baselines": [{"name": "b", "metrics": {"area": 20.0},
+                           "metrics_stderr": {"area": 0.0}}]}  # fmt: skip
+    (group,) = scoreboard.learned_groups(cell, rows, "area")
+    assert "linearized_ratio" not in group and len(group["linearized_missing"]) == 2
+    assert scoreboard._linearized_text(group) == "n/a"
+    monkeypatch.undo()  # the next scoreboard tries again
+    again = scoreboard.ablate_learned_run(tiny_runs / "s0", rows[0], out)
+    assert again["ablation"]["method"] == "monte-carlo" and "ablation_reason" not in again
+
+
+def _ablated(seed, value, over, loo):
+    """A learned row whose ablation is ``value / over`` on every leave-one-out group."""
+    row = _row(seed, value, loo)
+    row["ablation"] = {"metrics": {"area": value / over}, "metrics_stderr": {"area": 0.1},
+                       "leave_one_out": {"area": [v / over for v in loo]}}  # fmt: skip
+    return row
+
+
+@pytest.mark.parametrize(
+    ("over", "seeds", "expected"),
+    [
+        (1.1, 3, "nonlinearity adds 10.0% (above its linearization at 2 s.e.)"),
+        (0.9, 3, "nonlinearity costs 10.0% (below its linearization at 2 s.e.)"),
+        (1.0, 3, "within 2 s.e. of its linearization"),
+        (1.1, 2, "no verdict: 2 training seed(s), 3 needed"),
+    ],
+)
+def test_learned_over_own_linearization_gets_verdicts_that_can_go_either_way(over, seeds, expected):
+    values = (100.0, 104.0, 97.0)[:seeds]
+    rows = [_ablated(s, v, over, [v - 0.5, v + 0.5, v]) for s, v in enumerate(values)]
+    (group,) = scoreboard.learned_groups({"baselines": []}, rows, "area")
+    assert group["linearized_ratio"] == pytest.approx(over)
+    assert group["linearized_verdict"] == expected
+    # every seed's ablation is on the same random numbers: the groups' ratios agree exactly
+    assert group["linearized_ratio_stderr"] == pytest.approx(0.0, abs=1e-12)
+    assert group["linearized_seeds"] == list(range(seeds))
