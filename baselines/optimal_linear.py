@@ -101,7 +101,9 @@ class OptimalLinearSynapse(LinearSynapse):
     Parameters: ``variables`` (m) and the entries of A (m*m, row-major), b (m) and c (m), as
     lists of numbers (JSON or comma-separated text on the command line). Empty A, b, c: m leaky
     copies with decay 0.99 read out as their average. ``variables`` may be left out when b is
-    given (m = len(b)).
+    given (m = len(b)). ``b_flagged`` (m entries, optional): the increment of events with flag 1,
+    ``x' = A x + b_flagged xi`` for them; empty (the default, and then left out of the
+    parameters): every event uses b, as before the option existed.
     """
 
     info = ModelInfo(
@@ -120,6 +122,14 @@ class OptimalLinearSynapse(LinearSynapse):
             ),
             ParamSpec("b", list, (), help="m entries of b (empty: all 1)", tunable=False),
             ParamSpec("c", list, (), help="m entries of c (empty: all 1/m)", tunable=False),
+            ParamSpec(
+                "b_flagged",
+                list,
+                (),
+                help="m entries of the increment of flagged events (flag 1, in scenarios with "
+                "flags); empty: b (every event uses b)",
+                tunable=False,
+            ),
         ),
     )
 
@@ -132,7 +142,11 @@ class OptimalLinearSynapse(LinearSynapse):
         A = np.asarray(p["A"], dtype=np.float64) if p["A"] else A0.reshape(-1)
         b = np.asarray(p["b"], dtype=np.float64) if p["b"] else b0
         c = np.asarray(p["c"], dtype=np.float64) if p["c"] else c0
-        for name, values, size in (("A", A, m * m), ("b", b, m), ("c", c, m)):
+        b_flagged = np.asarray(p["b_flagged"], dtype=np.float64) if p["b_flagged"] else None
+        checks = [("A", A, m * m), ("b", b, m), ("c", c, m)]
+        if b_flagged is not None:
+            checks.append(("b_flagged", b_flagged, m))
+        for name, values, size in checks:
             if len(values) != size:
                 raise ValueError(
                     f"{owner} parameter {name} has {len(values)} entries: expected {size} "
@@ -150,7 +164,9 @@ class OptimalLinearSynapse(LinearSynapse):
             "b": tuple(float(v) for v in b),
             "c": tuple(float(v) for v in c),
         }
-        super().__init__(A, b, c)
+        if b_flagged is not None:
+            self.params["b_flagged"] = tuple(float(v) for v in b_flagged)
+        super().__init__(A, b, c, b_flagged)
 
     @classmethod
     def optimize(
@@ -225,15 +241,21 @@ class OptimalLinearSynapse(LinearSynapse):
         return TuneResult(mc.params, mc.value, mc.evaluation, mc.evaluations, mc.trials)
 
 
-def params_from_form(A: np.ndarray, b: np.ndarray, c: np.ndarray) -> dict[str, Any]:
-    """The ``optimal-linear`` parameters of the synapse ``(A, b, c)`` (JSON-ready lists)."""
+def params_from_form(
+    A: np.ndarray, b: np.ndarray, c: np.ndarray, b_flagged: np.ndarray | None = None
+) -> dict[str, Any]:
+    """The ``optimal-linear`` parameters of the synapse ``(A, b, c)`` and, where given, its
+    increment of flagged events (JSON-ready lists)."""
     A = np.asarray(A, dtype=np.float64)
-    return {
+    params = {
         "variables": int(A.shape[0]),
         "A": [float(v) for v in A.reshape(-1)],
         "b": [float(v) for v in np.asarray(b, dtype=np.float64).reshape(-1)],
         "c": [float(v) for v in np.asarray(c, dtype=np.float64).reshape(-1)],
     }
+    if b_flagged is not None:
+        params["b_flagged"] = [float(v) for v in np.asarray(b_flagged).reshape(-1)]
+    return params
 
 
 # --------------------------------------------------------------------------------------------
