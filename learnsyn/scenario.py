@@ -46,6 +46,11 @@ class InputStatistics:
     noise added to every state variable each step. ``gains[k]``: S_k(tau) = gain * sum_j
     correlation^j r(tau - j) for tracked kind k; ``tracked_variances[k]``: variance of that kind's
     tracked event value (the noise is the weight's variance given the memory's kind).
+
+    Scenarios with flags (``Scenario.has_flags``) also give, per flag value j = 0, 1,
+    ``flag_variances[j] = P(flag j) E[xi^2 | flag j]`` (events of zero mean given the flag; the
+    two sum to ``variance``) and ``tracked_flags[k]``, the flag of tracked kind k: a synapse whose
+    increment depends on the flag (``LinearForm.b_flagged``) is exactly solvable from them.
     """
 
     variance: float
@@ -53,9 +58,27 @@ class InputStatistics:
     state_noise: float
     gains: tuple[float, ...]
     tracked_variances: tuple[float, ...] | None = None
+    flag_variances: tuple[float, ...] | None = None
+    tracked_flags: tuple[int, ...] | None = None
 
     def tracked_variance(self, index: int) -> float:
         return self.variance if self.tracked_variances is None else self.tracked_variances[index]
+
+    def input_kinds(self, gated: bool) -> tuple[tuple[float, ...], tuple[int, ...]]:
+        """The kinds of input a linear synapse tells apart: ``P(j) E[xi^2 | j]`` per kind j and
+        the kind of every tracked kind. One kind (``variance``; every tracked kind belongs to it)
+        unless the synapse is ``gated`` (its increment depends on the flag) and the scenario has
+        flags; then one kind per flag value."""
+        if not gated or self.flag_variances is None:
+            return (self.variance,), (0,) * len(self.gains)
+        if self.correlation != 0:
+            raise ValueError(
+                "a flag-dependent increment with correlated events is not supported by the "
+                "exact linear statistics"
+            )
+        if self.tracked_flags is None or len(self.tracked_flags) != len(self.gains):
+            raise ValueError("flag_variances needs tracked_flags: one flag per tracked kind")
+        return self.flag_variances, self.tracked_flags
 
 
 @dataclass(frozen=True)

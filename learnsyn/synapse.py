@@ -162,11 +162,18 @@ def resolve_params(
 
 @dataclass(frozen=True)
 class LinearForm:
-    """``x_{t+1} = A x_t + b xi_t``, ``w_t = c . x_t`` (numpy float64 arrays)."""
+    """``x_{t+1} = A x_t + b xi_t``, ``w_t = c . x_t`` (numpy float64 arrays). ``b_flagged``: the
+    increment of flagged events (flag 1) where it differs from ``b``; None: every event uses b."""
 
     A: np.ndarray
     b: np.ndarray
     c: np.ndarray
+    b_flagged: np.ndarray | None = None
+
+    def increments(self, gated: bool) -> tuple[np.ndarray, ...]:
+        """The increment of every input kind (``InputStatistics.input_kinds``): ``(b,)``, or
+        ``(b, b_flagged)`` when ``gated``."""
+        return (self.b, self.b_flagged) if gated else (self.b,)
 
 
 @dataclass(frozen=True)
@@ -236,21 +243,38 @@ class Synapse(nn.Module):
 
 
 class LinearSynapse(Synapse):
-    """A synapse defined by ``(A, b, c)``; simulated with the same matrices it is solved with."""
+    """A synapse defined by ``(A, b, c)``; simulated with the same matrices it is solved with.
+    ``b_flagged`` (optional): the increment of events with flag 1 (the others use b; so do all
+    events where the scenario has no flags)."""
 
-    def __init__(self, A: np.ndarray, b: np.ndarray, c: np.ndarray):
+    def __init__(
+        self, A: np.ndarray, b: np.ndarray, c: np.ndarray, b_flagged: np.ndarray | None = None
+    ):
         super().__init__()
         A = np.atleast_2d(np.asarray(A, dtype=np.float64))
         self.state_size = A.shape[0]
+        if b_flagged is not None:
+            b_flagged = np.asarray(b_flagged, dtype=np.float64).reshape(-1)
         self._form = LinearForm(
-            A, np.asarray(b, dtype=np.float64).reshape(-1), np.asarray(c, dtype=np.float64)
+            A,
+            np.asarray(b, dtype=np.float64).reshape(-1),
+            np.asarray(c, dtype=np.float64),
+            b_flagged,
         )
         self.register_buffer("A_T", torch.tensor(A.T, dtype=torch.float32))
         self.register_buffer("b", torch.tensor(self._form.b, dtype=torch.float32))
         self.register_buffer("c", torch.tensor(self._form.c.reshape(-1), dtype=torch.float32))
+        self.b_flagged: torch.Tensor | None
+        if b_flagged is None:
+            self.b_flagged = None
+        else:
+            self.register_buffer("b_flagged", torch.tensor(b_flagged, dtype=torch.float32))
 
     def step(self, state, events, flags=None):
-        return state @ self.A_T + events.unsqueeze(-1).to(state.dtype) * self.b
+        b = self.b
+        if self.b_flagged is not None and flags is not None:
+            b = torch.where((flags != 0).unsqueeze(-1), self.b_flagged, self.b)
+        return state @ self.A_T + events.unsqueeze(-1).to(state.dtype) * b
 
     def readout(self, state):
         return state @ self.c

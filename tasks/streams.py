@@ -129,4 +129,12 @@ class ImportanceScenario(Scenario):
 
     def linear_statistics(self):
         f, boost = self.params["fraction"], self.params["boost"]
-        return InputStatistics(f * boost**2 + (1 - f), 0.0, 0.0, (boost, 1.0), (boost**2, 1.0))
+        return InputStatistics(
+            f * boost**2 + (1 - f),
+            0.0,
+            0.0,
+            (boost, 1.0),
+            (boost**2, 1.0),
+            flag_variances=(1 - f, f * boost**2),
+            tracked_flags=(1, 0),
+        )

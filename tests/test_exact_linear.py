@@ -121,3 +121,75 @@ def test_sparse_and_importance_statistics():
     imp = make_scenario("importance", {"fraction": 0.25, "boost": 3.0}).linear_statistics()
     assert imp.variance == pytest.approx(0.25 * 9 + 0.75)
     assert imp.gains == (3.0, 1.0)
+
+
+def _gated_brute_force(form: LinearForm, stats: InputStatistics, ages: np.ndarray):
+    """Signals and variances given the kind by explicit sums over the past events: kernel
+    r_j(tau) = c A^tau b_j of input kind j (b, or b_flagged for flag 1), stationary variance
+    sum_j P(j) E[xi^2 | j] sum_tau r_j(tau)^2, the tracked event's share swapped for its kind's."""
+    lags = np.arange(3000)
+    powers = [np.eye(len(form.b))]
+    for _ in lags[1:]:
+        powers.append(form.A @ powers[-1])
+    kernels = [np.array([form.c @ P @ b for P in powers]) for b in (form.b, form.b_flagged)]
+    total = sum(v * np.sum(r**2) for v, r in zip(stats.flag_variances, kernels))
+    signals, variances = [], []
+    for index, flag in enumerate(stats.tracked_flags):
+        own = kernels[flag][ages]
+        signals.append(stats.gains[index] * own)
+        others = sum(v * r[ages] ** 2 for v, r in zip(stats.flag_variances, kernels))
+        variances.append(total - others + stats.tracked_variance(index) * own**2)
+    return np.array(signals), np.array(variances)
+
+
+@pytest.mark.parametrize(
+    "A",
+    [
+        [[0.95, 0.1, 0.0], [-0.2, 0.9, 0.05], [0.0, 0.3, 0.5]],
+        [[0.9, 1.0, 0.0], [0.0, 0.9, 1.0], [0.0, 0.0, 0.9]],  # defective: matrix powers
+    ],
+)
+def test_flag_gated_synapse_matches_brute_force_sums(A):
+    """A linear synapse whose increment depends on the flag (b for ordinary events, b_flagged
+    for important ones) in the importance scenario."""
+    rng = np.random.default_rng(4)
+    form = LinearForm(np.array(A), rng.normal(size=3), rng.normal(size=3), rng.normal(size=3))
+    stats = make_scenario("importance", {"fraction": 0.25, "boost": 3.0}).linear_statistics()
+    assert stats.flag_variances == pytest.approx((0.75, 0.25 * 9))
+    assert sum(stats.flag_variances) == pytest.approx(stats.variance)
+    ages = np.arange(0, 200, 7)
+    signals, variances = linear_signal_and_variance(form, stats, ages)
+    brute_signals, brute_variances = _gated_brute_force(form, stats, ages)
+    assert np.allclose(signals, brute_signals, rtol=1e-9, atol=1e-12)
+    assert np.allclose(variances, brute_variances, rtol=1e-9)
+
+
+def test_without_a_flagged_increment_the_flags_change_nothing():
+    """b_flagged None: the one-kind statistics to the last bit (every scenario's numbers as
+    before); b_flagged equal to b: the same synapse, to rounding."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(5)
+    A = rng.normal(size=(3, 3))
+    A *= 0.97 / np.max(np.abs(np.linalg.eigvals(A)))
+    b, c = rng.normal(size=3), rng.normal(size=3)
+    stats = make_scenario("importance").linear_statistics()
+    one_kind = replace(stats, flag_variances=None, tracked_flags=None)
+    ages = np.arange(300.0)
+    plain = linear_signal_and_variance(LinearForm(A, b, c), stats, ages)
+    for x, y in zip(plain, linear_signal_and_variance(LinearForm(A, b, c), one_kind, ages)):
+        assert np.array_equal(x, y)
+    same = linear_signal_and_variance(LinearForm(A, b, c, b.copy()), stats, ages)
+    for x, y in zip(plain, same):
+        assert np.allclose(x, y, rtol=1e-12, atol=1e-14)
+    model = make_model("optimal-linear", {"A": list(A.ravel()), "b": list(b), "c": list(c)})
+    assert "b_flagged" not in model.params and model.linear_form().b_flagged is None
+
+
+def test_flagged_increment_with_correlated_events_is_refused():
+    stats = InputStatistics(1.0, 0.5, 0.0, (1.0, 1.0), None, (0.5, 0.5), (1, 0))
+    form = LinearForm(np.array([[0.9]]), np.ones(1), np.ones(1), np.full(1, 2.0))
+    with pytest.raises(ValueError, match="correlated events"):
+        linear_signal_and_variance(form, stats, np.arange(5.0))
+    plain = LinearForm(np.array([[0.9]]), np.ones(1), np.ones(1))
+    assert linear_signal_and_variance(plain, stats, np.arange(5.0))[0].shape == (2, 5)

@@ -187,3 +187,41 @@ def test_correlated_branches_keep_the_stream_and_meet():
     mc = evaluate(model, scenario, method="monte-carlo", batch=2048, seed=1, **kw)
     assert mc.metrics_stderr["area"] < 0.05 * exact.metrics["area"]
     assert abs(mc.metrics["area"] - exact.metrics["area"]) < 3 * mc.metrics_stderr["area"]
+
+
+def _gated_member():
+    """A 2-variable linear synapse that sees the flag: ordinary events enter weakly and mostly
+    into the fast variable, flagged (important) ones strongly into the slow one."""
+    return make_model(
+        "optimal-linear",
+        {
+            "A": [0.97, 0.02, 0.0, 0.8],
+            "b": [0.1, 0.5],
+            "c": [1.0, 0.3],
+            "b_flagged": [1.0, -0.2],
+        },
+    )
+
+
+def test_flag_gated_linear_synapse_matches_exact_in_importance():
+    model, scenario = _gated_member(), make_scenario("importance")
+    exact = evaluate(model, scenario, synapses=N, horizon=150, convention="large-n")
+    mc = evaluate(
+        model,
+        scenario,
+        synapses=N,
+        horizon=150,
+        convention="large-n",
+        method="monte-carlo",
+        batch=4096,
+        seed=2,
+    )
+    assert exact.method == "exact" and mc.method == "monte-carlo"
+    assert_within_error(exact, mc)
+    area, error = mc.metrics["area"], mc.metrics_stderr["area"]
+    assert abs(area - exact.metrics["area"]) < 3 * error
+    # the gate matters: the same synapse ignoring the flag has a different curve
+    params = {k: v for k, v in model.params.items() if k != "b_flagged"}
+    ungated = make_model("optimal-linear", params)
+    plain = evaluate(ungated, scenario, synapses=N, horizon=150, convention="large-n")
+    assert abs(plain.metrics["area"] - exact.metrics["area"]) > 10 * error

@@ -379,3 +379,71 @@ def test_constrained_paths_run_end_to_end_and_rebuild():
             seed=info["seed"],
         )
         assert again.metrics == result.evaluation.metrics
+
+
+@pytest.mark.parametrize("convention", ["large-n", "exact"])
+def test_differentiable_closed_form_of_a_flag_gated_synapse_matches_evaluate(convention):
+    rng = np.random.default_rng(7)
+    A = rng.normal(size=(3, 3))
+    A *= 0.97 / np.max(np.abs(np.linalg.eigvals(A)))
+    b, c, b_flagged = rng.normal(size=3), rng.normal(size=3), rng.normal(size=3)
+    scenario = make_scenario("importance", {"fraction": 0.2, "boost": 1.5})
+    reference = evaluate(
+        make_model("optimal-linear", params_from_form(A, b, c, b_flagged)),
+        scenario,
+        synapses=1000,
+        horizon=200,
+        convention=convention,
+    )
+    setting = Setting(
+        scenario.linear_statistics(),
+        tuple(k.weight for k in scenario.tracked_kinds()),
+        1000,
+        200,
+        1.0,
+        convention,
+        "area",
+    )
+    tensors = [torch.tensor(v) for v in (A, b, c, b_flagged)]
+    curve = snr_curve(*tensors[:3], setting, b_flagged=tensors[3]).numpy()
+    assert np.allclose(curve, reference.snr, rtol=1e-6, atol=1e-9)
+
+
+def _gated_one_variable_grid(synapses: float, horizon: int) -> float:
+    """Brute force over x' = a x + b_j xi, w = x with b_flagged = 1, b = q (0 <= q <= 2) in the
+    importance scenario (fraction 0.1, boost 2, weight 0.8): kernels b_j a^tau, stationary
+    variance (0.9 q^2 + 0.4) / (1 - a^2), the tracked event's share swapped for its own; the
+    area of the weighted curve 0.8 important + 0.2 ordinary."""
+    ages = np.arange(horizon)
+    decays = 1 - np.geomspace(0.1, 1e-3, 200)
+    ratios = np.concatenate([[0.0], np.geomspace(1e-3, 2.0, 60)])
+    a, q = np.meshgrid(decays, ratios, indexing="ij")
+    a, q = a.ravel()[:, None], q.ravel()[:, None]
+    total = (0.9 * q**2 + 0.4) / (1 - a**2)
+    power = a ** (2 * ages)
+    important = 2 * a**ages / np.sqrt(total - 0.4 * power + 4 * power)
+    ordinary = q * a**ages / np.sqrt(total - 0.9 * q**2 * power + q**2 * power)
+    return float(_area(math.sqrt(synapses) * (0.8 * important + 0.2 * ordinary)).max())
+
+
+def test_with_flags_the_optimum_gates_and_beats_the_flag_blind_one():
+    """In importance the family includes a flag-dependent increment: the one-variable optimum
+    matches a grid over (decay, ordinary / flagged increment), lists b_flagged, and is never
+    below the best synapse that ignores the flag (the flag-blind search, run first)."""
+    N, T = 1000, 300
+    scenario = make_scenario("importance")
+    result = optimize_linear_synapse(scenario, state_size=1, synapses=N, horizon=T)
+    assert result.value == pytest.approx(_gated_one_variable_grid(N, T), rel=2e-3)
+    assert len(result.params["b_flagged"]) == 1
+    b, b_flagged = result.params["b"][0], result.params["b_flagged"][0]
+    assert abs(b) < 0.2 * abs(b_flagged)  # ordinary events are written weakly
+    blind = max(c["value"] for c in result.candidates if not c.get("gated"))
+    assert result.value >= blind and result.value > 1.5 * blind
+    two = optimize_linear_synapse(
+        scenario, state_size=2, synapses=N, horizon=T, restarts=1, candidates=16, iterations=20
+    )
+    blind_two = max(
+        c["value"] for c in two.candidates if not c.get("gated") and c["variables"] == 2
+    )
+    assert two.value >= blind_two and two.value >= result.value - 1e-9 * result.value
+    assert len(two.params["b_flagged"]) == 2

@@ -384,3 +384,24 @@ def test_scaled_cells_only_on_the_native_kernel():
     reference = simulate(simulate_pairs, double, scenario, kind, grad=True, dtype=torch.float64)
     fast = simulate(fast_simulate_pairs, double, scenario, kind, grad=True, dtype=torch.float64)
     assert torch.equal(reference[0].sums, fast[0].sums)
+
+
+def test_flag_gated_linear_synapse_falls_back_to_the_reference():
+    """The native kernel's linear cell has no product of event and flag: a linear synapse with a
+    flag-dependent increment (b_flagged) runs on the reference, whose sums the fast call returns;
+    the same synapse without it keeps the native kernel."""
+    from learnsyn.registry import make_model
+
+    params = {"A": [0.9, 0.1, 0.0, 0.7], "b": [0.2, 1.0], "c": [1.0, 0.5]}
+    plain = make_model("optimal-linear", params)
+    gated = make_model("optimal-linear", params | {"b_flagged": [1.0, -0.5]})
+    importance = make_scenario("importance")
+    assert not supports_fast_path(gated, importance, grad=False)
+    assert supports_fast_path(plain, importance, grad=False) == ("native" in KERNELS)
+    for kind in importance.tracked_kinds():
+        reference = simulate(simulate_pairs, gated, importance, kind, grad=False)
+        fast = simulate(fast_simulate_pairs, gated, importance, kind, grad=False)
+        assert torch.equal(reference[0].sums, fast[0].sums)
+        assert torch.equal(reference[2], fast[2])
+        ignoring = simulate(simulate_pairs, plain, importance, kind, grad=False)
+        assert not torch.equal(reference[0].sums, ignoring[0].sums)

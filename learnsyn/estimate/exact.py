@@ -6,7 +6,10 @@ eigendecomposition ``A = V diag(lambda) V^-1``, so any age (1e8 included) costs 
 variance is ``sum_ij alpha_i alpha_j / (1 - lambda_i lambda_j)`` (the discrete Lyapunov solution
 ``c P c^T`` written in the eigenbasis), with closed-form corrections for correlated events and
 additive state noise. Where the eigenbasis is ill-conditioned (a defective A) the module falls
-back to matrix powers and scipy's Lyapunov solver.
+back to matrix powers and scipy's Lyapunov solver. A synapse whose increment depends on the
+event's flag (``b_flagged`` for flag 1) in a scenario with flags has one kernel per flag value j,
+``r_j = c A^tau b_j``; the stationary variance is ``sum_j P(j) E[xi^2 | j] sum_tau r_j^2`` and a
+tracked event of flag k swaps its share ``P(k) E[xi^2 | k] r_k^2`` for its own.
 
 Finite-state synapses (transition matrices ``M+``, ``M-``, weights ``w``): with background chain
 ``M_F = p (f+ M+ + f- M-) + (1 - p) I`` and its stationary distribution ``pi``, the signal of a
@@ -32,6 +35,27 @@ def _eigen(form: LinearForm) -> tuple[np.ndarray, ...] | None:
         return None
     V_inv = np.linalg.inv(V)
     return lam, form.c @ V, V_inv @ form.b, V_inv
+
+
+def _input_kinds(form: LinearForm, stats: InputStatistics):
+    """``(weights, increments, kind of every tracked kind)``: the input kinds the synapse tells
+    apart (``InputStatistics.input_kinds``), each with ``P(j) E[xi^2 | j]`` and its increment."""
+    weights, tracked = stats.input_kinds(form.b_flagged is not None)
+    return weights, form.increments(len(weights) > 1), tracked
+
+
+def variances_given_kind(variance, kernels, weights, tracked, stats: InputStatistics) -> list:
+    """The weight variance given each tracked kind: the stationary ``variance`` with the tracked
+    event's share (``weights[j] r_j^2``, j its input kind) replaced by the tracked kind's,
+    ``tracked_variance r_j^2`` (``kernels[j]``: the kernel of input kind j; numpy or torch)."""
+    rows = []
+    for index, own in enumerate(tracked):
+        row = variance + (stats.tracked_variance(index) - weights[own]) * kernels[own] ** 2
+        for other, weight in enumerate(weights):
+            if other != own:
+                row = row - weight * kernels[other] ** 2
+        rows.append(row)
+    return rows
 
 
 def _powers(lam: np.ndarray, ages: np.ndarray) -> np.ndarray:
@@ -93,16 +117,19 @@ def linear_signal_and_variance(
     eig = _eigen(form)
     if eig is None:
         return _linear_by_powers(form, stats, ages)
-    lam, cV, Vb, V_inv = eig
-    alpha = cV * Vb
+    lam, cV, _, V_inv = eig
+    weights, increments, tracked = _input_kinds(form, stats)
+    alphas = [cV * (V_inv @ b) for b in increments]
     lam_powers = _powers(lam, ages)
-    kernel = np.real(lam_powers @ alpha)
+    kernels = [np.real(lam_powers @ alpha) for alpha in alphas]
     rho = stats.correlation
     if rho == 0:
-        base = kernel
+        base = kernels[0]
     else:
-        base = _correlated_kernel(lam, alpha, ages, rho)
-    signals = np.stack([gain * base for gain in stats.gains])
+        base = _correlated_kernel(lam, alphas[0], ages, rho)
+    signals = np.stack(
+        [gain * (base if own == 0 else kernels[own]) for gain, own in zip(stats.gains, tracked)]
+    )
 
     denominator = 1.0 - np.outer(lam, lam)
     if np.any(np.abs(denominator) < 1e-15):
@@ -111,7 +138,7 @@ def linear_signal_and_variance(
     if rho != 0:
         boost = rho * lam / (1.0 - rho * lam)
         weight = weight * (1.0 + boost[:, None] + boost[None, :])
-    variance = stats.variance * np.real(alpha @ weight @ alpha)
+    variance = sum(w * np.real(alpha @ weight @ alpha) for w, alpha in zip(weights, alphas))
     if stats.state_noise > 0:
         G = V_inv @ V_inv.T
         variance += stats.state_noise**2 * np.real(cV @ (G / denominator) @ cV)
@@ -120,31 +147,25 @@ def linear_signal_and_variance(
         # sum_{l <= tau < l'} r(l) r(l') rho^(l' - l)
         #   = base(tau) * sum_{l' > tau} r(l') rho^(l' - tau)
         later = _powers(lam, ages + 1) * (rho / (1.0 - lam.astype(complex) * rho))
-        variance = variance - 2 * base * np.real(later @ alpha)
-    per_kind = [
-        variance + (stats.tracked_variance(index) - stats.variance) * kernel**2
-        for index in range(len(stats.gains))
-    ]
-    return signals, np.stack(per_kind)
+        variance = variance - 2 * base * np.real(later @ alphas[0])
+    return signals, np.stack(variances_given_kind(variance, kernels, weights, tracked, stats))
 
 
 def _linear_by_powers(form, stats, ages):
     """Fallback for defective matrices: Lyapunov solver plus matrix powers (no correlation)."""
     if stats.correlation != 0:
         raise ValueError("correlated events need a diagonalizable A for exact evaluation")
-    P = scipy.linalg.solve_discrete_lyapunov(form.A, np.outer(form.b, form.b))
-    variance = stats.variance * float(form.c @ P @ form.c)
+    weights, increments, tracked = _input_kinds(form, stats)
+    variance = 0.0
+    for w, b in zip(weights, increments):
+        P = scipy.linalg.solve_discrete_lyapunov(form.A, np.outer(b, b))
+        variance += w * float(form.c @ P @ form.c)
     if stats.state_noise > 0:
         P_noise = scipy.linalg.solve_discrete_lyapunov(form.A, np.eye(len(form.b)))
         variance += stats.state_noise**2 * float(form.c @ P_noise @ form.c)
-    kernel = _kernel_by_powers(form, ages)
-    variances = np.stack(
-        [
-            variance + (stats.tracked_variance(i) - stats.variance) * kernel**2
-            for i in range(len(stats.gains))
-        ]
-    )
-    return np.stack([gain * kernel for gain in stats.gains]), variances
+    kernels = [_kernel_by_powers(LinearForm(form.A, b, form.c), ages) for b in increments]
+    signals = np.stack([gain * kernels[own] for gain, own in zip(stats.gains, tracked)])
+    return signals, np.stack(variances_given_kind(variance, kernels, weights, tracked, stats))
 
 
 def stationary_linear_variance(form: LinearForm, stats: InputStatistics) -> float:

@@ -85,12 +85,15 @@ def _native_usable(device, dtype, size: int) -> bool:
 
 def linear_model(model: Synapse) -> bool:
     """A ``LinearSynapse`` that steps and reads out as the base class does (``x' = A x + b xi``,
-    ``w = c . x``, the flags ignored, starting from zero): the native kernel's ``linear`` cell."""
+    ``w = c . x``, the flags ignored, starting from zero): the native kernel's ``linear`` cell.
+    A flag-dependent increment (``b_flagged``) multiplies event and flag, which that cell cannot
+    express: such a synapse runs on the reference."""
     from learnsyn.synapse import LinearSynapse
 
     kind = type(model)
     return (
         isinstance(model, LinearSynapse)
+        and model.linear_form().b_flagged is None
         and kind.step is LinearSynapse.step
         and kind.readout is LinearSynapse.readout
         and kind.initial_state is Synapse.initial_state
