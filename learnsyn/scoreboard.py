@@ -212,7 +212,7 @@ def evaluate_learned_run(
             row.get("eval_batch") == eval_batch and row.get("iteration") == checkpoint["iteration"]
         )
         if same and "method" in row:
-            return row
+            return {**row, "label": learned_label(config)}  # the labelling rule may have changed
     scenario = make_scenario(config.task, config.task_params)
     # bounded grid: exactly, no noise; elsewhere on the cell's shared random numbers
     method = "exact" if exact_method_available(model, scenario, AUTO_MAX_STATES) else "monte-carlo"
@@ -357,11 +357,25 @@ def learned_label(config: TrainConfig) -> str:
         threshold=config.threshold,
         convention=config.convention,
     ).validate()
-    changed = [
-        f"{f.name}={getattr(config, f.name)}"
-        for f in fields(TrainConfig)
-        if f.name not in UNLABELLED and getattr(config, f.name) != getattr(default, f.name)
-    ]
+    from learnsyn.registry import model_class
+    from learnsyn.synapse import resolve_params
+
+    specs = model_class(config.cell).info.params
+    owner = f"cell {config.cell!r}"
+    # cell parameters as the cell reads them (given on the command line they are strings)
+    cell_params = resolve_params(specs, config.cell_params, owner)
+    default_params = resolve_params(specs, default.cell_params, owner)
+    changed = []
+    for f in fields(TrainConfig):
+        if f.name in UNLABELLED:
+            continue
+        if f.name == "cell_params":
+            differing = {k: v for k, v in cell_params.items() if v != default_params[k]}
+            changed += [
+                f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in differing.items()
+            ]
+        elif getattr(config, f.name) != getattr(default, f.name):
+            changed.append(f"{f.name}={getattr(config, f.name)}")
     return config.cell + (f" ({', '.join(changed)})" if changed else " (defaults)")
 
 

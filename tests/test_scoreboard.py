@@ -340,3 +340,20 @@ def test_learned_over_own_linearization_gets_verdicts_that_can_go_either_way(ove
     # every seed's ablation is on the same random numbers: the groups' ratios agree exactly
     assert group["linearized_ratio_stderr"] == pytest.approx(0.0, abs=1e-12)
     assert group["linearized_seeds"] == list(range(seeds))
+
+
+def test_labels_read_cell_parameters_as_the_cell_does():
+    """Cell parameters given on the command line arrive as strings: the label compares and
+    prints them as the cell reads them, so a run that spells out the defaults pools with them."""
+    from learnsyn.config import TrainConfig
+    from learnsyn.scoreboard import learned_label
+
+    def label(**given):
+        base = dict(task="noisy", synapses=1000, state_size=2, cell="gru")
+        return learned_label(TrainConfig(**base, **given).validate())
+
+    assert label() == "gru (defaults)"
+    assert label(cell_params={"state_std": "0.8", "output_scale": "4"}) == "gru (defaults)"
+    assert (
+        label(cell_params={"output_scale": "1000"}, lr=0.01) == "gru (lr=0.01, output_scale=1000)"
+    )
