@@ -156,6 +156,14 @@ def resolve_estimator(estimator: str, task: str, task_params: dict, state_size: 
     return "grid" if states is not None and states <= AUTO_MAX_STATES else "monte-carlo"
 
 
+def default_train_burn_in(task: str, task_params: dict[str, Any] | None, horizon: int) -> int:
+    """Background steps before the tracked event when a run leaves ``burn_in`` unset: 2.5 x the
+    horizon times the scenario's ``burn_in_factor``."""
+    from learnsyn.scenario import make_scenario
+
+    return int(2.5 * horizon * make_scenario(task, task_params).burn_in_factor)
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a meta-training run (saved, resolved, as ``config.json``)."""
@@ -173,7 +181,9 @@ class TrainConfig:
     iterations: int = setting(300, "meta-training iterations (Adam updates)")
     batch: int = setting(512, "Monte Carlo batch B: synapse pairs per iteration (not N)")
     horizon: int = setting(600, "tracked window T (ages 0..T-1)")
-    burn_in: int | None = setting(None, "background steps before the tracked event (2.5 x T)")
+    burn_in: int | None = setting(
+        None, "background steps before the tracked event (2.5 x T; 10 x T in importance)"
+    )
     lr: float | None = setting(
         None, "Adam learning rate (cosine schedule; default 0.0005 for rnn, 0.005 otherwise)"
     )
@@ -242,7 +252,9 @@ class TrainConfig:
         return asdict(self)
 
     def resolved_burn_in(self) -> int:
-        return int(2.5 * self.horizon) if self.burn_in is None else int(self.burn_in)
+        if self.burn_in is not None:
+            return int(self.burn_in)
+        return default_train_burn_in(self.task, self.task_params, self.horizon)
 
     def resolved_lr(self) -> float:
         """The learning rate: 0.005, or 0.0005 for the tanh RNN, whose recurrent matrix holds

@@ -145,6 +145,10 @@ class Scenario:
     def has_flags(self) -> bool:
         return False
 
+    #: the default training burn-in in units of 2.5 x the horizon (``TrainConfig``): more where a
+    #: synapse can hold its memories far longer than the horizon in steps
+    burn_in_factor: ClassVar[float] = 1.0
+
     # --- constraints ---------------------------------------------------------------------------
     def constraint_noise(
         self, batch: int, size: int, generator: torch.Generator, device

@@ -341,6 +341,15 @@ UNLABELLED = {
 }  # fmt: skip
 
 
+def _resolved(config: TrainConfig, name: str) -> Any:
+    """A setting as training uses it (``resolved_<name>`` where the config has one). A setting
+    is labelled only when both its given and its resolved value differ from the default's: a run
+    that spells out a default pools with the runs that left it unset, and a setting derived from
+    another (the gradient burn-in from the burn-in) is not labelled when only its source was."""
+    resolve = getattr(config, f"resolved_{name}", None)
+    return resolve() if resolve is not None else getattr(config, name)
+
+
 def learned_label(config: TrainConfig) -> str:
     """The group a run belongs to: its cell type and every training setting that differs from
     the defaults of ``learnsyn train`` for that cell (so different recipes never pool)."""
@@ -374,7 +383,9 @@ def learned_label(config: TrainConfig) -> str:
             changed += [
                 f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in differing.items()
             ]
-        elif getattr(config, f.name) != getattr(default, f.name):
+        elif getattr(config, f.name) != getattr(default, f.name) and _resolved(
+            config, f.name
+        ) != _resolved(default, f.name):
             changed.append(f"{f.name}={getattr(config, f.name)}")
     return config.cell + (f" ({', '.join(changed)})" if changed else " (defaults)")
 

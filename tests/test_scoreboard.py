@@ -357,3 +357,16 @@ def test_labels_read_cell_parameters_as_the_cell_does():
     assert (
         label(cell_params={"output_scale": "1000"}, lr=0.01) == "gru (lr=0.01, output_scale=1000)"
     )
+
+
+def test_burn_in_default_follows_the_scenario_and_labels_pool_on_it():
+    from learnsyn.config import TrainConfig
+    from learnsyn.scoreboard import learned_label
+
+    def config(task, **given):
+        return TrainConfig(task=task, synapses=1000, state_size=2, cell="gru", **given).validate()
+
+    assert config("ideal").resolved_burn_in() == 1500  # 2.5 x the horizon of 600
+    assert config("importance").resolved_burn_in() == 6000  # x 4: tagged memories relax slowly
+    assert learned_label(config("importance", burn_in=6000)) == "gru (defaults)"
+    assert learned_label(config("importance", burn_in=1500)) == "gru (burn_in=1500)"
