@@ -41,16 +41,10 @@ def _area(snr: np.ndarray, threshold: float = 1.0) -> np.ndarray:
     return np.maximum(snr - threshold, 0.0).sum(-1)
 
 
-@pytest.mark.parametrize("name,params", EXACT_SCENARIOS)
-@pytest.mark.parametrize("convention", ["large-n", "exact"])
-def test_differentiable_closed_form_matches_evaluate(name, params, convention):
-    rng = np.random.default_rng(3)
-    A = rng.normal(size=(3, 3))
-    A *= 0.97 / np.max(np.abs(np.linalg.eigvals(A)))
-    b, c = rng.normal(size=3), rng.normal(size=3)
-    scenario = make_scenario(name, params)
+def _closed_form_matches_evaluate(scenario, A, b, c, convention, b_flagged=None):
+    """The optimizer's differentiable SNR curve of ``(A, b, c[, b_flagged])`` is evaluate's."""
     reference = evaluate(
-        make_model("optimal-linear", params_from_form(A, b, c)),
+        make_model("optimal-linear", params_from_form(A, b, c, b_flagged)),
         scenario,
         synapses=1000,
         horizon=200,
@@ -65,8 +59,19 @@ def test_differentiable_closed_form_matches_evaluate(name, params, convention):
         convention,
         "area",
     )
-    curve = snr_curve(*(torch.tensor(v) for v in (A, b, c)), setting).numpy()
+    flagged = None if b_flagged is None else torch.tensor(b_flagged)
+    curve = snr_curve(*(torch.tensor(v) for v in (A, b, c)), setting, b_flagged=flagged).numpy()
     assert np.allclose(curve, reference.snr, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("name,params", EXACT_SCENARIOS)
+@pytest.mark.parametrize("convention", ["large-n", "exact"])
+def test_differentiable_closed_form_matches_evaluate(name, params, convention):
+    rng = np.random.default_rng(3)
+    A = rng.normal(size=(3, 3))
+    A *= 0.97 / np.max(np.abs(np.linalg.eigvals(A)))
+    b, c = rng.normal(size=3), rng.normal(size=3)
+    _closed_form_matches_evaluate(make_scenario(name, params), A, b, c, convention)
 
 
 def _exponential_area(decays: np.ndarray, synapses: float, horizon: int) -> np.ndarray:
@@ -388,25 +393,7 @@ def test_differentiable_closed_form_of_a_flag_gated_synapse_matches_evaluate(con
     A *= 0.97 / np.max(np.abs(np.linalg.eigvals(A)))
     b, c, b_flagged = rng.normal(size=3), rng.normal(size=3), rng.normal(size=3)
     scenario = make_scenario("importance", {"fraction": 0.2, "boost": 1.5})
-    reference = evaluate(
-        make_model("optimal-linear", params_from_form(A, b, c, b_flagged)),
-        scenario,
-        synapses=1000,
-        horizon=200,
-        convention=convention,
-    )
-    setting = Setting(
-        scenario.linear_statistics(),
-        tuple(k.weight for k in scenario.tracked_kinds()),
-        1000,
-        200,
-        1.0,
-        convention,
-        "area",
-    )
-    tensors = [torch.tensor(v) for v in (A, b, c, b_flagged)]
-    curve = snr_curve(*tensors[:3], setting, b_flagged=tensors[3]).numpy()
-    assert np.allclose(curve, reference.snr, rtol=1e-6, atol=1e-9)
+    _closed_form_matches_evaluate(scenario, A, b, c, convention, b_flagged)
 
 
 def _gated_one_variable_grid(synapses: float, horizon: int) -> float:
