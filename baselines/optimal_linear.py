@@ -150,8 +150,18 @@ class OptimalLinearSynapse(LinearSynapse):
         ),
     )
 
+    #: the largest spectral radius of A the family admits, and whether it is included (here:
+    #: stable only, radius < 1; ``linear-range`` allows unstable modes up to a cap)
+    max_radius: float = 1.0
+    max_radius_included: bool = False
+
+    @classmethod
+    def radius_allowed(cls, radius: float) -> bool:
+        """True when a spectral radius of A is inside the family."""
+        return radius <= cls.max_radius if cls.max_radius_included else radius < cls.max_radius
+
     def __init__(self, **params: Any):
-        owner = f"model {NAME!r}"
+        owner = f"model {self.info.name!r}"
         self.params = resolve_params(self.info.params, params, owner)
         p = self.params
         m = p["variables"] if "variables" in params or not p["b"] else len(p["b"])
@@ -171,9 +181,14 @@ class OptimalLinearSynapse(LinearSynapse):
                 )
         A = A.reshape(m, m)
         radius = float(np.max(np.abs(np.linalg.eigvals(A))))
-        if radius >= 1.0:
+        if not self.radius_allowed(radius):
+            if self.max_radius == 1.0 and not self.max_radius_included:
+                expected = "expected < 1"
+            else:
+                relation = "<=" if self.max_radius_included else "<"
+                expected = f"expected {relation} {self.max_radius:g}"
             raise ValueError(
-                f"{owner} is unstable: A has spectral radius {radius:.6g}, expected < 1"
+                f"{owner} is unstable: A has spectral radius {radius:.6g}, {expected}"
             )
         self.params = {
             "variables": m,
@@ -184,6 +199,26 @@ class OptimalLinearSynapse(LinearSynapse):
         if b_flagged is not None:
             self.params["b_flagged"] = tuple(float(v) for v in b_flagged)
         super().__init__(A, b, c, b_flagged)
+
+    @classmethod
+    def tuned_state_size(cls, fixed: dict[str, Any] | None, max_state: int | None) -> int:
+        """m for ``optimize``: a fixed ``variables``, else ``max_state``, else 2 (A, b and c are
+        computed, so nothing else may be fixed)."""
+        fixed = dict(fixed or {})
+        name = cls.info.name
+        extra = sorted(set(fixed) - {"variables"})
+        if extra:
+            raise ValueError(
+                f"model {name!r} computes A, b and c itself; only variables can be fixed when "
+                f"tuning (got {', '.join(extra)})"
+            )
+        if "variables" in fixed:
+            m = resolve_params(cls.info.params, fixed, f"model {name!r}")["variables"]
+        else:
+            m = max_state if max_state is not None else 2
+        if max_state is not None and m > max_state:
+            raise ValueError(f"variables={m} exceeds the state budget max_state={max_state}")
+        return m
 
     @classmethod
     def optimize(
@@ -210,19 +245,7 @@ class OptimalLinearSynapse(LinearSynapse):
         ``optimize_linear_synapse_monte_carlo`` (the exact chain in the bounded scenario; a Monte
         Carlo search of 5 x ``refine_iterations`` evaluations elsewhere). A fixed ``variables``
         or else ``max_state`` gives m (default 2)."""
-        fixed = dict(fixed or {})
-        extra = sorted(set(fixed) - {"variables"})
-        if extra:
-            raise ValueError(
-                f"model {NAME!r} computes A, b and c itself; only variables can be fixed when "
-                f"tuning (got {', '.join(extra)})"
-            )
-        if "variables" in fixed:
-            m = resolve_params(cls.info.params, fixed, f"model {NAME!r}")["variables"]
-        else:
-            m = max_state if max_state is not None else 2
-        if max_state is not None and m > max_state:
-            raise ValueError(f"variables={m} exceeds the state budget max_state={max_state}")
+        m = cls.tuned_state_size(fixed, max_state)
         exact = scenario.linear_statistics() is not None and method != "monte-carlo"
         if exact:
             result = optimize_linear_synapse(
@@ -1128,6 +1151,9 @@ def optimize_linear_synapse_monte_carlo(
     chain_evaluations: int = 3000,
     final_batch: int = 8192,
     progress: Callable[[int, dict[str, Any], float], None] | None = None,
+    model_class: type[OptimalLinearSynapse] = OptimalLinearSynapse,
+    starts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+    refine_starts: int | None = None,
 ) -> MonteCarloLinear:
     """The best m-variable linear synapse where the scenario has no linear statistics (bounded,
     noisy with a range).
@@ -1143,6 +1169,12 @@ def optimize_linear_synapse_monte_carlo(
     with ``method="auto"``: exactly on the bounded grid where it fits, otherwise by Monte Carlo on
     fresh random numbers (``seed + 10007``, ``max(batch, final_batch)`` pairs); that gives
     ``value`` and ``evaluation``.
+
+    ``model_class`` (a subclass of ``OptimalLinearSynapse``) sets the family searched, through
+    its admitted spectral radius (``linear-range`` admits unstable modes). ``starts``: given
+    ``(A, b, c)`` starting points instead of the ideal optimum's amplitude scan (and without the
+    smaller-size embedding); the Nelder-Mead runs then start from the best ``refine_starts``
+    (default: 2 on the exact chain, else 1) and share the budget.
     """
     start = time.perf_counter()
     check_metric(metric)
@@ -1153,20 +1185,26 @@ def optimize_linear_synapse_monte_carlo(
             f"evaluations = {evaluations}, chain_evaluations = {chain_evaluations}: each must "
             "be at least 1"
         )
-    ideal = optimize_linear_synapse(
-        make_scenario("ideal"),
-        state_size=m,
-        synapses=synapses,
-        metric=metric,
-        horizon=horizon,
-        threshold=threshold,
-        convention=convention,
-        seed=seed,
-    )
-    A0, b0, c0 = equal_variance_realization(*ideal.form())
-    b0 = b0 / np.max(np.abs(b0))
+    if starts is None:
+        ideal = optimize_linear_synapse(
+            make_scenario("ideal"),
+            state_size=m,
+            synapses=synapses,
+            metric=metric,
+            horizon=horizon,
+            threshold=threshold,
+            convention=convention,
+            seed=seed,
+        )
+        start_params = ideal.params
+        A0, b0, c0 = equal_variance_realization(*ideal.form())
+        b0 = b0 / np.max(np.abs(b0))
+    else:
+        if not starts:
+            raise ValueError("starts is empty: give at least one (A, b, c)")
+        start_params = _json_params(params_from_form(*starts[0]))
     if burn_in is None:
-        burn_in = default_burn_in(OptimalLinearSynapse(**ideal.params), scenario, horizon)
+        burn_in = default_burn_in(model_class(**start_params), scenario, horizon)
     chain = chain_applies(scenario, m)
     budget = chain_evaluations if chain else evaluations
     trials: list[dict[str, Any]] = []
@@ -1179,7 +1217,7 @@ def optimize_linear_synapse_monte_carlo(
         z: np.ndarray, seed: int, pairs: int, method: str = "monte-carlo"
     ) -> tuple[float, Evaluation | None]:
         try:
-            model = OptimalLinearSynapse(**params_from_form(*unpack(z)))
+            model = model_class(**params_from_form(*unpack(z)))
             result = evaluate(
                 model,
                 scenario,
@@ -1199,7 +1237,9 @@ def optimize_linear_synapse_monte_carlo(
 
     def exact_chain(z: np.ndarray) -> float:
         A, b, c = unpack(z)
-        if np.max(np.abs(np.linalg.eigvals(A))) >= 1.0:
+        if not np.all(np.isfinite(z)) or not model_class.radius_allowed(
+            float(np.max(np.abs(np.linalg.eigvals(A))))
+        ):
             return -math.inf
         try:
             snr = bounded_chain_snr(
@@ -1228,16 +1268,19 @@ def optimize_linear_synapse_monte_carlo(
                 progress(len(trials), params, cache[key])
         return cache[key]
 
-    if scenario.info.name == "bounded":
+    if starts is not None:
+        scan = [np.concatenate([np.reshape(v, -1) for v in start]) for start in starts]
+    elif scenario.info.name == "bounded":
         spacing = 2.0 * scenario.params["bound"] / (scenario.params["levels"] - 1)
         amplitudes = spacing * np.array([0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
     else:
         amplitudes = np.geomspace(1.0 / 64.0, 2.0, 8)
-    scan = [np.concatenate([A0.reshape(-1), amplitude * b0, c0]) for amplitude in amplitudes]
+    if starts is None:
+        scan = [np.concatenate([A0.reshape(-1), amplitude * b0, c0]) for amplitude in amplitudes]
     smaller = max((k for k in range(1, m) if chain_applies(scenario, k)), default=None)
     if smaller is None and m > 2:
         smaller = m // 2
-    if not chain and smaller is not None:
+    if not chain and smaller is not None and starts is None:
         # the optimum of a smaller size (the largest whose grid the exact chain handles, else
         # m // 2), embedded (its extra variables get no input and no readout): so m variables
         # do not end below it, whatever the start from the ideal optimum gives
@@ -1262,13 +1305,22 @@ def optimize_linear_synapse_monte_carlo(
     values = [objective(z) for z in scan[:budget]]
     order = np.argsort(values)[::-1]
     best_z = scan[int(order[0])]
-    starts, rounds = (2, 2) if chain else (1, 1)  # the chain is cheap: restart Nelder-Mead
-    for index in order[:starts]:
+    refined, rounds = (2, 2) if chain else (1, 1)  # the chain is cheap: restart Nelder-Mead
+    refined = refined if refine_starts is None else max(1, int(refine_starts))
+    runs_left = min(refined, len(scan)) * rounds
+    for index in order[:refined]:
         z = scan[int(index)]
         for _ in range(rounds):
             remaining = budget - len(cache)
+            runs_left -= 1
             if remaining <= 0:
                 break
+            if refine_starts is not None:  # the budget shared evenly by the runs left
+                maxfev = max(remaining // (runs_left + 1), 1)
+            elif chain:
+                maxfev = max(remaining // (refined * rounds), 1)
+            else:
+                maxfev = remaining
             amplitude = max(float(np.max(np.abs(unpack(z)[1]))), 1e-12)
             steps = np.concatenate(
                 [0.005 * np.ones(m * m), 0.2 * amplitude * np.ones(m), 0.2 * np.ones(m)]
@@ -1280,7 +1332,7 @@ def optimize_linear_synapse_monte_carlo(
                 method="Nelder-Mead",
                 options={
                     "initial_simplex": np.array(simplex),
-                    "maxfev": max(remaining // (starts * rounds), 1) if chain else remaining,
+                    "maxfev": maxfev,
                     "xatol": 1e-8,
                     "fatol": 1e-7,
                     "adaptive": True,
@@ -1301,7 +1353,7 @@ def optimize_linear_synapse_monte_carlo(
         search_value=search_value,
         search="exact chain" if chain else "monte-carlo",
         evaluation=evaluation,
-        start_params=ideal.params,
+        start_params=start_params,
         evaluations=len(cache) + 1,
         seconds=time.perf_counter() - start,
         trials=trials,

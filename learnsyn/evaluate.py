@@ -215,6 +215,12 @@ def check_compatible(model: Synapse, scenario: Scenario) -> None:
             "scenario's constraint on continuous variables does not apply to; use a "
             "continuous-state model (exponential, benna-fusi, ewc, learned)"
         )
+    if model.needs_state_range and scenario.state_range() is None:
+        raise ValueError(
+            f"model {model.info.name!r} may have unstable modes, which only a scenario that "
+            f"clips the state holds; {scenario.info.name!r} has no range (use bounded, or noisy "
+            "with bound > 0; elsewhere optimal-linear is the best linear synapse)"
+        )
 
 
 def resolve_method(model: Synapse, scenario: Scenario, method: str) -> str:

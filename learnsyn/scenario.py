@@ -159,6 +159,11 @@ class Scenario:
     def constrain(self, state: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
         return state
 
+    def state_range(self) -> float | None:
+        """The half-width of the range every state variable is clipped to, or None (no range;
+        then a linear synapse with an unstable mode diverges)."""
+        return None
+
     # --- exact statistics ----------------------------------------------------------------------
     def linear_statistics(self) -> InputStatistics | None:
         return InputStatistics(1.0, 0.0, 0.0, (1.0,))

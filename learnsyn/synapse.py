@@ -207,6 +207,9 @@ class Synapse(nn.Module):
 
     info: ClassVar[ModelInfo]
     state_size: int
+    #: True for models that only make sense where the scenario clips the state to a range
+    #: (``Scenario.state_range``), e.g. linear synapses with unstable modes (``linear-range``)
+    needs_state_range: ClassVar[bool] = False
 
     def initial_state(
         self, batch: int, *, device: torch.device | str | None = None, dtype=torch.float32

@@ -44,6 +44,9 @@ class BoundedScenario(Scenario):
         # straight-through: the rounding is unbiased, its gradient is taken as the identity
         return clipped + (rounded - clipped).detach()
 
+    def state_range(self):
+        return self.params["bound"]
+
     def linear_statistics(self):
         return None
 
@@ -78,6 +81,9 @@ class NoisyScenario(Scenario):
         noisy = state + self.params["sigma"] * noise
         bound = self.params["bound"]
         return noisy.clamp(-bound, bound) if bound > 0 else noisy
+
+    def state_range(self):
+        return self.params["bound"] if self.params["bound"] > 0 else None
 
     def linear_statistics(self):
         if self.params["bound"] > 0:

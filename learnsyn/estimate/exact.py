@@ -114,6 +114,13 @@ def linear_signal_and_variance(
     tracked kind's (and, for correlated events, without the tracked event's correlation with the
     past, which the intervention breaks)."""
     ages = np.asarray(ages, dtype=np.float64)
+    radius = float(np.max(np.abs(np.linalg.eigvals(np.asarray(form.A, dtype=np.float64)))))
+    if radius >= 1.0:
+        raise ValueError(
+            f"the linear synapse is not stable (A has spectral radius {radius:.6g} >= 1): its "
+            "closed-form SNR does not exist; only a scenario that clips the state holds it "
+            "(evaluate it by Monte Carlo, or on the bounded grid)"
+        )
     eig = _eigen(form)
     if eig is None:
         return _linear_by_powers(form, stats, ages)
