@@ -4,6 +4,7 @@ from learnsyn.baselines.benna_fusi import BennaFusiChain
 from learnsyn.baselines.ewc import EWCSynapse
 from learnsyn.baselines.exponential import ExponentialSynapse
 from learnsyn.baselines.finite_state import BinarySwitch, CascadeSynapse, SerialSynapse
+from learnsyn.baselines.linear_range import RangeLinearSynapse
 from learnsyn.baselines.optimal_linear import OptimalLinearSynapse
 
 __all__ = [
@@ -13,5 +14,6 @@ __all__ = [
     "EWCSynapse",
     "ExponentialSynapse",
     "OptimalLinearSynapse",
+    "RangeLinearSynapse",
     "SerialSynapse",
 ]

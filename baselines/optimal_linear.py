@@ -187,9 +187,7 @@ class OptimalLinearSynapse(LinearSynapse):
             else:
                 relation = "<=" if self.max_radius_included else "<"
                 expected = f"expected {relation} {self.max_radius:g}"
-            raise ValueError(
-                f"{owner} is unstable: A has spectral radius {radius:.6g}, {expected}"
-            )
+            raise ValueError(f"{owner} is unstable: A has spectral radius {radius:.6g}, {expected}")
         self.params = {
             "variables": m,
             "A": tuple(float(v) for v in A.reshape(-1)),

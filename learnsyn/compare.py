@@ -24,7 +24,15 @@ from learnsyn.runs import evaluate_trained, load_run
 from learnsyn.scenario import make_scenario
 from learnsyn.tuning import check_state_budget, tune_baselines_for_run
 
-DEFAULT_BASELINES = ("optimal-linear", "exponential", "benna-fusi", "binary", "serial", "cascade")
+DEFAULT_BASELINES = (
+    "optimal-linear",
+    "linear-range",
+    "exponential",
+    "benna-fusi",
+    "binary",
+    "serial",
+    "cascade",
+)
 
 
 def default_baselines(scenario, max_state: int | None = None) -> list[str]:

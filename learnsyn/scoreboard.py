@@ -166,21 +166,28 @@ def compute_cell(
     """Tune and evaluate every baseline of ``cell`` (cached in ``out/cells/<key>/``)."""
     directory = out / "cells" / cell.key
     done = directory / "cell.json"
+    config = cell.config()
+    scenario = make_scenario(cell.task)
+    names = default_baselines(scenario, cell.state_size)
+    kept: list[dict[str, Any]] = []
     if done.exists():
         data = read_json(done)
         if data.get("eval_batch") == eval_batch:
-            return data
+            have = {row["name"] for row in data["baselines"]}
+            if set(names) <= have:
+                return data
+            # a default baseline added since (e.g. linear-range): tune and evaluate only it
+            kept = data["baselines"]
     directory.mkdir(parents=True, exist_ok=True)
-    config = cell.config()
-    scenario = make_scenario(cell.task)
     from learnsyn.tuning import tune_baselines_for_run
 
-    names = default_baselines(scenario, cell.state_size)
-    tuned = tune_baselines_for_run(config, scenario, names, directory / "baselines.json", log)
+    missing = [name for name in names if name not in {row["name"] for row in kept}]
+    tuned = tune_baselines_for_run(config, scenario, missing, directory / "baselines.json", log)
     seed = _cell_seed(cell)
     rows = [reevaluated(row, config, scenario, eval_batch, seed, device) for row in tuned]
     for row, tuned_row in zip(rows, tuned):
         row["on_boundary"] = tuned_row.get("on_boundary", [])
+    rows = kept + rows
     data = {
         "cell": asdict(cell),
         "key": cell.key,

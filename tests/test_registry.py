@@ -25,6 +25,10 @@ def test_every_model_in_every_scenario(task, name):
         with pytest.raises(ValueError, match="discrete states"):
             evaluate(model, scenario, synapses=100, horizon=10)
         return
+    if model.needs_state_range and scenario.state_range() is None:
+        with pytest.raises(ValueError, match="has no range"):
+            evaluate(model, scenario, synapses=100, horizon=10)
+        return
     result = evaluate(model, scenario, synapses=100, horizon=10, batch=16, burn_in=50)
     assert len(result.snr) == 10 and np.all(np.isfinite(result.snr))
     mc = evaluate(

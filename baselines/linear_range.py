@@ -1,0 +1,300 @@
+"""The best linear synapse under a range, unstable modes allowed: ``linear-range``.
+
+The family: ``x' = A x + b xi``, ``w = c . x`` with m variables (the ``optimal-linear`` family,
+by subclassing: same parameters, same dynamics), except that A may have a spectral radius above
+1, up to ``MAX_RADIUS`` = 1.25. Such a synapse only exists where the scenario clips every state
+variable to a range (``Scenario.state_range``: bounded; noisy with bound > 0): there the unstable
+mode runs into the bound instead of diverging, and the synapse behaves like a noisy switch whose
+state is pushed to the edges, a kind of memory no stable linear synapse has. Elsewhere the model
+is refused (``Synapse.needs_state_range``; ``evaluate.check_compatible``), so ``default_baselines``
+does not list it and ``learnsyn tune`` says so in one line.
+
+Why: fairness to learned cells. Under a range a learned cell may lean on it, and does: a free
+linear synapse trained by Adam in noisy (N = 1000, m = 4, horizon 600, area) learns a mode with
+eigenvalue about 1.07 and reaches 138.9 +- 5.0 against 118.9 +- 1.1 for the stable optimum (the
+GRU: 138.9 +- 3.4). The strongest linear competitor of the same size is then this family, not the
+stable one. The cap 1.25 is far above what helps (an eigenvalue of 1.07 already sends a variable
+from one level spacing to the bound in a few tens of steps, past which the mode only saturates and
+forgets), and it keeps the search off matrices whose growth per step is larger than the range
+resolves; it is a bound of the family, not a tuned number, and a winner on it is reported as on
+the boundary.
+
+Evaluation: never by a closed form (``estimate.exact.linear_signal_and_variance`` refuses an
+unstable A with one clear line; no scenario with a range has linear statistics anyway). In the
+bounded scenario the clipped and rounded state lives on the ``levels^m`` grid whatever A is, so
+the exact grid chain (``estimate.grid``, ``evaluate(method="auto")``; ``bounded_chain_snr`` in
+the search) applies to unstable members as well; elsewhere Monte Carlo. Burn-in: an unstable
+member has no finite time scale, so ``default_burn_in`` gives 4 x horizon; the clipped chain
+mixes on the time scale of its memory (at most about the horizon for the area), so that is ample
+(checked in the tests: the same value with 4 and with 10 horizons of burn-in).
+
+Search (``optimize_linear_range``), a local search:
+
+1. the stable optimum, exactly as ``optimal-linear`` tunes it
+   (``optimize_linear_synapse_monte_carlo``: start from the ideal optimum, amplitude scan,
+   Nelder-Mead; the exact chain in bounded where the grid fits, Monte Carlo with common random
+   numbers elsewhere);
+2. starts: that optimum, and that optimum with A scaled so its largest eigenvalue modulus is
+   1.01, 1.03 and 1.07, each with b scaled by 0.5, 1 and 2;
+3. the same Nelder-Mead and objective (common random numbers, the same seed, so every candidate
+   is compared on the same random numbers) from the best two starts, with A's radius allowed up
+   to the cap;
+4. the winner and the stable optimum are both evaluated on the same fresh random numbers
+   (exactly on the bounded grid where it fits) and the better is kept, so the result is never
+   below the stable optimum it started from (on that evaluation).
+
+Limits: Nelder-Mead is local, and a Monte Carlo objective with a fixed seed is rugged; the starts
+cover unstable modes made by inflating the stable optimum only (not, e.g., one unstable variable
+next to stable ones of other time scales). Its number is a lower bound on the best linear synapse
+under the range.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from learnsyn.baselines.optimal_linear import (
+    MonteCarloLinear,
+    OptimalLinearSynapse,
+    _json_params,
+    optimize_linear_synapse_monte_carlo,
+    params_from_form,
+)
+from learnsyn.estimate.montecarlo import default_burn_in
+from learnsyn.evaluate import Evaluation, evaluate
+from learnsyn.registry import register_model
+from learnsyn.scenario import Scenario
+from learnsyn.synapse import ModelInfo
+from learnsyn.tuning import TuneResult
+
+NAME = "linear-range"
+#: the largest spectral radius of A in the family (included); see the module docstring
+MAX_RADIUS = 1.25
+#: largest eigenvalue moduli of the inflated starts
+START_RADII = (1.01, 1.03, 1.07)
+#: scales of b in the inflated starts
+START_AMPLITUDES = (0.5, 1.0, 2.0)
+
+
+def check_range(scenario: Scenario) -> None:
+    """One clear line when ``scenario`` does not clip the state."""
+    if scenario.state_range() is None:
+        raise ValueError(
+            f"model {NAME!r} may have unstable modes, which only a scenario that clips the "
+            f"state holds; {scenario.info.name!r} (with {scenario.params}) has no range: use "
+            "bounded, or noisy with bound > 0 (elsewhere optimal-linear is the best linear "
+            "synapse)"
+        )
+
+
+@register_model
+class RangeLinearSynapse(OptimalLinearSynapse):
+    """A general linear synapse whose A may be unstable (spectral radius up to 1.25), for
+    scenarios that clip the state; ``learnsyn tune`` searches for the best one (a local search
+    from the stable optimum). Parameters as ``optimal-linear``'s."""
+
+    info = ModelInfo(
+        name=NAME,
+        summary="linear synapse x' = A x + b xi, w = c.x whose A may have unstable modes "
+        f"(spectral radius <= {MAX_RADIUS:g}), held by the scenario's range; only where the "
+        "state is clipped (bounded; noisy with bound > 0)",
+        reference="optimal-linear's family; the range holds the unstable mode (science.md 7)",
+        params=OptimalLinearSynapse.info.params,
+    )
+    max_radius = MAX_RADIUS
+    max_radius_included = True
+    needs_state_range = True
+
+    @classmethod
+    def optimize(
+        cls,
+        scenario: Scenario,
+        *,
+        synapses: int,
+        metric: str = "area",
+        fixed: dict[str, Any] | None = None,
+        max_state: int | None = None,
+        horizon: int = 1000,
+        threshold: float = 1.0,
+        convention: str = "large-n",
+        method: str = "auto",
+        batch: int = 512,
+        seed: int = 0,
+        burn_in: int | None = None,
+        refine_iterations: int = 60,
+        progress: Callable[[int, dict[str, Any], float], None] | None = None,
+        **_: Any,
+    ) -> TuneResult:
+        """``learnsyn.tuning.tune`` for this model: ``optimize_linear_range`` with the budget of
+        ``optimal-linear``'s search (5 x ``refine_iterations`` Monte Carlo evaluations) for each
+        of its two stages. m: a fixed ``variables``, else ``max_state``, else 2."""
+        check_range(scenario)
+        m = cls.tuned_state_size(fixed, max_state)
+        result = optimize_linear_range(
+            scenario,
+            state_size=m,
+            synapses=synapses,
+            metric=metric,
+            horizon=horizon,
+            threshold=threshold,
+            convention=convention,
+            seed=seed,
+            batch=batch,
+            burn_in=burn_in,
+            evaluations=5 * refine_iterations,
+            progress=progress,
+        )
+        boundary = []
+        if result.radius >= MAX_RADIUS * (1 - 1e-3):
+            boundary.append(f"spectral radius {result.radius:.4g} at the cap {MAX_RADIUS:g}")
+        return TuneResult(
+            result.params,
+            result.value,
+            result.evaluation,
+            result.evaluations,
+            result.trials,
+            boundary,
+        )
+
+
+@dataclass
+class RangeLinear:
+    """The outcome of ``optimize_linear_range``: the kept synapse (``params``, ``value``,
+    ``evaluation``), its spectral ``radius``, the stable optimum's value on the same evaluation
+    (``stable_value``), which of the two was kept (``kept``: "range" or "stable"), and both
+    searches."""
+
+    params: dict[str, Any]
+    value: float
+    radius: float
+    evaluation: Evaluation
+    stable_value: float
+    kept: str
+    stable: MonteCarloLinear
+    search: MonteCarloLinear
+    evaluations: int
+    seconds: float
+    trials: list[dict[str, Any]] = field(default_factory=list)
+
+
+def spectral_radius(A: np.ndarray) -> float:
+    return float(np.max(np.abs(np.linalg.eigvals(np.asarray(A, dtype=np.float64)))))
+
+
+def inflated_starts(
+    A: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    radii: tuple[float, ...] = START_RADII,
+    amplitudes: tuple[float, ...] = START_AMPLITUDES,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(A, b, c)`` first, then A scaled to each largest modulus in ``radii`` with b scaled by
+    each of ``amplitudes``."""
+    A, b, c = (np.asarray(v, dtype=np.float64) for v in (A, b, c))
+    radius = max(spectral_radius(A), 1e-12)
+    starts = [(A, b, c)]
+    for target in radii:
+        for amplitude in amplitudes:
+            starts.append((A * (target / radius), amplitude * b, c))
+    return starts
+
+
+def optimize_linear_range(
+    scenario: Scenario,
+    *,
+    state_size: int,
+    synapses: int,
+    metric: str = "area",
+    horizon: int,
+    threshold: float = 1.0,
+    convention: str = "large-n",
+    seed: int = 0,
+    batch: int = 512,
+    burn_in: int | None = None,
+    evaluations: int = 300,
+    chain_evaluations: int = 3000,
+    final_batch: int = 8192,
+    radii: tuple[float, ...] = START_RADII,
+    amplitudes: tuple[float, ...] = START_AMPLITUDES,
+    progress: Callable[[int, dict[str, Any], float], None] | None = None,
+) -> RangeLinear:
+    """The best m-variable linear synapse with A's spectral radius up to ``MAX_RADIUS`` in a
+    scenario with a range (the module docstring gives the search). ``burn_in`` (None: the larger
+    of the stable optimum's default and an unstable member's, 4 x horizon) is used by the second
+    search and by the final evaluations; the first (stable) search runs exactly as
+    ``optimal-linear``'s with the given ``burn_in``."""
+    start = time.perf_counter()
+    check_range(scenario)
+    common = dict(
+        state_size=state_size,
+        synapses=synapses,
+        metric=metric,
+        horizon=horizon,
+        threshold=threshold,
+        convention=convention,
+        seed=seed,
+        batch=batch,
+        evaluations=evaluations,
+        chain_evaluations=chain_evaluations,
+        final_batch=final_batch,
+        progress=progress,
+    )
+    stable = optimize_linear_synapse_monte_carlo(scenario, burn_in=burn_in, **common)
+    form = tuple(np.asarray(stable.params[k], dtype=np.float64) for k in ("A", "b", "c"))
+    m = len(form[1])
+    form = (form[0].reshape(m, m), form[1], form[2])
+    starts = inflated_starts(*form, radii=radii, amplitudes=amplitudes)
+    if burn_in is None:
+        stable_model = RangeLinearSynapse(**stable.params)
+        unstable_model = RangeLinearSynapse(**params_from_form(*starts[-1]))
+        burn_in = max(
+            default_burn_in(stable_model, scenario, horizon),
+            default_burn_in(unstable_model, scenario, horizon),
+        )
+    search = optimize_linear_synapse_monte_carlo(
+        scenario,
+        burn_in=burn_in,
+        model_class=RangeLinearSynapse,
+        starts=starts,
+        refine_starts=2,
+        **common,
+    )
+    # the stable optimum on the winner's evaluation (same random numbers, burn-in and method)
+    stable_evaluation = evaluate(
+        RangeLinearSynapse(**stable.params),
+        scenario,
+        synapses=synapses,
+        horizon=horizon,
+        method="auto",
+        convention=convention,
+        threshold=threshold,
+        batch=max(batch, final_batch),
+        seed=seed + 10007,
+        burn_in=burn_in,
+    )
+    stable_value = float(stable_evaluation.metrics[metric])
+    if math.isfinite(search.value) and search.value >= stable_value:
+        kept, value, evaluation = "range", search.value, search.evaluation
+    else:
+        kept, value, evaluation = "stable", stable_value, stable_evaluation
+    params = _json_params(evaluation.params)
+    A = np.reshape(params["A"], (m, m))
+    return RangeLinear(
+        params=params,
+        value=value,
+        radius=spectral_radius(A),
+        evaluation=evaluation,
+        stable_value=stable_value,
+        kept=kept,
+        stable=stable,
+        search=search,
+        evaluations=stable.evaluations + search.evaluations + 1,
+        seconds=time.perf_counter() - start,
+        trials=stable.trials + search.trials,
+    )

@@ -1,0 +1,140 @@
+"""`linear-range`: the linear family with unstable modes, held by the scenario's range."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from learnsyn.baselines.linear_range import MAX_RADIUS, optimize_linear_range
+from learnsyn.baselines.optimal_linear import bounded_chain_snr
+from learnsyn.compare import default_baselines
+from learnsyn.estimate.exact import linear_signal_and_variance
+from learnsyn.estimate.montecarlo import default_burn_in
+from learnsyn.estimate.snr import compute_metrics
+from learnsyn.evaluate import evaluate
+from learnsyn.registry import make_model
+from learnsyn.scenario import InputStatistics, make_scenario
+from learnsyn.synapse import LinearForm
+from learnsyn.tuning import tune
+
+UNSTABLE_1 = {"A": [1.05], "b": [0.2], "c": [1.0]}
+UNSTABLE_2 = {"A": [1.04, 0.0, 0.1, 0.8], "b": [0.15, 0.3], "c": [1.0, 0.5]}
+
+
+def test_the_model_accepts_radius_up_to_the_cap_and_refuses_above():
+    for radius in (0.5, 1.0, 1.07, MAX_RADIUS):
+        model = make_model("linear-range", {"A": [radius], "b": [0.1], "c": [1.0]})
+        assert model.params["A"] == (radius,)
+    rotation = 1.2 * np.array([[0.6, -0.8], [0.8, 0.6]])  # complex pair of modulus 1.2
+    make_model("linear-range", {"A": rotation.reshape(-1).tolist(), "b": [1, 0], "c": [1, 0]})
+    with pytest.raises(ValueError, match=r"spectral radius 1.3, expected <= 1.25"):
+        make_model("linear-range", {"A": [1.3], "b": [0.1], "c": [1.0]})
+    with pytest.raises(ValueError, match="expected < 1"):  # the stable family is unchanged
+        make_model("optimal-linear", {"A": [1.05], "b": [0.1], "c": [1.0]})
+
+
+def test_closed_forms_refuse_an_unstable_a():
+    form = LinearForm(np.array([[1.05]]), np.array([0.2]), np.array([1.0]))
+    with pytest.raises(ValueError, match="not stable .*spectral radius 1.05"):
+        linear_signal_and_variance(form, InputStatistics(1.0, 0.0, 0.0, (1.0,)), np.arange(5))
+    model = make_model("linear-range", UNSTABLE_1)
+    for task, params in (("ideal", {}), ("noisy", {"bound": 0.0}), ("sparse", {})):
+        with pytest.raises(ValueError, match="has no range"):
+            evaluate(model, make_scenario(task, params), synapses=100, horizon=10)
+    with pytest.raises(ValueError, match="method 'exact' is not available"):
+        evaluate(model, make_scenario("noisy"), synapses=100, horizon=10, method="exact")
+
+
+def test_monte_carlo_of_an_unstable_member_in_noisy_is_finite_and_held_by_the_range():
+    scenario = make_scenario("noisy", {"sigma": 0.1, "bound": 1.0})
+    model = make_model("linear-range", UNSTABLE_2)
+    generator = torch.Generator().manual_seed(0)
+    state = model.initial_state(256)
+    with torch.no_grad():
+        for _ in range(300):
+            events = torch.where(torch.rand(256, generator=generator) < 0.5, 1.0, -1.0)
+            state = model.step(state, events)
+            state = scenario.constrain(state, scenario.constraint_noise(256, 2, generator, "cpu"))
+    assert torch.all(state.abs() <= 1.0)
+    assert state[:, 0].abs().mean() > 0.5  # the unstable variable lives near the bounds
+    burn_in = default_burn_in(model, scenario, 50)
+    assert burn_in == 200  # no finite time scale: 4 x horizon
+    ev = evaluate(
+        model, scenario, synapses=100, horizon=50, batch=512, seed=1, convention="large-n"
+    )
+    assert ev.method == "monte-carlo"
+    assert np.all(np.isfinite(ev.snr)) and ev.snr[0] > 0
+    assert math.isfinite(ev.metrics["area"]) and ev.metrics["area"] > 0
+
+
+@pytest.mark.parametrize("params", [UNSTABLE_1, UNSTABLE_2])
+def test_bounded_exact_grid_matches_monte_carlo_for_an_unstable_member(params):
+    scenario = make_scenario("bounded", {"levels": 8})
+    model = make_model("linear-range", params)
+    common = dict(synapses=100, horizon=30, convention="large-n", burn_in=120)
+    exact = evaluate(model, scenario, method="exact", **common)
+    mc = evaluate(model, scenario, method="monte-carlo", batch=8192, seed=3, **common)
+    assert exact.method == "exact" and evaluate(model, scenario, **common).method == "exact"
+    for metric in ("area", "initial_snr"):
+        z = (mc.metrics[metric] - exact.metrics[metric]) / mc.metrics_stderr[metric]
+        assert abs(z) < 4, (metric, exact.metrics[metric], mc.metrics[metric], z)
+    # the search's own chain (stationary start) agrees with the grid after a long burn-in
+    m = len(params["b"])
+    stationary = evaluate(model, scenario, method="exact", **{**common, "burn_in": None})
+    snr = bounded_chain_snr(
+        np.reshape(params["A"], (m, m)),
+        np.array(params["b"]),
+        np.array(params["c"]),
+        bound=1.0,
+        levels=8,
+        synapses=100,
+        horizon=30,
+        convention="large-n",
+    )
+    area = compute_metrics(np.arange(30), snr, 1.0)["area"]
+    assert area == pytest.approx(stationary.metrics["area"], rel=1e-5)
+    # the default burn-in (4 x horizon) has relaxed: it gives the stationary value
+    assert exact.metrics["area"] == pytest.approx(stationary.metrics["area"], rel=1e-4)
+
+
+def test_the_optimizer_never_ends_below_its_stable_start():
+    small = dict(synapses=100, metric="area", horizon=30, convention="large-n", seed=0)
+    bounded = optimize_linear_range(
+        make_scenario("bounded", {"levels": 8}), state_size=1, chain_evaluations=40, **small
+    )
+    assert bounded.evaluation.method == "exact"
+    assert bounded.value >= bounded.stable_value
+    assert bounded.search.search_value >= bounded.stable.search_value
+    noisy = optimize_linear_range(
+        make_scenario("noisy"),
+        state_size=1,
+        evaluations=12,
+        batch=64,
+        final_batch=256,
+        **small,
+    )
+    assert noisy.value >= noisy.stable_value
+    assert noisy.search.search_value >= noisy.stable.search_value
+    assert json.loads(json.dumps(noisy.evaluation.params)) == noisy.params
+    assert noisy.kept in ("range", "stable")
+
+
+def test_tune_refuses_a_scenario_without_a_range():
+    with pytest.raises(ValueError, match="has no range"):
+        tune("linear-range", make_scenario("ideal"), synapses=100, horizon=20, max_state=1)
+
+
+def test_default_baselines_list_it_only_where_the_state_has_a_range():
+    for task, params, listed in (
+        ("bounded", {}, True),
+        ("noisy", {}, True),
+        ("noisy", {"bound": 0.0}, False),
+        ("ideal", {}, False),
+        ("sparse", {}, False),
+        ("importance", {}, False),
+    ):
+        names = default_baselines(make_scenario(task, params), 2)
+        assert ("linear-range" in names) == listed, (task, params)
+        assert "optimal-linear" in names
