@@ -58,7 +58,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
 from learnsyn.baselines.optimal_linear import (
     MonteCarloLinear,
     OptimalLinearSynapse,
@@ -66,6 +65,7 @@ from learnsyn.baselines.optimal_linear import (
     optimize_linear_synapse_monte_carlo,
     params_from_form,
 )
+
 from learnsyn.estimate.montecarlo import default_burn_in
 from learnsyn.evaluate import Evaluation, evaluate
 from learnsyn.registry import register_model

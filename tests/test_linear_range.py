@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from learnsyn.baselines.linear_range import MAX_RADIUS, optimize_linear_range
 from learnsyn.baselines.optimal_linear import bounded_chain_snr
+
 from learnsyn.compare import default_baselines
 from learnsyn.estimate.exact import linear_signal_and_variance
 from learnsyn.estimate.montecarlo import default_burn_in
