@@ -80,6 +80,9 @@ MAX_RADIUS = 1.25
 START_RADII = (1.01, 1.03, 1.07)
 #: scales of b in the inflated starts
 START_AMPLITUDES = (0.5, 1.0, 2.0)
+#: the second (Monte Carlo) search uses this many times the pairs of the first: with 512 pairs
+#: the common-random-numbers objective is rugged enough that Nelder-Mead fits its noise
+SEARCH_BATCH_FACTOR = 8
 
 
 def check_range(scenario: Scenario) -> None:
@@ -216,6 +219,7 @@ def optimize_linear_range(
     convention: str = "large-n",
     seed: int = 0,
     batch: int = 512,
+    search_batch: int | None = None,
     burn_in: int | None = None,
     evaluations: int = 300,
     chain_evaluations: int = 3000,
@@ -259,11 +263,11 @@ def optimize_linear_range(
         )
     search = optimize_linear_synapse_monte_carlo(
         scenario,
+        **{**common, "batch": search_batch or SEARCH_BATCH_FACTOR * batch},
         burn_in=burn_in,
         model_class=RangeLinearSynapse,
         starts=starts,
         refine_starts=2,
-        **common,
     )
     # the stable optimum on the winner's evaluation (same random numbers, burn-in and method)
     stable_evaluation = evaluate(

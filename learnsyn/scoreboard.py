@@ -6,10 +6,12 @@ default 0.6 N ages, so that the area-optimal curves fit: the tight bound's flat 
 N / (4 theta^2) ages). In each cell:
 
 - every default baseline that applies there and fits the budget (``compare.default_baselines``,
-  ``optimal-linear`` included) is tuned exactly as ``compare`` tunes a run's baselines
+  ``optimal-linear`` included, and ``linear-range``, the linear family with unstable modes,
+  where the scenario clips the state) is tuned exactly as ``compare`` tunes a run's baselines
   (``tuning.tune_baselines_for_run``, cached in the cell's ``baselines.json``); Monte Carlo
   winners are evaluated again on fresh random numbers, the cell's evaluation seed, shared by
-  every Monte Carlo evaluation of the cell (common random numbers);
+  every Monte Carlo evaluation of the cell (common random numbers); a cached cell that lacks a
+  default baseline added since gets that one tuned and appended, the others are kept;
 - the **bound** on the area above theta, N / (4 theta), where it is proven for every synapse
   (balanced independent +-1 events, so the past events are orthonormal: ``ideal``, ``bounded``,
   ``noisy``);

@@ -138,3 +138,35 @@ def test_default_baselines_list_it_only_where_the_state_has_a_range():
         names = default_baselines(make_scenario(task, params), 2)
         assert ("linear-range" in names) == listed, (task, params)
         assert "optimal-linear" in names
+
+
+def test_a_cached_scoreboard_cell_gets_only_the_missing_default_baseline(tmp_path, monkeypatch):
+    from learnsyn import scoreboard
+    from learnsyn.io import atomic_write_json
+
+    cell = scoreboard.plan_cells(["noisy"], [1], [100])[0]
+    names = default_baselines(make_scenario("noisy"), 1)
+    assert "linear-range" in names
+
+    def fake_row(name):
+        area = {"area": 1.0}
+        return {"name": name, "params": {}, "method": "exact", "metrics": area, "ages": [0],
+                "metrics_stderr": {"area": 0.0}, "snr": [1.0], "snr_stderr": None}  # fmt: skip
+
+    old = [dict(fake_row(n), on_boundary=[]) for n in names if n != "linear-range"]
+    directory = tmp_path / "cells" / cell.key
+    directory.mkdir(parents=True)
+    atomic_write_json(directory / "cell.json", {"eval_batch": 64, "baselines": old, "cell": {}})
+    asked = []
+
+    def tune_only(config, scenario, wanted, cache, log):
+        asked.extend(wanted)
+        return [fake_row(n) for n in wanted]
+
+    monkeypatch.setattr("learnsyn.tuning.tune_baselines_for_run", tune_only)
+    data = scoreboard.compute_cell(cell, tmp_path, eval_batch=64)
+    assert asked == ["linear-range"]
+    assert [r["name"] for r in data["baselines"]] == [r["name"] for r in old] + ["linear-range"]
+    asked.clear()
+    again = scoreboard.compute_cell(cell, tmp_path, eval_batch=64)
+    assert asked == [] and again["baselines"] == data["baselines"]
