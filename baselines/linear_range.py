@@ -35,7 +35,9 @@ Search (``optimize_linear_range``), a local search:
    Nelder-Mead; the exact chain in bounded where the grid fits, Monte Carlo with common random
    numbers elsewhere);
 2. starts: that optimum, and that optimum with A scaled so its largest eigenvalue modulus is
-   1.01, 1.03 and 1.07, each with b scaled by 0.5, 1 and 2;
+   1.01, 1.03 and 1.07, each with b scaled by 0.5, 1 and 2; for m > 2 off the exact chain also
+   the optimum of this search for m // 2 variables, embedded (as optimal-linear embeds its
+   smaller optimum), so m variables do not end below m // 2;
 3. the same Nelder-Mead and objective (common random numbers, the same seed, so every candidate
    is compared on the same random numbers) from the best two starts, with A's radius allowed up
    to the cap;
@@ -62,6 +64,7 @@ from learnsyn.baselines.optimal_linear import (
     MonteCarloLinear,
     OptimalLinearSynapse,
     _json_params,
+    chain_applies,
     optimize_linear_synapse_monte_carlo,
     params_from_form,
 )
@@ -254,6 +257,24 @@ def optimize_linear_range(
     m = len(form[1])
     form = (form[0].reshape(m, m), form[1], form[2])
     starts = inflated_starts(*form, radii=radii, amplitudes=amplitudes)
+    given_burn_in = burn_in
+    if m > 2 and not chain_applies(scenario, m):
+        # the optimum of m // 2 variables, embedded (its extra variables get no input and no
+        # readout), as optimal-linear does: so m variables do not end below it
+        smaller = m // 2
+        small = optimize_linear_range(
+            scenario,
+            **{**common, "state_size": smaller, "progress": None},
+            search_batch=search_batch,
+            burn_in=given_burn_in,
+            radii=radii,
+            amplitudes=amplitudes,
+        )
+        A = 0.5 * np.eye(m)
+        A[:smaller, :smaller] = np.reshape(small.params["A"], (smaller, smaller))
+        b, c = np.zeros(m), np.zeros(m)
+        b[:smaller], c[:smaller] = small.params["b"], small.params["c"]
+        starts.insert(1, (A, b, c))
     if burn_in is None:
         stable_model = RangeLinearSynapse(**stable.params)
         unstable_model = RangeLinearSynapse(**params_from_form(*starts[-1]))

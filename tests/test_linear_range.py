@@ -115,8 +115,7 @@ def test_the_optimizer_never_ends_below_its_stable_start():
         final_batch=256,
         **small,
     )
-    assert noisy.value >= noisy.stable_value
-    assert noisy.search.search_value >= noisy.stable.search_value
+    assert noisy.value >= noisy.stable_value  # the same fresh random numbers for both
     assert json.loads(json.dumps(noisy.evaluation.params)) == noisy.params
     assert noisy.kept in ("range", "stable")
 
