@@ -539,15 +539,21 @@ def _verdict(ratio: float, error: float, seeds: int) -> str:
     return "matches the best baseline (within 2 s.e.)"
 
 
+def _percent(fraction: float) -> str:
+    """One decimal of a percent, or two significant digits below 0.1% (an exact ratio can be
+    resolved far below that: 0.03%, not 0.0%)."""
+    return f"{fraction:.1%}" if abs(fraction) >= 0.001 else f"{100 * fraction:.2g}%"
+
+
 def _linearization_verdict(ratio: float, error: float, seeds: int) -> str:
     if seeds < SEEDS_FOR_A_VERDICT:
         return f"no verdict: {seeds} training seed(s), {SEEDS_FOR_A_VERDICT} needed"
     if not (math.isfinite(ratio) and math.isfinite(error)):
         return "no verdict: the ratio or its error is not finite"
     if ratio - 2 * error > 1:
-        return f"nonlinearity adds {ratio - 1:.1%} (above its linearization at 2 s.e.)"
+        return f"nonlinearity adds {_percent(ratio - 1)} (above its linearization at 2 s.e.)"
     if ratio + 2 * error < 1:
-        return f"nonlinearity costs {1 - ratio:.1%} (below its linearization at 2 s.e.)"
+        return f"nonlinearity costs {_percent(1 - ratio)} (below its linearization at 2 s.e.)"
     return "within 2 s.e. of its linearization"
 
 

@@ -370,3 +370,10 @@ def test_burn_in_default_follows_the_scenario_and_labels_pool_on_it():
     assert config("importance").resolved_burn_in() == 6000  # x 4: tagged memories relax slowly
     assert learned_label(config("importance", burn_in=6000)) == "gru (defaults)"
     assert learned_label(config("importance", burn_in=1500)) == "gru (burn_in=1500)"
+
+
+def test_linearization_verdicts_resolve_exact_ratios_below_a_tenth_of_a_percent():
+    from learnsyn.scoreboard import _linearization_verdict
+
+    assert _linearization_verdict(0.99966, 0.0, 3).startswith("nonlinearity costs 0.034%")
+    assert _linearization_verdict(1.125, 0.023, 3).startswith("nonlinearity adds 12.5%")
