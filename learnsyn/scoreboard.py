@@ -166,6 +166,8 @@ def compute_cell(
     cell: Cell, out: Path, eval_batch: int = EVAL_BATCH, device: str = "cpu", log=print
 ) -> dict[str, Any]:
     """Tune and evaluate every baseline of ``cell`` (cached in ``out/cells/<key>/``)."""
+    from learnsyn.tuning import baseline_code, tune_baselines_for_run
+
     directory = out / "cells" / cell.key
     done = directory / "cell.json"
     config = cell.config()
@@ -175,20 +177,23 @@ def compute_cell(
     if done.exists():
         data = read_json(done)
         if data.get("eval_batch") == eval_batch:
-            have = {row["name"] for row in data["baselines"]}
-            if set(names) <= have:
+            # rows made by today's code; a default baseline added since (e.g. linear-range) or
+            # one whose code changed is tuned and evaluated again, alone
+            kept = [
+                row
+                for row in data["baselines"]
+                if row.get("code") == baseline_code(row["name"], scenario)
+            ]
+            if set(names) <= {row["name"] for row in kept}:
                 return data
-            # a default baseline added since (e.g. linear-range): tune and evaluate only it
-            kept = data["baselines"]
     directory.mkdir(parents=True, exist_ok=True)
-    from learnsyn.tuning import tune_baselines_for_run
-
     missing = [name for name in names if name not in {row["name"] for row in kept}]
     tuned = tune_baselines_for_run(config, scenario, missing, directory / "baselines.json", log)
     seed = _cell_seed(cell)
     rows = [reevaluated(row, config, scenario, eval_batch, seed, device) for row in tuned]
     for row, tuned_row in zip(rows, tuned):
         row["on_boundary"] = tuned_row.get("on_boundary", [])
+        row["code"] = tuned_row.get("code")
     rows = kept + rows
     data = {
         "cell": asdict(cell),

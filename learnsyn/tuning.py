@@ -375,27 +375,53 @@ def _has_no_effect(score, to_params, z: np.ndarray, i: int, lows, highs) -> bool
 MONTE_CARLO_TUNING = {"batch": 512, "grid_points": 8, "refine_iterations": 30}
 
 
+def baseline_code(name: str, scenario: Scenario) -> str:
+    """A fingerprint of the code that decides a baseline's tuned value: its model's module, the
+    scenario's module, the estimators and the evaluation path. A cached row (a run's
+    ``baselines.json``, a scoreboard cell) made by other code is tuned again instead of reused
+    (this round a flag-aware optimal-linear and a new event coupling left stale rows behind)."""
+    import hashlib
+    import inspect
+
+    here = Path(__file__).parent
+    files = {
+        Path(inspect.getsourcefile(model_class(name))),
+        Path(inspect.getsourcefile(type(scenario))),
+        here / "evaluate.py",
+        *sorted((here / "estimate").glob("*.py")),
+    }
+    digest = hashlib.sha1()
+    for path in sorted(files):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def tune_baselines_for_run(
     config, scenario: Scenario, names, cache: Path | None = None, log=print
 ) -> list[dict[str, Any]]:
     """Tune each named baseline for a run (its scenario, N, metric, convention, threshold,
     horizon, burn-in and state budget m), exactly where possible and with
     ``MONTE_CARLO_TUNING`` otherwise. Results are cached in ``cache`` (a run's
-    ``baselines.json``), one row per baseline, so TensorBoard and ``compare`` tune once.
-    A baseline that cannot be tuned there is logged and left out."""
+    ``baselines.json``), one row per baseline, so TensorBoard and ``compare`` tune once; a row
+    whose ``code`` (``baseline_code``) is not today's is tuned again. A baseline that cannot be
+    tuned there is logged and left out."""
     from learnsyn.io import atomic_write_json, read_json
 
     rows = read_json(cache) if cache is not None and Path(cache).exists() else []
     by_name = {row.get("name"): row for row in rows}
     wanted = []
     for name in names:
-        if name not in by_name:
+        code = baseline_code(name, scenario)
+        if name not in by_name or by_name[name].get("code") != code:
+            if name in by_name:
+                log(f"{name}: the cached tuning was made by other code; tuning again")
             try:
-                by_name[name] = _tune_row(name, config, scenario, log)
+                row = {**_tune_row(name, config, scenario, log), "code": code}
             except ValueError as error:
                 log(f"baseline {name} left out: {error}")
                 continue
-            rows.append(by_name[name])
+            rows = [other for other in rows if other.get("name") != name] + [row]
+            by_name[name] = row
             if cache is not None:
                 atomic_write_json(cache, rows)
         wanted.append(by_name[name])

@@ -147,10 +147,13 @@ def test_a_cached_scoreboard_cell_gets_only_the_missing_default_baseline(tmp_pat
     names = default_baselines(make_scenario("noisy"), 1)
     assert "linear-range" in names
 
-    def fake_row(name):
+    from learnsyn.tuning import baseline_code
+
+    def fake_row(name):  # made by today's code, so only the missing baseline is tuned
         area = {"area": 1.0}
         return {"name": name, "params": {}, "method": "exact", "metrics": area, "ages": [0],
-                "metrics_stderr": {"area": 0.0}, "snr": [1.0], "snr_stderr": None}  # fmt: skip
+                "metrics_stderr": {"area": 0.0}, "snr": [1.0], "snr_stderr": None,
+                "code": baseline_code(name, make_scenario("noisy"))}  # fmt: skip
 
     old = [dict(fake_row(n), on_boundary=[]) for n in names if n != "linear-range"]
     directory = tmp_path / "cells" / cell.key

@@ -28,12 +28,36 @@ def test_cells_hold_every_baseline_under_the_bound_and_resume_from_the_cache(tmp
     assert "| ideal | 2 |" in md and "bound" in md
     assert (tmp_path / "scoreboard.png").stat().st_size > 1000
 
+    import learnsyn.tuning as tuning
+
+    real_tune, real_code = tuning.tune_baselines_for_run, tuning.baseline_code
+
     def no_tuning(*args, **kwargs):
         raise AssertionError("a cached cell was tuned again")
 
-    monkeypatch.setattr("learnsyn.tuning.tune_baselines_for_run", no_tuning)
+    monkeypatch.setattr(tuning, "tune_baselines_for_run", no_tuning)
     again = scoreboard.build_scoreboard(cells, tmp_path, eval_batch=64)
     assert again["cells"][0]["baselines"] == result["cells"][0]["baselines"]
+
+    # the exponential's code changes: only it is tuned again, in both cells and in their
+    # baselines.json, and (its code did not really change) to the same values
+    tuned = []
+
+    def record(config, scenario, names, cache=None, log=print):
+        tuned.append(list(names))
+        return real_tune(config, scenario, names, cache, log)
+
+    monkeypatch.setattr(tuning, "tune_baselines_for_run", record)
+    monkeypatch.setattr(
+        tuning,
+        "baseline_code",
+        lambda name, sc: real_code(name, sc) + (name == "exponential") * "!",
+    )
+    third = scoreboard.build_scoreboard(cells, tmp_path, eval_batch=64)
+    assert tuned == [["exponential"], ["exponential"]]
+    for before, after in zip(result["cells"], third["cells"], strict=True):
+        area = {r["name"]: r["metrics"]["area"] for r in before["baselines"]}
+        assert {r["name"]: r["metrics"]["area"] for r in after["baselines"]} == area
 
 
 def _row(seed, value, loo):
