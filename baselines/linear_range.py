@@ -72,8 +72,11 @@ from learnsyn.baselines.optimal_linear import (
     OptimalLinearSynapse,
     _json_params,
     chain_applies,
+    embed_smaller,
+    form_from_params,
     optimize_linear_synapse_monte_carlo,
     params_from_form,
+    spectral_radius,
 )
 
 from learnsyn.estimate.montecarlo import default_burn_in
@@ -196,10 +199,6 @@ class RangeLinear:
     trials: list[dict[str, Any]] = field(default_factory=list)
 
 
-def spectral_radius(A: np.ndarray) -> float:
-    return float(np.max(np.abs(np.linalg.eigvals(np.asarray(A, dtype=np.float64)))))
-
-
 def inflated_starts(
     A: np.ndarray,
     b: np.ndarray,
@@ -260,9 +259,8 @@ def optimize_linear_range(
         progress=progress,
     )
     stable = optimize_linear_synapse_monte_carlo(scenario, burn_in=burn_in, **common)
-    form = tuple(np.asarray(stable.params[k], dtype=np.float64) for k in ("A", "b", "c"))
+    form = form_from_params(stable.params)
     m = len(form[1])
-    form = (form[0].reshape(m, m), form[1], form[2])
     starts = inflated_starts(*form, radii=radii, amplitudes=amplitudes)
     given_burn_in = burn_in
     small_evaluations = 0
@@ -278,11 +276,7 @@ def optimize_linear_range(
             radii=radii,
             amplitudes=amplitudes,
         )
-        A = 0.5 * np.eye(m)
-        A[:smaller, :smaller] = np.reshape(small.params["A"], (smaller, smaller))
-        b, c = np.zeros(m), np.zeros(m)
-        b[:smaller], c[:smaller] = small.params["b"], small.params["c"]
-        starts.insert(1, (A, b, c))
+        starts.insert(1, embed_smaller(small.params, m))
         small_evaluations = small.evaluations
     if burn_in is None:
         stable_model = RangeLinearSynapse(**stable.params)
@@ -318,11 +312,10 @@ def optimize_linear_range(
     else:
         kept, value, evaluation = "stable", stable_value, stable_evaluation
     params = _json_params(evaluation.params)
-    A = np.reshape(params["A"], (m, m))
     return RangeLinear(
         params=params,
         value=value,
-        radius=spectral_radius(A),
+        radius=spectral_radius(form_from_params(params)[0]),
         evaluation=evaluation,
         stable_value=stable_value,
         kept=kept,

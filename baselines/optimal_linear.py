@@ -180,7 +180,7 @@ class OptimalLinearSynapse(LinearSynapse):
                     f"for variables={m}"
                 )
         A = A.reshape(m, m)
-        radius = float(np.max(np.abs(np.linalg.eigvals(A))))
+        radius = spectral_radius(A)
         if not self.radius_allowed(radius):
             if self.max_radius == 1.0 and not self.max_radius_included:
                 expected = "expected < 1"
@@ -312,6 +312,35 @@ class Setting:
     threshold: float
     convention: str
     metric: str
+
+
+def spectral_radius(A: np.ndarray) -> float:
+    """The largest eigenvalue modulus of A."""
+    return float(np.max(np.abs(np.linalg.eigvals(np.asarray(A, dtype=np.float64)))))
+
+
+def form_from_params(params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(A, b, c)`` as numpy arrays from ``optimal-linear`` parameters (``params_from_form``'s
+    inverse, without ``b_flagged``)."""
+    b = np.asarray(params["b"], dtype=np.float64)
+    m = len(b)
+    return (
+        np.asarray(params["A"], dtype=np.float64).reshape(m, m),
+        b,
+        np.asarray(params["c"], dtype=np.float64),
+    )
+
+
+def embed_smaller(params: dict[str, Any], size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A smaller synapse's ``(A, b, c)`` embedded in ``size`` variables: the extra variables get
+    no input and no readout (and decay by half per step), so the synapse is the same."""
+    A_small, b_small, c_small = form_from_params(params)
+    k = len(b_small)
+    A = 0.5 * np.eye(size)
+    A[:k, :k] = A_small
+    b, c = np.zeros(size), np.zeros(size)
+    b[:k], c[:k] = b_small, c_small
+    return A, b, c
 
 
 def power_stack(M: torch.Tensor, count: int) -> torch.Tensor:
@@ -663,12 +692,7 @@ class OptimalLinear:
 
     def form(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(A, b, c)`` as numpy arrays."""
-        m = self.params["variables"]
-        return (
-            np.array(self.params["A"]).reshape(m, m),
-            np.array(self.params["b"]),
-            np.array(self.params["c"]),
-        )
+        return form_from_params(self.params)
 
     def b_flagged(self) -> np.ndarray | None:
         """The increment of flagged events, or None (every event uses b)."""
@@ -1235,9 +1259,7 @@ def optimize_linear_synapse_monte_carlo(
 
     def exact_chain(z: np.ndarray) -> float:
         A, b, c = unpack(z)
-        if not np.all(np.isfinite(z)) or not model_class.radius_allowed(
-            float(np.max(np.abs(np.linalg.eigvals(A))))
-        ):
+        if not np.all(np.isfinite(z)) or not model_class.radius_allowed(spectral_radius(A)):
             return -math.inf
         try:
             snr = bounded_chain_snr(
@@ -1295,10 +1317,7 @@ def optimize_linear_synapse_monte_carlo(
             evaluations=evaluations,
             chain_evaluations=chain_evaluations,
         )
-        A = np.eye(m) * 0.5
-        A[:smaller, :smaller] = np.reshape(small.params["A"], (smaller, smaller))
-        b, c = np.zeros(m), np.zeros(m)
-        b[:smaller], c[:smaller] = small.params["b"], small.params["c"]
+        A, b, c = embed_smaller(small.params, m)
         scan.append(np.concatenate([A.reshape(-1), b, c]))
     values = [objective(z) for z in scan[:budget]]
     order = np.argsort(values)[::-1]
