@@ -1,5 +1,8 @@
 """Shared test setup: one torch thread (the suite runs on 2 shared cores), seeded helpers."""
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -35,3 +38,20 @@ def tiny_runs(tmp_path_factory):
             main(["train", *TINY_TRAIN, "--seed", str(seed), "--out", str(root / f"s{seed}")]) == 0
         )
     return root
+
+
+@pytest.fixture
+def stored_run():
+    """``load(name)`` -> ``(stored, config, model)`` for ``tests/data/<name>.json``: a trained
+    run's resolved config and selected parameters, kept for the README claims' tests."""
+    from learnsyn.config import TrainConfig
+    from learnsyn.training import build_model
+
+    def load(name: str):
+        stored = json.loads((Path(__file__).parent / "data" / f"{name}.json").read_text())
+        config = TrainConfig.from_dict(stored["config"])
+        model = build_model(config)
+        model.load_state_dict({k: torch.tensor(v) for k, v in stored["state_dict"].items()})
+        return stored, config, model
+
+    return load

@@ -138,24 +138,16 @@ def test_linearization_on_stationary_states_of_a_linear_synapse_is_itself():
     assert bounded.residual > 0 and bounded.A[1, 1] < float(BOUNDED_A[1, 1]) - 0.02
 
 
-def test_the_trained_bounded_gru_beats_the_best_linear_synapse_exactly():
+def test_the_trained_bounded_gru_beats_the_best_linear_synapse_exactly(stored_run):
     """The README's bounded claim, checked on the stored parameters of one of its runs (seed 0 of
     the defaults): exactly on the level grid, after the run's burn-in and after 20,000 steps, its
     area exceeds the best 2-variable linear synapse's (177.68); its own best affine fit on its
     stationary states (the ablation) is far below. If the evaluation changes so that the claim
     no longer holds, this fails."""
-    import json
-    from pathlib import Path
-
-    from learnsyn.config import TrainConfig
     from learnsyn.linearization import LinearizedCell, linearize_in
     from learnsyn.synapse import LinearSynapse
-    from learnsyn.training import build_model
 
-    stored = json.loads((Path(__file__).parent / "data" / "bounded-gru-m2-s0.json").read_text())
-    config = TrainConfig.from_dict(stored["config"])
-    model = build_model(config)
-    model.load_state_dict({k: torch.tensor(v) for k, v in stored["state_dict"].items()})
+    _, _, model = stored_run("bounded-gru-m2-s0")
     learned = _bounded_area(model)
     ages = np.arange(600)
     with torch.no_grad():

@@ -2,27 +2,16 @@
 seed 0) is below the linear synapse that sees the flag and far above the flag-blind baselines
 that made it look twice as good; the ideal m = 4 GRU is within 2% of the optimum."""
 
-import json
-from pathlib import Path
-
 import pytest
-import torch
 
-from learnsyn.config import TrainConfig
 from learnsyn.evaluate import evaluate
 from learnsyn.registry import make_model
 from learnsyn.runs import evaluate_trained
 from learnsyn.scenario import make_scenario
-from learnsyn.training import build_model
-
-STORED = Path(__file__).parent / "data" / "importance-gru-m2-s0.json"
 
 
-def test_learned_gru_is_below_the_gated_linear_synapse_and_above_the_flag_blind_ones():
-    stored = json.loads(STORED.read_text())
-    config = TrainConfig.from_dict(stored["config"])
-    model = build_model(config)
-    model.load_state_dict({k: torch.tensor(v) for k, v in stored["state_dict"].items()})
+def test_learned_gru_is_below_the_gated_linear_synapse_and_above_the_flag_blind_ones(stored_run):
+    stored, config, model = stored_run("importance-gru-m2-s0")
     learned = evaluate_trained(model, config, batch=4096, seed=0, device="cpu")
     area, stderr = learned.metrics["area"], learned.metrics_stderr["area"]
     scenario = make_scenario("importance")
@@ -40,16 +29,13 @@ def test_learned_gru_is_below_the_gated_linear_synapse_and_above_the_flag_blind_
     assert gated.metrics["area"] > 2 * flag_blind
 
 
-def test_ideal_m4_gru_from_the_new_start_is_within_two_percent_of_the_optimum():
+def test_ideal_m4_gru_from_the_new_start_is_within_two_percent_of_the_optimum(stored_run):
     """The ideal m = 4 GRU (defaults, seed 0) is its own linearization, whose exact area is
     237.4: 0.987 of optimal-linear's 240.64 (from the former start, pairs from 2 steps, the three
     seeds' linearizations scored 229.0, 228.8 and 229.1: the m = 2 optimum, 228.5)."""
     from learnsyn.linearization import LinearizedCell, linearize
 
-    stored = json.loads((Path(__file__).parent / "data" / "ideal-gru-m4-s0.json").read_text())
-    config = TrainConfig.from_dict(stored["config"])
-    model = build_model(config)
-    model.load_state_dict({k: torch.tensor(v) for k, v in stored["state_dict"].items()})
+    _, config, model = stored_run("ideal-gru-m4-s0")
     scenario = make_scenario("ideal")
     kw = dict(synapses=1000, horizon=600, convention="large-n")
     linear = evaluate(LinearizedCell(linearize(model)), scenario, method="exact", **kw)
