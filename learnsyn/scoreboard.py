@@ -279,14 +279,13 @@ def linearized_ablation(
     the mean map's fixed point, or on its stationary states where the scenario constrains the
     state) and evaluated with the SAME method, seed and batch as the ``learned`` row, so the
     ratio learned / linearized is paired (exact on both sides: no error at all)."""
-    from learnsyn.linearization import LinearizedCell, linearize_in, stationary_states
+    from learnsyn.linearization import LinearizedCell, linearize_in
     from learnsyn.runs import evaluate_trained
 
     scenario = make_scenario(config.task, config.task_params)
     if getattr(model, "discrete_state", False):
         raise ValueError(f"{config.cell}: a discrete-state model has no linearization")
-    states = stationary_states(model, scenario) if scenario.constrains_state else None
-    lin = linearize_in(model, scenario, states)
+    lin = linearize_in(model, scenario)  # on the stationary states where the state is constrained
     ev = evaluate_trained(
         LinearizedCell(lin),
         config,
