@@ -11,7 +11,14 @@ limits every variable to a range and a number of levels (stochastic rounding).
 import numpy as np
 
 from learnsyn.registry import register_model
-from learnsyn.synapse import LinearSynapse, ModelInfo, ParamSpec, amplitude_spec, resolve_params
+from learnsyn.synapse import (
+    LinearSynapse,
+    ModelInfo,
+    ParamSpec,
+    amplitude_spec,
+    resolve_params,
+    spectral_radius,
+)
 
 
 def chain_matrices(
@@ -74,7 +81,7 @@ class BennaFusiChain(LinearSynapse):
         self.params = resolve_params(self.info.params, params, "model 'benna-fusi'")
         p = self.params
         A, b, c = chain_matrices(p["variables"], p["ratio"], p["first_conductance"], p["amplitude"])
-        if np.max(np.abs(np.linalg.eigvals(A))) >= 1.0:
+        if spectral_radius(A) >= 1.0:
             raise ValueError(
                 f"model 'benna-fusi' with first_conductance={p['first_conductance']} and "
                 f"ratio={p['ratio']} is unstable under the dt = 1 Euler step; use a smaller "

@@ -76,14 +76,13 @@ from learnsyn.baselines.optimal_linear import (
     form_from_params,
     optimize_linear_synapse_monte_carlo,
     params_from_form,
-    spectral_radius,
 )
 
 from learnsyn.estimate.montecarlo import default_burn_in
 from learnsyn.evaluate import Evaluation, evaluate
 from learnsyn.registry import register_model
 from learnsyn.scenario import Scenario
-from learnsyn.synapse import ModelInfo
+from learnsyn.synapse import ModelInfo, spectral_radius
 from learnsyn.tuning import TuneResult
 
 NAME = "linear-range"

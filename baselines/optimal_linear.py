@@ -87,7 +87,14 @@ from learnsyn.estimate.snr import (
 from learnsyn.evaluate import Evaluation, evaluate
 from learnsyn.registry import register_model
 from learnsyn.scenario import InputStatistics, Scenario, make_scenario
-from learnsyn.synapse import AMPLITUDE_SEARCH, LinearSynapse, ModelInfo, ParamSpec, resolve_params
+from learnsyn.synapse import (
+    AMPLITUDE_SEARCH,
+    LinearSynapse,
+    ModelInfo,
+    ParamSpec,
+    resolve_params,
+    spectral_radius,
+)
 from learnsyn.tuning import TuneResult
 
 NAME = "optimal-linear"
@@ -312,11 +319,6 @@ class Setting:
     threshold: float
     convention: str
     metric: str
-
-
-def spectral_radius(A: np.ndarray) -> float:
-    """The largest eigenvalue modulus of A."""
-    return float(np.max(np.abs(np.linalg.eigvals(np.asarray(A, dtype=np.float64)))))
 
 
 def form_from_params(params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

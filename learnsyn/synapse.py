@@ -160,6 +160,11 @@ def resolve_params(
     }
 
 
+def spectral_radius(A: np.ndarray) -> float:
+    """The largest eigenvalue modulus of A (below 1: a stable linear synapse)."""
+    return float(np.max(np.abs(np.linalg.eigvals(np.asarray(A, dtype=np.float64)))))
+
+
 @dataclass(frozen=True)
 class LinearForm:
     """``x_{t+1} = A x_t + b xi_t``, ``w_t = c . x_t`` (numpy float64 arrays). ``b_flagged``: the
@@ -286,7 +291,7 @@ class LinearSynapse(Synapse):
         return self._form
 
     def time_scale(self) -> float:
-        radius = float(np.max(np.abs(np.linalg.eigvals(self._form.A))))
+        radius = spectral_radius(self._form.A)
         return float("inf") if radius >= 1 else 1.0 / max(1.0 - radius, 1e-300)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import scipy.linalg
 
 from learnsyn.scenario import InputStatistics, MarkovStatistics, TrackedKind
-from learnsyn.synapse import LinearForm, MarkovForm
+from learnsyn.synapse import LinearForm, MarkovForm, spectral_radius
 
 _CONDITION_LIMIT = 1e8
 
@@ -114,7 +114,7 @@ def linear_signal_and_variance(
     tracked kind's (and, for correlated events, without the tracked event's correlation with the
     past, which the intervention breaks)."""
     ages = np.asarray(ages, dtype=np.float64)
-    radius = float(np.max(np.abs(np.linalg.eigvals(np.asarray(form.A, dtype=np.float64)))))
+    radius = spectral_radius(form.A)
     if radius >= 1.0:
         raise ValueError(
             f"the linear synapse is not stable (A has spectral radius {radius:.6g} >= 1): its "
