@@ -251,10 +251,13 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def resolved_burn_in(self) -> int:
+    def resolved_burn_in(self, horizon: int | None = None) -> int:
+        """The burn-in: the given one, else ``default_train_burn_in`` at ``horizon`` (None: the
+        run's)."""
         if self.burn_in is not None:
             return int(self.burn_in)
-        return default_train_burn_in(self.task, self.task_params, self.horizon)
+        horizon = self.horizon if horizon is None else horizon
+        return default_train_burn_in(self.task, self.task_params, horizon)
 
     def resolved_lr(self) -> float:
         """The learning rate: 0.005, or 0.0005 for the tanh RNN, whose recurrent matrix holds

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from learnsyn.config import default_train_burn_in, stream_seed
+from learnsyn.config import stream_seed
 from learnsyn.io import atomic_write_json, check_output_dir, output_owner, read_json
 from learnsyn.scenario import make_scenario
 from learnsyn.training import (
@@ -449,14 +449,12 @@ def evaluate_trained(
 ):
     """The one evaluation of a trained synapse: Monte Carlo (or ``method="exact"``, on the
     bounded scenario's level grid) in the run's scenario, N, convention and threshold, over
-    ``horizon`` ages (the run's by default) after the run's burn-in (``default_train_burn_in``
-    at that horizon when the run left it unset)."""
+    ``horizon`` ages (the run's by default) after the run's burn-in (its default at that horizon
+    when the run left it unset)."""
     from learnsyn.evaluate import evaluate
 
     horizon = config.horizon if horizon is None else int(horizon)
-    burn_in = config.burn_in
-    if burn_in is None:
-        burn_in = default_train_burn_in(config.task, config.task_params, horizon)
+    burn_in = config.resolved_burn_in(horizon)
     scenario = scenario or make_scenario(config.task, config.task_params)
     with torch.no_grad():
         return evaluate(
