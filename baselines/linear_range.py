@@ -83,7 +83,7 @@ from learnsyn.evaluate import Evaluation, evaluate
 from learnsyn.registry import register_model
 from learnsyn.scenario import Scenario
 from learnsyn.synapse import ModelInfo, spectral_radius
-from learnsyn.tuning import TuneResult
+from learnsyn.tuning import TuneRequest, TuneResult
 
 NAME = "linear-range"
 #: the largest spectral radius of A in the family (included); see the module docstring
@@ -127,44 +127,13 @@ class RangeLinearSynapse(OptimalLinearSynapse):
     needs_state_range = True
 
     @classmethod
-    def optimize(
-        cls,
-        scenario: Scenario,
-        *,
-        synapses: int,
-        metric: str = "area",
-        fixed: dict[str, Any] | None = None,
-        max_state: int | None = None,
-        horizon: int = 1000,
-        threshold: float = 1.0,
-        convention: str = "large-n",
-        method: str = "auto",
-        batch: int = 512,
-        seed: int = 0,
-        burn_in: int | None = None,
-        refine_iterations: int = 60,
-        progress: Callable[[int, dict[str, Any], float], None] | None = None,
-        **_: Any,
-    ) -> TuneResult:
+    def optimize(cls, scenario: Scenario, request: TuneRequest) -> TuneResult:
         """``learnsyn.tuning.tune`` for this model: ``optimize_linear_range`` with the budget of
         ``optimal-linear``'s search (5 x ``refine_iterations`` Monte Carlo evaluations) for each
         of its two stages. m: a fixed ``variables``, else ``max_state``, else 2."""
         check_range(scenario)
-        m = cls.tuned_state_size(fixed, max_state)
-        result = optimize_linear_range(
-            scenario,
-            state_size=m,
-            synapses=synapses,
-            metric=metric,
-            horizon=horizon,
-            threshold=threshold,
-            convention=convention,
-            seed=seed,
-            batch=batch,
-            burn_in=burn_in,
-            evaluations=5 * refine_iterations,
-            progress=progress,
-        )
+        m = cls.tuned_state_size(request.fixed, request.max_state)
+        result = optimize_linear_range(scenario, state_size=m, **request.monte_carlo())
         boundary = []
         if result.radius >= MAX_RADIUS * (1 - 1e-3):
             boundary.append(f"spectral radius {result.radius:.4g} at the cap {MAX_RADIUS:g}")

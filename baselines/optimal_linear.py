@@ -95,7 +95,7 @@ from learnsyn.synapse import (
     resolve_params,
     spectral_radius,
 )
-from learnsyn.tuning import TuneResult
+from learnsyn.tuning import TuneRequest, TuneResult
 
 NAME = "optimal-linear"
 #: surrogate temperatures of the L-BFGS stages, in units of the threshold (after each stage the
@@ -226,63 +226,22 @@ class OptimalLinearSynapse(LinearSynapse):
         return m
 
     @classmethod
-    def optimize(
-        cls,
-        scenario: Scenario,
-        *,
-        synapses: int,
-        metric: str = "area",
-        fixed: dict[str, Any] | None = None,
-        max_state: int | None = None,
-        horizon: int = 1000,
-        threshold: float = 1.0,
-        convention: str = "large-n",
-        method: str = "auto",
-        batch: int = 512,
-        seed: int = 0,
-        burn_in: int | None = None,
-        refine_iterations: int = 60,
-        progress: Callable[[int, dict[str, Any], float], None] | None = None,
-        **_: Any,
-    ) -> TuneResult:
+    def optimize(cls, scenario: Scenario, request: TuneRequest) -> TuneResult:
         """``learnsyn.tuning.tune`` for this model: ``optimize_linear_synapse`` where the
-        scenario has linear statistics (and ``method`` is not monte-carlo), otherwise
+        scenario has linear statistics (and the method is not monte-carlo), otherwise
         ``optimize_linear_synapse_monte_carlo`` (the exact chain in the bounded scenario; a Monte
         Carlo search of 5 x ``refine_iterations`` evaluations elsewhere). A fixed ``variables``
         or else ``max_state`` gives m (default 2)."""
-        m = cls.tuned_state_size(fixed, max_state)
-        exact = scenario.linear_statistics() is not None and method != "monte-carlo"
-        if exact:
-            result = optimize_linear_synapse(
-                scenario,
-                state_size=m,
-                synapses=synapses,
-                metric=metric,
-                horizon=horizon,
-                threshold=threshold,
-                convention=convention,
-                seed=seed,
-            )
+        m = cls.tuned_state_size(request.fixed, request.max_state)
+        if scenario.linear_statistics() is not None and request.method != "monte-carlo":
+            result = optimize_linear_synapse(scenario, state_size=m, **request.search())
             trials = [{"params": result.params, "value": result.value}]
-            if progress is not None:
-                progress(result.evaluations, result.params, result.value)
+            if request.progress is not None:
+                request.progress(result.evaluations, result.params, result.value)
             return TuneResult(
                 result.params, result.value, result.evaluation, result.evaluations, trials
             )
-        mc = optimize_linear_synapse_monte_carlo(
-            scenario,
-            state_size=m,
-            synapses=synapses,
-            metric=metric,
-            horizon=horizon,
-            threshold=threshold,
-            convention=convention,
-            seed=seed,
-            batch=batch,
-            burn_in=burn_in,
-            evaluations=5 * refine_iterations,
-            progress=progress,
-        )
+        mc = optimize_linear_synapse_monte_carlo(scenario, state_size=m, **request.monte_carlo())
         return TuneResult(mc.params, mc.value, mc.evaluation, mc.evaluations, mc.trials)
 
 

@@ -53,6 +53,41 @@ class TuneResult:
         return out
 
 
+@dataclass(frozen=True)
+class TuneRequest:
+    """``tune``'s settings as a family that finds its own optimum receives them
+    (``optimize(scenario, request)``; optimal-linear, linear-range): the method is already
+    resolved, and ``refine_iterations`` sets the family's search budget."""
+
+    synapses: int
+    metric: str
+    fixed: dict[str, Any]
+    max_state: int | None
+    horizon: int
+    threshold: float
+    convention: str
+    method: str
+    batch: int
+    seed: int
+    burn_in: int | None
+    refine_iterations: int
+    progress: Callable[[int, dict[str, Any], float], None] | None = None
+
+    def search(self) -> dict[str, Any]:
+        """The keywords every optimum search takes: N, metric, horizon, threshold, convention
+        and seed."""
+        names = ("synapses", "metric", "horizon", "threshold", "convention", "seed")
+        return {name: getattr(self, name) for name in names}
+
+    def monte_carlo(self) -> dict[str, Any]:
+        """``search()`` plus what a Monte Carlo search takes: its batch, burn-in, budget (5 x
+        ``refine_iterations`` evaluations) and progress callback."""
+        return dict(
+            self.search(), batch=self.batch, burn_in=self.burn_in,
+            evaluations=5 * self.refine_iterations, progress=self.progress,
+        )  # fmt: skip
+
+
 def _forward(value: float, scale: str) -> float:
     if scale == "log":
         return math.log(value)
@@ -178,22 +213,11 @@ def tune(
     method = resolve_method(probe, scenario, method)
     optimize = getattr(type(probe), "optimize", None)
     if optimize is not None:  # a family that computes its own optimum (optimal-linear)
-        return optimize(
-            scenario,
-            synapses=synapses,
-            metric=metric,
-            fixed=fixed,
-            max_state=max_state,
-            horizon=horizon,
-            threshold=threshold,
-            convention=convention,
-            method=method,
-            batch=batch,
-            seed=seed,
-            burn_in=burn_in,
-            refine_iterations=refine_iterations,
-            progress=progress,
-        )
+        request = TuneRequest(
+            synapses, metric, fixed, max_state, horizon, threshold, convention, method, batch,
+            seed, burn_in, refine_iterations, progress,
+        )  # fmt: skip
+        return optimize(scenario, request)
     integers, continuous = search_space(model_name, scenario, fixed, max_state)
     trials: list[dict[str, Any]] = []
     cache: dict[tuple, tuple[float, Evaluation | None]] = {}
