@@ -4,7 +4,8 @@
 ``learnsyn.estimate.montecarlo.simulate_pairs`` for
 the learned tanh-RNN and GRU cells in scenarios without state constraints and, on the native
 kernel, in ``bounded`` and ``noisy``, and for these cells with the learned saturation
-``s tanh(y / s)`` (``output_scale``) on the native kernel (``supports_fast_path``): it draws
+``s tanh(y / s)`` (``output_scale``) on the native kernel, and forward only for linear and Markov
+(finite-state) synapses on the native kernel (``supports_fast_path``): it draws
 the same random numbers from the generator in the same order, maps them to the same events
 through the scenario, and returns the same ``PairMoments`` up to float rounding, with
 gradients that reach ``model.parameters()`` the same way (through the tracked window and the
@@ -21,6 +22,9 @@ Where the time goes instead (see docs/performance.md for the measurements):
   whose stream evolves (correlated events) are mapped step by step; where both branches of a
   pair see the same inputs (every step after the tracked one, without memory) they are mapped
   and stored once;
+- Markov synapses draw one uniform per pair after each step's events (shared by the two
+  branches in the tracked window): drawn as a constraint's numbers are (``EventRows``
+  with ``transitions``) and read by the native kernel's ``markov`` cell;
 - the recurrence runs in one of three kernels (``choose_kernel``): ``native``, a compiled C
   loop on the CPU (``learnsyn.rollout.native``); ``triton`` on CUDA
   (``learnsyn.rollout.triton``); ``eager``, hand-written backpropagation through time in plain
@@ -63,9 +67,18 @@ def supports_fast_path(
     the ``bounded`` and ``noisy`` scenarios (native kernel only: see ``constraint_kind``);
     without gradient (``grad`` False: evaluation) also for linear synapses (``linear_model``,
     native kernel only). Cells with a learned saturation (``output_scale``: ``log_scale``) run
-    on the native kernel only: for them True only where it runs (``device``, ``dtype``)."""
+    on the native kernel only: for them True only where it runs (``device``, ``dtype``).
+    Markov synapses (``markov_model``): without gradient, in scenarios that do not constrain
+    the state (the only ones they are evaluated in), where the native kernel runs."""
     from learnsyn.cells import GRUSynapse, TanhRNNSynapse
 
+    if markov_model(model):
+        return (
+            not grad
+            and unconstrained(scenario)
+            and torch.get_default_dtype() == torch.float32  # the dtype of their uniforms
+            and _native_usable(device, dtype, 1)
+        )
     if type(model) not in (GRUSynapse, TanhRNNSynapse):
         if grad or not linear_model(model):
             return False
@@ -109,6 +122,38 @@ def linear_matrices(model: Synapse, inputs: int, device) -> CellMatrices:
     first = torch.cat([A, b, zeros], 1)
     c = torch.as_tensor(form.c, dtype=torch.float32, device=device).reshape(-1)
     return CellMatrices("linear", first, first.new_zeros(0), c, c.new_zeros(()))
+
+
+def markov_model(model: Synapse) -> bool:
+    """A ``MarkovSynapse`` that steps, reads out and starts as the base class does, from a valid
+    state, with nondecreasing cumulative rows (the native kernel's ``markov`` cell: it finds
+    the next state by counting the entries below the uniform, by bisection in long rows)."""
+    from learnsyn.synapse import MarkovSynapse
+
+    kind = type(model)
+    if not (
+        isinstance(model, MarkovSynapse)
+        and kind.step is MarkovSynapse.step
+        and kind.readout is MarkovSynapse.readout
+        and kind.initial_state is MarkovSynapse.initial_state
+        and 0 <= int(model.initial) < model.n_states
+    ):
+        return False
+    shape = (model.n_states, model.n_states)
+    tables = (model.cum_plus, model.cum_minus)
+    return model.weights.shape == shape[:1] and all(
+        table.shape == shape and bool((table[:, 1:] >= table[:, :-1]).all()) for table in tables
+    )
+
+
+def markov_matrices(model: Synapse) -> CellMatrices:
+    """The native kernel's ``markov`` cell: ``first`` and ``reset`` the cumulative transition
+    tables of positive and of negative events, ``readout`` the weight of every state."""
+    first, reset, weights = (
+        t.detach().to("cpu", torch.float32).contiguous()
+        for t in (model.cum_plus, model.cum_minus, model.weights)
+    )
+    return CellMatrices("markov", first, reset, weights, weights.new_zeros(()))
 
 
 def unconstrained(scenario: Scenario) -> bool:
@@ -168,7 +213,10 @@ def cell_matrices(
 
 class EventRows:
     """Turns the generator's uniforms into input rows ``[steps, a, batch]`` (event, flag),
-    consuming exactly the numbers the reference consumes, in the same order."""
+    consuming exactly the numbers the reference consumes, in the same order. ``transitions``:
+    the synapses are Markov synapses, which draw ``rand(pairs, 1)`` after every step's events
+    (``MarkovSynapse.step``): kept as a constraint's numbers are (``constraint``
+    ``transitions``, ``size`` 1)."""
 
     def __init__(
         self,
@@ -178,6 +226,7 @@ class EventRows:
         device: torch.device,
         dtype: torch.dtype,
         size: int = 0,
+        transitions: bool = False,
     ):
         self.scenario = scenario
         self.generator = generator
@@ -188,8 +237,8 @@ class EventRows:
         self.stream = scenario.new_stream(pairs, device)
         self.memoryless: bool | None = None  # unknown until the first mapped step
         self._twins: bool | None = None  # tracked window: are both branches' streams equal?
-        self.constraint = constraint_kind(scenario)
-        self.size = size
+        self.constraint = "transitions" if transitions else constraint_kind(scenario)
+        self.size = 1 if transitions else size
         self.noise: torch.Tensor | None = None  # the constraint's numbers (``start_noise``)
         self.noise_at = 0
         # the ideal scenario's +-1 events (no stream, no flags): mapped by the compiled generator
@@ -212,7 +261,7 @@ class EventRows:
         compiled copy of the CPU generator where it applies (then, in scenarios with the
         ideal scenario's events, the events ``[steps', pairs]`` themselves: second value
         True), else through torch."""
-        mode = {None: 0, "bounded": 1, "noisy": 2}[self.constraint]
+        mode = {None: 0, "bounded": 1, "transitions": 1, "noisy": 2}[self.constraint]
         if mode and (self.noise is None or self.noise.shape[1] < self.noise_at + steps):
             raise RuntimeError("start_noise was not called for these steps")
         if self.device.type == "cpu" and self.dtype == torch.float32:
@@ -237,7 +286,10 @@ class EventRows:
         for step in range(steps):
             if step >= events_from:
                 drawn.append(torch.rand(*shape, dtype=self.dtype, **options))
-            numbers = self.scenario.constraint_noise(self.pairs, self.size, **options)
+            if self.constraint == "transitions":
+                numbers = torch.rand(self.pairs, 1, **options)
+            else:
+                numbers = self.scenario.constraint_noise(self.pairs, self.size, **options)
             noise.append(numbers.to(torch.float32).T)
         at = self.noise_at
         self.noise[:, at : at + steps] = rollout_native.blocked(torch.stack(noise))
@@ -246,7 +298,8 @@ class EventRows:
         return (torch.stack(drawn) if drawn else empty), False
 
     def draw_noise(self) -> None:
-        """The constraint's numbers of a step without background events (the tracked one)."""
+        """The constraint's numbers of a step without background events (the tracked one):
+        also the Markov synapses' transition uniforms."""
         if self.constraint is not None:
             self._draw(1, 1)
 
@@ -407,7 +460,8 @@ def fast_simulate_pairs(
         device=device, grad=grad, dtype=dtype, tail=tail,
     )  # fmt: skip
     linear = linear_model(model)
-    scaled = not linear and scaled_model(model)
+    markov = markov_model(model)
+    scaled = not (linear or markov) and scaled_model(model)
     if scaled and (unconstrained(scenario) or constraint_kind(scenario) is not None):
         if kernel in ("eager", "triton"):
             raise ValueError(f"the {kernel} kernel does not run scaled cells (output_scale)")
@@ -416,12 +470,13 @@ def fast_simulate_pairs(
     if not supports_fast_path(model, scenario, grad, device, dtype):
         return simulate_pairs(model, scenario, kind, **reference)
     constrained = not unconstrained(scenario)
-    if (constrained or linear) and kernel not in ("auto", "native"):
+    if (constrained or linear or markov) and kernel not in ("auto", "native"):
         what = "apply state constraints" if constrained else "run linear synapses"
+        what = "run Markov synapses" if markov else what
         raise ValueError(f"the {kernel} kernel does not {what}; use native")
     groups, per_group = pair_groups(pairs, groups)
     device = torch.device(device)
-    native_only = constrained or linear or scaled
+    native_only = constrained or linear or scaled or markov
     if native_only and not rollout_native.usable(torch.empty(0, device=device, dtype=dtype), 1):
         if kernel == "native":
             raise ValueError(f"the native kernel cannot run here ({device}, {dtype})")
@@ -431,7 +486,7 @@ def fast_simulate_pairs(
     inputs = 2 if (scenario.has_flags or kind.flag != 0) else 1
     tail = max(0, min(int(tail), int(burn_in))) if grad else 0
     steps = tail + horizon  # the differentiated window: the tail, then the tracked ages
-    source = EventRows(scenario, generator, pairs, device, dtype, size)
+    source = EventRows(scenario, generator, pairs, device, dtype, size, transitions=markov)
     with torch.no_grad():
         start = model.initial_state(pairs, device=device, dtype=dtype).T
         backend = choose_kernel(start, size, pairs, groups, kernel)
@@ -439,7 +494,9 @@ def fast_simulate_pairs(
             return simulate_pairs(model, scenario, kind, **reference)
         if backend == "eager":  # the eager kernel carries u = (h + 1) / 2
             start = start.add(1).mul(0.5)
-        if linear:
+        if markov:
+            plain = markov_matrices(model)
+        elif linear:
             plain = linear_matrices(model, inputs, device)
         else:
             plain = cell_matrices(model, inputs, dtype, device, backend).detached()
@@ -466,6 +523,8 @@ def fast_simulate_pairs(
     if not grad:
         with torch.no_grad():
             sums = _forward_only(plain, source, start, head, horizon, cells, backend, shared)
+        if markov:  # left holding the generator, as the reference leaves it
+            model.use_generator(generator, paired=True)
         return PairMoments(sums, per_group, kind.p_plus)
     with torch.no_grad():
         if rows is None:
@@ -593,7 +652,11 @@ def _burn_in(mats, source, state, steps, inputs, backend) -> torch.Tensor:
 
 def _constraint(source: EventRows) -> rollout_native.Constraint | None:
     noise = source.take_noise()
-    return None if noise is None else kernel_constraint(source.scenario, noise, source.pairs)
+    if noise is None:
+        return None
+    if source.constraint == "transitions":  # read by the markov cell
+        return rollout_native.Constraint(3, 0.0, 0.0, 0.0, noise, source.pairs)
+    return kernel_constraint(source.scenario, noise, source.pairs)
 
 
 def _forward_only(mats, source, start, head, horizon, cells, backend, shared) -> torch.Tensor:

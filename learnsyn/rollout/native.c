@@ -182,7 +182,8 @@ static inline __attribute__((always_inline)) void rnn_step(int m, int C, const f
 }
 
 typedef struct {
-    int gru, m, a, N, T, K; /* gru: 1 GRU, 0 tanh RNN, 2 linear (x' = first x; forward only) */
+    int gru, m, a, N, T, K; /* gru: 1 GRU, 0 tanh RNN, 2 linear (x' = first x), 3 Markov
+                               synapses (markov_forward); 2 and 3 forward only */
     int columns;           /* input columns per step: N, or N / 2 when both branches share them */
     int cells;             /* (branch, group) cells of the moments; 0: no moments */
     const float *first, *reset;
@@ -192,7 +193,8 @@ typedef struct {
     const int *lane_cell;  /* [N]: the cell of each lane (-1: padding) */
     /* state constraint after every step (the scenario's `constrain`): 0 none, 1 bounded
        (clip to [-bound, bound], stochastic rounding to levels `spacing` apart, straight-through
-       gradient), 2 noisy (add sigma * noise, then clip to [-bound, bound] when bound > 0) */
+       gradient), 2 noisy (add sigma * noise, then clip to [-bound, bound] when bound > 0);
+       3 (Markov synapses only): no constraint, the numbers are the transitions' uniforms */
     int constraint;
     int noise_cols;        /* columns of noise: lane n reads column n % noise_cols */
     float bound, spacing, sigma;
@@ -202,6 +204,10 @@ typedef struct {
     /* [m]: the saturation's output multipliers s (h' = s tanh(.), the GRU's candidate likewise;
        the 1 / s inside is folded into the weights), or NULL for plain tanh */
     const float *out_scale;
+    /* gru 3 (Markov synapses, forward only): the number of states S; first and reset are then
+       the cumulative transition tables [S][S] of positive and of negative events, readout the
+       weight of every state, and noise (constraint 3) each step's transition uniforms */
+    int states;
 } window_t;
 
 /* The constraint's numbers of step t, variable i, for the lanes n0 .. n0 + BS - 1. */
@@ -381,6 +387,68 @@ static inline __attribute__((always_inline)) int forward_impl(const window_t *w,
     return 0;
 }
 
+/* The state after a transition from a cumulative row (nondecreasing, checked by the caller):
+   the number of its entries below u, at most S - 1, as the reference's (u > row).sum(). */
+static inline __attribute__((always_inline)) int markov_next(float u, const float *row, int S) {
+    int j = 0;
+    if (S <= 32) {
+        for (int s = 0; s < S; s++) j += u > row[s];
+    } else {
+        int hi = S;
+        while (j < hi) {
+            int mid = (j + hi) / 2;
+            if (u > row[mid]) j = mid + 1; else hi = mid;
+        }
+    }
+    return j < S - 1 ? j : S - 1;
+}
+
+/* window_forward of Markov synapses (gru 3): the state row holds each lane's state index (a
+   float, as the reference's state), the first input row the event (0: no transition, > 0: the
+   table of positive events, else that of negative ones); step t's transition uniforms are
+   read as a constraint's numbers are (lane n: column n % noise_cols, so both branches of a
+   pair share them), the weights of the new states summed into the moments. */
+static int markov_forward(const window_t *w, const float *start, float *moments,
+                          float *boundaries, float *final) {
+    int N = w->N, T = w->T, S = w->states, a = w->a, W = ways(w);
+    if (w->m != 1 || S < 1 || boundaries || w->constraint != 3 || !w->noise || N % BS
+        || w->columns % BS)
+        return 1;
+    float (*xs)[BS] = malloc(sizeof(float[BS]) * (a + 2) * W);
+    for (int k = 0; k < N / BS; k += W) {
+        int starts[2];
+        for (int v = 0; v < W; v++) {
+            starts[v] = block_start(w, k + v);
+            memcpy(xs[(size_t)v * (a + 2)], start + starts[v], sizeof(float[BS]));
+        }
+        for (int t = 0; t < T; t++)
+            for (int v = 0; v < W; v++) {
+                int n0 = starts[v];
+                float (*x)[BS] = xs + (size_t)v * (a + 2), tmp[BS], y[BS];
+                load_inputs(w, 1, a, t, n0, x);
+                const float *u = noise_row(w, 1, t, 0, n0, tmp);
+                if (t + PREFETCH_STEPS < T && w->noise_cols % BS == 0)
+                    __builtin_prefetch(noise_row(w, 1, t + PREFETCH_STEPS, 0, n0, tmp));
+                for (int n = 0; n < BS; n++) {
+                    float event = x[1][n];
+                    int i = (int)x[0][n];
+                    if (event != 0.0f) {
+                        const float *row = (event > 0.0f ? w->first : w->reset) + (size_t)i * S;
+                        i = markov_next(u[n], row, S);
+                        x[0][n] = (float)i;
+                    }
+                    y[n] = w->readout[i];
+                }
+                if (moments) add_moments(w, t, n0, y, moments);
+            }
+        if (final)
+            for (int v = 0; v < W; v++)
+                memcpy(final + starts[v], xs[(size_t)v * (a + 2)], sizeof(float[BS]));
+    }
+    free(xs);
+    return 0;
+}
+
 /* Forward through T steps from start [m][N]. moments [T][cells][2] (+=), boundaries
    [ceil(T / K)][m][N] (the state at t = c K), final [m][N]: each may be NULL. The common
    state sizes get their own copy of the loop with the sizes known to the compiler (loops with
@@ -389,6 +457,7 @@ int window_forward(const window_t *w, const float *start, float *moments, float 
                    float *final) {
 #define FORWARD(M, A) \
     if (w->m == M && w->a == A) return forward_impl(w, M, A, start, moments, boundaries, final);
+    if (w->gru == 3) return markov_forward(w, start, moments, boundaries, final);
     FORWARD(2, 1) FORWARD(2, 2) FORWARD(4, 1) FORWARD(4, 2) FORWARD(8, 1) FORWARD(8, 2)
 #undef FORWARD
     return forward_impl(w, w->m, w->a, start, moments, boundaries, final);
@@ -463,7 +532,7 @@ static inline __attribute__((always_inline)) int backward_impl(
     float *grad_first, float *grad_reset, float *grad_readout, float *grad_scale) {
     int N = w->N, T = w->T, K = w->K, C = m + a + 1;
     int gru = w->gru, rows = gru ? 3 * m : m, drows = rows + 1;
-    if (gru == 2) return 1;  /* linear synapses have no parameters to train */
+    if (gru >= 2) return 1;  /* linear and Markov synapses have no parameters to train */
     const float *first = w->first, *reset = w->reset, *readout = w->readout;
     const float *osc = w->out_scale;  /* the saturation's multipliers s, or NULL */
     if (m > MAXM || N % BS || w->columns % BS || (osc && !grad_scale)) return 1;

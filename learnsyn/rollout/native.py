@@ -82,6 +82,7 @@ class _Window(ctypes.Structure):
         *[(name, ctypes.c_float) for name in ("bound", "spacing", "sigma")],
         ("noise", ctypes.c_void_p),
         ("out_scale", ctypes.c_void_p),
+        ("states", ctypes.c_int),
     ]
 
 
@@ -89,7 +90,8 @@ class _Window(ctypes.Structure):
 class Constraint:
     """A state constraint the kernel applies after every step (``learnsyn.tasks.constrained``):
     ``kind`` 1 bounded (clip, stochastic rounding to levels ``spacing`` apart), 2 noisy
-    (``sigma`` times the noise, then clip when ``bound > 0``); ``noise``: ``[T, m, columns]``,
+    (``sigma`` times the noise, then clip when ``bound > 0``), 3 none: the numbers are a Markov
+    synapse's transition uniforms (the ``markov`` cell); ``noise``: ``[T, m, columns]``,
     the step's rounding uniforms or Gaussian numbers (lane ``n`` reads column ``n % columns``)."""
 
     kind: int
@@ -221,7 +223,11 @@ class Window:
     ``start``: ``[m, batch]``; ``cells``: ``(pairs, groups)`` to accumulate the moments of the
     weights, or None; ``mats``: ``first``, ``reset`` and the model's readout weights ``c``
     (``w = c . h``, computed as ``c . (2u - 1)``), and optionally the saturation's output
-    multipliers ``s`` (``[m]``, or None: plain tanh; see ``kernels.compiled_matrices``)."""
+    multipliers ``s`` (``[m]``, or None: plain tanh; see ``kernels.compiled_matrices``).
+    The ``markov`` cell (forward only): ``start`` ``[1, batch]`` holds the state indices,
+    ``mats`` the cumulative transition tables of positive and of negative events ``[S, S]`` and
+    the weight of every state ``[S]``; its ``constraint`` (kind 3) every step's transition
+    uniforms."""
 
     def __init__(self, cell, mats, inputs, head, start, chunk, cells, constraint=None):
         scale = mats[3] if len(mats) > 3 else None
@@ -253,7 +259,7 @@ class Window:
         else:
             self.noise = None
         self.struct = _Window(
-            {"rnn": 0, "gru": 1, "linear": 2}[cell],
+            {"rnn": 0, "gru": 1, "linear": 2, "markov": 3}[cell],
             m,
             a,
             width,
@@ -274,6 +280,7 @@ class Window:
             0.0 if constraint is None else constraint.sigma,
             _ptr(self.noise),
             _ptr(scale),
+            readout.numel() if cell == "markov" else 0,
         )
 
     def forward(self, moments: bool, boundaries: bool):
