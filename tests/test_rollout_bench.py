@@ -54,3 +54,12 @@ def test_cell_evaluation_bench_reports_both_paths_and_their_agreement():
     assert entry["reference_synapse_steps_per_second"] > 0
     assert entry["snr_max_relative_difference"] < 1e-4
     assert "speedup" in _cell_evaluation_line(entry)
+
+
+def test_markov_evaluation_bench_reports_both_paths_and_their_agreement():
+    from learnsyn.tools.bench import _cell_evaluation_line, bench_model_evaluation
+
+    entry = bench_model_evaluation("cascade", {}, "ideal", pairs=64, steps=40, device="cpu")
+    assert entry["speedup"] > 0 and entry["fast_synapse_steps_per_second"] > 0
+    assert entry["snr_max_relative_difference"] == 0.0  # the same state indices on both paths
+    assert "cascade" in entry["what"] and "speedup" in _cell_evaluation_line(entry)

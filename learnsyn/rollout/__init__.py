@@ -147,13 +147,14 @@ def markov_model(model: Synapse) -> bool:
 
 
 def markov_matrices(model: Synapse) -> CellMatrices:
-    """The native kernel's ``markov`` cell: ``first`` and ``reset`` the cumulative transition
-    tables of positive and of negative events, ``readout`` the weight of every state."""
-    first, reset, weights = (
+    """The native kernel's ``markov`` cell: ``first`` the cumulative transition tables of
+    positive and of negative events, one above the other (``[2 S, S]``), ``readout`` the weight
+    of every state (``reset`` empty)."""
+    first, weights = (
         t.detach().to("cpu", torch.float32).contiguous()
-        for t in (model.cum_plus, model.cum_minus, model.weights)
+        for t in (torch.cat([model.cum_plus, model.cum_minus]), model.weights)
     )
-    return CellMatrices("markov", first, reset, weights, weights.new_zeros(()))
+    return CellMatrices("markov", first, first.new_zeros(0), weights, weights.new_zeros(()))
 
 
 def unconstrained(scenario: Scenario) -> bool:

@@ -225,9 +225,9 @@ class Window:
     (``w = c . h``, computed as ``c . (2u - 1)``), and optionally the saturation's output
     multipliers ``s`` (``[m]``, or None: plain tanh; see ``kernels.compiled_matrices``).
     The ``markov`` cell (forward only): ``start`` ``[1, batch]`` holds the state indices,
-    ``mats`` the cumulative transition tables of positive and of negative events ``[S, S]`` and
-    the weight of every state ``[S]``; its ``constraint`` (kind 3) every step's transition
-    uniforms."""
+    ``mats`` the cumulative transition tables of positive events above those of negative ones
+    ``[2 S, S]``, nothing, and the weight of every state ``[S]``; its ``constraint`` (kind 3)
+    every step's transition uniforms."""
 
     def __init__(self, cell, mats, inputs, head, start, chunk, cells, constraint=None):
         scale = mats[3] if len(mats) > 3 else None

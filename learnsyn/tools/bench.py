@@ -4,8 +4,9 @@
 - the time of an exact SNR curve of the Benna-Fusi chain (m = 12) at 1000 log-spaced ages up to
   1e8 (target: well under 0.1 s);
 - Monte Carlo throughput of the evaluation simulator in synapse-steps per second;
-- Monte Carlo evaluation (``evaluate``, method monte-carlo) of learned cells, the reference
-  loop against the fast (forward-only, compiled) rollout, interleaved, with ``speedup``;
+- Monte Carlo evaluation (``evaluate``, method monte-carlo) of learned cells and of Markov
+  synapses (cascade, binary), the reference loop against the fast (forward-only, compiled)
+  rollout, interleaved, with ``speedup``;
 - the exact grid SNR in the bounded scenario (``learnsyn.estimate.grid``) for 256, 4096 and 65536
   states;
 - the meta-training rollouts (``learnsyn.tools.rollout_bench``).
@@ -82,6 +83,20 @@ def bench_cell_evaluation(
     from learnsyn.cells import make_cell
 
     model = make_cell(cell, 8, timescale=steps)
+    what = f"Monte Carlo evaluation, learned {cell} m=8, {scenario}"
+    return _evaluation_paths(model, scenario, what, pairs, steps, device, repeats)
+
+
+def bench_model_evaluation(
+    name: str, params: dict, scenario: str, pairs: int, steps: int, device: str, repeats: int = 3
+) -> dict:
+    """``bench_cell_evaluation`` for a registered model (Markov synapses: binary, cascade)."""
+    model = make_model(name, params)
+    what = f"Monte Carlo evaluation, {name} {params}, {scenario}"
+    return _evaluation_paths(model, scenario, what, pairs, steps, device, repeats)
+
+
+def _evaluation_paths(model, scenario, what, pairs, steps, device, repeats) -> dict:
     task = make_scenario(scenario)
     options = dict(
         synapses=1000, horizon=steps // 2, burn_in=steps // 2, method="monte-carlo",
@@ -98,7 +113,7 @@ def bench_cell_evaluation(
     reference, fast = (statistics.median(times[k]) for k in ("reference", "fast"))
     difference = np.abs(curves["fast"] - curves["reference"]).max()
     return {
-        "what": f"Monte Carlo evaluation, learned {cell} m=8, {scenario}",
+        "what": what,
         "pairs": pairs,
         "steps": steps,
         "device": device,
@@ -108,6 +123,10 @@ def bench_cell_evaluation(
         "speedup": reference / fast,
         "snr_max_relative_difference": float(difference / np.abs(curves["reference"]).max()),
     }
+
+
+#: Markov synapses in the Monte Carlo evaluation part (default sizes)
+MARKOV_EVALUATION = (("cascade", {}), ("binary", {"q": 0.1}))
 
 
 #: what a full and a quick run took on the 2-core build machine, shared with other jobs
@@ -151,6 +170,11 @@ def run_benchmarks(device: str = "cpu", quick: bool = False, out=None) -> dict:
     )
     for cell, scenario in cells:
         entry = bench_cell_evaluation(cell, scenario, 4096, steps, device, 1 if quick else 3)
+        results["cell_evaluation"].append(entry)
+        say(_cell_evaluation_line(entry))
+    for name, params in MARKOV_EVALUATION[:1] if quick else MARKOV_EVALUATION:
+        repeats = 1 if quick else 3
+        entry = bench_model_evaluation(name, params, "ideal", 4096, steps, device, repeats)
         results["cell_evaluation"].append(entry)
         say(_cell_evaluation_line(entry))
     from learnsyn.estimate.grid import describe_grid_bench, grid_bench
