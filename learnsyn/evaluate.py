@@ -277,7 +277,7 @@ def evaluate(
     (or the given integer ``ages``, exact method only). ``burn_in`` (default: enough for the
     model's slowest time scale) applies to Monte Carlo and to the exact grid method.
     ``rollout``: Monte Carlo through ``learnsyn.rollout.fast_simulate_pairs`` (``fast``: the
-    forward-only compiled kernels for learned cells and linear synapses, the same random
+    forward-only compiled kernels for learned cells, linear and Markov synapses, the same random
     numbers; other models go to the reference) or ``reference`` (``simulate_pairs``); None:
     ``$LEARNSYN_ROLLOUT``, else ``fast``."""
     check_convention(convention)
