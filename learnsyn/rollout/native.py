@@ -91,8 +91,9 @@ class Constraint:
     """A state constraint the kernel applies after every step (``learnsyn.tasks.constrained``):
     ``kind`` 1 bounded (clip, stochastic rounding to levels ``spacing`` apart), 2 noisy
     (``sigma`` times the noise, then clip when ``bound > 0``), 3 none: the numbers are a Markov
-    synapse's transition uniforms (the ``markov`` cell); ``noise``: ``[T, m, columns]``,
-    the step's rounding uniforms or Gaussian numbers (lane ``n`` reads column ``n % columns``)."""
+    synapse's transition uniforms (the ``markov`` cell); ``noise``: ``[ceil(columns / LANES), T,
+    m, LANES]`` (``blocked``), each step's rounding uniforms or Gaussian numbers by blocks of
+    columns (lane ``n`` reads column ``n % columns``)."""
 
     kind: int
     bound: float
