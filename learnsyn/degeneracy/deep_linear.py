@@ -25,7 +25,6 @@ so they are computed without extra passes over the data.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ from learnsyn.degeneracy.measures import (
     covariance_degeneracy,
     matrix_degeneracy,
 )
-from learnsyn.degeneracy.outputs import progress_bar, torch_threads
+from learnsyn.degeneracy.outputs import progress_bar, run_timed
 from learnsyn.initialization import (
     FOLD_AXES,
     initialize_square_matrix,
@@ -276,13 +275,9 @@ def run_deep_linear(config: DeepLinearConfig, out_dir: str | Path) -> dict[str, 
 
     Returns the summary dict that is also written to ``<out_dir>/results.json``.
     """
-    config.validate()
-    started = time.perf_counter()
-    with torch_threads(config.threads):
-        raw = train_deep_linear(config)
-    training_seconds = time.perf_counter() - started
+    raw, seconds = run_timed(config, lambda: train_deep_linear(config))
     return write_deep_linear_outputs(
-        config, raw, Path(out_dir), training_seconds=training_seconds, torch_threads=config.threads
+        config, raw, out_dir, training_seconds=seconds, torch_threads=config.threads
     )
 
 

@@ -30,12 +30,11 @@ from learnsyn.degeneracy.deep_linear_claims import (
 from learnsyn.degeneracy.deep_linear_config import DeepLinearConfig
 from learnsyn.degeneracy.measures import MEASURE_NAMES
 from learnsyn.degeneracy.outputs import (
+    experiment_writer,
     log_series,
     new_figure,
-    open_tensorboard_writer,
     plot_mean_with_error,
     save_figure,
-    write_experiment_outputs,
 )
 from learnsyn.degeneracy.seed_statistics import (
     mean_and_standard_error,
@@ -211,7 +210,7 @@ def summarize_deep_linear(config: DeepLinearConfig, raw: dict[str, Any]) -> dict
 
 
 def plot_deep_linear(
-    config: DeepLinearConfig, summary: dict[str, Any], out_dir: Path
+    config: DeepLinearConfig, summary: dict[str, Any], raw: dict[str, Any], out_dir: Path
 ) -> list[Path]:
     """Write the five PNG figures and return their paths."""
     names, labels = config.conditions, summary["conditions"]
@@ -355,41 +354,25 @@ def plot_gradients_over_training(
 
 
 def log_deep_linear_tensorboard(
-    config: DeepLinearConfig, summary: dict[str, Any], out_dir: Path
+    writer: Any, config: DeepLinearConfig, summary: dict[str, Any], raw: dict[str, Any]
 ) -> None:
     """The plotted series as TensorBoard scalars (seed means; per-layer series use step=layer)."""
-    writer = open_tensorboard_writer(out_dir)
-    try:
-        for name in config.conditions:
-            log_series(writer, f"loss/{name}", summary["epochs"], summary["loss"][name]["mean"])
-            for key in ("activation_gradient_norms", "weight_gradient_norms"):
-                for epoch in summary["gradient_epochs"]:
-                    values = summary[key][name][f"epoch_{epoch}"]["mean"]
-                    log_series(writer, f"{key}/epoch_{epoch}/{name}", summary["layers"], values)
-            section = summary["gradient_norms_over_training"]
-            for key in ("layer_mean_activation_gradient_norm", "layer_mean_weight_gradient_norm"):
-                values = section[key][name]["mean"]
-                log_series(writer, f"{key}/{name}", section["epochs"], values)
-            for group, measures in summary["degeneracy_over_training"].items():
-                for measure in MEASURE_NAMES:
-                    values = measures[measure][name]["mean"]
-                    log_series(
-                        writer, f"{group}/{measure}/{name}", summary["measure_epochs"], values
-                    )
-    finally:
-        writer.close()
+    for name in config.conditions:
+        log_series(writer, f"loss/{name}", summary["epochs"], summary["loss"][name]["mean"])
+        for key in ("activation_gradient_norms", "weight_gradient_norms"):
+            for epoch in summary["gradient_epochs"]:
+                values = summary[key][name][f"epoch_{epoch}"]["mean"]
+                log_series(writer, f"{key}/epoch_{epoch}/{name}", summary["layers"], values)
+        section = summary["gradient_norms_over_training"]
+        for key in ("layer_mean_activation_gradient_norm", "layer_mean_weight_gradient_norm"):
+            values = section[key][name]["mean"]
+            log_series(writer, f"{key}/{name}", section["epochs"], values)
+        for group, measures in summary["degeneracy_over_training"].items():
+            for measure in MEASURE_NAMES:
+                values = measures[measure][name]["mean"]
+                log_series(writer, f"{group}/{measure}/{name}", summary["measure_epochs"], values)
 
 
-def write_deep_linear_outputs(
-    config: DeepLinearConfig, raw: dict[str, Any], out_dir: Path, **extra: Any
-) -> dict[str, Any]:
-    """Write config.json, results.json, figures and TensorBoard logs; return the summary."""
-    return write_experiment_outputs(
-        config,
-        "deep-linear",
-        out_dir,
-        summarize=lambda: summarize_deep_linear(config, raw),
-        plot=lambda summary, out: plot_deep_linear(config, summary, out),
-        log_tensorboard=lambda summary, out: log_deep_linear_tensorboard(config, summary, out),
-        extra=extra,
-    )
+write_deep_linear_outputs = experiment_writer(
+    "deep-linear", summarize_deep_linear, plot_deep_linear, log_deep_linear_tensorboard
+)

@@ -29,7 +29,6 @@ Per network (``seeds`` seeds per init; seeds are paired: the same task and under
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from torch.func import grad, vmap
 
 from learnsyn.degeneracy.hessian_report import write_hessian_outputs
 from learnsyn.degeneracy.measures import effective_rank, participation_ratio
-from learnsyn.degeneracy.outputs import progress_bar, torch_threads
+from learnsyn.degeneracy.outputs import progress_bar, run_timed
 from learnsyn.initialization import (
     check_depth,
     check_fold_axis,
@@ -268,12 +267,8 @@ def compute_hessian_spectra(config: HessianConfig) -> dict[str, Any]:
 
 def run_hessian(config: HessianConfig, out_dir: str | Path) -> dict[str, Any]:
     """Validate, compute, and write figures, results.json, TensorBoard logs and config.json."""
-    config.validate()
-    started = time.perf_counter()
-    with torch_threads(config.threads):
-        raw = compute_hessian_spectra(config)
-    seconds = time.perf_counter() - started
-    return write_hessian_outputs(config, raw, Path(out_dir), compute_seconds=seconds)
+    raw, seconds = run_timed(config, lambda: compute_hessian_spectra(config))
+    return write_hessian_outputs(config, raw, out_dir, compute_seconds=seconds)
 
 
 __all__ = [

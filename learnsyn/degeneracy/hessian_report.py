@@ -23,12 +23,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from learnsyn.degeneracy.outputs import (
+    experiment_writer,
     log_series,
     new_figure,
-    open_tensorboard_writer,
     plot_mean_with_error,
     save_figure,
-    write_experiment_outputs,
 )
 from learnsyn.degeneracy.seed_statistics import summarize_over_seeds
 from learnsyn.initialization import parse_init_spec
@@ -183,30 +182,18 @@ def plot_hessian(
     return paths
 
 
-def log_hessian_tensorboard(config: HessianConfig, summary: dict[str, Any], out_dir: Path) -> None:
+def log_hessian_tensorboard(
+    writer: Any, config: HessianConfig, summary: dict[str, Any], raw: dict[str, Any]
+) -> None:
     """The near-zero and negative fraction curves as scalars (step = -log10 tolerance)."""
-    writer = open_tensorboard_writer(out_dir)
-    try:
-        steps = [round(-np.log10(value)) for value in summary["tolerance_curve"]]
-        for architecture, per_init in summary["by_architecture"].items():
-            for init in config.inits:
-                for key in ("near_zero", "negative"):
-                    values = per_init[init]["fraction_curves"][key]["mean"]
-                    log_series(writer, f"{key}_fraction/{architecture}/{init}", steps, values)
-    finally:
-        writer.close()
+    steps = [round(-np.log10(value)) for value in summary["tolerance_curve"]]
+    for architecture, per_init in summary["by_architecture"].items():
+        for init in config.inits:
+            for key in ("near_zero", "negative"):
+                values = per_init[init]["fraction_curves"][key]["mean"]
+                log_series(writer, f"{key}_fraction/{architecture}/{init}", steps, values)
 
 
-def write_hessian_outputs(
-    config: HessianConfig, raw: dict[str, Any], out_dir: Path, **extra: Any
-) -> dict[str, Any]:
-    """Write config.json, results.json, figures and TensorBoard logs; return the summary."""
-    return write_experiment_outputs(
-        config,
-        "hessian",
-        out_dir,
-        summarize=lambda: summarize_hessian(config, raw),
-        plot=lambda summary, out: plot_hessian(config, summary, raw, out),
-        log_tensorboard=lambda summary, out: log_hessian_tensorboard(config, summary, out),
-        extra=extra,
-    )
+write_hessian_outputs = experiment_writer(
+    "hessian", summarize_hessian, plot_hessian, log_hessian_tensorboard
+)

@@ -6,7 +6,9 @@
   (torch version, thread count, command line) next to the outputs.
 - Figures are built on ``matplotlib.figure.Figure`` (the Agg canvas, no pyplot), so importing
   this module never changes a global backend; ``save_figure`` writes them atomically.
-- ``open_tensorboard_writer`` / ``log_series``: TensorBoard scalars under ``<out>/tensorboard``.
+- ``experiment_writer``: the one output path of every experiment (config.json, results.json,
+  figures, TensorBoard); ``run_timed``: validate a config and time its computation.
+- ``tensorboard_writer`` / ``log_series``: TensorBoard scalars under ``<out>/tensorboard``.
 - ``progress_bar``: tqdm on stderr, switched off by ``enabled=False``; ``torch_threads``: run a
   block with a stated torch thread count (reported in config.json).
 - ``plot_mean_with_error``: a mean +- 1 s.e. band over seeds (statistics in ``seed_statistics``).
@@ -18,7 +20,8 @@ import contextlib
 import math
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,35 +39,40 @@ RESULTS_FILENAME = "results.json"
 CONFIG_FILENAME = "config.json"
 
 
-def prepare_output_dir(out_dir: str | os.PathLike[str]) -> Path:
-    """Create ``out_dir`` (and parents) and return it as a ``Path``."""
-    path = Path(out_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def experiment_writer(experiment: str, summarize, plot, log_tensorboard):
+    """The one output path of every experiment, as ``write(config, raw, out_dir, **extra)``:
+    resolved config.json, the summary (every plotted number, plus ``extra``) as results.json,
+    the figures, the TensorBoard logs; ``write`` returns the summary.
+
+    ``summarize(config, raw)`` builds the summary, ``plot(config, summary, raw, out_dir)``
+    returns the figure paths, ``log_tensorboard(writer, config, summary, raw)`` writes the
+    events."""
+
+    def write(
+        config: Any, raw: Any, out_dir: str | os.PathLike[str], **extra: Any
+    ) -> dict[str, Any]:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_resolved_config(out_dir, config, experiment=experiment)
+        summary = summarize(config, raw)
+        summary.update(extra)
+        summary["figures"] = [path.name for path in plot(config, summary, raw, out_dir)]
+        write_json_atomic(out_dir / RESULTS_FILENAME, summary, indent=None)
+        with tensorboard_writer(out_dir) as writer:
+            log_tensorboard(writer, config, summary, raw)
+        return summary
+
+    return write
 
 
-def write_experiment_outputs(
-    config: Any,
-    experiment: str,
-    out_dir: str | os.PathLike[str],
-    summarize,
-    plot,
-    log_tensorboard,
-    extra: dict[str, Any],
-) -> dict[str, Any]:
-    """The one output path of every experiment: resolved config.json, the summary (every plotted
-    number) as results.json, the figures, the TensorBoard logs; returns the summary.
-
-    ``summarize()`` builds the summary, ``plot(summary, out_dir)`` returns the figure paths,
-    ``log_tensorboard(summary, out_dir)`` writes the events."""
-    out_dir = prepare_output_dir(out_dir)
-    save_resolved_config(out_dir, config, experiment=experiment)
-    summary = summarize()
-    summary.update(extra)
-    summary["figures"] = [path.name for path in plot(summary, out_dir)]
-    write_json_atomic(out_dir / RESULTS_FILENAME, summary, indent=None)
-    log_tensorboard(summary, out_dir)
-    return summary
+def run_timed(config: Any, compute: Callable[[], Any]) -> tuple[Any, float]:
+    """Validate ``config`` and run ``compute()`` with ``config.threads`` torch threads; return
+    its result and the wall-clock seconds it took."""
+    config.validate()
+    started = time.perf_counter()
+    with torch_threads(config.threads):
+        result = compute()
+    return result, time.perf_counter() - started
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any, indent: int | None = 1) -> Path:
@@ -124,8 +132,9 @@ def plot_mean_with_error(
         )
 
 
-def open_tensorboard_writer(out_dir: str | os.PathLike[str]):
-    """A ``SummaryWriter`` writing under ``<out_dir>/tensorboard``.
+@contextlib.contextmanager
+def tensorboard_writer(out_dir: str | os.PathLike[str]) -> Iterator[Any]:
+    """A ``SummaryWriter`` writing under ``<out_dir>/tensorboard``, closed after the block.
 
     Event files of an earlier run in the same directory are removed first, so a rerun replaces
     its TensorBoard series instead of showing both runs' series on top of each other.
@@ -135,7 +144,11 @@ def open_tensorboard_writer(out_dir: str | os.PathLike[str]):
     log_dir = Path(out_dir) / TENSORBOARD_SUBDIR
     for old_events in log_dir.glob("events.out.tfevents.*"):
         old_events.unlink()
-    return SummaryWriter(log_dir=str(log_dir))
+    writer = SummaryWriter(log_dir=str(log_dir))
+    try:
+        yield writer
+    finally:
+        writer.close()
 
 
 def log_series(writer: Any, tag: str, steps: Iterable[int], values: Iterable[float]) -> None:

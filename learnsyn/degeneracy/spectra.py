@@ -24,7 +24,6 @@ Two computations, both seeded and both summarized with the degeneracy measures:
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from learnsyn.degeneracy.measures import (
     spectrum_degeneracy,
     squared_singular_value_moments,
 )
-from learnsyn.degeneracy.outputs import progress_bar, torch_threads
+from learnsyn.degeneracy.outputs import progress_bar, run_timed
 from learnsyn.degeneracy.spectra_config import (
     NONLINEARITIES,
     WEIGHT_KINDS,
@@ -226,12 +225,8 @@ def compute_spectra(config: SpectraConfig) -> dict[str, Any]:
 
 def run_spectra(config: SpectraConfig, out_dir: str | Path) -> dict[str, Any]:
     """Validate, compute, and write figures, results.json, TensorBoard logs and config.json."""
-    config.validate()
-    started = time.perf_counter()
-    with torch_threads(config.threads):
-        raw = compute_spectra(config)
-    seconds = time.perf_counter() - started
-    return write_spectra_outputs(config, raw, Path(out_dir), compute_seconds=seconds)
+    raw, seconds = run_timed(config, lambda: compute_spectra(config))
+    return write_spectra_outputs(config, raw, out_dir, compute_seconds=seconds)
 
 
 __all__ = [

@@ -18,12 +18,11 @@ from typing import Any
 import numpy as np
 
 from learnsyn.degeneracy.outputs import (
+    experiment_writer,
     log_series,
     new_figure,
-    open_tensorboard_writer,
     plot_mean_with_error,
     save_figure,
-    write_experiment_outputs,
 )
 from learnsyn.degeneracy.seed_statistics import summarize_over_seeds
 from learnsyn.degeneracy.spectra_config import SpectraConfig
@@ -341,7 +340,9 @@ def _legend_below(figure, axis) -> None:
     figure.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=7)
 
 
-def plot_spectra(config: SpectraConfig, summary: dict[str, Any], out_dir: Path) -> list[Path]:
+def plot_spectra(
+    config: SpectraConfig, summary: dict[str, Any], raw: dict[str, Any], out_dir: Path
+) -> list[Path]:
     """Write the five PNG figures and return their paths."""
     paths = []
     products = summary["products"]
@@ -397,37 +398,25 @@ def plot_spectra(config: SpectraConfig, summary: dict[str, Any], out_dir: Path) 
     return paths
 
 
-def log_spectra_tensorboard(summary: dict[str, Any], raw: dict[str, Any], out_dir: Path) -> None:
+def log_spectra_tensorboard(
+    writer: Any, config: SpectraConfig, summary: dict[str, Any], raw: dict[str, Any]
+) -> None:
     """Statistics vs depth as scalars (step = depth) and the spectra as histograms."""
-    writer = open_tensorboard_writer(out_dir)
-    try:
-        for group, entries, depths in (
-            ("products", summary["products"]["by_init"], summary["products"]["depths"]),
-            ("jacobians", summary["jacobians"]["by_network"], summary["jacobians"]["depths"]),
-        ):
-            for name, entry in entries.items():
-                for statistic in entry["by_depth"][str(depths[0])]:
-                    values = [entry["by_depth"][str(d)][statistic]["mean"] for d in depths]
-                    log_series(writer, f"{group}/{statistic}/{name}", depths, values)
-        for group, spectra in (("products", raw["products"]), ("jacobians", raw["jacobians"])):
-            for name, entries in spectra.items():
-                for depth, entry in entries.items():
-                    logs = np.log10(np.maximum(entry["singular_values"].ravel(), 1e-30))
-                    writer.add_histogram(f"{group}_log10_singular_values/{name}", logs, depth)
-    finally:
-        writer.close()
+    for group, entries, depths in (
+        ("products", summary["products"]["by_init"], summary["products"]["depths"]),
+        ("jacobians", summary["jacobians"]["by_network"], summary["jacobians"]["depths"]),
+    ):
+        for name, entry in entries.items():
+            for statistic in entry["by_depth"][str(depths[0])]:
+                values = [entry["by_depth"][str(d)][statistic]["mean"] for d in depths]
+                log_series(writer, f"{group}/{statistic}/{name}", depths, values)
+    for group, spectra in (("products", raw["products"]), ("jacobians", raw["jacobians"])):
+        for name, entries in spectra.items():
+            for depth, entry in entries.items():
+                logs = np.log10(np.maximum(entry["singular_values"].ravel(), 1e-30))
+                writer.add_histogram(f"{group}_log10_singular_values/{name}", logs, depth)
 
 
-def write_spectra_outputs(
-    config: SpectraConfig, raw: dict[str, Any], out_dir: Path, **extra: Any
-) -> dict[str, Any]:
-    """Write config.json, results.json, figures and TensorBoard logs; return the summary."""
-    return write_experiment_outputs(
-        config,
-        "spectra",
-        out_dir,
-        summarize=lambda: summarize_spectra(config, raw),
-        plot=lambda summary, out: plot_spectra(config, summary, out),
-        log_tensorboard=lambda summary, out: log_spectra_tensorboard(summary, raw, out),
-        extra=extra,
-    )
+write_spectra_outputs = experiment_writer(
+    "spectra", summarize_spectra, plot_spectra, log_spectra_tensorboard
+)

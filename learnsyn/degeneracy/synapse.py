@@ -48,7 +48,7 @@ import torch
 from learnsyn.cells import GRUSynapse, LearnedSynapse, TanhRNNSynapse
 from learnsyn.config import TrainConfig, setting
 from learnsyn.degeneracy.measures import DEFAULT_SMALL_VALUE_THRESHOLD
-from learnsyn.degeneracy.outputs import progress_bar, torch_threads, write_json_atomic
+from learnsyn.degeneracy.outputs import progress_bar, run_timed, write_json_atomic
 from learnsyn.degeneracy.rank_correlation import DEFAULT_RESAMPLES, resolvable_rho
 from learnsyn.degeneracy.recurrent_jacobians import (
     DEVICE,
@@ -824,16 +824,9 @@ def run_synapse_degeneracy(config: SynapseDegeneracyConfig, out_dir: str | Path)
 
     config.validate()
     config = config.resolved()
-    started = time.perf_counter()
-    with torch_threads(config.threads):
-        trained = train_synapse_degeneracy(config, out_dir)
-    training_seconds = time.perf_counter() - started
+    trained, seconds = run_timed(config, lambda: train_synapse_degeneracy(config, out_dir))
     return write_synapse_grid_outputs(
-        config,
-        trained,
-        Path(out_dir),
-        training_seconds=training_seconds,
-        torch_threads=config.threads,
+        config, trained, Path(out_dir), training_seconds=seconds, torch_threads=config.threads
     )
 
 

@@ -22,7 +22,6 @@ import numpy as np
 from learnsyn.degeneracy.outputs import (
     log_series,
     new_figure,
-    open_tensorboard_writer,
     plot_mean_with_error,
     save_figure,
 )
@@ -49,7 +48,7 @@ MEASURE_LABELS = {
 
 
 def plot_synapse(
-    config: SynapseDegeneracyConfig, summary: dict[str, Any], out_dir: Path
+    config: SynapseDegeneracyConfig, summary: dict[str, Any], raw: dict[str, Any], out_dir: Path
 ) -> list[Path]:
     """Write the five PNG figures and return their paths."""
     names, labels = config.init_names, summary["inits"]
@@ -177,35 +176,31 @@ def plot_synapse(
 
 
 def log_synapse_tensorboard(
-    config: SynapseDegeneracyConfig, summary: dict[str, Any], out_dir: Path
+    writer: Any, config: SynapseDegeneracyConfig, summary: dict[str, Any], raw: dict[str, Any]
 ) -> None:
     """The plotted series as TensorBoard scalars (seed means; window series use step=L)."""
-    writer = open_tensorboard_writer(out_dir)
-    try:
-        for name in config.init_names:
-            for key in PER_ITERATION_SERIES:
-                values = summary[key][name]["mean"]
-                log_series(writer, f"{key}/{name}", summary["iterations"], values)
-            log_series(
-                writer,
-                f"evaluation/{name}",
-                summary["evaluation_iterations"],
-                summary["evaluation"][name]["mean"],
-            )
-            for measure in JACOBIAN_MEASURES:
-                for iteration, values in summary["jacobian_products"][measure][name].items():
-                    log_series(
-                        writer,
-                        f"jacobian_products/{measure}/{iteration}/{name}",
-                        summary["window_lengths"],
-                        values["mean"],
-                    )
-                for group in OVER_TRAINING_GROUPS:
-                    log_series(
-                        writer,
-                        f"{group}/{measure}/{name}",
-                        summary["measurement_iterations"],
-                        summary[group][measure][name]["mean"],
-                    )
-    finally:
-        writer.close()
+    for name in config.init_names:
+        for key in PER_ITERATION_SERIES:
+            values = summary[key][name]["mean"]
+            log_series(writer, f"{key}/{name}", summary["iterations"], values)
+        log_series(
+            writer,
+            f"evaluation/{name}",
+            summary["evaluation_iterations"],
+            summary["evaluation"][name]["mean"],
+        )
+        for measure in JACOBIAN_MEASURES:
+            for iteration, values in summary["jacobian_products"][measure][name].items():
+                log_series(
+                    writer,
+                    f"jacobian_products/{measure}/{iteration}/{name}",
+                    summary["window_lengths"],
+                    values["mean"],
+                )
+            for group in OVER_TRAINING_GROUPS:
+                log_series(
+                    writer,
+                    f"{group}/{measure}/{name}",
+                    summary["measurement_iterations"],
+                    summary[group][measure][name]["mean"],
+                )

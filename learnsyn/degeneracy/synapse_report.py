@@ -24,9 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from learnsyn.degeneracy.outputs import (
-    write_experiment_outputs,
-)
+from learnsyn.degeneracy.outputs import experiment_writer
 from learnsyn.degeneracy.rank_correlation import bootstrap_spearman
 from learnsyn.degeneracy.recurrent_jacobians import JACOBIAN_MEASURES, timescales_used
 from learnsyn.degeneracy.seed_statistics import (
@@ -401,19 +399,9 @@ def evaluate_synapse_claims(
     return claims
 
 
-def write_synapse_outputs(
-    config: SynapseDegeneracyConfig, raw: dict[str, Any], out_dir: Path, **extra: Any
-) -> dict[str, Any]:
-    """Write config.json, results.json, figures and TensorBoard logs; return the summary."""
-    return write_experiment_outputs(
-        config,
-        "synapse",
-        out_dir,
-        summarize=lambda: summarize_synapse(config, raw),
-        plot=lambda summary, out: plot_synapse(config, summary, out),
-        log_tensorboard=lambda summary, out: log_synapse_tensorboard(config, summary, out),
-        extra=extra,
-    )
+write_synapse_outputs = experiment_writer(
+    "synapse", summarize_synapse, plot_synapse, log_synapse_tensorboard
+)
 
 
 def _row_timescales(row: dict[str, Any], hidden_size: int, horizon: int) -> float:
