@@ -32,10 +32,13 @@ from learnsyn.degeneracy.verdicts import (
     CONTRADICTION_RULE,
     NO_VERDICT_DIVERGED,
     NO_VERDICT_TOO_SHORT,
-    NOT_EVALUATED,
+    SIGNIFICANCE,
     all_finite,
     combine,
+    combine_directions,
     no_verdict,
+    not_evaluated,
+    post_inits,
 )
 
 # Gradient norms "neither vanish nor explode" when the largest and smallest layer's seed-mean
@@ -48,7 +51,6 @@ PLATEAU_FACTOR = 2.0
 # orthogonal), at the upper end of its 2-s.e. interval, is below this factor; it is
 # contradicted when even the lower end is above it.
 ORTHOGONAL_LOSS_FACTOR = 2.0
-SIGNIFICANCE = f"{SIGNIFICANCE_STANDARD_ERRORS:g} s.e. of the paired difference over seeds"
 
 PLATEAU_STATEMENT = (
     "Fold 0 plateaus at a suboptimal loss although its gradients neither vanish nor explode"
@@ -159,7 +161,6 @@ def judge_orthogonal_best_claim(
     Contradicted when some other condition ends significantly below orthogonal."""
     if not all_finite(orthogonal_end, *others_end.values()):
         return _diverged(ORTHOGONAL_STATEMENT)
-    directions = {name: paired_direction(end, orthogonal_end) for name, end in others_end.items()}
     return {
         "statement": ORTHOGONAL_STATEMENT,
         "rule": (
@@ -169,9 +170,8 @@ def judge_orthogonal_best_claim(
         "loss_other_minus_orthogonal": {
             name: paired_difference(end, orthogonal_end) for name, end in others_end.items()
         },
-        "verdict": combine(
-            all(flag > 0 for flag in directions.values()),
-            any(flag < 0 for flag in directions.values()),
+        "verdict": combine_directions(
+            paired_direction(end, orthogonal_end) for end in others_end.values()
         ),
     }
 
@@ -265,15 +265,6 @@ def judge_gradient_size_claim(
     }
 
 
-def find_condition(config: DeepLinearConfig, kind: str, fold_k: int, scaled: bool) -> str | None:
-    """The first condition of this kind and fold (scaled: gain < 1; else gain exactly 1)."""
-    for name, spec in zip(config.conditions, config.init_specs):
-        if spec.kind == kind and spec.fold_k == fold_k and (spec.gain < 1.0) == scaled:
-            if scaled or spec.gain == 1.0:
-                return name
-    return None
-
-
 def by_condition(values: Any, config: DeepLinearConfig) -> dict[str, np.ndarray]:
     """Split a network-first array (condition-major) into ``{condition: (seeds, ...)}``."""
     array = np.asarray(values.detach().cpu().numpy() if hasattr(values, "detach") else values)
@@ -287,10 +278,7 @@ def evaluate_deep_linear_claims(
     config: DeepLinearConfig, raw: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """Judge the post's four claims and the gradient-size claim on a run's raw arrays."""
-    fold0 = find_condition(config, "gaussian", 0, scaled=False)
-    fold1 = find_condition(config, "gaussian", 1, scaled=False)
-    orthogonal = find_condition(config, "orthogonal", 0, scaled=False)
-    scaled = find_condition(config, "orthogonal", 0, scaled=True)
+    fold0, fold1, orthogonal, scaled = post_inits(config.conditions)
     loss = by_condition(raw["loss"], config)
     norms = by_condition(raw["activation_gradient_norms"], config)
     schedule = list(raw["gradient_epochs"])
@@ -300,7 +288,7 @@ def evaluate_deep_linear_claims(
     def gate(statement: str, needed: list[str | None], missing: str) -> dict[str, Any] | None:
         """The entry of a claim that cannot be judged on this run, or None."""
         if any(name is None for name in needed):
-            return no_verdict(statement, NOT_EVALUATED, f"needs {missing}")
+            return not_evaluated(statement, missing)
         if not all_finite(*[loss[name] for name in needed], *[norms[name] for name in needed]):
             return _diverged(statement)
         if not config.judged:

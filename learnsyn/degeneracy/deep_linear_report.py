@@ -24,7 +24,6 @@ import numpy as np
 from learnsyn.degeneracy.deep_linear_claims import (
     by_condition,
     evaluate_deep_linear_claims,
-    find_condition,
     layer_mean,
 )
 from learnsyn.degeneracy.deep_linear_config import DeepLinearConfig
@@ -41,6 +40,7 @@ from learnsyn.degeneracy.seed_statistics import (
     paired_difference,
     summarize_over_seeds,
 )
+from learnsyn.degeneracy.verdicts import post_inits
 
 MEASURE_GROUPS = ("weight_product", "activation_covariance", "layer_to_output_jacobian")
 # Reported over training: the product, and the covariance of the last hidden layer. Reported per
@@ -92,7 +92,7 @@ def summarize_gradients_over_training(
         },
         "loss": {name: summarize_over_seeds(values) for name, values in loss.items()},
     }
-    orthogonal = find_condition(config, "orthogonal", 0, scaled=False)
+    orthogonal = post_inits(config.conditions)[2]
     if orthogonal is None:
         return section
     relative = {}

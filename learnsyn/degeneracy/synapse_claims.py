@@ -27,15 +27,16 @@ from learnsyn.degeneracy.seed_statistics import (
 from learnsyn.degeneracy.verdicts import (
     CONTRADICTION_RULE,
     NO_VERDICT_DIVERGED,
+    SIGNIFICANCE,
     all_finite,
     combine,
+    combine_directions,
     no_verdict,
 )
 
 # "Trains about as well": a loss against orthogonal below this fraction of its final objective,
 # at the upper end of the 2-s.e. interval of the paired difference.
 EQUIVALENCE_FRACTION = 0.1
-SIGNIFICANCE = f"{SIGNIFICANCE_STANDARD_ERRORS:g} s.e. of the paired difference over seeds"
 
 MECHANISM_STATEMENT = (
     "at initialization the window Jacobian products of Fold 0 and Fold 1 are degenerate "
@@ -67,7 +68,6 @@ def judge_mechanism_claim(
     significantly above."""
     if not all_finite(orthogonal_rank, *ranks.values()):
         return _diverged(MECHANISM_STATEMENT)
-    directions = [paired_direction(orthogonal_rank, rank) for rank in ranks.values()]
     return {
         "statement": MECHANISM_STATEMENT,
         "rule": (
@@ -78,7 +78,9 @@ def judge_mechanism_claim(
         "effective_rank_orthogonal_minus_init": {
             name: paired_difference(orthogonal_rank, rank) for name, rank in ranks.items()
         },
-        "verdict": combine(all(d > 0 for d in directions), any(d < 0 for d in directions)),
+        "verdict": combine_directions(
+            paired_direction(orthogonal_rank, rank) for rank in ranks.values()
+        ),
     }
 
 
@@ -154,7 +156,6 @@ def judge_speed_claim(
     to reach the target; contradicted when one needs significantly fewer."""
     if not all_finite(speed_orthogonal, *speeds.values()):
         return _diverged(SPEED_STATEMENT)
-    directions = [paired_direction(speed, speed_orthogonal) for speed in speeds.values()]
     return {
         "statement": SPEED_STATEMENT,
         "rule": (
@@ -166,7 +167,9 @@ def judge_speed_claim(
         "iterations_init_minus_orthogonal": {
             name: paired_difference(speed, speed_orthogonal) for name, speed in speeds.items()
         },
-        "verdict": combine(all(d > 0 for d in directions), any(d < 0 for d in directions)),
+        "verdict": combine_directions(
+            paired_direction(speed, speed_orthogonal) for speed in speeds.values()
+        ),
     }
 
 
@@ -175,7 +178,6 @@ def judge_orthogonal_best_claim(final_orthogonal: Any, others: dict[str, Any]) -
     when another init's is significantly above orthogonal's."""
     if not all_finite(final_orthogonal, *others.values()):
         return _diverged(ORTHOGONAL_STATEMENT)
-    directions = [paired_direction(final_orthogonal, final) for final in others.values()]
     return {
         "statement": ORTHOGONAL_STATEMENT,
         "rule": (
@@ -186,7 +188,9 @@ def judge_orthogonal_best_claim(final_orthogonal: Any, others: dict[str, Any]) -
         "final_objective_orthogonal_minus_other": {
             name: paired_difference(final_orthogonal, final) for name, final in others.items()
         },
-        "verdict": combine(all(d > 0 for d in directions), any(d < 0 for d in directions)),
+        "verdict": combine_directions(
+            paired_direction(final_orthogonal, final) for final in others.values()
+        ),
     }
 
 

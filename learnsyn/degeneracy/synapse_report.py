@@ -19,6 +19,9 @@ Higher objectives are better (memory area, lifetime, ...), unlike the deep-linea
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,9 +62,10 @@ from learnsyn.degeneracy.synapse_labels import (
 )
 from learnsyn.degeneracy.verdicts import (
     NO_VERDICT_DIVERGED,
-    NOT_EVALUATED,
     all_finite,
     no_verdict,
+    not_evaluated,
+    post_inits,
 )
 from learnsyn.initialization import parse_init_spec
 
@@ -144,7 +148,6 @@ def _peak_of_mean(evaluation: np.ndarray, evaluation_iterations: list[int]) -> d
 def summarize_synapse(config: SynapseDegeneracyConfig, raw: dict[str, Any]) -> dict[str, Any]:
     """Everything plotted, per init, as mean / standard_error / per_seed."""
     names = config.init_names
-    by_init = {name: index for index, name in enumerate(names)}
     evaluation = raw["evaluation"]
     final = final_objectives(config, evaluation)
     target, best_index, reach = iterations_to_fraction(
@@ -170,25 +173,21 @@ def summarize_synapse(config: SynapseDegeneracyConfig, raw: dict[str, Any]) -> d
         "window_lengths": list(config.resolved_window_lengths),
         "early_gradient_iterations": early,
     }
+
+    def per_init(values: Any, summarize: Any = summarize_over_seeds) -> dict[str, Any]:
+        """``{init: summarize(values[init's index])}`` for values with the init axis first."""
+        return {name: summarize(values[index]) for index, name in enumerate(names)}
+
     for key in PER_ITERATION_SERIES:
-        summary[key] = {name: summarize_over_seeds(raw[key][by_init[name]]) for name in names}
-    summary["skipped_updates"] = {
-        name: raw["skipped"][by_init[name]].sum(axis=-1) for name in names
-    }
-    summary["evaluation"] = {
-        name: summarize_over_seeds(evaluation[by_init[name]]) for name in names
-    }
-    summary["initial_objective"] = {
-        name: summarize_over_seeds(evaluation[by_init[name], :, 0]) for name in names
-    }
-    summary["final_objective"] = {
-        name: summarize_over_seeds(final[by_init[name]]) for name in names
-    }
+        summary[key] = per_init(raw[key])
+    summary["skipped_updates"] = per_init(raw["skipped"], lambda skipped: skipped.sum(axis=-1))
+    summary["evaluation"] = per_init(evaluation)
+    summary["initial_objective"] = per_init(evaluation[:, :, 0])
+    summary["final_objective"] = per_init(final)
     summary["final_objective_iterations"] = final_window_iterations(config)
-    summary["peak_of_mean_evaluation"] = {
-        name: _peak_of_mean(evaluation[by_init[name]], config.evaluation_iterations)
-        for name in names
-    }
+    summary["peak_of_mean_evaluation"] = per_init(
+        evaluation, lambda values: _peak_of_mean(values, config.evaluation_iterations)
+    )
     summary["iterations_to_fraction"] = {
         "fraction": config.fraction,
         "best_init": names[best_index],
@@ -198,45 +197,32 @@ def summarize_synapse(config: SynapseDegeneracyConfig, raw: dict[str, Any]) -> d
             f"first evaluated iteration (every {config.evaluate_every}) whose fixed-batch "
             f"{config.metric} is >= {config.fraction:g} x the best init's seed-mean final value"
         ),
-        "by_init": {name: _summarize_reached(reach[by_init[name]]) for name in names},
+        "by_init": per_init(reach, _summarize_reached),
     }
     for key in ("grad_norm", "recurrent_grad_norm"):
-        summary[f"early_{key}"] = {
-            name: summarize_over_seeds(np.nanmean(raw[key][by_init[name], :, :early], axis=-1))
-            for name in names
-        }
+        summary[f"early_{key}"] = per_init(
+            raw[key][:, :, :early], lambda norms: summarize_over_seeds(np.nanmean(norms, axis=-1))
+        )
     points = config.measurement_iterations
+    jacobian, matrix = raw["jacobian"], raw["recurrent_matrix"]
     summary["jacobian_products"] = {
-        measure: {
-            name: {
-                f"iteration_{iteration}": summarize_over_seeds(
-                    raw["jacobian"][measure][by_init[name], :, index]
-                )
+        measure: per_init(
+            jacobian[measure],
+            lambda values: {
+                f"iteration_{iteration}": summarize_over_seeds(values[:, index])
                 for index, iteration in enumerate(points)
-            }
-            for name in names
-        }
+            },
+        )
         for measure in JACOBIAN_MEASURES
     }
     summary["jacobian_full_window_over_training"] = {
-        measure: {
-            name: summarize_over_seeds(raw["jacobian"][measure][by_init[name], :, :, -1])
-            for name in names
-        }
-        for measure in JACOBIAN_MEASURES
+        measure: per_init(jacobian[measure][:, :, :, -1]) for measure in JACOBIAN_MEASURES
     }
     summary["recurrent_matrix_over_training"] = {
-        measure: {
-            name: summarize_over_seeds(raw["recurrent_matrix"][measure][by_init[name]])
-            for name in names
-        }
-        for measure in JACOBIAN_MEASURES
+        measure: per_init(matrix[measure]) for measure in JACOBIAN_MEASURES
     }
-    summary["run_seconds"] = {name: raw["run_seconds"][by_init[name]] for name in names}
-    selected = selected_objectives(config, raw)
-    summary["selected_objective"] = {
-        name: summarize_over_seeds(selected[by_init[name]]) for name in names
-    }
+    summary["run_seconds"] = per_init(raw["run_seconds"], lambda seconds: seconds)
+    summary["selected_objective"] = per_init(selected_objectives(config, raw))
     summary["selected_objective_meaning"] = (
         f"{config.metric} of the parameters model selection kept (runs.train: best validation "
         "score, iteration 0 included), evaluated on the run's own final Monte Carlo batch"
@@ -245,19 +231,21 @@ def summarize_synapse(config: SynapseDegeneracyConfig, raw: dict[str, Any]) -> d
     return summary
 
 
-def _find_init(config: SynapseDegeneracyConfig, kind: str, fold_k: int, scaled: bool) -> str | None:
-    for name in config.init_names:
-        if name in SPECIAL_INITS:
-            continue
-        spec = parse_init_spec(name)
-        if spec.kind == kind and spec.fold_k == fold_k and (spec.gain < 1.0) == scaled:
-            if scaled or spec.gain == 1.0:
-                return name
-    return None
+def censored_at(config: SynapseDegeneracyConfig) -> int:
+    """Where a run that never reaches the target counts as reaching it: one evaluation after
+    the end."""
+    return config.iterations + config.evaluate_every
 
 
-def _not_evaluated(statement: str, missing: str) -> dict[str, Any]:
-    return no_verdict(statement, NOT_EVALUATED, f"needs {missing}")
+def early_norms(config: SynapseDegeneracyConfig, raw: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Per run ``(inits, seeds)``: the recurrent-matrix (``recurrent``) and the total
+    (``total``) meta-gradient norm, mean over the first ``early_iterations`` (skipping NaN)."""
+    early = early_iterations(config)
+    with np.errstate(invalid="ignore"), warnings_ignored():
+        return {
+            "recurrent": np.nanmean(raw["recurrent_grad_norm"][:, :, :early], axis=-1),
+            "total": np.nanmean(raw["grad_norm"][:, :, :early], axis=-1),
+        }
 
 
 def evaluate_synapse_claims(
@@ -265,42 +253,27 @@ def evaluate_synapse_claims(
 ) -> list[dict[str, Any]]:
     """Read each claim's per-seed numbers from a run and judge it (``synapse_claims``)."""
     names = list(config.init_names)
-    fold0 = _find_init(config, "gaussian", 0, scaled=False)
-    fold1 = _find_init(config, "gaussian", 1, scaled=False)
-    orthogonal = _find_init(config, "orthogonal", 0, scaled=False)
-    scaled = _find_init(config, "orthogonal", 0, scaled=True)
+    fold0, fold1, orthogonal, scaled = post_inits(names, skip=SPECIAL_INITS)
+
+    def by_name(values: Any) -> dict[str, Any]:
+        return {name: values[index] for index, name in enumerate(names)}
+
     # The objective of the parameters model selection kept (runs.train's final evaluation).
-    final_per_run = selected_objectives(config, raw)
-    final = {name: final_per_run[names.index(name)] for name in names}
+    final = by_name(selected_objectives(config, raw))
     early = early_iterations(config)
-    early_recurrent = {
-        name: np.nanmean(raw["recurrent_grad_norm"][names.index(name), :, :early], axis=-1)
-        for name in names
-    }
-    early_total = {
-        name: np.nanmean(raw["grad_norm"][names.index(name), :, :early], axis=-1) for name in names
-    }
+    norms = early_norms(config, raw)
+    early_recurrent, early_total = by_name(norms["recurrent"]), by_name(norms["total"])
+    rms, rank = raw["jacobian"]["rms_singular_value"], raw["jacobian"]["effective_rank"]
     # Seed-mean RMS singular value of P_L at initialization, over window lengths L.
-    initial_gain = {
-        name: raw["jacobian"]["rms_singular_value"][names.index(name), :, 0].mean(axis=0)
-        for name in names
-    }
-    initial_window_gain = {
-        name: raw["jacobian"]["rms_singular_value"][names.index(name), :, 0, -1] for name in names
-    }
-    initial_rank = {
-        name: raw["jacobian"]["effective_rank"][names.index(name), :, 0, -1] for name in names
-    }
-    # A run that never reaches the target counts as reaching it one evaluation after the end.
-    censored_at = config.iterations + config.evaluate_every
-    censored = np.where(np.isfinite(reach), reach, censored_at)
-    speed = {name: censored[names.index(name)] for name in names}
+    initial_gain = by_name([rms[index, :, 0].mean(axis=0) for index in range(len(names))])
+    initial_window_gain, initial_rank = by_name(rms[:, :, 0, -1]), by_name(rank[:, :, 0, -1])
+    speed = by_name(np.where(np.isfinite(reach), reach, censored_at(config)))
     horizon = config.horizon
     degenerate = [name for name in (fold0, fold1) if name is not None]
     claims: list[dict[str, Any]] = []
 
     if orthogonal is None or not degenerate:
-        claims.append(_not_evaluated(MECHANISM_STATEMENT, "orthogonal and fold0 or fold1"))
+        claims.append(not_evaluated(MECHANISM_STATEMENT, "orthogonal and fold0 or fold1"))
     else:
         claims.append(
             judge_mechanism_claim(
@@ -309,7 +282,7 @@ def evaluate_synapse_claims(
         )
 
     if fold0 is None or orthogonal is None:
-        claims.append(_not_evaluated(FOLD0_STATEMENT, "fold0 and orthogonal"))
+        claims.append(not_evaluated(FOLD0_STATEMENT, "fold0 and orthogonal"))
     else:
         entry = judge_fold0_claim(
             final[orthogonal],
@@ -329,7 +302,7 @@ def evaluate_synapse_claims(
         claims.append(entry)
 
     if fold0 is None or fold1 is None:
-        claims.append(_not_evaluated(FOLD1_STATEMENT, "fold0 and fold1"))
+        claims.append(not_evaluated(FOLD1_STATEMENT, "fold0 and fold1"))
     else:
         entry = judge_fold1_claim(
             early_recurrent[fold1], early_recurrent[fold0], final[fold0], final[fold1], early
@@ -340,7 +313,7 @@ def evaluate_synapse_claims(
         claims.append(entry)
 
     if orthogonal is None or not degenerate:
-        claims.append(_not_evaluated(SPEED_STATEMENT, "orthogonal and fold0 or fold1"))
+        claims.append(not_evaluated(SPEED_STATEMENT, "orthogonal and fold0 or fold1"))
     elif not all_finite(*[final[name] for name in (orthogonal, *degenerate)]):
         # A run whose objective is non-finite "never reaches" the target: no speed to compare.
         claims.append(no_verdict(SPEED_STATEMENT, NO_VERDICT_DIVERGED, "non-finite objective"))
@@ -350,14 +323,14 @@ def evaluate_synapse_claims(
                 speed[orthogonal],
                 {name: speed[name] for name in degenerate},
                 config.fraction,
-                censored_at,
+                censored_at(config),
             )
         )
 
     others = [name for name in names if name != orthogonal and name not in SPECIAL_INITS]
     if orthogonal is None or not others:
         claims.append(
-            _not_evaluated(ORTHOGONAL_STATEMENT, "orthogonal and another of the post's inits")
+            not_evaluated(ORTHOGONAL_STATEMENT, "orthogonal and another of the post's inits")
         )
     else:
         entry = judge_orthogonal_best_claim(
@@ -370,7 +343,7 @@ def evaluate_synapse_claims(
         claims.append(entry)
 
     if scaled is None or orthogonal is None:
-        claims.append(_not_evaluated(SCALED_STATEMENT, "orthogonal-x<g<1> and orthogonal"))
+        claims.append(not_evaluated(SCALED_STATEMENT, "orthogonal-x<g<1> and orthogonal"))
     else:
         entry = judge_scaled_claim(
             initial_window_gain[orthogonal],
@@ -425,13 +398,11 @@ def point_analysis(
     target, _, reach = iterations_to_fraction(
         evaluation, config.evaluation_iterations, final, config.fraction
     )
-    censored_at = config.iterations + config.evaluate_every
-    speed = np.where(np.isfinite(reach), reach, censored_at)
+    never = censored_at(config)
+    speed = np.where(np.isfinite(reach), reach, never)
     selected = selected_objectives(config, raw)
-    early = early_iterations(config)
-    with np.errstate(invalid="ignore"), warnings_ignored():
-        early_recurrent = np.nanmean(raw["recurrent_grad_norm"][:, :, :early], axis=-1)
-        early_total = np.nanmean(raw["grad_norm"][:, :, :early], axis=-1)
+    norms = early_norms(config, raw)
+    early_recurrent, early_total = norms["recurrent"], norms["total"]
     jacobian = raw["jacobian"]
     initial = {key: jacobian[key][:, :, 0, -1] for key in JACOBIAN_MEASURES}
     after = {key: jacobian[key][:, :, -1, -1] for key in JACOBIAN_MEASURES}
@@ -447,7 +418,7 @@ def point_analysis(
         "target": target,
         "iterations_to_target_rule": (
             f"first validation (every {config.evaluate_every}) >= {config.fraction:g} x the best "
-            f"init's seed-mean final-window validation; never = {censored_at}"
+            f"init's seed-mean final-window validation; never = {never}"
         ),
         "window": f"P_{config.horizon}, the product of the {config.horizon} window Jacobians",
     }
@@ -484,32 +455,25 @@ def point_analysis(
             entry["gap_to_baseline"] = summarize_over_seeds(gap[index])
         by_init[name] = entry
     analysis["by_init"] = by_init
-    resamples, seed = config.bootstrap, config.seed
-    correlations = {
-        "fraction_below_threshold_vs_iterations_to_target": bootstrap_spearman(
-            initial["fraction_below_threshold"], speed, resamples, seed
+    pairs = {
+        "fraction_below_threshold_vs_iterations_to_target": (
+            initial["fraction_below_threshold"],
+            speed,
         ),
-        "initial_effective_rank_vs_iterations_to_target": bootstrap_spearman(
-            initial["effective_rank"], speed, resamples, seed
-        ),
-        "early_recurrent_grad_norm_vs_iterations_to_target": bootstrap_spearman(
-            early_recurrent, speed, resamples, seed
-        ),
-        "early_grad_norm_vs_iterations_to_target": bootstrap_spearman(
-            early_total, speed, resamples, seed
-        ),
+        "initial_effective_rank_vs_iterations_to_target": (initial["effective_rank"], speed),
+        "early_recurrent_grad_norm_vs_iterations_to_target": (early_recurrent, speed),
+        "early_grad_norm_vs_iterations_to_target": (early_total, speed),
     }
     if gap is not None:
-        correlations["final_timescales_used_vs_gap"] = bootstrap_spearman(
-            timescales[:, :, -1], gap, resamples, seed
-        )
-        correlations["final_window_effective_rank_vs_gap"] = bootstrap_spearman(
-            after["effective_rank"], gap, resamples, seed
-        )
-    analysis["rank_correlations"] = correlations
+        pairs["final_timescales_used_vs_gap"] = (timescales[:, :, -1], gap)
+        pairs["final_window_effective_rank_vs_gap"] = (after["effective_rank"], gap)
+    analysis["rank_correlations"] = {
+        key: bootstrap_spearman(x, y, config.bootstrap, config.seed)
+        for key, (x, y) in pairs.items()
+    }
     analysis["rank_correlation_rule"] = (
         "Spearman rho over every (init, seed) run of the point; s.e. and 95 % interval from "
-        f"{resamples} bootstrap resamples of whole seeds; direction: the interval excludes 0"
+        f"{config.bootstrap} bootstrap resamples of whole seeds; direction: the interval excludes 0"
     )
     if ISOMETRIC_INIT in names:
         index = names.index(ISOMETRIC_INIT)
@@ -523,19 +487,12 @@ def point_analysis(
     return analysis
 
 
-class warnings_ignored:
+@contextlib.contextmanager
+def warnings_ignored() -> Iterator[None]:
     """``with warnings_ignored():`` silences numpy's mean-of-empty warnings (all-NaN runs)."""
-
-    def __enter__(self):
-        import warnings
-
-        self._context = warnings.catch_warnings()
-        self._context.__enter__()
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)
-        return self
-
-    def __exit__(self, *exc):
-        return self._context.__exit__(*exc)
+        yield
 
 
 def _mean_error(entry: dict[str, Any], digits: int = 3) -> str:

@@ -17,9 +17,13 @@ Every claim of the degeneracy experiments ends in exactly one of:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+
+from learnsyn.degeneracy.seed_statistics import SIGNIFICANCE_STANDARD_ERRORS
+from learnsyn.initialization import parse_init_spec
 
 CONFIRMED = "confirmed"
 NOT_CONFIRMED = "not confirmed"
@@ -36,6 +40,7 @@ VERDICTS = (
     NOT_EVALUATED,
 )
 CONTRADICTION_RULE = "contradicted when the predicted training outcome is significantly reversed"
+SIGNIFICANCE = f"{SIGNIFICANCE_STANDARD_ERRORS:g} s.e. of the paired difference over seeds"
 
 
 def combine(holds: bool, reversed_outcome: bool) -> str:
@@ -46,6 +51,13 @@ def combine(holds: bool, reversed_outcome: bool) -> str:
     return CONFIRMED if holds else NOT_CONFIRMED
 
 
+def combine_directions(directions: Iterable[int]) -> str:
+    """``combine`` for a claim that each paired direction is +1 (``paired_direction``): it is
+    reversed when one is -1."""
+    directions = list(directions)
+    return combine(all(d > 0 for d in directions), any(d < 0 for d in directions))
+
+
 def all_finite(*values: Any) -> bool:
     """Whether every value in every (nested) array is finite."""
     return all(bool(np.all(np.isfinite(np.asarray(value, dtype=np.float64)))) for value in values)
@@ -54,3 +66,29 @@ def all_finite(*values: Any) -> bool:
 def no_verdict(statement: str, verdict: str, reason: str, **numbers: Any) -> dict[str, Any]:
     """A claim entry without a verdict on the claim itself (diverged, too short, not run)."""
     return {"statement": statement, "verdict": verdict, "reason": reason, **numbers}
+
+
+def not_evaluated(statement: str, missing: str) -> dict[str, Any]:
+    """The entry of a claim whose conditions were not all run."""
+    return no_verdict(statement, NOT_EVALUATED, f"needs {missing}")
+
+
+def post_inits(names: Iterable[str], skip: Iterable[str] = ()) -> tuple[str | None, ...]:
+    """The post's four inits among ``names`` (None where not run), each the first of its kind:
+    Fold 0, Fold 1, orthogonal (gain exactly 1) and orthogonal x g (g < 1). Names in ``skip``
+    (not ``parse_init_spec`` names) are passed over."""
+    specs = {name: parse_init_spec(name) for name in names if name not in skip}
+
+    def first(kind: str, fold_k: int, scaled: bool) -> str | None:
+        for name, spec in specs.items():
+            gain_fits = spec.gain < 1.0 if scaled else spec.gain == 1.0
+            if spec.kind == kind and spec.fold_k == fold_k and gain_fits:
+                return name
+        return None
+
+    return (
+        first("gaussian", 0, False),
+        first("gaussian", 1, False),
+        first("orthogonal", 0, False),
+        first("orthogonal", 0, True),
+    )
