@@ -98,16 +98,7 @@ class DeepLinearConfig:
 
     def validate(self) -> None:
         """Raise a one-line ``ValueError`` for the first bad setting, before any work."""
-        check_depth(self.depth)
-        check_width(self.width)
-        check_seed(self.seed)
-        check_fold_axis(self.fold_axis)
-        if not self.conditions:
-            raise ValueError("conditions must name at least one init")
-        for name in self.conditions:
-            check_fold_fits_width(parse_init_spec(name).fold_k, self.width)
-        if len({parse_init_spec(name) for name in self.conditions}) != len(self.conditions):
-            raise ValueError(f"conditions must be distinct, got {list(self.conditions)}")
+        check_linear_network(self, "conditions")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; allowed: 'adam', 'sgd'")
         _check_positive("seeds", self.seeds, integer=True)
@@ -170,6 +161,23 @@ class DeepLinearConfig:
             epochs |= set(log_spaced_epochs(self.epochs, self.gradient_points))
         epochs |= {epoch for epoch in self.judge_window if epoch <= self.epochs}
         return sorted(int(epoch) for epoch in epochs)
+
+
+def check_linear_network(config: Any, field: str) -> None:
+    """The checks of every deep linear network config (``DeepLinearConfig``, the Hessian's):
+    depth, width, seed, fold axis, and its init list ``field``: not empty, distinct, each fold
+    fitting the width."""
+    check_depth(config.depth)
+    check_width(config.width)
+    check_seed(config.seed)
+    check_fold_axis(config.fold_axis)
+    inits = getattr(config, field)
+    if not inits:
+        raise ValueError(f"{field} must name at least one init")
+    for name in inits:
+        check_fold_fits_width(parse_init_spec(name).fold_k, config.width)
+    if len({parse_init_spec(name) for name in inits}) != len(inits):
+        raise ValueError(f"{field} must be distinct, got {list(inits)}")
 
 
 def log_spaced_epochs(epochs: int, points: int, extra: tuple[int, ...] = ()) -> list[int]:

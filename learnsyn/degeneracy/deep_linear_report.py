@@ -32,6 +32,7 @@ from learnsyn.degeneracy.outputs import (
     experiment_writer,
     log_series,
     new_figure,
+    plot_each,
     plot_mean_with_error,
     save_figure,
 )
@@ -68,6 +69,11 @@ def layer_profile_points(config: DeepLinearConfig, raw: dict[str, Any]) -> list[
     return [index for index, epoch in enumerate(raw["measure_epochs"]) if epoch in wanted]
 
 
+def _over_seeds(values: dict[str, Any]) -> dict[str, Any]:
+    """``summarize_over_seeds`` of each condition's per-seed values."""
+    return {name: summarize_over_seeds(per_seed) for name, per_seed in values.items()}
+
+
 def summarize_gradients_over_training(
     config: DeepLinearConfig, raw: dict[str, Any]
 ) -> dict[str, Any]:
@@ -82,21 +88,21 @@ def summarize_gradients_over_training(
     }
     section: dict[str, Any] = {
         "epochs": schedule,
-        "layer_mean_activation_gradient_norm": {
-            name: summarize_over_seeds(values)
-            for name, values in norms["activation_gradient_norms"].items()
-        },
-        "layer_mean_weight_gradient_norm": {
-            name: summarize_over_seeds(values)
-            for name, values in norms["weight_gradient_norms"].items()
-        },
-        "loss": {name: summarize_over_seeds(values) for name, values in loss.items()},
+        "layer_mean_activation_gradient_norm": _over_seeds(norms["activation_gradient_norms"]),
+        "layer_mean_weight_gradient_norm": _over_seeds(norms["weight_gradient_norms"]),
+        "loss": _over_seeds(loss),
     }
     orthogonal = post_inits(config.conditions)[2]
     if orthogonal is None:
         return section
     relative = {}
     activation = norms["activation_gradient_norms"]
+
+    def log_ratios(values: dict[str, np.ndarray], name: str) -> list[dict[str, float]]:
+        """Per recorded epoch, the paired difference of the logs (name against orthogonal)."""
+        logs, reference = np.log(values[name]), np.log(values[orthogonal])
+        return [paired_difference(logs[:, i], reference[:, i]) for i in range(len(schedule))]
+
     with np.errstate(divide="ignore", invalid="ignore"):
         for name in config.conditions:
             if name == orthogonal:
@@ -104,18 +110,8 @@ def summarize_gradients_over_training(
             relative[name] = {
                 "gradient_norm_ratio": activation[name].mean(0) / activation[orthogonal].mean(0),
                 "loss_ratio": loss[name].mean(0) / loss[orthogonal].mean(0),
-                "log_gradient_norm_ratio": [
-                    paired_difference(
-                        np.log(activation[name][:, index]), np.log(activation[orthogonal][:, index])
-                    )
-                    for index in range(len(schedule))
-                ],
-                "log_loss_ratio": [
-                    paired_difference(
-                        np.log(loss[name][:, index]), np.log(loss[orthogonal][:, index])
-                    )
-                    for index in range(len(schedule))
-                ],
+                "log_gradient_norm_ratio": log_ratios(activation, name),
+                "log_loss_ratio": log_ratios(loss, name),
             }
     section["relative_to_orthogonal"] = relative
     section["reference"] = orthogonal
@@ -140,10 +136,8 @@ def summarize_deep_linear(config: DeepLinearConfig, raw: dict[str, Any]) -> dict
         "conditions": {name: labels[name] for name in config.conditions},
         "seeds_per_condition": config.seeds,
         "epochs": list(range(config.epochs + 1)),
-        "loss": {name: summarize_over_seeds(loss[name]) for name in config.conditions},
-        "population_loss": {
-            name: summarize_over_seeds(population[name]) for name in config.conditions
-        },
+        "loss": _over_seeds(loss),
+        "population_loss": _over_seeds(population),
         "final_loss": {name: summarize_over_seeds(loss[name][:, -1]) for name in config.conditions},
         "gradient_epochs": raw["gradient_epochs"],
         "early_gradient_epochs": sorted(set(config.gradient_epochs)),
@@ -157,10 +151,7 @@ def summarize_deep_linear(config: DeepLinearConfig, raw: dict[str, Any]) -> dict
         "activation_gradient_norms": {},
         "weight_gradient_norms": {},
         "measure_epochs": raw["measure_epochs"],
-        "teacher_degeneracy": {
-            measure: summarize_over_seeds(values)
-            for measure, values in raw["teacher_measures"].items()
-        },
+        "teacher_degeneracy": _over_seeds(raw["teacher_measures"]),
         "degeneracy_over_training": {},
         "degeneracy_by_layer": {},
     }
@@ -183,9 +174,7 @@ def summarize_deep_linear(config: DeepLinearConfig, raw: dict[str, Any]) -> dict
         for measure in MEASURE_NAMES:
             per_condition = by_condition(raw["measures"][group][measure], config)
             if group == "weight_product":
-                over_training[measure] = {
-                    name: summarize_over_seeds(values) for name, values in per_condition.items()
-                }
+                over_training[measure] = _over_seeds(per_condition)
                 continue
             if group == "activation_covariance":
                 over_training[measure] = {
@@ -221,10 +210,7 @@ def plot_deep_linear(
     paths = []
 
     figure, axes = new_figure(1, 1, (6.4, 4.2))
-    for name in names:
-        plot_mean_with_error(
-            axes[0, 0], summary["epochs"], summary["loss"][name]["per_seed"], labels[name]
-        )
+    plot_each(axes[0, 0], summary["epochs"], summary["loss"], names, labels)
     axes[0, 0].set(xlabel="epoch", ylabel="training MSE (mean +- s.e.)", yscale="log")
     axes[0, 0].set_title(title, fontsize=8)
     axes[0, 0].legend(fontsize=8)
@@ -254,11 +240,8 @@ def plot_deep_linear(
     for row, group in enumerate(groups):
         for column, measure in enumerate(MEASURE_NAMES):
             axis = axes[row, column]
-            for name in names:
-                values = summary["degeneracy_over_training"][group][measure][name]["per_seed"]
-                plot_mean_with_error(
-                    axis, summary["measure_epochs"], values, labels[name], marker="o"
-                )
+            entries = summary["degeneracy_over_training"][group][measure]
+            plot_each(axis, summary["measure_epochs"], entries, names, labels, marker="o")
             axis.set(xlabel="epoch", ylabel=MEASURE_LABELS[measure], xscale="symlog")
             axis.set_title(group.replace("_", " "), fontsize=9)
     axes[0, 0].legend(fontsize=7)
@@ -305,10 +288,7 @@ def plot_gradients_over_training(
         )
     ):
         axis = axes[0, column]
-        for name in config.conditions:
-            plot_mean_with_error(
-                axis, epochs, section[key][name]["per_seed"], labels[name], marker="o"
-            )
+        plot_each(axis, epochs, section[key], config.conditions, labels, marker="o")
         axis.set(xlabel="epoch", ylabel=f"layer mean |dLoss/d {what}|", xscale="symlog")
         axis.set_yscale("log")
     if relative:

@@ -36,19 +36,11 @@ from typing import Any
 import torch
 from torch.func import grad, vmap
 
+from learnsyn.degeneracy.deep_linear_config import check_linear_network
 from learnsyn.degeneracy.hessian_report import write_hessian_outputs
 from learnsyn.degeneracy.measures import effective_rank, participation_ratio
 from learnsyn.degeneracy.outputs import progress_bar, run_timed
-from learnsyn.initialization import (
-    check_depth,
-    check_fold_axis,
-    check_fold_fits_width,
-    check_seed,
-    check_width,
-    initialize_square_matrix,
-    parse_init_spec,
-    seeded_generator,
-)
+from learnsyn.initialization import initialize_square_matrix, parse_init_spec, seeded_generator
 
 ARCHITECTURES = ("plain", "residual")
 DEFAULT_INITS = ("gaussian", "fold1", "fold2", "orthogonal", "orthogonal-x0.8")
@@ -85,16 +77,7 @@ class HessianConfig:
 
     def validate(self) -> None:
         """Raise a one-line ``ValueError`` for the first bad setting, before any work."""
-        check_depth(self.depth)
-        check_width(self.width)
-        check_seed(self.seed)
-        check_fold_axis(self.fold_axis)
-        if not self.inits:
-            raise ValueError("inits must name at least one init")
-        for name in self.inits:
-            check_fold_fits_width(parse_init_spec(name).fold_k, self.width)
-        if len({parse_init_spec(name) for name in self.inits}) != len(self.inits):
-            raise ValueError(f"inits must be distinct, got {list(self.inits)}")
+        check_linear_network(self, "inits")
         if not self.architectures or any(a not in ARCHITECTURES for a in self.architectures):
             raise ValueError(
                 f"architectures must be among {', '.join(ARCHITECTURES)}, got "

@@ -40,6 +40,12 @@ SHARING = ("effective_rank", "participation_ratio")
 _STYLES = {"plain": ("-", "o"), "residual": ("--", "s")}
 
 
+def _over_seeds(runs: list[dict[str, Any]], *keys: str) -> dict[str, Any]:
+    """``summarize_over_seeds`` of ``run[key]`` (``run[group][key]`` for two keys) per seed."""
+    values = [run[keys[0]] if len(keys) == 1 else run[keys[0]][keys[1]] for run in runs]
+    return summarize_over_seeds(values)
+
+
 def summarize_hessian(config: HessianConfig, raw: dict[str, Any]) -> dict[str, Any]:
     """Everything plotted, per architecture and init, as mean / standard_error / per_seed."""
     by_architecture: dict[str, Any] = {}
@@ -47,23 +53,15 @@ def summarize_hessian(config: HessianConfig, raw: dict[str, Any]) -> dict[str, A
         by_architecture[architecture] = {}
         for init, runs in per_init.items():
             by_architecture[architecture][init] = {
-                "loss": summarize_over_seeds([run["loss"] for run in runs]),
-                "gradient_norm": summarize_over_seeds([run["gradient_norm"] for run in runs]),
-                "max_abs_eigenvalue": summarize_over_seeds(
-                    [run["max_abs_eigenvalue"] for run in runs]
-                ),
-                "fractions": {
-                    key: summarize_over_seeds([run["fractions"][key] for run in runs])
-                    for key in FRACTIONS
-                },
-                "fraction_curves": {
-                    key: summarize_over_seeds([run["fraction_curves"][key] for run in runs])
-                    for key in ("near_zero", "negative")
-                },
-                "gradient_sharing": {
-                    key: summarize_over_seeds([run["gradient_sharing"][key] for run in runs])
-                    for key in SHARING
-                },
+                key: _over_seeds(runs, key)
+                for key in ("loss", "gradient_norm", "max_abs_eigenvalue")
+            } | {
+                group: {key: _over_seeds(runs, group, key) for key in keys}
+                for group, keys in (
+                    ("fractions", FRACTIONS),
+                    ("fraction_curves", ("near_zero", "negative")),
+                    ("gradient_sharing", SHARING),
+                )
             }
     width = config.width
     return {

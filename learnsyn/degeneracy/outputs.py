@@ -11,7 +11,8 @@
 - ``tensorboard_writer`` / ``log_series``: TensorBoard scalars under ``<out>/tensorboard``.
 - ``progress_bar``: tqdm on stderr, switched off by ``enabled=False``; ``torch_threads``: run a
   block with a stated torch thread count (reported in config.json).
-- ``plot_mean_with_error``: a mean +- 1 s.e. band over seeds (statistics in ``seed_statistics``).
+- ``plot_mean_with_error``: a mean +- 1 s.e. band over seeds (statistics in ``seed_statistics``);
+  ``plot_each``: one such band per condition.
 """
 
 from __future__ import annotations
@@ -130,6 +131,19 @@ def plot_mean_with_error(
         axes.fill_between(
             x, mean - standard_error, mean + standard_error, color=line.get_color(), alpha=0.25
         )
+
+
+def plot_each(
+    axes: Axes,
+    x: Any,
+    entries: dict[str, Any],
+    names: Iterable[str],
+    labels: dict[str, str],
+    **style: Any,
+) -> None:
+    """``plot_mean_with_error`` of ``entries[name]["per_seed"]`` for every name, in order."""
+    for name in names:
+        plot_mean_with_error(axes, x, entries[name]["per_seed"], labels[name], **style)
 
 
 @contextlib.contextmanager

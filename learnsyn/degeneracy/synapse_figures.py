@@ -22,6 +22,7 @@ import numpy as np
 from learnsyn.degeneracy.outputs import (
     log_series,
     new_figure,
+    plot_each,
     plot_mean_with_error,
     save_figure,
 )
@@ -61,19 +62,10 @@ def plot_synapse(
 
     figure, axes = new_figure(1, 3, (4.4, 3.4))
     for column, key in enumerate(("objective", "batch_metric")):
-        for name in names:
-            plot_mean_with_error(
-                axes[0, column], summary["iterations"], summary[key][name]["per_seed"], labels[name]
-            )
+        plot_each(axes[0, column], summary["iterations"], summary[key], names, labels)
         axes[0, column].set(xlabel="iteration", ylabel=SERIES_LABELS[key])
-    for name in names:
-        plot_mean_with_error(
-            axes[0, 2],
-            summary["evaluation_iterations"],
-            summary["evaluation"][name]["per_seed"],
-            labels[name],
-            marker="o",
-        )
+    evaluation_iterations = summary["evaluation_iterations"]
+    plot_each(axes[0, 2], evaluation_iterations, summary["evaluation"], names, labels, marker="o")
     reach = summary["iterations_to_fraction"]
     axes[0, 2].axhline(reach["target"], color="k", linestyle=":", linewidth=1)
     axes[0, 2].set(
@@ -88,10 +80,7 @@ def plot_synapse(
 
     figure, axes = new_figure(1, 2, (4.8, 3.4))
     for column, key in enumerate(("grad_norm", "recurrent_grad_norm")):
-        for name in names:
-            plot_mean_with_error(
-                axes[0, column], summary["iterations"], summary[key][name]["per_seed"], labels[name]
-            )
+        plot_each(axes[0, column], summary["iterations"], summary[key], names, labels)
         axes[0, column].set(xlabel="iteration", ylabel=SERIES_LABELS[key], yscale="log")
         axes[0, column].yaxis.label.set_fontsize(8)
     axes[0, 0].legend(fontsize=7)
@@ -125,14 +114,8 @@ def plot_synapse(
     figure, axes = new_figure(1, len(panels), (3.4, 3.0))
     for column, (group, measure, what) in enumerate(panels):
         axis = axes[0, column]
-        for name in names:
-            plot_mean_with_error(
-                axis,
-                summary["measurement_iterations"],
-                summary[group][measure][name]["per_seed"],
-                labels[name],
-                marker="o",
-            )
+        entries = summary[group][measure]
+        plot_each(axis, summary["measurement_iterations"], entries, names, labels, marker="o")
         axis.set(xlabel="iteration", ylabel=MEASURE_LABELS[measure])
         if measure == "rms_singular_value":
             axis.set_yscale("log")
