@@ -1,18 +1,19 @@
 """Degeneracy, not vanishing gradients: deep linear nets, spectra, and the synapse RNN.
 
-Modules, by concept:
-- ``initialization``: Gaussian / Fold k / orthogonal x g square matrices (``InitSpec``,
-  ``parse_init_spec``, ``initialize_square_matrix``, ``apply_initialization_``, ``fold_matrix``);
+Modules, by concept (the inits themselves, Gaussian / Fold k / orthogonal x g, are in
+``learnsyn.initialization``; the command, ``learnsyn degeneracy deep-linear|spectra|synapse``,
+in ``learnsyn.cli.degeneracy``):
 - ``measures``: effective rank, participation ratio, fraction of small singular values;
 - ``seed_statistics``: mean +- s.e. over seeds and paired comparisons used to judge claims;
+- ``verdicts``: the verdicts a claim can get and the helpers every claim module shares;
 - ``outputs``: atomic JSON, config.json, PNG figures, TensorBoard scalars, progress bars;
-- ``deep_linear`` (+ ``deep_linear_report``): the post's 30-layer linear network experiment;
-- ``spectra`` (+ ``spectra_report``): singular values of matrix products and of Jacobians;
+- ``deep_linear`` (+ ``_config``, ``_claims``, ``_report``): the post's 30-layer linear network;
+- ``hessian`` (+ ``hessian_report``): loss Hessian and gradient sharing at initialization;
+- ``spectra`` (+ ``_config``, ``_report``): singular values of matrix products and Jacobians;
 - ``recurrent_jacobians``: per-step Jacobians of a learned synapse and their window products;
-- ``synapse`` (+ ``synapse_report``, ``synapse_figures``): the same inits for the learned
-  synapse's recurrent matrix, meta-trained over seeds through ``learnsyn.runs.train``;
-- ``rank_correlation``: Spearman's rho across inits with a bootstrap over seeds;
-- ``cli``: ``learnsyn degeneracy deep-linear|spectra|synapse`` (``add_degeneracy_commands``).
+- ``synapse`` (+ ``_labels``, ``_claims``, ``_report``, ``_figures``): the same inits for the
+  learned synapse's recurrent matrix, meta-trained over seeds through ``learnsyn.runs.train``;
+- ``rank_correlation``: Spearman's rho across inits with a bootstrap over seeds.
 """
 
 from learnsyn.degeneracy.deep_linear import DeepLinearConfig, run_deep_linear, train_deep_linear

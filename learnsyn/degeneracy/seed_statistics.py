@@ -53,12 +53,6 @@ def significantly_greater(
     return difference["mean"] > standard_errors * difference["standard_error"]
 
 
-def format_mean_and_error(values: Any, digits: int = 3) -> str:
-    """``"mean +- s.e."`` of 1-d per-seed values, in ``digits`` significant digits."""
-    mean, standard_error = mean_and_standard_error(values)
-    return f"{float(mean):.{digits}g} +- {float(standard_error):.{digits - 1}g}"
-
-
 def paired_direction(
     first: Any, second: Any, standard_errors: float = SIGNIFICANCE_STANDARD_ERRORS
 ) -> int:

@@ -56,12 +56,27 @@ from learnsyn.initialization import (
 _PRODUCT_STREAM, _JACOBIAN_STREAM = 44, 55
 
 
-def _spectrum_statistics(spectrum: torch.Tensor, threshold: float) -> dict[str, float]:
+def _empty_results(depths: list[int], *keys: str) -> dict[int, dict[str, list[Any]]]:
+    """``{L: {"singular_values": [], "statistics": [], key: [] ...}}`` for each distinct L."""
+    keys = ("singular_values", "statistics", *keys)
+    return {depth: {key: [] for key in keys} for depth in sorted(set(depths))}
+
+
+def _record_spectrum(entry: dict[str, list[Any]], spectrum: torch.Tensor, threshold: float):
+    """Append one trial's singular values and their statistics to a depth's entry."""
     statistics = {
         **squared_singular_value_moments(spectrum),
         **spectrum_degeneracy(spectrum, threshold),
     }
-    return {name: float(value) for name, value in statistics.items()}
+    entry["singular_values"].append(spectrum.numpy())
+    entry["statistics"].append({name: float(value) for name, value in statistics.items()})
+
+
+def _stack_trials(results: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """The trials' singular values of each depth as one ``(trials, n)`` array."""
+    for entry in results.values():
+        entry["singular_values"] = np.stack(entry["singular_values"])
+    return results
 
 
 def product_spectra(
@@ -80,23 +95,16 @@ def product_spectra(
     ``{L: {"singular_values": (trials, n) array, "statistics": [per-trial dicts]}}``.
     """
     spec = parse_init_spec(init_name)
-    wanted = sorted(set(depths))
-    results: dict[int, dict[str, Any]] = {
-        depth: {"singular_values": [], "statistics": []} for depth in wanted
-    }
+    results = _empty_results(depths)
     for trial in range(trials):
         generator = seeded_generator(seed, trial, _PRODUCT_STREAM)
         product = torch.eye(width, dtype=torch.float64)
-        for depth in range(1, wanted[-1] + 1):
+        for depth in range(1, max(depths) + 1):
             matrix = initialize_square_matrix(spec, width, generator, fold_axis, torch.float64)
             product = matrix @ product
             if depth in results:
-                spectrum = singular_values(product)
-                results[depth]["singular_values"].append(spectrum.numpy())
-                results[depth]["statistics"].append(_spectrum_statistics(spectrum, threshold))
-    for entry in results.values():
-        entry["singular_values"] = np.stack(entry["singular_values"])
-    return results
+                _record_spectrum(results[depth], singular_values(product), threshold)
+    return _stack_trials(results)
 
 
 def layer_normalized_variance(weight_kind: str, linear_fraction: float) -> float:
@@ -135,23 +143,14 @@ def jacobian_spectra(
     with each layer's measured fraction).
     """
     sigma_w, sigma_b = network.weight_and_bias_scale
-    wanted = sorted(set(depths))
-    results: dict[int, dict[str, Any]] = {
-        depth: {
-            "singular_values": [],
-            "statistics": [],
-            "active_fraction": [],
-            "predicted_normalized_variance": [],
-        }
-        for depth in wanted
-    }
+    results = _empty_results(depths, "active_fraction", "predicted_normalized_variance")
     for trial in range(trials):
         generator = seeded_generator(seed, trial, _JACOBIAN_STREAM)
         pre_activation = torch.randn(width, generator=generator, dtype=torch.float64)
         state = network.activation(pre_activation * math.sqrt(network.q_star))
         jacobian = torch.eye(width, dtype=torch.float64)
         prediction = 0.0
-        for depth in range(1, wanted[-1] + 1):
+        for depth in range(1, max(depths) + 1):
             if network.weight_kind == "orthogonal":
                 weight = orthogonal_matrix(width, generator, sigma_w, torch.float64)
             else:
@@ -163,14 +162,10 @@ def jacobian_spectra(
             jacobian = slope.unsqueeze(1) * (weight @ jacobian)
             prediction += layer_normalized_variance(network.weight_kind, float(slope.mean()))
             if depth in results:
-                spectrum = singular_values(jacobian)
-                results[depth]["singular_values"].append(spectrum.numpy())
-                results[depth]["statistics"].append(_spectrum_statistics(spectrum, threshold))
+                _record_spectrum(results[depth], singular_values(jacobian), threshold)
                 results[depth]["active_fraction"].append(float(slope.mean()))
                 results[depth]["predicted_normalized_variance"].append(prediction)
-    for entry in results.values():
-        entry["singular_values"] = np.stack(entry["singular_values"])
-    return results
+    return _stack_trials(results)
 
 
 def variance_curve_depths(max_depth: int, points: int, extra: tuple[int, ...] = ()) -> list[int]:

@@ -305,14 +305,16 @@ class SynapseDegeneracyConfig:
     # -- inits, schedules ----------------------------------------------------------------
 
     @property
+    def named_inits(self) -> tuple[str, ...]:
+        """``inits``, or the default list (``gain``'s) when None."""
+        if self.inits is not None:
+            return tuple(self.inits)
+        return default_inits(DEFAULT_GAIN if self.gain is None else self.gain)
+
+    @property
     def init_names(self) -> tuple[str, ...]:
-        """The inits to run, in order: ``inits`` (the default list when None), then the
-        controls not already named."""
-        base = (
-            tuple(self.inits)
-            if self.inits is not None
-            else default_inits(DEFAULT_GAIN if self.gain is None else self.gain)
-        )
+        """The inits to run, in order: ``named_inits``, then the controls not already named."""
+        base = self.named_inits
         return base + tuple(name for name in self.controls if name not in base)
 
     @property
@@ -337,16 +339,7 @@ class SynapseDegeneracyConfig:
 
     def resolved(self) -> SynapseDegeneracyConfig:
         """A copy with the init list written out (what config.json holds)."""
-        base = self.init_names[: len(self.init_names) - len(self._added_controls())]
-        return dataclasses.replace(self, inits=base, gain=None)
-
-    def _added_controls(self) -> tuple[str, ...]:
-        named = (
-            tuple(self.inits)
-            if self.inits is not None
-            else default_inits(DEFAULT_GAIN if self.gain is None else self.gain)
-        )
-        return tuple(name for name in self.controls if name not in named)
+        return dataclasses.replace(self, inits=self.named_inits, gain=None)
 
     def validate(self) -> None:
         """Raise a one-line ``ValueError`` for the first bad setting, before any work."""
@@ -640,33 +633,18 @@ def tune_gap_baseline(
 
 
 def _stack_runs(per_init: list[list[dict[str, Any]]]) -> dict[str, Any]:
-    """Per-run dicts ``[init][seed]`` -> arrays with the init axis first, then the seed."""
+    """Per-run dicts ``[init][seed]`` (``train_one_run``'s, with ``run_seconds``) -> arrays
+    with the init axis first, then the seed; ``jacobian`` and ``recurrent_matrix`` per measure."""
 
     def stacked(key: str, group: str | None = None) -> np.ndarray:
-        return np.stack(
-            [
-                np.stack(
-                    [np.asarray(run[key] if group is None else run[group][key]) for run in runs]
-                )
-                for runs in per_init
-            ]
-        )
+        values = [
+            [run[key] if group is None else run[group][key] for run in runs] for runs in per_init
+        ]
+        return np.stack([np.stack([np.asarray(value) for value in runs]) for runs in values])
 
-    keys = (
-        "objective",
-        "batch_metric",
-        "grad_norm",
-        "recurrent_grad_norm",
-        "skipped",
-        "evaluation",
-        "selected_objective",
-        "selected_iteration",
-        "diverged",
-        "timescales_used",
-        "run_seconds",
-    )
-    raw: dict[str, Any] = {key: stacked(key) for key in keys}
-    for group in ("jacobian", "recurrent_matrix"):
+    groups = ("jacobian", "recurrent_matrix")
+    raw: dict[str, Any] = {key: stacked(key) for key in per_init[0][0] if key not in groups}
+    for group in groups:
         raw[group] = {name: stacked(name, group) for name in JACOBIAN_MEASURES}
     return raw
 
