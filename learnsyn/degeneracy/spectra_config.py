@@ -92,16 +92,13 @@ class SpectraConfig:
             raise ValueError("product_depths and jacobian_depths must each name a depth")
         for name in self.product_inits:
             check_fold_fits_width(parse_init_spec(name).fold_k, self.product_width)
-        for nonlinearity in self.nonlinearities:
-            if nonlinearity not in NONLINEARITIES:
-                raise ValueError(
-                    f"unknown nonlinearity {nonlinearity!r}; allowed: {', '.join(NONLINEARITIES)}"
-                )
-        for kind in self.weight_kinds:
-            if kind not in WEIGHT_KINDS:
-                raise ValueError(
-                    f"unknown weight kind {kind!r}; allowed: {', '.join(WEIGHT_KINDS)}"
-                )
+        for what, names, allowed in (
+            ("nonlinearity", self.nonlinearities, NONLINEARITIES),
+            ("weight kind", self.weight_kinds, WEIGHT_KINDS),
+        ):
+            for name in names:
+                if name not in allowed:
+                    raise ValueError(f"unknown {what} {name!r}; allowed: {', '.join(allowed)}")
         for q_star in self.hard_tanh_q_stars:
             if not 0 < q_star <= 1:
                 raise ValueError(f"hard-tanh q* must be in (0, 1], got {q_star}")

@@ -24,7 +24,7 @@ from learnsyn.degeneracy.outputs import (
     plot_mean_with_error,
     save_figure,
 )
-from learnsyn.degeneracy.seed_statistics import summarize_over_seeds
+from learnsyn.degeneracy.seed_statistics import mean_and_standard_error
 from learnsyn.degeneracy.spectra_config import SpectraConfig
 from learnsyn.initialization import parse_init_spec
 
@@ -50,25 +50,20 @@ def _summarize_depths(entries: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """``{depth: {statistic: mean/standard_error/per_trial}}`` from per-trial statistic dicts."""
     summary = {}
     for depth, entry in entries.items():
-        names = entry["statistics"][0].keys()
-        per_depth = {
-            name: _rename_seed(summarize_over_seeds([trial[name] for trial in entry["statistics"]]))
-            for name in names
-        }
+        trials = entry["statistics"]
+        per_depth = {name: _over_trials([trial[name] for trial in trials]) for name in trials[0]}
         for key in ("active_fraction", "predicted_normalized_variance"):
             if key in entry:
-                per_depth[key] = _rename_seed(summarize_over_seeds(entry[key]))
+                per_depth[key] = _over_trials(entry[key])
         summary[str(depth)] = per_depth
     return summary
 
 
-def _rename_seed(summary: dict[str, Any]) -> dict[str, Any]:
-    # Spectra are averaged over independent draws ("trials"), not over training seeds.
-    return {
-        "mean": summary["mean"],
-        "standard_error": summary["standard_error"],
-        "per_trial": summary["per_seed"],
-    }
+def _over_trials(values: Any) -> dict[str, Any]:
+    """Mean, s.e. and per-trial values: spectra are averaged over independent draws
+    ("trials"), not over training seeds."""
+    mean, standard_error = mean_and_standard_error(values)
+    return {"mean": mean, "standard_error": standard_error, "per_trial": np.asarray(values)}
 
 
 def _histogram(singular: np.ndarray, bins: int) -> dict[str, Any]:

@@ -350,8 +350,7 @@ class SynapseDegeneracyConfig:
                     f"recurrent matrix; allowed: {', '.join(SYNAPSE_CELLS)}"
                 )
         for size in self.hidden_sizes:
-            if isinstance(size, bool) or int(size) != size or size < 2:
-                raise ValueError(f"hidden size must be an integer >= 2, got {size}")
+            _check_integer_at_least("hidden size", size, 2)
         for horizon in self.horizons:
             _check_integer_at_least("horizon", horizon, 1)
         if not self.cells or not self.hidden_sizes or not self.horizons:

@@ -27,7 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from learnsyn.degeneracy.outputs import experiment_writer
+from learnsyn.degeneracy.outputs import (
+    experiment_writer,
+    save_resolved_config,
+    write_json_atomic,
+)
 from learnsyn.degeneracy.rank_correlation import bootstrap_spearman
 from learnsyn.degeneracy.recurrent_jacobians import JACOBIAN_MEASURES, timescales_used
 from learnsyn.degeneracy.seed_statistics import (
@@ -547,8 +551,6 @@ def write_synapse_grid_outputs(
     one-point grid, else in ``<out_dir>/<point>/``), the grid summary in results.json (with the
     point's own keys for a one-point grid) and its tables in ``summary.md``; returns the
     summary."""
-    from learnsyn.degeneracy.outputs import save_resolved_config, write_json_atomic
-
     analyses, points = {}, []
     for cell, size, horizon in config.points:
         point = config.point(cell, size, horizon)
