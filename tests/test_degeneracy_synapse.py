@@ -16,6 +16,7 @@ from learnsyn.degeneracy.recurrent_jacobians import (
     step_with_jacobian,
     tanh_rnn_jacobian,
     window_jacobian_products,
+    window_jacobians,
 )
 from learnsyn.degeneracy.synapse import (
     SynapseDegeneracyConfig,
@@ -70,6 +71,42 @@ def test_scaled_orthogonal_products_shrink_as_gain_to_the_power_l():
     )
     rms = spectrum_measures(products[10], threshold=0.1)["rms_singular_value"]
     assert torch.allclose(rms, torch.full((2,), 0.8**10, dtype=torch.float64), rtol=1e-5)
+
+
+def test_long_window_products_keep_their_direction_where_float64_underflows():
+    # P_L = (0.5 Q)^L: its entries fall below 1e-308 at L = 2000 (0.5^2000 = 1e-602), so the
+    # plain product is exactly zero and its effective rank undefined. Renormalized at every
+    # step the direction is Q^L (all singular values equal: effective rank n, no small ones)
+    # and the scale is L log 0.5 up to the largest entry of Q^L.
+    size, length = 4, 2000
+    model = make_cell("rnn", size, init="orthogonal", seed=3)
+    with torch.no_grad():
+        model.W.mul_(0.5)
+        model.U.zero_()
+        model.bias.zero_()
+    config = train_config(SynapseDegeneracyConfig.quick(hidden_size=size, horizon=6), "fold0", 0)
+    scenario, lengths = make_scenario("ideal"), (3, length)
+    plain = window_jacobian_products(model, scenario, config, 2, lengths, torch.Generator())
+    assert torch.all(plain[length] == 0)
+    products, log_scales, _ = window_jacobians(
+        model, scenario, config, 2, lengths, torch.Generator().manual_seed(0)
+    )
+    weight = model.W.detach().double() / 0.5
+    power = torch.linalg.matrix_power(weight, length)
+    expected_log = length * math.log(0.5) + math.log(power.abs().max().item())
+    assert torch.allclose(log_scales[length], torch.full((2,), expected_log, dtype=torch.float64))
+    assert torch.allclose(products[length], (power / power.abs().max()).expand(2, -1, -1))
+    measures = spectrum_measures(products[length], 0.1, log_scales[length])
+    assert torch.allclose(measures["effective_rank"], torch.full((2,), float(size)).double())
+    assert torch.all(measures["fraction_below_threshold"] == 0)
+    assert torch.all(measures["rms_singular_value"] == 0)  # 0.5^2000 underflows, as it is
+    short = spectrum_measures(products[3], 0.1, log_scales[3])["rms_singular_value"]
+    assert torch.allclose(short, torch.full((2,), 0.5**3, dtype=torch.float64))
+    assert torch.allclose(plain[3], products[3] * log_scales[3].exp()[:, None, None])
+    # an exactly zero map has no direction: its scale-free measures are undefined (NaN)
+    zero = spectrum_measures(torch.zeros(1, size, size, dtype=torch.float64), 0.1)
+    assert math.isnan(zero["effective_rank"].item())
+    assert math.isnan(zero["fraction_below_threshold"].item())
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru"])

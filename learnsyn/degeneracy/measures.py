@@ -85,11 +85,13 @@ def participation_ratio(spectrum: torch.Tensor) -> torch.Tensor:
 def fraction_below_threshold(
     spectrum: torch.Tensor, threshold: float = DEFAULT_SMALL_VALUE_THRESHOLD
 ) -> torch.Tensor:
-    """Fraction of values below ``threshold`` x the RMS value of the spectrum (last dim)."""
+    """Fraction of values below ``threshold`` x the RMS value of the spectrum (last dim); NaN
+    if all zero (no size to be small against), as the effective rank is."""
     spectrum = spectrum.to(torch.float64)
     rms = torch.sqrt((spectrum**2).mean(dim=-1, keepdim=True))
     fraction = (spectrum < threshold * rms).to(torch.float64).mean(dim=-1)
-    return torch.where(torch.isnan(spectrum).any(dim=-1), math.nan, fraction)
+    undefined = torch.isnan(spectrum).any(dim=-1) | (rms[..., 0] == 0)
+    return torch.where(undefined, math.nan, fraction)
 
 
 def spectrum_degeneracy(

@@ -91,9 +91,16 @@ def window_jacobian_products(
 
     Like one meta-training batch: ``streams`` synapses run the burn-in of background events,
     then the tracked window starts with the tracked event (random sign) followed by background
-    events; ``J_t`` is the Jacobian of step t of the window w.r.t. the state before it.
+    events; ``J_t`` is the Jacobian of step t of the window w.r.t. the state before it. Long
+    windows of a saturated cell underflow float64 here (entries below 1e-308 become 0);
+    ``window_jacobians`` gives the same products without underflow, as direction and scale.
     """
-    return window_jacobians(model, scenario, config, streams, window_lengths, generator)[0]
+    products, log_scales, _ = window_jacobians(
+        model, scenario, config, streams, window_lengths, generator
+    )
+    return {
+        length: products[length] * log_scales[length].exp()[:, None, None] for length in products
+    }
 
 
 def window_jacobians(
@@ -103,9 +110,12 @@ def window_jacobians(
     streams: int,
     window_lengths: tuple[int, ...],
     generator: torch.Generator,
-) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
-    """``window_jacobian_products`` and the mean one-step Jacobian ``(n, n)`` (float64) over
-    the streams and the first ``max(window_lengths)`` steps of the window."""
+) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor], torch.Tensor]:
+    """``window_jacobian_products`` as ``P_L / s_L`` and ``log s_L`` (``(streams,)``), where
+    ``s_L`` is the largest absolute entry of each stream's product (renormalized at every step,
+    so products of any length keep their direction: ``-inf`` only for an exactly zero product),
+    and the mean one-step Jacobian ``(n, n)`` (float64) over the streams and the first
+    ``max(window_lengths)`` steps of the window."""
     size = model.state_size
     uniforms = scenario.uniforms_per_step
     wanted, products = set(window_lengths), {}
@@ -123,7 +133,9 @@ def window_jacobians(
         signs = torch.where(torch.rand(streams, generator=generator) < kind.p_plus, 1.0, -1.0)
         events, flags, stream = scenario.tracked_events(kind, signs, stream)
     product = torch.eye(size, dtype=torch.float64).expand(streams, size, size)
+    log_scale = torch.zeros(streams, dtype=torch.float64)
     total = torch.zeros(size, size, dtype=torch.float64)
+    log_scales = {}
     for length in range(1, max(window_lengths) + 1):
         if length > 1:
             draws = torch.rand(streams, uniforms, generator=generator)
@@ -131,10 +143,13 @@ def window_jacobians(
         noise = scenario.constraint_noise(streams, size, generator, DEVICE)
         state, jacobian = step_with_jacobian(model, scenario, state, events, flags, noise)
         product = jacobian.to(torch.float64) @ product
+        largest = product.abs().amax(dim=(-2, -1))
+        log_scale = log_scale + largest.log()  # -inf once a product is exactly zero
+        product = product / torch.where(largest > 0, largest, 1.0)[:, None, None]
         total += jacobian.to(torch.float64).mean(dim=0)
         if length in wanted:
-            products[length] = product
-    return products, total / max(window_lengths)
+            products[length], log_scales[length] = product, log_scale
+    return products, log_scales, total / max(window_lengths)
 
 
 def timescales_used(eigenvalues: Any, horizon: int) -> float:
@@ -162,9 +177,16 @@ def mean_jacobian_timescales(mean_jacobian: torch.Tensor, horizon: int) -> dict[
     }
 
 
-def spectrum_measures(matrices: torch.Tensor, threshold: float) -> dict[str, torch.Tensor]:
-    """``JACOBIAN_MEASURES`` of a batch of matrices ``(..., n, n)`` (one value per matrix)."""
+def spectrum_measures(
+    matrices: torch.Tensor, threshold: float, log_scale: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """``JACOBIAN_MEASURES`` of a batch of matrices ``(..., n, n)`` (one value per matrix);
+    ``log_scale`` (``(...)``): the matrices are ``matrices * exp(log_scale)`` (the scale-free
+    measures come from ``matrices``, the RMS is multiplied by the scale)."""
     spectrum = singular_values(matrices)
     measures = spectrum_degeneracy(spectrum, threshold)
-    measures["rms_singular_value"] = torch.sqrt((spectrum**2).mean(dim=-1))
+    rms = torch.sqrt((spectrum**2).mean(dim=-1))
+    if log_scale is not None:
+        rms = torch.where(torch.isneginf(log_scale), 0.0, rms * log_scale.exp())
+    measures["rms_singular_value"] = rms
     return measures

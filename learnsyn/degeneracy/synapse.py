@@ -493,11 +493,12 @@ def measure_model(
     """
     generator = seeded_generator(experiment.seed, seed_index, _JACOBIAN_STREAM)
     lengths = experiment.resolved_window_lengths
-    products, mean_jacobian = window_jacobians(
+    products, log_scales, mean_jacobian = window_jacobians(
         model, scenario, config, experiment.jacobian_streams, lengths, generator
     )
     stacked = torch.stack([products[length] for length in lengths])  # (lengths, streams, n, n)
-    measures = spectrum_measures(stacked, experiment.small_value_threshold)
+    scales = torch.stack([log_scales[length] for length in lengths])
+    measures = spectrum_measures(stacked, experiment.small_value_threshold, scales)
     matrix = model.recurrent_matrix().detach()
     return {
         "jacobian": {name: values.mean(dim=1).numpy() for name, values in measures.items()},
