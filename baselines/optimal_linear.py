@@ -162,6 +162,9 @@ class OptimalLinearSynapse(LinearSynapse):
     max_radius: float = 1.0
     max_radius_included: bool = False
 
+    #: the most variables ``optimize`` searches (``MAX_VARIABLES``)
+    max_state_size = MAX_VARIABLES
+
     @classmethod
     def radius_allowed(cls, radius: float) -> bool:
         """True when a spectral radius of A is inside the family."""

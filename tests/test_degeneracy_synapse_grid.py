@@ -24,6 +24,7 @@ from learnsyn.degeneracy.synapse import (
     make_isometric_,
     pilot_statement,
     train_config,
+    tune_gap_baseline,
 )
 from learnsyn.runs import train
 from learnsyn.scenario import make_scenario
@@ -271,3 +272,28 @@ def test_old_option_names_and_train_settings_reach_the_config():
     assert config.train["threshold"] == 2.0 and config.train["validate_every"] == 5
     assert config.train["gradient_burn_in"] == 0 and config.train["task_params"] == {"p": "0.5"}
     assert dataclasses.replace(config).evaluate_every == 5
+
+
+def test_gap_baseline_beyond_the_family_limit_is_its_largest_member_said_and_labelled(
+    monkeypatch, tmp_path
+):
+    # optimal-linear searches at most 8 variables: for m = 32 the gap is to its best
+    # 8-variable synapse (a lower bound on the 32-variable optimum), said in one line and
+    # labelled in the row, never left out in silence
+    import learnsyn.tuning
+
+    seen = {}
+
+    def fake_tune(train, scenario, names, cache, log):
+        seen["state_size"] = train.state_size
+        return [{"name": names[0], "value": 141.8}]
+
+    monkeypatch.setattr(learnsyn.tuning, "tune_baselines_for_run", fake_tune)
+    config = SynapseDegeneracyConfig.from_options(cell="gru", hidden_size=32, horizon=30)
+    lines = []
+    row = tune_gap_baseline(config, 32, 30, tmp_path / "m32.json", log=lines.append)
+    assert seen["state_size"] == 8
+    assert row["state_size"] == 8 and row["for_state_size"] == 32 and row["value"] == 141.8
+    assert len(lines) == 1 and "at most 8 variables" in lines[0] and "m = 32" in lines[0]
+    row = tune_gap_baseline(config, 2, 30, tmp_path / "m2.json", log=lines.append)
+    assert seen["state_size"] == 2 and row["for_state_size"] == 2 and len(lines) == 1

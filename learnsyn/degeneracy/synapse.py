@@ -612,24 +612,42 @@ def train_one_run(
 
 
 def tune_gap_baseline(
-    config: SynapseDegeneracyConfig, hidden_size: int, horizon: int, cache: Path | None
+    config: SynapseDegeneracyConfig,
+    hidden_size: int,
+    horizon: int,
+    cache: Path | None,
+    log: Any = print,
 ) -> dict[str, Any] | None:
     """The gap baseline (``optimal-linear``) tuned for one m and horizon (cell-independent;
-    exact in the ideal scenario), as ``tune_baselines_for_run`` returns its row, or None."""
+    exact in the ideal scenario), as ``tune_baselines_for_run`` returns its row, or None (with
+    the reason logged). Where the family searches fewer variables than m (``max_state_size``;
+    optimal-linear: 8) its best member of that many is taken, a lower bound on the m-variable
+    optimum: the row then has ``state_size`` below ``for_state_size``."""
     if config.gap_baseline == "none":
         return None
+    from learnsyn.registry import model_class
     from learnsyn.tuning import tune_baselines_for_run
 
-    point = config.point(config.cells[0], hidden_size, horizon)
+    limit = getattr(model_class(config.gap_baseline), "max_state_size", None)
+    size = hidden_size if limit is None else min(hidden_size, limit)
+    if size < hidden_size:
+        log(
+            f"gap baseline {config.gap_baseline} searches at most {limit} variables: for "
+            f"m = {hidden_size} the gap is to its best {limit}-variable synapse (a lower bound on "
+            f"the best {hidden_size}-variable one)"
+        )
+    point = config.point(config.cells[0], size, horizon)
     train = train_config(point, AUTO_INIT, 0).validate()
     rows = tune_baselines_for_run(
         train,
         make_scenario(train.task, train.task_params),
         (config.gap_baseline,),
         cache,
-        log=lambda message: None,
+        log=lambda message: log(message) if "left out" in message else None,
     )
-    return rows[0] if rows else None
+    if not rows:
+        return None
+    return {**rows[0], "state_size": size, "for_state_size": hidden_size}
 
 
 def _stack_runs(per_init: list[list[dict[str, Any]]]) -> dict[str, Any]:
