@@ -230,7 +230,18 @@ def test_grid_writes_every_point_the_pilot_and_the_summary(tmp_path, capsys):
         saved = json.loads((run_dir / "config.json").read_text())
         assert saved["validate_every"] == 2 and saved["init"] == "fold0"
         assert json.loads((run_dir / "result.json").read_text())["selected"]["iteration"] >= 0
+        # the count of runs the final evaluation's stationarity check flags, per init, is the
+        # run directories' own flags
+        for init, entry in analysis["by_init"].items():
+            flags = [
+                json.loads((out / "runs" / name / init / f"s{k}" / "result.json").read_text())[
+                    "evaluation"
+                ]["stationarity"]["stationary"]
+                for k in range(3)
+            ]
+            assert entry["non_stationary_runs"] == flags.count(False)
     assert "| rnn-m4-h8 | isometric |" in (out / "summary.md").read_text()
+    assert "| not stationary |" in (out / "summary.md").read_text()
     assert "rho(" in capsys.readouterr().out
 
 

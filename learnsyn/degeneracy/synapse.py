@@ -580,8 +580,10 @@ def train_one_run(
         selected = float(result["evaluation"]["metrics"][config.metric])
         selected_iteration = float(result["selected"]["iteration"])
         diverged = False
+        # the final evaluation's check (10 x the burn-in): False when the score is a transient
+        stationary = bool(result["evaluation"].get("stationarity", {}).get("stationary", True))
     except TrainingDiverged:
-        selected, selected_iteration, diverged = math.nan, math.nan, True
+        selected, selected_iteration, diverged, stationary = math.nan, math.nan, True, True
     points = experiment.measurement_iterations
     lengths = len(experiment.resolved_window_lengths)
     nan_jacobian = {name: np.full(lengths, math.nan) for name in JACOBIAN_MEASURES}
@@ -599,6 +601,7 @@ def train_one_run(
         "selected_objective": selected,
         "selected_iteration": selected_iteration,
         "diverged": diverged,
+        "stationary": stationary,
         "jacobian": {
             name: np.stack([at(p, "jacobian", nan_jacobian)[name] for p in points])
             for name in JACOBIAN_MEASURES

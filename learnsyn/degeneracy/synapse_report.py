@@ -454,6 +454,9 @@ def point_analysis(
             "early_grad_norm": summarize_over_seeds(early_total[index]),
             "timescales_used_over_training": summarize_over_seeds(timescales[index]),
             "diverged_runs": int(np.sum(raw["diverged"][index])),
+            # runs whose selected objective the final evaluation's stationarity check flags (a
+            # transient from the initial state scored: the burn-in is too short for them)
+            "non_stationary_runs": int(np.sum(~np.asarray(raw["stationary"][index], dtype=bool))),
         }
         if gap is not None:
             entry["gap_to_baseline"] = summarize_over_seeds(gap[index])
@@ -510,8 +513,8 @@ def grid_markdown(summary: dict[str, Any]) -> str:
     lines = [
         "| point | init | selected | gap to baseline | iterations to target (reached) | "
         "RMS s of P_T at init | eff. rank of P_T at init | fraction s < thr at init | "
-        "time scales used: init -> end (baseline) | early dObj/dW |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "time scales used: init -> end (baseline) | early dObj/dW | not stationary |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, point in summary["analysis"].items():
         baseline = point.get("baseline", {})
@@ -527,7 +530,8 @@ def grid_markdown(summary: dict[str, Any]) -> str:
                 f"{_mean_error(entry['initial_fraction_below_threshold'], 2)} | "
                 f"{float(used['mean'][0]):.2f} -> {float(used['mean'][-1]):.2f} "
                 f"({baseline.get('timescales_used', float('nan')):.2f}) | "
-                f"{_mean_error(entry['early_recurrent_grad_norm'], 2)} |"
+                f"{_mean_error(entry['early_recurrent_grad_norm'], 2)} | "
+                f"{entry['non_stationary_runs']}/{point['seeds']} |"
             )
     lines += [
         "",
