@@ -308,3 +308,11 @@ def test_gap_baseline_beyond_the_family_limit_is_its_largest_member_said_and_lab
     assert len(lines) == 1 and "at most 8 variables" in lines[0] and "m = 32" in lines[0]
     row = tune_gap_baseline(config, 2, 30, tmp_path / "m2.json", log=lines.append)
     assert seen["state_size"] == 2 and row["for_state_size"] == 2 and len(lines) == 1
+
+    def refusing(train, scenario, names, cache, log):
+        log(f"baseline {names[0]} left out: some reason")
+        return []
+
+    monkeypatch.setattr(learnsyn.tuning, "tune_baselines_for_run", refusing)
+    assert tune_gap_baseline(config, 2, 30, tmp_path / "none.json", log=lines.append) is None
+    assert len(lines) == 2 and "m = 2, horizon 30" in lines[1] and "some reason" in lines[1]

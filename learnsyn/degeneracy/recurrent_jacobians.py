@@ -186,7 +186,6 @@ def spectrum_measures(
     spectrum = singular_values(matrices)
     measures = spectrum_degeneracy(spectrum, threshold)
     rms = torch.sqrt((spectrum**2).mean(dim=-1))
-    if log_scale is not None:
-        rms = torch.where(torch.isneginf(log_scale), 0.0, rms * log_scale.exp())
-    measures["rms_singular_value"] = rms
+    # an exactly zero product has scale exp(-inf) = 0 and RMS 0: their product stays 0
+    measures["rms_singular_value"] = rms if log_scale is None else rms * log_scale.exp()
     return measures

@@ -641,14 +641,13 @@ def tune_gap_baseline(
         )
     point = config.point(config.cells[0], size, horizon)
     train = train_config(point, AUTO_INIT, 0).validate()
+    said: list[str] = []
     rows = tune_baselines_for_run(
-        train,
-        make_scenario(train.task, train.task_params),
-        (config.gap_baseline,),
-        cache,
-        log=lambda message: log(message) if "left out" in message else None,
-    )
-    if not rows:
+        train, make_scenario(train.task, train.task_params), (config.gap_baseline,), cache,
+        log=said.append,
+    )  # fmt: skip
+    if not rows:  # what tuning said is the reason
+        log(f"no gap baseline for m = {hidden_size}, horizon {horizon}: {'; '.join(said)}")
         return None
     return {**rows[0], "state_size": size, "for_state_size": hidden_size}
 
