@@ -1171,17 +1171,13 @@ def optimize_linear_synapse_monte_carlo(
             f"evaluations = {evaluations}, chain_evaluations = {chain_evaluations}: each must "
             "be at least 1"
         )
+    # the setting both the ideal start and the smaller size's search share
+    search = dict(
+        synapses=synapses, metric=metric, horizon=horizon, threshold=threshold,
+        convention=convention, seed=seed,
+    )  # fmt: skip
     if starts is None:
-        ideal = optimize_linear_synapse(
-            make_scenario("ideal"),
-            state_size=m,
-            synapses=synapses,
-            metric=metric,
-            horizon=horizon,
-            threshold=threshold,
-            convention=convention,
-            seed=seed,
-        )
+        ideal = optimize_linear_synapse(make_scenario("ideal"), state_size=m, **search)
         start_params = ideal.params
         A0, b0, c0 = equal_variance_realization(*ideal.form())
         b0 = b0 / np.max(np.abs(b0))
@@ -1271,12 +1267,7 @@ def optimize_linear_synapse_monte_carlo(
         small = optimize_linear_synapse_monte_carlo(
             scenario,
             state_size=smaller,
-            synapses=synapses,
-            metric=metric,
-            horizon=horizon,
-            threshold=threshold,
-            convention=convention,
-            seed=seed,
+            **search,
             burn_in=burn_in,
             evaluations=evaluations,
             chain_evaluations=chain_evaluations,
