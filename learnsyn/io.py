@@ -95,6 +95,16 @@ def write_json_output(target: str | None, data: Any) -> None:
         atomic_write_json(target, data)
 
 
+def source_fingerprint(paths) -> str:
+    """A short digest of the contents of ``paths``, whatever their order and wherever the
+    package is installed: cached results record the fingerprint of the code that made them, and
+    a result made by other code is computed again."""
+    import hashlib
+
+    contents = sorted({hashlib.sha1(Path(path).read_bytes()).digest() for path in paths})
+    return hashlib.sha1(b"".join(contents)).hexdigest()[:16]
+
+
 def _restore_non_finite(value: Any) -> Any:
     if isinstance(value, str):
         return NON_FINITE.get(value, value)

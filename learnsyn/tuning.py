@@ -404,20 +404,19 @@ def baseline_code(name: str, scenario: Scenario) -> str:
     scenario's module, the estimators and the evaluation path. A cached row (a run's
     ``baselines.json``, a scoreboard cell) made by other code is tuned again instead of reused
     (this round a flag-aware optimal-linear and a new event coupling left stale rows behind)."""
-    import hashlib
     import inspect
 
+    from learnsyn.io import source_fingerprint
+
     here = Path(__file__).parent
-    files = {
-        Path(inspect.getsourcefile(model_class(name))),
-        Path(inspect.getsourcefile(type(scenario))),
-        here / "evaluate.py",
-        *sorted((here / "estimate").glob("*.py")),
-    }
-    digest = hashlib.sha1()
-    for path in sorted(files):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return source_fingerprint(
+        [
+            inspect.getsourcefile(model_class(name)),
+            inspect.getsourcefile(type(scenario)),
+            here / "evaluate.py",
+            *(here / "estimate").glob("*.py"),
+        ]
+    )
 
 
 def tune_baselines_for_run(

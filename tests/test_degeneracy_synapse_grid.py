@@ -5,6 +5,7 @@ near-isometric control, the time scales used, the pilot statement and the grid o
 import dataclasses
 import json
 from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -316,3 +317,107 @@ def test_gap_baseline_beyond_the_family_limit_is_its_largest_member_said_and_lab
     monkeypatch.setattr(learnsyn.tuning, "tune_baselines_for_run", refusing)
     assert tune_gap_baseline(config, 2, 30, tmp_path / "none.json", log=lines.append) is None
     assert len(lines) == 2 and "m = 2, horizon 30" in lines[1] and "some reason" in lines[1]
+
+
+def _same_runs(first, second):
+    """Every recorded array of two grids' ``train_synapse_degeneracy`` results, equal (NaN
+    equal to NaN), except the wall-clock seconds."""
+    assert first["points"].keys() == second["points"].keys()
+    for name, raw in first["points"].items():
+        other = second["points"][name]
+        for key, value in raw.items():
+            if key == "run_seconds":
+                continue
+            if isinstance(value, dict):
+                for measure, array in value.items():
+                    np.testing.assert_array_equal(array, other[key][measure])
+            else:
+                np.testing.assert_array_equal(value, other[key])
+
+
+def test_a_rerun_reads_finished_runs_back_resumes_an_interrupted_grid_and_adds_seeds(
+    tmp_path, monkeypatch, capsys
+):
+    import learnsyn.degeneracy.synapse as synapse
+
+    config = _tiny(horizons=(6,), inits=("fold0",), controls=("auto",), seeds=2)
+    out = tmp_path / "grid"
+    first = synapse.train_synapse_degeneracy(config, out)
+    trained = []
+    original = synapse.train_one_run
+
+    def counting(point, init, seed_index, *arguments, **keywords):
+        trained.append((init, seed_index))
+        return original(point, init, seed_index, *arguments, **keywords)
+
+    monkeypatch.setattr(synapse, "train_one_run", counting)
+    # a finished grid: nothing trains again, and the results are the same
+    again = synapse.train_synapse_degeneracy(config, out)
+    assert trained == []
+    _same_runs(first, again)
+    assert "4 of 4 runs read back" in capsys.readouterr().err
+    # an interrupted grid (one run never finished): only that run trains, to the same result
+    (out / "runs" / "rnn-m4-h6" / "auto" / "s1" / synapse.RUN_RESULT).unlink()
+    resumed = synapse.train_synapse_degeneracy(config, out)
+    assert trained == [("auto", 1)]
+    _same_runs(first, resumed)
+    # more seeds: only the new seed's runs train, the first seeds' results stay as they were
+    trained.clear()
+    more = synapse.train_synapse_degeneracy(dataclasses.replace(config, seeds=3), out)
+    assert trained == [("fold0", 2), ("auto", 2)]
+    for key in ("selected_objective", "objective", "evaluation"):
+        np.testing.assert_array_equal(
+            more["points"]["rnn-m4-h6"][key][:, :2], first["points"]["rnn-m4-h6"][key]
+        )
+    # other settings (here the learning rate) or other code: every run trains again
+    trained.clear()
+    synapse.train_synapse_degeneracy(SynapseDegeneracyConfig.from_options(config, lr=0.002), out)
+    assert len(trained) == 4
+    trained.clear()
+    monkeypatch.setattr(synapse, "run_code", lambda: "other code")
+    synapse.train_synapse_degeneracy(config, out)
+    assert len(trained) == 4
+
+
+def test_the_command_resumes_into_its_own_out_without_overwrite(tmp_path):
+    out = tmp_path / "grid"
+    arguments = [
+        "synapse", "--quick", "--out", str(out), "--no-progress", "--hidden-size", "4",
+        "--horizon", "6", "--inits", "fold0", "--controls", "none", "--seeds", "2",
+        "--pilot-seeds", "0", "--iterations", "2", "--batch", "16", "--eval-batch", "32",
+        "--evaluate-every", "1", "--jacobian-streams", "2", "--measure-points", "2",
+        "--bootstrap", "20",
+    ]  # fmt: skip
+    import learnsyn.degeneracy.synapse as synapse
+
+    original = synapse.train_synapse_degeneracy
+
+    def interrupted(config, out_dir=None):
+        synapse.train_one_run(config, "fold0", 0, Path(out_dir) / "runs" / "x")
+        raise KeyboardInterrupt
+
+    synapse.train_synapse_degeneracy = interrupted
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            main(arguments)
+    finally:
+        synapse.train_synapse_degeneracy = original
+    # config.json was written before training, so the rerun is this experiment's own directory
+    assert json.loads((out / "config.json").read_text())["experiment"] == "synapse"
+    assert main(arguments) == 0
+    assert main(arguments) == 0  # and once more, now from the recorded runs
+
+
+def test_burn_in_in_horizons_is_one_rule_for_every_horizon_of_the_grid():
+    config = SynapseDegeneracyConfig.from_options(
+        cell="gru", hidden_size=8, horizons=(30, 100), burn_in_horizons=10
+    )
+    config.validate()
+    assert train_config(config.point("gru", 8, 30), "auto", 0).resolved_burn_in() == 300
+    assert train_config(config.point("gru", 8, 100), "auto", 0).resolved_burn_in() == 1000
+    default = SynapseDegeneracyConfig.from_options(cell="gru", hidden_size=8, horizon=30)
+    assert train_config(default, "auto", 0).resolved_burn_in() == 75  # learnsyn train's 2.5 T
+    with pytest.raises(ValueError, match=r"burn-in = 0 horizons is not allowed: need > 0"):
+        dataclasses.replace(config, burn_in_horizons=0).validate()
+    with pytest.raises(ValueError, match=r"--burn-in .* --burn-in-horizons"):
+        SynapseDegeneracyConfig.from_options(config, burn_in=50).validate()

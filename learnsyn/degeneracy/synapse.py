@@ -48,7 +48,12 @@ import torch
 from learnsyn.cells import GRUSynapse, LearnedSynapse, TanhRNNSynapse
 from learnsyn.config import TrainConfig, setting
 from learnsyn.degeneracy.measures import DEFAULT_SMALL_VALUE_THRESHOLD
-from learnsyn.degeneracy.outputs import progress_bar, run_timed, write_json_atomic
+from learnsyn.degeneracy.outputs import (
+    progress_bar,
+    run_timed,
+    save_resolved_config,
+    write_json_atomic,
+)
 from learnsyn.degeneracy.rank_correlation import DEFAULT_RESAMPLES, resolvable_rho
 from learnsyn.degeneracy.recurrent_jacobians import (
     DEVICE,
@@ -89,6 +94,9 @@ TRAIN_OPTION_NAMES = {"threshold": "--snr-threshold", "validate_every": "--evalu
 EXPERIMENT_TRAIN_DEFAULTS = {"validate_every": 10, "figure_every": 10**6}
 # Stream tags, so run seeds and Jacobian streams never share a random stream.
 _RUN_STREAM, _JACOBIAN_STREAM = 44, 55
+#: a finished run's recorded arrays, in its run directory: a rerun of the grid into the same
+#: ``--out`` reads them back instead of training again (resume after an interruption, more seeds)
+RUN_RESULT = "degeneracy-run.json"
 #: quick() keyword -> (field, as a one-point grid) for the older single-point names
 _POINT_ALIASES = {"cell": "cells", "hidden_size": "hidden_sizes", "horizon": "horizons"}
 
@@ -158,6 +166,12 @@ class SynapseDegeneracyConfig:
         "optimal-linear", "baseline the gap is measured to (tuned once per m and horizon); none"
     )
     bootstrap: int = setting(DEFAULT_RESAMPLES, "bootstrap resamples (over seeds)")
+    burn_in_horizons: float | None = setting(
+        None,
+        "every run's burn-in in horizons, one rule for all the grid's horizons (default: "
+        "learnsyn train's, 2.5 x the scenario's factor); longer keeps runs whose slowest time "
+        "scale outlasts the default from scoring a transient",
+    )
     train: dict[str, Any] = field(
         default_factory=lambda: dict(EXPERIMENT_TRAIN_DEFAULTS), metadata={"cli": False}
     )
@@ -400,6 +414,16 @@ class SynapseDegeneracyConfig:
         ):
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be > 0, got {value}")
+        if self.burn_in_horizons is not None:
+            if not (math.isfinite(self.burn_in_horizons) and self.burn_in_horizons > 0):
+                raise ValueError(
+                    f"burn-in = {self.burn_in_horizons} horizons is not allowed: need > 0"
+                )
+            if self.train.get("burn_in") is not None:
+                raise ValueError(
+                    "give the burn-in once: --burn-in (steps, every horizon) or "
+                    "--burn-in-horizons (a multiple of each horizon), not both"
+                )
         if not (math.isfinite(self.fraction) and 0 < self.fraction <= 1):
             raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
         for horizon in self.horizons:
@@ -440,10 +464,15 @@ def run_seed(base_seed: int, seed_index: int) -> int:
 def train_config(config: SynapseDegeneracyConfig, init: str, seed_index: int) -> TrainConfig:
     """The ``TrainConfig`` of one run of a one-point ``config``: TrainConfig's defaults, the
     experiment's ``train`` settings, then the point, the init and the run's seed. The
-    isometric control starts from ``orthogonal`` (``make_isometric_`` does the rest)."""
+    isometric control starts from ``orthogonal`` (``make_isometric_`` does the rest);
+    ``burn_in_horizons`` sets the burn-in from the point's horizon."""
+    burn_in = {}
+    if config.burn_in_horizons is not None:
+        burn_in = {"burn_in": round(config.burn_in_horizons * config.horizon)}
     return TrainConfig(
         **{
             **config.train,
+            **burn_in,
             "cell": config.cell,
             "state_size": config.hidden_size,
             "horizon": config.horizon,
@@ -614,6 +643,77 @@ def train_one_run(
     }
 
 
+def run_code() -> str:
+    """A fingerprint of the code that decides a run's recorded arrays: the engine's top-level
+    modules, the estimators, the rollouts, the scenarios and this experiment's measurements."""
+    import tasks
+    from learnsyn.io import source_fingerprint
+
+    engine = Path(__file__).parent.parent
+    here = Path(__file__).parent
+    return source_fingerprint(
+        [
+            *engine.glob("*.py"),
+            *(engine / "estimate").glob("*.py"),
+            *(engine / "rollout").glob("*.[pc]*"),
+            *Path(tasks.__file__).parent.glob("*.py"),
+            *(here / name for name in ("synapse.py", "recurrent_jacobians.py", "measures.py")),
+        ]
+    )
+
+
+def run_key(point: SynapseDegeneracyConfig, init: str, seed_index: int, code: str) -> str:
+    """What decides one run's recorded arrays, as strict JSON text: its ``TrainConfig``, the
+    init, the seed index, the measurement settings and the code (``run_code``)."""
+    from learnsyn.io import json_text
+
+    measurement = {
+        name: getattr(point, name)
+        for name in ("seed", "jacobian_streams", "small_value_threshold", "isometric_timescale")
+    }
+    return json_text(
+        {
+            "train": train_config(point, init, seed_index).to_dict(),
+            "init": init,
+            "seed_index": seed_index,
+            "measurement": {
+                **measurement,
+                "window_lengths": point.resolved_window_lengths,
+                "measurement_iterations": point.measurement_iterations,
+                "evaluation_iterations": point.evaluation_iterations,
+            },
+            "code": code,
+        },
+        indent=None,
+    )
+
+
+def _arrays(value: Any) -> Any:
+    """A run read back from JSON: lists become arrays again (floats, or bools for ``skipped``)."""
+    if isinstance(value, dict):
+        return {key: _arrays(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return np.asarray(value)
+    return value
+
+
+def saved_run(run_dir: Path, key: str) -> dict[str, Any] | None:
+    """The run recorded in ``run_dir`` (``RUN_RESULT``) when it was made with ``key``; else
+    None (not run, interrupted, or made by other settings or code)."""
+    from learnsyn.io import read_json
+
+    path = run_dir / RUN_RESULT
+    if not path.is_file():
+        return None
+    try:
+        data = read_json(path)
+    except ValueError:
+        return None
+    if data.get("key") != key:  # the key is the JSON text: compared as written
+        return None
+    return _arrays(data["run"])
+
+
 def tune_gap_baseline(
     config: SynapseDegeneracyConfig,
     hidden_size: int,
@@ -735,7 +835,10 @@ def train_synapse_degeneracy(
     ``jacobian[measure]`` ``(inits, seeds, measurement points, window lengths)``;
     ``recurrent_matrix[measure]`` and ``timescales_used`` ``(inits, seeds, measurement points)``.
     Run directories go to ``<out_dir>/runs/<point>/<init>/s<seed>`` (a temporary directory
-    when ``out_dir`` is None); the pilot statement to ``<out_dir>/pilot.json``.
+    when ``out_dir`` is None); the pilot statement to ``<out_dir>/pilot.json``. Each finished
+    run's arrays are written to its directory (``RUN_RESULT``, with ``run_key``), so rerunning
+    into the same ``out_dir`` trains only what is missing: an interrupted grid resumes, and
+    more seeds (or points, or inits) extend a finished one with the same results.
     """
     import tempfile
 
@@ -756,6 +859,7 @@ def train_synapse_degeneracy(
                 cache.parent.mkdir(parents=True, exist_ok=True)
             baselines[key] = tune_gap_baseline(config, size, horizon, cache)
     runs = {point_name(*p): [[] for _ in names] for p in config.points}
+    code, reused = run_code(), 0
     total = len(config.points) * len(names) * config.seeds * config.iterations
     bar = progress_bar(total=total, description="synapse", enabled=config.show_progress)
     pilot = None
@@ -770,24 +874,40 @@ def train_synapse_degeneracy(
                 point = config.point(cell, size, horizon)
                 row = baselines[f"m{size}-h{horizon}"]
                 for init_index, init in enumerate(names):
-                    bar.set_description(
-                        f"synapse {point.point_name} {init} seed {seed_index}", refresh=False
-                    )
-                    started = time.perf_counter()
-                    run = train_one_run(
-                        point,
-                        init,
-                        seed_index,
-                        root / "runs" / point.point_name / init / f"s{seed_index}",
-                        figure_baselines=[row] if row is not None else [],
-                        on_iteration=lambda entry: bar.update(1),
-                    )
-                    run["run_seconds"] = time.perf_counter() - started
+                    run_dir = root / "runs" / point.point_name / init / f"s{seed_index}"
+                    key = run_key(point, init, seed_index, code)
+                    run = saved_run(run_dir, key) if out_dir is not None else None
+                    if run is not None:
+                        reused += 1
+                        bar.update(point.iterations)
+                    else:
+                        bar.set_description(
+                            f"synapse {point.point_name} {init} seed {seed_index}", refresh=False
+                        )
+                        started = time.perf_counter()
+                        run = train_one_run(
+                            point,
+                            init,
+                            seed_index,
+                            run_dir,
+                            figure_baselines=[row] if row is not None else [],
+                            on_iteration=lambda entry: bar.update(1),
+                        )
+                        run["run_seconds"] = time.perf_counter() - started
+                        if out_dir is not None:
+                            write_json_atomic(
+                                run_dir / RUN_RESULT, {"key": key, "run": run}, indent=None
+                            )
                     runs[point.point_name][init_index].append(run)
     finally:
         bar.close()
         if temporary is not None:
             temporary.cleanup()
+    if reused:
+        _log(
+            f"{reused} of {len(runs) * len(names) * config.seeds} runs read back from {root} "
+            f"(finished before, with these settings and this code: {RUN_RESULT})"
+        )
     return {
         "points": {name: _stack_runs(per_init) for name, per_init in runs.items()},
         "pilot": pilot,
@@ -822,6 +942,8 @@ def run_synapse_degeneracy(config: SynapseDegeneracyConfig, out_dir: str | Path)
 
     config.validate()
     config = config.resolved()
+    # config.json first: a rerun into out_dir (to resume) finds it is this experiment's own
+    save_resolved_config(out_dir, config, experiment="synapse")
     trained, seconds = run_timed(config, lambda: train_synapse_degeneracy(config, out_dir))
     return write_synapse_grid_outputs(
         config, trained, Path(out_dir), training_seconds=seconds, torch_threads=config.threads
