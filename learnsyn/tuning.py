@@ -426,20 +426,22 @@ def tune_baselines_for_run(
     horizon, burn-in and state budget m), exactly where possible and with
     ``MONTE_CARLO_TUNING`` otherwise. Results are cached in ``cache`` (a run's
     ``baselines.json``), one row per baseline, so TensorBoard and ``compare`` tune once; a row
-    whose ``code`` (``baseline_code``) is not today's is tuned again. A baseline that cannot be
-    tuned there is logged and left out."""
-    from learnsyn.io import atomic_write_json, read_json
+    whose ``code`` (``baseline_code``) or ``settings`` (``tuning_settings``) are not this
+    run's is tuned again. A baseline that cannot be tuned there is logged and left out."""
+    from learnsyn.io import atomic_write_json, json_text, read_json
 
     rows = read_json(cache) if cache is not None and Path(cache).exists() else []
     by_name = {row.get("name"): row for row in rows}
+    settings = tuning_settings(config)
     wanted = []
     for name in names:
         code = baseline_code(name, scenario)
-        if name not in by_name or by_name[name].get("code") != code:
+        cached = by_name.get(name, {})
+        if cached.get("code") != code or json_text(cached.get("settings")) != json_text(settings):
             if name in by_name:
-                log(f"{name}: the cached tuning was made by other code; tuning again")
+                log(f"{name}: the cached tuning was made by other code or settings; tuning again")
             try:
-                row = {**_tune_row(name, config, scenario, log), "code": code}
+                row = {**_tune_row(name, config, scenario, log), "code": code, "settings": settings}
             except ValueError as error:
                 log(f"baseline {name} left out: {error}")
                 continue
@@ -467,22 +469,30 @@ def largest_member(name: str, fixed: dict[str, Any], max_state: int | None):
     return make_model(name, params)
 
 
+def tuning_settings(config) -> dict[str, Any]:
+    """What a run's tuned baseline depends on besides the code: the scenario, N, metric, state
+    budget, horizon, threshold, convention, seed and burn-in of the run's ``TrainConfig``."""
+    return {
+        "task": config.task,
+        "task_params": dict(config.task_params),
+        "synapses": config.synapses,
+        "metric": config.metric,
+        "max_state": config.state_size,
+        "horizon": config.horizon,
+        "threshold": config.threshold,
+        "convention": config.convention,
+        "seed": config.seed,
+        "burn_in": config.resolved_burn_in(),
+    }
+
+
 def _tune_row(name: str, config, scenario: Scenario, log) -> dict[str, Any]:
     method = resolve_method(largest_member(name, {}, config.state_size), scenario, "auto")
     log(f"tuning {name} for {config.metric} ({method}) ...")
-    result = tune(
-        name,
-        scenario,
-        synapses=config.synapses,
-        metric=config.metric,
-        max_state=config.state_size,
-        horizon=config.horizon,
-        threshold=config.threshold,
-        convention=config.convention,
-        seed=config.seed,
-        burn_in=config.resolved_burn_in(),
-        **({} if method == "exact" else MONTE_CARLO_TUNING),
-    )
+    settings = {
+        k: v for k, v in tuning_settings(config).items() if k not in ("task", "task_params")
+    }
+    result = tune(name, scenario, **settings, **({} if method == "exact" else MONTE_CARLO_TUNING))
     ev = result.evaluation
     for line in result.boundary:
         log(f"note: {name}: {line}")

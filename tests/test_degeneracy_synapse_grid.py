@@ -421,3 +421,24 @@ def test_burn_in_in_horizons_is_one_rule_for_every_horizon_of_the_grid():
         dataclasses.replace(config, burn_in_horizons=0).validate()
     with pytest.raises(ValueError, match=r"--burn-in .* --burn-in-horizons"):
         SynapseDegeneracyConfig.from_options(config, burn_in=50).validate()
+
+
+def test_the_run_fingerprint_needs_no_source_checkout_on_the_path(tmp_path):
+    # learnsyn.tasks is what an installed package has; a bare `tasks` exists only in a checkout
+    import subprocess
+    import sys
+
+    from learnsyn.degeneracy.synapse import run_code
+
+    found = subprocess.run(
+        [sys.executable, "-c", "from learnsyn.degeneracy.synapse import run_code as r; print(r())"],
+        cwd=tmp_path, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert found.stdout.strip() == run_code()
+
+
+def test_a_tiny_burn_in_in_horizons_is_still_a_burn_in():
+    config = SynapseDegeneracyConfig.from_options(
+        cell="rnn", hidden_size=2, horizon=30, burn_in_horizons=0.01
+    )
+    assert train_config(config, "auto", 0).resolved_burn_in() == 1

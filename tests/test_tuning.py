@@ -93,3 +93,36 @@ def test_a_monte_carlo_integer_is_bracketed_not_enumerated():
 
         assert _bracket_integer(31, value) == peak
         assert len(set(calls)) < 16
+
+
+def test_a_cached_baseline_is_tuned_again_for_other_settings_or_code(tmp_path, monkeypatch):
+    # a run's cache (baselines.json, the degeneracy grid's baselines/) is reused only by a run
+    # with the same tuning settings (here the burn-in) and the same code
+    import learnsyn.tuning as tuning
+    from learnsyn.config import TrainConfig
+
+    tuned = []
+
+    def fake_row(name, config, scenario, log):
+        tuned.append(config.resolved_burn_in())
+        return {"name": name, "value": float(len(tuned))}
+
+    monkeypatch.setattr(tuning, "_tune_row", fake_row)
+    cache = tmp_path / "baselines.json"
+    config = TrainConfig(state_size=2, horizon=30)
+    scenario = make_scenario("ideal")
+
+    def rows(config):
+        return tuning.tune_baselines_for_run(config, scenario, ("exponential",), cache, log=print)
+
+    assert rows(config)[0]["value"] == 1.0 and tuned == [75]
+    assert rows(config)[0]["value"] == 1.0 and tuned == [75]  # the same settings: read back
+    longer = TrainConfig(state_size=2, horizon=30, burn_in=300)
+    messages = []
+    again = tuning.tune_baselines_for_run(
+        longer, scenario, ("exponential",), cache, log=messages.append
+    )
+    assert again[0]["value"] == 2.0 and tuned == [75, 300]
+    assert again[0]["settings"]["burn_in"] == 300 and "other code or settings" in messages[0]
+    monkeypatch.setattr(tuning, "baseline_code", lambda name, scenario: "other code")
+    assert rows(longer)[0]["value"] == 3.0 and tuned == [75, 300, 300]

@@ -89,7 +89,8 @@ def _add_common_options(parser: argparse.ArgumentParser, default_out: str) -> No
         "--overwrite",
         action="store_true",
         help="write into a non-empty --out that this experiment did not write (its files of "
-        "the same names are replaced)",
+        "the same names are replaced; synapse still reads back the runs there that finished "
+        "with the same settings and code)",
     )
     parser.set_defaults(default_out=default_out)
 

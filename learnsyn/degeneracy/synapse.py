@@ -468,7 +468,7 @@ def train_config(config: SynapseDegeneracyConfig, init: str, seed_index: int) ->
     ``burn_in_horizons`` sets the burn-in from the point's horizon."""
     burn_in = {}
     if config.burn_in_horizons is not None:
-        burn_in = {"burn_in": round(config.burn_in_horizons * config.horizon)}
+        burn_in = {"burn_in": max(1, round(config.burn_in_horizons * config.horizon))}
     return TrainConfig(
         **{
             **config.train,
@@ -646,7 +646,7 @@ def train_one_run(
 def run_code() -> str:
     """A fingerprint of the code that decides a run's recorded arrays: the engine's top-level
     modules, the estimators, the rollouts, the scenarios and this experiment's measurements."""
-    import tasks
+    import learnsyn.tasks as tasks
     from learnsyn.io import source_fingerprint
 
     engine = Path(__file__).parent.parent
@@ -662,30 +662,38 @@ def run_code() -> str:
     )
 
 
-def run_key(point: SynapseDegeneracyConfig, init: str, seed_index: int, code: str) -> str:
-    """What decides one run's recorded arrays, as strict JSON text: its ``TrainConfig``, the
-    init, the seed index, the measurement settings and the code (``run_code``)."""
-    from learnsyn.io import json_text
+#: TrainConfig fields that only decide what a run shows or saves, not its recorded arrays
+_DISPLAY_SETTINGS = ("figure_every", "log_every", "checkpoint_every")
 
+
+def run_key(point: SynapseDegeneracyConfig, init: str, seed_index: int, code: str) -> str:
+    """What decides one run's recorded arrays, as strict JSON text with sorted keys: its
+    ``TrainConfig`` (less the display settings), the init, the seed index, the measurement
+    settings, the code (``run_code``), the torch threads and the torch and numpy versions."""
+    import json
+
+    from learnsyn.io import to_jsonable
+
+    train = train_config(point, init, seed_index).to_dict()
     measurement = {
         name: getattr(point, name)
         for name in ("seed", "jacobian_streams", "small_value_threshold", "isometric_timescale")
     }
-    return json_text(
-        {
-            "train": train_config(point, init, seed_index).to_dict(),
-            "init": init,
-            "seed_index": seed_index,
-            "measurement": {
-                **measurement,
-                "window_lengths": point.resolved_window_lengths,
-                "measurement_iterations": point.measurement_iterations,
-                "evaluation_iterations": point.evaluation_iterations,
-            },
-            "code": code,
+    key = {
+        "train": {name: value for name, value in train.items() if name not in _DISPLAY_SETTINGS},
+        "init": init,
+        "seed_index": seed_index,
+        "measurement": {
+            **measurement,
+            "window_lengths": point.resolved_window_lengths,
+            "measurement_iterations": point.measurement_iterations,
+            "evaluation_iterations": point.evaluation_iterations,
         },
-        indent=None,
-    )
+        "code": code,
+        "threads": point.threads,
+        "versions": {"torch": torch.__version__, "numpy": np.__version__},
+    }
+    return json.dumps(to_jsonable(key), sort_keys=True, allow_nan=False)
 
 
 def _arrays(value: Any) -> Any:
@@ -942,8 +950,11 @@ def run_synapse_degeneracy(config: SynapseDegeneracyConfig, out_dir: str | Path)
 
     config.validate()
     config = config.resolved()
-    # config.json first: a rerun into out_dir (to resume) finds it is this experiment's own
+    # config.json first: a rerun into out_dir (to resume) finds it is this experiment's own;
+    # the former summary goes, so an interrupted rerun leaves no results of other settings
     save_resolved_config(out_dir, config, experiment="synapse")
+    for name in ("results.json", "summary.md"):
+        Path(out_dir, name).unlink(missing_ok=True)
     trained, seconds = run_timed(config, lambda: train_synapse_degeneracy(config, out_dir))
     return write_synapse_grid_outputs(
         config, trained, Path(out_dir), training_seconds=seconds, torch_threads=config.threads
