@@ -48,11 +48,17 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def json_text(data: Any, indent: int | None = 2) -> str:
-    """Strict JSON text of ``data`` (``indent=None``: compact)."""
+def json_text(data: Any, indent: int | None = 2, sort_keys: bool = False) -> str:
+    """Strict JSON text of ``data`` (``indent=None``: compact; ``sort_keys``: one text for
+    equal dicts whatever their key order)."""
     separators = (",", ":") if indent is None else None
     converted = to_jsonable(data)
-    return json.dumps(converted, indent=indent, separators=separators, allow_nan=False) + "\n"
+    return (
+        json.dumps(
+            converted, indent=indent, separators=separators, allow_nan=False, sort_keys=sort_keys
+        )
+        + "\n"
+    )
 
 
 def _atomic_replace(path: Path, write) -> None:

@@ -670,9 +670,7 @@ def run_key(point: SynapseDegeneracyConfig, init: str, seed_index: int, code: st
     """What decides one run's recorded arrays, as strict JSON text with sorted keys: its
     ``TrainConfig`` (less the display settings), the init, the seed index, the measurement
     settings, the code (``run_code``), the torch threads and the torch and numpy versions."""
-    import json
-
-    from learnsyn.io import to_jsonable
+    from learnsyn.io import json_text
 
     train = train_config(point, init, seed_index).to_dict()
     measurement = {
@@ -693,7 +691,7 @@ def run_key(point: SynapseDegeneracyConfig, init: str, seed_index: int, code: st
         "threads": point.threads,
         "versions": {"torch": torch.__version__, "numpy": np.__version__},
     }
-    return json.dumps(to_jsonable(key), sort_keys=True, allow_nan=False)
+    return json_text(key, indent=None, sort_keys=True)
 
 
 def _arrays(value: Any) -> Any:
