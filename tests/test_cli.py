@@ -1,18 +1,11 @@
 """The learnsyn command end to end: list, evaluate, tune, and one-line errors on bad input."""
 
 import json
-import subprocess
-import sys
 
 import pytest
+from conftest import learnsyn_subprocess
 
 from learnsyn.cli import main
-
-
-def run(args):
-    return subprocess.run(
-        [sys.executable, "-m", "learnsyn.cli", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 def test_list_prints_models_scenarios_params_and_references(capsys):
@@ -177,16 +170,16 @@ def test_tune_adds_best_params(capsys):
         ),
     ],
 )
-def test_bad_input_exits_non_zero_with_one_clear_line(args, expected):
-    result = run(["evaluate", *args])
+def test_bad_input_exits_non_zero_with_one_clear_line(learnsyn_command, args, expected):
+    result = learnsyn_command(["evaluate", *args])
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], result.stderr
     assert result.stdout == ""
 
 
-def test_tune_rejects_unknown_metric():
-    result = run(
+def test_tune_rejects_unknown_metric(learnsyn_command):
+    result = learnsyn_command(
         [
             "tune",
             "--model",
@@ -200,3 +193,23 @@ def test_tune_rejects_unknown_metric():
         ]
     )
     assert result.returncode == 2 and "unknown metric 'speed'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["evaluate", "--model", "exponential", "--task", "ideal", "--synapses", "0"],
+        ["evaluate", "--model", "exponential", "--param", "decay", "--task", "ideal"],
+        ["tune", "--model", "exponential", "--task", "ideal", "--metric", "speed"],
+    ],
+)
+def test_entry_point_prints_what_main_prints(learnsyn_command, args):
+    """The tests call ``main`` in-process; a fresh interpreter (what a user runs) prints the same
+    lines and exits the same: imports add no warning to the one-line errors."""
+    fresh = learnsyn_subprocess(args, timeout=120)
+    same = learnsyn_command(args)
+    assert (fresh.returncode, fresh.stdout, fresh.stderr) == (
+        same.returncode,
+        same.stdout,
+        same.stderr,
+    )

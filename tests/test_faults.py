@@ -460,3 +460,14 @@ def test_compare_says_what_it_measured_on(trained_run, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "+-" in captured.out
     assert "measured on: the run's selected parameters by Monte Carlo with 16 pairs" in captured.err
+
+
+def test_building_the_parser_leaves_plotting_and_statistics_unloaded():
+    """Every command builds the whole parser first; matplotlib and scipy.stats (about 1.3 s
+    together) load only when a command draws a figure or ranks, so errors come back fast."""
+    code = (
+        "import sys, learnsyn.cli; learnsyn.cli.build_parser(); "
+        "print(sorted({'matplotlib', 'scipy.stats'} & set(sys.modules)))"
+    )
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert imported.stdout.strip() == "[]", imported.stdout + imported.stderr

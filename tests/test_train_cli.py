@@ -14,16 +14,6 @@ from learnsyn.cli import main
 TINY = TINY_TRAIN
 
 
-def run(args, **kwargs):
-    return subprocess.run(
-        [sys.executable, "-m", "learnsyn.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        **kwargs,
-    )
-
-
 def test_train_then_compare(tmp_path, capsys):
     run_dir = tmp_path / "runs" / "exp" / "tiny"
     assert main(["train", *TINY, "--out", str(run_dir)]) == 0
@@ -70,27 +60,27 @@ def test_train_then_compare(tmp_path, capsys):
         (["--cell", "lstm"], "unknown cell 'lstm'"),
     ],
 )
-def test_train_bad_input_one_line(tmp_path, args, expected):
-    result = run(["train", *TINY, "--out", str(tmp_path / "r"), *args])
+def test_train_bad_input_one_line(learnsyn_command, tmp_path, args, expected):
+    result = learnsyn_command(["train", *TINY, "--out", str(tmp_path / "r"), *args])
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], result.stderr
     assert not (tmp_path / "r").exists()
 
 
-def test_compare_rejects_non_runs_and_corrupt_checkpoints(tmp_path):
-    result = run(["compare", "--run", str(tmp_path)])
+def test_compare_rejects_non_runs_and_corrupt_checkpoints(learnsyn_command, tmp_path):
+    result = learnsyn_command(["compare", "--run", str(tmp_path)])
     assert result.returncode == 2 and "is not a run directory" in result.stderr
     assert main(["train", *TINY, "--out", str(tmp_path / "r")]) == 0
     (tmp_path / "r" / "checkpoint.pt").write_bytes(b"\x00garbage")
-    result = run(["compare", "--run", str(tmp_path / "r")])
+    result = learnsyn_command(["compare", "--run", str(tmp_path / "r")])
     assert result.returncode == 2 and "corrupt" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_existing_run_needs_resume_or_overwrite(tmp_path):
+def test_existing_run_needs_resume_or_overwrite(learnsyn_command, tmp_path):
     assert main(["train", *TINY, "--out", str(tmp_path / "r")]) == 0
-    result = run(["train", *TINY, "--out", str(tmp_path / "r")])
+    result = learnsyn_command(["train", *TINY, "--out", str(tmp_path / "r")])
     assert result.returncode == 2 and "--resume" in result.stderr and "--overwrite" in result.stderr
 
 

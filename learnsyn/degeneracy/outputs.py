@@ -24,16 +24,18 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from learnsyn.degeneracy.seed_statistics import mean_and_standard_error
 from learnsyn.io import atomic_write_json, to_jsonable
+
+if TYPE_CHECKING:  # matplotlib loads only when a figure is drawn (a command starts 1 s sooner)
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 TENSORBOARD_SUBDIR = "tensorboard"
 RESULTS_FILENAME = "results.json"
@@ -110,6 +112,8 @@ def save_figure(figure: Figure, path: str | os.PathLike[str], dpi: int = 110) ->
 
 def new_figure(rows: int = 1, columns: int = 1, panel_size: tuple[float, float] = (4.8, 3.6)):
     """A ``Figure`` with a grid of axes (always returned as a 2-d numpy array)."""
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(panel_size[0] * columns, panel_size[1] * rows), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False)
     return figure, axes

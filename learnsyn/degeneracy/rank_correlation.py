@@ -19,7 +19,6 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 DEFAULT_RESAMPLES = 1000
 POSITIVE, NEGATIVE, NONE_RESOLVED = "positive", "negative", "none resolved"
@@ -35,6 +34,8 @@ def spearman(x: Any, y: Any) -> float:
     x, y = x[keep], y[keep]
     if len(x) < 3:
         return math.nan
+    from scipy.stats import rankdata  # scipy.stats takes 1 s to import: only when used
+
     rx, ry = rankdata(x), rankdata(y)
     rx, ry = rx - rx.mean(), ry - ry.mean()
     denominator = math.sqrt(float((rx**2).sum() * (ry**2).sum()))
