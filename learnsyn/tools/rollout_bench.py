@@ -93,21 +93,24 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _run(simulate: Callable, model, scenario, size, device, grad: bool, seed: int = 0):
-    kind = scenario.tracked_kinds()[0]
-    generator = torch.Generator(device=device).manual_seed(seed)
-    model.zero_grad(set_to_none=True)
-    moments = simulate(
+def _window(simulate: Callable, model, scenario, size, device, grad: bool, seed: int = 0):
+    """The moments of one tracked window of ``size`` (burn-in 0) through ``simulate``."""
+    return simulate(
         model,
         scenario,
-        kind,
+        scenario.tracked_kinds()[0],
         pairs=size["pairs"],
         burn_in=0,
         horizon=size["horizon"],
-        generator=generator,
+        generator=torch.Generator(device=device).manual_seed(seed),
         device=device,
         grad=grad,
     )
+
+
+def _run(simulate: Callable, model, scenario, size, device, grad: bool, seed: int = 0):
+    model.zero_grad(set_to_none=True)
+    moments = _window(simulate, model, scenario, size, device, grad, seed)
     if not grad:
         return None, None
     value = objective(moments)
@@ -125,21 +128,8 @@ def _saved_bytes(simulate, model, scenario, size, device) -> int:
         storages[storage.data_ptr()] = storage.nbytes()
         return tensor
 
-    kind = scenario.tracked_kinds()[0]
-    generator = torch.Generator(device=device).manual_seed(0)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        moments = simulate(
-            model,
-            scenario,
-            kind,
-            pairs=size["pairs"],
-            burn_in=0,
-            horizon=size["horizon"],
-            generator=generator,
-            device=device,
-            grad=True,
-        )
-        value = objective(moments)
+        value = objective(_window(simulate, model, scenario, size, device, grad=True))
     value.backward()
     model.zero_grad(set_to_none=True)
     return sum(storages.values())
