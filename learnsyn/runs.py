@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 
 from learnsyn.config import stream_seed
 from learnsyn.io import atomic_write_json, check_output_dir, output_owner, read_json
+from learnsyn.progress import progress_bar
 from learnsyn.scenario import make_scenario
 from learnsyn.training import (
     CHECKPOINT_NAME,
@@ -401,16 +401,7 @@ def _candidate(best, score: float, iteration: int, model) -> dict[str, Any]:
 def _progress_bar(total: int, initial: int, enabled: bool):
     if not enabled:
         return None
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total,
-        initial=initial,
-        desc="meta-training",
-        unit="it",
-        file=sys.stderr,
-        dynamic_ncols=True,
-    )
+    return progress_bar(total=total, initial=initial, description="meta-training")
 
 
 def _result(config, history, iteration, skipped, run_dir) -> dict[str, Any]:

@@ -8,6 +8,7 @@ before any work, and leaves the files that were there byte-for-byte unchanged.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import subprocess
 import sys
@@ -471,3 +472,30 @@ def test_building_the_parser_leaves_plotting_and_statistics_unloaded():
     )
     imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert imported.stdout.strip() == "[]", imported.stdout + imported.stderr
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_progress_bar_in_a_log_file_redraws_rarely_and_on_a_terminal_often():
+    """A grid run under nohup wrote megabytes of redraws; in a file the bar now redraws at most
+    every ``LOG_INTERVAL_S`` seconds (plus its first and last state)."""
+    from learnsyn.progress import LOG_INTERVAL_S, progress_bar
+
+    def redraws(stream):
+        bar = progress_bar(total=400, description="grid", file=stream)
+        for _ in range(400):
+            bar.update(1)
+            time.sleep(0.001)
+        bar.close()
+        return stream.getvalue()
+
+    assert LOG_INTERVAL_S >= 10
+    in_file = redraws(io.StringIO())
+    assert in_file.count("grid") <= 2 and "400/400" in in_file  # the start and the end
+    assert redraws(_Terminal()).count("grid") > 4  # a terminal still sees it move
+    silent = io.StringIO()
+    progress_bar(total=3, file=silent, enabled=False).close()
+    assert silent.getvalue() == ""

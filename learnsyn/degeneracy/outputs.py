@@ -9,7 +9,7 @@
 - ``experiment_writer``: the one output path of every experiment (config.json, results.json,
   figures, TensorBoard); ``run_timed``: validate a config and time its computation.
 - ``tensorboard_writer`` / ``log_series``: TensorBoard scalars under ``<out>/tensorboard``.
-- ``progress_bar``: tqdm on stderr, switched off by ``enabled=False``; ``torch_threads``: run a
+- ``progress_bar``: the bar of ``learnsyn.progress``, switched off by ``enabled=False``; ``torch_threads``: run a
   block with a stated torch thread count (reported in config.json).
 - ``plot_mean_with_error``: a mean +- 1 s.e. band over seeds (statistics in ``seed_statistics``);
   ``plot_each``: one such band per condition.
@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from learnsyn.degeneracy.seed_statistics import mean_and_standard_error
 from learnsyn.io import atomic_write_json, to_jsonable
+from learnsyn.progress import progress_bar as shared_progress_bar
 
 if TYPE_CHECKING:  # matplotlib loads only when a figure is drawn (a command starts 1 s sooner)
     from matplotlib.axes import Axes
@@ -182,10 +182,11 @@ def progress_bar(
     total: int | None = None,
     description: str = "",
     enabled: bool = True,
-) -> tqdm:
-    """A tqdm progress bar on stderr; ``enabled=False`` makes it silent."""
-    return tqdm(
-        iterable, total=total, desc=description, disable=not enabled, file=sys.stderr, leave=False
+):
+    """The experiment's bar (``learnsyn.progress``: sparse redraws in a log file), cleared when
+    done; ``enabled=False`` makes it silent."""
+    return shared_progress_bar(
+        iterable, total=total, description=description, enabled=enabled, leave=False
     )
 
 
