@@ -4,6 +4,7 @@ near-isometric control, the time scales used, the pilot statement and the grid o
 
 import dataclasses
 import json
+import shutil
 from dataclasses import fields
 from pathlib import Path
 
@@ -210,6 +211,8 @@ def test_grid_writes_every_point_the_pilot_and_the_summary(tmp_path, capsys):
             "2",
             "--bootstrap",
             "20",
+            "--gap-baseline",
+            "exponential",  # tuned in a second: gaps for the overview
         ]
     )
     assert code == 0
@@ -244,6 +247,55 @@ def test_grid_writes_every_point_the_pilot_and_the_summary(tmp_path, capsys):
     assert "| rnn-m4-h8 | isometric |" in (out / "summary.md").read_text()
     assert "| not stationary |" in (out / "summary.md").read_text()
     assert "rho(" in capsys.readouterr().out
+    check_overview_of(out, results, tmp_path, capsys)
+
+
+def check_overview_of(out, results, tmp_path, capsys):
+    """``overview`` over the grid: one row per point with the grid's own numbers; a second grid
+    given later replaces the points it has; a directory that is not a grid is one line."""
+    assert main(["overview", str(out), "--json", str(tmp_path / "overview.json")]) == 0
+    table = capsys.readouterr().out
+    rows = json.loads((tmp_path / "overview.json").read_text())["points"]
+    assert [row["point"] for row in rows] == ["rnn-m4-h6", "rnn-m4-h8"]
+    for row in rows:
+        analysis = results["analysis"][row["point"]]
+        by_init = analysis["by_init"]
+        assert row["seeds"] == 3 and row["burn_in"] == "train default"
+        assert row["gap_auto"] == by_init["auto"]["gap_to_baseline"]
+        assert row["gap_isometric"] == by_init["isometric"]["gap_to_baseline"]
+        assert row["best_post_init"] in ("fold0", "orthogonal")
+        best = min(by_init[i]["gap_to_baseline"]["mean"] for i in ("fold0", "orthogonal"))
+        assert row["gap_best_post_init"]["mean"] == best
+        correlation = analysis["rank_correlations"][
+            "fraction_below_threshold_vs_iterations_to_target"
+        ]
+        assert row["rho_degeneracy_index"] == correlation
+        point_claims = json.loads((out / row["point"] / "results.json").read_text())["claims"]
+        assert sum(row["claims"].values()) == len(point_claims) == 6
+        assert row["non_stationary_runs"] == sum(e["non_stationary_runs"] for e in by_init.values())
+        gap = by_init["auto"]["gap_to_baseline"]
+        assert f"| {row['point']} | 3 | train default" in table
+        assert f"{gap['mean']:.3f} ± {gap['standard_error']:.3f}" in table
+    # a later grid with more seeds at one point replaces that point only
+    again = tmp_path / "again"
+    again.mkdir()
+    later = json.loads((out / "results.json").read_text())
+    later["analysis"] = {"rnn-m4-h8": {**later["analysis"]["rnn-m4-h8"], "seeds": 32}}
+    (again / "results.json").write_text(json.dumps(later))
+    shutil.copytree(out / "rnn-m4-h8", again / "rnn-m4-h8")
+    config = json.loads((out / "config.json").read_text())
+    config["config"]["burn_in_horizons"] = 10.0
+    (again / "config.json").write_text(json.dumps(config))
+    assert main(["overview", str(out), str(again), "--json", str(tmp_path / "o2.json")]) == 0
+    capsys.readouterr()
+    rows = json.loads((tmp_path / "o2.json").read_text())["points"]
+    assert [(r["point"], r["seeds"], r["burn_in"]) for r in rows] == [
+        ("rnn-m4-h6", 3, "train default"),
+        ("rnn-m4-h8", 32, "10 T"),
+    ]
+    assert main(["overview", str(out / "runs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a synapse grid" in err[0]
 
 
 def test_old_option_names_and_train_settings_reach_the_config():

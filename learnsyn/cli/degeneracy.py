@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from learnsyn.cli.options import Parser, add_config_options, given_options
@@ -35,7 +36,7 @@ from learnsyn.degeneracy.synapse import (
     run_synapse_degeneracy,
     synapse_init_help,
 )
-from learnsyn.io import check_output_dir, directory_is_empty, output_owner
+from learnsyn.io import atomic_write_json, check_output_dir, directory_is_empty, output_owner
 
 EXIT_BAD_INPUT = 2
 DESCRIPTION = (
@@ -68,6 +69,41 @@ def _add_experiment_subcommands(parser: argparse.ArgumentParser) -> None:
     _add_deep_linear_parser(experiments)
     _add_spectra_parser(experiments)
     _add_synapse_parser(experiments)
+    _add_overview_parser(experiments)
+
+
+def _add_overview_parser(experiments: Any) -> None:
+    parser = experiments.add_parser(
+        "overview",
+        help="one table over several synapse grids: a row per (cell, m, horizon) point",
+        description="Read the results.json of synapse grids (`learnsyn degeneracy synapse "
+        "--out GRID`) and print one markdown row per point: seeds, burn-in and runs the "
+        "stationarity check flagged, gaps to the optimal linear synapse (auto, the best of "
+        "the post's inits, the near-isometric control), the rank correlations of the "
+        "degeneracy index and of the gradient norm with training time, and the claims' "
+        "verdicts. A point in several grids is taken from the last one given.",
+    )
+    parser.add_argument("grids", nargs="+", metavar="GRID", help="synapse grid directories")
+    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.set_defaults(func=_overview_command)
+
+
+def _overview_command(arguments: argparse.Namespace) -> int:
+    from learnsyn.degeneracy.synapse_overview import overview, overview_markdown
+
+    try:
+        rows = overview(arguments.grids)
+        if arguments.json is not None:
+            if Path(arguments.json).is_dir():
+                raise ValueError(f"--json {arguments.json} is a directory; give a file name")
+            check_output_dir(Path(arguments.json).parent, "--json")
+    except ValueError as error:
+        print(f"learnsyn: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if arguments.json is not None:
+        atomic_write_json(arguments.json, {"points": rows})
+    print(overview_markdown(rows), end="")
+    return 0
 
 
 def _add_common_options(parser: argparse.ArgumentParser, default_out: str) -> None:

@@ -9,8 +9,8 @@
 - ``experiment_writer``: the one output path of every experiment (config.json, results.json,
   figures, TensorBoard); ``run_timed``: validate a config and time its computation.
 - ``tensorboard_writer`` / ``log_series``: TensorBoard scalars under ``<out>/tensorboard``.
-- ``progress_bar``: the bar of ``learnsyn.progress``, switched off by ``enabled=False``; ``torch_threads``: run a
-  block with a stated torch thread count (reported in config.json).
+- ``progress_bar``: the bar of ``learnsyn.progress``, switched off by ``enabled=False``;
+  ``torch_threads``: run a block with a stated torch thread count (reported in config.json).
 - ``plot_mean_with_error``: a mean +- 1 s.e. band over seeds (statistics in ``seed_statistics``);
   ``plot_each``: one such band per condition.
 """

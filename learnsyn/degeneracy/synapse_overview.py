@@ -1,0 +1,131 @@
+"""One table over several synapse grids: a row per (cell, m, horizon) point.
+
+The synapse experiment is run as several grids (one per burn-in, per seed count, per session),
+each in its own directory. ``read_grid`` takes the per-point summary a grid wrote to its
+``results.json`` (and its claims, from ``<grid>/<point>/results.json`` when the grid has several
+points); ``overview`` keeps, for each point, the row of the last grid given that has it, so a
+rerun with more seeds or a longer burn-in replaces the earlier one; ``overview_markdown`` is the
+table ``learnsyn degeneracy overview GRID...`` prints.
+
+A row: seeds; the burn-in (``burn_in_horizons`` x T, a fixed number of steps, or
+``learnsyn train``'s default) and how many runs the stationarity check flagged; the gap to the
+optimal linear synapse (``1 - selected / baseline``) of ``auto``, of the best of the post's
+inits and of the near-isometric control; the rank correlations across inits of the degeneracy
+index (fraction of small singular values of the window map) and of the gradient norm at the
+start with iterations to the target; and the counts of the post's claims confirmed,
+contradicted and neither.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from learnsyn.io import read_json
+
+#: the post's initializations, among which the best is reported
+POST_INITS = ("fold0", "fold1", "orthogonal", "orthogonal-x0.8")
+DEGENERACY_INDEX = "fraction_below_threshold_vs_iterations_to_target"
+GRADIENT_NORM = "early_grad_norm_vs_iterations_to_target"
+
+
+def _burn_in(config: dict[str, Any]) -> str:
+    horizons = config.get("burn_in_horizons")
+    if horizons:
+        return f"{horizons:g} T"
+    steps = (config.get("train") or {}).get("burn_in")
+    return f"{steps} steps" if steps is not None else "train default"
+
+
+def read_grid(directory: str | Path) -> dict[str, dict[str, Any]]:
+    """``{point: row}`` of the synapse grid written to ``directory``."""
+    root = Path(directory)
+    if not (root / "results.json").is_file():
+        raise ValueError(f"{root} is not a synapse grid: it has no results.json")
+    results = read_json(root / "results.json")
+    if not isinstance(results, dict) or "analysis" not in results:
+        raise ValueError(
+            f"{root} is not a synapse grid: its results.json has no grid analysis "
+            "(written by `learnsyn degeneracy synapse`)"
+        )
+    config = read_json(root / "config.json").get("config", {})
+    rows = {}
+    for name, point in results["analysis"].items():
+        per_point = root / name / "results.json"
+        claims = read_json(per_point).get("claims") if per_point.exists() else None
+        verdicts = [c["verdict"].split(":")[0] for c in claims or results.get("claims") or []]
+        by_init = point["by_init"]
+        post = [init for init in POST_INITS if by_init.get(init, {}).get("gap_to_baseline")]
+        best = min(post, key=lambda init: by_init[init]["gap_to_baseline"]["mean"], default=None)
+        rows[name] = {
+            "point": name,
+            "grid": str(root),
+            "seeds": point["seeds"],
+            "burn_in": _burn_in(config),
+            "non_stationary_runs": sum(e.get("non_stationary_runs", 0) for e in by_init.values()),
+            "gap_auto": by_init.get("auto", {}).get("gap_to_baseline"),
+            "best_post_init": best,
+            "gap_best_post_init": by_init[best]["gap_to_baseline"] if best else None,
+            "gap_isometric": by_init.get("isometric", {}).get("gap_to_baseline"),
+            "rho_degeneracy_index": point["rank_correlations"].get(DEGENERACY_INDEX),
+            "rho_gradient_norm": point["rank_correlations"].get(GRADIENT_NORM),
+            "claims": {
+                "confirmed": verdicts.count("confirmed"),
+                "contradicted": verdicts.count("contradicted"),
+                "neither": len(verdicts)
+                - verdicts.count("confirmed")
+                - verdicts.count("contradicted"),
+            }
+            if verdicts
+            else None,
+        }
+    return rows
+
+
+def _order(name: str) -> tuple[str, int, int]:
+    cell, size, horizon = name.rsplit("-", 2)
+    return cell, int(size[1:]), int(horizon[1:])
+
+
+def overview(directories: list[str | Path]) -> list[dict[str, Any]]:
+    """Rows of every point in ``directories``; a later grid replaces an earlier one's point."""
+    rows: dict[str, dict[str, Any]] = {}
+    for directory in directories:
+        rows.update(read_grid(directory))
+    return [rows[name] for name in sorted(rows, key=_order)]
+
+
+def _mean_error(entry: dict[str, Any] | None, digits: int = 3) -> str:
+    if not entry:
+        return "-"
+    return f"{entry['mean']:.{digits}f} ± {entry['standard_error']:.{digits}f}"
+
+
+def _rho(entry: dict[str, Any] | None) -> str:
+    if not entry:
+        return "-"
+    sign = {"positive": " +", "negative": " −"}.get(entry.get("direction"), "")
+    return f"{entry['rho']:+.2f} ± {entry['standard_error']:.2f}{sign}"
+
+
+def overview_markdown(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| point | seeds | burn-in [flagged runs] | gap: auto | gap: best of the post's inits "
+        "| gap: isometric | degeneracy index vs time | gradient norm vs time "
+        "| claims confirmed / contradicted / neither | grid |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        flagged = f" [{row['non_stationary_runs']}]" if row["non_stationary_runs"] else ""
+        best = _mean_error(row["gap_best_post_init"])
+        if row["best_post_init"]:
+            best += f" ({row['best_post_init']})"
+        claims = row["claims"] or {"confirmed": "-", "contradicted": "-", "neither": "-"}
+        lines.append(
+            f"| {row['point']} | {row['seeds']} | {row['burn_in']}{flagged} "
+            f"| {_mean_error(row['gap_auto'])} | {best} | {_mean_error(row['gap_isometric'])} "
+            f"| {_rho(row['rho_degeneracy_index'])} | {_rho(row['rho_gradient_norm'])} "
+            f"| {claims['confirmed']} / {claims['contradicted']} / {claims['neither']} "
+            f"| {Path(row['grid']).name} |"
+        )
+    return "\n".join(lines) + "\n"
