@@ -43,4 +43,5 @@ def progress_bar(
         leave=leave,
         dynamic_ncols=terminal,
         mininterval=0.1 if terminal else LOG_INTERVAL_S,
+        maxinterval=10.0 if terminal else LOG_INTERVAL_S,  # tqdm's monitor forces a redraw
     )

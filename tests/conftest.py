@@ -70,28 +70,46 @@ class CommandResult:
 
 
 @pytest.fixture
-def learnsyn_command(capsys):
+def learnsyn_command(capfd, monkeypatch):
     """``learnsyn_command(args)`` runs ``learnsyn ARGS`` in this process (``learnsyn.cli.main``,
-    which the console script calls) and returns its exit code and output. In-process saves the
-    2-4 s of a fresh interpreter per call; ``test_entry_point_prints_what_main_prints`` checks
-    that the console entry point adds nothing to what ``main`` prints."""
+    which the console script calls) and returns its exit code and output: what reaches file
+    descriptors 1 and 2 (C-level writes too), plus the warnings a fresh interpreter would print.
+    In-process saves the 2-4 s of a fresh interpreter per call;
+    ``test_entry_point_prints_what_main_prints`` compares the two."""
+    import warnings
+
     from learnsyn.cli import main
 
+    monkeypatch.delenv("LEARNSYN_THREADS", raising=False)
+
     def command(args):
-        capsys.readouterr()
-        try:
-            code = main([str(arg) for arg in args])
-        except SystemExit as stop:  # argparse's own exits (usage errors, --help)
-            code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
-        out, err = capsys.readouterr()
+        capfd.readouterr()
+        threads = torch.get_num_threads()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            try:
+                code = main([str(arg) for arg in args])
+            except SystemExit as stop:  # argparse's own exits (usage errors, --help)
+                if isinstance(stop.code, int) or stop.code is None:
+                    code = stop.code or 0
+                else:  # as the interpreter does: the message on stderr, exit code 1
+                    print(stop.code, file=sys.stderr)
+                    code = 1
+            finally:
+                torch.set_num_threads(threads)
+        out, err = capfd.readouterr()
+        err += "".join(
+            warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line)
+            for w in caught
+        )
         return CommandResult(code, out, err)
 
     return command
 
 
 def learnsyn_subprocess(args, timeout=300, **kwargs):
-    """``learnsyn ARGS`` in a fresh interpreter (``python -m learnsyn.cli``): for what needs
-    one (signals, what imports print, the entry point itself)."""
+    """``learnsyn ARGS`` in a fresh interpreter (``python -m learnsyn.cli``, which runs the
+    ``main`` the console script calls): for what needs one (signals, what imports print)."""
     return subprocess.run(
         [sys.executable, "-m", "learnsyn.cli", *map(str, args)],
         capture_output=True,

@@ -4,7 +4,6 @@ config, one estimator, strict JSON everywhere."""
 import ast
 import json
 import math
-import subprocess
 import sys
 from dataclasses import make_dataclass
 from pathlib import Path
@@ -227,15 +226,13 @@ def test_json_is_strict_and_non_finite_numbers_round_trip(tmp_path):
         read_json(tmp_path / "x.json")
 
 
-def test_every_json_a_command_writes_is_strict(tmp_path):
+def test_every_json_a_command_writes_is_strict(learnsyn_command, tmp_path):
     """evaluate's JSON (a lifetime metric of -1, a huge initial SNR in the exact convention)
     and an Evaluation holding non-finite numbers both parse with a strict parser."""
     out = tmp_path / "e.json"
-    command = [sys.executable, "-m", "learnsyn.cli", "evaluate", "--model", "exponential"]
-    command += ["--param", "decay=0.0", "--task", "ideal", "--synapses", "10", "--horizon", "5"]
-    completed = subprocess.run(
-        [*command, "--json", str(out)], capture_output=True, text=True, timeout=120
-    )
+    command = ["evaluate", "--model", "exponential", "--param", "decay=0.0", "--task", "ideal"]
+    command += ["--synapses", "10", "--horizon", "5"]
+    completed = learnsyn_command([*command, "--json", out])
     assert completed.returncode == 0, completed.stderr
     json.loads(out.read_text(), parse_constant=lambda token: pytest.fail(f"bare {token}"))
     from learnsyn.evaluate import Evaluation

@@ -201,11 +201,14 @@ def test_tune_rejects_unknown_metric(learnsyn_command):
         ["evaluate", "--model", "exponential", "--task", "ideal", "--synapses", "0"],
         ["evaluate", "--model", "exponential", "--param", "decay", "--task", "ideal"],
         ["tune", "--model", "exponential", "--task", "ideal", "--metric", "speed"],
+        ["train", "--state-size", "0", "--out", "{tmp}/run"],
+        ["compare", "--run", "{tmp}"],
     ],
 )
-def test_entry_point_prints_what_main_prints(learnsyn_command, args):
+def test_entry_point_prints_what_main_prints(learnsyn_command, tmp_path, args):
     """The tests call ``main`` in-process; a fresh interpreter (what a user runs) prints the same
     lines and exits the same: imports add no warning to the one-line errors."""
+    args = [arg.replace("{tmp}", str(tmp_path)) for arg in args]
     fresh = learnsyn_subprocess(args, timeout=120)
     same = learnsyn_command(args)
     assert (fresh.returncode, fresh.stdout, fresh.stderr) == (
@@ -213,3 +216,4 @@ def test_entry_point_prints_what_main_prints(learnsyn_command, args):
         same.stdout,
         same.stderr,
     )
+    assert same.returncode == 2 and len(same.stderr.strip().splitlines()) == 1

@@ -293,9 +293,37 @@ def check_overview_of(out, results, tmp_path, capsys):
         ("rnn-m4-h6", 3, "train default"),
         ("rnn-m4-h8", 32, "10 T"),
     ]
-    assert main(["overview", str(out / "runs")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "is not a synapse grid" in err[0]
+    # a single-point grid keeps its claims in its own results.json
+    single = tmp_path / "single"
+    single.mkdir()
+    one = json.loads((out / "results.json").read_text())
+    one["analysis"] = {"rnn-m4-h6": one["analysis"]["rnn-m4-h6"]}
+    one["claims"] = json.loads((out / "rnn-m4-h6" / "results.json").read_text())["claims"]
+    (single / "results.json").write_text(json.dumps(one))
+    (single / "config.json").write_text((out / "config.json").read_text())
+    assert main(["overview", str(single), "--json", "-"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["points"]  # stdout is the JSON alone
+    assert row["point"] == "rnn-m4-h6" and sum(row["claims"].values()) == 6
+    for wrong, message in (
+        (out / "runs", "is not a synapse grid: it has no results.json"),
+        (out / "rnn-m4-h8", "is one point of a grid; give the grid's directory"),
+    ):
+        assert main(["overview", str(wrong)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+
+
+def test_overview_sorts_points_by_cell_then_m_and_horizon_as_numbers():
+    from learnsyn.degeneracy.synapse_overview import point_order
+
+    names = ["rnn-m2-h30", "gru-m32-h30", "gru-m8-h600", "gru-m8-h100", "gru-m2-h600"]
+    assert sorted(names, key=point_order) == [
+        "gru-m2-h600",
+        "gru-m8-h100",
+        "gru-m8-h600",
+        "gru-m32-h30",
+        "rnn-m2-h30",
+    ]
 
 
 def test_old_option_names_and_train_settings_reach_the_config():

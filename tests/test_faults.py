@@ -347,9 +347,7 @@ def test_ctrl_c_while_importing_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(learnsyn.cli, "build_parser", interrupted)
     assert main(["list"]) == 130
     assert capsys.readouterr().err == "learnsyn: interrupted\n"
-    code = "import sys, learnsyn.cli; print(sorted({'torch', 'numpy'} & set(sys.modules)))"
-    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert imported.stdout.strip() == "[]", imported.stderr  # the entry point imports lightly
+    assert loaded_after("import learnsyn.cli", {"torch", "numpy"}) == []  # imports lightly
 
 
 def test_ctrl_c_during_the_final_evaluation_says_so_and_resume_finishes(
@@ -466,12 +464,16 @@ def test_compare_says_what_it_measured_on(trained_run, tmp_path, capsys):
 def test_building_the_parser_leaves_plotting_and_statistics_unloaded():
     """Every command builds the whole parser first; matplotlib and scipy.stats (about 1.3 s
     together) load only when a command draws a figure or ranks, so errors come back fast."""
-    code = (
-        "import sys, learnsyn.cli; learnsyn.cli.build_parser(); "
-        "print(sorted({'matplotlib', 'scipy.stats'} & set(sys.modules)))"
-    )
+    statement = "import learnsyn.cli; learnsyn.cli.build_parser()"
+    assert loaded_after(statement, {"matplotlib", "scipy.stats"}) == []
+
+
+def loaded_after(statement: str, modules: set[str]) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has loaded after running ``statement``."""
+    code = f"import sys; {statement}; print(sorted(set({sorted(modules)!r}) & set(sys.modules)))"
     imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert imported.stdout.strip() == "[]", imported.stdout + imported.stderr
+    assert imported.returncode == 0, imported.stderr
+    return json.loads(imported.stdout.replace("'", '"'))
 
 
 class _Terminal(io.StringIO):

@@ -21,7 +21,6 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from learnsyn.cli.options import Parser, add_config_options, given_options
@@ -36,7 +35,13 @@ from learnsyn.degeneracy.synapse import (
     run_synapse_degeneracy,
     synapse_init_help,
 )
-from learnsyn.io import atomic_write_json, check_output_dir, directory_is_empty, output_owner
+from learnsyn.io import (
+    check_output_dir,
+    check_output_file,
+    directory_is_empty,
+    output_owner,
+    write_json_output,
+)
 
 EXIT_BAD_INPUT = 2
 DESCRIPTION = (
@@ -84,7 +89,12 @@ def _add_overview_parser(experiments: Any) -> None:
         "verdicts. A point in several grids is taken from the last one given.",
     )
     parser.add_argument("grids", nargs="+", metavar="GRID", help="synapse grid directories")
-    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.add_argument(
+        "--json",
+        default=None,
+        metavar="PATH|-",
+        help="also write the rows as JSON to PATH (- prints only the JSON, to stdout)",
+    )
     parser.set_defaults(func=_overview_command)
 
 
@@ -92,17 +102,14 @@ def _overview_command(arguments: argparse.Namespace) -> int:
     from learnsyn.degeneracy.synapse_overview import overview, overview_markdown
 
     try:
+        check_output_file(arguments.json, "--json")
         rows = overview(arguments.grids)
-        if arguments.json is not None:
-            if Path(arguments.json).is_dir():
-                raise ValueError(f"--json {arguments.json} is a directory; give a file name")
-            check_output_dir(Path(arguments.json).parent, "--json")
     except ValueError as error:
         print(f"learnsyn: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if arguments.json is not None:
-        atomic_write_json(arguments.json, {"points": rows})
-    print(overview_markdown(rows), end="")
+    write_json_output(arguments.json, {"points": rows})
+    if arguments.json != "-":  # with --json -, stdout is the JSON alone
+        print(overview_markdown(rows), end="")
     return 0
 
 

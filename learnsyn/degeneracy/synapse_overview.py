@@ -18,13 +18,17 @@ contradicted and neither.
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 from typing import Any
 
+from learnsyn.degeneracy.rank_correlation import NEGATIVE, POSITIVE
+from learnsyn.degeneracy.synapse import DEFAULT_GAIN, default_inits
+from learnsyn.degeneracy.synapse_labels import AUTO_INIT, ISOMETRIC_INIT
 from learnsyn.io import read_json
 
-#: the post's initializations, among which the best is reported
-POST_INITS = ("fold0", "fold1", "orthogonal", "orthogonal-x0.8")
+POINT_NAME = re.compile(r"^(?P<cell>.+)-m(?P<size>\d+)-h(?P<horizon>\d+)$")
 DEGENERACY_INDEX = "fraction_below_threshold_vs_iterations_to_target"
 GRADIENT_NORM = "early_grad_norm_vs_iterations_to_target"
 
@@ -37,44 +41,53 @@ def _burn_in(config: dict[str, Any]) -> str:
     return f"{steps} steps" if steps is not None else "train default"
 
 
+def _finite_gap(entry: dict[str, Any]) -> float | None:
+    gap = (entry.get("gap_to_baseline") or {}).get("mean")
+    return gap if isinstance(gap, (int, float)) and math.isfinite(gap) else None
+
+
 def read_grid(directory: str | Path) -> dict[str, dict[str, Any]]:
     """``{point: row}`` of the synapse grid written to ``directory``."""
     root = Path(directory)
     if not (root / "results.json").is_file():
         raise ValueError(f"{root} is not a synapse grid: it has no results.json")
     results = read_json(root / "results.json")
-    if not isinstance(results, dict) or "analysis" not in results:
+    analysis = results.get("analysis") if isinstance(results, dict) else None
+    if not isinstance(analysis, dict) or "by_init" in analysis:
         raise ValueError(
-            f"{root} is not a synapse grid: its results.json has no grid analysis "
-            "(written by `learnsyn degeneracy synapse`)"
+            f"{root} is not a synapse grid: its results.json has no grid analysis"
+            + (" (it is one point of a grid; give the grid's directory)" if analysis else "")
         )
     config = read_json(root / "config.json").get("config", {})
+    gain = config.get("gain")
+    post_inits = default_inits(DEFAULT_GAIN if gain is None else gain)[:4]
     rows = {}
-    for name, point in results["analysis"].items():
+    for name, point in analysis.items():
+        if not POINT_NAME.match(name) or not {"by_init", "rank_correlations"} <= set(point):
+            raise ValueError(f"{root}: point {name!r} of its results.json is not a grid point")
         per_point = root / name / "results.json"
         claims = read_json(per_point).get("claims") if per_point.exists() else None
         verdicts = [c["verdict"].split(":")[0] for c in claims or results.get("claims") or []]
         by_init = point["by_init"]
-        post = [init for init in POST_INITS if by_init.get(init, {}).get("gap_to_baseline")]
-        best = min(post, key=lambda init: by_init[init]["gap_to_baseline"]["mean"], default=None)
+        post = [i for i in post_inits if i in by_init and _finite_gap(by_init[i]) is not None]
+        best = min(post, key=lambda init: _finite_gap(by_init[init]), default=None)
+        confirmed, contradicted = verdicts.count("confirmed"), verdicts.count("contradicted")
         rows[name] = {
             "point": name,
             "grid": str(root),
             "seeds": point["seeds"],
             "burn_in": _burn_in(config),
             "non_stationary_runs": sum(e.get("non_stationary_runs", 0) for e in by_init.values()),
-            "gap_auto": by_init.get("auto", {}).get("gap_to_baseline"),
+            "gap_auto": by_init.get(AUTO_INIT, {}).get("gap_to_baseline"),
             "best_post_init": best,
             "gap_best_post_init": by_init[best]["gap_to_baseline"] if best else None,
-            "gap_isometric": by_init.get("isometric", {}).get("gap_to_baseline"),
+            "gap_isometric": by_init.get(ISOMETRIC_INIT, {}).get("gap_to_baseline"),
             "rho_degeneracy_index": point["rank_correlations"].get(DEGENERACY_INDEX),
             "rho_gradient_norm": point["rank_correlations"].get(GRADIENT_NORM),
             "claims": {
-                "confirmed": verdicts.count("confirmed"),
-                "contradicted": verdicts.count("contradicted"),
-                "neither": len(verdicts)
-                - verdicts.count("confirmed")
-                - verdicts.count("contradicted"),
+                "confirmed": confirmed,
+                "contradicted": contradicted,
+                "neither": len(verdicts) - confirmed - contradicted,
             }
             if verdicts
             else None,
@@ -82,9 +95,10 @@ def read_grid(directory: str | Path) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def _order(name: str) -> tuple[str, int, int]:
-    cell, size, horizon = name.rsplit("-", 2)
-    return cell, int(size[1:]), int(horizon[1:])
+def point_order(name: str) -> tuple[str, int, int]:
+    """Sort key of a point name ``<cell>-m<m>-h<T>``: by cell, then m and T as numbers."""
+    match = POINT_NAME.match(name)
+    return match["cell"], int(match["size"]), int(match["horizon"])
 
 
 def overview(directories: list[str | Path]) -> list[dict[str, Any]]:
@@ -92,7 +106,7 @@ def overview(directories: list[str | Path]) -> list[dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for directory in directories:
         rows.update(read_grid(directory))
-    return [rows[name] for name in sorted(rows, key=_order)]
+    return [rows[name] for name in sorted(rows, key=point_order)]
 
 
 def _mean_error(entry: dict[str, Any] | None, digits: int = 3) -> str:
@@ -104,7 +118,7 @@ def _mean_error(entry: dict[str, Any] | None, digits: int = 3) -> str:
 def _rho(entry: dict[str, Any] | None) -> str:
     if not entry:
         return "-"
-    sign = {"positive": " +", "negative": " −"}.get(entry.get("direction"), "")
+    sign = {POSITIVE: " +", NEGATIVE: " −"}.get(entry.get("direction"), "")
     return f"{entry['rho']:+.2f} ± {entry['standard_error']:.2f}{sign}"
 
 
