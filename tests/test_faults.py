@@ -470,10 +470,11 @@ def test_building_the_parser_leaves_plotting_and_statistics_unloaded():
 
 def loaded_after(statement: str, modules: set[str]) -> list[str]:
     """Which of ``modules`` a fresh interpreter has loaded after running ``statement``."""
-    code = f"import sys; {statement}; print(sorted(set({sorted(modules)!r}) & set(sys.modules)))"
+    code = f"import json, sys; {statement}; "
+    code += f"print(json.dumps(sorted(set({sorted(modules)!r}) & set(sys.modules))))"
     imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert imported.returncode == 0, imported.stderr
-    return json.loads(imported.stdout.replace("'", '"'))
+    return json.loads(imported.stdout)
 
 
 class _Terminal(io.StringIO):
