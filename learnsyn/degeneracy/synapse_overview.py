@@ -61,6 +61,7 @@ def read_grid(directory: str | Path) -> dict[str, dict[str, Any]]:
     config = read_json(root / "config.json").get("config", {})
     gain = config.get("gain")
     post_inits = default_inits(DEFAULT_GAIN if gain is None else gain)[:4]
+    burn_in = _burn_in(config)
     rows = {}
     for name, point in analysis.items():
         if not POINT_NAME.match(name) or not {"by_init", "rank_correlations"} <= set(point):
@@ -69,14 +70,14 @@ def read_grid(directory: str | Path) -> dict[str, dict[str, Any]]:
         claims = read_json(per_point).get("claims") if per_point.exists() else None
         verdicts = [c["verdict"].split(":")[0] for c in claims or results.get("claims") or []]
         by_init = point["by_init"]
-        post = [i for i in post_inits if i in by_init and _finite_gap(by_init[i]) is not None]
-        best = min(post, key=lambda init: _finite_gap(by_init[init]), default=None)
+        gaps = {i: _finite_gap(by_init[i]) for i in post_inits if i in by_init}
+        best = min((i for i in gaps if gaps[i] is not None), key=gaps.get, default=None)
         confirmed, contradicted = verdicts.count("confirmed"), verdicts.count("contradicted")
         rows[name] = {
             "point": name,
             "grid": str(root),
             "seeds": point["seeds"],
-            "burn_in": _burn_in(config),
+            "burn_in": burn_in,
             "non_stationary_runs": sum(e.get("non_stationary_runs", 0) for e in by_init.values()),
             "gap_auto": by_init.get(AUTO_INIT, {}).get("gap_to_baseline"),
             "best_post_init": best,
