@@ -206,6 +206,7 @@ def test_synapse_quick_writes_figures_json_tensorboard_and_config(tmp_path, caps
         ),
         (["--hidden-size", "1"], "learnsyn: error: hidden size must be an integer >= 2, got 1"),
         (["--seeds", "0"], "learnsyn: error: seeds must be an integer >= 1, got 0"),
+        (["--workers", "0"], "learnsyn: error: workers must be an integer >= 1, got 0"),
         (["--inits", "fold0", "gaussian"], "learnsyn: error: inits must be distinct"),
         (
             ["--gain", "0.9", "--inits", "fold0"],

@@ -459,6 +459,42 @@ def test_a_rerun_reads_finished_runs_back_resumes_an_interrupted_grid_and_adds_s
     assert len(trained) == 4
 
 
+def test_workers_train_the_same_runs_as_one_process_pilot_first(tmp_path, monkeypatch, capsys):
+    import learnsyn.degeneracy.synapse as synapse
+
+    config = _tiny(horizons=(6,), inits=("fold0",), controls=("auto",), seeds=3, pilot_seeds=2)
+    alone = synapse.train_synapse_degeneracy(config, tmp_path / "alone")
+    stages = []
+    original = synapse.train_with_workers
+
+    def recording(config, root, seed_indices, *arguments):
+        stages.append(list(seed_indices))
+        return original(config, root, seed_indices, *arguments)
+
+    monkeypatch.setattr(synapse, "train_with_workers", recording)
+
+    def refused(*arguments, **keywords):
+        raise AssertionError("the parent process trained a run: the workers should have")
+
+    monkeypatch.setattr(synapse, "train_one_run", refused)  # not in the (spawned) workers
+    together = dataclasses.replace(config, workers=2)
+    out = tmp_path / "together"
+    side_by_side = synapse.train_synapse_degeneracy(together, out)
+    # the pilot's seeds first (its statement before the rest), then the other seed
+    assert stages == [[0, 1], [2]]
+    _same_runs(alone, side_by_side)
+    assert side_by_side["pilot"] == alone["pilot"]
+    assert len(list(out.glob(f"runs/*/*/s*/{synapse.RUN_RESULT}"))) == 6
+    assert "read back" not in capsys.readouterr().err  # the workers' runs are not "finished before"
+    # no --out: the workers' runs go to a temporary directory and are read from there
+    _same_runs(alone, synapse.train_synapse_degeneracy(together))
+    # a rerun finds every run written: no worker starts
+    stages.clear()
+    synapse.train_synapse_degeneracy(together, out)
+    assert stages == [[0, 1], [2]]  # asked, and each stage found nothing to train
+    assert "6 of 6 runs read back" in capsys.readouterr().err
+
+
 def test_the_command_resumes_into_its_own_out_without_overwrite(tmp_path):
     out = tmp_path / "grid"
     arguments = [

@@ -29,7 +29,10 @@ same validation batch and the same Jacobian streams, Fold k folds the same Gauss
 Fold 0 uses, and orthogonal x g scales the same orthogonal draw. Runs go seed by seed; after the
 first ``pilot_seeds`` seeds the smallest effect the full seed count resolves (2.8 x the pilot's
 s.d. of paired differences / sqrt(seeds)) is written to ``pilot.json`` and logged, before the
-other seeds run. The figures, results.json and the verdicts are written by ``synapse_report``.
+other seeds run. With ``workers`` > 1 each of those two stages trains in that many processes
+(``train_with_workers``); every run's arrays depend only on its settings and seed index, so the
+results are those of one process. The figures, results.json and the verdicts are written by
+``synapse_report``.
 """
 
 from __future__ import annotations
@@ -176,6 +179,11 @@ class SynapseDegeneracyConfig:
         default_factory=lambda: dict(EXPERIMENT_TRAIN_DEFAULTS), metadata={"cli": False}
     )
     threads: int = setting(1, "torch threads", cli=False)
+    workers: int = setting(
+        1,
+        "processes that train the grid's runs side by side, each with --threads torch threads "
+        "(the results do not depend on it)",
+    )
     show_progress: bool = setting(True, "", cli=False)
 
     def __post_init__(self) -> None:
@@ -404,6 +412,7 @@ class SynapseDegeneracyConfig:
             ("pilot_seeds", self.pilot_seeds),
             ("jacobian_streams", self.jacobian_streams),
             ("threads", self.threads),
+            ("workers", self.workers),
             ("bootstrap", self.bootstrap),
         ):
             _check_integer_at_least(name, value, 1 if name != "pilot_seeds" else 0)
@@ -844,7 +853,9 @@ def train_synapse_degeneracy(
     when ``out_dir`` is None); the pilot statement to ``<out_dir>/pilot.json``. Each finished
     run's arrays are written to its directory (``RUN_RESULT``, with ``run_key``), so rerunning
     into the same ``out_dir`` trains only what is missing: an interrupted grid resumes, and
-    more seeds (or points, or inits) extend a finished one with the same results.
+    more seeds (or points, or inits) extend a finished one with the same results. With
+    ``config.workers`` > 1 the pilot's seeds, then the others, train in worker processes first
+    and are read back from their directories.
     """
     import tempfile
 
@@ -869,21 +880,33 @@ def train_synapse_degeneracy(
     total = len(config.points) * len(names) * config.seeds * config.iterations
     bar = progress_bar(total=total, description="synapse", enabled=config.show_progress)
     pilot = None
+    # seeds train in two stages when a pilot is stated: the pilot's seeds, then the rest
+    pilot_stage = 0 < config.pilot_seeds < config.seeds
+    stages = [0, config.pilot_seeds] if pilot_stage else [0]
+    by_workers: set[Path] = set()  # runs the workers trained (read back, counted once)
     try:
         for seed_index in range(config.seeds):
-            if seed_index == config.pilot_seeds and 0 < config.pilot_seeds < config.seeds:
+            if seed_index == config.pilot_seeds and pilot_stage:
                 pilot = pilot_statement(config, runs, config.pilot_seeds)
                 if out_dir is not None:
                     write_json_atomic(root / "pilot.json", pilot)
                 _log_pilot(pilot)
+            if config.workers > 1 and seed_index in stages:
+                stop = config.pilot_seeds if pilot_stage and seed_index == 0 else config.seeds
+                by_workers |= train_with_workers(
+                    config, root, range(seed_index, stop), code, baselines, bar
+                )
             for cell, size, horizon in config.points:
                 point = config.point(cell, size, horizon)
                 row = baselines[f"m{size}-h{horizon}"]
                 for init_index, init in enumerate(names):
                     run_dir = root / "runs" / point.point_name / init / f"s{seed_index}"
                     key = run_key(point, init, seed_index, code)
-                    run = saved_run(run_dir, key) if out_dir is not None else None
-                    if run is not None:
+                    reading = out_dir is not None or run_dir in by_workers
+                    run = saved_run(run_dir, key) if reading else None
+                    if run is not None and run_dir in by_workers:
+                        pass  # trained just now by a worker: already on the bar
+                    elif run is not None:
                         reused += 1
                         bar.update(point.iterations)
                     else:
@@ -919,6 +942,62 @@ def train_synapse_degeneracy(
         "pilot": pilot,
         "gap_baselines": {point_name(*p): baselines[f"m{p[1]}-h{p[2]}"] for p in config.points},
     }
+
+
+def _train_and_record(task: tuple[Any, ...]) -> Path:
+    """One worker's run: train it (``train_one_run``) and write it to its directory with its key,
+    as the grid's own loop does; return the directory."""
+    point, init, seed_index, run_dir, key, figure_baselines = task
+    started = time.perf_counter()
+    run = train_one_run(point, init, seed_index, run_dir, figure_baselines=figure_baselines)
+    run["run_seconds"] = time.perf_counter() - started
+    write_json_atomic(run_dir / RUN_RESULT, {"key": key, "run": run}, indent=None)
+    return run_dir
+
+
+def train_with_workers(
+    config: SynapseDegeneracyConfig,
+    root: Path,
+    seed_indices: range,
+    code: str,
+    baselines: dict[str, Any],
+    bar: Any,
+) -> set[Path]:
+    """Train the runs of ``seed_indices`` not yet in ``root`` in ``config.workers`` processes
+    (each with ``config.threads`` torch threads), each written to its run directory with its
+    ``run_key`` as the grid's loop writes it, so the loop then reads them back: a run's arrays
+    depend on its key only, not on the process or the order. Returns the directories trained.
+    A failed run stops the others and raises its error; finished runs stay written."""
+    import multiprocessing
+
+    tasks = []
+    for seed_index in seed_indices:
+        for cell, size, horizon in config.points:
+            point = config.point(cell, size, horizon)
+            row = baselines[f"m{size}-h{horizon}"]
+            for init in config.init_names:
+                run_dir = root / "runs" / point.point_name / init / f"s{seed_index}"
+                key = run_key(point, init, seed_index, code)
+                if saved_run(run_dir, key) is None:
+                    figure = [row] if row is not None else []
+                    tasks.append((point, init, seed_index, run_dir, key, figure))
+    if not tasks:
+        return set()
+    workers = min(config.workers, len(tasks))
+    bar.set_description(
+        f"synapse seeds {seed_indices.start}-{seed_indices.stop - 1}, {workers} workers",
+        refresh=False,
+    )
+    done: set[Path] = set()
+    # spawn: a fresh interpreter per worker (forking a process that holds torch's thread pools
+    # can hang); each sets its torch threads before any run
+    context = multiprocessing.get_context("spawn")
+    pool = context.Pool(workers, initializer=torch.set_num_threads, initargs=(config.threads,))
+    with pool:
+        for run_dir in pool.imap_unordered(_train_and_record, tasks):
+            done.add(run_dir)
+            bar.update(config.iterations)
+    return done
 
 
 def _log_pilot(pilot: dict[str, Any]) -> None:
