@@ -250,7 +250,7 @@ def test_compiled_generator_draws_what_torch_draws(normal):
 
 
 @native_only
-def test_constrained_windows_only_on_the_native_kernel():
+def test_constrained_windows_refuse_the_eager_kernel_and_float64_runs_the_reference():
     scenario = make_scenario("noisy")
     kind = scenario.tracked_kinds()[0]
     model = make_cell("gru", 3)

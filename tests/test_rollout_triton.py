@@ -39,21 +39,88 @@ print("worst relative difference", worst)
 """
 
 
+CHECK_CONSTRAINED = """
+import torch
+from learnsyn.cells import make_cell
+from learnsyn.estimate.montecarlo import simulate_pairs
+from learnsyn.rollout import fast_simulate_pairs
+from learnsyn.rollout import triton as rollout_triton
+from learnsyn.scenario import make_scenario
+
+launched = []  # the constraint kinds of the Triton launches (none may fall back to the reference)
+original = rollout_triton.Launch.forward
+
+
+def counting(self, *arguments):
+    launched.append(0 if self.constraint is None else self.constraint.kind)
+    return original(self, *arguments)
+
+
+rollout_triton.Launch.forward = counting
+device = {device!r}
+CONSTRAINED = [("bounded", {{}}), ("bounded", {{"levels": 5, "bound": 0.5}}), ("noisy", {{}}),
+               ("noisy", {{"sigma": 0.05, "bound": 0.0}})]
+CASES = [dict(burn_in=9, horizon=23, grad=False), dict(burn_in=9, horizon=23, grad=True),
+         dict(burn_in=20, horizon=23, grad=True, tail=10)]  # burn-in, window, tail
+worst_sums = worst_grads = 0.0
+for cell in ("rnn", "gru"):
+    model = make_cell(cell, 5, timescale=20, seed=1).to(device)
+    for name, params in CONSTRAINED:
+        scenario = make_scenario(name, params)
+        kind = scenario.tracked_kinds()[0]
+        for case in CASES:
+            launched.clear()
+            results = []
+            fast = {{"kernel": "triton", "checkpoint": 7}}
+            for simulate, options in ((simulate_pairs, {{}}), (fast_simulate_pairs, fast)):
+                generator = torch.Generator(device=device).manual_seed(3)
+                model.zero_grad(set_to_none=True)
+                moments = simulate(model, scenario, kind, pairs=64, groups=2,
+                                   generator=generator, device=device, **case, **options)
+                grads = []
+                if case["grad"]:
+                    (moments.snr(100.0, "large-n").sum()).backward()
+                    grads = [p.grad.clone() for p in model.parameters()]
+                following = torch.rand(1, generator=generator, device=device)
+                results.append((moments.sums.detach(), grads, following))
+            expected = 1 if name == "bounded" else 2
+            assert launched and set(launched) == {{expected}}, (cell, name, case, launched)
+            (sums_a, grads_a, next_a), (sums_b, grads_b, next_b) = results
+            assert torch.equal(next_a, next_b), (cell, name, case, "other random numbers drawn")
+            difference = float((sums_a - sums_b).abs().max() / sums_a.abs().max())
+            worst_sums = max(worst_sums, difference)
+            for a, b in zip(grads_a, grads_b, strict=True):
+                worst_grads = max(worst_grads, float((a - b).abs().max() / a.abs().max()))
+# the native kernel's tolerances (tests/test_rollout.py)
+assert worst_sums < 1e-5 and worst_grads < 5e-4, (worst_sums, worst_grads)
+print("worst relative differences", worst_sums, worst_grads)
+"""
+
+
 def _interpreter_works() -> bool:
     try:
         import numpy
         import triton  # noqa: F401
     except ImportError:
         return False
-    major, minor = (int(part) for part in numpy.__version__.split(".")[:2])
-    return (major, minor) < (2, 3)  # Triton 3.6's interpreter breaks on newer numpy
+    from triton import __version__ as triton_version
+
+    def version(text: str) -> tuple[int, int]:
+        major, minor = (int(part) for part in text.split(".")[:2])
+        return major, minor
+
+    # Triton 3.6's interpreter breaks on numpy >= 2.3; 3.9's runs with numpy 2.4
+    return version(numpy.__version__) < (2, 3) or version(triton_version) >= (3, 9)
 
 
-@pytest.mark.skipif(not _interpreter_works(), reason="needs Triton (and numpy < 2.3)")
-def test_triton_kernel_in_the_interpreter():
+@pytest.mark.skipif(
+    not _interpreter_works(), reason="needs Triton (3.9, or an older one with numpy < 2.3)"
+)
+@pytest.mark.parametrize("check", [CHECK, CHECK_CONSTRAINED], ids=["unconstrained", "constrained"])
+def test_triton_kernel_in_the_interpreter(check):
     env = dict(os.environ, TRITON_INTERPRET="1")
     done = subprocess.run(
-        [sys.executable, "-c", CHECK.format(device="cpu")],
+        [sys.executable, "-c", check.format(device="cpu")],
         env=env,
         capture_output=True,
         text=True,
@@ -63,7 +130,8 @@ def test_triton_kernel_in_the_interpreter():
 
 
 @pytest.mark.gpu
-def test_triton_kernel_on_cuda():
+@pytest.mark.parametrize("check", [CHECK, CHECK_CONSTRAINED], ids=["unconstrained", "constrained"])
+def test_triton_kernel_on_cuda(check):
     pytest.importorskip("triton")
     assert torch.cuda.is_available()
-    exec(CHECK.format(device="cuda"), {})
+    exec(check.format(device="cuda"), {})

@@ -3,7 +3,7 @@
 ``fast_simulate_pairs`` is a drop-in replacement for
 ``learnsyn.estimate.montecarlo.simulate_pairs`` for
 the learned tanh-RNN and GRU cells in scenarios without state constraints and, on the native
-kernel, in ``bounded`` and ``noisy``, and for these cells with the learned saturation
+and Triton kernels, in ``bounded`` and ``noisy``, and for these cells with the learned saturation
 ``s tanh(y / s)`` (``output_scale``) on the native kernel, and forward only for linear and Markov
 (finite-state) synapses on the native kernel (``supports_fast_path``): it draws
 the same random numbers from the generator in the same order, maps them to the same events
@@ -64,7 +64,7 @@ def supports_fast_path(
     dtype: torch.dtype = torch.float32,
 ) -> bool:
     """True for the tanh-RNN and GRU cells in scenarios that do not constrain the state, and in
-    the ``bounded`` and ``noisy`` scenarios (native kernel only: see ``constraint_kind``);
+    the ``bounded`` and ``noisy`` scenarios (native and Triton kernels: ``constraint_kind``);
     without gradient (``grad`` False: evaluation) also for linear synapses (``linear_model``,
     native kernel only). Cells with a learned saturation (``output_scale``: ``log_scale``) run
     on the native kernel only: for them True only where it runs (``device``, ``dtype``).
@@ -168,7 +168,8 @@ def unconstrained(scenario: Scenario) -> bool:
 
 def constraint_kind(scenario: Scenario) -> str | None:
     """``bounded`` or ``noisy`` when the scenario's constraint is that of
-    ``learnsyn.tasks.constrained`` (which the native kernel applies itself), else None."""
+    ``learnsyn.tasks.constrained`` (which the native and Triton kernels apply themselves),
+    else None."""
     from learnsyn.tasks.constrained import BoundedScenario, NoisyScenario
 
     for name, known in (("bounded", BoundedScenario), ("noisy", NoisyScenario)):
@@ -252,7 +253,10 @@ class EventRows:
         if self.constraint is not None:
             blocks = -(-self.pairs // rollout_native.LANES)
             shape = (blocks, steps, self.size, rollout_native.LANES)
-            self.noise = rollout_native.noise_buffer(shape)
+            if self.device.type == "cpu":
+                self.noise = rollout_native.noise_buffer(shape)
+            else:  # where the Triton kernel reads them
+                self.noise = torch.empty(shape, device=self.device)
             self.noise_at = 0
 
     def _draw(self, steps: int, events_from: int = 0) -> tuple[torch.Tensor, bool]:
@@ -471,13 +475,14 @@ def fast_simulate_pairs(
     if not supports_fast_path(model, scenario, grad, device, dtype):
         return simulate_pairs(model, scenario, kind, **reference)
     constrained = not unconstrained(scenario)
-    if (constrained or linear or markov) and kernel not in ("auto", "native"):
-        what = "apply state constraints" if constrained else "run linear synapses"
-        what = "run Markov synapses" if markov else what
+    if (linear or markov) and kernel not in ("auto", "native"):
+        what = "run Markov synapses" if markov else "run linear synapses"
         raise ValueError(f"the {kernel} kernel does not {what}; use native")
+    if constrained and kernel == "eager":
+        raise ValueError("the eager kernel does not apply state constraints; use native or triton")
     groups, per_group = pair_groups(pairs, groups)
     device = torch.device(device)
-    native_only = constrained or linear or scaled or markov
+    native_only = linear or scaled or markov
     if native_only and not rollout_native.usable(torch.empty(0, device=device, dtype=dtype), 1):
         if kernel == "native":
             raise ValueError(f"the native kernel cannot run here ({device}, {dtype})")
@@ -488,11 +493,11 @@ def fast_simulate_pairs(
     tail = max(0, min(int(tail), int(burn_in))) if grad else 0
     steps = tail + horizon  # the differentiated window: the tail, then the tracked ages
     source = EventRows(scenario, generator, pairs, device, dtype, size, transitions=markov)
+    backend = choose_kernel(torch.empty(0, device=device, dtype=dtype), size, pairs, groups, kernel)
+    if (native_only and backend != "native") or (constrained and backend == "eager"):
+        return simulate_pairs(model, scenario, kind, **reference)  # outside no_grad: its graph
     with torch.no_grad():
         start = model.initial_state(pairs, device=device, dtype=dtype).T
-        backend = choose_kernel(start, size, pairs, groups, kernel)
-        if native_only and backend != "native":
-            return simulate_pairs(model, scenario, kind, **reference)
         if backend == "eager":  # the eager kernel carries u = (h + 1) / 2
             start = start.add(1).mul(0.5)
         if markov:
@@ -555,6 +560,7 @@ def fast_simulate_pairs(
                 mats.cell,
                 chunk,
                 cells,
+                constraint,
                 rows,
                 head if shared else None,
                 start,
@@ -614,13 +620,15 @@ def _advance(mats, inputs, state, head=None, cells=None, backend="eager", constr
     """Forward through ``inputs`` (``[L, a, columns]``) from ``state`` without gradient:
     the final state, and the ``[L, G, 4]`` moments of the weights when ``cells`` is given
     (``constraint``: the native kernel's, for these steps)."""
+    if backend == "triton":
+        moments, final = _triton().advance(
+            mats.cell, mats.tensors(), inputs, head, state, cells, constraint
+        )
+        return (None if cells is None else moments_by_group(moments, cells[1])), final
     if constraint is not None or backend == "native":
         moments, final = rollout_native.advance(
             mats.cell, mats.native_tensors(), inputs, head, state, cells, constraint
         )
-        return (None if cells is None else moments_by_group(moments, cells[1])), final
-    if backend == "triton":
-        moments, final = _triton().advance(mats.cell, mats.tensors(), inputs, head, state, cells)
         return (None if cells is None else moments_by_group(moments, cells[1])), final
     steps, a, batch = inputs.shape[0], inputs.shape[1], state.shape[1]
     m = state.shape[0]

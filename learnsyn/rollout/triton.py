@@ -8,6 +8,10 @@ weights are written per program and summed on the host (no atomics, so the resul
 deterministic), and so are the weight gradients (in float64: the two branches' nearly cancel).
 The backward recomputes the states chunk by chunk from checkpoints stored every ``K`` steps into
 a scratch buffer, then walks the chunk in reverse, recomputing the gates of each step.
+The ``bounded`` and ``noisy`` state constraints (``native.Constraint`` kinds 1 and 2) follow
+every step, reading each step's numbers from the native kernel's blocked layout (the same
+numbers the reference draws); their gradient is 1 where the constraint did not clip, 0 where it
+did (straight through the rounding), and the backward recomputes the unconstrained step for it.
 
 Requirements (``usable``): a CUDA device (or ``TRITON_INTERPRET=1``, which runs the kernels on
 the CPU for the tests), float32, state size <= 32, and a block size (16 to 128) that divides the
@@ -27,6 +31,8 @@ try:  # Triton ships with the CUDA builds of torch; CPU-only machines usually la
 except ImportError:  # pragma: no cover - depends on the installation
     triton = tl = None
 
+#: lanes per block of the constraint's numbers (``native.LANES``: both kernels read one layout)
+LANES = 32
 MIN_BLOCK = 16
 MAX_BLOCK = 128
 MAX_STATE = 32
@@ -70,6 +76,7 @@ def usable(like: torch.Tensor, state_size: int, pairs: int, groups: int) -> bool
 
 
 if triton is not None:
+    NOISE_LANES = tl.constexpr(LANES)  # a global a kernel reads must be a constexpr
 
     @triton.jit
     def load_step(inputs_ptr, head_ptr, t, lanes, columns, N, A: tl.constexpr, HEAD: tl.constexpr):
@@ -121,6 +128,47 @@ if triton is not None:
         return tl.load(ptr + rows[:, None] * MP + rows[None, :])
 
     @triton.jit
+    def constrain_step(
+        h,
+        noise_ptr,
+        t,
+        lanes,
+        noise_cols,
+        noise_steps,
+        valid,
+        bound,
+        spacing,
+        sigma,
+        M: tl.constexpr,
+        MP: tl.constexpr,
+        KIND: tl.constexpr,
+    ):
+        """Step t's state constraint on the unconstrained ``[MP, BLOCK]`` state ``h`` (KIND 1
+        bounded, 2 noisy, as ``native.Constraint``): the constrained state and the derivative
+        of the gradient's path (1 inside the range, else 0; straight through the rounding).
+        Lane n reads column ``n % noise_cols`` of the blocked numbers
+        ``[ceil(noise_cols / LANES), noise_steps, M, LANES]``."""
+        column = lanes % noise_cols
+        block, lane = column // NOISE_LANES, column % NOISE_LANES
+        offset = (block * noise_steps + t) * M * NOISE_LANES + lane
+        rows = tl.arange(0, MP)
+        where = noise_ptr + offset[None, :] + rows[:, None] * NOISE_LANES
+        u = tl.load(where, mask=valid, other=0.0)
+        if KIND == 1:
+            inside = (h >= -bound) & (h <= bound)
+            clipped = tl.minimum(tl.maximum(h, -bound), bound)
+            position = tl.div_rn(clipped + bound, spacing)
+            lower = tl.floor(position)
+            up = tl.where(u < position - lower, 1.0, 0.0)
+            rounded = (lower + up) * spacing - bound
+            out = tl.minimum(tl.maximum(rounded, -bound), bound)
+        else:
+            noisy = h + sigma * u
+            inside = (bound <= 0.0) | ((noisy >= -bound) & (noisy <= bound))
+            out = tl.where(bound > 0.0, tl.minimum(tl.maximum(noisy, -bound), bound), noisy)
+        return tl.where(valid, out, 0.0), tl.where(inside, 1.0, 0.0)
+
+    @triton.jit
     def forward_kernel(
         inputs_ptr,
         head_ptr,
@@ -132,10 +180,16 @@ if triton is not None:
         partial_ptr,
         bounds_ptr,
         final_ptr,
+        noise_ptr,
         N,
         T,
         K,
         columns,
+        noise_cols,
+        noise_steps,
+        bound,
+        spacing,
+        sigma,
         M: tl.constexpr,
         MP: tl.constexpr,
         A: tl.constexpr,
@@ -144,6 +198,7 @@ if triton is not None:
         HEAD: tl.constexpr,
         MOMENTS: tl.constexpr,
         BOUNDS: tl.constexpr,
+        CONSTRAINT: tl.constexpr,
     ):
         pid = tl.program_id(0)
         programs = tl.num_programs(0)
@@ -167,6 +222,11 @@ if triton is not None:
                 h = h + z * (2.0 * s - 1.0 - h)
             else:
                 h = rnn_next(h, event, flag, W0, vec_ptr, MP)
+            if CONSTRAINT != 0:
+                h, _ = constrain_step(
+                    h, noise_ptr, t, lanes, noise_cols, noise_steps, valid, bound, spacing,
+                    sigma, M, MP, CONSTRAINT,
+                )  # fmt: skip
             if MOMENTS:
                 w = tl.sum(c[:, None] * h, axis=0)
                 base = partial_ptr + (t * programs + pid) * 2
@@ -187,6 +247,7 @@ if triton is not None:
         scratch_ptr,
         grad_mat_ptr,
         grad_vec_ptr,
+        noise_ptr,
         N,
         T,
         K,
@@ -194,12 +255,18 @@ if triton is not None:
         pairs,
         per_group,
         groups,
+        noise_cols,
+        noise_steps,
+        bound,
+        spacing,
+        sigma,
         M: tl.constexpr,
         MP: tl.constexpr,
         A: tl.constexpr,
         BLOCK: tl.constexpr,
         GRU: tl.constexpr,
         HEAD: tl.constexpr,
+        CONSTRAINT: tl.constexpr,
     ):
         pid = tl.program_id(0)
         lanes = pid * BLOCK + tl.arange(0, BLOCK)
@@ -237,6 +304,11 @@ if triton is not None:
                     h = h + z * (2.0 * sv - 1.0 - h)
                 else:
                     h = rnn_next(h, event, flag, W0, vec_ptr, MP)
+                if CONSTRAINT != 0:
+                    h, _ = constrain_step(
+                        h, noise_ptr, t0 + s, lanes, noise_cols, noise_steps, valid, bound,
+                        spacing, sigma, M, MP, CONSTRAINT,
+                    )  # fmt: skip
                 tl.store(scratch + (s + 1) * MP * BLOCK + local, h)
             if back == 0:  # the last state's weight
                 w = tl.sum(c[:, None] * h, axis=0)
@@ -253,6 +325,12 @@ if triton is not None:
                 event, flag = load_step(inputs_ptr, head_ptr, t, lanes, columns, N, A, HEAD)
                 if GRU:
                     z, r, q, sv = gru_parts(h, event, flag, Wz, Wr, R, vec_ptr, MP)
+                    if CONSTRAINT != 0:  # through the constraint: 0 where it clipped
+                        _, inside = constrain_step(
+                            h + z * (2.0 * sv - 1.0 - h), noise_ptr, t, lanes, noise_cols,
+                            noise_steps, valid, bound, spacing, sigma, M, MP, CONSTRAINT,
+                        )  # fmt: skip
+                        du = du * inside
                     d_s = 2.0 * du * z
                     d_z = du * (2.0 * sv - 1.0 - h) * z * (1.0 - z)
                     d_c = d_s * sv * (1.0 - sv)
@@ -274,6 +352,13 @@ if triton is not None:
                     du = direct + tl.dot(tl.trans(Wz), d_z, input_precision="ieee")
                     du += tl.dot(tl.trans(Wr), d_r, input_precision="ieee")
                 else:
+                    if CONSTRAINT != 0:  # the unconstrained step, and the constraint's path
+                        following = rnn_next(h, event, flag, W0, vec_ptr, MP)
+                        _, inside = constrain_step(
+                            following, noise_ptr, t, lanes, noise_cols, noise_steps, valid,
+                            bound, spacing, sigma, M, MP, CONSTRAINT,
+                        )  # fmt: skip
+                        du = du * inside
                     delta = du * 0.5 * (1.0 - following * following)
                     g_w0 += tl.dot(delta, tl.trans(h), input_precision="ieee")
                     g_e0 += tl.sum(delta * event[None, :], axis=1)
@@ -337,8 +422,9 @@ def pack(cell: str, first: torch.Tensor, reset: torch.Tensor, readout: torch.Ten
 class Launch:
     """One window's arguments for the kernels (kept alive between forward and backward)."""
 
-    def __init__(self, cell, mats, inputs, head, start, chunk, cells):
+    def __init__(self, cell, mats, inputs, head, start, chunk, cells, constraint=None):
         first, reset, readout = (t.detach() for t in mats)
+        self.constraint = constraint  # a native.Constraint (bounded 1, noisy 2), or None
         self.cell, self.a = cell, inputs.shape[1]
         self.m = readout.shape[0]
         self.mp = padded_state(self.m)
@@ -356,6 +442,21 @@ class Launch:
     def _common(self):
         return dict(M=self.m, MP=self.mp, A=self.a, BLOCK=self.block, GRU=self.cell == "gru")
 
+    def _constraint_arguments(self):
+        """(noise, its columns, its steps, bound, spacing, sigma) and the kind, for the
+        kernels (a placeholder pointer and kind 0 without a constraint)."""
+        c = self.constraint
+        if c is None:
+            return (self.start, 1, 1, 0.0, 1.0, 0.0), 0
+        if c.kind not in (1, 2):
+            raise ValueError(f"the Triton kernel applies constraints 1 and 2, not {c.kind}")
+        noise = c.noise.contiguous()
+        fits = noise.shape[1] >= self.steps and noise.shape[2] == self.m
+        if not fits or noise.device != self.start.device:
+            raise ValueError("the constraint's numbers do not fit this window")
+        self.noise = noise  # kept alive until the backward
+        return (noise, c.columns, noise.shape[1], c.bound, c.spacing, c.sigma), c.kind
+
     def forward(self, moments: bool, bounds: bool):
         new = self.start.new_empty
         partial = new(self.steps, self.programs, 2) if moments else new(1)
@@ -364,6 +465,7 @@ class Launch:
         final = new(self.m, self.batch)
         head = self.head if self.head is not None else self.inputs
         mats, vecs, square, line = self.packed
+        (noise, *numbers), kind = self._constraint_arguments()
         forward_kernel[(self.programs,)](
             self.inputs,
             head,
@@ -375,13 +477,16 @@ class Launch:
             partial,
             boundaries,
             final,
+            noise,
             self.batch,
             self.steps,
             self.chunk,
             self.inputs.shape[-1],
+            *numbers,
             HEAD=self.head is not None,
             MOMENTS=moments,
             BOUNDS=bounds,
+            CONSTRAINT=kind,
             **self._common(),
         )
         summed = None
@@ -398,6 +503,7 @@ class Launch:
         grad_vecs = new(self.programs, 10, mp)
         head = self.head if self.head is not None else self.inputs
         mats, vecs, square, line = self.packed
+        (noise, *numbers), kind = self._constraint_arguments()
         backward_kernel[(self.programs,)](
             self.inputs,
             head,
@@ -410,6 +516,7 @@ class Launch:
             scratch,
             grad_mats,
             grad_vecs,
+            noise,
             self.batch,
             self.steps,
             self.chunk,
@@ -417,7 +524,9 @@ class Launch:
             self.pairs,
             self.pairs // self.groups,
             self.groups,
+            *numbers,
             HEAD=self.head is not None,
+            CONSTRAINT=kind,
             **self._common(),
         )
         dtype = grad_mats.dtype
@@ -451,19 +560,22 @@ def _plain_block(batch: int) -> int:
     return block
 
 
-def advance(cell, mats, inputs, head, start, cells=None):
-    """Forward without gradient: (moments ``[T, 2 groups, 2]`` or None, final state)."""
-    launch = Launch(cell, mats, inputs, head, start, inputs.shape[0], cells)
+def advance(cell, mats, inputs, head, start, cells=None, constraint=None):
+    """Forward without gradient: (moments ``[T, 2 groups, 2]`` or None, final state);
+    ``constraint``: a ``native.Constraint`` (bounded or noisy) with these steps' numbers."""
+    launch = Launch(cell, mats, inputs, head, start, inputs.shape[0], cells, constraint)
     moments, _, final = launch.forward(cells is not None, False)
     return moments, final
 
 
 class TritonWindow(torch.autograd.Function):
-    """Same arguments and result as ``native.NativeWindow``, on the GPU."""
+    """Same arguments and result as ``native.NativeWindow`` (without the saturation's
+    ``scale``), on the GPU."""
 
     @staticmethod
-    def forward(ctx, cell, chunk, cells, inputs, head, start, first, reset, readout):
-        launch = Launch(cell, (first, reset, readout), inputs, head, start, chunk, cells)
+    def forward(ctx, cell, chunk, cells, constraint, inputs, head, start, first, reset, readout):
+        mats = (first, reset, readout)
+        launch = Launch(cell, mats, inputs, head, start, chunk, cells, constraint)
         moments, boundaries, _ = launch.forward(True, True)
         ctx.launch = launch
         ctx.save_for_backward(first, reset, readout, launch.inputs, launch.head, boundaries)
@@ -473,6 +585,7 @@ class TritonWindow(torch.autograd.Function):
     def backward(ctx, grad_moments):
         first, reset, readout, _, _, boundaries = ctx.saved_tensors
         grad_first, grad_reset, grad_readout = ctx.launch.backward(boundaries, grad_moments)
+        ctx.launch = None  # frees the constraint's numbers
         if not reset.numel():
             grad_reset = None
-        return (None,) * 6 + (grad_first, grad_reset, grad_readout)
+        return (None,) * 7 + (grad_first, grad_reset, grad_readout)

@@ -110,7 +110,8 @@ def check_agreement(record: Recorder, device: torch.device) -> None:
     from learnsyn.tools.rollout_bench import _agreement, _run
 
     simulators = _simulators()
-    cases = [(cell, task, 1024, 200) for cell in ("gru", "rnn") for task in ("ideal", "importance")]
+    tasks = ("ideal", "importance", "bounded", "noisy")
+    cases = [(cell, task, 1024, 200) for cell in ("gru", "rnn") for task in tasks]
     cases += [(cell, "ideal", 4096, 2000) for cell in ("gru", "rnn")]
     for cell, task, pairs, horizon in cases:
         scenario = make_scenario(task)
@@ -121,7 +122,8 @@ def check_agreement(record: Recorder, device: torch.device) -> None:
         except Exception as error:  # noqa: BLE001
             record.add("agreement", dict(cell=cell, task=task, error=repr(error)))
             continue
-        for path in ("eager", "triton"):
+        # the eager kernel applies no state constraints (it refuses them)
+        for path in ("triton",) if scenario.constrains_state else ("eager", "triton"):
             entry = dict(cell=cell, task=task, path=path, pairs=pairs, horizon=horizon, state=8)
             try:
                 fast = _run(simulators[path], model, scenario, size, device, True)
@@ -132,17 +134,19 @@ def check_agreement(record: Recorder, device: torch.device) -> None:
             record.add("agreement", entry)
 
 
-def time_path(record: Recorder, device, path: str, cell: str, state: int, pairs: int, horizon):
+def time_path(
+    record: Recorder, device, path: str, cell: str, state: int, pairs: int, horizon, task="ideal"
+):
     """Compile/warm-up once, then two timed repeats each of forward and forward plus backward."""
     from learnsyn.cells import make_cell
     from learnsyn.scenario import make_scenario
     from learnsyn.tools.rollout_bench import _run, _timed
 
     simulate = _simulators()[path]
-    scenario = make_scenario("ideal")
+    scenario = make_scenario(task)
     model = make_cell(cell, state, timescale=horizon).to(device)
     size = dict(cell=cell, state=state, pairs=pairs, horizon=horizon)
-    entry = dict(path=path, cell=cell, state_size=state, pairs=pairs, horizon=horizon)
+    entry = dict(path=path, cell=cell, state_size=state, pairs=pairs, horizon=horizon, task=task)
     steps = 2 * pairs * horizon
     try:
         entry["warmup_seconds"] = _timed(
@@ -184,17 +188,21 @@ def run_timings(record: Recorder, device: torch.device, quick: bool) -> None:
         ("eager", "gru", 8, 2**18, 500),
         ("triton", "gru", 32, 2**18, 2000),
         ("triton", "rnn", 32, 2**18, 2000),
+        # the constrained scenarios (Triton applies their constraint; the reference to compare)
+        ("triton", "gru", 8, 2**18, 2000, "noisy"),
+        ("triton", "rnn", 8, 2**18, 2000, "bounded"),
+        ("reference", "gru", 8, 4096, 300, "noisy"),
     ]
     if quick:
         plan = [(p, c, s, min(b, 4096), min(h, 300)) for p, c, s, b, h in plan[:6]]
     failed: set[tuple[str, str]] = set()
-    for path, cell, state, pairs, horizon in plan:
+    for path, cell, state, pairs, horizon, *task in plan:
         if record.over_budget():
-            say(f"time budget spent: skipping {path} {cell} m={state} B={pairs}")
+            say(f"time budget spent: skipping {path} {cell} m={state} B={pairs} {task}")
             continue
         if (path, cell) in failed:
             continue
-        entry = time_path(record, device, path, cell, state, pairs, horizon)
+        entry = time_path(record, device, path, cell, state, pairs, horizon, *task)
         if "error" in entry:
             failed.add((path, cell))
 
