@@ -149,7 +149,8 @@ if triton is not None:
         Lane n reads column ``n % noise_cols`` of the blocked numbers
         ``[ceil(noise_cols / LANES), noise_steps, M, LANES]``."""
         column = lanes % noise_cols
-        block, lane = column // NOISE_LANES, column % NOISE_LANES
+        # int64: the numbers of a large window pass 2^31 (2^18 pairs, 2000 steps, m = 8)
+        block, lane = (column // NOISE_LANES).to(tl.int64), column % NOISE_LANES
         offset = (block * noise_steps + t) * M * NOISE_LANES + lane
         rows = tl.arange(0, MP)
         where = noise_ptr + offset[None, :] + rows[:, None] * NOISE_LANES
