@@ -495,6 +495,19 @@ def test_workers_train_the_same_runs_as_one_process_pilot_first(tmp_path, monkey
     assert "6 of 6 runs read back" in capsys.readouterr().err
 
 
+def test_a_failing_run_in_a_worker_raises_and_the_others_stay_written(tmp_path):
+    import learnsyn.degeneracy.synapse as synapse
+
+    config = _tiny(horizons=(6,), inits=("fold0",), controls=("auto",), seeds=1, pilot_seeds=0)
+    out = tmp_path / "grid"
+    blocked = out / "runs" / "rnn-m4-h6" / "fold0"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("a file where fold0's run directories should go")
+    with pytest.raises(ValueError, match="which is a file, not a directory"):
+        synapse.train_synapse_degeneracy(dataclasses.replace(config, workers=2), out)
+    assert (out / "runs" / "rnn-m4-h6" / "auto" / "s0" / synapse.RUN_RESULT).is_file()
+
+
 def test_the_command_resumes_into_its_own_out_without_overwrite(tmp_path):
     out = tmp_path / "grid"
     arguments = [

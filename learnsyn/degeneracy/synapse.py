@@ -967,8 +967,10 @@ def train_with_workers(
     (each with ``config.threads`` torch threads), each written to its run directory with its
     ``run_key`` as the grid's loop writes it, so the loop then reads them back: a run's arrays
     depend on its key only, not on the process or the order. Returns the directories trained.
-    A failed run stops the others and raises its error; finished runs stay written."""
+    A failed run (or a worker that died) raises its error once the running runs have finished;
+    the runs not yet started are dropped, finished runs stay written (a rerun resumes)."""
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     tasks = []
     for seed_index in seed_indices:
@@ -990,13 +992,21 @@ def train_with_workers(
     )
     done: set[Path] = set()
     # spawn: a fresh interpreter per worker (forking a process that holds torch's thread pools
-    # can hang); each sets its torch threads before any run
-    context = multiprocessing.get_context("spawn")
-    pool = context.Pool(workers, initializer=torch.set_num_threads, initargs=(config.threads,))
-    with pool:
-        for run_dir in pool.imap_unordered(_train_and_record, tasks):
-            done.add(run_dir)
+    # can hang); each sets its torch threads before any run. A worker that dies (killed, out
+    # of memory) breaks the pool: BrokenProcessPool, not a wait for a run that never ends.
+    executor = ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=torch.set_num_threads,
+        initargs=(config.threads,),
+    )
+    try:
+        futures = [executor.submit(_train_and_record, task) for task in tasks]
+        for future in as_completed(futures):
+            done.add(future.result())
             bar.update(config.iterations)
+    finally:  # on an error the runs not started are dropped; those running finish and are kept
+        executor.shutdown(wait=True, cancel_futures=True)
     return done
 
 

@@ -256,7 +256,7 @@ class EventRows:
             if self.device.type == "cpu":
                 self.noise = rollout_native.noise_buffer(shape)
             else:  # where the Triton kernel reads them
-                self.noise = torch.empty(shape, device=self.device)
+                self.noise = torch.empty(shape, device=self.device, dtype=torch.float32)
             self.noise_at = 0
 
     def _draw(self, steps: int, events_from: int = 0) -> tuple[torch.Tensor, bool]:

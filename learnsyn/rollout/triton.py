@@ -22,6 +22,7 @@ this module still imports; ``available()`` is then False.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import torch
 
@@ -128,6 +129,13 @@ if triton is not None:
         return tl.load(ptr + rows[:, None] * MP + rows[None, :])
 
     @triton.jit
+    def clip(x, bound):
+        """``x`` clipped to [-bound, bound], NaN kept (as ``torch.clamp``: a diverging state
+        must not look finite)."""
+        every = tl.PropagateNan.ALL
+        return tl.minimum(tl.maximum(x, -bound, propagate_nan=every), bound, propagate_nan=every)
+
+    @triton.jit
     def constrain_step(
         h,
         noise_ptr,
@@ -157,16 +165,16 @@ if triton is not None:
         u = tl.load(where, mask=valid, other=0.0)
         if KIND == 1:
             inside = (h >= -bound) & (h <= bound)
-            clipped = tl.minimum(tl.maximum(h, -bound), bound)
+            clipped = clip(h, bound)
             position = tl.div_rn(clipped + bound, spacing)
             lower = tl.floor(position)
             up = tl.where(u < position - lower, 1.0, 0.0)
             rounded = (lower + up) * spacing - bound
-            out = tl.minimum(tl.maximum(rounded, -bound), bound)
+            out = clip(rounded, bound)
         else:
             noisy = h + sigma * u
             inside = (bound <= 0.0) | ((noisy >= -bound) & (noisy <= bound))
-            out = tl.where(bound > 0.0, tl.minimum(tl.maximum(noisy, -bound), bound), noisy)
+            out = tl.where(bound > 0.0, clip(noisy, bound), noisy)
         return tl.where(valid, out, 0.0), tl.where(inside, 1.0, 0.0)
 
     @triton.jit
@@ -425,7 +433,10 @@ class Launch:
 
     def __init__(self, cell, mats, inputs, head, start, chunk, cells, constraint=None):
         first, reset, readout = (t.detach() for t in mats)
-        self.constraint = constraint  # a native.Constraint (bounded 1, noisy 2), or None
+        # a native.Constraint (bounded 1, noisy 2) without its numbers, which are in self.noise
+        # (``TritonWindow`` keeps them as a saved tensor between forward and backward)
+        self.constraint = None if constraint is None else replace(constraint, noise=None)
+        self.noise = None if constraint is None else constraint.noise.contiguous()
         self.cell, self.a = cell, inputs.shape[1]
         self.m = readout.shape[0]
         self.mp = padded_state(self.m)
@@ -446,16 +457,14 @@ class Launch:
     def _constraint_arguments(self):
         """(noise, its columns, its steps, bound, spacing, sigma) and the kind, for the
         kernels (a placeholder pointer and kind 0 without a constraint)."""
-        c = self.constraint
+        c, noise = self.constraint, self.noise
         if c is None:
             return (self.start, 1, 1, 0.0, 1.0, 0.0), 0
         if c.kind not in (1, 2):
             raise ValueError(f"the Triton kernel applies constraints 1 and 2, not {c.kind}")
-        noise = c.noise.contiguous()
-        fits = noise.shape[1] >= self.steps and noise.shape[2] == self.m
-        if not fits or noise.device != self.start.device:
+        fits = noise is not None and noise.shape[1] >= self.steps and noise.shape[2] == self.m
+        if not fits or noise.device != self.start.device or noise.dtype != torch.float32:
             raise ValueError("the constraint's numbers do not fit this window")
-        self.noise = noise  # kept alive until the backward
         return (noise, c.columns, noise.shape[1], c.bound, c.spacing, c.sigma), c.kind
 
     def forward(self, moments: bool, bounds: bool):
@@ -579,14 +588,22 @@ class TritonWindow(torch.autograd.Function):
         launch = Launch(cell, mats, inputs, head, start, chunk, cells, constraint)
         moments, boundaries, _ = launch.forward(True, True)
         ctx.launch = launch
-        ctx.save_for_backward(first, reset, readout, launch.inputs, launch.head, boundaries)
+        # the constraint's numbers only as a saved tensor: autograd frees them after the last
+        # backward (as ``native.NativeWindow`` does)
+        noise, launch.noise = launch.noise, None
+        saved = (first, reset, readout, launch.inputs, launch.head, boundaries, noise)
+        ctx.save_for_backward(*saved)
         return moments
 
     @staticmethod
     def backward(ctx, grad_moments):
-        first, reset, readout, _, _, boundaries = ctx.saved_tensors
-        grad_first, grad_reset, grad_readout = ctx.launch.backward(boundaries, grad_moments)
-        ctx.launch = None  # frees the constraint's numbers
+        first, reset, readout, _, _, boundaries, noise = ctx.saved_tensors
+        ctx.launch.noise = noise
+        try:
+            grads = ctx.launch.backward(boundaries, grad_moments)
+        finally:
+            ctx.launch.noise = None
+        grad_first, grad_reset, grad_readout = grads
         if not reset.numel():
             grad_reset = None
         return (None,) * 7 + (grad_first, grad_reset, grad_readout)
