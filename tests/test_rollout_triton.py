@@ -99,6 +99,38 @@ print("worst relative differences", worst_sums, worst_grads)
 """
 
 
+COMPILE_FOR_CUDA = """
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from learnsyn.rollout import triton as rollout_triton
+
+FLOATS = ("bound", "spacing", "sigma")
+
+
+def signature(kernel, constants):
+    return {
+        name: "constexpr" if name in constants else "*fp32" if name.endswith("_ptr")
+        else "fp32" if name in FLOATS else "i32"
+        for name in kernel.arg_names
+    }
+
+
+compiled = 0
+for gru in (0, 1):
+    for kind in (0, 1, 2):  # no constraint, bounded, noisy
+        for kernel, constants in (
+            (rollout_triton.forward_kernel, dict(A=1, HEAD=0, MOMENTS=1, BOUNDS=1)),
+            (rollout_triton.backward_kernel, dict(A=2, HEAD=1)),
+        ):
+            constants = dict(constants, M=8, MP=16, BLOCK=128, GRU=gru, CONSTRAINT=kind)
+            source = ASTSource(kernel, signature(kernel, constants), constexprs=constants)
+            triton.compile(source, target=GPUTarget("cuda", 90, 32))
+            compiled += 1
+print("compiled", compiled)
+"""
+
+
 def _interpreter_works() -> bool:
     try:
         import numpy
@@ -129,6 +161,23 @@ def test_triton_kernel_in_the_interpreter(check):
         timeout=900,  # the interpreter is slow: about 2 minutes each on a quiet machine
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_triton_kernels_compile_for_cuda_without_a_gpu(tmp_path):
+    """What the interpreter does not check: every kernel variant (cells, constraints) compiles
+    to sm_90 code (Triton ships its own ptxas), e.g. no Python values a kernel cannot hold."""
+    pytest.importorskip("triton")
+    env = dict(os.environ, TRITON_CACHE_DIR=str(tmp_path), TRITON_DEFAULT_FP_FUSION="1")
+    env.pop("TRITON_INTERPRET", None)
+    done = subprocess.run(
+        [sys.executable, "-c", COMPILE_FOR_CUDA],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "compiled 12" in done.stdout
 
 
 @pytest.mark.gpu

@@ -83,9 +83,10 @@ if triton is not None:
     def load_step(inputs_ptr, head_ptr, t, lanes, columns, N, A: tl.constexpr, HEAD: tl.constexpr):
         """Event and flag ``[BLOCK]`` of step t (the head's at step 0 when given)."""
         column = lanes % columns
-        event = tl.load(inputs_ptr + (t * A) * columns + column)
+        row = tl.cast(t * A, tl.int64) * columns  # int64: T x A x columns passes 2^31
+        event = tl.load(inputs_ptr + row + column)
         if A == 2:
-            flag = tl.load(inputs_ptr + (t * A + 1) * columns + column)
+            flag = tl.load(inputs_ptr + row + columns + column)
         else:
             flag = event * 0.0
         if HEAD:
@@ -132,8 +133,8 @@ if triton is not None:
     def clip(x, bound):
         """``x`` clipped to [-bound, bound], NaN kept (as ``torch.clamp``: a diverging state
         must not look finite)."""
-        every = tl.PropagateNan.ALL
-        return tl.minimum(tl.maximum(x, -bound, propagate_nan=every), bound, propagate_nan=every)
+        low = tl.maximum(x, -bound, propagate_nan=tl.PropagateNan.ALL)
+        return tl.minimum(low, bound, propagate_nan=tl.PropagateNan.ALL)
 
     @triton.jit
     def constrain_step(
@@ -224,7 +225,7 @@ if triton is not None:
         for t in range(T):
             if BOUNDS:
                 if t % K == 0:
-                    tl.store(bounds_ptr + (t // K) * M * N + tile, h, mask=valid)
+                    tl.store(bounds_ptr + tl.cast(t // K, tl.int64) * M * N + tile, h, mask=valid)
             event, flag = load_step(inputs_ptr, head_ptr, t, lanes, columns, N, A, HEAD)
             if GRU:
                 z, r, q, s = gru_parts(h, event, flag, Wz, Wr, R, vec_ptr, MP)
@@ -283,7 +284,7 @@ if triton is not None:
         valid = (rows < M)[:, None]
         tile = rows[:, None] * N + lanes[None, :]
         local = rows[:, None] * BLOCK + tl.arange(0, BLOCK)[None, :]
-        scratch = scratch_ptr + pid * (K + 1) * MP * BLOCK
+        scratch = scratch_ptr + tl.cast(pid, tl.int64) * (K + 1) * MP * BLOCK
         n0 = pid * BLOCK
         cell = (n0 // pairs) * groups + (n0 % pairs) // per_group
         W0 = load_tile(mat_ptr, MP)
@@ -304,7 +305,8 @@ if triton is not None:
             chunk = chunks - 1 - back
             t0 = chunk * K
             length = tl.minimum(K, T - t0)
-            h = tl.load(bounds_ptr + chunk * M * N + tile, mask=valid, other=0.0)
+            corner = bounds_ptr + tl.cast(chunk, tl.int64) * M * N
+            h = tl.load(corner + tile, mask=valid, other=0.0)
             tl.store(scratch + local, h)
             for s in range(length):
                 event, flag = load_step(inputs_ptr, head_ptr, t0 + s, lanes, columns, N, A, HEAD)
