@@ -884,6 +884,7 @@ def train_synapse_degeneracy(
     pilot_stage = 0 < config.pilot_seeds < config.seeds
     stages = [0, config.pilot_seeds] if pilot_stage else [0]
     by_workers: set[Path] = set()  # runs the workers trained (read back, counted once)
+    pool = worker_pool(config) if config.workers > 1 else None  # one for both stages
     try:
         for seed_index in range(config.seeds):
             if seed_index == config.pilot_seeds and pilot_stage:
@@ -891,10 +892,10 @@ def train_synapse_degeneracy(
                 if out_dir is not None:
                     write_json_atomic(root / "pilot.json", pilot)
                 _log_pilot(pilot)
-            if config.workers > 1 and seed_index in stages:
+            if pool is not None and seed_index in stages:
                 stop = config.pilot_seeds if pilot_stage and seed_index == 0 else config.seeds
                 by_workers |= train_with_workers(
-                    config, root, range(seed_index, stop), code, baselines, bar
+                    config, root, range(seed_index, stop), code, baselines, bar, pool
                 )
             for cell, size, horizon in config.points:
                 point = config.point(cell, size, horizon)
@@ -928,7 +929,9 @@ def train_synapse_degeneracy(
                                 run_dir / RUN_RESULT, {"key": key, "run": run}, indent=None
                             )
                     runs[point.point_name][init_index].append(run)
-    finally:
+    finally:  # on an error the runs not started are dropped; those running finish and are kept
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
         if temporary is not None:
             temporary.cleanup()
@@ -955,6 +958,22 @@ def _train_and_record(task: tuple[Any, ...]) -> Path:
     return run_dir
 
 
+def worker_pool(config: SynapseDegeneracyConfig) -> Any:
+    """``config.workers`` processes for ``train_with_workers``, each with ``config.threads``
+    torch threads, started as runs are handed out. Spawned: a fresh interpreter per worker
+    (forking a process that holds torch's thread pools can hang). A worker that dies (killed,
+    out of memory) breaks the pool: ``BrokenProcessPool``, not a wait for a run that never ends."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(
+        config.workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=torch.set_num_threads,
+        initargs=(config.threads,),
+    )
+
+
 def train_with_workers(
     config: SynapseDegeneracyConfig,
     root: Path,
@@ -962,15 +981,15 @@ def train_with_workers(
     code: str,
     baselines: dict[str, Any],
     bar: Any,
+    pool: Any,
 ) -> set[Path]:
-    """Train the runs of ``seed_indices`` not yet in ``root`` in ``config.workers`` processes
-    (each with ``config.threads`` torch threads), each written to its run directory with its
-    ``run_key`` as the grid's loop writes it, so the loop then reads them back: a run's arrays
-    depend on its key only, not on the process or the order. Returns the directories trained.
-    A failed run (or a worker that died) raises its error once the running runs have finished;
-    the runs not yet started are dropped, finished runs stay written (a rerun resumes)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    """Train the runs of ``seed_indices`` not yet in ``root`` in the ``pool``'s processes
+    (``worker_pool``), each written to its run directory with its ``run_key`` as the grid's loop
+    writes it, so the loop then reads them back: a run's arrays depend on its key only, not on
+    the process or the order. Returns the directories trained. A failed run (or a worker that
+    died) raises its error; the caller shuts the pool down, dropping the runs not started and
+    keeping those that finished (a rerun resumes)."""
+    from concurrent.futures import as_completed
 
     tasks = []
     for seed_index in seed_indices:
@@ -991,22 +1010,10 @@ def train_with_workers(
         refresh=False,
     )
     done: set[Path] = set()
-    # spawn: a fresh interpreter per worker (forking a process that holds torch's thread pools
-    # can hang); each sets its torch threads before any run. A worker that dies (killed, out
-    # of memory) breaks the pool: BrokenProcessPool, not a wait for a run that never ends.
-    executor = ProcessPoolExecutor(
-        workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=torch.set_num_threads,
-        initargs=(config.threads,),
-    )
-    try:
-        futures = [executor.submit(_train_and_record, task) for task in tasks]
-        for future in as_completed(futures):
-            done.add(future.result())
-            bar.update(config.iterations)
-    finally:  # on an error the runs not started are dropped; those running finish and are kept
-        executor.shutdown(wait=True, cancel_futures=True)
+    futures = [pool.submit(_train_and_record, task) for task in tasks]
+    for future in as_completed(futures):
+        done.add(future.result())
+        bar.update(config.iterations)
     return done
 
 
