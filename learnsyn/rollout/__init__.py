@@ -482,20 +482,17 @@ def fast_simulate_pairs(
         raise ValueError("the eager kernel does not apply state constraints; use native or triton")
     groups, per_group = pair_groups(pairs, groups)
     device = torch.device(device)
-    native_only = linear or scaled or markov
-    if native_only and not rollout_native.usable(torch.empty(0, device=device, dtype=dtype), 1):
-        if kernel == "native":
-            raise ValueError(f"the native kernel cannot run here ({device}, {dtype})")
-        return simulate_pairs(model, scenario, kind, **reference)
     pairs = per_group * groups
     size = model.state_size
+    # a named kernel that cannot run here raises; what the chosen one cannot run: the reference
+    backend = choose_kernel(torch.empty(0, device=device, dtype=dtype), size, pairs, groups, kernel)
+    native_only = linear or scaled or markov
+    if (native_only and backend != "native") or (constrained and backend == "eager"):
+        return simulate_pairs(model, scenario, kind, **reference)  # outside no_grad: its graph
     inputs = 2 if (scenario.has_flags or kind.flag != 0) else 1
     tail = max(0, min(int(tail), int(burn_in))) if grad else 0
     steps = tail + horizon  # the differentiated window: the tail, then the tracked ages
     source = EventRows(scenario, generator, pairs, device, dtype, size, transitions=markov)
-    backend = choose_kernel(torch.empty(0, device=device, dtype=dtype), size, pairs, groups, kernel)
-    if (native_only and backend != "native") or (constrained and backend == "eager"):
-        return simulate_pairs(model, scenario, kind, **reference)  # outside no_grad: its graph
     with torch.no_grad():
         start = model.initial_state(pairs, device=device, dtype=dtype).T
         if backend == "eager":  # the eager kernel carries u = (h + 1) / 2
@@ -619,7 +616,8 @@ def choose_kernel(like: torch.Tensor, size: int, pairs: int, groups: int, kernel
 def _advance(mats, inputs, state, head=None, cells=None, backend="eager", constraint=None):
     """Forward through ``inputs`` (``[L, a, columns]``) from ``state`` without gradient:
     the final state, and the ``[L, G, 4]`` moments of the weights when ``cells`` is given
-    (``constraint``: the native kernel's, for these steps)."""
+    (``constraint``: a ``native.Constraint`` for these steps, read by the native or Triton
+    kernel)."""
     if backend == "triton":
         moments, final = _triton().advance(
             mats.cell, mats.tensors(), inputs, head, state, cells, constraint

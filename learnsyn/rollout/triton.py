@@ -26,14 +26,15 @@ from dataclasses import replace
 
 import torch
 
+# lanes per block of the constraint's numbers: the native kernel's layout, which both read
+from learnsyn.rollout.native import LANES
+
 try:  # Triton ships with the CUDA builds of torch; CPU-only machines usually lack it
     import triton
     import triton.language as tl
 except ImportError:  # pragma: no cover - depends on the installation
     triton = tl = None
 
-#: lanes per block of the constraint's numbers (``native.LANES``: both kernels read one layout)
-LANES = 32
 MIN_BLOCK = 16
 MAX_BLOCK = 128
 MAX_STATE = 32

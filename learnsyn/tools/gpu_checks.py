@@ -198,7 +198,7 @@ def run_timings(record: Recorder, device: torch.device, quick: bool) -> None:
     failed: set[tuple[str, str]] = set()
     for path, cell, state, pairs, horizon, *task in plan:
         if record.over_budget():
-            say(f"time budget spent: skipping {path} {cell} m={state} B={pairs} {task}")
+            say(f"time budget spent: skipping {path} {cell} m={state} B={pairs} {' '.join(task)}")
             continue
         if (path, cell) in failed:
             continue
