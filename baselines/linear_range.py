@@ -308,8 +308,7 @@ def optimize_linear_range(
     0 skips it)."""
     start = time.perf_counter()
     check_range(scenario)
-    common = dict(
-        state_size=state_size,
+    setting = dict(  # what the searches and step 4 share
         synapses=synapses,
         metric=metric,
         horizon=horizon,
@@ -317,6 +316,10 @@ def optimize_linear_range(
         convention=convention,
         seed=seed,
         batch=batch,
+    )
+    common = dict(
+        setting,
+        state_size=state_size,
         evaluations=evaluations,
         chain_evaluations=chain_evaluations,
         final_batch=final_batch,
@@ -386,13 +389,7 @@ def optimize_linear_range(
         refined = adam_refine(
             scenario,
             form_from_params(search.evaluation.params),
-            synapses=synapses,
-            metric=metric,
-            horizon=horizon,
-            threshold=threshold,
-            convention=convention,
-            seed=seed,
-            batch=batch,
+            **setting,
             burn_in=burn_in,
             iterations=adam_iterations,
         )
