@@ -65,6 +65,7 @@ import itertools
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -1071,7 +1072,16 @@ def bounded_chain_snr(
     )
     rhs = np.zeros(count + 1)
     rhs[-1] = 1.0
-    pi = np.clip(scipy.sparse.linalg.spsolve(system, rhs)[:count], 0.0, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", scipy.sparse.linalg.MatrixRankWarning)
+        try:
+            pi = np.clip(scipy.sparse.linalg.spsolve(system, rhs)[:count], 0.0, None)
+        except (scipy.sparse.linalg.MatrixRankWarning, RuntimeError):  # searches rank it last
+            raise ValueError(
+                "the bounded chain has no unique stationary distribution (several closed "
+                "classes: e.g. an unstable mode that the increment cannot bring back from the "
+                "bound, or an increment too small to leave a level)"
+            ) from None
     pi /= pi.sum()
     vector = 0.5 * (M_plus.T @ pi - M_minus.T @ pi)
     propagate = M.T.tocsr()

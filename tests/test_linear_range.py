@@ -216,3 +216,14 @@ def test_adam_refine_improves_a_poor_linear_synapse_and_stays_in_the_family():
     gain = after.metrics["area"] - before.metrics["area"]
     error = math.hypot(after.metrics_stderr["area"], before.metrics_stderr["area"])
     assert gain > 3 * error, (before.metrics["area"], after.metrics["area"], error)
+
+
+def test_a_bounded_chain_without_a_unique_stationary_state_is_refused_in_one_line():
+    # A = 1.07, b = 0.067: at the bound 1.07 - 0.067 > 1, so +1 and -1 are both closed classes
+    # (met by the amplitude scan of the search); A = 1, b = 0: every level is one
+    for A, b in ((1.07, 0.0667), (1.0, 0.0)):
+        with pytest.raises(ValueError, match="no unique stationary distribution"):
+            bounded_chain_snr(
+                np.array([[A]]), np.array([b]), np.array([1.0]),
+                bound=1.0, levels=16, synapses=100, horizon=5,
+            )  # fmt: skip
