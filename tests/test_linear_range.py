@@ -203,7 +203,9 @@ def test_adam_refine_improves_a_poor_linear_synapse_and_stays_in_the_family():
     scenario = make_scenario("noisy")
     poor = (np.array([[0.9, 0.0], [0.0, 0.5]]), np.array([0.02, 0.0]), np.array([1.0, 0.0]))
     common = dict(synapses=1000, metric="area", horizon=60, threshold=1.0, convention="large-n")
-    refined = adam_refine(scenario, poor, seed=0, batch=256, burn_in=240, iterations=40, **common)
+    refined = adam_refine(
+        scenario, poor, state_size=2, seed=0, batch=256, burn_in=240, iterations=40, **common
+    )
     assert refined[0].shape == (2, 2) and refined[1].shape == (2,) and refined[2].shape == (2,)
     models = [make_model("linear-range", params_from_form(*f)) for f in (poor, refined)]
     before, after = (
