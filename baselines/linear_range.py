@@ -403,9 +403,8 @@ def optimize_linear_range(
         adam_iterations = min(ADAM_ITERATIONS, 2 * evaluations)
     # step 4 from Nelder-Mead's winner and from the learned cells' start: Adam's outcome
     # depends on its start (noisy m = 4, burn-in 1500: 118.0 from the winner)
-    for start_form in (form_from_params(search.evaluation.params), None)[
-        : 2 * (adam_iterations > 0)
-    ]:
+    adam_starts = [form_from_params(search.evaluation.params), None] if adam_iterations else []
+    for start_form in adam_starts:
         refined = adam_refine(
             scenario,
             start_form,
