@@ -42,13 +42,13 @@ Search (``optimize_linear_range``), a local search:
    is compared on the same random numbers) from the best two starts, with A's radius allowed up
    to the cap;
 4. Adam from the winner and from the learned cells' start (``adam_refine``; its outcome
-   depends on the start: in noisy m = 4 with a burn-in of 1500 it stayed at the winner's 118.0),
-   the meta-training of
-   ``learnsyn train`` (its objective, gradient through the burn-in's tail, model selection on a
-   validation batch) on a tanh RNN cell whose saturation scale is held at 1000, so its step
-   ``1000 tanh(y / 1000)`` is ``y = A x + b xi`` to 1e-7 over the range: the linear synapse
-   itself (bias and scale frozen; the flag's input is never used in a scenario with a range).
-   The same route found the free linear synapse of 138.9 above, where Nelder-Mead stalls;
+   depends on the start: in noisy m = 4 with a burn-in of 1500 it stayed at the winner's 118.0):
+   the meta-training of ``learnsyn train`` (its objective, gradient through the burn-in's tail,
+   model selection on a validation batch) on a tanh RNN cell whose saturation scale is held at
+   1000, so its step ``1000 tanh(y / 1000)`` is ``y = A x + b xi`` to 1e-7 over the range: the
+   linear synapse itself (bias and scale frozen; the flag's input is never used in a scenario
+   with a range). The same route found the free linear synapse of 138.9 above, where
+   Nelder-Mead stalls;
 5. the winners and the stable optimum are all evaluated on the same fresh random numbers
    (exactly on the bounded grid where it fits) and the best is kept, so the result is never
    below the stable optimum it started from (on that evaluation).
@@ -109,13 +109,13 @@ START_AMPLITUDES = (0.5, 1.0, 2.0)
 #: the second (Monte Carlo) search uses this many times the pairs of the first: with 512 pairs
 #: the common-random-numbers objective is rugged enough that Nelder-Mead fits its noise
 SEARCH_BATCH_FACTOR = 8
-#: step 4: the learning rate of Adam on the linear synapse (the free linear synapse's, measured),
-#: and the saturation scale that makes the tanh cell linear (1000 tanh(y / 1000) = y to 1e-7
-#: relative for |y| <= 2)
+#: step 4: the learning rate of Adam on the linear synapse (the free linear synapse's, measured)
 ADAM_LR = 0.005
-#: step 4's Adam updates: ``learnsyn train``'s default, the budget the learned cells get (150
-#: reached 128.1 in noisy m = 4, 300 reached 139.5: see the module docstring)
+#: step 4's Adam updates: ``learnsyn train``'s default, the budget the learned cells get (from
+#: Nelder-Mead's winner in noisy m = 4, 150 reached 128.1 and 300 reached 139.5)
 ADAM_ITERATIONS = 300
+#: the saturation scale that makes the tanh cell linear (1000 tanh(y / 1000) = y to 1e-7
+#: relative for |y| <= 2)
 LINEAR_SCALE = 1000.0
 
 
@@ -398,7 +398,7 @@ def optimize_linear_range(
     candidates = [("stable", stable_value, stable_evaluation)]
     if math.isfinite(search.value):
         candidates.append(("range", search.value, search.evaluation))
-    adam_value, adam_radius = math.nan, math.nan
+    adam_value, adam_radius, adam_evaluations = math.nan, math.nan, 0
     if adam_iterations is None:
         adam_iterations = min(ADAM_ITERATIONS, 2 * evaluations)
     # step 4 from Nelder-Mead's winner and from the learned cells' start: Adam's outcome
@@ -417,6 +417,7 @@ def optimize_linear_range(
         if radius > MAX_RADIUS:  # outside the family: not a candidate
             continue
         adam_evaluation = final_evaluation(RangeLinearSynapse(**params_from_form(*refined)))
+        adam_evaluations += 1
         value = float(adam_evaluation.metrics[metric])
         if math.isfinite(value) and not value <= adam_value:
             adam_value, adam_radius = value, radius
@@ -439,7 +440,7 @@ def optimize_linear_range(
         + small_evaluations
         + search.evaluations
         + 1
-        + (adam_iterations > 0),
+        + adam_evaluations,
         seconds=time.perf_counter() - start,
         trials=stable.trials + search.trials,
     )
