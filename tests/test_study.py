@@ -62,6 +62,14 @@ def test_learned_study_on_sqlite_then_summary_and_compare(tmp_path, capsys):
         assert json.loads((run_dir / "config.json").read_text())["seed"] == 5 + trial.number
         assert list(run_dir.glob("events.out.tfevents.*"))  # TensorBoard per trial
         assert trial.intermediate_values  # reported for the pruner
+    # the figure's baselines are tuned once per setting (here: per state size), not per trial
+    cached = sorted((tmp_path / "runs" / "tiny" / "baselines").glob("*.json"))
+    assert len(cached) == len({t.params["state_size"] for t in trials})
+    shared = {json.dumps(json.loads(path.read_text()), sort_keys=True) for path in cached}
+    for trial in trials:
+        rows = (tmp_path / "runs" / "tiny" / f"trial_{trial.number}" / "baselines.json").read_text()
+        assert json.dumps(json.loads(rows), sort_keys=True) in shared
+        assert {row["settings"]["seed"] for row in json.loads(rows)} == {5}  # the study's seed
     capsys.readouterr()
 
     summary_path = tmp_path / "summary.json"

@@ -26,7 +26,7 @@ import socket
 import sys
 import time
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +135,7 @@ class TrialObjective:
                 final_evaluation=False,
                 log=lambda message: self._run_log(trial.number, message),
                 on_iteration=IntermediateReporter(trial, s.metric, config.iterations),
+                figure_baselines=self._figure_baselines(config, trial.number),
             )
         except runs.TrainingDiverged as error:
             raise optuna.TrialPruned(str(error)) from None
@@ -156,6 +157,26 @@ class TrialObjective:
         logger.log_hparams({"evaluation": {"metrics": evaluation.metrics}})
         logger.close()
         return float(evaluation.metrics[s.metric])
+
+    def _figure_baselines(self, config, number: int) -> list[dict[str, Any]]:
+        """The TensorBoard figure's baselines for a trial, tuned with the study's seed (not the
+        trial's) and cached in ``<study>/baselines/``, one file per setting: trials that share
+        a setting, in any worker, tune them once."""
+        import hashlib
+
+        from learnsyn.io import json_text
+        from learnsyn.scenario import make_scenario
+        from learnsyn.tensorboard_log import FIGURE_BASELINES
+        from learnsyn.tuning import tune_baselines_for_run, tuning_settings
+
+        shared = replace(config, seed=self.settings.seed)
+        setting = json_text(tuning_settings(shared), sort_keys=True)
+        key = hashlib.sha256(setting.encode()).hexdigest()[:16]
+        cache = self.study_dir / "baselines" / f"{key}.json"
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        scenario = make_scenario(config.task, config.task_params)
+        log = lambda message: self._run_log(number, message)  # noqa: E731
+        return tune_baselines_for_run(shared, scenario, FIGURE_BASELINES, cache, log)
 
     def _run_log(self, number: int, message: str) -> None:
         if message.startswith("interrupted:"):  # a study resumes with new trials, not --resume
