@@ -247,12 +247,14 @@ def adam_refine(
     batch: int,
     burn_in: int | None,
     iterations: int,
+    on_iteration: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Step 4 of the search: ``learnsyn train``'s meta-training (``runs.train``: objective,
     burn-in gradient, model selection) from the synapse ``form = (A, b, c)`` (None: the learned
     cells' own start, ``init=auto``'s damped rotations), on a tanh RNN cell held linear
     (``LINEAR_SCALE``; bias and scale frozen); returns the selected ``(A, b, c)``.
-    The run lives in a temporary directory (no baselines tuned, no final evaluation)."""
+    The run lives in a temporary directory (no baselines tuned, no final evaluation);
+    ``on_iteration(iteration, record)`` sees each update's record, as in ``runs.train``."""
     import tempfile
 
     from learnsyn.config import TrainConfig
@@ -289,6 +291,7 @@ def adam_refine(
                 model, linear_form(model) if form is None else form
             ),
             figure_baselines=[],
+            on_iteration=on_iteration,
         )
         _, model, _ = load_run(Path(folder) / "run")
     return linear_form(model)
@@ -404,7 +407,25 @@ def optimize_linear_range(
     # step 4 from Nelder-Mead's winner and from the learned cells' start: Adam's outcome
     # depends on its start (noisy m = 4, burn-in 1500: 118.0 from the winner)
     adam_starts = [form_from_params(search.evaluation.params), None] if adam_iterations else []
-    for start_form in adam_starts:
+    done = stable.evaluations + small_evaluations + search.evaluations
+
+    def adam_progress(start_index: int):
+        """``progress`` during step 4: ``{"adam_start": k, "adam_starts": n,
+        "adam_iteration": i}`` and the update's training estimate of the metric (its own
+        batch, noisy)."""
+        if progress is None:
+            return None
+        return lambda iteration, record: progress(
+            done,
+            {
+                "adam_start": start_index,
+                "adam_starts": len(adam_starts),
+                "adam_iteration": iteration + 1,
+            },
+            float(record[metric]),
+        )
+
+    for start_index, start_form in enumerate(adam_starts):
         refined = adam_refine(
             scenario,
             start_form,
@@ -412,6 +433,7 @@ def optimize_linear_range(
             **setting,
             burn_in=burn_in,
             iterations=adam_iterations,
+            on_iteration=adam_progress(start_index),
         )
         radius = spectral_radius(refined[0])
         if radius > MAX_RADIUS:  # outside the family: not a candidate

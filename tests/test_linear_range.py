@@ -107,12 +107,14 @@ def test_the_optimizer_never_ends_below_its_stable_start():
     assert bounded.evaluation.method == "exact"
     assert bounded.value >= bounded.stable_value
     assert bounded.search.search_value >= bounded.stable.search_value
+    reports = []
     noisy = optimize_linear_range(
         make_scenario("noisy"),
         state_size=1,
         evaluations=12,
         batch=64,
         final_batch=256,
+        progress=lambda count, params, value: reports.append((count, params, value)),
         **small,
     )
     assert noisy.value >= noisy.stable_value  # the same fresh random numbers for both
@@ -120,6 +122,11 @@ def test_the_optimizer_never_ends_below_its_stable_start():
     assert noisy.kept in ("range", "stable", "adam")
     assert math.isfinite(noisy.adam_value)  # step 4 ran (24 Adam updates: twice the budget)
     assert noisy.value == max(noisy.stable_value, noisy.search.value, noisy.adam_value)
+    # progress goes on through step 4: every Adam update of both starts, in order
+    adam = [(p["adam_start"], p["adam_iteration"]) for _, p, _ in reports if "adam_start" in p]
+    assert adam == [(k, i) for k in (0, 1) for i in range(1, 25)]
+    assert all(math.isfinite(v) for _, p, v in reports if "adam_start" in p)
+    assert reports[0][1].keys().isdisjoint({"adam_start"})  # the searches report first
 
 
 def test_tune_refuses_a_scenario_without_a_range():

@@ -172,7 +172,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
     start = time.perf_counter()
 
     def progress(count, trial_params, value):
-        if count % 25 == 0:
+        adam = trial_params.get("adam_iteration")
+        if adam is not None:  # linear-range's Adam step: its iterations, not evaluations
+            if adam % 25 == 0:
+                start = f"{trial_params['adam_start'] + 1} of {trial_params['adam_starts']}"
+                print(
+                    f"  tuning {args.model}: Adam from start {start}, iteration {adam}, "
+                    f"training {args.metric} {value:.4g}",
+                    file=sys.stderr,
+                )
+        elif count % 25 == 0:
             print(f"  tuning {args.model}: {count} evaluations, last {value:.4g}", file=sys.stderr)
 
     result = tune(
