@@ -45,6 +45,7 @@ stopped. Outputs:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import sys
 import time
@@ -469,6 +470,69 @@ def learned_groups(cell_data: dict[str, Any], runs: list[dict[str, Any]], metric
     return groups
 
 
+def learned_pairs(runs: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """Every pair of learned groups of one cell (labels in sorted order): the ratio of their seeds'
+    means, e.g. a nonlinear cell against a linear synapse trained with the same budget.
+
+    Both groups are evaluated on the same random numbers, so the Monte Carlo part of the error
+    is the jackknife over the pair groups of the ratio of the seeds' mean leave-one-out values
+    (the common noise partly cancels); the training seeds are independent on the two sides, so
+    their spreads add in quadrature (relative errors). A verdict needs ``SEEDS_FOR_A_VERDICT``
+    seeds on each side and 2 standard errors."""
+    by_label = {}
+    for row in runs:
+        by_label.setdefault(row["label"], []).append(row)
+    pairs = []
+    for top, bottom in itertools.combinations(sorted(by_label), 2):
+        sides = [sorted(by_label[label], key=lambda r: r["seed"]) for label in (top, bottom)]
+        values = [np.array([r["metrics"][metric] for r in side]) for side in sides]
+        means = [float(v.mean()) for v in values]
+        if not (means[1] and all(math.isfinite(m) for m in means)):
+            continue
+        ratio = means[0] / means[1]
+        relative = [
+            (v.std(ddof=1) / math.sqrt(len(v)) / m if len(v) > 1 else 0.0)
+            for v, m in zip(values, means, strict=True)
+        ]
+        seeds = abs(ratio) * math.hypot(*relative)
+        loo = [_mean_leave_one_out(side, metric) for side in sides]
+        if loo[0] is not None and loo[1] is not None and len(loo[0]) == len(loo[1]):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                monte_carlo = float(jackknife_stderr(torch.tensor(loo[0] / loo[1])))
+        else:  # no common groups: the two Monte Carlo errors as independent
+            errors = [
+                _jackknife(v, side, metric) / m
+                for v, side, m in zip(loo, sides, means, strict=True)
+            ]
+            monte_carlo = abs(ratio) * math.hypot(*errors)
+        error = math.hypot(seeds, monte_carlo)
+        n = min(len(v) for v in values)
+        pairs.append(
+            {
+                "numerator": top,
+                "denominator": bottom,
+                "seeds": [len(v) for v in values],
+                "ratio": ratio,
+                "ratio_stderr": error,
+                "ratio_stderr_parts": {"seeds": seeds, "monte_carlo": monte_carlo},
+                "verdict": _pair_verdict(ratio, error, n),
+            }
+        )
+    return pairs
+
+
+def _pair_verdict(ratio: float, error: float, seeds: int) -> str:
+    if seeds < SEEDS_FOR_A_VERDICT:
+        return f"no verdict: {seeds} training seed(s) on a side, {SEEDS_FOR_A_VERDICT} needed"
+    if not (math.isfinite(ratio) and math.isfinite(error)):
+        return "no verdict: the ratio or its error is not finite"
+    if ratio - 2 * error > 1:
+        return "above (2 s.e.)"
+    if ratio + 2 * error < 1:
+        return "below (2 s.e.)"
+    return "matches (within 2 s.e.)"
+
+
 def _against_linearization(members: list[dict[str, Any]], metric: str) -> dict[str, Any]:
     """Learned / own linearization over the seeds that have an ablation: the mean of the
     seeds' paired ratios, its error combined as for learned / best baseline (the spread over
@@ -627,6 +691,7 @@ def build_scoreboard(
         data = compute_cell(cell, out, eval_batch, device, note)
         rows = [r for r in learned if r["cell_key"] == cell.key]
         data["learned"] = learned_groups(data, rows, cell.metric)
+        data["learned_pairs"] = learned_pairs(rows, cell.metric)
         table.append(data)
     result = {"eval_batch": eval_batch, "cells": table}
     atomic_write_json(out / "scoreboard.json", result)
@@ -704,6 +769,19 @@ def markdown(result: dict[str, Any]) -> str:
                 + " | ".join(values)
                 + f" | {bound} | {learned or '-'} | {ratio or '-'} | {own or '-'} |"
             )
+        lines.append("")
+    compared = [(c, p) for c in cells for p in c.get("learned_pairs", [])]
+    if compared:
+        lines += [
+            "Learned against learned (the same evaluation pairs; both sides' errors):",
+            "",
+        ]
+        lines += [
+            f"- {c['cell']['task']} m = {c['cell']['state_size']} N = {c['cell']['synapses']}: "
+            f"{p['numerator']} / {p['denominator']} = {p['ratio']:.3f} +- "
+            f"{p['ratio_stderr']:.3f}: {p['verdict']} ({p['seeds'][0]} and {p['seeds'][1]} seeds)"
+            for c, p in compared
+        ]
         lines.append("")
     notes = [
         (f"{c['key']}: {r['name']}: {line}", "may lie beyond" in line)

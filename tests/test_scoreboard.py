@@ -156,6 +156,73 @@ def test_the_common_monte_carlo_error_does_not_average_out_over_seeds():
     assert group["verdict"] == "matches the best baseline (within 2 s.e.)"
 
 
+def _labelled(label, values, noise):
+    """Runs of one label evaluated on the same 8 pair groups: ``noise`` is the groups' common
+    Monte Carlo fluctuation (the same for every label: common random numbers)."""
+    return [
+        {
+            **_row(seed, value, [value * (1 + n) for n in noise]),
+            "label": label,
+            "run": label + str(seed),
+        }
+        for seed, value in enumerate(values)
+    ]
+
+
+COMMON_NOISE = [0.03 * x for x in (-1.2, 0.8, 1.5, -0.4, 0.3, -1.0, 0.9, -0.9)]
+
+
+@pytest.mark.parametrize(
+    ("nonlinear", "linear", "expected"),
+    [
+        ((110.0, 111.0, 109.0), (100.0, 101.0, 99.0), "above (2 s.e.)"),
+        ((95.0, 96.0, 94.0), (100.0, 101.0, 99.0), "below (2 s.e.)"),
+        ((100.5, 99.0, 101.0), (100.0, 101.0, 99.0), "matches (within 2 s.e.)"),
+        (
+            (110.0, 111.0, 109.0),
+            (100.0, 101.0),
+            "no verdict: 2 training seed(s) on a side, 3 needed",
+        ),
+        ((110.0, 125.0, 95.0), (100.0, 101.0, 99.0), "matches (within 2 s.e.)"),  # seeds spread
+    ],
+)
+def test_learned_pairs_get_verdicts_that_can_go_either_way(nonlinear, linear, expected):
+    rows = _labelled("gru", nonlinear, COMMON_NOISE) + _labelled("rnn", linear, COMMON_NOISE)
+    (pair,) = scoreboard.learned_pairs(rows, "area")
+    assert (pair["numerator"], pair["denominator"]) == ("gru", "rnn")
+    assert pair["ratio"] == pytest.approx(
+        (sum(nonlinear) / len(nonlinear)) / (sum(linear) / len(linear))
+    )
+    assert pair["verdict"] == expected
+    cell = {"task": "bounded", "state_size": 4, "synapses": 1000, "metric": "area",
+            "threshold": 1.0, "convention": "large-n", "horizon": 600}  # fmt: skip
+    text = scoreboard.markdown(
+        {"eval_batch": 8, "cells": [{"cell": cell, "baselines": [], "learned_pairs": [pair]}]}
+    )
+    assert f"- bounded m = 4 N = 1000: gru / rnn = {pair['ratio']:.3f} +- " in text
+    assert expected in text
+
+
+def test_learned_pairs_cancel_common_noise_and_count_both_sides_seeds():
+    """The same 3 % Monte Carlo noise on both sides cancels in the ratio; independent noise
+    does not; either side's spread over seeds enters."""
+    same = _labelled("a", (110.0,) * 3, COMMON_NOISE) + _labelled("b", (100.0,) * 3, COMMON_NOISE)
+    other = _labelled("a", (110.0,) * 3, COMMON_NOISE) + _labelled(
+        "b", (100.0,) * 3, COMMON_NOISE[::-1]
+    )
+    (paired,), (unpaired,) = (scoreboard.learned_pairs(rows, "area") for rows in (same, other))
+    assert paired["ratio_stderr"] < 1e-9 < unpaired["ratio_stderr_parts"]["monte_carlo"]
+    spread_top = _labelled("a", (100.0, 110.0, 120.0), COMMON_NOISE) + _labelled(
+        "b", (100.0,) * 3, COMMON_NOISE
+    )
+    spread_bottom = _labelled("a", (110.0,) * 3, COMMON_NOISE) + _labelled(
+        "b", (90.0, 100.0, 110.0), COMMON_NOISE
+    )
+    for rows in (spread_top, spread_bottom):
+        (pair,) = scoreboard.learned_pairs(rows, "area")
+        assert pair["ratio_stderr_parts"]["seeds"] > 0.05
+
+
 def test_learned_runs_on_the_bounded_grid_are_evaluated_exactly(tmp_path):
     """A learned run in `bounded` whose grid fits is scored by its exact curve (no Monte Carlo
     noise: zero error, no groups), equal to `evaluate --method exact` with the run's burn-in."""
