@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import platform
 import sys
 import time
@@ -21,6 +22,8 @@ import traceback
 from pathlib import Path
 
 import torch
+
+from learnsyn.io import atomic_write_json
 
 
 def _ensure_tasks_importable() -> None:
@@ -86,7 +89,7 @@ class Recorder:
         say(f"[{entry['elapsed_seconds']:6.1f}s] {section}: {json.dumps(entry)}")
 
     def save(self) -> None:
-        self.path.write_text(json.dumps(self.data, indent=1))
+        atomic_write_json(self.path, self.data)  # strict JSON; a kill leaves the last whole file
 
 
 def _simulators():
@@ -195,16 +198,35 @@ def run_timings(record: Recorder, device: torch.device, quick: bool) -> None:
     ]
     if quick:
         plan = [(p, c, s, min(b, 4096), min(h, 300)) for p, c, s, b, h in plan[:6]]
-    failed: set[tuple[str, str]] = set()
-    for path, cell, state, pairs, horizon, *task in plan:
-        if record.over_budget():
-            say(f"time budget spent: skipping {path} {cell} m={state} B={pairs} {' '.join(task)}")
+    walk_plan(
+        plan,
+        lambda item: "error" in time_path(record, device, *item),
+        record.over_budget,
+    )
+
+
+def walk_plan(plan, attempt, over_budget) -> list[tuple]:
+    """Run ``attempt(item)`` (True: it failed) for each ``(path, cell, state, pairs, horizon[,
+    task])`` of the plan until ``over_budget()``. After a failure, later items of the same
+    path, cell, state size and scenario with at least as many synapse-steps are skipped (they
+    would fail the same way, e.g. out of memory); smaller ones and every other path still run.
+    Returns the items attempted."""
+    smallest_failure: dict[tuple, int] = {}
+    attempted = []
+    for item in plan:
+        path, cell, state, pairs, horizon, *task = item
+        label = f"{path} {cell} m={state} B={pairs} T={horizon} {' '.join(task)}".strip()
+        if over_budget():
+            say(f"time budget spent: skipping {label}")
             continue
-        if (path, cell) in failed:
+        key, size = (path, cell, state, tuple(task)), pairs * horizon
+        if size >= smallest_failure.get(key, math.inf):
+            say(f"skipping {label}: a smaller size of it failed")
             continue
-        entry = time_path(record, device, path, cell, state, pairs, horizon, *task)
-        if "error" in entry:
-            failed.add((path, cell))
+        attempted.append(item)
+        if attempt(item):
+            smallest_failure[key] = min(size, smallest_failure.get(key, size))
+    return attempted
 
 
 def best_figure(record: Recorder) -> dict | None:

@@ -1,0 +1,40 @@
+"""The GPU check script's plan (runs without a GPU): a failure skips only the larger sizes of
+the same variant, the budget stops the rest, and its JSON file is strict."""
+
+import json
+import math
+
+from learnsyn.tools.gpu_checks import Recorder, walk_plan
+
+PLAN = [
+    ("triton", "gru", 8, 2**20, 2000),
+    ("triton", "rnn", 8, 2**20, 2000),
+    ("triton", "gru", 8, 4096, 2000),
+    ("triton", "gru", 8, 2**18, 2000),
+    ("triton", "gru", 8, 2**20, 2000, "noisy"),
+    ("triton", "gru", 32, 2**18, 2000),
+]
+
+
+def test_a_failure_skips_only_larger_sizes_of_the_same_variant():
+    failing = {PLAN[0]}  # out of memory at the largest batch
+    attempted = walk_plan(PLAN, lambda item: item in failing, lambda: False)
+    assert attempted == PLAN  # smaller sizes, other cells, scenarios and state sizes still run
+    failing = {PLAN[2]}  # fails at 4096 pairs: 2^18 pairs of the same variant is not tried
+    attempted = walk_plan(PLAN, lambda item: item in failing, lambda: False)
+    assert attempted == [p for p in PLAN if p != PLAN[3]]
+
+
+def test_the_budget_stops_the_plan():
+    calls = iter(range(100))
+    attempted = walk_plan(PLAN, lambda item: False, lambda: next(calls) >= 2)
+    assert attempted == PLAN[:2]
+
+
+def test_the_record_is_strict_json(tmp_path):
+    record = Recorder(tmp_path, budget=10)
+    record.add("timing", {"path": "triton", "fwd_steps_per_second": math.nan})
+    data = json.loads(
+        (tmp_path / "gpu_checks.json").read_text(), parse_constant=lambda c: 1 / 0
+    )  # a bare NaN raises
+    assert data["timing"][0]["fwd_steps_per_second"] == "nan"
