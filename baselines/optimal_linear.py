@@ -181,9 +181,12 @@ class OptimalLinearSynapse(LinearSynapse):
         b = np.asarray(p["b"], dtype=np.float64) if p["b"] else b0
         c = np.asarray(p["c"], dtype=np.float64) if p["c"] else c0
         b_flagged = np.asarray(p["b_flagged"], dtype=np.float64) if p["b_flagged"] else None
+        # a constant drive only where the family declares it (``linear-range``)
+        drive = np.asarray(p["drive"], dtype=np.float64) if p.get("drive") else None
         checks = [("A", A, m * m), ("b", b, m), ("c", c, m)]
-        if b_flagged is not None:
-            checks.append(("b_flagged", b_flagged, m))
+        checks += [
+            (k, v, m) for k, v in (("b_flagged", b_flagged), ("drive", drive)) if v is not None
+        ]
         for name, values, size in checks:
             if len(values) != size:
                 raise ValueError(
@@ -205,9 +208,10 @@ class OptimalLinearSynapse(LinearSynapse):
             "b": tuple(float(v) for v in b),
             "c": tuple(float(v) for v in c),
         }
-        if b_flagged is not None:
-            self.params["b_flagged"] = tuple(float(v) for v in b_flagged)
-        super().__init__(A, b, c, b_flagged)
+        for key, values in (("b_flagged", b_flagged), ("drive", drive)):
+            if values is not None:
+                self.params[key] = tuple(float(v) for v in values)
+        super().__init__(A, b, c, b_flagged, drive)
 
     @classmethod
     def tuned_state_size(cls, fixed: dict[str, Any] | None, max_state: int | None) -> int:
@@ -250,10 +254,15 @@ class OptimalLinearSynapse(LinearSynapse):
 
 
 def params_from_form(
-    A: np.ndarray, b: np.ndarray, c: np.ndarray, b_flagged: np.ndarray | None = None
+    A: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    b_flagged: np.ndarray | None = None,
+    drive: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The ``optimal-linear`` parameters of the synapse ``(A, b, c)`` and, where given, its
-    increment of flagged events (JSON-ready lists)."""
+    increment of flagged events and (``linear-range`` only) its constant drive (JSON-ready
+    lists)."""
     A = np.asarray(A, dtype=np.float64)
     params = {
         "variables": int(A.shape[0]),
@@ -261,8 +270,9 @@ def params_from_form(
         "b": [float(v) for v in np.asarray(b, dtype=np.float64).reshape(-1)],
         "c": [float(v) for v in np.asarray(c, dtype=np.float64).reshape(-1)],
     }
-    if b_flagged is not None:
-        params["b_flagged"] = [float(v) for v in np.asarray(b_flagged).reshape(-1)]
+    for key, values in (("b_flagged", b_flagged), ("drive", drive)):
+        if values is not None:
+            params[key] = [float(v) for v in np.asarray(values).reshape(-1)]
     return params
 
 

@@ -253,10 +253,18 @@ class Synapse(nn.Module):
 class LinearSynapse(Synapse):
     """A synapse defined by ``(A, b, c)``; simulated with the same matrices it is solved with.
     ``b_flagged`` (optional): the increment of events with flag 1 (the others use b; so do all
-    events where the scenario has no flags)."""
+    events where the scenario has no flags). ``drive`` (optional): a constant added at every
+    step, ``x' = A x + b xi + drive``; without a range it only shifts the mean state (the
+    closed forms, which ignore it, stay exact), where the scenario clips the state it moves the
+    operating point against the bounds."""
 
     def __init__(
-        self, A: np.ndarray, b: np.ndarray, c: np.ndarray, b_flagged: np.ndarray | None = None
+        self,
+        A: np.ndarray,
+        b: np.ndarray,
+        c: np.ndarray,
+        b_flagged: np.ndarray | None = None,
+        drive: np.ndarray | None = None,
     ):
         super().__init__()
         A = np.atleast_2d(np.asarray(A, dtype=np.float64))
@@ -277,12 +285,19 @@ class LinearSynapse(Synapse):
             self.b_flagged = None
         else:
             self.register_buffer("b_flagged", torch.tensor(b_flagged, dtype=torch.float32))
+        self.drive: torch.Tensor | None
+        if drive is None:
+            self.drive = None
+        else:
+            drive = np.asarray(drive, dtype=np.float64).reshape(-1)
+            self.register_buffer("drive", torch.tensor(drive, dtype=torch.float32))
 
     def step(self, state, events, flags=None):
         b = self.b
         if self.b_flagged is not None and flags is not None:
             b = torch.where((flags != 0).unsqueeze(-1), self.b_flagged, self.b)
-        return state @ self.A_T + events.unsqueeze(-1).to(state.dtype) * b
+        nxt = state @ self.A_T + events.unsqueeze(-1).to(state.dtype) * b
+        return nxt if self.drive is None else nxt + self.drive
 
     def readout(self, state):
         return state @ self.c

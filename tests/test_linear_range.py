@@ -21,6 +21,7 @@ from learnsyn.tuning import tune
 
 UNSTABLE_1 = {"A": [1.05], "b": [0.2], "c": [1.0]}
 UNSTABLE_2 = {"A": [1.04, 0.0, 0.1, 0.8], "b": [0.15, 0.3], "c": [1.0, 0.5]}
+DRIVEN_2 = {**UNSTABLE_2, "drive": [0.03, -0.05]}
 
 
 def test_the_model_accepts_radius_up_to_the_cap_and_refuses_above():
@@ -69,7 +70,7 @@ def test_monte_carlo_of_an_unstable_member_in_noisy_is_finite_and_held_by_the_ra
     assert math.isfinite(ev.metrics["area"]) and ev.metrics["area"] > 0
 
 
-@pytest.mark.parametrize("params", [UNSTABLE_1, UNSTABLE_2])
+@pytest.mark.parametrize("params", [UNSTABLE_1, UNSTABLE_2, DRIVEN_2])
 def test_bounded_exact_grid_matches_monte_carlo_for_an_unstable_member(params):
     scenario = make_scenario("bounded", {"levels": 8})
     model = make_model("linear-range", params)
@@ -80,6 +81,12 @@ def test_bounded_exact_grid_matches_monte_carlo_for_an_unstable_member(params):
     for metric in ("area", "initial_snr"):
         z = (mc.metrics[metric] - exact.metrics[metric]) / mc.metrics_stderr[metric]
         assert abs(z) < 4, (metric, exact.metrics[metric], mc.metrics[metric], z)
+    if "drive" in params:  # the search's own chain has no drive
+        without = evaluate(
+            make_model("linear-range", UNSTABLE_2), scenario, method="exact", **common
+        )
+        assert abs(without.metrics["area"] - exact.metrics["area"]) > 0.02 * exact.metrics["area"]
+        return
     # the search's own chain (stationary start) agrees with the grid after a long burn-in
     m = len(params["b"])
     stationary = evaluate(model, scenario, method="exact", **{**common, "burn_in": None})
@@ -120,11 +127,11 @@ def test_the_optimizer_never_ends_below_its_stable_start():
     assert noisy.value >= noisy.stable_value  # the same fresh random numbers for both
     assert json.loads(json.dumps(noisy.evaluation.params)) == noisy.params
     assert noisy.kept in ("range", "stable", "adam")
-    assert math.isfinite(noisy.adam_value)  # step 4 ran (24 Adam updates: twice the budget)
+    assert math.isfinite(noisy.adam_value)  # step 4 ran (48 Adam updates: 4 x the budget)
     assert noisy.value == max(noisy.stable_value, noisy.search.value, noisy.adam_value)
     # progress goes on through step 4: every Adam update of both starts, in order
     adam = [(p["adam_start"], p["adam_iteration"]) for _, p, _ in reports if "adam_start" in p]
-    assert adam == [(k, i) for k in (0, 1) for i in range(1, 25)]
+    assert adam == [(k, i) for k in (0, 1) for i in range(1, 49)]
     assert all(math.isfinite(v) for _, p, v in reports if "adam_start" in p)
     assert reports[0][1].keys().isdisjoint({"adam_start"})  # the searches report first
 
@@ -202,6 +209,32 @@ def test_the_held_linear_cell_is_the_linear_synapse_on_the_same_random_numbers()
     assert a.metrics["area"] == pytest.approx(b.metrics["area"], rel=1e-3)
     a, b = (evaluate(m, make_scenario("bounded", {"levels": 8}), **common) for m in (cell, linear))
     assert a.metrics["area"] == pytest.approx(b.metrics["area"], rel=1e-2)
+    # with a drive: the cell's bias (learned when asked) is the synapse's drive
+    hold_linear(cell, form, drive=np.array(DRIVEN_2["drive"]), learn_drive=True)
+    assert cell.bias.requires_grad and not cell.log_scale.requires_grad
+    driven = make_model("linear-range", DRIVEN_2)
+    a, b = (evaluate(m, make_scenario("noisy"), **common) for m in (cell, driven))
+    assert np.allclose(a.snr, b.snr, rtol=1e-3, atol=0)
+    assert (
+        abs(b.metrics["area"] - evaluate(linear, make_scenario("noisy"), **common).metrics["area"])
+        > 0.02 * b.metrics["area"]
+    )
+
+
+def test_the_fast_path_applies_the_drive_as_the_reference_does():
+    from learnsyn.estimate.montecarlo import simulate_pairs
+    from learnsyn.rollout import fast_simulate_pairs, linear_model
+
+    model = make_model("linear-range", DRIVEN_2)
+    assert linear_model(model)  # the native kernel's linear cell, its bias column the drive
+    scenario = make_scenario("noisy")
+    (kind,) = scenario.tracked_kinds()
+    runs = [
+        simulate(model, scenario, kind, pairs=256, burn_in=80, horizon=20,
+                 generator=torch.Generator().manual_seed(4))
+        for simulate in (simulate_pairs, fast_simulate_pairs)
+    ]  # fmt: skip
+    assert torch.allclose(runs[0].sums, runs[1].sums, rtol=1e-4, atol=1e-3)
 
 
 def test_adam_refine_improves_a_poor_linear_synapse_and_stays_in_the_family():
@@ -210,11 +243,15 @@ def test_adam_refine_improves_a_poor_linear_synapse_and_stays_in_the_family():
     scenario = make_scenario("noisy")
     poor = (np.array([[0.9, 0.0], [0.0, 0.5]]), np.array([0.02, 0.0]), np.array([1.0, 0.0]))
     common = dict(synapses=1000, metric="area", horizon=60, threshold=1.0, convention="large-n")
-    refined = adam_refine(
+    refined, drive = adam_refine(
         scenario, poor, state_size=2, seed=0, batch=256, burn_in=240, iterations=40, **common
     )
     assert refined[0].shape == (2, 2) and refined[1].shape == (2,) and refined[2].shape == (2,)
-    models = [make_model("linear-range", params_from_form(*f)) for f in (poor, refined)]
+    assert drive.shape == (2,) and np.any(drive != 0)  # learned from 0
+    models = [
+        make_model("linear-range", params_from_form(*poor)),
+        make_model("linear-range", params_from_form(*refined, drive=drive)),
+    ]
     before, after = (
         evaluate(
             m, scenario, synapses=1000, horizon=60, batch=2048, seed=11, burn_in=240,

@@ -114,12 +114,14 @@ def linear_model(model: Synapse) -> bool:
 
 
 def linear_matrices(model: Synapse, inputs: int, device) -> CellMatrices:
-    """The native kernel's ``linear`` cell: ``first = [A | b | 0 (flag) | 0 (bias)]``."""
+    """The native kernel's ``linear`` cell: ``first = [A | b | 0 (flag) | drive (bias)]``."""
     form = model.linear_form()
     A = torch.as_tensor(form.A, dtype=torch.float32, device=device)
     b = torch.as_tensor(form.b, dtype=torch.float32, device=device).reshape(-1, 1)
-    zeros = A.new_zeros(A.shape[0], inputs)  # flag column (if any) and the bias
-    first = torch.cat([A, b, zeros], 1)
+    rest = A.new_zeros(A.shape[0], inputs)  # flag column (if any) and the bias
+    if getattr(model, "drive", None) is not None:
+        rest[:, -1] = model.drive.to(device=device, dtype=torch.float32)
+    first = torch.cat([A, b, rest], 1)
     c = torch.as_tensor(form.c, dtype=torch.float32, device=device).reshape(-1)
     return CellMatrices("linear", first, first.new_zeros(0), c, c.new_zeros(()))
 
