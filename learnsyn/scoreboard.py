@@ -522,15 +522,10 @@ def learned_pairs(runs: list[dict[str, Any]], metric: str) -> list[dict[str, Any
 
 
 def _pair_verdict(ratio: float, error: float, seeds: int) -> str:
-    if seeds < SEEDS_FOR_A_VERDICT:
-        return f"no verdict: {seeds} training seed(s) on a side, {SEEDS_FOR_A_VERDICT} needed"
-    if not (math.isfinite(ratio) and math.isfinite(error)):
-        return "no verdict: the ratio or its error is not finite"
-    if ratio - 2 * error > 1:
-        return "above (2 s.e.)"
-    if ratio + 2 * error < 1:
-        return "below (2 s.e.)"
-    return "matches (within 2 s.e.)"
+    return _two_se(
+        ratio, error, seeds, ("above (2 s.e.)", "below (2 s.e.)", "matches (within 2 s.e.)"),
+        " on a side",
+    )  # fmt: skip
 
 
 def _against_linearization(members: list[dict[str, Any]], metric: str) -> dict[str, Any]:
@@ -597,14 +592,23 @@ def _jackknife(mean_loo: np.ndarray | None, members: list[dict[str, Any]], metri
     return float(jackknife_stderr(torch.tensor(mean_loo)))
 
 
-def _verdict(ratio: float, error: float, seeds: int) -> str:
+def _two_se(
+    ratio: float, error: float, seeds: int, texts: tuple[str, str, str], side: str = ""
+) -> str:
+    """The verdict on a ratio against 1: ``texts`` = (above, below, within 2 standard errors);
+    none with fewer than ``SEEDS_FOR_A_VERDICT`` training seeds or a non-finite ratio."""
     if seeds < SEEDS_FOR_A_VERDICT:
-        return f"no verdict: {seeds} training seed(s), {SEEDS_FOR_A_VERDICT} needed"
-    if ratio - 2 * error > 1:
-        return "above the best baseline"
-    if ratio + 2 * error < 1:
-        return "below the best baseline"
-    return "matches the best baseline (within 2 s.e.)"
+        return f"no verdict: {seeds} training seed(s){side}, {SEEDS_FOR_A_VERDICT} needed"
+    if not (math.isfinite(ratio) and math.isfinite(error)):
+        return "no verdict: the ratio or its error is not finite"
+    above, below, within = texts
+    return above if ratio - 2 * error > 1 else below if ratio + 2 * error < 1 else within
+
+
+def _verdict(ratio: float, error: float, seeds: int) -> str:
+    texts = ("above the best baseline", "below the best baseline",
+             "matches the best baseline (within 2 s.e.)")  # fmt: skip
+    return _two_se(ratio, error, seeds, texts)
 
 
 def _percent(fraction: float) -> str:
@@ -614,15 +618,12 @@ def _percent(fraction: float) -> str:
 
 
 def _linearization_verdict(ratio: float, error: float, seeds: int) -> str:
-    if seeds < SEEDS_FOR_A_VERDICT:
-        return f"no verdict: {seeds} training seed(s), {SEEDS_FOR_A_VERDICT} needed"
-    if not (math.isfinite(ratio) and math.isfinite(error)):
-        return "no verdict: the ratio or its error is not finite"
-    if ratio - 2 * error > 1:
-        return f"nonlinearity adds {_percent(ratio - 1)} (above its linearization at 2 s.e.)"
-    if ratio + 2 * error < 1:
-        return f"nonlinearity costs {_percent(1 - ratio)} (below its linearization at 2 s.e.)"
-    return "within 2 s.e. of its linearization"
+    texts = (
+        f"nonlinearity adds {_percent(ratio - 1)} (above its linearization at 2 s.e.)",
+        f"nonlinearity costs {_percent(1 - ratio)} (below its linearization at 2 s.e.)",
+        "within 2 s.e. of its linearization",
+    )
+    return _two_se(ratio, error, seeds, texts)
 
 
 class Progress:
