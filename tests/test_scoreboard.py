@@ -468,3 +468,11 @@ def test_linearization_verdicts_resolve_exact_ratios_below_a_tenth_of_a_percent(
 
     assert _linearization_verdict(0.99966, 0.0, 3).startswith("nonlinearity costs 0.034%")
     assert _linearization_verdict(1.125, 0.023, 3).startswith("nonlinearity adds 12.5%")
+
+
+def test_a_non_finite_ratio_gets_no_verdict_under_every_rule():
+    for rule in (scoreboard._verdict, scoreboard._pair_verdict, scoreboard._linearization_verdict):
+        assert rule(math.nan, 0.01, 3).startswith("no verdict: the ratio or its error")
+        assert rule(1.5, math.inf, 3).startswith("no verdict: the ratio or its error")
+        assert rule(1.5, 0.01, 2).startswith("no verdict: 2 training seed(s)")
+        assert not rule(1.5, 0.01, 3).startswith("no verdict")
