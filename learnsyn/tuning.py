@@ -486,13 +486,33 @@ def tuning_settings(config) -> dict[str, Any]:
     }
 
 
+def progress_lines(name: str, metric: str, log, every: int = 25):
+    """A ``tune`` progress callback that logs a line every ``every`` evaluations, and during
+    ``linear-range``'s Adam step (``adam_iteration`` in its parameters) every ``every``
+    updates with the update's training estimate."""
+
+    def progress(count: int, params: dict[str, Any], value: float) -> None:
+        adam = params.get("adam_iteration")
+        if adam is not None:
+            if adam % every == 0:
+                start = f"{params['adam_start'] + 1} of {params['adam_starts']}"
+                log(f"  tuning {name}: Adam from start {start}, iteration {adam}, "
+                    f"training {metric} {value:.4g}")  # fmt: skip
+        elif count % every == 0:
+            log(f"  tuning {name}: {count} evaluations, last {value:.4g}")
+
+    return progress
+
+
 def _tune_row(name: str, config, scenario: Scenario, log) -> dict[str, Any]:
     method = resolve_method(largest_member(name, {}, config.state_size), scenario, "auto")
     log(f"tuning {name} for {config.metric} ({method}) ...")
     settings = {
         k: v for k, v in tuning_settings(config).items() if k not in ("task", "task_params")
     }
-    result = tune(name, scenario, **settings, **({} if method == "exact" else MONTE_CARLO_TUNING))
+    budget = {} if method == "exact" else MONTE_CARLO_TUNING
+    progress = progress_lines(name, config.metric, log, every=100)
+    result = tune(name, scenario, **settings, **budget, progress=progress)
     ev = result.evaluation
     for line in result.boundary:
         log(f"note: {name}: {line}")

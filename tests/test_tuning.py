@@ -126,3 +126,23 @@ def test_a_cached_baseline_is_tuned_again_for_other_settings_or_code(tmp_path, m
     assert again[0]["settings"]["burn_in"] == 300 and "other code or settings" in messages[0]
     monkeypatch.setattr(tuning, "baseline_code", lambda name, scenario: "other code")
     assert rows(longer)[0]["value"] == 3.0 and tuned == [75, 300, 300]
+
+
+def test_tuning_progress_lines_cover_evaluations_and_the_adam_step():
+    from learnsyn.tuning import progress_lines
+
+    lines = []
+    progress = progress_lines("linear-range", "area", lines.append, every=100)
+    for count in range(1, 301):
+        progress(count, {"variables": 2}, 1.5)
+    for start in (0, 1):
+        for iteration in range(1, 201):
+            progress(300, {"adam_start": start, "adam_starts": 2, "adam_iteration": iteration}, 2.5)
+    assert lines[:3] == [
+        f"  tuning linear-range: {n} evaluations, last 1.5" for n in (100, 200, 300)
+    ]
+    assert lines[3:] == [
+        f"  tuning linear-range: Adam from start {k} of 2, iteration {i}, training area 2.5"
+        for k in (1, 2)
+        for i in (100, 200)
+    ]

@@ -164,26 +164,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from learnsyn.tuning import tune
+    from learnsyn.tuning import progress_lines, tune
 
     _check_common(args)
     check_metric(args.metric)
     model, scenario, params = _model_and_task(args)
     start = time.perf_counter()
-
-    def progress(count, trial_params, value):
-        adam = trial_params.get("adam_iteration")
-        if adam is not None:  # linear-range's Adam step: its iterations, not evaluations
-            if adam % 25 == 0:
-                start = f"{trial_params['adam_start'] + 1} of {trial_params['adam_starts']}"
-                print(
-                    f"  tuning {args.model}: Adam from start {start}, iteration {adam}, "
-                    f"training {args.metric} {value:.4g}",
-                    file=sys.stderr,
-                )
-        elif count % 25 == 0:
-            print(f"  tuning {args.model}: {count} evaluations, last {value:.4g}", file=sys.stderr)
-
     result = tune(
         args.model,
         scenario,
@@ -198,7 +184,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         batch=args.batch,
         seed=args.seed,
         burn_in=args.burn_in,
-        progress=progress,
+        progress=progress_lines(args.model, args.metric, lambda line: print(line, file=sys.stderr)),
     )
     data = result.to_json()
     write_json_output(args.json, data)
