@@ -160,5 +160,6 @@ def test_the_trained_bounded_gru_beats_the_best_linear_synapse_exactly(stored_ru
     assert learned == pytest.approx(179.61, abs=0.05)  # measured
     assert stationary == pytest.approx(learned, abs=0.05)  # not a transient from the start
     assert learned > 1.005 * optimal
+    assert learned > 1.005 * 177.89  # linear-range with its drive (checked in test_claims.py)
     ablation = _bounded_area(LinearizedCell(linearize_in(model, make_scenario("bounded"))))
     assert ablation < 0.95 * optimal  # measured 164.5
