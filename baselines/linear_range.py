@@ -287,13 +287,12 @@ def adam_refine(
     burn_in: int | None,
     iterations: int,
     on_iteration: Callable[[int, dict[str, Any]], None] | None = None,
-    learn_drive: bool = True,
-) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray | None]:
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
     """Step 4 of the search: ``learnsyn train``'s meta-training (``runs.train``: objective,
     burn-in gradient, model selection) from the synapse ``form = (A, b, c)`` (None: the learned
     cells' own start, ``init=auto``'s damped rotations) with no drive, on a tanh RNN cell held
-    linear (``LINEAR_SCALE``; the scale frozen, the drive learned unless not
-    ``learn_drive``); returns the selected ``(A, b, c)`` and drive (None when not learned).
+    linear (``LINEAR_SCALE``; the scale frozen, the drive learned); returns the selected
+    ``(A, b, c)`` and drive.
     The run lives in a temporary directory (no baselines tuned, no final evaluation);
     ``on_iteration(iteration, record)`` sees each update's record, as in ``runs.train``."""
     import tempfile
@@ -329,13 +328,13 @@ def adam_refine(
             final_evaluation=False,
             log=lambda *_: None,
             prepare_model=lambda model: hold_linear(
-                model, linear_form(model) if form is None else form, learn_drive=learn_drive
+                model, linear_form(model) if form is None else form, learn_drive=True
             ),
             figure_baselines=[],
             on_iteration=on_iteration,
         )
         _, model, _ = load_run(Path(folder) / "run")
-    return linear_form(model), cell_drive(model) if learn_drive else None
+    return linear_form(model), cell_drive(model)
 
 
 def optimize_linear_range(

@@ -119,7 +119,7 @@ def linear_matrices(model: Synapse, inputs: int, device) -> CellMatrices:
     A = torch.as_tensor(form.A, dtype=torch.float32, device=device)
     b = torch.as_tensor(form.b, dtype=torch.float32, device=device).reshape(-1, 1)
     rest = A.new_zeros(A.shape[0], inputs)  # flag column (if any) and the bias
-    if getattr(model, "drive", None) is not None:
+    if model.drive is not None:
         rest[:, -1] = model.drive.to(device=device, dtype=torch.float32)
     first = torch.cat([A, b, rest], 1)
     c = torch.as_tensor(form.c, dtype=torch.float32, device=device).reshape(-1)

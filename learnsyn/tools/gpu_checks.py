@@ -224,8 +224,8 @@ def walk_plan(plan, attempt, over_budget) -> list[tuple]:
             say(f"skipping {label}: a smaller size of it failed")
             continue
         attempted.append(item)
-        if attempt(item):
-            smallest_failure[key] = min(size, smallest_failure.get(key, size))
+        if attempt(item):  # smaller than any failure of its key so far (else skipped above)
+            smallest_failure[key] = size
     return attempted
 
 
