@@ -12,7 +12,8 @@ resolved here, once.
 for seeds below 10,000) or, per training iteration, ``iteration_generator(seed, iteration)``
 (a ``SeedSequence`` of both): the training batches, the validation batch (a reserved iteration
 number), the final evaluation, the comparison's evaluation (the learned model and the
-Monte Carlo baselines on the same numbers) and a study's shared evaluation.
+Monte Carlo baselines on the same numbers), a study's shared evaluation and the scoreboard's
+selection of the strongest linearization (numbers independent of those it is compared on).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ SEED_STREAMS = {
     "study-evaluation": 10_000,
     "compare": 20_000,
     "stationarity": 30_000,
+    "selection": 40_000,
 }
 #: the iteration number whose batch is the validation batch: never a training iteration
 VALIDATION_ITERATION = 10**9

@@ -471,8 +471,112 @@ def test_linearization_verdicts_resolve_exact_ratios_below_a_tenth_of_a_percent(
 
 
 def test_a_non_finite_ratio_gets_no_verdict_under_every_rule():
-    for rule in (scoreboard._verdict, scoreboard._pair_verdict, scoreboard._linearization_verdict):
+    rules = (scoreboard._verdict, scoreboard._pair_verdict, scoreboard._linearization_verdict,
+             scoreboard._strongest_verdict)  # fmt: skip
+    for rule in rules:
         assert rule(math.nan, 0.01, 3).startswith("no verdict: the ratio or its error")
         assert rule(1.5, math.inf, 3).startswith("no verdict: the ratio or its error")
         assert rule(1.5, 0.01, 2).startswith("no verdict: 2 training seed(s)")
         assert not rule(1.5, 0.01, 3).startswith("no verdict")
+
+
+# --- the strongest synapse found: the best baseline or the best linearization of a learned run
+
+
+def _linearized(seed, label, value, selected, loo_shift=0.0):
+    """A learned row of ``label`` (value 150 whatever it is) whose linearization reads ``value``
+    on the cell's evaluation pairs and ``selected`` on its selection value."""
+    row = _row(seed, 150.0, [150.0 + loo_shift, 150.0 - loo_shift, 150.0])
+    row["label"] = label
+    row["ablation"] = {
+        "metrics": {"area": value},
+        "metrics_stderr": {"area": 0.1},
+        "leave_one_out": {"area": [value, value, value]},
+        "selection": {"method": "exact", "metrics": {"area": selected}},
+        "linearization": {"moduli": [1.01, 0.96]},
+    }
+    return row
+
+
+def test_the_strongest_linearization_is_chosen_on_its_selection_value_not_on_the_pairs():
+    baseline = {"name": "linear-range", "metrics": {"area": 100.0},
+                "metrics_stderr": {"area": 0.0}}  # fmt: skip
+    honest = _linearized(0, "gru", 105.0, 104.0)
+    lucky = _linearized(1, "gru", 108.0, 101.0)  # high on these pairs only
+    strongest = scoreboard.strongest_found([baseline], [honest, lucky], "area")
+    assert strongest["kind"] == "linearization" and strongest["run"] == "r0"
+    assert strongest["metrics"]["area"] == 105.0 and strongest["candidates"] == 2
+    assert strongest["name"] == "linearization of gru seed 0"
+    assert strongest["spectral_radius"] == 1.01
+    # a linearization below the best baseline on the pairs leaves the baseline the strongest
+    weak = _linearized(0, "gru", 99.0, 104.0)
+    assert scoreboard.strongest_found([baseline], [weak], "area")["name"] == "linear-range"
+    # rows without a selection (or without an ablation) are not candidates
+    del honest["ablation"]["selection"]
+    assert scoreboard.strongest_found([baseline], [honest], "area")["kind"] == "baseline"
+    assert scoreboard.strongest_found([], [], "area") is None
+
+
+@pytest.mark.parametrize(
+    ("linearized", "expected"),
+    [
+        (95.0, "above the strongest found"),
+        (105.0, "matches the strongest found (within 2 s.e.)"),
+        (112.0, "below the strongest found"),
+    ],
+)
+def test_learned_against_the_strongest_found_can_go_either_way(linearized, expected):
+    """The same learned group is above the best baseline (90) in every case; against the
+    strongest synapse found (here a linear control's linearization) it is above, level or below."""
+    baseline = {"name": "linear-range", "metrics": {"area": 90.0},
+                "metrics_stderr": {"area": 0.0}}  # fmt: skip
+    learned = [_row(s, v, [v - 0.1, v + 0.1, v]) for s, v in enumerate((104.0, 105.0, 106.0))]
+    control = _linearized(0, "rnn (output_scale=1000)", linearized, linearized)
+    groups = scoreboard.learned_groups({"baselines": [baseline]}, [*learned, control], "area")
+    gru = next(g for g in groups if g["label"] == "gru")
+    assert gru["verdict"] == "above the best baseline"
+    assert gru["strongest"] == "linearization of rnn (output_scale=1000) seed 0"
+    assert gru["strongest_ratio"] == pytest.approx(105.0 / linearized)
+    assert gru["strongest_verdict"] == expected
+    assert set(gru["strongest_ratio_stderr_parts"]) == {"seeds", "monte_carlo"}
+
+
+def test_the_selection_value_is_exact_where_it_can_be_and_on_independent_pairs_elsewhere():
+    from learnsyn.cells import make_cell
+    from learnsyn.config import stream_seed
+
+    # bounded, small grid: the ablation itself is exact and is the selection value
+    config = _config("bounded", state_size=2).validate()
+    model = make_cell("gru", 2)
+    ablation = scoreboard.linearized_ablation(model, config, _evaluated(model, config, "exact"), 7)
+    assert ablation["selection"] == {"method": "exact", "metrics": ablation["metrics"]}
+    # noisy: Monte Carlo on the cell's selection stream, never the evaluation's pairs
+    config = _config("noisy", state_size=2).validate()
+    row = _evaluated(model, config, "monte-carlo", seed=7)
+    ablation = scoreboard.linearized_ablation(model, config, row, seed=7)
+    selection = ablation["selection"]
+    cell_seed = scoreboard.cell_of_run(config).config().seed
+    assert selection["method"] == "monte-carlo"
+    assert selection["eval_seed"] == stream_seed(cell_seed, "selection") != 7
+    assert selection["metrics"]["area"] != ablation["metrics"]["area"]
+    assert selection["metrics_stderr"]["area"] > 0
+
+
+def test_a_cached_ablation_without_a_selection_is_completed_alone(tiny_runs, tmp_path, monkeypatch):
+    run, out = tiny_runs / "s0", tmp_path / "board"
+    row = scoreboard.ablate_learned_run(run, scoreboard.evaluate_learned_run(run, out, 64), out)
+    selection = row["ablation"]["selection"]
+    assert selection["method"] == "exact"  # ideal: the linearization's closed form
+    cache = next((out / "learned").glob("*.json"))
+    stripped = json.loads(cache.read_text())
+    del stripped["ablation"]["selection"]
+    cache.write_text(json.dumps(stripped))
+
+    def no_ablation(*args, **kwargs):
+        raise AssertionError("the ablation was computed again")
+
+    monkeypatch.setattr(scoreboard, "linearized_ablation", no_ablation)
+    cached = scoreboard.evaluate_learned_run(run, out, 64)
+    completed = scoreboard.ablate_learned_run(run, cached, out, log=lambda text: None)
+    assert completed["ablation"]["selection"]["metrics"] == pytest.approx(selection["metrics"])
+    assert json.loads(cache.read_text())["ablation"]["selection"]["method"] == "exact"
