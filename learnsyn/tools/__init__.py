@@ -1,2 +1,3 @@
 """Developer tools: ``bench`` (``learnsyn bench``), ``rollout_bench`` (fast vs reference
-rollouts) and ``gpu_checks`` (``python -m learnsyn.tools.gpu_checks``)."""
+rollouts), ``gpu_checks`` (``python -m learnsyn.tools.gpu_checks``) and ``refine_linear`` (a
+learned run's linearization refined along its modes into a stronger linear synapse)."""

@@ -1,0 +1,77 @@
+"""`python -m learnsyn.tools.refine_linear`: a learned run's linearization refined along its
+modes; the start is the linearization itself, the result a linear-range member whose value is
+what the report says, never below the start."""
+
+import json
+
+import numpy as np
+import pytest
+
+from learnsyn.cli import main as learnsyn_main
+from learnsyn.tools.refine_linear import ModalFamily, eigen_groups, main
+
+
+def test_the_modal_family_starts_at_the_linearization_and_moves_one_mode_at_a_time():
+    rng = np.random.default_rng(0)
+    A = np.array([[0.9, -0.2, 0.0], [0.2, 0.9, 0.0], [0.0, 0.0, 0.5]]) + 0.01 * rng.normal(
+        size=(3, 3)
+    )
+    b, c, h = rng.normal(size=3), rng.normal(size=3), rng.normal(size=3)
+    family = ModalFamily(A, b, c, h)
+    assert sorted(map(len, eigen_groups(A))) == [1, 2] and family.size() == 2 + 1 + 2 + 1
+    A0, b0, c0, drive0 = family.build(family.start())
+    np.testing.assert_allclose(A0, A, atol=1e-12)
+    np.testing.assert_allclose(b0, b, atol=1e-12)
+    np.testing.assert_allclose(drive0, (np.eye(3) - A) @ h, atol=1e-12)
+    # the pair's modulus x 1.01: only the pair's eigenvalues move, and they stay a real matrix's
+    x = family.start()
+    pair = next(g for g, group in enumerate(family.groups) if len(group) == 2)
+    x[pair] = 1.01
+    A1 = family.build(x)[0]
+    assert np.isrealobj(A1)
+    before = sorted(np.abs(np.linalg.eigvals(A)))
+    after = sorted(np.abs(np.linalg.eigvals(A1)))
+    assert after[0] == pytest.approx(before[0])  # the real eigenvalue (0.5) is the smallest
+    assert after[1:] == pytest.approx([1.01 * v for v in before[1:]])
+
+
+def test_refining_a_bounded_run_is_exact_and_never_reports_less_than_the_start(tmp_path, capsys):
+    from learnsyn.baselines.optimal_linear import params_from_form
+
+    from learnsyn.evaluate import evaluate
+    from learnsyn.linearization import linearize_in
+    from learnsyn.registry import make_model
+    from learnsyn.runs import load_run
+    from learnsyn.scenario import make_scenario
+
+    run = tmp_path / "run"
+    args = ["train", "--task", "bounded", "--synapses", "100", "--state-size", "2", "--cell",
+            "gru", "--iterations", "2", "--batch", "16", "--horizon", "20", "--burn-in", "20",
+            "--eval-batch", "32", "--no-progress", "--out", str(run)]  # fmt: skip
+    assert learnsyn_main(args) == 0
+    assert main(["--run", str(run), "--evaluations", "25"]) == 0
+    assert "refined" in capsys.readouterr().out
+    report = json.loads((run / "refined-linear.json").read_text())
+    assert report["method"] == "exact" and report["evaluations"] <= 25
+    assert report["refined_value"] > report["start_value"]  # this start is improved (19.9 vs 18.9)
+    kw = dict(synapses=100, horizon=20, method="exact", convention="large-n", burn_in=20)
+    scenario = make_scenario("bounded")
+    # the start is the run's linearization as a linear-range member (drive (I - A) h*; it
+    # starts at 0 where the held cell starts at h*, which a burn-in of 20 steps still shows)
+    _, model, _ = load_run(run)
+    lin = linearize_in(model, scenario)
+    drive = (np.eye(2) - lin.A) @ lin.fixed_point
+    member = make_model("linear-range", params_from_form(lin.A, lin.b, lin.c, drive=drive))
+    assert report["start_value"] == pytest.approx(evaluate(member, scenario, **kw).metrics["area"])
+    # the reported synapse is a linear-range member with the reported value
+    refined = evaluate(make_model("linear-range", report["params"]), scenario, **kw)
+    assert refined.metrics["area"] == pytest.approx(report["refined_value"], rel=1e-9)
+
+
+def test_a_scenario_without_a_range_is_refused_in_one_line(tiny_runs, capsys):
+    assert main(["--run", str(tiny_runs / "s0")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: model 'linear-range'") and "has no range" in err
+    assert not (tiny_runs / "s0" / "refined-linear.json").exists()
+    assert main(["--run", str(tiny_runs / "s0"), "--evaluations", "0"]) == 2
+    assert "--evaluations 0 is not allowed" in capsys.readouterr().err
