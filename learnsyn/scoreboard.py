@@ -41,8 +41,11 @@ N / (4 theta^2) ages). In each cell:
   independent of the evaluation pairs (exact where the grid fits, else Monte Carlo on the cell's
   ``selection`` seed stream: ``linearization_selection``) and compared on those pairs like a
   baseline, with the same error rule and a verdict "above / below / matches the strongest
-  found". This is the comparison the mission's claim needs: a learned cell that only beats the
-  tuners but not a linear synapse of its size that exists is not a nonlinear win.
+  found". A run that holds ``refined-linear.json`` (``python -m learnsyn.tools.refine_linear``:
+  its linearization refined along its modes) adds that synapse as a candidate too, chosen on the
+  tool's own value (exact, or fresh random numbers). This is the comparison the mission's
+  claim needs: a learned cell that beats the tuners but not a linear synapse of its size that
+  exists is not a nonlinear win.
 
 Cells are cached under ``OUT/cells/<key>/cell.json`` (written atomically), learned evaluations
 and their ablations under ``OUT/learned/`` (a row cached before ablations or selection values
@@ -415,6 +418,66 @@ def _complete_selection(
     return row
 
 
+#: what ``python -m learnsyn.tools.refine_linear --run DIR`` writes into a run
+REFINED_FILE = "refined-linear.json"
+
+
+def add_refined(
+    run_dir: Path, row: dict[str, Any], out: Path, device: str = "cpu", log=None
+) -> dict[str, Any]:
+    """``row`` with ``refined``: the linear synapse that ``tools.refine_linear`` found from the
+    run's linearization (``DIR/refined-linear.json``, when there is one), evaluated like the
+    row (its method, the cell's seed and batch) as a candidate for the strongest synapse found;
+    its selection value is the tool's own (exact, or on fresh numbers: never these pairs).
+    Cached in the row's file while the synapse is the same; dropped when the file is gone."""
+    from learnsyn.baselines.optimal_linear import form_from_params
+    from learnsyn.registry import make_model
+    from learnsyn.runs import evaluate_trained, read_run_config
+    from learnsyn.synapse import spectral_radius
+
+    path = Path(run_dir) / REFINED_FILE
+    if not path.exists():
+        if "refined" not in row:
+            return row
+        row = {key: value for key, value in row.items() if key != "refined"}
+    else:
+        report = read_json(path)
+        if (row.get("refined") or {}).get("params") == report["params"]:
+            return row
+        config = read_run_config(Path(run_dir))
+        model = make_model("linear-range", report["params"])
+        ev = evaluate_trained(
+            model,
+            config,
+            batch=row["eval_batch"],
+            seed=_cell_seed(Cell(**row["cell"])),
+            device=device,
+            method=row["method"],
+        )
+        row = {
+            **row,
+            "refined": {
+                "params": report["params"],
+                "method": ev.method,
+                "metrics": ev.metrics,
+                "metrics_stderr": ev.metrics_stderr or {key: 0.0 for key in ev.metrics},
+                "leave_one_out": (ev.monte_carlo or {}).get("leave_one_out_metrics"),
+                "selection": {
+                    "method": report["method"],
+                    "metrics": {report["metric"]: report["refined_value"]},
+                },
+                "spectral_radius": spectral_radius(form_from_params(report["params"])[0]),
+                "source": str(path),
+            },
+        }
+        value = ev.metrics[config.metric]
+        (log or (lambda text: print(text, file=sys.stderr)))(
+            f"refined linearization of {run_dir}: {config.metric} {value:.4g} ({ev.method})"
+        )
+    atomic_write_json(_learned_cache(Path(run_dir), out), row)
+    return row
+
+
 #: settings that do not change what a run learns (or that define its cell): left out of labels
 UNLABELLED = {
     "task", "task_params", "synapses", "state_size", "cell", "metric", "horizon", "threshold",
@@ -576,12 +639,13 @@ def strongest_found(
     clips the state (its spectral radius is reported). A trained cell that leans on one shows
     a linear synapse the tuners miss (bounded m = 4: 185.5 exactly, against ``linear-range``'s
     177.1), so the claim "learned beats linear" is judged against it too. Among the runs of
-    every label (a linear control's linearization is itself), the one with the largest
-    ``selection`` value is taken (``linearization_selection``: exact, or independent pairs),
-    so the choice does not favour the luckiest draw of the pairs it is compared on. A row of the
-    same shape as a baseline's (``metrics``, ``metrics_stderr``, ``leave_one_out``) with
-    ``name``, ``kind`` ("baseline" or "linearization") and, for a linearization, where it came
-    from; None with neither."""
+    every label (a linear control's linearization is itself), and their refinements where a
+    run has one (``add_refined``), the one with the largest ``selection`` value is taken
+    (``linearization_selection``: exact, or independent pairs), so the choice does not favour
+    the luckiest draw of the pairs it is compared on. A row of the same shape as a baseline's
+    (``metrics``, ``metrics_stderr``, ``leave_one_out``) with ``name``, ``kind`` ("baseline",
+    "linearization" or "refined linearization") and, for the latter two, where it came from;
+    None with neither."""
     best = max(baselines, key=lambda r: r["metrics"][metric]) if baselines else None
     strongest = None
     if best is not None:
@@ -589,27 +653,28 @@ def strongest_found(
                                                     "leave_one_out")}  # fmt: skip
         strongest["kind"] = "baseline"
     candidates = [
-        r
+        (r, kind, r[key])
         for r in runs
-        if (r.get("ablation") or {}).get("selection")
-        and math.isfinite(r["ablation"]["metrics"][metric])
-        and math.isfinite(r["ablation"]["selection"]["metrics"][metric])
+        for key, kind in (("ablation", "linearization"), ("refined", "refined linearization"))
+        if (r.get(key) or {}).get("selection")
+        and math.isfinite(r[key]["metrics"][metric])
+        and math.isfinite(r[key]["selection"]["metrics"][metric])
     ]
     if not candidates:
         return strongest
-    pick = max(candidates, key=lambda r: r["ablation"]["selection"]["metrics"][metric])
-    ablation = pick["ablation"]
-    if strongest is not None and not ablation["metrics"][metric] > strongest["metrics"][metric]:
+    pick, kind, entry = max(candidates, key=lambda c: c[2]["selection"]["metrics"][metric])
+    if strongest is not None and not entry["metrics"][metric] > strongest["metrics"][metric]:
         return strongest
+    radius = entry.get("spectral_radius") or max(entry["linearization"]["moduli"])
     return {
-        "name": f"linearization of {pick['label']} seed {pick['seed']}",
-        "kind": "linearization",
+        "name": f"{kind} of {pick['label']} seed {pick['seed']}",
+        "kind": kind,
         "run": pick["run"],
-        "metrics": ablation["metrics"],
-        "metrics_stderr": ablation["metrics_stderr"],
-        "leave_one_out": ablation.get("leave_one_out"),
-        "selection": ablation["selection"],
-        "spectral_radius": max(ablation["linearization"]["moduli"]),
+        "metrics": entry["metrics"],
+        "metrics_stderr": entry["metrics_stderr"],
+        "leave_one_out": entry.get("leave_one_out"),
+        "selection": entry["selection"],
+        "spectral_radius": radius,
         "candidates": len(candidates),
     }
 
@@ -832,7 +897,8 @@ def build_scoreboard(
                 file=sys.stderr,
             )
             continue
-        learned.append(ablate_learned_run(run_dir, row, out, device, note))
+        row = ablate_learned_run(run_dir, row, out, device, note)
+        learned.append(add_refined(run_dir, row, out, device, note))
     wanted = list(dict.fromkeys(cells + [Cell(**row["cell"]) for row in learned]))
     progress.total = len(run_dirs) + len(wanted)
     table = []

@@ -35,7 +35,19 @@ def test_the_modal_family_starts_at_the_linearization_and_moves_one_mode_at_a_ti
     assert after[1:] == pytest.approx([1.01 * v for v in before[1:]])
 
 
-def test_refining_a_bounded_run_is_exact_and_never_reports_less_than_the_start(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def refined_run(tmp_path_factory):
+    """A tiny bounded m = 2 GRU run, refined once (25 evaluations, exact)."""
+    run = tmp_path_factory.mktemp("refine") / "run"
+    args = ["train", "--task", "bounded", "--synapses", "100", "--state-size", "2", "--cell",
+            "gru", "--iterations", "2", "--batch", "16", "--horizon", "20", "--burn-in", "20",
+            "--eval-batch", "32", "--no-progress", "--out", str(run)]  # fmt: skip
+    assert learnsyn_main(args) == 0
+    assert main(["--run", str(run), "--evaluations", "25"]) == 0
+    return run
+
+
+def test_refining_a_bounded_run_is_exact_and_never_reports_less_than_the_start(refined_run):
     from learnsyn.baselines.optimal_linear import params_from_form
 
     from learnsyn.evaluate import evaluate
@@ -44,13 +56,7 @@ def test_refining_a_bounded_run_is_exact_and_never_reports_less_than_the_start(t
     from learnsyn.runs import load_run
     from learnsyn.scenario import make_scenario
 
-    run = tmp_path / "run"
-    args = ["train", "--task", "bounded", "--synapses", "100", "--state-size", "2", "--cell",
-            "gru", "--iterations", "2", "--batch", "16", "--horizon", "20", "--burn-in", "20",
-            "--eval-batch", "32", "--no-progress", "--out", str(run)]  # fmt: skip
-    assert learnsyn_main(args) == 0
-    assert main(["--run", str(run), "--evaluations", "25"]) == 0
-    assert "refined" in capsys.readouterr().out
+    run = refined_run
     report = json.loads((run / "refined-linear.json").read_text())
     assert report["method"] == "exact" and report["evaluations"] <= 25
     assert report["refined_value"] > report["start_value"]  # this start is improved (19.9 vs 18.9)
@@ -75,3 +81,35 @@ def test_a_scenario_without_a_range_is_refused_in_one_line(tiny_runs, capsys):
     assert not (tiny_runs / "s0" / "refined-linear.json").exists()
     assert main(["--run", str(tiny_runs / "s0"), "--evaluations", "0"]) == 2
     assert "--evaluations 0 is not allowed" in capsys.readouterr().err
+
+
+def test_the_scoreboard_takes_a_refined_linearization_as_a_candidate(
+    refined_run, tmp_path, monkeypatch
+):
+    from learnsyn import runs, scoreboard
+
+    out = tmp_path / "board"
+    report = json.loads((refined_run / "refined-linear.json").read_text())
+    row = scoreboard.evaluate_learned_run(refined_run, out, eval_batch=64)
+    row = scoreboard.ablate_learned_run(refined_run, row, out, log=lambda text: None)
+    row = scoreboard.add_refined(refined_run, row, out, log=lambda text: None)
+    refined = row["refined"]
+    assert refined["method"] == "exact" and refined["params"] == report["params"]
+    assert refined["metrics"]["area"] == pytest.approx(report["refined_value"], rel=1e-9)
+    assert refined["selection"]["metrics"]["area"] == report["refined_value"]
+    strongest = scoreboard.strongest_found([], [row], "area")
+    assert strongest["kind"] == "refined linearization" and strongest["candidates"] == 2
+    assert strongest["name"] == f"refined linearization of {row['label']} seed 0"
+    # cached while the synapse is the same: nothing is evaluated again
+    monkeypatch.setattr(runs, "evaluate_trained", lambda *a, **k: pytest.fail("evaluated again"))
+    cached = scoreboard.evaluate_learned_run(refined_run, out, eval_batch=64)
+    assert scoreboard.add_refined(refined_run, cached, out)["refined"] == refined
+    # without the tool's file the candidate is gone, from the cache too
+    moved = refined_run.parent / "kept.json"
+    (refined_run / "refined-linear.json").rename(moved)
+    try:
+        dropped = scoreboard.add_refined(refined_run, cached, out)
+        assert "refined" not in dropped
+        assert "refined" not in scoreboard.evaluate_learned_run(refined_run, out, eval_batch=64)
+    finally:
+        moved.rename(refined_run / "refined-linear.json")
