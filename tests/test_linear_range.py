@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from learnsyn.baselines.linear_range import MAX_RADIUS, optimize_linear_range
+from learnsyn.baselines.linear_range import MAX_RADIUS, optimize_linear_range, polish_exact
 from learnsyn.baselines.optimal_linear import bounded_chain_snr, params_from_form
 
 from learnsyn.compare import default_baselines
@@ -113,6 +113,7 @@ def test_the_optimizer_never_ends_below_its_stable_start():
     )
     assert bounded.evaluation.method == "exact"
     assert bounded.value >= bounded.stable_value
+    assert bounded.kept in ("range", "stable", "adam", "polish")
     assert bounded.search.search_value >= bounded.stable.search_value
     reports = []
     noisy = optimize_linear_range(
@@ -273,3 +274,27 @@ def test_a_bounded_chain_without_a_unique_stationary_state_is_refused_in_one_lin
                 np.array([[A]]), np.array([b]), np.array([1.0]),
                 bound=1.0, levels=16, synapses=100, horizon=5,
             )  # fmt: skip
+
+
+def test_the_exact_polish_climbs_every_parameter_the_drive_too_within_its_budget():
+    """Step 5 on a known objective: a bowl around a target synapse with a drive, -inf (outside
+    the family) past a wall; it climbs from a start without a drive and stays finite."""
+    target = np.array([0.9, -0.1, 0.1, 0.9, 0.2, -0.2, 1.0, -1.0, 0.3, 0.1])
+
+    def flat(params):
+        return np.concatenate([np.ravel(params["A"]), params["b"], params["c"], params["drive"]])
+
+    def value(params):
+        x = flat({**params, "drive": params.get("drive") or [0.0, 0.0]})
+        return -math.inf if x[0] > 0.95 else 100.0 - float(np.sum((x - target) ** 2))
+
+    start = params_from_form(np.diag([0.8, 0.8]), np.array([0.1, -0.1]), np.array([1.0, -1.0]))
+    polished, best, used = polish_exact(start, value, 900)
+    assert best == pytest.approx(value(polished)) and math.isfinite(best)
+    assert best > value(start) + 0.1 and best > 99.99
+    assert np.linalg.norm(np.subtract(polished["drive"], [0.3, 0.1])) < 0.1  # from [0, 0]
+    assert used <= 900 + 12  # Nelder-Mead may finish its last step
+    # no improvement possible: the start comes back unchanged
+    top = params_from_form(target[:4].reshape(2, 2), target[4:6], target[6:8], drive=target[8:])
+    again, value_again, _ = polish_exact(top, value, 200)
+    assert value_again == pytest.approx(100.0) and again == top
