@@ -108,9 +108,16 @@ def test_bounded_exact_grid_matches_monte_carlo_for_an_unstable_member(params):
 
 def test_the_optimizer_never_ends_below_its_stable_start():
     small = dict(synapses=100, metric="area", horizon=30, convention="large-n", seed=0)
+    counts = []
     bounded = optimize_linear_range(
-        make_scenario("bounded", {"levels": 8}), state_size=1, chain_evaluations=40, **small
+        make_scenario("bounded", {"levels": 8}),
+        state_size=1,
+        chain_evaluations=40,
+        progress=lambda count, params, value: counts.append(count),
+        **small,
     )
+    # step 5's evaluations are reported too, counted on to the search's total
+    assert counts[-1] == bounded.evaluations - 1
     assert bounded.evaluation.method == "exact"
     assert bounded.value >= bounded.stable_value
     assert bounded.kept in ("range", "stable", "adam", "polish")
