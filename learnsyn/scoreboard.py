@@ -441,11 +441,17 @@ def add_refined(
             return row
         row = {key: value for key, value in row.items() if key != "refined"}
     else:
-        report = read_json(path)
-        if (row.get("refined") or {}).get("params") == report["params"]:
-            return row
-        config = read_run_config(Path(run_dir))
-        model = make_model("linear-range", report["params"])
+        say = log or (lambda text: print(text, file=sys.stderr))
+        try:
+            report = read_json(path)
+            if (row.get("refined") or {}).get("params") == report["params"]:
+                return row
+            config = read_run_config(Path(run_dir))
+            model = make_model("linear-range", report["params"])
+            selected = float(report["refined_value"])
+        except (OSError, ValueError, KeyError, TypeError) as error:  # never stops the scoreboard
+            say(f"refined linearization of {run_dir}: left out ({type(error).__name__}: {error})")
+            return {key: value for key, value in row.items() if key != "refined"}
         ev = evaluate_trained(
             model,
             config,
@@ -464,16 +470,14 @@ def add_refined(
                 "leave_one_out": (ev.monte_carlo or {}).get("leave_one_out_metrics"),
                 "selection": {
                     "method": report["method"],
-                    "metrics": {report["metric"]: report["refined_value"]},
+                    "metrics": {report["metric"]: selected},
                 },
                 "spectral_radius": spectral_radius(form_from_params(report["params"])[0]),
                 "source": str(path),
             },
         }
         value = ev.metrics[config.metric]
-        (log or (lambda text: print(text, file=sys.stderr)))(
-            f"refined linearization of {run_dir}: {config.metric} {value:.4g} ({ev.method})"
-        )
+        say(f"refined linearization of {run_dir}: {config.metric} {value:.4g} ({ev.method})")
     atomic_write_json(_learned_cache(Path(run_dir), out), row)
     return row
 

@@ -104,6 +104,14 @@ def test_the_scoreboard_takes_a_refined_linearization_as_a_candidate(
     monkeypatch.setattr(runs, "evaluate_trained", lambda *a, **k: pytest.fail("evaluated again"))
     cached = scoreboard.evaluate_learned_run(refined_run, out, eval_batch=64)
     assert scoreboard.add_refined(refined_run, cached, out)["refined"] == refined
+    # a file that does not parse, or lacks the synapse, is left out in one line
+    lines = []
+    kept = (refined_run / "refined-linear.json").read_text()
+    for broken in ("{not json", json.dumps({"params": {"A": [1.0]}})):
+        (refined_run / "refined-linear.json").write_text(broken)
+        assert "refined" not in scoreboard.add_refined(refined_run, cached, out, log=lines.append)
+    (refined_run / "refined-linear.json").write_text(kept)
+    assert len(lines) == 2 and all("left out" in line for line in lines)
     # without the tool's file the candidate is gone, from the cache too
     moved = refined_run.parent / "kept.json"
     (refined_run / "refined-linear.json").rename(moved)
