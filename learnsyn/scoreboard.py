@@ -1081,7 +1081,12 @@ def _figure(result: dict[str, Any], path: Path) -> None:
                 ax.errorbar(i, g["mean"] / best, yerr=(g["stderr"] or 0) / best, fmt="k*", ms=10)
         if c.get("bound") and best > 0:
             ax.plot(i, c["bound"] / best, "_", color="gray", ms=14)
+        strongest = c.get("strongest")
+        if strongest and strongest.get("kind") != "baseline" and best > 0:
+            ax.plot(i, strongest["metrics"][metric] / best, "rx", ms=8)
     ax.plot([], [], "k*", label="learned (mean over seeds)")
+    if any((c.get("strongest") or {}).get("kind", "baseline") != "baseline" for c in cells):
+        ax.plot([], [], "rx", label="strongest found: a learned run's linearization")
     ax.plot([], [], "_", color="gray", label="bound N/(4 theta)")
     ax.set_xticks(range(len(cells)))
     ax.set_xticklabels(
