@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 
-from learnsyn.cli import main as learnsyn_main
 from learnsyn.tools.refine_linear import ModalFamily, eigen_groups, main
 
 
@@ -37,12 +36,15 @@ def test_the_modal_family_starts_at_the_linearization_and_moves_one_mode_at_a_ti
 
 @pytest.fixture(scope="module")
 def refined_run(tmp_path_factory):
-    """A tiny bounded m = 2 GRU run, refined once (25 evaluations, exact)."""
+    """A tiny bounded m = 2 GRU run (trained without TensorBoard baselines), refined once (25
+    evaluations, exact)."""
+    from learnsyn.config import TrainConfig
+    from learnsyn.runs import train
+
     run = tmp_path_factory.mktemp("refine") / "run"
-    args = ["train", "--task", "bounded", "--synapses", "100", "--state-size", "2", "--cell",
-            "gru", "--iterations", "2", "--batch", "16", "--horizon", "20", "--burn-in", "20",
-            "--eval-batch", "32", "--no-progress", "--out", str(run)]  # fmt: skip
-    assert learnsyn_main(args) == 0
+    config = TrainConfig(task="bounded", synapses=100, state_size=2, cell="gru", iterations=2,
+                         batch=16, horizon=20, burn_in=20, eval_batch=32)  # fmt: skip
+    train(config.validate(), run, progress=False, log=lambda *_: None, figure_baselines=[])
     assert main(["--run", str(run), "--evaluations", "25"]) == 0
     return run
 
