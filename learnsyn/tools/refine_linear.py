@@ -101,18 +101,24 @@ class ModalFamily:
         drive = (np.eye(len(b)) - A) @ (x[-1] * self.h)
         return A, b, self.c.copy(), drive
 
+    def params(self, x) -> dict[str, Any]:
+        """``build(x)`` as ``linear-range`` parameters."""
+        from learnsyn.baselines.optimal_linear import params_from_form
+
+        A, b, c, drive = self.build(x)
+        return params_from_form(A, b, c, drive=drive)
+
 
 def refine_run(run_dir, evaluations: int = 70, batch: int = 8192, log=print) -> dict[str, Any]:
     """The refinement of the run's linearization (module docstring); the report as written."""
     from scipy.optimize import minimize
 
     from learnsyn.baselines.linear_range import RangeLinearSynapse, check_range
-    from learnsyn.baselines.optimal_linear import params_from_form
     from learnsyn.config import stream_seed
-    from learnsyn.evaluate import evaluate, exact_method_available
+    from learnsyn.evaluate import exact_method_available
     from learnsyn.io import atomic_write_json
     from learnsyn.linearization import linearize_in
-    from learnsyn.runs import load_run
+    from learnsyn.runs import evaluate_trained, load_run
     from learnsyn.scenario import make_scenario
 
     if evaluations < 1:
@@ -123,23 +129,20 @@ def refine_run(run_dir, evaluations: int = 70, batch: int = 8192, log=print) -> 
     check_range(scenario)
     lin = linearize_in(model, scenario)
     family = ModalFamily(lin.A, lin.b, lin.c, lin.fixed_point)
-    A, b, c, drive = family.build(family.start())
-    start_params = params_from_form(A, b, c, drive=drive)
+    start_params = family.params(family.start())
     exact = exact_method_available(RangeLinearSynapse(**start_params), scenario)
     metric = config.metric
 
     def value_of(params: dict[str, Any], seed: int) -> float:
-        ev = evaluate(
+        """The run's metric in the run's setting (``runs.evaluate_trained``)."""
+        ev = evaluate_trained(
             RangeLinearSynapse(**params),
-            scenario,
-            synapses=config.synapses,
-            horizon=config.horizon,
-            method="exact" if exact else "monte-carlo",
-            convention=config.convention,
-            threshold=config.threshold,
+            config,
             batch=batch,
             seed=seed,
-            burn_in=config.resolved_burn_in(),
+            device="cpu",
+            scenario=scenario,
+            method="exact" if exact else "monte-carlo",
         )
         value = float(ev.metrics[metric])
         return value if math.isfinite(value) else -math.inf
@@ -152,9 +155,8 @@ def refine_run(run_dir, evaluations: int = 70, batch: int = 8192, log=print) -> 
     def objective(x: np.ndarray) -> float:
         nonlocal count
         count += 1
-        A, b, c, drive = family.build(x)
         try:
-            params = params_from_form(A, b, c, drive=drive)
+            params = family.params(x)
             value = value_of(params, search_seed)
         except ValueError:  # outside the family (e.g. radius above its cap)
             value = -math.inf
