@@ -273,6 +273,11 @@ def _learned_cache(run_dir: Path, out: Path) -> Path:
     return out / "learned" / f"{run_dir.name}-{tag}.json"
 
 
+def _to_stderr(text: str) -> None:
+    """Where the scoreboard's steps report when no ``log`` is given."""
+    print(text, file=sys.stderr)
+
+
 #: what the linearized ablation says in a scenario whose events carry flags
 FLAGS_NOTE = (
     "the linearization is taken on flag-0 events and its linear synapse ignores the flag: a "
@@ -390,7 +395,7 @@ def ablate_learned_run(
         row["ablation_reason"] = f"{type(error).__name__}: {error}"
         message = f"ablation of {run_dir}: none ({row['ablation_reason']})"
     atomic_write_json(_learned_cache(Path(run_dir), out), row)
-    (log or (lambda text: print(text, file=sys.stderr)))(message)
+    (log or _to_stderr)(message)
     return row
 
 
@@ -412,9 +417,7 @@ def _complete_selection(
     row["ablation"]["selection"] = linearization_selection(lin, config, row["ablation"], device)
     atomic_write_json(_learned_cache(Path(run_dir), out), row)
     value = row["ablation"]["selection"]["metrics"][config.metric]
-    (log or (lambda text: print(text, file=sys.stderr)))(
-        f"selection value of {run_dir}'s linearization: {value:.4g}"
-    )
+    (log or _to_stderr)(f"selection value of {run_dir}'s linearization: {value:.4g}")
     return row
 
 
@@ -441,7 +444,7 @@ def add_refined(
             return row
         row = {key: value for key, value in row.items() if key != "refined"}
     else:
-        say = log or (lambda text: print(text, file=sys.stderr))
+        say = log or _to_stderr
         try:
             report = read_json(path)
             if (row.get("refined") or {}).get("params") == report["params"]:
