@@ -255,34 +255,14 @@ def hold_linear(
     learn_drive: bool = False,
 ) -> None:
     """Make a tanh RNN cell built with ``output_scale=LINEAR_SCALE`` the linear synapse
-    ``form = (A, b, c)`` with a constant ``drive`` (None: 0): W = A, the event's input b (the
-    flag's 0), readout c, bias the drive; the scale frozen, and the bias too unless
-    ``learn_drive``, so training keeps it in the family."""
-    A, b, c = (torch.as_tensor(np.asarray(v), dtype=torch.float32) for v in form)
+    ``form = (A, b, c)`` with a constant ``drive`` (None: 0; ``TanhRNNSynapse.set_linear``),
+    the scale frozen, and the drive too unless ``learn_drive``, so training keeps it in the
+    family."""
+    cell.set_linear(*form, drive)
     with torch.no_grad():
-        cell.W.copy_(A)
-        cell.U.zero_()
-        cell.U[:, 0] = b
-        cell.bias.zero_()
-        if drive is not None:
-            cell.bias.copy_(torch.as_tensor(np.asarray(drive), dtype=torch.float32))
-        cell.readout_weights.copy_(c)
         cell.log_scale.fill_(math.log(LINEAR_SCALE))
     cell.bias.requires_grad_(learn_drive)
     cell.log_scale.requires_grad_(False)
-
-
-def linear_form(cell) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(A, b, c)`` of a tanh RNN cell held linear (``hold_linear``'s inverse; ``cell_drive``
-    gives its drive)."""
-    return tuple(
-        t.detach().double().numpy().copy() for t in (cell.W, cell.U[:, 0], cell.readout_weights)
-    )
-
-
-def cell_drive(cell) -> np.ndarray:
-    """The drive of a tanh RNN cell held linear: its bias."""
-    return cell.bias.detach().double().numpy().copy()
 
 
 def adam_refine(
@@ -341,13 +321,14 @@ def adam_refine(
             final_evaluation=False,
             log=lambda *_: None,
             prepare_model=lambda model: hold_linear(
-                model, linear_form(model) if form is None else form, learn_drive=True
+                model, model.linear_parts()[:3] if form is None else form, learn_drive=True
             ),
             figure_baselines=[],
             on_iteration=on_iteration,
         )
         _, model, _ = load_run(Path(folder) / "run")
-    return linear_form(model), cell_drive(model)
+    A, b, c, drive = model.linear_parts()
+    return (A, b, c), drive
 
 
 #: step 5's Nelder-Mead runs in rounds of this many evaluations, restarted from each round's

@@ -251,6 +251,28 @@ class TanhRNNSynapse(LearnedSynapse):
     def recurrent_matrix(self):
         return self.W
 
+    def set_linear(self, A, b, c, drive=None) -> None:
+        """Make the cell's pre-activation the linear synapse ``A h + b xi + drive`` with
+        readout ``c`` (W = A, the event's input b, the flag's 0, the bias the drive; None: 0).
+        The saturation is left as it is: with ``output_scale`` s the step is ``s tanh(y / s)``,
+        the linear synapse to ``(|y| / s)^2 / 3`` relative."""
+        A, b, c = (torch.as_tensor(np.asarray(v), dtype=torch.float32) for v in (A, b, c))
+        with torch.no_grad():
+            self.W.copy_(A)
+            self.U.zero_()
+            self.U[:, 0] = b
+            self.bias.zero_()
+            if drive is not None and len(drive):
+                self.bias.copy_(torch.as_tensor(np.asarray(drive), dtype=torch.float32))
+            self.readout_weights.copy_(c)
+
+    def linear_parts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(A, b, c, drive)`` as float64 arrays (``set_linear``'s inverse)."""
+        return tuple(
+            t.detach().double().cpu().numpy().copy()
+            for t in (self.W, self.U[:, 0], self.readout_weights, self.bias)
+        )
+
 
 @register_model
 class GRUSynapse(LearnedSynapse):
@@ -426,3 +448,54 @@ def make_cell(
         fold_axis=fold_axis,
         **(cell_params or {}),
     )
+
+
+#: the cells ``--start-from`` can start at a linear synapse
+LINEAR_START_CELLS = ("rnn",)
+
+
+def read_linear_start(path: str, cell: str, state_size: int) -> dict[str, list[float]]:
+    """The linear synapse in the JSON file ``path`` that ``--start-from`` starts a tanh RNN
+    cell at: ``A`` (m x m, flat or nested), ``b``, ``c`` and an optional ``drive``, at the top
+    level or under ``"params"`` (a ``refined-linear.json``, ``learnsyn tune --json`` of
+    ``optimal-linear`` or ``linear-range``). Every problem is one line naming the file and the
+    value: another cell, a missing or non-finite entry, another m than ``state_size``."""
+    from learnsyn.io import read_json
+
+    if cell not in LINEAR_START_CELLS:
+        raise ValueError(
+            f"--start-from {path}: cell {cell!r} cannot start at a linear synapse; allowed: "
+            f"{', '.join(LINEAR_START_CELLS)} (the tanh RNN: W = A, input b, bias the drive)"
+        )
+    try:
+        data = read_json(path)
+    except ValueError as error:
+        raise ValueError(f"--start-from: {error}") from None
+    params = data.get("params", data) if isinstance(data, dict) else None
+    if not isinstance(params, dict) or not all(k in params for k in ("A", "b", "c")):
+        raise ValueError(
+            f"--start-from {path}: no linear synapse in it (expected A, b and c at the top level "
+            "or under 'params')"
+        )
+    m = state_size
+    shapes = {"A": m * m, "b": m, "c": m, "drive": m}
+    out = {}
+    for key, size in shapes.items():
+        value = params.get(key) or ([] if key == "drive" else None)
+        array = np.asarray(value, dtype=np.float64).ravel()
+        if key == "drive" and array.size == 0:
+            continue
+        if array.size != size or not np.all(np.isfinite(array)):
+            raise ValueError(
+                f"--start-from {path}: {key} = {value!r} is not allowed: need {size} finite "
+                f"numbers for state size m = {m}"
+            )
+        out[key] = array.tolist()
+    return out
+
+
+def start_at_linear(model: LearnedSynapse, start: dict[str, list[float]]) -> None:
+    """Set a tanh RNN cell to ``read_linear_start``'s synapse (its saturation kept)."""
+    m = model.state_size
+    A = np.asarray(start["A"]).reshape(m, m)
+    model.set_linear(A, start["b"], start["c"], start.get("drive"))

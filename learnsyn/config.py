@@ -217,6 +217,13 @@ class TrainConfig:
         "recurrent init: auto (rotation for rnn/gru, sized to the range in bounded/noisy; "
         "default for the chain) | default | chrono | rotation | a degeneracy init name",
     )
+    start_from: str | None = setting(
+        None,
+        "JSON file of a linear synapse (A, b, c, optional drive: a refined-linear.json, a tuned "
+        "linear-range) to start the tanh RNN cell at, in place of its init (kept in the run as "
+        "start-synapse.json)",
+        metavar="FILE",
+    )
     cell_params: dict[str, Any] = setting(
         {},
         "cell parameter (chain: amplitude, ratio, first_conductance)",
@@ -402,4 +409,8 @@ class TrainConfig:
             fold_axis=self.fold_axis,
             cell_params=self.cell_params,
         )
+        if self.start_from is not None:
+            from learnsyn.cells import read_linear_start
+
+            read_linear_start(self.start_from, self.cell, self.state_size)
         return self

@@ -126,7 +126,7 @@ def add_config_options(
             options.update(action="append", metavar=meta.get("metavar", "KEY=VALUE"))
         else:
             options.update(default=None, required=must)
-            options["metavar"] = name.lstrip("-").replace("-", "_").upper()
+            options["metavar"] = meta.get("metavar") or name.lstrip("-").replace("-", "_").upper()
             element = kind
             if typing.get_origin(kind) is tuple:
                 element = typing.get_args(kind)[0]

@@ -1,0 +1,83 @@
+"""``--start-from``: a tanh RNN cell started at a given linear synapse (warm start)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from learnsyn.cells import make_cell, read_linear_start, start_at_linear
+from learnsyn.config import TrainConfig
+from learnsyn.runs import START_NAME, train
+
+SYNAPSE = {
+    "A": [0.99, -0.05, 0.04, 0.98],
+    "b": [0.2, -0.1],
+    "c": [0.7, -0.7],
+    "drive": [0.03, -0.02],
+}
+SYNAPSE_NO_DRIVE = {key: value for key, value in SYNAPSE.items() if key != "drive"}
+
+
+def _write(tmp_path, data, name="start.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def test_a_cell_held_at_a_large_scale_steps_as_the_linear_synapse(tmp_path):
+    path = _write(tmp_path, {"params": {"variables": 2, **SYNAPSE}})
+    start = read_linear_start(path, "rnn", 2)
+    cell = make_cell("rnn", 2, cell_params={"output_scale": 1000.0})
+    start_at_linear(cell, start)
+    state = torch.tensor([[0.5, -0.9], [-1.0, 0.3]])
+    events = torch.tensor([1.0, -1.0])
+    A, b, drive = np.reshape(SYNAPSE["A"], (2, 2)), np.array(SYNAPSE["b"]), SYNAPSE["drive"]
+    expected = state.numpy() @ A.T + events.numpy()[:, None] * b + drive
+    np.testing.assert_allclose(cell.step(state, events).detach().numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(cell.readout_weights.detach().numpy(), SYNAPSE["c"], atol=1e-7)
+    A_back, b_back, c_back, drive_back = cell.linear_parts()
+    np.testing.assert_allclose(A_back, A, atol=1e-7)
+    np.testing.assert_allclose(drive_back, drive, atol=1e-7)
+
+
+def test_a_run_starts_at_the_file_and_keeps_it(tmp_path):
+    path = _write(tmp_path, SYNAPSE_NO_DRIVE)  # top-level keys, no drive: a zero bias
+    config = TrainConfig(
+        task="bounded", synapses=100, state_size=2, cell="rnn", iterations=1, batch=8,
+        horizon=20, burn_in=20, eval_batch=8, estimator="monte-carlo", device="cpu",
+        figure_every=10**6, start_from=path, cell_params={"output_scale": 1000.0},
+    )  # fmt: skip
+    seen = {}
+
+    def observe(updates, model):
+        if updates == 0:
+            seen["start"] = model.linear_parts()
+
+    train(config, tmp_path / "run", progress=False, final_evaluation=False, log=lambda *_: None,
+          observe=observe, figure_baselines=[])  # fmt: skip
+    A, b, c, drive = seen["start"]
+    np.testing.assert_allclose(A.ravel(), SYNAPSE["A"], atol=1e-7)
+    np.testing.assert_allclose(b, SYNAPSE["b"], atol=1e-7)
+    np.testing.assert_allclose(drive, 0.0)
+    kept = json.loads((tmp_path / "run" / START_NAME).read_text())
+    assert kept["source"] == path and kept["params"]["c"] == SYNAPSE["c"]
+
+
+@pytest.mark.parametrize(
+    ("cell", "m", "data", "message"),
+    [
+        ("gru", 2, SYNAPSE, "cell 'gru' cannot start at a linear synapse; allowed: rnn"),
+        ("rnn", 4, SYNAPSE, "A = [0.99, -0.05, 0.04, 0.98] is not allowed: need 16 finite"),
+        ("rnn", 2, {"A": [1, 0, 0, 1], "b": [0.1]}, "no linear synapse in it"),
+        ("rnn", 2, {**SYNAPSE, "c": [0.7, "nan"]}, "c = [0.7, nan] is not allowed"),
+        ("rnn", 2, {**SYNAPSE, "drive": [0.1]}, "drive = [0.1] is not allowed: need 2"),
+        ("rnn", 2, None, "--start-from: "),
+    ],
+)
+def test_a_bad_start_is_one_line_before_any_work(tmp_path, cell, m, data, message):
+    path = str(tmp_path / "missing.json") if data is None else _write(tmp_path, data)
+    config = TrainConfig(task="noisy", synapses=100, state_size=m, cell=cell, start_from=path)
+    with pytest.raises(ValueError, match="--start-from") as error:
+        config.validate()
+    assert message in str(error.value) and "\n" not in str(error.value)
