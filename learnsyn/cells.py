@@ -54,6 +54,9 @@ def _timescales(size: int, longest: float) -> torch.Tensor:
     return torch.tensor(np.geomspace(2.0, max(longest, 2.0), size), dtype=torch.float32)
 
 
+#: the GRU's update gates when it starts at a linear synapse (``--start-from``): open enough
+#: that its candidate stays near the state's range, off sigmoid's flat ends so they can learn
+LINEAR_START_GATE = 0.9
 #: the chain cell's starting saturation logit: alpha = sigmoid(-6) = 0.0025, all but linear
 CHAIN_ALPHA_LOGIT_START = -6.0
 #: initializations a cell defines itself (any other name is a degeneracy draw)
@@ -349,6 +352,29 @@ class GRUSynapse(LearnedSynapse):
     def recurrent_matrix(self):
         return self.U_h
 
+    def set_linear(self, A, b, c, drive=None) -> None:
+        """Make the cell the linear synapse ``A h + b xi + drive`` with readout ``c`` where its
+        candidate is linear: every gate held constant (zero input and state weights), the
+        update gates at ``LINEAR_START_GATE`` = z and the reset gates at r = sigmoid(2) as
+        built, so ``h' = (1 - z) h + z (U_h (r h) + w xi + b_h)`` with ``U_h = (A - (1 - z) I)
+        / (z r)``, ``w = b / z``, ``b_h = drive / z``. Training can then make the gates depend on
+        the state and the event (the GRU's own nonlinearity); the candidate's saturation is
+        left as it is (``output_scale``)."""
+        m = self.state_size
+        A, b, c = (torch.as_tensor(np.asarray(v), dtype=torch.float32) for v in (A, b, c))
+        z = LINEAR_START_GATE
+        with torch.no_grad():
+            r = torch.sigmoid(self.bias[m : 2 * m].clone())
+            self.W_in.zero_()
+            self.U_zr.zero_()
+            self.bias[:m] = math.log(z / (1.0 - z))
+            self.bias[2 * m :] = 0.0
+            if drive is not None and len(drive):
+                self.bias[2 * m :] = torch.as_tensor(np.asarray(drive), dtype=torch.float32) / z
+            self.W_in[2 * m :, 0] = b / z
+            self.U_h.copy_((A - (1.0 - z) * torch.eye(m)) / (z * r.unsqueeze(0)))
+            self.readout_weights.copy_(c)
+
 
 @register_model
 class ChainSynapse(LearnedSynapse):
@@ -451,7 +477,7 @@ def make_cell(
 
 
 #: the cells ``--start-from`` can start at a linear synapse
-LINEAR_START_CELLS = ("rnn",)
+LINEAR_START_CELLS = ("rnn", "gru")
 
 
 def read_linear_start(path: str, cell: str, state_size: int) -> dict[str, list[float]]:
@@ -465,7 +491,7 @@ def read_linear_start(path: str, cell: str, state_size: int) -> dict[str, list[f
     if cell not in LINEAR_START_CELLS:
         raise ValueError(
             f"--start-from {path}: cell {cell!r} cannot start at a linear synapse; allowed: "
-            f"{', '.join(LINEAR_START_CELLS)} (the tanh RNN: W = A, input b, bias the drive)"
+            f"{', '.join(LINEAR_START_CELLS)}"
         )
     try:
         data = read_json(path)
@@ -495,7 +521,8 @@ def read_linear_start(path: str, cell: str, state_size: int) -> dict[str, list[f
 
 
 def start_at_linear(model: LearnedSynapse, start: dict[str, list[float]]) -> None:
-    """Set a tanh RNN cell to ``read_linear_start``'s synapse (its saturation kept)."""
+    """Set a tanh RNN or GRU cell to ``read_linear_start``'s synapse (``set_linear``; its
+    saturation kept)."""
     m = model.state_size
     A = np.asarray(start["A"]).reshape(m, m)
     model.set_linear(A, start["b"], start["c"], start.get("drive"))

@@ -220,7 +220,7 @@ class TrainConfig:
     start_from: str | None = setting(
         None,
         "JSON file of a linear synapse (A, b, c, optional drive: a refined-linear.json, a tuned "
-        "linear-range) to start the tanh RNN cell at, in place of its init (kept in the run as "
+        "linear-range) to start the rnn or gru cell at, in place of its init (kept in the run as "
         "start-synapse.json)",
         metavar="FILE",
     )
