@@ -566,10 +566,15 @@ def learned_groups(cell_data: dict[str, Any], runs: list[dict[str, Any]], metric
     variability) and the Monte Carlo error of the evaluation. Every run of a cell is evaluated on
     the SAME random numbers, so their Monte Carlo errors do not average out over seeds: that part
     is the jackknife over the pair groups of the seeds' mean (for the ratio: of the seeds' mean
-    divided by the reference, group by group)."""
+    divided by the reference, group by group). The strongest synapse found is
+    ``cell_data["strongest"]`` where the caller has it, else found here."""
     baselines = cell_data["baselines"]
     best = max(baselines, key=lambda r: r["metrics"][metric]) if baselines else None
-    strongest = strongest_found(baselines, runs, metric)
+    strongest = (
+        cell_data["strongest"]
+        if "strongest" in cell_data
+        else strongest_found(baselines, runs, metric)
+    )
     groups = []
     for label in sorted({r["label"] for r in runs}):
         members = sorted((r for r in runs if r["label"] == label), key=lambda r: r["seed"])
