@@ -30,8 +30,8 @@ def test_the_model_accepts_radius_up_to_the_cap_and_refuses_above():
         assert model.params["A"] == (radius,)
     rotation = 1.2 * np.array([[0.6, -0.8], [0.8, 0.6]])  # complex pair of modulus 1.2
     make_model("linear-range", {"A": rotation.reshape(-1).tolist(), "b": [1, 0], "c": [1, 0]})
-    with pytest.raises(ValueError, match=r"spectral radius 1.3, expected <= 1.25"):
-        make_model("linear-range", {"A": [1.3], "b": [0.1], "c": [1.0]})
+    with pytest.raises(ValueError, match=r"spectral radius 4.1, expected <= 4"):
+        make_model("linear-range", {"A": [4.1], "b": [0.1], "c": [1.0]})
     with pytest.raises(ValueError, match="expected < 1"):  # the stable family is unchanged
         make_model("optimal-linear", {"A": [1.05], "b": [0.1], "c": [1.0]})
 
