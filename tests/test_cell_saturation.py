@@ -140,13 +140,13 @@ def test_linearization_on_stationary_states_of_a_linear_synapse_is_itself():
     assert bounded.residual > 0 and bounded.A[1, 1] < float(BOUNDED_A[1, 1]) - 0.02
 
 
-def test_the_trained_bounded_gru_beats_the_stable_optimum_and_is_level_with_the_best_linear(
+def test_the_trained_bounded_gru_beats_the_stable_optimum_but_not_the_best_linear(
     stored_run,
 ):
     """The README's bounded claim for the defaults, checked on the stored parameters of one of
     its runs (seed 0): exactly on the level grid, after the run's burn-in and after 20,000 steps,
-    its area exceeds the best stable 2-variable linear synapse's (177.68) by 1 %, but is within
-    0.5 % of the strongest linear synapse found (179.29, unstable modes and a drive:
+    its area exceeds the best stable 2-variable linear synapse's (177.68) by 1 %, but is more
+    than 1 % below the strongest linear synapse found (182.00, unstable modes and a drive:
     tests/data/best-linear-bounded.json); its own best affine fit on its stationary states (the
     ablation) is far below. If the evaluation changes so that the claim no longer holds, this
     fails."""
@@ -167,6 +167,6 @@ def test_the_trained_bounded_gru_beats_the_stable_optimum_and_is_level_with_the_
     assert stationary == pytest.approx(learned, abs=0.05)  # not a transient from the start
     assert learned > 1.005 * optimal
     best = json.loads((Path(__file__).parent / "data" / "best-linear-bounded.json").read_text())
-    assert abs(learned / best["m2"]["value"] - 1) < 0.005  # the value is checked in test_claims
+    assert learned < 0.99 * best["m2"]["value"]  # the value is checked in test_claims
     ablation = _bounded_area(LinearizedCell(linearize_in(model, make_scenario("bounded"))))
     assert ablation < 0.95 * optimal  # measured 164.5
