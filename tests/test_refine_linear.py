@@ -6,8 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from learnsyn.baselines.linear_range import ModalFamily, eigen_groups
 
-from learnsyn.tools.refine_linear import ModalFamily, eigen_groups, main
+from learnsyn.tools.refine_linear import main
 
 
 def test_the_modal_family_starts_at_the_linearization_and_moves_one_mode_at_a_time():

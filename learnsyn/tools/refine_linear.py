@@ -36,77 +36,7 @@ from typing import Any
 
 import numpy as np
 
-#: Nelder-Mead's first steps: modulus, angle, b-scale multipliers and the operating point's
-MODULUS_STEP, ANGLE_STEP, INPUT_STEP, POINT_STEP = 0.005, 0.3, 0.15, 0.1
-
-
-def eigen_groups(A: np.ndarray) -> list[list[int]]:
-    """Indices of A's eigenvalues (``np.linalg.eig`` order) grouped as real eigenvalues and
-    conjugate pairs."""
-    lam = np.linalg.eigvals(A)
-    groups, used = [], set()
-    for i, value in enumerate(lam):
-        if i in used:
-            continue
-        if abs(value.imag) < 1e-12:
-            groups.append([i])
-            used.add(i)
-            continue
-        partner = min(
-            (j for j in range(len(lam)) if j not in used and j != i),
-            key=lambda j: abs(lam[j] - value.conjugate()),
-        )
-        groups.append([i, partner])
-        used |= {i, partner}
-    return groups
-
-
-class ModalFamily:
-    """Linear synapses around ``(A, b, c, h*)`` that keep its eigenvectors: ``build(x)`` gives
-    ``(A', b', c, drive')`` for the multipliers ``x`` (``start()``: all ones, the linearization
-    itself)."""
-
-    def __init__(self, A, b, c, fixed_point):
-        self.A, self.b, self.c, self.h = (
-            np.asarray(v, dtype=np.float64) for v in (A, b, c, fixed_point)
-        )
-        self.lam, self.V = np.linalg.eig(self.A)
-        self.V_inv = np.linalg.inv(self.V)
-        self.modal_b = self.V_inv @ self.b
-        self.groups = eigen_groups(self.A)
-        self.pairs = [g for g in self.groups if len(g) == 2]
-
-    def size(self) -> int:
-        return 2 * len(self.groups) + len(self.pairs) + 1
-
-    def start(self) -> np.ndarray:
-        return np.ones(self.size())
-
-    def steps(self) -> np.ndarray:
-        k, p = len(self.groups), len(self.pairs)
-        return np.array([MODULUS_STEP] * k + [ANGLE_STEP] * p + [INPUT_STEP] * k + [POINT_STEP])
-
-    def build(self, x) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        k, p = len(self.groups), len(self.pairs)
-        modulus, angle = np.ones(len(self.lam)), np.ones(len(self.lam))
-        scale = np.ones(len(self.lam))
-        for g, group in enumerate(self.groups):
-            modulus[group] = x[g]
-            scale[group] = x[k + p + g]
-        for q, pair in enumerate(self.pairs):
-            angle[pair] = x[k + q]
-        lam = modulus * np.abs(self.lam) * np.exp(1j * angle * np.angle(self.lam))
-        A = np.real(self.V @ np.diag(lam) @ self.V_inv)
-        b = np.real(self.V @ (scale * self.modal_b))
-        drive = (np.eye(len(b)) - A) @ (x[-1] * self.h)
-        return A, b, self.c.copy(), drive
-
-    def params(self, x) -> dict[str, Any]:
-        """``build(x)`` as ``linear-range`` parameters."""
-        from learnsyn.baselines.optimal_linear import params_from_form
-
-        A, b, c, drive = self.build(x)
-        return params_from_form(A, b, c, drive=drive)
+from learnsyn.baselines.linear_range import ModalFamily
 
 
 def refine_run(run_dir, evaluations: int = 70, batch: int = 8192, log=print) -> dict[str, Any]:
