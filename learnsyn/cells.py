@@ -481,7 +481,7 @@ LINEAR_START_CELLS = ("rnn", "gru")
 
 
 def read_linear_start(path: str, cell: str, state_size: int) -> dict[str, list[float]]:
-    """The linear synapse in the JSON file ``path`` that ``--start-from`` starts a tanh RNN
+    """The linear synapse in the JSON file ``path`` that ``--start-from`` starts an rnn or gru
     cell at: ``A`` (m x m, flat or nested), ``b``, ``c`` and an optional ``drive``, at the top
     level or under ``"params"`` (a ``refined-linear.json``, ``learnsyn tune --json`` of
     ``optimal-linear`` or ``linear-range``). Every problem is one line naming the file and the
