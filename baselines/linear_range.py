@@ -17,9 +17,9 @@ stable one. The cap is a bound of the family, not a tuned number, and a winner o
 as on the boundary. It was 1.25 until the optimum was found on it: in bounded m = 2 (exact, 16
 levels) the search ended on the cap at 179.29, a linear synapse meta-trained from there crossed
 it (radius 1.27, 179.64), and Nelder-Mead with the cap lifted found an interior optimum at radius
-1.47 (181.8: one unstable mode that throws the state to a corner of the range, the other mode
-unused). At 4 no measured optimum is near the cap; a mode that grows 4-fold per step already
-reaches the bound from one level spacing in two steps.
+1.49 (182.00; this search now finds 182.05 at 1.54: one unstable mode that throws the state to a
+corner of the range, the other mode unused). At 4 no measured optimum is near the cap; a mode
+that grows 4-fold per step already reaches the bound from one level spacing in two steps.
 
 Evaluation: never by a closed form (``estimate.exact.linear_signal_and_variance`` refuses an
 unstable A with one clear line; no scenario with a range has linear statistics anyway). In the
@@ -128,7 +128,7 @@ from learnsyn.tuning import TuneRequest, TuneResult
 NAME = "linear-range"
 #: the largest spectral radius of A in the family (included); see the module docstring
 MAX_RADIUS = 4.0
-#: largest eigenvalue moduli of the inflated starts (1.5: near bounded m = 2's optimum, 1.47)
+#: largest eigenvalue moduli of the inflated starts (1.5: near bounded m = 2's optimum, 1.54)
 START_RADII = (1.01, 1.03, 1.07, 1.5)
 #: scales of b in the inflated starts
 START_AMPLITUDES = (0.5, 1.0, 2.0)
