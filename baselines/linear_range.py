@@ -416,29 +416,40 @@ POLISH_ROUND = 600
 MODAL_ROUND = 200
 
 
-def _modal_family(params: dict[str, Any]) -> ModalFamily | None:
-    """The modes of ``params``' synapse with its operating point ``h* = (I - A)^-1 drive``; None
-    where an eigenvalue is 1 (no operating point)."""
+def _form_and_drive(params: dict[str, Any]) -> tuple[np.ndarray, ...]:
+    """``(A, b, c, drive)`` of ``linear-range`` parameters (no drive: zeros)."""
     A, b, c = form_from_params(params)
     drive = np.asarray(params.get("drive") or np.zeros(len(b)), dtype=np.float64)
+    return A, b, c, drive
+
+
+def _modal_round(params: dict[str, Any]):
+    """A round over the modes of ``params``' synapse (``ModalFamily``, with its operating point
+    ``h* = (I - A)^-1 drive``): ``(unpack, start, steps, evaluations)``; None where an eigenvalue
+    is 1 (no operating point)."""
+    A, b, c, drive = _form_and_drive(params)
     try:
         point = np.linalg.solve(np.eye(len(b)) - A, drive)
     except np.linalg.LinAlgError:
         return None
-    return ModalFamily(A, b, c, point) if np.all(np.isfinite(point)) else None
+    if not np.all(np.isfinite(point)):
+        return None
+    family = ModalFamily(A, b, c, point)
+    return lambda y: _json_params(family.params(y)), family.start(), family.steps(), MODAL_ROUND
 
 
-def _nelder_mead(loss, x: np.ndarray, steps: np.ndarray, evaluations: int):
-    """One Nelder-Mead round from ``x`` with a fresh simplex of ``steps``."""
-    from scipy.optimize import minimize
+def _full_round(params: dict[str, Any]):
+    """A round over every entry of A, b, c and the drive: ``(unpack, start, steps,
+    evaluations)``."""
+    A, b, c, drive = _form_and_drive(params)
+    m = len(b)
 
-    return minimize(
-        loss,
-        x,
-        method="Nelder-Mead",
-        options={"initial_simplex": np.vstack([x, x + np.diag(steps)]), "maxfev": evaluations,
-                 "xatol": 1e-7, "fatol": 1e-4},
-    )  # fmt: skip
+    def unpack(x: np.ndarray) -> dict[str, Any]:
+        form = (x[: m * m].reshape(m, m), x[m * m : m * m + m], x[m * m + m : m * m + 2 * m])
+        return _json_params(params_from_form(*form, drive=x[m * m + 2 * m :]))
+
+    x = np.concatenate([A.ravel(), b, c, drive])
+    return unpack, x, 0.01 * np.abs(x) + 1e-3, POLISH_ROUND
 
 
 def polish_exact(
@@ -448,51 +459,39 @@ def polish_exact(
     ``value_of`` (-inf outside the family) from ``params``, alternating a round of
     ``MODAL_ROUND`` evaluations over the synapse's modes (``ModalFamily``: moduli, angles, b
     along each, the operating point) and one of ``POLISH_ROUND`` over every entry of A, b, c and
-    the drive, restarted from the best while either round improves, within ``evaluations`` in
-    all. Returns the best parameters, their value and the evaluations used.
+    the drive, each from the best so far with a fresh simplex, restarted while either round
+    improves, within ``evaluations`` in all. Returns the best parameters, their value and the
+    evaluations used.
     Steps 1-4 end short of this optimum, and full rounds alone crawl: in bounded m = 2 full
     rounds took ``linear-range`` from 177.89 to 179.19 in 3000 evaluations and needed about
     25,000 to walk the unstable mode from radius 1.25 to the optimum's 1.49 (182.00); with the
     modal rounds the tuner's 179.70 reaches 181.99 in 3000 (measured)."""
+    from scipy.optimize import minimize
+
     best, best_params = value_of(params), params
     used = 1
-
-    def loss_of(unpack):
-        def loss(y: np.ndarray) -> float:
-            value = value_of(unpack(y))
-            return -value if math.isfinite(value) else math.inf
-
-        return loss
-
-    def full_unpack(m: int):
-        def unpack(x: np.ndarray) -> dict[str, Any]:
-            form = (x[: m * m].reshape(m, m), x[m * m : m * m + m], x[m * m + m : m * m + 2 * m])
-            return _json_params(params_from_form(*form, drive=x[m * m + 2 * m :]))
-
-        return unpack
-
     while used < evaluations:
         improved = False
-        family = _modal_family(best_params)
-        if family is not None:
-            modal = lambda y, family=family: _json_params(family.params(y))  # noqa: E731
-            x0 = family.start()
-            result = _nelder_mead(loss_of(modal), x0, family.steps(),
-                                  min(MODAL_ROUND, evaluations - used))  # fmt: skip
+        for make_round in (_modal_round, _full_round):
+            spec = make_round(best_params)
+            if spec is None or used >= evaluations:
+                continue
+            unpack, x, steps, size = spec
+
+            def loss(y: np.ndarray, unpack=unpack) -> float:
+                value = value_of(unpack(y))
+                return -value if math.isfinite(value) else math.inf
+
+            result = minimize(
+                loss,
+                x,
+                method="Nelder-Mead",
+                options={"initial_simplex": np.vstack([x, x + np.diag(steps)]),
+                         "maxfev": min(size, evaluations - used), "xatol": 1e-7, "fatol": 1e-4},
+            )  # fmt: skip
             used += result.nfev
             if -result.fun > best + 1e-6:
-                best, best_params, improved = -result.fun, modal(result.x), True
-        if used >= evaluations:
-            break
-        A, b, c = form_from_params(best_params)
-        drive = np.asarray(best_params.get("drive") or np.zeros(len(b)), dtype=np.float64)
-        x = np.concatenate([A.ravel(), b, c, drive])
-        unpack = full_unpack(len(b))
-        result = _nelder_mead(loss_of(unpack), x, 0.01 * np.abs(x) + 1e-3,
-                              min(POLISH_ROUND, evaluations - used))  # fmt: skip
-        used += result.nfev
-        if -result.fun > best + 1e-6:
-            best, best_params, improved = -result.fun, unpack(result.x), True
+                best, best_params, improved = -result.fun, unpack(result.x), True
         if not improved:
             break
     return best_params, best, used
