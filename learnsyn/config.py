@@ -238,6 +238,11 @@ class TrainConfig:
     device: str = setting("auto", "auto | cpu | cuda[:N]")
     checkpoint_every: int = setting(50, "iterations between checkpoints")
     validate_every: int = setting(25, "iterations between validation scores (model selection)")
+    validation_batch: int | None = setting(
+        None,
+        "pairs of the fixed validation batch of model selection (default: --batch); a larger one "
+        "picks among close candidates with less luck",
+    )
     rollout: str = setting("fast", "fast (compiled kernels where they apply) | reference")
     estimator: str = setting(
         "auto",
@@ -302,6 +307,10 @@ class TrainConfig:
             return float(min(self.horizon, self.synapses / (4.0 * self.threshold**2)))
         return float(self.horizon)
 
+    def resolved_validation_batch(self) -> int:
+        """Pairs of the validation batch: ``validation_batch``, else the training batch."""
+        return int(self.batch if self.validation_batch is None else self.validation_batch)
+
     def resolved_temperature_final(self) -> float:
         """The final surrogate temperature: 0.1 x the starting one unless set."""
         if self.temperature_final is None:
@@ -331,6 +340,7 @@ class TrainConfig:
             ("checkpoint-every", self.checkpoint_every, 1),
             ("eval batch", self.eval_batch, 2),
             ("validate-every", self.validate_every, 1),
+            ("validation batch", self.resolved_validation_batch(), 2),
             ("log-every", self.log_every, 1),
             ("figure-every", self.figure_every, 1),
         ]

@@ -58,7 +58,7 @@ def check_training_memory(config) -> None:
 
     kinds = len(make_scenario(config.task, config.task_params).tracked_kinds())
     per_value = 24 if config.rollout == "reference" else 0.5
-    batch = max(config.batch, config.eval_batch)
+    batch = max(config.batch, config.eval_batch, config.resolved_validation_batch())
     window = 2 * kinds * batch * config.horizon * config.state_size * per_value
     device = str(config.device)
     if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
@@ -70,7 +70,7 @@ def check_training_memory(config) -> None:
                     f"meta-training with batch {batch}, horizon {config.horizon} and state "
                     f"size {config.state_size} would need about {format_bytes(window)} of GPU "
                     f"memory, more than is free ({format_bytes(free)}); give a smaller --batch, "
-                    "--eval-batch, --horizon or --state-size"
+                    "--eval-batch, --validation-batch, --horizon or --state-size"
                 )
         window = 0
     parameters = 4 * config.state_size**2 * 4 * 6
@@ -78,5 +78,5 @@ def check_training_memory(config) -> None:
         window + parameters,
         f"meta-training with batch {batch}, horizon {config.horizon} and state size "
         f"{config.state_size}",
-        "give a smaller --batch, --eval-batch, --horizon or --state-size",
+        "give a smaller --batch, --eval-batch, --validation-batch, --horizon or --state-size",
     )

@@ -361,7 +361,7 @@ def train(
         result["selected"] = {
             "iteration": best["iteration"],
             "validation": best["score"],
-            "validation_batch_pairs": config.batch,
+            "validation_batch_pairs": config.resolved_validation_batch(),
             "rule": f"best {config.metric} on the fixed validation batch, iteration 0 "
             f"(the initial parameters) and every {config.validate_every} iterations",
         }

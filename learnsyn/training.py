@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -309,7 +309,10 @@ def cross_fitted_objective(
 
 
 def validation_score(model, scenario, config: TrainConfig, device) -> float:
-    """The chosen metric (hard, not the surrogate) on a fixed validation batch."""
+    """The chosen metric (hard, not the surrogate) on the fixed validation batch
+    (``resolved_validation_batch`` pairs of the reserved iteration's random numbers)."""
+    if config.resolved_validation_batch() != config.batch:
+        config = replace(config, batch=config.resolved_validation_batch())
     with torch.no_grad():
         result = meta_objective(model, scenario, config, VALIDATION_ITERATION, device, grad=False)
     value = result.metrics[config.metric]

@@ -8,7 +8,13 @@ import torch
 
 from learnsyn.runs import load_run, train
 from learnsyn.scenario import make_scenario
-from learnsyn.training import TrainConfig, build_model, meta_objective
+from learnsyn.training import (
+    VALIDATION_ITERATION,
+    TrainConfig,
+    build_model,
+    meta_objective,
+    validation_score,
+)
 
 TINY = TrainConfig(
     task="ideal",
@@ -156,6 +162,7 @@ def test_existing_run_directory_is_never_overwritten_silently(tmp_path):
         ({"cell": "lstm"}, "unknown cell 'lstm'"),
         ({"metric": "speed"}, "unknown metric 'speed'"),
         ({"task": "nope"}, "unknown scenario 'nope'"),
+        ({"validation_batch": 1}, "validation batch = 1"),
     ],
 )
 def test_bad_configs_fail_before_any_work(tmp_path, change, message):
@@ -188,3 +195,33 @@ def test_chain_cell_can_start_at_a_given_chain():
         make_cell("chain", 3, cell_params={"speed": 1})
     with pytest.raises(ValueError, match="has no parameter 'amplitude'"):
         make_cell("gru", 3, cell_params={"amplitude": 1})
+
+
+def test_validation_batch_sets_the_pairs_of_model_selection(tmp_path):
+    """``validation_batch`` scores every candidate on that many pairs of the reserved
+    iteration (the training batch when unset); the run records the number it used."""
+    scenario, device = make_scenario("ideal"), torch.device("cpu")
+    model = build_model(TINY)
+    for pairs in (None, 16, 48):
+        config = replace(TINY, validation_batch=pairs)
+        direct = meta_objective(
+            model,
+            scenario,
+            replace(TINY, batch=pairs or TINY.batch),
+            VALIDATION_ITERATION,
+            device,
+            grad=False,
+        ).metrics["area"]
+        assert validation_score(model, scenario, config, device) == direct
+    assert validation_score(model, scenario, replace(TINY, validation_batch=48), device) != (
+        validation_score(model, scenario, TINY, device)
+    )
+    result = train(
+        replace(TINY, validation_batch=48),
+        tmp_path / "run",
+        progress=False,
+        log=quiet,
+        final_evaluation=False,
+    )
+    assert result["selected"]["validation_batch_pairs"] == 48
+    assert load_run(tmp_path / "run")[0].validation_batch == 48
