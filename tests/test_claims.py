@@ -201,16 +201,11 @@ def test_bounded_m4_gru_is_above_its_own_linearization_but_level_with_a_refined_
     assert abs(learned / refined.metrics["area"] - 1) < 0.01
 
 
-def test_noisy_m2_gru_started_at_the_strongest_linear_synapse_stays_level_with_it(stored_run):
-    """The warm-start verdict (README, docs/learned-vs-linear.md): a GRU started exactly at the
-    strongest linear synapse found in noisy m = 2 (``--start-from``, gates held constant) and
-    meta-trained for 600 iterations finds no nonlinear ascent: on 65,536 common pairs it is level
-    with its start (measured 1.006 +- 0.004; 0.999 on another 65,536; three seeds 1.001 +-
-    0.004). Fails if training had found a gain (or a loss) beyond 2 paired standard errors."""
+def _against_start(model, stored, config, scenario):
+    """A stored warm-start run's kept parameters against the linear synapse it started at:
+    the paired ratio of areas on 65,536 common fresh pairs (seed 7), both sides' errors."""
     from learnsyn.compare import row_ratio
 
-    stored, config, model = stored_run("noisy-gru-m2-warm-s0")
-    scenario = make_scenario("noisy")
     kw = dict(synapses=1000, horizon=600, convention="large-n", method="monte-carlo",
               batch=65536, seed=7, burn_in=config.resolved_burn_in())  # fmt: skip
     rows = []
@@ -218,7 +213,18 @@ def test_noisy_m2_gru_started_at_the_strongest_linear_synapse_stays_level_with_i
         ev = evaluate(synapse, scenario, **kw)
         rows.append({"metrics": ev.metrics, "metrics_stderr": ev.metrics_stderr,
                      "leave_one_out": ev.monte_carlo["leave_one_out_metrics"]})  # fmt: skip
-    ratio = row_ratio(rows[0], rows[1], "area")
+    return row_ratio(rows[0], rows[1], "area")
+
+
+def test_noisy_m2_gru_started_at_the_strongest_linear_synapse_stays_level_with_it(stored_run):
+    """The warm-start verdict (README, docs/learned-vs-linear.md): a GRU started exactly at the
+    strongest linear synapse found in noisy m = 2 (``--start-from``, gates held constant) and
+    meta-trained for 600 iterations finds no nonlinear ascent: on 65,536 common pairs it is level
+    with its start (measured 1.006 +- 0.004; 0.999 on another 65,536; three seeds 1.001 +-
+    0.004). Fails if training had found a gain (or a loss) beyond 2 paired standard errors."""
+
+    stored, config, model = stored_run("noisy-gru-m2-warm-s0")
+    ratio = _against_start(model, stored, config, make_scenario("noisy"))
     assert ratio.paired and 0 < ratio.stderr < 0.006
     assert ratio.value == pytest.approx(1.0059, abs=1e-3)  # measured
     assert ratio.value - 2 * ratio.stderr < 1 < ratio.value + 2 * ratio.stderr
@@ -256,7 +262,6 @@ def test_bounded_m4_linear_warm_start_loses_only_through_a_lucky_validation_batc
     import torch
 
     from learnsyn.cells import start_at_linear
-    from learnsyn.compare import row_ratio
     from learnsyn.training import build_model, validation_score
 
     stored, config, drifted = stored_run("bounded-linrnn-m4-warm-s0")
@@ -271,13 +276,6 @@ def test_bounded_m4_linear_warm_start_loses_only_through_a_lucky_validation_batc
     small, large = scores(2048), scores(32768)
     assert small == pytest.approx([190.152, 179.432], abs=0.01)  # measured
     assert small[0] > small[1] and large[1] > large[0]
-    kw = dict(synapses=1000, horizon=600, convention="large-n", method="monte-carlo",
-              batch=65536, seed=7, burn_in=config.resolved_burn_in())  # fmt: skip
-    rows = []
-    for synapse in (drifted, make_model("linear-range", stored["start"])):
-        ev = evaluate(synapse, scenario, **kw)
-        rows.append({"metrics": ev.metrics, "metrics_stderr": ev.metrics_stderr,
-                     "leave_one_out": ev.monte_carlo["leave_one_out_metrics"]})  # fmt: skip
-    ratio = row_ratio(rows[0], rows[1], "area")
+    ratio = _against_start(drifted, stored, config, scenario)
     assert ratio.paired and ratio.value == pytest.approx(0.9658, abs=1e-3)  # measured
     assert ratio.value + 2 * ratio.stderr < 1
