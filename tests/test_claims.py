@@ -201,6 +201,18 @@ def test_bounded_m4_gru_is_above_its_own_linearization_but_level_with_a_refined_
     assert abs(learned / refined.metrics["area"] - 1) < 0.01
 
 
+def _exact_warm_start(model, stored, scenario):
+    """A stored exact warm-start run on the bounded grid: (its area, its own linearization's,
+    the linear synapse's it started at), all exact."""
+    from learnsyn.linearization import LinearizedCell, linearize_in
+
+    def area(synapse):
+        return evaluate(synapse, scenario, **BOUNDED_EXACT).metrics["area"]
+
+    linearized = LinearizedCell(linearize_in(model, scenario))
+    return area(model), area(linearized), area(make_model("linear-range", stored["start"]))
+
+
 def _against_start(model, stored, config, scenario):
     """A stored warm-start run's kept parameters against the linear synapse it started at:
     the paired ratio of areas on 65,536 common fresh pairs (seed 7), both sides' errors."""
@@ -237,17 +249,12 @@ def test_bounded_m2_gru_started_at_the_strongest_linear_synapse_climbs_above_it(
     linearization falls to 181.07: the gain is its gates' nonlinearity, not a better linear
     synapse (the rnn held linear, trained the same way, stays at 182.05). Exact, so the bar is
     the margin itself. Fails if the gain goes or turns out linear."""
-    from learnsyn.linearization import LinearizedCell, linearize_in
-
     stored, _, model = stored_run("bounded-gru-m2-warm-s0")
-    scenario = make_scenario("bounded")
-    learned = evaluate(model, scenario, **BOUNDED_EXACT).metrics["area"]
-    linearized = evaluate(LinearizedCell(linearize_in(model, scenario)), scenario, **BOUNDED_EXACT)
-    start = evaluate(make_model("linear-range", stored["start"]), scenario, **BOUNDED_EXACT)
+    learned, linearized, start = _exact_warm_start(model, stored, make_scenario("bounded"))
     best = _exact_best_linear(2)
-    assert start.metrics["area"] == pytest.approx(best, abs=0.01)  # it started at the best
+    assert start == pytest.approx(best, abs=0.01)  # it started at the best
     assert learned == pytest.approx(183.49, abs=0.05)  # measured
-    assert learned > 1.005 * best > linearized.metrics["area"]
+    assert learned > 1.005 * best > linearized
 
 
 def test_at_32_levels_the_gru_started_at_the_tuned_linear_synapse_climbs_above_it(stored_run):
@@ -257,16 +264,12 @@ def test_at_32_levels_the_gru_started_at_the_tuned_linear_synapse_climbs_above_i
     in 2400 exact updates, still rising, while its linearization falls to 206.64 (a linear cell
     trained the same way stays at 206.82). So the 32-level deficit is the training from
     ``auto``, not the architecture. Fails if the gain goes or turns out linear."""
-    from learnsyn.linearization import LinearizedCell, linearize_in
-
     stored, _, model = stored_run("bounded-L32-gru-m2-warm-s0")
     scenario = make_scenario("bounded", {"levels": 32})
-    learned = evaluate(model, scenario, **BOUNDED_EXACT).metrics["area"]
-    linearized = evaluate(LinearizedCell(linearize_in(model, scenario)), scenario, **BOUNDED_EXACT)
-    start = evaluate(make_model("linear-range", stored["start"]), scenario, **BOUNDED_EXACT)
-    assert start.metrics["area"] == pytest.approx(206.816, abs=0.01)  # measured
+    learned, linearized, start = _exact_warm_start(model, stored, scenario)
+    assert start == pytest.approx(206.816, abs=0.01)  # measured
     assert learned == pytest.approx(208.17, abs=0.05)  # measured
-    assert learned > 1.005 * start.metrics["area"] > linearized.metrics["area"]
+    assert learned > 1.005 * start > linearized
 
 
 def test_at_8_levels_a_gru_started_at_the_tuned_linear_synapse_beats_it_by_7_percent(stored_run):
@@ -278,19 +281,15 @@ def test_at_8_levels_a_gru_started_at_the_tuned_linear_synapse_beats_it_by_7_per
     2400 iterations). Cross-checked by Monte Carlo on 65,536 common pairs, a method independent
     of the grid chain (paired ratio 1.066 +- 0.008, above 1.03 at 2 s.e.). Fails if the gain
     shrinks below 5 %, turns out linear, or the exact figure disagrees with the simulation."""
-    from learnsyn.linearization import LinearizedCell, linearize_in
-
     stored, config, model = stored_run("bounded-L8-gru-m2-warm-s0")
     scenario = make_scenario("bounded", {"levels": 8})
-    learned = evaluate(model, scenario, **BOUNDED_EXACT).metrics["area"]
-    linearized = evaluate(LinearizedCell(linearize_in(model, scenario)), scenario, **BOUNDED_EXACT)
-    start = evaluate(make_model("linear-range", stored["start"]), scenario, **BOUNDED_EXACT)
-    assert start.metrics["area"] == pytest.approx(135.32, abs=0.01)  # measured
+    learned, linearized, start = _exact_warm_start(model, stored, scenario)
+    assert start == pytest.approx(135.32, abs=0.01)  # measured
     assert learned == pytest.approx(145.61, abs=0.05)  # measured
-    assert learned > 1.05 * start.metrics["area"] > 1.05 * linearized.metrics["area"]
+    assert learned > 1.05 * start > 1.05 * linearized
     ratio = _against_start(model, stored, config, scenario)
     assert ratio.paired and ratio.value - 2 * ratio.stderr > 1.03  # measured 1.066 +- 0.008
-    assert abs(ratio.value - learned / start.metrics["area"]) < 2 * ratio.stderr
+    assert abs(ratio.value - learned / start) < 2 * ratio.stderr
 
 
 def test_bounded_m4_linear_warm_start_loses_only_through_a_lucky_validation_batch(stored_run):
