@@ -488,20 +488,29 @@ def read_linear_start(path: str, cell: str, state_size: int) -> dict[str, list[f
     value: another cell, a missing or non-finite entry, another m than ``state_size``."""
     from learnsyn.io import read_json
 
-    if cell not in LINEAR_START_CELLS:
-        raise ValueError(
-            f"--start-from {path}: cell {cell!r} cannot start at a linear synapse; allowed: "
-            f"{', '.join(LINEAR_START_CELLS)}"
-        )
+    check_linear_start_cell(path, cell)
     try:
         data = read_json(path)
     except ValueError as error:
         raise ValueError(f"--start-from: {error}") from None
+    return linear_start(data, path, state_size)
+
+
+def check_linear_start_cell(source: str, cell: str) -> None:
+    if cell not in LINEAR_START_CELLS:
+        raise ValueError(
+            f"--start-from {source}: cell {cell!r} cannot start at a linear synapse; allowed: "
+            f"{', '.join(LINEAR_START_CELLS)}"
+        )
+
+
+def linear_start(data: Any, source: str, state_size: int) -> dict[str, list[float]]:
+    """``read_linear_start``'s checks on parsed data (``source`` names it in errors)."""
     params = data.get("params", data) if isinstance(data, dict) else None
     if not isinstance(params, dict) or not all(k in params for k in ("A", "b", "c")):
         raise ValueError(
-            f"--start-from {path}: no linear synapse in it (expected A, b and c at the top level "
-            "or under 'params')"
+            f"--start-from {source}: no linear synapse in it (expected A, b and c at the top "
+            "level or under 'params')"
         )
     m = state_size
     shapes = {"A": m * m, "b": m, "c": m, "drive": m}
@@ -513,7 +522,7 @@ def read_linear_start(path: str, cell: str, state_size: int) -> dict[str, list[f
             continue
         if array.size != size or not np.all(np.isfinite(array)):
             raise ValueError(
-                f"--start-from {path}: {key} = {value!r} is not allowed: need {size} finite "
+                f"--start-from {source}: {key} = {value!r} is not allowed: need {size} finite "
                 f"numbers for state size m = {m}"
             )
         out[key] = array.tolist()

@@ -219,10 +219,11 @@ class TrainConfig:
     )
     start_from: str | None = setting(
         None,
-        "JSON file of a linear synapse (A, b, c, optional drive: a refined-linear.json, a tuned "
-        "linear-range) to start the rnn or gru cell at, in place of its init (kept in the run as "
-        "start-synapse.json)",
-        metavar="FILE",
+        "linear synapse to start the rnn or gru cell at, in place of its init (kept in the run "
+        "as start-synapse.json): a JSON file (A, b, c, optional drive: a refined-linear.json, "
+        "learnsyn tune --json) or tuned:MODEL (linear-range or optimal-linear, tuned for this "
+        "run's setting first and cached in its baselines.json)",
+        metavar="FILE|tuned:MODEL",
     )
     cell_params: dict[str, Any] = setting(
         {},
@@ -420,7 +421,7 @@ class TrainConfig:
             cell_params=self.cell_params,
         )
         if self.start_from is not None:
-            from learnsyn.cells import read_linear_start
+            from learnsyn.warm_start import check_start
 
-            read_linear_start(self.start_from, self.cell, self.state_size)
+            check_start(self)
         return self

@@ -7,7 +7,8 @@ Layout of a run directory::
     config.json        the resolved TrainConfig
     checkpoint.pt      model, optimizer, schedule, history, RNG states (atomic)
     baselines.json     tuned baselines for the TensorBoard figure (cached)
-    start-synapse.json the linear synapse the cell started at (``--start-from`` only)
+    start-synapse.json the linear synapse the cell started at (``--start-from`` only; for
+                       ``tuned:MODEL`` with the tuned model's metrics)
     events.out.tfevents.*   TensorBoard scalars, figures, histograms, hparams
     result.json        final metrics (training estimate and a larger-batch evaluation)
 """
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from learnsyn.cells import read_linear_start, start_at_linear
+from learnsyn.cells import start_at_linear
 from learnsyn.config import stream_seed
 from learnsyn.io import atomic_write_json, check_output_dir, output_owner, read_json
 from learnsyn.progress import progress_bar
@@ -41,6 +42,7 @@ from learnsyn.training import (
     training_step,
     validation_score,
 )
+from learnsyn.warm_start import linear_start_for_run
 
 #: where a run started with ``--start-from`` keeps the synapse it started at
 START_NAME = "start-synapse.json"
@@ -225,9 +227,9 @@ def train(
     scenario = make_scenario(config.task, config.task_params)
     model = build_model(config).to(device)
     if config.start_from is not None and not resuming:
-        start = read_linear_start(config.start_from, config.cell, config.state_size)
+        start, record = linear_start_for_run(config, scenario, run_dir, log)
         start_at_linear(model, start)
-        atomic_write_json(run_dir / START_NAME, {"source": config.start_from, "params": start})
+        atomic_write_json(run_dir / START_NAME, record)
     if prepare_model is not None and not resuming:
         prepare_model(model)
     if not parameters_finite(model):

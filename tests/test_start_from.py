@@ -83,3 +83,53 @@ def test_a_bad_start_is_one_line_before_any_work(tmp_path, cell, m, data, messag
     with pytest.raises(ValueError, match="--start-from") as error:
         config.validate()
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_tuned_start_tunes_the_linear_family_for_the_run_and_starts_there(tmp_path):
+    """``--start-from tuned:optimal-linear``: the run tunes the family with its own setting,
+    caches the row in baselines.json, starts the cell at it and keeps its metrics."""
+    from learnsyn.scenario import make_scenario
+    from learnsyn.tuning import tune
+
+    config = TrainConfig(
+        task="ideal", synapses=100, state_size=2, cell="rnn", iterations=1, batch=8,
+        horizon=50, eval_batch=8, device="cpu", figure_every=10**6,
+        start_from="tuned:optimal-linear", cell_params={"output_scale": 1000.0},
+    )  # fmt: skip
+    seen = {}
+
+    def observe(updates, model):
+        if updates == 0:
+            seen["start"] = model.linear_parts()
+
+    train(config, tmp_path / "run", progress=False, final_evaluation=False, log=lambda *_: None,
+          observe=observe, figure_baselines=[])  # fmt: skip
+    kept = json.loads((tmp_path / "run" / START_NAME).read_text())
+    expected = tune(
+        "optimal-linear", make_scenario("ideal"), synapses=100, max_state=2, horizon=50,
+        burn_in=config.resolved_burn_in(),
+    )  # fmt: skip
+    assert kept["source"] == "tuned:optimal-linear" and kept["model"] == "optimal-linear"
+    assert kept["metrics"]["area"] == pytest.approx(expected.best_value, rel=1e-9)
+    A, b, c, _ = seen["start"]
+    np.testing.assert_allclose(A.ravel(), expected.best_params["A"], atol=1e-6)
+    np.testing.assert_allclose(b, expected.best_params["b"], atol=1e-6)
+    np.testing.assert_allclose(kept["params"]["c"], expected.best_params["c"], atol=1e-12)
+    cached = json.loads((tmp_path / "run" / "baselines.json").read_text())
+    assert [row["name"] for row in cached] == ["optimal-linear"]
+
+
+@pytest.mark.parametrize(
+    ("task", "cell", "start", "message"),
+    [
+        ("noisy", "rnn", "tuned:exponential", "'exponential' is not allowed: need a linear family"),
+        ("noisy", "rnn", "tuned:nope", "tuned:linear-range, tuned:optimal-linear) or a JSON"),
+        ("ideal", "gru", "tuned:linear-range", "'ideal' has no range"),
+        ("noisy", "chain", "tuned:optimal-linear", "cell 'chain' cannot start at a linear"),
+    ],
+)
+def test_a_bad_tuned_start_is_one_line_before_any_work(task, cell, start, message):
+    config = TrainConfig(task=task, synapses=100, state_size=2, cell=cell, start_from=start)
+    with pytest.raises(ValueError, match="--start-from tuned:") as error:
+        config.validate()
+    assert message in str(error.value) and "\n" not in str(error.value)
