@@ -43,6 +43,20 @@ def test_a_cell_held_at_a_large_scale_steps_as_the_linear_synapse(tmp_path, cell
         np.testing.assert_allclose(drive_back, drive, atol=1e-7)
 
 
+def _linear_parts_at_start(config, run_dir):
+    """Train ``config`` for its iterations in ``run_dir``; the cell's (A, b, c, drive) before
+    the first update."""
+    seen = {}
+
+    def observe(updates, model):
+        if updates == 0:
+            seen["start"] = model.linear_parts()
+
+    train(config, run_dir, progress=False, final_evaluation=False, log=lambda *_: None,
+          observe=observe, figure_baselines=[])  # fmt: skip
+    return seen["start"]
+
+
 def test_a_run_starts_at_the_file_and_keeps_it(tmp_path):
     path = _write(tmp_path, SYNAPSE_NO_DRIVE)  # top-level keys, no drive: a zero bias
     config = TrainConfig(
@@ -50,15 +64,7 @@ def test_a_run_starts_at_the_file_and_keeps_it(tmp_path):
         horizon=20, burn_in=20, eval_batch=8, estimator="monte-carlo", device="cpu",
         figure_every=10**6, start_from=path, cell_params={"output_scale": 1000.0},
     )  # fmt: skip
-    seen = {}
-
-    def observe(updates, model):
-        if updates == 0:
-            seen["start"] = model.linear_parts()
-
-    train(config, tmp_path / "run", progress=False, final_evaluation=False, log=lambda *_: None,
-          observe=observe, figure_baselines=[])  # fmt: skip
-    A, b, c, drive = seen["start"]
+    A, b, c, drive = _linear_parts_at_start(config, tmp_path / "run")
     np.testing.assert_allclose(A.ravel(), SYNAPSE["A"], atol=1e-7)
     np.testing.assert_allclose(b, SYNAPSE["b"], atol=1e-7)
     np.testing.assert_allclose(drive, 0.0)
@@ -96,14 +102,7 @@ def test_a_tuned_start_tunes_the_linear_family_for_the_run_and_starts_there(tmp_
         horizon=50, eval_batch=8, device="cpu", figure_every=10**6,
         start_from="tuned:optimal-linear", cell_params={"output_scale": 1000.0},
     )  # fmt: skip
-    seen = {}
-
-    def observe(updates, model):
-        if updates == 0:
-            seen["start"] = model.linear_parts()
-
-    train(config, tmp_path / "run", progress=False, final_evaluation=False, log=lambda *_: None,
-          observe=observe, figure_baselines=[])  # fmt: skip
+    A, b, c, _ = _linear_parts_at_start(config, tmp_path / "run")
     kept = json.loads((tmp_path / "run" / START_NAME).read_text())
     expected = tune(
         "optimal-linear", make_scenario("ideal"), synapses=100, max_state=2, horizon=50,
@@ -111,7 +110,6 @@ def test_a_tuned_start_tunes_the_linear_family_for_the_run_and_starts_there(tmp_
     )  # fmt: skip
     assert kept["source"] == "tuned:optimal-linear" and kept["model"] == "optimal-linear"
     assert kept["metrics"]["area"] == pytest.approx(expected.best_value, rel=1e-9)
-    A, b, c, _ = seen["start"]
     np.testing.assert_allclose(A.ravel(), expected.best_params["A"], atol=1e-6)
     np.testing.assert_allclose(b, expected.best_params["b"], atol=1e-6)
     np.testing.assert_allclose(kept["params"]["c"], expected.best_params["c"], atol=1e-12)
