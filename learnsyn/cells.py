@@ -478,6 +478,8 @@ def make_cell(
 
 #: the cells ``--start-from`` can start at a linear synapse
 LINEAR_START_CELLS = ("rnn", "gru")
+#: the entries a linear start must have (``drive`` is optional)
+LINEAR_KEYS = ("A", "b", "c")
 
 
 def read_linear_start(path: str, cell: str, state_size: int) -> dict[str, list[float]]:
@@ -507,7 +509,7 @@ def check_linear_start_cell(source: str, cell: str) -> None:
 def linear_start(data: Any, source: str, state_size: int) -> dict[str, list[float]]:
     """``read_linear_start``'s checks on parsed data (``source`` names it in errors)."""
     params = data.get("params", data) if isinstance(data, dict) else None
-    if not isinstance(params, dict) or not all(k in params for k in ("A", "b", "c")):
+    if not isinstance(params, dict) or not all(k in params for k in LINEAR_KEYS):
         raise ValueError(
             f"--start-from {source}: no linear synapse in it (expected A, b and c at the top "
             "level or under 'params')"

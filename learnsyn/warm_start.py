@@ -20,12 +20,11 @@ from typing import Any
 
 #: prefix of a ``--start-from`` value that names a linear baseline to tune for the run
 TUNED_PREFIX = "tuned:"
-#: the parameters a baseline must have to be a linear start (``cells.read_linear_start``)
-LINEAR_KEYS = ("A", "b", "c")
 
 
 def linear_families() -> list[str]:
     """Hand-crafted families whose tuned parameters are a linear synapse (A, b, c)."""
+    from learnsyn.cells import LINEAR_KEYS
     from learnsyn.registry import model_class, model_names
 
     return [
