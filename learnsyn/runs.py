@@ -199,6 +199,7 @@ def train(
     prepare_model=None,
     observe=None,
     figure_baselines: list[dict[str, Any]] | None = None,
+    tune_start=None,
 ) -> dict[str, Any]:
     """Run (or resume) meta-training; returns the result dict also written to result.json.
 
@@ -210,7 +211,8 @@ def train(
     first update and after every update (measurements along training; it must not change the
     model). ``figure_baselines``: rows already tuned for this run's setting (as
     ``tuning.tune_baselines_for_run`` returns them) for the TensorBoard SNR figure, instead of
-    tuning them in the run.
+    tuning them in the run; ``tune_start(names)``: how a ``tuned:MODEL`` start's family is
+    tuned (``warm_start.linear_start_for_run``).
 
     Divergence: an update that makes a parameter non-finite is undone (the parameters before it
     are restored) and counted like a skipped update; ``DIVERGENCE_LIMIT`` such updates in a row
@@ -227,7 +229,7 @@ def train(
     scenario = make_scenario(config.task, config.task_params)
     model = build_model(config).to(device)
     if config.start_from is not None and not resuming:
-        start, record = linear_start_for_run(config, scenario, run_dir, log)
+        start, record = linear_start_for_run(config, scenario, run_dir, log, tune_start)
         start_at_linear(model, start)
         atomic_write_json(run_dir / START_NAME, record)
     if prepare_model is not None and not resuming:

@@ -67,19 +67,27 @@ def check_start(config) -> None:
         raise ValueError(f"--start-from {config.start_from}: {error}") from None
 
 
-def linear_start_for_run(config, scenario, run_dir: Path, log=print) -> tuple[dict, dict]:
+def linear_start_for_run(
+    config, scenario, run_dir: Path, log=print, tune=None
+) -> tuple[dict, dict]:
     """The linear synapse a run starts at (``read_linear_start``'s dict) and what the run keeps
-    of it in ``start-synapse.json`` (source, parameters; for a tuned start its metrics)."""
+    of it in ``start-synapse.json`` (source, parameters; for a tuned start its metrics).
+    ``tune(names)``: how a tuned start's family is tuned (rows of ``tune_baselines_for_run``);
+    by default for this run's setting, cached in its ``baselines.json``. A study passes its own,
+    cached per setting with the study's seed, so that its trials tune the start once."""
     from learnsyn.cells import linear_start, read_linear_start
 
     name = tuned_model(config.start_from)
     if name is None:
         start = read_linear_start(config.start_from, config.cell, config.state_size)
         return start, {"source": config.start_from, "params": start}
-    from learnsyn.tuning import tune_baselines_for_run
+    if tune is None:
+        from learnsyn.tuning import tune_baselines_for_run
 
+        cache = Path(run_dir) / "baselines.json"
+        tune = lambda names: tune_baselines_for_run(config, scenario, names, cache, log)  # noqa: E731
     log(f"start: tuning {name} for this run (m = {config.state_size}) ...")
-    rows = tune_baselines_for_run(config, scenario, [name], Path(run_dir) / "baselines.json", log)
+    rows = tune([name])
     if not rows:
         raise ValueError(f"--start-from {config.start_from}: {name} could not be tuned here")
     row = rows[0]

@@ -8,6 +8,7 @@ import optuna
 import pytest
 
 from learnsyn.cli import main
+from learnsyn.runs import START_NAME
 
 #: a meta-training run of a fraction of a second
 TINY_LEARNED = [
@@ -87,6 +88,32 @@ def test_learned_study_on_sqlite_then_summary_and_compare(tmp_path, capsys):
     assert set(data["importances"]) <= set(best["params"]) | {"init"}
     assert f"optuna-dashboard {storage}" in printed
     assert main(["compare", "--run", best["run_dir"], "--baselines", "exponential"]) == 0
+
+
+def test_a_tuned_start_is_tuned_once_per_setting_for_the_whole_study(tmp_path, monkeypatch):
+    """``--fixed start_from=tuned:optimal-linear``: the start's family is tuned with the study's
+    seed and cached beside the figure's baselines, so trials that share a setting (here three
+    trials, one state size) tune it once, and every trial starts at that one row."""
+    import learnsyn.tuning
+
+    tuned = []
+    real = learnsyn.tuning._tune_row
+
+    def counted(name, *args, **kwargs):
+        tuned.append(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(learnsyn.tuning, "_tune_row", counted)
+    fixed = [*TINY_LEARNED[:-2], "--fixed", "state_size=2", "--fixed", "cell=rnn"]
+    args = study_args(tmp_path, "learned", *fixed, "--fixed", "start_from=tuned:optimal-linear")
+    assert main([*args, "--n-trials", "3", "--seed", "5", "--study-name", "warm"]) == 0
+    assert tuned.count("optimal-linear") == 1  # the start's family and the figure's share it
+    (cache,) = (tmp_path / "runs" / "warm" / "baselines").glob("*.json")
+    (row,) = [row for row in json.loads(cache.read_text()) if row["name"] == "optimal-linear"]
+    assert row["settings"]["seed"] == 5  # the study's seed, not a trial's
+    for number in range(3):
+        kept = json.loads((tmp_path / "runs" / "warm" / f"trial_{number}" / START_NAME).read_text())
+        assert kept["model"] == "optimal-linear" and kept["metrics"] == row["metrics"]
 
 
 def test_baseline_study_summary_to_stdout_and_resume_adds_trials(tmp_path, capsys):

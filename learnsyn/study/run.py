@@ -114,7 +114,7 @@ class TrialObjective:
         from learnsyn import runs
         from learnsyn.config import resolve_device, stream_seed
         from learnsyn.scenario import make_scenario
-        from learnsyn.tensorboard_log import RunLogger
+        from learnsyn.tensorboard_log import FIGURE_BASELINES, RunLogger
 
         s = self.settings
         try:
@@ -135,7 +135,8 @@ class TrialObjective:
                 final_evaluation=False,
                 log=lambda message: self._run_log(trial.number, message),
                 on_iteration=IntermediateReporter(trial, s.metric, config.iterations),
-                figure_baselines=self._figure_baselines(config, trial.number),
+                figure_baselines=self._shared_baselines(config, FIGURE_BASELINES, trial.number),
+                tune_start=lambda names: self._shared_baselines(config, names, trial.number),
             )
         except runs.TrainingDiverged as error:
             raise optuna.TrialPruned(str(error)) from None
@@ -158,15 +159,14 @@ class TrialObjective:
         logger.close()
         return float(evaluation.metrics[s.metric])
 
-    def _figure_baselines(self, config, number: int) -> list[dict[str, Any]]:
-        """The TensorBoard figure's baselines for a trial, tuned with the study's seed (not the
-        trial's) and cached in ``<study>/baselines/``, one file per setting: trials that share
-        a setting, in any worker, tune them once."""
+    def _shared_baselines(self, config, names, number: int) -> list[dict[str, Any]]:
+        """Baselines for a trial (the TensorBoard figure's; a ``tuned:MODEL`` start's family),
+        tuned with the study's seed (not the trial's) and cached in ``<study>/baselines/``, one
+        file per setting: trials that share a setting, in any worker, tune them once."""
         import hashlib
 
         from learnsyn.io import json_text
         from learnsyn.scenario import make_scenario
-        from learnsyn.tensorboard_log import FIGURE_BASELINES
         from learnsyn.tuning import tune_baselines_for_run, tuning_settings
 
         shared = replace(config, seed=self.settings.seed)
@@ -176,7 +176,7 @@ class TrialObjective:
         cache.parent.mkdir(parents=True, exist_ok=True)
         scenario = make_scenario(config.task, config.task_params)
         log = lambda message: self._run_log(number, message)  # noqa: E731
-        return tune_baselines_for_run(shared, scenario, FIGURE_BASELINES, cache, log)
+        return tune_baselines_for_run(shared, scenario, names, cache, log)
 
     def _run_log(self, number: int, message: str) -> None:
         if message.startswith("interrupted:"):  # a study resumes with new trials, not --resume
