@@ -109,6 +109,20 @@ def test_long_window_products_keep_their_direction_where_float64_underflows():
     assert math.isnan(zero["fraction_below_threshold"].item())
 
 
+def test_stream_means_leave_out_the_streams_whose_product_is_zero():
+    """In bounded a state clipped in every direction inside the window has a zero window
+    product, whose scale-free measures are NaN; the stream mean is over the other streams (it
+    was NaN for the whole point, and the mechanism claim then read "training diverged")."""
+    from learnsyn.degeneracy.synapse import stream_mean
+
+    values = torch.tensor([[1.0, math.nan, 3.0], [math.nan, math.nan, math.nan]])
+    means = stream_mean(values)
+    assert means[0].item() == 2.0 and math.isnan(means[1].item())
+    products = torch.stack([torch.eye(2), torch.zeros(2, 2), torch.diag(torch.tensor([1.0, 0.0]))])
+    ranks = spectrum_measures(products[None].double(), 0.1)["effective_rank"]
+    assert stream_mean(ranks).item() == pytest.approx(1.5)  # (2 + 1) / 2, the zero left out
+
+
 @pytest.mark.parametrize("cell", ["rnn", "gru"])
 def test_step_jacobian_matches_autograd_per_synapse(cell):
     torch.manual_seed(0)

@@ -25,6 +25,7 @@ from learnsyn.degeneracy.verdicts import (
     CONFIRMED,
     CONTRADICTED,
     NO_VERDICT_DIVERGED,
+    NO_VERDICT_UNDEFINED,
     NOT_CONFIRMED,
     NOT_EVALUATED,
 )
@@ -141,7 +142,10 @@ def test_non_finite_numbers_give_no_verdict_from_every_judge():
         judge_orthogonal_best_claim(NAN, {"fold0": good}),
         judge_scaled_claim(good, good, good, NAN, "orthogonal-x0.8", 30),
     ]
-    assert [claim["verdict"] for claim in claims] == [NO_VERDICT_DIVERGED] * len(claims)
+    # the mechanism is judged at initialization: a non-finite rank there is an undefined
+    # measure (every stream's window product exactly zero), not a diverged run
+    assert claims[0]["verdict"] == NO_VERDICT_UNDEFINED and "undefined" in claims[0]["reason"]
+    assert [claim["verdict"] for claim in claims[1:]] == [NO_VERDICT_DIVERGED] * (len(claims) - 1)
 
 
 def _synthetic_raw(config, final_by_init):

@@ -516,6 +516,15 @@ def make_isometric_(model: LearnedSynapse, horizon: int, timescale_in_horizons: 
             raise ValueError(f"no isometric control for cell {model.cell!r}")
 
 
+def stream_mean(values: torch.Tensor) -> torch.Tensor:
+    """The mean over the streams (dim 1) of a measure ``(lengths, streams)``, over the streams
+    where it is defined (not NaN); NaN where it is defined in none."""
+    defined = ~torch.isnan(values)
+    total = torch.where(defined, values, torch.zeros_like(values)).sum(dim=1)
+    count = defined.sum(dim=1)
+    return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, math.nan))
+
+
 def measure_model(
     model: LearnedSynapse,
     scenario: Scenario,
@@ -527,7 +536,10 @@ def measure_model(
     ``timescales_used`` of the mean one-step Jacobian and the recurrent matrix's measures.
 
     The streams depend on (base seed, seed index) only, so every init and every measurement
-    point of a seed index sees the same event streams.
+    point of a seed index sees the same event streams. A stream whose product is exactly zero
+    (in a scenario with a range, a state clipped in every direction inside the window) has no
+    direction: it counts 0 in the RMS and is left out of the scale-free means
+    (``stream_mean``), which are NaN only when every stream's product is zero.
     """
     generator = seeded_generator(experiment.seed, seed_index, _JACOBIAN_STREAM)
     lengths = experiment.resolved_window_lengths
@@ -539,7 +551,7 @@ def measure_model(
     measures = spectrum_measures(stacked, experiment.small_value_threshold, scales)
     matrix = model.recurrent_matrix().detach()
     return {
-        "jacobian": {name: values.mean(dim=1).numpy() for name, values in measures.items()},
+        "jacobian": {name: stream_mean(values).numpy() for name, values in measures.items()},
         "timescales_used": mean_jacobian_timescales(mean_jacobian, config.horizon)[
             "timescales_used"
         ],

@@ -27,6 +27,7 @@ from learnsyn.degeneracy.seed_statistics import (
 from learnsyn.degeneracy.verdicts import (
     CONTRADICTION_RULE,
     NO_VERDICT_DIVERGED,
+    NO_VERDICT_UNDEFINED,
     SIGNIFICANCE,
     all_finite,
     combine,
@@ -65,9 +66,15 @@ def judge_mechanism_claim(
 ) -> dict[str, Any]:
     """The effective rank of ``P_horizon`` at initialization is significantly below
     orthogonal's for every degenerate init in ``ranks``; contradicted when one is
-    significantly above."""
+    significantly above. At initialization nothing has trained, so a non-finite rank is an
+    undefined measure (every stream's product exactly zero), not a diverged run."""
     if not all_finite(orthogonal_rank, *ranks.values()):
-        return _diverged(MECHANISM_STATEMENT)
+        return no_verdict(
+            MECHANISM_STATEMENT,
+            NO_VERDICT_UNDEFINED,
+            f"the effective rank of P_{horizon} at initialization is undefined for a compared "
+            "init (its product is exactly zero in every stream)",
+        )
     return {
         "statement": MECHANISM_STATEMENT,
         "rule": (

@@ -12,6 +12,10 @@ Every claim of the degeneracy experiments ends in exactly one of:
   gradient norm, so no comparison is meaningful;
 - ``no verdict: run too short to judge``: the run ends before the epochs at which the claim is
   judged;
+- ``no verdict: measure undefined``: a claim about a measure at initialization (no training
+  involved) meets a measure that is not defined there, e.g. the effective rank of a window
+  product that is exactly zero in every stream (a state clipped at its bound in every direction
+  inside the window has a zero Jacobian);
 - ``not evaluated``: a condition the claim needs was not run.
 """
 
@@ -30,6 +34,7 @@ NOT_CONFIRMED = "not confirmed"
 CONTRADICTED = "contradicted"
 NO_VERDICT_DIVERGED = "no verdict: training diverged"
 NO_VERDICT_TOO_SHORT = "no verdict: run too short to judge"
+NO_VERDICT_UNDEFINED = "no verdict: measure undefined"
 NOT_EVALUATED = "not evaluated"
 VERDICTS = (
     CONFIRMED,
@@ -37,6 +42,7 @@ VERDICTS = (
     CONTRADICTED,
     NO_VERDICT_DIVERGED,
     NO_VERDICT_TOO_SHORT,
+    NO_VERDICT_UNDEFINED,
     NOT_EVALUATED,
 )
 CONTRADICTION_RULE = "contradicted when the predicted training outcome is significantly reversed"
