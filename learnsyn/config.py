@@ -127,12 +127,19 @@ def resolve_auto_init(
         return init, cell_params
     if cell not in ("gru", "rnn"):
         return "default", cell_params
-    if scenario.constrains_state:
-        sized = dict(CONSTRAINED_CELL_PARAMS)
-        if cell == "gru":
-            sized.update(CONSTRAINED_GRU_PARAMS)
-        cell_params = {**sized, **cell_params}
-    return "rotation", cell_params
+    return "rotation", {**constrained_sizing(cell, scenario), **cell_params}
+
+
+def constrained_sizing(cell: str, scenario) -> dict[str, Any]:
+    """The cell parameters that size a tanh RNN or GRU to the range where ``scenario``
+    constrains the state (``CONSTRAINED_CELL_PARAMS``, and ``CONSTRAINED_GRU_PARAMS`` for the
+    GRU); none elsewhere or for other cells."""
+    if cell not in ("gru", "rnn") or not scenario.constrains_state:
+        return {}
+    sized = dict(CONSTRAINED_CELL_PARAMS)
+    if cell == "gru":
+        sized.update(CONSTRAINED_GRU_PARAMS)
+    return sized
 
 
 def grid_states(task: str, task_params: dict, state_size: int) -> int | None:

@@ -109,6 +109,23 @@ def test_long_window_products_keep_their_direction_where_float64_underflows():
     assert math.isnan(zero["fraction_below_threshold"].item())
 
 
+def test_every_init_gets_the_range_sizing_where_the_scenario_constrains_the_state():
+    """In bounded and noisy the post's inits get the sizing ``auto`` gives (a learnable
+    saturation s = 4, ...), so that the inits differ only in the recurrent matrix; a given
+    ``--cell-param`` wins; the ideal scenario adds nothing."""
+    from learnsyn.config import CONSTRAINED_CELL_PARAMS, CONSTRAINED_GRU_PARAMS
+
+    bounded = SynapseDegeneracyConfig.quick(cells=("gru",), task="bounded")
+    sized = {**CONSTRAINED_CELL_PARAMS, **CONSTRAINED_GRU_PARAMS}
+    for init in ("fold0", "orthogonal", "default", "isometric"):
+        assert train_config(bounded, init, 0).cell_params == sized
+    given = SynapseDegeneracyConfig.quick(task="noisy", cell_params={"output_scale": 2.0})
+    assert train_config(given, "fold0", 0).cell_params == {"state_std": 0.8, "output_scale": 2.0}
+    assert train_config(SynapseDegeneracyConfig.quick(), "fold0", 0).cell_params == {}
+    model = build_model(train_config(bounded, "fold0", 0))
+    assert model.log_scale is not None  # the saturation s tanh(y / s), not a plain tanh
+
+
 def test_stream_means_leave_out_the_streams_whose_product_is_zero():
     """In bounded a state clipped in every direction inside the window has a zero window
     product, whose scale-free measures are NaN; the stream mean is over the other streams (it

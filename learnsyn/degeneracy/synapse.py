@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from learnsyn.cells import GRUSynapse, LearnedSynapse, TanhRNNSynapse
-from learnsyn.config import TrainConfig, setting
+from learnsyn.config import TrainConfig, constrained_sizing, setting
 from learnsyn.degeneracy.measures import DEFAULT_SMALL_VALUE_THRESHOLD
 from learnsyn.degeneracy.outputs import (
     progress_bar,
@@ -474,11 +474,15 @@ def train_config(config: SynapseDegeneracyConfig, init: str, seed_index: int) ->
     """The ``TrainConfig`` of one run of a one-point ``config``: TrainConfig's defaults, the
     experiment's ``train`` settings, then the point, the init and the run's seed. The
     isometric control starts from ``orthogonal`` (``make_isometric_`` does the rest);
-    ``burn_in_horizons`` sets the burn-in from the point's horizon."""
+    ``burn_in_horizons`` sets the burn-in from the point's horizon. Where the scenario
+    constrains the state, every init gets the range sizing that ``auto`` gives
+    (``config.constrained_sizing``; ``--cell-param`` wins), so that the inits differ only in
+    the recurrent matrix (without it, the post's inits ran with a plain tanh: bounded at 8
+    levels moved them by 27, more than the recurrent init did)."""
     burn_in = {}
     if config.burn_in_horizons is not None:
         burn_in = {"burn_in": max(1, round(config.burn_in_horizons * config.horizon))}
-    return TrainConfig(
+    run = TrainConfig(
         **{
             **config.train,
             **burn_in,
@@ -490,6 +494,8 @@ def train_config(config: SynapseDegeneracyConfig, init: str, seed_index: int) ->
             "device": "cpu",
         }
     )
+    sizing = constrained_sizing(run.cell, make_scenario(run.task, run.task_params))
+    return dataclasses.replace(run, cell_params={**sizing, **run.cell_params})
 
 
 def make_isometric_(model: LearnedSynapse, horizon: int, timescale_in_horizons: float) -> None:
