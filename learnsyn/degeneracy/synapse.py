@@ -525,10 +525,7 @@ def make_isometric_(model: LearnedSynapse, horizon: int, timescale_in_horizons: 
 def stream_mean(values: torch.Tensor) -> torch.Tensor:
     """The mean over the streams (dim 1) of a measure ``(lengths, streams)``, over the streams
     where it is defined (not NaN); NaN where it is defined in none."""
-    defined = ~torch.isnan(values)
-    total = torch.where(defined, values, torch.zeros_like(values)).sum(dim=1)
-    count = defined.sum(dim=1)
-    return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, math.nan))
+    return torch.nanmean(values, dim=1)
 
 
 def measure_model(
