@@ -420,13 +420,15 @@ class TrainConfig:
                     "use fewer levels, a smaller m or --estimator monte-carlo"
                 )
         check_training_memory(self)
-        make_cell(
+        cell = make_cell(
             self.cell,
             self.state_size,
             init=self.init,
             fold_axis=self.fold_axis,
             cell_params=self.cell_params,
         )
+        # as the cell reads them: `--cell-param output_scale=4` is stored as the number 4.0
+        self.cell_params = {k: cell.params.get(k, v) for k, v in self.cell_params.items()}
         if self.start_from is not None:
             from learnsyn.warm_start import check_start
 
