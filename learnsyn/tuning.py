@@ -445,9 +445,13 @@ def tune_baselines_for_run(
             except ValueError as error:
                 log(f"baseline {name} left out: {error}")
                 continue
-            rows = [other for other in rows if other.get("name") != name] + [row]
             by_name[name] = row
             if cache is not None:
+                # read again just before writing: rows that another process (a study's other
+                # worker) added to the cache while this one tuned are kept
+                if Path(cache).exists():
+                    rows = read_json(cache)
+                rows = [other for other in rows if other.get("name") != name] + [row]
                 atomic_write_json(cache, rows)
         wanted.append(by_name[name])
     return wanted

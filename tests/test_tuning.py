@@ -128,6 +128,28 @@ def test_a_cached_baseline_is_tuned_again_for_other_settings_or_code(tmp_path, m
     assert rows(longer)[0]["value"] == 3.0 and tuned == [75, 300, 300]
 
 
+def test_a_row_another_process_writes_while_this_one_tunes_is_kept(tmp_path, monkeypatch):
+    # two trials of a study share <study>/baselines/: the one that finishes tuning last must not
+    # drop the row the other wrote meanwhile (it was read before that row existed)
+    import learnsyn.tuning as tuning
+    from learnsyn.config import TrainConfig
+    from learnsyn.io import atomic_write_json, read_json
+
+    cache = tmp_path / "baselines.json"
+
+    def fake_row(name, config, scenario, log):
+        atomic_write_json(cache, [{"name": "benna-fusi", "value": 7.0}])  # the other trial
+        return {"name": name, "value": 1.0}
+
+    monkeypatch.setattr(tuning, "_tune_row", fake_row)
+    config = TrainConfig(state_size=2, horizon=30)
+    rows = tuning.tune_baselines_for_run(
+        config, make_scenario("ideal"), ("exponential",), cache, log=print
+    )
+    assert rows[0]["value"] == 1.0
+    assert sorted(row["name"] for row in read_json(cache)) == ["benna-fusi", "exponential"]
+
+
 def test_tuning_progress_lines_cover_evaluations_and_the_adam_step():
     from learnsyn.tuning import progress_lines
 
