@@ -86,7 +86,7 @@ def linear_start_for_run(
 
         cache = Path(run_dir) / "baselines.json"
         tune = lambda names: tune_baselines_for_run(config, scenario, names, cache, log)  # noqa: E731
-    log(f"start: tuning {name} for this run (m = {config.state_size}) ...")
+    log(f"start: {name} tuned for this run (m = {config.state_size}; read from the cache if done)")
     rows = tune([name])
     if not rows:
         raise ValueError(f"--start-from {config.start_from}: {name} could not be tuned here")
