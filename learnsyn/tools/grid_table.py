@@ -1,0 +1,352 @@
+"""The strongest synapse of its size on the bounded grid, searched without a parametric form.
+
+In the ``bounded`` scenario every state variable is clipped and stochastically rounded to ``L``
+levels after each step, so after its first step a continuous-state synapse with ``m`` variables
+lives on the ``S = L^m`` grid points and everything it does is a table: the target ``F(x, e)``
+of each grid point ``x`` under each event ``e = +-1`` (which the scenario then clips and
+rounds), and its readout ``w = c . x`` (the readout of the cells and of the linear synapses).
+``python -m learnsyn.tools.grid_table --run DIR`` starts from the run's own table (its trained
+cell's targets on the grid, its readout) and optimizes every entry with Adam on the exact SNR of
+the grid chain (``estimate.grid``, stationary, the run's N, metric, horizon, threshold and
+convention; the same smooth surrogate and temperature schedule as training). The result is a
+synapse of the scenario with the run's m, with no form imposed: what the learned cell's form,
+or its training, leaves on the table. ``--start random:SEED`` starts from random targets.
+
+``--free-transitions`` relaxes the scenario's rule instead: any Markov chain on the ``S`` grid
+states (each row of each event's transition matrix free, a softmax; a free readout per state),
+the family of finite-state synapses with the same number of states. No ``m``-variable synapse of
+the scenario is such a chain in general (its rounding moves each variable to one of two
+neighbouring levels, independently), so this is a larger family, not a competitor inside the
+scenario: it measures what the per-variable rounding costs.
+
+Both searches are local (Adam from one start), so their values are lower bounds on the best of
+each family. The final value is computed by ``learnsyn.evaluate``: the table as a synapse of the
+scenario (exact on the grid at the run's burn-in; ``--check-batch P`` adds a Monte Carlo
+evaluation by the scenario's own simulator), the free chain as a finite-state synapse in the
+scenario's events without the constraint (its closed form, a method independent of the grid).
+
+Writes ``DIR/grid-table.json`` or ``DIR/grid-markov.json`` (atomically; ``--out`` elsewhere):
+the start's and the found value, the search's history, and the table or chain itself
+(``load_grid_synapse`` rebuilds the synapse from it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from learnsyn.synapse import MarkovForm, MarkovSynapse, ModelInfo, Synapse
+
+#: the free-transitions search keeps dense S x S matrices: grids up to this many states
+MAX_FREE_STATES = 1024
+
+
+class GridTableSynapse(Synapse):
+    """A synapse given by its targets on the bounded level grid: ``targets[0]`` (event +1) and
+    ``targets[1]`` (event -1), ``[S, m]`` each, at the flat grid index of ``estimate.grid``
+    (variable 0 fastest); a state is looked up at its nearest grid point. Readout ``c . x``."""
+
+    info = ModelInfo(
+        name="grid-table",
+        summary="targets F(x, e) on the bounded level grid, readout c . x",
+        reference="learnsyn.tools.grid_table",
+        family="learned",
+    )
+    needs_state_range = True
+
+    def __init__(self, targets, readout, levels: int, bound: float, initial=None):
+        super().__init__()
+        targets = torch.as_tensor(targets, dtype=torch.float64)
+        self.state_size = targets.shape[-1]
+        self.levels, self.bound = int(levels), float(bound)
+        if targets.shape != (2, self.levels**self.state_size, self.state_size):
+            raise ValueError(
+                f"grid table of shape {tuple(targets.shape)} is not allowed: expected "
+                f"(2, {self.levels}^{self.state_size}, {self.state_size})"
+            )
+        self.targets = torch.nn.Parameter(targets.clone())
+        self.c = torch.nn.Parameter(torch.as_tensor(readout, dtype=torch.float64).clone())
+        initial = torch.zeros(self.state_size) if initial is None else initial
+        self.register_buffer("initial", torch.as_tensor(initial, dtype=torch.float64).clone())
+
+    def initial_state(self, batch, *, device=None, dtype=torch.float32):
+        return self.initial.to(device=device, dtype=dtype).expand(batch, -1).clone()
+
+    def step(self, state, events, flags=None):
+        spacing = 2.0 * self.bound / (self.levels - 1)
+        level = ((state.clamp(-self.bound, self.bound) + self.bound) / spacing).round().long()
+        flat = (level * self.levels ** torch.arange(self.state_size, device=state.device)).sum(-1)
+        targets = self.targets.to(state.dtype)
+        return torch.where((events > 0).unsqueeze(-1), targets[0][flat], targets[1][flat])
+
+    def readout(self, state):
+        return state @ self.c.to(state.dtype)
+
+    def clip_(self) -> None:
+        """Targets beyond the range are clipped anyway; keep them on it (they keep a gradient)."""
+        with torch.no_grad():
+            self.targets.clamp_(-self.bound, self.bound)
+
+
+class GridMarkovSynapse(MarkovSynapse):
+    """A finite-state synapse found by ``--free-transitions`` (its states are the grid's)."""
+
+    info = ModelInfo(
+        name="grid-markov",
+        summary="any Markov chain on the states of a bounded level grid, free readout",
+        reference="learnsyn.tools.grid_table --free-transitions",
+        family="learned",
+    )
+
+
+def table_of(model: Synapse, levels: int, bound: float) -> GridTableSynapse:
+    """``model``'s table on the grid: its targets from its own ``step`` at every grid point and
+    its readout ``c`` (the readout must be affine in the state: ``c . x`` plus a constant)."""
+    from learnsyn.estimate.grid import grid_points
+
+    dtype = next(model.parameters()).dtype if list(model.parameters()) else torch.float32
+    points = grid_points(levels, bound, model.state_size)
+    with torch.no_grad():
+        x = points.to(dtype)
+        ones = torch.ones(len(points), dtype=dtype)
+        targets = torch.stack([model.step(x, ones), model.step(x, -ones)]).double()
+        weights = model.readout(x).double()
+        initial = model.initial_state(1, dtype=torch.float64)[0]
+    design = torch.cat([points, torch.ones(len(points), 1, dtype=torch.float64)], 1)
+    fit = torch.linalg.lstsq(design, weights[:, None]).solution[:, 0]
+    if not torch.allclose(design @ fit, weights, atol=1e-4 * (1 + weights.abs().max())):
+        raise ValueError("the model's readout is not affine in its state: no table c . x")
+    return GridTableSynapse(targets, fit[:-1], levels, bound, initial)
+
+
+def random_table(seed: int, levels: int, bound: float, state_size: int) -> GridTableSynapse:
+    """Targets uniform in the range, a Gaussian readout."""
+    g = torch.Generator().manual_seed(seed)
+    states = levels**state_size
+    targets = (torch.rand(2, states, state_size, generator=g, dtype=torch.float64) * 2 - 1) * bound
+    readout = torch.randn(state_size, generator=g, dtype=torch.float64)
+    return GridTableSynapse(targets, readout, levels, bound)
+
+
+class _FreeChain(torch.nn.Module):
+    """Transition logits per event ``[S, S]`` and a readout per state, started at a table's
+    chain (zero entries at log 1e-9, so that they can grow)."""
+
+    def __init__(self, table: GridTableSynapse):
+        from learnsyn.estimate.grid import build_grid_chain
+
+        super().__init__()
+        self.table = table
+        with torch.no_grad():
+            chain = build_grid_chain(table, table.levels, table.bound, dtype=torch.float64)
+        self.logits = torch.nn.Parameter(
+            torch.stack([(m.to_dense() + 1e-9).log() for m in (chain.plus, chain.minus)])
+        )
+        self.weights = torch.nn.Parameter(chain.weights.detach().clone())
+
+    def chain(self):
+        """The ``GridChain`` of the current values (for ``estimate.grid``'s SNR)."""
+        from learnsyn.estimate.grid import GridChain, SparseStochastic, build_grid_chain
+
+        with torch.no_grad():
+            base = build_grid_chain(self.table, self.table.levels, self.table.bound)
+        size = base.states
+        rows = torch.arange(size).repeat_interleave(size)
+        cols = torch.arange(size).repeat(size)
+        plus, minus = (
+            SparseStochastic(rows, cols, torch.softmax(self.logits[k], -1).reshape(-1), size)
+            for k in (0, 1)
+        )
+        return GridChain(
+            model=self.table,
+            levels=base.levels,
+            bound=base.bound,
+            points=base.points,
+            plus=plus,
+            minus=minus,
+            weights=self.weights,
+            initial=base.initial,
+            undefined=base.undefined,
+        )
+
+    def form(self) -> MarkovForm:
+        matrices = torch.softmax(self.logits.detach(), -1).numpy()
+        return MarkovForm(matrices[0], matrices[1], self.weights.detach().numpy().copy())
+
+
+def search(
+    run_dir,
+    *,
+    start: str = "run",
+    free_transitions: bool = False,
+    iterations: int = 3000,
+    lr: float = 0.01,
+    check_batch: int = 0,
+    out=None,
+    log=print,
+) -> dict[str, Any]:
+    """The search of the module docstring; the report as written."""
+    from learnsyn.estimate.grid import GRID_SCENARIO, grid_snr
+    from learnsyn.estimate.snr import compute_metrics, smooth_objective
+    from learnsyn.evaluate import evaluate
+    from learnsyn.io import atomic_write_json
+    from learnsyn.runs import evaluate_trained, load_run
+    from learnsyn.scenario import make_scenario
+
+    if iterations < 0 or not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"--iterations {iterations} / --lr {lr} is not allowed: need >= 0 and > 0")
+    run_dir = Path(run_dir)
+    config, model, _ = load_run(run_dir)
+    scenario = make_scenario(config.task, config.task_params)
+    if scenario.info.name != GRID_SCENARIO:
+        raise ValueError(f"a grid table needs the {GRID_SCENARIO} scenario (run: {config.task})")
+    levels, bound, m = scenario.params["levels"], scenario.params["bound"], config.state_size
+    if free_transitions and levels**m > MAX_FREE_STATES:
+        raise ValueError(
+            f"--free-transitions keeps dense matrices: {levels}^{m} = {levels**m} states, more "
+            f"than {MAX_FREE_STATES}"
+        )
+    if start == "run":
+        table = table_of(model, levels, bound)
+    elif start.startswith("random:") and start[7:].isdigit():
+        table = random_table(int(start[7:]), levels, bound, m)
+    else:
+        raise ValueError(f"--start {start!r} is not allowed: expected run or random:SEED")
+    free = _FreeChain(table) if free_transitions else None
+    searched = free if free is not None else table
+    ages = torch.arange(config.horizon, dtype=torch.float64)
+
+    def curve() -> torch.Tensor:
+        chain = free.chain() if free is not None else None
+        snr = grid_snr(table, scenario, ages, config.synapses, config.convention,
+                       burn_in=None, chain=chain)  # fmt: skip
+        return snr[0]
+
+    def value(snr: torch.Tensor) -> float:
+        metrics = compute_metrics(ages.numpy(), snr.detach().numpy(), config.threshold)
+        return float(metrics[config.metric])
+
+    optimizer = torch.optim.Adam(searched.parameters(), lr=lr)
+    best, history, clock = -math.inf, [], time.perf_counter()
+    best_state = copy.deepcopy(searched.state_dict())
+    for iteration in range(iterations + 1):
+        snr = curve()
+        current = value(snr)
+        if iteration == 0:
+            start_value = current
+        if current > best:
+            best, best_state = current, copy.deepcopy(searched.state_dict())
+        if iteration % 50 == 0 or iteration == iterations:
+            history.append([iteration, current])
+        if iteration % 250 == 0:
+            log(f"  iteration {iteration}: {config.metric} {current:.3f}, best {best:.3f} "
+                f"({time.perf_counter() - clock:.0f} s)")  # fmt: skip
+        if iteration == iterations:
+            break
+        temperature = config.temperature * (
+            config.resolved_temperature_final() / config.temperature
+        ) ** (iteration / max(iterations, 1))
+        loss = -smooth_objective(snr, ages, config.threshold, config.metric, temperature)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if free is None:
+            table.clip_()
+    searched.load_state_dict(best_state)
+    report: dict[str, Any] = {
+        "run": str(run_dir),
+        "family": "free-transitions" if free is not None else "grid-table",
+        "start": start,
+        "metric": config.metric,
+        "iterations": iterations,
+        "lr": lr,
+        "seconds": time.perf_counter() - clock,
+        "start_value": start_value,
+        "value": best,
+        "history": history,
+    }
+    if free is None:
+        final = evaluate_trained(table, config, batch=4096, seed=0, device="cpu",
+                                 scenario=scenario, method="exact")  # fmt: skip
+        report["evaluation"] = {"method": final.method, "burn_in": config.resolved_burn_in(),
+                                "metrics": final.metrics}  # fmt: skip
+        if check_batch:
+            mc = evaluate_trained(table, config, batch=check_batch, seed=0, device="cpu",
+                                  scenario=scenario, method="monte-carlo")  # fmt: skip
+            report["monte_carlo"] = {"pairs": check_batch, "metrics": mc.metrics,
+                                     "metrics_stderr": mc.metrics_stderr}  # fmt: skip
+        report["table"] = {
+            "levels": levels,
+            "bound": bound,
+            "targets": table.targets.detach().tolist(),
+            "readout": table.c.detach().tolist(),
+            "initial": table.initial.tolist(),
+        }
+    else:
+        form = free.form()
+        final = evaluate(GridMarkovSynapse(form), make_scenario("ideal"), synapses=config.synapses,
+                         horizon=config.horizon, method="exact", convention=config.convention,
+                         threshold=config.threshold)  # fmt: skip
+        report["evaluation"] = {"method": f"{final.method} (finite-state closed form)",
+                                "metrics": final.metrics}  # fmt: skip
+        report["chain"] = {"M_plus": form.M_plus.tolist(), "M_minus": form.M_minus.tolist(),
+                           "weights": form.weights.tolist()}  # fmt: skip
+    name = "grid-markov.json" if free is not None else "grid-table.json"
+    atomic_write_json(Path(out) if out else run_dir / name, report)
+    return report
+
+
+def load_grid_synapse(path) -> Synapse:
+    """The synapse of a ``grid-table.json`` or ``grid-markov.json`` report."""
+    from learnsyn.io import read_json
+
+    report = read_json(path)
+    if "table" in report:
+        t = report["table"]
+        return GridTableSynapse(t["targets"], t["readout"], t["levels"], t["bound"], t["initial"])
+    if "chain" in report:
+        c = report["chain"]
+        form = MarkovForm(*(np.asarray(c[k]) for k in ("M_plus", "M_minus", "weights")))
+        return GridMarkovSynapse(form)
+    raise ValueError(f"{path} holds neither a grid table nor a chain")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m learnsyn.tools.grid_table",
+        description="search the bounded grid's synapses of a run's size without a form",
+    )
+    parser.add_argument("--run", required=True, help="run directory (bounded scenario)")
+    parser.add_argument("--start", default="run", help="run (its cell's table) | random:SEED")
+    parser.add_argument(
+        "--free-transitions", action="store_true", help="any Markov chain on the grid's states"
+    )
+    parser.add_argument("--iterations", type=int, default=3000, help="Adam steps")
+    parser.add_argument("--lr", type=float, default=0.01, help="Adam's learning rate")
+    parser.add_argument("--check-batch", type=int, default=0, help="Monte Carlo pairs (0: none)")
+    parser.add_argument("--out", help="report path (default: in the run directory)")
+    args = parser.parse_args(argv)
+    try:
+        report = search(args.run, start=args.start, free_transitions=args.free_transitions,
+                        iterations=args.iterations, lr=args.lr, check_batch=args.check_batch,
+                        out=args.out)  # fmt: skip
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    final = report["evaluation"]["metrics"][report["metric"]]
+    print(f"{report['family']}: {report['metric']} {report['start_value']:.3f} at the start -> "
+          f"{report['value']:.3f} (stationary), {final:.3f} by learnsyn.evaluate "
+          f"({report['evaluation']['method']})")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

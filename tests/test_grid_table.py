@@ -1,0 +1,104 @@
+"""`learnsyn.tools.grid_table`: a run's synapse as a table on the bounded grid is the same
+synapse (the same exact curve, the same simulation); the table search and the free-transitions
+search only go up from it; the free chain's closed form agrees with the grid estimator; bad
+input is one clear line."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+from test_grid_training import GRID
+
+from learnsyn.estimate.grid import grid_snr
+from learnsyn.evaluate import evaluate
+from learnsyn.runs import load_run, train
+from learnsyn.scenario import make_scenario
+from learnsyn.tools import grid_table
+from learnsyn.tools.grid_table import load_grid_synapse, search, table_of
+
+
+@pytest.fixture(scope="module")
+def grid_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("grid-table") / "run"
+    train(replace(GRID, iterations=6), run, log=lambda *a, **k: None)
+    return run
+
+
+def stationary_curve(model, scenario):
+    with torch.no_grad():
+        return grid_snr(model, scenario, torch.arange(40), 100, "large-n", burn_in=None)[0]
+
+
+def test_a_cell_and_its_table_are_the_same_synapse_of_the_scenario(grid_run):
+    config, model, _ = load_run(grid_run)
+    scenario = make_scenario(config.task, config.task_params)
+    table = table_of(model, scenario.params["levels"], scenario.params["bound"])
+    assert table.targets.shape == (2, 36, 2)
+    cell = stationary_curve(model.double(), scenario)
+    assert torch.allclose(stationary_curve(table, scenario), cell,
+                          rtol=1e-5, atol=1e-6)  # fmt: skip
+    # the scenario's own simulator moves the table as it moves the cell: after the first step
+    # both are on the grid, so with a stationary start they agree within Monte Carlo error
+    kwargs = dict(synapses=100, horizon=40, convention="large-n", burn_in=200, batch=4096)
+    exact = evaluate(table, scenario, method="exact", **kwargs).metrics["area"]
+    mc = evaluate(table, scenario, method="monte-carlo", **kwargs)
+    assert abs(mc.metrics["area"] - exact) < 4 * mc.metrics_stderr["area"] + 1e-9
+
+
+def test_the_table_search_only_goes_up_and_its_report_rebuilds_the_synapse(grid_run, tmp_path):
+    out = tmp_path / "table.json"
+    report = search(grid_run, iterations=12, lr=0.02, out=out, log=lambda *a: None)
+    assert report["family"] == "grid-table"
+    assert report["value"] >= report["start_value"]
+    assert report["value"] == max(value for _, value in report["history"])
+    config, _, _ = load_run(grid_run)
+    scenario = make_scenario(config.task, config.task_params)
+    rebuilt = load_grid_synapse(out)
+    assert json.loads(out.read_text())["evaluation"]["method"] == "exact"
+    kwargs = dict(synapses=100, horizon=40, convention="large-n", burn_in=config.resolved_burn_in())
+    area = evaluate(rebuilt, scenario, method="exact", **kwargs).metrics["area"]
+    assert area == pytest.approx(report["evaluation"]["metrics"]["area"], rel=1e-9)
+    # every target stays in the range (beyond it the scenario clips anyway, and no gradient moves)
+    assert rebuilt.targets.abs().max() <= 1.0 + 1e-12
+
+
+def test_the_free_chain_search_agrees_with_the_finite_state_closed_form(grid_run, tmp_path):
+    out = tmp_path / "markov.json"
+    report = search(grid_run, iterations=12, lr=0.05, free_transitions=True, out=out,
+                    log=lambda *a: None)  # fmt: skip
+    assert report["family"] == "free-transitions"
+    assert report["value"] >= report["start_value"]
+    # the value searched on (the grid estimator, stationary) and the closed form of the chain
+    # as a finite-state synapse in the scenario's events are independent computations
+    assert report["evaluation"]["metrics"]["area"] == pytest.approx(report["value"], rel=1e-6)
+    chain = load_grid_synapse(out)
+    assert chain.n_states == 36
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"start": "gaussian"}, "--start 'gaussian' is not allowed"),
+        ({"iterations": -1}, "--iterations -1"),
+        ({"lr": 0.0}, "--lr 0.0"),
+    ],
+)
+def test_bad_search_input_is_one_clear_error(grid_run, tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        search(grid_run, out=tmp_path / "x.json", log=lambda *a: None, **kwargs)
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_runs_off_the_grid_and_grids_too_large_for_dense_chains_are_refused(
+    grid_run, tmp_path, monkeypatch
+):
+    ideal = tmp_path / "ideal"
+    train(replace(GRID, task="ideal", task_params={}, estimator="auto", iterations=1), ideal,
+          log=lambda *a, **k: None)  # fmt: skip
+    with pytest.raises(ValueError, match="needs the bounded scenario"):
+        search(ideal, iterations=1, log=lambda *a: None)
+    monkeypatch.setattr(grid_table, "MAX_FREE_STATES", 16)
+    with pytest.raises(ValueError, match="6\\^2 = 36 states, more than 16"):
+        search(grid_run, iterations=1, free_transitions=True, log=lambda *a: None)
+    assert grid_table.main(["--run", str(ideal), "--iterations", "1"]) == 2
