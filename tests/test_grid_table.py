@@ -76,6 +76,27 @@ def test_the_free_chain_search_agrees_with_the_finite_state_closed_form(grid_run
     assert chain.n_states == 36
 
 
+def test_a_linear_start_from_a_file_is_the_linear_synapse_itself(grid_run, tmp_path):
+    import numpy as np
+
+    from learnsyn.synapse import LinearSynapse
+
+    params = {"A": [0.9, 0.1, -0.1, 0.8], "b": [0.3, 0.2], "c": [1.0, 0.5], "drive": [0.05, 0.0]}
+    path = tmp_path / "linear.json"
+    path.write_text(json.dumps({"params": params}))
+    report = search(grid_run, start=str(path), iterations=0, out=tmp_path / "t.json",
+                    log=lambda *a: None)  # fmt: skip
+    config, _, _ = load_run(grid_run)
+    scenario = make_scenario(config.task, config.task_params)
+    linear = LinearSynapse(np.reshape(params["A"], (2, 2)), params["b"], params["c"],
+                           drive=params["drive"])  # fmt: skip
+    assert report["start_value"] > 10  # measured 14.28: a curve above threshold, not 0 == 0
+    assert report["start_value"] == pytest.approx(
+        float(sum(max(x - 1.0, 0.0) for x in stationary_curve(linear.double(), scenario))),
+        rel=1e-5,
+    )
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -10,7 +10,9 @@ cell's targets on the grid, its readout) and optimizes every entry with Adam on 
 the grid chain (``estimate.grid``, stationary, the run's N, metric, horizon, threshold and
 convention; the same smooth surrogate and temperature schedule as training). The result is a
 synapse of the scenario with the run's m, with no form imposed: what the learned cell's form,
-or its training, leaves on the table. ``--start random:SEED`` starts from random targets.
+or its training, leaves on the table. ``--start random:SEED`` starts from random targets,
+``--start FILE`` from a linear synapse (a JSON file as ``learnsyn train --start-from`` reads:
+the tuned ``linear-range``, a ``refined-linear.json``).
 
 ``--free-transitions`` relaxes the scenario's rule instead: any Markov chain on the ``S`` grid
 states (each row of each event's transition matrix free, a softmax; a free readout per state),
@@ -218,8 +220,19 @@ def search(
         table = table_of(model, levels, bound)
     elif start.startswith("random:") and start[7:].isdigit():
         table = random_table(int(start[7:]), levels, bound, m)
+    elif start.endswith(".json") and Path(start).is_file():
+        from learnsyn.cells import read_linear_start
+        from learnsyn.synapse import LinearSynapse
+
+        linear = read_linear_start(start, "rnn", m)
+        A = np.reshape(linear["A"], (m, m))
+        synapse = LinearSynapse(A, linear["b"], linear["c"], drive=linear.get("drive"))
+        table = table_of(synapse, levels, bound)
     else:
-        raise ValueError(f"--start {start!r} is not allowed: expected run or random:SEED")
+        raise ValueError(
+            f"--start {start!r} is not allowed: expected run, random:SEED or a linear synapse's "
+            "JSON file (as --start-from reads)"
+        )
     free = _FreeChain(table) if free_transitions else None
     searched = free if free is not None else table
     ages = torch.arange(config.horizon, dtype=torch.float64)
@@ -325,7 +338,9 @@ def main(argv=None) -> int:
         description="search the bounded grid's synapses of a run's size without a form",
     )
     parser.add_argument("--run", required=True, help="run directory (bounded scenario)")
-    parser.add_argument("--start", default="run", help="run (its cell's table) | random:SEED")
+    parser.add_argument(
+        "--start", default="run", help="run (its cell's table) | random:SEED | linear FILE.json"
+    )
     parser.add_argument(
         "--free-transitions", action="store_true", help="any Markov chain on the grid's states"
     )
