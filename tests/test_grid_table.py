@@ -123,3 +123,15 @@ def test_runs_off_the_grid_and_grids_too_large_for_dense_chains_are_refused(
     with pytest.raises(ValueError, match="6\\^2 = 36 states, more than 16"):
         search(grid_run, iterations=1, free_transitions=True, log=lambda *a: None)
     assert grid_table.main(["--run", str(ideal), "--iterations", "1"]) == 2
+    (tmp_path / "a-file").write_text("")
+    under_a_file = tmp_path / "a-file" / "t.png"  # refused before the search starts
+    args = ["--run", str(grid_run), "--iterations", "1", "--plot", str(under_a_file)]
+    assert grid_table.main(args) == 2
+    assert not (grid_run / "grid-table.json").exists()
+
+
+def test_the_plot_draws_a_2_variable_table(grid_run, tmp_path):
+    config, model, _ = load_run(grid_run)
+    table = table_of(model, 6, 1.0)
+    grid_table.plot_table(table, tmp_path / "table.png")
+    assert (tmp_path / "table.png").stat().st_size > 10_000

@@ -332,6 +332,36 @@ def load_grid_synapse(path) -> Synapse:
     raise ValueError(f"{path} holds neither a grid table nor a chain")
 
 
+def plot_table(table: GridTableSynapse, path, title: str = "") -> None:
+    """What a 2-variable table does: for each event, an arrow from every grid point to its
+    target (before the rounding), the points sized by their stationary probability and coloured
+    by their readout."""
+    from learnsyn.estimate.grid import build_grid_chain
+    from learnsyn.plotting import plt, save_figure
+
+    if table.state_size != 2:
+        raise ValueError(f"--plot draws 2-variable tables (this one has m = {table.state_size})")
+    with torch.no_grad():
+        chain = build_grid_chain(table, table.levels, table.bound, dtype=torch.float64)
+        stationary = chain.background().stationary().numpy()
+        points, weights = chain.points.numpy(), chain.weights.numpy()
+        targets = table.targets.detach().numpy()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.8), sharey=True)
+    for ax, event, name in zip(axes, (0, 1), ("event +1", "event -1")):
+        moves = targets[event] - points
+        ax.quiver(points[:, 0], points[:, 1], moves[:, 0], moves[:, 1], angles="xy",
+                  scale_units="xy", scale=1, width=0.004, color="0.4")  # fmt: skip
+        dots = ax.scatter(points[:, 0], points[:, 1], s=20 + 2000 * stationary, c=weights,
+                          cmap="coolwarm", edgecolors="k", linewidths=0.3, zorder=3)  # fmt: skip
+        ax.set_title(name)
+        ax.set_xlabel("variable 1")
+        ax.set_aspect("equal")
+    axes[0].set_ylabel("variable 2")
+    fig.colorbar(dots, ax=axes, label="readout c . x", shrink=0.8)
+    fig.suptitle(title or "grid table: target of each grid point; size = stationary probability")
+    save_figure(fig, path)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m learnsyn.tools.grid_table",
@@ -348,11 +378,18 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, default=0.01, help="Adam's learning rate")
     parser.add_argument("--check-batch", type=int, default=0, help="Monte Carlo pairs (0: none)")
     parser.add_argument("--out", help="report path (default: in the run directory)")
+    parser.add_argument("--plot", metavar="PNG", help="draw the table found (2 variables)")
     args = parser.parse_args(argv)
     try:
+        from learnsyn.io import check_output_file
+
+        check_output_file(args.out, "--out")
+        check_output_file(args.plot, "--plot")
         report = search(args.run, start=args.start, free_transitions=args.free_transitions,
                         iterations=args.iterations, lr=args.lr, check_batch=args.check_batch,
                         out=args.out)  # fmt: skip
+        if args.plot and report["family"] == "grid-table":
+            plot_table(load_grid_synapse(args.out or Path(args.run) / "grid-table.json"), args.plot)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
