@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import math
 import sys
 import time
@@ -54,7 +55,10 @@ MAX_FREE_STATES = 1024
 class GridTableSynapse(Synapse):
     """A synapse given by its targets on the bounded level grid: ``targets[0]`` (event +1) and
     ``targets[1]`` (event -1), ``[S, m]`` each, at the flat grid index of ``estimate.grid``
-    (variable 0 fastest); a state is looked up at its nearest grid point. Readout ``c . x``."""
+    (variable 0 fastest); a state is looked up at its nearest grid point (in float64, so that
+    the simulator and the exact chain agree). ``first`` ``[2, m]``: the targets of the first
+    step from ``initial`` where it lies off the grid (a cell's own first step; by default those
+    of the nearest grid point); on the grid its table entry applies. Readout ``c . x``."""
 
     info = ModelInfo(
         name="grid-table",
@@ -64,7 +68,7 @@ class GridTableSynapse(Synapse):
     )
     needs_state_range = True
 
-    def __init__(self, targets, readout, levels: int, bound: float, initial=None):
+    def __init__(self, targets, readout, levels: int, bound: float, initial=None, first=None):
         super().__init__()
         targets = torch.as_tensor(targets, dtype=torch.float64)
         self.state_size = targets.shape[-1]
@@ -78,16 +82,37 @@ class GridTableSynapse(Synapse):
         self.c = torch.nn.Parameter(torch.as_tensor(readout, dtype=torch.float64).clone())
         initial = torch.zeros(self.state_size) if initial is None else initial
         self.register_buffer("initial", torch.as_tensor(initial, dtype=torch.float64).clone())
+        if first is None:
+            flat = self._flat(self.initial[None])[0]
+            first = self.targets.detach()[:, flat]
+        self.register_buffer("first", torch.as_tensor(first, dtype=torch.float64).clone())
+        spacing = 2.0 * self.bound / (self.levels - 1)
+        nearest = torch.floor((self.initial.clamp(-self.bound, self.bound) + self.bound) / spacing
+                              + 0.5) * spacing - self.bound  # fmt: skip
+        # on the grid, the initial state is a grid point like any other: its table entry applies
+        self.initial_off_grid = not torch.allclose(self.initial, nearest, atol=1e-9, rtol=0)
+        self.clip_()
+
+    def _flat(self, state: torch.Tensor) -> torch.Tensor:
+        """Flat index of the nearest grid point (half-way rounds up, in float64)."""
+        spacing = 2.0 * self.bound / (self.levels - 1)
+        position = (state.double().clamp(-self.bound, self.bound) + self.bound) / spacing
+        level = torch.floor(position + 0.5).clamp(0, self.levels - 1).long()
+        return (level * self.levels ** torch.arange(self.state_size, device=state.device)).sum(-1)
 
     def initial_state(self, batch, *, device=None, dtype=torch.float32):
         return self.initial.to(device=device, dtype=dtype).expand(batch, -1).clone()
 
     def step(self, state, events, flags=None):
-        spacing = 2.0 * self.bound / (self.levels - 1)
-        level = ((state.clamp(-self.bound, self.bound) + self.bound) / spacing).round().long()
-        flat = (level * self.levels ** torch.arange(self.state_size, device=state.device)).sum(-1)
+        flat = self._flat(state)
         targets = self.targets.to(state.dtype)
-        return torch.where((events > 0).unsqueeze(-1), targets[0][flat], targets[1][flat])
+        plus, minus = targets[0][flat], targets[1][flat]
+        if self.initial_off_grid:
+            at_start = (state == self.initial.to(state.dtype)).all(-1, keepdim=True)
+            first = self.first.to(state.dtype)
+            plus = torch.where(at_start, first[0], plus)
+            minus = torch.where(at_start, first[1], minus)
+        return torch.where((events > 0).unsqueeze(-1), plus, minus)
 
     def readout(self, state):
         return state @ self.c.to(state.dtype)
@@ -96,6 +121,7 @@ class GridTableSynapse(Synapse):
         """Targets beyond the range are clipped anyway; keep them on it (they keep a gradient)."""
         with torch.no_grad():
             self.targets.clamp_(-self.bound, self.bound)
+            self.first.clamp_(-self.bound, self.bound)
 
 
 class GridMarkovSynapse(MarkovSynapse):
@@ -111,22 +137,23 @@ class GridMarkovSynapse(MarkovSynapse):
 
 def table_of(model: Synapse, levels: int, bound: float) -> GridTableSynapse:
     """``model``'s table on the grid: its targets from its own ``step`` at every grid point and
-    its readout ``c`` (the readout must be affine in the state: ``c . x`` plus a constant)."""
+    from its initial state (computed in float64), and its readout ``c`` (the readout must be
+    affine in the state: ``c . x`` plus a constant, which the SNR ignores)."""
     from learnsyn.estimate.grid import grid_points
 
-    dtype = next(model.parameters()).dtype if list(model.parameters()) else torch.float32
+    model = copy.deepcopy(model).double()
     points = grid_points(levels, bound, model.state_size)
     with torch.no_grad():
-        x = points.to(dtype)
-        ones = torch.ones(len(points), dtype=dtype)
-        targets = torch.stack([model.step(x, ones), model.step(x, -ones)]).double()
-        weights = model.readout(x).double()
-        initial = model.initial_state(1, dtype=torch.float64)[0]
+        initial = model.initial_state(1, dtype=torch.float64)
+        ones = torch.ones(len(points), dtype=torch.float64)
+        targets = torch.stack([model.step(points, ones), model.step(points, -ones)])
+        first = torch.cat([model.step(initial, ones[:1]), model.step(initial, -ones[:1])])
+        weights = model.readout(points)
     design = torch.cat([points, torch.ones(len(points), 1, dtype=torch.float64)], 1)
     fit = torch.linalg.lstsq(design, weights[:, None]).solution[:, 0]
-    if not torch.allclose(design @ fit, weights, atol=1e-4 * (1 + weights.abs().max())):
+    if not torch.allclose(design @ fit, weights, atol=1e-6 * (1 + weights.abs().max())):
         raise ValueError("the model's readout is not affine in its state: no table c . x")
-    return GridTableSynapse(targets, fit[:-1], levels, bound, initial)
+    return GridTableSynapse(targets, fit[:-1], levels, bound, initial[0], first)
 
 
 def random_table(seed: int, levels: int, bound: float, state_size: int) -> GridTableSynapse:
@@ -146,38 +173,27 @@ class _FreeChain(torch.nn.Module):
         from learnsyn.estimate.grid import build_grid_chain
 
         super().__init__()
-        self.table = table
         with torch.no_grad():
-            chain = build_grid_chain(table, table.levels, table.bound, dtype=torch.float64)
+            self._base = build_grid_chain(table, table.levels, table.bound, dtype=torch.float64)
         self.logits = torch.nn.Parameter(
-            torch.stack([(m.to_dense() + 1e-9).log() for m in (chain.plus, chain.minus)])
+            torch.stack([(m.to_dense() + 1e-9).log() for m in (self._base.plus, self._base.minus)])
         )
-        self.weights = torch.nn.Parameter(chain.weights.detach().clone())
+        self.weights = torch.nn.Parameter(self._base.weights.detach().clone())
 
     def chain(self):
-        """The ``GridChain`` of the current values (for ``estimate.grid``'s SNR)."""
-        from learnsyn.estimate.grid import GridChain, SparseStochastic, build_grid_chain
+        """The ``GridChain`` of the current values (for ``estimate.grid``'s SNR); the table's
+        chain (kept, not a submodule: its parameters are not searched) lends its points and its
+        first step, which only seeds the stationary distribution's power iteration."""
+        from learnsyn.estimate.grid import SparseStochastic
 
-        with torch.no_grad():
-            base = build_grid_chain(self.table, self.table.levels, self.table.bound)
-        size = base.states
+        size = self._base.states
         rows = torch.arange(size).repeat_interleave(size)
         cols = torch.arange(size).repeat(size)
         plus, minus = (
             SparseStochastic(rows, cols, torch.softmax(self.logits[k], -1).reshape(-1), size)
             for k in (0, 1)
         )
-        return GridChain(
-            model=self.table,
-            levels=base.levels,
-            bound=base.bound,
-            points=base.points,
-            plus=plus,
-            minus=minus,
-            weights=self.weights,
-            initial=base.initial,
-            undefined=base.undefined,
-        )
+        return dataclasses.replace(self._base, plus=plus, minus=minus, weights=self.weights)
 
     def form(self) -> MarkovForm:
         matrices = torch.softmax(self.logits.detach(), -1).numpy()
@@ -202,6 +218,7 @@ def search(
     from learnsyn.io import atomic_write_json
     from learnsyn.runs import evaluate_trained, load_run
     from learnsyn.scenario import make_scenario
+    from learnsyn.training import temperature_at
 
     if iterations < 0 or not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"--iterations {iterations} / --lr {lr} is not allowed: need >= 0 and > 0")
@@ -247,6 +264,7 @@ def search(
         metrics = compute_metrics(ages.numpy(), snr.detach().numpy(), config.threshold)
         return float(metrics[config.metric])
 
+    schedule = dataclasses.replace(config, iterations=max(iterations, 1))  # training's annealing
     optimizer = torch.optim.Adam(searched.parameters(), lr=lr)
     best, history, clock = -math.inf, [], time.perf_counter()
     best_state = copy.deepcopy(searched.state_dict())
@@ -264,9 +282,7 @@ def search(
                 f"({time.perf_counter() - clock:.0f} s)")  # fmt: skip
         if iteration == iterations:
             break
-        temperature = config.temperature * (
-            config.resolved_temperature_final() / config.temperature
-        ) ** (iteration / max(iterations, 1))
+        temperature = temperature_at(schedule, iteration)
         loss = -smooth_objective(snr, ages, config.threshold, config.metric, temperature)
         optimizer.zero_grad()
         loss.backward()
@@ -302,6 +318,7 @@ def search(
             "targets": table.targets.detach().tolist(),
             "readout": table.c.detach().tolist(),
             "initial": table.initial.tolist(),
+            "first": table.first.tolist(),
         }
     else:
         form = free.form()
@@ -324,7 +341,8 @@ def load_grid_synapse(path) -> Synapse:
     report = read_json(path)
     if "table" in report:
         t = report["table"]
-        return GridTableSynapse(t["targets"], t["readout"], t["levels"], t["bound"], t["initial"])
+        return GridTableSynapse(t["targets"], t["readout"], t["levels"], t["bound"], t["initial"],
+                                t.get("first"))  # fmt: skip
     if "chain" in report:
         c = report["chain"]
         form = MarkovForm(*(np.asarray(c[k]) for k in ("M_plus", "M_minus", "weights")))
@@ -385,6 +403,8 @@ def main(argv=None) -> int:
 
         check_output_file(args.out, "--out")
         check_output_file(args.plot, "--plot")
+        if args.plot and args.free_transitions:
+            raise ValueError("--plot draws a grid table, not a --free-transitions chain")
         report = search(args.run, start=args.start, free_transitions=args.free_transitions,
                         iterations=args.iterations, lr=args.lr, check_batch=args.check_batch,
                         out=args.out)  # fmt: skip
