@@ -158,3 +158,7 @@ def test_the_plot_draws_a_2_variable_table(grid_run, tmp_path):
     table = table_of(model, 6, 1.0)
     grid_table.plot_table(table, tmp_path / "table.png")
     assert (tmp_path / "table.png").stat().st_size > 10_000
+    # the command draws the table it found (from its report, as written)
+    args = ["--run", str(grid_run), "--iterations", "1", "--out", str(tmp_path / "t.json")]
+    assert grid_table.main([*args, "--plot", str(tmp_path / "found.png")]) == 0
+    assert (tmp_path / "found.png").stat().st_size > 10_000

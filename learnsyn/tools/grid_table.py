@@ -86,18 +86,23 @@ class GridTableSynapse(Synapse):
             flat = self._flat(self.initial[None])[0]
             first = self.targets.detach()[:, flat]
         self.register_buffer("first", torch.as_tensor(first, dtype=torch.float64).clone())
-        spacing = 2.0 * self.bound / (self.levels - 1)
-        nearest = torch.floor((self.initial.clamp(-self.bound, self.bound) + self.bound) / spacing
-                              + 0.5) * spacing - self.bound  # fmt: skip
         # on the grid, the initial state is a grid point like any other: its table entry applies
+        nearest = self._level(self.initial) * self._spacing - self.bound
         self.initial_off_grid = not torch.allclose(self.initial, nearest, atol=1e-9, rtol=0)
         self.clip_()
 
+    @property
+    def _spacing(self) -> float:
+        return 2.0 * self.bound / (self.levels - 1)
+
+    def _level(self, state: torch.Tensor) -> torch.Tensor:
+        """Level of the nearest grid point per variable (half-way rounds up, in float64)."""
+        position = (state.double().clamp(-self.bound, self.bound) + self.bound) / self._spacing
+        return torch.floor(position + 0.5).clamp(0, self.levels - 1)
+
     def _flat(self, state: torch.Tensor) -> torch.Tensor:
-        """Flat index of the nearest grid point (half-way rounds up, in float64)."""
-        spacing = 2.0 * self.bound / (self.levels - 1)
-        position = (state.double().clamp(-self.bound, self.bound) + self.bound) / spacing
-        level = torch.floor(position + 0.5).clamp(0, self.levels - 1).long()
+        """Flat index of the nearest grid point."""
+        level = self._level(state).long()
         return (level * self.levels ** torch.arange(self.state_size, device=state.device)).sum(-1)
 
     def initial_state(self, batch, *, device=None, dtype=torch.float32):
@@ -340,7 +345,11 @@ def load_grid_synapse(path) -> Synapse:
     """The synapse of a ``grid-table.json`` or ``grid-markov.json`` report."""
     from learnsyn.io import read_json
 
-    report = read_json(path)
+    return grid_synapse(read_json(path), path)
+
+
+def grid_synapse(report: dict[str, Any], source="the report") -> Synapse:
+    """The synapse of a ``search`` report (a table or a chain)."""
     if "table" in report:
         t = report["table"]
         return GridTableSynapse(t["targets"], t["readout"], t["levels"], t["bound"], t["initial"],
@@ -349,7 +358,7 @@ def load_grid_synapse(path) -> Synapse:
         c = report["chain"]
         form = MarkovForm(*(np.asarray(c[k]) for k in ("M_plus", "M_minus", "weights")))
         return GridMarkovSynapse(form)
-    raise ValueError(f"{path} holds neither a grid table nor a chain")
+    raise ValueError(f"{source} holds neither a grid table nor a chain")
 
 
 def plot_table(table: GridTableSynapse, path, title: str = "") -> None:
@@ -410,8 +419,8 @@ def main(argv=None) -> int:
         report = search(args.run, start=args.start, free_transitions=args.free_transitions,
                         iterations=args.iterations, lr=args.lr, check_batch=args.check_batch,
                         out=args.out)  # fmt: skip
-        if args.plot and report["family"] == "grid-table":
-            plot_table(load_grid_synapse(args.out or Path(args.run) / "grid-table.json"), args.plot)
+        if args.plot:
+            plot_table(grid_synapse(report), args.plot)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
