@@ -1,4 +1,5 @@
-"""Learned synapse cells: a tanh RNN, a GRU and a structured chain, all behind the one interface.
+"""Learned synapse cells: a tanh RNN, a GRU, a structured chain and a residual network (mlp), all
+behind the one interface.
 
 A cell is shared by all synapses; its input per step is ``(event, flag)`` (flag 0 where the
 scenario provides none) and its readout ``w = c . h`` is learned too. ``init`` selects how the
@@ -14,7 +15,7 @@ recurrent matrix starts:
   that keeps the state inside tanh's linear range;
 - ``default``: the cell's ``default_init`` (``chrono`` for the tanh RNN and the GRU; ``learnsyn
   train`` resolves its own default ``auto`` to ``rotation`` in unconstrained scenarios); the chain
-  starts AT the Benna-Fusi chain (canonical parameters);
+  starts AT the Benna-Fusi chain (canonical parameters), the mlp as described in its class;
 - any name of ``learnsyn.initialization`` (``gaussian``, ``fold1``, ``orthogonal``,
   ``orthogonal-x0.8``, ...): that draw for the recurrent matrix (the degeneracy experiments).
 """
@@ -446,6 +447,96 @@ class ChainSynapse(LearnedSynapse):
         return torch.sigmoid(self.alpha_logit)
 
 
+@register_model
+class MLPSynapse(LearnedSynapse):
+    """A linear synapse plus a learned nonlinear correction: a residual one-hidden-layer net.
+
+    ``h' = h + D h + B x + d + V tanh(W [h, x] + a)``: the affine part ``(I + D, B, d)`` is a
+    linear synapse, and the hidden layer of ``width`` tanh units, read by ``V``, adds any
+    smooth function of the state and the event to it. Unlike the GRU, whose only nonlinearity
+    is a gated saturation of each variable, the correction can move each variable by an amount
+    that depends on the other variables and the event jointly (in ``bounded``, the update
+    table of a 2-variable synapse on its grid, ``learnsyn.tools.grid_table``, is this kind of
+    function). ``init=default`` starts the affine part as the chrono tanh RNN's linearization
+    (time scales log-spaced from 2 to ``timescale``, increments ``1/sqrt(T)``), ``W`` with
+    entries of std ``hidden_gain`` (so the hidden units cut the state's range [-1, 1] at
+    places spread over it), ``a`` standard normal and ``V`` with entries of std
+    ``correction / sqrt(width)``; ``set_linear`` (``--start-from``) starts it AT a linear
+    synapse with ``V = 0``.
+    """
+
+    cell = "mlp"
+    has_recurrent_matrix = False
+    info = _cell_info(
+        "mlp",
+        "learned linear synapse plus a residual tanh network of the state and the event, "
+        "h' = h + D h + B x + d + V tanh(W [h, x] + a), readout w = c.h",
+        "this project (meta-trained); the update table of learnsyn.tools.grid_table",
+        extra=(
+            ParamSpec("width", int, 32, 1, 4096, help="hidden tanh units of the correction"),
+            ParamSpec(
+                "hidden_gain",
+                float,
+                2.0,
+                0.0,
+                None,
+                low_open=True,
+                help="starting std of the hidden layer's weights",
+            ),
+            ParamSpec(
+                "correction",
+                float,
+                0.1,
+                0.0,
+                None,
+                help="starting std of the correction's output weights, times sqrt(width)",
+            ),
+        ),
+    )
+
+    def __init__(self, state_size: int = 2, **kwargs):
+        super().__init__(state_size, **kwargs)
+        m, width = state_size, self.params["width"]
+        self.D = nn.Parameter(torch.empty(m, m))
+        self.B = nn.Parameter(torch.zeros(m, INPUTS))
+        self.drive = nn.Parameter(torch.zeros(m))
+        self.W = nn.Parameter(torch.empty(width, m + INPUTS))
+        self.a = nn.Parameter(torch.empty(width))
+        self.V = nn.Parameter(torch.empty(m, width))
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(int(self.generator.initial_seed()) + 1)
+            scales = _timescales(m, self.timescale)
+            signs = torch.where(torch.arange(m) % 2 == 0, 1.0, -1.0)
+            self.D.copy_(-torch.diag(1.0 / scales))
+            self.B[:, 0] = signs / scales.sqrt()
+            self.W.copy_(torch.randn(width, m + INPUTS, generator=g) * self.params["hidden_gain"])
+            self.a.copy_(torch.randn(width, generator=g))
+            spread = self.params["correction"] / math.sqrt(width)
+            self.V.copy_(torch.randn(m, width, generator=g) * spread)
+            self.readout_weights.copy_(signs / math.sqrt(m))
+
+    def step(self, state, events, flags=None):
+        x = self._inputs(events.to(state.dtype), flags)
+        hidden = torch.tanh(torch.cat([state, x], dim=-1) @ self.W.T + self.a)
+        return state + state @ self.D.T + x @ self.B.T + self.drive + hidden @ self.V.T
+
+    def set_linear(self, A, b, c, drive=None) -> None:
+        """Make the cell the linear synapse ``A h + b xi + drive`` with readout ``c``: ``D = A -
+        I``, the event's input ``b``, the flag's 0, and no correction (``V = 0``; ``W`` and
+        ``a`` are kept, so the correction's gradient is not zero and training can grow it)."""
+        m = self.state_size
+        A, b, c = (torch.as_tensor(np.asarray(v), dtype=torch.float32) for v in (A, b, c))
+        with torch.no_grad():
+            self.D.copy_(A - torch.eye(m))
+            self.B.zero_()
+            self.B[:, 0] = b
+            self.drive.zero_()
+            if drive is not None and len(drive):
+                self.drive.copy_(torch.as_tensor(np.asarray(drive), dtype=torch.float32))
+            self.V.zero_()
+            self.readout_weights.copy_(c)
+
+
 def make_cell(
     cell: str,
     state_size: int,
@@ -477,7 +568,7 @@ def make_cell(
 
 
 #: the cells ``--start-from`` can start at a linear synapse
-LINEAR_START_CELLS = ("rnn", "gru")
+LINEAR_START_CELLS = ("rnn", "gru", "mlp")
 #: the entries a linear start must have (``drive`` is optional)
 LINEAR_KEYS = ("A", "b", "c")
 
@@ -532,7 +623,7 @@ def linear_start(data: Any, source: str, state_size: int) -> dict[str, list[floa
 
 
 def start_at_linear(model: LearnedSynapse, start: dict[str, list[float]]) -> None:
-    """Set a tanh RNN or GRU cell to ``read_linear_start``'s synapse (``set_linear``; its
+    """Set a tanh RNN, GRU or mlp cell to ``read_linear_start``'s synapse (``set_linear``; its
     saturation kept)."""
     m = model.state_size
     A = np.asarray(start["A"]).reshape(m, m)

@@ -185,7 +185,7 @@ class TrainConfig:
         1000, "N, synapses of the memory system (scales SNR by sqrt(N))", required=True
     )
     state_size: int = setting(2, "state variables m of the learned synapse", required=True)
-    cell: str = setting("gru", "learned cell: rnn | gru | chain", required=True)
+    cell: str = setting("gru", "learned cell: rnn | gru | chain | mlp", required=True)
     metric: str = setting("area", "meta-objective: area | lifetime | log_area")
     iterations: int = setting(300, "meta-training iterations (Adam updates)")
     batch: int = setting(512, "Monte Carlo batch B: synapse pairs per iteration (not N)")

@@ -257,3 +257,24 @@ def test_storage_urls_are_checked_and_shown_without_connecting(tmp_path):
     assert "secret" in remote.sqlalchemy_url and "***" in remote.dashboard_command()
     with pytest.raises(ValueError, match="no storage at"):
         parse_storage(f"sqlite:///{tmp_path}/missing.db").open(create=False)
+
+
+def test_a_study_created_before_a_cell_was_registered_resumes_with_its_own_choices(
+    tmp_path, monkeypatch, capsys
+):
+    """Optuna refuses a categorical whose choices change within a study ("does not support
+    dynamic value space"); a study begun before the mlp cell existed keeps its cell choices."""
+    import learnsyn.study.space
+
+    old = ["rnn", "gru", "chain"]
+    args = [*study_args(tmp_path, "learned", *TINY_LEARNED, "--seed", "3"), "--study-name", "old"]
+    with monkeypatch.context() as patch:
+        patch.setattr(learnsyn.study.space, "model_names", lambda family: list(old))
+        assert main([*args, "--n-trials", "1"]) == 0
+    assert "mlp" in learnsyn.study.space.learned_space()["cell"].choices
+    capsys.readouterr()
+    assert main([*args, "--n-trials", "3"]) == 0
+    assert "keeps the cell choices it was created with: rnn, gru, chain" in capsys.readouterr().err
+    trials = load(tmp_path, "old").get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert all(t.distributions["cell"].choices == tuple(old) for t in trials)

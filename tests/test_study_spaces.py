@@ -33,8 +33,8 @@ def test_learned_space_declares_the_meta_training_settings():
     assert {"cell", "state_size", "lr", "batch", "horizon", "init", "temperature"} <= set(space)
     for values in sample(space):
         assert 1e-3 <= values["lr"] <= 3e-2 and 2 <= values["state_size"] <= 8
-        # the chain cell has no recurrent matrix to initialize
-        assert ("init" in values) == (values["cell"] != "chain")
+        # the chain and mlp cells have no recurrent matrix to initialize
+        assert ("init" in values) == (values["cell"] in ("rnn", "gru"))
 
 
 def test_conditional_dimensions_follow_fixed_values_too():

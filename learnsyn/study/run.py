@@ -34,6 +34,7 @@ from learnsyn.io import atomic_write_json
 from learnsyn.study.space import (
     OBJECTIVE_KEYS,
     StudySettings,
+    keep_stored_choices,
     learned_config,
     suggest,
 )
@@ -265,7 +266,7 @@ def make_pruner(name: str):
     return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
 
 
-def _check_identity(study, settings: StudySettings) -> None:
+def _check_identity(study, settings: StudySettings, log=_log) -> None:
     import json
 
     mine = json.loads(json.dumps(settings.identity()))
@@ -273,6 +274,10 @@ def _check_identity(study, settings: StudySettings) -> None:
     if theirs is None:
         study.set_user_attr("learnsyn", mine)
         return
+    settings.space, kept = keep_stored_choices(settings.space, theirs.get("space"))
+    for name in kept:
+        choices = ", ".join(map(str, settings.space[name].choices))
+        log(f"study {study.study_name!r} keeps the {name} choices it was created with: {choices}")
     for key in OBJECTIVE_KEYS:
         if theirs.get(key) != mine[key]:
             raise ValueError(
@@ -338,7 +343,7 @@ def run_study(
             pruner=make_pruner(pruner),
             load_if_exists=True,
         )
-        _check_identity(study, settings)
+        _check_identity(study, settings, log)
         if not study.get_trials(deepcopy=False) and list(study_dir.glob("trial_*")):
             raise ValueError(
                 f"{study_dir} holds trial directories of another study named {study_name!r}; "

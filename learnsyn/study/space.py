@@ -194,6 +194,23 @@ def suggest(trial, space: Space, fixed: dict[str, Any] | None = None) -> dict[st
     return values
 
 
+def keep_stored_choices(space: Space, stored: dict[str, Any] | None) -> tuple[Space, list[str]]:
+    """A study keeps the choices it was created with: where a choice dimension's ``stored``
+    choices (the study's saved ``space``) differ from ``space``'s but all lie among today's (a
+    cell registered since the study began), the stored ones are searched, since Optuna refuses
+    a categorical whose choices change within a study. Returns the space and the names kept."""
+    kept, names = dict(space), []
+    for name, dim in space.items():
+        old = (stored or {}).get(name) or {}
+        choices = tuple(old.get("choices", ()))
+        if dim.kind != "choice" or old.get("kind") != "choice" or choices == dim.choices:
+            continue
+        if choices and set(choices) <= set(dim.choices):
+            kept[name] = replace(dim, choices=choices)
+            names.append(name)
+    return kept, names
+
+
 def narrow_space(space: Space, entries: dict[str, str], what: str) -> tuple[Space, dict[str, str]]:
     """Apply ``{name: "LOW:HIGH[:SCALE]" | "A,B" | "VALUE"}``; returns the space and the values
     it fixes (single values leave the space)."""
