@@ -75,7 +75,7 @@ def test_a_run_starts_at_the_file_and_keeps_it(tmp_path):
 @pytest.mark.parametrize(
     ("cell", "m", "data", "message"),
     [
-        ("chain", 2, SYNAPSE, "cannot start at a linear synapse; allowed: rnn, gru, mlp"),
+        ("chain", 2, SYNAPSE, "'chain' cannot start at a linear synapse; allowed: rnn, gru, mlp"),
         ("rnn", 4, SYNAPSE, "A = [0.99, -0.05, 0.04, 0.98] is not allowed: need 16 finite"),
         ("rnn", 2, {"A": [1, 0, 0, 1], "b": [0.1]}, "no linear synapse in it"),
         ("rnn", 2, {**SYNAPSE, "c": [0.7, "nan"]}, "c = [0.7, nan] is not allowed"),
