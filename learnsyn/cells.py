@@ -451,18 +451,22 @@ class ChainSynapse(LearnedSynapse):
 class MLPSynapse(LearnedSynapse):
     """A linear synapse plus a learned nonlinear correction: a residual one-hidden-layer net.
 
-    ``h' = h + D h + B x + d + V tanh(W [h, x] + a)``: the affine part ``(I + D, B, d)`` is a
-    linear synapse, and the hidden layer of ``width`` tanh units, read by ``V``, adds any
-    smooth function of the state and the event to it. Unlike the GRU, whose only nonlinearity
-    is a gated saturation of each variable, the correction can move each variable by an amount
-    that depends on the other variables and the event jointly (in ``bounded``, the update
-    table of a 2-variable synapse on its grid, ``learnsyn.tools.grid_table``, is this kind of
-    function). ``init=default`` starts the affine part as the chrono tanh RNN's linearization
-    (time scales log-spaced from 2 to ``timescale``, increments ``1/sqrt(T)``), ``W`` with
-    entries of std ``hidden_gain`` (so the hidden units cut the state's range [-1, 1] at
-    places spread over it), ``a`` standard normal and ``V`` with entries of std
-    ``correction / sqrt(width)``; ``set_linear`` (``--start-from``) starts it AT a linear
-    synapse with ``V = 0``.
+    ``h' = h + D h + B x + d + V tanh(W [h, x] + a) / width``: the affine part ``(I + D, B,
+    d)`` is a linear synapse, and the hidden layer of ``width`` tanh units, read by ``V``, adds
+    any smooth function of the state and the event to it. Unlike the GRU, whose only
+    nonlinearity is a gated saturation of each variable, the correction can move each variable
+    by an amount that depends on the other variables and the event jointly (in ``bounded``, the
+    update table of a 2-variable synapse on its grid, ``learnsyn.tools.grid_table``, is this
+    kind of function). The ``1 / width``: Adam moves every entry of ``V`` by about the learning
+    rate per update, in the same direction along a hidden unit's sign, so without it one update
+    would move the correction by ``lr x width`` (measured at width 32, lr 0.02 on the 8-level
+    grid: runs that collapse to area 0 or fall off a warm start); with it, by about ``lr``
+    whatever the width, as it moves ``D`` and ``B``. ``init=default`` starts the affine part as
+    the chrono tanh RNN's linearization (time scales log-spaced from 2 to ``timescale``,
+    increments ``1/sqrt(T)``), ``W`` with entries of std ``hidden_gain`` (so the hidden units
+    cut the state's range [-1, 1] at places spread over it), ``a`` standard normal and ``V`` with
+    entries of std ``correction x sqrt(width)`` (a correction of std about ``correction``);
+    ``set_linear`` (``--start-from``) starts it AT a linear synapse with ``V = 0``.
     """
 
     cell = "mlp"
@@ -470,7 +474,7 @@ class MLPSynapse(LearnedSynapse):
     info = _cell_info(
         "mlp",
         "learned linear synapse plus a residual tanh network of the state and the event, "
-        "h' = h + D h + B x + d + V tanh(W [h, x] + a), readout w = c.h",
+        "h' = h + D h + B x + d + V tanh(W [h, x] + a) / width, readout w = c.h",
         "this project (meta-trained); the update table of learnsyn.tools.grid_table",
         extra=(
             ParamSpec("width", int, 32, 1, 4096, help="hidden tanh units of the correction"),
@@ -489,7 +493,7 @@ class MLPSynapse(LearnedSynapse):
                 0.1,
                 0.0,
                 None,
-                help="starting std of the correction's output weights, times sqrt(width)",
+                help="starting std of the correction (its output weights': this x sqrt(width))",
             ),
         ),
     )
@@ -511,14 +515,15 @@ class MLPSynapse(LearnedSynapse):
             self.B[:, 0] = signs / scales.sqrt()
             self.W.copy_(torch.randn(width, m + INPUTS, generator=g) * self.params["hidden_gain"])
             self.a.copy_(torch.randn(width, generator=g))
-            spread = self.params["correction"] / math.sqrt(width)
+            spread = self.params["correction"] * math.sqrt(width)
             self.V.copy_(torch.randn(m, width, generator=g) * spread)
             self.readout_weights.copy_(signs / math.sqrt(m))
 
     def step(self, state, events, flags=None):
         x = self._inputs(events.to(state.dtype), flags)
         hidden = torch.tanh(torch.cat([state, x], dim=-1) @ self.W.T + self.a)
-        return state + state @ self.D.T + x @ self.B.T + self.drive + hidden @ self.V.T
+        correction = hidden @ self.V.T / self.V.shape[1]
+        return state + state @ self.D.T + x @ self.B.T + self.drive + correction
 
     def set_linear(self, A, b, c, drive=None) -> None:
         """Make the cell the linear synapse ``A h + b xi + drive`` with readout ``c``: ``D = A -

@@ -87,5 +87,5 @@ def test_meta_training_on_the_exact_grid_goes_up_and_the_run_reloads(tmp_path):
         return float((curve - 1.0).clamp(min=0.0).sum())
 
     before, after = area(build_model(config)), area(model)
-    # exact gradients, so no noise: measured 11.33 -> 16.97
+    # exact gradients, so no noise: measured 11.33 -> 16.69
     assert after > 1.3 * before, (before, after)
