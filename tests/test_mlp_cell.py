@@ -1,6 +1,6 @@
 """The mlp cell (a linear synapse plus a residual tanh network): set at a linear synapse it IS
 that synapse (its step and its exact grid curve); it is in the one registry with its parameters;
-a short meta-training on the exact grid goes up; a grid run's table is the cell itself."""
+a short meta-training on the exact grid goes up and the run reloads."""
 
 from dataclasses import replace
 

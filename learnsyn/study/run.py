@@ -267,6 +267,9 @@ def make_pruner(name: str):
 
 
 def _check_identity(study, settings: StudySettings, log=_log) -> None:
+    """Store ``settings``' identity with a new study; for an existing one, search the choices
+    it was created with (``keep_stored_choices``, which sets ``settings.space``) and refuse
+    other objective settings."""
     import json
 
     mine = json.loads(json.dumps(settings.identity()))
