@@ -245,10 +245,11 @@ def search(
     elif start.startswith("random:") and start[7:].isdigit():
         table = random_table(int(start[7:]), levels, bound, m)
     elif start.endswith(".json") and Path(start).is_file():
-        from learnsyn.cells import read_linear_start
+        from learnsyn.cells import linear_start
+        from learnsyn.io import read_json
         from learnsyn.synapse import LinearSynapse
 
-        linear = read_linear_start(start, "rnn", m)
+        linear = linear_start(read_json(start), start, m)  # the checks --start-from makes
         A = np.reshape(linear["A"], (m, m))
         synapse = LinearSynapse(A, linear["b"], linear["c"], drive=linear.get("drive"))
         table = table_of(synapse, levels, bound)
