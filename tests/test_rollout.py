@@ -386,6 +386,79 @@ def test_scaled_cells_only_on_the_native_kernel():
     assert torch.equal(reference[0].sums, fast[0].sums)
 
 
+def mlp_cell(size: int, seed: int = 1):
+    """An ``mlp`` cell of 5 hidden units with a correction three times the default's (at 1.0
+    the m = 3 cell is chaotic: float rounding alone moves its moments by 3e-5)."""
+    params = {"width": 5, "correction": 0.3}
+    return make_cell("mlp", size, timescale=30, seed=seed, cell_params=params)
+
+
+@native_only
+@pytest.mark.parametrize("name, params", [*SCENARIOS, *CONSTRAINED])
+def test_mlp_cell_on_the_native_kernel_matches_reference(name, params, monkeypatch):
+    """The ``mlp`` cell on the native kernel (hidden rows, linear rows, the state added, the
+    correction ``V / width``): the same moments, gradients of every parameter and random numbers
+    as the reference loop, with flags (importance), padded lanes, checkpoints and the tail."""
+    import learnsyn.rollout as rollout
+
+    scenario = make_scenario(name, params)
+    kind = scenario.tracked_kinds()[0]
+    cases = (
+        dict(),
+        dict(pairs=45, groups=4),  # padded lanes
+        dict(horizon=70, checkpoint=32),
+        dict(burn_in=60, tail=37, horizon=70, checkpoint=32),
+    )
+    for options in cases:
+        model = mlp_cell(3 if "pairs" in options else 2)
+        assert supports_fast_path(model, scenario)
+        reference_options = {k: v for k, v in options.items() if k != "checkpoint"}
+        for grad in (False, True) if "tail" not in options else (True,):
+            reference = simulate(
+                simulate_pairs, model, scenario, kind, grad=grad, **reference_options
+            )
+            with monkeypatch.context() as patch:  # the fast path itself, not the fallback
+                patch.setattr(rollout, "simulate_pairs", None)
+                fast = simulate(fast_simulate_pairs, model, scenario, kind, grad=grad, **options)
+            assert_same(reference, fast)
+            if grad:
+                assert all(float(g.abs().max()) > 0 for g in fast[1])
+
+
+@native_only
+def test_mlp_cell_keeps_a_slow_variable_slow_on_the_native_kernel():
+    """The kernel adds the state to ``D h`` instead of folding the identity into ``1 + D``: a
+    decay rate of 1.03e-6 (which float32 ``1 + D``, 6e-8 apart near 1, would round by 1.6 %)
+    gives the reference's moments over a long window (checked: the folded form fails here)."""
+    scenario = make_scenario("ideal")
+    kind = scenario.tracked_kinds()[0]
+    model = mlp_cell(2)
+    with torch.no_grad():
+        model.D.copy_(torch.tensor([[-1.03e-6, 0.0], [0.0, -0.2]]))
+        model.V.zero_()
+    options = dict(burn_in=0, horizon=3000, pairs=32, groups=4)
+    reference = simulate(simulate_pairs, model, scenario, kind, grad=False, **options)
+    fast = simulate(fast_simulate_pairs, model, scenario, kind, grad=False, **options)
+    assert relative(reference[0].sums, fast[0].sums) < SUMS_TOLERANCE
+
+
+@native_only
+def test_mlp_cell_only_on_the_native_kernel():
+    """The eager and Triton kernels have no ``mlp`` cell: a named one is refused; where the
+    native kernel cannot run (float64) the reference loop runs."""
+    scenario = make_scenario("noisy")
+    kind = scenario.tracked_kinds()[0]
+    model = mlp_cell(2)
+    for kernel in ("eager", "triton"):
+        with pytest.raises(ValueError, match="does not run the mlp cell; use native"):
+            simulate(fast_simulate_pairs, model, scenario, kind, grad=False, kernel=kernel)
+    assert not supports_fast_path(model, scenario, dtype=torch.float64)
+    double = mlp_cell(2).double()
+    reference = simulate(simulate_pairs, double, scenario, kind, grad=True, dtype=torch.float64)
+    fast = simulate(fast_simulate_pairs, double, scenario, kind, grad=True, dtype=torch.float64)
+    assert torch.equal(reference[0].sums, fast[0].sums)
+
+
 def test_flag_gated_linear_synapse_falls_back_to_the_reference():
     """The native kernel's linear cell has no product of event and flag: a linear synapse with a
     flag-dependent increment (b_flagged) runs on the reference, whose sums the fast call returns;

@@ -69,7 +69,8 @@ def supports_fast_path(
     native kernel only). Cells with a learned saturation (``output_scale``: ``log_scale``) run
     on the native kernel only: for them True only where it runs (``device``, ``dtype``).
     Markov synapses (``markov_model``): without gradient, in scenarios that do not constrain
-    the state (the only ones they are evaluated in), where the native kernel runs."""
+    the state (the only ones they are evaluated in), where the native kernel runs. The ``mlp``
+    cell (``mlp_model``): where the native kernel runs, with and without gradient."""
     from learnsyn.cells import GRUSynapse, TanhRNNSynapse
 
     if markov_model(model):
@@ -79,7 +80,10 @@ def supports_fast_path(
             and torch.get_default_dtype() == torch.float32  # the dtype of their uniforms
             and _native_usable(device, dtype, 1)
         )
-    if type(model) not in (GRUSynapse, TanhRNNSynapse):
+    if mlp_model(model):
+        if not _native_usable(device, dtype, model.state_size):
+            return False
+    elif type(model) not in (GRUSynapse, TanhRNNSynapse):
         if grad or not linear_model(model):
             return False
     elif scaled_model(model) and not _native_usable(device, dtype, model.state_size):
@@ -90,6 +94,13 @@ def supports_fast_path(
 def scaled_model(model: Synapse) -> bool:
     """A learned cell with the learnable saturation ``s tanh(y / s)`` (native kernel only)."""
     return getattr(model, "log_scale", None) is not None and model.cell in ("gru", "rnn")
+
+
+def mlp_model(model: Synapse) -> bool:
+    """The ``mlp`` cell (``learnsyn.cells.MLPSynapse``): the native kernel's ``mlp`` cell."""
+    from learnsyn.cells import MLPSynapse
+
+    return type(model) is MLPSynapse
 
 
 def _native_usable(device, dtype, size: int) -> bool:
@@ -468,10 +479,12 @@ def fast_simulate_pairs(
     )  # fmt: skip
     linear = linear_model(model)
     markov = markov_model(model)
-    scaled = not (linear or markov) and scaled_model(model)
-    if scaled and (unconstrained(scenario) or constraint_kind(scenario) is not None):
+    mlp = mlp_model(model)
+    scaled = not (linear or markov or mlp) and scaled_model(model)
+    if (scaled or mlp) and (unconstrained(scenario) or constraint_kind(scenario) is not None):
         if kernel in ("eager", "triton"):
-            raise ValueError(f"the {kernel} kernel does not run scaled cells (output_scale)")
+            what = "the mlp cell" if mlp else "scaled cells (output_scale)"
+            raise ValueError(f"the {kernel} kernel does not run {what}; use native")
         if kernel == "native" and not _native_usable(device, dtype, model.state_size):
             raise ValueError(f"the native kernel cannot run here ({device}, {dtype})")
     if not supports_fast_path(model, scenario, grad, device, dtype):
@@ -488,7 +501,7 @@ def fast_simulate_pairs(
     size = model.state_size
     # a named kernel that cannot run here raises; what the chosen one cannot run: the reference
     backend = choose_kernel(torch.empty(0, device=device, dtype=dtype), size, pairs, groups, kernel)
-    native_only = linear or scaled or markov
+    native_only = linear or scaled or markov or mlp
     if (native_only and backend != "native") or (constrained and backend == "eager"):
         return simulate_pairs(model, scenario, kind, **reference)  # outside no_grad: its graph
     inputs = 2 if (scenario.has_flags or kind.flag != 0) else 1

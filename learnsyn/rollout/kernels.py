@@ -119,6 +119,8 @@ def compiled_matrices(model, inputs: int, dtype: torch.dtype, device) -> CellMat
     m = model.state_size
     c = model.readout_weights.to(device=device, dtype=dtype)
     zero = c.new_zeros(())
+    if model.cell == "mlp":
+        return mlp_matrices(model, inputs, c, zero)
     log_scale = getattr(model, "log_scale", None)
     scale = None if log_scale is None else log_scale.to(device=device, dtype=dtype).exp()
     if model.cell == "rnn":
@@ -138,6 +140,20 @@ def compiled_matrices(model, inputs: int, dtype: torch.dtype, device) -> CellMat
         candidate = candidate / scale[:, None]
         reset = reset / scale[:, None]
     return CellMatrices("gru", torch.cat([candidate, gates]), reset, c, zero, scale)
+
+
+def mlp_matrices(model, inputs: int, readout: torch.Tensor, zero: torch.Tensor) -> CellMatrices:
+    """The ``mlp`` cell (native kernel only): ``first`` holds the hidden rows ``2 [W | a]``
+    (its tanh is ``2 sigmoid(2 p) - 1``) above the linear rows ``[D | B | d]``; ``reset`` is
+    ``V / width``. The kernel adds the state itself: ``h' = h + [D | B | d] x + reset tanh``."""
+    m = model.state_size
+    W, a, D, B, d, V = (
+        p.to(device=readout.device, dtype=readout.dtype)
+        for p in (model.W, model.a, model.D, model.B, model.drive, model.V)
+    )
+    hidden = 2.0 * torch.cat([W[:, : m + inputs], a[:, None]], 1)
+    linear = torch.cat([D, B[:, :inputs], d[:, None]], 1)
+    return CellMatrices("mlp", torch.cat([hidden, linear]), V / V.shape[1], readout, zero)
 
 
 def gate_rows(cell: str, m: int) -> int:

@@ -181,9 +181,30 @@ static inline __attribute__((always_inline)) void rnn_step(int m, int C, const f
     }
 }
 
+/* One step of the mlp cell, h' = h + D h + B x + d + V tanh(W [h; x] + a) / width: first's
+   H rows [2W | 2a] (tanh(p) = 2 sigmoid(2p) - 1), then its m rows [D | B | d]; reset = V / width
+   ([m][H]). g receives the H hidden values tanh(.), then m rows of scratch. The identity is
+   added, not folded into D: float32 numbers near 1 are 6e-8 apart, so 1 + D would round a slow
+   variable's decay rate of 1e-6 by up to 3%. */
+static inline __attribute__((always_inline)) void mlp_step(int m, int H, int C, const float *first,
+                                                          const float *reset, float x[][BS],
+                                                          float g[][BS], float next[][BS]) {
+    affine(H, C, C, first, x, g);
+    for (int k = 0; k < H; k++) {
+        sigm_row(g[k], g[k], NULL);
+        for (int n = 0; n < BS; n++) g[k][n] = 2.0f * g[k][n] - 1.0f;
+    }
+    float (*correction)[BS] = g + H;
+    affine(m, C, C, first + (size_t)H * C, x, next);
+    affine(m, H, H, reset, g, correction);
+    for (int i = 0; i < m; i++)
+        for (int n = 0; n < BS; n++) next[i][n] += x[i][n] + correction[i][n];
+}
+
 typedef struct {
     int gru, m, a, N, T, K; /* gru: 1 GRU, 0 tanh RNN, 2 linear (x' = first x), 3 Markov
-                               synapses (markov_forward); 2 and 3 forward only */
+                               synapses (markov_forward), 4 mlp (mlp_step); 2 and 3 forward
+                               only */
     int columns;           /* input columns per step: N, or N / 2 when both branches share them */
     int cells;             /* (branch, group) cells of the moments; 0: no moments */
     const float *first, *reset;
@@ -209,6 +230,8 @@ typedef struct {
        readout the weight of every state, and noise (constraint 3) each step's transition
        uniforms */
     int states;
+    /* gru 4 (the mlp cell): the hidden units H; first is then [H + m][C], reset [m][H] */
+    int hidden;
 } window_t;
 
 /* The constraint's numbers of step t, variable i, for the lanes n0 .. n0 + BS - 1. */
@@ -348,7 +371,8 @@ static inline __attribute__((always_inline)) int forward_impl(const window_t *w,
     DENORMALS_OFF
     float (*xs)[BS] = malloc(sizeof(float[BS]) * (C + 1) * W);
     float (*next)[BS] = malloc(sizeof(float[BS]) * m);
-    float (*g)[BS] = malloc(sizeof(float[BS]) * 5 * m);
+    int work = w->gru == 4 ? w->hidden + m : 5 * m;
+    float (*g)[BS] = malloc(sizeof(float[BS]) * work);
     for (int k = 0; k < N / BS; k += W) {
         int starts[2];
         for (int v = 0; v < W; v++) {
@@ -368,6 +392,7 @@ static inline __attribute__((always_inline)) int forward_impl(const window_t *w,
                 load_inputs(w, m, a, t, n0, x);
                 if (w->gru == 1) gru_step(m, C, w->first, w->reset, w->out_scale, x, g, next);
                 else if (w->gru == 2) affine(m, C, C, w->first, x, next);  /* linear */
+                else if (w->gru == 4) mlp_step(m, w->hidden, C, w->first, w->reset, x, g, next);
                 else rnn_step(m, C, w->first, w->out_scale, x, next);
                 if (w->constraint) constrain(w, m, t, n0, next, NULL);
                 for (int i = 0; i < m; i++) memcpy(x[i], next[i], sizeof(float[BS]));
@@ -563,21 +588,25 @@ static inline __attribute__((always_inline)) int backward_impl(
     const window_t *w, int m, int a, const float *boundaries, const float *grad_moments,
     float *grad_first, float *grad_reset, float *grad_readout, float *grad_scale) {
     int N = w->N, T = w->T, K = w->K, C = m + a + 1;
-    int gru = w->gru, rows = gru ? 3 * m : m, drows = rows + 1;
+    /* the mlp (gru 4): rows [hidden; linear], gates the hidden values, reset V / width */
+    int mlp = w->gru == 4, H = mlp ? w->hidden : 0;
+    int gru = mlp ? 0 : w->gru, rows = gru ? 3 * m : m + H, drows = rows + 1;
     if (gru >= 2) return 1;  /* linear and Markov synapses have no parameters to train */
     const float *first = w->first, *reset = w->reset, *readout = w->readout;
     const float *osc = w->out_scale;  /* the saturation's multipliers s, or NULL */
-    if (m > MAXM || N % BS || w->columns % BS || (osc && !grad_scale)) return 1;
+    if (m > MAXM || N % BS || w->columns % BS || (osc && !grad_scale) || (mlp && osc)) return 1;
     DENORMALS_OFF
-    size_t lane_first = (size_t)rows * C, lane_reset = gru ? (size_t)m * m : 0;
+    size_t lane_first = (size_t)rows * C;
+    size_t lane_reset = gru ? (size_t)m * m : (size_t)m * H;
+    int stride = mlp ? H : 4 * m;  /* rows of gates per step */
     float (*gf)[BS] = malloc(sizeof(float[BS]) * lane_first);  /* per-lane gradient sums */
     float (*gr)[BS] = malloc(sizeof(float[BS]) * (lane_reset + 1));
     float (*states)[BS] = malloc(sizeof(float[BS]) * (size_t)(K + 1) * (C + 1));
-    float (*gates)[BS] = malloc(sizeof(float[BS]) * ((size_t)K * 4 * m + m + 1));
+    float (*gates)[BS] = malloc(sizeof(float[BS]) * ((size_t)K * stride + m + 1));
     float (*deltas)[BS] = malloc(sizeof(float[BS]) * (size_t)K * drows);
     float (*dus)[BS] = malloc(sizeof(float[BS]) * m * 2);  /* dL/dh carried back, per way */
     float (*dn)[BS] = malloc(sizeof(float[BS]) * m);
-    float (*dq)[BS] = malloc(sizeof(float[BS]) * m);
+    float (*dq)[BS] = malloc(sizeof(float[BS]) * (mlp ? H : m));  /* GRU dL/dq, mlp dL/dtanh */
     /* constrained windows: d(constrained h') / d(cell output), times the RNN's tanh' */
     float (*scale)[BS] = w->constraint ? malloc(sizeof(float[BS]) * (size_t)K * m) : NULL;
     /* the scaled RNN: each step's tanh value (h' / s before the constraint) */
@@ -586,7 +615,7 @@ static inline __attribute__((always_inline)) int backward_impl(
     /* dL/du through `first`: the GRU's candidate rows are zero on the state columns */
     int skip = gru ? m : 0;
     float *first_t = transposed(rows - skip, C, m, first + (size_t)skip * C);
-    float *reset_t = gru ? transposed(m, m, m, reset) : NULL;
+    float *reset_t = gru ? transposed(m, m, m, reset) : (mlp ? transposed(m, H, H, reset) : NULL);
     float (*gh)[BS] = malloc(sizeof(float[BS]) * m);  /* per-lane sums of h dy: dL/dc */
     /* the lanes of a chunk are added up in double: the two branches' gradients nearly cancel */
     double *total = calloc(lane_first + lane_reset + 2 * (size_t)m, sizeof(double));
@@ -609,6 +638,7 @@ static inline __attribute__((always_inline)) int backward_impl(
                 float (*nx)[BS] = states + (size_t)(s + 1) * (C + 1);
                 load_inputs(w, m, a, t0 + s, n0, x);
                 if (gru) gru_step(m, C, first, reset, osc, x, gates + (size_t)s * 4 * m, nx);
+                else if (mlp) mlp_step(m, H, C, first, reset, x, gates + (size_t)s * H, nx);
                 else rnn_step(m, C, first, osc, x, nx);
                 if (taus) {  /* the scaled RNN: the tanh values, and the constraint's mask */
                     float (*tu)[BS] = taus + (size_t)s * m;
@@ -626,7 +656,7 @@ static inline __attribute__((always_inline)) int backward_impl(
                     float (*sc)[BS] = scale + (size_t)s * m;
                     for (int i = 0; i < m; i++)
                         for (int n = 0; n < BS; n++)
-                            sc[i][n] = gru ? 1.0f : 0.5f * (1.0f - nx[i][n] * nx[i][n]);
+                            sc[i][n] = gru || mlp ? 1.0f : 0.5f * (1.0f - nx[i][n] * nx[i][n]);
                     constrain(w, m, t0 + s, n0, nx, sc);
                 }
             }
@@ -657,6 +687,16 @@ static inline __attribute__((always_inline)) int backward_impl(
                             delta[i][n] = d * S * 0.5f * (1.0f - tv * tv);
                         }
                     }
+                } else if (mlp) {  /* the linear rows' gradient is dL/dh', the identity's too */
+                    float (*sc)[BS] = scale ? scale + (size_t)s * m : NULL;
+                    float (*tau)[BS] = gates + (size_t)s * H;
+                    for (int i = 0; i < m; i++)
+                        for (int n = 0; n < BS; n++)
+                            dn[i][n] = delta[H + i][n] = sc ? du[i][n] * sc[i][n] : du[i][n];
+                    affine(H, m, m, reset_t, delta + H, dq);  /* dL/dtanh */
+                    for (int k = 0; k < H; k++)  /* d tanh / d(2p) = (1 - tanh^2) / 2 */
+                        for (int n = 0; n < BS; n++)
+                            delta[k][n] = dq[k][n] * 0.5f * (1.0f - tau[k][n] * tau[k][n]);
                 } else if (!gru && scale) {
                     float (*sc)[BS] = scale + (size_t)s * m;
                     for (int i = 0; i < m; i++)
@@ -718,12 +758,13 @@ static inline __attribute__((always_inline)) int backward_impl(
                 affine(m, rows - skip, rows - skip, first_t, delta + skip, du);
                 for (int j = 0; j < m; j++)
                     for (int n = 0; n < BS; n++)
-                        du[j][n] += (gru ? dn[j][n] : 0.0f) + readout[j] * delta[rows][n];
+                        du[j][n] += (gru || mlp ? dn[j][n] : 0.0f) + readout[j] * delta[rows][n];
             }
             if (gru) {
                 accumulate(len, m, C - m, deltas, drows, states + m, C + 1, gf + m, C);
                 accumulate(len, m, m, deltas, drows, gates + 3 * m, 4 * m, gr, m);
             }
+            if (mlp) accumulate(len, m, H, deltas + H, drows, gates, H, gr, H);  /* V / width */
             accumulate(len, rows - skip, C, deltas + skip, drows, states, C + 1,
                        gf + (size_t)skip * C, C);
             add_lanes(gf, (size_t)rows * C, total);

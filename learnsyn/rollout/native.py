@@ -16,8 +16,9 @@ machine with the system
 C compiler (``cc -O3 -march=native -ffast-math``, linked without it: see ``COMPILE_FLAGS``)
 into a cache folder and loaded with ``ctypes``; where there is no compiler, or it fails,
 ``available()`` is False and the eager kernel is used (``LEARNSYN_NATIVE=0`` turns it off).
-Cells with the learned saturation ``s tanh(y / s)`` get the multipliers ``s`` (``out_scale``;
-the ``1 / s`` is folded into the weights by ``kernels.compiled_matrices``), and their gradient.
+The ``mlp`` cell runs here only (``kernels.mlp_matrices``). Cells with the learned saturation
+``s tanh(y / s)`` get the multipliers ``s`` (``out_scale``; the ``1 / s`` is folded into the
+weights by ``kernels.compiled_matrices``), and their gradient.
 Only float32 is compiled. The sigmoid uses an inline exponential (Taylor series to degree 7
 after range reduction) and a reciprocal estimate refined by Newton's method, and sums run in
 another order, so results equal the reference up to float rounding, not bit for bit.
@@ -83,6 +84,7 @@ class _Window(ctypes.Structure):
         ("noise", ctypes.c_void_p),
         ("out_scale", ctypes.c_void_p),
         ("states", ctypes.c_int),
+        ("hidden", ctypes.c_int),
     ]
 
 
@@ -228,7 +230,8 @@ class Window:
     The ``markov`` cell (forward only): ``start`` ``[1, batch]`` holds the state indices,
     ``mats`` the cumulative transition tables of positive events above those of negative ones
     ``[2 S, S]``, nothing, and the weight of every state ``[S]``; its ``constraint`` (kind 3)
-    every step's transition uniforms."""
+    every step's transition uniforms. The ``mlp`` cell: ``first`` ``[H + m, m + a + 1]`` (the
+    hidden rows ``[2W | 2a]``, then ``[D | B | d]``), ``reset`` ``V / width`` ``[m, H]``."""
 
     def __init__(self, cell, mats, inputs, head, start, chunk, cells, constraint=None):
         scale = mats[3] if len(mats) > 3 else None
@@ -260,7 +263,7 @@ class Window:
         else:
             self.noise = None
         self.struct = _Window(
-            {"rnn": 0, "gru": 1, "linear": 2, "markov": 3}[cell],
+            {"rnn": 0, "gru": 1, "linear": 2, "markov": 3, "mlp": 4}[cell],
             m,
             a,
             width,
@@ -282,6 +285,7 @@ class Window:
             _ptr(self.noise),
             _ptr(scale),
             readout.numel() if cell == "markov" else 0,
+            reset.shape[1] if cell == "mlp" else 0,
         )
 
     def forward(self, moments: bool, boundaries: bool):

@@ -75,15 +75,21 @@ def bench_monte_carlo(name: str, params: dict, pairs: int, steps: int, device: s
 
 
 def bench_cell_evaluation(
-    cell: str, scenario: str, pairs: int, steps: int, device: str, repeats: int = 3
+    cell: str,
+    scenario: str,
+    pairs: int,
+    steps: int,
+    device: str,
+    repeats: int = 3,
+    state: int = 8,
 ) -> dict:
-    """``evaluate`` (monte-carlo) of a learned cell (state 8), the reference loop against the
-    fast rollout, interleaved in one process; medians of ``repeats``; the figures' largest
-    relative difference (SNR curve) between the two at the same seed."""
+    """``evaluate`` (monte-carlo) of a learned cell of ``state`` variables, the reference loop
+    against the fast rollout, interleaved in one process; medians of ``repeats``; the figures'
+    largest relative difference (SNR curve) between the two at the same seed."""
     from learnsyn.cells import make_cell
 
-    model = make_cell(cell, 8, timescale=steps)
-    what = f"Monte Carlo evaluation, learned {cell} m=8, {scenario}"
+    model = make_cell(cell, state, timescale=steps)
+    what = f"Monte Carlo evaluation, learned {cell} m={state}, {scenario}"
     return _evaluation_paths(model, scenario, what, pairs, steps, device, repeats)
 
 
@@ -166,10 +172,13 @@ def run_benchmarks(device: str = "cpu", quick: bool = False, out=None) -> dict:
         say(_monte_carlo_line(results["monte_carlo"][-1]))
     results["cell_evaluation"] = []
     cells = (
-        [("gru", "ideal")] if quick else [("gru", "ideal"), ("rnn", "ideal"), ("gru", "bounded")]
+        [("gru", "ideal", 8)]
+        if quick
+        else [("gru", "ideal", 8), ("rnn", "ideal", 8), ("gru", "bounded", 8), ("mlp", "noisy", 2)]
     )
-    for cell, scenario in cells:
-        entry = bench_cell_evaluation(cell, scenario, 4096, steps, device, 1 if quick else 3)
+    for cell, scenario, state in cells:
+        repeats = 1 if quick else 3
+        entry = bench_cell_evaluation(cell, scenario, 4096, steps, device, repeats, state)
         results["cell_evaluation"].append(entry)
         say(_cell_evaluation_line(entry))
     for name, params in MARKOV_EVALUATION[:1] if quick else MARKOV_EVALUATION:

@@ -15,6 +15,7 @@ path:
 - ``speedup``: the fast path's forward-plus-backward rate over the reference's;
 - ``scenario``: ``ideal``, or ``bounded`` and ``noisy`` (state constraints: the native kernel
   only, the other kernels do not apply them);
+- ``cell``: rnn, gru, or mlp (at m = 2, the size of its runs; native kernel only);
 - ``agreement``: relative difference of the objective and of the gradients (largest absolute
   difference over the largest reference gradient entry) against the reference, with the
   tolerance ``TOLERANCE`` and whether it held.
@@ -53,8 +54,14 @@ REFERENCE_BYTES_PER_STATE = {
     ("bounded", "gru"): 29.5,
     ("noisy", "rnn"): 13.5,
     ("noisy", "gru"): 29.5,
+    # the mlp cell (width 32), measured at m = 2
+    ("ideal", "mlp"): 82.6,
+    ("bounded", "mlp"): 86.6,
+    ("noisy", "mlp"): 86.6,
 }
 CONSTRAINED = ("bounded", "noisy")
+#: cells that only the native kernel runs
+NATIVE_ONLY_CELLS = ("mlp",)
 
 
 def objective(moments) -> torch.Tensor:
@@ -69,6 +76,7 @@ def _sizes(device: torch.device, quick: bool) -> list[dict]:
         return [dict(cell=cell, state=8, pairs=1024, horizon=200) for cell in ("rnn", "gru")] + [
             dict(cell="gru", state=8, pairs=1024, horizon=200, scenario="bounded"),
             dict(cell="rnn", state=8, pairs=1024, horizon=200, scenario="noisy"),
+            dict(cell="mlp", state=2, pairs=1024, horizon=200, scenario="noisy"),
         ]
     sizes = [
         dict(cell=cell, state=state, pairs=pairs, horizon=2000)
@@ -80,6 +88,11 @@ def _sizes(device: torch.device, quick: bool) -> list[dict]:
         dict(cell=cell, state=8, pairs=4096, horizon=2000, scenario=scenario)
         for scenario in CONSTRAINED
         for cell in ("rnn", "gru")
+    ]
+    # the mlp cell at the size of its runs (m = 2)
+    sizes += [
+        dict(cell="mlp", state=2, pairs=4096, horizon=2000, scenario=scenario)
+        for scenario in ("ideal", *CONSTRAINED)
     ]
     if device.type == "cuda":  # a batch that fills the GPU, fast paths only
         sizes += [
@@ -178,7 +191,8 @@ def bench_size(size: dict, device: torch.device, repeats: int, log=None) -> list
     if not size.get("fill"):
         paths["reference"] = simulate_pairs
     for kernel in available_kernels(device):
-        if scenario.info.name not in CONSTRAINED or kernel == "native":
+        native_only = scenario.info.name in CONSTRAINED or size["cell"] in NATIVE_ONLY_CELLS
+        if kernel == "native" or not native_only:
             paths[kernel] = _with_kernel(kernel)
     horizons = {name: size["horizon"] for name in paths}
     if "reference" in paths:
