@@ -316,16 +316,12 @@ def scaled_cell(cell: str, size: int, seed: int = 1):
     return model
 
 
-@native_only
-@pytest.mark.parametrize("cell", ["rnn", "gru"])
-@pytest.mark.parametrize("name, params", [("ideal", {}), *CONSTRAINED])
-def test_scaled_cells_on_the_native_kernel_match_reference(cell, name, params, monkeypatch):
-    """Cells with ``output_scale`` on the native kernel (the 1 / s folded into the weights, s
-    multiplied in the kernel): the same moments, gradients (``log_scale``'s included) and random
-    numbers as the reference loop, without and with the burn-in tail."""
+def native_matches_reference(make, scenario, monkeypatch, gradient_check):
+    """``make(size)``'s cell on the native kernel itself (not the fallback) against the
+    reference loop, in ``scenario``: without and with the burn-in tail, padded lanes and
+    checkpoints; ``gradient_check(model, fast)`` holds after every run with gradient."""
     import learnsyn.rollout as rollout
 
-    scenario = make_scenario(name, params)
     kind = scenario.tracked_kinds()[0]
     cases = (
         dict(),
@@ -335,7 +331,7 @@ def test_scaled_cells_on_the_native_kernel_match_reference(cell, name, params, m
         dict(burn_in=60, tail=37, horizon=70, checkpoint=32),
     )
     for options in cases:
-        model = scaled_cell(cell, 3 if "pairs" in options else 4)
+        model = make(3 if "pairs" in options else 4)
         assert supports_fast_path(model, scenario)
         reference_options = {k: v for k, v in options.items() if k != "checkpoint"}
         for grad in (False, True) if "tail" not in options else (True,):
@@ -347,7 +343,22 @@ def test_scaled_cells_on_the_native_kernel_match_reference(cell, name, params, m
                 fast = simulate(fast_simulate_pairs, model, scenario, kind, grad=grad, **options)
             assert_same(reference, fast)
             if grad:
-                assert float(model.log_scale.grad.abs().min()) > 0
+                assert gradient_check(model, fast)
+
+
+@native_only
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+@pytest.mark.parametrize("name, params", [("ideal", {}), *CONSTRAINED])
+def test_scaled_cells_on_the_native_kernel_match_reference(cell, name, params, monkeypatch):
+    """Cells with ``output_scale`` on the native kernel (the 1 / s folded into the weights, s
+    multiplied in the kernel): the same moments, gradients (``log_scale``'s included) and random
+    numbers as the reference loop, without and with the burn-in tail."""
+    native_matches_reference(
+        lambda size: scaled_cell(cell, size),
+        make_scenario(name, params),
+        monkeypatch,
+        lambda model, fast: float(model.log_scale.grad.abs().min()) > 0,
+    )
 
 
 @native_only
@@ -399,30 +410,12 @@ def test_mlp_cell_on_the_native_kernel_matches_reference(name, params, monkeypat
     """The ``mlp`` cell on the native kernel (hidden rows, linear rows, the state added, the
     correction ``V / width``): the same moments, gradients of every parameter and random numbers
     as the reference loop, with flags (importance), padded lanes, checkpoints and the tail."""
-    import learnsyn.rollout as rollout
-
-    scenario = make_scenario(name, params)
-    kind = scenario.tracked_kinds()[0]
-    cases = (
-        dict(),
-        dict(pairs=45, groups=4),  # padded lanes
-        dict(horizon=70, checkpoint=32),
-        dict(burn_in=60, tail=37, horizon=70, checkpoint=32),
+    native_matches_reference(
+        mlp_cell,
+        make_scenario(name, params),
+        monkeypatch,
+        lambda model, fast: all(float(g.abs().max()) > 0 for g in fast[1]),
     )
-    for options in cases:
-        model = mlp_cell(3 if "pairs" in options else 2)
-        assert supports_fast_path(model, scenario)
-        reference_options = {k: v for k, v in options.items() if k != "checkpoint"}
-        for grad in (False, True) if "tail" not in options else (True,):
-            reference = simulate(
-                simulate_pairs, model, scenario, kind, grad=grad, **reference_options
-            )
-            with monkeypatch.context() as patch:  # the fast path itself, not the fallback
-                patch.setattr(rollout, "simulate_pairs", None)
-                fast = simulate(fast_simulate_pairs, model, scenario, kind, grad=grad, **options)
-            assert_same(reference, fast)
-            if grad:
-                assert all(float(g.abs().max()) > 0 for g in fast[1])
 
 
 @native_only
