@@ -542,7 +542,7 @@ def test_noisy_m2_mlp_is_level_with_the_strongest_linear_synapse_over_three_seed
     1, 2), against the strongest linear synapse found, the linear control trained as long
     (``--cell rnn --cell-param output_scale=1000``, seed 0, stored): on 65,536 common pairs
     1.022 +- 0.005, 1.032 +- 0.007 and 0.981 +- 0.007 (measured). Two seeds above by more than
-    2 paired standard errors, one below; the seed mean level (1.012 +- 0.016); the best seed
+    2 paired standard errors, one below; the seed mean level (1.012 +- 0.015); the best seed
     far above its own linearization (a nonlinear synapse) but less than 5 % above linear, where
     at 16 levels in bounded the same cell gains 8.7 %. Fails if a seed's verdict changes, if
     the seed mean leaves "level" either way, or if the best seed's gain reaches 5 %."""
