@@ -71,7 +71,7 @@ def supports_fast_path(
     Markov synapses (``markov_model``): without gradient, in scenarios that do not constrain
     the state (the only ones they are evaluated in), where the native kernel runs. The ``mlp``
     cell (``mlp_model``): where the native kernel runs, with and without gradient."""
-    from learnsyn.cells import GRUSynapse, TanhRNNSynapse
+    from learnsyn.cells import GRUSynapse, MLPSynapse, TanhRNNSynapse
 
     if markov_model(model):
         return (
@@ -80,13 +80,12 @@ def supports_fast_path(
             and torch.get_default_dtype() == torch.float32  # the dtype of their uniforms
             and _native_usable(device, dtype, 1)
         )
-    if mlp_model(model):
-        if not _native_usable(device, dtype, model.state_size):
-            return False
-    elif type(model) not in (GRUSynapse, TanhRNNSynapse):
+    if type(model) not in (GRUSynapse, TanhRNNSynapse, MLPSynapse):
         if grad or not linear_model(model):
             return False
-    elif scaled_model(model) and not _native_usable(device, dtype, model.state_size):
+    elif (scaled_model(model) or mlp_model(model)) and not _native_usable(
+        device, dtype, model.state_size
+    ):
         return False
     return unconstrained(scenario) or constraint_kind(scenario) is not None
 
@@ -480,7 +479,7 @@ def fast_simulate_pairs(
     linear = linear_model(model)
     markov = markov_model(model)
     mlp = mlp_model(model)
-    scaled = not (linear or markov or mlp) and scaled_model(model)
+    scaled = scaled_model(model)
     if (scaled or mlp) and (unconstrained(scenario) or constraint_kind(scenario) is not None):
         if kernel in ("eager", "triton"):
             what = "the mlp cell" if mlp else "scaled cells (output_scale)"
