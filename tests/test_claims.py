@@ -221,19 +221,25 @@ def _exact_warm_start(model, stored, scenario):
     return area(model), area(linearized), area(make_model("linear-range", stored["start"]))
 
 
-def _paired_ratio(synapse, other, config, scenario):
+def _common_pairs_row(model, config, scenario, batch: int = 65536) -> dict:
+    """``model``'s Monte Carlo row on ``batch`` common fresh pairs (seed 7; ``config``'s
+    burn-in): metrics, errors and leave-one-out values, as ``row_ratio`` takes them."""
+    kw = dict(synapses=1000, horizon=600, convention="large-n", method="monte-carlo",
+              batch=batch, seed=7, burn_in=config.resolved_burn_in())  # fmt: skip
+    ev = evaluate(model, scenario, **kw)
+    return {"metrics": ev.metrics, "metrics_stderr": ev.metrics_stderr,
+            "leave_one_out": ev.monte_carlo["leave_one_out_metrics"]}  # fmt: skip
+
+
+def _paired_ratio(synapse, other, config, scenario, other_row: dict | None = None):
     """``synapse`` against ``other``: the paired ratio of areas on 65,536 common fresh pairs
-    (seed 7; ``config``'s burn-in), both sides' errors."""
+    (seed 7; ``config``'s burn-in), both sides' errors; ``other_row``: ``other``'s row already
+    made on them (``_common_pairs_row``)."""
     from learnsyn.compare import row_ratio
 
-    kw = dict(synapses=1000, horizon=600, convention="large-n", method="monte-carlo",
-              batch=65536, seed=7, burn_in=config.resolved_burn_in())  # fmt: skip
-    rows = []
-    for model in (synapse, other):
-        ev = evaluate(model, scenario, **kw)
-        rows.append({"metrics": ev.metrics, "metrics_stderr": ev.metrics_stderr,
-                     "leave_one_out": ev.monte_carlo["leave_one_out_metrics"]})  # fmt: skip
-    return row_ratio(rows[0], rows[1], "area")
+    if other_row is None:
+        other_row = _common_pairs_row(other, config, scenario)
+    return row_ratio(_common_pairs_row(synapse, config, scenario), other_row, "area")
 
 
 def _against_start(model, stored, config, scenario):
@@ -554,11 +560,12 @@ def test_noisy_m2_mlp_is_level_with_the_strongest_linear_synapse_over_three_seed
     noisy = make_scenario("noisy")
     _, linear_config, linear = stored_run("noisy-linrnn-m2-i4800-s0")
     assert linear.log_scale.exp().min() > 500  # s tanh(y / s): linear over the range [-1, 1]
+    linear_row = _common_pairs_row(linear, linear_config, noisy)  # the same pairs for every seed
     ratios, models = [], []
     for seed in (0, 1, 2):
         _, config, model = stored_run(f"noisy-mlp-m2-i4800-s{seed}")
         assert config.resolved_burn_in() == linear_config.resolved_burn_in()
-        ratios.append(_paired_ratio(model, linear, config, noisy))
+        ratios.append(_paired_ratio(model, linear, config, noisy, linear_row))
         models.append((config, model))
     values = [ratio.value for ratio in ratios]
     assert values == pytest.approx([1.0218, 1.0318, 0.9814], abs=1e-3)  # measured
@@ -569,10 +576,9 @@ def test_noisy_m2_mlp_is_level_with_the_strongest_linear_synapse_over_three_seed
     assert statistics.mean(values) - 2 * spread < 1 < statistics.mean(values) + 2 * spread
     assert ratios[1].value + 2 * ratios[1].stderr < 1.05
     config, model = models[1]
-    kw = dict(synapses=1000, horizon=600, convention="large-n", method="monte-carlo",
-              batch=8192, seed=7, burn_in=config.resolved_burn_in())  # fmt: skip
-    own = evaluate(LinearizedCell(linearize_in(model, noisy)), noisy, **kw).metrics["area"]
-    assert evaluate(model, noisy, **kw).metrics["area"] > 1.05 * own  # measured 1.10
+    own = LinearizedCell(linearize_in(model, noisy))
+    area = [_common_pairs_row(m, config, noisy, 8192)["metrics"]["area"] for m in (model, own)]
+    assert area[0] > 1.05 * area[1]  # measured 1.10
 
 
 def test_bounded_m4_mlp_trained_by_monte_carlo_is_below_the_strongest_linear_synapse(stored_run):
@@ -587,8 +593,7 @@ def test_bounded_m4_mlp_trained_by_monte_carlo_is_below_the_strongest_linear_syn
     _, config, model = stored_run("bounded-mlp-m4-i4800-s1")
     best = json.loads((Path(__file__).parent / "data" / "best-linear-bounded.json").read_text())
     scenario = make_scenario("bounded")
-    kw = dict(synapses=1000, horizon=600, convention="large-n", method="exact", burn_in=1500)
-    area = evaluate(model, scenario, **kw).metrics["area"]
+    area = evaluate(model, scenario, **BOUNDED_EXACT).metrics["area"]
     assert area == pytest.approx(181.78, abs=0.05)  # measured
     assert area < 0.97 * best["m4"]["value"] < 198.09
 
@@ -601,9 +606,8 @@ def test_bounded_m2_mlp_trained_by_monte_carlo_falls_far_short_of_its_exact_trai
     14 % below the same cell trained on the exact grid (198.09, stored). Fails if Monte Carlo
     training reaches the linear synapse."""
     scenario = make_scenario("bounded")
-    kw = dict(synapses=1000, horizon=600, convention="large-n", method="exact", burn_in=1500)
     _, _, model = stored_run("bounded-mlp-m2-mc-i4800-s0")
     _, _, exact_trained = stored_run("bounded-L16-mlp-m2-i4800-s0")
-    area = evaluate(model, scenario, **kw).metrics["area"]
+    area = evaluate(model, scenario, **BOUNDED_EXACT).metrics["area"]
     assert area == pytest.approx(170.38, abs=0.05)  # measured
-    assert area < 182.05 < evaluate(exact_trained, scenario, **kw).metrics["area"]
+    assert area < 182.05 < evaluate(exact_trained, scenario, **BOUNDED_EXACT).metrics["area"]
