@@ -259,7 +259,11 @@ class TrainConfig:
         "no Monte Carlo noise)",
     )
     log_every: int = setting(10, "iterations between TensorBoard scalars")
-    figure_every: int = setting(100, "iterations between TensorBoard SNR figures")
+    figure_every: int = setting(
+        100,
+        "iterations between TensorBoard SNR figures (0: none, and the figure's baselines are "
+        "not tuned)",
+    )
     eval_batch: int = setting(4096, "pairs of the final Monte Carlo evaluation")
 
     @classmethod
@@ -350,7 +354,7 @@ class TrainConfig:
             ("validate-every", self.validate_every, 1),
             ("validation batch", self.resolved_validation_batch(), 2),
             ("log-every", self.log_every, 1),
-            ("figure-every", self.figure_every, 1),
+            ("figure-every", self.figure_every, 0),
         ]
         for name, value, low in checks:
             if isinstance(value, bool) or int(value) != value or value < low:

@@ -2,9 +2,9 @@
 
 Scalars (every ``log_every`` iterations): objective, area, lifetime, initial SNR, log-time area,
 estimator standard error, gradient norm, synapse-steps per second, learning rate. Every
-``figure_every`` iterations: the learned SNR curve against the tuned baselines (log-log) and
-histograms of the parameters. At the end: hyperparameters with the final metrics, written in the
-run's own directory.
+``figure_every`` iterations (0: never, and the baselines are not tuned): the learned SNR curve
+against the tuned baselines (log-log) and histograms of the parameters. At the end:
+hyperparameters with the final metrics, written in the run's own directory.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class RunLogger:
                 if value is not None and math.isfinite(value):
                     self.writer.add_scalar(f"train/{key}", value, iteration)
             self.writer.add_scalar("train/skipped", float(record["skipped"]), iteration)
-        if iteration % cfg.figure_every == 0 or last:
+        if cfg.figure_every > 0 and (iteration % cfg.figure_every == 0 or last):
             self._figure(iteration, result)
             for name, param in model.named_parameters():
                 values = param.detach().cpu().float()

@@ -14,6 +14,18 @@ from learnsyn.cli import main
 TINY = TINY_TRAIN
 
 
+def test_figure_every_zero_skips_the_figure_and_its_baselines(tmp_path, capsys):
+    # the figure's baselines are tuned at the first figure (minutes for a bounded run); a run
+    # that wants no figure should not pay for them
+    run_dir = tmp_path / "run"
+    assert main(["train", *TINY, "--figure-every", "0", "--out", str(run_dir)]) == 0
+    assert (run_dir / "result.json").exists()
+    assert not (run_dir / "baselines.json").exists()
+    assert "tuning" not in capsys.readouterr().out
+    assert main(["train", *TINY, "--figure-every", "-1", "--out", str(tmp_path / "bad")]) == 2
+    assert "figure-every = -1 is not allowed: need an integer >= 0" in capsys.readouterr().err
+
+
 def test_train_then_compare(tmp_path, capsys):
     run_dir = tmp_path / "runs" / "exp" / "tiny"
     assert main(["train", *TINY, "--out", str(run_dir)]) == 0
