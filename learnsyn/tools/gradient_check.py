@@ -57,7 +57,7 @@ def gradient_check(
     ``batch``, ``temperature`` (held constant) and ``noise_margin`` default to the config's
     (its final temperature); the batches use the training seed streams of iterations
     ``first_iteration``, ``first_iteration + 1``, ... (not those of any run's updates)."""
-    from learnsyn.estimate.grid import GRID_SCENARIO, check_grid_size
+    from learnsyn.estimate.grid import GRID_SCENARIO
     from learnsyn.scenario import make_scenario
     from learnsyn.training import grid_objective, meta_objective
 
@@ -76,9 +76,8 @@ def gradient_check(
         noise_margin=config.noise_margin if noise_margin is None else noise_margin,
         **common,
     )
-    exact_config = replace(config, estimator="grid", **common)
+    exact_config = replace(config, **common)  # grid_objective checks the grid's size
     scenario = make_scenario(config.task, config.task_params)
-    check_grid_size(scenario.params["levels"], config.state_size)
     device = next(model.parameters()).device
     exact_result = grid_objective(model, scenario, exact_config, 0, device)
     exact_value = float(exact_result.value.detach())
@@ -158,7 +157,8 @@ def main(argv=None) -> int:
         f"{report['temperature']:g}: objective exact {report['exact_objective']:.4g}, Monte Carlo "
         f"{report['mc_objective']:.4g} +- {report['mc_objective_stderr']:.2g}\n"
         f"bias chi2 {report['chi2']:.1f} on {report['dof']} entries (unbiased: about "
-        f"{report['dof']}); cosine(mean MC, exact) {report['cosine_mc_mean_exact']:.3f}; one "
+        f"{report['dof']}); cosine(mean MC, exact) {report['cosine_mc_mean_exact']:.3f}, the "
+        f"exact objective's slope along it {report['exact_slope_along_mc_mean']:.3g}; one "
         f"batch's noise {report['noise_one_batch']:.3g} against the exact norm "
         f"{report['norm_exact']:.3g}"
     )
