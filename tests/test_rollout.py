@@ -436,15 +436,21 @@ def test_mlp_cell_keeps_a_slow_variable_slow_on_the_native_kernel():
 
 
 @native_only
-def test_mlp_cell_only_on_the_native_kernel():
-    """The eager and Triton kernels have no ``mlp`` cell: a named one is refused; where the
-    native kernel cannot run (float64) the reference loop runs."""
+def test_mlp_cell_only_on_the_native_and_triton_kernels():
+    """The eager kernel has no ``mlp`` cell and the Triton kernel none wider than its
+    ``MAX_HIDDEN`` units: a named one is refused, naming the width; where the native kernel
+    cannot run (float64) the reference loop runs."""
+    from learnsyn.rollout.triton import MAX_HIDDEN
+
     scenario = make_scenario("noisy")
     kind = scenario.tracked_kinds()[0]
     model = mlp_cell(2)
-    for kernel in ("eager", "triton"):
-        with pytest.raises(ValueError, match="does not run the mlp cell; use native"):
-            simulate(fast_simulate_pairs, model, scenario, kind, grad=False, kernel=kernel)
+    with pytest.raises(ValueError, match="the eager kernel does not run the mlp cell; use native"):
+        simulate(fast_simulate_pairs, model, scenario, kind, grad=False, kernel="eager")
+    wide = make_cell("mlp", 2, timescale=30, seed=1, cell_params={"width": MAX_HIDDEN + 1})
+    message = f"mlp cells of width <= {MAX_HIDDEN}, not {MAX_HIDDEN + 1}; use native"
+    with pytest.raises(ValueError, match=message):
+        simulate(fast_simulate_pairs, wide, scenario, kind, grad=False, kernel="triton")
     assert not supports_fast_path(model, scenario, dtype=torch.float64)
     double = mlp_cell(2).double()
     reference = simulate(simulate_pairs, double, scenario, kind, grad=True, dtype=torch.float64)

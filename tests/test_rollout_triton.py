@@ -12,17 +12,32 @@ import torch
 from learnsyn.cells import make_cell
 from learnsyn.estimate.montecarlo import simulate_pairs
 from learnsyn.rollout import fast_simulate_pairs
+from learnsyn.rollout import triton as rollout_triton
 from learnsyn.scenario import make_scenario
 
+launched = []  # the cells of the Triton launches (none may fall back to the reference)
+original = rollout_triton.Launch.forward
+
+
+def counting(self, *arguments):
+    launched.append(self.cell)
+    return original(self, *arguments)
+
+
+rollout_triton.Launch.forward = counting
 device = {device!r}
+# the mlp: 20 hidden units (padded to 32 in the kernel), a correction 3x the default's
+MLP = {{"width": 20, "correction": 0.3}}
 worst = 0.0
-for cell in ("rnn", "gru"):
+for cell in ("rnn", "gru", "mlp"):
     for name in ("ideal", "correlated", "importance"):
         scenario = make_scenario(name)
         kind = scenario.tracked_kinds()[0]
-        model = make_cell(cell, 5, timescale=20, seed=1).to(device)
+        params = MLP if cell == "mlp" else None
+        model = make_cell(cell, 5, timescale=20, seed=1, cell_params=params).to(device)
         results = []
         fast = {{"kernel": "triton", "checkpoint": 7}}
+        launched.clear()
         for simulate, options in ((simulate_pairs, {{}}), (fast_simulate_pairs, fast)):
             generator = torch.Generator(device=device).manual_seed(3)
             model.zero_grad()
@@ -30,6 +45,7 @@ for cell in ("rnn", "gru"):
                                generator=generator, device=device, grad=True, **options)
             (moments.snr(100.0, "large-n").sum()).backward()
             results.append((moments.sums.detach(), [p.grad.clone() for p in model.parameters()]))
+        assert launched and set(launched) == {{cell}}, (cell, name, launched)
         (sums_a, grads_a), (sums_b, grads_b) = results
         worst = max(worst, float((sums_a - sums_b).abs().max() / sums_a.abs().max()))
         for a, b in zip(grads_a, grads_b):
@@ -47,12 +63,12 @@ from learnsyn.rollout import fast_simulate_pairs
 from learnsyn.rollout import triton as rollout_triton
 from learnsyn.scenario import make_scenario
 
-launched = []  # the constraint kinds of the Triton launches (none may fall back to the reference)
+launched = []  # cell and constraint kind of the Triton launches (none may fall back)
 original = rollout_triton.Launch.forward
 
 
 def counting(self, *arguments):
-    launched.append(0 if self.constraint is None else self.constraint.kind)
+    launched.append((self.cell, 0 if self.constraint is None else self.constraint.kind))
     return original(self, *arguments)
 
 
@@ -63,8 +79,10 @@ CONSTRAINED = [("bounded", {{}}), ("bounded", {{"levels": 5, "bound": 0.5}}), ("
 CASES = [dict(burn_in=9, horizon=23, grad=False), dict(burn_in=9, horizon=23, grad=True),
          dict(burn_in=20, horizon=23, grad=True, tail=10)]  # burn-in, window, tail
 worst_sums = worst_grads = 0.0
-for cell in ("rnn", "gru"):
-    model = make_cell(cell, 5, timescale=20, seed=1).to(device)
+MLP = {{"width": 20, "correction": 0.3}}  # padded to 32 hidden units in the kernel
+for cell in ("rnn", "gru", "mlp"):
+    params = MLP if cell == "mlp" else None
+    model = make_cell(cell, 5, timescale=20, seed=1, cell_params=params).to(device)
     for name, params in CONSTRAINED:
         scenario = make_scenario(name, params)
         kind = scenario.tracked_kinds()[0]
@@ -86,7 +104,7 @@ for cell in ("rnn", "gru"):
                 following = torch.rand(1, generator=generator, device=device)
                 results.append((moments.sums.detach(), grads, following))
             expected = 1 if name == "bounded" else 2
-            assert launched and set(launched) == {{expected}}, (cell, name, case, launched)
+            assert launched and set(launched) == {{(cell, expected)}}, (name, case, launched)
             (sums_a, grads_a, next_a), (sums_b, grads_b, next_b) = results
             assert torch.equal(next_a, next_b), (cell, name, case, "other random numbers drawn")
             difference = float((sums_a - sums_b).abs().max() / sums_a.abs().max())
@@ -117,13 +135,14 @@ def signature(kernel, constants):
 
 
 compiled = 0
-for gru in (0, 1):
+for gru, mlp in ((0, 0), (1, 0), (0, 1)):  # rnn, gru, mlp
     for kind in (0, 1, 2):  # no constraint, bounded, noisy
         for kernel, constants in (
             (rollout_triton.forward_kernel, dict(A=1, HEAD=0, MOMENTS=1, BOUNDS=1)),
             (rollout_triton.backward_kernel, dict(A=2, HEAD=1)),
         ):
-            constants = dict(constants, M=8, MP=16, BLOCK=128, GRU=gru, CONSTRAINT=kind)
+            constants = dict(constants, M=8, MP=16, BLOCK=128, GRU=gru, MLP=mlp, HP=32)
+            constants["CONSTRAINT"] = kind
             source = ASTSource(kernel, signature(kernel, constants), constexprs=constants)
             triton.compile(source, target=GPUTarget("cuda", 90, 32))
             compiled += 1
@@ -164,8 +183,9 @@ def test_triton_kernel_in_the_interpreter(check):
 
 
 def test_triton_kernels_compile_for_cuda_without_a_gpu(tmp_path):
-    """What the interpreter does not check: every kernel variant (cells, constraints) compiles
-    to sm_90 code (Triton ships its own ptxas), e.g. no Python values a kernel cannot hold."""
+    """What the interpreter does not check: every kernel variant (rnn, gru and mlp cells;
+    constraints) compiles to sm_90 code (Triton ships its own ptxas), e.g. no Python values a
+    kernel cannot hold."""
     pytest.importorskip("triton")
     env = dict(os.environ, TRITON_CACHE_DIR=str(tmp_path), TRITON_DEFAULT_FP_FUSION="1")
     env.pop("TRITON_INTERPRET", None)
@@ -177,7 +197,7 @@ def test_triton_kernels_compile_for_cuda_without_a_gpu(tmp_path):
         timeout=900,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "compiled 12" in done.stdout
+    assert "compiled 18" in done.stdout
 
 
 @pytest.mark.gpu

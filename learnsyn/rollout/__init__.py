@@ -4,8 +4,9 @@
 ``learnsyn.estimate.montecarlo.simulate_pairs`` for
 the learned tanh-RNN and GRU cells in scenarios without state constraints and, on the native
 and Triton kernels, in ``bounded`` and ``noisy``, and for these cells with the learned saturation
-``s tanh(y / s)`` (``output_scale``) on the native kernel, and forward only for linear and Markov
-(finite-state) synapses on the native kernel (``supports_fast_path``): it draws
+``s tanh(y / s)`` (``output_scale``) on the native kernel, for the ``mlp`` cell (a linear
+synapse plus a tanh correction) on the native and Triton kernels, and forward only for linear
+and Markov (finite-state) synapses on the native kernel (``supports_fast_path``): it draws
 the same random numbers from the generator in the same order, maps them to the same events
 through the scenario, and returns the same ``PairMoments`` up to float rounding, with
 gradients that reach ``model.parameters()`` the same way (through the tracked window and the
@@ -70,7 +71,8 @@ def supports_fast_path(
     on the native kernel only: for them True only where it runs (``device``, ``dtype``).
     Markov synapses (``markov_model``): without gradient, in scenarios that do not constrain
     the state (the only ones they are evaluated in), where the native kernel runs. The ``mlp``
-    cell (``mlp_model``): where the native kernel runs, with and without gradient."""
+    cell (``mlp_model``): where the native kernel runs, or the Triton kernel (width <= its
+    ``MAX_HIDDEN``), with and without gradient."""
     from learnsyn.cells import GRUSynapse, MLPSynapse, TanhRNNSynapse
 
     if markov_model(model):
@@ -83,10 +85,13 @@ def supports_fast_path(
     if type(model) not in (GRUSynapse, TanhRNNSynapse, MLPSynapse):
         if grad or not linear_model(model):
             return False
-    elif (scaled_model(model) or mlp_model(model)) and not _native_usable(
-        device, dtype, model.state_size
-    ):
+    elif scaled_model(model) and not _native_usable(device, dtype, model.state_size):
         return False
+    elif mlp_model(model) and not _native_usable(device, dtype, model.state_size):
+        probe = torch.empty(0, device=device, dtype=dtype)
+        hidden = mlp_width(model)
+        if not _triton().usable(probe, model.state_size, 16, 1, hidden):
+            return False
     return unconstrained(scenario) or constraint_kind(scenario) is not None
 
 
@@ -96,10 +101,15 @@ def scaled_model(model: Synapse) -> bool:
 
 
 def mlp_model(model: Synapse) -> bool:
-    """The ``mlp`` cell (``learnsyn.cells.MLPSynapse``): the native kernel's ``mlp`` cell."""
+    """The ``mlp`` cell (``learnsyn.cells.MLPSynapse``): the native and Triton kernels' ``mlp``."""
     from learnsyn.cells import MLPSynapse
 
     return type(model) is MLPSynapse
+
+
+def mlp_width(model: Synapse) -> int:
+    """The hidden units of an ``mlp`` cell (0 for any other model)."""
+    return int(model.params["width"]) if mlp_model(model) else 0
 
 
 def _native_usable(device, dtype, size: int) -> bool:
@@ -481,7 +491,12 @@ def fast_simulate_pairs(
     mlp = mlp_model(model)
     scaled = scaled_model(model)
     if (scaled or mlp) and (unconstrained(scenario) or constraint_kind(scenario) is not None):
-        if kernel in ("eager", "triton"):
+        if kernel == "triton" and mlp and mlp_width(model) > _triton().MAX_HIDDEN:
+            raise ValueError(
+                f"the triton kernel runs mlp cells of width <= {_triton().MAX_HIDDEN}, "
+                f"not {mlp_width(model)}; use native"
+            )
+        if kernel == "eager" or (kernel == "triton" and scaled):
             what = "the mlp cell" if mlp else "scaled cells (output_scale)"
             raise ValueError(f"the {kernel} kernel does not run {what}; use native")
         if kernel == "native" and not _native_usable(device, dtype, model.state_size):
@@ -499,9 +514,10 @@ def fast_simulate_pairs(
     pairs = per_group * groups
     size = model.state_size
     # a named kernel that cannot run here raises; what the chosen one cannot run: the reference
-    backend = choose_kernel(torch.empty(0, device=device, dtype=dtype), size, pairs, groups, kernel)
-    native_only = linear or scaled or markov or mlp
-    if (native_only and backend != "native") or (constrained and backend == "eager"):
+    like = torch.empty(0, device=device, dtype=dtype)
+    backend = choose_kernel(like, size, pairs, groups, kernel, mlp_width(model))
+    native_only = linear or scaled or markov
+    if (native_only and backend != "native") or (backend == "eager" and (constrained or mlp)):
         return simulate_pairs(model, scenario, kind, **reference)  # outside no_grad: its graph
     inputs = 2 if (scenario.has_flags or kind.flag != 0) else 1
     tail = max(0, min(int(tail), int(burn_in))) if grad else 0
@@ -610,14 +626,17 @@ def available_kernels(device: torch.device | str) -> list[str]:
     return [*kernels, "eager"]
 
 
-def choose_kernel(like: torch.Tensor, size: int, pairs: int, groups: int, kernel: str) -> str:
-    """``kernel`` if it can run these tensors; ``auto``: native on a CPU, Triton on CUDA,
-    else the eager kernel. A named kernel that cannot run raises ValueError."""
+def choose_kernel(
+    like: torch.Tensor, size: int, pairs: int, groups: int, kernel: str, hidden: int = 0
+) -> str:
+    """``kernel`` if it can run these tensors (``hidden``: an mlp cell's width); ``auto``: native
+    on a CPU, Triton on CUDA, else the eager kernel. A named kernel that cannot run raises
+    ValueError."""
     if kernel not in ("auto", "native", "triton", "eager"):
         raise ValueError(f"unknown kernel {kernel!r}; allowed: auto, native, triton, eager")
     can = {
         "native": lambda: rollout_native.usable(like, size),
-        "triton": lambda: _triton().usable(like, size, pairs, groups),
+        "triton": lambda: _triton().usable(like, size, pairs, groups, hidden),
         "eager": lambda: True,
     }
     if kernel != "auto":

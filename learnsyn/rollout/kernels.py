@@ -143,7 +143,7 @@ def compiled_matrices(model, inputs: int, dtype: torch.dtype, device) -> CellMat
 
 
 def mlp_matrices(model, inputs: int, readout: torch.Tensor, zero: torch.Tensor) -> CellMatrices:
-    """The ``mlp`` cell (native kernel only): ``first`` holds the hidden rows ``2 [W | a]``
+    """The ``mlp`` cell (native and Triton kernels): ``first`` holds the hidden rows ``2 [W | a]``
     (its tanh is ``2 sigmoid(2 p) - 1``) above the linear rows ``[D | B | d]``; ``reset`` is
     ``V / width``. The kernel adds the state itself: ``h' = h + [D | B | d] x + reset tanh``."""
     m = model.state_size

@@ -8,15 +8,20 @@ weights are written per program and summed on the host (no atomics, so the resul
 deterministic), and so are the weight gradients (in float64: the two branches' nearly cancel).
 The backward recomputes the states chunk by chunk from checkpoints stored every ``K`` steps into
 a scratch buffer, then walks the chunk in reverse, recomputing the gates of each step.
+The ``mlp`` cell (``kernels.mlp_matrices``) keeps its hidden tanh units as ``[HP, BLOCK]`` tiles
+(``HP`` the width padded to a power of two >= 16): its linear rows ``[D | B | d]`` take the
+places of the tanh RNN's matrix and columns, its hidden rows ``2 [W | a]`` and the correction
+``V / width`` travel in two more buffers, and the state is added, not folded into ``1 + D``
+(as the native kernel does, for the slow variables' sake).
 The ``bounded`` and ``noisy`` state constraints (``native.Constraint`` kinds 1 and 2) follow
 every step, reading each step's numbers from the native kernel's blocked layout (the same
 numbers the reference draws); their gradient is 1 where the constraint did not clip, 0 where it
 did (straight through the rounding), and the backward recomputes the unconstrained step for it.
 
 Requirements (``usable``): a CUDA device (or ``TRITON_INTERPRET=1``, which runs the kernels on
-the CPU for the tests), float32, state size <= 32, and a block size (16 to 128) that divides the
-pairs per group (every program then lies in one group of one branch). Without Triton installed
-this module still imports; ``available()`` is then False.
+the CPU for the tests), float32, state size <= 32 (an mlp's width <= 64), and a block size (16
+to 128) that divides the pairs per group (every program then lies in one group of one branch).
+Without Triton installed this module still imports; ``available()`` is then False.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ except ImportError:  # pragma: no cover - depends on the installation
 MIN_BLOCK = 16
 MAX_BLOCK = 128
 MAX_STATE = 32
+MAX_HIDDEN = 64  # the mlp cell's width: its [HP, BLOCK] tiles of hidden units
 
 _failure: str | None = None if triton is not None else "Triton is not installed"
 
@@ -66,12 +72,14 @@ def block_size(pairs: int, groups: int) -> int | None:
     return None
 
 
-def usable(like: torch.Tensor, state_size: int, pairs: int, groups: int) -> bool:
+def usable(like: torch.Tensor, state_size: int, pairs: int, groups: int, hidden: int = 0) -> bool:
+    """Whether the kernels run these tensors (``hidden``: an mlp cell's width, else 0)."""
     on_device = like.device.type == "cuda" or (interpreting() and like.device.type == "cpu")
     return (
         on_device
         and like.dtype == torch.float32
         and state_size <= MAX_STATE
+        and hidden <= MAX_HIDDEN
         and block_size(pairs, groups) is not None
         and available()
     )
@@ -129,6 +137,30 @@ if triton is not None:
     def load_tile(ptr, MP: tl.constexpr):
         rows = tl.arange(0, MP)
         return tl.load(ptr + rows[:, None] * MP + rows[None, :])
+
+    @triton.jit
+    def load_rect(ptr, ROWS: tl.constexpr, COLUMNS: tl.constexpr):
+        rows, columns = tl.arange(0, ROWS), tl.arange(0, COLUMNS)
+        return tl.load(ptr + rows[:, None] * COLUMNS + columns[None, :])
+
+    @triton.jit
+    def mlp_hidden(h, event, flag, Wh, hidden_ptr, MP: tl.constexpr, HP: tl.constexpr):
+        """The mlp's hidden units ``tanh(W [h; x] + a) = 2 sigmoid(2 [W | a] [h; x; 1]) - 1``
+        (``[HP, BLOCK]``; the packed rows hold the factor 2)."""
+        units = tl.arange(0, HP)
+        columns = hidden_ptr + HP * MP
+        ve = tl.load(columns + units)
+        vf = tl.load(columns + HP + units)
+        vb = tl.load(columns + 2 * HP + units)
+        pre = tl.dot(Wh, h, input_precision="ieee")
+        pre += ve[:, None] * event[None, :] + vf[:, None] * flag[None, :] + vb[:, None]
+        return 2.0 * tl.sigmoid(pre) - 1.0
+
+    @triton.jit
+    def mlp_next(h, y, event, flag, D, Vs, vec_ptr, MP: tl.constexpr):
+        """``h' = [D | B | d] [h; x; 1] + (h + V y / width)``, in the native kernel's order."""
+        linear = tl.dot(D, h, input_precision="ieee") + affine_in(vec_ptr, 0, event, flag, MP)
+        return linear + (h + tl.dot(Vs, y, input_precision="ieee"))
 
     @triton.jit
     def clip(x, bound):
@@ -192,6 +224,8 @@ if triton is not None:
         bounds_ptr,
         final_ptr,
         noise_ptr,
+        hidden_ptr,
+        correction_ptr,
         N,
         T,
         K,
@@ -206,6 +240,8 @@ if triton is not None:
         A: tl.constexpr,
         BLOCK: tl.constexpr,
         GRU: tl.constexpr,
+        MLP: tl.constexpr,
+        HP: tl.constexpr,
         HEAD: tl.constexpr,
         MOMENTS: tl.constexpr,
         BOUNDS: tl.constexpr,
@@ -223,6 +259,9 @@ if triton is not None:
         Wr = load_tile(mat_ptr + 2 * MP * MP, MP)
         R = load_tile(reset_ptr, MP)
         c = tl.load(readout_ptr + rows)
+        if MLP:
+            Wh = load_rect(hidden_ptr, HP, MP)
+            Vs = load_rect(correction_ptr, MP, HP)
         for t in range(T):
             if BOUNDS:
                 if t % K == 0:
@@ -231,6 +270,9 @@ if triton is not None:
             if GRU:
                 z, r, q, s = gru_parts(h, event, flag, Wz, Wr, R, vec_ptr, MP)
                 h = h + z * (2.0 * s - 1.0 - h)
+            elif MLP:
+                y = mlp_hidden(h, event, flag, Wh, hidden_ptr, MP, HP)
+                h = mlp_next(h, y, event, flag, W0, Vs, vec_ptr, MP)
             else:
                 h = rnn_next(h, event, flag, W0, vec_ptr, MP)
             if CONSTRAINT != 0:
@@ -259,6 +301,9 @@ if triton is not None:
         grad_mat_ptr,
         grad_vec_ptr,
         noise_ptr,
+        hidden_ptr,
+        correction_ptr,
+        grad_hidden_ptr,
         N,
         T,
         K,
@@ -276,6 +321,8 @@ if triton is not None:
         A: tl.constexpr,
         BLOCK: tl.constexpr,
         GRU: tl.constexpr,
+        MLP: tl.constexpr,
+        HP: tl.constexpr,
         HEAD: tl.constexpr,
         CONSTRAINT: tl.constexpr,
     ):
@@ -300,6 +347,13 @@ if triton is not None:
         g_ez, g_fz, g_bz = zero_vec, zero_vec, zero_vec
         g_er, g_fr, g_br = zero_vec, zero_vec, zero_vec
         g_c = zero_vec
+        if MLP:  # the hidden rows [W | a] and the correction V / width
+            Wh = load_rect(hidden_ptr, HP, MP)
+            Vs = load_rect(correction_ptr, MP, HP)
+            g_wh = tl.zeros((HP, MP), dtype=tl.float32)
+            g_v = tl.zeros((MP, HP), dtype=tl.float32)
+            g_eh = tl.zeros((HP,), dtype=tl.float32)
+            g_fh, g_bh = g_eh, g_eh
         du = tl.zeros((MP, BLOCK), dtype=tl.float32)
         chunks = (T + K - 1) // K
         for back in range(chunks):
@@ -314,6 +368,9 @@ if triton is not None:
                 if GRU:
                     z, r, q, sv = gru_parts(h, event, flag, Wz, Wr, R, vec_ptr, MP)
                     h = h + z * (2.0 * sv - 1.0 - h)
+                elif MLP:
+                    y = mlp_hidden(h, event, flag, Wh, hidden_ptr, MP, HP)
+                    h = mlp_next(h, y, event, flag, W0, Vs, vec_ptr, MP)
                 else:
                     h = rnn_next(h, event, flag, W0, vec_ptr, MP)
                 if CONSTRAINT != 0:
@@ -363,6 +420,31 @@ if triton is not None:
                     g_br += tl.sum(d_r, axis=1)
                     du = direct + tl.dot(tl.trans(Wz), d_z, input_precision="ieee")
                     du += tl.dot(tl.trans(Wr), d_r, input_precision="ieee")
+                elif MLP:
+                    y = mlp_hidden(h, event, flag, Wh, hidden_ptr, MP, HP)
+                    if CONSTRAINT != 0:  # the unconstrained step, and the constraint's path
+                        _, inside = constrain_step(
+                            mlp_next(h, y, event, flag, W0, Vs, vec_ptr, MP), noise_ptr, t,
+                            lanes, noise_cols, noise_steps, valid, bound, spacing, sigma, M, MP,
+                            CONSTRAINT,
+                        )  # fmt: skip
+                        du = du * inside
+                    # tanh = 2 sigmoid(p) - 1 of the packed pre-activation p: d/dp = (1 - y^2) / 2
+                    d_p = tl.dot(tl.trans(Vs), du, input_precision="ieee") * 0.5 * (1.0 - y * y)
+                    g_v += tl.dot(du, tl.trans(y), input_precision="ieee")
+                    g_wh += tl.dot(d_p, tl.trans(h), input_precision="ieee")
+                    g_eh += tl.sum(d_p * event[None, :], axis=1)
+                    g_fh += tl.sum(d_p * flag[None, :], axis=1)
+                    g_bh += tl.sum(d_p, axis=1)
+                    g_w0 += tl.dot(du, tl.trans(h), input_precision="ieee")
+                    g_e0 += tl.sum(du * event[None, :], axis=1)
+                    g_f0 += tl.sum(du * flag[None, :], axis=1)
+                    g_b0 += tl.sum(du, axis=1)
+                    du = (
+                        du
+                        + tl.dot(tl.trans(W0), du, input_precision="ieee")
+                        + tl.dot(tl.trans(Wh), d_p, input_precision="ieee")
+                    )
                 else:
                     if CONSTRAINT != 0:  # the unconstrained step, and the constraint's path
                         following = rnn_next(h, event, flag, W0, vec_ptr, MP)
@@ -402,33 +484,62 @@ if triton is not None:
         tl.store(vec + 7 * MP + rows, g_fr)
         tl.store(vec + 8 * MP + rows, g_br)
         tl.store(vec + 9 * MP + rows, g_c)
+        if MLP:  # [W | a] rows, their three columns, then V / width
+            units = tl.arange(0, HP)
+            out = grad_hidden_ptr + pid * (2 * HP * MP + 3 * HP)
+            tl.store(out + units[:, None] * MP + rows[None, :], g_wh)
+            tl.store(out + HP * MP + units, g_eh)
+            tl.store(out + HP * MP + HP + units, g_fh)
+            tl.store(out + HP * MP + 2 * HP + units, g_bh)
+            tl.store(out + HP * MP + 3 * HP + rows[:, None] * HP + units[None, :], g_v)
 
 
 def padded_state(m: int) -> int:
     return max(16, 1 << (m - 1).bit_length())
 
 
+def hidden_units(cell: str, reset: torch.Tensor) -> int:
+    """The mlp cell's width (its ``reset`` is ``V / width``, ``[m, width]``); 0 for the others."""
+    return reset.shape[1] if cell == "mlp" else 0
+
+
 def pack(cell: str, first: torch.Tensor, reset: torch.Tensor, readout: torch.Tensor, a: int):
-    """The cell matrices as ``[3, MP, MP]`` state parts (candidate or RNN, z, r), ``[3, 3, MP]``
-    event, flag and bias columns, ``[MP, MP]`` reset map and ``[MP]`` readout."""
+    """The cell matrices as ``[3, MP, MP]`` state parts (candidate or RNN or the mlp's ``D``, z,
+    r), ``[3, 3, MP]`` event, flag and bias columns, ``[MP, MP]`` reset map, ``[MP]`` readout,
+    and the mlp's hidden rows (``[HP, MP]`` then three ``[HP]`` columns) and ``[MP, HP]``
+    correction (one-element placeholders for the other cells)."""
     m = readout.shape[0]
     mp = padded_state(m)
+    width = hidden_units(cell, reset)
     mats = first.new_zeros(3, mp, mp)
     vecs = first.new_zeros(3, 3, mp)
     blocks = 3 if cell == "gru" else 1
     for block in range(blocks):
-        part = first[block * m : (block + 1) * m]
+        part = first[width + block * m : width + (block + 1) * m]
         mats[block, :m, :m] = part[:, :m]
-        vecs[block, 0, :m] = part[:, m]
-        if a == 2:
-            vecs[block, 1, :m] = part[:, m + 1]
-        vecs[block, 2, :m] = part[:, m + a]
+        vecs[block, :, :m] = _columns(part, m, a)
     square = first.new_zeros(mp, mp)
     if cell == "gru":
         square[:m, :m] = reset
     line = first.new_zeros(mp)
     line[:m] = readout
-    return mats.contiguous(), vecs.contiguous(), square, line
+    hidden = correction = first.new_zeros(1)
+    if cell == "mlp":
+        hp = padded_state(width)
+        rows = first.new_zeros(hp, mp)
+        rows[:width, :m] = first[:width, :m]
+        columns = first.new_zeros(3, hp)
+        columns[:, :width] = _columns(first[:width], m, a)
+        hidden = torch.cat([rows.flatten(), columns.flatten()])
+        correction = first.new_zeros(mp, hp)
+        correction[:m, :width] = reset
+    return mats.contiguous(), vecs.contiguous(), square, line, hidden, correction.contiguous()
+
+
+def _columns(part: torch.Tensor, m: int, a: int) -> torch.Tensor:
+    """The event, flag (zeros without flags) and bias columns of ``[rows, m + a + 1]``."""
+    flag = part[:, m + 1] if a == 2 else torch.zeros_like(part[:, m])
+    return torch.stack([part[:, m], flag, part[:, m + a]])
 
 
 class Launch:
@@ -443,6 +554,8 @@ class Launch:
         self.cell, self.a = cell, inputs.shape[1]
         self.m = readout.shape[0]
         self.mp = padded_state(self.m)
+        self.width = hidden_units(cell, reset)
+        self.hp = padded_state(self.width) if self.width else 16
         self.packed = pack(cell, first, reset, readout, self.a)
         self.inputs = inputs.contiguous()
         self.head = None if head is None else head.contiguous()
@@ -455,7 +568,10 @@ class Launch:
         self.programs = self.batch // self.block
 
     def _common(self):
-        return dict(M=self.m, MP=self.mp, A=self.a, BLOCK=self.block, GRU=self.cell == "gru")
+        return dict(
+            M=self.m, MP=self.mp, A=self.a, BLOCK=self.block, GRU=self.cell == "gru",
+            MLP=self.cell == "mlp", HP=self.hp,
+        )  # fmt: skip
 
     def _constraint_arguments(self):
         """(noise, its columns, its steps, bound, spacing, sigma) and the kind, for the
@@ -477,7 +593,7 @@ class Launch:
         boundaries = new(chunks, self.m, self.batch) if bounds else new(1)
         final = new(self.m, self.batch)
         head = self.head if self.head is not None else self.inputs
-        mats, vecs, square, line = self.packed
+        mats, vecs, square, line, hidden, correction = self.packed
         (noise, *numbers), kind = self._constraint_arguments()
         forward_kernel[(self.programs,)](
             self.inputs,
@@ -491,6 +607,8 @@ class Launch:
             boundaries,
             final,
             noise,
+            hidden,
+            correction,
             self.batch,
             self.steps,
             self.chunk,
@@ -514,8 +632,10 @@ class Launch:
         scratch = self.start.new_empty(self.programs * (self.chunk + 1) * mp * self.block)
         grad_mats = new(self.programs, 4, mp, mp)
         grad_vecs = new(self.programs, 10, mp)
+        mlp_size = 2 * self.hp * mp + 3 * self.hp
+        grad_hidden = new(self.programs, mlp_size) if self.width else new(1)
         head = self.head if self.head is not None else self.inputs
-        mats, vecs, square, line = self.packed
+        mats, vecs, square, line, hidden, correction = self.packed
         (noise, *numbers), kind = self._constraint_arguments()
         backward_kernel[(self.programs,)](
             self.inputs,
@@ -530,6 +650,9 @@ class Launch:
             grad_mats,
             grad_vecs,
             noise,
+            hidden,
+            correction,
+            grad_hidden,
             self.batch,
             self.steps,
             self.chunk,
@@ -543,24 +666,34 @@ class Launch:
             **self._common(),
         )
         dtype = grad_mats.dtype
-        return self._unpack(
-            grad_mats.double().sum(0).to(dtype), grad_vecs.double().sum(0).to(dtype)
-        )
+        summed = (grad.double().sum(0).to(dtype) for grad in (grad_mats, grad_vecs, grad_hidden))
+        return self._unpack(*summed)
 
-    def _unpack(self, grad_mats, grad_vecs):
-        m, a = self.m, self.a
+    def _unpack(self, grad_mats, grad_vecs, grad_hidden):
+        m, a, width = self.m, self.a, self.width
         blocks = 3 if self.cell == "gru" else 1
-        grad_first = self.start.new_zeros(blocks * m, m + a + 1)
-        for block in range(blocks):
-            part = grad_first[block * m : (block + 1) * m]
-            part[:, :m] = grad_mats[block, :m, :m]
-            part[:, m] = grad_vecs[3 * block, :m]
+        grad_first = self.start.new_zeros(width + blocks * m, m + a + 1)
+
+        def put(part, square, columns):  # columns: event, flag, bias
+            part[:, :m] = square
+            part[:, m] = columns[0]
             if a == 2:
-                part[:, m + 1] = grad_vecs[3 * block + 1, :m]
-            part[:, m + a] = grad_vecs[3 * block + 2, :m]
+                part[:, m + 1] = columns[1]
+            part[:, m + a] = columns[2]
+
+        for block in range(blocks):
+            part = grad_first[width + block * m : width + (block + 1) * m]
+            put(part, grad_mats[block, :m, :m], grad_vecs[3 * block : 3 * block + 3, :m])
+        grad_reset = None
         if self.cell == "gru":
             grad_first[:m, :m] = 0  # the candidate's state columns are constant zeros
-        grad_reset = grad_mats[3, :m, :m].clone() if self.cell == "gru" else None
+            grad_reset = grad_mats[3, :m, :m].clone()
+        elif width:
+            hp, mp = self.hp, self.mp
+            rows = grad_hidden[: hp * mp].view(hp, mp)
+            columns = grad_hidden[hp * mp : hp * mp + 3 * hp].view(3, hp)
+            put(grad_first[:width], rows[:width, :m], columns[:, :width])
+            grad_reset = grad_hidden[hp * mp + 3 * hp :].view(mp, hp)[:m, :width].clone()
         return grad_first, grad_reset, grad_vecs[9, :m].clone()
 
 

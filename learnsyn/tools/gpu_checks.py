@@ -114,20 +114,22 @@ def check_agreement(record: Recorder, device: torch.device) -> None:
 
     simulators = _simulators()
     tasks = ("ideal", "importance", "bounded", "noisy")
-    cases = [(cell, task, 1024, 200) for cell in ("gru", "rnn") for task in tasks]
-    cases += [(cell, "ideal", 4096, 2000) for cell in ("gru", "rnn")]
-    for cell, task, pairs, horizon in cases:
+    cases = [(cell, 8, task, 1024, 200) for cell in ("gru", "rnn") for task in tasks]
+    cases += [(cell, 8, "ideal", 4096, 2000) for cell in ("gru", "rnn")]
+    cases += [("mlp", 2, task, 1024, 200) for task in tasks]  # the size of its runs
+    for cell, state, task, pairs, horizon in cases:
         scenario = make_scenario(task)
-        model = make_cell(cell, 8, timescale=horizon).to(device)
-        size = dict(cell=cell, state=8, pairs=pairs, horizon=horizon)
+        model = make_cell(cell, state, timescale=horizon).to(device)
+        size = dict(cell=cell, state=state, pairs=pairs, horizon=horizon)
         try:
             reference = _run(simulators["reference"], model, scenario, size, device, True)
         except Exception as error:  # noqa: BLE001
             record.add("agreement", dict(cell=cell, task=task, error=repr(error)))
             continue
-        # the eager kernel applies no state constraints (it refuses them)
-        for path in ("triton",) if scenario.constrains_state else ("eager", "triton"):
-            entry = dict(cell=cell, task=task, path=path, pairs=pairs, horizon=horizon, state=8)
+        # the eager kernel applies no state constraints and has no mlp cell (it refuses them)
+        eager = not scenario.constrains_state and cell != "mlp"
+        for path in ("eager", "triton") if eager else ("triton",):
+            entry = dict(cell=cell, task=task, path=path, pairs=pairs, horizon=horizon, state=state)
             try:
                 fast = _run(simulators[path], model, scenario, size, device, True)
                 entry.update(_agreement(reference, fast))
@@ -195,6 +197,9 @@ def run_timings(record: Recorder, device: torch.device, quick: bool) -> None:
         ("triton", "gru", 8, 2**18, 2000, "noisy"),
         ("triton", "rnn", 8, 2**18, 2000, "bounded"),
         ("reference", "gru", 8, 4096, 300, "noisy"),
+        # the mlp cell (width 32) at the size of its runs, m = 2
+        ("triton", "mlp", 2, 2**20, 2000, "noisy"),
+        ("reference", "mlp", 2, 4096, 300, "noisy"),
     ]
     if quick:
         plan = [(p, c, s, min(b, 4096), min(h, 300)) for p, c, s, b, h in plan[:6]]

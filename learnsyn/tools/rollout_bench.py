@@ -13,9 +13,9 @@ path:
   compiled kernels save their inputs and checkpoints through autograd too), and on CUDA
   ``peak_memory_bytes`` (``torch.cuda.max_memory_allocated`` during forward plus backward);
 - ``speedup``: the fast path's forward-plus-backward rate over the reference's;
-- ``scenario``: ``ideal``, or ``bounded`` and ``noisy`` (state constraints: the native kernel
-  only, the other kernels do not apply them);
-- ``cell``: rnn, gru, or mlp (at m = 2, the size of its runs; native kernel only);
+- ``scenario``: ``ideal``, or ``bounded`` and ``noisy`` (state constraints: the native and
+  Triton kernels, the eager kernel does not apply them);
+- ``cell``: rnn, gru, or mlp (at m = 2, the size of its runs; native and Triton kernels);
 - ``agreement``: relative difference of the objective and of the gradients (largest absolute
   difference over the largest reference gradient entry) against the reference, with the
   tolerance ``TOLERANCE`` and whether it held.
@@ -60,8 +60,8 @@ REFERENCE_BYTES_PER_STATE = {
     ("noisy", "mlp"): 86.6,
 }
 CONSTRAINED = ("bounded", "noisy")
-#: cells that only the native kernel runs
-NATIVE_ONLY_CELLS = ("mlp",)
+#: the cells the eager kernel runs (in scenarios without a state constraint)
+EAGER_CELLS = ("rnn", "gru")
 
 
 def objective(moments) -> torch.Tensor:
@@ -98,6 +98,7 @@ def _sizes(device: torch.device, quick: bool) -> list[dict]:
         sizes += [
             dict(cell=c, state=8, pairs=2**19, horizon=2000, fill=True) for c in ("rnn", "gru")
         ]
+        sizes.append(dict(cell="mlp", state=2, pairs=2**19, horizon=2000, fill=True))
     return sizes
 
 
@@ -191,8 +192,8 @@ def bench_size(size: dict, device: torch.device, repeats: int, log=None) -> list
     if not size.get("fill"):
         paths["reference"] = simulate_pairs
     for kernel in available_kernels(device):
-        native_only = scenario.info.name in CONSTRAINED or size["cell"] in NATIVE_ONLY_CELLS
-        if kernel == "native" or not native_only:
+        eager_runs = scenario.info.name not in CONSTRAINED and size["cell"] in EAGER_CELLS
+        if kernel != "eager" or eager_runs:
             paths[kernel] = _with_kernel(kernel)
     horizons = {name: size["horizon"] for name in paths}
     if "reference" in paths:
