@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from learnsyn.burn_in_tail import simulate_pairs_with_tail
 from learnsyn.cells import LearnedSynapse, make_cell
 from learnsyn.config import (  # noqa: F401  (TrainConfig, TRAIN_METRICS: public here too)
     TRAIN_METRICS,
@@ -99,14 +98,9 @@ def meta_objective(
     what it does not cover to the reference loop ``montecarlo.simulate_pairs``)."""
     if config.resolved_estimator() == "grid":
         return grid_objective(model, scenario, config, iteration, device, grad)
-    if simulate is None and config.resolved_gradient_burn_in() > 0:
-        simulate = partial(
-            simulate_pairs_with_tail,
-            tail=config.resolved_gradient_burn_in(),
-            fast=config.rollout != "reference",
-        )
     if simulate is None:
         simulate = simulate_pairs if config.rollout == "reference" else fast_simulate_pairs
+        simulate = partial(simulate, tail=config.resolved_gradient_burn_in())
     generator = iteration_generator(config.seed, iteration, device)
     ages = torch.arange(config.horizon, device=device, dtype=torch.float32)
     burn_in = config.resolved_burn_in()

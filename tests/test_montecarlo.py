@@ -225,3 +225,36 @@ def test_flag_gated_linear_synapse_matches_exact_in_importance():
     ungated = make_model("optimal-linear", params)
     plain = evaluate(ungated, scenario, synapses=N, horizon=150, convention="large-n")
     assert abs(plain.metrics["area"] - exact.metrics["area"]) > 10 * error
+
+
+def test_every_simulator_takes_the_one_pair_batch_protocol():
+    """``PairBatch`` is the simulators' one signature: a misspelt or missing keyword is a
+    TypeError naming it in each, and the grouped simulator passes every keyword on (``tail``
+    too) with only the group's pairs, generator and groups changed."""
+    from learnsyn.estimate.montecarlo import PairBatch, PairMoments, simulate_pairs
+    from learnsyn.rollout import fast_simulate_pairs
+    from learnsyn.rollout.distributed import GroupedSimulator
+
+    model = make_model("exponential", {"decay": 0.95})
+    scenario = make_scenario("ideal")
+    kind = scenario.tracked_kinds()[0]
+    batch = dict(pairs=32, burn_in=10, horizon=5, generator=torch.Generator().manual_seed(0))
+    for simulate in (simulate_pairs, fast_simulate_pairs, GroupedSimulator()):
+        with pytest.raises(TypeError, match="pair"):
+            simulate(
+                model, scenario, kind, pair=32, **{k: v for k, v in batch.items() if k != "pairs"}
+            )
+        with pytest.raises(TypeError, match="horizon"):
+            simulate(model, scenario, kind, **{k: v for k, v in batch.items() if k != "horizon"})
+    seen = []
+
+    def spy(model, scenario, kind, **keywords):
+        seen.append(PairBatch(**keywords))
+        return simulate_pairs(model, scenario, kind, **keywords)
+
+    moments = GroupedSimulator(spy)(model, scenario, kind, tail=4, grad=True, groups=4, **batch)
+    assert isinstance(moments, PairMoments) and moments.sums.shape == (5, 4, 4)
+    assert len(seen) == 4 and {(b.pairs, b.tail, b.burn_in, b.grad) for b in seen} == {
+        (8, 4, 10, True)
+    }
+    assert len({id(b.generator) for b in seen}) == 4

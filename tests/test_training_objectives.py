@@ -13,6 +13,7 @@ from learnsyn.estimate.montecarlo import PairMoments, simulate_pairs
 from learnsyn.estimate.snr import compute_metrics, curve_from_pairs
 from learnsyn.evaluate import evaluate
 from learnsyn.linearization import LinearizedCell, linearize
+from learnsyn.rollout import fast_simulate_pairs
 from learnsyn.scenario import make_scenario
 from learnsyn.synapse import LinearSynapse
 from learnsyn.training import (
@@ -213,14 +214,13 @@ def test_linearized_cell_matches_the_exact_linear_curve():
 
 
 def test_the_burn_in_tail_gradient_is_the_same_on_the_fast_path_and_the_reference():
-    from learnsyn.burn_in_tail import simulate_pairs_with_tail
-
     scenario = make_scenario("ideal")
     kind = scenario.tracked_kinds()[0]
     grads = {}
     for fast in (True, False):
         model = make_cell("gru", 2, init="rotation", timescale=30.0)
-        moments = simulate_pairs_with_tail(
+        simulate = fast_simulate_pairs if fast else simulate_pairs
+        moments = simulate(
             model,
             scenario,
             kind,
@@ -230,7 +230,6 @@ def test_the_burn_in_tail_gradient_is_the_same_on_the_fast_path_and_the_referenc
             generator=torch.Generator().manual_seed(3),
             tail=30,
             grad=True,
-            fast=fast,
         )
         curve_from_pairs([moments], [1.0], 1000, "large-n").snr.sum().backward()
         grads[fast] = torch.cat([p.grad.flatten() for p in model.parameters()])
@@ -242,8 +241,6 @@ def test_the_burn_in_tail_gradient_is_the_same_on_the_fast_path_and_the_referenc
 
 
 def test_a_tail_of_zero_is_the_plain_rollout():
-    from learnsyn.burn_in_tail import simulate_pairs_with_tail
-
     scenario = make_scenario("ideal")
     kind = scenario.tracked_kinds()[0]
     model = make_cell("rnn", 2, init="rotation", timescale=30.0)
@@ -251,14 +248,8 @@ def test_a_tail_of_zero_is_the_plain_rollout():
     plain = simulate_pairs(
         model, scenario, kind, generator=torch.Generator().manual_seed(1), **common
     )
-    tail = simulate_pairs_with_tail(
-        model,
-        scenario,
-        kind,
-        generator=torch.Generator().manual_seed(1),
-        tail=0,
-        fast=False,
-        **common,
+    tail = simulate_pairs(
+        model, scenario, kind, generator=torch.Generator().manual_seed(1), tail=0, **common
     )
     assert torch.allclose(plain.sums, tail.sums)
 
@@ -267,8 +258,6 @@ def test_the_tail_removes_the_scale_bias_of_a_linear_synapse():
     """The SNR of a linear synapse does not depend on the scale of its increment b. Without the
     burn-in in the gradient the gradient says it does (towards larger b); with a long tail it is
     about zero."""
-    from learnsyn.burn_in_tail import simulate_pairs_with_tail
-
     scenario = make_scenario("ideal")
     kind = scenario.tracked_kinds()[0]
 
@@ -286,7 +275,7 @@ def test_the_tail_removes_the_scale_bias_of_a_linear_synapse():
     slopes = {}
     for tail in (0, 400):
         model = Scaled(np.diag([0.95, 0.9]), [1.0, 1.0], [1.0, 0.5])
-        moments = simulate_pairs_with_tail(
+        moments = simulate_pairs(
             model,
             scenario,
             kind,
@@ -296,7 +285,6 @@ def test_the_tail_removes_the_scale_bias_of_a_linear_synapse():
             generator=torch.Generator().manual_seed(0),
             tail=tail,
             grad=True,
-            fast=False,
         )
         snr = curve_from_pairs([moments], [1.0], 1000, "large-n").snr
         (slope,) = torch.autograd.grad(snr.sum(), model.scale)

@@ -9,14 +9,24 @@ linear synapse half the difference of the readouts is then exactly the memory ke
 Only per-group sums of ``w+, w+^2, w-, w-^2`` are kept at every age (``groups`` groups of pairs),
 so memory does not grow with the batch; the groups give jackknife standard errors of the SNR and
 of every metric. The same code runs with gradients for meta-training: through the tracked window
-and, with ``tail``, the last ``tail`` steps of the burn-in (``learnsyn.burn_in_tail``); the rest
-of the burn-in runs without them.
+and, with ``tail``, the last ``tail`` steps of the burn-in; the rest of the burn-in runs without
+them.
+
+Why the tail: the burn-in run without gradient treats the state the tracked event finds as if
+it did not depend on the parameters. It does (its distribution is the synapse's stationary
+distribution), and the gradient that ignores this is biased, measured to be large
+(docs/learned-vs-linear.md): for a linear synapse it sees a larger increment raise the signal of
+early ages but not their noise (a linear synapse's SNR does not depend on the increment's
+scale), and longer time scales raise the signal without the noise they bring. With ``tail``
+steps differentiated (BPTT through ``tail + horizon`` steps) the remaining bias is what the state
+``tail`` steps before the tracked event still carries (``lambda^tail`` for a slowest mode
+``lambda``). ``TrainConfig.gradient_burn_in`` sets it for training.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -67,28 +77,44 @@ def pair_groups(pairs: int, groups: int) -> tuple[int, int]:
     return groups, pairs // groups
 
 
-def simulate_pairs(
-    model: Synapse,
-    scenario: Scenario,
-    kind: TrackedKind,
-    *,
-    pairs: int,
-    burn_in: int,
-    horizon: int,
-    generator: torch.Generator,
-    groups: int = 16,
-    device: torch.device | str = "cpu",
-    grad: bool = False,
-    dtype: torch.dtype = torch.float32,
-    tail: int = 0,
-) -> PairMoments:
-    """Simulate ``pairs`` synapse pairs and return the per-group readout moments.
+@dataclass(frozen=True)
+class PairBatch:
+    """The keywords of one paired rollout, the one protocol every simulator takes
+    (``simulate_pairs``, ``learnsyn.rollout.fast_simulate_pairs``, the grouped simulator of
+    ``learnsyn.rollout.distributed``): ``pairs`` synapse pairs in ``groups`` groups, ``burn_in``
+    background events, then ``horizon`` tracked ages; ``grad``: keep the graph of the tracked
+    window and of the last ``tail`` burn-in steps (at most ``burn_in``), run once for both
+    branches of a pair. A missing or unknown keyword is a ``TypeError`` naming it."""
 
-    ``tail`` (with ``grad``): the last ``tail`` burn-in steps (at most ``burn_in``) run with
-    gradient too, once for both branches of a pair (``learnsyn.burn_in_tail``)."""
-    groups, per_group = pair_groups(pairs, groups)
+    pairs: int
+    burn_in: int
+    horizon: int
+    generator: torch.Generator
+    groups: int = 16
+    device: torch.device | str = "cpu"
+    grad: bool = False
+    dtype: torch.dtype = torch.float32
+    tail: int = 0
+
+    def keywords(self, **changes) -> dict:
+        """The batch as keywords for another simulator, with ``changes`` applied."""
+        return {f.name: getattr(self, f.name) for f in fields(self)} | changes
+
+    def differentiated_tail(self) -> int:
+        """The burn-in steps run with gradient: ``tail`` clipped to the burn-in, 0 without
+        ``grad``."""
+        return max(0, min(int(self.tail), int(self.burn_in))) if self.grad else 0
+
+
+def simulate_pairs(model: Synapse, scenario: Scenario, kind: TrackedKind, **batch) -> PairMoments:
+    """Simulate ``pairs`` synapse pairs (``batch``: the keywords of ``PairBatch``) and return
+    the per-group readout moments."""
+    request = PairBatch(**batch)
+    pairs, burn_in, horizon = request.pairs, request.burn_in, request.horizon
+    generator, device, dtype = request.generator, request.device, request.dtype
+    groups, per_group = pair_groups(pairs, request.groups)
     pairs = per_group * groups
-    tail = max(0, min(int(tail), int(burn_in))) if grad else 0
+    tail = request.differentiated_tail()
     if isinstance(model, MarkovSynapse):
         model.use_generator(generator, paired=False)
     k = scenario.uniforms_per_step
@@ -109,7 +135,7 @@ def simulate_pairs(
     stream = torch.cat([stream, stream])
     signs = torch.cat([torch.ones(pairs, device=device), -torch.ones(pairs, device=device)])
     signs = signs.to(dtype)
-    context = torch.enable_grad() if grad else torch.no_grad()
+    context = torch.enable_grad() if request.grad else torch.no_grad()
     records = []
     with context:
         events, flags, stream = scenario.tracked_events(kind, signs, stream)

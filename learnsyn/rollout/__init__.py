@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import torch
 
-from learnsyn.estimate.montecarlo import PairMoments, pair_groups, simulate_pairs
+from learnsyn.estimate.montecarlo import PairBatch, PairMoments, pair_groups, simulate_pairs
 from learnsyn.rollout import native as rollout_native
 from learnsyn.rollout.kernels import (
     DEFAULT_CHUNK,
@@ -461,31 +461,23 @@ def fast_simulate_pairs(
     scenario: Scenario,
     kind: TrackedKind,
     *,
-    pairs: int,
-    burn_in: int,
-    horizon: int,
-    generator: torch.Generator,
-    groups: int = 16,
-    device: torch.device | str = "cpu",
-    grad: bool = False,
-    dtype: torch.dtype = torch.float32,
     checkpoint: int | None = DEFAULT_CHUNK,
     kernel: str = "auto",
-    tail: int = 0,
+    **batch,
 ) -> PairMoments:
-    """``simulate_pairs`` on the fast path (or the reference where it does not apply).
+    """``simulate_pairs`` on the fast path (or the reference where it does not apply);
+    ``batch``: the keywords of ``montecarlo.PairBatch``.
 
     ``checkpoint``: keep the states every that many steps for the backward and recompute the
     rest (None: keep them all; the compiled kernels always recompute). ``kernel``: ``auto``
     (``choose_kernel``), ``native``, ``triton`` or ``eager``. ``tail`` (with ``grad``): the last
-    ``tail`` burn-in steps are differentiated too (``learnsyn.burn_in_tail``): they run in the
-    same kernel call as the window, on both branches of every pair with the same inputs (and
-    the same constraint numbers), the tracked event at row ``tail``.
+    ``tail`` burn-in steps are differentiated too: they run in the same kernel call as the
+    window, on both branches of every pair with the same inputs (and the same constraint
+    numbers), the tracked event at row ``tail``.
     """
-    reference = dict(
-        pairs=pairs, burn_in=burn_in, horizon=horizon, generator=generator, groups=groups,
-        device=device, grad=grad, dtype=dtype, tail=tail,
-    )  # fmt: skip
+    request = PairBatch(**batch)
+    burn_in, horizon, generator = request.burn_in, request.horizon, request.generator
+    device, grad, dtype = request.device, request.grad, request.dtype
     linear = linear_model(model)
     markov = markov_model(model)
     mlp = mlp_model(model)
@@ -502,14 +494,14 @@ def fast_simulate_pairs(
         if kernel == "native" and not _native_usable(device, dtype, model.state_size):
             raise ValueError(f"the native kernel cannot run here ({device}, {dtype})")
     if not supports_fast_path(model, scenario, grad, device, dtype):
-        return simulate_pairs(model, scenario, kind, **reference)
+        return simulate_pairs(model, scenario, kind, **batch)
     constrained = not unconstrained(scenario)
     if (linear or markov) and kernel not in ("auto", "native"):
         what = "run Markov synapses" if markov else "run linear synapses"
         raise ValueError(f"the {kernel} kernel does not {what}; use native")
     if constrained and kernel == "eager":
         raise ValueError("the eager kernel does not apply state constraints; use native or triton")
-    groups, per_group = pair_groups(pairs, groups)
+    groups, per_group = pair_groups(request.pairs, request.groups)
     device = torch.device(device)
     pairs = per_group * groups
     size = model.state_size
@@ -518,9 +510,9 @@ def fast_simulate_pairs(
     backend = choose_kernel(like, size, pairs, groups, kernel, mlp_width(model))
     native_only = linear or scaled or markov
     if (native_only and backend != "native") or (backend == "eager" and (constrained or mlp)):
-        return simulate_pairs(model, scenario, kind, **reference)  # outside no_grad: its graph
+        return simulate_pairs(model, scenario, kind, **batch)  # outside no_grad: its graph
     inputs = 2 if (scenario.has_flags or kind.flag != 0) else 1
-    tail = max(0, min(int(tail), int(burn_in))) if grad else 0
+    tail = request.differentiated_tail()
     steps = tail + horizon  # the differentiated window: the tail, then the tracked ages
     source = EventRows(scenario, generator, pairs, device, dtype, size, transitions=markov)
     with torch.no_grad():
@@ -570,28 +562,13 @@ def fast_simulate_pairs(
     chunk = steps if checkpoint is None else int(checkpoint)
     with torch.enable_grad():
         mats = cell_matrices(model, inputs, dtype, device, backend)
-        if backend == "native":
-            moments = NativeWindow.apply(
-                mats.cell,
-                chunk,
-                cells,
-                constraint,
-                rows,
-                head if shared else None,
-                start,
-                *mats.native_tensors(),
-            )
-            sums = moments_by_group(moments, groups)
-        elif backend == "triton":
-            moments = _triton().TritonWindow.apply(
-                mats.cell,
-                chunk,
-                cells,
-                constraint,
-                rows,
-                head if shared else None,
-                start,
-                *mats.tensors(),
+        if backend in ("native", "triton"):
+            window, tensors = NativeWindow, mats.native_tensors
+            if backend == "triton":
+                window, tensors = _triton().TritonWindow, mats.tensors
+            shared_head = head if shared else None
+            moments = window.apply(
+                mats.cell, chunk, cells, constraint, rows, shared_head, start, *tensors()
             )
             sums = moments_by_group(moments, groups)
         else:

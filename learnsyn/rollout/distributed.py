@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from learnsyn.estimate.montecarlo import PairMoments, pair_groups
+from learnsyn.estimate.montecarlo import PairBatch, PairMoments, pair_groups
 from learnsyn.rollout import fast_simulate_pairs
 from learnsyn.scenario import Scenario, TrackedKind
 from learnsyn.synapse import Synapse
@@ -71,23 +71,15 @@ class GroupedSimulator:
         self.world = dist.get_world_size(group) if distributed else 1
 
     def __call__(
-        self,
-        model: Synapse,
-        scenario: Scenario,
-        kind: TrackedKind,
-        *,
-        pairs: int,
-        burn_in: int,
-        horizon: int,
-        generator: torch.Generator,
-        groups: int = 16,
-        device: torch.device | str = "cpu",
-        grad: bool = False,
-        dtype: torch.dtype = torch.float32,
+        self, model: Synapse, scenario: Scenario, kind: TrackedKind, **batch
     ) -> PairMoments:
-        groups, per_group = pair_groups(pairs, groups)
+        """``batch``: the keywords of ``montecarlo.PairBatch``."""
+        request = PairBatch(**batch)
+        device, dtype, horizon = request.device, request.dtype, request.horizon
+        groups, per_group = pair_groups(request.pairs, request.groups)
+        generator = request.generator
         base = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
-        context = torch.enable_grad() if grad else torch.no_grad()
+        context = torch.enable_grad() if request.grad else torch.no_grad()
         parts = []
         with context:
             for group in group_range(groups, self.rank, self.world):
@@ -97,14 +89,11 @@ class GroupedSimulator:
                     model,
                     scenario,
                     kind,
-                    pairs=per_group,
-                    burn_in=burn_in,
-                    horizon=horizon,
-                    generator=group_generator,
-                    groups=_smallest_divisor(per_group),
-                    device=device,
-                    grad=grad,
-                    dtype=dtype,
+                    **request.keywords(
+                        pairs=per_group,
+                        generator=group_generator,
+                        groups=_smallest_divisor(per_group),
+                    ),
                 )
                 parts.append(moments.sums.sum(1))
             owned = group_range(groups, self.rank, self.world)
