@@ -123,7 +123,7 @@ from learnsyn.evaluate import Evaluation, evaluate
 from learnsyn.registry import register_model
 from learnsyn.scenario import Scenario
 from learnsyn.synapse import ModelInfo, ParamSpec, spectral_radius
-from learnsyn.tuning import TuneRequest, TuneResult
+from learnsyn.tuning import SearchTarget, TuneRequest, TuneResult
 
 NAME = "linear-range"
 #: the largest spectral radius of A in the family (included); see the module docstring
@@ -275,22 +275,17 @@ def adam_refine(
     form: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     *,
     state_size: int,
-    synapses: int,
-    metric: str,
-    horizon: int,
-    threshold: float,
-    convention: str,
-    seed: int,
     batch: int,
     burn_in: int | None,
     iterations: int,
     on_iteration: Callable[[int, dict[str, Any]], None] | None = None,
+    **target: Any,
 ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
     """Step 4 of the search: ``learnsyn train``'s meta-training (``runs.train``: objective,
     burn-in gradient, model selection) from the synapse ``form = (A, b, c)`` (None: the learned
     cells' own start, ``init=auto``'s damped rotations) with no drive, on a tanh RNN cell held
     linear (``LINEAR_SCALE``; the scale frozen, the drive learned); returns the selected
-    ``(A, b, c)`` and drive.
+    ``(A, b, c)`` and drive; ``target``: the keywords of ``tuning.SearchTarget``.
     The run lives in a temporary directory (no baselines tuned, no final evaluation);
     ``on_iteration(iteration, record)`` sees each update's record, as in ``runs.train``."""
     import tempfile
@@ -301,21 +296,16 @@ def adam_refine(
     config = TrainConfig(
         task=scenario.info.name,
         task_params=dict(scenario.params),
-        synapses=synapses,
         state_size=state_size,
         cell="rnn",
-        metric=metric,
         iterations=iterations,
         batch=batch,
-        horizon=horizon,
         burn_in=burn_in,
         lr=ADAM_LR,
-        threshold=threshold,
-        convention=convention,
         cell_params={"output_scale": LINEAR_SCALE},
-        seed=seed,
         device="cpu",
         figure_every=10**9,
+        **SearchTarget(**target).keywords(),
     )
 
     with tempfile.TemporaryDirectory(prefix="linear-range-adam-") as folder:
@@ -501,12 +491,6 @@ def optimize_linear_range(
     scenario: Scenario,
     *,
     state_size: int,
-    synapses: int,
-    metric: str = "area",
-    horizon: int,
-    threshold: float = 1.0,
-    convention: str = "large-n",
-    seed: int = 0,
     batch: int = 512,
     search_batch: int | None = None,
     burn_in: int | None = None,
@@ -517,9 +501,11 @@ def optimize_linear_range(
     amplitudes: tuple[float, ...] = START_AMPLITUDES,
     adam_iterations: int | None = None,
     progress: Callable[[int, dict[str, Any], float], None] | None = None,
+    **target: Any,
 ) -> RangeLinear:
     """The best m-variable linear synapse with A's spectral radius up to ``MAX_RADIUS`` in a
-    scenario with a range (the module docstring gives the search). ``burn_in`` (None: the larger
+    scenario with a range (the module docstring gives the search); ``target``: the keywords of
+    ``tuning.SearchTarget``. ``burn_in`` (None: the larger
     of the stable optimum's default and an unstable member's, 4 x horizon) is used by the second
     search, step 4 and the final evaluations; the first (stable) search runs exactly as
     ``optimal-linear``'s with the given ``burn_in``. ``adam_iterations``: step 4's Adam updates
@@ -527,15 +513,9 @@ def optimize_linear_range(
     ``ADAM_BATCH_FACTOR`` x ``batch`` pairs."""
     start = time.perf_counter()
     check_range(scenario)
-    setting = dict(  # what the searches and step 4 share
-        synapses=synapses,
-        metric=metric,
-        horizon=horizon,
-        threshold=threshold,
-        convention=convention,
-        seed=seed,
-        batch=batch,
-    )
+    target = SearchTarget(**target)
+    horizon, metric = target.horizon, target.metric
+    setting = target.keywords(batch=batch)  # what the searches and step 4 share
     common = dict(
         setting,
         state_size=state_size,
@@ -586,14 +566,11 @@ def optimize_linear_range(
         return evaluate(
             model,
             scenario,
-            synapses=synapses,
-            horizon=horizon,
             method="auto",
-            convention=convention,
-            threshold=threshold,
             batch=max(batch, final_batch),
-            seed=seed + 10007,
+            seed=target.seed + 10007,
             burn_in=burn_in,
+            **target.evaluation(),
         )
 
     stable_evaluation = final_evaluation(RangeLinearSynapse(**stable.params))

@@ -79,8 +79,6 @@ import torch
 from learnsyn.estimate.exact import variances_given_kind
 from learnsyn.estimate.montecarlo import default_burn_in
 from learnsyn.estimate.snr import (
-    check_convention,
-    check_metric,
     compute_metrics,
     smooth_objective,
     snr_from_moments,
@@ -96,7 +94,7 @@ from learnsyn.synapse import (
     resolve_params,
     spectral_radius,
 )
-from learnsyn.tuning import TuneRequest, TuneResult
+from learnsyn.tuning import SearchTarget, TuneRequest, TuneResult
 
 NAME = "optimal-linear"
 #: surrogate temperatures of the L-BFGS stages, in units of the threshold (after each stage the
@@ -675,16 +673,7 @@ class OptimalLinear:
         return None if values is None else np.array(values)
 
 
-def _setting(
-    scenario: Scenario,
-    synapses: int,
-    metric: str,
-    horizon: int,
-    threshold: float,
-    convention: str,
-) -> Setting:
-    check_metric(metric)
-    check_convention(convention)
+def _setting(scenario: Scenario, target: SearchTarget) -> Setting:
     stats = scenario.linear_statistics()
     if stats is None:
         raise ValueError(
@@ -692,13 +681,10 @@ def _setting(
             "optimizer has no path there; use optimize_linear_synapse_monte_carlo (learnsyn "
             "tune does)"
         )
-    if synapses < 1:
-        raise ValueError(f"synapses = {synapses} is not allowed: need N >= 1")
-    if horizon < 1:
-        raise ValueError(f"horizon = {horizon} is not allowed: need horizon >= 1")
     weights = tuple(float(kind.weight) for kind in scenario.tracked_kinds())
+    t = target
     return Setting(
-        stats, weights, int(synapses), int(horizon), float(threshold), convention, metric
+        stats, weights, int(t.synapses), int(t.horizon), float(t.threshold), t.convention, t.metric
     )
 
 
@@ -897,18 +883,15 @@ def optimize_linear_synapse(
     scenario: Scenario,
     *,
     state_size: int,
-    synapses: int,
-    metric: str = "area",
-    horizon: int,
-    threshold: float = 1.0,
-    convention: str = "large-n",
-    seed: int = 0,
     restarts: int = 4,
     candidates: int = 64,
     iterations: int = 60,
     max_amplitude: float = AMPLITUDE_SEARCH[1],
+    **target: Any,
 ) -> OptimalLinear:
-    """The best m-variable linear synapse for ``metric`` in ``scenario`` (exact statistics).
+    """The best m-variable linear synapse for ``metric`` in ``scenario`` (exact statistics);
+    ``target``: the keywords of ``tuning.SearchTarget`` (synapses, horizon, metric, threshold,
+    convention, seed).
 
     Sizes 1..m are searched in turn. For every number of complex pairs, ``candidates`` seeded
     random modal vectors (and single exponentials on a grid of decays) are scored by the exact
@@ -922,7 +905,8 @@ def optimize_linear_synapse(
     metric of the rebuilt ``optimal-linear`` model.
     """
     start = time.perf_counter()
-    setting = _setting(scenario, synapses, metric, horizon, threshold, convention)
+    target = SearchTarget(**target)
+    setting = _setting(scenario, target)
     m = _check_state_size(state_size)
     if restarts < 1 or candidates < 1 or iterations < 1:
         raise ValueError(
@@ -933,7 +917,7 @@ def optimize_linear_synapse(
     if not max_amplitude > 0:
         raise ValueError(f"max_amplitude = {max_amplitude} is not allowed: need a positive number")
     cap = float(max_amplitude) if noisy else None
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(target.seed)
     search = _ModalSearch(setting, rng, restarts, candidates, iterations, cap)
     for size in range(1, m + 1):  # smaller sizes first: their optima seed the larger ones
         search.run(size)
@@ -1145,12 +1129,6 @@ def optimize_linear_synapse_monte_carlo(
     scenario: Scenario,
     *,
     state_size: int,
-    synapses: int,
-    metric: str = "area",
-    horizon: int,
-    threshold: float = 1.0,
-    convention: str = "large-n",
-    seed: int = 0,
     batch: int = 512,
     burn_in: int | None = None,
     evaluations: int = 300,
@@ -1160,9 +1138,10 @@ def optimize_linear_synapse_monte_carlo(
     model_class: type[OptimalLinearSynapse] = OptimalLinearSynapse,
     starts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
     refine_starts: int | None = None,
+    **target: Any,
 ) -> MonteCarloLinear:
     """The best m-variable linear synapse where the scenario has no linear statistics (bounded,
-    noisy with a range).
+    noisy with a range); ``target``: the keywords of ``tuning.SearchTarget``.
 
     Start: the exact optimum in the ideal scenario, in the equal-variance realization, with a
     scan of the amplitude (max |b_i|: multiples of the level spacing in the bounded scenario, a
@@ -1183,19 +1162,16 @@ def optimize_linear_synapse_monte_carlo(
     (default: 2 on the exact chain, else 1) and share the budget.
     """
     start = time.perf_counter()
-    check_metric(metric)
-    check_convention(convention)
+    target = SearchTarget(**target)
+    synapses, horizon, metric = target.synapses, target.horizon, target.metric
+    threshold, convention, seed = target.threshold, target.convention, target.seed
     m = _check_state_size(state_size)
     if evaluations < 1 or chain_evaluations < 1:
         raise ValueError(
             f"evaluations = {evaluations}, chain_evaluations = {chain_evaluations}: each must "
             "be at least 1"
         )
-    # the setting both the ideal start and the smaller size's search share
-    search = dict(
-        synapses=synapses, metric=metric, horizon=horizon, threshold=threshold,
-        convention=convention, seed=seed,
-    )  # fmt: skip
+    search = target.keywords()  # what the ideal start and the smaller size's search share
     if starts is None:
         ideal = optimize_linear_synapse(make_scenario("ideal"), state_size=m, **search)
         start_params = ideal.params
@@ -1223,14 +1199,11 @@ def optimize_linear_synapse_monte_carlo(
             result = evaluate(
                 model,
                 scenario,
-                synapses=synapses,
-                horizon=horizon,
                 method=method,
-                convention=convention,
-                threshold=threshold,
                 batch=pairs,
                 seed=seed,
                 burn_in=burn_in,
+                **target.evaluation(),
             )
         except ValueError:  # unstable A
             return -math.inf, None

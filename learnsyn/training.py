@@ -95,12 +95,13 @@ def meta_objective(
     """Simulate one batch and return the smooth objective (with gradient) and the curve.
 
     ``simulate``: the rollout (default: the fast path of ``learnsyn.rollout``, which hands
-    what it does not cover to the reference loop ``montecarlo.simulate_pairs``)."""
+    what it does not cover to the reference loop ``montecarlo.simulate_pairs``); any simulator
+    takes ``montecarlo.PairBatch``'s keywords, the burn-in tail (``gradient_burn_in``) too."""
     if config.resolved_estimator() == "grid":
         return grid_objective(model, scenario, config, iteration, device, grad)
     if simulate is None:
         simulate = simulate_pairs if config.rollout == "reference" else fast_simulate_pairs
-        simulate = partial(simulate, tail=config.resolved_gradient_burn_in())
+    simulate = partial(simulate, tail=config.resolved_gradient_burn_in())
     generator = iteration_generator(config.seed, iteration, device)
     ages = torch.arange(config.horizon, device=device, dtype=torch.float32)
     burn_in = config.resolved_burn_in()

@@ -12,14 +12,14 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.optimize
 
-from learnsyn.estimate.snr import check_metric
+from learnsyn.estimate.snr import check_convention, check_metric
 from learnsyn.evaluate import Evaluation, evaluate, resolve_method
 from learnsyn.registry import make_model, model_class
 from learnsyn.scenario import Scenario
@@ -54,6 +54,42 @@ class TuneResult:
 
 
 @dataclass(frozen=True)
+class SearchTarget:
+    """What an optimum search maximizes, the keywords every optimizer of a family takes
+    (``baselines.optimal_linear``, ``baselines.linear_range``): ``metric`` of the SNR curve of
+    ``synapses`` synapses over ``horizon`` ages (the area above ``threshold``, ``convention``),
+    its random numbers drawn from ``seed``. A missing or unknown keyword is a ``TypeError``
+    naming it; a bad value a ``ValueError`` naming it and what is allowed."""
+
+    synapses: int
+    horizon: int
+    metric: str = "area"
+    threshold: float = 1.0
+    convention: str = "large-n"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_metric(self.metric)
+        check_convention(self.convention)
+        if self.synapses < 1:
+            raise ValueError(f"synapses = {self.synapses} is not allowed: need N >= 1")
+        if self.horizon < 1:
+            raise ValueError(f"horizon = {self.horizon} is not allowed: need horizon >= 1")
+
+    def keywords(self, **changes: Any) -> dict[str, Any]:
+        """The target as keywords for another search, with ``changes`` applied."""
+        return {f.name: getattr(self, f.name) for f in fields(self)} | changes
+
+    def evaluation(self) -> dict[str, Any]:
+        """The keywords ``evaluate`` takes from the target (not the seed: each evaluation
+        names its own random numbers)."""
+        return dict(
+            synapses=self.synapses, horizon=self.horizon, threshold=self.threshold,
+            convention=self.convention,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class TuneRequest:
     """``tune``'s settings as a family that finds its own optimum receives them
     (``optimize(scenario, request)``; optimal-linear, linear-range): the method is already
@@ -74,10 +110,8 @@ class TuneRequest:
     progress: Callable[[int, dict[str, Any], float], None] | None = None
 
     def search(self) -> dict[str, Any]:
-        """The keywords every optimum search takes: N, metric, horizon, threshold, convention
-        and seed."""
-        names = ("synapses", "metric", "horizon", "threshold", "convention", "seed")
-        return {name: getattr(self, name) for name in names}
+        """The keywords every optimum search takes (``SearchTarget``'s fields)."""
+        return {f.name: getattr(self, f.name) for f in fields(SearchTarget)}
 
     def monte_carlo(self) -> dict[str, Any]:
         """``search()`` plus what a Monte Carlo search takes: its batch, burn-in, budget (5 x

@@ -341,3 +341,23 @@ def test_auto_estimator_is_the_grid_where_it_fits():
     assert replace(base, task="noisy").validate().estimator == "monte-carlo"
     assert replace(base, task="ideal").validate().lr == 0.005  # Monte Carlo: as before
     assert replace(base, estimator="monte-carlo").validate().lr == 0.005
+
+
+def test_a_supplied_simulator_gets_the_burn_in_tail():
+    """A simulator given to ``meta_objective`` (the distributed one) receives the burn-in tail
+    like the default one: without it the distributed gradient would be the biased one."""
+    from learnsyn.training import build_model
+
+    config = TrainConfig(
+        task="ideal", state_size=2, cell="gru", batch=32, horizon=10, burn_in=20,
+        gradient_burn_in=6, iterations=1, device="cpu",
+    )  # fmt: skip
+    seen = []
+
+    def spy(model, scenario, kind, **batch):
+        seen.append(batch["tail"])
+        return simulate_pairs(model, scenario, kind, **batch)
+
+    scenario = make_scenario("ideal")
+    meta_objective(build_model(config), scenario, config, 0, torch.device("cpu"), simulate=spy)
+    assert seen == [6]
