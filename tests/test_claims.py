@@ -544,16 +544,19 @@ def test_bounded_m4_linear_warm_start_loses_only_through_a_lucky_validation_batc
     assert ratio.value + 2 * ratio.stderr < 1
 
 
-def test_noisy_m2_mlp_is_level_with_the_strongest_linear_synapse_over_three_seeds(stored_run):
-    """The mlp cell in noisy m = 2 (README, docs/learned-vs-linear.md "The mlp cell in noisy"),
-    trained like the GRU (``--batch 2048 --validation-batch 32768 --iterations 4800``, seeds 0,
-    1, 2), against the strongest linear synapse found, the linear control trained as long
-    (``--cell rnn --cell-param output_scale=1000``, seed 0, stored): on 65,536 common pairs
-    1.022 +- 0.005, 1.032 +- 0.007 and 0.981 +- 0.007 (measured). Two seeds above by more than
-    2 paired standard errors, one below; the seed mean level (1.012 +- 0.015); the best seed
-    far above its own linearization (a nonlinear synapse) but less than 5 % above linear, where
-    at 16 levels in bounded the same cell gains 8.7 %. Fails if a seed's verdict changes, if
-    the seed mean leaves "level" either way, or if the best seed's gain reaches 5 %."""
+def test_noisy_m2_mlp_is_level_with_the_strongest_linear_synapse_over_six_seeds(stored_run):
+    """The mlp cell in noisy m = 2 (README, docs/learned-vs-linear.md "The mlp cell in noisy"
+    and "Six seeds"), trained like the GRU (``--batch 2048 --validation-batch 32768
+    --iterations 4800``, seeds 0-5), against the strongest linear synapse found, the linear
+    control trained as long (``--cell rnn --cell-param output_scale=1000``, seed 0, stored): on
+    65,536 common pairs 1.022 +- 0.005, 1.032 +- 0.007, 0.981 +- 0.007, then (seeds 3-5, run
+    after the first three had read 1.012 +- 0.015) 0.995 +- 0.006, 0.996 +- 0.006, 0.992 +-
+    0.008 (measured). Two seeds above by more than 2 paired standard errors, one below, three
+    level; the seed mean level (1.003 +- 0.008), its upper end (mean + 2 s.e.) below 1.02; the
+    best seed far above its own linearization (a nonlinear synapse) but less than 5 % above
+    linear, where at 16 levels in bounded the same cell gains 8.7 %. Fails if a seed's verdict
+    changes, if the seed mean leaves "level" either way or its bound reaches 2 %, or if the
+    best seed's gain reaches 5 %."""
     import statistics
 
     from learnsyn.linearization import LinearizedCell, linearize_in
@@ -563,18 +566,22 @@ def test_noisy_m2_mlp_is_level_with_the_strongest_linear_synapse_over_three_seed
     assert linear.log_scale.exp().min() > 500  # s tanh(y / s): linear over the range [-1, 1]
     linear_row = _common_pairs_row(linear, linear_config, noisy)  # the same pairs for every seed
     ratios, models = [], []
-    for seed in (0, 1, 2):
+    for seed in range(6):
         _, config, model = stored_run(f"noisy-mlp-m2-i4800-s{seed}")
         assert config.resolved_burn_in() == linear_config.resolved_burn_in()
         ratios.append(_paired_ratio(model, linear, config, noisy, linear_row))
         models.append((config, model))
     values = [ratio.value for ratio in ratios]
-    assert values == pytest.approx([1.0218, 1.0318, 0.9814], abs=1e-3)  # measured
+    measured = [1.0218, 1.0318, 0.9814, 0.9953, 0.9964, 0.9917]
+    assert values == pytest.approx(measured, abs=1e-3)
     assert all(ratio.paired and 0 < ratio.stderr < 0.01 for ratio in ratios)
-    assert [ratio.value - 2 * ratio.stderr > 1 for ratio in ratios] == [True, True, False]
-    assert ratios[2].value + 2 * ratios[2].stderr < 1
+    above = [ratio.value - 2 * ratio.stderr > 1 for ratio in ratios]
+    below = [ratio.value + 2 * ratio.stderr < 1 for ratio in ratios]
+    assert above == [True, True, False, False, False, False]
+    assert below == [False, False, True, False, False, False]
     spread = statistics.stdev(values) / len(values) ** 0.5
     assert statistics.mean(values) - 2 * spread < 1 < statistics.mean(values) + 2 * spread
+    assert statistics.mean(values) + 2 * spread < 1.02
     assert ratios[1].value + 2 * ratios[1].stderr < 1.05
     config, model = models[1]
     own = LinearizedCell(linearize_in(model, noisy))
