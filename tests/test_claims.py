@@ -659,15 +659,16 @@ def test_at_the_exact_trained_mlp_the_monte_carlo_gradient_is_biased(stored_run)
     assert per_entry("readout_weights") < 3
 
 
-def test_noisy_m4_mlp_is_level_with_the_strongest_linear_synapse_over_three_seeds(stored_run):
+def test_noisy_m4_mlp_is_below_the_strongest_linear_synapse_over_five_seeds(stored_run):
     """The mlp cell in noisy m = 4 (README, docs/learned-vs-linear.md "The mlp cell in noisy at
-    m = 4"), trained like the GRU (``--batch 2048 --validation-batch 32768 --iterations 4800``,
-    seeds 0, 1, 2), against the strongest m = 4 linear synapse found, the linear control trained
-    as long (``noisy-linrnn-m4-i4800-s1``): on 65,536 common pairs (seed 7) two seeds level, one
-    below; the seed mean level; no seed above by 2 paired standard errors, so the best seed
-    bounds a nonlinear gain here below 2 %. Each seed is above its own linearization (a
-    nonlinear synapse, not a better one). Fails if a seed's verdict changes, the mean leaves
-    "level", or a seed gains 2 %."""
+    m = 4" and "... with six seeds"), trained like the GRU (``--batch 2048 --validation-batch
+    32768 --iterations 4800``, seeds 0-4), against the strongest m = 4 linear synapse found, the
+    linear control trained as long (``noisy-linrnn-m4-i4800-s1``): on 65,536 common pairs (seed
+    7) seeds 0 and 1 level, seeds 2, 3, 4 below; the five-seed mean 0.976 +- 0.011, below at 2
+    standard errors (three seeds had read level, 0.977 +- 0.020); no seed above by 2 paired
+    standard errors, so the best seed bounds a nonlinear gain here below 2 %. Each seed is above
+    its own linearization (a nonlinear synapse, not a better one). Fails if a seed's verdict
+    changes, the mean leaves "below", or a seed gains 2 %."""
     import statistics
 
     from learnsyn.compare import row_ratio
@@ -677,7 +678,7 @@ def test_noisy_m4_mlp_is_level_with_the_strongest_linear_synapse_over_three_seed
     _, linear_config, linear = stored_run("noisy-linrnn-m4-i4800-s1")
     linear_row = _common_pairs_row(linear, linear_config, noisy)
     ratios = []
-    for seed in (0, 1, 2):
+    for seed in range(5):
         _, config, model = stored_run(f"noisy-mlp-m4-i4800-s{seed}")
         assert config.resolved_burn_in() == linear_config.resolved_burn_in()
         row = _common_pairs_row(model, config, noisy)
@@ -687,11 +688,11 @@ def test_noisy_m4_mlp_is_level_with_the_strongest_linear_synapse_over_three_seed
             own_row = _common_pairs_row(own, config, noisy, 8192)
             assert row["metrics"]["area"] > 1.05 * own_row["metrics"]["area"]
     values = [ratio.value for ratio in ratios]
-    assert values == pytest.approx([1.0010, 0.9937, 0.9368], abs=1e-3)  # measured
+    assert values == pytest.approx([1.0010, 0.9937, 0.9368, 0.9655, 0.9814], abs=1e-3)
     assert all(ratio.paired and 0 < ratio.stderr < 0.01 for ratio in ratios)
     below = [ratio.value + 2 * ratio.stderr < 1 for ratio in ratios]
     above = [ratio.value - 2 * ratio.stderr > 1 for ratio in ratios]
-    assert below == [False, False, True] and not any(above)
+    assert below == [False, False, True, True, True] and not any(above)
     spread = statistics.stdev(values) / len(values) ** 0.5
-    assert statistics.mean(values) - 2 * spread < 1 < statistics.mean(values) + 2 * spread
+    assert statistics.mean(values) + 2 * spread < 1  # measured 0.976 + 2 x 0.011
     assert max(values) < 1.02
