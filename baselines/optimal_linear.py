@@ -682,9 +682,14 @@ def _setting(scenario: Scenario, target: SearchTarget) -> Setting:
             "tune does)"
         )
     weights = tuple(float(kind.weight) for kind in scenario.tracked_kinds())
-    t = target
     return Setting(
-        stats, weights, int(t.synapses), int(t.horizon), float(t.threshold), t.convention, t.metric
+        stats,
+        weights,
+        int(target.synapses),
+        int(target.horizon),
+        float(target.threshold),
+        target.convention,
+        target.metric,
     )
 
 
