@@ -355,6 +355,7 @@ class TrainConfig:
             ("validation batch", self.resolved_validation_batch(), 2),
             ("log-every", self.log_every, 1),
             ("figure-every", self.figure_every, 0),
+            ("seed", self.seed, 0),
         ]
         for name, value, low in checks:
             if isinstance(value, bool) or int(value) != value or value < low:

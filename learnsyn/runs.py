@@ -18,7 +18,7 @@ from __future__ import annotations
 import shutil
 import signal
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,8 @@ def prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, overwrite:
                     f"--resume with a config that differs from the run's in {differing}; "
                     "resume with the same options (or start a new run)"
                 )
+            if asdict(saved) != asdict(config):  # e.g. another --eval-batch: record what is used
+                atomic_write_json(run_dir / "config.json", asdict(config))
             return (run_dir / CHECKPOINT_NAME).exists()
         else:
             raise ValueError(
@@ -109,6 +111,14 @@ RESUME_FREE = {"device", "checkpoint_every", "log_every", "figure_every", "eval_
 def _differences(saved: TrainConfig, given: TrainConfig) -> list[str]:
     a, b = asdict(saved), asdict(given)
     return sorted(k for k in a if k not in RESUME_FREE and a[k] != b[k])
+
+
+def settings_changed(run_dir: Path, config: TrainConfig) -> list[str]:
+    """The settings (other than those a resume may change) in which the run in ``run_dir``
+    differs from ``config`` (validated); none where there is no run."""
+    if not is_run_dir(run_dir):
+        return []
+    return _differences(read_run_config(run_dir), replace(config).validate())
 
 
 def load_run(
@@ -225,9 +235,9 @@ def train(
     config.validate()
     device = resolve_device(config.device)
     run_dir = Path(run_dir)
+    model = build_model(config).to(device)  # before the run directory is touched
     resuming = prepare_run_dir(run_dir, config, resume, overwrite)
     scenario = make_scenario(config.task, config.task_params)
-    model = build_model(config).to(device)
     if config.start_from is not None and not resuming:
         start, record = linear_start_for_run(config, scenario, run_dir, log, tune_start)
         start_at_linear(model, start)

@@ -386,6 +386,60 @@ def test_resume_and_compare_name_what_is_wrong(tmp_path, capsys):
     refused(capsys, ["compare", "--run", str(broken), "--eval-batch", "0"], "--eval-batch")
 
 
+# --- 10. nothing lost to a value checked late, no default in disguise, records kept true --
+
+
+def test_a_bad_seed_is_refused_before_an_overwrite_deletes_the_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    before = snapshot(out)
+    refused(capsys, ["train", *TINY, "--out", str(out), "--overwrite", "--seed", "-1"], "seed = -1")
+    assert snapshot(out) == before
+    refused(capsys, ["train", *TINY, "--out", str(tmp_path / "new"), "--seed", "-1"], "seed = -1")
+    assert not (tmp_path / "new").exists()
+
+
+def test_none_is_a_value_only_for_settings_that_may_be_unset(tmp_path, capsys):
+    refused(capsys, ["train", *TINY, "--iterations", "none", "--out", str(tmp_path / "a")],
+            "iterations 'none' is not allowed: expected an integer")  # fmt: skip
+    refused(capsys, ["train", *TINY, "--synapses", "None", "--out", str(tmp_path / "b")],
+            "synapses 'None' is not allowed")  # fmt: skip
+    args = build_parser().parse_args(["train", *TINY, "--burn-in", "none", "--out", "x"])
+    assert args.burn_in is None  # burn-in may be unset: derived from the scenario
+
+
+def test_a_resume_with_another_eval_batch_records_it_in_config_json(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--iterations", "2", "--out", str(out)]) == 0
+    assert read_json(out / "config.json")["eval_batch"] == 16
+    resumed = [*TINY, "--iterations", "2", "--eval-batch", "32", "--out", str(out), "--resume"]
+    assert main(["train", *resumed]) == 0
+    assert read_json(out / "config.json")["eval_batch"] == 32
+
+
+def test_the_demo_trains_again_when_its_run_has_other_settings(tmp_path, capsys, monkeypatch):
+    from dataclasses import replace
+
+    from learnsyn.cli import demo
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    assert (out / "gru-m2-quick" / "result.json").exists() and not (out / "gru-m2").exists()
+    monkeypatch.setattr(demo, "QUICK_CONFIG", replace(demo.QUICK_CONFIG, iterations=2))
+    capsys.readouterr()
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "has other settings (iterations); training again" in err
+    assert "reusing" not in err
+    assert read_json(out / "gru-m2-quick" / "config.json")["iterations"] == 2
+
+
+def test_a_scoreboard_out_that_is_a_file_is_one_line(tmp_path, capsys):
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    refused(capsys, ["scoreboard", "--out", str(afile)], "--out", "is a file")
+
+
 # --- 8. a journal study's orphaned trial ------------------------------------------------------
 
 

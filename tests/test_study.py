@@ -200,6 +200,15 @@ def test_joining_a_study_with_another_objective_is_refused(tmp_path, capsys):
     capsys.readouterr()
     assert main([*args, "--metric", "lifetime"]) == 2
     assert "created with metric = 'area'" in capsys.readouterr().err
+    # how trials are scored is part of the study too: trials scored otherwise are not comparable
+    for extra, expected in (
+        (["--seed", "7"], "created with seed = 0, not 7"),
+        (["--eval-batch", "64"], "created with eval_batch = 1024, not 64"),
+        (["--method", "exact"], "created with method = 'auto', not 'exact'"),
+        (["--fixed", "amplitude=3"], "created with fixed = {}"),
+    ):
+        assert main([*args, *extra]) == 2
+        assert expected in capsys.readouterr().err, extra
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,8 @@
 Meta-trains a small learned synapse (a GRU with m = 2 state variables) in the ideal scenario for
 N = 1000 synapses, then compares it with the hand-crafted baselines tuned for the same scenario,
 N, state budget and metric, prints the table and says where the plot and TensorBoard logs are.
-Run twice, it reuses a finished run and resumes an interrupted one.
+Run twice, it reuses a finished run and resumes an interrupted one; a run made with other
+settings (an older demo's) is trained again. ``--quick`` keeps its run apart (``gru-m2-quick``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 
 from learnsyn.compare import compare_run, print_table
 from learnsyn.io import check_output_dir, read_json
-from learnsyn.runs import is_run_dir, train
+from learnsyn.runs import is_run_dir, settings_changed, train
 from learnsyn.training import CHECKPOINT_NAME, TrainConfig
 
 DEMO_CONFIG = TrainConfig(
@@ -50,18 +51,22 @@ def _log(message: str) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     config = QUICK_CONFIG if args.quick else DEMO_CONFIG
     out = check_output_dir(args.out, "--out")
-    run_dir = check_output_dir(out / "gru-m2", "--out")
+    # the quick demo keeps its own run: it never replaces a finished full one
+    run_dir = check_output_dir(out / ("gru-m2-quick" if args.quick else "gru-m2"), "--out")
     _log(
         f"learnsyn demo: meta-training a GRU synapse (m={config.state_size}) in the "
         f"{config.task} scenario, N={config.synapses}, {config.iterations} iterations of "
         f"{config.batch} synapse pairs on the CPU; objective: area above threshold "
         f"({config.convention} convention)"
     )
+    changed = settings_changed(run_dir, config)
+    if changed:
+        _log(f"the run in {run_dir} has other settings ({', '.join(changed)}); training again")
     done = (run_dir / "result.json").exists() and read_json(run_dir / "result.json").get("complete")
-    if done:
+    if done and not changed:
         _log(f"reusing the finished run in {run_dir} (delete it to train again)")
     else:
-        resume = is_run_dir(run_dir) and (run_dir / CHECKPOINT_NAME).exists()
+        resume = is_run_dir(run_dir) and (run_dir / CHECKPOINT_NAME).exists() and not changed
         train(
             config,
             run_dir,

@@ -63,9 +63,12 @@ def number(name: str, minimum: float | None = None, open_low: bool = False):
     return convert
 
 
-def _typed(kind: type, name: str) -> Callable[[str], Any]:
+def _typed(kind: type, name: str, optional: bool) -> Callable[[str], Any]:
+    """A number option's converter; ``none`` (the derived default) only where the field may be
+    None, so that ``--iterations none`` is an error, not the default in disguise."""
+
     def convert(text: str) -> Any:
-        if text.strip().lower() == "none":
+        if optional and text.strip().lower() == "none":
             return None
         try:
             value = float(text) if kind is float else int(text)
@@ -132,7 +135,9 @@ def add_config_options(
                 element = typing.get_args(kind)[0]
                 options["nargs"] = "+"
             if element in (int, float):
-                options["type"] = _typed(element, name.lstrip("-"))
+                hint = typing.get_type_hints(config_type)[f.name]
+                optional = type(None) in typing.get_args(hint)
+                options["type"] = _typed(element, name.lstrip("-"), optional)
         parser.add_argument(name, **options)
 
 

@@ -63,7 +63,9 @@ def _ints(text: str, option: str) -> list[int]:
 
 def cmd_scoreboard(args: argparse.Namespace) -> int:
     from learnsyn import scoreboard
+    from learnsyn.io import check_output_dir
 
+    check_output_dir(args.out, "--out")
     cells = scoreboard.plan_cells(
         tasks=[t.strip() for t in args.tasks.split(",") if t.strip()],
         state_sizes=_ints(args.state_sizes, "--state-sizes"),

@@ -269,7 +269,7 @@ def make_pruner(name: str):
 def _check_identity(study, settings: StudySettings, log=_log) -> None:
     """Store ``settings``' identity with a new study; for an existing one, search the choices
     it was created with (``keep_stored_choices``, which sets ``settings.space``) and refuse
-    other objective settings."""
+    other objective or scoring settings."""
     import json
 
     mine = json.loads(json.dumps(settings.identity()))
@@ -281,7 +281,9 @@ def _check_identity(study, settings: StudySettings, log=_log) -> None:
     for name in kept:
         choices = ", ".join(map(str, settings.space[name].choices))
         log(f"study {study.study_name!r} keeps the {name} choices it was created with: {choices}")
-    for key in OBJECTIVE_KEYS:
+    # the objective, and how every trial is scored: a worker with another seed, fixed setting,
+    # evaluation batch or method would add trials that are not comparable with the others'
+    for key in (*OBJECTIVE_KEYS, "seed", "fixed", "eval_batch", "method"):
         if theirs.get(key) != mine[key]:
             raise ValueError(
                 f"study {study.study_name!r} was created with {key} = {theirs.get(key)!r}, not "
