@@ -21,17 +21,20 @@ N / (4 theta^2) ages). In each cell:
   standard error, the paired ratio of each seed to the best baseline (``compare.row_ratio``)
   and the mean ratio, whose error adds the spread over seeds and the best baseline's own
   relative error (common to every seed). The verdict needs 3 seeds and says "above", "below"
-  or "matches" at 2 standard errors;
+  or "matches" at 95 % (the interval ``ratio +- k x error`` with k from Student's t for the
+  seeds and pair groups behind the error, ``estimate.snr.verdict_cutoff``: 4.3 where the spread
+  of 3 seeds dominates, 2.13 for a jackknife over 16 groups alone);
 - each learned run's **linearized ablation**: the same trained cell held to its linearization
   (``linearization.linearize_in``: around the fixed point of its mean map where the scenario
   leaves the state free, fitted on its stationary states where it constrains it), evaluated
   with the learned row's own method, seed and batch, so learned / linearized is paired (exact on
   both sides on the bounded grid: no error). Per group, "learned / own linearization": the mean
   of the seeds' ratios, its error combined as above (spread over seeds, Monte Carlo error common
-  to the seeds), and a verdict at 2 standard errors (3 seeds needed): "nonlinearity adds X",
-  "within 2 s.e. of its linearization" or "nonlinearity costs X". In a scenario whose events
-  carry flags (importance) the linearization ignores the flag (``flags_ignored``): a flag can
-  only carry a memory through an event x flag interaction, which is nonlinear. Where no
+  to the seeds), and a verdict at 95 % as above (3 seeds needed): "nonlinearity adds X",
+  "within the 95 % interval of its linearization" or "nonlinearity costs X". In a scenario
+  whose events carry flags (importance) the linearization ignores the flag
+  (``flags_ignored``): a flag can only carry a memory through an event x flag interaction,
+  which is nonlinear. Where no
   linearization can be built or evaluated the row's ``ablation`` is null, with
   ``ablation_reason``;
 - the **strongest synapse found** (``strongest`` in the cell, ``strongest_*`` in each group): the
@@ -72,7 +75,8 @@ import torch
 from learnsyn.compare import default_baselines, reevaluated, row_ratio
 from learnsyn.config import TrainConfig, resolve_device, stream_seed
 from learnsyn.estimate.grid import AUTO_MAX_STATES
-from learnsyn.estimate.snr import jackknife_stderr
+from learnsyn.estimate.montecarlo import PairBatch
+from learnsyn.estimate.snr import jackknife_stderr, verdict_cutoff
 from learnsyn.evaluate import exact_method_available
 from learnsyn.io import atomic_write_json, atomic_write_text, read_json
 from learnsyn.scenario import make_scenario
@@ -596,14 +600,18 @@ def learned_groups(cell_data: dict[str, Any], runs: list[dict[str, Any]], metric
             group.update(
                 best_baseline=best["name"],
                 **against,
-                verdict=_verdict(against["ratio"], against["ratio_stderr"], n),
+                verdict=_verdict(
+                    against["ratio"], against["ratio_stderr"], n, against["verdict_cutoff"]
+                ),
             )
         if strongest is not None:
             against = _ratio_to(members, strongest, metric, mean_loo)
             group.update(
                 strongest=strongest["name"],
                 **{f"strongest_{key}": value for key, value in against.items()},
-                strongest_verdict=_strongest_verdict(against["ratio"], against["ratio_stderr"], n),
+                strongest_verdict=_strongest_verdict(
+                    against["ratio"], against["ratio_stderr"], n, against["verdict_cutoff"]
+                ),
             )
         group.update(_against_linearization(members, metric))
         groups.append(group)
@@ -632,12 +640,22 @@ def _ratio_to(
         monte_carlo = float(jackknife_stderr(torch.tensor(mean_loo / denominator)))
     else:  # group layouts differ: take the seeds' errors as fully correlated
         monte_carlo = float(np.mean([x.stderr for x in ratios]))
+    cutoff, dof = verdict_cutoff([(spread, n - 1), (monte_carlo, _groups(members, metric) - 1)])
     return {
         "ratios": [x.to_json() for x in ratios],
         "ratio": float(r.mean()),
         "ratio_stderr": float(math.hypot(spread, monte_carlo)),
         "ratio_stderr_parts": {"seeds": float(spread), "monte_carlo": monte_carlo},
+        "verdict_cutoff": cutoff,
+        "degrees_of_freedom": dof,
     }
+
+
+def _groups(rows: list[dict[str, Any]], metric: str) -> int:
+    """The number of pair groups behind the rows' Monte Carlo errors (their leave-one-out
+    values; ``montecarlo.PairBatch``'s 16 where none is stored)."""
+    counts = [len(v) for r in rows if (v := (r.get("leave_one_out") or {}).get(metric))]
+    return min(counts, default=PairBatch.groups)
 
 
 def strongest_found(
@@ -699,7 +717,7 @@ def learned_pairs(runs: list[dict[str, Any]], metric: str) -> list[dict[str, Any
     is the jackknife over the pair groups of the ratio of the seeds' mean leave-one-out values
     (the common noise partly cancels); the training seeds are independent on the two sides, so
     their spreads add in quadrature (relative errors). A verdict needs ``SEEDS_FOR_A_VERDICT``
-    seeds on each side and 2 standard errors."""
+    seeds on each side and lies outside the 95 % interval (``verdict_cutoff``)."""
     by_label = {}
     for row in runs:
         by_label.setdefault(row["label"], []).append(row)
@@ -728,6 +746,10 @@ def learned_pairs(runs: list[dict[str, Any]], metric: str) -> list[dict[str, Any
             monte_carlo = abs(ratio) * math.hypot(*errors)
         error = math.hypot(seeds, monte_carlo)
         n = min(len(v) for v in values)
+        cutoff, dof = verdict_cutoff(
+            [(abs(ratio) * rel, len(v) - 1) for rel, v in zip(relative, values, strict=True)]
+            + [(monte_carlo, _groups(sides[0] + sides[1], metric) - 1)]
+        )
         pairs.append(
             {
                 "numerator": top,
@@ -736,17 +758,17 @@ def learned_pairs(runs: list[dict[str, Any]], metric: str) -> list[dict[str, Any
                 "ratio": ratio,
                 "ratio_stderr": error,
                 "ratio_stderr_parts": {"seeds": seeds, "monte_carlo": monte_carlo},
-                "verdict": _pair_verdict(ratio, error, n),
+                "verdict_cutoff": cutoff,
+                "degrees_of_freedom": dof,
+                "verdict": _pair_verdict(ratio, error, n, cutoff),
             }
         )
     return pairs
 
 
-def _pair_verdict(ratio: float, error: float, seeds: int) -> str:
-    return _two_se(
-        ratio, error, seeds, ("above (2 s.e.)", "below (2 s.e.)", "matches (within 2 s.e.)"),
-        " on a side",
-    )  # fmt: skip
+def _pair_verdict(ratio: float, error: float, seeds: int, cutoff: float) -> str:
+    texts = ("above (95 %)", "below (95 %)", "matches (within the 95 % interval)")
+    return _judge(ratio, error, seeds, texts, cutoff, " on a side")
 
 
 def _against_linearization(members: list[dict[str, Any]], metric: str) -> dict[str, Any]:
@@ -785,6 +807,8 @@ def _against_linearization(members: list[dict[str, Any]], metric: str) -> dict[s
         monte_carlo = float(np.mean([x.stderr for x in ratios]))
     error = math.hypot(spread, monte_carlo)
     mean = float(values.mean())
+    rows = [row for r in done for row in (r, r["ablation"])]
+    cutoff, dof = verdict_cutoff([(spread, n - 1), (monte_carlo, _groups(rows, metric) - 1)])
     summary.update(
         linearized_seeds=[r["seed"] for r in done],
         linearized_values=[r["ablation"]["metrics"][metric] for r in done],
@@ -792,7 +816,9 @@ def _against_linearization(members: list[dict[str, Any]], metric: str) -> dict[s
         linearized_ratio=mean,
         linearized_ratio_stderr=float(error),
         linearized_ratio_stderr_parts={"seeds": float(spread), "monte_carlo": monte_carlo},
-        linearized_verdict=_linearization_verdict(mean, error, n),
+        linearized_verdict_cutoff=cutoff,
+        linearized_degrees_of_freedom=dof,
+        linearized_verdict=_linearization_verdict(mean, error, n, cutoff),
         linearized_flags_ignored=any(r["ablation"].get("flags_ignored") for r in done),
     )
     return summary
@@ -813,29 +839,37 @@ def _jackknife(mean_loo: np.ndarray | None, members: list[dict[str, Any]], metri
     return float(jackknife_stderr(torch.tensor(mean_loo)))
 
 
-def _two_se(
-    ratio: float, error: float, seeds: int, texts: tuple[str, str, str], side: str = ""
+def _judge(
+    ratio: float,
+    error: float,
+    seeds: int,
+    texts: tuple[str, str, str],
+    cutoff: float,
+    side: str = "",
 ) -> str:
-    """The verdict on a ratio against 1: ``texts`` = (above, below, within 2 standard errors);
-    none with fewer than ``SEEDS_FOR_A_VERDICT`` training seeds or a non-finite ratio."""
+    """The verdict on a ratio against 1: ``texts`` = (above, below, within the 95 % interval),
+    the interval ``ratio +- cutoff x error`` (``estimate.snr.verdict_cutoff``: Student's t for
+    the seeds and groups behind the error); none with fewer than ``SEEDS_FOR_A_VERDICT``
+    training seeds or a non-finite ratio."""
     if seeds < SEEDS_FOR_A_VERDICT:
         return f"no verdict: {seeds} training seed(s){side}, {SEEDS_FOR_A_VERDICT} needed"
     if not (math.isfinite(ratio) and math.isfinite(error)):
         return "no verdict: the ratio or its error is not finite"
     above, below, within = texts
-    return above if ratio - 2 * error > 1 else below if ratio + 2 * error < 1 else within
+    margin = cutoff * error
+    return above if ratio - margin > 1 else below if ratio + margin < 1 else within
 
 
-def _verdict(ratio: float, error: float, seeds: int) -> str:
+def _verdict(ratio: float, error: float, seeds: int, cutoff: float) -> str:
     texts = ("above the best baseline", "below the best baseline",
-             "matches the best baseline (within 2 s.e.)")  # fmt: skip
-    return _two_se(ratio, error, seeds, texts)
+             "matches the best baseline (within the 95 % interval)")  # fmt: skip
+    return _judge(ratio, error, seeds, texts, cutoff)
 
 
-def _strongest_verdict(ratio: float, error: float, seeds: int) -> str:
+def _strongest_verdict(ratio: float, error: float, seeds: int, cutoff: float) -> str:
     texts = ("above the strongest found", "below the strongest found",
-             "matches the strongest found (within 2 s.e.)")  # fmt: skip
-    return _two_se(ratio, error, seeds, texts)
+             "matches the strongest found (within the 95 % interval)")  # fmt: skip
+    return _judge(ratio, error, seeds, texts, cutoff)
 
 
 def _percent(fraction: float) -> str:
@@ -844,13 +878,13 @@ def _percent(fraction: float) -> str:
     return f"{fraction:.1%}" if abs(fraction) >= 0.001 else f"{100 * fraction:.2g}%"
 
 
-def _linearization_verdict(ratio: float, error: float, seeds: int) -> str:
+def _linearization_verdict(ratio: float, error: float, seeds: int, cutoff: float) -> str:
     texts = (
-        f"nonlinearity adds {_percent(ratio - 1)} (above its linearization at 2 s.e.)",
-        f"nonlinearity costs {_percent(1 - ratio)} (below its linearization at 2 s.e.)",
-        "within 2 s.e. of its linearization",
+        f"nonlinearity adds {_percent(ratio - 1)} (above its linearization at 95 %)",
+        f"nonlinearity costs {_percent(1 - ratio)} (below its linearization at 95 %)",
+        "within the 95 % interval of its linearization",
     )
-    return _two_se(ratio, error, seeds, texts)
+    return _judge(ratio, error, seeds, texts, cutoff)
 
 
 class Progress:

@@ -76,7 +76,7 @@ def _row(seed, value, loo):
     [
         ((110.0, 111.0, 109.0), "above the best baseline"),
         ((90.0, 91.0, 89.0), "below the best baseline"),
-        ((99.0, 101.0, 100.5), "matches the best baseline (within 2 s.e.)"),
+        ((99.0, 101.0, 100.5), "matches the best baseline (within the 95 % interval)"),
         ((120.0, 121.0), "no verdict: 2 training seed(s), 3 needed"),
     ],
 )
@@ -99,7 +99,7 @@ def test_the_baselines_own_error_enters_the_mean_ratio():
     (blurred,) = scoreboard.learned_groups({"baselines": [noisy]}, rows, "area")
     assert blurred["ratio_stderr"] > 5 * sharp["ratio_stderr"]
     assert blurred["ratio_stderr"] >= 1.1 * 0.05
-    assert blurred["verdict"] == "matches the best baseline (within 2 s.e.)"
+    assert blurred["verdict"] == "matches the best baseline (within the 95 % interval)"
 
 
 def test_scoreboard_command_with_learned_runs(tiny_runs, tmp_path, capsys):
@@ -153,7 +153,7 @@ def test_the_common_monte_carlo_error_does_not_average_out_over_seeds():
     (group,) = scoreboard.learned_groups({"baselines": [exact]}, rows, "area")
     assert group["ratio_stderr_parts"]["seeds"] == 0.0
     assert group["ratio_stderr"] > 0.02 and group["stderr"] > 2.0
-    assert group["verdict"] == "matches the best baseline (within 2 s.e.)"
+    assert group["verdict"] == "matches the best baseline (within the 95 % interval)"
 
 
 def _labelled(label, values, noise):
@@ -175,15 +175,16 @@ COMMON_NOISE = [0.03 * x for x in (-1.2, 0.8, 1.5, -0.4, 0.3, -1.0, 0.9, -0.9)]
 @pytest.mark.parametrize(
     ("nonlinear", "linear", "expected"),
     [
-        ((110.0, 111.0, 109.0), (100.0, 101.0, 99.0), "above (2 s.e.)"),
-        ((95.0, 96.0, 94.0), (100.0, 101.0, 99.0), "below (2 s.e.)"),
-        ((100.5, 99.0, 101.0), (100.0, 101.0, 99.0), "matches (within 2 s.e.)"),
+        ((110.0, 111.0, 109.0), (100.0, 101.0, 99.0), "above (95 %)"),
+        ((95.0, 96.0, 94.0), (100.0, 101.0, 99.0), "below (95 %)"),
+        ((100.5, 99.0, 101.0), (100.0, 101.0, 99.0), "matches (within the 95 % interval)"),
         (
             (110.0, 111.0, 109.0),
             (100.0, 101.0),
             "no verdict: 2 training seed(s) on a side, 3 needed",
         ),
-        ((110.0, 125.0, 95.0), (100.0, 101.0, 99.0), "matches (within 2 s.e.)"),  # seeds spread
+        # the seeds spread
+        ((110.0, 125.0, 95.0), (100.0, 101.0, 99.0), "matches (within the 95 % interval)"),
     ],
 )
 def test_learned_pairs_get_verdicts_that_can_go_either_way(nonlinear, linear, expected):
@@ -416,9 +417,9 @@ def _ablated(seed, value, over, loo):
 @pytest.mark.parametrize(
     ("over", "seeds", "expected"),
     [
-        (1.1, 3, "nonlinearity adds 10.0% (above its linearization at 2 s.e.)"),
-        (0.9, 3, "nonlinearity costs 10.0% (below its linearization at 2 s.e.)"),
-        (1.0, 3, "within 2 s.e. of its linearization"),
+        (1.1, 3, "nonlinearity adds 10.0% (above its linearization at 95 %)"),
+        (0.9, 3, "nonlinearity costs 10.0% (below its linearization at 95 %)"),
+        (1.0, 3, "within the 95 % interval of its linearization"),
         (1.1, 2, "no verdict: 2 training seed(s), 3 needed"),
     ],
 )
@@ -466,18 +467,54 @@ def test_burn_in_default_follows_the_scenario_and_labels_pool_on_it():
 def test_linearization_verdicts_resolve_exact_ratios_below_a_tenth_of_a_percent():
     from learnsyn.scoreboard import _linearization_verdict
 
-    assert _linearization_verdict(0.99966, 0.0, 3).startswith("nonlinearity costs 0.034%")
-    assert _linearization_verdict(1.125, 0.023, 3).startswith("nonlinearity adds 12.5%")
+    assert _linearization_verdict(0.99966, 0.0, 3, 1.96).startswith("nonlinearity costs 0.034%")
+    assert _linearization_verdict(1.125, 0.023, 3, 4.3).startswith("nonlinearity adds 12.5%")
 
 
 def test_a_non_finite_ratio_gets_no_verdict_under_every_rule():
     rules = (scoreboard._verdict, scoreboard._pair_verdict, scoreboard._linearization_verdict,
              scoreboard._strongest_verdict)  # fmt: skip
     for rule in rules:
-        assert rule(math.nan, 0.01, 3).startswith("no verdict: the ratio or its error")
-        assert rule(1.5, math.inf, 3).startswith("no verdict: the ratio or its error")
-        assert rule(1.5, 0.01, 2).startswith("no verdict: 2 training seed(s)")
-        assert not rule(1.5, 0.01, 3).startswith("no verdict")
+        assert rule(math.nan, 0.01, 3, 2.0).startswith("no verdict: the ratio or its error")
+        assert rule(1.5, math.inf, 3, 2.0).startswith("no verdict: the ratio or its error")
+        assert rule(1.5, 0.01, 2, 2.0).startswith("no verdict: 2 training seed(s)")
+        assert not rule(1.5, 0.01, 3, 2.0).startswith("no verdict")
+
+
+@pytest.mark.parametrize(
+    ("values", "expected", "cutoff"),
+    [
+        # 3 seeds 3 % above with a spread of 1.2 %: 2.5 s.e., but t with 2 degrees of freedom
+        ((100.92, 103.0, 105.08), "matches the best baseline (within the 95 % interval)", 4.30),
+        # the same mean and spread from 30 seeds: t with 29 degrees of freedom
+        ((100.92, 103.0, 105.08) * 10, "above the best baseline", 2.05),
+    ],
+)
+def test_a_verdict_counts_the_seeds_behind_its_error(values, expected, cutoff):
+    """With 3 seeds the error's own uncertainty is large: a ratio 2.5 s.e. above 1 is level at
+    95 % (Student's t, 2 degrees of freedom: 4.30 s.e.), where the normal 2 s.e. rule would call
+    18 % of level ratios above or below; with 30 seeds the same mean and spread is above."""
+    cell = {"baselines": [{"name": "linear", "metrics": {"area": 100.0},
+                           "metrics_stderr": {"area": 0.0}}]}  # fmt: skip
+    rows = [_row(s, v, [v, v, v]) for s, v in enumerate(values)]
+    (group,) = scoreboard.learned_groups(cell, rows, "area")
+    assert group["ratio_stderr_parts"]["monte_carlo"] == 0.0
+    assert group["verdict"] == expected
+    assert group["verdict_cutoff"] == pytest.approx(cutoff, abs=0.01)
+    assert group["degrees_of_freedom"] == pytest.approx(len(values) - 1)
+    spread = group["ratio_stderr"]
+    assert (group["ratio"] - 1) / spread > 2  # the former rule's "above"
+
+
+def test_the_verdict_cutoff_weighs_each_part_by_its_degrees_of_freedom():
+    from learnsyn.estimate.snr import verdict_cutoff
+
+    assert verdict_cutoff([]) == (pytest.approx(1.96, abs=1e-3), math.inf)  # exact: no t
+    assert verdict_cutoff([(0.01, 2)]) == (pytest.approx(4.303, abs=1e-3), pytest.approx(2))
+    assert verdict_cutoff([(0.0, 2), (0.01, 15)])[0] == pytest.approx(2.131, abs=1e-3)
+    # Welch-Satterthwaite: two equal parts of 2 and 15 degrees of freedom behave like 3.5
+    k, dof = verdict_cutoff([(0.01, 2), (0.01, 15)])
+    assert dof == pytest.approx(4 / (1 / 2 + 1 / 15)) and 2.13 < k < 4.30
 
 
 # --- the strongest synapse found: the best baseline or the best linearization of a learned run
@@ -521,7 +558,7 @@ def test_the_strongest_linearization_is_chosen_on_its_selection_value_not_on_the
     ("linearized", "expected"),
     [
         (95.0, "above the strongest found"),
-        (105.0, "matches the strongest found (within 2 s.e.)"),
+        (105.0, "matches the strongest found (within the 95 % interval)"),
         (112.0, "below the strongest found"),
     ],
 )

@@ -216,3 +216,26 @@ def paired_ratio(
         return Ratio(value, math.nan, paired=False)
     error = abs(value) * math.hypot(numerator_stderr / numerator, denominator_stderr / denominator)
     return Ratio(value, error, paired=False)
+
+
+#: the two-sided confidence of every "above" / "below" verdict on a ratio
+VERDICT_LEVEL = 0.95
+
+
+def verdict_cutoff(parts: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """How many standard errors a ratio must be from 1 for a verdict at ``VERDICT_LEVEL``, and
+    the degrees of freedom behind it, for an error that adds independent parts in quadrature:
+    ``parts`` = ``(standard error, degrees of freedom)``, e.g. the spread over n training seeds
+    (n - 1) and a jackknife over G groups of pairs (G - 1). Student's t with the
+    Welch-Satterthwaite degrees of freedom: with 3 seeds whose spread dominates, 4.30 (2
+    degrees of freedom), not the 2 of a normal error, which would call 18 % of level ratios
+    above or below. An error of zero (exact on both sides) needs no cut-off: 1.96."""
+    from scipy.stats import norm, t
+
+    variance = sum(error**2 for error, _ in parts)
+    spread = sum(error**4 / dof for error, dof in parts if error > 0 and math.isfinite(dof))
+    quantile = 0.5 + VERDICT_LEVEL / 2
+    if not (variance > 0 and spread > 0):
+        return float(norm.ppf(quantile)), math.inf
+    dof = variance**2 / spread
+    return float(t.ppf(quantile, dof)), float(dof)
