@@ -237,10 +237,15 @@ def evaluate_learned_run(
     if cell is None:
         return None
     cache = _learned_cache(run_dir, out)
+    fingerprint = model_fingerprint(model)
     if cache.exists():
         row = read_json(cache)
+        # the same parameters, not only the same path and iteration: a run trained again into
+        # its directory (--overwrite, another --lr) must not be served the old row
         same = (
-            row.get("eval_batch") == eval_batch and row.get("iteration") == checkpoint["iteration"]
+            row.get("eval_batch") == eval_batch
+            and row.get("iteration") == checkpoint["iteration"]
+            and row.get("model_sha1") == fingerprint
         )
         if same and "method" in row:
             return {**row, "label": learned_label(config)}  # the labelling rule may have changed
@@ -258,6 +263,7 @@ def evaluate_learned_run(
         "label": learned_label(config),
         "seed": config.seed,
         "iteration": checkpoint["iteration"],
+        "model_sha1": fingerprint,
         "eval_batch": eval_batch,
         "params": model.params_dict(),
         "method": ev.method,
@@ -270,6 +276,16 @@ def evaluate_learned_run(
     cache.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(cache, row)
     return row
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """A hash of the model's parameters and buffers (names, shapes, values)."""
+    digest = hashlib.sha1()
+    for name, tensor in model.state_dict().items():
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(value.shape)}:{value.dtype}".encode())
+        digest.update(value.numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _learned_cache(run_dir: Path, out: Path) -> Path:

@@ -617,3 +617,22 @@ def test_a_cached_ablation_without_a_selection_is_completed_alone(tiny_runs, tmp
     completed = scoreboard.ablate_learned_run(run, cached, out, log=lambda text: None)
     assert completed["ablation"]["selection"]["metrics"] == pytest.approx(selection["metrics"])
     assert json.loads(cache.read_text())["ablation"]["selection"]["method"] == "exact"
+
+
+def test_a_run_trained_again_in_its_directory_is_not_served_its_old_cached_row(tmp_path):
+    """The cache of a learned row is keyed on the run's path and iteration and on a hash of its
+    parameters: the same directory retrained (``--overwrite``, another seed, the same
+    number of iterations) is evaluated again."""
+    from conftest import TINY_TRAIN
+
+    from learnsyn.cli import main
+
+    run, out = tmp_path / "run", tmp_path / "board"
+    assert main(["train", *TINY_TRAIN, "--out", str(run)]) == 0
+    first = scoreboard.evaluate_learned_run(run, out, 64)
+    assert scoreboard.evaluate_learned_run(run, out, 64) == first  # served from the cache
+    assert main(["train", *TINY_TRAIN, "--seed", "1", "--out", str(run), "--overwrite"]) == 0
+    second = scoreboard.evaluate_learned_run(run, out, 64)
+    assert second["iteration"] == first["iteration"]
+    assert second["model_sha1"] != first["model_sha1"]
+    assert second["metrics"] != first["metrics"]
