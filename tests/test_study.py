@@ -116,6 +116,13 @@ def test_a_tuned_start_is_tuned_once_per_setting_for_the_whole_study(tmp_path, m
         assert kept["model"] == "optimal-linear" and kept["metrics"] == row["metrics"]
 
 
+def test_a_cell_parameter_is_fixed_one_key_at_a_time(tmp_path):
+    args = study_args(tmp_path, "learned", *TINY_LEARNED, "--n-trials", "1", "--study-name", "c")
+    assert main([*args, "--fixed", "cell=gru", "--fixed", "cell_params.output_scale=1000"]) == 0
+    (trial,) = load(tmp_path, "c").get_trials()
+    assert trial.user_attrs["config"]["cell_params"]["output_scale"] == 1000
+
+
 def test_baseline_study_summary_to_stdout_and_resume_adds_trials(tmp_path, capsys):
     args = study_args(tmp_path, "baseline:exponential", "--horizon", "200")
     assert main([*args, "--n-trials", "4", "--sampler", "random"]) == 0
@@ -229,6 +236,9 @@ def test_joining_a_study_with_another_objective_is_refused(tmp_path, capsys):
         (["--space", "lr=0.1:0.01"], "LOW must not exceed HIGH"),
         (["--fixed", "lr=0.01", "--space", "lr=0.02"], "both in --space and --fixed"),
         (["--fixed", "synapses=5"], "set it with --synapses"),
+        (["--fixed", "task_params.levels=8"], "set it with --task-param"),
+        (["--fixed", "cell_params=x"], "give each entry of cell_params as cell_params.KEY=VALUE"),
+        (["--fixed", "cell_params.nosuch=1"], "nosuch"),
         (["--fixed", "cell=chain", "--fixed", "init=orthogonal"], "chain cell"),
         (["--study-name", "a/b"], "study name 'a/b' is not allowed"),
     ],

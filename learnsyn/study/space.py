@@ -310,14 +310,23 @@ TRAIN_FIELDS_FROM_OPTIONS = {
 
 
 def train_field_values(given: dict[str, str]) -> dict[str, Any]:
-    """``--fixed`` entries of a learned study as typed ``TrainConfig`` values (one-line errors)."""
+    """``--fixed`` entries of a learned study as typed ``TrainConfig`` values (one-line errors).
+    A dictionary setting takes one entry per key: ``--fixed cell_params.output_scale=1000``."""
     from learnsyn.training import TrainConfig
 
     types = {f.name: str(f.type) for f in fields(TrainConfig)}
     values: dict[str, Any] = {}
     for name, text in given.items():
-        if name in TRAIN_FIELDS_FROM_OPTIONS:
-            raise ValueError(f"--fixed {name}: set it with {TRAIN_FIELDS_FROM_OPTIONS[name]}")
+        field_name, _, key = name.partition(".")
+        if field_name in TRAIN_FIELDS_FROM_OPTIONS:
+            raise ValueError(f"--fixed {name}: set it with {TRAIN_FIELDS_FROM_OPTIONS[field_name]}")
+        if types.get(field_name, "").startswith("dict"):
+            if not key:
+                raise ValueError(
+                    f"--fixed {name}={text}: give each entry of {name} as {name}.KEY=VALUE"
+                )
+            values.setdefault(field_name, {})[key] = text  # read by the cell, as the CLI's
+            continue
         if name not in types:
             allowed = ", ".join(n for n in types if n not in TRAIN_FIELDS_FROM_OPTIONS)
             raise ValueError(f"--fixed {name}={text}: unknown setting; allowed: {allowed}")
