@@ -226,7 +226,7 @@ def markdown_table(data: dict[str, Any]) -> str:
             "",
             f"learned / best baseline ({v['best_baseline']}) on {v['metric']}: "
             f"{v['ratio']:.3f} +- {v['ratio_stderr'] or 0:.3f}"
-            + (" (paired jackknife, common random numbers)" if v.get("ratio_paired") else ""),
+            + (" (paired jackknife over the same pair groups)" if v.get("ratio_paired") else ""),
         ]
     return "\n".join(lines) + "\n"
 

@@ -158,8 +158,10 @@ def curve_from_pairs(
 
 def leave_one_out_metrics(ages, estimate: CurveEstimate, threshold: float) -> dict[str, list]:
     """Every metric of each leave-one-group-out curve: ``{metric: [groups values]}``. Two
-    evaluations on the same seed, batch and groups (common random numbers) pair group by group,
-    which is what ``paired_ratio`` uses."""
+    evaluations on the same seed, batch and groups pair group by group, which is what
+    ``paired_ratio`` uses; their random numbers are common where both draw the same numbers per
+    step (the same burn-in, the same state size where the scenario draws per variable, no
+    finite-state side), else the groups are merely independent."""
     loo = estimate.leave_one_out.detach().double().cpu()
     per_group = [compute_metrics(ages, curve.numpy(), threshold) for curve in loo]
     return {key: [m[key] for m in per_group] for key in per_group[0]}
