@@ -34,7 +34,7 @@ ROLLOUTS = ("fast", "reference")
 #: offsets of the evaluation seed streams from a run's seed
 SEED_STREAMS = {
     "final-evaluation": 10_000,
-    "study-evaluation": 10_000,
+    "study-evaluation": 50_000,
     "compare": 20_000,
     "stationarity": 30_000,
     "selection": 40_000,
@@ -216,8 +216,8 @@ class TrainConfig:
     )
     late_variance: float = setting(
         0.0,
-        "divide every age's signal by the weight variance pooled over this last fraction of "
-        "the window (0: each age's own variance, whose gradient misses the burn-in state)",
+        "take the gradient of every age's weight variance from the variance pooled over this "
+        "last fraction of the window; the SNR itself keeps each age's own variance (0: off)",
     )
     init: str = setting(
         "auto",

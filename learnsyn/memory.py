@@ -49,17 +49,22 @@ def check_memory(needed: float, what: str, hint: str = "") -> None:
 def check_training_memory(config) -> None:
     """Refuse a ``TrainConfig`` whose rollout cannot fit in this machine's memory (on the CPU;
     on a GPU only the parameters are counted here): the batch's states over the tracked
-    window (about 24 bytes per pair, step and state variable for the reference loop's autograd
-    graph; 0.5 for the fast path's recomputing backward, which measured 0.77), and the cell's
-    parameters with their gradients, Adam moments and kept copies."""
+    window and the gradient's burn-in tail (about 24 bytes per pair, step and state variable
+    for the reference loop's autograd graph; 0.5 for the fast path's recomputing backward,
+    which measured 0.77), and the cell's parameters with their gradients, Adam moments and
+    kept copies."""
     import torch
 
     from learnsyn.scenario import make_scenario
 
     kinds = len(make_scenario(config.task, config.task_params).tracked_kinds())
     per_value = 24 if config.rollout == "reference" else 0.5
-    batch = max(config.batch, config.eval_batch, config.resolved_validation_batch())
-    window = 2 * kinds * batch * config.horizon * config.state_size * per_value
+    # the training batch keeps the gradient's burn-in tail too; the evaluations only the window
+    steps = config.horizon + config.resolved_gradient_burn_in()
+    evaluated = max(config.eval_batch, config.resolved_validation_batch())
+    batch = config.batch if config.batch * steps >= evaluated * config.horizon else evaluated
+    values = max(config.batch * steps, evaluated * config.horizon)
+    window = 2 * kinds * values * config.state_size * per_value
     device = str(config.device)
     if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
         if torch.cuda.is_available():  # the rollout lives in the GPU's memory

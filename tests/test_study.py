@@ -123,6 +123,29 @@ def test_a_cell_parameter_is_fixed_one_key_at_a_time(tmp_path):
     assert trial.user_attrs["config"]["cell_params"]["output_scale"] == 1000
 
 
+def test_trials_are_scored_on_their_own_stream_and_an_old_study_keeps_its_seed(tmp_path, capsys):
+    """The scoring stream of a learned study is not the final evaluation's (a run trained with
+    the study's seed is finally evaluated on other numbers than those its settings were chosen
+    on); a study created before (no ``evaluation_seed`` stored) keeps scoring on its old seed."""
+    from learnsyn.config import stream_seed
+
+    args = study_args(tmp_path, "learned", *TINY_LEARNED, "--n-trials", "1", "--seed", "3")
+    assert main([*args, "--study-name", "new"]) == 0
+    stored = load(tmp_path, "new").user_attrs["learnsyn"]["evaluation_seed"]
+    assert stored == stream_seed(3, "study-evaluation") != stream_seed(3, "final-evaluation")
+    evaluation = json.loads((tmp_path / "runs/new/trial_0/evaluation.json").read_text())
+    assert evaluation["monte_carlo"]["seed"] == stored
+    old = load(tmp_path, "new")
+    identity = dict(old.user_attrs["learnsyn"])
+    del identity["evaluation_seed"]
+    old.set_user_attr("learnsyn", identity)  # as a study created before session 22
+    capsys.readouterr()
+    assert main([*args, "--study-name", "new", "--n-trials", "2"]) == 0
+    assert "keeps scoring its trials on seed 10003" in capsys.readouterr().err
+    evaluation = json.loads((tmp_path / "runs/new/trial_1/evaluation.json").read_text())
+    assert evaluation["monte_carlo"]["seed"] == 10003
+
+
 def test_baseline_study_summary_to_stdout_and_resume_adds_trials(tmp_path, capsys):
     args = study_args(tmp_path, "baseline:exponential", "--horizon", "200")
     assert main([*args, "--n-trials", "4", "--sampler", "random"]) == 0

@@ -69,20 +69,36 @@ def test_a_few_iterations_improve_the_objective(tmp_path, cell):
 
 
 def test_resume_reaches_the_same_parameters_as_an_uninterrupted_run(tmp_path):
-    train(TINY, tmp_path / "straight", progress=False, log=quiet, final_evaluation=False)
+    config = replace(TINY, validate_every=2)  # validations on both sides of the interruption
+    train(config, tmp_path / "straight", progress=False, log=quiet, final_evaluation=False)
     partial = train(
-        TINY, tmp_path / "resumed", progress=False, log=quiet, stop_after=3, final_evaluation=False
-    )
+        config, tmp_path / "resumed", progress=False, log=quiet, stop_after=3,
+        final_evaluation=False,
+    )  # fmt: skip
     assert not partial["complete"]
     train(
-        TINY, tmp_path / "resumed", resume=True, progress=False, log=quiet, final_evaluation=False
-    )
-    _, a, ca = load_run(tmp_path / "straight")
-    _, b, cb = load_run(tmp_path / "resumed")
-    assert ca["iteration"] == cb["iteration"] == TINY.iterations
+        config, tmp_path / "resumed", resume=True, progress=False, log=quiet,
+        final_evaluation=False,
+    )  # fmt: skip
+    # the LAST parameters (the selected ones may be the initial ones in so short a run), the
+    # optimizer's state and the validation scores, not only the objectives
+    _, a, ca = load_run(tmp_path / "straight", which="last")
+    _, b, cb = load_run(tmp_path / "resumed", which="last")
+    assert ca["iteration"] == cb["iteration"] == config.iterations
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(pa, pb), name
     assert [h["objective"] for h in ca["history"]] == [h["objective"] for h in cb["history"]]
+    assert [h.get("validation") for h in ca["history"]] == [
+        h.get("validation") for h in cb["history"]
+    ]
+    assert any("validation" in h for h in ca["history"][:3])  # validations before the stop
+    assert any("validation" in h for h in ca["history"][3:])  # and after it
+    for sa, sb in zip(ca["optimizer"]["state"].values(), cb["optimizer"]["state"].values()):
+        for key in sa:
+            assert torch.equal(torch.as_tensor(sa[key]), torch.as_tensor(sb[key])), key
+    # the learning rate logged is the one each step used: the schedule's first value first
+    assert ca["history"][0]["lr"] == TINY.lr
+    assert ca["history"][0]["lr"] > ca["history"][-1]["lr"]
 
 
 def test_nan_guard_skips_the_update_and_says_so(tmp_path):

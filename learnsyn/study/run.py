@@ -113,7 +113,7 @@ class TrialObjective:
         import optuna
 
         from learnsyn import runs
-        from learnsyn.config import resolve_device, stream_seed
+        from learnsyn.config import resolve_device
         from learnsyn.scenario import make_scenario
         from learnsyn.tensorboard_log import FIGURE_BASELINES, RunLogger
 
@@ -148,7 +148,7 @@ class TrialObjective:
             model,
             config,
             batch=config.eval_batch,
-            seed=stream_seed(s.seed, "study-evaluation"),
+            seed=s.scoring_seed(),
             device=device,
             horizon=s.horizon,
             scenario=scenario,
@@ -266,6 +266,11 @@ def make_pruner(name: str):
     return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
 
 
+#: before session 22 the study's scoring stream shared the final evaluation's offset, so a run
+#: trained with the study's seed was finally evaluated on the numbers its settings were chosen on
+LEGACY_EVALUATION_OFFSET = 10_000
+
+
 def _check_identity(study, settings: StudySettings, log=_log) -> None:
     """Store ``settings``' identity with a new study; for an existing one, search the choices
     it was created with (``keep_stored_choices``, which sets ``settings.space``) and refuse
@@ -277,6 +282,14 @@ def _check_identity(study, settings: StudySettings, log=_log) -> None:
     if theirs is None:
         study.set_user_attr("learnsyn", mine)
         return
+    if "evaluation_seed" not in theirs:  # created when the study stream was the final one's
+        settings.evaluation_seed = settings.seed + LEGACY_EVALUATION_OFFSET
+        log(
+            f"study {study.study_name!r} keeps scoring its trials on seed "
+            f"{settings.evaluation_seed}, the one it was created with"
+        )
+    else:
+        settings.evaluation_seed = theirs["evaluation_seed"]
     settings.space, kept = keep_stored_choices(settings.space, theirs.get("space"))
     for name in kept:
         choices = ", ".join(map(str, settings.space[name].choices))

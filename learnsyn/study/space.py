@@ -370,11 +370,22 @@ class StudySettings:
     eval_batch: int | None = None
     method: str = "auto"
     max_state: int | None = None
+    #: the seed every learned trial is scored on (None: the study seed's stream; a study created
+    #: before that stream had its own offset keeps the one it was created with)
+    evaluation_seed: int | None = None
+
+    def scoring_seed(self) -> int:
+        from learnsyn.config import stream_seed
+
+        if self.evaluation_seed is not None:
+            return self.evaluation_seed
+        return stream_seed(self.seed, "study-evaluation")
 
     def identity(self) -> dict[str, Any]:
         data = {key: getattr(self, key) for key in OBJECTIVE_KEYS}
         data.update(
             seed=self.seed,
+            evaluation_seed=self.scoring_seed(),
             fixed=self.fixed,
             space={name: dim.to_json() for name, dim in self.space.items()},
             eval_batch=self.eval_batch,
