@@ -146,10 +146,10 @@ def test_the_trained_bounded_gru_beats_the_stable_optimum_but_not_the_best_linea
     """The README's bounded claim for the defaults, checked on the stored parameters of one of
     its runs (seed 0): exactly on the level grid, after the run's burn-in and after 20,000 steps,
     its area exceeds the best stable 2-variable linear synapse's (177.68) by 1 %, but is more
-    than 1 % below the strongest linear synapse found (182.05, unstable modes and a drive:
-    tests/data/best-linear-bounded.json); its own best affine fit on its stationary states (the
-    ablation) is far below. If the evaluation changes so that the claim no longer holds, this
-    fails."""
+    than 1 % below the strongest linear synapse found (183.88, a difference integrator since
+    session 22; 182.05 before: tests/data/best-linear-bounded.json); its own best affine fit
+    on its stationary states (the ablation) is far below. If the evaluation changes so that the
+    claim no longer holds, this fails."""
     from learnsyn.linearization import LinearizedCell, linearize_in
     from learnsyn.synapse import LinearSynapse
 
