@@ -60,11 +60,11 @@ def check_training_memory(config) -> None:
     kinds = len(make_scenario(config.task, config.task_params).tracked_kinds())
     per_value = 24 if config.rollout == "reference" else 0.5
     # the training batch keeps the gradient's burn-in tail too; the evaluations only the window
-    steps = config.horizon + config.resolved_gradient_burn_in()
+    training = config.batch * (config.horizon + config.resolved_gradient_burn_in())
     evaluated = max(config.eval_batch, config.resolved_validation_batch())
-    batch = config.batch if config.batch * steps >= evaluated * config.horizon else evaluated
-    values = max(config.batch * steps, evaluated * config.horizon)
-    window = 2 * kinds * values * config.state_size * per_value
+    evaluation = evaluated * config.horizon
+    batch = config.batch if training >= evaluation else evaluated
+    window = 2 * kinds * max(training, evaluation) * config.state_size * per_value
     device = str(config.device)
     if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
         if torch.cuda.is_available():  # the rollout lives in the GPU's memory

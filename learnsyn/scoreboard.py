@@ -656,7 +656,7 @@ def _ratio_to(
         monte_carlo = float(jackknife_stderr(torch.tensor(mean_loo / denominator)))
     else:  # group layouts differ: take the seeds' errors as fully correlated
         monte_carlo = float(np.mean([x.stderr for x in ratios]))
-    cutoff, dof = verdict_cutoff([(spread, n - 1), (monte_carlo, _groups(members, metric) - 1)])
+    cutoff, dof = _cutoff([(spread, n)], monte_carlo, members, metric)
     return {
         "ratios": [x.to_json() for x in ratios],
         "ratio": float(r.mean()),
@@ -667,11 +667,15 @@ def _ratio_to(
     }
 
 
-def _groups(rows: list[dict[str, Any]], metric: str) -> int:
-    """The number of pair groups behind the rows' Monte Carlo errors (their leave-one-out
-    values; ``montecarlo.PairBatch``'s 16 where none is stored)."""
+def _cutoff(
+    seeds: list[tuple[float, int]], monte_carlo: float, rows: list[dict[str, Any]], metric: str
+) -> tuple[float, float]:
+    """``verdict_cutoff`` for an error made of the spreads over training seeds (``(error,
+    seeds)`` per side) and the Monte Carlo part over the rows' pair groups (the length of their
+    leave-one-out values; ``montecarlo.PairBatch``'s 16 where none is stored)."""
     counts = [len(v) for r in rows if (v := (r.get("leave_one_out") or {}).get(metric))]
-    return min(counts, default=PairBatch.groups)
+    groups = min(counts, default=PairBatch.groups)
+    return verdict_cutoff([(error, n - 1) for error, n in seeds] + [(monte_carlo, groups - 1)])
 
 
 def strongest_found(
@@ -762,10 +766,10 @@ def learned_pairs(runs: list[dict[str, Any]], metric: str) -> list[dict[str, Any
             monte_carlo = abs(ratio) * math.hypot(*errors)
         error = math.hypot(seeds, monte_carlo)
         n = min(len(v) for v in values)
-        cutoff, dof = verdict_cutoff(
-            [(abs(ratio) * rel, len(v) - 1) for rel, v in zip(relative, values, strict=True)]
-            + [(monte_carlo, _groups(sides[0] + sides[1], metric) - 1)]
-        )
+        cutoff, dof = _cutoff(
+            [(abs(ratio) * rel, len(v)) for rel, v in zip(relative, values, strict=True)],
+            monte_carlo, sides[0] + sides[1], metric,
+        )  # fmt: skip
         pairs.append(
             {
                 "numerator": top,
@@ -824,7 +828,7 @@ def _against_linearization(members: list[dict[str, Any]], metric: str) -> dict[s
     error = math.hypot(spread, monte_carlo)
     mean = float(values.mean())
     rows = [row for r in done for row in (r, r["ablation"])]
-    cutoff, dof = verdict_cutoff([(spread, n - 1), (monte_carlo, _groups(rows, metric) - 1)])
+    cutoff, dof = _cutoff([(spread, n)], monte_carlo, rows, metric)
     summary.update(
         linearized_seeds=[r["seed"] for r in done],
         linearized_values=[r["ablation"]["metrics"][metric] for r in done],

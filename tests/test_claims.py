@@ -109,12 +109,14 @@ LINEAR_RANGE_BOUNDED_4 = {
 }  # fmt: skip
 
 
-def _best_linear(m: int) -> dict:
-    """The strongest linear synapse found in bounded at m variables (tests/data)."""
+def _best_linear(key: str) -> dict:
+    """A linear synapse stored in tests/data/best-linear-bounded.json: the strongest found in
+    bounded at m variables (``"m2"``, ``"m4"``; ``"m2_levels8"`` at 8 levels) or the former
+    one (``"m2_before_session_22"``)."""
     import json
 
     path = Path(__file__).parent / "data" / "best-linear-bounded.json"
-    return json.loads(path.read_text())[f"m{m}"]
+    return json.loads(path.read_text())[key]
 
 
 def test_bounded_m2_gru_trained_longer_is_below_the_best_linear_synapse(stored_run):
@@ -125,8 +127,6 @@ def test_bounded_m2_gru_trained_longer_is_below_the_best_linear_synapse(stored_r
     an unstable mode of radius 1.54 and a drive), against which it read "level". The tuner's
     synapse of three rounds ago, 177.89, is below all three. Exact: no Monte Carlo error, so the
     bar is the margin itself. Fails if either side moves."""
-    import json
-
     _, config, model = stored_run("bounded-gru-m2-i1200-s0")
     learned = evaluate(model, make_scenario("bounded"), **BOUNDED_EXACT).metrics["area"]
     linear = _exact_best_linear(2)
@@ -136,8 +136,7 @@ def test_bounded_m2_gru_trained_longer_is_below_the_best_linear_synapse(stored_r
     assert tuned.metrics["area"] < linear
     assert learned == pytest.approx(182.20, abs=0.05)  # measured
     assert 0.985 < learned / linear < 0.995
-    stored = json.loads((Path(__file__).parent / "data" / "best-linear-bounded.json").read_text())
-    assert abs(learned / stored["m2_before_session_22"]["value"] - 1) < 0.005
+    assert abs(learned / _best_linear("m2_before_session_22")["value"] - 1) < 0.005
 
 
 def test_bounded_m2_gru_trained_longest_is_level_with_the_best_linear_synapse(stored_run):
@@ -162,15 +161,13 @@ def test_a_difference_integrator_is_the_strongest_linear_synapse_found_at_8_and_
     margins had been measured) and 183.88 at 16 (1.0 % above the former 182.05). Against it the
     mlp cell's margins shrink from +20.6 % and +8.7 % to +10.8 % and +7.6 %, and the 8-level GRU
     that converged to 147.33 is level with it. Fails if the integrator or a margin moves."""
-    import json
-
-    stored = json.loads((Path(__file__).parent / "data" / "best-linear-bounded.json").read_text())
     areas = {}
     for key, levels in (("m2_levels8", 8), ("m2", 16)):
         scenario = make_scenario("bounded", {"levels": levels})
-        model = make_model("linear-range", stored[key]["params"])
+        stored = _best_linear(key)
+        model = make_model("linear-range", stored["params"])
         areas[levels] = evaluate(model, scenario, **BOUNDED_EXACT).metrics["area"]
-        assert areas[levels] == pytest.approx(stored[key]["value"], abs=0.01)
+        assert areas[levels] == pytest.approx(stored["value"], abs=0.01)
     assert areas[8] > 1.085 * 135.32 and areas[16] > 1.009 * 182.05
     mlp8 = evaluate(stored_run("bounded-L8-mlp-m2-i4800-s0")[2],
                     make_scenario("bounded", {"levels": 8}), **BOUNDED_EXACT)  # fmt: skip
@@ -186,7 +183,7 @@ def test_a_difference_integrator_is_the_strongest_linear_synapse_found_at_8_and_
 def _exact_best_linear(m: int) -> float:
     """The strongest linear synapse found in bounded at m variables, evaluated exactly and
     checked against the stored value."""
-    best = _best_linear(m)
+    best = _best_linear(f"m{m}")
     linear = evaluate(make_model("linear-range", best["params"]), make_scenario("bounded"),
                       **BOUNDED_EXACT)  # fmt: skip
     assert linear.method == "exact"
@@ -237,7 +234,7 @@ def test_bounded_m4_gru_is_above_its_own_linearization_but_level_with_a_refined_
     learned = evaluate(model, scenario, **kw).metrics["area"]
     linearized = evaluate(LinearizedCell(linearize_in(model, scenario)), scenario, **kw)
     tuned = evaluate(make_model("linear-range", LINEAR_RANGE_BOUNDED_4), scenario, **kw)
-    best = _best_linear(4)
+    best = _best_linear("m4")
     refined = evaluate(make_model("linear-range", best["params"]), scenario, **kw)
     assert learned == pytest.approx(190.30, abs=0.05)  # measured
     assert linearized.metrics["area"] == pytest.approx(183.86, abs=0.05)
@@ -328,12 +325,9 @@ def test_bounded_m2_gru_started_at_a_strong_linear_synapse_climbs_above_it(store
     nonlinearity (the rnn held linear, trained the same way, stays at 182.05). Exact, so the bar
     is the margin itself. It does not reach the difference integrator found since (183.88):
     level with it, 0.2 % below. Fails if the gain goes, turns out linear, or passes 183.88."""
-    import json
-
     stored, _, model = stored_run("bounded-gru-m2-warm-s0")
     learned, linearized, start = _exact_warm_start(model, stored, make_scenario("bounded"))
-    best = json.loads((Path(__file__).parent / "data" / "best-linear-bounded.json").read_text())
-    former = best["m2_before_session_22"]["value"]
+    former = _best_linear("m2_before_session_22")["value"]
     assert start == pytest.approx(former, abs=0.01)  # it started at the former best
     assert learned == pytest.approx(183.49, abs=0.05)  # measured
     assert learned > 1.005 * former > linearized
@@ -640,14 +634,11 @@ def test_bounded_m4_mlp_trained_by_monte_carlo_is_below_the_strongest_linear_syn
     the grid, 0.959 of the strongest m = 4 linear synapse found (189.45; the seeds 0.952, 0.959,
     0.927) and below the m = 2 mlp trained on the exact grid (198.09). Fails if it reaches the
     linear synapse."""
-    import json
-
     _, config, model = stored_run("bounded-mlp-m4-i4800-s1")
-    best = json.loads((Path(__file__).parent / "data" / "best-linear-bounded.json").read_text())
     scenario = make_scenario("bounded")
     area = evaluate(model, scenario, **BOUNDED_EXACT).metrics["area"]
     assert area == pytest.approx(181.78, abs=0.05)  # measured
-    assert area < 0.97 * best["m4"]["value"] < 198.09
+    assert area < 0.97 * _best_linear("m4")["value"] < 198.09
 
 
 def test_bounded_m2_mlp_trained_by_monte_carlo_falls_far_short_of_its_exact_training(stored_run):

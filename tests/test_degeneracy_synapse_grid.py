@@ -577,6 +577,22 @@ def test_a_tiny_burn_in_in_horizons_is_still_a_burn_in():
     assert train_config(config, "auto", 0).resolved_burn_in() == 1
 
 
+def _stored_grid_correlations(name: str) -> tuple[dict, dict]:
+    """The rank correlations with the iterations to the target, over the 224 runs (7 inits x
+    32 seeds) of a grid point stored per run in tests/data/``name``: of the degeneracy index
+    (fraction of near-zero singular values of the window map at initialization) and of the
+    meta-gradient norm at the start."""
+    from learnsyn.degeneracy.rank_correlation import bootstrap_spearman
+
+    data = json.loads((Path(__file__).parent / "data" / name).read_text())
+    speed = np.asarray(data["iterations_to_target"])
+    assert speed.shape == (7, 32) and len(data["inits"]) == 7
+    index = bootstrap_spearman(data["fraction_below_threshold"], speed)
+    gradient = bootstrap_spearman(data["early_grad_norm"], speed)
+    assert index["runs"] == gradient["runs"] == 224
+    return index, gradient
+
+
 def test_at_gru_m8_h600_the_gradient_norm_ranks_training_speed_and_degeneracy_barely():
     """docs/degeneracy-results.md, "The GRU at m = 8, horizon 600, with a stationary burn-in and
     32 seeds": over the 224 runs (7 inits x 32 seeds, stored per run) the meta-gradient norm at
@@ -585,16 +601,7 @@ def test_at_gru_m8_h600_the_gradient_norm_ranks_training_speed_and_degeneracy_ba
     post's sign but at a quarter of the |rho| >= 0.20 the grid was sized to resolve (+0.05 ±
     0.03, interval [0.00, 0.10]). Fails if the index reaches the resolvable size, or if the
     gradient norm stops predicting or no longer beats the index by a clear margin."""
-    from learnsyn.degeneracy.rank_correlation import bootstrap_spearman
-
-    data = json.loads(
-        (Path(__file__).parent / "data" / "degeneracy-gru-m8-h600-s32.json").read_text()
-    )
-    speed = np.asarray(data["iterations_to_target"])
-    assert speed.shape == (7, 32) and len(data["inits"]) == 7
-    index = bootstrap_spearman(data["fraction_below_threshold"], speed)
-    gradient = bootstrap_spearman(data["early_grad_norm"], speed)
-    assert index["runs"] == gradient["runs"] == 224
+    index, gradient = _stored_grid_correlations("degeneracy-gru-m8-h600-s32.json")
     assert index["rho"] == pytest.approx(0.0509, abs=1e-3)  # measured
     assert gradient["rho"] == pytest.approx(-0.5829, abs=1e-3)  # measured
     assert abs(index["rho"]) < 0.2 and index["interval"][1] < 0.2
@@ -611,16 +618,7 @@ def test_at_gru_m32_h100_degeneracy_ranks_training_speed_with_the_sign_opposite_
     the post predicts +), well under the |rho| >= 0.20 the grid was sized to resolve, while the
     meta-gradient norm at the start ranks speed strongly (-0.67 +- 0.04). Fails if the index
     takes the post's sign or the resolvable size, or the gradient norm stops predicting."""
-    from learnsyn.degeneracy.rank_correlation import bootstrap_spearman
-
-    data = json.loads(
-        (Path(__file__).parent / "data" / "degeneracy-gru-m32-h100-s32.json").read_text()
-    )
-    speed = np.asarray(data["iterations_to_target"])
-    assert speed.shape == (7, 32) and len(data["inits"]) == 7
-    index = bootstrap_spearman(data["fraction_below_threshold"], speed)
-    gradient = bootstrap_spearman(data["early_grad_norm"], speed)
-    assert index["runs"] == gradient["runs"] == 224
+    index, gradient = _stored_grid_correlations("degeneracy-gru-m32-h100-s32.json")
     assert index["rho"] == pytest.approx(-0.0922, abs=1e-3)  # measured
     assert gradient["rho"] == pytest.approx(-0.6737, abs=1e-3)  # measured
     assert index["interval"][1] < 0 and abs(index["rho"]) < 0.2

@@ -558,7 +558,7 @@ def test_a_progress_bar_in_a_log_file_redraws_rarely_and_on_a_terminal_often():
     assert silent.getvalue() == ""
 
 
-def test_the_memory_check_counts_the_gradients_burn_in_tail():
+def test_the_memory_check_counts_the_gradients_burn_in_tail(monkeypatch):
     """The training batch keeps its gradient's burn-in tail as well as the window (found by a
     review: the estimate counted the window only, 1.6 x too little at the defaults)."""
     from dataclasses import replace
@@ -571,13 +571,9 @@ def test_the_memory_check_counts_the_gradients_burn_in_tail():
         eval_batch=2, validation_batch=2, rollout="reference",
     )  # fmt: skip
     needed = []
-    real = memory.check_memory
-    try:
-        memory.check_memory = lambda count, what, hint="": needed.append(count)
-        replace(base, gradient_burn_in=0).validate()
-        replace(base, gradient_burn_in=600).validate()
-    finally:
-        memory.check_memory = real
+    monkeypatch.setattr(memory, "check_memory", lambda count, what, hint="": needed.append(count))
+    replace(base, gradient_burn_in=0).validate()
+    replace(base, gradient_burn_in=600).validate()
     window = 2 * 4096 * 600 * 8 * 24
     assert needed[0] == pytest.approx(window, rel=0.01)
     assert needed[1] == pytest.approx(2 * window, rel=0.01)
