@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from learnsyn.config import resolve_device, stream_seed
-from learnsyn.estimate.snr import Ratio, paired_ratio
+from learnsyn.estimate.snr import Ratio, paired_ratio, rounding_error
 from learnsyn.evaluate import check_compatible, evaluate
 from learnsyn.io import atomic_write_json, atomic_write_text
 from learnsyn.registry import make_model, model_class, model_names
@@ -193,7 +193,9 @@ def row_ratio(numerator: dict[str, Any], denominator: dict[str, Any], metric: st
         loo(denominator),
         (numerator.get("metrics_stderr") or {}).get(metric, 0.0),
         (denominator.get("metrics_stderr") or {}).get(metric, 0.0),
-    )
+        (rounding_error(metric, loo(numerator) is not None),
+         rounding_error(metric, loo(denominator) is not None)),
+    )  # fmt: skip
 
 
 def _leave_one_out(evaluation) -> dict[str, list] | None:

@@ -240,7 +240,7 @@ def _ablation(run_dir, eval_batch: int | None, device: str):
             threshold=config.threshold,
         ).metrics
     from learnsyn.estimate.grid import grid_fits
-    from learnsyn.estimate.snr import paired_ratio
+    from learnsyn.estimate.snr import paired_ratio, rounding_error
 
     metric = config.metric
     ratio = paired_ratio(
@@ -248,6 +248,7 @@ def _ablation(run_dir, eval_batch: int | None, device: str):
         ablation.metrics[metric],
         learned.monte_carlo["leave_one_out_metrics"][metric],
         ablation.monte_carlo["leave_one_out_metrics"][metric],
+        rounding=(rounding_error(metric, True),) * 2,
     )
     grid = None
     if grid_fits(model, scenario):  # bounded: both exactly on the level grid, no noise at all

@@ -76,7 +76,7 @@ from learnsyn.compare import default_baselines, reevaluated, row_ratio
 from learnsyn.config import TrainConfig, resolve_device, stream_seed
 from learnsyn.estimate.grid import AUTO_MAX_STATES
 from learnsyn.estimate.montecarlo import PairBatch
-from learnsyn.estimate.snr import jackknife_stderr, verdict_cutoff
+from learnsyn.estimate.snr import jackknife_stderr, rounding_error, verdict_cutoff
 from learnsyn.evaluate import exact_method_available
 from learnsyn.io import atomic_write_json, atomic_write_text, read_json
 from learnsyn.scenario import make_scenario
@@ -654,6 +654,10 @@ def _ratio_to(
             reference["metrics"][metric] if reference_loo is None else np.asarray(reference_loo)
         )
         monte_carlo = float(jackknife_stderr(torch.tensor(mean_loo / denominator)))
+        rounding = rounding_error(metric, reference_loo is not None)  # common to every seed
+        if rounding and reference["metrics"][metric]:
+            rounded = r.mean() * rounding / abs(reference["metrics"][metric])
+            monte_carlo = math.hypot(monte_carlo, rounded)
     else:  # group layouts differ: take the seeds' errors as fully correlated
         monte_carlo = float(np.mean([x.stderr for x in ratios]))
     cutoff, dof = _cutoff([(spread, n)], monte_carlo, members, metric)

@@ -45,3 +45,14 @@ def test_smooth_objective_tends_to_the_metric_and_has_gradient_below_threshold()
     low = torch.tensor([0.5, 0.2], requires_grad=True)
     smooth_objective(low, torch.arange(2.0), 1.0, "area", temperature=0.5).backward()
     assert torch.all(low.grad > 0)
+
+
+def test_the_crossing_age_interpolates_where_the_lifetime_steps():
+    from learnsyn.estimate.snr import crossing_age
+
+    ages = np.arange(5)
+    assert crossing_age(ages, [3.0, 2.0, 1.5, 0.5, 0.2]) == pytest.approx(2.5)  # lifetime 2
+    assert crossing_age(ages, [3.0, 2.0, 1.0, 0.5, 0.2]) == 2.0  # exactly at threshold
+    assert crossing_age(ages, [3.0, 2.0, 1.5, 1.2, 1.1]) == 4.0  # censored: the lifetime
+    assert crossing_age(ages, [0.5, 0.2, 0.1, 0.0, 0.0]) == -1.0  # never above
+    assert crossing_age([0, 10, 100], [2.0, 1.5, 0.5], 1.0) == pytest.approx(55.0)

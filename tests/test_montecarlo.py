@@ -258,3 +258,43 @@ def test_every_simulator_takes_the_one_pair_batch_protocol():
         (8, 4, 10, True)
     }
     assert len({id(b.generator) for b in seen}) == 4
+
+
+def test_a_monte_carlo_lifetime_error_is_never_zero_and_matches_its_spread_over_seeds():
+    """Session 22's review: the lifetime is a step function of the curve, so its jackknife over
+    pair groups was often exactly 0 (5 of 8 seeds below) or a whole age, and a ratio of lifetimes
+    could get a verdict from a one-age difference. Jackknifing where the curve crosses and
+    adding the rounding to a whole age (``LIFETIME_ROUNDING``) gives an error that stands for the
+    lifetime's spread over seeds (0.52 here; the former errors: 0, 0.94 or 1.5)."""
+    from learnsyn.estimate.snr import crossing_age
+
+    model, scenario = make_model("exponential", {"decay": 0.97}), make_scenario("ideal")
+    kw = dict(synapses=N, horizon=200, convention="large-n", method="monte-carlo", batch=16384)
+    runs = [evaluate(model, scenario, seed=seed, **kw) for seed in range(8)]
+    lifetimes = np.array([r.metrics["lifetime"] for r in runs])
+    errors = np.array([r.metrics_stderr["lifetime"] for r in runs])
+    assert errors.min() > 0.4  # the rounding alone is 0.5
+    spread = lifetimes.std(ddof=1)
+    assert 0.5 < errors.mean() / spread < 2.0
+    for run in runs:  # the leave-one-out values are crossings: within one age of the lifetime
+        loo = np.array(run.monte_carlo["leave_one_out_metrics"]["lifetime"])
+        assert np.all(loo >= run.metrics["lifetime"] - 1) and np.all(
+            loo < run.metrics["lifetime"] + 2
+        )
+        assert crossing_age(run.ages, run.snr) == pytest.approx(run.metrics["lifetime"], abs=1)
+
+
+def test_a_ratio_of_monte_carlo_lifetimes_counts_both_sides_rounding():
+    """Two evaluations of one synapse on the same pairs: their lifetimes are identical, the
+    jackknife of the ratio is 0, and the error is both sides' rounding to a whole age."""
+    from learnsyn.compare import row_ratio
+
+    model, scenario = make_model("exponential", {"decay": 0.97}), make_scenario("ideal")
+    kw = dict(synapses=N, horizon=200, convention="large-n", method="monte-carlo", batch=4096)
+    row = evaluate(model, scenario, seed=3, **kw)
+    as_row = {"metrics": row.metrics, "metrics_stderr": row.metrics_stderr,
+              "leave_one_out": row.monte_carlo["leave_one_out_metrics"]}  # fmt: skip
+    ratio = row_ratio(as_row, as_row, "lifetime")
+    assert ratio.value == 1.0 and ratio.paired
+    assert ratio.stderr == pytest.approx(math.sqrt(2) * 0.5 / row.metrics["lifetime"], rel=1e-9)
+    assert row_ratio(as_row, as_row, "area").stderr == 0.0
