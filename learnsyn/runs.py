@@ -160,6 +160,27 @@ def parameters_finite(model: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
+def _snapshot(model: torch.nn.Module, optimizer: torch.optim.Optimizer):
+    """The parameters and the optimizer's state (Adam's moments and step counts) before an
+    update, so that an update undone for divergence is undone whole: restoring the parameters
+    alone left the moments of the gradient that diverged, which scaled every later step."""
+    state = {
+        param: {key: value.clone() if torch.is_tensor(value) else value
+                for key, value in entry.items()}
+        for param, entry in optimizer.state.items()
+    }  # fmt: skip
+    return [p.detach().clone() for p in model.parameters()], state
+
+
+def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer, snapshot) -> None:
+    parameters, state = snapshot
+    with torch.no_grad():
+        for param, kept in zip(model.parameters(), parameters):
+            param.copy_(kept)
+    optimizer.state.clear()
+    optimizer.state.update(state)
+
+
 def _trailing_skipped(history: list[dict[str, Any]]) -> int:
     count = 0
     for record in reversed(history):
@@ -225,10 +246,11 @@ def train(
     tuned (``warm_start.linear_start_for_run``).
 
     Divergence: an update that makes a parameter non-finite is undone (the parameters before it
-    are restored) and counted like a skipped update; ``DIVERGENCE_LIMIT`` such updates in a row
-    stop the run with ``TrainingDiverged`` after checkpointing the last finite parameters and
-    writing result.json with ``"status": "diverged"``. Model selection starts from the initial
-    parameters (scored at iteration 0), so a run that only got worse keeps its starting point.
+    and the optimizer's state are restored) and counted like a skipped update;
+    ``DIVERGENCE_LIMIT`` such updates in a row stop the run with ``TrainingDiverged`` after
+    checkpointing the last finite parameters and writing result.json with ``"status":
+    "diverged"``. Model selection starts from the initial parameters (scored at iteration 0),
+    so a run that only got worse keeps its starting point.
     """
     from learnsyn.tensorboard_log import RunLogger
 
@@ -296,16 +318,14 @@ def train(
         observe(iteration, model)
     with _Interrupt() as interrupt:
         while iteration < config.iterations:
-            before = [p.detach().clone() for p in model.parameters()]
+            before = _snapshot(model, optimizer)
             lr = scheduler.get_last_lr()[0]  # the rate this iteration's step uses
             outcome = training_step(
                 model, scenario, config, optimizer, scheduler, iteration, device, objective_fn
             )
             finite = parameters_finite(model)
             if outcome.skipped or not finite:  # (an update that failed half-way, too)
-                with torch.no_grad():
-                    for param, kept in zip(model.parameters(), before):
-                        param.copy_(kept)
+                _restore(model, optimizer, before)
             if not finite:
                 outcome.skipped = True
                 restored_total += 1

@@ -221,6 +221,15 @@ def test_an_update_that_makes_parameters_non_finite_is_undone(tmp_path):
     assert any("restored" in message for message in messages)
     for which in ("best", "last"):
         assert parameters_finite(load_run(tmp_path / "run", which)[1])
+    # undone whole: Adam counted (and its moments hold) only the updates that were kept
+    import torch
+
+    checkpoint = load_run(tmp_path / "run", "last")[2]
+    steps = {float(entry["step"]) for entry in checkpoint["optimizer"]["state"].values()}
+    kept = config.iterations - result["skipped_updates"]
+    assert steps == {float(kept)}, (steps, kept, result["restored_updates"])
+    for entry in checkpoint["optimizer"]["state"].values():
+        assert torch.isfinite(entry["exp_avg"]).all() and torch.isfinite(entry["exp_avg_sq"]).all()
 
 
 # --- 7. TensorBoard after a resume ------------------------------------------------------------
