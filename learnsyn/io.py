@@ -199,3 +199,69 @@ def output_owner(path: str | Path) -> str | None:
     if isinstance(data, dict) and "experiment" in data:
         return f"degeneracy {data['experiment']}"
     return "train"
+
+
+class DirectoryInUse(ValueError):
+    """Another live process holds the lock of an output directory."""
+
+
+def _lock_path(directory: Path) -> Path:
+    """The lock of ``directory``: a hidden file beside it (so that ``--overwrite`` may delete the
+    directory and a new run may create it while the lock is held)."""
+    return directory.parent / f".{directory.name}.lock"
+
+
+def _holder_alive(holder: dict[str, Any]) -> bool:
+    """Whether the process that wrote a lock still runs (on another host: assumed so)."""
+    import socket
+
+    if holder.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, KeyError, TypeError, ValueError, OverflowError):
+        return True  # another user's process, or a lock we cannot read: keep it
+    return True
+
+
+class DirectoryLock:
+    """Held while a process writes ``directory`` (a training run): a second ``learnsyn train``
+    into the same ``--out`` is refused in one line naming the holder, before it touches anything,
+    instead of both overwriting each other's checkpoints. A lock left by a process that died
+    (same host, pid gone) is taken over; the lock is removed on exit, also after an error or an
+    interruption."""
+
+    def __init__(self, directory: str | Path, what: str = "run directory"):
+        self.directory, self.what = Path(directory), what
+        self.path = _lock_path(self.directory)
+
+    def __enter__(self) -> DirectoryLock:
+        import socket
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    holder = json.loads(self.path.read_text() or "{}")
+                except (OSError, ValueError):
+                    holder = {}
+                if _holder_alive(holder):
+                    raise DirectoryInUse(
+                        f"{self.what} {self.directory} is in use by process "
+                        f"{holder.get('pid', '?')} on {holder.get('host', '?')} (lock "
+                        f"{self.path}); wait for it to end, or delete the lock if no such "
+                        "process runs"
+                    ) from None
+                self.path.unlink(missing_ok=True)  # left by a process that died
+                continue
+            with os.fdopen(fd, "w") as handle:
+                json.dump({"pid": os.getpid(), "host": socket.gethostname()}, handle)
+            return self
+        raise DirectoryInUse(f"could not take the lock {self.path} of {self.directory}")
+
+    def __exit__(self, *exc) -> None:
+        self.path.unlink(missing_ok=True)

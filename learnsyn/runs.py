@@ -27,7 +27,13 @@ import torch
 
 from learnsyn.cells import start_at_linear
 from learnsyn.config import stream_seed
-from learnsyn.io import atomic_write_json, check_output_dir, output_owner, read_json
+from learnsyn.io import (
+    DirectoryLock,
+    atomic_write_json,
+    check_output_dir,
+    output_owner,
+    read_json,
+)
 from learnsyn.progress import progress_bar
 from learnsyn.scenario import make_scenario
 from learnsyn.training import (
@@ -258,179 +264,187 @@ def train(
     device = resolve_device(config.device)
     run_dir = Path(run_dir)
     model = build_model(config).to(device)  # before the run directory is touched
-    resuming = prepare_run_dir(run_dir, config, resume, overwrite)
-    scenario = make_scenario(config.task, config.task_params)
-    if config.start_from is not None and not resuming:
-        start, record = linear_start_for_run(config, scenario, run_dir, log, tune_start)
-        start_at_linear(model, start)
-        atomic_write_json(run_dir / START_NAME, record)
-    if prepare_model is not None and not resuming:
-        prepare_model(model)
-    if not parameters_finite(model):
-        raise ValueError(f"the initial parameters of cell {config.cell!r} are not finite")
-    optimizer, scheduler = make_optimizer(model, config)
-    history: list[dict[str, Any]] = []
-    start_iteration, skipped_total, restored_total = 0, 0, 0
-    best: dict[str, Any] | None = None
-    if resuming:
-        checkpoint = load_checkpoint(run_dir / CHECKPOINT_NAME)
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        history = checkpoint["history"]
-        start_iteration = checkpoint["iteration"]
-        skipped_total = checkpoint.get("skipped", 0)
-        restored_total = checkpoint.get("restored", 0)
-        best = checkpoint.get("best")
-        torch.set_rng_state(checkpoint["rng"]["torch"])
-        np.random.set_state(checkpoint["rng"]["numpy"])  # noqa: NPY002
-        log(f"resuming {run_dir} at iteration {start_iteration}")
-    else:  # the starting point is a candidate of model selection too
-        best = _candidate(None, validation_score(model, scenario, config, device), 0, model)
-    bad_streak = _trailing_skipped(history)
-    logger = RunLogger(
-        run_dir,
-        config,
-        scenario,
-        device,
-        log=log,
-        purge_step=start_iteration,
-        baselines=figure_baselines,
-    )
-    ckpt_path = run_dir / CHECKPOINT_NAME
-
-    def checkpoint(iteration: int) -> None:
-        save_checkpoint(
-            ckpt_path,
-            model,
-            optimizer,
-            scheduler,
+    check_output_dir(run_dir, "run directory")
+    with DirectoryLock(run_dir):  # one process per run directory
+        resuming = prepare_run_dir(run_dir, config, resume, overwrite)
+        scenario = make_scenario(config.task, config.task_params)
+        if config.start_from is not None and not resuming:
+            start, record = linear_start_for_run(config, scenario, run_dir, log, tune_start)
+            start_at_linear(model, start)
+            atomic_write_json(run_dir / START_NAME, record)
+        if prepare_model is not None and not resuming:
+            prepare_model(model)
+        if not parameters_finite(model):
+            raise ValueError(f"the initial parameters of cell {config.cell!r} are not finite")
+        optimizer, scheduler = make_optimizer(model, config)
+        history: list[dict[str, Any]] = []
+        start_iteration, skipped_total, restored_total = 0, 0, 0
+        best: dict[str, Any] | None = None
+        if resuming:
+            checkpoint = load_checkpoint(run_dir / CHECKPOINT_NAME)
+            model.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            scheduler.load_state_dict(checkpoint["scheduler"])
+            history = checkpoint["history"]
+            start_iteration = checkpoint["iteration"]
+            skipped_total = checkpoint.get("skipped", 0)
+            restored_total = checkpoint.get("restored", 0)
+            best = checkpoint.get("best")
+            torch.set_rng_state(checkpoint["rng"]["torch"])
+            np.random.set_state(checkpoint["rng"]["numpy"])  # noqa: NPY002
+            log(f"resuming {run_dir} at iteration {start_iteration}")
+        else:  # the starting point is a candidate of model selection too
+            best = _candidate(None, validation_score(model, scenario, config, device), 0, model)
+        bad_streak = _trailing_skipped(history)
+        logger = RunLogger(
+            run_dir,
             config,
-            iteration,
-            history,
-            {"skipped": skipped_total, "restored": restored_total, "best": best},
+            scenario,
+            device,
+            log=log,
+            purge_step=start_iteration,
+            baselines=figure_baselines,
         )
+        ckpt_path = run_dir / CHECKPOINT_NAME
 
-    bar = _progress_bar(config.iterations, start_iteration, progress)
-    iteration = start_iteration
-    interrupted = diverged = False
-    if observe is not None:
-        observe(iteration, model)
-    with _Interrupt() as interrupt:
-        while iteration < config.iterations:
-            before = _snapshot(model, optimizer)
-            lr = scheduler.get_last_lr()[0]  # the rate this iteration's step uses
-            outcome = training_step(
-                model, scenario, config, optimizer, scheduler, iteration, device, objective_fn
+        def checkpoint(iteration: int) -> None:
+            save_checkpoint(
+                ckpt_path,
+                model,
+                optimizer,
+                scheduler,
+                config,
+                iteration,
+                history,
+                {"skipped": skipped_total, "restored": restored_total, "best": best},
             )
-            finite = parameters_finite(model)
-            if outcome.skipped or not finite:  # (an update that failed half-way, too)
-                _restore(model, optimizer, before)
-            if not finite:
-                outcome.skipped = True
-                restored_total += 1
-                log(
-                    f"iteration {iteration}: the update made parameters non-finite; "
-                    "the parameters before it are restored"
+
+        bar = _progress_bar(config.iterations, start_iteration, progress)
+        iteration = start_iteration
+        interrupted = diverged = False
+        if observe is not None:
+            observe(iteration, model)
+        with _Interrupt() as interrupt:
+            while iteration < config.iterations:
+                before = _snapshot(model, optimizer)
+                lr = scheduler.get_last_lr()[0]  # the rate this iteration's step uses
+                outcome = training_step(
+                    model, scenario, config, optimizer, scheduler, iteration, device, objective_fn
                 )
-            elif outcome.skipped:
-                log(f"iteration {iteration}: non-finite objective, gradient or step; skipped")
-            if outcome.skipped:
-                skipped_total += 1
-            bad_streak = bad_streak + 1 if outcome.skipped else 0
-            record = {
-                "iteration": iteration,
-                "objective": outcome.objective,
-                "grad_norm": outcome.grad_norm,
-                "skipped": outcome.skipped,
-                **outcome.result.metrics,
-                "snr_stderr": float(np.mean(outcome.result.snr_stderr)),
-                "synapse_steps_per_second": outcome.result.synapse_steps / outcome.seconds,
-                "lr": lr,
-            }
-            if (iteration + 1) % config.validate_every == 0 or iteration + 1 == config.iterations:
-                score = validation_score(model, scenario, config, device)
-                record["validation"] = score
-                logger.writer.add_scalar(f"validation/{config.metric}", score, iteration)
-                best = _candidate(best, score, iteration + 1, model)
-            history.append(record)
-            logger.log_iteration(iteration, record, outcome.result, model)
-            iteration += 1
-            if observe is not None:
-                observe(iteration, model)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(objective=f"{outcome.objective:.4g}", area=f"{record['area']:.4g}")
-            if on_iteration is not None:
-                try:
-                    on_iteration(iteration - 1, record)
-                except BaseException:  # e.g. optuna.TrialPruned: keep what was done, close files
+                finite = parameters_finite(model)
+                if outcome.skipped or not finite:  # (an update that failed half-way, too)
+                    _restore(model, optimizer, before)
+                if not finite:
+                    outcome.skipped = True
+                    restored_total += 1
+                    log(
+                        f"iteration {iteration}: the update made parameters non-finite; "
+                        "the parameters before it are restored"
+                    )
+                elif outcome.skipped:
+                    log(f"iteration {iteration}: non-finite objective, gradient or step; skipped")
+                if outcome.skipped:
+                    skipped_total += 1
+                bad_streak = bad_streak + 1 if outcome.skipped else 0
+                record = {
+                    "iteration": iteration,
+                    "objective": outcome.objective,
+                    "grad_norm": outcome.grad_norm,
+                    "skipped": outcome.skipped,
+                    **outcome.result.metrics,
+                    "snr_stderr": float(np.mean(outcome.result.snr_stderr)),
+                    "synapse_steps_per_second": outcome.result.synapse_steps / outcome.seconds,
+                    "lr": lr,
+                }
+                if (
+                    iteration + 1
+                ) % config.validate_every == 0 or iteration + 1 == config.iterations:
+                    score = validation_score(model, scenario, config, device)
+                    record["validation"] = score
+                    logger.writer.add_scalar(f"validation/{config.metric}", score, iteration)
+                    best = _candidate(best, score, iteration + 1, model)
+                history.append(record)
+                logger.log_iteration(iteration, record, outcome.result, model)
+                iteration += 1
+                if observe is not None:
+                    observe(iteration, model)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(
+                        objective=f"{outcome.objective:.4g}", area=f"{record['area']:.4g}"
+                    )
+                if on_iteration is not None:
+                    try:
+                        on_iteration(iteration - 1, record)
+                    except (
+                        BaseException
+                    ):  # e.g. optuna.TrialPruned: keep what was done, close files
+                        checkpoint(iteration)
+                        if bar is not None:
+                            bar.close()
+                        logger.close()
+                        raise
+                if iteration % config.checkpoint_every == 0:
                     checkpoint(iteration)
-                    if bar is not None:
-                        bar.close()
-                    logger.close()
-                    raise
-            if iteration % config.checkpoint_every == 0:
-                checkpoint(iteration)
-            if bad_streak >= DIVERGENCE_LIMIT:
-                diverged = True
-                break
-            if interrupt.requested or (
-                stop_after is not None and iteration - start_iteration >= stop_after
-            ):
-                interrupted = interrupt.requested
-                break
-    if bar is not None:
-        bar.close()
-    checkpoint(iteration)
-    if interrupted:
-        log(
-            f"interrupted: checkpoint saved at iteration {iteration} in {run_dir}; "
-            "continue with --resume"
-        )
-        logger.close()
-        raise RunInterrupted
-    result = _result(config, history, iteration, skipped_total, run_dir)
-    result["restored_updates"] = restored_total
-    if best is not None:
-        result["selected"] = {
-            "iteration": best["iteration"],
-            "validation": best["score"],
-            "validation_batch_pairs": config.resolved_validation_batch(),
-            "rule": f"best {config.metric} on the fixed validation batch, iteration 0 "
-            f"(the initial parameters) and every {config.validate_every} iterations",
-        }
-    if diverged:
-        result["status"] = "diverged"
+                if bad_streak >= DIVERGENCE_LIMIT:
+                    diverged = True
+                    break
+                if interrupt.requested or (
+                    stop_after is not None and iteration - start_iteration >= stop_after
+                ):
+                    interrupted = interrupt.requested
+                    break
+        if bar is not None:
+            bar.close()
+        checkpoint(iteration)
+        if interrupted:
+            log(
+                f"interrupted: checkpoint saved at iteration {iteration} in {run_dir}; "
+                "continue with --resume"
+            )
+            logger.close()
+            raise RunInterrupted
+        result = _result(config, history, iteration, skipped_total, run_dir)
+        result["restored_updates"] = restored_total
+        if best is not None:
+            result["selected"] = {
+                "iteration": best["iteration"],
+                "validation": best["score"],
+                "validation_batch_pairs": config.resolved_validation_batch(),
+                "rule": f"best {config.metric} on the fixed validation batch, iteration 0 "
+                f"(the initial parameters) and every {config.validate_every} iterations",
+            }
+        if diverged:
+            result["status"] = "diverged"
+            logger.close()
+            atomic_write_json(run_dir / "result.json", result)
+            raise TrainingDiverged(
+                f"training diverged: {DIVERGENCE_LIMIT} updates in a row up to iteration "
+                f"{iteration - 1} gave a non-finite objective, gradient or parameters "
+                f"(learning rate {config.lr:g}); the last finite parameters are checkpointed "
+                f"in {run_dir}; try a smaller --lr"
+            )
+        if best is not None and best["iteration"] == 0 and iteration > 0:
+            log(
+                "note: no validated iteration scored better than the initial parameters; "
+                "they are the selected ones"
+            )
+        if iteration >= config.iterations and final_evaluation:
+            if best is not None:
+                model.load_state_dict(best["model"])
+            try:
+                result["evaluation"] = _final_evaluation(model, scenario, config, device)
+            except KeyboardInterrupt:
+                logger.close()
+                log(
+                    "interrupted during the final evaluation: training is complete and "
+                    f"checkpointed in {run_dir}; --resume runs the final evaluation"
+                )
+                raise RunInterrupted from None
+            logger.log_hparams(result)
         logger.close()
         atomic_write_json(run_dir / "result.json", result)
-        raise TrainingDiverged(
-            f"training diverged: {DIVERGENCE_LIMIT} updates in a row up to iteration "
-            f"{iteration - 1} gave a non-finite objective, gradient or parameters (learning rate "
-            f"{config.lr:g}); the last finite parameters are checkpointed in {run_dir}; "
-            "try a smaller --lr"
-        )
-    if best is not None and best["iteration"] == 0 and iteration > 0:
-        log(
-            "note: no validated iteration scored better than the initial parameters; "
-            "they are the selected ones"
-        )
-    if iteration >= config.iterations and final_evaluation:
-        if best is not None:
-            model.load_state_dict(best["model"])
-        try:
-            result["evaluation"] = _final_evaluation(model, scenario, config, device)
-        except KeyboardInterrupt:
-            logger.close()
-            log(
-                f"interrupted during the final evaluation: training is complete and checkpointed "
-                f"in {run_dir}; --resume runs the final evaluation"
-            )
-            raise RunInterrupted from None
-        logger.log_hparams(result)
-    logger.close()
-    atomic_write_json(run_dir / "result.json", result)
-    return result
+        return result
 
 
 def _candidate(best, score: float, iteration: int, model) -> dict[str, Any]:

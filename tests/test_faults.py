@@ -232,6 +232,37 @@ def test_an_update_that_makes_parameters_non_finite_is_undone(tmp_path):
         assert torch.isfinite(entry["exp_avg"]).all() and torch.isfinite(entry["exp_avg_sq"]).all()
 
 
+def test_a_second_train_into_a_run_directory_in_use_is_refused_before_it_touches_it(
+    tmp_path, capsys
+):
+    """Two ``train`` processes into one ``--out`` used to overwrite each other's checkpoints;
+    the second (here with ``--overwrite``, which would delete the run) is refused in one line
+    naming the holder, and the run stays as it was. A lock left by a process that died is taken
+    over, and a run removes its lock when it ends."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(run_dir)]) == 0
+    lock = tmp_path / ".run.lock"
+    assert not lock.exists()
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname()}))
+        line = refused(capsys, ["train", *TINY, "--out", str(run_dir), "--overwrite"], "in use")
+        assert str(holder.pid) in line
+        assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its lock is stale and the next run takes it over
+    assert main(["train", *TINY, "--out", str(run_dir), "--overwrite"]) == 0
+    assert not lock.exists()
+
+
 # --- 7. TensorBoard after a resume ------------------------------------------------------------
 
 
