@@ -6,9 +6,12 @@ eigendecomposition ``A = V diag(lambda) V^-1``, so any age (1e8 included) costs 
 variance is ``sum_ij alpha_i alpha_j / (1 - lambda_i lambda_j)`` (the discrete Lyapunov solution
 ``c P c^T`` written in the eigenbasis), with closed-form corrections for correlated events and
 additive state noise. Where the eigenbasis is ill-conditioned (a defective A) the module falls
-back to matrix powers and scipy's Lyapunov solver. A synapse whose increment depends on the
-event's flag (``b_flagged`` for flag 1) in a scenario with flags has one kernel per flag value j,
-``r_j = c A^tau b_j``; the stationary variance is ``sum_j P(j) E[xi^2 | j] sum_tau r_j^2`` and a
+back to matrix powers and scipy's Lyapunov solver; where it is merely poorly conditioned (two
+nearly coincident poles, whose large opposite residues the eigenbasis sum would cancel) the
+stationary variance of independent events comes from the Lyapunov solver too. A synapse whose
+increment depends on the event's flag (``b_flagged`` for flag 1) in a scenario with flags has one
+kernel per flag value j, ``r_j = c A^tau b_j``; the stationary variance is
+``sum_j P(j) E[xi^2 | j] sum_tau r_j^2`` and a
 tracked event of flag k swaps its share ``P(k) E[xi^2 | k] r_k^2`` for its own.
 
 Finite-state synapses (transition matrices ``M+``, ``M-``, weights ``w``): with background chain
@@ -26,6 +29,11 @@ from learnsyn.scenario import InputStatistics, MarkovStatistics, TrackedKind
 from learnsyn.synapse import LinearForm, MarkovForm, spectral_radius
 
 _CONDITION_LIMIT = 1e8
+#: above this condition number of the eigenbasis the stationary variance (independent events)
+#: comes from the Lyapunov solver: two nearly coincident poles get large residues of opposite
+#: signs, and the eigenbasis sum cancels them with a relative error near cond^2 x 1e-16
+#: (8e-6 at cond 2e7, measured), while the kernel, linear in the residues, stays accurate
+_CANCELLATION_CONDITION = 1e4
 
 
 def _eigen(form: LinearForm) -> tuple[np.ndarray, ...] | None:
@@ -145,10 +153,13 @@ def linear_signal_and_variance(
     if rho != 0:
         boost = rho * lam / (1.0 - rho * lam)
         weight = weight * (1.0 + boost[:, None] + boost[None, :])
-    variance = sum(w * np.real(alpha @ weight @ alpha) for w, alpha in zip(weights, alphas))
-    if stats.state_noise > 0:
-        G = V_inv @ V_inv.T
-        variance += stats.state_noise**2 * np.real(cV @ (G / denominator) @ cV)
+    if rho == 0 and np.linalg.cond(V_inv) > _CANCELLATION_CONDITION:
+        variance = _lyapunov_stationary(form, weights, increments, stats.state_noise)
+    else:
+        variance = sum(w * np.real(alpha @ weight @ alpha) for w, alpha in zip(weights, alphas))
+        if stats.state_noise > 0:
+            G = V_inv @ V_inv.T
+            variance += stats.state_noise**2 * np.real(cV @ (G / denominator) @ cV)
     if rho != 0:
         # the intervention breaks the tracked event's correlation with earlier events: drop
         # sum_{l <= tau < l'} r(l) r(l') rho^(l' - l)
@@ -163,16 +174,24 @@ def _linear_by_powers(form, stats, ages):
     if stats.correlation != 0:
         raise ValueError("correlated events need a diagonalizable A for exact evaluation")
     weights, increments, tracked = _input_kinds(form, stats)
+    variance = _lyapunov_stationary(form, weights, increments, stats.state_noise)
+    kernels = [_kernel_by_powers(LinearForm(form.A, b, form.c), ages) for b in increments]
+    signals = np.stack([gain * kernels[own] for gain, own in zip(stats.gains, tracked)])
+    return signals, np.stack(variances_given_kind(variance, kernels, weights, tracked, stats))
+
+
+def _lyapunov_stationary(form: LinearForm, weights, increments, state_noise: float) -> float:
+    """The stationary weight variance for independent events by scipy's Lyapunov solver:
+    ``sum_j weights[j] c P_j c^T`` with ``P_j = A P_j A^T + b_j b_j^T``, plus the state noise's
+    ``sigma^2 c P c^T`` with ``P = A P A^T + I``."""
     variance = 0.0
     for w, b in zip(weights, increments):
         P = scipy.linalg.solve_discrete_lyapunov(form.A, np.outer(b, b))
         variance += w * float(form.c @ P @ form.c)
-    if stats.state_noise > 0:
+    if state_noise > 0:
         P_noise = scipy.linalg.solve_discrete_lyapunov(form.A, np.eye(len(form.b)))
-        variance += stats.state_noise**2 * float(form.c @ P_noise @ form.c)
-    kernels = [_kernel_by_powers(LinearForm(form.A, b, form.c), ages) for b in increments]
-    signals = np.stack([gain * kernels[own] for gain, own in zip(stats.gains, tracked)])
-    return signals, np.stack(variances_given_kind(variance, kernels, weights, tracked, stats))
+        variance += state_noise**2 * float(form.c @ P_noise @ form.c)
+    return variance
 
 
 def stationary_linear_variance(form: LinearForm, stats: InputStatistics) -> float:
