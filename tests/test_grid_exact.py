@@ -271,6 +271,30 @@ def _area(model, scenario, burn_in, smooth):
     return torch.relu(snr - 1.0).sum()
 
 
+def test_a_distribution_on_few_states_gives_no_round_off_snr():
+    """Session 24's multi-start search found a ``linear-range`` synapse whose exact area was
+    1967.7, far above the bound N / (4 theta) = 250 that every synapse obeys: both variables
+    run into a corner of the grid and stay there, the weight's variance E[w^2] - E[w]^2 cancelled
+    to round-off, and round-off over round-off made SNRs of 28 at single ages. The moments are
+    now taken about the weight's mean: the SNR stays near 1e-7 at every age (Monte Carlo, which
+    never leaves the corner: exactly 0), far below sqrt(N) at every age."""
+    params = {
+        "variables": 2,
+        "A": [1.010131852811237, -0.00012053794994715462, 0.000647877521100873,
+              1.0042628076770566],
+        "b": [-0.00103517925410095, -0.13733183505920837],
+        "c": [-0.6179506223550963, -0.18297012130941562],
+        "drive": [0.003379667427234431, 0.13762966306808466],
+    }  # fmt: skip
+    kw = dict(synapses=1000, horizon=600, convention="large-n", burn_in=1500)
+    model, scenario = make_model("linear-range", params), make_scenario("bounded")
+    exact = evaluate(model, scenario, method="exact", **kw)
+    assert exact.metrics["area"] == 0.0
+    assert max(exact.snr) < 1e-6
+    monte_carlo = evaluate(model, scenario, method="monte-carlo", batch=1024, seed=1, **kw)
+    assert monte_carlo.metrics["area"] == 0.0
+
+
 @pytest.mark.parametrize(
     "burn_in, smooth, levels",
     [(30, True, 8), (30, False, 8), (None, True, 8), (30, True, 16)],
