@@ -1,5 +1,7 @@
 """Metrics of SNR curves on hand-made examples."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -56,3 +58,15 @@ def test_the_crossing_age_interpolates_where_the_lifetime_steps():
     assert crossing_age(ages, [3.0, 2.0, 1.5, 1.2, 1.1]) == 4.0  # censored: the lifetime
     assert crossing_age(ages, [0.5, 0.2, 0.1, 0.0, 0.0]) == -1.0  # never above
     assert crossing_age([0, 10, 100], [2.0, 1.5, 0.5], 1.0) == pytest.approx(55.0)
+
+
+def test_a_paired_ratio_with_a_zero_side_does_not_raise():
+    """A failed run's area of 0 (or a weak baseline's) over a Monte Carlo reference: the ratio
+    is 0 with the jackknife's error; a zero denominator gives inf, as before session 24."""
+    from learnsyn.estimate.snr import paired_ratio
+
+    ratio = paired_ratio(0.0, 10.0, [0.0] * 4, [10.0, 10.1, 9.9, 10.0])
+    assert ratio.value == 0.0 and ratio.stderr == 0.0 and ratio.paired
+    assert paired_ratio(5.0, 0.0, [5.0] * 4, [0.0] * 4).value == math.inf
+    lifetimes = paired_ratio(0.0, 10.0, [0.0] * 4, [10.0] * 4, rounding=(0.5, 0.5))
+    assert lifetimes.stderr == pytest.approx(0.05)

@@ -261,7 +261,9 @@ def paired_ratio(
         )
         with np.errstate(divide="ignore", invalid="ignore"):
             ratios = num / den
-            rounded = abs(value) * math.hypot(rounding[0] / numerator, rounding[1] / denominator)
+        rounded = 0.0
+        if any(rounding):  # d(num/den) = (d num - value d den) / den
+            rounded = math.hypot(rounding[0], value * rounding[1]) / abs(denominator)
         if np.all(np.isfinite(ratios)) and math.isfinite(rounded):
             error = float(jackknife_stderr(torch.tensor(ratios)))
             return Ratio(value, math.hypot(error, rounded), paired=True)
