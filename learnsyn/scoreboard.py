@@ -654,9 +654,12 @@ def _ratio_to(
             reference["metrics"][metric] if reference_loo is None else np.asarray(reference_loo)
         )
         monte_carlo = float(jackknife_stderr(torch.tensor(mean_loo / denominator)))
-        rounding = rounding_error(metric, reference_loo is not None)  # common to every seed
-        if rounding and reference["metrics"][metric]:
-            rounded = r.mean() * rounding / abs(reference["metrics"][metric])
+        # a Monte Carlo lifetime's rounding to a whole age: the reference's is common to every
+        # seed; the seeds' own are in their spread, which one seed does not have
+        own = rounding_error(metric, n == 1)
+        common = rounding_error(metric, reference_loo is not None)
+        if (own or common) and reference["metrics"][metric]:
+            rounded = math.hypot(own, r.mean() * common) / abs(reference["metrics"][metric])
             monte_carlo = math.hypot(monte_carlo, rounded)
     else:  # group layouts differ: take the seeds' errors as fully correlated
         monte_carlo = float(np.mean([x.stderr for x in ratios]))
@@ -858,9 +861,10 @@ def _mean_leave_one_out(members: list[dict[str, Any]], metric: str) -> np.ndarra
 
 
 def _jackknife(mean_loo: np.ndarray | None, members: list[dict[str, Any]], metric: str) -> float:
-    if mean_loo is None:
+    if mean_loo is None:  # (these errors hold each seed's rounding, which the spread has too)
         return float(np.mean([r["metrics_stderr"][metric] for r in members]))
-    return float(jackknife_stderr(torch.tensor(mean_loo)))
+    error = float(jackknife_stderr(torch.tensor(mean_loo)))
+    return math.hypot(error, rounding_error(metric, len(members) == 1))  # see _ratio_to
 
 
 def _judge(

@@ -636,3 +636,20 @@ def test_a_run_trained_again_in_its_directory_is_not_served_its_old_cached_row(t
     assert second["iteration"] == first["iteration"]
     assert second["model_sha1"] != first["model_sha1"]
     assert second["metrics"] != first["metrics"]
+
+
+def test_one_seeds_monte_carlo_lifetime_counts_its_rounding_against_an_exact_reference():
+    """Review of session 24: with one seed there is no spread to hold the seed's rounding of its
+    lifetime to a whole age; the scoreboard's ratio then had 0.0027 where the pair's own
+    ``row_ratio`` had 0.050."""
+    from learnsyn.compare import row_ratio
+    from learnsyn.scoreboard import _mean_leave_one_out, _ratio_to
+
+    learned = {"metrics": {"lifetime": 10.0}, "metrics_stderr": {"lifetime": 0.5},
+               "leave_one_out": {"lifetime": [10.2, 10.1, 10.3, 10.2]}}  # fmt: skip
+    exact = {"metrics": {"lifetime": 10.0}, "metrics_stderr": {}, "leave_one_out": None}
+    pair = row_ratio(learned, exact, "lifetime")
+    mean_loo = _mean_leave_one_out([learned], "lifetime")
+    group = _ratio_to([learned], exact, "lifetime", mean_loo)
+    assert pair.stderr > 0.05
+    assert group["ratio_stderr"] == pytest.approx(pair.stderr, rel=1e-9)
