@@ -211,57 +211,116 @@ def _lock_path(directory: Path) -> Path:
     return directory.parent / f".{directory.name}.lock"
 
 
-def _holder_alive(holder: dict[str, Any]) -> bool:
-    """Whether the process that wrote a lock still runs (on another host: assumed so)."""
-    import socket
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), None where unknown: a
+    pid that was reused, or a container restarted with the same pids, starts at another time."""
+    try:
+        return Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError, ValueError):
+        return None
 
+
+def _read_holder(path: Path) -> dict[str, Any] | None:
+    try:
+        holder = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
+#: a lock that cannot be read (a process killed while writing one by hand, a full disk) is taken
+#: for stale this many seconds after it was last written
+UNREADABLE_LOCK_SECONDS = 10.0
+
+
+def _holder_alive(holder: dict[str, Any] | None, path: Path) -> bool:
+    """Whether the process that wrote a lock still runs: on another host, assumed so; here, its
+    pid must exist and have started when the lock says."""
+    import socket
+    import time
+
+    if holder is None:
+        try:
+            return time.time() - path.stat().st_mtime < UNREADABLE_LOCK_SECONDS
+        except OSError:
+            return False
     if holder.get("host") != socket.gethostname():
         return True
     try:
-        os.kill(int(holder["pid"]), 0)
+        pid = int(holder["pid"])
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except (PermissionError, KeyError, TypeError, ValueError, OverflowError):
-        return True  # another user's process, or a lock we cannot read: keep it
-    return True
+        return True  # another user's process, or a field we cannot read: keep it
+    started = holder.get("started")
+    return started is None or _process_start(pid) in (None, started)
 
 
 class DirectoryLock:
     """Held while a process writes ``directory`` (a training run): a second ``learnsyn train``
     into the same ``--out`` is refused in one line naming the holder, before it touches anything,
-    instead of both overwriting each other's checkpoints. A lock left by a process that died
-    (same host, pid gone) is taken over; the lock is removed on exit, also after an error or an
-    interruption."""
+    instead of both overwriting each other's checkpoints (a second call in the same process
+    too). The lock appears whole (written aside, then linked into place) with the holder's pid,
+    host, start time and a token of its own; one left by a process that died (same host: pid
+    gone, or reused by a process that started later) is moved aside and taken over, and on exit
+    (after an error or an interruption too) the holder removes its own lock and no other."""
 
     def __init__(self, directory: str | Path, what: str = "run directory"):
         self.directory, self.what = Path(directory), what
         self.path = _lock_path(self.directory)
+        self.token: str | None = None
+
+    def _refusal(self, holder: dict[str, Any] | None) -> DirectoryInUse:
+        holder = holder or {}
+        return DirectoryInUse(
+            f"{self.what} {self.directory} is in use by process {holder.get('pid', '?')} on "
+            f"{holder.get('host', '?')} (lock {self.path}); wait for it to end, or delete the "
+            "lock if no such process runs"
+        )
 
     def __enter__(self) -> DirectoryLock:
         import socket
+        import uuid
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
+        token = uuid.uuid4().hex
+        holder = {"pid": os.getpid(), "host": socket.gethostname(),
+                  "started": _process_start(os.getpid()), "token": token}  # fmt: skip
+        aside = self.path.with_name(f"{self.path.name}.{token}")
+        aside.write_text(json.dumps(holder))
+        try:
+            for _ in range(5):
                 try:
-                    holder = json.loads(self.path.read_text() or "{}")
-                except (OSError, ValueError):
-                    holder = {}
-                if _holder_alive(holder):
-                    raise DirectoryInUse(
-                        f"{self.what} {self.directory} is in use by process "
-                        f"{holder.get('pid', '?')} on {holder.get('host', '?')} (lock "
-                        f"{self.path}); wait for it to end, or delete the lock if no such "
-                        "process runs"
-                    ) from None
-                self.path.unlink(missing_ok=True)  # left by a process that died
-                continue
-            with os.fdopen(fd, "w") as handle:
-                json.dump({"pid": os.getpid(), "host": socket.gethostname()}, handle)
-            return self
-        raise DirectoryInUse(f"could not take the lock {self.path} of {self.directory}")
+                    os.link(aside, self.path)  # fails if a lock exists: nothing overwritten
+                except FileExistsError:
+                    current = _read_holder(self.path)
+                    if _holder_alive(current, self.path):
+                        raise self._refusal(current) from None
+                    self._move_aside(current)
+                    continue
+                self.token = token
+                return self
+            raise self._refusal(_read_holder(self.path))
+        finally:
+            aside.unlink(missing_ok=True)
+
+    def _move_aside(self, stale: dict[str, Any] | None) -> None:
+        """Remove a stale lock, unless another process took it over meanwhile (then put it
+        back)."""
+        moved = self.path.with_name(f"{self.path.name}.stale.{os.getpid()}")
+        try:
+            os.rename(self.path, moved)
+        except FileNotFoundError:
+            return
+        if _read_holder(moved) != stale and stale is not None:
+            try:
+                os.link(moved, self.path)  # a live lock taken meanwhile: restored
+            except FileExistsError:
+                pass
+        moved.unlink(missing_ok=True)
 
     def __exit__(self, *exc) -> None:
-        self.path.unlink(missing_ok=True)
+        holder = _read_holder(self.path)
+        if holder is not None and holder.get("token") == self.token:
+            self.path.unlink(missing_ok=True)

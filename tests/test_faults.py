@@ -263,6 +263,38 @@ def test_a_second_train_into_a_run_directory_in_use_is_refused_before_it_touches
     assert not lock.exists()
 
 
+def test_the_run_lock_tells_a_live_holder_from_a_dead_one(tmp_path):
+    """The review of session 24: a lock with our own pid but another start time (a container
+    restarted with the same pids) is stale; so is an unreadable lock once old, while a fresh
+    one may still be being written; a second lock in the same process is refused; a holder
+    removes its own lock only."""
+    import os
+    import socket
+
+    from learnsyn.io import UNREADABLE_LOCK_SECONDS, DirectoryInUse, DirectoryLock
+
+    directory = tmp_path / "run"
+    lock = DirectoryLock(directory)
+    with lock:
+        with pytest.raises(DirectoryInUse, match="in use by process"):
+            DirectoryLock(directory).__enter__()
+        theirs = {"pid": os.getpid(), "host": socket.gethostname(), "token": "theirs"}
+        lock.path.write_text(json.dumps(theirs))  # taken over by another process meanwhile
+    assert lock.path.exists()  # not ours: left alone
+    lock.path.write_text(json.dumps({**theirs, "started": "1"}))  # our pid, another start
+    with DirectoryLock(directory):
+        pass
+    assert not lock.path.exists()
+    lock.path.write_text("")
+    with pytest.raises(DirectoryInUse):
+        DirectoryLock(directory).__enter__()
+    old = lock.path.stat().st_mtime - 2 * UNREADABLE_LOCK_SECONDS
+    os.utime(lock.path, (old, old))
+    with DirectoryLock(directory):
+        pass
+    assert not lock.path.exists()
+
+
 # --- 7. TensorBoard after a resume ------------------------------------------------------------
 
 
