@@ -92,3 +92,27 @@ def test_correlated_events_are_exact_through_the_chain_augmented_with_the_last_e
     )
     ideal = evaluate(model, make_scenario("ideal"), method="exact", **kw)
     np.testing.assert_allclose(independent.snr, ideal.snr, rtol=1e-9)  # repeat 0.5: independent
+
+
+def test_a_chain_that_sits_in_one_state_has_no_round_off_snr():
+    """Session 24's review: with M+ leaking out of state 0 with probability 3e-17 the chain
+    sits in state 1, ``E[w^2] - E[w]^2`` about 0 cancelled to exactly 0, and the large-n SNR
+    read 6e134. About the stationary mean the variance is the true 5e-17 order and the SNR
+    below 1e-6."""
+    from learnsyn.estimate import exact
+    from learnsyn.estimate.snr import snr_from_moments
+    from learnsyn.scenario import MarkovStatistics, TrackedKind
+    from learnsyn.synapse import MarkovForm
+
+    form = MarkovForm(np.array([[1 - 3e-17, 3e-17], [0.0, 1.0]]),
+                      np.array([[1.0, 0.0], [0.5, 0.5]]), np.array([-1.0, 1.0]))  # fmt: skip
+    kinds = (TrackedKind("x"),)
+    signal, variance = exact.markov_signal_and_variance(
+        form, MarkovStatistics(1.0, 0.5), kinds, np.arange(4)
+    )
+    assert np.all(variance > 0)
+    assert np.all(snr_from_moments(signal[0], variance[0], 1000, "large-n") < 1e-6)
+    ((_, (block_signal, block_variance)),) = exact.markov_signal_and_variance_blocks(
+        form, MarkovStatistics(1.0, 0.5), kinds, 4
+    )
+    assert np.allclose(block_variance, variance, rtol=1e-6)

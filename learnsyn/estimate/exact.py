@@ -251,6 +251,15 @@ def stationary_distribution(M: np.ndarray) -> np.ndarray:
     return np.clip(pi, 0.0, None) / np.clip(pi, 0.0, None).sum()
 
 
+def _centred_weights(form: MarkovForm, pi: np.ndarray) -> np.ndarray:
+    """The weights less their stationary mean: the signal and the variance do not change (the
+    chain's rows sum to 1), but ``E[w^2] - E[w]^2`` about 0 cancels to round-off where the chain
+    sits in one state (a leak of 3e-17 gave a variance of exactly 0 and a large-n SNR of 6e134;
+    session 24's review), as the grid's moments did."""
+    w = form.weights.astype(np.float64)
+    return w - pi @ w
+
+
 def markov_signal_and_variance(
     form: MarkovForm,
     stats: MarkovStatistics,
@@ -260,7 +269,7 @@ def markov_signal_and_variance(
     """Signals and weight variances given the tracked kind, both ``[kinds, ages]``."""
     form, M = markov_chain(form, stats)
     pi = stationary_distribution(M)
-    w = form.weights.astype(np.float64)
+    w = _centred_weights(form, pi)
     ages = np.asarray(ages, dtype=np.int64)
     after_plus, after_minus = pi @ form.M_plus, pi @ form.M_minus
     starts = [k.p_plus * after_plus + (1 - k.p_plus) * after_minus for k in kinds]
@@ -303,7 +312,7 @@ def markov_signal_and_variance_blocks(
     the kinds' distributions from the block's first age with them, then steps by ``M^block``."""
     form, M = markov_chain(form, stats)
     pi = stationary_distribution(M)
-    w = form.weights.astype(np.float64)
+    w = _centred_weights(form, pi)
     size = len(w)
     after_plus, after_minus = pi @ form.M_plus, pi @ form.M_minus
     dists = np.stack([k.p_plus * after_plus + (1 - k.p_plus) * after_minus for k in kinds])
