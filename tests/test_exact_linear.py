@@ -210,3 +210,31 @@ def test_nearly_coincident_poles_do_not_cancel_the_variance_away(gap):
     assert stationary_linear_variance(form, IDEAL) == pytest.approx(direct, rel=1e-10)
     _, variances = linear_signal_and_variance(form, IDEAL, np.array([0, 10, 1000]))
     assert np.allclose(variances[0], direct, rtol=1e-10)  # the SNR's noise at every age
+
+
+@pytest.mark.parametrize("rho", [0.3, -0.5, 0.9])
+def test_nearly_coincident_poles_under_correlated_events(rho):
+    """The same poles 1e-7 apart under AR(1) events: the stationary variance ``sum_{l, l'} r(l)
+    r(l') rho^|l - l'|`` from the Lyapunov solver on the state extended by the event, against
+    that double sum taken directly; and the extended solver against the eigenbasis where the
+    basis is well conditioned."""
+    from learnsyn.estimate.exact import _lyapunov_correlated
+
+    A = np.array([[0.99, 1.0], [0.0, 0.99 + 1e-7]])
+    form = LinearForm(A, np.array([0.0, 0.01]), np.array([1.0, 0.0]))
+    kernel, vector = [], form.b.copy()
+    for _ in range(6000):
+        kernel.append(float(form.c @ vector))
+        vector = A @ vector
+    r = np.array(kernel)
+    direct = r @ r + 2 * sum(rho**k * (r[:-k] @ r[k:]) for k in range(1, 400))
+    stats = InputStatistics(1.0, rho, 0.0, (1.0,))
+    assert stationary_linear_variance(form, stats) == pytest.approx(direct, rel=1e-10)
+    rng = np.random.default_rng(1)
+    B = rng.normal(size=(3, 3))
+    B *= 0.9 / np.max(np.abs(np.linalg.eigvals(B)))
+    well = LinearForm(B, rng.normal(size=3), rng.normal(size=3))
+    noisy = InputStatistics(1.0, rho, 0.1, (1.0,))
+    assert stationary_linear_variance(well, noisy) == pytest.approx(
+        _lyapunov_correlated(well, 1.0, rho, 0.1), rel=1e-10
+    )

@@ -153,8 +153,11 @@ def linear_signal_and_variance(
     if rho != 0:
         boost = rho * lam / (1.0 - rho * lam)
         weight = weight * (1.0 + boost[:, None] + boost[None, :])
-    if rho == 0 and np.linalg.cond(V_inv) > _CANCELLATION_CONDITION:
+    poorly_conditioned = np.linalg.cond(V_inv) > _CANCELLATION_CONDITION
+    if poorly_conditioned and rho == 0:
         variance = _lyapunov_stationary(form, weights, increments, stats.state_noise)
+    elif poorly_conditioned and len(weights) == 1:
+        variance = _lyapunov_correlated(form, weights[0], rho, stats.state_noise)
     else:
         variance = sum(w * np.real(alpha @ weight @ alpha) for w, alpha in zip(weights, alphas))
         if stats.state_noise > 0:
@@ -192,6 +195,21 @@ def _lyapunov_stationary(form: LinearForm, weights, increments, state_noise: flo
         P_noise = scipy.linalg.solve_discrete_lyapunov(form.A, np.eye(len(form.b)))
         variance += state_noise**2 * float(form.c @ P_noise @ form.c)
     return variance
+
+
+def _lyapunov_correlated(form: LinearForm, variance: float, rho: float, state_noise: float):
+    """The stationary weight variance under AR(1) events (``Cov(xi_t, xi_s) = variance
+    rho^|t - s|``) by scipy's Lyapunov solver on the state extended by the event: ``xi_t = rho
+    xi_{t-1} + e_t`` (``Var e = variance (1 - rho^2)``), ``x_t = A x_{t-1} + b xi_t``, so ``z =
+    [x, xi]`` steps by ``F = [[A, rho b], [0, rho]]`` with input ``[b, 1] e_t``."""
+    m = len(form.b)
+    F = np.zeros((m + 1, m + 1))
+    F[:m, :m], F[:m, m], F[m, m] = form.A, rho * form.b, rho
+    g = np.append(form.b, 1.0)
+    Q = variance * (1.0 - rho**2) * np.outer(g, g)
+    Q[:m, :m] += state_noise**2 * np.eye(m)
+    P = scipy.linalg.solve_discrete_lyapunov(F, Q)
+    return float(form.c @ P[:m, :m] @ form.c)
 
 
 def stationary_linear_variance(form: LinearForm, stats: InputStatistics) -> float:
