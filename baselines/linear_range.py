@@ -654,9 +654,9 @@ def optimize_linear_range(
             polished_so_far += 1
             try:
                 model = RangeLinearSynapse(**params)
-            except ValueError:  # A's radius above the cap: outside the family
+                value = float(final_evaluation(model).metrics[metric])
+            except ValueError:  # A's radius above the cap: outside the family (or BoundViolation)
                 return -math.inf
-            value = float(final_evaluation(model).metrics[metric])
             if progress is not None:  # counted on after steps 1-4's evaluations
                 progress(done + adam_evaluations + polished_so_far, params, value)
             return value if math.isfinite(value) else -math.inf

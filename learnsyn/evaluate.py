@@ -34,6 +34,7 @@ from learnsyn.estimate.grid import (
 from learnsyn.estimate.montecarlo import default_burn_in, simulate_pairs
 from learnsyn.estimate.snr import (
     check_convention,
+    check_exact_bound,
     compute_metrics,
     curve_from_pairs,
     leave_one_out_metrics,
@@ -322,6 +323,8 @@ def evaluate(
     elif method == "exact":
         curves = exact_curves(model, scenario, ages_array, synapses, convention)
         combined = weights @ curves
+    if method == "exact":
+        check_exact_bound(scenario.info.name, ages_array, combined, synapses, convention)
     else:
         if batch < 2:
             raise ValueError(f"batch = {batch} is not allowed: need at least 2 pairs")

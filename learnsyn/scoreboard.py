@@ -76,7 +76,12 @@ from learnsyn.compare import default_baselines, reevaluated, row_ratio
 from learnsyn.config import TrainConfig, resolve_device, stream_seed
 from learnsyn.estimate.grid import AUTO_MAX_STATES
 from learnsyn.estimate.montecarlo import PairBatch
-from learnsyn.estimate.snr import jackknife_stderr, rounding_error, verdict_cutoff
+from learnsyn.estimate.snr import (
+    BOUND_SCENARIOS,
+    jackknife_stderr,
+    rounding_error,
+    verdict_cutoff,
+)
 from learnsyn.evaluate import exact_method_available
 from learnsyn.io import atomic_write_json, atomic_write_text, read_json
 from learnsyn.scenario import make_scenario
@@ -85,7 +90,7 @@ TASKS = ("ideal", "bounded", "noisy", "sparse", "correlated", "importance")
 STATE_SIZES = (1, 2, 4)
 SYNAPSES = (1000, 10000)
 #: scenarios where sum_tau SNR(tau)^2 <= N holds for every synapse (orthonormal past events)
-BOUND_TASKS = ("ideal", "bounded", "noisy")
+BOUND_TASKS = BOUND_SCENARIOS
 EVAL_BATCH = 8192
 SEEDS_FOR_A_VERDICT = 3
 

@@ -61,6 +61,35 @@ def snr_from_moments(signal, variance, synapses: float, convention: str):
         return math.sqrt(synapses) * signal / np.sqrt(np.maximum(noise2, 1e-300))
 
 
+#: scenarios where ``sum_tau Cov(w, xi(t - tau))^2 <= Var w`` holds for every synapse (the past
+#: events are orthonormal), so that the large-n SNR is at most ``sqrt(N)`` at every age and the
+#: area above theta at most ``N / (4 theta)``
+BOUND_SCENARIOS = ("ideal", "bounded", "noisy")
+
+
+class BoundViolation(ValueError):
+    """An exact SNR above a bound that every synapse obeys: a numerical failure, not a
+    synapse."""
+
+
+def check_exact_bound(scenario: str, ages, snr, synapses: float, convention: str) -> None:
+    """Raise ``BoundViolation`` where an exact large-n SNR curve exceeds ``sqrt(N)`` (beyond
+    round-off) in a scenario of ``BOUND_SCENARIOS``: until session 24 an exact grid evaluation
+    whose distribution sat in a corner of the grid read SNRs of 28 at single ages (sqrt(N) =
+    31.6 there, the area 1968 against the bound 250), and a search took it for a synapse."""
+    if convention != "large-n" or scenario not in BOUND_SCENARIOS:
+        return
+    snr = np.asarray(snr, dtype=np.float64)
+    limit = math.sqrt(synapses) * (1 + 1e-6)
+    if len(snr) and np.nanmax(np.abs(snr)) > limit:
+        worst = int(np.nanargmax(np.abs(snr)))
+        raise BoundViolation(
+            f"the exact SNR {snr[worst]:.6g} at age {int(np.asarray(ages)[worst])} is above "
+            f"sqrt(N) = {math.sqrt(synapses):.6g}, which no synapse exceeds in {scenario!r}: "
+            "a numerical failure of the exact method; evaluate with --method monte-carlo"
+        )
+
+
 def age_widths(ages):
     """How many integer ages each listed age stands for (all 1 for consecutive ages); numpy in,
     numpy out, torch in, torch out."""

@@ -114,9 +114,9 @@ def multistart(
     def value_of(params: dict[str, Any]) -> float:
         try:
             model = RangeLinearSynapse(**params)
-        except ValueError:  # A's radius above the family's cap
+            value = float(evaluate(model, scenario, **keywords).metrics["area"])
+        except ValueError:  # A's radius above the family's cap (or an exact BoundViolation)
             return -math.inf
-        value = float(evaluate(model, scenario, **keywords).metrics["area"])
         return value if math.isfinite(value) else -math.inf
 
     begun = time.perf_counter()
