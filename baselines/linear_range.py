@@ -122,6 +122,7 @@ from learnsyn.baselines.optimal_linear import (
 )
 
 from learnsyn.estimate.montecarlo import default_burn_in
+from learnsyn.estimate.snr import BoundViolation
 from learnsyn.evaluate import Evaluation, evaluate
 from learnsyn.registry import register_model
 from learnsyn.scenario import Scenario
@@ -654,8 +655,11 @@ def optimize_linear_range(
             polished_so_far += 1
             try:
                 model = RangeLinearSynapse(**params)
+            except ValueError:  # A's radius above the cap: outside the family
+                return -math.inf
+            try:
                 value = float(final_evaluation(model).metrics[metric])
-            except ValueError:  # A's radius above the cap: outside the family (or BoundViolation)
+            except BoundViolation:  # a numerical failure of the exact method: no candidate
                 return -math.inf
             if progress is not None:  # counted on after steps 1-4's evaluations
                 progress(done + adam_evaluations + polished_so_far, params, value)

@@ -166,7 +166,9 @@ def _streamed_exact_metrics(
         )
     stream = _MetricStream(threshold)
     for ages, (signals, variances) in chunks:
-        stream.add(ages, weights @ snr_from_moments(signals, variances, synapses, convention))
+        snr = weights @ snr_from_moments(signals, variances, synapses, convention)
+        check_exact_bound(scenario.info.name, ages, snr, synapses, convention)  # every age
+        stream.add(ages, snr)
     return stream.metrics(), bool(stream.last >= threshold)
 
 

@@ -74,9 +74,13 @@ class BoundViolation(ValueError):
 
 def check_exact_bound(scenario: str, ages, snr, synapses: float, convention: str) -> None:
     """Raise ``BoundViolation`` where an exact large-n SNR curve exceeds ``sqrt(N)`` (beyond
-    round-off) in a scenario of ``BOUND_SCENARIOS``: until session 24 an exact grid evaluation
-    whose distribution sat in a corner of the grid read SNRs of 28 at single ages (sqrt(N) =
-    31.6 there, the area 1968 against the bound 250), and a search took it for a synapse."""
+    round-off) in a scenario of ``BOUND_SCENARIOS``. The closed forms compute the signal and the
+    variance separately, so a variance lost to cancellation shows here (a finite-state chain
+    that sat in one state read 6e134 until session 24). The grid's estimator
+    (``PairMoments.moments``) cannot exceed ``sqrt(N)`` by construction: its failure of session
+    24 (SNRs of 28 at single ages, an area of 1968 against the bound 250) stayed below this
+    line, and only the moments about the mean removed it; the area bound holds only at
+    stationarity, so it is not checked."""
     if convention != "large-n" or scenario not in BOUND_SCENARIOS:
         return
     snr = np.asarray(snr, dtype=np.float64)

@@ -83,6 +83,7 @@ def multistart(
     """The search (module docstring); returns the report also written to ``out``."""
     from learnsyn.baselines.linear_range import RangeLinearSynapse, polish_exact
     from learnsyn.estimate.grid import check_grid_size
+    from learnsyn.estimate.snr import BoundViolation
     from learnsyn.evaluate import evaluate
     from learnsyn.io import atomic_write_json, check_output_file, read_json
     from learnsyn.scenario import make_scenario
@@ -114,8 +115,11 @@ def multistart(
     def value_of(params: dict[str, Any]) -> float:
         try:
             model = RangeLinearSynapse(**params)
+        except ValueError:  # A's radius above the family's cap
+            return -math.inf
+        try:
             value = float(evaluate(model, scenario, **keywords).metrics["area"])
-        except ValueError:  # A's radius above the family's cap (or an exact BoundViolation)
+        except BoundViolation:  # a numerical failure of the exact method: no candidate
             return -math.inf
         return value if math.isfinite(value) else -math.inf
 
