@@ -2,8 +2,6 @@
 start reproducible on its own (so a resumed search equals an uninterrupted one), the best's
 value what an evaluation of its parameters gives, bad input refused in one line."""
 
-import json
-
 import pytest
 
 from learnsyn.evaluate import evaluate
@@ -19,11 +17,10 @@ def test_a_resumed_search_is_the_uninterrupted_one_and_its_best_evaluates_to_its
     whole = multistart(**TINY, out=tmp_path / "whole.json", log=lambda line: None)
     multistart(**{**TINY, "starts": 1}, out=tmp_path / "part.json", log=lambda line: None)
     with pytest.raises(ValueError, match="differ"):  # another setting than the file's
-        multistart(**TINY, out=tmp_path / "part.json", resume=True, log=lambda line: None)
-    part = json.loads((tmp_path / "part.json").read_text())
-    part["settings"]["starts"] = TINY["starts"]  # a longer search of the same settings
-    (tmp_path / "part.json").write_text(json.dumps(part))
+        multistart(**{**TINY, "evaluations": 26}, out=tmp_path / "part.json", resume=True)
     resumed = multistart(**TINY, out=tmp_path / "part.json", resume=True, log=lambda line: None)
+    with pytest.raises(ValueError, match="more than --starts 1"):  # (grown to 2 now)
+        multistart(**{**TINY, "starts": 1}, out=tmp_path / "part.json", resume=True)
     assert [r["value"] for r in resumed["runs"]] == [r["value"] for r in whole["runs"]]
     assert len(whole["runs"]) == 2
     assert all(r["value"] >= r["start_value"] for r in whole["runs"])
@@ -43,6 +40,13 @@ def test_a_resumed_search_is_the_uninterrupted_one_and_its_best_evaluates_to_its
         (["--levels", "1"], "--levels 1"),
         (["--starts", "0"], "--starts 0"),
         (["--levels", "64", "--variables", "4"], "grid"),
+        (["--synapses", "0"], "--synapses 0"),
+        (["--burn-in", "-5"], "--burn-in -5"),
+        (["--seed", "-1"], "--seed -1"),
+        (["--synapses", "100", "--min-start", "60"], "N / 4 = 25"),
+        (["--min-start", "nan"], "--min-start nan"),
+        (["--moduli", "1.1", "0.9"], "--moduli 1.1 0.9"),
+        (["--resume"], "--resume needs --out"),
     ],
 )
 def test_bad_input_is_one_line(argv, expected, capsys):
@@ -53,9 +57,12 @@ def test_bad_input_is_one_line(argv, expected, capsys):
     assert len(err) == 1 and expected in err[0]
 
 
-def test_an_existing_report_is_not_overwritten(tmp_path, capsys):
+def test_an_existing_report_is_not_overwritten_and_a_foreign_one_not_resumed(tmp_path, capsys):
     out = tmp_path / "report.json"
-    out.write_text("{}")
+    out.write_text("[]")
     with pytest.raises(SystemExit):
         main(["--out", str(out), "--levels", "4", "--starts", "1", "--evaluations", "5"])
-    assert "--resume" in capsys.readouterr().err and out.read_text() == "{}"
+    assert "--resume" in capsys.readouterr().err and out.read_text() == "[]"
+    with pytest.raises(SystemExit):
+        main(["--out", str(out), "--resume", "--levels", "4", "--starts", "1"])
+    assert "not a linear_multistart report" in capsys.readouterr().err

@@ -2,19 +2,22 @@
 
 ``python -m learnsyn.tools.linear_multistart --levels 16 --starts 100 --evaluations 2500 --seed 2
 --out ms16.json`` draws ``--starts`` random ``linear-range`` synapses of ``--variables`` variables
-(A with a complex pair of modulus 0.9-1.1 or two real eigenvalues of either sign and modulus
-0.9-1.1, in a random basis; b about a level spacing; a random readout; a drive up to two
-spacings), keeps a draw only if its area is above ``--min-start`` (an area of 0 is flat: no
-search moves from it), and polishes each with ``linear-range``'s step 5
-(``baselines.linear_range.polish_exact``: Nelder-Mead rounds over the modes and over every entry
-of A, b, c and the drive) on the exact level grid, ``--evaluations`` exact evaluations a start.
+(A with a complex pair or two real eigenvalues of either sign, of moduli uniform in ``--moduli``,
+0.9-1.1 by default, in a random basis (the identity where the drawn basis is nearly singular);
+b about a level spacing; a random readout; a drive up to two spacings), keeps a draw only if its
+area is above ``--min-start`` (0.06 N: an area of 0 is flat, no search moves from it), and
+polishes each with ``linear-range``'s step 5 (``baselines.linear_range.polish_exact``:
+Nelder-Mead rounds over the modes and over every entry of A, b, c and the drive) on the exact
+level grid, ``--evaluations`` exact evaluations a start.
 
 Why: ``linear-range``'s own search is local (it starts from the stable optimum, its inflations
 and, since session 22, a difference integrator), and a review's random multi-start found a shape
 it had missed (the difference integrator: +8.8 % at 8 levels). A claim that a nonlinear synapse
 beats every linear synapse of its size stands only against such searches; this one makes them a
 command. Start k draws from ``numpy.random.default_rng([seed, k])``, so a start's outcome does
-not depend on the others and an interrupted search resumes exactly (``--resume``).
+not depend on the others: an interrupted search resumes exactly, and a finished one grows with
+a larger ``--starts`` (``--resume``). The default moduli keep to slow modes near 1; the former
+best of ``linear-range`` had an unstable mode of radius 1.5, which ``--moduli 0.5 2`` draws.
 
 Writes ``--out`` (atomically, after every start): the settings, each start's area before and
 after and its evaluations, and the best synapse's ``linear-range`` parameters (``learnsyn
@@ -37,20 +40,27 @@ import numpy as np
 DEFAULTS = {"synapses": 1000, "horizon": 600, "burn_in": 1500}
 
 
-def random_start(rng: np.random.Generator, variables: int, spacing: float) -> dict[str, Any]:
-    """One random ``linear-range`` synapse (module docstring)."""
+#: the moduli of the eigenvalues of A drawn (uniformly) by default
+MODULI = (0.9, 1.1)
+
+
+def random_start(
+    rng: np.random.Generator, variables: int, spacing: float, moduli=MODULI
+) -> dict[str, Any]:
+    """One random ``linear-range`` synapse (module docstring); eigenvalue moduli uniform in
+    ``moduli``."""
     from learnsyn.baselines.optimal_linear import _json_params, params_from_form
 
     blocks = []
     left = variables
     while left > 0:
         if left >= 2 and rng.integers(3) == 0:  # a complex pair
-            radius, angle = rng.uniform(0.9, 1.1), rng.uniform(0, math.pi)
+            radius, angle = rng.uniform(*moduli), rng.uniform(0, math.pi)
             cos, sin = radius * math.cos(angle), radius * math.sin(angle)
             blocks.append(np.array([[cos, -sin], [sin, cos]]))
             left -= 2
         else:  # a real eigenvalue of either sign
-            blocks.append(np.array([[rng.choice([-1.0, 1.0]) * rng.uniform(0.9, 1.1)]]))
+            blocks.append(np.array([[rng.choice([-1.0, 1.0]) * rng.uniform(*moduli)]]))
             left -= 1
     eigen = np.zeros((variables, variables))
     at = 0
@@ -74,7 +84,8 @@ def multistart(
     starts: int,
     evaluations: int,
     seed: int = 0,
-    min_start: float = 60.0,
+    min_start: float | None = None,
+    moduli: tuple[float, float] = MODULI,
     out: str | Path | None = None,
     resume: bool = False,
     log=print,
@@ -88,27 +99,38 @@ def multistart(
     from learnsyn.io import atomic_write_json, check_output_file, read_json
     from learnsyn.scenario import make_scenario
 
+    setting = {**DEFAULTS, **setting}
+    bound = setting["synapses"] / 4.0  # the area above threshold 1 of any synapse
+    if min_start is None:
+        min_start = 0.06 * setting["synapses"]  # 60 at N = 1000
     for name, value, least in (("levels", levels, 2), ("variables", variables, 1),
-                               ("starts", starts, 1), ("evaluations", evaluations, 1)):  # fmt: skip
+                               ("starts", starts, 1), ("evaluations", evaluations, 1),
+                               ("synapses", setting["synapses"], 1),
+                               ("horizon", setting["horizon"], 1),
+                               ("burn-in", setting["burn_in"], 0), ("seed", seed, 0)):  # fmt: skip
         if value < least:
             raise ValueError(f"--{name} {value} is not allowed: need at least {least}")
-    setting = {**DEFAULTS, **setting}
+    if not 0 <= min_start < bound:
+        raise ValueError(f"--min-start {min_start} is not allowed: need 0 <= it < N / 4 = "
+                         f"{bound:g} (no synapse's area is larger)")  # fmt: skip
+    if not 0 < moduli[0] <= moduli[1]:
+        raise ValueError(f"--moduli {moduli[0]} {moduli[1]} is not allowed: need 0 < LOW <= HIGH")
+    if resume and out is None:
+        raise ValueError("--resume needs --out (the report to continue)")
     scenario = make_scenario("bounded", {"levels": levels})
     check_grid_size(scenario.params["levels"], variables)
     check_output_file(out, "--out")
-    settings = {"levels": levels, "variables": variables, "starts": starts,
-                "evaluations": evaluations, "seed": seed, "min_start": min_start,
-                **setting}  # fmt: skip
+    settings = {"levels": levels, "variables": variables, "evaluations": evaluations,
+                "seed": seed, "min_start": min_start, **setting}  # fmt: skip
+    if tuple(moduli) != MODULI:  # (reports of the default do not name it)
+        settings["moduli"] = list(moduli)
     report: dict[str, Any] = {"settings": settings, "metric": "area", "convention": "large-n",
                               "method": "exact", "runs": [], "best": None}  # fmt: skip
-    if resume and out is not None and Path(out).exists():
-        saved = read_json(out)
-        differing = sorted(k for k in settings if saved.get("settings", {}).get(k) != settings[k])
-        if differing:
-            raise ValueError(f"--resume with settings that differ from {out}'s in {differing}")
-        report = saved
+    if resume and Path(out).exists():
+        report = _resumed(read_json(out), settings, starts, out)
     elif out is not None and Path(out).exists():
         raise ValueError(f"{out} exists; pass --resume to continue it or choose another --out")
+    report["settings"]["starts"] = starts
     spacing = 2.0 * scenario.params["bound"] / (levels - 1)
     keywords = dict(convention="large-n", method="exact", **setting)
 
@@ -130,7 +152,7 @@ def multistart(
         while not start_value > min_start:  # a start with some memory
             if draws == 1000:
                 raise ValueError(f"no random start above --min-start {min_start} in 1000 draws")
-            start = random_start(rng, variables, spacing)
+            start = random_start(rng, variables, spacing, moduli)
             start_value, draws = value_of(start), draws + 1
         params, value, used = polish_exact(start, value_of, evaluations)
         run = {"start": index, "draws": draws, "start_value": start_value, "value": value,
@@ -145,6 +167,21 @@ def multistart(
     return report
 
 
+def _resumed(saved: Any, settings: dict[str, Any], starts: int, out) -> dict[str, Any]:
+    """The report in ``out`` to continue: the same settings (``--starts`` may grow), no more
+    runs than ``starts``."""
+    if not (isinstance(saved, dict) and isinstance(saved.get("runs"), list)
+            and isinstance(saved.get("settings"), dict)):  # fmt: skip
+        raise ValueError(f"{out} is not a linear_multistart report")
+    differing = sorted(k for k in {*settings, *saved["settings"]} - {"starts"}
+                       if saved["settings"].get(k) != settings.get(k))  # fmt: skip
+    if differing:
+        raise ValueError(f"--resume with settings that differ from {out}'s in {differing}")
+    if len(saved["runs"]) > starts:
+        raise ValueError(f"{out} holds {len(saved['runs'])} starts, more than --starts {starts}")
+    return saved
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m learnsyn.tools.linear_multistart",
@@ -156,8 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--starts", type=int, default=20)
     parser.add_argument("--evaluations", type=int, default=2500, help="exact evaluations a start")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--min-start", type=float, default=60.0,
-                        help="redraw a start whose area is not above this")  # fmt: skip
+    parser.add_argument(
+        "--min-start",
+        type=float,
+        default=None,
+        help="redraw a start whose area is not above this (0.06 N)",
+    )
+    parser.add_argument("--moduli", type=float, nargs=2, default=list(MODULI),
+                        metavar=("LOW", "HIGH"), help="the eigenvalues' moduli drawn")  # fmt: skip
     parser.add_argument("--synapses", type=int, default=DEFAULTS["synapses"])
     parser.add_argument("--horizon", type=int, default=DEFAULTS["horizon"])
     parser.add_argument("--burn-in", type=int, default=DEFAULTS["burn_in"])
@@ -168,8 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         report = multistart(
             levels=args.levels, variables=args.variables, starts=args.starts,
             evaluations=args.evaluations, seed=args.seed, min_start=args.min_start,
-            out=args.out, resume=args.resume, synapses=args.synapses, horizon=args.horizon,
-            burn_in=args.burn_in, log=lambda line: print(line, file=sys.stderr, flush=True),
+            moduli=tuple(args.moduli), out=args.out, resume=args.resume,
+            synapses=args.synapses, horizon=args.horizon, burn_in=args.burn_in,
+            log=lambda line: print(line, file=sys.stderr, flush=True),
         )  # fmt: skip
     except ValueError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
