@@ -287,37 +287,62 @@ class DirectoryLock:
         token = uuid.uuid4().hex
         holder = {"pid": os.getpid(), "host": socket.gethostname(),
                   "started": _process_start(os.getpid()), "token": token}  # fmt: skip
-        aside = self.path.with_name(f"{self.path.name}.{token}")
-        aside.write_text(json.dumps(holder))
-        try:
-            for _ in range(5):
+        for _ in range(5):
+            try:
+                self._create(json.dumps(holder), token)
+            except FileExistsError:
                 try:
-                    os.link(aside, self.path)  # fails if a lock exists: nothing overwritten
-                except FileExistsError:
-                    current = _read_holder(self.path)
-                    if _holder_alive(current, self.path):
-                        raise self._refusal(current) from None
-                    self._move_aside(current)
+                    observed = os.stat(self.path).st_ino  # before reading: see _move_aside
+                except FileNotFoundError:
                     continue
-                self.token = token
-                return self
-            raise self._refusal(_read_holder(self.path))
+                current = _read_holder(self.path)
+                if _holder_alive(current, self.path):
+                    raise self._refusal(current) from None
+                self._move_aside(observed, token)
+                continue
+            self.token = token
+            return self
+        raise self._refusal(_read_holder(self.path))
+
+    def _create(self, text: str, token: str) -> None:
+        """Create the lock with ``text`` in it, or raise FileExistsError: written aside and
+        linked into place, so that no reader sees it half-written; where the file system has
+        no hard links, created exclusively and then written (a reader gives an unreadable lock
+        ``UNREADABLE_LOCK_SECONDS``)."""
+        aside = self.path.with_name(f"{self.path.name}.{token}")
+        aside.write_text(text)
+        try:
+            os.link(aside, self.path)  # fails if a lock exists: nothing overwritten
+        except FileExistsError:
+            raise
+        except OSError:  # no hard links here
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
         finally:
             aside.unlink(missing_ok=True)
 
-    def _move_aside(self, stale: dict[str, Any] | None) -> None:
-        """Remove a stale lock, unless another process took it over meanwhile (then put it
-        back)."""
-        moved = self.path.with_name(f"{self.path.name}.stale.{os.getpid()}")
+    def _move_aside(self, observed: int, token: str) -> None:
+        """Remove the stale lock judged (inode ``observed``): moved to a name of our own first;
+        if what was moved is another file (a process took the lock over meanwhile), it is put
+        back, and a lock that cannot be put back (a third process holds the name) is left
+        where it was moved rather than deleted."""
+        moved = self.path.with_name(f"{self.path.name}.stale.{token}")
         try:
             os.rename(self.path, moved)
         except FileNotFoundError:
             return
-        if _read_holder(moved) != stale and stale is not None:
-            try:
-                os.link(moved, self.path)  # a live lock taken meanwhile: restored
-            except FileExistsError:
-                pass
+        if os.stat(moved).st_ino == observed:
+            moved.unlink(missing_ok=True)
+            return
+        try:
+            os.link(moved, self.path)  # put back; never over a lock that exists
+        except FileExistsError:
+            return  # a third process holds the name: leave the moved lock, do not delete it
+        except OSError:  # no hard links here
+            if not self.path.exists():
+                os.rename(moved, self.path)
+            return
         moved.unlink(missing_ok=True)
 
     def __exit__(self, *exc) -> None:

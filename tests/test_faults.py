@@ -293,6 +293,31 @@ def test_the_run_lock_tells_a_live_holder_from_a_dead_one(tmp_path):
     with DirectoryLock(directory):
         pass
     assert not lock.path.exists()
+    # a stale lock judged, then taken over by another process before it is moved aside: the
+    # live lock is put back, not removed
+    lock.path.write_text(json.dumps(theirs))
+    DirectoryLock(directory)._move_aside(observed=-1, token="mine")
+    assert json.loads(lock.path.read_text()) == theirs
+    assert sorted(p.name for p in tmp_path.iterdir()) == [lock.path.name]
+    lock.path.unlink()
+
+
+def test_the_run_lock_works_without_hard_links(tmp_path, monkeypatch):
+    """Some file systems have no hard links (os.link raises): the lock is then created
+    exclusively and written, and a second holder is still refused (review of session 24)."""
+    import os
+
+    from learnsyn.io import DirectoryInUse, DirectoryLock
+
+    def no_links(*args, **kwargs):
+        raise PermissionError("operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    with DirectoryLock(tmp_path / "run") as lock:
+        assert lock.path.exists()
+        with pytest.raises(DirectoryInUse):
+            DirectoryLock(tmp_path / "run").__enter__()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 # --- 7. TensorBoard after a resume ------------------------------------------------------------
