@@ -492,6 +492,22 @@ def polish_exact(
     return best_params, best, used
 
 
+def member_value(
+    params: dict[str, Any], evaluate_member: Callable[[RangeLinearSynapse], Evaluation], metric: str
+) -> float | None:
+    """``metric`` of the ``linear-range`` synapse with ``params`` as ``evaluate_member`` gives
+    it (possibly not finite); None where there is no candidate: A's radius above the cap
+    (outside the family) or an exact evaluation that failed numerically (``BoundViolation``)."""
+    try:
+        model = RangeLinearSynapse(**params)
+    except ValueError:
+        return None
+    try:
+        return float(evaluate_member(model).metrics[metric])
+    except BoundViolation:
+        return None
+
+
 def difference_integrator(scenario: Scenario, state_size: int) -> dict[str, Any]:
     """A start of another shape for step 5, found by a review's multi-start search in session
     22: A = -[[0, 1], [1, 0]] on the first two variables integrates the events on ``x1 - x2``
@@ -653,13 +669,8 @@ def optimize_linear_range(
         def exact_value(params: dict[str, Any]) -> float:
             nonlocal polished_so_far
             polished_so_far += 1
-            try:
-                model = RangeLinearSynapse(**params)
-            except ValueError:  # A's radius above the cap: outside the family
-                return -math.inf
-            try:
-                value = float(final_evaluation(model).metrics[metric])
-            except BoundViolation:  # a numerical failure of the exact method: no candidate
+            value = member_value(params, final_evaluation, metric)
+            if value is None:
                 return -math.inf
             if progress is not None:  # counted on after steps 1-4's evaluations
                 progress(done + adam_evaluations + polished_so_far, params, value)

@@ -79,6 +79,7 @@ from learnsyn.estimate.montecarlo import PairBatch
 from learnsyn.estimate.snr import (
     BOUND_SCENARIOS,
     jackknife_stderr,
+    ratio_rounding,
     rounding_error,
     verdict_cutoff,
 )
@@ -661,10 +662,12 @@ def _ratio_to(
         monte_carlo = float(jackknife_stderr(torch.tensor(mean_loo / denominator)))
         # a Monte Carlo lifetime's rounding to a whole age: the reference's is common to every
         # seed; the seeds' own are in their spread, which one seed does not have
-        own = rounding_error(metric, n == 1)
-        common = rounding_error(metric, reference_loo is not None)
-        if (own or common) and reference["metrics"][metric]:
-            rounded = math.hypot(own, r.mean() * common) / abs(reference["metrics"][metric])
+        rounding = (
+            rounding_error(metric, n == 1),
+            rounding_error(metric, reference_loo is not None),
+        )
+        if reference["metrics"][metric]:
+            rounded = ratio_rounding(r.mean(), reference["metrics"][metric], rounding)
             monte_carlo = math.hypot(monte_carlo, rounded)
     else:  # group layouts differ: take the seeds' errors as fully correlated
         monte_carlo = float(np.mean([x.stderr for x in ratios]))

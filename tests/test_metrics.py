@@ -70,3 +70,4 @@ def test_a_paired_ratio_with_a_zero_side_does_not_raise():
     assert paired_ratio(5.0, 0.0, [5.0] * 4, [0.0] * 4).value == math.inf
     lifetimes = paired_ratio(0.0, 10.0, [0.0] * 4, [10.0] * 4, rounding=(0.5, 0.5))
     assert lifetimes.stderr == pytest.approx(0.05)
+    assert paired_ratio(5.0, 0.0, [5.0] * 4, [0.0] * 4, rounding=(0.5, 0.5)).value == math.inf

@@ -251,6 +251,16 @@ def rounding_error(metric: str, monte_carlo: bool) -> float:
     return LIFETIME_ROUNDING if metric == "lifetime" and monte_carlo else 0.0
 
 
+def ratio_rounding(ratio: float, denominator: float, rounding: tuple[float, float]) -> float:
+    """What the two sides' ``rounding`` (independent) add to the error of ``ratio``:
+    ``d(num / den) = (d num - ratio d den) / den``."""
+    if not any(rounding):
+        return 0.0
+    if not denominator:
+        return math.inf
+    return math.hypot(rounding[0], ratio * rounding[1]) / abs(denominator)
+
+
 @dataclass
 class Ratio:
     """``value`` = numerator / denominator with its standard error; ``paired`` says whether the
@@ -294,9 +304,7 @@ def paired_ratio(
         )
         with np.errstate(divide="ignore", invalid="ignore"):
             ratios = num / den
-        rounded = 0.0
-        if any(rounding):  # d(num/den) = (d num - value d den) / den
-            rounded = math.hypot(rounding[0], value * rounding[1]) / abs(denominator)
+        rounded = ratio_rounding(value, denominator, rounding)
         if np.all(np.isfinite(ratios)) and math.isfinite(rounded):
             error = float(jackknife_stderr(torch.tensor(ratios)))
             return Ratio(value, math.hypot(error, rounded), paired=True)

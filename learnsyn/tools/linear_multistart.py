@@ -92,9 +92,8 @@ def multistart(
     **setting: int,
 ) -> dict[str, Any]:
     """The search (module docstring); returns the report also written to ``out``."""
-    from learnsyn.baselines.linear_range import RangeLinearSynapse, polish_exact
+    from learnsyn.baselines.linear_range import member_value, polish_exact
     from learnsyn.estimate.grid import check_grid_size
-    from learnsyn.estimate.snr import BoundViolation
     from learnsyn.evaluate import evaluate
     from learnsyn.io import atomic_write_json, check_output_file, read_json
     from learnsyn.scenario import make_scenario
@@ -135,15 +134,8 @@ def multistart(
     keywords = dict(convention="large-n", method="exact", **setting)
 
     def value_of(params: dict[str, Any]) -> float:
-        try:
-            model = RangeLinearSynapse(**params)
-        except ValueError:  # A's radius above the family's cap
-            return -math.inf
-        try:
-            value = float(evaluate(model, scenario, **keywords).metrics["area"])
-        except BoundViolation:  # a numerical failure of the exact method: no candidate
-            return -math.inf
-        return value if math.isfinite(value) else -math.inf
+        value = member_value(params, lambda model: evaluate(model, scenario, **keywords), "area")
+        return value if value is not None and math.isfinite(value) else -math.inf
 
     begun = time.perf_counter()
     for index in range(len(report["runs"]), starts):
