@@ -12,6 +12,10 @@ average of all of them: the synapse never becomes stationary and a memory's sign
 to the stream length. With decay < 1 ``omega`` settles at ``decay/(1-decay)`` and the synapse
 becomes the exponential with the same decay; with a cap, the exponential with decay
 ``cap/(1+cap)``. The family is evaluated by Monte Carlo after a stated stream (burn-in) length.
+``omega`` changes only on steps with an event, so ``time_scale`` counts events (the burn-in in
+``sparse`` is 1 / rate times longer in steps). In ``bounded`` and ``noisy`` the constraint acts on
+``omega`` too, as on every internal variable (science.md): ``omega`` stays within the range
+(default 1), so there every decay above 1/2 is the same synapse, ``w' = (xi + w) / 2`` at most.
 """
 
 import math
@@ -25,6 +29,7 @@ from learnsyn.synapse import ModelInfo, ParamSpec, Synapse, amplitude_spec, reso
 @register_model
 class EWCSynapse(Synapse):
     state_size = 2
+    moves_only_on_events = True
     info = ModelInfo(
         name="ewc",
         summary="precision-weighted running average: w' = (xi + omega*w)/(1+omega), "
@@ -80,6 +85,7 @@ class EWCSynapse(Synapse):
         return state[:, 0]
 
     def time_scale(self):
+        """In events: omega (and so w's memory) changes only when an event occurs."""
         decay, cap = self.params["decay"], self.params["cap"]
         settled = min(decay / (1 - decay) if decay < 1 else math.inf, cap)
         return settled + 1.0

@@ -242,8 +242,13 @@ class Synapse(nn.Module):
         """True when the state is a discrete index that range/noise constraints do not apply to."""
         return self.markov_form() is not None
 
+    #: True for a model whose state changes only on steps with an event (EWC): its
+    #: ``time_scale`` counts events, and a burn-in in steps divides it by the event rate
+    moves_only_on_events: ClassVar[bool] = False
+
     def time_scale(self) -> float | None:
-        """Slowest relaxation time in steps when known (used to choose a burn-in)."""
+        """Slowest relaxation time in steps when known (used to choose a burn-in); in events
+        where ``moves_only_on_events``."""
         return None
 
     def params_dict(self) -> dict[str, Any]:

@@ -298,3 +298,24 @@ def test_a_ratio_of_monte_carlo_lifetimes_counts_both_sides_rounding():
     assert ratio.value == 1.0 and ratio.paired
     assert ratio.stderr == pytest.approx(math.sqrt(2) * 0.5 / row.metrics["lifetime"], rel=1e-9)
     assert row_ratio(as_row, as_row, "area").stderr == 0.0
+
+
+def test_ewc_in_sparse_events_is_scored_after_it_settles():
+    """EWC moves only on steps with an event, so its time scale counts events: in ``sparse``
+    (rate 0.05) the default burn-in must be 1 / rate times longer in steps. Stationary, it is
+    the exponential in event time, SNR(tau) = sqrt(N (1 - d^2)) (1 - rate (1 - d))^tau; the burn-in
+    in events read as steps (500 steps, 25 events) left omega far from its stationary value and
+    gave area 1050 +- 16 against 649 (review, session 25)."""
+    from learnsyn.estimate.montecarlo import default_burn_in
+
+    rate, decay = 0.05, 0.99
+    model, scenario = make_model("ewc", {"decay": decay}), make_scenario("sparse", {"rate": rate})
+    assert default_burn_in(model, scenario, 200) >= 5 * (decay / (1 - decay) + 1) / rate
+    mc = evaluate(model, scenario, synapses=N, horizon=200, method="monte-carlo", batch=1024,
+                  convention="large-n", seed=3)  # fmt: skip
+    ages = np.arange(200)
+    exact = math.sqrt(N * (1 - decay**2)) * (1 - rate * (1 - decay)) ** ages
+    z = np.abs(np.array(mc.snr) - exact) / np.array(mc.snr_stderr)
+    assert z.max() < 4.5, f"max |z| = {z.max():.2f}"
+    area = np.clip(exact - 1.0, 0, None).sum()
+    assert abs(mc.metrics["area"] - area) < 4 * mc.metrics_stderr["area"]

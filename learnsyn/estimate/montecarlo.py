@@ -152,8 +152,9 @@ def simulate_pairs(model: Synapse, scenario: Scenario, kind: TrackedKind, **batc
 
 
 def default_burn_in(model: Synapse, scenario: Scenario, horizon: int, cap: int = 200_000) -> int:
-    """Enough steps for the slowest known time scale to relax (5 time constants), at least the
-    horizon, at most ``cap``; models with no finite time scale get ``4 * horizon``."""
+    """Enough steps for the slowest known time scale to relax (5 time constants, in steps: a
+    model that moves only on events relaxes 1 / event rate times slower), at least the horizon,
+    at most ``cap``; models with no finite time scale get ``4 * horizon``."""
     from learnsyn.estimate.exact import markov_time_scale
 
     scale = None
@@ -163,6 +164,8 @@ def default_burn_in(model: Synapse, scenario: Scenario, horizon: int, cap: int =
         scale = markov_time_scale(form, stats)
     elif form is None:
         scale = model.time_scale()
+        if scale is not None and model.moves_only_on_events:  # events -> steps
+            scale = scale / (stats.event_probability if stats is not None else 1.0)
     if scale is None or not math.isfinite(scale):
         return min(cap, 4 * horizon)
     return int(min(cap, max(horizon, math.ceil(5 * scale))))
