@@ -366,7 +366,9 @@ def snr_curve(
     else:
         # the event as an AR(1) variable u: x' = A x + b u, u' = rho u + innovation
         top = torch.cat([A, b[:, None]], 1)
-        bottom = torch.cat([torch.zeros(1, m, dtype=A.dtype), torch.full((1, 1), rho)], 1)
+        bottom = torch.cat(
+            [torch.zeros(1, m, dtype=A.dtype), torch.full((1, 1), rho, dtype=A.dtype)], 1
+        )
         augmented = torch.cat([top, bottom], 0)
         powers = power_stack(augmented, count + 1)
         kernels = [torch.einsum("i,tij,j->t", c, powers[:count, :m, :m], b)]
