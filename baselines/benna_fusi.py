@@ -44,6 +44,17 @@ def chain_matrices(
     return A, b, c
 
 
+def chain_eigenvalue_range(A: np.ndarray, ratio: float) -> tuple[float, float]:
+    """The smallest and largest eigenvalue of the chain's ``A = I - C^-1 L``: real, computed on
+    its symmetric form ``C^(1/2) A C^(-1/2)`` (``L`` symmetric). All of them in ``[0, 1)``
+    means a memory ``r(t) = sum_k u_k^2 lambda_k^t`` that decreases as a heat chain's does; a
+    negative one is an Euler step that overshoots (r(t) zig-zags)."""
+    root = np.sqrt(float(ratio)) ** np.arange(len(A))
+    symmetric = root[:, None] * A / root[None, :]
+    values = np.linalg.eigvalsh((symmetric + symmetric.T) / 2)
+    return float(values[0]), float(values[-1])
+
+
 @register_model
 class BennaFusiChain(LinearSynapse):
     info = ModelInfo(
@@ -81,10 +92,20 @@ class BennaFusiChain(LinearSynapse):
         self.params = resolve_params(self.info.params, params, "model 'benna-fusi'")
         p = self.params
         A, b, c = chain_matrices(p["variables"], p["ratio"], p["first_conductance"], p["amplitude"])
-        if spectral_radius(A) >= 1.0:
+        low, high = chain_eigenvalue_range(A, p["ratio"])
+        setting = (
+            f"model 'benna-fusi' with variables={p['variables']}, ratio={p['ratio']} and "
+            f"first_conductance={p['first_conductance']}"
+        )
+        if low < -1e-12:
             raise ValueError(
-                f"model 'benna-fusi' with first_conductance={p['first_conductance']} and "
-                f"ratio={p['ratio']} is unstable under the dt = 1 Euler step; use a smaller "
-                "first_conductance"
+                f"{setting} is not a heat chain: the dt = 1 Euler step overshoots (an eigenvalue "
+                f"of A is {low:.3g} < 0), so its memory oscillates instead of decaying; use a "
+                "smaller first_conductance or a larger ratio"
+            )
+        if high >= 1.0 or spectral_radius(A) >= 1.0:  # the exact evaluation's own test
+            raise ValueError(
+                f"{setting} has a slowest mode that float64 cannot resolve (1 - lambda below "
+                "1e-16, about ratio^(-2 m)); use fewer variables or a smaller ratio"
             )
         super().__init__(A, b, c)

@@ -42,6 +42,46 @@ def test_eigen_variance_matches_lyapunov_solver(variables):
     assert variance == pytest.approx(lyapunov_variance(form), rel=1e-6)
 
 
+@pytest.mark.parametrize(
+    "variables, reference",
+    [(12, 33.2792831128698), (16, 43.2647364723325), (20, 53.2496275672328),
+     (24, 63.2344835234066)],
+)  # fmt: skip
+def test_benna_fusi_variance_of_long_chains_matches_a_50_digit_reference(variables, reference):
+    """Var w = sum_jk u_j^2 u_k^2 / (1 - mu_j mu_k) from the chain's symmetric form in 50-digit
+    arithmetic (mpmath, session 25's review). The slowest mode's 1 - lambda is 1.3e-8 at m = 12
+    and 7.6e-16 at m = 24, where the eigenbasis sum read 62.36 (1.4 % low): a gap below
+    float64's resolution goes to the Lyapunov solver."""
+    form = make_model("benna-fusi", {"variables": variables}).linear_form()
+    assert stationary_linear_variance(form, IDEAL) == pytest.approx(reference, rel=1e-7)
+
+
+def test_benna_fusi_chains_that_are_not_heat_chains_are_refused_in_one_line():
+    """An Euler step that overshoots (a negative eigenvalue: the memory zig-zags, r(1) < r(2)) is
+    not a heat chain; a slowest mode float64 cannot resolve is not 'unstable'. Every chain
+    accepted from a sweep of the tuner's box decays monotonically."""
+    from baselines.benna_fusi import chain_eigenvalue_range
+
+    with pytest.raises(ValueError, match="not a heat chain.*overshoots.*-0.924"):
+        make_model("benna-fusi", {"variables": 3, "ratio": 1.5, "first_conductance": 1.0})
+    with pytest.raises(ValueError, match="variables=25.*cannot resolve.*fewer variables"):
+        make_model("benna-fusi", {"variables": 25})
+    accepted = 0
+    for m in (2, 4, 8):
+        for ratio in (1.05, 1.5, 2.0, 4.0, 16.0):
+            for conductance in (1e-3, 0.05, 0.3, 0.6, 1.0):
+                params = {"variables": m, "ratio": ratio, "first_conductance": conductance}
+                try:
+                    form = make_model("benna-fusi", params).linear_form()
+                except ValueError:
+                    continue
+                accepted += 1
+                assert chain_eigenvalue_range(form.A, ratio)[0] >= -1e-12
+                kernel = memory_kernel(form, np.arange(60.0))
+                assert np.all(np.diff(kernel) <= 1e-12) and np.all(kernel > 0), params
+    assert accepted > 40
+
+
 def test_kernel_matches_matrix_powers_on_random_stable_system():
     rng = np.random.default_rng(3)
     A = rng.normal(size=(5, 5))

@@ -34,6 +34,10 @@ _CONDITION_LIMIT = 1e8
 #: signs, and the eigenbasis sum cancels them with a relative error near cond^2 x 1e-16
 #: (8e-6 at cond 2e7, measured), while the kernel, linear in the residues, stays accurate
 _CANCELLATION_CONDITION = 1e4
+#: below this |1 - lambda_i lambda_j| the eigenbasis sum's ``1 / (1 - lambda_i lambda_j)`` is
+#: off by about 1e-16 / |1 - lambda_i lambda_j| (an eigenvalue's own rounding; a Benna-Fusi
+#: chain of 24 variables, 1 - lambda = 8e-16, read 1.4 % low), so the Lyapunov solver takes over
+_SLOW_MODE_GAP = 1e-8
 
 
 def _eigen(form: LinearForm) -> tuple[np.ndarray, ...] | None:
@@ -153,7 +157,10 @@ def linear_signal_and_variance(
     if rho != 0:
         boost = rho * lam / (1.0 - rho * lam)
         weight = weight * (1.0 + boost[:, None] + boost[None, :])
-    poorly_conditioned = np.linalg.cond(V_inv) > _CANCELLATION_CONDITION
+    poorly_conditioned = (
+        np.linalg.cond(V_inv) > _CANCELLATION_CONDITION
+        or np.min(np.abs(denominator)) < _SLOW_MODE_GAP
+    )
     if poorly_conditioned and rho == 0:
         variance = _lyapunov_stationary(form, weights, increments, stats.state_noise)
     elif poorly_conditioned and len(weights) == 1:
