@@ -27,6 +27,8 @@ from learnsyn.synapse import ParamSpec
 
 #: parameters that only matter when the state is constrained (SNR is scale-free otherwise)
 SCALE_PARAMS = {"amplitude"}
+#: the first pass's largest integer values; an optimum on one of them widens it (twice as far,
+#: up to ``WIDENINGS`` times)
 INTEGER_CAP = {"variables": 12, "states": 32, "depth": 16}
 #: how many times a continuous search range is widened when the optimum sits on its edge
 WIDENINGS = 3
@@ -303,17 +305,22 @@ def tune(
             )  # fmt: skip
         return searched[combo][0]
 
-    if method == "monte-carlo" and len(integers) == 1 and len(integers[0][1]) > 6:
-        # each Monte Carlo search is costly: bracket the best integer instead of enumerating
-        values = integers[0][1]
-        best_index = _bracket_integer(len(values), lambda i: best_for((values[i],)))
-        best_for((values[best_index],))
-    else:
-        for combo in itertools.product(*[values for _, values in integers]) or [()]:
-            best_for(combo)
-    for value, params, edges in searched.values():
-        if value > best_value:
-            best_value, best_params, boundary = value, params, edges
+    for widening in range(WIDENINGS + 1):
+        if method == "monte-carlo" and len(integers) == 1 and len(integers[0][1]) > 6:
+            # each Monte Carlo search is costly: bracket the best integer instead of enumerating
+            values = integers[0][1]
+            best_index = _bracket_integer(len(values), lambda i, v=values: best_for((v[i],)))
+            best_for((values[best_index],))
+        else:
+            for combo in itertools.product(*[values for _, values in integers]) or [()]:
+                best_for(combo)
+        for value, params, edges in searched.values():
+            if value > best_value:
+                best_value, best_params, boundary = value, params, edges
+        grown = _widened_integers(model_name, integers, best_params, fixed, max_state)
+        if grown is None or widening == WIDENINGS:
+            break
+        integers = grown
     value, evaluation = score(best_params)
     if evaluation is None:
         raise ValueError(f"no valid parameters found for model {model_name!r}")
@@ -325,6 +332,28 @@ def tune(
             boundary.append(f"{name} = {values[-1]} is the largest value searched")
     full_params = evaluation.params
     return TuneResult(full_params, value, evaluation, len(cache), trials, boundary)
+
+
+def _widened_integers(model_name, integers, best_params, fixed, max_state):
+    """The integer ranges with each one whose best value sits on its cap (``INTEGER_CAP``, below
+    the parameter's own limit and within the state budget) extended to twice the cap, in the
+    same steps; None when no optimum sits on a cap. ``INTEGER_CAP`` bounds the first pass only:
+    the serial synapse's lifetime at N = 1000 peaks at 48 states, above its cap of 32."""
+    specs = {s.name: s for s in model_class(model_name).info.params}
+    grown, changed = [], False
+    for name, values in integers:
+        top = values[-1] if values else None
+        if len(values) > 1 and best_params.get(name) == top and top < specs[name].high:
+            step = values[1] - values[0]
+            extra = [
+                v
+                for v in range(top + step, int(min(specs[name].high, 2 * top)) + 1, step)
+                if fits_state_budget(model_name, {**fixed, **best_params, name: v}, max_state)
+            ]
+            if extra:
+                values, changed = values + extra, True
+        grown.append((name, values))
+    return grown if changed else None
 
 
 def _search_continuous(ints, continuous, allowed, score, grid_points, refine_iterations):

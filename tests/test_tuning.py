@@ -168,3 +168,17 @@ def test_tuning_progress_lines_cover_evaluations_and_the_adam_step():
         for k in (1, 2)
         for i in (100, 200)
     ]
+
+
+def test_an_integer_optimum_on_its_first_cap_widens_the_search():
+    """The serial synapse's lifetime (ideal, N = 1000, horizon 1000) peaks at 48 states (239
+    ages; 191 at 32): the first pass stops at INTEGER_CAP's 32 states and the tuner returned
+    191 at 32 (review, session 25); an optimum on a cap now searches on to twice the cap."""
+    from learnsyn.scenario import make_scenario
+    from learnsyn.tuning import INTEGER_CAP, tune
+
+    assert INTEGER_CAP["states"] < 48
+    result = tune("serial", make_scenario("ideal"), synapses=1000, metric="lifetime",
+                  horizon=1000, convention="large-n", fixed={"q": 1.0})  # fmt: skip
+    assert result.best_params["states"] == 48 and result.best_value == pytest.approx(239, abs=1)
+    assert not any("largest value searched" in line for line in result.boundary)
