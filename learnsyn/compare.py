@@ -20,7 +20,7 @@ from learnsyn.estimate.snr import Ratio, paired_ratio, rounding_error
 from learnsyn.evaluate import check_compatible, evaluate
 from learnsyn.io import atomic_write_json, atomic_write_text
 from learnsyn.registry import make_model, model_class, model_names
-from learnsyn.runs import evaluate_trained, load_run
+from learnsyn.runs import evaluate_trained, load_run, run_cautions
 from learnsyn.scenario import make_scenario
 from learnsyn.tuning import check_state_budget, tune_baselines_for_run
 
@@ -116,6 +116,9 @@ def compare_run(
         "models": rows,
     }
     data["verdict"] = verdict(data)
+    data["cautions"] = run_cautions(run_dir)
+    for caution in data["cautions"]:
+        log(f"warning: {caution}")
     _write_outputs(run_dir, data)
     return data
 
@@ -230,6 +233,7 @@ def markdown_table(data: dict[str, Any]) -> str:
             f"{v['ratio']:.3f} +- {v['ratio_stderr'] or 0:.3f}"
             + (" (paired jackknife over the same pair groups)" if v.get("ratio_paired") else ""),
         ]
+    lines += [f"\n**Warning:** {caution}" for caution in data.get("cautions") or []]
     return "\n".join(lines) + "\n"
 
 

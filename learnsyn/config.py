@@ -334,6 +334,7 @@ class TrainConfig:
         derived ones in place: the scenario's full parameters and the final temperature."""
         from learnsyn.cells import make_cell
         from learnsyn.estimate.snr import check_convention, check_metric
+        from learnsyn.initialization import check_seed
         from learnsyn.memory import check_training_memory
         from learnsyn.registry import model_names
         from learnsyn.scenario import make_scenario
@@ -355,11 +356,11 @@ class TrainConfig:
             ("validation batch", self.resolved_validation_batch(), 2),
             ("log-every", self.log_every, 1),
             ("figure-every", self.figure_every, 0),
-            ("seed", self.seed, 0),
         ]
         for name, value, low in checks:
             if isinstance(value, bool) or int(value) != value or value < low:
                 raise ValueError(f"{name} = {value} is not allowed: need an integer >= {low}")
+        check_seed(self.seed)
         self.temperature_final = self.resolved_temperature_final()
         self.lr = self.resolved_lr()
         for name, value in (

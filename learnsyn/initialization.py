@@ -188,10 +188,18 @@ def check_depth(depth: int) -> None:
         raise ValueError(f"depth must be an integer >= 1, got {depth}")
 
 
-def check_seed(seed: int) -> None:
-    """Raise a one-line ``ValueError`` unless ``seed`` is an integer >= 0."""
-    if int(seed) != seed or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed}")
+#: the largest seed a run takes: with its named streams (``config.SEED_STREAMS``) added it stays
+#: within torch's 64-bit seeds
+MAX_SEED = 2**62
+#: the largest seed of a study: its sampler's and its trials' (seed + k) stay below Optuna's (and
+#: numpy's) limit of 2**32 - 1
+MAX_STUDY_SEED = 2**31 - 1
+
+
+def check_seed(seed: int, name: str = "seed", maximum: int = MAX_SEED) -> None:
+    """Raise a one-line ``ValueError`` unless ``seed`` is an integer in [0, maximum]."""
+    if isinstance(seed, bool) or int(seed) != seed or not 0 <= seed <= maximum:
+        raise ValueError(f"{name} = {seed} is not allowed: need an integer in [0, {maximum}]")
 
 
 def check_width(width: int) -> None:

@@ -75,6 +75,11 @@ def read_run_config(run_dir: Path) -> TrainConfig:
         raise ValueError(f"{path} is not a training run's config ({error})") from None
 
 
+def _check_finite(model, config: TrainConfig) -> None:
+    if not parameters_finite(model):
+        raise ValueError(f"the initial parameters of cell {config.cell!r} are not finite")
+
+
 def prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, overwrite: bool) -> bool:
     """Create or check the run directory; returns True when resuming from a checkpoint."""
     if resume and overwrite:
@@ -82,7 +87,11 @@ def prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, overwrite:
     check_output_dir(run_dir, "run directory")
     if run_dir.exists() and any(run_dir.iterdir()):
         if overwrite:
-            if output_owner(run_dir) != "train":
+            try:  # only a directory whose config.json reads back as a run's is deleted
+                is_run = output_owner(run_dir) == "train" and read_run_config(run_dir) is not None
+            except ValueError:
+                is_run = False
+            if not is_run:
                 raise ValueError(f"{run_dir} is not a run directory; refusing to delete it")
             shutil.rmtree(run_dir)
         elif resume:
@@ -125,6 +134,33 @@ def settings_changed(run_dir: Path, config: TrainConfig) -> list[str]:
     if not is_run_dir(run_dir):
         return []
     return _differences(read_run_config(run_dir), replace(config).validate())
+
+
+def run_cautions(run_dir: str | Path) -> list[str]:
+    """What a number measured on this run must say with it, from its result.json: a run that
+    did not finish (interrupted, diverged) and a final evaluation that the stationarity check
+    flagged (a burn-in too short: the transient was scored). Empty for a sound run or one
+    without result.json."""
+    path = Path(run_dir) / "result.json"
+    if not path.exists():
+        return []
+    result = read_json(path)
+    cautions = []
+    status = result.get("status", "complete")
+    if status != "complete" or not result.get("complete", True):
+        cautions.append(
+            f"the run is {status} ({result.get('iterations_done')} iterations done): its numbers "
+            "are those of an unfinished run"
+        )
+    check = (result.get("evaluation") or {}).get("stationarity") or {}
+    if check.get("stationary") is False:
+        cautions.append(
+            f"not stationary: the final evaluation's {check.get('metric')} moves from "
+            f"{(result.get('evaluation') or {}).get('metrics', {}).get(check.get('metric'))} to "
+            f"{check.get('value')} with a {check.get('burn_in')}-step burn-in: train with a longer "
+            "--burn-in before trusting a ratio"
+        )
+    return cautions
 
 
 def load_run(
@@ -264,6 +300,7 @@ def train(
     device = resolve_device(config.device)
     run_dir = Path(run_dir)
     model = build_model(config).to(device)  # before the run directory is touched
+    _check_finite(model, config)
     check_output_dir(run_dir, "run directory")
     with DirectoryLock(run_dir):  # one process per run directory
         resuming = prepare_run_dir(run_dir, config, resume, overwrite)
@@ -274,8 +311,7 @@ def train(
             atomic_write_json(run_dir / START_NAME, record)
         if prepare_model is not None and not resuming:
             prepare_model(model)
-        if not parameters_finite(model):
-            raise ValueError(f"the initial parameters of cell {config.cell!r} are not finite")
+        _check_finite(model, config)  # again after a start or prepare_model changed them
         optimizer, scheduler = make_optimizer(model, config)
         history: list[dict[str, Any]] = []
         start_iteration, skipped_total, restored_total = 0, 0, 0

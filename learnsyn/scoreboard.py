@@ -253,8 +253,8 @@ def evaluate_learned_run(
             and row.get("iteration") == checkpoint["iteration"]
             and row.get("model_sha1") == fingerprint
         )
-        if same and "method" in row:
-            return {**row, "label": learned_label(config)}  # the labelling rule may have changed
+        if same and "method" in row:  # the labelling rule and the run's result may have changed
+            return {**row, "label": learned_label(config), "cautions": _cautions(run_dir)}
     scenario = make_scenario(config.task, config.task_params)
     # bounded grid: exactly, no noise; elsewhere on the cell's shared random numbers
     method = "exact" if exact_method_available(model, scenario, AUTO_MAX_STATES) else "monte-carlo"
@@ -281,7 +281,17 @@ def evaluate_learned_run(
     }
     cache.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(cache, row)
-    return row
+    return {**row, "cautions": _cautions(run_dir)}
+
+
+def _cautions(run_dir: Path) -> list[str]:
+    """``runs.run_cautions``, each also said on stderr."""
+    from learnsyn.runs import run_cautions
+
+    cautions = run_cautions(run_dir)
+    for caution in cautions:
+        _to_stderr(f"warning: {run_dir}: {caution}")
+    return cautions
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:

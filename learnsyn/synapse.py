@@ -18,6 +18,7 @@ simulator to the state of every model alike, after each step.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -45,6 +46,12 @@ class ParamSpec:
     #: allowed values of a ``str`` parameter (empty: any name, checked by the model)
     choices: tuple[str, ...] = ()
 
+    @property
+    def infinite_allowed(self) -> bool:
+        """``inf`` is a value only of an unbounded number whose default is ``inf`` (EWC's cap:
+        none); everywhere else a range's open end is not a value."""
+        return self.kind is float and self.high is None and self.default == math.inf
+
     def describe_range(self) -> str:
         if self.kind is bool:
             return "true or false"
@@ -52,8 +59,8 @@ class ParamSpec:
             return "one of " + ", ".join(self.choices) if self.choices else "a name"
         if self.kind is list:
             return "a list of numbers (JSON or comma-separated)"
-        lo = "(" if self.low_open else "["
-        hi = ")" if self.high_open else "]"
+        lo = "(" if self.low_open or self.low is None else "["
+        hi = ")" if self.high_open or (self.high is None and not self.infinite_allowed) else "]"
         low = "-inf" if self.low is None else f"{self.low:g}"
         high = "inf" if self.high is None else f"{self.high:g}"
         what = "an integer" if self.kind is int else "a number"
@@ -87,7 +94,7 @@ class ParamSpec:
                 converted = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"{where} is not allowed: expected {self.describe_range()}") from None
-        if not np.isfinite(converted):
+        if not (math.isfinite(converted) or (converted == math.inf and self.infinite_allowed)):
             raise ValueError(f"{where} is not allowed: expected {self.describe_range()}")
         too_low = self.low is not None and (
             converted < self.low or (self.low_open and converted == self.low)

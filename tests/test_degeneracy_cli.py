@@ -91,7 +91,7 @@ def test_spectra_quick_writes_figures_json_tensorboard_and_config(tmp_path):
             ["spectra", "--jacobian-depths", "0"],
             "learnsyn: error: depth must be an integer >= 1, got 0",
         ),
-        (["spectra", "--seed", "-2"], "learnsyn: error: seed must be an integer >= 0, got -2"),
+        (["spectra", "--seed", "-2"], "learnsyn: error: seed = -2 is not allowed: need an integer"),
         (["deep-linear", "--threads", "0"], "learnsyn: error: threads must be > 0, got 0"),
         (
             ["spectra", "--product-inits", "fold9"],

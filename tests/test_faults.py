@@ -496,6 +496,58 @@ def test_a_bad_seed_is_refused_before_an_overwrite_deletes_the_run(tmp_path, cap
     assert not (tmp_path / "new").exists()
 
 
+def test_overwrite_deletes_only_a_run_and_only_after_every_check(trained_run, tmp_path, capsys):
+    """Review, session 25: any parseable config.json made a folder a run that --overwrite
+    deleted (a user's thesis beside it); the cell's non-finite initial parameters were found
+    after the finished run had been deleted."""
+    user = tmp_path / "userdir"
+    user.mkdir()
+    (user / "config.json").write_text('{"name": "my web app"}')
+    (user / "thesis.tex").write_text("precious\n")
+    before = snapshot(user)
+    refused(capsys, ["train", *TINY, "--out", str(user), "--overwrite"], "not a run directory")
+    assert snapshot(user) == before
+    before = snapshot(trained_run)
+    bad_cell = ["--cell", "mlp", "--cell-param", "correction=1e300"]
+    refused(capsys, ["train", *TINY, *bad_cell, "--out", str(trained_run), "--overwrite"],
+            "not finite")  # fmt: skip
+    assert snapshot(trained_run) == before
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", *TINY, "--seed", "99999999999999999999999"], "seed = 99999999999999999999999"),
+        ([*EVALUATE, "--seed", "99999999999999999999999"], "integer in [0, 4611686018427387904]"),
+        ([*EVALUATE, "--seed", "-1"], "seed = -1 is not allowed"),
+        (["study", "--model", "exponential", "--task", "ideal", "--synapses", "100",
+          "--seed", "4294967296"], "seed = 4294967296 is not allowed: need an integer in [0, 2147"),
+        (["evaluate", "--model", "serial", "--task", "ideal", "--synapses", "100", "--param",
+          "states=99999999999999999999999"], "is out of range: expected an integer in [2, 512]"),
+        ([*EVALUATE, "--param", "amplitude=inf"], "expected a number in (0, inf)"),
+    ],
+)  # fmt: skip
+def test_huge_integers_seeds_and_infinities_are_one_line(tmp_path, capsys, argv, message):
+    """Review, session 25: integers beyond int64 were a TypeError traceback, a study's seed above
+    2**32 - 1 failed only after the study was stored, evaluate took seed -1 that train refused,
+    and ``inf`` was printed as allowed where it was refused (and the other way round)."""
+    refused(capsys, [*argv, "--out", str(tmp_path / "out")] if argv[0] != "evaluate" else argv,
+            message)  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+
+def test_inf_is_a_value_exactly_where_the_range_says_so(monkeypatch, capsys):
+    from learnsyn.registry import make_model
+
+    assert make_model("ewc", {"cap": "inf"}).params["cap"] == float("inf")  # its default
+    assert main(["list"]) == 0
+    assert "(0, inf]" in capsys.readouterr().out  # and list says so
+    with pytest.raises(ValueError, match=r"expected a number in \[0, inf\)"):
+        make_model("ewc", {"initial_importance": "inf"})
+    monkeypatch.setenv("LEARNSYN_THREADS", "0")
+    refused(capsys, ["list"], "LEARNSYN_THREADS='0' is not allowed: need an integer >= 1")
+
+
 def test_none_is_a_value_only_for_settings_that_may_be_unset(tmp_path, capsys):
     refused(capsys, ["train", *TINY, "--iterations", "none", "--out", str(tmp_path / "a")],
             "iterations 'none' is not allowed: expected an integer")  # fmt: skip
@@ -535,6 +587,23 @@ def test_a_scoreboard_out_that_is_a_file_is_one_line(tmp_path, capsys):
     afile = tmp_path / "file"
     afile.write_text("x")
     refused(capsys, ["scoreboard", "--out", str(afile)], "--out", "is a file")
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [("--tasks", ",", "is empty"), ("--state-sizes", "inf", "'inf' is not an integer"),
+     ("--state-sizes", "1.7", "'1.7' is not an integer"), ("--synapses", " , ", "is empty")],
+)  # fmt: skip
+def test_scoreboard_lists_are_checked_before_the_board_is_written(tmp_path, capsys, option,
+                                                                  value, message):  # fmt: skip
+    """Review, session 25: ``--tasks ,`` replaced a scoreboard with an empty one, then raised
+    ZeroDivisionError; ``--state-sizes inf`` was a traceback and ``1.7`` ran m = 1."""
+    out = tmp_path / "board"
+    out.mkdir()
+    (out / "scoreboard.json").write_text('{"cells": ["kept"]}')
+    before = snapshot(out)
+    refused(capsys, ["scoreboard", option, value, "--out", str(out)], option, message)
+    assert snapshot(out) == before
 
 
 # --- 8. a journal study's orphaned trial ------------------------------------------------------
@@ -610,6 +679,35 @@ def test_compare_says_what_it_measured_on(trained_run, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "+-" in captured.out
     assert "measured on: the run's selected parameters by Monte Carlo with 16 pairs" in captured.err
+
+
+def test_compare_and_scoreboard_warn_about_an_unfinished_or_non_stationary_run(
+    trained_run, tmp_path, capsys
+):
+    """Review, session 25: a run flagged "not stationary" by its own final evaluation (the
+    transient scored: 1.34 x the exact optimum), a diverged and an interrupted run were compared
+    and put on the scoreboard without a word."""
+    import shutil
+
+    from learnsyn.scoreboard import _cautions
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run, run_dir)
+    result = read_json(run_dir / "result.json")
+    argv = ["compare", "--run", str(run_dir), "--baselines", "exponential", "--eval-batch", "16"]
+    for flagged in (False, True):
+        result.update(status="diverged" if flagged else "complete", complete=not flagged)
+        result["evaluation"]["stationarity"]["stationary"] = not flagged
+        (run_dir / "result.json").write_text(json.dumps(result))
+        capsys.readouterr()
+        assert main(argv) == 0
+        err = capsys.readouterr().err
+        cautions = read_json(run_dir / "comparison.json")["cautions"]
+        assert len(cautions) == (2 if flagged else 0) and err.count("warning: ") == len(cautions)
+        assert ("**Warning:**" in (run_dir / "comparison.md").read_text()) == flagged
+    assert "diverged" in cautions[0] and "not stationary" in cautions[1]
+    assert _cautions(run_dir) == cautions  # what a scoreboard row of the run carries
+    assert capsys.readouterr().err.count(f"warning: {run_dir}: ") == 2
 
 
 def test_building_the_parser_leaves_plotting_and_statistics_unloaded():

@@ -43,6 +43,24 @@ def positive_int(name: str, minimum: int = 1) -> Callable[[str], int]:
     return convert
 
 
+def seed_int(text: str, study: bool = False) -> int:
+    """``--seed``: an integer in [0, MAX_SEED] (a study's: MAX_STUDY_SEED), checked before any
+    work or storage."""
+    from learnsyn.initialization import MAX_SEED, MAX_STUDY_SEED, check_seed
+
+    try:
+        value = int(text)
+        check_seed(value, maximum=MAX_STUDY_SEED if study else MAX_SEED)
+    except ValueError as error:
+        reason = error.args[0] if "allowed" in str(error) else f"seed = {text!r} is not allowed"
+        raise argparse.ArgumentTypeError(reason) from None
+    return value
+
+
+def study_seed_int(text: str) -> int:
+    return seed_int(text, study=True)
+
+
 def number(name: str, minimum: float | None = None, open_low: bool = False):
     def convert(text: str) -> float:
         try:
@@ -208,7 +226,9 @@ def add_evaluation_options(p: argparse.ArgumentParser, convention: str) -> None:
         default=None,
         help="Monte Carlo: background steps before the tracked event (default: 5 time constants)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo random numbers")
+    p.add_argument(
+        "--seed", type=seed_int, default=0, help="seed of the Monte Carlo random numbers"
+    )
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--json", metavar="PATH|-", help="write the result as JSON ('-' = stdout)")
     p.add_argument("--plot", metavar="PNG", help="write the SNR curve plot")

@@ -4,6 +4,7 @@ learned runs given (``learnsyn.scoreboard``)."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from learnsyn.cli.options import positive_int
@@ -51,13 +52,28 @@ def add_scoreboard_command(sub) -> None:
     p.set_defaults(func=cmd_scoreboard)
 
 
+def _items(text: str, option: str) -> list[str]:
+    """The comma-separated items of ``text``; none at all is one clear line."""
+    items = [v.strip() for v in text.split(",") if v.strip()]
+    if not items:
+        raise ValueError(f"{option} {text!r} is empty: expected values separated by commas")
+    return items
+
+
 def _ints(text: str, option: str) -> list[int]:
-    try:
-        values = [int(float(v)) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"{option} {text!r}: expected integers separated by commas") from None
-    if not values:
-        raise ValueError(f"{option} is empty")
+    """Integers (``1e4`` allowed); a fraction, inf or a word is refused, never truncated."""
+    values = []
+    for item in _items(text, option):
+        try:
+            number = float(item)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number) or number != int(number):
+            raise ValueError(
+                f"{option} {text!r}: {item!r} is not an integer; expected integers separated "
+                "by commas"
+            )
+        values.append(int(number))
     return values
 
 
@@ -67,7 +83,7 @@ def cmd_scoreboard(args: argparse.Namespace) -> int:
 
     check_output_dir(args.out, "--out")
     cells = scoreboard.plan_cells(
-        tasks=[t.strip() for t in args.tasks.split(",") if t.strip()],
+        tasks=_items(args.tasks, "--tasks"),
         state_sizes=_ints(args.state_sizes, "--state-sizes"),
         synapses=_ints(args.synapses, "--synapses"),
         horizon=args.horizon,

@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 from learnsyn.cli.options import log as _log
+from learnsyn.cli.options import study_seed_int
 from learnsyn.io import check_output_dir, check_output_file, output_owner, write_json_output
 from learnsyn.study.run import STUDY_NAME_PATTERN, check_sampler_and_pruner, run_study
 from learnsyn.study.space import study_settings
@@ -141,7 +142,7 @@ def add_study_commands(subparsers) -> None:
     how.add_argument("--timeout", type=float, help="seconds after which no trial starts")
     how.add_argument("--sampler", default="tpe", help="tpe | random | cmaes")
     how.add_argument("--pruner", default="median", help="median | none")
-    how.add_argument("--seed", type=int, default=0, help="trial k trains with seed + k")
+    how.add_argument("--seed", type=study_seed_int, default=0, help="trial k trains with seed + k")
     how.add_argument("--heartbeat", type=int, default=60, help="seconds; 0: off (databases)")
     how.add_argument("--out", default="runs", help="trials go to <out>/<study>/trial_<k>/")
     report = p.add_argument_group("summary")
