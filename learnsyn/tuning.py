@@ -553,20 +553,27 @@ def tuning_settings(config) -> dict[str, Any]:
     }
 
 
-def progress_lines(name: str, metric: str, log, every: int = 25):
-    """A ``tune`` progress callback that logs a line every ``every`` evaluations, and during
-    ``linear-range``'s Adam step (``adam_iteration`` in its parameters) every ``every``
-    updates with the update's training estimate."""
+def progress_lines(name: str, metric: str, log, every: int = 25, seconds: float = 10.0):
+    """A ``tune`` progress callback that logs a line every ``every`` evaluations or, when they
+    are slow (a Monte Carlo family with long burn-ins), after ``seconds`` without one; during
+    ``linear-range``'s Adam step (``adam_iteration`` in its parameters) every ``every`` updates
+    with the update's training estimate."""
+    import time
+
+    last = [time.monotonic()]
 
     def progress(count: int, params: dict[str, Any], value: float) -> None:
         adam = params.get("adam_iteration")
+        due = time.monotonic() - last[0] >= seconds
         if adam is not None:
-            if adam % every == 0:
+            if adam % every == 0 or due:
                 start = f"{params['adam_start'] + 1} of {params['adam_starts']}"
                 log(f"  tuning {name}: Adam from start {start}, iteration {adam}, "
                     f"training {metric} {value:.4g}")  # fmt: skip
-        elif count % every == 0:
+                last[0] = time.monotonic()
+        elif count % every == 0 or due:
             log(f"  tuning {name}: {count} evaluations, last {value:.4g}")
+            last[0] = time.monotonic()
 
     return progress
 

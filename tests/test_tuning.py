@@ -182,3 +182,20 @@ def test_an_integer_optimum_on_its_first_cap_widens_the_search():
                   horizon=1000, convention="large-n", fixed={"q": 1.0})  # fmt: skip
     assert result.best_params["states"] == 48 and result.best_value == pytest.approx(239, abs=1)
     assert not any("largest value searched" in line for line in result.boundary)
+
+
+def test_slow_tuning_reports_progress_by_time_too(monkeypatch):
+    """``tune --model ewc`` printed nothing for over a minute (decays near 1 burn in for 200,000
+    steps an evaluation; a line came every 25 evaluations): a line also comes after ``seconds``
+    without one (review, session 25)."""
+    import time
+
+    from learnsyn.tuning import progress_lines
+
+    clock = iter([0.0, 1.0, 12.0, 13.0, 14.0, 30.0])
+    monkeypatch.setattr(time, "monotonic", lambda: next(clock))
+    lines = []
+    progress = progress_lines("ewc", "area", lines.append, every=25, seconds=10.0)
+    for count in (1, 2, 3):
+        progress(count, {"decay": 0.9}, 1.0)
+    assert lines == ["  tuning ewc: 2 evaluations, last 1"]
