@@ -194,7 +194,9 @@ class TrainConfig:
         None, "background steps before the tracked event (2.5 x T; 10 x T in importance)"
     )
     lr: float | None = setting(
-        None, "Adam learning rate (cosine schedule; default 0.0005 for rnn, 0.005 otherwise)"
+        None,
+        "Adam learning rate (cosine schedule; default 0.0005 for rnn, 0.005 otherwise; on the "
+        "exact grid estimator 0.01 for rnn, 0.02 otherwise)",
     )
     lr_final_fraction: float = setting(0.05, "final learning rate as a fraction of --lr")
     grad_clip: float = setting(1.0, "gradient norm clip")

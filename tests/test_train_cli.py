@@ -125,3 +125,19 @@ def test_demo_quick_trains_compares_and_reuses_the_run(tmp_path, capsys):
     assert "| learned |" in out.out and "snr_curves.png" in out.err
     assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
     assert "reusing the finished run" in capsys.readouterr().err
+
+
+def test_the_lr_help_states_every_default_the_config_resolves():
+    """``--lr``'s help said 0.0005 / 0.005 while a bounded run on the exact grid used 0.02
+    (review, session 25): every resolved default now stands in the help."""
+    from dataclasses import fields
+
+    from learnsyn.config import TrainConfig
+
+    help_text = next(f for f in fields(TrainConfig) if f.name == "lr").metadata["help"]
+    for cell in ("rnn", "gru", "mlp"):
+        for task in ("ideal", "bounded"):
+            config = TrainConfig(task=task, synapses=1000, state_size=2, cell=cell)
+            assert f"{config.resolved_lr():g}" in help_text, (cell, task)
+    grid = TrainConfig(task="bounded", synapses=1000, state_size=2, cell="gru")
+    assert grid.resolved_estimator() == "grid" and grid.resolved_lr() == 0.02
