@@ -74,8 +74,14 @@ def plot_snr_curves(
     return fig
 
 
+#: the figure formats a path may ask for by its suffix (anything else is written as PNG)
+FIGURE_FORMATS = ("png", "pdf", "svg")
+
+
 def save_figure(fig, path: str | Path) -> None:
+    """Write ``fig`` atomically in the format its suffix names (``FIGURE_FORMATS``), else PNG."""
+    suffix = Path(path).suffix.lower().lstrip(".")
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    fig.savefig(buffer, format=suffix if suffix in FIGURE_FORMATS else "png", dpi=110)
     plt.close(fig)
     _atomic_replace(Path(path), lambda h: h.write(buffer.getvalue()))

@@ -536,6 +536,16 @@ def test_huge_integers_seeds_and_infinities_are_one_line(tmp_path, capsys, argv,
     assert not (tmp_path / "out").exists()
 
 
+def test_plot_writes_the_format_its_name_asks_for(tmp_path, capsys):
+    """``--plot x.pdf`` wrote PNG bytes under that name (review, session 25)."""
+    for suffix, magic in ((".pdf", b"%PDF"), (".png", b"\x89PNG"), (".svg", b"<?xml")):
+        path = tmp_path / f"curve{suffix}"
+        assert main([*EVALUATE, "--horizon", "50", "--plot", str(path)]) == 0
+        assert path.read_bytes().startswith(magic), suffix
+    refused(capsys, [*EVALUATE, "--plot", str(tmp_path / "curve.xyz")], ".png, .pdf or .svg")
+    assert not (tmp_path / "curve.xyz").exists()
+
+
 def test_inf_is_a_value_exactly_where_the_range_says_so(monkeypatch, capsys):
     from learnsyn.registry import make_model
 

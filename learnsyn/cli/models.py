@@ -8,6 +8,7 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
 
 from learnsyn.cli.options import (
     add_evaluation_options,
@@ -92,6 +93,8 @@ def _model_and_task(args):
 def _check_common(args) -> None:
     check_output_file(args.json, "--json")
     check_output_file(args.plot, "--plot")
+    if args.plot and Path(args.plot).suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise ValueError(f"--plot {args.plot}: expected a file ending in .png, .pdf or .svg")
     check_convention(args.convention)
     from learnsyn.evaluate import METHODS
 

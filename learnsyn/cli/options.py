@@ -231,7 +231,7 @@ def add_evaluation_options(p: argparse.ArgumentParser, convention: str) -> None:
     )
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--json", metavar="PATH|-", help="write the result as JSON ('-' = stdout)")
-    p.add_argument("--plot", metavar="PNG", help="write the SNR curve plot")
+    p.add_argument("--plot", metavar="FILE", help="write the SNR curve plot (.png, .pdf or .svg)")
 
 
 def log(message: str) -> None:
