@@ -447,6 +447,19 @@ def test_ctrl_c_while_importing_is_one_line(monkeypatch, capsys):
     assert loaded_after("import learnsyn.cli", {"torch", "numpy"}) == []  # imports lightly
 
 
+def test_ctrl_c_before_the_first_checkpoint_does_not_promise_one(tmp_path, monkeypatch, capsys):
+    """It said the run "keeps its last checkpoint" when there was none (review, session 25)."""
+    import learnsyn.runs
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(learnsyn.runs, "train", interrupted)
+    assert main(["train", *TINY, "--out", str(tmp_path / "run")]) == 130
+    err = capsys.readouterr().err
+    assert "before the first checkpoint" in err and "keeps its last checkpoint" not in err
+
+
 def test_ctrl_c_during_the_final_evaluation_says_so_and_resume_finishes(
     tmp_path, monkeypatch, capsys
 ):

@@ -65,7 +65,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     except RunInterrupted:  # train said where its checkpoint is
         return 130
     except KeyboardInterrupt:
-        log(f"learnsyn: interrupted; {run_dir} keeps its last checkpoint (continue with --resume)")
+        from learnsyn.runs import CHECKPOINT_NAME
+
+        if (Path(run_dir) / CHECKPOINT_NAME).exists():
+            log(
+                f"learnsyn: interrupted; {run_dir} keeps its last checkpoint (continue with "
+                "--resume)"
+            )
+        else:
+            log(f"learnsyn: interrupted before the first checkpoint; start {run_dir} again")
         return 130
     final = result.get("evaluation", {})
     evaluation = final.get("metrics", {})
