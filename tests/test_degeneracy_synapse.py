@@ -247,6 +247,8 @@ def test_synapse_quick_writes_figures_json_tensorboard_and_config(tmp_path, caps
         (["--window-lengths", "0"], "learnsyn: error: window length 0 is not allowed"),
         (["--iterations", "0"], "learnsyn: error: iterations must be an integer >= 1, got 0"),
         (["--horizon", "0"], "learnsyn: error: horizon must be an integer >= 1, got 0"),
+        # a learned cell passed validation and then lost the gap (review, session 25)
+        (["--gap-baseline", "gru"], "learnsyn: error: gap baseline 'gru' is not a hand-crafted"),
     ],
 )
 def test_bad_input_prints_one_line_error_and_exits_2(tmp_path, capsys, arguments, message):

@@ -446,8 +446,11 @@ class SynapseDegeneracyConfig:
         if self.gap_baseline != "none":
             from learnsyn.registry import model_names
 
-            if self.gap_baseline not in model_names():
-                raise ValueError(f"gap baseline {self.gap_baseline!r} is not a model name")
+            if self.gap_baseline not in model_names("hand-crafted"):  # tuned, not trained
+                raise ValueError(
+                    f"gap baseline {self.gap_baseline!r} is not a hand-crafted model; known: "
+                    + ", ".join(model_names("hand-crafted"))
+                )
         # Everything the training path checks (metric, batch, scenario, lr, ...), per point.
         for cell, size, horizon in self.points:
             point = self.point(cell, size, horizon)
