@@ -212,7 +212,8 @@ class TrainConfig:
     noise_margin: float = setting(1.0, "objective on SNR - margin x stderr (lower conf. bound)")
     gradient_burn_in: int | None = setting(
         None,
-        "last burn-in steps inside the differentiated window (default: half the burn-in; 0: "
+        "last burn-in steps inside the differentiated window (default: half the burn-in; more "
+        "than the burn-in means all of it; 0: "
         "none, the gradient then ignores how the state the tracked event finds depends on the "
         "parameters, a large bias)",
     )
