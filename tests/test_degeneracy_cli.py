@@ -128,3 +128,16 @@ def test_module_entry_point_reports_bad_input():
     )
     assert completed.returncode == 2
     assert completed.stderr.strip() == "learnsyn: error: depth must be an integer >= 1, got -1"
+
+
+def test_a_rerun_with_other_settings_does_not_replace_results_silently(tmp_path, capsys):
+    """deep-linear run again into its --out with another --seed replaced the earlier results
+    without a word (review, session 25); the same settings (or only --threads) still rerun."""
+    out_dir = tmp_path / "dl"
+    assert main(["deep-linear", "--quick", "--out", str(out_dir), "--no-progress"]) == 0
+    before = {p.name: p.read_bytes() for p in out_dir.iterdir() if p.is_file()}
+    capsys.readouterr()
+    code = main(["deep-linear", "--quick", "--seed", "1", "--out", str(out_dir), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "other settings (seed: 0 -> 1)" in err and "--overwrite" in err
+    assert {p.name: p.read_bytes() for p in out_dir.iterdir() if p.is_file()} == before

@@ -40,6 +40,7 @@ from learnsyn.io import (
     check_output_file,
     directory_is_empty,
     output_owner,
+    read_json,
     write_json_output,
 )
 
@@ -272,7 +273,9 @@ def _run_experiment(
         config = (build or _config_from_arguments)(config_type, arguments)
         config.validate()
         out_dir = _output_directory(arguments)
-        _check_out_dir(out_dir, arguments.experiment, getattr(arguments, "overwrite", False))
+        _check_out_dir(
+            out_dir, arguments.experiment, getattr(arguments, "overwrite", False), config
+        )
     except (ValueError, TypeError) as error:
         print(f"learnsyn: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -283,21 +286,46 @@ def _run_experiment(
     return 0
 
 
-def _check_out_dir(out_dir: str, experiment: str, overwrite: bool) -> None:
-    """``--out`` must be writable, and empty or this experiment's own (a rerun replaces its
-    outputs); another command's directory (a training run, another experiment) or one with
-    other files needs ``--overwrite``."""
+#: settings that change how a run goes, not what it computes
+_HOW_SETTINGS = {"threads", "show_progress", "workers"}
+
+
+def _check_out_dir(out_dir: str, experiment: str, overwrite: bool, config=None) -> None:
+    """``--out`` must be writable, and empty or this experiment's own with the same settings (a
+    rerun replaces its outputs; ``synapse`` reads its finished runs back and may add seeds);
+    another command's directory (a training run, another experiment), one with other files, or
+    deep-linear's and spectra's results with other settings need ``--overwrite``."""
     path = check_output_dir(out_dir, "--out")
     if directory_is_empty(path) or overwrite:
         return
     owner = output_owner(path)
     if owner == f"degeneracy {experiment}":
+        if experiment != "synapse" and config is not None:
+            _check_same_settings(path, out_dir, config)
         return
     what = f"the outputs of `learnsyn {owner}`" if owner else "other files"
     raise ValueError(
         f"--out {out_dir} already holds {what}; choose another --out, or pass --overwrite to "
         "write into it anyway"
     )
+
+
+def _check_same_settings(path, out_dir: str, config) -> None:
+    """Results of this experiment with other settings are replaced only with ``--overwrite``."""
+    import json
+
+    from learnsyn.degeneracy.outputs import to_jsonable
+
+    saved = (read_json(path / "config.json") or {}).get("config") or {}
+    wanted = json.loads(json.dumps(to_jsonable(config)))
+    keys = (set(saved) | set(wanted)) - _HOW_SETTINGS
+    changed = sorted(k for k in keys if saved.get(k) != wanted.get(k))
+    if changed:
+        what = ", ".join(f"{k}: {saved.get(k)} -> {wanted.get(k)}" for k in changed[:4])
+        raise ValueError(
+            f"--out {out_dir} holds this experiment's results with other settings ({what}); "
+            "choose another --out, or pass --overwrite to replace them"
+        )
 
 
 def _deep_linear_report(summary: dict[str, Any]) -> list[str]:
