@@ -191,9 +191,9 @@ def check_depth(depth: int) -> None:
 #: the largest seed a run takes: with its named streams (``config.SEED_STREAMS``) added it stays
 #: within torch's 64-bit seeds
 MAX_SEED = 2**62
-#: the largest seed of a study: its sampler's and its trials' (seed + k) stay below Optuna's (and
-#: numpy's) limit of 2**32 - 1
-MAX_STUDY_SEED = 2**31 - 1
+#: the largest seed of a study: its sampler takes the seed itself, and Optuna's samplers (numpy's
+#: RandomState) take at most 2**32 - 1
+MAX_STUDY_SEED = 2**32 - 1
 
 
 def check_seed(seed: int, name: str = "seed", maximum: int = MAX_SEED) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import shutil
 import signal
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +87,14 @@ def prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, overwrite:
     check_output_dir(run_dir, "run directory")
     if run_dir.exists() and any(run_dir.iterdir()):
         if overwrite:
-            try:  # only a directory whose config.json reads back as a run's is deleted
-                is_run = output_owner(run_dir) == "train" and read_run_config(run_dir) is not None
-            except ValueError:
+            try:  # only a directory whose config.json is a whole run config is deleted
+                saved = read_json(run_dir / "config.json")
+                is_run = (
+                    output_owner(run_dir) == "train"
+                    and set(saved) == {f.name for f in fields(TrainConfig)}  # a run writes all
+                    and read_run_config(run_dir) is not None
+                )
+            except (ValueError, TypeError):
                 is_run = False
             if not is_run:
                 raise ValueError(f"{run_dir} is not a run directory; refusing to delete it")
@@ -139,11 +144,14 @@ def settings_changed(run_dir: Path, config: TrainConfig) -> list[str]:
 def run_cautions(run_dir: str | Path) -> list[str]:
     """What a number measured on this run must say with it, from its result.json: a run that
     did not finish (interrupted, diverged) and a final evaluation that the stationarity check
-    flagged (a burn-in too short: the transient was scored). Empty for a sound run or one
-    without result.json."""
+    flagged (a burn-in too short: the transient was scored); a run without result.json was
+    interrupted before its final evaluation. Empty for a sound run."""
     path = Path(run_dir) / "result.json"
     if not path.exists():
-        return []
+        return [
+            "the run has no result.json: it was interrupted before its final evaluation "
+            "(finish it with --resume)"
+        ]
     result = read_json(path)
     cautions = []
     status = result.get("status", "complete")

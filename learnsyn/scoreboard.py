@@ -626,6 +626,8 @@ def learned_groups(cell_data: dict[str, Any], runs: list[dict[str, Any]], metric
             "value_stderrs": [r["metrics_stderr"][metric] for r in members],
             "mean": float(values.mean()),
             "stderr": float(math.hypot(spread, _jackknife(mean_loo, members, metric))),
+            # a run that did not finish or was flagged not stationary (runs.run_cautions)
+            "cautions": [f"{r['run']}: {c}" for r in members for c in r.get("cautions") or []],
         }
         if best is not None:
             against = _ratio_to(members, best, metric, mean_loo)
@@ -1084,6 +1086,7 @@ def markdown(result: dict[str, Any]) -> str:
             bound = f"{c['bound']:.0f}" if c.get("bound") else "-"
             learned = "; ".join(
                 f"{g['label']} {_fmt(g['mean'], g['stderr'])} ({len(g['seeds'])} seeds)"
+                + (" (see the warnings)" if g.get("cautions") else "")
                 for g in c.get("learned", [])
             )
             ratio = "; ".join(
@@ -1118,6 +1121,10 @@ def markdown(result: dict[str, Any]) -> str:
             for c, p in compared
         ]
         lines.append("")
+    warnings = [text for c in cells for g in c.get("learned", []) for text in g.get("cautions", [])]
+    if warnings:
+        lines += ["**Warnings** (runs counted in the learned means above):", ""]
+        lines += [f"- {text}" for text in warnings] + [""]
     notes = [
         (f"{c['key']}: {r['name']}: {line}", "may lie beyond" in line)
         for c in cells

@@ -464,9 +464,10 @@ MONTE_CARLO_TUNING = {"batch": 512, "grid_points": 8, "refine_iterations": 30}
 
 def baseline_code(name: str, scenario: Scenario) -> str:
     """A fingerprint of the code that decides a baseline's tuned value: its model's module, the
-    scenario's module, the estimators and the evaluation path. A cached row (a run's
-    ``baselines.json``, a scoreboard cell) made by other code is tuned again instead of reused
-    (this round a flag-aware optimal-linear and a new event coupling left stale rows behind)."""
+    scenario's module, the tuner itself, the estimators and the evaluation path. A cached row (a
+    run's ``baselines.json``, a scoreboard cell) made by other code is tuned again instead of
+    reused (a flag-aware optimal-linear, a new event coupling and the tuner's integer widening
+    each left stale rows behind)."""
     import inspect
 
     from learnsyn.io import source_fingerprint
@@ -476,6 +477,7 @@ def baseline_code(name: str, scenario: Scenario) -> str:
         [
             inspect.getsourcefile(model_class(name)),
             inspect.getsourcefile(type(scenario)),
+            Path(__file__),  # the search (its integer caps, widenings)
             here / "evaluate.py",
             *(here / "estimate").glob("*.py"),
         ]

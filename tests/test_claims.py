@@ -749,9 +749,10 @@ def test_random_multistart_searches_find_no_linear_synapse_above_the_stored_refe
     183.88) that README's bounded margins are measured against. The best at 8 and 16 levels are
     difference integrators again (eigenvalues near +1 and -1), found by 1 and 3 starts.
     Session 25, 32 levels (where the mlp is level with linear-range's 206.82): 30 starts end at
-    206.8169, linear-range's own optimum found again by 6 of them, none above it. Fails if a
-    stored search's best is not what its parameters evaluate to, or exceeds a reference (at 32
-    levels by more than 0.01, the polish's own resolution: the search converges onto it)."""
+    206.8169, linear-range's own optimum (206.8161) found again by 6 of them and polished 0.0008
+    further, no other synapse above it. Fails if a stored search's best is not what its
+    parameters evaluate to, or exceeds a reference (at 32 levels by more than 0.002: a search
+    that converges onto the reference's own optimum ends within that)."""
     import json
 
     stored = json.loads((Path(__file__).parent / "data" / "linear-multistart-bounded.json")
@@ -761,7 +762,7 @@ def test_random_multistart_searches_find_no_linear_synapse_above_the_stored_refe
                          make_scenario("bounded", {"levels": 32}), **BOUNDED_EXACT)  # fmt: skip
     references = {"L8": _best_linear("m2_levels8")["value"], "L16": _best_linear("m2")["value"],
                   "L16_wide": _best_linear("m2")["value"],
-                  "L32": linear_32.metrics["area"] + 0.01}  # fmt: skip
+                  "L32": linear_32.metrics["area"] + 0.002}  # fmt: skip
     for key, reference in references.items():
         search = stored[key]
         best = search["best"]
@@ -772,4 +773,4 @@ def test_random_multistart_searches_find_no_linear_synapse_above_the_stored_refe
         assert best["value"] < reference
     assert stored["L8"]["best"]["value"] > 0.995 * references["L8"]  # it finds the shape
     assert stored["L16"]["best"]["value"] > 0.99 * references["L16"]
-    assert sum(v > linear_32.metrics["area"] - 0.01 for v in stored["L32"]["values"]) >= 3
+    assert sum(v > linear_32.metrics["area"] - 0.002 for v in stored["L32"]["values"]) >= 3

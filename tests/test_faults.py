@@ -7,6 +7,7 @@ before any work, and leaves the files that were there byte-for-byte unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -454,10 +455,23 @@ def test_ctrl_c_before_the_first_checkpoint_does_not_promise_one(tmp_path, monke
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
+    real_train = learnsyn.runs.train
     monkeypatch.setattr(learnsyn.runs, "train", interrupted)
     assert main(["train", *TINY, "--out", str(tmp_path / "run")]) == 130
     err = capsys.readouterr().err
-    assert "before the first checkpoint" in err and "keeps its last checkpoint" not in err
+    assert "before" in err and "run the command again" in err and "checkpoint" not in err
+
+    def interrupted_after_config(config, run_dir, **kwargs):  # the directory is written
+        run_dir.mkdir()
+        (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config)))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(learnsyn.runs, "train", interrupted_after_config)
+    assert main(["train", *TINY, "--out", str(tmp_path / "run")]) == 130
+    err = capsys.readouterr().err
+    assert "before the first checkpoint" in err and "--resume" in err
+    monkeypatch.setattr(learnsyn.runs, "train", real_train)
+    assert main(["train", *TINY, "--out", str(tmp_path / "run"), "--resume"]) == 0  # the advice
 
 
 def test_ctrl_c_during_the_final_evaluation_says_so_and_resume_finishes(
@@ -515,11 +529,12 @@ def test_overwrite_deletes_only_a_run_and_only_after_every_check(trained_run, tm
     after the finished run had been deleted."""
     user = tmp_path / "userdir"
     user.mkdir()
-    (user / "config.json").write_text('{"name": "my web app"}')
     (user / "thesis.tex").write_text("precious\n")
-    before = snapshot(user)
-    refused(capsys, ["train", *TINY, "--out", str(user), "--overwrite"], "not a run directory")
-    assert snapshot(user) == before
+    for config in ('{"name": "my web app"}', "{}", '{"seed": 1}', '{"lr": "abc"}'):
+        (user / "config.json").write_text(config)  # a run writes every setting
+        before = snapshot(user)
+        refused(capsys, ["train", *TINY, "--out", str(user), "--overwrite"], "not a run directory")
+        assert snapshot(user) == before
     before = snapshot(trained_run)
     bad_cell = ["--cell", "mlp", "--cell-param", "correction=1e300"]
     refused(capsys, ["train", *TINY, *bad_cell, "--out", str(trained_run), "--overwrite"],
@@ -534,7 +549,7 @@ def test_overwrite_deletes_only_a_run_and_only_after_every_check(trained_run, tm
         ([*EVALUATE, "--seed", "99999999999999999999999"], "integer in [0, 4611686018427387904]"),
         ([*EVALUATE, "--seed", "-1"], "seed = -1 is not allowed"),
         (["study", "--model", "exponential", "--task", "ideal", "--synapses", "100",
-          "--seed", "4294967296"], "seed = 4294967296 is not allowed: need an integer in [0, 2147"),
+          "--seed", "4294967296"], "4294967296 is not allowed: need an integer in [0, 4294967295]"),
         (["evaluate", "--model", "serial", "--task", "ideal", "--synapses", "100", "--param",
           "states=99999999999999999999999"], "is out of range: expected an integer in [2, 512]"),
         ([*EVALUATE, "--param", "amplitude=inf"], "expected a number in (0, inf)"),
@@ -731,6 +746,9 @@ def test_compare_and_scoreboard_warn_about_an_unfinished_or_non_stationary_run(
     assert "diverged" in cautions[0] and "not stationary" in cautions[1]
     assert _cautions(run_dir) == cautions  # what a scoreboard row of the run carries
     assert capsys.readouterr().err.count(f"warning: {run_dir}: ") == 2
+    (run_dir / "result.json").unlink()  # interrupted before its final evaluation
+    (missing,) = _cautions(run_dir)
+    assert "no result.json" in missing and "--resume" in missing
 
 
 def test_building_the_parser_leaves_plotting_and_statistics_unloaded():

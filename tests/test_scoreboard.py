@@ -653,3 +653,26 @@ def test_one_seeds_monte_carlo_lifetime_counts_its_rounding_against_an_exact_ref
     group = _ratio_to([learned], exact, "lifetime", mean_loo)
     assert pair.stderr > 0.05
     assert group["ratio_stderr"] == pytest.approx(pair.stderr, rel=1e-9)
+
+
+def test_a_cautioned_run_is_marked_in_its_group_and_the_board():
+    """A diverged or non-stationary seed counted in a learned mean was printed on stderr only
+    (review, session 25): the group carries its cautions and the board says so."""
+    cell = {"baselines": [{"name": "exponential", "metrics": {"area": 100.0},
+                           "metrics_stderr": {"area": 0.0}}]}  # fmt: skip
+    rows = [_row(s, v, [v - 0.1, v + 0.1, v]) for s, v in enumerate((110.0, 111.0, 109.0))]
+    (clean,) = scoreboard.learned_groups(cell, rows, "area")
+    rows[1]["cautions"] = ["the run is diverged (3 iterations done)"]
+    (flagged,) = scoreboard.learned_groups(cell, rows, "area")
+    assert clean["cautions"] == [] and flagged["cautions"] == [
+        "r1: the run is diverged (3 iterations done)"
+    ]
+    spec = {"task": "ideal", "state_size": 2, "synapses": 1000, "metric": "area",
+            "threshold": 1.0, "convention": "large-n", "horizon": 600}  # fmt: skip
+    texts = [
+        scoreboard.markdown({"eval_batch": 8, "cells": [
+            {"cell": spec, "key": "k", "baselines": cell["baselines"], "learned": [group]}]})
+        for group in (clean, flagged)
+    ]  # fmt: skip
+    assert "Warnings" not in texts[0] and "see the warnings" not in texts[0]
+    assert "(see the warnings)" in texts[1] and "- r1: the run is diverged" in texts[1]

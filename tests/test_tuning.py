@@ -199,3 +199,18 @@ def test_slow_tuning_reports_progress_by_time_too(monkeypatch):
     for count in (1, 2, 3):
         progress(count, {"decay": 0.9}, 1.0)
     assert lines == ["  tuning ewc: 2 evaluations, last 1"]
+
+
+def test_the_baseline_fingerprint_covers_the_tuner(monkeypatch):
+    """Cached tuned rows (a run's baselines.json, a scoreboard cell) are reused while this
+    fingerprint holds; the tuner's integer widening changed serial at N = 1e4 from 962.8 (32
+    states) to 1214.4 (60) without invalidating them (review, session 25)."""
+    import learnsyn.io
+    from learnsyn import tuning
+    from learnsyn.scenario import make_scenario
+
+    seen = []
+    monkeypatch.setattr(learnsyn.io, "source_fingerprint",
+                        lambda files: seen.extend(str(f) for f in files) or "x")  # fmt: skip
+    tuning.baseline_code("serial", make_scenario("ideal"))
+    assert any(f.endswith("learnsyn/tuning.py") for f in seen)

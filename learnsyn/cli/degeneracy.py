@@ -132,9 +132,10 @@ def _add_common_options(parser: argparse.ArgumentParser, default_out: str) -> No
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="write into a non-empty --out that this experiment did not write (its files of "
-        "the same names are replaced; synapse still reads back the runs there that finished "
-        "with the same settings and code)",
+        help="write into a non-empty --out that this experiment did not write, or over "
+        "deep-linear's and spectra's results made with other settings (its files of the same "
+        "names are replaced; synapse still reads back the runs there that finished with the "
+        "same settings and code)",
     )
     parser.set_defaults(default_out=default_out)
 
@@ -318,7 +319,7 @@ def _check_same_settings(path, out_dir: str, config) -> None:
 
     saved = (read_json(path / "config.json") or {}).get("config") or {}
     wanted = json.loads(json.dumps(to_jsonable(config)))
-    keys = (set(saved) | set(wanted)) - _HOW_SETTINGS
+    keys = set(saved) - _HOW_SETTINGS  # a setting added since the results were made: not asked
     changed = sorted(k for k in keys if saved.get(k) != wanted.get(k))
     if changed:
         what = ", ".join(f"{k}: {saved.get(k)} -> {wanted.get(k)}" for k in changed[:4])

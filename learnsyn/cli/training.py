@@ -72,8 +72,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"learnsyn: interrupted; {run_dir} keeps its last checkpoint (continue with "
                 "--resume)"
             )
+        elif (Path(run_dir) / "config.json").exists():  # --resume then starts at iteration 0
+            log(
+                f"learnsyn: interrupted before the first checkpoint; continue {run_dir} with "
+                "--resume (it starts from iteration 0) or start over with --overwrite"
+            )
         else:
-            log(f"learnsyn: interrupted before the first checkpoint; start {run_dir} again")
+            log(f"learnsyn: interrupted before {run_dir} was written; run the command again")
         return 130
     final = result.get("evaluation", {})
     evaluation = final.get("metrics", {})
