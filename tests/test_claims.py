@@ -750,9 +750,10 @@ def test_random_multistart_searches_find_no_linear_synapse_above_the_stored_refe
     difference integrators again (eigenvalues near +1 and -1), found by 1 and 3 starts.
     Session 25, 32 levels (where the mlp is level with linear-range's 206.82): 30 starts end at
     206.8169, linear-range's own optimum (206.8161) found again by 6 of them and polished 0.0008
-    further, no other synapse above it; 24 more with moduli 0.5-2 end at the same 206.8169. Fails if a stored search's best is not what its
-    parameters evaluate to, or exceeds a reference (at 32 levels by more than 0.002: a search
-    that converges onto the reference's own optimum ends within that)."""
+    further, no other synapse above it; 24 more with moduli 0.5-2 end at the same 206.8169.
+    Fails if a stored search's best is not what its parameters evaluate to, or exceeds a
+    reference (at 32 levels by more than 0.002: a search that converges onto the reference's
+    own optimum ends within that)."""
     import json
 
     stored = json.loads((Path(__file__).parent / "data" / "linear-multistart-bounded.json")
