@@ -247,15 +247,17 @@ def test_cell_parameters_given_as_text_are_stored_as_the_cell_reads_them(tmp_pat
     """`--cell-param output_scale=4` arrives as the string "4"; config.json holds the number,
     as `init=auto` writes its own sizing, and a resume given the string still matches."""
     given = {"output_scale": "4", "state_std": "0.8"}
-    config = replace(TINY, task="bounded", iterations=2, cell_params=given).validate()
+    # no figure (its baselines cost 16 s in bounded) and no final evaluation: config.json is all
+    quick = dict(task="bounded", iterations=2, figure_every=0)
+    config = replace(TINY, **quick, cell_params=given).validate()
     assert config.cell_params["output_scale"] == 4.0
     assert isinstance(config.cell_params["output_scale"], float)
     assert config.cell_params["state_std"] == 0.8
     run = tmp_path / "run"
-    train(config, run, progress=False, log=quiet)
+    train(config, run, progress=False, log=quiet, final_evaluation=False)
     import json
 
     stored = json.loads((run / "config.json").read_text())["cell_params"]
     assert stored["output_scale"] == 4.0 and stored["state_std"] == 0.8
-    again = replace(TINY, task="bounded", iterations=2, cell_params=dict(given)).validate()
-    train(again, run, resume=True, progress=False, log=quiet)
+    again = replace(TINY, **quick, cell_params=dict(given)).validate()
+    train(again, run, resume=True, progress=False, log=quiet, final_evaluation=False)
