@@ -196,10 +196,10 @@ MAX_SEED = 2**62
 MAX_STUDY_SEED = 2**32 - 1
 
 
-def check_seed(seed: int, name: str = "seed", maximum: int = MAX_SEED) -> None:
+def check_seed(seed: int, maximum: int = MAX_SEED) -> None:
     """Raise a one-line ``ValueError`` unless ``seed`` is an integer in [0, maximum]."""
     if isinstance(seed, bool) or int(seed) != seed or not 0 <= seed <= maximum:
-        raise ValueError(f"{name} = {seed} is not allowed: need an integer in [0, {maximum}]")
+        raise ValueError(f"seed = {seed} is not allowed: need an integer in [0, {maximum}]")
 
 
 def check_width(width: int) -> None:

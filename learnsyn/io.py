@@ -25,6 +25,9 @@ import torch
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+#: the figure formats a path may ask for by its suffix (``plotting.save_figure``; anything else is
+#: written as PNG there, and refused by ``--plot``)
+FIGURE_FORMATS = ("png", "pdf", "svg")
 
 
 def to_jsonable(value: Any) -> Any:

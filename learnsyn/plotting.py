@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from learnsyn.io import _atomic_replace  # noqa: E402
+from learnsyn.io import FIGURE_FORMATS, _atomic_replace  # noqa: E402
 
 LINE_STYLES = ("-", "--", "-.", ":")
 MARKERS = ("o", "s", "^", "v", "D", "x", "+", "*")
@@ -72,10 +72,6 @@ def plot_snr_curves(
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
-
-
-#: the figure formats a path may ask for by its suffix (anything else is written as PNG)
-FIGURE_FORMATS = ("png", "pdf", "svg")
 
 
 def save_figure(fig, path: str | Path) -> None:

@@ -31,7 +31,6 @@ from learnsyn.io import (
     DirectoryLock,
     atomic_write_json,
     check_output_dir,
-    output_owner,
     read_json,
 )
 from learnsyn.progress import progress_bar
@@ -90,11 +89,11 @@ def prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, overwrite:
             try:  # only a directory whose config.json is a whole run config is deleted
                 saved = read_json(run_dir / "config.json")
                 is_run = (
-                    output_owner(run_dir) == "train"
+                    isinstance(saved, dict)
                     and set(saved) == {f.name for f in fields(TrainConfig)}  # a run writes all
-                    and read_run_config(run_dir) is not None
+                    and TrainConfig.from_dict(saved) is not None
                 )
-            except (ValueError, TypeError):
+            except (OSError, ValueError, TypeError):
                 is_run = False
             if not is_run:
                 raise ValueError(f"{run_dir} is not a run directory; refusing to delete it")
@@ -160,11 +159,12 @@ def run_cautions(run_dir: str | Path) -> list[str]:
             f"the run is {status} ({result.get('iterations_done')} iterations done): its numbers "
             "are those of an unfinished run"
         )
-    check = (result.get("evaluation") or {}).get("stationarity") or {}
+    evaluation = result.get("evaluation") or {}
+    check = evaluation.get("stationarity") or {}
     if check.get("stationary") is False:
         cautions.append(
             f"not stationary: the final evaluation's {check.get('metric')} moves from "
-            f"{(result.get('evaluation') or {}).get('metrics', {}).get(check.get('metric'))} to "
+            f"{evaluation.get('metrics', {}).get(check.get('metric'))} to "
             f"{check.get('value')} with a {check.get('burn_in')}-step burn-in: train with a longer "
             "--burn-in before trusting a ratio"
         )

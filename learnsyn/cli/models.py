@@ -18,7 +18,7 @@ from learnsyn.cli.options import (
 from learnsyn.config import parse_assignments, resolve_device
 from learnsyn.estimate.snr import check_convention, check_metric
 from learnsyn.evaluate import evaluate
-from learnsyn.io import check_output_file, write_json_output
+from learnsyn.io import FIGURE_FORMATS, check_output_file, write_json_output
 from learnsyn.registry import load_builtin_models, make_model
 from learnsyn.scenario import SCENARIOS, make_scenario
 
@@ -93,7 +93,7 @@ def _model_and_task(args):
 def _check_common(args) -> None:
     check_output_file(args.json, "--json")
     check_output_file(args.plot, "--plot")
-    if args.plot and Path(args.plot).suffix.lower() not in (".png", ".pdf", ".svg"):
+    if args.plot and Path(args.plot).suffix.lower().lstrip(".") not in FIGURE_FORMATS:
         raise ValueError(f"--plot {args.plot}: expected a file ending in .png, .pdf or .svg")
     check_convention(args.convention)
     from learnsyn.evaluate import METHODS
