@@ -25,7 +25,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q
+	# two interleaved parts side by side, one per core (each test is single-threaded)
+	OMP_NUM_THREADS=1 $(PY) tests/run_shards.py -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

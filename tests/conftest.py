@@ -12,7 +12,32 @@ import torch
 torch.set_num_threads(1)
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="run only part K of N (K = 1..N): every N-th collected test from the K-th on; "
+        "tests/run_shards.py runs all N parts side by side",
+    )
+
+
+def shard_of(value: str) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)`` with 1 <= K <= N; a clear error otherwise."""
+    try:
+        k, n = (int(part) for part in value.split("/"))
+    except ValueError:
+        k = n = 0
+    if not 1 <= k <= n:
+        raise pytest.UsageError(f"--shard {value!r}: expected K/N with 1 <= K <= N, e.g. 1/2")
+    return k, n
+
+
 def pytest_collection_modifyitems(config, items):
+    if config.getoption("shard"):
+        k, n = shard_of(config.getoption("shard"))
+        config.hook.pytest_deselected(items=[t for i, t in enumerate(items) if i % n != k - 1])
+        items[:] = items[k - 1 :: n]
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")

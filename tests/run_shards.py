@@ -1,0 +1,66 @@
+"""Run the test suite as N interleaved parts side by side (``make test``): one process per core.
+
+Each test is single-threaded (``conftest`` sets one torch thread), so one pytest process leaves
+the second of the machine's two cores idle. ``python tests/run_shards.py [--shards N] [PYTEST
+ARGS]`` starts ``pytest --shard K/N`` for K = 1..N, prints each part's output when it ends, and
+exits with the first non-zero status (0 when every part passed; a part that selected no test
+counts as passed).
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+NO_TESTS_COLLECTED = 5  # pytest's exit code when a part selected nothing
+
+
+def default_shards() -> int:
+    """One part per usable core, at most 4 (each part holds its own copy of the fixtures)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--shards",
+        type=int,
+        default=default_shards(),
+        help="parts run side by side (default: usable cores, at most 4)",
+    )
+    args, pytest_args = parser.parse_known_args(argv)
+    if args.shards < 1:
+        parser.error(f"--shards {args.shards}: expected at least 1")
+    started = time.monotonic()
+    parts = []
+    for k in range(1, args.shards + 1):
+        log = tempfile.TemporaryFile(mode="w+")
+        command = [sys.executable, "-m", "pytest", f"--shard={k}/{args.shards}", *pytest_args]
+        parts.append((k, log, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)))
+    codes = []
+    try:
+        for k, log, process in parts:
+            codes.append(process.wait())
+            log.seek(0)
+            print(f"===== part {k} of {args.shards}: exit {codes[-1]} =====", flush=True)
+            sys.stdout.write(log.read())
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        for _, _, process in parts:
+            process.terminate()
+        raise
+    print(f"===== {args.shards} parts in {time.monotonic() - started:.0f} s: exit {codes} =====")
+    failed = [code for code in codes if code not in (0, NO_TESTS_COLLECTED)]
+    if failed:
+        return failed[0]
+    return 0 if 0 in codes else NO_TESTS_COLLECTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
