@@ -311,7 +311,15 @@ def train(
     _check_finite(model, config)
     check_output_dir(run_dir, "run directory")
     with DirectoryLock(run_dir):  # one process per run directory
+        finished = _finished_result(run_dir, config, final_evaluation) if resume else None
         resuming = prepare_run_dir(run_dir, config, resume, overwrite)
+        if finished is not None:
+            log(
+                f"{run_dir} is finished (result.json); nothing to resume (another "
+                "--eval-batch runs its final evaluation again; `learnsyn compare --run` scores "
+                "it against baselines)"
+            )
+            return finished
         scenario = make_scenario(config.task, config.task_params)
         if config.start_from is not None and not resuming:
             start, record = linear_start_for_run(config, scenario, run_dir, log, tune_start)
@@ -489,6 +497,29 @@ def train(
         logger.close()
         atomic_write_json(run_dir / "result.json", result)
         return result
+
+
+def _finished_result(run_dir: Path, config: TrainConfig, final_evaluation: bool):
+    """The result.json of a run in ``run_dir`` that finished with ``config``'s settings and
+    final evaluation batch (so a resume has nothing to add), else None."""
+    path = run_dir / "result.json"
+    if not path.is_file() or not is_run_dir(run_dir):
+        return None
+    try:
+        result, saved = read_json(path), read_run_config(run_dir)
+    except (OSError, ValueError):
+        return None  # prepare_run_dir names what is wrong
+    done = isinstance(result, dict) and result.get("status") == "complete"
+    evaluated = "evaluation" in result if done and final_evaluation else done
+    if evaluated and asdict(saved) == asdict(replace(config, **_free(saved))):
+        return result
+    return None
+
+
+def _free(saved: TrainConfig) -> dict[str, Any]:
+    """The resume-free settings that do not change a finished run's result (where it is
+    logged, how often it checkpointed), taken from the saved run."""
+    return {k: getattr(saved, k) for k in RESUME_FREE - {"eval_batch"}}
 
 
 def _candidate(best, score: float, iteration: int, model) -> dict[str, Any]:

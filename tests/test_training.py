@@ -243,6 +243,21 @@ def test_validation_batch_sets_the_pairs_of_model_selection(tmp_path):
     assert load_run(tmp_path / "run")[0].validation_batch == 48
 
 
+def test_resuming_a_finished_run_changes_nothing_unless_the_evaluation_batch_does(tmp_path):
+    """A finished run given --resume again returns its result.json as it is: no second final
+    evaluation, no new TensorBoard files; another eval_batch (free on resume) evaluates again."""
+    run, config = tmp_path / "run", replace(TINY, figure_every=0)  # (no baselines to tune)
+    first = train(config, run, progress=False, log=quiet, final_evaluation=False)
+    files = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    said = []
+    again = train(config, run, resume=True, progress=False, log=said.append, final_evaluation=False)
+    assert again == first and any("nothing to resume" in line for line in said)
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == files
+    other = replace(config, eval_batch=2 * config.eval_batch)
+    train(other, run, resume=True, progress=False, log=quiet, final_evaluation=False)
+    assert (run / "result.json").stat().st_mtime_ns > files[run / "result.json"]
+
+
 def test_cell_parameters_given_as_text_are_stored_as_the_cell_reads_them(tmp_path):
     """`--cell-param output_scale=4` arrives as the string "4"; config.json holds the number,
     as `init=auto` writes its own sizing, and a resume given the string still matches."""
