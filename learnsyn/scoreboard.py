@@ -578,6 +578,26 @@ def learned_label(config: TrainConfig) -> str:
     return config.cell + (f" ({', '.join(changed)})" if changed else " (defaults)")
 
 
+def left_out_of_board(out: Path, cells: list[Cell], run_dirs: list[Path]) -> list[str]:
+    """The cells (by key) and learned runs of the board in ``out`` that a board of ``cells``
+    and ``run_dirs`` would not hold; a cell stays when one of its runs is given again."""
+    try:
+        board = read_json(out / "scoreboard.json")
+        old_cells = list(board["cells"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return []  # no board (or not one of ours): nothing to lose
+    given = {Path(run).resolve() for run in run_dirs}
+    planned = {cell.key for cell in cells}
+    lost = []
+    for data in (data for data in old_cells if isinstance(data, dict)):
+        runs = [run for group in data.get("learned", []) for run in group.get("runs", [])]
+        kept = [run for run in runs if Path(run).resolve() in given]
+        if data.get("key") not in planned and not kept:
+            lost.append(f"cell {data.get('key')}")
+        lost += [f"run {run}" for run in runs if run not in kept]
+    return lost
+
+
 def find_runs(paths: Sequence[str | Path]) -> list[Path]:
     """Run directories (holding ``config.json`` and ``checkpoint.pt``) at or under ``paths``."""
     runs: list[Path] = []
@@ -971,13 +991,24 @@ def build_scoreboard(
     eval_batch: int = EVAL_BATCH,
     device: str = "cpu",
     log: Callable[[str], None] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Fill every cell (and the cells of the given runs), write the outputs, return the data."""
+    """Fill every cell (and the cells of the given runs), write the outputs, return the data.
+    A board already in ``out`` that holds cells or learned runs this call leaves out is not
+    replaced unless ``overwrite`` (its caches are kept either way)."""
     if eval_batch < 2:
         raise ValueError(f"--eval-batch {eval_batch} is not allowed: need at least 2 pairs")
     out = Path(out)
     device = resolve_device(device)
     run_dirs = find_runs(runs) if runs else []
+    lost = [] if overwrite else left_out_of_board(out, cells, run_dirs)
+    if lost:
+        raise ValueError(
+            f"{out / 'scoreboard.json'} holds {len(lost)} cell(s) or learned run(s) that this "
+            f"call leaves out ({', '.join(lost[:3])}{', ...' if len(lost) > 3 else ''}), and "
+            "the new board would lose them: give them again (cached cells and runs cost "
+            "nothing), write to another --out, or pass --overwrite to replace the board"
+        )
     out.mkdir(parents=True, exist_ok=True)
     progress = Progress(len(run_dirs) + len(cells))
     note = log or progress.note

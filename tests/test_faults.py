@@ -644,6 +644,30 @@ def test_scoreboard_lists_are_checked_before_the_board_is_written(tmp_path, caps
     assert snapshot(out) == before
 
 
+def test_a_scoreboard_that_would_lose_cells_or_runs_is_refused_unless_overwrite(tmp_path, capsys):
+    """Session 25's note: a subset run into the default --out replaced the full board. Now it is
+    refused, naming what would be lost, before any work, and nothing is written; a cell stays
+    while one of its runs is given again."""
+    from learnsyn.scoreboard import Cell, left_out_of_board
+
+    out = tmp_path / "board"
+    out.mkdir()
+    r0, r1 = str(tmp_path / "r0"), str(tmp_path / "r1")
+    ideal, noisy = "ideal-m2-N100-T60-area-theta1-large-n", "noisy-m4-N100-T60-area-theta1-large-n"
+    board = {"cells": [{"key": ideal, "learned": [{"runs": [r0, r1]}]},
+                       {"key": noisy, "learned": []}]}  # fmt: skip
+    (out / "scoreboard.json").write_text(json.dumps(board))
+    before = snapshot(out)
+    small = ["scoreboard", "--tasks", "ideal", "--state-sizes", "2", "--synapses", "100"]
+    refused(capsys, [*small, "--out", str(out)], "3 cell(s) or learned run(s)", "--overwrite")
+    assert snapshot(out) == before
+    cells = [Cell("ideal", 2, 100, 60)]
+    assert cells[0].key == ideal
+    assert left_out_of_board(out, cells, []) == [f"run {r0}", f"run {r1}", f"cell {noisy}"]
+    assert left_out_of_board(out, [], [Path(r0)]) == [f"run {r1}", f"cell {noisy}"]
+    assert left_out_of_board(out, [*cells, Cell("noisy", 4, 100, 60)], [Path(r0), Path(r1)]) == []
+
+
 # --- 8. a journal study's orphaned trial ------------------------------------------------------
 
 

@@ -59,6 +59,14 @@ def test_cells_hold_every_baseline_under_the_bound_and_resume_from_the_cache(tmp
         area = {r["name"]: r["metrics"]["area"] for r in before["baselines"]}
         assert {r["name"]: r["metrics"]["area"] for r in after["baselines"]} == area
 
+    # a board of the first cell only would lose the second: refused, then replaced on request
+    with pytest.raises(ValueError, match="ideal-m2-N100-T60.*--overwrite"):
+        scoreboard.build_scoreboard(cells[:1], tmp_path, eval_batch=64)
+    assert len(json.loads((tmp_path / "scoreboard.json").read_text())["cells"]) == 2
+    one = scoreboard.build_scoreboard(cells[:1], tmp_path, eval_batch=64, overwrite=True)
+    assert one["cells"][0]["baselines"] == third["cells"][0]["baselines"]  # from the cache
+    assert len(json.loads((tmp_path / "scoreboard.json").read_text())["cells"]) == 1
+
 
 def _row(seed, value, loo):
     return {

@@ -50,6 +50,12 @@ def add_scoreboard_command(sub) -> None:
     )
     p.add_argument("--out", default="runs/scoreboard", help="output and cache directory")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a board in --out that holds cells or learned runs this call leaves out "
+        "(without it such a call is refused; the cached cells and runs are kept either way)",
+    )
     p.set_defaults(func=cmd_scoreboard)
 
 
@@ -92,7 +98,12 @@ def cmd_scoreboard(args: argparse.Namespace) -> int:
         threshold=args.threshold,
     )
     result = scoreboard.build_scoreboard(
-        cells, args.out, runs=args.runs, eval_batch=args.eval_batch, device=args.device
+        cells,
+        args.out,
+        runs=args.runs,
+        eval_batch=args.eval_batch,
+        device=args.device,
+        overwrite=args.overwrite,
     )
     sys.stdout.write(scoreboard.markdown(result))
     print(f"wrote {args.out}/scoreboard.json, scoreboard.md, scoreboard.png", file=sys.stderr)
