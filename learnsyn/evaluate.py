@@ -10,8 +10,10 @@ of the weighted curve.
 
 from __future__ import annotations
 
+import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,7 +33,12 @@ from learnsyn.estimate.grid import (
     grid_exact_curves,
     grid_fits,
 )
-from learnsyn.estimate.montecarlo import default_burn_in, simulate_pairs
+from learnsyn.estimate.montecarlo import (
+    default_burn_in,
+    pair_groups,
+    relaxation_steps,
+    simulate_pairs,
+)
 from learnsyn.estimate.snr import (
     check_convention,
     check_exact_bound,
@@ -259,6 +266,27 @@ def exact_curves(
     return snr_from_moments(signals, variance, synapses, convention)
 
 
+#: said once per process when a burn-in is shorter than the model's relaxation
+SHORT_BURN_IN = (
+    "a burn-in shorter than the model needs to relax (5 time constants of its slowest mode; "
+    "`burn_in_needed` in the evaluation's monte_carlo or grid record): the estimate includes "
+    "the transient from the initial state and can be biased, mostly upward"
+)
+
+
+def _short_burn_in(model: Synapse, scenario: Scenario, burn_in: int) -> dict[str, int]:
+    """``{"burn_in_needed": steps}`` (and the ``SHORT_BURN_IN`` warning) when ``burn_in`` is
+    shorter than ``relaxation_steps``, else ``{}``; also ``{}`` where no time scale is known
+    and where the scenario constrains the state: clipping relaxes a slow or unstable linear
+    mode far faster than its time scale (a ``linear-range`` synapse with a 21.5M-step scale
+    reads the same area on the 8-level grid after 1500 and 20,000 steps)."""
+    steps = None if scenario.constrains_state else relaxation_steps(model, scenario)
+    if steps is None or burn_in >= steps:
+        return {}
+    warnings.warn(SHORT_BURN_IN, stacklevel=3)
+    return {"burn_in_needed": math.ceil(steps)}
+
+
 def evaluate(
     model: Synapse,
     scenario: Scenario,
@@ -322,6 +350,7 @@ def evaluate(
         )
         combined = weights @ curves
         grid_info = {"states": scenario.params["levels"] ** model.state_size, "burn_in": burn}
+        grid_info.update(_short_burn_in(model, scenario, burn))
     elif method == "exact":
         curves = exact_curves(model, scenario, ages_array, synapses, convention)
         combined = weights @ curves
@@ -357,12 +386,15 @@ def evaluate(
         stderr = estimate.stderr.double().cpu().numpy().tolist()
         loo_metrics = leave_one_out_metrics(ages_array, estimate, threshold)
         metrics_stderr = leave_one_out_stderr(loo_metrics)
+        used_groups, per_group = pair_groups(batch, groups)
         mc_info = {
-            "batch_pairs": batch,
+            "batch_pairs": used_groups * per_group,  # the pairs simulated (whole groups)
+            **({"batch_pairs_requested": batch} if batch != used_groups * per_group else {}),
             "burn_in": burn,
             "seed": seed,
-            "groups": groups,
+            "groups": used_groups,
             "leave_one_out_metrics": loo_metrics,
+            **_short_burn_in(model, scenario, burn),
         }
     if metrics is None:
         metrics = compute_metrics(ages_array, combined, threshold)

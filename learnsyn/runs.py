@@ -613,13 +613,14 @@ def _final_evaluation(model, scenario, config: TrainConfig, device) -> dict[str,
         "the selected parameters, exactly on the scenario's level grid, the run's horizon and "
         "burn-in"
         if exact
-        else f"the selected parameters by Monte Carlo, {config.eval_batch} pairs, a seed of its "
+        else f"the selected parameters by Monte Carlo, {result.monte_carlo['batch_pairs']} "
+        "pairs, a seed of its "
         "own, the run's horizon and burn-in; +- one standard error"
     )
     return {
         "metrics": result.metrics,
         "metrics_stderr": result.metrics_stderr,
-        "batch_pairs": None if exact else config.eval_batch,
+        "batch_pairs": None if exact else result.monte_carlo["batch_pairs"],  # (simulated)
         "method": "exact" if exact else "monte-carlo",
         "measured_on": measured_on,
         "stationarity": stationarity_check(model, scenario, config, device, result, exact),
@@ -657,7 +658,7 @@ def stationarity_check(model, scenario, config: TrainConfig, device, result, exa
     allowed = max(3.0 * float(np.sqrt(sum(e * e for e in errors))), 0.01 * abs(value))
     return {
         "burn_in": burn_in,
-        "batch_pairs": None if exact else batch,
+        "batch_pairs": None if exact else long.monte_carlo["batch_pairs"],
         "metric": metric,
         "value": again,
         "stderr": (long.metrics_stderr or {}).get(metric),

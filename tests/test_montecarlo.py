@@ -319,3 +319,32 @@ def test_ewc_in_sparse_events_is_scored_after_it_settles():
     assert z.max() < 4.5, f"max |z| = {z.max():.2f}"
     area = np.clip(exact - 1.0, 0, None).sum()
     assert abs(mc.metrics["area"] - area) < 4 * mc.metrics_stderr["area"]
+
+
+def test_a_short_burn_in_is_said_and_recorded_and_the_batch_reported_is_what_ran():
+    """Review, session 26: a burn-in shorter than the model's relaxation scored the transient
+    without a word (benna-fusi m = 4, burn-in 100: area 169 against the exact 117, above the
+    bound's reach of the stationary synapse), and ``batch_pairs`` reported the pairs asked for
+    (47) rather than the whole groups simulated (32)."""
+    import warnings
+
+    from learnsyn.estimate.montecarlo import default_burn_in
+    from learnsyn.evaluate import SHORT_BURN_IN
+
+    model, scenario = make_model("benna-fusi", {"variables": 4}), make_scenario("ideal")
+    kw = dict(synapses=N, horizon=400, convention="large-n", seed=1)
+    exact = evaluate(model, scenario, method="exact", **kw).metrics["area"]
+    with pytest.warns(UserWarning, match=SHORT_BURN_IN[:40]):
+        short = evaluate(model, scenario, method="monte-carlo", batch=47, burn_in=100, **kw)
+    info = short.monte_carlo
+    assert info["burn_in_needed"] == default_burn_in(model, scenario, 400) > 100
+    assert info["batch_pairs"] == 32 and info["batch_pairs_requested"] == 47
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default burn-in relaxes: no warning
+        settled = evaluate(model, scenario, method="monte-carlo", batch=512, **kw)
+    with pytest.warns(UserWarning, match=SHORT_BURN_IN[:40]):
+        biased = evaluate(model, scenario, method="monte-carlo", batch=512, burn_in=100, **kw)
+    assert "burn_in_needed" not in settled.monte_carlo
+    assert "batch_pairs_requested" not in settled.monte_carlo
+    assert abs(settled.metrics["area"] - exact) < 4 * settled.metrics_stderr["area"]
+    assert biased.metrics["area"] > exact + 6 * biased.metrics_stderr["area"]  # 169 +- 5 vs 117

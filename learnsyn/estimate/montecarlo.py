@@ -151,10 +151,10 @@ def simulate_pairs(model: Synapse, scenario: Scenario, kind: TrackedKind, **batc
     return PairMoments(torch.stack(records), per_group, kind.p_plus)
 
 
-def default_burn_in(model: Synapse, scenario: Scenario, horizon: int, cap: int = 200_000) -> int:
-    """Enough steps for the slowest known time scale to relax (5 time constants, in steps: a
-    model that moves only on events relaxes 1 / event rate times slower), at least the horizon,
-    at most ``cap``; models with no finite time scale get ``4 * horizon``."""
+def relaxation_steps(model: Synapse, scenario: Scenario) -> float | None:
+    """Steps for the model's slowest known time scale to relax: 5 time constants, in steps (a
+    model that moves only on events relaxes 1 / event rate times slower); None when no finite
+    time scale is known (learned cells)."""
     from learnsyn.estimate.exact import markov_time_scale
 
     scale = None
@@ -167,5 +167,14 @@ def default_burn_in(model: Synapse, scenario: Scenario, horizon: int, cap: int =
         if scale is not None and model.moves_only_on_events:  # events -> steps
             scale = scale / (stats.event_probability if stats is not None else 1.0)
     if scale is None or not math.isfinite(scale):
+        return None
+    return 5 * scale
+
+
+def default_burn_in(model: Synapse, scenario: Scenario, horizon: int, cap: int = 200_000) -> int:
+    """``relaxation_steps``, at least the horizon, at most ``cap``; models with no finite time
+    scale get ``4 * horizon``."""
+    steps = relaxation_steps(model, scenario)
+    if steps is None:
         return min(cap, 4 * horizon)
-    return int(min(cap, max(horizon, math.ceil(5 * scale))))
+    return int(min(cap, max(horizon, math.ceil(steps))))
