@@ -94,6 +94,25 @@ def test_evaluate_monte_carlo_json_to_stdout(capsys):
     assert data["method"] == "monte-carlo" and len(data["snr_stderr"]) == 20
 
 
+def test_evaluate_says_in_one_line_when_its_burn_in_is_too_short(learnsyn_command):
+    """A --burn-in shorter than the synapse's relaxation is one warning line naming both
+    lengths (no Python warning text); the default burn-in relaxes and says nothing."""
+    args = ["evaluate", "--model", "benna-fusi", "--param", "variables=4", "--task", "ideal",
+            "--synapses", "1000", "--method", "monte-carlo", "--horizon", "100", "--batch", "64",
+            "--json", "-"]  # fmt: skip
+    short = learnsyn_command([*args, "--burn-in", "100"])
+    assert short.returncode == 0
+    assert short.stderr.splitlines()[0] == (
+        "warning: the burn-in (100 steps) is shorter than the 5454 steps this synapse needs to "
+        "relax (5 time constants of its slowest mode): the figures include the transient from "
+        "the initial state and can be biased, mostly upward"
+    )
+    assert "UserWarning" not in short.stderr
+    assert json.loads(short.stdout)["monte_carlo"]["burn_in_needed"] == 5454
+    settled = learnsyn_command(args)
+    assert settled.returncode == 0 and "warning" not in settled.stderr
+
+
 def test_tune_adds_best_params(capsys):
     code = main(
         [

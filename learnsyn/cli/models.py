@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from learnsyn.cli.options import (
@@ -17,7 +19,7 @@ from learnsyn.cli.options import (
 )
 from learnsyn.config import parse_assignments, resolve_device
 from learnsyn.estimate.snr import check_convention, check_metric
-from learnsyn.evaluate import evaluate
+from learnsyn.evaluate import SHORT_BURN_IN, evaluate
 from learnsyn.io import FIGURE_FORMATS, check_output_file, write_json_output
 from learnsyn.registry import load_builtin_models, make_model
 from learnsyn.scenario import SCENARIOS, make_scenario
@@ -146,19 +148,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _check_common(args)
     model, scenario, _ = _model_and_task(args)
     device = str(resolve_device(args.device))
-    result = evaluate(
-        model,
-        scenario,
-        synapses=args.synapses,
-        horizon=args.horizon,
-        method=args.method,
-        convention=args.convention,
-        threshold=args.threshold,
-        batch=args.batch,
-        seed=args.seed,
-        burn_in=args.burn_in,
-        device=device,
-    ).to_json()
+    with warnings.catch_warnings():  # a short burn-in: said below in one line
+        warnings.filterwarnings("ignore", message=re.escape(SHORT_BURN_IN))
+        result = evaluate(
+            model,
+            scenario,
+            synapses=args.synapses,
+            horizon=args.horizon,
+            method=args.method,
+            convention=args.convention,
+            threshold=args.threshold,
+            batch=args.batch,
+            seed=args.seed,
+            burn_in=args.burn_in,
+            device=device,
+        ).to_json()
+    record = result.get("monte_carlo") or result.get("grid") or {}
+    if record.get("burn_in_needed"):
+        print(
+            f"warning: the burn-in ({record['burn_in']} steps) is shorter than the "
+            f"{record['burn_in_needed']} steps this synapse needs to relax (5 time constants "
+            "of its slowest mode): the figures include the transient from the initial state "
+            "and can be biased, mostly upward",
+            file=sys.stderr,
+        )
     write_json_output(args.json, result)
     _print_summary(result)
     if args.plot:
