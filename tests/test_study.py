@@ -9,6 +9,7 @@ import pytest
 
 from learnsyn.cli import main
 from learnsyn.runs import START_NAME
+from learnsyn.study.space import sampler_seed, trial_seed
 
 #: a meta-training run of a fraction of a second
 TINY_LEARNED = [
@@ -59,8 +60,9 @@ def test_learned_study_on_sqlite_then_summary_and_compare(tmp_path, capsys):
     for trial in trials:
         run_dir = tmp_path / "runs" / "tiny" / f"trial_{trial.number}"
         assert trial.user_attrs["run_dir"] == str(run_dir)
-        assert trial.user_attrs["seed"] == 5 + trial.number  # seeds per trial, recorded
-        assert json.loads((run_dir / "config.json").read_text())["seed"] == 5 + trial.number
+        seed = trial_seed(5, trial.number)  # seeds per trial, recorded
+        assert trial.user_attrs["seed"] == seed
+        assert json.loads((run_dir / "config.json").read_text())["seed"] == seed
         assert list(run_dir.glob("events.out.tfevents.*"))  # TensorBoard per trial
         assert trial.intermediate_values  # reported for the pruner
     # the figure's baselines are tuned once per setting (here: per state size), not per trial
@@ -81,7 +83,7 @@ def test_learned_study_on_sqlite_then_summary_and_compare(tmp_path, capsys):
     data = json.loads(summary_path.read_text())
     best = data["best_trial"]
     assert best["number"] == study.best_trial.number and best["value"] == study.best_value
-    assert best["seed"] == 5 + best["number"]
+    assert best["seed"] == trial_seed(5, best["number"])
     assert f"best trial {best['number']}" in printed
     assert f"learnsyn compare --run {best['run_dir']}" in printed
     assert f"--seed {best['seed']}" in best["rerun"]
@@ -135,15 +137,47 @@ def test_trials_are_scored_on_their_own_stream_and_an_old_study_keeps_its_seed(t
     assert stored == stream_seed(3, "study-evaluation") != stream_seed(3, "final-evaluation")
     evaluation = json.loads((tmp_path / "runs/new/trial_0/evaluation.json").read_text())
     assert evaluation["monte_carlo"]["seed"] == stored
+    assert load(tmp_path, "new").trials[0].user_attrs["seed"] == trial_seed(3, 0) != 3
     old = load(tmp_path, "new")
     identity = dict(old.user_attrs["learnsyn"])
-    del identity["evaluation_seed"]
+    del identity["evaluation_seed"], identity["trial_seeding"]
     old.set_user_attr("learnsyn", identity)  # as a study created before session 22
     capsys.readouterr()
     assert main([*args, "--study-name", "new", "--n-trials", "2"]) == 0
-    assert "keeps scoring its trials on seed 10003" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "keeps scoring its trials on seed 10003" in err
+    assert "keeps seeding trial k with --seed + k" in err  # as created before session 26
     evaluation = json.loads((tmp_path / "runs/new/trial_1/evaluation.json").read_text())
     assert evaluation["monte_carlo"]["seed"] == 10003
+    assert load(tmp_path, "new").trials[1].user_attrs["seed"] == 3 + 1
+
+
+def test_studies_with_adjacent_seeds_share_no_trial_or_sampler_seed():
+    """Review, session 26: with ``seed + k`` trial k + 1 of ``--seed 0`` was trial k of
+    ``--seed 1`` (the same parameters and bit-identical weights), so replicate studies were
+    mostly copies. Mixed seeds share none; the old rule (kept for old studies) shares most."""
+    for seeds in (trial_seed, sampler_seed):
+        one, two = ({seeds(s, k) for k in range(200)} for s in (0, 1))
+        assert len(one) == len(two) == 200 and not one & two
+        old_one, old_two = ({seeds(s, k, "offset") for k in range(200)} for s in (0, 1))
+        assert len(old_one & old_two) == 199
+    assert all(0 <= trial_seed(2**32 - 1, k) < 2**62 for k in range(50))
+    assert all(0 <= sampler_seed(2**32 - 1, k) < 2**32 for k in range(50))
+
+
+def test_trials_without_a_figure_tune_no_baselines(tmp_path, monkeypatch):
+    """Review, session 26: ``--fixed figure_every=0`` still tuned the figure's baselines before
+    every trial (23 s against 4.8 s for the same ``learnsyn train``)."""
+    import learnsyn.tuning
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("baselines tuned for a figure that is not drawn")
+
+    monkeypatch.setattr(learnsyn.tuning, "tune_baselines_for_run", refuse)
+    fixed = [*TINY_LEARNED[:-4], "--fixed", "figure_every=0", "--fixed", "state_size=2"]
+    args = study_args(tmp_path, "learned", *fixed, "--n-trials", "2", "--study-name", "nofig")
+    assert main(args) == 0
+    assert all(t.state.name == "COMPLETE" for t in load(tmp_path, "nofig").get_trials())
 
 
 def test_baseline_study_summary_to_stdout_and_resume_adds_trials(tmp_path, capsys):

@@ -142,7 +142,13 @@ def add_study_commands(subparsers) -> None:
     how.add_argument("--timeout", type=float, help="seconds after which no trial starts")
     how.add_argument("--sampler", default="tpe", help="tpe | random | cmaes")
     how.add_argument("--pruner", default="median", help="median | none")
-    how.add_argument("--seed", type=study_seed_int, default=0, help="trial k trains with seed + k")
+    how.add_argument(
+        "--seed",
+        type=study_seed_int,
+        default=0,
+        help="the study's seed: the trials' training seeds and the sampler's are mixed from it "
+        "(adjacent seeds share no trial)",
+    )
     how.add_argument("--heartbeat", type=int, default=60, help="seconds; 0: off (databases)")
     how.add_argument("--out", default="runs", help="trials go to <out>/<study>/trial_<k>/")
     report = p.add_argument_group("summary")

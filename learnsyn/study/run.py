@@ -13,7 +13,8 @@ them start exactly ``--n-trials`` trials together (failed trials do not count, s
 trial is replaced), and a worker out of trials to start waits for the others' running trials,
 so that one whose worker died is marked failed by its stale heartbeat and replaced. Re-running
 the command resumes an interrupted study. Non-finite objectives prune the trial. Trial ``k`` of
-a learned study trains with seed ``--seed + k``; its seed, run directory and host are user
+a learned study trains with a seed mixed from ``--seed`` and ``k`` (``StudySettings.trial_seed``;
+``--seed + k`` in a study created before session 26); its seed, run directory and host are user
 attributes, so any trial can be re-run (``--summary`` prints the command).
 """
 
@@ -119,7 +120,7 @@ class TrialObjective:
 
         s = self.settings
         try:
-            config = learned_config(s, params, seed=s.seed + trial.number)
+            config = learned_config(s, params, seed=s.trial_seed(trial.number))
         except ValueError as error:  # a combination the user's narrowed space allows
             raise optuna.TrialPruned(f"settings rejected: {error}") from None
         trial.set_user_attr("seed", config.seed)
@@ -136,7 +137,11 @@ class TrialObjective:
                 final_evaluation=False,
                 log=lambda message: self._run_log(trial.number, message),
                 on_iteration=IntermediateReporter(trial, s.metric, config.iterations),
-                figure_baselines=self._shared_baselines(config, FIGURE_BASELINES, trial.number),
+                figure_baselines=(  # no figure (figure_every 0): nothing to tune for it
+                    self._shared_baselines(config, FIGURE_BASELINES, trial.number)
+                    if config.figure_every
+                    else None
+                ),
                 tune_start=lambda names: self._shared_baselines(config, names, trial.number),
             )
         except runs.TrainingDiverged as error:
@@ -290,6 +295,12 @@ def _check_identity(study, settings: StudySettings, log=_log) -> None:
         )
     else:
         settings.evaluation_seed = theirs["evaluation_seed"]
+    settings.trial_seeding = theirs.get("trial_seeding", "offset")
+    if settings.trial_seeding == "offset":
+        log(
+            f"study {study.study_name!r} keeps seeding trial k with --seed + k, as it was "
+            "created (a new study mixes the seeds, so that adjacent --seed values share no trial)"
+        )
     settings.space, kept = keep_stored_choices(settings.space, theirs.get("space"))
     for name in kept:
         choices = ", ".join(map(str, settings.space[name].choices))
@@ -392,7 +403,7 @@ def run_study(
                 continue
             # reseeded per trial: a lone worker's study is reproducible, and two workers do not
             # draw the same parameters
-            study.sampler = make_sampler(sampler, settings.seed + sum(counts.values()))
+            study.sampler = make_sampler(sampler, settings.sampler_seed(sum(counts.values())))
             try:
                 study.optimize(objective, n_trials=1)
             finally:

@@ -373,6 +373,18 @@ class StudySettings:
     #: the seed every learned trial is scored on (None: the study seed's stream; a study created
     #: before that stream had its own offset keeps the one it was created with)
     evaluation_seed: int | None = None
+    #: how trial k's training seed and the sampler's seed before trial n derive from ``seed``:
+    #: "mixed" (``SeedSequence``: studies with adjacent seeds share no trial) or "offset"
+    #: (``seed + k``, ``seed + n``: a study created before session 26 keeps it)
+    trial_seeding: str = "mixed"
+
+    def trial_seed(self, number: int) -> int:
+        """The training seed of trial ``number``."""
+        return trial_seed(self.seed, number, self.trial_seeding)
+
+    def sampler_seed(self, trials: int) -> int:
+        """The sampler's seed before the study's trial number ``trials``."""
+        return sampler_seed(self.seed, trials, self.trial_seeding)
 
     def scoring_seed(self) -> int:
         from learnsyn.config import stream_seed
@@ -390,8 +402,32 @@ class StudySettings:
             space={name: dim.to_json() for name, dim in self.space.items()},
             eval_batch=self.eval_batch,
             method=self.method,
+            trial_seeding=self.trial_seeding,
         )
         return data
+
+
+def _mixed(seed: int, number: int, stream: str) -> int:
+    """A 64-bit number mixed from (seed, number, stream): two studies whose seeds differ by
+    one share none, where ``seed + number`` made trial k + 1 of one trial k of the other."""
+    import numpy as np
+
+    words = [int(seed), int(number), *stream.encode()]
+    return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0])
+
+
+def trial_seed(seed: int, number: int, seeding: str = "mixed") -> int:
+    """Trial ``number``'s training seed in a study of ``seed`` (a run seed: below 2**62)."""
+    if seeding == "offset":
+        return seed + number
+    return _mixed(seed, number, "trial") & ((1 << 62) - 1)
+
+
+def sampler_seed(seed: int, trials: int, seeding: str = "mixed") -> int:
+    """The sampler's seed before trial number ``trials`` (Optuna's samplers: below 2**32)."""
+    if seeding == "offset":
+        return seed + trials
+    return _mixed(seed, trials, "sampler") & ((1 << 32) - 1)
 
 
 def parse_target(target: str | None) -> str | None:
