@@ -197,6 +197,21 @@ def test_baseline_study_summary_to_stdout_and_resume_adds_trials(tmp_path, capsy
     assert (tmp_path / "runs" / name / "trial_5" / "evaluation.json").exists()
 
 
+def test_a_study_refused_for_foreign_trial_directories_is_not_created(tmp_path, capsys):
+    """Review, session 26: the refusal came after the study was created with its settings, so
+    the next run, with the folder cleaned and other settings, was refused as a different
+    study."""
+    args = study_args(tmp_path, "baseline:exponential", "--horizon", "50", "--n-trials", "1")
+    (tmp_path / "runs" / "zz" / "trial_0").mkdir(parents=True)
+    assert main([*args, "--study-name", "zz"]) == 2
+    assert "holds trial directories of another study named 'zz'" in capsys.readouterr().err
+    (tmp_path / "runs" / "zz" / "trial_0").rmdir()
+    other = [*args, "--study-name", "zz"]
+    other[other.index("100")] = "200"  # --synapses 200: not the settings of the refused run
+    assert main(other) == 0
+    assert load(tmp_path, "zz").user_attrs["learnsyn"]["synapses"] == 200
+
+
 def test_summary_with_one_trial_has_no_importances(tmp_path, capsys):
     args = study_args(tmp_path, "baseline:binary", "--horizon", "50", "--n-trials", "1")
     assert main(args) == 0
@@ -354,3 +369,11 @@ def test_a_study_created_before_a_cell_was_registered_resumes_with_its_own_choic
     trials = load(tmp_path, "old").get_trials()
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
     assert all(t.distributions["cell"].choices == tuple(old) for t in trials)
+    # choices that are not the study's are refused in one line before any trial (review,
+    # session 26: Optuna's "dynamic value space" error inside a trial, which it recorded failed)
+    for narrowed in ("cell=mlp,gru", "cell=gru,rnn"):
+        capsys.readouterr()
+        assert main([*args, "--n-trials", "3", "--space", narrowed]) == 2
+        err = capsys.readouterr().err
+        assert "this study searches cell among rnn, gru, chain (as it was created)" in err
+    assert len(load(tmp_path, "old").get_trials()) == 2

@@ -315,6 +315,15 @@ def _check_identity(study, settings: StudySettings, log=_log) -> None:
             )
 
 
+def _refuse_foreign_trials(study_dir: Path, study_name: str) -> None:
+    """Trial directories where a study without trials would write are another study's."""
+    if list(study_dir.glob("trial_*")):
+        raise ValueError(
+            f"{study_dir} holds trial directories of another study named {study_name!r}; "
+            "choose another --study-name or --out"
+        )
+
+
 def _fail_stale_trials(study) -> None:
     import optuna
 
@@ -365,19 +374,19 @@ def run_study(
     lock = location.slot_lock()
     try:
         lock.acquire()  # the first worker creates tables and study while the others wait
+        storage = location.open(heartbeat or None)
+        if study_name not in optuna.get_all_study_names(storage):
+            _refuse_foreign_trials(study_dir, study_name)  # before the study is created
         study = optuna.create_study(
-            storage=location.open(heartbeat or None),
+            storage=storage,
             study_name=study_name,
             direction="maximize",
             pruner=make_pruner(pruner),
             load_if_exists=True,
         )
         _check_identity(study, settings, log)
-        if not study.get_trials(deepcopy=False) and list(study_dir.glob("trial_*")):
-            raise ValueError(
-                f"{study_dir} holds trial directories of another study named {study_name!r}; "
-                "choose another --study-name or --out"
-            )
+        if not study.get_trials(deepcopy=False):
+            _refuse_foreign_trials(study_dir, study_name)
         lock.release()
         if not lock.exact:
             log(

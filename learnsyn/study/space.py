@@ -198,7 +198,8 @@ def keep_stored_choices(space: Space, stored: dict[str, Any] | None) -> tuple[Sp
     """A study keeps the choices it was created with: where a choice dimension's ``stored``
     choices (the study's saved ``space``) differ from ``space``'s but all lie among today's (a
     cell registered since the study began), the stored ones are searched, since Optuna refuses
-    a categorical whose choices change within a study. Returns the space and the names kept."""
+    a categorical whose choices change within a study; other choices are refused in one line.
+    Returns the space and the names kept."""
     kept, names = dict(space), []
     for name, dim in space.items():
         old = (stored or {}).get(name) or {}
@@ -208,6 +209,12 @@ def keep_stored_choices(space: Space, stored: dict[str, Any] | None) -> tuple[Sp
         if choices and set(choices) <= set(dim.choices):
             kept[name] = replace(dim, choices=choices)
             names.append(name)
+        elif choices:  # Optuna would fail inside the next trial ("dynamic value space")
+            raise ValueError(
+                f"this study searches {name} among {', '.join(map(str, choices))} (as it was "
+                f"created), not {', '.join(map(str, dim.choices))}: a study cannot change a "
+                f"choice's options; search those, or start another --study-name"
+            )
     return kept, names
 
 
