@@ -331,6 +331,12 @@ def test_summary_of_a_missing_study_names_the_ones_there(tmp_path, capsys):
     storage = f"sqlite:///{tmp_path / 'runs/optuna.db'}"
     assert main(["study", "--summary", "--storage", storage, "--study-name", "other"]) == 2
     assert "studies there: baseline-binary-ideal-N100" in capsys.readouterr().err
+    assert main([*study_args(tmp_path, "baseline:exponential"), "--n-trials", "1"]) == 0
+    capsys.readouterr()
+    assert main(["study", "--summary", "--storage", storage]) == 2  # which one? (was "None")
+    assert "holds several studies: name one with --study-name (baseline-" in (
+        capsys.readouterr().err
+    )
 
 
 def test_storage_urls_are_checked_and_shown_without_connecting(tmp_path):

@@ -319,6 +319,11 @@ def study_summary(location: StorageLocation, study_name: str | None) -> dict[str
         study_name = names[0]
     if study_name not in names:
         listed = ", ".join(names) or "none"
+        if study_name is None:
+            raise ValueError(
+                f"storage {location.display} holds several studies: name one with "
+                f"--study-name ({listed})"
+            )
         raise ValueError(
             f"no study {study_name!r} in storage {location.display}; studies there: {listed}"
         )
@@ -442,10 +447,19 @@ def print_summary(data: dict[str, Any], written_to: str, stream) -> None:
             + (f" +- {error:.2g}" if error is not None else "")
             + (f" ({best['measured_on']})" if best.get("measured_on") else "")
         )
-        say(
-            f"  the best of {counts['complete']} completed trials on the same random numbers, "
-            "so biased upward; `learnsyn compare` re-evaluates on fresh ones"
-        )
+        if str(best.get("measured_on", "")).startswith("exact"):
+            say(f"  the best of {counts['complete']} completed trials, each exact (no noise)")
+        elif "compare" in best:
+            say(
+                f"  the best of {counts['complete']} completed trials on the same random "
+                "numbers, so biased upward; `learnsyn compare` re-evaluates on fresh ones"
+            )
+        else:
+            say(
+                f"  the best of {counts['complete']} completed trials on the same random "
+                "numbers, so biased upward; the re-run below with another --seed evaluates it "
+                "on fresh ones"
+            )
         values = best.get("model_params") or best["params"]
         say("  parameters: " + ", ".join(f"{k}={_short(v)}" for k, v in values.items()))
         say(f"  seed {best['seed']}, run {best['run_dir']} (host {best['host']})")
