@@ -47,6 +47,7 @@ from learnsyn.estimate.snr import (
     leave_one_out_metrics,
     leave_one_out_stderr,
     lifetime_censored,
+    lifetime_stderr,
     snr_from_moments,
 )
 from learnsyn.io import to_jsonable
@@ -386,6 +387,9 @@ def evaluate(
         stderr = estimate.stderr.double().cpu().numpy().tolist()
         loo_metrics = leave_one_out_metrics(ages_array, estimate, threshold)
         metrics_stderr = leave_one_out_stderr(loo_metrics)
+        delta = lifetime_stderr(ages_array, combined, stderr, threshold)
+        if delta is not None:  # else the jackknife of the crossing ages stands
+            metrics_stderr["lifetime"] = delta
         used_groups, per_group = pair_groups(batch, groups)
         mc_info = {
             "batch_pairs": used_groups * per_group,  # the pairs simulated (whole groups)
