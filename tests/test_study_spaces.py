@@ -149,3 +149,28 @@ def test_reporter_smooths_reports_every_few_iterations_and_prunes():
             pruned(iteration, {"area": 1.0})
     with pytest.raises(optuna.TrialPruned, match="non-finite area"):
         IntermediateReporter(StubTrial(), "area", 40)(0, {"area": math.nan})
+
+
+def test_the_median_pruner_compares_only_training_windows_of_one_length():
+    """Review, session 26: the pruner ranked trials on their training area over their own
+    window, and the default space searches horizon (300..1000), so short-window trials were
+    pruned for scoring less area; it could also prune on the first report. With horizon
+    searched nothing is pruned (a note says why); with it fixed, not in the first quarter."""
+    from dataclasses import replace
+
+    from learnsyn.study.run import make_pruner
+    from learnsyn.study.space import StudySettings, learned_space
+
+    settings = StudySettings(
+        target="learned", model=None, task="ideal", task_params={}, synapses=1000,
+        metric="area", horizon=600, threshold=1.0, convention="large-n", seed=0,
+        space=learned_space(), fixed={},
+    )  # fmt: skip
+    said = []
+    assert isinstance(make_pruner("median", settings, said.append), optuna.pruners.NopPruner)
+    assert "searches horizon" in said[0] and "--fixed horizon=600" in said[0]
+    fixed = replace(settings, space={k: v for k, v in settings.space.items() if k != "horizon"},
+                    fixed={"horizon": 600, "iterations": 400})  # fmt: skip
+    pruner = make_pruner("median", fixed, said.append)
+    assert isinstance(pruner, optuna.pruners.MedianPruner) and pruner._n_warmup_steps == 100
+    assert isinstance(make_pruner("none", settings), optuna.pruners.NopPruner)

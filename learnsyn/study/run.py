@@ -263,12 +263,31 @@ def check_sampler_and_pruner(sampler: str, pruner: str) -> None:
         raise ValueError(f"unknown pruner {pruner!r}; allowed: {', '.join(PRUNERS)}")
 
 
-def make_pruner(name: str):
+def make_pruner(name: str, settings: StudySettings | None = None, log=_log):
+    """Optuna's pruner for ``--pruner``. The median pruner compares the trials' training
+    metrics at the same iteration, so a learned study that searches ``horizon`` (the window
+    they are measured over: a longer one scores more area whatever the synapse) prunes nothing,
+    and none is pruned in the first quarter of a known number of iterations (early values are
+    mostly noise)."""
     import optuna
 
     if name == "none":
         return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    warmup = 0
+    if settings is not None and settings.model is None:
+        if "horizon" in settings.space:
+            log(
+                "note: the space searches horizon, so the trials' training metrics, which the "
+                "median pruner compares, cover different windows: no trial is pruned (give "
+                "horizon one value, e.g. --fixed horizon=600, to prune)"
+            )
+            return optuna.pruners.NopPruner()
+        if "iterations" not in settings.space:
+            from learnsyn.config import TrainConfig
+
+            iterations = settings.fixed.get("iterations", TrainConfig().iterations)
+            warmup = int(iterations) // 4
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup)
 
 
 #: before session 22 the study's scoring stream shared the final evaluation's offset, so a run
@@ -381,7 +400,7 @@ def run_study(
             storage=storage,
             study_name=study_name,
             direction="maximize",
-            pruner=make_pruner(pruner),
+            pruner=make_pruner(pruner, settings, log),
             load_if_exists=True,
         )
         _check_identity(study, settings, log)
