@@ -325,6 +325,19 @@ def test_bad_input_is_one_line_before_any_trial(tmp_path, capsys, extra, expecte
     assert not list((tmp_path / "runs").glob("*/trial_*"))
 
 
+def test_a_setting_both_searched_and_given_as_an_option_is_refused(tmp_path, capsys):
+    """Review, session 26: ``--space eval_batch=32:128 --eval-batch 64`` dropped the searched
+    range without a word."""
+    i = TINY_LEARNED.index("eval_batch=16")
+    tiny = TINY_LEARNED[: i - 1] + TINY_LEARNED[i + 1 :]
+    args = study_args(tmp_path, "learned", *tiny, "--space", "eval_batch=32:128")
+    assert main([*args, "--eval-batch", "64"]) == 2
+    assert "eval_batch given both as --eval-batch and --space; keep one" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "runs" / "optuna.db").exists()
+
+
 def test_summary_of_a_missing_study_names_the_ones_there(tmp_path, capsys):
     assert main([*study_args(tmp_path, "baseline:binary"), "--n-trials", "1"]) == 0
     capsys.readouterr()

@@ -107,6 +107,11 @@ def test_baseline_space_comes_from_the_model_param_specs():
     serial = baseline_space("serial", ideal, {}, None)
     assert serial["states"].step == 2
     assert all(v["states"] % 2 == 0 for v in sample(serial))
+    narrowed, _ = narrow_space(serial, {"states": "4:12"}, "serial")
+    assert all(v["states"] % 2 == 0 and 4 <= v["states"] <= 12 for v in sample(narrowed))
+    # a log scale would lose the step (review, session 26: odd states drawn, then pruned)
+    with pytest.raises(ValueError, match="moves in steps of 2, which a log scale cannot keep"):
+        narrow_space(serial, {"states": "2:8:log"}, "serial")
     capped = baseline_space("benna-fusi", ideal, {"ratio": "2"}, 3)
     assert "ratio" not in capped and capped["variables"].high == 3
     bounded = baseline_space("exponential", make_scenario("bounded"), {}, None)

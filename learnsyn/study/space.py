@@ -259,6 +259,12 @@ def _narrow_one(dim: Dimension, text: str) -> Dimension | str:
             raise ValueError(f"{where} is not allowed on a {scale} scale: need {need}")
         if dim.step > 1 and (low - dim.low) % dim.step:
             raise ValueError(f"{where}: LOW must lie on the step-{dim.step} grid from {dim.low}")
+        if dim.step > 1 and scale == "log":  # Optuna's log-scaled integers have step 1
+            raise ValueError(
+                f"{where}: {dim.name} moves in steps of {dim.step}, which a log scale cannot "
+                f"keep (it would draw values off the grid); use a linear one: "
+                f"{dim.name}={parts[0]}:{parts[1]}"
+            )
         if low == high:
             return parts[0]
         return replace(dim, low=low, high=high, scale=scale)
@@ -503,8 +509,9 @@ def study_settings(args: argparse.Namespace) -> StudySettings:
         space, from_space = narrow_space(space, entries, "the learned synapse")
         fixed = train_field_values({**given_fixed, **from_space})
         if args.eval_batch is not None:
-            if "eval_batch" in fixed:
-                raise ValueError("eval_batch given both as --eval-batch and --fixed; keep one")
+            if "eval_batch" in fixed or "eval_batch" in entries:
+                where = "--fixed" if "eval_batch" in fixed else "--space"
+                raise ValueError(f"eval_batch given both as --eval-batch and {where}; keep one")
             fixed["eval_batch"] = args.eval_batch
         space = {name: dim for name, dim in space.items() if name not in fixed}
         horizon = args.horizon or fixed.get("horizon") or TrainConfig().horizon
