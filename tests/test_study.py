@@ -87,6 +87,9 @@ def test_learned_study_on_sqlite_then_summary_and_compare(tmp_path, capsys):
     assert f"best trial {best['number']}" in printed
     assert f"learnsyn compare --run {best['run_dir']}" in printed
     assert f"--seed {best['seed']}" in best["rerun"]
+    # outside the study's folder (a trial_*-rerun there looked like a trial; session 26)
+    reruns = tmp_path / "runs" / "tiny-reruns" / f"trial_{best['number']}"
+    assert best["rerun"].endswith(f"--out {reruns}")
     assert set(data["importances"]) <= set(best["params"]) | {"init"}
     assert f"optuna-dashboard {storage}" in printed
     assert main(["compare", "--run", best["run_dir"], "--baselines", "exponential"]) == 0

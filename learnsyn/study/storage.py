@@ -402,7 +402,9 @@ def _train_command(config: dict[str, Any], run_dir: str) -> tuple[str, str | Non
             field.metadata.get("required") or value != getattr(defaults, field.name)
         ):
             parts += [option_name(field), str(value)]
-    parts += ["--out", f"{run_dir}-rerun"]
+    # beside the study's folder, not in it: no trial_* name there, no extra run in its TensorBoard
+    trial = Path(run_dir)
+    parts += ["--out", str(trial.parent.with_name(trial.parent.name + "-reruns") / trial.name)]
     return " ".join(shlex.quote(part) for part in parts), None
 
 
