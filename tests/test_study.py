@@ -310,6 +310,8 @@ def test_joining_a_study_with_another_objective_is_refused(tmp_path, capsys):
         (["--metric", "speed"], "unknown metric 'speed'"),
         (["--space", "lr=0.1:0.01"], "LOW must not exceed HIGH"),
         (["--fixed", "lr=0.01", "--space", "lr=0.02"], "both in --space and --fixed"),
+        (["--max-state", "2"], "--max-state applies to baseline targets"),  # (was ignored)
+        (["--method", "exact"], "--method exact applies to baseline targets"),
         (["--fixed", "synapses=5"], "set it with --synapses"),
         (["--fixed", "task_params.levels=8"], "set it with --task-param"),
         (["--fixed", "cell_params=x"], "give each entry of cell_params as cell_params.KEY=VALUE"),

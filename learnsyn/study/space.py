@@ -471,6 +471,13 @@ def study_settings(args: argparse.Namespace) -> StudySettings:
         if getattr(args, option) is None:
             raise ValueError(f"--{option} is required to run a study (or pass --summary)")
     model = parse_target(args.target)
+    if model is None and (args.max_state is not None or args.method != "auto"):
+        given = "--max-state" if args.max_state is not None else f"--method {args.method}"
+        raise ValueError(
+            f"{given} applies to baseline targets; a learned trial's size is state_size "
+            "(--space state_size=LOW:HIGH or --fixed state_size=M) and it is scored by Monte "
+            "Carlo"
+        )
     check_metric(args.metric, TRAIN_METRICS if model is None else METRICS)
     check_convention(args.convention)
     if args.synapses < 1:
