@@ -270,7 +270,7 @@ def exact_curves(
 #: said once per process when a burn-in is shorter than the model's relaxation
 SHORT_BURN_IN = (
     "a burn-in shorter than the model needs to relax (5 time constants of its slowest mode; "
-    "`burn_in_needed` in the evaluation's monte_carlo or grid record): the estimate includes "
+    "`burn_in_needed` in the evaluation's monte_carlo record): the estimate includes "
     "the transient from the initial state and can be biased, mostly upward"
 )
 
@@ -278,10 +278,11 @@ SHORT_BURN_IN = (
 def _short_burn_in(model: Synapse, scenario: Scenario, burn_in: int) -> dict[str, int]:
     """``{"burn_in_needed": steps}`` (and the ``SHORT_BURN_IN`` warning) when ``burn_in`` is
     shorter than ``relaxation_steps``, else ``{}``; also ``{}`` where no time scale is known
-    and where the scenario constrains the state: clipping relaxes a slow or unstable linear
-    mode far faster than its time scale (a ``linear-range`` synapse with a 21.5M-step scale
-    reads the same area on the 8-level grid after 1500 and 20,000 steps)."""
-    steps = None if scenario.constrains_state else relaxation_steps(model, scenario)
+    and where the scenario clips the state to a range: clipping relaxes a slow or unstable
+    linear mode far faster than its time scale (a ``linear-range`` synapse with a 21.5M-step
+    scale reads the same area on the 8-level grid after 1500 and 20,000 steps)."""
+    clipped = scenario.state_range() is not None
+    steps = None if clipped else relaxation_steps(model, scenario)
     if steps is None or burn_in >= steps:
         return {}
     warnings.warn(SHORT_BURN_IN, stacklevel=3)
@@ -351,7 +352,6 @@ def evaluate(
         )
         combined = weights @ curves
         grid_info = {"states": scenario.params["levels"] ** model.state_size, "burn_in": burn}
-        grid_info.update(_short_burn_in(model, scenario, burn))
     elif method == "exact":
         curves = exact_curves(model, scenario, ages_array, synapses, convention)
         combined = weights @ curves

@@ -511,9 +511,12 @@ def _finished_result(run_dir: Path, config: TrainConfig, final_evaluation: bool)
         return None  # prepare_run_dir names what is wrong
     done = isinstance(result, dict) and result.get("status") == "complete"
     evaluated = "evaluation" in result if done and final_evaluation else done
-    if evaluated and asdict(saved) == asdict(replace(config, **_free(saved))):
-        return result
-    return None
+    if not evaluated or asdict(saved) != asdict(replace(config, **_free(saved))):
+        return None
+    evaluation = result.get("evaluation") or {}
+    if evaluation.get("eval_batch", config.eval_batch) not in (None, config.eval_batch):
+        return None  # config.json took a new --eval-batch whose evaluation did not finish
+    return result
 
 
 def _free(saved: TrainConfig) -> dict[str, Any]:
@@ -621,6 +624,7 @@ def _final_evaluation(model, scenario, config: TrainConfig, device) -> dict[str,
         "metrics": result.metrics,
         "metrics_stderr": result.metrics_stderr,
         "batch_pairs": None if exact else result.monte_carlo["batch_pairs"],  # (simulated)
+        "eval_batch": None if exact else config.eval_batch,  # (asked for: a resume compares it)
         "method": "exact" if exact else "monte-carlo",
         "measured_on": measured_on,
         "stationarity": stationarity_check(model, scenario, config, device, result, exact),

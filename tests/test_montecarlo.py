@@ -348,6 +348,10 @@ def test_a_short_burn_in_is_said_and_recorded_and_the_batch_reported_is_what_ran
     assert "batch_pairs_requested" not in settled.monte_carlo
     assert abs(settled.metrics["area"] - exact) < 4 * settled.metrics_stderr["area"]
     assert biased.metrics["area"] > exact + 6 * biased.metrics_stderr["area"]  # 169 +- 5 vs 117
+    # noise without a range relaxes as the synapse does: said there too (not in bounded)
+    unbounded = make_scenario("noisy", {"bound": 0})
+    with pytest.warns(UserWarning, match=SHORT_BURN_IN[:40]):
+        evaluate(model, unbounded, method="monte-carlo", batch=32, burn_in=100, **kw)
 
 
 @pytest.mark.parametrize(
@@ -369,3 +373,22 @@ def test_the_lifetime_error_stands_for_its_spread_over_seeds(name, params, z_spr
     z = (np.array([run.metrics["lifetime"] for run in runs]) - exact) / errors
     assert z_spread[0] < z.std(ddof=1) < z_spread[1]
     assert abs(z.mean()) < 0.5 and errors.max() < 10 * errors.min()
+
+
+def test_the_lifetime_error_on_edge_curves():
+    """``lifetime_stderr`` (review, session 26): a curve flat at the threshold gets at most the
+    span of the ages (it read 339,482 on a 300-age curve), a non-finite error and a curve
+    without a crossing fall back (None), and ages 10 apart get the delta method's value."""
+    from learnsyn.estimate.snr import lifetime_stderr
+
+    ages = np.arange(300.0)
+    flat = 1.0 + 1e-7 * (150 - ages)
+    assert lifetime_stderr(ages, flat, np.full(300, 0.02)) == pytest.approx(math.hypot(299, 0.5))
+    falling = 3.0 - ages / 100
+    assert lifetime_stderr(ages, falling, np.full(300, np.nan)) is None
+    assert lifetime_stderr(ages, falling - 5, np.full(300, 0.1)) is None  # never above
+    assert lifetime_stderr(ages, falling + 5, np.full(300, 0.1)) is None  # censored
+    assert lifetime_stderr(ages, falling, np.full(300, 0.1)) == pytest.approx(math.hypot(10, 0.5))
+    spaced = np.arange(0.0, 3000.0, 10.0)  # 5 exp(-t / 1000) crosses 1 at 1609 with slope -1e-3
+    error = lifetime_stderr(spaced, 5 * np.exp(-spaced / 1000), np.full(300, 0.1))
+    assert error == pytest.approx(100, rel=0.05)

@@ -258,6 +258,30 @@ def test_resuming_a_finished_run_changes_nothing_unless_the_evaluation_batch_doe
     assert (run / "result.json").stat().st_mtime_ns > files[run / "result.json"]
 
 
+def test_a_resume_whose_new_evaluation_batch_failed_evaluates_again(tmp_path, monkeypatch):
+    """Review, session 26: a resume with another eval_batch writes it to config.json before its
+    final evaluation; when that evaluation failed, the next resume found the config matching
+    and returned the old evaluation as current."""
+    import learnsyn.runs
+
+    run, config = tmp_path / "run", replace(TINY, figure_every=0)
+    first = train(config, run, progress=False, log=quiet)
+    assert first["evaluation"]["eval_batch"] == config.eval_batch
+    bigger = replace(config, eval_batch=2 * config.eval_batch)
+    real = learnsyn.runs._final_evaluation
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("no room for the bigger batch")
+
+    monkeypatch.setattr(learnsyn.runs, "_final_evaluation", out_of_memory)
+    with pytest.raises(MemoryError):
+        train(bigger, run, resume=True, progress=False, log=quiet)
+    monkeypatch.setattr(learnsyn.runs, "_final_evaluation", real)
+    again = train(bigger, run, resume=True, progress=False, log=quiet)
+    assert again["evaluation"]["eval_batch"] == bigger.eval_batch
+    assert again["evaluation"]["batch_pairs"] == bigger.eval_batch
+
+
 def test_cell_parameters_given_as_text_are_stored_as_the_cell_reads_them(tmp_path):
     """`--cell-param output_scale=4` arrives as the string "4"; config.json holds the number,
     as `init=auto` writes its own sizing, and a resume given the string still matches."""

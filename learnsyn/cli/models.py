@@ -163,7 +163,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             burn_in=args.burn_in,
             device=device,
         ).to_json()
-    record = result.get("monte_carlo") or result.get("grid") or {}
+    record = result.get("monte_carlo") or {}
     if record.get("burn_in_needed"):
         print(
             f"warning: the burn-in ({record['burn_in']} steps) is shorter than the "

@@ -240,24 +240,27 @@ def leave_one_out_stderr(loo_metrics: dict[str, list]) -> dict[str, float]:
 def lifetime_stderr(ages, snr, snr_stderr, threshold: float = 1.0) -> float | None:
     """The standard error of a Monte Carlo lifetime by the delta method: the SNR's standard
     error at the lifetime over the curve's slope there (a least-squares line over the ages
-    within 10 % of the lifetime, at least 3 ages, on either side), with the rounding to a whole
-    age (``rounding_error``). None where it does not apply (no crossing, a censored curve, a
-    curve not falling there). The jackknife of where the leave-one-group-out curves cross is
-    unstable on a flat, noisy curve, whose last crossing jumps between groups (serial, 8
-    states, N = 1000: errors from 0.6 to 12 ages for a spread of 2.45 over seeds, z with
-    standard deviation 1.55); this one reads 1.0-8.8, z 0.94 (session 26)."""
+    within 10 % of the lifetime, at least 3 age steps, on either side; at most the span of the
+    ages), with the rounding to a whole age (``rounding_error``). None where it does not apply
+    (no crossing, a censored curve, a curve not falling there, a non-finite error). The
+    jackknife of where the leave-one-group-out curves cross is unstable on a flat, noisy
+    curve, whose last crossing jumps between groups (serial, 8 states, N = 1000: errors from
+    0.6 to 12 ages for a spread of 2.45 over seeds, z with standard deviation 1.55); this one
+    reads 1.0-8.8, z 0.94 (session 26)."""
     ages = np.asarray(ages, dtype=np.float64)
     snr = np.asarray(snr, dtype=np.float64)
     above = np.nonzero(snr >= threshold)[0]
     if not len(above) or above[-1] == len(snr) - 1:
         return None
     last = int(above[-1])
-    width = max(3, math.ceil(0.1 * ages[last]))
-    window = slice(max(0, last - width), min(len(ages), last + width + 1))
-    slope = np.polyfit(ages[window], snr[window], 1)[0]
-    if not slope < 0:
+    spacing = ages[last + 1] - ages[last]
+    near = np.abs(ages - ages[last]) <= max(3 * spacing, math.ceil(0.1 * ages[last]))
+    slope = np.polyfit(ages[near], snr[near], 1)[0]
+    error = float(snr_stderr[last]) / -slope if slope < 0 else math.inf
+    if not math.isfinite(error):
         return None
-    error = float(snr_stderr[last]) / -slope
+    # a curve nearly flat at the threshold: its crossing can lie anywhere in the window
+    error = min(error, float(ages[-1] - ages[0]))
     return math.hypot(error, rounding_error("lifetime", True))
 
 
