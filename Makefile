@@ -36,11 +36,13 @@ bench: $(STAMP)
 	$(VENV)/bin/learnsyn bench
 
 # The N = 1000 cells of the scoreboard (about 5 min on one core; cached, so it resumes);
-# learned runs to score: make scoreboard RUNS="runs/ideal runs/bounded"
+# learned runs to score: make scoreboard RUNS="runs/ideal runs/bounded"; OVERWRITE=1 replaces a
+# board that holds cells or runs this call leaves out
 RUNS ?=
+OVERWRITE ?=
 scoreboard: $(STAMP)
 	OMP_NUM_THREADS=1 $(VENV)/bin/learnsyn scoreboard --synapses 1000 --out runs/scoreboard \
-		$(if $(RUNS),--runs $(RUNS))
+		$(if $(RUNS),--runs $(RUNS)) $(if $(OVERWRITE),--overwrite)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

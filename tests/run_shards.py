@@ -4,17 +4,25 @@ Each test is single-threaded (``conftest`` sets one torch thread), so one pytest
 the second of the machine's two cores idle. ``python tests/run_shards.py [--shards N] [PYTEST
 ARGS]`` starts ``pytest --shard K/N`` for K = 1..N, prints each part's output when it ends, and
 exits with the first non-zero status (0 when every part passed; a part that selected no test
-counts as passed).
+counts as passed). Each part keeps its own pytest cache; their failures are merged into the
+usual one, so a later ``pytest --lf`` reruns every failed test. Options that read the last
+failures (``--lf``, ``--ff``, ``--sw``) run as one part.
 """
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 NO_TESTS_COLLECTED = 5  # pytest's exit code when a part selected nothing
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".pytest_cache"
+LAST_FAILED = Path("v") / "cache" / "lastfailed"
+ONE_PART = {"--lf", "--last-failed", "--ff", "--failed-first", "--sw", "--stepwise"}
 
 
 def default_shards() -> int:
@@ -24,6 +32,25 @@ def default_shards() -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(1, min(4, cores))
+
+
+def part_command(k: int, n: int, pytest_args: list[str]) -> list[str]:
+    """Part ``k`` of ``n``: pytest on its share, with a cache folder of its own."""
+    cache = ["-o", f"cache_dir={CACHE / f'part-{k}'}"] if n > 1 else []
+    return [sys.executable, "-m", "pytest", f"--shard={k}/{n}", *cache, *pytest_args]
+
+
+def merge_last_failed(n: int) -> None:
+    """The parts' last failures, together, where a plain ``pytest --lf`` reads them."""
+    failed, found = {}, False
+    for k in range(1, n + 1):
+        path = CACHE / f"part-{k}" / LAST_FAILED
+        if path.is_file():
+            found = True
+            failed.update(json.loads(path.read_text()))
+    if found:
+        (CACHE / LAST_FAILED).parent.mkdir(parents=True, exist_ok=True)
+        (CACHE / LAST_FAILED).write_text(json.dumps(failed, indent=2, sort_keys=True))
 
 
 def main(argv=None) -> int:
@@ -37,25 +64,31 @@ def main(argv=None) -> int:
     args, pytest_args = parser.parse_known_args(argv)
     if args.shards < 1:
         parser.error(f"--shards {args.shards}: expected at least 1")
+    shards = args.shards
+    if shards > 1 and ONE_PART & set(pytest_args):
+        print("note: --lf, --ff and --sw read the last failures: one part", flush=True)
+        shards = 1
     started = time.monotonic()
     parts = []
-    for k in range(1, args.shards + 1):
+    for k in range(1, shards + 1):
         log = tempfile.TemporaryFile(mode="w+")
-        command = [sys.executable, "-m", "pytest", f"--shard={k}/{args.shards}", *pytest_args]
+        command = part_command(k, shards, pytest_args)
         parts.append((k, log, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)))
     codes = []
     try:
         for k, log, process in parts:
             codes.append(process.wait())
             log.seek(0)
-            print(f"===== part {k} of {args.shards}: exit {codes[-1]} =====", flush=True)
+            print(f"===== part {k} of {shards}: exit {codes[-1]} =====", flush=True)
             sys.stdout.write(log.read())
             sys.stdout.flush()
     except KeyboardInterrupt:
         for _, _, process in parts:
             process.terminate()
         raise
-    print(f"===== {args.shards} parts in {time.monotonic() - started:.0f} s: exit {codes} =====")
+    if shards > 1:
+        merge_last_failed(shards)
+    print(f"===== {shards} parts in {time.monotonic() - started:.0f} s: exit {codes} =====")
     failed = [code for code in codes if code not in (0, NO_TESTS_COLLECTED)]
     if failed:
         return failed[0]

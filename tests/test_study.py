@@ -208,6 +208,8 @@ def test_a_study_refused_for_foreign_trial_directories_is_not_created(tmp_path, 
     (tmp_path / "runs" / "zz" / "trial_0").mkdir(parents=True)
     assert main([*args, "--study-name", "zz"]) == 2
     assert "holds trial directories of another study named 'zz'" in capsys.readouterr().err
+    assert main(["study", "--summary", "--out", str(tmp_path / "runs")]) == 2
+    assert "holds no study yet" in capsys.readouterr().err  # (was: "several studies")
     (tmp_path / "runs" / "zz" / "trial_0").rmdir()
     other = [*args, "--study-name", "zz"]
     other[other.index("100")] = "200"  # --synapses 200: not the settings of the refused run
@@ -341,6 +343,9 @@ def test_a_setting_both_searched_and_given_as_an_option_is_refused(tmp_path, cap
         capsys.readouterr().err
     )
     assert not (tmp_path / "runs" / "optuna.db").exists()
+    one = study_args(tmp_path, "learned", *tiny, "--space", "eval_batch=64")  # one value
+    assert main([*one, "--eval-batch", "128"]) == 2
+    assert "as --eval-batch and --space" in capsys.readouterr().err
 
 
 def test_summary_of_a_missing_study_names_the_ones_there(tmp_path, capsys):

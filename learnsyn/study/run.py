@@ -316,9 +316,11 @@ def _check_identity(study, settings: StudySettings, log=_log) -> None:
         settings.evaluation_seed = theirs["evaluation_seed"]
     settings.trial_seeding = theirs.get("trial_seeding", "offset")
     if settings.trial_seeding == "offset":
+        seeded = "trial k" if settings.model is None else "its sampler before trial k"
         log(
-            f"study {study.study_name!r} keeps seeding trial k with --seed + k, as it was "
-            "created (a new study mixes the seeds, so that adjacent --seed values share no trial)"
+            f"study {study.study_name!r} keeps seeding {seeded} with --seed + k, as it was "
+            "created (a new "
+            "study mixes the seeds, so that adjacent --seed values share no trial)"
         )
     settings.space, kept = keep_stored_choices(settings.space, theirs.get("space"))
     for name in kept:

@@ -517,7 +517,7 @@ def study_settings(args: argparse.Namespace) -> StudySettings:
         fixed = train_field_values({**given_fixed, **from_space})
         if args.eval_batch is not None:
             if "eval_batch" in fixed or "eval_batch" in entries:
-                where = "--fixed" if "eval_batch" in fixed else "--space"
+                where = "--space" if "eval_batch" in entries else "--fixed"
                 raise ValueError(f"eval_batch given both as --eval-batch and {where}; keep one")
             fixed["eval_batch"] = args.eval_batch
         space = {name: dim for name, dim in space.items() if name not in fixed}

@@ -319,11 +319,13 @@ def study_summary(location: StorageLocation, study_name: str | None) -> dict[str
         study_name = names[0]
     if study_name not in names:
         listed = ", ".join(names) or "none"
-        if study_name is None:
+        if study_name is None and names:
             raise ValueError(
                 f"storage {location.display} holds several studies: name one with "
                 f"--study-name ({listed})"
             )
+        if study_name is None:
+            raise ValueError(f"storage {location.display} holds no study yet")
         raise ValueError(
             f"no study {study_name!r} in storage {location.display}; studies there: {listed}"
         )
