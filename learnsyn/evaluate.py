@@ -275,6 +275,45 @@ SHORT_BURN_IN = (
 )
 
 
+#: said when all pairs merged where the SNR they cannot see may still reach the threshold
+MERGED_PAIRS = (
+    "every simulated pair's two branches have met (a finite-state synapse; "
+    "`pairs_merged_from_age` and `snr_bound_after_merge` in the evaluation's monte_carlo "
+    "record): from that age the Monte Carlo curve reads 0 with an error of 0, while the SNR "
+    "these pairs cannot rule out reaches the threshold; use more pairs (batch) or the exact "
+    "method"
+)
+
+
+def _merged_pairs(model: Synapse, moments, weights, synapses: int) -> tuple:
+    """``(age, bound)``: the first age from which, in every group of every tracked kind, both
+    branches' sums are equal (every pair merged: the curve and its jackknife error are exactly
+    0 there), and for a finite-state synapse the largest SNR that no differing pair among n
+    allows (95 %: fewer than 3 / n of the pairs differ, each by at most the weights' range D:
+    ``sqrt(N) 2 f (1 - f) (3 / n) D / sqrt(V)``, V the weight variance there); (None, None)
+    when the pairs never all merge."""
+    equal = None
+    for m in moments:
+        sums = m.sums
+        same = ((sums[..., 0] == sums[..., 2]) & (sums[..., 1] == sums[..., 3])).all(dim=1)
+        equal = same if equal is None else equal & same
+    differing = torch.nonzero(~equal.cpu()).flatten()
+    age = 0 if not len(differing) else int(differing[-1]) + 1
+    if age >= len(equal):
+        return None, None
+    form = model.markov_form()
+    if form is None:
+        return age, None
+    spread = float(np.ptp(form.weights))
+    bound = 0.0
+    for m, weight in zip(moments, weights):
+        pairs = m.count * m.sums.shape[1]
+        _, variance = m.moments(m.sums[age].sum(0), pairs)
+        f, noise = m.p_plus, max(float(variance), 1e-300) ** 0.5
+        bound += weight * 2 * f * (1 - f) * (3 / pairs) * spread / noise
+    return age, float(np.sqrt(synapses) * bound)
+
+
 def _short_burn_in(model: Synapse, scenario: Scenario, burn_in: int) -> dict[str, int]:
     """``{"burn_in_needed": steps}`` (and the ``SHORT_BURN_IN`` warning) when ``burn_in`` is
     shorter than ``relaxation_steps``, else ``{}``; also ``{}`` where no time scale is known
@@ -382,6 +421,7 @@ def evaluate(
             for kind in kinds
         ]
         estimate = curve_from_pairs(moments, weights, synapses, convention)
+        merged, merged_bound = _merged_pairs(model, moments, weights, synapses)
         curves = estimate.per_kind.double().cpu().numpy()
         combined = estimate.snr.double().cpu().numpy()
         stderr = estimate.stderr.double().cpu().numpy().tolist()
@@ -399,7 +439,11 @@ def evaluate(
             "groups": used_groups,
             "leave_one_out_metrics": loo_metrics,
             **_short_burn_in(model, scenario, burn),
+            **({} if merged is None else {"pairs_merged_from_age": merged}),
+            **({} if merged_bound is None else {"snr_bound_after_merge": merged_bound}),
         }
+        if merged_bound is not None and merged_bound >= threshold:
+            warnings.warn(MERGED_PAIRS, stacklevel=2)
     if metrics is None:
         metrics = compute_metrics(ages_array, combined, threshold)
         censored = lifetime_censored(ages_array, combined, threshold)

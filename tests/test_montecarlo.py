@@ -392,3 +392,30 @@ def test_the_lifetime_error_on_edge_curves():
     spaced = np.arange(0.0, 3000.0, 10.0)  # 5 exp(-t / 1000) crosses 1 at 1609 with slope -1e-3
     error = lifetime_stderr(spaced, 5 * np.exp(-spaced / 1000), np.full(300, 0.1))
     assert error == pytest.approx(100, rel=0.05)
+
+
+def test_pairs_that_all_merged_are_said_where_the_snr_they_hide_can_reach_the_threshold():
+    """Review, session 26: a finite-state synapse's branches meet for good, and once every pair
+    has met the curve reads 0 +- 0 (binary q = 0.1, N = 1e6, 2048 pairs, seed 15: 0 at age 38
+    where the exact SNR is 1.82, lifetime 33 against 43). That is recorded, and said where the
+    SNR the pairs cannot rule out (fewer than 3 / n differing) reaches the threshold."""
+    import warnings
+
+    from learnsyn.evaluate import MERGED_PAIRS
+
+    model, scenario = make_model("binary", {"q": 0.1}), make_scenario("ideal")
+    kw = dict(horizon=100, convention="large-n", method="monte-carlo")
+    exact = evaluate(model, scenario, synapses=10**6, horizon=100, convention="large-n",
+                     method="exact")  # fmt: skip
+    with pytest.warns(UserWarning, match=MERGED_PAIRS[:40]):
+        hidden = evaluate(model, scenario, synapses=10**6, batch=2048, seed=15, **kw)
+    age = hidden.monte_carlo["pairs_merged_from_age"]
+    assert age == 38 and hidden.snr[age] == 0 and hidden.snr_stderr[age] == 0
+    assert exact.snr[age] > 1 and hidden.monte_carlo["snr_bound_after_merge"] > exact.snr[age] / 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # at N = 1000 the hidden SNR stays far below 1
+        small = evaluate(model, scenario, synapses=1000, batch=256, seed=0, **kw)
+        linear = evaluate(make_model("exponential", {"decay": 0.9}), scenario, synapses=1000,
+                          batch=256, seed=0, **kw)  # fmt: skip
+    assert small.monte_carlo["snr_bound_after_merge"] < 1
+    assert "pairs_merged_from_age" not in linear.monte_carlo  # linear branches never meet

@@ -19,7 +19,7 @@ from learnsyn.cli.options import (
 )
 from learnsyn.config import parse_assignments, resolve_device
 from learnsyn.estimate.snr import check_convention, check_metric
-from learnsyn.evaluate import SHORT_BURN_IN, evaluate
+from learnsyn.evaluate import MERGED_PAIRS, SHORT_BURN_IN, evaluate
 from learnsyn.io import FIGURE_FORMATS, check_output_file, write_json_output
 from learnsyn.registry import load_builtin_models, make_model
 from learnsyn.scenario import SCENARIOS, make_scenario
@@ -148,8 +148,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _check_common(args)
     model, scenario, _ = _model_and_task(args)
     device = str(resolve_device(args.device))
-    with warnings.catch_warnings():  # a short burn-in: said below in one line
-        warnings.filterwarnings("ignore", message=re.escape(SHORT_BURN_IN))
+    with warnings.catch_warnings():  # a short burn-in, merged pairs: said below in one line
+        for said in (SHORT_BURN_IN, MERGED_PAIRS):
+            warnings.filterwarnings("ignore", message=re.escape(said))
         result = evaluate(
             model,
             scenario,
@@ -170,6 +171,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"{record['burn_in_needed']} steps this synapse needs to relax (5 time constants "
             "of its slowest mode): the figures include the transient from the initial state "
             "and can be biased, mostly upward",
+            file=sys.stderr,
+        )
+    if record.get("snr_bound_after_merge", 0) >= args.threshold:
+        print(
+            f"warning: every pair's two branches have met by age "
+            f"{record['pairs_merged_from_age']}: from there the curve reads 0 +- 0, yet SNRs up "
+            f"to {record['snr_bound_after_merge']:.3g} are not ruled out by {record['batch_pairs']}"
+            " pairs; use a larger --batch or --method exact",
             file=sys.stderr,
         )
     write_json_output(args.json, result)
