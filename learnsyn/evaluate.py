@@ -277,7 +277,7 @@ SHORT_BURN_IN = (
 
 #: said when all pairs merged where the SNR they cannot see may still reach the threshold
 MERGED_PAIRS = (
-    "every simulated pair's two branches have met (a finite-state synapse; "
+    "every simulated pair's two branches have met (a finite-state synapse, or a clipped one; "
     "`pairs_merged_from_age` and `snr_bound_after_merge` in the evaluation's monte_carlo "
     "record): from that age the Monte Carlo curve reads 0 with an error of 0, while the SNR "
     "these pairs cannot rule out reaches the threshold; use more pairs (batch) or the exact "
@@ -285,13 +285,19 @@ MERGED_PAIRS = (
 )
 
 
-def _merged_pairs(model: Synapse, moments, weights, synapses: int) -> tuple:
-    """``(age, bound)``: the first age from which, in every group of every tracked kind, both
-    branches' sums are equal (every pair merged: the curve and its jackknife error are exactly
-    0 there), and for a finite-state synapse the largest SNR that no differing pair among n
-    allows (95 %: fewer than 3 / n of the pairs differ, each by at most the weights' range D:
-    ``sqrt(N) 2 f (1 - f) (3 / n) D / sqrt(V)``, V the weight variance there); (None, None)
-    when the pairs never all merge."""
+def _merged_pairs(model: Synapse, scenario: Scenario, moments, weights, synapses: int) -> tuple:
+    """``(age, bound)`` for a synapse whose two branches can meet for good (a finite-state one,
+    or a linear one whose state is clipped to a range): the first age from which, in every
+    group of every tracked kind, both branches' sums are equal (every pair merged: the curve and
+    its jackknife error are exactly 0 there), and the largest SNR the pairs cannot rule out at
+    95 % (fewer than 3 / n of them differ, each by at most the weights' range D:
+    ``sqrt(N) 2 f (1 - f) (3 / n) D / sqrt(V)``, V the stationary weight variance where it is
+    known exactly, else the pairs' own there). (None, None) when the pairs never all merge, and
+    for other synapses (a continuous one's branches only meet by float32 rounding, where its
+    SNR is negligible)."""
+    spread, variance = _weight_range(model, scenario)
+    if spread is None:
+        return None, None
     equal = None
     for m in moments:
         sums = m.sums
@@ -301,17 +307,38 @@ def _merged_pairs(model: Synapse, moments, weights, synapses: int) -> tuple:
     age = 0 if not len(differing) else int(differing[-1]) + 1
     if age >= len(equal):
         return None, None
-    form = model.markov_form()
-    if form is None:
-        return age, None
-    spread = float(np.ptp(form.weights))
     bound = 0.0
     for m, weight in zip(moments, weights):
         pairs = m.count * m.sums.shape[1]
-        _, variance = m.moments(m.sums[age].sum(0), pairs)
-        f, noise = m.p_plus, max(float(variance), 1e-300) ** 0.5
-        bound += weight * 2 * f * (1 - f) * (3 / pairs) * spread / noise
-    return age, float(np.sqrt(synapses) * bound)
+        if variance is None:
+            variance_here = float(m.moments(m.sums[age].sum(0), pairs)[1])
+        else:
+            variance_here = variance
+        if variance_here <= 0:
+            return age, math.inf  # no spread at all: nothing is ruled out
+        f = m.p_plus
+        bound += weight * 2 * f * (1 - f) * (3 / pairs) * spread / math.sqrt(variance_here)
+    return age, float(math.sqrt(synapses) * bound)
+
+
+def _weight_range(model: Synapse, scenario: Scenario) -> tuple[float | None, float | None]:
+    """``(D, V)``: the range of the weights a synapse's branches can differ by and, for a
+    finite-state synapse in a scenario with exact statistics, the stationary weight variance;
+    ``(None, None)`` where the branches cannot meet for good (no levels, no range)."""
+    from learnsyn.estimate.exact import background_chain, stationary_distribution
+
+    form = model.markov_form()
+    if form is not None:
+        stats = scenario.markov_statistics()
+        variance = None
+        if stats is not None and stats.repeat is None:
+            pi = stationary_distribution(background_chain(form, stats))
+            variance = float(pi @ form.weights**2 - (pi @ form.weights) ** 2)
+        return float(np.ptp(form.weights)), variance
+    linear, half_width = model.linear_form(), scenario.state_range()
+    if linear is not None and half_width is not None:
+        return float(2 * half_width * np.abs(linear.c).sum()), None
+    return None, None
 
 
 def _short_burn_in(model: Synapse, scenario: Scenario, burn_in: int) -> dict[str, int]:
@@ -421,7 +448,7 @@ def evaluate(
             for kind in kinds
         ]
         estimate = curve_from_pairs(moments, weights, synapses, convention)
-        merged, merged_bound = _merged_pairs(model, moments, weights, synapses)
+        merged, merged_bound = _merged_pairs(model, scenario, moments, weights, synapses)
         curves = estimate.per_kind.double().cpu().numpy()
         combined = estimate.snr.double().cpu().numpy()
         stderr = estimate.stderr.double().cpu().numpy().tolist()
@@ -440,7 +467,7 @@ def evaluate(
             "leave_one_out_metrics": loo_metrics,
             **_short_burn_in(model, scenario, burn),
             **({} if merged is None else {"pairs_merged_from_age": merged}),
-            **({} if merged_bound is None else {"snr_bound_after_merge": merged_bound}),
+            **({} if merged is None else {"snr_bound_after_merge": merged_bound}),
         }
         if merged_bound is not None and merged_bound >= threshold:
             warnings.warn(MERGED_PAIRS, stacklevel=2)

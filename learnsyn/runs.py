@@ -514,7 +514,9 @@ def _finished_result(run_dir: Path, config: TrainConfig, final_evaluation: bool)
     if not evaluated or asdict(saved) != asdict(replace(config, **_free(saved))):
         return None
     evaluation = result.get("evaluation") or {}
-    if evaluation.get("eval_batch", config.eval_batch) not in (None, config.eval_batch):
+    # (a result.json from before session 26 has batch_pairs, then the batch asked for)
+    asked = evaluation.get("eval_batch", evaluation.get("batch_pairs"))
+    if asked not in (None, config.eval_batch):
         return None  # config.json took a new --eval-batch whose evaluation did not finish
     return result
 

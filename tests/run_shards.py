@@ -6,7 +6,7 @@ ARGS]`` starts ``pytest --shard K/N`` for K = 1..N, prints each part's output wh
 exits with the first non-zero status (0 when every part passed; a part that selected no test
 counts as passed). Each part keeps its own pytest cache; their failures are merged into the
 usual one, so a later ``pytest --lf`` reruns every failed test. Options that read the last
-failures (``--lf``, ``--ff``, ``--sw``) run as one part.
+failures or the cache (``--lf``, ``--ff``, ``--sw``, ``--nf``) run as one part.
 """
 
 import argparse
@@ -22,7 +22,8 @@ NO_TESTS_COLLECTED = 5  # pytest's exit code when a part selected nothing
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".pytest_cache"
 LAST_FAILED = Path("v") / "cache" / "lastfailed"
-ONE_PART = {"--lf", "--last-failed", "--ff", "--failed-first", "--sw", "--stepwise"}
+ONE_PART = {"--lf", "--last-failed", "--ff", "--failed-first", "--sw", "--stepwise",
+            "--sw-skip", "--stepwise-skip", "--nf", "--new-first"}  # fmt: skip
 
 
 def default_shards() -> int:
@@ -40,17 +41,36 @@ def part_command(k: int, n: int, pytest_args: list[str]) -> list[str]:
     return [sys.executable, "-m", "pytest", f"--shard={k}/{n}", *cache, *pytest_args]
 
 
-def merge_last_failed(n: int) -> None:
-    """The parts' last failures, together, where a plain ``pytest --lf`` reads them."""
-    failed, found = {}, False
+def _read_last_failed(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def seed_part_caches(n: int) -> None:
+    """Start every part's cache from the usual last failures, so that each part's pytest drops
+    the ones it ran and passed, and keeps the others."""
+    old = _read_last_failed(CACHE / LAST_FAILED) or {}
     for k in range(1, n + 1):
         path = CACHE / f"part-{k}" / LAST_FAILED
-        if path.is_file():
-            found = True
-            failed.update(json.loads(path.read_text()))
-    if found:
-        (CACHE / LAST_FAILED).parent.mkdir(parents=True, exist_ok=True)
-        (CACHE / LAST_FAILED).write_text(json.dumps(failed, indent=2, sort_keys=True))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(old))
+
+
+def merge_last_failed(n: int) -> None:
+    """The last failures after the run, where a plain ``pytest --lf`` reads them: an old one
+    stays unless the part that ran it passed it (it is then gone from that part's cache), and
+    every part's new failures are added."""
+    parts = [_read_last_failed(CACHE / f"part-{k}" / LAST_FAILED) for k in range(1, n + 1)]
+    if any(part is None for part in parts):
+        return  # a part wrote no cache (e.g. -p no:cacheprovider): leave the usual one
+    old = set(_read_last_failed(CACHE / LAST_FAILED) or {})
+    kept = set.intersection(*(set(part) for part in parts))
+    new = set().union(*(set(part) for part in parts)) - old
+    (CACHE / LAST_FAILED).parent.mkdir(parents=True, exist_ok=True)
+    merged = dict.fromkeys(sorted(kept | new), True)
+    (CACHE / LAST_FAILED).write_text(json.dumps(merged, indent=2))
 
 
 def main(argv=None) -> int:
@@ -69,6 +89,8 @@ def main(argv=None) -> int:
         print("note: --lf, --ff and --sw read the last failures: one part", flush=True)
         shards = 1
     started = time.monotonic()
+    if shards > 1:
+        seed_part_caches(shards)
     parts = []
     for k in range(1, shards + 1):
         log = tempfile.TemporaryFile(mode="w+")

@@ -41,10 +41,11 @@ def test_a_bad_shard_is_refused_in_one_line(value):
         shard_of(value)
 
 
-def test_a_failing_part_fails_the_run(monkeypatch, capsys):
+def test_a_failing_part_fails_the_run(monkeypatch, capsys, tmp_path):
     """Whichever part fails, the run fails with its status (review, session 26: a runner that
     returned the first part's status still passed the earlier version of this test)."""
     monkeypatch.chdir(TESTS.parent)
+    monkeypatch.setattr(run_shards, "CACHE", tmp_path)  # not the cache of the run around it
     real = run_shards.part_command
     for failing in (1, 2):
 
@@ -62,16 +63,26 @@ def test_a_failing_part_fails_the_run(monkeypatch, capsys):
 
 
 def test_the_parts_failures_are_merged_for_a_later_lf(monkeypatch, tmp_path):
-    """Each part keeps its own cache; the runner merges their last failures into the usual
-    cache, so a plain ``pytest --lf`` reruns both parts' failures (the last writer won before)."""
+    """Each part keeps its own cache, started from the usual last failures; afterwards an old
+    failure stays unless the part that ran it passed it, and every part's new failures are
+    added, so a plain ``pytest --lf`` reruns exactly what failed (review, session 26: the last
+    part to write won, then the union replaced failures from plain pytest runs)."""
     monkeypatch.setattr(run_shards, "CACHE", tmp_path)
-    for k, node in ((1, "tests/a.py::test_a"), (2, "tests/b.py::test_b")):
+    usual = tmp_path / run_shards.LAST_FAILED
+    usual.parent.mkdir(parents=True)
+    usual.write_text(json.dumps({"old_fails_again": True, "old_now_passes": True, "other": True}))
+    run_shards.seed_part_caches(2)
+    after = {
+        1: ["old_fails_again", "other", "new_in_1"],  # part 1 ran old_now_passes: it passed
+        2: ["old_fails_again", "old_now_passes", "other", "new_in_2"],
+    }
+    for k, failed in after.items():
         path = tmp_path / f"part-{k}" / run_shards.LAST_FAILED
-        path.parent.mkdir(parents=True)
-        path.write_text(json.dumps({node: True}))
+        assert json.loads(path.read_text()) == json.loads(usual.read_text())  # seeded
+        path.write_text(json.dumps(dict.fromkeys(failed, True)))
     run_shards.merge_last_failed(2)
-    merged = json.loads((tmp_path / run_shards.LAST_FAILED).read_text())
-    assert merged == {"tests/a.py::test_a": True, "tests/b.py::test_b": True}
+    merged = set(json.loads(usual.read_text()))
+    assert merged == {"old_fails_again", "other", "new_in_1", "new_in_2"}
     command = run_shards.part_command(2, 2, ["-q"])
     assert command[-4:] == ["--shard=2/2", "-o", f"cache_dir={tmp_path / 'part-2'}", "-q"]
     assert "-o" not in run_shards.part_command(1, 1, ["-q"])  # one part: the usual cache

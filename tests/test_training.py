@@ -280,6 +280,16 @@ def test_a_resume_whose_new_evaluation_batch_failed_evaluates_again(tmp_path, mo
     again = train(bigger, run, resume=True, progress=False, log=quiet)
     assert again["evaluation"]["eval_batch"] == bigger.eval_batch
     assert again["evaluation"]["batch_pairs"] == bigger.eval_batch
+    # a result.json written before the evaluation recorded eval_batch: batch_pairs tells
+    import json
+
+    old = json.loads((run / "result.json").read_text())
+    del old["evaluation"]["eval_batch"]
+    old["evaluation"]["batch_pairs"] = config.eval_batch  # as if the bigger one had failed
+    (run / "result.json").write_text(json.dumps(old))
+    monkeypatch.setattr(learnsyn.runs, "_final_evaluation", out_of_memory)
+    with pytest.raises(MemoryError):  # evaluated again, not returned as it was
+        train(bigger, run, resume=True, progress=False, log=quiet)
 
 
 def test_cell_parameters_given_as_text_are_stored_as_the_cell_reads_them(tmp_path):
