@@ -194,8 +194,12 @@ def test_baseline_study_summary_to_stdout_and_resume_adds_trials(tmp_path, capsy
     assert [t.number for t in load(tmp_path, name).trials] == list(range(6))
     capsys.readouterr()
     assert main(["study", "--summary", "--out", str(tmp_path / "runs"), "--json", "-"]) == 0
-    data = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    data = json.loads(printed.out)
     assert data["study"] == name and data["trials"]["complete"] == 6
+    # the decay is searched as 1-decay: the JSON keeps Optuna's name, the text says both
+    assert list(data["importances"]) == ["1-decay"]
+    assert "parameter importances: decay (as 1-decay) 1.00" in printed.err
     assert "--model exponential" in data["best_trial"]["rerun"]
     assert (tmp_path / "runs" / name / "trial_5" / "evaluation.json").exists()
 

@@ -372,6 +372,14 @@ def _best_trial(trial, identity: dict[str, Any]) -> dict[str, Any]:
     return best
 
 
+def _param_name(optuna_name: str) -> str:
+    """A parameter as the user knows it: a decay searched as ``1-decay`` (on a log scale) is
+    ``decay (as 1-decay)``; the JSON keeps Optuna's name."""
+    if optuna_name.startswith("1-"):
+        return f"{optuna_name[2:]} (as {optuna_name})"
+    return optuna_name
+
+
 def _importances(study, complete: int) -> tuple[dict[str, float] | None, str | None]:
     import optuna
 
@@ -475,7 +483,7 @@ def print_summary(data: dict[str, Any], written_to: str, stream) -> None:
     for line in data.get("running_trials", []):
         say(line)
     if data["importances"]:
-        ranked = ", ".join(f"{k} {v:.2f}" for k, v in data["importances"].items())
+        ranked = ", ".join(f"{_param_name(k)} {v:.2f}" for k, v in data["importances"].items())
         say(f"parameter importances: {ranked}")
     else:
         say(f"parameter importances: {data['importances_note']}")
