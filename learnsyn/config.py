@@ -48,11 +48,19 @@ def stream_seed(seed: int, stream: str) -> int:
     return int(seed) + SEED_STREAMS[stream]
 
 
+def mixed_seed(*parts: int) -> int:
+    """A 64-bit number mixed from integer ``parts`` by NumPy's ``SeedSequence``: nearby parts
+    give independent numbers, where a sum such as ``seed + k`` makes (seed, k + 1) and
+    (seed + 1, k) the same."""
+    state = np.random.SeedSequence([int(part) for part in parts]).generate_state(1, np.uint64)
+    return int(state[0])
+
+
 def iteration_generator(seed: int, iteration: int, device) -> torch.Generator:
     """The generator of one training iteration: a pure function of (seed, iteration), so a
     resumed run replays exactly the numbers an uninterrupted one draws."""
-    mixed = np.random.SeedSequence([seed, iteration]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator(device=device).manual_seed(int(mixed) & ((1 << 63) - 1))
+    mixed = mixed_seed(seed, iteration)
+    return torch.Generator(device=device).manual_seed(mixed & ((1 << 63) - 1))
 
 
 def resolve_device(name: str) -> torch.device:

@@ -29,10 +29,10 @@ import sys
 import time
 from collections.abc import Callable
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
+from learnsyn.config import mixed_seed
 from learnsyn.estimate.montecarlo import PairBatch, PairMoments, pair_groups
 from learnsyn.rollout import fast_simulate_pairs
 from learnsyn.scenario import Scenario, TrackedKind
@@ -46,8 +46,7 @@ def group_range(groups: int, rank: int, world: int) -> range:
 
 def group_seed(base: int, group: int) -> int:
     """The seed of one group's generator: a pure function of (base, group)."""
-    mixed = np.random.SeedSequence([base, group]).generate_state(1, dtype=np.uint64)[0]
-    return int(mixed) & ((1 << 63) - 1)
+    return mixed_seed(base, group) & ((1 << 63) - 1)
 
 
 def _smallest_divisor(number: int) -> int:

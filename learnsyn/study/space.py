@@ -420,27 +420,24 @@ class StudySettings:
         return data
 
 
-def _mixed(seed: int, number: int, stream: str) -> int:
-    """A 64-bit number mixed from (seed, number, stream): two studies whose seeds differ by
-    one share none, where ``seed + number`` made trial k + 1 of one trial k of the other."""
-    import numpy as np
-
-    words = [int(seed), int(number), *stream.encode()]
-    return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0])
-
-
 def trial_seed(seed: int, number: int, seeding: str = "mixed") -> int:
-    """Trial ``number``'s training seed in a study of ``seed`` (a run seed: below 2**62)."""
+    """Trial ``number``'s training seed in a study of ``seed`` (a run seed: below 2**62):
+    ``config.mixed_seed``, so that studies with adjacent seeds share no trial, or ``seed +
+    number`` for a study created before session 26 (``seeding="offset"``)."""
     if seeding == "offset":
         return seed + number
-    return _mixed(seed, number, "trial") & ((1 << 62) - 1)
+    from learnsyn.config import mixed_seed
+
+    return mixed_seed(seed, number, *b"trial") & ((1 << 62) - 1)
 
 
 def sampler_seed(seed: int, trials: int, seeding: str = "mixed") -> int:
     """The sampler's seed before trial number ``trials`` (Optuna's samplers: below 2**32)."""
     if seeding == "offset":
         return seed + trials
-    return _mixed(seed, trials, "sampler") & ((1 << 32) - 1)
+    from learnsyn.config import mixed_seed
+
+    return mixed_seed(seed, trials, *b"sampler") & ((1 << 32) - 1)
 
 
 def parse_target(target: str | None) -> str | None:
