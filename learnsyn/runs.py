@@ -500,18 +500,16 @@ def train(
 
 
 def _finished_result(run_dir: Path, config: TrainConfig, final_evaluation: bool):
-    """The result.json of a run in ``run_dir`` that finished with ``config``'s settings and
-    final evaluation batch (so a resume has nothing to add), else None."""
-    path = run_dir / "result.json"
-    if not path.is_file() or not is_run_dir(run_dir):
-        return None
+    """The result.json of a run in ``run_dir`` that finished with ``config``'s final evaluation
+    batch (so a resume has nothing to add), else None; ``prepare_run_dir`` refuses a resume
+    with other settings, and another ``eval_batch`` (free on resume) evaluates again."""
     try:
-        result, saved = read_json(path), read_run_config(run_dir)
+        result, saved = read_json(run_dir / "result.json"), read_run_config(run_dir)
     except (OSError, ValueError):
-        return None  # prepare_run_dir names what is wrong
+        return None  # no result yet, or prepare_run_dir names what is wrong
     done = isinstance(result, dict) and result.get("status") == "complete"
     evaluated = "evaluation" in result if done and final_evaluation else done
-    if not evaluated or asdict(saved) != asdict(replace(config, **_free(saved))):
+    if not evaluated or saved.eval_batch != config.eval_batch:
         return None
     evaluation = result.get("evaluation") or {}
     # (a result.json from before session 26 has batch_pairs, then the batch asked for)
@@ -519,12 +517,6 @@ def _finished_result(run_dir: Path, config: TrainConfig, final_evaluation: bool)
     if asked not in (None, config.eval_batch):
         return None  # config.json took a new --eval-batch whose evaluation did not finish
     return result
-
-
-def _free(saved: TrainConfig) -> dict[str, Any]:
-    """The resume-free settings that do not change a finished run's result (where it is
-    logged, how often it checkpointed), taken from the saved run."""
-    return {k: getattr(saved, k) for k in RESUME_FREE - {"eval_batch"}}
 
 
 def _candidate(best, score: float, iteration: int, model) -> dict[str, Any]:

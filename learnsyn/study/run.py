@@ -319,8 +319,7 @@ def _check_identity(study, settings: StudySettings, log=_log) -> None:
         seeded = "trial k" if settings.model is None else "its sampler before trial k"
         log(
             f"study {study.study_name!r} keeps seeding {seeded} with --seed + k, as it was "
-            "created (a new "
-            "study mixes the seeds, so that adjacent --seed values share no trial)"
+            "created (a new study mixes the seeds, so that adjacent --seed values share no trial)"
         )
     settings.space, kept = keep_stored_choices(settings.space, theirs.get("space"))
     for name in kept:
@@ -396,7 +395,8 @@ def run_study(
     try:
         lock.acquire()  # the first worker creates tables and study while the others wait
         storage = location.open(heartbeat or None)
-        if study_name not in optuna.get_all_study_names(storage):
+        existed = study_name in optuna.get_all_study_names(storage)
+        if not existed:
             _refuse_foreign_trials(study_dir, study_name)  # before the study is created
         study = optuna.create_study(
             storage=storage,
@@ -406,7 +406,7 @@ def run_study(
             load_if_exists=True,
         )
         _check_identity(study, settings, log)
-        if not study.get_trials(deepcopy=False):
+        if existed and not study.get_trials(deepcopy=False):  # (a new one was checked above)
             _refuse_foreign_trials(study_dir, study_name)
         lock.release()
         if not lock.exact:
