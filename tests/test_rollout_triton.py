@@ -150,6 +150,84 @@ print("compiled", compiled)
 """
 
 
+CHECK_LANES = """
+import torch
+from learnsyn.cells import make_cell
+from learnsyn.estimate.montecarlo import simulate_pairs
+from learnsyn.rollout import fast_simulate_pairs
+from learnsyn.rollout import triton as rollout_triton
+from learnsyn.rollout.triton_lanes import LanesLaunch
+from learnsyn.scenario import make_scenario
+
+device = {device!r}
+made = []  # the lane launches (a silent fall back to the tiles or the reference fails)
+worst = 0.0
+# state 5 (rows padded to 8), 8 and 2; one, three and two backward launches; weights re-read
+# every step or once
+VARIANTS = [(5, dict(block=16, warps=1, parts=1, reload=True)),
+            (8, dict(block=32, warps=1, parts=3, reload=True)),
+            (2, dict(block=16, warps=1, parts=2, reload=False))]
+for state, options in VARIANTS:
+    def launch(*a, **k):
+        made.append(LanesLaunch(*a, **k, **options))
+        return made[-1]
+    original, rollout_triton.Launch = rollout_triton.Launch, launch
+    for name in ("ideal", "importance"):  # events alone; events and flags
+        scenario = make_scenario(name)
+        kind = scenario.tracked_kinds()[0]
+        model = make_cell("gru", state, timescale=20, seed=1).to(device)
+        results = []
+        made.clear()
+        fast = {{"kernel": "triton", "checkpoint": 7}}
+        for simulate, extra in ((simulate_pairs, {{}}), (fast_simulate_pairs, fast)):
+            generator = torch.Generator(device=device).manual_seed(3)
+            model.zero_grad()
+            moments = simulate(model, scenario, kind, pairs=64, burn_in=9, horizon=23, groups=2,
+                               generator=generator, device=device, grad=True, **extra)
+            moments.snr(100.0, "large-n").sum().backward()
+            results.append((moments.sums.detach(), [p.grad.clone() for p in model.parameters()]))
+        assert made and all(isinstance(m, LanesLaunch) for m in made), (state, name)
+        (sums_a, grads_a), (sums_b, grads_b) = results
+        worst = max(worst, float((sums_a - sums_b).abs().max() / sums_a.abs().max()))
+        for a, b in zip(grads_a, grads_b, strict=True):
+            worst = max(worst, float((a - b).abs().max() / a.abs().max()))
+    rollout_triton.Launch = original
+assert worst < 5e-4, worst
+print("worst relative difference", worst)
+"""
+
+
+COMPILE_LANES_FOR_CUDA = """
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from learnsyn.rollout import triton_lanes
+
+
+def signature(kernel, constants):
+    return {
+        name: "constexpr" if name in constants else "*i32" if name == "anchor_ptr"
+        else "*fp32" if name.endswith("_ptr") else "i32"
+        for name in kernel.arg_names
+    }
+
+
+compiled = 0
+for m, block, warps in ((2, 128, 4), (8, 32, 1)):
+    for reload in (0, 1):
+        for kernel, constants in (
+            (triton_lanes.lanes_forward, dict(A=1, HEAD=0, MOMENTS=1, BOUNDS=1)),
+            (triton_lanes.lanes_backward, dict(A=2, HEAD=1, ACC_Z=1, ACC_R=0, ACC_C=1)),
+        ):
+            constants = dict(constants, M=m, MP=triton_lanes.lane_rows(m), BLOCK=block,
+                             RELOAD=reload)
+            source = ASTSource(kernel, signature(kernel, constants), constexprs=constants)
+            triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
+            compiled += 1
+print("compiled", compiled)
+"""
+
+
 def _interpreter_works() -> bool:
     try:
         import numpy
@@ -169,7 +247,9 @@ def _interpreter_works() -> bool:
 @pytest.mark.skipif(
     not _interpreter_works(), reason="needs Triton (3.9, or an older one with numpy < 2.3)"
 )
-@pytest.mark.parametrize("check", [CHECK, CHECK_CONSTRAINED], ids=["unconstrained", "constrained"])
+@pytest.mark.parametrize(
+    "check", [CHECK, CHECK_CONSTRAINED, CHECK_LANES], ids=["unconstrained", "constrained", "lanes"]
+)
 def test_triton_kernel_in_the_interpreter(check):
     env = dict(os.environ, TRITON_INTERPRET="1")
     done = subprocess.run(
@@ -200,8 +280,27 @@ def test_triton_kernels_compile_for_cuda_without_a_gpu(tmp_path):
     assert "compiled 18" in done.stdout
 
 
+def test_lane_kernels_compile_for_cuda_without_a_gpu(tmp_path):
+    """The lane-per-thread GRU kernels (``triton_lanes``) compile to sm_90 code: both state
+    layouts, weights re-read or kept, flags and the head, a part of the gradient groups."""
+    pytest.importorskip("triton")
+    env = dict(os.environ, TRITON_CACHE_DIR=str(tmp_path))
+    env.pop("TRITON_INTERPRET", None)
+    done = subprocess.run(
+        [sys.executable, "-c", COMPILE_LANES_FOR_CUDA],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "compiled 8" in done.stdout
+
+
 @pytest.mark.gpu
-@pytest.mark.parametrize("check", [CHECK, CHECK_CONSTRAINED], ids=["unconstrained", "constrained"])
+@pytest.mark.parametrize(
+    "check", [CHECK, CHECK_CONSTRAINED, CHECK_LANES], ids=["unconstrained", "constrained", "lanes"]
+)
 def test_triton_kernel_on_cuda(check):
     pytest.importorskip("triton")
     assert torch.cuda.is_available()

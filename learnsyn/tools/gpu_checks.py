@@ -106,6 +106,83 @@ def _simulators():
     }
 
 
+# the lane-per-thread GRU kernels (``learnsyn.rollout.triton_lanes``, issue 12), by name:
+# lanes per program, warps per program, backward launches, weights re-read every step
+LANES = {
+    f"lanes-b{block}w{warps}p{parts}r{reload}": dict(
+        block=block, warps=warps, parts=parts, reload=reload
+    )
+    for block, warps, parts, reload in (
+        (32, 1, 1, 1), (32, 1, 3, 1), (64, 2, 3, 1), (128, 4, 1, 1), (128, 4, 3, 1),
+        (32, 1, 1, 0), (128, 1, 1, 1), (128, 4, 1, 0),
+    )
+}  # fmt: skip
+
+
+def _lanes_simulator(options: dict):
+    """``fast_simulate_pairs`` on the Triton path with ``triton_lanes.LanesLaunch`` in place of
+    the tile kernels' launch (for this call; its backward keeps the launch it made)."""
+    from learnsyn.rollout import fast_simulate_pairs
+    from learnsyn.rollout import triton as rollout_triton
+    from learnsyn.rollout.triton_lanes import LanesLaunch
+
+    def simulate(*arguments, **keywords):
+        original = rollout_triton.Launch
+        rollout_triton.Launch = lambda *a, **k: LanesLaunch(*a, **k, **options)
+        try:
+            return fast_simulate_pairs(*arguments, kernel="triton", **keywords)
+        finally:
+            rollout_triton.Launch = original
+
+    return simulate
+
+
+def _simulator(path: str):
+    return _lanes_simulator(LANES[path]) if path in LANES else _simulators()[path]
+
+
+def check_lanes_agreement(record: Recorder, device, pairs=4096, horizon=200) -> None:
+    """The lane kernels against the reference: state 2 and 8, with and without flags, one
+    backward launch and three."""
+    from learnsyn.cells import make_cell
+    from learnsyn.scenario import make_scenario
+    from learnsyn.tools.rollout_bench import _agreement, _run
+
+    reference = _simulators()["reference"]
+    for state in (2, 8):
+        for task in ("ideal", "importance"):
+            scenario = make_scenario(task)
+            model = make_cell("gru", state, timescale=horizon).to(device)
+            size = dict(cell="gru", state=state, pairs=pairs, horizon=horizon)
+            expected = _run(reference, model, scenario, size, device, True)
+            for path in ("lanes-b32w1p1r1", "lanes-b128w4p3r1")[: 1 if state == 2 else 2]:
+                entry = dict(cell="gru", task=task, path=path, pairs=pairs, horizon=horizon,
+                             state=state)  # fmt: skip
+                try:
+                    got = _run(_simulator(path), model, scenario, size, device, True)
+                    entry.update(_agreement(expected, got))
+                except Exception as error:  # noqa: BLE001 - record it and go on
+                    entry["error"] = repr(error)
+                    entry["trace"] = traceback.format_exc()[-1500:]
+                record.add("agreement", entry)
+
+
+def run_lanes(record: Recorder, device, pairs: int = 2**18, full: int = 2**20) -> None:
+    """Every lane variant and the tile kernel at state 2 and 8 (``pairs``, horizon 2000), then
+    the fastest variant of each state size at ``full`` pairs."""
+    for state in (2, 8):
+        entries = []
+        for path in ("triton", *LANES):
+            if record.over_budget():
+                say(f"time budget spent: skipping {path} m={state}")
+                continue
+            entries.append(time_path(record, device, path, "gru", state, pairs, 2000))
+        timed = [e for e in entries if "fwd_bwd_steps_per_second" in e and e["path"] in LANES]
+        if timed and not record.over_budget():
+            best = max(timed, key=lambda e: e["fwd_bwd_steps_per_second"])
+            time_path(record, device, best["path"], "gru", state, full, 2000)
+
+
 def check_agreement(record: Recorder, device: torch.device) -> None:
     """Objective and gradients of each CUDA path against the reference, small sizes."""
     from learnsyn.cells import make_cell
@@ -147,7 +224,8 @@ def time_path(
     from learnsyn.scenario import make_scenario
     from learnsyn.tools.rollout_bench import _run, _timed
 
-    simulate = _simulators()[path]
+    simulate = _simulator(path)
+    say(f"timing {path} {cell} m={state} B={pairs} T={horizon} {task}")
     scenario = make_scenario(task)
     model = make_cell(cell, state, timescale=horizon).to(device)
     size = dict(cell=cell, state=state, pairs=pairs, horizon=horizon)
@@ -174,12 +252,14 @@ def time_path(
         entry["trace"] = traceback.format_exc()[-1500:]
     finally:
         torch.cuda.empty_cache()
+    rates = {k: f"{v:.3g}" for k, v in entry.items() if k.endswith("per_second")}
+    say(f"  {rates or entry.get('error')}")
     record.add("timing", entry)
     return entry
 
 
-def run_timings(record: Recorder, device: torch.device, quick: bool) -> None:
-    # the headline first (a batch that fills the GPU), then the comparisons, then the rest
+def timing_plan(quick: bool) -> list[tuple]:
+    """The headline first (a batch that fills the GPU), then the comparisons, then the rest."""
     plan = [
         ("triton", "gru", 8, 2**20, 2000),
         ("triton", "rnn", 8, 2**20, 2000),
@@ -203,6 +283,10 @@ def run_timings(record: Recorder, device: torch.device, quick: bool) -> None:
     ]
     if quick:
         plan = [(p, c, s, min(b, 4096), min(h, 300)) for p, c, s, b, h in plan[:6]]
+    return plan
+
+
+def run_timings(record: Recorder, device: torch.device, plan: list[tuple]) -> None:
     walk_plan(
         plan,
         lambda item: "error" in time_path(record, device, *item),
@@ -249,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=200.0, help="seconds for everything")
     parser.add_argument("--quick", action="store_true", help="small sizes only")
     parser.add_argument("--skip-agreement", action="store_true")
+    parser.add_argument(
+        "--lanes", action="store_true", help="also check and time the lane-per-thread GRU kernels"
+    )
     args = parser.parse_args(argv)
     _ensure_tasks_importable()
     out = Path(args.out)
@@ -262,7 +349,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cuda.matmul.allow_tf32 = False  # the reference in full float32
     if not args.skip_agreement:
         check_agreement(record, device)
-    run_timings(record, device, args.quick)
+        if args.lanes:
+            check_lanes_agreement(record, device)
+    plan = timing_plan(args.quick)
+    if args.lanes:  # after the two headline figures
+        run_timings(record, device, plan[:2])
+        run_lanes(record, device)
+        plan = plan[2:]
+    run_timings(record, device, plan)
     best = best_figure(record)
     record.data["best_fwd_bwd_state8"] = best
     record.save()
