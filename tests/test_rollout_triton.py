@@ -155,43 +155,57 @@ import torch
 from learnsyn.cells import make_cell
 from learnsyn.estimate.montecarlo import simulate_pairs
 from learnsyn.rollout import fast_simulate_pairs
-from learnsyn.rollout import triton as rollout_triton
-from learnsyn.rollout.triton_lanes import LanesLaunch
+from learnsyn.rollout import triton_lanes
 from learnsyn.scenario import make_scenario
 
 device = {device!r}
-made = []  # the lane launches (a silent fall back to the tiles or the reference fails)
+launched = []  # the state sizes of the lane launches (a fall back to the tiles fails the check)
+original = triton_lanes.LanesLaunch.forward
+
+
+def counting(self, *arguments):
+    launched.append(self.m)
+    return original(self, *arguments)
+
+
+triton_lanes.LanesLaunch.forward = counting
+DEFAULTS = dict(triton_lanes.OPTIONS)
+# 2 and 1 as the dispatch sends them; 5 (rows padded to 8) with MAX_STATE raised; one, two and
+# three backward launches; weights re-read every step or kept
+VARIANTS = [(2, {{}}), (1, dict(parts=2)), (5, dict(block=16, parts=3, reload=False))]
+TASKS = [("ideal", {{}}, {{}}), ("importance", {{}}, {{}}),
+         ("bounded", {{"levels": 5, "bound": 0.5}}, dict(burn_in=20, tail=10)),
+         ("noisy", {{}}, {{}})]
 worst = 0.0
-# state 5 (rows padded to 8), 8 and 2; one, three and two backward launches; weights re-read
-# every step or once
-VARIANTS = [(5, dict(block=16, warps=1, parts=1, reload=True)),
-            (8, dict(block=32, warps=1, parts=3, reload=True)),
-            (2, dict(block=16, warps=1, parts=2, reload=False))]
 for state, options in VARIANTS:
-    def launch(*a, **k):
-        made.append(LanesLaunch(*a, **k, **options))
-        return made[-1]
-    original, rollout_triton.Launch = rollout_triton.Launch, launch
-    for name in ("ideal", "importance"):  # events alone; events and flags
-        scenario = make_scenario(name)
+    triton_lanes.MAX_STATE = max(2, state)
+    triton_lanes.OPTIONS = dict(DEFAULTS, **options)
+    model = make_cell("gru", state, timescale=20, seed=1).to(device)
+    for name, params, extra in TASKS:
+        scenario = make_scenario(name, params)
         kind = scenario.tracked_kinds()[0]
-        model = make_cell("gru", state, timescale=20, seed=1).to(device)
         results = []
-        made.clear()
+        launched.clear()
         fast = {{"kernel": "triton", "checkpoint": 7}}
-        for simulate, extra in ((simulate_pairs, {{}}), (fast_simulate_pairs, fast)):
+        for simulate, more in ((simulate_pairs, {{}}), (fast_simulate_pairs, fast)):
             generator = torch.Generator(device=device).manual_seed(3)
             model.zero_grad()
-            moments = simulate(model, scenario, kind, pairs=64, burn_in=9, horizon=23, groups=2,
-                               generator=generator, device=device, grad=True, **extra)
+            size = dict(dict(burn_in=9), **extra)
+            moments = simulate(model, scenario, kind, pairs=64, horizon=23, groups=2,
+                               generator=generator, device=device, grad=True, **size, **more)
             moments.snr(100.0, "large-n").sum().backward()
-            results.append((moments.sums.detach(), [p.grad.clone() for p in model.parameters()]))
-        assert made and all(isinstance(m, LanesLaunch) for m in made), (state, name)
-        (sums_a, grads_a), (sums_b, grads_b) = results
+            following = torch.rand(1, generator=generator, device=device)
+            results.append((moments.sums.detach(), [p.grad.clone() for p in model.parameters()],
+                            following))
+        assert launched and set(launched) == {{state}}, (state, name, launched)
+        (sums_a, grads_a, next_a), (sums_b, grads_b, next_b) = results
+        assert torch.equal(next_a, next_b), (state, name, "other random numbers drawn")
         worst = max(worst, float((sums_a - sums_b).abs().max() / sums_a.abs().max()))
+        # over the largest gradient entry of all parameters: at state 1 the SNR does not depend
+        # on the readout's scale, so its gradient is 0 up to rounding on both paths
+        scale = max(float(a.abs().max()) for a in grads_a)
         for a, b in zip(grads_a, grads_b, strict=True):
-            worst = max(worst, float((a - b).abs().max() / a.abs().max()))
-    rollout_triton.Launch = original
+            worst = max(worst, float((a - b).abs().max()) / scale)
 assert worst < 5e-4, worst
 print("worst relative difference", worst)
 """
@@ -203,24 +217,26 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from learnsyn.rollout import triton_lanes
 
+FLOATS = ("bound", "spacing", "sigma")
+
 
 def signature(kernel, constants):
     return {
         name: "constexpr" if name in constants else "*i32" if name == "anchor_ptr"
-        else "*fp32" if name.endswith("_ptr") else "i32"
+        else "*fp32" if name.endswith("_ptr") else "fp32" if name in FLOATS else "i32"
         for name in kernel.arg_names
     }
 
 
 compiled = 0
-for m, block, warps in ((2, 128, 4), (8, 32, 1)):
+for m, block, warps, kind in ((2, 128, 4, 0), (8, 32, 1, 0), (2, 32, 1, 1), (1, 32, 1, 2)):
     for reload in (0, 1):
         for kernel, constants in (
             (triton_lanes.lanes_forward, dict(A=1, HEAD=0, MOMENTS=1, BOUNDS=1)),
             (triton_lanes.lanes_backward, dict(A=2, HEAD=1, ACC_Z=1, ACC_R=0, ACC_C=1)),
         ):
             constants = dict(constants, M=m, MP=triton_lanes.lane_rows(m), BLOCK=block,
-                             RELOAD=reload)
+                             RELOAD=reload, CONSTRAINT=kind)
             source = ASTSource(kernel, signature(kernel, constants), constexprs=constants)
             triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
             compiled += 1
@@ -281,8 +297,9 @@ def test_triton_kernels_compile_for_cuda_without_a_gpu(tmp_path):
 
 
 def test_lane_kernels_compile_for_cuda_without_a_gpu(tmp_path):
-    """The lane-per-thread GRU kernels (``triton_lanes``) compile to sm_90 code: both state
-    layouts, weights re-read or kept, flags and the head, a part of the gradient groups."""
+    """The lane-per-thread GRU kernels (``triton_lanes``) compile to sm_90 code: states 1, 2
+    and 8, weights re-read or kept, flags and the head, a part of the gradient groups, no
+    constraint, bounded and noisy."""
     pytest.importorskip("triton")
     env = dict(os.environ, TRITON_CACHE_DIR=str(tmp_path))
     env.pop("TRITON_INTERPRET", None)
@@ -294,7 +311,7 @@ def test_lane_kernels_compile_for_cuda_without_a_gpu(tmp_path):
         timeout=900,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "compiled 8" in done.stdout
+    assert "compiled 16" in done.stdout
 
 
 @pytest.mark.gpu
@@ -305,3 +322,40 @@ def test_triton_kernel_on_cuda(check):
     pytest.importorskip("triton")
     assert torch.cuda.is_available()
     exec(check.format(device="cuda"), {})
+
+
+def test_a_small_gru_goes_to_the_lane_kernels_and_the_rest_to_the_tiles():
+    """The dispatch (no Triton needed): GRU states up to ``MAX_STATE`` (2, where one H200 ran
+    the lanes 9x faster than the tiles) take the lane kernels; larger states (at 8 the lanes'
+    gradient sums spill out of the registers) and the other cells take the tiles."""
+    from learnsyn.rollout import _triton_launcher, triton_lanes
+    from learnsyn.rollout import triton as rollout_triton
+
+    assert triton_lanes.MAX_STATE == 2
+    assert _triton_launcher("gru", 1) is _triton_launcher("gru", 2) is triton_lanes.LanesLaunch
+    for cell, state in (("gru", 3), ("gru", 8), ("rnn", 2), ("mlp", 2)):
+        assert _triton_launcher(cell, state) is rollout_triton.Launch, (cell, state)
+
+
+def _lanes_launch(state=2, pairs=64, **options):
+    from learnsyn.rollout.triton_lanes import LanesLaunch
+
+    first = torch.zeros(3 * state, state + 2)
+    mats = (first, torch.zeros(state, state), torch.ones(state))
+    inputs, start = torch.zeros(5, 1, 2 * pairs), torch.zeros(state, 2 * pairs)
+    return LanesLaunch("gru", mats, inputs, None, start, 4, (pairs, 2), None, **options)
+
+
+def test_lane_launch_settings_are_checked_and_the_block_fits_the_groups():
+    assert _lanes_launch().block == 32  # OPTIONS' block
+    assert _lanes_launch(pairs=32).block == 16  # 16 pairs per group: the largest block is 16
+    assert _lanes_launch(block=128, pairs=1024).block == 128
+    with pytest.raises(ValueError, match="power of two in \\[16, 128\\], not 48"):
+        _lanes_launch(block=48)
+    with pytest.raises(ValueError, match="parts must be 1, 2 or 3, not 4"):
+        _lanes_launch(parts=4)
+    from learnsyn.rollout.triton_lanes import LanesLaunch
+
+    rnn = (torch.zeros(2, 4), torch.zeros(0), torch.ones(2))
+    with pytest.raises(ValueError, match="run the GRU, not 'rnn'"):
+        LanesLaunch("rnn", rnn, torch.zeros(5, 1, 128), None, torch.zeros(2, 128), 4, (64, 2))

@@ -563,13 +563,13 @@ def fast_simulate_pairs(
     with torch.enable_grad():
         mats = cell_matrices(model, inputs, dtype, device, backend)
         if backend in ("native", "triton"):
-            window, tensors = NativeWindow, mats.native_tensors
-            if backend == "triton":
-                window, tensors = _triton().TritonWindow, mats.tensors
             shared_head = head if shared else None
-            moments = window.apply(
-                mats.cell, chunk, cells, constraint, rows, shared_head, start, *tensors()
-            )
+            arguments = (mats.cell, chunk, cells, constraint, rows, shared_head, start)
+            if backend == "triton":
+                launcher = _triton_launcher(mats.cell, start.shape[0])
+                moments = _triton().TritonWindow.apply(launcher, *arguments, *mats.tensors())
+            else:
+                moments = NativeWindow.apply(*arguments, *mats.native_tensors())
             sums = moments_by_group(moments, groups)
         else:
             readouts = TrackedWindow.apply(mats.cell, chunk, rows, start, *mats.tensors())
@@ -589,6 +589,13 @@ def _triton():
     )  # Triton and CUDA only where they are used
 
     return rollout_triton
+
+
+def _triton_launcher(cell: str, state_size: int):
+    """The Triton launch class: the lane-per-thread kernels for a small GRU, else the tiles."""
+    from learnsyn.rollout import triton_lanes
+
+    return triton_lanes.LanesLaunch if triton_lanes.fits(cell, state_size) else _triton().Launch
 
 
 def available_kernels(device: torch.device | str) -> list[str]:
@@ -629,8 +636,9 @@ def _advance(mats, inputs, state, head=None, cells=None, backend="eager", constr
     (``constraint``: a ``native.Constraint`` for these steps, read by the native or Triton
     kernel)."""
     if backend == "triton":
+        launcher = _triton_launcher(mats.cell, state.shape[0])
         moments, final = _triton().advance(
-            mats.cell, mats.tensors(), inputs, head, state, cells, constraint
+            mats.cell, mats.tensors(), inputs, head, state, cells, constraint, launcher
         )
         return (None if cells is None else moments_by_group(moments, cells[1])), final
     if constraint is not None or backend == "native":

@@ -706,22 +706,28 @@ def _plain_block(batch: int) -> int:
     return block
 
 
-def advance(cell, mats, inputs, head, start, cells=None, constraint=None):
+def advance(cell, mats, inputs, head, start, cells=None, constraint=None, launcher=None):
     """Forward without gradient: (moments ``[T, 2 groups, 2]`` or None, final state);
-    ``constraint``: a ``native.Constraint`` (bounded or noisy) with these steps' numbers."""
-    launch = Launch(cell, mats, inputs, head, start, inputs.shape[0], cells, constraint)
+    ``constraint``: a ``native.Constraint`` (bounded or noisy) with these steps' numbers;
+    ``launcher``: the launch class (default ``Launch``, the tiles; or ``triton_lanes.
+    LanesLaunch``)."""
+    launcher = Launch if launcher is None else launcher
+    launch = launcher(cell, mats, inputs, head, start, inputs.shape[0], cells, constraint)
     moments, _, final = launch.forward(cells is not None, False)
     return moments, final
 
 
 class TritonWindow(torch.autograd.Function):
     """Same arguments and result as ``native.NativeWindow`` (without the saturation's
-    ``scale``), on the GPU."""
+    ``scale``), on the GPU, after the launch class (``Launch`` or ``triton_lanes.
+    LanesLaunch``)."""
 
     @staticmethod
-    def forward(ctx, cell, chunk, cells, constraint, inputs, head, start, first, reset, readout):
+    def forward(
+        ctx, launcher, cell, chunk, cells, constraint, inputs, head, start, first, reset, readout
+    ):
         mats = (first, reset, readout)
-        launch = Launch(cell, mats, inputs, head, start, chunk, cells, constraint)
+        launch = launcher(cell, mats, inputs, head, start, chunk, cells, constraint)
         moments, boundaries, _ = launch.forward(True, True)
         ctx.launch = launch
         # the constraint's numbers only as a saved tensor: autograd frees them after the last
@@ -742,4 +748,4 @@ class TritonWindow(torch.autograd.Function):
         grad_first, grad_reset, grad_readout = grads
         if not reset.numel():
             grad_reset = None
-        return (None,) * 7 + (grad_first, grad_reset, grad_readout)
+        return (None,) * 8 + (grad_first, grad_reset, grad_readout)

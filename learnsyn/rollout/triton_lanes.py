@@ -1,4 +1,4 @@
-"""Experimental GRU kernels for CUDA with each synapse's whole state in one GPU thread.
+"""GRU kernels for CUDA with each synapse's whole state in one GPU thread (small states).
 
 ``learnsyn.rollout.triton`` keeps the state as ``[16, BLOCK]`` tiles and does its products with
 ``tl.dot``: the operands travel through shared memory every step (layout conversions and
@@ -11,19 +11,31 @@ summed per lane in registers (``[MP, MP, BLOCK]``) and over lanes once, at the e
 registers grow as m^2; ``parts`` splits the backward into launches that each accumulate one
 group of gradients (z gate, r gate, candidate and readout), each repeating the recurrence.
 
-Same arguments, random numbers and results as ``triton.Launch`` (the GRU, without state
-constraints); used by ``learnsyn.tools.gpu_checks`` to decide whether it replaces the tiles.
+Same arguments, random numbers and results as ``triton.Launch`` (the GRU, with the ``bounded``
+and ``noisy`` constraints as the tiles apply them). ``learnsyn.rollout`` takes these kernels for
+a GRU of at most ``MAX_STATE`` variables (``fits``), the tiles otherwise: on one H200 (docs/
+performance.md) they ran a state of 2 at 1.2e10 synapse-steps/s forward plus backward against
+1.3e9 for the tiles, while at 8 variables their per-lane gradient sums spill out of the registers
+(2.2e8 against 1.25e9); ptxas spills from 3 variables on.
 """
 
 from __future__ import annotations
 
 import torch
 
-from learnsyn.rollout import triton as tiles
+import learnsyn.rollout.triton as tiles
 
 triton, tl = tiles.triton, tiles.tl
 
 GROUPS = ("z", "r", "c")  # gradient groups: z gate, r gate, candidate (with the readout)
+MAX_STATE = 2  # the largest GRU state these kernels run (0: never; tools set it to compare)
+# the launch settings, the fastest of gpu_checks' sweep at state 2 (H200, 2^18 pairs)
+OPTIONS = {"block": 32, "warps": 1, "parts": 1, "reload": True}
+
+
+def fits(cell: str, state_size: int) -> bool:
+    """Whether ``learnsyn.rollout`` runs this cell on the lane kernels rather than the tiles."""
+    return cell == "gru" and state_size <= MAX_STATE
 
 
 def lane_rows(m: int) -> int:
@@ -49,6 +61,12 @@ if triton is not None:
         if RELOAD:
             return tl.load(anchor_ptr + t)
         return 0
+
+    @triton.jit
+    def _step(h, event, flag, mats, vecs, resets, stride, MP: tl.constexpr, BLOCK: tl.constexpr):
+        """The GRU's next state (unconstrained) and its gates."""
+        z, r, q, s = _gates(h, event, flag, mats, vecs, resets, stride, MP, BLOCK)
+        return h + z * (2.0 * s - 1.0 - h), z, r, q, s
 
     @triton.jit
     def _mv(w_ptr, stride, h, MP: tl.constexpr, BLOCK: tl.constexpr):
@@ -94,11 +112,17 @@ if triton is not None:
         partial_ptr,
         bounds_ptr,
         final_ptr,
+        noise_ptr,
+        anchor_ptr,
         N,
         T,
         K,
         columns,
-        anchor_ptr,
+        noise_cols,
+        noise_steps,
+        bound,
+        spacing,
+        sigma,
         M: tl.constexpr,
         MP: tl.constexpr,
         A: tl.constexpr,
@@ -107,6 +131,7 @@ if triton is not None:
         MOMENTS: tl.constexpr,
         BOUNDS: tl.constexpr,
         RELOAD: tl.constexpr,
+        CONSTRAINT: tl.constexpr,
     ):
         pid = tl.program_id(0)
         programs = tl.num_programs(0)
@@ -123,18 +148,15 @@ if triton is not None:
                     tl.store(bounds_ptr + tl.cast(t // K, tl.int64) * M * N + tile, h, mask=valid)
             event, flag = tiles.load_step(inputs_ptr, head_ptr, t, lanes, columns, N, A, HEAD)
             shift = _shift(anchor_ptr, t, RELOAD)
-            z, r, q, s = _gates(
-                h,
-                event,
-                flag,
-                mat_ptr + shift,
-                vec_ptr + shift,
-                reset_ptr + shift,
-                stride,
-                MP,
-                BLOCK,
-            )
-            h = h + z * (2.0 * s - 1.0 - h)
+            h, _, _, _, _ = _step(
+                h, event, flag, mat_ptr + shift, vec_ptr + shift, reset_ptr + shift, stride,
+                MP, BLOCK,
+            )  # fmt: skip
+            if CONSTRAINT != 0:
+                h, _ = tiles.constrain_step(
+                    h, noise_ptr, t, lanes, noise_cols, noise_steps, valid, bound, spacing,
+                    sigma, M, MP, CONSTRAINT,
+                )  # fmt: skip
             if MOMENTS:
                 w = tl.sum(c[:, None] * h, axis=0)
                 base = partial_ptr + (t * programs + pid) * 2
@@ -155,6 +177,8 @@ if triton is not None:
         scratch_ptr,
         grad_mat_ptr,
         grad_vec_ptr,
+        noise_ptr,
+        anchor_ptr,
         N,
         T,
         K,
@@ -162,7 +186,11 @@ if triton is not None:
         pairs,
         per_group,
         groups,
-        anchor_ptr,
+        noise_cols,
+        noise_steps,
+        bound,
+        spacing,
+        sigma,
         M: tl.constexpr,
         MP: tl.constexpr,
         A: tl.constexpr,
@@ -172,6 +200,7 @@ if triton is not None:
         ACC_R: tl.constexpr,
         ACC_C: tl.constexpr,
         RELOAD: tl.constexpr,
+        CONSTRAINT: tl.constexpr,
     ):
         pid = tl.program_id(0)
         lanes = pid * BLOCK + tl.arange(0, BLOCK)
@@ -200,22 +229,18 @@ if triton is not None:
             h = tl.load(corner + tile, mask=valid, other=0.0)
             tl.store(scratch + local, h)
             for s in range(length):
-                event, flag = tiles.load_step(
-                    inputs_ptr, head_ptr, t0 + s, lanes, columns, N, A, HEAD
-                )
-                shift = _shift(anchor_ptr, t0 + s, RELOAD)
-                z, r, q, sv = _gates(
-                    h,
-                    event,
-                    flag,
-                    mat_ptr + shift,
-                    vec_ptr + shift,
-                    reset_ptr + shift,
-                    stride,
-                    MP,
-                    BLOCK,
-                )
-                h = h + z * (2.0 * sv - 1.0 - h)
+                t = t0 + s
+                event, flag = tiles.load_step(inputs_ptr, head_ptr, t, lanes, columns, N, A, HEAD)
+                shift = _shift(anchor_ptr, t, RELOAD)
+                h, _, _, _, _ = _step(
+                    h, event, flag, mat_ptr + shift, vec_ptr + shift, reset_ptr + shift, stride,
+                    MP, BLOCK,
+                )  # fmt: skip
+                if CONSTRAINT != 0:
+                    h, _ = tiles.constrain_step(
+                        h, noise_ptr, t, lanes, noise_cols, noise_steps, valid, bound, spacing,
+                        sigma, M, MP, CONSTRAINT,
+                    )  # fmt: skip
                 tl.store(scratch + (s + 1) * MP * BLOCK + local, h)
             if back == 0:  # the last state's weight
                 w = tl.sum(c[:, None] * h, axis=0)
@@ -232,9 +257,15 @@ if triton is not None:
                 event, flag = tiles.load_step(inputs_ptr, head_ptr, t, lanes, columns, N, A, HEAD)
                 shift = _shift(anchor_ptr, t, RELOAD)
                 mats, resets = mat_ptr + shift, reset_ptr + shift
-                z, r, q, sv = _gates(
+                following, z, r, q, sv = _step(
                     h, event, flag, mats, vec_ptr + shift, resets, stride, MP, BLOCK
                 )
+                if CONSTRAINT != 0:  # through the constraint: 0 where it clipped
+                    _, inside = tiles.constrain_step(
+                        following, noise_ptr, t, lanes, noise_cols, noise_steps, valid, bound,
+                        spacing, sigma, M, MP, CONSTRAINT,
+                    )  # fmt: skip
+                    du = du * inside
                 d_s = 2.0 * du * z
                 d_z = du * (2.0 * sv - 1.0 - h) * z * (1.0 - z)
                 d_c = d_s * sv * (1.0 - sv)
@@ -288,25 +319,28 @@ if triton is not None:
 
 
 class LanesLaunch(tiles.Launch):
-    """``triton.Launch`` for the GRU without constraints, with the lane-per-thread kernels.
+    """``triton.Launch`` for the GRU on the lane-per-thread kernels.
 
-    ``block``: lanes per program (a power of two dividing the pairs per group); ``warps``:
-    Triton's ``num_warps``; ``parts``: how many backward launches share the gradient groups
-    (1, 2 or 3)."""
+    ``block``: lanes per program (a power of two; at most the largest that divides the pairs
+    per group, which it then is); ``warps``: Triton's ``num_warps``; ``parts``: how many
+    backward launches share the gradient groups (1, 2 or 3); ``reload``: read the weights every
+    step (else the compiler keeps them in registers). Defaults: ``OPTIONS``."""
 
-    def __init__(
-        self, *args, block: int | None = None, warps: int = 1, parts: int = 1, reload=True, **kw
-    ):
-        super().__init__(*args, **kw)
-        if self.cell != "gru" or self.constraint is not None:
-            raise ValueError("the lane kernels run the GRU without state constraints")
-        if parts not in (1, 2, 3):
-            raise ValueError(f"parts must be 1, 2 or 3, not {parts}")
-        if block is not None:
-            if block > self.block or self.block % block:
-                raise ValueError(f"block {block} must divide the largest block {self.block}")
-            self.block, self.programs = block, self.batch // block
-        self.warps, self.parts, self.reload = warps, parts, bool(reload)
+    def __init__(self, *args, **options):
+        known = {key: options.pop(key) for key in list(options) if key in OPTIONS}
+        super().__init__(*args, **options)
+        settings = {**OPTIONS, **known}
+        if self.cell != "gru":
+            raise ValueError(f"the lane kernels run the GRU, not {self.cell!r}")
+        if settings["parts"] not in (1, 2, 3):
+            raise ValueError(f"parts must be 1, 2 or 3, not {settings['parts']}")
+        block = settings["block"]
+        if block & (block - 1) or not tiles.MIN_BLOCK <= block <= tiles.MAX_BLOCK:
+            raise ValueError(f"block must be a power of two in [16, 128], not {block}")
+        self.block = min(block, self.block)
+        self.programs = self.batch // self.block
+        self.warps, self.parts = settings["warps"], settings["parts"]
+        self.reload = bool(settings["reload"])
         # a zero per step (``_shift``), then the weights' stride 1 (``_matrix``)
         self.anchor = torch.zeros(self.steps + 1, dtype=torch.int32, device=self.start.device)
         self.anchor[-1] = 1
@@ -319,10 +353,10 @@ class LanesLaunch(tiles.Launch):
             line[:mp].contiguous(),
         )
 
-    def _sizes(self):
+    def _sizes(self, kind: int):
         return dict(
             M=self.m, MP=self.lane_mp, A=self.a, BLOCK=self.block, HEAD=self.head is not None,
-            RELOAD=self.reload, num_warps=self.warps,
+            RELOAD=self.reload, CONSTRAINT=kind, num_warps=self.warps,
         )  # fmt: skip
 
     def forward(self, moments: bool, bounds: bool):
@@ -332,10 +366,11 @@ class LanesLaunch(tiles.Launch):
         boundaries = new(chunks, self.m, self.batch) if bounds else new(1)
         final = new(self.m, self.batch)
         head = self.head if self.head is not None else self.inputs
+        (noise, *numbers), kind = self._constraint_arguments()
         lanes_forward[(self.programs,)](
-            self.inputs, head, self.start, *self.lane_packed, partial, boundaries, final,
-            self.batch, self.steps, self.chunk, self.inputs.shape[-1], self.anchor,
-            MOMENTS=moments, BOUNDS=bounds, **self._sizes(),
+            self.inputs, head, self.start, *self.lane_packed, partial, boundaries, final, noise,
+            self.anchor, self.batch, self.steps, self.chunk, self.inputs.shape[-1], *numbers,
+            MOMENTS=moments, BOUNDS=bounds, **self._sizes(kind),
         )  # fmt: skip
         summed = None
         if moments:
@@ -348,39 +383,21 @@ class LanesLaunch(tiles.Launch):
         grad_mats = self.start.new_zeros(self.programs, 4, lane_mp, lane_mp)
         grad_vecs = self.start.new_zeros(self.programs, 10, lane_mp)
         head = self.head if self.head is not None else self.inputs
+        (noise, *numbers), kind = self._constraint_arguments()
         split = {1: ("zrc",), 2: ("zr", "c"), 3: ("z", "r", "c")}[self.parts]
         grad_moments = grad_moments.contiguous()
         for part in split:
             lanes_backward[(self.programs,)](
                 self.inputs, head, *self.lane_packed, boundaries, grad_moments, scratch,
-                grad_mats, grad_vecs, self.batch, self.steps, self.chunk,
+                grad_mats, grad_vecs, noise, self.anchor, self.batch, self.steps, self.chunk,
                 self.inputs.shape[-1], self.pairs, self.pairs // self.groups, self.groups,
-                self.anchor, ACC_Z="z" in part, ACC_R="r" in part, ACC_C="c" in part,
-                **self._sizes(),
+                *numbers, ACC_Z="z" in part, ACC_R="r" in part, ACC_C="c" in part,
+                **self._sizes(kind),
             )  # fmt: skip
-        mats = torch.zeros(4, mp, mp, dtype=torch.float64, device=grad_mats.device)
-        vecs = torch.zeros(10, mp, dtype=torch.float64, device=grad_mats.device)
+        # the programs' sums in float64 (the two branches' nearly cancel), in the tiles' layout
+        mats = grad_mats.new_zeros(4, mp, mp, dtype=torch.float64)
+        vecs = grad_vecs.new_zeros(10, mp, dtype=torch.float64)
         mats[:, :lane_mp, :lane_mp] = grad_mats.double().sum(0)
         vecs[:, :lane_mp] = grad_vecs.double().sum(0)
         dtype = grad_mats.dtype
         return self._unpack(mats.to(dtype), vecs.to(dtype), grad_mats.new_zeros(1))
-
-
-class LanesWindow(torch.autograd.Function):
-    """``triton.TritonWindow`` on the lane kernels (GRU, no constraints); ``options`` go to
-    ``LanesLaunch``."""
-
-    @staticmethod
-    def forward(ctx, options, chunk, cells, inputs, head, start, first, reset, readout):
-        launch = LanesLaunch("gru", (first, reset, readout), inputs, head, start, chunk, cells,
-                             **options)  # fmt: skip
-        moments, boundaries, _ = launch.forward(True, True)
-        ctx.launch = launch
-        ctx.save_for_backward(first, reset, readout, boundaries)
-        return moments
-
-    @staticmethod
-    def backward(ctx, grad_moments):
-        first, reset, readout, boundaries = ctx.saved_tensors
-        grad_first, grad_reset, grad_readout = ctx.launch.backward(boundaries, grad_moments)
-        return (None,) * 6 + (grad_first, grad_reset, grad_readout)

@@ -19,6 +19,7 @@ import platform
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -32,7 +33,7 @@ def _ensure_tasks_importable() -> None:
     try:
         import learnsyn.tasks  # noqa: F401
     except ImportError:
-        root = Path(__file__).resolve().parent.parent / "tasks"
+        root = Path(__file__).resolve().parents[2] / "tasks"  # the checkout: learnsyn/tools/..
         spec = importlib.util.spec_from_file_location(
             "learnsyn.tasks", root / "__init__.py", submodule_search_locations=[str(root)]
         )
@@ -119,26 +120,43 @@ LANES = {
 }  # fmt: skip
 
 
-def _lanes_simulator(options: dict):
-    """``fast_simulate_pairs`` on the Triton path with ``triton_lanes.LanesLaunch`` in place of
-    the tile kernels' launch (for this call; its backward keeps the launch it made)."""
+@contextmanager
+def _lane_settings(max_state: int, options: dict | None = None):
+    """``triton_lanes.MAX_STATE`` and ``OPTIONS`` for the windows launched inside (a launch
+    keeps its settings for its backward)."""
+    from learnsyn.rollout import triton_lanes
+
+    saved = triton_lanes.MAX_STATE, triton_lanes.OPTIONS
+    triton_lanes.MAX_STATE = max_state
+    triton_lanes.OPTIONS = {**saved[1], **(options or {})}
+    try:
+        yield
+    finally:
+        triton_lanes.MAX_STATE, triton_lanes.OPTIONS = saved
+
+
+def _triton_simulator(max_state: int, options: dict | None = None):
+    """``fast_simulate_pairs`` on the Triton path: the lane kernels for GRU states up to
+    ``max_state`` (0: the tiles always) with these launch ``options``."""
     from learnsyn.rollout import fast_simulate_pairs
-    from learnsyn.rollout import triton as rollout_triton
-    from learnsyn.rollout.triton_lanes import LanesLaunch
 
     def simulate(*arguments, **keywords):
-        original = rollout_triton.Launch
-        rollout_triton.Launch = lambda *a, **k: LanesLaunch(*a, **k, **options)
-        try:
+        with _lane_settings(max_state, options):
             return fast_simulate_pairs(*arguments, kernel="triton", **keywords)
-        finally:
-            rollout_triton.Launch = original
 
     return simulate
 
 
 def _simulator(path: str):
-    return _lanes_simulator(LANES[path]) if path in LANES else _simulators()[path]
+    """``triton-tiles``: the tile kernels at every state size; a name of ``LANES``: that lane
+    variant at every GRU state size; else ``_simulators()``'s (``triton`` as dispatched)."""
+    from learnsyn.rollout import triton as rollout_triton
+
+    if path == "triton-tiles":
+        return _triton_simulator(0)
+    if path in LANES:
+        return _triton_simulator(rollout_triton.MAX_STATE, LANES[path])
+    return _simulators()[path]
 
 
 def check_lanes_agreement(record: Recorder, device, pairs=4096, horizon=200) -> None:
@@ -172,7 +190,7 @@ def run_lanes(record: Recorder, device, pairs: int = 2**18, full: int = 2**20) -
     the fastest variant of each state size at ``full`` pairs."""
     for state in (2, 8):
         entries = []
-        for path in ("triton", *LANES):
+        for path in ("triton-tiles", *LANES):
             if record.over_budget():
                 say(f"time budget spent: skipping {path} m={state}")
                 continue
