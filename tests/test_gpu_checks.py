@@ -38,3 +38,12 @@ def test_the_record_is_strict_json(tmp_path):
         (tmp_path / "gpu_checks.json").read_text(), parse_constant=lambda c: 1 / 0
     )  # a bare NaN raises
     assert data["timing"][0]["fwd_steps_per_second"] == "nan"
+
+
+def test_a_source_checkout_s_tasks_are_found_where_they_are():
+    """On a machine without the package installed, gpu_checks registers the checkout's tasks/
+    itself; since the tools moved to learnsyn/tools/ it looked in learnsyn/tasks/ and stopped at
+    its first call on an H200."""
+    from learnsyn.tools.gpu_checks import CHECKOUT_TASKS
+
+    assert (CHECKOUT_TASKS / "__init__.py").is_file(), CHECKOUT_TASKS

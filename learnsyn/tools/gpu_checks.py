@@ -26,6 +26,9 @@ import torch
 
 from learnsyn.io import atomic_write_json
 
+# a source checkout's tasks/ (this file is learnsyn/tools/gpu_checks.py)
+CHECKOUT_TASKS = Path(__file__).resolve().parents[2] / "tasks"
+
 
 def _ensure_tasks_importable() -> None:
     """A source checkout that is not installed has ``tasks/`` at the top, not ``learnsyn.tasks``
@@ -33,7 +36,7 @@ def _ensure_tasks_importable() -> None:
     try:
         import learnsyn.tasks  # noqa: F401
     except ImportError:
-        root = Path(__file__).resolve().parents[2] / "tasks"  # the checkout: learnsyn/tools/..
+        root = CHECKOUT_TASKS
         spec = importlib.util.spec_from_file_location(
             "learnsyn.tasks", root / "__init__.py", submodule_search_locations=[str(root)]
         )
