@@ -47,3 +47,21 @@ def test_a_source_checkout_s_tasks_are_found_where_they_are():
     from learnsyn.tools.gpu_checks import CHECKOUT_TASKS
 
     assert (CHECKOUT_TASKS / "__init__.py").is_file(), CHECKOUT_TASKS
+
+
+def test_every_planned_timing_names_a_known_path_and_a_size():
+    """The plans (full and ``--quick``) unpack as ``time_path`` takes them, and every path
+    resolves to a simulator without a GPU (a typo would only show on a borrowed one)."""
+    from learnsyn.scenario import make_scenario
+    from learnsyn.tools.gpu_checks import LANES, _simulator, timing_plan
+
+    for quick in (False, True):
+        plan = timing_plan(quick)
+        assert plan
+        for path, cell, state, pairs, horizon, *task in plan:
+            assert callable(_simulator(path)), path
+            assert cell in ("gru", "rnn", "mlp") and state >= 1 and pairs % 16 == 0
+            assert len(task) <= 1 and (not task or make_scenario(task[0]))
+            if quick:
+                assert pairs <= 4096 and horizon <= 300
+    assert all(callable(_simulator(name)) for name in [*LANES, "triton-tiles"])

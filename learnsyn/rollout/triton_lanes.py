@@ -159,7 +159,7 @@ if triton is not None:
                 )  # fmt: skip
             if MOMENTS:
                 w = tl.sum(c[:, None] * h, axis=0)
-                base = partial_ptr + (t * programs + pid) * 2
+                base = partial_ptr + (tl.cast(t, tl.int64) * programs + pid) * 2  # past 2^31
                 tl.store(base, tl.sum(w, axis=0))
                 tl.store(base + 1, tl.sum(w * w, axis=0))
         tl.store(final_ptr + tile, h, mask=valid)
