@@ -586,16 +586,29 @@ def left_out_of_board(out: Path, cells: list[Cell], run_dirs: list[Path]) -> lis
         old_cells = list(board["cells"])
     except (OSError, ValueError, TypeError, KeyError):
         return []  # no board (or not one of ours): nothing to lose
-    given = {Path(run).resolve() for run in run_dirs}
+    given = [Path(run).resolve() for run in run_dirs]
     planned = {cell.key for cell in cells}
     lost = []
     for data in (data for data in old_cells if isinstance(data, dict)):
         runs = [run for group in data.get("learned", []) for run in group.get("runs", [])]
-        kept = [run for run in runs if Path(run).resolve() in given]
+        kept = [run for run in runs if any(_same_run(run, path) for path in given)]
         if data.get("key") not in planned and not kept:
             lost.append(f"cell {data.get('key')}")
         lost += [f"run {run}" for run in runs if run not in kept]
     return lost
+
+
+def _same_run(stored: str, given: Path) -> bool:
+    """Whether a board's run path names the resolved run directory ``given``. A relative path
+    was written relative to the directory the board was built from, which need not be this
+    one: it names ``given`` when it is the end of ``given``'s path."""
+    path = Path(stored)
+    if path.is_absolute():
+        return path.resolve() == given
+    if path.resolve() == given:
+        return True
+    parts = Path(*(part for part in path.parts if part != ".")).parts
+    return bool(parts) and ".." not in parts and given.parts[-len(parts) :] == parts
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Path]:

@@ -684,3 +684,26 @@ def test_a_cautioned_run_is_marked_in_its_group_and_the_board():
     ]  # fmt: skip
     assert "Warnings" not in texts[0] and "see the warnings" not in texts[0]
     assert "(see the warnings)" in texts[1] and "- r1: the run is diverged" in texts[1]
+
+
+def test_a_board_s_relative_run_paths_are_recognised_from_another_directory(tmp_path, monkeypatch):
+    """A board built with ``--runs runs/a`` from one directory holds ``runs/a``; giving the same
+    run again from elsewhere (``--runs /abs/.../runs/a``) keeps it instead of refusing the call
+    as if the run were left out. Another run of the same name in another place is not it."""
+    board = {"cells": [{"key": "ideal-m2", "learned": [{"runs": ["runs/a", "./runs/b"]}]}]}
+    out = tmp_path / "board"
+    out.mkdir()
+    (out / "scoreboard.json").write_text(json.dumps(board))
+    project = tmp_path / "project"
+    elsewhere = tmp_path / "elsewhere"
+    for folder in (project / "runs" / "a", project / "runs" / "b", elsewhere):
+        folder.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)  # the board was built from project/
+    runs = [project / "runs" / "a", project / "runs" / "b"]
+    assert scoreboard.left_out_of_board(out, [], runs) == []
+    assert scoreboard.left_out_of_board(out, [], runs[:1]) == ["run ./runs/b"]
+    assert scoreboard.left_out_of_board(out, [], [tmp_path / "runs" / "x"]) == [
+        "cell ideal-m2", "run runs/a", "run ./runs/b"
+    ]  # fmt: skip
+    (tmp_path / "other" / "a").mkdir(parents=True)  # another run called a, not under runs/
+    assert "run runs/a" in scoreboard.left_out_of_board(out, [], [tmp_path / "other" / "a"])
