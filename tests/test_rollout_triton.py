@@ -260,6 +260,27 @@ def _interpreter_works() -> bool:
     return version(numpy.__version__) < (2, 3) or version(triton_version) >= (3, 9)
 
 
+def _run_script(source: str, **env) -> str:
+    """Run ``source`` in a process of its own (the checks patch the launches and set
+    ``triton_lanes``' settings, which must not reach other tests) with ``env`` added to the
+    environment (None removes a variable); its output, after asserting that it succeeded."""
+    environment = dict(os.environ)
+    for name, value in env.items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
+    done = subprocess.run(
+        [sys.executable, "-c", source],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=900,  # the interpreter is slow: minutes per check on a quiet machine
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
 @pytest.mark.skipif(
     not _interpreter_works(), reason="needs Triton (3.9, or an older one with numpy < 2.3)"
 )
@@ -267,15 +288,7 @@ def _interpreter_works() -> bool:
     "check", [CHECK, CHECK_CONSTRAINED, CHECK_LANES], ids=["unconstrained", "constrained", "lanes"]
 )
 def test_triton_kernel_in_the_interpreter(check):
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    done = subprocess.run(
-        [sys.executable, "-c", check.format(device="cpu")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,  # the interpreter is slow: about 2 minutes each on a quiet machine
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    _run_script(check.format(device="cpu"), TRITON_INTERPRET="1")
 
 
 def test_triton_kernels_compile_for_cuda_without_a_gpu(tmp_path):
@@ -283,17 +296,13 @@ def test_triton_kernels_compile_for_cuda_without_a_gpu(tmp_path):
     constraints) compiles to sm_90 code (Triton ships its own ptxas), e.g. no Python values a
     kernel cannot hold."""
     pytest.importorskip("triton")
-    env = dict(os.environ, TRITON_CACHE_DIR=str(tmp_path), TRITON_DEFAULT_FP_FUSION="1")
-    env.pop("TRITON_INTERPRET", None)
-    done = subprocess.run(
-        [sys.executable, "-c", COMPILE_FOR_CUDA],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
+    output = _run_script(
+        COMPILE_FOR_CUDA,
+        TRITON_CACHE_DIR=str(tmp_path),
+        TRITON_DEFAULT_FP_FUSION="1",
+        TRITON_INTERPRET=None,
     )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "compiled 18" in done.stdout
+    assert "compiled 18" in output
 
 
 def test_lane_kernels_compile_for_cuda_without_a_gpu(tmp_path):
@@ -301,17 +310,10 @@ def test_lane_kernels_compile_for_cuda_without_a_gpu(tmp_path):
     and 8, weights re-read or kept, flags and the head, a part of the gradient groups, no
     constraint, bounded and noisy."""
     pytest.importorskip("triton")
-    env = dict(os.environ, TRITON_CACHE_DIR=str(tmp_path))
-    env.pop("TRITON_INTERPRET", None)
-    done = subprocess.run(
-        [sys.executable, "-c", COMPILE_LANES_FOR_CUDA],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
+    output = _run_script(
+        COMPILE_LANES_FOR_CUDA, TRITON_CACHE_DIR=str(tmp_path), TRITON_INTERPRET=None
     )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "compiled 16" in done.stdout
+    assert "compiled 16" in output
 
 
 @pytest.mark.gpu
@@ -319,17 +321,10 @@ def test_lane_kernels_compile_for_cuda_without_a_gpu(tmp_path):
     "check", [CHECK, CHECK_CONSTRAINED, CHECK_LANES], ids=["unconstrained", "constrained", "lanes"]
 )
 def test_triton_kernel_on_cuda(check):
-    """In a process of its own: the checks patch the launches and set ``triton_lanes``'
-    settings, which must not reach the tests after them."""
+    """In a process of its own, as every check here (``_run_script``)."""
     pytest.importorskip("triton")
     assert torch.cuda.is_available()
-    done = subprocess.run(
-        [sys.executable, "-c", check.format(device="cuda")],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    _run_script(check.format(device="cuda"))
 
 
 def test_a_small_gru_goes_to_the_lane_kernels_and_the_rest_to_the_tiles():
