@@ -27,7 +27,6 @@ import learnsyn.rollout.triton as tiles
 
 triton, tl = tiles.triton, tiles.tl
 
-GROUPS = ("z", "r", "c")  # gradient groups: z gate, r gate, candidate (with the readout)
 MAX_STATE = 2  # the largest GRU state these kernels run (0: never; tools set it to compare)
 # the launch settings, the fastest of gpu_checks' sweep at state 2 (H200, 2^18 pairs)
 OPTIONS = {"block": 32, "warps": 1, "parts": 1, "reload": True}
@@ -384,6 +383,7 @@ class LanesLaunch(tiles.Launch):
         grad_vecs = self.start.new_zeros(self.programs, 10, lane_mp)
         head = self.head if self.head is not None else self.inputs
         (noise, *numbers), kind = self._constraint_arguments()
+        # the gradient groups of each launch: z gate, r gate, candidate (with the readout)
         split = {1: ("zrc",), 2: ("zr", "c"), 3: ("z", "r", "c")}[self.parts]
         grad_moments = grad_moments.contiguous()
         for part in split:
