@@ -65,3 +65,25 @@ def test_every_planned_timing_names_a_known_path_and_a_size():
             if quick:
                 assert pairs <= 4096 and horizon <= 300
     assert all(callable(_simulator(name)) for name in [*LANES, "triton-tiles"])
+
+
+def test_the_lane_sweep_places_the_crossover_first(monkeypatch, tmp_path):
+    """``run_lanes`` times states 3 and 4 (tiles and lanes) before the sweeps at 2 and 8, then
+    the fastest lane setting of 2 and of 8 at the full size; every path name resolves."""
+    from learnsyn.tools import gpu_checks
+
+    timed = []
+
+    def fake(record, device, path, cell, state, pairs, horizon):
+        assert callable(gpu_checks._simulator(path))
+        timed.append((state, path, pairs))
+        rate = 2.0 if path == "lanes-b128w4p1r1" else 1.0
+        return {"path": path, "fwd_bwd_steps_per_second": rate}
+
+    monkeypatch.setattr(gpu_checks, "time_path", fake)
+    gpu_checks.run_lanes(gpu_checks.Recorder(tmp_path, 1e9), "cpu", pairs=64, full=128)
+    assert [s for s, _, _ in timed[:6]] == [3, 3, 3, 4, 4, 4]
+    assert timed[0][1] == "triton-tiles"
+    full = [(s, p) for s, p, n in timed if n == 128]
+    assert full == [(2, "lanes-b128w4p1r1"), (8, "lanes-b128w4p1r1")]
+    assert len(timed) == 6 + 2 * (1 + len(gpu_checks.LANES)) + 2

@@ -190,17 +190,20 @@ def check_lanes_agreement(record: Recorder, device, pairs=4096, horizon=200) -> 
 
 
 def run_lanes(record: Recorder, device, pairs: int = 2**18, full: int = 2**20) -> None:
-    """Every lane variant and the tile kernel at state 2 and 8 (``pairs``, horizon 2000), then
-    the fastest variant of each state size at ``full`` pairs."""
-    for state in (2, 8):
+    """First the crossover: the tiles and the lanes (one and three backward launches) at states
+    3 and 4; then every lane variant and the tiles at states 2 and 8 (``pairs``, horizon
+    2000), and the fastest variant of each of these at ``full`` pairs."""
+    sweeps = [(3, ("triton-tiles", "lanes-b32w1p1r1", "lanes-b32w1p3r1"))]
+    sweeps += [(4, sweeps[0][1]), (2, ("triton-tiles", *LANES)), (8, ("triton-tiles", *LANES))]
+    for state, paths in sweeps:
         entries = []
-        for path in ("triton-tiles", *LANES):
+        for path in paths:
             if record.over_budget():
                 say(f"time budget spent: skipping {path} m={state}")
                 continue
             entries.append(time_path(record, device, path, "gru", state, pairs, 2000))
         timed = [e for e in entries if "fwd_bwd_steps_per_second" in e and e["path"] in LANES]
-        if timed and not record.over_budget():
+        if state in (2, 8) and timed and not record.over_budget():
             best = max(timed, key=lambda e: e["fwd_bwd_steps_per_second"])
             time_path(record, device, best["path"], "gru", state, full, 2000)
 
