@@ -38,6 +38,7 @@ from learnsyn.estimate.montecarlo import (
     pair_groups,
     relaxation_steps,
     simulate_pairs,
+    slowest_time_scale,
 )
 from learnsyn.estimate.snr import (
     check_convention,
@@ -275,6 +276,14 @@ SHORT_BURN_IN = (
 )
 
 
+#: said when the model's time scale is infinite: no burn-in makes its curve a stationary one
+NEVER_STATIONARY = (
+    "a synapse that never becomes stationary (an infinite time scale, e.g. ewc with decay 1; "
+    "`stationary: false` in the evaluation's monte_carlo record): its curve is that of a memory "
+    "stored after the burn-in, and changes with the burn-in"
+)
+
+
 #: said when all pairs merged where the SNR they cannot see may still reach the threshold
 MERGED_PAIRS = (
     "every simulated pair's two branches have met (a finite-state synapse, or a clipped one; "
@@ -341,14 +350,20 @@ def _weight_range(model: Synapse, scenario: Scenario) -> tuple[float | None, flo
     return None, None
 
 
-def _short_burn_in(model: Synapse, scenario: Scenario, burn_in: int) -> dict[str, int]:
+def _short_burn_in(model: Synapse, scenario: Scenario, burn_in: int) -> dict:
     """``{"burn_in_needed": steps}`` (and the ``SHORT_BURN_IN`` warning) when ``burn_in`` is
-    shorter than ``relaxation_steps``, else ``{}``; also ``{}`` where no time scale is known
-    and where the scenario clips the state to a range: clipping relaxes a slow or unstable
-    linear mode far faster than its time scale (a ``linear-range`` synapse with a 21.5M-step
-    scale reads the same area on the 8-level grid after 1500 and 20,000 steps)."""
-    clipped = scenario.state_range() is not None
-    steps = None if clipped else relaxation_steps(model, scenario)
+    shorter than ``relaxation_steps``; ``{"stationary": False}`` (and ``NEVER_STATIONARY``)
+    when the time scale is infinite; else ``{}``, also where no time scale is known and where
+    the scenario clips the state to a range: clipping relaxes a slow or unstable linear mode
+    far faster than its time scale (a ``linear-range`` synapse with a 21.5M-step scale reads
+    the same area on the 8-level grid after 1500 and 20,000 steps)."""
+    if scenario.state_range() is not None:
+        return {}
+    scale = slowest_time_scale(model, scenario)
+    if scale is not None and math.isinf(scale):
+        warnings.warn(NEVER_STATIONARY, stacklevel=3)
+        return {"stationary": False}
+    steps = relaxation_steps(model, scenario)
     if steps is None or burn_in >= steps:
         return {}
     warnings.warn(SHORT_BURN_IN, stacklevel=3)

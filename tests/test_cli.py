@@ -113,6 +113,20 @@ def test_evaluate_says_in_one_line_when_its_burn_in_is_too_short(learnsyn_comman
     assert settled.returncode == 0 and "warning" not in settled.stderr
 
 
+def test_evaluate_says_in_one_line_when_the_synapse_never_becomes_stationary(learnsyn_command):
+    args = ["evaluate", "--model", "ewc", "--param", "decay=1", "--task", "ideal",
+            "--synapses", "1000", "--horizon", "50", "--batch", "64", "--burn-in", "300",
+            "--json", "-"]  # fmt: skip
+    done = learnsyn_command(args)
+    assert done.returncode == 0
+    assert done.stderr.splitlines()[0] == (
+        "warning: this synapse never becomes stationary (an infinite time scale): the figures "
+        "are those of a memory stored after the burn-in (300 steps), and change with --burn-in"
+    )
+    assert "UserWarning" not in done.stderr
+    assert json.loads(done.stdout)["monte_carlo"]["stationary"] is False
+
+
 def test_tune_adds_best_params(capsys):
     code = main(
         [

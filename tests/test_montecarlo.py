@@ -354,6 +354,31 @@ def test_a_short_burn_in_is_said_and_recorded_and_the_batch_reported_is_what_ran
         evaluate(model, unbounded, method="monte-carlo", batch=32, burn_in=100, **kw)
 
 
+def test_a_synapse_that_never_becomes_stationary_is_said_and_its_curve_moves_with_the_burn_in():
+    """``ewc`` with decay 1 (an infinite time scale: its importance counts every event) has no
+    stationary curve: each burn-in gives another (500 events: area 31 in ideal; more events,
+    less), which used to be reported without a word; with decay 0.9 it relaxes and is silent.
+    In bounded its importance is clipped to the range: stationary, silent."""
+    import warnings
+
+    from learnsyn.evaluate import NEVER_STATIONARY
+
+    kw = dict(synapses=N, horizon=100, method="monte-carlo", batch=256, seed=0)
+    counting = make_model("ewc", {"decay": 1.0})
+    with pytest.warns(UserWarning, match=NEVER_STATIONARY[:40]):
+        early = evaluate(counting, make_scenario("ideal"), burn_in=200, **kw)
+    with pytest.warns(UserWarning, match=NEVER_STATIONARY[:40]):
+        late = evaluate(counting, make_scenario("ideal"), burn_in=2000, **kw)
+    assert early.monte_carlo["stationary"] is False and "burn_in_needed" not in early.monte_carlo
+    gap = early.metrics["area"] - late.metrics["area"]
+    assert gap > 4 * (early.metrics_stderr["area"] + late.metrics_stderr["area"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        decaying = evaluate(make_model("ewc", {"decay": 0.9}), make_scenario("ideal"), **kw)
+        clipped = evaluate(counting, make_scenario("bounded"), burn_in=200, **kw)
+    assert "stationary" not in decaying.monte_carlo and "stationary" not in clipped.monte_carlo
+
+
 @pytest.mark.parametrize(
     "name, params, z_spread",
     [("serial", {"states": 8, "q": 0.5}, (0.7, 1.3)), ("benna-fusi", {"variables": 4}, (0.7, 1.5))],

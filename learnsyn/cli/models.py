@@ -19,7 +19,7 @@ from learnsyn.cli.options import (
 )
 from learnsyn.config import parse_assignments, resolve_device
 from learnsyn.estimate.snr import check_convention, check_metric
-from learnsyn.evaluate import MERGED_PAIRS, SHORT_BURN_IN, evaluate
+from learnsyn.evaluate import MERGED_PAIRS, NEVER_STATIONARY, SHORT_BURN_IN, evaluate
 from learnsyn.io import FIGURE_FORMATS, check_output_file, write_json_output
 from learnsyn.registry import load_builtin_models, make_model
 from learnsyn.scenario import SCENARIOS, make_scenario
@@ -149,7 +149,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model, scenario, _ = _model_and_task(args)
     device = str(resolve_device(args.device))
     with warnings.catch_warnings():  # a short burn-in, merged pairs: said below in one line
-        for said in (SHORT_BURN_IN, MERGED_PAIRS):
+        for said in (SHORT_BURN_IN, MERGED_PAIRS, NEVER_STATIONARY):
             warnings.filterwarnings("ignore", message=re.escape(said))
         result = evaluate(
             model,
@@ -171,6 +171,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"{record['burn_in_needed']} steps this synapse needs to relax (5 time constants "
             "of its slowest mode): the figures include the transient from the initial state "
             "and can be biased, mostly upward",
+            file=sys.stderr,
+        )
+    if record.get("stationary") is False:
+        print(
+            f"warning: this synapse never becomes stationary (an infinite time scale): the "
+            f"figures are those of a memory stored after the burn-in ({record['burn_in']} "
+            "steps), and change with --burn-in",
             file=sys.stderr,
         )
     if record.get("snr_bound_after_merge", 0) >= args.threshold:

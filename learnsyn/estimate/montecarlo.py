@@ -151,10 +151,10 @@ def simulate_pairs(model: Synapse, scenario: Scenario, kind: TrackedKind, **batc
     return PairMoments(torch.stack(records), per_group, kind.p_plus)
 
 
-def relaxation_steps(model: Synapse, scenario: Scenario) -> float | None:
-    """Steps for the model's slowest known time scale to relax: 5 time constants, in steps (a
-    model that moves only on events relaxes 1 / event rate times slower); None when no finite
-    time scale is known (learned cells)."""
+def slowest_time_scale(model: Synapse, scenario: Scenario) -> float | None:
+    """The model's slowest known time scale in steps (a model that moves only on events relaxes
+    1 / event rate times slower): infinite for one that never becomes stationary (``ewc`` with
+    decay 1), None where none is known (learned cells)."""
     from learnsyn.estimate.exact import markov_time_scale
 
     scale = None
@@ -166,6 +166,13 @@ def relaxation_steps(model: Synapse, scenario: Scenario) -> float | None:
         scale = model.time_scale()
         if scale is not None and model.moves_only_on_events:  # events -> steps
             scale = scale / (stats.event_probability if stats is not None else 1.0)
+    return scale
+
+
+def relaxation_steps(model: Synapse, scenario: Scenario) -> float | None:
+    """Steps for the model's slowest known time scale to relax: 5 time constants; None when no
+    finite time scale is known (learned cells; a synapse that never becomes stationary)."""
+    scale = slowest_time_scale(model, scenario)
     if scale is None or not math.isfinite(scale):
         return None
     return 5 * scale
