@@ -24,6 +24,7 @@ from learnsyn.estimate.exact import (
     linear_signal_and_variance,
     markov_signal_and_variance,
     markov_signal_and_variance_blocks,
+    visible_eigenvalues,
 )
 from learnsyn.estimate.grid import (
     AUTO_MAX_STATES,
@@ -350,6 +351,17 @@ def _weight_range(model: Synapse, scenario: Scenario) -> tuple[float | None, flo
     return None, None
 
 
+def _grows_where_seen(model: Synapse) -> bool:
+    """Whether a mode that does not decay shapes the SNR: for a linear synapse, one an event
+    drives and the readout sees (a linearized cell can hold an eigenvalue >= 1 in a mode
+    neither touches, and its curve is then stationary); True for any other model."""
+    form = model.linear_form()
+    if form is None:
+        return True
+    seen = visible_eigenvalues(form)
+    return seen is None or bool(np.any(np.abs(seen) >= 1))
+
+
 def _short_burn_in(model: Synapse, scenario: Scenario, burn_in: int) -> dict:
     """``{"burn_in_needed": steps}`` (and the ``SHORT_BURN_IN`` warning) when ``burn_in`` is
     shorter than ``relaxation_steps``; ``{"stationary": False}`` (and ``NEVER_STATIONARY``)
@@ -360,7 +372,7 @@ def _short_burn_in(model: Synapse, scenario: Scenario, burn_in: int) -> dict:
     if scenario.state_range() is not None:
         return {}
     scale = slowest_time_scale(model, scenario)
-    if scale is not None and math.isinf(scale):
+    if scale is not None and math.isinf(scale) and _grows_where_seen(model):
         warnings.warn(NEVER_STATIONARY, stacklevel=3)
         return {"stationary": False}
     steps = relaxation_steps(model, scenario)

@@ -601,14 +601,16 @@ def left_out_of_board(out: Path, cells: list[Cell], run_dirs: list[Path]) -> lis
 def _same_run(stored: str, given: Path) -> bool:
     """Whether a board's run path names the resolved run directory ``given``. A relative path
     was written relative to the directory the board was built from, which need not be this
-    one: it names ``given`` when it is the end of ``given``'s path."""
+    one: where it names no run directory from here, it names ``given`` when it is the end of
+    ``given``'s path, of at least two parts (a lone run name, such as the config's default
+    names, is too common to tell runs apart; such a board is refused from elsewhere, as
+    before)."""
     path = Path(stored)
-    if path.is_absolute():
-        return path.resolve() == given
-    if path.resolve() == given:
-        return True
+    here = path.resolve()
+    if path.is_absolute() or here == given or (here / "config.json").exists():
+        return here == given
     parts = Path(*(part for part in path.parts if part != ".")).parts
-    return bool(parts) and ".." not in parts and given.parts[-len(parts) :] == parts
+    return len(parts) >= 2 and ".." not in parts and given.parts[-len(parts) :] == parts
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Path]:

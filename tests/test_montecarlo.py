@@ -379,6 +379,30 @@ def test_a_synapse_that_never_becomes_stationary_is_said_and_its_curve_moves_wit
     assert "stationary" not in decaying.monte_carlo and "stationary" not in clipped.monte_carlo
 
 
+def test_a_mode_that_does_not_decay_but_shapes_nothing_is_not_called_never_stationary():
+    """Review, session 27: a linearized cell with an eigenvalue of 1 in a mode that no event
+    drives and the readout does not see (A = diag(0.9, 1), b = c = (1, 0)) was called never
+    stationary, though its curve is the exponential's at any burn-in (106.8 +- 1.6 after 200
+    steps, 106.9 +- 2.7 after 2000); the same eigenvalue where the readout sees it is said."""
+    import warnings
+
+    from learnsyn.evaluate import NEVER_STATIONARY
+    from learnsyn.linearization import Linearization, LinearizedCell
+
+    kw = dict(synapses=N, horizon=60, method="monte-carlo", batch=256, seed=0, burn_in=200)
+    hidden = Linearization(
+        np.zeros(2), np.diag([0.9, 1.0]), np.ones(2) * [1, 0], np.ones(2) * [1, 0], 0.0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quiet = evaluate(LinearizedCell(hidden), make_scenario("ideal"), **kw)
+    assert "stationary" not in quiet.monte_carlo
+    seen = Linearization(np.zeros(2), np.diag([0.9, 1.0]), np.ones(2), np.ones(2), 0.0)
+    with pytest.warns(UserWarning, match=NEVER_STATIONARY[:40]):
+        said = evaluate(LinearizedCell(seen), make_scenario("ideal"), **kw)
+    assert said.monte_carlo["stationary"] is False
+
+
 @pytest.mark.parametrize(
     "name, params, z_spread",
     [("serial", {"states": 8, "q": 0.5}, (0.7, 1.3)), ("benna-fusi", {"variables": 4}, (0.7, 1.5))],

@@ -707,3 +707,14 @@ def test_a_board_s_relative_run_paths_are_recognised_from_another_directory(tmp_
     ]  # fmt: skip
     (tmp_path / "other" / "a").mkdir(parents=True)  # another run called a, not under runs/
     assert "run runs/a" in scoreboard.left_out_of_board(out, [], [tmp_path / "other" / "a"])
+    # review: where the stored path names a run from here, that run is the one (another tree
+    # with the same relative path does not replace it silently) ...
+    (elsewhere / "runs" / "a").mkdir(parents=True)
+    (elsewhere / "runs" / "a" / "config.json").write_text("{}")
+    assert "run runs/a" in scoreboard.left_out_of_board(out, [], runs)
+    assert scoreboard.left_out_of_board(out, [], [elsewhere / "runs" / "a", runs[1]]) == []
+    # ... and a lone run name (a board built with --runs . inside the runs) is too common to
+    # match from elsewhere: refused, as before
+    (out / "scoreboard.json").write_text(json.dumps({"cells": [{"key": "k", "learned": [
+        {"runs": ["a"]}]}]}))  # fmt: skip
+    assert scoreboard.left_out_of_board(out, [], [project / "runs" / "a"]) == ["cell k", "run a"]

@@ -49,6 +49,21 @@ def _eigen(form: LinearForm) -> tuple[np.ndarray, ...] | None:
     return lam, form.c @ V, V_inv @ form.b, V_inv
 
 
+def visible_eigenvalues(form: LinearForm, tol: float = 1e-9) -> np.ndarray | None:
+    """The eigenvalues of the modes that an event drives (``b``, or ``b_flagged``) and the
+    readout sees (``c``): only these shape the SNR; None when the eigenbasis is too
+    ill-conditioned to tell."""
+    eigen = _eigen(form)
+    if eigen is None:
+        return None
+    lam, cV, V_inv_b, V_inv = eigen
+    driven = np.abs(V_inv_b)
+    if form.b_flagged is not None:
+        driven = np.maximum(driven, np.abs(V_inv @ form.b_flagged))
+    weight = np.abs(cV) * driven
+    return lam[weight > tol * max(float(weight.max(initial=0.0)), 1e-300)]
+
+
 def _input_kinds(form: LinearForm, stats: InputStatistics):
     """``(weights, increments, kind of every tracked kind)``: the input kinds the synapse tells
     apart (``InputStatistics.input_kinds``), each with ``P(j) E[xi^2 | j]`` and its increment."""
