@@ -165,28 +165,10 @@ def _simulator(path: str):
 def check_lanes_agreement(record: Recorder, device, pairs=4096, horizon=200) -> None:
     """The lane kernels against the reference in ideal, importance (flags), bounded and noisy:
     states 1 and 2 as dispatched (``triton``), state 8 in two lane settings."""
-    from learnsyn.cells import make_cell
-    from learnsyn.scenario import make_scenario
-    from learnsyn.tools.rollout_bench import _agreement, _run, _tolerance
-
-    reference = _simulators()["reference"]
     for state in (1, 2, 8):
         paths = ("triton",) if state <= 2 else ("lanes-b32w1p1r1", "lanes-b128w4p3r1")
         for task in ("ideal", "importance", "bounded", "noisy"):
-            scenario = make_scenario(task)
-            model = make_cell("gru", state, timescale=horizon).to(device)
-            size = dict(cell="gru", state=state, pairs=pairs, horizon=horizon)
-            expected = _run(reference, model, scenario, size, device, True)
-            for path in paths:
-                entry = dict(cell="gru", task=task, path=path, pairs=pairs, horizon=horizon,
-                             state=state)  # fmt: skip
-                try:
-                    got = _run(_simulator(path), model, scenario, size, device, True)
-                    entry.update(_agreement(expected, got, _tolerance(scenario)))
-                except Exception as error:  # noqa: BLE001 - record it and go on
-                    entry["error"] = repr(error)
-                    entry["trace"] = traceback.format_exc()[-1500:]
-                record.add("agreement", entry)
+            _check_paths(record, device, "gru", state, task, pairs, horizon, paths, True)
 
 
 def run_lanes(record: Recorder, device, pairs: int = 2**18, full: int = 2**20) -> None:
@@ -210,35 +192,46 @@ def run_lanes(record: Recorder, device, pairs: int = 2**18, full: int = 2**20) -
 
 def check_agreement(record: Recorder, device: torch.device) -> None:
     """Objective and gradients of each CUDA path against the reference, small sizes."""
-    from learnsyn.cells import make_cell
     from learnsyn.scenario import make_scenario
-    from learnsyn.tools.rollout_bench import _agreement, _run
 
-    simulators = _simulators()
     tasks = ("ideal", "importance", "bounded", "noisy")
     cases = [(cell, 8, task, 1024, 200) for cell in ("gru", "rnn") for task in tasks]
     cases += [(cell, 8, "ideal", 4096, 2000) for cell in ("gru", "rnn")]
     cases += [("mlp", 2, task, 1024, 200) for task in tasks]  # the size of its runs
     for cell, state, task, pairs, horizon in cases:
-        scenario = make_scenario(task)
-        model = make_cell(cell, state, timescale=horizon).to(device)
-        size = dict(cell=cell, state=state, pairs=pairs, horizon=horizon)
-        try:
-            reference = _run(simulators["reference"], model, scenario, size, device, True)
-        except Exception as error:  # noqa: BLE001
-            record.add("agreement", dict(cell=cell, task=task, error=repr(error)))
-            continue
         # the eager kernel applies no state constraints and has no mlp cell (it refuses them)
-        eager = not scenario.constrains_state and cell != "mlp"
-        for path in ("eager", "triton") if eager else ("triton",):
-            entry = dict(cell=cell, task=task, path=path, pairs=pairs, horizon=horizon, state=state)
-            try:
-                fast = _run(simulators[path], model, scenario, size, device, True)
-                entry.update(_agreement(reference, fast))
-            except Exception as error:  # noqa: BLE001
-                entry["error"] = repr(error)
-                entry["trace"] = traceback.format_exc()[-1500:]
-            record.add("agreement", entry)
+        eager = not make_scenario(task).constrains_state and cell != "mlp"
+        paths = ("eager", "triton") if eager else ("triton",)
+        _check_paths(record, device, cell, state, task, pairs, horizon, paths)
+
+
+def _check_paths(record, device, cell, state, task, pairs, horizon, paths, by_scenario=False):
+    """An agreement entry for each of ``paths`` (``_simulator``'s names) against the reference
+    at one size; an error is recorded, not raised. ``by_scenario``: the scenario's tolerance
+    (``rollout_bench._tolerance``: the Monte Carlo error in bounded) rather than float
+    rounding's."""
+    from learnsyn.cells import make_cell
+    from learnsyn.scenario import make_scenario
+    from learnsyn.tools.rollout_bench import _agreement, _run, _tolerance
+
+    scenario = make_scenario(task)
+    model = make_cell(cell, state, timescale=horizon).to(device)
+    size = dict(cell=cell, state=state, pairs=pairs, horizon=horizon)
+    tolerance = _tolerance(scenario) if by_scenario else None
+    try:
+        reference = _run(_simulator("reference"), model, scenario, size, device, True)
+    except Exception as error:  # noqa: BLE001 - record it and go on
+        record.add("agreement", dict(cell=cell, task=task, error=repr(error)))
+        return
+    for path in paths:
+        entry = dict(cell=cell, task=task, path=path, pairs=pairs, horizon=horizon, state=state)
+        try:
+            fast = _run(_simulator(path), model, scenario, size, device, True)
+            entry.update(_agreement(reference, fast, tolerance))
+        except Exception as error:  # noqa: BLE001 - record it and go on
+            entry["error"] = repr(error)
+            entry["trace"] = traceback.format_exc()[-1500:]
+        record.add("agreement", entry)
 
 
 def time_path(
