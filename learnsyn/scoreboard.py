@@ -591,26 +591,27 @@ def left_out_of_board(out: Path, cells: list[Cell], run_dirs: list[Path]) -> lis
     lost = []
     for data in (data for data in old_cells if isinstance(data, dict)):
         runs = [run for group in data.get("learned", []) for run in group.get("runs", [])]
-        kept = [run for run in runs if any(_same_run(run, path) for path in given)]
+        kept = [run for run in runs if _names_a_given_run(run, given)]
         if data.get("key") not in planned and not kept:
             lost.append(f"cell {data.get('key')}")
         lost += [f"run {run}" for run in runs if run not in kept]
     return lost
 
 
-def _same_run(stored: str, given: Path) -> bool:
-    """Whether a board's run path names the resolved run directory ``given``. A relative path
-    was written relative to the directory the board was built from, which need not be this
-    one: where it names no run directory from here, it names ``given`` when it is the end of
-    ``given``'s path, of at least two parts (a lone run name, such as the config's default
-    names, is too common to tell runs apart; such a board is refused from elsewhere, as
-    before)."""
+def _names_a_given_run(stored: str, given: list[Path]) -> bool:
+    """Whether a board's run path names one of the resolved run directories ``given``. A
+    relative path was written relative to the directory the board was built from, which need
+    not be this one: where it names no run directory from here, it names a given run whose path
+    ends with it, of at least two parts (a lone run name, such as the config's default names,
+    is too common to tell runs apart; such a board is refused from elsewhere, as before)."""
     path = Path(stored)
     here = path.resolve()
-    if path.is_absolute() or here == given or (here / "config.json").exists():
-        return here == given
-    parts = Path(*(part for part in path.parts if part != ".")).parts
-    return len(parts) >= 2 and ".." not in parts and given.parts[-len(parts) :] == parts
+    if path.is_absolute() or here in given or (here / "config.json").exists():
+        return here in given
+    parts = path.parts  # pathlib drops "." parts
+    if len(parts) < 2 or ".." in parts:
+        return False
+    return any(run.parts[-len(parts) :] == parts for run in given)
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Path]:
