@@ -493,8 +493,11 @@ def evaluate(
             "groups": used_groups,
             "leave_one_out_metrics": loo_metrics,
             **_short_burn_in(model, scenario, burn),
-            **({} if merged is None else {"pairs_merged_from_age": merged}),
-            **({} if merged is None else {"snr_bound_after_merge": merged_bound}),
+            **(
+                {}
+                if merged is None
+                else {"pairs_merged_from_age": merged, "snr_bound_after_merge": merged_bound}
+            ),
         }
         if merged_bound is not None and merged_bound >= threshold:
             warnings.warn(MERGED_PAIRS, stacklevel=2)
