@@ -79,6 +79,7 @@ import torch
 from learnsyn.estimate.exact import variances_given_kind
 from learnsyn.estimate.montecarlo import default_burn_in
 from learnsyn.estimate.snr import (
+    EvalSpec,
     compute_metrics,
     smooth_objective,
     snr_from_moments,
@@ -285,11 +286,7 @@ class Setting:
 
     stats: InputStatistics
     weights: tuple[float, ...]
-    synapses: int
-    horizon: int
-    threshold: float
-    convention: str
-    metric: str
+    spec: EvalSpec
 
 
 def form_from_params(params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -351,7 +348,7 @@ def snr_curve(
     ``b_flagged``: the increment of flagged events (None: b), as in
     ``estimate.exact.linear_signal_and_variance``: per input kind j (``input_kinds``) the kernel
     ``r_j = c A^tau b_j``, the stationary variance ``sum_j P(j) E[xi^2 | j] sum_tau r_j^2``."""
-    stats, count = setting.stats, setting.horizon
+    stats, count = setting.stats, setting.spec.horizon
     m = A.shape[0]
     rho = float(stats.correlation)
     weights, tracked = stats.input_kinds(b_flagged is not None)
@@ -394,7 +391,9 @@ def snr_curve(
         stats.gains, setting.weights, tracked, kind_variances
     ):
         signal = gain * (base if own == 0 else kernels[own])
-        snr = snr_from_moments(signal, kind_variance, setting.synapses, setting.convention)
+        snr = snr_from_moments(
+            signal, kind_variance, setting.spec.synapses, setting.spec.convention
+        )
         curve = curve + weight * snr
     return curve
 
@@ -404,7 +403,9 @@ def exact_metric(curve: torch.Tensor, setting: Setting) -> float:
     values = curve.detach().cpu().numpy()
     if not np.all(np.isfinite(values)):
         return -math.inf
-    value = compute_metrics(np.arange(setting.horizon), values, setting.threshold)[setting.metric]
+    value = compute_metrics(np.arange(setting.spec.horizon), values, setting.spec.threshold)[
+        setting.spec.metric
+    ]
     return value if math.isfinite(value) else -math.inf
 
 
@@ -684,15 +685,7 @@ def _setting(scenario: Scenario, target: SearchTarget) -> Setting:
             "tune does)"
         )
     weights = tuple(float(kind.weight) for kind in scenario.tracked_kinds())
-    return Setting(
-        stats,
-        weights,
-        int(target.synapses),
-        int(target.horizon),
-        float(target.threshold),
-        target.convention,
-        target.metric,
-    )
+    return Setting(stats, weights, target.spec())
 
 
 def _check_state_size(state_size: int) -> int:
@@ -718,7 +711,7 @@ class _Objective:
         self.count += 1
         powers = None
         if self.form is modal_form and self.setting.stats.correlation == 0:
-            powers = modal_powers(theta, self.structure, self.setting.horizon)
+            powers = modal_powers(theta, self.structure, self.setting.spec.horizon)
         A, b, c, b_flagged = self.form(theta, self.structure)
         return snr_curve(A, b, c, self.setting, powers, b_flagged)
 
@@ -732,7 +725,7 @@ class _Objective:
     def polish(self, theta: np.ndarray, iterations: int) -> tuple[np.ndarray, float]:
         """L-BFGS on the surrogate at decreasing temperatures; the best exact point seen."""
         setting = self.setting
-        ages = torch.arange(setting.horizon, dtype=DTYPE)
+        ages = torch.arange(setting.spec.horizon, dtype=DTYPE)
         best_theta, best_value = np.array(theta, dtype=np.float64), self.exact(theta)
         for temperature in TEMPERATURES:
             tensor = torch.tensor(best_theta, dtype=DTYPE, requires_grad=True)
@@ -745,12 +738,14 @@ class _Objective:
                 history_size=20,
                 line_search_fn="strong_wolfe",
             )
-            scale = temperature * max(setting.threshold, 1e-3)
+            scale = temperature * max(setting.spec.threshold, 1e-3)
 
             def closure(tensor=tensor, scale=scale, optimizer=optimizer) -> torch.Tensor:
                 optimizer.zero_grad()
                 curve = self.curve(tensor)
-                loss = -smooth_objective(curve, ages, setting.threshold, setting.metric, scale)
+                loss = -smooth_objective(
+                    curve, ages, setting.spec.threshold, setting.spec.metric, scale
+                )
                 if not torch.isfinite(loss):
                     loss = torch.nan_to_num(loss, nan=1e30, posinf=1e30, neginf=-1e30)
                 loss.backward()
@@ -821,7 +816,7 @@ class _ModalSearch:
         self.summary: list[dict[str, Any]] = []
 
     def warm_starts(self, structure: Structure) -> list[np.ndarray]:
-        horizon = max(self.setting.horizon, 2)
+        horizon = max(self.setting.spec.horizon, 2)
         starts = []
         for size in (structure.size - 1, structure.size - 2):
             if size not in self.best:
@@ -848,13 +843,14 @@ class _ModalSearch:
 
     def run(self, size: int) -> None:
         setting, noisy = self.setting, self.cap is not None
-        decays = 1.0 - np.geomspace(1.0, 1.0 / (20.0 * max(setting.horizon, 2)), 24)[1:]
+        decays = 1.0 - np.geomspace(1.0, 1.0 / (20.0 * max(setting.spec.horizon, 2)), 24)[1:]
         ordinary = ORDINARY_SCALES if self.gated else (1.0,)
         for pairs in range(size // 2 + 1):
             structure = Structure(pairs, size - 2 * pairs, self.cap, self.gated)
             objective = _Objective(setting, modal_form, structure)
             pool = [
-                random_modal(structure, self.rng, setting.horizon) for _ in range(self.candidates)
+                random_modal(structure, self.rng, setting.spec.horizon)
+                for _ in range(self.candidates)
             ]
             for copies in (False, True) if noisy else (False,):
                 for decay in decays:
@@ -972,16 +968,13 @@ def _finish(
     evaluation = evaluate(
         model,
         scenario,
-        synapses=setting.synapses,
-        horizon=setting.horizon,
         method="exact",
-        convention=setting.convention,
-        threshold=setting.threshold,
+        **setting.spec.keywords(),
     )
     params = _json_params(model.params_dict())
     return OptimalLinear(
         params=params,
-        value=float(evaluation.metrics[setting.metric]),
+        value=float(evaluation.metrics[setting.spec.metric]),
         evaluation=evaluation,
         complex_pairs=structure.pairs,
         poles=[complex(p) for p in np.linalg.eigvals(A)],

@@ -134,18 +134,9 @@ def reevaluated(row: dict[str, Any], config, scenario, batch: int, seed: int, de
     if row["method"] == "monte-carlo":
         with torch.no_grad():
             ev = evaluate(
-                make_model(row["name"], row["params"]),
-                scenario,
-                method="monte-carlo",
-                batch=batch,
-                seed=seed,
-                burn_in=config.resolved_burn_in(),
-                device=device,
-                synapses=config.synapses,
-                horizon=config.horizon,
-                threshold=config.threshold,
-                convention=config.convention,
-            )
+                make_model(row["name"], row["params"]), scenario, method="monte-carlo",
+                batch=batch, seed=seed, device=device, **config.eval_spec().keywords(),
+            )  # fmt: skip
         row.update(
             metrics=ev.metrics,
             metrics_stderr=ev.metrics_stderr,

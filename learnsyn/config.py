@@ -5,7 +5,10 @@ its command-line help in its metadata; ``learnsyn.cli.options`` generates the ``
 options from the fields and ``learnsyn.study.space`` accepts any numeric field as a study
 dimension, so a new field is an option and a searchable setting with no other file touched.
 Derived values (the burn-in, the final temperature, the scenario's resolved parameters) are
-resolved here, once.
+resolved here, once. How a run's synapses are evaluated (N, horizon, threshold, convention,
+metric, burn-in) is ``TrainConfig.eval_spec()``: a ``learnsyn.estimate.snr.EvalSpec``, the one
+spec that ``evaluate``, ``tune``, the optimum searches, studies and the scoreboard check and
+pass on.
 
 **Seed streams.** Every random number of a run comes from the run's ``seed`` through
 ``stream_seed(seed, stream)`` (a fixed offset per purpose, so that the streams never overlap
@@ -25,6 +28,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from learnsyn.estimate.snr import EvalSpec, is_count
 
 TRAIN_METRICS = ("area", "lifetime", "log_area")
 ESTIMATORS = ("auto", "monte-carlo", "grid")
@@ -296,6 +301,15 @@ class TrainConfig:
         horizon = self.horizon if horizon is None else horizon
         return default_train_burn_in(self.task, self.task_params, horizon)
 
+    def eval_spec(self, horizon: int | None = None) -> EvalSpec:
+        """The run's evaluation spec: its N, threshold, convention and metric, over ``horizon``
+        ages (None: the run's) after the run's burn-in at that horizon."""
+        horizon = self.horizon if horizon is None else int(horizon)
+        return EvalSpec(
+            self.synapses, horizon, self.threshold, self.convention, self.metric,
+            self.resolved_burn_in(horizon),
+        )  # fmt: skip
+
     def resolved_lr(self) -> float:
         """The learning rate: 0.005, or 0.0005 for the tanh RNN, whose recurrent matrix holds
         its eigenvalues directly (one Adam step of 0.005 moves a time scale of 250 steps by
@@ -344,7 +358,7 @@ class TrainConfig:
         """Check every value before any work (one clear line per problem) and resolve the
         derived ones in place: the scenario's full parameters and the final temperature."""
         from learnsyn.cells import make_cell
-        from learnsyn.estimate.snr import check_convention, check_metric
+        from learnsyn.estimate.snr import check_metric
         from learnsyn.initialization import check_seed
         from learnsyn.memory import check_training_memory
         from learnsyn.registry import model_names
@@ -354,12 +368,10 @@ class TrainConfig:
         if self.cell not in cells:
             raise ValueError(f"unknown cell {self.cell!r}; allowed: {', '.join(cells)}")
         check_metric(self.metric, TRAIN_METRICS)
-        check_convention(self.convention)
+        self.eval_spec()  # N, horizon, threshold, convention, burn-in: checked where they live
         checks = [
             ("state size m", self.state_size, 1),
             ("batch B", self.batch, 2),
-            ("synapses N", self.synapses, 1),
-            ("horizon", self.horizon, 1),
             ("iterations", self.iterations, 1),
             ("checkpoint-every", self.checkpoint_every, 1),
             ("eval batch", self.eval_batch, 2),
@@ -369,7 +381,7 @@ class TrainConfig:
             ("figure-every", self.figure_every, 0),
         ]
         for name, value, low in checks:
-            if isinstance(value, bool) or int(value) != value or value < low:
+            if not is_count(value, low):
                 raise ValueError(f"{name} = {value} is not allowed: need an integer >= {low}")
         check_seed(self.seed)
         self.temperature_final = self.resolved_temperature_final()
@@ -383,22 +395,14 @@ class TrainConfig:
         ):
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} = {value} is not allowed: need a finite number > 0")
-        if not (math.isfinite(self.threshold) and self.threshold >= 0):
-            raise ValueError(f"threshold = {self.threshold} is not allowed: need a number >= 0")
         if self.timescale is not None and not (
             math.isfinite(self.timescale) and self.timescale > 0
         ):
             raise ValueError(f"timescale = {self.timescale} is not allowed: need a number > 0")
-        if self.gradient_burn_in is not None and (
-            isinstance(self.gradient_burn_in, bool)
-            or int(self.gradient_burn_in) != self.gradient_burn_in
-            or self.gradient_burn_in < 0
-        ):
+        if self.gradient_burn_in is not None and not is_count(self.gradient_burn_in, 0):
             raise ValueError(
                 f"gradient burn-in = {self.gradient_burn_in} is not allowed: need an integer >= 0"
             )
-        if self.burn_in is not None and self.burn_in < 0:
-            raise ValueError(f"burn-in = {self.burn_in} is not allowed: need >= 0")
         if self.rollout not in ROLLOUTS:
             raise ValueError(f"rollout {self.rollout!r} is not allowed: expected fast or reference")
         if not (math.isfinite(self.late_variance) and 0 <= self.late_variance <= 1):

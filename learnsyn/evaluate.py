@@ -42,7 +42,7 @@ from learnsyn.estimate.montecarlo import (
     slowest_time_scale,
 )
 from learnsyn.estimate.snr import (
-    check_convention,
+    EvalSpec,
     check_exact_bound,
     compute_metrics,
     curve_from_pairs,
@@ -406,11 +406,7 @@ def evaluate(
     forward-only compiled kernels for learned cells, linear and Markov synapses, the same random
     numbers; other models go to the reference) or ``reference`` (``simulate_pairs``); None:
     ``$LEARNSYN_ROLLOUT``, else ``fast``."""
-    check_convention(convention)
-    if synapses < 1:
-        raise ValueError(f"synapses = {synapses} is not allowed: need N >= 1")
-    if horizon < 1:
-        raise ValueError(f"horizon = {horizon} is not allowed: need horizon >= 1")
+    EvalSpec(synapses, horizon, threshold, convention, burn_in=burn_in)  # one line if bad
     method = resolve_method(model, scenario, method)
     if ages is not None and method != "exact":
         raise ValueError("custom ages need the exact method; Monte Carlo uses 0..horizon-1")

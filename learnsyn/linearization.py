@@ -230,15 +230,8 @@ def _ablation(run_dir, eval_batch: int | None, device: str):
     ablation = evaluate_trained(LinearizedCell(lin), config, batch=batch, seed=seed, device=device)
     exact = None
     if scenario.linear_statistics() is not None:  # the ablation's curve in closed form
-        exact = evaluate(
-            LinearizedCell(lin),
-            scenario,
-            synapses=config.synapses,
-            horizon=config.horizon,
-            method="exact",
-            convention=config.convention,
-            threshold=config.threshold,
-        ).metrics
+        spec = config.eval_spec().keywords()
+        exact = evaluate(LinearizedCell(lin), scenario, method="exact", **spec).metrics
     from learnsyn.estimate.grid import grid_fits
     from learnsyn.estimate.snr import paired_ratio, rounding_error
 

@@ -574,23 +574,12 @@ def evaluate_trained(
     when the run left it unset)."""
     from learnsyn.evaluate import evaluate
 
-    horizon = config.horizon if horizon is None else int(horizon)
-    burn_in = config.resolved_burn_in(horizon)
     scenario = scenario or make_scenario(config.task, config.task_params)
     with torch.no_grad():
         return evaluate(
-            model.to(device),
-            scenario,
-            synapses=config.synapses,
-            horizon=horizon,
-            method=method,
-            convention=config.convention,
-            threshold=config.threshold,
-            batch=batch,
-            seed=seed,
-            burn_in=burn_in,
-            device=device,
-        )
+            model.to(device), scenario, method=method, batch=batch, seed=seed, device=device,
+            **config.eval_spec(horizon).keywords(),
+        )  # fmt: skip
 
 
 def _final_evaluation(model, scenario, config: TrainConfig, device) -> dict[str, Any]:

@@ -78,6 +78,7 @@ from learnsyn.estimate.grid import AUTO_MAX_STATES
 from learnsyn.estimate.montecarlo import PairBatch
 from learnsyn.estimate.snr import (
     BOUND_SCENARIOS,
+    EvalSpec,
     jackknife_stderr,
     ratio_rounding,
     rounding_error,
@@ -168,8 +169,7 @@ def plan_cells(
         if m < 1:
             raise ValueError(f"state size m = {m} is not allowed: need m >= 1")
     for n in synapses:
-        if n < 1:
-            raise ValueError(f"N = {n} is not allowed: need N >= 1")
+        EvalSpec(n)  # one clear line for a bad N before its horizon is derived
     cells = [
         Cell(t, m, n, horizon or default_horizon(n), metric, threshold, convention)
         for n in synapses

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import scipy.optimize
 
-from learnsyn.estimate.snr import check_convention, check_metric
+from learnsyn.estimate.snr import EvalSpec
 from learnsyn.evaluate import Evaluation, evaluate, resolve_method
 from learnsyn.registry import make_model, model_class
 from learnsyn.scenario import Scenario
@@ -71,12 +71,11 @@ class SearchTarget:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_metric(self.metric)
-        check_convention(self.convention)
-        if self.synapses < 1:
-            raise ValueError(f"synapses = {self.synapses} is not allowed: need N >= 1")
-        if self.horizon < 1:
-            raise ValueError(f"horizon = {self.horizon} is not allowed: need horizon >= 1")
+        self.spec()  # one line naming a bad value
+
+    def spec(self) -> EvalSpec:
+        """The target's evaluation spec (no burn-in: each search passes its own)."""
+        return EvalSpec(self.synapses, self.horizon, self.threshold, self.convention, self.metric)
 
     def keywords(self, **changes: Any) -> dict[str, Any]:
         """The target as keywords for another search, with ``changes`` applied."""
@@ -85,10 +84,9 @@ class SearchTarget:
     def evaluation(self) -> dict[str, Any]:
         """The keywords ``evaluate`` takes from the target (not the seed: each evaluation
         names its own random numbers)."""
-        return dict(
-            synapses=self.synapses, horizon=self.horizon, threshold=self.threshold,
-            convention=self.convention,
-        )  # fmt: skip
+        keywords = self.spec().keywords()
+        del keywords["burn_in"]
+        return keywords
 
 
 @dataclass(frozen=True)
@@ -235,7 +233,7 @@ def tune(
     event, the same for every candidate; None lets each candidate relax for 5 of its slowest
     time constants.
     """
-    check_metric(metric)
+    spec = EvalSpec(synapses, horizon, threshold, convention, metric, burn_in)
     fixed = dict(fixed or {})
     model_class(model_name, "hand-crafted")  # learned cells are trained, not tuned
     probe = make_model(model_name, fixed)  # validates names and values before any work
@@ -264,18 +262,11 @@ def tune(
             return cache[key]
         try:
             model = make_model(model_name, {**fixed, **params})
+            # the burn-in applies to Monte Carlo and the exact bounded grid; closed forms ignore it
             result = evaluate(
-                model,
-                scenario,
-                synapses=synapses,
-                horizon=horizon,
-                method=per_candidate or method,
-                convention=convention,
-                threshold=threshold,
-                batch=batch,
-                seed=seed,
-                burn_in=burn_in,  # Monte Carlo and the exact bounded grid; closed forms ignore it
-            )
+                model, scenario, method=per_candidate or method, batch=batch, seed=seed,
+                **spec.keywords(),
+            )  # fmt: skip
             value = result.metrics[metric]
             value = value if math.isfinite(value) else -math.inf
         except ValueError:  # e.g. an unstable parameter combination

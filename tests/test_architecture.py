@@ -214,6 +214,57 @@ def test_training_and_evaluation_share_the_estimator(monkeypatch):
     assert len(calls) == 2
 
 
+BAD_EVALUATION_VALUES = [
+    ({"synapses": 0}, "synapses = 0 is not allowed: need N >= 1"),
+    ({"synapses": 2.5}, "synapses = 2.5 is not allowed: need N >= 1"),
+    ({"horizon": 0}, "horizon = 0 is not allowed: need horizon >= 1"),
+    ({"threshold": -1.0}, "threshold = -1.0 is not allowed: need a number >= 0"),
+    ({"threshold": math.nan}, "threshold = nan is not allowed: need a number >= 0"),
+    ({"convention": "small-n"}, "unknown convention 'small-n'; allowed: exact, large-n"),
+    ({"burn_in": -3}, "burn-in = -3 is not allowed: need an integer >= 0"),
+]
+
+
+@pytest.mark.parametrize("bad, message", BAD_EVALUATION_VALUES)
+def test_one_evaluation_spec_checks_each_value_in_the_same_words_everywhere(bad, message):
+    """N, horizon, threshold, convention and burn-in are checked by ``EvalSpec`` alone, so an
+    evaluation, a tuning and a training run refuse a bad value with one and the same line."""
+    from learnsyn.estimate.snr import EvalSpec
+    from learnsyn.evaluate import evaluate
+    from learnsyn.registry import make_model
+    from learnsyn.scenario import make_scenario
+    from learnsyn.tuning import tune
+
+    values = {"synapses": 100, "horizon": 50, **bad}
+    scenario = make_scenario("ideal")
+    for call in (
+        lambda: EvalSpec(**values),
+        lambda: evaluate(make_model("exponential", {"decay": 0.9}), scenario, **values),
+        lambda: tune("exponential", scenario, **values),
+        lambda: TrainConfig(**values).validate(),
+    ):
+        with pytest.raises(ValueError) as error:
+            call()
+        assert str(error.value) == message
+
+
+def test_a_run_s_evaluation_spec_is_its_settings_with_the_resolved_burn_in():
+    config = TrainConfig(task="importance", synapses=300, horizon=40, threshold=0.5).validate()
+    spec = config.eval_spec()
+    assert (spec.synapses, spec.horizon, spec.threshold) == (300, 40, 0.5)
+    assert (spec.convention, spec.metric) == (config.convention, config.metric)
+    assert spec.burn_in == config.resolved_burn_in() == 400  # 2.5 T x importance's factor 4
+    assert config.eval_spec(horizon=20).burn_in == config.resolved_burn_in(20) == 200
+    from learnsyn.estimate.snr import EvalSpec
+
+    read_back = EvalSpec(600.0, 1000.0, 1, burn_in=20.0)  # numbers from JSON: one type each
+    assert read_back.keywords() == {
+        "synapses": 600, "horizon": 1000, "threshold": 1.0, "convention": "large-n",
+        "burn_in": 20,
+    }  # fmt: skip
+    assert all(type(v) is t for v, t in zip(read_back.keywords().values(), (int, int, float)))
+
+
 def test_json_is_strict_and_non_finite_numbers_round_trip(tmp_path):
     data = {"a": math.inf, "b": [math.nan, -math.inf, 1.5], "c": "text"}
     text = json_text(data)

@@ -22,6 +22,7 @@ from learnsyn.baselines.optimal_linear import (
 
 from learnsyn.cli import main
 from learnsyn.estimate.exact import markov_signal_and_variance
+from learnsyn.estimate.snr import EvalSpec
 from learnsyn.evaluate import evaluate
 from learnsyn.registry import make_model
 from learnsyn.scenario import make_scenario
@@ -53,11 +54,7 @@ def _closed_form_matches_evaluate(scenario, A, b, c, convention, b_flagged=None)
     setting = Setting(
         scenario.linear_statistics(),
         tuple(k.weight for k in scenario.tracked_kinds()),
-        1000,
-        200,
-        1.0,
-        convention,
-        "area",
+        EvalSpec(1000, 200, 1.0, convention, "area"),
     )
     flagged = None if b_flagged is None else torch.tensor(b_flagged)
     curve = snr_curve(*(torch.tensor(v) for v in (A, b, c)), setting, b_flagged=flagged).numpy()

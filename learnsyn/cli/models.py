@@ -18,7 +18,7 @@ from learnsyn.cli.options import (
     positive_int,
 )
 from learnsyn.config import parse_assignments, resolve_device
-from learnsyn.estimate.snr import check_convention, check_metric
+from learnsyn.estimate.snr import EvalSpec
 from learnsyn.evaluate import MERGED_PAIRS, NEVER_STATIONARY, SHORT_BURN_IN, evaluate
 from learnsyn.io import FIGURE_FORMATS, check_output_file, write_json_output
 from learnsyn.registry import load_builtin_models, make_model
@@ -97,7 +97,8 @@ def _check_common(args) -> None:
     check_output_file(args.plot, "--plot")
     if args.plot and Path(args.plot).suffix.lower().lstrip(".") not in FIGURE_FORMATS:
         raise ValueError(f"--plot {args.plot}: expected a file ending in .png, .pdf or .svg")
-    check_convention(args.convention)
+    EvalSpec(args.synapses, args.horizon, args.threshold, args.convention,
+             getattr(args, "metric", "area"), args.burn_in)  # fmt: skip
     from learnsyn.evaluate import METHODS
 
     if args.method not in METHODS:
@@ -199,7 +200,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from learnsyn.tuning import progress_lines, tune
 
     _check_common(args)
-    check_metric(args.metric)
     model, scenario, params = _model_and_task(args)
     start = time.perf_counter()
     result = tune(

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,6 +48,63 @@ def check_metric(metric: str, allowed: tuple[str, ...] = METRICS) -> str:
     if metric not in allowed:
         raise ValueError(f"unknown metric {metric!r}; allowed: {', '.join(allowed)}")
     return metric
+
+
+def is_count(value: Any, low: int) -> bool:
+    """Whether ``value`` is an integer (not a bool) of at least ``low``."""
+    try:
+        return not isinstance(value, bool) and int(value) == value and value >= low
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def is_finite(value: Any) -> bool:
+    """Whether ``value`` is a finite real number (not a bool)."""
+    try:
+        return not isinstance(value, bool) and math.isfinite(value)
+    except TypeError:
+        return False
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """How a synapse's memory is measured, one spec for every estimator, search and command:
+    ``synapses`` N (the SNR grows as sqrt(N)), ages ``0..horizon-1``, the SNR ``threshold``
+    theta of the metrics, the noise ``convention``, the ``metric`` a search maximizes and the
+    ``burn_in`` (background events before the tracked one; None: enough for each model's slowest
+    time scale). Every value is checked here, once, with one line naming it and what is
+    allowed. ``TrainConfig.eval_spec()`` is a run's spec."""
+
+    synapses: int
+    horizon: int = 1000
+    threshold: float = 1.0
+    convention: str = "large-n"
+    metric: str = "area"
+    burn_in: int | None = None
+
+    def __post_init__(self) -> None:
+        if not is_count(self.synapses, 1):
+            raise ValueError(f"synapses = {self.synapses} is not allowed: need N >= 1")
+        if not is_count(self.horizon, 1):
+            raise ValueError(f"horizon = {self.horizon} is not allowed: need horizon >= 1")
+        if not (is_finite(self.threshold) and self.threshold >= 0):
+            raise ValueError(f"threshold = {self.threshold} is not allowed: need a number >= 0")
+        check_convention(self.convention)
+        check_metric(self.metric)
+        if self.burn_in is not None and not is_count(self.burn_in, 0):
+            raise ValueError(f"burn-in = {self.burn_in} is not allowed: need an integer >= 0")
+        for name, kind in (("synapses", int), ("horizon", int), ("threshold", float)):
+            object.__setattr__(self, name, kind(getattr(self, name)))  # 600.0 from JSON: 600
+        if self.burn_in is not None:
+            object.__setattr__(self, "burn_in", int(self.burn_in))
+
+    def keywords(self) -> dict[str, Any]:
+        """The spec as ``evaluate``'s keywords (all but the metric: an evaluation reports every
+        metric)."""
+        return dict(
+            synapses=self.synapses, horizon=self.horizon, threshold=self.threshold,
+            convention=self.convention, burn_in=self.burn_in,
+        )  # fmt: skip
 
 
 def snr_from_moments(signal, variance, synapses: float, convention: str):

@@ -203,16 +203,9 @@ class TrialObjective:
         try:
             model = make_model(s.model, {**s.fixed, **params})
             evaluation = evaluate(
-                model,
-                make_scenario(s.task, s.task_params),
-                synapses=s.synapses,
-                horizon=s.horizon,
-                method=s.method,
-                convention=s.convention,
-                threshold=s.threshold,
-                batch=s.eval_batch,
-                seed=s.seed,
-            )
+                model, make_scenario(s.task, s.task_params), method=s.method, batch=s.eval_batch,
+                seed=s.seed, **s.eval_spec().keywords(),
+            )  # fmt: skip
         except ValueError as error:  # e.g. an unstable combination of parameters
             raise optuna.TrialPruned(f"parameters rejected: {error}") from None
         trial.set_user_attr("model_params", evaluation.params)

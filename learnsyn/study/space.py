@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from learnsyn.estimate.snr import EvalSpec
 from learnsyn.registry import model_names
 from learnsyn.synapse import ParamSpec
 
@@ -391,6 +391,10 @@ class StudySettings:
     #: (``seed + k``, ``seed + n``: a study created before session 26 keeps it)
     trial_seeding: str = "mixed"
 
+    def eval_spec(self) -> EvalSpec:
+        """How every trial is scored (each model's own burn-in)."""
+        return EvalSpec(self.synapses, self.horizon, self.threshold, self.convention, self.metric)
+
     def trial_seed(self, number: int) -> int:
         """The training seed of trial ``number``."""
         return trial_seed(self.seed, number, self.trial_seeding)
@@ -458,7 +462,7 @@ def parse_target(target: str | None) -> str | None:
 def study_settings(args: argparse.Namespace) -> StudySettings:
     """Check every option of a study run and resolve its search space."""
     from learnsyn.config import parse_assignments
-    from learnsyn.estimate.snr import METRICS, check_convention, check_metric
+    from learnsyn.estimate.snr import METRICS, check_metric
     from learnsyn.evaluate import resolve_method
     from learnsyn.registry import make_model
     from learnsyn.scenario import make_scenario
@@ -476,11 +480,7 @@ def study_settings(args: argparse.Namespace) -> StudySettings:
             "Carlo"
         )
     check_metric(args.metric, TRAIN_METRICS if model is None else METRICS)
-    check_convention(args.convention)
-    if args.synapses < 1:
-        raise ValueError(f"synapses (N) {args.synapses} is not allowed: expected an integer >= 1")
-    if not (math.isfinite(args.threshold) and args.threshold >= 0):
-        raise ValueError(f"threshold {args.threshold} is not allowed: expected a number >= 0")
+    EvalSpec(args.synapses, threshold=args.threshold, convention=args.convention)
     for option, value, low in (
         ("--horizon", args.horizon, 1),
         ("--eval-batch", args.eval_batch, 2),
