@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -304,11 +304,12 @@ class TrainConfig:
     def eval_spec(self, horizon: int | None = None) -> EvalSpec:
         """The run's evaluation spec: its N, threshold, convention and metric, over ``horizon``
         ages (None: the run's) after the run's burn-in at that horizon."""
-        horizon = self.horizon if horizon is None else int(horizon)
-        return EvalSpec(
-            self.synapses, horizon, self.threshold, self.convention, self.metric,
-            self.resolved_burn_in(horizon),
-        )  # fmt: skip
+        horizon = self.horizon if horizon is None else horizon
+        # the given values are checked as given (a burn-in of 2.5 is refused, not rounded)
+        spec = EvalSpec(
+            self.synapses, horizon, self.threshold, self.convention, self.metric, self.burn_in
+        )
+        return replace(spec, burn_in=self.resolved_burn_in(spec.horizon))
 
     def resolved_lr(self) -> float:
         """The learning rate: 0.005, or 0.0005 for the tanh RNN, whose recurrent matrix holds

@@ -92,32 +92,30 @@ class SearchTarget:
 @dataclass(frozen=True)
 class TuneRequest:
     """``tune``'s settings as a family that finds its own optimum receives them
-    (``optimize(scenario, request)``; optimal-linear, linear-range): the method is already
-    resolved, and ``refine_iterations`` sets the family's search budget."""
+    (``optimize(scenario, request)``; optimal-linear, linear-range): what is evaluated
+    (``spec``), the method, already resolved, and the search budget ``refine_iterations``."""
 
-    synapses: int
-    metric: str
+    spec: EvalSpec
     fixed: dict[str, Any]
     max_state: int | None
-    horizon: int
-    threshold: float
-    convention: str
     method: str
     batch: int
     seed: int
-    burn_in: int | None
     refine_iterations: int
     progress: Callable[[int, dict[str, Any], float], None] | None = None
 
     def search(self) -> dict[str, Any]:
         """The keywords every optimum search takes (``SearchTarget``'s fields)."""
-        return {f.name: getattr(self, f.name) for f in fields(SearchTarget)}
+        spec = self.spec
+        return SearchTarget(
+            spec.synapses, spec.horizon, spec.metric, spec.threshold, spec.convention, self.seed
+        ).keywords()
 
     def monte_carlo(self) -> dict[str, Any]:
         """``search()`` plus what a Monte Carlo search takes: its batch, burn-in, budget (5 x
         ``refine_iterations`` evaluations) and progress callback."""
         return dict(
-            self.search(), batch=self.batch, burn_in=self.burn_in,
+            self.search(), batch=self.batch, burn_in=self.spec.burn_in,
             evaluations=5 * self.refine_iterations, progress=self.progress,
         )  # fmt: skip
 
@@ -248,9 +246,8 @@ def tune(
     optimize = getattr(type(probe), "optimize", None)
     if optimize is not None:  # a family that computes its own optimum (optimal-linear)
         request = TuneRequest(
-            synapses, metric, fixed, max_state, horizon, threshold, convention, method, batch,
-            seed, burn_in, refine_iterations, progress,
-        )  # fmt: skip
+            spec, fixed, max_state, method, batch, seed, refine_iterations, progress
+        )
         return optimize(scenario, request)
     integers, continuous = search_space(model_name, scenario, fixed, max_state)
     trials: list[dict[str, Any]] = []

@@ -258,11 +258,49 @@ def test_a_run_s_evaluation_spec_is_its_settings_with_the_resolved_burn_in():
     from learnsyn.estimate.snr import EvalSpec
 
     read_back = EvalSpec(600.0, 1000.0, 1, burn_in=20.0)  # numbers from JSON: one type each
-    assert read_back.keywords() == {
-        "synapses": 600, "horizon": 1000, "threshold": 1.0, "convention": "large-n",
-        "burn_in": 20,
+    assert {key: (value, type(value)) for key, value in read_back.keywords().items()} == {
+        "synapses": (600, int), "horizon": (1000, int), "threshold": (1.0, float),
+        "convention": ("large-n", str), "burn_in": (20, int),
     }  # fmt: skip
-    assert all(type(v) is t for v, t in zip(read_back.keywords().values(), (int, int, float)))
+    for bad, message in (  # checked as given, before a burn-in is derived from them
+        ({"burn_in": 2.5}, "burn-in = 2.5 is not allowed"),
+        ({"burn_in": -0.5}, "burn-in = -0.5 is not allowed"),
+        ({"horizon": math.nan}, "horizon = nan is not allowed"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            TrainConfig(task="ideal", **bad).validate()
+
+
+def test_a_run_s_evaluations_are_handed_its_spec(monkeypatch):
+    """The final evaluation of a trained synapse and compare's re-evaluation of a Monte Carlo
+    baseline (the two sides of a ratio) evaluate with the run's N, threshold, convention and
+    resolved burn-in at the horizon they ask for."""
+    import learnsyn.compare as compare_module
+    import learnsyn.evaluate as evaluate_module
+    from learnsyn.cells import make_cell
+    from learnsyn.runs import evaluate_trained
+    from learnsyn.scenario import make_scenario
+
+    seen, original = [], evaluate_module.evaluate
+
+    def spy(model, scenario, **keywords):
+        seen.append(keywords)
+        return original(model, scenario, **keywords)
+
+    monkeypatch.setattr(evaluate_module, "evaluate", spy)
+    monkeypatch.setattr(compare_module, "evaluate", spy)
+    config = TrainConfig(
+        task="ideal", synapses=300, horizon=8, threshold=0.5, convention="exact"
+    ).validate()
+    evaluate_trained(make_cell("gru", 2), config, batch=16, seed=0, device="cpu", horizon=6)
+    row = {"name": "exponential", "params": {"decay": 0.9}, "method": "monte-carlo"}
+    compare_module.reevaluated(row, config, make_scenario("ideal"), 16, 1, "cpu")
+    assert len(seen) == 2
+    for keywords, horizon in zip(seen, (6, 8)):
+        spec = {"synapses": 300, "horizon": horizon, "threshold": 0.5, "convention": "exact",
+                "burn_in": config.resolved_burn_in(horizon)}  # fmt: skip
+        assert {key: keywords.get(key) for key in spec} == spec
+    assert seen[0]["burn_in"] == 15 and seen[1]["burn_in"] == 20  # 2.5 x the horizon
 
 
 def test_json_is_strict_and_non_finite_numbers_round_trip(tmp_path):

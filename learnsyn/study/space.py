@@ -480,9 +480,9 @@ def study_settings(args: argparse.Namespace) -> StudySettings:
             "Carlo"
         )
     check_metric(args.metric, TRAIN_METRICS if model is None else METRICS)
-    EvalSpec(args.synapses, threshold=args.threshold, convention=args.convention)
+    horizon = 1000 if args.horizon is None else args.horizon  # (a placeholder when unset)
+    EvalSpec(args.synapses, horizon, args.threshold, args.convention)  # one line if bad
     for option, value, low in (
-        ("--horizon", args.horizon, 1),
         ("--eval-batch", args.eval_batch, 2),
         ("--max-state", args.max_state, 1),
     ):
