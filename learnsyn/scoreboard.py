@@ -72,7 +72,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from learnsyn.compare import default_baselines, reevaluated, row_ratio
+from learnsyn.compare import best_baseline, default_baselines, reevaluated, row_ratio
 from learnsyn.config import TrainConfig, resolve_device, stream_seed
 from learnsyn.estimate.grid import AUTO_MAX_STATES
 from learnsyn.estimate.montecarlo import PairBatch
@@ -212,8 +212,11 @@ def compute_cell(
     directory.mkdir(parents=True, exist_ok=True)
     missing = [name for name in names if name not in {row["name"] for row in kept}]
     tuned = tune_baselines_for_run(config, scenario, missing, directory / "baselines.json", log)
-    seed = _cell_seed(cell)
-    rows = [reevaluated(row, config, scenario, eval_batch, seed, device) for row in tuned]
+    seed, chosen_on = _cell_seed(cell), stream_seed(cell.config().seed, "selection")
+    rows = [  # chosen on the pairs the linearizations are chosen on (linearization_selection)
+        reevaluated(row, config, scenario, eval_batch, seed, device, selection_seed=chosen_on)
+        for row in tuned
+    ]
     for row, tuned_row in zip(rows, tuned):
         row["on_boundary"] = tuned_row.get("on_boundary", [])
         row["code"] = tuned_row.get("code")
@@ -638,10 +641,13 @@ def learned_groups(cell_data: dict[str, Any], runs: list[dict[str, Any]], metric
     variability) and the Monte Carlo error of the evaluation. Every run of a cell is evaluated on
     the SAME random numbers, so their Monte Carlo errors do not average out over seeds: that part
     is the jackknife over the pair groups of the seeds' mean (for the ratio: of the seeds' mean
-    divided by the reference, group by group). The strongest synapse found is
+    divided by the reference, group by group). The sum is conservative: the spread over seeds
+    holds the part of each seed's Monte Carlo error the seeds do not share, which the jackknife
+    counts again (up to 1.36 x the true error with 3 seeds of independent errors; README). The
+    strongest synapse found is
     ``cell_data["strongest"]`` where the caller has it, else found here."""
     baselines = cell_data["baselines"]
-    best = max(baselines, key=lambda r: r["metrics"][metric]) if baselines else None
+    best = best_baseline(baselines, metric)
     strongest = (
         cell_data["strongest"]
         if "strongest" in cell_data
@@ -744,8 +750,10 @@ def _cutoff(
 def strongest_found(
     baselines: list[dict[str, Any]], runs: list[dict[str, Any]], metric: str
 ) -> dict[str, Any] | None:
-    """The strongest synapse of the cell's size that anyone found: the best baseline or, where
-    it is higher on the evaluation pairs, the best linearization of the cell's learned runs.
+    """The strongest synapse of the cell's size that anyone found: the best baseline
+    (``compare.best_baseline``) or, where its selection value is higher than the baseline's,
+    the best linearization of the cell's learned runs (neither decided on the pairs of the
+    comparison).
 
     A run's linearization (its ablation) is an affine synapse of the same m, x' = A x + b xi +
     drive: a member of ``optimal-linear``'s family, or of ``linear-range``'s where the scenario
@@ -759,11 +767,11 @@ def strongest_found(
     (``metrics``, ``metrics_stderr``, ``leave_one_out``) with ``name``, ``kind`` ("baseline",
     "linearization" or "refined linearization") and, for the latter two, where it came from;
     None with neither."""
-    best = max(baselines, key=lambda r: r["metrics"][metric]) if baselines else None
+    best = best_baseline(baselines, metric)
     strongest = None
     if best is not None:
         strongest = {key: best.get(key) for key in ("name", "metrics", "metrics_stderr",
-                                                    "leave_one_out")}  # fmt: skip
+                                                    "leave_one_out", "selection")}  # fmt: skip
         strongest["kind"] = "baseline"
     candidates = [
         (r, kind, r[key])
@@ -776,7 +784,12 @@ def strongest_found(
     if not candidates:
         return strongest
     pick, kind, entry = max(candidates, key=lambda c: c[2]["selection"]["metrics"][metric])
-    if strongest is not None and not entry["metrics"][metric] > strongest["metrics"][metric]:
+    # decided on selection figures too, neither drawn on the pairs of the comparison
+    chosen = entry["selection"]["metrics"][metric]
+    if (
+        strongest is not None
+        and not chosen > (strongest.get("selection") or strongest)["metrics"][metric]
+    ):
         return strongest
     radius = entry.get("spectral_radius") or max(entry["linearization"]["moduli"])
     return {
@@ -1119,9 +1132,8 @@ def markdown(result: dict[str, Any]) -> str:
         for c in subset:
             metric = c["cell"]["metric"]
             by_name = {r["name"]: r for r in c["baselines"]}
-            best = (
-                max(c["baselines"], key=lambda r: r["metrics"][metric])["name"] if by_name else None
-            )
+            best = best_baseline(c["baselines"], metric)
+            best = best["name"] if best is not None else None
             values = []
             for name in names:
                 row = by_name.get(name)
@@ -1205,19 +1217,23 @@ def _figure(result: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(cells) + 2), 4))
     names = list(dict.fromkeys(r["name"] for c in cells for r in c["baselines"]))
     markers = "osD^v<>ph*"
+
+    def best_value(c) -> float:  # the table's best baseline (``best_baseline``)
+        best = best_baseline(c["baselines"], c["cell"]["metric"])
+        return best["metrics"][c["cell"]["metric"]] if best is not None else 0
+
     for k, name in enumerate(names):
         xs, ys = [], []
         for i, c in enumerate(cells):
             metric = c["cell"]["metric"]
-            best = max((r["metrics"][metric] for r in c["baselines"]), default=0)
+            best = best_value(c)
             for r in c["baselines"]:
                 if r["name"] == name and best > 0:
                     xs.append(i)
                     ys.append(r["metrics"][metric] / best)
         ax.plot(xs, ys, markers[k % len(markers)], label=name, alpha=0.8)
     for i, c in enumerate(cells):
-        metric = c["cell"]["metric"]
-        best = max((r["metrics"][metric] for r in c["baselines"]), default=0)
+        best = best_value(c)
         for g in c.get("learned", []):
             if best > 0:
                 ax.errorbar(i, g["mean"] / best, yerr=(g["stderr"] or 0) / best, fmt="k*", ms=10)

@@ -293,14 +293,20 @@ def test_a_run_s_evaluations_are_handed_its_spec(monkeypatch):
         task="ideal", synapses=300, horizon=8, threshold=0.5, convention="exact"
     ).validate()
     evaluate_trained(make_cell("gru", 2), config, batch=16, seed=0, device="cpu", horizon=6)
-    row = {"name": "exponential", "params": {"decay": 0.9}, "method": "monte-carlo"}
-    compare_module.reevaluated(row, config, make_scenario("ideal"), 16, 1, "cpu")
-    assert len(seen) == 2
-    for keywords, horizon in zip(seen, (6, 8)):
+    row = {"name": "exponential", "params": {"decay": 0.9}, "method": "monte-carlo",
+           "metrics": {"area": 1.0}}  # fmt: skip
+    fresh = compare_module.reevaluated(row, config, make_scenario("ideal"), 16, 1, "cpu")
+    assert len(seen) == 3  # the baseline on the comparison's pairs and on its selection stream
+    # the best baseline is chosen on numbers of its own: neither the pairs it is judged on nor
+    # the tuning's (the best of many candidates on one batch)
+    chosen_on = fresh["selection"]
+    assert chosen_on["eval_seed"] == 40_000 and seen[2]["seed"] == 40_000 and seen[1]["seed"] == 1
+    assert chosen_on["metrics"]["area"] not in (1.0, fresh["metrics"]["area"])
+    for keywords, horizon in zip(seen, (6, 8, 8)):
         spec = {"synapses": 300, "horizon": horizon, "threshold": 0.5, "convention": "exact",
                 "burn_in": config.resolved_burn_in(horizon)}  # fmt: skip
         assert {key: keywords.get(key) for key in spec} == spec
-    assert seen[0]["burn_in"] == 15 and seen[1]["burn_in"] == 20  # 2.5 x the horizon
+    assert seen[0]["burn_in"] == 15 and seen[1]["burn_in"] == seen[2]["burn_in"] == 20  # 2.5 T
 
 
 def test_json_is_strict_and_non_finite_numbers_round_trip(tmp_path):

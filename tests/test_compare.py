@@ -84,3 +84,10 @@ def test_paired_ratio_with_an_exact_side_and_without_groups():
     assert paired_ratio(10.0, 5.0).stderr == 0.0  # both exact
     r = paired_ratio(10.0, 5.0, [9.0, 11.0], [5.0, 5.0, 5.0])  # groups differ: propagate
     assert not r.paired
+    # a Monte Carlo side that lost its leave-one-out values is not taken as exact: its error
+    # is propagated (it was dropped: 0.0023 in place of 0.050)
+    r = paired_ratio(100.0, 100.0, [99.9, 100.1, 100.0, 100.0], None, 0.26, 5.0)
+    assert not r.paired and r.stderr == pytest.approx(math.hypot(0.0026, 0.05))
+    exact_lifetime = paired_ratio(100.0, 100.0, [99.9, 100.1, 100.0, 100.0], None, 0.26, 0.3,
+                                  rounding=(0.0, 0.3))  # fmt: skip
+    assert exact_lifetime.paired  # an exact side whose only error is its rounding

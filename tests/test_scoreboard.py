@@ -98,6 +98,31 @@ def test_learned_groups_get_verdicts_that_can_go_either_way(values, expected):
     assert group["best_baseline"] == "exponential"
 
 
+def test_the_best_baseline_is_chosen_on_its_selection_figures_not_on_the_pairs():
+    """Chosen on the pairs the ratio is judged on, the luckiest of close Monte Carlo baselines
+    would be the reference (a winner's curse against the learned synapse); the tuning's own
+    figures (``selection``, other random numbers) choose it instead."""
+    from learnsyn.compare import verdict
+
+    def baseline(name, on_pairs, selected):
+        return {"name": name, "metrics": {"area": on_pairs}, "metrics_stderr": {"area": 1.0},
+                "selection": {"metrics": {"area": selected}}}  # fmt: skip
+
+    lucky, strong = baseline("lucky", 104.0, 99.0), baseline("strong", 100.0, 101.0)
+    rows = [_row(s, v, [v - 0.1, v + 0.1, v]) for s, v in enumerate((102.0, 103.0, 101.0))]
+    (group,) = scoreboard.learned_groups({"baselines": [lucky, strong]}, rows, "area")
+    assert group["best_baseline"] == "strong"
+    assert group["ratio"] == pytest.approx(102.0 / 100.0)
+    learned = {"name": "gru", **{k: rows[0][k] for k in ("metrics", "metrics_stderr")}}
+    assert verdict({"metric": "area", "models": [learned, lucky, strong]})["best_baseline"] == (
+        "strong"
+    )
+    # rows without selection figures (boards written before session 28) fall back to theirs
+    plain = [{k: v for k, v in b.items() if k != "selection"} for b in (lucky, strong)]
+    (group,) = scoreboard.learned_groups({"baselines": plain}, rows, "area")
+    assert group["best_baseline"] == "lucky"
+
+
 def test_the_baselines_own_error_enters_the_mean_ratio():
     exact = {"name": "b", "metrics": {"area": 100.0}, "metrics_stderr": {"area": 0.0}}
     noisy = {"name": "b", "metrics": {"area": 100.0}, "metrics_stderr": {"area": 5.0},
@@ -553,9 +578,14 @@ def test_the_strongest_linearization_is_chosen_on_its_selection_value_not_on_the
     assert strongest["metrics"]["area"] == 105.0 and strongest["candidates"] == 2
     assert strongest["name"] == "linearization of gru seed 0"
     assert strongest["spectral_radius"] == 1.01
-    # a linearization below the best baseline on the pairs leaves the baseline the strongest
-    weak = _linearized(0, "gru", 99.0, 104.0)
+    # the choice between it and the best baseline is made on selection values too: below the
+    # baseline there, it leaves the baseline the strongest however high it reads on the pairs
+    weak = _linearized(0, "gru", 104.0, 99.0)
     assert scoreboard.strongest_found([baseline], [weak], "area")["name"] == "linear-range"
+    unlucky = _linearized(0, "gru", 99.0, 104.0)  # above on selection, below on the pairs
+    assert scoreboard.strongest_found([baseline], [unlucky], "area")["kind"] == "linearization"
+    tuned = {**baseline, "selection": {"metrics": {"area": 106.0}}}  # the tuning's figure
+    assert scoreboard.strongest_found([tuned], [honest], "area")["kind"] == "baseline"
     # rows without a selection (or without an ablation) are not candidates
     del honest["ablation"]["selection"]
     assert scoreboard.strongest_found([baseline], [honest], "area")["kind"] == "baseline"

@@ -382,7 +382,15 @@ def paired_ratio(
     lengths = {len(v) for v in (numerator_loo, denominator_loo) if v is not None}
     if not lengths and not (numerator_stderr or denominator_stderr):
         return Ratio(value, 0.0, paired=True)  # both exact
-    if len(lengths) == 1 and (groups := lengths.pop()) >= 2:  # the same groups on both sides
+    # a side without leave-one-out values is exact only if its error is its rounding; one
+    # with a Monte Carlo error but no values cannot be paired (its error would be dropped)
+    hidden = any(
+        loo is None and error > 1.000001 * abs(rounded) + 1e-12
+        for loo, error, rounded in zip(
+            (numerator_loo, denominator_loo), (numerator_stderr, denominator_stderr), rounding
+        )
+    )
+    if not hidden and len(lengths) == 1 and (groups := lengths.pop()) >= 2:  # same groups
         num = np.full(groups, numerator) if numerator_loo is None else np.asarray(numerator_loo)
         den = (
             np.full(groups, denominator) if denominator_loo is None else np.asarray(denominator_loo)
