@@ -709,7 +709,13 @@ def _ratio_to(
     n = len(r)
     spread = r.std(ddof=1) / math.sqrt(n) if n > 1 else 0.0
     reference_loo = (reference.get("leave_one_out") or {}).get(metric)
-    if mean_loo is not None and (reference_loo is None or len(reference_loo) == len(mean_loo)):
+    # a reference without leave-one-out values is exact only without an error (as paired_ratio)
+    hidden = reference_loo is None and (reference.get("metrics_stderr") or {}).get(metric, 0.0)
+    if (
+        mean_loo is not None
+        and not hidden
+        and (reference_loo is None or len(reference_loo) == len(mean_loo))
+    ):
         denominator = (
             reference["metrics"][metric] if reference_loo is None else np.asarray(reference_loo)
         )

@@ -133,6 +133,11 @@ def test_the_baselines_own_error_enters_the_mean_ratio():
     assert blurred["ratio_stderr"] > 5 * sharp["ratio_stderr"]
     assert blurred["ratio_stderr"] >= 1.1 * 0.05
     assert blurred["verdict"] == "matches the best baseline (within the 95 % interval)"
+    # a Monte Carlo reference that lost its leave-one-out values keeps its error in the mean
+    lost = {k: v for k, v in noisy.items() if k != "leave_one_out"}
+    (kept,) = scoreboard.learned_groups({"baselines": [lost]}, rows, "area")
+    assert kept["ratio_stderr_parts"]["monte_carlo"] >= 1.1 * 0.05
+    assert kept["verdict"] == "matches the best baseline (within the 95 % interval)"
 
 
 def test_scoreboard_command_with_learned_runs(tiny_runs, tmp_path, capsys):
