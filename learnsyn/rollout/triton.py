@@ -89,6 +89,14 @@ if triton is not None:
     NOISE_LANES = tl.constexpr(LANES)  # a global a kernel reads must be a constexpr
 
     @triton.jit
+    def weight_gradient(c, h, grad_moments_ptr, age, groups, cell):
+        """``dL/dw`` of each lane's weight ``w = c . h`` at ``age`` (``[BLOCK]``): the moments'
+        gradients of the program's cell, ``g1 + 2 g2 w`` (the sums of w and w^2)."""
+        w = tl.sum(c[:, None] * h, axis=0)
+        at = grad_moments_ptr + (age * 2 * groups + cell) * 2
+        return tl.load(at) + 2.0 * tl.load(at + 1) * w
+
+    @triton.jit
     def load_step(inputs_ptr, head_ptr, t, lanes, columns, N, A: tl.constexpr, HEAD: tl.constexpr):
         """Event and flag ``[BLOCK]`` of step t (the head's at step 0 when given)."""
         column = lanes % columns
@@ -380,10 +388,7 @@ if triton is not None:
                     )  # fmt: skip
                 tl.store(scratch + (s + 1) * MP * BLOCK + local, h)
             if back == 0:  # the last state's weight
-                w = tl.sum(c[:, None] * h, axis=0)
-                g1 = tl.load(grad_moments_ptr + ((T - 1) * 2 * groups + cell) * 2)
-                g2 = tl.load(grad_moments_ptr + ((T - 1) * 2 * groups + cell) * 2 + 1)
-                dy = g1 + 2.0 * g2 * w
+                dy = weight_gradient(c, h, grad_moments_ptr, T - 1, groups, cell)
                 du = c[:, None] * dy[None, :]
                 g_c += tl.sum(h * dy[None, :], axis=1)
             following = h
@@ -460,10 +465,7 @@ if triton is not None:
                     g_b0 += tl.sum(delta, axis=1)
                     du = tl.dot(tl.trans(W0), delta, input_precision="ieee")
                 if t > 0:  # the weight of this state, at age t - 1
-                    w = tl.sum(c[:, None] * h, axis=0)
-                    g1 = tl.load(grad_moments_ptr + ((t - 1) * 2 * groups + cell) * 2)
-                    g2 = tl.load(grad_moments_ptr + ((t - 1) * 2 * groups + cell) * 2 + 1)
-                    dy = g1 + 2.0 * g2 * w
+                    dy = weight_gradient(c, h, grad_moments_ptr, t - 1, groups, cell)
                     du += c[:, None] * dy[None, :]
                     g_c += tl.sum(h * dy[None, :], axis=1)
                 following = h

@@ -242,10 +242,7 @@ if triton is not None:
                     )  # fmt: skip
                 tl.store(scratch + (s + 1) * MP * BLOCK + local, h)
             if back == 0:  # the last state's weight
-                w = tl.sum(c[:, None] * h, axis=0)
-                g1 = tl.load(grad_moments_ptr + ((T - 1) * 2 * groups + cell) * 2)
-                g2 = tl.load(grad_moments_ptr + ((T - 1) * 2 * groups + cell) * 2 + 1)
-                dy = g1 + 2.0 * g2 * w
+                dy = tiles.weight_gradient(c, h, grad_moments_ptr, T - 1, groups, cell)
                 du = c[:, None] * dy[None, :]
                 if ACC_C:
                     g_c += h * dy[None, :]
@@ -289,10 +286,7 @@ if triton is not None:
                 du += _mtv(mats + MP * MP, stride, d_z, MP, BLOCK)
                 du += _mtv(mats + 2 * MP * MP, stride, d_r, MP, BLOCK)
                 if t > 0:  # the weight of this state, at age t - 1
-                    w = tl.sum(c[:, None] * h, axis=0)
-                    g1 = tl.load(grad_moments_ptr + ((t - 1) * 2 * groups + cell) * 2)
-                    g2 = tl.load(grad_moments_ptr + ((t - 1) * 2 * groups + cell) * 2 + 1)
-                    dy = g1 + 2.0 * g2 * w
+                    dy = tiles.weight_gradient(c, h, grad_moments_ptr, t - 1, groups, cell)
                     du += c[:, None] * dy[None, :]
                     if ACC_C:
                         g_c += h * dy[None, :]
