@@ -37,9 +37,9 @@ from learnsyn.estimate.grid import (
 from learnsyn.estimate.montecarlo import (
     default_burn_in,
     pair_groups,
-    relaxation_steps,
     simulate_pairs,
     slowest_time_scale,
+    steps_to_relax,
 )
 from learnsyn.estimate.snr import (
     EvalSpec,
@@ -375,7 +375,7 @@ def _short_burn_in(model: Synapse, scenario: Scenario, burn_in: int) -> dict:
     if scale is not None and math.isinf(scale) and _grows_where_seen(model):
         warnings.warn(NEVER_STATIONARY, stacklevel=3)
         return {"stationary": False}
-    steps = relaxation_steps(model, scenario)
+    steps = steps_to_relax(scale)  # relaxation_steps, from the scale already found
     if steps is None or burn_in >= steps:
         return {}
     warnings.warn(SHORT_BURN_IN, stacklevel=3)

@@ -172,7 +172,11 @@ def slowest_time_scale(model: Synapse, scenario: Scenario) -> float | None:
 def relaxation_steps(model: Synapse, scenario: Scenario) -> float | None:
     """Steps for the model's slowest known time scale to relax: 5 time constants; None when no
     finite time scale is known (learned cells; a synapse that never becomes stationary)."""
-    scale = slowest_time_scale(model, scenario)
+    return steps_to_relax(slowest_time_scale(model, scenario))
+
+
+def steps_to_relax(scale: float | None) -> float | None:
+    """5 time constants of a time scale in steps; None when it is unknown or infinite."""
     if scale is None or not math.isfinite(scale):
         return None
     return 5 * scale
