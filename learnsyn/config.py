@@ -22,6 +22,7 @@ selection of the strongest linearization (numbers independent of those it is com
 from __future__ import annotations
 
 import math
+import re
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any
@@ -68,12 +69,18 @@ def iteration_generator(seed: int, iteration: int, device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(mixed & ((1 << 63) - 1))
 
 
+def check_device(name: str) -> None:
+    """One clear line unless ``name`` is ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (whether a GPU
+    is present is ``resolve_device``'s question)."""
+    if name not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", str(name)):
+        raise ValueError(f"device {name!r} is not allowed: expected auto, cpu, cuda or cuda:N")
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``; one clear line otherwise."""
+    check_device(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise ValueError(f"device {name!r} is not allowed: expected auto, cpu or cuda")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} is not available here (no CUDA): use auto or cpu")
     return torch.device(name)
@@ -404,6 +411,7 @@ class TrainConfig:
             raise ValueError(
                 f"gradient burn-in = {self.gradient_burn_in} is not allowed: need an integer >= 0"
             )
+        check_device(self.device)
         if self.rollout not in ROLLOUTS:
             raise ValueError(f"rollout {self.rollout!r} is not allowed: expected fast or reference")
         if not (math.isfinite(self.late_variance) and 0 <= self.late_variance <= 1):

@@ -324,6 +324,13 @@ def test_joining_a_study_with_another_objective_is_refused(tmp_path, capsys):
         (["--fixed", "cell_params.nosuch=1"], "nosuch"),
         (["--fixed", "cell=chain", "--fixed", "init=orthogonal"], "chain cell"),
         (["--study-name", "a/b"], "study name 'a/b' is not allowed"),
+        # review, session 29: searched values no trial could use were trials pruned as
+        # "settings rejected", and a bad device failed inside trial 0
+        (["--space", "init=default,bogus"], "--space init: the value bogus is not allowed"),
+        (["--space", "rollout=fast,bogus"], "rollout 'bogus' is not allowed"),
+        (["--space", "log_every=0:3"], "--space log_every: the value 0 is not allowed"),
+        (["--space", "grad_clip=-2:-1"], "grad clip = -2.0 is not allowed"),
+        (["--fixed", "device=cpuu"], "device 'cpuu' is not allowed"),
     ],
 )
 def test_bad_input_is_one_line_before_any_trial(tmp_path, capsys, extra, expected):
@@ -410,3 +417,45 @@ def test_a_study_created_before_a_cell_was_registered_resumes_with_its_own_choic
         err = capsys.readouterr().err
         assert "this study searches cell among rnn, gru, chain (as it was created)" in err
     assert len(load(tmp_path, "old").get_trials()) == 2
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--space", "variables=2:12"], ["--space", "variables=2,12"], ["--fixed", "variables=12"]],
+)
+def test_a_baseline_study_keeps_narrowed_and_fixed_sizes_within_max_state(tmp_path, capsys, extra):
+    """Review, session 29: --max-state capped only the space a study enumerates, so a range,
+    choices or a fixed value the user gave ran trials of 12 variables under a budget of 4."""
+    args = study_args(tmp_path, "baseline:benna-fusi", "--horizon", "40", "--max-state", "4")
+    assert main([*args, "--n-trials", "1", *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "12" in err[0] and "state" in err[0] and "4" in err[0], err
+    assert not (tmp_path / "runs" / "optuna.db").exists()
+
+
+def test_a_study_resumes_only_with_the_space_it_was_created_with(tmp_path, capsys):
+    """Review, session 29: another range or scale of a dimension was accepted on resume (its
+    trials recorded under another name, importances mixed), another kind failed inside a trial
+    with Optuna's words."""
+    args = study_args(tmp_path, "baseline:exponential", "--horizon", "40", "--study-name", "s")
+    assert main([*args, "--n-trials", "1"]) == 0
+    capsys.readouterr()
+    for other in ("decay=0.5:0.9:linear", "decay=0.5,0.9"):
+        assert main([*args, "--n-trials", "3", "--space", other]) == 2
+        err = capsys.readouterr().err
+        assert "searches decay as" in err and "as it was created" in err, err
+    assert len(load(tmp_path, "s").get_trials()) == 1  # nothing ran, nothing failed
+    assert main([*args, "--n-trials", "2"]) == 0
+    assert len(load(tmp_path, "s").get_trials()) == 2
+
+
+def test_the_summary_says_what_compare_and_the_rerun_do_not_repeat():
+    """Review, session 29: a trial scored at the study's --horizon 40 was offered a compare at
+    its training horizon 100 as its re-evaluation, without a word."""
+    from learnsyn.study.storage import _rerun_note
+
+    identity = {"horizon": 40, "seed": 3}
+    assert _rerun_note({"horizon": 40}, identity) is None
+    note = _rerun_note({"horizon": 100, "start_from": "tuned:linear-range"}, identity)
+    assert "ages 0..39" in note and "ages 0..99" in note
+    assert "tuned:linear-range start was tuned with the study's seed 3" in note

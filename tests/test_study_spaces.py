@@ -90,6 +90,15 @@ def test_space_file_takes_the_command_line_grammar_and_json_forms(tmp_path):
     assert text == expected
     space, fixed = narrow_space(learned_space(), text, "the learned synapse")
     assert fixed == {"state_size": "3"} and space["lr"].low == 0.002
+    # review, session 29: keys a form does not take were dropped without a word
+    for entry, named in (
+        ({"low": 0.001, "high": 0.02, "log": False}, "(log)"),
+        ({"low": 128, "high": 512, "step": 128}, "(step)"),
+        ({"choices": [2, 4], "low": 8, "high": 9}, "is not allowed"),
+    ):
+        path.write_text(json.dumps({"lr": entry}))
+        with pytest.raises(ValueError, match=named.replace("(", r"\(").replace(")", r"\)")):
+            read_space_file(path)
     path.write_text("[1, 2]")
     with pytest.raises(ValueError, match="JSON object"):
         read_space_file(path)

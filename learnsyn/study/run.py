@@ -34,6 +34,7 @@ from typing import Any
 from learnsyn.io import atomic_write_json
 from learnsyn.study.space import (
     OBJECTIVE_KEYS,
+    Space,
     StudySettings,
     keep_stored_choices,
     learned_config,
@@ -318,6 +319,7 @@ def _check_identity(study, settings: StudySettings, log=_log) -> None:
     for name in kept:
         choices = ", ".join(map(str, settings.space[name].choices))
         log(f"study {study.study_name!r} keeps the {name} choices it was created with: {choices}")
+    _refuse_other_space(study.study_name, theirs.get("space"), settings.space)
     # the objective, and how every trial is scored: a worker with another seed, fixed setting,
     # evaluation batch or method would add trials that are not comparable with the others'
     for key in (*OBJECTIVE_KEYS, "seed", "fixed", "eval_batch", "method"):
@@ -325,6 +327,26 @@ def _check_identity(study, settings: StudySettings, log=_log) -> None:
             raise ValueError(
                 f"study {study.study_name!r} was created with {key} = {theirs.get(key)!r}, not "
                 f"{mine[key]!r}; run it with the same options or choose another --study-name"
+            )
+
+
+def _refuse_other_space(study_name: str, stored: dict[str, Any] | None, space: Space) -> None:
+    """A study searches the space it was created with: another range, scale or kind of a
+    dimension (Optuna would record it under the same name, or fail inside a trial) or another
+    set of dimensions is one line naming the dimension, before any trial."""
+    import json
+
+    if stored is None:
+        return
+    mine = json.loads(json.dumps({name: dim.to_json() for name, dim in space.items()}))
+    for name in sorted(set(stored) | set(mine)):
+        if stored.get(name) != mine.get(name):
+            then = json.dumps(stored[name]) if name in stored else "not searched"
+            now = json.dumps(mine[name]) if name in mine else "not searched"
+            raise ValueError(
+                f"study {study_name!r} searches {name} as {then} (as it was created), not {now}; "
+                "give the --space/--fixed options it was created with, or start another "
+                "--study-name"
             )
 
 

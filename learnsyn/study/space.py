@@ -291,19 +291,29 @@ def read_space_file(path: str | Path) -> dict[str, str]:
     return {str(name): _entry_text(name, entry, path) for name, entry in data.items()}
 
 
+def _listed(entry: Any) -> bool:
+    return isinstance(entry, list) and bool(entry)
+
+
 def _entry_text(name: str, entry: Any, path: str | Path) -> str:
     if isinstance(entry, (str, int, float)) and not isinstance(entry, bool):
         return str(entry)
     if isinstance(entry, bool):
         return str(entry).lower()
-    if isinstance(entry, list) and entry:
+    if _listed(entry):
         return ",".join(map(str, entry))
-    if isinstance(entry, dict) and {"low", "high"} <= set(entry):
+    if isinstance(entry, dict) and {"low", "high"} <= set(entry) <= {"low", "high", "scale"}:
         return f"{entry['low']}:{entry['high']}" + (
             f":{entry['scale']}" if "scale" in entry else ""
         )
-    if isinstance(entry, dict) and isinstance(entry.get("choices"), list) and entry["choices"]:
+    if isinstance(entry, dict) and set(entry) == {"choices"} and _listed(entry["choices"]):
         return ",".join(map(str, entry["choices"]))
+    if isinstance(entry, dict) and set(entry) - {"low", "high", "scale", "choices"}:
+        others = ", ".join(sorted(set(entry) - {"low", "high", "scale", "choices"}))
+        raise ValueError(
+            f"--space-file {path}: entry {name!r} has keys it does not know ({others}); a range "
+            'takes "low", "high" and optionally "scale", a set of choices "choices" alone'
+        )
     raise ValueError(
         f"--space-file {path}: entry {name!r} = {json.dumps(entry)} is not allowed; expected a "
         'value, a list of choices, {"low": L, "high": H, "scale": S} or {"choices": [...]}'
@@ -523,10 +533,12 @@ def study_settings(args: argparse.Namespace) -> StudySettings:
         for cell in space["cell"].choices if "cell" in space else (None,):
             # fixed values that some cell cannot use fail here, not in a trial
             learned_config(settings, {} if cell is None else {"cell": cell})
+        check_learned_space(settings)
         return settings
     space = baseline_space(model, scenario, given_fixed, args.max_state)
     space, from_space = narrow_space(space, entries, f"baseline {model}")
     fixed = {**given_fixed, **from_space}
+    check_space_budget(model, space, fixed, args.max_state)
     resolve_method(make_model(model, fixed), scenario, args.method)
     return StudySettings(
         horizon=args.horizon or 1000,
@@ -537,6 +549,61 @@ def study_settings(args: argparse.Namespace) -> StudySettings:
         max_state=args.max_state,
         **common,
     )
+
+
+def _searched_values(dim: Dimension) -> tuple[Any, ...]:
+    """The values that stand for a dimension when it is checked: its choices, or its ends."""
+    return dim.choices if dim.kind == "choice" else (dim.low, dim.high)
+
+
+def check_learned_space(settings: StudySettings) -> None:
+    """Every searched value of a learned study as the trial's ``TrainConfig`` would check it
+    (a range by its ends), with the fixed values, before any trial: a value that no trial could
+    use is one line naming it, not a trial pruned as "settings rejected"."""
+    for dim in settings.space.values():
+        context: dict[str, Any] = {}
+        if dim.only_if is not None:  # checked with a setting under which it is searched
+            condition, allowed = dim.only_if
+            given = settings.fixed.get(condition, settings.space.get(condition))
+            usable = [
+                value
+                for value in allowed
+                if value == given or (isinstance(given, Dimension) and value in given.choices)
+            ]
+            if condition in settings.fixed or not usable:
+                if settings.fixed.get(condition) not in allowed:
+                    continue  # never searched
+            else:
+                context = {condition: usable[0]}
+        for value in _searched_values(dim):
+            try:
+                learned_config(settings, {**context, dim.name: value})
+            except ValueError as error:
+                raise ValueError(
+                    f"--space {dim.name}: the value {value} is not allowed: {error}"
+                ) from None
+
+
+def check_space_budget(
+    model: str, space: Space, fixed: dict[str, Any], max_state: int | None
+) -> None:
+    """The fixed values and every searched integer (a range by its top) within ``--max-state``
+    (the budget caps the space a study enumerates, not the values a user narrows it to)."""
+    from learnsyn.tuning import check_state_budget, fits_state_budget
+
+    check_state_budget(model, fixed, max_state)
+    if max_state is None:
+        return
+    lowest = {n: d.low for n, d in space.items() if d.kind == "int"}
+    for dim in space.values():
+        for value in _searched_values(dim)[-1:] if dim.kind == "int" else dim.choices:
+            if isinstance(value, int) and not fits_state_budget(
+                model, {**lowest, **fixed, dim.name: value}, max_state
+            ):
+                raise ValueError(
+                    f"--space {dim.name}={value}: model {model!r} with it has more state "
+                    f"variables than --max-state {max_state}"
+                )
 
 
 def learned_config(settings: StudySettings, params: dict[str, Any], seed: int | None = None):

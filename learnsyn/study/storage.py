@@ -365,7 +365,8 @@ def _best_trial(trial, identity: dict[str, Any]) -> dict[str, Any]:
     if "config" in attrs:
         best["config"] = attrs["config"]
         best["compare"] = f"learnsyn compare --run {shlex.quote(attrs['run_dir'])}"
-        best["rerun"], best["rerun_note"] = _train_command(attrs["config"], attrs["run_dir"])
+        best["rerun"] = _train_command(attrs["config"], attrs["run_dir"])
+        best["rerun_note"] = _rerun_note(attrs["config"], identity)
     elif "model_params" in attrs:
         best["model_params"] = attrs["model_params"]
         best["rerun"] = _evaluate_command(identity, attrs["model_params"], attrs.get("seed"))
@@ -396,7 +397,7 @@ def _importances(study, complete: int) -> tuple[dict[str, float] | None, str | N
     return {name: float(value) for name, value in importances.items()}, None
 
 
-def _train_command(config: dict[str, Any], run_dir: str) -> tuple[str, str | None]:
+def _train_command(config: dict[str, Any], run_dir: str) -> str:
     """The ``learnsyn train`` command that re-runs a trial: every setting that is required or
     differs from its default, as the option generated from it."""
     from learnsyn.config import TrainConfig, config_fields, option_name
@@ -415,7 +416,28 @@ def _train_command(config: dict[str, Any], run_dir: str) -> tuple[str, str | Non
     # beside the study's folder, not in it: no trial_* name there, no extra run in its TensorBoard
     trial = Path(run_dir)
     parts += ["--out", str(trial.parent.with_name(trial.parent.name + "-reruns") / trial.name)]
-    return " ".join(shlex.quote(part) for part in parts), None
+    return " ".join(shlex.quote(part) for part in parts)
+
+
+def _rerun_note(config: dict[str, Any], identity: dict[str, Any]) -> str | None:
+    """What `compare` and the re-run of a learned trial do not repeat of how it was scored:
+    the study's window (trials are scored at the study's --horizon, a run at its own) and the
+    start a ``tuned:`` family gives (tuned with the study's seed, in a re-run with its own)."""
+    notes = []
+    trained, scored = config.get("horizon"), identity.get("horizon")
+    if trained is not None and scored is not None and trained != scored:
+        notes.append(
+            f"the trial was scored at ages 0..{scored - 1} (the study's --horizon); compare and "
+            f"the re-run evaluate the run at its own horizon, ages 0..{trained - 1}, so their "
+            "figures are another window's"
+        )
+    start = str(config.get("start_from") or "")
+    if start.startswith("tuned:"):
+        notes.append(
+            f"the trial's {start} start was tuned with the study's seed {identity.get('seed')}; "
+            "the re-run tunes it with its own seed"
+        )
+    return "; ".join(notes) or None
 
 
 def _evaluate_command(identity: dict[str, Any], params: dict[str, Any], seed: int | None) -> str:
