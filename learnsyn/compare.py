@@ -76,6 +76,7 @@ def compare_run(
 ) -> dict[str, Any]:
     run_dir = Path(run_dir)
     config, model, checkpoint = load_run(run_dir)
+    cautions = run_cautions(run_dir)  # before any work: an unreadable result.json is one
     scenario = make_scenario(config.task, config.task_params)
     names = parse_baselines(baselines, scenario, config.state_size)
     device = resolve_device(device)
@@ -116,7 +117,7 @@ def compare_run(
         "models": rows,
     }
     data["verdict"] = verdict(data)
-    data["cautions"] = run_cautions(run_dir)
+    data["cautions"] = cautions
     for caution in data["cautions"]:
         log(f"warning: {caution}")
     _write_outputs(run_dir, data)

@@ -356,6 +356,16 @@ class TrainConfig:
         """Pairs of the validation batch: ``validation_batch``, else the training batch."""
         return int(self.batch if self.validation_batch is None else self.validation_batch)
 
+    def derived(self) -> dict[str, Any]:
+        """The settings that default to a value derived from others, as the run uses them
+        (``burn_in`` None resolved, ...): a checkpoint records them, a resume compares them."""
+        return {
+            "burn_in": self.resolved_burn_in(),
+            "gradient_burn_in": self.resolved_gradient_burn_in(),
+            "timescale": self.resolved_timescale(),
+            "validation_batch": self.resolved_validation_batch(),
+        }
+
     def resolved_temperature_final(self) -> float:
         """The final surrogate temperature: 0.1 x the starting one unless set."""
         if self.temperature_final is None:
@@ -460,7 +470,8 @@ class TrainConfig:
         # as the cell reads them: `--cell-param output_scale=4` is stored as the number 4.0
         self.cell_params = {k: cell.params.get(k, v) for k, v in self.cell_params.items()}
         if self.start_from is not None:
-            from learnsyn.warm_start import check_start
+            from learnsyn.warm_start import check_start, start_path
 
             check_start(self)
+            self.start_from = start_path(self.start_from)  # resumable from another folder
         return self

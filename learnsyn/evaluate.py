@@ -198,7 +198,8 @@ def _check_memory(model: Synapse, scenario: Scenario, method: str, horizon: int,
     check_memory(
         horizon * per_age + state,
         f"Monte Carlo over horizon {horizon} with {batch} pairs",
-        "give a shorter --horizon or a smaller --batch",
+        "use fewer pairs (--batch of evaluate, --eval-batch of train, compare and "
+        "scoreboard) or a shorter --horizon",
     )
 
 

@@ -210,7 +210,9 @@ class DirectoryInUse(ValueError):
 
 def _lock_path(directory: Path) -> Path:
     """The lock of ``directory``: a hidden file beside it (so that ``--overwrite`` may delete the
-    directory and a new run may create it while the lock is held)."""
+    directory and a new run may create it while the lock is held). Beside the directory a link
+    points to: a run reached through a link and by its own path holds one lock."""
+    directory = Path(directory).resolve()
     return directory.parent / f".{directory.name}.lock"
 
 

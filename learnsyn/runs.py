@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from learnsyn.cells import start_at_linear
-from learnsyn.config import stream_seed
+from learnsyn.config import option_name, stream_seed
 from learnsyn.io import (
     DirectoryLock,
     atomic_write_json,
@@ -47,7 +47,7 @@ from learnsyn.training import (
     training_step,
     validation_score,
 )
-from learnsyn.warm_start import linear_start_for_run
+from learnsyn.warm_start import linear_start_for_run, start_path
 
 #: where a run started with ``--start-from`` keeps the synapse it started at
 START_NAME = "start-synapse.json"
@@ -88,29 +88,38 @@ def prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, overwrite:
         if overwrite:
             try:  # only a directory whose config.json is a whole run config is deleted
                 saved = read_json(run_dir / "config.json")
-                is_run = (
+                is_run = (  # a run's config, also one written before later fields existed
                     isinstance(saved, dict)
-                    and set(saved) == {f.name for f in fields(TrainConfig)}  # a run writes all
+                    and RUN_CONFIG_CORE <= set(saved) <= {f.name for f in fields(TrainConfig)}
                     and TrainConfig.from_dict(saved) is not None
                 )
             except (OSError, ValueError, TypeError):
                 is_run = False
             if not is_run:
                 raise ValueError(f"{run_dir} is not a run directory; refusing to delete it")
-            shutil.rmtree(run_dir)
+            shutil.rmtree(run_dir.resolve())  # the directory, also where --out is a link to it
         elif resume:
             if not is_run_dir(run_dir):
                 raise ValueError(f"{run_dir} is not a run directory (no config.json)")
             saved = read_run_config(run_dir)
-            differing = _differences(saved, config)
+            recorded = _recorded_derived(run_dir)
+            differing = _differences(saved, config, recorded)
             if differing:
+                options = {f.name: option_name(f) for f in fields(TrainConfig)}
+                used = " ".join(f"{options[k]} {recorded[k]}" for k in differing if k in recorded)
                 raise ValueError(
                     f"--resume with a config that differs from the run's in {differing}; "
                     "resume with the same options (or start a new run)"
+                    + (f"; the run was trained with {used}" if used else "")
                 )
             if asdict(saved) != asdict(config):  # e.g. another --eval-batch: record what is used
                 atomic_write_json(run_dir / "config.json", asdict(config))
             return (run_dir / CHECKPOINT_NAME).exists()
+        elif not is_run_dir(run_dir):
+            raise ValueError(
+                f"{run_dir} already exists and is not a run directory (no config.json); "
+                "choose another --out"
+            )
         else:
             raise ValueError(
                 f"run directory {run_dir} already exists; pass --resume to continue it or "
@@ -119,17 +128,45 @@ def prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, overwrite:
     elif resume:
         state = "is empty" if run_dir.exists() else "does not exist"
         raise ValueError(f"nothing to resume: {run_dir} {state}")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir.resolve().mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "config.json", asdict(config))
     return False
 
 
+#: keys every run's config.json has held since the first version (a folder whose config.json
+#: lacks one is not a run directory, and --overwrite does not delete it)
+RUN_CONFIG_CORE = {
+    "task", "synapses", "state_size", "cell", "iterations", "batch", "horizon", "seed"
+}  # fmt: skip
+
 RESUME_FREE = {"device", "checkpoint_every", "log_every", "figure_every", "eval_batch"}
 
 
-def _differences(saved: TrainConfig, given: TrainConfig) -> list[str]:
+def _differences(
+    saved: TrainConfig, given: TrainConfig, recorded: dict[str, Any] | None = None
+) -> list[str]:
+    """Settings that differ, each as the run uses it: a derived one (``burn_in`` None) by the
+    value it resolves to, or, where the run's checkpoint ``recorded`` it, by the value the run
+    was trained with (a default changed since then is a difference); a start file by its
+    absolute path."""
     a, b = asdict(saved), asdict(given)
-    return sorted(k for k in a if k not in RESUME_FREE and a[k] != b[k])
+    a.update(saved.derived(), **(recorded or {}))
+    b.update(given.derived())
+    for values, config in ((a, saved), (b, given)):
+        values["start_from"] = start_path(config.start_from)
+    return sorted(k for k in a if k not in RESUME_FREE and a[k] != b.get(k))
+
+
+def _recorded_derived(run_dir: Path) -> dict[str, Any]:
+    """The derived settings the run's checkpoint recorded as it used them (none before session
+    29, or without a checkpoint)."""
+    path = run_dir / CHECKPOINT_NAME
+    if not path.exists():
+        return {}
+    try:
+        return dict(load_checkpoint(path).get("derived") or {})
+    except ValueError:  # a corrupt checkpoint is resume's to report
+        return {}
 
 
 def settings_changed(run_dir: Path, config: TrainConfig) -> list[str]:
@@ -137,7 +174,8 @@ def settings_changed(run_dir: Path, config: TrainConfig) -> list[str]:
     differs from ``config`` (validated); none where there is no run."""
     if not is_run_dir(run_dir):
         return []
-    return _differences(read_run_config(run_dir), replace(config).validate())
+    saved = read_run_config(run_dir)
+    return _differences(saved, replace(config).validate(), _recorded_derived(run_dir))
 
 
 def run_cautions(run_dir: str | Path) -> list[str]:
@@ -151,7 +189,12 @@ def run_cautions(run_dir: str | Path) -> list[str]:
             "the run has no result.json: it was interrupted before its final evaluation "
             "(finish it with --resume)"
         ]
-    result = read_json(path)
+    try:
+        result = read_json(path)
+    except ValueError as error:
+        return [f"its result.json is unreadable ({error}): its final figures are unknown"]
+    if not isinstance(result, dict):
+        return ["its result.json holds no result object: its final figures are unknown"]
     cautions = []
     status = result.get("status", "complete")
     if status != "complete" or not result.get("complete", True):
@@ -334,9 +377,15 @@ def train(
         best: dict[str, Any] | None = None
         if resuming:
             checkpoint = load_checkpoint(run_dir / CHECKPOINT_NAME)
-            model.load_state_dict(checkpoint["model"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            scheduler.load_state_dict(checkpoint["scheduler"])
+            try:
+                model.load_state_dict(checkpoint["model"])
+                optimizer.load_state_dict(checkpoint["optimizer"])
+                scheduler.load_state_dict(checkpoint["scheduler"])
+            except (RuntimeError, KeyError, ValueError) as error:
+                raise ValueError(
+                    f"the checkpoint in {run_dir} does not fit its config "
+                    f"({str(error).splitlines()[0]}); start over with --overwrite"
+                ) from None
             history = checkpoint["history"]
             start_iteration = checkpoint["iteration"]
             skipped_total = checkpoint.get("skipped", 0)
@@ -368,7 +417,12 @@ def train(
                 config,
                 iteration,
                 history,
-                {"skipped": skipped_total, "restored": restored_total, "best": best},
+                {
+                    "skipped": skipped_total,
+                    "restored": restored_total,
+                    "best": best,
+                    "derived": config.derived(),
+                },
             )
 
         bar = _progress_bar(config.iterations, start_iteration, progress)

@@ -45,7 +45,7 @@ class RunLogger:
         self.config = config
         self.scenario = scenario
         self.log = log
-        self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=purge_step or None)
+        self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=purge_step)
         self._baselines: list[dict] | None = None
         if baselines is not None:
             from learnsyn.io import atomic_write_json

@@ -41,6 +41,13 @@ def tuned_model(start_from: str | None) -> str | None:
     return start_from[len(TUNED_PREFIX) :]
 
 
+def start_path(start_from: str | None) -> str | None:
+    """A start file as an absolute path (a ``tuned:MODEL`` start, or none, as it is)."""
+    if start_from is None or tuned_model(start_from) is not None:
+        return start_from
+    return str(Path(start_from).expanduser().resolve())
+
+
 def check_start(config) -> None:
     """One line, before any work, for a start that cannot be: a cell without a linear form, a
     MODEL that is not a linear family or does not apply to the run's scenario, a bad file."""

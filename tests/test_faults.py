@@ -838,3 +838,159 @@ def test_the_memory_check_counts_the_gradients_burn_in_tail(monkeypatch):
     window = 2 * 4096 * 600 * 8 * 24
     assert needed[0] == pytest.approx(window, rel=0.01)
     assert needed[1] == pytest.approx(2 * window, rel=0.01)
+
+
+# --- review, session 29: runs' fault behaviour ------------------------------------------------
+
+
+def test_compare_reads_an_unreadable_result_json_as_a_caution(trained_run, tmp_path, capsys):
+    """compare read result.json after tuning every baseline, then stopped on it (a list there
+    was a traceback); now the figures of a run whose result is unreadable carry a caution."""
+    import shutil
+
+    for text in ('{"status": "comp', "[]"):
+        run = tmp_path / f"run{len(text)}"
+        shutil.copytree(trained_run, run)
+        (run / "result.json").write_text(text)
+        capsys.readouterr()
+        assert main(["compare", "--run", str(run), "--eval-batch", "64"]) == 0
+        assert "its final figures are unknown" in capsys.readouterr().out
+        cautions = read_json(run / "comparison.json")["cautions"]
+        assert len(cautions) == 1 and "final figures are unknown" in cautions[0]
+
+
+def test_a_resume_compares_settings_as_the_run_uses_them(tmp_path, monkeypatch, capsys):
+    """A default given explicitly (``--burn-in`` equal to the derived one) was refused as a
+    difference; a default changed in the code since the run began was taken silently. Now the
+    checkpoint records the derived values and a resume is judged on them."""
+    import learnsyn.config
+    from learnsyn.config import TrainConfig
+    from learnsyn.runs import train
+
+    at = TINY.index("--burn-in")
+    without_burn_in = TINY[:at] + TINY[at + 2 :]
+    run = tmp_path / "run"
+    assert main(["train", *without_burn_in, "--out", str(run)]) == 0
+    burn_in = TrainConfig(task="ideal", synapses=100, horizon=20).validate().resolved_burn_in()
+    explicit = [*without_burn_in, "--burn-in", str(burn_in), "--out", str(run), "--resume"]
+    assert main(["train", *explicit]) == 0  # the same burn-in, given: accepted
+    config = TrainConfig(
+        task="ideal", synapses=100, state_size=2, iterations=4, batch=8, horizon=20,
+        eval_batch=16, validate_every=2,
+    )  # fmt: skip
+    options = {"progress": False, "log": lambda message: None}
+    train(config, tmp_path / "second", stop_after=2, **options)
+    monkeypatch.setattr(learnsyn.config, "default_train_burn_in", lambda *a: 7 * burn_in)
+    with pytest.raises(ValueError, match=f"trained with --burn-in {burn_in}"):
+        train(config, tmp_path / "second", resume=True, **options)
+    given = dataclasses.replace(config, burn_in=burn_in)
+    assert train(given, tmp_path / "second", resume=True, **options)["iterations_done"] == 4
+
+
+def test_a_start_file_resumes_from_another_folder(tmp_path, monkeypatch):
+    """config.json kept a start file's path as typed, so a resume from another folder, or with
+    the absolute path, was refused."""
+    from learnsyn.config import TrainConfig
+    from learnsyn.runs import train
+
+    (tmp_path / "start.json").write_text(
+        json.dumps({"A": [0.99, -0.05, 0.04, 0.98], "b": [0.2, -0.1], "c": [0.7, -0.7]})
+    )
+    monkeypatch.chdir(tmp_path)
+
+    def config(start):
+        return TrainConfig(
+            task="ideal", synapses=100, state_size=2, cell="rnn", iterations=4, batch=8,
+            horizon=20, burn_in=20, eval_batch=16, start_from=start,
+        )  # fmt: skip
+
+    options = {"progress": False, "log": lambda message: None}
+    train(config("start.json"), tmp_path / "run", stop_after=2, **options)
+    assert read_json(tmp_path / "run" / "config.json")["start_from"] == str(tmp_path / "start.json")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    result = train(config("../start.json"), tmp_path / "run", resume=True, **options)
+    assert result["iterations_done"] == 4
+
+
+def test_a_run_reached_through_a_link_is_one_run(trained_run, tmp_path, capsys):
+    """A link to a run directory had a lock of its own (two processes trained into one run),
+    and --overwrite through it was a traceback."""
+    from learnsyn.io import _lock_path
+
+    link = tmp_path / "link"
+    link.symlink_to(trained_run)
+    assert _lock_path(link) == _lock_path(trained_run)
+    target = tmp_path / "target"
+    assert main(["train", *TINY, "--iterations", "2", "--out", str(target)]) == 0
+    (tmp_path / "other").symlink_to(target)
+    capsys.readouterr()
+    assert main(["train", *TINY, "--iterations", "2", "--out", str(tmp_path / "other"),
+                 "--overwrite"]) == 0  # fmt: skip
+    assert (target / "result.json").exists() and (tmp_path / "other").is_symlink()
+
+
+def test_a_checkpoint_that_does_not_fit_and_a_failed_write_are_one_line(tmp_path, capsys,
+                                                                       monkeypatch):  # fmt: skip
+    import errno
+
+    import torch
+
+    import learnsyn.runs
+
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--iterations", "2", "--out", str(run)]) == 0
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=False)
+    del checkpoint["model"][next(iter(checkpoint["model"]))]
+    torch.save(checkpoint, run / "checkpoint.pt")
+    (run / "result.json").unlink()  # as if interrupted before its final evaluation
+    resume = ["train", *TINY, "--iterations", "2", "--out", str(run), "--resume"]
+    refused(capsys, resume, "does not fit its config")
+
+    def full_disk(path, *args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(learnsyn.runs, "save_checkpoint", full_disk)
+    capsys.readouterr()
+    assert main(["train", *TINY, "--out", str(tmp_path / "full")]) == 1
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and err.count("learnsyn: error") == 1, err
+    assert last.startswith("learnsyn: error: No space left on device") and "checkpoint" in last
+
+
+def test_overwrite_takes_a_run_made_before_later_settings_existed(trained_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "old"
+    shutil.copytree(trained_run, run)
+    config = read_json(run / "config.json")
+    del config["validation_batch"]  # runs made before it existed
+    (run / "config.json").write_text(json.dumps(config))
+    assert main(["train", *TINY, "--iterations", "2", "--out", str(run), "--overwrite"]) == 0
+
+
+def test_a_run_restarted_before_its_first_checkpoint_logs_one_curve(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from learnsyn.config import TrainConfig
+    from learnsyn.runs import train
+
+    config = TrainConfig(
+        task="ideal", synapses=100, state_size=2, cell="gru", iterations=6, batch=8,
+        horizon=10, burn_in=10, eval_batch=16, validate_every=2, log_every=1,
+        figure_every=100, checkpoint_every=100,
+    )  # fmt: skip
+    options = {"progress": False, "final_evaluation": False, "log": lambda message: None}
+    train(config, tmp_path / "run", stop_after=3, **options)
+    (tmp_path / "run" / "checkpoint.pt").unlink()  # killed before its first checkpoint
+    time.sleep(1.1)
+    train(config, tmp_path / "run", resume=True, **options)
+    events = EventAccumulator(str(tmp_path / "run"))
+    events.Reload()
+    assert [event.step for event in events.Scalars("train/objective")] == list(range(6))
+
+
+def test_out_at_a_folder_that_is_no_run_offers_no_option_that_refuses(files, capsys):
+    line = refused(capsys, ["train", *TINY, "--out", str(files / "adir")], "not a run directory")
+    assert "--resume" not in line and "--overwrite" not in line

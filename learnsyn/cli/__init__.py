@@ -56,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"learnsyn: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a full disk, a folder without write permission: what was
+        # written before stays (checkpoints and results are replaced atomically)
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"learnsyn: error: {error.strerror or error}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("learnsyn: interrupted", file=sys.stderr)
         return 130
