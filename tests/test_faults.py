@@ -994,3 +994,24 @@ def test_a_run_restarted_before_its_first_checkpoint_logs_one_curve(tmp_path):
 def test_out_at_a_folder_that_is_no_run_offers_no_option_that_refuses(files, capsys):
     line = refused(capsys, ["train", *TINY, "--out", str(files / "adir")], "not a run directory")
     assert "--resume" not in line and "--overwrite" not in line
+
+
+def test_sigterm_during_the_final_evaluation_is_a_ctrl_c(tmp_path, monkeypatch, capsys):
+    """Review, session 29: SIGTERM outside the training loop (a scheduler ending the job during
+    the final evaluation) killed the process: exit 143, no word, the lock left behind."""
+    import os
+    import signal
+
+    import learnsyn.runs
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the signal arrives before this ends
+        raise AssertionError("SIGTERM did not stop the evaluation")
+
+    monkeypatch.setattr(learnsyn.runs, "_final_evaluation", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["train", *TINY, "--out", str(tmp_path / "run")]) == 130
+    assert "interrupted during the final evaluation" in capsys.readouterr().err
+    assert not list(tmp_path.glob(".run.lock*"))  # released
+    assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back

@@ -11,6 +11,7 @@ and one line ``learnsyn: error: ...`` naming the value and what is allowed.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 
@@ -40,9 +41,26 @@ def build_parser():
     return parser
 
 
+def _terminated(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command; imports happen in here, so a Ctrl-C at any moment is one line, exit 130
-    (this module imports nothing heavy at its top)."""
+    (this module imports nothing heavy at its top). SIGTERM (a scheduler ending a job) is a
+    Ctrl-C too: locks are released and a run says where its checkpoint is."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminated)
+    except ValueError:  # not the main thread: the caller's handling stands
+        previous = None
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         parser = build_parser()
         if not (sys.argv[1:] if argv is None else argv):  # a bare `learnsyn`: the usage
