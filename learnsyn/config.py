@@ -470,8 +470,7 @@ class TrainConfig:
         # as the cell reads them: `--cell-param output_scale=4` is stored as the number 4.0
         self.cell_params = {k: cell.params.get(k, v) for k, v in self.cell_params.items()}
         if self.start_from is not None:
-            from learnsyn.warm_start import check_start, start_path
+            from learnsyn.warm_start import check_start
 
             check_start(self)
-            self.start_from = start_path(self.start_from)  # resumable from another folder
         return self

@@ -25,12 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from learnsyn.cells import start_at_linear
+from learnsyn.cells import read_linear_start, start_at_linear
 from learnsyn.config import option_name, stream_seed
 from learnsyn.io import (
     DirectoryLock,
     atomic_write_json,
     check_output_dir,
+    json_text,
     read_json,
 )
 from learnsyn.progress import progress_bar
@@ -47,7 +48,7 @@ from learnsyn.training import (
     training_step,
     validation_score,
 )
-from learnsyn.warm_start import linear_start_for_run, start_path
+from learnsyn.warm_start import linear_start_for_run, start_path, tuned_model
 
 #: where a run started with ``--start-from`` keeps the synapse it started at
 START_NAME = "start-synapse.json"
@@ -103,7 +104,7 @@ def prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, overwrite:
                 raise ValueError(f"{run_dir} is not a run directory (no config.json)")
             saved = read_run_config(run_dir)
             recorded = _recorded_derived(run_dir)
-            differing = _differences(saved, config, recorded)
+            differing = _differences(saved, config, recorded, run_dir)
             if differing:
                 options = {f.name: option_name(f) for f in fields(TrainConfig)}
                 used = " ".join(f"{options[k]} {recorded[k]}" for k in differing if k in recorded)
@@ -142,19 +143,51 @@ RUN_CONFIG_CORE = {
 RESUME_FREE = {"device", "checkpoint_every", "log_every", "figure_every", "eval_batch"}
 
 
+#: settings whose unset value is derived from others (``TrainConfig.derived``)
+DERIVED = ("burn_in", "gradient_burn_in", "timescale", "validation_batch")
+
+
 def _differences(
-    saved: TrainConfig, given: TrainConfig, recorded: dict[str, Any] | None = None
+    saved: TrainConfig,
+    given: TrainConfig,
+    recorded: dict[str, Any] | None = None,
+    run_dir: Path | None = None,
 ) -> list[str]:
-    """Settings that differ, each as the run uses it: a derived one (``burn_in`` None) by the
-    value it resolves to, or, where the run's checkpoint ``recorded`` it, by the value the run
-    was trained with (a default changed since then is a difference); a start file by its
-    absolute path."""
+    """Settings that differ, each as the run uses it. The given ones first; only where they all
+    agree, a derived one (``burn_in`` None) by the value it resolves to, or, where the run's
+    checkpoint ``recorded`` it, by the value the run was trained with (a default changed since
+    then is a difference). A start file is the same where its path is, or (``run_dir``'s
+    record of the start) the synapse in it is."""
     a, b = asdict(saved), asdict(given)
-    a.update(saved.derived(), **(recorded or {}))
-    b.update(given.derived())
-    for values, config in ((a, saved), (b, given)):
-        values["start_from"] = start_path(config.start_from)
-    return sorted(k for k in a if k not in RESUME_FREE and a[k] != b.get(k))
+    given_keys = [k for k in a if k not in RESUME_FREE and k not in DERIVED]
+    differing = sorted(k for k in given_keys if a[k] != b.get(k))
+    if "start_from" in differing and _same_start(saved, given, run_dir):
+        differing.remove("start_from")
+    if differing:
+        return differing
+    a = {**saved.derived(), **(recorded or {})}
+    b = given.derived()
+    return sorted(k for k in DERIVED if a.get(k) != b.get(k))
+
+
+def _same_start(saved: TrainConfig, given: TrainConfig, run_dir: Path | None) -> bool:
+    """The same start file: by its absolute path, or by the synapse in it (the run's record,
+    start-synapse.json, against the file given now: a moved or copied project)."""
+    if tuned_model(saved.start_from) or tuned_model(given.start_from):
+        return False
+    if None in (saved.start_from, given.start_from):
+        return False
+    if start_path(saved.start_from) == start_path(given.start_from):
+        return True
+    record = None if run_dir is None else run_dir / START_NAME
+    if record is None or not record.exists():
+        return False
+    try:
+        kept = read_json(record).get("params")
+        now = read_linear_start(given.start_from, given.cell, given.state_size)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return json_text(kept, sort_keys=True) == json_text(now, sort_keys=True)
 
 
 def _recorded_derived(run_dir: Path) -> dict[str, Any]:
@@ -175,7 +208,7 @@ def settings_changed(run_dir: Path, config: TrainConfig) -> list[str]:
     if not is_run_dir(run_dir):
         return []
     saved = read_run_config(run_dir)
-    return _differences(saved, replace(config).validate(), _recorded_derived(run_dir))
+    return _differences(saved, replace(config).validate(), _recorded_derived(run_dir), run_dir)
 
 
 def run_cautions(run_dir: str | Path) -> list[str]:

@@ -887,30 +887,56 @@ def test_a_resume_compares_settings_as_the_run_uses_them(tmp_path, monkeypatch, 
     assert train(given, tmp_path / "second", resume=True, **options)["iterations_done"] == 4
 
 
-def test_a_start_file_resumes_from_another_folder(tmp_path, monkeypatch):
-    """config.json kept a start file's path as typed, so a resume from another folder, or with
-    the absolute path, was refused."""
+def test_a_start_file_resumes_from_another_folder_and_a_copied_project(tmp_path, monkeypatch):
+    """A start file's path as typed had to be typed again from the same folder; now the same
+    file by absolute path, or the same synapse in the file given (the run's record of its
+    start), is the same start."""
+    import shutil
+
     from learnsyn.config import TrainConfig
     from learnsyn.runs import train
 
-    (tmp_path / "start.json").write_text(
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "start.json").write_text(
         json.dumps({"A": [0.99, -0.05, 0.04, 0.98], "b": [0.2, -0.1], "c": [0.7, -0.7]})
     )
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(project)
 
-    def config(start):
+    def config(start, iterations=6):
         return TrainConfig(
-            task="ideal", synapses=100, state_size=2, cell="rnn", iterations=4, batch=8,
-            horizon=20, burn_in=20, eval_batch=16, start_from=start,
+            task="ideal", synapses=100, state_size=2, cell="rnn", iterations=iterations,
+            batch=8, horizon=20, burn_in=20, eval_batch=16, start_from=start,
         )  # fmt: skip
 
     options = {"progress": False, "log": lambda message: None}
-    train(config("start.json"), tmp_path / "run", stop_after=2, **options)
-    assert read_json(tmp_path / "run" / "config.json")["start_from"] == str(tmp_path / "start.json")
-    (tmp_path / "elsewhere").mkdir()
-    monkeypatch.chdir(tmp_path / "elsewhere")
-    result = train(config("../start.json"), tmp_path / "run", resume=True, **options)
-    assert result["iterations_done"] == 4
+    train(config("start.json"), project / "run", stop_after=2, **options)
+    assert read_json(project / "run" / "config.json")["start_from"] == "start.json"  # as given
+    train(config(str(project / "start.json")), project / "run", resume=True, stop_after=1,
+          **options)  # fmt: skip
+    (project / "elsewhere").mkdir()
+    monkeypatch.chdir(project / "elsewhere")
+    train(config("../start.json"), project / "run", resume=True, stop_after=1, **options)
+    shutil.copytree(project, tmp_path / "copy")
+    monkeypatch.chdir(tmp_path / "copy")
+    assert train(config("start.json"), "run", resume=True, **options)["iterations_done"] == 6
+    (tmp_path / "copy" / "other.json").write_text(
+        json.dumps({"A": [0.9, 0.0, 0.0, 0.9], "b": [0.2, -0.1], "c": [0.7, -0.7]})
+    )
+    with pytest.raises(ValueError, match="start_from"):  # another synapse is another start
+        train(config("other.json", 8), tmp_path / "copy" / "run", resume=True, **options)
+
+
+def test_a_resume_names_the_setting_that_changed_not_what_derives_from_it(tmp_path, capsys):
+    at = TINY.index("--burn-in")
+    without_burn_in = TINY[:at] + TINY[at + 2 :]
+    run = tmp_path / "run"
+    assert main(["train", *without_burn_in, "--iterations", "2", "--out", str(run)]) == 0
+    (run / "result.json").unlink()
+    at = without_burn_in.index("--horizon")
+    longer = [*without_burn_in[:at], "--horizon", "30", *without_burn_in[at + 2 :]]
+    line = refused(capsys, ["train", *longer, "--iterations", "2", "--out", str(run), "--resume"])
+    assert "in ['horizon']" in line and "--burn-in" not in line, line
 
 
 def test_a_run_reached_through_a_link_is_one_run(trained_run, tmp_path, capsys):

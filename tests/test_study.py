@@ -447,6 +447,32 @@ def test_a_study_resumes_only_with_the_space_it_was_created_with(tmp_path, capsy
     assert len(load(tmp_path, "s").get_trials()) == 1  # nothing ran, nothing failed
     assert main([*args, "--n-trials", "2"]) == 0
     assert len(load(tmp_path, "s").get_trials()) == 2
+    # a range inside the created one (e.g. leaving out values found unusable) is allowed
+    stored = load(tmp_path, "s").user_attrs["learnsyn"]["space"]["decay"]
+    inside = f"decay={stored['low']}:{(stored['low'] + stored['high']) / 2}:{stored['scale']}"
+    capsys.readouterr()
+    assert main([*args, "--n-trials", "3", "--space", inside]) == 0
+    assert "searches decay inside the range it was created with" in capsys.readouterr().err
+    assert len(load(tmp_path, "s").get_trials()) == 3
+
+
+def test_a_searched_value_is_judged_beside_the_other_searched_values(tmp_path, capsys):
+    """Review of session 29's first version: fold2 was refused beside the default state size 2
+    though every searched size (4, 8) takes it; a fixed linear synapse under --max-state was
+    refused by the size of the family's smallest member."""
+    from learnsyn.study.space import study_settings
+
+    parser_args = study_args(tmp_path, "learned", *TINY_LEARNED)
+    at = parser_args.index("state_size=2:3")
+    parser_args[at] = "state_size=4,8"
+    from learnsyn.cli import build_parser
+
+    args = build_parser().parse_args([*parser_args, "--fixed", "cell=gru", "--space",
+                                      "init=default,fold2"])  # fmt: skip
+    assert study_settings(args).space["init"].choices == ("default", "fold2")
+    fixed = ["--fixed", "A=[[0.9,0],[0,0.5]]", "--fixed", "b=[1,1]", "--fixed", "c=[1,1]"]
+    args = study_args(tmp_path, "baseline:optimal-linear", "--max-state", "2", *fixed)
+    assert main([*args, "--horizon", "40", "--n-trials", "1"]) == 0
 
 
 def test_the_summary_says_what_compare_and_the_rerun_do_not_repeat():

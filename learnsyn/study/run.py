@@ -319,7 +319,8 @@ def _check_identity(study, settings: StudySettings, log=_log) -> None:
     for name in kept:
         choices = ", ".join(map(str, settings.space[name].choices))
         log(f"study {study.study_name!r} keeps the {name} choices it was created with: {choices}")
-    _refuse_other_space(study.study_name, theirs.get("space"), settings.space)
+    for name in _refuse_other_space(study.study_name, theirs.get("space"), settings.space):
+        log(f"study {study.study_name!r} searches {name} inside the range it was created with")
     # the objective, and how every trial is scored: a worker with another seed, fixed setting,
     # evaluation batch or method would add trials that are not comparable with the others'
     for key in (*OBJECTIVE_KEYS, "seed", "fixed", "eval_batch", "method"):
@@ -330,24 +331,39 @@ def _check_identity(study, settings: StudySettings, log=_log) -> None:
             )
 
 
-def _refuse_other_space(study_name: str, stored: dict[str, Any] | None, space: Space) -> None:
-    """A study searches the space it was created with: another range, scale or kind of a
-    dimension (Optuna would record it under the same name, or fail inside a trial) or another
-    set of dimensions is one line naming the dimension, before any trial."""
+def _refuse_other_space(study_name: str, stored: dict[str, Any] | None, space: Space) -> list[str]:
+    """A study searches the space it was created with, or a range inside it: another scale,
+    kind, step or set of choices of a dimension (Optuna would record it under the same name, or
+    fail inside a trial) or another set of dimensions is one line naming the dimension, before
+    any trial. Returns the dimensions searched over a narrower range than at creation."""
     import json
 
     if stored is None:
-        return
+        return []
     mine = json.loads(json.dumps({name: dim.to_json() for name, dim in space.items()}))
+    narrowed = []
     for name in sorted(set(stored) | set(mine)):
-        if stored.get(name) != mine.get(name):
-            then = json.dumps(stored[name]) if name in stored else "not searched"
-            now = json.dumps(mine[name]) if name in mine else "not searched"
-            raise ValueError(
-                f"study {study_name!r} searches {name} as {then} (as it was created), not {now}; "
-                "give the --space/--fixed options it was created with, or start another "
-                "--study-name"
-            )
+        then, now = stored.get(name), mine.get(name)
+        if then == now:
+            continue
+        if _within(now, then):
+            narrowed.append(name)
+            continue
+        raise ValueError(
+            f"study {study_name!r} searches {name} as "
+            f"{json.dumps(then) if then else 'not searched'} (as it was created), not "
+            f"{json.dumps(now) if now else 'not searched'}; give the --space/--fixed options "
+            "it was created with (or a range inside), or start another --study-name"
+        )
+    return narrowed
+
+
+def _within(now: dict[str, Any] | None, then: dict[str, Any] | None) -> bool:
+    """A range inside the range a study was created with (same kind, scale and step)."""
+    if not now or not then or now.get("kind") not in ("int", "float"):
+        return False
+    same = all(now.get(key) == then.get(key) for key in ("kind", "scale", "step", "only_if"))
+    return same and then["low"] <= now["low"] and now["high"] <= then["high"]
 
 
 def _refuse_foreign_trials(study_dir: Path, study_name: str) -> None:

@@ -556,10 +556,22 @@ def _searched_values(dim: Dimension) -> tuple[Any, ...]:
     return dim.choices if dim.kind == "choice" else (dim.low, dim.high)
 
 
+def _smallest(dim: Dimension) -> Any:
+    """The least demanding searched value of a dimension: the low end of a range, the smallest
+    numeric choice, else the first choice."""
+    if dim.kind != "choice":
+        return dim.low
+    numbers = [c for c in dim.choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
+    return min(numbers) if len(numbers) == len(dim.choices) else dim.choices[0]
+
+
 def check_learned_space(settings: StudySettings) -> None:
     """Every searched value of a learned study as the trial's ``TrainConfig`` would check it
     (a range by its ends), with the fixed values, before any trial: a value that no trial could
-    use is one line naming it, not a trial pruned as "settings rejected"."""
+    use is one line naming it, not a trial pruned as "settings rejected". A value is refused
+    only where it fails both beside the defaults and beside the least demanding values of the
+    other searched settings (a fold that needs a wider state than the default is fine where a
+    searched state size is wide enough; a memory limit is judged at the smallest batch)."""
     for dim in settings.space.values():
         context: dict[str, Any] = {}
         if dim.only_if is not None:  # checked with a setting under which it is searched
@@ -575,35 +587,50 @@ def check_learned_space(settings: StudySettings) -> None:
                     continue  # never searched
             else:
                 context = {condition: usable[0]}
+        others = {
+            name: _smallest(other)
+            for name, other in settings.space.items()
+            if name != dim.name and name not in context and other.only_if is None
+        }
         for value in _searched_values(dim):
             try:
                 learned_config(settings, {**context, dim.name: value})
             except ValueError as error:
-                raise ValueError(
-                    f"--space {dim.name}: the value {value} is not allowed: {error}"
-                ) from None
+                try:
+                    learned_config(settings, {**others, **context, dim.name: value})
+                except ValueError:
+                    raise ValueError(
+                        f"--space {dim.name}: the value {value} is not allowed: {error}"
+                    ) from None
 
 
 def check_space_budget(
     model: str, space: Space, fixed: dict[str, Any], max_state: int | None
 ) -> None:
     """The fixed values and every searched integer (a range by its top) within ``--max-state``
-    (the budget caps the space a study enumerates, not the values a user narrows it to)."""
-    from learnsyn.tuning import check_state_budget, fits_state_budget
+    (the budget caps the space a study enumerates, not the values a user narrows it to). A
+    combination that makes no model is left to the search (its trials say so)."""
+    from learnsyn.registry import make_model
 
-    check_state_budget(model, fixed, max_state)
     if max_state is None:
         return
     lowest = {n: d.low for n, d in space.items() if d.kind == "int"}
+    candidates: list[tuple[str | None, Any]] = [(None, None)]
     for dim in space.values():
-        for value in _searched_values(dim)[-1:] if dim.kind == "int" else dim.choices:
-            if isinstance(value, int) and not fits_state_budget(
-                model, {**lowest, **fixed, dim.name: value}, max_state
-            ):
-                raise ValueError(
-                    f"--space {dim.name}={value}: model {model!r} with it has more state "
-                    f"variables than --max-state {max_state}"
-                )
+        values = _searched_values(dim)[-1:] if dim.kind == "int" else dim.choices
+        candidates += [(dim.name, v) for v in values if isinstance(v, int)]
+    for name, value in candidates:
+        params = {**lowest, **fixed, **({} if name is None else {name: value})}
+        try:
+            size = make_model(model, params).state_size
+        except ValueError:
+            continue
+        if size > max_state:
+            where = "the fixed values" if name is None else f"--space {name}={value}"
+            raise ValueError(
+                f"{where}: model {model!r} has {size} state variables there, more than "
+                f"--max-state {max_state}"
+            )
 
 
 def learned_config(settings: StudySettings, params: dict[str, Any], seed: int | None = None):
