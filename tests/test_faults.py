@@ -1041,3 +1041,20 @@ def test_sigterm_during_the_final_evaluation_is_a_ctrl_c(tmp_path, monkeypatch, 
     assert "interrupted during the final evaluation" in capsys.readouterr().err
     assert not list(tmp_path.glob(".run.lock*"))  # released
     assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back
+
+
+def test_a_run_whose_start_file_is_gone_resumes_from_its_record(tmp_path, monkeypatch, capsys):
+    """Review, session 29: once the --start-from file was moved, a resume was refused ("does
+    not exist") though the run keeps its start in start-synapse.json."""
+    monkeypatch.chdir(tmp_path)
+    Path("start.json").write_text(
+        json.dumps({"A": [0.99, -0.05, 0.04, 0.98], "b": [0.2, -0.1], "c": [0.7, -0.7]})
+    )
+    argv = ["train", *TINY, "--cell", "rnn", "--start-from", "start.json", "--out", "run"]
+    assert main(argv) == 0
+    Path("run/result.json").unlink()  # as if interrupted before its final evaluation
+    Path("start.json").rename("moved.json")
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 0
+    assert "start.json is gone; the run's record of its start" in capsys.readouterr().err
+    assert read_json(Path("run/result.json"))["evaluation"]["metrics"]

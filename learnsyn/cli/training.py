@@ -47,9 +47,27 @@ def add_training_commands(sub) -> None:
     p.set_defaults(func=cmd_demo)
 
 
+def _gone_start_file(args: argparse.Namespace) -> None:
+    """A resumed run whose start file is gone (moved, deleted) resumes from its checkpoint: the
+    run's own record of its start, start-synapse.json, stands for the file (the same synapse,
+    so the same start)."""
+    from learnsyn.runs import CHECKPOINT_NAME, START_NAME
+    from learnsyn.warm_start import tuned_model
+
+    start = args.start_from
+    if not (args.resume and args.out and start) or tuned_model(start) or Path(start).exists():
+        return
+    record = Path(args.out) / START_NAME
+    if record.exists() and (Path(args.out) / CHECKPOINT_NAME).exists():
+        log(f"note: --start-from {start} is gone; the run's record of its start, {record}, "
+            "stands for it")  # fmt: skip
+        args.start_from = str(record)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from learnsyn.runs import RunInterrupted, default_run_dir, train
 
+    _gone_start_file(args)
     config = config_from_args(args, TrainConfig)
     run_dir = Path(args.out) if args.out else default_run_dir(config)
     check_output_dir(run_dir, "--out")
