@@ -77,6 +77,13 @@ def compare_run(
     run_dir = Path(run_dir)
     config, model, checkpoint = load_run(run_dir)
     cautions = run_cautions(run_dir)  # before any work: an unreadable result.json is one
+    recorded, now = checkpoint.get("derived") or {}, config.derived()
+    cautions += [
+        f"the run was trained with {key} = {value}, derived from a default this code derives "
+        f"otherwise; it is evaluated with {now[key]}"
+        for key, value in recorded.items()
+        if key in now and value != now[key]
+    ]
     scenario = make_scenario(config.task, config.task_params)
     names = parse_baselines(baselines, scenario, config.state_size)
     device = resolve_device(device)

@@ -1058,3 +1058,17 @@ def test_a_run_whose_start_file_is_gone_resumes_from_its_record(tmp_path, monkey
     assert main([*argv, "--resume"]) == 0
     assert "start.json is gone; the run's record of its start" in capsys.readouterr().err
     assert read_json(Path("run/result.json"))["evaluation"]["metrics"]
+
+
+def test_compare_says_when_a_default_changed_since_the_run_was_trained(tmp_path, monkeypatch,
+                                                                       capsys):  # fmt: skip
+    import learnsyn.config
+
+    at = TINY.index("--burn-in")
+    run = tmp_path / "run"
+    assert main(["train", *TINY[:at], *TINY[at + 2 :], "--out", str(run)]) == 0
+    monkeypatch.setattr(learnsyn.config, "default_train_burn_in", lambda *args: 77)
+    capsys.readouterr()
+    assert main(["compare", "--run", str(run), "--eval-batch", "64"]) == 0
+    cautions = read_json(run / "comparison.json")["cautions"]
+    assert any("trained with burn_in =" in c and "evaluated with 77" in c for c in cautions)
