@@ -229,7 +229,7 @@ class TanhRNNSynapse(LearnedSynapse):
 
     def __init__(self, state_size: int = 2, **kwargs):
         super().__init__(state_size, **kwargs)
-        m = state_size
+        m = self.state_size  # as checked and converted (a command line gives text)
         self.W = nn.Parameter(torch.empty(m, m))
         self.U = nn.Parameter(torch.empty(m, INPUTS))
         self.bias = nn.Parameter(torch.zeros(m))
@@ -303,7 +303,7 @@ class GRUSynapse(LearnedSynapse):
 
     def __init__(self, state_size: int = 2, **kwargs):
         super().__init__(state_size, **kwargs)
-        m = state_size
+        m = self.state_size  # as checked and converted (a command line gives text)
         self.W_in = nn.Parameter(torch.empty(3 * m, INPUTS))  # z, r, candidate
         self.U_zr = nn.Parameter(torch.empty(2 * m, m))
         self.U_h = nn.Parameter(torch.empty(m, m))
@@ -500,7 +500,7 @@ class MLPSynapse(LearnedSynapse):
 
     def __init__(self, state_size: int = 2, **kwargs):
         super().__init__(state_size, **kwargs)
-        m, width = state_size, self.params["width"]
+        m, width = self.state_size, self.params["width"]
         self.D = nn.Parameter(torch.empty(m, m))
         self.B = nn.Parameter(torch.zeros(m, INPUTS))
         self.drive = nn.Parameter(torch.zeros(m))

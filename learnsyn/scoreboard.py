@@ -85,7 +85,15 @@ from learnsyn.estimate.snr import (
     verdict_cutoff,
 )
 from learnsyn.evaluate import exact_method_available
-from learnsyn.io import atomic_write_json, atomic_write_text, read_json
+from learnsyn.io import (
+    atomic_write_json,
+    atomic_write_text,
+    check_output_dir,
+    output_owner,
+    read_json,
+    source_fingerprint,
+)
+from learnsyn.runs import evaluate_trained
 from learnsyn.scenario import make_scenario
 
 TASKS = ("ideal", "bounded", "noisy", "sparse", "correlated", "importance")
@@ -114,9 +122,11 @@ class Cell:
             f"-theta{self.threshold:g}-{self.convention}"
         )
 
-    def config(self) -> TrainConfig:
+    def config(self, eval_batch: int = 2) -> TrainConfig:
         """The cell as a run's settings (default scenario parameters, seed 0): the baselines
-        are tuned for it exactly as for a training run of this cell."""
+        are tuned for it exactly as for a training run of this cell. Nothing is trained, so
+        the training batches are the least there are; the memory check then weighs the
+        evaluations of ``eval_batch`` pairs."""
         return TrainConfig(
             task=self.task,
             synapses=self.synapses,
@@ -125,10 +135,15 @@ class Cell:
             metric=self.metric,
             threshold=self.threshold,
             convention=self.convention,
+            batch=2,
+            validation_batch=2,
+            eval_batch=eval_batch,
         ).validate()
 
     def bound(self) -> float | None:
         if self.metric != "area" or self.task not in BOUND_TASKS or self.convention != "large-n":
+            return None
+        if self.threshold <= 0:  # the area above 0 has no such bound
             return None
         return self.synapses / (4 * self.threshold)
 
@@ -199,7 +214,7 @@ def compute_cell(
     kept: list[dict[str, Any]] = []
     if done.exists():
         data = read_json(done)
-        if data.get("eval_batch") == eval_batch:
+        if data.get("eval_batch") == eval_batch and data.get("code") == evaluation_code():
             # rows made by today's code; a default baseline added since (e.g. linear-range) or
             # one whose code changed is tuned and evaluated again, alone
             kept = [
@@ -228,6 +243,7 @@ def compute_cell(
         "eval_batch": eval_batch,
         "seed": seed,
         "bound": cell.bound(),
+        "code": evaluation_code(),
         "baselines": rows,
     }
     atomic_write_json(done, data)
@@ -255,9 +271,12 @@ def evaluate_learned_run(
             row.get("eval_batch") == eval_batch
             and row.get("iteration") == checkpoint["iteration"]
             and row.get("model_sha1") == fingerprint
+            and row.get("cell_key") == cell.key  # retrained in place with other settings
+            and row.get("code") == evaluation_code()  # made by other evaluation code
         )
         if same and "method" in row:  # the labelling rule and the run's result may have changed
-            return {**row, "label": learned_label(config), "cautions": _cautions(run_dir)}
+            label = learned_label(config)
+            return {**row, "run": str(run_dir), "label": label, "cautions": _cautions(run_dir)}
     scenario = make_scenario(config.task, config.task_params)
     # bounded grid: exactly, no noise; elsewhere on the cell's shared random numbers
     method = "exact" if exact_method_available(model, scenario, AUTO_MAX_STATES) else "monte-carlo"
@@ -273,6 +292,7 @@ def evaluate_learned_run(
         "seed": config.seed,
         "iteration": checkpoint["iteration"],
         "model_sha1": fingerprint,
+        "code": evaluation_code(),
         "eval_batch": eval_batch,
         "params": model.params_dict(),
         "method": ev.method,
@@ -295,6 +315,21 @@ def _cautions(run_dir: Path) -> list[str]:
     for caution in cautions:
         _to_stderr(f"warning: {run_dir}: {caution}")
     return cautions
+
+
+def evaluation_code() -> str:
+    """A fingerprint of the code that decides a learned row and a cell's re-evaluated baselines
+    beside the tuning (``tuning.baseline_code``): the evaluation path, the estimators, the final
+    evaluation of a trained model, the re-evaluation of a baseline and the linearized ablation.
+    A cached row or cell made by other code is evaluated again."""
+    import inspect
+
+    here = Path(__file__).parent
+    files = [here / "evaluate.py", here / "linearization.py", *(here / "estimate").glob("*.py")]
+    digest = hashlib.sha1(source_fingerprint(files).encode())
+    for function in (evaluate_trained, reevaluated):  # as imported (a test may patch the module)
+        digest.update(inspect.getsource(function).encode())
+    return digest.hexdigest()[:16]
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:
@@ -629,7 +664,26 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
         if not found:
             raise ValueError(f"--runs {path}: no training run (config.json + checkpoint.pt) there")
         runs += found
-    return list(dict.fromkeys(runs))
+    return list({run.resolve(): run for run in reversed(runs)}.values())[::-1]  # a run once
+
+
+def check_runs(run_dirs: Sequence[Path]) -> None:
+    """Every run loads (a broken checkpoint is one line before any run is evaluated), and no
+    training is counted twice: two runs of one label, cell and seed are copies, which would
+    pass for more seeds than there are."""
+    from learnsyn.runs import load_run
+
+    seen: dict[tuple[str, str, int], Path] = {}
+    for run_dir in run_dirs:
+        config, _, _ = load_run(run_dir)
+        cell = cell_of_run(config)
+        key = (learned_label(config), cell.key if cell else "", config.seed)
+        if key in seen:
+            raise ValueError(
+                f"--runs: {run_dir} and {seen[key]} are the same training ({key[0]}, seed "
+                f"{config.seed}): give one of them (a copy would count as another seed)"
+            )
+        seen[key] = run_dir
 
 
 def learned_groups(cell_data: dict[str, Any], runs: list[dict[str, Any]], metric: str) -> list:
@@ -1035,7 +1089,16 @@ def build_scoreboard(
         raise ValueError(f"--eval-batch {eval_batch} is not allowed: need at least 2 pairs")
     out = Path(out)
     device = resolve_device(device)
+    for cell in cells:
+        cell.config(eval_batch)  # evaluations that cannot fit: one line before any tuning
     run_dirs = find_runs(runs) if runs else []
+    check_runs(run_dirs)
+    check_output_dir(out, "--out")
+    if output_owner(out) is not None:  # not into another command's folder (a training run)
+        raise ValueError(
+            f"--out {out} holds the outputs of `learnsyn {output_owner(out)}`, not a "
+            "scoreboard; choose another --out"
+        )
     lost = [] if overwrite else left_out_of_board(out, cells, run_dirs)
     if lost:
         raise ValueError(

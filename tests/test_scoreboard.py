@@ -753,3 +753,86 @@ def test_a_board_s_relative_run_paths_are_recognised_from_another_directory(tmp_
     (out / "scoreboard.json").write_text(json.dumps({"cells": [{"key": "k", "learned": [
         {"runs": ["a"]}]}]}))  # fmt: skip
     assert scoreboard.left_out_of_board(out, [], [project / "runs" / "a"]) == ["cell k", "run a"]
+
+
+# --- review, session 29: the board's inputs and caches -------------------------------------
+
+
+def test_a_run_is_counted_once_and_a_copy_is_refused_before_any_work(tiny_runs, tmp_path,
+                                                                     monkeypatch):  # fmt: skip
+    """The same run given twice (a relative and an absolute path) counted as two seeds, and a
+    copy of a run as another: three "seeds" from two trainings could earn a verdict. A broken
+    run was found only after the runs before it had been evaluated."""
+    import shutil
+
+    found = scoreboard.find_runs([tiny_runs / "s0", (tiny_runs / "s0").resolve(), tiny_runs])
+    assert sorted(p.name for p in found) == ["s0", "s1", "s2"]
+    shutil.copytree(tiny_runs / "s0", tmp_path / "copy")
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("a run was evaluated before every run was checked")
+
+    monkeypatch.setattr(scoreboard, "evaluate_learned_run", no_work)
+    cells = scoreboard.plan_cells(["ideal"], [2], [100])
+    with pytest.raises(ValueError, match="are the same training"):
+        scoreboard.build_scoreboard(cells, tmp_path / "b1", runs=[tiny_runs, tmp_path / "copy"])
+    shutil.copytree(tiny_runs / "s1", tmp_path / "broken")
+    (tmp_path / "broken" / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match="corrupt"):
+        broken = [tiny_runs / "s0", tmp_path / "broken"]
+        scoreboard.build_scoreboard(cells, tmp_path / "b2", runs=broken)
+    with pytest.raises(ValueError, match="holds the outputs of `learnsyn train`"):
+        scoreboard.build_scoreboard(cells, tmp_path / "copy")
+
+
+def test_a_cached_learned_row_is_kept_only_for_its_cell_code_and_place(tiny_runs, tmp_path,
+                                                                       monkeypatch):  # fmt: skip
+    """A cached row was served for a run retrained in place with other settings (another cell),
+    after the evaluation code changed, and with the path it was first given."""
+    import os
+
+    from learnsyn import runs
+    from learnsyn.io import read_json
+
+    out = tmp_path / "board"
+    first = scoreboard.evaluate_learned_run(tiny_runs / "s0", out, 64)
+    cache = next((out / "learned").glob("*.json"))
+    monkeypatch.chdir(tiny_runs)
+    relative = scoreboard.evaluate_learned_run(scoreboard.Path("s0"), out, 64)
+    assert relative["run"] == "s0" and relative["metrics"] == first["metrics"]  # the cache
+    calls = []
+    evaluate = runs.evaluate_trained
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "evaluate_trained", counted)
+    monkeypatch.chdir(os.path.dirname(tiny_runs))
+    for key, stale in (("cell_key", "another-cell"), ("code", "older-code")):
+        row = read_json(cache)
+        row[key] = stale
+        cache.write_text(json.dumps(row))
+        again = scoreboard.evaluate_learned_run(tiny_runs / "s0", out, 64)
+        assert again[key] != stale and again["metrics"] == first["metrics"]
+    assert len(calls) == 2
+
+
+def test_empty_sides_threshold_zero_and_sizes_that_train_nothing():
+    """0 / 0 (both sides below the threshold at every age) read "inf": the learned synapse
+    infinitely better; a threshold of 0 crashed on the bound after all the tuning; a cell was
+    refused by the memory of a training batch the scoreboard never runs."""
+    from learnsyn.estimate.snr import paired_ratio
+
+    assert math.isnan(paired_ratio(0.0, 0.0, None, None, 0.0, 0.0).value)
+    assert paired_ratio(1.0, 0.0, None, None, 0.0, 0.0).value == math.inf
+    assert scoreboard.Cell("ideal", 1, 100, 60, threshold=0.0).bound() is None
+    assert scoreboard.plan_cells(["ideal"], [1], [10**7])  # (was: "meta-training with batch")
+    with pytest.raises(ValueError, match="memory"):
+        scoreboard.Cell("noisy", 1, 1000, 600).config(eval_batch=10**9)
+
+
+def test_evaluate_takes_a_learned_cells_size_from_the_command_line(capsys):
+    args = ["evaluate", "--task", "ideal", "--synapses", "100", "--horizon", "40"]
+    for cell in ("gru", "rnn", "mlp"):
+        assert main([*args, "--model", cell, "--param", "state_size=2"]) == 0, cell

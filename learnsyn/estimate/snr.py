@@ -378,7 +378,10 @@ def paired_ratio(
     jackknife sees, is added as independent. Otherwise (group counts differ) the two standard
     errors, which hold their rounding already, are propagated as independent.
     """
-    value = numerator / denominator if denominator else math.inf
+    if denominator:
+        value = numerator / denominator
+    else:  # 0 / 0 says nothing (both sides below the threshold everywhere)
+        value = math.copysign(math.inf, numerator) if numerator else math.nan
     lengths = {len(v) for v in (numerator_loo, denominator_loo) if v is not None}
     if not lengths and not (numerator_stderr or denominator_stderr):
         return Ratio(value, 0.0, paired=True)  # both exact
