@@ -1176,6 +1176,15 @@ def _strongest_text(strongest: dict[str, Any] | None, metric: str) -> str:
     )
 
 
+def _unlike_header(cell: dict[str, Any], first: dict[str, Any]) -> str:
+    """A cell's settings that differ from its table's header (a run trained at another
+    horizon, metric, threshold or convention has its own cell): `` (T = 60)``."""
+    names = {"horizon": "T", "metric": "metric", "threshold": "theta", "convention": "convention"}
+    differ = [f"{names[k]} = {cell[k]:g}" if isinstance(cell[k], (int, float)) else
+              f"{names[k]} = {cell[k]}" for k in names if cell[k] != first[k]]  # fmt: skip
+    return f" ({', '.join(differ)})" if differ else ""
+
+
 def markdown(result: dict[str, Any]) -> str:
     """One table per N and metric: a row per (scenario, m), the best member of every family,
     the bound and the learned groups against the best baseline."""
@@ -1230,7 +1239,8 @@ def markdown(result: dict[str, Any]) -> str:
                 if "strongest_ratio" in g
             )
             lines.append(
-                f"| {c['cell']['task']} | {c['cell']['state_size']} | "
+                f"| {c['cell']['task']}{_unlike_header(c['cell'], first)} | "
+                f"{c['cell']['state_size']} | "
                 + " | ".join(values)
                 + f" | {bound} | {learned or '-'} | {ratio or '-'} | {own or '-'} | "
                 + f"{_strongest_text(c.get('strongest'), metric)} | {strongest or '-'} |"

@@ -836,3 +836,17 @@ def test_evaluate_takes_a_learned_cells_size_from_the_command_line(capsys):
     args = ["evaluate", "--task", "ideal", "--synapses", "100", "--horizon", "40"]
     for cell in ("gru", "rnn", "mlp"):
         assert main([*args, "--model", cell, "--param", "state_size=2"]) == 0, cell
+
+
+def test_a_cell_unlike_its_tables_header_says_how():
+    """A run trained at horizon 60 on a board of horizon 50 gave a second `| ideal | 1 |` row
+    under a header of ages 0..49."""
+    cells = [
+        {"cell": {"task": "ideal", "state_size": 1, "synapses": 100, "horizon": h,
+                  "metric": "area", "threshold": 1.0, "convention": "large-n"},
+         "baselines": [], "bound": 25.0}
+        for h in (50, 60)
+    ]  # fmt: skip
+    rows = [line for line in scoreboard.markdown({"eval_batch": 64, "cells": cells}).splitlines()
+            if line.startswith("| ideal")]  # fmt: skip
+    assert rows[0].startswith("| ideal | 1 |") and rows[1].startswith("| ideal (T = 60) | 1 |")
