@@ -850,3 +850,28 @@ def test_a_cell_unlike_its_tables_header_says_how():
     rows = [line for line in scoreboard.markdown({"eval_batch": 64, "cells": cells}).splitlines()
             if line.startswith("| ideal")]  # fmt: skip
     assert rows[0].startswith("| ideal | 1 |") and rows[1].startswith("| ideal (T = 60) | 1 |")
+
+
+def test_the_rerun_at_2e55215_gives_its_readme_verdicts_from_its_stored_rows():
+    """README, "Rerun at 2e55215": six learned groups (three seeds each) against the retuned
+    baselines, their per-seed figures and leave-one-group-out values stored
+    (tests/data/scoreboard-rerun-s29.json). The verdicts follow from them: ideal m = 2 matches
+    optimal-linear, bounded m = 2 is below the difference integrator's 183.9, noisy m = 2 below
+    (defaults) and matching (the larger budget), bounded and noisy m = 4 match. Fails if the
+    statistics (pairing, errors over seeds, cutoffs) would print another verdict or ratio."""
+    from pathlib import Path
+
+    stored = json.loads((Path(__file__).parent / "data" / "scoreboard-rerun-s29.json").read_text())
+    assert len(stored["cells"]) == 5
+    for cell in stored["cells"]:
+        rows, metric = cell["learned_rows"], cell["cell"]["metric"]
+        data = {"baselines": cell["baselines"]}
+        data["strongest"] = scoreboard.strongest_found(cell["baselines"], rows, metric)
+        groups = scoreboard.learned_groups(data, rows, metric)
+        assert [g["label"] for g in groups] == [e["label"] for e in cell["expected"]]
+        for group, expected in zip(groups, cell["expected"]):
+            assert group["ratio"] == pytest.approx(expected["ratio"], rel=1e-9), cell["key"]
+            for key in ("verdict", "linearized_verdict", "strongest_verdict"):
+                assert group[key] == expected[key], (cell["key"], key)
+    noisy4 = stored["cells"][-1]
+    assert noisy4["key"].startswith("noisy-m4") and "matches" in noisy4["expected"][0]["verdict"]
