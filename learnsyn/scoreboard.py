@@ -1320,7 +1320,7 @@ def _figure(result: dict[str, Any], path: Path) -> None:
             ax.plot(i, c["bound"] / best, "_", color="gray", ms=14)
         strongest = c.get("strongest")
         if strongest and strongest.get("kind") != "baseline" and best > 0:
-            ax.plot(i, strongest["metrics"][metric] / best, "rx", ms=8)
+            ax.plot(i, strongest["metrics"][c["cell"]["metric"]] / best, "rx", ms=8)
     ax.plot([], [], "k*", label="learned (mean over seeds)")
     if any((c.get("strongest") or {}).get("kind", "baseline") != "baseline" for c in cells):
         ax.plot([], [], "rx", label="strongest found: a learned run's linearization")
