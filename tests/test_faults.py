@@ -324,17 +324,23 @@ def test_the_run_lock_works_without_hard_links(tmp_path, monkeypatch):
 # --- 7. TensorBoard after a resume ------------------------------------------------------------
 
 
+def _logged_config(iterations: int, checkpoint_every: int):
+    """A tiny run that logs every iteration to TensorBoard."""
+    from learnsyn.config import TrainConfig
+
+    return TrainConfig(
+        task="ideal", synapses=100, state_size=2, cell="gru", iterations=iterations, batch=8,
+        horizon=10, burn_in=10, eval_batch=16, validate_every=2, log_every=1,
+        figure_every=100, checkpoint_every=checkpoint_every,
+    )  # fmt: skip
+
+
 def test_a_resumed_runs_tensorboard_scalars_have_strictly_increasing_steps(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from learnsyn.config import TrainConfig
     from learnsyn.runs import train
 
-    config = TrainConfig(
-        task="ideal", synapses=100, state_size=2, cell="gru", iterations=8, batch=8,
-        horizon=10, burn_in=10, eval_batch=16, validate_every=2, log_every=1,
-        figure_every=100, checkpoint_every=2,
-    )  # fmt: skip
+    config = _logged_config(iterations=8, checkpoint_every=2)
     run_dir = tmp_path / "run"
     options = {"progress": False, "final_evaluation": False, "log": lambda message: None}
     train(config, run_dir, stop_after=4, **options)
@@ -999,14 +1005,9 @@ def test_overwrite_takes_a_run_made_before_later_settings_existed(trained_run, t
 def test_a_run_restarted_before_its_first_checkpoint_logs_one_curve(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from learnsyn.config import TrainConfig
     from learnsyn.runs import train
 
-    config = TrainConfig(
-        task="ideal", synapses=100, state_size=2, cell="gru", iterations=6, batch=8,
-        horizon=10, burn_in=10, eval_batch=16, validate_every=2, log_every=1,
-        figure_every=100, checkpoint_every=100,
-    )  # fmt: skip
+    config = _logged_config(iterations=6, checkpoint_every=100)
     options = {"progress": False, "final_evaluation": False, "log": lambda message: None}
     train(config, tmp_path / "run", stop_after=3, **options)
     (tmp_path / "run" / "checkpoint.pt").unlink()  # killed before its first checkpoint
