@@ -113,6 +113,9 @@ def prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, overwrite:
                     "resume with the same options (or start a new run)"
                     + (f"; the run was trained with {used}" if used else "")
                 )
+            # the same start given by another path (or by the run's record of it): the run keeps
+            # its own, so its label, and the group its seeds pool in, stay the same
+            config.start_from = saved.start_from
             if asdict(saved) != asdict(config):  # e.g. another --eval-batch: record what is used
                 atomic_write_json(run_dir / "config.json", asdict(config))
             return (run_dir / CHECKPOINT_NAME).exists()

@@ -677,7 +677,9 @@ def check_runs(run_dirs: Sequence[Path]) -> None:
     for run_dir in run_dirs:
         config, _, _ = load_run(run_dir)
         cell = cell_of_run(config)
-        key = (learned_label(config), cell.key if cell else "", config.seed)
+        if cell is None:  # left out of the board (not the default scenario parameters)
+            continue
+        key = (learned_label(config), cell.key, config.seed)
         if key in seen:
             raise ValueError(
                 f"--runs: {run_dir} and {seen[key]} are the same training ({key[0]}, seed "

@@ -1059,6 +1059,8 @@ def test_a_run_whose_start_file_is_gone_resumes_from_its_record(tmp_path, monkey
     assert main([*argv, "--resume"]) == 0
     assert "start.json is gone; the run's record of its start" in capsys.readouterr().err
     assert read_json(Path("run/result.json"))["evaluation"]["metrics"]
+    # the run keeps its own start_from (its label, and the group its seeds pool in)
+    assert read_json(Path("run/config.json"))["start_from"] == "start.json"
 
 
 def test_compare_says_when_a_default_changed_since_the_run_was_trained(tmp_path, monkeypatch,

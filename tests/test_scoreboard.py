@@ -781,6 +781,14 @@ def test_a_run_is_counted_once_and_a_copy_is_refused_before_any_work(tiny_runs, 
     with pytest.raises(ValueError, match="corrupt"):
         broken = [tiny_runs / "s0", tmp_path / "broken"]
         scoreboard.build_scoreboard(cells, tmp_path / "b2", runs=broken)
+    # runs off the board's cells (other scenario parameters) are left out, not compared
+    from conftest import TINY_TRAIN
+
+    for task, param in (("noisy", "sigma=0.2"), ("bounded", "levels=8")):
+        at = TINY_TRAIN.index("ideal")
+        args = [*TINY_TRAIN[:at], task, *TINY_TRAIN[at + 1 :], "--task-param", param]
+        assert main(["train", *args, "--out", str(tmp_path / "off" / task)]) == 0
+    scoreboard.check_runs(scoreboard.find_runs([tmp_path / "off"]))
     with pytest.raises(ValueError, match="holds the outputs of `learnsyn train`"):
         scoreboard.build_scoreboard(cells, tmp_path / "copy")
 
