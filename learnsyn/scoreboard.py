@@ -324,8 +324,16 @@ def evaluation_code() -> str:
     A cached row or cell made by other code is evaluated again."""
     import inspect
 
+    import learnsyn.tasks
+
     here = Path(__file__).parent
-    files = [here / "evaluate.py", here / "linearization.py", *(here / "estimate").glob("*.py")]
+    files = [
+        here / "evaluate.py",
+        here / "linearization.py",
+        here / "cells.py",  # a learned row is its cell's forward pass
+        *(here / "estimate").glob("*.py"),
+        *Path(learnsyn.tasks.__file__).parent.glob("*.py"),  # the scenarios' dynamics
+    ]
     digest = hashlib.sha1(source_fingerprint(files).encode())
     for function in (evaluate_trained, reevaluated):  # as imported (a test may patch the module)
         digest.update(inspect.getsource(function).encode())
@@ -667,10 +675,11 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
     return list({run.resolve(): run for run in reversed(runs)}.values())[::-1]  # a run once
 
 
-def check_runs(run_dirs: Sequence[Path]) -> None:
-    """Every run loads (a broken checkpoint is one line before any run is evaluated), and no
-    training is counted twice: two runs of one label, cell and seed are copies, which would
-    pass for more seeds than there are."""
+def check_runs(run_dirs: Sequence[Path], eval_batch: int = 2) -> None:
+    """Every run loads (a broken checkpoint is one line before any run is evaluated), its
+    cell's evaluations of ``eval_batch`` pairs fit in memory, and no training is counted twice:
+    two runs of one label, cell and seed are copies, which would pass for more seeds than there
+    are."""
     from learnsyn.runs import load_run
 
     seen: dict[tuple[str, str, int], Path] = {}
@@ -679,6 +688,7 @@ def check_runs(run_dirs: Sequence[Path]) -> None:
         cell = cell_of_run(config)
         if cell is None:  # left out of the board (not the default scenario parameters)
             continue
+        cell.config(eval_batch)
         key = (learned_label(config), cell.key, config.seed)
         if key in seen:
             raise ValueError(
@@ -1094,13 +1104,16 @@ def build_scoreboard(
     for cell in cells:
         cell.config(eval_batch)  # evaluations that cannot fit: one line before any tuning
     run_dirs = find_runs(runs) if runs else []
-    check_runs(run_dirs)
+    check_runs(run_dirs, eval_batch)
     check_output_dir(out, "--out")
-    if output_owner(out) is not None:  # not into another command's folder (a training run)
-        raise ValueError(
-            f"--out {out} holds the outputs of `learnsyn {output_owner(out)}`, not a "
-            "scoreboard; choose another --out"
-        )
+    # not into another command's folder, nor below a training run (its --overwrite deletes it)
+    runs_above = [p for p in out.absolute().parents if (p / "checkpoint.pt").exists()]
+    for place in [out] + [p for p in runs_above if (p / "config.json").exists()]:
+        if output_owner(place) is not None:
+            raise ValueError(
+                f"--out {out}: {place} holds the outputs of `learnsyn {output_owner(place)}`, "
+                "not a scoreboard; choose another --out"
+            )
     lost = [] if overwrite else left_out_of_board(out, cells, run_dirs)
     if lost:
         raise ValueError(

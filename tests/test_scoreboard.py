@@ -789,8 +789,9 @@ def test_a_run_is_counted_once_and_a_copy_is_refused_before_any_work(tiny_runs, 
         args = [*TINY_TRAIN[:at], task, *TINY_TRAIN[at + 1 :], "--task-param", param]
         assert main(["train", *args, "--out", str(tmp_path / "off" / task)]) == 0
     scoreboard.check_runs(scoreboard.find_runs([tmp_path / "off"]))
-    with pytest.raises(ValueError, match="holds the outputs of `learnsyn train`"):
-        scoreboard.build_scoreboard(cells, tmp_path / "copy")
+    for inside in (tmp_path / "copy", tmp_path / "copy" / "sub"):  # in a run, or below it
+        with pytest.raises(ValueError, match="holds the outputs of `learnsyn train`"):
+            scoreboard.build_scoreboard(cells, inside)
 
 
 def test_a_cached_learned_row_is_kept_only_for_its_cell_code_and_place(tiny_runs, tmp_path,
