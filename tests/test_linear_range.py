@@ -182,7 +182,13 @@ def test_a_cached_scoreboard_cell_gets_only_the_missing_default_baseline(tmp_pat
     old = [dict(fake_row(n), on_boundary=[]) for n in names if n != "linear-range"]
     directory = tmp_path / "cells" / cell.key
     directory.mkdir(parents=True)
-    atomic_write_json(directory / "cell.json", {"eval_batch": 64, "baselines": old, "cell": {}})
+    made_today = {
+        "eval_batch": 64,
+        "baselines": old,
+        "cell": {},
+        "code": scoreboard.evaluation_code(),
+    }
+    atomic_write_json(directory / "cell.json", made_today)
     asked = []
 
     def tune_only(config, scenario, wanted, cache, log):
