@@ -785,7 +785,8 @@ def _ratio_to(
         denominator = (
             reference["metrics"][metric] if reference_loo is None else np.asarray(reference_loo)
         )
-        monte_carlo = float(jackknife_stderr(torch.tensor(mean_loo / denominator)))
+        with np.errstate(divide="ignore", invalid="ignore"):  # 0 / 0: nan, said by the verdict
+            monte_carlo = float(jackknife_stderr(torch.tensor(mean_loo / denominator)))
         # a Monte Carlo lifetime's rounding to a whole age: the reference's is common to every
         # seed; the seeds' own are in their spread, which one seed does not have
         rounding = (

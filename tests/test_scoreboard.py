@@ -884,3 +884,18 @@ def test_the_rerun_at_2e55215_gives_its_readme_verdicts_from_its_stored_rows():
                 assert group[key] == expected[key], (cell["key"], key)
     noisy4 = stored["cells"][-1]
     assert noisy4["key"].startswith("noisy-m4") and "matches" in noisy4["expected"][0]["verdict"]
+
+
+def test_a_cell_where_nothing_reaches_the_threshold_says_no_verdict_quietly():
+    """0 / 0 on every side (learned and baseline areas 0): "no verdict", no numpy warning."""
+    import warnings
+
+    zero = {"area": 0.0}
+    baseline = {"name": "exponential", "metrics": zero, "metrics_stderr": zero,
+                "leave_one_out": {"area": [0.0] * 3}}  # fmt: skip
+    cell = {"baselines": [baseline]}
+    rows = [_row(seed, 0.0, [0.0, 0.0, 0.0]) for seed in range(3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        (group,) = scoreboard.learned_groups(cell, rows, "area")
+    assert math.isnan(group["ratio"]) and "no verdict" in group["verdict"]
