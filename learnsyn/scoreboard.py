@@ -59,6 +59,7 @@ resumes where it stopped. Outputs:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import math
@@ -317,11 +318,13 @@ def _cautions(run_dir: Path) -> list[str]:
     return cautions
 
 
+@functools.cache
 def evaluation_code() -> str:
     """A fingerprint of the code that decides a learned row and a cell's re-evaluated baselines
     beside the tuning (``tuning.baseline_code``): the evaluation path, the estimators, the final
     evaluation of a trained model, the re-evaluation of a baseline and the linearized ablation.
-    A cached row or cell made by other code is evaluated again."""
+    A cached row or cell made by other code is evaluated again. Read once per process (the
+    code does not change under a running board; every cell and row asked for it again)."""
     import inspect
 
     import learnsyn.tasks
@@ -1317,18 +1320,18 @@ def _figure(result: dict[str, Any], path: Path) -> None:
         best = best_baseline(c["baselines"], c["cell"]["metric"])
         return best["metrics"][c["cell"]["metric"]] if best is not None else 0
 
+    bests = [best_value(c) for c in cells]  # once per cell, not once per cell and name
     for k, name in enumerate(names):
         xs, ys = [], []
         for i, c in enumerate(cells):
-            metric = c["cell"]["metric"]
-            best = best_value(c)
+            metric, best = c["cell"]["metric"], bests[i]
             for r in c["baselines"]:
                 if r["name"] == name and best > 0:
                     xs.append(i)
                     ys.append(r["metrics"][metric] / best)
         ax.plot(xs, ys, markers[k % len(markers)], label=name, alpha=0.8)
     for i, c in enumerate(cells):
-        best = best_value(c)
+        best = bests[i]
         for g in c.get("learned", []):
             if best > 0:
                 ax.errorbar(i, g["mean"] / best, yerr=(g["stderr"] or 0) / best, fmt="k*", ms=10)
