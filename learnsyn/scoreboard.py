@@ -63,6 +63,7 @@ import functools
 import hashlib
 import itertools
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -197,6 +198,19 @@ def plan_cells(
     return cells
 
 
+#: what a board writes into its --out, after every cell and run is done
+OUTPUT_FILES = ("scoreboard.json", "scoreboard.md", "scoreboard.png")
+
+
+def device_kind(device: str) -> str:
+    """``cpu`` or ``cuda``: the kind of device whose random numbers a cached cell or learned row
+    drew. A CUDA generator draws other numbers than the CPU's from the same seed, so a row
+    evaluated on one kind is not paired with a cell evaluated on the other (common random
+    numbers): caches record the kind, and one made on the other kind is evaluated again. Rows
+    cached before the kind was recorded were made on the CPU."""
+    return torch.device(device).type
+
+
 def _cell_seed(cell: Cell) -> int:
     return stream_seed(cell.config().seed, "compare")
 
@@ -215,9 +229,13 @@ def compute_cell(
     kept: list[dict[str, Any]] = []
     if done.exists():
         data = read_json(done)
-        if data.get("eval_batch") == eval_batch and data.get("code") == evaluation_code():
-            # rows made by today's code; a default baseline added since (e.g. linear-range) or
-            # one whose code changed is tuned and evaluated again, alone
+        if (
+            data.get("eval_batch") == eval_batch
+            and data.get("code") == evaluation_code()
+            and data.get("device", "cpu") == device_kind(device)
+        ):
+            # rows made by today's code on this kind of device; a default baseline added since
+            # (e.g. linear-range) or one whose code changed is tuned and evaluated again, alone
             kept = [
                 row
                 for row in data["baselines"]
@@ -245,6 +263,7 @@ def compute_cell(
         "seed": seed,
         "bound": cell.bound(),
         "code": evaluation_code(),
+        "device": device_kind(device),
         "baselines": rows,
     }
     atomic_write_json(done, data)
@@ -274,6 +293,7 @@ def evaluate_learned_run(
             and row.get("model_sha1") == fingerprint
             and row.get("cell_key") == cell.key  # retrained in place with other settings
             and row.get("code") == evaluation_code()  # made by other evaluation code
+            and row.get("device", "cpu") == device_kind(device)  # its pairs are the cell's
         )
         if same and "method" in row:  # the labelling rule and the run's result may have changed
             label = learned_label(config)
@@ -294,6 +314,7 @@ def evaluate_learned_run(
         "iteration": checkpoint["iteration"],
         "model_sha1": fingerprint,
         "code": evaluation_code(),
+        "device": device_kind(device),
         "eval_batch": eval_batch,
         "params": model.params_dict(),
         "method": ev.method,
@@ -1110,6 +1131,12 @@ def build_scoreboard(
     run_dirs = find_runs(runs) if runs else []
     check_runs(run_dirs, eval_batch)
     check_output_dir(out, "--out")
+    for name in OUTPUT_FILES:  # written last, after every cell: refused now, not then
+        if os.path.lexists(out / name) and not (out / name).is_file():
+            raise ValueError(
+                f"--out {out}: {out / name} exists and is not a file; the board writes its "
+                f"{name} there (move it away or choose another --out)"
+            )
     # not into another command's folder, nor below a training run (its --overwrite deletes it)
     runs_above = [p for p in out.absolute().parents if (p / "checkpoint.pt").exists()]
     for place in [out] + [p for p in runs_above if (p / "config.json").exists()]:

@@ -818,13 +818,16 @@ def test_a_cached_learned_row_is_kept_only_for_its_cell_code_and_place(tiny_runs
 
     monkeypatch.setattr(runs, "evaluate_trained", counted)
     monkeypatch.chdir(os.path.dirname(tiny_runs))
-    for key, stale in (("cell_key", "another-cell"), ("code", "older-code")):
+    # a row drawn on a CUDA generator is not paired with a cell's CPU numbers
+    stale_values = (("cell_key", "another-cell"), ("code", "older-code"), ("device", "cuda"))
+    for key, stale in stale_values:
         row = read_json(cache)
         row[key] = stale
         cache.write_text(json.dumps(row))
         again = scoreboard.evaluate_learned_run(tiny_runs / "s0", out, 64)
         assert again[key] != stale and again["metrics"] == first["metrics"]
-    assert len(calls) == 2
+    assert len(calls) == 3
+    assert read_json(cache)["device"] == "cpu"
 
 
 def test_empty_sides_threshold_zero_and_sizes_that_train_nothing():
@@ -899,3 +902,44 @@ def test_a_cell_where_nothing_reaches_the_threshold_says_no_verdict_quietly():
         warnings.simplefilter("error", RuntimeWarning)
         (group,) = scoreboard.learned_groups(cell, rows, "area")
     assert math.isnan(group["ratio"]) and "no verdict" in group["verdict"]
+
+
+def test_a_cell_cached_on_another_kind_of_device_is_evaluated_again(tmp_path, monkeypatch):
+    """A cell's baselines drawn on a CUDA generator were served to a board on the CPU, whose
+    learned rows draw the CPU's numbers from the same seed: the pairs were not common."""
+    from learnsyn import compare
+    from learnsyn.io import read_json
+
+    cell = scoreboard.plan_cells(["ideal"], [1], [100])[0]
+    first = scoreboard.compute_cell(cell, tmp_path, 64, log=lambda message: None)
+    assert first["device"] == "cpu"
+    calls = []
+    reevaluated = compare.reevaluated
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return reevaluated(*args, **kwargs)
+
+    monkeypatch.setattr(scoreboard, "reevaluated", counted)
+    assert scoreboard.compute_cell(cell, tmp_path, 64)["baselines"] == first["baselines"]
+    assert calls == []  # the cache
+    done = tmp_path / "cells" / cell.key / "cell.json"
+    data = read_json(done)
+    data["device"] = "cuda"
+    done.write_text(json.dumps(data))
+    again = scoreboard.compute_cell(cell, tmp_path, 64, log=lambda message: None)
+    assert calls and again["device"] == "cpu"
+    area = {r["name"]: r["metrics"]["area"] for r in first["baselines"]}
+    assert {r["name"]: r["metrics"]["area"] for r in again["baselines"]} == area
+
+
+def test_an_output_file_that_is_a_folder_is_refused_before_any_cell(tmp_path, monkeypatch):
+    """A folder named scoreboard.png failed only when the figure was written, after every
+    cell had been tuned."""
+    (tmp_path / "scoreboard.png").mkdir()
+    monkeypatch.setattr(
+        scoreboard, "compute_cell", lambda *a, **k: pytest.fail("a cell was computed")
+    )
+    cells = scoreboard.plan_cells(["ideal"], [1], [100])
+    with pytest.raises(ValueError, match="scoreboard.png exists and is not a file"):
+        scoreboard.build_scoreboard(cells, tmp_path, eval_batch=64)
