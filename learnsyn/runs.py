@@ -10,7 +10,8 @@ Layout of a run directory::
     start-synapse.json the linear synapse the cell started at (``--start-from`` only; for
                        ``tuned:MODEL`` with the tuned model's metrics)
     events.out.tfevents.*   TensorBoard scalars, figures, histograms, hparams
-    result.json        final metrics (training estimate and a larger-batch evaluation)
+    result.json        final metrics (training estimate and a larger-batch evaluation) and
+                       what ran the rollouts (``rollout_kernel``)
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from learnsyn.training import (
     meta_objective,
     resolve_device,
     save_checkpoint,
+    training_rollout,
     training_step,
     validation_score,
 )
@@ -548,6 +550,8 @@ def train(
             raise RunInterrupted
         result = _result(config, history, iteration, skipped_total, run_dir)
         result["restored_updates"] = restored_total
+        if objective_fn is meta_objective:  # what ran the rollouts (a slow run says why)
+            result["rollout_kernel"] = training_rollout(model, scenario, config, device)
         if best is not None:
             result["selected"] = {
                 "iteration": best["iteration"],

@@ -40,7 +40,7 @@ from learnsyn.estimate.snr import (
     snr_from_moments,
 )
 from learnsyn.io import atomic_torch_save
-from learnsyn.rollout import fast_simulate_pairs
+from learnsyn.rollout import fast_simulate_pairs, rollout_path
 from learnsyn.scenario import Scenario
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -81,6 +81,17 @@ def temperature_at(config: TrainConfig, iteration: int) -> float:
     final = config.resolved_temperature_final()
     fraction = min(1.0, max(0.0, iteration / max(config.iterations - 1, 1)))
     return config.temperature * (final / config.temperature) ** fraction
+
+
+def training_rollout(model, scenario: Scenario, config: TrainConfig, device) -> str:
+    """What runs ``meta_objective``'s rollouts for ``config``: ``grid`` (the exact objective on
+    the bounded grid), ``reference`` (asked for, or where the fast path does not cover the
+    model, scenario or device) or the fast path's kernel (``native``, ``triton``, ``eager``)."""
+    if config.resolved_estimator() == "grid":
+        return "grid"
+    if config.rollout == "reference":
+        return "reference"
+    return rollout_path(model, scenario, pairs=config.batch, grad=True, device=device)
 
 
 def meta_objective(

@@ -477,3 +477,35 @@ def test_flag_gated_linear_synapse_falls_back_to_the_reference():
         assert torch.equal(reference[2], fast[2])
         ignoring = simulate(simulate_pairs, plain, importance, kind, grad=False)
         assert not torch.equal(reference[0].sums, ignoring[0].sums)
+
+
+def test_the_recorded_rollout_path_is_the_one_that_runs(monkeypatch):
+    """``rollout_path`` (a training run's ``rollout_kernel``) says ``reference`` exactly where
+    ``fast_simulate_pairs`` hands the call to the reference loop, and else names the kernel."""
+    import learnsyn.rollout as rollout
+    from learnsyn.rollout import rollout_path
+
+    fell_back = []
+
+    def recorded(*args, **kwargs):
+        fell_back.append(1)
+        return simulate_pairs(*args, **kwargs)
+
+    monkeypatch.setattr(rollout, "simulate_pairs", recorded)
+    cases = [
+        (make_cell("chain", 3), make_scenario("ideal"), torch.float32, "reference"),
+        (make_cell("gru", 3), _RoundedDown(), torch.float32, "reference"),
+        (make_cell("gru", 3), make_scenario("ideal"), torch.float32, KERNELS[0]),
+        (make_cell("rnn", 2), make_scenario("correlated"), torch.float64, "eager"),
+        (make_cell("gru", 3), make_scenario("noisy"), torch.float64, "reference"),
+    ]
+    if "native" in KERNELS:
+        cases.append((make_cell("gru", 3), make_scenario("noisy"), torch.float32, "native"))
+    for model, scenario, dtype, expected in cases:
+        model = model.to(dtype)
+        path = rollout_path(model, scenario, pairs=64, groups=8, dtype=dtype)
+        assert path == expected, (model, scenario, dtype)
+        fell_back.clear()
+        kind = scenario.tracked_kinds()[0]
+        simulate(fast_simulate_pairs, model, scenario, kind, grad=True, dtype=dtype)
+        assert bool(fell_back) == (path == "reference"), (model, scenario, dtype)

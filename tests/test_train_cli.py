@@ -141,3 +141,19 @@ def test_the_lr_help_states_every_default_the_config_resolves():
             assert f"{config.resolved_lr():g}" in help_text, (cell, task)
     grid = TrainConfig(task="bounded", synapses=1000, state_size=2, cell="gru")
     assert grid.resolved_estimator() == "grid" and grid.resolved_lr() == 0.02
+
+
+def test_result_json_says_what_ran_the_rollouts(tiny_runs, tmp_path):
+    """A run slower than expected says why: the fast path's kernel, or ``reference`` where it
+    was asked for (or where the fast path does not cover the model)."""
+    from learnsyn.rollout import available_kernels
+
+    fastest = available_kernels("cpu")[0]
+    assert json.loads((tiny_runs / "s0" / "result.json").read_text())["rollout_kernel"] == fastest
+    for extra, expected in (
+        (["--rollout", "reference"], "reference"),
+        (["--cell", "chain"], "reference"),
+    ):
+        run_dir = tmp_path / extra[-1]
+        assert main(["train", *TINY, *extra, "--figure-every", "0", "--out", str(run_dir)]) == 0
+        assert json.loads((run_dir / "result.json").read_text())["rollout_kernel"] == expected

@@ -505,11 +505,8 @@ def fast_simulate_pairs(
     device = torch.device(device)
     pairs = per_group * groups
     size = model.state_size
-    # a named kernel that cannot run here raises; what the chosen one cannot run: the reference
-    like = torch.empty(0, device=device, dtype=dtype)
-    backend = choose_kernel(like, size, pairs, groups, kernel, mlp_width(model))
-    native_only = linear or scaled or markov
-    if (native_only and backend != "native") or (backend == "eager" and (constrained or mlp)):
+    backend = _backend(model, scenario, device, dtype, pairs, groups, kernel)
+    if backend == "reference":
         return simulate_pairs(model, scenario, kind, **batch)  # outside no_grad: its graph
     inputs = 2 if (scenario.has_flags or kind.flag != 0) else 1
     tail = request.differentiated_tail()
@@ -575,6 +572,41 @@ def fast_simulate_pairs(
             readouts = TrackedWindow.apply(mats.cell, chunk, rows, start, *mats.tensors())
             sums = GroupMoments.apply(readouts, mats.offset, groups, per_group)
     return PairMoments(sums[tail:], per_group, kind.p_plus)
+
+
+def _backend(model, scenario, device, dtype, pairs: int, groups: int, kernel: str) -> str:
+    """The kernel that runs a covered model (``supports_fast_path``), or ``reference`` where
+    the chosen kernel cannot run it. A named kernel that cannot run here raises ValueError."""
+    like = torch.empty(0, device=device, dtype=dtype)
+    backend = choose_kernel(like, model.state_size, pairs, groups, kernel, mlp_width(model))
+    native_only = linear_model(model) or scaled_model(model) or markov_model(model)
+    constrained = not unconstrained(scenario)
+    if (native_only and backend != "native") or (
+        backend == "eager" and (constrained or mlp_model(model))
+    ):
+        return "reference"
+    return backend
+
+
+def rollout_path(
+    model: Synapse,
+    scenario: Scenario,
+    *,
+    pairs: int,
+    grad: bool = True,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    groups: int = PairBatch.groups,
+) -> str:
+    """What ``fast_simulate_pairs`` (kernel ``auto``) runs for these arguments: ``native``,
+    ``triton``, ``eager``, or ``reference`` (the loop of ``montecarlo.simulate_pairs``, where
+    the fast path does not cover the model, the scenario or the device). Recorded in a
+    training run's result.json (``rollout_kernel``)."""
+    if not supports_fast_path(model, scenario, grad, device, dtype):
+        return "reference"
+    groups, per_group = pair_groups(pairs, groups)
+    device = torch.device(device)
+    return _backend(model, scenario, device, dtype, per_group * groups, groups, "auto")
 
 
 def moments_by_group(moments: torch.Tensor, groups: int) -> torch.Tensor:
