@@ -14,6 +14,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -80,6 +81,22 @@ def _atomic_replace(path: Path, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+#: what ``_atomic_replace`` names its temporary files (``mkstemp``: 8 random characters)
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Remove (and return) the temporary files of atomic writes that a process killed between
+    writing and renaming left in ``directory`` (kill -9, a power cut: a checkpoint's can be
+    large). Only for a directory whose lock this process holds: no other writer is there."""
+    removed = []
+    for path in Path(directory).glob(".*.tmp"):
+        if _TEMPORARY.match(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

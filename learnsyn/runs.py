@@ -34,6 +34,7 @@ from learnsyn.io import (
     check_output_dir,
     json_text,
     read_json,
+    remove_stale_temporaries,
 )
 from learnsyn.progress import progress_bar
 from learnsyn.scenario import make_scenario
@@ -394,6 +395,9 @@ def train(
     with DirectoryLock(run_dir):  # one process per run directory
         finished = _finished_result(run_dir, config, final_evaluation) if resume else None
         resuming = prepare_run_dir(run_dir, config, resume, overwrite)
+        if resume:  # a run of ours, locked by us: a temporary file there is stale
+            for path in remove_stale_temporaries(run_dir):
+                log(f"removed {path.name}, left by a process killed while writing it")
         if finished is not None:
             log(
                 f"{run_dir} is finished (result.json); nothing to resume (another "

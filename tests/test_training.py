@@ -310,3 +310,21 @@ def test_cell_parameters_given_as_text_are_stored_as_the_cell_reads_them(tmp_pat
     assert stored["output_scale"] == 4.0 and stored["state_std"] == 0.8
     again = replace(TINY, **quick, cell_params=dict(given)).validate()
     train(again, run, resume=True, progress=False, log=quiet, final_evaluation=False)
+
+
+def test_a_resume_removes_the_temporary_files_a_killed_process_left(tmp_path):
+    """kill -9 between writing a checkpoint aside and renaming it left ``.checkpoint.pt.*.tmp``
+    in the run for good (as large as a checkpoint). A resume, which holds the run's lock,
+    removes such files and names them; a file of the user's is kept."""
+    run = tmp_path / "run"
+    train(TINY, run, progress=False, log=quiet, stop_after=3, final_evaluation=False)
+    stale = run / ".checkpoint.pt.k3_x9qa1.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    kept = [run / ".notes.tmp", run / "draft.abcdefgh.tmp"]
+    for path in kept:
+        path.write_text("mine")
+    said = []
+    train(TINY, run, resume=True, progress=False, log=said.append, final_evaluation=False)
+    assert not stale.exists() and all(path.exists() for path in kept)
+    assert any(".checkpoint.pt.k3_x9qa1.tmp" in line for line in said)
+    assert not list(run.glob(".*.tmp"))[1:]  # the user's .notes.tmp only
