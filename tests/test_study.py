@@ -485,3 +485,31 @@ def test_the_summary_says_what_compare_and_the_rerun_do_not_repeat():
     note = _rerun_note({"horizon": 100, "start_from": "tuned:linear-range"}, identity)
     assert "ages 0..39" in note and "ages 0..99" in note
     assert "tuned:linear-range start was tuned with the study's seed 3" in note
+
+
+def test_trials_can_start_where_train_does_and_an_old_study_keeps_its_inits(
+    tmp_path, monkeypatch, capsys
+):
+    """``learnsyn train``'s default init (``auto``) was no study choice, so a study could not
+    find the start the degeneracy grids rank best. A study created with the three old inits
+    keeps them when it resumes."""
+    import learnsyn.study.space
+
+    space = learnsyn.study.space.learned_space()
+    assert space["init"].choices == ("auto", "default", "orthogonal", "gaussian")
+    old = ("default", "orthogonal", "gaussian")
+    args = [
+        *study_args(tmp_path, "learned", *TINY_LEARNED, "--seed", "3"),
+        "--study-name", "inits", "--fixed", "cell=gru",
+    ]  # fmt: skip
+    with monkeypatch.context() as patch:
+        patch.setitem(space, "init", learnsyn.study.space.replace(space["init"], choices=old))
+        patch.setattr(learnsyn.study.space, "learned_space", lambda: dict(space))
+        assert main([*args, "--n-trials", "1"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--n-trials", "2"]) == 0
+    assert "keeps the init choices it was created with: default, orthogonal, gaussian" in (
+        capsys.readouterr().err
+    )
+    trials = load(tmp_path, "inits").get_trials()
+    assert all(t.distributions["init"].choices == old for t in trials)

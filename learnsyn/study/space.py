@@ -109,7 +109,9 @@ def learned_space() -> Space:
         Dimension(
             "init",
             "choice",
-            choices=("default", "orthogonal", "gaussian"),
+            # auto: train's default (the best start of the degeneracy grids); a study created
+            # without it keeps its own choices when it resumes (keep_stored_choices)
+            choices=("auto", "default", "orthogonal", "gaussian"),
             only_if=("cell", ("rnn", "gru")),
         ),
         Dimension(
