@@ -163,6 +163,14 @@ def test_reporter_smooths_reports_every_few_iterations_and_prunes():
             pruned(iteration, {"area": 1.0})
     with pytest.raises(optuna.TrialPruned, match="non-finite area"):
         IntermediateReporter(StubTrial(), "area", 40)(0, {"area": math.nan})
+    # an update train skipped (and undid) is passed over, as train passes over it (review,
+    # session 29: one such update pruned the trial, where train tolerates 10 in a row)
+    tolerant = StubTrial()
+    reporter = IntermediateReporter(tolerant, "area", iterations=40)
+    for iteration in range(4):
+        skipped = iteration == 1
+        reporter(iteration, {"area": math.nan if skipped else 2.0, "skipped": skipped})
+    assert tolerant.reports == [(3, 2.0)]  # the average never saw the nan
 
 
 def test_the_median_pruner_compares_only_training_windows_of_one_length():

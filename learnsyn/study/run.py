@@ -54,7 +54,9 @@ def _log(message: str) -> None:
 class IntermediateReporter:
     """``train(on_iteration=...)`` hook: reports a moving average of the training metric every
     few iterations and prunes when the pruner says so, or at once when the metric is not
-    finite."""
+    finite on an update that was made. An update that ``train`` skipped (a non-finite objective,
+    gradient or step: undone there) is passed over, as ``learnsyn train`` passes over it;
+    ``DIVERGENCE_LIMIT`` of them in a row end the run, and the trial is pruned then."""
 
     def __init__(self, trial, metric: str, iterations: int):
         self.trial = trial
@@ -66,6 +68,8 @@ class IntermediateReporter:
         import optuna
 
         value = record.get(self.metric)
+        if record.get("skipped") and (value is None or not math.isfinite(value)):
+            return
         if value is None or not math.isfinite(value):
             raise optuna.TrialPruned(f"non-finite {self.metric} at iteration {iteration}")
         self.smoothed = value if self.smoothed is None else 0.7 * self.smoothed + 0.3 * value
