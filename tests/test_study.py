@@ -259,6 +259,31 @@ def test_non_finite_objectives_prune_the_trial_not_the_study(tmp_path, monkeypat
     assert [t.state.name for t in trials] == ["PRUNED", "PRUNED"]
 
 
+def test_a_trial_out_of_device_memory_is_pruned_and_the_worker_goes_on(
+    tmp_path, monkeypatch, capsys
+):
+    """Review, session 29: a CUDA out-of-memory error in one trial (a large batch drawn) ended
+    the worker and its remaining trials."""
+    import torch
+
+    import learnsyn.runs
+
+    real_train, calls = learnsyn.runs.train, []
+
+    def first_runs_out(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(learnsyn.runs, "train", first_runs_out)
+    args = study_args(tmp_path, "learned", *TINY_LEARNED, "--n-trials", "2")
+    assert main([*args, "--study-name", "oom"]) == 0
+    trials = load(tmp_path, "oom").trials
+    assert [t.state.name for t in trials] == ["PRUNED", "COMPLETE"]
+    assert "trial 0 pruned (out of device memory with" in capsys.readouterr().err
+
+
 def test_interrupted_study_resumes_with_the_same_command(tmp_path, monkeypatch, capsys):
     import learnsyn.evaluate
 

@@ -51,6 +51,13 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def described(params: dict[str, Any]) -> str:
+    """A trial's sampled values in one line (``lr=0.003, cell=gru``)."""
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+    )
+
+
 class IntermediateReporter:
     """``train(on_iteration=...)`` hook: reports a moving average of the training metric every
     few iterations and prunes when the pruner says so, or at once when the metric is not
@@ -94,6 +101,7 @@ class TrialObjective:
 
     def __call__(self, trial) -> float:
         import optuna
+        import torch
 
         if self.on_trial_start is not None:
             self.on_trial_start()  # the trial exists: other workers may create theirs now
@@ -110,6 +118,15 @@ class TrialObjective:
                 value = self._baseline(trial, params, run_dir)
             if not math.isfinite(value):
                 raise optuna.TrialPruned(f"non-finite {self.settings.metric} ({value})")
+        except torch.OutOfMemoryError:  # one trial's batch or size, not the worker's end
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            message = (
+                f"out of device memory with {described(params) or 'the fixed settings'}; "
+                "narrow --space batch, state_size or horizon to what fits"
+            )
+            self.last_note = f" ({message})"
+            raise optuna.TrialPruned(message) from None
         except optuna.TrialPruned as pruned:
             self.last_note = f" ({pruned})"
             raise
@@ -130,10 +147,10 @@ class TrialObjective:
             raise optuna.TrialPruned(f"settings rejected: {error}") from None
         trial.set_user_attr("seed", config.seed)
         trial.set_user_attr("config", asdict(config))
-        described = ", ".join(
-            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+        self.log(
+            f"trial {trial.number}: training {described(params) or 'the fixed settings'} in "
+            f"{run_dir}"
         )
-        self.log(f"trial {trial.number}: training {described or 'the fixed settings'} in {run_dir}")
         try:
             runs.train(
                 config,
