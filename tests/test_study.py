@@ -538,3 +538,27 @@ def test_trials_can_start_where_train_does_and_an_old_study_keeps_its_inits(
     )
     trials = load(tmp_path, "inits").get_trials()
     assert all(t.distributions["init"].choices == old for t in trials)
+
+
+def test_one_init_applies_to_the_cells_that_take_one(tmp_path, capsys):
+    """Review, session 29: ``--space init=orthogonal`` fixed the init of every trial, so a
+    study whose cells include the chain (no recurrent matrix) was refused. One value of a
+    conditional setting stays conditional: rnn and gru trials take it, chain trials none."""
+    from learnsyn.study.space import learned_space, narrow_space
+
+    space, fixed = narrow_space(learned_space(), {"init": "orthogonal"}, "learned")
+    assert fixed == {} and space["init"].choices == ("orthogonal",)
+    assert space["init"].only_if == ("cell", ("rnn", "gru"))
+    args = study_args(tmp_path, "learned", *TINY_LEARNED, "--n-trials", "2", "--seed", "1")
+    extra = ["--space", "cell=chain,gru", "--space", "init=orthogonal", "--study-name", "one"]
+    assert main([*args, *extra]) == 0
+    trials = load(tmp_path, "one").trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    for trial in trials:
+        assert trial.params.get("init") == ("orthogonal" if trial.params["cell"] == "gru" else None)
+        assert trial.user_attrs["config"]["init"] == (
+            "orthogonal" if trial.params["cell"] == "gru" else "default"
+        )
+    # fixed for every trial, it is still refused where a trial cannot take it
+    assert main([*args, "--space", "cell=chain,gru", "--fixed", "init=orthogonal"]) == 2
+    assert "the chain cell has no free recurrent matrix" in capsys.readouterr().err

@@ -222,7 +222,7 @@ def keep_stored_choices(space: Space, stored: dict[str, Any] | None) -> tuple[Sp
 
 def narrow_space(space: Space, entries: dict[str, str], what: str) -> tuple[Space, dict[str, str]]:
     """Apply ``{name: "LOW:HIGH[:SCALE]" | "A,B" | "VALUE"}``; returns the space and the values
-    it fixes (single values leave the space)."""
+    it fixes (single values leave the space, except a conditional choice's: ``only_if``)."""
     narrowed = dict(space)
     fixed: dict[str, str] = {}
     for name, text in entries.items():
@@ -235,6 +235,11 @@ def narrow_space(space: Space, entries: dict[str, str], what: str) -> tuple[Spac
         result = _narrow_one(space[name], str(text).strip())
         if isinstance(result, Dimension):
             narrowed[name] = result
+        elif space[name].only_if is not None and space[name].kind == "choice":
+            # one value of a setting searched only under a condition (init, for rnn and gru):
+            # it stays conditional, one choice, rather than fixed for every trial (a chain
+            # trial takes no init)
+            narrowed[name] = replace(space[name], choices=(space[name].coerce(result),))
         else:
             del narrowed[name]
             fixed[name] = result
