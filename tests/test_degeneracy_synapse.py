@@ -264,3 +264,23 @@ def test_bad_input_prints_one_line_error_and_exits_2(tmp_path, capsys, arguments
 def test_chain_cell_is_refused_with_one_line():
     with pytest.raises(ValueError, match="allowed: rnn, gru"):
         SynapseDegeneracyConfig.quick(cell="chain").validate()
+
+
+def test_a_grid_whose_runs_all_diverged_says_no_verdict(tmp_path, capsys):
+    """Review, session 30: with every run diverged the report ended in numpy's "All-NaN slice
+    encountered" (no target to reach), then in a log-scaled figure without data; no
+    results.json was written."""
+    from learnsyn.degeneracy.verdicts import NO_VERDICT_DIVERGED
+
+    out_dir = tmp_path / "diverged"
+    args = ["synapse", "--quick", "--no-progress", "--out", str(out_dir), "--inits", "fold0",
+            "orthogonal", "--seeds", "2", "--pilot-seeds", "0", "--iterations", "15",
+            "--lr", "1e30", "--grad-clip", "1e30"]  # fmt: skip
+    assert main(args) == 0
+    results = json.loads((out_dir / "results.json").read_text())
+    assert results["iterations_to_fraction"]["best_init"] is None
+    claims = {c["statement"]: c["verdict"] for c in results["claims"]}
+    trained = [v for s, v in claims.items() if "at initialization" not in s]
+    assert NO_VERDICT_DIVERGED in trained
+    assert not {"confirmed", "not confirmed", "contradicted"} & set(trained)
+    assert len(results["figures"]) == 5

@@ -101,7 +101,14 @@ def save_resolved_config(out_dir: str | os.PathLike[str], config: Any, **extra: 
 
 
 def save_figure(figure: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
-    """Save a figure as PNG through a temp file and ``os.replace``."""
+    """Save a figure as PNG through a temp file and ``os.replace``. A log-scaled axis with no
+    positive finite data to show (every run diverged) is drawn linear rather than failing."""
+    for axis in figure.get_axes():
+        limits = axis.dataLim
+        for which, high in (("x", limits.x1), ("y", limits.y1)):
+            scale = axis.get_xscale() if which == "x" else axis.get_yscale()
+            if scale == "log" and not (np.isfinite(high) and high > 0):
+                (axis.set_xscale if which == "x" else axis.set_yscale)("linear")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     temp_path = target.with_name(f".{target.name}.tmp")

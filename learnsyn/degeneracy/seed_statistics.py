@@ -20,10 +20,11 @@ def mean_and_standard_error(values: Any, axis: int = 0) -> tuple[np.ndarray, np.
     """Mean and standard error of the mean along ``axis`` (NaN s.e. with fewer than 2 samples)."""
     array = np.asarray(values, dtype=np.float64)
     count = array.shape[axis]
-    mean = array.mean(axis=axis)
-    if count < 2:
-        return mean, np.full_like(mean, np.nan)
-    return mean, array.std(axis=axis, ddof=1) / math.sqrt(count)
+    with np.errstate(invalid="ignore", over="ignore"):  # a diverged run: inf, nan
+        mean = array.mean(axis=axis)
+        if count < 2:
+            return mean, np.full_like(mean, np.nan)
+        return mean, array.std(axis=axis, ddof=1) / math.sqrt(count)
 
 
 def summarize_over_seeds(values: Any, axis: int = 0) -> dict[str, Any]:

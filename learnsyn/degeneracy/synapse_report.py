@@ -20,6 +20,7 @@ Higher objectives are better (memory area, lifetime, ...), unlike the deep-linea
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,8 +116,12 @@ def iterations_to_fraction(
     evaluation: np.ndarray, evaluation_iterations: list[int], final: np.ndarray, fraction: float
 ) -> tuple[float, int, np.ndarray]:
     """Target ``fraction x`` best seed-mean final objective, the best init's index, and per run
-    ``(inits, seeds)`` the first evaluated iteration reaching it (NaN: never reached)."""
+    ``(inits, seeds)`` the first evaluated iteration reaching it (NaN: never reached). Where no
+    init has a finite mean (every init has a diverged run) there is no target: NaN, index
+    None, and no run reaches it."""
     final_means = final.mean(axis=1)
+    if not np.isfinite(final_means).any():
+        return math.nan, None, np.full(final.shape, np.nan)
     best_index = int(np.nanargmax(final_means))
     target = fraction * float(final_means[best_index])
     reached = evaluation >= target
@@ -141,6 +146,8 @@ def _summarize_reached(values: np.ndarray) -> dict[str, Any]:
 def _peak_of_mean(evaluation: np.ndarray, evaluation_iterations: list[int]) -> dict[str, Any]:
     """Where the seed-mean evaluation curve peaks, with the mean +- s.e. there."""
     mean, standard_error = mean_and_standard_error(evaluation)
+    if not np.isfinite(mean).any():  # a diverged run at every evaluation
+        return {"iteration": None, "mean": math.nan, "standard_error": math.nan}
     index = int(np.nanargmax(mean))
     return {
         "iteration": evaluation_iterations[index],
@@ -194,8 +201,8 @@ def summarize_synapse(config: SynapseDegeneracyConfig, raw: dict[str, Any]) -> d
     )
     summary["iterations_to_fraction"] = {
         "fraction": config.fraction,
-        "best_init": names[best_index],
-        "best_final_objective": float(final[best_index].mean()),
+        "best_init": None if best_index is None else names[best_index],
+        "best_final_objective": math.nan if best_index is None else float(final[best_index].mean()),
         "target": target,
         "rule": (
             f"first evaluated iteration (every {config.evaluate_every}) whose fixed-batch "
