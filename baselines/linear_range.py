@@ -39,7 +39,10 @@ Search (``optimize_linear_range``), a local search:
 2. starts: that optimum, and that optimum with A scaled so its largest eigenvalue modulus is
    1.01, 1.03 and 1.07, each with b scaled by 0.5, 1 and 2; for m > 2 off the exact chain also
    the optimum of this search for m // 2 variables, embedded (as optimal-linear embeds its
-   smaller optimum), so m variables do not end below m // 2;
+   smaller optimum); that optimum itself, its drive kept (zero on the extra variables), is a
+   candidate of step 6 too, so m variables do not end below m // 2 (before session 30 only
+   the start was kept, without the drive: at 8 levels the m = 2 integrator's 147.24 became
+   97.3 as a start, and m = 4 ended at 53.8 with a small budget);
 3. the same Nelder-Mead and objective (common random numbers, the same seed, so every candidate
    is compared on the same random numbers) from the best two starts, with A's radius allowed up
    to the cap;
@@ -96,7 +99,8 @@ with a learnable bias (``--cell rnn --cell-param output_scale=1000 --lr 0.005 --
 drive that moves the operating point against the range is worth more than its unstable mode.
 With the drive learned in step 4 and that budget (the same scoreboard command): noisy m = 4
 147.7 +- 2.4, m = 2 128.6 +- 2.3 (drive about 0.09 per variable); bounded m = 2 177.89 exactly
-(drive 0.2); bounded m = 4 177.8 +- 3.8 (the embedded m = 2 optimum kept, no drive).
+(drive 0.2); bounded m = 4 177.8 +- 3.8 (the embedded m = 2 optimum kept, no drive: the
+drive was lost in the embedding until session 30).
 """
 
 from __future__ import annotations
@@ -221,9 +225,8 @@ class RangeLinear:
     ``evaluation``), its spectral ``radius``, the stable optimum's value on the same evaluation
     (``stable_value``), Adam's (step 4: ``adam_value``, the better of its two starts; nan when
     skipped or when both radii left the family; ``adam_radius``), which was kept (``kept``:
-    "stable", "range" for Nelder-Mead's winner, "adam", or "polish" or "integrator" for step
-    5), and both
-    searches."""
+    "stable", "range" for Nelder-Mead's winner, "smaller" for the m // 2 optimum embedded,
+    "adam", or "polish" or "integrator" for step 5), and both searches."""
 
     params: dict[str, Any]
     value: float
@@ -568,6 +571,7 @@ def optimize_linear_range(
     starts = inflated_starts(*form, radii=radii, amplitudes=amplitudes)
     given_burn_in = burn_in
     small_evaluations = 0
+    embedded_params = None
     if m > 2 and not chain_applies(scenario, m):
         # the optimum of m // 2 variables, embedded (its extra variables get no input and no
         # readout), as optimal-linear does: so m variables do not end below it
@@ -581,8 +585,15 @@ def optimize_linear_range(
             radii=radii,
             amplitudes=amplitudes,
         )
-        starts.insert(1, embed_smaller(small.params, m))
+        embedded = embed_smaller(small.params, m)
+        starts.insert(1, embedded)  # a Nelder-Mead start: (A, b, c), no drive
         small_evaluations = small.evaluations
+        # and the m // 2 optimum itself, its drive too (zero on the extra variables), a
+        # candidate beside the others: the m-variable result is never below it (review,
+        # session 30: the embedded start without its drive ended about 3x below at 8 levels)
+        drive = np.zeros(m)
+        drive[:smaller] = np.asarray(small.params.get("drive") or np.zeros(smaller))
+        embedded_params = params_from_form(*embedded, drive=drive)
     if burn_in is None:
         stable_model = RangeLinearSynapse(**stable.params)
         unstable_model = RangeLinearSynapse(**params_from_form(*starts[-1]))
@@ -614,15 +625,28 @@ def optimize_linear_range(
     stable_evaluation = final_evaluation(RangeLinearSynapse(**stable.params))
     stable_value = float(stable_evaluation.metrics[metric])
     candidates = [("stable", stable_value, stable_evaluation)]
+    scored_candidates: list[str] = []
+
+    def add_candidate(name: str, params: dict[str, Any]) -> None:
+        """A candidate scored like every other, on the final evaluation's random numbers
+        (the search's own evaluation drew others: review, session 30)."""
+        scored = final_evaluation(RangeLinearSynapse(**_json_params(params)))
+        scored_candidates.append(name)
+        value = float(scored.metrics[metric])
+        if math.isfinite(value):
+            candidates.append((name, value, scored))
+
     if math.isfinite(search.value):
-        candidates.append(("range", search.value, search.evaluation))
+        add_candidate("range", search.evaluation.params)
+    if embedded_params is not None:
+        add_candidate("smaller", embedded_params)
     adam_value, adam_radius, adam_evaluations = math.nan, math.nan, 0
     if adam_iterations is None:
         adam_iterations = min(ADAM_ITERATIONS, 4 * evaluations)
     # step 4 from Nelder-Mead's winner and from the learned cells' start: Adam's outcome
     # depends on its start (noisy m = 4, burn-in 1500: 118.0 from the winner)
     adam_starts = [form_from_params(search.evaluation.params), None] if adam_iterations else []
-    done = stable.evaluations + small_evaluations + search.evaluations
+    done = stable.evaluations + small_evaluations + search.evaluations + len(scored_candidates)
 
     def adam_progress(start_index: int):
         """``progress`` during step 4: ``{"adam_start": k, "adam_starts": n,
@@ -708,6 +732,7 @@ def optimize_linear_range(
         + small_evaluations
         + search.evaluations
         + 1
+        + len(scored_candidates)
         + adam_evaluations
         + polish_evaluations,
         seconds=time.perf_counter() - start,
