@@ -1,6 +1,7 @@
 """Tests for learnsyn.degeneracy.deep_linear: batching, exact losses, gradient norms, bad input."""
 
 import dataclasses
+import json
 import math
 
 import pytest
@@ -157,6 +158,10 @@ def test_gradient_schedule_is_log_spaced_through_training_with_window_and_early_
     late = [epoch for epoch in schedule if epoch > 5]
     assert len(late) >= 5 and max(b / a for a, b in zip(late, late[1:])) < 3
     assert _tiny_config(epochs=3, gradient_points=0).gradient_schedule == [0, 1]
+    # the claims read epoch 0: it is there when no option names it (review, session 30: "0 is
+    # not in list" after training)
+    bare = _tiny_config(epochs=5, gradient_epochs=(3,), gradient_points=0, judge_window=(1, 5))
+    assert bare.gradient_schedule == [0, 1, 3, 5]
 
 
 def test_measurement_epochs_include_ends_and_extras():
@@ -195,3 +200,17 @@ def test_quick_config_is_valid_and_small():
     config.validate()
     assert config.depth * config.width * config.epochs < DeepLinearConfig().depth * 64 * 100
     assert math.isclose(config.learning_rate, DeepLinearConfig().learning_rate)
+
+
+def test_a_run_whose_options_name_no_epoch_0_still_reports(tmp_path):
+    """Review, session 30: ``--gradient-epochs 3 --gradient-points 0`` trained, then failed on
+    the claims' and the figure's epoch 0, leaving only config.json."""
+    from learnsyn.cli.degeneracy import main
+
+    out = tmp_path / "dl"
+    args = ["deep-linear", "--quick", "--no-progress", "--out", str(out), "--gradient-epochs",
+            "3", "--gradient-points", "0", "--epochs", "5", "--judge-window", "1", "5",
+            "--seeds", "2"]  # fmt: skip
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["claims"] and all(c["verdict"] for c in results["claims"])

@@ -249,6 +249,16 @@ def test_synapse_quick_writes_figures_json_tensorboard_and_config(tmp_path, caps
         (["--horizon", "0"], "learnsyn: error: horizon must be an integer >= 1, got 0"),
         # a learned cell passed validation and then lost the gap (review, session 25)
         (["--gap-baseline", "gru"], "learnsyn: error: gap baseline 'gru' is not a hand-crafted"),
+        # review, session 30: every init started at the same linear synapse, verdicts printed
+        (
+            ["--start-from", "tuned:optimal-linear"],
+            "learnsyn: error: --start-from tuned:optimal-linear is not allowed here",
+        ),
+        # review, session 30: a math domain error in the isometric run, mid-grid
+        (
+            ["--cell", "gru", "--controls", "isometric", "--isometric-timescale", "0.05"],
+            "learnsyn: error: isometric_timescale 0.05 x horizon 12 = 0.6 steps is not allowed",
+        ),
     ],
 )
 def test_bad_input_prints_one_line_error_and_exits_2(tmp_path, capsys, arguments, message):

@@ -4,6 +4,7 @@ near-isometric control, the time scales used, the pilot statement and the grid o
 
 import dataclasses
 import json
+import math
 import shutil
 from dataclasses import fields
 from pathlib import Path
@@ -170,6 +171,12 @@ def test_pilot_states_the_resolvable_effect_from_paired_differences():
     assert entry["isometric"]["resolvable_relative"] == 0.0  # no spread: any effect resolved
     assert "auto" not in entry
     assert statement["resolvable_rho"] == pytest.approx(2.8 * 1.06 / np.sqrt(4 * 3 - 3))
+    # a reference that reached nothing (mean 0): no relative size, not a ZeroDivisionError
+    # (review, session 30: the grid stopped after its pilot)
+    runs["rnn-m4-h6"][2] = [{"selected_objective": 0.0}] * 3
+    zero = pilot_statement(config, runs, 2)["points"]["rnn-m4-h6"]
+    assert math.isnan(zero["by_init"]["fold0"]["resolvable_relative"])
+    assert math.isnan(zero["median_resolvable_relative"])
 
 
 def test_grid_writes_every_point_the_pilot_and_the_summary(tmp_path, capsys):

@@ -155,8 +155,9 @@ class DeepLinearConfig:
     def gradient_schedule(self) -> list[int]:
         """Every epoch at which gradient norms are recorded (sorted): ``gradient_epochs``, about
         ``gradient_points`` log-spaced epochs in 1..epochs with 0 and the last epoch, and the
-        ends of the judgement window that lie inside the run."""
-        epochs = set(self.gradient_epochs)
+        ends of the judgement window that lie inside the run; always 0, the initialization the
+        claims read (a schedule without it ended in a traceback after training)."""
+        epochs = set(self.gradient_epochs) | {0}
         if self.gradient_points:
             epochs |= set(log_spaced_epochs(self.epochs, self.gradient_points))
         epochs |= {epoch for epoch in self.judge_window if epoch <= self.epochs}

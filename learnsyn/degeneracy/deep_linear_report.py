@@ -59,8 +59,9 @@ def last_hidden_layer_index(config: DeepLinearConfig) -> int:
 
 
 def profile_epochs(config: DeepLinearConfig) -> list[int]:
-    """Epochs with per-layer profiles: the early gradient epochs and the final epoch."""
-    return sorted({*config.gradient_epochs, config.epochs})
+    """Epochs with per-layer profiles: the initialization, the early gradient epochs and the
+    final epoch (the figure sets the first against the last)."""
+    return sorted({0, *config.gradient_epochs, config.epochs})
 
 
 def layer_profile_points(config: DeepLinearConfig, raw: dict[str, Any]) -> list[int]:

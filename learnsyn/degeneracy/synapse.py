@@ -423,6 +423,20 @@ class SynapseDegeneracyConfig:
         ):
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be > 0, got {value}")
+        if "isometric" in self.controls:
+            shortest = min(self.horizons)
+            if not self.isometric_timescale * shortest > 1:
+                raise ValueError(
+                    f"isometric_timescale {self.isometric_timescale:g} x horizon {shortest} = "
+                    f"{self.isometric_timescale * shortest:g} steps is not allowed: the "
+                    "isometric control needs a time scale above 1 step at every horizon"
+                )
+        if self.train.get("start_from") is not None:
+            raise ValueError(
+                f"--start-from {self.train['start_from']} is not allowed here: it replaces the "
+                "recurrent init, which is what this experiment varies (every init would start "
+                "at the same synapse)"
+            )
         if self.burn_in_horizons is not None:
             if not (math.isfinite(self.burn_in_horizons) and self.burn_in_horizons > 0):
                 raise ValueError(
@@ -840,7 +854,13 @@ def pilot_statement(
                 "pilot_mean_difference": float(np.mean(difference)),
                 "pilot_sd_paired_difference": sd,
                 "resolvable_difference": resolvable,
-                "resolvable_relative": resolvable / float(np.mean(ref)),
+                # no relative size where the reference's pilot mean is 0 (nothing above the
+                # threshold) or not finite (a diverged pilot run)
+                "resolvable_relative": (
+                    resolvable / float(np.mean(ref))
+                    if np.isfinite(np.mean(ref)) and np.mean(ref) != 0
+                    else math.nan
+                ),
             }
         relative = [entry["resolvable_relative"] for entry in by_init.values()]
         statement["points"][name] = {
