@@ -224,7 +224,7 @@ def _ablation(run_dir, eval_batch: int | None, device: str):
     states = stationary_states(model, scenario)
     lin = linearize_in(model, scenario, states)
     profile = response_profile(model, lin, states)
-    batch = eval_batch or max(config.eval_batch, 8192)
+    batch = max(config.eval_batch, 8192) if eval_batch is None else eval_batch
     seed = stream_seed(config.seed, "compare")
     learned = evaluate_trained(model, config, batch=batch, seed=seed, device=device)
     ablation = evaluate_trained(LinearizedCell(lin), config, batch=batch, seed=seed, device=device)
@@ -381,9 +381,14 @@ def main(argv=None) -> int:
     parser.add_argument("--run", required=True, help="run directory")
     parser.add_argument("--eval-batch", type=int, default=None, help="pairs (default: compare's)")
     args = parser.parse_args(argv)
-    report, profile, linearization, config = _ablation(args.run, args.eval_batch, "cpu")
-    figure = write_response(args.run, config, profile, linearization)
-    atomic_write_json(Path(args.run) / "linearization.json", report)
+    if args.eval_batch is not None and args.eval_batch < 2:  # 0 meant the default
+        parser.exit(2, f"error: --eval-batch {args.eval_batch} is not allowed: need >= 2 pairs\n")
+    try:  # a run that is not one, a checkpoint that does not load: one line (exit 2)
+        report, profile, linearization, config = _ablation(args.run, args.eval_batch, "cpu")
+        figure = write_response(args.run, config, profile, linearization)
+        atomic_write_json(Path(args.run) / "linearization.json", report)
+    except (ValueError, OSError) as error:
+        parser.exit(2, f"error: {error}\n")
     lin = report["linearization"]
     eig = ", ".join(
         f"{re:.5f}{im:+.5f}i" for re, im in zip(lin["eigenvalues_real"], lin["eigenvalues_imag"])

@@ -3,6 +3,7 @@ through the stochastic rounding) against the exact gradient on the bounded grid.
 the two agree (no bias: both gradient paths are right); on a coarse one the straight-through
 gradient is biased (what the tool is for); bad input is one clear line."""
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -67,3 +68,19 @@ def test_the_command_reads_a_run_and_refuses_a_scenario_without_a_grid(tmp_path,
     with pytest.raises(SystemExit):
         gradient_check.main(["--run", str(run), "--batches", "1"])
     assert "batches 1 is not allowed; need at least 2" in capsys.readouterr().err
+    # review, session 30: accepted, then a ZeroDivisionError, or NaN in a JSON "chi2 0 on 0"
+    for option, value, message in (
+        ("--temperature", "0", "temperature = 0.0 is not allowed"),
+        ("--temperature", "nan", "temperature = nan is not allowed"),
+        ("--temperature", "-1", "temperature = -1.0 is not allowed"),
+        ("--noise-margin", "-5", "noise margin = -5.0 is not allowed"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            gradient_check.main(["--run", str(run), "--batches", "2", option, value, "--json"])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert (
+        gradient_check.main(["--run", str(run), "--batches", "2", "--batch", "64", "--json"]) == 0
+    )
+    json.loads(capsys.readouterr().out, parse_constant=pytest.fail)  # strict JSON

@@ -46,6 +46,11 @@ def test_a_resumed_search_is_the_uninterrupted_one_and_its_best_evaluates_to_its
         (["--synapses", "100", "--min-start", "60"], "N / 4 = 25"),
         (["--min-start", "nan"], "--min-start nan"),
         (["--moduli", "1.1", "0.9"], "--moduli 1.1 0.9"),
+        # review, session 30: every draw outside the family ("no start above --min-start"), or
+        # an OverflowError traceback
+        (["--moduli", "4.5", "5"], "--moduli 4.5 5.0 is not allowed: need 0 < LOW <= HIGH <= 4"),
+        (["--moduli", "0.9", "inf"], "--moduli 0.9 inf is not allowed"),
+        (["--moduli", "nan", "1"], "--moduli nan 1.0 is not allowed"),
         (["--resume"], "--resume needs --out"),
     ],
 )

@@ -943,3 +943,20 @@ def test_an_output_file_that_is_a_folder_is_refused_before_any_cell(tmp_path, mo
     cells = scoreboard.plan_cells(["ideal"], [1], [100])
     with pytest.raises(ValueError, match="scoreboard.png exists and is not a file"):
         scoreboard.build_scoreboard(cells, tmp_path, eval_batch=64)
+
+
+def test_the_linearization_command_says_what_is_wrong_in_one_line(tmp_path, capsys):
+    """Review, session 30: a missing run and ``--eval-batch 1`` were tracebacks (the latter after
+    sampling the stationary states); ``--eval-batch 0`` silently meant the default."""
+    from learnsyn import linearization
+
+    for args, message in (
+        (["--run", str(tmp_path / "missing")], "is not a run directory"),
+        (["--run", str(tmp_path), "--eval-batch", "0"], "--eval-batch 0 is not allowed"),
+        (["--run", str(tmp_path), "--eval-batch", "1"], "--eval-batch 1 is not allowed"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            linearization.main(args)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err

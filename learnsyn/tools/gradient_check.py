@@ -24,11 +24,13 @@ the rollout exactly, so only the first applies there.
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from dataclasses import replace
 
 import numpy as np
 import torch
+
+from learnsyn.io import json_text
 
 
 def _flat_gradient(model, result) -> np.ndarray:
@@ -77,6 +79,8 @@ def gradient_check(
         **common,
     )
     exact_config = replace(config, **common)  # grid_objective checks the grid's size
+    for checked in (mc_config, exact_config):  # a temperature of 0, nan or -1, a negative
+        replace(checked, start_from=None).validate()  # margin: one line (review, session 30)
     scenario = make_scenario(config.task, config.task_params)
     device = next(model.parameters()).device
     exact_result = grid_objective(model, scenario, exact_config, 0, device)
@@ -150,7 +154,7 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as error:
         parser.exit(2, f"gradient_check: error: {error}\n")
     if args.json:
-        print(json.dumps(report, indent=1))
+        sys.stdout.write(json_text(report, indent=1))
         return 0
     print(
         f"{report['batches']} batches of {report['batch']} pairs, temperature "

@@ -92,7 +92,7 @@ def multistart(
     **setting: int,
 ) -> dict[str, Any]:
     """The search (module docstring); returns the report also written to ``out``."""
-    from learnsyn.baselines.linear_range import member_value, polish_exact
+    from learnsyn.baselines.linear_range import MAX_RADIUS, member_value, polish_exact
     from learnsyn.estimate.grid import check_grid_size
     from learnsyn.evaluate import evaluate
     from learnsyn.io import atomic_write_json, check_output_file, read_json
@@ -112,8 +112,11 @@ def multistart(
     if not 0 <= min_start < bound:
         raise ValueError(f"--min-start {min_start} is not allowed: need 0 <= it < N / 4 = "
                          f"{bound:g} (no synapse's area is larger)")  # fmt: skip
-    if not 0 < moduli[0] <= moduli[1]:
-        raise ValueError(f"--moduli {moduli[0]} {moduli[1]} is not allowed: need 0 < LOW <= HIGH")
+    if not 0 < moduli[0] <= moduli[1] <= MAX_RADIUS:  # (nan fails too)
+        raise ValueError(
+            f"--moduli {moduli[0]} {moduli[1]} is not allowed: need 0 < LOW <= HIGH <= "
+            f"{MAX_RADIUS:g} (linear-range's largest spectral radius)"
+        )
     if resume and out is None:
         raise ValueError("--resume needs --out (the report to continue)")
     scenario = make_scenario("bounded", {"levels": levels})
