@@ -614,10 +614,13 @@ def linear_start(data: Any, source: str, state_size: int) -> dict[str, list[floa
     shapes = {"A": m * m, "b": m, "c": m, "drive": m}
     out = {}
     for key, size in shapes.items():
-        value = params.get(key) or ([] if key == "drive" else None)
-        array = np.asarray(value, dtype=np.float64).ravel()
-        if key == "drive" and array.size == 0:
+        value = params.get(key)
+        if key == "drive" and (value is None or (isinstance(value, list) and not value)):
             continue
+        try:  # a dict, a word or a ragged list: the one message below, not numpy's
+            array = np.asarray(value, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            array = np.array([np.nan])
         if array.size != size or not np.all(np.isfinite(array)):
             raise ValueError(
                 f"--start-from {source}: {key} = {value!r} is not allowed: need {size} finite "

@@ -81,6 +81,12 @@ def test_a_run_starts_at_the_file_and_keeps_it(tmp_path):
         ("rnn", 2, {**SYNAPSE, "c": [0.7, "nan"]}, "c = [0.7, nan] is not allowed"),
         ("rnn", 2, {**SYNAPSE, "drive": [0.1]}, "drive = [0.1] is not allowed: need 2"),
         ("rnn", 2, None, "--start-from: "),
+        # review, session 30: numpy's words naming neither file nor key, a TypeError, and a
+        # scalar 0 (m = 1) read as None
+        ("rnn", 2, {**SYNAPSE, "A": {"x": 1}}, "A = {'x': 1} is not allowed: need 4 finite"),
+        ("rnn", 2, {**SYNAPSE, "A": "abcd"}, "A = 'abcd' is not allowed: need 4 finite"),
+        ("rnn", 2, {**SYNAPSE, "A": [[1, 0], [0]]}, "A = [[1, 0], [0]] is not allowed"),
+        ("rnn", 2, {**SYNAPSE, "drive": "x"}, "drive = 'x' is not allowed: need 2"),
     ],
 )
 def test_a_bad_start_is_one_line_before_any_work(tmp_path, cell, m, data, message):
@@ -131,3 +137,10 @@ def test_a_bad_tuned_start_is_one_line_before_any_work(task, cell, start, messag
     with pytest.raises(ValueError, match="--start-from tuned:") as error:
         config.validate()
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_scalar_zero_is_a_one_variable_entry(tmp_path):
+    from learnsyn.cells import linear_start
+
+    start = linear_start({"A": 0, "b": [0.5], "c": 1.0, "drive": 0}, "f.json", 1)
+    assert start == {"A": [0.0], "b": [0.5], "c": [1.0], "drive": [0.0]}
