@@ -294,3 +294,21 @@ def test_a_grid_whose_runs_all_diverged_says_no_verdict(tmp_path, capsys):
     assert NO_VERDICT_DIVERGED in trained
     assert not {"confirmed", "not confirmed", "contradicted"} & set(trained)
     assert len(results["figures"]) == 5
+
+
+def test_a_run_too_short_gets_no_verdict_on_its_training_claims(tmp_path):
+    """Review, session 30: after one Adam update, "orthogonal x g still trains well under Adam:
+    confirmed". Claims about training need 3 validations after the start; the mechanism's,
+    judged at initialization, keeps its verdict."""
+    from learnsyn.degeneracy.synapse_claims import MECHANISM_STATEMENT
+    from learnsyn.degeneracy.verdicts import NO_VERDICT_TOO_SHORT
+
+    for iterations, short in ((10, True), (15, False)):  # validations every 5
+        out_dir = tmp_path / f"i{iterations}"
+        args = ["synapse", "--quick", "--no-progress", "--out", str(out_dir), "--iterations",
+                str(iterations), "--seeds", "2", "--pilot-seeds", "0"]  # fmt: skip
+        assert main(args) == 0
+        claims = json.loads((out_dir / "results.json").read_text())["claims"]
+        verdicts = {c["statement"]: c["verdict"] for c in claims}
+        assert verdicts.pop(MECHANISM_STATEMENT) in VERDICTS[:3]
+        assert all(v == NO_VERDICT_TOO_SHORT for v in verdicts.values()) == short, verdicts

@@ -38,6 +38,9 @@ from learnsyn.degeneracy.verdicts import (
 # "Trains about as well": a loss against orthogonal below this fraction of its final objective,
 # at the upper end of the 2-s.e. interval of the paired difference.
 EQUIVALENCE_FRACTION = 0.1
+#: the validations after the start (``validate_every`` apart) a run needs before its claims
+#: about training are judged (the mechanism's, at initialization, needs none)
+MIN_VALIDATIONS = 3
 
 MECHANISM_STATEMENT = (
     "at initialization the window Jacobian products of Fold 0 and Fold 1 are degenerate "

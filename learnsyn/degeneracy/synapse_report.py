@@ -44,6 +44,7 @@ from learnsyn.degeneracy.synapse_claims import (
     FOLD0_STATEMENT,
     FOLD1_STATEMENT,
     MECHANISM_STATEMENT,
+    MIN_VALIDATIONS,
     ORTHOGONAL_STATEMENT,
     SCALED_STATEMENT,
     SPEED_STATEMENT,
@@ -66,7 +67,11 @@ from learnsyn.degeneracy.synapse_labels import (
     init_label,
 )
 from learnsyn.degeneracy.verdicts import (
+    CONFIRMED,
+    CONTRADICTED,
     NO_VERDICT_DIVERGED,
+    NO_VERDICT_TOO_SHORT,
+    NOT_CONFIRMED,
     all_finite,
     no_verdict,
     not_evaluated,
@@ -380,7 +385,26 @@ def evaluate_synapse_claims(
                 final[scaled], final[fold0]
             )
         claims.append(entry)
-    return claims
+    return [_unless_too_short(claim, config) for claim in claims]
+
+
+def _unless_too_short(claim: dict[str, Any], config: SynapseDegeneracyConfig) -> dict[str, Any]:
+    """A claim about training (every one but the mechanism's, judged at initialization) gets
+    no verdict from a run with fewer than ``MIN_VALIDATIONS`` validations after the start (a
+    1-iteration run read "trains well: confirmed" after one Adam update: review, session 30).
+    Claims already without a verdict keep theirs."""
+    validations = len(config.evaluation_iterations) - 1
+    judged = (CONFIRMED, NOT_CONFIRMED, CONTRADICTED)
+    if claim["statement"] == MECHANISM_STATEMENT or claim["verdict"] not in judged:
+        return claim
+    if validations >= MIN_VALIDATIONS:
+        return claim
+    return no_verdict(
+        claim["statement"],
+        NO_VERDICT_TOO_SHORT,
+        f"{validations} validation(s) after the start ({config.iterations} iterations, one "
+        f"every {config.evaluate_every}); training claims need {MIN_VALIDATIONS}",
+    )
 
 
 write_synapse_outputs = experiment_writer(
