@@ -124,3 +124,20 @@ def test_the_scoreboard_takes_a_refined_linearization_as_a_candidate(
         assert "refined" not in scoreboard.evaluate_learned_run(refined_run, out, eval_batch=64)
     finally:
         moved.rename(refined_run / "refined-linear.json")
+
+
+def test_a_shorter_search_does_not_replace_a_stronger_refinement(refined_run, tmp_path, capsys):
+    """Review, session 30: ``--evaluations 1`` after 25 wrote its weaker synapse over the
+    stronger one, which the scoreboard then read. A refinement of the same model, metric and
+    method is replaced only by a stronger one; a bad --batch is refused before the search."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(refined_run, run)
+    before = json.loads((run / "refined-linear.json").read_text())
+    assert main(["--run", str(run), "--evaluations", "1"]) == 0
+    assert f"kept {run / 'refined-linear.json'}" in capsys.readouterr().out
+    assert json.loads((run / "refined-linear.json").read_text()) == before
+    for batch in ("0", "1"):
+        assert main(["--run", str(run), "--batch", batch]) == 2
+        assert f"--batch {batch} is not allowed" in capsys.readouterr().err

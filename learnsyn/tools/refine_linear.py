@@ -50,9 +50,12 @@ def refine_run(run_dir, evaluations: int = 70, batch: int = 8192, log=print) -> 
     from learnsyn.linearization import linearize_in
     from learnsyn.runs import evaluate_trained, load_run
     from learnsyn.scenario import make_scenario
+    from learnsyn.scoreboard import model_fingerprint
 
     if evaluations < 1:
         raise ValueError(f"--evaluations {evaluations} is not allowed: need at least 1")
+    if batch < 2:  # (it was caught below as "outside the family", every evaluation -inf)
+        raise ValueError(f"--batch {batch} is not allowed: need at least 2 pairs")
     run_dir = Path(run_dir)
     config, model, _ = load_run(run_dir)
     scenario = make_scenario(config.task, config.task_params)
@@ -87,9 +90,11 @@ def refine_run(run_dir, evaluations: int = 70, batch: int = 8192, log=print) -> 
         count += 1
         try:
             params = family.params(x)
+            RangeLinearSynapse(**params)  # refuses a member outside the family (radius cap)
+        except ValueError:
+            params, value = None, -math.inf
+        if params is not None:  # an evaluation's own error is not "outside the family"
             value = value_of(params, search_seed)
-        except ValueError:  # outside the family (e.g. radius above its cap)
-            value = -math.inf
         if value > best["value"]:
             best.update(value=value, x=np.asarray(x).tolist(), params=params)
         if count % 10 == 0 or count == 1:
@@ -127,8 +132,35 @@ def refine_run(run_dir, evaluations: int = 70, batch: int = 8192, log=print) -> 
     if report["refined_value"] < report["start_value"]:  # keep the start: never report less
         report.update(refined_value=report["start_value"], params=start_params,
                       multipliers=x0.tolist())  # fmt: skip
-    atomic_write_json(run_dir / "refined-linear.json", report)
+    report["model_sha1"] = model_fingerprint(model)
+    target = run_dir / "refined-linear.json"
+    earlier = _earlier_report(target)
+    same = {"model_sha1", "metric", "method"}
+    if (
+        earlier is not None
+        and all(earlier.get(key) == report[key] for key in same)
+        and (exact or earlier.get("note") == report.get("note"))  # the same fresh pairs
+        and earlier.get("refined_value", -math.inf) > report["refined_value"]
+    ):  # a shorter search must not replace a stronger refinement of the same model
+        log(
+            f"kept {target}: its refinement ({earlier['refined_value']:.4g}, "
+            f"{earlier.get('evaluations')} evaluations) beats this one "
+            f"({report['refined_value']:.4g})"
+        )
+        return earlier
+    atomic_write_json(target, report)
     return report
+
+
+def _earlier_report(path: Path) -> dict[str, Any] | None:
+    """The refinement already written for the run, if one can be read."""
+    from learnsyn.io import read_json
+
+    try:
+        earlier = read_json(path)
+    except ValueError:
+        return None
+    return earlier if isinstance(earlier, dict) else None
 
 
 def _names(family: ModalFamily) -> list[str]:
