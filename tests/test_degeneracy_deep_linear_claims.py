@@ -3,6 +3,7 @@ absent and reversed gives exactly confirmed / not confirmed / contradicted; non-
 give no verdict; runs shorter than the judgement window give no verdict."""
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -58,6 +59,32 @@ def test_paired_direction_and_significance_point_the_right_way():
     assert paired_direction(large, small) == 1 and paired_direction(small, large) == -1
     assert paired_direction(small + 0.1 * ALTERNATE, small) == 0
     assert paired_direction(large[:1], small[:1]) == 0  # one seed: nothing is significant
+
+
+def test_significance_takes_students_t_for_the_seeds_it_has():
+    """Review, session 30: a fixed 2 s.e. called a difference of nothing significant 30 % of
+    the time with 2 seeds and 18 % with 3; the cutoff is now the 95 % t quantile (n - 1
+    degrees of freedom), so a paired z of 3 is significant with 32 seeds, not with 3."""
+    from learnsyn.degeneracy.seed_statistics import paired_difference, significance_cutoff
+
+    assert significance_cutoff(32) == pytest.approx(2.040, abs=1e-3)
+    assert significance_cutoff(16) == pytest.approx(2.131, abs=1e-3)
+    assert significance_cutoff(3) == pytest.approx(4.303, abs=1e-3)
+    assert significance_cutoff(1) == math.inf
+
+    def with_z(z: float, seeds: int) -> np.ndarray:
+        """Paired differences over ``seeds`` seeds whose mean is ``z`` standard errors."""
+        spread = np.where(np.arange(seeds) % 2 == 0, 1.0, -1.0)
+        spread = spread - spread.mean()
+        se = spread.std(ddof=1) / np.sqrt(seeds)
+        return spread + z * se
+
+    for seeds, z, significant in ((32, 3.0, True), (3, 3.0, False), (32, 2.1, True),
+                                  (16, 2.1, False), (3, 4.4, True)):  # fmt: skip
+        difference = with_z(z, seeds)
+        measured = paired_difference(difference, np.zeros(seeds))
+        assert measured["mean"] / measured["standard_error"] == pytest.approx(z)
+        assert significantly_greater(difference, np.zeros(seeds)) == significant, (seeds, z)
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,6 @@ import numpy as np
 
 from learnsyn.degeneracy.deep_linear_config import DeepLinearConfig
 from learnsyn.degeneracy.seed_statistics import (
-    SIGNIFICANCE_STANDARD_ERRORS,
     paired_difference,
     paired_direction,
 )
@@ -48,7 +47,7 @@ GRADIENT_SPREAD_FACTOR = 10.0
 # The loss "plateaus" when it falls by less than this factor over the judgement window.
 PLATEAU_FACTOR = 2.0
 # "Trains well" against orthogonal: the geometric-mean ratio of the final losses (scaled /
-# orthogonal), at the upper end of its 2-s.e. interval, is below this factor; it is
+# orthogonal), at the upper end of its 95 % t interval, is below this factor; it is
 # contradicted when even the lower end is above it.
 ORTHOGONAL_LOSS_FACTOR = 2.0
 
@@ -188,8 +187,8 @@ def judge_scaled_orthogonal_claim(
     """Orthogonal x g has vanishing initial gradients (first / last layer's seed-mean norm
     below 1 / ``GRADIENT_SPREAD_FACTOR``), and at ``judged_epoch`` its loss is significantly
     below Fold 0's and within ``ORTHOGONAL_LOSS_FACTOR`` of orthogonal's (geometric mean of the
-    per-seed ratios, upper 2-s.e. end). Contradicted when it ends significantly above Fold 0,
-    or more than the factor above orthogonal even at the lower 2-s.e. end."""
+    per-seed ratios, upper end of the 95 % t interval). Contradicted when it ends significantly
+    above Fold 0, or more than the factor above orthogonal even at the lower end."""
     statement = scaled_orthogonal_statement(optimizer)
     if not all_finite(scaled_initial_norms, fold0_end, scaled_end, orthogonal_end):
         return _diverged(statement)
@@ -198,7 +197,7 @@ def judge_scaled_orthogonal_claim(
     depth = profile.shape[0]
     against_fold0 = paired_direction(fold0_end, scaled_end)
     log_ratio = paired_difference(np.log(scaled_end), np.log(orthogonal_end))
-    margin = SIGNIFICANCE_STANDARD_ERRORS * log_ratio["standard_error"]
+    margin = log_ratio["cutoff"] * log_ratio["standard_error"]
     bound = float(np.log(ORTHOGONAL_LOSS_FACTOR))
     within = bool(log_ratio["mean"] + margin < bound)
     beyond = bool(log_ratio["mean"] - margin > bound)
@@ -210,8 +209,8 @@ def judge_scaled_orthogonal_claim(
             f"at initialization first-layer / last-layer seed-mean activation-gradient norm < "
             f"1/{GRADIENT_SPREAD_FACTOR:g}; loss at epoch {judged_epoch} below Fold 0's by > "
             f"{SIGNIFICANCE}, and its geometric-mean ratio to orthogonal's loss below "
-            f"x{ORTHOGONAL_LOSS_FACTOR:g} at the upper end of the {SIGNIFICANCE_STANDARD_ERRORS:g}"
-            f"-s.e. interval of the paired log ratio; {CONTRADICTION_RULE} (above Fold 0, or "
+            f"x{ORTHOGONAL_LOSS_FACTOR:g} at the upper end of the 95 % Student t interval of "
+            f"the paired log ratio; {CONTRADICTION_RULE} (above Fold 0, or "
             f"above x{ORTHOGONAL_LOSS_FACTOR:g} orthogonal's loss at the lower end)"
         ),
         "initial_first_to_last_gradient_ratio": first_to_last,

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from learnsyn.degeneracy.seed_statistics import (
-    SIGNIFICANCE_STANDARD_ERRORS,
     paired_difference,
     paired_direction,
 )
@@ -36,7 +35,7 @@ from learnsyn.degeneracy.verdicts import (
 )
 
 # "Trains about as well": a loss against orthogonal below this fraction of its final objective,
-# at the upper end of the 2-s.e. interval of the paired difference.
+# at the upper end of the 95 % t interval of the paired difference.
 EQUIVALENCE_FRACTION = 0.1
 #: the validations after the start (``validate_every`` apart) a run needs before its claims
 #: about training are judged (the mechanism's, at initialization, needs none)
@@ -214,8 +213,8 @@ def judge_scaled_claim(
 ) -> dict[str, Any]:
     """Orthogonal x g's window gain is significantly below orthogonal's, and its loss of final
     objective against orthogonal is below ``EQUIVALENCE_FRACTION`` of orthogonal's final
-    objective even at the upper 2-s.e. end; contradicted when the loss exceeds that bound even
-    at the lower 2-s.e. end."""
+    objective even at the upper end of its 95 % t interval; contradicted when the loss exceeds
+    that bound even at the lower end."""
     values = (window_gain_orthogonal, window_gain_scaled, final_orthogonal, final_scaled)
     if not all_finite(*values):
         return _diverged(SCALED_STATEMENT)
@@ -224,7 +223,7 @@ def judge_scaled_claim(
     # equivalence bound, so that few or noisy seeds cannot confirm it by default.
     loss = paired_difference(final_orthogonal, final_scaled)
     allowed = EQUIVALENCE_FRACTION * float(np.mean(final_orthogonal))
-    margin = SIGNIFICANCE_STANDARD_ERRORS * loss["standard_error"]
+    margin = loss["cutoff"] * loss["standard_error"]
     within = loss["mean"] + margin < allowed
     beyond = loss["mean"] - margin > allowed
     return {
@@ -232,11 +231,10 @@ def judge_scaled_claim(
         "init": scaled,
         "rule": (
             f"initial RMS singular value of P_{horizon} below orthogonal's by > "
-            f"{SIGNIFICANCE}; final objective of orthogonal minus that of {scaled}, plus "
-            f"{SIGNIFICANCE_STANDARD_ERRORS:g} s.e., below {EQUIVALENCE_FRACTION:g} x "
-            f"orthogonal's final objective (at most a small loss against orthogonal); "
-            f"{CONTRADICTION_RULE} (the loss minus {SIGNIFICANCE_STANDARD_ERRORS:g} s.e. above "
-            f"that bound)"
+            f"{SIGNIFICANCE}; final objective of orthogonal minus that of {scaled}, plus its "
+            f"t cutoff in s.e., below {EQUIVALENCE_FRACTION:g} x orthogonal's final objective "
+            f"(at most a small loss against orthogonal); {CONTRADICTION_RULE} (the loss minus "
+            f"its t cutoff in s.e. above that bound)"
         ),
         "final_objective_orthogonal_minus_scaled": loss,
         "allowed_loss": allowed,

@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from learnsyn.degeneracy.seed_statistics import SIGNIFICANCE_STANDARD_ERRORS
 from learnsyn.initialization import parse_init_spec
 
 CONFIRMED = "confirmed"
@@ -46,7 +45,10 @@ VERDICTS = (
     NOT_EVALUATED,
 )
 CONTRADICTION_RULE = "contradicted when the predicted training outcome is significantly reversed"
-SIGNIFICANCE = f"{SIGNIFICANCE_STANDARD_ERRORS:g} s.e. of the paired difference over seeds"
+SIGNIFICANCE = (
+    "the 95 % Student t cutoff of the paired difference over seeds (2.04 s.e. at 32 seeds, "
+    "4.30 at 3)"
+)
 
 
 def combine(holds: bool, reversed_outcome: bool) -> str:
