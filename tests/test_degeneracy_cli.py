@@ -141,3 +141,31 @@ def test_a_rerun_with_other_settings_does_not_replace_results_silently(tmp_path,
     err = capsys.readouterr().err
     assert code == 2 and "other settings (seed: 0 -> 1)" in err and "--overwrite" in err
     assert {p.name: p.read_bytes() for p in out_dir.iterdir() if p.is_file()} == before
+
+
+def test_a_rerun_that_fails_before_its_results_leaves_the_earlier_config(tmp_path):
+    """Review, session 30: config.json was written before the results, so a rerun that failed
+    in its summary left a config beside results made with other settings, and a rerun with the
+    original settings was then refused as "other settings"."""
+    from dataclasses import dataclass
+
+    from learnsyn.degeneracy.outputs import experiment_writer
+
+    @dataclass
+    class Config:
+        epochs: int
+
+    def plot(config, summary, raw, out_dir):
+        return []
+
+    def failing(config, raw):
+        raise RuntimeError("the summary failed")
+
+    write = experiment_writer("toy", lambda config, raw: {"epochs": config.epochs}, plot,
+                              lambda *args: None)  # fmt: skip
+    write(Config(40), None, tmp_path)
+    before = json.loads((tmp_path / "config.json").read_text())
+    with pytest.raises(RuntimeError):
+        experiment_writer("toy", failing, plot, lambda *args: None)(Config(5), None, tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text()) == before
+    assert json.loads((tmp_path / "results.json").read_text()) == {"epochs": 40, "figures": []}

@@ -312,6 +312,21 @@ def check_overview_of(out, results, tmp_path, capsys):
     assert main(["overview", str(single), "--json", "-"]) == 0
     (row,) = json.loads(capsys.readouterr().out)["points"]  # stdout is the JSON alone
     assert row["point"] == "rnn-m4-h6" and sum(row["claims"].values()) == 6
+    # review, session 30: a point folder left by an earlier grid in the same --out gave the
+    # row its claims, and the post's inits were the default names, not the grid's own
+    stale = single / "rnn-m4-h6"
+    stale.mkdir()
+    (stale / "results.json").write_text(json.dumps({"claims": [{"verdict": "confirmed"}] * 9}))
+    by_init = one["analysis"]["rnn-m4-h6"]["by_init"]
+    by_init["gaussian"] = by_init.pop("fold0")  # the grid ran gaussian, not fold0
+    (single / "results.json").write_text(json.dumps(one))
+    config["config"]["inits"] = ["gaussian", "orthogonal", "auto", "isometric"]
+    (single / "config.json").write_text(json.dumps(config))
+    assert main(["overview", str(single), "--json", "-"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["points"]
+    assert sum(row["claims"].values()) == 6  # the grid's own claims
+    best = min(("gaussian", "orthogonal"), key=lambda i: by_init[i]["gap_to_baseline"]["mean"])
+    assert row["best_post_init"] == best
     for wrong, message in (
         (out / "runs", "is not a synapse grid: it has no results.json"),
         (out / "rnn-m4-h8", "is one point of a grid; give the grid's directory"),

@@ -44,8 +44,8 @@ CONFIG_FILENAME = "config.json"
 
 def experiment_writer(experiment: str, summarize, plot, log_tensorboard):
     """The one output path of every experiment, as ``write(config, raw, out_dir, **extra)``:
-    resolved config.json, the summary (every plotted number, plus ``extra``) as results.json,
-    the figures, the TensorBoard logs; ``write`` returns the summary.
+    the figures, the summary (every plotted number, plus ``extra``) as results.json, then the
+    resolved config.json, then the TensorBoard logs; ``write`` returns the summary.
 
     ``summarize(config, raw)`` builds the summary, ``plot(config, summary, raw, out_dir)``
     returns the figure paths, ``log_tensorboard(writer, config, summary, raw)`` writes the
@@ -56,11 +56,13 @@ def experiment_writer(experiment: str, summarize, plot, log_tensorboard):
     ) -> dict[str, Any]:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        save_resolved_config(out_dir, config, experiment=experiment)
         summary = summarize(config, raw)
         summary.update(extra)
         summary["figures"] = [path.name for path in plot(config, summary, raw, out_dir)]
         write_json_atomic(out_dir / RESULTS_FILENAME, summary, indent=None)
+        # after the results: a rerun that fails before them leaves the earlier config beside
+        # the earlier results, not a config they were not made with (review, session 30)
+        save_resolved_config(out_dir, config, experiment=experiment)
         with tensorboard_writer(out_dir) as writer:
             log_tensorboard(writer, config, summary, raw)
         return summary

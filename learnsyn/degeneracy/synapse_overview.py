@@ -25,7 +25,8 @@ from typing import Any
 
 from learnsyn.degeneracy.rank_correlation import NEGATIVE, POSITIVE
 from learnsyn.degeneracy.synapse import DEFAULT_GAIN, default_inits
-from learnsyn.degeneracy.synapse_labels import AUTO_INIT, ISOMETRIC_INIT
+from learnsyn.degeneracy.synapse_labels import AUTO_INIT, ISOMETRIC_INIT, SPECIAL_INITS
+from learnsyn.degeneracy.verdicts import post_inits as find_post_inits
 from learnsyn.io import read_json
 
 POINT_NAME = re.compile(r"^(?P<cell>.+)-m(?P<size>\d+)-h(?P<horizon>\d+)$")
@@ -59,15 +60,22 @@ def read_grid(directory: str | Path) -> dict[str, dict[str, Any]]:
             + (" (it is one point of a grid; give the grid's directory)" if analysis else "")
         )
     config = read_json(root / "config.json").get("config", {})
-    gain = config.get("gain")
-    post_inits = default_inits(DEFAULT_GAIN if gain is None else gain)[:4]
+    # the post's four inits as the grid ran them (config.json holds the resolved list, its
+    # gain null): the default names missed e.g. gaussian and orthogonal-x0.5 (review, session 30)
+    inits = config.get("inits") or default_inits(DEFAULT_GAIN)
+    post_inits = [name for name in find_post_inits(inits, skip=SPECIAL_INITS) if name]
     burn_in = _burn_in(config)
+    one_point = len(analysis) == 1
     rows = {}
     for name, point in analysis.items():
         if not POINT_NAME.match(name) or not {"by_init", "rank_correlations"} <= set(point):
             raise ValueError(f"{root}: point {name!r} of its results.json is not a grid point")
+        # a one-point grid's claims are in its own results.json; a point folder beside it is
+        # left from an earlier grid in the same --out (review, session 30)
         per_point = root / name / "results.json"
-        claims = read_json(per_point).get("claims") if per_point.exists() else None
+        claims = (
+            read_json(per_point).get("claims") if per_point.exists() and not one_point else None
+        )
         verdicts = [c["verdict"].split(":")[0] for c in claims or results.get("claims") or []]
         by_init = point["by_init"]
         gaps = {i: _finite_gap(by_init[i]) for i in post_inits if i in by_init}
