@@ -97,6 +97,17 @@ def test_spectra_quick_writes_figures_json_tensorboard_and_config(tmp_path):
             ["spectra", "--product-inits", "fold9"],
             "learnsyn: error: fold k=9 needs a width divisible",
         ),
+        # review, session 30: accepted, every fraction below threshold read 1.0
+        (
+            ["spectra", "--threshold", "inf"],
+            "learnsyn: error: small_value_threshold must be a finite number > 0, got inf",
+        ),
+        # review, session 30: the allocator's traceback after the data were drawn
+        (
+            ["deep-linear", "--width", "200000", "--depth", "2", "--seeds", "1"],
+            "learnsyn: error: deep-linear with 4 conditions x 1 seeds of depth 2, width 200000 "
+            "would need about",
+        ),
     ],
 )
 def test_bad_input_prints_one_line_error_and_exits_2(tmp_path, capsys, arguments, message):

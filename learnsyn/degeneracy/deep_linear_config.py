@@ -135,6 +135,23 @@ class DeepLinearConfig:
                 f"judge_window must be two epochs (start, end) with 0 <= start < end, got "
                 f"{list(window)}"
             )
+        from learnsyn.memory import check_memory
+
+        check_memory(  # a traceback from the allocator, or the OOM killer, otherwise
+            self.memory_estimate(),
+            f"deep-linear with {len(self.conditions)} conditions x {self.seeds} seeds of depth "
+            f"{self.depth}, width {self.width}",
+            "use a smaller --width, --depth or --seeds",
+        )
+
+    def memory_estimate(self) -> float:
+        """Bytes the run holds at once, generously: per network and layer a float32 n x n
+        weight, its gradient, two Adam moments and the prefix and suffix products (x 8, with
+        room for the measurements); per seed the teacher, inputs and targets."""
+        networks = len(self.conditions) * self.seeds
+        weights = 4.0 * networks * self.depth * self.width**2
+        data = 4.0 * self.seeds * self.width * (2 * self.train_samples + 2 * self.width)
+        return 8 * weights + data
 
     @property
     def init_specs(self) -> list[InitSpec]:

@@ -107,10 +107,13 @@ class SpectraConfig:
             value = getattr(self, name)
             if int(value) != value or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value}")
-        if self.histogram_bins < 2:
-            raise ValueError(f"histogram_bins must be >= 2, got {self.histogram_bins}")
-        if not self.small_value_threshold > 0:
-            raise ValueError(f"small_value_threshold must be > 0, got {self.small_value_threshold}")
+        if int(self.histogram_bins) != self.histogram_bins or self.histogram_bins < 2:
+            raise ValueError(f"histogram_bins must be an integer >= 2, got {self.histogram_bins}")
+        if not (math.isfinite(self.small_value_threshold) and self.small_value_threshold > 0):
+            raise ValueError(  # inf made every singular value "small" (review, session 30)
+                f"small_value_threshold must be a finite number > 0, got "
+                f"{self.small_value_threshold}"
+            )
 
     def jacobian_networks(self) -> list[CriticalNetwork]:
         """Every (nonlinearity, weight kind[, q*]) combination to measure."""
