@@ -312,3 +312,20 @@ def test_a_run_too_short_gets_no_verdict_on_its_training_claims(tmp_path):
         verdicts = {c["statement"]: c["verdict"] for c in claims}
         assert verdicts.pop(MECHANISM_STATEMENT) in VERDICTS[:3]
         assert all(v == NO_VERDICT_TOO_SHORT for v in verdicts.values()) == short, verdicts
+
+
+def test_the_table_names_what_it_shows_and_a_pilot_that_cannot_run_is_said(tmp_path, capsys):
+    """Review, session 30: the table was headed "final area (evaluation batch)" but showed the
+    validation curve's last tenth, while the claims judge the selected parameters' evaluation;
+    --pilot-seeds not below --seeds gave no pilot statement, silently."""
+    out_dir = tmp_path / "table"
+    args = ["synapse", "--quick", "--no-progress", "--out", str(out_dir), "--seeds", "2",
+            "--pilot-seeds", "2", "--iterations", "2"]  # fmt: skip
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "no pilot statement: --pilot-seeds 2 is not below --seeds 2" in captured.err
+    results = json.loads((out_dir / "results.json").read_text())
+    selected = results["selected_objective"]["orthogonal"]
+    label = results["inits"]["orthogonal"]
+    line = next(line for line in captured.out.splitlines() if line.strip().startswith(label))
+    assert f"selected {selected['mean']:.4g}" in line and "last tenth" in line

@@ -356,19 +356,24 @@ def _synapse_report(summary: dict[str, Any]) -> list[str]:
     if "iterations_to_fraction" not in summary:  # a grid of several points
         return _synapse_grid_report(summary)
     reach = summary["iterations_to_fraction"]
+    # (review, session 30: the first column was headed the final evaluation, but is the mean of
+    # the validation curve's last tenth; the claims judge the selected parameters' evaluation)
     lines = [
-        f"final {summary['metric']} (evaluation batch, mean +- s.e. over "
-        f"{summary['seeds_per_init']} seeds); iterations to {reach['fraction']:g} x best final "
+        f"{summary['metric']} of the selected parameters (final evaluation; what the claims "
+        f"judge) and over the last tenth of the validation curve, mean +- s.e. over "
+        f"{summary['seeds_per_init']} seeds; iterations to {reach['fraction']:g} x best final "
         f"({reach['target']:.4g}):"
     ]
     for name, final in summary["final_objective"].items():
         label = summary["inits"][name]
         entry = reach["by_init"][name]
+        selected = summary["selected_objective"][name]
         speed = "never" if not entry["reached"] else f"{entry['mean']:.0f}"
         if entry["reached"] > 1:
             speed += f" +- {entry['standard_error']:.2g}"
         lines.append(
-            f"  {label:28s} {final['mean']:.4g} +- {final['standard_error']:.2g}   "
+            f"  {label:28s} selected {selected['mean']:.4g} +- {selected['standard_error']:.2g}, "
+            f"last tenth {final['mean']:.4g} +- {final['standard_error']:.2g}   "
             f"{speed} ({entry['reached']}/{entry['seeds']} reached)"
         )
     lines += [f"  claim: {claim['statement']}: {claim['verdict']}" for claim in summary["claims"]]

@@ -921,6 +921,11 @@ def train_synapse_degeneracy(
     # seeds train in two stages when a pilot is stated: the pilot's seeds, then the rest
     pilot_stage = 0 < config.pilot_seeds < config.seeds
     stages = [0, config.pilot_seeds] if pilot_stage else [0]
+    if config.pilot_seeds >= config.seeds > 0 and config.pilot_seeds:  # said, not silent
+        _log(
+            f"note: no pilot statement: --pilot-seeds {config.pilot_seeds} is not below --seeds "
+            f"{config.seeds} (no seeds would be left for it to size)"
+        )
     by_workers: set[Path] = set()  # runs the workers trained (read back, counted once)
     pool = worker_pool(config) if config.workers > 1 else None  # one for both stages
     try:
