@@ -19,6 +19,7 @@ of a learned synapse (in a constrained scenario the same constraint applies to i
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +61,9 @@ class Linearization:
             "eigenvalues_real": eig.real.tolist(),
             "eigenvalues_imag": eig.imag.tolist(),
             "moduli": moduli.tolist(),
-            "time_scales": [float(1.0 / max(1.0 - r, 1e-300)) for r in moduli],
+            # a mode of modulus >= 1 never forgets: inf ("inf" in JSON), not a finite-looking
+            # 1e300 (review, session 30)
+            "time_scales": [float(1.0 / (1.0 - r)) if r < 1 else math.inf for r in moduli],
             "rotation": bool(np.any(np.abs(eig.imag) > 1e-9)),
             "angles": np.abs(np.angle(eig)).tolist(),
         }

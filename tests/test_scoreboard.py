@@ -960,3 +960,17 @@ def test_the_linearization_command_says_what_is_wrong_in_one_line(tmp_path, caps
         assert exit_info.value.code == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+
+
+def test_an_unstable_mode_of_a_linearization_never_forgets():
+    """Review, session 30: a mode of modulus above 1 had the time scale 1e300, a finite-looking
+    number; it is inf ("inf" in strict JSON)."""
+    import numpy as np
+
+    from learnsyn.io import json_text
+    from learnsyn.linearization import Linearization
+
+    lin = Linearization(np.zeros(2), np.diag([1.2, 0.5]), np.ones(2), np.ones(2), residual=0.0)
+    scales = lin.summary()["time_scales"]
+    assert scales[0] == math.inf and scales[1] == pytest.approx(2.0)
+    assert '"inf"' in json_text(lin.summary())
