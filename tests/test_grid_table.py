@@ -162,3 +162,21 @@ def test_the_plot_draws_a_2_variable_table(grid_run, tmp_path):
     args = ["--run", str(grid_run), "--iterations", "1", "--out", str(tmp_path / "t.json")]
     assert grid_table.main([*args, "--plot", str(tmp_path / "found.png")]) == 0
     assert (tmp_path / "found.png").stat().st_size > 10_000
+
+
+def test_a_shorter_search_keeps_the_runs_stronger_table(grid_run, tmp_path):
+    """Review, session 30: ``--iterations 0`` after 30 replaced the run's grid-table.json
+    (21.13) with its start (18.88). The run's own report is replaced only by a stronger one
+    of the same model, start and family; ``--out`` writes elsewhere, as asked."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(grid_run, run)
+    said = []
+    stronger = search(run, iterations=12, lr=0.02, log=said.append)
+    assert stronger["value"] > stronger["start_value"]  # the search went up (else no test)
+    weaker = search(run, iterations=0, log=said.append)
+    assert weaker == stronger and any(line.startswith("kept ") for line in said)
+    assert json.loads((run / "grid-table.json").read_text())["value"] == stronger["value"]
+    elsewhere = search(run, iterations=0, out=tmp_path / "start.json", log=said.append)
+    assert elsewhere["value"] == stronger["start_value"]
