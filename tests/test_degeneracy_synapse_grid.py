@@ -675,3 +675,44 @@ def test_at_gru_m32_h600_the_pilot_repeats_the_other_m32_points():
         k, _ = verdict_cutoff([(error, 3)])
         assert difference.mean() - k * error > 0, name
     assert gap.argmax() == inits.index("isometric")
+
+
+def test_a_finished_grid_is_judged_again_from_its_recorded_runs(tmp_path, capsys):
+    """A grid reads back only runs of its own code, so a changed rule (session 30: the t
+    cutoff, the too-short rule) would retrain days of runs. ``rejudge`` reads every recorded
+    run whatever code made it and writes today's report elsewhere; nothing is trained."""
+    import learnsyn.degeneracy.synapse as synapse
+    from learnsyn.io import read_json
+
+    grid = tmp_path / "grid"
+    args = ["synapse", "--quick", "--no-progress", "--out", str(grid), "--seeds", "3",
+            "--pilot-seeds", "0", "--iterations", "15", "--gap-baseline", "none"]  # fmt: skip
+    assert main(args) == 0
+    first = json.loads((grid / "results.json").read_text())
+    # one run made by other code: the grid would retrain it, rejudge reads it
+    run = next(grid.glob(f"runs/*/orthogonal/s1/{synapse.RUN_RESULT}"))
+    recorded = read_json(run)
+    key = json.loads(recorded["key"])
+    recorded["key"] = json.dumps({**key, "code": "older-code"}, sort_keys=True)
+    run.write_text(json.dumps(recorded))
+    capsys.readouterr()
+    again = tmp_path / "again"
+    assert main(["rejudge", str(grid), "--out", str(again)]) == 0
+    assert "claim:" in capsys.readouterr().out
+    second = json.loads((again / "results.json").read_text())
+    assert second["claims"] == first["claims"]
+    assert second["selected_objective"] == first["selected_objective"]
+    assert second["rejudged"]["source"] == str(grid)
+    assert "older-code" in second["rejudged"]["run_codes"]
+    assert json.loads((again / "config.json").read_text())["rejudged"] == second["rejudged"]
+    # refused in one line: judging into the grid itself, a grid not finished
+    for source, out, message in (
+        (grid, grid, "is the grid itself"),
+        (grid, tmp_path / "third", "is missing: the grid in"),
+    ):
+        if message.startswith("is missing"):
+            run.unlink()
+        assert main(["rejudge", str(source), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "third").exists()

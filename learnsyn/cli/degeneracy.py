@@ -76,6 +76,43 @@ def _add_experiment_subcommands(parser: argparse.ArgumentParser) -> None:
     _add_spectra_parser(experiments)
     _add_synapse_parser(experiments)
     _add_overview_parser(experiments)
+    _add_rejudge_parser(experiments)
+
+
+def _add_rejudge_parser(experiments: Any) -> None:
+    parser = experiments.add_parser(
+        "rejudge",
+        help="judge a finished synapse grid again with today's rules, from its recorded runs",
+        description="Read every run a finished synapse grid recorded (runs/*/*/s*/"
+        "degeneracy-run.json, whatever code trained it) and write today's report of them to "
+        "--out: results.json, summary.md, figures, claims and rank correlations, with "
+        "'rejudged' naming the source and the code that made the runs. Nothing is trained "
+        "(a grid reads back only runs of its own code, so a changed rule would retrain it).",
+    )
+    parser.add_argument("grid", metavar="GRID", help="a finished synapse grid directory")
+    parser.add_argument("--out", required=True, help="where the new report goes (not GRID)")
+    parser.set_defaults(func=_rejudge_command)
+
+
+def _rejudge_command(arguments: argparse.Namespace) -> int:
+    from learnsyn.degeneracy.synapse_rejudge import rejudge
+
+    try:
+        if not directory_is_empty(check_output_dir(arguments.out, "--out")):
+            owner = output_owner(arguments.out)
+            if owner != "degeneracy synapse":
+                raise ValueError(
+                    f"--out {arguments.out} is not empty and holds no synapse report; choose "
+                    "an empty or new directory"
+                )
+        summary = rejudge(arguments.grid, arguments.out, log=lambda message: None)
+    except (ValueError, TypeError, KeyError) as error:
+        print(f"learnsyn: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for line in _synapse_report(summary):
+        print(line)
+    print(f"outputs in {arguments.out}: results.json, config.json, PNG figures, tensorboard/")
+    return 0
 
 
 def _add_overview_parser(experiments: Any) -> None:

@@ -1,0 +1,101 @@
+"""Judge a finished synapse grid again with today's rules, from the runs it recorded.
+
+A grid's runs record the arrays its report reads (``degeneracy-run.json`` in each run folder:
+validation curves, gradient norms, Jacobian measures along training), while the verdicts, the
+rank correlations and their rules live in the report (``synapse_report``, ``synapse_claims``,
+``seed_statistics``, ``rank_correlation``). A grid reads back only the runs made by its own code
+(``synapse.run_key``: a changed engine retrains), so a grid of days would be retrained to apply
+a changed rule. ``rejudge(source, out)`` instead reads every run of ``source`` back whatever code
+trained it and writes today's report of them to ``out``: the grid's outputs (results.json,
+summary.md, figures, TensorBoard), with ``rejudged`` in config.json and results.json naming the
+source and the code fingerprints that made its runs. Nothing is trained; the gap baseline is
+read from the source's cache (tuned again only where its code changed); a run missing from the
+source (a grid not finished) is one clear error before anything is written.
+
+``learnsyn degeneracy rejudge SOURCE --out DIR`` runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from learnsyn.degeneracy.outputs import save_resolved_config
+from learnsyn.degeneracy.synapse import (
+    RUN_RESULT,
+    SynapseDegeneracyConfig,
+    _arrays,
+    _stack_runs,
+    tune_gap_baseline,
+)
+from learnsyn.io import check_output_dir, read_json
+
+
+def read_grid_config(source: Path) -> SynapseDegeneracyConfig:
+    """The resolved config a synapse grid saved in ``source/config.json``."""
+    data = read_json(source / "config.json")
+    if not isinstance(data, dict) or data.get("experiment") != "synapse":
+        raise ValueError(f"{source} holds no synapse grid (its config.json is not one)")
+    config = SynapseDegeneracyConfig(**{**data["config"], "show_progress": False})
+    config.validate()
+    return config
+
+
+def read_recorded_runs(source: Path, config: SynapseDegeneracyConfig) -> tuple[dict, set[str]]:
+    """Every run of the grid, ``{point: [init][seed] run}``, and the code fingerprints that
+    made them (from each run's key)."""
+    runs: dict[str, list[list[dict[str, Any]]]] = {}
+    codes: set[str] = set()
+    for cell, size, horizon in config.points:
+        point = config.point(cell, size, horizon)
+        per_init = []
+        for init in config.init_names:
+            seeds = []
+            for seed_index in range(config.seeds):
+                path = source / "runs" / point.point_name / init / f"s{seed_index}" / RUN_RESULT
+                if not path.is_file():
+                    raise ValueError(
+                        f"{path} is missing: the grid in {source} is not finished (run its "
+                        "command again to finish it, then judge it again)"
+                    )
+                recorded = read_json(path)
+                codes.add(json.loads(recorded["key"])["code"])
+                seeds.append(_arrays(recorded["run"]))
+            per_init.append(seeds)
+        runs[point.point_name] = per_init
+    return runs, codes
+
+
+def rejudge(source: str | Path, out: str | Path, log: Any = print) -> dict[str, Any]:
+    """Today's report of the runs the grid in ``source`` recorded, written to ``out``
+    (module docstring); returns the summary written to ``out/results.json``."""
+    from learnsyn.degeneracy.synapse_report import write_synapse_grid_outputs
+
+    source, out = Path(source), Path(out)
+    check_output_dir(out, "--out")
+    if out.resolve() == source.resolve():
+        raise ValueError(f"--out {out} is the grid itself; judge it into another directory")
+    config = read_grid_config(source)
+    runs, codes = read_recorded_runs(source, config)
+    out.mkdir(parents=True, exist_ok=True)
+    baselines = {}
+    for cell, size, horizon in config.points:
+        key = f"m{size}-h{horizon}"
+        cache = out / "baselines" / f"{key}.json"
+        if (source / "baselines" / f"{key}.json").is_file() and not cache.exists():
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / "baselines" / f"{key}.json", cache)
+        name = config.point(cell, size, horizon).point_name
+        baselines[name] = tune_gap_baseline(config, size, horizon, cache, log)
+    pilot = source / "pilot.json"
+    trained = {
+        "points": {name: _stack_runs(per_init) for name, per_init in runs.items()},
+        "pilot": read_json(pilot) if pilot.is_file() else None,
+        "gap_baselines": baselines,
+    }
+    rejudged = {"source": str(source), "run_codes": sorted(codes)}
+    summary = write_synapse_grid_outputs(config, trained, out, rejudged=rejudged)
+    save_resolved_config(out, config, experiment="synapse", rejudged=rejudged)  # (last: the
+    return summary  # grid's writer saves one without the record)
