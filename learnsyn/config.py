@@ -44,6 +44,7 @@ SEED_STREAMS = {
     "compare": 20_000,
     "stationarity": 30_000,
     "selection": 40_000,
+    "retune": 60_000,
 }
 #: the iteration number whose batch is the validation batch: never a training iteration
 VALIDATION_ITERATION = 10**9

@@ -214,3 +214,37 @@ def test_the_baseline_fingerprint_covers_the_tuner(monkeypatch):
                         lambda files: seen.extend(str(f) for f in files) or "x")  # fmt: skip
     tuning.baseline_code("serial", make_scenario("ideal"))
     assert any(f.endswith("learnsyn/tuning.py") for f in seen)
+
+
+def test_a_retune_that_ends_lower_keeps_the_member_tuned_before(tmp_path, monkeypatch):
+    """Session 29: a baseline tuned again after a code change can end lower (a local search;
+    noisy m = 4's linear-range 147.7 -> 142.5), weakening the reference the learned synapse is
+    judged against. Both are evaluated by today's code on one evaluation and the stronger kept;
+    a stronger retune replaces the earlier member."""
+    import learnsyn.tuning as tuning
+    from learnsyn.config import TrainConfig
+
+    cache = tmp_path / "baselines.json"
+    config = TrainConfig(state_size=1, horizon=30, synapses=100)
+    scenario = make_scenario("ideal")
+    (tuned,) = tuning.tune_baselines_for_run(config, scenario, ("exponential",), cache, print)
+    real_row = tuning._tune_row
+
+    def weak_row(name, config, scenario, log):
+        row = real_row(name, config, scenario, log)
+        return {**row, "params": {**row["params"], "decay": 0.5}}
+
+    monkeypatch.setattr(tuning, "baseline_code", lambda name, scenario: "new code")
+    monkeypatch.setattr(tuning, "_tune_row", weak_row)
+    said = []
+    (kept,) = tuning.tune_baselines_for_run(config, scenario, ("exponential",), cache, said.append)
+    assert kept["params"] == tuned["params"] and kept["kept_from_earlier_tuning"]
+    assert kept["metrics"]["area"] == pytest.approx(tuned["metrics"]["area"], rel=1e-9)
+    assert kept["code"] == "new code" and any("the member tuned before" in s for s in said)
+    # the reverse: the earlier member is the weak one, the retune replaces it
+    monkeypatch.setattr(tuning, "baseline_code", lambda name, scenario: "newer code")
+    monkeypatch.setattr(tuning, "_tune_row", real_row)
+    cache.write_text(cache.read_text().replace(str(tuned["params"]["decay"]), "0.5"))
+    assert '"decay": 0.5' in cache.read_text()
+    (better,) = tuning.tune_baselines_for_run(config, scenario, ("exponential",), cache, print)
+    assert better["params"] == tuned["params"] and "kept_from_earlier_tuning" not in better
