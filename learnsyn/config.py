@@ -309,6 +309,11 @@ class TrainConfig:
         horizon = self.horizon if horizon is None else horizon
         return default_train_burn_in(self.task, self.task_params, horizon)
 
+    def seed_of(self, stream: str) -> int:
+        """The seed of one of the run's named random-number streams (``stream_seed``), for
+        callers below this module (``tuning``) that cannot import it."""
+        return stream_seed(self.seed, stream)
+
     def eval_spec(self, horizon: int | None = None) -> EvalSpec:
         """The run's evaluation spec: its N, threshold, convention and metric, over ``horizon``
         ages (None: the run's) after the run's burn-in at that horizon."""

@@ -523,12 +523,10 @@ def _stronger_of(row: dict[str, Any], earlier: dict[str, Any], config, scenario,
     exact where the family's method is, else on common fresh pairs. A local search that ends
     lower on a retune must not weaken the reference (session 29: noisy m = 4's linear-range
     went from 147.7 to 142.5). Parameters today's model refuses keep the new row."""
-    from learnsyn.config import stream_seed
-
     name, metric = row["name"], config.metric
     options = dict(method=row["method"], **config.eval_spec().keywords())
     if row["method"] != "exact":
-        options.update(batch=RETUNE_COMPARISON_PAIRS, seed=stream_seed(config.seed, "retune"))
+        options.update(batch=RETUNE_COMPARISON_PAIRS, seed=config.seed_of("retune"))
     try:
         before = evaluate(make_model(name, earlier["params"]), scenario, **options)
     except (ValueError, TypeError, KeyError):
