@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from learnsyn.estimate.exact import (
+    closed_form_applies,
     linear_signal_and_variance,
     markov_signal_and_variance,
     markov_signal_and_variance_blocks,
@@ -208,8 +209,9 @@ def exact_method_available(
 ) -> bool:
     """Linear or finite-state model with exact statistics, or a continuous-state model in
     bounded whose grid has at most ``max_grid_states`` states."""
-    if model.linear_form() is not None and scenario.linear_statistics() is not None:
-        return True
+    form, stats = model.linear_form(), scenario.linear_statistics()
+    if form is not None and stats is not None:
+        return closed_form_applies(form, stats)
     if model.markov_form() is not None and scenario.markov_statistics() is not None:
         return True
     return grid_fits(model, scenario, max_grid_states)
@@ -245,6 +247,8 @@ def resolve_method(model: Synapse, scenario: Scenario, method: str) -> str:
         exact = exact_method_available(model, scenario, AUTO_MAX_STATES)
         return "exact" if exact else "monte-carlo"
     if method == "exact" and not exact_method_available(model, scenario):
+        if model.linear_form() is not None and scenario.linear_statistics() is not None:
+            return method  # the closed form says in one line why it cannot (unstable, ...)
         if grid_applies(model, scenario):  # the grid is too large: say so in one line
             check_grid_size(scenario.params["levels"], model.state_size)
         raise ValueError(
@@ -383,6 +387,20 @@ def _short_burn_in(model: Synapse, scenario: Scenario, burn_in: int) -> dict:
     return {"burn_in_needed": math.ceil(steps)}
 
 
+def _check_ages(ages) -> None:
+    """Custom ages: distinct non-negative integers in increasing order (the metrics' age widths
+    and the lifetime read them as such; a negative age ran the chain backwards, 0.5 was read
+    as 0: review, session 30)."""
+    values = np.asarray(ages, dtype=np.float64).reshape(-1)
+    whole = np.all(np.isfinite(values)) and np.all(values == np.round(values))
+    if len(values) == 0 or not whole or np.any(values < 0) or np.any(np.diff(values) <= 0):
+        shown = values[:6].tolist()
+        raise ValueError(
+            f"ages {shown}{' ...' if len(values) > 6 else ''} are not allowed: need distinct "
+            "non-negative integers in increasing order"
+        )
+
+
 def evaluate(
     model: Synapse,
     scenario: Scenario,
@@ -408,9 +426,15 @@ def evaluate(
     numbers; other models go to the reference) or ``reference`` (``simulate_pairs``); None:
     ``$LEARNSYN_ROLLOUT``, else ``fast``."""
     EvalSpec(synapses, horizon, threshold, convention, burn_in=burn_in)  # one line if bad
+    if isinstance(batch, float) and batch == int(batch):
+        batch = int(batch)  # 64.0 from JSON
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)):
+        raise ValueError(f"batch = {batch!r} is not allowed: need an integer >= 2 (pairs)")
     method = resolve_method(model, scenario, method)
     if ages is not None and method != "exact":
         raise ValueError("custom ages need the exact method; Monte Carlo uses 0..horizon-1")
+    if ages is not None:
+        _check_ages(ages)
     kinds = scenario.tracked_kinds()
     weights = np.array([k.weight for k in kinds])
     grid = method == "exact" and uses_grid(model, scenario)

@@ -38,3 +38,41 @@ def test_a_run_without_burn_in_is_checked_after_ten_horizons():
     check = stationarity_check(model, scenario, config, torch.device("cpu"), result, False)
     assert check["burn_in"] == 10 * config.horizon
     assert check["stationary"] is False
+
+
+def test_review_s30_evaluation_edge_cases():
+    """Review, session 30: (1) a mode no event drives and the readout ignores set the burn-in
+    (unstable there: 4 x horizon, 33 % too high for the slow visible mode, silently); (3)
+    ``auto`` chose the closed form for a defective A in correlated events, which then refused;
+    (4) custom ages unsorted, negative or fractional gave nonsense metrics; (7) a fractional
+    batch was a TypeError deep in a model."""
+    import numpy as np
+
+    from learnsyn.evaluate import evaluate
+    from learnsyn.registry import make_model
+    from learnsyn.scenario import make_scenario
+    from learnsyn.synapse import LinearSynapse, ModelInfo
+
+    class Plain(LinearSynapse):
+        info = ModelInfo("test-linear", "", "")
+
+    ideal = make_scenario("ideal")
+    kw = dict(synapses=100, horizon=20, convention="large-n", method="monte-carlo", batch=4096)
+    hidden = Plain(np.diag([1.01, 0.995]), np.array([0.0, 1.0]), np.array([0.0, 1.0]))
+    alone = Plain(np.diag([0.995]), np.array([1.0]), np.array([1.0]))
+    a, b = evaluate(hidden, ideal, **kw), evaluate(alone, ideal, **kw)
+    assert a.monte_carlo["burn_in"] == b.monte_carlo["burn_in"] == 1000
+    np.testing.assert_allclose(a.snr, b.snr)
+    defective = make_model("optimal-linear", {"A": [0.9, 0.1, 0.0, 0.9], "b": [0.0, 1.0],
+                                              "c": [1.0, 0.0]})  # fmt: skip
+    auto = evaluate(defective, make_scenario("correlated", {"repeat": 0.8}), synapses=100,
+                    horizon=10, batch=256)  # fmt: skip
+    assert auto.method == "monte-carlo"
+    exponential = make_model("exponential", {"decay": 0.9})
+    for ages in ([3, 2, 1, 0], [-2, 0, 1], [0, 0.5, 1], [0, 1, 1]):
+        with pytest.raises(ValueError, match="need distinct non-negative integers"):
+            evaluate(exponential, ideal, synapses=100, horizon=4, ages=ages, method="exact")
+    with pytest.raises(ValueError, match="batch = 64.5 is not allowed"):
+        evaluate(exponential, ideal, **{**kw, "batch": 64.5})
+    whole = evaluate(exponential, ideal, **{**kw, "batch": 64.0})
+    assert whole.metrics == evaluate(exponential, ideal, **{**kw, "batch": 64}).metrics

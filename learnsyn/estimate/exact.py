@@ -133,6 +133,15 @@ def _correlated_kernel(lam, alpha, ages, rho) -> np.ndarray:
     return np.real(terms @ alpha)
 
 
+def closed_form_applies(form: LinearForm, stats: InputStatistics) -> bool:
+    """Whether ``linear_signal_and_variance`` evaluates this synapse: A stable and, for
+    correlated events, diagonalizable (``method="auto"`` takes Monte Carlo otherwise, where it
+    failed in one line before: review, session 30)."""
+    if spectral_radius(form.A) >= 1.0:
+        return False
+    return stats.correlation == 0 or _eigen(form) is not None
+
+
 def linear_signal_and_variance(
     form: LinearForm, stats: InputStatistics, ages: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:

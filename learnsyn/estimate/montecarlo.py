@@ -163,10 +163,28 @@ def slowest_time_scale(model: Synapse, scenario: Scenario) -> float | None:
     if form is not None and stats is not None:
         scale = markov_time_scale(form, stats)
     elif form is None:
-        scale = model.time_scale()
+        scale = _visible_time_scale(model)
+        if scale is None:
+            scale = model.time_scale()
         if scale is not None and model.moves_only_on_events:  # events -> steps
             scale = scale / (stats.event_probability if stats is not None else 1.0)
     return scale
+
+
+def _visible_time_scale(model: Synapse) -> float | None:
+    """A linear synapse's slowest time scale among the modes an event drives and the readout
+    sees (``exact.visible_eigenvalues``): a mode neither touches never changes the weight, so
+    an unstable one there gave an infinite scale and a burn-in of 4 x horizon, far too short
+    for a slow visible mode (review, session 30: 33 % too high, silently). None where the model
+    is not linear or its eigenbasis is too ill-conditioned to tell."""
+    from learnsyn.estimate.exact import visible_eigenvalues
+
+    form = model.linear_form()
+    seen = None if form is None else visible_eigenvalues(form)
+    if seen is None:
+        return None
+    radius = max((abs(complex(value)) for value in seen), default=0.0)
+    return math.inf if radius >= 1 else 1.0 / max(1.0 - radius, 1e-300)
 
 
 def relaxation_steps(model: Synapse, scenario: Scenario) -> float | None:
