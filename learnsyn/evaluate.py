@@ -426,7 +426,7 @@ def evaluate(
     numbers; other models go to the reference) or ``reference`` (``simulate_pairs``); None:
     ``$LEARNSYN_ROLLOUT``, else ``fast``."""
     EvalSpec(synapses, horizon, threshold, convention, burn_in=burn_in)  # one line if bad
-    if isinstance(batch, float) and batch == int(batch):
+    if isinstance(batch, float) and batch.is_integer():  # (inf and nan are not)
         batch = int(batch)  # 64.0 from JSON
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)):
         raise ValueError(f"batch = {batch!r} is not allowed: need an integer >= 2 (pairs)")

@@ -1,5 +1,7 @@
 """The final evaluation's stationarity check: the metric again after 10 x the run's burn-in."""
 
+import math
+
 import pytest
 import torch
 
@@ -72,7 +74,8 @@ def test_review_s30_evaluation_edge_cases():
     for ages in ([3, 2, 1, 0], [-2, 0, 1], [0, 0.5, 1], [0, 1, 1]):
         with pytest.raises(ValueError, match="need distinct non-negative integers"):
             evaluate(exponential, ideal, synapses=100, horizon=4, ages=ages, method="exact")
-    with pytest.raises(ValueError, match="batch = 64.5 is not allowed"):
-        evaluate(exponential, ideal, **{**kw, "batch": 64.5})
+    for batch in (64.5, math.inf, math.nan):  # (inf was an OverflowError, nan a ValueError)
+        with pytest.raises(ValueError, match=f"batch = {batch} is not allowed"):
+            evaluate(exponential, ideal, **{**kw, "batch": batch})
     whole = evaluate(exponential, ideal, **{**kw, "batch": 64.0})
     assert whole.metrics == evaluate(exponential, ideal, **{**kw, "batch": 64}).metrics
