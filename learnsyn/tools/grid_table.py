@@ -220,7 +220,7 @@ def search(
     from learnsyn.estimate.grid import GRID_SCENARIO, grid_snr
     from learnsyn.estimate.snr import compute_metrics, smooth_objective
     from learnsyn.evaluate import evaluate
-    from learnsyn.io import atomic_write_json, read_json
+    from learnsyn.io import atomic_write_json
     from learnsyn.runs import evaluate_trained, load_run
     from learnsyn.scenario import make_scenario
     from learnsyn.training import temperature_at
@@ -339,27 +339,15 @@ def search(
                            "weights": form.weights.tolist()}  # fmt: skip
     name = "grid-markov.json" if free is not None else "grid-table.json"
     from learnsyn.scoreboard import model_fingerprint
+    from learnsyn.tools import write_unless_weaker
 
     report["model_sha1"] = model_fingerprint(model)
-    target = Path(out) if out else run_dir / name
-    if out is None:  # the run's own report: a shorter search does not replace a stronger one
-        try:
-            earlier = read_json(target)
-        except ValueError:
-            earlier = None
-        same = ("family", "start", "metric", "model_sha1")
-        if (
-            isinstance(earlier, dict)
-            and all(earlier.get(key) == report[key] for key in same)
-            and earlier.get("value", -math.inf) > report["value"]
-        ):
-            log(
-                f"kept {target}: its search ({earlier['value']:.4g}, {earlier.get('iterations')} "
-                f"iterations) beats this one ({report['value']:.4g}); --out writes elsewhere"
-            )
-            return earlier
-    atomic_write_json(target, report)
-    return report
+    if out is not None:
+        atomic_write_json(Path(out), report)
+        return report
+    same = ("family", "start", "metric", "model_sha1")  # the run's own report
+    hint = "; --out writes elsewhere"
+    return write_unless_weaker(run_dir / name, report, same, "value", "iterations", log, hint)
 
 
 def load_grid_synapse(path) -> Synapse:

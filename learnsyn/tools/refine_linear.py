@@ -46,11 +46,11 @@ def refine_run(run_dir, evaluations: int = 70, batch: int = 8192, log=print) -> 
     from learnsyn.baselines.linear_range import RangeLinearSynapse, check_range
     from learnsyn.config import stream_seed
     from learnsyn.evaluate import exact_method_available
-    from learnsyn.io import atomic_write_json
     from learnsyn.linearization import linearize_in
     from learnsyn.runs import evaluate_trained, load_run
     from learnsyn.scenario import make_scenario
     from learnsyn.scoreboard import model_fingerprint
+    from learnsyn.tools import write_unless_weaker
 
     if evaluations < 1:
         raise ValueError(f"--evaluations {evaluations} is not allowed: need at least 1")
@@ -133,34 +133,10 @@ def refine_run(run_dir, evaluations: int = 70, batch: int = 8192, log=print) -> 
         report.update(refined_value=report["start_value"], params=start_params,
                       multipliers=x0.tolist())  # fmt: skip
     report["model_sha1"] = model_fingerprint(model)
+    # the same model, metric and method, and (Monte Carlo: its note) the same fresh pairs
+    same = ("model_sha1", "metric", "method", "note")
     target = run_dir / "refined-linear.json"
-    earlier = _earlier_report(target)
-    same = {"model_sha1", "metric", "method"}
-    if (
-        earlier is not None
-        and all(earlier.get(key) == report[key] for key in same)
-        and (exact or earlier.get("note") == report.get("note"))  # the same fresh pairs
-        and earlier.get("refined_value", -math.inf) > report["refined_value"]
-    ):  # a shorter search must not replace a stronger refinement of the same model
-        log(
-            f"kept {target}: its refinement ({earlier['refined_value']:.4g}, "
-            f"{earlier.get('evaluations')} evaluations) beats this one "
-            f"({report['refined_value']:.4g})"
-        )
-        return earlier
-    atomic_write_json(target, report)
-    return report
-
-
-def _earlier_report(path: Path) -> dict[str, Any] | None:
-    """The refinement already written for the run, if one can be read."""
-    from learnsyn.io import read_json
-
-    try:
-        earlier = read_json(path)
-    except ValueError:
-        return None
-    return earlier if isinstance(earlier, dict) else None
+    return write_unless_weaker(target, report, same, "refined_value", "evaluations", log)
 
 
 def _names(family: ModalFamily) -> list[str]:
