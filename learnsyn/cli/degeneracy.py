@@ -98,13 +98,6 @@ def _rejudge_command(arguments: argparse.Namespace) -> int:
     from learnsyn.degeneracy.synapse_rejudge import rejudge
 
     try:
-        if not directory_is_empty(check_output_dir(arguments.out, "--out")):
-            owner = output_owner(arguments.out)
-            if owner != "degeneracy synapse":
-                raise ValueError(
-                    f"--out {arguments.out} is not empty and holds no synapse report; choose "
-                    "an empty or new directory"
-                )
         summary = rejudge(arguments.grid, arguments.out, log=lambda message: None)
     except (ValueError, TypeError, KeyError) as error:
         print(f"learnsyn: error: {error}", file=sys.stderr)

@@ -30,7 +30,7 @@ from learnsyn.degeneracy.synapse import (
     _stack_runs,
     tune_gap_baseline,
 )
-from learnsyn.io import check_output_dir, read_json
+from learnsyn.io import check_output_dir, directory_is_empty, output_owner, read_json
 
 
 def read_grid_config(source: Path) -> SynapseDegeneracyConfig:
@@ -74,9 +74,14 @@ def rejudge(source: str | Path, out: str | Path, log: Any = print) -> dict[str, 
     from learnsyn.degeneracy.synapse_report import write_synapse_grid_outputs
 
     source, out = Path(source), Path(out)
-    check_output_dir(out, "--out")
     if out.resolve() == source.resolve():
         raise ValueError(f"--out {out} is the grid itself; judge it into another directory")
+    if not directory_is_empty(check_output_dir(out, "--out")):
+        if output_owner(out) != "degeneracy synapse":
+            raise ValueError(
+                f"--out {out} is not empty and holds no synapse report; choose an empty or new "
+                "directory"
+            )
     config = read_grid_config(source)
     runs, codes = read_recorded_runs(source, config)
     out.mkdir(parents=True, exist_ok=True)
