@@ -843,6 +843,7 @@ def pilot_statement(
             [[run["selected_objective"] for run in seeds[:pilot]] for seeds in per_init]
         )
         ref = values[names.index(reference)]
+        ref_mean = float(np.mean(ref))
         by_init = {}
         for index, init in enumerate(names):
             if init == reference:
@@ -857,14 +858,12 @@ def pilot_statement(
                 # no relative size where the reference's pilot mean is 0 (nothing above the
                 # threshold) or not finite (a diverged pilot run)
                 "resolvable_relative": (
-                    resolvable / float(np.mean(ref))
-                    if np.isfinite(np.mean(ref)) and np.mean(ref) != 0
-                    else math.nan
+                    resolvable / ref_mean if math.isfinite(ref_mean) and ref_mean else math.nan
                 ),
             }
         relative = [entry["resolvable_relative"] for entry in by_init.values()]
         statement["points"][name] = {
-            "reference_pilot_mean": float(np.mean(ref)),
+            "reference_pilot_mean": ref_mean,
             "by_init": by_init,
             "median_resolvable_relative": float(np.median(relative)) if relative else math.nan,
         }
@@ -921,7 +920,7 @@ def train_synapse_degeneracy(
     # seeds train in two stages when a pilot is stated: the pilot's seeds, then the rest
     pilot_stage = 0 < config.pilot_seeds < config.seeds
     stages = [0, config.pilot_seeds] if pilot_stage else [0]
-    if config.pilot_seeds >= config.seeds > 0 and config.pilot_seeds:  # said, not silent
+    if config.pilot_seeds and not pilot_stage:  # said, not silent (seeds >= 1: validated)
         _log(
             f"note: no pilot statement: --pilot-seeds {config.pilot_seeds} is not below --seeds "
             f"{config.seeds} (no seeds would be left for it to size)"
