@@ -472,13 +472,20 @@ def test_a_rerun_reads_finished_runs_back_resumes_an_interrupted_grid_and_adds_s
         np.testing.assert_array_equal(
             more["points"]["rnn-m4-h6"][key][:, :2], first["points"]["rnn-m4-h6"][key]
         )
-    # other settings (here the learning rate) or other code: every run trains again
+    # other settings (here the learning rate) or other code: refused before anything trains
+    # (hours of finished runs are not replaced silently); with overwrite every run trains again
     trained.clear()
-    synapse.train_synapse_degeneracy(SynapseDegeneracyConfig.from_options(config, lr=0.002), out)
-    assert len(trained) == 4
+    other = SynapseDegeneracyConfig.from_options(config, lr=0.002)
+    with pytest.raises(ValueError, match=r"holds 4 finished run\(s\) .*lr: 0\.001 -> 0\.002"):
+        synapse.train_synapse_degeneracy(other, out)
+    assert trained == []
+    synapse.train_synapse_degeneracy(other, out, overwrite=True)
+    assert len(trained) == 4  # the grid's two seeds (s2 is not in it: neither read nor replaced)
     trained.clear()
     monkeypatch.setattr(synapse, "run_code", lambda: "other code")
-    synapse.train_synapse_degeneracy(config, out)
+    with pytest.raises(ValueError, match=r"other settings or code \(code\).*--overwrite"):
+        synapse.train_synapse_degeneracy(other, out)
+    synapse.train_synapse_degeneracy(other, out, overwrite=True)
     assert len(trained) == 4
 
 
@@ -534,7 +541,7 @@ def test_a_failing_run_in_a_worker_raises_and_the_others_stay_written(tmp_path):
     assert (out / "runs" / "rnn-m4-h6" / "auto" / "s0" / synapse.RUN_RESULT).is_file()
 
 
-def test_the_command_resumes_into_its_own_out_without_overwrite(tmp_path):
+def test_the_command_resumes_into_its_own_out_without_overwrite(tmp_path, capsys):
     out = tmp_path / "grid"
     arguments = [
         "synapse", "--quick", "--out", str(out), "--no-progress", "--hidden-size", "4",
@@ -547,7 +554,7 @@ def test_the_command_resumes_into_its_own_out_without_overwrite(tmp_path):
 
     original = synapse.train_synapse_degeneracy
 
-    def interrupted(config, out_dir=None):
+    def interrupted(config, out_dir=None, overwrite=False):
         synapse.train_one_run(config, "fold0", 0, Path(out_dir) / "runs" / "x")
         raise KeyboardInterrupt
 
@@ -561,6 +568,13 @@ def test_the_command_resumes_into_its_own_out_without_overwrite(tmp_path):
     assert json.loads((out / "config.json").read_text())["experiment"] == "synapse"
     assert main(arguments) == 0
     assert main(arguments) == 0  # and once more, now from the recorded runs
+    # other settings: one line before anything is written (the finished runs and results stay)
+    results = (out / "results.json").read_text()
+    capsys.readouterr()
+    assert main([*arguments, "--lr", "0.002"]) == 2
+    err = capsys.readouterr().err
+    assert "holds 2 finished run(s)" in err and "lr: " in err and "--overwrite" in err
+    assert (out / "results.json").read_text() == results
 
 
 def test_burn_in_in_horizons_is_one_rule_for_every_horizon_of_the_grid():

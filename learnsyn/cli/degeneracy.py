@@ -32,6 +32,7 @@ from learnsyn.degeneracy.synapse import (
     PER_RUN_SETTINGS,
     TRAIN_OPTION_NAMES,
     SynapseDegeneracyConfig,
+    check_no_replaced_runs,
     run_synapse_degeneracy,
     synapse_init_help,
 )
@@ -165,7 +166,8 @@ def _add_common_options(parser: argparse.ArgumentParser, default_out: str) -> No
         help="write into a non-empty --out that this experiment did not write, or over "
         "deep-linear's and spectra's results made with other settings (its files of the same "
         "names are replaced; synapse still reads back the runs there that finished with the "
-        "same settings and code)",
+        "same settings and code, and trains again and replaces those made with others, which it "
+        "otherwise refuses)",
     )
     parser.set_defaults(default_out=default_out)
 
@@ -333,6 +335,8 @@ def _check_out_dir(out_dir: str, experiment: str, overwrite: bool, config=None) 
     if owner == f"degeneracy {experiment}":
         if experiment != "synapse" and config is not None:
             _check_same_settings(path, out_dir, config)
+        elif config is not None:  # finished runs of other settings or code: not replaced silently
+            check_no_replaced_runs(config.resolved(), out_dir)
         return
     what = f"the outputs of `learnsyn {owner}`" if owner else "other files"
     raise ValueError(
@@ -441,7 +445,7 @@ def _synapse_command(arguments: argparse.Namespace) -> int:
     return _run_experiment(
         arguments,
         SynapseDegeneracyConfig,
-        run_synapse_degeneracy,
+        lambda config, out: run_synapse_degeneracy(config, out, overwrite=arguments.overwrite),
         _synapse_report,
         build=_synapse_config_from_arguments,
     )

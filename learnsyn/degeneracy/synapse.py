@@ -38,6 +38,7 @@ results are those of one process. The figures, results.json and the verdicts are
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import sys
 import time
@@ -761,6 +762,67 @@ def saved_run(run_dir: Path, key: str) -> dict[str, Any] | None:
     return _arrays(data["run"])
 
 
+def _key_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """What differs between two run keys (parsed): a part's name, or a train setting's change."""
+    parts = []
+    for part in sorted(set(saved) | set(wanted)):
+        if saved.get(part) == wanted.get(part):
+            continue
+        if part == "train" and isinstance(saved.get(part), dict):
+            old, new = saved["train"], wanted.get("train") or {}
+            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            parts += [f"{k}: {old.get(k)} -> {new.get(k)}" for k in changed]
+        else:
+            parts.append(part)
+    return parts
+
+
+def replaced_runs(config: SynapseDegeneracyConfig, root: str | Path) -> list[tuple[Path, list]]:
+    """The finished runs under ``root`` that this grid would train again and replace: each run
+    directory of the grid whose ``RUN_RESULT`` was made with another ``run_key`` (other settings,
+    code or library versions), with what differs. Unreadable records count as replaced."""
+    from learnsyn.io import read_json
+
+    code, found = run_code(), []
+    for cell, size, horizon in config.points:
+        point = config.point(cell, size, horizon)
+        for init in config.init_names:
+            for seed_index in range(config.seeds):
+                run_dir = Path(root) / "runs" / point.point_name / init / f"s{seed_index}"
+                if not (run_dir / RUN_RESULT).is_file():
+                    continue
+                key = run_key(point, init, seed_index, code)
+                try:
+                    saved = read_json(run_dir / RUN_RESULT).get("key")
+                except (ValueError, AttributeError):
+                    found.append((run_dir, ["unreadable record"]))
+                    continue
+                if saved != key:
+                    try:
+                        differences = _key_differences(json.loads(saved), json.loads(key))
+                    except (TypeError, ValueError):
+                        differences = ["unreadable key"]
+                    found.append((run_dir, differences or ["key"]))
+    return found
+
+
+def check_no_replaced_runs(config: SynapseDegeneracyConfig, root: str | Path) -> None:
+    """Refuse, in one line, a grid that would train finished runs again and replace them: they
+    hold hours of training. ``--overwrite`` (``overwrite=True``) replaces them; ``learnsyn
+    degeneracy rejudge`` judges them again without training."""
+    found = replaced_runs(config, root)
+    if not found:
+        return
+    differences = sorted({d for _, run in found for d in run})
+    shown = "; ".join(differences[:4]) + ("; ..." if len(differences) > 4 else "")
+    raise ValueError(
+        f"--out {root} holds {len(found)} finished run(s) of this grid made with other settings "
+        f"or code ({shown}), e.g. {found[0][0]}; this grid would train them again and replace "
+        "them: pass --overwrite to do so, choose another --out, or judge the recorded runs "
+        "with `learnsyn degeneracy rejudge`"
+    )
+
+
 def tune_gap_baseline(
     config: SynapseDegeneracyConfig,
     hidden_size: int,
@@ -875,7 +937,7 @@ def _log(message: str) -> None:
 
 
 def train_synapse_degeneracy(
-    config: SynapseDegeneracyConfig, out_dir: str | Path | None = None
+    config: SynapseDegeneracyConfig, out_dir: str | Path | None = None, overwrite: bool = False
 ) -> dict[str, Any]:
     """Train every (point, init, seed), seed by seed; return ``{"points": {name: raw}, "pilot":
     statement or None, "gap_baselines": {name: row or None}}``.
@@ -892,11 +954,14 @@ def train_synapse_degeneracy(
     into the same ``out_dir`` trains only what is missing: an interrupted grid resumes, and
     more seeds (or points, or inits) extend a finished one with the same results. With
     ``config.workers`` > 1 the pilot's seeds, then the others, train in worker processes first
-    and are read back from their directories.
+    and are read back from their directories. Finished runs made with other settings or code
+    are refused (``check_no_replaced_runs``) unless ``overwrite``, which trains and replaces them.
     """
     import tempfile
 
     config.validate()
+    if out_dir is not None and not overwrite:
+        check_no_replaced_runs(config, out_dir)
     names = config.init_names
     temporary = None
     if out_dir is None:
@@ -1074,8 +1139,12 @@ def _log_pilot(pilot: dict[str, Any]) -> None:
         _log(f"  {name}: {parts}")
 
 
-def run_synapse_degeneracy(config: SynapseDegeneracyConfig, out_dir: str | Path) -> dict[str, Any]:
+def run_synapse_degeneracy(
+    config: SynapseDegeneracyConfig, out_dir: str | Path, overwrite: bool = False
+) -> dict[str, Any]:
     """Validate, train, and write figures, results.json, TensorBoard logs and config.json.
+    Finished runs in ``out_dir`` made with other settings or code are refused before anything
+    is written, unless ``overwrite`` (which trains them again and replaces them).
 
     One grid point: its outputs in ``out_dir``. Several: each point's in ``<out_dir>/<point>/``
     and the grid summary (per point and init: selected objective, gap to the baseline,
@@ -1086,12 +1155,16 @@ def run_synapse_degeneracy(config: SynapseDegeneracyConfig, out_dir: str | Path)
 
     config.validate()
     config = config.resolved()
+    if not overwrite:
+        check_no_replaced_runs(config, out_dir)
     # config.json first: a rerun into out_dir (to resume) finds it is this experiment's own;
     # the former summary goes, so an interrupted rerun leaves no results of other settings
     save_resolved_config(out_dir, config, experiment="synapse")
     for name in ("results.json", "summary.md"):
         Path(out_dir, name).unlink(missing_ok=True)
-    trained, seconds = run_timed(config, lambda: train_synapse_degeneracy(config, out_dir))
+    trained, seconds = run_timed(
+        config, lambda: train_synapse_degeneracy(config, out_dir, overwrite=True)
+    )
     return write_synapse_grid_outputs(
         config, trained, Path(out_dir), training_seconds=seconds, torch_threads=config.threads
     )
