@@ -430,6 +430,11 @@ def evaluate(
         batch = int(batch)  # 64.0 from JSON
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)):
         raise ValueError(f"batch = {batch!r} is not allowed: need an integer >= 2 (pairs)")
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 2:
+        raise ValueError(
+            f"groups = {groups!r} is not allowed: need an integer >= 2 (the jackknife leaves one "
+            "group of pairs out)"
+        )
     method = resolve_method(model, scenario, method)
     if ages is not None and method != "exact":
         raise ValueError("custom ages need the exact method; Monte Carlo uses 0..horizon-1")

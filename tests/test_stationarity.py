@@ -77,5 +77,8 @@ def test_review_s30_evaluation_edge_cases():
     for batch in (64.5, math.inf, math.nan):  # (inf was an OverflowError, nan a ValueError)
         with pytest.raises(ValueError, match=f"batch = {batch} is not allowed"):
             evaluate(exponential, ideal, **{**kw, "batch": batch})
+    for groups in (0, 1, 2.5, True):  # (0 and 1 silently meant 2)
+        with pytest.raises(ValueError, match=f"groups = {groups} is not allowed: need an integer"):
+            evaluate(exponential, ideal, **{**kw, "groups": groups})
     whole = evaluate(exponential, ideal, **{**kw, "batch": 64.0})
     assert whole.metrics == evaluate(exponential, ideal, **{**kw, "batch": 64}).metrics
