@@ -47,6 +47,7 @@ from learnsyn.estimate.snr import (
     check_exact_bound,
     compute_metrics,
     curve_from_pairs,
+    integer_ages,
     leave_one_out_metrics,
     leave_one_out_stderr,
     lifetime_censored,
@@ -387,20 +388,6 @@ def _short_burn_in(model: Synapse, scenario: Scenario, burn_in: int) -> dict:
     return {"burn_in_needed": math.ceil(steps)}
 
 
-def _check_ages(ages) -> None:
-    """Custom ages: distinct non-negative integers in increasing order (the metrics' age widths
-    and the lifetime read them as such; a negative age ran the chain backwards, 0.5 was read
-    as 0: review, session 30)."""
-    values = np.asarray(ages, dtype=np.float64).reshape(-1)
-    whole = np.all(np.isfinite(values)) and np.all(values == np.round(values))
-    if len(values) == 0 or not whole or np.any(values < 0) or np.any(np.diff(values) <= 0):
-        shown = values[:6].tolist()
-        raise ValueError(
-            f"ages {shown}{' ...' if len(values) > 6 else ''} are not allowed: need distinct "
-            "non-negative integers in increasing order"
-        )
-
-
 def evaluate(
     model: Synapse,
     scenario: Scenario,
@@ -439,7 +426,7 @@ def evaluate(
     if ages is not None and method != "exact":
         raise ValueError("custom ages need the exact method; Monte Carlo uses 0..horizon-1")
     if ages is not None:
-        _check_ages(ages)
+        integer_ages(ages)
     kinds = scenario.tracked_kinds()
     weights = np.array([k.weight for k in kinds])
     grid = method == "exact" and uses_grid(model, scenario)

@@ -402,3 +402,16 @@ def test_grid_on_cuda_matches_cpu():
     cpu = grid_exact_curves(model, scenario, ages, N, "exact", burn_in=200)
     cuda = grid_exact_curves(model.cuda(), scenario, ages, N, "exact", burn_in=200)
     assert np.allclose(cpu, cuda, rtol=1e-9, atol=1e-9)
+
+
+def test_the_grid_takes_ages_in_any_order_and_refuses_what_is_not_an_age():
+    # one rule with evaluate's (estimate.snr.integer_ages), less the order: inf passed the
+    # grid's own check and became an int64 garbage age
+    model = make_model("benna-fusi", {"variables": 2}).double()
+    scenario = make_scenario("bounded")
+    forward = grid_signal_and_variance(model, scenario, [0, 3, 7], burn_in=50)[0]
+    shuffled = grid_signal_and_variance(model, scenario, [7, 0, 3], burn_in=50)[0]
+    torch.testing.assert_close(shuffled[:, [1, 2, 0]], forward)
+    for ages in ([], [1, math.inf], [-1, 2], [0.5], [math.nan]):
+        with pytest.raises(ValueError, match=r"are not allowed: need non-negative integers$"):
+            grid_signal_and_variance(model, scenario, ages, burn_in=50)

@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from learnsyn.estimate.montecarlo import PairMoments
-from learnsyn.estimate.snr import snr_from_moments
+from learnsyn.estimate.snr import integer_ages, snr_from_moments
 from learnsyn.scenario import Scenario, TrackedKind
 from learnsyn.synapse import Synapse
 
@@ -480,13 +480,6 @@ def _kind_flag(scenario: Scenario, kind: TrackedKind) -> float | None:
     return None if kind.flag == 0 and not scenario.has_flags else float(kind.flag)
 
 
-def _integer_ages(ages) -> np.ndarray:
-    values = np.asarray(ages, dtype=np.float64).reshape(-1)
-    if len(values) == 0 or np.any(values < 0) or np.any(values != np.round(values)):
-        raise ValueError("ages must be a non-empty list of non-negative integers")
-    return values.astype(np.int64)
-
-
 def burn_in_distribution(
     chain: GridChain,
     burn_in: int | None,
@@ -554,7 +547,7 @@ def grid_signal_and_variance(
             f"the grid method needs a continuous-state model in the {GRID_SCENARIO!r} scenario "
             f"(got model {model.info.name!r} in {scenario.info.name!r})"
         )
-    ages_int = _integer_ages(ages)
+    ages_int = integer_ages(ages, increasing=False)
     if chain is None:
         chain = build_grid_chain(
             model, scenario.params["levels"], scenario.params["bound"], dtype=dtype, device=device

@@ -152,6 +152,27 @@ def check_exact_bound(scenario: str, ages, snr, synapses: float, convention: str
         )
 
 
+def integer_ages(ages, increasing: bool = True) -> np.ndarray:
+    """Custom ages as an int64 array, or one line: non-negative integers (inf, nan, 0.5 and -1
+    are refused: a negative age ran a chain backwards, 0.5 was read as 0), and with
+    ``increasing`` distinct and in increasing order, as the metrics' age widths and the
+    lifetime read them (the exact grid visits any order)."""
+    values = np.asarray(ages, dtype=np.float64).reshape(-1)
+    whole = np.all(np.isfinite(values)) and np.all(values == np.round(values))
+    ordered = not increasing or np.all(np.diff(values) > 0)
+    if len(values) == 0 or not whole or np.any(values < 0) or not ordered:
+        shown = values[:6].tolist()
+        need = (
+            "distinct non-negative integers in increasing order"
+            if increasing
+            else ("non-negative integers")
+        )
+        raise ValueError(
+            f"ages {shown}{' ...' if len(values) > 6 else ''} are not allowed: need {need}"
+        )
+    return values.astype(np.int64)
+
+
 def age_widths(ages):
     """How many integer ages each listed age stands for (all 1 for consecutive ages); numpy in,
     numpy out, torch in, torch out."""
