@@ -12,6 +12,7 @@ from learnsyn.rollout.distributed import (
     GroupedSimulator,
     all_reduce_gradients,
     group_range,
+    main,
     objective_with,
 )
 from learnsyn.scenario import make_scenario
@@ -61,6 +62,18 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def test_groups_of_one_pair_are_refused_in_one_line():
+    # each group is simulated as a batch of its own: a bare StopIteration before (batch 2-31)
+    scenario = make_scenario("ideal")
+    with pytest.raises(ValueError, match=r"batch = 20 pairs in 16 groups .* \(a batch >= 32\)"):
+        GroupedSimulator()(
+            build_model(CONFIG), scenario, scenario.tracked_kinds()[0], pairs=20, burn_in=5,
+            horizon=4, generator=torch.Generator().manual_seed(0),
+        )  # fmt: skip
+    with pytest.raises(SystemExit):
+        main(["--batch", "20"])
 
 
 def test_group_ranges_partition_the_groups():

@@ -6,6 +6,7 @@ from learnsyn.tasks.constrained import BoundedScenario
 
 from learnsyn.cells import make_cell
 from learnsyn.estimate.montecarlo import simulate_pairs
+from learnsyn.registry import make_model
 from learnsyn.rollout import available_kernels, fast_simulate_pairs, supports_fast_path
 from learnsyn.scenario import make_scenario
 
@@ -187,6 +188,26 @@ def test_unknown_kernel_is_refused():
             grad=False,
             kernel="fortran",
         )
+    # the same for a model the fast path hands to the reference (it was accepted there)
+    with pytest.raises(ValueError, match="unknown kernel 'fortran'"):
+        simulate(
+            fast_simulate_pairs,
+            make_model("ewc", {}),
+            scenario,
+            scenario.tracked_kinds()[0],
+            grad=False,
+            kernel="fortran",
+        )
+
+
+def test_a_batch_without_an_age_is_one_line():
+    scenario = make_scenario("ideal")
+    for simulator in (simulate_pairs, fast_simulate_pairs):
+        with pytest.raises(ValueError, match="horizon = 0, burn-in = 5 are not allowed"):
+            simulator(
+                make_cell("gru", 2), scenario, scenario.tracked_kinds()[0], pairs=8, burn_in=5,
+                horizon=0, generator=torch.Generator().manual_seed(0),
+            )  # fmt: skip
 
 
 CONSTRAINED = [

@@ -63,3 +63,21 @@ def test_markov_evaluation_bench_reports_both_paths_and_their_agreement():
     assert entry["speedup"] > 0 and entry["fast_synapse_steps_per_second"] > 0
     assert entry["snr_max_relative_difference"] == 0.0  # the same state indices on both paths
     assert "cascade" in entry["what"] and "speedup" in _cell_evaluation_line(entry)
+
+
+def test_the_monte_carlo_figure_times_warm_calls_and_names_its_rollout(monkeypatch):
+    # the first figure timed one call, which could include compiling the native kernel
+    import learnsyn.tools.bench as bench
+
+    calls = []
+    original = bench.evaluate
+
+    def counted(*arguments, **keywords):
+        calls.append(keywords["batch"])
+        return original(*arguments, **keywords)
+
+    monkeypatch.setattr(bench, "evaluate", counted)
+    entry = bench.bench_monte_carlo("exponential", {"decay": 0.9}, 64, 40, "cpu", repeats=2)
+    assert len(calls) == 3 and entry["repeats"] == 2  # one untimed, then the timed ones
+    assert entry["rollout"] in ("native", "reference") and entry["synapse_steps_per_second"] > 0
+    assert f"{entry['rollout']} rollout, median of 2" in bench._monte_carlo_line(entry)

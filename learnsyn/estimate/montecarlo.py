@@ -96,6 +96,13 @@ class PairBatch:
     dtype: torch.dtype = torch.float32
     tail: int = 0
 
+    def __post_init__(self):  # one line here, not an IndexError deep in a kernel
+        if self.horizon < 1 or self.burn_in < 0:
+            raise ValueError(
+                f"horizon = {self.horizon}, burn-in = {self.burn_in} are not allowed: need a "
+                "horizon >= 1 and a burn-in >= 0"
+            )
+
     def keywords(self, **changes) -> dict:
         """The batch as keywords for another simulator, with ``changes`` applied."""
         return {f.name: getattr(self, f.name) for f in fields(self)} | changes

@@ -456,6 +456,10 @@ class GroupMoments(torch.autograd.Function):
         return grad_w, grad_offset, None, None
 
 
+#: the ``kernel`` names of ``fast_simulate_pairs``
+KERNELS = ("auto", "native", "triton", "eager")
+
+
 def fast_simulate_pairs(
     model: Synapse,
     scenario: Scenario,
@@ -475,6 +479,8 @@ def fast_simulate_pairs(
     window, on both branches of every pair with the same inputs (and the same constraint
     numbers), the tracked event at row ``tail``.
     """
+    if kernel not in KERNELS:  # checked first: the reference fallback skipped it
+        raise ValueError(f"unknown kernel {kernel!r}; allowed: {', '.join(KERNELS)}")
     request = PairBatch(**batch)
     burn_in, horizon, generator = request.burn_in, request.horizon, request.generator
     device, grad, dtype = request.device, request.grad, request.dtype
@@ -648,8 +654,8 @@ def choose_kernel(
     """``kernel`` if it can run these tensors (``hidden``: an mlp cell's width); ``auto``: native
     on a CPU, Triton on CUDA, else the eager kernel. A named kernel that cannot run raises
     ValueError."""
-    if kernel not in ("auto", "native", "triton", "eager"):
-        raise ValueError(f"unknown kernel {kernel!r}; allowed: auto, native, triton, eager")
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown kernel {kernel!r}; allowed: {', '.join(KERNELS)}")
     can = {
         "native": lambda: rollout_native.usable(like, size),
         "triton": lambda: _triton().usable(like, size, pairs, groups, hidden),

@@ -54,6 +54,18 @@ def _smallest_divisor(number: int) -> int:
     return next(d for d in range(2, number + 1) if number % d == 0)
 
 
+def check_grouped_batch(pairs: int, groups: int) -> None:
+    """One line unless every group holds at least 2 pairs: each group is simulated as a batch of
+    its own, split again into sub-groups (a group of 1 pair cannot be; it raised a bare
+    StopIteration)."""
+    used, per_group = pair_groups(pairs, groups)
+    if per_group < 2:
+        raise ValueError(
+            f"batch = {pairs} pairs in {used} groups is not allowed for the grouped simulator: "
+            f"need at least 2 pairs per group (a batch >= {2 * used})"
+        )
+
+
 class GroupedSimulator:
     """A ``simulate_pairs``-compatible callable whose groups draw from their own generators.
 
@@ -75,6 +87,7 @@ class GroupedSimulator:
         """``batch``: the keywords of ``montecarlo.PairBatch``."""
         request = PairBatch(**batch)
         device, dtype, horizon = request.device, request.dtype, request.horizon
+        check_grouped_batch(request.pairs, request.groups)
         groups, per_group = pair_groups(request.pairs, request.groups)
         generator = request.generator
         base = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
@@ -155,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per rank")
     args = parser.parse_args(argv)
+    try:  # before any process group: one line, not a traceback per rank
+        check_grouped_batch(args.batch, PairBatch.groups)
+    except ValueError as error:
+        parser.error(str(error))
     torch.set_num_threads(args.threads)
     cuda = torch.cuda.is_available()
     dist.init_process_group("nccl" if cuda else "gloo")
