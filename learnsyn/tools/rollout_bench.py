@@ -129,7 +129,11 @@ def _run(simulate: Callable, model, scenario, size, device, grad: bool, seed: in
         return None, None
     value = objective(moments)
     value.backward()
-    grads = [p.grad.detach().clone() for p in model.parameters() if p.grad is not None]
+    # a parameter without a gradient counts as zeros, so the two paths' lists pair up by name
+    grads = [
+        torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
+        for p in model.parameters()
+    ]
     return value.detach(), grads
 
 
@@ -164,7 +168,9 @@ def _agreement(reference, fast, tolerance: dict | None = None) -> dict:
     (value_ref, grads_ref), (value_fast, grads_fast) = reference, fast
     objective_rel = float((value_fast - value_ref).abs() / value_ref.abs().clamp_min(1e-30))
     scale = max(float(a.abs().max()) for a in grads_ref)
-    gradient_rel = max(float((b - a).abs().max()) for a, b in zip(grads_ref, grads_fast))
+    gradient_rel = max(
+        float((b - a).abs().max()) for a, b in zip(grads_ref, grads_fast, strict=True)
+    )
     gradient_rel /= max(scale, 1e-30)
     tolerance = TOLERANCE if tolerance is None else tolerance
     ok = objective_rel <= tolerance["objective"] and gradient_rel <= tolerance["gradient"]
