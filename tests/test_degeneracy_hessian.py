@@ -191,3 +191,31 @@ def test_bad_config_gives_one_line_error(overrides, message):
     with pytest.raises(ValueError, match=message) as error:
         _tiny(**overrides).validate()
     assert "\n" not in str(error.value)
+
+
+def test_the_command_runs_the_hessian_and_refuses_one_that_cannot_fit(tmp_path, capsys):
+    from learnsyn.cli import main
+
+    out = tmp_path / "hessian"
+    arguments = ["degeneracy", "hessian", "--quick", "--depth", "3", "--width", "4",
+                 "--seeds", "1", "--samples", "16", "--inits", "gaussian", "fold2",
+                 "--no-progress", "--out", str(out)]  # fmt: skip
+    assert main(arguments) == 0
+    printed = capsys.readouterr().out
+    assert "plain    Fold 2 (rows)" in printed and "residual" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["parameters"] == 48 and set(results["by_architecture"]["plain"]) == {
+        "gaussian",
+        "fold2",
+    }
+    # the same --out with other settings needs --overwrite, as deep-linear's and spectra's
+    assert main([*arguments, "--seeds", "2"]) == 2
+    assert "other settings (seeds: 1 -> 2)" in capsys.readouterr().err
+    # a Hessian that cannot fit: one line before any work (P = 40 x 256^2: 150 TiB)
+    assert main(["degeneracy", "hessian", "--depth", "40", "--width", "256",
+                 "--out", str(tmp_path / "big")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.startswith("learnsyn: error: the Hessian of 2621440 weights") and "TiB" in err
+    assert not (tmp_path / "big" / "results.json").exists()
+    with pytest.raises(ValueError, match="a smaller --depth or --width"):
+        _tiny(depth=40, width=256).validate()

@@ -1,8 +1,8 @@
 """The ``learnsyn degeneracy`` command: one subcommand per experiment.
 
 ``add_degeneracy_commands(subparsers)`` adds ``degeneracy`` to the main ``learnsyn`` parser, with
-the subcommands ``deep-linear``, ``spectra`` and ``synapse``. Each subcommand sets ``func``: it
-takes the parsed ``argparse.Namespace`` and returns an exit code.
+the subcommands ``deep-linear``, ``spectra``, ``hessian`` and ``synapse``. Each subcommand sets
+``func``: it takes the parsed ``argparse.Namespace`` and returns an exit code.
 ``main(argv)`` is the same command standalone (``python -m learnsyn.degeneracy deep-linear``).
 
 Every subcommand takes ``--quick`` (a size that finishes in seconds), ``--seed``, ``--out``,
@@ -26,6 +26,7 @@ from typing import Any
 from learnsyn.cli.options import Parser, add_config_options, given_options
 from learnsyn.config import TrainConfig
 from learnsyn.degeneracy.deep_linear import DeepLinearConfig, run_deep_linear
+from learnsyn.degeneracy.hessian import HessianConfig, run_hessian
 from learnsyn.degeneracy.spectra import SpectraConfig, run_spectra
 from learnsyn.degeneracy.synapse import (
     EXPERIMENT_TRAIN_DEFAULTS,
@@ -48,13 +49,13 @@ from learnsyn.io import (
 EXIT_BAD_INPUT = 2
 DESCRIPTION = (
     "Degeneracy, not vanishing gradients: one subcommand per experiment "
-    "(deep-linear, spectra, synapse). Each writes PNG figures, results.json, TensorBoard logs and "
-    "config.json to --out."
+    "(deep-linear, spectra, hessian, synapse). Each writes PNG figures, results.json, TensorBoard "
+    "logs and config.json to --out."
 )
 
 
 def add_degeneracy_commands(subparsers: Any) -> None:
-    """Add the ``degeneracy`` command (deep-linear, spectra, synapse) to ``subparsers``."""
+    """Add the ``degeneracy`` command (deep-linear, spectra, hessian, synapse) to ``subparsers``."""
     parser = subparsers.add_parser(
         "degeneracy",
         help="degeneracy, not vanishing gradients: deep linear nets, spectra, the synapse RNN",
@@ -75,6 +76,7 @@ def _add_experiment_subcommands(parser: argparse.ArgumentParser) -> None:
     experiments = parser.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
     _add_deep_linear_parser(experiments)
     _add_spectra_parser(experiments)
+    _add_hessian_parser(experiments)
     _add_synapse_parser(experiments)
     _add_overview_parser(experiments)
     _add_rejudge_parser(experiments)
@@ -164,10 +166,10 @@ def _add_common_options(parser: argparse.ArgumentParser, default_out: str) -> No
         "--overwrite",
         action="store_true",
         help="write into a non-empty --out that this experiment did not write, or over "
-        "deep-linear's and spectra's results made with other settings (its files of the same "
-        "names are replaced; synapse still reads back the runs there that finished with the "
-        "same settings and code, and trains again and replaces those made with others, which it "
-        "otherwise refuses)",
+        "deep-linear's, spectra's and hessian's results made with other settings (its files "
+        "of the same names are replaced; synapse still reads back the runs there that "
+        "finished with the same settings and code, and trains again and replaces those made "
+        "with others, which it otherwise refuses)",
     )
     parser.set_defaults(default_out=default_out)
 
@@ -215,6 +217,20 @@ def _add_spectra_parser(experiments: Any) -> None:
         "criticality with Gaussian and orthogonal weights, over depth.",
         SpectraConfig,
         _spectra_command,
+    )
+
+
+def _add_hessian_parser(experiments: Any) -> None:
+    _add_experiment_parser(
+        experiments,
+        "hessian",
+        "Hessian spectra and gradient sharing of deep linear nets, with and without skips",
+        "The exact Hessian of a deep linear network's loss at initialization for every "
+        "architecture (plain, residual) x init x seed: the fractions of near-zero, negative "
+        "and positive eigenvalues (Orhan & Pitkow's measures), their curves over the "
+        "tolerance, and the effective rank of the per-example gradients.",
+        HessianConfig,
+        _hessian_command,
     )
 
 
@@ -386,6 +402,24 @@ def _spectra_report(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _hessian_report(summary: dict[str, Any]) -> list[str]:
+    lines = [
+        f"Hessian at initialization, {summary['parameters']} weights; fractions of eigenvalues "
+        f"(tolerance {summary['zero_tolerance']:g} x max|lambda|) and effective rank of the "
+        f"per-example gradients, mean over {summary['seeds_per_init']} seeds:"
+    ]
+    for architecture, per_init in summary["by_architecture"].items():
+        for init, entry in per_init.items():
+            fractions, sharing = entry["fractions"], entry["gradient_sharing"]
+            lines.append(
+                f"  {architecture:8s} {summary['inits'][init]:28s} near zero "
+                f"{fractions['near_zero']['mean']:.3f}, negative "
+                f"{fractions['negative']['mean']:.3f}, gradient rank "
+                f"{sharing['effective_rank']['mean']:.1f}"
+            )
+    return lines
+
+
 def _synapse_report(summary: dict[str, Any]) -> list[str]:
     if "iterations_to_fraction" not in summary:  # a grid of several points
         return _synapse_grid_report(summary)
@@ -435,6 +469,10 @@ def _synapse_grid_report(summary: dict[str, Any]) -> list[str]:
 
 def _deep_linear_command(arguments: argparse.Namespace) -> int:
     return _run_experiment(arguments, DeepLinearConfig, run_deep_linear, _deep_linear_report)
+
+
+def _hessian_command(arguments: argparse.Namespace) -> int:
+    return _run_experiment(arguments, HessianConfig, run_hessian, _hessian_report)
 
 
 def _spectra_command(arguments: argparse.Namespace) -> int:

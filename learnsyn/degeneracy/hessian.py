@@ -36,11 +36,18 @@ from typing import Any
 import torch
 from torch.func import grad, vmap
 
+from learnsyn.config import setting
 from learnsyn.degeneracy.deep_linear_config import check_linear_network
 from learnsyn.degeneracy.hessian_report import write_hessian_outputs
 from learnsyn.degeneracy.measures import effective_rank, participation_ratio
 from learnsyn.degeneracy.outputs import progress_bar, run_timed
-from learnsyn.initialization import initialize_square_matrix, parse_init_spec, seeded_generator
+from learnsyn.initialization import (
+    INIT_NAME_HELP,
+    initialize_square_matrix,
+    parse_init_spec,
+    seeded_generator,
+)
+from learnsyn.memory import check_memory
 
 ARCHITECTURES = ("plain", "residual")
 DEFAULT_INITS = ("gaussian", "fold1", "fold2", "orthogonal", "orthogonal-x0.8")
@@ -54,19 +61,23 @@ _DATA_STREAM, _INIT_STREAM = 66, 77
 class HessianConfig:
     """Everything that defines one Hessian run (saved as config.json next to the outputs)."""
 
-    depth: int = 10
-    width: int = 16
-    inits: tuple[str, ...] = DEFAULT_INITS
-    architectures: tuple[str, ...] = ARCHITECTURES
-    seeds: int = 5
-    seed: int = 0
-    samples: int = 256
-    input_std: float = 1.0
-    teacher_gain: float = 1.0
-    fold_axis: str = "rows"
-    zero_tolerance: float = 1e-6
-    threads: int = 1
-    show_progress: bool = True
+    depth: int = setting(10, "number of layers")
+    width: int = setting(16, "units per layer")
+    inits: tuple[str, ...] = setting(DEFAULT_INITS, f"initializations; names: {INIT_NAME_HELP}")
+    architectures: tuple[str, ...] = setting(
+        ARCHITECTURES, "plain (h' = W h) and/or residual (h' = h + W h, skip connections)"
+    )
+    seeds: int = setting(5, "seeds per (architecture, init)")
+    seed: int = setting(0, "base random seed", cli=False)
+    samples: int = setting(256, "training examples of the teacher task")
+    input_std: float = setting(1.0, "inputs ~ N(0, std^2 I)")
+    teacher_gain: float = setting(1.0, "teacher entries ~ N(0, gain^2/width)")
+    fold_axis: str = setting("rows", "axis Fold k copies: rows | columns")
+    zero_tolerance: float = setting(
+        1e-6, "an eigenvalue is near zero when |lambda| <= this x max|lambda|"
+    )
+    threads: int = setting(1, "torch threads", cli=False)
+    show_progress: bool = setting(True, "", cli=False)
 
     @classmethod
     def quick(cls, **overrides: Any) -> HessianConfig:
@@ -93,6 +104,17 @@ class HessianConfig:
                 raise ValueError(f"{name} must be > 0, got {value}")
         if not 0 < self.zero_tolerance < 1:
             raise ValueError(f"zero_tolerance must be in (0, 1), got {self.zero_tolerance}")
+        check_memory(
+            self.memory_bytes(),
+            f"the Hessian of {self.parameters} weights (depth {self.depth} x width {self.width}^2)",
+            "a smaller --depth or --width (the Hessian grows as (depth x width^2)^2)",
+        )
+
+    def memory_bytes(self) -> float:
+        """What one network's measures hold at once, in float64: the dense P x P Hessian, its
+        symmetrized copy and the eigensolver's workspace, and the samples x P per-example
+        gradients (P = depth x width^2)."""
+        return 8.0 * (3 * self.parameters**2 + self.samples * self.parameters)
 
     @property
     def parameters(self) -> int:
