@@ -122,3 +122,25 @@ def test_an_exact_snr_above_sqrt_n_is_a_numerical_failure_not_a_synapse(monkeypa
              method="exact")  # fmt: skip
     evaluate(model, make_scenario("sparse"), synapses=1000, horizon=20, convention="large-n",
              method="exact")  # fmt: skip
+
+
+def test_a_perfect_memory_has_an_infinite_exact_convention_snr_not_a_floors_number(capsys):
+    # in the exact convention a synapse that stores its newest event perfectly has no noise at
+    # age 0: the SNR is infinite (it read 3.2e151 exact and 3.2e16 by Monte Carlo, the floors')
+    from learnsyn.cli import main
+
+    perfect = make_model("exponential", {"decay": 0.0})
+    exact = evaluate(perfect, make_scenario("ideal"), synapses=1000, horizon=5)
+    assert exact.snr[0] == math.inf and list(exact.snr[1:]) == [0.0] * 4
+    assert exact.metrics["area"] == math.inf
+    switch = make_model("binary", {"q": 1.0})
+    simulated = evaluate(switch, make_scenario("ideal"), synapses=1000, horizon=5,
+                         method="monte-carlo", batch=64)  # fmt: skip
+    assert simulated.snr[0] == math.inf and simulated.metrics["initial_snr"] == math.inf
+    # a zero signal without noise stays 0, and the large-n convention is finite
+    assert evaluate(perfect, make_scenario("ideal"), synapses=1000, horizon=5,
+                    convention="large-n").snr[0] == pytest.approx(math.sqrt(1000))  # fmt: skip
+    # the command prints it (a JSON-able result holds the string "inf")
+    assert main(["evaluate", "--model", "exponential", "--param", "decay=0", "--task", "ideal",
+                 "--synapses", "1000", "--horizon", "5"]) == 0  # fmt: skip
+    assert "area inf" in capsys.readouterr().err

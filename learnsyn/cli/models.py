@@ -110,8 +110,9 @@ def _print_summary(result: dict, out=None) -> None:
     m = result["metrics"]
     err = result.get("metrics_stderr") or {}
 
-    def fmt(key):
-        return f"{m[key]:.4g}" + (f" +- {err[key]:.2g}" if key in err else "")
+    def fmt(key):  # (a JSON-able result: a non-finite number is the string "inf" or "nan")
+        text = f"{float(m[key]):.4g}"
+        return text + (f" +- {float(err[key]):.2g}" if key in err else "")
 
     print(
         f"{result['model']} {result['params']} in {result['task']} {result['task_params']}, "
