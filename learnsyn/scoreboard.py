@@ -63,7 +63,6 @@ import functools
 import hashlib
 import itertools
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -91,6 +90,7 @@ from learnsyn.io import (
     atomic_write_json,
     atomic_write_text,
     check_output_dir,
+    check_output_file,
     output_owner,
     read_json,
     source_fingerprint,
@@ -1132,11 +1132,7 @@ def build_scoreboard(
     check_runs(run_dirs, eval_batch)
     check_output_dir(out, "--out")
     for name in OUTPUT_FILES:  # written last, after every cell: refused now, not then
-        if os.path.lexists(out / name) and not (out / name).is_file():
-            raise ValueError(
-                f"--out {out}: {out / name} exists and is not a file; the board writes its "
-                f"{name} there (move it away or choose another --out)"
-            )
+        check_output_file(out / name, f"--out {out}: the board's {name},")
     # not into another command's folder, nor below a training run (its --overwrite deletes it)
     runs_above = [p for p in out.absolute().parents if (p / "checkpoint.pt").exists()]
     for place in [out] + [p for p in runs_above if (p / "config.json").exists()]:

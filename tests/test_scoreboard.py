@@ -971,7 +971,7 @@ def test_an_output_file_that_is_a_folder_is_refused_before_any_cell(tmp_path, mo
         scoreboard, "compute_cell", lambda *a, **k: pytest.fail("a cell was computed")
     )
     cells = scoreboard.plan_cells(["ideal"], [1], [100])
-    with pytest.raises(ValueError, match="scoreboard.png exists and is not a file"):
+    with pytest.raises(ValueError, match=r"board.s scoreboard.png, .*is a directory; give a file"):
         scoreboard.build_scoreboard(cells, tmp_path, eval_batch=64)
 
 
