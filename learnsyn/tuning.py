@@ -180,16 +180,22 @@ def allowed_range(model_name: str, name: str, scale: str) -> tuple[float, float]
     return (low, high)
 
 
+def model_state_size(name: str, params: dict[str, Any]) -> int | None:
+    """The ``state_size`` of the model built with ``params`` (finite-state models have one
+    discrete variable), or None where the parameters make no model."""
+    try:
+        return make_model(name, params).state_size
+    except ValueError:
+        return None
+
+
 def fits_state_budget(name: str, params: dict[str, Any], max_state: int | None) -> bool:
-    """True when the model built with ``params`` has at most ``max_state`` state variables
-    (its ``state_size``; finite-state models have one discrete variable). Invalid parameter
-    combinations count as not fitting."""
+    """True when the model built with ``params`` has at most ``max_state`` state variables.
+    Invalid parameter combinations count as not fitting."""
     if max_state is None:
         return True
-    try:
-        return make_model(name, params).state_size <= max_state
-    except ValueError:
-        return False
+    size = model_state_size(name, params)
+    return size is not None and size <= max_state
 
 
 def check_state_budget(name: str, fixed: dict[str, Any], max_state: int | None) -> None:

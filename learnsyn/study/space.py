@@ -617,7 +617,7 @@ def check_space_budget(
     """The fixed values and every searched integer (a range by its top) within ``--max-state``
     (the budget caps the space a study enumerates, not the values a user narrows it to). A
     combination that makes no model is left to the search (its trials say so)."""
-    from learnsyn.registry import make_model
+    from learnsyn.tuning import model_state_size
 
     if max_state is None:
         return
@@ -628,11 +628,8 @@ def check_space_budget(
         candidates += [(dim.name, v) for v in values if isinstance(v, int)]
     for name, value in candidates:
         params = {**lowest, **fixed, **({} if name is None else {name: value})}
-        try:
-            size = make_model(model, params).state_size
-        except ValueError:
-            continue
-        if size > max_state:
+        size = model_state_size(model, params)  # None: no model, left to the search
+        if size is not None and size > max_state:
             where = "the fixed values" if name is None else f"--space {name}={value}"
             raise ValueError(
                 f"{where}: model {model!r} has {size} state variables there, more than "
