@@ -46,25 +46,59 @@ def check_memory(needed: float, what: str, hint: str = "") -> None:
         )
 
 
-def check_training_memory(config) -> None:
+#: bytes per pair, step and state variable of a differentiated rollout, as measured (session
+#: 31, GRU/mlp/chain cells at 4096-16384 pairs): the reference loop's autograd graph about 27-30;
+#: the fast path's recomputing backward about 3 (0.5 was assumed until then)
+TRAINING_BYTES = {"reference": 32, "fast": 4}
+#: the same for an evaluation without gradient (fast path: about 1.3 measured)
+EVALUATION_BYTES = 2
+#: bytes per grid state, branch, kind and step (burn-in and window) of the exact grid objective
+#: (16 levels, measured: m = 3, horizon 300 and 600, 95 and 121 MiB against 132 and 265
+#: estimated; m = 2 is below a fixed 10 MiB)
+GRID_BYTES = 24
+
+
+def likely_rollout(config) -> str:
+    """What a ``TrainConfig``'s training will run, as far as the config alone says: ``grid``,
+    ``reference`` (asked for; the chain cell, which the fast path never differentiates) or
+    ``fast``. A run that has built its model passes the rollout it found instead
+    (``training.training_rollout``)."""
+    if config.resolved_estimator() == "grid":
+        return "grid"
+    if config.rollout == "reference" or config.cell == "chain":
+        return "reference"
+    return "fast"
+
+
+def check_training_memory(config, rollout: str | None = None) -> None:
     """Refuse a ``TrainConfig`` whose rollout cannot fit in this machine's memory (on the CPU;
     on a GPU only the parameters are counted here): the batch's states over the tracked
-    window and the gradient's burn-in tail (about 24 bytes per pair, step and state variable
-    for the reference loop's autograd graph; 0.5 for the fast path's recomputing backward,
-    which measured 0.77), and the cell's parameters with their gradients, Adam moments and
-    kept copies."""
+    window and the gradient's burn-in tail (``TRAINING_BYTES`` per pair, step and state
+    variable of the ``rollout`` that runs, ``likely_rollout`` when not given; a native or
+    Triton kernel counts as ``fast``), the evaluations' windows (``EVALUATION_BYTES``), or for
+    the exact grid objective its distributions over ``levels ** m`` states at every step, and
+    the cell's parameters with their gradients, Adam moments and kept copies."""
     import torch
 
     from learnsyn.scenario import make_scenario
 
-    kinds = len(make_scenario(config.task, config.task_params).tracked_kinds())
-    per_value = 24 if config.rollout == "reference" else 0.5
+    scenario = make_scenario(config.task, config.task_params)
+    kinds = len(scenario.tracked_kinds())
+    rollout = likely_rollout(config) if rollout is None else rollout
     # the training batch keeps the gradient's burn-in tail too; the evaluations only the window
     training = config.batch * (config.horizon + config.resolved_gradient_burn_in())
     evaluated = max(config.eval_batch, config.resolved_validation_batch())
     evaluation = evaluated * config.horizon
-    batch = config.batch if training >= evaluation else evaluated
-    window = 2 * kinds * max(training, evaluation) * config.state_size * per_value
+    per_value = TRAINING_BYTES["reference" if rollout == "reference" else "fast"]
+    train_bytes = training * per_value
+    batch = config.batch if train_bytes >= evaluation * EVALUATION_BYTES else evaluated
+    what = f"batch {batch}"
+    window = 2 * kinds * config.state_size * max(train_bytes, evaluation * EVALUATION_BYTES)
+    if rollout == "grid":
+        states = float(scenario.params["levels"]) ** config.state_size
+        steps = config.horizon + (config.resolved_burn_in() or 0)
+        window = GRID_BYTES * states * 2 * kinds * steps
+        what = f"the exact grid ({scenario.params['levels']}^{config.state_size} states)"
     device = str(config.device)
     if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
         if torch.cuda.is_available():  # the rollout lives in the GPU's memory
@@ -72,7 +106,7 @@ def check_training_memory(config) -> None:
             free, _ = torch.cuda.mem_get_info(index)
             if window > FRACTION * free:
                 raise ValueError(
-                    f"meta-training with batch {batch}, horizon {config.horizon} and state "
+                    f"meta-training with {what}, horizon {config.horizon} and state "
                     f"size {config.state_size} would need about {format_bytes(window)} of GPU "
                     f"memory, more than is free ({format_bytes(free)}); give a smaller --batch, "
                     "--eval-batch, --validation-batch, --horizon or --state-size"
@@ -81,7 +115,6 @@ def check_training_memory(config) -> None:
     parameters = 4 * config.state_size**2 * 4 * 6
     check_memory(
         window + parameters,
-        f"meta-training with batch {batch}, horizon {config.horizon} and state size "
-        f"{config.state_size}",
+        f"meta-training with {what}, horizon {config.horizon} and state size {config.state_size}",
         "give a smaller --batch, --eval-batch, --validation-batch, --horizon or --state-size",
     )

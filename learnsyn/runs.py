@@ -36,6 +36,7 @@ from learnsyn.io import (
     read_json,
     remove_stale_temporaries,
 )
+from learnsyn.memory import check_training_memory
 from learnsyn.progress import progress_bar
 from learnsyn.scenario import make_scenario
 from learnsyn.training import (
@@ -391,6 +392,11 @@ def train(
     run_dir = Path(run_dir)
     model = build_model(config).to(device)  # before the run directory is touched
     _check_finite(model, config)
+    # again with the rollout that will run (the config alone cannot tell every fallback)
+    rollout = training_rollout(
+        model, make_scenario(config.task, config.task_params), config, device
+    )
+    check_training_memory(config, rollout)
     check_output_dir(run_dir, "run directory")
     with DirectoryLock(run_dir):  # one process per run directory
         finished = _finished_result(run_dir, config, final_evaluation) if resume else None

@@ -416,6 +416,35 @@ def test_requests_that_cannot_fit_are_refused_with_the_memory_they_need(tmp_path
     assert not out.exists()
 
 
+def test_the_training_memory_check_counts_the_rollout_that_runs(tmp_path, monkeypatch):
+    """Review, session 31: the check costed every run at the fast path's 0.5 bytes a value
+    (measured about 3) whatever ran; the chain cell, which the fast path never differentiates,
+    needs the reference loop's 27-30 (a batch of 65536 at horizon 2000 passed at 0.55 GiB and
+    needs about 30), and the exact grid objective was not counted at all."""
+    import learnsyn.memory as memory
+    import learnsyn.runs as runs
+    from learnsyn.config import TrainConfig
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2 * 2**30)  # any machine: 2 GiB
+    sized = dict(task="ideal", state_size=2, batch=8192, horizon=2000, device="cpu")
+    TrainConfig(cell="gru", **sized).validate()  # the fast path: about 0.5 GiB
+    with pytest.raises(ValueError, match=r"batch 8192, horizon 2000 .* about 4\.\d+ GiB"):
+        TrainConfig(cell="chain", **sized).validate()  # the reference loop
+    with pytest.raises(ValueError, match="would need about"):
+        TrainConfig(cell="gru", rollout="reference", **sized).validate()
+    # the grid objective: its distributions over levels^m states at every step
+    grid = dict(task="bounded", cell="gru", estimator="grid", horizon=6000, device="cpu")
+    TrainConfig(state_size=2, **grid).validate()
+    with pytest.raises(ValueError, match=r"the exact grid \(16\^3 states\), horizon 6000"):
+        TrainConfig(state_size=3, **grid).validate()
+    # a run checks again with the rollout it finds, before its directory is touched: here a
+    # GRU the fast path would hand to the reference loop
+    monkeypatch.setattr(runs, "training_rollout", lambda *arguments: "reference")
+    with pytest.raises(ValueError, match="would need about"):
+        runs.train(TrainConfig(cell="gru", **sized), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 # --- 6. messages ------------------------------------------------------------------------------
 
 
@@ -841,7 +870,7 @@ def test_the_memory_check_counts_the_gradients_burn_in_tail(monkeypatch):
     monkeypatch.setattr(memory, "check_memory", lambda count, what, hint="": needed.append(count))
     replace(base, gradient_burn_in=0).validate()
     replace(base, gradient_burn_in=600).validate()
-    window = 2 * 4096 * 600 * 8 * 24
+    window = 2 * 4096 * 600 * 8 * memory.TRAINING_BYTES["reference"]
     assert needed[0] == pytest.approx(window, rel=0.01)
     assert needed[1] == pytest.approx(2 * window, rel=0.01)
 
