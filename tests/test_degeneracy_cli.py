@@ -92,7 +92,15 @@ def test_spectra_quick_writes_figures_json_tensorboard_and_config(tmp_path):
             "learnsyn: error: depth must be an integer >= 1, got 0",
         ),
         (["spectra", "--seed", "-2"], "learnsyn: error: seed = -2 is not allowed: need an integer"),
-        (["deep-linear", "--threads", "0"], "learnsyn: error: threads must be > 0, got 0"),
+        (
+            ["deep-linear", "--threads", "0"],
+            "learnsyn: error: argument --threads: --threads 0 is not allowed: expected an integer",
+        ),
+        # review, session 31: a traceback (torch.set_num_threads ran before any check)
+        (
+            ["hessian", "--threads", "-1"],
+            "learnsyn: error: argument --threads: --threads -1 is not allowed: expected an",
+        ),
         (
             ["spectra", "--product-inits", "fold9"],
             "learnsyn: error: fold k=9 needs a width divisible",
@@ -112,12 +120,29 @@ def test_spectra_quick_writes_figures_json_tensorboard_and_config(tmp_path):
 )
 def test_bad_input_prints_one_line_error_and_exits_2(tmp_path, capsys, arguments, message):
     out_dir = tmp_path / "never"
-    code = main([*arguments, "--quick", "--out", str(out_dir)])
+    try:
+        code = main([*arguments, "--quick", "--out", str(out_dir)])
+    except SystemExit as stop:  # argparse's own (one-line) errors
+        code = stop.code
     captured = capsys.readouterr()
     assert code == 2
     assert captured.err.startswith(message)
     assert captured.err.count("\n") == 1
     assert not out_dir.exists()
+
+
+def test_the_experiments_take_learnsyn_threads_from_the_environment(tmp_path, monkeypatch):
+    # review, session 31: README's LEARNSYN_THREADS was ignored (the configs' 1 won)
+    from learnsyn.cli import main as learnsyn
+
+    monkeypatch.setenv("LEARNSYN_THREADS", "2")
+    out = tmp_path / "hessian"
+    arguments = ["degeneracy", "hessian", "--quick", "--depth", "2", "--width", "4", "--seeds",
+                 "1", "--samples", "4", "--no-progress"]  # fmt: skip
+    assert learnsyn([*arguments, "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["config"]["threads"] == 2
+    assert learnsyn([*arguments, "--threads", "1", "--out", str(tmp_path / "one")]) == 0
+    assert json.loads((tmp_path / "one" / "config.json").read_text())["config"]["threads"] == 1
 
 
 def test_add_degeneracy_commands_wires_into_a_main_parser():

@@ -10,7 +10,6 @@ and one line ``learnsyn: error: ...`` naming the value and what is allowed.
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 
@@ -69,7 +68,9 @@ def _main(argv: list[str] | None) -> int:
         args = parser.parse_args(argv)
         import torch
 
-        torch.set_num_threads(args.threads or _environment_threads())
+        from learnsyn.cli.options import environment_threads
+
+        torch.set_num_threads(args.threads or environment_threads())
         return int(args.func(args) or 0)
     except ValueError as error:
         print(f"learnsyn: error: {error}", file=sys.stderr)
@@ -82,18 +83,6 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("learnsyn: interrupted", file=sys.stderr)
         return 130
-
-
-def _environment_threads() -> int:
-    """``$LEARNSYN_THREADS`` (default 1): an integer >= 1, else one line naming it."""
-    text = os.environ.get("LEARNSYN_THREADS", "1")
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"LEARNSYN_THREADS={text!r} is not allowed: need an integer >= 1")
-    return value
 
 
 if __name__ == "__main__":  # pragma: no cover

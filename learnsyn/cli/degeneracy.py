@@ -23,7 +23,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from learnsyn.cli.options import Parser, add_config_options, given_options
+from learnsyn.cli.options import (
+    Parser,
+    add_config_options,
+    environment_threads,
+    given_options,
+    positive_int,
+)
 from learnsyn.config import TrainConfig
 from learnsyn.degeneracy.deep_linear import DeepLinearConfig, run_deep_linear
 from learnsyn.degeneracy.hessian import HessianConfig, run_hessian
@@ -159,7 +165,10 @@ def _add_common_options(parser: argparse.ArgumentParser, default_out: str) -> No
     )
     # SUPPRESS: a main parser's own --threads (given before the command) is not overwritten.
     parser.add_argument(
-        "--threads", type=int, default=argparse.SUPPRESS, help="torch threads (default 1)"
+        "--threads",
+        type=positive_int("--threads"),
+        default=argparse.SUPPRESS,
+        help="torch threads (default $LEARNSYN_THREADS, else 1)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
@@ -279,6 +288,7 @@ def _config_from_arguments(config_type: type, arguments: argparse.Namespace) -> 
         if given.get(field.name) is not None
     }
     options["show_progress"] = not arguments.no_progress
+    options["threads"] = getattr(arguments, "threads", None) or environment_threads()
     base = config_type.quick() if arguments.quick else config_type()
     return dataclasses.replace(base, **options)
 
@@ -300,6 +310,7 @@ def _synapse_config_from_arguments(
         if getattr(arguments, name, None) is not None:
             values[name] = getattr(arguments, name)
     values["show_progress"] = not arguments.no_progress
+    values["threads"] = values.get("threads") or environment_threads()
     base = config_type.quick() if arguments.quick else config_type()
     return config_type.from_options(base, **values)
 

@@ -26,6 +26,20 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"learnsyn: error: {message}\n")
 
 
+def environment_threads() -> int:
+    """``$LEARNSYN_THREADS`` (default 1): an integer >= 1, else one line naming it."""
+    import os
+
+    text = os.environ.get("LEARNSYN_THREADS", "1")
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"LEARNSYN_THREADS={text!r} is not allowed: need an integer >= 1")
+    return value
+
+
 def positive_int(name: str, minimum: int = 1) -> Callable[[str], int]:
     def convert(text: str) -> int:
         try:
