@@ -6,6 +6,7 @@ import math
 
 import optuna
 import pytest
+import torch
 
 from learnsyn.cli import main
 from learnsyn.runs import START_NAME
@@ -30,6 +31,9 @@ TINY_LEARNED = [
     "--space",
     "state_size=2:3",
 ]
+
+
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present here")
 
 
 def study_args(tmp_path, target="learned", *extra):
@@ -356,6 +360,8 @@ def test_joining_a_study_with_another_objective_is_refused(tmp_path, capsys):
         (["--space", "log_every=0:3"], "--space log_every: the value 0 is not allowed"),
         (["--space", "grad_clip=-2:-1"], "grad clip = -2.0 is not allowed"),
         (["--fixed", "device=cpuu"], "device 'cpuu' is not allowed"),
+        # review, session 31: an absent GPU failed in trial 0, after its baselines were tuned
+        pytest.param(["--fixed", "device=cuda"], "device 'cuda' is not available", marks=NO_CUDA),
     ],
 )
 def test_bad_input_is_one_line_before_any_trial(tmp_path, capsys, extra, expected):

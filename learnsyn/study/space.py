@@ -537,6 +537,12 @@ def study_settings(args: argparse.Namespace) -> StudySettings:
         space = {name: dim for name, dim in space.items() if name not in fixed}
         horizon = args.horizon or fixed.get("horizon") or TrainConfig().horizon
         settings = StudySettings(horizon=horizon, space=space, fixed=fixed, **common)
+        from learnsyn.config import resolve_device
+
+        devices = space["device"].choices if "device" in space else (fixed.get("device"),)
+        for device in devices:  # one absent here: refused now, not in a trial after tuning
+            if device is not None:
+                resolve_device(str(device))
         for cell in space["cell"].choices if "cell" in space else (None,):
             # fixed values that some cell cannot use fail here, not in a trial
             learned_config(settings, {} if cell is None else {"cell": cell})
