@@ -258,6 +258,7 @@ def tune(
     integers, continuous = search_space(model_name, scenario, fixed, max_state)
     trials: list[dict[str, Any]] = []
     cache: dict[tuple, tuple[float, Evaluation | None]] = {}
+    failures: list[str] = []  # why evaluations failed: the last line says, where none succeeded
 
     def score(params: dict[str, Any]) -> tuple[float, Evaluation | None]:
         key = tuple(sorted(params.items()))
@@ -272,8 +273,9 @@ def tune(
             )  # fmt: skip
             value = result.metrics[metric]
             value = value if math.isfinite(value) else -math.inf
-        except ValueError:  # e.g. an unstable parameter combination
+        except ValueError as error:  # e.g. an unstable parameter combination
             value, result = -math.inf, None
+            failures.append(str(error))
         cache[key] = (value, result)
         trials.append({"params": params, "value": value})
         if progress is not None:
@@ -317,7 +319,10 @@ def tune(
         integers = grown
     value, evaluation = score(best_params)
     if evaluation is None:
-        raise ValueError(f"no valid parameters found for model {model_name!r}")
+        why = failures[-1] if failures else "no candidate evaluated"
+        raise ValueError(
+            f"no valid parameters found for model {model_name!r}; the last evaluation said: {why}"
+        )
     for name, values in integers:
         budget_allows = fits_state_budget(
             model_name, {**fixed, **best_params, name: values[-1] + 1}, max_state

@@ -248,3 +248,14 @@ def test_a_retune_that_ends_lower_keeps_the_member_tuned_before(tmp_path, monkey
     assert '"decay": 0.5' in cache.read_text()
     (better,) = tuning.tune_baselines_for_run(config, scenario, ("exponential",), cache, print)
     assert better["params"] == tuned["params"] and "kept_from_earlier_tuning" not in better
+
+
+def test_a_tuning_where_every_evaluation_fails_says_why(capsys):
+    # review, session 31: a horizon no evaluation accepts read "no valid parameters found"
+    from learnsyn.cli import main
+
+    assert main(["tune", "--model", "exponential", "--task", "ideal", "--synapses", "100",
+                 "--horizon", "10000000000"]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("learnsyn: error: no valid parameters found for model 'exponential'")
+    assert "the last evaluation said: horizon 10000000000 is not allowed" in err
