@@ -396,14 +396,23 @@ class ChainSynapse(LearnedSynapse):
         "learned Benna-Fusi chain (log-capacities, log-conductances, input and readout "
         "weights) followed by a learnable pointwise saturation; starts at the chain",
         "this project (meta-trained); Benna & Fusi 2016 for its starting point",
-        extra=tuple(
-            ParamSpec(name, float, default, 0.0, None, low_open=True, help=text)
-            for name, default, text in (
-                ("amplitude", 1.0, "starting increment per event"),
-                ("ratio", 2.0, "starting capacity ratio"),
-                ("first_conductance", 0.125, "starting g_{1,2}"),
-            )
-        ),
+        extra=(  # the benna-fusi baseline's ranges: a chain beyond them does not start well
+            ParamSpec(
+                "amplitude",
+                float,
+                1.0,
+                0.0,
+                None,
+                low_open=True,
+                help="starting increment per event",
+            ),
+            ParamSpec(
+                "ratio", float, 2.0, 1.0, 64.0, low_open=True, help="starting capacity ratio"
+            ),
+            ParamSpec(
+                "first_conductance", float, 0.125, 0.0, 1.0, low_open=True, help="starting g_{1,2}"
+            ),
+        ),  # fmt: skip
     )
 
     def __init__(self, state_size: int = 2, **kwargs):
@@ -422,6 +431,15 @@ class ChainSynapse(LearnedSynapse):
             self.B[0, 0] = amplitude
             self.readout_weights.zero_()
             self.readout_weights[0] = 1.0
+            lowest = float(torch.linalg.eigvals(self.recurrent_matrix().double()).real.min())
+        if lowest < -1e-9:  # as the benna-fusi baseline refuses it: an overshooting Euler step
+            raise ValueError(
+                f"cell 'chain' with ratio={ratio} and first_conductance={first_conductance} "
+                f"(m = {m}) does not start as a heat chain: an eigenvalue of its A is "
+                f"{lowest:.3g} < 0, so its memory oscillates (and grows beyond -1) instead of "
+                "decaying; use a smaller "
+                "first_conductance or a larger ratio"
+            )
 
     def recurrent_matrix(self) -> torch.Tensor:
         g = self.log_conductance.exp()

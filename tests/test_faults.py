@@ -445,6 +445,25 @@ def test_the_training_memory_check_counts_the_rollout_that_runs(tmp_path, monkey
     assert not (tmp_path / "run").exists()
 
 
+def test_the_chain_cell_starts_only_from_a_heat_chain(capsys):
+    """Review, session 31: any positive ratio and first_conductance were accepted (an
+    eigenvalue of 159 at first_conductance=100), and training then blamed the learning rate."""
+    from learnsyn.cells import make_cell
+
+    refusals = (
+        ({"first_conductance": 100}, r"first_conductance=100 is out of range: .* \(0, 1\]"),
+        ({"ratio": 0.01}, r"ratio=0.01 is out of range: expected a number in \(1, 64\]"),
+        ({"first_conductance": 1.0}, r"does not start as a heat chain: an eigenvalue .* -0\.6"),
+    )
+    for params, message in refusals:
+        with pytest.raises(ValueError, match=message):
+            make_cell("chain", 3, cell_params=params)
+    for size in (1, 2, 8, 32):  # the defaults start at the canonical chain
+        make_cell("chain", size)
+    refused(capsys, ["train", *TINY, "--cell", "chain", "--cell-param", "first_conductance=100"],
+            "first_conductance=100")  # fmt: skip
+
+
 # --- 6. messages ------------------------------------------------------------------------------
 
 
