@@ -360,6 +360,10 @@ def training_step(model, scenario, config, optimizer, scheduler, iteration, devi
         skipped = not gradients_finite(model)
         if not skipped:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))
+            # finite entries whose norm overflows float32: the clip zeroed them all (review,
+            # session 31), and Adam would still have moved on its old moments
+            skipped = not math.isfinite(grad_norm)
+        if not skipped:
             try:
                 optimizer.step()
             except RuntimeError as error:  # a step too large for the float type (a huge lr)

@@ -328,3 +328,25 @@ def test_a_resume_removes_the_temporary_files_a_killed_process_left(tmp_path):
     assert not stale.exists() and all(path.exists() for path in kept)
     assert any(".checkpoint.pt.k3_x9qa1.tmp" in line for line in said)
     assert not list(run.glob(".*.tmp"))[1:]  # the user's .notes.tmp only
+
+
+def test_a_gradient_whose_norm_overflows_skips_the_update():
+    # review, session 31: finite entries of 3e19 have an infinite float32 norm; the clip scaled
+    # them to 0 and Adam stepped on its old moments, an update not counted as skipped
+    from learnsyn.scenario import make_scenario
+    from learnsyn.training import build_model, make_optimizer, training_step
+
+    model = build_model(TINY)
+    optimizer, scheduler = make_optimizer(model, TINY)
+    scenario = make_scenario(TINY.task, TINY.task_params)
+
+    def huge(model, scenario, config, iteration, device):
+        result = meta_objective(model, scenario, config, iteration, device)
+        result.value = result.value * 0 + sum(3e19 * p.sum() for p in model.parameters())
+        return result
+
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    outcome = training_step(model, scenario, TINY, optimizer, scheduler, 0, "cpu", huge)
+    assert outcome.skipped and not math.isfinite(outcome.grad_norm)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
