@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from learnsyn.initialization import (
+    MAX_SEED,
     apply_initialization_,
     check_fold_fits_width,
     check_width,
@@ -43,11 +44,11 @@ INPUTS = 2  # event value and flag
 CELL_PARAMS = (
     ParamSpec("state_size", int, 2, 1, 4096, help="state variables m", tunable=False),
     ParamSpec("init", str, "default", help="recurrent init: default or a degeneracy init name"),
-    ParamSpec(
-        "timescale", float, 1000.0, 0.0, None, low_open=True, help="longest initial time scale"
+    ParamSpec(  # (above about 1e30 the float32 gates behind it overflow to non-finite weights)
+        "timescale", float, 1000.0, 0.0, 1e12, low_open=True, help="longest initial time scale"
     ),
     ParamSpec("fold_axis", str, "rows", choices=("rows", "columns"), help="axis of Fold k inits"),
-    ParamSpec("seed", int, 0, 0, None, help="seed of the initialization", tunable=False),
+    ParamSpec("seed", int, 0, 0, MAX_SEED, help="seed of the initialization", tunable=False),
 )
 
 
@@ -80,7 +81,7 @@ ROTATION_PARAMS = (
         float,
         0.0,
         0.0,
-        None,
+        1e12,  # (exp(log s) overflows float32 near 3e38)
         help="starting s of a learnable saturation s tanh(y / s) per variable in place of "
         "tanh(y) (slope 1 at 0, range +-s; 0: plain tanh, range +-1)",
     ),

@@ -464,6 +464,21 @@ def test_the_chain_cell_starts_only_from_a_heat_chain(capsys):
             "first_conductance=100")  # fmt: skip
 
 
+def test_cell_parameters_beyond_what_torch_holds_are_one_line(capsys):
+    """Review, session 31: a seed above 2**64 read "Overflow when unpacking long long", and a
+    time scale or saturation of 1e40 made non-finite weights (evaluate printed area 0 +- 0)."""
+    evaluate = ["evaluate", "--model", "gru", "--task", "ideal", "--synapses", "100",
+                "--horizon", "20", "--batch", "8"]  # fmt: skip
+    for param, allowed in (
+        ("seed=1e30", "expected an integer in [0, "),
+        ("seed=18446744073709551616", "expected an integer in [0, "),
+        ("timescale=1e40", "expected a number in (0, 1e+12]"),
+        ("output_scale=1e40", "expected a number in [0, 1e+12]"),
+    ):
+        refused(capsys, [*evaluate, "--param", param], param, allowed)
+    refused(capsys, [*evaluate, "--seed", "1e3"], "seed = '1e3'", "need an integer in [0, ")
+
+
 # --- 6. messages ------------------------------------------------------------------------------
 
 

@@ -66,7 +66,12 @@ def seed_int(text: str, study: bool = False) -> int:
         value = int(text)
         check_seed(value, maximum=MAX_STUDY_SEED if study else MAX_SEED)
     except ValueError as error:
-        reason = error.args[0] if "allowed" in str(error) else f"seed = {text!r} is not allowed"
+        maximum = MAX_STUDY_SEED if study else MAX_SEED
+        reason = (
+            error.args[0]
+            if "allowed" in str(error)
+            else f"seed = {text!r} is not allowed: need an integer in [0, {maximum}]"
+        )
         raise argparse.ArgumentTypeError(reason) from None
     return value
 
