@@ -179,11 +179,19 @@ def _check_can_create_in(path: Path, option: str, target: str | Path) -> None:
         raise ValueError(f"{option} {target}: cannot write in {ancestor} ({reason})") from None
 
 
+def _check_not_empty(path: str | Path, option: str) -> None:
+    """An empty path (``--out ""``) is refused: it meant the current directory, or the default,
+    or nothing at all, depending on the command."""
+    if not str(path).strip():
+        raise ValueError(f"{option} {str(path)!r} is an empty path; give a path")
+
+
 def check_output_file(path: str | Path | None, option: str) -> None:
     """Refuse, before any work, an output file the command could not write: a directory, a
     path under a file, a place without write permission (``None`` and ``-`` are fine)."""
     if path is None or str(path) == "-":
         return
+    _check_not_empty(path, option)
     target = Path(path)
     if target.is_dir():
         raise ValueError(f"{option} {path} is a directory; give a file path")
@@ -195,6 +203,7 @@ def check_output_file(path: str | Path | None, option: str) -> None:
 def check_output_dir(path: str | Path, option: str) -> Path:
     """Refuse, before any work, an output directory the command could not write: an existing
     file, a path under a file, a place without write permission."""
+    _check_not_empty(path, option)
     target = Path(path)
     if os.path.lexists(target) and not target.is_dir():
         raise ValueError(f"{option} {path} is a file, not a directory")

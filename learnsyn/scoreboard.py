@@ -1124,6 +1124,7 @@ def build_scoreboard(
     replaced unless ``overwrite`` (its caches are kept either way)."""
     if eval_batch < 2:
         raise ValueError(f"--eval-batch {eval_batch} is not allowed: need at least 2 pairs")
+    check_output_dir(out, "--out")  # ("" is refused there)
     out = Path(out)
     device = resolve_device(device)
     for cell in cells:

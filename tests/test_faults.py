@@ -479,6 +479,17 @@ def test_cell_parameters_beyond_what_torch_holds_are_one_line(capsys):
     refused(capsys, [*evaluate, "--seed", "1e3"], "seed = '1e3'", "need an integer in [0, ")
 
 
+def test_an_empty_output_path_is_refused(tmp_path, capsys, monkeypatch):
+    """Review, session 31: train --out "" trained into the default run directory, evaluate
+    --plot "" wrote no plot and said nothing."""
+    monkeypatch.chdir(tmp_path)
+    refused(capsys, ["train", *TINY, "--out", ""], "--out '' is an empty path")
+    refused(capsys, [*EVALUATE, "--plot", ""], "--plot '' is an empty path")
+    refused(capsys, ["scoreboard", "--tasks", "ideal", "--state-sizes", "1", "--out", ""],
+            "--out '' is an empty path")  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- 6. messages ------------------------------------------------------------------------------
 
 

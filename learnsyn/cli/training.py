@@ -69,8 +69,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     _gone_start_file(args)
     config = config_from_args(args, TrainConfig)
-    run_dir = Path(args.out) if args.out else default_run_dir(config)
-    check_output_dir(run_dir, "--out")
+    run_dir = args.out if args.out is not None else default_run_dir(config)
+    check_output_dir(run_dir, "--out")  # ("" is refused there: it meant the default)
+    run_dir = Path(run_dir)
     try:
         result = train(
             config,
