@@ -4,7 +4,6 @@ SNR curve, a baseline tuned for a metric."""
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import sys
@@ -20,7 +19,7 @@ from learnsyn.cli.options import (
 from learnsyn.config import parse_assignments, resolve_device
 from learnsyn.estimate.snr import EvalSpec
 from learnsyn.evaluate import MERGED_PAIRS, NEVER_STATIONARY, SHORT_BURN_IN, evaluate
-from learnsyn.io import FIGURE_FORMATS, check_output_file, write_json_output
+from learnsyn.io import FIGURE_FORMATS, check_output_file, json_text, write_json_output
 from learnsyn.registry import load_builtin_models, make_model
 from learnsyn.scenario import SCENARIOS, make_scenario
 
@@ -223,7 +222,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     write_json_output(args.json, data)
     print(
         f"tuned {args.model} for {args.metric} in {time.perf_counter() - start:.1f} s "
-        f"({result.evaluations} evaluations): {json.dumps(result.best_params)}",
+        f"({result.evaluations} evaluations): {json_text(result.best_params, indent=None)}",
         file=sys.stderr,
     )
     for line in result.boundary:
