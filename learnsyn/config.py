@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from learnsyn.estimate.snr import EvalSpec, is_count
+from learnsyn.estimate.snr import MIN_PAIRS, EvalSpec, is_count
 
 TRAIN_METRICS = ("area", "lifetime", "log_area")
 ESTIMATORS = ("auto", "monte-carlo", "grid")
@@ -395,12 +395,12 @@ class TrainConfig:
         self.eval_spec()  # N, horizon, threshold, convention, burn-in: checked where they live
         checks = [
             ("state size m", self.state_size, 1),
-            ("batch B", self.batch, 2),
+            ("batch B", self.batch, MIN_PAIRS),
             ("iterations", self.iterations, 1),
             ("checkpoint-every", self.checkpoint_every, 1),
-            ("eval batch", self.eval_batch, 2),
+            ("eval batch", self.eval_batch, MIN_PAIRS),
             ("validate-every", self.validate_every, 1),
-            ("validation batch", self.resolved_validation_batch(), 2),
+            ("validation batch", self.resolved_validation_batch(), MIN_PAIRS),
             ("log-every", self.log_every, 1),
             ("figure-every", self.figure_every, 0),
         ]

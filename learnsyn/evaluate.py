@@ -43,8 +43,10 @@ from learnsyn.estimate.montecarlo import (
     steps_to_relax,
 )
 from learnsyn.estimate.snr import (
+    MIN_PAIRS,
     EvalSpec,
     check_exact_bound,
+    check_pairs,
     compute_metrics,
     curve_from_pairs,
     integer_ages,
@@ -416,7 +418,9 @@ def evaluate(
     if isinstance(batch, float) and batch.is_integer():  # (inf and nan are not)
         batch = int(batch)  # 64.0 from JSON
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)):
-        raise ValueError(f"batch = {batch!r} is not allowed: need an integer >= 2 (pairs)")
+        raise ValueError(
+            f"batch = {batch!r} is not allowed: need an integer >= {MIN_PAIRS} (pairs)"
+        )
     if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 2:
         raise ValueError(
             f"groups = {groups!r} is not allowed: need an integer >= 2 (the jackknife leaves one "
@@ -464,8 +468,7 @@ def evaluate(
     if method == "exact":
         check_exact_bound(scenario.info.name, ages_array, combined, synapses, convention)
     else:
-        if batch < 2:
-            raise ValueError(f"batch = {batch} is not allowed: need at least 2 pairs")
+        check_pairs(batch)
         burn = default_burn_in(model, scenario, horizon) if burn_in is None else int(burn_in)
         generator = torch.Generator(device=device).manual_seed(seed)
         model = model.to(device)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from learnsyn.estimate.snr import check_pairs
 from learnsyn.synapse import LinearForm, ModelInfo, Synapse
 
 FIXED_POINT_STEPS = 20_000
@@ -384,8 +385,11 @@ def main(argv=None) -> int:
     parser.add_argument("--run", required=True, help="run directory")
     parser.add_argument("--eval-batch", type=int, default=None, help="pairs (default: compare's)")
     args = parser.parse_args(argv)
-    if args.eval_batch is not None and args.eval_batch < 2:  # 0 meant the default
-        parser.exit(2, f"error: --eval-batch {args.eval_batch} is not allowed: need >= 2 pairs\n")
+    if args.eval_batch is not None:  # (0 meant the default)
+        try:
+            check_pairs(args.eval_batch, "--eval-batch")
+        except ValueError as error:
+            parser.exit(2, f"error: {error}\n")
     try:  # a run that is not one, a checkpoint that does not load: one line (exit 2)
         report, profile, linearization, config = _ablation(args.run, args.eval_batch, "cpu")
         figure = write_response(args.run, config, profile, linearization)

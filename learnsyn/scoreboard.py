@@ -79,7 +79,9 @@ from learnsyn.estimate.grid import AUTO_MAX_STATES
 from learnsyn.estimate.montecarlo import PairBatch
 from learnsyn.estimate.snr import (
     BOUND_SCENARIOS,
+    MIN_PAIRS,
     EvalSpec,
+    check_pairs,
     jackknife_stderr,
     ratio_rounding,
     rounding_error,
@@ -124,7 +126,7 @@ class Cell:
             f"-theta{self.threshold:g}-{self.convention}"
         )
 
-    def config(self, eval_batch: int = 2) -> TrainConfig:
+    def config(self, eval_batch: int = MIN_PAIRS) -> TrainConfig:
         """The cell as a run's settings (default scenario parameters, seed 0): the baselines
         are tuned for it exactly as for a training run of this cell. Nothing is trained, so
         the training batches are the least there are; the memory check then weighs the
@@ -137,8 +139,8 @@ class Cell:
             metric=self.metric,
             threshold=self.threshold,
             convention=self.convention,
-            batch=2,
-            validation_batch=2,
+            batch=MIN_PAIRS,
+            validation_batch=MIN_PAIRS,
             eval_batch=eval_batch,
         ).validate()
 
@@ -699,7 +701,7 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
     return list({run.resolve(): run for run in reversed(runs)}.values())[::-1]  # a run once
 
 
-def check_runs(run_dirs: Sequence[Path], eval_batch: int = 2) -> None:
+def check_runs(run_dirs: Sequence[Path], eval_batch: int = MIN_PAIRS) -> None:
     """Every run loads (a broken checkpoint is one line before any run is evaluated), its
     cell's evaluations of ``eval_batch`` pairs fit in memory, and no training is counted twice:
     two runs of one label, cell and seed are copies, which would pass for more seeds than there
@@ -1122,8 +1124,7 @@ def build_scoreboard(
     """Fill every cell (and the cells of the given runs), write the outputs, return the data.
     A board already in ``out`` that holds cells or learned runs this call leaves out is not
     replaced unless ``overwrite`` (its caches are kept either way)."""
-    if eval_batch < 2:
-        raise ValueError(f"--eval-batch {eval_batch} is not allowed: need at least 2 pairs")
+    check_pairs(eval_batch, "--eval-batch")
     check_output_dir(out, "--out")  # ("" is refused there)
     out = Path(out)
     device = resolve_device(device)

@@ -909,7 +909,7 @@ def test_the_memory_check_counts_the_gradients_burn_in_tail(monkeypatch):
 
     base = TrainConfig(
         task="ideal", synapses=100, state_size=8, cell="gru", batch=4096, horizon=600,
-        eval_batch=2, validation_batch=2, rollout="reference",
+        eval_batch=3, validation_batch=3, rollout="reference",
     )  # fmt: skip
     needed = []
     monkeypatch.setattr(memory, "check_memory", lambda count, what, hint="": needed.append(count))

@@ -480,3 +480,28 @@ def test_pairs_that_all_merged_are_said_where_the_snr_they_hide_can_reach_the_th
     assert small.monte_carlo["snr_bound_after_merge"] < 1
     assert lopsided.monte_carlo["snr_bound_after_merge"] < 1  # the variance of pi, not 0
     assert "pairs_merged_from_age" not in linear.monte_carlo  # met by float32 rounding only
+
+
+def test_a_batch_of_two_pairs_is_refused_where_its_error_would_read_zero(capsys):
+    # review, session 31: with 2 pairs each leave-one-out curve rests on one pair, so the
+    # jackknife read area 1259 +- 0.04 for an exponential whose area is 218 (large-n, N = 1000)
+    from learnsyn.cli import main
+    from learnsyn.config import TrainConfig
+    from learnsyn.evaluate import evaluate
+    from learnsyn.registry import make_model
+    from learnsyn.scenario import make_scenario
+
+    model, ideal = make_model("exponential", {"decay": 0.99}), make_scenario("ideal")
+    keywords = dict(synapses=1000, horizon=300, method="monte-carlo", convention="large-n")
+    with pytest.raises(ValueError, match=r"batch = 2 is not allowed: need an integer >= 3"):
+        evaluate(model, ideal, batch=2, **keywords)
+    three = evaluate(model, ideal, batch=3, **keywords)  # the least: an error that is not 0
+    assert three.metrics_stderr["area"] > 0.1 * three.metrics["area"]
+    for option in ("batch", "eval_batch", "validation_batch"):
+        with pytest.raises(ValueError, match=r"batch.* = 2 is not allowed: need an integer >= 3"):
+            TrainConfig(**{option: 2}).validate()
+    with pytest.raises(SystemExit) as stop:  # argparse's one line
+        main(["evaluate", "--model", "exponential", "--task", "ideal", "--synapses", "100",
+              "--method", "monte-carlo", "--batch", "2"])  # fmt: skip
+    assert stop.value.code == 2
+    assert "batch 2 is not allowed: expected an integer >= 3" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from dataclasses import MISSING
 from typing import Any
 
 from learnsyn.config import config_fields, field_kind, option_name, parse_assignments
+from learnsyn.estimate.snr import MIN_PAIRS
 
 
 class Parser(argparse.ArgumentParser):
@@ -235,7 +236,7 @@ def add_evaluation_options(p: argparse.ArgumentParser, convention: str) -> None:
     )
     p.add_argument(
         "--batch",
-        type=positive_int("batch", 2),
+        type=positive_int("batch", MIN_PAIRS),
         default=1024,
         help="Monte Carlo batch B: synapse pairs simulated (not N)",
     )

@@ -8,6 +8,7 @@ import math
 import sys
 
 from learnsyn.cli.options import positive_int
+from learnsyn.estimate.snr import MIN_PAIRS
 
 
 def add_scoreboard_command(sub) -> None:
@@ -44,7 +45,7 @@ def add_scoreboard_command(sub) -> None:
     )
     p.add_argument(
         "--eval-batch",
-        type=positive_int("eval-batch"),
+        type=positive_int("eval-batch", MIN_PAIRS),
         default=scoreboard.EVAL_BATCH,
         help="Monte Carlo pairs of every final evaluation (learned and baselines)",
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from learnsyn.cli.options import add_config_options, config_from_args, log
 from learnsyn.config import TrainConfig
+from learnsyn.estimate.snr import check_pairs
 from learnsyn.io import check_output_dir, check_output_file, write_json_output
 
 
@@ -138,8 +139,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from learnsyn.compare import compare_run, print_table
 
-    if args.eval_batch is not None and args.eval_batch < 2:
-        raise ValueError(f"--eval-batch {args.eval_batch} is not allowed: need at least 2 pairs")
+    if args.eval_batch is not None:
+        check_pairs(args.eval_batch, "--eval-batch")
     check_output_file(args.json, "--json")
     check_output_dir(args.run, "--run")
     data = compare_run(args.run, args.baselines, args.eval_batch, args.device, log=log)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from learnsyn.estimate.snr import snr_from_moments
+from learnsyn.estimate.snr import check_pairs, snr_from_moments
 from learnsyn.scenario import Scenario, TrackedKind
 from learnsyn.synapse import MarkovSynapse, Synapse
 
@@ -70,9 +70,8 @@ class PairMoments:
 
 def pair_groups(pairs: int, groups: int) -> tuple[int, int]:
     """The batch layout every simulator uses: ``(groups, pairs per group)``; pairs beyond
-    ``groups * per_group`` are dropped. Fewer than 2 pairs is one clear error."""
-    if pairs < 2:
-        raise ValueError(f"batch (pairs) = {pairs} is not allowed: need at least 2")
+    ``groups * per_group`` are dropped. Fewer than ``MIN_PAIRS`` pairs is one clear error."""
+    check_pairs(pairs)
     groups = max(2, min(groups, pairs))
     return groups, pairs // groups
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from learnsyn.estimate.snr import EvalSpec
+from learnsyn.estimate.snr import MIN_PAIRS, EvalSpec
 from learnsyn.registry import model_names
 from learnsyn.synapse import ParamSpec
 
@@ -500,7 +500,7 @@ def study_settings(args: argparse.Namespace) -> StudySettings:
     horizon = 1000 if args.horizon is None else args.horizon  # (a placeholder when unset)
     EvalSpec(args.synapses, horizon, args.threshold, args.convention)  # one line if bad
     for option, value, low in (
-        ("--eval-batch", args.eval_batch, 2),
+        ("--eval-batch", args.eval_batch, MIN_PAIRS),
         ("--max-state", args.max_state, 1),
     ):
         if value is not None and value < low:

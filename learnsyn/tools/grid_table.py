@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from learnsyn.estimate.snr import check_pairs
 from learnsyn.synapse import MarkovForm, MarkovSynapse, ModelInfo, Synapse
 
 #: the free-transitions search keeps dense S x S matrices: grids up to this many states
@@ -227,8 +228,8 @@ def search(
 
     if iterations < 0 or not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"--iterations {iterations} / --lr {lr} is not allowed: need >= 0 and > 0")
-    if check_batch != 0 and check_batch < 2:
-        raise ValueError(f"--check-batch {check_batch} is not allowed: 0 (none) or >= 2 pairs")
+    if check_batch != 0:  # 0: no check
+        check_pairs(check_batch, "--check-batch")
     run_dir = Path(run_dir)
     config, model, _ = load_run(run_dir)
     scenario = make_scenario(config.task, config.task_params)

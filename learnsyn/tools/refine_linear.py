@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from learnsyn.baselines.linear_range import ModalFamily
+from learnsyn.estimate.snr import check_pairs
 
 
 def refine_run(run_dir, evaluations: int = 70, batch: int = 8192, log=print) -> dict[str, Any]:
@@ -54,8 +55,7 @@ def refine_run(run_dir, evaluations: int = 70, batch: int = 8192, log=print) -> 
 
     if evaluations < 1:
         raise ValueError(f"--evaluations {evaluations} is not allowed: need at least 1")
-    if batch < 2:  # (it was caught below as "outside the family", every evaluation -inf)
-        raise ValueError(f"--batch {batch} is not allowed: need at least 2 pairs")
+    check_pairs(batch, "--batch")  # (it was caught below as "outside the family": -inf)
     run_dir = Path(run_dir)
     config, model, _ = load_run(run_dir)
     scenario = make_scenario(config.task, config.task_params)
