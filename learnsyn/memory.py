@@ -46,12 +46,18 @@ def check_memory(needed: float, what: str, hint: str = "") -> None:
         )
 
 
-#: bytes per pair, step and state variable of a differentiated rollout, as measured (session
-#: 31, GRU/mlp/chain cells at 4096-16384 pairs): the reference loop's autograd graph about 27-30;
-#: the fast path's recomputing backward about 3 (0.5 was assumed until then)
-TRAINING_BYTES = {"reference": 32, "fast": 4}
-#: the same for an evaluation without gradient (fast path: about 1.3 measured)
-EVALUATION_BYTES = 2
+#: bytes per pair, step and branch of a differentiated rollout on the CPU, as ``(fixed, per state
+#: variable)`` (measured in session 31 by peak resident memory of one objective and its
+#: backward, 2048-8192 pairs, horizon 200): the reference loop's autograd graph about 57 at
+#: m = 2 and 178-289 at m = 8; the fast path's recomputing kernels about 7 at m = 2 and 8, 13
+#: at m = 32, and 32 at m = 8 in ``bounded`` (the rounding's uniform numbers). Until then one
+#: figure per state variable (0.5 fast, 24 reference) was used for every rollout asked for
+TRAINING_BYTES = {"reference": (24.0, 36.0), "fast": (8.0, 1.0), "fast-constrained": (8.0, 4.5)}
+#: the same for an evaluation without gradient (measured about 2.7 at m = 2)
+EVALUATION_BYTES = (4.0, 0.5)
+#: bytes per pair, step, branch and state variable on a GPU, where the kernels were not
+#: measured: the lenient figure used before session 31, so that no run that fits is refused
+GPU_BYTES = 0.5
 #: bytes per grid state, branch, kind and step (burn-in and window) of the exact grid objective
 #: (16 levels, measured: m = 3, horizon 300 and 600, 95 and 121 MiB against 132 and 265
 #: estimated; m = 2 is below a fixed 10 MiB)
@@ -73,9 +79,9 @@ def likely_rollout(config) -> str:
 def check_training_memory(config, rollout: str | None = None) -> None:
     """Refuse a ``TrainConfig`` whose rollout cannot fit in this machine's memory (on the CPU;
     on a GPU only the parameters are counted here): the batch's states over the tracked
-    window and the gradient's burn-in tail (``TRAINING_BYTES`` per pair, step and state
-    variable of the ``rollout`` that runs, ``likely_rollout`` when not given; a native or
-    Triton kernel counts as ``fast``), the evaluations' windows (``EVALUATION_BYTES``), or for
+    window and the gradient's burn-in tail (``TRAINING_BYTES`` per pair, step and branch of the
+    ``rollout`` that runs, ``likely_rollout`` when not given; a native or Triton kernel counts as
+    ``fast``), the evaluations' windows (``EVALUATION_BYTES``), or for
     the exact grid objective its distributions over ``levels ** m`` states at every step, and
     the cell's parameters with their gradients, Adam moments and kept copies."""
     import torch
@@ -84,26 +90,33 @@ def check_training_memory(config, rollout: str | None = None) -> None:
 
     scenario = make_scenario(config.task, config.task_params)
     kinds = len(scenario.tracked_kinds())
+    constrained = bool(scenario.constrains_state)
     rollout = likely_rollout(config) if rollout is None else rollout
     # the training batch keeps the gradient's burn-in tail too; the evaluations only the window
-    training = config.batch * (config.horizon + config.resolved_gradient_burn_in())
+    training = 2 * kinds * config.batch * (config.horizon + config.resolved_gradient_burn_in())
     evaluated = max(config.eval_batch, config.resolved_validation_batch())
-    evaluation = evaluated * config.horizon
-    per_value = TRAINING_BYTES["reference" if rollout == "reference" else "fast"]
-    train_bytes = training * per_value
-    batch = config.batch if train_bytes >= evaluation * EVALUATION_BYTES else evaluated
-    what = f"batch {batch}"
-    window = 2 * kinds * config.state_size * max(train_bytes, evaluation * EVALUATION_BYTES)
+    evaluation = 2 * kinds * evaluated * config.horizon
+    m = config.state_size
+    if rollout == "reference":
+        fixed, per_variable = TRAINING_BYTES["reference"]
+    else:
+        fixed, per_variable = TRAINING_BYTES["fast-constrained" if constrained else "fast"]
+    train_bytes = training * (fixed + per_variable * m)
+    evaluation_bytes = evaluation * (EVALUATION_BYTES[0] + EVALUATION_BYTES[1] * m)
+    window = max(train_bytes, evaluation_bytes)
+    what = f"batch {config.batch if train_bytes >= evaluation_bytes else evaluated}"
     if rollout == "grid":
-        states = float(scenario.params["levels"]) ** config.state_size
+        states = float(scenario.params["levels"]) ** m
         steps = config.horizon + (config.resolved_burn_in() or 0)
         window = GRID_BYTES * states * 2 * kinds * steps
-        what = f"the exact grid ({scenario.params['levels']}^{config.state_size} states)"
+        what = f"the exact grid ({scenario.params['levels']}^{m} states)"
     device = str(config.device)
     if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
         if torch.cuda.is_available():  # the rollout lives in the GPU's memory
             index = torch.device(device if device != "auto" else "cuda").index
             free, _ = torch.cuda.mem_get_info(index)
+            if rollout not in ("grid", "reference"):  # (the kernels' use there is not measured)
+                window = GPU_BYTES * m * max(training, evaluation)
             if window > FRACTION * free:
                 raise ValueError(
                     f"meta-training with {what}, horizon {config.horizon} and state "
