@@ -146,8 +146,9 @@ def meta_objective(
         # The hinge of a noisy estimate is biased upwards, which would reward a synapse for
         # making the estimator noisy; optimizing the lower confidence bound SNR - margin *
         # stderr removes that incentive (the jackknife stderr is differentiable).
+        bound = combined - config.noise_margin * stderr if config.noise_margin else combined
         value = smooth_objective(
-            combined - config.noise_margin * stderr,
+            bound,
             ages,
             config.threshold,
             config.metric,
@@ -322,7 +323,7 @@ def validation_score(model, scenario, config: TrainConfig, device) -> float:
     with torch.no_grad():
         result = meta_objective(model, scenario, config, VALIDATION_ITERATION, device, grad=False)
     value = result.metrics[config.metric]
-    return value if math.isfinite(value) else -math.inf
+    return -math.inf if math.isnan(value) else value  # (+inf: a perfect memory's, exact)
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig):

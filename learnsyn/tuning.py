@@ -272,7 +272,8 @@ def tune(
                 **spec.keywords(),
             )  # fmt: skip
             value = result.metrics[metric]
-            value = value if math.isfinite(value) else -math.inf
+            # nan is no value; +inf is the exact convention's perfect memory: the best there is
+            value = -math.inf if math.isnan(value) else value
         except ValueError as error:  # e.g. an unstable parameter combination
             value, result = -math.inf, None
             failures.append(str(error))

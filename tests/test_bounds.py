@@ -144,3 +144,18 @@ def test_a_perfect_memory_has_an_infinite_exact_convention_snr_not_a_floors_numb
     assert main(["evaluate", "--model", "exponential", "--param", "decay=0", "--task", "ideal",
                  "--synapses", "1000", "--horizon", "5"]) == 0  # fmt: skip
     assert "area inf" in capsys.readouterr().err
+
+
+def test_an_infinite_snr_is_the_best_a_tuning_finds_and_its_error_is_infinite_not_nan():
+    # review of session 31's inf: tuning mapped every non-finite area to -inf, so in the exact
+    # convention it returned a local optimum (decay 0.97, area 154) instead of decay 0 (inf);
+    # a leave-one-group-out curve without noise made the jackknife's inf - inf a nan error
+    from learnsyn.tuning import tune
+
+    ideal = make_scenario("ideal")
+    best = tune("exponential", ideal, synapses=1000, horizon=50, convention="exact")
+    assert best.best_value == math.inf and best.best_params["decay"] == pytest.approx(0.0, abs=1e-9)
+    switch = evaluate(make_model("binary", {"q": 0.99}), ideal, synapses=1000, horizon=5,
+                      method="monte-carlo", batch=64, seed=0)  # fmt: skip
+    assert math.isfinite(switch.metrics["area"]) and switch.metrics_stderr["area"] == math.inf
+    assert not np.isnan(np.array(switch.snr_stderr, dtype=float)).any()

@@ -257,8 +257,12 @@ def jackknife_stderr(values: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
     """Standard error from leave-one-out estimates along dim 0 (differentiable; ``floor`` under
     the square root keeps its gradient finite where the spread is zero)."""
     groups = values.shape[0]
+    finite = torch.isfinite(values).all(0)  # an infinite leave-one-out SNR (no noise left in
+    # it): an infinite error there, not inf - inf = nan; masked first, so no nan reaches a grad
+    values = torch.where(finite, values, torch.zeros_like(values))
     centred = values - values.mean(0, keepdim=True)
-    return torch.sqrt((groups - 1) / groups * (centred**2).sum(0) + floor)
+    spread = torch.sqrt((groups - 1) / groups * (centred**2).sum(0) + floor)
+    return torch.where(finite, spread, torch.full_like(spread, math.inf))
 
 
 @dataclass
