@@ -483,10 +483,13 @@ def test_a_rerun_reads_finished_runs_back_resumes_an_interrupted_grid_and_adds_s
     assert len(trained) == 4  # the grid's two seeds (s2 is not in it: neither read nor replaced)
     trained.clear()
     monkeypatch.setattr(synapse, "run_code", lambda: "other code")
-    with pytest.raises(ValueError, match=r"other settings or code \(code\).*--overwrite"):
+    with pytest.raises(ValueError, match=r"or code \(code \(the engine's files changed since"):
         synapse.train_synapse_degeneracy(other, out)
     synapse.train_synapse_degeneracy(other, out, overwrite=True)
     assert len(trained) == 4
+    # another thread count (LEARNSYN_THREADS exported, say): its values, and --threads named
+    with pytest.raises(ValueError, match=r"\(threads: 1 -> 2\).*--threads too"):
+        synapse.train_synapse_degeneracy(dataclasses.replace(other, threads=2), out)
 
 
 def test_workers_train_the_same_runs_as_one_process_pilot_first(tmp_path, monkeypatch, capsys):

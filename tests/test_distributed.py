@@ -67,13 +67,14 @@ def _free_port() -> int:
 def test_groups_of_one_pair_are_refused_in_one_line():
     # each group is simulated as a batch of its own: a bare StopIteration before (batch 2-31)
     scenario = make_scenario("ideal")
-    with pytest.raises(ValueError, match=r"batch = 20 pairs in 16 groups .* \(a batch >= 32\)"):
-        GroupedSimulator()(
-            build_model(CONFIG), scenario, scenario.tracked_kinds()[0], pairs=20, burn_in=5,
-            horizon=4, generator=torch.Generator().manual_seed(0),
-        )  # fmt: skip
-    with pytest.raises(SystemExit):
-        main(["--batch", "20"])
+    for pairs in (20, 32, 47):  # (32-47: 2 pairs a group, fewer than a batch may have)
+        with pytest.raises(ValueError, match=rf"batch = {pairs} pairs .* \(a batch >= 48\)"):
+            GroupedSimulator()(
+                build_model(CONFIG), scenario, scenario.tracked_kinds()[0], pairs=pairs,
+                burn_in=5, horizon=4, generator=torch.Generator().manual_seed(0),
+            )  # fmt: skip
+        with pytest.raises(SystemExit):
+            main(["--batch", str(pairs)])
 
 
 def test_group_ranges_partition_the_groups():

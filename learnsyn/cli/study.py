@@ -38,7 +38,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     # traceback (even for Ctrl-C)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    out = Path(args.out)
+    out = Path(check_output_dir(args.out, "--out"))  # ("" is refused: it meant here)
     location = parse_storage(args.storage or f"sqlite:///{out / 'optuna.db'}")
     if args.summary:
         from learnsyn.study.storage import print_summary, study_summary

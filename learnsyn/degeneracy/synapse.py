@@ -768,12 +768,15 @@ def _key_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]
     for part in sorted(set(saved) | set(wanted)):
         if saved.get(part) == wanted.get(part):
             continue
-        if part == "train" and isinstance(saved.get(part), dict):
-            old, new = saved["train"], wanted.get("train") or {}
+        old, new = saved.get(part), wanted.get(part)
+        if isinstance(old, dict) and isinstance(new, dict):
             changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            parts += [f"{k}: {old.get(k)} -> {new.get(k)}" for k in changed]
-        else:
-            parts.append(part)
+            prefix = "" if part == "train" else f"{part}."
+            parts += [f"{prefix}{k}: {old.get(k)} -> {new.get(k)}" for k in changed]
+        elif part == "code":
+            parts.append("code (the engine's files changed since)")
+        else:  # threads, the seed index, the init: their values
+            parts.append(f"{part}: {old} -> {new}")
     return parts
 
 
@@ -818,8 +821,9 @@ def check_no_replaced_runs(config: SynapseDegeneracyConfig, root: str | Path) ->
     raise ValueError(
         f"--out {root} holds {len(found)} finished run(s) of this grid made with other settings "
         f"or code ({shown}), e.g. {found[0][0]}; this grid would train them again and replace "
-        "them: pass --overwrite to do so, choose another --out, or judge the recorded runs "
-        "with `learnsyn degeneracy rejudge`"
+        "them: pass the settings they were made with (--threads too: it is part of a run), "
+        "--overwrite to replace them, another --out, or judge the recorded runs with "
+        "`learnsyn degeneracy rejudge`"
     )
 
 

@@ -34,6 +34,7 @@ import torch.distributed as dist
 
 from learnsyn.config import mixed_seed
 from learnsyn.estimate.montecarlo import PairBatch, PairMoments, pair_groups
+from learnsyn.estimate.snr import MIN_PAIRS
 from learnsyn.rollout import fast_simulate_pairs
 from learnsyn.scenario import Scenario, TrackedKind
 from learnsyn.synapse import Synapse
@@ -55,14 +56,14 @@ def _smallest_divisor(number: int) -> int:
 
 
 def check_grouped_batch(pairs: int, groups: int) -> None:
-    """One line unless every group holds at least 2 pairs: each group is simulated as a batch of
+    """One line unless every group holds at least MIN_PAIRS pairs: each is simulated as a batch of
     its own, split again into sub-groups (a group of 1 pair cannot be; it raised a bare
     StopIteration)."""
     used, per_group = pair_groups(pairs, groups)
-    if per_group < 2:
+    if per_group < MIN_PAIRS:
         raise ValueError(
             f"batch = {pairs} pairs in {used} groups is not allowed for the grouped simulator: "
-            f"need at least 2 pairs per group (a batch >= {2 * used})"
+            f"need at least {MIN_PAIRS} pairs per group (a batch >= {MIN_PAIRS * used})"
         )
 
 

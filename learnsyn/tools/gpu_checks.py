@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from learnsyn.io import atomic_write_json
+from learnsyn.io import atomic_write_json, check_output_dir
 
 # a source checkout's tasks/ (this file is learnsyn/tools/gpu_checks.py)
 CHECKOUT_TASKS = Path(__file__).resolve().parents[2] / "tasks"
@@ -363,7 +363,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     _ensure_tasks_importable()
-    out = Path(args.out)
+    try:
+        out = check_output_dir(args.out, "--out")  # ("" meant here)
+    except ValueError as error:
+        parser.error(str(error))
     out.mkdir(parents=True, exist_ok=True)
     record = Recorder(out, args.budget)
     say(f"environment: {json.dumps(record.data['environment'])}")

@@ -229,7 +229,10 @@ def search(
     if iterations < 0 or not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"--iterations {iterations} / --lr {lr} is not allowed: need >= 0 and > 0")
     if check_batch != 0:  # 0: no check
-        check_pairs(check_batch, "--check-batch")
+        try:
+            check_pairs(check_batch, "--check-batch")
+        except ValueError as error:
+            raise ValueError(f"{error}; or 0 for no check") from None
     run_dir = Path(run_dir)
     config, model, _ = load_run(run_dir)
     scenario = make_scenario(config.task, config.task_params)
