@@ -503,6 +503,9 @@ def test_an_empty_output_path_is_refused(tmp_path, capsys, monkeypatch):
     refused(capsys, [*EVALUATE, "--plot", ""], "--plot '' is an empty path")
     refused(capsys, ["scoreboard", "--tasks", "ideal", "--state-sizes", "1", "--out", ""],
             "--out '' is an empty path")  # fmt: skip
+    refused(capsys, ["study", "--target", "baseline:exponential", "--task", "ideal",
+                     "--synapses", "100", "--horizon", "20", "--n-trials", "1", "--out", ""],
+            "--out '' is an empty path")  # fmt: skip
     assert list(tmp_path.iterdir()) == []
 
 
