@@ -37,7 +37,7 @@ from learnsyn.initialization import (
     parse_init_spec,
 )
 from learnsyn.registry import register_model
-from learnsyn.synapse import ModelInfo, ParamSpec, Synapse, resolve_params
+from learnsyn.synapse import ModelInfo, ParamSpec, Synapse, amplitude_spec, resolve_params
 
 INPUTS = 2  # event value and flag
 #: parameters every cell takes (the chain cell adds its starting chain's)
@@ -398,22 +398,14 @@ class ChainSynapse(LearnedSynapse):
         "weights) followed by a learnable pointwise saturation; starts at the chain",
         "this project (meta-trained); Benna & Fusi 2016 for its starting point",
         extra=(  # the benna-fusi baseline's ranges: a chain beyond them does not start well
-            ParamSpec(
-                "amplitude",
-                float,
-                1.0,
-                0.0,
-                None,
-                low_open=True,
-                help="starting increment per event",
-            ),
+            amplitude_spec("starting increment per event"),
             ParamSpec(
                 "ratio", float, 2.0, 1.0, 64.0, low_open=True, help="starting capacity ratio"
             ),
             ParamSpec(
                 "first_conductance", float, 0.125, 0.0, 1.0, low_open=True, help="starting g_{1,2}"
             ),
-        ),  # fmt: skip
+        ),
     )
 
     def __init__(self, state_size: int = 2, **kwargs):
