@@ -694,6 +694,33 @@ def test_at_gru_m32_h600_the_pilot_repeats_the_other_m32_points():
     assert gap.argmax() == inits.index("isometric")
 
 
+@pytest.mark.parametrize(
+    "name, seeds",
+    [
+        ("degeneracy-gru-m8-h600-s32.json", 32),
+        ("degeneracy-gru-m32-h100-s32.json", 32),
+        ("degeneracy-gru-m32-h600-pilot.json", 4),
+    ],
+)
+def test_within_inits_neither_the_gradient_norm_nor_the_index_predicts_training_speed(name, seeds):
+    """docs/degeneracy-results.md, "Session 31: within inits": the pooled rank correlations
+    above also rank the 7 inits against each other. Among runs of one init (the mean of the
+    per-init rhos over seeds, bootstrap over seeds) neither the meta-gradient norm at the start
+    nor the degeneracy index resolves a direction at any stored point; the gradient norm's
+    pooled -0.58 to -0.70 is the ranking of the init means (rho -0.89 to -0.99 over 7 inits).
+    Fails if either resolves a direction within inits, or the init means stop ranking."""
+    from learnsyn.degeneracy.rank_correlation import between_init_spearman, within_init_spearman
+
+    data = json.loads((Path(__file__).parent / "data" / name).read_text())
+    speed = np.asarray(data["iterations_to_target"])
+    assert speed.shape == (7, seeds)
+    for key in ("fraction_below_threshold", "early_grad_norm"):
+        within = within_init_spearman(data[key], speed)
+        assert within["direction"] == "none resolved", (key, within["rho"])
+        assert abs(within["rho"]) < 0.3 or seeds < 8, (key, within["rho"])
+    assert between_init_spearman(data["early_grad_norm"], speed)["rho"] < -0.85
+
+
 def test_a_finished_grid_is_judged_again_from_its_recorded_runs(tmp_path, capsys):
     """A grid reads back only runs of its own code, so a changed rule (session 30: the t
     cutoff, the too-short rule) would retrain days of runs. ``rejudge`` reads every recorded

@@ -63,6 +63,61 @@ def bootstrap_spearman(
     for _ in range(resamples if seeds >= 2 else 0):
         chosen = generator.integers(0, seeds, size=seeds)
         values.append(spearman(x[:, chosen], y[:, chosen]))
+    return _bootstrap_entry(rho, values, x, y, seeds, resamples)
+
+
+def _mean_within(x: np.ndarray, y: np.ndarray) -> float:
+    """The mean over inits (rows) of Spearman's rho over seeds; rows whose rho is undefined
+    (constant, or fewer than 3 finite pairs) are left out; NaN when none is defined."""
+    rows = [spearman(a, b) for a, b in zip(x, y)]
+    rows = [value for value in rows if math.isfinite(value)]
+    return float(np.mean(rows)) if rows else math.nan
+
+
+def within_init_spearman(
+    x: Any, y: Any, resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+) -> dict[str, Any]:
+    """Whether ``x`` predicts ``y`` among runs of the same init: the mean over inits of
+    Spearman's rho over seeds, with the bootstrap over seeds of ``bootstrap_spearman`` and its
+    direction rule. The pooled rho over every run also ranks the inits against each other
+    (each init's level of both numbers), which the seed bootstrap holds fixed: a simulation
+    (session 31) of 7 inits x 32 seeds whose x predicts nothing but whose inits differ in both
+    resolved a pooled direction 52 % of the time (86 % with 3x the spread between inits),
+    this mean 5 %. ``per_init``: each init's rho; ``degenerate_resamples``: resamples without
+    a defined rho (too many make the direction ``none resolved``)."""
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    y = np.atleast_2d(np.asarray(y, dtype=np.float64))
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same shape, got {x.shape} and {y.shape}")
+    seeds = x.shape[-1]
+    rho = _mean_within(x, y)
+    generator = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples if seeds >= 2 else 0):
+        chosen = generator.integers(0, seeds, size=seeds)
+        values.append(_mean_within(x[:, chosen], y[:, chosen]))
+    entry = _bootstrap_entry(rho, values, x, y, seeds, resamples)
+    entry["per_init"] = [spearman(a, b) for a, b in zip(x, y)]
+    return entry
+
+
+def between_init_spearman(x: Any, y: Any) -> dict[str, Any]:
+    """Spearman's rho of the inits' mean ``x`` and mean ``y`` (over seeds): how the inits rank
+    against each other, ``inits`` points, with no error (a handful of inits, each chosen, not
+    drawn: descriptive only)."""
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    y = np.atleast_2d(np.asarray(y, dtype=np.float64))
+    with np.errstate(all="ignore"):
+        means_x, means_y = np.nanmean(x, axis=1), np.nanmean(y, axis=1)
+    return {"rho": spearman(means_x, means_y), "inits": int(x.shape[0])}
+
+
+#: above this fraction of resamples without a defined rho the bootstrap does not resolve a
+#: direction (session 31: dropping them resolved 71 % of null correlations at 3 seeds with ties)
+MAX_DEGENERATE_FRACTION = 0.05
+
+
+def _bootstrap_entry(rho, values, x, y, seeds: int, resamples: int) -> dict[str, Any]:
     finite = np.asarray([value for value in values if math.isfinite(value)])
     if math.isfinite(rho) and len(finite) >= 2:
         standard_error = float(finite.std(ddof=1))
@@ -76,6 +131,7 @@ def bootstrap_spearman(
         "runs": int((np.isfinite(x) & np.isfinite(y)).sum()),
         "seeds": int(seeds),
         "resamples": int(resamples),
+        "degenerate_resamples": int(len(values) - len(finite)),
     }
     entry["direction"] = correlation_direction(entry)
     return entry
@@ -88,6 +144,9 @@ def correlation_direction(entry: dict[str, Any]) -> str:
 
     cutoff = significance_cutoff(entry["seeds"]) * entry["standard_error"]
     if not abs(entry["rho"]) > cutoff:  # (nan fails too)
+        return NONE_RESOLVED
+    degenerate = entry.get("degenerate_resamples", 0)
+    if degenerate > MAX_DEGENERATE_FRACTION * max(entry.get("resamples", 1), 1):
         return NONE_RESOLVED
     low, high = entry["interval"]
     if math.isfinite(low) and low > 0:

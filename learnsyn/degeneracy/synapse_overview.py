@@ -93,6 +93,13 @@ def read_grid(directory: str | Path) -> dict[str, dict[str, Any]]:
             "gap_isometric": by_init.get(ISOMETRIC_INIT, {}).get("gap_to_baseline"),
             "rho_degeneracy_index": point["rank_correlations"].get(DEGENERACY_INDEX),
             "rho_gradient_norm": point["rank_correlations"].get(GRADIENT_NORM),
+            # among runs of one init (session 31; absent from older grids: rejudge adds it)
+            "rho_within_degeneracy_index": point.get("rank_correlations_within_init", {}).get(
+                DEGENERACY_INDEX
+            ),
+            "rho_within_gradient_norm": point.get("rank_correlations_within_init", {}).get(
+                GRADIENT_NORM
+            ),
             "claims": {
                 "confirmed": confirmed,
                 "contradicted": contradicted,
@@ -134,7 +141,8 @@ def _rho(entry: dict[str, Any] | None) -> str:
 def overview_markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| point | seeds | burn-in [flagged runs] | gap: auto | gap: best of the post's inits "
-        "| gap: isometric | degeneracy index vs time | gradient norm vs time "
+        "| gap: isometric | degeneracy index vs time (all runs; within inits) "
+        "| gradient norm vs time (all runs; within inits) "
         "| claims confirmed / contradicted / neither | grid |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -147,7 +155,8 @@ def overview_markdown(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {row['point']} | {row['seeds']} | {row['burn_in']}{flagged} "
             f"| {_mean_error(row['gap_auto'])} | {best} | {_mean_error(row['gap_isometric'])} "
-            f"| {_rho(row['rho_degeneracy_index'])} | {_rho(row['rho_gradient_norm'])} "
+            f"| {_rho(row['rho_degeneracy_index'])}; {_rho(row['rho_within_degeneracy_index'])} "
+            f"| {_rho(row['rho_gradient_norm'])}; {_rho(row['rho_within_gradient_norm'])} "
             f"| {claims['confirmed']} / {claims['contradicted']} / {claims['neither']} "
             f"| {Path(row['grid']).name} |"
         )
