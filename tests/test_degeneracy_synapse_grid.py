@@ -749,6 +749,21 @@ def test_a_finished_grid_is_judged_again_from_its_recorded_runs(tmp_path, capsys
     assert second["rejudged"]["source"] == str(grid)
     assert "older-code" in second["rejudged"]["run_codes"]
     assert json.loads((again / "config.json").read_text())["rejudged"] == second["rejudged"]
+    # review, session 31: a run recorded before the stationarity check is judged (it stopped
+    # the command with "'stationary'"), said; a run of other settings is refused, not mixed in
+    other = next(grid.glob(f"runs/*/fold0/s0/{synapse.RUN_RESULT}"))
+    older = read_json(other)
+    older["run"].pop("stationary")
+    other.write_text(json.dumps(older))
+    assert main(["rejudge", str(grid), "--out", str(tmp_path / "older")]) == 0
+    assert "1 run(s) were recorded before the stationarity check" in capsys.readouterr().err
+    mixed = json.loads(recorded["key"])
+    mixed["train"]["lr"] = 0.02
+    run.write_text(json.dumps({**recorded, "key": json.dumps(mixed, sort_keys=True)}))
+    assert main(["rejudge", str(grid), "--out", str(tmp_path / "mixed")]) == 2
+    assert "made with other settings than the grid's config.json (lr: 0.02 -> " in (
+        capsys.readouterr().err
+    )
     # refused in one line: judging into the grid itself, a grid not finished
     for source, out, message in (
         (grid, grid, "is the grid itself"),

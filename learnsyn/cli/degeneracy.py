@@ -107,7 +107,7 @@ def _rejudge_command(arguments: argparse.Namespace) -> int:
     from learnsyn.degeneracy.synapse_rejudge import rejudge
 
     try:
-        summary = rejudge(arguments.grid, arguments.out, log=lambda message: None)
+        summary = rejudge(arguments.grid, arguments.out, log=_notes_only)
     except (ValueError, TypeError, KeyError) as error:
         print(f"learnsyn: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -115,6 +115,12 @@ def _rejudge_command(arguments: argparse.Namespace) -> int:
         print(line)
     print(f"outputs in {arguments.out}: results.json, config.json, PNG figures, tensorboard/")
     return 0
+
+
+def _notes_only(message: str) -> None:
+    """A log that shows only notes (``note: ...``) on stderr, not a tuning's progress."""
+    if message.startswith("note:"):
+        print(message, file=sys.stderr)
 
 
 def _add_overview_parser(experiments: Any) -> None:

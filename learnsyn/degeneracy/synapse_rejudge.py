@@ -43,11 +43,23 @@ def read_grid_config(source: Path) -> SynapseDegeneracyConfig:
     return config
 
 
-def read_recorded_runs(source: Path, config: SynapseDegeneracyConfig) -> tuple[dict, set[str]]:
+#: parts of a run's key that may differ from the grid's config: the code (the reason to
+#: rejudge), and what decides only how the run was computed
+_KEY_PARTS_ALLOWED_TO_DIFFER = ("code", "threads", "versions")
+
+
+def read_recorded_runs(
+    source: Path, config: SynapseDegeneracyConfig, log: Any = print
+) -> tuple[dict, set[str]]:
     """Every run of the grid, ``{point: [init][seed] run}``, and the code fingerprints that
-    made them (from each run's key)."""
+    made them (from each run's key). A run whose key holds other settings than the grid's
+    config (an interrupted rerun with other options leaves such a mix) is refused, naming
+    them. A run recorded before the stationarity check existed counts as not flagged, said."""
+    from learnsyn.degeneracy.synapse import _key_differences, run_key
+
     runs: dict[str, list[list[dict[str, Any]]]] = {}
     codes: set[str] = set()
+    unchecked = 0
     for cell, size, horizon in config.points:
         point = config.point(cell, size, horizon)
         per_init = []
@@ -61,10 +73,31 @@ def read_recorded_runs(source: Path, config: SynapseDegeneracyConfig) -> tuple[d
                         "command again to finish it, then judge it again)"
                     )
                 recorded = read_json(path)
-                codes.add(json.loads(recorded["key"])["code"])
-                seeds.append(_arrays(recorded["run"]))
+                key = json.loads(recorded["key"])
+                codes.add(key["code"])
+                wanted = json.loads(run_key(point, init, seed_index, key["code"]))
+                for part in _KEY_PARTS_ALLOWED_TO_DIFFER:
+                    key.pop(part, None)
+                    wanted.pop(part, None)
+                if key != wanted:
+                    differences = "; ".join(_key_differences(key, wanted)[:4])
+                    raise ValueError(
+                        f"{path} was made with other settings than the grid's config.json "
+                        f"({differences}): a rerun with other options left a mix; judge a "
+                        "grid whose runs share their settings"
+                    )
+                run = _arrays(recorded["run"])
+                if "stationary" not in run:  # recorded before the check (session 26)
+                    run["stationary"] = True
+                    unchecked += 1
+                seeds.append(run)
             per_init.append(seeds)
         runs[point.point_name] = per_init
+    if unchecked:
+        log(
+            f"note: {unchecked} run(s) were recorded before the stationarity check existed: "
+            "counted as not flagged"
+        )
     return runs, codes
 
 
@@ -83,7 +116,7 @@ def rejudge(source: str | Path, out: str | Path, log: Any = print) -> dict[str, 
                 "directory"
             )
     config = read_grid_config(source)
-    runs, codes = read_recorded_runs(source, config)
+    runs, codes = read_recorded_runs(source, config, log)
     out.mkdir(parents=True, exist_ok=True)
     baselines = {}
     for cell, size, horizon in config.points:
