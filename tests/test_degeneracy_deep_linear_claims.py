@@ -252,3 +252,16 @@ def test_a_run_that_reaches_the_window_is_judged_there_and_missing_conditions_ar
     only_fold0 = dataclasses.replace(config, conditions=("fold0",))
     verdicts = [c["verdict"] for c in evaluate_deep_linear_claims(only_fold0, raw)]
     assert verdicts == [NOT_EVALUATED] * 5
+
+
+def test_equal_differences_count_only_where_a_sign_test_could_resolve_them():
+    # review, session 31: a paired difference with no spread beat "cutoff x 0" at any seed
+    # count (stepped values such as iterations: 11-12 % false directions at 2 seeds)
+    from learnsyn.degeneracy.seed_statistics import SIGN_TEST_SEEDS, paired_direction
+
+    for seeds in (2, 3, SIGN_TEST_SEEDS - 1):
+        assert paired_direction([10.0] * seeds, [5.0] * seeds) == 0
+    assert paired_direction([10.0] * SIGN_TEST_SEEDS, [5.0] * SIGN_TEST_SEEDS) == 1
+    assert paired_direction([5.0] * SIGN_TEST_SEEDS, [10.0] * SIGN_TEST_SEEDS) == -1
+    assert paired_direction([5.0] * 8, [5.0] * 8) == 0
+    assert paired_direction([10.0, 11.0, 12.0], [1.0, 1.5, 2.5]) == 1  # a spread: the t rule
