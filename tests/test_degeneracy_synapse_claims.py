@@ -191,3 +191,27 @@ def test_the_experiment_uses_the_shared_init_names():
     assert init_label("default", "rnn", "rows") == "cell default (diag 1 - 1/T)"
     assert init_label("default", "gru", "rows") == "cell default (orth. x 0.5)"
     assert init_label("fold1", "rnn", "rows") != init_label("orthogonal", "rnn", "rows")
+
+
+def test_the_speed_target_comes_from_the_posts_inits_not_a_control_far_ahead():
+    # review, session 31: with auto (a control) setting the target, every post's run was
+    # censored and the speed claim's paired differences were all 0 +- 0: unanswerable
+    from learnsyn.degeneracy.synapse import SynapseDegeneracyConfig
+    from learnsyn.degeneracy.synapse_report import iterations_to_fraction, target_inits
+
+    config = SynapseDegeneracyConfig.from_options(
+        cell="gru", hidden_size=2, horizon=30, inits=("fold0", "orthogonal"), controls=("auto",)
+    )
+    assert config.init_names == ("fold0", "orthogonal", "auto")
+    assert target_inits(config) == [0, 1]
+    ramp = np.linspace(0, 1, 6)
+    evaluation = np.stack([np.tile(10 * ramp, (3, 1)), np.tile(20 * ramp, (3, 1)),
+                           np.tile(100 * np.ones(6), (3, 1))])  # fmt: skip
+    final = evaluation[..., -1]
+    target, best, reach = iterations_to_fraction(
+        evaluation, list(range(0, 60, 10)), final, 0.9, target_inits(config)
+    )
+    assert best == 1 and target == pytest.approx(18.0)
+    assert np.isnan(reach[0]).all() and (reach[1] == 50).all() and (reach[2] == 0).all()
+    everyone = iterations_to_fraction(evaluation, list(range(0, 60, 10)), final, 0.9)
+    assert everyone[1] == 2 and np.isnan(everyone[2][:2]).all()  # the former rule

@@ -121,14 +121,32 @@ def selected_objectives(config: SynapseDegeneracyConfig, raw: dict[str, Any]) ->
     return final_objectives(config, raw["evaluation"])
 
 
+def target_inits(config: SynapseDegeneracyConfig) -> list[int]:
+    """The inits whose best mean sets the speed target: the post's (the named inits), not the
+    controls, so that a control far ahead (``auto``) cannot leave every post's run censored
+    and their speed claims unanswerable (review, session 31: all paired differences 0 +- 0);
+    every init where no named one is run."""
+    names = list(config.init_names)
+    named = [i for i, name in enumerate(names) if name not in config.controls]
+    return named or list(range(len(names)))
+
+
 def iterations_to_fraction(
-    evaluation: np.ndarray, evaluation_iterations: list[int], final: np.ndarray, fraction: float
+    evaluation: np.ndarray,
+    evaluation_iterations: list[int],
+    final: np.ndarray,
+    fraction: float,
+    candidates: list[int] | None = None,
 ) -> tuple[float, int, np.ndarray]:
-    """Target ``fraction x`` best seed-mean final objective, the best init's index, and per run
-    ``(inits, seeds)`` the first evaluated iteration reaching it (NaN: never reached). Where no
-    init has a finite mean (every init has a diverged run) there is no target: NaN, index
-    None, and no run reaches it."""
+    """Target ``fraction x`` the best seed-mean final objective among the ``candidates`` inits
+    (None: all), that init's index, and per run ``(inits, seeds)`` the first evaluated
+    iteration reaching it (NaN: never reached). Where no candidate has a finite mean (each has
+    a diverged run) there is no target: NaN, index None, and no run reaches it."""
     final_means = final.mean(axis=1)
+    if candidates is not None:
+        kept = np.full_like(final_means, np.nan)
+        kept[candidates] = final_means[candidates]
+        final_means = kept
     if not np.isfinite(final_means).any():
         return math.nan, None, np.full(final.shape, np.nan)
     best_index = int(np.nanargmax(final_means))
@@ -171,7 +189,7 @@ def summarize_synapse(config: SynapseDegeneracyConfig, raw: dict[str, Any]) -> d
     evaluation = raw["evaluation"]
     final = final_objectives(config, evaluation)
     target, best_index, reach = iterations_to_fraction(
-        evaluation, config.evaluation_iterations, final, config.fraction
+        evaluation, config.evaluation_iterations, final, config.fraction, target_inits(config)
     )
     early = early_iterations(config)
     summary: dict[str, Any] = {
@@ -215,7 +233,8 @@ def summarize_synapse(config: SynapseDegeneracyConfig, raw: dict[str, Any]) -> d
         "target": target,
         "rule": (
             f"first evaluated iteration (every {config.evaluate_every}) whose fixed-batch "
-            f"{config.metric} is >= {config.fraction:g} x the best init's seed-mean final value"
+            f"{config.metric} is >= {config.fraction:g} x the best seed-mean final value of "
+            "the post's inits (the controls do not set it; before session 31 they did)"
         ),
         "by_init": per_init(reach, _summarize_reached),
     }
@@ -435,7 +454,7 @@ def point_analysis(
     evaluation = raw["evaluation"]
     final = final_objectives(config, evaluation)
     target, _, reach = iterations_to_fraction(
-        evaluation, config.evaluation_iterations, final, config.fraction
+        evaluation, config.evaluation_iterations, final, config.fraction, target_inits(config)
     )
     never = censored_at(config)
     speed = np.where(np.isfinite(reach), reach, never)
