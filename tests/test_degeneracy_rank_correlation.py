@@ -73,7 +73,7 @@ def test_one_seed_gives_no_error_and_no_direction():
 
 
 def test_resolvable_rho_shrinks_with_the_number_of_runs():
-    assert resolvable_rho(160) == pytest.approx(2.8 * 1.06 / math.sqrt(157))
+    assert resolvable_rho(160) == pytest.approx(2.8 * math.sqrt(1.06 / 157))
     assert resolvable_rho(40) > resolvable_rho(160)
     assert math.isnan(resolvable_rho(3))
 

@@ -170,7 +170,7 @@ def test_pilot_states_the_resolvable_effect_from_paired_differences():
     assert entry["isometric"]["pilot_mean_difference"] == pytest.approx(-10.0)
     assert entry["isometric"]["resolvable_relative"] == 0.0  # no spread: any effect resolved
     assert "auto" not in entry
-    assert statement["resolvable_rho"] == pytest.approx(2.8 * 1.06 / np.sqrt(4 * 3 - 3))
+    assert statement["resolvable_rho"] == pytest.approx(2.8 * np.sqrt(1.06 / (4 * 3 - 3)))
     # a reference that reached nothing (mean 0): no relative size, not a ZeroDivisionError
     # (review, session 30: the grid stopped after its pilot)
     runs["rnn-m4-h6"][2] = [{"selected_objective": 0.0}] * 3

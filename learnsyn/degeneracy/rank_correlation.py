@@ -158,6 +158,8 @@ def correlation_direction(entry: dict[str, Any]) -> str:
 
 def resolvable_rho(runs: int, standard_errors: float = 2.8) -> float:
     """The smallest |rho| that ``runs`` runs resolve: ``standard_errors`` x the large-sample
-    s.e. of Spearman's rho under no correlation, ``1.06 / sqrt(runs - 3)`` (Fieller et al.
-    1957); 2.8 = 2 s.e. for significance + 0.8 for 80 % power."""
-    return standard_errors * 1.06 / math.sqrt(runs - 3) if runs > 3 else math.nan
+    s.e. of Spearman's rho under no correlation, ``sqrt(1.06 / (runs - 3))`` (Fieller et al.
+    1957 give the variance of Fisher's z as 1.06 / (n - 3); until session 31 this read
+    1.06 / sqrt(n - 3), 3 % larger); 2.8 = 2 s.e. for significance + 0.8 for 80 % power. It
+    treats the runs as independent and is the pooled rho's: a planning figure only."""
+    return standard_errors * math.sqrt(1.06 / (runs - 3)) if runs > 3 else math.nan

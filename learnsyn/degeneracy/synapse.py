@@ -900,7 +900,7 @@ def pilot_statement(
         "reference_init": reference,
         "rule": "resolvable difference = 2.8 x s.d. of the pilot's paired differences "
         "/ sqrt(seeds) (2 s.e. for significance, 80 % power); relative: / the reference's "
-        "pilot mean; resolvable rho = 2.8 x 1.06 / sqrt(inits x seeds - 3)",
+        "pilot mean; resolvable rho = 2.8 x sqrt(1.06 / (inits x seeds - 3))",
         "resolvable_rho": resolvable_rho(len(names) * config.seeds),
         "points": {},
     }
