@@ -44,7 +44,8 @@ class EWCSynapse(Synapse):
                 1.0,
                 low_open=True,
                 help="importance decay",
-                search=(0.0, 0.999999, "log1m"),
+                # (its end, not 0: decay 0 is outside the model, and the tuner evaluated it)
+                search=(1e-6, 0.999999, "log1m"),
             ),
             ParamSpec(
                 "cap",

@@ -62,7 +62,7 @@ class CorrelatedScenario(Scenario):
         "`repeat`",
         reference="science.md section 5",
         params=(ParamSpec("repeat", float, 0.7, 0.0, 1.0, True, True, help="P(same as previous)"),),
-        tags=("exact-linear",),
+        tags=("exact-linear", "exact-markov"),  # (Markov: the chain of (state, last event))
     )
 
     def new_stream(self, batch, device):

@@ -56,3 +56,30 @@ def test_bounded_scenario_keeps_states_on_the_grid():
     x = torch.full((200000, 1), 0.3)
     rounded = scenario.constrain(x, torch.rand(200000, 1, generator=torch.Generator()))
     assert float(rounded.mean()) == pytest.approx(0.3, abs=0.01)
+
+
+def test_every_search_range_end_is_a_value_its_model_accepts():
+    # review, session 31: ewc's decay was searched from 0, outside (0, 1]: every ewc tune
+    # evaluated and failed there
+    from learnsyn.registry import model_class, model_names
+
+    for name in model_names("hand-crafted"):
+        for spec in model_class(name).info.params:
+            if spec.search is None:
+                continue
+            for end in spec.search[:2]:
+                make_model(name, {spec.name: end})  # raises where the end is not a value
+
+
+def test_a_scenario_says_finite_state_synapses_are_exact_where_they_are():
+    # review, session 31: correlated evaluated them exactly but its tags said only linear
+    from learnsyn.evaluate import resolve_method
+
+    switch = make_model("binary", {"q": 0.1})
+    for name in SCENARIOS:
+        scenario = make_scenario(name)
+        try:
+            exact = resolve_method(switch, scenario, "auto") == "exact"
+        except ValueError:  # bounded, noisy: no finite-state synapse at all
+            exact = False
+        assert ("exact-markov" in scenario.info.tags) == exact, name
