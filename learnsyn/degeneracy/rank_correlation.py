@@ -52,17 +52,23 @@ def bootstrap_spearman(
     """Spearman's rho of ``x`` and ``y`` (both ``(inits, seeds)``, or 1-d over seeds) over all
     runs, with a bootstrap over seeds: ``rho``, ``standard_error``, ``interval`` (95 %),
     ``direction``, ``runs`` (finite pairs) and ``resamples``."""
+    return _seed_bootstrap(spearman, x, y, resamples, seed)
+
+
+def _seed_bootstrap(statistic, x: Any, y: Any, resamples: int, seed: int) -> dict[str, Any]:
+    """``statistic(x, y)`` over ``(inits, seeds)`` arrays, with a bootstrap of whole seeds (the
+    same seed columns for every init) and the entry ``bootstrap_spearman`` describes."""
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     y = np.atleast_2d(np.asarray(y, dtype=np.float64))
     if x.shape != y.shape:
         raise ValueError(f"x and y must have the same shape, got {x.shape} and {y.shape}")
     seeds = x.shape[-1]
-    rho = spearman(x, y)
+    rho = statistic(x, y)
     generator = np.random.default_rng(seed)
     values = []
     for _ in range(resamples if seeds >= 2 else 0):
         chosen = generator.integers(0, seeds, size=seeds)
-        values.append(spearman(x[:, chosen], y[:, chosen]))
+        values.append(statistic(x[:, chosen], y[:, chosen]))
     return _bootstrap_entry(rho, values, x, y, seeds, resamples)
 
 
@@ -85,18 +91,8 @@ def within_init_spearman(
     resolved a pooled direction 52 % of the time (86 % with 3x the spread between inits),
     this mean 5 %. ``per_init``: each init's rho; ``degenerate_resamples``: resamples without
     a defined rho (too many make the direction ``none resolved``)."""
-    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-    y = np.atleast_2d(np.asarray(y, dtype=np.float64))
-    if x.shape != y.shape:
-        raise ValueError(f"x and y must have the same shape, got {x.shape} and {y.shape}")
-    seeds = x.shape[-1]
-    rho = _mean_within(x, y)
-    generator = np.random.default_rng(seed)
-    values = []
-    for _ in range(resamples if seeds >= 2 else 0):
-        chosen = generator.integers(0, seeds, size=seeds)
-        values.append(_mean_within(x[:, chosen], y[:, chosen]))
-    entry = _bootstrap_entry(rho, values, x, y, seeds, resamples)
+    entry = _seed_bootstrap(_mean_within, x, y, resamples, seed)
+    x, y = np.atleast_2d(np.asarray(x, dtype=np.float64)), np.atleast_2d(np.asarray(y, float))
     entry["per_init"] = [spearman(a, b) for a, b in zip(x, y)]
     return entry
 
