@@ -745,6 +745,13 @@ def _arrays(value: Any) -> Any:
     return value
 
 
+def run_directory(
+    root: str | Path, point: SynapseDegeneracyConfig, init: str, seed_index: int
+) -> Path:
+    """Where a grid in ``root`` keeps the run of ``point``, ``init`` and ``seed_index``."""
+    return Path(root) / "runs" / point.point_name / init / f"s{seed_index}"
+
+
 def saved_run(run_dir: Path, key: str) -> dict[str, Any] | None:
     """The run recorded in ``run_dir`` (``RUN_RESULT``) when it was made with ``key``; else
     None (not run, interrupted, or made by other settings or code)."""
@@ -791,7 +798,7 @@ def replaced_runs(config: SynapseDegeneracyConfig, root: str | Path) -> list[tup
         point = config.point(cell, size, horizon)
         for init in config.init_names:
             for seed_index in range(config.seeds):
-                run_dir = Path(root) / "runs" / point.point_name / init / f"s{seed_index}"
+                run_dir = run_directory(root, point, init, seed_index)
                 if not (run_dir / RUN_RESULT).is_file():
                     continue
                 key = run_key(point, init, seed_index, code)
@@ -1012,7 +1019,7 @@ def train_synapse_degeneracy(
                 point = config.point(cell, size, horizon)
                 row = baselines[f"m{size}-h{horizon}"]
                 for init_index, init in enumerate(names):
-                    run_dir = root / "runs" / point.point_name / init / f"s{seed_index}"
+                    run_dir = run_directory(root, point, init, seed_index)
                     key = run_key(point, init, seed_index, code)
                     reading = out_dir is not None or run_dir in by_workers
                     run = saved_run(run_dir, key) if reading else None
@@ -1108,7 +1115,7 @@ def train_with_workers(
             point = config.point(cell, size, horizon)
             row = baselines[f"m{size}-h{horizon}"]
             for init in config.init_names:
-                run_dir = root / "runs" / point.point_name / init / f"s{seed_index}"
+                run_dir = run_directory(root, point, init, seed_index)
                 key = run_key(point, init, seed_index, code)
                 if saved_run(run_dir, key) is None:
                     figure = [row] if row is not None else []

@@ -28,6 +28,7 @@ from learnsyn.degeneracy.synapse import (
     SynapseDegeneracyConfig,
     _arrays,
     _stack_runs,
+    run_directory,
     tune_gap_baseline,
 )
 from learnsyn.io import check_output_dir, directory_is_empty, output_owner, read_json
@@ -66,7 +67,7 @@ def read_recorded_runs(
         for init in config.init_names:
             seeds = []
             for seed_index in range(config.seeds):
-                path = source / "runs" / point.point_name / init / f"s{seed_index}" / RUN_RESULT
+                path = run_directory(source, point, init, seed_index) / RUN_RESULT
                 if not path.is_file():
                     raise ValueError(
                         f"{path} is missing: the grid in {source} is not finished (run its "
