@@ -500,7 +500,8 @@ def _synapse_command(arguments: argparse.Namespace) -> int:
     return _run_experiment(
         arguments,
         SynapseDegeneracyConfig,
-        lambda config, out: run_synapse_degeneracy(config, out, overwrite=arguments.overwrite),
+        # (its finished runs were checked by _check_out_dir, unless --overwrite: not again)
+        lambda config, out: run_synapse_degeneracy(config, out, overwrite=True),
         _synapse_report,
         build=_synapse_config_from_arguments,
     )
