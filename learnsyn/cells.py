@@ -430,8 +430,7 @@ class ChainSynapse(LearnedSynapse):
                 f"cell 'chain' with ratio={ratio} and first_conductance={first_conductance} "
                 f"(m = {m}) does not start as a heat chain: an eigenvalue of its A is "
                 f"{lowest:.3g} < 0, so its memory oscillates (and grows beyond -1) instead of "
-                "decaying; use a smaller "
-                "first_conductance or a larger ratio"
+                "decaying; use a smaller first_conductance or a larger ratio"
             )
 
     def recurrent_matrix(self) -> torch.Tensor:

@@ -188,11 +188,9 @@ def integer_ages(ages, increasing: bool = True) -> np.ndarray:
     ordered = not increasing or np.all(np.diff(values) > 0)
     if len(values) == 0 or not whole or np.any(values < 0) or not ordered:
         shown = values[:6].tolist()
-        need = (
-            "distinct non-negative integers in increasing order"
-            if increasing
-            else ("non-negative integers")
-        )
+        need = "non-negative integers"
+        if increasing:
+            need = f"distinct {need} in increasing order"
         raise ValueError(
             f"ages {shown}{' ...' if len(values) > 6 else ''} are not allowed: need {need}"
         )

@@ -524,7 +524,7 @@ def study_settings(args: argparse.Namespace) -> StudySettings:
         seed=args.seed,
     )
     if model is None:
-        from learnsyn.config import TrainConfig
+        from learnsyn.config import TrainConfig, resolve_device
 
         space = with_config_dimensions(learned_space(), entries, TrainConfig)
         space, from_space = narrow_space(space, entries, "the learned synapse")
@@ -537,8 +537,6 @@ def study_settings(args: argparse.Namespace) -> StudySettings:
         space = {name: dim for name, dim in space.items() if name not in fixed}
         horizon = args.horizon or fixed.get("horizon") or TrainConfig().horizon
         settings = StudySettings(horizon=horizon, space=space, fixed=fixed, **common)
-        from learnsyn.config import resolve_device
-
         devices = space["device"].choices if "device" in space else (fixed.get("device"),)
         for device in devices:  # one absent here: refused now, not in a trial after tuning
             if device is not None:
