@@ -415,10 +415,14 @@ class TrainConfig:
             ("temperature", self.temperature),
             ("final temperature", self.temperature_final),
             ("grad clip", self.grad_clip),
-            ("final learning-rate fraction", self.lr_final_fraction),
         ):
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} = {value} is not allowed: need a finite number > 0")
+        if not (math.isfinite(self.lr_final_fraction) and 0 < self.lr_final_fraction <= 1):
+            raise ValueError(
+                f"final learning-rate fraction = {self.lr_final_fraction} is not allowed: "
+                "need a fraction in (0, 1] (the cosine schedule ends at lr x this)"
+            )
         if self.timescale is not None and not (
             math.isfinite(self.timescale) and self.timescale > 0
         ):

@@ -166,6 +166,14 @@ def test_non_finite_thresholds_are_refused_and_create_nothing(tmp_path, capsys, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("value", ["1.5", "0", "nan"])
+def test_a_final_learning_rate_fraction_outside_0_1_is_refused(tmp_path, capsys, value):
+    """A fraction above 1 made the cosine schedule raise the learning rate to the end."""
+    out = tmp_path / "out"
+    refused(capsys, ["train", *TINY, "--lr-final-fraction", value, "--out", str(out)], "(0, 1]")
+    assert not out.exists()
+
+
 # --- 4. divergence ----------------------------------------------------------------------------
 
 
