@@ -145,11 +145,11 @@ def read_json(path: str | Path) -> Any:
     """Read a JSON file written by the project; a missing or corrupt file is one clear line
     naming it."""
     try:
-        with open(path) as handle:
+        with open(path, encoding="utf-8") as handle:
             return _restore_non_finite(json.load(handle))
     except FileNotFoundError:
         raise ValueError(f"{path} does not exist") from None
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path} is not readable JSON ({error})") from None
 
 

@@ -319,6 +319,10 @@ def test_json_is_strict_and_non_finite_numbers_round_trip(tmp_path):
     with pytest.raises(ValueError, match="x.json"):
         (tmp_path / "x.json").write_text("{broken")
         read_json(tmp_path / "x.json")
+    # review, session 32: bytes that are not UTF-8 raised UnicodeDecodeError, naming no file
+    (tmp_path / "x.json").write_bytes(b"\x80\x81\x82")
+    with pytest.raises(ValueError, match="x.json is not readable JSON"):
+        read_json(tmp_path / "x.json")
 
 
 def test_every_json_a_command_writes_is_strict(learnsyn_command, tmp_path):

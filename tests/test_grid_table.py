@@ -124,6 +124,10 @@ def test_a_linear_start_from_a_file_is_the_linear_synapse_itself(grid_run, tmp_p
         ({"iterations": -1}, "--iterations -1"),
         ({"lr": 0.0}, "--lr 0.0"),
         ({"check_batch": -5}, "--check-batch -5 is not allowed: .*; or 0 for no check"),
+        # review, session 32: ignored without a word / torch's overflow / "not allowed"
+        ({"check_batch": 256, "free_transitions": True}, "leave --check-batch out"),
+        ({"start": "random:99999999999999999999"}, "the seed must lie in"),
+        ({"start": "missing.json"}, "--start 'missing.json' does not exist"),
     ],
 )
 def test_bad_search_input_is_one_clear_error(grid_run, tmp_path, kwargs, message):
@@ -180,3 +184,20 @@ def test_a_shorter_search_keeps_the_runs_stronger_table(grid_run, tmp_path):
     assert json.loads((run / "grid-table.json").read_text())["value"] == stronger["value"]
     elsewhere = search(run, iterations=0, out=tmp_path / "start.json", log=said.append)
     assert elsewhere["value"] == stronger["start_value"]
+    # review, session 32: a weaker search from another start replaced it too
+    said.clear()
+    assert search(run, iterations=0, start="random:0", log=said.append) == stronger
+    assert any(line.startswith("kept ") for line in said)
+
+
+def test_a_report_that_cannot_be_written_is_refused_before_the_search(grid_run, tmp_path, capsys):
+    """Review, session 32: a directory in the report's place ended a whole search in a
+    traceback (IsADirectoryError), the result lost."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(grid_run, run)
+    (run / "grid-table.json").mkdir()
+    assert grid_table.main(["--run", str(run), "--iterations", "1"]) == 2
+    err = capsys.readouterr()
+    assert "grid-table.json" in err.err and "iteration 0" not in err.out
