@@ -334,6 +334,17 @@ def check_overview_of(out, results, tmp_path, capsys):
         assert main(["overview", str(wrong)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+    # review, session 31: a grid still running (config.json, no results.json yet) stopped the
+    # whole overview; it is left out and said, and refused only when it is all there is
+    running = tmp_path / "running"
+    running.mkdir()
+    (running / "config.json").write_text(json.dumps({**config, "experiment": "synapse"}))
+    assert main(["overview", str(out), str(running), "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    assert len(json.loads(captured.out)["points"]) == 2
+    assert f"note: {running} is a synapse grid not finished yet: left out" in captured.err
+    assert main(["overview", str(running)]) == 2
+    assert "no grid given is finished" in capsys.readouterr().err
 
 
 def test_overview_sorts_points_by_cell_then_m_and_horizon_as_numbers():
@@ -730,7 +741,7 @@ def test_a_finished_grid_is_judged_again_from_its_recorded_runs(tmp_path, capsys
 
     grid = tmp_path / "grid"
     args = ["synapse", "--quick", "--no-progress", "--out", str(grid), "--seeds", "3",
-            "--pilot-seeds", "0", "--iterations", "15", "--gap-baseline", "none"]  # fmt: skip
+            "--pilot-seeds", "2", "--iterations", "15", "--gap-baseline", "none"]  # fmt: skip
     assert main(args) == 0
     first = json.loads((grid / "results.json").read_text())
     # one run made by other code: the grid would retrain it, rejudge reads it
@@ -749,6 +760,10 @@ def test_a_finished_grid_is_judged_again_from_its_recorded_runs(tmp_path, capsys
     assert second["rejudged"]["source"] == str(grid)
     assert "older-code" in second["rejudged"]["run_codes"]
     assert json.loads((again / "config.json").read_text())["rejudged"] == second["rejudged"]
+    # review, session 31: the report names the threads the runs trained with, and the pilot's
+    # statement is there as in the grid's own directory
+    assert second["torch_threads"] == first["torch_threads"]
+    assert (again / "pilot.json").read_text() == (grid / "pilot.json").read_text()
     # review, session 31: a run recorded before the stationarity check is judged (it stopped
     # the command with "'stationary'"), said; a run of other settings is refused, not mixed in
     other = next(grid.glob(f"runs/*/fold0/s0/{synapse.RUN_RESULT}"))
@@ -775,3 +790,36 @@ def test_a_finished_grid_is_judged_again_from_its_recorded_runs(tmp_path, capsys
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "third").exists()
+
+
+def test_a_run_that_diverged_before_the_target_is_left_out_of_the_rank_correlations(
+    tmp_path, capsys
+):
+    """Review, session 31: a diverged run that never reached the target was counted at "never"
+    (one evaluation past the end), the slowest of all, so divergence read as slow training in
+    the rank correlations. It has no speed: it is left out, and the count is said."""
+    import learnsyn.degeneracy.synapse as synapse
+    from learnsyn.io import atomic_write_json, read_json
+
+    grid = tmp_path / "grid"
+    args = ["synapse", "--quick", "--no-progress", "--out", str(grid), "--seeds", "3",
+            "--pilot-seeds", "0", "--iterations", "15", "--gap-baseline", "none"]  # fmt: skip
+    assert main(args) == 0
+    first = json.loads((grid / "results.json").read_text())
+    name = first["grid"]["points"][0]
+    before = first["analysis"][name]
+    assert before["rank_correlation_diverged_runs_left_out"] == 0
+    key = "fraction_below_threshold_vs_iterations_to_target"
+    runs = before["rank_correlations"][key]["runs"]
+    assert runs == 3 * len(first["grid"]["inits"])
+    record_path = next(grid.glob(f"runs/*/orthogonal/s1/{synapse.RUN_RESULT}"))
+    record = read_json(record_path)
+    record["run"]["diverged"] = True
+    record["run"]["evaluation"] = [math.nan] * len(record["run"]["evaluation"])
+    record["run"]["selected_objective"] = math.nan
+    atomic_write_json(record_path, record)
+    capsys.readouterr()
+    assert main(["rejudge", str(grid), "--out", str(tmp_path / "again")]) == 0
+    after = json.loads((tmp_path / "again" / "results.json").read_text())["analysis"][name]
+    assert after["rank_correlation_diverged_runs_left_out"] == 1
+    assert after["rank_correlations"][key]["runs"] == runs - 1

@@ -149,7 +149,7 @@ def _overview_command(arguments: argparse.Namespace) -> int:
 
     try:
         check_output_file(arguments.json, "--json")
-        rows = overview(arguments.grids)
+        rows = overview(arguments.grids, log=lambda message: print(message, file=sys.stderr))
     except ValueError as error:
         print(f"learnsyn: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

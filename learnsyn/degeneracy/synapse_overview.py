@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -117,10 +118,36 @@ def point_order(name: str) -> tuple[str, int, int]:
     return match["cell"], int(match["size"]), int(match["horizon"])
 
 
-def overview(directories: list[str | Path]) -> list[dict[str, Any]]:
-    """Rows of every point in ``directories``; a later grid replaces an earlier one's point."""
+def is_unfinished_grid(directory: str | Path) -> bool:
+    """Whether ``directory`` holds a synapse grid that has not written its results.json yet
+    (still running, or interrupted: its config.json says ``"experiment": "synapse"``)."""
+    root = Path(directory)
+    if (root / "results.json").exists() or not (root / "config.json").is_file():
+        return False
+    try:
+        return read_json(root / "config.json").get("experiment") == "synapse"
+    except (ValueError, AttributeError):
+        return False
+
+
+def overview(
+    directories: list[str | Path], log: Callable[[str], None] | None = None
+) -> list[dict[str, Any]]:
+    """Rows of every point in ``directories``; a later grid replaces an earlier one's point. A
+    grid not finished yet is left out, said through ``log`` (review, session 31: it stopped
+    the whole overview), unless every grid given is unfinished."""
     rows: dict[str, dict[str, Any]] = {}
+    unfinished = [str(d) for d in directories if is_unfinished_grid(d)]
+    if unfinished and len(unfinished) == len(directories):
+        raise ValueError(
+            f"no grid given is finished: {', '.join(unfinished)} (no results.json yet; the "
+            "same `learnsyn degeneracy synapse` command resumes it)"
+        )
     for directory in directories:
+        if str(directory) in unfinished:
+            if log is not None:
+                log(f"note: {directory} is a synapse grid not finished yet: left out")
+            continue
         rows.update(read_grid(directory))
     return [rows[name] for name in sorted(rows, key=point_order)]
 

@@ -134,7 +134,11 @@ def rejudge(source: str | Path, out: str | Path, log: Any = print) -> dict[str, 
         "pilot": read_json(pilot) if pilot.is_file() else None,
         "gap_baselines": baselines,
     }
+    if pilot.is_file():  # the judged grid's own files, as the grid writes them (session 31)
+        shutil.copyfile(pilot, out / "pilot.json")
     rejudged = {"source": str(source), "run_codes": sorted(codes)}
-    summary = write_synapse_grid_outputs(config, trained, out, rejudged=rejudged)
+    summary = write_synapse_grid_outputs(
+        config, trained, out, rejudged=rejudged, torch_threads=config.threads
+    )
     save_resolved_config(out, config, experiment="synapse", rejudged=rejudged)  # (last: the
     return summary  # grid's writer saves one without the record)

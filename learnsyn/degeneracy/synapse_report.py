@@ -516,14 +516,19 @@ def point_analysis(
             entry["gap_to_baseline"] = summarize_over_seeds(gap[index])
         by_init[name] = entry
     analysis["by_init"] = by_init
+    # A run that diverged before reaching the target has no training speed: counted at "never"
+    # it would read as the slowest run; the rank correlations leave it out (review, session 31).
+    dropped = np.asarray(raw["diverged"], dtype=bool) & ~np.isfinite(reach)
+    ranked_speed = np.where(dropped, np.nan, speed)
+    analysis["rank_correlation_diverged_runs_left_out"] = int(dropped.sum())
     pairs = {
         "fraction_below_threshold_vs_iterations_to_target": (
             initial["fraction_below_threshold"],
-            speed,
+            ranked_speed,
         ),
-        "initial_effective_rank_vs_iterations_to_target": (initial["effective_rank"], speed),
-        "early_recurrent_grad_norm_vs_iterations_to_target": (early_recurrent, speed),
-        "early_grad_norm_vs_iterations_to_target": (early_total, speed),
+        "initial_effective_rank_vs_iterations_to_target": (initial["effective_rank"], ranked_speed),
+        "early_recurrent_grad_norm_vs_iterations_to_target": (early_recurrent, ranked_speed),
+        "early_grad_norm_vs_iterations_to_target": (early_total, ranked_speed),
     }
     if gap is not None:
         pairs["final_timescales_used_vs_gap"] = (timescales[:, :, -1], gap)
@@ -544,7 +549,9 @@ def point_analysis(
     analysis["rank_correlation_rule"] = (
         "rank_correlations: Spearman rho over every (init, seed) run of the point, which also "
         "ranks the inits against each other; rank_correlations_within_init: the mean over inits "
-        "of rho over seeds, the test of prediction among runs of one init; both with s.e. and "
+        "of rho over seeds, the test of prediction among runs of one init (a run that diverged "
+        "before reaching the target is left out of both, not counted as never reaching it); "
+        "both with s.e. and "
         f"95 % interval from {config.bootstrap} bootstrap resamples of whole seeds, a direction "
         "where the interval excludes 0, |rho| exceeds the t cutoff for the seeds in s.e. and "
         "at most 5 % of resamples lack a rho; rank_correlations_between_init: rho of the inits' "
