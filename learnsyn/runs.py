@@ -84,7 +84,9 @@ def _check_finite(model, config: TrainConfig) -> None:
         raise ValueError(f"the initial parameters of cell {config.cell!r} are not finite")
 
 
-def prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, overwrite: bool) -> bool:
+def prepare_run_dir(
+    run_dir: Path, config: TrainConfig, resume: bool, overwrite: bool, log=print
+) -> bool:
     """Create or check the run directory; returns True when resuming from a checkpoint."""
     if resume and overwrite:
         raise ValueError("--resume and --overwrite exclude each other")
@@ -120,7 +122,16 @@ def prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, overwrite:
             # the same start given by another path (or by the run's record of it): the run keeps
             # its own, so its label, and the group its seeds pool in, stay the same
             config.start_from = saved.start_from
-            if asdict(saved) != asdict(config):  # e.g. another --eval-batch: record what is used
+            # a run made before a setting existed resumes with today's value of it: said, and
+            # recorded (review, session 31: filled in silently, and config.json kept lacking it)
+            absent = [k for k in asdict(config) if k not in read_json(run_dir / "config.json")]
+            if absent:
+                values = ", ".join(f"{k}={getattr(config, k)!r}" for k in absent)
+                log(
+                    f"note: {run_dir / 'config.json'} predates the settings {', '.join(absent)}; "
+                    f"the run resumes with {values}, now recorded there"
+                )
+            if absent or asdict(saved) != asdict(config):  # e.g. another --eval-batch
                 atomic_write_json(run_dir / "config.json", asdict(config))
             return (run_dir / CHECKPOINT_NAME).exists()
         elif not is_run_dir(run_dir):
@@ -400,7 +411,7 @@ def train(
     check_output_dir(run_dir, "run directory")
     with DirectoryLock(run_dir):  # one process per run directory
         finished = _finished_result(run_dir, config, final_evaluation) if resume else None
-        resuming = prepare_run_dir(run_dir, config, resume, overwrite)
+        resuming = prepare_run_dir(run_dir, config, resume, overwrite, log)
         if resume:  # a run of ours, locked by us: a temporary file there is stale
             for path in remove_stale_temporaries(run_dir):
                 log(f"removed {path.name}, left by a process killed while writing it")

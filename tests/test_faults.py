@@ -711,6 +711,23 @@ def test_a_resume_with_another_eval_batch_records_it_in_config_json(tmp_path):
     assert read_json(out / "config.json")["eval_batch"] == 32
 
 
+def test_a_run_made_before_a_setting_existed_resumes_saying_so_and_records_it(tmp_path, capsys):
+    """Review, session 31: a key missing from an older run's config.json was filled with
+    today's default in silence, and config.json went on lacking it."""
+    from learnsyn.io import atomic_write_json
+
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--iterations", "2", "--out", str(out)]) == 0
+    older = read_json(out / "config.json")
+    del older["late_variance"], older["noise_margin"]
+    atomic_write_json(out / "config.json", older)
+    capsys.readouterr()
+    assert main(["train", *TINY, "--iterations", "2", "--out", str(out), "--resume"]) == 0
+    said = capsys.readouterr()
+    assert "predates the settings noise_margin, late_variance" in said.err
+    assert {"late_variance", "noise_margin"} <= set(read_json(out / "config.json"))
+
+
 def test_the_demo_trains_again_when_its_run_has_other_settings(tmp_path, capsys, monkeypatch):
     from dataclasses import replace
 
