@@ -30,6 +30,8 @@ from learnsyn.estimate.snr import check_pairs
 from learnsyn.synapse import LinearForm, ModelInfo, Synapse
 
 FIXED_POINT_STEPS = 20_000
+#: iterating that leaves a larger residual (or a non-finite one) is followed by Newton steps
+NEWTON_ABOVE, NEWTON_STEPS = 1e-9, 50
 
 
 @dataclass
@@ -82,6 +84,37 @@ def _readout_weights(model: Synapse, m: int) -> torch.Tensor:
     )
 
 
+def _newton_fixed_point(
+    model: Synapse, state: torch.Tensor, residual: float
+) -> tuple[torch.Tensor, float]:
+    """Newton's method on ``f(h) - h`` from ``state`` (the initial state where iterating left
+    no finite one): a fixed point that iterating the mean map cannot reach, e.g. of a mode of
+    modulus > 1 (review, session 32: the linearization was NaN, said nowhere). Raises one
+    line where no finite fixed point is found."""
+    if not bool(torch.isfinite(state).all()):
+        state = model.initial_state(1, dtype=torch.float64)
+    best, best_residual = state, residual if math.isfinite(residual) else math.inf
+    eye = torch.eye(state.shape[1], dtype=torch.float64)
+    for _ in range(NEWTON_STEPS):
+        jacobian = torch.autograd.functional.jacobian(
+            lambda h: _mean_map(model, h.unsqueeze(0))[0], state[0]
+        )
+        with torch.no_grad():
+            gap = _mean_map(model, state)[0] - state[0]
+            step = torch.linalg.lstsq(jacobian - eye, gap.unsqueeze(1)).solution[:, 0]
+            state = state - step.unsqueeze(0)
+            current = float((_mean_map(model, state) - state).abs().max())
+        if not math.isfinite(current):
+            break
+        if current < best_residual:
+            best, best_residual = state, current
+        if current < 1e-15:
+            break
+    if not math.isfinite(best_residual):
+        raise ValueError("the model's mean map has no finite fixed point to linearize around")
+    return best, best_residual
+
+
 def linearize(model: Synapse, steps: int = FIXED_POINT_STEPS) -> Linearization:
     """The linearization of ``model`` around the fixed point of its mean map (float64)."""
     model = _double_copy(model)
@@ -95,6 +128,9 @@ def linearize(model: Synapse, steps: int = FIXED_POINT_STEPS) -> Linearization:
                 break
             state = new
         residual = float((_mean_map(model, state) - state).abs().max())
+    if not residual <= NEWTON_ABOVE:  # iterating diverged (a mode of modulus > 1) or stalled
+        state, residual = _newton_fixed_point(model, state, residual)
+    with torch.no_grad():
         ones = torch.ones(1, dtype=torch.float64)
         b = 0.5 * (model.step(state, ones) - model.step(state, -ones))[0]
         c = _readout_weights(model, m)

@@ -196,6 +196,17 @@ def test_linearization_of_a_linear_synapse_is_itself():
     assert np.allclose(lin.c, OPTIMAL_C) and np.allclose(lin.fixed_point, 0)
 
 
+def test_a_fixed_point_that_iterating_cannot_reach_is_found_by_newton():
+    """Review, session 32: with a mode of modulus > 1 iterating the mean map diverged and the
+    linearization was NaN, said nowhere; the fixed point (I - A)^-1 d exists."""
+    A = np.diag([1.05, 0.5])
+    synapse = LinearSynapse(A, [1.0, 0.5], [1.0, 1.0], drive=[0.1, 0.2]).double()
+    found = linearize(synapse)
+    assert found.residual < 1e-12
+    assert np.allclose(found.fixed_point, np.linalg.solve(np.eye(2) - A, [0.1, 0.2]))
+    assert np.allclose(found.A, A)
+
+
 def test_linearized_cell_matches_the_exact_linear_curve():
     """The ablation model in the ideal scenario: its Monte Carlo curve agrees with the exact one
     of its linear form."""
