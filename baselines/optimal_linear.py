@@ -113,11 +113,6 @@ MARGIN = 1.0 - 1e-10
 # --------------------------------------------------------------------------------------------
 
 
-def _default_form(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """m leaky copies (decay 0.99, increment 1) read out as their average."""
-    return 0.99 * np.eye(m), np.ones(m), np.full(m, 1.0 / m)
-
-
 @register_model
 class OptimalLinearSynapse(LinearSynapse):
     """A general linear synapse given by its matrices; ``learnsyn tune`` computes the best ones.
@@ -175,13 +170,15 @@ class OptimalLinearSynapse(LinearSynapse):
         self.params = resolve_params(self.info.params, params, owner)
         p = self.params
         m = p["variables"] if "variables" in params or not p["b"] else len(p["b"])
-        A0, b0, c0 = _default_form(m)
-        A = np.asarray(p["A"], dtype=np.float64) if p["A"] else A0.reshape(-1)
-        b = np.asarray(p["b"], dtype=np.float64) if p["b"] else b0
-        c = np.asarray(p["c"], dtype=np.float64) if p["c"] else c0
-        b_flagged = np.asarray(p["b_flagged"], dtype=np.float64) if p["b_flagged"] else None
-        # a constant drive only where the family declares it (``linear-range``)
-        drive = np.asarray(p["drive"], dtype=np.float64) if p.get("drive") else None
+
+        def given(key: str, default: np.ndarray | None = None) -> np.ndarray | None:
+            return np.asarray(p[key], dtype=np.float64) if p.get(key) else default
+
+        # empty A, b, c: m leaky copies (decay 0.99, increment 1) read out as their average; a
+        # constant drive only where the family declares it (``linear-range``)
+        A = given("A", 0.99 * np.eye(m).reshape(-1))
+        b, c = given("b", np.ones(m)), given("c", np.full(m, 1.0 / m))
+        b_flagged, drive = given("b_flagged"), given("drive")
         checks = [("A", A, m * m), ("b", b, m), ("c", c, m)]
         checks += [
             (k, v, m) for k, v in (("b_flagged", b_flagged), ("drive", drive)) if v is not None
@@ -195,21 +192,15 @@ class OptimalLinearSynapse(LinearSynapse):
         A = A.reshape(m, m)
         radius = spectral_radius(A)
         if not self.radius_allowed(radius):
-            if self.max_radius == 1.0 and not self.max_radius_included:
-                expected = "expected < 1"
-            else:
-                relation = "<=" if self.max_radius_included else "<"
-                expected = f"expected {relation} {self.max_radius:g}"
-            raise ValueError(f"{owner} is unstable: A has spectral radius {radius:.6g}, {expected}")
+            relation = "<=" if self.max_radius_included else "<"
+            raise ValueError(
+                f"{owner} is unstable: A has spectral radius {radius:.6g}, expected {relation} "
+                f"{self.max_radius:g}"
+            )
+        form = params_from_form(A, b, c, b_flagged, drive)
         self.params = {
-            "variables": m,
-            "A": tuple(float(v) for v in A.reshape(-1)),
-            "b": tuple(float(v) for v in b),
-            "c": tuple(float(v) for v in c),
+            key: value if key == "variables" else tuple(value) for key, value in form.items()
         }
-        for key, values in (("b_flagged", b_flagged), ("drive", drive)):
-            if values is not None:
-                self.params[key] = tuple(float(v) for v in values)
         super().__init__(A, b, c, b_flagged, drive)
 
     @classmethod
@@ -670,11 +661,6 @@ class OptimalLinear:
         """``(A, b, c)`` as numpy arrays."""
         return form_from_params(self.params)
 
-    def b_flagged(self) -> np.ndarray | None:
-        """The increment of flagged events, or None (every event uses b)."""
-        values = self.params.get("b_flagged")
-        return None if values is None else np.array(values)
-
 
 def _setting(scenario: Scenario, target: SearchTarget) -> Setting:
     stats = scenario.linear_statistics()
@@ -948,32 +934,10 @@ def optimize_linear_synapse(
     A, b, c, b_flagged = (None if t is None else t.numpy() for t in form)
     if scenario.has_flags and b_flagged is None:  # the ungated one won: say it ignores the flag
         b_flagged = b.copy()
-    return _finish(scenario, setting, A, b, c, b_flagged, structure, evaluations, start, summary)
-
-
-def _finish(
-    scenario: Scenario,
-    setting: Setting,
-    A: np.ndarray,
-    b: np.ndarray,
-    c: np.ndarray,
-    b_flagged: np.ndarray | None,
-    structure: Structure,
-    evaluations: int,
-    start: float,
-    summary: list[dict[str, Any]],
-) -> OptimalLinear:
-    params = params_from_form(A, b, c, b_flagged)
-    model = OptimalLinearSynapse(**params)
-    evaluation = evaluate(
-        model,
-        scenario,
-        method="exact",
-        **setting.spec.keywords(),
-    )
-    params = _json_params(model.params_dict())
+    model = OptimalLinearSynapse(**params_from_form(A, b, c, b_flagged))
+    evaluation = evaluate(model, scenario, method="exact", **setting.spec.keywords())
     return OptimalLinear(
-        params=params,
+        params=_json_params(model.params_dict()),
         value=float(evaluation.metrics[setting.spec.metric]),
         evaluation=evaluation,
         complex_pairs=structure.pairs,
@@ -1111,18 +1075,14 @@ def equal_variance_realization(
     """The same kernel in the basis where the stationary covariance (unit events) is the
     identity: every variable then uses the same share of a bounded range."""
     A, b, c = (np.asarray(v, dtype=np.float64) for v in (A, b, c))
-    P = _numpy_lyapunov(A, np.outer(b, b))
+    n = A.shape[0]  # P = A P A^T + b b^T (``lyapunov``)
+    P = np.linalg.solve(np.eye(n * n) - np.kron(A, A), np.outer(b, b).reshape(-1)).reshape(n, n)
     eigenvalues, vectors = np.linalg.eigh((P + P.T) / 2)
     eigenvalues = np.maximum(eigenvalues, 1e-12 * max(eigenvalues.max(), 1e-300))
     L = vectors * np.sqrt(eigenvalues)  # P = L L^T
     L_inv = np.linalg.inv(L)
     c_new = c @ L
     return L_inv @ A @ L, L_inv @ b, c_new / np.max(np.abs(c_new))
-
-
-def _numpy_lyapunov(A: np.ndarray, Q: np.ndarray) -> np.ndarray:
-    n = A.shape[0]
-    return np.linalg.solve(np.eye(n * n) - np.kron(A, A), Q.reshape(-1)).reshape(n, n)
 
 
 def optimize_linear_synapse_monte_carlo(
@@ -1177,10 +1137,17 @@ def optimize_linear_synapse_monte_carlo(
         start_params = ideal.params
         A0, b0, c0 = equal_variance_realization(*ideal.form())
         b0 = b0 / np.max(np.abs(b0))
+        if scenario.info.name == "bounded":
+            spacing = 2.0 * scenario.params["bound"] / (scenario.params["levels"] - 1)
+            amplitudes = spacing * np.array([0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
+        else:
+            amplitudes = np.geomspace(1.0 / 64.0, 2.0, 8)
+        scan = [np.concatenate([A0.reshape(-1), amplitude * b0, c0]) for amplitude in amplitudes]
+    elif not starts:
+        raise ValueError("starts is empty: give at least one (A, b, c)")
     else:
-        if not starts:
-            raise ValueError("starts is empty: give at least one (A, b, c)")
         start_params = _json_params(params_from_form(*starts[0]))
+        scan = [np.concatenate([np.reshape(v, -1) for v in start]) for start in starts]
     if burn_in is None:
         burn_in = default_burn_in(model_class(**start_params), scenario, horizon)
     chain = chain_applies(scenario, m)
@@ -1241,15 +1208,6 @@ def optimize_linear_synapse_monte_carlo(
                 progress(len(trials), params, cache[key])
         return cache[key]
 
-    if starts is not None:
-        scan = [np.concatenate([np.reshape(v, -1) for v in start]) for start in starts]
-    elif scenario.info.name == "bounded":
-        spacing = 2.0 * scenario.params["bound"] / (scenario.params["levels"] - 1)
-        amplitudes = spacing * np.array([0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
-    else:
-        amplitudes = np.geomspace(1.0 / 64.0, 2.0, 8)
-    if starts is None:
-        scan = [np.concatenate([A0.reshape(-1), amplitude * b0, c0]) for amplitude in amplitudes]
     smaller = max((k for k in range(1, m) if chain_applies(scenario, k)), default=None)
     if smaller is None and m > 2:
         smaller = m // 2
