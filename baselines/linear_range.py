@@ -255,11 +255,9 @@ def inflated_starts(
     each of ``amplitudes``."""
     A, b, c = (np.asarray(v, dtype=np.float64) for v in (A, b, c))
     radius = max(spectral_radius(A), 1e-12)
-    starts = [(A, b, c)]
-    for target in radii:
-        for amplitude in amplitudes:
-            starts.append((A * (target / radius), amplitude * b, c))
-    return starts
+    return [(A, b, c)] + [
+        (A * (target / radius), amplitude * b, c) for target in radii for amplitude in amplitudes
+    ]
 
 
 def hold_linear(
@@ -570,7 +568,6 @@ def optimize_linear_range(
     form = form_from_params(stable.params)
     m = len(form[1])
     starts = inflated_starts(*form, radii=radii, amplitudes=amplitudes)
-    given_burn_in = burn_in
     small_evaluations = 0
     embedded_params = None
     if m > 2 and not chain_applies(scenario, m):
@@ -582,7 +579,7 @@ def optimize_linear_range(
             **{**common, "state_size": smaller, "progress": None},
             adam_iterations=0,  # a start for Nelder-Mead only; Adam runs once, at m
             search_batch=search_batch,
-            burn_in=given_burn_in,
+            burn_in=burn_in,
             radii=radii,
             amplitudes=amplitudes,
         )
@@ -596,11 +593,9 @@ def optimize_linear_range(
         drive[:smaller] = np.asarray(small.params.get("drive") or np.zeros(smaller))
         embedded_params = params_from_form(*embedded, drive=drive)
     if burn_in is None:
-        stable_model = RangeLinearSynapse(**stable.params)
-        unstable_model = RangeLinearSynapse(**params_from_form(*starts[-1]))
         burn_in = max(
-            default_burn_in(stable_model, scenario, horizon),
-            default_burn_in(unstable_model, scenario, horizon),
+            default_burn_in(RangeLinearSynapse(**params), scenario, horizon)
+            for params in (stable.params, params_from_form(*starts[-1]))
         )
     search = optimize_linear_synapse_monte_carlo(
         scenario,
@@ -694,7 +689,6 @@ def optimize_linear_range(
     polish_evaluations = 0
     if chain_applies(scenario, m):  # step 5: every parameter, the drive too, on the exact chain
         _, _, start_evaluation = max(candidates, key=lambda c: c[1])
-
         polished_so_far = 0
 
         def exact_value(params: dict[str, Any]) -> float:
@@ -735,13 +729,7 @@ def optimize_linear_range(
         adam_radius=adam_radius,
         stable=stable,
         search=search,
-        evaluations=stable.evaluations
-        + small_evaluations
-        + search.evaluations
-        + 1
-        + len(scored_candidates)
-        + adam_evaluations
-        + polish_evaluations,
+        evaluations=done + 1 + adam_evaluations + polish_evaluations,
         seconds=time.perf_counter() - start,
         trials=stable.trials + search.trials,
     )
