@@ -78,12 +78,7 @@ import torch
 
 from learnsyn.estimate.exact import variances_given_kind
 from learnsyn.estimate.montecarlo import default_burn_in
-from learnsyn.estimate.snr import (
-    EvalSpec,
-    compute_metrics,
-    smooth_objective,
-    snr_from_moments,
-)
+from learnsyn.estimate.snr import EvalSpec, compute_metrics, smooth_objective, snr_from_moments
 from learnsyn.evaluate import Evaluation, evaluate
 from learnsyn.registry import register_model
 from learnsyn.scenario import InputStatistics, Scenario, make_scenario
