@@ -657,18 +657,6 @@ class OptimalLinear:
         return form_from_params(self.params)
 
 
-def _setting(scenario: Scenario, target: SearchTarget) -> Setting:
-    stats = scenario.linear_statistics()
-    if stats is None:
-        raise ValueError(
-            f"scenario {scenario.info.name!r} has no exact linear statistics, so the exact "
-            "optimizer has no path there; use optimize_linear_synapse_monte_carlo (learnsyn "
-            "tune does)"
-        )
-    weights = tuple(float(kind.weight) for kind in scenario.tracked_kinds())
-    return Setting(stats, weights, target.spec())
-
-
 def _check_state_size(state_size: int) -> int:
     try:
         valid = not isinstance(state_size, bool) and int(state_size) == state_size
@@ -890,7 +878,15 @@ def optimize_linear_synapse(
     """
     start = time.perf_counter()
     target = SearchTarget(**target)
-    setting = _setting(scenario, target)
+    stats = scenario.linear_statistics()
+    if stats is None:
+        raise ValueError(
+            f"scenario {scenario.info.name!r} has no exact linear statistics, so the exact "
+            "optimizer has no path there; use optimize_linear_synapse_monte_carlo (learnsyn "
+            "tune does)"
+        )
+    weights = tuple(float(kind.weight) for kind in scenario.tracked_kinds())
+    setting = Setting(stats, weights, target.spec())
     m = _check_state_size(state_size)
     if restarts < 1 or candidates < 1 or iterations < 1:
         raise ValueError(
@@ -1118,8 +1114,7 @@ def optimize_linear_synapse_monte_carlo(
     """
     start = time.perf_counter()
     target = SearchTarget(**target)
-    synapses, horizon, metric = target.synapses, target.horizon, target.metric
-    threshold, convention, seed = target.threshold, target.convention, target.seed
+    horizon, metric, seed = target.horizon, target.metric, target.seed
     m = _check_state_size(state_size)
     if evaluations < 1 or chain_evaluations < 1:
         raise ValueError(
@@ -1183,15 +1178,15 @@ def optimize_linear_synapse_monte_carlo(
                 c,
                 bound=scenario.params["bound"],
                 levels=scenario.params["levels"],
-                synapses=synapses,
+                synapses=target.synapses,
                 horizon=horizon,
-                convention=convention,
+                convention=target.convention,
             )
         except (RuntimeError, ValueError, np.linalg.LinAlgError):
             return -math.inf
         if not np.all(np.isfinite(snr)):
             return -math.inf
-        return compute_metrics(np.arange(horizon), snr, threshold)[metric]
+        return compute_metrics(np.arange(horizon), snr, target.threshold)[metric]
 
     def objective(z: np.ndarray) -> float:
         key = np.asarray(z, dtype=np.float64).tobytes()
@@ -1218,8 +1213,7 @@ def optimize_linear_synapse_monte_carlo(
             evaluations=evaluations,
             chain_evaluations=chain_evaluations,
         )
-        A, b, c = embed_smaller(small.params, m)
-        scan.append(np.concatenate([A.reshape(-1), b, c]))
+        scan.append(np.concatenate([np.reshape(v, -1) for v in embed_smaller(small.params, m)]))
     values = [objective(z) for z in scan[:budget]]
     order = np.argsort(values)[::-1]
     best_z = scan[int(order[0])]
