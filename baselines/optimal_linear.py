@@ -165,25 +165,21 @@ class OptimalLinearSynapse(LinearSynapse):
         self.params = resolve_params(self.info.params, params, owner)
         p = self.params
         m = p["variables"] if "variables" in params or not p["b"] else len(p["b"])
-
-        def given(key: str, default: np.ndarray | None = None) -> np.ndarray | None:
-            return np.asarray(p[key], dtype=np.float64) if p.get(key) else default
-
         # empty A, b, c: m leaky copies (decay 0.99, increment 1) read out as their average; a
         # constant drive only where the family declares it (``linear-range``)
-        A = given("A", 0.99 * np.eye(m).reshape(-1))
-        b, c = given("b", np.ones(m)), given("c", np.full(m, 1.0 / m))
-        b_flagged, drive = given("b_flagged"), given("drive")
-        checks = [("A", A, m * m), ("b", b, m), ("c", c, m)]
-        checks += [
-            (k, v, m) for k, v in (("b_flagged", b_flagged), ("drive", drive)) if v is not None
-        ]
-        for name, values, size in checks:
-            if len(values) != size:
+        defaults = {"A": 0.99 * np.eye(m).reshape(-1), "b": np.ones(m), "c": np.full(m, 1.0 / m)}
+        given = {
+            key: np.asarray(p[key], dtype=np.float64) if p.get(key) else defaults.get(key)
+            for key in ("A", "b", "c", "b_flagged", "drive")
+        }
+        for name, values in given.items():
+            size = m * m if name == "A" else m
+            if values is not None and len(values) != size:
                 raise ValueError(
                     f"{owner} parameter {name} has {len(values)} entries: expected {size} "
                     f"for variables={m}"
                 )
+        A, b, c, b_flagged, drive = given.values()
         A = A.reshape(m, m)
         radius = spectral_radius(A)
         if not self.radius_allowed(radius):
