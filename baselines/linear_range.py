@@ -545,12 +545,11 @@ def optimize_linear_range(
 ) -> RangeLinear:
     """The best m-variable linear synapse with A's spectral radius up to ``MAX_RADIUS`` in a
     scenario with a range (the module docstring gives the search); ``target``: the keywords of
-    ``tuning.SearchTarget``. ``burn_in`` (None: the larger
-    of the stable optimum's default and an unstable member's, 4 x horizon) is used by the second
-    search, step 4 and the final evaluations; the first (stable) search runs exactly as
-    ``optimal-linear``'s with the given ``burn_in``. ``adam_iterations``: step 4's Adam updates
-    (None: four times ``evaluations``, at most ``ADAM_ITERATIONS``; 0 skips it), each on
-    ``ADAM_BATCH_FACTOR`` x ``batch`` pairs."""
+    ``tuning.SearchTarget``. ``burn_in`` (None: the larger of the stable optimum's default and an
+    unstable member's, 4 x horizon) is used by the second search, step 4 and the final
+    evaluations; the first (stable) search runs exactly as ``optimal-linear``'s with the given
+    ``burn_in``. ``adam_iterations``: step 4's Adam updates (None: four times ``evaluations``, at
+    most ``ADAM_ITERATIONS``; 0 skips it), each on ``ADAM_BATCH_FACTOR`` x ``batch`` pairs."""
     start = time.perf_counter()
     check_range(scenario)
     target = SearchTarget(**target)

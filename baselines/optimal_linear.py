@@ -9,10 +9,9 @@ includes a flag-dependent increment, ``x' = A x + b_flagged xi`` for flagged eve
 learned cells see the flag, and one gated variable (ordinary events written weakly, flagged ones
 strongly) already has about twice the area of the best flag-blind synapse of 4 variables
 (importance, N = 1000, horizon 600: 1160 against 598), so a flag-blind optimum is not the
-strongest linear competitor of the same size. Elsewhere b_flagged is absent
-and nothing changes. Wherever the scenario has ``linear_statistics()`` the SNR curve of any
-member is exact (section 3), so the best member for a metric is found by optimizing that closed
-form:
+strongest linear competitor of the same size. Elsewhere b_flagged is absent and nothing changes.
+Wherever the scenario has ``linear_statistics()`` the SNR curve of any member is exact (section
+3), so the best member for a metric is found by optimizing that closed form:
 
 1. a modal parameterization: real poles ``lambda = tanh(u)`` and complex-conjugate pairs
    ``rho e^{+-i omega}`` (``rho = sigmoid(s)``, ``omega = pi sigmoid(v)``) as the blocks of a
