@@ -400,7 +400,12 @@ class TrainConfig:
             ("checkpoint-every", self.checkpoint_every, 1),
             ("eval batch", self.eval_batch, MIN_PAIRS),
             ("validate-every", self.validate_every, 1),
-            ("validation batch", self.resolved_validation_batch(), MIN_PAIRS),
+            # as given, not int()-ed: 5000.7 was accepted and run as 5000 (review, session 32)
+            (
+                "validation batch",
+                self.batch if self.validation_batch is None else self.validation_batch,
+                MIN_PAIRS,
+            ),
             ("log-every", self.log_every, 1),
             ("figure-every", self.figure_every, 0),
         ]

@@ -18,6 +18,7 @@ recurrent matrix through ``initialize_square_matrix`` / ``apply_initialization_`
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import dataclass
 
@@ -62,7 +63,10 @@ class InitSpec:
             base = "orthogonal" if self.fold_k == 0 else f"orthogonal-fold{self.fold_k}"
         else:
             base = f"fold{self.fold_k}"
-        return base if self.gain == 1.0 else f"{base}-x{self.gain:g}"
+        if self.gain == 1.0:
+            return base
+        gain = f"{self.gain:g}"  # 6 digits, unless they lose the gain (review, session 32)
+        return f"{base}-x{gain if float(gain) == self.gain else repr(self.gain)}"
 
     def label(self, fold_axis: str = "rows") -> str:
         """A human-readable label for plots, stating the fold axis where it matters."""
@@ -198,8 +202,10 @@ MAX_STUDY_SEED = 2**32 - 1
 
 def check_seed(seed: int, maximum: int = MAX_SEED) -> None:
     """Raise a one-line ``ValueError`` unless ``seed`` is an integer in [0, maximum]."""
-    if isinstance(seed, bool) or int(seed) != seed or not 0 <= seed <= maximum:
-        raise ValueError(f"seed = {seed} is not allowed: need an integer in [0, {maximum}]")
+    # (review, session 32: NaN raised "cannot convert float NaN to integer", "3" read as 3)
+    integral = isinstance(seed, numbers.Integral) or (isinstance(seed, float) and seed.is_integer())
+    if isinstance(seed, bool) or not integral or not 0 <= seed <= maximum:
+        raise ValueError(f"seed = {seed!r} is not allowed: need an integer in [0, {maximum}]")
 
 
 def check_width(width: int) -> None:

@@ -23,7 +23,8 @@ class BoundedScenario(Scenario):
         "rounded to `levels` levels after each step",
         reference="Fusi & Abbott 2007 (bounded synapses); Benna & Fusi 2016 (discretized chain)",
         params=(
-            ParamSpec("bound", float, 1.0, 0.0, None, low_open=True, help="range half-width"),
+            # float32 state: a larger range overflows the level arithmetic (review, session 32)
+            ParamSpec("bound", float, 1.0, 0.0, 1e30, low_open=True, help="range half-width"),
             ParamSpec("levels", int, 16, 2, 1e6, help="number of levels per variable"),
         ),
         tags=("constrained",),
@@ -68,7 +69,7 @@ class NoisyScenario(Scenario):
         reference="science.md section 5",
         params=(
             ParamSpec("sigma", float, 0.1, 0.0, None, help="noise std per variable per step"),
-            ParamSpec("bound", float, 1.0, 0.0, None, help="range half-width (0: none)"),
+            ParamSpec("bound", float, 1.0, 0.0, 1e30, help="range half-width (0: none)"),
         ),
         tags=("constrained",),
     )

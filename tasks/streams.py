@@ -103,7 +103,7 @@ class ImportanceScenario(Scenario):
         reference="Kirkpatrick et al. 2017 (importance); science.md section 5",
         params=(
             ParamSpec("fraction", float, 0.1, 0.0, 1.0, True, True, help="P(important)"),
-            ParamSpec("boost", float, 2.0, 0.0, None, low_open=True, help="important amplitude"),
+            ParamSpec("boost", float, 2.0, 0.0, 1e30, low_open=True, help="important amplitude"),
             ParamSpec("weight", float, 0.8, 0.0, 1.0, help="objective weight of important ones"),
         ),
         tags=("exact-linear", "exact-markov", "flags"),

@@ -90,6 +90,14 @@ def test_parse_init_spec_round_trips_names(name, expected):
     assert parse_init_spec(spec.name) == spec
 
 
+def test_a_gain_of_more_than_six_digits_round_trips_through_its_name():
+    """Review, session 32: the name wrote the gain with 6 significant digits."""
+    for gain in (math.sqrt(2), 1234567.0):
+        spec = InitSpec("gaussian", 0, gain)
+        assert parse_init_spec(spec.name) == spec
+    assert InitSpec("orthogonal", 0, 0.8).name == "orthogonal-x0.8"
+
+
 @pytest.mark.parametrize("bad", ["xavier", "fold", "orthogonal-x", "orthogonal*0.8", ""])
 def test_unknown_init_gives_one_line_error_listing_allowed_names(bad):
     with pytest.raises(ValueError) as error:

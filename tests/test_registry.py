@@ -1,5 +1,7 @@
 """Every registered scenario with every registered model: evaluated, or rejected clearly."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -41,6 +43,33 @@ def test_every_model_in_every_scenario(task, name):
 def test_scenario_parameters_are_checked(task):
     with pytest.raises(ValueError, match="has no parameter"):
         make_scenario(task, {"nonsense": 1})
+
+
+@pytest.mark.parametrize(
+    "task, params", [("bounded", {"bound": 1e31}), ("noisy", {"bound": 3.5e38}),
+                     ("importance", {"boost": 1e200})]
+)  # fmt: skip
+def test_amplitudes_that_overflow_the_float32_state_are_refused(task, params):
+    """Review, session 32: they passed validation and stopped the run at its first step
+    ("value cannot be converted to type float without overflow")."""
+    with pytest.raises(ValueError, match=r"is out of range: expected a number in .*1e\+30\]"):
+        make_scenario(task, params)
+
+
+def test_a_seed_that_is_not_an_integer_is_named_as_given():
+    from learnsyn.initialization import check_seed
+
+    for bad, shown in ((math.nan, "nan"), ("3", "'3'"), (2.5, "2.5")):
+        with pytest.raises(ValueError, match=f"seed = {shown} is not allowed: need an integer"):
+            check_seed(bad)
+    check_seed(3.0)  # an integral float (JSON) is a seed
+
+
+def test_a_fractional_validation_batch_is_refused_as_given():
+    from learnsyn.config import TrainConfig
+
+    with pytest.raises(ValueError, match="validation batch = 5000.7 is not allowed"):
+        TrainConfig(validation_batch=5000.7).validate()
 
 
 def test_bounded_scenario_keeps_states_on_the_grid():
