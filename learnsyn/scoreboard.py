@@ -66,7 +66,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -161,15 +161,7 @@ def cell_of_run(config: TrainConfig) -> Cell | None:
     the defaults: the scoreboard's baselines are tuned for the defaults)."""
     if config.task_params != make_scenario(config.task).params:
         return None
-    return Cell(
-        config.task,
-        config.state_size,
-        config.synapses,
-        config.horizon,
-        config.metric,
-        config.threshold,
-        config.convention,
-    )
+    return Cell(**{f.name: getattr(config, f.name) for f in fields(Cell)})
 
 
 def plan_cells(
@@ -613,8 +605,6 @@ def _resolved(config: TrainConfig, name: str) -> Any:
 def learned_label(config: TrainConfig) -> str:
     """The group a run belongs to: its cell type and every training setting that differs from
     the defaults of ``learnsyn train`` for that cell (so different recipes never pool)."""
-    from dataclasses import fields
-
     default = TrainConfig(
         task=config.task,
         task_params=config.task_params,
@@ -1125,14 +1115,12 @@ def build_scoreboard(
     A board already in ``out`` that holds cells or learned runs this call leaves out is not
     replaced unless ``overwrite`` (its caches are kept either way)."""
     check_pairs(eval_batch, "--eval-batch")
-    check_output_dir(out, "--out")  # ("" is refused there)
-    out = Path(out)
+    out = check_output_dir(out, "--out")  # ("" is refused there)
     device = resolve_device(device)
     for cell in cells:
         cell.config(eval_batch)  # evaluations that cannot fit: one line before any tuning
     run_dirs = find_runs(runs) if runs else []
     check_runs(run_dirs, eval_batch)
-    check_output_dir(out, "--out")
     for name in OUTPUT_FILES:  # written last, after every cell: refused now, not then
         check_output_file(out / name, f"--out {out}: the board's {name},")
     # not into another command's folder, nor below a training run (its --overwrite deletes it)
