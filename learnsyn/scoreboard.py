@@ -209,6 +209,13 @@ def _cell_seed(cell: Cell) -> int:
     return stream_seed(cell.config().seed, "compare")
 
 
+def _evaluate(model, config: TrainConfig, batch: int, seed: int, device: str, method: str):
+    """``runs.evaluate_trained``, looked up at each call (a test may patch it)."""
+    from learnsyn.runs import evaluate_trained
+
+    return evaluate_trained(model, config, batch=batch, seed=seed, device=device, method=method)
+
+
 def compute_cell(
     cell: Cell, out: Path, eval_batch: int = EVAL_BATCH, device: str = "cpu", log=print
 ) -> dict[str, Any]:
@@ -269,7 +276,7 @@ def evaluate_learned_run(
 ) -> dict[str, Any] | None:
     """A learned run's row on its cell's evaluation seed and batch (cached); None when the run
     does not belong to a scoreboard cell."""
-    from learnsyn.runs import evaluate_trained, load_run
+    from learnsyn.runs import load_run
 
     config, model, checkpoint = load_run(run_dir)
     cell = cell_of_run(config)
@@ -295,9 +302,7 @@ def evaluate_learned_run(
     scenario = make_scenario(config.task, config.task_params)
     # bounded grid: exactly, no noise; elsewhere on the cell's shared random numbers
     method = "exact" if exact_method_available(model, scenario, AUTO_MAX_STATES) else "monte-carlo"
-    ev = evaluate_trained(
-        model, config, batch=eval_batch, seed=_cell_seed(cell), device=device, method=method
-    )
+    ev = _evaluate(model, config, eval_batch, _cell_seed(cell), device, method)
     row = {
         "run": str(run_dir),
         "cell_key": cell.key,
@@ -398,24 +403,17 @@ def linearized_ablation(
     state) and evaluated with the SAME method, seed and batch as the ``learned`` row, so the
     ratio learned / linearized is paired (exact on both sides: no error at all)."""
     from learnsyn.linearization import LinearizedCell, linearize_in
-    from learnsyn.runs import evaluate_trained
 
     scenario = make_scenario(config.task, config.task_params)
     if getattr(model, "discrete_state", False):
         raise ValueError(f"{config.cell}: a discrete-state model has no linearization")
     lin = linearize_in(model, scenario)  # on the stationary states where the state is constrained
-    ev = evaluate_trained(
-        LinearizedCell(lin),
-        config,
-        batch=learned["eval_batch"],
-        seed=seed,
-        device=device,
-        method=learned["method"],
-    )
+    batch = learned["eval_batch"]
+    ev = _evaluate(LinearizedCell(lin), config, batch, seed, device, learned["method"])
     ablation = {
         "method": ev.method,
         "eval_seed": seed,
-        "eval_batch": learned["eval_batch"],
+        "eval_batch": batch,
         "metrics": ev.metrics,
         "metrics_stderr": ev.metrics_stderr or {key: 0.0 for key in ev.metrics},
         "leave_one_out": (ev.monte_carlo or {}).get("leave_one_out_metrics"),
@@ -441,7 +439,6 @@ def linearization_selection(
     where the bounded grid fits (``estimate.grid.MAX_STATES``, e.g. 16^4 states at m = 4, about
     10 s); else Monte Carlo on the cell's ``selection`` seed stream, the ablation's batch."""
     from learnsyn.linearization import LinearizedCell
-    from learnsyn.runs import evaluate_trained
 
     if ablation["method"] == "exact":
         return {"method": "exact", "metrics": ablation["metrics"]}
@@ -450,14 +447,8 @@ def linearization_selection(
     exact = exact_method_available(model, scenario)
     cell = cell_of_run(config)
     seed = stream_seed(cell.config().seed if cell else config.seed, "selection")
-    ev = evaluate_trained(
-        model,
-        config,
-        batch=ablation["eval_batch"],
-        seed=seed,
-        device=device,
-        method="exact" if exact else "monte-carlo",
-    )
+    method = "exact" if exact else "monte-carlo"
+    ev = _evaluate(model, config, ablation["eval_batch"], seed, device, method)
     selection = {"method": ev.method, "metrics": ev.metrics}
     if not exact:
         selection.update(eval_seed=seed, metrics_stderr=ev.metrics_stderr)
@@ -535,7 +526,7 @@ def add_refined(
     Cached in the row's file while the synapse is the same; dropped when the file is gone."""
     from learnsyn.baselines.optimal_linear import form_from_params
     from learnsyn.registry import make_model
-    from learnsyn.runs import evaluate_trained, read_run_config
+    from learnsyn.runs import read_run_config
     from learnsyn.synapse import spectral_radius
 
     path = Path(run_dir) / REFINED_FILE
@@ -555,14 +546,8 @@ def add_refined(
         except (OSError, ValueError, KeyError, TypeError) as error:  # never stops the scoreboard
             say(f"refined linearization of {run_dir}: left out ({type(error).__name__}: {error})")
             return {key: value for key, value in row.items() if key != "refined"}
-        ev = evaluate_trained(
-            model,
-            config,
-            batch=row["eval_batch"],
-            seed=_cell_seed(Cell(**row["cell"])),
-            device=device,
-            method=row["method"],
-        )
+        seed = _cell_seed(Cell(**row["cell"]))
+        ev = _evaluate(model, config, row["eval_batch"], seed, device, row["method"])
         row = {
             **row,
             "refined": {
