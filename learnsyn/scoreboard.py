@@ -740,22 +740,11 @@ def learned_groups(cell_data: dict[str, Any], runs: list[dict[str, Any]], metric
         }
         if best is not None:
             against = _ratio_to(members, best, metric, mean_loo)
-            group.update(
-                best_baseline=best["name"],
-                **against,
-                verdict=_verdict(
-                    against["ratio"], against["ratio_stderr"], n, against["verdict_cutoff"]
-                ),
-            )
+            group.update(best_baseline=best["name"], **_judged(against, n, _verdict))
         if strongest is not None:
             against = _ratio_to(members, strongest, metric, mean_loo)
-            group.update(
-                strongest=strongest["name"],
-                **{f"strongest_{key}": value for key, value in against.items()},
-                strongest_verdict=_strongest_verdict(
-                    against["ratio"], against["ratio_stderr"], n, against["verdict_cutoff"]
-                ),
-            )
+            judged = _judged(against, n, _strongest_verdict, "strongest_")
+            group.update(strongest=strongest["name"], **judged)
         group.update(_against_linearization(members, metric))
         groups.append(group)
     return groups
@@ -799,15 +788,30 @@ def _ratio_to(
             monte_carlo = math.hypot(monte_carlo, rounded)
     else:  # group layouts differ: take the seeds' errors as fully correlated
         monte_carlo = float(np.mean([x.stderr for x in ratios]))
-    cutoff, dof = _cutoff([(spread, n)], monte_carlo, members, metric)
+    error = _with_error(
+        r.mean(), spread, monte_carlo, _cutoff([(spread, n)], monte_carlo, members, metric)
+    )
+    return {"ratios": [x.to_json() for x in ratios], **error}
+
+
+def _with_error(
+    ratio: float, seeds: float, monte_carlo: float, cutoff: tuple[float, float]
+) -> dict[str, Any]:
+    """A ratio with its error (the spread over training seeds and the Monte Carlo part, in
+    quadrature) and its verdict's cutoff and degrees of freedom (``_cutoff``)."""
     return {
-        "ratios": [x.to_json() for x in ratios],
-        "ratio": float(r.mean()),
-        "ratio_stderr": float(math.hypot(spread, monte_carlo)),
-        "ratio_stderr_parts": {"seeds": float(spread), "monte_carlo": monte_carlo},
-        "verdict_cutoff": cutoff,
-        "degrees_of_freedom": dof,
+        "ratio": float(ratio),
+        "ratio_stderr": float(math.hypot(seeds, monte_carlo)),
+        "ratio_stderr_parts": {"seeds": float(seeds), "monte_carlo": monte_carlo},
+        "verdict_cutoff": cutoff[0],
+        "degrees_of_freedom": cutoff[1],
     }
+
+
+def _judged(entry: dict[str, Any], seeds: int, rule, prefix: str = "") -> dict[str, Any]:
+    """``entry`` (``_with_error``) and its ``verdict`` by ``rule``, each key after ``prefix``."""
+    verdict = rule(entry["ratio"], entry["ratio_stderr"], seeds, entry["verdict_cutoff"])
+    return {prefix + key: value for key, value in {**entry, "verdict": verdict}.items()}
 
 
 def _cutoff(
@@ -914,23 +918,17 @@ def learned_pairs(runs: list[dict[str, Any]], metric: str) -> list[dict[str, Any
                 for v, side, m in zip(loo, sides, means, strict=True)
             ]
             monte_carlo = abs(ratio) * math.hypot(*errors)
-        error = math.hypot(seeds, monte_carlo)
-        n = min(len(v) for v in values)
-        cutoff, dof = _cutoff(
+        cutoff = _cutoff(
             [(abs(ratio) * rel, len(v)) for rel, v in zip(relative, values, strict=True)],
             monte_carlo, sides[0] + sides[1], metric,
         )  # fmt: skip
+        entry = _with_error(ratio, seeds, monte_carlo, cutoff)
         pairs.append(
             {
                 "numerator": top,
                 "denominator": bottom,
                 "seeds": [len(v) for v in values],
-                "ratio": ratio,
-                "ratio_stderr": error,
-                "ratio_stderr_parts": {"seeds": seeds, "monte_carlo": monte_carlo},
-                "verdict_cutoff": cutoff,
-                "degrees_of_freedom": dof,
-                "verdict": _pair_verdict(ratio, error, n, cutoff),
+                **_judged(entry, min(len(v) for v in values), _pair_verdict),
             }
         )
     return pairs
@@ -975,20 +973,15 @@ def _against_linearization(members: list[dict[str, Any]], metric: str) -> dict[s
         monte_carlo = float(jackknife_stderr(torch.tensor(mean_ratio)))
     else:  # exact rows (zero error) or layouts that differ: the seeds' errors fully correlated
         monte_carlo = float(np.mean([x.stderr for x in ratios]))
-    error = math.hypot(spread, monte_carlo)
-    mean = float(values.mean())
     rows = [row for r in done for row in (r, r["ablation"])]
-    cutoff, dof = _cutoff([(spread, n)], monte_carlo, rows, metric)
+    error = _with_error(
+        values.mean(), spread, monte_carlo, _cutoff([(spread, n)], monte_carlo, rows, metric)
+    )
+    entry = {"ratios": [x.to_json() for x in ratios], **error}
     summary.update(
         linearized_seeds=[r["seed"] for r in done],
         linearized_values=[r["ablation"]["metrics"][metric] for r in done],
-        linearized_ratios=[x.to_json() for x in ratios],
-        linearized_ratio=mean,
-        linearized_ratio_stderr=float(error),
-        linearized_ratio_stderr_parts={"seeds": float(spread), "monte_carlo": monte_carlo},
-        linearized_verdict_cutoff=cutoff,
-        linearized_degrees_of_freedom=dof,
-        linearized_verdict=_linearization_verdict(mean, error, n, cutoff),
+        **_judged(entry, n, _linearization_verdict, "linearized_"),
         linearized_flags_ignored=any(r["ablation"].get("flags_ignored") for r in done),
     )
     return summary
