@@ -255,7 +255,6 @@ def compute_cell(
     for row, tuned_row in zip(rows, tuned):
         row["on_boundary"] = tuned_row.get("on_boundary", [])
         row["code"] = tuned_row.get("code")
-    rows = kept + rows
     data = {
         "cell": asdict(cell),
         "key": cell.key,
@@ -265,7 +264,7 @@ def compute_cell(
         "bound": cell.bound(),
         "code": evaluation_code(),
         "device": device_kind(device),
-        "baselines": rows,
+        "baselines": kept + rows,
     }
     atomic_write_json(done, data)
     return data
@@ -1158,14 +1157,17 @@ def _fmt(value: float, error: float | None) -> str:
     return f"{value:.1f} +- {error:.1f}" if error else f"{value:.1f}"
 
 
+def _ratio_text(entry: dict[str, Any], prefix: str = "") -> str:
+    """``ratio +- error: verdict`` of a ``_judged`` entry (its keys after ``prefix``)."""
+    ratio, error = entry[f"{prefix}ratio"], entry[f"{prefix}ratio_stderr"]
+    return f"{ratio:.3f} +- {error:.3f}: {entry[f'{prefix}verdict']}"
+
+
 def _linearized_text(group: dict[str, Any]) -> str:
     """A group's learned / own linearization (``n/a`` where no seed has an ablation)."""
     if "linearized_ratio" not in group:
         return "n/a"
-    text = (
-        f"{group['linearized_ratio']:.3f} +- {group['linearized_ratio_stderr']:.3f}: "
-        f"{group['linearized_verdict']}"
-    )
+    text = _ratio_text(group, "linearized_")
     if group["linearized_missing"]:
         text += f" ({len(group['linearized_seeds'])} of {len(group['seeds'])} seeds)"
     return text + (" (flags ignored)" if group.get("linearized_flags_ignored") else "")
@@ -1220,8 +1222,7 @@ def markdown(result: dict[str, Any]) -> str:
         for c in subset:
             metric = c["cell"]["metric"]
             by_name = {r["name"]: r for r in c["baselines"]}
-            best = best_baseline(c["baselines"], metric)
-            best = best["name"] if best is not None else None
+            best = (best_baseline(c["baselines"], metric) or {}).get("name")
             values = []
             for name in names:
                 row = by_name.get(name)
@@ -1236,17 +1237,10 @@ def markdown(result: dict[str, Any]) -> str:
                 + (" (see the warnings)" if g.get("cautions") else "")
                 for g in c.get("learned", [])
             )
-            ratio = "; ".join(
-                f"{g['ratio']:.3f} +- {g['ratio_stderr']:.3f}: {g['verdict']}"
-                for g in c.get("learned", [])
-                if "ratio" in g
-            )
+            ratio = "; ".join(_ratio_text(g) for g in c.get("learned", []) if "ratio" in g)
             own = "; ".join(_linearized_text(g) for g in c.get("learned", []))
             strongest = "; ".join(
-                f"{g['strongest_ratio']:.3f} +- {g['strongest_ratio_stderr']:.3f}: "
-                f"{g['strongest_verdict']}"
-                for g in c.get("learned", [])
-                if "strongest_ratio" in g
+                _ratio_text(g, "strongest_") for g in c.get("learned", []) if "strongest_ratio" in g
             )
             lines.append(
                 f"| {c['cell']['task']}{_unlike_header(c['cell'], first)} | "
@@ -1264,8 +1258,8 @@ def markdown(result: dict[str, Any]) -> str:
         ]
         lines += [
             f"- {c['cell']['task']} m = {c['cell']['state_size']} N = {c['cell']['synapses']}: "
-            f"{p['numerator']} / {p['denominator']} = {p['ratio']:.3f} +- "
-            f"{p['ratio_stderr']:.3f}: {p['verdict']} ({p['seeds'][0]} and {p['seeds'][1]} seeds)"
+            f"{p['numerator']} / {p['denominator']} = {_ratio_text(p)} ({p['seeds'][0]} and "
+            f"{p['seeds'][1]} seeds)"
             for c, p in compared
         ]
         lines.append("")
