@@ -34,9 +34,8 @@ N / (4 theta^2) ages). In each cell:
   "within the 95 % interval of its linearization" or "nonlinearity costs X". In a scenario
   whose events carry flags (importance) the linearization ignores the flag
   (``flags_ignored``): a flag can only carry a memory through an event x flag interaction,
-  which is nonlinear. Where no
-  linearization can be built or evaluated the row's ``ablation`` is null, with
-  ``ablation_reason``;
+  which is nonlinear. Where no linearization can be built or evaluated the row's ``ablation``
+  is null, with ``ablation_reason``;
 - the **strongest synapse found** (``strongest`` in the cell, ``strongest_*`` in each group): the
   best baseline or, where higher, the best of the cell's learned runs' linearizations, each an
   affine synapse of the cell's size that a tuner may miss (bounded m = 4: a GRU's linearization
@@ -710,8 +709,8 @@ def learned_groups(cell_data: dict[str, Any], runs: list[dict[str, Any]], metric
     divided by the reference, group by group). The sum is conservative: the spread over seeds
     holds the part of each seed's Monte Carlo error the seeds do not share, which the jackknife
     counts again (up to 1.36 x the true error with 3 seeds of independent errors; README). The
-    strongest synapse found is
-    ``cell_data["strongest"]`` where the caller has it, else found here."""
+    strongest synapse found is ``cell_data["strongest"]`` where the caller has it, else found
+    here."""
     baselines = cell_data["baselines"]
     best = best_baseline(baselines, metric)
     strongest = (
@@ -834,13 +833,12 @@ def strongest_found(
 
     A run's linearization (its ablation) is an affine synapse of the same m, x' = A x + b xi +
     drive: a member of ``optimal-linear``'s family, or of ``linear-range``'s where the scenario
-    clips the state (its spectral radius is reported). A trained cell that leans on one shows
-    a linear synapse the tuners miss (bounded m = 4: 185.5 exactly, against ``linear-range``'s
-    177.1), so the claim "learned beats linear" is judged against it too. Among the runs of
-    every label (a linear control's linearization is itself), and their refinements where a
-    run has one (``add_refined``), the one with the largest ``selection`` value is taken
-    (``linearization_selection``: exact, or independent pairs), so the choice does not favour
-    the luckiest draw of the pairs it is compared on. A row of the same shape as a baseline's
+    clips the state (its spectral radius is reported): one the tuners miss (module docstring)
+    is the reference the claim "learned beats linear" needs. Among the runs of every label (a
+    linear control's linearization is itself), and their refinements where a run has one
+    (``add_refined``), the one with the largest ``selection`` value is taken
+    (``linearization_selection``: exact, or independent pairs, so the choice does not favour the
+    luckiest draw of the pairs it is compared on). A row of the same shape as a baseline's
     (``metrics``, ``metrics_stderr``, ``leave_one_out``) with ``name``, ``kind`` ("baseline",
     "linearization" or "refined linearization") and, for the latter two, where it came from;
     None with neither."""
@@ -861,7 +859,6 @@ def strongest_found(
     if not candidates:
         return strongest
     pick, kind, entry = max(candidates, key=lambda c: c[2]["selection"]["metrics"][metric])
-    # decided on selection figures too, neither drawn on the pairs of the comparison
     chosen = entry["selection"]["metrics"][metric]
     if (
         strongest is not None
@@ -1023,16 +1020,15 @@ def _judge(
     return above if ratio - margin > 1 else below if ratio + margin < 1 else within
 
 
-def _verdict(ratio: float, error: float, seeds: int, cutoff: float) -> str:
-    texts = ("above the best baseline", "below the best baseline",
-             "matches the best baseline (within the 95 % interval)")  # fmt: skip
+def _verdict(
+    ratio: float, error: float, seeds: int, cutoff: float, what: str = "the best baseline"
+) -> str:
+    texts = (f"above {what}", f"below {what}", f"matches {what} (within the 95 % interval)")
     return _judge(ratio, error, seeds, texts, cutoff)
 
 
 def _strongest_verdict(ratio: float, error: float, seeds: int, cutoff: float) -> str:
-    texts = ("above the strongest found", "below the strongest found",
-             "matches the strongest found (within the 95 % interval)")  # fmt: skip
-    return _judge(ratio, error, seeds, texts, cutoff)
+    return _verdict(ratio, error, seeds, cutoff, "the strongest found")
 
 
 def _percent(fraction: float) -> str:
