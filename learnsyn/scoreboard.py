@@ -440,9 +440,8 @@ def linearization_selection(
 
     if ablation["method"] == "exact":
         return {"method": "exact", "metrics": ablation["metrics"]}
-    scenario = make_scenario(config.task, config.task_params)
     model = LinearizedCell(lin)
-    exact = exact_method_available(model, scenario)
+    exact = exact_method_available(model, make_scenario(config.task, config.task_params))
     cell = cell_of_run(config)
     seed = stream_seed(cell.config().seed if cell else config.seed, "selection")
     method = "exact" if exact else "monte-carlo"
@@ -1120,10 +1119,7 @@ def build_scoreboard(
         progress.step(f"evaluating {run_dir}")
         row = evaluate_learned_run(run_dir, out, eval_batch, device)
         if row is None:
-            print(
-                f"note: {run_dir} left out: its scenario parameters are not the defaults",
-                file=sys.stderr,
-            )
+            _to_stderr(f"note: {run_dir} left out: its scenario parameters are not the defaults")
             continue
         row = ablate_learned_run(run_dir, row, out, device, note)
         learned.append(add_refined(run_dir, row, out, device, note))
