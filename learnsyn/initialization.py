@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 import re
 from dataclasses import dataclass
 
@@ -203,7 +204,11 @@ MAX_STUDY_SEED = 2**32 - 1
 def check_seed(seed: int, maximum: int = MAX_SEED) -> None:
     """Raise a one-line ``ValueError`` unless ``seed`` is an integer in [0, maximum]."""
     # (review, session 32: NaN raised "cannot convert float NaN to integer", "3" read as 3)
-    integral = isinstance(seed, numbers.Integral) or (isinstance(seed, float) and seed.is_integer())
+    try:
+        operator.index(seed)  # int, numpy and torch integers
+        integral = True
+    except TypeError:  # an integral float (JSON's 3.0, numpy's float32) is one too
+        integral = isinstance(seed, numbers.Real) and float(seed).is_integer()
     if isinstance(seed, bool) or not integral or not 0 <= seed <= maximum:
         raise ValueError(f"seed = {seed!r} is not allowed: need an integer in [0, {maximum}]")
 

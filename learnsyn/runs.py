@@ -124,7 +124,8 @@ def prepare_run_dir(
             config.start_from = saved.start_from
             # a run made before a setting existed resumes with today's value of it: said, and
             # recorded (review, session 31: filled in silently, and config.json kept lacking it)
-            absent = [k for k in asdict(config) if k not in read_json(run_dir / "config.json")]
+            on_disk = read_json(run_dir / "config.json")
+            absent = [key for key in asdict(config) if key not in on_disk]
             if absent:
                 values = ", ".join(f"{k}={getattr(config, k)!r}" for k in absent)
                 log(

@@ -126,3 +126,13 @@ def test_a_bootstrap_whose_resamples_often_lack_a_rho_resolves_no_direction():
     entry = bootstrap_spearman([[0.1, 0.5, 0.9]], [[0.0, 3.0, 3.0]], 400)
     assert entry["degenerate_resamples"] > 0.05 * 400
     assert entry["direction"] == "none resolved"
+
+
+def test_between_inits_each_init_is_averaged_over_the_same_runs_on_both_sides():
+    """Review, session 32: a run left out on one side (a diverged run's speed, NaN) stayed in
+    the other side's mean."""
+    from learnsyn.degeneracy.rank_correlation import between_init_spearman
+
+    x = np.array([[1.0, 100.0], [2.0, 2.0], [3.0, 3.0], [4.0, 4.0]])
+    y = np.array([[1.0, np.nan], [2.0, 2.0], [3.0, 3.0], [4.0, 4.0]])
+    assert between_init_spearman(x, y)["rho"] == pytest.approx(1.0)

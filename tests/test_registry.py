@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from learnsyn.evaluate import evaluate
 from learnsyn.registry import load_builtin_models, make_model
@@ -62,7 +63,8 @@ def test_a_seed_that_is_not_an_integer_is_named_as_given():
     for bad, shown in ((math.nan, "nan"), ("3", "'3'"), (2.5, "2.5")):
         with pytest.raises(ValueError, match=f"seed = {shown} is not allowed: need an integer"):
             check_seed(bad)
-    check_seed(3.0)  # an integral float (JSON) is a seed
+    for good in (3.0, np.float32(3.0), np.int64(3), torch.tensor(3)):  # as the old check took
+        check_seed(good)
 
 
 def test_a_fractional_validation_batch_is_refused_as_given():

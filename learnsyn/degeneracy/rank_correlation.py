@@ -20,6 +20,7 @@ never reach the threshold, counted at one evaluation past the end) get average r
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -103,7 +104,10 @@ def between_init_spearman(x: Any, y: Any) -> dict[str, Any]:
     drawn: descriptive only)."""
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     y = np.atleast_2d(np.asarray(y, dtype=np.float64))
-    with np.errstate(all="ignore"):
+    paired = np.isfinite(x) & np.isfinite(y)  # an init's means over the same runs on both sides
+    x, y = np.where(paired, x, np.nan), np.where(paired, y, np.nan)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)  # an init without a pair
         means_x, means_y = np.nanmean(x, axis=1), np.nanmean(y, axis=1)
     return {"rho": spearman(means_x, means_y), "inits": int(x.shape[0])}
 

@@ -549,13 +549,13 @@ def point_analysis(
     analysis["rank_correlation_rule"] = (
         "rank_correlations: Spearman rho over every (init, seed) run of the point, which also "
         "ranks the inits against each other; rank_correlations_within_init: the mean over inits "
-        "of rho over seeds, the test of prediction among runs of one init (a run that diverged "
-        "before reaching the target is left out of both, not counted as never reaching it); "
-        "both with s.e. and "
+        "of rho over seeds, the test of prediction among runs of one init; both with s.e. and "
         f"95 % interval from {config.bootstrap} bootstrap resamples of whole seeds, a direction "
         "where the interval excludes 0, |rho| exceeds the t cutoff for the seeds in s.e. and "
         "at most 5 % of resamples lack a rho; rank_correlations_between_init: rho of the inits' "
-        "means (descriptive: a few chosen inits)"
+        "means over the same runs on both sides (descriptive: a few chosen inits). In all three "
+        "a run that diverged before reaching the target is left out, not counted as never "
+        "reaching it"
     )
     if ISOMETRIC_INIT in names:
         index = names.index(ISOMETRIC_INIT)
