@@ -898,23 +898,20 @@ def learned_pairs(runs: list[dict[str, Any]], metric: str) -> list[dict[str, Any
         if not (means[1] and all(math.isfinite(m) for m in means)):
             continue
         ratio = means[0] / means[1]
-        relative = [
-            (v.std(ddof=1) / math.sqrt(len(v)) / m if len(v) > 1 else 0.0)
-            for v, m in zip(values, means, strict=True)
-        ]
-        seeds = abs(ratio) * math.hypot(*relative)
+        # each side's spread over seeds on the ratio's scale, written so that a numerator of
+        # mean 0 (collapsed runs) still has one (review, session 32: 0 x inf made it NaN)
+        spread = [v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else 0.0 for v in values]
+        on_ratio = [spread[0] / abs(means[1]), abs(ratio) * spread[1] / abs(means[1])]
+        seeds = math.hypot(*on_ratio)
         loo = [_mean_leave_one_out(side, metric) for side in sides]
         if loo[0] is not None and loo[1] is not None and len(loo[0]) == len(loo[1]):
             with np.errstate(divide="ignore", invalid="ignore"):
                 monte_carlo = float(jackknife_stderr(torch.tensor(loo[0] / loo[1])))
         else:  # no common groups: the two Monte Carlo errors as independent
-            errors = [
-                _jackknife(v, side, metric) / m
-                for v, side, m in zip(loo, sides, means, strict=True)
-            ]
-            monte_carlo = abs(ratio) * math.hypot(*errors)
+            errors = [_jackknife(v, side, metric) for v, side in zip(loo, sides, strict=True)]
+            monte_carlo = math.hypot(errors[0], abs(ratio) * errors[1]) / abs(means[1])
         cutoff = _cutoff(
-            [(abs(ratio) * rel, len(v)) for rel, v in zip(relative, values, strict=True)],
+            [(part, len(v)) for part, v in zip(on_ratio, values, strict=True)],
             monte_carlo, sides[0] + sides[1], metric,
         )  # fmt: skip
         entry = _with_error(ratio, seeds, monte_carlo, cutoff)

@@ -223,6 +223,8 @@ COMMON_NOISE = [0.03 * x for x in (-1.2, 0.8, 1.5, -0.4, 0.3, -1.0, 0.9, -0.9)]
         ),
         # the seeds spread
         ((110.0, 125.0, 95.0), (100.0, 101.0, 99.0), "matches (within the 95 % interval)"),
+        # collapsed runs (area 0): below, not a NaN error (review, session 32)
+        ((0.0, 0.0, 0.0), (100.0, 101.0, 99.0), "below (95 %)"),
     ],
 )
 def test_learned_pairs_get_verdicts_that_can_go_either_way(nonlinear, linear, expected):
@@ -232,7 +234,7 @@ def test_learned_pairs_get_verdicts_that_can_go_either_way(nonlinear, linear, ex
     assert pair["ratio"] == pytest.approx(
         (sum(nonlinear) / len(nonlinear)) / (sum(linear) / len(linear))
     )
-    assert pair["verdict"] == expected
+    assert pair["verdict"] == expected and math.isfinite(pair["ratio_stderr"])
     cell = {"task": "bounded", "state_size": 4, "synapses": 1000, "metric": "area",
             "threshold": 1.0, "convention": "large-n", "horizon": 600}  # fmt: skip
     text = scoreboard.markdown(
