@@ -267,17 +267,10 @@ class SynapseDegeneracyConfig:
             raise ValueError(f"{name} has {len(values)} values; use point(...) for one")
         return values[0]
 
-    @property
-    def cell(self) -> str:
-        return self._single("cells")
-
-    @property
-    def hidden_size(self) -> int:
-        return self._single("hidden_sizes")
-
-    @property
-    def horizon(self) -> int:
-        return self._single("horizons")
+    # one-point configs: a grid with several values raises
+    cell = property(lambda self: self._single("cells"))
+    hidden_size = property(lambda self: self._single("hidden_sizes"))
+    horizon = property(lambda self: self._single("horizons"))
 
     @property
     def point_name(self) -> str:
@@ -285,45 +278,19 @@ class SynapseDegeneracyConfig:
 
     # -- training settings, all from TrainConfig -----------------------------------------
 
-    def base_train_config(self, cell: str | None = None) -> TrainConfig:
+    def base_train_config(self) -> TrainConfig:
         """``TrainConfig``'s defaults with ``train`` applied (cell: the grid's first)."""
-        return TrainConfig(**{**self.train, "cell": cell or self.cells[0]})
+        return TrainConfig(**{**self.train, "cell": self.cells[0]})
 
-    @property
-    def iterations(self) -> int:
-        return self.base_train_config().iterations
-
-    @property
-    def evaluate_every(self) -> int:
-        return self.base_train_config().validate_every
-
-    @property
-    def lr(self) -> float:
-        return self.base_train_config().resolved_lr()
-
-    @property
-    def batch(self) -> int:
-        return self.base_train_config().batch
-
-    @property
-    def synapses(self) -> int:
-        return self.base_train_config().synapses
-
-    @property
-    def metric(self) -> str:
-        return self.base_train_config().metric
-
-    @property
-    def task(self) -> str:
-        return self.base_train_config().task
-
-    @property
-    def fold_axis(self) -> str:
-        return self.base_train_config().fold_axis
-
-    @property
-    def task_param_dict(self) -> dict[str, Any]:
-        return dict(self.base_train_config().task_params)
+    iterations = property(lambda self: self.base_train_config().iterations)
+    evaluate_every = property(lambda self: self.base_train_config().validate_every)
+    lr = property(lambda self: self.base_train_config().resolved_lr())
+    batch = property(lambda self: self.base_train_config().batch)
+    synapses = property(lambda self: self.base_train_config().synapses)
+    metric = property(lambda self: self.base_train_config().metric)
+    task = property(lambda self: self.base_train_config().task)
+    fold_axis = property(lambda self: self.base_train_config().fold_axis)
+    task_param_dict = property(lambda self: dict(self.base_train_config().task_params))
 
     # -- inits, schedules ----------------------------------------------------------------
 
