@@ -944,9 +944,7 @@ def train_synapse_degeneracy(
     temporary = None
     if out_dir is None:
         temporary = tempfile.TemporaryDirectory(prefix="synapse-degeneracy-")
-        root = Path(temporary.name)
-    else:
-        root = Path(out_dir)
+    root = Path(out_dir if temporary is None else temporary.name)
     baselines: dict[str, Any] = {}
     for _cell, size, horizon in config.points:
         key = f"m{size}-h{horizon}"
@@ -999,20 +997,12 @@ def train_synapse_degeneracy(
                         bar.set_description(
                             f"synapse {point.point_name} {init} seed {seed_index}", refresh=False
                         )
-                        started = time.perf_counter()
-                        run = train_one_run(
-                            point,
-                            init,
-                            seed_index,
-                            run_dir,
-                            figure_baselines=[row] if row is not None else [],
-                            on_iteration=lambda entry: bar.update(1),
+                        figure = [row] if row is not None else []
+                        written = key if out_dir is not None else None
+                        run = _train_and_record(
+                            (point, init, seed_index, run_dir, written, figure),
+                            lambda entry: bar.update(1),
                         )
-                        run["run_seconds"] = time.perf_counter() - started
-                        if out_dir is not None:
-                            write_json_atomic(
-                                run_dir / RUN_RESULT, {"key": key, "run": run}, indent=None
-                            )
                     runs[point.point_name][init_index].append(run)
     finally:  # on an error the runs not started are dropped; those running finish and are kept
         if pool is not None:
@@ -1032,15 +1022,18 @@ def train_synapse_degeneracy(
     }
 
 
-def _train_and_record(task: tuple[Any, ...]) -> Path:
-    """One worker's run: train it (``train_one_run``) and write it to its directory with its key,
-    as the grid's own loop does; return the directory."""
+def _train_and_record(task: tuple[Any, ...], on_iteration: Any = None) -> dict[str, Any]:
+    """Train the run ``(point, init, seed index, run directory, key, figure baselines)``
+    (``train_one_run``), time it (``run_seconds``) and, unless its key is None, write it to its
+    directory with its key (``RUN_RESULT``); return its arrays. The grid's loop and each worker
+    (``train_with_workers``) train through it."""
     point, init, seed_index, run_dir, key, figure_baselines = task
     started = time.perf_counter()
-    run = train_one_run(point, init, seed_index, run_dir, figure_baselines=figure_baselines)
+    run = train_one_run(point, init, seed_index, run_dir, figure_baselines, on_iteration)
     run["run_seconds"] = time.perf_counter() - started
-    write_json_atomic(run_dir / RUN_RESULT, {"key": key, "run": run}, indent=None)
-    return run_dir
+    if key is not None:
+        write_json_atomic(run_dir / RUN_RESULT, {"key": key, "run": run}, indent=None)
+    return run
 
 
 def worker_pool(config: SynapseDegeneracyConfig) -> Any:
@@ -1095,9 +1088,10 @@ def train_with_workers(
         refresh=False,
     )
     done: set[Path] = set()
-    futures = [pool.submit(_train_and_record, task) for task in tasks]
+    futures = {pool.submit(_train_and_record, task): task[3] for task in tasks}
     for future in as_completed(futures):
-        done.add(future.result())
+        future.result()  # a failed run (or a dead worker) raises here
+        done.add(futures[future])
         bar.update(config.iterations)
     return done
 
