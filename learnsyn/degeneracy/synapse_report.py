@@ -19,10 +19,8 @@ Higher objectives are better (memory area, lifetime, ...), unlike the deep-linea
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -280,7 +278,8 @@ def early_norms(config: SynapseDegeneracyConfig, raw: dict[str, Any]) -> dict[st
     """Per run ``(inits, seeds)``: the recurrent-matrix (``recurrent``) and the total
     (``total``) meta-gradient norm, mean over the first ``early_iterations`` (skipping NaN)."""
     early = early_iterations(config)
-    with np.errstate(invalid="ignore"), warnings_ignored():
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)  # all-NaN runs: mean of empty
         return {
             "recurrent": np.nanmean(raw["recurrent_grad_norm"][:, :, :early], axis=-1),
             "total": np.nanmean(raw["grad_norm"][:, :, :early], axis=-1),
@@ -435,7 +434,7 @@ write_synapse_outputs = experiment_writer(
 )
 
 
-def _row_timescales(row: dict[str, Any], hidden_size: int, horizon: int) -> float:
+def _row_timescales(row: dict[str, Any], horizon: int) -> float:
     """``timescales_used`` of a tuned linear baseline's matrix A (NaN when it has none)."""
     matrix = row.get("params", {}).get("A")
     if matrix is None:
@@ -488,7 +487,7 @@ def point_analysis(
             "name": baseline["name"],
             "value": value,
             "method": baseline.get("method"),
-            "timescales_used": _row_timescales(baseline, config.hidden_size, config.horizon),
+            "timescales_used": _row_timescales(baseline, config.horizon),
             "gap_rule": "gap = 1 - selected objective / baseline value (per run)",
         }
     by_init = {}
@@ -569,14 +568,6 @@ def point_analysis(
     return analysis
 
 
-@contextlib.contextmanager
-def warnings_ignored() -> Iterator[None]:
-    """``with warnings_ignored():`` silences numpy's mean-of-empty warnings (all-NaN runs)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=RuntimeWarning)
-        yield
-
-
 def _mean_error(entry: dict[str, Any], digits: int = 3) -> str:
     mean, error = float(entry["mean"]), float(entry["standard_error"])
     return f"{mean:.{digits}g} +- {error:.{max(digits - 1, 1)}g}"
@@ -641,14 +632,12 @@ def write_synapse_grid_outputs(
     one-point grid, else in ``<out_dir>/<point>/``), the grid summary in results.json (with the
     point's own keys for a one-point grid) and its tables in ``summary.md``; returns the
     summary."""
-    analyses, points = {}, []
-    for cell, size, horizon in config.points:
-        point = config.point(cell, size, horizon)
-        name = point.point_name
-        points.append(point)
-        analyses[name] = point_analysis(
-            point, trained["points"][name], trained["gap_baselines"].get(name)
-        )
+    points = [config.point(*p) for p in config.points]
+    raws = [trained["points"][point.point_name] for point in points]
+    analyses = {
+        point.point_name: point_analysis(point, raw, trained["gap_baselines"].get(point.point_name))
+        for point, raw in zip(points, raws)
+    }
     grid = {
         "grid": {
             "cells": list(config.cells),
@@ -663,19 +652,11 @@ def write_synapse_grid_outputs(
     }
     out_dir = Path(out_dir)
     if len(points) == 1:
-        point = points[0]
-        summary = write_synapse_outputs(
-            point, trained["points"][point.point_name], out_dir, **extra, **grid
-        )
+        summary = write_synapse_outputs(points[0], raws[0], out_dir, **extra, **grid)
     else:
-        for point in points:
-            write_synapse_outputs(
-                point,
-                trained["points"][point.point_name],
-                out_dir / point.point_name,
-                **extra,
-                analysis=analyses[point.point_name],
-            )
+        for point, raw in zip(points, raws):
+            name = point.point_name
+            write_synapse_outputs(point, raw, out_dir / name, **extra, analysis=analyses[name])
         save_resolved_config(out_dir, config, experiment="synapse")
         summary = {"experiment": "synapse", **grid, **extra}
         write_json_atomic(out_dir / "results.json", summary, indent=None)
