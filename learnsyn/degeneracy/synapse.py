@@ -190,10 +190,7 @@ class SynapseDegeneracyConfig:
     def __post_init__(self) -> None:
         for name in ("cells", "hidden_sizes", "horizons", "controls"):
             value = getattr(self, name)
-            if isinstance(value, (str, int, float)):
-                setattr(self, name, (value,))
-            else:
-                setattr(self, name, tuple(value))
+            setattr(self, name, (value,) if isinstance(value, (str, int, float)) else tuple(value))
         if tuple(self.controls) == ("none",):
             self.controls = ()
         for name in ("inits", "window_lengths"):
@@ -375,20 +372,11 @@ class SynapseDegeneracyConfig:
         if len(set(keys)) != len(keys):
             raise ValueError(f"inits must be distinct, got {list(names)}")
         _check_integer_at_least("iterations", self.train.get("iterations", 1), 1)
-        for name, value in (
-            ("seeds", self.seeds),
-            ("pilot_seeds", self.pilot_seeds),
-            ("jacobian_streams", self.jacobian_streams),
-            ("threads", self.threads),
-            ("workers", self.workers),
-            ("bootstrap", self.bootstrap),
-        ):
-            _check_integer_at_least(name, value, 1 if name != "pilot_seeds" else 0)
+        for name in ("seeds", "pilot_seeds", "jacobian_streams", "threads", "workers", "bootstrap"):
+            _check_integer_at_least(name, getattr(self, name), 1 if name != "pilot_seeds" else 0)
         _check_integer_at_least("measure_points", self.measure_points, 2)
-        for name, value in (
-            ("small_value_threshold", self.small_value_threshold),
-            ("isometric_timescale", self.isometric_timescale),
-        ):
+        for name in ("small_value_threshold", "isometric_timescale"):
+            value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be > 0, got {value}")
         if "isometric" in self.controls:
