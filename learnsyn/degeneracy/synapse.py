@@ -209,10 +209,8 @@ class SynapseDegeneracyConfig:
         train = dict(base.train)
         changes: dict[str, Any] = {}
         for name, value in values.items():
-            if name in _POINT_ALIASES:
-                changes[_POINT_ALIASES[name]] = value
-            elif name in own:
-                changes[name] = value
+            if name in _POINT_ALIASES or name in own:
+                changes[_POINT_ALIASES.get(name, name)] = value
             elif name in train_names:
                 train[name] = value
             else:
@@ -728,9 +726,9 @@ def _key_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]
     """What differs between two run keys (parsed): a part's name, or a train setting's change."""
     parts = []
     for part in sorted(set(saved) | set(wanted)):
-        if saved.get(part) == wanted.get(part):
-            continue
         old, new = saved.get(part), wanted.get(part)
+        if old == new:
+            continue
         if isinstance(old, dict) and isinstance(new, dict):
             changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             prefix = "" if part == "train" else f"{part}."
