@@ -239,6 +239,9 @@ def test_synapse_quick_writes_figures_json_tensorboard_and_config(tmp_path, caps
         (["--seeds", "0"], "learnsyn: error: seeds must be an integer >= 1, got 0"),
         (["--workers", "0"], "learnsyn: error: workers must be an integer >= 1, got 0"),
         (["--inits", "fold0", "gaussian"], "learnsyn: error: inits must be distinct"),
+        # review, session 32: a repeated point trained its runs twice
+        (["--hidden-size", "4", "4"], "learnsyn: error: hidden sizes must be distinct, got [4, 4]"),
+        (["--cell", "rnn", "rnn"], "learnsyn: error: cells must be distinct"),
         (
             ["--gain", "0.9", "--inits", "fold0"],
             "learnsyn: error: --gain sets the scaled orthogonal init",

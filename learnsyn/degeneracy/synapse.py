@@ -340,6 +340,14 @@ class SynapseDegeneracyConfig:
             _check_integer_at_least("horizon", horizon, 1)
         if not self.cells or not self.hidden_sizes or not self.horizons:
             raise ValueError("cells, hidden sizes and horizons must each name at least one")
+        for name, values in (
+            ("cells", self.cells),
+            ("hidden sizes", self.hidden_sizes),
+            ("horizons", self.horizons),
+            ("controls", self.controls),
+        ):  # a repeated value trained each point's runs twice (review, session 32)
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name} must be distinct, got {list(values)}")
         check_seed(self.seed)
         check_fold_axis(self.fold_axis)
         for name in self.controls:
