@@ -717,7 +717,9 @@ def test_within_inits_neither_the_gradient_norm_nor_the_index_predicts_training_
     """docs/degeneracy-results.md, "Session 31: within inits": the pooled rank correlations
     above also rank the 7 inits against each other. Among runs of one init (the mean of the
     per-init rhos over seeds, bootstrap over seeds) neither the meta-gradient norm at the start
-    nor the degeneracy index resolves a direction at any stored point; the gradient norm's
+    nor the degeneracy index resolves a direction at these three GRU points (m = 8 and 32, a
+    stationary burn-in; at m = 2 and in the rnn the gradient norm does: the next test); the
+    gradient norm's
     pooled -0.58 to -0.70 is the ranking of the init means (rho -0.89 to -0.99 over 7 inits).
     Fails if either resolves a direction within inits, or the init means stop ranking."""
     from learnsyn.degeneracy.rank_correlation import between_init_spearman, within_init_spearman
@@ -730,6 +732,45 @@ def test_within_inits_neither_the_gradient_norm_nor_the_index_predicts_training_
         assert within["direction"] == "none resolved", (key, within["rho"])
         assert abs(within["rho"]) < 0.3 or seeds < 8, (key, within["rho"])
     assert between_init_spearman(data["early_grad_norm"], speed)["rho"] < -0.85
+
+
+@pytest.mark.parametrize(
+    "name, gradient_rho, index_rho, index_direction",
+    [
+        ("degeneracy-gru-m2-h30-s32.json", -0.545, None, "none resolved"),
+        ("degeneracy-gru-m2-h100-s32.json", -0.618, None, "none resolved"),
+        ("degeneracy-rnn-m2-h30-s32.json", -0.416, -0.112, "none resolved"),
+        ("degeneracy-rnn-m2-h100-s32.json", -0.338, -0.147, "negative"),
+        ("degeneracy-rnn-m8-h30-s32.json", -0.345, -0.099, "none resolved"),
+        ("degeneracy-rnn-m8-h100-s32.json", -0.262, -0.212, "none resolved"),
+        ("degeneracy-rnn-m32-h30-s32.json", -0.580, 0.207, "positive"),
+    ],
+)
+def test_within_inits_at_m2_and_in_the_rnn_the_gradient_norm_predicts_training_speed(
+    name, gradient_rho, index_rho, index_direction
+):
+    """docs/degeneracy-results.md, "Session 32: within inits at seven more points" (grids rerun
+    with 32 seeds and their runs kept): unlike the GRU at m = 8 and 32 above, among runs of one
+    init the meta-gradient norm at the start predicts the iterations to the target at every one
+    of these points (mean within-init rho -0.26 to -0.62, bootstrap over seeds), while the
+    degeneracy index does so with the post's sign at one (rnn-m32-h30), with the opposite sign
+    at one (rnn-m2-h100), and not at the others (at GRU m = 2 it is one value per init: no
+    within-init rho). Fails if the gradient norm stops predicting within inits at a point, or
+    the index's direction changes."""
+    from learnsyn.degeneracy.rank_correlation import within_init_spearman
+
+    data = json.loads((Path(__file__).parent / "data" / name).read_text())
+    speed = np.asarray(data["iterations_to_target"])
+    assert speed.shape == (7, 32)
+    gradient = within_init_spearman(data["early_grad_norm"], speed)
+    index = within_init_spearman(data["fraction_below_threshold"], speed)
+    assert gradient["rho"] == pytest.approx(gradient_rho, abs=1e-3)  # measured
+    assert gradient["direction"] == "negative"
+    if index_rho is None:
+        assert math.isnan(index["rho"])  # constant within every init
+    else:
+        assert index["rho"] == pytest.approx(index_rho, abs=1e-3)  # measured
+    assert index["direction"] == index_direction
 
 
 def test_a_finished_grid_is_judged_again_from_its_recorded_runs(tmp_path, capsys):
