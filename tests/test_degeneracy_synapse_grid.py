@@ -347,6 +347,18 @@ def check_overview_of(out, results, tmp_path, capsys):
     assert "no grid given is finished" in capsys.readouterr().err
 
 
+def test_the_overview_says_undefined_for_a_rank_correlation_without_a_value():
+    """Session 32: at m = 2 the degeneracy index is one value per init, so its within-init rho
+    has none; the table read "+nan ± nan"."""
+    from learnsyn.degeneracy.synapse_overview import _rho
+
+    assert _rho({"rho": math.nan, "standard_error": math.nan, "direction": "none resolved"}) == (
+        "undefined"
+    )
+    assert _rho({"rho": -0.5, "standard_error": 0.1, "direction": "negative"}) == "-0.50 ± 0.10 −"
+    assert _rho(None) == "-"
+
+
 def test_overview_sorts_points_by_cell_then_m_and_horizon_as_numbers():
     from learnsyn.degeneracy.synapse_overview import point_order
 

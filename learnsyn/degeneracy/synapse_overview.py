@@ -161,6 +161,8 @@ def _mean_error(entry: dict[str, Any] | None, digits: int = 3) -> str:
 def _rho(entry: dict[str, Any] | None) -> str:
     if not entry:
         return "-"
+    if not math.isfinite(entry["rho"]):  # e.g. a measure constant within every init
+        return "undefined"
     sign = {POSITIVE: " +", NEGATIVE: " −"}.get(entry.get("direction"), "")
     return f"{entry['rho']:+.2f} ± {entry['standard_error']:.2f}{sign}"
 
