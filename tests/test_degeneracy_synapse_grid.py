@@ -756,15 +756,16 @@ def test_within_inits_neither_the_gradient_norm_nor_the_index_predicts_training_
         ("degeneracy-rnn-m8-h30-s32.json", -0.345, -0.099, "none resolved"),
         ("degeneracy-rnn-m8-h100-s32.json", -0.262, -0.212, "none resolved"),
         ("degeneracy-rnn-m32-h30-s32.json", -0.580, 0.207, "positive"),
+        ("degeneracy-rnn-m32-h100-s32.json", -0.379, 0.096, "none resolved"),
     ],
 )
 def test_within_inits_at_m2_and_in_the_rnn_the_gradient_norm_predicts_training_speed(
     name, gradient_rho, index_rho, index_direction
 ):
-    """docs/degeneracy-results.md, "Session 32: within inits at seven more points" (grids rerun
+    """docs/degeneracy-results.md, "Session 32: within inits at more points" (grids rerun
     with 32 seeds and their runs kept): unlike the GRU at m = 8 and 32 above, among runs of one
     init the meta-gradient norm at the start predicts the iterations to the target at every one
-    of these points (mean within-init rho -0.26 to -0.62, bootstrap over seeds), while the
+    of these eight points (mean within-init rho -0.26 to -0.62, bootstrap over seeds), while the
     degeneracy index does so with the post's sign at one (rnn-m32-h30), with the opposite sign
     at one (rnn-m2-h100), and not at the others (at GRU m = 2 it is one value per init: no
     within-init rho). Fails if the gradient norm stops predicting within inits at a point, or
