@@ -123,7 +123,8 @@ def target_inits(config: SynapseDegeneracyConfig) -> list[int]:
     """The inits whose best mean sets the speed target: the post's (the named inits), not the
     controls, so that a control far ahead (``auto``) cannot leave every post's run censored
     and their speed claims unanswerable (review, session 31: all paired differences 0 +- 0);
-    every init where no named one is run."""
+    an init that is also a control (``--inits fold0 auto`` with the default controls) is a
+    control here; every init where only controls are run."""
     names = list(config.init_names)
     named = [i for i, name in enumerate(names) if name not in config.controls]
     return named or list(range(len(names)))
