@@ -237,10 +237,9 @@ def summarize_synapse(config: SynapseDegeneracyConfig, raw: dict[str, Any]) -> d
         ),
         "by_init": per_init(reach, _summarize_reached),
     }
-    for key in ("grad_norm", "recurrent_grad_norm"):
-        summary[f"early_{key}"] = per_init(
-            raw[key][:, :, :early], lambda norms: summarize_over_seeds(np.nanmean(norms, axis=-1))
-        )
+    norms = early_norms(config, raw)  # (one rule: the rank correlations read the same)
+    summary["early_grad_norm"] = per_init(norms["total"])
+    summary["early_recurrent_grad_norm"] = per_init(norms["recurrent"])
     points = config.measurement_iterations
     jacobian, matrix = raw["jacobian"], raw["recurrent_matrix"]
     summary["jacobian_products"] = {
