@@ -751,8 +751,10 @@ def test_within_inits_neither_the_gradient_norm_nor_the_index_predicts_training_
     [
         ("degeneracy-gru-m2-h30-s32.json", -0.545, None, "none resolved"),
         ("degeneracy-gru-m2-h100-s32.json", -0.618, None, "none resolved"),
+        ("degeneracy-gru-m2-h600-s32.json", -0.318, None, "none resolved"),
         ("degeneracy-rnn-m2-h30-s32.json", -0.416, -0.112, "none resolved"),
         ("degeneracy-rnn-m2-h100-s32.json", -0.338, -0.147, "negative"),
+        ("degeneracy-rnn-m2-h600-s32.json", -0.185, -0.068, "none resolved"),
         ("degeneracy-rnn-m8-h30-s32.json", -0.345, -0.099, "none resolved"),
         ("degeneracy-rnn-m8-h100-s32.json", -0.262, -0.212, "none resolved"),
         ("degeneracy-rnn-m32-h30-s32.json", -0.580, 0.207, "positive"),
@@ -765,7 +767,7 @@ def test_within_inits_at_m2_and_in_the_rnn_the_gradient_norm_predicts_training_s
     """docs/degeneracy-results.md, "Session 32: within inits at more points" (grids rerun
     with 32 seeds and their runs kept): unlike the GRU at m = 8 and 32 above, among runs of one
     init the meta-gradient norm at the start predicts the iterations to the target at every one
-    of these eight points (mean within-init rho -0.26 to -0.62, bootstrap over seeds), while the
+    of these ten points (mean within-init rho -0.19 to -0.62, bootstrap over seeds), while the
     degeneracy index does so with the post's sign at one (rnn-m32-h30), with the opposite sign
     at one (rnn-m2-h100), and not at the others (at GRU m = 2 it is one value per init: no
     within-init rho). Fails if the gradient norm stops predicting within inits at a point, or
