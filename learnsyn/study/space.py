@@ -135,23 +135,18 @@ def config_dimension(config_type: type, name: str) -> Dimension | None:
         return None
     kind = field_kind(config_type, name)
     if kind in (int, float):
-        default = getattr(config_type(), name)
-        allowed = ParamSpec(name, kind, default)
-        return Dimension(name, kind.__name__, None, None, allowed=allowed)
+        return Dimension(
+            name, kind.__name__, allowed=ParamSpec(name, kind, getattr(config_type(), name))
+        )
     if kind is str:
-        return Dimension(name, "choice", choices=(), allowed=None)
+        return Dimension(name, "choice")
     return None
 
 
 def with_config_dimensions(space: Space, names, config_type: type) -> Space:
     """``space`` plus a dimension for each named config field it lacks."""
-    extended = dict(space)
-    for name in names:
-        if name not in extended:
-            dim = config_dimension(config_type, name)
-            if dim is not None:
-                extended[name] = dim
-    return extended
+    added = {name: config_dimension(config_type, name) for name in names if name not in space}
+    return {**space, **{name: dim for name, dim in added.items() if dim is not None}}
 
 
 def baseline_space(model_name: str, scenario, fixed: dict[str, Any], max_state: int | None):
@@ -227,10 +222,9 @@ def narrow_space(space: Space, entries: dict[str, str], what: str) -> tuple[Spac
     fixed: dict[str, str] = {}
     for name, text in entries.items():
         if name not in space:
-            known = ", ".join(space) or "none"
             raise ValueError(
                 f"--space {name}={text}: {name!r} is not a search dimension of {what}; "
-                f"dimensions: {known} (set other settings with --fixed)"
+                f"dimensions: {', '.join(space) or 'none'} (set other settings with --fixed)"
             )
         result = _narrow_one(space[name], str(text).strip())
         if isinstance(result, Dimension):
@@ -303,10 +297,10 @@ def _listed(entry: Any) -> bool:
 
 
 def _entry_text(name: str, entry: Any, path: str | Path) -> str:
-    if isinstance(entry, (str, int, float)) and not isinstance(entry, bool):
-        return str(entry)
     if isinstance(entry, bool):
         return str(entry).lower()
+    if isinstance(entry, (str, int, float)):
+        return str(entry)
     if _listed(entry):
         return ",".join(map(str, entry))
     if isinstance(entry, dict) and {"low", "high"} <= set(entry) <= {"low", "high", "scale"}:
@@ -445,20 +439,20 @@ def trial_seed(seed: int, number: int, seeding: str = "mixed") -> int:
     """Trial ``number``'s training seed in a study of ``seed`` (a run seed: below 2**62):
     ``config.mixed_seed``, so that studies with adjacent seeds share no trial, or ``seed +
     number`` for a study created before session 26 (``seeding="offset"``)."""
-    if seeding == "offset":
-        return seed + number
-    from learnsyn.config import mixed_seed
-
-    return mixed_seed(seed, number, *b"trial") & ((1 << 62) - 1)
+    return _derived_seed(seed, number, seeding, b"trial", 62)
 
 
 def sampler_seed(seed: int, trials: int, seeding: str = "mixed") -> int:
     """The sampler's seed before trial number ``trials`` (Optuna's samplers: below 2**32)."""
+    return _derived_seed(seed, trials, seeding, b"sampler", 32)
+
+
+def _derived_seed(seed: int, number: int, seeding: str, tag: bytes, bits: int) -> int:
     if seeding == "offset":
-        return seed + trials
+        return seed + number
     from learnsyn.config import mixed_seed
 
-    return mixed_seed(seed, trials, *b"sampler") & ((1 << 32) - 1)
+    return mixed_seed(seed, number, *tag) & ((1 << bits) - 1)
 
 
 def parse_target(target: str | None) -> str | None:
@@ -524,7 +518,7 @@ def study_settings(args: argparse.Namespace) -> StudySettings:
         seed=args.seed,
     )
     if model is None:
-        from learnsyn.config import TrainConfig, resolve_device
+        from learnsyn.config import resolve_device
 
         space = with_config_dimensions(learned_space(), entries, TrainConfig)
         space, from_space = narrow_space(space, entries, "the learned synapse")
@@ -562,11 +556,6 @@ def study_settings(args: argparse.Namespace) -> StudySettings:
     )
 
 
-def _searched_values(dim: Dimension) -> tuple[Any, ...]:
-    """The values that stand for a dimension when it is checked: its choices, or its ends."""
-    return dim.choices if dim.kind == "choice" else (dim.low, dim.high)
-
-
 def _smallest(dim: Dimension) -> Any:
     """The least demanding searched value of a dimension: the low end of a range, the smallest
     numeric choice, else the first choice."""
@@ -587,12 +576,8 @@ def check_learned_space(settings: StudySettings) -> None:
         context: dict[str, Any] = {}
         if dim.only_if is not None:  # checked with a setting under which it is searched
             condition, allowed = dim.only_if
-            given = settings.fixed.get(condition, settings.space.get(condition))
-            usable = [
-                value
-                for value in allowed
-                if value == given or (isinstance(given, Dimension) and value in given.choices)
-            ]
+            searched = getattr(settings.space.get(condition), "choices", (None,))
+            usable = [value for value in allowed if value in searched]
             if condition in settings.fixed or not usable:
                 if settings.fixed.get(condition) not in allowed:
                     continue  # never searched
@@ -603,7 +588,7 @@ def check_learned_space(settings: StudySettings) -> None:
             for name, other in settings.space.items()
             if name != dim.name and name not in context and other.only_if is None
         }
-        for value in _searched_values(dim):
+        for value in dim.choices if dim.kind == "choice" else (dim.low, dim.high):
             try:
                 learned_config(settings, {**context, dim.name: value})
             except ValueError as error:
@@ -628,7 +613,7 @@ def check_space_budget(
     lowest = {n: d.low for n, d in space.items() if d.kind == "int"}
     candidates: list[tuple[str | None, Any]] = [(None, None)]
     for dim in space.values():
-        values = _searched_values(dim)[-1:] if dim.kind == "int" else dim.choices
+        values = (dim.high,) if dim.kind == "int" else dim.choices
         candidates += [(dim.name, v) for v in values if isinstance(v, int)]
     for name, value in candidates:
         params = {**lowest, **fixed, **({} if name is None else {name: value})}
@@ -645,7 +630,6 @@ def learned_config(settings: StudySettings, params: dict[str, Any], seed: int | 
     """The validated ``TrainConfig`` of a learned trial: fixed values, then sampled ones."""
     from learnsyn.training import TrainConfig
 
-    values = {**settings.fixed, **params}
     config = TrainConfig(
         task=settings.task,
         task_params=dict(settings.task_params),
@@ -654,7 +638,7 @@ def learned_config(settings: StudySettings, params: dict[str, Any], seed: int | 
         threshold=settings.threshold,
         convention=settings.convention,
         seed=settings.seed if seed is None else seed,
-        **values,
+        **{**settings.fixed, **params},
     )
     config.validate()
     return config
