@@ -20,6 +20,7 @@ attributes, so any trial can be re-run (``--summary`` prints the command).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -40,7 +41,7 @@ from learnsyn.study.space import (
     learned_config,
     suggest,
 )
-from learnsyn.study.storage import StorageLocation, trial_counts
+from learnsyn.study.storage import StorageLocation, describe_running, described, trial_counts
 
 SAMPLERS = ("tpe", "random", "cmaes")
 PRUNERS = ("median", "none")
@@ -49,13 +50,6 @@ STUDY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def described(params: dict[str, Any]) -> str:
-    """A trial's sampled values in one line (``lr=0.003, cell=gru``)."""
-    return ", ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
-    )
 
 
 class IntermediateReporter:
@@ -314,8 +308,6 @@ def _check_identity(study, settings: StudySettings, log=_log) -> None:
     """Store ``settings``' identity with a new study; for an existing one, search the choices
     it was created with (``keep_stored_choices``, which sets ``settings.space``) and refuse
     other objective or scoring settings."""
-    import json
-
     mine = json.loads(json.dumps(settings.identity()))
     theirs = study.user_attrs.get("learnsyn")
     if theirs is None:
@@ -357,8 +349,6 @@ def _refuse_other_space(study_name: str, stored: dict[str, Any] | None, space: S
     kind, step or set of choices of a dimension (Optuna would record it under the same name, or
     fail inside a trial) or another set of dimensions is one line naming the dimension, before
     any trial. Returns the dimensions searched over a narrower range than at creation."""
-    import json
-
     if stored is None:
         return []
     mine = json.loads(json.dumps({name: dim.to_json() for name, dim in space.items()}))
@@ -396,33 +386,21 @@ def _refuse_foreign_trials(study_dir: Path, study_name: str) -> None:
         )
 
 
-def _fail_stale_trials(study) -> None:
-    import optuna
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-
-
-def fail_orphaned_trials(study, log=_log) -> list[int]:
+def fail_orphaned_trials(study, log=_log) -> None:
     """Mark failed the running trials whose worker process is gone (same host, no process with
     the trial's pid): storages without a heartbeat (journal files, ``--heartbeat 0``) would
-    keep them running forever. Returns their numbers."""
+    keep them running forever."""
     from optuna.trial import TrialState
 
     from learnsyn.study.storage import worker_state
 
-    failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if worker_state(trial) != "gone":
-            continue
-        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-        failed.append(trial.number)
-        log(
-            f"trial {trial.number}: its worker (pid {trial.user_attrs.get('pid')} on this host) "
-            "is gone; marked failed, a new trial replaces it"
-        )
-    return failed
+        if worker_state(trial) == "gone":
+            study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+            log(
+                f"trial {trial.number}: its worker (pid {trial.user_attrs.get('pid')} on this "
+                "host) is gone; marked failed, a new trial replaces it"
+            )
 
 
 def run_study(
@@ -471,7 +449,9 @@ def run_study(
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             lock.acquire()
-            _fail_stale_trials(study)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
             if not heartbeat:
                 fail_orphaned_trials(study, log)
             counts = trial_counts(study)
@@ -499,8 +479,6 @@ def run_study(
         f"({counts['complete']} complete, {counts['pruned']} pruned; {counts['fail']} failed, "
         "not counted)"
     )
-    from learnsyn.study.storage import describe_running
-
     for line in describe_running(study):
         log(line)
     return counts

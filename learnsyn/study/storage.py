@@ -259,6 +259,13 @@ class PostgresSlotLock(SlotLock):
 # --- reading a study back: the summary ----------------------------------------------------------
 
 
+def described(params: dict[str, Any]) -> str:
+    """Parameter values in one line (``lr=0.003, cell=gru``)."""
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+    )
+
+
 def worker_state(trial) -> str:
     """Whether the worker of a running trial is ``"alive"``, ``"gone"`` (this host has no
     process with its pid) or ``"unknown"`` (another host, or no pid recorded)."""
@@ -331,23 +338,19 @@ def study_summary(location: StorageLocation, study_name: str | None) -> dict[str
         )
     study = optuna.load_study(study_name=study_name, storage=storage)
     counts = trial_counts(study)
-    running = describe_running(study)
     identity = study.user_attrs.get("learnsyn", {})
-    data: dict[str, Any] = {
+    importances, note = _importances(study, counts["complete"])
+    return {
         "study": study_name,
         "storage": location.display,
         "settings": identity,
         "trials": counts,
-        "best_trial": None,
-        "importances": None,
-        "importances_note": None,
+        "best_trial": _best_trial(study.best_trial, identity) if counts["complete"] else None,
+        "importances": importances,
+        "importances_note": note,
         "dashboard": location.dashboard_command(),
-        "running_trials": running,
+        "running_trials": describe_running(study),
     }
-    if counts["complete"]:
-        data["best_trial"] = _best_trial(study.best_trial, identity)
-    data["importances"], data["importances_note"] = _importances(study, counts["complete"])
-    return data
 
 
 def _best_trial(trial, identity: dict[str, Any]) -> dict[str, Any]:
@@ -495,7 +498,7 @@ def print_summary(data: dict[str, Any], written_to: str, stream) -> None:
                 "on fresh ones"
             )
         values = best.get("model_params") or best["params"]
-        say("  parameters: " + ", ".join(f"{k}={_short(v)}" for k, v in values.items()))
+        say(f"  parameters: {described(values)}")
         say(f"  seed {best['seed']}, run {best['run_dir']} (host {best['host']})")
         if "compare" in best:
             say(f"  compare: {best['compare']}")
@@ -513,7 +516,3 @@ def print_summary(data: dict[str, Any], written_to: str, stream) -> None:
         say(f"summary written to {written_to}")
     hidden = " (password hidden: put yours back)" if "***" in data["dashboard"] else ""
     say(f"dashboard: {data['dashboard']}{hidden}  (pip install optuna-dashboard)")
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
