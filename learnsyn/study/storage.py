@@ -275,14 +275,12 @@ def worker_state(trial) -> str:
     pid, host = trial.user_attrs.get("pid"), trial.user_attrs.get("host")
     if not isinstance(pid, int) or host != socket.gethostname():
         return "unknown"
-    if pid == os.getpid():
-        return "alive"
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return "gone"
     except PermissionError:  # a process of another user
-        return "alive"
+        pass
     return "alive"
 
 
