@@ -733,7 +733,7 @@ def test_within_inits_neither_the_gradient_norm_nor_the_index_predicts_training_
     nor the degeneracy index resolves a direction at these four GRU points (m = 8 and 32, a
     stationary burn-in; at m = 2, in the rnn and at gru-m8-h100 the gradient norm does: the
     next test); the gradient norm's
-    pooled -0.58 to -0.70 is the ranking of the init means (rho -0.89 to -0.99 over 7 inits).
+    pooled -0.58 to -0.71 is the ranking of the init means (rho -0.89 to -0.99 over 7 inits).
     Fails if either resolves a direction within inits, or the init means stop ranking."""
     from learnsyn.degeneracy.rank_correlation import between_init_spearman, within_init_spearman
 
