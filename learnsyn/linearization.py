@@ -77,6 +77,13 @@ def _mean_map(model: Synapse, state: torch.Tensor) -> torch.Tensor:
     return 0.5 * (model.step(state, ones) + model.step(state, -ones))
 
 
+def _mean_map_jacobian(model: Synapse, state: torch.Tensor) -> torch.Tensor:
+    """The Jacobian of the mean map at ``state`` (``[1, m]``), ``[m, m]``."""
+    return torch.autograd.functional.jacobian(
+        lambda h: _mean_map(model, h.unsqueeze(0))[0], state[0]
+    )
+
+
 def _readout_weights(model: Synapse, m: int) -> torch.Tensor:
     """``c`` of the (affine) readout ``w = c . h + w0``, float64."""
     return model.readout(torch.eye(m, dtype=torch.float64)) - model.readout(
@@ -96,9 +103,7 @@ def _newton_fixed_point(
     best, best_residual = state, residual if math.isfinite(residual) else math.inf
     eye = torch.eye(state.shape[1], dtype=torch.float64)
     for _ in range(NEWTON_STEPS):
-        jacobian = torch.autograd.functional.jacobian(
-            lambda h: _mean_map(model, h.unsqueeze(0))[0], state[0]
-        )
+        jacobian = _mean_map_jacobian(model, state)
         with torch.no_grad():
             gap = _mean_map(model, state)[0] - state[0]
             step = torch.linalg.lstsq(jacobian - eye, gap.unsqueeze(1)).solution[:, 0]
@@ -134,9 +139,7 @@ def linearize(model: Synapse, steps: int = FIXED_POINT_STEPS) -> Linearization:
         ones = torch.ones(1, dtype=torch.float64)
         b = 0.5 * (model.step(state, ones) - model.step(state, -ones))[0]
         c = _readout_weights(model, m)
-    jacobian = torch.autograd.functional.jacobian(
-        lambda h: _mean_map(model, h.unsqueeze(0))[0], state[0]
-    )
+    jacobian = _mean_map_jacobian(model, state)
     return Linearization(
         fixed_point=state[0].numpy().copy(),
         A=jacobian.detach().numpy().copy(),

@@ -28,6 +28,7 @@ from learnsyn.cli.options import (
     add_config_options,
     environment_threads,
     given_options,
+    log,
     positive_int,
 )
 from learnsyn.config import TrainConfig
@@ -120,7 +121,7 @@ def _rejudge_command(arguments: argparse.Namespace) -> int:
 def _notes_only(message: str) -> None:
     """A log that shows only notes (``note: ...``) on stderr, not a tuning's progress."""
     if message.startswith("note:"):
-        print(message, file=sys.stderr)
+        log(message)
 
 
 def _add_overview_parser(experiments: Any) -> None:
@@ -149,7 +150,7 @@ def _overview_command(arguments: argparse.Namespace) -> int:
 
     try:
         check_output_file(arguments.json, "--json")
-        rows = overview(arguments.grids, log=lambda message: print(message, file=sys.stderr))
+        rows = overview(arguments.grids, log=log)
     except ValueError as error:
         print(f"learnsyn: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -225,7 +225,7 @@ def search(
     from learnsyn.estimate.grid import GRID_SCENARIO, grid_snr
     from learnsyn.estimate.snr import compute_metrics, smooth_objective
     from learnsyn.evaluate import evaluate
-    from learnsyn.io import atomic_write_json
+    from learnsyn.io import atomic_write_json, check_output_file
     from learnsyn.runs import evaluate_trained, load_run
     from learnsyn.scenario import make_scenario
     from learnsyn.training import temperature_at
@@ -245,8 +245,6 @@ def search(
     run_dir = Path(run_dir)
     name = "grid-markov.json" if free_transitions else "grid-table.json"
     if out is None:  # checked before the search, not after it (review, session 32)
-        from learnsyn.io import check_output_file
-
         check_output_file(run_dir / name, "the report")
     config, model, _ = load_run(run_dir)
     scenario = make_scenario(config.task, config.task_params)
