@@ -28,6 +28,7 @@ import torch
 
 from learnsyn.cells import read_linear_start, start_at_linear
 from learnsyn.config import option_name, stream_seed
+from learnsyn.estimate.snr import MIN_PAIRS
 from learnsyn.io import (
     DirectoryLock,
     atomic_write_json,
@@ -745,7 +746,9 @@ def stationarity_check(model, scenario, config: TrainConfig, device, result, exa
     from dataclasses import replace
 
     burn_in = STATIONARITY_BURN_IN_FACTOR * max(config.resolved_burn_in(), config.horizon)
-    batch = max(config.eval_batch // 4, 2)
+    # at least the pairs an estimate needs (review, session 33: 2 for --eval-batch 4-11, which
+    # validation allows, failed every such run after its training, and every resume)
+    batch = max(config.eval_batch // 4, MIN_PAIRS)
     long = evaluate_trained(
         model,
         replace(config, burn_in=burn_in),

@@ -350,3 +350,12 @@ def test_a_gradient_whose_norm_overflows_skips_the_update():
     assert outcome.skipped and not math.isfinite(outcome.grad_norm)
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
+
+
+def test_the_smallest_evaluation_batch_allowed_finishes_its_run(tmp_path):
+    """Review, session 33: the stationarity check evaluates a quarter of ``--eval-batch``
+    pairs, at least 2; an evaluation needs 3, so every run with ``--eval-batch`` 4 to 11
+    (allowed) failed after its training, and so did each resume. It takes at least 3 now."""
+    config = replace(TINY, iterations=2, figure_every=0, eval_batch=4)
+    result = train(config, tmp_path / "run", progress=False, log=quiet)
+    assert result["evaluation"]["stationarity"]["batch_pairs"] == 3
