@@ -1163,23 +1163,27 @@ def test_sigterm_during_the_final_evaluation_is_a_ctrl_c(tmp_path, monkeypatch, 
     assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back
 
 
-def test_a_run_whose_start_file_is_gone_resumes_from_its_record(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("out", ["run", None])
+def test_a_run_whose_start_file_is_gone_resumes_from_its_record(tmp_path, monkeypatch, capsys, out):
     """Review, session 29: once the --start-from file was moved, a resume was refused ("does
-    not exist") though the run keeps its start in start-synapse.json."""
+    not exist") though the run keeps its start in start-synapse.json. Review, session 33: in
+    the default run directory (no --out) it still was."""
     monkeypatch.chdir(tmp_path)
     Path("start.json").write_text(
         json.dumps({"A": [0.99, -0.05, 0.04, 0.98], "b": [0.2, -0.1], "c": [0.7, -0.7]})
     )
-    argv = ["train", *TINY, "--cell", "rnn", "--start-from", "start.json", "--out", "run"]
+    argv = ["train", *TINY, "--cell", "rnn", "--start-from", "start.json"]
+    argv += [] if out is None else ["--out", out]
     assert main(argv) == 0
-    Path("run/result.json").unlink()  # as if interrupted before its final evaluation
+    run = Path(out) if out else next(Path("runs").glob("*/*"))
+    (run / "result.json").unlink()  # as if interrupted before its final evaluation
     Path("start.json").rename("moved.json")
     capsys.readouterr()
     assert main([*argv, "--resume"]) == 0
     assert "start.json is gone; the run's record of its start" in capsys.readouterr().err
-    assert read_json(Path("run/result.json"))["evaluation"]["metrics"]
+    assert read_json(run / "result.json")["evaluation"]["metrics"]
     # the run keeps its own start_from (its label, and the group its seeds pool in)
-    assert read_json(Path("run/config.json"))["start_from"] == "start.json"
+    assert read_json(run / "config.json")["start_from"] == "start.json"
 
 
 def test_compare_says_when_a_default_changed_since_the_run_was_trained(tmp_path, monkeypatch,

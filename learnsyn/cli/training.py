@@ -52,14 +52,21 @@ def _gone_start_file(args: argparse.Namespace) -> None:
     """A resumed run whose start file is gone (moved, deleted) resumes from its checkpoint: the
     run's own record of its start, start-synapse.json, stands for the file (the same synapse,
     so the same start)."""
-    from learnsyn.runs import CHECKPOINT_NAME, START_NAME
+    from learnsyn.runs import CHECKPOINT_NAME, START_NAME, default_run_dir
     from learnsyn.warm_start import tuned_model
 
     start = args.start_from
-    if not (args.resume and args.out and start) or tuned_model(start) or Path(start).exists():
+    if not (args.resume and start) or tuned_model(start) or Path(start).exists():
         return
-    record = Path(args.out) / START_NAME
-    if record.exists() and (Path(args.out) / CHECKPOINT_NAME).exists():
+    run_dir = args.out
+    if run_dir is None:  # the default directory, named without the start (review, session 33)
+        try:
+            without = argparse.Namespace(**{**vars(args), "start_from": None})
+            run_dir = default_run_dir(config_from_args(without, TrainConfig))
+        except ValueError:  # the config's own error comes next, with the start named
+            return
+    record = Path(run_dir) / START_NAME
+    if record.exists() and (Path(run_dir) / CHECKPOINT_NAME).exists():
         log(f"note: --start-from {start} is gone; the run's record of its start, {record}, "
             "stands for it")  # fmt: skip
         args.start_from = str(record)
