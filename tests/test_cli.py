@@ -250,3 +250,16 @@ def test_entry_point_prints_what_main_prints(learnsyn_command, tmp_path, args):
         same.stderr,
     )
     assert same.returncode == 2 and len(same.stderr.strip().splitlines()) == 1
+
+
+def test_tune_checks_its_device_and_says_it_tunes_on_the_cpu(capsys, monkeypatch):
+    """Review, session 33: ``tune --device`` was read by nothing, so ``--device bogus`` tuned
+    without a word. A bad name is refused; a GPU is said not to be used (tuning runs on the
+    CPU, as for compare and the scoreboard)."""
+    args = ["tune", "--model", "exponential", "--task", "ideal", "--synapses", "100",
+            "--horizon", "20"]  # fmt: skip
+    assert main([*args, "--device", "bogus"]) == 2
+    assert "bogus" in capsys.readouterr().err
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert main([*args, "--device", "cuda"]) == 0
+    assert "--device cuda is not used" in capsys.readouterr().err

@@ -201,6 +201,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     _check_common(args)
     model, scenario, params = _model_and_task(args)
+    if resolve_device(args.device).type != "cpu":  # a bad name is refused (review, session 33)
+        print(
+            f"note: tune evaluates on the CPU (as the tuning for compare and the scoreboard "
+            f"does); --device {args.device} is not used",
+            file=sys.stderr,
+        )
     start = time.perf_counter()
     result = tune(
         args.model,
