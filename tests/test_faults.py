@@ -828,6 +828,47 @@ def test_a_journal_trial_whose_worker_is_gone_is_named_and_replaced(tmp_path, ca
     assert "RUNNING" not in states
 
 
+def test_a_trial_left_by_a_worker_without_heartbeat_is_replaced_under_a_heartbeat(
+    tmp_path, capsys, monkeypatch
+):
+    """Review, session 33: a trial started with ``--heartbeat 0`` on SQLite has no heartbeat,
+    so Optuna never fails it as stale, and the pid check ran only without a heartbeat: run
+    again with the default heartbeat, the study counted the orphan as running and polled
+    forever without a word. The pid check runs whatever the heartbeat."""
+    import socket
+
+    import optuna
+
+    import learnsyn.study.run as study_run
+
+    database = tmp_path / "study.db"
+    study_args = [
+        "study", "--target", "baseline:exponential", "--task", "ideal", "--synapses", "100",
+        "--horizon", "50", "--study-name", "h", "--storage", f"sqlite:///{database}",
+        "--out", str(tmp_path),
+    ]  # fmt: skip
+    assert main([*study_args, "--n-trials", "2", "--heartbeat", "0"]) == 0
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid with no process behind it (reaped)
+    storage = f"sqlite:///{database}"
+    orphan = optuna.load_study(study_name="h", storage=storage).ask()  # RUNNING, no heartbeat
+    orphan.set_user_attr("pid", dead.pid)
+    orphan.set_user_attr("host", socket.gethostname())
+    polls = []
+
+    def sleep(seconds):  # the old code polled here forever
+        polls.append(seconds)
+        if len(polls) > 3:
+            raise AssertionError("the study waits on a trial whose worker is gone")
+
+    monkeypatch.setattr(study_run.time, "sleep", sleep)
+    capsys.readouterr()
+    assert main([*study_args, "--n-trials", "3"]) == 0
+    assert f"trial {orphan.number}: its worker (pid {dead.pid}" in capsys.readouterr().err
+    states = [t.state.name for t in optuna.load_study(study_name="h", storage=storage).trials]
+    assert states.count("COMPLETE") == 3 and states.count("FAIL") == 1, states
+
+
 # --- 9. numbers a newcomer can read ----------------------------------------------------------
 
 

@@ -388,8 +388,8 @@ def _refuse_foreign_trials(study_dir: Path, study_name: str) -> None:
 
 def fail_orphaned_trials(study, log=_log) -> None:
     """Mark failed the running trials whose worker process is gone (same host, no process with
-    the trial's pid): storages without a heartbeat (journal files, ``--heartbeat 0``) would
-    keep them running forever."""
+    the trial's pid): a trial without a heartbeat (journal files, one started under
+    ``--heartbeat 0``) would stay running forever, whatever heartbeat the worker now has."""
     from optuna.trial import TrialState
 
     from learnsyn.study.storage import worker_state
@@ -452,8 +452,9 @@ def run_study(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
-            if not heartbeat:
-                fail_orphaned_trials(study, log)
+            # whatever this worker's heartbeat: a trial started with --heartbeat 0 has none,
+            # so Optuna never fails it as stale (review, session 33: a study polled forever)
+            fail_orphaned_trials(study, log)
             counts = trial_counts(study)
             counted = counts["complete"] + counts["pruned"] + counts["running"] + counts["waiting"]
             out_of_time = deadline is not None and time.monotonic() > deadline
