@@ -374,6 +374,18 @@ def test_bad_input_is_one_line_before_any_trial(tmp_path, capsys, extra, expecte
     assert not list((tmp_path / "runs").glob("*/trial_*"))
 
 
+def test_a_baseline_choice_no_trial_can_use_is_refused_before_any_trial(tmp_path, capsys):
+    """Review, session 33: a listed choice of a baseline study was checked by nothing, so
+    ``--space states=4,5`` of ``serial`` (an even number of states) ran and pruned every trial
+    that drew 5. A choice usable beside other searched values stays (``--space states=4,6``)."""
+    args = study_args(tmp_path, "baseline:serial", "--horizon", "30", "--n-trials", "2")
+    assert main([*args, "--space", "states=4,5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--space states: the value 5 is not allowed" in err[0], err
+    assert not (tmp_path / "runs" / "optuna.db").exists()
+    assert main([*args, "--space", "states=4,6"]) == 0
+
+
 def test_a_setting_both_searched_and_given_as_an_option_is_refused(tmp_path, capsys):
     """Review, session 26: ``--space eval_batch=32:128 --eval-batch 64`` dropped the searched
     range without a word."""

@@ -544,6 +544,7 @@ def study_settings(args: argparse.Namespace) -> StudySettings:
     space, from_space = narrow_space(space, entries, f"baseline {model}")
     fixed = {**given_fixed, **from_space}
     check_space_budget(model, space, fixed, args.max_state)
+    check_baseline_choices(model, space, fixed)
     resolve_method(make_model(model, fixed), scenario, args.method)
     return StudySettings(
         horizon=args.horizon or 1000,
@@ -594,6 +595,30 @@ def check_learned_space(settings: StudySettings) -> None:
             except ValueError as error:
                 try:
                     learned_config(settings, {**others, **context, dim.name: value})
+                except ValueError:
+                    raise ValueError(
+                        f"--space {dim.name}: the value {value} is not allowed: {error}"
+                    ) from None
+
+
+def check_baseline_choices(model: str, space: Space, fixed: dict[str, Any]) -> None:
+    """Every listed choice of a baseline study (``--space NAME=A,B``) as its trial would build
+    the model, before any trial: a choice that no trial can use is one line naming it, not
+    every trial that draws it pruned (review, session 33: ``states=3,5`` of ``serial``). As for
+    learned studies, a value is refused only where it fails both with the fixed values alone
+    and beside the least demanding values of the other searched settings."""
+    from learnsyn.registry import make_model
+
+    for dim in space.values():
+        if dim.kind != "choice":  # ranges: their steps are checked as they are narrowed
+            continue
+        others = {n: _smallest(d) for n, d in space.items() if n != dim.name}
+        for value in dim.choices:
+            try:
+                make_model(model, {**fixed, dim.name: value})
+            except ValueError as error:
+                try:
+                    make_model(model, {**fixed, **others, dim.name: value})
                 except ValueError:
                     raise ValueError(
                         f"--space {dim.name}: the value {value} is not allowed: {error}"
