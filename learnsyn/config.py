@@ -34,6 +34,8 @@ from learnsyn.estimate.snr import MIN_PAIRS, EvalSpec, is_count
 
 TRAIN_METRICS = ("area", "lifetime", "log_area")
 ESTIMATORS = ("auto", "monte-carlo", "grid")
+#: settings of the Monte Carlo objective alone; the exact grid estimator refuses other values
+MONTE_CARLO_ONLY = ("objective", "noise_margin", "late_variance")
 OBJECTIVES = ("lcb", "cross-fit")
 ROLLOUTS = ("fast", "reference")
 
@@ -473,6 +475,20 @@ class TrainConfig:
                     f"estimator 'grid': levels^m = {self.task_params['levels']}^"
                     f"{self.state_size} = {states} grid states, more than {AUTO_MAX_STATES}; "
                     "use fewer levels, a smaller m or --estimator monte-carlo"
+                )
+            # the exact curve has no noise: these shape only the Monte Carlo objective, and the
+            # grid run ignored them while config.json recorded them (review, session 33)
+            defaults = {f.name: f.default for f in fields(self)}
+            ignored = [
+                f"{option_name(f)} {getattr(self, f.name)}"
+                for f in fields(self)
+                if f.name in MONTE_CARLO_ONLY and getattr(self, f.name) != defaults[f.name]
+            ]
+            if ignored:
+                raise ValueError(
+                    f"{', '.join(ignored)} is not allowed with the exact grid estimator (it has "
+                    "no Monte Carlo noise to guard against): leave the default or pass "
+                    "--estimator monte-carlo"
                 )
         check_training_memory(self)
         cell = make_cell(

@@ -71,6 +71,24 @@ def test_the_grid_estimator_is_refused_off_the_grid(changes, message):
         replace(GRID, **changes).validate()
 
 
+@pytest.mark.parametrize(
+    ("changes", "option"),
+    [
+        ({"objective": "cross-fit"}, "--objective cross-fit"),
+        ({"noise_margin": 3.0}, "--noise-margin 3.0"),
+        ({"late_variance": 0.5}, "--late-variance 0.5"),
+        ({"estimator": "auto", "noise_margin": 0.0}, "--noise-margin 0.0"),  # auto: the grid
+    ],
+)
+def test_the_grid_estimator_refuses_the_monte_carlo_objective_settings(changes, option):
+    """Review, session 33: the exact grid objective ignored these (it has no noise), while
+    config.json recorded them as used. Given with the grid they are refused; with
+    ``--estimator monte-carlo`` they apply."""
+    with pytest.raises(ValueError, match=f"{option} is not allowed with the exact grid"):
+        replace(GRID, **changes).validate()
+    assert replace(GRID, **{**changes, "estimator": "monte-carlo"}).validate()
+
+
 def test_training_on_the_grid_improves_the_exact_metric(tmp_path):
     run = tmp_path / "grid"
     result = train(replace(GRID, iterations=12), run, log=lambda *a, **k: None)
