@@ -293,6 +293,13 @@ NEVER_STATIONARY = (
 )
 
 
+#: said when the simulated moments hold NaN (review, session 33: they read as an area of 0)
+NAN_SIMULATION = (
+    "the simulation produced NaN moments (a state overflowed, e.g. a growing mode that the "
+    "readout does not see): the SNR reads NaN where they are"
+)
+
+
 #: said when all pairs merged where the SNR they cannot see may still reach the threshold
 MERGED_PAIRS = (
     "every simulated pair's two branches have met (a finite-state synapse, or a clipped one; "
@@ -414,7 +421,15 @@ def evaluate(
     forward-only compiled kernels for learned cells, linear and Markov synapses, the same random
     numbers; other models go to the reference) or ``reference`` (``simulate_pairs``); None:
     ``$LEARNSYN_ROLLOUT``, else ``fast``."""
-    EvalSpec(synapses, horizon, threshold, convention, burn_in=burn_in)  # one line if bad
+    # one line if bad; its values from here (600.0 from JSON: 600; review, session 33: a
+    # float horizon passed the check and failed the Monte Carlo and streamed exact paths)
+    spec = EvalSpec(synapses, horizon, threshold, convention, burn_in=burn_in)
+    synapses, horizon, threshold, burn_in = (
+        spec.synapses,
+        spec.horizon,
+        spec.threshold,
+        spec.burn_in,
+    )
     if isinstance(batch, float) and batch.is_integer():  # (inf and nan are not)
         batch = int(batch)  # 64.0 from JSON
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)):
@@ -517,6 +532,8 @@ def evaluate(
         }
         if merged_bound is not None and merged_bound >= threshold:
             warnings.warn(MERGED_PAIRS, stacklevel=2)
+        if np.isnan(combined).any():
+            warnings.warn(NAN_SIMULATION, stacklevel=2)
     if metrics is None:
         metrics = compute_metrics(ages_array, combined, threshold)
         censored = lifetime_censored(ages_array, combined, threshold)

@@ -278,3 +278,15 @@ def test_nearly_coincident_poles_under_correlated_events(rho):
     assert stationary_linear_variance(well, noisy) == pytest.approx(
         _lyapunov_correlated(well, 1.0, rho, 0.1), rel=1e-10
     )
+
+
+def test_a_stable_mode_within_1e_15_of_1_is_evaluated_exactly():
+    """Review, session 33: ``method="auto"`` chose the closed form for a stable mode a = 1 -
+    3e-16 (spectral radius < 1), which then refused it as "an eigenvalue has modulus 1"
+    (1 - a^2 < 1e-15). It takes the Lyapunov path: SNR = sqrt(N) / sqrt(1 / (1 - a^2))."""
+    a = 1 - 3e-16
+    model = make_model("optimal-linear", {"variables": 1, "A": (a,), "b": (1.0,), "c": (1.0,)})
+    result = evaluate(model, make_scenario("ideal"), synapses=1000, horizon=3,
+                      convention="large-n")  # fmt: skip
+    assert result.method == "exact"
+    assert result.snr[0] == pytest.approx(np.sqrt(1000 * (1 - a * a)), rel=1e-6)

@@ -1,6 +1,7 @@
 """Monte Carlo SNR against exact results, within its own reported standard error."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -505,3 +506,59 @@ def test_a_batch_of_two_pairs_is_refused_where_its_error_would_read_zero(capsys)
               "--method", "monte-carlo", "--batch", "2"])  # fmt: skip
     assert stop.value.code == 2
     assert "batch 2 is not allowed: expected an integer >= 3" in capsys.readouterr().err
+
+
+def test_nan_moments_read_nan_not_an_infinite_snr():
+    """Review, session 33: a NaN noise failed ``noise > 0`` and took the zero-noise branch, so
+    a simulation that overflowed read as an SNR of -inf (an area of 0) without a word. A
+    linear synapse with a growing mode its readout does not see overflows in float32."""
+    from learnsyn.estimate.snr import snr_from_moments
+    from learnsyn.evaluate import NAN_SIMULATION
+    from learnsyn.synapse import LinearSynapse
+
+    nan = float("nan")
+    for make in (torch.tensor, np.array):
+        snr = snr_from_moments(
+            make([nan, -nan, 1.0, 1.0]), make([nan, nan, nan, 0.0]), 100, "large-n"
+        )
+        assert [math.isnan(float(x)) for x in snr] == [True, True, True, False]
+        assert float(snr[3]) == math.inf  # zero noise, a signal: still infinite
+
+    class Hidden(LinearSynapse):
+        info = make_model("exponential", {}).info
+
+        def params_dict(self):
+            return {}
+
+    model = Hidden(np.diag([1.01, 0.9]), np.array([1.0, 1.0]), np.array([0.0, 1.0]))
+    with pytest.warns(UserWarning, match=re.escape(NAN_SIMULATION)):
+        result = evaluate(model, make_scenario("ideal"), synapses=1000, horizon=100,
+                          convention="large-n", batch=64, burn_in=20000)  # fmt: skip
+    assert math.isnan(result.metrics["area"]) and math.isnan(result.metrics["initial_snr"])
+
+
+def test_three_pairs_in_two_groups_are_three_groups_of_one():
+    """Review, session 33: ``batch=3, groups=2`` passed the 3-pair minimum and simulated 2
+    pairs, one per group, each leave-one-out curve on a single pair (an area of 450 +- 1e-4
+    against the exact 126). It runs 3 groups of one pair."""
+    from learnsyn.estimate.montecarlo import pair_groups
+
+    assert pair_groups(3, 2) == (3, 1)
+    assert pair_groups(4, 2) == (2, 2) and pair_groups(5, 4) == (4, 1)
+    result = evaluate(make_model("exponential", {}), make_scenario("ideal"), synapses=1000,
+                      horizon=50, method="monte-carlo", batch=3, groups=2, burn_in=100,
+                      convention="large-n")  # fmt: skip
+    assert result.monte_carlo["batch_pairs"] == 3 and result.monte_carlo["groups"] == 3
+
+
+@pytest.mark.parametrize("method", ["monte-carlo", "exact"])
+def test_a_whole_float_horizon_is_taken_as_its_integer(method):
+    """Review, session 33: ``horizon=50.0`` (as JSON gives it) passed the check and then failed
+    the Monte Carlo path and the streamed exact one (beyond 2000 ages) with a TypeError."""
+    model, ideal = make_model("exponential", {}), make_scenario("ideal")
+    horizon = 50.0 if method == "monte-carlo" else 2500.0
+    as_float = evaluate(model, ideal, synapses=1000.0, horizon=horizon, method=method, batch=64,
+                        burn_in=100.0, convention="large-n")  # fmt: skip
+    as_int = evaluate(model, ideal, synapses=1000, horizon=int(horizon), method=method, batch=64,
+                      burn_in=100, convention="large-n")  # fmt: skip
+    assert as_float.metrics == as_int.metrics

@@ -175,7 +175,10 @@ def linear_signal_and_variance(
     )
 
     denominator = 1.0 - np.outer(lam, lam)
-    if np.any(np.abs(denominator) < 1e-15):
+    # refused by the modulus itself, as closed_form_applies decides: a stable mode within 1e-15
+    # of 1 was refused here after "auto" chose this path (review, session 33); it takes the
+    # Lyapunov solution below (_SLOW_MODE_GAP)
+    if np.max(np.abs(lam)) >= 1.0:
         raise ValueError("the linear synapse is not stable (an eigenvalue has modulus 1)")
     weight = 1.0 / denominator
     if rho != 0:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from learnsyn.estimate.snr import check_pairs, snr_from_moments
+from learnsyn.estimate.snr import MIN_PAIRS, check_pairs, snr_from_moments
 from learnsyn.scenario import Scenario, TrackedKind
 from learnsyn.synapse import MarkovSynapse, Synapse
 
@@ -73,6 +73,8 @@ def pair_groups(pairs: int, groups: int) -> tuple[int, int]:
     ``groups * per_group`` are dropped. Fewer than ``MIN_PAIRS`` pairs is one clear error."""
     check_pairs(pairs)
     groups = max(2, min(groups, pairs))
+    if groups * (pairs // groups) < MIN_PAIRS:  # 3 pairs in 2 groups: one each, one dropped,
+        groups = pairs  # and each leave-one-out curve on one pair (review, session 33)
     return groups, pairs // groups
 
 
