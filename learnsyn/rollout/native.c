@@ -3,8 +3,8 @@
    Layout: rows of BS lanes (synapses), [feature][lane]; a window's step column is
    x = [h; inputs; 1] (the cell's own state h, unlike the eager kernel's u = (h + 1) / 2: the
    weight gradients then come out without the cancellation that u's offset causes), and the GRU's
-   work rows are [s; z; r; q = r h] with the candidate 2 s - 1 (times out_scale[i] where the
-   cell has the learned saturation S tanh(y / S): the 1 / S is in the weights). window_forward runs
+   work rows are [t; z; r; q = r h] with the candidate t = tanh (times out_scale[i] where the
+   cell has the learned saturation S tanh(y / S): the 1 / S is in the weights; tanh_row). window_forward runs
    each block of lanes through every step (moments of the weights per (branch, group) cell,
    checkpoints every K steps);
    window_backward recomputes a chunk from its checkpoint, walks it in reverse, keeps the
@@ -103,6 +103,43 @@ static inline __attribute__((always_inline)) void sigm_row(float *out, const flo
 #endif
 }
 
+/* tanh(p) from 2 p = a + b, one row of BS lanes into out (b may be NULL; out may be a), as
+   2 sigmoid(2 p) - 1. That cancels near 0, where sigmoid is near 1/2: an absolute error of
+   about 6e-8, float32's own near 1, but the learned saturation S tanh(y / S) multiplies it by S
+   (review, session 33: at S = 1e4 a synapse's curve read 0 against the reference's 129; at
+   S = 1000, that of the held-linear rnn of linear-range, 1 % low). Rows whose S exceeds
+   EXACT_TANH_SCALE take tanh_row_exact: where |p| < ln(2) / 4 the odd series to p^9
+   (truncation 2e-8 relative), beyond it 2 sigmoid - 1, within a few ulp there. It costs about
+   a fifth of the GRU's and rnn's speed, so rows of small S keep the sigmoid alone. */
+#define EXACT_TANH_SCALE 8.0f
+
+static __attribute__((noinline)) void tanh_row_exact(float *out, const float *a,
+                                                     const float *b) {
+    float near[BS], size[BS];
+    for (int n = 0; n < BS; n++) {
+        float p = 0.5f * (a[n] + (b ? b[n] : 0.0f)), q = p * p;
+        float series = 62.0f / 2835.0f;
+        series = series * q - 17.0f / 315.0f;
+        series = series * q + 2.0f / 15.0f;
+        series = series * q - 1.0f / 3.0f;
+        near[n] = p + p * q * series;
+        size[n] = fabsf(p);
+    }
+    sigm_row(out, a, b);
+    for (int n = 0; n < BS; n++)
+        out[n] = size[n] < 0.17328680f ? near[n] : 2.0f * out[n] - 1.0f;
+}
+
+static inline __attribute__((always_inline)) void tanh_row(float *out, const float *a,
+                                                           const float *b, float scale) {
+    if (scale > EXACT_TANH_SCALE) {
+        tanh_row_exact(out, a, b);
+        return;
+    }
+    sigm_row(out, a, b);
+    for (int n = 0; n < BS; n++) out[n] = 2.0f * out[n] - 1.0f;
+}
+
 /* x = [h (m rows); inputs (a rows); 1]: rows of BS lanes. first: [rows][C], C = m + a + 1.
    Four rows at a time on both halves of the block: eight independent sums hide the latency of
    the multiply-adds (two per cycle on the Xeon measured) and each loaded x feeds four. */
@@ -152,18 +189,18 @@ static inline __attribute__((always_inline)) void gru_step(int m, int C, const f
     float (*pre)[BS] = g + 4 * m;  /* scratch rows after the work rows */
     affine(m, m, m, reset, g + 3 * m, pre);
     for (int i = 0; i < m; i++)
-        sigm_row(g[i], g[i], pre[i]);
+        tanh_row(g[i], g[i], pre[i], out_scale ? out_scale[i] : 1.0f);
     if (out_scale) {  /* the candidate s_i tanh(.) (1 / s_i is folded into its rows) */
         for (int i = 0; i < m; i++) {
             float sc = out_scale[i];
             for (int n = 0; n < BS; n++)
-                next[i][n] = x[i][n] + g[m + i][n] * (sc * (2.0f * g[i][n] - 1.0f) - x[i][n]);
+                next[i][n] = x[i][n] + g[m + i][n] * (sc * g[i][n] - x[i][n]);
         }
         return;
     }
     for (int i = 0; i < m; i++)
         for (int n = 0; n < BS; n++)
-            next[i][n] = x[i][n] + g[m + i][n] * (2.0f * g[i][n] - 1.0f - x[i][n]);
+            next[i][n] = x[i][n] + g[m + i][n] * (g[i][n] - x[i][n]);
 }
 
 static inline __attribute__((always_inline)) void rnn_step(int m, int C, const float *first,
@@ -171,12 +208,10 @@ static inline __attribute__((always_inline)) void rnn_step(int m, int C, const f
                                                           float next[][BS]) {
     affine(m, C, C, first, x, next);
     for (int i = 0; i < m; i++) {
-        sigm_row(next[i], next[i], NULL);
+        tanh_row(next[i], next[i], NULL, out_scale ? out_scale[i] : 1.0f);
         if (out_scale) {  /* s_i tanh(.) (1 / s_i is folded into the rows of first) */
             float sc = out_scale[i];
-            for (int n = 0; n < BS; n++) next[i][n] = sc * (2.0f * next[i][n] - 1.0f);
-        } else {
-            for (int n = 0; n < BS; n++) next[i][n] = 2.0f * next[i][n] - 1.0f;
+            for (int n = 0; n < BS; n++) next[i][n] *= sc;
         }
     }
 }
@@ -190,10 +225,8 @@ static inline __attribute__((always_inline)) void mlp_step(int m, int H, int C, 
                                                           const float *reset, float x[][BS],
                                                           float g[][BS], float next[][BS]) {
     affine(H, C, C, first, x, g);
-    for (int k = 0; k < H; k++) {
-        sigm_row(g[k], g[k], NULL);
-        for (int n = 0; n < BS; n++) g[k][n] = 2.0f * g[k][n] - 1.0f;
-    }
+    for (int k = 0; k < H; k++)
+        tanh_row(g[k], g[k], NULL, 1.0f);
     float (*correction)[BS] = g + H;
     affine(m, C, C, first + (size_t)H * C, x, next);
     affine(m, H, H, reset, g, correction);
@@ -712,14 +745,16 @@ static inline __attribute__((always_inline)) int backward_impl(
                             for (int n = 0; n < BS; n++) du[i][n] *= sc[i][n];
                     }
                     float (*g)[BS] = gates + (size_t)s * 4 * m;
-                    if (osc) {  /* candidate S tanh: dh~/dsv = 2 S, dh~/dS = tanh = 2 sv - 1 */
+                    /* the candidate row holds tv = tanh(p) of its pre-activation 2 p:
+                       d tv / d(2p) = (1 - tv^2) / 2; S tanh: dh~/dS = tv */
+                    if (osc) {
                         for (int i = 0; i < m; i++) {
                             float S = osc[i];
                             for (int n = 0; n < BS; n++) {
-                                float sv = g[i][n], z = g[m + i][n], h = x[i][n], d = du[i][n];
-                                float tv = 2.0f * sv - 1.0f, dz = d * z;
+                                float tv = g[i][n], z = g[m + i][n], h = x[i][n], d = du[i][n];
+                                float dz = d * z;
                                 delta[m + i][n] = d * (S * tv - h) * z * (1.0f - z);
-                                delta[i][n] = 2.0f * dz * S * sv * (1.0f - sv);
+                                delta[i][n] = 0.5f * dz * S * (1.0f - tv * tv);
                                 dn[i][n] = d * (1.0f - z);
                                 gs[i][n] += dz * tv;
                             }
@@ -727,10 +762,9 @@ static inline __attribute__((always_inline)) int backward_impl(
                     } else {
                         for (int i = 0; i < m; i++)
                             for (int n = 0; n < BS; n++) {
-                                float sv = g[i][n], z = g[m + i][n], h = x[i][n], d = du[i][n];
-                                float dsv = 2.0f * d * z;
-                                delta[m + i][n] = d * (2.0f * sv - 1.0f - h) * z * (1.0f - z);
-                                delta[i][n] = dsv * sv * (1.0f - sv);
+                                float tv = g[i][n], z = g[m + i][n], h = x[i][n], d = du[i][n];
+                                delta[m + i][n] = d * (tv - h) * z * (1.0f - z);
+                                delta[i][n] = 0.5f * d * z * (1.0f - tv * tv);
                                 dn[i][n] = d * (1.0f - z);
                             }
                     }
