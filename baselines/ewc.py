@@ -16,6 +16,9 @@ becomes the exponential with the same decay; with a cap, the exponential with de
 ``sparse`` is 1 / rate times longer in steps). In ``bounded`` and ``noisy`` the constraint acts on
 ``omega`` too, as on every internal variable (science.md): ``omega`` stays within the range
 (default 1), so there every decay above 1/2 is the same synapse, ``w' = (xi + w) / 2`` at most.
+Rounding or state noise can also take ``omega`` below 0; an importance is a precision, so the
+weight's update reads it as 0 there (review, session 33: at 2 levels it reached -1, and
+``1 + omega = 0`` made the weight NaN, which Monte Carlo read as an area of 0).
 """
 
 import math
@@ -77,7 +80,8 @@ class EWCSynapse(Synapse):
         w, omega = state[:, 0], state[:, 1]
         target = self.params["amplitude"] * events.to(state.dtype)
         occurred = events != 0
-        new_w = torch.where(occurred, (target + omega * w) / (1.0 + omega), w)
+        precision = omega.clamp_min(0.0)  # (the constraint may take omega below 0)
+        new_w = torch.where(occurred, (target + precision * w) / (1.0 + precision), w)
         grown = (self.params["decay"] * (omega + 1.0)).clamp_max(self.params["cap"])
         new_omega = torch.where(occurred, grown, omega)
         return torch.stack([new_w, new_omega], dim=-1)

@@ -347,13 +347,19 @@ def test_auto_picks_the_grid_in_bounded_and_monte_carlo_above_the_limit():
 
 
 class _BrokenBelow(Synapse):
-    """``x' = x / 2 + e / 2``, but not a number at the lowest level (reachable from 0)."""
+    """``x' = x / 2 + e / 2``, but not a number at the lowest level (reachable from 0); with a
+    ``drift`` d, ``x' = x / 2 + d + (1 / 2 - d) e``."""
 
     info = ModelInfo("broken", "test model", "none")
     state_size = 1
 
+    def __init__(self, drift: float = 0.0):
+        super().__init__()
+        self.drift = drift
+
     def step(self, state, events, flags=None):
-        moved = 0.5 * state + 0.5 * events.unsqueeze(-1).to(state.dtype)
+        move = (0.5 - self.drift) * events.unsqueeze(-1).to(state.dtype)
+        moved = 0.5 * state + self.drift + move
         return torch.where(state < -0.9, torch.nan, moved)
 
     def readout(self, state):
@@ -364,11 +370,29 @@ def test_reachable_undefined_states_are_an_error_unreachable_ones_are_not():
     scenario = make_scenario("bounded", {"levels": 4})
     with pytest.raises(ValueError, match="not a number at 1 grid states"):
         grid_signal_and_variance(_BrokenBelow(), scenario, np.arange(5), burn_in=10)
-    # EWC is undefined at importance -1 (1 + omega = 0), a level it never reaches
-    ewc = make_model("ewc", {"decay": 0.9}).double()
-    assert bool(build_grid_chain(ewc, 16, 1.0).undefined.any())
-    signal, _ = grid_signal_and_variance(ewc, make_scenario("bounded"), np.arange(5), burn_in=50)
+    # the same synapse with a drift up, x' = x / 2 + 1 / 4 + e / 4, never leaves [-1/3, 1/3]
+    # from 0 on this grid: its undefined lowest level is not reachable (until session 33 the
+    # example was EWC at importance -1, which now reads a negative importance as 0)
+    unreached = _BrokenBelow(drift=0.25)
+    assert bool(build_grid_chain(unreached, 4, 1.0).undefined.any())
+    signal, _ = grid_signal_and_variance(unreached, scenario, np.arange(5), burn_in=50)
     assert torch.isfinite(signal).all() and float(signal[0, 0]) > 0
+
+
+def test_ewc_reads_a_negative_importance_as_zero():
+    """Review, session 33: in bounded at 2 levels (and in noisy with large sigma) the
+    constraint took EWC's importance to -1, where ``1 + omega = 0`` made the weight NaN, which
+    Monte Carlo read as an area of 0 and the grid refused. An importance is a precision: the
+    update reads one below 0 as 0. The Monte Carlo figure agrees with the now-defined grid."""
+    ewc = make_model("ewc", {"decay": 0.9}).double()
+    scenario = make_scenario("bounded", {"levels": 2})
+    assert not bool(build_grid_chain(ewc, 2, 1.0).undefined.any())
+    exact = evaluate(ewc, scenario, synapses=100, horizon=20, method="exact", burn_in=50,
+                     convention="large-n")  # fmt: skip
+    mc = evaluate(ewc.float(), scenario, synapses=100, horizon=20, method="monte-carlo",
+                  batch=4096, burn_in=50, convention="large-n")  # fmt: skip
+    assert np.isfinite(mc.snr).all() and exact.metrics["area"] > 0
+    assert abs(mc.metrics["area"] - exact.metrics["area"]) < 4 * mc.metrics_stderr["area"]
 
 
 def test_check_grid_size_names_the_count_and_the_limit():
