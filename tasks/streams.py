@@ -103,7 +103,10 @@ class ImportanceScenario(Scenario):
         reference="Kirkpatrick et al. 2017 (importance); science.md section 5",
         params=(
             ParamSpec("fraction", float, 0.1, 0.0, 1.0, True, True, help="P(important)"),
-            ParamSpec("boost", float, 2.0, 0.0, 1e30, low_open=True, help="important amplitude"),
+            # at most 1e15: a weight's square (boost^2) summed over a group of pairs stays inside
+            # float32, whose Monte Carlo moments overflowed from about 1e19 (review, session 33:
+            # boost 1e20 read an infinite area, the exact one 241)
+            ParamSpec("boost", float, 2.0, 0.0, 1e15, low_open=True, help="important amplitude"),
             ParamSpec("weight", float, 0.8, 0.0, 1.0, help="objective weight of important ones"),
         ),
         tags=("exact-linear", "exact-markov", "flags"),

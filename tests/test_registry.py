@@ -47,14 +47,28 @@ def test_scenario_parameters_are_checked(task):
 
 
 @pytest.mark.parametrize(
-    "task, params", [("bounded", {"bound": 1e31}), ("noisy", {"bound": 3.5e38}),
-                     ("importance", {"boost": 1e200})]
+    "task, params, top", [("bounded", {"bound": 1e31}, "30"), ("noisy", {"bound": 3.5e38}, "30"),
+                          ("importance", {"boost": 1e200}, "15"),
+                          ("importance", {"boost": 1e20}, "15")]
 )  # fmt: skip
-def test_amplitudes_that_overflow_the_float32_state_are_refused(task, params):
+def test_amplitudes_that_overflow_the_float32_state_are_refused(task, params, top):
     """Review, session 32: they passed validation and stopped the run at its first step
-    ("value cannot be converted to type float without overflow")."""
-    with pytest.raises(ValueError, match=r"is out of range: expected a number in .*1e\+30\]"):
+    ("value cannot be converted to type float without overflow"). Review, session 33: a boost
+    of 1e20 overflowed the float32 moments (an infinite area); 1e15 is evaluated right."""
+    with pytest.raises(ValueError, match=rf"is out of range: expected a number in .*1e\+{top}\]"):
         make_scenario(task, params)
+
+
+def test_the_largest_boost_allowed_is_evaluated_right_by_monte_carlo():
+    from learnsyn.evaluate import evaluate
+    from learnsyn.registry import make_model
+
+    scenario, model = make_scenario("importance", {"boost": 1e15}), make_model("exponential")
+    common = dict(synapses=1000, horizon=50, convention="large-n")
+    exact = evaluate(model, scenario, method="exact", **common)
+    mc = evaluate(model, scenario, method="monte-carlo", batch=512, burn_in=500, **common)
+    assert math.isfinite(mc.metrics["area"]) and exact.metrics["area"] > 0
+    assert abs(mc.metrics["area"] - exact.metrics["area"]) < 4 * mc.metrics_stderr["area"]
 
 
 def test_a_seed_that_is_not_an_integer_is_named_as_given():
