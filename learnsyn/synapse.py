@@ -354,7 +354,9 @@ class MarkovSynapse(Synapse):
         u = torch.rand(rows_needed, 1, generator=self._uniform_source, device=state.device)
         if self._paired:
             u = u.repeat(2, 1)
-        moved = (u > rows).sum(-1).clamp_max(self.n_states - 1)
+        # the first state whose cumulative probability exceeds u: u = 0 (drawn with probability
+        # 2^-24) took state 0 where rows open with zeros (review, session 33)
+        moved = (u >= rows).sum(-1).clamp_max(self.n_states - 1)
         new_index = torch.where(events == 0, index, moved)
         return new_index.to(state.dtype).unsqueeze(-1)
 

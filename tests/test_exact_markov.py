@@ -116,3 +116,16 @@ def test_a_chain_that_sits_in_one_state_has_no_round_off_snr():
         form, MarkovStatistics(1.0, 0.5), kinds, 4
     )
     assert np.allclose(block_variance, variance, rtol=1e-6)
+
+
+def test_a_transition_uniform_of_exactly_0_takes_the_first_state_with_probability(monkeypatch):
+    """Review, session 33: the step took the number of cumulative entries below u, so u = 0
+    (``torch.rand`` draws it with probability 2^-24) sent a row that opens with zeros to state
+    0: serial with q = 1 jumped from states 5 and 2 to 0 on a + event, not to 6 and 3."""
+    import torch
+
+    model = make_model("serial", {"states": 8, "q": 1.0})
+    monkeypatch.setattr(torch, "rand", lambda *shape, **kw: torch.zeros(*shape))
+    state = torch.tensor([[5.0], [2.0]])
+    moved = model.step(state, torch.tensor([1.0, 1.0]))
+    assert moved[:, 0].tolist() == [6.0, 3.0]

@@ -448,8 +448,8 @@ static inline __attribute__((always_inline)) int forward_impl(const window_t *w,
 
 /* One step of a block of Markov synapses: state [BS] (indices as floats), events [BS], the
    transition uniforms u [BS]; the new state is the number of entries of the cumulative row
-   (nondecreasing, checked by the caller) below u, at most S - 1, as the reference's
-   (u > row).sum(); y [BS] the new weights. tables: [2][S][S], the rows of positive events,
+   (nondecreasing, checked by the caller) at or below u, at most S - 1, as the reference's
+   (u >= row).sum(); y [BS] the new weights. tables: [2][S][S], the rows of positive events,
    then those of negative ones. Without branches (the events are random); with AVX-512, rows
    of up to 32 entries are gathered for 16 lanes at once (the compiler did not vectorize the
    loop; scalar: 11 ns per synapse-step here); rows longer than 32 entries are searched by
@@ -470,7 +470,7 @@ static void markov_block(
             for (int s = 0; s < S; s++) {
                 __m512i at = _mm512_add_epi32(row, _mm512_set1_epi32(s));
                 __m512 entry = _mm512_i32gather_ps(at, tables, 4);
-                __mmask16 below = _mm512_cmp_ps_mask(uniform, entry, _CMP_GT_OQ);
+                __mmask16 below = _mm512_cmp_ps_mask(uniform, entry, _CMP_GE_OQ);
                 j = _mm512_mask_add_epi32(j, below, j, one);
             }
             j = _mm512_min_epi32(j, _mm512_set1_epi32(S - 1));
@@ -487,12 +487,12 @@ static void markov_block(
         float event = events[n];
         const float *row = tables + (event > 0.0f ? 0 : S * S) + i * S;
         if (S <= 32) {
-            for (int s = 0; s < S; s++) j += u[n] > row[s];
+            for (int s = 0; s < S; s++) j += u[n] >= row[s];
         } else {
             int hi = S;
             while (j < hi) {
                 int mid = (j + hi) / 2;
-                if (u[n] > row[mid]) j = mid + 1; else hi = mid;
+                if (u[n] >= row[mid]) j = mid + 1; else hi = mid;
             }
         }
         j = j < S - 1 ? j : S - 1;
