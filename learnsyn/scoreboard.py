@@ -120,9 +120,13 @@ class Cell:
 
     @property
     def key(self) -> str:
+        # 6 digits where they say the threshold exactly (the keys of existing caches), else all
+        # of them: 1.0000004 shared 1's cache (review, session 33)
+        theta = f"{self.threshold:g}"
+        theta = theta if float(theta) == self.threshold else repr(self.threshold)
         return (
             f"{self.task}-m{self.state_size}-N{self.synapses}-T{self.horizon}-{self.metric}"
-            f"-theta{self.threshold:g}-{self.convention}"
+            f"-theta{theta}-{self.convention}"
         )
 
     def config(self, eval_batch: int = MIN_PAIRS) -> TrainConfig:
@@ -230,7 +234,8 @@ def compute_cell(
     if done.exists():
         data = read_json(done)
         if (
-            data.get("eval_batch") == eval_batch
+            data.get("cell") == asdict(cell)  # (a cache of another cell is never served)
+            and data.get("eval_batch") == eval_batch
             and data.get("code") == evaluation_code()
             and data.get("device", "cpu") == device_kind(device)
         ):

@@ -1006,3 +1006,15 @@ def test_an_unstable_mode_of_a_linearization_never_forgets():
     scales = lin.summary()["time_scales"]
     assert scales[0] == math.inf and scales[1] == pytest.approx(2.0)
     assert '"inf"' in json_text(lin.summary())
+
+
+def test_cells_whose_thresholds_differ_beyond_six_digits_have_their_own_caches():
+    """Review, session 33: the key wrote the threshold with 6 significant digits, so 1.0000004
+    shared 1's cache (a bound of 249.9999 served 250's rows); the cache is also checked to be
+    the cell's own. A threshold that 6 digits say exactly keeps its key (existing caches)."""
+    one, near = (
+        scoreboard.Cell("ideal", 2, 1000, 600),
+        scoreboard.Cell("ideal", 2, 1000, 600, threshold=1.0000004),
+    )
+    assert one.key == "ideal-m2-N1000-T600-area-theta1-large-n"
+    assert near.key != one.key and "1.0000004" in near.key
