@@ -341,6 +341,7 @@ def test_joining_a_study_with_another_objective_is_refused(tmp_path, capsys):
         (["--storage", "postgres://u@localhost/db"], "unknown database 'postgres'"),
         (["--storage", "sqlite://"], "in-memory database"),
         (["--storage", "journal:"], "names no file"),
+        (["--storage", "journal://runs/j.log"], "is ambiguous"),  # (was the file /runs/j.log)
         (["--storage", "postgresql://u@127.0.0.1:1/db"], "cannot open storage"),
         (["--metric", "speed"], "unknown metric 'speed'"),
         (["--space", "lr=0.1:0.01"], "LOW must not exceed HIGH"),

@@ -119,6 +119,11 @@ def parse_storage(url: str) -> StorageLocation:
     if text.startswith("journal:"):
         path = text[len("journal:") :]
         path = path[2:] if path.startswith("///") else path
+        if path.startswith("//"):  # a URL's host part: //runs/j.log was the file /runs/j.log
+            raise ValueError(
+                f"storage {url!r} is ambiguous: expected journal:PATH (relative to here) or "
+                "journal:///ABSOLUTE/PATH"
+            )
         if not path:
             raise ValueError(f"storage {url!r} names no file: expected journal:PATH")
         return StorageLocation(url, "journal", Path(path), display=f"journal:{path}")
