@@ -56,6 +56,9 @@ def parse_baselines(text: str | None, scenario, max_state: int | None = None) ->
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
         raise ValueError("--baselines is empty; give names separated by commas")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:  # (review, session 33: each was tuned and shown twice)
+        raise ValueError(f"--baselines names {', '.join(repeated)} more than once")
     for name in names:
         try:
             model_class(name, "hand-crafted")

@@ -91,3 +91,13 @@ def test_paired_ratio_with_an_exact_side_and_without_groups():
     exact_lifetime = paired_ratio(100.0, 100.0, [99.9, 100.1, 100.0, 100.0], None, 0.26, 0.3,
                                   rounding=(0.0, 0.3))  # fmt: skip
     assert exact_lifetime.paired  # an exact side whose only error is its rounding
+
+
+def test_a_baseline_named_twice_is_refused():
+    """Review, session 33: ``--baselines exponential,exponential`` tuned and showed it twice."""
+    from learnsyn.compare import parse_baselines
+    from learnsyn.scenario import make_scenario
+
+    assert parse_baselines("exponential,benna-fusi", make_scenario("ideal"), 2)
+    with pytest.raises(ValueError, match="names exponential more than once"):
+        parse_baselines("exponential, benna-fusi,exponential", make_scenario("ideal"), 2)
