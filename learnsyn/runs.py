@@ -768,5 +768,6 @@ def stationarity_check(model, scenario, config: TrainConfig, device, result, exa
         "metric": metric,
         "value": again,
         "stderr": (long.metrics_stderr or {}).get(metric),
-        "stationary": bool(abs(again - value) <= allowed),
+        # (equal infinities, the exact convention's perfect memory, are the same figure)
+        "stationary": bool(again == value or abs(again - value) <= allowed),
     }

@@ -359,3 +359,18 @@ def test_the_smallest_evaluation_batch_allowed_finishes_its_run(tmp_path):
     config = replace(TINY, iterations=2, figure_every=0, eval_batch=4)
     result = train(config, tmp_path / "run", progress=False, log=quiet)
     assert result["evaluation"]["stationarity"]["batch_pairs"] == 3
+
+
+def test_an_infinite_metric_that_stays_infinite_is_stationary(monkeypatch):
+    """Review, session 33: in the exact convention a perfect memory's metric is +inf after
+    both burn-ins, and inf - inf is NaN, so the check called it not stationary."""
+    from types import SimpleNamespace
+
+    import learnsyn.runs as runs
+
+    infinite = SimpleNamespace(
+        metrics={"area": math.inf}, metrics_stderr=None, monte_carlo={"batch_pairs": 4}
+    )
+    monkeypatch.setattr(runs, "evaluate_trained", lambda *args, **kwargs: infinite)
+    check = runs.stationarity_check(None, None, TINY, "cpu", infinite, exact=False)
+    assert check["stationary"] is True
