@@ -77,6 +77,15 @@ def test_groups_of_one_pair_are_refused_in_one_line():
             main(["--batch", str(pairs)])
 
 
+def test_more_ranks_than_groups_are_refused_before_any_process_group(monkeypatch, capsys):
+    """Review, session 33: a rank that owns no group has no graph, so its backward failed
+    while the other ranks waited in all_reduce."""
+    monkeypatch.setenv("WORLD_SIZE", "17")
+    with pytest.raises(SystemExit):
+        main(["--batch", "1024"])
+    assert "17 ranks but 16 groups of pairs" in capsys.readouterr().err
+
+
 def test_group_ranges_partition_the_groups():
     for groups in (2, 5, 16):
         for world in (1, 2, 3):

@@ -173,6 +173,13 @@ def main(argv: list[str] | None = None) -> int:
         check_grouped_batch(args.batch, PairBatch.groups)
     except ValueError as error:
         parser.error(str(error))
+    groups = pair_groups(args.batch, PairBatch.groups)[0]
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > groups:  # a rank without a group has no graph: its backward failed while the
+        parser.error(  # others waited in all_reduce (review, session 33)
+            f"{world} ranks but {groups} groups of pairs: each rank needs a group; run at most "
+            f"{groups} processes"
+        )
     torch.set_num_threads(args.threads)
     cuda = torch.cuda.is_available()
     dist.init_process_group("nccl" if cuda else "gloo")
