@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -590,15 +591,20 @@ def check_learned_space(settings: StudySettings) -> None:
             if name != dim.name and name not in context and other.only_if is None
         }
         for value in dim.choices if dim.kind == "choice" else (dim.low, dim.high):
-            try:
-                learned_config(settings, {**context, dim.name: value})
-            except ValueError as error:
-                try:
-                    learned_config(settings, {**others, **context, dim.name: value})
-                except ValueError:
-                    raise ValueError(
-                        f"--space {dim.name}: the value {value} is not allowed: {error}"
-                    ) from None
+            _check_value(partial(learned_config, settings), dim.name, value, context,
+                         {**others, **context})  # fmt: skip
+
+
+def _check_value(build, name: str, value: Any, alone: dict, beside: dict) -> None:
+    """A searched value that ``build`` refuses both with the values ``alone`` (the fixed ones)
+    and ``beside`` the least demanding values of the other searched settings: one line."""
+    try:
+        build({**alone, name: value})
+    except ValueError as error:
+        try:
+            build({**beside, name: value})
+        except ValueError:
+            raise ValueError(f"--space {name}: the value {value} is not allowed: {error}") from None
 
 
 def check_baseline_choices(model: str, space: Space, fixed: dict[str, Any]) -> None:
@@ -614,15 +620,7 @@ def check_baseline_choices(model: str, space: Space, fixed: dict[str, Any]) -> N
             continue
         others = {n: _smallest(d) for n, d in space.items() if n != dim.name}
         for value in dim.choices:
-            try:
-                make_model(model, {**fixed, dim.name: value})
-            except ValueError as error:
-                try:
-                    make_model(model, {**fixed, **others, dim.name: value})
-                except ValueError:
-                    raise ValueError(
-                        f"--space {dim.name}: the value {value} is not allowed: {error}"
-                    ) from None
+            _check_value(partial(make_model, model), dim.name, value, fixed, {**fixed, **others})
 
 
 def check_space_budget(
