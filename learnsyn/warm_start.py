@@ -72,6 +72,16 @@ def check_start(config) -> None:
         check_compatible(make_model(name), make_scenario(config.task, config.task_params))
     except ValueError as error:
         raise ValueError(f"--start-from {config.start_from}: {error}") from None
+    from learnsyn.registry import model_class
+
+    # before the run directory is written (review, session 33: the tuning failed after it,
+    # and the same command then met "already exists")
+    limit = getattr(model_class(name), "max_state_size", None)
+    if limit is not None and config.state_size > limit:
+        raise ValueError(
+            f"--start-from {config.start_from}: {name} searches at most {limit} variables, "
+            f"the run has --state-size {config.state_size}; start from a file, or m <= {limit}"
+        )
 
 
 def linear_start_for_run(
