@@ -141,3 +141,22 @@ def test_a_shorter_search_does_not_replace_a_stronger_refinement(refined_run, tm
     for batch in ("0", "1"):
         assert main(["--run", str(run), "--batch", batch]) == 2
         assert f"--batch {batch} is not allowed" in capsys.readouterr().err
+
+
+def test_a_report_that_cannot_be_written_is_refused_before_the_search(
+    refined_run, tmp_path, capsys, monkeypatch
+):
+    """Review, session 33: the report's path was checked only when written, after the whole
+    search (minutes at m = 4), and a failure there was a traceback."""
+    import shutil
+
+    import learnsyn.tools.refine_linear as refine
+
+    copy = tmp_path / "run"
+    shutil.copytree(refined_run, copy)
+    (copy / "refined-linear.json").unlink()
+    (copy / "refined-linear.json").mkdir()  # a directory where the report goes
+    monkeypatch.setattr(refine, "ModalFamily", None)  # the search would fail on it
+    assert main(["--run", str(copy), "--evaluations", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "error: the report" in err and "is a directory" in err

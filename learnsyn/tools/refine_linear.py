@@ -47,6 +47,7 @@ def refine_run(run_dir, evaluations: int = 70, batch: int = 8192, log=print) -> 
     from learnsyn.baselines.linear_range import RangeLinearSynapse, check_range
     from learnsyn.config import stream_seed
     from learnsyn.evaluate import exact_method_available
+    from learnsyn.io import check_output_file
     from learnsyn.linearization import linearize_in
     from learnsyn.runs import evaluate_trained, load_run
     from learnsyn.scenario import make_scenario
@@ -58,6 +59,8 @@ def refine_run(run_dir, evaluations: int = 70, batch: int = 8192, log=print) -> 
     check_pairs(batch, "--batch")  # (it was caught below as "outside the family": -inf)
     run_dir = Path(run_dir)
     config, model, _ = load_run(run_dir)
+    # before the search (review, session 33: a report that could not be written lost it all)
+    check_output_file(run_dir / "refined-linear.json", "the report")
     scenario = make_scenario(config.task, config.task_params)
     check_range(scenario)
     lin = linearize_in(model, scenario)
