@@ -186,11 +186,14 @@ def _check_not_empty(path: str | Path, option: str) -> None:
         raise ValueError(f"{option} {str(path)!r} is an empty path; give a path")
 
 
-def check_output_file(path: str | Path | None, option: str) -> None:
+def check_output_file(path: str | Path | None, option: str, stdout: bool = True) -> None:
     """Refuse, before any work, an output file the command could not write: a directory, a
-    path under a file, a place without write permission (``None`` and ``-`` are fine)."""
-    if path is None or str(path) == "-":
+    path under a file, a place without write permission (``None`` is fine, and so is ``-``
+    where the output may go to standard output: ``stdout``)."""
+    if path is None or (stdout and str(path) == "-"):
         return
+    if str(path) == "-":  # (review, session 33: a file named "-" was written)
+        raise ValueError(f"{option} - is not allowed here: the report is a file; give a path")
     _check_not_empty(path, option)
     target = Path(path)
     if target.is_dir():

@@ -201,6 +201,10 @@ def test_tune_adds_best_params(capsys):
             ["--model", "exponential", "--param", "decay", "--task", "ideal", "--synapses", "5"],
             "KEY=VALUE",
         ),
+        (  # review, session 33: a figure named "-" was written
+            ["--model", "exponential", "--task", "ideal", "--synapses", "5", "--plot", "-"],
+            "--plot - is not allowed here",
+        ),
     ],
 )
 def test_bad_input_exits_non_zero_with_one_clear_line(learnsyn_command, args, expected):

@@ -52,6 +52,8 @@ def test_a_resumed_search_is_the_uninterrupted_one_and_its_best_evaluates_to_its
         (["--moduli", "0.9", "inf"], "--moduli 0.9 inf is not allowed"),
         (["--moduli", "nan", "1"], "--moduli nan 1.0 is not allowed"),
         (["--resume"], "--resume needs --out"),
+        # review, session 33: a file named "-" was written in the working directory
+        (["--out", "-"], "--out - is not allowed here"),
     ],
 )
 def test_bad_input_is_one_line(argv, expected, capsys):

@@ -93,7 +93,7 @@ def _model_and_task(args):
 
 def _check_common(args) -> None:
     check_output_file(args.json, "--json")
-    check_output_file(args.plot, "--plot")
+    check_output_file(args.plot, "--plot", stdout=False)
     if args.plot and Path(args.plot).suffix.lower().lstrip(".") not in FIGURE_FORMATS:
         raise ValueError(f"--plot {args.plot}: expected a file ending in .png, .pdf or .svg")
     EvalSpec(args.synapses, args.horizon, args.threshold, args.convention,

@@ -69,7 +69,7 @@ def cmd_study(args: argparse.Namespace) -> int:
             "study's trials; choose another --out or --study-name"
         )
     if location.path is not None:
-        check_output_file(location.path, "--storage")
+        check_output_file(location.path, "--storage", stdout=False)
     try:
         run_study(
             settings,

@@ -442,8 +442,8 @@ def main(argv=None) -> int:
     try:
         from learnsyn.io import check_output_file
 
-        check_output_file(args.out, "--out")
-        check_output_file(args.plot, "--plot")
+        check_output_file(args.out, "--out", stdout=False)
+        check_output_file(args.plot, "--plot", stdout=False)
         if args.plot and args.free_transitions:
             raise ValueError("--plot draws a grid table, not a --free-transitions chain")
         report = search(args.run, start=args.start, free_transitions=args.free_transitions,

@@ -121,7 +121,7 @@ def multistart(
         raise ValueError("--resume needs --out (the report to continue)")
     scenario = make_scenario("bounded", {"levels": levels})
     check_grid_size(scenario.params["levels"], variables)
-    check_output_file(out, "--out")
+    check_output_file(out, "--out", stdout=False)  # (written after every start, resumed)
     settings = {"levels": levels, "variables": variables, "evaluations": evaluations,
                 "seed": seed, "min_start": min_start, **setting}  # fmt: skip
     if tuple(moduli) != MODULI:  # (reports of the default do not name it)
