@@ -67,8 +67,11 @@ def gradient_check(
         raise ValueError(
             f"gradient_check: task {config.task!r} has no exact gradient; need {GRID_SCENARIO}"
         )
-    if batches < 2:
-        raise ValueError(f"gradient_check: batches {batches} is not allowed; need at least 2")
+    if batches < MIN_BATCHES:  # each z's error is estimated from the batches themselves
+        raise ValueError(
+            f"gradient_check: batches {batches} is not allowed; need at least {MIN_BATCHES} (an "
+            "unbiased gradient's chi2 is dof (n - 1) / (n - 3): infinite for n <= 3)"
+        )
     temperature = config.resolved_temperature_final() if temperature is None else temperature
     common = dict(temperature=temperature, temperature_final=temperature)
     mc_config = replace(
@@ -125,8 +128,16 @@ def gradient_check(
         "cosine_mc_mean_exact": cosine,
         "exact_slope_along_mc_mean": float(mean @ exact / norm_mean) if norm_mean > 0 else 0.0,
         **bias(slice(None)),
+        # what chi2 is without a bias: each z is a Student t with n - 1 degrees of freedom,
+        # E[t^2] = (n - 1) / (n - 3), not 1 (review, session 33: "about dof" at n = 3 to 16)
+        "chi2_unbiased": float(int(live.sum()) * (batches - 1) / (batches - 3)),
         "groups": groups,
     }
+
+
+#: the fewest batches whose chi2 has a finite expectation without a bias (n - 3 > 0) and a
+#: finite variance of each z's error estimate
+MIN_BATCHES = 5
 
 
 def main(argv=None) -> int:
@@ -161,14 +172,17 @@ def main(argv=None) -> int:
         f"{report['temperature']:g}: objective exact {report['exact_objective']:.4g}, Monte Carlo "
         f"{report['mc_objective']:.4g} +- {report['mc_objective_stderr']:.2g}\n"
         f"bias chi2 {report['chi2']:.1f} on {report['dof']} entries (unbiased: about "
-        f"{report['dof']}); cosine(mean MC, exact) {report['cosine_mc_mean_exact']:.3f}, the "
+        f"{report['chi2_unbiased']:.1f}); cosine(mean MC, exact) "
+        f"{report['cosine_mc_mean_exact']:.3f}, the "
         f"exact objective's slope along it {report['exact_slope_along_mc_mean']:.3g}; one "
         f"batch's noise {report['noise_one_batch']:.3g} against the exact norm "
         f"{report['norm_exact']:.3g}"
     )
+    inflation = (report["batches"] - 1) / (report["batches"] - 3)
     for name, group in report["groups"].items():
         print(
-            f"  {name:16s} chi2/dof {group['chi2'] / max(group['dof'], 1):7.2f}  max |z| "
+            f"  {name:16s} chi2/dof {group['chi2'] / max(group['dof'], 1) / inflation:7.2f} "
+            f"(1 unbiased)  max |z| "
             f"{group['max_abs_z']:5.1f}  |mean MC| {group['norm_mc_mean']:9.3g}  |exact| "
             f"{group['norm_exact']:9.3g}"
         )
