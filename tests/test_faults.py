@@ -888,6 +888,26 @@ def test_coinciding_curves_and_single_points_stay_visible_in_the_figures():
     assert lines["one"].get_markevery() == [0]
 
 
+def test_a_weak_curve_and_a_high_bound_are_inside_the_axes():
+    """Review, session 33: the axes began at threshold / 10 whatever the data, so a curve whose
+    SNR stays below it (N = 1: 0.045) was not drawn while the legend listed it; and the bound
+    sqrt(N) above every curve was outside the axes."""
+    from learnsyn.plotting import plot_snr_curves
+
+    weak = [{"label": "weak", "ages": [0, 1, 2], "snr": [0.045, 0.04, 0.035]}]
+    low, high = (
+        plot_snr_curves(weak, synapses=1, threshold=1.0, convention="large-n").axes[0].get_ylim()
+    )
+    assert low < 0.045 and high >= 1.0
+    strong = [{"label": "a", "ages": [0, 1], "snr": [5.0, 4.0]}]
+    _, high = (
+        plot_snr_curves(strong, synapses=10000, threshold=1.0, convention="large-n")
+        .axes[0]
+        .get_ylim()
+    )
+    assert high > 100  # the bound sqrt(N) is drawn
+
+
 def test_train_and_result_say_what_each_figure_was_measured_on(trained_run):
     result = read_json(trained_run / "result.json")
     assert result["evaluation"]["metrics_stderr"]["area"] > 0
