@@ -74,6 +74,8 @@ def test_the_monte_carlo_figure_times_warm_calls_and_names_its_rollout(monkeypat
 
     def counted(*arguments, **keywords):
         calls.append(keywords["batch"])
+        # the path the figure names, whatever $LEARNSYN_ROLLOUT says (review, session 33)
+        assert keywords["rollout"] == "fast"
         return original(*arguments, **keywords)
 
     monkeypatch.setattr(bench, "evaluate", counted)

@@ -65,6 +65,7 @@ def bench_monte_carlo(
         method="monte-carlo",
         batch=pairs,
         device=device,
+        rollout="fast",  # what the figure names (not $LEARNSYN_ROLLOUT; review, session 33)
     )
     evaluate(model, scenario, **keywords)  # warm-up
     times = []
