@@ -790,6 +790,31 @@ def test_where_the_gradient_norm_predicts_training_speed_within_inits(
     assert index["direction"] == index_direction
 
 
+def test_at_gru_m32_h30_within_inits_the_index_takes_the_posts_sign_and_pooled_the_opposite():
+    """docs/degeneracy-results.md, "Session 33: within inits at two more points": the GRU at
+    m = 32, horizon 30, stationary burn-in, 32 seeds (224 runs, stored per run). Among runs of
+    one init the more degenerate starts reach the target later (mean within-init rho +0.20 +-
+    0.09, over the five inits whose index varies; the post's sign), while pooled over all runs
+    the index has the opposite sign (-0.10 +- 0.03: the inits' means rank the other way) and
+    the meta-gradient norm, which ranks the inits (between-init rho -0.76), predicts nothing
+    within them (+0.14 +- 0.10). Fails if any of the four directions changes."""
+    from learnsyn.degeneracy.rank_correlation import between_init_spearman, within_init_spearman
+
+    name = "degeneracy-gru-m32-h30-s32.json"
+    data = json.loads((Path(__file__).parent / "data" / name).read_text())
+    index, gradient = _stored_grid_correlations(name)
+    speed = np.asarray(data["iterations_to_target"])
+    within_index = within_init_spearman(data["fraction_below_threshold"], speed)
+    within_gradient = within_init_spearman(data["early_grad_norm"], speed)
+    assert within_index["rho"] == pytest.approx(0.1984, abs=1e-3)  # measured
+    assert within_gradient["rho"] == pytest.approx(0.1385, abs=1e-3)  # measured
+    assert within_index["direction"] == "positive" and within_index["interval"][0] > 0
+    assert within_gradient["direction"] == "none resolved"
+    assert index["direction"] == "negative" and index["rho"] == pytest.approx(-0.0965, abs=1e-3)
+    assert gradient["direction"] == "negative" and gradient["interval"][1] < -0.4
+    assert between_init_spearman(data["early_grad_norm"], speed)["rho"] < -0.7
+
+
 def test_a_finished_grid_is_judged_again_from_its_recorded_runs(tmp_path, capsys):
     """A grid reads back only runs of its own code, so a changed rule (session 30: the t
     cutoff, the too-short rule) would retrain days of runs. ``rejudge`` reads every recorded
