@@ -1018,13 +1018,14 @@ def bounded_chain_snr(
     # several closed classes make the system singular; spsolve said so only when exactly
     # singular, and otherwise returned one of many solutions, with negative masses (review,
     # session 33: an area of 94.7 where the chain's is 16.2, which searches then climbed). A
-    # pivot at round-off, or a negative mass, is refused; a unique chain's smallest pivot is
-    # about 1e-3 of the largest, a singular one's 1e-16.
+    # pivot at round-off, or a negative mass, is refused: a unique chain's smallest pivot falls
+    # with its slowest time scale (about 1e-12 of the largest at 1e9 steps; 1e-3 at the
+    # searches' optima), a singular one's was 2e-16 and 4e-18.
     try:
         factors = scipy.sparse.linalg.splu(system)
         pivots = np.abs(factors.U.diagonal())
         raw = factors.solve(rhs)[:count]
-        unique = pivots.min() > 1e-12 * pivots.max() and raw.min() > -1e-9
+        unique = pivots.min() > 1e-14 * pivots.max() and raw.min() > -1e-9
     except RuntimeError:  # exactly singular
         unique = False
     if not unique:  # searches rank it last

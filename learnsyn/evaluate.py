@@ -293,10 +293,12 @@ NEVER_STATIONARY = (
 )
 
 
-#: said when the simulated moments hold NaN (review, session 33: they read as an area of 0)
+#: said when the simulated moments are not finite (review, session 33: they read as an area of
+#: 0 or an infinite one)
 NAN_SIMULATION = (
-    "the simulation produced NaN moments (a state overflowed, e.g. a growing mode that the "
-    "readout does not see): the SNR reads NaN where they are"
+    "the simulation produced moments that are not finite (a state or its square overflowed "
+    "float32: a very large amplitude, or a growing mode that the readout does not see): the "
+    "SNR reads NaN where they are"
 )
 
 

@@ -562,3 +562,17 @@ def test_a_whole_float_horizon_is_taken_as_its_integer(method):
     as_int = evaluate(model, ideal, synapses=1000, horizon=int(horizon), method=method, batch=64,
                       burn_in=100, convention="large-n")  # fmt: skip
     assert as_float.metrics == as_int.metrics
+
+
+def test_an_amplitude_whose_square_overflows_float32_reads_nan_with_a_warning():
+    """Review, session 33 (second look): an infinite variance gave an SNR of 0, so an
+    exponential of amplitude 1e17 read an area of 0 +- 0 on 4096 pairs (exact: 126.2); 1e18
+    overflows on 64 pairs."""
+    from learnsyn.evaluate import NAN_SIMULATION
+
+    model = make_model("exponential", {"amplitude": 1e18})
+    with pytest.warns(UserWarning, match=re.escape(NAN_SIMULATION)):
+        result = evaluate(model, make_scenario("ideal"), synapses=1000, horizon=50,
+                          method="monte-carlo", batch=64, burn_in=100,
+                          convention="large-n")  # fmt: skip
+    assert math.isnan(result.metrics["area"])

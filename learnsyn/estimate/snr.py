@@ -113,22 +113,24 @@ def snr_from_moments(signal, variance, synapses: float, convention: str):
     Where the noise is zero (in the exact convention, a synapse that stores its newest event
     perfectly) the SNR is infinite with the signal's sign (0 without a signal): it read a
     floor's number, about 1e151 exact and 1e16 by Monte Carlo. A tensor's gradient flows
-    through the finite ages only. A NaN moment (a simulation that overflowed) gives a NaN SNR
-    (review, session 33: it read as an infinite SNR, or an area of 0, without a word)."""
+    through the finite ages only. A moment that is not finite (a simulation that overflowed)
+    gives a NaN SNR (review, session 33: NaN read as an infinite SNR or an area of 0, and an
+    infinite variance as an SNR of 0, without a word)."""
     check_convention(convention)
     if isinstance(signal, torch.Tensor):
         noise2 = variance - signal**2 if convention == "exact" else variance + 0 * signal
         finite = math.sqrt(synapses) * signal / noise2.clamp_min(1e-30).sqrt()
         infinite = torch.where(signal != 0, torch.copysign(torch.tensor(math.inf), signal), 0.0)
-        known = (noise2 > 0) | noise2.isnan() | signal.isnan()  # finite is NaN at the latter
-        return torch.where(known, finite, infinite.to(finite))
+        broken = ~(noise2.isfinite() & signal.isfinite())
+        snr = torch.where(noise2 > 0, finite, infinite.to(finite))
+        return torch.where(broken, torch.nan, snr)
     signal = np.asarray(signal, dtype=np.float64)
     noise2 = np.asarray(variance - signal**2 if convention == "exact" else variance + 0 * signal)
     with np.errstate(divide="ignore", invalid="ignore"):
         finite = math.sqrt(synapses) * signal / np.sqrt(np.maximum(noise2, 1e-300))
         infinite = np.where(signal != 0, np.copysign(np.inf, signal), 0.0)
-        known = (noise2 > 0) | np.isnan(noise2) | np.isnan(signal)
-        return np.where(known, finite, infinite)
+        broken = ~(np.isfinite(noise2) & np.isfinite(signal))
+        return np.where(broken, np.nan, np.where(noise2 > 0, finite, infinite))
 
 
 #: scenarios where ``sum_tau Cov(w, xi(t - tau))^2 <= Var w`` holds for every synapse (the past
