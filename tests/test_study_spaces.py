@@ -196,3 +196,25 @@ def test_the_median_pruner_compares_only_training_windows_of_one_length():
     pruner = make_pruner("median", fixed, said.append)
     assert isinstance(pruner, optuna.pruners.MedianPruner) and pruner._n_warmup_steps == 100
     assert isinstance(make_pruner("none", settings), optuna.pruners.NopPruner)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        # a ratio of 1.05 or 2 makes a 4-variable chain with conductance 0.7 overshoot; 4-16 not
+        ["--target", "baseline:benna-fusi", "--fixed", "variables=4",
+         "--space", "first_conductance=0.3,0.7", "--space", "ratio=1.05:16"],
+        # m = 2 and 3 train bounded on the exact grid, which refuses a noise margin; m = 4 not
+        ["--target", "learned", "--task-param", "levels=16", "--space", "noise_margin=0:2",
+         "--space", "state_size=2:4"],
+    ],
+)  # fmt: skip
+def test_a_searched_value_usable_beside_the_high_end_of_another_is_kept(argv):
+    """Review, session 33: a value was tried only beside the low ends of the other searched
+    settings, which are not always the least demanding, so these studies were refused."""
+    from learnsyn.cli import build_parser
+    from learnsyn.study.space import study_settings
+
+    base = ["study", "--task", "bounded" if "learned" in argv else "ideal", "--synapses", "100"]
+    settings = study_settings(build_parser().parse_args([*base, "--horizon", "30", *argv]))
+    assert settings.space

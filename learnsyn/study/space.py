@@ -558,22 +558,34 @@ def study_settings(args: argparse.Namespace) -> StudySettings:
     )
 
 
-def _smallest(dim: Dimension) -> Any:
+def _smallest(dim: Dimension, largest: bool = False) -> Any:
     """The least demanding searched value of a dimension: the low end of a range, the smallest
-    numeric choice, else the first choice."""
+    numeric choice, else the first choice (``largest``: the other end)."""
     if dim.kind != "choice":
-        return dim.low
+        return dim.high if largest else dim.low
     numbers = [c for c in dim.choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
-    return min(numbers) if len(numbers) == len(dim.choices) else dim.choices[0]
+    if len(numbers) == len(dim.choices):
+        return max(numbers) if largest else min(numbers)
+    return dim.choices[-1 if largest else 0]
+
+
+def _surroundings(dims: dict[str, Dimension]) -> list[dict[str, Any]]:
+    """Values of the other searched settings a value is tried beside: all at their low ends,
+    all at their high ends, and each alone at its high end (review, session 33: the low ends
+    alone are not always the least demanding: a state size of 2 puts bounded on the exact grid,
+    which refuses a noise margin, and a small ratio makes a Benna-Fusi chain overshoot)."""
+    low = {name: _smallest(dim) for name, dim in dims.items()}
+    high = {name: _smallest(dim, largest=True) for name, dim in dims.items()}
+    return [low, high, *({**low, name: high[name]} for name in dims)]
 
 
 def check_learned_space(settings: StudySettings) -> None:
     """Every searched value of a learned study as the trial's ``TrainConfig`` would check it
     (a range by its ends), with the fixed values, before any trial: a value that no trial could
     use is one line naming it, not a trial pruned as "settings rejected". A value is refused
-    only where it fails both beside the defaults and beside the least demanding values of the
-    other searched settings (a fold that needs a wider state than the default is fine where a
-    searched state size is wide enough; a memory limit is judged at the smallest batch)."""
+    only where it fails beside the defaults and beside every surrounding of the other searched
+    settings (``_surroundings``: a fold that needs a wider state than the default is fine where
+    a searched state size is wide enough; a memory limit is judged at the smallest batch)."""
     for dim in settings.space.values():
         context: dict[str, Any] = {}
         if dim.only_if is not None:  # checked with a setting under which it is searched
@@ -586,41 +598,45 @@ def check_learned_space(settings: StudySettings) -> None:
             else:
                 context = {condition: usable[0]}
         others = {
-            name: _smallest(other)
+            name: other
             for name, other in settings.space.items()
             if name != dim.name and name not in context and other.only_if is None
         }
+        besides = [{**around, **context} for around in _surroundings(others)]
         for value in dim.choices if dim.kind == "choice" else (dim.low, dim.high):
-            _check_value(partial(learned_config, settings), dim.name, value, context,
-                         {**others, **context})  # fmt: skip
+            _check_value(partial(learned_config, settings), dim.name, value, context, besides)
 
 
-def _check_value(build, name: str, value: Any, alone: dict, beside: dict) -> None:
-    """A searched value that ``build`` refuses both with the values ``alone`` (the fixed ones)
-    and ``beside`` the least demanding values of the other searched settings: one line."""
+def _check_value(build, name: str, value: Any, alone: dict, besides: list[dict]) -> None:
+    """A searched value that ``build`` refuses with the values ``alone`` (the fixed ones) and
+    beside every one of ``besides`` (other searched settings' values): one line."""
     try:
         build({**alone, name: value})
     except ValueError as error:
-        try:
-            build({**beside, name: value})
-        except ValueError:
-            raise ValueError(f"--space {name}: the value {value} is not allowed: {error}") from None
+        for beside in besides:
+            try:
+                build({**beside, name: value})
+                return
+            except ValueError:
+                pass
+        raise ValueError(f"--space {name}: the value {value} is not allowed: {error}") from None
 
 
 def check_baseline_choices(model: str, space: Space, fixed: dict[str, Any]) -> None:
     """Every listed choice of a baseline study (``--space NAME=A,B``) as its trial would build
     the model, before any trial: a choice that no trial can use is one line naming it, not
     every trial that draws it pruned (review, session 33: ``states=3,5`` of ``serial``). As for
-    learned studies, a value is refused only where it fails both with the fixed values alone
-    and beside the least demanding values of the other searched settings."""
+    learned studies, a value is refused only where it fails with the fixed values alone and
+    beside every one of the other searched settings' surroundings (``_surroundings``)."""
     from learnsyn.registry import make_model
 
     for dim in space.values():
         if dim.kind != "choice":  # ranges: their steps are checked as they are narrowed
             continue
-        others = {n: _smallest(d) for n, d in space.items() if n != dim.name}
+        others = {n: d for n, d in space.items() if n != dim.name}
+        besides = [{**fixed, **around} for around in _surroundings(others)]
         for value in dim.choices:
-            _check_value(partial(make_model, model), dim.name, value, fixed, {**fixed, **others})
+            _check_value(partial(make_model, model), dim.name, value, fixed, besides)
 
 
 def check_space_budget(
