@@ -264,6 +264,9 @@ def test_tune_checks_its_device_and_says_it_tunes_on_the_cpu(capsys, monkeypatch
             "--horizon", "20"]  # fmt: skip
     assert main([*args, "--device", "bogus"]) == 2
     assert "bogus" in capsys.readouterr().err
-    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    # with or without a GPU here: tune needs none (a second look: "cuda" failed on a CPU box)
     assert main([*args, "--device", "cuda"]) == 0
     assert "--device cuda is not used" in capsys.readouterr().err
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert main([*args, "--device", "auto"]) == 0
+    assert "--device auto is not used" in capsys.readouterr().err

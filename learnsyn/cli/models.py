@@ -16,7 +16,7 @@ from learnsyn.cli.options import (
     add_model_task_options,
     positive_int,
 )
-from learnsyn.config import parse_assignments, resolve_device
+from learnsyn.config import check_device, parse_assignments, resolve_device
 from learnsyn.estimate.snr import EvalSpec
 from learnsyn.evaluate import MERGED_PAIRS, NEVER_STATIONARY, SHORT_BURN_IN, evaluate
 from learnsyn.io import FIGURE_FORMATS, check_output_file, json_text, write_json_output
@@ -201,7 +201,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     _check_common(args)
     model, scenario, params = _model_and_task(args)
-    if resolve_device(args.device).type != "cpu":  # a bad name is refused (review, session 33)
+    check_device(args.device)  # a bad name is refused (review, session 33); none is needed
+    import torch
+
+    if args.device != "cpu" and not (args.device == "auto" and not torch.cuda.is_available()):
         print(
             f"note: tune evaluates on the CPU (as the tuning for compare and the scoreboard "
             f"does); --device {args.device} is not used",

@@ -109,13 +109,15 @@ def compiled_matrices(model, inputs: int, dtype: torch.dtype, device) -> CellMat
     RNN: ``h' = 2 sigmoid(first [h; x; 1]) - 1`` with ``first = [2W | 2U | 2b]``.
     GRU rows ``[candidate; z; r]``: ``[0 | 2Wc | 2bc]``, ``[Uz | Wz | bz]``, ``[Ur | Wr | br]``;
     ``s = sigmoid(candidate [h; x; 1] + reset (r h))`` with ``reset = 2 U_h``;
-    ``h' = h + z (2s - 1 - h)``. Readout ``w = c . h``.
+    ``h' = h + z (2s - 1 - h)``. Readout ``w = c . h``. (``2 sigmoid(2p) - 1`` is ``tanh(p)``;
+    the native kernel holds that tanh in the candidate's row, by a series near 0 where ``S``
+    below exceeds 8.)
 
     A learned saturation ``S tanh(y / S)`` (``log_scale``, native kernel only): the rows that
     make the saturated pre-activation (the RNN's ``first``, the GRU's candidate rows and
     ``reset``) are divided by ``S`` here, so that autograd carries their gradient to
     ``log_scale``, and ``scale = S`` multiplies the tanh in the kernel (the new state of the RNN,
-    the GRU's candidate ``S (2s - 1)``)."""
+    the GRU's candidate ``S tanh``)."""
     m = model.state_size
     c = model.readout_weights.to(device=device, dtype=dtype)
     zero = c.new_zeros(())
