@@ -610,10 +610,12 @@ def test_bounded_m4_linear_warm_start_loses_only_through_a_lucky_validation_batc
         return [validation_score(m, scenario, chosen, cpu) for m in (drifted, start)]
 
     small, large = scores(2048), scores(32768)
-    assert small == pytest.approx([190.152, 179.432], abs=0.01)  # measured
+    # measured (190.152 and 179.432 until the native kernel's tanh was made exact near 0 for
+    # a wide saturation in session 33: this cell's output_scale is 1000)
+    assert small == pytest.approx([189.484, 178.757], abs=0.01)
     assert small[0] > small[1] and large[1] > large[0]
     ratio = _against_start(drifted, stored, config, scenario)
-    assert ratio.paired and ratio.value == pytest.approx(0.9658, abs=1e-3)  # measured
+    assert ratio.paired and ratio.value == pytest.approx(0.9648, abs=1e-3)  # measured (0.9658)
     assert ratio.value + 2 * ratio.stderr < 1
 
 
@@ -771,7 +773,8 @@ def test_noisy_m4_mlp_leans_below_the_strongest_linear_synapse_over_five_seeds(s
     mean = statistics.mean(values)
     assert mean + 2 * spread < 1  # measured 0.976 + 2 x 0.011: below at 2 s.e. ...
     k, dof = verdict_cutoff([(spread, len(values) - 1)])
-    assert dof == 4 and mean - k * spread < 1 < mean + k * spread  # ... level at 95 % (t: 2.78)
+    assert dof == pytest.approx(4)
+    assert mean - k * spread < 1 < mean + k * spread  # ... level at 95 % (t: 2.78)
     assert mean + k * spread < 1.01
     assert max(values) < 1.02
 

@@ -2,6 +2,7 @@
 
 import json
 import math
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -202,7 +203,7 @@ def test_a_cached_scoreboard_cell_gets_only_the_missing_default_baseline(tmp_pat
     made_today = {
         "eval_batch": 64,
         "baselines": old,
-        "cell": {},
+        "cell": asdict(cell),  # (a cache of another cell is not served: session 33)
         "code": scoreboard.evaluation_code(),
     }
     atomic_write_json(directory / "cell.json", made_today)
