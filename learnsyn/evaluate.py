@@ -359,8 +359,11 @@ def _weight_range(model: Synapse, scenario: Scenario) -> tuple[float | None, flo
         stats = scenario.markov_statistics()
         variance = None
         if stats is not None and stats.repeat is None:
-            pi = stationary_distribution(background_chain(form, stats))
-            variance = float(pi @ form.weights**2 - (pi @ form.weights) ** 2)
+            try:
+                pi = stationary_distribution(background_chain(form, stats))
+                variance = float(pi @ form.weights**2 - (pi @ form.weights) ** 2)
+            except ValueError:  # several closed classes: no one stationary variance
+                variance = None
         return float(np.ptp(form.weights)), variance
     linear, half_width = model.linear_form(), scenario.state_range()
     if linear is not None and half_width is not None:

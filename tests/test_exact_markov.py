@@ -129,3 +129,15 @@ def test_a_transition_uniform_of_exactly_0_takes_the_first_state_with_probabilit
     state = torch.tensor([[5.0], [2.0]])
     moved = model.step(state, torch.tensor([1.0, 1.0]))
     assert moved[:, 0].tolist() == [6.0, 3.0]
+
+
+def test_a_chain_with_two_closed_classes_is_refused_in_one_line():
+    """Review, session 33: least squares returned one mixture of the two closed classes'
+    distributions as "the" stationary one."""
+    from learnsyn.estimate.exact import stationary_distribution
+
+    two = np.array([[1.0, 0.0, 0.0], [0.0, 0.5, 0.5], [0.0, 0.5, 0.5]])  # {0} and {1, 2}
+    with pytest.raises(ValueError, match="no unique stationary distribution"):
+        stationary_distribution(two)
+    transient = np.array([[0.5, 0.5, 0.0], [0.0, 0.5, 0.5], [0.0, 0.5, 0.5]])  # 0 is transient
+    np.testing.assert_allclose(stationary_distribution(transient), [0.0, 0.5, 0.5], atol=1e-12)

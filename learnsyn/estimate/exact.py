@@ -294,12 +294,19 @@ def markov_chain(form: MarkovForm, stats: MarkovStatistics) -> tuple[MarkovForm,
 
 
 def stationary_distribution(M: np.ndarray) -> np.ndarray:
-    """Left eigenvector of eigenvalue 1, normalized (solved as a linear system)."""
+    """Left eigenvector of eigenvalue 1, normalized (solved as a linear system). A chain with
+    several closed classes has no unique one (which the synapse ends in depends on its start):
+    one line, where least squares returned one mixture of them (review, session 33)."""
     size = M.shape[0]
     system = np.vstack([(M.T - np.eye(size)), np.ones(size)])
     rhs = np.zeros(size + 1)
     rhs[-1] = 1.0
-    pi, *_ = np.linalg.lstsq(system, rhs, rcond=None)
+    pi, _, rank, _ = np.linalg.lstsq(system, rhs, rcond=None)
+    if rank < size:
+        raise ValueError(
+            "the chain has no unique stationary distribution (several closed classes: where "
+            "the synapse settles depends on its start); evaluate it by Monte Carlo"
+        )
     return np.clip(pi, 0.0, None) / np.clip(pi, 0.0, None).sum()
 
 
