@@ -262,6 +262,20 @@ def test_synapse_quick_writes_figures_json_tensorboard_and_config(tmp_path, caps
             ["--cell", "gru", "--controls", "isometric", "--isometric-timescale", "0.05"],
             "learnsyn: error: isometric_timescale 0.05 x horizon 12 = 0.6 steps is not allowed",
         ),
+        (  # review, session 33: named among the inits, it went unchecked
+            [
+                "--cell",
+                "gru",
+                "--inits",
+                "orthogonal",
+                "isometric",
+                "--controls",
+                "none",
+                "--isometric-timescale",
+                "0.05",
+            ],
+            "learnsyn: error: isometric_timescale 0.05 x horizon 12 = 0.6 steps is not allowed",
+        ),
     ],
 )
 def test_bad_input_prints_one_line_error_and_exits_2(tmp_path, capsys, arguments, message):
@@ -332,3 +346,32 @@ def test_the_table_names_what_it_shows_and_a_pilot_that_cannot_run_is_said(tmp_p
     label = results["inits"]["orthogonal"]
     line = next(line for line in captured.out.splitlines() if line.strip().startswith(label))
     assert f"selected {selected['mean']:.4g}" in line and "last tenth" in line
+
+
+def test_window_lengths_given_without_the_horizon_still_measure_p_t():
+    """Review, session 33: lengths given without the horizon were taken as they were, and the
+    report and the claims read the last of them as P_T (P_3 labelled P_12)."""
+    config = SynapseDegeneracyConfig.quick(window_lengths=(1, 3), horizon=12)
+    assert config.resolved_window_lengths == (1, 3, 12)
+    assert SynapseDegeneracyConfig.quick(horizon=12).resolved_window_lengths[-1] == 12
+
+
+def test_rejudge_leaves_another_grid_and_a_stale_pilot_alone(tmp_path, capsys):
+    """Review, session 33: ``rejudge A --out B`` replaced grid B's report (B's runs stayed, under
+    A's config), and a rerun without a pilot statement left the former pilot.json, which
+    rejudge then read as the grid's."""
+    from learnsyn.io import read_json
+
+    tiny = ["--quick", "--no-progress", "--seeds", "3", "--iterations", "5",
+            "--gap-baseline", "none", "--inits", "fold0", "orthogonal"]  # fmt: skip
+    grid, other = tmp_path / "grid", tmp_path / "other"
+    assert main(["synapse", *tiny, "--pilot-seeds", "2", "--out", str(grid)]) == 0
+    assert (grid / "pilot.json").is_file()
+    assert main(["synapse", *tiny, "--pilot-seeds", "0", "--out", str(grid)]) == 0
+    assert not (grid / "pilot.json").exists()  # this grid states no pilot now
+    assert main(["rejudge", str(grid), "--out", str(tmp_path / "again")]) == 0
+    assert read_json(tmp_path / "again" / "results.json")["pilot"] is None
+    assert main(["synapse", *tiny, "--pilot-seeds", "0", "--out", str(other)]) == 0
+    capsys.readouterr()
+    assert main(["rejudge", str(grid), "--out", str(other)]) == 2
+    assert "is a grid with runs of its own" in capsys.readouterr().err

@@ -116,6 +116,11 @@ def rejudge(source: str | Path, out: str | Path, log: Any = print) -> dict[str, 
                 f"--out {out} is not empty and holds no synapse report; choose an empty or new "
                 "directory"
             )
+        if (out / "runs").exists():  # another grid: its report would no longer be its runs'
+            raise ValueError(  # (review, session 33)
+                f"--out {out} is a grid with runs of its own; judge into an empty directory "
+                "or a report rejudge wrote"
+            )
     config = read_grid_config(source)
     runs, codes = read_recorded_runs(source, config, log)
     out.mkdir(parents=True, exist_ok=True)
@@ -136,6 +141,8 @@ def rejudge(source: str | Path, out: str | Path, log: Any = print) -> dict[str, 
     }
     if pilot.is_file():  # the judged grid's own files, as the grid writes them (session 31)
         shutil.copyfile(pilot, out / "pilot.json")
+    else:  # (not a former report's)
+        (out / "pilot.json").unlink(missing_ok=True)
     rejudged = {"source": str(source), "run_codes": sorted(codes)}
     summary = write_synapse_grid_outputs(
         config, trained, out, rejudged=rejudged, torch_threads=config.threads
