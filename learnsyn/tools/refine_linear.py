@@ -168,7 +168,7 @@ def main(argv=None) -> int:
     print(
         f"{report['metric']} ({report['method']}): linearization {report['start_value']:.3f} -> "
         f"refined {report['refined_value']:.3f} in {report['evaluations']} evaluations; "
-        f"written to {Path(args.run) / 'refined-linear.json'}"
+        f"report: {Path(args.run) / 'refined-linear.json'}"
     )
     return 0
 
