@@ -763,19 +763,20 @@ def test_within_inits_neither_the_gradient_norm_nor_the_index_predicts_training_
         ("degeneracy-rnn-m32-h30-s32.json", -0.580, 0.207, "positive"),
         ("degeneracy-rnn-m32-h100-s32.json", -0.379, 0.096, "none resolved"),
         ("degeneracy-gru-m8-h100-s32.json", -0.256, -0.062, "none resolved"),
+        ("degeneracy-rnn-m32-h600-s32.json", -0.331, 0.119, "none resolved"),  # session 33
     ],
 )
 def test_where_the_gradient_norm_predicts_training_speed_within_inits(
     name, gradient_rho, index_rho, index_direction
 ):
     """docs/degeneracy-results.md, "Session 32: within inits at more points" (grids rerun
-    with 32 seeds and their runs kept): unlike the GRU points above, among runs of one init the
-    meta-gradient norm at the start predicts the iterations to the target at each of these
-    eleven points (mean within-init rho -0.19 to -0.62, bootstrap over seeds), while the
-    degeneracy index does so with the post's sign at one (rnn-m32-h30), with the opposite sign
-    at one (rnn-m2-h100), and not at the others (at GRU m = 2 it is one value per init: no
-    within-init rho). Fails if the gradient norm stops predicting within inits at a point, or
-    the index's direction changes."""
+    with 32 seeds and their runs kept; rnn-m32-h600 in session 33): unlike the GRU points above,
+    among runs of one init the meta-gradient norm at the start predicts the iterations to the
+    target at each of these twelve points (mean within-init rho -0.19 to -0.62, bootstrap over
+    seeds), while the degeneracy index does so with the post's sign at one (rnn-m32-h30), with
+    the opposite sign at one (rnn-m2-h100), and not at the others (at GRU m = 2 it is one
+    value per init: no within-init rho). Fails if the gradient norm stops predicting within
+    inits at a point, or the index's direction changes."""
     from learnsyn.degeneracy.rank_correlation import within_init_spearman
 
     data = json.loads((Path(__file__).parent / "data" / name).read_text())
