@@ -795,34 +795,47 @@ def test_a_scoreboard_that_would_lose_cells_or_runs_is_refused_unless_overwrite(
 # --- 8. a journal study's orphaned trial ------------------------------------------------------
 
 
-def test_a_journal_trial_whose_worker_is_gone_is_named_and_replaced(tmp_path, capsys):
+def _exponential_study(tmp_path, name: str, storage: str) -> list[str]:
+    """A small exponential study's command line (2-3 exact trials, seconds)."""
+    return [
+        "study", "--target", "baseline:exponential", "--task", "ideal", "--synapses", "100",
+        "--horizon", "50", "--study-name", name, "--storage", storage, "--out", str(tmp_path),
+    ]  # fmt: skip
+
+
+def _orphaned_trial(name: str, storage):
+    """A RUNNING trial of study ``name`` whose worker's pid has no process on this host;
+    returns the trial and that pid."""
     import socket
 
+    import optuna
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid with no process behind it (reaped)
+    orphan = optuna.load_study(study_name=name, storage=storage).ask()
+    orphan.set_user_attr("pid", dead.pid)
+    orphan.set_user_attr("host", socket.gethostname())
+    return orphan, dead.pid
+
+
+def test_a_journal_trial_whose_worker_is_gone_is_named_and_replaced(tmp_path, capsys):
     import optuna
     from optuna.storages.journal import JournalFileBackend
 
     journal = tmp_path / "study.journal"
-    study_args = [
-        "study", "--target", "baseline:exponential", "--task", "ideal", "--synapses", "100",
-        "--horizon", "50", "--study-name", "j", "--storage", f"journal:{journal}",
-        "--out", str(tmp_path),
-    ]  # fmt: skip
+    study_args = _exponential_study(tmp_path, "j", f"journal:{journal}")
     assert main([*study_args, "--n-trials", "2"]) == 0
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()  # a pid with no process behind it (reaped)
     storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
-    orphan = optuna.load_study(study_name="j", storage=storage).ask()  # RUNNING, worker gone
-    orphan.set_user_attr("pid", dead.pid)
-    orphan.set_user_attr("host", socket.gethostname())
+    orphan, pid = _orphaned_trial("j", storage)
     capsys.readouterr()
     assert main([*study_args, "--summary", "--json", str(tmp_path / "s.json")]) == 0
     out = capsys.readouterr().out
-    assert f"trial {orphan.number} is RUNNING (pid {dead.pid}" in out and "gone" in out
+    assert f"trial {orphan.number} is RUNNING (pid {pid}" in out and "gone" in out
     assert "(exact, horizon 50)" in out and "each exact (no noise)" in out
     assert "biased upward" not in out and "learnsyn compare" not in out  # (review, session 26)
     assert main([*study_args, "--n-trials", "3"]) == 0
     err = capsys.readouterr().err
-    assert f"trial {orphan.number}: its worker (pid {dead.pid} on this host) is gone" in err
+    assert f"trial {orphan.number}: its worker (pid {pid} on this host) is gone" in err
     states = [t.state.name for t in optuna.load_study(study_name="j", storage=storage).trials]
     assert states.count("COMPLETE") == 3 and states.count("FAIL") == 1, states
     assert "RUNNING" not in states
@@ -835,25 +848,14 @@ def test_a_trial_left_by_a_worker_without_heartbeat_is_replaced_under_a_heartbea
     so Optuna never fails it as stale, and the pid check ran only without a heartbeat: run
     again with the default heartbeat, the study counted the orphan as running and polled
     forever without a word. The pid check runs whatever the heartbeat."""
-    import socket
-
     import optuna
 
     import learnsyn.study.run as study_run
 
-    database = tmp_path / "study.db"
-    study_args = [
-        "study", "--target", "baseline:exponential", "--task", "ideal", "--synapses", "100",
-        "--horizon", "50", "--study-name", "h", "--storage", f"sqlite:///{database}",
-        "--out", str(tmp_path),
-    ]  # fmt: skip
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study_args = _exponential_study(tmp_path, "h", storage)
     assert main([*study_args, "--n-trials", "2", "--heartbeat", "0"]) == 0
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()  # a pid with no process behind it (reaped)
-    storage = f"sqlite:///{database}"
-    orphan = optuna.load_study(study_name="h", storage=storage).ask()  # RUNNING, no heartbeat
-    orphan.set_user_attr("pid", dead.pid)
-    orphan.set_user_attr("host", socket.gethostname())
+    orphan, pid = _orphaned_trial("h", storage)  # RUNNING, no heartbeat
     polls = []
 
     def sleep(seconds):  # the old code polled here forever
@@ -864,7 +866,7 @@ def test_a_trial_left_by_a_worker_without_heartbeat_is_replaced_under_a_heartbea
     monkeypatch.setattr(study_run.time, "sleep", sleep)
     capsys.readouterr()
     assert main([*study_args, "--n-trials", "3"]) == 0
-    assert f"trial {orphan.number}: its worker (pid {dead.pid}" in capsys.readouterr().err
+    assert f"trial {orphan.number}: its worker (pid {pid}" in capsys.readouterr().err
     states = [t.state.name for t in optuna.load_study(study_name="h", storage=storage).trials]
     assert states.count("COMPLETE") == 3 and states.count("FAIL") == 1, states
 
