@@ -478,11 +478,10 @@ class TrainConfig:
                 )
             # the exact curve has no noise: these shape only the Monte Carlo objective, and the
             # grid run ignored them while config.json recorded them (review, session 33)
-            defaults = {f.name: f.default for f in fields(self)}
             ignored = [
                 f"{option_name(f)} {getattr(self, f.name)}"
                 for f in fields(self)
-                if f.name in MONTE_CARLO_ONLY and getattr(self, f.name) != defaults[f.name]
+                if f.name in MONTE_CARLO_ONLY and getattr(self, f.name) != f.default
             ]
             if ignored:
                 raise ValueError(

@@ -38,7 +38,7 @@ def plot_snr_curves(
     """``curves``: dicts with ``label``, ``ages``, ``snr`` and optionally ``snr_stderr``.
     Returns the matplotlib figure."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    top, peaks = 0.0, []
+    peaks = []  # each curve's largest positive finite SNR
     for index, curve in enumerate(curves):
         ages = np.asarray(curve["ages"], dtype=float) + 1.0  # age 0 drawn at x = 1
         snr = np.asarray(curve["snr"], dtype=float)
@@ -60,7 +60,6 @@ def plot_snr_curves(
             low = np.clip(snr - err, 1e-12, None)
             ax.fill_between(ages, low, snr + err, color=line.get_color(), alpha=0.2)
         finite = snr[np.isfinite(snr)]
-        top = max(top, float(finite.max()) if len(finite) else 0.0)
         if len(finite) and finite.max() > 0:
             peaks.append(float(finite.max()))
     ax.axhline(threshold, color="grey", lw=0.8, ls=":", label=f"threshold {threshold:g}")
@@ -72,7 +71,7 @@ def plot_snr_curves(
     # every curve's peak and the bound drawn (review, session 33: a curve below threshold / 10
     # was left out of the axes while the legend listed it, and so was a bound above the curves)
     bottom = min([max(threshold / 10, 1e-2), *(0.5 * peak for peak in peaks)])
-    ceiling = max(top * 2, threshold * 10)
+    ceiling = max(2 * max(peaks, default=0.0), threshold * 10)
     if show_bound and convention == "large-n":
         ceiling = max(ceiling, 1.5 * math.sqrt(synapses))
     ax.set_ylim(bottom=bottom, top=ceiling)

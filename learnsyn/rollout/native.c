@@ -3,9 +3,9 @@
    Layout: rows of BS lanes (synapses), [feature][lane]; a window's step column is
    x = [h; inputs; 1] (the cell's own state h, unlike the eager kernel's u = (h + 1) / 2: the
    weight gradients then come out without the cancellation that u's offset causes), and the GRU's
-   work rows are [t; z; r; q = r h] with the candidate t = tanh (times out_scale[i] where the
-   cell has the learned saturation S tanh(y / S): the 1 / S is in the weights; tanh_row). window_forward runs
-   each block of lanes through every step (moments of the weights per (branch, group) cell,
+   work rows are [t; z; r; q = r h] with the candidate t = tanh (tanh_row; times out_scale[i]
+   where the cell has the learned saturation S tanh(y / S): the 1 / S is in the weights).
+   window_forward runs each block of lanes through every step (moments of the weights per (branch, group) cell,
    checkpoints every K steps);
    window_backward recomputes a chunk from its checkpoint, walks it in reverse, keeps the
    chunk's pre-activation gradients and multiplies them into per-lane weight-gradient sums.
@@ -106,11 +106,12 @@ static inline __attribute__((always_inline)) void sigm_row(float *out, const flo
 /* tanh(p) from 2 p = a + b, one row of BS lanes into out (b may be NULL; out may be a), as
    2 sigmoid(2 p) - 1. That cancels near 0, where sigmoid is near 1/2: an absolute error of
    about 6e-8, float32's own near 1, but the learned saturation S tanh(y / S) multiplies it by S
-   (review, session 33: at S = 1e4 a synapse's curve read 0 against the reference's 129; at
-   S = 1000, that of the held-linear rnn of linear-range, 1 % low). Rows whose S exceeds
-   EXACT_TANH_SCALE take tanh_row_exact: where |p| < ln(2) / 4 the odd series to p^9
-   (truncation 2e-8 relative), beyond it 2 sigmoid - 1, within a few ulp there. It costs about
-   a fifth of the GRU's and rnn's speed, so rows of small S keep the sigmoid alone. */
+   (review, session 33: at S = 1e4 a synapse's area read 0 against the reference's 129; at
+   S = 1000, the held-linear rnn's of linear-range, a rotation-started rnn 125.5 against 128.7
+   in ideal). Rows whose S exceeds EXACT_TANH_SCALE take tanh_row_exact: where |p| < ln(2) / 4
+   the odd series to p^9 (truncation 2e-8 relative), beyond it 2 sigmoid - 1, within a few ulp
+   there. On every row it cost 20-60 % of the speed (docs/performance.md), so rows of small S
+   keep the sigmoid alone. */
 #define EXACT_TANH_SCALE 8.0f
 
 static __attribute__((noinline)) void tanh_row_exact(float *out, const float *a,

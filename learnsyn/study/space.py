@@ -558,15 +558,15 @@ def study_settings(args: argparse.Namespace) -> StudySettings:
     )
 
 
-def _smallest(dim: Dimension, largest: bool = False) -> Any:
-    """The least demanding searched value of a dimension: the low end of a range, the smallest
-    numeric choice, else the first choice (``largest``: the other end)."""
+def _end(dim: Dimension, high: bool) -> Any:
+    """One end of a dimension's searched values: of a range, of numeric choices by value, else
+    the first or the last choice."""
     if dim.kind != "choice":
-        return dim.high if largest else dim.low
+        return dim.high if high else dim.low
     numbers = [c for c in dim.choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
     if len(numbers) == len(dim.choices):
-        return max(numbers) if largest else min(numbers)
-    return dim.choices[-1 if largest else 0]
+        return max(numbers) if high else min(numbers)
+    return dim.choices[-1 if high else 0]
 
 
 def _surroundings(dims: dict[str, Dimension]) -> list[dict[str, Any]]:
@@ -574,8 +574,8 @@ def _surroundings(dims: dict[str, Dimension]) -> list[dict[str, Any]]:
     all at their high ends, and each alone at its high end (review, session 33: the low ends
     alone are not always the least demanding: a state size of 2 puts bounded on the exact grid,
     which refuses a noise margin, and a small ratio makes a Benna-Fusi chain overshoot)."""
-    low = {name: _smallest(dim) for name, dim in dims.items()}
-    high = {name: _smallest(dim, largest=True) for name, dim in dims.items()}
+    low = {name: _end(dim, high=False) for name, dim in dims.items()}
+    high = {name: _end(dim, high=True) for name, dim in dims.items()}
     return [low, high, *({**low, name: high[name]} for name in dims)]
 
 

@@ -44,6 +44,18 @@ def _flat_gradient(model, result) -> np.ndarray:
     return torch.cat(grads).cpu().numpy()
 
 
+#: the fewest batches whose chi2 has a finite expectation without a bias (n - 3 > 0) and a
+#: finite variance of each z's error estimate
+MIN_BATCHES = 5
+
+
+def unbiased_z2(batches: int) -> float:
+    """E[z^2] of one entry without a bias: each z is a Student t with n - 1 degrees of freedom
+    (its error estimated from the n batches), E[t^2] = (n - 1) / (n - 3), not 1 (review,
+    session 33: "about dof" was printed at n = 3 to 16)."""
+    return (batches - 1) / (batches - 3)
+
+
 def gradient_check(
     model,
     config,
@@ -128,16 +140,9 @@ def gradient_check(
         "cosine_mc_mean_exact": cosine,
         "exact_slope_along_mc_mean": float(mean @ exact / norm_mean) if norm_mean > 0 else 0.0,
         **bias(slice(None)),
-        # what chi2 is without a bias: each z is a Student t with n - 1 degrees of freedom,
-        # E[t^2] = (n - 1) / (n - 3), not 1 (review, session 33: "about dof" at n = 3 to 16)
-        "chi2_unbiased": float(int(live.sum()) * (batches - 1) / (batches - 3)),
+        "chi2_unbiased": int(live.sum()) * unbiased_z2(batches),
         "groups": groups,
     }
-
-
-#: the fewest batches whose chi2 has a finite expectation without a bias (n - 3 > 0) and a
-#: finite variance of each z's error estimate
-MIN_BATCHES = 5
 
 
 def main(argv=None) -> int:
@@ -178,7 +183,7 @@ def main(argv=None) -> int:
         f"batch's noise {report['noise_one_batch']:.3g} against the exact norm "
         f"{report['norm_exact']:.3g}"
     )
-    inflation = (report["batches"] - 1) / (report["batches"] - 3)
+    inflation = unbiased_z2(report["batches"])
     for name, group in report["groups"].items():
         print(
             f"  {name:16s} chi2/dof {group['chi2'] / max(group['dof'], 1) / inflation:7.2f} "
