@@ -231,3 +231,29 @@ def test_jacobian_normalized_variance_follows_pennington_for_relu_and_hard_tanh(
             assert measured == pytest.approx(predicted, rel=0.2), (nonlinearity, kind)
             if nonlinearity == "relu":
                 assert predicted == pytest.approx(8 if kind == "orthogonal" else 16, rel=0.15)
+
+
+def test_gaussian_product_checks_hold_for_a_gain_other_than_one():
+    """A product of L matrices N(0, g^2 / n) has mean s^2 = g^(2L) and var(s^2) about L g^(4L):
+    the facts are judged relative to those (they read False at g = 0.9 when held to g^2 and L)."""
+    from learnsyn.degeneracy.spectra_config import SpectraConfig
+
+    config = SpectraConfig.quick(
+        product_inits=("gaussian-x0.9",),
+        nonlinearities=("linear",),
+        weight_kinds=("orthogonal",),
+        show_progress=False,
+        product_width=64,
+        product_depths=(1, 4),
+        variance_curve_points=3,
+        product_trials=20,
+        jacobian_width=16,
+        jacobian_depths=(1, 2),
+        jacobian_trials=2,
+    )
+    checks = summarize_spectra(config, compute_spectra(config))["checks"]
+    facts = {check["fact"]: check for check in checks if "gaussian-x0.9" in check["fact"]}
+    assert len(facts) == 2
+    assert all(check["holds"] for check in facts.values()), facts
+    variance = next(c for c in facts.values() if "variance_over_depth" in c)
+    assert all(0.8 < ratio < 1.25 for ratio in variance["variance_over_depth"].values())

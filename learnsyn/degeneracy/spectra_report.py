@@ -143,30 +143,39 @@ def check_spectra_facts(config: SpectraConfig, summary: dict[str, Any]) -> list[
     for init_name, entry in by_init.items():
         spec = parse_init_spec(init_name)
         if spec.kind == "gaussian" and spec.fold_k == 0:
+            # a product of L matrices of entries N(0, g^2 / n): E s^2 = g^(2L), var(s^2) about
+            # L g^(4L) (Fuss-Catalan at g = 1, scaled by g^(4L)); both checked relative to g
+            gain2 = spec.gain**2
             means = {
                 depth: _statistic(entry, depth, "mean_squared_singular_value") for depth in depths
             }
             variances = {
-                depth: _statistic(entry, depth, "variance_squared_singular_value")[0] / depth
+                depth: _statistic(entry, depth, "variance_squared_singular_value")[0]
+                / (depth * gain2 ** (2 * depth))
                 for depth in depths
             }
+            mean_fact = "stays about g^2=1" if gain2 == 1 else f"is about g^(2L) (g^2={gain2:g})"
             checks.append(
                 {
-                    "fact": f"{init_name} products: mean s^2 stays about g^2={spec.gain**2:g}",
+                    "fact": f"{init_name} products: mean s^2 {mean_fact}",
                     "mean_squared_singular_value_by_depth": {str(d): m for d, m in means.items()},
                     "holds": all(
-                        abs(m / spec.gain**2 - 1) < max(0.15, 3 * e) for m, e in means.values()
+                        abs(m / gain2**d - 1) < max(0.15, 3 * e / gain2**d)
+                        for d, (m, e) in means.items()
                     ),
-                    "rule": "|mean/g^2 - 1| < max(0.15, 3 s.e.) at every depth",
+                    "rule": "|mean/g^(2L) - 1| < max(0.15, 3 s.e./g^(2L)) at every depth",
                 }
             )
             small = [depth for depth in depths if depth <= config.product_width / 8]
+            scale = "L" if gain2 == 1 else "L g^(4L)"
             checks.append(
                 {
-                    "fact": f"{init_name} products: var(s^2) is about L (Fuss-Catalan, large n)",
+                    "fact": f"{init_name} products: var(s^2) is about {scale} (Fuss-Catalan, "
+                    "large n)",
                     "variance_over_depth": {str(d): variances[d] for d in depths},
                     "holds": bool(small) and all(0.8 < variances[d] < 1.25 for d in small),
-                    "rule": "0.8 < var(s^2)/L < 1.25 for L <= n/8 (finite-n terms grow as L/n)",
+                    "rule": "0.8 < var(s^2)/(L g^(4L)) < 1.25 for L <= n/8 (finite-n terms grow "
+                    "as L/n)",
                 }
             )
         if spec.kind == "orthogonal" and spec.fold_k == 0:
