@@ -15,6 +15,7 @@ from learnsyn.degeneracy.deep_linear import (
     measurement_epochs,
     mse_from_product,
     partial_products,
+    run_deep_linear,
     suffix_products,
     train_deep_linear,
 )
@@ -157,7 +158,9 @@ def test_gradient_schedule_is_log_spaced_through_training_with_window_and_early_
     assert schedule == sorted(set(schedule))
     late = [epoch for epoch in schedule if epoch > 5]
     assert len(late) >= 5 and max(b / a for a, b in zip(late, late[1:])) < 3
-    assert _tiny_config(epochs=3, gradient_points=0).gradient_schedule == [0, 1]
+    # the last epoch too: the figure's per-layer profile reads it (review, session 34:
+    # "KeyError: 'epoch_3'" after training with gradient_points=0)
+    assert _tiny_config(epochs=3, gradient_points=0).gradient_schedule == [0, 1, 3]
     # the claims read epoch 0: it is there when no option names it (review, session 30: "0 is
     # not in list" after training)
     bare = _tiny_config(epochs=5, gradient_epochs=(3,), gradient_points=0, judge_window=(1, 5))
@@ -214,3 +217,12 @@ def test_a_run_whose_options_name_no_epoch_0_still_reports(tmp_path):
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["claims"] and all(c["verdict"] for c in results["claims"])
+
+
+def test_a_run_without_log_spaced_gradient_points_writes_its_outputs(tmp_path):
+    """``gradient_points=0`` is allowed; the per-layer figure reads the last epoch's gradients,
+    which the schedule now always holds (it raised KeyError after training)."""
+    config = _tiny_config(gradient_points=0, depth=3, width=4, epochs=3, train_samples=64)
+    run_deep_linear(config, tmp_path / "run")
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["claims"]

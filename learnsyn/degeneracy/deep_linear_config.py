@@ -173,8 +173,9 @@ class DeepLinearConfig:
         """Every epoch at which gradient norms are recorded (sorted): ``gradient_epochs``, about
         ``gradient_points`` log-spaced epochs in 1..epochs with 0 and the last epoch, and the
         ends of the judgement window that lie inside the run; always 0, the initialization the
-        claims read (a schedule without it ended in a traceback after training)."""
-        epochs = set(self.gradient_epochs) | {0}
+        claims read, and the last epoch, the figure's per-layer profile (a schedule without
+        either ended in a traceback after training, e.g. with ``gradient_points=0``)."""
+        epochs = set(self.gradient_epochs) | {0, int(self.epochs)}
         if self.gradient_points:
             epochs |= set(log_spaced_epochs(self.epochs, self.gradient_points))
         epochs |= {epoch for epoch in self.judge_window if epoch <= self.epochs}
