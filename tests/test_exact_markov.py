@@ -141,3 +141,18 @@ def test_a_chain_with_two_closed_classes_is_refused_in_one_line():
         stationary_distribution(two)
     transient = np.array([[0.5, 0.5, 0.0], [0.0, 0.5, 0.5], [0.0, 0.5, 0.5]])  # 0 is transient
     np.testing.assert_allclose(stationary_distribution(transient), [0.0, 0.5, 0.5], atol=1e-12)
+
+
+@pytest.mark.parametrize(("depth", "x"), [(11, 0.05), (12, 0.05), (40, 0.5)])
+def test_a_deep_cascade_is_irreducible_and_occupies_its_states_equally(depth, x):
+    """Review, session 34: a numerical rank (least squares) called these chains reducible from
+    depth 12 at x = 0.05 (their smallest transitions are near x^(depth - 1)), and at depth 11
+    was off by 2e-3 in pi. The cascade's states are equally occupied: pi = 1 / (2 depth)."""
+    from learnsyn.estimate.exact import background_chain, stationary_distribution
+    from learnsyn.scenario import MarkovStatistics
+
+    model = make_model("cascade", {"depth": depth, "x": x})
+    chain = background_chain(model.markov_form(), MarkovStatistics(1.0, 0.5))
+    np.testing.assert_allclose(stationary_distribution(chain), 1 / (2 * depth), rtol=1e-12)
+    result = evaluate(model, make_scenario("ideal"), synapses=1000, horizon=100)
+    assert result.method == "exact" and np.isfinite(result.metrics["area"])
