@@ -94,6 +94,18 @@ def test_evaluate_monte_carlo_json_to_stdout(capsys):
     assert data["method"] == "monte-carlo" and len(data["snr_stderr"]) == 20
 
 
+@pytest.mark.parametrize("method", ["exact", "monte-carlo"])
+def test_evaluate_at_threshold_zero_writes_its_json(method, capsys):
+    """Review, session 34: with ``--threshold 0`` (allowed) the merged-pairs warning's test
+    read a missing bound as 0 >= 0 and raised KeyError after the evaluation."""
+    code = main(["evaluate", "--model", "exponential", "--task", "ideal", "--synapses", "100",
+                 "--horizon", "30", "--threshold", "0", "--method", method, "--batch", "64",
+                 "--json", "-"])  # fmt: skip
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["method"] == method and data["metrics"]["area"] > 0
+
+
 def test_evaluate_says_in_one_line_when_its_burn_in_is_too_short(learnsyn_command):
     """A --burn-in shorter than the synapse's relaxation is one warning line naming both
     lengths (no Python warning text); the default burn-in relaxes and says nothing."""

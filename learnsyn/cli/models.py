@@ -152,7 +152,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():  # a short burn-in, merged pairs: said below in one line
         for said in (SHORT_BURN_IN, MERGED_PAIRS, NEVER_STATIONARY):
             warnings.filterwarnings("ignore", message=re.escape(said))
-        result = evaluate(
+        evaluation = evaluate(
             model,
             scenario,
             synapses=args.synapses,
@@ -164,8 +164,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             seed=args.seed,
             burn_in=args.burn_in,
             device=device,
-        ).to_json()
-    record = result.get("monte_carlo") or {}
+        )
+    result = evaluation.to_json()
+    # the numbers as evaluate gave them (the JSON's are strings where not finite)
+    record = evaluation.monte_carlo or {}
     if record.get("burn_in_needed"):
         print(
             f"warning: the burn-in ({record['burn_in']} steps) is shorter than the "
@@ -181,7 +183,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "steps), and change with --burn-in",
             file=sys.stderr,
         )
-    if record.get("snr_bound_after_merge", 0) >= args.threshold:
+    # (an exact evaluation, or no merged pairs, has no bound: threshold 0 read a missing age)
+    if "snr_bound_after_merge" in record and record["snr_bound_after_merge"] >= args.threshold:
         print(
             f"warning: every pair's two branches have met by age "
             f"{record['pairs_merged_from_age']}: from there the curve reads 0 +- 0, yet SNRs up "
