@@ -427,7 +427,13 @@ def train(
         scenario = make_scenario(config.task, config.task_params)
         if config.start_from is not None and not resuming:
             start, record = linear_start_for_run(config, scenario, run_dir, log, tune_start)
-            start_at_linear(model, start)
+            scale = start_at_linear(model, start, free_scale=scenario.state_range() is None)
+            if scale != 1.0:
+                record = {**record, "state_scale": scale}
+                log(
+                    f"start: the cell holds the synapse's state scaled by {scale:.3g} (the "
+                    "same synapse, inside its tanh's linear range)"
+                )
             atomic_write_json(run_dir / START_NAME, record)
         if prepare_model is not None and not resuming:
             prepare_model(model)

@@ -147,3 +147,44 @@ def test_a_scalar_zero_is_a_one_variable_entry(tmp_path):
 
     start = linear_start({"A": 0, "b": [0.5], "c": 1.0, "drive": 0}, "f.json", 1)
     assert start == {"A": [0.0], "b": [0.5], "c": [1.0], "drive": [0.0]}
+
+
+#: optimal-linear tuned for ideal, m = 2, N = 100, horizon 50 (large-n area 22.86); its state's
+#: stationary std is about 2.6, far outside a plain tanh's range +-1
+WIDE = {
+    "A": [0.9333459005602647, -0.07439568641437523, 0.07439568641437523, 0.9333459005602647],
+    "b": [1.0, 0.0],
+    "c": [0.20909369103906672, 0.6060205110733591],
+}
+
+
+@pytest.mark.parametrize("cell_name", ["rnn", "gru"])
+def test_without_a_range_a_plain_tanh_cell_starts_at_the_synapse_itself(tmp_path, cell_name):
+    """Review, session 34: in ideal a default rnn or gru (tanh of range +-1) started at a tuned
+    linear synapse flattened its state and read 29 % below it. Without a range the state's
+    scale is free: the cell holds the same synapse with its state scaled into tanh's linear
+    range, and the run's start record says by how much."""
+    from learnsyn.evaluate import evaluate
+    from learnsyn.registry import make_model
+    from learnsyn.scenario import make_scenario
+
+    path = _write(tmp_path, {"params": {"variables": 2, **WIDE}})
+    config = TrainConfig(
+        task="ideal", synapses=100, state_size=2, cell=cell_name, iterations=1, batch=8,
+        horizon=50, eval_batch=8, device="cpu", figure_every=10**6, start_from=path,
+    )  # fmt: skip
+    train(config, tmp_path / "run", progress=False, final_evaluation=False,
+          log=lambda *_: None, figure_baselines=[])  # fmt: skip
+    kept = json.loads((tmp_path / "run" / START_NAME).read_text())
+    assert 0.0 < kept["state_scale"] < 0.1
+    cell = make_cell(cell_name, 2)
+    assert (
+        start_at_linear(cell, read_linear_start(path, cell_name, 2), free_scale=True)
+        == (kept["state_scale"])
+    )
+    kw = dict(synapses=100, horizon=50)
+    exact = evaluate(make_model("optimal-linear", {"variables": 2, **WIDE}), make_scenario("ideal"),
+                     **kw).metrics["area"]  # fmt: skip
+    started = evaluate(cell, make_scenario("ideal"), method="monte-carlo", batch=4096, seed=3,
+                       **kw)  # fmt: skip
+    assert abs(started.metrics["area"] - exact) < 3 * started.metrics_stderr["area"] + 0.01 * exact
