@@ -47,6 +47,7 @@ SEED_STREAMS = {
     "stationarity": 30_000,
     "selection": 40_000,
     "retune": 60_000,
+    "tune-evaluation": 70_000,
 }
 #: the iteration number whose batch is the validation batch: never a training iteration
 VALIDATION_ITERATION = 10**9
