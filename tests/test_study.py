@@ -333,6 +333,9 @@ def test_joining_a_study_with_another_objective_is_refused(tmp_path, capsys):
     [
         (["--target", "lstm"], "unknown target 'lstm'"),
         (["--target", "baseline:nope"], "unknown target 'baseline:nope'"),
+        # review, session 34: a study searched only its number of variables, A, b, c default
+        (["--target", "baseline:optimal-linear"], "use `learnsyn tune --model optimal-linear`"),
+        (["--target", "baseline:linear-range"], "linear-range computes its own optimum (A, b, c"),
         (["--sampler", "grid"], "unknown sampler 'grid'"),
         (["--pruner", "hyperband"], "unknown pruner 'hyperband'"),
         (["--n-trials", "0"], "--n-trials 0 is not allowed"),

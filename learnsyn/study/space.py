@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from learnsyn.estimate.snr import MIN_PAIRS, EvalSpec
-from learnsyn.registry import model_names
+from learnsyn.registry import model_class, model_names
 from learnsyn.synapse import ParamSpec
 
 SCALES = ("linear", "log", "log1m")
@@ -152,7 +152,6 @@ def with_config_dimensions(space: Space, names, config_type: type) -> Space:
 
 def baseline_space(model_name: str, scenario, fixed: dict[str, Any], max_state: int | None):
     """A hand-crafted model's space from its ``ParamSpec``s (``fixed`` ones left out)."""
-    from learnsyn.registry import model_class
     from learnsyn.tuning import search_space
 
     specs = {spec.name: spec for spec in model_class(model_name).info.params}
@@ -541,6 +540,7 @@ def study_settings(args: argparse.Namespace) -> StudySettings:
             learned_config(settings, {} if cell is None else {"cell": cell})
         check_learned_space(settings)
         return settings
+    check_searchable(model, given_fixed)
     space = baseline_space(model, scenario, given_fixed, args.max_state)
     space, from_space = narrow_space(space, entries, f"baseline {model}")
     fixed = {**given_fixed, **from_space}
@@ -620,6 +620,22 @@ def _check_value(build, name: str, value: Any, alone: dict, besides: list[dict])
             except ValueError:
                 pass
         raise ValueError(f"--space {name}: the value {value} is not allowed: {error}") from None
+
+
+def check_searchable(model: str, fixed: dict[str, Any]) -> None:
+    """A family that computes its own optimum (``optimize``: optimal-linear, linear-range) has
+    parameters no study dimension holds (its A, b, c lists): unless they are fixed, every trial
+    was the default synapse (an exponential) at some m, 6.8 where tune finds 22.9 (review,
+    session 34)."""
+    from learnsyn.cells import LINEAR_KEYS
+
+    unsearched = [name for name in LINEAR_KEYS if name not in fixed]
+    if getattr(model_class(model), "optimize", None) is not None and unsearched:
+        raise ValueError(
+            f"baseline {model} computes its own optimum ({', '.join(unsearched)} are not "
+            f"study dimensions); use `learnsyn tune --model {model}` (--max-state m), or fix "
+            "them with --fixed"
+        )
 
 
 def check_baseline_choices(model: str, space: Space, fixed: dict[str, Any]) -> None:
