@@ -1018,3 +1018,66 @@ def test_cells_whose_thresholds_differ_beyond_six_digits_have_their_own_caches()
     )
     assert one.key == "ideal-m2-N1000-T600-area-theta1-large-n"
     assert near.key != one.key and "1.0000004" in near.key
+
+
+#: README's scoreboard table before session 34 (old kernel): each linear-control group's mean
+#: and standard error over seeds, by (cell key prefix, group label prefix)
+OLD_KERNEL_LINEAR_CONTROLS = {
+    ("noisy-m2", "rnn (iterations=600,"): (129.0, 2.9),
+    ("noisy-m2", "rnn (iterations=4800,"): (133.7, 2.6),
+    ("noisy-m4", "rnn (iterations=600,"): (150.4, 2.6),
+    ("noisy-m4", "rnn (iterations=1200,"): (150.1, 3.5),
+    ("bounded-m4", "rnn (iterations=600,"): (177.5, 3.9),
+}
+
+
+def test_the_linear_control_rows_retrained_on_todays_kernel_reproduce_and_their_verdicts():
+    """README, "The linear-control rows on today's kernel" (session 34): the rnn
+    (output_scale=1000) groups trained on the kernel whose tanh was off near 0 by 6e-8 s,
+    retrained with the same commands (tests/data/scoreboard-linear-controls-s34.json). Each
+    group's mean lies within 2 combined standard errors of its old figure (fails if the kernel
+    fault had moved a row by more), and the verdicts follow from the stored rows: in noisy
+    m = 2 the GRU of 600 updates is below the linear control of 4800 (0.961 +- 0.010); in
+    bounded m = 4 the GRU is above the linear control of its own budget (1.060 +- 0.026, 5
+    seeds each); every other pair matches."""
+    stored = _stored_verdicts("scoreboard-linear-controls-s34.json")
+    seen = 0
+    for cell in stored["cells"]:
+        groups = scoreboard.learned_groups(
+            {"baselines": cell["baselines"],
+             "strongest": scoreboard.strongest_found(cell["baselines"], cell["learned_rows"],
+                                                     "area")},
+            cell["learned_rows"], "area",
+        )  # fmt: skip
+        for group in groups:
+            for (key, label), (mean, error) in OLD_KERNEL_LINEAR_CONTROLS.items():
+                if cell["key"].startswith(key + "-") and group["label"].startswith(label):
+                    seen += 1
+                    assert abs(group["mean"] - mean) < 2 * math.hypot(group["stderr"], error), (
+                        cell["key"],
+                        group["label"],
+                        group["mean"],
+                        mean,
+                    )
+        pairs = scoreboard.learned_pairs(cell["learned_rows"], "area")
+        assert [p["verdict"] for p in pairs] == [p["verdict"] for p in cell["learned_pairs"]]
+
+        def verdict(top, bottom, pairs=pairs):
+            (pair,) = [p for p in pairs if p["numerator"].startswith(top)
+                       and p["denominator"].startswith(bottom)]  # fmt: skip
+            return pair["verdict"]
+
+        expected = {"noisy-m2-": ("rnn (iterations=4800,", "below (95 %)"),
+                    "bounded-m4-": ("rnn (iterations=600,", "above (95 %)")}  # fmt: skip
+        for prefix, (control, said) in expected.items():
+            if cell["key"].startswith(prefix):
+                assert verdict("gru (iterations=600,", control) == said
+        decided = [p for p in pairs if not p["verdict"].startswith("matches")]
+        # noisy m = 2: also the 4800-update control above the 600-update one (1.055 +- 0.018)
+        assert (
+            len(decided)
+            == {"noisy": 2 if "-m2-" in cell["key"] else 0, "bounded": 1}[cell["cell"]["task"]]
+        )
+    assert seen == len(OLD_KERNEL_LINEAR_CONTROLS)
+    bounded = next(c for c in stored["cells"] if c["key"].startswith("bounded-m4-"))
+    assert {len(p["seeds"]) and min(p["seeds"]) for p in bounded["learned_pairs"]} == {5}
