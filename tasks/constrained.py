@@ -10,6 +10,10 @@ import torch
 from learnsyn.scenario import InputStatistics, Scenario, ScenarioInfo, register_scenario
 from learnsyn.synapse import ParamSpec
 
+#: the largest range half-width: the float32 state's squares and their sums over a batch must
+#: stay finite (at 1e30 a run ended "complete" with NaN figures; review, session 34)
+BOUND_HIGH = 1e15
+
 
 @register_scenario
 class BoundedScenario(Scenario):
@@ -24,7 +28,7 @@ class BoundedScenario(Scenario):
         reference="Fusi & Abbott 2007 (bounded synapses); Benna & Fusi 2016 (discretized chain)",
         params=(
             # float32 state: a larger range overflows the level arithmetic (review, session 32)
-            ParamSpec("bound", float, 1.0, 0.0, 1e30, low_open=True, help="range half-width"),
+            ParamSpec("bound", float, 1.0, 0.0, BOUND_HIGH, low_open=True, help="range half-width"),
             ParamSpec("levels", int, 16, 2, 1e6, help="number of levels per variable"),
         ),
         tags=("constrained",),
@@ -69,7 +73,7 @@ class NoisyScenario(Scenario):
         reference="science.md section 5",
         params=(
             ParamSpec("sigma", float, 0.1, 0.0, None, help="noise std per variable per step"),
-            ParamSpec("bound", float, 1.0, 0.0, 1e30, help="range half-width (0: none)"),
+            ParamSpec("bound", float, 1.0, 0.0, BOUND_HIGH, help="range half-width (0: none)"),
         ),
         tags=("constrained",),
     )
