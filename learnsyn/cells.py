@@ -663,13 +663,16 @@ def start_at_linear(
     """Set a tanh RNN, GRU or mlp cell to ``read_linear_start``'s synapse (``set_linear``; its
     saturation kept). Returns the state scale ``alpha`` the cell holds it in.
 
-    ``free_scale``: the scenario has no range, so the state's scale is the cell's to choose: a
-    cell that saturates (rnn, gru: a plain tanh's range is +-1) takes the synapse in the
+    ``free_scale``: nothing but the synapse acts on the state (no range, no state noise: the
+    scenario does not constrain it), so the state's scale is the cell's to choose: a cell that
+    saturates (rnn, gru: a plain tanh's range is +-1) takes the synapse in the
     coordinates ``x' = alpha x`` (``b``, ``drive`` times alpha, ``c`` over alpha: the same
     synapse) where no stationary state variable's ``|mean| + std`` exceeds
     ``ROTATION_STATE_STD`` of its range. A tuned linear synapse's state is wider than +-1, and
     an rnn or gru started at optimal-linear in ideal read 29 % below it (review, session 34).
-    With a range (bounded, noisy) the scale is the scenario's: nothing is rescaled."""
+    Where the scenario constrains the state (bounded's range; noisy's noise, which a rescaled
+    state would carry 1 / alpha times larger, even at ``bound=0``; review, session 34) the scale
+    is the scenario's: nothing is rescaled."""
     m = model.state_size
     A = np.asarray(start["A"], dtype=np.float64).reshape(m, m)
     b = np.asarray(start["b"], dtype=np.float64)
@@ -677,7 +680,7 @@ def start_at_linear(
     drive = None if drive is None else np.asarray(drive, dtype=np.float64)
     alpha = 1.0
     if free_scale and model.saturating:
-        scale = 1.0 if model.log_scale is None else float(model.log_scale.exp().min())
+        scale = 1.0 if model.log_scale is None else float(model.log_scale.detach().exp().min())
         extent = linear_state_extent(A, b, drive)
         if math.isfinite(extent) and extent > 0:
             alpha = min(1.0, ROTATION_STATE_STD * scale / extent)

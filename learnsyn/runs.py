@@ -427,7 +427,7 @@ def train(
         scenario = make_scenario(config.task, config.task_params)
         if config.start_from is not None and not resuming:
             start, record = linear_start_for_run(config, scenario, run_dir, log, tune_start)
-            scale = start_at_linear(model, start, free_scale=scenario.state_range() is None)
+            scale = start_at_linear(model, start, free_scale=not scenario.constrains_state)
             if scale != 1.0:
                 record = {**record, "state_scale": scale}
                 log(

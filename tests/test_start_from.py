@@ -188,3 +188,18 @@ def test_without_a_range_a_plain_tanh_cell_starts_at_the_synapse_itself(tmp_path
     started = evaluate(cell, make_scenario("ideal"), method="monte-carlo", batch=4096, seed=3,
                        **kw)  # fmt: skip
     assert abs(started.metrics["area"] - exact) < 3 * started.metrics_stderr["area"] + 0.01 * exact
+
+
+def test_state_noise_fixes_the_scale_even_without_a_range(tmp_path):
+    """Review, session 34: noisy at ``bound=0`` has no range, but its state noise would be
+    1 / alpha times larger in rescaled coordinates (a worse synapse: 11.9 where the start is
+    21.1); there the synapse is taken as it is."""
+    path = _write(tmp_path, {"params": {"variables": 1, "A": [0.95], "b": [1.0], "c": [1.0]}})
+    config = TrainConfig(
+        task="noisy", task_params={"sigma": 0.1, "bound": 0.0}, synapses=100, state_size=1,
+        cell="rnn", iterations=1, batch=8, horizon=20, burn_in=20, eval_batch=8, device="cpu",
+        figure_every=10**6, start_from=path, estimator="monte-carlo",
+    )  # fmt: skip
+    A, b, c, _ = _linear_parts_at_start(config, tmp_path / "run")
+    np.testing.assert_allclose([A.item(), b.item(), c.item()], [0.95, 1.0, 1.0], atol=1e-6)
+    assert "state_scale" not in json.loads((tmp_path / "run" / START_NAME).read_text())
