@@ -1027,6 +1027,7 @@ OLD_KERNEL_LINEAR_CONTROLS = {
     ("noisy-m2", "rnn (iterations=4800,"): (133.7, 2.6),
     ("noisy-m4", "rnn (iterations=600,"): (150.4, 2.6),
     ("noisy-m4", "rnn (iterations=1200,"): (150.1, 3.5),
+    ("noisy-m4", "rnn (iterations=4800,"): (153.8, 7.2),
     ("bounded-m4", "rnn (iterations=600,"): (177.5, 3.9),
 }
 
