@@ -37,7 +37,14 @@ from learnsyn.initialization import (
     parse_init_spec,
 )
 from learnsyn.registry import register_model
-from learnsyn.synapse import ModelInfo, ParamSpec, Synapse, amplitude_spec, resolve_params
+from learnsyn.synapse import (
+    ModelInfo,
+    ParamSpec,
+    Synapse,
+    amplitude_spec,
+    resolve_params,
+    spectral_radius,
+)
 
 INPUTS = 2  # event value and flag
 #: parameters every cell takes (the chain cell adds its starting chain's)
@@ -649,7 +656,7 @@ def linear_state_extent(A: np.ndarray, b: np.ndarray, drive: np.ndarray | None) 
     under unit-variance events; inf where A has a mode of modulus >= 1."""
     import scipy.linalg
 
-    if np.max(np.abs(np.linalg.eigvals(A))) >= 1.0:
+    if spectral_radius(A) >= 1.0:
         return math.inf
     covariance = scipy.linalg.solve_discrete_lyapunov(A, np.outer(b, b))
     mean = np.zeros(len(b)) if drive is None else np.linalg.solve(np.eye(len(b)) - A, drive)

@@ -91,17 +91,19 @@ def _model_and_task(args):
     return model, scenario, params
 
 
-def _check_common(args) -> None:
+def _check_common(args) -> EvalSpec:
+    """The output paths, the evaluation spec (returned) and the method, checked."""
     check_output_file(args.json, "--json")
     check_output_file(args.plot, "--plot", stdout=False)
     if args.plot and Path(args.plot).suffix.lower().lstrip(".") not in FIGURE_FORMATS:
         raise ValueError(f"--plot {args.plot}: expected a file ending in .png, .pdf or .svg")
-    EvalSpec(args.synapses, args.horizon, args.threshold, args.convention,
-             getattr(args, "metric", "area"), args.burn_in)  # fmt: skip
+    spec = EvalSpec(args.synapses, args.horizon, args.threshold, args.convention,
+                    getattr(args, "metric", "area"), args.burn_in)  # fmt: skip
     from learnsyn.evaluate import METHODS
 
     if args.method not in METHODS:
         raise ValueError(f"unknown method {args.method!r}; allowed: {', '.join(METHODS)}")
+    return spec
 
 
 def _print_summary(result: dict, out=None) -> None:
@@ -202,7 +204,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     from learnsyn.tuning import progress_lines, tune
 
-    _check_common(args)
+    spec = _check_common(args)
     model, scenario, params = _model_and_task(args)
     check_device(args.device)  # a bad name is refused (review, session 33); none is needed
     import torch
@@ -230,38 +232,29 @@ def cmd_tune(args: argparse.Namespace) -> int:
         burn_in=args.burn_in,
         progress=progress_lines(args.model, args.metric, lambda line: print(line, file=sys.stderr)),
     )
-    data = result.to_json()
+    data, fresh_note = result.to_json(), None
     if result.evaluation.method == "monte-carlo":
         # the search's best is the luckiest of its candidates on its own pairs (biased upward:
         # 17.7 +- 0.6 where fresh pairs read 15.9 +- 0.2, review, session 34): the figures
         # written are the winner's on fresh pairs, as compare and the scoreboard evaluate it
         fresh_seed = stream_seed(args.seed, "tune-evaluation")
-        fresh = evaluate(
-            make_model(args.model, result.best_params),
-            scenario,
-            synapses=args.synapses,
-            horizon=args.horizon,
-            method="monte-carlo",
-            convention=args.convention,
-            threshold=args.threshold,
-            batch=args.batch,
-            seed=fresh_seed,
-            burn_in=args.burn_in,
-        )
+        fresh = evaluate(make_model(args.model, result.best_params), scenario,
+                         method="monte-carlo", batch=args.batch, seed=fresh_seed,
+                         **spec.keywords())  # fmt: skip
         data = {**fresh.to_json(), "best_params": data["best_params"], "tuning": data["tuning"]}
         data["tuning"]["evaluation_seed"] = fresh_seed
+        fresh_note = (
+            f"the search's best read {args.metric} {result.best_value:.4g} on its own pairs "
+            f"(biased upward); below, the winner on fresh pairs (seed {fresh_seed})"
+        )
     write_json_output(args.json, data)
     print(
         f"tuned {args.model} for {args.metric} in {time.perf_counter() - start:.1f} s "
         f"({result.evaluations} evaluations): {json_text(result.best_params, indent=None)}",
         file=sys.stderr,
     )
-    if result.evaluation.method == "monte-carlo":
-        print(
-            f"the search's best read {args.metric} {result.best_value:.4g} on its own pairs "
-            f"(biased upward); below, the winner on fresh pairs (seed {fresh_seed})",
-            file=sys.stderr,
-        )
+    if fresh_note is not None:
+        print(fresh_note, file=sys.stderr)
     for line in result.boundary:
         print(f"note: {line}", file=sys.stderr)
     _print_summary(data)
