@@ -13,6 +13,9 @@ from learnsyn.synapse import ParamSpec
 #: the largest range half-width: the float32 state's squares and their sums over a batch must
 #: stay finite (at 1e30 a run ended "complete" with NaN figures; review, session 34)
 BOUND_HIGH = 1e15
+#: the smallest range half-width: below float32's normal numbers the native kernel, which
+#: flushes subnormals to zero, read a bound of 1e-40 as no range at all (review, session 35)
+BOUND_LOW = 1e-30
 
 
 @register_scenario
@@ -28,7 +31,7 @@ class BoundedScenario(Scenario):
         reference="Fusi & Abbott 2007 (bounded synapses); Benna & Fusi 2016 (discretized chain)",
         params=(
             # float32 state: a larger range overflows the level arithmetic (review, session 32)
-            ParamSpec("bound", float, 1.0, 0.0, BOUND_HIGH, low_open=True, help="range half-width"),
+            ParamSpec("bound", float, 1.0, BOUND_LOW, BOUND_HIGH, help="range half-width"),
             ParamSpec("levels", int, 16, 2, 1e6, help="number of levels per variable"),
         ),
         tags=("constrained",),
@@ -78,6 +81,14 @@ class NoisyScenario(Scenario):
         tags=("constrained",),
     )
     constrains_state = True
+
+    def validate(self):
+        bound = self.params["bound"]
+        if 0 < bound < BOUND_LOW:
+            raise ValueError(
+                f"scenario 'noisy' parameter bound={bound!r} is out of range: expected 0 (no "
+                f"range) or a number in [{BOUND_LOW:g}, {BOUND_HIGH:g}]"
+            )
 
     def constraint_noise(self, batch, size, generator, device):
         return torch.randn(batch, size, generator=generator, device=device)

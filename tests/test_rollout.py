@@ -530,3 +530,92 @@ def test_the_recorded_rollout_path_is_the_one_that_runs(monkeypatch):
         kind = scenario.tracked_kinds()[0]
         simulate(fast_simulate_pairs, model, scenario, kind, grad=True, dtype=dtype)
         assert bool(fell_back) == (path == "reference"), (model, scenario, dtype)
+
+
+@native_only
+def test_non_finite_parameters_give_the_references_non_finite_figures():
+    """The kernels are compiled without NaN semantics: a NaN in a GRU's weights or a linear
+    synapse's A read as finite figures on the native kernel (review, session 35). Such a model
+    runs the reference, so evaluate's and training's non-finite checks see what they should; a
+    huge but finite pre-activation (1e14) saturates the sigmoid instead of reading NaN."""
+    from learnsyn.synapse import LinearSynapse
+
+    gru = make_cell("gru", 4, timescale=30, seed=1)
+    with torch.no_grad():
+        gru.U_h[0, 0] = float("nan")
+    linear = LinearSynapse(
+        torch.tensor([[0.9, float("nan")], [0.0, 0.9]]).numpy(), [0.1, 0.1], [1.0, 0.0]
+    )
+    for model, name in ((gru, "ideal"), (linear, "bounded"), (linear, "noisy")):
+        scenario = make_scenario(name)
+        assert not supports_fast_path(model, scenario, grad=False)
+        kind = scenario.tracked_kinds()[0]
+        fast = simulate(fast_simulate_pairs, model, scenario, kind, grad=False)[0]
+        assert not torch.isfinite(fast.sums).any(), (model, name)
+    saturated = make_cell("gru", 4, timescale=30, seed=1)
+    with torch.no_grad():
+        saturated.bias[:4] = 1e14  # update gates fully open
+    scenario = make_scenario("ideal")
+    assert supports_fast_path(saturated, scenario, grad=False)
+    kind = scenario.tracked_kinds()[0]
+    reference = simulate(simulate_pairs, saturated, scenario, kind, grad=False)
+    fast = simulate(fast_simulate_pairs, saturated, scenario, kind, grad=False)
+    assert torch.isfinite(fast[0].sums).all()
+    assert relative(reference[0].sums, fast[0].sums) < SUMS_TOLERANCE
+
+
+@native_only
+@pytest.mark.parametrize(
+    "levels, bound, clipped", [(1000, 2.0, False), (1000, 2.0, True), (10**6, 1.0, False)]
+)
+def test_the_native_rounding_divides_exactly_as_the_reference(levels, bound, clipped):
+    """Stochastic rounding on the level grid: the native kernel's division was a reciprocal
+    estimate under -ffast-math, which moved states a whole level from the reference's (10 of
+    131,072 states clipped at the bound, 1,208 at a million levels; review, session 35)."""
+    from learnsyn.rollout import native
+
+    lanes = 32 * 4096
+    generator = torch.Generator().manual_seed(1)
+    if clipped:
+        states = torch.full((lanes,), 1.25 * bound)
+    else:
+        states = (torch.rand(lanes, generator=generator) * 2.2 - 1.1) * bound
+    uniforms = torch.rand(1, lanes, generator=generator)
+    spacing = 2.0 * bound / (levels - 1)
+    blocked = native.blocked(uniforms.view(1, 1, lanes)).contiguous()
+    constraint = native.Constraint(1, bound, spacing, 0.0, blocked, lanes)
+    identity = (torch.tensor([[1.0, 0.0, 0.0]]), torch.zeros(0), torch.ones(1))  # x' = x
+    _, out = native.advance(
+        "linear", identity, torch.zeros(1, 1, lanes), None, states.view(1, -1), None, constraint
+    )
+    expected = BoundedScenario(bound=bound, levels=levels).constrain(
+        states.view(-1, 1), uniforms.view(-1, 1)
+    )
+    assert int(((out.view(-1) - expected.view(-1)).abs() > spacing / 2).sum()) == 0
+
+
+@native_only
+@pytest.mark.parametrize("cell, name", [("gru", "U_h"), ("mlp", "V")])
+def test_a_transposed_parameter_gets_its_gradient_untransposed(cell, name):
+    """A parameter stored column-major (same values): the native backward wrote its gradient
+    row-major into a buffer with the parameter's strides, so it came back transposed (71 % off
+    for a GRU's U_h; review, session 35)."""
+    model = make_cell(cell, 3, timescale=30, seed=1)
+    values = getattr(model, name).detach()
+    setattr(model, name, torch.nn.Parameter(values.T.contiguous().T))
+    assert not getattr(model, name).is_contiguous()
+    scenario = make_scenario("ideal")
+    kind = scenario.tracked_kinds()[0]
+    reference = simulate(simulate_pairs, model, scenario, kind, grad=True)
+    fast = simulate(fast_simulate_pairs, model, scenario, kind, grad=True)
+    assert_same(reference, fast)
+
+
+def test_a_bound_below_float32s_normal_numbers_is_refused():
+    """The native kernel flushes subnormals to zero: a noisy bound of 1e-40 read as no range
+    (review, session 35). Both constrained scenarios refuse it, naming what is allowed."""
+    with pytest.raises(ValueError, match=r"bound=1e-40 is out of range: expected 0 \(no range\)"):
+        make_scenario("noisy", {"bound": 1e-40})
+    with pytest.raises(ValueError, match=r"bound=1e-40 is out of range: expected a number in"):
+        make_scenario("bounded", {"bound": 1e-40})
+    assert make_scenario("noisy", {"bound": 0.0}).state_range() is None

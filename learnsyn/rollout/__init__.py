@@ -72,8 +72,13 @@ def supports_fast_path(
     Markov synapses (``markov_model``): without gradient, in scenarios that do not constrain
     the state (the only ones they are evaluated in), where the native kernel runs. The ``mlp``
     cell (``mlp_model``): where the native kernel runs, or the Triton kernel (width <= its
-    ``MAX_HIDDEN``), with and without gradient."""
+    ``MAX_HIDDEN``), with and without gradient. Never for a model with a non-finite parameter
+    or buffer: the kernels are compiled without NaN semantics (the native one read a NaN gate as
+    0 and gave finite figures where the reference gives NaN; review, session 35)."""
     from learnsyn.cells import GRUSynapse, MLPSynapse, TanhRNNSynapse
+
+    if not finite_model(model):
+        return False
 
     if markov_model(model):
         return (
@@ -93,6 +98,13 @@ def supports_fast_path(
         if not _triton().usable(probe, model.state_size, 16, 1, hidden):
             return False
     return unconstrained(scenario) or constraint_kind(scenario) is not None
+
+
+def finite_model(model: Synapse) -> bool:
+    """Every floating-point parameter and buffer of the model is finite."""
+    tensors = (*model.parameters(), *model.buffers())
+    flags = [torch.isfinite(t).all() for t in tensors if t.is_floating_point()]
+    return not flags or bool(torch.stack(flags).all())  # one synchronization
 
 
 def scaled_model(model: Synapse) -> bool:

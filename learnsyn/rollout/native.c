@@ -70,8 +70,11 @@ static inline __attribute__((always_inline)) float sigm(float x) { return 1.0f /
 #if defined(__AVX512F__)
 #include <immintrin.h>
 static inline __attribute__((always_inline)) __m512 sigm16(__m512 x) {
-    /* exp(-x) = 2^n e^r, n = round(-x / ln 2), r = -x - n ln 2 */
-    __m512 y = _mm512_min_ps(_mm512_sub_ps(_mm512_setzero_ps(), x), _mm512_set1_ps(88.0f));
+    /* exp(-x) = 2^n e^r, n = round(-x / ln 2), r = -x - n ln 2; -x clamped on both sides: at
+       x >= 1e14 the range reduction lost r entirely and sigmoid read NaN (review, session 35) */
+    __m512 y = _mm512_max_ps(
+        _mm512_min_ps(_mm512_sub_ps(_mm512_setzero_ps(), x), _mm512_set1_ps(88.0f)),
+        _mm512_set1_ps(-88.0f));
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(y, _mm512_set1_ps(1.44269504088896341f)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), y);
@@ -287,6 +290,28 @@ static inline __attribute__((always_inline)) const float *noise_row(const window
    loads), and m rows of constraint numbers (measured: about as much in bounded and noisy). */
 #define PREFETCH_STEPS 12
 
+/* (clip(h, -b, b) + b) / spacing of one row of BS lanes: the position on the level grid,
+   divided exactly as the reference divides. -ffast-math turns a plain division into a multiply
+   by a reciprocal estimate (even written in double, even with -fno-reciprocal-math), which
+   moved a state a whole level, one clipped at the bound too (review, session 35); AVX-512's
+   division with an explicit rounding mode is left alone. Elsewhere the plain division. */
+static inline __attribute__((always_inline)) void level_positions(const float *h, float b,
+                                                                  float spacing, float *out) {
+#if defined(__AVX512F__)
+    __m512 hi = _mm512_set1_ps(b), lo = _mm512_set1_ps(-b), step = _mm512_set1_ps(spacing);
+    for (int n = 0; n < BS; n += 16) {
+        __m512 c = _mm512_max_ps(_mm512_min_ps(_mm512_loadu_ps(h + n), hi), lo);
+        _mm512_storeu_ps(out + n, _mm512_div_round_ps(_mm512_add_ps(c, hi), step,
+                                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+#else
+    for (int n = 0; n < BS; n++) {
+        float v = h[n];
+        out[n] = ((v < -b ? -b : (v > b ? b : v)) + b) / spacing;
+    }
+#endif
+}
+
 /* Apply step t's constraint to next (in place); scale (when given) is multiplied by the
    derivative of the constrained state by the unconstrained one (1 inside the range, else 0). */
 static inline __attribute__((always_inline)) void constrain(const window_t *w, int m, int t, int n0, float next[][BS],
@@ -300,10 +325,10 @@ static inline __attribute__((always_inline)) void constrain(const window_t *w, i
         const float *u = noise_row(w, m, t, i, n0, tmp);
         float *h = next[i];
         if (w->constraint == 1) {
+            float position[BS];
+            level_positions(h, b, spacing, position);
             for (int n = 0; n < BS; n++) {
-                float v = h[n];
-                float c = v < -b ? -b : (v > b ? b : v);
-                float pos = (c + b) / spacing;
+                float v = h[n], pos = position[n];
                 float lo = floorf(pos);
                 float r = (lo + (u[n] < pos - lo ? 1.0f : 0.0f)) * spacing - b;
                 r = r < -b ? -b : (r > b ? b : r);

@@ -358,8 +358,10 @@ class NativeWindow(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_moments):
         first, reset, weights, _, _, boundaries, noise = ctx.saved_tensors
-        grads = [torch.zeros_like(t) for t in (first, reset, weights)]
-        grad_scale = torch.zeros_like(ctx.window.scale) if ctx.scaled else None
+        # row-major, as the kernel writes them: zeros_like kept a transposed parameter's
+        # strides, and its gradient came back transposed (review, session 35)
+        grads = [torch.zeros(t.shape, dtype=t.dtype) for t in (first, reset, weights)]
+        grad_scale = torch.zeros(ctx.window.scale.shape) if ctx.scaled else None
         ctx.window.backward(boundaries, grad_moments, *grads, grad_scale)  # reads noise's memory
         del noise
         grad_reset = grads[1] if reset.numel() else None
