@@ -186,9 +186,11 @@ def _streamed_exact_metrics(
     return stream.metrics(), bool(stream.last >= threshold)
 
 
-def _check_memory(model: Synapse, scenario: Scenario, method: str, horizon: int, batch: int,
-                  groups: int) -> None:  # fmt: skip
-    """Refuse a grid or Monte Carlo evaluation whose per-age records cannot fit."""
+def check_evaluation_memory(
+    state_size: int, scenario: Scenario, method: str, horizon: int, batch: int, groups: int
+) -> None:
+    """Refuse a grid (``method`` exact) or Monte Carlo evaluation whose per-age records cannot
+    fit; a study asks it before any trial, for the largest state size and batch it searches."""
     kinds = len(scenario.tracked_kinds())
     if method == "exact":  # the grid keeps a few tensors per age
         check_memory(
@@ -198,7 +200,7 @@ def _check_memory(model: Synapse, scenario: Scenario, method: str, horizon: int,
         )
         return
     per_age = kinds * (groups * 4 * 4 + 250) + groups * 8 * 6  # records, jackknife curves
-    state = 2 * batch * (model.state_size + 4) * 4 * 8
+    state = 2 * batch * (state_size + 4) * 4 * 8
     check_memory(
         horizon * per_age + state,
         f"Monte Carlo over horizon {horizon} with {batch} pairs",
@@ -457,7 +459,7 @@ def evaluate(
     subsampled = ages is None and horizon > MAX_CURVE_AGES
     streamed = method == "exact" and not grid and subsampled
     if (grid or method != "exact") and ages is None:
-        _check_memory(model, scenario, method, horizon, batch, groups)
+        check_evaluation_memory(model.state_size, scenario, method, horizon, batch, groups)
     if streamed:  # every age is visited in chunks, the curve reported at fewer
         ages_array = reported_ages(horizon)
     else:

@@ -364,6 +364,12 @@ def test_joining_a_study_with_another_objective_is_refused(tmp_path, capsys):
         (["--space", "log_every=0:3"], "--space log_every: the value 0 is not allowed"),
         (["--space", "grad_clip=-2:-1"], "grad clip = -2.0 is not allowed"),
         (["--fixed", "device=cpuu"], "device 'cpuu' is not allowed"),
+        # review, session 35: the scoring evaluation (the study's horizon) failed after trial 0
+        # had trained
+        (["--horizon", "100000000"], "Monte Carlo over horizon 100000000 with 16 pairs"),
+        # review, session 35: a conditional setting no trial can take was dropped silently
+        (["--fixed", "cell=chain", "--space", "init=orthogonal,gaussian"], "init: no trial can"),
+        (["--space", "cell=chain,mlp", "--space", "init=orthogonal"], "cell is chain, mlp"),
         # review, session 31: an absent GPU failed in trial 0, after its baselines were tuned
         pytest.param(["--fixed", "device=cuda"], "device 'cuda' is not available", marks=NO_CUDA),
     ],
@@ -584,3 +590,84 @@ def test_one_init_applies_to_the_cells_that_take_one(tmp_path, capsys):
     # fixed for every trial, it is still refused where a trial cannot take it
     assert main([*args, "--space", "cell=chain,gru", "--fixed", "init=orthogonal"]) == 2
     assert "the chain cell has no free recurrent matrix" in capsys.readouterr().err
+
+
+def test_a_searched_burn_in_is_not_part_of_the_score(tmp_path, monkeypatch):
+    """Review, session 35: each trial was scored after its own (searched) burn-in, so a short
+    one scored the start-up transient (15 % higher at 0). Trials train with theirs and are
+    scored after the study's: the fixed one, else the default."""
+    from learnsyn import runs
+
+    scored = []
+    evaluate_trained = runs.evaluate_trained
+
+    def recorded(model, config, **kwargs):
+        scored.append(config.burn_in)
+        return evaluate_trained(model, config, **kwargs)
+
+    monkeypatch.setattr(runs, "evaluate_trained", recorded)
+    i = TINY_LEARNED.index("burn_in=20")
+    tiny = TINY_LEARNED[: i - 1] + TINY_LEARNED[i + 1 :]
+    args = study_args(tmp_path, "learned", *tiny, "--n-trials", "2", "--sampler", "random")
+    assert main([*args, "--space", "burn_in=0:40", "--study-name", "b"]) == 0
+    trained = [t.user_attrs["config"]["burn_in"] for t in load(tmp_path, "b").trials]
+    assert len(set(trained)) == 2 and scored == [None, None]
+    scored.clear()
+    fixed = study_args(tmp_path, "learned", *TINY_LEARNED, "--n-trials", "1")
+    assert main([*fixed, "--study-name", "f"]) == 0
+    assert scored == [20]  # a fixed burn-in is the trial's own and the score's
+
+
+def test_a_worker_does_not_wait_for_a_trial_nothing_will_end():
+    """Review, session 35: a RUNNING trial started on another host without a heartbeat (a
+    worker killed under --heartbeat 0) kept every later worker polling, silently. A worker
+    waits for a trial whose process lives on this host or that beats a heartbeat."""
+    import os
+    import socket
+
+    from learnsyn.study.run import _awaitable_trials
+
+    study = optuna.create_study()
+    assert not _awaitable_trials(study)
+    trial = study.ask()
+    trial.set_user_attr("host", "another-machine")
+    trial.set_user_attr("pid", 12345)
+    assert not _awaitable_trials(study)
+    trial.set_user_attr("heartbeat", 60)
+    assert _awaitable_trials(study)
+    here = study.ask()
+    here.set_user_attr("host", socket.gethostname())
+    here.set_user_attr("pid", os.getpid())
+    trial.set_user_attr("heartbeat", 0)
+    assert _awaitable_trials(study)
+
+
+def test_importances_of_equal_trials_are_undefined_and_the_summary_says_how_trials_were_measured(
+    tmp_path, capsys
+):
+    """Review, session 35: two trials both scoring 0 printed "importances: q 1.00"; a study
+    whose trials were partly Monte Carlo said "each exact (no noise)" when its best was exact."""
+    from learnsyn.study.storage import print_summary
+
+    args = study_args(tmp_path, "baseline:binary", "--horizon", "50", "--n-trials", "2")
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(["study", "--summary", "--out", str(tmp_path / "runs"), "--json", "-"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["best_trial"]["value"] == 0.0
+    assert data["importances"] is None and "undefined" in data["importances_note"]
+    assert data["complete_exact"] == 2
+    data["complete_exact"] = 1
+    print_summary(data, "-", __import__("sys").stdout)
+    out = capsys.readouterr().out
+    assert "1 of them exact and the others Monte Carlo" in out and "each exact" not in out
+
+
+def test_a_baseline_study_whose_evaluation_cannot_fit_is_refused_before_any_trial(tmp_path, capsys):
+    """Review, session 35: with --method monte-carlo every trial was pruned for memory and the
+    study reported "2 of 2 done"."""
+    args = study_args(tmp_path, "baseline:exponential", "--method", "monte-carlo")
+    assert main([*args, "--horizon", "100000000", "--n-trials", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Monte Carlo over horizon 100000000 with 1024 pairs" in err[0], err
+    assert not (tmp_path / "runs" / "optuna.db").exists()

@@ -66,7 +66,8 @@ def test_narrowing_ranges_choices_and_single_values():
         ({"lr": "0.1:0.01"}, "LOW must not exceed HIGH"),
         ({"lr": "0.1:0.2:cubic"}, "unknown scale 'cubic'"),
         ({"cell": "lstm"}, "cell=lstm is not allowed"),
-        ({"cell": "gru:rnn"}, "takes choices"),
+        # a colon is a range only for numbers (a choice may hold one: tuned:linear-range)
+        ({"cell": "gru:rnn"}, "cell=gru:rnn is not allowed; choices: chain, gru"),
         ({"state_size": "two"}, "state_size=two is not allowed"),
     ],
 )
@@ -218,3 +219,17 @@ def test_a_searched_value_usable_beside_the_high_end_of_another_is_kept(argv):
     base = ["study", "--task", "bounded" if "learned" in argv else "ideal", "--synapses", "100"]
     settings = study_settings(build_parser().parse_args([*base, "--horizon", "30", *argv]))
     assert settings.space
+
+
+def test_a_choice_may_hold_a_colon():
+    """Review, session 35: every ``:`` read as a range, so ``start_from=tuned:linear-range,
+    tuned:optimal-linear`` (or ``device=cuda:1``) could not be searched."""
+    from learnsyn.config import TrainConfig
+    from learnsyn.study.space import with_config_dimensions
+
+    entries = {"start_from": "tuned:linear-range,tuned:optimal-linear"}
+    space = with_config_dimensions(learned_space(), entries, TrainConfig)
+    space, fixed = narrow_space(space, entries, "the learned synapse")
+    assert space["start_from"].choices == ("tuned:linear-range", "tuned:optimal-linear")
+    space, fixed = narrow_space(space, {"start_from": "tuned:linear-range"}, "the learned synapse")
+    assert fixed == {"start_from": "tuned:linear-range"}

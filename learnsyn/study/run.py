@@ -85,11 +85,14 @@ class IntermediateReporter:
 class TrialObjective:
     """The objective of one study: a learned meta-training run or a baseline evaluation."""
 
-    def __init__(self, settings: StudySettings, study_dir: Path, on_trial_start=None, log=_log):
+    def __init__(
+        self, settings: StudySettings, study_dir: Path, on_trial_start=None, log=_log, heartbeat=0
+    ):
         self.settings = settings
         self.study_dir = study_dir
         self.on_trial_start = on_trial_start
         self.log = log
+        self.heartbeat = heartbeat
         self.last_number: int | None = None
         self.last_note = ""
 
@@ -105,6 +108,7 @@ class TrialObjective:
         for key, value in (("run_dir", str(run_dir)), ("host", socket.gethostname())):
             trial.set_user_attr(key, value)
         trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr("heartbeat", self.heartbeat)  # 0: nothing fails it when stale
         try:
             if self.settings.model is None:
                 value = self._learned(trial, params, run_dir)
@@ -165,9 +169,13 @@ class TrialObjective:
         _, model, _ = runs.load_run(run_dir)
         scenario = make_scenario(config.task, config.task_params)
         device = resolve_device(config.device)
+        # every trial is scored after the same burn-in: a searched one (the trial trained with
+        # it) gives way to the study's fixed one, else the default (review, session 35: a short
+        # burn-in scored the start-up transient, 15 % higher at 0)
+        scoring = replace(config, burn_in=s.fixed.get("burn_in")) if "burn_in" in params else config
         evaluation = runs.evaluate_trained(
             model,
-            config,
+            scoring,
             batch=config.eval_batch,
             seed=s.scoring_seed(),
             device=device,
@@ -403,6 +411,21 @@ def fail_orphaned_trials(study, log=_log) -> None:
             )
 
 
+def _awaitable_trials(study) -> bool:
+    """Whether a running trial will end by itself: its worker is alive on this host, or it
+    beats a heartbeat (a dead worker's trial is then failed as stale). A trial started on
+    another host without one (``--heartbeat 0``, journal files) is not waited for: a worker
+    polled for it forever, silently (review, session 35); the summary names it."""
+    from optuna.trial import TrialState
+
+    from learnsyn.study.storage import worker_state
+
+    return any(
+        worker_state(trial) == "alive" or trial.user_attrs.get("heartbeat")
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    )
+
+
 def run_study(
     settings: StudySettings,
     location: StorageLocation,
@@ -445,7 +468,9 @@ def run_study(
                 "start a trial or two beyond --n-trials (SQLite, journal files and PostgreSQL "
                 "have one)"
             )
-        objective = TrialObjective(settings, study_dir, on_trial_start=lock.release, log=log)
+        objective = TrialObjective(
+            settings, study_dir, on_trial_start=lock.release, log=log, heartbeat=heartbeat
+        )
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             lock.acquire()
@@ -460,7 +485,7 @@ def run_study(
             out_of_time = deadline is not None and time.monotonic() > deadline
             if counted >= n_trials or out_of_time:
                 lock.release()
-                if out_of_time or not counts["running"] or not heartbeat:
+                if out_of_time or not heartbeat or not _awaitable_trials(study):
                     break
                 time.sleep(1.0)  # a running trial may belong to a dead worker: poll
                 continue

@@ -242,10 +242,10 @@ def narrow_space(space: Space, entries: dict[str, str], what: str) -> tuple[Spac
 
 def _narrow_one(dim: Dimension, text: str) -> Dimension | str:
     where = f"--space {dim.name}={text}"
-    if ":" in text:
+    # a choice may hold a colon (start_from=tuned:linear-range, device=cuda:1; review,
+    # session 35): only numbers take ranges
+    if ":" in text and dim.kind != "choice":
         parts = [part.strip() for part in text.split(":")]
-        if dim.kind == "choice":
-            raise ValueError(f"{where}: {dim.name} takes choices (A,B,...), not a range")
         if len(parts) not in (2, 3) or not all(parts):
             raise ValueError(f"{where} is not allowed: expected LOW:HIGH or LOW:HIGH:SCALE")
         scale = parts[2] if len(parts) == 3 else dim.scale
@@ -473,8 +473,9 @@ def parse_target(target: str | None) -> str | None:
 def study_settings(args: argparse.Namespace) -> StudySettings:
     """Check every option of a study run and resolve its search space."""
     from learnsyn.config import parse_assignments
+    from learnsyn.estimate.montecarlo import PairBatch
     from learnsyn.estimate.snr import METRICS, check_metric
-    from learnsyn.evaluate import resolve_method
+    from learnsyn.evaluate import check_evaluation_memory, resolve_method
     from learnsyn.registry import make_model
     from learnsyn.scenario import make_scenario
     from learnsyn.training import TRAIN_METRICS, TrainConfig
@@ -529,6 +530,8 @@ def study_settings(args: argparse.Namespace) -> StudySettings:
                 raise ValueError(f"eval_batch given both as --eval-batch and {where}; keep one")
             fixed["eval_batch"] = args.eval_batch
         space = {name: dim for name, dim in space.items() if name not in fixed}
+        for name in entries:
+            _check_usable(space.get(name), space, fixed, TrainConfig())
         horizon = args.horizon or fixed.get("horizon") or TrainConfig().horizon
         settings = StudySettings(horizon=horizon, space=space, fixed=fixed, **common)
         devices = space["device"].choices if "device" in space else (fixed.get("device"),)
@@ -539,6 +542,20 @@ def study_settings(args: argparse.Namespace) -> StudySettings:
             # fixed values that some cell cannot use fail here, not in a trial
             learned_config(settings, {} if cell is None else {"cell": cell})
         check_learned_space(settings)
+        # the scoring evaluation (the study's horizon) fails after a trial's training otherwise
+        largest = {
+            name: _end(space[name], high=True) if name in space else fixed.get(name)
+            for name in ("state_size", "eval_batch")
+        }
+        defaults = TrainConfig()
+        check_evaluation_memory(
+            int(largest["state_size"] or defaults.state_size),
+            scenario,
+            "monte-carlo",
+            horizon,
+            int(largest["eval_batch"] or defaults.eval_batch),
+            PairBatch.groups,
+        )
         return settings
     check_searchable(model, given_fixed)
     space = baseline_space(model, scenario, given_fixed, args.max_state)
@@ -546,7 +563,12 @@ def study_settings(args: argparse.Namespace) -> StudySettings:
     fixed = {**given_fixed, **from_space}
     check_space_budget(model, space, fixed, args.max_state)
     check_baseline_choices(model, space, fixed)
-    resolve_method(make_model(model, fixed), scenario, args.method)
+    method = resolve_method(make_model(model, fixed), scenario, args.method)
+    if method == "monte-carlo":  # every trial would be pruned for it
+        size = args.max_state or make_model(model, fixed).state_size
+        check_evaluation_memory(
+            size, scenario, method, args.horizon or 1000, args.eval_batch or 1024, PairBatch.groups
+        )
     return StudySettings(
         horizon=args.horizon or 1000,
         space=space,
@@ -577,6 +599,25 @@ def _surroundings(dims: dict[str, Dimension]) -> list[dict[str, Any]]:
     low = {name: _end(dim, high=False) for name, dim in dims.items()}
     high = {name: _end(dim, high=True) for name, dim in dims.items()}
     return [low, high, *({**low, name: high[name]} for name in dims)]
+
+
+def _check_usable(dim: Dimension | None, space: Space, fixed: dict[str, Any], defaults) -> None:
+    """A searched setting that is searched only under a condition (``only_if``) that no
+    trial meets is one line: ``--space init=...`` with only chain cells was dropped without a
+    word (review, session 35)."""
+    if dim is None or dim.only_if is None:
+        return
+    condition, allowed = dim.only_if
+    if condition in space:
+        values = space[condition].choices
+    else:
+        values = (fixed.get(condition, getattr(defaults, condition)),)
+    if not any(value in allowed for value in values):
+        raise ValueError(
+            f"--space {dim.name}: no trial can use it: it is searched only where {condition} "
+            f"is one of {', '.join(map(str, allowed))}, and {condition} is "
+            f"{', '.join(map(str, values))}"
+        )
 
 
 def check_learned_space(settings: StudySettings) -> None:

@@ -322,6 +322,7 @@ def trial_counts(study) -> dict[str, int]:
 def study_summary(location: StorageLocation, study_name: str | None) -> dict[str, Any]:
     """Trial counts, the best trial (parameters, seed, run, commands), parameter importances."""
     import optuna
+    from optuna.trial import TrialState
 
     storage = location.open(create=False)
     names = optuna.get_all_study_names(storage)
@@ -343,6 +344,8 @@ def study_summary(location: StorageLocation, study_name: str | None) -> dict[str
     counts = trial_counts(study)
     identity = study.user_attrs.get("learnsyn", {})
     importances, note = _importances(study, counts["complete"])
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    exact = sum(str(t.user_attrs.get("measured_on", "")).startswith("exact") for t in complete)
     return {
         "study": study_name,
         "storage": location.display,
@@ -351,6 +354,7 @@ def study_summary(location: StorageLocation, study_name: str | None) -> dict[str
         "best_trial": _best_trial(study.best_trial, identity) if counts["complete"] else None,
         "importances": importances,
         "importances_note": note,
+        "complete_exact": exact,  # of the completed trials, how many were scored exactly
         "dashboard": location.dashboard_command(),
         "running_trials": describe_running(study),
     }
@@ -389,9 +393,13 @@ def _param_name(optuna_name: str) -> str:
 
 def _importances(study, complete: int) -> tuple[dict[str, float] | None, str | None]:
     import optuna
+    from optuna.trial import TrialState
 
     if complete < 2:
         return None, f"needs at least 2 completed trials (the study has {complete})"
+    values = {t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    if len(values) < 2:  # (Optuna still shared the importance out; review, session 35)
+        return None, "undefined: every completed trial has the same value"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -487,8 +495,15 @@ def print_summary(data: dict[str, Any], written_to: str, stream) -> None:
             + (f" +- {error:.2g}" if error is not None else "")
             + (f" ({best['measured_on']})" if best.get("measured_on") else "")
         )
-        if str(best.get("measured_on", "")).startswith("exact"):
+        exact = data.get("complete_exact", 0)
+        if exact == counts["complete"]:
             say(f"  the best of {counts['complete']} completed trials, each exact (no noise)")
+        elif exact:  # --method auto: exact where a trial's synapse allows it (review, s. 35)
+            say(
+                f"  the best of {counts['complete']} completed trials, {exact} of them exact and "
+                "the others Monte Carlo on the same random numbers, so biased upward; the re-run "
+                "below with another --seed evaluates it on fresh ones"
+            )
         elif "compare" in best:
             say(
                 f"  the best of {counts['complete']} completed trials on the same random "
