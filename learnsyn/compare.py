@@ -101,7 +101,14 @@ def compare_run(
     rows = [
         {
             "name": "learned",
-            "params": {**model.params_dict(), "iterations": checkpoint["iteration"]},
+            # the parameters evaluated are the selected ones: say which (review, session 35)
+            "params": {
+                **model.params_dict(),
+                "iterations": checkpoint["iteration"],
+                "selected_iteration": (checkpoint.get("best") or {}).get(
+                    "iteration", checkpoint["iteration"]
+                ),
+            },
             "method": learned.method,
             "metrics": learned.metrics,
             "metrics_stderr": learned.metrics_stderr,

@@ -36,6 +36,9 @@ TRAIN_METRICS = ("area", "lifetime", "log_area")
 ESTIMATORS = ("auto", "monte-carlo", "grid")
 #: settings of the Monte Carlo objective alone; the exact grid estimator refuses other values
 MONTE_CARLO_ONLY = ("objective", "noise_margin", "late_variance")
+#: settings of the Monte Carlo batch that the exact grid estimator has no use for: accepted
+#: (studies search them beside state sizes off the grid), and a run says it ignores them
+GRID_UNUSED = ("batch", "validation_batch", "gradient_burn_in", "rollout")
 OBJECTIVES = ("lcb", "cross-fit")
 ROLLOUTS = ("fast", "reference")
 
@@ -107,6 +110,11 @@ def field_kind(config_type: type, name: str) -> type:
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     base = args[0] if args and typing.get_origin(hint) is not dict else hint
     return dict if typing.get_origin(base) is dict or base is dict else base
+
+
+def _as_text(value: float) -> str:
+    """The string that strict JSON wrote for a non-finite number."""
+    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
 
 
 def option_name(field) -> str:
@@ -299,6 +307,14 @@ class TrainConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown config keys {sorted(unknown)}; allowed: {sorted(known)}")
+        # strict JSON reads "inf", "-inf" and "nan" back as numbers (io.read_json): a text
+        # setting that is one of them (a --start-from file named inf) is text again (review,
+        # session 35: a resume crashed on it)
+        texts = {f.name for f in fields(cls) if str(f.type).startswith("str")}
+        data = {
+            key: _as_text(value) if key in texts and isinstance(value, float) else value
+            for key, value in data.items()
+        }
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -326,6 +342,17 @@ class TrainConfig:
             self.synapses, horizon, self.threshold, self.convention, self.metric, self.burn_in
         )
         return replace(spec, burn_in=self.resolved_burn_in(spec.horizon))
+
+    def grid_unused(self) -> list[str]:
+        """The options given away from their defaults that a grid run ignores (``GRID_UNUSED``),
+        as ``--option value``; empty for a Monte Carlo run."""
+        if self.resolved_estimator() != "grid":
+            return []
+        return [
+            f"{option_name(f)} {getattr(self, f.name)}"
+            for f in fields(self)
+            if f.name in GRID_UNUSED and getattr(self, f.name) != f.default
+        ]
 
     def resolved_lr(self) -> float:
         """The learning rate: 0.005, or 0.0005 for the tanh RNN, whose recurrent matrix holds

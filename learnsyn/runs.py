@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import sys
 import time
 from dataclasses import asdict, fields, replace
 from pathlib import Path
@@ -355,6 +356,14 @@ class _Interrupt:
         if self.requested:  # a second Ctrl-C stops at once
             raise KeyboardInterrupt
         self.requested = True
+        # said at once: a step that tunes the first figure's baselines takes minutes in bounded,
+        # and the run said nothing until then (review, session 35)
+        print(
+            "interrupt received: the run checkpoints after the current step (which may tune "
+            "baselines for a figure); interrupt again to stop at once, without a checkpoint",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
@@ -424,6 +433,12 @@ def train(
                 "it against baselines)"
             )
             return finished
+        unused = config.grid_unused()
+        if unused:  # (review, session 35: result.json called such a run's figures noisy)
+            log(
+                f"note: {', '.join(unused)} has no effect with the exact grid estimator (no "
+                "Monte Carlo batch); config.json keeps it"
+            )
         scenario = make_scenario(config.task, config.task_params)
         if config.start_from is not None and not resuming:
             start, record = linear_start_for_run(config, scenario, run_dir, log, tune_start)
@@ -458,11 +473,22 @@ def train(
             skipped_total = checkpoint.get("skipped", 0)
             restored_total = checkpoint.get("restored", 0)
             best = checkpoint.get("best")
+            kernels = list(checkpoint.get("rollout_kernels") or [])
             torch.set_rng_state(checkpoint["rng"]["torch"])
             np.random.set_state(checkpoint["rng"]["numpy"])  # noqa: NPY002
             log(f"resuming {run_dir} at iteration {start_iteration}")
         else:  # the starting point is a candidate of model selection too
             best = _candidate(None, validation_score(model, scenario, config, device), 0, model)
+            kernels = []
+        if rollout not in kernels:
+            # a resume on another machine or device can change the kernel, whose figures differ
+            # at float level: result.json names every one (review, session 35)
+            if kernels:
+                log(
+                    f"note: this session's rollouts run on {rollout}; earlier iterations ran on "
+                    f"{', '.join(kernels)} (their figures differ at float level)"
+                )
+            kernels.append(rollout)
         bad_streak = _trailing_skipped(history)
         logger = RunLogger(
             run_dir,
@@ -489,6 +515,7 @@ def train(
                     "restored": restored_total,
                     "best": best,
                     "derived": config.derived(),
+                    "rollout_kernels": kernels,
                 },
             )
 
@@ -581,13 +608,17 @@ def train(
         result["restored_updates"] = restored_total
         if objective_fn is meta_objective:  # what ran the rollouts (a slow run says why)
             result["rollout_kernel"] = training_rollout(model, scenario, config, device)
+            result["rollout_kernels"] = kernels  # every session's, in order
         if best is not None:
+            grid = config.resolved_estimator() == "grid"
             result["selected"] = {
                 "iteration": best["iteration"],
                 "validation": best["score"],
-                "validation_batch_pairs": config.resolved_validation_batch(),
-                "rule": f"best {config.metric} on the fixed validation batch, iteration 0 "
-                f"(the initial parameters) and every {config.validate_every} iterations",
+                "validation_batch_pairs": None if grid else config.resolved_validation_batch(),
+                "rule": f"best {config.metric} "
+                + ("exact on the level grid" if grid else "on the fixed validation batch")
+                + f", iteration 0 (the initial parameters) and every {config.validate_every} "
+                "iterations",
             }
         if diverged:
             result["status"] = "diverged"
@@ -668,8 +699,12 @@ def _result(config, history, iteration, skipped, run_dir) -> dict[str, Any]:
         "training_estimate": {
             k: last.get(k) for k in ("area", "lifetime", "initial_snr", "log_area", "objective")
         },
-        "training_estimate_measured_on": f"the last iteration's parameters on its training batch "
-        f"({config.batch} pairs; noisy, no error); the final evaluation is the figure to quote",
+        "training_estimate_measured_on": (
+            "the last iteration's parameters, exact on the level grid (the training objective)"
+            if config.resolved_estimator() == "grid"
+            else f"the last iteration's parameters on its training batch ({config.batch} pairs; "
+            "noisy, no error); the final evaluation is the figure to quote"
+        ),
         "synapse_steps_per_second": float(
             np.median([h["synapse_steps_per_second"] for h in history])
         )

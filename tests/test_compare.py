@@ -101,3 +101,20 @@ def test_a_baseline_named_twice_is_refused():
     assert parse_baselines("exponential,benna-fusi", make_scenario("ideal"), 2)
     with pytest.raises(ValueError, match="names exponential more than once"):
         parse_baselines("exponential, benna-fusi,exponential", make_scenario("ideal"), 2)
+
+
+def test_the_learned_row_names_the_selected_iteration(tiny_runs, tmp_path):
+    """Review, session 35: the learned row was labelled with the last iteration (iterations=800)
+    while it evaluates the parameters model selection kept (iteration 125)."""
+    import json
+    import shutil
+
+    from learnsyn.compare import compare_run
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_runs / "s0", run)
+    selected = json.loads((run / "result.json").read_text())["selected"]["iteration"]
+    report = compare_run(run, baselines="exponential", eval_batch=32, log=lambda *a: None)
+    learned = next(row for row in report["models"] if row["name"] == "learned")
+    assert learned["params"]["iterations"] == 4
+    assert learned["params"]["selected_iteration"] == selected

@@ -116,3 +116,21 @@ def test_training_on_the_grid_improves_the_exact_metric(tmp_path):
     assert report["exact_on_grid"]["learned"]["area"] == pytest.approx(after, rel=1e-9)
     ratio = report["learned_over_linearized"]
     assert ratio["paired"] and np.isfinite(ratio["ratio_stderr"]) and ratio["ratio_stderr"] > 0
+
+
+def test_a_grid_run_says_what_it_ignores_and_that_its_figures_are_exact(tmp_path):
+    """Review, session 35: a grid run given --batch 3 --validation-batch 3 trained exactly as
+    with the defaults (the batch has no use on the grid), said nothing, and result.json called
+    its training figures "3 pairs; noisy" and its validation batch 3 pairs."""
+    said = []
+    config = replace(GRID, batch=3, validation_batch=3, iterations=2)
+    result = train(config, tmp_path / "grid", log=lambda message, **k: said.append(message))
+    assert any(
+        "note: --batch 3, --validation-batch 3 has no effect with the exact grid" in line
+        for line in said
+    ), said
+    assert "exact on the level grid" in result["training_estimate_measured_on"]
+    assert "pairs" not in result["training_estimate_measured_on"]
+    assert result["selected"]["validation_batch_pairs"] is None
+    assert "exact on the level grid" in result["selected"]["rule"]
+    assert replace(GRID, estimator="monte-carlo", batch=3).grid_unused() == []

@@ -374,3 +374,47 @@ def test_an_infinite_metric_that_stays_infinite_is_stationary(monkeypatch):
     monkeypatch.setattr(runs, "evaluate_trained", lambda *args, **kwargs: infinite)
     check = runs.stationarity_check(None, None, TINY, "cpu", infinite, exact=False)
     assert check["stationary"] is True
+
+
+def test_a_text_setting_that_strict_json_writes_as_a_number_reads_back_as_text():
+    """Review, session 35: config.json holds "inf" for ``--start-from inf`` (a file of that
+    name), which the strict reader turns into a float: a resume crashed on it."""
+    data = TINY.to_dict() | {"start_from": math.inf, "device": -math.inf, "init": math.nan}
+    config = TrainConfig.from_dict(data)
+    assert (config.start_from, config.device, config.init) == ("inf", "-inf", "nan")
+    assert TrainConfig.from_dict(TINY.to_dict() | {"lr": math.inf}).lr == math.inf  # a number
+
+
+def test_an_interrupt_is_acknowledged_at_once(capsys):
+    """Review, session 35: Ctrl-C while the first figure's baselines were tuned (minutes in
+    bounded) was silent until the step ended."""
+    import signal
+
+    from learnsyn.runs import _Interrupt
+
+    with _Interrupt() as interrupt:
+        signal.raise_signal(signal.SIGINT)
+        assert interrupt.requested
+    assert "interrupt received: the run checkpoints after the current step" in (
+        capsys.readouterr().err
+    )
+
+
+def test_a_resume_on_another_kernel_is_said_and_recorded(tmp_path, monkeypatch):
+    """Review, session 35: resumed where the native kernel is off, result.json named only the
+    last session's kernel (eager) for a run whose first iterations ran natively."""
+    from learnsyn.rollout import native
+
+    if not native.available():
+        pytest.skip("no native kernel here")
+    run = tmp_path / "run"
+    train(TINY, run, progress=False, log=quiet, stop_after=2, final_evaluation=False)
+    monkeypatch.setenv("LEARNSYN_NATIVE", "0")
+    said = []
+    result = train(
+        TINY, run, resume=True, progress=False, log=lambda m, **k: said.append(m),
+        final_evaluation=False,
+    )  # fmt: skip
+    assert result["rollout_kernel"] == "eager"
+    assert result["rollout_kernels"] == ["native", "eager"]
+    assert any("earlier iterations ran on native" in line for line in said), said
