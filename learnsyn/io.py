@@ -211,6 +211,14 @@ def check_output_dir(path: str | Path, option: str) -> Path:
     if os.path.lexists(target) and not target.is_dir():
         raise ValueError(f"{option} {path} is a file, not a directory")
     _check_can_create_in(target, option, path)
+    # the directory's lock goes beside it (``_lock_path``): an existing writable directory under
+    # a parent that is not failed at the lock, naming only the lock file (review, session 35)
+    parent = target.resolve().parent
+    if target.is_dir():
+        try:
+            _check_can_create_in(parent, option, path)
+        except ValueError as error:
+            raise ValueError(f"{error}; the directory's lock is written beside it") from None
     return target
 
 

@@ -1261,3 +1261,27 @@ def test_compare_says_when_a_default_changed_since_the_run_was_trained(tmp_path,
     assert main(["compare", "--run", str(run), "--eval-batch", "64"]) == 0
     cautions = read_json(run / "comparison.json")["cautions"]
     assert any("trained with burn_in =" in c and "evaluated with 77" in c for c in cautions)
+
+
+def test_an_output_directory_whose_parent_is_not_writable_is_refused_naming_the_lock(
+    tmp_path, monkeypatch
+):
+    """Review, session 35: an existing writable run directory under a read-only parent passed
+    the check, then failed at its lock (written beside it) with only the lock file's name."""
+    import tempfile
+
+    from learnsyn.io import check_output_dir
+
+    run = tmp_path / "parent" / "mine"
+    run.mkdir(parents=True)
+    real = tempfile.TemporaryFile
+
+    def read_only_parent(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == run.parent:
+            raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only_parent)
+    with pytest.raises(ValueError, match="cannot write in .*parent .*lock is written beside it"):
+        check_output_dir(run, "--out")
+    assert check_output_dir(run / "new", "--out") == run / "new"  # (created inside: fine)
