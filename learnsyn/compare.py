@@ -16,7 +16,8 @@ from typing import Any
 import torch
 
 from learnsyn.config import resolve_device, stream_seed
-from learnsyn.estimate.snr import Ratio, paired_ratio, rounding_error
+from learnsyn.estimate.ratio import Ratio, paired_ratio
+from learnsyn.estimate.snr import rounding_error
 from learnsyn.evaluate import Evaluation, check_compatible, evaluate
 from learnsyn.io import atomic_write_json, atomic_write_text
 from learnsyn.registry import make_model, model_class, model_names

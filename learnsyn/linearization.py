@@ -276,7 +276,8 @@ def _ablation(run_dir, eval_batch: int | None, device: str):
         spec = config.eval_spec().keywords()
         exact = evaluate(LinearizedCell(lin), scenario, method="exact", **spec).metrics
     from learnsyn.estimate.grid import grid_fits
-    from learnsyn.estimate.snr import paired_ratio, rounding_error
+    from learnsyn.estimate.ratio import paired_ratio
+    from learnsyn.estimate.snr import rounding_error
 
     metric = config.metric
     ratio = paired_ratio(

@@ -22,7 +22,7 @@ N / (4 theta^2) ages). In each cell:
   and the mean ratio, whose error adds the spread over seeds and the best baseline's own
   relative error (common to every seed). The verdict needs 3 seeds and says "above", "below"
   or "matches" at 95 % (the interval ``ratio +- k x error`` with k from Student's t for the
-  seeds and pair groups behind the error, ``estimate.snr.verdict_cutoff``: 4.3 where the spread
+  seeds and pair groups behind the error, ``estimate.ratio.verdict_cutoff``: 4.3 where the spread
   of 3 seeds dominates, 2.13 for a jackknife over 16 groups alone);
 - each learned run's **linearized ablation**: the same trained cell held to its linearization
   (``linearization.linearize_in``: around the fixed point of its mean map where the scenario
@@ -65,7 +65,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,15 +76,14 @@ from learnsyn.compare import best_baseline, default_baselines, reevaluated, row_
 from learnsyn.config import TrainConfig, resolve_device, stream_seed
 from learnsyn.estimate.grid import AUTO_MAX_STATES
 from learnsyn.estimate.montecarlo import PairBatch
+from learnsyn.estimate.ratio import ratio_rounding, verdict_cutoff
 from learnsyn.estimate.snr import (
     BOUND_SCENARIOS,
     MIN_PAIRS,
     EvalSpec,
     check_pairs,
     jackknife_stderr,
-    ratio_rounding,
     rounding_error,
-    verdict_cutoff,
 )
 from learnsyn.evaluate import exact_method_available
 from learnsyn.io import (
@@ -98,6 +97,7 @@ from learnsyn.io import (
 )
 from learnsyn.runs import evaluate_trained
 from learnsyn.scenario import make_scenario
+from learnsyn.tuning import estimator_files
 
 TASKS = ("ideal", "bounded", "noisy", "sparse", "correlated", "importance")
 STATE_SIZES = (1, 2, 4)
@@ -213,9 +213,13 @@ def _cell_seed(cell: Cell) -> int:
 
 
 def _evaluate(model, config: TrainConfig, batch: int, seed: int, device: str, method: str):
-    """``runs.evaluate_trained``, looked up at each call (a test may patch it)."""
+    """``runs.evaluate_trained`` after the cell's burn-in (the default at the cell's horizon,
+    as its baselines are), not a run's own: a run trained with ``--burn-in 0`` read 2.47 x the
+    best baseline, above the bound, on its start-up transient (review, session 35). Looked up at
+    each call (a test may patch it)."""
     from learnsyn.runs import evaluate_trained
 
+    config = replace(config, burn_in=None)
     return evaluate_trained(model, config, batch=batch, seed=seed, device=device, method=method)
 
 
@@ -332,10 +336,15 @@ def evaluate_learned_run(
 
 
 def _cautions(run_dir: Path) -> list[str]:
-    """``runs.run_cautions``, each also said on stderr."""
-    from learnsyn.runs import run_cautions
+    """``runs.run_cautions``, and a burn-in of the run's own (``_evaluate`` scores after the
+    cell's), each also said on stderr."""
+    from learnsyn.runs import read_run_config, run_cautions
 
     cautions = run_cautions(run_dir)
+    config = read_run_config(Path(run_dir))
+    trained, cell = config.resolved_burn_in(), replace(config, burn_in=None).resolved_burn_in()
+    if trained != cell:
+        cautions.append(f"trained with burn-in {trained}; scored after the cell's {cell}")
     for caution in cautions:
         _to_stderr(f"warning: {run_dir}: {caution}")
     return cautions
@@ -357,8 +366,16 @@ def evaluation_code() -> str:
         here / "evaluate.py",
         here / "linearization.py",
         here / "cells.py",  # a learned row is its cell's forward pass
-        *(here / "estimate").glob("*.py"),
+        *estimator_files(),
         *Path(learnsyn.tasks.__file__).parent.glob("*.py"),  # the scenarios' dynamics
+        # the rollouts that simulate every Monte Carlo figure, the synapse interface, the
+        # scenarios' base and the config's derived settings (a default burn-in): a fixed native
+        # kernel served the cached figures of the faulty one (review, session 35)
+        *(here / "rollout").glob("*.py"),
+        here / "rollout" / "native.c",
+        here / "synapse.py",
+        here / "scenario.py",
+        here / "config.py",
     ]
     digest = hashlib.sha1(source_fingerprint(files).encode())
     for function in (evaluate_trained, reevaluated):  # as imported (a test may patch the module)
@@ -582,9 +599,10 @@ UNLABELLED = {
 
 def _resolved(config: TrainConfig, name: str) -> Any:
     """A setting as training uses it (``resolved_<name>`` where the config has one). A setting
-    is labelled only when both its given and its resolved value differ from the default's: a run
-    that spells out a default pools with the runs that left it unset, and a setting derived from
-    another (the gradient burn-in from the burn-in) is not labelled when only its source was."""
+    is labelled only when its given value differs from the default's and its resolved value from
+    what the run would resolve without it: a run that spells out a default pools with the runs
+    that left it unset, and a setting derived from another (the gradient burn-in from the
+    burn-in) is not labelled when only its source was."""
     resolve = getattr(config, f"resolved_{name}", None)
     return resolve() if resolve is not None else getattr(config, name)
 
@@ -622,7 +640,10 @@ def learned_label(config: TrainConfig) -> str:
             ]
         elif getattr(config, f.name) != getattr(default, f.name) and _resolved(
             config, f.name
-        ) != _resolved(default, f.name):
+        ) != _resolved(replace(config, **{f.name: getattr(default, f.name)}), f.name):
+            # against what THIS run would resolve without it, not the default run: a validation
+            # batch of 512 beside --batch 128 matched the default's derived 512 and pooled with
+            # runs validated on 128 (review, session 35)
             changed.append(f"{f.name}={getattr(config, f.name)}")
     return config.cell + (f" ({', '.join(changed)})" if changed else " (defaults)")
 
@@ -674,6 +695,12 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
         )
         if not found:
             raise ValueError(f"--runs {path}: no training run (config.json + checkpoint.pt) there")
+        # a run without a checkpoint yet (crashed or still starting) is said, not dropped
+        # silently: its group would read fewer seeds without a word (review, session 35)
+        for config in sorted(path.rglob("config.json")):
+            started = output_owner(config.parent) == "train"
+            if started and not (config.parent / "checkpoint.pt").exists():
+                _to_stderr(f"warning: --runs {config.parent}: no checkpoint.pt yet; left out")
         runs += found
     return list({run.resolve(): run for run in reversed(runs)}.values())[::-1]  # a run once
 
@@ -1009,7 +1036,7 @@ def _judge(
     side: str = "",
 ) -> str:
     """The verdict on a ratio against 1: ``texts`` = (above, below, within the 95 % interval),
-    the interval ``ratio +- cutoff x error`` (``estimate.snr.verdict_cutoff``: Student's t for
+    the interval ``ratio +- cutoff x error`` (``estimate.ratio.verdict_cutoff``: Student's t for
     the seeds and groups behind the error); none with fewer than ``SEEDS_FOR_A_VERDICT``
     training seeds or a non-finite ratio."""
     if seeds < SEEDS_FOR_A_VERDICT:

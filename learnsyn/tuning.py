@@ -473,15 +473,44 @@ def baseline_code(name: str, scenario: Scenario) -> str:
     from learnsyn.io import source_fingerprint
 
     here = Path(__file__).parent
+    module = inspect.getsourcefile(model_class(name))
     return source_fingerprint(
         [
-            inspect.getsourcefile(model_class(name)),
+            module,
+            *_baseline_imports(module),  # linear-range searches with optimal-linear's code
             inspect.getsourcefile(type(scenario)),
             Path(__file__),  # the search (its integer caps, widenings)
             here / "evaluate.py",
-            *(here / "estimate").glob("*.py"),
+            *estimator_files(),
+            # every family's amplitude range, the scenarios' base, the Monte Carlo rollouts
+            # (review, session 35: edits there kept stale tuned rows)
+            here / "synapse.py",
+            here / "scenario.py",
+            *(here / "rollout").glob("*.py"),
+            here / "rollout" / "native.c",
         ]
     )
+
+
+def estimator_files() -> list[Path]:
+    """The estimators' modules (``learnsyn/estimate``) that cached figures depend on: all but
+    ``ratio``, whose verdicts are recomputed from cached rows."""
+    folder = Path(__file__).parent / "estimate"
+    return sorted(path for path in folder.glob("*.py") if path.name != "ratio.py")
+
+
+def _baseline_imports(path) -> list[Path]:
+    """The other baseline modules a baseline's module imports (``learnsyn.baselines.X``)."""
+    import ast
+
+    source = Path(path)
+    names = set()
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+            "learnsyn.baselines."
+        ):
+            names.add(node.module.rsplit(".", 1)[1])
+    return [source.parent / f"{name}.py" for name in sorted(names)]
 
 
 def tune_baselines_for_run(

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from learnsyn.estimate.snr import verdict_cutoff
+from learnsyn.estimate.ratio import verdict_cutoff
 from learnsyn.evaluate import evaluate
 from learnsyn.registry import make_model
 from learnsyn.runs import evaluate_trained

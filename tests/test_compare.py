@@ -75,7 +75,7 @@ def np_std(values):
 
 
 def test_paired_ratio_with_an_exact_side_and_without_groups():
-    from learnsyn.estimate.snr import paired_ratio
+    from learnsyn.estimate.ratio import paired_ratio
 
     loo = [9.0, 11.0, 10.0, 10.0]
     r = paired_ratio(10.0, 5.0, loo, None)

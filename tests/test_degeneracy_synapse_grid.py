@@ -695,7 +695,7 @@ def test_at_gru_m32_h600_the_pilot_repeats_the_other_m32_points():
     across 0) while the meta-gradient norm at the start does (-0.70 +- 0.08). Fails if a post's
     init reaches ``auto`` (95 %, Student's t with 3 degrees of freedom), the index is resolved
     or the gradient norm stops predicting."""
-    from learnsyn.estimate.snr import verdict_cutoff
+    from learnsyn.estimate.ratio import verdict_cutoff
 
     index, gradient = _stored_grid_correlations("degeneracy-gru-m32-h600-pilot.json", seeds=4)
     assert index["rho"] == pytest.approx(-0.0501, abs=1e-3)  # measured

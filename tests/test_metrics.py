@@ -63,7 +63,7 @@ def test_the_crossing_age_interpolates_where_the_lifetime_steps():
 def test_a_paired_ratio_with_a_zero_side_does_not_raise():
     """A failed run's area of 0 (or a weak baseline's) over a Monte Carlo reference: the ratio
     is 0 with the jackknife's error; a zero denominator gives inf, as before session 24."""
-    from learnsyn.estimate.snr import paired_ratio
+    from learnsyn.estimate.ratio import paired_ratio
 
     ratio = paired_ratio(0.0, 10.0, [0.0] * 4, [10.0, 10.1, 9.9, 10.0])
     assert ratio.value == 0.0 and ratio.stderr == 0.0 and ratio.paired

@@ -3,6 +3,7 @@ grouped over seeds with paired ratios and verdicts that can come out either way.
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -266,7 +267,11 @@ def test_learned_pairs_cancel_common_noise_and_count_both_sides_seeds():
 
 def test_learned_runs_on_the_bounded_grid_are_evaluated_exactly(tmp_path):
     """A learned run in `bounded` whose grid fits is scored by its exact curve (no Monte Carlo
-    noise: zero error, no groups), equal to `evaluate --method exact` with the run's burn-in."""
+    noise: zero error, no groups), equal to `evaluate --method exact` with the cell's burn-in
+    (the default at its horizon, as its baselines), not the run's own ``--burn-in 20``: a run
+    trained with ``--burn-in 0`` read 2.47 x the best baseline, above the bound (review,
+    session 35); its row says so."""
+    from learnsyn.config import default_train_burn_in
     from learnsyn.evaluate import evaluate
     from learnsyn.runs import load_run
     from learnsyn.scenario import make_scenario
@@ -280,9 +285,16 @@ def test_learned_runs_on_the_bounded_grid_are_evaluated_exactly(tmp_path):
     assert row["method"] == "exact" and row["leave_one_out"] is None
     assert set(row["metrics_stderr"].values()) == {0.0}
     _, model, _ = load_run(run)
+    cell_burn_in = default_train_burn_in("bounded", make_scenario("bounded").params, 20)
+    assert cell_burn_in != 20
     exact = evaluate(model, make_scenario("bounded"), synapses=100, horizon=20, method="exact",
-                     convention="large-n", burn_in=20)  # fmt: skip
+                     convention="large-n", burn_in=cell_burn_in)  # fmt: skip
     assert row["metrics"] == exact.metrics
+    own = evaluate(model, make_scenario("bounded"), synapses=100, horizon=20, method="exact",
+                   convention="large-n", burn_in=20)  # fmt: skip
+    assert row["metrics"] != own.metrics
+    assert any(f"trained with burn-in 20; scored after the cell's {cell_burn_in}" in caution
+               for caution in row["cautions"]), row["cautions"]  # fmt: skip
 
 
 # --- the linearized ablation: each learned run against the same cell held to its linearization
@@ -307,10 +319,9 @@ class _Cubic(Synapse):
 
 
 def _evaluated(model, config, method, batch=128, seed=7):
-    """A learned row's fields for ``model`` (what ``evaluate_learned_run`` stores)."""
-    from learnsyn.runs import evaluate_trained
-
-    ev = evaluate_trained(model, config, batch=batch, seed=seed, device="cpu", method=method)
+    """A learned row's fields for ``model`` (what ``evaluate_learned_run`` stores: after the
+    cell's burn-in)."""
+    ev = scoreboard._evaluate(model, config, batch, seed, "cpu", method)
     return {
         "method": ev.method,
         "eval_batch": batch,
@@ -391,10 +402,8 @@ def test_ablation_rows_are_paired_cached_and_completed(tiny_runs, tmp_path, monk
     # paired: the same seed and batch as the learned row, so evaluating again gives the same
     config, model, _ = runs.load_run(run)
     seed = scoreboard._cell_seed(scoreboard.cell_of_run(config))
-    again = runs.evaluate_trained(
-        LinearizedCell(linearize_in(model, make_scenario("ideal"))), config, batch=64, seed=seed,
-        device="cpu",
-    )  # fmt: skip
+    linearized = LinearizedCell(linearize_in(model, make_scenario("ideal")))
+    again = scoreboard._evaluate(linearized, config, 64, seed, "cpu", "monte-carlo")
     assert again.metrics == ablation["metrics"]
     cache = next((out / "learned").glob("*.json"))
     assert json.loads(cache.read_text())["ablation"]["ratio"] == ablation["ratio"]
@@ -547,7 +556,7 @@ def test_a_verdict_counts_the_seeds_behind_its_error(values, expected, cutoff):
 
 
 def test_the_verdict_cutoff_weighs_each_part_by_its_degrees_of_freedom():
-    from learnsyn.estimate.snr import verdict_cutoff
+    from learnsyn.estimate.ratio import verdict_cutoff
 
     assert verdict_cutoff([]) == (pytest.approx(1.96, abs=1e-3), math.inf)  # exact: no t
     assert verdict_cutoff([(0.01, 2)]) == (pytest.approx(4.303, abs=1e-3), pytest.approx(2))
@@ -836,7 +845,7 @@ def test_empty_sides_threshold_zero_and_sizes_that_train_nothing():
     """0 / 0 (both sides below the threshold at every age) read "inf": the learned synapse
     infinitely better; a threshold of 0 crashed on the bound after all the tuning; a cell was
     refused by the memory of a training batch the scoreboard never runs."""
-    from learnsyn.estimate.snr import paired_ratio
+    from learnsyn.estimate.ratio import paired_ratio
 
     assert math.isnan(paired_ratio(0.0, 0.0, None, None, 0.0, 0.0).value)
     assert paired_ratio(1.0, 0.0, None, None, 0.0, 0.0).value == math.inf
@@ -1082,3 +1091,54 @@ def test_the_linear_control_rows_retrained_on_todays_kernel_reproduce_and_their_
     assert seen == len(OLD_KERNEL_LINEAR_CONTROLS)
     bounded = next(c for c in stored["cells"] if c["key"].startswith("bounded-m4-"))
     assert {len(p["seeds"]) and min(p["seeds"]) for p in bounded["learned_pairs"]} == {5}
+
+
+def test_the_fingerprints_hold_the_code_behind_the_figures_and_not_the_verdicts(monkeypatch):
+    """Review, session 35: the evaluation fingerprint left out the rollouts (a fixed native
+    kernel served the cached figures of the faulty one), the synapse interface and the config
+    (a default burn-in); a baseline's left out the modules it searches with (linear-range uses
+    optimal-linear's) and the amplitude range in synapse.py; and both hashed the verdict rule,
+    whose change retuned every baseline. The verdicts now live in ``estimate/ratio.py``."""
+    import learnsyn.io
+    from learnsyn import tuning
+    from learnsyn.scenario import make_scenario
+
+    hashed = []
+
+    def recorded(paths):
+        hashed.append({Path(path).name for path in paths})
+        return "x"
+
+    monkeypatch.setattr(learnsyn.io, "source_fingerprint", recorded)
+    monkeypatch.setattr(scoreboard, "source_fingerprint", recorded)
+    scoreboard.evaluation_code.__wrapped__()
+    tuning.baseline_code("linear-range", make_scenario("bounded"))
+    evaluation, baseline = hashed
+    for names in (evaluation, baseline):
+        assert {"native.c", "synapse.py", "scenario.py", "snr.py", "montecarlo.py"} <= names
+        assert "ratio.py" not in names
+    assert "config.py" in evaluation
+    assert {"linear_range.py", "optimal_linear.py"} <= baseline
+
+
+def test_runs_that_resolve_a_setting_differently_do_not_pool():
+    """Review, session 35: ``--batch 128 --validation-batch 512`` matched the default run's
+    derived validation batch (512) and pooled with ``--batch 128`` runs, validated on 128."""
+    common = dict(task="ideal", synapses=100, state_size=2, cell="gru", batch=128)
+    plain = scoreboard.learned_label(TrainConfig(**common).validate())
+    validated = scoreboard.learned_label(TrainConfig(**common, validation_batch=512).validate())
+    assert plain == "gru (batch=128)" and validated == "gru (batch=128, validation_batch=512)"
+    spelled = TrainConfig(**common, validation_batch=128).validate()  # what it derives anyway
+    assert scoreboard.learned_label(spelled) == plain
+
+
+def test_a_run_without_a_checkpoint_is_said_not_dropped(tiny_runs, tmp_path, capsys):
+    """Review, session 35: a run that crashed before its first checkpoint left its group one
+    seed short without a word."""
+    import shutil
+
+    shutil.copytree(tiny_runs / "s0", tmp_path / "runs" / "s0")
+    (tmp_path / "runs" / "s1").mkdir()
+    shutil.copy(tiny_runs / "s1" / "config.json", tmp_path / "runs" / "s1")
+    assert scoreboard.find_runs([tmp_path / "runs"]) == [tmp_path / "runs" / "s0"]
+    assert "s1: no checkpoint.pt yet; left out" in capsys.readouterr().err
