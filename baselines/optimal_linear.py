@@ -378,6 +378,10 @@ def snr_curve(
     return curve
 
 
+#: metrics that a perfect memory of the newest event makes infinite in the exact convention
+UNBOUNDED_IN_EXACT = ("area", "initial_snr", "log_area")
+
+
 def exact_metric(curve: torch.Tensor, setting: Setting) -> float:
     """The exact metric of a curve (``estimate.snr.compute_metrics``); -inf if not finite."""
     values = curve.detach().cpu().numpy()
@@ -888,6 +892,15 @@ def optimize_linear_synapse(
             "each must be at least 1"
         )
     noisy = setting.stats.state_noise > 0
+    if target.convention == "exact" and target.metric in UNBOUNDED_IN_EXACT and not noisy:
+        # a synapse that keeps only its newest event (A = 0) has infinite SNR at age 0 there,
+        # the supremum of the family, which a search of finite points stopped short of: 216.2
+        # where its own member A = 0.01 reads 3161 (review, session 35)
+        raise ValueError(
+            f"the exact convention's {target.metric} has no finite optimum over linear synapses "
+            "without state noise (one that keeps only its newest event, A = 0, has infinite SNR "
+            "at age 0); optimize in the large-n convention"
+        )
     if not max_amplitude > 0:
         raise ValueError(f"max_amplitude = {max_amplitude} is not allowed: need a positive number")
     cap = float(max_amplitude) if noisy else None

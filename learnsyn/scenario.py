@@ -116,6 +116,12 @@ class Scenario:
     def validate(self) -> None:
         """Cross-parameter checks; raise ValueError with one clear line."""
 
+    def amplitude_unit(self) -> float:
+        """The unit in which an increment per event is searched when a baseline is tuned
+        (``synapse.AMPLITUDE_SEARCH`` times it): 1, or the range where the scenario is the same
+        at every scale of it (bounded: a synapse scaled with the bound behaves alike)."""
+        return 1.0
+
     # --- event stream -------------------------------------------------------------------------
     def new_stream(self, batch: int, device: torch.device | str) -> torch.Tensor:
         """Per-synapse stream state (the previous event for Markov streams)."""

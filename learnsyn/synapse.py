@@ -134,6 +134,9 @@ def _number_list(value: Any, where: str) -> tuple[float, ...]:
 #: a cap shared by every family (``optimal-linear``'s ``max_amplitude``): without a range, noise
 #: alone would reward ever larger increments
 AMPLITUDE_SEARCH = (1e-3, 10.0, "log")
+#: the increments a baseline takes: the weight variance sums their squares in float64, which
+#: overflowed at 1e155 (NaN figures, said nowhere) and underflowed at 1e-170 (review, session 35)
+AMPLITUDE_RANGE = (1e-100, 1e100)
 
 
 def amplitude_spec(help: str = "increment per event") -> ParamSpec:
@@ -143,9 +146,8 @@ def amplitude_spec(help: str = "increment per event") -> ParamSpec:
         "amplitude",
         float,
         1.0,
-        0.0,
-        None,
-        low_open=True,
+        AMPLITUDE_RANGE[0],
+        AMPLITUDE_RANGE[1],
         search=AMPLITUDE_SEARCH,
         help=f"{help} (matters only under bounded/noisy constraints)",
     )

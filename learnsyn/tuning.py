@@ -163,6 +163,9 @@ def search_space(
             integers.append((spec.name, values))
         elif spec.kind is float:
             low, high, scale = spec.search or (spec.low, spec.high, "linear")
+            if spec.name in SCALE_PARAMS:  # in units of the scenario's own scale (its range)
+                unit = scenario.amplitude_unit()
+                low, high = low * unit, high * unit
             continuous.append((spec.name, low, high, scale))
     return integers, continuous
 

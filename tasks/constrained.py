@@ -55,6 +55,12 @@ class BoundedScenario(Scenario):
     def state_range(self):
         return self.params["bound"]
 
+    def amplitude_unit(self):
+        # the clip and the levels scale with the bound: at bound 100 the tuned exponential sat
+        # at the searched amplitude's cap, 10, and read 128.7 where 151.4 is its optimum
+        # (review, session 35)
+        return self.params["bound"]
+
     def linear_statistics(self):
         return None
 

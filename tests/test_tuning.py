@@ -259,3 +259,51 @@ def test_a_tuning_where_every_evaluation_fails_says_why(capsys):
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("learnsyn: error: no valid parameters found for model 'exponential'")
     assert "the last evaluation said: horizon 10000000000 is not allowed" in err
+
+
+def test_the_amplitude_is_searched_in_units_of_the_bounded_range():
+    """Review, session 35: the increment was searched in [1e-3, 10] whatever the bound, so at
+    bound 100 the tuned exponential sat at 10 and read 128.7 (151.4 at bound 1, the same
+    synapse scaled). The bounded scenario is the same at every scale of its range."""
+    values = []
+    for bound in (1.0, 100.0, 0.001):
+        result = tune(
+            "exponential", make_scenario("bounded", {"bound": bound}), synapses=1000,
+            horizon=600, max_state=1,
+        )  # fmt: skip
+        values.append(result.evaluation.metrics["area"])
+        assert result.best_params["amplitude"] / bound == pytest.approx(0.1333, rel=0.02)
+    assert values[1] == pytest.approx(values[0], rel=1e-6)
+    assert values[2] == pytest.approx(values[0], rel=1e-6)
+
+
+def test_the_exact_conventions_unbounded_area_is_refused_by_the_linear_optimizer():
+    """Review, session 35: in the exact convention a linear synapse that keeps only its newest
+    event has infinite SNR at age 0, so the area has no finite optimum; optimal-linear stopped
+    at 216.2, below its own member A = 0.01 (3161). Refused, naming why; with state noise the
+    area is finite and tuned."""
+    from learnsyn.registry import make_model
+
+    with pytest.raises(ValueError, match="exact convention's area has no finite optimum"):
+        tune("optimal-linear", make_scenario("ideal"), synapses=1000, horizon=60,
+             convention="exact", max_state=1)  # fmt: skip
+    member = make_model("optimal-linear", {"A": [0.01], "b": [1.0], "c": [1.0]})
+    from learnsyn.evaluate import evaluate
+
+    assert evaluate(member, make_scenario("ideal"), synapses=1000, horizon=60,
+                    convention="exact").metrics["area"] > 1000  # fmt: skip
+    noisy = tune("optimal-linear", make_scenario("noisy", {"bound": 0.0}), synapses=100,
+                 horizon=60, convention="exact", max_state=1)  # fmt: skip
+    assert math.isfinite(noisy.evaluation.metrics["area"])
+
+
+def test_an_amplitude_whose_squares_leave_float64_is_refused():
+    """Review, session 35: amplitude 1e155 gave NaN figures without a word, 1e-170 a false
+    bound violation; the SNR does not depend on it in ideal."""
+    from learnsyn.registry import make_model
+
+    with pytest.raises(ValueError, match=r"amplitude=1e\+155 is out of range"):
+        make_model("exponential", {"amplitude": 1e155})
+    with pytest.raises(ValueError, match="amplitude=1e-170 is out of range"):
+        make_model("exponential", {"amplitude": 1e-170})
+    assert make_model("exponential", {"amplitude": 1e90}) is not None
