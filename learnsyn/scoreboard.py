@@ -557,6 +557,13 @@ def add_refined(
         say = log or _to_stderr
         try:
             report = read_json(path)
+            made_from = report.get("model_sha1")
+            if made_from is not None and made_from != row.get("model_sha1", made_from):
+                # the run was trained again in place since (review, session 35)
+                raise ValueError(
+                    "it was refined from other parameters than the run's now; run "
+                    "`python -m learnsyn.tools.refine_linear --run` again"
+                )
             if (row.get("refined") or {}).get("params") == report["params"]:
                 return row
             config = read_run_config(Path(run_dir))
