@@ -631,6 +631,14 @@ def linear_start(data: Any, source: str, state_size: int) -> dict[str, list[floa
             f"--start-from {source}: no linear synapse in it (expected A, b and c at the top "
             "level or under 'params')"
         )
+    flagged = params.get("b_flagged")
+    if flagged is not None and flagged != params.get("b"):
+        # the cells take one increment b for every event: the start would silently be another
+        # synapse than the one the run records (review, session 35)
+        raise ValueError(
+            f"--start-from {source}: b_flagged = {flagged!r} is not allowed: a cell starts at "
+            "one increment b for every event; remove b_flagged (or set it equal to b)"
+        )
     m = state_size
     shapes = {"A": m * m, "b": m, "c": m, "drive": m}
     out = {}

@@ -16,6 +16,7 @@ Layout of a run directory::
 
 from __future__ import annotations
 
+import math
 import shutil
 import signal
 import sys
@@ -370,6 +371,25 @@ class _Interrupt:
             signal.signal(sig, handler)
 
 
+def _say_start_bend(model, scenario, log) -> None:
+    """A saturating cell holds a linear start through ``s tanh(y / s)``: inside a scenario's
+    range [-B, B] it bends the state by up to ``1 - s tanh(B / s) / B`` (2 % at the default
+    s = 4, B = 1), so the run starts near the synapse, not at it (review, session 35: 181.9
+    where the synapse reads 185.5). Said, with how to start at it."""
+    bound = scenario.state_range()
+    if not scenario.constrains_state or bound is None or not getattr(model, "saturating", False):
+        return
+    log_scale = getattr(model, "log_scale", None)  # None: a plain tanh, s = 1
+    s = 1.0 if log_scale is None else float(log_scale.detach().exp().min())
+    bend = 1.0 - s * math.tanh(bound / s) / bound
+    if bend > 1e-3:
+        log(
+            f"note: the cell's saturation s tanh(y / s), s = {s:.3g}, bends the start's states by "
+            f"up to {100 * bend:.2g} % at the range's ends: the run starts near the synapse, not "
+            "at it (--cell-param output_scale=1000 starts at it)"
+        )
+
+
 def train(
     config: TrainConfig,
     run_dir: str | Path,
@@ -443,6 +463,7 @@ def train(
         if config.start_from is not None and not resuming:
             start, record = linear_start_for_run(config, scenario, run_dir, log, tune_start)
             scale = start_at_linear(model, start, free_scale=not scenario.constrains_state)
+            _say_start_bend(model, scenario, log)
             if scale != 1.0:
                 record = {**record, "state_scale": scale}
                 log(

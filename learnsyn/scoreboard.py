@@ -564,9 +564,15 @@ def add_refined(
                     "it was refined from other parameters than the run's now; run "
                     "`python -m learnsyn.tools.refine_linear --run` again"
                 )
+            config = read_run_config(Path(run_dir))
+            cell_burn_in = replace(config, burn_in=None).resolved_burn_in()
+            if report.get("burn_in", cell_burn_in) != cell_burn_in:
+                raise ValueError(
+                    f"it was scored after burn-in {report['burn_in']}, the cell's is "
+                    f"{cell_burn_in}; run `python -m learnsyn.tools.refine_linear --run` again"
+                )
             if (row.get("refined") or {}).get("params") == report["params"]:
                 return row
-            config = read_run_config(Path(run_dir))
             model = make_model("linear-range", report["params"])
             selected = float(report["refined_value"])
         except (OSError, ValueError, KeyError, TypeError) as error:  # never stops the scoreboard

@@ -68,10 +68,18 @@ def check_start(config) -> None:
     from learnsyn.registry import make_model
     from learnsyn.scenario import make_scenario
 
+    scenario = make_scenario(config.task, config.task_params)
     try:
-        check_compatible(make_model(name), make_scenario(config.task, config.task_params))
+        check_compatible(make_model(name), scenario)
     except ValueError as error:
         raise ValueError(f"--start-from {config.start_from}: {error}") from None
+    if scenario.has_flags:  # its optimum there gives flagged events their own increment
+        raise ValueError(
+            f"--start-from {config.start_from}: in {config.task}, whose events carry flags, "
+            f"{name} is tuned with an increment of its own for flagged events (b_flagged), "
+            "which no cell starts at (it would start elsewhere than the synapse it records); "
+            "start from a JSON file without b_flagged"
+        )
     from learnsyn.registry import model_class
 
     # before the run directory is written (review, session 33: the tuning failed after it,

@@ -155,6 +155,12 @@ def test_runs_off_the_grid_and_grids_too_large_for_dense_chains_are_refused(
     assert not (grid_run / "grid-table.json").exists()
     plot = ["--run", str(grid_run), "--free-transitions", "--plot", str(tmp_path / "p.png")]
     assert grid_table.main(plot) == 2
+    # a run of 3 variables: --plot refused before the search (review, session 35: after it,
+    # which takes hours at m = 4)
+    three = tmp_path / "three"
+    train(replace(GRID, state_size=3, iterations=1), three, log=lambda *a, **k: None)
+    monkeypatch.setattr(grid_table, "search", lambda *a, **k: pytest.fail("searched first"))
+    assert grid_table.main(["--run", str(three), "--plot", str(tmp_path / "q.png")]) == 2
 
 
 def test_the_plot_draws_a_2_variable_table(grid_run, tmp_path):

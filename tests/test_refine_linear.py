@@ -79,6 +79,7 @@ def test_refining_a_bounded_run_is_exact_and_never_reports_less_than_the_start(r
     # the reported synapse is a linear-range member with the reported value
     refined = evaluate(make_model("linear-range", report["params"]), scenario, **kw)
     assert refined.metrics["area"] == pytest.approx(report["refined_value"], rel=1e-9)
+    assert report["burn_in"] == burn_in  # said, and part of what makes a report a rival
 
 
 def test_a_scenario_without_a_range_is_refused_in_one_line(tiny_runs, capsys):
@@ -123,8 +124,12 @@ def test_the_scoreboard_takes_a_refined_linearization_as_a_candidate(
     (refined_run / "refined-linear.json").write_text(json.dumps(stale))
     assert "refined" not in scoreboard.add_refined(refined_run, cached, out, log=lines.append)
     assert "refined from other parameters" in lines[-1]
+    # scored after another burn-in than the cell's: left out (review, session 35)
+    (refined_run / "refined-linear.json").write_text(json.dumps(json.loads(kept) | {"burn_in": 7}))
+    assert "refined" not in scoreboard.add_refined(refined_run, cached, out, log=lines.append)
+    assert "scored after burn-in 7" in lines[-1]
     (refined_run / "refined-linear.json").write_text(kept)
-    assert len(lines) == 3 and all("left out" in line for line in lines)
+    assert len(lines) == 4 and all("left out" in line for line in lines)
     # without the tool's file the candidate is gone, from the cache too
     moved = refined_run.parent / "kept.json"
     (refined_run / "refined-linear.json").rename(moved)

@@ -1142,3 +1142,30 @@ def test_a_run_without_a_checkpoint_is_said_not_dropped(tiny_runs, tmp_path, cap
     shutil.copy(tiny_runs / "s1" / "config.json", tmp_path / "runs" / "s1")
     assert scoreboard.find_runs([tmp_path / "runs"]) == [tmp_path / "runs" / "s0"]
     assert "s1: no checkpoint.pt yet; left out" in capsys.readouterr().err
+
+
+def test_the_ablation_report_of_an_unstable_linearization_is_written(
+    tiny_runs, tmp_path, monkeypatch
+):
+    """Review, session 35: ``python -m learnsyn.linearization`` ran both Monte Carlo
+    evaluations, then the closed form refused a linearization of modulus 1.2 and no report was
+    written. The closed form is skipped there (``linearized_exact``: null)."""
+    import shutil
+
+    import numpy as np
+
+    import learnsyn.linearization as linearization
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_runs / "s0", run)
+    real = linearization.linearize_in
+
+    def unstable(model, scenario, *args, **kwargs):
+        lin = real(model, scenario, *args, **kwargs)
+        lin.A = 1.2 * lin.A / max(abs(np.linalg.eigvals(lin.A)))
+        return lin
+
+    monkeypatch.setattr(linearization, "linearize_in", unstable)
+    assert linearization.main(["--run", str(run), "--eval-batch", "32"]) == 0
+    report = json.loads((run / "linearization.json").read_text())
+    assert report["linearized_exact"] is None

@@ -87,6 +87,8 @@ def test_a_run_starts_at_the_file_and_keeps_it(tmp_path):
         ("rnn", 2, {**SYNAPSE, "A": "abcd"}, "A = 'abcd' is not allowed: need 4 finite"),
         ("rnn", 2, {**SYNAPSE, "A": [[1, 0], [0]]}, "A = [[1, 0], [0]] is not allowed"),
         ("rnn", 2, {**SYNAPSE, "drive": "x"}, "drive = 'x' is not allowed: need 2"),
+        # review, session 35: dropped, so the run started elsewhere than the synapse it kept
+        ("mlp", 2, {**SYNAPSE, "b_flagged": [1.0, 0.0]}, "b_flagged = [1.0, 0.0] is not allowed"),
     ],
 )
 def test_a_bad_start_is_one_line_before_any_work(tmp_path, cell, m, data, message):
@@ -132,6 +134,8 @@ def test_a_tuned_start_tunes_the_linear_family_for_the_run_and_starts_there(tmp_
         ("noisy", "chain", "tuned:optimal-linear", "cell 'chain' cannot start at a linear"),
         # review, session 33: failed after the run directory was written
         ("ideal", "rnn", "tuned:optimal-linear", "searches at most 8 variables"),
+        # review, session 35: tuned with a b_flagged the cell dropped
+        ("importance", "mlp", "tuned:optimal-linear", "no cell starts at"),
     ],
 )
 def test_a_bad_tuned_start_is_one_line_before_any_work(task, cell, start, message):
@@ -203,3 +207,22 @@ def test_state_noise_fixes_the_scale_even_without_a_range(tmp_path):
     A, b, c, _ = _linear_parts_at_start(config, tmp_path / "run")
     np.testing.assert_allclose([A.item(), b.item(), c.item()], [0.95, 1.0, 1.0], atol=1e-6)
     assert "state_scale" not in json.loads((tmp_path / "run" / START_NAME).read_text())
+
+
+def test_a_start_the_cells_saturation_bends_is_said(tmp_path):
+    """Review, session 35: in bounded the default saturation s tanh(y / s), s = 4, bends the
+    start's states by 2 % at the range's ends, so a GRU started at a refined synapse read 181.9
+    where the synapse reads 185.5, without a word. The run says so, and how to start at it."""
+    path = _write(tmp_path, SYNAPSE_NO_DRIVE)
+    said = []
+    config = TrainConfig(
+        task="bounded", synapses=100, state_size=2, cell="gru", iterations=1, batch=8,
+        horizon=20, burn_in=20, eval_batch=8, estimator="monte-carlo", device="cpu",
+        figure_every=10**6, start_from=path,
+    )  # fmt: skip
+    train(config.validate(), tmp_path / "bent", progress=False, log=said.append)
+    assert any("s = 4, bends the start's states by up to 2 %" in line for line in said), said
+    said.clear()
+    exact = TrainConfig(**{**config.to_dict(), "cell_params": {"output_scale": 1000.0}})
+    train(exact.validate(), tmp_path / "at", progress=False, log=said.append)
+    assert not any("bends" in line for line in said)

@@ -446,6 +446,12 @@ def main(argv=None) -> int:
         check_output_file(args.plot, "--plot", stdout=False)
         if args.plot and args.free_transitions:
             raise ValueError("--plot draws a grid table, not a --free-transitions chain")
+        if args.plot:  # before the search, which takes hours at m = 4 (review, session 35)
+            from learnsyn.runs import read_run_config
+
+            m = read_run_config(Path(args.run)).state_size
+            if m != 2:
+                raise ValueError(f"--plot draws 2-variable tables (this run has m = {m})")
         report = search(args.run, start=args.start, free_transitions=args.free_transitions,
                         iterations=args.iterations, lr=args.lr, check_batch=args.check_batch,
                         out=args.out)  # fmt: skip

@@ -141,8 +141,10 @@ def refine_run(run_dir, evaluations: int = 70, batch: int = 8192, log=print) -> 
         report.update(refined_value=report["start_value"], params=start_params,
                       multipliers=x0.tolist())  # fmt: skip
     report["model_sha1"] = model_fingerprint(model)
-    # the same model, metric and method, and (Monte Carlo: its note) the same fresh pairs
-    same = ("model_sha1", "metric", "method", "note")
+    report["burn_in"] = config.resolved_burn_in()  # what every value above was scored after
+    # the same model, metric, method and burn-in (a report made after another burn-in is no
+    # rival: review, session 35), and (Monte Carlo: its note) the same fresh pairs
+    same = ("model_sha1", "metric", "method", "burn_in", "note")
     target = run_dir / "refined-linear.json"
     return write_unless_weaker(target, report, same, "refined_value", "evaluations", log)
 
