@@ -382,6 +382,11 @@ def snr_curve(
 UNBOUNDED_IN_EXACT = ("area", "initial_snr", "log_area")
 
 
+def unbounded_in_exact(target) -> bool:
+    """The target's metric is unbounded over linear synapses without state noise."""
+    return target.convention == "exact" and target.metric in UNBOUNDED_IN_EXACT
+
+
 def exact_metric(curve: torch.Tensor, setting: Setting) -> float:
     """The exact metric of a curve (``estimate.snr.compute_metrics``); -inf if not finite."""
     values = curve.detach().cpu().numpy()
@@ -857,6 +862,7 @@ def optimize_linear_synapse(
     candidates: int = 64,
     iterations: int = 60,
     max_amplitude: float = AMPLITUDE_SEARCH[1],
+    as_start: bool = False,
     **target: Any,
 ) -> OptimalLinear:
     """The best m-variable linear synapse for ``metric`` in ``scenario`` (exact statistics);
@@ -872,7 +878,9 @@ def optimize_linear_synapse(
     free) follows from the flag-blind optima (module docstring). Under state noise the best
     point is polished over the full (A, b, c), with increments ``|b_i| <= max_amplitude`` (see
     the module docstring). Deterministic for a seed. The returned value is ``evaluate``'s exact
-    metric of the rebuilt ``optimal-linear`` model.
+    metric of the rebuilt ``optimal-linear`` model. The exact convention's unbounded metrics
+    without state noise are refused (no finite optimum), unless ``as_start``: the point the
+    search stops at then starts another search (the Monte Carlo one's, in bounded).
     """
     start = time.perf_counter()
     target = SearchTarget(**target)
@@ -892,7 +900,7 @@ def optimize_linear_synapse(
             "each must be at least 1"
         )
     noisy = setting.stats.state_noise > 0
-    if target.convention == "exact" and target.metric in UNBOUNDED_IN_EXACT and not noisy:
+    if unbounded_in_exact(target) and not noisy and not as_start:
         # a synapse that keeps only its newest event (A = 0) has infinite SNR at age 0 there,
         # the supremum of the family, which a search of finite points stopped short of: 216.2
         # where its own member A = 0.01 reads 3161 (review, session 35)
@@ -1140,7 +1148,12 @@ def optimize_linear_synapse_monte_carlo(
         )
     search = target.keywords()  # what the ideal start and the smaller size's search share
     if starts is None:
-        ideal = optimize_linear_synapse(make_scenario("ideal"), state_size=m, **search)
+        # a start only: in the exact convention the ideal scenario's area has no finite optimum
+        # (a perfect memory of the newest event), and the point its search stops at is still a
+        # start (review, session 35: refusing it failed every exact-convention bounded tuning)
+        ideal = optimize_linear_synapse(
+            make_scenario("ideal"), state_size=m, as_start=True, **search
+        )
         start_params = ideal.params
         A0, b0, c0 = equal_variance_realization(*ideal.form())
         b0 = b0 / np.max(np.abs(b0))

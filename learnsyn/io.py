@@ -203,9 +203,10 @@ def check_output_file(path: str | Path | None, option: str, stdout: bool = True)
     _check_can_create_in(target.parent, option, path)
 
 
-def check_output_dir(path: str | Path, option: str) -> Path:
+def check_output_dir(path: str | Path, option: str, locked: bool = False) -> Path:
     """Refuse, before any work, an output directory the command could not write: an existing
-    file, a path under a file, a place without write permission."""
+    file, a path under a file, a place without write permission; ``locked``: the command takes
+    the directory's lock (``DirectoryLock``), which is written beside it."""
     _check_not_empty(path, option)
     target = Path(path)
     if os.path.lexists(target) and not target.is_dir():
@@ -214,7 +215,7 @@ def check_output_dir(path: str | Path, option: str) -> Path:
     # the directory's lock goes beside it (``_lock_path``): an existing writable directory under
     # a parent that is not failed at the lock, naming only the lock file (review, session 35)
     parent = target.resolve().parent
-    if target.is_dir():
+    if locked and target.is_dir():  # (only train locks: the diff review, session 35)
         try:
             _check_can_create_in(parent, option, path)
         except ValueError as error:

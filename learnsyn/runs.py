@@ -439,7 +439,7 @@ def train(
         model, make_scenario(config.task, config.task_params), config, device
     )
     check_training_memory(config, rollout)
-    check_output_dir(run_dir, "run directory")
+    check_output_dir(run_dir, "run directory", locked=True)
     with DirectoryLock(run_dir):  # one process per run directory
         finished = _finished_result(run_dir, config, final_evaluation) if resume else None
         resuming = prepare_run_dir(run_dir, config, resume, overwrite, log)

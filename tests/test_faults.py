@@ -1283,5 +1283,7 @@ def test_an_output_directory_whose_parent_is_not_writable_is_refused_naming_the_
 
     monkeypatch.setattr(tempfile, "TemporaryFile", read_only_parent)
     with pytest.raises(ValueError, match="cannot write in .*parent .*lock is written beside it"):
-        check_output_dir(run, "--out")
-    assert check_output_dir(run / "new", "--out") == run / "new"  # (created inside: fine)
+        check_output_dir(run, "--out", locked=True)
+    assert check_output_dir(run / "new", "--out", locked=True) == run / "new"  # (inside: fine)
+    # a command that takes no lock (scoreboard, study, compare) writes only inside: fine
+    assert check_output_dir(run, "--out") == run

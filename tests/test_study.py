@@ -592,7 +592,7 @@ def test_one_init_applies_to_the_cells_that_take_one(tmp_path, capsys):
     assert "the chain cell has no free recurrent matrix" in capsys.readouterr().err
 
 
-def test_a_searched_burn_in_is_not_part_of_the_score(tmp_path, monkeypatch):
+def test_a_searched_burn_in_is_not_part_of_the_score(tmp_path, monkeypatch, capsys):
     """Review, session 35: each trial was scored after its own (searched) burn-in, so a short
     one scored the start-up transient (15 % higher at 0). Trials train with theirs and are
     scored after the study's: the fixed one, else the default."""
@@ -612,6 +612,16 @@ def test_a_searched_burn_in_is_not_part_of_the_score(tmp_path, monkeypatch):
     assert main([*args, "--space", "burn_in=0:40", "--study-name", "b"]) == 0
     trained = [t.user_attrs["config"]["burn_in"] for t in load(tmp_path, "b").trials]
     assert len(set(trained)) == 2 and scored == [None, None]
+    # a study created before (its trials scored after their own burn-in) is said to mix rules
+    study = load(tmp_path, "b")
+    identity = dict(study.user_attrs["learnsyn"])
+    del identity["burn_in_scoring"]
+    study.set_user_attr("learnsyn", identity)
+    capsys.readouterr()
+    assert main([*args, "--space", "burn_in=0:40", "--study-name", "b", "--n-trials", "3"]) == 0
+    assert "created before its trials were scored after one common burn-in" in (
+        capsys.readouterr().err
+    )
     scored.clear()
     fixed = study_args(tmp_path, "learned", *TINY_LEARNED, "--n-trials", "1")
     assert main([*fixed, "--study-name", "f"]) == 0
@@ -660,7 +670,12 @@ def test_importances_of_equal_trials_are_undefined_and_the_summary_says_how_tria
     data["complete_exact"] = 1
     print_summary(data, "-", __import__("sys").stdout)
     out = capsys.readouterr().out
-    assert "1 of them exact and the others Monte Carlo" in out and "each exact" not in out
+    assert "itself exact (1 of them exact, the others Monte Carlo" in out
+    assert "each exact" not in out
+    data["best_trial"]["measured_on"] = "Monte Carlo, 256 pairs"
+    print_summary(data, "-", __import__("sys").stdout)
+    out = capsys.readouterr().out
+    assert "1 of them exact and the others Monte Carlo" in out and "another --seed" in out
 
 
 def test_a_baseline_study_whose_evaluation_cannot_fit_is_refused_before_any_trial(tmp_path, capsys):

@@ -295,6 +295,16 @@ def test_the_exact_conventions_unbounded_area_is_refused_by_the_linear_optimizer
     noisy = tune("optimal-linear", make_scenario("noisy", {"bound": 0.0}), synapses=100,
                  horizon=60, convention="exact", max_state=1)  # fmt: skip
     assert math.isfinite(noisy.evaluation.metrics["area"])
+    # where the range bounds the state the area is finite: the Monte Carlo search (which starts
+    # from the ideal search's point) still runs (the diff review found the refusal there)
+    from learnsyn.baselines.optimal_linear import optimize_linear_synapse_monte_carlo
+
+    for task, params in (("bounded", {}), ("noisy", {"bound": 1.0})):
+        found = optimize_linear_synapse_monte_carlo(
+            make_scenario(task, params), state_size=1, horizon=60, synapses=100, metric="area",
+            convention="exact", evaluations=2, chain_evaluations=2, batch=64, final_batch=64,
+        )  # fmt: skip
+        assert math.isfinite(found.value) and found.value > 0
 
 
 def test_an_amplitude_whose_squares_leave_float64_is_refused():

@@ -78,7 +78,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     _gone_start_file(args)
     config = config_from_args(args, TrainConfig)
     run_dir = args.out if args.out is not None else default_run_dir(config)
-    check_output_dir(run_dir, "--out")  # ("" is refused there: it meant the default)
+    check_output_dir(run_dir, "--out", locked=True)  # ("" refused: it meant the default)
     run_dir = Path(run_dir)
     try:
         result = train(

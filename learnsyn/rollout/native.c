@@ -294,7 +294,17 @@ static inline __attribute__((always_inline)) const float *noise_row(const window
    divided exactly as the reference divides. -ffast-math turns a plain division into a multiply
    by a reciprocal estimate (even written in double, even with -fno-reciprocal-math), which
    moved a state a whole level, one clipped at the bound too (review, session 35); AVX-512's
-   division with an explicit rounding mode is left alone. Elsewhere the plain division. */
+   division with an explicit rounding mode is left alone. Elsewhere a plain division in a
+   function compiled without fast-math (the diff review found AVX2 builds still a level off). */
+#if !defined(__AVX512F__)
+static __attribute__((noinline, optimize("no-fast-math"))) void
+level_positions_exact(const float *h, float b, float spacing, float *out) {
+    for (int n = 0; n < BS; n++) {
+        float v = h[n];
+        out[n] = ((v < -b ? -b : (v > b ? b : v)) + b) / spacing;
+    }
+}
+#endif
 static inline __attribute__((always_inline)) void level_positions(const float *h, float b,
                                                                   float spacing, float *out) {
 #if defined(__AVX512F__)
@@ -305,10 +315,7 @@ static inline __attribute__((always_inline)) void level_positions(const float *h
                                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
     }
 #else
-    for (int n = 0; n < BS; n++) {
-        float v = h[n];
-        out[n] = ((v < -b ? -b : (v > b ? b : v)) + b) / spacing;
-    }
+    level_positions_exact(h, b, spacing, out);
 #endif
 }
 

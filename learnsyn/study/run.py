@@ -336,6 +336,14 @@ def _check_identity(study, settings: StudySettings, log=_log) -> None:
             f"study {study.study_name!r} keeps seeding {seeded} with --seed + k, as it was "
             "created (a new study mixes the seeds, so that adjacent --seed values share no trial)"
         )
+    if "burn_in" in settings.space and theirs.get("burn_in_scoring") != "study":
+        # the diff review, session 35: its earlier trials were scored after their own burn-in
+        log(
+            f"warning: study {study.study_name!r} searches burn_in and was created before its "
+            "trials were scored after one common burn-in: its earlier trials' values (scored "
+            "after their own, a short one on the start-up transient) are not comparable with "
+            "new ones; start a new study (--study-name) to compare like with like"
+        )
     settings.space, kept = keep_stored_choices(settings.space, theirs.get("space"))
     for name in kept:
         choices = ", ".join(map(str, settings.space[name].choices))

@@ -431,6 +431,8 @@ class StudySettings:
             eval_batch=self.eval_batch,
             method=self.method,
             trial_seeding=self.trial_seeding,
+            # since session 35 a searched burn-in trains a trial, and the study's scores it
+            burn_in_scoring="study",
         )
         return data
 

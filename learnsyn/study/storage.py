@@ -498,6 +498,11 @@ def print_summary(data: dict[str, Any], written_to: str, stream) -> None:
         exact = data.get("complete_exact", 0)
         if exact == counts["complete"]:
             say(f"  the best of {counts['complete']} completed trials, each exact (no noise)")
+        elif exact and str(best.get("measured_on", "")).startswith("exact"):
+            say(
+                f"  the best of {counts['complete']} completed trials, itself exact ({exact} of "
+                "them exact, the others Monte Carlo on the same random numbers, biased upward)"
+            )
         elif exact:  # --method auto: exact where a trial's synapse allows it (review, s. 35)
             say(
                 f"  the best of {counts['complete']} completed trials, {exact} of them exact and "
