@@ -1169,3 +1169,36 @@ def test_the_ablation_report_of_an_unstable_linearization_is_written(
     assert linearization.main(["--run", str(run), "--eval-batch", "32"]) == 0
     report = json.loads((run / "linearization.json").read_text())
     assert report["linearized_exact"] is None
+
+
+def test_bounded_m4_against_the_strongest_synapse_found_on_todays_code():
+    """README, "Bounded m = 4 against the strongest synapse found (session 35)": the five GRU
+    runs of 600 updates (batch 2048) and the five linear controls of session 34, with four of
+    their linearizations refined (tests/data/scoreboard-bounded-m4-s35.json). The strongest
+    synapse found is a refined linearization of a GRU (185.53 exact), and the GRU group matches
+    it (0.986 +- 0.023) and the best baseline, stays above the linear control of its own budget
+    (1.060 +- 0.026) and 6.4 % above its own linearization; the linear control is below the
+    strongest found. Fails if a verdict or the strongest synapse's kind changes."""
+    stored = _stored_verdicts("scoreboard-bounded-m4-s35.json")
+    (cell,) = stored["cells"]
+    rows = cell["learned_rows"]
+    strongest = scoreboard.strongest_found(cell["baselines"], rows, "area")
+    assert strongest["kind"] == "refined linearization"
+    assert strongest["name"].startswith("refined linearization of gru (iterations=600, batch=2048)")
+    assert strongest["selection"]["metrics"]["area"] == pytest.approx(185.53, abs=0.01)
+    groups = {
+        g["label"].split(" (")[0]: g
+        for g in scoreboard.learned_groups(
+            {"baselines": cell["baselines"], "strongest": strongest}, rows, "area"
+        )
+    }
+    gru, rnn = groups["gru"], groups["rnn"]
+    assert len(gru["seeds"]) == len(rnn["seeds"]) == 5
+    assert gru["strongest_ratio"] == pytest.approx(0.986, abs=0.001)
+    assert gru["strongest_verdict"].startswith("matches")
+    assert gru["verdict"].startswith("matches")
+    assert gru["linearized_verdict"].startswith("nonlinearity adds 6.4%")
+    assert rnn["strongest_verdict"].startswith("below")
+    (pair,) = scoreboard.learned_pairs(rows, "area")
+    assert pair["numerator"].startswith("gru") and pair["verdict"] == "above (95 %)"
+    assert pair["ratio"] == pytest.approx(1.060, abs=0.001)
