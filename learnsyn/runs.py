@@ -520,6 +520,11 @@ def train(
             purge_step=start_iteration,
             baselines=figure_baselines,
         )
+        tag = f"validation/{config.metric}"
+        if not resuming:  # the initial parameters are a candidate: their score at step 0
+            logger.writer.add_scalar(tag, best["score"], 0)
+        elif history and "validation" in history[-1]:  # at the resumed step, which the purge
+            logger.writer.add_scalar(tag, history[-1]["validation"], start_iteration)  # dropped
         ckpt_path = run_dir / CHECKPOINT_NAME
 
         def checkpoint(iteration: int) -> None:
@@ -540,6 +545,10 @@ def train(
                 },
             )
 
+        if config.figure_every > 0 and start_iteration < config.iterations:
+            # the figure's baselines are tuned before the bar starts (minutes in bounded), so
+            # its rate and ETA are the training's (review, session 35: 8 min left of 13 s)
+            logger.baselines()
         bar = _progress_bar(config.iterations, start_iteration, progress)
         iteration = start_iteration
         interrupted = diverged = False
@@ -582,7 +591,9 @@ def train(
                 ) % config.validate_every == 0 or iteration + 1 == config.iterations:
                     score = validation_score(model, scenario, config, device)
                     record["validation"] = score
-                    logger.writer.add_scalar(f"validation/{config.metric}", score, iteration)
+                    # at the updates done, as model selection counts them (review, session 35:
+                    # a step behind result.json's selected.iteration)
+                    logger.writer.add_scalar(f"validation/{config.metric}", score, iteration + 1)
                     best = _candidate(best, score, iteration + 1, model)
                 history.append(record)
                 logger.log_iteration(iteration, record, outcome.result, model)
@@ -591,8 +602,10 @@ def train(
                     observe(iteration, model)
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(
-                        objective=f"{outcome.objective:.4g}", area=f"{record['area']:.4g}"
+                    bar.set_postfix(  # drawn with the bar's own redraws, not each time
+                        objective=f"{outcome.objective:.4g}",
+                        area=f"{record['area']:.4g}",
+                        refresh=False,
                     )
                 if on_iteration is not None:
                     try:

@@ -112,13 +112,40 @@ class RunLogger:
             if isinstance(v, (int, float, str, bool)) and v is not None
         }
         hparams["task_params"] = str(self.config.task_params)
+        # runs that differ only there were one row (review, session 35): the cell's parameters
+        # and the settings derived from defaults (burn-in, gradient burn-in, ...)
+        hparams["cell_params"] = str(self.config.cell_params)
+        for key, value in self.config.derived().items():
+            if isinstance(value, (int, float, str, bool)):
+                hparams[key] = value
         metrics = result.get("evaluation", {}).get("metrics") or result["training_estimate"]
         final = {
             f"hparam/{k}": float(v)
             for k, v in metrics.items()
             if isinstance(v, (int, float)) and np.isfinite(v)
         }
+        self._drop_earlier_hparams()
         self.writer.add_hparams(hparams, final, run_name=".")
+
+    def _drop_earlier_hparams(self) -> None:
+        """A finished run evaluated again (another ``--eval-batch``) wrote a second set of
+        hparams at step 0, which no purge removes: TensorBoard showed both (review, session
+        35). ``add_hparams`` writes each set to an events file of its own, holding nothing
+        else: those are removed first."""
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        for path in self.run_dir.glob("events.out.tfevents.*"):
+            single = EventAccumulator(str(path), size_guidance={"scalars": 1})
+            try:
+                single.Reload()
+                tags = single.Tags()
+                hparams = bool(single.PluginTagToContent("hparams"))
+            except (KeyError, OSError, ValueError):  # no hparams there, or not readable
+                continue
+            others = any(tags.get(kind) for kind in ("images", "histograms", "tensors"))
+            scalars = [t for t in tags.get("scalars", []) if not t.startswith("hparam/")]
+            if hparams and not others and not scalars:
+                path.unlink(missing_ok=True)
 
     def close(self) -> None:
         self.writer.flush()

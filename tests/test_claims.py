@@ -611,8 +611,9 @@ def test_bounded_m4_linear_warm_start_loses_only_through_a_lucky_validation_batc
 
     small, large = scores(2048), scores(32768)
     # measured (190.152 and 179.432 until the native kernel's tanh was made exact near 0 for
-    # a wide saturation in session 33: this cell's output_scale is 1000)
-    assert small == pytest.approx([189.484, 178.757], abs=0.01)
+    # a wide saturation in session 33: this cell's output_scale is 1000; 189.484 until its
+    # level division was made exact in session 35, which moved a few states a level)
+    assert small == pytest.approx([189.522, 178.757], abs=0.01)
     assert small[0] > small[1] and large[1] > large[0]
     ratio = _against_start(drifted, stored, config, scenario)
     assert ratio.paired and ratio.value == pytest.approx(0.9648, abs=1e-3)  # measured (0.9658)

@@ -418,3 +418,58 @@ def test_a_resume_on_another_kernel_is_said_and_recorded(tmp_path, monkeypatch):
     assert result["rollout_kernel"] == "eager"
     assert result["rollout_kernels"] == ["native", "eager"]
     assert any("earlier iterations ran on native" in line for line in said), said
+
+
+def test_a_finished_run_evaluated_again_keeps_one_set_of_hparams_and_aligned_validation(
+    tmp_path,
+):
+    """Review, session 35: a finished run resumed with another --eval-batch wrote a second set
+    of hparams at step 0 (TensorBoard showed both); the validation curve was a step behind
+    result.json's selected iteration and left out the initial parameters' score."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    config = replace(TINY, validate_every=2)
+    first = train(config, run, progress=False, log=quiet)
+    train(replace(config, eval_batch=2 * TINY.eval_batch), run, resume=True, progress=False,
+          log=quiet)  # fmt: skip
+    sets = 0
+    for path in run.glob("events.out.tfevents.*"):
+        single = EventAccumulator(str(path))
+        single.Reload()
+        try:
+            sets += bool(single.PluginTagToContent("hparams"))
+        except KeyError:
+            pass
+    assert sets == 1
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    acc.Reload()
+    steps = {e.step: e.value for e in acc.Scalars("validation/area")}
+    assert set(steps) == {0, 2, 4, 6, 8}  # the initial score, then after every 2 updates
+    selected = first["selected"]
+    assert steps[selected["iteration"]] == pytest.approx(selected["validation"])
+
+
+def test_the_progress_bar_redraws_a_log_file_at_its_own_pace_and_list_survives_a_closed_pipe(
+    tmp_path,
+):
+    """Review, session 35: set_postfix redrew the bar at every iteration, so a log file got a
+    line per iteration (62 in a 5 s run, where the README promises one every 30 s); and
+    `learnsyn list | head -1` said "error: Broken pipe" and exited 1."""
+    import subprocess
+    import sys
+
+    log = tmp_path / "train.err"
+    with open(log, "w") as err:
+        command = [sys.executable, "-m", "learnsyn.cli", "train", "--task", "ideal",
+                   "--synapses", "100", "--state-size", "2", "--cell", "gru", "--iterations",
+                   "30", "--batch", "16", "--horizon", "20", "--burn-in", "20", "--eval-batch",
+                   "16", "--figure-every", "0", "--out", str(tmp_path / "run")]  # fmt: skip
+        assert subprocess.run(command, stderr=err, stdout=subprocess.DEVNULL).returncode == 0
+    redraws = log.read_text().replace("\r", "\n").count("meta-training")
+    assert redraws <= 3, redraws
+    listing = subprocess.run(
+        f"{sys.executable} -m learnsyn.cli list | head -1", shell=True, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert listing.returncode == 0 and "Broken pipe" not in listing.stderr

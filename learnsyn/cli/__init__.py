@@ -72,6 +72,13 @@ def _main(argv: list[str] | None) -> int:
 
         torch.set_num_threads(args.threads or environment_threads())
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `learnsyn list | head -1`: the reader has all it wanted
+        # (review, session 35: "error: Broken pipe", exit 1); stdout is gone, so point it at
+        # devnull for the interpreter's own flush at exit
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except ValueError as error:
         print(f"learnsyn: error: {error}", file=sys.stderr)
         return 2
