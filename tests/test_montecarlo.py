@@ -576,3 +576,21 @@ def test_an_amplitude_whose_square_overflows_float32_reads_nan_with_a_warning():
                           method="monte-carlo", batch=64, burn_in=100,
                           convention="large-n")  # fmt: skip
     assert math.isnan(result.metrics["area"])
+
+
+def test_where_the_state_is_constrained_every_mode_sets_the_burn_in():
+    """Review, session 35: a slow mode that the events do not drive but the readout sees is
+    driven in bounded and noisy by the rounding or the noise (and coupled by the clip); counting
+    only the event-driven modes gave a burn-in of 100 where the exact area needed 10,000 (2.4 x
+    too high). In ideal such a mode never moves the weight and still does not count."""
+    import numpy as np
+
+    from learnsyn.estimate.montecarlo import default_burn_in, slowest_time_scale
+    from learnsyn.synapse import LinearSynapse
+
+    model = LinearSynapse(np.diag([0.95, 0.999]), np.array([0.3, 0.0]), np.array([1.0, 1.0]))
+    for task in ("bounded", "noisy"):
+        scenario = make_scenario(task)
+        assert slowest_time_scale(model, scenario) == pytest.approx(1000.0)
+        assert default_burn_in(model, scenario, 100) == 5000
+    assert slowest_time_scale(model, make_scenario("ideal")) == pytest.approx(20.0)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+import numpy as np
 import torch
 
 from learnsyn.estimate.snr import MIN_PAIRS, check_pairs, snr_from_moments
@@ -171,7 +172,7 @@ def slowest_time_scale(model: Synapse, scenario: Scenario) -> float | None:
     if form is not None and stats is not None:
         scale = markov_time_scale(form, stats)
     elif form is None:
-        scale = _visible_time_scale(model)
+        scale = _visible_time_scale(model, scenario)
         if scale is None:
             scale = model.time_scale()
         if scale is not None and model.moves_only_on_events:  # events -> steps
@@ -179,16 +180,22 @@ def slowest_time_scale(model: Synapse, scenario: Scenario) -> float | None:
     return scale
 
 
-def _visible_time_scale(model: Synapse) -> float | None:
+def _visible_time_scale(model: Synapse, scenario: Scenario) -> float | None:
     """A linear synapse's slowest time scale among the modes an event drives and the readout
     sees (``exact.visible_eigenvalues``): a mode neither touches never changes the weight, so
     an unstable one there gave an infinite scale and a burn-in of 4 x horizon, far too short
-    for a slow visible mode (review, session 30: 33 % too high, silently). None where the model
-    is not linear or its eigenbasis is too ill-conditioned to tell."""
+    for a slow visible mode (review, session 30: 33 % too high, silently). Where the scenario
+    constrains the state, its rounding or noise drives every variable and the clip couples
+    them: every mode counts (review, session 35: a slow mode b did not drive left a burn-in of
+    100 where the area needed 10,000, 2.4 x too high). None where the model is not linear or
+    its eigenbasis is too ill-conditioned to tell."""
     from learnsyn.estimate.exact import visible_eigenvalues
 
     form = model.linear_form()
-    seen = None if form is None else visible_eigenvalues(form)
+    if form is not None and scenario.constrains_state:
+        seen = np.linalg.eigvals(np.asarray(form.A, dtype=np.float64))
+    else:
+        seen = None if form is None else visible_eigenvalues(form)
     if seen is None:
         return None
     radius = max((abs(complex(value)) for value in seen), default=0.0)
