@@ -57,7 +57,7 @@ from learnsyn.estimate.snr import (
     snr_from_moments,
 )
 from learnsyn.io import to_jsonable
-from learnsyn.memory import check_memory
+from learnsyn.memory import check_memory, evaluation_bytes
 from learnsyn.rollout import fast_simulate_pairs
 from learnsyn.scenario import Scenario
 from learnsyn.synapse import Synapse
@@ -200,7 +200,7 @@ def check_evaluation_memory(
         )
         return
     per_age = kinds * (groups * 4 * 4 + 250) + groups * 8 * 6  # records, jackknife curves
-    state = 2 * batch * (state_size + 4) * 4 * 8
+    state = evaluation_bytes(batch, state_size)  # (measured: review, session 35)
     check_memory(
         horizon * per_age + state,
         f"Monte Carlo over horizon {horizon} with {batch} pairs",

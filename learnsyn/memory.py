@@ -53,8 +53,32 @@ def check_memory(needed: float, what: str, hint: str = "") -> None:
 #: at m = 32, and 32 at m = 8 in ``bounded`` (the rounding's uniform numbers). Until then one
 #: figure per state variable (0.5 fast, 24 reference) was used for every rollout asked for
 TRAINING_BYTES = {"reference": (24.0, 36.0), "fast": (8.0, 1.0), "fast-constrained": (8.0, 4.5)}
-#: the same for an evaluation without gradient (measured about 2.7 at m = 2)
-EVALUATION_BYTES = (4.0, 0.5)
+#: bytes per pair of an evaluation without gradient (Monte Carlo, forward only: the pair's
+#: states and its share of a chunk of random numbers, whatever the horizon), as ``(fixed, per
+#: state variable)``: measured in session 35 at m = 2, 1.25 KB per pair (262,144 and 1,048,576
+#: pairs, horizon 600). Until then evaluate counted 384 B (3 x too few: it would have accepted
+#: 45 M pairs needing 55 GiB) and training 2 x horizon x 5 B (6 KB at horizon 600: 4 x too many)
+EVALUATION_PAIR_BYTES = (900.0, 224.0)
+
+
+def evaluation_bytes(pairs: int, state_size: int) -> float:
+    """``EVALUATION_PAIR_BYTES`` for ``pairs`` pairs of ``state_size`` variables."""
+    return pairs * (EVALUATION_PAIR_BYTES[0] + EVALUATION_PAIR_BYTES[1] * state_size)
+
+
+#: bytes per pair, step, branch and hidden unit of the ``mlp`` cell's reference graph (measured
+#: in session 35: 204-254 B per pair-step at width 32, 3.3 GiB at width 256 for 1.8 M pair-steps)
+MLP_REFERENCE_BYTES_PER_UNIT = 8.0
+
+
+def _mlp_width(config) -> int:
+    from learnsyn.registry import model_class
+    from learnsyn.synapse import resolve_params
+
+    specs = model_class("mlp").info.params
+    return int(resolve_params(specs, config.cell_params, "cell 'mlp'")["width"])
+
+
 #: bytes per pair, step, branch and state variable on a GPU, where the kernels were not
 #: measured: the lenient figure used before session 31, so that no run that fits is refused
 GPU_BYTES = 0.5
@@ -81,7 +105,7 @@ def check_training_memory(config, rollout: str | None = None) -> None:
     on a GPU only the parameters are counted here): the batch's states over the tracked
     window and the gradient's burn-in tail (``TRAINING_BYTES`` per pair, step and branch of the
     ``rollout`` that runs, ``likely_rollout`` when not given; a native or Triton kernel counts as
-    ``fast``), the evaluations' windows (``EVALUATION_BYTES``), or for
+    ``fast``), the evaluations' pairs (``EVALUATION_PAIR_BYTES``), or for
     the exact grid objective its distributions over ``levels ** m`` states at every step, and
     the cell's parameters with their gradients, Adam moments and kept copies."""
     import torch
@@ -99,12 +123,15 @@ def check_training_memory(config, rollout: str | None = None) -> None:
     m = config.state_size
     if rollout == "reference":
         fixed, per_variable = TRAINING_BYTES["reference"]
+        if config.cell == "mlp":  # its hidden units' activations are in the graph too (review,
+            # session 35: 3.67 GiB at width 256 where 169 MiB was counted)
+            fixed += MLP_REFERENCE_BYTES_PER_UNIT * _mlp_width(config)
     else:
         fixed, per_variable = TRAINING_BYTES["fast-constrained" if constrained else "fast"]
     train_bytes = training * (fixed + per_variable * m)
-    evaluation_bytes = evaluation * (EVALUATION_BYTES[0] + EVALUATION_BYTES[1] * m)
-    window = max(train_bytes, evaluation_bytes)
-    what = f"batch {config.batch if train_bytes >= evaluation_bytes else evaluated}"
+    evaluated_bytes = kinds * evaluation_bytes(evaluated, m)
+    window = max(train_bytes, evaluated_bytes)
+    what = f"batch {config.batch if train_bytes >= evaluated_bytes else evaluated}"
     if rollout == "grid":
         states = float(scenario.params["levels"]) ** m
         steps = config.horizon + (config.resolved_burn_in() or 0)

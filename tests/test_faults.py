@@ -1290,3 +1290,27 @@ def test_an_output_directory_whose_parent_is_not_writable_is_refused_naming_the_
     assert check_output_dir(run / "new", "--out", locked=True) == run / "new"  # (inside: fine)
     # a command that takes no lock (scoreboard, study, compare) writes only inside: fine
     assert check_output_dir(run, "--out") == run
+
+
+def test_evaluation_and_mlp_memory_figures_are_the_measured_ones(monkeypatch):
+    """Review, session 35: a Monte Carlo evaluation was counted at 384 B a pair (1.25 KB
+    measured: 45 M pairs needing 55 GiB would have been accepted), a training run's evaluations
+    at 2 x horizon x 5 B a pair (6 KB at horizon 600: --eval-batch 4194304 was refused where
+    about 5 GiB was measured), and the mlp cell's reference graph without its hidden units
+    (169 MiB counted, 3.67 GiB measured at width 256)."""
+    import learnsyn.memory as memory
+    from learnsyn.config import TrainConfig
+    from learnsyn.evaluate import check_evaluation_memory
+    from learnsyn.scenario import make_scenario
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2 * 2**30)  # any machine: 2 GiB
+    ideal = make_scenario("ideal")
+    check_evaluation_memory(2, ideal, "monte-carlo", 600, 1_000_000, 16)  # 1.3 GB
+    with pytest.raises(ValueError, match="Monte Carlo over horizon 600 with 2000000 pairs"):
+        check_evaluation_memory(2, ideal, "monte-carlo", 600, 2_000_000, 16)  # 2.7 GB
+    small = dict(task="ideal", state_size=2, horizon=600, batch=32, validation_batch=32)
+    TrainConfig(cell="gru", eval_batch=2**20, device="cpu", **small).validate()
+    mlp = dict(task="ideal", state_size=2, cell="mlp", rollout="reference", horizon=200)
+    TrainConfig(batch=2048, device="cpu", **mlp).validate()  # width 32
+    with pytest.raises(ValueError, match="would need about"):
+        TrainConfig(batch=2048, cell_params={"width": 256}, device="cpu", **mlp).validate()
