@@ -545,16 +545,17 @@ def train(
                 },
             )
 
-        if config.figure_every > 0 and start_iteration < config.iterations:
-            # the figure's baselines are tuned before the bar starts (minutes in bounded), so
-            # its rate and ETA are the training's (review, session 35: 8 min left of 13 s)
-            logger.baselines()
-        bar = _progress_bar(config.iterations, start_iteration, progress)
         iteration = start_iteration
         interrupted = diverged = False
         if observe is not None:
             observe(iteration, model)
         with _Interrupt() as interrupt:
+            if config.figure_every > 0 and start_iteration < config.iterations:
+                # the figure's baselines are tuned before the bar starts (minutes in bounded),
+                # so its rate and ETA are the training's (review, session 35: 8 min left of
+                # 13 s); a Ctrl-C meanwhile checkpoints after the first iteration, as before
+                logger.baselines()
+            bar = _progress_bar(config.iterations, start_iteration, progress)
             while iteration < config.iterations:
                 before = _snapshot(model, optimizer)
                 lr = scheduler.get_last_lr()[0]  # the rate this iteration's step uses
