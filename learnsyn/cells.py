@@ -104,6 +104,12 @@ ROTATION_PARAMS = (
 )
 
 
+#: the smallest learnable saturation s: below it s tanh(y / s) is a step of height s, and in
+#: float32 exp(log s) reads 0 below 1.4e-45 (NaN states, an infinite GRU start; review,
+#: session 35)
+MIN_OUTPUT_SCALE = 1e-6
+
+
 def rotation_blocks(
     size: int, longest: float, shortest: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,7 +126,9 @@ def rotation_blocks(
     Returns ``(T per variable [m], J [m, m])``: the linearization the init gives the cell."""
     pairs = size // 2
     longest = max(longest, 2.0)
-    shortest = min(shortest if shortest > 0 else longest / 4.0, longest)
+    # every pair at least 2 steps (rho >= 1/2): below 1/2 step 1 - 1/T < -1, a pair that
+    # grows instead of decaying (review, session 35: shortest=0.1 gave a radius of 1.7)
+    shortest = min(max(shortest if shortest > 0 else longest / 4.0, 2.0), longest)
     scales = np.geomspace(shortest, longest, pairs) if pairs > 1 else [longest]
     per_variable = np.repeat(np.asarray(scales[:pairs], dtype=np.float64), 2)
     if size % 2:
@@ -184,6 +192,11 @@ class LearnedSynapse(Synapse):
     def _init_saturation(self) -> None:
         """The learnable scale of ``saturate`` (log-parameterized), where ``output_scale`` > 0."""
         scale = self.params.get("output_scale", 0.0)
+        if 0 < scale < MIN_OUTPUT_SCALE:  # exp(log s) is 0 in float32 below 1.4e-45: NaN states
+            raise ValueError(
+                f"cell {self.cell!r} parameter output_scale={scale!r} is out of range: expected "
+                f"0 (a plain tanh) or a number in [{MIN_OUTPUT_SCALE:g}, 1e+12]"
+            )
         self.log_scale = (
             nn.Parameter(torch.full((self.state_size,), math.log(scale))) if scale > 0 else None
         )

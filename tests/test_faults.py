@@ -1314,3 +1314,19 @@ def test_evaluation_and_mlp_memory_figures_are_the_measured_ones(monkeypatch):
     TrainConfig(batch=2048, device="cpu", **mlp).validate()  # width 32
     with pytest.raises(ValueError, match="would need about"):
         TrainConfig(batch=2048, cell_params={"width": 256}, device="cpu", **mlp).validate()
+
+
+def test_a_vanishing_saturation_is_refused_and_every_rotation_pair_decays():
+    """Review, session 35: output_scale=1e-46 (allowed) made exp(log s) 0 in float32, so the
+    rnn stepped to NaN and the GRU's start was infinite; shortest=0.1 (allowed) started a pair
+    at 1 - 1/T = -9, growing (radius 1.7 for a GRU at h = 0)."""
+    import numpy as np
+
+    from learnsyn.cells import make_cell, rotation_blocks
+
+    with pytest.raises(ValueError, match=r"output_scale=1e-46 is out of range: expected 0"):
+        make_cell("rnn", 2, cell_params={"output_scale": 1e-46})
+    assert make_cell("rnn", 2, cell_params={"output_scale": 1e-6}) is not None
+    for longest, shortest in ((1000, 0.1), (1000, 1.0), (2, 0.0), (3, 0.0)):
+        _, J = rotation_blocks(4, longest, shortest)
+        assert max(abs(np.linalg.eigvals(J.numpy()))) < 1, (longest, shortest)
