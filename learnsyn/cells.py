@@ -685,6 +685,12 @@ def linear_state_extent(A: np.ndarray, b: np.ndarray, drive: np.ndarray | None) 
     return float(extent.max()) if np.all(np.isfinite(extent)) else math.inf
 
 
+def saturation_scale(model: LearnedSynapse) -> float:
+    """The smallest ``s`` of a saturating cell's ``s tanh(y / s)`` (1: a plain tanh)."""
+    log_scale = getattr(model, "log_scale", None)
+    return 1.0 if log_scale is None else float(log_scale.detach().exp().min())
+
+
 def start_at_linear(
     model: LearnedSynapse, start: dict[str, list[float]], free_scale: bool = False
 ) -> float:
@@ -708,7 +714,7 @@ def start_at_linear(
     drive = None if drive is None else np.asarray(drive, dtype=np.float64)
     alpha = 1.0
     if free_scale and model.saturating:
-        scale = 1.0 if model.log_scale is None else float(model.log_scale.detach().exp().min())
+        scale = saturation_scale(model)
         extent = linear_state_extent(A, b, drive)
         if math.isfinite(extent) and extent > 0:
             alpha = min(1.0, ROTATION_STATE_STD * scale / extent)

@@ -346,12 +346,14 @@ class TrainConfig:
     def grid_unused(self) -> list[str]:
         """The options given away from their defaults that a grid run ignores (``GRID_UNUSED``),
         as ``--option value``; empty for a Monte Carlo run."""
-        if self.resolved_estimator() != "grid":
-            return []
+        return self._given(GRID_UNUSED) if self.resolved_estimator() == "grid" else []
+
+    def _given(self, names) -> list[str]:
+        """``--option value`` of each setting in ``names`` that differs from its default."""
         return [
             f"{option_name(f)} {getattr(self, f.name)}"
             for f in fields(self)
-            if f.name in GRID_UNUSED and getattr(self, f.name) != f.default
+            if f.name in names and getattr(self, f.name) != f.default
         ]
 
     def resolved_lr(self) -> float:
@@ -506,11 +508,7 @@ class TrainConfig:
                 )
             # the exact curve has no noise: these shape only the Monte Carlo objective, and the
             # grid run ignored them while config.json recorded them (review, session 33)
-            ignored = [
-                f"{option_name(f)} {getattr(self, f.name)}"
-                for f in fields(self)
-                if f.name in MONTE_CARLO_ONLY and getattr(self, f.name) != f.default
-            ]
+            ignored = self._given(MONTE_CARLO_ONLY)
             if ignored:
                 raise ValueError(
                     f"{', '.join(ignored)} is not allowed with the exact grid estimator (it has "

@@ -213,11 +213,11 @@ def check_output_dir(path: str | Path, option: str, locked: bool = False) -> Pat
         raise ValueError(f"{option} {path} is a file, not a directory")
     _check_can_create_in(target, option, path)
     # the directory's lock goes beside it (``_lock_path``): an existing writable directory under
-    # a parent that is not failed at the lock, naming only the lock file (review, session 35)
-    parent = target.resolve().parent
-    if locked and target.is_dir():  # (only train locks: the diff review, session 35)
+    # a parent that is not failed at the lock, naming only the lock file (review, session 35;
+    # only train locks: the diff review)
+    if locked and target.is_dir():
         try:
-            _check_can_create_in(parent, option, path)
+            _check_can_create_in(_lock_path(target).parent, option, path)
         except ValueError as error:
             raise ValueError(f"{error}; the directory's lock is written beside it") from None
     return target

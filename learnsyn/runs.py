@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from learnsyn.cells import read_linear_start, start_at_linear
+from learnsyn.cells import read_linear_start, saturation_scale, start_at_linear
 from learnsyn.config import option_name, stream_seed
 from learnsyn.estimate.snr import MIN_PAIRS
 from learnsyn.io import (
@@ -379,8 +379,7 @@ def _say_start_bend(model, scenario, log) -> None:
     bound = scenario.state_range()
     if not scenario.constrains_state or bound is None or not getattr(model, "saturating", False):
         return
-    log_scale = getattr(model, "log_scale", None)  # None: a plain tanh, s = 1
-    s = 1.0 if log_scale is None else float(log_scale.detach().exp().min())
+    s = saturation_scale(model)
     bend = 1.0 - s * math.tanh(bound / s) / bound
     if bend > 1e-3:
         log(
@@ -594,7 +593,7 @@ def train(
                     record["validation"] = score
                     # at the updates done, as model selection counts them (review, session 35:
                     # a step behind result.json's selected.iteration)
-                    logger.writer.add_scalar(f"validation/{config.metric}", score, iteration + 1)
+                    logger.writer.add_scalar(tag, score, iteration + 1)
                     best = _candidate(best, score, iteration + 1, model)
                 history.append(record)
                 logger.log_iteration(iteration, record, outcome.result, model)

@@ -97,7 +97,7 @@ from learnsyn.io import (
 )
 from learnsyn.runs import evaluate_trained
 from learnsyn.scenario import make_scenario
-from learnsyn.tuning import estimator_files
+from learnsyn.tuning import simulation_files
 
 TASKS = ("ideal", "bounded", "noisy", "sparse", "correlated", "importance")
 STATE_SIZES = (1, 2, 4)
@@ -219,8 +219,13 @@ def _evaluate(model, config: TrainConfig, batch: int, seed: int, device: str, me
     each call (a test may patch it)."""
     from learnsyn.runs import evaluate_trained
 
-    config = replace(config, burn_in=None)
+    config = _at_cell_burn_in(config)
     return evaluate_trained(model, config, batch=batch, seed=seed, device=device, method=method)
+
+
+def _at_cell_burn_in(config: TrainConfig) -> TrainConfig:
+    """A run's config with the burn-in of its cell: the default at its horizon."""
+    return replace(config, burn_in=None)
 
 
 def compute_cell(
@@ -342,7 +347,7 @@ def _cautions(run_dir: Path) -> list[str]:
 
     cautions = run_cautions(run_dir)
     config = read_run_config(Path(run_dir))
-    trained, cell = config.resolved_burn_in(), replace(config, burn_in=None).resolved_burn_in()
+    trained, cell = config.resolved_burn_in(), _at_cell_burn_in(config).resolved_burn_in()
     if trained != cell:
         cautions.append(f"trained with burn-in {trained}; scored after the cell's {cell}")
     for caution in cautions:
@@ -366,15 +371,11 @@ def evaluation_code() -> str:
         here / "evaluate.py",
         here / "linearization.py",
         here / "cells.py",  # a learned row is its cell's forward pass
-        *estimator_files(),
         *Path(learnsyn.tasks.__file__).parent.glob("*.py"),  # the scenarios' dynamics
-        # the rollouts that simulate every Monte Carlo figure, the synapse interface, the
-        # scenarios' base and the config's derived settings (a default burn-in): a fixed native
-        # kernel served the cached figures of the faulty one (review, session 35)
-        *(here / "rollout").glob("*.py"),
-        here / "rollout" / "native.c",
-        here / "synapse.py",
-        here / "scenario.py",
+        # estimators, rollouts and native kernel, synapse and scenario interfaces (a fixed
+        # native kernel served the faulty one's cached figures), and the config's derived
+        # settings (a default burn-in; review, session 35)
+        *simulation_files(),
         here / "config.py",
     ]
     digest = hashlib.sha1(source_fingerprint(files).encode())
@@ -565,7 +566,7 @@ def add_refined(
                     "`python -m learnsyn.tools.refine_linear --run` again"
                 )
             config = read_run_config(Path(run_dir))
-            cell_burn_in = replace(config, burn_in=None).resolved_burn_in()
+            cell_burn_in = _at_cell_burn_in(config).resolved_burn_in()
             if report.get("burn_in", cell_burn_in) != cell_burn_in:
                 raise ValueError(
                     f"it was scored after burn-in {report['burn_in']}, the cell's is "

@@ -484,22 +484,22 @@ def baseline_code(name: str, scenario: Scenario) -> str:
             inspect.getsourcefile(type(scenario)),
             Path(__file__),  # the search (its integer caps, widenings)
             here / "evaluate.py",
-            *estimator_files(),
-            # every family's amplitude range, the scenarios' base, the Monte Carlo rollouts
-            # (review, session 35: edits there kept stale tuned rows)
-            here / "synapse.py",
-            here / "scenario.py",
-            *(here / "rollout").glob("*.py"),
-            here / "rollout" / "native.c",
+            *simulation_files(),
         ]
     )
 
 
-def estimator_files() -> list[Path]:
-    """The estimators' modules (``learnsyn/estimate``) that cached figures depend on: all but
-    ``ratio``, whose verdicts are recomputed from cached rows."""
-    folder = Path(__file__).parent / "estimate"
-    return sorted(path for path in folder.glob("*.py") if path.name != "ratio.py")
+def simulation_files() -> list[Path]:
+    """The code behind every simulated or exact figure, which the fingerprints of cached
+    results hold (``baseline_code``, ``scoreboard.evaluation_code``): the estimators
+    (``learnsyn/estimate``, all but ``ratio``, whose verdicts are recomputed from cached rows),
+    the rollouts and the native kernel, the synapse interface (every family's amplitude range)
+    and the scenarios' base (review, session 35: edits there kept stale rows)."""
+    here = Path(__file__).parent
+    estimators = sorted(p for p in (here / "estimate").glob("*.py") if p.name != "ratio.py")
+    rollouts = sorted((here / "rollout").glob("*.py"))
+    return [*estimators, *rollouts, here / "rollout" / "native.c", here / "synapse.py",
+            here / "scenario.py"]  # fmt: skip
 
 
 def _baseline_imports(path) -> list[Path]:

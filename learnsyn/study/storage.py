@@ -343,8 +343,8 @@ def study_summary(location: StorageLocation, study_name: str | None) -> dict[str
     study = optuna.load_study(study_name=study_name, storage=storage)
     counts = trial_counts(study)
     identity = study.user_attrs.get("learnsyn", {})
-    importances, note = _importances(study, counts["complete"])
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    importances, note = _importances(study, complete)
     exact = sum(str(t.user_attrs.get("measured_on", "")).startswith("exact") for t in complete)
     return {
         "study": study_name,
@@ -391,14 +391,14 @@ def _param_name(optuna_name: str) -> str:
     return optuna_name
 
 
-def _importances(study, complete: int) -> tuple[dict[str, float] | None, str | None]:
+def _importances(study, complete: list) -> tuple[dict[str, float] | None, str | None]:
+    """Optuna's parameter importances over the ``complete`` trials, or why there are none."""
     import optuna
-    from optuna.trial import TrialState
 
-    if complete < 2:
-        return None, f"needs at least 2 completed trials (the study has {complete})"
-    values = {t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
-    if len(values) < 2:  # (Optuna still shared the importance out; review, session 35)
+    if len(complete) < 2:
+        return None, f"needs at least 2 completed trials (the study has {len(complete)})"
+    # all equal: Optuna still shared the importance out (review, session 35)
+    if len({trial.value for trial in complete}) < 2:
         return None, "undefined: every completed trial has the same value"
     try:
         with warnings.catch_warnings():
