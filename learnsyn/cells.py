@@ -22,6 +22,7 @@ recurrent matrix starts:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -30,10 +31,10 @@ import torch
 from torch import nn
 
 from learnsyn.initialization import (
+    INIT_NAME_HELP,
     MAX_SEED,
     apply_initialization_,
     check_fold_fits_width,
-    check_width,
     parse_init_spec,
 )
 from learnsyn.registry import register_model
@@ -50,7 +51,13 @@ INPUTS = 2  # event value and flag
 #: parameters every cell takes (the chain cell adds its starting chain's)
 CELL_PARAMS = (
     ParamSpec("state_size", int, 2, 1, 4096, help="state variables m", tunable=False),
-    ParamSpec("init", str, "default", help="recurrent init: default or a degeneracy init name"),
+    ParamSpec(
+        "init",
+        str,
+        "default",
+        help="recurrent init: default (the cell's own), chrono, rotation, or a degeneracy init: "
+        + INIT_NAME_HELP,
+    ),
     ParamSpec(  # (above about 1e30 the float32 gates behind it overflow to non-finite weights)
         "timescale", float, 1000.0, 0.0, 1e12, low_open=True, help="longest initial time scale"
     ),
@@ -149,8 +156,25 @@ def rotation_blocks(
     )
 
 
-def _cell_info(name: str, summary: str, reference: str, extra=()) -> ModelInfo:
-    return ModelInfo(name, summary, reference, CELL_PARAMS + tuple(extra), family="learned")
+#: how ``learnsyn list`` describes the shared settings a cell without a free recurrent matrix
+#: does not use (it refuses any init but ``default``; ``make_cell`` passes every cell a fold axis)
+NO_RECURRENT_MATRIX = {
+    "init": "default only (the cell has no free recurrent matrix)",
+    "fold_axis": "unused (the cell has no free recurrent matrix)",
+}
+
+
+def _cell_info(
+    name: str, summary: str, reference: str, extra=(), unused: dict[str, str] | None = None
+) -> ModelInfo:
+    """The registry entry of a cell; ``unused`` replaces the help of shared settings the cell
+    does not use (what ``learnsyn list`` says of them)."""
+    unused = unused or {}
+    shared = tuple(
+        dataclasses.replace(spec, help=unused[spec.name]) if spec.name in unused else spec
+        for spec in CELL_PARAMS
+    )
+    return ModelInfo(name, summary, reference, shared + tuple(extra), family="learned")
 
 
 class LearnedSynapse(Synapse):
@@ -172,7 +196,11 @@ class LearnedSynapse(Synapse):
                     f"the {self.cell} cell has no free recurrent matrix: use init=default"
                 )
             spec = parse_init_spec(init)
-            check_width(params["state_size"])
+            if params["state_size"] < 2:  # (a rank-degenerate matrix needs two rows at least)
+                raise ValueError(
+                    f"init={init!r} is a degeneracy init, which needs state_size >= 2 (got "
+                    f"{params['state_size']}): use init=default, chrono or rotation at m = 1"
+                )
             check_fold_fits_width(spec.fold_k, params["state_size"])
         self.state_size = params["state_size"]
         self.init = init
@@ -421,6 +449,7 @@ class ChainSynapse(LearnedSynapse):
         "learned Benna-Fusi chain (log-capacities, log-conductances, input and readout "
         "weights) followed by a learnable pointwise saturation; starts at the chain",
         "this project (meta-trained); Benna & Fusi 2016 for its starting point",
+        unused={**NO_RECURRENT_MATRIX, "timescale": "unused (the cell starts at its chain)"},
         extra=(  # the benna-fusi baseline's ranges: a chain beyond them does not start well
             amplitude_spec("starting increment per event"),
             ParamSpec(
@@ -510,6 +539,7 @@ class MLPSynapse(LearnedSynapse):
         "learned linear synapse plus a residual tanh network of the state and the event, "
         "h' = h + D h + B x + d + V tanh(W [h, x] + a) / width, readout w = c.h",
         "this project (meta-trained); the update table of learnsyn.tools.grid_table",
+        unused=NO_RECURRENT_MATRIX,
         extra=(
             ParamSpec("width", int, 32, 1, 4096, help="hidden tanh units of the correction"),
             ParamSpec(

@@ -141,3 +141,28 @@ def test_a_scenario_says_finite_state_synapses_are_exact_where_they_are():
         except ValueError:  # bounded, noisy: no finite-state synapse at all
             exact = False
         assert ("exact-markov" in scenario.info.tags) == exact, name
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n, m in load_builtin_models().items() if m.info.family == "learned")
+)
+def test_list_says_which_shared_cell_settings_a_cell_uses(name):
+    """`learnsyn list` read the degeneracy inits and the fold axis as settings of the chain and
+    the mlp, which refuse any init but default (review, session 35): the help now says so, and
+    the recurrent cells name chrono and rotation beside the degeneracy inits."""
+    cls = load_builtin_models()[name]
+    helps = {spec.name: spec.help for spec in cls.info.params}
+    if cls.has_recurrent_matrix:
+        assert "chrono, rotation" in helps["init"] and "orthogonal" in helps["init"]
+        assert not helps["fold_axis"].startswith("unused")
+        make_model(name, {"state_size": 4, "init": "orthogonal"})
+    else:
+        assert helps["init"].startswith("default only")
+        assert helps["fold_axis"].startswith("unused")
+        with pytest.raises(ValueError, match="no free recurrent matrix"):
+            make_model(name, {"state_size": 4, "init": "orthogonal"})
+
+
+def test_a_degeneracy_init_at_one_variable_says_what_to_use_instead():
+    with pytest.raises(ValueError, match=r"needs state_size >= 2 \(got 1\).*init=default"):
+        make_model("gru", {"state_size": 1, "init": "orthogonal"})
