@@ -15,6 +15,7 @@ carries model, optimizer, schedule, history and the global RNG states as well.
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, replace
 from functools import partial
@@ -395,13 +396,30 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, config, iteration, 
     )
 
 
+def _checkpoint_globals() -> list:
+    """What a checkpoint holds besides tensors and plain containers: NumPy's random state (an
+    array of uint32), under the names of the NumPy installed."""
+    array = np.zeros(1, dtype=np.uint32)
+    return [np.ndarray, array.__reduce__()[0], np.dtype, type(array.dtype)]
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint; a missing or corrupt file raises one clear line."""
+    """Read a checkpoint; a missing or corrupt file raises one clear line. Nothing in it is
+    executed: only tensors, numbers, containers and NumPy's random state are unpickled
+    (``weights_only``), so a file that holds anything else is refused, not run."""
     if not path.exists():
         raise ValueError(f"no checkpoint at {path}")
+    torch.serialization.add_safe_globals(_checkpoint_globals())
     try:
-        data = torch.load(path, map_location="cpu", weights_only=False)
+        data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unpickling failure means a corrupt file
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        if found:  # a well-formed pickle that names a class or function: it could run code
+            raise ValueError(
+                f"checkpoint {path} holds {found.group(1)}, which learnsyn does not write "
+                "(only tensors, numbers and NumPy's random state): refused rather than "
+                "unpickled, since unpickling it could run code"
+            ) from None
         raise ValueError(
             f"checkpoint {path} is corrupt or unreadable ({type(error).__name__})"
         ) from None

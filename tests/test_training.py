@@ -196,6 +196,36 @@ def test_corrupt_checkpoint_and_non_run_directories_are_reported(tmp_path):
         load_run(tmp_path / "run")
 
 
+class _RunsCode:
+    """Unpickling this calls ``touch`` on a file: what a checkpoint from elsewhere could do."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.path),))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_its_code_never_runs(tmp_path):
+    """load_checkpoint unpickled anything (weights_only=False; review, session 35): a run
+    directory from elsewhere could run code on resume, compare or the scoreboard. A real
+    checkpoint still loads (its NumPy random state included), a crafted one is refused."""
+    from learnsyn.training import load_checkpoint
+
+    train(TINY, tmp_path / "run", progress=False, log=quiet, final_evaluation=False)
+    path = tmp_path / "run" / "checkpoint.pt"
+    data = load_checkpoint(path)
+    assert data["rng"]["numpy"][1].dtype == "uint32"
+    witness = tmp_path / "code-ran"
+    data["extra"] = _RunsCode(witness)
+    torch.save(data, path)
+    with pytest.raises(ValueError, match="holds .* refused rather than unpickled"):
+        load_run(tmp_path / "run")
+    assert not witness.exists()
+
+
 def test_chain_cell_can_start_at_a_given_chain():
     import numpy as np
     from learnsyn.baselines.benna_fusi import chain_matrices
