@@ -467,7 +467,11 @@ def _synapse_report(summary: dict[str, Any]) -> list[str]:
 
 
 def _synapse_grid_report(summary: dict[str, Any]) -> list[str]:
-    lines = ["selected objective, gap to the baseline, iterations to the target (mean +- s.e.):"]
+    lines = [
+        "selected objective, gap to the baseline, iterations to the target (mean +- s.e.; a "
+        "run that never reached it counts as one evaluation past the end) and the runs that "
+        "reached it:"
+    ]
     for name, point in summary["analysis"].items():
         for init, entry in point["by_init"].items():
             selected, speed = entry["selected_objective"], entry["iterations_to_target"]
@@ -476,6 +480,7 @@ def _synapse_grid_report(summary: dict[str, Any]) -> list[str]:
             lines.append(
                 f"  {name} {init:18s} {selected['mean']:.4g} +- {selected['standard_error']:.2g}"
                 f"  {gap_text}  {speed['mean']:.0f} +- {speed['standard_error']:.2g} iterations"
+                f" ({entry['reached_target']}/{len(speed['per_seed'])} reached)"
             )
         for key, entry in point["rank_correlations"].items():
             lines.append(

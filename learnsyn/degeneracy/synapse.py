@@ -27,8 +27,9 @@ Recorded per run (``train_one_run``):
 Seeds are paired across inits: seed index s gives every init the same training batches, the
 same validation batch and the same Jacobian streams, Fold k folds the same Gaussian draw that
 Fold 0 uses, and orthogonal x g scales the same orthogonal draw. Runs go seed by seed; after the
-first ``pilot_seeds`` seeds the smallest effect the full seed count resolves (2.8 x the pilot's
-s.d. of paired differences / sqrt(seeds)) is written to ``pilot.json`` and logged, before the
+first ``pilot_seeds`` seeds the smallest effect the full seed count resolves (t cutoff + t's
+80 % quantile, about 2.9 at 32 seeds, x the pilot's s.d. of paired differences / sqrt(seeds))
+is written to ``pilot.json`` and logged, before the
 other seeds run. With ``workers`` > 1 each of those two stages trains in that many processes
 (``train_with_workers``); every run's arrays depend only on its settings and seed index, so the
 results are those of one process. The figures, results.json and the verdicts are written by
@@ -66,6 +67,7 @@ from learnsyn.degeneracy.recurrent_jacobians import (
     spectrum_measures,
     window_jacobians,
 )
+from learnsyn.degeneracy.seed_statistics import resolvable_multiplier
 from learnsyn.degeneracy.synapse_labels import (
     AUTO_INIT,
     CELL_DEFAULT_INIT,
@@ -740,9 +742,14 @@ def _key_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]
         if old == new:
             continue
         if isinstance(old, dict) and isinstance(new, dict):
-            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            changed = sorted(
+                k for k in set(old) | set(new) if k not in old or k not in new or old[k] != new[k]
+            )
             prefix = "" if part == "train" else f"{part}."
-            parts += [f"{prefix}{k}: {old.get(k)} -> {new.get(k)}" for k in changed]
+            parts += [
+                f"{prefix}{k}: {old.get(k, '(absent)')} -> {new.get(k, '(absent)')}"
+                for k in changed
+            ]
         elif part == "code":
             parts.append("code (the engine's files changed since)")
         else:  # threads, the seed index, the init: their values
@@ -859,18 +866,21 @@ def pilot_statement(
 
     Per point and init: the s.d. over the pilot seeds of the paired difference of the selected
     objective to the point's reference init (``auto`` when run, else the first), and
-    ``2.8 x s.d. / sqrt(seeds)`` (a paired difference at 2 s.e. with 80 % power); and the
-    smallest |rho| that ``inits x seeds`` runs resolve.
+    ``k x s.d. / sqrt(seeds)`` with ``k = seed_statistics.resolvable_multiplier(seeds)`` (a
+    paired difference significant by the t rule with 80 % power); and the smallest |rho| that
+    ``inits x seeds`` runs resolve.
     """
     names = config.init_names
     reference = AUTO_INIT if AUTO_INIT in names else names[0]
+    multiplier = resolvable_multiplier(config.seeds)
     statement: dict[str, Any] = {
         "pilot_seeds": pilot,
         "seeds": config.seeds,
         "reference_init": reference,
-        "rule": "resolvable difference = 2.8 x s.d. of the pilot's paired differences "
-        "/ sqrt(seeds) (2 s.e. for significance, 80 % power); relative: / the reference's "
-        "pilot mean; resolvable rho = 2.8 x sqrt(1.06 / (inits x seeds - 3))",
+        "rule": f"resolvable difference = {multiplier:.3g} x s.d. of the pilot's paired "
+        f"differences / sqrt(seeds) (t cutoff at {config.seeds} seeds for significance + t's "
+        "80 % quantile for 80 % power); relative: / the reference's pilot mean; resolvable "
+        "rho = 2.8 x sqrt(1.06 / (inits x seeds - 3))",
         "resolvable_rho": resolvable_rho(len(names) * config.seeds),
         "points": {},
     }
@@ -886,7 +896,7 @@ def pilot_statement(
                 continue
             difference = values[index] - ref
             sd = float(np.std(difference, ddof=1)) if pilot >= 2 else math.nan
-            resolvable = 2.8 * sd / math.sqrt(config.seeds)
+            resolvable = multiplier * sd / math.sqrt(config.seeds)
             by_init[init] = {
                 "pilot_mean_difference": float(np.mean(difference)),
                 "pilot_sd_paired_difference": sd,

@@ -93,6 +93,15 @@ def judge_mechanism_claim(
     }
 
 
+def _at_most_a_small_shortfall(reference: Any, other: Any) -> bool:
+    """True when ``reference - other``, plus its t cutoff in s.e., is below
+    ``EQUIVALENCE_FRACTION`` of the mean of ``reference``: ``other`` is shown not smaller than
+    ``reference`` but for a small fraction (never with one seed: an infinite cutoff)."""
+    shortfall = paired_difference(reference, other)
+    bound = shortfall["mean"] + shortfall["cutoff"] * shortfall["standard_error"]
+    return bool(bound < EQUIVALENCE_FRACTION * abs(float(np.mean(reference))))
+
+
 def judge_fold0_claim(
     final_orthogonal: Any,
     final_fold0: Any,
@@ -104,21 +113,26 @@ def judge_fold0_claim(
     early_iterations: int,
 ) -> dict[str, Any]:
     """Fold 0's final objective is significantly below orthogonal's, and neither its window
-    gain nor its early gradient norm is significantly below orthogonal's; contradicted when
-    Fold 0's final objective is significantly above orthogonal's."""
+    gain nor its early gradient norm is below orthogonal's by more than
+    ``EQUIVALENCE_FRACTION`` of orthogonal's, even at the upper end of the 95 % t interval of
+    the shortfall (an equivalence bound: "not significantly below" held by default with 3-4
+    seeds, confirming the claim 83 % of the time where Fold 0's gradients were 40 % smaller;
+    review, session 36); contradicted when Fold 0's final objective is significantly above
+    orthogonal's."""
     values = (final_orthogonal, final_fold0, window_gain_orthogonal, window_gain_fold0)
     if not all_finite(*values, early_orthogonal, early_fold0):
         return _diverged(FOLD0_STATEMENT)
     worse = paired_direction(final_orthogonal, final_fold0)
-    smaller_jacobian = paired_direction(window_gain_orthogonal, window_gain_fold0) > 0
-    smaller_gradient = paired_direction(early_orthogonal, early_fold0) > 0
+    jacobian_not_smaller = _at_most_a_small_shortfall(window_gain_orthogonal, window_gain_fold0)
+    gradient_not_smaller = _at_most_a_small_shortfall(early_orthogonal, early_fold0)
     return {
         "statement": FOLD0_STATEMENT,
         "rule": (
-            f"final objective below orthogonal's by > {SIGNIFICANCE}; neither the initial "
-            f"RMS singular value of P_{horizon} nor the recurrent-matrix meta-gradient "
-            f"norm over the first {early_iterations} iterations below orthogonal's by > "
-            f"{SIGNIFICANCE}; {CONTRADICTION_RULE} (Fold 0 above orthogonal)"
+            f"final objective below orthogonal's by > {SIGNIFICANCE}; the initial RMS "
+            f"singular value of P_{horizon} and the recurrent-matrix meta-gradient norm over "
+            f"the first {early_iterations} iterations each at most {EQUIVALENCE_FRACTION:g} x "
+            f"orthogonal's below it, at the upper end of the shortfall's t interval; "
+            f"{CONTRADICTION_RULE} (Fold 0 above orthogonal)"
         ),
         "final_objective_orthogonal_minus_fold0": paired_difference(final_orthogonal, final_fold0),
         "initial_window_gain_orthogonal_minus_fold0": paired_difference(
@@ -127,7 +141,7 @@ def judge_fold0_claim(
         "early_recurrent_grad_norm_orthogonal_minus_fold0": paired_difference(
             early_orthogonal, early_fold0
         ),
-        "verdict": combine(worse > 0 and not smaller_jacobian and not smaller_gradient, worse < 0),
+        "verdict": combine(worse > 0 and jacobian_not_smaller and gradient_not_smaller, worse < 0),
     }
 
 

@@ -120,13 +120,15 @@ def selected_objectives(config: SynapseDegeneracyConfig, raw: dict[str, Any]) ->
 
 
 def target_inits(config: SynapseDegeneracyConfig) -> list[int]:
-    """The inits whose best mean sets the speed target: the post's (the named inits), not the
-    controls, so that a control far ahead (``auto``) cannot leave every post's run censored
-    and their speed claims unanswerable (review, session 31: all paired differences 0 +- 0);
-    an init that is also a control (``--inits fold0 auto`` with the default controls) is a
-    control here; every init where only controls are run."""
+    """The inits whose best mean sets the speed target: the post's (the degeneracy inits), not
+    the controls nor the cell's own default, so that an init far ahead (``auto``; the tanh
+    RNN's ``default``, review, session 36) cannot leave most of the post's runs censored and
+    their speed claims decided by a few runs in the tail (review, session 31: all paired
+    differences 0 +- 0); an init that is also a control (``--inits fold0 auto`` with the
+    default controls) is a control here; every init where no degeneracy init is run."""
     names = list(config.init_names)
-    named = [i for i, name in enumerate(names) if name not in config.controls]
+    special = {*config.controls, *SPECIAL_INITS}
+    named = [i for i, name in enumerate(names) if name not in special]
     return named or list(range(len(names)))
 
 
@@ -233,7 +235,8 @@ def summarize_synapse(config: SynapseDegeneracyConfig, raw: dict[str, Any]) -> d
         "rule": (
             f"first evaluated iteration (every {config.evaluate_every}) whose fixed-batch "
             f"{config.metric} is >= {config.fraction:g} x the best seed-mean final value of "
-            "the post's inits (the controls do not set it; before session 31 they did)"
+            "the post's inits (neither the controls, which set it before session 31, nor the "
+            "cell's default, which set it before session 36)"
         ),
         "by_init": per_init(reach, _summarize_reached),
     }
