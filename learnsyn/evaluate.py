@@ -423,7 +423,8 @@ def evaluate(
 ) -> Evaluation:
     """Evaluate ``model`` in ``scenario`` for ``synapses`` synapses (N) over ages 0..horizon-1
     (or the given integer ``ages``, exact method only). ``burn_in`` (default: enough for the
-    model's slowest time scale) applies to Monte Carlo and to the exact grid method.
+    model's slowest time scale) applies to Monte Carlo and to the exact grid method; the exact
+    closed forms are stationary (an infinite burn-in) and do not read it.
     ``rollout``: Monte Carlo through ``learnsyn.rollout.fast_simulate_pairs`` (``fast``: the
     forward-only compiled kernels for learned cells, linear and Markov synapses, the same random
     numbers; other models go to the reference) or ``reference`` (``simulate_pairs``); None:

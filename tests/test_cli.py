@@ -107,6 +107,22 @@ def test_evaluate_at_threshold_zero_writes_its_json(method, capsys):
     assert data["method"] == method and data["metrics"]["area"] > 0
 
 
+@pytest.mark.parametrize("method", ["auto", "exact"])
+def test_evaluate_refuses_a_burn_in_its_stationary_closed_form_would_drop(method, capsys):
+    """Review, session 36: `--burn-in 10` with the exact closed form (auto for a linear
+    synapse) was dropped without a word: the stationary SNR 4.51 where 10 steps give about 11.
+    The grid's exact method and Monte Carlo read it."""
+    base = ["evaluate", "--model", "exponential", "--task", "ideal", "--synapses", "1000",
+            "--horizon", "5", "--burn-in", "10"]  # fmt: skip
+    assert main([*base, "--method", method]) == 2
+    assert "--burn-in 10 does not apply to exponential's exact closed form" in (
+        capsys.readouterr().err
+    )
+    assert main([*base, "--method", "monte-carlo", "--batch", "256", "--json", "-"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["metrics"]["initial_snr"] > 9  # after 10 steps from rest, not the 4.51
+
+
 def test_evaluate_says_in_one_line_when_its_burn_in_is_too_short(learnsyn_command):
     """A --burn-in shorter than the synapse's relaxation is one warning line naming both
     lengths (no Python warning text); the default burn-in relaxes and says nothing."""

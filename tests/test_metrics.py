@@ -71,3 +71,19 @@ def test_a_paired_ratio_with_a_zero_side_does_not_raise():
     lifetimes = paired_ratio(0.0, 10.0, [0.0] * 4, [10.0] * 4, rounding=(0.5, 0.5))
     assert lifetimes.stderr == pytest.approx(0.05)
     assert paired_ratio(5.0, 0.0, [5.0] * 4, [0.0] * 4, rounding=(0.5, 0.5)).value == math.inf
+
+
+def test_an_unpaired_ratio_with_a_zero_numerator_has_the_numerators_error():
+    """Review, session 36: on the unpaired path (group counts differ, or no leave-one-out
+    values) a numerator of 0 read an error of NaN, where 1e-300 read 0.05: no verdict could
+    be drawn on a failed run's area of 0 against a baseline."""
+    from learnsyn.estimate.ratio import paired_ratio
+
+    zero = paired_ratio(0.0, 100.0, None, None, 5.0, 1.0)
+    assert not zero.paired and zero.value == 0.0 and zero.stderr == pytest.approx(0.05)
+    unequal = paired_ratio(0.0, 100.0, [0.0] * 8, [100.0] * 4, 5.0, 1.0)
+    assert unequal.stderr == pytest.approx(0.05)
+    # the relative form it replaces, where both sides are non-zero
+    both = paired_ratio(50.0, 100.0, None, None, 5.0, 2.0)
+    assert both.stderr == pytest.approx(0.5 * math.hypot(5.0 / 50.0, 2.0 / 100.0))
+    assert math.isnan(paired_ratio(5.0, 0.0, None, None, 1.0, 1.0).stderr)

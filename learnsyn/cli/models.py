@@ -18,7 +18,14 @@ from learnsyn.cli.options import (
 )
 from learnsyn.config import check_device, parse_assignments, resolve_device, stream_seed
 from learnsyn.estimate.snr import EvalSpec
-from learnsyn.evaluate import MERGED_PAIRS, NEVER_STATIONARY, SHORT_BURN_IN, evaluate
+from learnsyn.evaluate import (
+    MERGED_PAIRS,
+    NEVER_STATIONARY,
+    SHORT_BURN_IN,
+    evaluate,
+    resolve_method,
+    uses_grid,
+)
 from learnsyn.io import FIGURE_FORMATS, check_output_file, json_text, write_json_output
 from learnsyn.registry import load_builtin_models, make_model
 from learnsyn.scenario import SCENARIOS, make_scenario
@@ -151,6 +158,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _check_common(args)
     model, scenario, _ = _model_and_task(args)
     device = str(resolve_device(args.device))
+    method = resolve_method(model, scenario, args.method)
+    if args.burn_in is not None and method == "exact" and not uses_grid(model, scenario):
+        # the closed forms are stationary: a burn-in was dropped without a word (review,
+        # session 36: exponential, --burn-in 10 read the stationary 4.51 where 10 steps give 11)
+        raise ValueError(
+            f"--burn-in {args.burn_in} does not apply to {args.model}'s exact closed form, which "
+            "is the stationary curve (an infinite burn-in): leave it out, or pass --method "
+            "monte-carlo for the curve after a finite burn-in"
+        )
     with warnings.catch_warnings():  # a short burn-in, merged pairs: said below in one line
         for said in (SHORT_BURN_IN, MERGED_PAIRS, NEVER_STATIONARY):
             warnings.filterwarnings("ignore", message=re.escape(said))

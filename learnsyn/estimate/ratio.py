@@ -86,9 +86,11 @@ def paired_ratio(
         if np.all(np.isfinite(ratios)) and math.isfinite(rounded):
             error = float(jackknife_stderr(torch.tensor(ratios)))
             return Ratio(value, math.hypot(error, rounded), paired=True)
-    if not (numerator and denominator):
+    if not denominator:
         return Ratio(value, math.nan, paired=False)
-    error = abs(value) * math.hypot(numerator_stderr / numerator, denominator_stderr / denominator)
+    # (the absolute form: a numerator of 0 has the error num_stderr / |den|, where the relative
+    # form divided by it and read NaN; review, session 36)
+    error = math.hypot(numerator_stderr, value * denominator_stderr) / abs(denominator)
     return Ratio(value, error, paired=False)
 
 
