@@ -184,6 +184,7 @@ def test_measurement_epochs_include_ends_and_extras():
         ({"learning_rate": -1.0}, "learning_rate must be > 0, got -1.0"),
         ({"batch_size": 64}, r"batch_size must be <= train_samples \(32\), got 64"),
         ({"gradient_epochs": (9,)}, "gradient epoch 9 is outside the run; allowed: 0..3 "),
+        ({"gradient_epochs": (0, 1.5)}, "gradient epoch 1.5 is not an integer"),  # session 36
         ({"seed": -1}, r"seed = -1 is not allowed: need an integer in \[0, 4611686018427387904\]"),
         ({"conditions": ("fold0", "gaussian")}, "conditions must be distinct"),
         ({"seeds": 0}, "seeds must be > 0, got 0"),

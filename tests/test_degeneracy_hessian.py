@@ -219,3 +219,24 @@ def test_the_command_runs_the_hessian_and_refuses_one_that_cannot_fit(tmp_path, 
     assert not (tmp_path / "big" / "results.json").exists()
     with pytest.raises(ValueError, match="a smaller --depth or --width"):
         _tiny(depth=40, width=256).validate()
+
+
+def test_a_network_whose_hessian_overflows_is_recorded_as_nan_not_a_crash(tmp_path):
+    """Review, session 36: eigvalsh on an inf/NaN Hessian raised and lost every other
+    network's results; duplicate architectures counted each seed twice."""
+    from learnsyn.degeneracy.hessian import HessianConfig, run_hessian
+
+    inits = ("gaussian-x1e6", "orthogonal")
+    config = HessianConfig(
+        depth=60, width=2, seeds=1, samples=4, inits=inits, architectures=("plain",)
+    )
+    config.show_progress = False
+    result = run_hessian(config, tmp_path / "out")
+    text = (tmp_path / "out" / "results.json").read_text()
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name} in results.json"))
+    runs = compute_hessian_spectra(config)["runs"]["plain"]
+    assert math.isnan(runs["gaussian-x1e6"][0]["fractions"]["near_zero"])
+    assert runs["orthogonal"][0]["fractions"]["near_zero"] >= 0
+    assert result is not None
+    with pytest.raises(ValueError, match="architectures must be distinct"):
+        HessianConfig(depth=2, width=4, architectures=("plain", "plain")).validate()

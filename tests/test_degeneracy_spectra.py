@@ -257,3 +257,55 @@ def test_gaussian_product_checks_hold_for_a_gain_other_than_one():
     assert all(check["holds"] for check in facts.values()), facts
     variance = next(c for c in facts.values() if "variance_over_depth" in c)
     assert all(0.8 < ratio < 1.25 for ratio in variance["variance_over_depth"].values())
+
+
+def test_pennington_is_not_checked_on_one_orthogonal_layer_alone():
+    """Review, session 36: at depth 1 with orthogonal weights J J^T = sigma^2 D^2, so the
+    measured var/mean^2 equals (1-p)/p whatever the data; with deeper depths skipped it made
+    `holds` true with no evidence. Depth 1 of orthogonal weights is no longer a checked depth."""
+    from learnsyn.degeneracy.spectra_report import check_pennington_prediction
+
+    def entry(kind):
+        def depth(measured, predicted):
+            return {
+                "normalized_variance_squared_singular_value": {
+                    "mean": measured,
+                    "standard_error": 0.01,
+                },
+                "predicted_normalized_variance": {"mean": predicted, "standard_error": 0.0},
+            }
+
+        # depth 16's prediction (18.3) is above n / 4 = 4: reported, not checked
+        return {
+            "weight_kind": kind,
+            "by_depth": {"1": depth(1.066, 1.066), "16": depth(11.77, 18.3)},
+        }
+
+    jacobians = {"width": 16, "depths": [1, 16]}
+    orthogonal = check_pennington_prediction("relu orthogonal", entry("orthogonal"), jacobians)
+    assert orthogonal["checked_depths"] == [] and orthogonal["holds"] is False
+    gaussian = check_pennington_prediction("relu gaussian", entry("gaussian"), jacobians)
+    assert gaussian["checked_depths"] == [1] and gaussian["holds"] is True
+
+
+@pytest.mark.parametrize("init", ["gaussian-x0.1", "gaussian-x10", "orthogonal-x10"])
+def test_product_facts_at_a_depth_whose_gain_power_leaves_the_float_range(init):
+    """Review, session 36: g^(2L) and g^(4L) as Python floats raised ZeroDivisionError or
+    OverflowError after the whole computation (g = 0.1 or 10 at L = 100-200)."""
+    from learnsyn.degeneracy.spectra_config import SpectraConfig
+
+    config = SpectraConfig.quick(
+        product_inits=(init,),
+        nonlinearities=("linear",),
+        weight_kinds=("orthogonal",),
+        show_progress=False,
+        product_width=8,
+        product_depths=(1, 200),
+        variance_curve_points=2,
+        product_trials=2,
+        jacobian_width=8,
+        jacobian_depths=(1,),
+        jacobian_trials=1,
+    )
+    checks = summarize_spectra(config, compute_spectra(config))["checks"]
+    assert any(init in check["fact"] for check in checks)

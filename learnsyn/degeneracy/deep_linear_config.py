@@ -118,6 +118,11 @@ class DeepLinearConfig:
         if not self.gradient_epochs:
             raise ValueError("gradient_epochs must name at least one epoch (e.g. 0 1 5)")
         for epoch in self.gradient_epochs:
+            if isinstance(epoch, bool) or int(epoch) != epoch:  # (1.5 failed after training)
+                raise ValueError(
+                    f"gradient epoch {epoch!r} is not an integer (set gradient_epochs / "
+                    "--gradient-epochs)"
+                )
             if not 0 <= epoch <= self.epochs:
                 raise ValueError(
                     f"gradient epoch {epoch} is outside the run; allowed: 0..{self.epochs} "

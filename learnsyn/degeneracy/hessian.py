@@ -94,6 +94,8 @@ class HessianConfig:
                 f"architectures must be among {', '.join(ARCHITECTURES)}, got "
                 f"{list(self.architectures)}"
             )
+        if len(set(self.architectures)) != len(self.architectures):  # (each seed counted twice)
+            raise ValueError(f"architectures must be distinct, got {list(self.architectures)}")
         for name in ("seeds", "samples", "threads"):
             value = getattr(self, name)
             if int(value) != value or value < 1:
@@ -225,10 +227,30 @@ def measure_network(
     residual: bool,
     tolerance: float,
 ) -> dict[str, Any]:
-    """Every measure of one network at its initial weights."""
+    """Every measure of one network at its initial weights; NaN measures where its Hessian or
+    gradients are not finite (an exploding init at depth: eigvalsh failed and lost every
+    other network's results; review, session 36)."""
     hessian = loss_hessian(weights, inputs, targets, residual)
-    eigenvalues = torch.linalg.eigvalsh((hessian + hessian.T) / 2)
     gradients = per_example_gradients(weights, inputs, targets, residual)
+    if not (torch.isfinite(hessian).all() and torch.isfinite(gradients).all()):
+        nan = math.nan
+        fractions = {"near_zero": nan, "negative": nan, "positive": nan}
+        return {
+            "loss": float(training_loss(weights, inputs, targets, residual)),
+            "gradient_norm": nan,
+            "eigenvalues": torch.full((hessian.shape[0],), nan, dtype=torch.float64).numpy(),
+            "max_abs_eigenvalue": nan,
+            "fractions": fractions,
+            "fraction_curves": {
+                key: [nan] * len(TOLERANCE_CURVE) for key in ("near_zero", "negative")
+            },
+            "gradient_sharing": {
+                "effective_rank": nan,
+                "participation_ratio": nan,
+                "max_rank": int(min(gradients.shape)),
+            },
+        }
+    eigenvalues = torch.linalg.eigvalsh((hessian + hessian.T) / 2)
     return {
         "loss": float(training_loss(weights, inputs, targets, residual)),
         "gradient_norm": float(gradients.mean(dim=0).norm()),
