@@ -48,6 +48,8 @@ from learnsyn.synapse import (
 )
 
 INPUTS = 2  # event value and flag
+#: the longest initial time scale a cell takes (above about 1e30 its float32 gates overflow)
+MAX_TIMESCALE = 1e12
 #: parameters every cell takes (the chain cell adds its starting chain's)
 CELL_PARAMS = (
     ParamSpec("state_size", int, 2, 1, 4096, help="state variables m", tunable=False),
@@ -58,8 +60,14 @@ CELL_PARAMS = (
         help="recurrent init: default (the cell's own), chrono, rotation, or a degeneracy init: "
         + INIT_NAME_HELP,
     ),
-    ParamSpec(  # (above about 1e30 the float32 gates behind it overflow to non-finite weights)
-        "timescale", float, 1000.0, 0.0, 1e12, low_open=True, help="longest initial time scale"
+    ParamSpec(
+        "timescale",
+        float,
+        1000.0,
+        0.0,
+        MAX_TIMESCALE,
+        low_open=True,
+        help="longest initial time scale",
     ),
     ParamSpec("fold_axis", str, "rows", choices=("rows", "columns"), help="axis of Fold k inits"),
     ParamSpec("seed", int, 0, 0, MAX_SEED, help="seed of the initialization", tunable=False),
@@ -67,7 +75,12 @@ CELL_PARAMS = (
 
 
 def _timescales(size: int, longest: float) -> torch.Tensor:
-    return torch.tensor(np.geomspace(2.0, max(longest, 2.0), size), dtype=torch.float32)
+    """``size`` time scales log-spaced from 2 steps to ``longest``; one variable gets the
+    longest (geomspace gave it 2 steps whatever ``timescale``; review, session 36), as the
+    ``rotation`` init's lone variable does."""
+    longest = max(longest, 2.0)
+    scales = np.geomspace(2.0, longest, size) if size > 1 else np.array([longest])
+    return torch.tensor(scales, dtype=torch.float32)
 
 
 #: the GRU's update gates when it starts at a linear synapse (``--start-from``): open enough
@@ -97,7 +110,7 @@ ROTATION_PARAMS = (
         0.0,
         1e12,  # (exp(log s) overflows float32 near 3e38)
         help="starting s of a learnable saturation s tanh(y / s) per variable in place of "
-        "tanh(y) (slope 1 at 0, range +-s; 0: plain tanh, range +-1)",
+        "tanh(y) (slope 1 at 0, range +-s; 0: plain tanh, range +-1; else at least 1e-06)",
     ),
     ParamSpec(
         "shortest",
@@ -187,15 +200,18 @@ class LearnedSynapse(Synapse):
         params = resolve_params(
             self.info.params, {"state_size": state_size, **given}, f"cell {self.cell!r}"
         )
-        init = params["init"]
+        # one spelling whatever the case (a run made with FOLD0 refused a resume with fold0)
+        init = params["init"] = params["init"].strip().lower()
         if init != "default" and not self.has_recurrent_matrix:
             raise ValueError(f"the {self.cell} cell has no free recurrent matrix: use init=default")
         if init not in CELL_INITS:
-            if not self.has_recurrent_matrix:
+            try:
+                spec = parse_init_spec(init)
+            except ValueError:  # (it listed the degeneracy inits alone; review, session 36)
                 raise ValueError(
-                    f"the {self.cell} cell has no free recurrent matrix: use init=default"
-                )
-            spec = parse_init_spec(init)
+                    f"unknown init {params['init']!r} for the {self.cell} cell; allowed: "
+                    f"{', '.join(CELL_INITS)}, or a degeneracy init: {INIT_NAME_HELP}"
+                ) from None
             if params["state_size"] < 2:  # (a rank-degenerate matrix needs two rows at least)
                 raise ValueError(
                     f"init={init!r} is a degeneracy init, which needs state_size >= 2 (got "
@@ -547,7 +563,7 @@ class MLPSynapse(LearnedSynapse):
                 float,
                 2.0,
                 0.0,
-                None,
+                1e12,  # (1e39 made non-finite weights; review, session 36)
                 low_open=True,
                 help="starting std of the hidden layer's weights",
             ),
@@ -556,7 +572,7 @@ class MLPSynapse(LearnedSynapse):
                 float,
                 0.1,
                 0.0,
-                None,
+                1e12,
                 help="starting std of the correction (its output weights': this x sqrt(width))",
             ),
         ),

@@ -38,7 +38,7 @@ ESTIMATORS = ("auto", "monte-carlo", "grid")
 MONTE_CARLO_ONLY = ("objective", "noise_margin", "late_variance")
 #: settings of the Monte Carlo batch that the exact grid estimator has no use for: accepted
 #: (studies search them beside state sizes off the grid), and a run says it ignores them
-GRID_UNUSED = ("batch", "validation_batch", "gradient_burn_in", "rollout")
+GRID_UNUSED = ("batch", "validation_batch", "eval_batch", "gradient_burn_in", "rollout")
 OBJECTIVES = ("lcb", "cross-fit")
 ROLLOUTS = ("fast", "reference")
 
@@ -413,7 +413,7 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Check every value before any work (one clear line per problem) and resolve the
         derived ones in place: the scenario's full parameters and the final temperature."""
-        from learnsyn.cells import make_cell
+        from learnsyn.cells import MAX_TIMESCALE, make_cell
         from learnsyn.estimate.snr import check_metric
         from learnsyn.initialization import check_seed
         from learnsyn.memory import check_training_memory
@@ -461,9 +461,12 @@ class TrainConfig:
                 "need a fraction in (0, 1] (the cosine schedule ends at lr x this)"
             )
         if self.timescale is not None and not (
-            math.isfinite(self.timescale) and self.timescale > 0
-        ):
-            raise ValueError(f"timescale = {self.timescale} is not allowed: need a number > 0")
+            math.isfinite(self.timescale) and 0 < self.timescale <= MAX_TIMESCALE
+        ):  # (the cell's own limit: above it the error named a cell parameter; session 36)
+            raise ValueError(
+                f"timescale = {self.timescale:g} is not allowed: need a number in "
+                f"(0, {MAX_TIMESCALE:g}]"
+            )
         if self.gradient_burn_in is not None and not is_count(self.gradient_burn_in, 0):
             raise ValueError(
                 f"gradient burn-in = {self.gradient_burn_in} is not allowed: need an integer >= 0"
@@ -483,6 +486,8 @@ class TrainConfig:
             raise ValueError(f"noise margin = {self.noise_margin} is not allowed: need >= 0")
         scenario = make_scenario(self.task, self.task_params)
         self.task_params = dict(scenario.params)
+        if isinstance(self.init, str):  # one spelling (the cell reads any case)
+            self.init = self.init.strip().lower()
         self.init, self.cell_params = resolve_auto_init(
             self.init, self.cell, scenario, self.cell_params
         )

@@ -697,7 +697,11 @@ def _finished_result(run_dir: Path, config: TrainConfig, final_evaluation: bool)
         return None  # no result yet, or prepare_run_dir names what is wrong
     done = isinstance(result, dict) and result.get("status") == "complete"
     evaluated = "evaluation" in result if done and final_evaluation else done
-    if not evaluated or saved.eval_batch != config.eval_batch:
+    if not evaluated:
+        return None
+    if config.resolved_estimator() == "grid":  # exact: eval_batch has no use (session 36)
+        return result
+    if saved.eval_batch != config.eval_batch:
         return None
     evaluation = result.get("evaluation") or {}
     # (a result.json from before session 26 has batch_pairs, then the batch asked for)

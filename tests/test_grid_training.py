@@ -126,7 +126,8 @@ def test_a_grid_run_says_what_it_ignores_and_that_its_figures_are_exact(tmp_path
     config = replace(GRID, batch=3, validation_batch=3, iterations=2)
     result = train(config, tmp_path / "grid", log=lambda message, **k: said.append(message))
     assert any(
-        "note: --batch 3, --validation-batch 3 has no effect with the exact grid" in line
+        "note: --batch 3, --validation-batch 3" in line
+        and "has no effect with the exact grid" in line
         for line in said
     ), said
     assert "exact on the level grid" in result["training_estimate_measured_on"]
@@ -134,3 +135,10 @@ def test_a_grid_run_says_what_it_ignores_and_that_its_figures_are_exact(tmp_path
     assert result["selected"]["validation_batch_pairs"] is None
     assert "exact on the level grid" in result["selected"]["rule"]
     assert replace(GRID, estimator="monte-carlo", batch=3).grid_unused() == []
+    # review, session 36: --eval-batch too (the final evaluation is exact) was silently
+    # ignored, and a resume with another one evaluated the finished run again
+    assert replace(GRID, eval_batch=99).grid_unused() == ["--eval-batch 99"]
+    again = []
+    log = lambda message, **k: again.append(message)  # noqa: E731
+    assert train(replace(config, eval_batch=999), tmp_path / "grid", resume=True, log=log) == result
+    assert any("nothing to resume" in line for line in again), again

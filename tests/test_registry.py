@@ -166,3 +166,40 @@ def test_list_says_which_shared_cell_settings_a_cell_uses(name):
 def test_a_degeneracy_init_at_one_variable_says_what_to_use_instead():
     with pytest.raises(ValueError, match=r"needs state_size >= 2 \(got 1\).*init=default"):
         make_model("gru", {"state_size": 1, "init": "orthogonal"})
+
+
+@pytest.mark.parametrize("cell, init", [("rnn", "chrono"), ("gru", "chrono"), ("mlp", "default")])
+def test_one_variable_starts_at_the_longest_time_scale_asked_for(cell, init):
+    """Review, session 36: at state size 1 the chrono spread (geomspace from 2) gave the one
+    variable 2 steps whatever `timescale`, so the setting was ignored."""
+    models = [
+        make_model(cell, {"state_size": 1, "init": init, "timescale": scale}) for scale in (5, 1000)
+    ]
+    first, second = (dict(model.named_parameters()) for model in models)
+    assert any(not torch.equal(first[name], second[name]) for name in first)
+    if cell == "rnn":  # diag 1 - 1/T
+        assert float(models[1].W) == pytest.approx(1 - 1 / 1000)
+
+
+def test_a_cell_init_is_read_in_any_case_and_an_unknown_one_names_every_allowed_init():
+    """Review, session 36: `--init Rotation` was refused with a list of the degeneracy inits
+    alone, and a run made with FOLD0 stored that spelling, refusing a resume with fold0."""
+    from learnsyn.config import TrainConfig
+
+    assert make_model("gru", {"state_size": 4, "init": "Rotation"}).init == "rotation"
+    with pytest.raises(ValueError, match="unknown init 'chrno' for the rnn cell; allowed: "
+                       "default, chrono, rotation, or a degeneracy init: fold<k>"):  # fmt: skip
+        make_model("rnn", {"state_size": 4, "init": "chrno"})
+    config = TrainConfig(cell="gru", state_size=4, init="FOLD0", iterations=1).validate()
+    assert config.init == "fold0"
+
+
+def test_the_mlp_starting_spreads_have_finite_limits():
+    """Review, session 36: hidden_gain and correction were listed as unbounded; 1e39 made
+    non-finite weights and an evaluation of NaN +- inf."""
+    with pytest.raises(ValueError, match="hidden_gain=1e.39 is out of range"):
+        make_model("mlp", {"hidden_gain": 1e39})
+    with pytest.raises(ValueError, match="correction=1e.30 is out of range"):
+        make_model("mlp", {"correction": 1e30})
+    model = make_model("mlp", {"hidden_gain": 1e12, "correction": 1e12})
+    assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -179,6 +179,8 @@ def test_existing_run_directory_is_never_overwritten_silently(tmp_path):
         ({"metric": "speed"}, "unknown metric 'speed'"),
         ({"task": "nope"}, "unknown scenario 'nope'"),
         ({"validation_batch": 1}, "validation batch = 1"),
+        # review, session 36: it passed validation and the cell's error named a cell parameter
+        ({"timescale": 1e13}, r"timescale = 1e\+13 is not allowed: need a number in (0, 1e\+12]"),
     ],
 )
 def test_bad_configs_fail_before_any_work(tmp_path, change, message):
