@@ -304,6 +304,18 @@ NAN_SIMULATION = (
 )
 
 
+#: below this share of the weight's mean square, its variance is lost to float32 rounding in
+#: the Monte Carlo moment sums (E w^2 - (E w)^2 with |E w| about 100 x the spread)
+MIN_VARIANCE_SHARE = 1e-4
+#: said when the weight's mean dwarfs its spread (review, session 36)
+VARIANCE_LOST = (
+    "the simulated weight's mean is about 100 x its spread or more (a large drive or bias; "
+    "`variance_share` in the evaluation's monte_carlo record): the float32 moment sums cancel "
+    "in E[w^2] - E[w]^2 and the variance, so the SNR and its error, are unreliable; the exact "
+    "method, or a synapse without the offset (the SNR does not depend on it), is not affected"
+)
+
+
 #: said when all pairs merged where the SNR they cannot see may still reach the threshold
 MERGED_PAIRS = (
     "every simulated pair's two branches have met (a finite-state synapse, or a clipped one; "
@@ -540,6 +552,13 @@ def evaluate(
         }
         if merged_bound is not None and merged_bound >= threshold:
             warnings.warn(MERGED_PAIRS, stacklevel=2)
+        # (a finite-state synapse, or one rounded to levels, can sit in one state in every
+        # pair: a variance of 0 that is true, not lost)
+        discrete = model.markov_form() is not None or scenario.params.get("levels")
+        share = math.inf if discrete else min(m.variance_share() for m in moments)
+        if share < MIN_VARIANCE_SHARE:
+            mc_info["variance_share"] = share
+            warnings.warn(VARIANCE_LOST, stacklevel=2)
         if np.isnan(combined).any():
             warnings.warn(NAN_SIMULATION, stacklevel=2)
     if metrics is None:

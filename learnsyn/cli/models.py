@@ -22,6 +22,7 @@ from learnsyn.evaluate import (
     MERGED_PAIRS,
     NEVER_STATIONARY,
     SHORT_BURN_IN,
+    VARIANCE_LOST,
     evaluate,
     resolve_method,
     uses_grid,
@@ -168,7 +169,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "monte-carlo for the curve after a finite burn-in"
         )
     with warnings.catch_warnings():  # a short burn-in, merged pairs: said below in one line
-        for said in (SHORT_BURN_IN, MERGED_PAIRS, NEVER_STATIONARY):
+        for said in (SHORT_BURN_IN, MERGED_PAIRS, NEVER_STATIONARY, VARIANCE_LOST):
             warnings.filterwarnings("ignore", message=re.escape(said))
         evaluation = evaluate(
             model,
@@ -192,6 +193,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"{record['burn_in_needed']} steps this synapse needs to relax (5 time constants "
             "of its slowest mode): the figures include the transient from the initial state "
             "and can be biased, mostly upward",
+            file=sys.stderr,
+        )
+    if "variance_share" in record:
+        print(
+            f"warning: the weight's variance is {record['variance_share']:.2g} of its mean "
+            "square (a large drive or bias): float32 moment sums lose it, so the SNR and its "
+            "error are unreliable; the exact method, or the synapse without the offset, is not "
+            "affected",
             file=sys.stderr,
         )
     if record.get("stationary") is False:

@@ -55,6 +55,20 @@ class PairMoments:
         variance = f * var_p + (1 - f) * var_m + f * (1 - f) * gap**2
         return signal, variance
 
+    def variance_share(self) -> float:
+        """The smallest, over ages and branches, of the weight's variance over its mean square
+        (from the whole batch): where it is tiny (a mean far above the spread, e.g. a large
+        drive) the float32 sums of w and w^2 cancel in ``sq - mean^2`` and lose the variance
+        (review, session 36: an SNR of sqrt(N) at some ages, the area 2.5 x too high)."""
+        total = self.sums.detach().double().sum(1) / (self.count * self.sums.shape[1])
+        share = math.inf
+        for mean, square in ((total[:, 0], total[:, 1]), (total[:, 2], total[:, 3])):
+            positive = square > 0
+            if positive.any():
+                ratio = ((square - mean**2).clamp_min(0) / square)[positive]
+                share = min(share, float(ratio.min()))
+        return share
+
     def snr(self, synapses: float, convention: str) -> torch.Tensor:
         """SNR at every age from the whole batch (differentiable)."""
         signal, variance = self.moments(self.sums.sum(1), self.count * self.sums.shape[1])
