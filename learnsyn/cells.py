@@ -718,15 +718,36 @@ def linear_start(data: Any, source: str, state_size: int) -> dict[str, list[floa
     return out
 
 
-def linear_state_extent(A: np.ndarray, b: np.ndarray, drive: np.ndarray | None) -> float:
-    """The largest ``|mean| + std`` of a stationary state variable of ``x' = A x + b xi + drive``
-    under unit-variance events; inf where A has a mode of modulus >= 1."""
+def linear_state_extent(
+    A: np.ndarray, b: np.ndarray, drive: np.ndarray | None, scenario=None
+) -> float:
+    """The largest ``|mean| + std`` of a stationary state variable of ``x' = A x + b xi +
+    drive`` under the scenario's events: their variance and step correlation and the state
+    noise (``linear_statistics``), and their mean (``markov_statistics``: ``sparse`` with
+    ``p_plus`` != 0.5); unit-variance independent events of mean 0 where the scenario gives
+    none (or is None). It assumed those everywhere, so a warm start in ``sparse`` and
+    ``correlated`` was held in a scale that saturated (review, session 36: 437 where the
+    synapse reads 498). Inf where A has a mode of modulus >= 1."""
     import scipy.linalg
 
     if spectral_radius(A) >= 1.0:
         return math.inf
-    covariance = scipy.linalg.solve_discrete_lyapunov(A, np.outer(b, b))
-    mean = np.zeros(len(b)) if drive is None else np.linalg.solve(np.eye(len(b)) - A, drive)
+    stats = None if scenario is None else scenario.linear_statistics()
+    events = None if scenario is None else scenario.markov_statistics()
+    variance, rho, noise = (
+        (1.0, 0.0, 0.0) if stats is None else (stats.variance, stats.correlation, stats.state_noise)
+    )
+    event_mean = 0.0 if events is None else events.event_probability * (2 * events.p_plus - 1)
+    m = len(b)
+    # z = [x; xi]: x' = A x + b xi, xi' = rho xi + an innovation of variance (1 - rho^2) var
+    dynamics = np.zeros((m + 1, m + 1))
+    dynamics[:m, :m], dynamics[:m, m], dynamics[m, m] = A, b, rho
+    innovations = np.zeros((m + 1, m + 1))
+    innovations[:m, :m] = noise**2 * np.eye(m)
+    innovations[m, m] = (1.0 - rho**2) * variance
+    covariance = scipy.linalg.solve_discrete_lyapunov(dynamics, innovations)[:m, :m]
+    offset = event_mean * b + (0.0 if drive is None else drive)
+    mean = np.linalg.solve(np.eye(m) - A, offset)
     extent = np.abs(mean) + np.sqrt(np.clip(np.diag(covariance), 0.0, None))
     return float(extent.max()) if np.all(np.isfinite(extent)) else math.inf
 
@@ -738,7 +759,7 @@ def saturation_scale(model: LearnedSynapse) -> float:
 
 
 def start_at_linear(
-    model: LearnedSynapse, start: dict[str, list[float]], free_scale: bool = False
+    model: LearnedSynapse, start: dict[str, list[float]], free_scale: bool = False, scenario=None
 ) -> float:
     """Set a tanh RNN, GRU or mlp cell to ``read_linear_start``'s synapse (``set_linear``; its
     saturation kept). Returns the state scale ``alpha`` the cell holds it in.
@@ -752,7 +773,8 @@ def start_at_linear(
     an rnn or gru started at optimal-linear in ideal read 29 % below it (review, session 34).
     Where the scenario constrains the state (bounded's range; noisy's noise, which a rescaled
     state would carry 1 / alpha times larger, even at ``bound=0``; review, session 34) the scale
-    is the scenario's: nothing is rescaled."""
+    is the scenario's: nothing is rescaled. ``scenario``: whose events set the state's extent
+    (``linear_state_extent``; None: independent unit-variance events of mean 0)."""
     m = model.state_size
     A = np.asarray(start["A"], dtype=np.float64).reshape(m, m)
     b = np.asarray(start["b"], dtype=np.float64)
@@ -761,7 +783,7 @@ def start_at_linear(
     alpha = 1.0
     if free_scale and model.saturating:
         scale = saturation_scale(model)
-        extent = linear_state_extent(A, b, drive)
+        extent = linear_state_extent(A, b, drive, scenario)
         if math.isfinite(extent) and extent > 0:
             alpha = min(1.0, ROTATION_STATE_STD * scale / extent)
     model.set_linear(

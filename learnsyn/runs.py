@@ -28,7 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from learnsyn.cells import read_linear_start, saturation_scale, start_at_linear
+from learnsyn.cells import (
+    linear_state_extent,
+    read_linear_start,
+    saturation_scale,
+    start_at_linear,
+)
 from learnsyn.config import option_name, stream_seed
 from learnsyn.estimate.snr import MIN_PAIRS
 from learnsyn.io import (
@@ -371,21 +376,43 @@ class _Interrupt:
             signal.signal(sig, handler)
 
 
-def _say_start_bend(model, scenario, log) -> None:
-    """A saturating cell holds a linear start through ``s tanh(y / s)``: inside a scenario's
-    range [-B, B] it bends the state by up to ``1 - s tanh(B / s) / B`` (2 % at the default
-    s = 4, B = 1), so the run starts near the synapse, not at it (review, session 35: 181.9
-    where the synapse reads 185.5). Said, with how to start at it."""
-    bound = scenario.state_range()
-    if not scenario.constrains_state or bound is None or not getattr(model, "saturating", False):
+def _say_start_bend(model, scenario, log, start: dict[str, list[float]]) -> None:
+    """A saturating cell holds a linear start through ``s tanh(y / s)``: where the scenario
+    fixes the state's scale (its range [-B, B]; without a range, ``noisy``'s noise), it bends
+    the states by up to ``1 - s tanh(R / s) / R`` at the reach R of the states (B, or the
+    start's own ``|mean| + std`` without a range): 2 % at the default s = 4, B = 1, so the run
+    starts near the synapse, not at it (review, session 35: 181.9 where the synapse reads
+    185.5); at ``bound=0`` a tuned synapse's states reach thousands and the start forgot
+    after a step, unsaid (review, session 36). Said, with how to start at it."""
+    if not scenario.constrains_state or not getattr(model, "saturating", False):
         return
+    reach = scenario.state_range()
+    if reach is None:  # no range: the start's own states
+        m = model.state_size
+        A = np.asarray(start["A"], dtype=np.float64).reshape(m, m)
+        drive = start.get("drive")
+        reach = linear_state_extent(
+            A,
+            np.asarray(start["b"], dtype=np.float64),
+            None if drive is None else np.asarray(drive, dtype=np.float64),
+            scenario,
+        )
     s = saturation_scale(model)
-    bend = 1.0 - s * math.tanh(bound / s) / bound
-    if bend > 1e-3:
+    if not math.isfinite(reach):
         log(
-            f"note: the cell's saturation s tanh(y / s), s = {s:.3g}, bends the start's states by "
-            f"up to {100 * bend:.2g} % at the range's ends: the run starts near the synapse, not "
-            "at it (--cell-param output_scale=1000 starts at it)"
+            f"note: the start has a growing mode and no range holds it: the cell's saturation "
+            f"s tanh(y / s), s = {s:.3g}, holds its states instead; the run starts far from the "
+            "synapse"
+        )
+        return
+    bend = 1.0 - s * math.tanh(reach / s) / reach if reach > 0 else 0.0
+    if bend > 1e-3:
+        room = f"{10 ** math.ceil(math.log10(max(reach, 1.0) * 100)):g}"
+        log(
+            f"note: the cell's saturation s tanh(y / s), s = {s:.3g}, bends the start's states "
+            f"by up to {100 * bend:.2g} % where they reach {reach:.3g}: the run starts "
+            f"{'far from' if bend > 0.1 else 'near'} the synapse, not at it (--cell-param "
+            f"output_scale={room} starts at it)"
         )
 
 
@@ -461,8 +488,9 @@ def train(
         scenario = make_scenario(config.task, config.task_params)
         if config.start_from is not None and not resuming:
             start, record = linear_start_for_run(config, scenario, run_dir, log, tune_start)
-            scale = start_at_linear(model, start, free_scale=not scenario.constrains_state)
-            _say_start_bend(model, scenario, log)
+            free = not scenario.constrains_state
+            scale = start_at_linear(model, start, free_scale=free, scenario=scenario)
+            _say_start_bend(model, scenario, log, start)
             if scale != 1.0:
                 record = {**record, "state_scale": scale}
                 log(
