@@ -81,7 +81,8 @@ class NoisyScenario(Scenario):
         "then clipped to [-bound, bound] (bound 0: no range)",
         reference="science.md section 5",
         params=(
-            ParamSpec("sigma", float, 0.1, 0.0, None, help="noise std per variable per step"),
+            # (at most the largest bound: 1e20 read NaN, 1e300 an OverflowError; session 36)
+            ParamSpec("sigma", float, 0.1, 0.0, BOUND_HIGH, help="noise std per variable per step"),
             ParamSpec("bound", float, 1.0, 0.0, BOUND_HIGH, help="range half-width (0: none)"),
         ),
         tags=("constrained",),

@@ -49,7 +49,8 @@ def test_scenario_parameters_are_checked(task):
 @pytest.mark.parametrize(
     "task, params, top", [("bounded", {"bound": 1e30}, "15"), ("noisy", {"bound": 3.5e38}, "15"),
                           ("importance", {"boost": 1e200}, "15"),
-                          ("importance", {"boost": 1e20}, "15")]
+                          ("importance", {"boost": 1e20}, "15"),
+                          ("noisy", {"sigma": 1e20}, "15")]  # review, session 36: NaN areas
 )  # fmt: skip
 def test_amplitudes_that_overflow_the_float32_state_are_refused(task, params, top):
     """Review, session 32: they passed validation and stopped the run at its first step
