@@ -9,7 +9,9 @@ order in ``h - h*``, the affine synapse
 with ``A`` the Jacobian of the mean map at ``h*``, ``b = (F(h*, +1) - F(h*, -1)) / 2`` and ``c``
 the readout weights (the readout of every learned cell is linear). For a binary event this is the
 exact affine part of ``F`` in ``xi`` at ``h*``; what it drops is the dependence of the increment
-on the state (and the curvature of the mean map).
+on the state (and the curvature of the mean map). Where steps without an event occur
+(``sparse``) the mean map is over the scenario's events, 0 included (``scenario_events``), and
+``b`` the least-squares increment over them.
 
 ``linearize`` returns ``(h*, A, b, c)`` and the eigenvalues of ``A`` (a complex pair: the cell
 found a rotation, a damped oscillation of its memory kernel); ``LinearizedCell`` is that affine
@@ -44,6 +46,9 @@ class Linearization:
     b: np.ndarray
     c: np.ndarray
     residual: float
+    #: the mean event the linearization was taken at (``sparse``: ``rate (2 p_plus - 1)``);
+    #: the affine synapse adds ``b (xi - event_mean)``, so that ``h*`` stays its mean state
+    event_mean: float = 0.0
 
     @property
     def eigenvalues(self) -> np.ndarray:
@@ -58,6 +63,7 @@ class Linearization:
         return {
             "fixed_point": self.fixed_point.tolist(),
             "fixed_point_residual": self.residual,
+            **({"event_mean": self.event_mean} if self.event_mean else {}),
             "A": self.A.tolist(),
             "b": self.b.tolist(),
             "c": self.c.tolist(),
@@ -72,15 +78,32 @@ class Linearization:
         }
 
 
-def _mean_map(model: Synapse, state: torch.Tensor) -> torch.Tensor:
+#: ``(event value, probability)`` of balanced +-1 events (ideal, correlated, bounded, noisy)
+BALANCED_EVENTS = ((1.0, 0.5), (-1.0, 0.5))
+
+
+def scenario_events(scenario) -> tuple[tuple[float, float], ...]:
+    """The events of ``scenario``'s background stream with their probabilities: ``sparse``
+    adds the steps without an event (0) and its ``p_plus``; balanced +-1 where the scenario
+    gives no event statistics or its events carry flags (``importance``: the cell's flag input
+    is not linearized, see the scoreboard's note)."""
+    stats = None if scenario is None else scenario.markov_statistics()
+    if stats is None or scenario.has_flags:
+        return BALANCED_EVENTS
+    rate, plus = stats.event_probability, stats.p_plus
+    events = ((1.0, rate * plus), (-1.0, rate * (1.0 - plus)), (0.0, 1.0 - rate))
+    return tuple(event for event in events if event[1] > 0)
+
+
+def _mean_map(model: Synapse, state: torch.Tensor, events=BALANCED_EVENTS) -> torch.Tensor:
     ones = torch.ones(state.shape[0], dtype=state.dtype)
-    return 0.5 * (model.step(state, ones) + model.step(state, -ones))
+    return sum(p * model.step(state, value * ones) for value, p in events)
 
 
-def _mean_map_jacobian(model: Synapse, state: torch.Tensor) -> torch.Tensor:
+def _mean_map_jacobian(model: Synapse, state: torch.Tensor, events=BALANCED_EVENTS):
     """The Jacobian of the mean map at ``state`` (``[1, m]``), ``[m, m]``."""
     return torch.autograd.functional.jacobian(
-        lambda h: _mean_map(model, h.unsqueeze(0))[0], state[0]
+        lambda h: _mean_map(model, h.unsqueeze(0), events)[0], state[0]
     )
 
 
@@ -92,7 +115,7 @@ def _readout_weights(model: Synapse, m: int) -> torch.Tensor:
 
 
 def _newton_fixed_point(
-    model: Synapse, state: torch.Tensor, residual: float
+    model: Synapse, state: torch.Tensor, residual: float, events=BALANCED_EVENTS
 ) -> tuple[torch.Tensor, float]:
     """Newton's method on ``f(h) - h`` from ``state`` (the initial state where iterating left
     no finite one): a fixed point that iterating the mean map cannot reach, e.g. of a mode of
@@ -103,12 +126,12 @@ def _newton_fixed_point(
     best, best_residual = state, residual if math.isfinite(residual) else math.inf
     eye = torch.eye(state.shape[1], dtype=torch.float64)
     for _ in range(NEWTON_STEPS):
-        jacobian = _mean_map_jacobian(model, state)
+        jacobian = _mean_map_jacobian(model, state, events)
         with torch.no_grad():
-            gap = _mean_map(model, state)[0] - state[0]
+            gap = _mean_map(model, state, events)[0] - state[0]
             step = torch.linalg.lstsq(jacobian - eye, gap.unsqueeze(1)).solution[:, 0]
             state = state - step.unsqueeze(0)
-            current = float((_mean_map(model, state) - state).abs().max())
+            current = float((_mean_map(model, state, events) - state).abs().max())
         if not math.isfinite(current):
             break
         if current < best_residual:
@@ -120,32 +143,43 @@ def _newton_fixed_point(
     return best, best_residual
 
 
-def linearize(model: Synapse, steps: int = FIXED_POINT_STEPS) -> Linearization:
-    """The linearization of ``model`` around the fixed point of its mean map (float64)."""
+def linearize(
+    model: Synapse, steps: int = FIXED_POINT_STEPS, events=BALANCED_EVENTS
+) -> Linearization:
+    """The linearization of ``model`` around the fixed point of its mean map over ``events``
+    (``(value, probability)`` pairs: ``scenario_events``; float64). ``b`` is the least-squares
+    increment over the events at ``h*``, ``Cov(xi, F(h*, xi)) / Var(xi)``: ``(F(h*, +1) -
+    F(h*, -1)) / 2`` for balanced +-1 events. With steps without an event (``sparse``) the
+    mean map over +-1 alone was the wrong operating point (review, session 36: the cell moved
+    where its linearization stood still)."""
     model = _double_copy(model)
     m = model.state_size
     with torch.no_grad():
         state = model.initial_state(1, dtype=torch.float64)
         for _ in range(steps):
-            new = _mean_map(model, state)
+            new = _mean_map(model, state, events)
             if bool(torch.all((new - state).abs() < 1e-15)):
                 state = new
                 break
             state = new
-        residual = float((_mean_map(model, state) - state).abs().max())
+        residual = float((_mean_map(model, state, events) - state).abs().max())
     if not residual <= NEWTON_ABOVE:  # iterating diverged (a mode of modulus > 1) or stalled
-        state, residual = _newton_fixed_point(model, state, residual)
+        state, residual = _newton_fixed_point(model, state, residual, events)
+    mean = sum(value * p for value, p in events)
     with torch.no_grad():
         ones = torch.ones(1, dtype=torch.float64)
-        b = 0.5 * (model.step(state, ones) - model.step(state, -ones))[0]
+        spread = sum(p * (value - mean) ** 2 for value, p in events)
+        b = sum(p * (value - mean) * model.step(state, value * ones)[0] for value, p in events)
+        b = b / spread
         c = _readout_weights(model, m)
-    jacobian = _mean_map_jacobian(model, state)
+    jacobian = _mean_map_jacobian(model, state, events)
     return Linearization(
         fixed_point=state[0].numpy().copy(),
         A=jacobian.detach().numpy().copy(),
         b=b.numpy().copy(),
         c=c.numpy().copy(),
         residual=residual,
+        event_mean=float(mean),
     )
 
 
@@ -185,7 +219,7 @@ def linearize_in(model: Synapse, scenario, states: torch.Tensor | None = None) -
         if states is None:
             states = stationary_states(model, scenario)
         return linearize_on_states(model, states)
-    return linearize(model)
+    return linearize(model, events=scenario_events(scenario))
 
 
 def _double_copy(model: Synapse) -> Synapse:
@@ -221,6 +255,7 @@ class LinearizedCell(Synapse):
         self.register_buffer("b", as_tensor(linearization.b))
         self.register_buffer("c", as_tensor(linearization.c))
         self.register_buffer("h_star", as_tensor(linearization.fixed_point))
+        self.event_mean = float(linearization.event_mean)
         self.params = {"linearized": True}
 
     def initial_state(self, batch, *, device=None, dtype=torch.float32):
@@ -231,7 +266,7 @@ class LinearizedCell(Synapse):
         return (
             h_star
             + (state - h_star) @ self.A_T.to(state.dtype)
-            + events.unsqueeze(-1).to(state.dtype) * self.b.to(state.dtype)
+            + (events.unsqueeze(-1).to(state.dtype) - self.event_mean) * self.b.to(state.dtype)
         )
 
     def readout(self, state):

@@ -523,6 +523,7 @@ def _complete_selection(
     lin = Linearization(
         *(np.asarray(stored[k], dtype=np.float64) for k in ("fixed_point", "A", "b", "c")),
         residual=float(stored["fixed_point_residual"]),
+        event_mean=float(stored.get("event_mean", 0.0)),
     )
     config = read_run_config(Path(run_dir))
     row["ablation"]["selection"] = linearization_selection(lin, config, row["ablation"], device)

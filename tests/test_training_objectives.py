@@ -372,3 +372,38 @@ def test_a_supplied_simulator_gets_the_burn_in_tail():
     scenario = make_scenario("ideal")
     meta_objective(build_model(config), scenario, config, 0, torch.device("cpu"), simulate=spy)
     assert seen == [6]
+
+
+def test_in_sparse_the_linearization_is_taken_at_the_scenarios_own_operating_point():
+    """Review, session 36: the linearization iterated the mean map over +-1 events alone, so
+    in sparse (most steps without an event) the linearized cell stood still at h* where the
+    cell moved by F(h*, 0) - h*, and the gap counted as the cell's nonlinearity. Now h* is the
+    fixed point of the scenario's mean map (0 included), A its Jacobian there (checked by
+    autograd) and the linearized cell keeps h* as its mean state."""
+    from learnsyn.linearization import scenario_events
+    from learnsyn.scenario import make_scenario
+
+    torch.manual_seed(3)
+    model = GRUSynapse(2, init="chrono", timescale=50.0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    scenario = make_scenario("sparse", {"rate": 0.2, "p_plus": 0.8})
+    events = scenario_events(scenario)
+    assert dict(events) == pytest.approx({1.0: 0.16, -1.0: 0.04, 0.0: 0.8})
+    lin = linearize(model, events=events)
+    double = model.double()
+    h = torch.tensor(lin.fixed_point).unsqueeze(0)
+
+    def mean_map(state):
+        ones = torch.ones(1, dtype=torch.float64)
+        return sum(p * double.step(state.unsqueeze(0), v * ones)[0] for v, p in events)
+
+    assert torch.allclose(mean_map(h[0]), h[0], atol=1e-9)
+    jacobian = torch.autograd.functional.jacobian(mean_map, h[0])
+    np.testing.assert_allclose(lin.A, jacobian.numpy(), atol=1e-9)
+    ablation = LinearizedCell(lin).double()
+    average = sum(p * ablation.step(h, v * torch.ones(1, dtype=torch.float64)) for v, p in events)
+    np.testing.assert_allclose(average[0].numpy(), lin.fixed_point, atol=1e-12)
+    balanced = linearize(model)  # the former operating point differs
+    assert np.abs(balanced.fixed_point - lin.fixed_point).max() > 0.01
