@@ -210,7 +210,8 @@ class LearnedSynapse(Synapse):
             except ValueError:  # (it listed the degeneracy inits alone; review, session 36)
                 raise ValueError(
                     f"unknown init {params['init']!r} for the {self.cell} cell; allowed: "
-                    f"{', '.join(CELL_INITS)}, or a degeneracy init: {INIT_NAME_HELP}"
+                    f"{', '.join(CELL_INITS)} (and learnsyn train's auto), or a degeneracy "
+                    f"init: {INIT_NAME_HELP}"
                 ) from None
             if params["state_size"] < 2:  # (a rank-degenerate matrix needs two rows at least)
                 raise ValueError(

@@ -315,6 +315,8 @@ class TrainConfig:
             key: _as_text(value) if key in texts and isinstance(value, float) else value
             for key, value in data.items()
         }
+        if isinstance(data.get("init"), str):  # one spelling, as validate gives (a run made
+            data["init"] = data["init"].strip().lower()  # with FOLD0 before session 36)
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:

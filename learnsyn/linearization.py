@@ -301,7 +301,7 @@ def _ablation(run_dir, eval_batch: int | None, device: str):
     scenario = make_scenario(config.task, config.task_params)
     states = stationary_states(model, scenario)
     lin = linearize_in(model, scenario, states)
-    profile = response_profile(model, lin, states)
+    profile = response_profile(model, lin, states, scenario_events(scenario))
     batch = max(config.eval_batch, 8192) if eval_batch is None else eval_batch
     seed = stream_seed(config.seed, "compare")
     learned = evaluate_trained(model, config, batch=batch, seed=seed, device=device)
@@ -353,13 +353,23 @@ def _ablation(run_dir, eval_batch: int | None, device: str):
 def stationary_states(
     model: Synapse, scenario, batch: int = 2048, steps: int = 3000, seed: int = 0
 ) -> torch.Tensor:
-    """States ``[batch, m]`` of the model after ``steps`` balanced +-1 events with the
-    scenario's constraint applied after every step (a sample of its stationary distribution)."""
+    """States ``[batch, m]`` of the model after ``steps`` events with the scenario's constraint
+    applied after every step (a sample of its stationary distribution): balanced +-1 events
+    where the scenario's are (the numbers as before), else the scenario's own stream (sparse,
+    correlated: balanced events sampled states the cell never visits there; review, session
+    36)."""
     generator = torch.Generator().manual_seed(seed)
+    stats = scenario.markov_statistics()
+    own = scenario_events(scenario) != BALANCED_EVENTS or (stats is not None and stats.repeat)
+    stream = scenario.new_stream(batch, "cpu") if own else None
     with torch.no_grad():
         state = model.initial_state(batch)
         for _ in range(steps):
-            events = torch.where(torch.rand(batch, generator=generator) < 0.5, 1.0, -1.0)
+            if own:
+                u = torch.rand(batch, scenario.uniforms_per_step, generator=generator)
+                events, _, stream = scenario.next_events(stream, u)
+            else:
+                events = torch.where(torch.rand(batch, generator=generator) < 0.5, 1.0, -1.0)
             state = model.step(state, events)
             if scenario.constrains_state:
                 noise = scenario.constraint_noise(batch, state.shape[1], generator, state.device)
@@ -367,19 +377,24 @@ def stationary_states(
     return state
 
 
-def response_profile(model: Synapse, lin: Linearization, states: torch.Tensor) -> dict:
+def response_profile(
+    model: Synapse, lin: Linearization, states: torch.Tensor, events=BALANCED_EVENTS
+) -> dict:
     """What the synapse does to an event, as a function of its state, on ``states`` (a sample
-    of its stationary states, ``stationary_states``): per variable, the event's increment
-    ``(F(h, +1) - F(h, -1)) / 2`` and the drift ``mean map(h) - h``, beside what the
-    linearization predicts. ``state_dependence``: the spread of the increment over the states
-    relative to its mean size (0 for a linear synapse); ``drift_residual``: the part of the
-    drift the linearization misses, relative to the drift's spread."""
+    of its stationary states, ``stationary_states``): per variable, the event's increment (the
+    least-squares one over ``events``: ``(F(h, +1) - F(h, -1)) / 2`` for balanced +-1 events)
+    and the drift ``mean map(h) - h`` over ``events``, beside what the linearization predicts.
+    ``state_dependence``: the spread of the increment over the states relative to its mean
+    size (0 for a linear synapse); ``drift_residual``: the part of the drift the linearization
+    misses, relative to the drift's spread."""
     ones = torch.ones(states.shape[0])
+    mean = sum(value * p for value, p in events)
+    spread = sum(p * (value - mean) ** 2 for value, p in events)
     with torch.no_grad():
-        up, down = model.step(states, ones), model.step(states, -ones)
+        steps = [(value, p, model.step(states, value * ones).double()) for value, p in events]
     h = states.double().numpy()
-    increment = (0.5 * (up - down)).double().numpy()
-    drift = (0.5 * (up + down)).double().numpy() - h
+    increment = (sum(p * (value - mean) * new for value, p, new in steps) / spread).numpy()
+    drift = sum(p * new for _, p, new in steps).numpy() - h
     predicted = (h - lin.fixed_point) @ (lin.A - np.eye(len(lin.b))).T  # (A - I)(h - h*)
     size = np.abs(increment).mean(axis=0)
     return {

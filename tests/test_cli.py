@@ -118,6 +118,9 @@ def test_evaluate_refuses_a_burn_in_its_stationary_closed_form_would_drop(method
     assert "--burn-in 10 does not apply to exponential's exact closed form" in (
         capsys.readouterr().err
     )
+    tune = ["tune", *base[1:], "--method", method, "--metric", "area"]  # and tune, likewise
+    assert main(tune) == 2
+    assert "--burn-in 10 does not apply" in capsys.readouterr().err
     assert main([*base, "--method", "monte-carlo", "--batch", "256", "--json", "-"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["metrics"]["initial_snr"] > 9  # after 10 steps from rest, not the 4.51

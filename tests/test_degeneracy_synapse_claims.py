@@ -261,3 +261,21 @@ def test_the_speed_target_comes_from_the_posts_inits_not_a_control_far_ahead():
     assert np.isnan(reach[0]).all() and (reach[1] == 50).all() and (reach[2] == 0).all()
     everyone = iterations_to_fraction(evaluation, list(range(0, 60, 10)), final, 0.9)
     assert everyone[1] == 2 and np.isnan(everyone[2][:2]).all()  # the former rule
+
+
+def test_fold0_gains_spanning_decades_are_compared_on_logs():
+    """Review of session 36's diff: window gains span hundreds of decades across seeds (1e-246
+    to 1e-6 at rnn-m2-h600), so on the raw scale the seed with the largest gain alone decided
+    whether Fold 0's were "not smaller". On logs, a Fold 0 within 5 % of orthogonal at every
+    seed is shown not smaller."""
+    orthogonal_gain = 10.0 ** -np.array([6.0, 40.0, 80.0, 120.0, 160.0, 200.0, 220.0, 240.0])
+    fold0_gain = orthogonal_gain * np.array([0.95] + [1.02] * 7)
+    finals = (
+        np.array([75.0, 76, 74, 75, 77, 73, 75, 76]),
+        np.array([55.0, 56, 54, 55, 57, 53, 56, 54]),
+    )
+    early = np.linspace(1.0, 2.0, 8)
+    claim = judge_fold0_claim(*finals, orthogonal_gain, fold0_gain, early, early * 1.01, 600, 20)
+    assert claim["verdict"] == CONFIRMED
+    smaller = judge_fold0_claim(*finals, orthogonal_gain, fold0_gain * 0.5, early, early, 600, 20)
+    assert smaller["verdict"] == NOT_CONFIRMED

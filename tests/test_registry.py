@@ -189,7 +189,8 @@ def test_a_cell_init_is_read_in_any_case_and_an_unknown_one_names_every_allowed_
 
     assert make_model("gru", {"state_size": 4, "init": "Rotation"}).init == "rotation"
     with pytest.raises(ValueError, match="unknown init 'chrno' for the rnn cell; allowed: "
-                       "default, chrono, rotation, or a degeneracy init: fold<k>"):  # fmt: skip
+                       r"default, chrono, rotation \(and learnsyn train's auto\), or a "
+                       "degeneracy init: fold<k>"):  # fmt: skip
         make_model("rnn", {"state_size": 4, "init": "chrno"})
     config = TrainConfig(cell="gru", state_size=4, init="FOLD0", iterations=1).validate()
     assert config.init == "fold0"

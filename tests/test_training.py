@@ -505,3 +505,18 @@ def test_the_progress_bar_redraws_a_log_file_at_its_own_pace_and_list_survives_a
         text=True,
     )  # fmt: skip
     assert listing.returncode == 0 and "Broken pipe" not in listing.stderr
+
+
+def test_a_run_recorded_with_an_upper_case_init_resumes_in_either_spelling(tmp_path):
+    """Review of session 36's diff: validate now lower-cases the init, but a run made before
+    with --init FOLD0 kept that spelling in config.json, and every resume was refused."""
+    import json
+
+    run = tmp_path / "run"
+    config = replace(TINY, init="fold0", iterations=4)
+    train(config, run, progress=False, log=quiet, final_evaluation=False, stop_after=2)
+    saved = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**saved, "init": "FOLD0"}))
+    for spelling in ("FOLD0", "fold0"):
+        resumed = replace(config, init=spelling)
+        train(resumed, run, resume=True, progress=False, log=quiet, final_evaluation=False)

@@ -407,3 +407,25 @@ def test_in_sparse_the_linearization_is_taken_at_the_scenarios_own_operating_poi
     np.testing.assert_allclose(average[0].numpy(), lin.fixed_point, atol=1e-12)
     balanced = linearize(model)  # the former operating point differs
     assert np.abs(balanced.fixed_point - lin.fixed_point).max() > 0.01
+
+
+def test_in_sparse_the_response_profile_samples_the_cells_own_states():
+    """Review of session 36's diff: the profile's states came from balanced +-1 events at
+    every step, states the cell never visits in sparse (mean [-0.01, 0.00], std [0.61, 0.16]
+    where the sparse stream gives [0.07, -0.16], [0.21, 0.04]), and its drift from the +-1
+    mean map: 0.05 of drift 'missed' at h* where the linearization predicts none."""
+    from learnsyn.linearization import (
+        linearize_in,
+        response_profile,
+        scenario_events,
+        stationary_states,
+    )
+    from learnsyn.scenario import make_scenario
+
+    model = make_cell("rnn", 2, seed=3)
+    scenario = make_scenario("sparse", {"rate": 0.1, "p_plus": 0.8})
+    states = stationary_states(model, scenario, batch=1024, steps=1500)
+    lin = linearize_in(model, scenario, states)
+    assert np.abs(states.mean(0).numpy() - lin.fixed_point).max() < 0.02
+    profile = response_profile(model, lin, states, scenario_events(scenario))
+    assert np.abs((profile["drift"] - profile["drift_linear"]).mean(0)).max() < 0.005

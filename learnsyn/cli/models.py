@@ -99,6 +99,19 @@ def _model_and_task(args):
     return model, scenario, params
 
 
+def _check_burn_in_applies(args, model, scenario) -> None:
+    """``--burn-in`` where the method is an exact closed form (the stationary curve, an
+    infinite burn-in) is refused: evaluate and tune dropped it without a word (review, session
+    36: exponential, --burn-in 10 read the stationary 4.51 where 10 steps give about 11)."""
+    method = resolve_method(model, scenario, args.method)
+    if args.burn_in is not None and method == "exact" and not uses_grid(model, scenario):
+        raise ValueError(
+            f"--burn-in {args.burn_in} does not apply to {args.model}'s exact closed form, which "
+            "is the stationary curve (an infinite burn-in): leave it out, or pass --method "
+            "monte-carlo for the curve after a finite burn-in"
+        )
+
+
 def _check_common(args) -> EvalSpec:
     """The output paths, the evaluation spec (returned) and the method, checked."""
     check_output_file(args.json, "--json")
@@ -159,15 +172,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _check_common(args)
     model, scenario, _ = _model_and_task(args)
     device = str(resolve_device(args.device))
-    method = resolve_method(model, scenario, args.method)
-    if args.burn_in is not None and method == "exact" and not uses_grid(model, scenario):
-        # the closed forms are stationary: a burn-in was dropped without a word (review,
-        # session 36: exponential, --burn-in 10 read the stationary 4.51 where 10 steps give 11)
-        raise ValueError(
-            f"--burn-in {args.burn_in} does not apply to {args.model}'s exact closed form, which "
-            "is the stationary curve (an infinite burn-in): leave it out, or pass --method "
-            "monte-carlo for the curve after a finite burn-in"
-        )
+    _check_burn_in_applies(args, model, scenario)
     with warnings.catch_warnings():  # a short burn-in, merged pairs: said below in one line
         for said in (SHORT_BURN_IN, MERGED_PAIRS, NEVER_STATIONARY, VARIANCE_LOST):
             warnings.filterwarnings("ignore", message=re.escape(said))
@@ -231,6 +236,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     spec = _check_common(args)
     model, scenario, params = _model_and_task(args)
+    _check_burn_in_applies(args, model, scenario)
     check_device(args.device)  # a bad name is refused (review, session 33); none is needed
     import torch
 
