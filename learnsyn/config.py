@@ -261,15 +261,17 @@ class TrainConfig:
     )
     start_from: str | None = setting(
         None,
-        "linear synapse to start the rnn or gru cell at, in place of its init (kept in the run "
-        "as start-synapse.json): a JSON file (A, b, c, optional drive: a refined-linear.json, "
+        "linear synapse to start the rnn, gru or mlp cell at, in place of its init (kept in the "
+        "run as start-synapse.json): a JSON file (A, b, c, optional drive: a refined-linear.json, "
         "learnsyn tune --json) or tuned:MODEL (linear-range or optimal-linear, tuned for this "
         "run's setting first and cached in its baselines.json)",
         metavar="FILE|tuned:MODEL",
     )
     cell_params: dict[str, Any] = setting(
         {},
-        "cell parameter (chain: amplitude, ratio, first_conductance)",
+        "a cell's own parameter (learnsyn list shows each cell's: e.g. output_scale, state_std, "
+        "shortest for the rnn and gru; width for the mlp; amplitude, ratio, first_conductance "
+        "for the chain)",
         option="--cell-param",
         metavar="KEY=VALUE",
     )

@@ -1,6 +1,6 @@
 """Where ``--start-from`` takes a run's linear start: a file, or a linear baseline tuned for it.
 
-``--start-from FILE`` starts an rnn or gru cell at the linear synapse in FILE
+``--start-from FILE`` starts an rnn, gru or mlp cell at the linear synapse in FILE
 (``cells.read_linear_start``). ``--start-from tuned:MODEL`` (MODEL a linear family:
 ``linear-range`` or ``optimal-linear``) first tunes MODEL for the run itself, with the run's
 scenario, N, metric, horizon, threshold, convention, seed, burn-in and state budget m
