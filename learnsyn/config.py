@@ -230,7 +230,11 @@ class TrainConfig:
         "Adam learning rate (cosine schedule; default 0.0005 for rnn, 0.005 otherwise; on the "
         "exact grid estimator 0.01 for rnn, 0.02 otherwise)",
     )
-    lr_final_fraction: float = setting(0.05, "final learning rate as a fraction of --lr")
+    lr_final_fraction: float = setting(
+        0.05,
+        "final learning rate as a fraction of --lr (cosine annealing over --iterations: the "
+        "last update's is a little above it, e.g. 0.066 at 12 iterations, 0.05 at 300)",
+    )
     grad_clip: float = setting(1.0, "gradient norm clip")
     threshold: float = setting(1.0, "SNR threshold theta of the metric")
     convention: str = setting("large-n", "noise convention: large-n | exact")

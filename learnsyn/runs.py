@@ -376,6 +376,22 @@ class _Interrupt:
             signal.signal(sig, handler)
 
 
+def _drop_unfinished_result(run_dir: Path, log) -> None:
+    """A resumed run's result.json from an earlier session that did not complete (diverged,
+    stopped) is removed when training goes on: an interrupted resume left it, and its status,
+    iterations and selected model disagreed with the checkpoint (review, session 36)."""
+    path = run_dir / "result.json"
+    if not path.exists():
+        return
+    try:
+        status = read_json(path).get("status")
+    except (OSError, ValueError, AttributeError):
+        status = None
+    if status != "complete":
+        path.unlink()
+        log(f"removed {path.name} of an earlier session that did not finish ({status})")
+
+
 def _say_start_bend(model, scenario, log, start: dict[str, list[float]]) -> None:
     """A saturating cell holds a linear start through ``s tanh(y / s)``: where the scenario
     fixes the state's scale (its range [-B, B]; without a range, ``noisy``'s noise), it bends
@@ -479,6 +495,8 @@ def train(
                 "it against baselines)"
             )
             return finished
+        if resuming:
+            _drop_unfinished_result(run_dir, log)
         unused = config.grid_unused()
         if unused:  # (review, session 35: result.json called such a run's figures noisy)
             log(
@@ -679,8 +697,8 @@ def train(
                 "validation_batch_pairs": None if grid else config.resolved_validation_batch(),
                 "rule": f"best {config.metric} "
                 + ("exact on the level grid" if grid else "on the fixed validation batch")
-                + f", iteration 0 (the initial parameters) and every {config.validate_every} "
-                "iterations",
+                + f", iteration 0 (the initial parameters), every {config.validate_every} "
+                "iterations and the last one",
             }
         if diverged:
             result["status"] = "diverged"
@@ -766,9 +784,11 @@ def _result(config, history, iteration, skipped, run_dir) -> dict[str, Any]:
             k: last.get(k) for k in ("area", "lifetime", "initial_snr", "log_area", "objective")
         },
         "training_estimate_measured_on": (
-            "the last iteration's parameters, exact on the level grid (the training objective)"
+            "the parameters before the last update, exact on the level grid (the training "
+            "objective)"
             if config.resolved_estimator() == "grid"
-            else f"the last iteration's parameters on its training batch ({config.batch} pairs; "
+            else f"the parameters before the last update, on its training batch ({config.batch} "
+            "pairs; "
             "noisy, no error); the final evaluation is the figure to quote"
         ),
         "synapse_steps_per_second": float(

@@ -379,7 +379,10 @@ def evaluation_code() -> str:
         here / "config.py",
     ]
     digest = hashlib.sha1(source_fingerprint(files).encode())
-    for function in (evaluate_trained, reevaluated):  # as imported (a test may patch the module)
+    # as imported (a test may patch the module), and this module's own scoring of a learned
+    # row, its burn-in and its ablation (review, session 36: an edit there kept the old rows)
+    scoring = (_evaluate, _at_cell_burn_in, linearized_ablation, linearization_selection)
+    for function in (evaluate_trained, reevaluated, *scoring):
         digest.update(inspect.getsource(function).encode())
     return digest.hexdigest()[:16]
 

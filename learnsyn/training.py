@@ -324,7 +324,11 @@ def validation_score(model, scenario, config: TrainConfig, device) -> float:
     with torch.no_grad():
         result = meta_objective(model, scenario, config, VALIDATION_ITERATION, device, grad=False)
     value = result.metrics[config.metric]
-    return -math.inf if math.isnan(value) else value  # (+inf: a perfect memory's, exact)
+    # a curve with NaN ages (moments that overflowed) is no candidate whatever its metric: the
+    # lifetime skips NaN ages and read finite, above a sound curve's (review, session 36)
+    if math.isnan(value) or np.isnan(np.asarray(result.snr, dtype=float)).any():
+        return -math.inf
+    return value  # (+inf: a perfect memory's, exact)
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig):

@@ -1202,3 +1202,12 @@ def test_bounded_m4_against_the_strongest_synapse_found_on_todays_code():
     (pair,) = scoreboard.learned_pairs(rows, "area")
     assert pair["numerator"].startswith("gru") and pair["verdict"] == "above (95 %)"
     assert pair["ratio"] == pytest.approx(1.060, abs=0.001)
+
+
+def test_the_evaluation_fingerprint_holds_the_scoreboards_own_scoring(monkeypatch):
+    """Review, session 36: the fingerprint hashed evaluate.py and linearization.py but not the
+    scoreboard's own scoring of a learned row, its burn-in or its ablation: an edit there
+    (e.g. session 35's burn-in rule) kept serving the old cached rows."""
+    before = scoreboard.evaluation_code.__wrapped__()
+    monkeypatch.setattr(scoreboard, "_at_cell_burn_in", lambda config: config)
+    assert scoreboard.evaluation_code.__wrapped__() != before

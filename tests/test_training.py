@@ -520,3 +520,37 @@ def test_a_run_recorded_with_an_upper_case_init_resumes_in_either_spelling(tmp_p
     for spelling in ("FOLD0", "fold0"):
         resumed = replace(config, init=spelling)
         train(resumed, run, resume=True, progress=False, log=quiet, final_evaluation=False)
+
+
+def test_a_validation_curve_with_nan_ages_is_no_candidate_whatever_its_lifetime(monkeypatch):
+    """Review, session 36: the lifetime skips NaN ages (moments that overflowed) and read
+    finite, above a sound curve's, so model selection could keep broken parameters."""
+    import numpy as np
+
+    import learnsyn.training as training
+    from learnsyn.training import ObjectiveResult, validation_score
+
+    def broken(*args, **kwargs):
+        snr = np.array([3.0, 3.0, 3.0, np.nan, np.nan])
+        return ObjectiveResult(torch.tensor(0.0), snr, snr * 0, {"lifetime": 2.0}, 0)
+
+    monkeypatch.setattr(training, "meta_objective", broken)
+    config = replace(TINY, metric="lifetime")
+    assert validation_score(None, make_scenario("ideal"), config, "cpu") == -math.inf
+
+
+def test_a_resume_removes_the_result_of_an_earlier_session_that_did_not_finish(tmp_path):
+    """Review, session 36: a result.json left by a diverged or stopped session outlived an
+    interrupted resume, its status and selected model disagreeing with the checkpoint."""
+    import json
+
+    run = tmp_path / "run"
+    train(TINY, run, progress=False, log=quiet, final_evaluation=False, stop_after=2)
+    (run / "result.json").write_text(json.dumps({"status": "diverged", "iterations_done": 1}))
+    said = []
+    train(TINY, run, resume=True, progress=False, log=said.append, final_evaluation=False,
+          stop_after=2)  # fmt: skip
+    assert json.loads((run / "result.json").read_text())["status"] != "diverged"  # its own
+    assert any("did not finish (diverged)" in line for line in said), said
+    result = train(TINY, run, resume=True, progress=False, log=quiet, final_evaluation=False)
+    assert result["status"] == "complete" and "and the last one" in result["selected"]["rule"]

@@ -292,13 +292,20 @@ def make_pruner(name: str, settings: StudySettings | None = None, log=_log):
         return optuna.pruners.NopPruner()
     warmup = 0
     if settings is not None and settings.model is None:
-        if "horizon" in settings.space:
-            log(
-                "note: the space searches horizon, so the trials' training metrics, which the "
-                "median pruner compares, cover different windows: no trial is pruned (give "
-                "horizon one value, e.g. --fixed horizon=600, to prune)"
-            )
-            return optuna.pruners.NopPruner()
+        uncomparable = {
+            "horizon": "cover different windows",
+            "burn_in": "are measured after different burn-ins (a short one scores the "
+            "start-up transient, higher)",
+            "estimator": "are exact in some trials and Monte Carlo in others",
+        }
+        for name, why in uncomparable.items():
+            if name in settings.space:  # (burn_in, estimator: review, session 36)
+                log(
+                    f"note: the space searches {name}, so the trials' training metrics, which "
+                    f"the median pruner compares, {why}: no trial is pruned (give {name} one "
+                    f"value with --fixed to prune)"
+                )
+                return optuna.pruners.NopPruner()
         if "iterations" not in settings.space:
             from learnsyn.config import TrainConfig
 

@@ -525,6 +525,13 @@ def study_settings(args: argparse.Namespace) -> StudySettings:
 
         space = with_config_dimensions(learned_space(), entries, TrainConfig)
         space, from_space = narrow_space(space, entries, "the learned synapse")
+        if "eval_batch" in space:  # (review, session 36: small batches read high and won)
+            raise ValueError(
+                "eval_batch cannot be searched: every trial is scored on its Monte Carlo "
+                "evaluation batch, and a small one reads the area high (64 pairs: 9.8 +- 1.3 "
+                "where 4096 read 7.6 +- 0.2), so the study would pick the noisiest trial; give "
+                "it one value with --eval-batch"
+            )
         fixed = train_field_values({**given_fixed, **from_space})
         if args.eval_batch is not None:
             if "eval_batch" in fixed or "eval_batch" in entries:
