@@ -216,15 +216,21 @@ def test_the_median_pruner_compares_only_training_windows_of_one_length():
          "--space", "state_size=2:4"],
     ],
 )  # fmt: skip
-def test_a_searched_value_usable_beside_the_high_end_of_another_is_kept(argv):
+def test_a_searched_value_usable_beside_the_high_end_of_another_is_kept(argv, capsys):
     """Review, session 33: a value was tried only beside the low ends of the other searched
-    settings, which are not always the least demanding, so these studies were refused."""
+    settings, which are not always the least demanding, so these studies were refused. Review,
+    session 36: the trials that cannot take it are pruned as rejected (28 % of them with
+    bounded's default space and a noise margin): said up front, naming a surrounding."""
     from learnsyn.cli import build_parser
     from learnsyn.study.space import study_settings
 
     base = ["study", "--task", "bounded" if "learned" in argv else "ideal", "--synapses", "100"]
     settings = study_settings(build_parser().parse_args([*base, "--horizon", "30", *argv]))
     assert settings.space
+    if "learned" in argv:
+        said = capsys.readouterr().err
+        assert "note: --space noise_margin: some trials cannot take it" in said, said
+        assert "exact grid estimator" in said and said.count("note:") == 1, said
 
 
 def test_a_choice_may_hold_a_colon():
