@@ -400,11 +400,22 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, config, iteration, 
     )
 
 
+#: the paths NumPy 1.x and 2.x pickle an array's rebuilding function under (a checkpoint saved
+#: under one and read under the other names the other's)
+_RECONSTRUCT_PATHS = ("numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct")
+
+
 def _checkpoint_globals() -> list:
     """What a checkpoint holds besides tensors and plain containers: NumPy's random state (an
-    array of uint32), under the names of the NumPy installed."""
+    array of uint32), under the names of the NumPy installed and, where torch takes a path
+    beside an object (2.5 on), under NumPy 1.x's and 2.x's both (review of session 36's diff:
+    a checkpoint saved under NumPy 1.x would be refused under 2.x)."""
     array = np.zeros(1, dtype=np.uint32)
-    return [np.ndarray, array.__reduce__()[0], np.dtype, type(array.dtype)]
+    reconstruct = array.__reduce__()[0]
+    named = []
+    if tuple(int(part) for part in torch.__version__.split(".")[:2]) >= (2, 5):
+        named = [(reconstruct, path) for path in _RECONSTRUCT_PATHS]
+    return [np.ndarray, reconstruct, np.dtype, type(array.dtype), *named]
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -554,3 +554,29 @@ def test_a_resume_removes_the_result_of_an_earlier_session_that_did_not_finish(t
     assert any("did not finish (diverged)" in line for line in said), said
     result = train(TINY, run, resume=True, progress=False, log=quiet, final_evaluation=False)
     assert result["status"] == "complete" and "and the last one" in result["selected"]["rule"]
+
+
+def test_a_checkpoint_saved_under_numpy_1_loads_under_numpy_2(tmp_path):
+    """Review of session 36's diff: NumPy 1.x pickles its random state's array with
+    numpy.core.multiarray._reconstruct, 2.x with numpy._core...; the weights_only allowlist
+    named only the installed NumPy's, so a checkpoint from the other was refused. The file is
+    rewritten here as NumPy 1.x would have named it (the pickle's GLOBAL opcode)."""
+    import zipfile
+
+    from learnsyn.training import load_checkpoint
+
+    train(TINY, tmp_path / "run", progress=False, log=quiet, final_evaluation=False)
+    path = tmp_path / "run" / "checkpoint.pt"
+    other = tmp_path / "other.pt"
+    names = ("numpy._core.multiarray", "numpy.core.multiarray")
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(other, "w") as target:
+        for name in source.namelist():
+            content = source.read(name)
+            if name.endswith("data.pkl"):
+                here, there = (n.encode() + b"\n_reconstruct\n" for n in names)
+                if here not in content:  # NumPy 1.x installed: make the 2.x name
+                    here, there = there, here
+                assert here in content
+                content = content.replace(here, there)
+            target.writestr(name, content)
+    assert load_checkpoint(other)["rng"]["numpy"][1].dtype == "uint32"
