@@ -759,6 +759,18 @@ def saturation_scale(model: LearnedSynapse) -> float:
     return 1.0 if log_scale is None else float(log_scale.detach().exp().min())
 
 
+def start_arrays(
+    start: dict[str, list[float]], m: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(A [m, m], b, drive or None)`` of ``read_linear_start``'s synapse, float64."""
+    drive = start.get("drive")
+    return (
+        np.asarray(start["A"], dtype=np.float64).reshape(m, m),
+        np.asarray(start["b"], dtype=np.float64),
+        None if drive is None else np.asarray(drive, dtype=np.float64),
+    )
+
+
 def start_at_linear(
     model: LearnedSynapse, start: dict[str, list[float]], free_scale: bool = False, scenario=None
 ) -> float:
@@ -776,11 +788,7 @@ def start_at_linear(
     state would carry 1 / alpha times larger, even at ``bound=0``; review, session 34) the scale
     is the scenario's: nothing is rescaled. ``scenario``: whose events set the state's extent
     (``linear_state_extent``; None: independent unit-variance events of mean 0)."""
-    m = model.state_size
-    A = np.asarray(start["A"], dtype=np.float64).reshape(m, m)
-    b = np.asarray(start["b"], dtype=np.float64)
-    drive = start.get("drive")
-    drive = None if drive is None else np.asarray(drive, dtype=np.float64)
+    A, b, drive = start_arrays(start, model.state_size)
     alpha = 1.0
     if free_scale and model.saturating:
         scale = saturation_scale(model)

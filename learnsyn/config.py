@@ -307,6 +307,13 @@ class TrainConfig:
     )
     eval_batch: int = setting(4096, "pairs of the final Monte Carlo evaluation")
 
+    def __post_init__(self) -> None:
+        # one spelling of the init however the config is made (the options, config.json, a
+        # replace): the cell reads any case, and a run made with FOLD0 refused a resume with
+        # fold0 (review, session 36)
+        if isinstance(self.init, str):
+            self.init = self.init.strip().lower()
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
@@ -321,8 +328,6 @@ class TrainConfig:
             key: _as_text(value) if key in texts and isinstance(value, float) else value
             for key, value in data.items()
         }
-        if isinstance(data.get("init"), str):  # one spelling, as validate gives (a run made
-            data["init"] = data["init"].strip().lower()  # with FOLD0 before session 36)
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -494,8 +499,6 @@ class TrainConfig:
             raise ValueError(f"noise margin = {self.noise_margin} is not allowed: need >= 0")
         scenario = make_scenario(self.task, self.task_params)
         self.task_params = dict(scenario.params)
-        if isinstance(self.init, str):  # one spelling (the cell reads any case)
-            self.init = self.init.strip().lower()
         self.init, self.cell_params = resolve_auto_init(
             self.init, self.cell, scenario, self.cell_params
         )

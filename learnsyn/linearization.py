@@ -95,6 +95,18 @@ def scenario_events(scenario) -> tuple[tuple[float, float], ...]:
     return tuple(event for event in events if event[1] > 0)
 
 
+def _event_response(step, events) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean map ``sum p F(xi)`` and the least-squares increment ``Cov(xi, F(xi)) /
+    Var(xi)`` over ``events`` (``(value, probability)`` pairs), ``step(xi)`` giving ``F(xi)``:
+    ``(F(+1) + F(-1)) / 2`` and ``(F(+1) - F(-1)) / 2`` for balanced +-1 events."""
+    mean = sum(value * p for value, p in events)
+    spread = sum(p * (value - mean) ** 2 for value, p in events)
+    outcomes = [(value, p, step(value)) for value, p in events]
+    mean_map = sum(p * new for _, p, new in outcomes)
+    increment = sum(p * (value - mean) * new for value, p, new in outcomes) / spread
+    return mean_map, increment
+
+
 def _mean_map(model: Synapse, state: torch.Tensor, events=BALANCED_EVENTS) -> torch.Tensor:
     ones = torch.ones(state.shape[0], dtype=state.dtype)
     return sum(p * model.step(state, value * ones) for value, p in events)
@@ -165,12 +177,9 @@ def linearize(
         residual = float((_mean_map(model, state, events) - state).abs().max())
     if not residual <= NEWTON_ABOVE:  # iterating diverged (a mode of modulus > 1) or stalled
         state, residual = _newton_fixed_point(model, state, residual, events)
-    mean = sum(value * p for value, p in events)
     with torch.no_grad():
         ones = torch.ones(1, dtype=torch.float64)
-        spread = sum(p * (value - mean) ** 2 for value, p in events)
-        b = sum(p * (value - mean) * model.step(state, value * ones)[0] for value, p in events)
-        b = b / spread
+        _, b = _event_response(lambda value: model.step(state, value * ones)[0], events)
         c = _readout_weights(model, m)
     jacobian = _mean_map_jacobian(model, state, events)
     return Linearization(
@@ -179,7 +188,7 @@ def linearize(
         b=b.numpy().copy(),
         c=c.numpy().copy(),
         residual=residual,
-        event_mean=float(mean),
+        event_mean=float(sum(value * p for value, p in events)),
     )
 
 
@@ -388,13 +397,13 @@ def response_profile(
     size (0 for a linear synapse); ``drift_residual``: the part of the drift the linearization
     misses, relative to the drift's spread."""
     ones = torch.ones(states.shape[0])
-    mean = sum(value * p for value, p in events)
-    spread = sum(p * (value - mean) ** 2 for value, p in events)
     with torch.no_grad():
-        steps = [(value, p, model.step(states, value * ones).double()) for value, p in events]
+        mean_map, increment = _event_response(
+            lambda value: model.step(states, value * ones).double(), events
+        )
     h = states.double().numpy()
-    increment = (sum(p * (value - mean) * new for value, p, new in steps) / spread).numpy()
-    drift = sum(p * new for _, p, new in steps).numpy() - h
+    increment = increment.numpy()
+    drift = mean_map.numpy() - h
     predicted = (h - lin.fixed_point) @ (lin.A - np.eye(len(lin.b))).T  # (A - I)(h - h*)
     size = np.abs(increment).mean(axis=0)
     return {

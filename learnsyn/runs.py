@@ -32,6 +32,7 @@ from learnsyn.cells import (
     linear_state_extent,
     read_linear_start,
     saturation_scale,
+    start_arrays,
     start_at_linear,
 )
 from learnsyn.config import option_name, stream_seed
@@ -404,15 +405,7 @@ def _say_start_bend(model, scenario, log, start: dict[str, list[float]]) -> None
         return
     reach = scenario.state_range()
     if reach is None:  # no range: the start's own states
-        m = model.state_size
-        A = np.asarray(start["A"], dtype=np.float64).reshape(m, m)
-        drive = start.get("drive")
-        reach = linear_state_extent(
-            A,
-            np.asarray(start["b"], dtype=np.float64),
-            None if drive is None else np.asarray(drive, dtype=np.float64),
-            scenario,
-        )
+        reach = linear_state_extent(*start_arrays(start, model.state_size), scenario)
     s = saturation_scale(model)
     if not math.isfinite(reach):
         log(

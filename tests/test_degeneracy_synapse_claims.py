@@ -85,29 +85,15 @@ def test_fold0_claim_three_outcomes_and_its_gradient_condition():
 def test_fold0_claim_needs_its_gradients_shown_not_smaller_not_just_not_significantly_smaller():
     # review, session 36: with 3 seeds (t cutoff 4.30) Fold 0's gradients 40 % smaller than
     # orthogonal's were "not significantly smaller", and the claim read confirmed
-    orthogonal_early, fold0_early = np.array([1.0, 1.3, 0.7]), np.array([0.9, 0.5, 0.5])
-    worse = judge_fold0_claim(
-        np.array([75.0, 76.0, 74.0]),
-        np.array([55.0, 56.5, 54.0]),
-        np.ones(3),
-        np.ones(3) * 1.01,
-        orthogonal_early,
-        fold0_early,
-        30,
-        20,
-    )
-    assert worse["verdict"] == NOT_CONFIRMED
-    same = judge_fold0_claim(
-        np.array([75.0, 76.0, 74.0]),
-        np.array([55.0, 56.5, 54.0]),
-        np.ones(3),
-        np.ones(3) * 1.01,
-        orthogonal_early,
-        orthogonal_early * 1.001,
-        30,
-        20,
-    )
-    assert same["verdict"] == CONFIRMED
+    orthogonal_early = np.array([1.0, 1.3, 0.7])
+    finals = np.array([75.0, 76.0, 74.0]), np.array([55.0, 56.5, 54.0])
+    gains = np.ones(3), np.ones(3) * 1.01
+
+    def verdict(fold0_early):
+        return judge_fold0_claim(*finals, *gains, orthogonal_early, fold0_early, 30, 20)["verdict"]
+
+    assert verdict(np.array([0.9, 0.5, 0.5])) == NOT_CONFIRMED
+    assert verdict(orthogonal_early * 1.001) == CONFIRMED
 
 
 def test_fold1_claim_three_outcomes():
