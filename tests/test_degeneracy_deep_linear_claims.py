@@ -25,7 +25,9 @@ from learnsyn.degeneracy.verdicts import (
     CONFIRMED,
     CONTRADICTED,
     NO_VERDICT_DIVERGED,
+    NO_VERDICT_TOO_FEW_SEEDS,
     NO_VERDICT_TOO_SHORT,
+    NO_VERDICT_UNDEFINED,
     NOT_CONFIRMED,
     NOT_EVALUATED,
 )
@@ -265,3 +267,41 @@ def test_equal_differences_count_only_where_a_sign_test_could_resolve_them():
     assert paired_direction([5.0] * SIGN_TEST_SEEDS, [10.0] * SIGN_TEST_SEEDS) == -1
     assert paired_direction([5.0] * 8, [5.0] * 8) == 0
     assert paired_direction([10.0, 11.0, 12.0], [1.0, 1.5, 2.5]) == 1  # a spread: the t rule
+
+
+def test_a_loss_of_exactly_zero_gives_no_verdict_on_the_log_ratio():
+    """Review, session 37: log(0) passed the finiteness check and turned a perfect run into
+    "not confirmed" (a log ratio of -inf with a NaN error)."""
+    scaled_end = losses(0.015)
+    scaled_end[3] = 0.0
+    claim = _scaled(vanishing_profile(), losses(0.2), scaled_end, losses(0.01))
+    assert claim["verdict"] == NO_VERDICT_UNDEFINED and "exactly 0" in claim["reason"]
+
+
+def test_one_seed_gives_no_verdict_from_every_judge():
+    one = np.array([0.2])
+    claims = [
+        judge_plateau_claim(one, one, one * 0.1, flat_profile()[:1], WINDOW),
+        judge_orthogonal_best_claim(one * 0.1, {"fold0": one}, 500),
+        _scaled(vanishing_profile()[:1], one, one * 0.15, one * 0.1),
+    ]
+    assert [claim["verdict"] for claim in claims] == [NO_VERDICT_TOO_FEW_SEEDS] * len(claims)
+
+
+def test_a_divergence_after_the_judged_epoch_does_not_void_the_claims():
+    """Review, session 37: every comparison is made at the window's end, yet a network whose
+    loss became non-finite later voided every claim ("training diverged")."""
+    config = _tiny_config(epochs=5, judge_window=(1, 3), gradient_epochs=(0, 1, 3))
+    raw = train_deep_linear(config)
+    judged = [claim["verdict"] for claim in evaluate_deep_linear_claims(config, raw)]
+    raw["loss"] = raw["loss"].clone()
+    raw["loss"][:, 4:] = float("nan")  # after epoch 3
+    raw["activation_gradient_norms"] = raw["activation_gradient_norms"].clone()
+    after_window = list(raw["gradient_epochs"]).index(5)  # the schedule adds the run's end
+    raw["activation_gradient_norms"][:, after_window] = float("nan")
+    after = [claim["verdict"] for claim in evaluate_deep_linear_claims(config, raw)]
+    assert after == judged and NO_VERDICT_DIVERGED not in after
+    raw["loss"][:, 3] = float("nan")  # at the judged epoch
+    assert [c["verdict"] for c in evaluate_deep_linear_claims(config, raw)] == [
+        NO_VERDICT_DIVERGED
+    ] * 5

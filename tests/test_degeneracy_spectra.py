@@ -162,6 +162,23 @@ def _facts_after(summary, config, edit):
     return {check["fact"]: check["holds"] for check in check_spectra_facts(config, changed)}
 
 
+def test_a_check_that_holds_only_through_its_noise_says_so(quick_summary):
+    """Review, session 37: the criticality check allows max(0.25, 3 s.e.), so a mean s^2 of
+    1.8 +- 0.3 "held"; it still holds, marked not resolved (the fixed tolerance did not
+    decide it), and a precise estimate is resolved."""
+    config, summary = quick_summary
+    changed = copy.deepcopy(summary)
+    deepest = str(max(summary["jacobians"]["depths"]))
+    network = next(iter(changed["jacobians"]["by_network"].values()))
+    network["by_depth"][deepest]["mean_squared_singular_value"].update(mean=1.8, standard_error=0.3)
+    critical = [c for c in check_spectra_facts(config, changed) if "critical" in c["fact"]]
+    noisy = critical[0]
+    assert noisy["holds"] and not noisy["resolved"]
+    # an orthogonal linear network's mean s^2 is 1 to 1e-16: the fixed tolerance decides it
+    exact = [c for c in critical if c["fact"].startswith("linear-orthogonal")]
+    assert exact and exact[0]["resolved"] and exact[0]["standard_error"] < 1e-12
+
+
 def test_the_fact_checks_can_fail(quick_summary):
     """Each kind of check turns False when its statistic is off by a factor of two."""
     config, summary = quick_summary

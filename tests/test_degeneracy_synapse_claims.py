@@ -25,9 +25,11 @@ from learnsyn.degeneracy.verdicts import (
     CONFIRMED,
     CONTRADICTED,
     NO_VERDICT_DIVERGED,
+    NO_VERDICT_TOO_FEW_SEEDS,
     NO_VERDICT_UNDEFINED,
     NOT_CONFIRMED,
     NOT_EVALUATED,
+    combine_directions,
 )
 
 SEEDS = 8
@@ -265,3 +267,75 @@ def test_fold0_gains_spanning_decades_are_compared_on_logs():
     assert claim["verdict"] == CONFIRMED
     smaller = judge_fold0_claim(*finals, orthogonal_gain, fold0_gain * 0.5, early, early, 600, 20)
     assert smaller["verdict"] == NOT_CONFIRMED
+
+
+def test_scaled_gains_spanning_decades_are_compared_on_logs():
+    """Review, session 37: the orthogonal x g claim compared window gains on the raw scale, so
+    with gains spread over 1e-100 to 1e-5 a scaled init halving every seed's gain read "not
+    smaller" (the largest seed set the mean and its error: t about 1), and gains larger by a
+    raw mean that the logs do not support read "smaller"."""
+    orthogonal_gain = 10.0 ** -np.linspace(5.0, 100.0, SEEDS)
+    finals = values(70.0), values(69.0)
+
+    def verdict(scaled_gain):
+        claim = judge_scaled_claim(orthogonal_gain, scaled_gain, *finals, "orthogonal-x0.8", 600)
+        return claim, claim["verdict"]
+
+    claim, halved = verdict(orthogonal_gain * 0.5)
+    assert halved == CONFIRMED
+    assert claim["initial_log_window_gain_orthogonal_minus_scaled"]["mean"] == pytest.approx(
+        np.log(2.0)
+    )
+    # one seed's gain far smaller, the others larger: the raw mean says smaller, the logs not
+    mixed = orthogonal_gain * np.array([1e-3] + [1.5] * (SEEDS - 1))
+    assert verdict(mixed)[1] == NOT_CONFIRMED
+    assert verdict(np.zeros(SEEDS))[1] == NOT_CONFIRMED  # a zero gain has no log: not shown
+
+
+def test_a_margin_of_a_non_positive_objective_gives_no_verdict():
+    """Review, session 37: with the lifetime metric (-1 where the SNR never crosses) a 10 %
+    margin of orthogonal's objective was negative, and identical training read
+    "contradicted"."""
+    lifetimes = np.array([3.0] + [-1.0] * (SEEDS - 1))
+    claim = judge_scaled_claim(
+        values(7e-4), values(3e-6), lifetimes, lifetimes.copy(), "orthogonal-x0.8", 30
+    )
+    assert claim["verdict"] == NO_VERDICT_UNDEFINED and "margin" in claim["reason"]
+
+
+def test_one_seed_or_nothing_compared_gives_no_verdict_not_a_null():
+    """Review, session 37: one seed has no spread, so every judge read "not confirmed" (a
+    measured null); a claim with nothing compared read "confirmed" (``all([])``)."""
+    one = np.array([10.0])
+    claims = [
+        judge_mechanism_claim(one, {"fold0": one * 0.5}, 30),
+        judge_fold0_claim(one, one * 0.5, one, one, one, one, 30, 20),
+        judge_fold1_claim(one * 2, one, one, one * 0.5, 20),
+        judge_speed_claim(one, {"fold0": one * 3}, 0.9, 410),
+        judge_orthogonal_best_claim(one, {"fold0": one * 0.5}),
+        judge_scaled_claim(one, one * 0.1, one, one, "orthogonal-x0.8", 30),
+    ]
+    assert [claim["verdict"] for claim in claims] == [NO_VERDICT_TOO_FEW_SEEDS] * len(claims)
+    assert combine_directions([]) == NOT_EVALUATED
+    assert judge_speed_claim(values(100.0), {}, 0.9, 410)["verdict"] == NOT_EVALUATED
+    assert judge_orthogonal_best_claim(values(75.0), {})["verdict"] == NOT_EVALUATED
+
+
+def test_a_speed_claim_where_no_run_reached_the_target_gives_no_verdict():
+    """Every compared run counted at the censoring value: a difference of 0 that measured
+    nothing (it read "not confirmed"); one init reaching it is a measurement."""
+    never = np.full(SEEDS, 410.0)
+    claim = judge_speed_claim(never, {"fold0": never.copy(), "fold1": never.copy()}, 0.9, 410)
+    assert claim["verdict"] == NO_VERDICT_UNDEFINED and "reached" in claim["reason"]
+    faster = judge_speed_claim(values(100.0), {"fold0": never}, 0.9, 410)
+    assert faster["verdict"] == CONFIRMED
+
+
+def test_no_speed_target_where_the_best_objective_is_not_positive():
+    from learnsyn.degeneracy.synapse_report import iterations_to_fraction
+
+    evaluation = np.full((2, 3, 4), -1.0)
+    target, best, reach = iterations_to_fraction(
+        evaluation, [0, 10, 20, 30], evaluation[..., -1], 0.9
+    )
+    assert np.isnan(target) and best is None and np.isnan(reach).all()

@@ -30,7 +30,9 @@ from learnsyn.degeneracy.seed_statistics import (
 from learnsyn.degeneracy.verdicts import (
     CONTRADICTION_RULE,
     NO_VERDICT_DIVERGED,
+    NO_VERDICT_TOO_FEW_SEEDS,
     NO_VERDICT_TOO_SHORT,
+    NO_VERDICT_UNDEFINED,
     SIGNIFICANCE,
     all_finite,
     combine,
@@ -38,6 +40,7 @@ from learnsyn.degeneracy.verdicts import (
     no_verdict,
     not_evaluated,
     post_inits,
+    too_few_seeds,
 )
 
 # Gradient norms "neither vanish nor explode" when the largest and smallest layer's seed-mean
@@ -73,10 +76,18 @@ def layer_mean(norms: Any) -> np.ndarray:
     return np.asarray(norms, dtype=np.float64).mean(axis=-1)
 
 
-def _diverged(statement: str) -> dict[str, Any]:
-    return no_verdict(
-        statement, NO_VERDICT_DIVERGED, "a compared network has a non-finite loss or gradient"
-    )
+def _unjudged(statement: str, *values: Any) -> dict[str, Any] | None:
+    """The entry of a claim whose per-seed ``values`` cannot be judged (a non-finite number:
+    a diverged network; fewer than two seeds: no spread), else None."""
+    if not all_finite(*values):
+        return no_verdict(
+            statement, NO_VERDICT_DIVERGED, "a compared network has a non-finite loss or gradient"
+        )
+    if too_few_seeds(*values):
+        return no_verdict(
+            statement, NO_VERDICT_TOO_FEW_SEEDS, "a paired difference needs two seeds or more"
+        )
+    return None
 
 
 def judge_plateau_claim(
@@ -90,8 +101,11 @@ def judge_plateau_claim(
     than ``PLATEAU_FACTOR`` over the window, and its initial gradient profile spans less than
     ``GRADIENT_SPREAD_FACTOR`` over layers. Contradicted when Fold 0 ends significantly below
     orthogonal."""
-    if not all_finite(fold0_start, fold0_end, orthogonal_end, fold0_initial_norms):
-        return _diverged(PLATEAU_STATEMENT)
+    unjudged = _unjudged(
+        PLATEAU_STATEMENT, fold0_start, fold0_end, orthogonal_end, fold0_initial_norms
+    )
+    if unjudged is not None:
+        return unjudged
     start, end = window
     profile = np.asarray(fold0_initial_norms, dtype=np.float64).mean(axis=0)
     spread = float(profile.max() / profile.min())
@@ -126,8 +140,11 @@ def judge_fold1_claim(
     ``judged_epoch`` is significantly above Fold 0's. Contradicted when Fold 1 ends
     significantly below Fold 0."""
     epochs = sorted(fold0_norms)
-    if not all_finite(fold0_end, fold1_end, *fold0_norms.values(), *fold1_norms.values()):
-        return _diverged(FOLD1_STATEMENT)
+    unjudged = _unjudged(
+        FOLD1_STATEMENT, fold0_end, fold1_end, *fold0_norms.values(), *fold1_norms.values()
+    )
+    if unjudged is not None:
+        return unjudged
     larger = {
         epoch: paired_direction(layer_mean(fold1_norms[epoch]), layer_mean(fold0_norms[epoch]))
         for epoch in epochs
@@ -158,8 +175,9 @@ def judge_orthogonal_best_claim(
 ) -> dict[str, Any]:
     """Orthogonal's loss at ``judged_epoch`` is significantly below every other condition's.
     Contradicted when some other condition ends significantly below orthogonal."""
-    if not all_finite(orthogonal_end, *others_end.values()):
-        return _diverged(ORTHOGONAL_STATEMENT)
+    unjudged = _unjudged(ORTHOGONAL_STATEMENT, orthogonal_end, *others_end.values())
+    if unjudged is not None:
+        return unjudged
     return {
         "statement": ORTHOGONAL_STATEMENT,
         "rule": (
@@ -190,11 +208,18 @@ def judge_scaled_orthogonal_claim(
     per-seed ratios, upper end of the 95 % t interval). Contradicted when it ends significantly
     above Fold 0, or more than the factor above orthogonal even at the lower end."""
     statement = scaled_orthogonal_statement(optimizer)
-    if not all_finite(scaled_initial_norms, fold0_end, scaled_end, orthogonal_end):
-        return _diverged(statement)
+    unjudged = _unjudged(statement, scaled_initial_norms, fold0_end, scaled_end, orthogonal_end)
+    if unjudged is not None:
+        return unjudged
     profile = np.asarray(scaled_initial_norms, dtype=np.float64).mean(axis=0)
     first_to_last = float(profile[0] / profile[-1])
     depth = profile.shape[0]
+    if not (np.all(np.asarray(scaled_end) > 0) and np.all(np.asarray(orthogonal_end) > 0)):
+        return no_verdict(  # a loss of exactly 0: its log ratio is -inf (review, session 37)
+            statement,
+            NO_VERDICT_UNDEFINED,
+            "a compared loss is exactly 0: the log ratio of the losses is undefined",
+        )
     against_fold0 = paired_direction(fold0_end, scaled_end)
     log_ratio = paired_difference(np.log(scaled_end), np.log(orthogonal_end))
     margin = log_ratio["cutoff"] * log_ratio["standard_error"]
@@ -234,8 +259,9 @@ def judge_gradient_size_claim(
     epochs = sorted(orthogonal)
     values = [orthogonal[epoch] for epoch in epochs]
     values += [entry[epoch] for entry in degenerate.values() for epoch in epochs]
-    if not all_finite(*[array for pair in values for array in pair]):
-        return _diverged(GRADIENT_SIZE_STATEMENT)
+    unjudged = _unjudged(GRADIENT_SIZE_STATEMENT, *[array for pair in values for array in pair])
+    if unjudged is not None:
+        return unjudged
     holds, reversed_outcome, numbers = True, False, {}
     for name, entry in degenerate.items():
         numbers[name] = {}
@@ -288,8 +314,17 @@ def evaluate_deep_linear_claims(
         """The entry of a claim that cannot be judged on this run, or None."""
         if any(name is None for name in needed):
             return not_evaluated(statement, missing)
-        if not all_finite(*[loss[name] for name in needed], *[norms[name] for name in needed]):
-            return _diverged(statement)
+        # finite up to the judged epoch and at the early epochs Fold 1's claim reads: what a
+        # network does after them is never compared (review, session 37: a divergence after
+        # the window voided every claim)
+        judged = [i for i, epoch in enumerate(schedule) if epoch <= end or epoch in early]
+        unjudged = _unjudged(
+            statement,
+            *[loss[name][:, : end + 1] for name in needed],
+            *[norms[name][:, judged] for name in needed],
+        )
+        if unjudged is not None:
+            return unjudged
         if not config.judged:
             return no_verdict(
                 statement,

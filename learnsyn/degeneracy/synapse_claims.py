@@ -26,12 +26,14 @@ from learnsyn.degeneracy.seed_statistics import (
 from learnsyn.degeneracy.verdicts import (
     CONTRADICTION_RULE,
     NO_VERDICT_DIVERGED,
+    NO_VERDICT_TOO_FEW_SEEDS,
     NO_VERDICT_UNDEFINED,
     SIGNIFICANCE,
     all_finite,
     combine,
     combine_directions,
     no_verdict,
+    too_few_seeds,
 )
 
 # "Trains about as well": a loss against orthogonal below this fraction of its final objective,
@@ -57,10 +59,29 @@ SCALED_STATEMENT = (
 )
 
 
-def _diverged(statement: str) -> dict[str, Any]:
-    return no_verdict(
-        statement, NO_VERDICT_DIVERGED, "a compared run has a non-finite objective or measure"
-    )
+def _unjudged(statement: str, *values: Any) -> dict[str, Any] | None:
+    """The entry of a claim whose per-seed ``values`` cannot be judged (a non-finite number:
+    a diverged run; fewer than two seeds: no spread, where "not confirmed" would read as a
+    measured null), else None."""
+    if not all_finite(*values):
+        return no_verdict(
+            statement, NO_VERDICT_DIVERGED, "a compared run has a non-finite objective or measure"
+        )
+    if too_few_seeds(*values):
+        return no_verdict(
+            statement, NO_VERDICT_TOO_FEW_SEEDS, "a paired difference needs two seeds or more"
+        )
+    return None
+
+
+def _log_difference(reference: Any, other: Any) -> dict[str, float] | None:
+    """``paired_difference`` of ``log reference - log other``, or None where a value is not
+    positive (a window product exactly zero)."""
+    reference = np.asarray(reference, dtype=np.float64)
+    other = np.asarray(other, dtype=np.float64)
+    if not (np.all(reference > 0) and np.all(other > 0)):
+        return None
+    return paired_difference(np.log(reference), np.log(other))
 
 
 def judge_mechanism_claim(
@@ -77,6 +98,9 @@ def judge_mechanism_claim(
             f"the effective rank of P_{horizon} at initialization is undefined for a compared "
             "init (its product is exactly zero in every stream)",
         )
+    unjudged = _unjudged(MECHANISM_STATEMENT, orthogonal_rank, *ranks.values())
+    if unjudged is not None:
+        return unjudged
     return {
         "statement": MECHANISM_STATEMENT,
         "rule": (
@@ -100,14 +124,9 @@ def _at_most_a_small_shortfall(reference: Any, other: Any) -> bool:
     hundreds of decades across seeds (1e-246 to 1e-6 at rnn-m2-h600: on the raw scale one seed
     set the mean; review of session 36's diff). Never with one seed (an infinite cutoff), nor
     where a value is not positive."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logs = (
-            np.log(np.asarray(reference, dtype=np.float64)),
-            np.log(np.asarray(other, dtype=np.float64)),
-        )
-    if not all(np.all(np.isfinite(values)) for values in logs):
+    shortfall = _log_difference(reference, other)
+    if shortfall is None:
         return False
-    shortfall = paired_difference(*logs)
     bound = shortfall["mean"] + shortfall["cutoff"] * shortfall["standard_error"]
     return bool(bound < -np.log1p(-EQUIVALENCE_FRACTION))
 
@@ -130,8 +149,9 @@ def judge_fold0_claim(
     review, session 36); contradicted when Fold 0's final objective is significantly above
     orthogonal's."""
     values = (final_orthogonal, final_fold0, window_gain_orthogonal, window_gain_fold0)
-    if not all_finite(*values, early_orthogonal, early_fold0):
-        return _diverged(FOLD0_STATEMENT)
+    unjudged = _unjudged(FOLD0_STATEMENT, *values, early_orthogonal, early_fold0)
+    if unjudged is not None:
+        return unjudged
     worse = paired_direction(final_orthogonal, final_fold0)
     jacobian_not_smaller = _at_most_a_small_shortfall(window_gain_orthogonal, window_gain_fold0)
     gradient_not_smaller = _at_most_a_small_shortfall(early_orthogonal, early_fold0)
@@ -166,8 +186,9 @@ def judge_fold1_claim(
     """Fold 1's early gradient norm is significantly above Fold 0's and its final objective
     significantly below Fold 0's; contradicted when its final objective is significantly
     above Fold 0's."""
-    if not all_finite(early_fold1, early_fold0, final_fold0, final_fold1):
-        return _diverged(FOLD1_STATEMENT)
+    unjudged = _unjudged(FOLD1_STATEMENT, early_fold1, early_fold0, final_fold0, final_fold1)
+    if unjudged is not None:
+        return unjudged
     larger = paired_direction(early_fold1, early_fold0)
     worse = paired_direction(final_fold0, final_fold1)
     return {
@@ -187,9 +208,19 @@ def judge_speed_claim(
     speed_orthogonal: Any, speeds: dict[str, Any], fraction: float, censored_at: int
 ) -> dict[str, Any]:
     """Every degenerate init in ``speeds`` needs significantly more iterations than orthogonal
-    to reach the target; contradicted when one needs significantly fewer."""
-    if not all_finite(speed_orthogonal, *speeds.values()):
-        return _diverged(SPEED_STATEMENT)
+    to reach the target; contradicted when one needs significantly fewer. No verdict where no
+    compared run reaches the target (every one counted at ``censored_at``: a difference of 0
+    that measured nothing, where "not confirmed" read as a null; review, session 37)."""
+    unjudged = _unjudged(SPEED_STATEMENT, speed_orthogonal, *speeds.values())
+    if unjudged is not None:
+        return unjudged
+    compared = [np.asarray(speed_orthogonal), *map(np.asarray, speeds.values())]
+    if all(np.all(values >= censored_at) for values in compared):
+        return no_verdict(
+            SPEED_STATEMENT,
+            NO_VERDICT_UNDEFINED,
+            f"no compared run reached the target (each counted at {censored_at})",
+        )
     return {
         "statement": SPEED_STATEMENT,
         "rule": (
@@ -210,8 +241,9 @@ def judge_speed_claim(
 def judge_orthogonal_best_claim(final_orthogonal: Any, others: dict[str, Any]) -> dict[str, Any]:
     """Orthogonal's final objective is significantly above every other init's; contradicted
     when another init's is significantly above orthogonal's."""
-    if not all_finite(final_orthogonal, *others.values()):
-        return _diverged(ORTHOGONAL_STATEMENT)
+    unjudged = _unjudged(ORTHOGONAL_STATEMENT, final_orthogonal, *others.values())
+    if unjudged is not None:
+        return unjudged
     return {
         "statement": ORTHOGONAL_STATEMENT,
         "rule": (
@@ -236,18 +268,34 @@ def judge_scaled_claim(
     scaled: str,
     horizon: int,
 ) -> dict[str, Any]:
-    """Orthogonal x g's window gain is significantly below orthogonal's, and its loss of final
-    objective against orthogonal is below ``EQUIVALENCE_FRACTION`` of orthogonal's final
-    objective even at the upper end of its 95 % t interval; contradicted when the loss exceeds
-    that bound even at the lower end."""
+    """Orthogonal x g's window gain is significantly below orthogonal's (on logs, like Fold
+    0's: gains span hundreds of decades across seeds, and on the raw scale the largest seed set
+    the mean and its error; review, session 37), and its loss of final objective against
+    orthogonal is below ``EQUIVALENCE_FRACTION`` of orthogonal's final objective even at the
+    upper end of its 95 % t interval; contradicted when the loss exceeds that bound even at
+    the lower end. No verdict where orthogonal's mean final objective is not positive (a
+    fraction of it is no margin)."""
     values = (window_gain_orthogonal, window_gain_scaled, final_orthogonal, final_scaled)
-    if not all_finite(*values):
-        return _diverged(SCALED_STATEMENT)
-    smaller = paired_direction(window_gain_orthogonal, window_gain_scaled) > 0
+    unjudged = _unjudged(SCALED_STATEMENT, *values)
+    if unjudged is not None:
+        return unjudged
+    reference = float(np.mean(final_orthogonal))
+    if not reference > 0:
+        return no_verdict(
+            SCALED_STATEMENT,
+            NO_VERDICT_UNDEFINED,
+            f"orthogonal's mean final objective is {reference:g}: a margin of "
+            f"{EQUIVALENCE_FRACTION:g} x it is not a margin",
+            init=scaled,
+        )
+    gains = np.asarray(window_gain_orthogonal, float), np.asarray(window_gain_scaled, float)
+    positive = all(np.all(gain > 0) for gain in gains)
+    log_gain = _log_difference(*gains)
+    smaller = positive and paired_direction(*map(np.log, gains)) > 0
     # The post: "without much effect on the training performance" (against orthogonal). An
     # equivalence bound, so that few or noisy seeds cannot confirm it by default.
     loss = paired_difference(final_orthogonal, final_scaled)
-    allowed = EQUIVALENCE_FRACTION * float(np.mean(final_orthogonal))
+    allowed = EQUIVALENCE_FRACTION * reference
     margin = loss["cutoff"] * loss["standard_error"]
     within = loss["mean"] + margin < allowed
     beyond = loss["mean"] - margin > allowed
@@ -255,12 +303,13 @@ def judge_scaled_claim(
         "statement": SCALED_STATEMENT,
         "init": scaled,
         "rule": (
-            f"initial RMS singular value of P_{horizon} below orthogonal's by > "
+            f"initial RMS singular value of P_{horizon} below orthogonal's, on logs, by > "
             f"{SIGNIFICANCE}; final objective of orthogonal minus that of {scaled}, plus its "
             f"t cutoff in s.e., below {EQUIVALENCE_FRACTION:g} x orthogonal's final objective "
             f"(at most a small loss against orthogonal); {CONTRADICTION_RULE} (the loss minus "
             f"its t cutoff in s.e. above that bound)"
         ),
+        "initial_log_window_gain_orthogonal_minus_scaled": log_gain,
         "final_objective_orthogonal_minus_scaled": loss,
         "allowed_loss": allowed,
         "verdict": combine(smaller and within, beyond),

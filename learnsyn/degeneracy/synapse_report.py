@@ -142,7 +142,9 @@ def iterations_to_fraction(
     """Target ``fraction x`` the best seed-mean final objective among the ``candidates`` inits
     (None: all), that init's index, and per run ``(inits, seeds)`` the first evaluated
     iteration reaching it (NaN: never reached). Where no candidate has a finite mean (each has
-    a diverged run) there is no target: NaN, index None, and no run reaches it."""
+    a diverged run) there is no target: NaN, index None, and no run reaches it; likewise where
+    the best mean is not positive (a fraction of it would lie above it: the lifetime metric's
+    -1 for a curve that never crosses the threshold; review, session 37)."""
     final_means = final.mean(axis=1)
     if candidates is not None:
         kept = np.full_like(final_means, np.nan)
@@ -151,6 +153,8 @@ def iterations_to_fraction(
     if not np.isfinite(final_means).any():
         return math.nan, None, np.full(final.shape, np.nan)
     best_index = int(np.nanargmax(final_means))
+    if not final_means[best_index] > 0:
+        return math.nan, None, np.full(final.shape, np.nan)
     target = fraction * float(final_means[best_index])
     reached = evaluation >= target
     first = np.argmax(reached, axis=-1)

@@ -16,6 +16,7 @@ Every claim of the degeneracy experiments ends in exactly one of:
   involved) meets a measure that is not defined there, e.g. the effective rank of a window
   product that is exactly zero in every stream (a state clipped at its bound in every direction
   inside the window has a zero Jacobian);
+- ``no verdict: too few seeds``: fewer than two seeds, so no paired difference has a spread;
 - ``not evaluated``: a condition the claim needs was not run.
 """
 
@@ -34,6 +35,7 @@ CONTRADICTED = "contradicted"
 NO_VERDICT_DIVERGED = "no verdict: training diverged"
 NO_VERDICT_TOO_SHORT = "no verdict: run too short to judge"
 NO_VERDICT_UNDEFINED = "no verdict: measure undefined"
+NO_VERDICT_TOO_FEW_SEEDS = "no verdict: too few seeds"
 NOT_EVALUATED = "not evaluated"
 VERDICTS = (
     CONFIRMED,
@@ -42,8 +44,11 @@ VERDICTS = (
     NO_VERDICT_DIVERGED,
     NO_VERDICT_TOO_SHORT,
     NO_VERDICT_UNDEFINED,
+    NO_VERDICT_TOO_FEW_SEEDS,
     NOT_EVALUATED,
 )
+#: the fewest paired seeds a verdict is drawn from (one seed: "not confirmed" read as a null)
+MIN_SEEDS = 2
 CONTRADICTION_RULE = "contradicted when the predicted training outcome is significantly reversed"
 SIGNIFICANCE = (
     "the 95 % Student t cutoff of the paired difference over seeds (2.04 s.e. at 32 seeds, "
@@ -61,14 +66,23 @@ def combine(holds: bool, reversed_outcome: bool) -> str:
 
 def combine_directions(directions: Iterable[int]) -> str:
     """``combine`` for a claim that each paired direction is +1 (``paired_direction``): it is
-    reversed when one is -1."""
+    reversed when one is -1. No directions at all: ``not evaluated`` (``all([])`` is True, which
+    confirmed a claim with nothing compared: review, session 37)."""
     directions = list(directions)
+    if not directions:
+        return NOT_EVALUATED
     return combine(all(d > 0 for d in directions), any(d < 0 for d in directions))
 
 
 def all_finite(*values: Any) -> bool:
     """Whether every value in every (nested) array is finite."""
     return all(bool(np.all(np.isfinite(np.asarray(value, dtype=np.float64)))) for value in values)
+
+
+def too_few_seeds(*values: Any) -> bool:
+    """Whether a seed-indexed array among ``values`` has fewer than ``MIN_SEEDS`` seeds."""
+    shapes = [np.shape(value) for value in values]
+    return any(not shape or shape[0] < MIN_SEEDS for shape in shapes)
 
 
 def no_verdict(statement: str, verdict: str, reason: str, **numbers: Any) -> dict[str, Any]:
