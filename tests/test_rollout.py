@@ -1,5 +1,7 @@
 """The fast rollout equals the reference simulator: moments, gradients, random numbers."""
 
+import warnings
+
 import pytest
 import torch
 from learnsyn.tasks.constrained import BoundedScenario
@@ -636,3 +638,49 @@ def test_a_bound_below_float32s_normal_numbers_is_refused():
     with pytest.raises(ValueError, match=r"bound=1e-40 is out of range: expected a number in"):
         make_scenario("bounded", {"bound": 1e-40})
     assert make_scenario("noisy", {"bound": 0.0}).state_range() is None
+
+
+def test_the_native_kernel_is_built_beside_its_cache(monkeypatch, tmp_path):
+    """Review, session 37: the kernel was built in the system's temporary folder and moved
+    into the cache with ``os.replace``, which cannot cross file systems (a /tmp on tmpfs, a
+    cache on disk): the kernel was then off without a word. It is built in the cache folder."""
+    import subprocess
+    from pathlib import Path
+
+    from learnsyn.rollout import native
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LEARNSYN_CACHE", str(cache))
+    moves = []
+
+    def fake_run(command, **kwargs):
+        if "--version" in command:
+            return subprocess.CompletedProcess(command, 0, stdout="fake cc 1.0", stderr="")
+        Path(command[command.index("-o") + 1]).write_bytes(b"")
+        return subprocess.CompletedProcess(command, 0)
+
+    def fake_replace(source, target):
+        moves.append((Path(source), Path(target)))
+        raise RuntimeError("stop before loading the fake library")
+
+    monkeypatch.setattr(native.subprocess, "run", fake_run)
+    monkeypatch.setattr(native.os, "replace", fake_replace)
+    with pytest.raises(RuntimeError, match="stop"):
+        native._compile()
+    ((source, target),) = moves
+    assert cache in source.parents and target.parent == cache
+
+
+def test_a_native_kernel_that_cannot_be_built_is_said_once(monkeypatch, tmp_path):
+    from learnsyn.rollout import native
+
+    monkeypatch.setenv("LEARNSYN_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setattr(native, "_library", None)
+    monkeypatch.setattr(native, "_failure", None)
+    with pytest.warns(UserWarning, match="native CPU kernel is not available"):
+        assert not native.available()
+    assert "no-such-compiler" in native.failure()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not native.available()  # said once

@@ -33,6 +33,7 @@ import os
 import platform
 import subprocess
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +59,17 @@ def cache_folder() -> Path:
     return Path(root)
 
 
-def _cpu_signature() -> str:
+def _compiler_version(compiler: str) -> str:
+    """The compiler's ``--version`` text (part of the cache key: a kernel built by another
+    compiler is not reused; review, session 37), empty where it does not answer."""
+    try:
+        done = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout
+
+
+def _cpu_signature(compiler: str = "cc") -> str:
     try:
         flags = next(
             line for line in Path("/proc/cpuinfo").read_text().splitlines() if "flags" in line
@@ -66,6 +77,7 @@ def _cpu_signature() -> str:
     except (OSError, StopIteration):
         flags = platform.processor()
     text = SOURCE + " ".join(COMPILE_FLAGS + LINK_FLAGS) + flags + platform.machine()
+    text += compiler + _compiler_version(compiler)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -140,10 +152,12 @@ def blocked(numbers: torch.Tensor) -> torch.Tensor:
 def _compile() -> ctypes.CDLL:
     folder = cache_folder()
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"rollout_{_cpu_signature()}.so"
+    compiler = os.environ.get("CC", "cc")
+    target = folder / f"rollout_{_cpu_signature(compiler)}.so"
     if not target.exists():
-        compiler = os.environ.get("CC", "cc")
-        with tempfile.TemporaryDirectory() as scratch:
+        # built beside its target: os.replace cannot cross file systems (a /tmp on tmpfs and
+        # a cache on disk turned the kernel off without a word; review, session 37)
+        with tempfile.TemporaryDirectory(dir=folder, prefix=".build-") as scratch:
             source = Path(scratch) / "rollout.c"
             source.write_text(SOURCE)
             built = Path(scratch) / "rollout.so"
@@ -176,6 +190,12 @@ def available() -> bool:
             _library = _compile()
         except (OSError, subprocess.SubprocessError) as error:
             _failure = f"{type(error).__name__}: {error}"
+            warnings.warn(
+                f"the native CPU kernel is not available ({_failure}): rollouts take the "
+                "slower paths (the same numbers up to rounding); LEARNSYN_NATIVE=0 turns it "
+                "off without this warning",
+                stacklevel=2,
+            )
     return _library is not None
 
 
