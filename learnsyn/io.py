@@ -203,6 +203,14 @@ def check_output_file(path: str | Path | None, option: str, stdout: bool = True)
     _check_can_create_in(target.parent, option, path)
 
 
+def check_figure_file(path: str | Path | None, option: str = "--plot") -> None:
+    """``check_output_file`` for a figure, whose suffix must name one of ``FIGURE_FORMATS``
+    (another was written as PNG bytes under its name; review, session 37)."""
+    check_output_file(path, option, stdout=False)
+    if path is not None and Path(path).suffix.lower().lstrip(".") not in FIGURE_FORMATS:
+        raise ValueError(f"{option} {path}: expected a file ending in .png, .pdf or .svg")
+
+
 def check_output_dir(path: str | Path, option: str, locked: bool = False) -> Path:
     """Refuse, before any work, an output directory the command could not write: an existing
     file, a path under a file, a place without write permission; ``locked``: the command takes

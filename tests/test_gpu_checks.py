@@ -87,3 +87,18 @@ def test_the_lane_sweep_places_the_crossover_first(monkeypatch, tmp_path):
     full = [(s, p) for s, p, n in timed if n == 128]
     assert full == [(2, "lanes-b128w4p1r1"), (8, "lanes-b128w4p1r1")]
     assert len(timed) == 6 + 2 * (1 + len(gpu_checks.LANES)) + 2
+
+
+def test_every_failed_or_raised_agreement_is_counted(tmp_path):
+    """Review, session 37: a fast path that disagreed with the reference left the script's
+    exit status at 0, with nothing in its last lines; ``main`` exits 1 on these."""
+    from learnsyn.tools.gpu_checks import agreement_failures
+
+    record = Recorder(tmp_path, budget=10)
+    record.add("agreement", dict(cell="gru", task="ideal", path="triton", state=8, ok=True))
+    assert agreement_failures(record) == []
+    record.add("agreement", dict(cell="gru", task="noisy", path="triton", state=8, ok=False))
+    record.add("agreement", dict(cell="rnn", task="bounded", error="RuntimeError('x')"))
+    failures = agreement_failures(record)
+    assert len(failures) == 2
+    assert failures[0].startswith("triton gru m=8 noisy") and "reference rnn" in failures[1]

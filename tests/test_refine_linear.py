@@ -175,3 +175,26 @@ def test_a_report_that_cannot_be_written_is_refused_before_the_search(
     assert main(["--run", str(copy), "--evaluations", "3"]) == 2
     err = capsys.readouterr().err
     assert "error: the report" in err and "is a directory" in err
+
+
+def test_a_linearization_that_never_evaluates_finite_is_one_clear_error(
+    refined_run, tmp_path, capsys, monkeypatch
+):
+    """Review, session 37: a non-finite start read "linearization 0.000" (the objective's 0.0
+    for it), and with no finite candidate the search ended in a KeyError."""
+    import shutil
+    from types import SimpleNamespace
+
+    import learnsyn.runs
+
+    copy = tmp_path / "run"
+    shutil.copytree(refined_run, copy)
+    before = (copy / "refined-linear.json").read_text()
+    monkeypatch.setattr(
+        learnsyn.runs,
+        "evaluate_trained",
+        lambda *a, **k: SimpleNamespace(metrics={"area": float("nan")}),
+    )
+    assert main(["--run", str(copy), "--evaluations", "3"]) == 2
+    assert "non-finite area: nothing to refine" in capsys.readouterr().err
+    assert (copy / "refined-linear.json").read_text() == before

@@ -9,7 +9,6 @@ import re
 import sys
 import time
 import warnings
-from pathlib import Path
 
 from learnsyn.cli.options import (
     add_evaluation_options,
@@ -27,7 +26,7 @@ from learnsyn.evaluate import (
     resolve_method,
     uses_grid,
 )
-from learnsyn.io import FIGURE_FORMATS, check_output_file, json_text, write_json_output
+from learnsyn.io import check_figure_file, check_output_file, json_text, write_json_output
 from learnsyn.registry import load_builtin_models, make_model
 from learnsyn.scenario import SCENARIOS, make_scenario
 
@@ -115,9 +114,7 @@ def _check_burn_in_applies(args, model, scenario) -> None:
 def _check_common(args) -> EvalSpec:
     """The output paths, the evaluation spec (returned) and the method, checked."""
     check_output_file(args.json, "--json")
-    check_output_file(args.plot, "--plot", stdout=False)
-    if args.plot and Path(args.plot).suffix.lower().lstrip(".") not in FIGURE_FORMATS:
-        raise ValueError(f"--plot {args.plot}: expected a file ending in .png, .pdf or .svg")
+    check_figure_file(args.plot)
     spec = EvalSpec(args.synapses, args.horizon, args.threshold, args.convention,
                     getattr(args, "metric", "area"), args.burn_in)  # fmt: skip
     from learnsyn.evaluate import METHODS

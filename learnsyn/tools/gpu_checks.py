@@ -254,6 +254,7 @@ def time_path(
             lambda: _run(simulate, model, scenario, size, device, True), device
         )
         torch.cuda.reset_peak_memory_stats(device)
+        held = torch.cuda.memory_allocated(device)  # before the run: not the run's own
         forward = [
             _timed(lambda: _run(simulate, model, scenario, size, device, False), device)
             for _ in range(2)
@@ -264,7 +265,7 @@ def time_path(
         ]
         entry["fwd_steps_per_second"] = steps / min(forward)
         entry["fwd_bwd_steps_per_second"] = steps / min(both)
-        entry["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device)
+        entry["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device) - held
     except Exception as error:  # noqa: BLE001 - record it and go on
         entry["error"] = repr(error)
         entry["trace"] = traceback.format_exc()[-1500:]
@@ -343,6 +344,23 @@ def walk_plan(plan, attempt, over_budget) -> list[tuple]:
     return attempted
 
 
+def agreement_failures(record: Recorder) -> list[str]:
+    """One line per agreement entry that failed (``ok`` false) or raised: the device check's
+    purpose, so ``main`` exits 1 when there is any (review, session 37: it exited 0)."""
+    failures = []
+    for entry in record.data.get("agreement", []):
+        if entry.get("ok") is False or "error" in entry:
+            what = entry.get("error") or (
+                f"objective_rel {entry.get('objective_rel')}, "
+                f"gradient_rel {entry.get('gradient_rel')}"
+            )
+            failures.append(
+                f"{entry.get('path', 'reference')} {entry.get('cell')} m={entry.get('state')} "
+                f"{entry.get('task')}: {what}"
+            )
+    return failures
+
+
 def best_figure(record: Recorder) -> dict | None:
     """The fastest forward-plus-backward figure at state size 8."""
     timings = [t for t in record.data["timing"] if "fwd_bwd_steps_per_second" in t]
@@ -391,10 +409,16 @@ def main(argv: list[str] | None = None) -> int:
     if best is not None:
         say(
             f"best forward+backward at state 8: {best['fwd_bwd_steps_per_second']:.3g} "
-            f"synapse-steps/s ({best['path']}, {best['cell']}, {best['pairs']} pairs, "
-            f"{record.data['environment'].get('device_name')})"
+            f"synapse-steps/s ({best['path']}, {best['cell']}, {best.get('task', 'ideal')}, "
+            f"{best['pairs']} pairs, {record.data['environment'].get('device_name')})"
         )
+    failures = agreement_failures(record)
+    for line in failures:
+        say(f"agreement FAILED: {line}")
     say(f"written: {record.path} after {record.elapsed():.0f} s")
+    if failures:
+        say(f"{len(failures)} agreement failure(s): exit status 1")
+        return 1
     return 0
 
 

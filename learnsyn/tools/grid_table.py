@@ -361,14 +361,16 @@ def search(
     from learnsyn.tools import write_unless_weaker
 
     report["model_sha1"] = model_fingerprint(model)
-    if out is not None:
+    own = run_dir / name
+    if out is not None and Path(out).resolve() != own.resolve():
         atomic_write_json(Path(out), report)
         return report
     # the run's own report: the strongest of its searches, whatever their start (review, session
     # 32: a weaker search from another start replaced a stronger one)
     same = ("family", "metric", "model_sha1")
     hint = "; --out writes elsewhere"
-    return write_unless_weaker(run_dir / name, report, same, "value", "iterations", log, hint)
+    write_unless_weaker(own, report, same, "value", "iterations", log, hint)
+    return report  # this search's (the file may keep a stronger one: said by the line above)
 
 
 def load_grid_synapse(path) -> Synapse:
@@ -440,10 +442,10 @@ def main(argv=None) -> int:
     parser.add_argument("--plot", metavar="PNG", help="draw the table found (2 variables)")
     args = parser.parse_args(argv)
     try:
-        from learnsyn.io import check_output_file
+        from learnsyn.io import check_figure_file, check_output_file
 
         check_output_file(args.out, "--out", stdout=False)
-        check_output_file(args.plot, "--plot", stdout=False)
+        check_figure_file(args.plot)
         if args.plot and args.free_transitions:
             raise ValueError("--plot draws a grid table, not a --free-transitions chain")
         if args.plot:  # before the search, which takes hours at m = 4 (review, session 35)

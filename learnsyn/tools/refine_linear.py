@@ -111,7 +111,10 @@ def refine_run(run_dir, evaluations: int = 70, batch: int = 8192, log=print) -> 
         return -value if math.isfinite(value) else 0.0
 
     x0 = family.start()
-    start_value = -objective(x0)
+    objective(x0)
+    # the first evaluation's own value (-inf where not finite: the objective's 0.0 for it read
+    # as a start of 0.000; review, session 37)
+    start_value = best["value"]
     simplex = np.vstack([x0, x0 + np.diag(family.steps())])
     minimize(
         objective,
@@ -120,6 +123,11 @@ def refine_run(run_dir, evaluations: int = 70, batch: int = 8192, log=print) -> 
         options={"initial_simplex": simplex, "maxfev": evaluations - 1, "xatol": 1e-4,
                  "fatol": 1e-3},
     )  # fmt: skip
+    if "params" not in best:
+        raise ValueError(
+            f"the run's linearization and all {count} refinements of it evaluate to a "
+            f"non-finite {metric}: nothing to refine"
+        )
     fresh = stream_seed(config.seed, "final-evaluation")
     report = {
         "run": str(run_dir),
