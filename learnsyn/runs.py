@@ -303,7 +303,13 @@ DIVERGENCE_LIMIT = 10
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C (or SIGTERM) stopped ``train``, which has said where its checkpoint is."""
+    """Ctrl-C (or SIGTERM) stopped ``train``, which has said where its checkpoint is;
+    ``signum`` is the signal's number (a command exits with ``128 + signum``: 130 for SIGINT,
+    143 for SIGTERM, which read 130 too before session 37)."""
+
+    def __init__(self, signum: int = signal.SIGINT):
+        super().__init__()
+        self.signum = int(signum)
 
 
 class TrainingDiverged(ValueError):
@@ -347,12 +353,15 @@ def _trailing_skipped(history: list[dict[str, Any]]) -> int:
 class _Interrupt:
     """Turns SIGINT/SIGTERM into a flag so the loop can checkpoint before exiting."""
 
-    def __init__(self):
+    def __init__(self, signals=(signal.SIGINT, signal.SIGTERM), raise_at_once: bool = False):
         self.requested = False
+        self.signum = int(signal.SIGINT)
+        self.signals = signals
+        self.raise_at_once = raise_at_once  # no loop to stop: the signal interrupts the work
         self._previous = {}
 
     def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in self.signals:
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread
@@ -360,8 +369,9 @@ class _Interrupt:
         return self
 
     def _handle(self, signum, frame):
-        if self.requested:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
+        self.signum = int(signum)
+        if self.requested or self.raise_at_once:  # a second Ctrl-C stops at once
+            raise RunInterrupted(signum)
         self.requested = True
         # said at once: a step that tunes the first figure's baselines takes minutes in bounded,
         # and the run said nothing until then (review, session 35)
@@ -676,7 +686,7 @@ def train(
                 "continue with --resume"
             )
             logger.close()
-            raise RunInterrupted
+            raise RunInterrupted(interrupt.signum)
         result = _result(config, history, iteration, skipped_total, run_dir)
         result["restored_updates"] = restored_total
         if objective_fn is meta_objective:  # what ran the rollouts (a slow run says why)
@@ -712,14 +722,17 @@ def train(
             if best is not None:
                 model.load_state_dict(best["model"])
             try:
-                result["evaluation"] = _final_evaluation(model, scenario, config, device)
-            except KeyboardInterrupt:
+                # SIGTERM too (it killed the process without a word, the lock left behind:
+                # review, session 37); Ctrl-C keeps Python's own KeyboardInterrupt
+                with _Interrupt(signals=(signal.SIGTERM,), raise_at_once=True):
+                    result["evaluation"] = _final_evaluation(model, scenario, config, device)
+            except KeyboardInterrupt as error:
                 logger.close()
                 log(
                     "interrupted during the final evaluation: training is complete and "
                     f"checkpointed in {run_dir}; --resume runs the final evaluation"
                 )
-                raise RunInterrupted from None
+                raise RunInterrupted(getattr(error, "signum", signal.SIGINT)) from None
             logger.log_hparams(result)
         logger.close()
         atomic_write_json(run_dir / "result.json", result)

@@ -40,8 +40,14 @@ def build_parser():
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as a Ctrl-C; the command exits with 143 (128 + 15), not 130."""
+
+    signum = int(signal.SIGTERM)
+
+
 def _terminated(signum, frame) -> None:
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,9 +93,9 @@ def _main(argv: list[str] | None) -> int:
         where = f" ({error.filename})" if error.filename else ""
         print(f"learnsyn: error: {error.strerror or error}{where}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         print("learnsyn: interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(interrupt, "signum", signal.SIGINT)  # 130, or 143 for SIGTERM
 
 
 if __name__ == "__main__":  # pragma: no cover

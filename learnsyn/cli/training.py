@@ -89,9 +89,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             log=log,
         )
-    except RunInterrupted:  # train said where its checkpoint is
-        return 130
-    except KeyboardInterrupt:
+    except RunInterrupted as interrupted:  # train said where its checkpoint is
+        return 128 + interrupted.signum  # 130 for SIGINT, 143 for SIGTERM
+    except KeyboardInterrupt as interrupt:
         from learnsyn.runs import CHECKPOINT_NAME
 
         if (Path(run_dir) / CHECKPOINT_NAME).exists():
@@ -106,7 +106,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         else:
             log(f"learnsyn: interrupted before {run_dir} was written; run the command again")
-        return 130
+        return 128 + getattr(interrupt, "signum", 2)  # 130, or 143 for SIGTERM
     final = result.get("evaluation", {})
     evaluation = final.get("metrics", {})
     errors = final.get("metrics_stderr") or {}
