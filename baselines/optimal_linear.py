@@ -162,7 +162,7 @@ class OptimalLinearSynapse(LinearSynapse):
         owner = f"model {self.info.name!r}"
         self.params = resolve_params(self.info.params, params, owner)
         p = self.params
-        m = p["variables"] if "variables" in params or not p["b"] else len(p["b"])
+        m = _variables_given(p, params)
         # empty A, b, c: m leaky copies (decay 0.99, increment 1) read out as their average; a
         # constant drive only where the family declares it (``linear-range``)
         defaults = {"A": 0.99 * np.eye(m).reshape(-1), "b": np.ones(m), "c": np.full(m, 1.0 / m)}
@@ -176,6 +176,12 @@ class OptimalLinearSynapse(LinearSynapse):
                 raise ValueError(
                     f"{owner} parameter {name} has {len(values)} entries: expected {size} "
                     f"for variables={m}"
+                )
+        for name, values in given.items():  # (1e200 read NaN figures, said nowhere; session 37)
+            if values is not None and not np.all(np.abs(values) <= MAX_ENTRY):
+                raise ValueError(
+                    f"{owner} parameter {name} has an entry of magnitude "
+                    f"{np.max(np.abs(values)):g}: expected at most {MAX_ENTRY:g}"
                 )
         A, b, c, b_flagged, drive = given.values()
         A = A.reshape(m, m)
@@ -210,6 +216,12 @@ class OptimalLinearSynapse(LinearSynapse):
             m = max_state if max_state is not None else 2
         if max_state is not None and m > max_state:
             raise ValueError(f"variables={m} exceeds the state budget max_state={max_state}")
+        if m > cls.max_state_size:  # named as given (it read "state_size = 12"; session 37)
+            given = f"variables={m}" if "variables" in fixed else f"the state budget max_state={m}"
+            raise ValueError(
+                f"model {name!r} searches at most {cls.max_state_size} variables; {given} is "
+                f"more (fix variables at {cls.max_state_size} or fewer)"
+            )
         return m
 
     @classmethod
@@ -658,6 +670,26 @@ class OptimalLinear:
     def form(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(A, b, c)`` as numpy arrays."""
         return form_from_params(self.params)
+
+
+#: the largest magnitude of an entry of A, b, c, b_flagged or the drive: the exact variance sums
+#: squares of products of them in float64, and the Monte Carlo moments in float32
+MAX_ENTRY = 1e15
+
+
+def _variables_given(params: dict[str, Any], given: dict[str, Any]) -> int:
+    """m: ``variables`` where given, else the length of b, else the side of A (its square
+    root), else the length of c, else the default (it read m from b alone, so A alone with
+    4 entries "had 4 entries: expected 1 for variables=1"; review, session 37)."""
+    if "variables" in given:
+        return params["variables"]
+    if params["b"]:
+        return len(params["b"])
+    if params["A"] and math.isqrt(len(params["A"])) ** 2 == len(params["A"]):
+        return math.isqrt(len(params["A"]))
+    if params["c"]:
+        return len(params["c"])
+    return params["variables"]
 
 
 def _check_state_size(state_size: int) -> int:
@@ -1161,7 +1193,8 @@ def optimize_linear_synapse_monte_carlo(
             spacing = 2.0 * scenario.params["bound"] / (scenario.params["levels"] - 1)
             amplitudes = spacing * np.array([0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
         else:
-            amplitudes = np.geomspace(1.0 / 64.0, 2.0, 8)
+            # in the scenario's unit (noisy: its range; review, session 37)
+            amplitudes = np.geomspace(1.0 / 64.0, 2.0, 8) * scenario.amplitude_unit()
         scan = [np.concatenate([A0.reshape(-1), amplitude * b0, c0]) for amplitude in amplitudes]
     elif not starts:
         raise ValueError("starts is empty: give at least one (A, b, c)")

@@ -135,8 +135,10 @@ def _number_list(value: Any, where: str) -> tuple[float, ...]:
 #: alone would reward ever larger increments
 AMPLITUDE_SEARCH = (1e-3, 10.0, "log")
 #: the increments a baseline takes: the weight variance sums their squares in float64, which
-#: overflowed at 1e155 (NaN figures, said nowhere) and underflowed at 1e-170 (review, session 35)
-AMPLITUDE_RANGE = (1e-100, 1e100)
+#: overflowed at 1e155 (NaN figures, said nowhere) and underflowed at 1e-170 (review, session 35);
+#: the Monte Carlo moments sum them in float32, whose squares underflow below about 1e-19 (an
+#: amplitude of 1e-20 read an area of 0 by Monte Carlo, 19.6 exactly; review, session 37)
+AMPLITUDE_RANGE = (1e-18, 1e15)
 
 
 def amplitude_spec(help: str = "increment per event") -> ParamSpec:

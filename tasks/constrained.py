@@ -14,8 +14,10 @@ from learnsyn.synapse import ParamSpec
 #: stay finite (at 1e30 a run ended "complete" with NaN figures; review, session 34)
 BOUND_HIGH = 1e15
 #: the smallest range half-width: below float32's normal numbers the native kernel, which
-#: flushes subnormals to zero, read a bound of 1e-40 as no range at all (review, session 35)
-BOUND_LOW = 1e-30
+#: flushes subnormals to zero, read a bound of 1e-40 as no range at all (review, session 35);
+#: the Monte Carlo moments square the state in float32, which underflows below about 1e-19
+#: (a bound of 1e-25 read an infinite SNR; review, session 37)
+BOUND_LOW = 1e-12
 
 
 @register_scenario
@@ -108,6 +110,13 @@ class NoisyScenario(Scenario):
     def state_range(self):
         return self.params["bound"] if self.params["bound"] > 0 else None
 
+    def amplitude_unit(self):
+        # with a range the scenario is the same at every scale of (sigma, bound) together: a
+        # tuned exponential at (1000, 1e4) sat at the searched amplitude's cap, 10, and read an
+        # area of 0 where (0.1, 1) reads 18.6 (review, session 37); without one, the cap of
+        # ``synapse.AMPLITUDE_SEARCH`` is in absolute units (the design's choice)
+        return self.params["bound"] if self.params["bound"] > 0 else 1.0
+
     def linear_statistics(self):
         if self.params["bound"] > 0:
             return None
@@ -115,3 +124,20 @@ class NoisyScenario(Scenario):
 
     def markov_statistics(self):
         return None
+
+
+def standard_constraint(scenario: Scenario) -> str | None:
+    """``bounded`` or ``noisy`` when ``scenario`` constrains the state exactly as the scenario
+    of that name here does (a subclass that overrides its constraint, noise or events is
+    another chain: the fast kernels and the exact grid do not apply to it; review, session 37:
+    the grid method was chosen by the scenario's name), else None."""
+    for name, known in (("bounded", BoundedScenario), ("noisy", NoisyScenario)):
+        kind = type(scenario)
+        if (
+            isinstance(scenario, known)
+            and kind.constrain is known.constrain
+            and kind.constraint_noise is known.constraint_noise
+            and kind.next_events is Scenario.next_events
+        ):
+            return name
+    return None

@@ -156,3 +156,15 @@ def test_a_deep_cascade_is_irreducible_and_occupies_its_states_equally(depth, x)
     np.testing.assert_allclose(stationary_distribution(chain), 1 / (2 * depth), rtol=1e-12)
     result = evaluate(model, make_scenario("ideal"), synapses=1000, horizon=100)
     assert result.method == "exact" and np.isfinite(result.metrics["area"])
+
+
+def test_the_cascade_is_fusi_drew_abbotts_only_up_to_x_one_half():
+    """Review, session 37: above x = 1/2, x^d / (1 - x) exceeds 1 and was clipped, so the
+    deepest level was less stable than the one above it (a clamped chain labelled "cascade",
+    and the tuner chose x = 0.705). Refused; at x = 1/2 no probability is clipped and each
+    level switches with probability x^(d-1), the deepest x^(n-1) / (1 - x)."""
+    with pytest.raises(ValueError, match=r"parameter x=0.7 is out of range"):
+        make_model("cascade", {"depth": 5, "x": 0.7})
+    form = make_model("cascade", {"depth": 5, "x": 0.5}).markov_form()
+    plus = form.M_plus[:5, 5:].sum(axis=1)[::-1]  # from (-, d) to the + side, d = 1..5
+    np.testing.assert_allclose(plus, [1.0, 0.5, 0.25, 0.125, 0.0625 / 0.5])

@@ -439,3 +439,20 @@ def test_the_grid_takes_ages_in_any_order_and_refuses_what_is_not_an_age():
     for ages in ([], [1, math.inf], [-1, 2], [0.5], [math.nan]):
         with pytest.raises(ValueError, match=r"are not allowed: need non-negative integers$"):
             grid_signal_and_variance(model, scenario, ages, burn_in=50)
+
+
+def test_a_bounded_scenario_with_a_constraint_of_its_own_is_not_the_grid():
+    """Review, session 37: the grid method was chosen by the scenario's name, so a subclass
+    of the bounded scenario with its own ``constrain`` was evaluated exactly on the standard
+    grid, a chain that is not its own."""
+    from learnsyn.tasks.constrained import BoundedScenario
+
+    from learnsyn.estimate.grid import grid_applies
+
+    class Narrower(BoundedScenario):
+        def constrain(self, state, noise):
+            return state.clamp(-0.5, 0.5)
+
+    cell = make_cell("gru", 2)
+    assert grid_applies(cell, BoundedScenario())
+    assert not grid_applies(cell, Narrower())

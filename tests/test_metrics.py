@@ -87,3 +87,30 @@ def test_an_unpaired_ratio_with_a_zero_numerator_has_the_numerators_error():
     both = paired_ratio(50.0, 100.0, None, None, 5.0, 2.0)
     assert both.stderr == pytest.approx(0.5 * math.hypot(5.0 / 50.0, 2.0 / 100.0))
     assert math.isnan(paired_ratio(5.0, 0.0, None, None, 1.0, 1.0).stderr)
+
+
+def test_a_small_variance_is_not_floored_and_the_bounded_scenario_looks_the_same_at_any_scale():
+    """Review, session 37: the torch SNR floored the noise at 1e-30, so a synapse whose weight
+    variance is smaller read a wrong SNR (bounded, range 1e-15: 3.08 for 18.0, exact and Monte
+    Carlo alike); only a variance of 0 is floored now (the dtype's smallest normal number).
+    Ranges and increments float32 cannot square are refused."""
+    from learnsyn.evaluate import evaluate
+    from learnsyn.registry import make_model
+    from learnsyn.scenario import make_scenario
+
+    signal = torch.tensor([1e-17], dtype=torch.float64)
+    snr = snr_from_moments(signal, torch.tensor([4e-34], dtype=torch.float64), 100, "large-n")
+    assert float(snr) == pytest.approx(10 * 1e-17 / 2e-17)
+    areas = []
+    for bound in (1.0, 1e-12):
+        scenario = make_scenario("bounded", {"bound": bound})
+        model = make_model("exponential", {"decay": 0.9, "amplitude": 0.2 * bound})
+        kw = dict(synapses=100, horizon=30, convention="large-n")
+        exact = evaluate(model, scenario, **kw).metrics["area"]
+        mc = evaluate(model, scenario, method="monte-carlo", batch=1024, seed=0, **kw)
+        areas.append((exact, mc.metrics["area"]))
+    assert areas[1] == pytest.approx(areas[0], rel=1e-6)
+    with pytest.raises(ValueError, match=r"bound=1e-15 is out of range"):
+        make_scenario("bounded", {"bound": 1e-15})
+    with pytest.raises(ValueError, match=r"amplitude=1e-20 is out of range"):
+        make_model("exponential", {"amplitude": 1e-20})

@@ -445,3 +445,20 @@ def test_the_exact_chain_search_spends_its_whole_budget():
     )  # fmt: skip
     assert result.search == "exact chain"
     assert result.evaluations >= 0.95 * 400
+
+
+def test_entries_too_large_to_evaluate_and_sizes_are_refused_naming_what_was_given():
+    """Review, session 37: b = 1e200 evaluated to NaN figures without a word; A alone with 4
+    entries was read as m = 1 (from the empty b); a state budget of 12 was refused as
+    "state_size = 12", a name the user never gave."""
+    from learnsyn.tuning import tune
+
+    with pytest.raises(ValueError, match=r"parameter b has an entry of magnitude 1e\+200"):
+        make_model("optimal-linear", {"A": [0.5], "b": [1e200], "c": [1.0]})
+    model = make_model("optimal-linear", {"A": [0.9, 0.1, 0.0, 0.8], "c": [1.0, 0.0]})
+    assert model.params["variables"] == 2 and model.params["b"] == (1.0, 1.0)
+    with pytest.raises(ValueError, match=r"the state budget max_state=12 is more"):
+        tune("optimal-linear", make_scenario("ideal"), synapses=100, horizon=20, max_state=12)
+    with pytest.raises(ValueError, match=r"variables=10 is more"):
+        tune("optimal-linear", make_scenario("ideal"), synapses=100, horizon=20,
+             fixed={"variables": 10})  # fmt: skip

@@ -461,8 +461,11 @@ def build_grid_chain(
 
 # --- the SNR curve -------------------------------------------------------------------------------
 def grid_applies(model: Synapse, scenario: Scenario) -> bool:
-    """True for a continuous-state model in the bounded scenario (whatever the grid's size)."""
-    return scenario.info.name == GRID_SCENARIO and not model.discrete_state
+    """True for a continuous-state model in the bounded scenario (whatever the grid's size),
+    its constraint the bounded scenario's own (``tasks.constrained.standard_constraint``)."""
+    from learnsyn.tasks.constrained import standard_constraint
+
+    return standard_constraint(scenario) == GRID_SCENARIO and not model.discrete_state
 
 
 def grid_fits(model: Synapse, scenario: Scenario, max_states: int = MAX_STATES) -> bool:

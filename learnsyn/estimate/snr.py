@@ -119,7 +119,11 @@ def snr_from_moments(signal, variance, synapses: float, convention: str):
     check_convention(convention)
     if isinstance(signal, torch.Tensor):
         noise2 = variance - signal**2 if convention == "exact" else variance + 0 * signal
-        finite = math.sqrt(synapses) * signal / noise2.clamp_min(1e-30).sqrt()
+        # the smallest normal number of the dtype, not a fixed 1e-30: only a variance of 0 is
+        # floored (the gradient of sqrt there), where 1e-30 changed the SNR of any synapse whose
+        # variance is smaller (a bounded range of 1e-15: 3.08 for 18.0; review, session 37)
+        floor = torch.finfo(noise2.dtype).tiny if noise2.is_floating_point() else 1e-30
+        finite = math.sqrt(synapses) * signal / noise2.clamp_min(floor).sqrt()
         infinite = torch.where(signal != 0, torch.copysign(torch.tensor(math.inf), signal), 0.0)
         broken = ~(noise2.isfinite() & signal.isfinite())
         snr = torch.where(noise2 > 0, finite, infinite.to(finite))

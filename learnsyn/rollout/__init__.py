@@ -203,19 +203,10 @@ def unconstrained(scenario: Scenario) -> bool:
 def constraint_kind(scenario: Scenario) -> str | None:
     """``bounded`` or ``noisy`` when the scenario's constraint is that of
     ``learnsyn.tasks.constrained`` (which the native and Triton kernels apply themselves),
-    else None."""
-    from learnsyn.tasks.constrained import BoundedScenario, NoisyScenario
+    else None (``tasks.constrained.standard_constraint``)."""
+    from learnsyn.tasks.constrained import standard_constraint
 
-    for name, known in (("bounded", BoundedScenario), ("noisy", NoisyScenario)):
-        kind = type(scenario)
-        if (
-            isinstance(scenario, known)
-            and kind.constrain is known.constrain
-            and kind.constraint_noise is known.constraint_noise
-            and kind.next_events is Scenario.next_events
-        ):
-            return name
-    return None
+    return standard_constraint(scenario)
 
 
 def kernel_constraint(
