@@ -1000,9 +1000,12 @@ MAX_CHAIN_STATES = 1024
 
 
 def chain_applies(scenario: Scenario, state_size: int) -> bool:
-    """True when ``scenario`` is the bounded one and its grid has at most ``MAX_CHAIN_STATES``
-    states for m = ``state_size`` variables."""
-    if scenario.info.name != "bounded":
+    """True when ``scenario`` is the bounded one, its own constraint (``standard_constraint``:
+    not a subclass's; the diff review of session 37), and its grid has at most
+    ``MAX_CHAIN_STATES`` states for m = ``state_size`` variables."""
+    from learnsyn.tasks.constrained import standard_constraint
+
+    if standard_constraint(scenario) != "bounded":
         return False
     return scenario.params["levels"] ** state_size <= MAX_CHAIN_STATES
 
@@ -1189,12 +1192,13 @@ def optimize_linear_synapse_monte_carlo(
         start_params = ideal.params
         A0, b0, c0 = equal_variance_realization(*ideal.form())
         b0 = b0 / np.max(np.abs(b0))
-        if scenario.info.name == "bounded":
+        if chain_applies(scenario, 0):  # the bounded scenario's own levels (any m: 1 state)
             spacing = 2.0 * scenario.params["bound"] / (scenario.params["levels"] - 1)
             amplitudes = spacing * np.array([0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
         else:
             # in the scenario's unit (noisy: its range; review, session 37)
             amplitudes = np.geomspace(1.0 / 64.0, 2.0, 8) * scenario.amplitude_unit()
+            amplitudes = amplitudes[amplitudes <= MAX_ENTRY]  # (a range near 1e15)
         scan = [np.concatenate([A0.reshape(-1), amplitude * b0, c0]) for amplitude in amplitudes]
     elif not starts:
         raise ValueError("starts is empty: give at least one (A, b, c)")

@@ -312,6 +312,16 @@ class RunInterrupted(KeyboardInterrupt):
         self.signum = int(signum)
 
 
+class _StopNow(KeyboardInterrupt):
+    """A second Ctrl-C, or SIGTERM where no loop can stop: raised inside the work, before
+    ``train`` has said anything (so not a ``RunInterrupted``; review of session 37's diff: the
+    command then printed nothing about the run's checkpoint)."""
+
+    def __init__(self, signum: int):
+        super().__init__()
+        self.signum = int(signum)
+
+
 class TrainingDiverged(ValueError):
     """Meta-training stopped: ``DIVERGENCE_LIMIT`` updates in a row were not finite."""
 
@@ -371,7 +381,7 @@ class _Interrupt:
     def _handle(self, signum, frame):
         self.signum = int(signum)
         if self.requested or self.raise_at_once:  # a second Ctrl-C stops at once
-            raise RunInterrupted(signum)
+            raise _StopNow(signum)
         self.requested = True
         # said at once: a step that tunes the first figure's baselines takes minutes in bounded,
         # and the run said nothing until then (review, session 35)

@@ -166,6 +166,10 @@ def search_space(
             if spec.name in SCALE_PARAMS:  # in units of the scenario's own scale (its range)
                 unit = scenario.amplitude_unit()
                 low, high = low * unit, high * unit
+                # within what the parameter allows (a range of 1e15 searched up to 1e16, whose
+                # candidates failed; the diff review of session 37)
+                low = low if spec.low is None else max(low, spec.low)
+                high = high if spec.high is None else min(high, spec.high)
             continuous.append((spec.name, low, high, scale))
     return integers, continuous
 

@@ -276,6 +276,10 @@ def test_a_loss_of_exactly_zero_gives_no_verdict_on_the_log_ratio():
     scaled_end[3] = 0.0
     claim = _scaled(vanishing_profile(), losses(0.2), scaled_end, losses(0.01))
     assert claim["verdict"] == NO_VERDICT_UNDEFINED and "exactly 0" in claim["reason"]
+    # above Fold 0 contradicts the claim whatever the log ratio (the diff review)
+    above = losses(0.6)
+    above[3] = 0.0
+    assert _scaled(vanishing_profile(), losses(0.2), above, losses(0.01))["verdict"] == CONTRADICTED
 
 
 def test_one_seed_gives_no_verdict_from_every_judge():

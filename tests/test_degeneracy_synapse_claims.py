@@ -289,7 +289,7 @@ def test_scaled_gains_spanning_decades_are_compared_on_logs():
     # one seed's gain far smaller, the others larger: the raw mean says smaller, the logs not
     mixed = orthogonal_gain * np.array([1e-3] + [1.5] * (SEEDS - 1))
     assert verdict(mixed)[1] == NOT_CONFIRMED
-    assert verdict(np.zeros(SEEDS))[1] == NOT_CONFIRMED  # a zero gain has no log: not shown
+    assert verdict(np.zeros(SEEDS))[1] == NO_VERDICT_UNDEFINED  # a zero gain has no log
 
 
 def test_a_margin_of_a_non_positive_objective_gives_no_verdict():

@@ -1231,6 +1231,30 @@ def test_sigterm_during_the_final_evaluation_is_a_ctrl_c(tmp_path, monkeypatch, 
     assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back
 
 
+def test_a_second_ctrl_c_says_where_the_runs_checkpoint_is(tmp_path, monkeypatch, capsys):
+    """The diff review of session 37: a second Ctrl-C raised the exception that means "train
+    has said where its checkpoint is", so the command printed nothing about the run."""
+    import os
+    import signal
+
+    import learnsyn.runs
+
+    real_step, calls = learnsyn.runs.training_step, []
+
+    def twice(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(learnsyn.runs, "training_step", twice)
+    args = ["train", *TINY, "--iterations", "20", "--checkpoint-every", "2"]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 130
+    assert "keeps its last checkpoint" in capsys.readouterr().err
+
+
 def test_sigterm_during_the_final_evaluation_of_the_python_api_says_where_the_run_is(
     tmp_path, monkeypatch
 ):

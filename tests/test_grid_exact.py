@@ -453,6 +453,9 @@ def test_a_bounded_scenario_with_a_constraint_of_its_own_is_not_the_grid():
         def constrain(self, state, noise):
             return state.clamp(-0.5, 0.5)
 
+    from learnsyn.baselines.optimal_linear import chain_applies
+
     cell = make_cell("gru", 2)
     assert grid_applies(cell, BoundedScenario())
     assert not grid_applies(cell, Narrower())
+    assert chain_applies(BoundedScenario(), 2) and not chain_applies(Narrower(), 2)

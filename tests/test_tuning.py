@@ -291,6 +291,8 @@ def test_the_amplitude_is_searched_in_units_of_the_noisy_range():
     assert amplitude_range({"sigma": 0.1, "bound": 1.0}) == pytest.approx((1e-3, 10.0))
     assert amplitude_range({"sigma": 1000.0, "bound": 1e4}) == pytest.approx((10.0, 1e5))
     assert amplitude_range({"sigma": 0.1, "bound": 0.0}) == pytest.approx((1e-3, 10.0))
+    # within the amplitude's allowed range near the largest ranges (the diff review)
+    assert amplitude_range({"sigma": 1e14, "bound": 1e15}) == pytest.approx((1e12, 1e15))
 
 
 def test_the_exact_conventions_unbounded_area_is_refused_by_the_linear_optimizer():

@@ -53,7 +53,7 @@ def _terminated(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     """The command; imports happen in here, so a Ctrl-C at any moment is one line, exit 130
     (this module imports nothing heavy at its top). SIGTERM (a scheduler ending a job) is a
-    Ctrl-C too: locks are released and a run says where its checkpoint is."""
+    Ctrl-C too: locks are released and a run says where its checkpoint is; exit 143."""
     try:
         previous = signal.signal(signal.SIGTERM, _terminated)
     except ValueError:  # not the main thread: the caller's handling stands

@@ -418,7 +418,13 @@ def _spectra_report(summary: dict[str, Any]) -> list[str]:
         lines.append(f"  Jacobian var(s^2) {name}: {text}")
     lines += [
         f"  check: {check['fact']}: {check['holds']}"
-        + ("" if check.get("resolved", True) else " (within its noise only: 3 s.e. > tolerance)")
+        + (
+            ""
+            if check.get("resolved", True)
+            else " (within its noise only: 3 s.e. > tolerance)"
+            if check["holds"]
+            else " (unresolved: 3 s.e. > tolerance)"
+        )
         for check in summary["checks"]
     ]
     return lines

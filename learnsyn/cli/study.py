@@ -82,9 +82,9 @@ def cmd_study(args: argparse.Namespace) -> int:
             pruner=args.pruner,
             heartbeat=args.heartbeat,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         _log(f"interrupted: run the same command again to continue study {name}")
-        return 130
+        return 128 + getattr(interrupt, "signum", 2)  # 130, or 143 for SIGTERM
     _log(f"summary: learnsyn study --summary --storage {location.given} --study-name {name}")
     return 0
 

@@ -214,14 +214,16 @@ def judge_scaled_orthogonal_claim(
     profile = np.asarray(scaled_initial_norms, dtype=np.float64).mean(axis=0)
     first_to_last = float(profile[0] / profile[-1])
     depth = profile.shape[0]
-    if not (np.all(np.asarray(scaled_end) > 0) and np.all(np.asarray(orthogonal_end) > 0)):
+    against_fold0 = paired_direction(fold0_end, scaled_end)
+    positive = np.all(np.asarray(scaled_end) > 0) and np.all(np.asarray(orthogonal_end) > 0)
+    if not positive and against_fold0 >= 0:  # (above Fold 0 contradicts it whatever the log)
         return no_verdict(  # a loss of exactly 0: its log ratio is -inf (review, session 37)
             statement,
             NO_VERDICT_UNDEFINED,
             "a compared loss is exactly 0: the log ratio of the losses is undefined",
         )
-    against_fold0 = paired_direction(fold0_end, scaled_end)
-    log_ratio = paired_difference(np.log(scaled_end), np.log(orthogonal_end))
+    with np.errstate(divide="ignore", invalid="ignore"):  # (a 0 only where contradicted)
+        log_ratio = paired_difference(np.log(scaled_end), np.log(orthogonal_end))
     margin = log_ratio["cutoff"] * log_ratio["standard_error"]
     bound = float(np.log(ORTHOGONAL_LOSS_FACTOR))
     within = bool(log_ratio["mean"] + margin < bound)

@@ -289,9 +289,15 @@ def judge_scaled_claim(
             init=scaled,
         )
     gains = np.asarray(window_gain_orthogonal, float), np.asarray(window_gain_scaled, float)
-    positive = all(np.all(gain > 0) for gain in gains)
+    if not all(np.all(gain > 0) for gain in gains):  # a product exactly zero: no log
+        return no_verdict(
+            SCALED_STATEMENT,
+            NO_VERDICT_UNDEFINED,
+            "a compared window gain is exactly zero: its log is undefined",
+            init=scaled,
+        )
     log_gain = _log_difference(*gains)
-    smaller = positive and paired_direction(*map(np.log, gains)) > 0
+    smaller = paired_direction(*map(np.log, gains)) > 0
     # The post: "without much effect on the training performance" (against orthogonal). An
     # equivalence bound, so that few or noisy seeds cannot confirm it by default.
     loss = paired_difference(final_orthogonal, final_scaled)
