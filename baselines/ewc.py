@@ -94,3 +94,10 @@ class EWCSynapse(Synapse):
         decay, cap = self.params["decay"], self.params["cap"]
         settled = min(decay / (1 - decay) if decay < 1 else math.inf, cap)
         return settled + 1.0
+
+    def time_scale_in(self, scenario):
+        """Where the scenario keeps the state in a range, omega is clipped to it too, and the
+        synapse relaxes in about ``range + 1`` events (decay 0.99999 in bounded took the
+        200,000-step burn-in cap for an area that 100 steps give; review, session 37)."""
+        scale, bound = self.time_scale(), scenario.state_range()
+        return scale if bound is None else min(scale, bound + 1.0)

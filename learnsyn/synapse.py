@@ -262,6 +262,11 @@ class Synapse(nn.Module):
         where ``moves_only_on_events``."""
         return None
 
+    def time_scale_in(self, scenario) -> float | None:
+        """``time_scale`` where ``scenario`` runs the synapse (a model whose time scale a
+        scenario's range shortens says so here); the same by default."""
+        return self.time_scale()
+
     def params_dict(self) -> dict[str, Any]:
         return dict(getattr(self, "params", {}))
 

@@ -188,7 +188,7 @@ def slowest_time_scale(model: Synapse, scenario: Scenario) -> float | None:
     elif form is None:
         scale = _visible_time_scale(model, scenario)
         if scale is None:
-            scale = model.time_scale()
+            scale = model.time_scale_in(scenario)
         if scale is not None and model.moves_only_on_events:  # events -> steps
             scale = scale / (stats.event_probability if stats is not None else 1.0)
     return scale
