@@ -29,18 +29,15 @@ from learnsyn.degeneracy.seed_statistics import (
 )
 from learnsyn.degeneracy.verdicts import (
     CONTRADICTION_RULE,
-    NO_VERDICT_DIVERGED,
-    NO_VERDICT_TOO_FEW_SEEDS,
     NO_VERDICT_TOO_SHORT,
     NO_VERDICT_UNDEFINED,
     SIGNIFICANCE,
-    all_finite,
     combine,
     combine_directions,
     no_verdict,
     not_evaluated,
     post_inits,
-    too_few_seeds,
+    unjudged,
 )
 
 # Gradient norms "neither vanish nor explode" when the largest and smallest layer's seed-mean
@@ -77,17 +74,7 @@ def layer_mean(norms: Any) -> np.ndarray:
 
 
 def _unjudged(statement: str, *values: Any) -> dict[str, Any] | None:
-    """The entry of a claim whose per-seed ``values`` cannot be judged (a non-finite number:
-    a diverged network; fewer than two seeds: no spread), else None."""
-    if not all_finite(*values):
-        return no_verdict(
-            statement, NO_VERDICT_DIVERGED, "a compared network has a non-finite loss or gradient"
-        )
-    if too_few_seeds(*values):
-        return no_verdict(
-            statement, NO_VERDICT_TOO_FEW_SEEDS, "a paired difference needs two seeds or more"
-        )
-    return None
+    return unjudged(statement, "a compared network has a non-finite loss or gradient", *values)
 
 
 def judge_plateau_claim(

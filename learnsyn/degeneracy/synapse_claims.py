@@ -25,15 +25,13 @@ from learnsyn.degeneracy.seed_statistics import (
 )
 from learnsyn.degeneracy.verdicts import (
     CONTRADICTION_RULE,
-    NO_VERDICT_DIVERGED,
-    NO_VERDICT_TOO_FEW_SEEDS,
     NO_VERDICT_UNDEFINED,
     SIGNIFICANCE,
     all_finite,
     combine,
     combine_directions,
     no_verdict,
-    too_few_seeds,
+    unjudged,
 )
 
 # "Trains about as well": a loss against orthogonal below this fraction of its final objective,
@@ -60,18 +58,7 @@ SCALED_STATEMENT = (
 
 
 def _unjudged(statement: str, *values: Any) -> dict[str, Any] | None:
-    """The entry of a claim whose per-seed ``values`` cannot be judged (a non-finite number:
-    a diverged run; fewer than two seeds: no spread, where "not confirmed" would read as a
-    measured null), else None."""
-    if not all_finite(*values):
-        return no_verdict(
-            statement, NO_VERDICT_DIVERGED, "a compared run has a non-finite objective or measure"
-        )
-    if too_few_seeds(*values):
-        return no_verdict(
-            statement, NO_VERDICT_TOO_FEW_SEEDS, "a paired difference needs two seeds or more"
-        )
-    return None
+    return unjudged(statement, "a compared run has a non-finite objective or measure", *values)
 
 
 def _log_difference(reference: Any, other: Any) -> dict[str, float] | None:

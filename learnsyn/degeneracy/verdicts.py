@@ -85,6 +85,19 @@ def too_few_seeds(*values: Any) -> bool:
     return any(not shape or shape[0] < MIN_SEEDS for shape in shapes)
 
 
+def unjudged(statement: str, diverged: str, *values: Any) -> dict[str, Any] | None:
+    """The entry of a claim whose per-seed ``values`` cannot be judged, else None: a
+    non-finite number (a diverged run; ``diverged`` says what was not finite), or fewer than
+    two seeds (no spread, where "not confirmed" would read as a measured null)."""
+    if not all_finite(*values):
+        return no_verdict(statement, NO_VERDICT_DIVERGED, diverged)
+    if too_few_seeds(*values):
+        return no_verdict(
+            statement, NO_VERDICT_TOO_FEW_SEEDS, "a paired difference needs two seeds or more"
+        )
+    return None
+
+
 def no_verdict(statement: str, verdict: str, reason: str, **numbers: Any) -> dict[str, Any]:
     """A claim entry without a verdict on the claim itself (diverged, too short, not run)."""
     return {"statement": statement, "verdict": verdict, "reason": reason, **numbers}
