@@ -716,8 +716,11 @@ def test_noisy_m2_gru_trained_4800_iterations_is_above_the_linear_controls_train
     0.005``, seeds 0 and 1, each its own linearization), on 65,536 common pairs: 1.019, 1.012,
     1.017 and 1.016, 1.008, 1.014 (measured). Against the stronger control the seed mean is
     1.013 +- 0.002 (spread), and with the Monte Carlo error the seeds share added (the README's
-    rule, Welch t) its 95 % interval stays above 1: a nonlinear gain of about 1.3 % over the
-    linear synapses trained as long, where each GRU is 10-20 % above its own linearization.
+    rule, Welch t) its 95 % interval stays above 1 (1.002-1.023): a nonlinear gain of about 1.3 %
+    over the linear synapses trained as long, where each GRU is 10-20 % above its own
+    linearization. This set's lower end is borderline: of ten independent sets (seeds 7-16, an
+    audit, /work/runs-s37/noisy-pooled) five read above and five level, and pooled they give
+    1.013, 95 % 1.009-1.017; the test pins this set's values and verdict as a regression check.
     Fails if the gain vanishes or reaches 3 %, or if a GRU comes near its linearization."""
     import statistics
 
