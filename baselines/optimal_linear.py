@@ -81,6 +81,7 @@ from learnsyn.evaluate import Evaluation, evaluate
 from learnsyn.registry import register_model
 from learnsyn.scenario import InputStatistics, Scenario, make_scenario
 from learnsyn.synapse import (
+    AMPLITUDE_RANGE,
     AMPLITUDE_SEARCH,
     LinearSynapse,
     ModelInfo,
@@ -673,8 +674,9 @@ class OptimalLinear:
 
 
 #: the largest magnitude of an entry of A, b, c, b_flagged or the drive: the exact variance sums
-#: squares of products of them in float64, and the Monte Carlo moments in float32
-MAX_ENTRY = 1e15
+#: squares of products of them in float64, and the Monte Carlo moments in float32 (the
+#: baselines' largest increment, ``synapse.AMPLITUDE_RANGE``)
+MAX_ENTRY = AMPLITUDE_RANGE[1]
 
 
 def _variables_given(params: dict[str, Any], given: dict[str, Any]) -> int:
@@ -999,13 +1001,18 @@ def _json_params(params: dict[str, Any]) -> dict[str, Any]:
 MAX_CHAIN_STATES = 1024
 
 
-def chain_applies(scenario: Scenario, state_size: int) -> bool:
-    """True when ``scenario`` is the bounded one, its own constraint (``standard_constraint``:
-    not a subclass's; the diff review of session 37), and its grid has at most
-    ``MAX_CHAIN_STATES`` states for m = ``state_size`` variables."""
+def _bounded_levels(scenario: Scenario) -> bool:
+    """Whether ``scenario`` is the bounded one with its own constraint, levels and range
+    (``standard_constraint``: not a subclass's; the diff review of session 37)."""
     from learnsyn.tasks.constrained import standard_constraint
 
-    if standard_constraint(scenario) != "bounded":
+    return standard_constraint(scenario) == "bounded"
+
+
+def chain_applies(scenario: Scenario, state_size: int) -> bool:
+    """True when ``scenario`` is the bounded one (``_bounded_levels``) and its grid has at most
+    ``MAX_CHAIN_STATES`` states for m = ``state_size`` variables."""
+    if not _bounded_levels(scenario):
         return False
     return scenario.params["levels"] ** state_size <= MAX_CHAIN_STATES
 
@@ -1192,7 +1199,7 @@ def optimize_linear_synapse_monte_carlo(
         start_params = ideal.params
         A0, b0, c0 = equal_variance_realization(*ideal.form())
         b0 = b0 / np.max(np.abs(b0))
-        if chain_applies(scenario, 0):  # the bounded scenario's own levels (any m: 1 state)
+        if _bounded_levels(scenario):
             spacing = 2.0 * scenario.params["bound"] / (scenario.params["levels"] - 1)
             amplitudes = spacing * np.array([0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
         else:

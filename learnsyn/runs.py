@@ -302,24 +302,23 @@ def load_run(
 DIVERGENCE_LIMIT = 10
 
 
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C (or SIGTERM) stopped ``train``, which has said where its checkpoint is;
-    ``signum`` is the signal's number (a command exits with ``128 + signum``: 130 for SIGINT,
-    143 for SIGTERM, which read 130 too before session 37)."""
+class _SignalInterrupt(KeyboardInterrupt):
+    """A KeyboardInterrupt that keeps the signal's number, ``signum`` (a command exits with
+    ``128 + signum``: 130 for SIGINT, 143 for SIGTERM, which read 130 too before session 37)."""
 
     def __init__(self, signum: int = signal.SIGINT):
         super().__init__()
         self.signum = int(signum)
 
 
-class _StopNow(KeyboardInterrupt):
+class RunInterrupted(_SignalInterrupt):
+    """Ctrl-C (or SIGTERM) stopped ``train``, which has said where its checkpoint is."""
+
+
+class _StopNow(_SignalInterrupt):
     """A second Ctrl-C, or SIGTERM where no loop can stop: raised inside the work, before
     ``train`` has said anything (so not a ``RunInterrupted``; review of session 37's diff: the
     command then printed nothing about the run's checkpoint)."""
-
-    def __init__(self, signum: int):
-        super().__init__()
-        self.signum = int(signum)
 
 
 class TrainingDiverged(ValueError):

@@ -94,8 +94,10 @@ def _main(argv: list[str] | None) -> int:
         print(f"learnsyn: error: {error.strerror or error}{where}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as interrupt:
+        from learnsyn.cli.options import interrupt_status
+
         print("learnsyn: interrupted", file=sys.stderr)
-        return 128 + getattr(interrupt, "signum", signal.SIGINT)  # 130, or 143 for SIGTERM
+        return interrupt_status(interrupt)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -254,6 +254,12 @@ def add_evaluation_options(p: argparse.ArgumentParser, convention: str) -> None:
     p.add_argument("--plot", metavar="FILE", help="write the SNR curve plot (.png, .pdf or .svg)")
 
 
+def interrupt_status(interrupt: BaseException) -> int:
+    """A command's exit status after ``interrupt``: 128 + the signal's number, 130 for
+    SIGINT (Ctrl-C) and 143 for SIGTERM (an interrupt that names no signal is a Ctrl-C)."""
+    return 128 + int(getattr(interrupt, "signum", 2))
+
+
 def log(message: str) -> None:
     """Progress and results for people go to stderr (stdout may carry JSON)."""
     import sys

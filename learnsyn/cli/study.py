@@ -9,8 +9,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from learnsyn.cli.options import interrupt_status, study_seed_int
 from learnsyn.cli.options import log as _log
-from learnsyn.cli.options import study_seed_int
 from learnsyn.io import check_output_dir, check_output_file, output_owner, write_json_output
 from learnsyn.study.run import STUDY_NAME_PATTERN, check_sampler_and_pruner, run_study
 from learnsyn.study.space import study_settings
@@ -84,7 +84,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt as interrupt:
         _log(f"interrupted: run the same command again to continue study {name}")
-        return 128 + getattr(interrupt, "signum", 2)  # 130, or 143 for SIGTERM
+        return interrupt_status(interrupt)
     _log(f"summary: learnsyn study --summary --storage {location.given} --study-name {name}")
     return 0
 

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from learnsyn.cli.options import add_config_options, config_from_args, log
+from learnsyn.cli.options import add_config_options, config_from_args, interrupt_status, log
 from learnsyn.config import TrainConfig
 from learnsyn.estimate.snr import check_pairs
 from learnsyn.io import check_output_dir, check_output_file, write_json_output
@@ -90,7 +90,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             log=log,
         )
     except RunInterrupted as interrupted:  # train said where its checkpoint is
-        return 128 + interrupted.signum  # 130 for SIGINT, 143 for SIGTERM
+        return interrupt_status(interrupted)
     except KeyboardInterrupt as interrupt:
         from learnsyn.runs import CHECKPOINT_NAME
 
@@ -106,7 +106,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         else:
             log(f"learnsyn: interrupted before {run_dir} was written; run the command again")
-        return 128 + getattr(interrupt, "signum", 2)  # 130, or 143 for SIGTERM
+        return interrupt_status(interrupt)
     final = result.get("evaluation", {})
     evaluation = final.get("metrics", {})
     errors = final.get("metrics_stderr") or {}

@@ -39,6 +39,10 @@ _MARKERS = ("o", "s", "^", "v", "D", "x", "+", "*")
 PENNINGTON_RELATIVE_TOLERANCE = 0.2
 PENNINGTON_MAX_PREDICTION_OVER_WIDTH = 4.0
 PENNINGTON_ZERO_TOLERANCE = 1e-12
+# The moment checks' fixed tolerances (each widened to 3 standard errors): a product's mean s^2
+# relative to g^(2L), and a Jacobian's mean s^2 against 1 (criticality).
+PRODUCT_MEAN_TOLERANCE = 0.15
+CRITICAL_TOLERANCE = 0.25
 STATISTIC_LABELS = {
     "mean_squared_singular_value": "mean of s^2",
     "variance_squared_singular_value": "variance of s^2",
@@ -161,19 +165,21 @@ def check_spectra_facts(config: SpectraConfig, summary: dict[str, Any]) -> list[
                 for depth in depths
             }
             mean_fact = "stays about g^2=1" if gain2 == 1 else f"is about g^(2L) (g^2={gain2:g})"
+            holds, resolved = _within(
+                (
+                    (_relative(m, d * math.log(gain2)) - 1, _relative(e, d * math.log(gain2)))
+                    for d, (m, e) in means.items()
+                ),
+                PRODUCT_MEAN_TOLERANCE,
+            )
             checks.append(
                 {
                     "fact": f"{init_name} products: mean s^2 {mean_fact}",
                     "mean_squared_singular_value_by_depth": {str(d): m for d, m in means.items()},
-                    "holds": all(
-                        abs(_relative(m, d * math.log(gain2)) - 1)
-                        < max(0.15, 3 * _relative(e, d * math.log(gain2)))
-                        for d, (m, e) in means.items()
-                    ),
-                    "resolved": all(
-                        3 * _relative(e, d * math.log(gain2)) <= 0.15 for d, (_, e) in means.items()
-                    ),
-                    "rule": "|mean/g^(2L) - 1| < max(0.15, 3 s.e./g^(2L)) at every depth",
+                    "holds": holds,
+                    "resolved": resolved,
+                    "rule": f"|mean/g^(2L) - 1| < max({PRODUCT_MEAN_TOLERANCE:g}, 3 s.e./g^(2L)) "
+                    "at every depth",
                 }
             )
             small = [depth for depth in depths if depth <= config.product_width / 8]
@@ -208,18 +214,28 @@ def check_spectra_facts(config: SpectraConfig, summary: dict[str, Any]) -> list[
     for name, entry in networks.items():
         mean_square, error = _statistic(entry, deepest, "mean_squared_singular_value")
         variance, _ = _statistic(entry, deepest, "variance_squared_singular_value")
+        holds, resolved = _within([(mean_square - 1, error)], CRITICAL_TOLERANCE)
         checks.append(
             {
                 "fact": f"{name}: critical (mean s^2 about 1) at depth {deepest}",
                 "mean_squared_singular_value": mean_square,
                 "standard_error": error,
                 "variance_squared_singular_value": variance,
-                "holds": abs(mean_square - 1) < max(0.25, 3 * error),
-                "resolved": 3 * error <= 0.25,
-                "rule": "|mean s^2 - 1| < max(0.25, 3 s.e.)",
+                "holds": holds,
+                "resolved": resolved,
+                "rule": f"|mean s^2 - 1| < max({CRITICAL_TOLERANCE:g}, 3 s.e.)",
             }
         )
     return checks
+
+
+def _within(deviations, tolerance: float) -> tuple[bool, bool]:
+    """``(holds, resolved)`` over ``(deviation, standard error)`` pairs: every |deviation| below
+    ``max(tolerance, 3 s.e.)``; resolved where every 3 s.e. is at most ``tolerance``, so the
+    fixed tolerance, not the noise, decided it."""
+    pairs = list(deviations)
+    holds = all(abs(deviation) < max(tolerance, 3 * error) for deviation, error in pairs)
+    return holds, all(3 * error <= tolerance for _, error in pairs)
 
 
 def _relative(value: float, log_scale: float) -> float:
@@ -246,7 +262,7 @@ def check_pennington_prediction(
     """
     width = jacobians["width"]
     limit = width / PENNINGTON_MAX_PREDICTION_OVER_WIDTH
-    by_depth, checked, holds, resolved = {}, [], True, True
+    by_depth, checked, zero_holds, relative = {}, [], True, []
     for depth in jacobians["depths"]:
         measured, error = _statistic(entry, depth, "normalized_variance_squared_singular_value")
         predicted, _ = _statistic(entry, depth, "predicted_normalized_variance")
@@ -263,11 +279,10 @@ def check_pennington_prediction(
             continue
         checked.append(depth)
         if predicted == 0:
-            holds = holds and measured < PENNINGTON_ZERO_TOLERANCE
+            zero_holds = zero_holds and measured < PENNINGTON_ZERO_TOLERANCE
         else:
-            allowed = max(PENNINGTON_RELATIVE_TOLERANCE, 3 * error / predicted)
-            holds = holds and abs(measured / predicted - 1) < allowed
-            resolved = resolved and 3 * error / predicted <= PENNINGTON_RELATIVE_TOLERANCE
+            relative.append((measured / predicted - 1, error / predicted))
+    holds, resolved = _within(relative, PENNINGTON_RELATIVE_TOLERANCE)
     formula = "L(1-p)/p" if entry["weight_kind"] == "orthogonal" else "L/p"
     return {
         "fact": (
@@ -276,7 +291,7 @@ def check_pennington_prediction(
         ),
         "normalized_variance_by_depth": by_depth,
         "checked_depths": checked,
-        "holds": bool(checked) and holds,
+        "holds": bool(checked) and zero_holds and holds,
         "resolved": resolved,
         "rule": (
             f"|measured/predicted - 1| < max({PENNINGTON_RELATIVE_TOLERANCE:g}, 3 s.e./predicted)"

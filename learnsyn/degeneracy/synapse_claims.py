@@ -283,8 +283,9 @@ def judge_scaled_claim(
             "a compared window gain is exactly zero: its log is undefined",
             init=scaled,
         )
-    log_gain = _log_difference(*gains)
-    smaller = paired_direction(*map(np.log, gains)) > 0
+    logs = np.log(gains[0]), np.log(gains[1])
+    log_gain = paired_difference(*logs)
+    smaller = paired_direction(*logs) > 0
     # The post: "without much effect on the training performance" (against orthogonal). An
     # equivalence bound, so that few or noisy seeds cannot confirm it by default.
     loss = paired_difference(final_orthogonal, final_scaled)
