@@ -459,3 +459,12 @@ def test_a_bounded_scenario_with_a_constraint_of_its_own_is_not_the_grid():
     assert grid_applies(cell, BoundedScenario())
     assert not grid_applies(cell, Narrower())
     assert chain_applies(BoundedScenario(), 2) and not chain_applies(Narrower(), 2)
+
+
+def test_grid_chain_refuses_a_dtype_other_than_the_models_with_a_clear_error():
+    """A float32 cell asked for a float64 chain crashed inside its matrix product; now one line."""
+    model = make_cell("gru", 2)
+    with pytest.raises(ValueError, match=r"dtype torch.float64 differs from the model's"):
+        build_grid_chain(model, 4, 1.0, dtype=torch.float64)
+    chain = build_grid_chain(model.double(), 4, 1.0, dtype=torch.float64)
+    assert chain.points.dtype == torch.float64

@@ -433,10 +433,18 @@ def build_grid_chain(
 ) -> GridChain:
     """The finite chain of ``model`` on the ``levels^m`` grid of ``[-bound, bound]^m``, from the
     model's own batched ``step`` over all grid points (differentiable in its parameters).
-    ``dtype``/``device`` default to the model's; the model must accept states of that dtype."""
+    ``dtype``/``device`` default to the model's; a ``dtype`` other than that of the model's
+    parameters is refused (convert the model first, e.g. ``model.double()``)."""
     m = model.state_size
     check_grid_size(levels, m, max_states=max_states)
-    dtype = model_dtype(model) if dtype is None else dtype
+    own = model_dtype(model)
+    has_floats = any(t.is_floating_point() for t in [*model.parameters(), *model.buffers()])
+    if dtype is not None and has_floats and dtype != own:
+        raise ValueError(
+            f"dtype {dtype} differs from the model's parameters ({own}): convert the model "
+            f"first (model.to({dtype})) or leave dtype out"
+        )
+    dtype = own if dtype is None else dtype
     device = model_device(model) if device is None else torch.device(device)
     points = grid_points(levels, bound, m, device=device, dtype=dtype)
     matrices, undefined = [], torch.zeros(points.shape[0], dtype=torch.bool, device=device)
