@@ -257,8 +257,8 @@ def run_cautions(run_dir: str | Path) -> list[str]:
     if not isinstance(result, dict):
         return ["its result.json holds no result object: its final figures are unknown"]
     cautions = []
-    status = result.get("status", "complete")
-    if status != "complete" or not result.get("complete", True):
+    status = result_status(result)
+    if status != "complete":
         cautions.append(
             f"the run is {status} ({result.get('iterations_done')} iterations done): its numbers "
             "are those of an unfinished run"
@@ -396,6 +396,15 @@ class _Interrupt:
             signal.signal(sig, handler)
 
 
+def result_status(result: dict[str, Any]) -> str:
+    """A result.json's status: its ``status`` (complete, stopped, diverged); one written before
+    that field existed has only ``complete`` (review, session 38: a resume read such a finished
+    run as unfinished, deleted its result and evaluated it again with today's code)."""
+    if "status" in result:
+        return result["status"]
+    return "complete" if result.get("complete", True) else "stopped"
+
+
 def _drop_unfinished_result(run_dir: Path, log) -> None:
     """A resumed run's result.json from an earlier session that did not complete (diverged,
     stopped) is removed when training goes on: an interrupted resume left it, and its status,
@@ -404,7 +413,7 @@ def _drop_unfinished_result(run_dir: Path, log) -> None:
     if not path.exists():
         return
     try:
-        status = read_json(path).get("status")
+        status = result_status(read_json(path))
     except (OSError, ValueError, AttributeError):
         status = None
     if status != "complete":
@@ -756,7 +765,7 @@ def _finished_result(run_dir: Path, config: TrainConfig, final_evaluation: bool)
         result, saved = read_json(run_dir / "result.json"), read_run_config(run_dir)
     except (OSError, ValueError):
         return None  # no result yet, or prepare_run_dir names what is wrong
-    done = isinstance(result, dict) and result.get("status") == "complete"
+    done = isinstance(result, dict) and result_status(result) == "complete"
     evaluated = "evaluation" in result if done and final_evaluation else done
     if not evaluated:
         return None

@@ -203,6 +203,14 @@ def test_the_median_pruner_compares_only_training_windows_of_one_length():
     pruner = make_pruner("median", fixed, said.append)
     assert isinstance(pruner, optuna.pruners.MedianPruner) and pruner._n_warmup_steps == 100
     assert isinstance(make_pruner("none", settings), optuna.pruners.NopPruner)
+    # review, session 38: in bounded, estimator=auto trains m = 2, 3 on the exact grid and
+    # m >= 4 by Monte Carlo, so a searched state size across m = 3..4 mixes the two estimators
+    bounded = replace(fixed, task="bounded")
+    assert isinstance(make_pruner("median", bounded, said.append), optuna.pruners.NopPruner)
+    assert "searches estimator" in said[-1]
+    one_kind = replace(bounded, fixed={**bounded.fixed, "estimator": "monte-carlo"})
+    assert isinstance(make_pruner("median", one_kind, said.append), optuna.pruners.MedianPruner)
+    assert isinstance(make_pruner("median", fixed, said.append), optuna.pruners.MedianPruner)
 
 
 @pytest.mark.parametrize(

@@ -556,6 +556,29 @@ def test_a_resume_removes_the_result_of_an_earlier_session_that_did_not_finish(t
     assert result["status"] == "complete" and "and the last one" in result["selected"]["rule"]
 
 
+def test_a_finished_result_written_before_the_status_field_is_finished_on_resume(tmp_path):
+    """Review, session 38: a result.json with ``"complete": true`` and no ``status`` (written
+    before that field existed) was read as unfinished by --resume: removed and evaluated again
+    with today's code, while ``run_cautions`` read it as complete."""
+    import json
+
+    from learnsyn.runs import run_cautions
+
+    run = tmp_path / "run"
+    train(TINY, run, progress=False, log=quiet, final_evaluation=False)
+    path = run / "result.json"
+    old = json.loads(path.read_text())
+    del old["status"]
+    path.write_text(json.dumps(old))
+    said = []
+    result = train(TINY, run, resume=True, progress=False, log=said.append,
+                   final_evaluation=False)  # fmt: skip
+    assert "status" not in result and path.exists(), said
+    assert any("is finished" in line for line in said) and run_cautions(run) == []
+    path.write_text(json.dumps({**old, "complete": False}))
+    assert "the run is stopped" in run_cautions(run)[0]
+
+
 def test_a_checkpoint_saved_under_numpy_1_loads_under_numpy_2(tmp_path):
     """Review of session 36's diff: NumPy 1.x pickles its random state's array with
     numpy.core.multiarray._reconstruct, 2.x with numpy._core...; the weights_only allowlist

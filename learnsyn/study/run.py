@@ -280,6 +280,20 @@ def check_sampler_and_pruner(sampler: str, pruner: str) -> None:
         raise ValueError(f"unknown pruner {pruner!r}; allowed: {', '.join(PRUNERS)}")
 
 
+def _estimators_over_state_sizes(settings: StudySettings) -> set[str]:
+    """The estimators the trials resolve to over the searched state sizes (``estimator=auto``
+    trains bounded on the exact grid at m = 2, 3 and by Monte Carlo from m = 4)."""
+    from learnsyn.config import TrainConfig, resolve_estimator
+
+    dim = settings.space["state_size"]
+    sizes = dim.choices if dim.kind == "choice" else range(int(dim.low), int(dim.high) + 1)
+    estimator = settings.fixed.get("estimator", TrainConfig().estimator)
+    return {
+        resolve_estimator(estimator, settings.task, dict(settings.task_params), int(m))
+        for m in sizes
+    }
+
+
 def make_pruner(name: str, settings: StudySettings | None = None, log=_log):
     """Optuna's pruner for ``--pruner``. The median pruner compares the trials' training
     metrics at the same iteration, so a learned study that searches ``horizon`` (the window
@@ -298,8 +312,11 @@ def make_pruner(name: str, settings: StudySettings | None = None, log=_log):
             "start-up transient, higher)",
             "estimator": "are exact in some trials and Monte Carlo in others",
         }
+        searched = set(settings.space)
+        if "state_size" in searched and len(_estimators_over_state_sizes(settings)) > 1:
+            searched.add("estimator")  # auto: exact grid at small m (review, session 38)
         for name, why in uncomparable.items():
-            if name in settings.space:  # (burn_in, estimator: review, session 36)
+            if name in searched:  # (burn_in, estimator: review, session 36)
                 log(
                     f"note: the space searches {name}, so the trials' training metrics, which "
                     f"the median pruner compares, {why}: no trial is pruned (give {name} one "
