@@ -370,20 +370,25 @@ def stationary_states(
     applied after every step (a sample of its stationary distribution): balanced +-1 events
     where the scenario's are (the numbers as before), else the scenario's own stream (sparse,
     correlated: balanced events sampled states the cell never visits there; review, session
-    36)."""
+    36), with its flags (importance: its boosted, flagged events; review, session 38)."""
     generator = torch.Generator().manual_seed(seed)
     stats = scenario.markov_statistics()
-    own = scenario_events(scenario) != BALANCED_EVENTS or (stats is not None and stats.repeat)
+    own = (
+        scenario.has_flags
+        or scenario_events(scenario) != BALANCED_EVENTS
+        or (stats is not None and stats.repeat)
+    )
     stream = scenario.new_stream(batch, "cpu") if own else None
     with torch.no_grad():
         state = model.initial_state(batch)
         for _ in range(steps):
+            flags = None
             if own:
                 u = torch.rand(batch, scenario.uniforms_per_step, generator=generator)
-                events, _, stream = scenario.next_events(stream, u)
+                events, flags, stream = scenario.next_events(stream, u)
             else:
                 events = torch.where(torch.rand(batch, generator=generator) < 0.5, 1.0, -1.0)
-            state = model.step(state, events)
+            state = model.step(state, events, flags)
             if scenario.constrains_state:
                 noise = scenario.constraint_noise(batch, state.shape[1], generator, state.device)
                 state = scenario.constrain(state, noise)

@@ -429,3 +429,27 @@ def test_in_sparse_the_response_profile_samples_the_cells_own_states():
     assert np.abs(states.mean(0).numpy() - lin.fixed_point).max() < 0.02
     profile = response_profile(model, lin, states, scenario_events(scenario))
     assert np.abs((profile["drift"] - profile["drift_linear"]).mean(0)).max() < 0.005
+
+
+def test_in_importance_the_response_profile_samples_states_of_the_flagged_stream():
+    """Review, session 38: importance's events carry flags, so ``scenario_events`` gives the
+    balanced +-1 pair and the states were sampled from unboosted, unflagged events: a GRU whose
+    candidate reads the flag sat at mean [0.00, -0.00], std [0.001, 0.002] where its own stream
+    gives [0.05, 0.00], [0.018, 0.011]."""
+    from learnsyn.linearization import stationary_states
+    from learnsyn.scenario import make_scenario
+
+    scenario = make_scenario("importance", {"fraction": 0.1, "boost": 4.0})
+    model = make_cell("gru", 2, init="rotation", timescale=50.0)
+    with torch.no_grad():
+        model.W_in[4:, 1] += 0.5  # the candidate reads the flag
+    states = stationary_states(model, scenario, batch=1024, steps=500)
+    generator = torch.Generator().manual_seed(1)
+    h, stream = model.initial_state(1024), scenario.new_stream(1024, "cpu")
+    with torch.no_grad():
+        for _ in range(500):
+            u = torch.rand(1024, scenario.uniforms_per_step, generator=generator)
+            events, flags, stream = scenario.next_events(stream, u)
+            h = model.step(h, events, flags)
+    np.testing.assert_allclose(states.mean(0).numpy(), h.mean(0).numpy(), atol=0.005)
+    np.testing.assert_allclose(states.std(0).numpy(), h.std(0).numpy(), rtol=0.15)
