@@ -628,6 +628,26 @@ def test_a_searched_burn_in_is_not_part_of_the_score(tmp_path, monkeypatch, caps
     assert scored == [20]  # a fixed burn-in is the trial's own and the score's
 
 
+def test_a_worker_with_other_code_than_the_studys_creator_is_warned(tmp_path, capsys):
+    """Review, session 38: a study's identity held no fingerprint of the code, so a worker with
+    edited code added trials beside earlier ones without a word."""
+    args = study_args(tmp_path, "learned", *TINY_LEARNED, "--n-trials", "1")
+    assert main([*args, "--study-name", "c"]) == 0
+    study = load(tmp_path, "c")
+    identity = dict(study.user_attrs["learnsyn"])
+    assert len(identity["code"]) == 16
+    capsys.readouterr()
+    assert main([*args, "--study-name", "c", "--n-trials", "2"]) == 0
+    assert "was created by other code" not in capsys.readouterr().err  # the same code
+    study.set_user_attr("learnsyn", {**identity, "code": "0" * 16})
+    assert main([*args, "--study-name", "c", "--n-trials", "3"]) == 0
+    assert "was created by other code" in capsys.readouterr().err
+    del identity["code"]
+    study.set_user_attr("learnsyn", identity)
+    assert main([*args, "--study-name", "c", "--n-trials", "4"]) == 0
+    assert "created before code fingerprints were kept" in capsys.readouterr().err
+
+
 def test_a_worker_does_not_wait_for_a_trial_nothing_will_end():
     """Review, session 35: a RUNNING trial started on another host without a heartbeat (a
     worker killed under --heartbeat 0) kept every later worker polling, silently. A worker

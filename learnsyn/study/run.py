@@ -368,6 +368,14 @@ def _check_identity(study, settings: StudySettings, log=_log) -> None:
             "after their own, a short one on the start-up transient) are not comparable with "
             "new ones; start a new study (--study-name) to compare like with like"
         )
+    if theirs.get("code") != mine["code"]:  # review, session 38
+        made = "before code fingerprints were kept" if "code" not in theirs else "by other code"
+        log(
+            f"warning: study {study.study_name!r} was created {made} (learnsyn's engine, "
+            "scenarios or baselines differ from this worker's): its earlier trials' values may "
+            "not be what this code gives; start a new study (--study-name) to compare like "
+            "with like"
+        )
     settings.space, kept = keep_stored_choices(settings.space, theirs.get("space"))
     for name in kept:
         choices = ", ".join(map(str, settings.space[name].choices))

@@ -434,8 +434,29 @@ class StudySettings:
             trial_seeding=self.trial_seeding,
             # since session 35 a searched burn-in trains a trial, and the study's scores it
             burn_in_scoring="study",
+            code=trial_code(),
         )
         return data
+
+
+def trial_code() -> str:
+    """A fingerprint of the code that decides a trial's value (the engine, the scenarios and the
+    baselines; not the command line, tools or the degeneracy module): a worker whose code
+    differs from the study's creator is warned that the trials may not be comparable."""
+    import learnsyn
+    import learnsyn.baselines
+    import learnsyn.tasks
+    from learnsyn.io import source_fingerprint
+
+    engine = Path(learnsyn.__file__).parent
+    files = [
+        path
+        for path in [*engine.rglob("*.py"), *engine.rglob("*.c")]
+        if path.relative_to(engine).parts[0] not in ("cli", "tools", "degeneracy")
+    ]
+    for package in (learnsyn.tasks, learnsyn.baselines):
+        files += Path(package.__file__).parent.glob("*.py")
+    return source_fingerprint(files)
 
 
 def trial_seed(seed: int, number: int, seeding: str = "mixed") -> int:
