@@ -134,6 +134,17 @@ from learnsyn.scenario import Scenario
 from learnsyn.synapse import ModelInfo, ParamSpec, spectral_radius
 from learnsyn.tuning import SearchTarget, TuneRequest, TuneResult
 
+#: the code that step 4 (``adam_refine``: ``runs.train`` on a linear RNN cell) runs beyond the
+#: estimators, in the fingerprint of a cached tuned row (``tuning.baseline_code``)
+TUNING_CODE = (
+    "learnsyn.runs",
+    "learnsyn.training",
+    "learnsyn.cells",
+    "learnsyn.config",
+    "learnsyn.initialization",
+    "learnsyn.warm_start",
+)
+
 NAME = "linear-range"
 #: the largest spectral radius of A in the family (included); see the module docstring
 MAX_RADIUS = 4.0

@@ -9,6 +9,7 @@ applies), ``comparison.md`` (the table, also printed).
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -196,7 +197,15 @@ def best_baseline(baselines: list[dict[str, Any]], metric: str) -> dict[str, Any
     8.6 % of ratios were called "below" at a nominal 2.5 % (session 28 review)."""
     if not baselines:
         return None
-    return max(baselines, key=lambda r: (r.get("selection") or r)["metrics"][metric])
+    return max(baselines, key=lambda r: selection_value(r, metric))
+
+
+def selection_value(row: dict[str, Any], metric: str) -> float:
+    """A baseline row's ``metric`` on its ``selection`` figures (else its own) for ranking: a
+    non-finite value ranks last (review, session 38: a NaN first row won ``max``, every
+    comparison with NaN being False, and blanked the verdict beside finite baselines)."""
+    value = float((row.get("selection") or row)["metrics"][metric])
+    return value if math.isfinite(value) else -math.inf
 
 
 def verdict(data: dict[str, Any]) -> dict[str, Any]:
@@ -225,11 +234,18 @@ def verdict(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def row_ratio(numerator: dict[str, Any], denominator: dict[str, Any], metric: str) -> Ratio:
-    """``paired_ratio`` of two result rows (``metrics``, ``metrics_stderr``, ``leave_one_out``)."""
+    """``paired_ratio`` of two result rows (``metrics``, ``metrics_stderr``, ``leave_one_out``).
+    A lifetime of -1 (never above threshold, on either side or in a leave-one-out value) is no
+    age to divide: the ratio is NaN, no verdict (review, session 38: learned 5 over a baseline's
+    -1 read -5, "below the best baseline", and -1 / -1 "matches")."""
 
     def loo(row):
         return (row.get("leave_one_out") or {}).get(metric)
 
+    if metric == "lifetime" and any(
+        row["metrics"][metric] < 0 or min(loo(row) or [0.0]) < 0 for row in (numerator, denominator)
+    ):
+        return Ratio(math.nan, math.nan, paired=False)
     return paired_ratio(
         numerator["metrics"][metric],
         denominator["metrics"][metric],

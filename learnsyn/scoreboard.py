@@ -72,7 +72,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from learnsyn.compare import best_baseline, default_baselines, reevaluated, row_ratio
+from learnsyn.compare import (
+    best_baseline,
+    default_baselines,
+    reevaluated,
+    row_ratio,
+    selection_value,
+)
 from learnsyn.config import TrainConfig, resolve_device, stream_seed
 from learnsyn.estimate.grid import AUTO_MAX_STATES
 from learnsyn.estimate.montecarlo import PairBatch
@@ -909,10 +915,7 @@ def strongest_found(
         return strongest
     pick, kind, entry = max(candidates, key=lambda c: c[2]["selection"]["metrics"][metric])
     chosen = entry["selection"]["metrics"][metric]
-    if (
-        strongest is not None
-        and not chosen > (strongest.get("selection") or strongest)["metrics"][metric]
-    ):
+    if strongest is not None and not chosen > selection_value(strongest, metric):
         return strongest
     radius = entry.get("spectral_radius") or max(entry["linearization"]["moduli"])
     return {

@@ -9,8 +9,10 @@ so that all candidates see the same random numbers and the comparison between th
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -253,9 +255,10 @@ def tune(
     # may fit the exact bounded grid when a large one does not); the family's method is that of
     # its largest member in the budget
     per_candidate = "auto" if method == "auto" else None
-    if method == "auto":
-        method = resolve_method(largest_member(model_name, fixed, max_state), scenario, method)
-    method = resolve_method(probe, scenario, method)
+    # (review, session 38: the default member, benna-fusi's 4 variables, checked against the
+    # grid after the largest member of a budget of 1 had decided, refused bounded at 32 levels)
+    member = largest_member(model_name, fixed, max_state) if method == "auto" else probe
+    method = resolve_method(member, scenario, method)
     optimize = getattr(type(probe), "optimize", None)
     if optimize is not None:  # a family that computes its own optimum (optimal-linear)
         request = TuneRequest(
@@ -332,8 +335,11 @@ def tune(
             f"no valid parameters found for model {model_name!r}; the last evaluation said: {why}"
         )
     for name, values in integers:
+        # the grid's next value (serial's states are even: + 1 made no model, so the note was
+        # never given under a budget; review, session 38)
+        following = 2 * values[-1] - values[-2] if len(values) > 1 else values[-1] + 1
         budget_allows = fits_state_budget(
-            model_name, {**fixed, **best_params, name: values[-1] + 1}, max_state
+            model_name, {**fixed, **best_params, name: following}, max_state
         )
         if len(values) > 1 and best_params.get(name) == values[-1] and budget_allows:
             boundary.append(f"{name} = {values[-1]} is the largest value searched")
@@ -480,11 +486,17 @@ def baseline_code(name: str, scenario: Scenario) -> str:
     from learnsyn.io import source_fingerprint
 
     here = Path(__file__).parent
-    module = inspect.getsourcefile(model_class(name))
+    cls = model_class(name)
+    module = inspect.getsourcefile(cls)
+    # modules the search runs beyond the estimators (linear-range's step 4 is runs.train):
+    # the model's module names them in ``TUNING_CODE`` (review, session 38: an edit of the
+    # training code kept linear-range's cached rows)
+    extra = getattr(sys.modules[cls.__module__], "TUNING_CODE", ())
     return source_fingerprint(
         [
             module,
             *_baseline_imports(module),  # linear-range searches with optimal-linear's code
+            *(importlib.util.find_spec(extra_module).origin for extra_module in extra),
             inspect.getsourcefile(type(scenario)),
             Path(__file__),  # the search (its integer caps, widenings)
             here / "evaluate.py",

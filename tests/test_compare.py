@@ -118,3 +118,31 @@ def test_the_learned_row_names_the_selected_iteration(tiny_runs, tmp_path):
     learned = next(row for row in report["models"] if row["name"] == "learned")
     assert learned["params"]["iterations"] == 4
     assert learned["params"]["selected_iteration"] == selected
+
+
+def test_a_nan_baseline_is_never_the_best_and_a_lifetime_of_minus_one_is_no_ratio():
+    """Review, session 38: ``max`` kept a NaN first row as the best baseline (every comparison
+    with NaN is False), which blanked the verdict beside a finite baseline; and a lifetime of
+    -1 (never above threshold) was divided like an age: learned 4-6 over -1 read -5, "below"."""
+    import math
+
+    from learnsyn.compare import best_baseline
+    from learnsyn.scoreboard import learned_groups, strongest_found
+
+    rows = [
+        {"name": "linear-range", "metrics": {"area": math.nan}, "metrics_stderr": {"area": 0.0}},
+        {"name": "exponential", "metrics": {"area": 150.0}, "metrics_stderr": {"area": 0.0}},
+    ]
+    assert best_baseline(rows, "area")["name"] == "exponential"
+    assert strongest_found(rows, [], "area")["name"] == "exponential"
+    runs = [dict(label="gru", seed=s, run=f"r{s}", metrics={"area": 160.0 + s},
+                 metrics_stderr={"area": 0.0}) for s in range(3)]  # fmt: skip
+    group = learned_groups({"baselines": rows}, runs, "area")[0]
+    assert group["best_baseline"] == "exponential" and group["ratio"] == pytest.approx(161 / 150)
+    never = [{"name": "exponential", "metrics": {"lifetime": -1.0},
+              "metrics_stderr": {"lifetime": 0.0}}]  # fmt: skip
+    lifetimes = enumerate((4.0, 5.0, 6.0))
+    runs = [dict(label="gru", seed=s, run=f"r{s}", metrics={"lifetime": v},
+                 metrics_stderr={"lifetime": 0.0}) for s, v in lifetimes]  # fmt: skip
+    group = learned_groups({"baselines": never}, runs, "lifetime")[0]
+    assert math.isnan(group["ratio"]) and group["verdict"].startswith("no verdict")

@@ -1,6 +1,7 @@
 """Baseline tuning finds known optima."""
 
 import math
+from pathlib import Path
 
 import pytest
 import scipy.optimize
@@ -338,3 +339,54 @@ def test_an_amplitude_whose_squares_leave_float64_is_refused():
     with pytest.raises(ValueError, match="amplitude=1e-170 is out of range"):
         make_model("exponential", {"amplitude": 1e-170})
     assert make_model("exponential", {"amplitude": 1e15}) is not None
+
+
+def test_auto_checks_the_grid_on_the_largest_member_of_the_budget_not_the_default_member():
+    """Review, session 38: benna-fusi's default member (4 variables) was checked against the
+    exact grid after the budget's largest member (1 variable) had decided: bounded at 32
+    levels (32^4 states) refused the family, and compare left it out."""
+    from learnsyn.tuning import tune
+
+    scenario = make_scenario("bounded", {"levels": 32})
+    result = tune("benna-fusi", scenario, synapses=100, horizon=40, max_state=1,
+                  grid_points=3, refine_iterations=5)  # fmt: skip
+    assert result.evaluation.method == "exact" and result.best_params.get("variables", 1) == 1
+    with pytest.raises(ValueError, match="above the exact method's limit"):
+        tune("benna-fusi", scenario, synapses=100, horizon=40, method="exact")
+
+
+def test_linear_ranges_fingerprint_holds_the_training_code_its_search_runs(monkeypatch):
+    """Review, session 38: linear-range's step 4 runs ``runs.train``, but only the baselines'
+    own modules and the estimators were fingerprinted: an edit of the training code kept the
+    cached rows."""
+    import learnsyn.io
+    from learnsyn.tuning import baseline_code
+
+    hashed = {}
+
+    def recording(paths):
+        hashed["files"] = {Path(p).name for p in paths}
+        return "x"
+
+    monkeypatch.setattr(learnsyn.io, "source_fingerprint", recording)
+    baseline_code("linear-range", make_scenario("bounded"))
+    assert {"runs.py", "training.py", "cells.py", "config.py"} <= hashed["files"]
+    baseline_code("exponential", make_scenario("bounded"))
+    assert "runs.py" not in hashed["files"]
+
+
+def test_an_integer_at_the_top_of_its_grid_is_noted_under_a_budget_for_serials_even_states(
+    monkeypatch,
+):
+    """Review, session 38: the note tried the next value as top + 1, which serial (even states
+    only) cannot build, so under a state budget (compare, the scoreboard) it was never given."""
+    import learnsyn.tuning as tuning
+
+    monkeypatch.setitem(tuning.INTEGER_CAP, "states", 4)
+    monkeypatch.setattr(tuning, "WIDENINGS", 0)
+    for budget in (None, 1):
+        result = tuning.tune("serial", make_scenario("ideal"), synapses=1000, horizon=600,
+                             metric="lifetime", max_state=budget, grid_points=4,
+                             refine_iterations=10)  # fmt: skip
+        assert result.best_params["states"] == 4
+        assert "states = 4 is the largest value searched" in result.boundary, budget
