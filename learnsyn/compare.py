@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,14 @@ def compare_run(
         for key, value in recorded.items()
         if key in now and value != now[key]
     ]
+    default = replace(config, burn_in=None).resolved_burn_in()
+    if config.resolved_burn_in() < default:  # review, session 38: 46.8, above N / (4 theta)
+        cautions.append(
+            f"scored after the run's own burn-in of {config.resolved_burn_in()} steps, shorter "
+            f"than the default {default}: the learned synapse and the baselines are compared "
+            "near their initial states, not their stationary ones, where a synapse can exceed "
+            "any stationary bound (`learnsyn scoreboard` scores after the default)"
+        )
     scenario = make_scenario(config.task, config.task_params)
     names = parse_baselines(baselines, scenario, config.state_size)
     device = resolve_device(device)

@@ -118,6 +118,9 @@ def test_the_learned_row_names_the_selected_iteration(tiny_runs, tmp_path):
     learned = next(row for row in report["models"] if row["name"] == "learned")
     assert learned["params"]["iterations"] == 4
     assert learned["params"]["selected_iteration"] == selected
+    # review, session 38: a burn-in shorter than the default is said (a run trained with 0 read
+    # 2.3 x the best baseline, above the bound N / (4 theta)); the tiny runs have 30 of 75
+    assert any("shorter than the default 75" in c for c in report["cautions"]), report["cautions"]
 
 
 def test_a_nan_baseline_is_never_the_best_and_a_lifetime_of_minus_one_is_no_ratio():

@@ -953,9 +953,15 @@ def test_compare_and_scoreboard_warn_about_an_unfinished_or_non_stationary_run(
         capsys.readouterr()
         assert main(argv) == 0
         err = capsys.readouterr().err
-        cautions = read_json(run_dir / "comparison.json")["cautions"]
-        assert len(cautions) == (2 if flagged else 0) and err.count("warning: ") == len(cautions)
-        assert ("**Warning:**" in (run_dir / "comparison.md").read_text()) == flagged
+        said = read_json(run_dir / "comparison.json")["cautions"]
+        assert err.count("warning: ") == len(said)
+        # the tiny run's burn-in (20) is shorter than the default: said since session 38
+        assert (
+            "shorter than the default" in said[-1]
+            and "**Warning:**" in (run_dir / "comparison.md").read_text()
+        )
+        cautions = said[:-1]
+        assert len(cautions) == (2 if flagged else 0)
     assert "diverged" in cautions[0] and "not stationary" in cautions[1]
     # what a scoreboard row of the run carries, and that the scoreboard scores this run (its
     # own --burn-in) after the cell's burn-in (session 35)
@@ -1048,7 +1054,8 @@ def test_compare_reads_an_unreadable_result_json_as_a_caution(trained_run, tmp_p
         assert main(["compare", "--run", str(run), "--eval-batch", "64"]) == 0
         assert "its final figures are unknown" in capsys.readouterr().out
         cautions = read_json(run / "comparison.json")["cautions"]
-        assert len(cautions) == 1 and "final figures are unknown" in cautions[0]
+        assert len(cautions) == 2 and "final figures are unknown" in cautions[0]
+        assert "shorter than the default" in cautions[1]  # the tiny run's burn-in
 
 
 def test_a_resume_compares_settings_as_the_run_uses_them(tmp_path, monkeypatch, capsys):
