@@ -92,6 +92,9 @@ CHAIN_ALPHA_LOGIT_START = -6.0
 CELL_INITS = ("default", "chrono", "rotation")
 #: the stationary std the ``rotation`` init aims the state at (well inside tanh's linear range)
 ROTATION_STATE_STD = 0.1
+#: a linear start's slowest mode may lose at most this share of its gap 1 - rho to the tanh's
+#: mean slope (``start_at_linear``): its SNR moves by about half of it (0.2 %: 0.1 %)
+SLOPE_LOSS = 0.002
 #: the rotation init's own parameters (the tanh RNN and the GRU)
 ROTATION_PARAMS = (
     ParamSpec(
@@ -782,8 +785,12 @@ def start_at_linear(
     saturates (rnn, gru: a plain tanh's range is +-1) takes the synapse in the
     coordinates ``x' = alpha x`` (``b``, ``drive`` times alpha, ``c`` over alpha: the same
     synapse) where no stationary state variable's ``|mean| + std`` exceeds
-    ``ROTATION_STATE_STD`` of its range. A tuned linear synapse's state is wider than +-1, and
-    an rnn or gru started at optimal-linear in ideal read 29 % below it (review, session 34).
+    ``ROTATION_STATE_STD`` of its range, nor ``sqrt(SLOPE_LOSS (1 - rho(A)))`` of it: the tanh's
+    mean slope ``1 - E[(y / s)^2]`` multiplies every mode, and shortens a slow one's time scale
+    by that share of its gap ``1 - rho`` at most (review, session 38: at 0.1 of the range a mode
+    of 0.9875 decayed as 0.981, and a GRU started at optimal-linear in ideal read 175.9 where
+    the synapse reads 184.1). A tuned linear synapse's state is wider than +-1, and an rnn or
+    gru started at optimal-linear in ideal read 29 % below it (review, session 34).
     Where the scenario constrains the state (bounded's range; noisy's noise, which a rescaled
     state would carry 1 / alpha times larger, even at ``bound=0``; review, session 34) the scale
     is the scenario's: nothing is rescaled. ``scenario``: whose events set the state's extent
@@ -794,7 +801,8 @@ def start_at_linear(
         scale = saturation_scale(model)
         extent = linear_state_extent(A, b, drive, scenario)
         if math.isfinite(extent) and extent > 0:
-            alpha = min(1.0, ROTATION_STATE_STD * scale / extent)
+            reach = min(ROTATION_STATE_STD, math.sqrt(SLOPE_LOSS * (1.0 - spectral_radius(A))))
+            alpha = min(1.0, reach * scale / extent)
     model.set_linear(
         A,
         alpha * b,
