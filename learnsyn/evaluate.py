@@ -200,7 +200,7 @@ def check_evaluation_memory(
         )
         return
     per_age = kinds * (groups * 4 * 4 + 250) + groups * 8 * 6  # records, jackknife curves
-    state = evaluation_bytes(batch, state_size)  # (measured: review, session 35)
+    state = evaluation_bytes(batch, state_size, scenario)  # (measured: sessions 35, 38)
     check_memory(
         horizon * per_age + state,
         f"Monte Carlo over horizon {horizon} with {batch} pairs",

@@ -59,11 +59,31 @@ TRAINING_BYTES = {"reference": (24.0, 36.0), "fast": (8.0, 1.0), "fast-constrain
 #: pairs, horizon 600). Until then evaluate counted 384 B (3 x too few: it would have accepted
 #: 45 M pairs needing 55 GiB) and training 2 x horizon x 5 B (6 KB at horizon 600: 4 x too many)
 EVALUATION_PAIR_BYTES = (900.0, 224.0)
+#: where the scenario maps its own events (sparse, correlated, importance: the stream's state
+#: and its numbers), the fixed part, and where it constrains the state (bounded, noisy: the
+#: constraint's numbers), the part per state variable; measured in session 38 by peak resident
+#: memory at 65,536 pairs, horizon 600, m = 2 and 8 (per pair and tracked kind: sparse 3.1-3.4
+#: KB, correlated 2.7-3.0, importance 3.5-3.8, bounded and noisy 3.0 and 8.3 KB, where the
+#: ideal figures counted 1.3-2.7; review, session 38)
+STREAM_PAIR_BYTES = 3600.0
+CONSTRAINED_VARIABLE_BYTES = 1050.0
 
 
-def evaluation_bytes(pairs: int, state_size: int) -> float:
-    """``EVALUATION_PAIR_BYTES`` for ``pairs`` pairs of ``state_size`` variables."""
-    return pairs * (EVALUATION_PAIR_BYTES[0] + EVALUATION_PAIR_BYTES[1] * state_size)
+def evaluation_bytes(pairs: int, state_size: int, scenario=None) -> float:
+    """Bytes of a Monte Carlo evaluation's ``pairs`` pairs of ``state_size`` variables for every
+    tracked kind of ``scenario`` (``EVALUATION_PAIR_BYTES``, with ``STREAM_PAIR_BYTES`` and
+    ``CONSTRAINED_VARIABLE_BYTES`` where they apply; None: the ideal scenario)."""
+    fixed, per_variable = EVALUATION_PAIR_BYTES
+    kinds = 1
+    if scenario is not None:
+        from learnsyn.scenario import Scenario
+
+        kinds = len(scenario.tracked_kinds())
+        if type(scenario).next_events is not Scenario.next_events:
+            fixed = STREAM_PAIR_BYTES
+        if scenario.constrains_state:
+            per_variable = CONSTRAINED_VARIABLE_BYTES
+    return kinds * pairs * (fixed + per_variable * state_size)
 
 
 #: bytes per pair, step, branch and hidden unit of the ``mlp`` cell's reference graph (measured
@@ -129,7 +149,7 @@ def check_training_memory(config, rollout: str | None = None) -> None:
     else:
         fixed, per_variable = TRAINING_BYTES["fast-constrained" if constrained else "fast"]
     train_bytes = training * (fixed + per_variable * m)
-    evaluated_bytes = kinds * evaluation_bytes(evaluated, m)
+    evaluated_bytes = evaluation_bytes(evaluated, m, scenario)
     window = max(train_bytes, evaluated_bytes)
     what = f"batch {config.batch if train_bytes >= evaluated_bytes else evaluated}"
     if rollout == "grid":

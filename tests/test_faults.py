@@ -1390,3 +1390,29 @@ def test_a_vanishing_saturation_is_refused_and_every_rotation_pair_decays():
     for longest, shortest in ((1000, 0.1), (1000, 1.0), (2, 0.0), (3, 0.0)):
         _, J = rotation_blocks(4, longest, shortest)
         assert max(abs(np.linalg.eigvals(J.numpy()))) < 1, (longest, shortest)
+
+
+def test_the_evaluation_memory_estimate_covers_each_scenarios_measured_peak(monkeypatch):
+    """Review, session 38: one figure measured in ideal at m = 2 served every scenario, and
+    evaluate's check did not count the tracked kinds: bounded, noisy and importance needed 2-4
+    x what it counted. The peaks measured then (bytes per pair, GRU, 65,536 pairs, horizon
+    600, /work/runs-s38/evmem) must lie below the estimate; ideal's stays as it was."""
+    from learnsyn import evaluate as evaluation
+    from learnsyn import memory
+    from learnsyn.scenario import make_scenario
+
+    measured = {  # (task, m): peak resident bytes per pair
+        ("ideal", 2): 1245, ("ideal", 8): 1408, ("bounded", 2): 2955, ("bounded", 8): 8304,
+        ("noisy", 2): 2958, ("noisy", 8): 8352, ("sparse", 2): 3381, ("sparse", 8): 3104,
+        ("correlated", 2): 2747, ("correlated", 8): 2986, ("importance", 2): 7549,
+        ("importance", 8): 7083,
+    }  # fmt: skip
+    for (task, m), peak in measured.items():
+        estimate = memory.evaluation_bytes(1, m, make_scenario(task))
+        assert peak <= estimate <= 2.5 * peak, (task, m, estimate)
+    assert memory.evaluation_bytes(10, 2) == memory.evaluation_bytes(10, 2, make_scenario("ideal"))
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2**30)  # 1 GiB: 0.8 GiB usable
+    options = dict(state_size=2, method="monte-carlo", horizon=600, batch=150_000, groups=16)
+    evaluation.check_evaluation_memory(scenario=make_scenario("ideal"), **options)
+    with pytest.raises(ValueError, match="150000 pairs"):  # about 1.1 GiB
+        evaluation.check_evaluation_memory(scenario=make_scenario("importance"), **options)
