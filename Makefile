@@ -5,8 +5,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# The CPU wheel of torch: installing it first keeps pip from pulling a multi-GB CUDA build.
+# The CPU wheel of torch: installing it first keeps pip from pulling a multi-GB CUDA build
+# (PyPI's torch for Linux is the CUDA one). Tried in turn: the +cpu wheel from pip's own
+# sources (a local wheelhouse), then from TORCH_INDEX, then TORCH_CPU as PyPI has it (macOS,
+# whose wheels are CPU-only). Give TORCH_CPU=torch==X to choose another release.
 TORCH_CPU ?= torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: demo test lint bench scoreboard clean install
 
@@ -15,7 +19,9 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_CPU)"
+	$(PY) -m pip install --quiet "$(TORCH_CPU)+cpu" 2>/dev/null \
+	  || $(PY) -m pip install --quiet "$(TORCH_CPU)+cpu" --extra-index-url "$(TORCH_INDEX)" \
+	  || $(PY) -m pip install --quiet "$(TORCH_CPU)"
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
