@@ -35,6 +35,7 @@ from learnsyn.initialization import (
     MAX_SEED,
     apply_initialization_,
     check_fold_fits_width,
+    generator_seed,
     parse_init_spec,
 )
 from learnsyn.registry import register_model
@@ -226,7 +227,7 @@ class LearnedSynapse(Synapse):
         self.init = init
         self.timescale = params["timescale"]
         self.fold_axis = params["fold_axis"]
-        self.generator = torch.Generator().manual_seed(params["seed"])
+        self.generator = torch.Generator().manual_seed(generator_seed(params["seed"]))
         self.readout_weights = nn.Parameter(torch.empty(self.state_size))
         hidden = {"seed", "fold_axis"}  # not part of the model's description (as before)
         self.params = {"cell": self.cell, **{k: v for k, v in params.items() if k not in hidden}}

@@ -56,6 +56,7 @@ from learnsyn.estimate.snr import (
     lifetime_stderr,
     snr_from_moments,
 )
+from learnsyn.initialization import generator_seed
 from learnsyn.io import to_jsonable
 from learnsyn.memory import check_memory, evaluation_bytes
 from learnsyn.rollout import fast_simulate_pairs
@@ -508,7 +509,7 @@ def evaluate(
     else:
         check_pairs(batch)
         burn = default_burn_in(model, scenario, horizon) if burn_in is None else int(burn_in)
-        generator = torch.Generator(device=device).manual_seed(seed)
+        generator = torch.Generator(device=device).manual_seed(generator_seed(seed))
         model = model.to(device)
         rollout = rollout or os.environ.get("LEARNSYN_ROLLOUT", "fast")
         if rollout not in ("fast", "reference"):

@@ -219,6 +219,17 @@ def check_width(width: int) -> None:
         raise ValueError(f"width must be an integer >= 2, got {width}")
 
 
+def generator_seed(seed: int) -> int:
+    """The seed to give a torch generator for ``seed``: itself below 2**32, else mixed into 32
+    bits by numpy's SeedSequence. The CPU generator keeps a seed's low 32 bits only, so seeds
+    that differ above bit 31 drew the same numbers (review, session 38: cells of seed 7 and
+    7 + 2**32 were one cell); seeds below 2**32 draw what they always drew."""
+    seed = int(seed)
+    if seed < 2**32:  # (as before: a negative one is torch's to take or refuse)
+        return seed
+    return int(np.random.SeedSequence([seed]).generate_state(1, np.uint32)[0])
+
+
 def seeded_generator(*seed_parts: int) -> torch.Generator:
     """A CPU generator seeded from several integers (base seed, seed index, stream tag, ...).
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from learnsyn.estimate.snr import check_pairs
+from learnsyn.initialization import generator_seed
 from learnsyn.synapse import LinearForm, ModelInfo, Synapse, spectral_radius
 
 FIXED_POINT_STEPS = 20_000
@@ -371,7 +372,7 @@ def stationary_states(
     where the scenario's are (the numbers as before), else the scenario's own stream (sparse,
     correlated: balanced events sampled states the cell never visits there; review, session
     36), with its flags (importance: its boosted, flagged events; review, session 38)."""
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(generator_seed(seed))
     stats = scenario.markov_statistics()
     own = (
         scenario.has_flags

@@ -205,3 +205,30 @@ def test_the_mlp_starting_spreads_have_finite_limits():
         make_model("mlp", {"correction": 1e30})
     model = make_model("mlp", {"hidden_gain": 1e12, "correction": 1e12})
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_seeds_that_differ_only_above_bit_31_draw_different_numbers():
+    """Review, session 38: torch's CPU generator keeps a seed's low 32 bits, and cell seeds may
+    reach 2**62: a GRU of seed 7 and one of seed 7 + 2**32 were the same cell, and evaluations
+    on seeds 3 and 3 + 2**32 read the same figures. Seeds below 2**32 draw as before."""
+    import torch
+
+    from learnsyn.evaluate import evaluate
+    from learnsyn.initialization import generator_seed
+    from learnsyn.registry import make_model
+    from learnsyn.scenario import make_scenario
+
+    assert generator_seed(7) == 7 and generator_seed(2**32 - 1) == 2**32 - 1
+    assert generator_seed(7 + 2**32) not in (7, generator_seed(7 + 2**33))
+
+    def cell(seed):
+        model = make_model("gru", {"state_size": 2, "seed": seed})
+        return [p.detach().clone() for p in model.parameters()]
+
+    same = all(torch.equal(a, b) for a, b in zip(cell(7), cell(7 + 2**32)))
+    assert not same and all(torch.equal(a, b) for a, b in zip(cell(7), cell(7)))
+    model, scenario = make_model("exponential", {"decay": 0.9}), make_scenario("ideal")
+    options = dict(synapses=100, horizon=20, batch=64, method="monte-carlo")
+    low = evaluate(model, scenario, seed=3, **options).metrics
+    high = evaluate(model, scenario, seed=3 + 2**32, **options).metrics
+    assert low != high
