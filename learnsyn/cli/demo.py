@@ -37,7 +37,6 @@ QUICK_CONFIG = TrainConfig(
     iterations=4,
     batch=16,
     horizon=40,
-    burn_in=40,
     eval_batch=64,
     validate_every=2,
     device="cpu",
