@@ -41,7 +41,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/learnsyn bench
 
-# The N = 1000 cells of the scoreboard (about 5 min on one core; cached, so it resumes);
+# The N = 1000 cells of the scoreboard (about 30 min on one core; cached, so it resumes);
 # learned runs to score: make scoreboard RUNS="runs/ideal runs/bounded"; OVERWRITE=1 replaces a
 # board that holds cells or runs this call leaves out
 RUNS ?=

@@ -17,7 +17,7 @@ def add_scoreboard_command(sub) -> None:
     p = sub.add_parser(
         "scoreboard",
         help="tune every baseline for every scenario x m x N cell, add the bound and the given "
-        "learned runs; cached and resumable (N = 1000 cells: about 5 min on one core; the "
+        "learned runs; cached and resumable (N = 1000 cells: about 30 min on one core; the "
         "default also runs N = 10000, about 10 x that)",
     )
     p.add_argument(
