@@ -193,13 +193,13 @@ def test_the_median_pruner_compares_only_training_windows_of_one_length():
     assert isinstance(make_pruner("median", settings, said.append), optuna.pruners.NopPruner)
     assert "searches horizon" in said[0] and "give horizon one value with --fixed" in said[0]
     # review, session 36: a searched burn-in or estimator makes the metrics incomparable too
-    for name in ("burn_in", "estimator"):
-        space = {k: v for k, v in settings.space.items() if k != "horizon"}
+    for name in ("burn_in", "estimator", "batch", "validation_batch"):  # (batch: session 38)
+        space = {k: v for k, v in settings.space.items() if k not in ("horizon", "batch")}
         searched = replace(settings, space={**space, name: settings.space["horizon"]})
         assert isinstance(make_pruner("median", searched, said.append), optuna.pruners.NopPruner)
         assert f"searches {name}" in said[-1]
-    fixed = replace(settings, space={k: v for k, v in settings.space.items() if k != "horizon"},
-                    fixed={"horizon": 600, "iterations": 400})  # fmt: skip
+    kept = {k: v for k, v in settings.space.items() if k not in ("horizon", "batch")}
+    fixed = replace(settings, space=kept, fixed={"horizon": 600, "iterations": 400})
     pruner = make_pruner("median", fixed, said.append)
     assert isinstance(pruner, optuna.pruners.MedianPruner) and pruner._n_warmup_steps == 100
     assert isinstance(make_pruner("none", settings), optuna.pruners.NopPruner)
