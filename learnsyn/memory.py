@@ -36,11 +36,16 @@ def format_bytes(count: float) -> str:
     return f"{count:.0f} B"
 
 
+class NotEnoughMemory(ValueError):
+    """A run or evaluation refused before it starts because it would not fit in memory (a
+    study prunes the trial and goes on: its size, not the worker, is at fault)."""
+
+
 def check_memory(needed: float, what: str, hint: str = "") -> None:
-    """Raise ``ValueError`` when ``needed`` bytes exceed 80 % of the available memory."""
+    """Raise ``NotEnoughMemory`` when ``needed`` bytes exceed 80 % of the available memory."""
     available = available_bytes()
     if needed > FRACTION * available:
-        raise ValueError(
+        raise NotEnoughMemory(
             f"{what} would need about {format_bytes(needed)} of memory, more than this machine "
             f"has available ({format_bytes(available)})" + (f"; {hint}" if hint else "")
         )
@@ -165,7 +170,7 @@ def check_training_memory(config, rollout: str | None = None) -> None:
             if rollout not in ("grid", "reference"):  # (the kernels' use there is not measured)
                 window = GPU_BYTES * m * max(training, evaluation)
             if window > FRACTION * free:
-                raise ValueError(
+                raise NotEnoughMemory(
                     f"meta-training with {what}, horizon {config.horizon} and state "
                     f"size {config.state_size} would need about {format_bytes(window)} of GPU "
                     f"memory, more than is free ({format_bytes(free)}); give a smaller --batch, "

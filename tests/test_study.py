@@ -288,6 +288,31 @@ def test_a_trial_out_of_device_memory_is_pruned_and_the_worker_goes_on(
     assert "trial 0 pruned (out of device memory with" in capsys.readouterr().err
 
 
+def test_a_trial_refused_for_memory_by_its_run_is_pruned_and_the_worker_goes_on(
+    tmp_path, monkeypatch, capsys
+):
+    """Review, session 38: a run checks memory again with the rollout it finds (a fallback to
+    the reference loop needs more) after the study's own checks passed; its refusal, a
+    ValueError, ended the worker and its remaining trials."""
+    import learnsyn.runs
+    from learnsyn.memory import NotEnoughMemory
+
+    real_check, calls = learnsyn.runs.check_training_memory, []
+
+    def first_does_not_fit(config, rollout=None):
+        calls.append(1)
+        if len(calls) == 1:
+            raise NotEnoughMemory("meta-training with batch 16 would need about 9 GiB")
+        return real_check(config, rollout)
+
+    monkeypatch.setattr(learnsyn.runs, "check_training_memory", first_does_not_fit)
+    args = study_args(tmp_path, "learned", *TINY_LEARNED, "--n-trials", "2")
+    assert main([*args, "--study-name", "mem"]) == 0
+    trials = load(tmp_path, "mem").trials
+    assert [t.state.name for t in trials] == ["PRUNED", "COMPLETE"]
+    assert "would need about 9 GiB" in capsys.readouterr().err
+
+
 def test_interrupted_study_resumes_with_the_same_command(tmp_path, monkeypatch, capsys):
     import learnsyn.evaluate
 

@@ -135,6 +135,7 @@ class TrialObjective:
 
         from learnsyn import runs
         from learnsyn.config import resolve_device
+        from learnsyn.memory import NotEnoughMemory
         from learnsyn.scenario import make_scenario
         from learnsyn.tensorboard_log import FIGURE_BASELINES, RunLogger
 
@@ -166,6 +167,10 @@ class TrialObjective:
             )
         except runs.TrainingDiverged as error:
             raise optuna.TrialPruned(str(error)) from None
+        except NotEnoughMemory as error:  # checked again with the rollout the run found (a
+            # fallback to the reference loop needs more): this trial's size, not the worker's
+            # end (review, session 38)
+            raise optuna.TrialPruned(f"settings rejected: {error}") from None
         _, model, _ = runs.load_run(run_dir)
         scenario = make_scenario(config.task, config.task_params)
         device = resolve_device(config.device)
