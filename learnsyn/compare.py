@@ -244,21 +244,25 @@ def verdict(data: dict[str, Any]) -> dict[str, Any]:
 
 def row_ratio(numerator: dict[str, Any], denominator: dict[str, Any], metric: str) -> Ratio:
     """``paired_ratio`` of two result rows (``metrics``, ``metrics_stderr``, ``leave_one_out``).
-    A lifetime of -1 (never above threshold, on either side or in a leave-one-out value) is no
-    age to divide: the ratio is NaN, no verdict (review, session 38: learned 5 over a baseline's
-    -1 read -5, "below the best baseline", and -1 / -1 "matches")."""
+    A reference lifetime of -1 (never above threshold, or in a leave-one-out value) is no age to
+    divide by: the ratio is NaN, no verdict (review, session 38: learned 5 over a baseline's -1
+    read -5, "below the best baseline", and -1 / -1 "matches"); a numerator's -1 counts as 0."""
 
     def loo(row):
         return (row.get("leave_one_out") or {}).get(metric)
 
-    if metric == "lifetime" and any(
-        row["metrics"][metric] < 0 or min(loo(row) or [0.0]) < 0 for row in (numerator, denominator)
-    ):
-        return Ratio(math.nan, math.nan, paired=False)
+    value, values = numerator["metrics"][metric], loo(numerator)
+    if metric == "lifetime":
+        if denominator["metrics"][metric] < 0 or min(loo(denominator) or [0.0]) < 0:
+            return Ratio(math.nan, math.nan, paired=False)
+        # a learned synapse never above threshold is below any that is (as one above it at
+        # age 0 only: a lifetime of 0; the diff review, session 38)
+        value = max(value, 0.0)
+        values = None if values is None else [max(v, 0.0) for v in values]
     return paired_ratio(
-        numerator["metrics"][metric],
+        value,
         denominator["metrics"][metric],
-        loo(numerator),
+        values,
         loo(denominator),
         (numerator.get("metrics_stderr") or {}).get(metric, 0.0),
         (denominator.get("metrics_stderr") or {}).get(metric, 0.0),

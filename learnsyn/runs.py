@@ -402,7 +402,8 @@ def result_status(result: dict[str, Any]) -> str:
     run as unfinished, deleted its result and evaluated it again with today's code)."""
     if "status" in result:
         return result["status"]
-    return "complete" if result.get("complete", True) else "stopped"
+    # (one with neither field is not ours to call finished: the diff review, session 38)
+    return "complete" if result.get("complete", False) else "stopped"
 
 
 def _drop_unfinished_result(run_dir: Path, log) -> None:

@@ -255,10 +255,10 @@ def tune(
     # may fit the exact bounded grid when a large one does not); the family's method is that of
     # its largest member in the budget
     per_candidate = "auto" if method == "auto" else None
-    # (review, session 38: the default member, benna-fusi's 4 variables, checked against the
-    # grid after the largest member of a budget of 1 had decided, refused bounded at 32 levels)
-    member = largest_member(model_name, fixed, max_state) if method == "auto" else probe
-    method = resolve_method(member, scenario, method)
+    # the method is checked on the budget's largest member, the fixed values' without one
+    # (review, session 38: the default member, benna-fusi's 4 variables, was checked against
+    # the grid whatever the budget: a budget of 1 refused bounded at 32 levels)
+    method = resolve_method(largest_member(model_name, fixed, max_state), scenario, method)
     optimize = getattr(type(probe), "optimize", None)
     if optimize is not None:  # a family that computes its own optimum (optimal-linear)
         request = TuneRequest(
@@ -514,8 +514,14 @@ def simulation_files() -> list[Path]:
     here = Path(__file__).parent
     estimators = sorted(p for p in (here / "estimate").glob("*.py") if p.name != "ratio.py")
     rollouts = sorted((here / "rollout").glob("*.py"))
-    return [*estimators, *rollouts, here / "rollout" / "native.c", here / "synapse.py",
-            here / "scenario.py"]  # fmt: skip
+    return [
+        *estimators,
+        *rollouts,
+        here / "rollout" / "native.c",
+        here / "synapse.py",
+        here / "scenario.py",
+        here / "initialization.py",
+    ]  # fmt: skip (its generator_seed)
 
 
 def _baseline_imports(path) -> list[Path]:

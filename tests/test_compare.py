@@ -149,3 +149,8 @@ def test_a_nan_baseline_is_never_the_best_and_a_lifetime_of_minus_one_is_no_rati
                  metrics_stderr={"lifetime": 0.0}) for s, v in lifetimes]  # fmt: skip
     group = learned_groups({"baselines": never}, runs, "lifetime")[0]
     assert math.isnan(group["ratio"]) and group["verdict"].startswith("no verdict")
+    # a learned synapse never above threshold is below one that is (the diff review)
+    from learnsyn.compare import row_ratio
+
+    some = {"metrics": {"lifetime": 50.0}, "metrics_stderr": {"lifetime": 0.0}}
+    assert row_ratio(never[0], some, "lifetime").value == 0.0

@@ -577,6 +577,9 @@ def test_a_finished_result_written_before_the_status_field_is_finished_on_resume
     assert any("is finished" in line for line in said) and run_cautions(run) == []
     path.write_text(json.dumps({**old, "complete": False}))
     assert "the run is stopped" in run_cautions(run)[0]
+    from learnsyn.runs import result_status
+
+    assert result_status({}) == "stopped"  # neither field: not called finished (diff review)
 
 
 def test_a_checkpoint_saved_under_numpy_1_loads_under_numpy_2(tmp_path):

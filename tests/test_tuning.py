@@ -351,6 +351,9 @@ def test_auto_checks_the_grid_on_the_largest_member_of_the_budget_not_the_defaul
     result = tune("benna-fusi", scenario, synapses=100, horizon=40, max_state=1,
                   grid_points=3, refine_iterations=5)  # fmt: skip
     assert result.evaluation.method == "exact" and result.best_params.get("variables", 1) == 1
+    explicit = tune("benna-fusi", scenario, synapses=100, horizon=40, max_state=1,
+                    method="exact", grid_points=3, refine_iterations=5)  # fmt: skip
+    assert explicit.evaluation.method == "exact"
     with pytest.raises(ValueError, match="above the exact method's limit"):
         tune("benna-fusi", scenario, synapses=100, horizon=40, method="exact")
 
@@ -373,6 +376,7 @@ def test_linear_ranges_fingerprint_holds_the_training_code_its_search_runs(monke
     assert {"runs.py", "training.py", "cells.py", "config.py"} <= hashed["files"]
     baseline_code("exponential", make_scenario("bounded"))
     assert "runs.py" not in hashed["files"]
+    assert "initialization.py" in hashed["files"]  # generator_seed draws every Monte Carlo row
 
 
 def test_an_integer_at_the_top_of_its_grid_is_noted_under_a_budget_for_serials_even_states(
