@@ -971,3 +971,31 @@ def test_ideal_gru_three_seeds_are_linear_synapses_at_or_just_below_the_optimum(
         assert exact.metrics["area"] <= optimum + 0.01
         linear.append(exact.metrics["area"])
     assert float(np.mean(linear)) / optimum == pytest.approx(expected, abs=5e-4)  # measured
+
+
+def test_bounded_m4_gru_five_seeds_trained_today_are_level_with_the_refined_linear_synapse(
+    stored_run,
+):
+    """README's bounded m = 4 row with today's code (session 38: `--batch 2048 --iterations
+    600`, seeds 0-4, trained again and stored): exactly on the 16^4 grid the five GRUs read
+    183.04, 184.77, 187.74, 185.23 and 191.17, 0.984 +- 0.007 of the refined linear synapse
+    (189.45; session 22's five runs: 0.990 +- 0.009), level at 95 % (Student's t, 4 degrees of
+    freedom); exact on both sides, so the error is the seeds' spread alone. Fails if the mean
+    moves or if the verdict reads above or below."""
+    import numpy as np
+    from scipy.stats import t
+
+    scenario = make_scenario("bounded")
+    kw = dict(synapses=1000, horizon=600, convention="large-n", method="exact", burn_in=1500)
+    areas = []
+    for seed in range(5):
+        _, _, model = stored_run(f"bounded-gru-m4-b2048-i600-r38-s{seed}")
+        areas.append(evaluate(model, scenario, **kw).metrics["area"])
+    assert areas[0] == pytest.approx(183.04, abs=0.05)  # measured
+    refined = _best_linear("m4")["value"]  # 189.45
+    ratio = float(np.mean(areas)) / refined
+    stderr = float(np.std(areas, ddof=1) / np.sqrt(5)) / refined
+    k = float(t.ppf(0.975, 4))
+    assert ratio == pytest.approx(0.9839, abs=1e-3)
+    assert ratio - k * stderr < 1 < ratio + k * stderr  # level
+    assert stderr < 0.015
