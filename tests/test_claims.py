@@ -85,7 +85,7 @@ def _seeds_over_linear(stored_run, group: str, params_key: str, area_key: str):
         assert "variance_share" not in learned.monte_carlo
     linear = evaluate(
         make_model("optimal-linear", stored[params_key]),
-        make_scenario(config.task),
+        make_scenario(config.task, config.task_params),
         synapses=1000,
         horizon=600,
         convention="large-n",

@@ -193,7 +193,7 @@ def test_the_median_pruner_compares_only_training_windows_of_one_length():
     assert isinstance(make_pruner("median", settings, said.append), optuna.pruners.NopPruner)
     assert "searches horizon" in said[0] and "give horizon one value with --fixed" in said[0]
     # review, session 36: a searched burn-in or estimator makes the metrics incomparable too
-    for name in ("burn_in", "estimator", "batch", "validation_batch"):  # (batch: session 38)
+    for name in ("burn_in", "estimator", "batch"):  # (batch: session 38)
         space = {k: v for k, v in settings.space.items() if k not in ("horizon", "batch")}
         searched = replace(settings, space={**space, name: settings.space["horizon"]})
         assert isinstance(make_pruner("median", searched, said.append), optuna.pruners.NopPruner)
@@ -211,6 +211,9 @@ def test_the_median_pruner_compares_only_training_windows_of_one_length():
     one_kind = replace(bounded, fixed={**bounded.fixed, "estimator": "monte-carlo"})
     assert isinstance(make_pruner("median", one_kind, said.append), optuna.pruners.MedianPruner)
     assert isinstance(make_pruner("median", fixed, said.append), optuna.pruners.MedianPruner)
+    # the validation batch is not what the pruner compares (the training batch's metric is)
+    validated = replace(fixed, space={**fixed.space, "validation_batch": settings.space["batch"]})
+    assert isinstance(make_pruner("median", validated, said.append), optuna.pruners.MedianPruner)
 
 
 @pytest.mark.parametrize(

@@ -302,9 +302,11 @@ def _estimators_over_state_sizes(settings: StudySettings) -> set[str]:
 def make_pruner(name: str, settings: StudySettings | None = None, log=_log):
     """Optuna's pruner for ``--pruner``. The median pruner compares the trials' training
     metrics at the same iteration, so a learned study that searches ``horizon`` (the window
-    they are measured over: a longer one scores more area whatever the synapse) prunes nothing,
-    and none is pruned in the first quarter of a known number of iterations (early values are
-    mostly noise)."""
+    they are measured over: a longer one scores more area whatever the synapse), ``batch`` (the
+    training batch they are estimated on: a small one reads high), ``burn_in``, ``estimator``
+    or state sizes that mix the exact grid with Monte Carlo prunes nothing (the default space
+    searches horizon and batch: fix both to prune), and none is pruned in the first quarter of
+    a known number of iterations (early values are mostly noise)."""
     import optuna
 
     if name == "none":
@@ -319,8 +321,6 @@ def make_pruner(name: str, settings: StudySettings | None = None, log=_log):
             # (review, session 38: a Monte Carlo SNR of few pairs reads high: an exponential's
             # area 1.9 +- 0.9 % above its exact value at 128 pairs, 0.3 +- 0.4 % at 1024)
             "batch": "are estimated on different numbers of pairs (a small batch reads high)",
-            "validation_batch": "are estimated on different numbers of pairs (a small batch "
-            "reads high)",
         }
         searched = set(settings.space)
         if "state_size" in searched and len(_estimators_over_state_sizes(settings)) > 1:
