@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from learnsyn.config import resolve_device, stream_seed
+from learnsyn.config import default_train_burn_in, resolve_device, stream_seed
 from learnsyn.estimate.ratio import Ratio, paired_ratio
 from learnsyn.estimate.snr import rounding_error
 from learnsyn.evaluate import Evaluation, check_compatible, evaluate
@@ -90,10 +89,13 @@ def compare_run(
         for key, value in recorded.items()
         if key in now and value != now[key]
     ]
-    default = replace(config, burn_in=None).resolved_burn_in()
-    if config.resolved_burn_in() < default:  # review, session 38: 46.8, above N / (4 theta)
+    own, default = (
+        config.resolved_burn_in(),
+        default_train_burn_in(config.task, config.task_params, config.horizon),
+    )
+    if own < default:  # review, session 38: 46.8, above N / (4 theta)
         cautions.append(
-            f"scored after the run's own burn-in of {config.resolved_burn_in()} steps, shorter "
+            f"scored after the run's own burn-in of {own} steps, shorter "
             f"than the default {default}: the learned synapse and the baselines are compared "
             "near their initial states, not their stationary ones, where a synapse can exceed "
             "any stationary bound (`learnsyn scoreboard` scores after the default)"

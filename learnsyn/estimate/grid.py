@@ -328,12 +328,12 @@ def model_device(model: Synapse) -> torch.device:
     return torch.device("cpu")
 
 
-def model_dtype(model: Synapse) -> torch.dtype:
-    """The dtype of the model's first floating parameter or buffer (float64 when none)."""
+def model_dtype(model: Synapse) -> torch.dtype | None:
+    """The dtype of the model's first floating parameter or buffer (None when none)."""
     for tensor in list(model.parameters()) + list(model.buffers()):
         if tensor.is_floating_point():
             return tensor.dtype
-    return torch.float64
+    return None
 
 
 def _event_tensors(points, value: float, flag: float | None):
@@ -438,13 +438,12 @@ def build_grid_chain(
     m = model.state_size
     check_grid_size(levels, m, max_states=max_states)
     own = model_dtype(model)
-    has_floats = any(t.is_floating_point() for t in [*model.parameters(), *model.buffers()])
-    if dtype is not None and has_floats and dtype != own:
+    if dtype is not None and own is not None and dtype != own:
         raise ValueError(
             f"dtype {dtype} differs from the model's parameters ({own}): convert the model "
             f"first (model.to({dtype})) or leave dtype out"
         )
-    dtype = own if dtype is None else dtype
+    dtype = dtype or own or torch.float64  # float64 for a model without floating parameters
     device = model_device(model) if device is None else torch.device(device)
     points = grid_points(levels, bound, m, device=device, dtype=dtype)
     matrices, undefined = [], torch.zeros(points.shape[0], dtype=torch.bool, device=device)
